@@ -1,0 +1,4 @@
+"""``python -m optimizer``: the same as the ``offeropt`` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Which (customer, offer) pairs the rules allow, and why the others were removed.
+
+Rules, exactly as CONTRACT.md reads them: the offer's eligibility window, the customer's
+``exclude`` rows against every category of the offer, the sensitive policy (``opt_in`` needs an
+opt-in row for every sensitive category of the offer), and the cooldown from ``history``. The
+frequency window lowers each customer's own cap (see :func:`customer_caps`).
+
+Rules are compiled once into :class:`EligibilityRules` (offer-level masks and sorted pair keys) so
+that a chunk of customers is filtered with a dense scatter and gather, never a loop over pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .config import Rules
+from .schemas import normalize_category_name
+from .features import OfferCategories
+from .validate import Inputs
+
+REASONS = ("window", "exclude", "sensitive", "cooldown")
+
+
+@dataclass
+class EligibilityRules:
+    """The compiled rules. Pair keys are ``customer * n_offers + offer``, sorted.
+
+    active: per offer, inside its eligibility window this week.
+    forbidden_for_all: per offer, sensitive and the policy sends sensitive offers to nobody.
+    needs_opt_in: per offer, sensitive under the ``opt_in`` policy.
+    excluded_keys, opted_in_keys, cooldown_keys: sorted pair keys.
+    audit: pairs removed so far, by reason (each reason counted on its own, so a pair can count
+        under several; ``removed`` counts each removed pair once).
+    """
+
+    n_offers: int
+    active: np.ndarray
+    forbidden_for_all: np.ndarray
+    needs_opt_in: np.ndarray
+    excluded_keys: np.ndarray
+    opted_in_keys: np.ndarray
+    cooldown_keys: np.ndarray
+    audit: dict[str, int] = field(default_factory=lambda: {r: 0 for r in (*REASONS, "removed",
+                                                                           "considered")})
+
+    def allowed(self, customers: np.ndarray, offer: np.ndarray) -> np.ndarray:
+        """Mask of the allowed candidates of a chunk and update the audit.
+
+        ``customers``: ``(n,)`` customer indices in increasing order; ``offer``: ``(n, slots)``
+        offer indices, -1 in empty slots (never allowed, never counted).
+        """
+        present = offer >= 0
+        safe = np.maximum(offer, 0)
+        keys = customers[:, None].astype(np.int64) * self.n_offers + safe
+        lo, hi = customers[0] * self.n_offers, (customers[-1] + 1) * self.n_offers
+        reasons = {
+            "window": ~self.active[safe],
+            "exclude": _member(keys, self.excluded_keys, lo, hi),
+            "sensitive": self.forbidden_for_all[safe]
+            | (self.needs_opt_in[safe] & ~_member(keys, self.opted_in_keys, lo, hi)),
+            "cooldown": _member(keys, self.cooldown_keys, lo, hi),
+        }
+        blocked = np.zeros(offer.shape, dtype=bool)
+        for name, mask in reasons.items():
+            mask &= present
+            self.audit[name] += int(mask.sum())
+            blocked |= mask
+        self.audit["removed"] += int(blocked.sum())
+        self.audit["considered"] += int(present.sum())
+        return present & ~blocked
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Whether each key is in ``sorted_keys``, looking only at the chunk's key range."""
+    start, stop = np.searchsorted(sorted_keys, [lo, hi])
+    local = sorted_keys[start:stop]
+    if local.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(local, keys), local.size - 1)
+    return local[pos] == keys
+
+
+def _keys(frame: pl.DataFrame, n_offers: int) -> np.ndarray:
+    if frame.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = (frame.get_column("c").cast(pl.Int64) * n_offers + frame.get_column("o").cast(pl.Int64))
+    return np.unique(keys.to_numpy())
+
+
+def compile_rules(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
+                  ) -> EligibilityRules:
+    """Compile the scenario's rules against the validated inputs."""
+    offers = inputs.offers
+    n_offers = inputs.n_offers
+    start = offers.get_column("start_week").fill_null(week).to_numpy()
+    end = offers.get_column("end_week").fill_null(week).to_numpy()
+    active = (start <= week) & (week <= end)
+
+    sensitive = {normalize_category_name(c) for c in rules.sensitive_categories}
+    sens_pairs = cats.pairs.filter(pl.col("category").is_in(list(sensitive)))
+    is_sensitive = np.zeros(n_offers, dtype=bool)
+    is_sensitive[sens_pairs.get_column("o").to_numpy()] = True
+    policy = rules.sensitive_policy
+    forbidden_for_all = is_sensitive if policy == "exclude" else np.zeros(n_offers, dtype=bool)
+    needs_opt_in = is_sensitive if policy == "opt_in" else np.zeros(n_offers, dtype=bool)
+
+    empty = pl.DataFrame({"c": [], "o": []}, schema={"c": pl.Int32, "o": pl.Int32})
+    excluded, opted = empty, empty
+    if inputs.restrictions is not None:
+        restr = inputs.restrictions.select("c", "category", "rule")
+        excluded = (restr.filter(pl.col("rule") == "exclude")
+                    .join(cats.pairs, on="category").select("c", "o"))
+        need = sens_pairs.group_by("o").agg(pl.len().alias("need"))
+        opted = (restr.filter(pl.col("rule") == "opt_in").unique(["c", "category"])
+                 .join(sens_pairs, on="category")
+                 .group_by(["c", "o"]).agg(pl.len().alias("have"))
+                 .join(need, on="o").filter(pl.col("have") >= pl.col("need")).select("c", "o"))
+
+    cooldown = empty
+    if inputs.history is not None and rules.cooldown_weeks > 0:
+        cooldown = inputs.history.filter(
+            (pl.col("week") >= week - rules.cooldown_weeks) & (pl.col("week") < week)
+        ).select("c", "o")
+
+    return EligibilityRules(
+        n_offers=n_offers, active=active, forbidden_for_all=forbidden_for_all,
+        needs_opt_in=needs_opt_in, excluded_keys=_keys(excluded, n_offers),
+        opted_in_keys=_keys(opted, n_offers), cooldown_keys=_keys(cooldown, n_offers),
+    )
+
+
+def customer_caps(inputs: Inputs, rules: Rules, week: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Each customer's cap this week: ``max_offers_per_customer``, lowered by the frequency window.
+
+    With ``max_offers_per_window = N`` over ``window_weeks = W``, her history rows in weeks
+    ``week - W + 1 .. week - 1`` use up part of N. Returns the caps and an audit of how many
+    customers the window limited.
+    """
+    caps = np.full(inputs.n_customers, rules.max_offers_per_customer, dtype=np.int64)
+    audit = {"customers_limited_by_window": 0, "customers_at_window_cap": 0}
+    if rules.max_offers_per_window is None:
+        caps = np.minimum(caps, rules.max_offers_per_customer)
+        return caps, audit
+    window_room = np.full(inputs.n_customers, rules.max_offers_per_window, dtype=np.int64)
+    if inputs.history is not None:
+        recent = inputs.history.filter(
+            (pl.col("week") > week - rules.window_weeks) & (pl.col("week") < week))
+        sent = np.bincount(recent.get_column("c").to_numpy(), minlength=inputs.n_customers)
+        window_room = np.maximum(window_room - sent, 0)
+    limited = window_room < caps
+    audit["customers_limited_by_window"] = int(limited.sum())
+    audit["customers_at_window_cap"] = int((window_room == 0).sum())
+    return np.minimum(caps, window_room), audit

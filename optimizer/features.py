@@ -1,0 +1,150 @@
+"""Customer and offer features, built once from the validated tables with polars and sparse maths.
+
+Customer side (customer first): each customer's recency-decayed spend by category, brand and
+product, as shares of her decayed spend, and her price sensitivity. A purchase of week ``w``
+weighs ``0.5 ** ((week - w) / half_life_weeks)``; purchases of the planning week or later are left
+out (they have not happened when the plan is made).
+
+Privacy by design: spend in sensitive categories is left out of every denominator and of brand and
+price-sensitivity features, so it can only raise the share of its own category and its own
+products, i.e. the scores of offers in that same category; it never moves her scores elsewhere.
+
+Offer side: every offer's categories (its own ``category`` plus those of its listed products,
+normalised, primary first), brand, and product list, as incidence matrices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from .schemas import normalize_category, normalize_category_name
+from .validate import Inputs
+
+
+@dataclass(frozen=True)
+class OfferCategories:
+    """Every offer's categories: its own ``category`` plus those of its listed products."""
+
+    pairs: pl.DataFrame  # columns o (Int32), category (Utf8): one row per (offer, category)
+    names: list[str]  # category index -> normalised name
+    table: np.ndarray  # (n_offers, width) category indices, -1 padded, primary first
+
+
+def offer_categories(inputs: Inputs) -> OfferCategories:
+    """Collect each offer's categories (normalised), primary first: its own ``category`` if set,
+    else its products' most common category."""
+    own = inputs.offers.filter(pl.col("category").is_not_null()).select(
+        pl.col("o"), pl.col("category"), pl.lit(0).alias("rank"), pl.lit(0, pl.Int64).alias("n"))
+    frames = [own]
+    if inputs.offer_products is not None:
+        listed = (inputs.offer_products.join(inputs.products.select("p", "category"), on="p")
+                  .group_by(["o", "category"]).agg(pl.len().alias("n"))
+                  .select(pl.col("o"), pl.col("category"), pl.lit(1).alias("rank"),
+                          (-pl.col("n").cast(pl.Int64)).alias("n")))
+        frames.append(listed)
+    pairs = (pl.concat(frames, how="vertical_relaxed")
+             .sort(["o", "rank", "n", "category"])
+             .unique(["o", "category"], keep="first", maintain_order=True)
+             .select(pl.col("o").cast(pl.Int32), "category"))
+    names = sorted(pairs.get_column("category").unique().to_list())
+    index = {name: i for i, name in enumerate(names)}
+    cat_idx = pairs.get_column("category").replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    offer_idx = pairs.get_column("o").to_numpy().astype(np.int64)
+    n_offers = inputs.n_offers
+    counts = np.bincount(offer_idx, minlength=n_offers)
+    width = max(1, int(counts.max()) if counts.size else 1)
+    table = np.full((n_offers, width), -1, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.arange(offer_idx.size) - starts[offer_idx]
+    table[offer_idx, position] = cat_idx
+    return OfferCategories(pairs, names, table)
+
+
+@dataclass(frozen=True)
+class CustomerFeatures:
+    """Per-customer behaviour, rows indexed by the customer index ``c``.
+
+    category_share: ``(C, K)`` decayed spend per product category / decayed non-sensitive spend.
+    brand_share: ``(C, B)`` decayed non-sensitive spend per brand / the same denominator.
+    product_share: ``(C, P)`` decayed spend per product / the same denominator.
+    discount_share: ``(C,)`` share of her decayed non-sensitive spend bought on discount.
+    spend: ``(C,)`` undecayed spend over the history; weeks_observed: weeks the history spans.
+    last_week: ``(C,)`` her last purchase week (``-1`` if none).
+    categories, brands: names of the columns of the share matrices.
+    """
+
+    category_share: sp.csr_matrix
+    brand_share: sp.csr_matrix
+    product_share: sp.csr_matrix
+    discount_share: np.ndarray
+    spend: np.ndarray
+    weeks_observed: int
+    last_week: np.ndarray
+    categories: list[str]
+    brands: list[str]
+
+
+def _share_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
+                  denominator: np.ndarray) -> sp.csr_matrix:
+    matrix = sp.csr_matrix((weights, (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    scale = np.where(denominator > 0, 1.0 / np.maximum(denominator, 1e-300), 0.0)
+    matrix = sp.diags(scale) @ matrix
+    matrix.data = np.minimum(matrix.data, 1.0)
+    return matrix.tocsr()
+
+
+def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
+                      sensitive_categories: tuple[str, ...]) -> CustomerFeatures:
+    """Build :class:`CustomerFeatures` from ``inputs.transactions`` (see the module docstring)."""
+    n_customers = inputs.n_customers
+    products = inputs.products
+    categories = sorted(products.get_column("category").unique().to_list())
+    cat_index = {name: i for i, name in enumerate(categories)}
+    sensitive = {normalize_category_name(c) for c in sensitive_categories}
+    brand_col = (normalize_category(pl.col("brand")) if "brand" in products.columns
+                 else pl.lit(None, pl.Utf8))
+    product_info = products.select(
+        "p", pl.col("category").replace_strict(cat_index, return_dtype=pl.Int64).alias("k"),
+        pl.col("category").is_in(list(sensitive)).alias("sensitive"), brand_col.alias("brand"))
+    brands = sorted(b for b in product_info.get_column("brand").unique().to_list() if b)
+    brand_index = {name: i for i, name in enumerate(brands)}
+    has_discount = "discount" in inputs.transactions.columns
+    lines = (inputs.transactions.lazy()
+             .filter(pl.col("week") < week)
+             .join(product_info.lazy(), on="p")
+             .select(
+                 pl.col("c").cast(pl.Int64), pl.col("p").cast(pl.Int64), "k", "sensitive",
+                 pl.col("brand").replace_strict(brand_index, default=-1, return_dtype=pl.Int64),
+                 "week", pl.col("sales_value"),
+                 (pl.lit(0.5) ** ((week - pl.col("week")) / half_life_weeks) * pl.col("sales_value"))
+                 .alias("decayed"),
+                 ((pl.col("discount") > 0) if has_discount else pl.lit(False)).alias("discounted"),
+             ).collect())
+    c = lines.get_column("c").to_numpy()
+    decayed = lines.get_column("decayed").to_numpy()
+    plain = ~lines.get_column("sensitive").to_numpy()
+    denominator = np.bincount(c[plain], weights=decayed[plain], minlength=n_customers)
+    category_share = _share_matrix(c, lines.get_column("k").to_numpy(), decayed,
+                                   (n_customers, len(categories)), denominator)
+    brand = lines.get_column("brand").to_numpy()
+    branded = plain & (brand >= 0)
+    brand_share = _share_matrix(c[branded], brand[branded], decayed[branded],
+                                (n_customers, max(len(brands), 1)), denominator)
+    product_share = _share_matrix(c, lines.get_column("p").to_numpy(), decayed,
+                                  (n_customers, products.height), denominator)
+    discounted = plain & lines.get_column("discounted").to_numpy()
+    discount_spend = np.bincount(c[discounted], weights=decayed[discounted], minlength=n_customers)
+    discount_share = np.where(denominator > 0, discount_spend / np.maximum(denominator, 1e-300), 0)
+    spend = np.bincount(c, weights=lines.get_column("sales_value").to_numpy(),
+                        minlength=n_customers)
+    weeks = lines.get_column("week").to_numpy()
+    weeks_observed = int(week - weeks.min()) if weeks.size else 0
+    last_week = np.full(n_customers, -1, dtype=np.int64)
+    if weeks.size:
+        np.maximum.at(last_week, c, weeks)
+    return CustomerFeatures(category_share, brand_share, product_share, discount_share, spend,
+                            weeks_observed, last_week, categories, brands)

@@ -1,0 +1,167 @@
+"""Read the input folder's tables: the only module that opens input files.
+
+Each table is ``NAME.parquet`` or ``NAME.csv``. CSV files are read as text and typed here against
+:mod:`optimizer.schemas`, so a bad value is reported with its row instead of silently becoming null;
+ID columns of a CSV become integers only when every value is a plain integer (``00123`` stays a
+string, because that is what the user wrote).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputError
+from .schemas import ID, INPUT_TABLES, TableSchema
+
+_PLAIN_INT = r"^-?(0|[1-9][0-9]{0,17})$"
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A table as read from disk, columns typed but not yet checked against the others."""
+
+    name: str
+    path: Path
+    frame: pl.DataFrame
+    sha256: str
+
+
+def table_path(folder: Path, name: str) -> Path | None:
+    """The file holding table ``name`` in ``folder``, or ``None`` when there is none."""
+    found = [p for p in (folder / f"{name}.parquet", folder / f"{name}.csv") if p.is_file()]
+    if len(found) > 1:
+        raise InputError(name, None, f"both {found[0].name} and {found[1].name} exist in {folder}; "
+                         "keep one")
+    return found[0] if found else None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks so large tables cost no memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
+    wanted = list(schema.columns)
+    try:
+        if path.suffix == ".parquet":
+            available = pl.read_parquet_schema(path)
+            cols = [c for c in wanted if c in available]
+            return pl.read_parquet(path, columns=cols)
+        with path.open("rb") as handle:
+            header = handle.readline()
+        try:
+            header_text = header.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(schema.name, None, f"{path.name} is not UTF-8 text ({exc.reason}); "
+                             "save it as UTF-8") from None
+        names = [h.strip().strip('"') for h in header_text.rstrip("\r\n").split(",")]
+        cols = [c for c in wanted if c in names]
+        frame = pl.read_csv(path, infer_schema=False, columns=cols or None, encoding="utf8",
+                            raise_if_empty=False)
+        if frame.width and frame.columns[0].startswith("\ufeff"):
+            frame = frame.rename({frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
+        return frame
+    except InputError:
+        raise
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(schema.name, None, f"cannot read {path.name}: {first}") from None
+
+
+def _check_columns(schema: TableSchema, frame: pl.DataFrame, path: Path) -> None:
+    missing = [c for c in schema.required_columns if c not in frame.columns]
+    if not missing:
+        return
+    hint = ""
+    if frame.width == 1 and any(sep in frame.columns[0] for sep in (";", "\t", "|")):
+        hint = "; the file seems to use another separator than ',' (CSV must be comma-separated)"
+    raise InputError(
+        schema.name, missing[0],
+        f"required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing from "
+        f"{path.name} (it has: {', '.join(frame.columns) or 'no columns'}){hint}",
+    )
+
+
+def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: object) -> pl.Series:
+    series = frame.get_column(column)
+    if dtype == ID:
+        if series.dtype.is_integer():
+            return series.cast(pl.Int64)
+        if series.dtype == pl.Utf8:
+            return series
+        raise InputError(schema.name, column, f"IDs must be integers or text, not {series.dtype}",
+                         sample=frame.head(3).rows(named=True))
+    if series.dtype == dtype:
+        return series
+    if dtype == pl.Date and series.dtype == pl.Datetime:
+        return series.dt.date()
+    source = series.str.strip_chars() if series.dtype == pl.Utf8 else series
+    if series.dtype == pl.Utf8:
+        source = source.replace("", None)
+    converted = source.cast(dtype, strict=False)  # type: ignore[arg-type]
+    bad = converted.is_null() & source.is_not_null()
+    if bad.any():
+        rows = frame.filter(bad).head(5).rows(named=True)
+        kind = {pl.Float64: "numbers", pl.Int64: "whole numbers", pl.Date: "dates (YYYY-MM-DD)"}
+        raise InputError(schema.name, column, f"values must be {kind.get(dtype, dtype)}",  # type: ignore[call-overload]
+                         sample=rows, count=int(bad.sum()))
+    return converted
+
+
+def read_table(folder: Path, name: str) -> RawTable | None:
+    """Read and type one table; ``None`` when an optional table is absent."""
+    schema = INPUT_TABLES[name]
+    path = table_path(folder, name)
+    if path is None:
+        if schema.required_table:
+            raise InputError(name, None, f"required table missing: no {name}.parquet or {name}.csv "
+                             f"in {folder}")
+        return None
+    frame = _read_file(schema, path)
+    _check_columns(schema, frame, path)
+    typed = [_cast_column(schema, frame, c, t) for c, t in schema.columns.items() if c in frame.columns]
+    return RawTable(name, path, pl.DataFrame(typed), file_sha256(path))
+
+
+def unify_id_type(ids: pl.Series, master_is_int: bool) -> pl.Series:
+    """Read an ID column of a referencing table as its master's type (unparseable -> null)."""
+    if not master_is_int:
+        return ids.cast(pl.Utf8)
+    if ids.dtype != pl.Utf8:
+        return ids.cast(pl.Int64)
+    text = pl.DataFrame({"v": ids.str.strip_chars()})
+    return text.select(
+        pl.when(pl.col("v").str.contains(_PLAIN_INT)).then(pl.col("v").cast(pl.Int64, strict=False))
+    ).to_series().alias(ids.name)
+
+
+def master_id_type(series: pl.Series, from_csv: bool) -> pl.Series:
+    """A master table's IDs: CSV text becomes integers only when every value is a plain integer."""
+    if series.dtype == pl.Utf8 and from_csv and len(series):
+        text = series.str.strip_chars()
+        if text.str.contains(_PLAIN_INT).fill_null(False).all():
+            return text.cast(pl.Int64)
+    return series
+
+
+def read_inputs(folder: Path) -> dict[str, RawTable]:
+    """Read every table present in ``folder``; required tables must exist."""
+    if not folder.is_dir():
+        raise InputError("customers", None, f"input folder not found: {folder}")
+    tables = {}
+    for name in INPUT_TABLES:
+        table = read_table(folder, name)
+        if table is not None:
+            tables[name] = table
+    return tables
+
+
+__all__ = ["RawTable", "read_inputs", "read_table", "table_path", "file_sha256", "master_id_type",
+           "unify_id_type"]

@@ -1,0 +1,161 @@
+"""Turn a solution into the run folder's tables, and write the folder whole or not at all.
+
+The folder is written into a temporary sibling and renamed into place; an earlier run folder of the
+same name is swapped out in the same step (atomically with ``renameat2(RENAME_EXCHANGE)`` where the
+kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from .problem import AssignmentProblem, Solution
+from .schemas import ASSIGNMENT_COLUMNS, OFFER_SUMMARY_COLUMNS
+from .validate import Inputs
+
+
+def assignments_frame(inputs: Inputs, problem: AssignmentProblem, solution: Solution
+                      ) -> pl.DataFrame:
+    """One row per assigned pair: customer_id, rank, offer_id, p_redeem, expected_cost, score."""
+    parts = {"c": [], "o": [], "p_redeem": [], "expected_cost": [], "score": []}
+    for block, chosen in zip(problem.blocks, solution.chosen):
+        rows, slots = np.nonzero(chosen)
+        parts["c"].append(block.customers[rows])
+        parts["o"].append(block.offer[rows, slots])
+        parts["p_redeem"].append(block.p_redeem[rows, slots])
+        parts["expected_cost"].append(block.cost[rows, slots])
+        parts["score"].append(block.value[rows, slots])
+    columns = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in parts.items()}
+    frame = pl.DataFrame({
+        "c": columns["c"].astype(np.int64), "o": columns["o"].astype(np.int64),
+        "p_redeem": columns["p_redeem"].astype(np.float64),
+        "expected_cost": columns["expected_cost"].astype(np.float64),
+        "score": columns["score"].astype(np.float64),
+    })
+    frame = (frame.sort(["c", "score", "o"], descending=[False, True, False])
+             .with_columns(pl.int_range(1, pl.len() + 1).over("c").cast(pl.Int64).alias("rank")))
+    customer_ids = inputs.customers.get_column("customer_id")
+    offer_ids = inputs.offers.get_column("offer_id")
+    return frame.select(
+        customer_ids.gather(frame.get_column("c")).alias("customer_id"),
+        pl.col("rank"),
+        offer_ids.gather(frame.get_column("o")).alias("offer_id"),
+        "p_redeem", "expected_cost", "score",
+    ).select(ASSIGNMENT_COLUMNS)
+
+
+def offers_summary_frame(inputs: Inputs, problem: AssignmentProblem, assignments: pl.DataFrame,
+                         solution: Solution) -> pl.DataFrame:
+    """Per offer: customers, expected redemptions and cost, budget (scaled) and its use."""
+    offers = problem.offers
+    per_offer = assignments.group_by("offer_id").agg(
+        pl.len().cast(pl.Int64).alias("customers"),
+        pl.col("p_redeem").sum().alias("expected_redemptions"),
+        pl.col("expected_cost").sum().alias("expected_cost"),
+    )
+    budget = np.where(np.isfinite(offers.budget), offers.budget, np.nan)
+    max_customers = np.where(np.isfinite(offers.max_customers), offers.max_customers, np.nan)
+    base = pl.DataFrame({
+        "offer_id": inputs.offers.get_column("offer_id"),
+        "budget": pl.Series(budget).fill_nan(None),
+        "min_customers": pl.Series(offers.min_customers, dtype=pl.Int64),
+        "max_customers": pl.Series(max_customers).fill_nan(None).cast(pl.Int64),
+        "shadow_price": solution.prices.budget + solution.prices.global_budget,
+    })
+    frame = base.join(per_offer, on="offer_id", how="left", maintain_order="left").with_columns(
+        pl.col("customers").fill_null(0), pl.col("expected_redemptions").fill_null(0.0),
+        pl.col("expected_cost").fill_null(0.0),
+    )
+    return frame.with_columns(
+        pl.when(pl.col("budget") > 0).then(pl.col("expected_cost") / pl.col("budget"))
+        .otherwise(None).alias("budget_used"),
+        (pl.col("min_customers") - pl.col("customers")).clip(lower_bound=0).alias("shortfall"),
+    ).select(OFFER_SUMMARY_COLUMNS)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write every file through ``writers`` (name -> function writing that path) into a temporary
+    sibling folder, then move it into place as one step."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    temp.mkdir()
+    try:
+        for name, write in writers.items():
+            write(temp / name)
+        _fsync_dir(temp)
+        if output.exists():
+            if _exchange(temp, output):
+                shutil.rmtree(temp)  # temp now holds the old run
+            else:
+                old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+                output.rename(old)
+                temp.rename(output)
+                shutil.rmtree(old)
+        else:
+            temp.rename(output)
+        _fsync_dir(output.parent)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir() if path.is_dir() and path.name.startswith(".") else []:
+        if child.is_file():
+            with child.open("rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def json_writer(data: dict[str, Any]) -> Callable[[Path], None]:
+    """A writer of pretty, key-sorted JSON (deterministic apart from what ``data`` holds)."""
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return write
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Callable[[Path], None]]:
+    """Writers of ``name.parquet`` and ``name.csv`` for a frame."""
+    return {
+        f"{name}.parquet": lambda path: frame.write_parquet(path, compression="zstd",
+                                                            statistics=True),
+        f"{name}.csv": lambda path: frame.write_csv(path),
+    }

@@ -1,0 +1,255 @@
+"""``run_scenario``: the only place that calls the steps in order.
+
+load and validate -> customer features -> lifetime value and affinity (or the ``scores`` table)
+-> eligibility -> problem -> solver -> outputs and report. Customers flow through scoring and
+eligibility in chunks, so memory grows with the chunk and the kept candidates, not with
+customers x offers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from . import __version__
+from .affinity import AffinityModel
+from .clv import RunRateCLV, clv_factor, with_given_clv
+from .config import Scenario, scenario_to_dict
+from .eligibility import EligibilityRules, compile_rules, customer_caps
+from .errors import InfeasibleError
+from .features import customer_features, offer_categories
+from .output import (assignments_frame, json_writer, offers_summary_frame, table_writers,
+                     write_run_folder)
+from .problem import AssignmentProblem, CandidateBlock, Prices, Solution, block_from_candidates, offer_data
+from .report import render_report
+from .solvers import solve
+from .validate import Inputs, load_inputs
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its tables, manifest and where it was written."""
+
+    scenario: Scenario
+    assignments: pl.DataFrame
+    offers_summary: pl.DataFrame
+    manifest: dict[str, Any]
+    output: Path | None
+    solution: Solution = field(repr=False)
+
+    @property
+    def objective(self) -> float:
+        return self.solution.objective
+
+    @property
+    def bound(self) -> float:
+        return self.solution.bound
+
+    @property
+    def gap(self) -> float:
+        return self.solution.gap
+
+
+class _Stages:
+    def __init__(self, progress: Progress | None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.progress = progress
+        self._start = 0.0
+        self._name = ""
+
+    @property
+    def started_at(self) -> float:
+        return self._start
+
+    def start(self, name: str) -> None:
+        self._name, self._start = name, time.perf_counter()
+        if self.progress:
+            self.progress("stage", {"stage": name})
+
+    def stop(self) -> None:
+        self.seconds[self._name] = self.seconds.get(self._name, 0.0) + time.perf_counter() - self._start
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
+                   discount: np.ndarray) -> list[CandidateBlock]:
+    """Candidate blocks from the ``scores`` table: only listed pairs, with their values."""
+    scores = inputs.scores
+    assert scores is not None  # only called on the scores path
+    table = scores.select("c", "o", "p_redeem", "value").sort(["c", "o"])
+    c = table.get_column("c").to_numpy().astype(np.int64)
+    o = table.get_column("o").to_numpy().astype(np.int64)
+    p = table.get_column("p_redeem").to_numpy()
+    v = table.get_column("value").to_numpy()
+    blocks = []
+    for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
+        lo, hi = np.searchsorted(c, [start, stop])
+        cc = c[lo:hi] - start
+        counts = np.bincount(cc, minlength=stop - start)
+        width = int(counts.max()) if counts.size else 0
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        slot = np.arange(hi - lo) - first[cc]
+        shape = (stop - start, width)
+        offer = np.full(shape, -1, dtype=np.int64)
+        pp, vv = np.zeros(shape), np.zeros(shape)
+        offer[cc, slot], pp[cc, slot], vv[cc, slot] = o[lo:hi], p[lo:hi], v[lo:hi]
+        customers = np.arange(start, stop, dtype=np.int64)
+        allowed = rules.allowed(customers, offer)
+        blocks.append(block_from_candidates(customers, offer, pp, vv, allowed, discount,
+                                            caps[start:stop]))
+    return blocks
+
+
+def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
+                     rules: EligibilityRules,
+                     caps: np.ndarray, discount: np.ndarray) -> list[CandidateBlock]:
+    """Candidate blocks scored by the built-in affinity model, best few per customer kept."""
+    blocks = []
+    n_offers = inputs.n_offers
+    for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
+        p, value = model.score(start, stop)
+        customers = np.arange(start, stop, dtype=np.int64)
+        offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), p.shape)
+        allowed = rules.allowed(customers, offer)
+        blocks.append(block_from_candidates(customers, offer, p, value, allowed, discount,
+                                            caps[start:stop],
+                                            keep=scenario.affinity.candidates_per_customer))
+    return blocks
+
+
+def _warm_start(scenario: Scenario, inputs: Inputs) -> Prices | None:
+    """Prices of the previous run of this scenario's output folder, matched by offer_id."""
+    manifest = scenario.output / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        saved = json.loads(manifest.read_text())["dual_prices"]
+        ids = inputs.offers.get_column("offer_id").to_list()
+        by_id = {str(k): v for k, v in zip(saved["offer_id"], zip(saved["budget"], saved["count"]))}
+    except (KeyError, ValueError, TypeError):
+        return None
+    budget = np.array([by_id.get(str(i), (0.0, 0.0))[0] for i in ids], dtype=float)
+    count = np.array([by_id.get(str(i), (0.0, 0.0))[1] for i in ids], dtype=float)
+    return Prices(budget, count, float(saved.get("global_budget", 0.0)), np.zeros(len(ids)))
+
+
+def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True
+                 ) -> RunResult:
+    """Plan the scenario's week and (by default) write its run folder. See the module docstring."""
+    stages = _Stages(progress)
+    stages.start("load")
+    inputs = load_inputs(scenario.data)
+    stages.stop()
+    rules_cfg = scenario.rules
+    if rules_cfg.global_budget is not None and rules_cfg.global_budget < 0:
+        raise InfeasibleError("global_budget is negative")
+
+    stages.start("features")
+    cats = offer_categories(inputs)
+    offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
+    clv_info: dict[str, Any] = {"model": "none (scores table)"}
+    model = None
+    if inputs.scores is None:
+        features = customer_features(inputs, scenario.week, scenario.affinity.half_life_weeks,
+                                     rules_cfg.sensitive_categories)
+        clv_model = RunRateCLV(scenario.objective.clv_horizon_weeks).fit(features)
+        clv = with_given_clv(inputs, clv_model.predict(features))
+        clv_info = clv_model.describe()
+        factor = clv_factor(clv, scenario.objective.clv_weight, scenario.objective.clv_floor,
+                            scenario.objective.clv_cap)
+        model = AffinityModel(scenario.affinity, scenario.objective).fit(inputs, features, cats,
+                                                                         factor)
+    stages.stop()
+
+    stages.start("eligibility")
+    rules = compile_rules(inputs, rules_cfg, scenario.week, cats)
+    caps, cap_audit = customer_caps(inputs, rules_cfg, scenario.week)
+    if model is None:
+        blocks = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
+    else:
+        blocks = _affinity_blocks(model, inputs, scenario, rules, caps, offers.discount)
+    stages.stop()
+
+    problem = AssignmentProblem(
+        offers=offers, blocks=blocks, max_per_category=rules_cfg.max_offers_per_category,
+        global_budget=(rules_cfg.global_budget if rules_cfg.global_budget is not None
+                       else float("inf")),
+        n_customers=inputs.n_customers)
+
+    stages.start("solve")
+    def on_iteration(entry: dict[str, float]) -> None:
+        if progress:
+            progress("iteration", entry)
+    solution = solve(problem, scenario.solver, warm_start=_warm_start(scenario, inputs),
+                     progress=on_iteration)
+    stages.stop()
+
+    stages.start("write")
+    assignments = assignments_frame(inputs, problem, solution)
+    summary = offers_summary_frame(inputs, problem, assignments, solution)
+    manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
+                         clv_info, stages.seconds)
+    manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
+    result = RunResult(scenario, assignments, summary, manifest,
+                       scenario.output if write else None, solution)
+    if write:
+        writers = {**table_writers("assignments", assignments),
+                   **table_writers("offers_summary", summary)}
+        writers["report.html"] = lambda path: path.write_text(render_report(result), "utf-8")
+
+        def write_manifest(path: Path) -> None:
+            # written last, so its timings include the writing of every other file
+            manifest["seconds"] = {**stages.seconds,
+                                   "write": time.perf_counter() - stages.started_at}
+            json_writer(manifest)(path)
+        writers["manifest.json"] = write_manifest
+        write_run_folder(scenario.output, writers)
+    stages.stop()
+    manifest["seconds"] = dict(stages.seconds)
+    return result
+
+
+def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, solution: Solution,
+              summary: pl.DataFrame, audit: dict[str, int], cap_audit: dict[str, int],
+              clv_info: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    shortfalls = summary.filter(pl.col("shortfall") > 0).select(
+        "offer_id", "min_customers", "customers", "shortfall").to_dicts()
+    prices = solution.prices
+    binding = summary.filter(pl.col("budget_used") >= 0.999).height
+    return {
+        "package_version": __version__,
+        "scenario": scenario_to_dict(scenario),
+        "inputs": {name: {"rows": inputs.row_counts[name], "sha256": inputs.sha256[name]}
+                   for name in sorted(inputs.row_counts)},
+        "dropped_rows": inputs.dropped,
+        "objective": solution.objective,
+        "upper_bound": solution.bound,
+        "gap": solution.gap,
+        "solver": {"method": solution.method, "status": solution.status,
+                   "iterations": solution.iterations, "trace": solution.trace},
+        "eligibility_audit": {"pairs": audit, "caps": cap_audit},
+        "candidate_pairs": problem.n_pairs,
+        "customers": inputs.n_customers,
+        "offers": inputs.n_offers,
+        "offers_with_binding_budget": binding,
+        "min_customers_shortfalls": shortfalls,
+        "lifetime_value": clv_info,
+        "dual_prices": {
+            "offer_id": inputs.offers.get_column("offer_id").to_list(),
+            "budget": prices.budget.tolist(), "count": prices.count.tolist(),
+            "global_budget": prices.global_budget,
+        },
+        "seconds": dict(seconds),
+    }

@@ -1,0 +1,214 @@
+"""The scale method: Lagrangian relaxation of the coupling constraints, solved by price updates.
+
+Offer budgets, ``max_customers`` and the global budget couple customers; everything else is each
+customer's own business. Pricing the coupling constraints (``Prices``) splits the problem into one
+small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`. Every pass:
+
+1. each customer's best response to the prices gives the dual function
+   ``D(prices) = sum_i max_S sum_{j in S} reduced[i, j] + budget . prices + ...``, an upper bound on
+   any feasible plan (weak duality; the relaxed greedy bounds customers whose offers span
+   categories from above, so the bound stays valid);
+2. the same best responses, repaired and refilled, give a feasible plan and its objective;
+3. prices move to each constraint's critical price (:mod:`.prices`).
+
+It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, or at the pass
+or time limit (a status, never an exception).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..problem import AssignmentProblem, CandidateBlock, Prices, Solution
+from .greedy import Selection, select, thresholds
+from .prices import critical_price, target_bonus
+from .repair import refill, repair
+
+
+@dataclass(frozen=True)
+class LagrangianSettings:
+    """gap_tolerance: relative gap at which to stop; max_iterations: price passes at most;
+    time_limit_s: wall-clock limit of the solve."""
+
+    gap_tolerance: float = 1e-3
+    max_iterations: int = 60
+    time_limit_s: float = 600.0
+
+
+def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
+    finite = np.isfinite(capacity)
+    return float((price[finite] * capacity[finite]).sum())
+
+
+def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
+                sel: Selection | None) -> float:
+    """The block's share of the dual function: each customer's relaxed best total (no target
+    bonus). A customer with multi-category candidates gets the least of two relaxations (each
+    offer counted in its first, or in its second, category), both upper bounds."""
+    offers = problem.offers
+    plain = prices.reduced_values(block, with_target=False)
+    if sel is None:
+        sel = select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
+                     relaxed=True)
+    totals = sel.row_totals(plain)
+    if problem.max_per_category is not None:
+        rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
+        if rows.size:
+            other = select(plain[rows], block.offer[rows], block.cap[rows], offers.categories,
+                           problem.max_per_category, relaxed=True, count_in=1)
+            totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
+    return float(totals.sum())
+
+
+def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray]
+          ) -> tuple[list[np.ndarray], float]:
+    """A feasible plan from the customers' best responses to ``prices``."""
+    offers = problem.offers
+    chosen, priorities = [], []
+    multi = offers.multi_category
+    for block, relaxed in zip(problem.blocks, relaxed_choice):
+        reduced = prices.reduced_values(block)
+        if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
+            relaxed = select(reduced, block.offer, block.cap, offers.categories,
+                             problem.max_per_category, relaxed=False).chosen
+        chosen.append(relaxed.copy())
+        priorities.append(reduced)
+    repair(problem, chosen)
+    refill(problem, chosen, priorities)
+    objective = float(sum(np.where(c, b.value, 0.0).sum() for b, c in zip(problem.blocks, chosen)))
+    return chosen, objective
+
+
+def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost: np.ndarray,
+            margin: np.ndarray) -> Prices:
+    """Move every price to its critical value given each candidate's margin ``v - threshold``."""
+    offers = problem.offers
+    safe_cost = np.maximum(cost, 1e-300)
+    target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+    base = margin - prices.count[offer] + target[offer]
+    per_unit = np.where(cost > 0, base / safe_cost, np.where(base > 0, np.inf, -np.inf))
+    own = critical_price(offer, per_unit, cost, offers.budget)
+    still_in = per_unit > own[offer]
+    glob = 0.0
+    if np.isfinite(problem.global_budget):
+        glob = float(critical_price(np.zeros(int(still_in.sum()), dtype=np.int64),
+                                    per_unit[still_in], cost[still_in],
+                                    np.array([problem.global_budget]))[0])
+    budget_price = np.maximum(own - glob, 0.0)
+    effective = (budget_price[offer] + glob) * cost
+    count_price = critical_price(offer, margin + target[offer] - effective, np.ones_like(cost),
+                                 offers.max_customers)
+    bonus = target_bonus(offer, margin - effective - count_price[offer], offers.min_customers)
+    return Prices(budget_price, count_price, glob, bonus)
+
+
+def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str, np.ndarray],
+                      bound: float, target: float, step: float) -> Prices:
+    """A Polyak step (Polyak, 1969) from ``prices`` along the constraints' slack.
+
+    Coordinate ascent can stall at a corner of the non-smooth dual; a subgradient step with the
+    best plan's objective as target leaves the corner. ``use`` holds each constraint's use in the
+    customers' best responses at ``prices``.
+    """
+    offers = problem.offers
+    finite_b, finite_c = np.isfinite(offers.budget), np.isfinite(offers.max_customers)
+    g_budget = np.where(finite_b, np.where(finite_b, offers.budget, 0) - use["spend"], 0.0)
+    g_count = np.where(finite_c, np.where(finite_c, offers.max_customers, 0) - use["count"], 0.0)
+    g_global = (problem.global_budget - use["spend"].sum()
+                if np.isfinite(problem.global_budget) else 0.0)
+    # only directions that can move: a zero price with slack stays at zero
+    g_budget = np.where((prices.budget <= 0) & (g_budget > 0), 0.0, g_budget)
+    g_count = np.where((prices.count <= 0) & (g_count > 0), 0.0, g_count)
+    if prices.global_budget <= 0 and g_global > 0:
+        g_global = 0.0
+    norm = float((g_budget ** 2).sum() + (g_count ** 2).sum() + g_global ** 2)
+    if norm <= 0:
+        return prices
+    size = step * max(bound - target, 0.0) / norm
+    return Prices(np.maximum(prices.budget - size * g_budget, 0.0),
+                  np.maximum(prices.count - size * g_count, 0.0),
+                  max(prices.global_budget - size * g_global, 0.0), prices.target)
+
+
+def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
+                     warm_start: Prices | None = None,
+                     progress: Callable[[dict[str, float]], None] | None = None) -> Solution:
+    """Solve ``problem`` by price passes; see the module docstring."""
+    offers = problem.offers
+    start = time.perf_counter()
+    prices = warm_start if warm_start is not None else Prices.zeros(offers.n_offers)
+    best_bound, best_objective = np.inf, -np.inf
+    best_chosen: list[np.ndarray] = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
+    best_prices = prices
+    trace: list[dict[str, float]] = []
+    status, iteration = "iteration_limit", 0
+    best_dual_prices, stalled, step = prices, 0, 1.0
+    for iteration in range(1, settings.max_iterations + 1):
+        steering = prices.target is not None and bool(prices.target.any())
+        dual_sum, relaxed_choice = 0.0, []
+        offer_parts, cost_parts, margin_parts = [], [], []
+        for block in problem.blocks:
+            reduced = prices.reduced_values(block, with_target=True)
+            sel = select(reduced, block.offer, block.cap, offers.categories,
+                         problem.max_per_category, relaxed=True)
+            dual_sum += _dual_value(problem, block, prices, sel if not steering else None)
+            relaxed_choice.append(sel.chosen)
+            threshold = thresholds(sel, block.offer, block.cap, offers.categories,
+                                   problem.max_per_category)
+            valid = block.offer >= 0
+            offer_parts.append(block.offer[valid])
+            cost_parts.append(block.cost[valid])
+            # margin without any price: what the candidate beats its threshold by at zero prices
+            margin_parts.append((reduced - threshold)[valid]
+                                + ((prices.budget[block.offer] + prices.global_budget)
+                                   * block.cost)[valid]
+                                + prices.count[block.offer[valid]]
+                                - (prices.target[block.offer[valid]] if prices.target is not None
+                                   else 0.0))
+        n_offers = offers.n_offers
+        all_offer = np.concatenate(offer_parts) if offer_parts else np.zeros(0, dtype=np.int64)
+        in_response = np.concatenate([c[b.offer >= 0] for c, b in zip(relaxed_choice, problem.blocks)]
+                                     ) if relaxed_choice else np.zeros(0, dtype=bool)
+        all_cost = np.concatenate(cost_parts) if cost_parts else np.zeros(0)
+        use = {"spend": np.bincount(all_offer[in_response], weights=all_cost[in_response],
+                                    minlength=n_offers),
+               "count": np.bincount(all_offer[in_response], minlength=n_offers).astype(float)}
+        bound = (dual_sum + _finite_dot(prices.budget, offers.budget)
+                 + _finite_dot(prices.count, offers.max_customers)
+                 + (prices.global_budget * problem.global_budget
+                    if np.isfinite(problem.global_budget) else 0.0))
+        if bound < best_bound * (1 - 1e-9):
+            best_dual_prices, stalled = prices, 0
+        else:
+            stalled += 1
+        best_bound = min(best_bound, bound)
+        chosen, objective = _plan(problem, prices, relaxed_choice)
+        if objective > best_objective:
+            best_objective, best_chosen, best_prices = objective, chosen, prices
+        gap = (best_bound - best_objective) / best_bound if best_bound > 0 else 0.0
+        entry = {"iteration": iteration, "bound": bound, "objective": objective,
+                 "best_bound": best_bound, "best_objective": best_objective, "gap": gap,
+                 "seconds": time.perf_counter() - start}
+        trace.append(entry)
+        if progress is not None:
+            progress(entry)
+        if gap <= settings.gap_tolerance:
+            status = "optimal"
+            break
+        if time.perf_counter() - start > settings.time_limit_s:
+            status = "time_limit"
+            break
+        if stalled >= 2:
+            # coordinate steps stopped improving the bound: take a subgradient step instead
+            if stalled > 2:
+                step = max(step / 2, 1e-3)
+            prices = _subgradient_step(problem, prices, use, bound, best_objective, step)
+            continue
+        margin = np.concatenate(margin_parts) if margin_parts else np.zeros(0)
+        prices = _update(problem, prices, all_offer, all_cost, margin)
+    return Solution(chosen=best_chosen, objective=max(best_objective, 0.0),
+                    bound=max(best_bound, 0.0), status=status, method="lagrangian",
+                    iterations=iteration, prices=best_prices, trace=trace)

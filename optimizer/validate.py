@@ -1,0 +1,254 @@
+"""Check the input tables once, at the boundary, and hand later steps only what passed.
+
+`load_inputs` reads the folder (through :mod:`optimizer.load`), checks types, ranges, uniqueness and
+references as CONTRACT.md states them, and returns :class:`Inputs`: every table with dense integer
+indices added (``c`` for customers, ``p`` for products, ``o`` for offers, in the master tables' row
+order) and category names normalised. Later steps trust these frames and never re-check user data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputError
+from .load import RawTable, master_id_type, read_inputs, unify_id_type
+from .schemas import ID_MASTER, RESTRICTION_RULES, normalize_category
+
+INDEX_OF = {"customer_id": "c", "product_id": "p", "offer_id": "o"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Validated input tables. Optional tables are ``None`` when absent.
+
+    Attributes
+    ----------
+    customers, products, offers: master tables with their index column (``c``, ``p``, ``o``).
+    transactions: rows with a known customer and product, with ``c`` and ``p``.
+    offer_products: rows with ``o`` and ``p``.
+    restrictions: ``c``, normalised ``category``, ``rule`` in {"exclude", "opt_in"}.
+    history, redemptions: rows naming known customers and offers, with ``c`` and ``o``.
+    scores: ``c``, ``o``, ``p_redeem``, ``value``.
+    row_counts, sha256: per table as read from disk (for the manifest).
+    dropped: rows left out by rule (unknown customer or product in transactions, ...).
+    id_is_int: whether each ID kind (customer_id, product_id, offer_id) is integer-typed.
+    """
+
+    customers: pl.DataFrame
+    products: pl.DataFrame
+    offers: pl.DataFrame
+    transactions: pl.DataFrame
+    offer_products: pl.DataFrame | None
+    restrictions: pl.DataFrame | None
+    history: pl.DataFrame | None
+    redemptions: pl.DataFrame | None
+    scores: pl.DataFrame | None
+    row_counts: dict[str, int] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    id_is_int: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.height
+
+    @property
+    def n_offers(self) -> int:
+        return self.offers.height
+
+
+def _fail_rows(table: str, column: str | None, frame: pl.DataFrame, bad: pl.Series | pl.Expr,
+               problem: str) -> None:
+    rows = frame.filter(bad)
+    if rows.height:
+        raise InputError(table, column, problem, sample=rows.head(5).rows(named=True),
+                         count=rows.height)
+
+
+def _require_not_null(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        series = frame.get_column(column)
+        bad = series.is_null()
+        if series.dtype == pl.Utf8:
+            bad = bad | (series.str.strip_chars() == "")
+        _fail_rows(table, column, frame, bad, "empty values are not allowed")
+
+
+def _require_finite(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        if column in frame.columns and frame.get_column(column).dtype == pl.Float64:
+            series = frame.get_column(column)
+            _fail_rows(table, column, frame, series.is_not_null() & ~series.is_finite(),
+                       "numbers must be finite (NaN and infinity are not allowed)")
+
+
+def _require_unique(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    dup = frame.select(columns).is_duplicated()
+    what = " and ".join(columns)
+    _fail_rows(table, columns[-1], frame, dup, f"{what} must be unique; duplicates found")
+
+
+def _range(table: str, frame: pl.DataFrame, column: str, bad: pl.Expr, rule: str) -> None:
+    if column in frame.columns:
+        _fail_rows(table, column, frame, bad.fill_null(False), f"values must be {rule}")
+
+
+def _master(raw: RawTable, id_col: str, index: str) -> pl.DataFrame:
+    frame = raw.frame
+    ids = master_id_type(frame.get_column(id_col), raw.path.suffix == ".csv")
+    frame = frame.with_columns(ids).with_row_index(index)
+    _require_not_null(raw.name, frame, [id_col])
+    _require_unique(raw.name, frame, [id_col])
+    return frame.with_columns(pl.col(index).cast(pl.Int32))
+
+
+def _attach(frame: pl.DataFrame, id_col: str, master: pl.DataFrame) -> pl.DataFrame:
+    """Add the master's index column for ``id_col`` (null where the ID is unknown)."""
+    index = INDEX_OF[id_col]
+    master_is_int = master.get_column(id_col).dtype == pl.Int64
+    ids = unify_id_type(frame.get_column(id_col), master_is_int)
+    keyed = frame.with_columns(ids.alias("__key"))
+    lookup = master.select(pl.col(id_col).alias("__key"), pl.col(index))
+    return keyed.join(lookup, on="__key", how="left", maintain_order="left").drop("__key")
+
+
+def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
+    index = INDEX_OF[id_col]
+    master = ID_MASTER[id_col]
+    _fail_rows(table, id_col, frame, pl.col(index).is_null(),
+               f"{id_col} not found in table '{master}'")
+
+
+def load_inputs(folder: str | Path) -> Inputs:
+    """Read and validate the input folder; raise :class:`InputError` on any breach of the contract."""
+    raw = read_inputs(Path(folder))
+    for name, table in raw.items():
+        _require_not_null(name, table.frame,
+                          [c for c in table.frame.columns if c in ("customer_id", "product_id",
+                                                                   "offer_id")])
+
+    customers = _master(raw["customers"], "customer_id", "c")
+    if customers.height == 0:
+        raise InputError("customers", "customer_id", "the table is empty; a plan needs customers")
+    _require_finite("customers", customers, ["clv"])
+    _range("customers", customers, "clv", pl.col("clv") < 0, ">= 0")
+
+    products = _master(raw["products"], "product_id", "p")
+    _require_not_null("products", products, ["category"])
+    products = products.with_columns(normalize_category(pl.col("category")).alias("category"))
+
+    offers = _validate_offers(_master(raw["offers"], "offer_id", "o"))
+
+    dropped: dict[str, int] = {}
+    transactions = _validate_transactions(raw["transactions"].frame, customers, products, dropped)
+
+    offer_products = None
+    if "offer_products" in raw:
+        offer_products = _attach(_attach(raw["offer_products"].frame, "offer_id", offers),
+                                 "product_id", products)
+        _references("offer_products", offer_products, "offer_id")
+        _references("offer_products", offer_products, "product_id")
+        offer_products = offer_products.unique(["o", "p"], maintain_order=True)
+    listed = (offer_products.get_column("o").unique() if offer_products is not None
+              else pl.Series("o", [], dtype=pl.Int32))
+    _fail_rows("offers", "category", offers,
+               pl.col("category").is_null() & ~pl.col("o").is_in(listed.implode()),
+               "an offer needs a category or products listed in offer_products")
+
+    restrictions = None
+    if "restrictions" in raw:
+        restrictions = _attach(raw["restrictions"].frame, "customer_id", customers)
+        _references("restrictions", restrictions, "customer_id")
+        _require_not_null("restrictions", restrictions, ["category", "rule"])
+        restrictions = restrictions.with_columns(
+            normalize_category(pl.col("category")).alias("category"),
+            pl.col("rule").str.strip_chars().str.to_lowercase().alias("rule"),
+        )
+        _fail_rows("restrictions", "rule", restrictions,
+                   ~pl.col("rule").is_in(list(RESTRICTION_RULES)),
+                   "rule must be 'exclude' or 'opt_in'")
+
+    history = _validate_sends("history", raw.get("history"), customers, offers, dropped)
+    redemptions = _validate_sends("redemptions", raw.get("redemptions"), customers, offers, dropped)
+
+    scores = None
+    if "scores" in raw:
+        scores = _attach(_attach(raw["scores"].frame, "customer_id", customers), "offer_id", offers)
+        _references("scores", scores, "customer_id")
+        _references("scores", scores, "offer_id")
+        _require_not_null("scores", scores, ["p_redeem", "value"])
+        _require_finite("scores", scores, ["p_redeem", "value"])
+        _range("scores", scores, "p_redeem", (pl.col("p_redeem") < 0) | (pl.col("p_redeem") > 1),
+               "between 0 and 1")
+        _range("scores", scores, "value", pl.col("value") < 0, ">= 0")
+        _require_unique("scores", scores, ["c", "o"])
+
+    return Inputs(
+        customers=customers, products=products, offers=offers, transactions=transactions,
+        offer_products=offer_products, restrictions=restrictions, history=history,
+        redemptions=redemptions, scores=scores,
+        row_counts={name: t.frame.height for name, t in raw.items()},
+        sha256={name: t.sha256 for name, t in raw.items()},
+        dropped=dropped,
+        id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
+                       else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
+    )
+
+
+def _validate_offers(offers: pl.DataFrame) -> pl.DataFrame:
+    _require_not_null("offers", offers, ["discount"])
+    _require_finite("offers", offers, ["discount", "budget", "margin"])
+    _range("offers", offers, "discount", pl.col("discount") <= 0, "> 0 (cost of one redemption)")
+    _range("offers", offers, "budget", pl.col("budget") < 0, ">= 0 or empty (no cap)")
+    _range("offers", offers, "min_customers", pl.col("min_customers") < 0, ">= 0")
+    _range("offers", offers, "max_customers", pl.col("max_customers") < 0, ">= 0")
+    if {"start_week", "end_week"} <= set(offers.columns):
+        _range("offers", offers, "end_week", pl.col("start_week") > pl.col("end_week"),
+               ">= start_week")
+    if {"min_customers", "max_customers"} <= set(offers.columns):
+        _range("offers", offers, "max_customers", pl.col("min_customers") > pl.col("max_customers"),
+               ">= min_customers")
+    defaults: dict[str, pl.Expr] = {
+        "category": pl.lit(None, pl.Utf8), "brand": pl.lit(None, pl.Utf8),
+        "margin": pl.lit(0.0), "min_customers": pl.lit(None, pl.Int64),
+        "max_customers": pl.lit(None, pl.Int64), "start_week": pl.lit(None, pl.Int64),
+        "end_week": pl.lit(None, pl.Int64), "funded_by": pl.lit(None, pl.Utf8),
+        "budget": pl.lit(None, pl.Float64),
+    }
+    offers = offers.with_columns([v.alias(k) for k, v in defaults.items() if k not in offers.columns])
+    category = normalize_category(pl.col("category"))
+    return offers.with_columns(
+        pl.when(category == "").then(None).otherwise(category).alias("category"),
+        pl.col("margin").fill_null(0.0),
+    )
+
+
+def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, products: pl.DataFrame,
+                           dropped: dict[str, int]) -> pl.DataFrame:
+    _require_not_null("transactions", frame, ["week", "sales_value"])
+    _require_finite("transactions", frame, ["sales_value", "quantity", "discount"])
+    _range("transactions", frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
+    _range("transactions", frame, "discount", pl.col("discount") < 0, ">= 0")
+    frame = _attach(_attach(frame, "customer_id", customers), "product_id", products)
+    unknown_customer = frame.get_column("c").is_null()
+    unknown_product = frame.get_column("p").is_null() & ~unknown_customer
+    dropped["transactions_unknown_customer"] = int(unknown_customer.sum())
+    dropped["transactions_unknown_product"] = int(unknown_product.sum())
+    return frame.filter(pl.col("c").is_not_null() & pl.col("p").is_not_null())
+
+
+def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
+                    offers: pl.DataFrame, dropped: dict[str, int]) -> pl.DataFrame | None:
+    """History and redemptions may name customers and offers that are gone: those rows are dropped."""
+    if table is None:
+        return None
+    frame = table.frame
+    _require_not_null(name, frame, ["week"])
+    frame = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
+    known = frame.get_column("c").is_not_null() & frame.get_column("o").is_not_null()
+    dropped[f"{name}_unknown_customer_or_offer"] = int((~known).sum())
+    return frame.filter(known)
