@@ -29,7 +29,7 @@ def _floats(data: Any, keys: tuple[str, ...]) -> Any:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Rules(_Frozen):
@@ -155,13 +155,16 @@ class Scenario(_Frozen):
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``section.knob=value`` (value in TOML syntax, bare words read as strings)."""
+    """Parse ``section.knob=value`` (value in TOML syntax, bare words read as strings; a bare
+    ``none`` switches an optional knob off)."""
     if "=" not in text:
         raise ScenarioError(f"--set {text!r}: expected KEY=VALUE, for example rules.budget_scale=0.8")
     key, raw = text.split("=", 1)
     path = [part.strip() for part in key.strip().split(".") if part.strip()]
     if not path:
         raise ScenarioError(f"--set {text!r}: empty key")
+    if raw.strip().lower() == "none":
+        return path, None
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -209,7 +212,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ScenarioError(f"--set {text!r}: '{key}' is not a table")
-        if keys == ["data"] or keys == ["output"]:
+        if keys in (["data"], ["output"]) and isinstance(value, str):
             value = str(Path(value).resolve())
         node[keys[-1]] = value
     return scenario_from_dict(raw, source=str(path))

@@ -115,7 +115,7 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
     has_discount = "discount" in inputs.transactions.columns
     lines = (inputs.transactions.lazy()
              .filter(pl.col("week") < week)
-             .join(product_info.lazy(), on="p")
+             .join(product_info.lazy(), on="p", maintain_order="left")
              .select(
                  pl.col("c").cast(pl.Int64), pl.col("p").cast(pl.Int64), "k", "sensitive",
                  pl.col("brand").replace_strict(brand_index, default=-1, return_dtype=pl.Int64),

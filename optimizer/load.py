@@ -57,21 +57,24 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         with path.open("rb") as handle:
             header = handle.readline()
         try:
-            header_text = header.decode("utf-8-sig")
+            header.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InputError(schema.name, None, f"{path.name} is not UTF-8 text ({exc.reason}); "
                              "save it as UTF-8") from None
-        names = [h.strip().strip('"') for h in header_text.rstrip("\r\n").split(",")]
-        cols = [c for c in wanted if c in names]
+        # header names compare trimmed ("discount " is "discount"), as the user would expect
+        names = pl.read_csv(path, n_rows=0, infer_schema=False, encoding="utf8",
+                            raise_if_empty=False).columns
+        clean = {n: n.lstrip("\ufeff").strip() for n in names}
+        cols = [n for n in names if clean[n] in wanted]
         frame = pl.read_csv(path, infer_schema=False, columns=cols or None, encoding="utf8",
                             raise_if_empty=False)
-        if frame.width and frame.columns[0].startswith("\ufeff"):
-            frame = frame.rename({frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
-        return frame
+        return frame.rename({n: clean[n] for n in frame.columns if clean.get(n, n) != n})
     except InputError:
         raise
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if path.suffix == ".csv" and "utf-8" in first.lower():
+            first += "; save it as UTF-8"
         raise InputError(schema.name, None, f"cannot read {path.name}: {first}") from None
 
 
@@ -133,7 +136,7 @@ def read_table(folder: Path, name: str) -> RawTable | None:
 def unify_id_type(ids: pl.Series, master_is_int: bool) -> pl.Series:
     """Read an ID column of a referencing table as its master's type (unparseable -> null)."""
     if not master_is_int:
-        return ids.cast(pl.Utf8)
+        return ids.cast(pl.Utf8).str.strip_chars()
     if ids.dtype != pl.Utf8:
         return ids.cast(pl.Int64)
     text = pl.DataFrame({"v": ids.str.strip_chars()})
@@ -143,12 +146,14 @@ def unify_id_type(ids: pl.Series, master_is_int: bool) -> pl.Series:
 
 
 def master_id_type(series: pl.Series, from_csv: bool) -> pl.Series:
-    """A master table's IDs: CSV text becomes integers only when every value is a plain integer."""
-    if series.dtype == pl.Utf8 and from_csv and len(series):
-        text = series.str.strip_chars()
-        if text.str.contains(_PLAIN_INT).fill_null(False).all():
-            return text.cast(pl.Int64)
-    return series
+    """A master table's IDs, text trimmed of surrounding spaces (as :func:`unify_id_type` reads
+    the referencing tables): CSV text becomes integers only when every value is a plain integer."""
+    if series.dtype != pl.Utf8:
+        return series
+    text = series.str.strip_chars()
+    if from_csv and len(text) and text.str.contains(_PLAIN_INT).fill_null(False).all():
+        return text.cast(pl.Int64)
+    return text
 
 
 def read_inputs(folder: Path) -> dict[str, RawTable]:

@@ -175,12 +175,17 @@ def offer_data(offers: "pl.DataFrame", categories: np.ndarray, category_names: l
 
     return OfferData(
         discount=column("discount", 0.0),
-        budget=column("budget", np.inf) * budget_scale,
+        budget=_scaled(column("budget", np.inf), budget_scale),
         max_customers=column("max_customers", np.inf),
         min_customers=column("min_customers", 0.0).astype(np.int64),
         categories=categories,
         category_names=category_names,
     )
+
+
+def _scaled(budget: np.ndarray, scale: float) -> np.ndarray:
+    """Scale finite budgets; an uncapped offer stays uncapped even at scale 0."""
+    return np.where(np.isfinite(budget), budget * scale, np.inf)
 
 
 def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np.ndarray,

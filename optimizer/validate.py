@@ -63,7 +63,9 @@ def _fail_rows(table: str, column: str | None, frame: pl.DataFrame, bad: pl.Seri
                problem: str) -> None:
     rows = frame.filter(bad)
     if rows.height:
-        raise InputError(table, column, problem, sample=rows.head(5).rows(named=True),
+        # samples show the user's columns, not the dense indices added here
+        shown = rows.head(5).drop([c for c in INDEX_OF.values() if c in rows.columns])
+        raise InputError(table, column, problem, sample=shown.rows(named=True),
                          count=rows.height)
 
 
@@ -233,6 +235,8 @@ def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, product
     _require_finite("transactions", frame, ["sales_value", "quantity", "discount"])
     _range("transactions", frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
     _range("transactions", frame, "discount", pl.col("discount") < 0, ">= 0")
+    if "discount" in frame.columns:  # an empty discount cell: no discount on that line
+        frame = frame.with_columns(pl.col("discount").fill_null(0.0))
     frame = _attach(_attach(frame, "customer_id", customers), "product_id", products)
     unknown_customer = frame.get_column("c").is_null()
     unknown_product = frame.get_column("p").is_null() & ~unknown_customer

@@ -77,7 +77,8 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         raise SolverError(f"{backend} found no plan (status {status})")
     values = np.array([v.solution_value() for v in variables]) if variables else np.zeros(0)
-    chosen = [np.where(idx >= 0, values[np.maximum(idx, 0)] > 0.5, False) for idx in var_of]
+    picked = np.append(values > 0.5, False)  # index -1 (empty slot) reads the final False
+    chosen = [picked[np.where(idx >= 0, idx, -1)] for idx in var_of]
     value = float(objective.Value())
     bound = value if (relax or status == pywraplp.Solver.OPTIMAL) else float(objective.BestBound())
     if not relax and status == pywraplp.Solver.OPTIMAL:

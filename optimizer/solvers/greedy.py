@@ -189,9 +189,11 @@ def thresholds(sel: Selection, offer: np.ndarray, cap: np.ndarray, categories: n
     result = np.where(saturated, weakest_in_cat, np.where(full, weakest, 0.0)[:, None])
     ex_prim = np.take_along_axis(prim, sel.order, axis=1)
     ex_sat = np.take_along_axis(saturated, sel.order, axis=1)
-    best_unsat = np.where(ex_sat, -np.inf, runner).max(axis=1)
-    same = ex_prim[:, :, None] == ex_prim[:, None, :]  # (n, chosen t, runner u)
-    best_same = np.where(same, runner[:, None, :], -np.inf).max(axis=2)
-    t_in = np.maximum(np.maximum(best_same, best_unsat[:, None]), 0.0)
-    result[r_idx, sel.order[r_idx, t_idx]] = t_in[r_idx, t_idx]
+    best_unsat = np.maximum(np.where(ex_sat, -np.inf, runner).max(axis=1), 0.0)
+    # per chosen candidate k, the best runner-up of its own category
+    t_in = np.empty((n, max_take))
+    for k in range(max_take):
+        same = ex_prim == taken_prim[:, k][:, None]
+        t_in[:, k] = np.maximum(np.where(same, runner, -np.inf).max(axis=1), best_unsat)
+    result[r_idx, sel.order[r_idx, t_idx]] = t_in[r_idx, pos[r_idx, t_idx]]
     return result

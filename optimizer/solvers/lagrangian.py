@@ -28,6 +28,10 @@ from .prices import critical_price, target_bonus
 from .repair import refill, repair
 
 
+_MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
+_TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
+
+
 @dataclass(frozen=True)
 class LagrangianSettings:
     """gap_tolerance: relative gap at which to stop; max_iterations: price passes at most;
@@ -56,11 +60,24 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     totals = sel.row_totals(plain)
     if problem.max_per_category is not None:
         rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
-        if rows.size:
+        for column in range(1, min(offers.categories.shape[1], _MAX_RELAXATIONS)):
+            if rows.size == 0:
+                break
             other = select(plain[rows], block.offer[rows], block.cap[rows], offers.categories,
-                           problem.max_per_category, relaxed=True, count_in=1)
+                           problem.max_per_category, relaxed=True, count_in=column)
             totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
     return float(totals.sum())
+
+
+def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
+    """Customers missing from ``min_customers`` targets in ``chosen``, summed over offers."""
+    targets = problem.offers.min_customers
+    if not (targets > 0).any():
+        return 0
+    counts = np.zeros(problem.offers.n_offers, dtype=np.int64)
+    for block, mask in zip(problem.blocks, chosen):
+        counts += np.bincount(block.offer[mask], minlength=problem.offers.n_offers)
+    return int(np.maximum(targets - counts, 0).sum())
 
 
 def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray]
@@ -142,7 +159,7 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
     prices = warm_start if warm_start is not None else Prices.zeros(offers.n_offers)
     best_bound, best_objective = np.inf, -np.inf
     best_chosen: list[np.ndarray] = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
-    best_prices = prices
+    best_prices, best_short = prices, np.iinfo(np.int64).max
     trace: list[dict[str, float]] = []
     status, iteration = "iteration_limit", 0
     best_dual_prices, stalled, step = prices, 0, 1.0
@@ -186,8 +203,10 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
             stalled += 1
         best_bound = min(best_bound, bound)
         chosen, objective = _plan(problem, prices, relaxed_choice)
-        if objective > best_objective:
-            best_objective, best_chosen, best_prices = objective, chosen, prices
+        # targets first (a plan closer to every min_customers wins), then the objective
+        short = _shortfall(problem, chosen)
+        if (short, -objective) < (best_short, -best_objective):
+            best_objective, best_chosen, best_prices, best_short = objective, chosen, prices, short
         gap = (best_bound - best_objective) / best_bound if best_bound > 0 else 0.0
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
                  "best_bound": best_bound, "best_objective": best_objective, "gap": gap,
@@ -195,7 +214,7 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
         trace.append(entry)
         if progress is not None:
             progress(entry)
-        if gap <= settings.gap_tolerance:
+        if gap <= settings.gap_tolerance and not (best_short and iteration < _TARGET_PASSES):
             status = "optimal"
             break
         if time.perf_counter() - start > settings.time_limit_s:

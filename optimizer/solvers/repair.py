@@ -97,7 +97,16 @@ def _room(block: CandidateBlock, mask: np.ndarray, categories: np.ndarray,
     room = (~mask) & (block.offer >= 0) & (count < block.cap)[:, None]
     if per_category is None or not room.any():
         return room
-    cats = np.where((block.offer >= 0)[:, :, None], categories[np.maximum(block.offer, 0)], -1)
+    rows = np.flatnonzero(room.any(axis=1))
+    room[rows] = _category_room(block.offer[rows], mask[rows], room[rows], count[rows],
+                                categories, per_category)
+    return room
+
+
+def _category_room(offer: np.ndarray, mask: np.ndarray, room: np.ndarray, count: np.ndarray,
+                   categories: np.ndarray, per_category: int) -> np.ndarray:
+    """``room`` narrowed to candidates whose every category is below the per-category cap."""
+    cats = np.where((offer >= 0)[:, :, None], categories[np.maximum(offer, 0)], -1)
     width = cats.shape[2]
     # compare against the chosen columns only, so the comparison stays small
     max_take = int(count.max()) if count.size else 0

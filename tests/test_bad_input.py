@@ -1,0 +1,426 @@
+"""Malformed inputs and scenarios: ``offeropt run`` exits 2 naming the table and column (or the
+knob), and leaves no output behind (an earlier run folder stays byte-for-byte as it was)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from click.testing import CliRunner, Result
+
+from optimizer.cli import main
+
+try:
+    from tiny_world import (base_world, offer, score, tree_bytes, write_csv, write_scenario,
+                            write_world)
+except ImportError:  # tests/ made a package
+    from tests.tiny_world import (base_world, offer, score, tree_bytes, write_csv, write_scenario,
+                                  write_world)
+
+World = dict[str, list[dict[str, Any]]]
+
+
+def good_world() -> World:
+    """A valid folder with every optional table, so each can be broken."""
+    world = base_world()
+    world["customers"][0]["clv"] = 10.0
+    world["offers"] = [offer(1, "BAKERY", 1.0, 5.0, start_week=30, end_week=45,
+                             min_customers=1, max_customers=3),
+                       offer(2, None, 2.0, None)]
+    world["offer_products"] = [{"offer_id": 2, "product_id": 103}]
+    world["restrictions"] = [{"customer_id": 2, "category": "dairy", "rule": "exclude"}]
+    world["history"] = [{"customer_id": 1, "offer_id": 1, "week": 38}]
+    world["redemptions"] = [{"customer_id": 1, "offer_id": 1, "week": 38}]
+    world["scores"] = [score(c, o, 0.25, 1.0 + c) for c in range(1, 5) for o in (1, 2)]
+    world["transactions"][0].update(quantity=1.0, discount=0.0)
+    return world
+
+
+@dataclass
+class Case:
+    """One malformed input. ``world`` edits the tables before they are written, ``files`` edits
+    the written folder, ``rules``/``solver``/``toml`` the scenario; ``expect`` are phrases the
+    error must contain (whitespace-normalised)."""
+
+    id: str
+    expect: list[str]
+    world: Callable[[World], None] | None = None
+    files: Callable[[Path], None] | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+    solver: dict[str, Any] = field(default_factory=dict)
+    toml: Callable[[str], str] | None = None
+
+
+def where(table: str, column: str | None = None) -> list[str]:
+    return [f"table '{table}'" + (f", column '{column}'" if column else "")]
+
+
+def drop_table(name: str) -> Callable[[World], None]:
+    return lambda w: w.pop(name)
+
+
+def drop_column(table: str, column: str) -> Callable[[World], None]:
+    def edit(w: World) -> None:
+        for row in w[table]:
+            row.pop(column, None)
+    return edit
+
+
+def set_cell(table: str, row: int, **values: Any) -> Callable[[World], None]:
+    def edit(w: World) -> None:
+        w[table][row].update(values)
+    return edit
+
+
+def add_row(table: str, **values: Any) -> Callable[[World], None]:
+    def edit(w: World) -> None:
+        w.setdefault(table, []).append(values)
+    return edit
+
+
+def both(*edits: Callable[[World], None]) -> Callable[[World], None]:
+    def edit(w: World) -> None:
+        for e in edits:
+            e(w)
+    return edit
+
+
+def raw_file(name: str, data: bytes) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        for old in folder.glob(f"{name}.*"):
+            old.unlink()
+        (folder / f"{name}.csv").write_bytes(data)
+    return edit
+
+
+def empty_customers(folder: Path) -> None:
+    write_csv(folder / "customers.csv", [], ["customer_id", "segment"])
+
+
+INPUT_CASES = [
+    # required tables
+    *[Case(f"missing-table-{t}", where(t) + ["required table missing"], world=drop_table(t))
+      for t in ("customers", "transactions", "products", "offers")],
+    # required columns
+    Case("missing-col-customer_id", where("customers", "customer_id"),
+         world=drop_column("customers", "customer_id")),
+    Case("missing-col-sales_value", where("transactions", "sales_value"),
+         world=drop_column("transactions", "sales_value")),
+    Case("missing-col-week", where("transactions", "week"),
+         world=drop_column("transactions", "week")),
+    Case("missing-col-category", where("products", "category"),
+         world=drop_column("products", "category")),
+    Case("missing-col-discount", where("offers", "discount"),
+         world=drop_column("offers", "discount")),
+    Case("missing-col-budget", where("offers", "budget"), world=drop_column("offers", "budget")),
+    Case("missing-col-p_redeem", where("scores", "p_redeem"),
+         world=drop_column("scores", "p_redeem")),
+    Case("missing-col-rule", where("restrictions", "rule"),
+         world=drop_column("restrictions", "rule")),
+    Case("missing-col-offer_products-product_id", where("offer_products", "product_id"),
+         world=drop_column("offer_products", "product_id")),
+    Case("missing-col-history-week", where("history", "week"),
+         world=drop_column("history", "week")),
+    # wrong types
+    Case("text-sales_value", where("transactions", "sales_value") + ["numbers", "abc"],
+         world=set_cell("transactions", 0, sales_value="abc")),
+    Case("text-week", where("transactions", "week") + ["whole numbers"],
+         world=set_cell("transactions", 0, week="wk39")),
+    Case("fractional-week", where("transactions", "week"),
+         world=set_cell("transactions", 0, week="39.5")),
+    Case("text-discount", where("offers", "discount") + ["numbers"],
+         world=set_cell("offers", 0, discount="ten")),
+    Case("text-budget", where("offers", "budget"), world=set_cell("offers", 1, budget="lots")),
+    Case("text-start_week", where("offers", "start_week"),
+         world=set_cell("offers", 0, start_week="soon")),
+    Case("text-clv", where("customers", "clv"), world=set_cell("customers", 0, clv="high")),
+    Case("text-p_redeem", where("scores", "p_redeem"), world=set_cell("scores", 0, p_redeem="x")),
+    # empty IDs
+    Case("empty-customer_id", where("customers", "customer_id") + ["empty"],
+         world=set_cell("customers", 1, customer_id=None)),
+    Case("blank-offer_id", where("offers", "offer_id") + ["empty"],
+         world=set_cell("offers", 0, offer_id="  ")),
+    Case("empty-product_id", where("products", "product_id"),
+         world=set_cell("products", 2, product_id=None)),
+    Case("empty-transactions-customer_id", where("transactions", "customer_id"),
+         world=set_cell("transactions", 0, customer_id=None)),
+    Case("empty-scores-offer_id", where("scores", "offer_id"),
+         world=set_cell("scores", 0, offer_id="")),
+    # duplicate IDs
+    Case("duplicate-customer", where("customers", "customer_id") + ["unique"],
+         world=add_row("customers", customer_id=2, segment="b")),
+    Case("duplicate-customer-after-trim", where("customers", "customer_id") + ["unique"],
+         world=add_row("customers", customer_id=" 3 ", segment="b")),
+    Case("duplicate-product", where("products", "product_id") + ["unique"],
+         world=add_row("products", product_id=101, category="BEEF")),
+    Case("duplicate-offer", where("offers", "offer_id") + ["unique"],
+         world=add_row("offers", **offer(1, "DAIRY"))),
+    # ranges and finiteness
+    Case("negative-discount", where("offers", "discount") + ["> 0"],
+         world=set_cell("offers", 0, discount=-1.0)),
+    Case("zero-discount", where("offers", "discount") + ["> 0"],
+         world=set_cell("offers", 1, discount=0)),
+    Case("nan-discount", where("offers", "discount") + ["finite"],
+         world=set_cell("offers", 1, discount="NaN")),
+    Case("negative-budget", where("offers", "budget") + [">= 0"],
+         world=set_cell("offers", 0, budget=-5)),
+    Case("nan-budget", where("offers", "budget") + ["finite"],
+         world=set_cell("offers", 0, budget="nan")),
+    Case("inf-budget", where("offers", "budget") + ["finite"],
+         world=set_cell("offers", 0, budget="inf")),
+    Case("minus-inf-budget", where("offers", "budget") + ["finite"],
+         world=set_cell("offers", 1, budget="-inf")),
+    Case("negative-max_customers", where("offers", "max_customers"),
+         world=set_cell("offers", 0, max_customers=-1, min_customers=None)),
+    Case("p_redeem-above-one", where("scores", "p_redeem") + ["between 0 and 1"],
+         world=set_cell("scores", 3, p_redeem=1.5)),
+    Case("p_redeem-negative", where("scores", "p_redeem") + ["between 0 and 1"],
+         world=set_cell("scores", 0, p_redeem=-0.1)),
+    Case("p_redeem-nan", where("scores", "p_redeem"), world=set_cell("scores", 0, p_redeem="NaN")),
+    Case("negative-value", where("scores", "value") + [">= 0"],
+         world=set_cell("scores", 2, value=-0.5)),
+    Case("inf-value", where("scores", "value") + ["finite"],
+         world=set_cell("scores", 2, value="inf")),
+    Case("duplicate-score-pair", where("scores") + ["unique"],
+         world=add_row("scores", **score(3, 2, 0.1, 1.0))),
+    Case("start-after-end", where("offers", "end_week") + ["start_week"],
+         world=set_cell("offers", 0, start_week=42, end_week=41)),
+    Case("min-above-max", where("offers", "max_customers") + ["min_customers"],
+         world=set_cell("offers", 0, min_customers=4, max_customers=3)),
+    Case("negative-clv", where("customers", "clv") + [">= 0"],
+         world=set_cell("customers", 0, clv=-1.0)),
+    Case("inf-clv", where("customers", "clv") + ["finite"],
+         world=set_cell("customers", 0, clv="inf")),
+    Case("negative-sales_value", where("transactions", "sales_value") + [">= 0"],
+         world=set_cell("transactions", 0, sales_value=-2.5)),
+    Case("negative-transaction-discount", where("transactions", "discount"),
+         world=set_cell("transactions", 0, discount=-0.5)),
+    # references
+    Case("offer_products-unknown-offer", where("offer_products", "offer_id") + ["not found"],
+         world=add_row("offer_products", offer_id=77, product_id=101)),
+    Case("offer_products-unknown-product", where("offer_products", "product_id") + ["not found"],
+         world=add_row("offer_products", offer_id=1, product_id=999)),
+    Case("restrictions-unknown-customer", where("restrictions", "customer_id") + ["not found"],
+         world=add_row("restrictions", customer_id=99, category="pork", rule="exclude")),
+    Case("restrictions-unknown-rule", where("restrictions", "rule") + ["exclude", "opt_in"],
+         world=add_row("restrictions", customer_id=1, category="pork", rule="maybe")),
+    Case("restrictions-empty-category", where("restrictions", "category"),
+         world=add_row("restrictions", customer_id=1, category=None, rule="exclude")),
+    Case("scores-unknown-customer", where("scores", "customer_id") + ["not found"],
+         world=add_row("scores", **score(99, 1))),
+    Case("scores-unknown-offer", where("scores", "offer_id") + ["not found"],
+         world=add_row("scores", **score(1, 99))),
+    Case("offer-without-category", where("offers", "category") + ["offer_products"],
+         world=add_row("offers", **offer(3, None))),
+    Case("offer-blank-category", where("offers", "category") + ["offer_products"],
+         world=add_row("offers", **offer(3, "   "))),
+    # file format
+    Case("empty-customers", where("customers") + ["empty"], files=empty_customers),
+    Case("semicolon-csv", where("offers", "offer_id") + ["separator"],
+         files=raw_file("offers", b"offer_id;category;discount;budget\n1;BAKERY;1.0;5\n")),
+    Case("latin-1-csv", where("products") + ["UTF-8"],
+         files=raw_file("products", "product_id,category\n101,PORK\n102,CR\u00c8ME\n103,DAIRY\n"
+                        "104,SNACKS\n105,INFANT FORMULA\n106,FAMILY PLANNING\n"
+                        .encode("latin-1"))),
+    Case("latin-1-csv-header", where("customers") + ["UTF-8"],
+         files=raw_file("customers", "customer_id,s\u00e9gment\n1,a\n".encode("latin-1"))),
+    Case("parquet-and-csv", where("offers") + ["keep one"],
+         files=lambda folder: (folder / "offers.parquet").write_bytes(b"not parquet")),
+    Case("corrupt-parquet", where("products"),
+         files=lambda folder: ((folder / "products.csv").unlink(),
+                               (folder / "products.parquet").write_bytes(b"PAR1garbage"))),
+]
+
+SCENARIO_CASES = [
+    Case("toml-syntax", ["not valid TOML"], toml=lambda t: t + "\n[rules\nmax = 1\n"),
+    Case("unknown-top-key", ["colour", "Extra inputs"], toml=lambda t: 'colour = "red"\n' + t),
+    Case("unknown-rule-knob", ["rules.max_offers_per_client"],
+         rules={"max_offers_per_client": 2}),
+    Case("string-for-int", ["rules.max_offers_per_customer"],
+         rules={"max_offers_per_customer": "five"}),
+    Case("negative-cap", ["rules.max_offers_per_category"], rules={"max_offers_per_category": -1}),
+    Case("fractional-cap", ["rules.max_offers_per_customer"],
+         rules={"max_offers_per_customer": 2.5}),
+    Case("negative-cooldown", ["rules.cooldown_weeks"], rules={"cooldown_weeks": -2}),
+    Case("negative-global-budget", ["rules.global_budget"], rules={"global_budget": -10.0}),
+    Case("nan-global-budget", ["rules.global_budget"], toml=lambda t: t + "global_budget = nan\n"),
+    Case("inf-budget-scale", ["rules.budget_scale"], toml=lambda t: t + "budget_scale = inf\n"),
+    Case("zero-gap-tolerance", ["solver.gap_tolerance"], solver={"gap_tolerance": 0}),
+    Case("zero-time-limit", ["solver.time_limit_s"], solver={"time_limit_s": 0}),
+    Case("unknown-policy", ["rules.sensitive_policy", "opt_in"],
+         rules={"sensitive_policy": "ask_nicely"}),
+    Case("unknown-solver", ["solver.method"], solver={"method": "magic"}),
+    Case("missing-week", ["week"], toml=lambda t: t.replace("week = 40\n", "")),
+    Case("data-folder-missing", ["input folder not found", "nowhere"],
+         toml=lambda t: t.replace('data = "data"', 'data = "nowhere"')),
+]
+
+
+def build(root: Path, case: Case) -> Path:
+    """Write the (broken) folder and scenario under ``root``; return the scenario path."""
+    world = good_world()
+    if case.world:
+        case.world(world)
+    write_world(root / "data", world)
+    if case.files:
+        case.files(root / "data")
+    path = write_scenario(root / "scenario.toml", rules={"max_offers_per_customer": 3,
+                                                         **case.rules},
+                          solver=case.solver or None)
+    if case.toml:
+        path.write_text(case.toml(path.read_text()))
+    return path
+
+
+def invoke(path: Path, *extra: str) -> Result:
+    return CliRunner().invoke(main, ["run", str(path), *extra])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def assert_rejected(result: Result, case: Case) -> None:
+    message = flat(result.stderr or result.output)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception   # no crash
+    assert "error:" in message, message
+    for phrase in case.expect:
+        assert flat(phrase) in message, (phrase, message)
+    assert "Traceback" not in message
+
+
+def no_output(root: Path) -> None:
+    assert not (root / "run").exists()
+    leftovers = [p.name for p in root.iterdir() if p.name.startswith(".run")]
+    assert leftovers == []
+
+
+def test_good_world_runs(tmp_path):
+    result = invoke(build(tmp_path, Case("good", [])), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "assignments.parquet").is_file()
+
+
+@pytest.mark.parametrize("case", INPUT_CASES + SCENARIO_CASES, ids=lambda c: c.id)
+def test_bad_input_exits_2_naming_table_and_column(tmp_path, case):
+    result = invoke(build(tmp_path, case))
+    assert_rejected(result, case)
+    no_output(tmp_path)
+
+
+def test_sample_rows_show_the_users_columns_only(tmp_path):
+    case = Case("x", [], world=add_row("scores", **score(99, 1)))
+    message = invoke(build(tmp_path, case)).stderr
+    assert "{'customer_id': '99', 'offer_id': '1', 'p_redeem': 0.5, 'value': 1.0}" in message
+    for internal in ("'c':", "'o':", "'p':", "__key"):
+        assert internal not in message
+
+
+def test_sample_rows_show_the_offending_row(tmp_path):
+    case = Case("x", [], world=set_cell("offers", 0, discount=-3.5))
+    message = invoke(build(tmp_path, case)).stderr
+    assert "sample rows" in message and "-3.5" in message and "(1 row)" in message
+
+
+EARLIER_RUN_CASES = [c for c in INPUT_CASES + SCENARIO_CASES
+                     if c.id in {"missing-table-offers", "text-discount", "duplicate-customer",
+                                 "negative-value", "scores-unknown-offer", "latin-1-csv",
+                                 "toml-syntax", "fractional-cap", "nan-budget"}]
+
+
+@pytest.mark.parametrize("case", EARLIER_RUN_CASES, ids=lambda c: c.id)
+def test_bad_input_leaves_an_earlier_run_untouched(tmp_path, case):
+    good = invoke(build(tmp_path, Case("good", [])), "--quiet")
+    assert good.exit_code == 0, good.output
+    before = tree_bytes(tmp_path / "run")
+    assert "manifest.json" in before
+    for child in (tmp_path / "data").iterdir():
+        child.unlink()
+    result = invoke(build(tmp_path, case))
+    assert_rejected(result, case)
+    assert tree_bytes(tmp_path / "run") == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run")] == []
+
+
+def test_bad_set_override_exits_2(tmp_path):
+    path = build(tmp_path, Case("good", []))
+    for override, phrase in [("rules.max_offers_per_customer=-1", "max_offers_per_customer"),
+                             ("rules.no_such_knob=3", "no_such_knob"),
+                             ("rules.max_offers_per_customer", "KEY=VALUE")]:
+        result = invoke(path, "--set", override)
+        assert result.exit_code == 2, (override, result.output)
+        assert phrase in flat(result.stderr), (override, result.stderr)
+    no_output(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# rows that are tolerated
+
+
+def test_history_and_redemptions_may_name_unknown_customers_and_offers(tmp_path):
+    case = Case("ok", [], world=both(
+        add_row("history", customer_id=99, offer_id=1, week=39),
+        add_row("history", customer_id=1, offer_id=77, week=39),
+        add_row("redemptions", customer_id=98, offer_id=2, week=37),
+        add_row("redemptions", customer_id=2, offer_id=76, week=37),
+        add_row("redemptions", customer_id=97, offer_id=75, week=36)))
+    result = invoke(build(tmp_path, case), "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["dropped_rows"]["history_unknown_customer_or_offer"] == 2
+    assert manifest["dropped_rows"]["redemptions_unknown_customer_or_offer"] == 3
+
+
+def test_transactions_naming_unknown_products_are_counted(tmp_path):
+    case = Case("ok", [], world=both(
+        add_row("transactions", customer_id=2, product_id=999, week=38, sales_value=1.0),
+        add_row("transactions", customer_id=3, product_id=998, week=37, sales_value=4.0),
+        add_row("transactions", customer_id=55, product_id=101, week=37, sales_value=4.0)))
+    result = invoke(build(tmp_path, case), "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["dropped_rows"]["transactions_unknown_product"] == 2
+    assert manifest["dropped_rows"]["transactions_unknown_customer"] == 1
+    assert manifest["inputs"]["transactions"]["rows"] == 4
+
+
+def test_transactions_with_unknown_products_on_the_affinity_path(tmp_path):
+    world = good_world()
+    world.pop("scores")
+    world["transactions"] += [
+        {"customer_id": c, "product_id": p, "week": 36 + c, "sales_value": 2.0}
+        for c in range(1, 5) for p in (101, 102, 103, 999)]
+    write_world(tmp_path / "data", world)
+    path = write_scenario(tmp_path / "scenario.toml", rules={"max_offers_per_customer": 3})
+    result = invoke(path, "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["dropped_rows"]["transactions_unknown_product"] == 4
+
+
+def test_csv_details_a_user_would_expect_to_work(tmp_path):
+    world = good_world()
+    world["transactions"].append({"customer_id": 2, "product_id": 102, "week": 38,
+                                  "sales_value": 3.0, "discount": None})  # empty: no discount
+    world.pop("scores")   # the affinity path reads transactions.discount
+    write_world(tmp_path / "data", world)
+    offers = tmp_path / "data" / "offers.csv"
+    text = offers.read_text().replace("discount,", " discount ,", 1).replace("\n", "\r\n")
+    offers.write_text(text)   # a header name with spaces around it, Windows line ends
+    customers = tmp_path / "data" / "customers.csv"
+    customers.write_bytes(b"\xef\xbb\xbf" + customers.read_bytes())   # a byte-order mark
+    path = write_scenario(tmp_path / "scenario.toml", rules={"max_offers_per_customer": 3})
+    result = invoke(path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "assignments.parquet").is_file()
+
+
+def test_header_only_transactions_on_the_scores_path(tmp_path):
+    write_world(tmp_path / "data", {**good_world(), "transactions": []},
+                headers={"transactions": ["customer_id", "product_id", "week", "sales_value"]})
+    path = write_scenario(tmp_path / "scenario.toml", rules={"max_offers_per_customer": 3})
+    result = invoke(path, "--quiet")
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,124 @@
+"""Tiny hand-made input folders and scenarios for end-to-end tests of ``run_scenario`` and the CLI.
+
+A world is a dict ``table name -> list of row dicts`` (``None`` = empty cell); :func:`write_world`
+writes it as CSV (or Parquet) files, :func:`write_scenario` a scenario TOML next to it. The default
+world (:func:`base_world`) plans week 40 on the ``scores`` path, so every test controls
+``p_redeem`` and ``value`` exactly.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+WEEK = 40
+
+PRODUCTS = [
+    {"product_id": 101, "category": "PORK"},
+    {"product_id": 102, "category": "BAKERY"},
+    {"product_id": 103, "category": "DAIRY"},
+    {"product_id": 104, "category": "SNACKS"},
+    {"product_id": 105, "category": "INFANT FORMULA"},
+    {"product_id": 106, "category": "FAMILY PLANNING"},
+]
+
+
+def offer(offer_id: Any, category: str | None = "BAKERY", discount: float = 1.0,
+          budget: float | None = None, **extra: Any) -> dict[str, Any]:
+    return {"offer_id": offer_id, "category": category, "discount": discount, "budget": budget,
+            **extra}
+
+
+def score(customer_id: Any, offer_id: Any, p: float = 0.5, value: float = 1.0) -> dict[str, Any]:
+    return {"customer_id": customer_id, "offer_id": offer_id, "p_redeem": p, "value": value}
+
+
+def base_world(customers: int = 4) -> dict[str, list[dict[str, Any]]]:
+    """Customers 1..n, the six products above, one offer (1, BAKERY) scored for everybody."""
+    return {
+        "customers": [{"customer_id": c, "segment": "a"} for c in range(1, customers + 1)],
+        "products": copy.deepcopy(PRODUCTS),
+        "offers": [offer(1)],
+        "transactions": [{"customer_id": 1, "product_id": 101, "week": 39, "sales_value": 2.5}],
+        "scores": [score(c, 1) for c in range(1, customers + 1)],
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if any(ch in text for ch in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], header: list[str] | None = None) -> Path:
+    columns = header or (list(dict.fromkeys(k for r in rows for k in r)) if rows else [])
+    text = ",".join(columns) + "\n"
+    text += "".join(",".join(_cell(r.get(c)) for c in columns) + "\n" for r in rows)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_world(folder: Path, world: dict[str, list[dict[str, Any]]], fmt: str = "csv",
+                headers: dict[str, list[str]] | None = None) -> Path:
+    """Write each table of ``world`` into ``folder`` (``fmt`` "csv" or "parquet")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in world.items():
+        header = (headers or {}).get(name)
+        if fmt == "csv":
+            write_csv(folder / f"{name}.csv", rows, header)
+        else:
+            columns = header or list(dict.fromkeys(k for r in rows for k in r))
+            frame = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows],
+                                 infer_schema_length=None) if rows else pl.DataFrame(
+                                     {c: pl.Series([], dtype=pl.Utf8) for c in columns})
+            frame.write_parquet(folder / f"{name}.parquet")
+    return folder
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_scenario(path: Path, *, data: str = "data", output: str = "run", week: int = WEEK,
+                   name: str = "tiny", rules: dict[str, Any] | None = None,
+                   solver: dict[str, Any] | None = None, extra: str = "") -> Path:
+    """A scenario TOML at ``path``; knobs set to ``None`` are left out (their default applies)."""
+    lines = [f"name = {_toml_value(name)}", f"week = {week}", f"data = {_toml_value(data)}",
+             f"output = {_toml_value(output)}"]
+    for section, knobs in (("rules", rules), ("solver", solver)):
+        if knobs:
+            lines += ["", f"[{section}]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in knobs.items() if v is not None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def pairs(assignments: pl.DataFrame) -> set[tuple[Any, Any]]:
+    """The assigned (customer_id, offer_id) pairs."""
+    return set(assignments.select("customer_id", "offer_id").iter_rows())
+
+
+def offers_of(assignments: pl.DataFrame, customer: Any) -> set[Any]:
+    return set(assignments.filter(pl.col("customer_id") == customer).get_column("offer_id"))
+
+
+def customers_of(assignments: pl.DataFrame, offer_id: Any) -> set[Any]:
+    return set(assignments.filter(pl.col("offer_id") == offer_id).get_column("customer_id"))
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes), to compare folders byte for byte."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
