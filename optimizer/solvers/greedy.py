@@ -197,3 +197,72 @@ def thresholds(sel: Selection, offer: np.ndarray, cap: np.ndarray, categories: n
         t_in[:, k] = np.maximum(np.where(same, runner, -np.inf).max(axis=1), best_unsat)
     result[r_idx, sel.order[r_idx, t_idx]] = t_in[r_idx, pos[r_idx, t_idx]]
     return result
+
+
+@dataclass
+class ExactChoice:
+    """Each customer's exact best response where it could be enumerated.
+
+    chosen: ``(n, slots)`` a feasible best response (exact on ``exact`` rows, greedy elsewhere).
+    totals: ``(n,)`` the sum of reduced values of ``chosen``.
+    exact: ``(n,)`` whether ``chosen`` is proven optimal for that customer.
+    """
+
+    chosen: np.ndarray
+    totals: np.ndarray
+    exact: np.ndarray
+
+
+def exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: np.ndarray,
+                 per_category: int, multi_category: np.ndarray, max_enumerated: int = 4
+                 ) -> ExactChoice:
+    """Best responses of customers whose candidates include offers spanning several categories.
+
+    With the multi-category candidates' in-or-out decided, the rest is a laminar problem the greedy
+    solves exactly; so enumerating the ``2**m`` decisions over a customer's ``m`` positive
+    multi-category candidates and keeping the best feasible one is exact. Customers with more than
+    ``max_enumerated`` of them keep the exact-feasibility greedy (``exact`` False).
+    """
+    n, slots = reduced.shape
+    multi = (offer >= 0) & multi_category[np.maximum(offer, 0)] & (reduced > 0)
+    count = multi.sum(axis=1)
+    greedy = select(reduced, offer, cap, categories, per_category, relaxed=False).chosen
+    chosen = greedy.copy()
+    totals = np.where(greedy, reduced, 0.0).sum(axis=1)
+    exact = count == 0
+    rows = np.flatnonzero((count > 0) & (count <= max_enumerated))
+    if rows.size == 0:
+        return ExactChoice(chosen, totals, exact)
+    # only each customer's best few candidates can matter; look no deeper than that
+    depth = min(slots, int(cap[rows].max()) * 3 + 8 + max_enumerated)
+    top, _ = _top_sorted(reduced[rows], offer[rows], depth)
+    r = np.take_along_axis(reduced[rows], top, axis=1)
+    o = np.take_along_axis(offer[rows], top, axis=1)
+    mul = np.take_along_axis(multi[rows], top, axis=1)
+    c = cap[rows]
+    m = mul.sum(axis=1)
+    rank = np.cumsum(mul, axis=1) - 1
+    lift = 1.0 + 2.0 * float(np.abs(np.where(np.isfinite(r), r, 0.0)).sum(axis=1).max())
+    best_total = np.full(rows.size, -np.inf)
+    best = np.zeros_like(mul)
+    for pattern in range(2 ** int(m.max())):
+        live = np.flatnonzero(pattern < 2 ** m)
+        forced = mul[live] & ((pattern >> np.maximum(rank[live], 0)) & 1).astype(bool)
+        dropped = mul[live] & ~forced
+        rr = r[live]
+        trial = np.where(forced, rr + lift, np.where(dropped, -np.inf, rr))
+        pick = select(trial, o[live], c[live], categories, per_category, relaxed=False).chosen
+        feasible = ~(forced & ~pick).any(axis=1)
+        total = np.where(pick, rr, 0.0).sum(axis=1)
+        better = feasible & (total > best_total[live])
+        best_total[live[better]] = total[better]
+        best[live[better]] = pick[better]
+    # a customer whose examined candidates were all worth taking may have more beyond: not proven
+    proven = (depth == slots) | (r[:, -1] <= 0) | (best.sum(axis=1) >= c)
+    full = np.zeros((rows.size, slots), dtype=bool)
+    rr_idx, tt_idx = np.nonzero(best)
+    full[rr_idx, top[rr_idx, tt_idx]] = True
+    chosen[rows[proven]] = full[proven]
+    totals[rows[proven]] = best_total[proven]
+    exact[rows[proven]] = True
+    return ExactChoice(chosen, totals, exact)

@@ -16,18 +16,23 @@ or time limit (a status, never an exception).
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ..problem import AssignmentProblem, CandidateBlock, Prices, Solution
-from .greedy import Selection, select, thresholds
+from ..errors import SolverError
+from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
+from .exact import solve_exact
+from .greedy import ExactChoice, Selection, exact_choice, select, thresholds
 from .prices import critical_price, target_bonus
 from .repair import refill, repair
 
 
+log = logging.getLogger(__name__)
+_MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
 
@@ -35,11 +40,14 @@ _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap m
 @dataclass(frozen=True)
 class LagrangianSettings:
     """gap_tolerance: relative gap at which to stop; max_iterations: price passes at most;
-    time_limit_s: wall-clock limit of the solve."""
+    time_limit_s: wall-clock limit of the solve; sample_customers: size of the sample whose LP
+    gives the starting prices (0 = start from zero); seed: the sample's seed."""
 
     gap_tolerance: float = 1e-3
     max_iterations: int = 60
     time_limit_s: float = 600.0
+    sample_customers: int = 1500
+    seed: int = 0
 
 
 def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
@@ -48,25 +56,38 @@ def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
 
 
 def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                sel: Selection | None) -> float:
-    """The block's share of the dual function: each customer's relaxed best total (no target
-    bonus). A customer with multi-category candidates gets the least of two relaxations (each
-    offer counted in its first, or in its second, category), both upper bounds."""
+                sel: Selection | None) -> tuple[float, ExactChoice | None]:
+    """The block's share of the dual function: each customer's best total (no target bonus).
+
+    Customers whose candidates all count in one category get the greedy, which is exact for them.
+    Customers with multi-category candidates are solved exactly by enumeration where that is small
+    (:func:`exact_choice`); the rest get the least of several relaxations (each offer counted in
+    its first, or its second, ... category), all upper bounds. The exact choices are returned so
+    the plan can reuse them when they were computed with the same prices.
+    """
     offers = problem.offers
     plain = prices.reduced_values(block, with_target=False)
     if sel is None:
         sel = select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
                      relaxed=True)
     totals = sel.row_totals(plain)
-    if problem.max_per_category is not None:
-        rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
-        for column in range(1, min(offers.categories.shape[1], _MAX_RELAXATIONS)):
-            if rows.size == 0:
-                break
-            other = select(plain[rows], block.offer[rows], block.cap[rows], offers.categories,
-                           problem.max_per_category, relaxed=True, count_in=column)
-            totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
-    return float(totals.sum())
+    if problem.max_per_category is None:
+        return float(totals.sum()), None
+    rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
+    if rows.size == 0:
+        return float(totals.sum()), None
+    choice = exact_choice(plain, block.offer, block.cap, offers.categories,
+                          problem.max_per_category, offers.multi_category)
+    solved = rows[choice.exact[rows]]
+    totals[solved] = choice.totals[solved]
+    rows = rows[~choice.exact[rows]]
+    for column in range(1, min(offers.categories.shape[1], _MAX_RELAXATIONS)):
+        if rows.size == 0:
+            break
+        other = select(plain[rows], block.offer[rows], block.cap[rows], offers.categories,
+                       problem.max_per_category, relaxed=True, count_in=column)
+        totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
+    return float(totals.sum()), choice
 
 
 def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
@@ -80,17 +101,19 @@ def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
     return int(np.maximum(targets - counts, 0).sum())
 
 
-def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray]
-          ) -> tuple[list[np.ndarray], float]:
+def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray],
+          exact_choices: list[ExactChoice | None]) -> tuple[list[np.ndarray], float]:
     """A feasible plan from the customers' best responses to ``prices``."""
     offers = problem.offers
     chosen, priorities = [], []
     multi = offers.multi_category
-    for block, relaxed in zip(problem.blocks, relaxed_choice):
+    for block, relaxed, exact in zip(problem.blocks, relaxed_choice, exact_choices):
         reduced = prices.reduced_values(block)
         if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
-            relaxed = select(reduced, block.offer, block.cap, offers.categories,
-                             problem.max_per_category, relaxed=False).chosen
+            if exact is None:
+                exact = exact_choice(reduced, block.offer, block.cap, offers.categories,
+                                     problem.max_per_category, multi)
+            relaxed = exact.chosen
         chosen.append(relaxed.copy())
         priorities.append(reduced)
     repair(problem, chosen)
@@ -122,6 +145,14 @@ def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost:
     return Prices(budget_price, count_price, glob, bonus)
 
 
+def _towards(start: Prices, target: Prices, step: float) -> Prices:
+    """``start + step * (target - start)`` for every price (the target bonus is taken whole)."""
+    return Prices(start.budget + step * (target.budget - start.budget),
+                  start.count + step * (target.count - start.count),
+                  start.global_budget + step * (target.global_budget - start.global_budget),
+                  target.target)
+
+
 def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str, np.ndarray],
                       bound: float, target: float, step: float) -> Prices:
     """A Polyak step (Polyak, 1969) from ``prices`` along the constraints' slack.
@@ -150,28 +181,78 @@ def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str,
                   max(prices.global_budget - size * g_global, 0.0), prices.target)
 
 
+def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Prices | None:
+    """Starting prices from the LP relaxation of a random sample of customers.
+
+    Offers in one category are near-perfect substitutes (often exact ties in value), and from zero
+    prices coordinate steps creep along the ridge where such offers' reduced values tie. The LP of
+    a sample, with every capacity scaled by the sample's share of customers, puts prices near that
+    ridge's optimum at once; coordinate steps on the whole population then only refine them.
+    Returns ``None`` when the problem is small enough that sampling buys nothing.
+    """
+    total = sum(b.n_customers for b in problem.blocks)
+    if total <= customers or not problem.blocks:
+        return None
+    rng = np.random.default_rng(seed)
+    share = customers / total
+    picked = []
+    for block in problem.blocks:
+        rows = np.flatnonzero(rng.random(block.n_customers) < share)
+        if rows.size:
+            picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
+                                         block.value[rows], block.cost[rows],
+                                         block.p_redeem[rows], block.cap[rows]))
+    drawn = sum(b.n_customers for b in picked)
+    if drawn == 0:
+        return None
+    scale = drawn / total
+    offers = problem.offers
+    sample = AssignmentProblem(
+        offers=OfferData(offers.discount, offers.budget * scale, offers.max_customers * scale,
+                         np.zeros_like(offers.min_customers), offers.categories,
+                         offers.category_names),
+        blocks=picked, max_per_category=problem.max_per_category,
+        global_budget=problem.global_budget * scale, n_customers=drawn)
+    try:
+        lp = solve_exact(sample, time_limit_s=60, relax=True, backend="GLOP")
+    except SolverError:
+        log.warning("sample LP failed; starting from zero prices")
+        return None
+    return Prices(np.maximum(lp.prices.budget, 0.0), np.maximum(lp.prices.count, 0.0),
+                  max(lp.prices.global_budget, 0.0), np.zeros(offers.n_offers))
+
+
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                      warm_start: Prices | None = None,
                      progress: Callable[[dict[str, float]], None] | None = None) -> Solution:
     """Solve ``problem`` by price passes; see the module docstring."""
     offers = problem.offers
     start = time.perf_counter()
-    prices = warm_start if warm_start is not None else Prices.zeros(offers.n_offers)
+    prices = warm_start
+    if prices is None and settings.sample_customers > 0:
+        prices = sample_prices(problem, settings.sample_customers, settings.seed)
+    if prices is None:
+        prices = Prices.zeros(offers.n_offers)
     best_bound, best_objective = np.inf, -np.inf
     best_chosen: list[np.ndarray] = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
     best_prices, best_short = prices, np.iinfo(np.int64).max
     trace: list[dict[str, float]] = []
     status, iteration = "iteration_limit", 0
-    best_dual_prices, stalled, step = prices, 0, 1.0
+    # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
+    # best prices so far and the coordinate target computed there; a worse pass halves the step
+    anchor, anchor_target, step = prices, None, 1.0
     for iteration in range(1, settings.max_iterations + 1):
         steering = prices.target is not None and bool(prices.target.any())
         dual_sum, relaxed_choice = 0.0, []
+        exact_choices: list[ExactChoice | None] = []
         offer_parts, cost_parts, margin_parts = [], [], []
         for block in problem.blocks:
             reduced = prices.reduced_values(block, with_target=True)
             sel = select(reduced, block.offer, block.cap, offers.categories,
                          problem.max_per_category, relaxed=True)
-            dual_sum += _dual_value(problem, block, prices, sel if not steering else None)
+            block_dual, choice = _dual_value(problem, block, prices, sel if not steering else None)
+            dual_sum += block_dual
+            exact_choices.append(choice if not steering else None)
             relaxed_choice.append(sel.chosen)
             threshold = thresholds(sel, block.offer, block.cap, offers.categories,
                                    problem.max_per_category)
@@ -197,12 +278,9 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                  + _finite_dot(prices.count, offers.max_customers)
                  + (prices.global_budget * problem.global_budget
                     if np.isfinite(problem.global_budget) else 0.0))
-        if bound < best_bound * (1 - 1e-9):
-            best_dual_prices, stalled = prices, 0
-        else:
-            stalled += 1
+        improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
         best_bound = min(best_bound, bound)
-        chosen, objective = _plan(problem, prices, relaxed_choice)
+        chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices)
         # targets first (a plan closer to every min_customers wins), then the objective
         short = _shortfall(problem, chosen)
         if (short, -objective) < (best_short, -best_objective):
@@ -220,14 +298,16 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
         if time.perf_counter() - start > settings.time_limit_s:
             status = "time_limit"
             break
-        if stalled >= 2:
-            # coordinate steps stopped improving the bound: take a subgradient step instead
-            if stalled > 2:
-                step = max(step / 2, 1e-3)
-            prices = _subgradient_step(problem, prices, use, bound, best_objective, step)
-            continue
-        margin = np.concatenate(margin_parts) if margin_parts else np.zeros(0)
-        prices = _update(problem, prices, all_offer, all_cost, margin)
+        if improved:
+            margin = np.concatenate(margin_parts) if margin_parts else np.zeros(0)
+            anchor, anchor_target = prices, _update(problem, prices, all_offer, all_cost, margin)
+            step = min(1.0, step * 2.0)
+        else:
+            step /= 2.0
+            if step < _MIN_STEP:
+                status = "stalled"
+                break
+        prices = _towards(anchor, anchor_target, step)
     return Solution(chosen=best_chosen, objective=max(best_objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best_prices, trace=trace)
