@@ -1,17 +1,26 @@
 """Customer-first affinity: how likely each customer is to redeem each offer, and what it is worth.
 
-Model (first version, documented in README "How offers are scored"). For customer i and offer j:
+For customer i and offer j the affinity components are her own behaviour (shares of her
+recency-decayed spend, see :mod:`optimizer.features`):
 
-    a[i, j] = w_cat * sum_{k in cats(j)} category_share[i, k]
-            + w_brand * brand_share[i, brand(j)]
-            + w_product * sum_{p in products(j)} product_share[i, p]
-    p_redeem[i, j] = (p_floor + (p_max - p_floor) * a / (a + h)) * (0.75 + 0.5 * discount_share[i])
-    score[i, j] = p_redeem * max(margin_weight * margin[j] + redemption_value, 0) * clv_factor[i]
+    category[i, j] = sum_{k in cats(j)} category_share[i, k]
+    brand[i, j]    = brand_share[i, brand(j)]
+    product[i, j]  = sum_{p in products(j)} product_share[i, p]
 
-``a`` is her own behaviour (shares of her recency-decayed spend), ``h`` the half-saturation
-affinity, and ``discount_share`` her price sensitivity (a deal-prone customer redeems more).
-``fit`` learns nothing in this version beyond the offer incidence matrices; the fitted propensity
-model of issue 5 will keep the same ``fit``/``score`` shape.
+``p_redeem`` comes from the fitted :class:`~optimizer.propensity.Propensity` model when one is
+given (``affinity.model = "fitted"``, the default), else from the first, unfitted formula
+(``"heuristic"``, and the stated fallback when no propensity can be fitted):
+
+    a = w_cat * category + w_brand * brand + w_product * product
+    p_redeem = (p_floor + (p_max - p_floor) * a / (a + h)) * (0.75 + 0.5 * discount_share[i])
+
+and the score the solver maximises is
+
+    score[i, j] = p_redeem * max(margin_weight * margin[j] + redemption_value
+                                 - discount_weight * discount[j], 0) * clv_factor[i]
+
+``score`` works on chunks of customers against every offer: dense ``(chunk, n_offers)`` arrays,
+no loops over customers.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import scipy.sparse as sp
 
 from .config import Affinity, Objective
 from .features import CustomerFeatures, OfferCategories
+from .propensity import Propensity, design
 from .schemas import normalize_category
 from .validate import Inputs
 
@@ -35,8 +45,9 @@ class AffinityModel:
     objective: Objective
 
     def fit(self, inputs: Inputs, features: CustomerFeatures, cats: OfferCategories,
-            clv_factor: np.ndarray) -> "AffinityModel":
-        """Build the offer-side incidence matrices (fitted attributes end in ``_``)."""
+            clv_factor: np.ndarray, propensity: Propensity | None = None) -> "AffinityModel":
+        """Build the offer-side incidence matrices and depths (fitted attributes end in ``_``);
+        ``propensity``: the fitted redemption model (``None``: the heuristic formula)."""
         n_offers = inputs.n_offers
         k_index = {name: i for i, name in enumerate(features.categories)}
         pairs = cats.pairs.filter(pl.col("category").is_in(list(k_index)))
@@ -60,30 +71,82 @@ class AffinityModel:
         else:
             self.offer_products_ = sp.csr_matrix((inputs.products.height, n_offers))
         offers = inputs.offers
+        discount = offers.get_column("discount").to_numpy()
         worth = (self.objective.margin_weight * offers.get_column("margin").to_numpy()
-                 + self.objective.redemption_value)
+                 + self.objective.redemption_value - self.objective.discount_weight * discount)
         self.redemption_worth_ = np.maximum(worth, 0.0)
+        self.depth_ = discount / self._offer_price(inputs, features)
         self.features_ = features
         self.clv_factor_ = clv_factor
+        self.propensity_ = propensity
+        f = features
+        self.customer_ = {"discount_share": f.discount_share,
+                          **{k: (getattr(f, k) if getattr(f, k) is not None
+                                 else np.zeros(inputs.n_customers))
+                             for k in ("response", "recency", "visits", "tenure_weeks")}}
         return self
 
-    def affinity(self, start: int, stop: int) -> np.ndarray:
-        """``(stop - start, n_offers)`` affinity ``a`` of customers ``start .. stop - 1``."""
-        f, s = self.features_, self.settings
-        rows = slice(start, stop)
-        result = (f.category_share[rows] @ self.offer_categories_).toarray() * s.category_weight
-        if s.brand_weight:
-            result += (f.brand_share[rows] @ self.offer_brands_).toarray() * s.brand_weight
-        if s.product_weight:
-            result += (f.product_share[rows] @ self.offer_products_).toarray() * s.product_weight
-        return result
+    def _offer_price(self, inputs: Inputs, features: CustomerFeatures) -> np.ndarray:
+        """Average gross line value (sales + discount) over each offer's categories (1 if none)."""
+        tx = inputs.transactions
+        gross = pl.col("sales_value") + (pl.col("discount") if "discount" in tx.columns else 0.0)
+        k_index = {name: i for i, name in enumerate(features.categories)}
+        lines = (tx.lazy().join(inputs.products.lazy().select("p", "category"), on="p",
+                                maintain_order="left")
+                 .select(pl.col("category").replace_strict(k_index, default=-1,
+                                                           return_dtype=pl.Int64),
+                         gross.alias("gross")).collect())
+        k = lines.get_column("category").to_numpy()
+        known = k >= 0
+        n_k = len(features.categories)
+        # bincount adds in row order: the same prices on every run
+        total = np.bincount(k[known], weights=lines.get_column("gross").to_numpy()[known],
+                            minlength=n_k)
+        price = total / np.maximum(np.bincount(k[known], minlength=n_k), 1)
+        counts = np.asarray(self.offer_categories_.sum(axis=0)).ravel()
+        mean = (self.offer_categories_.T @ price) / np.maximum(counts, 1)
+        return np.where(mean > 0, mean, 1.0)
 
-    def score(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """``p_redeem`` and ``score`` of customers ``start .. stop - 1`` against every offer."""
+    def pair_columns(self, c: np.ndarray, o: np.ndarray) -> list[np.ndarray]:
+        """Propensity feature columns of the pairs (``c[n]``, ``o[n]``), for fitting."""
+        f = self.features_
+
+        def rowdot(share: sp.csr_matrix, incidence: sp.csr_matrix) -> np.ndarray:
+            return np.asarray(share[c].multiply(incidence.T.tocsr()[o]).sum(axis=1)).ravel()
+        return design(rowdot(f.category_share, self.offer_categories_),
+                      rowdot(f.brand_share, self.offer_brands_),
+                      rowdot(f.product_share, self.offer_products_),
+                      {k: v[c] for k, v in self.customer_.items()}, self.depth_[o])
+
+    def components(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dense ``(stop - start, n_offers)`` category, brand and product affinities."""
+        f = self.features_
+        rows = slice(start, stop)
+        return ((f.category_share[rows] @ self.offer_categories_).toarray(),
+                (f.brand_share[rows] @ self.offer_brands_).toarray(),
+                (f.product_share[rows] @ self.offer_products_).toarray())
+
+    def affinity(self, start: int, stop: int) -> np.ndarray:
+        """``(stop - start, n_offers)`` heuristic affinity ``a`` of customers ``start .. stop - 1``."""
+        s = self.settings
+        cat, brand, product = self.components(start, stop)
+        return cat * s.category_weight + brand * s.brand_weight + product * s.product_weight
+
+    def p_redeem(self, start: int, stop: int) -> np.ndarray:
+        """``(stop - start, n_offers)`` redemption probabilities."""
+        if self.propensity_ is not None:
+            cat, brand, product = self.components(start, stop)
+            customer = {k: v[start:stop, None] for k, v in self.customer_.items()}
+            return self.propensity_.predict(design(cat, brand, product, customer,
+                                                   self.depth_[None, :]))
         s = self.settings
         a = self.affinity(start, stop)
         sensitivity = 0.75 + 0.5 * self.features_.discount_share[start:stop]
         p = (s.p_floor + (s.p_max - s.p_floor) * a / (a + s.half_saturation)) * sensitivity[:, None]
-        p = np.clip(p, 0.0, 1.0)
+        return np.clip(p, 0.0, 1.0)
+
+    def score(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``p_redeem`` and ``score`` of customers ``start .. stop - 1`` against every offer."""
+        p = self.p_redeem(start, stop)
         value = p * self.redemption_worth_[None, :] * self.clv_factor_[start:stop, None]
         return p, value

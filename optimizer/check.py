@@ -20,6 +20,7 @@ Rule ids reported (``Violation.rule``):
 ``exclude``                 the customer has an ``exclude`` row for one of the offer's categories
 ``sensitive``               the sensitive policy forbids the pair
 ``cooldown``                the pair was sent within ``cooldown_weeks`` before the planning week
+``excluded_category``       the offer has a category in ``rules.excluded_categories``
 ``max_offers_per_customer`` a customer gets more offers than the cap
 ``max_offers_per_category`` a customer gets more offers in one category than the cap
 ``frequency_window``        this run plus history in the rolling window exceeds the cap
@@ -356,6 +357,18 @@ def _check_sensitive(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario
                       _sample(rows, _SHOW + ["categories"]))]
 
 
+def _check_excluded_categories(pair_cats: pl.DataFrame, scenario: Scenario) -> list[Violation]:
+    banned = sorted({normalize_category_name(c) for c in scenario.rules.excluded_categories})
+    hits = pair_cats.filter(pl.col("category").is_in(banned)) if banned else pair_cats.head(0)
+    if not hits.height:
+        return []
+    rows = (hits.group_by("row", maintain_order=True)
+            .agg(pl.first(*_SHOW), categories=pl.col("category").sort()))
+    return [Violation("excluded_category", f"{rows.height} assignment(s) give an offer in a "
+                      "category of rules.excluded_categories", rows.height,
+                      _sample(rows, _SHOW + ["categories"]))]
+
+
 def _check_cooldown(known: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
     cd = scenario.rules.cooldown_weeks
     week = scenario.week
@@ -599,6 +612,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
     violations += _check_window(known, week)
     violations += _check_exclude(pair_cats, inputs)
     violations += _check_sensitive(pair_cats, inputs, scenario)
+    violations += _check_excluded_categories(pair_cats, scenario)
     violations += _check_cooldown(known, inputs, scenario)
     violations += _check_customer_cap(by_customer, scenario.rules.max_offers_per_customer)
     violations += _check_category_cap(pair_cats, scenario.rules.max_offers_per_category)

@@ -46,11 +46,22 @@ def main(verbose: bool) -> None:
                    "(repeatable; values in TOML syntax).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts).")
-def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+@click.option("--append-history", is_flag=True,
+              help="After a successful run, append this week's assignments to the input "
+                   "folder's history table (same format; refused if the week is already there).")
+@click.option("--replace-week", is_flag=True,
+              help="With --append-history: replace the history rows of the planning week "
+                   "instead of refusing.")
+def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
+        append_history: bool, replace_week: bool) -> None:
     """Plan the week of SCENARIO and write its run folder.
 
     Example: offeropt run scenarios/demo.toml --set rules.budget_scale=0.8
+
+    Weekly loop: offeropt run scenarios/demo.toml --set week=41 --append-history
     """
+    if replace_week and not append_history:
+        raise click.UsageError("--replace-week only applies with --append-history")
     from .config import load_scenario
     from .pipeline import run_scenario
 
@@ -65,7 +76,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool) 
                           highlight=False)
     try:
         loaded = load_scenario(scenario, overrides)
-        result = run_scenario(loaded, progress=progress)
+        result = run_scenario(loaded, progress=progress, append_history=append_history,
+                              replace_week=replace_week)
     except OptimizerError as exc:
         _fail(exc)
         return
@@ -79,6 +91,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool) 
         "min_customers_shortfalls": len(m["min_customers_shortfalls"]),
         "seconds": m["seconds"],
     }
+    if append_history:
+        summary["history_rows_appended"] = result.history_appended
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -92,6 +106,9 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool) 
                 if isinstance(value, float) else str(value))
         table.add_row(key, text)
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()))
+    if append_history:
+        table.add_row("history", f"{result.history_appended:,} rows of week {loaded.week} "
+                                 f"appended to {loaded.data}")
     Console().print(table)
 
 
@@ -101,7 +118,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool) 
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="The same overrides the run was made with.")
 def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...]) -> None:
-    """Verify every hard rule of a run against the raw inputs, independently of the solver.
+    """Verify every hard rule of a run of SCENARIO against the raw inputs, independently of the
+    solver.
 
     RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation.
 
@@ -155,6 +173,240 @@ def demo_data(out_dir: Path, customers: int, offers: int, seed: int,
                                                                 highlight=False))
     for name, rows in counts.items():
         click.echo(f"{name}: {rows:,} rows")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "" if value is None else str(value)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("compare.html"), show_default=True,
+              help="Where to write the HTML page (charts and full tables), relative to the "
+                   "current folder.")
+@click.option("--no-html", is_flag=True, help="Do not write the HTML page.")
+@click.option("--sample", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many changed customers to list per run.")
+@click.option("--offers", "top_offers", type=click.IntRange(min=0), default=10,
+              show_default=True, help="How many offers (largest spend change) the terminal shows.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the whole comparison as JSON instead of tables.")
+def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: int,
+            top_offers: int, as_json: bool) -> None:
+    """Compare the run folders RUN_DIRS side by side; the first is the baseline.
+
+    Totals (objective, bound, gap, redemptions, spend, budget use, reach), value by
+    lifetime-value decile, per-offer changes in reach and spend, and the customers whose offer
+    lists changed. Prints tables and writes an HTML page with charts.
+
+    Example: offeropt compare runs/demo runs/demo_budget_cut --html runs/compare.html
+    """
+    from .compare import TOTAL_KEYS, compare_runs, render_compare
+    from .output import write_text_file
+
+    try:
+        comparison = compare_runs(run_dirs, sample=sample)
+    except OptimizerError as exc:
+        _fail(exc)
+        return
+    if not no_html:
+        write_text_file(html_path, render_compare(comparison))
+    if as_json:
+        click.echo(json.dumps({**comparison.to_json(),
+                               "html": None if no_html else str(html_path)}, indent=2,
+                              default=str))
+        return
+    table = Table(title="Runs (first = baseline)")
+    table.add_column("")
+    for label in comparison.labels:
+        table.add_column(label, justify="right")
+    for key in TOTAL_KEYS:
+        cells = [comparison.totals[k][key] for k in range(len(comparison.labels))]
+        if key.endswith(("gap", "_used")):
+            table.add_row(key, *("" if v is None else f"{100 * v:.2f}%" for v in cells))
+        else:
+            table.add_row(key, *(_number(v) for v in cells))
+    table.add_row("customers whose list changed", "",
+                  *(str(change["changed_customers"]) for change in comparison.changed))
+    console = Console()
+    console.print(table)
+    if top_offers:
+        last = len(comparison.labels) - 1
+        offers = Table(title=f"Offers whose spend moved most ({comparison.labels[last]} vs "
+                             f"{comparison.labels[0]})")
+        for name in ("offer", "customers before", "customers after", "spend before",
+                     "spend after", "change in spend"):
+            offers.add_column(name, justify="right")
+        for o in comparison.offers.head(top_offers).to_dicts():
+            offers.add_row(str(o["offer_id"]), str(o["customers_0"]), str(o[f"customers_{last}"]),
+                           f"{o['expected_cost_0']:,.2f}", f"{o[f'expected_cost_{last}']:,.2f}",
+                           f"{o['d_expected_cost']:+,.2f}")
+        console.print(offers)
+    if not no_html:
+        console.print(f"page: {html_path}", highlight=False)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--budget-scale", "scales", required=True, metavar="START:STOP:STEP",
+              help="The budget_scale values: START:STOP:STEP (STOP included), e.g. "
+                   "0.5:1.5:0.1, or a list such as 0.6,0.8,1.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
+              help="Override a scenario knob for every point (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="The sweep folder [default: the scenario's output folder "
+                                 "with '-sweep' appended].")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the points as JSON (for scripts).")
+def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path | None,
+          quiet: bool, as_json: bool) -> None:
+    """Solve SCENARIO at many budget scales: the budget-to-value curve.
+
+    Each point warm-starts from the previous point's prices and writes no run folder; the
+    sweep folder gets sweep.csv, sweep.json and sweep.html (chart and table).
+
+    Example: offeropt sweep scenarios/demo.toml --budget-scale 0.5:1.5:0.25
+    """
+    from rich.progress import Progress as Bar
+
+    from .config import load_scenario
+    from .sweep import parse_range, sweep_budget, write_sweep
+
+    console = Console(stderr=True, quiet=quiet or as_json)
+    try:
+        loaded = load_scenario(scenario, overrides)
+        values = parse_range(scales)
+        target = out_dir or loaded.output.with_name(loaded.output.name + "-sweep")
+        with Bar(console=console, transient=True) as bar:
+            task = bar.add_task("sweep", total=len(values))
+
+            def on_stage(kind: str, info: dict[str, Any]) -> None:
+                if kind == "iteration":
+                    bar.update(task, description=f"pass {int(info['iteration'])}, gap "
+                                                 f"{100 * info['gap']:.3f}%")
+
+            def on_point(k: int, n: int, row: dict[str, Any]) -> None:
+                bar.advance(task)
+                console.print(f"budget_scale {row['budget_scale']:.3g}: objective "
+                              f"{row['objective']:,.2f}, spend {row['expected_cost']:,.2f}, "
+                              f"{row['iterations']} passes", highlight=False)
+            table = sweep_budget(loaded, values, progress=on_stage, on_point=on_point)
+        write_sweep(target, loaded, table)
+    except OptimizerError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps({"out": str(target), "points": table.to_dicts()}, indent=2))
+        return
+    if not quiet:
+        click.echo(f"sweep of {len(values)} points written to {target}")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("customer_id")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="The run folder [default: the scenario's output folder].")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
+              help="The same overrides the run was made with.")
+@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True,
+              help="Show the given offers and this many next-best offers by score.")
+@click.option("--json", "as_json", is_flag=True, help="Print every offer as JSON.")
+def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: tuple[str, ...],
+            top: int, as_json: bool) -> None:
+    """Why CUSTOMER_ID got her offers in a run of SCENARIO and not the next-best ones.
+
+    Each offer with its score and status: given, ineligible (window, exclude, sensitive,
+    cooldown), capped (per-customer, per-category or window cap full of better offers), priced
+    out by a budget (score - shadow price x expected cost <= 0), with the numbers.
+
+    Example: offeropt explain scenarios/demo.toml 42 --run runs/demo
+    """
+    from .config import load_scenario
+    from .explain import explain_customer
+
+    try:
+        result = explain_customer(load_scenario(scenario, overrides), customer_id, run_dir)
+    except OptimizerError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        return
+    given = sum(r["status"] == "given" for r in result.offers)
+    table = Table(title=f"customer {result.customer_id}: {given} offers (cap {result.cap}) in "
+                        f"{result.run_dir}; global budget price {result.global_price:.4f}",
+                  caption="reduced = score - (budget price + global price) x exp. cost - "
+                          "count price")
+    for name in ("offer", "status", "score", "exp. cost", "budget price", "reduced", "why"):
+        table.add_column(name, justify="left" if name in ("status", "why") else "right")
+    for r in result.offers[:given + top]:
+        table.add_row(str(r["offer_id"]), r["status"], f"{r['score']:.4f}",
+                      f"{r['expected_cost']:.4f}", f"{r['budget_price']:.4f}",
+                      f"{r['reduced_value']:.4f}", r["why"])
+    Console().print(table)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--holdout-weeks", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Fit on the weeks before week - N and score the lists on the N weeks after.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
+              help="Override a scenario knob (repeatable; values in TOML syntax).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for backtest.json and backtest.csv (default: the scenario's output).")
+def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
+             out_dir: Path | None) -> None:
+    """Backtest the fitted scoring on held-out weeks against popular and random offers.
+
+    Prints recall and precision of the held-out redemptions and category purchases for the lists
+    each method would have sent, and the calibration of p_redeem by decile.
+
+    Example: offeropt backtest scenarios/demo.toml --holdout-weeks 4
+    """
+    from .backtest import run_backtest, write_backtest
+    from .config import load_scenario
+
+    try:
+        loaded = load_scenario(scenario, overrides)
+        result = run_backtest(loaded, holdout_weeks)
+    except OptimizerError as exc:
+        _fail(exc)
+        return
+    paths = write_backtest(result, out_dir or loaded.output)
+    info = result.info
+    console = Console()
+    table = Table(title=f"{loaded.name}: fitted on weeks < {info['cutoff']}, held out "
+                        f"{info['holdout_weeks'][0]}..{info['holdout_weeks'][1]} "
+                        f"({info['holdout_redemptions']:,} redemptions)")
+    methods = result.table.get_column("method").to_list()
+    table.add_column("metric")
+    for method in methods:
+        table.add_column(method, justify="right")
+    for column in result.table.columns[1:]:
+        values = result.table.get_column(column).to_list()
+        table.add_row(column, *[f"{v:,.4f}" if isinstance(v, float) else f"{v:,}"
+                                for v in values])
+    console.print(table)
+    calibration = Table(title="calibration of p_redeem on the held-out sends")
+    for column in result.calibration.columns:
+        calibration.add_column(column, justify="right")
+    for row in result.calibration.iter_rows():
+        calibration.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(calibration)
+    ltv, prop = info["lifetime_value"], info["propensity"]
+    console.print(f"lifetime value: {ltv['model']}  propensity: {prop['model']} "
+                  f"({prop.get('target', '')})  popular by: {info['popular_by']}", highlight=False)
+    for name, reason in (("lifetime value", ltv.get("fallback")), ("propensity", prop.get("fallback"))):
+        if reason:
+            console.print(f"[yellow]{name} fallback:[/] {reason}", highlight=False)
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

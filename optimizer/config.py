@@ -50,12 +50,16 @@ class Rules(_Frozen):
     budget_scale: float = Field(1.0, ge=0, description="multiplies every offer budget")
     sensitive_categories: tuple[str, ...] = Field((), description="categories under the policy")
     sensitive_policy: Literal["opt_in", "exclude", "allow"] = "opt_in"
+    excluded_categories: tuple[str, ...] = Field(
+        (), description="offers with any of these categories go to nobody this run"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _coerce_lists(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("sensitive_categories"), list):
-            data = {**data, "sensitive_categories": tuple(data["sensitive_categories"])}
+        for key in ("sensitive_categories", "excluded_categories"):
+            if isinstance(data, dict) and isinstance(data.get(key), list):
+                data = {**data, key: tuple(data[key])}
         for key in ("global_budget", "budget_scale"):
             if isinstance(data, dict) and isinstance(data.get(key), int) and not isinstance(
                 data.get(key), bool
@@ -67,8 +71,10 @@ class Rules(_Frozen):
 class Objective(_Frozen):
     """Weights of the score the solver maximises when affinity is computed by the optimizer.
 
-    ``score = p_redeem * (margin_weight * margin + redemption_value) * clv_factor`` where
-    ``clv_factor = (clv / mean clv) ** clv_weight`` clipped to ``[clv_floor, clv_cap]``.
+    ``score = p_redeem * max(margin_weight * margin + redemption_value - discount_weight *
+    discount, 0) * clv_factor`` where ``clv_factor = (clv / mean clv) ** clv_weight`` clipped to
+    ``[clv_floor, clv_cap]`` and ``clv`` is the BG/NBD x Gamma-Gamma value over
+    ``clv_horizon_weeks`` (see ``optimizer/clv.py``).
     With a ``scores`` table the table's ``value`` is the score and these weights are unused.
     """
 
@@ -79,12 +85,19 @@ class Objective(_Frozen):
     clv_weight: float = Field(0.5, ge=0, description="exponent on the customer's relative CLV")
     clv_floor: float = Field(0.1, gt=0, description="lowest relative CLV factor")
     clv_cap: float = Field(10.0, gt=0, description="highest relative CLV factor")
-    clv_horizon_weeks: int = Field(52, ge=1, description="horizon of the run-rate lifetime value")
+    clv_horizon_weeks: int = Field(
+        52, ge=1, description="weeks of future purchases valued by the lifetime-value model")
+    discount_weight: float = Field(
+        0.0, ge=0, description="weight of the offer's discount, subtracted from a redemption's worth "
+        "(0: the margin is already net of the discount)")
+    clv_min_repeat_customers: int = Field(
+        30, ge=1, description="fewest repeat customers to fit BG/NBD x Gamma-Gamma, else run rate")
 
     @model_validator(mode="before")
     @classmethod
     def _ints_to_floats(cls, data: Any) -> Any:
-        return _floats(data, ("margin_weight", "redemption_value", "clv_weight", "clv_floor", "clv_cap"))
+        return _floats(data, ("margin_weight", "redemption_value", "clv_weight", "clv_floor", "clv_cap",
+                              "discount_weight"))
 
 
 class Affinity(_Frozen):
@@ -100,6 +113,18 @@ class Affinity(_Frozen):
     candidates_per_customer: int = Field(
         50, ge=1, description="keep this many best-scoring eligible offers per customer"
     )
+    model: Literal["fitted", "heuristic"] = Field(
+        "fitted", description="fitted: logistic propensity (optimizer/propensity.py); heuristic: "
+        "the formula with the weights above")
+    label_weeks: int = Field(
+        4, ge=1, description="the propensity learns from the sends (or purchases) of this many "
+        "weeks before the planning week, with features as of their start")
+    proxy_redemption_rate: float = Field(
+        0.1, ge=0, le=1, description="without redemptions: p_redeem = this x P(buys the category)")
+    max_training_pairs: int = Field(
+        500_000, ge=100, description="pairs sampled to fit the propensity (seeded by solver.seed)")
+    min_positives: int = Field(
+        20, ge=1, description="fewest redemptions (or purchases) to fit; else the next fallback")
 
     @model_validator(mode="before")
     @classmethod
@@ -107,7 +132,7 @@ class Affinity(_Frozen):
         return _floats(
             data,
             ("half_life_weeks", "category_weight", "brand_weight", "product_weight", "p_floor",
-             "p_max", "half_saturation"),
+             "p_max", "half_saturation", "proxy_redemption_rate"),
         )
 
 

@@ -20,7 +20,7 @@ from .schemas import normalize_category_name
 from .features import OfferCategories
 from .validate import Inputs
 
-REASONS = ("window", "exclude", "sensitive", "cooldown")
+REASONS = ("window", "exclude", "sensitive", "cooldown", "excluded_category")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class EligibilityRules:
 
     active: per offer, inside its eligibility window this week.
     forbidden_for_all: per offer, sensitive and the policy sends sensitive offers to nobody.
+    excluded_category: per offer, has a category in ``rules.excluded_categories``.
     needs_opt_in: per offer, sensitive under the ``opt_in`` policy.
     excluded_keys, opted_in_keys, cooldown_keys: sorted pair keys.
     audit: pairs removed so far, by reason (each reason counted on its own, so a pair can count
@@ -42,6 +43,7 @@ class EligibilityRules:
     excluded_keys: np.ndarray
     opted_in_keys: np.ndarray
     cooldown_keys: np.ndarray
+    excluded_category: np.ndarray
     audit: dict[str, int] = field(default_factory=lambda: {r: 0 for r in (*REASONS, "removed",
                                                                            "considered")})
 
@@ -52,24 +54,31 @@ class EligibilityRules:
         offer indices, -1 in empty slots (never allowed, never counted).
         """
         present = offer >= 0
-        safe = np.maximum(offer, 0)
-        keys = customers[:, None].astype(np.int64) * self.n_offers + safe
-        lo, hi = customers[0] * self.n_offers, (customers[-1] + 1) * self.n_offers
-        reasons = {
-            "window": ~self.active[safe],
-            "exclude": _member(keys, self.excluded_keys, lo, hi),
-            "sensitive": self.forbidden_for_all[safe]
-            | (self.needs_opt_in[safe] & ~_member(keys, self.opted_in_keys, lo, hi)),
-            "cooldown": _member(keys, self.cooldown_keys, lo, hi),
-        }
+        reasons = self.reasons(customers, offer)
         blocked = np.zeros(offer.shape, dtype=bool)
         for name, mask in reasons.items():
-            mask &= present
             self.audit[name] += int(mask.sum())
             blocked |= mask
         self.audit["removed"] += int(blocked.sum())
         self.audit["considered"] += int(present.sum())
         return present & ~blocked
+
+    def reasons(self, customers: np.ndarray, offer: np.ndarray) -> dict[str, np.ndarray]:
+        """Per reason in :data:`REASONS`, the mask of the candidates it forbids (empty slots never
+        forbidden); the audit is not touched. Arguments as in :meth:`allowed`."""
+        present = offer >= 0
+        safe = np.maximum(offer, 0)
+        keys = customers[:, None].astype(np.int64) * self.n_offers + safe
+        lo, hi = customers[0] * self.n_offers, (customers[-1] + 1) * self.n_offers
+        masks = {
+            "window": ~self.active[safe],
+            "exclude": _member(keys, self.excluded_keys, lo, hi),
+            "sensitive": self.forbidden_for_all[safe]
+            | (self.needs_opt_in[safe] & ~_member(keys, self.opted_in_keys, lo, hi)),
+            "cooldown": _member(keys, self.cooldown_keys, lo, hi),
+            "excluded_category": self.excluded_category[safe],
+        }
+        return {name: mask & present for name, mask in masks.items()}
 
 
 def _member(keys: np.ndarray, sorted_keys: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -105,6 +114,10 @@ def compile_rules(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
     policy = rules.sensitive_policy
     forbidden_for_all = is_sensitive if policy == "exclude" else np.zeros(n_offers, dtype=bool)
     needs_opt_in = is_sensitive if policy == "opt_in" else np.zeros(n_offers, dtype=bool)
+    banned = {normalize_category_name(c) for c in rules.excluded_categories}
+    excluded_category = np.zeros(n_offers, dtype=bool)
+    excluded_category[cats.pairs.filter(pl.col("category").is_in(list(banned)))
+                      .get_column("o").to_numpy()] = True
 
     empty = pl.DataFrame({"c": [], "o": []}, schema={"c": pl.Int32, "o": pl.Int32})
     excluded, opted = empty, empty
@@ -128,6 +141,7 @@ def compile_rules(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
         n_offers=n_offers, active=active, forbidden_for_all=forbidden_for_all,
         needs_opt_in=needs_opt_in, excluded_keys=_keys(excluded, n_offers),
         opted_in_keys=_keys(opted, n_offers), cooldown_keys=_keys(cooldown, n_offers),
+        excluded_category=excluded_category,
     )
 
 

@@ -71,9 +71,17 @@ class CustomerFeatures:
     brand_share: ``(C, B)`` decayed non-sensitive spend per brand / the same denominator.
     product_share: ``(C, P)`` decayed spend per product / the same denominator.
     discount_share: ``(C,)`` share of her decayed non-sensitive spend bought on discount.
-    spend: ``(C,)`` undecayed spend over the history; weeks_observed: weeks the history spans.
-    last_week: ``(C,)`` her last purchase week (``-1`` if none).
+    spend: ``(C,)`` undecayed non-sensitive spend over the history; weeks_observed: weeks the
+    history spans.
+    last_week: ``(C,)`` her last non-sensitive purchase week (``-1`` if none).
     categories, brands: names of the columns of the share matrices.
+    visits: ``(C,)`` recency-decayed count of her distinct purchase days (weeks without ``date``).
+    recency: ``(C,)`` ``0.5 ** ((week - last_week) / half_life)``, 0 without purchases.
+    cadence_weeks: ``(C,)`` mean weeks between her purchase days (0 with fewer than two).
+    tenure_weeks: ``(C,)`` weeks since her first purchase (0 without purchases).
+    response: ``(C,)`` her smoothed redemption rate of earlier non-sensitive offers
+    ``(redeemed + 5 * base) / (sent + 5)`` (``base`` = everyone's rate; 0 without history).
+    All of these use non-sensitive purchases and offers only (privacy by design).
     """
 
     category_share: sp.csr_matrix
@@ -85,6 +93,11 @@ class CustomerFeatures:
     last_week: np.ndarray
     categories: list[str]
     brands: list[str]
+    visits: np.ndarray | None = None
+    recency: np.ndarray | None = None
+    cadence_weeks: np.ndarray | None = None
+    tenure_weeks: np.ndarray | None = None
+    response: np.ndarray | None = None
 
 
 def _share_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
@@ -123,6 +136,8 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
                  (pl.lit(0.5) ** ((week - pl.col("week")) / half_life_weeks) * pl.col("sales_value"))
                  .alias("decayed"),
                  ((pl.col("discount") > 0) if has_discount else pl.lit(False)).alias("discounted"),
+                 (pl.col("date").cast(pl.Int64) if "date" in inputs.transactions.columns
+                  else pl.col("week").cast(pl.Int64) * 7).fill_null(pl.col("week") * 7).alias("day"),
              ).collect())
     c = lines.get_column("c").to_numpy()
     decayed = lines.get_column("decayed").to_numpy()
@@ -139,12 +154,68 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
     discounted = plain & lines.get_column("discounted").to_numpy()
     discount_spend = np.bincount(c[discounted], weights=decayed[discounted], minlength=n_customers)
     discount_share = np.where(denominator > 0, discount_spend / np.maximum(denominator, 1e-300), 0)
-    spend = np.bincount(c, weights=lines.get_column("sales_value").to_numpy(),
+    spend = np.bincount(c[plain], weights=lines.get_column("sales_value").to_numpy()[plain],
                         minlength=n_customers)
     weeks = lines.get_column("week").to_numpy()
     weeks_observed = int(week - weeks.min()) if weeks.size else 0
-    last_week = np.full(n_customers, -1, dtype=np.int64)
-    if weeks.size:
-        np.maximum.at(last_week, c, weeks)
+    behaviour = _behaviour(lines.filter(~pl.col("sensitive")), n_customers, week, half_life_weeks)
     return CustomerFeatures(category_share, brand_share, product_share, discount_share, spend,
-                            weeks_observed, last_week, categories, brands)
+                            weeks_observed, behaviour.pop("last_week"), categories, brands,
+                            **behaviour, response=_response(inputs, week, sensitive))
+
+
+def _behaviour(lines: pl.DataFrame, n_customers: int, week: int, half_life_weeks: float
+               ) -> dict[str, np.ndarray]:
+    """Visits (decayed), recency, cadence, tenure and last week from non-sensitive lines."""
+    days = (lines.lazy().group_by("c", "day").agg(pl.col("week").max())
+            .sort("c", "day").collect())
+    dc = days.get_column("c").to_numpy()
+    starts = segment_starts(dc)
+    per = (days.group_by("c").agg(
+               pl.col("week").max().alias("last"), pl.col("week").min().alias("first"),
+               ((pl.col("day").max() - pl.col("day").min()) / 7
+                / (pl.len() - 1).clip(lower_bound=1)).alias("cadence"))
+           .sort("c"))
+    c = per.get_column("c").to_numpy()
+    decay = 0.5 ** ((week - days.get_column("week").to_numpy()) / half_life_weeks)
+    out = {name: np.zeros(n_customers) for name in ("visits", "recency", "cadence_weeks",
+                                                     "tenure_weeks")}
+    last = np.full(n_customers, -1, dtype=np.int64)
+    last[c] = per.get_column("last").to_numpy()
+    out["visits"][dc[starts]] = segment_sums(decay, starts)
+    out["recency"][c] = 0.5 ** ((week - last[c]) / half_life_weeks)
+    out["cadence_weeks"][c] = per.get_column("cadence").to_numpy()
+    out["tenure_weeks"][c] = week - per.get_column("first").to_numpy()
+    return {**out, "last_week": last}
+
+
+def segment_starts(keys: np.ndarray) -> np.ndarray:
+    """Start index of each run of equal values in a sorted array."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+
+
+def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of ``values`` over the runs beginning at ``starts``, added in array order (so the
+    result does not depend on how a parallel group-by or the table's chunks split the rows)."""
+    if starts.size == 0:
+        return np.zeros(0)
+    return np.add.reduceat(values, starts)
+
+
+def _response(inputs: Inputs, week: int, sensitive: set[str]) -> np.ndarray:
+    """Smoothed redemption rate of earlier non-sensitive offers (see :class:`CustomerFeatures`)."""
+    n = inputs.n_customers
+    if inputs.history is None or inputs.redemptions is None:
+        return np.zeros(n)
+    cats = offer_categories(inputs).pairs
+    touchy = cats.filter(pl.col("category").is_in(list(sensitive))).get_column("o").unique()
+
+    def counts(table: pl.DataFrame) -> np.ndarray:
+        rows = (table.filter((pl.col("week") < week) & ~pl.col("o").is_in(touchy.implode()))
+                .unique(["c", "o", "week"]).get_column("c").to_numpy())
+        return np.bincount(rows, minlength=n).astype(float)
+    sent, redeemed = counts(inputs.history), counts(inputs.redemptions)
+    base = redeemed.sum() / max(sent.sum(), 1.0)
+    return (redeemed + 5.0 * base) / (sent + 5.0)

@@ -133,6 +133,27 @@ def read_table(folder: Path, name: str) -> RawTable | None:
     return RawTable(name, path, pl.DataFrame(typed), file_sha256(path))
 
 
+def read_table_as_stored(folder: Path, name: str) -> RawTable | None:
+    """Read table ``name`` with every column as stored, for rewriting it (``None`` when absent).
+
+    Parquet keeps its own column types; CSV is read as text, header names as written (a byte-order
+    mark dropped), so that values such as ``00123`` survive a rewrite. Nothing is checked or typed:
+    use :func:`read_table` for that.
+    """
+    path = table_path(folder, name)
+    if path is None:
+        return None
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(name, None, f"cannot read {path.name}: {first}") from None
+    return RawTable(name, path, frame, file_sha256(path))
+
+
 def unify_id_type(ids: pl.Series, master_is_int: bool) -> pl.Series:
     """Read an ID column of a referencing table as its master's type (unparseable -> null)."""
     if not master_is_int:
@@ -168,5 +189,5 @@ def read_inputs(folder: Path) -> dict[str, RawTable]:
     return tables
 
 
-__all__ = ["RawTable", "read_inputs", "read_table", "table_path", "file_sha256", "master_id_type",
-           "unify_id_type"]
+__all__ = ["RawTable", "read_inputs", "read_table", "read_table_as_stored", "table_path",
+           "file_sha256", "master_id_type", "unify_id_type"]

@@ -159,3 +159,47 @@ def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Callable[[Path], 
                                                             statistics=True),
         f"{name}.csv": lambda path: frame.write_csv(path),
     }
+
+
+def customers_frame(inputs: Inputs, clv: np.ndarray) -> pl.DataFrame:
+    """Per customer: customer_id, clv (lifetime value the run used), clv_decile (1 = lowest tenth
+    of customers by clv, 10 = highest; ties broken by input order). Unknown (NaN) values, e.g.
+    on the ``scores`` path without ``customers.clv``, are left empty and not ranked."""
+    known = ~np.isnan(clv)
+    order = np.flatnonzero(known)[np.argsort(clv[known], kind="stable")]
+    decile = np.zeros(clv.shape[0], dtype=np.int64)
+    decile[order] = np.arange(order.size) * 10 // max(order.size, 1) + 1
+    return pl.DataFrame({
+        "customer_id": inputs.customers.get_column("customer_id"),
+        "clv": pl.Series(np.where(known, clv, np.nan).astype(np.float64)).fill_nan(None),
+        "clv_decile": pl.Series(decile).replace(0, None),
+    })
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write one text file whole or not at all (a temporary sibling renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        temp.write_text(text, encoding="utf-8")
+        temp.replace(path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write each file through its writer into a temporary name in ``folder`` and rename it into
+    place (each file whole or not at all; other files of the folder are left alone)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, write in writers.items():
+        temp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            write(temp)
+            with temp.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temp, folder / name)
+        finally:
+            temp.unlink(missing_ok=True)

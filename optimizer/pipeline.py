@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,15 +19,17 @@ import polars as pl
 
 from . import __version__
 from .affinity import AffinityModel
-from .clv import RunRateCLV, clv_factor, with_given_clv
+from .clv import with_given_clv
 from .config import Scenario, scenario_to_dict
 from .eligibility import EligibilityRules, compile_rules, customer_caps
 from .errors import InfeasibleError
-from .features import customer_features, offer_categories
-from .output import (assignments_frame, json_writer, offers_summary_frame, table_writers,
-                     write_run_folder)
+from .features import offer_categories
+from .history import append_history as _append_history, check_history_week
+from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
+                     table_writers, write_run_folder)
 from .problem import AssignmentProblem, CandidateBlock, Prices, Solution, block_from_candidates, offer_data
 from .report import render_report
+from .scoring import fit_scoring
 from .solvers import solve
 from .validate import Inputs, load_inputs
 
@@ -45,6 +47,8 @@ class RunResult:
     manifest: dict[str, Any]
     output: Path | None
     solution: Solution = field(repr=False)
+    customers: pl.DataFrame | None = field(default=None, repr=False)  # id, clv, clv_decile
+    history_appended: int | None = None  # rows appended to the input history (append_history)
 
     @property
     def objective(self) -> float:
@@ -145,9 +149,22 @@ def _warm_start(scenario: Scenario, inputs: Inputs) -> Prices | None:
     return Prices(budget, count, float(saved.get("global_budget", 0.0)), np.zeros(len(ids)))
 
 
-def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True
-                 ) -> RunResult:
-    """Plan the scenario's week and (by default) write its run folder. See the module docstring."""
+def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True,
+                 warm_start: Prices | None = None, append_history: bool = False,
+                 replace_week: bool = False) -> RunResult:
+    """Plan the scenario's week and (by default) write its run folder. See the module docstring.
+
+    ``append_history``: after the run folder is written, append this week's assignments to the
+    input folder's ``history`` table (see :mod:`optimizer.history`); refused before planning when
+    the table already holds the planning week, unless ``replace_week`` replaces that week's rows.
+
+    ``warm_start``: dual prices to start the solver from (e.g. the previous point of a sweep);
+    by default the prices of the previous run in the scenario's output folder, if any.
+    """
+    if append_history:
+        if not write:
+            raise ValueError("append_history needs write=True: history records the written plan")
+        check_history_week(scenario.data, scenario.week, replace_week)
     stages = _Stages(progress)
     stages.start("load")
     inputs = load_inputs(scenario.data)
@@ -161,16 +178,12 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     clv_info: dict[str, Any] = {"model": "none (scores table)"}
     model = None
+    clv = with_given_clv(inputs, np.full(inputs.n_customers, np.nan))  # NaN = unknown
+    propensity_info: dict[str, Any] = {"model": "none (scores table)"}
     if inputs.scores is None:
-        features = customer_features(inputs, scenario.week, scenario.affinity.half_life_weeks,
-                                     rules_cfg.sensitive_categories)
-        clv_model = RunRateCLV(scenario.objective.clv_horizon_weeks).fit(features)
-        clv = with_given_clv(inputs, clv_model.predict(features))
-        clv_info = clv_model.describe()
-        factor = clv_factor(clv, scenario.objective.clv_weight, scenario.objective.clv_floor,
-                            scenario.objective.clv_cap)
-        model = AffinityModel(scenario.affinity, scenario.objective).fit(inputs, features, cats,
-                                                                         factor)
+        scoring = fit_scoring(inputs, scenario, cats, scenario.week)
+        model, clv = scoring.model, scoring.clv
+        clv_info, propensity_info = scoring.lifetime_value, scoring.propensity
     stages.stop()
 
     stages.start("eligibility")
@@ -192,7 +205,12 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     def on_iteration(entry: dict[str, float]) -> None:
         if progress:
             progress("iteration", entry)
-    solution = solve(problem, scenario.solver, warm_start=_warm_start(scenario, inputs),
+    if warm_start is None:
+        warm_start = _warm_start(scenario, inputs)
+    if warm_start is not None and rules_cfg.global_budget is None:
+        # a price on a global budget this scenario does not have would make the bound invalid
+        warm_start = replace(warm_start, global_budget=0.0)
+    solution = solve(problem, scenario.solver, warm_start=warm_start,
                      progress=on_iteration)
     stages.stop()
 
@@ -202,11 +220,15 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
                          clv_info, stages.seconds)
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
+    manifest["propensity"] = propensity_info
+    customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
-                       scenario.output if write else None, solution)
+                       scenario.output if write else None, solution, customers)
     if write:
         writers = {**table_writers("assignments", assignments),
                    **table_writers("offers_summary", summary)}
+        if customers is not None:
+            writers["customers.parquet"] = lambda path: customers.write_parquet(path)
         writers["report.html"] = lambda path: path.write_text(render_report(result), "utf-8")
 
         def write_manifest(path: Path) -> None:
@@ -218,6 +240,9 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
         write_run_folder(scenario.output, writers)
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
+    if append_history:
+        result.history_appended = _append_history(scenario.data, assignments, scenario.week,
+                                                  replace_week)
     return result
 
 

@@ -145,6 +145,18 @@ def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost:
     return Prices(budget_price, count_price, glob, bonus)
 
 
+def _admissible(problem: AssignmentProblem, prices: Prices) -> Prices:
+    """Prices a bound may use: non-negative, and zero on constraints this problem does not have
+    (a warm start from another scenario may price a budget that is uncapped here)."""
+    offers = problem.offers
+    if prices.budget.shape != (offers.n_offers,):
+        return Prices.zeros(offers.n_offers)
+    return Prices(np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
+                  np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
+                  max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
+                  np.zeros(offers.n_offers))
+
+
 def _towards(start: Prices, target: Prices, step: float) -> Prices:
     """``start + step * (target - start)`` for every price (the target bonus is taken whole)."""
     return Prices(start.budget + step * (target.budget - start.budget),
@@ -228,7 +240,7 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
     """Solve ``problem`` by price passes; see the module docstring."""
     offers = problem.offers
     start = time.perf_counter()
-    prices = warm_start
+    prices = _admissible(problem, warm_start) if warm_start is not None else None
     if prices is None and settings.sample_customers > 0:
         prices = sample_prices(problem, settings.sample_customers, settings.seed)
     if prices is None:

@@ -1,0 +1,196 @@
+"""Planners' desk: report, compare, sweep, explain, excluded_categories, CLI help.
+
+One small synthetic world is planned twice (baseline and a 20% budget cut) for the whole module.
+The browser test renders the pages in headless Chromium and is skipped only when no chromium
+binary is installed.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from optimizer.check import check_run
+from optimizer.cli import main
+from optimizer.compare import compare_runs, render_compare
+from optimizer.config import load_scenario
+from optimizer.explain import explain_customer
+from optimizer.pipeline import run_scenario
+from optimizer.sweep import parse_range, sweep_budget, write_sweep
+from optimizer.synthetic import write_demo_data
+
+SCENARIO = """
+name = "{name}"
+week = 40
+data = "data"
+output = "runs/{name}"
+[rules]
+max_offers_per_customer = 3
+max_offers_per_category = 1
+cooldown_weeks = 4
+global_budget = 60
+budget_scale = {scale}
+sensitive_categories = ["FAMILY PLANNING", "INFANT FORMULA"]
+{extra}
+[affinity]
+model = "heuristic"  # deterministic and fast; explain re-scores and must match the run exactly
+[solver]
+max_iterations = 12
+"""
+
+
+def _scenario(root: Path, name: str, scale: float = 1.0, extra: str = "") -> Path:
+    path = root / f"{name}.toml"
+    path.write_text(SCENARIO.format(name=name, scale=scale, extra=extra))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("planners")
+    write_demo_data(root / "data", 300, 25, 3)
+    for name, scale in (("base", 1.0), ("cut", 0.8)):
+        run_scenario(load_scenario(_scenario(root, name, scale)))
+    return root
+
+
+def test_run_folder_has_customers_and_charted_report(world: Path) -> None:
+    import polars as pl
+    customers = pl.read_parquet(world / "runs/base/customers.parquet")
+    assert customers.columns == ["customer_id", "clv", "clv_decile"]
+    assert customers.height == 300 and set(customers["clv_decile"]) == set(range(1, 11))
+    html = (world / "runs/base/report.html").read_text()
+    for chart in ("chart-reach", "chart-deciles", "chart-audit", "chart-budget"):
+        assert re.search(rf'id="{chart}">\s*<svg', html), chart
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing fetched
+    assert "Shadow prices of binding budgets" in html and "min_customers" in html
+
+
+def test_compare_two_runs(world: Path, tmp_path: Path) -> None:
+    comparison = compare_runs([world / "runs/base", world / "runs/cut"], sample=3)
+    assert comparison.labels == ["base", "cut"]
+    data = comparison.to_json()
+    base, cut = data["runs"]
+    assert base["offer_budgets"] > cut["offer_budgets"]
+    assert len(comparison.changed) == 1 and len(comparison.changed[0]["sample"]) <= 3
+    assert comparison.deciles is not None and comparison.deciles.height == 20
+    diffs = comparison.offers.get_column("d_expected_cost")
+    assert abs(diffs.sum() - (cut["expected_cost"] - base["expected_cost"])) < 1e-6
+    html = render_compare(comparison)
+    assert html.count("<svg") >= 2 and 'id="chart-totals"' in html
+
+
+def test_compare_cli_json_and_html(world: Path, tmp_path: Path) -> None:
+    page = tmp_path / "cmp.html"
+    out = CliRunner().invoke(main, ["compare", str(world / "runs/base"), str(world / "runs/cut"),
+                                    "--html", str(page), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["runs"][1]["label"] == "cut" and page.is_file()
+    bad = CliRunner().invoke(main, ["compare", str(world / "runs/base"), str(tmp_path)])
+    assert bad.exit_code == 2
+
+
+def test_sweep_warm_starts_and_writes_folder(world: Path, tmp_path: Path) -> None:
+    assert parse_range("0.5:1.5:0.5") == [0.5, 1.0, 1.5]
+    assert parse_range("0.6,1") == [0.6, 1.0]
+    scenario = load_scenario(world / "base.toml", ["solver.max_iterations=6"])
+    table = sweep_budget(scenario, [0.5, 1.0])
+    assert table.height == 2
+    assert table["offer_budgets"][1] == pytest.approx(2 * table["offer_budgets"][0])
+    assert (table["upper_bound"] >= table["objective"] - 1e-6).all()
+    write_sweep(tmp_path / "sw", scenario, table)
+    assert {p.name for p in (tmp_path / "sw").iterdir()} == {"sweep.csv", "sweep.json",
+                                                              "sweep.html"}
+    assert "<svg" in (tmp_path / "sw/sweep.html").read_text()
+
+
+def test_explain_matches_the_run(world: Path) -> None:
+    import polars as pl
+    assignments = pl.read_parquet(world / "runs/base/assignments.parquet")
+    customer = assignments["customer_id"][0]
+    result = explain_customer(load_scenario(world / "base.toml"), str(customer))
+    given = {str(r["offer_id"]) for r in result.offers if r["status"] == "given"}
+    expected = {str(o) for o in assignments.filter(pl.col("customer_id") == customer)["offer_id"]}
+    assert given == expected and not result.warnings
+    statuses = {r["status"] for r in result.offers}
+    assert statuses <= {"given", "ineligible", "no_value", "not_candidate", "priced_out",
+                        "category_cap", "customer_cap", "window_cap", "repair"}
+    for r in result.offers:
+        if r["status"] == "priced_out":
+            assert r["reduced_value"] <= 1e-9
+        if r["status"] == "ineligible":
+            assert r["why"].startswith("forbidden by ")
+    out = CliRunner().invoke(main, ["explain", str(world / "base.toml"), str(customer), "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["cap"] == 3
+    missing = CliRunner().invoke(main, ["explain", str(world / "base.toml"), "no-such-customer"])
+    assert missing.exit_code == 2
+
+
+def test_excluded_categories_in_eligibility_and_check(world: Path) -> None:
+    import polars as pl
+    offers = pl.read_parquet(world / "data/offers.parquet")
+    banned = offers["category"].drop_nulls()[0]
+    path = _scenario(world, "banned", extra=f'excluded_categories = ["{banned.lower()} "]')
+    scenario = load_scenario(path)
+    result = run_scenario(scenario, write=False)
+    assert result.manifest["eligibility_audit"]["pairs"]["excluded_category"] > 0
+    banned_ids = set(offers.filter(pl.col("category") == banned)["offer_id"])
+    assert not banned_ids & set(result.assignments["offer_id"])
+    report = check_run(scenario, world / "runs/base")
+    base_ids = set(pl.read_parquet(world / "runs/base/assignments.parquet")["offer_id"])
+    assert (not report.ok) == bool(banned_ids & base_ids)
+
+
+def _walk(command: click.Command, path: str = "offeropt"):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _walk(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_has_help() -> None:
+    commands = dict(_walk(main))
+    for name in ("offeropt run", "offeropt check", "offeropt compare", "offeropt sweep",
+                 "offeropt explain", "offeropt demo-data"):
+        assert name in commands
+    for path, command in commands.items():
+        assert (command.help or "").strip(), f"{path} has no help"
+        for param in command.params:
+            if isinstance(param, click.Option):  # arguments show in the usage line
+                assert (param.help or "").strip(), f"{path} {param.opts} has no help"
+        if path != "offeropt":
+            assert "Example: offeropt" in command.help, f"{path} has no example"
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium binary installed (.ci/run installs "
+                    "Debian's chromium; apt was unavailable here)")
+def test_pages_render_charts_in_headless_chromium(world: Path, tmp_path: Path) -> None:
+    from matplotlib.image import imread
+    compare_page = tmp_path / "compare.html"
+    compare_page.write_text(render_compare(compare_runs([world / "runs/base", world / "runs/cut"])))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    for page, minimum in ((world / "runs/base/report.html", 4), (compare_page, 3)):
+        dom = subprocess.run([_chromium(), *flags, "--dump-dom", page.as_uri()],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        charts = re.findall(r'<div class="chart" id="chart-[a-z]+">\s*<svg', dom)
+        assert len(charts) >= minimum, page
+        assert dom.count("<path") > 20  # bars and axes were laid out as SVG paths
+        shot = tmp_path / f"{page.stem}.png"
+        subprocess.run([_chromium(), *flags, "--window-size=1000,1400", f"--screenshot={shot}",
+                        page.as_uri()], capture_output=True, timeout=120, check=True)
+        pixels = imread(shot)[..., :3]
+        blue = ((abs(pixels[..., 0] - 0x4c / 255) < 0.03) & (abs(pixels[..., 1] - 0x78 / 255) < 0.03)
+                & (abs(pixels[..., 2] - 0xa8 / 255) < 0.03))
+        assert blue.sum() > 2000, f"{page.name}: no chart bars painted"
