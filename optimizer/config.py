@@ -148,11 +148,14 @@ class Solver(_Frozen):
     max_iterations: int = Field(60, ge=1, description="price-update passes of the lagrangian")
     chunk_size: int = Field(50_000, ge=1, description="customers per chunk")
     threads: int = Field(0, ge=0, description="worker threads; 0 = one per core")
+    memory_limit_gb: float | None = Field(
+        None, gt=0, description="memory the run may use (GB); none = the memory available when "
+        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 2")
 
     @model_validator(mode="before")
     @classmethod
     def _ints_to_floats(cls, data: Any) -> Any:
-        return _floats(data, ("gap_tolerance", "time_limit_s"))
+        return _floats(data, ("gap_tolerance", "time_limit_s", "memory_limit_gb"))
 
 
 class Scenario(_Frozen):

@@ -3,6 +3,14 @@
 The folder is written into a temporary sibling and renamed into place; an earlier run folder of the
 same name is swapped out in the same step (atomically with ``renameat2(RENAME_EXCHANGE)`` where the
 kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
+
+A run killed while writing (SIGKILL, power loss) can leave its temporary sibling
+``.NAME.tmp-PID-XXXXXXXX`` behind; it is never read as a run, and the next run into the same folder
+removes the siblings whose writing process is gone (see :func:`remove_stale_temps`).
+
+Test hook: when the environment variable ``OFFEROPT_TEST_WRITE_DELAY_S`` is set (seconds, a float),
+:func:`write_run_folder` sleeps that long after each file it writes, so a test can kill a run
+deterministically in the middle of writing. Unset (always, outside tests) it does nothing.
 """
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import ctypes.util
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -57,11 +66,21 @@ def offers_summary_frame(inputs: Inputs, problem: AssignmentProblem, assignments
                          solution: Solution) -> pl.DataFrame:
     """Per offer: customers, expected redemptions and cost, budget (scaled) and its use."""
     offers = problem.offers
-    per_offer = assignments.group_by("offer_id").agg(
-        pl.len().cast(pl.Int64).alias("customers"),
-        pl.col("p_redeem").sum().alias("expected_redemptions"),
-        pl.col("expected_cost").sum().alias("expected_cost"),
-    )
+    # sums added in the assignments' (sorted) row order with numpy, not by a parallel group-by
+    # whose summation order can vary from run to run: byte-identical outputs
+    o = (assignments.select("offer_id")
+         .join(inputs.offers.select("offer_id", "o"), on="offer_id", how="left",
+               maintain_order="left")
+         .get_column("o").to_numpy().astype(np.int64))
+    n_offers = inputs.n_offers
+    per_offer = pl.DataFrame({
+        "offer_id": inputs.offers.get_column("offer_id"),
+        "customers": np.bincount(o, minlength=n_offers).astype(np.int64),
+        "expected_redemptions": np.bincount(
+            o, weights=assignments.get_column("p_redeem").to_numpy(), minlength=n_offers),
+        "expected_cost": np.bincount(
+            o, weights=assignments.get_column("expected_cost").to_numpy(), minlength=n_offers),
+    }).filter(pl.col("customers") > 0)
     budget = np.where(np.isfinite(offers.budget), offers.budget, np.nan)
     max_customers = np.where(np.isfinite(offers.max_customers), offers.max_customers, np.nan)
     base = pl.DataFrame({
@@ -99,17 +118,21 @@ def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -
     sibling folder, then move it into place as one step."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temps(output)
+    temp = output.parent / f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()
+    delay = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)  # test hook (module docstring)
     try:
         for name, write in writers.items():
             write(temp / name)
+            if delay > 0:
+                time.sleep(delay)
         _fsync_dir(temp)
         if output.exists():
             if _exchange(temp, output):
                 shutil.rmtree(temp)  # temp now holds the old run
             else:
-                old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+                old = output.parent / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 output.rename(old)
                 temp.rename(output)
                 shutil.rmtree(old)
@@ -119,6 +142,50 @@ def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+WRITE_DELAY_ENV = "OFFEROPT_TEST_WRITE_DELAY_S"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(output: Path) -> list[Path]:
+    """Remove the temporary siblings (``.NAME.tmp-*``, ``.NAME.old-*``) that earlier runs into
+    ``output`` left behind when killed; returns the removed paths.
+
+    A sibling named with a process id (``.NAME.tmp-PID-XXXXXXXX``) is removed when that process no
+    longer exists, so a concurrent run's folder in the making is left alone; one without (older
+    versions) is removed when it was last modified more than an hour ago."""
+    output = Path(output)
+    removed = []
+    if not output.parent.is_dir():
+        return removed
+    for kind in ("tmp", "old"):
+        for path in output.parent.glob(f".{output.name}.{kind}-*"):
+            tag = path.name[len(f".{output.name}.{kind}-"):]
+            pid_text, _, rest = tag.partition("-")
+            try:
+                if rest and pid_text.isdigit():
+                    stale = not _pid_alive(int(pid_text))
+                else:
+                    stale = time.time() - path.lstat().st_mtime > 3600
+            except OSError:
+                continue
+            if stale:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:

@@ -25,6 +25,7 @@ from .eligibility import EligibilityRules, compile_rules, customer_caps
 from .errors import InfeasibleError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
+from .memory import check_memory
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
 from .problem import AssignmentProblem, CandidateBlock, Prices, Solution, block_from_candidates, offer_data
@@ -168,6 +169,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     stages = _Stages(progress)
     stages.start("load")
     inputs = load_inputs(scenario.data)
+    memory = check_memory(inputs, scenario)  # stops here, before the big arrays, if it cannot fit
     stages.stop()
     rules_cfg = scenario.rules
     if rules_cfg.global_budget is not None and rules_cfg.global_budget < 0:
@@ -221,6 +223,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
                          clv_info, stages.seconds)
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
     manifest["propensity"] = propensity_info
+    manifest["memory"] = memory.describe()
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
                        scenario.output if write else None, solution, customers)

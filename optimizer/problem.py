@@ -19,6 +19,7 @@ chunk with vectorised numpy and memory grows with the chunk, not the population.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,6 +110,11 @@ class AssignmentProblem:
     @property
     def n_pairs(self) -> int:
         return sum(b.n_pairs for b in self.blocks)
+
+    @cached_property
+    def max_cap(self) -> int:
+        """The largest per-customer cap of any customer (0 without customers)."""
+        return max((int(b.cap.max()) for b in self.blocks if b.n_customers), default=0)
 
 
 @dataclass

@@ -93,7 +93,8 @@ def _greedy_on_sorted(vals: np.ndarray, cats: np.ndarray, cap: np.ndarray,
 
 
 def select(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: np.ndarray,
-           per_category: int | None, relaxed: bool, count_in: int = 0) -> Selection:
+           per_category: int | None, relaxed: bool, count_in: int = 0,
+           depth_cap: int | None = None) -> Selection:
     """Each row's greedy best response to ``reduced`` values.
 
     Parameters
@@ -106,6 +107,8 @@ def select(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: 
     relaxed: count each offer in one category only (upper-bound mode): column ``count_in`` of
         ``categories`` where the offer has one, else its primary category. Any such choice gives an
         upper bound, so callers may take the least of several.
+    depth_cap: the largest cap of the whole problem. How many candidates are examined follows from
+        it, so a customer's answer never depends on which chunk she was solved in.
     """
     n, slots = reduced.shape
     max_cap = int(cap.max()) if n else 0
@@ -120,7 +123,7 @@ def select(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: 
         cat_table = categories
     # one candidate beyond the cap is examined too: it is the runner-up the thresholds need
     extra = 1 if per_category is None else _EXTRA_DEPTH
-    depth = min(slots, max_cap + extra)
+    depth = min(slots, (max_cap if depth_cap is None else max(depth_cap, max_cap)) + extra)
     order, vals = _top_sorted(reduced, offer, depth)
     cats = cat_table[np.take_along_axis(offer, order, axis=1)]
     cats = np.where((np.take_along_axis(offer, order, axis=1) >= 0)[:, :, None], cats, -1)
@@ -214,8 +217,8 @@ class ExactChoice:
 
 
 def exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: np.ndarray,
-                 per_category: int, multi_category: np.ndarray, max_enumerated: int = 4
-                 ) -> ExactChoice:
+                 per_category: int, multi_category: np.ndarray, max_enumerated: int = 4,
+                 depth_cap: int | None = None) -> ExactChoice:
     """Best responses of customers whose candidates include offers spanning several categories.
 
     With the multi-category candidates' in-or-out decided, the rest is a laminar problem the greedy
@@ -226,7 +229,8 @@ def exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, catego
     n, slots = reduced.shape
     multi = (offer >= 0) & multi_category[np.maximum(offer, 0)] & (reduced > 0)
     count = multi.sum(axis=1)
-    greedy = select(reduced, offer, cap, categories, per_category, relaxed=False).chosen
+    greedy = select(reduced, offer, cap, categories, per_category, relaxed=False,
+                    depth_cap=depth_cap).chosen
     chosen = greedy.copy()
     totals = np.where(greedy, reduced, 0.0).sum(axis=1)
     exact = count == 0
@@ -234,7 +238,8 @@ def exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, catego
     if rows.size == 0:
         return ExactChoice(chosen, totals, exact)
     # only each customer's best few candidates can matter; look no deeper than that
-    depth = min(slots, int(cap[rows].max()) * 3 + 8 + max_enumerated)
+    reach = int(cap[rows].max()) if depth_cap is None else max(depth_cap, int(cap[rows].max()))
+    depth = min(slots, reach * 3 + 8 + max_enumerated)
     top, _ = _top_sorted(reduced[rows], offer[rows], depth)
     r = np.take_along_axis(reduced[rows], top, axis=1)
     o = np.take_along_axis(offer[rows], top, axis=1)
@@ -242,7 +247,6 @@ def exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, catego
     c = cap[rows]
     m = mul.sum(axis=1)
     rank = np.cumsum(mul, axis=1) - 1
-    lift = 1.0 + 2.0 * float(np.abs(np.where(np.isfinite(r), r, 0.0)).sum(axis=1).max())
     best_total = np.full(rows.size, -np.inf)
     best = np.zeros_like(mul)
     for pattern in range(2 ** int(m.max())):
@@ -250,8 +254,10 @@ def exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, catego
         forced = mul[live] & ((pattern >> np.maximum(rank[live], 0)) & 1).astype(bool)
         dropped = mul[live] & ~forced
         rr = r[live]
-        trial = np.where(forced, rr + lift, np.where(dropped, -np.inf, rr))
-        pick = select(trial, o[live], c[live], categories, per_category, relaxed=False).chosen
+        # forced candidates first (infinitely attractive), dropped ones never
+        trial = np.where(forced, np.inf, np.where(dropped, -np.inf, rr))
+        pick = select(trial, o[live], c[live], categories, per_category, relaxed=False,
+                      depth_cap=reach).chosen
         feasible = ~(forced & ~pick).any(axis=1)
         total = np.where(pick, rr, 0.0).sum(axis=1)
         better = feasible & (total > best_total[live])

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import SolverError
 from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
-from .exact import solve_exact
+from .lp import solve_lp
 from .greedy import ExactChoice, Selection, exact_choice, select, thresholds
 from .prices import critical_price, target_bonus
 from .repair import refill, repair
@@ -46,7 +46,7 @@ class LagrangianSettings:
     gap_tolerance: float = 1e-3
     max_iterations: int = 60
     time_limit_s: float = 600.0
-    sample_customers: int = 1500
+    sample_customers: int = 2000
     seed: int = 0
 
 
@@ -56,7 +56,7 @@ def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
 
 
 def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                sel: Selection | None) -> tuple[float, ExactChoice | None]:
+                sel: Selection | None) -> tuple[np.ndarray, ExactChoice | None]:
     """The block's share of the dual function: each customer's best total (no target bonus).
 
     Customers whose candidates all count in one category get the greedy, which is exact for them.
@@ -69,15 +69,16 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     plain = prices.reduced_values(block, with_target=False)
     if sel is None:
         sel = select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
-                     relaxed=True)
+                     relaxed=True, depth_cap=problem.max_cap)
     totals = sel.row_totals(plain)
     if problem.max_per_category is None:
-        return float(totals.sum()), None
+        return totals, None
     rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
     if rows.size == 0:
-        return float(totals.sum()), None
+        return totals, None
     choice = exact_choice(plain, block.offer, block.cap, offers.categories,
-                          problem.max_per_category, offers.multi_category)
+                          problem.max_per_category, offers.multi_category,
+                          depth_cap=problem.max_cap)
     solved = rows[choice.exact[rows]]
     totals[solved] = choice.totals[solved]
     rows = rows[~choice.exact[rows]]
@@ -85,9 +86,10 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
         if rows.size == 0:
             break
         other = select(plain[rows], block.offer[rows], block.cap[rows], offers.categories,
-                       problem.max_per_category, relaxed=True, count_in=column)
+                       problem.max_per_category, relaxed=True, count_in=column,
+                       depth_cap=problem.max_cap)
         totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
-    return float(totals.sum()), choice
+    return totals, choice
 
 
 def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
@@ -112,13 +114,14 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
         if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
             if exact is None:
                 exact = exact_choice(reduced, block.offer, block.cap, offers.categories,
-                                     problem.max_per_category, multi)
+                                     problem.max_per_category, multi, depth_cap=problem.max_cap)
             relaxed = exact.chosen
         chosen.append(relaxed.copy())
         priorities.append(reduced)
     repair(problem, chosen)
     refill(problem, chosen, priorities)
-    objective = float(sum(np.where(c, b.value, 0.0).sum() for b, c in zip(problem.blocks, chosen)))
+    objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
+                      ) if chosen else 0.0
     return chosen, objective
 
 
@@ -226,12 +229,11 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
         blocks=picked, max_per_category=problem.max_per_category,
         global_budget=problem.global_budget * scale, n_customers=drawn)
     try:
-        lp = solve_exact(sample, time_limit_s=60, relax=True, backend="GLOP")
+        lp = solve_lp(sample, backend="GLOP", time_limit_s=60.0)
     except SolverError:
         log.warning("sample LP failed; starting from zero prices")
         return None
-    return Prices(np.maximum(lp.prices.budget, 0.0), np.maximum(lp.prices.count, 0.0),
-                  max(lp.prices.global_budget, 0.0), np.zeros(offers.n_offers))
+    return lp.prices
 
 
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
@@ -253,39 +255,35 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
     # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
     # best prices so far and the coordinate target computed there; a worse pass halves the step
     anchor, anchor_target, step = prices, None, 1.0
+    anchor_use: dict[str, np.ndarray] = {}
+    target_step = max(1, int(0.005 * float(offers.min_customers.sum())))
+    # the candidates never change: flatten their offers and costs once
+    valid_slots = [block.offer >= 0 for block in problem.blocks]
+    all_offer = np.concatenate([b.offer[v] for b, v in zip(problem.blocks, valid_slots)]
+                               ) if problem.blocks else np.zeros(0, dtype=np.int64)
+    all_cost = np.concatenate([b.cost[v] for b, v in zip(problem.blocks, valid_slots)]
+                              ) if problem.blocks else np.zeros(0)
     for iteration in range(1, settings.max_iterations + 1):
         steering = prices.target is not None and bool(prices.target.any())
         dual_sum, relaxed_choice = 0.0, []
         exact_choices: list[ExactChoice | None] = []
-        offer_parts, cost_parts, margin_parts = [], [], []
+        selections: list[Selection] = []
+        dual_rows: list[np.ndarray] = []
         for block in problem.blocks:
             reduced = prices.reduced_values(block, with_target=True)
             sel = select(reduced, block.offer, block.cap, offers.categories,
-                         problem.max_per_category, relaxed=True)
+                         problem.max_per_category, relaxed=True, depth_cap=problem.max_cap)
             block_dual, choice = _dual_value(problem, block, prices, sel if not steering else None)
-            dual_sum += block_dual
+            dual_rows.append(block_dual)
             exact_choices.append(choice if not steering else None)
             relaxed_choice.append(sel.chosen)
-            threshold = thresholds(sel, block.offer, block.cap, offers.categories,
-                                   problem.max_per_category)
-            valid = block.offer >= 0
-            offer_parts.append(block.offer[valid])
-            cost_parts.append(block.cost[valid])
-            # margin without any price: what the candidate beats its threshold by at zero prices
-            margin_parts.append((reduced - threshold)[valid]
-                                + ((prices.budget[block.offer] + prices.global_budget)
-                                   * block.cost)[valid]
-                                + prices.count[block.offer[valid]]
-                                - (prices.target[block.offer[valid]] if prices.target is not None
-                                   else 0.0))
-        n_offers = offers.n_offers
-        all_offer = np.concatenate(offer_parts) if offer_parts else np.zeros(0, dtype=np.int64)
-        in_response = np.concatenate([c[b.offer >= 0] for c, b in zip(relaxed_choice, problem.blocks)]
-                                     ) if relaxed_choice else np.zeros(0, dtype=bool)
-        all_cost = np.concatenate(cost_parts) if cost_parts else np.zeros(0)
-        use = {"spend": np.bincount(all_offer[in_response], weights=all_cost[in_response],
-                                    minlength=n_offers),
-               "count": np.bincount(all_offer[in_response], minlength=n_offers).astype(float)}
+            selections.append(sel)
+        # sums over customers in one array each, so their rounding is the same for any chunking
+        taken = np.concatenate([b.offer[s.chosen] for b, s in zip(problem.blocks, selections)])
+        taken_cost = np.concatenate([b.cost[s.chosen] for b, s in zip(problem.blocks, selections)])
+        use = {"spend": np.bincount(taken, weights=taken_cost, minlength=offers.n_offers),
+               "count": np.bincount(taken, minlength=offers.n_offers).astype(float)}
+        dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         bound = (dual_sum + _finite_dot(prices.budget, offers.budget)
                  + _finite_dot(prices.count, offers.max_customers)
                  + (prices.global_budget * problem.global_budget
@@ -294,7 +292,9 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
         best_bound = min(best_bound, bound)
         chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices)
         # targets first (a plan closer to every min_customers wins), then the objective
-        short = _shortfall(problem, chosen)
+        # shortfalls count in steps of half a percent of all targets, so a plan is not kept
+        # over a much better one for one customer more on an offer that cannot reach its target
+        short = _shortfall(problem, chosen) // target_step
         if (short, -objective) < (best_short, -best_objective):
             best_objective, best_chosen, best_prices, best_short = objective, chosen, prices, short
         gap = (best_bound - best_objective) / best_bound if best_bound > 0 else 0.0
@@ -311,15 +311,26 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
             status = "time_limit"
             break
         if improved:
-            margin = np.concatenate(margin_parts) if margin_parts else np.zeros(0)
-            anchor, anchor_target = prices, _update(problem, prices, all_offer, all_cost, margin)
+            margin = np.concatenate([
+                (block.value - thresholds(sel, block.offer, block.cap, offers.categories,
+                                          problem.max_per_category))[valid]
+                for block, sel, valid in zip(problem.blocks, selections, valid_slots)])
+            anchor, anchor_use = prices, use
+            anchor_target = _update(problem, prices, all_offer, all_cost, margin)
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0
-            if step < _MIN_STEP:
+        if step >= _MIN_STEP:
+            prices = _towards(anchor, anchor_target, step)
+        else:
+            # the coordinate direction no longer helps: a Polyak step from the best prices,
+            # shrinking with every pass that fails to improve the bound
+            polyak = step / _MIN_STEP
+            if polyak < _MIN_STEP:
                 status = "stalled"
                 break
-        prices = _towards(anchor, anchor_target, step)
+            prices = _subgradient_step(problem, anchor, anchor_use, best_bound, best_objective,
+                                       polyak)
     return Solution(chosen=best_chosen, objective=max(best_objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best_prices, trace=trace)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_BUCKETS = 4096  # log-scale buckets of critical prices per group
+
 
 def critical_price(group: np.ndarray, crit: np.ndarray, weight: np.ndarray,
                    capacity: np.ndarray) -> np.ndarray:
@@ -38,12 +40,27 @@ def critical_price(group: np.ndarray, crit: np.ndarray, weight: np.ndarray,
         return price
     keep = over[group]
     group, crit, weight = group[keep], crit[keep], weight[keep]
+    # Bucket critical prices on a log scale, find each group's crossing bucket from the top, and
+    # sort only the candidates of that bucket: linear time instead of a sort of everything.
+    log_crit = np.log(crit)
+    low, high = float(log_crit.min()), float(log_crit.max())
+    width = max((high - low) / _BUCKETS, 1e-12)
+    bucket = np.minimum(((log_crit - low) / width).astype(np.int64), _BUCKETS - 1)
+    mass = np.bincount(group * _BUCKETS + bucket, weights=weight,
+                       minlength=n_groups * _BUCKETS).reshape(n_groups, _BUCKETS)
+    above = np.cumsum(mass[:, ::-1], axis=1)[:, ::-1]  # weight in this bucket and higher ones
+    crossing = np.where(over, (above > capacity[:, None]).sum(axis=1) - 1, -1)
+    fits_above = np.where(crossing >= 0, np.take_along_axis(
+        np.pad(above, ((0, 0), (0, 1)))[:, 1:], np.maximum(crossing, 0)[:, None], axis=1)[:, 0],
+        0.0)
+    in_bucket = bucket == crossing[group]
+    group, crit, weight = group[in_bucket], crit[in_bucket], weight[in_bucket]
     order = np.lexsort((-crit, group))
     group, crit, weight = group[order], crit[order], weight[order]
     cum = np.cumsum(weight)
     starts = np.searchsorted(group, np.arange(n_groups), side="left")
     before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
-    used = cum - before[group]
+    used = cum - before[group] + fits_above[group]
     # the first candidate per group whose running use exceeds the capacity sets the price
     spill = used > capacity[group] * (1 + 1e-12)
     first = np.full(n_groups, -1)

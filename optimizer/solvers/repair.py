@@ -15,7 +15,7 @@ import numpy as np
 
 from ..problem import AssignmentProblem, CandidateBlock
 
-_REFILL_ROUNDS = 12
+_REFILL_ROUNDS = 8
 
 
 @dataclass
@@ -64,6 +64,27 @@ def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
     return keep
 
 
+def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
+                    capacity: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per group, the kept prefix or the single most valuable candidate that fits alone, whichever
+    is worth more: the classic guard that makes the greedy knapsack a 1/2-approximation (a prefix
+    by value per cost can leave out one large, valuable candidate)."""
+    n_groups = capacity.shape[0]
+    kept_value = np.bincount(group[keep], weights=value[keep], minlength=n_groups)
+    fits = weight <= capacity[group] * (1 + 1e-12) + 1e-12
+    order = np.lexsort((-np.where(fits, value, -np.inf), group))
+    first = np.searchsorted(group[order], np.arange(n_groups), side="left")
+    best_idx = order[np.minimum(first, group.size - 1)]
+    has = (first < group.size) & (group[best_idx] == np.arange(n_groups))
+    best_value = np.where(has & fits[best_idx], value[best_idx], -np.inf)
+    switch = best_value > kept_value * (1 + 1e-12)
+    if not switch.any():
+        return keep
+    out = keep & ~switch[group]
+    out[best_idx[switch]] = True
+    return out
+
+
 def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
     """Make ``chosen`` obey every offer's budget and ``max_customers`` and the global budget."""
     offers = problem.offers
@@ -81,12 +102,15 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
     spend = np.bincount(flat.offer, weights=flat.cost, minlength=n_offers)
     if (spend > offers.budget * (1 + 1e-12)).any():
         keep = _keep_prefix(flat.offer, ratio, flat.cost, offers.budget)
+        keep = _or_best_single(flat.offer, flat.value, flat.cost, offers.budget, keep)
         _drop(chosen, flat, ~keep)
         flat = _flatten(problem, chosen)
         ratio = flat.value / np.maximum(flat.cost, 1e-300)
     if flat.cost.sum() > problem.global_budget * (1 + 1e-12):
-        keep = _keep_prefix(np.zeros(flat.offer.size, dtype=np.int64), ratio, flat.cost,
-                            np.array([problem.global_budget]))
+        one_group = np.zeros(flat.offer.size, dtype=np.int64)
+        capacity = np.array([problem.global_budget])
+        keep = _keep_prefix(one_group, ratio, flat.cost, capacity)
+        keep = _or_best_single(one_group, flat.value, flat.cost, capacity, keep)
         _drop(chosen, flat, ~keep)
 
 
@@ -138,18 +162,30 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
         count_left = offers.max_customers - counts
         global_left = problem.global_budget - flat.cost.sum()
         proposals = []
+        open_offer = (count_left >= 1) & (budget_left > 0)
+        if global_left <= 0 or not open_offer.any():
+            return
         for b, (block, mask, prio) in enumerate(zip(problem.blocks, chosen, priorities)):
-            room = _room(block, mask, offers.categories, problem.max_per_category)
+            # only customers with a free slot and an unchosen candidate of an open offer matter
             offer = np.maximum(block.offer, 0)
-            room &= (block.value > 0) & (count_left[offer] >= 1)
-            room &= block.cost <= np.minimum(budget_left[offer], global_left) + 1e-12
-            rows = np.flatnonzero(room.any(axis=1))
+            rows = np.flatnonzero((mask.sum(axis=1) < block.cap)
+                                  & ((block.offer >= 0) & open_offer[offer] & ~mask).any(axis=1))
             if rows.size == 0:
                 continue
-            masked = np.where(room[rows], prio[rows], -np.inf)
+            sub = CandidateBlock(block.customers[rows], block.offer[rows], block.value[rows],
+                                 block.cost[rows], block.p_redeem[rows], block.cap[rows])
+            room = _room(sub, mask[rows], offers.categories, problem.max_per_category)
+            sub_offer = offer[rows]
+            room &= (sub.value > 0) & open_offer[sub_offer]
+            room &= sub.cost <= np.minimum(budget_left[sub_offer], global_left) + 1e-12
+            keep = np.flatnonzero(room.any(axis=1))
+            if keep.size == 0:
+                continue
+            masked = np.where(room[keep], prio[rows[keep]], -np.inf)
             slot = masked.argmax(axis=1)
-            proposals.append((np.full(rows.size, b), rows, slot, block.offer[rows, slot],
-                              block.cost[rows, slot], masked[np.arange(rows.size), slot]))
+            picked = rows[keep]
+            proposals.append((np.full(keep.size, b), picked, slot, block.offer[picked, slot],
+                              block.cost[picked, slot], masked[np.arange(keep.size), slot]))
         if not proposals:
             return
         pb, prow, pslot, poff, pcost, pprio = (np.concatenate(c) for c in zip(*proposals))

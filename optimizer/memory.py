@@ -1,0 +1,135 @@
+"""Bounded memory: estimate what a run will hold and stop early, with the numbers, if it cannot fit.
+
+Right after the inputs are loaded, :func:`check_memory` estimates the run's peak memory as
+
+    inputs        the loaded tables (polars' estimated size) x INPUT_COPIES (features, joins)
+  + candidates    kept candidate slots x BYTES_PER_SLOT (offer, p_redeem, value, cost, choice and
+                  the solver's per-slot work arrays); slots = per customer
+                  min(affinity.candidates_per_customer, offers) on the affinity path, and the
+                  padded width of each chunk's ``scores`` rows on the scores path
+  + working chunk solver.chunk_size x offers x BYTES_PER_DENSE_CELL (the dense scoring arrays of
+                  one chunk; affinity path only)
+
+and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
+``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``). When the estimate
+exceeds the limit the run raises :class:`MemoryLimitError` (exit 2) naming the numbers and the knobs
+that shrink it, instead of being killed by the kernel half way. The constants are deliberately
+generous (measured peaks stay below the estimate), so a run that starts does not run out.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Scenario
+from .errors import OptimizerError
+from .validate import Inputs
+
+BYTES_PER_SLOT = 64
+BYTES_PER_DENSE_CELL = 160
+INPUT_COPIES = 3
+GB = 1024 ** 3
+
+
+class MemoryLimitError(OptimizerError):
+    """The run's estimated memory exceeds what it may use."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    inputs: int
+    candidate_slots: int
+    candidates: int
+    working_chunk: int
+    limit: int
+    limit_source: str
+
+    @property
+    def total(self) -> int:
+        return self.inputs + self.candidates + self.working_chunk
+
+    def describe(self) -> dict[str, object]:
+        """For the manifest (GB, rounded)."""
+        return {"estimate_gb": round(self.total / GB, 4), "inputs_gb": round(self.inputs / GB, 4),
+                "candidates_gb": round(self.candidates / GB, 4),
+                "working_chunk_gb": round(self.working_chunk / GB, 4),
+                "candidate_slots": self.candidate_slots,
+                # the available memory varies from run to run: kept out of the manifest
+                "limit_gb": (round(self.limit / GB, 4)
+                             if self.limit_source == "solver.memory_limit_gb" else None),
+                "limit_source": self.limit_source}
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable; else free physical pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def _candidate_slots(inputs: Inputs, scenario: Scenario) -> int:
+    n, m = inputs.n_customers, inputs.n_offers
+    if inputs.scores is None:
+        return n * min(scenario.affinity.candidates_per_customer, m)
+    counts = np.bincount(inputs.scores.get_column("c").to_numpy().astype(np.int64), minlength=n)
+    size = scenario.solver.chunk_size
+    slots = 0
+    for start in range(0, n, size):  # each chunk is padded to its widest customer
+        part = counts[start:start + size]
+        slots += int(part.size) * int(part.max(initial=0))
+    return slots
+
+
+def estimate_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
+    """The run's memory estimate and limit (see the module docstring)."""
+    tables = [inputs.customers, inputs.products, inputs.offers, inputs.transactions,
+              inputs.offer_products, inputs.restrictions, inputs.history, inputs.redemptions,
+              inputs.scores]
+    size = sum(int(t.estimated_size()) for t in tables if t is not None)
+    slots = _candidate_slots(inputs, scenario)
+    dense = 0
+    if inputs.scores is None:
+        dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
+    if scenario.solver.memory_limit_gb is not None:
+        limit, source = int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
+    else:
+        limit, source = available_memory(), "available memory (MemAvailable)"
+    return MemoryEstimate(size * INPUT_COPIES, slots, slots * BYTES_PER_SLOT,
+                          dense * BYTES_PER_DENSE_CELL, limit, source)
+
+
+def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
+    """Raise :class:`MemoryLimitError` when the estimate exceeds the limit; else return it."""
+    est = estimate_memory(inputs, scenario)
+    if est.total <= est.limit:
+        return est
+    gb = lambda b: f"{b / GB:.3g} GB"  # noqa: E731
+    hints = []
+    if inputs.scores is None:
+        hints.append(f"lower affinity.candidates_per_customer "
+                     f"(now {scenario.affinity.candidates_per_customer}: {est.candidate_slots:,} "
+                     f"candidate slots, {gb(est.candidates)})")
+        hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
+                     f"{gb(est.working_chunk)} per chunk of dense scores)")
+    else:
+        hints.append(f"list fewer pairs in the scores table ({est.candidate_slots:,} candidate "
+                     f"slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
+                     f"{scenario.solver.chunk_size:,}; chunks are padded to their widest customer)")
+    hints.append("run on a machine with more memory, or raise solver.memory_limit_gb if the "
+                 "limit is set too low")
+    raise MemoryLimitError(
+        f"the run needs about {gb(est.total)} of memory (inputs {gb(est.inputs)}, candidates "
+        f"{gb(est.candidates)}, working chunk {gb(est.working_chunk)}) for "
+        f"{inputs.n_customers:,} customers x {inputs.n_offers:,} offers, more than the "
+        f"{gb(est.limit)} allowed by {est.limit_source}; nothing was written. To fit: "
+        + "; ".join(hints) + ".")

@@ -1,0 +1,85 @@
+"""Bounded memory: a run that cannot fit stops early with the numbers and the knob to change (exit 2,
+nothing written); one that fits records its estimate in the manifest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from optimizer.cli import main
+from optimizer.config import load_scenario
+from optimizer.memory import GB, MemoryLimitError, available_memory, estimate_memory
+from optimizer.pipeline import run_scenario
+from optimizer.synthetic import write_demo_data
+from optimizer.validate import load_inputs
+
+try:
+    from tiny_world import base_world, offer, score, write_scenario, write_world
+except ImportError:  # tests/ made a package
+    from tests.tiny_world import base_world, offer, score, write_scenario, write_world
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mem") / "data"
+    write_demo_data(folder, customers=200, offers=15, seed=2)
+    return folder
+
+
+def test_affinity_run_over_the_limit_fails_early_naming_the_knobs(tmp_path, demo):
+    scenario = write_scenario(tmp_path / "s.toml", data=str(demo), output="run",
+                              solver={"memory_limit_gb": 1e-6})
+    result = CliRunner().invoke(main, ["run", str(scenario)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "solver.memory_limit_gb" in text and "affinity.candidates_per_customer" in text
+    assert "200 customers x 15 offers" in text and "GB" in text
+    assert not (tmp_path / "run").exists()
+    assert list(tmp_path.glob(".run.tmp-*")) == []
+
+
+def test_estimate_shrinks_with_the_knobs_and_a_fitting_run_succeeds(tmp_path, demo):
+    base = load_scenario(write_scenario(tmp_path / "a.toml", data=str(demo), output="run"))
+    inputs = load_inputs(demo)
+    wide = estimate_memory(inputs, base)
+    narrow = estimate_memory(inputs, load_scenario(
+        tmp_path / "a.toml", ["affinity.candidates_per_customer=3", "solver.chunk_size=10"]))
+    assert wide.candidate_slots == 200 * 15 and narrow.candidate_slots == 200 * 3
+    assert narrow.total < wide.total
+    # a limit between the two: the wide run is refused, the narrowed one goes through
+    limit = (narrow.total + wide.total) / 2 / GB
+    with pytest.raises(MemoryLimitError):
+        run_scenario(load_scenario(tmp_path / "a.toml", [f"solver.memory_limit_gb={limit}"]),
+                     write=False)
+    result = run_scenario(load_scenario(tmp_path / "a.toml", [
+        f"solver.memory_limit_gb={limit}", "affinity.candidates_per_customer=3",
+        "solver.chunk_size=10"]))
+    memory = result.manifest["memory"]
+    assert memory["candidate_slots"] == 600 and memory["limit_source"] == "solver.memory_limit_gb"
+    assert memory["estimate_gb"] <= limit
+
+
+def test_scores_path_counts_the_padded_chunks(tmp_path):
+    world = base_world(customers=4)
+    world["offers"] = [offer(j) for j in range(1, 6)]
+    world["scores"] = [score(1, j) for j in range(1, 6)] + [score(c, 1) for c in (2, 3, 4)]
+    write_world(tmp_path / "data", world)
+    path = write_scenario(tmp_path / "s.toml", solver={"chunk_size": 2})
+    estimate = estimate_memory(load_inputs(tmp_path / "data"), load_scenario(path))
+    assert estimate.candidate_slots == 2 * 5 + 2 * 1  # chunk {1, 2} is 5 wide, {3, 4} is 1
+    assert estimate.working_chunk == 0
+    refused = CliRunner().invoke(main, ["run", str(path), "--set", "solver.memory_limit_gb=1e-9"])
+    assert refused.exit_code == 2 and "scores table" in " ".join(refused.output.split())
+
+
+def test_default_limit_is_the_available_memory():
+    assert available_memory() > 0
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "'lots'"])
+def test_memory_limit_knob_is_validated(tmp_path, bad):
+    path = write_scenario(tmp_path / "s.toml")
+    write_world(tmp_path / "data", base_world())
+    result = CliRunner().invoke(main, ["run", str(path), "--set", f"solver.memory_limit_gb={bad}"])
+    assert result.exit_code == 2 and "memory_limit_gb" in result.output

@@ -1,0 +1,111 @@
+"""Property tests through the real pipeline on random instances with every rule switched on.
+
+Each example writes a random input folder (tests/random_world.py: up to 30 customers and 15
+offers; windows, budgets, min/max customers, multi-category and category-less offers, exclude and
+opt-in rows in odd spellings, history for the cooldown and the frequency window, a ``scores`` table)
+and a scenario with every cap, a global budget, ``budget_scale`` (0 included) and sensitive
+categories under a random policy, runs ``run_scenario`` and asserts:
+
+* every hard rule holds, by :func:`optimizer.check.check_run` (an independent code path reading
+  the raw inputs and the written tables);
+* the reported upper bound is never below the exact optimum of the same instance
+  (:func:`optimizer.solvers.exact.solve_exact` on the problem the pipeline handed its solver), and
+  the objective never above it; the objective is the sum of the written scores;
+* without ``min_customers`` targets, the objective is at least ``1 - OBJECTIVE_TOLERANCE`` of the
+  exact optimum (see the constant for what was measured). With targets the solver trades value
+  for reaching them by design (the exact model ignores targets), so only the above is asserted:
+  measured, such plans came as low as 35% of the target-free optimum (seed 944704, 10 customers,
+  15 offers: one offer steered towards min_customers 10).
+
+Example counts: ``QUICK_EXAMPLES`` in the default run plus ``THOROUGH_EXAMPLES`` under
+``@pytest.mark.slow`` (run by ``.ci/run``: ``python -m pytest -q`` runs everything).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from optimizer.check import check_run
+from optimizer.config import load_scenario
+from optimizer.solvers.exact import solve_exact
+
+try:
+    from random_world import run_with_problem, write_random_world
+except ImportError:  # tests/ made a package
+    from tests.random_world import run_with_problem, write_random_world
+
+# Measured (tests/random_world.py instances without targets, seeds drawn by numpy, 1..30
+# customers, 1..15 offers, every rule on): over 620 instances the worst objective / exact optimum
+# was 0.778 (a 22.2% loss), the next-worst run of 500 gave 0.797 (seed 582367: 3 customers, 15
+# offers), 2.6% of instances below 0.95 and the median 1.0. Tiny knapsack-like instances (a few
+# customers on one tight budget) are where the Lagrangian repair loses most. The tolerance (25%)
+# is the measured worst plus a little room for what hypothesis finds; it is not a design target.
+OBJECTIVE_TOLERANCE = 0.25
+# ~0.25 s per example (inputs loaded and validated by the run and again by check): 60 in the
+# default run and 300 more under @slow keep the file near 90 s on 2 cores;
+# OFFEROPT_PROPERTY_EXAMPLES=N raises the thorough count (e.g. 2000 for a nightly run).
+QUICK_EXAMPLES = 60
+THOROUGH_EXAMPLES = int(os.environ.get("OFFEROPT_PROPERTY_EXAMPLES", "300"))
+
+INSTANCES = dict(seed=st.integers(0, 10**6), n_customers=st.integers(1, 30),
+                 n_offers=st.integers(1, 15), string_ids=st.booleans(), targets=st.booleans())
+
+
+def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
+                   targets: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="offeropt-prop-") as tmp:
+        root = Path(tmp)
+        scenario = load_scenario(write_random_world(root, seed, n_customers, n_offers,
+                                                    string_ids=string_ids, targets=targets))
+        result, problem = run_with_problem(scenario, write=False)
+        run = root / "run"
+        run.mkdir()
+        result.assignments.write_parquet(run / "assignments.parquet")
+        result.offers_summary.write_parquet(run / "offers_summary.parquet")
+        report = check_run(scenario, run)
+        assert report.ok, report.describe()
+        assert report.assignments == result.assignments.height
+        exact = solve_exact(problem, time_limit_s=60)
+        assert exact.status == "optimal"
+        slack = 1e-6 * max(1.0, abs(exact.objective))
+        assert result.bound >= exact.objective - slack, (result.bound, exact.objective)
+        assert result.objective <= exact.objective + slack, (result.objective, exact.objective)
+        written = float(result.assignments.get_column("score").sum())
+        assert abs(written - result.objective) <= 1e-9 * max(1.0, abs(written))
+        if not targets:
+            assert result.objective >= (1 - OBJECTIVE_TOLERANCE) * exact.objective - slack, (
+                result.objective, exact.objective)
+
+
+_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                 derandomize=False, print_blob=True)
+
+
+@settings(max_examples=QUICK_EXAMPLES, **_SETTINGS)
+@given(**INSTANCES)
+def test_rules_hold_bound_valid_objective_close(seed, n_customers, n_offers, string_ids, targets):
+    _check_example(seed, n_customers, n_offers, string_ids, targets)
+
+
+@pytest.mark.slow
+@settings(max_examples=THOROUGH_EXAMPLES, **_SETTINGS)
+@given(**INSTANCES)
+def test_rules_hold_bound_valid_objective_close_thorough(seed, n_customers, n_offers, string_ids,
+                                                         targets):
+    _check_example(seed, n_customers, n_offers, string_ids, targets)
+
+
+@settings(max_examples=8, **_SETTINGS)
+@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 20), n_offers=st.integers(1, 10))
+def test_written_run_folder_passes_check(seed, n_customers, n_offers):
+    """The whole folder as ``offeropt run`` writes it (report and manifest included) passes."""
+    with tempfile.TemporaryDirectory(prefix="offeropt-prop-") as tmp:
+        scenario = load_scenario(write_random_world(Path(tmp), seed, n_customers, n_offers))
+        result, _ = run_with_problem(scenario)
+        report = check_run(scenario)
+        assert report.ok, report.describe()
+        assert report.assignments == result.assignments.height
