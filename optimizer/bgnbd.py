@@ -21,10 +21,12 @@ The lifetimes package's ``BetaGeoFitter`` is the model of this API: ``fit`` then
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special
+
+from .mle import MaximumLikelihoodFit
 
 PARAMS = ("r", "alpha", "a", "b")
 
@@ -45,17 +47,10 @@ def log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.nda
 
 
 @dataclass
-class BGNBD:
+class BGNBD(MaximumLikelihoodFit):
     """The BG/NBD model (see the module docstring). ``penalizer``: L2 weight on the parameters
     (0 = plain maximum likelihood; lifetimes' ``penalizer_coef``)."""
 
-    penalizer: float = 0.0
-    params_: dict[str, float] = field(default_factory=dict, init=False)
-    log_likelihood_: float = field(default=float("nan"), init=False)
-    converged_: bool = field(default=False, init=False)
-    iterations_: int = field(default=0, init=False)
-    message_: str = field(default="", init=False)
-    n_customers_: int = field(default=0, init=False)
 
     def fit(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray,
             weights: np.ndarray | None = None) -> "BGNBD":

@@ -14,10 +14,12 @@ purchase get the population mean ``p gamma / (q - 1)``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special
+
+from .mle import MaximumLikelihoodFit
 
 PARAMS = ("p", "q", "gamma")
 
@@ -31,17 +33,10 @@ def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarr
 
 
 @dataclass
-class GammaGamma:
+class GammaGamma(MaximumLikelihoodFit):
     """The Gamma-Gamma model (see the module docstring). ``penalizer``: L2 weight on the
     parameters (0 = plain maximum likelihood)."""
 
-    penalizer: float = 0.0
-    params_: dict[str, float] = field(default_factory=dict, init=False)
-    log_likelihood_: float = field(default=float("nan"), init=False)
-    converged_: bool = field(default=False, init=False)
-    iterations_: int = field(default=0, init=False)
-    message_: str = field(default="", init=False)
-    n_customers_: int = field(default=0, init=False)
 
     def fit(self, frequency: np.ndarray, monetary_value: np.ndarray) -> "GammaGamma":
         """Maximum-likelihood fit on customers with x >= 1 and m_x > 0 (others are skipped)."""
