@@ -67,12 +67,13 @@ def _assert_feasible(problem: AssignmentProblem, chosen: list[np.ndarray]) -> No
     assert spend.sum() <= problem.global_budget * (1 + 1e-9) + 1e-9
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10**6), n=st.integers(1, 30), m=st.integers(1, 8),
-       slots=st.integers(1, 6), multi=st.booleans(), per_category=st.sampled_from([None, 1, 2]),
-       global_share=st.sampled_from([None, 0.3, 0.8]))
-def test_bound_is_valid_and_objective_close(seed, n, m, slots, multi, per_category,
-                                            global_share):
+_INSTANCES = dict(seed=st.integers(0, 10**6), n=st.integers(1, 30), m=st.integers(1, 8),
+                  slots=st.integers(1, 6), multi=st.booleans(),
+                  per_category=st.sampled_from([None, 1, 2]),
+                  global_share=st.sampled_from([None, 0.3, 0.8]))
+
+
+def _check_against_exact(seed, n, m, slots, multi, per_category, global_share):
     problem = random_problem(seed, n, m, slots, multi, per_category, global_share)
     lag = solve_lagrangian(problem, LagrangianSettings(gap_tolerance=1e-6, max_iterations=25))
     exact = solve_exact(problem, time_limit_s=30)
@@ -80,6 +81,21 @@ def test_bound_is_valid_and_objective_close(seed, n, m, slots, multi, per_catego
     assert exact.status == "optimal"
     assert lag.bound >= exact.objective - 1e-6 * max(1.0, exact.objective)
     assert lag.objective <= exact.objective + 1e-6 * max(1.0, exact.objective)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**_INSTANCES)
+def test_bound_is_valid_and_objective_close(seed, n, m, slots, multi, per_category,
+                                            global_share):
+    _check_against_exact(seed, n, m, slots, multi, per_category, global_share)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**_INSTANCES)
+def test_bound_is_valid_thorough(seed, n, m, slots, multi, per_category, global_share):
+    """The same properties over 1,500 more instances (CI runs the slow tests too)."""
+    _check_against_exact(seed, n, m, slots, multi, per_category, global_share)
 
 
 @pytest.mark.parametrize("seed", range(8))
