@@ -80,7 +80,11 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
     picked = np.append(values > 0.5, False)  # index -1 (empty slot) reads the final False
     chosen = [picked[np.where(idx >= 0, idx, -1)] for idx in var_of]
     value = float(objective.Value())
-    bound = value if (relax or status == pywraplp.Solver.OPTIMAL) else float(objective.BestBound())
+    if relax:
+        # an LP stopped early proves nothing: its current value is not a bound
+        bound = value if status == pywraplp.Solver.OPTIMAL else float("inf")
+    else:
+        bound = value if status == pywraplp.Solver.OPTIMAL else float(objective.BestBound())
     if not relax and status == pywraplp.Solver.OPTIMAL:
         bound = max(value, float(objective.BestBound()))
     prices = Prices.zeros(offers.n_offers)
