@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -209,9 +209,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
             progress("iteration", entry)
     if warm_start is None:
         warm_start = _warm_start(scenario, inputs)
-    if warm_start is not None and rules_cfg.global_budget is None:
-        # a price on a global budget this scenario does not have would make the bound invalid
-        warm_start = replace(warm_start, global_budget=0.0)
+    # the solver zeroes prices on constraints this scenario lacks (solvers/lagrangian._admissible)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
                      progress=on_iteration)
     stages.stop()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData
+from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
 from optimizer.solvers.exact import solve_exact
 from optimizer.solvers.lagrangian import LagrangianSettings, solve_lagrangian
 
@@ -116,3 +116,15 @@ def test_single_category_instances_reach_the_lp_bound():
         lp = solve_exact(problem, time_limit_s=30, relax=True, backend="GLOP")
         assert lag.bound >= lp.objective - 1e-6
         assert lag.bound <= lp.objective * 1.01
+
+
+def test_warm_start_prices_on_absent_constraints_keep_the_bound_valid():
+    """Prices carried over from another scenario (a global price here without a global budget,
+    budget prices on uncapped offers) must not enter the bound."""
+    problem = random_problem(3, 40, 6, 5, multi=False, per_category=None, global_share=None)
+    m = problem.offers.n_offers
+    stale = Prices(np.full(m, 5.0), np.full(m, 5.0), 3.0, np.zeros(m))
+    lag = solve_lagrangian(problem, LagrangianSettings(gap_tolerance=1e-6, max_iterations=5),
+                           warm_start=stale)
+    exact = solve_exact(problem, time_limit_s=30)
+    assert lag.bound >= exact.objective - 1e-6
