@@ -176,7 +176,7 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
                                  block.cost[rows], block.p_redeem[rows], block.cap[rows])
             room = _room(sub, mask[rows], offers.categories, problem.max_per_category)
             sub_offer = offer[rows]
-            room &= (sub.value > 0) & open_offer[sub_offer]
+            room &= (sub.value > 0) & open_offer[sub_offer] & np.isfinite(prio[rows])
             room &= sub.cost <= np.minimum(budget_left[sub_offer], global_left) + 1e-12
             keep = np.flatnonzero(room.any(axis=1))
             if keep.size == 0:
