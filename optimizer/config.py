@@ -147,7 +147,8 @@ class Solver(_Frozen):
     seed: int = Field(0, ge=0)
     max_iterations: int = Field(60, ge=1, description="price-update passes of the lagrangian")
     chunk_size: int = Field(50_000, ge=1, description="customers per chunk")
-    threads: int = Field(0, ge=0, description="worker threads; 0 = one per core")
+    threads: int = Field(0, ge=0, description="reserved for parallel chunks; the solve runs on "
+                         "one Python thread today (numpy and polars may use more)")
     memory_limit_gb: float | None = Field(
         None, gt=0, description="memory the run may use (GB); none = the memory available when "
         "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 2")

@@ -19,7 +19,7 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
         problem,
         LagrangianSettings(gap_tolerance=settings.gap_tolerance,
                            max_iterations=settings.max_iterations,
-                           time_limit_s=settings.time_limit_s),
+                           time_limit_s=settings.time_limit_s, seed=settings.seed),
         warm_start=warm_start, progress=progress)
 
 

@@ -37,10 +37,6 @@ class Selection:
     taken: np.ndarray
     values: np.ndarray
 
-    def total(self, reduced: np.ndarray) -> float:
-        """Sum of reduced values of the chosen candidates."""
-        return float(np.where(self.chosen, reduced, 0.0).sum())
-
     def row_totals(self, reduced: np.ndarray) -> np.ndarray:
         """Per customer, the sum of reduced values of her chosen candidates."""
         return np.where(self.chosen, reduced, 0.0).sum(axis=1)
