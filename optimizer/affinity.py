@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from .config import Affinity, Objective
 from .features import CustomerFeatures, OfferCategories
 from .propensity import Propensity, design
+from .response import ResponseHistory
 from .schemas import normalize_category
 from .validate import Inputs
 
@@ -45,9 +46,11 @@ class AffinityModel:
     objective: Objective
 
     def fit(self, inputs: Inputs, features: CustomerFeatures, cats: OfferCategories,
-            clv_factor: np.ndarray, propensity: Propensity | None = None) -> "AffinityModel":
+            clv_factor: np.ndarray, propensity: Propensity | None = None,
+            history: ResponseHistory | None = None) -> "AffinityModel":
         """Build the offer-side incidence matrices and depths (fitted attributes end in ``_``);
-        ``propensity``: the fitted redemption model (``None``: the heuristic formula)."""
+        ``propensity``: the fitted redemption model (``None``: the heuristic formula);
+        ``history``: the response history as of the planning week (``None``: none)."""
         n_offers = inputs.n_offers
         k_index = {name: i for i, name in enumerate(features.categories)}
         pairs = cats.pairs.filter(pl.col("category").is_in(list(k_index)))
@@ -79,16 +82,20 @@ class AffinityModel:
         self.features_ = features
         self.clv_factor_ = clv_factor
         self.propensity_ = propensity
+        self.history_ = history
         f = features
         self.customer_ = {"discount_share": f.discount_share,
                           **{k: (getattr(f, k) if getattr(f, k) is not None
                                  else np.zeros(inputs.n_customers))
-                             for k in ("response", "recency", "visits", "tenure_weeks")}}
+                             for k in ("recency", "visits", "tenure_weeks")}}
         return self
 
     def _offer_price(self, inputs: Inputs, features: CustomerFeatures) -> np.ndarray:
-        """Average gross line value (sales + discount) over each offer's categories (1 if none)."""
+        """Average gross line value (sales + discount) over each offer's categories (1 if none),
+        from the purchases before the features' week only."""
         tx = inputs.transactions
+        if features.week is not None:
+            tx = tx.filter(pl.col("week") < features.week)
         gross = pl.col("sales_value") + (pl.col("discount") if "discount" in tx.columns else 0.0)
         k_index = {name: i for i, name in enumerate(features.categories)}
         lines = (tx.lazy().join(inputs.products.lazy().select("p", "category"), on="p",
@@ -107,16 +114,21 @@ class AffinityModel:
         mean = (self.offer_categories_.T @ price) / np.maximum(counts, 1)
         return np.where(mean > 0, mean, 1.0)
 
-    def pair_columns(self, c: np.ndarray, o: np.ndarray) -> list[np.ndarray]:
-        """Propensity feature columns of the pairs (``c[n]``, ``o[n]``), for fitting."""
+    def pair_columns(self, c: np.ndarray, o: np.ndarray, history: ResponseHistory | None = None
+                     ) -> list[np.ndarray]:
+        """Propensity feature columns of the pairs (``c[n]``, ``o[n]``), for fitting, with the
+        response ``history`` as of the week they were sent (default: the model's own)."""
         f = self.features_
+        history = history if history is not None else self.history_
 
         def rowdot(share: sp.csr_matrix, incidence: sp.csr_matrix) -> np.ndarray:
             return np.asarray(share[c].multiply(incidence.T.tocsr()[o]).sum(axis=1)).ravel()
         return design(rowdot(f.category_share, self.offer_categories_),
                       rowdot(f.brand_share, self.offer_brands_),
                       rowdot(f.product_share, self.offer_products_),
-                      {k: v[c] for k, v in self.customer_.items()}, self.depth_[o])
+                      {k: v[c] for k, v in self.customer_.items()}, self.depth_[o],
+                      history.pair_values(c, o, self.offer_categories_)
+                      if history is not None else None)
 
     def components(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dense ``(stop - start, n_offers)`` category, brand and product affinities."""
@@ -137,8 +149,10 @@ class AffinityModel:
         if self.propensity_ is not None:
             cat, brand, product = self.components(start, stop)
             customer = {k: v[start:stop, None] for k, v in self.customer_.items()}
+            history = (self.history_.block_values(start, stop, self.offer_categories_)
+                       if self.history_ is not None else None)
             return self.propensity_.predict(design(cat, brand, product, customer,
-                                                   self.depth_[None, :]))
+                                                   self.depth_[None, :], history))
         s = self.settings
         a = self.affinity(start, stop)
         sensitivity = 0.75 + 0.5 * self.features_.discount_share[start:stop]

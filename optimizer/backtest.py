@@ -37,7 +37,9 @@ from .output import json_writer, write_files
 from .scoring import bought_categories, fit_scoring
 from .validate import Inputs, load_inputs
 
-METHODS = ("fitted", "popular", "random")
+METHODS = ("fitted", "fitted_score", "popular", "random")
+COUNTS = ("list_pairs", "logged_redeemed", "sent", "redeemed_when_sent", "bought", "replay_pairs",
+          "replay_redeemed")
 
 
 @dataclass
@@ -78,31 +80,84 @@ def _bought(inputs: Inputs, cat_matrix: Any, start: int, stop: int) -> Any:
 def top_lists(score: np.ndarray, allowed: np.ndarray, caps: np.ndarray, cat_table: np.ndarray,
               per_category: int | None) -> np.ndarray:
     """Mask of each row's best allowed offers: at most ``caps[row]`` and ``per_category`` per
-    category, greedily down the ranking (a loop over ranks, vectorised over customers)."""
+    category, greedily down the whole ranking until the row is full or out of allowed offers (a
+    loop over ranks, vectorised over the rows still filling), so every method gets the same list
+    sizes whenever it has enough allowed offers."""
     n, m = score.shape
     chosen = np.zeros((n, m), dtype=bool)
-    depth = min(m, int(caps.max(initial=0)) * (4 if per_category is not None else 1) + 1)
-    if depth == 0 or n == 0:
+    if n == 0 or m == 0:
         return chosen
     masked = np.where(allowed, score, -np.inf)
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
+    order = np.argsort(-masked, axis=1, kind="stable")
     taken = np.zeros(n, dtype=np.int64)
-    n_cats = int(cat_table.max(initial=-1)) + 2
-    per_cat = np.zeros((n, n_cats), dtype=np.int64)
-    rows = np.arange(n)
-    for j in range(depth):
-        o = order[:, j]
-        ok = np.isfinite(masked[rows, o]) & (taken < caps)
-        cats = cat_table[o]  # (n, width), -1 = none -> the last (unused) column
+    per_cat = np.zeros((n, int(cat_table.max(initial=-1)) + 2), dtype=np.int64)
+    active = np.flatnonzero(caps > 0)
+    for j in range(m):
+        if active.size == 0:
+            break
+        o = order[active, j]
+        live = np.isfinite(masked[active, o])
+        ok = live.copy()
+        cats = cat_table[o]  # (rows, width), -1 = none -> the last (unused) column
         if per_category is not None:
-            ok &= ((np.take_along_axis(per_cat, cats, axis=1) < per_category) | (cats < 0)).all(1)
-        chosen[rows[ok], o[ok]] = True
-        taken += ok
+            ok &= ((np.take_along_axis(per_cat[active], cats, axis=1) < per_category)
+                   | (cats < 0)).all(1)
+        chosen[active[ok], o[ok]] = True
+        taken[active] += ok
         for w in range(cats.shape[1]):
-            k = cats[:, w]
-            hit = ok & (k >= 0)
-            per_cat[rows[hit], k[hit]] += 1
+            hit = ok & (cats[:, w] >= 0)
+            per_cat[active[hit], cats[hit, w]] += 1
+        active = active[live & (taken[active] < caps[active])]
     return chosen
+
+
+def replay_units(inputs: Inputs, cutoff: int, week: int) -> tuple[np.ndarray, ...]:
+    """The sends of weeks ``cutoff .. week - 1`` (one per customer, offer and week), sorted by
+    customer: ``(c, o, redeemed)``. A redemption is credited to the latest send of that offer to
+    her in its week or before (``join_asof``), so a pair sent twice is two chances, each judged
+    on its own outcome."""
+    empty = (np.zeros(0, np.int64),) * 2 + (np.zeros(0, bool),)
+    if inputs.history is None:
+        return empty
+    held = (pl.col("week") >= cutoff) & (pl.col("week") < week)
+    sends = (inputs.history.filter(held).select(pl.col("c").cast(pl.Int64),
+                                                pl.col("o").cast(pl.Int64), "week")
+             .unique().sort("week", "c", "o"))
+    if sends.height == 0:
+        return empty
+    if inputs.redemptions is not None:
+        reds = (inputs.redemptions.filter(held)
+                .select(pl.col("c").cast(pl.Int64), pl.col("o").cast(pl.Int64), "week")
+                .unique().sort("week", "c", "o"))
+        credited = (reds.join_asof(sends.with_columns(pl.col("week").alias("sent_week")),
+                                   on="week", by=["c", "o"], strategy="backward",
+                                   check_sortedness=False)  # sorted by week above
+                    .drop_nulls("sent_week").select("c", "o", pl.col("sent_week").alias("week"),
+                                                    pl.lit(True).alias("redeemed")).unique())
+        sends = sends.join(credited, on=["c", "o", "week"], how="left")
+    else:
+        sends = sends.with_columns(pl.lit(None, pl.Boolean).alias("redeemed"))
+    sends = sends.sort("c", "o", "week")
+    return (sends.get_column("c").to_numpy(), sends.get_column("o").to_numpy(),
+            sends.get_column("redeemed").fill_null(False).to_numpy())
+
+
+def better_half(c: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Mask of the units each customer ranks highest: ``floor(n / 2)`` of her ``n`` (``c`` sorted
+    ascending; ties keep the earlier unit)."""
+    order = np.lexsort((np.arange(c.size), -score, c))
+    starts = np.searchsorted(c, c[order], side="left")
+    n = np.searchsorted(c, c[order], side="right") - starts
+    rank = np.arange(c.size) - starts
+    kept = np.zeros(c.size, dtype=bool)
+    kept[order] = rank < n // 2
+    return kept
+
+
+def _choosers(c: np.ndarray) -> np.ndarray:
+    """Units of customers with at least two (the only ones a half can choose among)."""
+    n = np.searchsorted(c, c, side="right") - np.searchsorted(c, c, side="left")
+    return n >= 2
 
 
 def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
@@ -123,10 +178,10 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     redeemed = _keys(inputs.redemptions, cutoff, week, n_offers)
     sent = _keys(inputs.history, cutoff, week, n_offers)
     bought = _bought(inputs, cat_matrix, cutoff, week).tocsr()
+    units = replay_units(inputs, cutoff, week)
     rng = np.random.default_rng(scenario.solver.seed)
-    counts = {m: dict.fromkeys(("list_pairs", "redeemed", "sent", "redeemed_when_sent",
-                                "bought"), 0) for m in METHODS}
-    bought_positives = 0
+    counts = {m: dict.fromkeys(COUNTS, 0) for m in METHODS}
+    totals = dict.fromkeys(("bought", "replay_redeemed"), 0)
     predicted, observed = [], []
     size = scenario.solver.chunk_size
     for start in range(0, inputs.n_customers, size):
@@ -138,28 +193,40 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
         keys = customers[:, None] * n_offers + grid
         is_red, is_sent = np.isin(keys, redeemed), np.isin(keys, sent)
         is_bought = bought[start:stop].toarray() > 0
-        bought_positives += int((is_bought & allowed).sum())
+        totals["bought"] += int((is_bought & allowed).sum())
         predicted.append(p[is_sent])
         observed.append(is_red[is_sent])
-        scores = {"fitted": value, "popular": np.broadcast_to(popular_score, p.shape),
-                  "random": rng.random(p.shape)}
+        lo, hi = np.searchsorted(units[0], [start, stop])
+        uc, uo, ured = units[0][lo:hi] - start, units[1][lo:hi], units[2][lo:hi]
+        ok = allowed[uc, uo]
+        uc, uo, ured = uc[ok], uo[ok], ured[ok]
+        scores = {"fitted": p, "fitted_score": value,
+                  "popular": np.broadcast_to(popular_score, p.shape), "random": rng.random(p.shape)}
         for method, score in scores.items():
             lists = top_lists(score, allowed, caps[start:stop], cats.table,
                               scenario.rules.max_offers_per_category)
+            kept = better_half(uc, score[uc, uo])
             c = counts[method]
             c["list_pairs"] += int(lists.sum())
-            c["redeemed"] += int((lists & is_red).sum())
+            c["logged_redeemed"] += int((lists & is_red).sum())
             c["sent"] += int((lists & is_sent).sum())
             c["redeemed_when_sent"] += int((lists & is_sent & is_red).sum())
             c["bought"] += int((lists & is_bought).sum())
-    table = _table(counts, redeemed.size, bought_positives)
+            c["replay_pairs"] += int(kept.sum())
+            c["replay_redeemed"] += int((kept & ured).sum())
+        totals["replay_redeemed"] += int(ured[_choosers(uc)].sum())
+    table = _table(counts, redeemed.size, totals)
     calibration = calibration_table(np.concatenate(predicted), np.concatenate(observed))
     info = {"scenario": scenario.name, "week": week, "cutoff": cutoff,
             "holdout_weeks": [cutoff, week - 1], "customers": inputs.n_customers,
             "offers": n_offers, "holdout_redemptions": int(redeemed.size),
             "holdout_sends": int(sent.size), "popular_by": popular_by,
-            "lists": "top-k eligible by score under the customer, window and category caps; "
-                     "budgets and max_customers not applied",
+            "lists": "top-k eligible by each method's score under the customer, window and "
+                     "category caps, unconstrained by budgets and max_customers (a ranking, not "
+                     "the solver's plan); fitted ranks by p_redeem, fitted_score by the planning "
+                     "score (p_redeem x worth x clv factor)",
+            "replay": "per customer, the eligible offers she was sent in the held-out weeks; "
+                      "each method keeps the better half (floor(n/2), customers with >= 2)",
             "lifetime_value": scoring.lifetime_value, "propensity": scoring.propensity,
             "seconds": scoring.seconds}
     return BacktestResult(table, calibration, info)
@@ -175,18 +242,22 @@ def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
     return [Path(folder) / "backtest.json", Path(folder) / "backtest.csv"]
 
 
-def _table(counts: dict[str, dict[str, int]], redemptions: int, bought_positives: int
+def _table(counts: dict[str, dict[str, int]], redemptions: int, totals: dict[str, int]
            ) -> pl.DataFrame:
     rows = []
     for method, c in counts.items():
         pairs = max(c["list_pairs"], 1)
+        rate = c["redeemed_when_sent"] / max(c["sent"], 1)
         rows.append({
-            "method": method, "list_pairs": c["list_pairs"], "redeemed": c["redeemed"],
-            "precision": c["redeemed"] / pairs, "recall": c["redeemed"] / max(redemptions, 1),
-            "sent": c["sent"], "redeemed_when_sent": c["redeemed_when_sent"] / max(c["sent"], 1),
-            "redemptions_if_sent": c["list_pairs"] * c["redeemed_when_sent"] / max(c["sent"], 1),
+            "method": method, "list_pairs": c["list_pairs"],
+            "recall": c["replay_redeemed"] / max(totals["replay_redeemed"], 1),
+            "precision": c["replay_redeemed"] / max(c["replay_pairs"], 1),
+            "replay_pairs": c["replay_pairs"], "sent": c["sent"], "redeemed_when_sent": rate,
+            "redemptions_if_sent": c["list_pairs"] * rate,
             "category_precision": c["bought"] / pairs,
-            "category_recall": c["bought"] / max(bought_positives, 1),
+            "category_recall": c["bought"] / max(totals["bought"], 1),
+            "logged_recall": c["logged_redeemed"] / max(redemptions, 1),
+            "logged_precision": c["logged_redeemed"] / pairs,
         })
     return pl.DataFrame(rows)
 

@@ -79,8 +79,7 @@ class CustomerFeatures:
     recency: ``(C,)`` ``0.5 ** ((week - last_week) / half_life)``, 0 without purchases.
     cadence_weeks: ``(C,)`` mean weeks between her purchase days (0 with fewer than two).
     tenure_weeks: ``(C,)`` weeks since her first purchase (0 without purchases).
-    response: ``(C,)`` her smoothed redemption rate of earlier non-sensitive offers
-    ``(redeemed + 5 * base) / (sent + 5)`` (``base`` = everyone's rate; 0 without history).
+    response: unused (kept for callers; the response history is :mod:`optimizer.response`).
     All of these use non-sensitive purchases and offers only (privacy by design).
     """
 
@@ -98,6 +97,7 @@ class CustomerFeatures:
     cadence_weeks: np.ndarray | None = None
     tenure_weeks: np.ndarray | None = None
     response: np.ndarray | None = None
+    week: int | None = None  # the features are as of this week (purchases before it)
 
 
 def _share_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
@@ -161,7 +161,7 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
     behaviour = _behaviour(lines.filter(~pl.col("sensitive")), n_customers, week, half_life_weeks)
     return CustomerFeatures(category_share, brand_share, product_share, discount_share, spend,
                             weeks_observed, behaviour.pop("last_week"), categories, brands,
-                            **behaviour, response=_response(inputs, week, sensitive))
+                            **behaviour, week=week)
 
 
 def _behaviour(lines: pl.DataFrame, n_customers: int, week: int, half_life_weeks: float
@@ -202,20 +202,3 @@ def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if starts.size == 0:
         return np.zeros(0)
     return np.add.reduceat(values, starts)
-
-
-def _response(inputs: Inputs, week: int, sensitive: set[str]) -> np.ndarray:
-    """Smoothed redemption rate of earlier non-sensitive offers (see :class:`CustomerFeatures`)."""
-    n = inputs.n_customers
-    if inputs.history is None or inputs.redemptions is None:
-        return np.zeros(n)
-    cats = offer_categories(inputs).pairs
-    touchy = cats.filter(pl.col("category").is_in(list(sensitive))).get_column("o").unique()
-
-    def counts(table: pl.DataFrame) -> np.ndarray:
-        rows = (table.filter((pl.col("week") < week) & ~pl.col("o").is_in(touchy.implode()))
-                .unique(["c", "o", "week"]).get_column("c").to_numpy())
-        return np.bincount(rows, minlength=n).astype(float)
-    sent, redeemed = counts(inputs.history), counts(inputs.redemptions)
-    base = redeemed.sum() / max(sent.sum(), 1.0)
-    return (redeemed + 5.0 * base) / (sent + 5.0)

@@ -9,9 +9,13 @@ the offer incidence matrices, see :func:`design`):
 * ``brand``: her share of j's brand; ``product``: her summed share of j's listed products;
 * ``discount_share``: her share of spend bought on discount (price sensitivity); ``depth``: j's
   discount over the average gross line value of its categories; ``depth x discount_share``;
-* ``response``: ``log`` of her smoothed redemption rate of earlier offers; ``recency``: the decay
-  weight of her last purchase; ``visits``: ``log1p`` of her decayed count of purchase days;
-  ``tenure``: years since her first purchase.
+* ``recency``: the decay weight of her last purchase; ``visits``: ``log1p`` of her decayed count
+  of purchase days; ``tenure``: years since her first purchase;
+* response history as of the week the offer is (or was) sent (:mod:`optimizer.response`):
+  ``response`` her shrunk redemption rate of earlier offers and ``offer_lift`` the offer's own
+  (target-encoded), both as log ratios to everyone's rate; ``redeemed_offer`` / ``sent_offer``:
+  she redeemed / was sent this offer before; ``category_redeemed`` / ``category_sent``: ``log1p``
+  of her earlier redemptions / sends of offers in j's categories.
 
 The coefficients ``beta`` are fitted by maximum likelihood (L2-penalised, on standardised columns,
 scipy L-BFGS-B with the analytic gradient) on offers sent in the weeks before the planning week and
@@ -31,22 +35,32 @@ import numpy as np
 from scipy import optimize, special
 
 FEATURES = ("intercept", "category", "log_category", "brand", "product", "discount_share",
-            "depth", "depth_x_discount_share", "response", "recency", "visits", "tenure")
+            "depth", "depth_x_discount_share", "recency", "visits", "tenure", "response",
+            "offer_lift", "redeemed_offer", "sent_offer", "category_redeemed", "category_sent")
+HISTORY = ("response", "offer_lift", "redeemed_offer", "sent_offer", "category_redeemed",
+           "category_sent")
 
 
 def design(category: np.ndarray, brand: np.ndarray, product: np.ndarray,
-           customer: dict[str, np.ndarray], depth: np.ndarray) -> list[np.ndarray]:
+           customer: dict[str, np.ndarray], depth: np.ndarray,
+           history: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
     """The feature columns in ``FEATURES`` order, broadcast together.
 
     ``category``, ``brand``, ``product``: pair arrays (``(n,)`` pairs or ``(n, m)`` blocks);
-    ``customer``: per-customer arrays (``discount_share``, ``response``, ``recency``, ``visits``,
-    ``tenure_weeks``) shaped to broadcast against them; ``depth``: the offers' depth, likewise.
+    ``customer``: per-customer arrays (``discount_share``, ``recency``, ``visits``,
+    ``tenure_weeks``) shaped to broadcast against them; ``depth``: the offers' depth, likewise;
+    ``history``: the point-in-time response features (:mod:`optimizer.response`, keys
+    ``HISTORY``; ``None``: no history, all 0).
     """
     cat = np.minimum(category, 1.0)
     ds = customer["discount_share"]
+    h = history or {}
+    zero = np.zeros(1)
     return [np.ones(1), cat, np.log(cat + 0.01), np.minimum(brand, 1.0), np.minimum(product, 1.0),
-            ds, depth, depth * ds, np.log(customer["response"] + 0.01), customer["recency"],
-            np.log1p(customer["visits"]), customer["tenure_weeks"] / 52.0]
+            ds, depth, depth * ds, customer["recency"], np.log1p(customer["visits"]),
+            customer["tenure_weeks"] / 52.0, h.get("response", zero), h.get("offer_lift", zero),
+            h.get("redeemed_offer", zero), h.get("sent_offer", zero),
+            np.log1p(h.get("category_redeemed", zero)), np.log1p(h.get("category_sent", zero))]
 
 
 @dataclass

@@ -4,8 +4,10 @@
 that scores chunks of customers, each customer's lifetime value, and what the manifest records
 (``lifetime_value`` and ``propensity``: parameters, log-likelihoods, convergence, fallbacks).
 
-The propensity is fitted as a forecast: features as of ``week - label_weeks`` (transactions before
-then), labels from the ``label_weeks`` weeks that follow, up to ``week``. Training pairs are, in
+The propensity is fitted as a forecast: purchase features as of ``week - label_weeks``
+(transactions before then), labels from the ``label_weeks`` weeks that follow, up to ``week``, and
+each training send's response history (:mod:`optimizer.response`) as of the week it was sent; the
+planning week is scored with the history as of ``week``. Training pairs are, in
 order of preference, (1) offers sent in those weeks (``history``) labelled by ``redemptions``, (2)
 sampled customer x offer pairs labelled by whether she bought any of the offer's categories, (3)
 none: the heuristic formula. Each step down is logged as a warning and recorded as ``fallback``.
@@ -28,6 +30,7 @@ from .clv import LifetimeValue, clv_factor, rfm_summary, with_given_clv
 from .config import Scenario
 from .features import OfferCategories, customer_features
 from .propensity import Propensity
+from .response import response_history
 from .schemas import normalize_category_name
 from .validate import Inputs
 
@@ -69,8 +72,31 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     if aff.model == "fitted":
         propensity, info = _fit_propensity(inputs, scenario, cats, week)
     model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity)
+    if propensity is not None:
+        model.history_ = response_history(inputs, week, _plain(inputs, cats, rules),
+                                          model.offer_categories_)
     seconds["propensity"] = time.perf_counter() - tick
     return Scoring(model, clv, ltv.describe(), info, seconds)
+
+
+def _plain(inputs: Inputs, cats: OfferCategories, rules: Any) -> np.ndarray:
+    return np.setdiff1d(np.arange(inputs.n_offers),
+                        sensitive_offers(cats, rules.sensitive_categories))
+
+
+def _columns(then_model: AffinityModel, inputs: Inputs, plain: np.ndarray, c: np.ndarray,
+             o: np.ndarray, sent_week: np.ndarray) -> list[np.ndarray]:
+    """Feature columns of the training pairs, each with its response history as of the week it
+    was sent (point in time: a pair never sees its own outcome)."""
+    out: list[np.ndarray] = []
+    for w in np.unique(sent_week):
+        rows = np.flatnonzero(sent_week == w)
+        history = response_history(inputs, int(w), plain, then_model.offer_categories_)
+        cols = then_model.pair_columns(c[rows], o[rows], history)
+        out = out or [np.empty(c.size) for _ in cols]
+        for column, col in zip(out, cols):
+            column[rows] = col
+    return out
 
 
 def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int
@@ -80,7 +106,7 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     then = customer_features(inputs, start, aff.half_life_weeks, rules.sensitive_categories)
     ones = np.ones(inputs.n_customers)
     then_model = AffinityModel(aff, scenario.objective).fit(inputs, then, cats, ones)
-    plain = np.setdiff1d(np.arange(inputs.n_offers), sensitive_offers(cats, rules.sensitive_categories))
+    plain = _plain(inputs, cats, rules)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
     for target in ("redemption", "category purchase"):
@@ -90,16 +116,17 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         if isinstance(pairs, str):
             reasons.append(pairs)
             continue
-        c, o, y = pairs
+        c, o, sent_week, y = pairs
         if c.size > aff.max_training_pairs:
             keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
-            c, o, y = c[keep], o[keep], y[keep]
+            c, o, sent_week, y = c[keep], o[keep], sent_week[keep], y[keep]
         if y.sum() < aff.min_positives or y.sum() == y.size:
             reasons.append(f"{target}: {int(y.sum())} positives of {y.size} pairs "
                            f"(needs {aff.min_positives} and some negatives)")
             continue
         rate = 1.0 if target == "redemption" else aff.proxy_redemption_rate
-        model = Propensity(rate=rate, target=target).fit(then_model.pair_columns(c, o), y)
+        columns = _columns(then_model, inputs, plain, c, o, sent_week)
+        model = Propensity(rate=rate, target=target).fit(columns, y)
         if not model.converged_:
             reasons.append(f"{target}: the fit did not converge ({model.message_})")
             continue
@@ -114,20 +141,23 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
 
 
 def _sent_pairs(inputs: Inputs, plain: np.ndarray, start: int, week: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """Non-sensitive offers sent in weeks ``start .. week - 1``, labelled by redemptions."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Non-sensitive offers sent in weeks ``start .. week - 1``: customer, offer, the week of
+    the first send, and whether she redeemed it in that week or later (before ``week``)."""
     if inputs.history is None or inputs.redemptions is None:
         return "redemption: no history and redemptions tables"
     window = (pl.col("week") >= start) & (pl.col("week") < week) & pl.col("o").is_in(plain.tolist())
-    sent = inputs.history.filter(window).select("c", "o").unique().sort("c", "o")
-    redeemed = (inputs.redemptions.filter(window).select("c", "o").unique()
-                .with_columns(pl.lit(1.0).alias("y")))
+    sent = (inputs.history.filter(window).group_by("c", "o").agg(pl.col("week").min())
+            .sort("c", "o"))
+    redeemed = (inputs.redemptions.filter(window).group_by("c", "o")
+                .agg(pl.col("week").max().alias("redeemed")))
     if sent.height == 0:
         return f"redemption: no offers sent in weeks {start}..{week - 1}"
     sent = sent.join(redeemed, on=["c", "o"], how="left", maintain_order="left")
+    y = (sent.get_column("redeemed") >= sent.get_column("week")).fill_null(False)
     return (sent.get_column("c").to_numpy().astype(np.int64),
             sent.get_column("o").to_numpy().astype(np.int64),
-            sent.get_column("y").fill_null(0.0).to_numpy())
+            sent.get_column("week").to_numpy().astype(np.int64), y.to_numpy().astype(float))
 
 
 def bought_categories(inputs: Inputs, categories: list[str], start: int, stop: int
@@ -145,8 +175,9 @@ def bought_categories(inputs: Inputs, categories: list[str], start: int, stop: i
 
 def _purchase_pairs(inputs: Inputs, then_model: AffinityModel, plain: np.ndarray, start: int,
                     week: int, n_pairs: int, rng: np.random.Generator
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """Sampled customer x non-sensitive offer pairs, labelled by a purchase in their categories."""
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Sampled customer x non-sensitive offer pairs (as of ``start``), labelled by a purchase in
+    their categories."""
     if plain.size == 0 or inputs.n_customers == 0:
         return "category purchase: no non-sensitive offers"
     bought = bought_categories(inputs, then_model.features_.categories, start, week)
@@ -156,4 +187,4 @@ def _purchase_pairs(inputs: Inputs, then_model: AffinityModel, plain: np.ndarray
     c = np.sort(rng.integers(0, inputs.n_customers, n))
     o = plain[rng.integers(0, plain.size, n)]
     hits = bought[c].multiply(then_model.offer_categories_.T.tocsr()[o]).sum(axis=1)
-    return c, o, (np.asarray(hits).ravel() > 0).astype(float)
+    return c, o, np.full(n, start, np.int64), (np.asarray(hits).ravel() > 0).astype(float)
