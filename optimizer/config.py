@@ -149,6 +149,12 @@ class Solver(_Frozen):
     chunk_size: int = Field(50_000, ge=1, description="customers per chunk")
     threads: int = Field(0, ge=0, description="reserved for parallel chunks; the solve runs on "
                          "one Python thread today (numpy and polars may use more)")
+    polish_pairs: int = Field(
+        10_000, ge=0, description="candidate pairs re-solved exactly by CP-SAT after the "
+        "lagrangian (the core of uncertain customers; the whole problem when it fits); 0 = off")
+    polish_time: float = Field(
+        1.0, gt=0, description="CP-SAT's deterministic time limit for the polish, in its work "
+        "units (about seconds of one core); deterministic, unlike a wall-clock limit")
     memory_limit_gb: float | None = Field(
         None, gt=0, description="memory the run may use (GB); none = the memory available when "
         "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 2")
@@ -156,7 +162,7 @@ class Solver(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _ints_to_floats(cls, data: Any) -> Any:
-        return _floats(data, ("gap_tolerance", "time_limit_s", "memory_limit_gb"))
+        return _floats(data, ("gap_tolerance", "time_limit_s", "memory_limit_gb", "polish_time"))
 
 
 class Scenario(_Frozen):

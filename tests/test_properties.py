@@ -11,11 +11,14 @@ categories under a random policy, runs ``run_scenario`` and asserts:
 * the reported upper bound is never below the exact optimum of the same instance
   (:func:`optimizer.solvers.exact.solve_exact` on the problem the pipeline handed its solver), and
   the objective never above it; the objective is the sum of the written scores;
-* without ``min_customers`` targets, the objective is at least ``1 - OBJECTIVE_TOLERANCE`` of the
-  exact optimum (see the constant for what was measured). With targets the solver trades value
-  for reaching them by design (the exact model ignores targets), so only the above is asserted:
-  measured, such plans came as low as 35% of the target-free optimum (seed 944704, 10 customers,
-  15 offers: one offer steered towards min_customers 10).
+* without ``min_customers`` targets, the objective is at least ``1 - OBJECTIVE_TOLERANCE`` (1%) of
+  the exact optimum: the Lagrangian plan is polished on its core by CP-SAT (the default,
+  ``solver.polish_pairs``), and these instances fit in the core whole. With targets the solver
+  trades value for reaching them by design (the exact model ignores targets), so only the above
+  is asserted: measured, such plans came as low as 35% of the target-free optimum (seed 944704,
+  10 customers, 15 offers: one offer steered towards min_customers 10).
+* the pure Lagrangian (``solver.polish_pairs = 0``) is checked apart with its own honest tolerance
+  ``LAGRANGIAN_TOLERANCE``, so the two paths stay tested separately.
 
 Example counts: ``QUICK_EXAMPLES`` in the default run plus ``THOROUGH_EXAMPLES`` under
 ``@pytest.mark.slow`` (run by ``.ci/run``: ``python -m pytest -q`` runs everything).
@@ -38,13 +41,17 @@ try:
 except ImportError:  # tests/ made a package
     from tests.random_world import run_with_problem, write_random_world
 
-# Measured (tests/random_world.py instances without targets, seeds drawn by numpy, 1..30
-# customers, 1..15 offers, every rule on): over 620 instances the worst objective / exact optimum
-# was 0.778 (a 22.2% loss), the next-worst run of 500 gave 0.797 (seed 582367: 3 customers, 15
-# offers), 2.6% of instances below 0.95 and the median 1.0. Tiny knapsack-like instances (a few
-# customers on one tight budget) are where the Lagrangian repair loses most. The tolerance (25%)
-# is the measured worst plus a little room for what hypothesis finds; it is not a design target.
-OBJECTIVE_TOLERANCE = 0.25
+# The polished plan (the default path) against the exact optimum, without targets: the issue's
+# criterion. See the module docstring for what was measured.
+OBJECTIVE_TOLERANCE = 0.01
+# The pure Lagrangian (polish off). Measured (tests/random_world.py instances without targets,
+# seeds drawn by numpy, 1..30 customers, 1..15 offers, every rule on): over 620 instances the
+# worst objective / exact optimum was 0.778 (a 22.2% loss), the next-worst run of 500 gave 0.797
+# (seed 582367: 3 customers, 15 offers), 2.6% of instances below 0.95 and the median 1.0. Tiny
+# knapsack-like instances (a few customers on one tight budget) are where the Lagrangian repair
+# loses most. The tolerance (25%) is the measured worst plus a little room for what hypothesis
+# finds; it is not a design target.
+LAGRANGIAN_TOLERANCE = 0.25
 # ~0.25 s per example (inputs loaded and validated by the run and again by check): 60 in the
 # default run and 300 more under @slow keep the file near 90 s on 2 cores;
 # OFFEROPT_PROPERTY_EXAMPLES=N raises the thorough count (e.g. 2000 for a nightly run).
@@ -56,11 +63,14 @@ INSTANCES = dict(seed=st.integers(0, 10**6), n_customers=st.integers(1, 30),
 
 
 def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
-                   targets: bool) -> None:
+                   targets: bool, polished: bool = True) -> None:
+    tolerance = OBJECTIVE_TOLERANCE if polished else LAGRANGIAN_TOLERANCE
+    solver = {} if polished else {"polish_pairs": 0}
     with tempfile.TemporaryDirectory(prefix="offeropt-prop-") as tmp:
         root = Path(tmp)
         scenario = load_scenario(write_random_world(root, seed, n_customers, n_offers,
-                                                    string_ids=string_ids, targets=targets))
+                                                    string_ids=string_ids, targets=targets,
+                                                    **solver))
         result, problem = run_with_problem(scenario, write=False)
         run = root / "run"
         run.mkdir()
@@ -76,9 +86,12 @@ def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
         assert result.objective <= exact.objective + slack, (result.objective, exact.objective)
         written = float(result.assignments.get_column("score").sum())
         assert abs(written - result.objective) <= 1e-9 * max(1.0, abs(written))
+        polish = result.manifest["solver"]["polish"]
+        # these instances fit in the core whole; with polish off nothing is recorded as solved
+        assert polish["whole_problem"] if polished else polish is None, polish
         if not targets:
-            assert result.objective >= (1 - OBJECTIVE_TOLERANCE) * exact.objective - slack, (
-                result.objective, exact.objective)
+            assert result.objective >= (1 - tolerance) * exact.objective - slack, (
+                result.objective, exact.objective, polish)
 
 
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow],
@@ -97,6 +110,13 @@ def test_rules_hold_bound_valid_objective_close(seed, n_customers, n_offers, str
 def test_rules_hold_bound_valid_objective_close_thorough(seed, n_customers, n_offers, string_ids,
                                                          targets):
     _check_example(seed, n_customers, n_offers, string_ids, targets)
+
+
+@settings(max_examples=30, **_SETTINGS)
+@given(**INSTANCES)
+def test_pure_lagrangian_rules_hold_bound_valid(seed, n_customers, n_offers, string_ids, targets):
+    """The Lagrangian alone (``polish_pairs = 0``), with its own tolerance."""
+    _check_example(seed, n_customers, n_offers, string_ids, targets, polished=False)
 
 
 @settings(max_examples=8, **_SETTINGS)

@@ -7,20 +7,28 @@ from ..config import Solver
 from ..problem import AssignmentProblem, Prices, Solution
 from .exact import solve_exact
 from .lagrangian import LagrangianSettings, solve_lagrangian
+from .polish import PolishSettings, PolishedSolution, polish
 
 
 def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | None = None,
           progress: Callable[[dict[str, float]], None] | None = None) -> Solution:
-    """Solve with the scenario's ``solver.method``."""
+    """Solve with the scenario's ``solver.method``; the lagrangian's plan is then polished on its
+    core by CP-SAT (:mod:`.polish`) unless ``solver.polish_pairs`` is 0."""
     if settings.method == "exact":
         return solve_exact(problem, time_limit_s=settings.time_limit_s,
                            gap_tolerance=settings.gap_tolerance)
-    return solve_lagrangian(
+    solution = solve_lagrangian(
         problem,
         LagrangianSettings(gap_tolerance=settings.gap_tolerance,
                            max_iterations=settings.max_iterations,
                            time_limit_s=settings.time_limit_s, seed=settings.seed),
         warm_start=warm_start, progress=progress)
+    if settings.polish_pairs > 0:
+        solution = polish(problem, solution, PolishSettings(
+            max_pairs=settings.polish_pairs, deterministic_time=settings.polish_time,
+            seed=settings.seed, gap_tolerance=settings.gap_tolerance))
+    return solution
 
 
-__all__ = ["solve", "solve_exact", "solve_lagrangian", "LagrangianSettings"]
+__all__ = ["solve", "solve_exact", "solve_lagrangian", "LagrangianSettings", "polish",
+           "PolishSettings", "PolishedSolution"]
