@@ -17,9 +17,11 @@ or time limit (a status, never an exception).
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -32,6 +34,8 @@ from .repair import refill, repair
 
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
@@ -41,13 +45,14 @@ _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap m
 class LagrangianSettings:
     """gap_tolerance: relative gap at which to stop; max_iterations: price passes at most;
     time_limit_s: wall-clock limit of the solve; sample_customers: size of the sample whose LP
-    gives the starting prices (0 = start from zero); seed: the sample's seed."""
+    gives the starting prices (0 = start from zero); seed: the sample's seed; threads: threads over chunks (0 = one per core)."""
 
     gap_tolerance: float = 1e-3
     max_iterations: int = 60
     time_limit_s: float = 600.0
     sample_customers: int = 2000
     seed: int = 0
+    threads: int = 0
 
 
 def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
@@ -104,20 +109,25 @@ def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
 
 
 def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray],
-          exact_choices: list[ExactChoice | None]) -> tuple[list[np.ndarray], float]:
+          exact_choices: list[ExactChoice | None], run: "_Runner"
+          ) -> tuple[list[np.ndarray], float]:
     """A feasible plan from the customers' best responses to ``prices``."""
     offers = problem.offers
-    chosen, priorities = [], []
     multi = offers.multi_category
-    for block, relaxed, exact in zip(problem.blocks, relaxed_choice, exact_choices):
+
+    def respond(item: tuple[CandidateBlock, np.ndarray, ExactChoice | None]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        block, relaxed, exact = item
         reduced = prices.reduced_values(block)
         if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
             if exact is None:
                 exact = exact_choice(reduced, block.offer, block.cap, offers.categories,
                                      problem.max_per_category, multi, depth_cap=problem.max_cap)
             relaxed = exact.chosen
-        chosen.append(relaxed.copy())
-        priorities.append(reduced)
+        return relaxed.copy(), reduced
+
+    pairs = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
+    chosen, priorities = [p[0] for p in pairs], [p[1] for p in pairs]
     repair(problem, chosen)
     refill(problem, chosen, priorities)
     objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
@@ -125,26 +135,57 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     return chosen, objective
 
 
+class _Runner:
+    """Maps a function over blocks on a pool of threads (numpy releases the GIL in the heavy
+    loops); results come back in block order, so the answer is the same for any thread count."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def __call__(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if self.pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+        return list(self.pool.map(fn, items))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost: np.ndarray,
-            margin: np.ndarray) -> Prices:
-    """Move every price to its critical value given each candidate's margin ``v - threshold``."""
+            margin: np.ndarray, targeted: np.ndarray) -> Prices:
+    """Move every price to its critical value given each candidate's margin ``v - threshold``.
+
+    ``targeted``: indices of the candidates of offers with a ``min_customers`` target (the only
+    ones whose negative margins matter: the target bonus may have to lift them).
+    """
     offers = problem.offers
-    safe_cost = np.maximum(cost, 1e-300)
     target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-    base = margin - prices.count[offer] + target[offer]
-    per_unit = np.where(cost > 0, base / safe_cost, np.where(base > 0, np.inf, -np.inf))
-    own = critical_price(offer, per_unit, cost, offers.budget)
-    still_in = per_unit > own[offer]
+    # a candidate whose margin is not positive even with its bonus is out at any price >= 0:
+    # it cannot move a critical price, so only the others are looked at
+    lifted = margin + target[offer]
+    live = np.flatnonzero(lifted > 0)
+    live_offer, live_cost, lifted = offer[live], cost[live], lifted[live]
+    base = lifted - prices.count[live_offer]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_unit = np.where(live_cost > 0, base / live_cost,
+                            np.where(base > 0, np.inf, -np.inf))
+    own = critical_price(live_offer, per_unit, live_cost, offers.budget)
+    still_in = per_unit > own[live_offer]
     glob = 0.0
     if np.isfinite(problem.global_budget):
         glob = float(critical_price(np.zeros(int(still_in.sum()), dtype=np.int64),
-                                    per_unit[still_in], cost[still_in],
+                                    per_unit[still_in], live_cost[still_in],
                                     np.array([problem.global_budget]))[0])
     budget_price = np.maximum(own - glob, 0.0)
-    effective = (budget_price[offer] + glob) * cost
-    count_price = critical_price(offer, margin + target[offer] - effective, np.ones_like(cost),
+    effective = (budget_price[live_offer] + glob) * live_cost
+    count_price = critical_price(live_offer, lifted - effective, np.ones_like(live_cost),
                                  offers.max_customers)
-    bonus = target_bonus(offer, margin - effective - count_price[offer], offers.min_customers)
+    t_offer = offer[targeted]
+    t_margin = (margin[targeted] - (budget_price[t_offer] + glob) * cost[targeted]
+                - count_price[t_offer])
+    bonus = target_bonus(t_offer, t_margin, offers.min_customers)
     return Prices(budget_price, count_price, glob, bonus)
 
 
@@ -240,6 +281,15 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                      warm_start: Prices | None = None,
                      progress: Callable[[dict[str, float]], None] | None = None) -> Solution:
     """Solve ``problem`` by price passes; see the module docstring."""
+    run = _Runner(settings.threads)
+    try:
+        return _solve(problem, settings, warm_start, progress, run)
+    finally:
+        run.close()
+
+
+def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start: Prices | None,
+           progress: Callable[[dict[str, float]], None] | None, run: _Runner) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
     prices = _admissible(problem, warm_start) if warm_start is not None else None
@@ -250,6 +300,7 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
     best_bound, best_objective = np.inf, -np.inf
     best_chosen: list[np.ndarray] = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
     best_prices, best_short = prices, np.iinfo(np.int64).max
+    least_short = best_short
     trace: list[dict[str, float]] = []
     status, iteration = "iteration_limit", 0
     # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
@@ -263,21 +314,24 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                                ) if problem.blocks else np.zeros(0, dtype=np.int64)
     all_cost = np.concatenate([b.cost[v] for b, v in zip(problem.blocks, valid_slots)]
                               ) if problem.blocks else np.zeros(0)
+    targeted = np.flatnonzero(offers.min_customers[all_offer] > 0)
     for iteration in range(1, settings.max_iterations + 1):
         steering = prices.target is not None and bool(prices.target.any())
-        dual_sum, relaxed_choice = 0.0, []
-        exact_choices: list[ExactChoice | None] = []
-        selections: list[Selection] = []
-        dual_rows: list[np.ndarray] = []
-        for block in problem.blocks:
+
+        def respond(block: CandidateBlock) -> tuple[Selection, np.ndarray, ExactChoice | None]:
             reduced = prices.reduced_values(block, with_target=True)
             sel = select(reduced, block.offer, block.cap, offers.categories,
                          problem.max_per_category, relaxed=True, depth_cap=problem.max_cap)
-            block_dual, choice = _dual_value(problem, block, prices, sel if not steering else None)
-            dual_rows.append(block_dual)
-            exact_choices.append(choice if not steering else None)
-            relaxed_choice.append(sel.chosen)
-            selections.append(sel)
+            block_dual, choice = _dual_value(problem, block, prices,
+                                             sel if not steering else None)
+            return sel, block_dual, (choice if not steering else None)
+
+        responses = run(respond, problem.blocks)
+        selections = [r[0] for r in responses]
+        dual_rows = [r[1] for r in responses]
+        exact_choices: list[ExactChoice | None] = [r[2] for r in responses]
+        relaxed_choice = [sel.chosen for sel in selections]
+        del responses
         # sums over customers in one array each, so their rounding is the same for any chunking
         taken = np.concatenate([b.offer[s.chosen] for b, s in zip(problem.blocks, selections)])
         taken_cost = np.concatenate([b.cost[s.chosen] for b, s in zip(problem.blocks, selections)])
@@ -290,12 +344,15 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                     if np.isfinite(problem.global_budget) else 0.0))
         improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
         best_bound = min(best_bound, bound)
-        chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices)
-        # targets first (a plan closer to every min_customers wins), then the objective
-        # shortfalls count in steps of half a percent of all targets, so a plan is not kept
-        # over a much better one for one customer more on an offer that cannot reach its target
-        short = _shortfall(problem, chosen) // target_step
-        if (short, -objective) < (best_short, -best_objective):
+        chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
+        # targets first (a plan closer to every min_customers wins), then the objective; plans
+        # within half a percent of all targets of the least shortfall seen compete on objective,
+        # so a plan is not kept over a much better one for a few customers more on an offer
+        # that cannot reach its target anyway
+        short = _shortfall(problem, chosen)
+        least_short = min(least_short, short)
+        if short <= least_short + target_step and (
+                objective > best_objective or best_short > least_short + target_step):
             best_objective, best_chosen, best_prices, best_short = objective, chosen, prices, short
         gap = (best_bound - best_objective) / best_bound if best_bound > 0 else 0.0
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
@@ -311,12 +368,13 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
             status = "time_limit"
             break
         if improved:
-            margin = np.concatenate([
-                (block.value - thresholds(sel, block.offer, block.cap, offers.categories,
-                                          problem.max_per_category))[valid]
-                for block, sel, valid in zip(problem.blocks, selections, valid_slots)])
+            margin = np.concatenate(run(
+                lambda item: (item[0].value - thresholds(
+                    item[1], item[0].offer, item[0].cap, offers.categories,
+                    problem.max_per_category))[item[2]],
+                list(zip(problem.blocks, selections, valid_slots))))
             anchor, anchor_use = prices, use
-            anchor_target = _update(problem, prices, all_offer, all_cost, margin)
+            anchor_target = _update(problem, prices, all_offer, all_cost, margin, targeted)
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0

@@ -114,15 +114,15 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
         _drop(chosen, flat, ~keep)
 
 
-def _room(block: CandidateBlock, mask: np.ndarray, categories: np.ndarray,
+def _room(offer: np.ndarray, cap: np.ndarray, mask: np.ndarray, categories: np.ndarray,
           per_category: int | None) -> np.ndarray:
     """Which unchosen candidates each customer could still add under her own caps."""
     count = mask.sum(axis=1)
-    room = (~mask) & (block.offer >= 0) & (count < block.cap)[:, None]
+    room = (~mask) & (offer >= 0) & (count < cap)[:, None]
     if per_category is None or not room.any():
         return room
     rows = np.flatnonzero(room.any(axis=1))
-    room[rows] = _category_room(block.offer[rows], mask[rows], room[rows], count[rows],
+    room[rows] = _category_room(offer[rows], mask[rows], room[rows], count[rows],
                                 categories, per_category)
     return room
 
@@ -146,57 +146,157 @@ def _category_room(offer: np.ndarray, mask: np.ndarray, room: np.ndarray, count:
     return room
 
 
+@dataclass
+class _Pool:
+    """The candidates refill may still add, flattened and sorted by (customer, priority best first).
+
+    cat_key: ``(k, width)`` index into ``cat_count`` of each entry's (customer, category), -1
+    where the offer has no such category column.
+    """
+
+    block: np.ndarray
+    row: np.ndarray
+    slot: np.ndarray
+    customer: np.ndarray
+    offer: np.ndarray
+    cost: np.ndarray
+    priority: np.ndarray
+    slots_left: np.ndarray  # per entry's customer position in `customers`
+    owner: np.ndarray  # index into slots_left of each entry
+    cat_key: np.ndarray
+    cat_count: np.ndarray
+
+
+def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list[np.ndarray],
+          open_offer: np.ndarray, fits: np.ndarray) -> _Pool | None:
+    """Each customer with a free slot and her best few candidates that could still be added."""
+    offers = problem.offers
+    per_category = problem.max_per_category
+    depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
+    parts = []
+    for b, (block, mask, prio) in enumerate(zip(problem.blocks, chosen, priorities)):
+        count = mask.sum(axis=1)
+        rows = np.flatnonzero(count < block.cap)
+        offer = np.maximum(block.offer[rows], 0)
+        wanted = ((block.offer[rows] >= 0) & ~mask[rows] & (block.value[rows] > 0)
+                  & np.isfinite(prio[rows]) & open_offer[offer]
+                  & (block.cost[rows] <= fits[offer] + 1e-12))
+        some = wanted.any(axis=1)
+        rows, wanted = rows[some], wanted[some]
+        if rows.size == 0:
+            continue
+        room = _room(block.offer[rows], block.cap[rows], mask[rows], offers.categories,
+                     per_category) & wanted
+        masked = np.where(room, prio[rows], -np.inf)
+        if masked.shape[1] > depth:
+            top = np.argpartition(-masked, depth - 1, axis=1)[:, :depth]
+        else:
+            top = np.broadcast_to(np.arange(masked.shape[1]), masked.shape)
+        # best first within each customer (ties: lower offer); rows are in customer order, so
+        # the flattened pool is sorted by customer, then priority
+        top_offer = np.take_along_axis(block.offer[rows], top, axis=1)
+        top = np.take_along_axis(top, np.lexsort(
+            (top_offer, -np.take_along_axis(masked, top, axis=1)), axis=1), axis=1)
+        r_idx, t_idx = np.nonzero(np.take_along_axis(room, top, axis=1))
+        slot = top[r_idx, t_idx]
+        rr = rows[r_idx]
+        parts.append((np.full(rr.size, b), rr, slot, block.customers[rr], block.offer[rr, slot],
+                      block.cost[rr, slot], prio[rr, slot], (block.cap - count)[rr], None,
+                      rows, b))
+    if not parts:
+        return None
+    cols = [np.concatenate([p[i] for p in parts]) for i in range(8)]
+    if cols[0].size == 0:
+        return None
+    block_id, row, slot, customer, offer, cost, priority, left = cols
+    new_owner = np.r_[True, customer[1:] != customer[:-1]]
+    owner = np.cumsum(new_owner) - 1
+    slots_left = left[new_owner]
+    width = offers.categories.shape[1] if per_category is not None else 0
+    cat_key = np.full((offer.size, width), -1, dtype=np.int64)
+    cat_count = np.zeros(0, dtype=np.int64)
+    if per_category is not None:
+        n_cat = max(offers.n_categories, 1)
+        entry_cats = offers.categories[offer]
+        keys = np.where(entry_cats >= 0, owner[:, None] * n_cat + entry_cats, -1)
+        table = np.unique(keys[keys >= 0])
+        cat_key = np.where(keys >= 0, np.searchsorted(table, np.maximum(keys, 0)), -1)
+        # categories the pool's customers already hold in the plan
+        members = customer[new_owner]
+        cat_count = np.zeros(table.size, dtype=np.int64)
+        for rows, b in ((p[9], p[10]) for p in parts):
+            block = problem.blocks[b]
+            r_idx, s_idx = np.nonzero(chosen[b][rows])
+            pos = np.minimum(np.searchsorted(members, block.customers[rows[r_idx]]),
+                             members.size - 1)
+            inside = members[pos] == block.customers[rows[r_idx]]
+            cats = offers.categories[block.offer[rows[r_idx], s_idx]][inside]
+            hkeys = np.where(cats >= 0, pos[inside][:, None] * n_cat + cats, -1).ravel()
+            hkeys = hkeys[hkeys >= 0]
+            at = np.minimum(np.searchsorted(table, hkeys), max(table.size - 1, 0))
+            found = table[at] == hkeys if table.size else np.zeros(hkeys.size, dtype=bool)
+            cat_count += np.bincount(at[found], minlength=table.size)
+    return _Pool(block_id, row, slot, customer, offer, cost, priority, slots_left, owner,
+                 cat_key, cat_count)
+
+
 def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
            priorities: list[np.ndarray]) -> None:
     """Give free slots and leftover budget back to customers, best candidates first.
 
     ``priorities[b]`` ranks block ``b``'s candidates (higher first), for example reduced values
-    under the final prices; only candidates of positive value are ever added.
+    under the final prices; only candidates of positive value are ever added. The candidates that
+    could be added are gathered once into a pool (each customer's best few); every round then
+    works on the pool alone.
     """
     offers = problem.offers
+    flat = _flatten(problem, chosen)
+    budget_left = offers.budget - np.bincount(flat.offer, weights=flat.cost,
+                                              minlength=offers.n_offers)
+    count_left = offers.max_customers - np.bincount(flat.offer, minlength=offers.n_offers)
+    global_left = problem.global_budget - flat.cost.sum()
+    open_offer = (count_left >= 1) & (budget_left > 0)
+    if global_left <= 0 or not open_offer.any():
+        return
+    pool = _pool(problem, chosen, priorities, open_offer, np.minimum(budget_left, global_left))
+    if pool is None:
+        return
+    per_category = problem.max_per_category
+    taken = np.zeros(pool.offer.size, dtype=bool)
     for _ in range(_REFILL_ROUNDS):
-        flat = _flatten(problem, chosen)
-        spend = np.bincount(flat.offer, weights=flat.cost, minlength=offers.n_offers)
-        counts = np.bincount(flat.offer, minlength=offers.n_offers)
-        budget_left = offers.budget - spend
-        count_left = offers.max_customers - counts
-        global_left = problem.global_budget - flat.cost.sum()
-        proposals = []
-        open_offer = (count_left >= 1) & (budget_left > 0)
-        if global_left <= 0 or not open_offer.any():
-            return
-        for b, (block, mask, prio) in enumerate(zip(problem.blocks, chosen, priorities)):
-            # only customers with a free slot and an unchosen candidate of an open offer matter
-            offer = np.maximum(block.offer, 0)
-            rows = np.flatnonzero((mask.sum(axis=1) < block.cap)
-                                  & ((block.offer >= 0) & open_offer[offer] & ~mask).any(axis=1))
-            if rows.size == 0:
-                continue
-            sub = CandidateBlock(block.customers[rows], block.offer[rows], block.value[rows],
-                                 block.cost[rows], block.p_redeem[rows], block.cap[rows])
-            room = _room(sub, mask[rows], offers.categories, problem.max_per_category)
-            sub_offer = offer[rows]
-            room &= (sub.value > 0) & open_offer[sub_offer] & np.isfinite(prio[rows])
-            room &= sub.cost <= np.minimum(budget_left[sub_offer], global_left) + 1e-12
-            keep = np.flatnonzero(room.any(axis=1))
-            if keep.size == 0:
-                continue
-            masked = np.where(room[keep], prio[rows[keep]], -np.inf)
-            slot = masked.argmax(axis=1)
-            picked = rows[keep]
-            proposals.append((np.full(keep.size, b), picked, slot, block.offer[picked, slot],
-                              block.cost[picked, slot], masked[np.arange(keep.size), slot]))
-        if not proposals:
-            return
-        pb, prow, pslot, poff, pcost, pprio = (np.concatenate(c) for c in zip(*proposals))
-        accept = _keep_prefix(poff, pprio, pcost, np.maximum(budget_left, 0))
-        accept &= _keep_prefix(poff, pprio, np.ones_like(pcost), np.maximum(count_left, 0))
-        idx = np.flatnonzero(accept)
-        within_global = _keep_prefix(np.zeros(idx.size, dtype=np.int64), pprio[idx], pcost[idx],
-                                     np.array([max(global_left, 0.0)]))
-        idx = idx[within_global]
+        alive = (~taken & (pool.slots_left[pool.owner] > 0)
+                 & (count_left[pool.offer] >= 1)
+                 & (pool.cost <= np.minimum(budget_left[pool.offer], global_left) + 1e-12))
+        if per_category is not None:
+            for w in range(pool.cat_key.shape[1]):
+                key = pool.cat_key[:, w]
+                alive &= (key < 0) | (pool.cat_count[np.maximum(key, 0)] < per_category)
+        idx = np.flatnonzero(alive)
         if idx.size == 0:
             return
-        for b in np.unique(pb[idx]):
-            sel = idx[pb[idx] == b]
-            chosen[b][prow[sel], pslot[sel]] = True
+        # each customer proposes her best live entry: the first of her run in the sorted pool
+        first = np.r_[True, pool.owner[idx][1:] != pool.owner[idx][:-1]]
+        prop = idx[first]
+        poff, pcost, pprio = pool.offer[prop], pool.cost[prop], pool.priority[prop]
+        accept = _keep_prefix(poff, pprio, pcost, np.maximum(budget_left, 0))
+        accept &= _keep_prefix(poff, pprio, np.ones_like(pcost), np.maximum(count_left, 0))
+        ok = np.flatnonzero(accept)
+        within_global = _keep_prefix(np.zeros(ok.size, dtype=np.int64), pprio[ok], pcost[ok],
+                                     np.array([max(global_left, 0.0)]))
+        won = prop[ok[within_global]]
+        if won.size == 0:
+            return
+        taken[won] = True
+        pool.slots_left[pool.owner[won]] -= 1
+        for w in range(pool.cat_key.shape[1]):
+            key = pool.cat_key[won, w]
+            pool.cat_count[key[key >= 0]] += 1  # one acceptance per customer per round: no repeats
+        budget_left -= np.bincount(pool.offer[won], weights=pool.cost[won],
+                                   minlength=offers.n_offers)
+        count_left -= np.bincount(pool.offer[won], minlength=offers.n_offers)
+        global_left -= float(pool.cost[won].sum())
+        if global_left <= 0:
+            break
+    for b in np.unique(pool.block[taken]):
+        sel = taken & (pool.block == b)
+        chosen[b][pool.row[sel], pool.slot[sel]] = True
