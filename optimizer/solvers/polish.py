@@ -45,6 +45,7 @@ from .greedy import select
 
 _SCALE = 1e9  # the largest coefficient of a row after integer scaling
 _EXTRA_UNCHOSEN = 6  # unchosen candidates a core customer keeps free (beyond her chosen ones)
+_ROUND_SLACK = 1e-14  # relative: what a float product x scale may be off by, with room
 _ACCEPT_RTOL = 1e-12  # a polished plan must beat the plan by more than this (relative)
 _FEAS_RTOL, _FEAS_ATOL = 1e-12, 1e-12  # float re-check of caps (the tolerance of repair)
 # the relaxation's slack on every capacity: covers what `offeropt check` allows (1e-9 relative,
@@ -291,8 +292,11 @@ def _capacity_row(proto: Any, idx: np.ndarray, cost: np.ndarray, capacity: float
         coeff = np.floor(cost * scale * (1 - 1e-12))
         cap_int = float(np.ceil(capacity * scale * (1 + 1e-12))) + 1
     else:
-        coeff = np.where(cost > 0, np.floor(cost * scale) + 1, 0)
-        cap_int = float(np.floor(capacity * scale * (1 - 1e-12))) if capacity >= 0 else -1.0
+        # rounded up (the 1e-14 only absorbs the product's own rounding, so a cost exactly at the
+        # capacity still fits); a plan feasible in integers spends at most capacity x (1 + 2e-14),
+        # inside the float re-check's tolerance (1e-12, that of repair) and `offeropt check`'s
+        coeff = np.ceil(cost * scale * (1 - _ROUND_SLACK))
+        cap_int = float(np.floor(capacity * scale * (1 + _ROUND_SLACK))) if capacity >= 0 else -1.0
     if cap_int < 0:
         # the fixed pairs already fill it (cannot happen for a feasible plan): nothing may enter
         positive = idx[cost > 0]
