@@ -50,7 +50,7 @@ class EligibilityRules:
     def allowed(self, customers: np.ndarray, offer: np.ndarray) -> np.ndarray:
         """Mask of the allowed candidates of a chunk and update the audit.
 
-        ``customers``: ``(n,)`` customer indices in increasing order; ``offer``: ``(n, slots)``
+        ``customers``: ``(n,)`` customer indices in non-decreasing order; ``offer``: ``(n, slots)``
         offer indices, -1 in empty slots (never allowed, never counted).
         """
         present = offer >= 0
@@ -95,7 +95,9 @@ def _keys(frame: pl.DataFrame, n_offers: int) -> np.ndarray:
     if frame.height == 0:
         return np.zeros(0, dtype=np.int64)
     keys = (frame.get_column("c").cast(pl.Int64) * n_offers + frame.get_column("o").cast(pl.Int64))
-    return np.unique(keys.to_numpy())
+    # a sort and a neighbour compare: numpy's hash-based unique is several times slower here
+    ordered = np.sort(keys.to_numpy())
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
 
 
 def compile_rules(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories

@@ -28,7 +28,8 @@ from .history import append_history as _append_history, check_history_week
 from .memory import check_memory
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
-from .problem import AssignmentProblem, CandidateBlock, Prices, Solution, block_from_candidates, offer_data
+from .problem import (AssignmentProblem, CandidateBlock, Prices, Solution,
+                      block_from_candidates, block_from_pairs, offer_data)
 from .report import render_report
 from .scoring import fit_scoring
 from .solvers import solve
@@ -93,27 +94,25 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
     """Candidate blocks from the ``scores`` table: only listed pairs, with their values."""
     scores = inputs.scores
     assert scores is not None  # only called on the scores path
-    table = scores.select("c", "o", "p_redeem", "value").sort(["c", "o"])
-    c = table.get_column("c").to_numpy().astype(np.int64)
-    o = table.get_column("o").to_numpy().astype(np.int64)
+    table = scores.select("c", "o", "p_redeem", "value")
+    if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
+        table = table.sort(["c", "o"])
+    c = table.get_column("c").to_numpy()
+    o = table.get_column("o").to_numpy()
     p = table.get_column("p_redeem").to_numpy()
     v = table.get_column("value").to_numpy()
+    del table
     blocks = []
     for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
-        lo, hi = np.searchsorted(c, [start, stop])
-        cc = c[lo:hi] - start
-        counts = np.bincount(cc, minlength=stop - start)
-        width = int(counts.max()) if counts.size else 0
-        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        slot = np.arange(hi - lo) - first[cc]
-        shape = (stop - start, width)
-        offer = np.full(shape, -1, dtype=np.int64)
-        pp, vv = np.zeros(shape), np.zeros(shape)
-        offer[cc, slot], pp[cc, slot], vv[cc, slot] = o[lo:hi], p[lo:hi], v[lo:hi]
-        customers = np.arange(start, stop, dtype=np.int64)
-        allowed = rules.allowed(customers, offer)
-        blocks.append(block_from_candidates(customers, offer, pp, vv, allowed, discount,
-                                            caps[start:stop]))
+        # bounds in c's own dtype: a mixed-type search would convert all of c each time
+        lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
+        cc, oo = c[lo:hi].astype(np.int64), o[lo:hi]
+        # the rules see each pair as a one-slot row of its customer
+        allowed = rules.allowed(cc, oo[:, None].astype(np.int64))[:, 0] & (v[lo:hi] > 0)
+        keep = np.flatnonzero(allowed)
+        blocks.append(block_from_pairs(np.arange(start, stop, dtype=np.int64),
+                                       cc[keep] - start, oo[keep], p[lo:hi][keep],
+                                       v[lo:hi][keep], discount, caps[start:stop]))
     return blocks
 
 

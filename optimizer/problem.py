@@ -200,8 +200,9 @@ def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np
     """Pack a chunk's allowed candidates of positive value into a :class:`CandidateBlock`.
 
     With ``keep``, only each customer's ``keep`` best candidates by value are kept (the loss this
-    causes is bounded by the solver's restricted problem, and reported). Slots are ordered by
-    offer index so the layout, and hence every tie-break, is independent of the chunking.
+    causes is bounded by the solver's restricted problem, and reported). Slots must arrive in
+    increasing offer order within each row; they keep that order, so the layout, and hence every
+    tie-break, is independent of the chunking.
     """
     live = allowed & (value > 0) & (offer >= 0)
     score = np.where(live, value, -np.inf)
@@ -218,13 +219,41 @@ def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np
         tie_rank = np.cumsum(tied, axis=1)
         live = live & (above | (tied & (tie_rank <= room)))
     width = int(live.sum(axis=1).max()) if n else 0
-    order = np.argsort(np.where(live, offer, np.iinfo(np.int64).max), axis=1, kind="stable")
-    order = order[:, :width]
-    kept = np.take_along_axis(live, order, axis=1)
-    packed_offer = np.where(kept, np.take_along_axis(offer, order, axis=1), -1)
-    packed_p = np.where(kept, np.take_along_axis(p_redeem, order, axis=1), 0.0)
-    packed_value = np.where(kept, np.take_along_axis(value, order, axis=1), 0.0)
+    # the kept candidates move left in their row, keeping their (offer) order: a running count
+    # gives each its column, with no sort
+    rows, cols = np.nonzero(live)
+    dest = (np.cumsum(live, axis=1) - 1)[rows, cols]
+    packed_offer = np.full((n, width), -1, dtype=offer.dtype)
+    packed_p, packed_value = np.zeros((n, width)), np.zeros((n, width))
+    packed_offer[rows, dest] = offer[rows, cols]
+    packed_p[rows, dest] = p_redeem[rows, cols]
+    packed_value[rows, dest] = value[rows, cols]
+    kept = packed_offer >= 0
     packed_cost = packed_p * discount[np.maximum(packed_offer, 0)]
     return CandidateBlock(customers=customers, offer=packed_offer, value=packed_value,
                           cost=np.where(kept, packed_cost, 0.0), p_redeem=packed_p,
                           cap=cap.astype(np.int64))
+
+
+def block_from_pairs(customers: np.ndarray, row: np.ndarray, offer: np.ndarray,
+                     p_redeem: np.ndarray, value: np.ndarray, discount: np.ndarray,
+                     cap: np.ndarray) -> CandidateBlock:
+    """Pack a chunk's candidate pairs, given flat and sorted by (``row``, ``offer``), into a block.
+
+    ``row`` indexes ``customers``; the pairs are the ones to keep (already allowed by the rules
+    and of positive value). Each customer's candidates fill her row left to right in offer order,
+    as :func:`block_from_candidates` lays them out. Offers are held as int32 (half the memory of
+    the largest array of the problem; offer indices are far below 2**31).
+    """
+    n = customers.shape[0]
+    counts = np.bincount(row, minlength=n)
+    width = int(counts.max()) if n and row.size else 0
+    slot = np.arange(row.size) - (np.cumsum(counts) - counts)[row]
+    packed_offer = np.full((n, width), -1, dtype=np.int32)
+    packed_p, packed_value, packed_cost = (np.zeros((n, width)) for _ in range(3))
+    packed_offer[row, slot] = offer
+    packed_p[row, slot] = p_redeem
+    packed_value[row, slot] = value
+    packed_cost[row, slot] = p_redeem * discount[offer]
+    return CandidateBlock(customers=customers, offer=packed_offer, value=packed_value,
+                          cost=packed_cost, p_redeem=packed_p, cap=cap.astype(np.int64))
