@@ -31,7 +31,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from .config import Affinity, Objective
-from .features import CustomerFeatures, OfferCategories
+from .features import CustomerFeatures, OfferCategories, PurchaseLines, purchase_lines
 from .propensity import Propensity, design
 from .response import ResponseHistory
 from .schemas import normalize_category
@@ -47,10 +47,12 @@ class AffinityModel:
 
     def fit(self, inputs: Inputs, features: CustomerFeatures, cats: OfferCategories,
             clv_factor: np.ndarray, propensity: Propensity | None = None,
-            history: ResponseHistory | None = None) -> "AffinityModel":
+            history: ResponseHistory | None = None, lines: PurchaseLines | None = None
+            ) -> "AffinityModel":
         """Build the offer-side incidence matrices and depths (fitted attributes end in ``_``);
         ``propensity``: the fitted redemption model (``None``: the heuristic formula);
-        ``history``: the response history as of the planning week (``None``: none)."""
+        ``history``: the response history as of the planning week (``None``: none);
+        ``lines``: the :func:`~optimizer.features.purchase_lines` to reuse for offer prices."""
         n_offers = inputs.n_offers
         k_index = {name: i for i, name in enumerate(features.categories)}
         pairs = cats.pairs.filter(pl.col("category").is_in(list(k_index)))
@@ -78,7 +80,7 @@ class AffinityModel:
         worth = (self.objective.margin_weight * offers.get_column("margin").to_numpy()
                  + self.objective.redemption_value - self.objective.discount_weight * discount)
         self.redemption_worth_ = np.maximum(worth, 0.0)
-        self.depth_ = discount / self._offer_price(inputs, features)
+        self.depth_ = discount / self._offer_price(inputs, features, lines)
         self.features_ = features
         self.clv_factor_ = clv_factor
         self.propensity_ = propensity
@@ -90,26 +92,18 @@ class AffinityModel:
                              for k in ("recency", "visits", "tenure_weeks")}}
         return self
 
-    def _offer_price(self, inputs: Inputs, features: CustomerFeatures) -> np.ndarray:
+    def _offer_price(self, inputs: Inputs, features: CustomerFeatures,
+                     lines: PurchaseLines | None) -> np.ndarray:
         """Average gross line value (sales + discount) over each offer's categories (1 if none),
         from the purchases before the features' week only."""
-        tx = inputs.transactions
+        if lines is None or lines.categories != features.categories:
+            lines = purchase_lines(inputs, (), features.week)
         if features.week is not None:
-            tx = tx.filter(pl.col("week") < features.week)
-        gross = pl.col("sales_value") + (pl.col("discount") if "discount" in tx.columns else 0.0)
-        k_index = {name: i for i, name in enumerate(features.categories)}
-        lines = (tx.lazy().join(inputs.products.lazy().select("p", "category"), on="p",
-                                maintain_order="left")
-                 .select(pl.col("category").replace_strict(k_index, default=-1,
-                                                           return_dtype=pl.Int64),
-                         gross.alias("gross")).collect())
-        k = lines.get_column("category").to_numpy()
-        known = k >= 0
+            lines = lines.before(features.week)
         n_k = len(features.categories)
         # bincount adds in row order: the same prices on every run
-        total = np.bincount(k[known], weights=lines.get_column("gross").to_numpy()[known],
-                            minlength=n_k)
-        price = total / np.maximum(np.bincount(k[known], minlength=n_k), 1)
+        total = np.bincount(lines.k, weights=lines.gross, minlength=n_k)
+        price = total / np.maximum(np.bincount(lines.k, minlength=n_k), 1)
         counts = np.asarray(self.offer_categories_.sum(axis=0)).ravel()
         mean = (self.offer_categories_.T @ price) / np.maximum(counts, 1)
         return np.where(mean > 0, mean, 1.0)

@@ -24,9 +24,8 @@ import numpy as np
 import polars as pl
 
 from .bgnbd import BGNBD
-from .features import CustomerFeatures, segment_starts, segment_sums
+from .features import CustomerFeatures, PurchaseLines, purchase_lines, segment_starts, segment_sums
 from .gamma_gamma import GammaGamma
-from .schemas import normalize_category_name
 from .validate import Inputs
 
 log = logging.getLogger(__name__)
@@ -75,26 +74,21 @@ class RFMSummary:
     unit: str
 
 
-def rfm_summary(inputs: Inputs, week: int, sensitive_categories: tuple[str, ...]) -> RFMSummary:
-    """Sufficient statistics from non-sensitive transactions of weeks before ``week`` (polars)."""
+def rfm_summary(inputs: Inputs, week: int, sensitive_categories: tuple[str, ...],
+                lines: PurchaseLines | None = None) -> RFMSummary:
+    """Sufficient statistics from non-sensitive transactions of weeks before ``week``, from the
+    :func:`~optimizer.features.purchase_lines` (sorted by customer and day, so every sum adds in
+    a fixed order whatever the threads); a line without a date counts on its week's first day."""
     tx = inputs.transactions
     by_day = "date" in tx.columns and tx.get_column("date").null_count() < tx.height
-    sensitive = [normalize_category_name(c) for c in sensitive_categories]
-    plain = inputs.products.filter(~pl.col("category").is_in(sensitive)).select("p")
-    time = pl.col("date").cast(pl.Int64) if by_day else pl.col("week").cast(pl.Int64)
-    lines = (tx.lazy().filter(pl.col("week") < week).join(plain.lazy(), on="p")
-             .select("c", time.alias("t"), "sales_value").drop_nulls("t"))
-    if by_day:
-        end = lines.select(pl.col("t").max() + 1).collect().item()
-    else:
-        end = week
-    # sums in a fixed order (lines sorted by customer, time and value, then added in sequence),
-    # so the fitted parameters never depend on how the table's rows were chunked or grouped
-    sorted_lines = lines.sort("c", "t", "sales_value").collect()
-    lc = sorted_lines.get_column("c").to_numpy().astype(np.int64)
-    lt = sorted_lines.get_column("t").to_numpy().astype(np.int64)
-    day_starts = segment_starts(lc * (2**31) + lt) if lc.size else np.zeros(0, np.int64)
-    value = segment_sums(sorted_lines.get_column("sales_value").to_numpy(), day_starts)
+    lines = (lines or purchase_lines(inputs, sensitive_categories, week)).before(week)
+    plain = ~lines.sensitive
+    lc = lines.c[plain].astype(np.int64)
+    lt = (lines.day if by_day else lines.week)[plain].astype(np.int64)
+    end = int(lt.max()) + 1 if by_day and lt.size else week
+    day_starts = (np.flatnonzero(np.r_[True, (lc[1:] != lc[:-1]) | (lt[1:] != lt[:-1])])
+                  if lc.size else np.zeros(0, np.int64))
+    value = segment_sums(lines.sales[plain], day_starts)
     cd, t = lc[day_starts], lt[day_starts].astype(float)
     starts = segment_starts(cd)
     ends = np.r_[starts[1:], cd.size] - 1

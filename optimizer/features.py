@@ -110,82 +110,131 @@ def _share_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, shape
     return matrix.tocsr()
 
 
-def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
-                      sensitive_categories: tuple[str, ...]) -> CustomerFeatures:
-    """Build :class:`CustomerFeatures` from ``inputs.transactions`` (see the module docstring)."""
-    n_customers = inputs.n_customers
+@dataclass(frozen=True)
+class PurchaseLines:
+    """Every purchase line joined to its product, as compact numpy arrays sorted by customer and
+    day (stably: lines of one day keep their input order, so sums never depend on threads).
+
+    c, p: customer and product index; k: category index (``categories``); brand: brand index
+    (``brands``, -1 = none); sensitive: a sensitive category's line; week; day: the date as days
+    (``week * 7`` without one); sales, gross: ``sales_value`` and ``sales_value + discount``;
+    discounted: bought on discount.
+    """
+
+    c: np.ndarray
+    p: np.ndarray
+    k: np.ndarray
+    brand: np.ndarray
+    sensitive: np.ndarray
+    week: np.ndarray
+    day: np.ndarray
+    sales: np.ndarray
+    gross: np.ndarray
+    discounted: np.ndarray
+    categories: list[str]
+    brands: list[str]
+
+    def before(self, week: int, customers: np.ndarray | None = None) -> "PurchaseLines":
+        """The lines of weeks before ``week`` (the same object when that is all of them), of the
+        customers where the boolean mask ``customers`` is true (all if ``None``)."""
+        keep = self.week < week
+        if customers is not None:
+            keep &= customers[self.c]
+        if keep.all():
+            return self
+        arrays = {f: getattr(self, f)[keep] for f in ("c", "p", "k", "brand", "sensitive", "week",
+                                                      "day", "sales", "gross", "discounted")}
+        return PurchaseLines(**arrays, categories=self.categories, brands=self.brands)
+
+
+def purchase_lines(inputs: Inputs, sensitive_categories: tuple[str, ...],
+                   week: int | None = None) -> PurchaseLines:
+    """Join ``transactions`` (of weeks before ``week``, all if ``None``) to ``products`` once,
+    with polars, into :class:`PurchaseLines`."""
     products = inputs.products
     categories = sorted(products.get_column("category").unique().to_list())
     cat_index = {name: i for i, name in enumerate(categories)}
-    sensitive = {normalize_category_name(c) for c in sensitive_categories}
+    sensitive = [normalize_category_name(c) for c in sensitive_categories]
     brand_col = (normalize_category(pl.col("brand")) if "brand" in products.columns
                  else pl.lit(None, pl.Utf8))
     product_info = products.select(
-        "p", pl.col("category").replace_strict(cat_index, return_dtype=pl.Int64).alias("k"),
-        pl.col("category").is_in(list(sensitive)).alias("sensitive"), brand_col.alias("brand"))
+        "p", pl.col("category").replace_strict(cat_index, return_dtype=pl.Int32).alias("k"),
+        pl.col("category").is_in(sensitive).alias("sensitive"), brand_col.alias("brand"))
     brands = sorted(b for b in product_info.get_column("brand").unique().to_list() if b)
     brand_index = {name: i for i, name in enumerate(brands)}
-    has_discount = "discount" in inputs.transactions.columns
-    lines = (inputs.transactions.lazy()
-             .filter(pl.col("week") < week)
+    tx = inputs.transactions
+    discount = pl.col("discount").fill_null(0.0) if "discount" in tx.columns else pl.lit(0.0)
+    day = (pl.col("date").cast(pl.Int64) if "date" in tx.columns
+           else pl.col("week").cast(pl.Int64) * 7).fill_null(pl.col("week") * 7)
+    frame = (tx.lazy().filter(pl.lit(True) if week is None else pl.col("week") < week)
              .join(product_info.lazy(), on="p", maintain_order="left")
-             .select(
-                 pl.col("c").cast(pl.Int64), pl.col("p").cast(pl.Int64), "k", "sensitive",
-                 pl.col("brand").replace_strict(brand_index, default=-1, return_dtype=pl.Int64),
-                 "week", pl.col("sales_value"),
-                 (pl.lit(0.5) ** ((week - pl.col("week")) / half_life_weeks) * pl.col("sales_value"))
-                 .alias("decayed"),
-                 ((pl.col("discount") > 0) if has_discount else pl.lit(False)).alias("discounted"),
-                 (pl.col("date").cast(pl.Int64) if "date" in inputs.transactions.columns
-                  else pl.col("week").cast(pl.Int64) * 7).fill_null(pl.col("week") * 7).alias("day"),
-             ).collect())
-    c = lines.get_column("c").to_numpy()
-    decayed = lines.get_column("decayed").to_numpy()
-    plain = ~lines.get_column("sensitive").to_numpy()
+             .select(pl.col("c").cast(pl.Int32), pl.col("p").cast(pl.Int32), "k",
+                     pl.col("brand").replace_strict(brand_index, default=-1,
+                                                    return_dtype=pl.Int32),
+                     "sensitive", pl.col("week").cast(pl.Int32), day.cast(pl.Int32).alias("day"),
+                     pl.col("sales_value").alias("sales"),
+                     (pl.col("sales_value") + discount).alias("gross"),
+                     (discount > 0).alias("discounted"))
+             .collect())
+    arrays = {name: frame.get_column(name).to_numpy() for name in frame.columns}
+    key = arrays["c"].astype(np.int64) * 2**32 + (arrays["day"].astype(np.int64) + 2**31)
+    if key.size and not np.all(key[1:] >= key[:-1]):  # tills usually write in this order
+        order = np.argsort(key, kind="stable")
+        arrays = {name: values[order] for name, values in arrays.items()}
+    return PurchaseLines(**arrays, categories=categories, brands=brands)
+
+
+def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
+                      sensitive_categories: tuple[str, ...],
+                      lines: PurchaseLines | None = None) -> CustomerFeatures:
+    """Build :class:`CustomerFeatures` from ``inputs.transactions`` (see the module docstring);
+    ``lines``: the :func:`purchase_lines` to reuse (any later weeks are left out here)."""
+    n_customers = inputs.n_customers
+    lines = (lines or purchase_lines(inputs, sensitive_categories, week)).before(week)
+    c = lines.c
+    decayed = 0.5 ** ((week - lines.week) / half_life_weeks) * lines.sales
+    plain = ~lines.sensitive
     denominator = np.bincount(c[plain], weights=decayed[plain], minlength=n_customers)
-    category_share = _share_matrix(c, lines.get_column("k").to_numpy(), decayed,
-                                   (n_customers, len(categories)), denominator)
-    brand = lines.get_column("brand").to_numpy()
-    branded = plain & (brand >= 0)
-    brand_share = _share_matrix(c[branded], brand[branded], decayed[branded],
-                                (n_customers, max(len(brands), 1)), denominator)
-    product_share = _share_matrix(c, lines.get_column("p").to_numpy(), decayed,
-                                  (n_customers, products.height), denominator)
-    discounted = plain & lines.get_column("discounted").to_numpy()
+    category_share = _share_matrix(c, lines.k, decayed, (n_customers, len(lines.categories)),
+                                   denominator)
+    branded = plain & (lines.brand >= 0)
+    brand_share = _share_matrix(c[branded], lines.brand[branded], decayed[branded],
+                                (n_customers, max(len(lines.brands), 1)), denominator)
+    product_share = _share_matrix(c, lines.p, decayed, (n_customers, inputs.products.height),
+                                  denominator)
+    discounted = plain & lines.discounted
     discount_spend = np.bincount(c[discounted], weights=decayed[discounted], minlength=n_customers)
     discount_share = np.where(denominator > 0, discount_spend / np.maximum(denominator, 1e-300), 0)
-    spend = np.bincount(c[plain], weights=lines.get_column("sales_value").to_numpy()[plain],
-                        minlength=n_customers)
-    weeks = lines.get_column("week").to_numpy()
-    weeks_observed = int(week - weeks.min()) if weeks.size else 0
-    behaviour = _behaviour(lines.filter(~pl.col("sensitive")), n_customers, week, half_life_weeks)
+    spend = np.bincount(c[plain], weights=lines.sales[plain], minlength=n_customers)
+    weeks_observed = int(week - lines.week.min()) if lines.week.size else 0
+    behaviour = _behaviour(c[plain], lines.day[plain], lines.week[plain], n_customers, week,
+                           half_life_weeks)
     return CustomerFeatures(category_share, brand_share, product_share, discount_share, spend,
-                            weeks_observed, behaviour.pop("last_week"), categories, brands,
-                            **behaviour, week=week)
+                            weeks_observed, behaviour.pop("last_week"), lines.categories,
+                            lines.brands, **behaviour, week=week)
 
 
-def _behaviour(lines: pl.DataFrame, n_customers: int, week: int, half_life_weeks: float
-               ) -> dict[str, np.ndarray]:
-    """Visits (decayed), recency, cadence, tenure and last week from non-sensitive lines."""
-    days = (lines.lazy().group_by("c", "day").agg(pl.col("week").max())
-            .sort("c", "day").collect())
-    dc = days.get_column("c").to_numpy()
-    starts = segment_starts(dc)
-    per = (days.group_by("c").agg(
-               pl.col("week").max().alias("last"), pl.col("week").min().alias("first"),
-               ((pl.col("day").max() - pl.col("day").min()) / 7
-                / (pl.len() - 1).clip(lower_bound=1)).alias("cadence"))
-           .sort("c"))
-    c = per.get_column("c").to_numpy()
-    decay = 0.5 ** ((week - days.get_column("week").to_numpy()) / half_life_weeks)
+def _behaviour(c: np.ndarray, day: np.ndarray, week: np.ndarray, n_customers: int,
+               planning_week: int, half_life_weeks: float) -> dict[str, np.ndarray]:
+    """Visits (decayed), recency, cadence, tenure and last week from non-sensitive lines sorted
+    by customer and day (numpy segment reductions, no group-by)."""
     out = {name: np.zeros(n_customers) for name in ("visits", "recency", "cadence_weeks",
                                                      "tenure_weeks")}
     last = np.full(n_customers, -1, dtype=np.int64)
-    last[c] = per.get_column("last").to_numpy()
-    out["visits"][dc[starts]] = segment_sums(decay, starts)
-    out["recency"][c] = 0.5 ** ((week - last[c]) / half_life_weeks)
-    out["cadence_weeks"][c] = per.get_column("cadence").to_numpy()
-    out["tenure_weeks"][c] = week - per.get_column("first").to_numpy()
+    if c.size == 0:
+        return {**out, "last_week": last}
+    starts = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (day[1:] != day[:-1])])
+    dc, dday = c[starts], day[starts].astype(np.int64)
+    dweek = np.maximum.reduceat(week, starts).astype(np.int64)
+    cstarts = segment_starts(dc)
+    cends = np.r_[cstarts[1:], dc.size] - 1
+    who = dc[cstarts]
+    n_days = (cends - cstarts + 1).astype(float)
+    last[who] = np.maximum.reduceat(dweek, cstarts)
+    out["visits"][who] = segment_sums(0.5 ** ((planning_week - dweek) / half_life_weeks), cstarts)
+    out["recency"][who] = 0.5 ** ((planning_week - last[who]) / half_life_weeks)
+    out["cadence_weeks"][who] = (dday[cends] - dday[cstarts]) / 7 / np.maximum(n_days - 1, 1)
+    out["tenure_weeks"][who] = planning_week - np.minimum.reduceat(dweek, cstarts)
     return {**out, "last_week": last}
 
 

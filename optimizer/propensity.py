@@ -123,12 +123,23 @@ class Propensity:
         return self
 
     def predict(self, columns: list[np.ndarray]) -> np.ndarray:
-        """``rate * sigmoid(beta . x)``, accumulated column by column (no stacked copy)."""
+        """``rate * sigmoid(beta . x)``: the per-row and per-column terms are summed on their own
+        small shapes first, then the full-size columns are added in place (few temporaries)."""
+        full = np.broadcast_shapes(*(np.shape(col) for col in columns))
+        small: Any = 0.0
         eta = None
         for beta, col in zip(self.coef_, columns):
-            eta = beta * col if eta is None else eta + beta * col
-        assert eta is not None
-        return self.rate * special.expit(eta)
+            if beta == 0.0:
+                continue
+            if np.shape(col) != full:
+                small = small + beta * np.asarray(col)
+                continue
+            if eta is None:
+                eta = beta * col
+            else:
+                eta += beta * col
+        eta = np.broadcast_to(small, full).copy() if eta is None else eta + small
+        return self.rate * special.expit(eta, out=eta)
 
     def describe(self) -> dict[str, Any]:
         """Coefficients, log-likelihood and convergence (for the manifest)."""

@@ -68,28 +68,47 @@ class ResponseHistory:
                 "category_sent": (self.category_sent[rows] @ offer_cats).toarray()}
 
 
-def _pairs(table: pl.DataFrame | None, as_of: int, plain: np.ndarray) -> tuple[np.ndarray, ...]:
-    if table is None:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rows = (table.lazy().filter((pl.col("week") < as_of) & pl.col("o").is_in(plain.tolist()))
-            .select(pl.col("c").cast(pl.Int64), pl.col("o").cast(pl.Int64)).unique()
-            .sort("c", "o").collect())
-    return rows.get_column("c").to_numpy(), rows.get_column("o").to_numpy()
+@dataclass(frozen=True)
+class ResponseLog:
+    """The sends and redemptions of the offers ``plain`` before ``until``, as numpy arrays (read
+    once with polars; each :func:`response_history` then masks by week)."""
+
+    sends: tuple[np.ndarray, np.ndarray, np.ndarray]  # c, o, week
+    redemptions: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @staticmethod
+    def read(inputs: Inputs, plain: np.ndarray, until: int) -> "ResponseLog":
+        """Rows of ``history`` and ``redemptions`` of weeks before ``until`` for offers ``plain``."""
+        keep = np.zeros(inputs.n_offers, dtype=bool)
+        keep[plain] = True
+
+        def arrays(table: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if table is None:
+                return (np.zeros(0, np.int64),) * 3
+            rows = table.filter(pl.col("week") < until)
+            c, o, w = (rows.get_column(n).to_numpy().astype(np.int64) for n in ("c", "o", "week"))
+            ok = keep[o]
+            return c[ok], o[ok], w[ok]
+        return ResponseLog(arrays(inputs.history), arrays(inputs.redemptions))
 
 
-def response_history(inputs: Inputs, as_of: int, plain: np.ndarray, offer_cats: sp.csr_matrix
-                     ) -> ResponseHistory:
+def response_history(inputs: Inputs, as_of: int, plain: np.ndarray, offer_cats: sp.csr_matrix,
+                     log: ResponseLog | None = None) -> ResponseHistory:
     """The :class:`ResponseHistory` of weeks before ``as_of`` for the offers ``plain``.
 
     Sends and redemptions count once per customer and offer (a repeat send of the same offer adds
-    no information about a different outcome). ``offer_cats``: ``(K, M)`` category incidence.
+    no information about a different outcome). ``offer_cats``: ``(K, M)`` category incidence;
+    ``log``: a :class:`ResponseLog` of the same offers read up to ``as_of`` or later, to reuse.
     """
     n, m = inputs.n_customers, inputs.n_offers
-    sc, so = _pairs(inputs.history, as_of, plain)
-    rc, ro = _pairs(inputs.redemptions, as_of, plain)
-    sent = sp.csr_matrix((np.ones(sc.size), (sc, so)), shape=(n, m))
-    redeemed = sp.csr_matrix((np.ones(rc.size), (rc, ro)), shape=(n, m))
-    sent = (sent + redeemed).sign().tocsr()  # a redemption implies a send
+    log = log or ResponseLog.read(inputs, plain, as_of)
+
+    def matrix(rows: tuple[np.ndarray, np.ndarray, np.ndarray]) -> sp.csr_matrix:
+        c, o, w = rows
+        early = w < as_of
+        return sp.csr_matrix((np.ones(int(early.sum())), (c[early], o[early])), shape=(n, m))
+    redeemed = matrix(log.redemptions).sign().tocsr()
+    sent = (matrix(log.sends) + redeemed).sign().tocsr()  # a redemption implies a send
     sent_o = np.asarray(sent.sum(axis=0)).ravel()
     red_o = np.asarray(redeemed.sum(axis=0)).ravel()
     total_sent = float(sent_o.sum())

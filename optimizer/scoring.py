@@ -28,9 +28,9 @@ import scipy.sparse as sp
 from .affinity import AffinityModel
 from .clv import LifetimeValue, clv_factor, rfm_summary, with_given_clv
 from .config import Scenario
-from .features import OfferCategories, customer_features
+from .features import CustomerFeatures, OfferCategories, PurchaseLines, customer_features, purchase_lines
 from .propensity import Propensity
-from .response import response_history
+from .response import ResponseLog, response_history
 from .schemas import normalize_category_name
 from .validate import Inputs
 
@@ -60,9 +60,15 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     aff, obj, rules = scenario.affinity, scenario.objective, scenario.rules
-    features = customer_features(inputs, week, aff.half_life_weeks, rules.sensitive_categories)
-    rfm = rfm_summary(inputs, week, rules.sensitive_categories)
+    lines = purchase_lines(inputs, rules.sensitive_categories, week)
+    seconds["purchase_lines"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    features = customer_features(inputs, week, aff.half_life_weeks, rules.sensitive_categories,
+                                 lines)
     seconds["features"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    rfm = rfm_summary(inputs, week, rules.sensitive_categories, lines)
+    seconds["rfm"] = time.perf_counter() - tick
     ltv = LifetimeValue(obj.clv_horizon_weeks, obj.clv_min_repeat_customers).fit(rfm, features)
     seconds.update(ltv.seconds_)
     clv = with_given_clv(inputs, ltv.predict(rfm, features))
@@ -70,8 +76,8 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     tick = time.perf_counter()
     propensity, info = None, {"model": "heuristic", "fallback": None}
     if aff.model == "fitted":
-        propensity, info = _fit_propensity(inputs, scenario, cats, week)
-    model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity)
+        propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
+    model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity, lines=lines)
     if propensity is not None:
         model.history_ = response_history(inputs, week, _plain(inputs, cats, rules),
                                           model.offer_categories_)
@@ -89,9 +95,10 @@ def _columns(then_model: AffinityModel, inputs: Inputs, plain: np.ndarray, c: np
     """Feature columns of the training pairs, each with its response history as of the week it
     was sent (point in time: a pair never sees its own outcome)."""
     out: list[np.ndarray] = []
+    log = ResponseLog.read(inputs, plain, int(sent_week.max(initial=0)))
     for w in np.unique(sent_week):
         rows = np.flatnonzero(sent_week == w)
-        history = response_history(inputs, int(w), plain, then_model.offer_categories_)
+        history = response_history(inputs, int(w), plain, then_model.offer_categories_, log)
         cols = then_model.pair_columns(c[rows], o[rows], history)
         out = out or [np.empty(c.size) for _ in cols]
         for column, col in zip(out, cols):
@@ -99,20 +106,23 @@ def _columns(then_model: AffinityModel, inputs: Inputs, plain: np.ndarray, c: np
     return out
 
 
-def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int
+def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
+                    lines: PurchaseLines, features: CustomerFeatures
                     ) -> tuple[Propensity | None, dict[str, Any]]:
     aff, rules = scenario.affinity, scenario.rules
     start = week - aff.label_weeks
-    then = customer_features(inputs, start, aff.half_life_weeks, rules.sensitive_categories)
     ones = np.ones(inputs.n_customers)
-    then_model = AffinityModel(aff, scenario.objective).fit(inputs, then, cats, ones)
+    # the offer side (categories, incidences) is the same at any week: sample pairs with it, then
+    # build the features as of ``start`` for the sampled customers only
+    offer_side = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, ones,
+                                                             lines=lines)
     plain = _plain(inputs, cats, rules)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
     for target in ("redemption", "category purchase"):
         pairs = (_sent_pairs(inputs, plain, start, week) if target == "redemption"
-                 else _purchase_pairs(inputs, then_model, plain, start, week, aff.max_training_pairs,
-                                      rng))
+                 else _purchase_pairs(inputs, offer_side, plain, start, week,
+                                      aff.max_training_pairs, rng))
         if isinstance(pairs, str):
             reasons.append(pairs)
             continue
@@ -125,6 +135,12 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
                            f"(needs {aff.min_positives} and some negatives)")
             continue
         rate = 1.0 if target == "redemption" else aff.proxy_redemption_rate
+        sampled = np.zeros(inputs.n_customers, dtype=bool)
+        sampled[c] = True
+        then = customer_features(inputs, start, aff.half_life_weeks, rules.sensitive_categories,
+                                 lines.before(start, sampled))
+        then_model = AffinityModel(aff, scenario.objective).fit(
+            inputs, then, cats, ones, lines=lines.before(start))
         columns = _columns(then_model, inputs, plain, c, o, sent_week)
         model = Propensity(rate=rate, target=target).fit(columns, y)
         if not model.converged_:
