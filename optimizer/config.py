@@ -147,8 +147,8 @@ class Solver(_Frozen):
     seed: int = Field(0, ge=0)
     max_iterations: int = Field(60, ge=1, description="price-update passes of the lagrangian")
     chunk_size: int = Field(50_000, ge=1, description="customers per chunk")
-    threads: int = Field(0, ge=0, description="reserved for parallel chunks; the solve runs on "
-                         "one Python thread today (numpy and polars may use more)")
+    threads: int = Field(0, ge=0, description="threads over chunks of customers in the solver's "
+                         "passes (0 = one per core); the answer is the same for any count")
     polish_pairs: int = Field(
         10_000, ge=0, description="candidate pairs re-solved exactly by CP-SAT after the "
         "lagrangian (the core of uncertain customers; the whole problem when it fits); 0 = off")

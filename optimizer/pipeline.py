@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -192,6 +192,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     caps, cap_audit = customer_caps(inputs, rules_cfg, scenario.week)
     if model is None:
         blocks = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
+        # the blocks now hold every kept pair: free the table (GBs at millions of customers)
+        inputs = replace(inputs, scores=inputs.scores.clear())
     else:
         blocks = _affinity_blocks(model, inputs, scenario, rules, caps, offers.discount)
     stages.stop()

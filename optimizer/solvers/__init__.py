@@ -21,7 +21,8 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
         problem,
         LagrangianSettings(gap_tolerance=settings.gap_tolerance,
                            max_iterations=settings.max_iterations,
-                           time_limit_s=settings.time_limit_s, seed=settings.seed),
+                           time_limit_s=settings.time_limit_s, seed=settings.seed,
+                           threads=settings.threads),
         warm_start=warm_start, progress=progress)
     if settings.polish_pairs > 0:
         solution = polish(problem, solution, PolishSettings(

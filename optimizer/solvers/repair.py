@@ -273,7 +273,7 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
                 alive &= (key < 0) | (pool.cat_count[np.maximum(key, 0)] < per_category)
         idx = np.flatnonzero(alive)
         if idx.size == 0:
-            return
+            break
         # each customer proposes her best live entry: the first of her run in the sorted pool
         first = np.r_[True, pool.owner[idx][1:] != pool.owner[idx][:-1]]
         prop = idx[first]
@@ -285,7 +285,7 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
                                      np.array([max(global_left, 0.0)]))
         won = prop[ok[within_global]]
         if won.size == 0:
-            return
+            break
         taken[won] = True
         pool.slots_left[pool.owner[won]] -= 1
         for w in range(pool.cat_key.shape[1]):

@@ -1,0 +1,42 @@
+"""Repair and refill on hand-made blocks: what they must add back, and what they must never do."""
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
+from optimizer.solvers.repair import refill, repair
+
+
+def _problem(budget: list[float], value: list[float], cost: list[float], cap: int = 1,
+             global_budget: float = np.inf) -> AssignmentProblem:
+    n = len(budget)
+    offers = OfferData(discount=np.ones(n), budget=np.array(budget, dtype=float),
+                       max_customers=np.full(n, np.inf), min_customers=np.zeros(n, dtype=np.int64),
+                       categories=np.arange(n)[:, None], category_names=[f"c{i}" for i in range(n)])
+    value_row, cost_row = np.array([value]), np.array([cost])
+    block = CandidateBlock(customers=np.array([0]), offer=np.arange(n)[None, :], value=value_row,
+                           cost=cost_row, p_redeem=cost_row.copy(), cap=np.array([cap]))
+    return AssignmentProblem(offers=offers, blocks=[block], max_per_category=1,
+                             global_budget=global_budget, n_customers=1)
+
+
+def test_refill_gives_back_the_slot_repair_freed():
+    """The best response wants an offer whose budget cannot pay for her; repair drops it and the
+    refill must hand her the next offer that fits (a lone customer once ended up with nothing:
+    the refill stopped after its last round without writing what it had accepted)."""
+    problem = _problem(budget=[np.inf, 0.03], value=[0.02, 0.6], cost=[0.06, 0.08],
+                       global_budget=0.4)
+    chosen = [np.array([[False, True]])]
+    repair(problem, chosen)
+    assert not chosen[0].any()
+    refill(problem, chosen, [Prices.zeros(2).reduced_values(b) for b in problem.blocks])
+    assert chosen[0].tolist() == [[True, False]]
+
+
+def test_refill_respects_budgets_and_the_global_budget():
+    problem = _problem(budget=[0.05, np.inf, np.inf], value=[0.9, 0.5, 0.4],
+                       cost=[0.06, 0.3, 0.2], cap=3, global_budget=0.25)
+    chosen = [np.zeros((1, 3), dtype=bool)]
+    refill(problem, chosen, [Prices.zeros(3).reduced_values(b) for b in problem.blocks])
+    # offer 0 is over its own budget, offer 1 over the global budget: only offer 2 fits
+    assert chosen[0].tolist() == [[False, False, True]]
