@@ -21,7 +21,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -95,6 +95,30 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
                        depth_cap=problem.max_cap)
         totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
     return totals, choice
+
+
+def _capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
+    """The part of the dual function that does not depend on customers: prices x capacities."""
+    offers = problem.offers
+    return (_finite_dot(prices.budget, offers.budget)
+            + _finite_dot(prices.count, offers.max_customers)
+            + (prices.global_budget * problem.global_budget
+               if np.isfinite(problem.global_budget) else 0.0))
+
+
+def dual_bound(problem: AssignmentProblem, prices: Prices,
+               blocks: Iterable[CandidateBlock]) -> float:
+    """The dual function at ``prices`` over ``blocks`` instead of ``problem.blocks``.
+
+    Weak duality makes it an upper bound on any plan over those blocks' candidates under the
+    problem's offers and rules, whatever the prices (made admissible first). Blocks are consumed
+    one at a time, so a larger candidate set than the solved one (e.g. every eligible pair, not
+    only each customer's best few) can be bounded in bounded memory.
+    """
+    prices = _admissible(problem, prices)
+    rows = [_dual_value(problem, block, prices, None)[0] for block in blocks]
+    customers = float(np.concatenate(rows).sum()) if rows else 0.0
+    return customers + _capacity_terms(problem, prices)
 
 
 def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
@@ -338,10 +362,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         use = {"spend": np.bincount(taken, weights=taken_cost, minlength=offers.n_offers),
                "count": np.bincount(taken, minlength=offers.n_offers).astype(float)}
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
-        bound = (dual_sum + _finite_dot(prices.budget, offers.budget)
-                 + _finite_dot(prices.count, offers.max_customers)
-                 + (prices.global_budget * problem.global_budget
-                    if np.isfinite(problem.global_budget) else 0.0))
+        bound = dual_sum + _capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
         best_bound = min(best_bound, bound)
         chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
