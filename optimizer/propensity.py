@@ -37,6 +37,9 @@ from scipy import optimize, special
 FEATURES = ("intercept", "category", "log_category", "brand", "product", "discount_share",
             "depth", "depth_x_discount_share", "recency", "visits", "tenure", "response",
             "offer_lift", "redeemed_offer", "sent_offer", "category_redeemed", "category_sent")
+# what each feature varies with: the customer, the offer, or the pair (fixes the order of sums)
+KIND = ("offer", "pair", "pair", "pair", "pair", "customer", "offer", "pair", "customer",
+        "customer", "customer", "customer", "offer", "pair", "pair", "pair", "pair")
 HISTORY = ("response", "offer_lift", "redeemed_offer", "sent_offer", "category_redeemed",
            "category_sent")
 
@@ -123,22 +126,22 @@ class Propensity:
         return self
 
     def predict(self, columns: list[np.ndarray]) -> np.ndarray:
-        """``rate * sigmoid(beta . x)``: the per-row and per-column terms are summed on their own
-        small shapes first, then the full-size columns are added in place (few temporaries)."""
-        full = np.broadcast_shapes(*(np.shape(col) for col in columns))
-        small: Any = 0.0
-        eta = None
-        for beta, col in zip(self.coef_, columns):
+        """``rate * sigmoid(beta . x)``: the customer terms and the offer terms (``KIND``) are
+        summed on their own small shapes, then the pair terms are added in place, always in the
+        same order, so a pair's value never depends on the chunk it is scored in."""
+        parts: dict[str, Any] = {"customer": 0.0, "offer": 0.0}
+        pair_terms = []
+        for kind, beta, col in zip(KIND, self.coef_, columns):
             if beta == 0.0:
                 continue
-            if np.shape(col) != full:
-                small = small + beta * np.asarray(col)
-                continue
-            if eta is None:
-                eta = beta * col
+            if kind == "pair":
+                pair_terms.append((beta, col))
             else:
-                eta += beta * col
-        eta = np.broadcast_to(small, full).copy() if eta is None else eta + small
+                parts[kind] = parts[kind] + beta * np.asarray(col)
+        full = np.broadcast_shapes(*(np.shape(col) for col in columns))
+        eta = np.broadcast_to(parts["customer"] + parts["offer"], full).copy()
+        for beta, col in pair_terms:
+            eta += beta * col
         return self.rate * special.expit(eta, out=eta)
 
     def describe(self) -> dict[str, Any]:
