@@ -108,8 +108,9 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
         # bounds in c's own dtype: a mixed-type search would convert all of c each time
         lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
         cc, oo = c[lo:hi].astype(np.int64), o[lo:hi]
-        # the rules see each pair as a one-slot row of its customer
-        allowed = rules.allowed(cc, oo[:, None].astype(np.int64))[:, 0] & (v[lo:hi] > 0)
+        # the rules see each pair as a one-slot row of its customer (a chunk may list none)
+        allowed = (rules.allowed(cc, oo[:, None].astype(np.int64))[:, 0] if hi > lo
+                   else np.zeros(0, dtype=bool)) & (v[lo:hi] > 0)
         keep = np.flatnonzero(allowed)
         blocks.append(block_from_pairs(np.arange(start, stop, dtype=np.int64),
                                        cc[keep] - start, oo[keep], p[lo:hi][keep],

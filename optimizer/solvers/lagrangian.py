@@ -378,7 +378,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         gap = (best_bound - best_objective) / best_bound if best_bound > 0 else 0.0
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
                  "best_bound": best_bound, "best_objective": best_objective, "gap": gap,
-                 "seconds": time.perf_counter() - start}
+                 "shortfall": short, "seconds": time.perf_counter() - start}
         trace.append(entry)
         if progress is not None:
             progress(entry)
