@@ -113,6 +113,9 @@ class Affinity(_Frozen):
     candidates_per_customer: int = Field(
         50, ge=1, description="keep this many best-scoring eligible offers per customer"
     )
+    bound_all_candidates: bool = Field(
+        True, description="after the solve, re-score every chunk to bound the plan over all "
+        "eligible pairs (manifest candidates); costs one more scoring pass")
     model: Literal["fitted", "heuristic"] = Field(
         "fitted", description="fitted: logistic propensity (optimizer/propensity.py); heuristic: "
         "the formula with the weights above")

@@ -245,7 +245,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     stages.stop()
 
     truncation = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
-    if model is not None and scenario.affinity.candidates_per_customer < inputs.n_offers:
+    if (model is not None and scenario.affinity.bound_all_candidates
+            and scenario.affinity.candidates_per_customer < inputs.n_offers):
         stages.start("bound_all_candidates")
         truncation = _truncation(model, inputs, scenario, rules, caps, problem, solution)
         stages.stop()
