@@ -150,6 +150,10 @@ class Solver(_Frozen):
     seed: int = Field(0, ge=0)
     max_iterations: int = Field(60, ge=1, description="price-update passes of the lagrangian")
     chunk_size: int = Field(50_000, ge=1, description="customers per chunk")
+    target_tolerance: float = Field(
+        0.01, ge=0, le=1, description="min_customers are met first: a plan may fall short of "
+        "all targets by this share of their total more than the best plan seen and still win on "
+        "objective (0 = fewest shortfalls, whatever the value)")
     threads: int = Field(0, ge=0, description="threads over chunks of customers in the solver's "
                          "passes (0 = one per core); the answer is the same for any count")
     polish_pairs: int = Field(
@@ -165,7 +169,8 @@ class Solver(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _ints_to_floats(cls, data: Any) -> Any:
-        return _floats(data, ("gap_tolerance", "time_limit_s", "memory_limit_gb", "polish_time"))
+        return _floats(data, ("gap_tolerance", "time_limit_s", "memory_limit_gb", "polish_time",
+                              "target_tolerance"))
 
 
 class Scenario(_Frozen):

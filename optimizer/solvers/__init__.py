@@ -22,7 +22,8 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
         LagrangianSettings(gap_tolerance=settings.gap_tolerance,
                            max_iterations=settings.max_iterations,
                            time_limit_s=settings.time_limit_s, seed=settings.seed,
-                           threads=settings.threads),
+                           threads=settings.threads,
+                           target_tolerance=settings.target_tolerance),
         warm_start=warm_start, progress=progress)
     if settings.polish_pairs > 0:
         solution = polish(problem, solution, PolishSettings(

@@ -45,13 +45,16 @@ _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap m
 class LagrangianSettings:
     """gap_tolerance: relative gap at which to stop; max_iterations: price passes at most;
     time_limit_s: wall-clock limit of the solve; sample_customers: size of the sample whose LP
-    gives the starting prices (0 = start from zero); seed: the sample's seed; threads: threads over chunks (0 = one per core)."""
+    gives the starting prices (0 = start from zero); seed: the sample's seed; target_tolerance:
+    share of all ``min_customers`` by which a plan may fall further short than the best seen and
+    still win on objective; threads: threads over chunks (0 = one per core)."""
 
     gap_tolerance: float = 1e-3
     max_iterations: int = 60
     time_limit_s: float = 600.0
     sample_customers: int = 2000
     seed: int = 0
+    target_tolerance: float = 0.01
     threads: int = 0
 
 
@@ -331,7 +334,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     # best prices so far and the coordinate target computed there; a worse pass halves the step
     anchor, anchor_target, step = prices, None, 1.0
     anchor_use: dict[str, np.ndarray] = {}
-    target_step = max(1, int(0.005 * float(offers.min_customers.sum())))
+    target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     # the candidates never change: flatten their offers and costs once
     valid_slots = [block.offer >= 0 for block in problem.blocks]
     all_offer = np.concatenate([b.offer[v] for b, v in zip(problem.blocks, valid_slots)]
@@ -367,9 +370,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         best_bound = min(best_bound, bound)
         chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
         # targets first (a plan closer to every min_customers wins), then the objective; plans
-        # within half a percent of all targets of the least shortfall seen compete on objective,
-        # so a plan is not kept over a much better one for a few customers more on an offer
-        # that cannot reach its target anyway
+        # within `target_tolerance` of all targets of the least shortfall seen compete on
+        # objective, so a plan is not kept over a much better one for a few customers more
         short = _shortfall(problem, chosen)
         least_short = min(least_short, short)
         if short <= least_short + target_step and (
