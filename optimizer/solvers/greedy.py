@@ -125,19 +125,26 @@ def select(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: 
     cats = np.where((np.take_along_axis(offer, order, axis=1) >= 0)[:, :, None], cats, -1)
     taken = _greedy_on_sorted(vals, cats, cap, per_category)
     if depth < slots:
-        # rows that skipped candidates for category reasons and may still want more: look deeper
-        unfinished = (taken.sum(axis=1) < cap) & (vals[:, -1] > 0)
-        rows = np.flatnonzero(unfinished)
-        if rows.size:
-            full_order, full_vals = _top_sorted(reduced[rows], offer[rows], slots)
-            full_off = np.take_along_axis(offer[rows], full_order, axis=1)
-            full_cats = np.where((full_off >= 0)[:, :, None], cat_table[full_off], -1)
-            full_taken = _greedy_on_sorted(full_vals, full_cats, cap[rows], per_category)
-            order = np.pad(order, ((0, 0), (0, slots - depth)))
-            vals = np.pad(vals, ((0, 0), (0, slots - depth)), constant_values=-np.inf)
-            taken = np.pad(taken, ((0, 0), (0, slots - depth)))
-            order[rows], vals[rows], taken[rows] = full_order, full_vals, full_taken
-            # padded columns of finished rows point at slot 0 but are never taken
+        order = np.pad(order, ((0, 0), (0, slots - depth)))
+        vals = np.pad(vals, ((0, 0), (0, slots - depth)), constant_values=-np.inf)
+        taken = np.pad(taken, ((0, 0), (0, slots - depth)))
+        # rows that skipped candidates for category reasons and may still want more look deeper:
+        # twice as deep first (most finish there), then at every slot
+        reach = depth
+        while reach < slots:
+            unfinished = ((taken.sum(axis=1) < cap)
+                          & (vals[np.arange(n), reach - 1] > 0))
+            rows = np.flatnonzero(unfinished)
+            if rows.size == 0:
+                break
+            reach = slots if 3 * reach > slots else 2 * reach  # doubling, or every slot
+            deep_order, deep_vals = _top_sorted(reduced[rows], offer[rows], reach)
+            deep_off = np.take_along_axis(offer[rows], deep_order, axis=1)
+            deep_cats = np.where((deep_off >= 0)[:, :, None], cat_table[deep_off], -1)
+            deep_taken = _greedy_on_sorted(deep_vals, deep_cats, cap[rows], per_category)
+            order[rows, :reach], vals[rows, :reach] = deep_order, deep_vals
+            taken[rows, :reach] = deep_taken
+            # padded columns of other rows point at slot 0 but are never taken
     chosen = np.zeros((n, slots), dtype=bool)
     r_idx, t_idx = np.nonzero(taken)
     chosen[r_idx, order[r_idx, t_idx]] = True
