@@ -116,10 +116,21 @@ def dual_bound(problem: AssignmentProblem, prices: Prices,
     Weak duality makes it an upper bound on any plan over those blocks' candidates under the
     problem's offers and rules, whatever the prices (made admissible first). Blocks are consumed
     one at a time, so a larger candidate set than the solved one (e.g. every eligible pair, not
-    only each customer's best few) can be bounded in bounded memory.
+    only each customer's best few) can be bounded in bounded memory. Customers whose offers span
+    categories get the relaxed bound (each offer counted in its primary category), not the
+    enumeration the solver uses to tighten it.
     """
     prices = _admissible(problem, prices)
-    rows = [_dual_value(problem, block, prices, None)[0] for block in blocks]
+    offers = problem.offers
+
+    def relaxed_best(block: CandidateBlock) -> np.ndarray:
+        # each offer counted in its primary category only: a valid upper bound per customer,
+        # without the enumeration that tightens it (these blocks may hold every offer)
+        plain = prices.reduced_values(block, with_target=False)
+        return select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
+                      relaxed=True, depth_cap=problem.max_cap).row_totals(plain)
+
+    rows = [relaxed_best(block) for block in blocks]
     customers = float(np.concatenate(rows).sum()) if rows else 0.0
     return customers + _capacity_terms(problem, prices)
 
