@@ -173,7 +173,7 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list
     offers = problem.offers
     per_category = problem.max_per_category
     depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
-    parts = []
+    parts, scanned = [], []  # pool columns per block; (rows with a free slot, block) scanned
     for b, (block, mask, prio) in enumerate(zip(problem.blocks, chosen, priorities)):
         count = mask.sum(axis=1)
         rows = np.flatnonzero(count < block.cap)
@@ -201,11 +201,11 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list
         slot = top[r_idx, t_idx]
         rr = rows[r_idx]
         parts.append((np.full(rr.size, b), rr, slot, block.customers[rr], block.offer[rr, slot],
-                      block.cost[rr, slot], prio[rr, slot], (block.cap - count)[rr], None,
-                      rows, b))
+                      block.cost[rr, slot], prio[rr, slot], (block.cap - count)[rr]))
+        scanned.append((rows, b))
     if not parts:
         return None
-    cols = [np.concatenate([p[i] for p in parts]) for i in range(8)]
+    cols = [np.concatenate(column) for column in zip(*parts)]
     if cols[0].size == 0:
         return None
     block_id, row, slot, customer, offer, cost, priority, left = cols
@@ -224,7 +224,7 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list
         # categories the pool's customers already hold in the plan
         members = customer[new_owner]
         cat_count = np.zeros(table.size, dtype=np.int64)
-        for rows, b in ((p[9], p[10]) for p in parts):
+        for rows, b in scanned:
             block = problem.blocks[b]
             r_idx, s_idx = np.nonzero(chosen[b][rows])
             pos = np.minimum(np.searchsorted(members, block.customers[rows[r_idx]]),
