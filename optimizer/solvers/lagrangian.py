@@ -308,7 +308,9 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
         blocks=picked, max_per_category=problem.max_per_category,
         global_budget=problem.global_budget * scale, n_customers=drawn)
     try:
-        lp = solve_lp(sample, backend="GLOP", time_limit_s=60.0)
+        # PDLP (first-order, one thread) reaches prices as good as GLOP's simplex in half the
+        # time on these LPs; they are only a starting point, refined by the passes
+        lp = solve_lp(sample, backend="PDLP", time_limit_s=60.0)
     except SolverError:
         log.warning("sample LP failed; starting from zero prices")
         return None
