@@ -107,9 +107,9 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
     for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
         # bounds in c's own dtype: a mixed-type search would convert all of c each time
         lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
-        cc, oo = c[lo:hi].astype(np.int64), o[lo:hi]
+        cc, oo = c[lo:hi], o[lo:hi]
         # the rules see each pair as a one-slot row of its customer (a chunk may list none)
-        allowed = (rules.allowed(cc, oo[:, None].astype(np.int64))[:, 0] if hi > lo
+        allowed = (rules.allowed(cc, oo[:, None])[:, 0] if hi > lo
                    else np.zeros(0, dtype=bool)) & (v[lo:hi] > 0)
         keep = np.flatnonzero(allowed)
         blocks.append(block_from_pairs(np.arange(start, stop, dtype=np.int64),
@@ -118,21 +118,25 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
     return blocks
 
 
+def _scored_chunks(model: AffinityModel, inputs: Inputs, scenario: Scenario
+                   ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per chunk of customers: its bounds, customer indices, offer columns and the model's
+    ``p_redeem`` and value for every (customer, offer)."""
+    for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
+        p, value = model.score(start, stop)
+        customers = np.arange(start, stop, dtype=np.int64)
+        offer = np.broadcast_to(np.arange(inputs.n_offers, dtype=np.int64), p.shape)
+        yield start, stop, customers, offer, p, value
+
+
 def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                      rules: EligibilityRules,
                      caps: np.ndarray, discount: np.ndarray) -> list[CandidateBlock]:
     """Candidate blocks scored by the built-in affinity model, best few per customer kept."""
-    blocks = []
-    n_offers = inputs.n_offers
-    for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
-        p, value = model.score(start, stop)
-        customers = np.arange(start, stop, dtype=np.int64)
-        offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), p.shape)
-        allowed = rules.allowed(customers, offer)
-        blocks.append(block_from_candidates(customers, offer, p, value, allowed, discount,
-                                            caps[start:stop],
-                                            keep=scenario.affinity.candidates_per_customer))
-    return blocks
+    return [block_from_candidates(customers, offer, p, value, rules.allowed(customers, offer),
+                                  discount, caps[start:stop],
+                                  keep=scenario.affinity.candidates_per_customer)
+            for start, stop, customers, offer, p, value in _scored_chunks(model, inputs, scenario)]
 
 
 def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
@@ -144,16 +148,13 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
     re-scoring the chunks and evaluating the dual over all eligible pairs gives a bound on the
     best plan over all candidates; the gap to it covers the solver's gap and the truncation.
     """
-    def every_candidate() -> Iterator[CandidateBlock]:
-        for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
-            p, value = model.score(start, stop)
-            customers = np.arange(start, stop, dtype=np.int64)
-            offer = np.broadcast_to(np.arange(inputs.n_offers, dtype=np.int64), p.shape)
-            blocked = np.any(list(rules.reasons(customers, offer).values()), axis=0)
-            yield block_from_candidates(customers, offer, p, value, ~blocked,
-                                        problem.offers.discount, caps[start:stop])
-
-    bound = dual_bound(problem, solution.prices, every_candidate())
+    every_candidate = (
+        # rules.reasons, not rules.allowed: the audit already counted these pairs
+        block_from_candidates(customers, offer, p, value,
+                              ~np.any(list(rules.reasons(customers, offer).values()), axis=0),
+                              problem.offers.discount, caps[start:stop])
+        for start, stop, customers, offer, p, value in _scored_chunks(model, inputs, scenario))
+    bound = dual_bound(problem, solution.prices, every_candidate)
     gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
     return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
             "pairs": problem.n_pairs, "bound_all_candidates": bound,

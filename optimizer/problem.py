@@ -205,9 +205,8 @@ def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np
     tie-break, is independent of the chunking.
     """
     live = allowed & (value > 0) & (offer >= 0)
-    score = np.where(live, value, -np.inf)
-    n, slots = offer.shape
-    if keep is not None and keep < slots:
+    if keep is not None and keep < offer.shape[1]:
+        score = np.where(live, value, -np.inf)
         part = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
         # among equal values keep the lower offer index, independent of argpartition's choice
         kth = np.take_along_axis(score, part, axis=1).min(axis=1, keepdims=True)
@@ -218,21 +217,10 @@ def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np
         # columns are offers), so a running count breaks ties by offer index
         tie_rank = np.cumsum(tied, axis=1)
         live = live & (above | (tied & (tie_rank <= room)))
-    width = int(live.sum(axis=1).max()) if n else 0
-    # the kept candidates move left in their row, keeping their (offer) order: a running count
-    # gives each its column, with no sort
+    # row-major order lists each customer's kept candidates in their (offer) order
     rows, cols = np.nonzero(live)
-    dest = (np.cumsum(live, axis=1) - 1)[rows, cols]
-    packed_offer = np.full((n, width), -1, dtype=offer.dtype)
-    packed_p, packed_value = np.zeros((n, width)), np.zeros((n, width))
-    packed_offer[rows, dest] = offer[rows, cols]
-    packed_p[rows, dest] = p_redeem[rows, cols]
-    packed_value[rows, dest] = value[rows, cols]
-    kept = packed_offer >= 0
-    packed_cost = packed_p * discount[np.maximum(packed_offer, 0)]
-    return CandidateBlock(customers=customers, offer=packed_offer, value=packed_value,
-                          cost=np.where(kept, packed_cost, 0.0), p_redeem=packed_p,
-                          cap=cap.astype(np.int64))
+    return block_from_pairs(customers, rows, offer[rows, cols], p_redeem[rows, cols],
+                            value[rows, cols], discount, cap)
 
 
 def block_from_pairs(customers: np.ndarray, row: np.ndarray, offer: np.ndarray,
@@ -242,7 +230,7 @@ def block_from_pairs(customers: np.ndarray, row: np.ndarray, offer: np.ndarray,
 
     ``row`` indexes ``customers``; the pairs are the ones to keep (already allowed by the rules
     and of positive value). Each customer's candidates fill her row left to right in offer order,
-    as :func:`block_from_candidates` lays them out. Offers are held as int32 (half the memory of
+    so the layout, and every tie-break that follows it, is independent of the chunking. Offers are held as int32 (half the memory of
     the largest array of the problem; offer indices are far below 2**31).
     """
     n = customers.shape[0]

@@ -128,8 +128,9 @@ def select(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: 
         order = np.pad(order, ((0, 0), (0, slots - depth)))
         vals = np.pad(vals, ((0, 0), (0, slots - depth)), constant_values=-np.inf)
         taken = np.pad(taken, ((0, 0), (0, slots - depth)))
-        # rows that skipped candidates for category reasons and may still want more look deeper:
-        # twice as deep first (most finish there), then at every slot
+        # rows that skipped candidates for category reasons and may still want more look twice
+        # as deep, again and again; the depths do not depend on the block's width (only capped
+        # by it), so what a customer examines, and her thresholds, are the same in any chunk
         reach = depth
         while reach < slots:
             unfinished = ((taken.sum(axis=1) < cap)
@@ -137,7 +138,7 @@ def select(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: 
             rows = np.flatnonzero(unfinished)
             if rows.size == 0:
                 break
-            reach = slots if 3 * reach > slots else 2 * reach  # doubling, or every slot
+            reach = min(2 * reach, slots)
             deep_order, deep_vals = _top_sorted(reduced[rows], offer[rows], reach)
             deep_off = np.take_along_axis(offer[rows], deep_order, axis=1)
             deep_cats = np.where((deep_off >= 0)[:, :, None], cat_table[deep_off], -1)

@@ -64,14 +64,16 @@ def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
 
 
 def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                sel: Selection | None) -> tuple[np.ndarray, ExactChoice | None]:
+                sel: Selection | None, tighten: bool = True
+                ) -> tuple[np.ndarray, ExactChoice | None]:
     """The block's share of the dual function: each customer's best total (no target bonus).
 
     Customers whose candidates all count in one category get the greedy, which is exact for them.
     Customers with multi-category candidates are solved exactly by enumeration where that is small
     (:func:`exact_choice`); the rest get the least of several relaxations (each offer counted in
     its first, or its second, ... category), all upper bounds. The exact choices are returned so
-    the plan can reuse them when they were computed with the same prices.
+    the plan can reuse them when they were computed with the same prices. ``tighten=False`` keeps
+    the first relaxation for everyone (still an upper bound, without the enumeration).
     """
     offers = problem.offers
     plain = prices.reduced_values(block, with_target=False)
@@ -79,7 +81,7 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
         sel = select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
                      relaxed=True, depth_cap=problem.max_cap)
     totals = sel.row_totals(plain)
-    if problem.max_per_category is None:
+    if problem.max_per_category is None or not tighten:
         return totals, None
     rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
     if rows.size == 0:
@@ -121,16 +123,8 @@ def dual_bound(problem: AssignmentProblem, prices: Prices,
     enumeration the solver uses to tighten it.
     """
     prices = _admissible(problem, prices)
-    offers = problem.offers
-
-    def relaxed_best(block: CandidateBlock) -> np.ndarray:
-        # each offer counted in its primary category only: a valid upper bound per customer,
-        # without the enumeration that tightens it (these blocks may hold every offer)
-        plain = prices.reduced_values(block, with_target=False)
-        return select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
-                      relaxed=True, depth_cap=problem.max_cap).row_totals(plain)
-
-    rows = [relaxed_best(block) for block in blocks]
+    # relaxed only: these blocks may hold every offer, too many for the enumeration
+    rows = [_dual_value(problem, block, prices, None, tighten=False)[0] for block in blocks]
     customers = float(np.concatenate(rows).sum()) if rows else 0.0
     return customers + _capacity_terms(problem, prices)
 
@@ -203,7 +197,7 @@ def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost:
     # a candidate whose margin is not positive even with its bonus is out at any price >= 0:
     # it cannot move a critical price, so only the others are looked at
     lifted = margin + target[offer]
-    live = np.flatnonzero(lifted > 0)
+    live = lifted > 0  # a mask, not indices: an eighth of the memory over tens of millions
     live_offer, live_cost, lifted = offer[live], cost[live], lifted[live]
     base = lifted - prices.count[live_offer]
     with np.errstate(divide="ignore", invalid="ignore"):
