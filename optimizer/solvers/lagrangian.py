@@ -28,8 +28,9 @@ import numpy as np
 from ..errors import SolverError
 from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from .lp import solve_lp
-from .greedy import ExactChoice, Selection, exact_choice, select, thresholds
-from .prices import critical_price, target_bonus
+from . import kernels
+from .greedy import ExactChoice, exact_choice, select
+from .prices import target_bonus
 from .repair import refill, repair
 
 
@@ -64,28 +65,28 @@ def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
 
 
 def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                sel: Selection | None, tighten: bool = True
+                totals: np.ndarray | None, tighten: bool = True
                 ) -> tuple[np.ndarray, ExactChoice | None]:
     """The block's share of the dual function: each customer's best total (no target bonus).
 
-    Customers whose candidates all count in one category get the greedy, which is exact for them.
-    Customers with multi-category candidates are solved exactly by enumeration where that is small
-    (:func:`exact_choice`); the rest get the least of several relaxations (each offer counted in
-    its first, or its second, ... category), all upper bounds. The exact choices are returned so
-    the plan can reuse them when they were computed with the same prices. ``tighten=False`` keeps
-    the first relaxation for everyone (still an upper bound, without the enumeration).
+    ``totals``: each customer's relaxed best total at ``prices`` without the bonus, when the
+    caller has it (else computed here). Customers whose candidates all count in one category get
+    the greedy, which is exact for them. Customers with multi-category candidates are solved
+    exactly by enumeration where that is small (:func:`exact_choice`); the rest get the least of
+    several relaxations (each offer counted in its first, or its second, ... category), all upper
+    bounds. The exact choices are returned so the plan can reuse them when they were computed
+    with the same prices. ``tighten=False`` keeps the first relaxation for everyone (still an
+    upper bound, without the enumeration).
     """
     offers = problem.offers
-    plain = prices.reduced_values(block, with_target=False)
-    if sel is None:
-        sel = select(plain, block.offer, block.cap, offers.categories, problem.max_per_category,
-                     relaxed=True, depth_cap=problem.max_cap)
-    totals = sel.row_totals(plain)
+    if totals is None:
+        totals = _respond(problem, block, prices, with_target=False)[1]
     if problem.max_per_category is None or not tighten:
         return totals, None
     rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
     if rows.size == 0:
         return totals, None
+    plain = prices.reduced_values(block, with_target=False)
     choice = exact_choice(plain, block.offer, block.cap, offers.categories,
                           problem.max_per_category, offers.multi_category,
                           depth_cap=problem.max_cap)
@@ -100,6 +101,19 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
                        depth_cap=problem.max_cap)
         totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
     return totals, choice
+
+
+def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
+             with_target: bool, margin: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The block's relaxed best responses (chosen, totals) by the compiled kernel; ``margin``
+    (one entry per valid slot) receives each candidate's value minus its threshold."""
+    offers = problem.offers
+    bonus = prices.target if with_target and prices.target is not None else np.zeros(
+        offers.n_offers)
+    return kernels.respond(block.value, block.cost, block.offer, block.cap, prices.budget,
+                           prices.count, prices.global_budget, bonus, offers.categories[:, 0],
+                           problem.max_per_category, margin)
 
 
 def _capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
@@ -150,7 +164,9 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     def respond(item: tuple[CandidateBlock, np.ndarray, ExactChoice | None]
                 ) -> tuple[np.ndarray, np.ndarray]:
         block, relaxed, exact = item
-        reduced = prices.reduced_values(block)
+        target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+                                         prices.count, prices.global_budget, target)
         if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
             if exact is None:
                 exact = exact_choice(reduced, block.offer, block.cap, offers.categories,
@@ -194,26 +210,9 @@ def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost:
     """
     offers = problem.offers
     target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-    # a candidate whose margin is not positive even with its bonus is out at any price >= 0:
-    # it cannot move a critical price, so only the others are looked at
-    lifted = margin + target[offer]
-    live = lifted > 0  # a mask, not indices: an eighth of the memory over tens of millions
-    live_offer, live_cost, lifted = offer[live], cost[live], lifted[live]
-    base = lifted - prices.count[live_offer]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_unit = np.where(live_cost > 0, base / live_cost,
-                            np.where(base > 0, np.inf, -np.inf))
-    own = critical_price(live_offer, per_unit, live_cost, offers.budget)
-    still_in = per_unit > own[live_offer]
-    glob = 0.0
-    if np.isfinite(problem.global_budget):
-        glob = float(critical_price(np.zeros(int(still_in.sum()), dtype=np.int64),
-                                    per_unit[still_in], live_cost[still_in],
-                                    np.array([problem.global_budget]))[0])
-    budget_price = np.maximum(own - glob, 0.0)
-    effective = (budget_price[live_offer] + glob) * live_cost
-    count_price = critical_price(live_offer, lifted - effective, np.ones_like(live_cost),
-                                 offers.max_customers)
+    budget_price, glob, count_price = kernels.critical_prices(
+        offer, cost, margin, target, prices.count, offers.budget, offers.max_customers,
+        problem.global_budget)
     t_offer = offer[targeted]
     t_margin = (margin[targeted] - (budget_price[t_offer] + glob) * cost[targeted]
                 - count_price[t_offer])
@@ -349,26 +348,31 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     all_cost = np.concatenate([b.cost[v] for b, v in zip(problem.blocks, valid_slots)]
                               ) if problem.blocks else np.zeros(0)
     targeted = np.flatnonzero(offers.min_customers[all_offer] > 0)
+    # each pass writes every candidate's margin here (block by block, valid slots row-major)
+    margin_flat = np.empty(all_offer.size)
+    ends = np.cumsum([int(v.sum()) for v in valid_slots])
+    margins = [margin_flat[end - int(v.sum()):end] for v, end in zip(valid_slots, ends)]
+    del valid_slots
     for iteration in range(1, settings.max_iterations + 1):
         steering = prices.target is not None and bool(prices.target.any())
 
-        def respond(block: CandidateBlock) -> tuple[Selection, np.ndarray, ExactChoice | None]:
-            reduced = prices.reduced_values(block, with_target=True)
-            sel = select(reduced, block.offer, block.cap, offers.categories,
-                         problem.max_per_category, relaxed=True, depth_cap=problem.max_cap)
-            block_dual, choice = _dual_value(problem, block, prices,
-                                             sel if not steering else None)
-            return sel, block_dual, (choice if not steering else None)
+        def respond(item: tuple[CandidateBlock, np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
+            block, block_margin = item
+            chosen, totals = _respond(problem, block, prices, True, block_margin)
+            if steering:  # the bound takes the best responses without the bonus
+                totals = _respond(problem, block, prices, False)[1]
+            block_dual, choice = _dual_value(problem, block, prices, totals)
+            return chosen, block_dual, (choice if not steering else None)
 
-        responses = run(respond, problem.blocks)
-        selections = [r[0] for r in responses]
+        responses = run(respond, list(zip(problem.blocks, margins)))
+        relaxed_choice = [r[0] for r in responses]
         dual_rows = [r[1] for r in responses]
         exact_choices: list[ExactChoice | None] = [r[2] for r in responses]
-        relaxed_choice = [sel.chosen for sel in selections]
         del responses
         # sums over customers in one array each, so their rounding is the same for any chunking
-        taken = np.concatenate([b.offer[s.chosen] for b, s in zip(problem.blocks, selections)])
-        taken_cost = np.concatenate([b.cost[s.chosen] for b, s in zip(problem.blocks, selections)])
+        taken = np.concatenate([b.offer[c] for b, c in zip(problem.blocks, relaxed_choice)])
+        taken_cost = np.concatenate([b.cost[c] for b, c in zip(problem.blocks, relaxed_choice)])
         use = {"spend": np.bincount(taken, weights=taken_cost, minlength=offers.n_offers),
                "count": np.bincount(taken, minlength=offers.n_offers).astype(float)}
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
@@ -398,13 +402,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             status = "time_limit"
             break
         if improved:
-            margin = np.concatenate(run(
-                lambda item: (item[0].value - thresholds(
-                    item[1], item[0].offer, item[0].cap, offers.categories,
-                    problem.max_per_category))[item[2]],
-                list(zip(problem.blocks, selections, valid_slots))))
             anchor, anchor_use = prices, use
-            anchor_target = _update(problem, prices, all_offer, all_cost, margin, targeted)
+            anchor_target = _update(problem, prices, all_offer, all_cost, margin_flat, targeted)
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0
