@@ -387,3 +387,155 @@ def critical_prices(offer: np.ndarray, cost: np.ndarray, margin: np.ndarray,
         count = _count_prices(offer, cost, margin, target, count_price, glob, budget_price,
                               max_customers)
     return budget_price, glob, count
+
+
+# --- refill pool ------------------------------------------------------------------------------
+
+@nb.njit(**_JIT)
+def _pool_rows(offer, value, cost, priority, chosen, cap, open_offer, fits, categories,
+               per_category, out):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    depth = out.shape[1]
+    width = categories.shape[1]
+    held = np.empty(slots * width + 1, dtype=np.int64)
+    best_prio = np.empty(depth)
+    for i in range(n):
+        for t in range(depth):
+            out[i, t] = -1
+        count = 0
+        n_held = 0
+        for s in range(slots):
+            if chosen[i, s]:
+                count += 1
+                if per_category >= 0:
+                    for w in range(width):
+                        if categories[offer[i, s], w] >= 0:
+                            held[n_held] = categories[offer[i, s], w]
+                            n_held += 1
+        if count >= cap[i]:
+            continue
+        m = 0
+        for s in range(slots):
+            o = offer[i, s]
+            if (o < 0 or chosen[i, s] or not value[i, s] > 0 or not math.isfinite(priority[i, s])
+                    or not open_offer[o] or cost[i, s] > fits[o] + 1e-12):
+                continue
+            if per_category >= 0:
+                room = True
+                for w in range(width):
+                    cat = categories[o, w]
+                    if cat >= 0:
+                        inside = 0
+                        for h in range(n_held):
+                            if held[h] == cat:
+                                inside += 1
+                        if inside >= per_category:
+                            room = False
+                if not room:
+                    continue
+            p = priority[i, s]
+            if m == depth and not p > best_prio[depth - 1]:
+                continue  # slots come in offer order: an equal priority later loses the tie
+            t = min(m, depth - 1)
+            while t > 0 and p > best_prio[t - 1]:
+                best_prio[t] = best_prio[t - 1]
+                out[i, t] = out[i, t - 1]
+                t -= 1
+            best_prio[t] = p
+            out[i, t] = s
+            m = min(m + 1, depth)
+
+
+def pool_slots(offer: np.ndarray, value: np.ndarray, cost: np.ndarray, priority: np.ndarray,
+               chosen: np.ndarray, cap: np.ndarray, open_offer: np.ndarray, fits: np.ndarray,
+               categories: np.ndarray, per_category: int | None, depth: int) -> np.ndarray:
+    """Per customer with a free slot, the slots of her best ``depth`` candidates refill may add.
+
+    A candidate qualifies when it is not chosen, has a positive value and a finite priority,
+    its offer is open, its cost fits ``fits[offer]``, and (with ``per_category``) every one of
+    its categories is below the cap given her chosen offers. Returns ``(n, depth)`` slot
+    indices, best priority first (ties: lower offer), -1 padded.
+    """
+    out = np.empty((offer.shape[0], depth), dtype=np.int64)
+    _pool_rows(offer, value, cost, priority, chosen, cap.astype(np.int64, copy=False),
+               open_offer, fits, categories.astype(np.int64, copy=False),
+               -1 if per_category is None else int(per_category), out)
+    return out
+
+
+@nb.njit(**_JIT)
+def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left, budget_left,
+                   count_left, global_left, per_category, rounds, taken):  # pragma: no cover
+    k = owner.shape[0]
+    n_owner = slots_left.shape[0]
+    start = np.zeros(n_owner + 1, dtype=np.int64)
+    for j in range(k):
+        start[owner[j] + 1] += 1
+    start = np.cumsum(start)
+    at = start[:-1].copy()  # each customer's next entry; entries passed over never come back
+    proposals = np.empty(n_owner, dtype=np.int64)
+    for _ in range(rounds):
+        m = 0
+        for c in range(n_owner):
+            if slots_left[c] <= 0:
+                continue
+            j = at[c]
+            while j < start[c + 1]:
+                o = offer[j]
+                ok = (count_left[o] >= 1 and cost[j] <= budget_left[o] + 1e-12
+                      and cost[j] <= global_left + 1e-12)
+                if ok and per_category >= 0:
+                    for w in range(cat_key.shape[1]):
+                        key = cat_key[j, w]
+                        if key >= 0 and cat_count[key] >= per_category:
+                            ok = False
+                if ok:
+                    break
+                j += 1  # dead for good: capacities only shrink, category counts only grow
+            at[c] = j
+            if j < start[c + 1]:
+                proposals[m] = j
+                m += 1
+        if m == 0:
+            break
+        accepted = 0
+        # every customer's best live entry, best priority first (ties: customer order)
+        for q in np.argsort(-priority[proposals[:m]], kind="mergesort"):
+            j = proposals[q]
+            o = offer[j]
+            at[owner[j]] = j + 1
+            if (count_left[o] >= 1 and cost[j] <= budget_left[o] + 1e-12
+                    and cost[j] <= global_left + 1e-12):
+                taken[j] = True
+                slots_left[owner[j]] -= 1
+                for w in range(cat_key.shape[1]):
+                    if cat_key[j, w] >= 0:
+                        cat_count[cat_key[j, w]] += 1
+                budget_left[o] -= cost[j]
+                count_left[o] -= 1
+                global_left -= cost[j]
+                accepted += 1
+        if accepted == 0 or global_left <= 0:
+            break
+    return global_left
+
+
+def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priority: np.ndarray,
+                  cat_key: np.ndarray, cat_count: np.ndarray, slots_left: np.ndarray,
+                  budget_left: np.ndarray, count_left: np.ndarray, global_left: float,
+                  per_category: int | None, rounds: int) -> np.ndarray:
+    """Rounds of proposals over a refill pool; returns which pool entries were taken.
+
+    The pool is sorted by customer (``owner``, numbered 0..), each customer's entries best
+    first. Each round every customer with a free slot proposes her best entry that still fits
+    (her category caps through ``cat_key``/``cat_count``, the offer's ``count_left`` and
+    ``budget_left``, the ``global_left`` budget); proposals are granted best priority first
+    while they still fit. ``slots_left``, ``cat_count``, ``budget_left`` and ``count_left`` are
+    updated in place.
+    """
+    taken = np.zeros(owner.shape[0], dtype=bool)
+    _refill_rounds(owner.astype(np.int64, copy=False), offer, cost, priority,
+                   cat_key.astype(np.int64, copy=False), cat_count, slots_left, budget_left,
+                   count_left, float(global_left), -1 if per_category is None
+                   else int(per_category), rounds, taken)
+    return taken

@@ -41,6 +41,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from ..problem import AssignmentProblem, CandidateBlock, Prices, Solution
+from . import kernels
 from .greedy import select
 
 _SCALE = 1e9  # the largest coefficient of a row after integer scaling
@@ -147,8 +148,16 @@ def _customer_keys(problem: AssignmentProblem, block: CandidateBlock, mask: np.n
     her decisions on tight offers are to flipping (smaller = more uncertain; inf = no tight pair).
     """
     offers = problem.offers
-    best = select(reduced, block.offer, block.cap, offers.categories, problem.max_per_category,
-                  relaxed=False, depth_cap=problem.max_cap).chosen
+    if problem.max_per_category is None or not offers.multi_category.any():
+        # one category per offer: the relaxed best response is the exact one; the kernel takes
+        # the reduced values as its values at zero prices
+        zeros = np.zeros(offers.n_offers)
+        best = kernels.respond(reduced, np.zeros_like(reduced), block.offer, block.cap, zeros,
+                               zeros, 0.0, zeros, offers.categories[:, 0],
+                               problem.max_per_category)[0]
+    else:
+        best = select(reduced, block.offer, block.cap, offers.categories,
+                      problem.max_per_category, relaxed=False, depth_cap=problem.max_cap).chosen
     differs = (best != mask).any(axis=1)
     valid = block.offer >= 0
     count = mask.sum(axis=1)
@@ -182,25 +191,44 @@ def _free_slots(block: CandidateBlock, mask: np.ndarray, reduced: np.ndarray,
     return mask | out
 
 
+def _reduced(block: CandidateBlock, prices: Prices) -> np.ndarray:
+    target = prices.target if prices.target is not None else np.zeros_like(prices.budget)
+    return kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+                                  prices.count, prices.global_budget, target)
+
+
+def _picked_free(block: CandidateBlock, mask: np.ndarray, rows_in: np.ndarray, prices: Prices
+                 ) -> np.ndarray:
+    """:func:`_free_slots` of the picked customers only (ranking everyone's candidates would
+    cost a sort of every pair), as a full-size mask."""
+    free = np.zeros_like(mask)
+    rows = np.flatnonzero(rows_in)
+    if rows.size:
+        sub = CandidateBlock(block.customers[rows], block.offer[rows], block.value[rows],
+                             block.cost[rows], block.p_redeem[rows], block.cap[rows])
+        free[rows] = _free_slots(sub, mask[rows], _reduced(sub, prices), _EXTRA_UNCHOSEN)
+    return free
+
+
 def select_core(problem: AssignmentProblem, plan: list[np.ndarray], prices: Prices,
                 max_pairs: int) -> _Core:
     """The core: customers ranked by uncertainty, taken while their free pairs fit ``max_pairs``."""
     whole = problem.n_pairs <= max_pairs
     if whole:
-        free = [_free_slots(b, m, prices.reduced_values(b), None)
+        free = [_free_slots(b, m, _reduced(b, prices), None)
                 for b, m in zip(problem.blocks, plan)]
         picked = [np.ones(b.n_customers, dtype=bool) for b in problem.blocks]
     else:
         tight = _tight_offers(problem, prices, plan)
-        differs, closeness, sizes, free = [], [], [], []
+        differs, closeness, sizes = [], [], []
         for block, mask in zip(problem.blocks, plan):
-            reduced = prices.reduced_values(block)
-            d, c = _customer_keys(problem, block, mask, reduced, tight)
-            f = _free_slots(block, mask, reduced, _EXTRA_UNCHOSEN)
+            d, c = _customer_keys(problem, block, mask, _reduced(block, prices), tight)
             differs.append(d)
             closeness.append(c)
-            sizes.append(f.sum(axis=1))
-            free.append(f)
+            # what _free_slots keeps, counted without ranking anyone
+            unchosen = ((block.offer >= 0) & (block.value > 0) & ~mask).sum(axis=1)
+            sizes.append(mask.sum(axis=1) + np.where(block.cap > 0, np.minimum(
+                unchosen, _EXTRA_UNCHOSEN), 0))
         d_all = np.concatenate(differs) if differs else np.zeros(0, dtype=bool)
         c_all = np.concatenate(closeness) if closeness else np.zeros(0)
         s_all = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
@@ -213,6 +241,8 @@ def select_core(problem: AssignmentProblem, plan: list[np.ndarray], prices: Pric
         chosen_customers[order[fits]] = True
         bounds = np.cumsum([0] + [b.n_customers for b in problem.blocks])
         picked = [chosen_customers[bounds[i]:bounds[i + 1]] for i in range(len(problem.blocks))]
+        free = [_picked_free(block, mask, rows_in, prices)
+                for block, mask, rows_in in zip(problem.blocks, plan, picked)]
     parts = []
     for b, (block, mask, f, rows_in) in enumerate(zip(problem.blocks, plan, free, picked)):
         f = f & rows_in[:, None]

@@ -3,8 +3,8 @@
 Customers' best responses under near-optimal prices overshoot a budget by at most a few candidates
 (those whose critical price equals the offer's price). `repair` drops, per offer and then overall,
 the candidates that return least per unit of the constraint, and `refill` offers the freed budget
-and free slots back to customers in rounds, each round vectorised: every customer proposes her best
-candidate that still fits her own caps, and each offer accepts proposals best first while its
+and free slots back to customers in rounds (a compiled kernel): every customer proposes her best
+candidate that still fits her own caps, and proposals are granted best first while the offer's
 budget, its ``max_customers`` and the global budget allow.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..problem import AssignmentProblem, CandidateBlock
+from ..problem import AssignmentProblem
+from . import kernels
 
 _REFILL_ROUNDS = 8
 
@@ -114,38 +115,6 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
         _drop(chosen, flat, ~keep)
 
 
-def _room(offer: np.ndarray, cap: np.ndarray, mask: np.ndarray, categories: np.ndarray,
-          per_category: int | None) -> np.ndarray:
-    """Which unchosen candidates each customer could still add under her own caps."""
-    count = mask.sum(axis=1)
-    room = (~mask) & (offer >= 0) & (count < cap)[:, None]
-    if per_category is None or not room.any():
-        return room
-    rows = np.flatnonzero(room.any(axis=1))
-    room[rows] = _category_room(offer[rows], mask[rows], room[rows], count[rows],
-                                categories, per_category)
-    return room
-
-
-def _category_room(offer: np.ndarray, mask: np.ndarray, room: np.ndarray, count: np.ndarray,
-                   categories: np.ndarray, per_category: int) -> np.ndarray:
-    """``room`` narrowed to candidates whose every category is below the per-category cap."""
-    cats = np.where((offer >= 0)[:, :, None], categories[np.maximum(offer, 0)], -1)
-    width = cats.shape[2]
-    # compare against the chosen columns only, so the comparison stays small
-    max_take = int(count.max()) if count.size else 0
-    if max_take:
-        take_order = np.argsort(~mask, axis=1, kind="stable")[:, :max_take]
-        held_cats = np.take_along_axis(cats, take_order[:, :, None], axis=1)
-        held_cats = np.where(np.take_along_axis(mask, take_order, axis=1)[:, :, None], held_cats, -2)
-        held_cats = held_cats.reshape(mask.shape[0], -1)
-        for w in range(width):
-            cat = cats[:, :, w]
-            in_cat = (held_cats[:, None, :] == cat[:, :, None]).sum(axis=2)
-            room &= (cat < 0) | (in_cat < per_category)
-    return room
-
-
 @dataclass
 class _Pool:
     """The candidates refill may still add, flattened and sorted by (customer, priority best first).
@@ -175,34 +144,17 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list
     depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
     parts, scanned = [], []  # pool columns per block; (rows with a free slot, block) scanned
     for b, (block, mask, prio) in enumerate(zip(problem.blocks, chosen, priorities)):
-        count = mask.sum(axis=1)
-        rows = np.flatnonzero(count < block.cap)
-        offer = np.maximum(block.offer[rows], 0)
-        wanted = ((block.offer[rows] >= 0) & ~mask[rows] & (block.value[rows] > 0)
-                  & np.isfinite(prio[rows]) & open_offer[offer]
-                  & (block.cost[rows] <= fits[offer] + 1e-12))
-        some = wanted.any(axis=1)
-        rows, wanted = rows[some], wanted[some]
-        if rows.size == 0:
+        top = kernels.pool_slots(block.offer, block.value, block.cost, prio, mask, block.cap,
+                                 open_offer, fits, offers.categories, per_category, depth)
+        r_idx, t_idx = np.nonzero(top >= 0)  # rows in customer order, each best first
+        if r_idx.size == 0:
             continue
-        room = _room(block.offer[rows], block.cap[rows], mask[rows], offers.categories,
-                     per_category) & wanted
-        masked = np.where(room, prio[rows], -np.inf)
-        if masked.shape[1] > depth:
-            top = np.argpartition(-masked, depth - 1, axis=1)[:, :depth]
-        else:
-            top = np.broadcast_to(np.arange(masked.shape[1]), masked.shape)
-        # best first within each customer (ties: lower offer); rows are in customer order, so
-        # the flattened pool is sorted by customer, then priority
-        top_offer = np.take_along_axis(block.offer[rows], top, axis=1)
-        top = np.take_along_axis(top, np.lexsort(
-            (top_offer, -np.take_along_axis(masked, top, axis=1)), axis=1), axis=1)
-        r_idx, t_idx = np.nonzero(np.take_along_axis(room, top, axis=1))
         slot = top[r_idx, t_idx]
-        rr = rows[r_idx]
-        parts.append((np.full(rr.size, b), rr, slot, block.customers[rr], block.offer[rr, slot],
-                      block.cost[rr, slot], prio[rr, slot], (block.cap - count)[rr]))
-        scanned.append((rows, b))
+        count = mask.sum(axis=1)
+        parts.append((np.full(r_idx.size, b), r_idx, slot, block.customers[r_idx],
+                      block.offer[r_idx, slot], block.cost[r_idx, slot], prio[r_idx, slot],
+                      (block.cap - count)[r_idx]))
+        scanned.append((np.unique(r_idx), b))
     if not parts:
         return None
     cols = [np.concatenate(column) for column in zip(*parts)]
@@ -261,42 +213,10 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
     pool = _pool(problem, chosen, priorities, open_offer, np.minimum(budget_left, global_left))
     if pool is None:
         return
-    per_category = problem.max_per_category
-    taken = np.zeros(pool.offer.size, dtype=bool)
-    for _ in range(_REFILL_ROUNDS):
-        alive = (~taken & (pool.slots_left[pool.owner] > 0)
-                 & (count_left[pool.offer] >= 1)
-                 & (pool.cost <= np.minimum(budget_left[pool.offer], global_left) + 1e-12))
-        if per_category is not None:
-            for w in range(pool.cat_key.shape[1]):
-                key = pool.cat_key[:, w]
-                alive &= (key < 0) | (pool.cat_count[np.maximum(key, 0)] < per_category)
-        idx = np.flatnonzero(alive)
-        if idx.size == 0:
-            break
-        # each customer proposes her best live entry: the first of her run in the sorted pool
-        first = np.r_[True, pool.owner[idx][1:] != pool.owner[idx][:-1]]
-        prop = idx[first]
-        poff, pcost, pprio = pool.offer[prop], pool.cost[prop], pool.priority[prop]
-        accept = _keep_prefix(poff, pprio, pcost, np.maximum(budget_left, 0))
-        accept &= _keep_prefix(poff, pprio, np.ones_like(pcost), np.maximum(count_left, 0))
-        ok = np.flatnonzero(accept)
-        within_global = _keep_prefix(np.zeros(ok.size, dtype=np.int64), pprio[ok], pcost[ok],
-                                     np.array([max(global_left, 0.0)]))
-        won = prop[ok[within_global]]
-        if won.size == 0:
-            break
-        taken[won] = True
-        pool.slots_left[pool.owner[won]] -= 1
-        for w in range(pool.cat_key.shape[1]):
-            key = pool.cat_key[won, w]
-            pool.cat_count[key[key >= 0]] += 1  # one acceptance per customer per round: no repeats
-        budget_left -= np.bincount(pool.offer[won], weights=pool.cost[won],
-                                   minlength=offers.n_offers)
-        count_left -= np.bincount(pool.offer[won], minlength=offers.n_offers)
-        global_left -= float(pool.cost[won].sum())
-        if global_left <= 0:
-            break
+    taken = kernels.refill_rounds(pool.owner, pool.offer, pool.cost, pool.priority,
+                                  pool.cat_key, pool.cat_count, pool.slots_left.copy(),
+                                  budget_left, count_left.astype(float), global_left,
+                                  problem.max_per_category, _REFILL_ROUNDS)
     for b in np.unique(pool.block[taken]):
         sel = taken & (pool.block == b)
         chosen[b][pool.row[sel], pool.slot[sel]] = True
