@@ -45,10 +45,18 @@ def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray]) -> _Flat:
     return _Flat(*cols)
 
 
-def _drop(chosen: list[np.ndarray], flat: _Flat, drop: np.ndarray) -> None:
-    for b in np.unique(flat.block[drop]):
-        sel = drop & (flat.block == b)
+def _drop(chosen: list[np.ndarray], flat: _Flat, drop: np.ndarray) -> _Flat:
+    """Unchoose the entries ``drop`` (indices into ``flat``); the flat list without them."""
+    if drop.size == 0:
+        return flat
+    blocks = flat.block[drop]
+    for b in np.unique(blocks):
+        sel = drop[blocks == b]
         chosen[b][flat.row[sel], flat.slot[sel]] = False
+    keep = np.ones(flat.offer.size, dtype=bool)
+    keep[drop] = False
+    return _Flat(flat.block[keep], flat.row[keep], flat.slot[keep], flat.offer[keep],
+                 flat.cost[keep], flat.value[keep])
 
 
 def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
@@ -87,32 +95,37 @@ def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
 
 
 def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
-    """Make ``chosen`` obey every offer's budget and ``max_customers`` and the global budget."""
+    """Make ``chosen`` obey every offer's budget and ``max_customers`` and the global budget.
+
+    Only the pairs of offers over a cap are ranked (cuts are per offer, so the others keep
+    theirs): at a million customers that is a sort of a fraction of the plan, not all of it.
+    """
     offers = problem.offers
     flat = _flatten(problem, chosen)
     if flat.offer.size == 0:
         return
-    ratio = flat.value / np.maximum(flat.cost, 1e-300)
     n_offers = offers.n_offers
-    counts = np.bincount(flat.offer, minlength=n_offers)
-    if (counts > offers.max_customers).any():
-        keep = _keep_prefix(flat.offer, flat.value, np.ones_like(flat.cost), offers.max_customers)
-        _drop(chosen, flat, ~keep)
-        flat = _flatten(problem, chosen)
-        ratio = flat.value / np.maximum(flat.cost, 1e-300)
+    over = np.bincount(flat.offer, minlength=n_offers) > offers.max_customers
+    if over.any():
+        sub = np.flatnonzero(over[flat.offer])
+        keep = _keep_prefix(flat.offer[sub], flat.value[sub], np.ones(sub.size),
+                            offers.max_customers)
+        flat = _drop(chosen, flat, sub[~keep])
     spend = np.bincount(flat.offer, weights=flat.cost, minlength=n_offers)
-    if (spend > offers.budget * (1 + 1e-12)).any():
-        keep = _keep_prefix(flat.offer, ratio, flat.cost, offers.budget)
-        keep = _or_best_single(flat.offer, flat.value, flat.cost, offers.budget, keep)
-        _drop(chosen, flat, ~keep)
-        flat = _flatten(problem, chosen)
-        ratio = flat.value / np.maximum(flat.cost, 1e-300)
+    over = spend > offers.budget * (1 + 1e-12)
+    if over.any():
+        sub = np.flatnonzero(over[flat.offer])
+        offer, value, cost = flat.offer[sub], flat.value[sub], flat.cost[sub]
+        keep = _keep_prefix(offer, value / np.maximum(cost, 1e-300), cost, offers.budget)
+        keep = _or_best_single(offer, value, cost, offers.budget, keep)
+        flat = _drop(chosen, flat, sub[~keep])
     if flat.cost.sum() > problem.global_budget * (1 + 1e-12):
         one_group = np.zeros(flat.offer.size, dtype=np.int64)
         capacity = np.array([problem.global_budget])
+        ratio = flat.value / np.maximum(flat.cost, 1e-300)
         keep = _keep_prefix(one_group, ratio, flat.cost, capacity)
         keep = _or_best_single(one_group, flat.value, flat.cost, capacity, keep)
-        _drop(chosen, flat, ~keep)
+        _drop(chosen, flat, np.flatnonzero(~keep))
 
 
 @dataclass
