@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 import polars as pl
 
@@ -87,8 +88,25 @@ def _member(keys: np.ndarray, sorted_keys: np.ndarray, lo: int, hi: int) -> np.n
     local = sorted_keys[start:stop]
     if local.size == 0:
         return np.zeros(keys.shape, dtype=bool)
-    pos = np.minimum(np.searchsorted(local, keys), local.size - 1)
-    return local[pos] == keys
+    flat = np.ascontiguousarray(keys).ravel()
+    out = np.empty(flat.size, dtype=bool)
+    _merge_member(flat, local, out)
+    return out.reshape(keys.shape)
+
+
+@nb.njit(cache=True, nogil=True)
+def _merge_member(keys, local, out):  # pragma: no cover - compiled
+    # a chunk's keys arrive almost sorted (customers in order, offers in order within each):
+    # walk both lists together, and binary-search only where the keys step back (empty slots)
+    j = 0
+    m = local.shape[0]
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        if j > 0 and local[j - 1] >= k:
+            j = np.searchsorted(local, k)
+        while j < m and local[j] < k:
+            j += 1
+        out[i] = j < m and local[j] == k
 
 
 def _keys(frame: pl.DataFrame, n_offers: int) -> np.ndarray:

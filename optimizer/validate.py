@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import polars as pl
 
@@ -64,7 +65,10 @@ class Inputs:
 
 def _fail_rows(table: str, column: str | None, frame: pl.DataFrame, bad: pl.Series | pl.Expr,
                problem: str) -> None:
-    rows = frame.filter(bad)
+    mask = frame.select(bad).to_series() if isinstance(bad, pl.Expr) else bad
+    if not mask.any():  # the usual case: a scan of the mask, not a filter of every column
+        return
+    rows = frame.filter(mask)
     if rows.height:
         # samples show the user's columns, not the dense indices added here
         shown = rows.head(5).drop([c for c in INDEX_OF.values() if c in rows.columns])
@@ -142,10 +146,24 @@ def _dense_lookup(ids: pl.Series, master: pl.DataFrame, id_col: str, index: str
     span = high - low + 1
     table = np.full(span, -1, dtype=np.int32)
     table[master_ids.to_numpy() - low] = master.get_column(index).to_numpy()
-    offset = ids - low
-    found = pl.Series(table).gather(offset.clip(0, span - 1))
-    return pl.select(pl.when(offset.is_between(0, span - 1) & (found >= 0)).then(found)
-                     .otherwise(None).alias(index)).to_series()
+    # one compiled pass: the polars expression took 2.7 s over a 50 M-row scores table
+    found = np.empty(ids.len(), dtype=np.int32)
+    missing = _gather_ids(ids.to_numpy(), low, table, found)
+    series = pl.Series(index, found)
+    if missing:  # unknown IDs become nulls, reported by the caller
+        series = pl.select(pl.when(series >= 0).then(series).otherwise(None).alias(index)
+                           ).to_series()
+    return series
+
+
+@nb.njit(cache=True, nogil=True)
+def _gather_ids(ids, low, table, out):  # pragma: no cover - compiled
+    missing = 0
+    for i in range(ids.shape[0]):
+        offset = ids[i] - low
+        out[i] = table[offset] if 0 <= offset < table.shape[0] else -1
+        missing += out[i] < 0
+    return missing
 
 
 def _attach(frame: pl.DataFrame, id_col: str, master: pl.DataFrame) -> pl.DataFrame:
