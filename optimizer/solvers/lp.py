@@ -25,9 +25,13 @@ class LPRelaxation:
     prices: Prices
 
 
-def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: float = 60.0
-             ) -> LPRelaxation:
-    """Solve the LP relaxation of ``problem`` with an OR-Tools LP backend (GLOP or PDLP)."""
+def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: float = 60.0,
+             pdlp_tolerance: float | None = None) -> LPRelaxation:
+    """Solve the LP relaxation of ``problem`` with an OR-Tools LP backend (GLOP or PDLP).
+
+    ``pdlp_tolerance``: PDLP's relative and absolute optimality tolerance (its default when
+    ``None``); a loose one is enough where the LP only gives starting prices.
+    """
     offers = problem.offers
     valid = [b.offer >= 0 for b in problem.blocks]
     offer = np.concatenate([b.offer[v] for b, v in zip(problem.blocks, valid)])
@@ -79,6 +83,10 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
     model.helper.set_maximize(True)
     solver = mb.Solver(backend)
     solver.set_time_limit_in_seconds(time_limit_s)
+    if backend == "PDLP" and pdlp_tolerance is not None:
+        solver.set_solver_specific_parameters(
+            "termination_criteria { simple_optimality_criteria { "
+            f"eps_optimal_relative: {pdlp_tolerance} eps_optimal_absolute: {pdlp_tolerance} }} }}")
     status = solver.solve(model)
     if status != mb.SolveStatus.OPTIMAL:
         raise SolverError(f"{backend} did not solve the LP relaxation (status {status.name})")
