@@ -142,11 +142,14 @@ class AffinityModel:
         """``(stop - start, n_offers)`` redemption probabilities."""
         if self.propensity_ is not None:
             cat, brand, product = self.components(start, stop)
-            customer = {k: v[start:stop, None] for k, v in self.customer_.items()}
+            customer = {k: v[start:stop] for k, v in self.customer_.items()}
             history = (self.history_.block_values(start, stop, self.offer_categories_)
                        if self.history_ is not None else None)
-            return self.propensity_.predict(design(cat, brand, product, customer,
-                                                   self.depth_[None, :], history))
+            if history is not None:
+                history = {**history, "response": history["response"].ravel(),
+                           "offer_lift": history["offer_lift"].ravel()}
+            return self.propensity_.predict_block(cat, brand, product, customer, self.depth_,
+                                                  history)
         s = self.settings
         a = self.affinity(start, stop)
         sensitivity = 0.75 + 0.5 * self.features_.discount_share[start:stop]

@@ -28,9 +28,11 @@ rate); ``offeropt backtest`` measures calibration on held-out weeks.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba as nb
 import numpy as np
 from scipy import optimize, special
 
@@ -144,6 +146,45 @@ class Propensity:
             eta += beta * col
         return self.rate * special.expit(eta, out=eta)
 
+    def predict_block(self, category: np.ndarray, brand: np.ndarray, product: np.ndarray,
+                      customer: dict[str, np.ndarray], depth: np.ndarray,
+                      history: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """:meth:`predict` of ``design(...)`` for a dense ``(n, m)`` block of customers x offers,
+        in one compiled pass: the same sums in the same order, without the dozen ``(n, m)``
+        feature arrays (at 50,000 x 500 offers they cost 5 of the 7 s of a chunk).
+
+        ``customer`` arrays are ``(n,)``, ``depth`` is ``(m,)``; ``history`` as in :func:`design`
+        with ``(n,)`` ``response``, ``(m,)`` ``offer_lift`` and ``(n, m)`` pair arrays.
+        """
+        n, m = category.shape
+        h = history or {}
+        zero_n, zero_m = np.zeros(n), np.zeros(m)
+        ds = customer["discount_share"]
+        by_customer = {"discount_share": ds, "recency": customer["recency"],
+                       "visits": np.log1p(customer["visits"]),
+                       "tenure": customer["tenure_weeks"] / 52.0,
+                       "response": h.get("response", zero_n)}
+        by_offer = {"intercept": np.ones(m), "depth": depth,
+                    "offer_lift": h.get("offer_lift", zero_m)}
+        parts: dict[str, Any] = {"customer": 0.0, "offer": 0.0}
+        for name, kind, beta in zip(FEATURES, KIND, self.coef_):
+            if beta != 0.0 and kind != "pair":
+                col = by_customer[name] if kind == "customer" else by_offer[name]
+                parts[kind] = parts[kind] + beta * np.asarray(col, dtype=float).ravel()
+        customer_part = np.broadcast_to(np.asarray(parts["customer"], float), (n,)).copy()
+        offer_part = np.broadcast_to(np.asarray(parts["offer"], float), (m,)).copy()
+        empty = np.zeros((0, 0))
+        pair_arrays = [np.ascontiguousarray(h[k], dtype=float) if k in h else empty
+                       for k in ("redeemed_offer", "sent_offer", "category_redeemed",
+                                 "category_sent")]
+        out = np.empty((n, m))
+        _predict_block(np.asarray(self.coef_, dtype=float), float(self.rate), customer_part,
+                       offer_part, np.ascontiguousarray(category, dtype=float),
+                       np.ascontiguousarray(brand, dtype=float),
+                       np.ascontiguousarray(product, dtype=float), np.asarray(ds, float).ravel(),
+                       np.asarray(depth, float).ravel(), *pair_arrays, out)
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Coefficients, log-likelihood and convergence (for the manifest)."""
         return {"model": "logistic", "target": self.target, "rate": self.rate,
@@ -151,6 +192,39 @@ class Propensity:
                 "log_likelihood": self.log_likelihood_, "converged": self.converged_,
                 "iterations": self.iterations_, "message": self.message_,
                 "pairs": self.n_pairs_, "positives": self.positives_}
+
+
+@nb.njit(cache=True, nogil=True)
+def _predict_block(coef, rate, customer_part, offer_part, category, brand, product, ds, depth,
+                   redeemed, sent, cat_redeemed, cat_sent, out):  # pragma: no cover - compiled
+    # the pair features in FEATURES order (indices 1-4, 7, 13-16), added to the customer and
+    # offer terms exactly as Propensity.predict adds its columns
+    n, m = out.shape
+    has_history = redeemed.shape[0] > 0
+    for i in range(n):
+        for j in range(m):
+            eta = customer_part[i] + offer_part[j]
+            cat = min(category[i, j], 1.0)
+            if coef[1] != 0.0:
+                eta += coef[1] * cat
+            if coef[2] != 0.0:
+                eta += coef[2] * math.log(cat + 0.01)
+            if coef[3] != 0.0:
+                eta += coef[3] * min(brand[i, j], 1.0)
+            if coef[4] != 0.0:
+                eta += coef[4] * min(product[i, j], 1.0)
+            if coef[7] != 0.0:
+                eta += coef[7] * (depth[j] * ds[i])
+            if has_history:
+                if coef[13] != 0.0:
+                    eta += coef[13] * redeemed[i, j]
+                if coef[14] != 0.0:
+                    eta += coef[14] * sent[i, j]
+                if coef[15] != 0.0:
+                    eta += coef[15] * math.log1p(cat_redeemed[i, j])
+                if coef[16] != 0.0:
+                    eta += coef[16] * math.log1p(cat_sent[i, j])
+            out[i, j] = rate * (1.0 / (1.0 + math.exp(-eta)))
 
 
 def simulate(rng: np.random.Generator, columns: list[np.ndarray], beta: np.ndarray) -> np.ndarray:

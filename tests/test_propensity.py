@@ -103,3 +103,30 @@ def test_sensitive_purchases_never_move_other_offers(demo: Path, target: str):
     own = np.unique(infant.get_column("o").to_numpy())
     if own.size:  # her offers in that same category do respond to the purchases
         assert np.any(p1[7, own] != p0[7, own])
+
+
+def test_block_prediction_matches_the_design_columns():
+    """The compiled block scorer gives :meth:`Propensity.predict` of ``design`` (to rounding)."""
+    from optimizer.propensity import FEATURES, Propensity, design
+    rng = np.random.default_rng(5)
+    n, m = 40, 30
+    model = Propensity(rate=0.7)
+    model.coef_ = rng.normal(0, 0.5, len(FEATURES))
+    model.coef_[4] = 0.0  # a zero coefficient is skipped by both
+    cat, brand, product = (rng.random((n, m)) * 1.5 for _ in range(3))
+    customer = {"discount_share": rng.random(n), "recency": rng.random(n),
+                "visits": rng.integers(0, 20, n).astype(float), "tenure_weeks": rng.random(n) * 80}
+    depth = rng.random(m)
+    history = {"response": rng.random(n), "offer_lift": rng.normal(0, 1, m),
+               "redeemed_offer": (rng.random((n, m)) < 0.1).astype(float),
+               "sent_offer": (rng.random((n, m)) < 0.2).astype(float),
+               "category_redeemed": rng.integers(0, 4, (n, m)).astype(float),
+               "category_sent": rng.integers(0, 6, (n, m)).astype(float)}
+    for h in (history, None):
+        wide = ({**h, "response": h["response"][:, None], "offer_lift": h["offer_lift"][None, :]}
+                if h else None)
+        expected = model.predict(design(cat, brand, product,
+                                        {k: v[:, None] for k, v in customer.items()},
+                                        depth[None, :], wide))
+        got = model.predict_block(cat, brand, product, customer, depth, h)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
