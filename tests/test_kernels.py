@@ -98,3 +98,30 @@ def test_critical_prices_match_the_numpy_coordinate_step():
         np.testing.assert_allclose(got[0], budget_price, rtol=1e-9)
         assert got[1] == pytest.approx(glob, rel=1e-9)
         np.testing.assert_allclose(got[2], counts, rtol=1e-9)
+
+
+@pytest.mark.parametrize("per_category", [1, 2])
+def test_exact_rows_match_the_numpy_enumeration(per_category):
+    from optimizer.solvers.greedy import exact_choice
+    rng = np.random.default_rng(11)
+    for trial in range(30):
+        n_offers = int(rng.integers(3, 30))
+        offer, value, _, cap, _, _ = _instance(rng, int(rng.integers(1, 50)),
+                                               int(rng.integers(1, min(n_offers, 20) + 1)),
+                                               n_offers, 1)
+        n_cats = int(rng.integers(2, 6))
+        categories = np.full((n_offers, 2), -1)
+        categories[:, 0] = rng.integers(0, n_cats, n_offers)
+        second = rng.random(n_offers) < 0.3
+        categories[second, 1] = (categories[second, 0] + 1 + rng.integers(0, n_cats - 1,
+                                                                          second.sum())) % n_cats
+        multi = categories[:, 1] >= 0
+        reduced = np.where(offer >= 0, value - 0.3, -np.inf)
+        chosen, totals, exact = kernels.exact_rows(reduced, offer, cap, categories, per_category,
+                                                   multi)
+        ref = exact_choice(reduced, offer, cap, categories, per_category, multi,
+                           depth_cap=offer.shape[1])
+        np.testing.assert_array_equal(exact, ref.exact, err_msg=f"trial {trial}")
+        np.testing.assert_allclose(totals, ref.totals, rtol=1e-12, atol=1e-12,
+                                   err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(chosen, ref.chosen, err_msg=f"trial {trial}")

@@ -539,3 +539,131 @@ def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priori
                    count_left, float(global_left), -1 if per_category is None
                    else int(per_category), rounds, taken)
     return taken
+
+
+# --- exact best responses with multi-category offers -----------------------------------------
+
+@nb.njit(inline="always")
+def _fits(o, categories, per_category, held, n_held):  # pragma: no cover - compiled
+    """Whether offer ``o`` keeps every one of its categories within the cap."""
+    for w in range(categories.shape[1]):
+        cat = categories[o, w]
+        if cat < 0:
+            continue
+        inside = 0
+        for h in range(n_held):
+            if held[h] == cat:
+                inside += 1
+        if inside >= per_category:
+            return False
+    return True
+
+
+@nb.njit(**_JIT)
+def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumerated,
+                chosen, totals, exact):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    width = categories.shape[1]
+    order = np.empty(slots, dtype=np.int64)  # positive candidates, best first
+    held = np.empty(slots * width + 1, dtype=np.int64)
+    mult = np.empty(slots, dtype=np.int64)  # positions in `order` of the multi-category ones
+    pick = np.zeros(slots, dtype=np.bool_)
+    best_pick = np.zeros(slots, dtype=np.bool_)
+    for i in range(n):
+        npos = 0
+        for s in range(slots):
+            chosen[i, s] = False
+            r = reduced[i, s]
+            if offer[i, s] < 0 or not r > 0:
+                continue
+            k = npos
+            while k > 0 and reduced[i, order[k - 1]] < r:  # ties keep slot (offer) order
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = s
+            npos += 1
+        m = 0
+        for k in range(npos):
+            if multi[offer[i, order[k]]]:
+                mult[m] = k
+                m += 1
+        patterns = 1 << m if m <= max_enumerated else 1
+        best_total = -np.inf
+        for pattern in range(patterns):
+            # forced multi-category candidates first (in offer order), then the rest best first;
+            # without enumeration (too many), the plain greedy with every category counted
+            n_held = 0
+            taken = 0
+            total = 0.0
+            feasible = True
+            for k in range(npos):
+                pick[k] = False
+            if m <= max_enumerated:
+                for slot in range(slots):  # forced ones in slot order = offer order
+                    for q in range(m):
+                        k = mult[q]
+                        if order[k] == slot and (pattern >> q) & 1:
+                            o = offer[i, slot]
+                            if taken < cap[i] and _fits(o, categories, per_category, held,
+                                                        n_held):
+                                pick[k] = True
+                                taken += 1
+                                total += reduced[i, slot]
+                                for w in range(width):
+                                    if categories[o, w] >= 0:
+                                        held[n_held] = categories[o, w]
+                                        n_held += 1
+                            else:
+                                feasible = False
+                if not feasible:
+                    continue
+            q = 0
+            for k in range(npos):
+                if m <= max_enumerated and q < m and mult[q] == k:
+                    q += 1
+                    continue  # decided by the pattern
+                if taken >= cap[i]:
+                    break
+                o = offer[i, order[k]]
+                if _fits(o, categories, per_category, held, n_held):
+                    pick[k] = True
+                    taken += 1
+                    total += reduced[i, order[k]]
+                    for w in range(width):
+                        if categories[o, w] >= 0:
+                            held[n_held] = categories[o, w]
+                            n_held += 1
+            if total > best_total:
+                best_total = total
+                for k in range(npos):
+                    best_pick[k] = pick[k]
+        total = 0.0
+        for k in range(npos):
+            if best_pick[k]:
+                chosen[i, order[k]] = True
+                total += reduced[i, order[k]]
+        totals[i] = total
+        exact[i] = m <= max_enumerated
+
+
+def exact_rows(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: np.ndarray,
+               per_category: int, multi_category: np.ndarray, max_enumerated: int = 4
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each customer's best response when offers may count in several categories.
+
+    With the in-or-out of her positive multi-category candidates decided, the rest is a laminar
+    problem the greedy solves exactly; enumerating the ``2**m`` decisions (``m <=
+    max_enumerated``) and keeping the best feasible one is therefore exact (``exact`` True).
+    Customers with more such candidates get the greedy with every category counted (feasible,
+    not proven optimal). Returns ``(chosen, totals, exact)``; see
+    :func:`.greedy.exact_choice`, the vectorised reference.
+    """
+    n, slots = offer.shape
+    chosen = np.empty((n, slots), dtype=bool)
+    totals = np.empty(n)
+    exact = np.empty(n, dtype=bool)
+    _exact_rows(reduced, offer, cap.astype(np.int64, copy=False),
+                categories.astype(np.int64, copy=False), int(per_category),
+                multi_category.astype(np.bool_, copy=False), int(max_enumerated), chosen,
+                totals, exact)
+    return chosen, totals, exact

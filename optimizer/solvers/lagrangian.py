@@ -29,7 +29,7 @@ from ..errors import SolverError
 from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from .lp import solve_lp
 from . import kernels
-from .greedy import ExactChoice, exact_choice, select
+from .greedy import ExactChoice, select
 from .prices import target_bonus
 from .repair import refill, repair
 
@@ -87,9 +87,7 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     if rows.size == 0:
         return totals, None
     plain = prices.reduced_values(block, with_target=False)
-    choice = exact_choice(plain, block.offer, block.cap, offers.categories,
-                          problem.max_per_category, offers.multi_category,
-                          depth_cap=problem.max_cap)
+    choice = _exact(problem, block, plain)
     solved = rows[choice.exact[rows]]
     totals[solved] = choice.totals[solved]
     rows = rows[~choice.exact[rows]]
@@ -101,6 +99,15 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
                        depth_cap=problem.max_cap)
         totals[rows] = np.minimum(totals[rows], other.row_totals(plain[rows]))
     return totals, choice
+
+
+def _exact(problem: AssignmentProblem, block: CandidateBlock, reduced: np.ndarray
+           ) -> ExactChoice:
+    """Exact best responses by enumeration over multi-category candidates (compiled kernel)."""
+    assert problem.max_per_category is not None
+    offers = problem.offers
+    return ExactChoice(*kernels.exact_rows(reduced, block.offer, block.cap, offers.categories,
+                                           problem.max_per_category, offers.multi_category))
 
 
 def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
@@ -169,8 +176,7 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
                                          prices.count, prices.global_budget, target)
         if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
             if exact is None:
-                exact = exact_choice(reduced, block.offer, block.cap, offers.categories,
-                                     problem.max_per_category, multi, depth_cap=problem.max_cap)
+                exact = _exact(problem, block, reduced)
             relaxed = exact.chosen
         return relaxed.copy(), reduced
 
