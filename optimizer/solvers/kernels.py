@@ -189,7 +189,7 @@ def reduced_values(value: np.ndarray, cost: np.ndarray, offer: np.ndarray,
 # mode 0: each offer's budget price; mode 1: the global budget's price over the candidates still
 # in at their offer's price; mode 2: each offer's max_customers price at the budget prices.
 
-@nb.njit(inline="always")
+@nb.njit(nogil=True)
 def _candidate(mode, o, c, m, target, count, own, glob, budget_price):  # pragma: no cover
     """(critical price, weight) of one candidate; weight 0 = does not count."""
     lifted = m + target[o]
@@ -351,7 +351,7 @@ def _count_prices(offer, cost, margin, target, count, glob, budget_price,
                      capacity)
 
 
-@nb.njit(inline="always")
+@nb.njit(nogil=True)
 def _bucket_of(bounds, g, crit):  # pragma: no cover - compiled
     """How many of row ``g`` of ``bounds`` (descending, -inf padded to 64) exceed ``crit``;
     bucket 0 is the top one. Six steps without branches: the comparisons are unpredictable."""
@@ -543,7 +543,7 @@ def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priori
 
 # --- exact best responses with multi-category offers -----------------------------------------
 
-@nb.njit(inline="always")
+@nb.njit(nogil=True)
 def _fits(o, categories, per_category, held, n_held):  # pragma: no cover - compiled
     """Whether offer ``o`` keeps every one of its categories within the cap."""
     for w in range(categories.shape[1]):
