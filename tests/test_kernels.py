@@ -5,8 +5,22 @@ import numpy as np
 import pytest
 
 from optimizer.solvers import kernels
-from optimizer.solvers.greedy import select, thresholds
-from optimizer.solvers.prices import critical_price
+from optimizer.solvers.greedy import ExactChoice, _top_sorted, select, thresholds
+
+
+def _sorted_price(group, crit, weight, capacity):
+    """Per group, the least price >= 0 at which the weight of candidates with crit > price fits
+    the capacity, by a plain sort (the definition the bucketed kernel must reproduce)."""
+    price = np.zeros(capacity.shape[0])
+    for g in range(capacity.shape[0]):
+        if not np.isfinite(capacity[g]):
+            continue
+        mine = (group == g) & (crit > 0) & (weight > 0)
+        order = np.argsort(-crit[mine], kind="stable")
+        running = np.cumsum(weight[mine][order])
+        spill = np.flatnonzero(running > capacity[g] * (1 + 1e-12))
+        price[g] = crit[mine][order][spill[0]] if spill.size else 0.0
+    return price
 
 
 def _instance(rng: np.random.Generator, n: int, slots: int, n_offers: int, n_cats: int):
@@ -62,7 +76,15 @@ def test_an_offer_without_category_is_not_capped():
     assert chosen.all()
 
 
-def test_critical_prices_match_the_numpy_coordinate_step():
+def test_nothing_over_capacity_means_zero_prices():
+    offer = np.array([0, 0, 1], dtype=np.int32)
+    got = kernels.critical_prices(offer, np.ones(3), np.array([1.0, 2.0, 3.0]), np.zeros(2),
+                                  np.zeros(2), np.array([5.0, np.inf]), np.full(2, np.inf),
+                                  np.inf)
+    assert (got[0] == 0).all() and got[1] == 0 and (got[2] == 0).all()
+
+
+def test_critical_prices_match_a_plain_sort():
     rng = np.random.default_rng(3)
     for _ in range(25):
         n_offers = int(rng.integers(1, 30))
@@ -78,22 +100,22 @@ def test_critical_prices_match_the_numpy_coordinate_step():
         global_budget = float(cost.sum() * rng.random() * 0.5) if rng.random() < 0.7 else np.inf
         got = kernels.critical_prices(offer, cost, margin, target, count, budget, max_customers,
                                       global_budget)
-        # the reference: the numpy steps the passes used before the kernels
+        # the reference: the same three steps, each price read off a plain sort
         lifted = margin + target[offer]
         live = lifted > 0
         lo, lc, lifted = offer[live], cost[live], lifted[live]
         base = lifted - count[lo]
         with np.errstate(divide="ignore", invalid="ignore"):
             per_unit = np.where(lc > 0, base / lc, np.where(base > 0, np.inf, -np.inf))
-        own = critical_price(lo, per_unit, lc, budget)
+        own = _sorted_price(lo, per_unit, lc, budget)
         still = per_unit > own[lo]
         glob = 0.0
         if np.isfinite(global_budget):
-            glob = float(critical_price(np.zeros(int(still.sum()), dtype=np.int64),
+            glob = float(_sorted_price(np.zeros(int(still.sum()), dtype=np.int64),
                                         per_unit[still], lc[still],
                                         np.array([global_budget]))[0])
         budget_price = np.maximum(own - glob, 0.0)
-        counts = critical_price(lo, lifted - (budget_price[lo] + glob) * lc, np.ones_like(lc),
+        counts = _sorted_price(lo, lifted - (budget_price[lo] + glob) * lc, np.ones_like(lc),
                                 max_customers)
         np.testing.assert_allclose(got[0], budget_price, rtol=1e-9)
         assert got[1] == pytest.approx(glob, rel=1e-9)
@@ -102,7 +124,6 @@ def test_critical_prices_match_the_numpy_coordinate_step():
 
 @pytest.mark.parametrize("per_category", [1, 2])
 def test_exact_rows_match_the_numpy_enumeration(per_category):
-    from optimizer.solvers.greedy import exact_choice
     rng = np.random.default_rng(11)
     for trial in range(30):
         n_offers = int(rng.integers(3, 30))
@@ -119,9 +140,69 @@ def test_exact_rows_match_the_numpy_enumeration(per_category):
         reduced = np.where(offer >= 0, value - 0.3, -np.inf)
         chosen, totals, exact = kernels.exact_rows(reduced, offer, cap, categories, per_category,
                                                    multi)
-        ref = exact_choice(reduced, offer, cap, categories, per_category, multi,
+        ref = _numpy_exact_choice(reduced, offer, cap, categories, per_category, multi,
                            depth_cap=offer.shape[1])
         np.testing.assert_array_equal(exact, ref.exact, err_msg=f"trial {trial}")
         np.testing.assert_allclose(totals, ref.totals, rtol=1e-12, atol=1e-12,
                                    err_msg=f"trial {trial}")
         np.testing.assert_array_equal(chosen, ref.chosen, err_msg=f"trial {trial}")
+
+
+def _numpy_exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: np.ndarray,
+                 per_category: int, multi_category: np.ndarray, max_enumerated: int = 4,
+                 depth_cap: int | None = None) -> ExactChoice:
+    """The vectorised enumeration the solver used before :func:`kernels.exact_rows` (reference).
+
+    Best responses of customers whose candidates include offers spanning several categories.
+
+    With the multi-category candidates' in-or-out decided, the rest is a laminar problem the greedy
+    solves exactly; so enumerating the ``2**m`` decisions over a customer's ``m`` positive
+    multi-category candidates and keeping the best feasible one is exact. Customers with more than
+    ``max_enumerated`` of them keep the exact-feasibility greedy (``exact`` False).
+    """
+    n, slots = reduced.shape
+    multi = (offer >= 0) & multi_category[np.maximum(offer, 0)] & (reduced > 0)
+    count = multi.sum(axis=1)
+    greedy = select(reduced, offer, cap, categories, per_category, relaxed=False,
+                    depth_cap=depth_cap).chosen
+    chosen = greedy.copy()
+    totals = np.where(greedy, reduced, 0.0).sum(axis=1)
+    exact = count == 0
+    rows = np.flatnonzero((count > 0) & (count <= max_enumerated))
+    if rows.size == 0:
+        return ExactChoice(chosen, totals, exact)
+    # only each customer's best few candidates can matter; look no deeper than that
+    reach = int(cap[rows].max()) if depth_cap is None else max(depth_cap, int(cap[rows].max()))
+    depth = min(slots, reach * 3 + 8 + max_enumerated)
+    top, _ = _top_sorted(reduced[rows], offer[rows], depth)
+    r = np.take_along_axis(reduced[rows], top, axis=1)
+    o = np.take_along_axis(offer[rows], top, axis=1)
+    mul = np.take_along_axis(multi[rows], top, axis=1)
+    c = cap[rows]
+    m = mul.sum(axis=1)
+    rank = np.cumsum(mul, axis=1) - 1
+    best_total = np.full(rows.size, -np.inf)
+    best = np.zeros_like(mul)
+    for pattern in range(2 ** int(m.max())):
+        live = np.flatnonzero(pattern < 2 ** m)
+        forced = mul[live] & ((pattern >> np.maximum(rank[live], 0)) & 1).astype(bool)
+        dropped = mul[live] & ~forced
+        rr = r[live]
+        # forced candidates first (infinitely attractive), dropped ones never
+        trial = np.where(forced, np.inf, np.where(dropped, -np.inf, rr))
+        pick = select(trial, o[live], c[live], categories, per_category, relaxed=False,
+                      depth_cap=reach).chosen
+        feasible = ~(forced & ~pick).any(axis=1)
+        total = np.where(pick, rr, 0.0).sum(axis=1)
+        better = feasible & (total > best_total[live])
+        best_total[live[better]] = total[better]
+        best[live[better]] = pick[better]
+    # a customer whose examined candidates were all worth taking may have more beyond: not proven
+    proven = (depth == slots) | (r[:, -1] <= 0) | (best.sum(axis=1) >= c)
+    full = np.zeros((rows.size, slots), dtype=bool)
+    rr_idx, tt_idx = np.nonzero(best)
+    full[rr_idx, top[rr_idx, tt_idx]] = True
+    chosen[rows[proven]] = full[proven]
+    totals[rows[proven]] = best_total[proven]
+    exact[rows[proven]] = True
+    return ExactChoice(chosen, totals, exact)

@@ -7,9 +7,9 @@ compiled loop they run once, in cache, without temporaries. Every kernel release
 solver's thread pool over chunks runs them on every core, and each writes only its own rows, so
 the answer does not depend on the thread count or the chunking.
 
-The kernels mirror, row by row, the vectorised reference in :mod:`.greedy` (``select`` in relaxed
-mode, ``thresholds``) and :mod:`.prices` (``critical_price``); ``tests/test_kernels.py`` checks
-them against it.
+The kernels mirror, row by row, the vectorised greedy of :mod:`.greedy` (``select`` in relaxed
+mode, ``thresholds``); ``tests/test_kernels.py`` checks them against it, the critical prices
+against a plain sort, and the exact choice against the vectorised enumeration it replaced.
 """
 from __future__ import annotations
 
@@ -656,7 +656,7 @@ def exact_rows(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categori
     max_enumerated``) and keeping the best feasible one is therefore exact (``exact`` True).
     Customers with more such candidates get the greedy with every category counted (feasible,
     not proven optimal). Returns ``(chosen, totals, exact)``; see
-    :func:`.greedy.exact_choice`, the vectorised reference.
+    ``tests/test_kernels.py`` for the vectorised reference.
     """
     n, slots = offer.shape
     chosen = np.empty((n, slots), dtype=bool)

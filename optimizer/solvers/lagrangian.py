@@ -72,7 +72,7 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     ``totals``: each customer's relaxed best total at ``prices`` without the bonus, when the
     caller has it (else computed here). Customers whose candidates all count in one category get
     the greedy, which is exact for them. Customers with multi-category candidates are solved
-    exactly by enumeration where that is small (:func:`exact_choice`); the rest get the least of
+    exactly by enumeration where that is small (:func:`.kernels.exact_rows`); the rest get the least of
     several relaxations (each offer counted in its first, or its second, ... category), all upper
     bounds. The exact choices are returned so the plan can reuse them when they were computed
     with the same prices. ``tighten=False`` keeps the first relaxation for everyone (still an
