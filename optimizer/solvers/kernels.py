@@ -27,6 +27,28 @@ _WIDTH = 64  # boundaries per group, padded with -inf: a fixed-depth branch-free
 _EMPTY_F = np.zeros(0)
 
 
+@nb.njit(nogil=True)
+def _count(values, n, x):  # pragma: no cover - compiled
+    """How many of ``values[:n]`` equal ``x`` (the categories a customer already holds)."""
+    inside = 0
+    for h in range(n):
+        if values[h] == x:
+            inside += 1
+    return inside
+
+
+@nb.njit(nogil=True)
+def _fits(o, categories, per_category, held, n_held):  # pragma: no cover - compiled
+    """Whether offer ``o`` keeps every one of its categories within the cap."""
+    for w in range(categories.shape[1]):
+        cat = categories[o, w]
+        if cat < 0:
+            continue
+        if _count(held, n_held, cat) >= per_category:
+            return False
+    return True
+
+
 @nb.njit(**_JIT)
 def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
              per_category, chosen, totals, margin):  # pragma: no cover - compiled
@@ -62,13 +84,8 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
                 break
             seen[best] = True
             cat = primary[offer[i, best]] if per_category >= 0 else -1
-            if cat >= 0:
-                held = 0
-                for k in range(taken):
-                    if take_cat[k] == cat:
-                        held += 1
-                if held >= per_category:
-                    continue
+            if cat >= 0 and _count(take_cat, taken, cat) >= per_category:
+                continue
             take_slot[taken] = best
             take_cat[taken] = cat
             take_val[taken] = best_val
@@ -89,13 +106,8 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
             if o < 0 or chosen[i, s] or red[s] <= best_unsat:
                 continue
             cat = primary[o] if per_category >= 0 else -1
-            if cat >= 0:
-                held = 0
-                for k in range(taken):
-                    if take_cat[k] == cat:
-                        held += 1
-                if held >= per_category:
-                    continue
+            if cat >= 0 and _count(take_cat, taken, cat) >= per_category:
+                continue
             best_unsat = red[s]
         for s in range(slots):
             o = offer[i, s]
@@ -420,19 +432,8 @@ def _pool_rows(offer, value, cost, priority, chosen, cap, open_offer, fits, cate
             if (o < 0 or chosen[i, s] or not value[i, s] > 0 or not math.isfinite(priority[i, s])
                     or not open_offer[o] or cost[i, s] > fits[o] + 1e-12):
                 continue
-            if per_category >= 0:
-                room = True
-                for w in range(width):
-                    cat = categories[o, w]
-                    if cat >= 0:
-                        inside = 0
-                        for h in range(n_held):
-                            if held[h] == cat:
-                                inside += 1
-                        if inside >= per_category:
-                            room = False
-                if not room:
-                    continue
+            if per_category >= 0 and not _fits(o, categories, per_category, held, n_held):
+                continue
             p = priority[i, s]
             if m == depth and not p > best_prio[depth - 1]:
                 continue  # slots come in offer order: an equal priority later loses the tie
@@ -542,22 +543,6 @@ def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priori
 
 
 # --- exact best responses with multi-category offers -----------------------------------------
-
-@nb.njit(nogil=True)
-def _fits(o, categories, per_category, held, n_held):  # pragma: no cover - compiled
-    """Whether offer ``o`` keeps every one of its categories within the cap."""
-    for w in range(categories.shape[1]):
-        cat = categories[o, w]
-        if cat < 0:
-            continue
-        inside = 0
-        for h in range(n_held):
-            if held[h] == cat:
-                inside += 1
-        if inside >= per_category:
-            return False
-    return True
-
 
 @nb.njit(**_JIT)
 def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumerated,
