@@ -182,8 +182,8 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
 
     pairs = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
     chosen, priorities = [p[0] for p in pairs], [p[1] for p in pairs]
-    repair(problem, chosen)
-    refill(problem, chosen, priorities)
+    kept = repair(problem, chosen)
+    refill(problem, chosen, priorities, kept)
     objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
                       ) if chosen else 0.0
     return chosen, objective

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..problem import AssignmentProblem
-from . import kernels
+from . import refill_kernels
 
 _REFILL_ROUNDS = 8
 
 
 @dataclass
-class _Flat:
-    """Chosen pairs of all blocks, flattened."""
+class ChosenPairs:
+    """Chosen pairs of all blocks, flattened (block by block, row-major)."""
 
     block: np.ndarray
     row: np.ndarray
@@ -31,21 +31,21 @@ class _Flat:
     value: np.ndarray
 
 
-def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray]) -> _Flat:
+def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
     parts = []
     for b, (block, mask) in enumerate(zip(problem.blocks, chosen)):
-        row, slot = np.nonzero(mask)
-        parts.append((np.full(row.size, b), row, slot, block.offer[row, slot],
-                      block.cost[row, slot], block.value[row, slot]))
+        row, slot, offer, cost, value = refill_kernels.chosen_entries(mask, block.offer,
+                                                                      block.cost, block.value)
+        parts.append((np.full(row.size, b), row, slot, offer, cost, value))
     if not parts:
         empty = np.zeros(0)
-        return _Flat(empty.astype(int), empty.astype(int), empty.astype(int), empty.astype(int),
-                     empty, empty)
+        return ChosenPairs(empty.astype(int), empty.astype(int), empty.astype(int),
+                           empty.astype(int), empty, empty)
     cols = [np.concatenate(c) for c in zip(*parts)]
-    return _Flat(*cols)
+    return ChosenPairs(*cols)
 
 
-def _drop(chosen: list[np.ndarray], flat: _Flat, drop: np.ndarray) -> _Flat:
+def _drop(chosen: list[np.ndarray], flat: ChosenPairs, drop: np.ndarray) -> ChosenPairs:
     """Unchoose the entries ``drop`` (indices into ``flat``); the flat list without them."""
     if drop.size == 0:
         return flat
@@ -55,7 +55,7 @@ def _drop(chosen: list[np.ndarray], flat: _Flat, drop: np.ndarray) -> _Flat:
         chosen[b][flat.row[sel], flat.slot[sel]] = False
     keep = np.ones(flat.offer.size, dtype=bool)
     keep[drop] = False
-    return _Flat(flat.block[keep], flat.row[keep], flat.slot[keep], flat.offer[keep],
+    return ChosenPairs(flat.block[keep], flat.row[keep], flat.slot[keep], flat.offer[keep],
                  flat.cost[keep], flat.value[keep])
 
 
@@ -94,8 +94,9 @@ def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
     return out
 
 
-def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
-    """Make ``chosen`` obey every offer's budget and ``max_customers`` and the global budget.
+def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
+    """Make ``chosen`` obey every offer's budget and ``max_customers`` and the global budget;
+    returns the chosen pairs that remain (for :func:`refill`).
 
     Only the pairs of offers over a cap are ranked (cuts are per offer, so the others keep
     theirs): at a million customers that is a sort of a fraction of the plan, not all of it.
@@ -103,7 +104,7 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
     offers = problem.offers
     flat = _flatten(problem, chosen)
     if flat.offer.size == 0:
-        return
+        return flat
     n_offers = offers.n_offers
     over = np.bincount(flat.offer, minlength=n_offers) > offers.max_customers
     if over.any():
@@ -125,27 +126,29 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
         ratio = flat.value / np.maximum(flat.cost, 1e-300)
         keep = _keep_prefix(one_group, ratio, flat.cost, capacity)
         keep = _or_best_single(one_group, flat.value, flat.cost, capacity, keep)
-        _drop(chosen, flat, np.flatnonzero(~keep))
+        flat = _drop(chosen, flat, np.flatnonzero(~keep))
+    return flat
 
 
 @dataclass
 class _Pool:
-    """The candidates refill may still add, flattened and sorted by (customer, priority best first).
+    """The candidates refill may still add, flat, customer by customer, each best first.
 
-    cat_key: ``(k, width)`` index into ``cat_count`` of each entry's (customer, category), -1
-    where the offer has no such category column.
+    starts: where each block's entries begin (and, last, the total); owner: each entry's
+    customer, numbered 0.. over the pool; slots_left: free slots per owner; cat_key: ``(k,
+    width)`` index into ``cat_count`` (the owner's chosen offers in that category) of each
+    entry's categories, -1 where the offer has no such category column.
     """
 
-    block: np.ndarray
+    starts: np.ndarray
     row: np.ndarray
     slot: np.ndarray
-    customer: np.ndarray
+    owner: np.ndarray
     offer: np.ndarray
     cost: np.ndarray
     priority: np.ndarray
-    slots_left: np.ndarray  # per entry's customer position in `customers`
-    owner: np.ndarray  # index into slots_left of each entry
     cat_key: np.ndarray
+    slots_left: np.ndarray
     cat_count: np.ndarray
 
 
@@ -153,69 +156,38 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list
           open_offer: np.ndarray, fits: np.ndarray) -> _Pool | None:
     """Each customer with a free slot and her best few candidates that could still be added."""
     offers = problem.offers
-    per_category = problem.max_per_category
     depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
-    parts, scanned = [], []  # pool columns per block; (rows with a free slot, block) scanned
-    for b, (block, mask, prio) in enumerate(zip(problem.blocks, chosen, priorities)):
-        top = kernels.pool_slots(block.offer, block.value, block.cost, prio, mask, block.cap,
-                                 open_offer, fits, offers.categories, per_category, depth)
-        r_idx, t_idx = np.nonzero(top >= 0)  # rows in customer order, each best first
-        if r_idx.size == 0:
-            continue
-        slot = top[r_idx, t_idx]
-        count = mask.sum(axis=1)
-        parts.append((np.full(r_idx.size, b), r_idx, slot, block.customers[r_idx],
-                      block.offer[r_idx, slot], block.cost[r_idx, slot], prio[r_idx, slot],
-                      (block.cap - count)[r_idx]))
-        scanned.append((np.unique(r_idx), b))
-    if not parts:
+    parts = [refill_kernels.pool_entries(block.offer, block.value, block.cost, prio, mask,
+                                         block.cap, open_offer, fits, offers.categories,
+                                         problem.max_per_category, depth)
+             for block, mask, prio in zip(problem.blocks, chosen, priorities)]
+    sizes = np.array([p[0].size for p in parts], dtype=np.int64)
+    if not parts or sizes.sum() == 0:
         return None
-    cols = [np.concatenate(column) for column in zip(*parts)]
-    if cols[0].size == 0:
-        return None
-    block_id, row, slot, customer, offer, cost, priority, left = cols
-    new_owner = np.r_[True, customer[1:] != customer[:-1]]
-    owner = np.cumsum(new_owner) - 1
-    slots_left = left[new_owner]
-    width = offers.categories.shape[1] if per_category is not None else 0
-    cat_key = np.full((offer.size, width), -1, dtype=np.int64)
-    cat_count = np.zeros(0, dtype=np.int64)
-    if per_category is not None:
-        n_cat = max(offers.n_categories, 1)
-        entry_cats = offers.categories[offer]
-        keys = np.where(entry_cats >= 0, owner[:, None] * n_cat + entry_cats, -1)
-        table = np.unique(keys[keys >= 0])
-        cat_key = np.where(keys >= 0, np.searchsorted(table, np.maximum(keys, 0)), -1)
-        # categories the pool's customers already hold in the plan
-        members = customer[new_owner]
-        cat_count = np.zeros(table.size, dtype=np.int64)
-        for rows, b in scanned:
-            block = problem.blocks[b]
-            r_idx, s_idx = np.nonzero(chosen[b][rows])
-            pos = np.minimum(np.searchsorted(members, block.customers[rows[r_idx]]),
-                             members.size - 1)
-            inside = members[pos] == block.customers[rows[r_idx]]
-            cats = offers.categories[block.offer[rows[r_idx], s_idx]][inside]
-            hkeys = np.where(cats >= 0, pos[inside][:, None] * n_cat + cats, -1).ravel()
-            hkeys = hkeys[hkeys >= 0]
-            at = np.minimum(np.searchsorted(table, hkeys), max(table.size - 1, 0))
-            found = table[at] == hkeys if table.size else np.zeros(hkeys.size, dtype=bool)
-            cat_count += np.bincount(at[found], minlength=table.size)
-    return _Pool(block_id, row, slot, customer, offer, cost, priority, slots_left, owner,
-                 cat_key, cat_count)
+    # number owners and category keys over the whole pool, not per block
+    owner_base = np.cumsum([0] + [p[7].size for p in parts])
+    key_base = np.cumsum([0] + [p[8].size for p in parts])
+    owner = np.concatenate([p[2] + base for p, base in zip(parts, owner_base)])
+    cat_key = np.concatenate([np.where(p[6] >= 0, p[6] + base, -1)
+                              for p, base in zip(parts, key_base)])
+    row, slot, _, offer, cost, priority = (np.concatenate([p[k] for p in parts])
+                                           for k in range(6))
+    return _Pool(np.r_[0, np.cumsum(sizes)], row, slot, owner, offer, cost, priority, cat_key,
+                 np.concatenate([p[7] for p in parts]), np.concatenate([p[8] for p in parts]))
 
 
 def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
-           priorities: list[np.ndarray]) -> None:
+           priorities: list[np.ndarray], kept: ChosenPairs | None = None) -> None:
     """Give free slots and leftover budget back to customers, best candidates first.
 
     ``priorities[b]`` ranks block ``b``'s candidates (higher first), for example reduced values
-    under the final prices; only candidates of positive value are ever added. The candidates that
-    could be added are gathered once into a pool (each customer's best few); every round then
-    works on the pool alone.
+    under the final prices; only candidates of positive value are ever added. ``kept``: the
+    chosen pairs as :func:`repair` returned them (gathered here when not given). The candidates
+    that could be added are gathered once into a pool (each customer's best few); every round
+    then works on the pool alone.
     """
     offers = problem.offers
-    flat = _flatten(problem, chosen)
+    flat = kept if kept is not None else _flatten(problem, chosen)
     budget_left = offers.budget - np.bincount(flat.offer, weights=flat.cost,
                                               minlength=offers.n_offers)
     count_left = offers.max_customers - np.bincount(flat.offer, minlength=offers.n_offers)
@@ -226,10 +198,11 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
     pool = _pool(problem, chosen, priorities, open_offer, np.minimum(budget_left, global_left))
     if pool is None:
         return
-    taken = kernels.refill_rounds(pool.owner, pool.offer, pool.cost, pool.priority,
-                                  pool.cat_key, pool.cat_count, pool.slots_left.copy(),
-                                  budget_left, count_left.astype(float), global_left,
-                                  problem.max_per_category, _REFILL_ROUNDS)
-    for b in np.unique(pool.block[taken]):
-        sel = taken & (pool.block == b)
-        chosen[b][pool.row[sel], pool.slot[sel]] = True
+    taken = refill_kernels.refill_rounds(pool.owner, pool.offer, pool.cost, pool.priority,
+                                         pool.cat_key, pool.cat_count, pool.slots_left,
+                                         budget_left, count_left.astype(float), global_left,
+                                         problem.max_per_category, _REFILL_ROUNDS)
+    for b, mask in enumerate(chosen):
+        sel = np.flatnonzero(taken[pool.starts[b]:pool.starts[b + 1]]) + pool.starts[b]
+        if sel.size:
+            mask[pool.row[sel], pool.slot[sel]] = True
