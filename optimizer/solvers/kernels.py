@@ -25,6 +25,8 @@ _STRIDE = 61
 _OFFSETS = np.unique(np.round(1.5 ** np.arange(34)).astype(np.int64))[:31]
 _WIDTH = 64  # boundaries per group, padded with -inf: a fixed-depth branch-free search
 _EMPTY_F = np.zeros(0)
+_PARTS = 16  # fixed slices of the candidates for the critical-price passes (any core count)
+_PAR = {"cache": True, "nogil": True, "parallel": True}
 
 
 @nb.njit(nogil=True)
@@ -278,19 +280,27 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
             bounds[g, j] = s_crit[order[at + positions[j]]]
         n_bounds[g] = positions.shape[0]
         at = end
-    # 3. one pass: each group's weight and number of candidates per bucket
+    # 3. one pass: each group's weight and number of candidates per bucket, in _PARTS fixed
+    # slices of the candidates on all cores; the slices' sums are added in slice order, so the
+    # prices do not depend on the number of cores
+    part_mass = np.zeros((_PARTS, n_groups, _WIDTH))
+    part_tally = np.zeros((_PARTS, n_groups, _WIDTH), dtype=np.int64)
+    for part in nb.prange(_PARTS):
+        for i in range(part * k // _PARTS, (part + 1) * k // _PARTS):
+            g = 0 if single else offer[i]
+            if not math.isfinite(capacity[g]):
+                continue
+            crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
+                                 budget_price)
+            if crit > 0 and w > 0:
+                b = _bucket_of(bounds, g, crit)
+                part_mass[part, g, b] += w
+                part_tally[part, g, b] += 1
     mass = np.zeros((n_groups, _WIDTH))
     tally = np.zeros((n_groups, _WIDTH), dtype=np.int64)
-    for i in range(k):
-        g = 0 if single else offer[i]
-        if not math.isfinite(capacity[g]):
-            continue
-        crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
-                             budget_price)
-        if crit > 0 and w > 0:
-            b = _bucket_of(bounds, g, crit)
-            mass[g, b] += w
-            tally[g, b] += 1
+    for part in range(_PARTS):
+        mass += part_mass[part]
+        tally += part_tally[part]
     # 4. per group over its capacity, the bucket where the weight above first exceeds it
     crossing = np.full(n_groups, -1, dtype=np.int64)
     fits_above = np.zeros(n_groups)
@@ -313,7 +323,6 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
         return price
     # 5. one more pass collects the crossing buckets' candidates; only they are sorted
     start = np.cumsum(size)
-    fill = start[:-1].copy()
     top = np.full(n_groups, np.inf)  # the crossing bucket is [bottom, top)
     bottom = np.full(n_groups, -np.inf)
     for g in range(n_groups):
@@ -323,16 +332,27 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
             bottom[g] = bounds[g, crossing[g]]
     crits = np.empty(start[-1])
     weights = np.empty(start[-1])
-    for i in range(k):
-        g = 0 if single else offer[i]
-        if crossing[g] < 0:
-            continue
-        crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
-                             budget_price)
-        if crit > 0 and w > 0 and bottom[g] <= crit < top[g]:
-            crits[fill[g]] = crit
-            weights[fill[g]] = w
-            fill[g] += 1
+    # each slice writes its own stretch of every group's range, so the collected order is the
+    # candidates' order whatever the number of cores
+    part_fill = np.empty((_PARTS, n_groups), dtype=np.int64)
+    for g in range(n_groups):
+        at = start[g]
+        for part in range(_PARTS):
+            part_fill[part, g] = at
+            if crossing[g] >= 0:
+                at += part_tally[part, g, crossing[g]]
+    for part in nb.prange(_PARTS):
+        fill = part_fill[part]
+        for i in range(part * k // _PARTS, (part + 1) * k // _PARTS):
+            g = 0 if single else offer[i]
+            if crossing[g] < 0:
+                continue
+            crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
+                                 budget_price)
+            if crit > 0 and w > 0 and bottom[g] <= crit < top[g]:
+                crits[fill[g]] = crit
+                weights[fill[g]] = w
+                fill[g] += 1
     for g in range(n_groups):
         if crossing[g] < 0:
             continue
@@ -346,17 +366,17 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
     return price
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PAR)
 def _budget_prices(offer, cost, margin, target, count, capacity):  # pragma: no cover
     return _critical(0, offer, cost, margin, target, count, _EMPTY_F, 0.0, _EMPTY_F, capacity)
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PAR)
 def _global_price(offer, cost, margin, target, count, own, capacity):  # pragma: no cover
     return _critical(1, offer, cost, margin, target, count, own, 0.0, _EMPTY_F, capacity)
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PAR)
 def _count_prices(offer, cost, margin, target, count, glob, budget_price,
                   capacity):  # pragma: no cover
     return _critical(2, offer, cost, margin, target, count, _EMPTY_F, glob, budget_price,
