@@ -25,11 +25,13 @@ no loops over customers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from .candidates import Selection, csr_arrays, score_select
 from .config import Affinity, Objective
 from .features import CustomerFeatures, OfferCategories, PurchaseLines, purchase_lines
 from .propensity import Propensity, design
@@ -155,6 +157,53 @@ class AffinityModel:
         sensitivity = 0.75 + 0.5 * self.features_.discount_share[start:stop]
         p = (s.p_floor + (s.p_max - s.p_floor) * a / (a + s.half_saturation)) * sensitivity[:, None]
         return np.clip(p, 0.0, 1.0)
+
+    def kernel_arrays(self, rows: np.ndarray) -> dict[str, Any]:
+        """What :func:`~optimizer.candidates.score_select` needs to score customers ``rows``
+        (the model's sparse matrices as they are stored, and the rows' own terms)."""
+        f = self.features_
+        shared = self.__dict__.get("_kernel_shared")
+        if shared is None:  # once per model (the first call is made before any thread starts)
+            h = self.history_
+            empty = (np.zeros(1, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0))
+            history = ([csr_arrays(m) for m in (h.redeemed, h.sent, h.category_redeemed,
+                                                  h.category_sent)]
+                       if h is not None else [empty] * 4)
+            shared = {"csr": (csr_arrays(f.category_share), csr_arrays(self.offer_categories_),
+                              csr_arrays(f.brand_share), csr_arrays(self.offer_brands_),
+                              csr_arrays(f.product_share), csr_arrays(self.offer_products_),
+                              *history, csr_arrays(self.offer_categories_))}
+            self.__dict__["_kernel_shared"] = shared
+        s = self.settings
+        n, m = rows.shape[0], self.redemption_worth_.shape[0]
+        ds = np.asarray(f.discount_share[rows], dtype=float)
+        heuristic = self.propensity_ is None
+        if heuristic:
+            customer_part, offer_part, coef, rate = np.zeros(n), np.zeros(m), np.zeros(17), 1.0
+        else:
+            customer = {k: v[rows] for k, v in self.customer_.items()}
+            history = ({"response": self.history_.response[rows],
+                        "offer_lift": self.history_.offer_lift}
+                       if self.history_ is not None else None)
+            customer_part, offer_part = self.propensity_.linear_parts(
+                customer, self.depth_, history, n, m)
+            coef, rate = np.asarray(self.propensity_.coef_, float), float(self.propensity_.rate)
+        return {**shared, "has_history": self.history_ is not None and not heuristic,
+                "heuristic": heuristic, "coef": coef, "rate": rate,
+                "customer_part": customer_part, "offer_part": offer_part, "ds": ds,
+                "depth": np.asarray(self.depth_, float),
+                "weights": np.array([s.category_weight, s.brand_weight, s.product_weight]),
+                "shape": np.array([s.p_floor, s.p_max, s.half_saturation]),
+                "sensitivity": 0.75 + 0.5 * ds, "worth": np.asarray(self.redemption_worth_, float),
+                "clv": np.asarray(self.clv_factor_[rows], float)}
+
+    def select(self, rows: np.ndarray, allowed: np.ndarray, keep: int | None,
+               primary: np.ndarray, top: int = 0) -> Selection:
+        """Score customers ``rows`` (``(n,)`` increasing indices) against every offer and keep
+        each one's ``keep`` best ``allowed`` candidates of positive value, with what they
+        dropped (:func:`~optimizer.candidates.score_select`): the pairs of :meth:`score` that
+        :func:`~optimizer.problem.block_from_candidates` keeps, without the dense arrays."""
+        return score_select(self.kernel_arrays(rows), rows, allowed, keep, primary, top)
 
     def score(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``p_redeem`` and ``score`` of customers ``start .. stop - 1`` against every offer."""

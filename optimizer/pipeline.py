@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import polars as pl
 
 from . import __version__
 from .affinity import AffinityModel
+from .candidates import best_totals, virtual_totals
 from .clv import with_given_clv
 from .config import Scenario, scenario_to_dict
 from .eligibility import EligibilityRules, compile_rules, customer_caps
@@ -28,16 +33,19 @@ from .history import append_history as _append_history, check_history_week
 from .memory import check_memory
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
-from .problem import (AssignmentProblem, CandidateBlock, Prices, Solution,
-                      block_from_candidates, block_from_pairs, offer_data)
+from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solution,
+                      block_from_pairs, offer_data)
 from .report import render_report
 from .scoring import fit_scoring
 from .solvers import solve
-from .solvers.lagrangian import dual_bound
+from .solvers import kernels
+from .solvers.lagrangian import _admissible, dual_bound
 from .validate import Inputs, load_inputs
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -99,68 +107,152 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
     if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
         table = table.sort(["c", "o"])
     c = table.get_column("c").to_numpy()
-    o = table.get_column("o").to_numpy()
-    p = table.get_column("p_redeem").to_numpy()
-    v = table.get_column("value").to_numpy()
-    del table
     blocks = []
     for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
         # bounds in c's own dtype: a mixed-type search would convert all of c each time
         lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
-        cc, oo = c[lo:hi], o[lo:hi]
+        # a chunk's rows at a time: whole columns copied out of a table read in row groups
+        # would hold a second copy of the table (1.2 GB at 50 M rows) while blocks are built
+        part = table.slice(int(lo), int(hi - lo))
+        cc, oo = c[lo:hi], part.get_column("o").to_numpy()
+        p, v = part.get_column("p_redeem").to_numpy(), part.get_column("value").to_numpy()
         # the rules see each pair as a one-slot row of its customer (a chunk may list none)
         allowed = (rules.allowed(cc, oo[:, None])[:, 0] if hi > lo
-                   else np.zeros(0, dtype=bool)) & (v[lo:hi] > 0)
+                   else np.zeros(0, dtype=bool)) & (v > 0)
         keep = np.flatnonzero(allowed)
         blocks.append(block_from_pairs(np.arange(start, stop, dtype=np.int64),
-                                       cc[keep] - start, oo[keep], p[lo:hi][keep],
-                                       v[lo:hi][keep], discount, caps[start:stop]))
+                                       cc[keep] - start, oo[keep], p[keep], v[keep], discount,
+                                       caps[start:stop]))
     return blocks
 
 
-def _scored_chunks(model: AffinityModel, inputs: Inputs, scenario: Scenario
-                   ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per chunk of customers: its bounds, customer indices, offer columns and the model's
-    ``p_redeem`` and value for every (customer, offer)."""
-    for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
-        p, value = model.score(start, stop)
-        customers = np.arange(start, stop, dtype=np.int64)
-        offer = np.broadcast_to(np.arange(inputs.n_offers, dtype=np.int64), p.shape)
-        yield start, stop, customers, offer, p, value
+def _threads(scenario: Scenario) -> int:
+    threads = scenario.solver.threads
+    return threads if threads > 0 else (os.cpu_count() or 1)
+
+
+def _in_order(fn: Callable[[T], R], items: list[T], threads: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``threads`` threads, results in item order, at most ``threads``
+    items started and not yet taken (memory stays bounded by a few chunks)."""
+    if threads <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# categories whose largest dropped value each customer keeps for the bound over all candidates
+_DROPPED_CATEGORIES = 8
+
+
+@dataclass
+class _Dropped:
+    """What each customer of a block left out of her kept candidates (see
+    :func:`optimizer.candidates.virtual_totals`)."""
+
+    top_value: np.ndarray
+    top_category: np.ndarray
+    residual: np.ndarray
 
 
 def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
-                     rules: EligibilityRules,
-                     caps: np.ndarray, discount: np.ndarray) -> list[CandidateBlock]:
-    """Candidate blocks scored by the built-in affinity model, best few per customer kept."""
-    return [block_from_candidates(customers, offer, p, value, rules.allowed(customers, offer),
-                                  discount, caps[start:stop],
-                                  keep=scenario.affinity.candidates_per_customer)
-            for start, stop, customers, offer, p, value in _scored_chunks(model, inputs, scenario)]
+                     rules: EligibilityRules, caps: np.ndarray, offers: OfferData,
+                     per_category: int | None
+                     ) -> tuple[list[CandidateBlock], list[_Dropped]]:
+    """Candidate blocks scored by the built-in affinity model, best few per customer kept, and
+    per block what its customers dropped (for the bound over all candidates).
+
+    Chunks are scored on ``solver.threads`` threads by the compiled kernel
+    (:meth:`AffinityModel.select`), at most that many at a time; each chunk's block depends on
+    its customers only, so the blocks are the same for any thread count."""
+    keep = scenario.affinity.candidates_per_customer
+    primary = offers.categories[:, 0]
+    top = (min(_DROPPED_CATEGORIES, offers.n_categories)
+           if per_category is not None and scenario.affinity.bound_all_candidates else 0)
+    n_offers = inputs.n_offers
+    model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before the threads
+    audit = threading.Lock()  # rules.allowed adds to the eligibility audit
+
+    def chunk(bounds: tuple[int, int]) -> tuple[CandidateBlock, _Dropped]:
+        start, stop = bounds
+        customers = np.arange(start, stop, dtype=np.int64)
+        offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (stop - start, n_offers))
+        with audit:
+            allowed = rules.allowed(customers, offer)
+        kept = model.select(customers, allowed, keep, primary, top)
+        del allowed
+        block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
+                                 offers.discount, caps[start:stop])
+        return block, _Dropped(kept.top_value, kept.top_category.astype(np.int32),
+                               kept.residual)
+    out = list(_in_order(chunk, _chunks(inputs.n_customers, scenario.solver.chunk_size),
+                         _threads(scenario)))
+    return [b for b, _ in out], [d for _, d in out]
+
+
+# customers re-scored over every offer at a time in the bound over all candidates
+_RESCORE_ROWS = 10_000
 
 
 def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                 rules: EligibilityRules, caps: np.ndarray, problem: AssignmentProblem,
-                solution: Solution) -> dict[str, Any]:
+                solution: Solution, dropped: list[_Dropped]) -> dict[str, Any]:
     """What keeping only each customer's best few candidates may have cost.
 
-    The final prices bound every eligible pair too (weak duality holds for any prices), so
-    re-scoring the chunks and evaluating the dual over all eligible pairs gives a bound on the
-    best plan over all candidates; the gap to it covers the solver's gap and the truncation.
+    The final prices bound every eligible pair too (weak duality holds for any non-negative
+    prices): the sum over customers of each one's relaxed best response over ALL her eligible
+    candidates, plus prices x capacities, bounds the best plan over all candidates
+    (:func:`~optimizer.solvers.lagrangian.dual_bound`). Each customer's term is first bounded
+    from her kept candidates and what she dropped (:func:`optimizer.candidates.virtual_totals`:
+    an upper bound, equal to her best response over the kept ones when it takes none of the
+    dropped); only the customers for whom a dropped candidate could count are re-scored over
+    every eligible offer, and get their exact term. The bound is therefore the one a full
+    re-scoring gives (up to rounding), at the cost of re-scoring those customers only.
     """
-    every_candidate = (
-        # rules.reasons, not rules.allowed: the audit already counted these pairs
-        block_from_candidates(customers, offer, p, value,
-                              ~np.any(list(rules.reasons(customers, offer).values()), axis=0),
-                              problem.offers.discount, caps[start:stop])
-        for start, stop, customers, offer, p, value in _scored_chunks(model, inputs, scenario))
-    bound = dual_bound(problem, solution.prices, every_candidate)
+    prices = _admissible(problem, solution.prices)
+    offers = problem.offers
+    primary = offers.categories[:, 0]
+    per_category = problem.max_per_category
+    bonus = np.zeros(offers.n_offers)
+    n_offers = inputs.n_offers
+
+    def customer_terms(item: tuple[CandidateBlock, _Dropped]) -> tuple[np.ndarray, int]:
+        block, drop = item
+        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+                                         prices.count, prices.global_budget, bonus)
+        totals, virtual = virtual_totals(reduced, block.offer, block.cap, primary, per_category,
+                                         drop.top_value, drop.top_category, drop.residual)
+        del reduced
+        positions = np.flatnonzero(virtual)
+        for lo in range(0, positions.size, _RESCORE_ROWS):
+            at = positions[lo:lo + _RESCORE_ROWS]
+            customers = block.customers[at]
+            offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64),
+                                    (customers.size, n_offers))
+            # rules.reasons, not rules.allowed: the audit already counted these pairs
+            eligible = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
+            totals[at] = best_totals(model.kernel_arrays(customers), customers, eligible,
+                                     primary, per_category, block.cap[at], prices.budget,
+                                     prices.count, prices.global_budget, offers.discount)
+        return totals, int(positions.size)
+    terms = list(_in_order(customer_terms, list(zip(problem.blocks, dropped)),
+                           _threads(scenario)))
+    customers = float(np.concatenate([t for t, _ in terms]).sum()) if terms else 0.0
+    # the customers' terms plus prices x capacities (dual_bound over no customers)
+    bound = customers + dual_bound(problem, solution.prices, [])
     gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
     return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
             "pairs": problem.n_pairs, "bound_all_candidates": bound,
             "gap_all_candidates": gap,
             # how much the dropped candidates could add, as far as the final prices can tell
-            "bound_increase": max(0.0, bound - solution.bound)}
+            "bound_increase": max(0.0, bound - solution.bound),
+            "customers_rescored": sum(n for _, n in terms)}
 
 
 def _warm_start(scenario: Scenario, inputs: Inputs) -> Prices | None:
@@ -220,12 +312,14 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     stages.start("eligibility")
     rules = compile_rules(inputs, rules_cfg, scenario.week, cats)
     caps, cap_audit = customer_caps(inputs, rules_cfg, scenario.week)
+    dropped: list[_Dropped] = []
     if model is None:
         blocks = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
         # the blocks now hold every kept pair: free the table (GBs at millions of customers)
         inputs = replace(inputs, scores=inputs.scores.clear())
     else:
-        blocks = _affinity_blocks(model, inputs, scenario, rules, caps, offers.discount)
+        blocks, dropped = _affinity_blocks(model, inputs, scenario, rules, caps, offers,
+                                           rules_cfg.max_offers_per_category)
     stages.stop()
 
     problem = AssignmentProblem(
@@ -249,7 +343,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     if (model is not None and scenario.affinity.bound_all_candidates
             and scenario.affinity.candidates_per_customer < inputs.n_offers):
         stages.start("bound_all_candidates")
-        truncation = _truncation(model, inputs, scenario, rules, caps, problem, solution)
+        truncation = _truncation(model, inputs, scenario, rules, caps, problem, solution,
+                                 dropped)
         stages.stop()
 
     stages.start("write")

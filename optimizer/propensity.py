@@ -158,21 +158,8 @@ class Propensity:
         """
         n, m = category.shape
         h = history or {}
-        zero_n, zero_m = np.zeros(n), np.zeros(m)
         ds = customer["discount_share"]
-        by_customer = {"discount_share": ds, "recency": customer["recency"],
-                       "visits": np.log1p(customer["visits"]),
-                       "tenure": customer["tenure_weeks"] / 52.0,
-                       "response": h.get("response", zero_n)}
-        by_offer = {"intercept": np.ones(m), "depth": depth,
-                    "offer_lift": h.get("offer_lift", zero_m)}
-        parts: dict[str, Any] = {"customer": 0.0, "offer": 0.0}
-        for name, kind, beta in zip(FEATURES, KIND, self.coef_):
-            if beta != 0.0 and kind != "pair":
-                col = by_customer[name] if kind == "customer" else by_offer[name]
-                parts[kind] = parts[kind] + beta * np.asarray(col, dtype=float).ravel()
-        customer_part = np.broadcast_to(np.asarray(parts["customer"], float), (n,)).copy()
-        offer_part = np.broadcast_to(np.asarray(parts["offer"], float), (m,)).copy()
+        customer_part, offer_part = self.linear_parts(customer, depth, history, n, m)
         empty = np.zeros((0, 0))
         pair_arrays = [np.ascontiguousarray(h[k], dtype=float) if k in h else empty
                        for k in ("redeemed_offer", "sent_offer", "category_redeemed",
@@ -184,6 +171,29 @@ class Propensity:
                        np.ascontiguousarray(product, dtype=float), np.asarray(ds, float).ravel(),
                        np.asarray(depth, float).ravel(), *pair_arrays, out)
         return out
+
+    def linear_parts(self, customer: dict[str, np.ndarray], depth: np.ndarray,
+                     history: dict[str, np.ndarray] | None, n: int, m: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(n,)`` customer and ``(m,)`` offer terms of ``beta . x``, each summed in
+        ``FEATURES`` order on its own small shape (as :meth:`predict` sums them); the pair terms
+        are added to their sum, pair by pair, by the compiled kernels."""
+        h = history or {}
+        zero_n, zero_m = np.zeros(n), np.zeros(m)
+        by_customer = {"discount_share": customer["discount_share"],
+                       "recency": customer["recency"],
+                       "visits": np.log1p(customer["visits"]),
+                       "tenure": customer["tenure_weeks"] / 52.0,
+                       "response": h.get("response", zero_n)}
+        by_offer = {"intercept": np.ones(m), "depth": depth,
+                    "offer_lift": h.get("offer_lift", zero_m)}
+        parts: dict[str, Any] = {"customer": 0.0, "offer": 0.0}
+        for name, kind, beta in zip(FEATURES, KIND, self.coef_):
+            if beta != 0.0 and kind != "pair":
+                col = by_customer[name] if kind == "customer" else by_offer[name]
+                parts[kind] = parts[kind] + beta * np.asarray(col, dtype=float).ravel()
+        return (np.broadcast_to(np.asarray(parts["customer"], float), (n,)).copy(),
+                np.broadcast_to(np.asarray(parts["offer"], float), (m,)).copy())
 
     def describe(self) -> dict[str, Any]:
         """Coefficients, log-likelihood and convergence (for the manifest)."""

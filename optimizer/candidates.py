@@ -1,0 +1,515 @@
+"""Compiled scoring of customers against every offer, keeping each customer's best few.
+
+:meth:`~optimizer.affinity.AffinityModel.score` builds dense ``(customers, offers)`` arrays: the
+three affinity products, four history arrays, ``p_redeem`` and the value, and then the candidate
+selection adds as many again (about 2 GB of fresh memory per chunk of 50,000 x 500 offers, and
+page faults cost dearly). :func:`score_select` computes the same numbers one customer at a time in
+a compiled kernel: her sparse rows times the offer incidences into seven offer-long accumulators
+(in cache), ``p_redeem`` and the value of her allowed offers, the ``keep`` best of them, and, for
+the bound over all candidates, the largest value among the ones she did not keep (see
+:func:`virtual_totals`). Same sums in the same order as ``score`` and
+:func:`~optimizer.problem.block_from_candidates`, so the kept pairs are byte-identical; the kernel
+releases the GIL, so chunks run on a thread pool.
+
+Dropped candidates and the bound over all candidates (:func:`virtual_totals`): for each customer
+the kernel records, per primary category, the largest value among her live candidates that were
+not kept (the ``top`` largest such categories, and one ``residual`` value bounding every other
+dropped candidate). At non-negative prices a candidate's reduced value is at most its value, so
+these stand in for every dropped candidate in the relaxed best response; see
+:func:`virtual_totals` for why the result is an upper bound, and exact for a customer whose best
+response takes none of them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+_JIT = {"cache": True, "nogil": True}
+
+
+@dataclass
+class Selection:
+    """A chunk's kept candidates, flat in (row, offer) order, and what its rows dropped.
+
+    row: index into the chunk's rows; offer, p_redeem, value: per kept pair.
+    top_value, top_category: ``(n, top)`` per row the largest value among the live candidates
+    not kept in each of the ``top`` categories where that is largest (0 / -1 when fewer);
+    residual: ``(n,)`` the largest value among the other dropped candidates (0 when none).
+    """
+
+    row: np.ndarray
+    offer: np.ndarray
+    p_redeem: np.ndarray
+    value: np.ndarray
+    top_value: np.ndarray
+    top_category: np.ndarray
+    residual: np.ndarray
+
+
+@nb.njit(nogil=True)
+def _accumulate(i, a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, acc):  # pragma: no cover
+    # row i of A @ B into acc, in scipy's order (A's entries in storage order, B's row in turn)
+    for q in range(a_ptr[i], a_ptr[i + 1]):
+        k = a_idx[q]
+        v = a_val[q]
+        for r in range(b_ptr[k], b_ptr[k + 1]):
+            acc[b_idx[r]] += v * b_val[r]
+
+
+@nb.njit(nogil=True)
+def _clear(i, a_ptr, a_idx, b_ptr, b_idx, acc):  # pragma: no cover
+    for q in range(a_ptr[i], a_ptr[i + 1]):
+        k = a_idx[q]
+        for r in range(b_ptr[k], b_ptr[k + 1]):
+            acc[b_idx[r]] = 0.0
+
+
+@nb.njit(nogil=True)
+def _scatter(i, ptr, idx, val, acc):  # pragma: no cover
+    for q in range(ptr[i], ptr[i + 1]):
+        acc[idx[q]] += val[q]
+
+
+@nb.njit(nogil=True)
+def _unscatter(i, ptr, idx, acc):  # pragma: no cover
+    for q in range(ptr[i], ptr[i + 1]):
+        acc[idx[q]] = 0.0
+
+
+@nb.njit(nogil=True)
+def _nth(a, n, k):  # pragma: no cover - compiled
+    """Reorder ``a[:n]`` in place so that ``a[k]`` is its k-th smallest (0-based), with nothing
+    larger before it and nothing smaller after it (quickselect, median-of-three pivots)."""
+    lo, hi = 0, n - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@nb.njit(nogil=True)
+def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_sent, offer_cats,
+               has_history, heuristic, coef, rate, customer_part, offer_part, ds, depth, weights,
+               shape, sensitivity, worth, clv, allowed, acc, vals, ps_buf, offs
+               ):  # pragma: no cover - compiled
+    """Row ``r`` (customer ``i``): ``p_redeem`` and value of her allowed offers of positive
+    value into ``vals``, ``ps_buf``, ``offs`` (in offer order); returns how many. ``acc``:
+    ``(7, n_offers)`` zeros, left as found."""
+    m = worth.shape[0]
+    cat, brand, prod, red, snt = acc[0], acc[1], acc[2], acc[3], acc[4]
+    c_red, c_snt = acc[5], acc[6]
+    log_floor = math.log(0.0 + 0.01)
+    _accumulate(i, cs[0], cs[1], cs[2], oc[0], oc[1], oc[2], cat)
+    _accumulate(i, bs[0], bs[1], bs[2], ob[0], ob[1], ob[2], brand)
+    _accumulate(i, ps[0], ps[1], ps[2], op[0], op[1], op[2], prod)
+    if has_history:
+        _scatter(i, redeemed[0], redeemed[1], redeemed[2], red)
+        _scatter(i, sent[0], sent[1], sent[2], snt)
+        _accumulate(i, cat_redeemed[0], cat_redeemed[1], cat_redeemed[2], offer_cats[0],
+                    offer_cats[1], offer_cats[2], c_red)
+        _accumulate(i, cat_sent[0], cat_sent[1], cat_sent[2], offer_cats[0],
+                    offer_cats[1], offer_cats[2], c_snt)
+    live = 0
+    for j in range(m):
+        if not allowed[r, j]:
+            continue
+        if heuristic:
+            # AffinityModel.p_redeem's formula, in numpy's order of operations
+            a = cat[j] * weights[0] + brand[j] * weights[1] + prod[j] * weights[2]
+            p = (shape[0] + (shape[1] - shape[0]) * a / (a + shape[2])) * sensitivity[r]
+            p = min(max(p, 0.0), 1.0)
+        else:
+            # Propensity.predict_block's sums in its order; a zero feature adds nothing
+            eta = customer_part[r] + offer_part[j]
+            c = min(cat[j], 1.0)
+            if coef[1] != 0.0 and c != 0.0:
+                eta += coef[1] * c
+            if coef[2] != 0.0:
+                eta += coef[2] * (math.log(c + 0.01) if c != 0.0 else log_floor)
+            if coef[3] != 0.0 and brand[j] != 0.0:
+                eta += coef[3] * min(brand[j], 1.0)
+            if coef[4] != 0.0 and prod[j] != 0.0:
+                eta += coef[4] * min(prod[j], 1.0)
+            if coef[7] != 0.0:
+                eta += coef[7] * (depth[j] * ds[r])
+            if has_history:
+                if coef[13] != 0.0 and red[j] != 0.0:
+                    eta += coef[13] * red[j]
+                if coef[14] != 0.0 and snt[j] != 0.0:
+                    eta += coef[14] * snt[j]
+                if coef[15] != 0.0 and c_red[j] != 0.0:
+                    eta += coef[15] * math.log1p(c_red[j])
+                if coef[16] != 0.0 and c_snt[j] != 0.0:
+                    eta += coef[16] * math.log1p(c_snt[j])
+            p = rate * (1.0 / (1.0 + math.exp(-eta)))
+        v = p * worth[j] * clv[r]
+        if v > 0:
+            vals[live] = v
+            ps_buf[live] = p
+            offs[live] = j
+            live += 1
+    _clear(i, cs[0], cs[1], oc[0], oc[1], cat)
+    _clear(i, bs[0], bs[1], ob[0], ob[1], brand)
+    _clear(i, ps[0], ps[1], op[0], op[1], prod)
+    if has_history:
+        _unscatter(i, redeemed[0], redeemed[1], red)
+        _unscatter(i, sent[0], sent[1], snt)
+        _clear(i, cat_redeemed[0], cat_redeemed[1], offer_cats[0], offer_cats[1], c_red)
+        _clear(i, cat_sent[0], cat_sent[1], offer_cats[0], offer_cats[1], c_snt)
+    return live
+
+
+@nb.njit(**_JIT)
+def _score_select(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_sent, offer_cats,
+                  has_history, heuristic, coef, rate, customer_part, offer_part, ds, depth,
+                  weights, shape, sensitivity, worth, clv, allowed, keep, primary, n_categories,
+                  top, counts, out_offer, out_p, out_value, top_value, top_category,
+                  residual):  # pragma: no cover - compiled
+    """See :func:`score_select`. Sparse matrices come as (indptr, indices, data) tuples."""
+    n = rows.shape[0]
+    m = worth.shape[0]
+    acc = np.zeros((7, m))
+    vals = np.empty(m)
+    ps_buf = np.empty(m)
+    offs = np.empty(m, dtype=np.int64)
+    neg = np.empty(m)
+    best = np.zeros(n_categories + 1)  # per primary category (last: none), largest dropped
+    touched = np.empty(n_categories + 1, dtype=np.int64)
+    at = 0
+    for r in range(n):
+        live = _score_row(r, rows[r], cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed,
+                          cat_sent, offer_cats, has_history, heuristic, coef, rate,
+                          customer_part, offer_part, ds, depth, weights, shape, sensitivity,
+                          worth, clv, allowed, acc, vals, ps_buf, offs)
+        for t in range(top):
+            top_value[r, t] = 0.0
+            top_category[r, t] = -1
+        residual[r] = 0.0
+        if keep < 0 or live <= keep:
+            for q in range(live):
+                out_offer[at] = offs[q]
+                out_p[at] = ps_buf[q]
+                out_value[at] = vals[q]
+                at += 1
+            counts[r] = live
+            continue
+        # the keep-th largest value; above it all are kept, at it the lowest offers first
+        # (block_from_candidates' rule)
+        for q in range(live):
+            neg[q] = -vals[q]
+        _nth(neg, live, keep)
+        kth = -neg[0]
+        for q in range(1, keep):
+            kth = min(kth, -neg[q])
+        above = 0
+        for q in range(live):
+            if vals[q] > kth:
+                above += 1
+        room = keep - above
+        n_touched = 0
+        for q in range(live):
+            v = vals[q]
+            if v > kth or (v == kth and room > 0):
+                if not v > kth:
+                    room -= 1
+                out_offer[at] = offs[q]
+                out_p[at] = ps_buf[q]
+                out_value[at] = v
+                at += 1
+                continue
+            # dropped: remember the largest per primary category (top == 0: all in one)
+            k = primary[offs[q]] if top > 0 else -1
+            if k < 0:
+                k = n_categories
+            if best[k] == 0.0:
+                touched[n_touched] = k
+                n_touched += 1
+            if v > best[k]:
+                best[k] = v
+        counts[r] = keep
+        for t in range(top):
+            pick = -1
+            for u in range(n_touched):
+                k = touched[u]
+                if k < n_categories and best[k] > 0.0 and (pick < 0 or best[k] > best[pick]):
+                    pick = k
+            if pick < 0:
+                break
+            top_value[r, t] = best[pick]
+            top_category[r, t] = pick
+            best[pick] = 0.0
+        rest = 0.0
+        for u in range(n_touched):
+            rest = max(rest, best[touched[u]])
+            best[touched[u]] = 0.0
+        residual[r] = rest
+
+
+def csr_arrays(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices, data) of a CSR matrix for the kernel, without copying what it can
+    take as is (indices of either integer width; data as float64)."""
+    return (matrix.indptr, matrix.indices, np.asarray(matrix.data, dtype=np.float64))
+
+
+def score_select(arrays: dict, rows: np.ndarray, allowed: np.ndarray, keep: int | None,
+                 primary: np.ndarray, top: int) -> Selection:
+    """Score customers ``rows`` against every offer and keep each one's ``keep`` best allowed
+    candidates of positive value (``None``: all of them).
+
+    ``arrays``: :meth:`~optimizer.affinity.AffinityModel.kernel_arrays` for these rows;
+    ``allowed``: ``(len(rows), n_offers)`` mask of the rules; ``primary``: ``(n_offers,)`` the
+    category each offer counts in for the relaxed bound (-1: none); ``top``: categories whose
+    largest dropped value is kept per row (0: one residual for all).
+    """
+    n = rows.shape[0]
+    m = arrays["worth"].shape[0]
+    width = m if keep is None else min(keep, m)
+    counts = np.zeros(n, dtype=np.int64)
+    out_offer = np.empty(n * width, dtype=np.int64)
+    out_p = np.empty(n * width)
+    out_value = np.empty(n * width)
+    top_value = np.zeros((n, top))
+    top_category = np.full((n, top), -1, dtype=np.int64)
+    residual = np.zeros(n)
+    n_categories = int(primary.max(initial=-1)) + 1
+    _score_select(np.asarray(rows, dtype=np.int64), *arrays["csr"], arrays["has_history"],
+                  arrays["heuristic"], arrays["coef"], arrays["rate"], arrays["customer_part"],
+                  arrays["offer_part"], arrays["ds"], arrays["depth"], arrays["weights"],
+                  arrays["shape"], arrays["sensitivity"], arrays["worth"], arrays["clv"],
+                  np.ascontiguousarray(allowed, dtype=np.bool_), -1 if keep is None else int(keep),
+                  np.asarray(primary, dtype=np.int64), n_categories, int(top), counts, out_offer,
+                  out_p, out_value, top_value, top_category, residual)
+    total = int(counts.sum())
+    return Selection(np.repeat(np.arange(n, dtype=np.int64), counts), out_offer[:total].copy(),
+                     out_p[:total].copy(), out_value[:total].copy(), top_value, top_category,
+                     residual)
+
+
+@nb.njit(**_JIT)
+def _best_totals(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_sent, offer_cats,
+                 has_history, heuristic, coef, rate, customer_part, offer_part, ds, depth,
+                 weights, shape, sensitivity, worth, clv, allowed, primary, n_categories,
+                 per_category, cap, budget_price, count_price, glob, discount,
+                 totals):  # pragma: no cover - compiled
+    """See :func:`best_totals`."""
+    n = rows.shape[0]
+    m = worth.shape[0]
+    acc = np.zeros((7, m))
+    vals = np.empty(m)
+    ps_buf = np.empty(m)
+    offs = np.empty(m, dtype=np.int64)
+    q = max(per_category, 1)
+    held = np.empty((n_categories, q))  # per category its best q reduced values, best first
+    n_held = np.zeros(n_categories, dtype=np.int64)
+    touched = np.empty(n_categories, dtype=np.int64)
+    pool = np.empty(n_categories * q + m)
+    for r in range(n):
+        live = _score_row(r, rows[r], cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed,
+                          cat_sent, offer_cats, has_history, heuristic, coef, rate,
+                          customer_part, offer_part, ds, depth, weights, shape, sensitivity,
+                          worth, clv, allowed, acc, vals, ps_buf, offs)
+        size = 0
+        n_touched = 0
+        for x in range(live):
+            j = offs[x]
+            cost = ps_buf[x] * discount[j]  # the block's cost (problem._pack)
+            red = (vals[x] - (budget_price[j] + glob) * cost - count_price[j]) + 0.0
+            if not red > 0:
+                continue
+            k = primary[j] if per_category >= 0 else -1
+            if k < 0:
+                pool[size] = red
+                size += 1
+                continue
+            if per_category == 0:
+                continue
+            # only her best per_category of a category can be in the greedy's choice
+            h = n_held[k]
+            if h == 0:
+                touched[n_touched] = k
+                n_touched += 1
+            if h < per_category:
+                n_held[k] = h + 1
+            elif not red > held[k, h - 1]:
+                continue
+            else:
+                h -= 1
+            while h > 0 and held[k, h - 1] < red:
+                held[k, h] = held[k, h - 1]
+                h -= 1
+            held[k, h] = red
+        for u in range(n_touched):
+            k = touched[u]
+            for h in range(n_held[k]):
+                pool[size] = held[k, h]
+                size += 1
+            n_held[k] = 0
+        # no category can overflow now: the greedy takes the best cap of the pool, best first
+        total = 0.0
+        for t in range(min(cap[r], size)):
+            b = t
+            for x in range(t + 1, size):
+                if pool[x] > pool[b]:
+                    b = x
+            pool[t], pool[b] = pool[b], pool[t]
+            total += pool[t]
+        totals[r] = total
+
+
+def best_totals(arrays: dict, rows: np.ndarray, allowed: np.ndarray, primary: np.ndarray,
+                per_category: int | None, cap: np.ndarray, budget_price: np.ndarray,
+                count_price: np.ndarray, global_price: float, discount: np.ndarray) -> np.ndarray:
+    """Each customer's relaxed best response total over all her ``allowed`` candidates at
+    (non-negative) prices, scored on the fly: the ``totals`` of
+    :func:`optimizer.solvers.kernels.respond` (no target bonus) over a block of all of them,
+    without building the block. In the relaxed problem (each offer counted in its primary
+    category) only a customer's best ``per_category`` candidates of each category can be
+    chosen, and among those no category can overflow, so the greedy takes her best ``cap`` of
+    them, best first: the same values added in the same order as ``respond``.
+    """
+    n = rows.shape[0]
+    totals = np.zeros(n)
+    n_categories = int(primary.max(initial=-1)) + 1
+    _best_totals(np.asarray(rows, dtype=np.int64), *arrays["csr"], arrays["has_history"],
+                 arrays["heuristic"], arrays["coef"], arrays["rate"], arrays["customer_part"],
+                 arrays["offer_part"], arrays["ds"], arrays["depth"], arrays["weights"],
+                 arrays["shape"], arrays["sensitivity"], arrays["worth"], arrays["clv"],
+                 np.ascontiguousarray(allowed, dtype=np.bool_), np.asarray(primary, np.int64),
+                 max(n_categories, 1), -1 if per_category is None else int(per_category),
+                 np.asarray(cap, dtype=np.int64), np.asarray(budget_price, float),
+                 np.asarray(count_price, float), float(global_price),
+                 np.asarray(discount, float), totals)
+    return totals
+
+
+@nb.njit(**_JIT)
+def _virtual_totals(reduced, offer, cap, primary, per_category, top_value, top_category, residual,
+                    totals, virtual):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    top = top_value.shape[1]
+    size = slots + top + 1
+    val = np.empty(size)
+    cat = np.empty(size, dtype=np.int64)
+    copies = np.empty(size, dtype=np.int64)
+    is_virtual = np.empty(size, dtype=np.bool_)
+    most = 1
+    for i in range(n):
+        most = max(most, cap[i])
+    held = np.empty(most, dtype=np.int64)
+    for i in range(n):
+        c = cap[i]
+        items = 0
+        for s in range(slots):
+            o = offer[i, s]
+            if o >= 0 and reduced[i, s] > 0:
+                val[items] = reduced[i, s]
+                cat[items] = primary[o] if per_category >= 0 else -1
+                copies[items] = 1
+                is_virtual[items] = False
+                items += 1
+        for t in range(top):
+            if top_value[i, t] > 0:
+                val[items] = top_value[i, t]
+                cat[items] = top_category[i, t] if per_category >= 0 else -1
+                copies[items] = min(per_category, c) if per_category >= 0 else c
+                is_virtual[items] = True
+                items += 1
+        if residual[i] > 0:
+            val[items] = residual[i]
+            cat[items] = -1
+            copies[items] = c
+            is_virtual[items] = True
+            items += 1
+        # the greedy of the laminar matroid (cap in all, per_category in each category)
+        taken = 0
+        total = 0.0
+        used = False
+        while taken < c:
+            best = -1
+            best_val = 0.0
+            for q in range(items):
+                if copies[q] > 0 and val[q] > best_val:
+                    best = q
+                    best_val = val[q]
+            if best < 0:
+                break
+            k = cat[best]
+            if k >= 0:
+                inside = 0
+                for h in range(taken):
+                    if held[h] == k:
+                        inside += 1
+                if inside >= per_category:
+                    copies[best] = 0
+                    continue
+            copies[best] -= 1
+            held[taken] = k
+            taken += 1
+            total += best_val
+            used = used or is_virtual[best]
+        totals[i] = total
+        virtual[i] = used
+
+
+def virtual_totals(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, primary: np.ndarray,
+                   per_category: int | None, top_value: np.ndarray, top_category: np.ndarray,
+                   residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer an upper bound on her relaxed best response over ALL her candidates, from
+    her kept ones and what :func:`score_select` recorded about the dropped ones; and whether
+    the bound used a dropped one (else it is her best response over the kept ones, exactly).
+
+    ``reduced``, ``offer``: ``(n, slots)`` reduced values at non-negative prices and offers of
+    the kept candidates (-1: empty slot); ``cap``: ``(n,)``; ``primary``: ``(n_offers,)`` the
+    category each offer counts in (-1: none), ``per_category``: the cap per category (``None``:
+    none); ``top_value``, ``top_category``, ``residual``: from the :class:`Selection`.
+
+    Why it is an upper bound. The relaxed best response (each offer counted in its primary
+    category; :func:`optimizer.solvers.kernels.respond`) maximises the sum of reduced values
+    over sets of at most ``cap`` candidates with at most ``per_category`` in each category: a
+    laminar matroid, on which the greedy (best first, skipping what does not fit) is optimal.
+    Add *virtual* candidates: for each recorded category k, ``min(per_category, cap)`` copies
+    worth ``top_value`` counting in k, and ``cap`` copies worth ``residual`` counting in no
+    category. Every dropped candidate e was live (allowed, value > 0) but not kept; its reduced
+    value at prices >= 0 is at most its value (costs are >= 0), which is at most the recorded
+    value of its category if that category is recorded, else at most ``residual``. Take an
+    optimal set S over all candidates; replace each dropped member by a distinct virtual copy
+    (S holds at most ``min(per_category, cap)`` members of one category and at most ``cap`` in
+    all, so copies suffice): the new set keeps every category count and the total, so it is
+    feasible, and it is worth at least as much. Hence the greedy over kept and virtual
+    candidates is >= the optimum over all candidates. If it took no virtual copy, its value is
+    the optimum over the kept candidates, which is <= the optimum over all: the two are equal.
+    """
+    n = offer.shape[0]
+    totals = np.zeros(n)
+    virtual = np.zeros(n, dtype=np.bool_)
+    _virtual_totals(np.ascontiguousarray(reduced, dtype=np.float64), np.ascontiguousarray(offer),
+                    np.asarray(cap, dtype=np.int64), np.asarray(primary, dtype=np.int64),
+                    -1 if per_category is None else int(per_category),
+                    np.ascontiguousarray(top_value, dtype=np.float64),
+                    np.asarray(top_category, dtype=np.int64),
+                    np.asarray(residual, dtype=np.float64), totals, virtual)
+    return totals, virtual
