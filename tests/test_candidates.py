@@ -1,0 +1,210 @@
+"""The compiled scoring of the affinity path and the cheap bound over all candidates.
+
+* ``AffinityModel.select`` keeps, byte for byte, the pairs that ``block_from_candidates`` keeps
+  from ``AffinityModel.score`` (fitted propensity with response history, and the heuristic);
+* ``best_totals`` is ``kernels.respond``'s relaxed best response over a block of all candidates;
+* ``virtual_totals`` bounds it from the kept candidates and what was dropped, exactly when it
+  takes nothing dropped;
+* the run's ``bound_all_candidates`` equals the full re-scoring bound and holds the optimum over
+  all candidates (exact model), and runs are byte-identical on 1 and 2 threads.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimizer.candidates import best_totals, virtual_totals
+from optimizer.config import load_scenario
+from optimizer.eligibility import compile_rules, customer_caps
+from optimizer.features import offer_categories
+from optimizer.pipeline import _chunks, run_scenario
+from optimizer.problem import block_from_candidates, block_from_pairs, offer_data
+from optimizer.scoring import fit_scoring
+from optimizer.solvers import kernels
+from optimizer.solvers.exact import solve_exact
+from optimizer.solvers.lagrangian import dual_bound
+from optimizer.synthetic import write_demo_data
+from optimizer.validate import load_inputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from random_world import run_with_problem  # noqa: E402
+from tiny_world import tree_bytes, write_scenario  # noqa: E402
+
+RULES = {"max_offers_per_customer": 3, "max_offers_per_category": 1, "cooldown_weeks": 4,
+         "global_budget": 60.0, "sensitive_categories": ["INFANT FORMULA"]}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cand") / "data"
+    write_demo_data(folder, customers=400, offers=30, seed=7)
+    return folder
+
+
+def _scenario(root: Path, data: Path, keep: int, threads: int = 1, chunk: int = 150,
+              rules: dict | None = None):
+    path = write_scenario(root / "scenario.toml", data=str(data), output="run",
+                          rules=rules or RULES,
+                          solver={"polish_pairs": 0, "threads": threads, "chunk_size": chunk},
+                          extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n")
+    return load_scenario(path)
+
+
+@pytest.fixture(scope="module")
+def fitted(data, tmp_path_factory):
+    scenario = _scenario(tmp_path_factory.mktemp("fit"), data, keep=4)
+    inputs = load_inputs(scenario.data)
+    cats = offer_categories(inputs)
+    offers = offer_data(inputs.offers, cats.table, cats.names, 1.0)
+    model = fit_scoring(inputs, scenario, cats, scenario.week).model
+    rules = compile_rules(inputs, scenario.rules, scenario.week, cats)
+    caps, _ = customer_caps(inputs, scenario.rules, scenario.week)
+    return scenario, inputs, offers, model, rules, caps
+
+
+def _reference(model, customers, allowed, keep, offers, caps):
+    p, value = model.score(int(customers[0]), int(customers[-1]) + 1)
+    offer = np.broadcast_to(np.arange(offers.n_offers, dtype=np.int64), p.shape)
+    return block_from_candidates(customers, offer, p, value, allowed, offers.discount,
+                                 caps[customers], keep=keep), p, value
+
+
+@pytest.mark.parametrize("heuristic", [False, True])
+@pytest.mark.parametrize("keep", [1, 4, 30])
+def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
+    scenario, inputs, offers, model, rules, caps = fitted
+    assert model.propensity_ is not None and model.history_ is not None
+    if heuristic:
+        model = _heuristic(model)
+    primary = offers.categories[:, 0]
+    for start, stop in _chunks(inputs.n_customers, 170):
+        customers = np.arange(start, stop, dtype=np.int64)
+        offer = np.broadcast_to(np.arange(offers.n_offers, dtype=np.int64),
+                                (customers.size, offers.n_offers))
+        allowed = rules.reasons(customers, offer)
+        allowed = ~np.any(list(allowed.values()), axis=0)
+        ref, p, value = _reference(model, customers, allowed, keep, offers, caps)
+        kept = model.select(customers, allowed, keep, primary, top=2)
+        got = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
+                               offers.discount, caps[customers])
+        for name in ("offer", "value", "cost", "p_redeem", "cap"):
+            assert np.array_equal(getattr(got, name), getattr(ref, name)), name
+        # what was dropped: its largest value is the (keep + 1)-th largest live value
+        live = np.where(allowed & (value > 0), value, -np.inf)
+        if keep < offers.n_offers:
+            expect = np.maximum(-np.partition(-live, keep, axis=1)[:, keep], 0.0)
+            got_max = np.maximum(kept.top_value.max(axis=1, initial=0.0), kept.residual)
+            assert np.array_equal(got_max, expect)
+
+
+def _heuristic(model):
+    clone = type(model)(model.settings, model.objective)
+    clone.__dict__.update({k: v for k, v in model.__dict__.items() if k != "_kernel_shared"})
+    clone.propensity_ = None
+    return clone
+
+
+def _prices(rng, n_offers, scale):
+    return (rng.random(n_offers) * scale * (rng.random(n_offers) < 0.6),
+            rng.random(n_offers) * scale * 0.05 * (rng.random(n_offers) < 0.5),
+            float(rng.random() * scale * 0.2))
+
+
+@pytest.mark.parametrize("per_category", [1, 2, None])
+def test_best_totals_and_virtual_bound_match_the_greedy_over_all_candidates(fitted, per_category):
+    scenario, inputs, offers, model, rules, caps = fitted
+    rng = np.random.default_rng(3)
+    primary = offers.categories[:, 0]
+    zero = np.zeros(offers.n_offers)
+    resp_primary = primary if per_category is not None else np.full_like(primary, -1)
+    customers = np.arange(inputs.n_customers, dtype=np.int64)
+    offer = np.broadcast_to(np.arange(offers.n_offers, dtype=np.int64),
+                            (customers.size, offers.n_offers))
+    allowed = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
+    every, _, _ = _reference(model, customers, allowed, None, offers, caps)
+    cap = np.minimum(caps, 3) + rng.integers(0, 2, caps.size)  # some caps of 4
+    for scale in (0.0, 0.5, 3.0):
+        budget, count, glob = _prices(rng, offers.n_offers, scale)
+        full = kernels.respond(every.value, every.cost, every.offer, cap, budget, count, glob,
+                               zero, resp_primary, per_category)[1]
+        got = best_totals(model.kernel_arrays(customers), customers, allowed, primary,
+                          per_category, cap, budget, count, glob, offers.discount)
+        assert np.array_equal(got, full)
+        for keep, top in ((1, 0), (3, 1), (6, 8)):
+            kept = model.select(customers, allowed, keep, primary,
+                                top if per_category is not None else 0)
+            block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem,
+                                     kept.value, offers.discount, cap)
+            reduced = kernels.reduced_values(block.value, block.cost, block.offer, budget,
+                                             count, glob, zero)
+            bound, used = virtual_totals(reduced, block.offer, cap, primary, per_category,
+                                         kept.top_value, kept.top_category, kept.residual)
+            assert (bound >= full - 1e-12).all()
+            assert np.allclose(bound[~used], full[~used], rtol=1e-12, atol=0)
+            # and over the kept candidates alone it is their best response
+            kept_only = kernels.respond(block.value, block.cost, block.offer, cap, budget,
+                                        count, glob, zero, resp_primary, per_category)[1]
+            assert np.allclose(bound[~used], kept_only[~used], rtol=1e-12, atol=0)
+            assert used.any() or np.allclose(full, kept_only)
+
+
+def _full_rescoring_bound(model, inputs, rules, caps, problem, solution, chunk):
+    """The bound as it was computed before: every chunk re-scored, every eligible pair."""
+    def blocks():
+        for start, stop in _chunks(inputs.n_customers, chunk):
+            customers = np.arange(start, stop, dtype=np.int64)
+            p, value = model.score(start, stop)
+            offer = np.broadcast_to(np.arange(inputs.n_offers, dtype=np.int64), p.shape)
+            eligible = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
+            yield block_from_candidates(customers, offer, p, value, eligible,
+                                        problem.offers.discount, caps[start:stop])
+    return dual_bound(problem, solution.prices, blocks())
+
+
+@pytest.mark.parametrize("keep", [1, 2, 5])
+def test_bound_all_candidates_is_the_full_rescoring_bound(data, tmp_path, keep, fitted):
+    _, inputs, _, model, rules, caps = fitted
+    scenario = _scenario(tmp_path, data, keep=keep)
+    result, problem = run_with_problem(scenario, write=False)
+    report = result.manifest["candidates"]
+    # the same fit as the fixture's (same inputs, same seed)
+    reference = _full_rescoring_bound(model, inputs, rules, caps, problem, result.solution,
+                                      scenario.solver.chunk_size)
+    assert report["bound_all_candidates"] == pytest.approx(reference, rel=1e-12)
+    assert report["bound_all_candidates"] >= result.bound - 1e-9
+    assert 0 < report["customers_rescored"] <= inputs.n_customers
+
+
+def test_bound_all_candidates_holds_the_optimum_over_all_candidates(tmp_path):
+    folder = tmp_path / "data"
+    write_demo_data(folder, customers=50, offers=10, seed=11)
+    rules = {**RULES, "max_offers_per_customer": 2, "global_budget": 25.0}
+    truncated, _ = run_with_problem(_scenario(tmp_path / "few", folder, keep=2, chunk=20,
+                                              rules=rules), write=False)
+    full, problem = run_with_problem(_scenario(tmp_path / "all", folder, keep=10, chunk=20,
+                                               rules=rules), write=False)
+    best = solve_exact(problem, time_limit_s=60)
+    assert best.status == "optimal"
+    report = truncated.manifest["candidates"]
+    assert report["bound_all_candidates"] >= best.objective - 1e-6 * max(1.0, best.objective)
+    assert report["pairs"] < full.manifest["candidates"]["pairs"]
+
+
+def test_runs_are_byte_identical_on_one_and_two_threads(data, tmp_path):
+    trees = []
+    for threads in (1, 2):
+        root = tmp_path / f"t{threads}"
+        scenario = _scenario(root, data, keep=4, threads=threads, chunk=90)
+        result = run_scenario(scenario)
+        trees.append((tree_bytes(result.output), result.manifest))
+    (a, ma), (b, mb) = trees
+    assert set(a) == set(b)
+    for name in a:
+        if name not in ("manifest.json", "report.html"):  # these hold timings and the scenario
+            assert a[name] == b[name], name
+    for key in ("objective", "upper_bound", "gap", "candidates", "eligibility_audit",
+                "candidate_pairs"):
+        assert ma[key] == mb[key], key
