@@ -103,7 +103,8 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
     """Candidate blocks from the ``scores`` table: only listed pairs, with their values."""
     scores = inputs.scores
     assert scores is not None  # only called on the scores path
-    table = scores.select("c", "o", "p_redeem", "value")
+    # lazily: an eager select rechunks a table read in row groups (a copy of all of it)
+    table = scores.lazy().select("c", "o", "p_redeem", "value").collect()
     if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
         table = table.sort(["c", "o"])
     c = table.get_column("c").to_numpy()
