@@ -29,7 +29,7 @@ def test_refill_gives_back_the_slot_repair_freed():
     chosen = [np.array([[False, True]])]
     repair(problem, chosen)
     assert not chosen[0].any()
-    refill(problem, chosen, [Prices.zeros(2).reduced_values(b) for b in problem.blocks])
+    refill(problem, chosen, Prices.zeros(2))
     assert chosen[0].tolist() == [[True, False]]
 
 
@@ -37,6 +37,6 @@ def test_refill_respects_budgets_and_the_global_budget():
     problem = _problem(budget=[0.05, np.inf, np.inf], value=[0.9, 0.5, 0.4],
                        cost=[0.06, 0.3, 0.2], cap=3, global_budget=0.25)
     chosen = [np.zeros((1, 3), dtype=bool)]
-    refill(problem, chosen, [Prices.zeros(3).reduced_values(b) for b in problem.blocks])
+    refill(problem, chosen, Prices.zeros(3))
     # offer 0 is over its own budget, offer 1 over the global budget: only offer 2 fits
     assert chosen[0].tolist() == [[False, False, True]]

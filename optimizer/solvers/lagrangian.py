@@ -168,22 +168,22 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     offers = problem.offers
     multi = offers.multi_category
 
-    def respond(item: tuple[CandidateBlock, np.ndarray, ExactChoice | None]
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def respond(item: tuple[CandidateBlock, np.ndarray, ExactChoice | None]) -> np.ndarray:
         block, relaxed, exact = item
-        target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
-                                         prices.count, prices.global_budget, target)
         if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
             if exact is None:
-                exact = _exact(problem, block, reduced)
+                target = (prices.target if prices.target is not None
+                          else np.zeros(offers.n_offers))
+                exact = _exact(problem, block, kernels.reduced_values(
+                    block.value, block.cost, block.offer, prices.budget, prices.count,
+                    prices.global_budget, target))
             relaxed = exact.chosen
-        return relaxed.copy(), reduced
+        return relaxed.copy()
 
-    pairs = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
-    chosen, priorities = [p[0] for p in pairs], [p[1] for p in pairs]
+    chosen = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
     kept = repair(problem, chosen)
-    refill(problem, chosen, priorities, kept)
+    # refill ranks candidates by their reduced values at these prices, target bonus included
+    refill(problem, chosen, prices, kept)
     objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
                       ) if chosen else 0.0
     return chosen, objective

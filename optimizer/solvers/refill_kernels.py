@@ -54,8 +54,8 @@ def _key_of(keys, first, n_keys, cat):  # pragma: no cover - compiled
 
 
 @nb.njit(**_JIT)
-def _pool_entries(offer, value, cost, priority, chosen, cap, open_offer, fits, categories,
-                  per_category, depth):  # pragma: no cover - compiled
+def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, glob, bonus,
+                  open_offer, fits, categories, per_category, depth):  # pragma: no cover
     n, slots = offer.shape
     width = categories.shape[1] if per_category >= 0 else 0
     max_cap = 0
@@ -94,12 +94,15 @@ def _pool_entries(offer, value, cost, priority, chosen, cap, open_offer, fits, c
         m = 0
         for s in range(slots):
             o = offer[i, s]
-            if (o < 0 or chosen[i, s] or not value[i, s] > 0 or not math.isfinite(priority[i, s])
-                    or not open_offer[o] or cost[i, s] > fits[o] + 1e-12):
+            if (o < 0 or chosen[i, s] or not value[i, s] > 0 or not open_offer[o]
+                    or cost[i, s] > fits[o] + 1e-12):
+                continue
+            p = (value[i, s] - (budget_price[o] + glob) * cost[i, s] - count_price[o]
+                 + bonus[o])
+            if not math.isfinite(p):
                 continue
             if width and not _fits(o, categories, per_category, held, n_held):
                 continue
-            p = priority[i, s]
             if m == depth and not p > best_prio[depth - 1]:
                 continue  # slots come in offer order: an equal priority later loses the tie
             t = min(m, depth - 1)
@@ -127,7 +130,7 @@ def _pool_entries(offer, value, cost, priority, chosen, cap, open_offer, fits, c
             j = m_total + t
             o = offer[i, s]
             e_row[j], e_slot[j], e_owner[j], e_offer[j] = i, s, n_owner, o
-            e_cost[j], e_prio[j] = cost[i, s], priority[i, s]
+            e_cost[j], e_prio[j] = cost[i, s], best_prio[t]
             for w in range(width):
                 cat = categories[o, w]
                 if cat < 0:
@@ -145,12 +148,15 @@ def _pool_entries(offer, value, cost, priority, chosen, cap, open_offer, fits, c
             e_key[:m_total].copy(), owner_left[:n_owner].copy(), key_count[:n_keys].copy())
 
 
-def pool_entries(offer: np.ndarray, value: np.ndarray, cost: np.ndarray, priority: np.ndarray,
-                 chosen: np.ndarray, cap: np.ndarray, open_offer: np.ndarray, fits: np.ndarray,
-                 categories: np.ndarray, per_category: int | None, depth: int
+def pool_entries(offer: np.ndarray, value: np.ndarray, cost: np.ndarray, chosen: np.ndarray,
+                 cap: np.ndarray, budget_price: np.ndarray, count_price: np.ndarray,
+                 global_price: float, bonus: np.ndarray, open_offer: np.ndarray,
+                 fits: np.ndarray, categories: np.ndarray, per_category: int | None, depth: int
                  ) -> tuple[np.ndarray, ...]:
     """A block's refill pool, flat: each customer with a free slot, her best ``depth`` candidates.
 
+    Candidates are ranked by their priority, the reduced value ``value - (budget_price +
+    global_price) * cost - count_price + bonus`` (computed here: no per-block array of it).
     A candidate qualifies when it is not chosen, has a positive value and a finite priority, its
     offer is open, its cost fits ``fits[offer]``, and (with ``per_category``) every one of its
     categories is below the cap given her chosen offers. Entries come customer by customer, each
@@ -160,8 +166,9 @@ def pool_entries(offer: np.ndarray, value: np.ndarray, cost: np.ndarray, priorit
     many chosen offers of that customer fall in entry ``j``'s ``w``-th category), -1 where the
     offer has no such category; without ``per_category`` it has no columns.
     """
-    return _pool_entries(offer, value, cost, priority, chosen, cap.astype(np.int64, copy=False),
-                         open_offer, fits, categories.astype(np.int64, copy=False),
+    return _pool_entries(offer, value, cost, chosen, cap.astype(np.int64, copy=False),
+                         budget_price, count_price, float(global_price), bonus, open_offer, fits,
+                         categories.astype(np.int64, copy=False),
                          -1 if per_category is None else int(per_category), depth)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..problem import AssignmentProblem
+from ..problem import AssignmentProblem, Prices
 from . import refill_kernels
 
 _REFILL_ROUNDS = 8
@@ -152,15 +152,17 @@ class _Pool:
     cat_count: np.ndarray
 
 
-def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list[np.ndarray],
+def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
           open_offer: np.ndarray, fits: np.ndarray) -> _Pool | None:
     """Each customer with a free slot and her best few candidates that could still be added."""
     offers = problem.offers
     depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
-    parts = [refill_kernels.pool_entries(block.offer, block.value, block.cost, prio, mask,
-                                         block.cap, open_offer, fits, offers.categories,
+    bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+    parts = [refill_kernels.pool_entries(block.offer, block.value, block.cost, mask, block.cap,
+                                         prices.budget, prices.count, prices.global_budget,
+                                         bonus, open_offer, fits, offers.categories,
                                          problem.max_per_category, depth)
-             for block, mask, prio in zip(problem.blocks, chosen, priorities)]
+             for block, mask in zip(problem.blocks, chosen)]
     sizes = np.array([p[0].size for p in parts], dtype=np.int64)
     if not parts or sizes.sum() == 0:
         return None
@@ -176,12 +178,12 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], priorities: list
                  np.concatenate([p[7] for p in parts]), np.concatenate([p[8] for p in parts]))
 
 
-def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
-           priorities: list[np.ndarray], kept: ChosenPairs | None = None) -> None:
+def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
+           kept: ChosenPairs | None = None) -> None:
     """Give free slots and leftover budget back to customers, best candidates first.
 
-    ``priorities[b]`` ranks block ``b``'s candidates (higher first), for example reduced values
-    under the final prices; only candidates of positive value are ever added. ``kept``: the
+    Candidates are ranked by their reduced values at ``prices`` (target bonus included), higher
+    first; only candidates of positive value are ever added. ``kept``: the
     chosen pairs as :func:`repair` returned them (gathered here when not given). The candidates
     that could be added are gathered once into a pool (each customer's best few); every round
     then works on the pool alone.
@@ -195,7 +197,7 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray],
     open_offer = (count_left >= 1) & (budget_left > 0)
     if global_left <= 0 or not open_offer.any():
         return
-    pool = _pool(problem, chosen, priorities, open_offer, np.minimum(budget_left, global_left))
+    pool = _pool(problem, chosen, prices, open_offer, np.minimum(budget_left, global_left))
     if pool is None:
         return
     taken = refill_kernels.refill_rounds(pool.owner, pool.offer, pool.cost, pool.priority,
