@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -178,23 +177,29 @@ def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
            if per_category is not None and scenario.affinity.bound_all_candidates else 0)
     n_offers = inputs.n_offers
     model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before the threads
-    audit = threading.Lock()  # rules.allowed adds to the eligibility audit
 
-    def chunk(bounds: tuple[int, int]) -> tuple[CandidateBlock, _Dropped]:
+    def chunk(bounds: tuple[int, int]) -> tuple[CandidateBlock, _Dropped, dict[str, int]]:
         start, stop = bounds
         customers = np.arange(start, stop, dtype=np.int64)
         offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (stop - start, n_offers))
-        with audit:
-            allowed = rules.allowed(customers, offer)
+        # the chunk's own audit (rules.allowed adds to it), added to the run's in chunk order
+        own = replace(rules, audit={name: 0 for name in rules.audit})
+        allowed = own.allowed(customers, offer)
         kept = model.select(customers, allowed, keep, primary, top)
         del allowed
         block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
                                  offers.discount, caps[start:stop])
         return block, _Dropped(kept.top_value, kept.top_category.astype(np.int32),
-                               kept.residual)
-    out = list(_in_order(chunk, _chunks(inputs.n_customers, scenario.solver.chunk_size),
-                         _threads(scenario)))
-    return [b for b, _ in out], [d for _, d in out]
+                               kept.residual), own.audit
+    blocks, dropped = [], []
+    for block, drop, audit in _in_order(chunk, _chunks(inputs.n_customers,
+                                                       scenario.solver.chunk_size),
+                                        _threads(scenario)):
+        blocks.append(block)
+        dropped.append(drop)
+        for name, count in audit.items():
+            rules.audit[name] += count
+    return blocks, dropped
 
 
 # customers re-scored over every offer at a time in the bound over all candidates
