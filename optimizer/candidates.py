@@ -406,10 +406,25 @@ def best_totals(arrays: dict, rows: np.ndarray, allowed: np.ndarray, primary: np
     return totals
 
 
+@nb.njit(nogil=True)
+def _at_prices(value, clv, kappa, mu, members, lo, hi):  # pragma: no cover - compiled
+    """The largest reduced value a candidate of value <= ``value`` of an offer in
+    ``members[lo:hi]`` can have: ``max_j value * max(1 - kappa_j / clv, 0) - mu_j``, plus a
+    rounding allowance."""
+    best = -np.inf
+    for x in range(lo, hi):
+        j = members[x]
+        factor = 1.0 - kappa[j] / clv if clv > 0 else 0.0
+        best = max(best, value * max(factor, 0.0) - mu[j])
+    return best + 1e-9 * value
+
+
 @nb.njit(**_JIT)
 def _virtual_totals(reduced, offer, cap, primary, per_category, top_value, top_category, residual,
-                    totals, virtual):  # pragma: no cover - compiled
+                    clv, kappa, mu, members, group, totals, virtual):  # pragma: no cover
     n, slots = offer.shape
+    tighten = kappa.shape[0] > 0
+    m = members.shape[0]
     top = top_value.shape[1]
     size = slots + top + 1
     val = np.empty(size)
@@ -434,12 +449,21 @@ def _virtual_totals(reduced, offer, cap, primary, per_category, top_value, top_c
         for t in range(top):
             if top_value[i, t] > 0:
                 val[items] = top_value[i, t]
-                cat[items] = top_category[i, t] if per_category >= 0 else -1
+                k = top_category[i, t]
+                if tighten:
+                    val[items] = _at_prices(val[items], clv[i], kappa, mu, members, group[k],
+                                            group[k + 1])
+                    if not val[items] > 0:
+                        continue
+                cat[items] = k if per_category >= 0 else -1
                 copies[items] = min(per_category, c) if per_category >= 0 else c
                 is_virtual[items] = True
                 items += 1
         if residual[i] > 0:
             val[items] = residual[i]
+            if tighten:
+                val[items] = _at_prices(val[items], clv[i], kappa, mu, members, 0, m)
+        if residual[i] > 0 and val[items] > 0:
             cat[items] = -1
             copies[items] = c
             is_virtual[items] = True
@@ -477,7 +501,9 @@ def _virtual_totals(reduced, offer, cap, primary, per_category, top_value, top_c
 
 def virtual_totals(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, primary: np.ndarray,
                    per_category: int | None, top_value: np.ndarray, top_category: np.ndarray,
-                   residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   residual: np.ndarray, prices: tuple[np.ndarray, np.ndarray, float] | None = None,
+                   worth: np.ndarray | None = None, discount: np.ndarray | None = None,
+                   clv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per customer an upper bound on her relaxed best response over ALL her candidates, from
     her kept ones and what :func:`score_select` recorded about the dropped ones; and whether
     the bound used a dropped one (else it is her best response over the kept ones, exactly).
@@ -502,14 +528,44 @@ def virtual_totals(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, prim
     feasible, and it is worth at least as much. Hence the greedy over kept and virtual
     candidates is >= the optimum over all candidates. If it took no virtual copy, its value is
     the optimum over the kept candidates, which is <= the optimum over all: the two are equal.
+
+    Tighter with the ``prices`` ``(budget, count, global)`` that made ``reduced`` (with the
+    offers' ``worth`` and ``discount`` and the customers' ``clv`` factor, the model's): a
+    candidate of offer j has value ``v = p worth_j clv`` and cost ``p discount_j``, so its
+    reduced value is ``v (1 - kappa_j / clv) - count_j`` with ``kappa_j = (budget_j + global)
+    discount_j / worth_j``; for ``v <= V`` that is at most ``V max(1 - kappa_j / clv, 0) -
+    count_j``. A virtual candidate is worth the largest of these over the offers of its category
+    (over all offers for ``residual``), plus 1e-9 V for rounding, and is left out when that is
+    not positive (then no dropped candidate it stands for has a positive reduced value).
     """
     n = offer.shape[0]
     totals = np.zeros(n)
     virtual = np.zeros(n, dtype=np.bool_)
+    primary = np.asarray(primary, dtype=np.int64)
+    n_categories = int(primary.max(initial=-1)) + 1
+    if prices is None:
+        kappa = mu = np.zeros(0)
+        members = np.zeros(0, dtype=np.int64)
+        group = np.zeros(n_categories + 1, dtype=np.int64)
+        clv = np.zeros(n)
+    else:
+        budget, count, glob = prices
+        assert worth is not None and discount is not None and clv is not None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = np.where(worth > 0, (budget + glob) * discount / worth, np.inf)
+        live = np.flatnonzero(worth > 0)  # offers of no worth never have a candidate
+        members = live[np.argsort(primary[live], kind="stable")]
+        group = np.searchsorted(primary[members], np.arange(n_categories + 1)).astype(np.int64)
+        # members[group[k]:group[k + 1]] are the offers of primary category k; the ones without
+        # a category come first, below group[0], and only the residual (all offers) covers them
+        mu = np.asarray(count, dtype=np.float64)
+        kappa = np.asarray(kappa, dtype=np.float64)
+        clv = np.asarray(clv, dtype=np.float64)
     _virtual_totals(np.ascontiguousarray(reduced, dtype=np.float64), np.ascontiguousarray(offer),
                     np.asarray(cap, dtype=np.int64), np.asarray(primary, dtype=np.int64),
                     -1 if per_category is None else int(per_category),
                     np.ascontiguousarray(top_value, dtype=np.float64),
                     np.asarray(top_category, dtype=np.int64),
-                    np.asarray(residual, dtype=np.float64), totals, virtual)
+                    np.asarray(residual, dtype=np.float64), clv, kappa, mu, members, group,
+                    totals, virtual)
     return totals, virtual

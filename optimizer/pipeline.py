@@ -232,8 +232,10 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         block, drop = item
         reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
                                          prices.count, prices.global_budget, bonus)
-        totals, virtual = virtual_totals(reduced, block.offer, block.cap, primary, per_category,
-                                         drop.top_value, drop.top_category, drop.residual)
+        totals, virtual = virtual_totals(
+            reduced, block.offer, block.cap, primary, per_category, drop.top_value,
+            drop.top_category, drop.residual, (prices.budget, prices.count, prices.global_budget),
+            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
         del reduced
         positions = np.flatnonzero(virtual)
         for lo in range(0, positions.size, _RESCORE_ROWS):

@@ -140,15 +140,25 @@ def test_best_totals_and_virtual_bound_match_the_greedy_over_all_candidates(fitt
                                      kept.value, offers.discount, cap)
             reduced = kernels.reduced_values(block.value, block.cost, block.offer, budget,
                                              count, glob, zero)
-            bound, used = virtual_totals(reduced, block.offer, cap, primary, per_category,
-                                         kept.top_value, kept.top_category, kept.residual)
-            assert (bound >= full - 1e-12).all()
-            assert np.allclose(bound[~used], full[~used], rtol=1e-12, atol=0)
-            # and over the kept candidates alone it is their best response
             kept_only = kernels.respond(block.value, block.cost, block.offer, cap, budget,
                                         count, glob, zero, resp_primary, per_category)[1]
-            assert np.allclose(bound[~used], kept_only[~used], rtol=1e-12, atol=0)
-            assert used.any() or np.allclose(full, kept_only)
+            loose, loose_used = virtual_totals(reduced, block.offer, cap, primary, per_category,
+                                               kept.top_value, kept.top_category, kept.residual)
+            bound, used = virtual_totals(reduced, block.offer, cap, primary, per_category,
+                                         kept.top_value, kept.top_category, kept.residual,
+                                         (budget, count, glob), model.redemption_worth_,
+                                         offers.discount, model.clv_factor_)
+            for b, u in ((loose, loose_used), (bound, used)):
+                assert (b >= full - 1e-12).all()
+                # where nothing dropped was taken: the kept candidates' best response, exactly
+                assert np.allclose(b[~u], full[~u], rtol=1e-12, atol=0)
+                assert np.allclose(b[~u], kept_only[~u], rtol=1e-12, atol=0)
+                assert u.any() or np.allclose(full, kept_only)
+            # the prices can only tighten it
+            assert (bound <= loose + 1e-9 * np.abs(loose).max(initial=1.0)).all()
+            assert not (used & ~loose_used).any()
+            if scale > 0 and keep == 3:
+                assert used.sum() < loose_used.sum()
 
 
 def _full_rescoring_bound(model, inputs, rules, caps, problem, solution, chunk):
