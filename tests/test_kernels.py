@@ -49,7 +49,7 @@ def test_best_response_and_margins_match_the_numpy_greedy(per_category):
             rng, int(rng.integers(1, 60)), int(rng.integers(1, min(n_offers, 25) + 1)),
             n_offers, int(rng.integers(1, 6)))
         valid = offer >= 0
-        margin = np.full(int(valid.sum()), np.nan)
+        margin = np.full(offer.shape, np.nan)
         chosen, totals = kernels.respond(value, cost, offer, cap, budget, count, glob, bonus,
                                          categories[:, 0], per_category, margin)
         safe = np.maximum(offer, 0)
@@ -60,8 +60,9 @@ def test_best_response_and_margins_match_the_numpy_greedy(per_category):
         np.testing.assert_array_equal(chosen, sel.chosen, err_msg=f"trial {trial}")
         np.testing.assert_allclose(totals, sel.row_totals(reduced), rtol=1e-12, atol=1e-12)
         limits = thresholds(sel, offer, cap, categories, per_category)
-        np.testing.assert_allclose(margin, (value - limits)[valid], rtol=1e-12, atol=1e-12,
-                                   err_msg=f"trial {trial}")
+        np.testing.assert_allclose(margin[valid], (value - limits)[valid], rtol=1e-12,
+                                   atol=1e-12, err_msg=f"trial {trial}")
+        assert np.isnan(margin[~valid]).all()  # empty slots are left alone
         np.testing.assert_allclose(
             kernels.reduced_values(value, cost, offer, budget, count, glob, bonus), reduced)
 
@@ -76,11 +77,35 @@ def test_an_offer_without_category_is_not_capped():
     assert chosen.all()
 
 
+def _as_blocks(rng, offer, cost, margin):
+    """The flat candidates laid out as blocks of customers (random widths and block sizes,
+    empty slots between customers), in the same row-major order."""
+    k = offer.shape[0]
+    per_row = []
+    while sum(per_row) < k:
+        per_row.append(int(min(rng.integers(0, 12), k - sum(per_row))))
+    rows = len(per_row)
+    cuts = np.unique(np.r_[0, np.sort(rng.integers(0, rows + 1, 3)), rows])
+    blocks, at = ([], [], []), 0
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        width = max(per_row[lo:hi], default=0) + int(rng.integers(0, 3))
+        b_offer = np.full((hi - lo, width), -1, dtype=np.int32)
+        b_cost, b_margin = np.zeros((hi - lo, width)), np.full((hi - lo, width), np.nan)
+        for r in range(hi - lo):
+            n = per_row[lo + r]
+            b_offer[r, :n], b_cost[r, :n] = offer[at:at + n], cost[at:at + n]
+            b_margin[r, :n] = margin[at:at + n]
+            at += n
+        for part, arr in zip(blocks, (b_offer, b_cost, b_margin)):
+            part.append(arr)
+    return blocks
+
+
 def test_nothing_over_capacity_means_zero_prices():
-    offer = np.array([0, 0, 1], dtype=np.int32)
-    got = kernels.critical_prices(offer, np.ones(3), np.array([1.0, 2.0, 3.0]), np.zeros(2),
-                                  np.zeros(2), np.array([5.0, np.inf]), np.full(2, np.inf),
-                                  np.inf)
+    offer = np.array([[0, 0, 1]], dtype=np.int32)
+    got = kernels.critical_prices([offer], [np.ones((1, 3))], [np.array([[1.0, 2.0, 3.0]])],
+                                  np.zeros(2), np.zeros(2), np.array([5.0, np.inf]),
+                                  np.full(2, np.inf), np.inf)
     assert (got[0] == 0).all() and got[1] == 0 and (got[2] == 0).all()
 
 
@@ -98,8 +123,8 @@ def test_critical_prices_match_a_plain_sort():
         max_customers = np.where(rng.random(n_offers) < 0.5, np.inf,
                                  rng.integers(1, max(2, k // n_offers), n_offers).astype(float))
         global_budget = float(cost.sum() * rng.random() * 0.5) if rng.random() < 0.7 else np.inf
-        got = kernels.critical_prices(offer, cost, margin, target, count, budget, max_customers,
-                                      global_budget)
+        got = kernels.critical_prices(*_as_blocks(rng, offer, cost, margin), target, count,
+                                      budget, max_customers, global_budget)
         # the reference: the same three steps, each price read off a plain sort
         lifted = margin + target[offer]
         live = lifted > 0

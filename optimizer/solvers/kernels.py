@@ -14,6 +14,7 @@ against a plain sort, and the exact choice against the vectorised enumeration it
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numba as nb
 import numpy as np
@@ -25,6 +26,7 @@ _STRIDE = 61
 _OFFSETS = np.unique(np.round(1.5 ** np.arange(34)).astype(np.int64))[:31]
 _WIDTH = 64  # boundaries per group, padded with -inf: a fixed-depth branch-free search
 _EMPTY_F = np.zeros(0)
+_EMPTY_2D = np.zeros((0, 0))
 _PARTS = 16  # fixed slices of the candidates for the critical-price passes (any core count)
 _PAR = {"cache": True, "nogil": True, "parallel": True}
 
@@ -61,7 +63,6 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
     take_slot = np.empty(slots + 1, dtype=np.int64)
     take_cat = np.empty(slots + 1, dtype=np.int64)
     take_val = np.empty(slots + 1)
-    at = 0  # position in `margin`: valid slots, row-major
     for i in range(n):
         for s in range(slots):
             o = offer[i, s]
@@ -139,8 +140,7 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
                     limit = weakest
                 else:
                     limit = 0.0
-            margin[at] = value[i, s] - limit
-            at += 1
+            margin[i, s] = value[i, s] - limit
 
 
 def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndarray,
@@ -159,9 +159,9 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
         ``value - (budget_price + global_price) * cost - count_price + bonus``.
     primary: ``(n_offers,)`` the category each offer counts in (-1: none).
     per_category: the per-customer per-category cap, or ``None``.
-    margin: optional ``(valid slots,)`` output: per valid slot in row-major order, ``value``
-        minus the reduced value it must beat to be in the best response (the thresholds of
-        :func:`.greedy.thresholds`, over every candidate rather than the examined ones).
+    margin: optional ``(n, slots)`` output: per valid slot, ``value`` minus the reduced value
+        it must beat to be in the best response (the thresholds of :func:`.greedy.thresholds`,
+        over every candidate rather than the examined ones); empty slots are left as they are.
 
     Returns ``(chosen, totals)``: the ``(n, slots)`` greedy choice (exact for the relaxed
     problem: a laminar matroid) and each row's sum of chosen reduced values.
@@ -172,7 +172,7 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
     _respond(value, cost, offer, cap.astype(np.int64, copy=False), budget_price, count_price,
              float(global_price), bonus, primary.astype(np.int64, copy=False),
              -1 if per_category is None else int(per_category), chosen, totals,
-             _EMPTY_F if margin is None else margin)
+             _EMPTY_2D if margin is None else margin)
     return chosen, totals
 
 
@@ -224,30 +224,39 @@ def _candidate(mode, o, c, m, target, count, own, glob, budget_price):  # pragma
 
 
 @nb.njit(inline="always")
-def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
-              capacity):  # pragma: no cover - compiled
+def _critical(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, part_first, samp_block,
+              samp_row, target, count, own, glob, budget_price, capacity):  # pragma: no cover
     # inlined into one kernel per mode below, so that `mode` is a constant the compiler folds
     # out of the candidate loops (a run-time mode made every pass twice as slow)
     n_groups = capacity.shape[0]
     single = mode == 1
     price = np.zeros(n_groups)
-    k = offer.shape[0]
-    # 1. a systematic sample of the candidates, sorted by (group, critical price descending)
-    s_group = np.empty(k // _STRIDE + 1, dtype=np.int64)
-    s_crit = np.empty(k // _STRIDE + 1)
-    s_weight = np.empty(k // _STRIDE + 1)
+    # 1. the candidates of every _STRIDE-th customer, sorted by (group, critical price
+    # descending): each stands for _STRIDE candidates
+    room = 0
+    for q in range(samp_block.shape[0]):
+        room += offers[samp_block[q]].shape[1]
+    s_group = np.empty(room, dtype=np.int64)
+    s_crit = np.empty(room)
+    s_weight = np.empty(room)
     n_s = 0
-    for i in range(0, k, _STRIDE):
-        g = 0 if single else offer[i]
-        if not math.isfinite(capacity[g]):
-            continue
-        crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
-                             budget_price)
-        if crit > 0 and w > 0:
-            s_group[n_s] = g
-            s_crit[n_s] = crit
-            s_weight[n_s] = w
-            n_s += 1
+    for q in range(samp_block.shape[0]):
+        b, i = samp_block[q], samp_row[q]
+        off, cst, mar = offers[b], costs[b], margins[b]
+        for s in range(off.shape[1]):
+            o = off[i, s]
+            if o < 0:
+                continue
+            g = 0 if single else o
+            if not math.isfinite(capacity[g]):
+                continue
+            crit, w = _candidate(mode, o, cst[i, s], mar[i, s], target, count, own, glob,
+                                 budget_price)
+            if crit > 0 and w > 0:
+                s_group[n_s] = g
+                s_crit[n_s] = crit
+                s_weight[n_s] = w
+                n_s += 1
     s_group, s_crit, s_weight = s_group[:n_s], s_crit[:n_s], s_weight[:n_s]
     order = np.argsort(-s_crit, kind="mergesort")
     order = order[np.argsort(s_group[order], kind="mergesort")]
@@ -281,24 +290,32 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
         n_bounds[g] = positions.shape[0]
         at = end
     # 3. one pass: each group's weight and number of candidates per bucket, in _PARTS fixed
-    # slices of the candidates on all cores; the slices' sums are added in slice order, so the
-    # prices do not depend on the number of cores
-    part_mass = np.zeros((_PARTS, n_groups, _WIDTH))
-    part_tally = np.zeros((_PARTS, n_groups, _WIDTH), dtype=np.int64)
-    for part in nb.prange(_PARTS):
-        for i in range(part * k // _PARTS, (part + 1) * k // _PARTS):
-            g = 0 if single else offer[i]
-            if not math.isfinite(capacity[g]):
-                continue
-            crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
-                                 budget_price)
-            if crit > 0 and w > 0:
-                b = _bucket_of(bounds, g, crit)
-                part_mass[part, g, b] += w
-                part_tally[part, g, b] += 1
+    # ranges of customers on all cores; the parts' sums are added in part order, so the prices
+    # depend neither on the number of cores nor on the chunking
+    n_parts = part_first.shape[0] - 1
+    part_mass = np.zeros((n_parts, n_groups, _WIDTH))
+    part_tally = np.zeros((n_parts, n_groups, _WIDTH), dtype=np.int64)
+    for part in nb.prange(n_parts):
+        for sg in range(part_first[part], part_first[part + 1]):
+            b = seg_block[sg]
+            off, cst, mar = offers[b], costs[b], margins[b]
+            for i in range(seg_lo[sg], seg_hi[sg]):
+                for s in range(off.shape[1]):
+                    o = off[i, s]
+                    if o < 0:
+                        continue
+                    g = 0 if single else o
+                    if not math.isfinite(capacity[g]):
+                        continue
+                    crit, w = _candidate(mode, o, cst[i, s], mar[i, s], target, count, own,
+                                         glob, budget_price)
+                    if crit > 0 and w > 0:
+                        bucket = _bucket_of(bounds, g, crit)
+                        part_mass[part, g, bucket] += w
+                        part_tally[part, g, bucket] += 1
     mass = np.zeros((n_groups, _WIDTH))
     tally = np.zeros((n_groups, _WIDTH), dtype=np.int64)
-    for part in range(_PARTS):
+    for part in range(n_parts):
         mass += part_mass[part]
         tally += part_tally[part]
     # 4. per group over its capacity, the bucket where the weight above first exceeds it
@@ -309,11 +326,11 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
         if not mass[g].sum() > capacity[g]:
             continue
         above = 0.0
-        for b in range(n_bounds[g] + 1):
-            if above + mass[g, b] > capacity[g]:
-                crossing[g] = b
+        for bucket in range(n_bounds[g] + 1):
+            if above + mass[g, bucket] > capacity[g]:
+                crossing[g] = bucket
                 break
-            above += mass[g, b]
+            above += mass[g, bucket]
         if crossing[g] < 0:  # rounding: over in total, not bucket by bucket; sort the last
             crossing[g] = n_bounds[g]
             above -= mass[g, n_bounds[g]]
@@ -332,54 +349,66 @@ def _critical(mode, offer, cost, margin, target, count, own, glob, budget_price,
             bottom[g] = bounds[g, crossing[g]]
     crits = np.empty(start[-1])
     weights = np.empty(start[-1])
-    # each slice writes its own stretch of every group's range, so the collected order is the
+    # each part writes its own stretch of every group's range, so the collected order is the
     # candidates' order whatever the number of cores
-    part_fill = np.empty((_PARTS, n_groups), dtype=np.int64)
+    part_fill = np.empty((n_parts, n_groups), dtype=np.int64)
     for g in range(n_groups):
         at = start[g]
-        for part in range(_PARTS):
+        for part in range(n_parts):
             part_fill[part, g] = at
             if crossing[g] >= 0:
                 at += part_tally[part, g, crossing[g]]
-    for part in nb.prange(_PARTS):
+    for part in nb.prange(n_parts):
         fill = part_fill[part]
-        for i in range(part * k // _PARTS, (part + 1) * k // _PARTS):
-            g = 0 if single else offer[i]
-            if crossing[g] < 0:
-                continue
-            crit, w = _candidate(mode, offer[i], cost[i], margin[i], target, count, own, glob,
-                                 budget_price)
-            if crit > 0 and w > 0 and bottom[g] <= crit < top[g]:
-                crits[fill[g]] = crit
-                weights[fill[g]] = w
-                fill[g] += 1
+        for sg in range(part_first[part], part_first[part + 1]):
+            b = seg_block[sg]
+            off, cst, mar = offers[b], costs[b], margins[b]
+            for i in range(seg_lo[sg], seg_hi[sg]):
+                for s in range(off.shape[1]):
+                    o = off[i, s]
+                    if o < 0:
+                        continue
+                    g = 0 if single else o
+                    if crossing[g] < 0:
+                        continue
+                    crit, w = _candidate(mode, o, cst[i, s], mar[i, s], target, count, own,
+                                         glob, budget_price)
+                    if crit > 0 and w > 0 and bottom[g] <= crit < top[g]:
+                        crits[fill[g]] = crit
+                        weights[fill[g]] = w
+                        fill[g] += 1
     for g in range(n_groups):
         if crossing[g] < 0:
             continue
-        part = crits[start[g]:start[g + 1]]
+        in_bucket = crits[start[g]:start[g + 1]]
         used = fits_above[g]
-        for j in np.argsort(-part, kind="mergesort"):
+        for j in np.argsort(-in_bucket, kind="mergesort"):
             used += weights[start[g] + j]
             if used > capacity[g] * (1 + 1e-12):
-                price[g] = part[j]
+                price[g] = in_bucket[j]
                 break
     return price
 
 
 @nb.njit(**_PAR)
-def _budget_prices(offer, cost, margin, target, count, capacity):  # pragma: no cover
-    return _critical(0, offer, cost, margin, target, count, _EMPTY_F, 0.0, _EMPTY_F, capacity)
+def _budget_prices(offers, costs, margins, seg_block, seg_lo, seg_hi, part_first, samp_block,
+                   samp_row, target, count, capacity):  # pragma: no cover
+    return _critical(0, offers, costs, margins, seg_block, seg_lo, seg_hi, part_first,
+                     samp_block, samp_row, target, count, _EMPTY_F, 0.0, _EMPTY_F, capacity)
 
 
 @nb.njit(**_PAR)
-def _global_price(offer, cost, margin, target, count, own, capacity):  # pragma: no cover
-    return _critical(1, offer, cost, margin, target, count, own, 0.0, _EMPTY_F, capacity)
+def _global_price(offers, costs, margins, seg_block, seg_lo, seg_hi, part_first, samp_block,
+                  samp_row, target, count, own, capacity):  # pragma: no cover
+    return _critical(1, offers, costs, margins, seg_block, seg_lo, seg_hi, part_first,
+                     samp_block, samp_row, target, count, own, 0.0, _EMPTY_F, capacity)
 
 
 @nb.njit(**_PAR)
-def _count_prices(offer, cost, margin, target, count, glob, budget_price,
-                  capacity):  # pragma: no cover
-    return _critical(2, offer, cost, margin, target, count, _EMPTY_F, glob, budget_price,
+def _count_prices(offers, costs, margins, seg_block, seg_lo, seg_hi, part_first, samp_block,
+                  samp_row, target, count, glob, budget_price, capacity):  # pragma: no cover
+    return _critical(2, offers, costs, margins, seg_block, seg_lo, seg_hi, part_first,
+                     samp_block, samp_row, target, count, _EMPTY_F, glob, budget_price,
                      capacity)
 
 
@@ -393,31 +422,68 @@ def _bucket_of(bounds, g, crit):  # pragma: no cover - compiled
     return b
 
 
-def critical_prices(offer: np.ndarray, cost: np.ndarray, margin: np.ndarray,
-                    target: np.ndarray, count_price: np.ndarray, budget: np.ndarray,
-                    max_customers: np.ndarray, global_budget: float
+def _layout(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Parts and sample of the critical-price passes over blocks of ``rows`` customers each.
+
+    Part ``p`` is the customers ``[p N / P, (p + 1) N / P)`` of all ``N``, cut into one segment
+    per block it spans: ``(seg_block, seg_lo, seg_hi)`` with ``part_first`` the first segment
+    of each part. The sample is every ``_STRIDE``-th customer, as ``(block, row)``.
+    """
+    starts = np.r_[0, np.cumsum(rows)]
+    total = int(starts[-1])
+    cuts = np.arange(_PARTS + 1, dtype=np.int64) * total // _PARTS
+    seg_block, seg_lo, seg_hi, part_first = [], [], [], [0]
+    for part in range(_PARTS):  # a loop over parts and blocks, never customers
+        for b in range(rows.shape[0]):
+            lo, hi = max(cuts[part], starts[b]), min(cuts[part + 1], starts[b + 1])
+            if lo < hi:
+                seg_block.append(b)
+                seg_lo.append(lo - starts[b])
+                seg_hi.append(hi - starts[b])
+        part_first.append(len(seg_block))
+    sampled = np.arange(0, total, _STRIDE, dtype=np.int64)
+    samp_block = np.searchsorted(starts, sampled, side="right") - 1
+    as_int = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+    return (as_int(seg_block), as_int(seg_lo), as_int(seg_hi), as_int(part_first),
+            samp_block.astype(np.int64), sampled - starts[samp_block])
+
+
+def critical_prices(offers: Sequence[np.ndarray], costs: Sequence[np.ndarray],
+                    margins: Sequence[np.ndarray], target: np.ndarray, count_price: np.ndarray,
+                    budget: np.ndarray, max_customers: np.ndarray, global_budget: float
                     ) -> tuple[np.ndarray, float, np.ndarray]:
     """Budget, global and ``max_customers`` prices at which each constraint is just met.
 
-    Each candidate (flat ``offer``, ``cost`` and ``margin``: value minus the reduced value it
-    must beat) leaves its customer's best response when its offer's price exceeds its critical
-    price; the smallest price that fits a capacity is read off those (coordinate ascent on each
-    constraint, Zhang et al., WWW 2020). The offers' budget prices are set first, the global
-    price over the candidates they keep, then the count prices at those budget prices.
-    ``target`` is the target bonus per offer, ``count_price`` the current count prices.
+    Each candidate leaves its customer's best response when its offer's price exceeds its
+    critical price; the smallest price that fits a capacity is read off those (coordinate
+    ascent on each constraint, Zhang et al., WWW 2020). The offers' budget prices are set
+    first, the global price over the candidates they keep, then the count prices at those
+    budget prices.
+
+    Parameters
+    ----------
+    offers, costs, margins: per block of customers, ``(n, slots)`` offer indices (-1: empty
+        slot), expected costs, and margins (value minus the reduced value the candidate must
+        beat, as :func:`respond` writes them).
+    target: the target bonus per offer; count_price: the current count prices.
+    budget, max_customers, global_budget: the capacities (``inf``: none).
     """
+    offers = nb.typed.List([np.ascontiguousarray(o, dtype=np.int32) for o in offers])
+    costs = nb.typed.List([np.ascontiguousarray(c, dtype=np.float64) for c in costs])
+    margins = nb.typed.List([np.ascontiguousarray(m, dtype=np.float64) for m in margins])
+    layout = _layout(np.array([o.shape[0] for o in offers], dtype=np.int64))
     own = np.zeros(budget.shape[0])
     if np.isfinite(budget).any():
-        own = _budget_prices(offer, cost, margin, target, count_price, budget)
+        own = _budget_prices(offers, costs, margins, *layout, target, count_price, budget)
     glob = 0.0
     if np.isfinite(global_budget):
-        glob = float(_global_price(offer, cost, margin, target, count_price, own,
+        glob = float(_global_price(offers, costs, margins, *layout, target, count_price, own,
                                    np.array([float(global_budget)]))[0])
     budget_price = np.maximum(own - glob, 0.0)
     count = np.zeros(max_customers.shape[0])
     if np.isfinite(max_customers).any():
-        count = _count_prices(offer, cost, margin, target, count_price, glob, budget_price,
-                              max_customers)
+        count = _count_prices(offers, costs, margins, *layout, target, count_price, glob,
+                              budget_price, max_customers)
     return budget_price, glob, count
 
 

@@ -207,22 +207,26 @@ class _Runner:
             self.pool.shutdown()
 
 
-def _update(problem: AssignmentProblem, prices: Prices, offer: np.ndarray, cost: np.ndarray,
-            margin: np.ndarray, targeted: np.ndarray) -> Prices:
-    """Move every price to its critical value given each candidate's margin ``v - threshold``.
-
-    ``targeted``: indices of the candidates of offers with a ``min_customers`` target (the only
-    ones whose negative margins matter: the target bonus may have to lift them).
-    """
+def _update(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray]) -> Prices:
+    """Move every price to its critical value given each candidate's margin ``v - threshold``
+    (``margins[b]``: block ``b``'s, as the best response wrote them)."""
     offers = problem.offers
     target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+    blocks = problem.blocks
     budget_price, glob, count_price = kernels.critical_prices(
-        offer, cost, margin, target, prices.count, offers.budget, offers.max_customers,
-        problem.global_budget)
-    t_offer = offer[targeted]
-    t_margin = (margin[targeted] - (budget_price[t_offer] + glob) * cost[targeted]
-                - count_price[t_offer])
-    bonus = target_bonus(t_offer, t_margin, offers.min_customers)
+        [b.offer for b in blocks], [b.cost for b in blocks], margins, target, prices.count,
+        offers.budget, offers.max_customers, problem.global_budget)
+    bonus = np.zeros(offers.n_offers)
+    targeted = offers.min_customers > 0
+    if targeted.any():
+        # the candidates of offers with a min_customers target: the only ones whose negative
+        # margins matter (the target bonus may have to lift them)
+        picks = [(b.offer >= 0) & targeted[np.maximum(b.offer, 0)] for b in blocks]
+        t_offer = np.concatenate([b.offer[p] for b, p in zip(blocks, picks)])
+        t_cost = np.concatenate([b.cost[p] for b, p in zip(blocks, picks)])
+        t_margin = np.concatenate([m[p] for m, p in zip(margins, picks)])
+        t_margin = t_margin - (budget_price[t_offer] + glob) * t_cost - count_price[t_offer]
+        bonus = target_bonus(t_offer, t_margin, offers.min_customers)
     return Prices(budget_price, count_price, glob, bonus)
 
 
@@ -348,18 +352,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     anchor, anchor_target, step = prices, None, 1.0
     anchor_use: dict[str, np.ndarray] = {}
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
-    # the candidates never change: flatten their offers and costs once
-    valid_slots = [block.offer >= 0 for block in problem.blocks]
-    all_offer = np.concatenate([b.offer[v] for b, v in zip(problem.blocks, valid_slots)]
-                               ) if problem.blocks else np.zeros(0, dtype=np.int64)
-    all_cost = np.concatenate([b.cost[v] for b, v in zip(problem.blocks, valid_slots)]
-                              ) if problem.blocks else np.zeros(0)
-    targeted = np.flatnonzero(offers.min_customers[all_offer] > 0)
-    # each pass writes every candidate's margin here (block by block, valid slots row-major)
-    margin_flat = np.empty(all_offer.size)
-    ends = np.cumsum([int(v.sum()) for v in valid_slots])
-    margins = [margin_flat[end - int(v.sum()):end] for v, end in zip(valid_slots, ends)]
-    del valid_slots
+    # each pass writes every candidate's margin here, one array per block
+    margins = [np.zeros(block.offer.shape) for block in problem.blocks]
     for iteration in range(1, settings.max_iterations + 1):
         steering = prices.target is not None and bool(prices.target.any())
 
@@ -410,7 +404,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             break
         if improved:
             anchor, anchor_use = prices, use
-            anchor_target = _update(problem, prices, all_offer, all_cost, margin_flat, targeted)
+            anchor_target = _update(problem, prices, margins)
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0

@@ -172,8 +172,8 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     owner = np.concatenate([p[2] + base for p, base in zip(parts, owner_base)])
     cat_key = np.concatenate([np.where(p[6] >= 0, p[6] + base, -1)
                               for p, base in zip(parts, key_base)])
-    row, slot, _, offer, cost, priority = (np.concatenate([p[k] for p in parts])
-                                           for k in range(6))
+    row, slot, offer, cost, priority = (np.concatenate([p[k] for p in parts])
+                                        for k in (0, 1, 3, 4, 5))
     return _Pool(np.r_[0, np.cumsum(sizes)], row, slot, owner, offer, cost, priority, cat_key,
                  np.concatenate([p[7] for p in parts]), np.concatenate([p[8] for p in parts]))
 
