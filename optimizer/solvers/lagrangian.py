@@ -29,6 +29,7 @@ from ..errors import SolverError
 from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from .lp import solve_lp
 from . import kernels
+from .critical import critical_prices
 from .greedy import ExactChoice, select
 from .prices import target_bonus
 from .repair import refill, repair
@@ -207,15 +208,16 @@ class _Runner:
             self.pool.shutdown()
 
 
-def _update(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray]) -> Prices:
+def _update(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
+            run: "_Runner") -> Prices:
     """Move every price to its critical value given each candidate's margin ``v - threshold``
     (``margins[b]``: block ``b``'s, as the best response wrote them)."""
     offers = problem.offers
     target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
     blocks = problem.blocks
-    budget_price, glob, count_price = kernels.critical_prices(
+    budget_price, glob, count_price = critical_prices(
         [b.offer for b in blocks], [b.cost for b in blocks], margins, target, prices.count,
-        offers.budget, offers.max_customers, problem.global_budget)
+        offers.budget, offers.max_customers, problem.global_budget, map_parts=run)
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0
     if targeted.any():
@@ -404,7 +406,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             break
         if improved:
             anchor, anchor_use = prices, use
-            anchor_target = _update(problem, prices, margins)
+            anchor_target = _update(problem, prices, margins, run)
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0

@@ -1,5 +1,5 @@
 """Price updates by coordinate ascent on each constraint's critical price (the prices themselves
-are computed by :func:`.kernels.critical_prices`; the target bonus is here).
+are computed by :func:`.critical.critical_prices`; the target bonus is here).
 
 Given every candidate's *critical price* (the price on its constraint above which the candidate
 leaves its customer's best response, other prices and choices held fixed), the use of a constraint
