@@ -485,9 +485,12 @@ def _check_scores(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
     if inputs.scores is None:
         return []
     out = []
-    table = inputs.scores.select("c", "o", pl.col("p_redeem").alias("table_p_redeem"),
-                                 pl.col("value").alias("table_value"), pl.lit(True).alias("__in"))
-    joined = known.join(table, on=["c", "o"], how="left", maintain_order="left")
+    # lazily: an eager select would first copy the whole (row-group chunked) scores table
+    table = inputs.scores.lazy().select("c", "o", pl.col("p_redeem").alias("table_p_redeem"),
+                                        pl.col("value").alias("table_value"),
+                                        pl.lit(True).alias("__in"))
+    joined = known.lazy().join(table, on=["c", "o"], how="left",
+                               maintain_order="left").collect()
     missing = joined.filter(pl.col("__in").is_null())
     if missing.height:
         out.append(Violation("scores_pair",
