@@ -40,3 +40,19 @@ def test_refill_respects_budgets_and_the_global_budget():
     refill(problem, chosen, Prices.zeros(3))
     # offer 0 is over its own budget, offer 1 over the global budget: only offer 2 fits
     assert chosen[0].tolist() == [[False, False, True]]
+
+
+def test_keep_best_orders_only_the_tail_yet_keeps_what_a_full_sort_keeps():
+    """The global cut sorts only the tail that can spill over: it must keep exactly the
+    candidates the full best-first prefix keeps, ties (by index) included."""
+    from optimizer.solvers.repair import _keep_best, _keep_prefix
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(1, 400))
+        priority = rng.integers(0, 6, n).astype(float) if trial % 2 else rng.random(n)
+        weight = rng.random(n) * (rng.random(n) < 0.9)
+        capacity = float(weight.sum() * rng.choice([0.01, 0.3, 0.9, 0.999, 1.5]))
+        full = _keep_prefix(np.zeros(n, dtype=np.int64), priority, weight, np.array([capacity]))
+        np.testing.assert_array_equal(_keep_best(priority, weight, capacity), full,
+                                      err_msg=f"trial {trial}")

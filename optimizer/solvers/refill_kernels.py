@@ -44,6 +44,24 @@ def chosen_entries(chosen: np.ndarray, offer: np.ndarray, cost: np.ndarray, valu
     return _chosen_entries(chosen, offer, cost, value)
 
 
+@nb.njit(**_JIT)
+def _best_single(group, value, weight, capacity):  # pragma: no cover - compiled
+    best = np.full(capacity.shape[0], -1, dtype=np.int64)
+    for i in range(group.shape[0]):
+        g = group[i]
+        if weight[i] <= capacity[g] * (1 + 1e-12) + 1e-12 and (
+                best[g] < 0 or value[i] > value[best[g]]):
+            best[g] = i
+    return best
+
+
+def best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
+                capacity: np.ndarray) -> np.ndarray:
+    """Per group, the index of its most valuable candidate that fits the capacity alone (the
+    first of equals), -1 when none fits."""
+    return _best_single(group, value, weight, capacity)
+
+
 @nb.njit(nogil=True)
 def _key_of(keys, first, n_keys, cat):  # pragma: no cover - compiled
     """Index of ``cat`` among ``keys[first:n_keys]`` (this customer's categories), or -1."""

@@ -73,6 +73,36 @@ def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
     return keep
 
 
+def _keep_best(priority: np.ndarray, weight: np.ndarray, capacity: float) -> np.ndarray:
+    """:func:`_keep_prefix` for one group, ordering only the tail that can spill over.
+
+    Candidates above a threshold priority fit whatever follows them, so a selection
+    (``np.partition``) finds a threshold whose tail holds the overshoot and only that tail is
+    sorted: the same candidates as a full sort (the global cut of a million-customer plan sorts a
+    few thousand pairs instead of millions).
+    """
+    n = priority.shape[0]
+    total = float(weight.sum())
+    limit = capacity * (1 + 1e-12) + 1e-12
+    if n == 0 or total <= limit:
+        return np.ones(n, dtype=bool)
+    excess = total - capacity
+    share = min(1.0, 2.0 * excess / total + 1e-3)
+    while True:
+        k = min(n - 1, int(share * n))
+        threshold = np.partition(priority, k)[k]
+        tail = priority <= threshold  # ties with the threshold are all ordered
+        if share >= 1.0 or float(weight[tail].sum()) >= excess:
+            break
+        share = min(1.0, share * 4.0)
+    keep = ~tail
+    idx = np.flatnonzero(tail)
+    order = idx[np.argsort(-priority[idx], kind="stable")]
+    used = float(weight[keep].sum()) + np.cumsum(weight[order])
+    keep[order] = used <= limit
+    return keep
+
+
 def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
                     capacity: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Per group, the kept prefix or the single most valuable candidate that fits alone, whichever
@@ -80,12 +110,9 @@ def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
     by value per cost can leave out one large, valuable candidate)."""
     n_groups = capacity.shape[0]
     kept_value = np.bincount(group[keep], weights=value[keep], minlength=n_groups)
-    fits = weight <= capacity[group] * (1 + 1e-12) + 1e-12
-    order = np.lexsort((-np.where(fits, value, -np.inf), group))
-    first = np.searchsorted(group[order], np.arange(n_groups), side="left")
-    best_idx = order[np.minimum(first, group.size - 1)]
-    has = (first < group.size) & (group[best_idx] == np.arange(n_groups))
-    best_value = np.where(has & fits[best_idx], value[best_idx], -np.inf)
+    best_idx = refill_kernels.best_single(group, value, weight, capacity)
+    has = best_idx >= 0
+    best_value = np.where(has, value[np.maximum(best_idx, 0)], -np.inf)
     switch = best_value > kept_value * (1 + 1e-12)
     if not switch.any():
         return keep
@@ -124,7 +151,7 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
         one_group = np.zeros(flat.offer.size, dtype=np.int64)
         capacity = np.array([problem.global_budget])
         ratio = flat.value / np.maximum(flat.cost, 1e-300)
-        keep = _keep_prefix(one_group, ratio, flat.cost, capacity)
+        keep = _keep_best(ratio, flat.cost, problem.global_budget)
         keep = _or_best_single(one_group, flat.value, flat.cost, capacity, keep)
         flat = _drop(chosen, flat, np.flatnonzero(~keep))
     return flat
