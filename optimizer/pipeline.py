@@ -99,7 +99,11 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
                    discount: np.ndarray) -> list[CandidateBlock]:
-    """Candidate blocks from the ``scores`` table: only listed pairs, with their values."""
+    """Candidate blocks from the ``scores`` table: only listed pairs, with their values.
+
+    Chunks are built on ``solver.threads`` threads, at most that many at a time; each block
+    depends on its chunk's rows only and audits are added in chunk order, so the blocks and the
+    audit are the same for any thread count."""
     scores = inputs.scores
     assert scores is not None  # only called on the scores path
     # lazily: an eager select rechunks a table read in row groups (a copy of all of it)
@@ -107,8 +111,9 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
     if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
         table = table.sort(["c", "o"])
     c = table.get_column("c").to_numpy()
-    blocks = []
-    for start, stop in _chunks(inputs.n_customers, scenario.solver.chunk_size):
+
+    def chunk(bounds: tuple[int, int]) -> tuple[CandidateBlock, dict[str, int]]:
+        start, stop = bounds
         # bounds in c's own dtype: a mixed-type search would convert all of c each time
         lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
         # a chunk's rows at a time: whole columns copied out of a table read in row groups
@@ -116,13 +121,21 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
         part = table.slice(int(lo), int(hi - lo))
         cc, oo = c[lo:hi], part.get_column("o").to_numpy()
         p, v = part.get_column("p_redeem").to_numpy(), part.get_column("value").to_numpy()
-        # the rules see each pair as a one-slot row of its customer (a chunk may list none)
-        allowed = (rules.allowed(cc, oo[:, None])[:, 0] if hi > lo
+        # the rules see each pair as a one-slot row of its customer (a chunk may list none);
+        # each chunk audits into its own counts, added to the run's in chunk order
+        own = replace(rules, audit={name: 0 for name in rules.audit})
+        allowed = (own.allowed(cc, oo[:, None])[:, 0] if hi > lo
                    else np.zeros(0, dtype=bool)) & (v > 0)
         keep = np.flatnonzero(allowed)
-        blocks.append(block_from_pairs(np.arange(start, stop, dtype=np.int64),
-                                       cc[keep] - start, oo[keep], p[keep], v[keep], discount,
-                                       caps[start:stop]))
+        return block_from_pairs(np.arange(start, stop, dtype=np.int64), cc[keep] - start,
+                                oo[keep], p[keep], v[keep], discount, caps[start:stop]), own.audit
+
+    blocks = []
+    for block, audit in _in_order(chunk, _chunks(inputs.n_customers, scenario.solver.chunk_size),
+                                  _threads(scenario)):
+        blocks.append(block)
+        for name, count in audit.items():
+            rules.audit[name] += count
     return blocks
 
 
@@ -159,6 +172,9 @@ class _Dropped:
     top_value: np.ndarray
     top_category: np.ndarray
     residual: np.ndarray
+    top_offer: np.ndarray
+    top_p: np.ndarray
+    top_second: np.ndarray
 
 
 def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
@@ -190,7 +206,8 @@ def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
                                  offers.discount, caps[start:stop])
         return block, _Dropped(kept.top_value, kept.top_category.astype(np.int32),
-                               kept.residual), own.audit
+                               kept.residual, kept.top_offer.astype(np.int32), kept.top_p,
+                               kept.top_second), own.audit
     blocks, dropped = [], []
     for block, drop, audit in _in_order(chunk, _chunks(inputs.n_customers,
                                                        scenario.solver.chunk_size),
@@ -235,7 +252,8 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         totals, virtual = virtual_totals(
             reduced, block.offer, block.cap, primary, per_category, drop.top_value,
             drop.top_category, drop.residual, (prices.budget, prices.count, prices.global_budget),
-            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
+            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers],
+            drop.top_offer, drop.top_p, drop.top_second)
         del reduced
         positions = np.flatnonzero(virtual)
         for lo in range(0, positions.size, _RESCORE_ROWS):
