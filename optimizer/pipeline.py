@@ -172,9 +172,6 @@ class _Dropped:
     top_value: np.ndarray
     top_category: np.ndarray
     residual: np.ndarray
-    top_offer: np.ndarray
-    top_p: np.ndarray
-    top_second: np.ndarray
 
 
 def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
@@ -206,8 +203,7 @@ def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
                                  offers.discount, caps[start:stop])
         return block, _Dropped(kept.top_value, kept.top_category.astype(np.int32),
-                               kept.residual, kept.top_offer.astype(np.int32), kept.top_p,
-                               kept.top_second), own.audit
+                               kept.residual), own.audit
     blocks, dropped = [], []
     for block, drop, audit in _in_order(chunk, _chunks(inputs.n_customers,
                                                        scenario.solver.chunk_size),
@@ -252,8 +248,7 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         totals, virtual = virtual_totals(
             reduced, block.offer, block.cap, primary, per_category, drop.top_value,
             drop.top_category, drop.residual, (prices.budget, prices.count, prices.global_budget),
-            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers],
-            drop.top_offer, drop.top_p, drop.top_second)
+            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
         del reduced
         positions = np.flatnonzero(virtual)
         for lo in range(0, positions.size, _RESCORE_ROWS):
