@@ -14,16 +14,28 @@ against a plain sort, and the exact choice against the vectorised enumeration it
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence, TypeVar
 
 import numba as nb
 import numpy as np
+
+T = TypeVar("T")
+R = TypeVar("R")
+# maps a function over items, results in item order (e.g. the solver's thread pool)
+Mapper = Callable[[Callable[[T], R], Sequence[T]], list[R]]
+
+
+def serial_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """The default :data:`Mapper`: one item after the other."""
+    return [fn(item) for item in items]
+
 
 _JIT = {"cache": True, "nogil": True}
 _EMPTY_F = np.zeros(0)
 _EMPTY_2D = np.zeros((0, 0))
 
 
-@nb.njit(nogil=True)
+@nb.njit(inline="always")  # a call passing arrays per candidate is costly
 def _count(values, n, x):  # pragma: no cover - compiled
     """How many of ``values[:n]`` equal ``x`` (the categories a customer already holds)."""
     inside = 0
@@ -33,7 +45,7 @@ def _count(values, n, x):  # pragma: no cover - compiled
     return inside
 
 
-@nb.njit(nogil=True)
+@nb.njit(inline="always")  # a call passing arrays per candidate is costly
 def _fits(o, categories, per_category, held, n_held):  # pragma: no cover - compiled
     """Whether offer ``o`` keeps every one of its categories within the cap."""
     for w in range(categories.shape[1]):

@@ -184,7 +184,7 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     chosen = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
-    refill(problem, chosen, prices, kept)
+    refill(problem, chosen, prices, kept, map_blocks=run)
     objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
                       ) if chosen else 0.0
     return chosen, objective

@@ -62,7 +62,7 @@ def best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
     return _best_single(group, value, weight, capacity)
 
 
-@nb.njit(nogil=True)
+@nb.njit(inline="always")  # a call passing arrays per candidate is costly
 def _key_of(keys, first, n_keys, cat):  # pragma: no cover - compiled
     """Index of ``cat`` among ``keys[first:n_keys]`` (this customer's categories), or -1."""
     for k in range(first, n_keys):

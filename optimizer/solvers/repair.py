@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..problem import AssignmentProblem, Prices
+from ..problem import AssignmentProblem, CandidateBlock, Prices
 from . import refill_kernels
+from .kernels import Mapper, serial_map
 
 _REFILL_ROUNDS = 8
 
@@ -180,16 +181,19 @@ class _Pool:
 
 
 def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
-          open_offer: np.ndarray, fits: np.ndarray) -> _Pool | None:
+          open_offer: np.ndarray, fits: np.ndarray, map_blocks: Mapper) -> _Pool | None:
     """Each customer with a free slot and her best few candidates that could still be added."""
     offers = problem.offers
     depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
     bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-    parts = [refill_kernels.pool_entries(block.offer, block.value, block.cost, mask, block.cap,
-                                         prices.budget, prices.count, prices.global_budget,
-                                         bonus, open_offer, fits, offers.categories,
-                                         problem.max_per_category, depth)
-             for block, mask in zip(problem.blocks, chosen)]
+
+    def scan(item: tuple[CandidateBlock, np.ndarray]) -> tuple[np.ndarray, ...]:
+        block, mask = item
+        return refill_kernels.pool_entries(block.offer, block.value, block.cost, mask, block.cap,
+                                           prices.budget, prices.count, prices.global_budget,
+                                           bonus, open_offer, fits, offers.categories,
+                                           problem.max_per_category, depth)
+    parts = map_blocks(scan, list(zip(problem.blocks, chosen)))
     sizes = np.array([p[0].size for p in parts], dtype=np.int64)
     if not parts or sizes.sum() == 0:
         return None
@@ -206,12 +210,13 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
 
 
 def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
-           kept: ChosenPairs | None = None) -> None:
+           kept: ChosenPairs | None = None, map_blocks: Mapper | None = None) -> None:
     """Give free slots and leftover budget back to customers, best candidates first.
 
     Candidates are ranked by their reduced values at ``prices`` (target bonus included), higher
     first; only candidates of positive value are ever added. ``kept``: the
-    chosen pairs as :func:`repair` returned them (gathered here when not given). The candidates
+    chosen pairs as :func:`repair` returned them (gathered here when not given); ``map_blocks``
+    maps a function over the blocks, e.g. on a thread pool, results in order. The candidates
     that could be added are gathered once into a pool (each customer's best few); every round
     then works on the pool alone.
     """
@@ -224,7 +229,8 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     open_offer = (count_left >= 1) & (budget_left > 0)
     if global_left <= 0 or not open_offer.any():
         return
-    pool = _pool(problem, chosen, prices, open_offer, np.minimum(budget_left, global_left))
+    pool = _pool(problem, chosen, prices, open_offer, np.minimum(budget_left, global_left),
+                 map_blocks or serial_map)
     if pool is None:
         return
     taken = refill_kernels.refill_rounds(pool.owner, pool.offer, pool.cost, pool.priority,
