@@ -8,6 +8,7 @@ string, because that is what the user wrote).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,10 +128,14 @@ def read_table(folder: Path, name: str) -> RawTable | None:
             raise InputError(name, None, f"required table missing: no {name}.parquet or {name}.csv "
                              f"in {folder}")
         return None
-    frame = _read_file(schema, path)
-    _check_columns(schema, frame, path)
-    typed = [_cast_column(schema, frame, c, t) for c, t in schema.columns.items() if c in frame.columns]
-    return RawTable(name, path, pl.DataFrame(typed), file_sha256(path))
+    # the checksum is read on another thread while polars reads the table (both release the GIL)
+    with ThreadPoolExecutor(1) as hasher:
+        digest = hasher.submit(file_sha256, path)
+        frame = _read_file(schema, path)
+        _check_columns(schema, frame, path)
+        typed = [_cast_column(schema, frame, c, t) for c, t in schema.columns.items()
+                 if c in frame.columns]
+        return RawTable(name, path, pl.DataFrame(typed), digest.result())
 
 
 def read_table_as_stored(folder: Path, name: str) -> RawTable | None:
