@@ -152,7 +152,8 @@ class Prices:
 class Solution:
     """What a solver returns: the chosen pairs of every block, and how good they are.
 
-    status: "optimal" (gap within tolerance), "gap_limit", "iteration_limit" or "time_limit".
+    status: "optimal" (gap within tolerance), "gap_limit", "iteration_limit", "time_limit" or
+        "stalled" (passes stopped improving the bound and the plan).
     bound: an upper bound on the best objective any plan obeying the hard rules could reach.
     """
 

@@ -11,8 +11,9 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
 2. the same best responses, repaired and refilled, give a feasible plan and its objective;
 3. prices move to each constraint's critical price (:mod:`.prices`).
 
-It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, or at the pass
-or time limit (a status, never an exception).
+It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
+in a row improve neither the bound nor the plan ("stalled"), or at the pass or time limit (a
+status, never an exception).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ R = TypeVar("R")
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
+_STALL_PASSES = 2  # consecutive passes improving neither the bound nor the plan: stop ("stalled")
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     # best prices so far and the coordinate target computed there; a worse pass halves the step
     anchor, anchor_target, step = prices, None, 1.0
     anchor_use: dict[str, np.ndarray] = {}
+    stalled_passes = 0
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     # each pass writes every candidate's margin here, one array per block
     margins = [np.zeros(block.offer.shape) for block in problem.blocks]
@@ -382,6 +385,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         bound = dual_sum + _capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
         best_bound = min(best_bound, bound)
+        before = (best_objective, best_short)
         chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
         # targets first (a plan closer to every min_customers wins), then the objective; plans
         # within `target_tolerance` of all targets of the least shortfall seen compete on
@@ -403,6 +407,13 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             break
         if time.perf_counter() - start > settings.time_limit_s:
             status = "time_limit"
+            break
+        progressed = improved or (best_objective, best_short) != before
+        stalled_passes = 0 if progressed else stalled_passes + 1
+        if stalled_passes >= _STALL_PASSES:
+            # the backtracking steps from the best prices keep finding neither a better bound
+            # nor a better plan (at a million customers, each such pass costs seconds)
+            status = "stalled"
             break
         if improved:
             anchor, anchor_use = prices, use
