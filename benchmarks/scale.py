@@ -632,7 +632,8 @@ def cmd_e2e(args: argparse.Namespace) -> None:
                  f"run without budgets, {calibration['wall_s']:.0f} s)")
     print(f"global budget {global_budget:,.0f} = {basis}", flush=True)
     scenario = work / "scenario.toml"
-    write_scenario(scenario, data, work / "run", global_budget, args)
+    write_scenario(scenario, data, work / "run", global_budget, args,
+                   budget_scale=args.budget_scale)
     runs = []
     for rep in range(args.repeats):
         print(f"run #{rep + 1} ...", flush=True)
@@ -720,6 +721,8 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--week", type=int, default=40)
     e.add_argument("--global-share", type=float, default=0.4)
     e.add_argument("--global-budget", type=float, default=None)
+    e.add_argument("--budget-scale", type=float, default=1.0,
+                   help="the scenario's rules.budget_scale (tighter budgets bind on more offers)")
     e.add_argument("--category-cap", type=int, default=None)
     e.add_argument("--gap", type=float, default=0.0005)
     e.add_argument("--solver-time-limit", type=float, default=600.0)
