@@ -31,7 +31,6 @@ def serial_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 
 _JIT = {"cache": True, "nogil": True}
-_EMPTY_F = np.zeros(0)
 _EMPTY_2D = np.zeros((0, 0))
 
 
