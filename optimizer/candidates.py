@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from .solvers.kernels import reduced_value
+
 _JIT = {"cache": True, "nogil": True}
 
 
@@ -337,7 +339,7 @@ def _best_totals(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat
         for x in range(live):
             j = offs[x]
             cost = ps_buf[x] * discount[j]  # the block's cost (problem._pack)
-            red = (vals[x] - (budget_price[j] + glob) * cost - count_price[j]) + 0.0
+            red = reduced_value(vals[x], cost, j, budget_price, count_price, glob, 0.0)
             if not red > 0:
                 continue
             k = primary[j] if per_category >= 0 else -1

@@ -38,7 +38,7 @@ from .report import render_report
 from .scoring import fit_scoring
 from .solvers import solve
 from .solvers import kernels
-from .solvers.lagrangian import _admissible, dual_bound
+from .solvers.lagrangian import admissible_prices, capacity_terms
 from .validate import Inputs, load_inputs
 
 log = logging.getLogger(__name__)
@@ -227,14 +227,15 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
     The final prices bound every eligible pair too (weak duality holds for any non-negative
     prices): the sum over customers of each one's relaxed best response over ALL her eligible
     candidates, plus prices x capacities, bounds the best plan over all candidates
-    (:func:`~optimizer.solvers.lagrangian.dual_bound`). Each customer's term is first bounded
-    from her kept candidates and what she dropped (:func:`optimizer.candidates.virtual_totals`:
-    an upper bound, equal to her best response over the kept ones when it takes none of the
-    dropped); only the customers for whom a dropped candidate could count are re-scored over
-    every eligible offer, and get their exact term. The bound is therefore the one a full
-    re-scoring gives (up to rounding), at the cost of re-scoring those customers only.
+    (as :func:`~optimizer.solvers.lagrangian.dual_bound` computes it). Each customer's term is
+    first bounded from her kept candidates and what she dropped
+    (:func:`optimizer.candidates.virtual_totals`: an upper bound, equal to her best response over
+    the kept ones when it takes none of the dropped); only the customers for whom a dropped
+    candidate could count are re-scored over every eligible offer, and get their exact term.
+    The bound is therefore the one a full re-scoring gives (up to rounding), at the cost of
+    re-scoring those customers only.
     """
-    prices = _admissible(problem, solution.prices)
+    prices = admissible_prices(problem, solution.prices)
     offers = problem.offers
     primary = offers.categories[:, 0]
     per_category = problem.max_per_category
@@ -265,8 +266,7 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
     terms = list(_in_order(customer_terms, list(zip(problem.blocks, dropped)),
                            _threads(scenario)))
     customers = float(np.concatenate([t for t, _ in terms]).sum()) if terms else 0.0
-    # the customers' terms plus prices x capacities (dual_bound over no customers)
-    bound = customers + dual_bound(problem, solution.prices, [])
+    bound = customers + capacity_terms(problem, prices)
     gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
     return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
             "pairs": problem.n_pairs, "bound_all_candidates": bound,
@@ -355,7 +355,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
             progress("iteration", entry)
     if warm_start is None:
         warm_start = _warm_start(scenario, inputs)
-    # the solver zeroes prices on constraints this scenario lacks (solvers/lagrangian._admissible)
+    # the solver zeroes prices on constraints this scenario lacks
+    # (solvers/lagrangian.admissible_prices)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
                      progress=on_iteration)
     stages.stop()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from optimizer.solvers import kernels
-from optimizer.solvers.critical import critical_prices
+from optimizer.solvers.critical import Candidates, critical_prices
 from optimizer.solvers.greedy import ExactChoice, _top_sorted, select, thresholds
 
 
@@ -104,9 +104,9 @@ def _as_blocks(rng, offer, cost, margin):
 
 def test_nothing_over_capacity_means_zero_prices():
     offer = np.array([[0, 0, 1]], dtype=np.int32)
-    got = critical_prices([offer], [np.ones((1, 3))], [np.array([[1.0, 2.0, 3.0]])],
-                                  np.zeros(2), np.zeros(2), np.array([5.0, np.inf]),
-                                  np.full(2, np.inf), np.inf)
+    got = critical_prices(Candidates([offer], [np.ones((1, 3))], [np.array([[1.0, 2.0, 3.0]])]),
+                          np.zeros(2), np.zeros(2), np.array([5.0, np.inf]), np.full(2, np.inf),
+                          np.inf)
     assert (got[0] == 0).all() and got[1] == 0 and (got[2] == 0).all()
 
 
@@ -124,8 +124,8 @@ def test_critical_prices_match_a_plain_sort():
         max_customers = np.where(rng.random(n_offers) < 0.5, np.inf,
                                  rng.integers(1, max(2, k // n_offers), n_offers).astype(float))
         global_budget = float(cost.sum() * rng.random() * 0.5) if rng.random() < 0.7 else np.inf
-        got = critical_prices(*_as_blocks(rng, offer, cost, margin), target, count,
-                                      budget, max_customers, global_budget)
+        got = critical_prices(Candidates(*_as_blocks(rng, offer, cost, margin)), target, count,
+                              budget, max_customers, global_budget)
         # the reference: the same three steps, each price read off a plain sort
         lifted = margin + target[offer]
         live = lifted > 0

@@ -299,15 +299,23 @@ def _layout(rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray, np.nda
     return parts, samp_block, sampled - starts[samp_block]
 
 
-class _Candidates:
-    """The blocks' candidates as the compiled passes read them (typed lists of 2-D arrays)."""
+class Candidates:
+    """The blocks' candidates as the compiled passes read them (typed lists of 2-D arrays).
+
+    Built once per solve: ``offers`` and ``costs`` (per block, ``(n, slots)``, -1 offers in
+    empty slots) never change, and ``margins`` (per block, value minus the reduced value the
+    candidate must beat, as :func:`.kernels.respond` writes them) are read where they lie, so
+    every pass's new margins, written into the same arrays, are seen without a copy.
+    """
 
     def __init__(self, offers: Sequence[np.ndarray], costs: Sequence[np.ndarray],
                  margins: Sequence[np.ndarray]) -> None:
+        for m in margins:
+            if m.dtype != np.float64 or not m.flags.c_contiguous:
+                raise ValueError("margins must be C-contiguous float64 arrays (read in place)")
         self.offers = nb.typed.List([np.ascontiguousarray(o, dtype=np.int32) for o in offers])
         self.costs = nb.typed.List([np.ascontiguousarray(c, dtype=np.float64) for c in costs])
-        self.margins = nb.typed.List([np.ascontiguousarray(m, dtype=np.float64)
-                                      for m in margins])
+        self.margins = nb.typed.List(list(margins))
         self.parts, self.samp_block, self.samp_row = _layout(
             np.array([o.shape[0] for o in offers], dtype=np.int64))
 
@@ -354,8 +362,7 @@ class _Candidates:
         return _read_prices(crits, weights, start, crossing, fits_above, capacity)
 
 
-def critical_prices(offers: Sequence[np.ndarray], costs: Sequence[np.ndarray],
-                    margins: Sequence[np.ndarray], target: np.ndarray, count_price: np.ndarray,
+def critical_prices(candidates: Candidates, target: np.ndarray, count_price: np.ndarray,
                     budget: np.ndarray, max_customers: np.ndarray, global_budget: float,
                     map_parts: Mapper | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """Budget, global and ``max_customers`` prices at which each constraint is just met.
@@ -365,16 +372,13 @@ def critical_prices(offers: Sequence[np.ndarray], costs: Sequence[np.ndarray],
 
     Parameters
     ----------
-    offers, costs, margins: per block of customers, ``(n, slots)`` offer indices (-1: empty
-        slot), expected costs, and margins (value minus the reduced value the candidate must
-        beat, as :func:`.kernels.respond` writes them).
+    candidates: every candidate's offer, cost and current margin (:class:`Candidates`).
     target: the target bonus per offer; count_price: the current count prices.
     budget, max_customers, global_budget: the capacities (``inf``: none).
     map_parts: maps a function over the parts, e.g. on a thread pool, results in order
         (default: one after the other).
     """
     run = map_parts or serial_map
-    candidates = _Candidates(offers, costs, margins)
     own = np.zeros(budget.shape[0])
     if np.isfinite(budget).any():
         own = candidates.prices(0, (target, count_price, _EMPTY_F, 0.0, _EMPTY_F), budget, run)

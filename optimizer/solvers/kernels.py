@@ -34,6 +34,14 @@ _JIT = {"cache": True, "nogil": True}
 _EMPTY_2D = np.zeros((0, 0))
 
 
+@nb.njit(inline="always")
+def reduced_value(value, cost, o, budget_price, count_price, glob, bonus):  # pragma: no cover
+    """A candidate's reduced value: ``value - (budget_price[o] + glob) * cost - count_price[o] +
+    bonus`` (``bonus``: the offer's target bonus, a number), summed in this order everywhere so
+    that every kernel ranks candidates alike."""
+    return (value - (budget_price[o] + glob) * cost - count_price[o]) + bonus
+
+
 @nb.njit(inline="always")  # a call passing arrays per candidate is costly
 def _count(values, n, x):  # pragma: no cover - compiled
     """How many of ``values[:n]`` equal ``x`` (the categories a customer already holds)."""
@@ -74,8 +82,8 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
             if o < 0:
                 red[s] = -np.inf
             else:
-                red[s] = (value[i, s] - (budget_price[o] + glob) * cost[i, s]
-                          - count_price[o]) + bonus[o]
+                red[s] = reduced_value(value[i, s], cost[i, s], o, budget_price, count_price,
+                                       glob, bonus[o])
         # greedy, best first (ties: lower slot = lower offer), skipping what breaks a category
         taken = 0
         total = 0.0
@@ -188,8 +196,8 @@ def _reduced(value, cost, offer, budget_price, count_price, glob, bonus, out):  
             if o < 0:
                 out[i, s] = -np.inf
             else:
-                out[i, s] = (value[i, s] - (budget_price[o] + glob) * cost[i, s]
-                             - count_price[o]) + bonus[o]
+                out[i, s] = reduced_value(value[i, s], cost[i, s], o, budget_price,
+                                          count_price, glob, bonus[o])
 
 
 def reduced_values(value: np.ndarray, cost: np.ndarray, offer: np.ndarray,

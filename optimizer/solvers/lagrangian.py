@@ -30,7 +30,7 @@ from ..errors import SolverError
 from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from .lp import solve_lp
 from . import kernels
-from .critical import critical_prices
+from .critical import Candidates, critical_prices
 from .greedy import ExactChoice, select
 from .prices import target_bonus
 from .repair import refill, repair
@@ -126,8 +126,9 @@ def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
                            problem.max_per_category, margin)
 
 
-def _capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
-    """The part of the dual function that does not depend on customers: prices x capacities."""
+def capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
+    """The part of the dual function that does not depend on customers: prices x capacities
+    (``prices`` admissible, see :func:`admissible_prices`)."""
     offers = problem.offers
     return (_finite_dot(prices.budget, offers.budget)
             + _finite_dot(prices.count, offers.max_customers)
@@ -146,11 +147,11 @@ def dual_bound(problem: AssignmentProblem, prices: Prices,
     categories get the relaxed bound (each offer counted in its primary category), not the
     enumeration the solver uses to tighten it.
     """
-    prices = _admissible(problem, prices)
+    prices = admissible_prices(problem, prices)
     # relaxed only: these blocks may hold every offer, too many for the enumeration
     rows = [_dual_value(problem, block, prices, None, tighten=False)[0] for block in blocks]
     customers = float(np.concatenate(rows).sum()) if rows else 0.0
-    return customers + _capacity_terms(problem, prices)
+    return customers + capacity_terms(problem, prices)
 
 
 def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
@@ -210,16 +211,16 @@ class _Runner:
             self.pool.shutdown()
 
 
-def _update(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
+def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
             run: "_Runner") -> Prices:
     """Move every price to its critical value given each candidate's margin ``v - threshold``
-    (``margins[b]``: block ``b``'s, as the best response wrote them)."""
+    (``candidates``: the blocks' candidates and the margins the best response wrote)."""
     offers = problem.offers
     target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
     blocks = problem.blocks
     budget_price, glob, count_price = critical_prices(
-        [b.offer for b in blocks], [b.cost for b in blocks], margins, target, prices.count,
-        offers.budget, offers.max_customers, problem.global_budget, map_parts=run)
+        candidates, target, prices.count, offers.budget, offers.max_customers,
+        problem.global_budget, map_parts=run)
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0
     if targeted.any():
@@ -228,13 +229,13 @@ def _update(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray
         picks = [(b.offer >= 0) & targeted[np.maximum(b.offer, 0)] for b in blocks]
         t_offer = np.concatenate([b.offer[p] for b, p in zip(blocks, picks)])
         t_cost = np.concatenate([b.cost[p] for b, p in zip(blocks, picks)])
-        t_margin = np.concatenate([m[p] for m, p in zip(margins, picks)])
+        t_margin = np.concatenate([m[p] for m, p in zip(candidates.margins, picks)])
         t_margin = t_margin - (budget_price[t_offer] + glob) * t_cost - count_price[t_offer]
         bonus = target_bonus(t_offer, t_margin, offers.min_customers)
     return Prices(budget_price, count_price, glob, bonus)
 
 
-def _admissible(problem: AssignmentProblem, prices: Prices) -> Prices:
+def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
     """Prices a bound may use: non-negative, and zero on constraints this problem does not have
     (a warm start from another scenario may price a budget that is uncapped here)."""
     offers = problem.offers
@@ -340,7 +341,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
            progress: Callable[[dict[str, float]], None] | None, run: _Runner) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
-    prices = _admissible(problem, warm_start) if warm_start is not None else None
+    prices = admissible_prices(problem, warm_start) if warm_start is not None else None
     if prices is None and settings.sample_customers > 0:
         prices = sample_prices(problem, settings.sample_customers, settings.seed)
     if prices is None:
@@ -359,6 +360,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     # each pass writes every candidate's margin here, one array per block
     margins = [np.zeros(block.offer.shape) for block in problem.blocks]
+    candidates = Candidates([b.offer for b in problem.blocks], [b.cost for b in problem.blocks],
+                            margins)
     for iteration in range(1, settings.max_iterations + 1):
         steering = prices.target is not None and bool(prices.target.any())
 
@@ -382,7 +385,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         use = {"spend": np.bincount(taken, weights=taken_cost, minlength=offers.n_offers),
                "count": np.bincount(taken, minlength=offers.n_offers).astype(float)}
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
-        bound = dual_sum + _capacity_terms(problem, prices)
+        bound = dual_sum + capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
         best_bound = min(best_bound, bound)
         before = (best_objective, best_short)
@@ -417,7 +420,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             break
         if improved:
             anchor, anchor_use = prices, use
-            anchor_target = _update(problem, prices, margins, run)
+            anchor_target = _update(problem, prices, candidates, run)
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0

@@ -13,7 +13,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .kernels import _JIT, _fits
+from .kernels import _JIT, _fits, reduced_value
 
 
 @nb.njit(**_JIT)
@@ -115,8 +115,8 @@ def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, gl
             if (o < 0 or chosen[i, s] or not value[i, s] > 0 or not open_offer[o]
                     or cost[i, s] > fits[o] + 1e-12):
                 continue
-            p = (value[i, s] - (budget_price[o] + glob) * cost[i, s] - count_price[o]
-                 + bonus[o])
+            p = reduced_value(value[i, s], cost[i, s], o, budget_price, count_price, glob,
+                              bonus[o])
             if not math.isfinite(p):
                 continue
             if width and not _fits(o, categories, per_category, held, n_held):
