@@ -276,6 +276,34 @@ def _read_prices(crits, weights, start, crossing, fits_above,
     return price
 
 
+@nb.njit(**_JIT)
+def _targeted(offers, costs, margins, targeted, budget_price, glob, count_price
+              ):  # pragma: no cover - compiled
+    """Offer and margin at the given prices of every candidate of a ``targeted`` offer, blocks
+    in order and each block row by row (the order of numpy's boolean-mask gather)."""
+    n = 0
+    for b in range(len(offers)):
+        block = offers[b]
+        for i in range(block.shape[0]):
+            for k in range(block.shape[1]):
+                o = block[i, k]
+                if o >= 0 and targeted[o]:
+                    n += 1
+    offer = np.empty(n, dtype=np.int64)
+    margin = np.empty(n)
+    n = 0
+    for b in range(len(offers)):
+        block, cost, marg = offers[b], costs[b], margins[b]
+        for i in range(block.shape[0]):
+            for k in range(block.shape[1]):
+                o = block[i, k]
+                if o >= 0 and targeted[o]:
+                    offer[n] = o
+                    margin[n] = marg[i, k] - (budget_price[o] + glob) * cost[i, k] - count_price[o]
+                    n += 1
+    return offer, margin
+
+
 def _layout(rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                                       np.ndarray, np.ndarray]:
     """Parts and sample of the passes over blocks of ``rows`` customers each.
@@ -361,6 +389,13 @@ class Candidates:
         map_parts(collect, list(zip(self.parts, fills)))
         return _read_prices(crits, weights, start, crossing, fits_above, capacity)
 
+
+    def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                 count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Offer and margin net of the given prices of every candidate of a ``targeted`` offer
+        (the only candidates whose negative margins a ``min_customers`` bonus may lift)."""
+        return _targeted(self.offers, self.costs, self.margins, targeted, budget_price,
+                         float(glob), count_price)
 
 def critical_prices(candidates: Candidates, target: np.ndarray, count_price: np.ndarray,
                     budget: np.ndarray, max_customers: np.ndarray, global_budget: float,

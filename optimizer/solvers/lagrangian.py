@@ -217,20 +217,13 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
     (``candidates``: the blocks' candidates and the margins the best response wrote)."""
     offers = problem.offers
     target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-    blocks = problem.blocks
     budget_price, glob, count_price = critical_prices(
         candidates, target, prices.count, offers.budget, offers.max_customers,
         problem.global_budget, map_parts=run)
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0
     if targeted.any():
-        # the candidates of offers with a min_customers target: the only ones whose negative
-        # margins matter (the target bonus may have to lift them)
-        picks = [(b.offer >= 0) & targeted[np.maximum(b.offer, 0)] for b in blocks]
-        t_offer = np.concatenate([b.offer[p] for b, p in zip(blocks, picks)])
-        t_cost = np.concatenate([b.cost[p] for b, p in zip(blocks, picks)])
-        t_margin = np.concatenate([m[p] for m, p in zip(candidates.margins, picks)])
-        t_margin = t_margin - (budget_price[t_offer] + glob) * t_cost - count_price[t_offer]
+        t_offer, t_margin = candidates.targeted(targeted, budget_price, glob, count_price)
         bonus = target_bonus(t_offer, t_margin, offers.min_customers)
     return Prices(budget_price, count_price, glob, bonus)
 

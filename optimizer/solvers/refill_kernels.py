@@ -161,9 +161,11 @@ def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, gl
                 e_key[j, w] = k
         m_total += m
         n_owner += 1
-    return (e_row[:m_total].copy(), e_slot[:m_total].copy(), e_owner[:m_total].copy(),
-            e_offer[:m_total].copy(), e_cost[:m_total].copy(), e_prio[:m_total].copy(),
-            e_key[:m_total].copy(), owner_left[:n_owner].copy(), key_count[:n_keys].copy())
+    # views, not copies: the caller concatenates every block's entries at once, and a copy here
+    # would touch as much fresh memory again (slow on VMs)
+    return (e_row[:m_total], e_slot[:m_total], e_owner[:m_total], e_offer[:m_total],
+            e_cost[:m_total], e_prio[:m_total], e_key[:m_total], owner_left[:n_owner],
+            key_count[:n_keys])
 
 
 def pool_entries(offer: np.ndarray, value: np.ndarray, cost: np.ndarray, chosen: np.ndarray,
