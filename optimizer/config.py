@@ -159,7 +159,8 @@ class Solver(_Frozen):
     polish_pairs: int = Field(
         10_000, ge=0, description="candidate pairs re-solved exactly by CP-SAT after the "
         "lagrangian (the core of uncertain customers; the whole problem when it fits); 0 = off. "
-        "Skipped when the passes already certified gap_tolerance, unless the whole problem fits")
+        "Skipped when the passes already certified gap_tolerance, unless the whole problem fits, "
+        "and on problems over 200 times this many pairs (it could not move the objective)")
     polish_time: float = Field(
         1.0, gt=0, description="CP-SAT's deterministic time limit for the polish, in its work "
         "units (about seconds of one core); deterministic, unlike a wall-clock limit")

@@ -196,3 +196,21 @@ def test_pipeline_records_the_polish_and_check_passes(seed):
         assert exact_result.manifest["solver"]["polish"] is None
         assert exact_result.manifest["solver"]["method"].startswith("exact")
         assert result.objective >= 0.99 * exact_result.objective - 1e-9
+
+
+def test_polish_skipped_where_its_core_is_a_sliver_of_the_problem() -> None:
+    """Past ``_POLISH_REACH`` x ``polish_pairs`` pairs the polish cannot move the objective
+    measurably: ``solve`` skips it and records why; within reach it runs."""
+    from optimizer.config import Solver
+    from optimizer.solvers import _POLISH_REACH, solve
+
+    problem = random_problem(7, 400, 8, 4, True, 1, 0.5)
+    # one pass at a tolerance no pass meets: the lagrangian ends uncertified
+    uncertified = {"gap_tolerance": 1e-12, "max_iterations": 1}
+    tiny_core = max(1, problem.n_pairs // (_POLISH_REACH + 1))
+    assert problem.n_pairs > _POLISH_REACH * tiny_core
+    skipped = solve(problem, Solver(polish_pairs=tiny_core, **uncertified))
+    assert skipped.polish["status"] == "skipped"
+    assert f"1/{_POLISH_REACH}" in skipped.polish["reason"]
+    ran = solve(problem, Solver(polish_pairs=problem.n_pairs // 2, **uncertified))
+    assert ran.polish["status"] != "skipped" and ran.polish["pairs"] > 0
