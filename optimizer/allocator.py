@@ -1,17 +1,22 @@
-"""Keep memory the process frees for its own reuse instead of handing it back to the system.
+"""Keep memory the solver frees for its own reuse instead of handing it back to the system.
 
 numpy allocates every large array with ``mmap`` and returns it with ``munmap`` when freed, and
 glibc trims the top of its heap after large frees. On virtual machines whose host reclaims the
 guest's free memory (virtio-balloon free page reporting, common on cloud VMs), the next first
 touch of such pages faults through the hypervisor: measured on the 2-core CI VM, touching 2 GB of
-fresh pages took 4.5-6.8 s, against 0.13 s for pages the process kept. A solve pass allocates and
-frees hundreds of MB of work arrays, so at a million customers this was a few seconds per run.
+fresh pages took 4.5-6.8 s, against 0.13 s for pages the process kept. Each solver pass allocates
+and frees hundreds of MB of work arrays of about the same sizes as the pass before, so at a
+million customers this cost seconds per run.
 
-:func:`retain_freed_memory` sets glibc's ``M_MMAP_MAX`` to 0 (large blocks come from the heap,
-whose freed space is reused) and ``M_TRIM_THRESHOLD`` very high (the heap is not shrunk). Peak
-memory is still what the run holds at its peak: freed blocks are reused, not added to. The
-command line calls it once at start-up; library users choose for their own process. Set
-``OFFEROPT_KEEP_FREED_MEMORY=0`` to leave the allocator alone.
+:func:`reusing_freed_memory` sets glibc's ``M_MMAP_MAX`` to 0 (large blocks come from the heap,
+whose freed space the next pass reuses) and ``M_TRIM_THRESHOLD`` high (the heap is not shrunk)
+for the duration of a ``with`` block, then restores glibc's defaults and releases what is free
+(``malloc_trim``). The pipeline runs its solve and its bound over all candidates in it: their
+passes repeat allocations of the same sizes. Loading and fitting allocate
+arrays of ever different sizes, which a heap that never gives memory back leaves as holes
+(measured: +1.3 GB peak in fitting on the affinity path at a million customers), so they run
+without it.
+Set ``OFFEROPT_KEEP_FREED_MEMORY=0`` to leave the allocator alone.
 """
 from __future__ import annotations
 
@@ -20,28 +25,46 @@ import ctypes.util
 import logging
 import os
 import platform
+from contextlib import contextmanager
+from typing import Iterator
 
 log = logging.getLogger(__name__)
 
-_M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
-_M_MMAP_MAX = -4
-_TRIM_ABOVE = 2 ** 31 - 1  # mallopt takes an int: 2 GB free at the heap's top is its most
+# glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_TRIM_ABOVE = 2 ** 31 - 1  # mallopt takes an int: keep up to 2 GB free at the heap's top
 
 
-def retain_freed_memory() -> bool:
-    """Tell glibc's allocator to keep freed memory for reuse; returns whether it took effect
-    (``False`` off glibc, or when ``OFFEROPT_KEEP_FREED_MEMORY=0``)."""
+def _glibc() -> ctypes.CDLL | None:
     if os.environ.get("OFFEROPT_KEEP_FREED_MEMORY", "1") == "0":
-        return False
+        return None
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    done = (mallopt(_M_MMAP_MAX, 0) == 1) & (mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE) == 1)
-    if not done:
+        return None
+    return libc
+
+
+@contextmanager
+def reusing_freed_memory() -> Iterator[bool]:
+    """Within the block, glibc keeps freed memory for reuse (module docstring); yields whether
+    that took effect (``False`` off glibc, or with ``OFFEROPT_KEEP_FREED_MEMORY=0``)."""
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    kept = (libc.mallopt(_M_MMAP_MAX, 0) == 1) & (libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE) == 1)
+    if not kept:
         log.info("mallopt refused: the allocator returns freed memory as before")
-    return bool(done)
+    try:
+        yield bool(kept)
+    finally:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
+

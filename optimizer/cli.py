@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .allocator import retain_freed_memory
 from .errors import OptimizerError
 
 err_console = Console(stderr=True)
@@ -38,7 +37,6 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    retain_freed_memory()
 
 
 @main.command()

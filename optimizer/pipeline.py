@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -36,6 +37,7 @@ from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solu
                       block_from_pairs, offer_data)
 from .report import render_report
 from .scoring import fit_scoring
+from .allocator import reusing_freed_memory
 from .solvers import solve
 from .solvers import kernels
 from .solvers.lagrangian import admissible_prices, capacity_terms
@@ -74,11 +76,15 @@ class RunResult:
 
 
 class _Stages:
+    """Times the run's stages; the stages in ``_KEEP_FREED`` run with freed memory kept for
+    reuse (optimizer/allocator.py), handed back when they end."""
+
     def __init__(self, progress: Progress | None) -> None:
         self.seconds: dict[str, float] = {}
         self.progress = progress
         self._start = 0.0
         self._name = ""
+        self._allocator = ExitStack()
 
     @property
     def started_at(self) -> float:
@@ -86,11 +92,25 @@ class _Stages:
 
     def start(self, name: str) -> None:
         self._name, self._start = name, time.perf_counter()
+        if name in _KEEP_FREED:
+            self._allocator.enter_context(reusing_freed_memory())
         if self.progress:
             self.progress("stage", {"stage": name})
 
     def stop(self) -> None:
         self.seconds[self._name] = self.seconds.get(self._name, 0.0) + time.perf_counter() - self._start
+        self._allocator.close()
+
+    def close(self) -> None:
+        """Restore the allocator if a stage ended by an exception."""
+        self._allocator.close()
+
+
+# Stages whose passes repeat allocations of the same sizes, where kept memory is reused.
+# Loading and fitting allocate ever different sizes, and kept memory there left holes (affinity
+# path at a million customers: 9.0 GB peak in fitting instead of 7.7 GB); in eligibility it
+# measured neither faster nor slower.
+_KEEP_FREED = frozenset({"solve", "bound_all_candidates"})
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -309,6 +329,14 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
             raise ValueError("append_history needs write=True: history records the written plan")
         check_history_week(scenario.data, scenario.week, replace_week)
     stages = _Stages(progress)
+    try:
+        return _run(scenario, stages, write, warm_start, append_history, replace_week)
+    finally:
+        stages.close()
+
+
+def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
+         append_history: bool, replace_week: bool) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data)
     memory = check_memory(inputs, scenario)  # stops here, before the big arrays, if it cannot fit
@@ -351,8 +379,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
 
     stages.start("solve")
     def on_iteration(entry: dict[str, float]) -> None:
-        if progress:
-            progress("iteration", entry)
+        if stages.progress:
+            stages.progress("iteration", entry)
     if warm_start is None:
         warm_start = _warm_start(scenario, inputs)
     # the solver zeroes prices on constraints this scenario lacks
