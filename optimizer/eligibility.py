@@ -54,15 +54,21 @@ class EligibilityRules:
         ``customers``: ``(n,)`` customer indices in non-decreasing order; ``offer``: ``(n, slots)``
         offer indices, -1 in empty slots (never allowed, never counted).
         """
-        present = offer >= 0
-        reasons = self.reasons(customers, offer)
-        blocked = np.zeros(offer.shape, dtype=bool)
-        for name, mask in reasons.items():
-            self.audit[name] += int(mask.sum())
-            blocked |= mask
-        self.audit["removed"] += int(blocked.sum())
-        self.audit["considered"] += int(present.sum())
-        return present & ~blocked
+        out = np.zeros(offer.shape, dtype=bool)
+        counts = np.zeros(len(REASONS) + 2, dtype=np.int64)  # reasons, removed, considered
+        if offer.size:
+            # one compiled pass over the cells: the masks of :meth:`reasons` and their sums
+            # made 8 chunk-sized temporaries (1.3 s per 50,000 x 500 chunk, against 0.1 s)
+            lo, hi = customers[0] * self.n_offers, (customers[-1] + 1) * self.n_offers
+            _allowed_cells(customers.astype(np.int64, copy=False),
+                           offer.astype(np.int64, copy=False), self.n_offers, self.active,
+                           self.forbidden_for_all, self.needs_opt_in, self.excluded_category,
+                           _in_range(self.excluded_keys, lo, hi),
+                           _in_range(self.opted_in_keys, lo, hi),
+                           _in_range(self.cooldown_keys, lo, hi), out, counts)
+        for name, count in zip((*REASONS, "removed", "considered"), counts.tolist()):
+            self.audit[name] += count
+        return out
 
     def reasons(self, customers: np.ndarray, offer: np.ndarray) -> dict[str, np.ndarray]:
         """Per reason in :data:`REASONS`, the mask of the candidates it forbids (empty slots never
@@ -82,10 +88,68 @@ class EligibilityRules:
         return {name: mask & present for name, mask in masks.items()}
 
 
+def _in_range(sorted_keys: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The stretch of ``sorted_keys`` in ``[lo, hi)`` (a chunk's key range)."""
+    start, stop = np.searchsorted(sorted_keys, [lo, hi])
+    return sorted_keys[start:stop]
+
+
+@nb.njit(inline="always")
+def _walk(local, j, key):  # pragma: no cover - compiled
+    """Advance ``j`` through sorted ``local`` to ``key``; (new j, whether ``key`` is there).
+    Keys arrive almost sorted: a binary search only where they step back."""
+    m = local.shape[0]
+    if j > 0 and local[j - 1] >= key:
+        j = np.searchsorted(local, key)
+    while j < m and local[j] < key:
+        j += 1
+    return j, j < m and local[j] == key
+
+
+@nb.njit(cache=True, nogil=True)
+def _allowed_cells(customers, offer, n_offers, active, forbidden_for_all, needs_opt_in,
+                   excluded_category, excluded, opted_in, cooldown, out,
+                   counts):  # pragma: no cover - compiled
+    """``out[i, s]``: whether the pair is allowed; ``counts``: each reason's pairs (in REASONS
+    order, each counted on its own), then the pairs removed and the pairs considered."""
+    j_excluded = j_opted = j_cooldown = 0
+    for i in range(offer.shape[0]):
+        base = customers[i] * n_offers
+        for s in range(offer.shape[1]):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            key = base + o
+            blocked = False
+            if not active[o]:
+                counts[0] += 1
+                blocked = True
+            j_excluded, hit = _walk(excluded, j_excluded, key)
+            if hit:
+                counts[1] += 1
+                blocked = True
+            sensitive = forbidden_for_all[o]
+            if needs_opt_in[o]:
+                j_opted, opted = _walk(opted_in, j_opted, key)
+                sensitive = sensitive or not opted
+            if sensitive:
+                counts[2] += 1
+                blocked = True
+            j_cooldown, hit = _walk(cooldown, j_cooldown, key)
+            if hit:
+                counts[3] += 1
+                blocked = True
+            if excluded_category[o]:
+                counts[4] += 1
+                blocked = True
+            counts[5] += blocked
+            counts[6] += 1
+            out[i, s] = not blocked
+
+
 def _member(keys: np.ndarray, sorted_keys: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Whether each key is in ``sorted_keys``, looking only at the chunk's key range."""
-    start, stop = np.searchsorted(sorted_keys, [lo, hi])
-    local = sorted_keys[start:stop]
+    local = _in_range(sorted_keys, lo, hi)
     if local.size == 0:
         return np.zeros(keys.shape, dtype=bool)
     flat = np.ascontiguousarray(keys).ravel()

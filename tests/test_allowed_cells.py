@@ -1,0 +1,41 @@
+"""The compiled eligibility pass (``EligibilityRules.allowed``) against the per-reason masks of
+``EligibilityRules.reasons`` (the numpy path ``offeropt explain`` and the bound use)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.eligibility import REASONS, EligibilityRules
+
+
+def _random_rules(rng: np.random.Generator, n_customers: int, n_offers: int) -> EligibilityRules:
+    def keys(share: float) -> np.ndarray:
+        return np.flatnonzero(rng.random(n_customers * n_offers) < share).astype(np.int64)
+
+    return EligibilityRules(n_offers, rng.random(n_offers) < 0.8, rng.random(n_offers) < 0.1,
+                            rng.random(n_offers) < 0.4, keys(0.2), keys(0.3), keys(0.2),
+                            rng.random(n_offers) < 0.1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_allowed_is_no_reason_and_audits_every_reason(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_offers, n_customers = int(rng.integers(1, 12)), int(rng.integers(1, 30))
+    rules = _random_rules(rng, n_customers, n_offers)
+    lo = int(rng.integers(0, n_customers))
+    customers = np.arange(lo, int(rng.integers(lo, n_customers)) + 1)
+    if seed % 2:  # the affinity path: every offer, a broadcast view
+        offer = np.broadcast_to(np.arange(n_offers), (customers.size, n_offers))
+    else:  # the scores path's layout: listed offers in order, -1 in empty slots
+        slots = int(rng.integers(1, n_offers + 1))
+        offer = np.full((customers.size, slots), -1)
+        for i in range(customers.size):
+            k = int(rng.integers(0, slots + 1))
+            offer[i, :k] = np.sort(rng.choice(n_offers, k, replace=False))
+    reasons = rules.reasons(customers, offer)
+    blocked = np.any(list(reasons.values()), axis=0)
+    assert (rules.allowed(customers, offer) == ((offer >= 0) & ~blocked)).all()
+    for name in REASONS:
+        assert rules.audit[name] == int(reasons[name].sum()), name
+    assert rules.audit["removed"] == int(blocked.sum())
+    assert rules.audit["considered"] == int((offer >= 0).sum())
