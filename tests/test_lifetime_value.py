@@ -118,18 +118,3 @@ def test_lifetime_value_fits_both_models_on_simulated_customers():
     assert info["bg_nbd"]["converged"] and info["gamma_gamma"]["converged"]
     clv = model.predict(rfm, _Features())
     assert np.all(clv >= 0) and clv[x >= 5].mean() > clv[x == 0].mean()
-
-
-def test_gamma_gamma_gradient_matches_finite_differences():
-    from scipy import optimize
-    from optimizer.gamma_gamma import negative_log_likelihood
-
-    rng = np.random.default_rng(3)
-    x = rng.integers(1, 20, 500).astype(float)
-    m = rng.gamma(3.0, 10.0, 500)
-    args = (x, m, np.log(x), np.log(m), 0.01)
-    for point in ([0.0, 0.5, 2.0], [1.2, -0.3, 3.5], [-1.0, 1.5, 0.5]):
-        error = optimize.check_grad(lambda z: negative_log_likelihood(z, *args)[0],
-                                    lambda z: negative_log_likelihood(z, *args)[1],
-                                    np.array(point))
-        assert error < 1e-5 * max(1.0, float(np.abs(negative_log_likelihood(np.array(point), *args)[1]).max()))
