@@ -120,28 +120,21 @@ def _allowed_cells(customers, offer, n_offers, active, forbidden_for_all, needs_
             if o < 0:
                 continue
             key = base + o
-            blocked = False
-            if not active[o]:
-                counts[0] += 1
-                blocked = True
-            j_excluded, hit = _walk(excluded, j_excluded, key)
-            if hit:
-                counts[1] += 1
-                blocked = True
+            window = not active[o]
+            j_excluded, exclude = _walk(excluded, j_excluded, key)
             sensitive = forbidden_for_all[o]
             if needs_opt_in[o]:
                 j_opted, opted = _walk(opted_in, j_opted, key)
                 sensitive = sensitive or not opted
-            if sensitive:
-                counts[2] += 1
-                blocked = True
-            j_cooldown, hit = _walk(cooldown, j_cooldown, key)
-            if hit:
-                counts[3] += 1
-                blocked = True
-            if excluded_category[o]:
-                counts[4] += 1
-                blocked = True
+            j_cooldown, cooldown_hit = _walk(cooldown, j_cooldown, key)
+            category = excluded_category[o]
+            # in REASONS order, each reason counted on its own
+            counts[0] += window
+            counts[1] += exclude
+            counts[2] += sensitive
+            counts[3] += cooldown_hit
+            counts[4] += category
+            blocked = window or exclude or sensitive or cooldown_hit or category
             counts[5] += blocked
             counts[6] += 1
             out[i, s] = not blocked
