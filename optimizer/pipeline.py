@@ -23,6 +23,7 @@ import polars as pl
 
 from . import __version__
 from .affinity import AffinityModel
+from .allocator import reusing_freed_memory
 from .candidates import best_totals, virtual_totals
 from .clv import with_given_clv
 from .config import Scenario, scenario_to_dict
@@ -37,7 +38,6 @@ from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solu
                       block_from_pairs, offer_data)
 from .report import render_report
 from .scoring import fit_scoring
-from .allocator import reusing_freed_memory
 from .solvers import solve
 from .solvers import kernels
 from .solvers.lagrangian import admissible_prices, capacity_terms

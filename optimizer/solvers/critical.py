@@ -389,13 +389,13 @@ class Candidates:
         map_parts(collect, list(zip(self.parts, fills)))
         return _read_prices(crits, weights, start, crossing, fits_above, capacity)
 
-
     def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
                  count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Offer and margin net of the given prices of every candidate of a ``targeted`` offer
         (the only candidates whose negative margins a ``min_customers`` bonus may lift)."""
         return _targeted(self.offers, self.costs, self.margins, targeted, budget_price,
                          float(glob), count_price)
+
 
 def critical_prices(candidates: Candidates, target: np.ndarray, count_price: np.ndarray,
                     budget: np.ndarray, max_customers: np.ndarray, global_budget: float,
