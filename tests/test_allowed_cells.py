@@ -39,3 +39,20 @@ def test_allowed_is_no_reason_and_audits_every_reason(seed: int) -> None:
         assert rules.audit[name] == int(reasons[name].sum()), name
     assert rules.audit["removed"] == int(blocked.sum())
     assert rules.audit["considered"] == int((offer >= 0).sum())
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_membership_walk_matches_isin(seed: int) -> None:
+    """The sorted-walk membership both paths share, against numpy's ``isin``: keys as chunks
+    lay them out (customers in order, offers in order, -1 slots stepping back)."""
+    from optimizer.eligibility import _member
+
+    rng = np.random.default_rng(seed)
+    n_offers, n_customers = 7, 40
+    sorted_keys = np.unique(rng.integers(0, n_customers * n_offers, 60)).astype(np.int64)
+    customers = np.arange(5, 30)
+    offer = np.where(rng.random((customers.size, n_offers)) < 0.2, -1,
+                     np.arange(n_offers)[None, :])
+    keys = customers[:, None] * n_offers + np.maximum(offer, 0)
+    got = _member(keys, sorted_keys, customers[0] * n_offers, (customers[-1] + 1) * n_offers)
+    assert (got == np.isin(keys, sorted_keys)).all()
