@@ -100,12 +100,14 @@ class AffinityModel:
         from the purchases before the features' week only."""
         if lines is None or lines.categories != features.categories:
             lines = purchase_lines(inputs, (), features.week)
-        if features.week is not None:
-            lines = lines.before(features.week)
+        k, gross = lines.k, lines.gross
+        if features.week is not None and lines.week.size and lines.week.max() >= features.week:
+            keep = lines.week < features.week
+            k, gross = k[keep], gross[keep]
         n_k = len(features.categories)
         # bincount adds in row order: the same prices on every run
-        total = np.bincount(lines.k, weights=lines.gross, minlength=n_k)
-        price = total / np.maximum(np.bincount(lines.k, minlength=n_k), 1)
+        total = np.bincount(k, weights=gross, minlength=n_k)
+        price = total / np.maximum(np.bincount(k, minlength=n_k), 1)
         counts = np.asarray(self.offer_categories_.sum(axis=0)).ravel()
         mean = (self.offer_categories_.T @ price) / np.maximum(counts, 1)
         return np.where(mean > 0, mean, 1.0)

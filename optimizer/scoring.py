@@ -138,9 +138,9 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         sampled = np.zeros(inputs.n_customers, dtype=bool)
         sampled[c] = True
         then = customer_features(inputs, start, aff.half_life_weeks, rules.sensitive_categories,
-                                 lines.before(start, sampled))
+                                 lines, customers=sampled)
         then_model = AffinityModel(aff, scenario.objective).fit(
-            inputs, then, cats, ones, lines=lines.before(start))
+            inputs, then, cats, ones, lines=lines)
         columns = _columns(then_model, inputs, plain, c, o, sent_week)
         model = Propensity(rate=rate, target=target).fit(columns, y)
         if not model.converged_:
