@@ -24,7 +24,8 @@ import numpy as np
 import polars as pl
 
 from .bgnbd import BGNBD
-from .features import CustomerFeatures, PurchaseLines, purchase_lines, segment_starts, segment_sums
+from .feature_kernels import purchase_days
+from .features import CustomerFeatures, PurchaseLines, purchase_lines
 from .gamma_gamma import GammaGamma
 from .validate import Inputs
 
@@ -81,27 +82,22 @@ def rfm_summary(inputs: Inputs, week: int, sensitive_categories: tuple[str, ...]
     a fixed order whatever the threads); a line without a date counts on its week's first day."""
     tx = inputs.transactions
     by_day = "date" in tx.columns and tx.get_column("date").null_count() < tx.height
-    lines = (lines or purchase_lines(inputs, sensitive_categories, week)).before(week)
-    plain = ~lines.sensitive
-    lc = lines.c[plain].astype(np.int64)
-    lt = (lines.day if by_day else lines.week)[plain].astype(np.int64)
-    end = int(lt.max()) + 1 if by_day and lt.size else week
-    day_starts = (np.flatnonzero(np.r_[True, (lc[1:] != lc[:-1]) | (lt[1:] != lt[:-1])])
-                  if lc.size else np.zeros(0, np.int64))
-    value = segment_sums(lines.sales[plain], day_starts)
-    cd, t = lc[day_starts], lt[day_starts].astype(float)
-    starts = segment_starts(cd)
-    ends = np.r_[starts[1:], cd.size] - 1
+    lines = lines or purchase_lines(inputs, sensitive_categories, week)
+    keep = ~lines.sensitive & (lines.week < week)
+    lt = lines.day if by_day else lines.week
     n_customers = inputs.n_customers
+    n_days, first, last, total, first_value = purchase_days(lines.c, lt, lines.sales, keep,
+                                                            n_customers)
+    kept_t = lt[keep]
+    end = int(kept_t.max()) + 1 if by_day and kept_t.size else week
+    c = np.flatnonzero(n_days)
+    n = n_days[c].astype(float)
     out = {name: np.zeros(n_customers) for name in ("frequency", "recency", "T", "monetary")}
-    c = cd[starts]
-    n = (ends - starts + 1).astype(float)
-    first = t[starts]
     out["frequency"][c] = n - 1
-    out["recency"][c] = t[ends] - first
-    out["T"][c] = (end if end is not None else 0) - first
-    total = segment_sums(value, starts)
-    out["monetary"][c] = np.where(n > 1, (total - value[starts]) / np.maximum(n - 1, 1), 0.0)
+    out["recency"][c] = (last[c] - first[c]).astype(float)
+    out["T"][c] = end - first[c].astype(float)
+    out["monetary"][c] = np.where(n > 1, (total[c] - first_value[c]) / np.maximum(n - 1, 1),
+                                  0.0)
     active = np.zeros(n_customers, dtype=bool)
     active[c] = True
     return RFMSummary(out["frequency"], out["recency"], out["T"], out["monetary"], active,

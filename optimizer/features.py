@@ -125,18 +125,6 @@ class PurchaseLines:
     categories: list[str]
     brands: list[str]
 
-    def before(self, week: int, customers: np.ndarray | None = None) -> "PurchaseLines":
-        """The lines of weeks before ``week`` (the same object when that is all of them), of the
-        customers where the boolean mask ``customers`` is true (all if ``None``)."""
-        keep = self.week < week
-        if customers is not None:
-            keep &= customers[self.c]
-        if keep.all():
-            return self
-        arrays = {f: getattr(self, f)[keep] for f in ("c", "p", "k", "brand", "sensitive", "week",
-                                                      "day", "sales", "gross", "discounted")}
-        return PurchaseLines(**arrays, categories=self.categories, brands=self.brands)
-
 
 def purchase_lines(inputs: Inputs, sensitive_categories: tuple[str, ...],
                    week: int | None = None) -> PurchaseLines:
@@ -207,18 +195,3 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
                             discount_share, sums.spend, weeks_observed,
                             behaviour.pop("last_week"), lines.categories, lines.brands,
                             **behaviour, week=week)
-
-
-def segment_starts(keys: np.ndarray) -> np.ndarray:
-    """Start index of each run of equal values in a sorted array."""
-    if keys.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-
-
-def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sums of ``values`` over the runs beginning at ``starts``, added in array order (so the
-    result does not depend on how a parallel group-by or the table's chunks split the rows)."""
-    if starts.size == 0:
-        return np.zeros(0)
-    return np.add.reduceat(values, starts)

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from optimizer.feature_kernels import purchase_days
 from optimizer.features import customer_features, purchase_lines
 from optimizer.schemas import normalize_category
 from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
@@ -107,3 +108,31 @@ def test_compiled_features_match_a_polars_group_by(inputs, masked: bool):
     if masked:  # customers outside the mask have no features at all
         assert got.product_share[~customers].nnz == 0
         assert (got.last_week[~customers] == -1).all()
+
+
+def test_purchase_days_sum_like_numpy_reduceat_bit_for_bit():
+    """Day totals and customer totals equal np.add.reduceat's over the kept lines exactly (the
+    lifetime value fits turn a last-bit change into a different plan)."""
+    rng = np.random.default_rng(4)
+    n_customers = 30
+    # runs of every length up to past numpy's 128-element pairwise block, some on one day
+    c = np.sort(rng.integers(0, n_customers, 12000)).astype(np.int32)
+    t = np.zeros(c.size, dtype=np.int32)
+    for cust in np.unique(c):
+        rows = np.flatnonzero(c == cust)
+        t[rows] = np.sort(rng.integers(0, rng.choice([1, 3, 300]), rows.size))
+    sales = rng.lognormal(1, 1.5, c.size)
+    keep = rng.random(c.size) < 0.9
+    n_days, first, last, total, first_value = purchase_days(c, t, sales, keep, n_customers)
+    kc, kt, ks = c[keep].astype(np.int64), t[keep].astype(np.int64), sales[keep]
+    day_starts = np.flatnonzero(np.r_[True, (kc[1:] != kc[:-1]) | (kt[1:] != kt[:-1])])
+    day_value = np.add.reduceat(ks, day_starts)
+    dc = kc[day_starts]
+    starts = np.flatnonzero(np.r_[True, dc[1:] != dc[:-1]])
+    who = dc[starts]
+    assert (np.diff(np.r_[starts, dc.size]) > 128).any()  # the recursive branch is exercised
+    np.testing.assert_array_equal(n_days[who], np.diff(np.r_[starts, dc.size]))
+    np.testing.assert_array_equal(total[who], np.add.reduceat(day_value, starts))
+    np.testing.assert_array_equal(first_value[who], day_value[starts])
+    np.testing.assert_array_equal(first[who], kt[day_starts][starts])
+    assert (n_days[np.setdiff1d(np.arange(n_customers), who)] == 0).all()
