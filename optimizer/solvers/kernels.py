@@ -220,6 +220,7 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
     order = np.empty(slots, dtype=np.int64)  # positive candidates, best first
     held = np.empty(slots * width + 1, dtype=np.int64)
     mult = np.empty(slots, dtype=np.int64)  # positions in `order` of the multi-category ones
+    by_slot = np.empty(slots, dtype=np.int64)
     pick = np.zeros(slots, dtype=np.bool_)
     best_pick = np.zeros(slots, dtype=np.bool_)
     for i in range(n):
@@ -240,6 +241,14 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
             if multi[offer[i, order[k]]]:
                 mult[m] = k
                 m += 1
+        # the pattern's bits in slot order (= offer order), the order forced ones are taken in
+        n_forced = m if m <= max_enumerated else 0
+        for q in range(n_forced):
+            j = q
+            while j > 0 and order[mult[by_slot[j - 1]]] > order[mult[q]]:
+                by_slot[j] = by_slot[j - 1]
+                j -= 1
+            by_slot[j] = q
         patterns = 1 << m if m <= max_enumerated else 1
         best_total = -np.inf
         for pattern in range(patterns):
@@ -251,25 +260,25 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
             feasible = True
             for k in range(npos):
                 pick[k] = False
-            if m <= max_enumerated:
-                for slot in range(slots):  # forced ones in slot order = offer order
-                    for q in range(m):
-                        k = mult[q]
-                        if order[k] == slot and (pattern >> q) & 1:
-                            o = offer[i, slot]
-                            if taken < cap[i] and _fits(o, categories, per_category, held,
-                                                        n_held):
-                                pick[k] = True
-                                taken += 1
-                                total += reduced[i, slot]
-                                for w in range(width):
-                                    if categories[o, w] >= 0:
-                                        held[n_held] = categories[o, w]
-                                        n_held += 1
-                            else:
-                                feasible = False
-                if not feasible:
+            for b in range(n_forced):  # forced ones in slot order = offer order
+                q = by_slot[b]
+                if not (pattern >> q) & 1:
                     continue
+                k = mult[q]
+                slot = order[k]
+                o = offer[i, slot]
+                if taken < cap[i] and _fits(o, categories, per_category, held, n_held):
+                    pick[k] = True
+                    taken += 1
+                    total += reduced[i, slot]
+                    for w in range(width):
+                        if categories[o, w] >= 0:
+                            held[n_held] = categories[o, w]
+                            n_held += 1
+                else:
+                    feasible = False
+            if not feasible:
+                continue
             q = 0
             for k in range(npos):
                 if m <= max_enumerated and q < m and mult[q] == k:
