@@ -68,6 +68,26 @@ def test_best_response_and_margins_match_the_numpy_greedy(per_category):
             kernels.reduced_values(value, cost, offer, budget, count, glob, bonus), reduced)
 
 
+@pytest.mark.parametrize("per_category", [None, 1, 2, 3])
+def test_best_response_breaks_exact_ties_like_the_numpy_greedy(per_category):
+    """Offers of one category often tie exactly: the lower slot (offer) must win every tie."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n_offers = int(rng.integers(2, 30))
+        offer, value, cost, cap, categories, _ = _instance(
+            rng, int(rng.integers(1, 40)), int(rng.integers(1, min(n_offers, 20) + 1)),
+            n_offers, int(rng.integers(1, 4)))
+        value = np.where(offer >= 0, np.round(value * 4) / 4, 0.0)  # a few distinct values
+        zeros = np.zeros(n_offers)
+        chosen, totals = kernels.respond(value, np.zeros_like(value), offer, cap, zeros, zeros,
+                                         0.0, zeros, categories[:, 0], per_category)
+        reduced = np.where(offer >= 0, value, -np.inf)
+        sel = select(reduced, offer, cap, categories, per_category, relaxed=True,
+                     depth_cap=offer.shape[1])
+        np.testing.assert_array_equal(chosen, sel.chosen, err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(totals, sel.row_totals(reduced))
+
+
 def test_an_offer_without_category_is_not_capped():
     offer = np.array([[0, 1, 2]], dtype=np.int32)
     value = np.array([[0.9, 0.8, 0.7]])
