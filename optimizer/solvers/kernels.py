@@ -283,6 +283,10 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
     held = np.empty(slots * width + 1, dtype=np.int64)
     mult = np.empty(slots, dtype=np.int64)  # positions in `order` of the multi-category ones
     by_slot = np.empty(slots, dtype=np.int64)
+    rest = np.empty(slots, dtype=np.int64)
+    seen_in_cat = np.zeros(max(categories.max() + 1, 1), dtype=np.int64)
+    touched = np.empty(slots, dtype=np.int64)
+    n_touched = 0
     pick = np.zeros(slots, dtype=np.bool_)
     best_pick = np.zeros(slots, dtype=np.bool_)
     for i in range(n):
@@ -312,6 +316,29 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
                 j -= 1
             by_slot[j] = q
         patterns = 1 << m if m <= max_enumerated else 1
+        # the greedy after the forced ones: all positive candidates without enumeration, else
+        # the single-category ones among their category's per_category best (a later one of the
+        # same category can never fit: the category is full by then, forced ones only take room)
+        n_rest = 0
+        q = 0
+        for k in range(npos):
+            if m <= max_enumerated and q < m and mult[q] == k:
+                q += 1
+                continue
+            if m <= max_enumerated:
+                cat = categories[offer[i, order[k]], 0]
+                if cat >= 0:
+                    if seen_in_cat[cat] == 0:
+                        touched[n_touched] = cat
+                        n_touched += 1
+                    seen_in_cat[cat] += 1
+                    if seen_in_cat[cat] > per_category:
+                        continue
+            rest[n_rest] = k
+            n_rest += 1
+        for t in range(n_touched):
+            seen_in_cat[touched[t]] = 0
+        n_touched = 0
         best_total = -np.inf
         for pattern in range(patterns):
             # forced multi-category candidates first (in offer order), then the rest best first;
@@ -341,11 +368,8 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
                     feasible = False
             if not feasible:
                 continue
-            q = 0
-            for k in range(npos):
-                if m <= max_enumerated and q < m and mult[q] == k:
-                    q += 1
-                    continue  # decided by the pattern
+            for t in range(n_rest):
+                k = rest[t]
                 if taken >= cap[i]:
                     break
                 o = offer[i, order[k]]
