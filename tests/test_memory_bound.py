@@ -60,11 +60,15 @@ def test_estimate_shrinks_with_the_knobs_and_a_fitting_run_succeeds(tmp_path, de
     assert memory["estimate_gb"] <= limit
 
 
-def test_scores_path_counts_the_padded_chunks(tmp_path):
+@pytest.mark.parametrize("rows_sorted", [True, False])
+def test_scores_path_counts_the_padded_chunks(tmp_path, rows_sorted):
     world = base_world(customers=4)
     world["offers"] = [offer(j) for j in range(1, 6)]
     world["scores"] = [score(1, j) for j in range(1, 6)] + [score(c, 1) for c in (2, 3, 4)]
+    if not rows_sorted:  # counted by bincount instead of the sorted rows' bounds
+        world["scores"] = world["scores"][::-1]
     write_world(tmp_path / "data", world)
+    assert load_inputs(tmp_path / "data").scores_sorted == rows_sorted
     path = write_scenario(tmp_path / "s.toml", solver={"chunk_size": 2})
     estimate = estimate_memory(load_inputs(tmp_path / "data"), load_scenario(path))
     assert estimate.candidate_slots == 2 * 5 + 2 * 1  # chunk {1, 2} is 5 wide, {3, 4} is 1
