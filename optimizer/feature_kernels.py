@@ -58,9 +58,11 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
           planning_week, per_customer, behaviour, last_week, shape[0], shape[1], shape[2],
           rows[0], entries[0][0], entries[0][1], rows[1], entries[1][0], entries[1][1],
           rows[2], entries[2][0], entries[2][1])
+    # the widths the scipy route gave: categories and products as they are, brands at least 1
+    widths = (shape[0], max(shape[1], 1), shape[2])
     matrices = [sp.csr_matrix((data[:indptr[-1]], indices[:indptr[-1]], indptr),
-                              shape=(n_customers, max(width, 1)))
-                for (indices, data), indptr, width in zip(entries, rows, shape)]
+                              shape=(n_customers, width))
+                for (indices, data), indptr, width in zip(entries, rows, widths)]
     for matrix in matrices:
         matrix.has_sorted_indices = True
     return CustomerSums(*per_customer, *matrices,
