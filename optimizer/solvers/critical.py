@@ -327,6 +327,30 @@ def _layout(rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray, np.nda
     return parts, samp_block, sampled - starts[samp_block]
 
 
+@nb.njit(cache=True)
+def _list_of(first):  # pragma: no cover - compiled
+    out = nb.typed.List()
+    out.append(first)
+    return out
+
+
+@nb.njit(cache=True)
+def _append(out, item):  # pragma: no cover - compiled
+    out.append(item)
+
+
+def _typed_list(arrays: Sequence[np.ndarray], dtype: type) -> "nb.typed.List":
+    """A typed List of 2-D C-contiguous ``arrays`` of ``dtype``, made by compiled code: a typed
+    List built from Python compiles its methods in every process (1.2 s per solve for the two
+    array types here), compiled code is cached."""
+    if not arrays:  # no blocks: the rare case pays the compilation
+        return nb.typed.List.empty_list(nb.types.Array(nb.from_dtype(np.dtype(dtype)), 2, "C"))
+    out = _list_of(arrays[0])
+    for item in arrays[1:]:
+        _append(out, item)
+    return out
+
+
 class Candidates:
     """The blocks' candidates as the compiled passes read them (typed lists of 2-D arrays).
 
@@ -341,9 +365,11 @@ class Candidates:
         for m in margins:
             if m.dtype != np.float64 or not m.flags.c_contiguous:
                 raise ValueError("margins must be C-contiguous float64 arrays (read in place)")
-        self.offers = nb.typed.List([np.ascontiguousarray(o, dtype=np.int32) for o in offers])
-        self.costs = nb.typed.List([np.ascontiguousarray(c, dtype=np.float64) for c in costs])
-        self.margins = nb.typed.List(list(margins))
+        self.offers = _typed_list([np.ascontiguousarray(o, dtype=np.int32) for o in offers],
+                                  np.int32)
+        self.costs = _typed_list([np.ascontiguousarray(c, dtype=np.float64) for c in costs],
+                                 np.float64)
+        self.margins = _typed_list(list(margins), np.float64)
         self.parts, self.samp_block, self.samp_row = _layout(
             np.array([o.shape[0] for o in offers], dtype=np.int64))
 
