@@ -30,6 +30,7 @@ class CustomerSums:
     brand_share: sp.csr_matrix
     product_share: sp.csr_matrix
     behaviour: dict[str, np.ndarray]
+    first_week: int | None  # the earliest kept line's week (None without kept lines)
 
 
 def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray,
@@ -44,7 +45,8 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
     if c.size and not np.all(c[1:] >= c[:-1]):
         raise ValueError("purchase lines must be sorted by customer")
     kept_weeks = week[keep]
-    first_week = int(kept_weeks.min()) if kept_weeks.size else planning_week
+    earliest = int(kept_weeks.min()) if kept_weeks.size else None
+    first_week = planning_week if earliest is None else earliest
     # one decay factor per week: the same values numpy gives line by line, at a fraction of it
     weeks = np.arange(first_week, planning_week + 1, dtype=week.dtype)
     decay = 0.5 ** ((planning_week - weeks) / half_life_weeks)
@@ -68,7 +70,8 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
     return CustomerSums(*per_customer, *matrices,
                         behaviour={"visits": behaviour[0], "recency": behaviour[1],
                                    "cadence_weeks": behaviour[2], "tenure_weeks": behaviour[3],
-                                   "last_week": last_week})
+                                   "last_week": last_week},
+                        first_week=earliest)
 
 
 @nb.njit(**_JIT)

@@ -188,8 +188,7 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
     denominator = sums.denominator
     discount_share = np.where(denominator > 0,
                               sums.discount_spend / np.maximum(denominator, 1e-300), 0)
-    kept_weeks = lines.week[keep]
-    weeks_observed = int(week - kept_weeks.min()) if kept_weeks.size else 0
+    weeks_observed = int(week - sums.first_week) if sums.first_week is not None else 0
     behaviour = dict(sums.behaviour)
     return CustomerFeatures(sums.category_share, sums.brand_share, sums.product_share,
                             discount_share, sums.spend, weeks_observed,

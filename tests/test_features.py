@@ -54,6 +54,7 @@ def _reference(inputs, week: int, customers: np.ndarray | None) -> dict[str, obj
                                                       1.0))
                 .filter(pl.col("share") != 0))
     return {"per_customer": per_customer, "behaviour": behaviour,
+            "weeks_observed": week - tx.get_column("week").min() if tx.height else 0,
             "category": shares(tx, "category"), "product": shares(tx, "p"),
             "brand": shares(plain.filter(pl.col("brand").is_not_null()), "brand")}
 
@@ -105,6 +106,7 @@ def test_compiled_features_match_a_polars_group_by(inputs, masked: bool):
         expected[c] = values.to_numpy()
         np.testing.assert_allclose(getattr(got, name), expected, rtol=1e-12, atol=1e-12,
                                    err_msg=name)
+    assert got.weeks_observed == ref["weeks_observed"]
     if masked:  # customers outside the mask have no features at all
         assert got.product_share[~customers].nnz == 0
         assert (got.last_week[~customers] == -1).all()
