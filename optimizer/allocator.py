@@ -2,19 +2,19 @@
 
 numpy allocates every large array with ``mmap`` and returns it with ``munmap`` when freed, and
 glibc trims the top of its heap after large frees. On virtual machines whose host reclaims the
-guest's free memory (virtio-balloon free page reporting, common on cloud VMs), the next first
-touch of such pages faults through the hypervisor: measured on the 2-core development VM, touching 2 GB of
-fresh pages took 4.5-6.8 s, against 0.13 s for pages the process kept. Each solver pass allocates
-and frees hundreds of MB of work arrays of about the same sizes as the pass before, so at a
-million customers this cost seconds per run.
+guest's free memory (virtio-balloon free page reporting, common on cloud VMs), the next first touch
+of such pages faults through the hypervisor: measured on the 2-core development VM, touching 2 GB
+of fresh pages took 4.5-6.8 s, against 0.13 s for pages the process kept. Each solver pass
+allocates and frees hundreds of MB of work arrays of about the same sizes as the pass before, so at
+a million customers this cost seconds per run.
 
 :func:`reusing_freed_memory` sets glibc's ``M_MMAP_MAX`` to 0 (large blocks come from the heap,
-whose freed space the next pass reuses) and ``M_TRIM_THRESHOLD`` high (the heap is not shrunk)
-for the duration of a ``with`` block, then sets both back to glibc's default values and releases
-what is free (``malloc_trim``); glibc's dynamic adjustment of its mmap threshold stays off for the
-rest of the process (any explicit ``mallopt`` turns it off). The pipeline runs its solve and its bound over all candidates in it: their
-passes repeat allocations of the same sizes. Loading and fitting allocate
-arrays of ever different sizes, which a heap that never gives memory back leaves as holes
+whose freed space the next pass reuses) and ``M_TRIM_THRESHOLD`` high (the heap is not shrunk) for
+the duration of a ``with`` block, then sets both back to glibc's default values and releases what
+is free (``malloc_trim``); glibc's dynamic adjustment of its mmap threshold stays off for the rest
+of the process (any explicit ``mallopt`` turns it off). The pipeline runs its solve and its bound
+over all candidates in it: their passes repeat allocations of the same sizes. Loading and fitting
+allocate arrays of ever different sizes, which a heap that never gives memory back leaves as holes
 (measured: 9.1 GB peak instead of 7.7 GB on the affinity path at a million customers), so they run
 without it.
 Set ``OFFEROPT_KEEP_FREED_MEMORY=0`` to leave the allocator alone.

@@ -42,8 +42,8 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
     brands and products. A line of week ``w`` weighs ``0.5 ** ((planning_week - w) /
     half_life_weeks)``; spend in sensitive categories counts only in its own category and
     product shares (privacy by design, see :mod:`optimizer.features`)."""
-    if c.size and not np.all(c[1:] >= c[:-1]):
-        raise ValueError("purchase lines must be sorted by customer")
+    if not sorted_by_customer_day(c, day):  # runs per customer, visits as changes of day
+        raise ValueError("purchase lines must be sorted by customer and day")
     kept_weeks = week[keep]
     earliest = int(kept_weeks.min()) if kept_weeks.size else None
     first_week = planning_week if earliest is None else earliest
@@ -160,7 +160,7 @@ def _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay, 
         n_k_rows = n_b_rows = n_p_rows = 0
         denominator = discount_spend = spend = visits = 0.0
         n_days = 0
-        first_day = last_day = prev_day = 0
+        first_day = prev_day = 0
         day_week = -1
         first_dweek, last_dweek = planning_week, -1
         for i in range(start, end):
@@ -198,7 +198,7 @@ def _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay, 
                 if n_days == 0:
                     first_day = day[i]
                 n_days += 1
-                prev_day = last_day = day[i]
+                prev_day = day[i]
                 day_week = week[i]
             else:
                 day_week = max(day_week, week[i])
@@ -208,7 +208,7 @@ def _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay, 
             last_dweek = max(last_dweek, day_week)
             behaviour[0, cust] = visits
             behaviour[1, cust] = decay[last_dweek - first_week]
-            behaviour[2, cust] = (last_day - first_day) / 7 / max(n_days - 1, 1)
+            behaviour[2, cust] = (prev_day - first_day) / 7 / max(n_days - 1, 1)
             behaviour[3, cust] = planning_week - first_dweek
             last_week[cust] = last_dweek
         per_customer[0, cust] = denominator

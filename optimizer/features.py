@@ -1,4 +1,6 @@
-"""Customer and offer features, built once from the validated tables with polars and sparse maths.
+"""Customer and offer features, built once from the validated tables: the purchase lines with
+polars and numpy, the customer side in one compiled pass over them
+(:mod:`optimizer.feature_kernels`), the offer side as sparse incidence matrices.
 
 Customer side (customer first): each customer's recency-decayed spend by category, brand and
 product, as shares of her decayed spend, and her price sensitivity. A purchase of week ``w``
@@ -128,8 +130,8 @@ class PurchaseLines:
 
 def purchase_lines(inputs: Inputs, sensitive_categories: tuple[str, ...],
                    week: int | None = None) -> PurchaseLines:
-    """Join ``transactions`` (of weeks before ``week``, all if ``None``) to ``products`` once,
-    with polars, into :class:`PurchaseLines`."""
+    """``transactions`` (of weeks before ``week``, all if ``None``) with their products' category,
+    brand and sensitivity (gathered by product index), as :class:`PurchaseLines`."""
     products = inputs.products
     categories = sorted(products.get_column("category").unique().to_list())
     cat_index = {name: i for i, name in enumerate(categories)}

@@ -138,3 +138,18 @@ def test_purchase_days_sum_like_numpy_reduceat_bit_for_bit():
     np.testing.assert_array_equal(first_value[who], day_value[starts])
     np.testing.assert_array_equal(first[who], kt[day_starts][starts])
     assert (n_days[np.setdiff1d(np.arange(n_customers), who)] == 0).all()
+
+
+def test_the_pass_refuses_lines_out_of_customer_and_day_order(inputs):
+    """Visits are counted as changes of day within a customer's run: unsorted lines would be
+    counted wrong, so they are refused rather than summed."""
+    from optimizer.feature_kernels import customer_sums
+    lines = purchase_lines(inputs, SENSITIVE_CATEGORIES, 40)
+    swap = np.flatnonzero((lines.c[1:] == lines.c[:-1]) & (lines.day[1:] > lines.day[:-1]))[0]
+    day = lines.day.copy()
+    day[[swap, swap + 1]] = day[[swap + 1, swap]]  # one customer's two days out of order
+    with pytest.raises(ValueError, match="sorted by customer and day"):
+        customer_sums(lines.c, lines.k, lines.brand, lines.p, lines.sensitive, lines.week, day,
+                      lines.sales, lines.discounted, lines.week < 40, inputs.n_customers,
+                      (len(lines.categories), len(lines.brands), inputs.products.height), 40,
+                      HALF_LIFE)

@@ -334,13 +334,14 @@ def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumer
         # the greedy after the forced ones: all positive candidates without enumeration, else
         # the single-category ones among their category's per_category best (a later one of the
         # same category can never fit: the category is full by then, forced ones only take room)
+        enumerated = m <= max_enumerated
         n_rest = 0
         q = 0
         for k in range(npos):
-            if m <= max_enumerated and q < m and mult[q] == k:
+            if enumerated and q < m and mult[q] == k:
                 q += 1
                 continue
-            if m <= max_enumerated:
+            if enumerated:
                 cat = categories[offer[i, order[k]], 0]
                 if cat >= 0:
                     if seen_in_cat[cat] == 0:
