@@ -25,9 +25,12 @@ import numpy as np
 
 from .config import Scenario
 from .errors import OptimizerError
+from .load import parquet_rows
 from .validate import Inputs
 
 BYTES_PER_SLOT = 64
+# a scores row read whole: IDs, indices, p_redeem and value while checked, then the kept columns
+BYTES_PER_SCORES_ROW = 64
 BYTES_PER_DENSE_CELL = 160
 INPUT_COPIES = 3
 GB = 1024 ** 3
@@ -77,16 +80,39 @@ def available_memory() -> int:
         return 1 << 62  # unknown: do not refuse
 
 
+def memory_limit(scenario: Scenario) -> tuple[int, str]:
+    """The bytes a run may use and where that figure comes from."""
+    if scenario.solver.memory_limit_gb is not None:
+        return int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
+    return available_memory(), "available memory (MemAvailable)"
+
+
+def stream_scores(scenario: Scenario) -> bool:
+    """Whether to read the ``scores`` table in batches (``solver.stream_scores``; by default
+    when the whole table would take more than a quarter of the memory limit)."""
+    if scenario.solver.stream_scores is not None:
+        return scenario.solver.stream_scores
+    rows = parquet_rows(scenario.data, "scores")
+    return rows is not None and rows * BYTES_PER_SCORES_ROW > memory_limit(scenario)[0] / 4
+
+
 def _candidate_slots(inputs: Inputs, scenario: Scenario) -> int:
     n, m = inputs.n_customers, inputs.n_offers
-    if inputs.scores is None:
+    keep = scenario.solver.scores_per_customer
+    if not inputs.has_scores:
         return n * min(scenario.affinity.candidates_per_customer, m)
+    if inputs.scores is None:  # streamed: the rows are not counted per customer up front
+        rows = inputs.row_counts.get("scores", 0)
+        # chunks are padded to their widest customer: allow a quarter more
+        return int(min(rows, n * keep) * 1.25) if keep is not None else int(rows * 1.25)
     c = inputs.scores.get_column("c").to_numpy()
     if inputs.scores_sorted:  # rows by customer: counts from the run bounds, without a copy of c
         counts = np.diff(np.searchsorted(c, np.arange(n + 1, dtype=c.dtype)))
     else:  # an int64 copy of c for bincount: 1.2 s of fresh pages at 43 M rows
         counts = np.bincount(c.astype(np.int64), minlength=n)
     size = scenario.solver.chunk_size
+    if keep is not None:
+        counts = np.minimum(counts, keep)
     slots = 0
     for start in range(0, n, size):  # each chunk is padded to its widest customer
         part = counts[start:start + size]
@@ -102,12 +128,9 @@ def estimate_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
     size = sum(int(t.estimated_size()) for t in tables if t is not None)
     slots = _candidate_slots(inputs, scenario)
     dense = 0
-    if inputs.scores is None:
+    if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
-    if scenario.solver.memory_limit_gb is not None:
-        limit, source = int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
-    else:
-        limit, source = available_memory(), "available memory (MemAvailable)"
+    limit, source = memory_limit(scenario)
     return MemoryEstimate(size * INPUT_COPIES, slots, slots * BYTES_PER_SLOT,
                           dense * BYTES_PER_DENSE_CELL, limit, source)
 
@@ -119,15 +142,17 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
         return est
     gb = lambda b: f"{b / GB:.3g} GB"  # noqa: E731
     hints = []
-    if inputs.scores is None:
+    if not inputs.has_scores:
         hints.append(f"lower affinity.candidates_per_customer "
                      f"(now {scenario.affinity.candidates_per_customer}: {est.candidate_slots:,} "
                      f"candidate slots, {gb(est.candidates)})")
         hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
                      f"{gb(est.working_chunk)} per chunk of dense scores)")
     else:
-        hints.append(f"list fewer pairs in the scores table ({est.candidate_slots:,} candidate "
-                     f"slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
+        hints.append(f"keep fewer of the scores table's pairs per customer with "
+                     f"solver.scores_per_customer (now "
+                     f"{scenario.solver.scores_per_customer or 'all'}: {est.candidate_slots:,} "
+                     f"candidate slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
                      f"{scenario.solver.chunk_size:,}; chunks are padded to their widest customer)")
     hints.append("run on a machine with more memory, or raise solver.memory_limit_gb if the "
                  "limit is set too low")

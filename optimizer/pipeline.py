@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import polars as pl
@@ -31,16 +31,17 @@ from .eligibility import EligibilityRules, compile_rules, customer_caps
 from .errors import InfeasibleError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
-from .memory import check_memory
+from .memory import check_memory, stream_scores
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
 from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solution,
-                      block_from_pairs, offer_data)
+                      best_per_customer, block_from_pairs, offer_data)
 from .report import render_report
+from .scores_stream import ScoresChunk, scores_chunks
 from .scoring import fit_scoring
 from .solvers import solve
 from .solvers import kernels
-from .solvers.lagrangian import admissible_prices, capacity_terms
+from .solvers.lagrangian import admissible_prices, capacity_terms, dual_bound
 from .validate import Inputs, load_inputs
 
 log = logging.getLogger(__name__)
@@ -118,45 +119,37 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
-                   discount: np.ndarray) -> list[CandidateBlock]:
-    """Candidate blocks from the ``scores`` table: only listed pairs, with their values.
+                   discount: np.ndarray, keep: int | None, audit: bool = True
+                   ) -> Iterator[CandidateBlock]:
+    """Candidate blocks from the ``scores`` table, one per chunk of customers: only listed pairs
+    that the rules allow, of positive value, each customer's ``keep`` best by value (all when
+    ``None``).
 
-    Chunks are built on ``solver.threads`` threads, at most that many at a time; each block
-    depends on its chunk's rows only and audits are added in chunk order, so the blocks and the
-    audit are the same for any thread count."""
-    scores = inputs.scores
-    assert scores is not None  # only called on the scores path
-    # lazily: an eager select rechunks a table read in row groups (a copy of all of it)
-    table = scores.lazy().select("c", "o", "p_redeem", "value").collect()
-    if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
-        table = table.sort(["c", "o"])
-    c = table.get_column("c").to_numpy()
-
-    def chunk(bounds: tuple[int, int]) -> tuple[CandidateBlock, dict[str, int]]:
-        start, stop = bounds
-        # bounds in c's own dtype: a mixed-type search would convert all of c each time
-        lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
-        # a chunk's rows at a time: whole columns copied out of a table read in row groups
-        # would hold a second copy of the table (1.2 GB at 50 M rows) while blocks are built
-        part = table.slice(int(lo), int(hi - lo))
-        cc, oo = c[lo:hi], part.get_column("o").to_numpy()
-        p, v = part.get_column("p_redeem").to_numpy(), part.get_column("value").to_numpy()
+    Chunks are built on ``solver.threads`` threads, at most that many at a time, while the next
+    chunk's rows are read; each block depends on its chunk's rows only and audits are added in
+    chunk order, so the blocks and the audit are the same for any thread count. ``audit=False``
+    leaves the audit as it is (a second pass over the same pairs)."""
+    def chunk(part: ScoresChunk) -> tuple[CandidateBlock, dict[str, int]]:
+        cc, oo, v = part.c, part.o, part.value
         # the rules see each pair as a one-slot row of its customer (a chunk may list none);
         # each chunk audits into its own counts, added to the run's in chunk order
         own = replace(rules, audit={name: 0 for name in rules.audit})
-        allowed = (own.allowed(cc, oo[:, None])[:, 0] if hi > lo
-                   else np.zeros(0, dtype=bool)) & (v > 0)
-        keep = np.flatnonzero(allowed)
-        return block_from_pairs(np.arange(start, stop, dtype=np.int64), cc[keep] - start,
-                                oo[keep], p[keep], v[keep], discount, caps[start:stop]), own.audit
+        live = (own.allowed(cc, oo[:, None])[:, 0] if cc.size
+                else np.zeros(0, dtype=bool)) & (v > 0)
+        if keep is not None:
+            live = best_per_customer(cc, v, live, keep)
+        kept = np.flatnonzero(live)
+        block = block_from_pairs(np.arange(part.start, part.stop, dtype=np.int64),
+                                 cc[kept] - part.start, oo[kept], part.p_redeem[kept], v[kept],
+                                 discount, caps[part.start:part.stop])
+        return block, own.audit
 
-    blocks = []
-    for block, audit in _in_order(chunk, _chunks(inputs.n_customers, scenario.solver.chunk_size),
-                                  _threads(scenario)):
-        blocks.append(block)
-        for name, count in audit.items():
-            rules.audit[name] += count
-    return blocks
+    bounds = _chunks(inputs.n_customers, scenario.solver.chunk_size)
+    for block, chunk_audit in _in_order(chunk, scores_chunks(inputs, bounds), _threads(scenario)):
+        if audit:
+            for name, count in chunk_audit.items():
+                rules.audit[name] += count
+        yield block
 
 
 def _threads(scenario: Scenario) -> int:
@@ -164,10 +157,11 @@ def _threads(scenario: Scenario) -> int:
     return threads if threads > 0 else (os.cpu_count() or 1)
 
 
-def _in_order(fn: Callable[[T], R], items: list[T], threads: int) -> Iterator[R]:
+def _in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
     """``fn`` over ``items`` on ``threads`` threads, results in item order, at most ``threads``
-    items started and not yet taken (memory stays bounded by a few chunks)."""
-    if threads <= 1 or len(items) < 2:
+    items started and not yet taken (memory stays bounded by a few chunks). ``items`` may be
+    a generator: it is advanced on the calling thread, while the started items run."""
+    if threads <= 1 or (isinstance(items, list) and len(items) < 2):
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(threads) as pool:
@@ -296,6 +290,28 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
             "customers_rescored": sum(n for _, n in terms)}
 
 
+def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRules,
+                       caps: np.ndarray, problem: AssignmentProblem, solution: Solution
+                       ) -> dict[str, Any]:
+    """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs may
+    have cost: the final prices bound the plan over every listed pair the rules allow (weak
+    duality, :func:`~optimizer.solvers.lagrangian.dual_bound`), built again chunk by chunk."""
+    every = _scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, None,
+                           audit=False)
+    pairs = [0]
+
+    def counted(blocks: Iterator[CandidateBlock]) -> Iterator[CandidateBlock]:
+        for block in blocks:
+            pairs[0] += block.n_pairs
+            yield block
+    bound = dual_bound(problem, solution.prices, counted(every))
+    gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
+    return {"candidates_per_customer": scenario.solver.scores_per_customer,
+            "pairs": problem.n_pairs, "pairs_all_candidates": pairs[0],
+            "bound_all_candidates": bound, "gap_all_candidates": gap,
+            "bound_increase": max(0.0, bound - solution.bound)}
+
+
 def _warm_start(scenario: Scenario, inputs: Inputs) -> Prices | None:
     """Prices of the previous run of this scenario's output folder, matched by offer_id."""
     manifest = scenario.output / "manifest.json"
@@ -338,7 +354,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
 def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
          append_history: bool, replace_week: bool) -> RunResult:
     stages.start("load")
-    inputs = load_inputs(scenario.data)
+    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
     memory = check_memory(inputs, scenario)  # stops here, before the big arrays, if it cannot fit
     stages.stop()
     rules_cfg = scenario.rules
@@ -352,7 +368,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     model = None
     clv = with_given_clv(inputs, np.full(inputs.n_customers, np.nan))  # NaN = unknown
     propensity_info: dict[str, Any] = {"model": "none (scores table)"}
-    if inputs.scores is None:
+    if not inputs.has_scores:
         scoring = fit_scoring(inputs, scenario, cats, scenario.week)
         model, clv = scoring.model, scoring.clv
         clv_info, propensity_info = scoring.lifetime_value, scoring.propensity
@@ -362,10 +378,13 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     rules = compile_rules(inputs, rules_cfg, scenario.week, cats)
     caps, cap_audit = customer_caps(inputs, rules_cfg, scenario.week)
     dropped: list[_Dropped] = []
+    keep = scenario.solver.scores_per_customer
+    truncated = keep is not None and keep < inputs.n_offers
     if model is None:
-        blocks = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
-        # the blocks now hold every kept pair: free the table (GBs at millions of customers)
-        inputs = replace(inputs, scores=inputs.scores.clear())
+        blocks = list(_scores_blocks(inputs, scenario, rules, caps, offers.discount, keep))
+        if inputs.scores is not None and not truncated:
+            # the blocks now hold every pair: free the table (GBs at millions of customers)
+            inputs = replace(inputs, scores=inputs.scores.clear())
     else:
         blocks, dropped = _affinity_blocks(model, inputs, scenario, rules, caps, offers,
                                            rules_cfg.max_offers_per_category)
@@ -389,7 +408,13 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                      progress=on_iteration)
     stages.stop()
 
-    truncation = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
+    truncation: dict[str, Any] = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
+    if model is None and truncated:
+        stages.start("bound_all_candidates")
+        truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution)
+        if inputs.scores is not None:
+            inputs = replace(inputs, scores=inputs.scores.clear())
+        stages.stop()
     if (model is not None and scenario.affinity.bound_all_candidates
             and scenario.affinity.candidates_per_customer < inputs.n_offers):
         stages.start("bound_all_candidates")
@@ -405,6 +430,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
     manifest["propensity"] = propensity_info
     manifest["candidates"] = truncation
+    if inputs.has_scores:
+        truncation["scores_read"] = "in batches" if inputs.scores_batches is not None else "whole"
     manifest["memory"] = memory.describe()
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
-from .load import RawTable, master_id_type, read_inputs, unify_id_type
+from .load import (RawTable, TableBatches, master_id_type, read_inputs, table_path,
+                   unify_id_type)
 from .schemas import ID_MASTER, RESTRICTION_RULES, normalize_category
 
 INDEX_OF = {"customer_id": "c", "product_id": "p", "offer_id": "o"}
@@ -34,7 +35,9 @@ class Inputs:
     offer_products: rows with ``o`` and ``p``.
     restrictions: ``c``, normalised ``category``, ``rule`` in {"exclude", "opt_in"}.
     history, redemptions: rows naming known customers and offers, with ``c`` and ``o``.
-    scores: ``c``, ``o``, ``p_redeem``, ``value``.
+    scores: ``c``, ``o``, ``p_redeem``, ``value``; ``None`` without a scores table, and when the
+        table is read in batches instead (``scores_batches``, see :mod:`optimizer.scores_stream`).
+    scores_batches: the parquet scores table opened for reading in batches, when asked for.
     row_counts, sha256: per table as read from disk (for the manifest).
     dropped: rows left out by rule (unknown customer or product in transactions, ...).
     id_is_int: whether each ID kind (customer_id, product_id, offer_id) is integer-typed.
@@ -55,6 +58,12 @@ class Inputs:
     dropped: dict[str, int] = field(default_factory=dict)
     id_is_int: dict[str, bool] = field(default_factory=dict)
     scores_sorted: bool = False
+    scores_batches: TableBatches | None = None
+
+    @property
+    def has_scores(self) -> bool:
+        """Whether the run is planned from a ``scores`` table (whole or in batches)."""
+        return self.scores is not None or self.scores_batches is not None
 
     @property
     def n_customers(self) -> int:
@@ -217,9 +226,16 @@ def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
                f"{id_col} not found in table '{master}'")
 
 
-def load_inputs(folder: str | Path) -> Inputs:
-    """Read and validate the input folder; raise :class:`InputError` on any breach of the contract."""
-    raw = read_inputs(Path(folder))
+def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
+    """Read and validate the input folder; raise :class:`InputError` on any breach of the contract.
+
+    ``stream_scores``: a parquet ``scores`` table is opened for reading in batches
+    (``Inputs.scores_batches``) instead of read whole; its rows are checked as they are read."""
+    folder = Path(folder)
+    batches = None
+    if stream_scores and (table_path(folder, "scores") or Path()).suffix == ".parquet":
+        batches = TableBatches.open(folder, "scores")
+    raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
     for name, table in raw.items():
         _require_not_null(name, table.frame,
                           [c for c in table.frame.columns if c in ("customer_id", "product_id",
@@ -271,29 +287,43 @@ def load_inputs(folder: str | Path) -> Inputs:
 
     scores, scores_sorted = None, False
     if "scores" in raw:
-        scores = _attach(_attach(raw["scores"].frame, "customer_id", customers), "offer_id", offers)
-        _references("scores", scores, "customer_id")
-        _references("scores", scores, "offer_id")
-        _require_not_null("scores", scores, ["p_redeem", "value"])
-        _require_finite("scores", scores, ["p_redeem", "value"])
-        _range("scores", scores, "p_redeem", (pl.col("p_redeem") < 0) | (pl.col("p_redeem") > 1),
-               "between 0 and 1")
-        _range("scores", scores, "value", pl.col("value") < 0, ">= 0")
+        scores = checked_scores(raw["scores"].frame, customers, offers, with_ids=True)
         scores_sorted = _require_unique_pairs("scores", scores, offers.height)
         # the ID columns are checked and never read again: drop them (0.8 GB at 50 M rows)
         scores = scores.lazy().select("c", "o", "p_redeem", "value").collect()
+    row_counts = {name: t.frame.height for name, t in raw.items()}
+    sha256 = {name: t.sha256 for name, t in raw.items()}
+    if batches is not None:
+        row_counts["scores"], sha256["scores"] = batches.rows, batches.sha256
 
     return Inputs(
         customers=customers, products=products, offers=offers, transactions=transactions,
         offer_products=offer_products, restrictions=restrictions, history=history,
         redemptions=redemptions, scores=scores,
-        row_counts={name: t.frame.height for name, t in raw.items()},
-        sha256={name: t.sha256 for name, t in raw.items()},
-        dropped=dropped,
+        row_counts=row_counts, sha256=sha256, dropped=dropped,
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
-        scores_sorted=scores_sorted,
+        scores_sorted=scores_sorted, scores_batches=batches,
     )
+
+
+def checked_scores(frame: pl.DataFrame, customers: pl.DataFrame, offers: pl.DataFrame,
+                   with_ids: bool = False) -> pl.DataFrame:
+    """The ``scores`` table's row checks, on the whole table or on one batch of its rows: known
+    customers and offers, ``p_redeem`` in [0, 1], ``value`` >= 0, no empty or infinite number.
+    Returns the rows with ``c`` and ``o``; ``with_ids`` keeps the ID columns too. Uniqueness of
+    pairs needs every row and is checked by the caller."""
+    if not with_ids:  # a batch: the whole-table path checks every table's IDs in load_inputs
+        _require_not_null("scores", frame, ["customer_id", "offer_id"])
+    scores = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
+    _references("scores", scores, "customer_id")
+    _references("scores", scores, "offer_id")
+    _require_not_null("scores", scores, ["p_redeem", "value"])
+    _require_finite("scores", scores, ["p_redeem", "value"])
+    _range("scores", scores, "p_redeem", (pl.col("p_redeem") < 0) | (pl.col("p_redeem") > 1),
+           "between 0 and 1")
+    _range("scores", scores, "value", pl.col("value") < 0, ">= 0")
+    return scores if with_ids else scores.lazy().select("c", "o", "p_redeem", "value").collect()
 
 
 def _validate_offers(offers: pl.DataFrame) -> pl.DataFrame:
