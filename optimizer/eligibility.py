@@ -59,7 +59,9 @@ class EligibilityRules:
         if offer.size:
             # one compiled pass over the cells: the masks of :meth:`reasons` and their sums
             # made 8 chunk-sized temporaries (1.3 s per 50,000 x 500 chunk, against 0.2 s)
-            lo, hi = customers[0] * self.n_offers, (customers[-1] + 1) * self.n_offers
+            # Python ints: customer indices come as int32, and index x 500 offers passes 2**31
+            # from 4.3 M customers on
+            lo, hi = int(customers[0]) * self.n_offers, (int(customers[-1]) + 1) * self.n_offers
             _allowed_cells(customers.astype(np.int64, copy=False),
                            offer.astype(np.int64, copy=False), self.n_offers, self.active,
                            self.forbidden_for_all, self.needs_opt_in, self.excluded_category,
@@ -76,7 +78,7 @@ class EligibilityRules:
         present = offer >= 0
         safe = np.maximum(offer, 0)
         keys = customers[:, None].astype(np.int64) * self.n_offers + safe
-        lo, hi = customers[0] * self.n_offers, (customers[-1] + 1) * self.n_offers
+        lo, hi = int(customers[0]) * self.n_offers, (int(customers[-1]) + 1) * self.n_offers
         masks = {
             "window": ~self.active[safe],
             "exclude": _member(keys, self.excluded_keys, lo, hi),

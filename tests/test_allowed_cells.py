@@ -56,3 +56,17 @@ def test_membership_walk_matches_isin(seed: int) -> None:
     keys = customers[:, None] * n_offers + np.maximum(offer, 0)
     got = _member(keys, sorted_keys, customers[0] * n_offers, (customers[-1] + 1) * n_offers)
     assert (got == np.isin(keys, sorted_keys)).all()
+
+
+def test_int32_customer_indices_past_the_key_range_of_int32() -> None:
+    # 5 M customers x 500 offers: a pair key passes 2**31; indices come from the scores table as
+    # int32, and a chunk's key range computed in int32 wrapped around (cooldown pairs missed)
+    n_offers, customer = 500, 5_000_000
+    none = np.zeros(n_offers, dtype=bool)
+    cooldown = np.array([customer * n_offers + 7], dtype=np.int64)
+    rules = EligibilityRules(n_offers, ~none, none, none, np.zeros(0, dtype=np.int64),
+                             np.zeros(0, dtype=np.int64), cooldown, none)
+    customers = np.array([customer, customer + 1], dtype=np.int32)
+    offer = np.array([[7, 8], [7, -1]])
+    assert rules.allowed(customers, offer).tolist() == [[False, True], [True, False]]
+    assert rules.reasons(customers, offer)["cooldown"].tolist() == [[True, False], [False, False]]
