@@ -80,10 +80,12 @@ def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, gl
     for i in range(n):
         max_cap = max(max_cap, cap[i])
     room = n * depth
-    e_row = np.empty(room, dtype=np.int64)
-    e_slot = np.empty(room, dtype=np.int64)
-    e_owner = np.empty(room, dtype=np.int64)
-    e_offer = np.empty(room, dtype=np.int64)
+    # int32: row, slot, owner and offer are far below 2**31, and the pool holds up to depth
+    # entries of every customer with a free slot (tens of millions at ten million customers)
+    e_row = np.empty(room, dtype=np.int32)
+    e_slot = np.empty(room, dtype=np.int32)
+    e_owner = np.empty(room, dtype=np.int32)
+    e_offer = np.empty(room, dtype=np.int32)
     e_cost = np.empty(room)
     e_prio = np.empty(room)
     e_key = np.full((room, width), -1, dtype=np.int64)
