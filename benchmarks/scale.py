@@ -570,7 +570,8 @@ def write_scenario(path: Path, data: Path, output: Path, global_budget: float | 
         f"budget_scale = {budget_scale!r}\nsensitive_categories = {json.dumps(SENSITIVE)}\n"
         'sensitive_policy = "opt_in"\n\n'
         f"[solver]\ngap_tolerance = {args.gap!r}\ntime_limit_s = {args.solver_time_limit!r}\n"
-        "seed = 0\n")
+        "seed = 0\n"
+        + (f"scores_per_customer = {args.kept}\n" if getattr(args, "kept", None) else ""))
 
 
 def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
@@ -600,6 +601,7 @@ def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
         "offers": manifest["offers"], "customers": manifest["customers"],
         "candidate_pairs": manifest["candidate_pairs"],
         "customers_reached": manifest.get("customers_reached"),
+        "candidates": manifest.get("candidates", {}),
         "spend": spend, "global_budget": gb,
         "global_binds": gb is not None and spend >= 0.999 * gb,
     }
@@ -681,6 +683,16 @@ def print_e2e_table(result: dict[str, Any], args: argparse.Namespace) -> None:
                   f"{'yes' if last['global_binds'] else 'no'} (spend {_fmt(last['spend'])} of "
                   f"{_fmt(last['global_budget'])})")
     table.add_row("customers reached", f"{last['customers_reached']:,}")
+    kept = last.get("candidates", {})
+    if "scores_read" in kept:
+        table.add_row("scores table read", kept["scores_read"])
+    if "bound_all_candidates" in kept:
+        listed = kept.get("pairs_all_candidates")
+        table.add_row("pairs kept per customer / kept / allowed",
+                      f"{kept['candidates_per_customer']} / {kept['pairs']:,} / "
+                      + (f"{listed:,}" if listed is not None else "-"))
+        table.add_row("bound over every allowed pair", _fmt(kept["bound_all_candidates"]))
+        table.add_row("gap over every allowed pair", _pct(kept["gap_all_candidates"]))
     Console(width=160).print(table)
 
 
@@ -713,6 +725,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--customers", type=int, default=1_000_000)
     e.add_argument("--offers", type=int, default=500)
     e.add_argument("--scores-per-customer", type=int, default=50)
+    e.add_argument("--kept", type=int, default=None,
+                   help="solver.scores_per_customer: each customer's best N listed pairs enter "
+                        "the solve (all by default); the gap over every pair is reported too")
     e.add_argument("--transactions", action="store_true",
                    help="no scores table: the affinity path from transactions")
     e.add_argument("--repeats", type=int, default=3)

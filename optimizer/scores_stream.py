@@ -84,7 +84,8 @@ def _streamed_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[
             if arrays["c"].size:
                 last = int(arrays["c"][-1])
             carry = {name: np.concatenate([carry[name], arrays[name]]) for name in _COLUMNS}
-        cut = int(np.searchsorted(carry["c"], stop))
+        # the bound in c's own dtype: a mixed-type search converts all of c first
+        cut = int(np.searchsorted(carry["c"], carry["c"].dtype.type(stop)))
         part = {name: values[:cut] for name, values in carry.items()}
         carry = {name: values[cut:] for name, values in carry.items()}
         yield _in_offer_order(inputs, start, stop, part)
