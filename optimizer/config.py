@@ -168,9 +168,10 @@ class Solver(_Frozen):
         None, gt=0, description="memory the run may use (GB); none = the memory available when "
         "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 2")
     scores_per_customer: int | None = Field(
-        None, ge=1, description="scores path: only each customer's best N listed pairs (by "
-        "value, among those the rules allow) enter the solve; none = all. The plan is then "
-        "bounded over every listed pair too (manifest: candidates.bound_all_candidates)")
+        None, ge=1, description="scores path: only each customer's best N allowed listed pairs "
+        "enter the solve, ranked by reduced value at the LP prices of a sample of customers "
+        "(less memory and time at millions of customers); none = all. The plan is then bounded "
+        "over every listed pair too (manifest: candidates.bound_all_candidates)")
     stream_scores: bool | None = Field(
         None, description="read a parquet scores table in batches of rows instead of whole, so "
         "memory holds one chunk of customers' rows at a time; the table must then list each "

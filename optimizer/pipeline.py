@@ -35,9 +35,10 @@ from .memory import check_memory, stream_scores
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
 from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solution,
-                      best_per_customer, block_from_pairs, offer_data)
+                      block_from_pairs, offer_data)
 from .report import render_report
 from .scores_stream import ScoresChunk, scores_chunks
+from .selection import SAMPLE_CUSTOMERS, best_by_prices
 from .scoring import fit_scoring
 from .solvers import solve
 from .solvers import kernels
@@ -119,11 +120,9 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
-                   discount: np.ndarray, keep: int | None, audit: bool = True
-                   ) -> Iterator[CandidateBlock]:
-    """Candidate blocks from the ``scores`` table, one per chunk of customers: only listed pairs
-    that the rules allow, of positive value, each customer's ``keep`` best by value (all when
-    ``None``).
+                   discount: np.ndarray, audit: bool = True) -> Iterator[CandidateBlock]:
+    """Candidate blocks from the ``scores`` table, one per chunk of customers: the listed pairs
+    that the rules allow, of positive value.
 
     Chunks are built on ``solver.threads`` threads, at most that many at a time, while the next
     chunk's rows are read; each block depends on its chunk's rows only and audits are added in
@@ -136,8 +135,6 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
         own = replace(rules, audit={name: 0 for name in rules.audit})
         live = (own.allowed(cc, oo[:, None])[:, 0] if cc.size
                 else np.zeros(0, dtype=bool)) & (v > 0)
-        if keep is not None:
-            live = best_per_customer(cc, v, live, keep)
         kept = np.flatnonzero(live)
         block = block_from_pairs(np.arange(part.start, part.stop, dtype=np.int64),
                                  cc[kept] - part.start, oo[kept], part.p_redeem[kept], v[kept],
@@ -293,11 +290,11 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
 def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRules,
                        caps: np.ndarray, problem: AssignmentProblem, solution: Solution
                        ) -> dict[str, Any]:
-    """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs may
-    have cost: the final prices bound the plan over every listed pair the rules allow (weak
-    duality, :func:`~optimizer.solvers.lagrangian.dual_bound`), built again chunk by chunk."""
-    every = _scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, None,
-                           audit=False)
+    """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs
+    (:mod:`optimizer.selection`) may have cost: the final prices bound the plan over every listed
+    pair the rules allow (weak duality, :func:`~optimizer.solvers.lagrangian.dual_bound`), the
+    pairs built again chunk by chunk."""
+    every = _scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, audit=False)
     pairs = [0]
 
     def counted(blocks: Iterator[CandidateBlock]) -> Iterator[CandidateBlock]:
@@ -382,8 +379,19 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     dropped: list[_Dropped] = []
     keep = scenario.solver.scores_per_customer
     truncated = keep is not None and keep < inputs.n_offers
+    global_budget = (rules_cfg.global_budget if rules_cfg.global_budget is not None
+                     else float("inf"))
+    selection: dict[str, Any] = {}
     if model is None:
-        blocks = list(_scores_blocks(inputs, scenario, rules, caps, offers.discount, keep))
+        every = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
+        if keep is not None and truncated:
+            every = best_by_prices(every, keep, offers, rules_cfg.max_offers_per_category,
+                                   global_budget, inputs.n_customers, scenario.solver.seed,
+                                   selection)
+        blocks = list(every)
+        # no customer had more pairs than kept: the plain run, neither started from the
+        # selection's prices nor bounded again
+        truncated = truncated and bool(selection.get("dropped"))
         if inputs.scores is not None and not truncated:
             # the blocks now hold every pair: free the table (GBs at millions of customers)
             inputs = replace(inputs, scores=inputs.scores.clear())
@@ -394,9 +402,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
 
     problem = AssignmentProblem(
         offers=offers, blocks=blocks, max_per_category=rules_cfg.max_offers_per_category,
-        global_budget=(rules_cfg.global_budget if rules_cfg.global_budget is not None
-                       else float("inf")),
-        n_customers=inputs.n_customers)
+        global_budget=global_budget, n_customers=inputs.n_customers)
 
     stages.start("solve")
     def on_iteration(entry: dict[str, float]) -> None:
@@ -404,6 +410,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
             stages.progress("iteration", entry)
     if warm_start is None:
         warm_start = _warm_start(scenario, inputs)
+    if warm_start is None and truncated:  # the prices that chose the kept pairs: a good start
+        warm_start = selection.get("prices")
     # the solver zeroes prices on constraints this scenario lacks
     # (solvers/lagrangian.admissible_prices)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
@@ -414,6 +422,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     if model is None and truncated:
         stages.start("bound_all_candidates")
         truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution)
+        truncation["selection"] = (
+            f"reduced value at the LP prices of {SAMPLE_CUSTOMERS:,} customers sampled from "
+            f"the first {selection['head_customers']:,}")
         if inputs.scores is not None:
             inputs = replace(inputs, scores=inputs.scores.clear())
         stages.stop()

@@ -258,34 +258,3 @@ def _pack(row, offer, p_redeem, value, discount, first, packed_offer, packed_p, 
         packed_value[r, s] = value[k]
         packed_cost[r, s] = p_redeem[k] * discount[offer[k]]
 
-
-def best_per_customer(row: np.ndarray, value: np.ndarray, live: np.ndarray, keep: int
-                      ) -> np.ndarray:
-    """``live`` narrowed to each customer's ``keep`` best live pairs by value.
-
-    Pairs come flat and sorted by (``row``, offer); among equal values the lower offer wins, as
-    in :func:`block_from_candidates`, so the kept set does not depend on the chunking."""
-    out = live.copy()
-    _narrow(row, value, out, keep)
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
-def _narrow(row, value, live, keep):  # pragma: no cover - compiled
-    n = row.shape[0]
-    i = 0
-    while i < n:
-        j = i
-        count = 0
-        while j < n and row[j] == row[i]:
-            count += live[j]
-            j += 1
-        if count > keep:
-            key = np.empty(j - i)
-            for k in range(i, j):
-                key[k - i] = -value[k] if live[k] else np.inf
-            # stable: ties keep offer order, so the lower offer index ranks first
-            order = np.argsort(key, kind="mergesort")
-            for r in range(keep, j - i):
-                live[i + order[r]] = False
-        i = j

@@ -14,6 +14,8 @@ from optimizer.cli import main
 from optimizer.config import load_scenario
 from optimizer.errors import InputError
 from optimizer.pipeline import run_scenario
+from optimizer.problem import CandidateBlock
+from optimizer.selection import keep_best
 from optimizer.solvers.exact import solve_exact
 from optimizer.synthetic import write_demo_data
 
@@ -133,13 +135,15 @@ def test_best_few_per_customer_and_the_bound_over_every_listed_pair(small, tmp_p
     assert max(int((b.offer >= 0).sum(axis=1).max()) for b in few_problem.blocks) <= 3
     full, full_problem = run_with_problem(
         load_scenario(_scenario(tmp_path / "all", data)), write=False)
-    # each customer keeps her 3 best allowed pairs by value, the lower offer first among ties
+    # each customer keeps 3 of her allowed pairs (all of them when she has fewer)
     for kept_block, all_block in zip(few_problem.blocks, full_problem.blocks):
+        assert (kept_block.customers == all_block.customers).all()
         for row in range(all_block.n_customers):
-            live = all_block.offer[row] >= 0
-            ranked = sorted(zip(-all_block.value[row][live], all_block.offer[row][live]))
-            kept = kept_block.offer[row][kept_block.offer[row] >= 0]
-            assert sorted(kept) == sorted(o for _, o in ranked[:3])
+            allowed = set(all_block.offer[row][all_block.offer[row] >= 0].tolist())
+            kept = kept_block.offer[row][kept_block.offer[row] >= 0].tolist()
+            assert kept == sorted(kept) and set(kept) <= allowed
+            assert len(kept) == min(3, len(allowed))
+    assert "sampled" in report["selection"]
     best_over_all = solve_exact(full_problem, time_limit_s=30)
     assert best_over_all.status == "optimal"
     slack = 1e-6 * max(1.0, best_over_all.objective)
@@ -152,8 +156,25 @@ def test_best_few_per_customer_and_the_bound_over_every_listed_pair(small, tmp_p
     assert streamed.manifest["candidates"]["bound_all_candidates"] == report["bound_all_candidates"]
 
 
+def test_keep_best_ranks_by_the_given_rank_ties_to_the_lower_offer():
+    offer = np.array([[2, 5, 7, 9], [1, 3, -1, -1], [4, 6, 8, -1]], dtype=np.int32)
+    value = np.arange(12, dtype=float).reshape(3, 4) + 1
+    block = CandidateBlock(np.arange(3), offer, value, value / 10, value / 100,
+                           np.array([2, 2, 2]))
+    rank = np.array([[1.0, 3.0, 3.0, 2.0], [0.5, 0.1, -np.inf, -np.inf],
+                     [-1.0, 5.0, -1.0, -np.inf]])
+    kept = keep_best(block, rank, 2)
+    # row 0: the two 3.0 (offers 5 and 7); row 1: both listed; row 2: 6 and the tie's lower, 4
+    assert kept.offer.tolist() == [[5, 7], [1, 3], [4, 6]]
+    assert kept.value.tolist() == [[2.0, 3.0], [5.0, 6.0], [9.0, 10.0]]
+    assert np.allclose(kept.cost, [[0.2, 0.3], [0.5, 0.6], [0.9, 1.0]])
+    assert keep_best(block, rank, 4) is block
+
+
 def test_keeping_at_least_every_listed_pair_changes_nothing(data, tmp_path):
     every = _run(tmp_path / "a", data, scores_per_customer=12)
     plain = _run(tmp_path / "b", data)
     assert every.assignments.equals(plain.assignments)
-    assert every.manifest["candidates"]["bound_all_candidates"] == pytest.approx(plain.bound)
+    assert (every.objective, every.bound) == (plain.objective, plain.bound)
+    # nothing was left out, so there is nothing to bound again
+    assert "bound_all_candidates" not in every.manifest["candidates"]
