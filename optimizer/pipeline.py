@@ -42,7 +42,7 @@ from .selection import SAMPLE_CUSTOMERS, best_by_prices
 from .scoring import fit_scoring
 from .solvers import solve
 from .solvers import kernels
-from .solvers.lagrangian import admissible_prices, capacity_terms, dual_bound
+from .solvers.lagrangian import admissible_prices, capacity_terms, dual_bounds
 from .validate import Inputs, load_inputs
 
 log = logging.getLogger(__name__)
@@ -288,8 +288,8 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
 
 
 def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRules,
-                       caps: np.ndarray, problem: AssignmentProblem, solution: Solution
-                       ) -> dict[str, Any]:
+                       caps: np.ndarray, problem: AssignmentProblem, solution: Solution,
+                       selection_prices: Prices | None) -> dict[str, Any]:
     """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs
     (:mod:`optimizer.selection`) may have cost: the final prices bound the plan over every listed
     pair the rules allow (weak duality, :func:`~optimizer.solvers.lagrangian.dual_bound`), the
@@ -301,7 +301,10 @@ def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRul
         for block in blocks:
             pairs[0] += block.n_pairs
             yield block
-    bound = dual_bound(problem, solution.prices, counted(every))
+    # any prices bound the plan over every pair: the final ones and, often tighter over pairs
+    # the restricted problem never priced, the selection's (an LP of the full problem's sample)
+    tried = [solution.prices] + ([selection_prices] if selection_prices is not None else [])
+    bound = min(dual_bounds(problem, tried, counted(every)))
     gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
     return {"candidates_per_customer": scenario.solver.scores_per_customer,
             "pairs": problem.n_pairs, "pairs_all_candidates": pairs[0],
@@ -421,7 +424,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     truncation: dict[str, Any] = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
     if model is None and truncated:
         stages.start("bound_all_candidates")
-        truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution)
+        truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution,
+                                        selection.get("prices"))
         truncation["selection"] = (
             f"reduced value at the LP prices of {SAMPLE_CUSTOMERS:,} customers sampled from "
             f"the first {selection['head_customers']:,}")

@@ -147,11 +147,21 @@ def dual_bound(problem: AssignmentProblem, prices: Prices,
     categories get the relaxed bound (each offer counted in its primary category), not the
     enumeration the solver uses to tighten it.
     """
-    prices = admissible_prices(problem, prices)
-    # relaxed only: these blocks may hold every offer, too many for the enumeration
-    rows = [_dual_value(problem, block, prices, None, tighten=False)[0] for block in blocks]
-    customers = float(np.concatenate(rows).sum()) if rows else 0.0
-    return customers + capacity_terms(problem, prices)
+    return dual_bounds(problem, [prices], blocks)[0]
+
+
+def dual_bounds(problem: AssignmentProblem, prices: Sequence[Prices],
+                blocks: Iterable[CandidateBlock]) -> list[float]:
+    """:func:`dual_bound` at each of several ``prices`` in one pass over ``blocks`` (each is an
+    upper bound, so their least is one too)."""
+    prices = [admissible_prices(problem, p) for p in prices]
+    rows: list[list[np.ndarray]] = [[] for _ in prices]
+    for block in blocks:
+        for k, at in enumerate(prices):
+            # relaxed only: these blocks may hold every offer, too many for the enumeration
+            rows[k].append(_dual_value(problem, block, at, None, tighten=False)[0])
+    return [(float(np.concatenate(r).sum()) if r else 0.0) + capacity_terms(problem, at)
+            for r, at in zip(rows, prices)]
 
 
 def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
