@@ -58,13 +58,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from .config import Scenario
 from .errors import InputError
 from .load import unify_id_type
 from .schemas import ASSIGNMENT_COLUMNS, normalize_category_name
-from .validate import Inputs, load_inputs
+from .memory import stream_scores
+from .validate import Inputs, checked_scores, load_inputs
 
 log = logging.getLogger(__name__)
 
@@ -481,16 +483,51 @@ def _check_offers(known_offer: pl.DataFrame, inputs: Inputs,
     return out
 
 
+def _listed_values(known: pl.DataFrame, inputs: Inputs) -> pl.DataFrame | None:
+    """``known`` with the scores table's ``table_p_redeem``, ``table_value`` and ``__in`` (null
+    where the pair is not listed); ``None`` without a scores table."""
+    if inputs.scores is not None:
+        # lazily: an eager select would first copy the whole (row-group chunked) scores table
+        table = inputs.scores.lazy().select("c", "o", pl.col("p_redeem").alias("table_p_redeem"),
+                                            pl.col("value").alias("table_value"),
+                                            pl.lit(True).alias("__in"))
+        return known.lazy().join(table, on=["c", "o"], how="left",
+                                 maintain_order="left").collect()
+    if inputs.scores_batches is None:
+        return None
+    # a table too large for memory, batch by batch: each assigned pair looked up by its key
+    n_offers = max(inputs.n_offers, 1)
+    keys = (known.get_column("c").cast(pl.Int64) * n_offers
+            + known.get_column("o").cast(pl.Int64)).to_numpy()
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    p_redeem, value = np.full(keys.size, np.nan), np.full(keys.size, np.nan)
+    listed = np.zeros(keys.size, dtype=bool)
+    for frame in inputs.scores_batches:
+        rows = checked_scores(frame, inputs.customers, inputs.offers)
+        batch = (rows.get_column("c").cast(pl.Int64) * n_offers
+                 + rows.get_column("o").cast(pl.Int64)).to_numpy()
+        lo = np.searchsorted(ordered, batch, "left")
+        hi = np.searchsorted(ordered, batch, "right")
+        hit = np.flatnonzero(hi > lo)
+        # every assignment of a listed pair (a pair assigned twice is found twice)
+        runs = (hi - lo)[hit]
+        at = order[np.repeat(lo[hit], runs) + np.arange(runs.sum())
+                   - np.repeat(np.cumsum(runs) - runs, runs)]
+        source = np.repeat(hit, runs)
+        listed[at] = True
+        p_redeem[at] = rows.get_column("p_redeem").to_numpy()[source]
+        value[at] = rows.get_column("value").to_numpy()[source]
+    return known.with_columns(pl.Series("table_p_redeem", p_redeem),
+                              pl.Series("table_value", value),
+                              pl.when(pl.Series(listed)).then(True).alias("__in"))
+
+
 def _check_scores(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
-    if inputs.scores is None:
+    joined = _listed_values(known, inputs)
+    if joined is None:
         return []
     out = []
-    # lazily: an eager select would first copy the whole (row-group chunked) scores table
-    table = inputs.scores.lazy().select("c", "o", pl.col("p_redeem").alias("table_p_redeem"),
-                                        pl.col("value").alias("table_value"),
-                                        pl.lit(True).alias("__in"))
-    joined = known.lazy().join(table, on=["c", "o"], how="left",
-                               maintain_order="left").collect()
     missing = joined.filter(pl.col("__in").is_null())
     if missing.height:
         out.append(Violation("scores_pair",
@@ -586,7 +623,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
     """
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)
     raw = _read_assignments(run_dir)
-    inputs = load_inputs(scenario.data)
+    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
     week = scenario.week
 
     a = raw.with_row_index("row")

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from optimizer.check import check_run
 from optimizer.cli import main
 from optimizer.config import load_scenario
 from optimizer.errors import InputError
@@ -178,3 +179,27 @@ def test_keeping_at_least_every_listed_pair_changes_nothing(data, tmp_path):
     assert (every.objective, every.bound) == (plain.objective, plain.bound)
     # nothing was left out, so there is nothing to bound again
     assert "bound_all_candidates" not in every.manifest["candidates"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_check_reads_the_table_the_same_way(data, tmp_path, stream):
+    scenario = load_scenario(_scenario(tmp_path, data, stream_scores=stream))
+    run_scenario(scenario)
+    assert check_run(scenario).ok
+    path = tmp_path / "run" / "assignments.parquet"
+    plan = pl.read_parquet(path)
+    # one score changed, and one pair the table does not list for that customer
+    listed = pl.read_parquet(data / "scores.parquet").filter(
+        pl.col("customer_id") == plan.get_column("customer_id")[0]).get_column("offer_id")
+    unlisted = next(o for o in pl.read_parquet(data / "offers.parquet").get_column("offer_id")
+                    if o not in set(listed.to_list()))
+    extra = plan.head(1).with_columns(pl.lit(unlisted).cast(plan.schema["offer_id"])
+                                      .alias("offer_id"), pl.lit(9).cast(plan.schema["rank"])
+                                      .alias("rank"))
+    changed = plan.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.col("score") + 1)
+                                .otherwise(pl.col("score")).alias("score"))
+    pl.concat([changed, extra]).write_parquet(path)
+    report = check_run(scenario)
+    assert {"scores_values", "scores_pair"} <= report.rules
+    found = {v.rule: v.count for v in report.violations}
+    assert found["scores_values"] == 1 and found["scores_pair"] == 1
