@@ -23,9 +23,9 @@ def _chosen_entries(chosen, offer, cost, value):  # pragma: no cover - compiled
     for i in range(n):
         for s in range(slots):
             m += chosen[i, s]
-    row = np.empty(m, dtype=np.int64)
-    slot = np.empty(m, dtype=np.int64)
-    e_offer = np.empty(m, dtype=np.int64)
+    row = np.empty(m, dtype=np.int32)
+    slot = np.empty(m, dtype=np.int32)
+    e_offer = np.empty(m, dtype=np.int32)
     e_cost = np.empty(m)
     e_value = np.empty(m)
     j = 0
