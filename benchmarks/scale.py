@@ -6,6 +6,8 @@ Usage:
   python benchmarks/scale.py e2e --customers 1000000 --offers 500 --scores-per-customer 50
                                  [--repeats 3] [--data DIR] [--global-share 0.4]
   python benchmarks/scale.py e2e --customers 1000000 --offers 500 --transactions
+  python benchmarks/scale.py e2e --customers 10000000 --offers 500 --budget-scale 0.3
+                                 --global-budget 3000000 --kept 12 [--repeats 1]
 
 ``solvers`` builds all-pairs instances directly as ``AssignmentProblem`` (every customer has every
 offer as a candidate; per-customer cap 5; offer budgets binding for about half the offers; a

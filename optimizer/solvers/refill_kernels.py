@@ -77,9 +77,16 @@ def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, gl
     n, slots = offer.shape
     width = categories.shape[1] if per_category >= 0 else 0
     max_cap = 0
+    open_rows = 0  # customers with a free slot: only they enter the pool
     for i in range(n):
         max_cap = max(max_cap, cap[i])
-    room = n * depth
+        count = 0
+        for s in range(slots):
+            count += chosen[i, s]
+        open_rows += count < cap[i]
+    # the caller keeps views of these arrays until it has gathered every block's: sized for
+    # the customers who can enter (n x depth held 4 GB at ten million customers)
+    room = open_rows * min(depth, slots)
     # int32: row, slot, owner and offer are far below 2**31, and the pool holds up to depth
     # entries of every customer with a free slot (tens of millions at ten million customers)
     e_row = np.empty(room, dtype=np.int32)
@@ -89,8 +96,8 @@ def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, gl
     e_cost = np.empty(room)
     e_prio = np.empty(room)
     e_key = np.full((room, width), -1, dtype=np.int64)
-    owner_left = np.empty(n, dtype=np.int64)
-    key_room = n * (depth + min(max_cap, slots)) * width
+    owner_left = np.empty(open_rows, dtype=np.int64)
+    key_room = open_rows * (min(depth, slots) + min(max_cap, slots)) * width
     key_cat = np.empty(key_room, dtype=np.int64)
     key_count = np.empty(key_room, dtype=np.int64)
     held = np.empty(slots * width + 1, dtype=np.int64)

@@ -194,7 +194,7 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
           open_offer: np.ndarray, fits: np.ndarray, map_blocks: Mapper) -> _Pool | None:
     """Each customer with a free slot and her best few candidates that could still be added."""
     offers = problem.offers
-    depth = 2 * max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
+    depth = max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
     bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
 
     def scan(item: tuple[CandidateBlock, np.ndarray]) -> tuple[np.ndarray, ...]:
