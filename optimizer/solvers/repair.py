@@ -33,9 +33,9 @@ class ChosenPairs:
 
 
 def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
-    # int32 indices, and each column gathered on its own with the blocks' parts let go: the
-    # first pass's best responses choose up to every customer's cap (50 M pairs at ten million
-    # customers), and two int64 copies of them were the solve's peak
+    # int32 indices, each column gathered on its own: the first pass's best responses choose up
+    # to every customer's cap (50 M pairs at ten million customers), and two int64 copies of
+    # them were the solve's peak
     parts = []
     for b, (block, mask) in enumerate(zip(problem.blocks, chosen)):
         row, slot, offer, cost, value = refill_kernels.chosen_entries(mask, block.offer,
@@ -45,13 +45,16 @@ def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPair
         empty = np.zeros(0)
         index = empty.astype(np.int32)
         return ChosenPairs(index, index, index, index, empty, empty)
+    return ChosenPairs(*(_gathered(parts, k) for k in range(6)))
 
-    def gathered(k: int) -> np.ndarray:
-        out = np.concatenate([p[k] for p in parts])
-        for p in parts:
-            p[k] = None
-        return out
-    return ChosenPairs(*(gathered(k) for k in range(6)))
+
+def _gathered(parts: list[list], k: int) -> np.ndarray:
+    """Column ``k`` of every block's part, concatenated; the parts' copies are let go at once,
+    so the columns are held about once, not twice."""
+    out = np.concatenate([p[k] for p in parts])
+    for p in parts:
+        p[k] = None
+    return out
 
 
 def _drop(chosen: list[np.ndarray], flat: ChosenPairs, drop: np.ndarray) -> ChosenPairs:
@@ -211,20 +214,14 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     # number owners and category keys over the whole pool, not per block
     owner_base = np.cumsum([0] + [p[7].size for p in parts])
     key_base = np.cumsum([0] + [p[8].size for p in parts])
-
-    def gathered(k: int) -> np.ndarray:
-        # one column at a time, each block's part let go once copied: the pool is held about
-        # once, not twice (8 GB at ten million customers)
-        out = np.concatenate([p[k] for p in parts])
-        for p in parts:
-            p[k] = None
-        return out
-    row, slot, owner, offer, cost, priority, cat_key = (gathered(k) for k in range(7))
+    # one column at a time (the pool and its copy were 7 GB at ten million customers)
+    row, slot, owner, offer, cost, priority, cat_key = (_gathered(parts, k) for k in range(7))
     for b in range(len(parts)):
         owner[starts[b]:starts[b + 1]] += owner_base[b]
         keys = cat_key[starts[b]:starts[b + 1]]
         keys[keys >= 0] += key_base[b]
-    return _Pool(starts, row, slot, owner, offer, cost, priority, cat_key, gathered(7), gathered(8))
+    return _Pool(starts, row, slot, owner, offer, cost, priority, cat_key, _gathered(parts, 7),
+                 _gathered(parts, 8))
 
 
 def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
