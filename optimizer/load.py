@@ -267,5 +267,5 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
     return tables
 
 
-__all__ = ["RawTable", "TableBatches", "parquet_rows", "read_inputs", "read_table", "read_table_as_stored", "table_path",
-           "file_sha256", "master_id_type", "unify_id_type"]
+__all__ = ["RawTable", "TableBatches", "parquet_rows", "read_inputs", "read_table",
+           "read_table_as_stored", "table_path", "file_sha256", "master_id_type", "unify_id_type"]
