@@ -157,9 +157,7 @@ class TableBatches:
 
     @property
     def sha256(self) -> str:
-        if self._digest is None:
-            self._digest = ThreadPoolExecutor(1).submit(file_sha256, self.path)
-        return self._digest.result()
+        return self._digest.result() if self._digest is not None else file_sha256(self.path)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
         schema = INPUT_TABLES[self.name]

@@ -38,7 +38,7 @@ from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solu
                       block_from_pairs, offer_data)
 from .report import render_report
 from .scores_stream import ScoresChunk, scores_chunks
-from .selection import SAMPLE_CUSTOMERS, best_by_prices
+from .selection import best_by_prices
 from .scoring import fit_scoring
 from .solvers import solve
 from .solvers import kernels
@@ -292,7 +292,7 @@ def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRul
                        selection_prices: Prices | None) -> dict[str, Any]:
     """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs
     (:mod:`optimizer.selection`) may have cost: the final prices bound the plan over every listed
-    pair the rules allow (weak duality, :func:`~optimizer.solvers.lagrangian.dual_bound`), the
+    pair the rules allow (weak duality, :func:`~optimizer.solvers.lagrangian.dual_bounds`), the
     pairs built again chunk by chunk."""
     every = _scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, audit=False)
     pairs = [0]
@@ -426,9 +426,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         stages.start("bound_all_candidates")
         truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution,
                                         selection.get("prices"))
-        truncation["selection"] = (
-            f"reduced value at the LP prices of {SAMPLE_CUSTOMERS:,} customers sampled from "
-            f"the first {selection['head_customers']:,}")
+        truncation["selection"] = selection["description"]
         if inputs.scores is not None:
             inputs = replace(inputs, scores=inputs.scores.clear())
         stages.stop()

@@ -257,4 +257,3 @@ def _pack(row, offer, p_redeem, value, discount, first, packed_offer, packed_p, 
         packed_p[r, s] = p_redeem[k]
         packed_value[r, s] = value[k]
         packed_cost[r, s] = p_redeem[k] * discount[offer[k]]
-

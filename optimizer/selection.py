@@ -75,7 +75,8 @@ def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferDat
                    ) -> Iterator[CandidateBlock]:
     """``blocks`` (every allowed listed pair) narrowed to each customer's ``keep`` best by
     reduced value at :func:`selection_prices` of the first blocks; ``found`` receives the
-    prices (``"prices"``), the head's size and the number of pairs left out (``"dropped"``)."""
+    prices (``"prices"``), what they came from (``"description"``) and the number of pairs
+    left out (``"dropped"``)."""
     source = iter(blocks)
     head: list[CandidateBlock] = []
     for block in source:
@@ -83,8 +84,14 @@ def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferDat
         if sum(b.n_customers for b in head) >= _HEAD_CUSTOMERS:
             break
     prices = selection_prices(head, offers, max_per_category, global_budget, n_customers, seed)
+    held = sum(b.n_customers for b in head)
     if found is not None:
-        found.update(prices=prices, head_customers=sum(b.n_customers for b in head))
+        found["prices"] = prices
+        # selection_prices samples only a head larger than the sample
+        found["description"] = (
+            f"reduced value at the LP prices of {SAMPLE_CUSTOMERS:,} customers sampled from "
+            f"the first {held:,}" if held > SAMPLE_CUSTOMERS
+            else f"reduced value at the LP prices of the first {held:,} customers")
     no_bonus = np.zeros(offers.n_offers)
 
     dropped = 0

@@ -85,7 +85,7 @@ def _pool_entries(offer, value, cost, chosen, cap, budget_price, count_price, gl
             count += chosen[i, s]
         open_rows += count < cap[i]
     # the caller keeps views of these arrays until it has gathered every block's: sized for
-    # the customers who can enter (n x depth held 4 GB at ten million customers)
+    # the customers who can enter, not for every customer of the block
     room = open_rows * min(depth, slots)
     # int32: row, slot, owner and offer are far below 2**31, and the pool holds up to depth
     # entries of every customer with a free slot (tens of millions at ten million customers)
