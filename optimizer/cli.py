@@ -71,9 +71,14 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
         if kind == "stage":
             console.print(f"[cyan]{info['stage']}[/] ...", highlight=False)
         elif kind == "iteration":
-            console.print(f"  pass {int(info['iteration']):>3}: objective {info['best_objective']:,.2f}"
-                          f"  bound {info['best_bound']:,.2f}  gap {100 * info['gap']:.4f}%",
-                          highlight=False)
+            bound = f"bound {info['best_bound']:,.2f}"
+            if info["gap"] is None:  # the solver plans once its bound settles
+                console.print(f"  pass {int(info['iteration']):>3}: {bound}  (no plan yet)",
+                              highlight=False)
+            else:
+                console.print(f"  pass {int(info['iteration']):>3}: objective "
+                              f"{info['best_objective']:,.2f}  {bound}  gap "
+                              f"{100 * info['gap']:.4f}%", highlight=False)
     try:
         loaded = load_scenario(scenario, overrides)
         result = run_scenario(loaded, progress=progress, append_history=append_history,
@@ -286,8 +291,9 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
 
             def on_stage(kind: str, info: dict[str, Any]) -> None:
                 if kind == "iteration":
-                    bar.update(task, description=f"pass {int(info['iteration'])}, gap "
-                                                 f"{100 * info['gap']:.3f}%")
+                    gap = "no plan yet" if info["gap"] is None else \
+                        f"gap {100 * info['gap']:.3f}%"
+                    bar.update(task, description=f"pass {int(info['iteration'])}, {gap}")
 
             def on_point(k: int, n: int, row: dict[str, Any]) -> None:
                 bar.advance(task)

@@ -408,7 +408,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         global_budget=global_budget, n_customers=inputs.n_customers)
 
     stages.start("solve")
-    def on_iteration(entry: dict[str, float]) -> None:
+    def on_iteration(entry: dict[str, float | None]) -> None:
         if stages.progress:
             stages.progress("iteration", entry)
     if warm_start is None:

@@ -164,7 +164,7 @@ class Solution:
     method: str
     iterations: int
     prices: Prices
-    trace: list[dict[str, float]] = field(default_factory=list)
+    trace: list[dict[str, float | None]] = field(default_factory=list)
 
     @property
     def gap(self) -> float:

@@ -17,7 +17,7 @@ _POLISH_REACH = 200
 
 
 def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | None = None,
-          progress: Callable[[dict[str, float]], None] | None = None) -> Solution:
+          progress: Callable[[dict[str, float | None]], None] | None = None) -> Solution:
     """Solve with the scenario's ``solver.method``; the lagrangian's plan is then polished on its
     core by CP-SAT (:mod:`.polish`) unless ``solver.polish_pairs`` is 0.
 

@@ -331,7 +331,7 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
 
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                      warm_start: Prices | None = None,
-                     progress: Callable[[dict[str, float]], None] | None = None) -> Solution:
+                     progress: Callable[[dict[str, float | None]], None] | None = None) -> Solution:
     """Solve ``problem`` by price passes; see the module docstring."""
     run = _Runner(settings.threads)
     try:
@@ -341,7 +341,7 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
 
 
 def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start: Prices | None,
-           progress: Callable[[dict[str, float]], None] | None, run: _Runner) -> Solution:
+           progress: Callable[[dict[str, float | None]], None] | None, run: _Runner) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
     prices = admissible_prices(problem, warm_start) if warm_start is not None else None
@@ -353,13 +353,14 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     best_chosen: list[np.ndarray] = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
     best_prices, best_short = prices, np.iinfo(np.int64).max
     least_short = best_short
-    trace: list[dict[str, float]] = []
+    trace: list[dict[str, float | None]] = []
     status, iteration = "iteration_limit", 0
     # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
     # best prices so far and the coordinate target computed there; a worse pass halves the step
     anchor, anchor_target, step = prices, None, 1.0
     anchor_use: dict[str, np.ndarray] = {}
     stalled_passes = 0
+    planning = False
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     # each pass writes every candidate's margin here, one array per block
     margins = [np.zeros(block.offer.shape) for block in problem.blocks]
@@ -390,28 +391,43 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         bound = dual_sum + capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
+        drop = (best_bound - bound) / bound if np.isfinite(best_bound) and bound > 0 else np.inf
         best_bound = min(best_bound, bound)
         before = (best_objective, best_short)
-        chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
-        # targets first (a plan closer to every min_customers wins), then the objective; plans
-        # within `target_tolerance` of all targets of the least shortfall seen compete on
-        # objective, so a plan is not kept over a much better one for a few customers more
-        short = _shortfall(problem, chosen)
-        least_short = min(least_short, short)
-        if short <= least_short + target_step and (
-                objective > best_objective or best_short > least_short + target_step):
-            best_objective, best_chosen, best_prices, best_short = objective, chosen, prices, short
-        gap = (best_bound - best_objective) / best_bound if best_bound > 0 else 0.0
+        out_of_time = time.perf_counter() - start > settings.time_limit_s
+        # a plan costs about as much as the rest of a pass, and no plan can certify the gap
+        # while the bound still falls by more than the tolerance each pass: planning starts once
+        # it settles (then every pass plans), or at once from warm prices, and always on the
+        # last pass
+        planning = (planning or drop <= settings.gap_tolerance or out_of_time
+                    or iteration == settings.max_iterations
+                    or (warm_start is not None and iteration == 1))
+        objective, short = None, None
+        if planning:
+            chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
+            # targets first (a plan closer to every min_customers wins), then the objective;
+            # plans within `target_tolerance` of all targets of the least shortfall seen compete
+            # on objective, so a plan is not kept over a much better one for a few customers more
+            short = _shortfall(problem, chosen)
+            least_short = min(least_short, short)
+            if short <= least_short + target_step and (
+                    objective > best_objective or best_short > least_short + target_step):
+                best_objective, best_chosen, best_prices, best_short = (objective, chosen, prices,
+                                                                        short)
+        planned = best_objective > -np.inf
+        gap = ((best_bound - best_objective) / best_bound if best_bound > 0 else 0.0) \
+            if planned else None
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
-                 "best_bound": best_bound, "best_objective": best_objective, "gap": gap,
-                 "shortfall": short, "seconds": time.perf_counter() - start}
+                 "best_bound": best_bound, "best_objective": best_objective if planned else None,
+                 "gap": gap, "shortfall": short, "seconds": time.perf_counter() - start}
         trace.append(entry)
         if progress is not None:
             progress(entry)
-        if gap <= settings.gap_tolerance and not (best_short and iteration < _TARGET_PASSES):
+        if gap is not None and gap <= settings.gap_tolerance and not (
+                best_short and iteration < _TARGET_PASSES):
             status = "optimal"
             break
-        if time.perf_counter() - start > settings.time_limit_s:
+        if out_of_time:
             status = "time_limit"
             break
         progressed = improved or (best_objective, best_short) != before

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from ortools.linear_solver.python import model_builder as mb
+# model_builder's C++ helper, not its Python wrapper: the wrapper imports pandas, a second of
+# every run's start-up, for nothing this module uses
+from ortools.linear_solver.python import model_builder_helper as mbh
 
 from ..errors import SolverError
 from ..problem import AssignmentProblem, Prices
@@ -77,20 +79,22 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
     matrix = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
                            shape=(next_row, n_vars))
     upper = np.concatenate(rhs)
-    model = mb.Model()
-    model.helper.fill_model_from_sparse_data(np.zeros(n_vars), np.ones(n_vars), value,
-                                             np.full(next_row, -np.inf), upper, matrix)
-    model.helper.set_maximize(True)
-    solver = mb.Solver(backend)
+    model = mbh.ModelBuilderHelper()
+    model.fill_model_from_sparse_data(np.zeros(n_vars), np.ones(n_vars), value,
+                                      np.full(next_row, -np.inf), upper, matrix)
+    model.set_maximize(True)
+    solver = mbh.ModelSolverHelper(backend)
     solver.set_time_limit_in_seconds(time_limit_s)
     if backend == "PDLP" and pdlp_tolerance is not None:
         solver.set_solver_specific_parameters(
             "termination_criteria { simple_optimality_criteria { "
             f"eps_optimal_relative: {pdlp_tolerance} eps_optimal_absolute: {pdlp_tolerance} }} }}")
-    status = solver.solve(model)
-    if status != mb.SolveStatus.OPTIMAL:
+    solver.clear_log_callback()
+    solver.solve(model)
+    status = mbh.SolveStatus(solver.status())
+    if status != mbh.SolveStatus.OPTIMAL:
         raise SolverError(f"{backend} did not solve the LP relaxation (status {status.name})")
-    duals = np.asarray(solver._Solver__solve_helper.dual_values())  # numpy, not pandas
+    duals = np.asarray(solver.dual_values())
     # the duals' sign convention in a maximisation differs between backends: the right sign is
     # the one whose weak-duality bound is the smaller (both are valid for non-negative duals)
     duals = max((duals, -duals), key=lambda y: -_dual_bound(matrix, upper, value, y))
@@ -102,7 +106,7 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
     prices = Prices(per_offer(coupling["budget"]), per_offer(coupling["count"]),
                     float(duals[global_row]) if global_row >= 0 else 0.0,
                     np.zeros(offers.n_offers))
-    return LPRelaxation(float(solver.objective_value), prices)
+    return LPRelaxation(float(solver.objective_value()), prices)
 
 
 def _dual_bound(matrix: sp.csr_matrix, upper: np.ndarray, value: np.ndarray, y: np.ndarray

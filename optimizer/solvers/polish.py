@@ -35,14 +35,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from ..problem import AssignmentProblem, CandidateBlock, Prices, Solution
 from . import kernels
 from .greedy import select
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 _SCALE = 1e9  # the largest coefficient of a row after integer scaling
 _EXTRA_UNCHOSEN = 6  # unchosen candidates a core customer keeps free (beyond her chosen ones)
@@ -344,6 +346,8 @@ def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray
                 relax: bool) -> tuple[cp_model.CpModel, float]:
     """The core as a CP-SAT model over one boolean per free pair (variable ``k`` is pair ``k``);
     returns the model and the objective's scale (integer objective = scale x value)."""
+    from ortools.sat.python import cp_model  # here, not above: it imports pandas (start-up)
+
     offers = problem.offers
     model = cp_model.CpModel()
     n = core.offer.size
@@ -401,6 +405,8 @@ def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray
 
 
 def _run(model: cp_model.CpModel, settings: PolishSettings) -> tuple[cp_model.CpSolver, int]:
+    from ortools.sat.python import cp_model
+
     solver = cp_model.CpSolver()
     params = solver.parameters
     params.num_workers = 1
@@ -447,6 +453,8 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
     ``bound_after``, ``status`` (CP-SAT's), ``accepted``, ``bound_status`` (the relaxation's
     CP-SAT status, when run) and ``seconds``.
     """
+    from ortools.sat.python import cp_model
+
     start = time.perf_counter()
     plan = [m.copy() for m in solution.chosen]
     record: dict[str, Any] = {"pairs": 0, "customers": 0, "whole_problem": False,
