@@ -100,8 +100,22 @@ def _sample_bounds(mode, offers, costs, margins, samp_block, samp_row, target, c
                 s_weight[n_s] = w
                 n_s += 1
     s_group, s_crit, s_weight = s_group[:n_s], s_crit[:n_s], s_weight[:n_s]
-    order = np.argsort(-s_crit, kind="mergesort")
-    order = order[np.argsort(s_group[order], kind="mergesort")]
+    # by group, then critical price descending, ties in sample order: a counting sort by group
+    # and one small sort per group (two sorts of the whole sample cost 0.2 s a pass at 1 M)
+    group_start = np.zeros(n_groups + 1, dtype=np.int64)
+    for j in range(n_s):
+        group_start[s_group[j] + 1] += 1
+    group_start = np.cumsum(group_start)
+    order = np.empty(n_s, dtype=np.int64)
+    fill = group_start[:-1].copy()
+    for j in range(n_s):
+        order[fill[s_group[j]]] = j
+        fill[s_group[j]] += 1
+    for g in range(n_groups):
+        lo, hi = group_start[g], group_start[g + 1]
+        if hi - lo > 1:
+            members = order[lo:hi]
+            order[lo:hi] = members[np.argsort(-s_crit[members], kind="mergesort")]
     n_off = _OFFSETS.shape[0]
     bounds = np.full((n_groups, _WIDTH), -np.inf)
     n_bounds = np.zeros(n_groups, dtype=np.int64)
@@ -277,14 +291,14 @@ def _read_prices(crits, weights, start, crossing, fits_above,
 
 
 @nb.njit(**_JIT)
-def _targeted(offers, costs, margins, targeted, budget_price, glob, count_price
-              ):  # pragma: no cover - compiled
-    """Offer and margin at the given prices of every candidate of a ``targeted`` offer, blocks
-    in order and each block row by row (the order of numpy's boolean-mask gather)."""
+def _targeted(offers, costs, margins, seg_block, seg_lo, seg_hi, targeted, budget_price, glob,
+              count_price):  # pragma: no cover - compiled
+    """Offer and margin at the given prices of every candidate of a ``targeted`` offer in one
+    part's segments, customer by customer (the order of numpy's boolean-mask gather)."""
     n = 0
-    for b in range(len(offers)):
-        block = offers[b]
-        for i in range(block.shape[0]):
+    for sg in range(seg_block.shape[0]):
+        block = offers[seg_block[sg]]
+        for i in range(seg_lo[sg], seg_hi[sg]):
             for k in range(block.shape[1]):
                 o = block[i, k]
                 if o >= 0 and targeted[o]:
@@ -292,9 +306,10 @@ def _targeted(offers, costs, margins, targeted, budget_price, glob, count_price
     offer = np.empty(n, dtype=np.int64)
     margin = np.empty(n)
     n = 0
-    for b in range(len(offers)):
+    for sg in range(seg_block.shape[0]):
+        b = seg_block[sg]
         block, cost, marg = offers[b], costs[b], margins[b]
-        for i in range(block.shape[0]):
+        for i in range(seg_lo[sg], seg_hi[sg]):
             for k in range(block.shape[1]):
                 o = block[i, k]
                 if o >= 0 and targeted[o]:
@@ -416,11 +431,16 @@ class Candidates:
         return _read_prices(crits, weights, start, crossing, fits_above, capacity)
 
     def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
-                 count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 count_price: np.ndarray, map_parts: Mapper = serial_map
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Offer and margin net of the given prices of every candidate of a ``targeted`` offer
-        (the only candidates whose negative margins a ``min_customers`` bonus may lift)."""
-        return _targeted(self.offers, self.costs, self.margins, targeted, budget_price,
-                         float(glob), count_price)
+        (the only candidates whose negative margins a ``min_customers`` bonus may lift), in
+        customer order whatever ``map_parts`` runs the parts on."""
+        lists = (self.offers, self.costs, self.margins)
+        found = map_parts(lambda part: _targeted(*lists, *part, targeted, budget_price,
+                                                 float(glob), count_price), self.parts)
+        return (np.concatenate([f[0] for f in found]),
+                np.concatenate([f[1] for f in found]))
 
 
 def critical_prices(candidates: Candidates, target: np.ndarray, count_price: np.ndarray,

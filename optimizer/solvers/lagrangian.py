@@ -8,7 +8,9 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
    ``D(prices) = sum_i max_S sum_{j in S} reduced[i, j] + budget . prices + ...``, an upper bound on
    any feasible plan (weak duality; the relaxed greedy bounds customers whose offers span
    categories from above, so the bound stays valid);
-2. the same best responses, repaired and refilled, give a feasible plan and its objective;
+2. the same best responses, repaired and refilled, give a feasible plan and its objective. Plans
+   start once the bound settles (see ``_solve``); when no pass certifies the gap, the passes that
+   skipped theirs make them at the end, so the best plan is chosen from every pass's prices;
 3. prices move to each constraint's critical price (:mod:`.prices`).
 
 It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
@@ -175,6 +177,28 @@ def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
     return int(np.maximum(targets - counts, 0).sum())
 
 
+class _BestPlan:
+    """The best plan seen: targets first (a plan closer to every ``min_customers`` wins), then the
+    objective; plans within ``target_step`` of the least shortfall seen compete on objective, so
+    a plan is not kept over a much better one for a few customers more."""
+
+    def __init__(self, problem: AssignmentProblem, prices: Prices, target_step: int) -> None:
+        self.problem, self.target_step = problem, target_step
+        self.objective = -np.inf
+        self.chosen = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
+        self.prices, self.short = prices, np.iinfo(np.int64).max
+        self.least_short = self.short
+
+    def consider(self, chosen: list[np.ndarray], objective: float, prices: Prices) -> int:
+        """Keep the plan if it is the best so far; returns its shortfall."""
+        short = _shortfall(self.problem, chosen)
+        self.least_short = min(self.least_short, short)
+        slack = self.least_short + self.target_step
+        if short <= slack and (objective > self.objective or self.short > slack):
+            self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
+        return short
+
+
 def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray],
           exact_choices: list[ExactChoice | None], run: "_Runner"
           ) -> tuple[list[np.ndarray], float]:
@@ -233,7 +257,8 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0
     if targeted.any():
-        t_offer, t_margin = candidates.targeted(targeted, budget_price, glob, count_price)
+        t_offer, t_margin = candidates.targeted(targeted, budget_price, glob, count_price,
+                                               map_parts=run)
         bonus = target_bonus(t_offer, t_margin, offers.min_customers)
     return Prices(budget_price, count_price, glob, bonus)
 
@@ -349,10 +374,9 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         prices = sample_prices(problem, settings.sample_customers, settings.seed)
     if prices is None:
         prices = Prices.zeros(offers.n_offers)
-    best_bound, best_objective = np.inf, -np.inf
-    best_chosen: list[np.ndarray] = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
-    best_prices, best_short = prices, np.iinfo(np.int64).max
-    least_short = best_short
+    best_bound = np.inf
+    target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
+    best = _BestPlan(problem, prices, target_step)
     trace: list[dict[str, float | None]] = []
     status, iteration = "iteration_limit", 0
     # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
@@ -361,7 +385,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     anchor_use: dict[str, np.ndarray] = {}
     stalled_passes = 0
     planning = False
-    target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
+    # prices of the passes that made no plan, planned after the passes if none certified
+    unplanned: list[Prices] = []
     # each pass writes every candidate's margin here, one array per block
     margins = [np.zeros(block.offer.shape) for block in problem.blocks]
     candidates = Candidates([b.offer for b in problem.blocks], [b.cost for b in problem.blocks],
@@ -393,7 +418,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
         drop = (best_bound - bound) / bound if np.isfinite(best_bound) and bound > 0 else np.inf
         best_bound = min(best_bound, bound)
-        before = (best_objective, best_short)
+        before = (best.objective, best.short)
         out_of_time = time.perf_counter() - start > settings.time_limit_s
         # a plan costs about as much as the rest of a pass, and no plan can certify the gap
         # while the bound still falls by more than the tolerance each pass: planning starts once
@@ -405,32 +430,25 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         objective, short = None, None
         if planning:
             chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
-            # targets first (a plan closer to every min_customers wins), then the objective;
-            # plans within `target_tolerance` of all targets of the least shortfall seen compete
-            # on objective, so a plan is not kept over a much better one for a few customers more
-            short = _shortfall(problem, chosen)
-            least_short = min(least_short, short)
-            if short <= least_short + target_step and (
-                    objective > best_objective or best_short > least_short + target_step):
-                best_objective, best_chosen, best_prices, best_short = (objective, chosen, prices,
-                                                                        short)
-        planned = best_objective > -np.inf
-        gap = ((best_bound - best_objective) / best_bound if best_bound > 0 else 0.0) \
-            if planned else None
+            short = best.consider(chosen, objective, prices)
+        else:
+            unplanned.append(prices)
+        gap = _gap(best_bound, best.objective)
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
-                 "best_bound": best_bound, "best_objective": best_objective if planned else None,
+                 "best_bound": best_bound,
+                 "best_objective": best.objective if gap is not None else None,
                  "gap": gap, "shortfall": short, "seconds": time.perf_counter() - start}
         trace.append(entry)
         if progress is not None:
             progress(entry)
         if gap is not None and gap <= settings.gap_tolerance and not (
-                best_short and iteration < _TARGET_PASSES):
+                best.short and iteration < _TARGET_PASSES):
             status = "optimal"
             break
         if out_of_time:
             status = "time_limit"
             break
-        progressed = improved or (best_objective, best_short) != before
+        progressed = improved or (best.objective, best.short) != before
         stalled_passes = 0 if progressed else stalled_passes + 1
         if stalled_passes >= _STALL_PASSES:
             # the backtracking steps from the best prices keep finding neither a better bound
@@ -452,8 +470,34 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             if polyak < _MIN_STEP:
                 status = "stalled"
                 break
-            prices = _subgradient_step(problem, anchor, anchor_use, best_bound, best_objective,
+            prices = _subgradient_step(problem, anchor, anchor_use, best_bound, best.objective,
                                        polyak)
-    return Solution(chosen=best_chosen, objective=max(best_objective, 0.0),
+    if status != "optimal" and unplanned:
+        # uncertified: the early prices' plans may be the best (a small or degenerate problem's
+        # bound can stall far from its plans), so the passes that skipped them make them now
+        replanned = 0
+        for at in unplanned:
+            if time.perf_counter() - start > settings.time_limit_s:
+                break
+            relaxed = run(lambda block, at=at: _respond(problem, block, at, True)[0],
+                          problem.blocks)
+            chosen, objective = _plan(problem, at, relaxed, [None] * len(relaxed), run)
+            best.consider(chosen, objective, at)
+            replanned += 1
+        gap = _gap(best_bound, best.objective)
+        trace.append({"iteration": iteration, "replanned_passes": replanned,
+                      "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
+                      "seconds": time.perf_counter() - start})
+        if gap is not None and gap <= settings.gap_tolerance and not (
+                best.short and iteration < _TARGET_PASSES):
+            status = "optimal"
+    return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
-                    iterations=iteration, prices=best_prices, trace=trace)
+                    iterations=iteration, prices=best.prices, trace=trace)
+
+
+def _gap(bound: float, objective: float) -> float | None:
+    """The relative gap, ``None`` before any plan."""
+    if objective == -np.inf:
+        return None
+    return (bound - objective) / bound if bound > 0 else 0.0

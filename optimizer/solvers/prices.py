@@ -27,14 +27,13 @@ def target_bonus(group: np.ndarray, margin: np.ndarray, target: np.ndarray) -> n
     wants = (target > 0) & ~met
     if not wants.any():
         return bonus
-    keep = wants[group] & np.isfinite(margin)
-    group, margin = group[keep], margin[keep]
-    order = np.lexsort((-margin, group))
-    group, margin = group[order], margin[order]
-    starts = np.searchsorted(group, np.arange(n_groups), side="left")
-    counts = np.bincount(group, minlength=n_groups)
-    k = np.minimum(target.astype(np.int64), counts)
-    has = wants & (k > 0)
-    kth = margin[starts[has] + k[has] - 1]
-    bonus[has] = np.maximum(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
+    for g in np.flatnonzero(wants):  # a loop over the offers short of their target
+        in_group = margin[(group == g) & np.isfinite(margin)]
+        k = min(int(target[g]), in_group.size)
+        if k == 0:
+            continue
+        # the k-th largest margin, by a partial sort (a full sort of every targeted candidate
+        # cost 0.2 s a pass at a million customers)
+        kth = np.partition(in_group, in_group.size - k)[in_group.size - k]
+        bonus[g] = max(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
     return bonus
