@@ -13,7 +13,9 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``). When the estimate
 exceeds the limit the run raises :class:`MemoryLimitError` (exit 2) naming the numbers and the knobs
-that shrink it, instead of being killed by the kernel half way. The constants are deliberately
+that shrink it, instead of being killed by the kernel half way; except that a ``scores`` table whose
+every pair would not fit, with ``solver.scores_per_customer`` unset, keeps each customer's best
+pairs, as many as fit (:func:`fit_scores_per_customer`). The constants are deliberately
 generous (measured peaks stay below the estimate), so a run that starts does not run out.
 """
 from __future__ import annotations
@@ -133,6 +135,40 @@ def estimate_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
     limit, source = memory_limit(scenario)
     return MemoryEstimate(size * INPUT_COPIES, slots, slots * BYTES_PER_SLOT,
                           dense * BYTES_PER_DENSE_CELL, limit, source)
+
+
+def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenario, str | None]:
+    """The scenario to run: as given, unless every listed pair of a ``scores`` table would not fit
+    the memory limit and ``solver.scores_per_customer`` is unset; then with it set to the most
+    pairs per customer that fit (the plan is still bounded over every listed pair, see
+    :mod:`.selection`). Returns the scenario and, when it was changed, why (for the manifest).
+
+    When not even one pair per customer fits, the scenario is returned as given and
+    :func:`check_memory` refuses the run.
+    """
+    if not inputs.has_scores or scenario.solver.scores_per_customer is not None:
+        return scenario, None
+    limit = memory_limit(scenario)[0]
+    if estimate_memory(inputs, scenario).total <= limit:
+        return scenario, None
+
+    def keeping(n: int) -> Scenario:
+        return scenario.model_copy(update={
+            "solver": scenario.solver.model_copy(update={"scores_per_customer": n})})
+
+    fits, too_many = 0, inputs.n_offers  # a bisection over the count kept, never over customers
+    while too_many - fits > 1:
+        mid = (fits + too_many) // 2
+        if estimate_memory(inputs, keeping(mid)).total <= limit:
+            fits = mid
+        else:
+            too_many = mid
+    if fits == 0:
+        return scenario, None
+    return keeping(fits), (f"every listed pair would need about "
+                           f"{estimate_memory(inputs, scenario).total / GB:.3g} GB, more than "
+                           f"the {limit / GB:.3g} GB allowed by {memory_limit(scenario)[1]}: "
+                           f"each customer's best {fits} are kept")
 
 
 def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:

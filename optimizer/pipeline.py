@@ -31,7 +31,7 @@ from .eligibility import EligibilityRules, compile_rules, customer_caps
 from .errors import InfeasibleError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
-from .memory import check_memory, stream_scores
+from .memory import check_memory, fit_scores_per_customer, stream_scores
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
 from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solution,
@@ -355,6 +355,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
          append_history: bool, replace_week: bool) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    scenario, fitted = fit_scores_per_customer(inputs, scenario)
+    if fitted:
+        log.warning("%s (solver.scores_per_customer)", fitted)
     memory = check_memory(inputs, scenario)  # stops here, before the big arrays, if it cannot fit
     stages.stop()
     rules_cfg = scenario.rules
@@ -427,6 +430,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution,
                                         selection.get("prices"))
         truncation["selection"] = selection["description"]
+        if fitted:
+            truncation["kept_to_fit_memory"] = fitted
         if inputs.scores is not None:
             inputs = replace(inputs, scores=inputs.scores.clear())
         stages.stop()

@@ -87,3 +87,33 @@ def test_memory_limit_knob_is_validated(tmp_path, bad):
     write_world(tmp_path / "data", base_world())
     result = CliRunner().invoke(main, ["run", str(path), "--set", f"solver.memory_limit_gb={bad}"])
     assert result.exit_code == 2 and "memory_limit_gb" in result.output
+
+
+def test_scores_pairs_that_do_not_fit_keep_each_customers_best(tmp_path):
+    """With ``solver.scores_per_customer`` unset, a scores table whose every pair would not fit
+    the limit keeps as many of each customer's pairs as fit; set, it is refused as before."""
+    world = base_world(customers=4)
+    world["offers"] = [offer(j) for j in range(1, 6)]
+    world["scores"] = [score(c, j) for c in (1, 2) for j in range(1, 6)] + [score(3, 1)]
+    write_world(tmp_path / "data", world)
+    path = write_scenario(tmp_path / "s.toml", solver={"chunk_size": 2})
+    inputs = load_inputs(tmp_path / "data")
+
+    def total(*overrides: str) -> float:
+        return estimate_memory(inputs, load_scenario(path, list(overrides))).total / GB
+
+    limit = (total("solver.scores_per_customer=2") + total("solver.scores_per_customer=3")) / 2
+    assert limit < total()
+    fitted = run_scenario(load_scenario(path, [f"solver.memory_limit_gb={limit}"]), write=False)
+    candidates = fitted.manifest["candidates"]
+    assert candidates["candidates_per_customer"] == 2
+    assert "best 2 are kept" in candidates["kept_to_fit_memory"]
+    assert candidates["pairs_all_candidates"] == 11 and candidates["pairs"] == 5
+    assert fitted.manifest["memory"]["estimate_gb"] <= limit
+    assert fitted.bound <= candidates["bound_all_candidates"] + 1e-9
+    with pytest.raises(MemoryLimitError):  # the user's own count is never overridden
+        run_scenario(load_scenario(path, [f"solver.memory_limit_gb={limit}",
+                                          "solver.scores_per_customer=5"]), write=False)
+    # nothing to fit: all pairs, no note
+    plain = run_scenario(load_scenario(path), write=False)
+    assert plain.manifest["candidates"]["candidates_per_customer"] == "all"
