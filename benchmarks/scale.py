@@ -573,7 +573,9 @@ def write_scenario(path: Path, data: Path, output: Path, global_budget: float | 
         'sensitive_policy = "opt_in"\n\n'
         f"[solver]\ngap_tolerance = {args.gap!r}\ntime_limit_s = {args.solver_time_limit!r}\n"
         "seed = 0\n"
-        + (f"scores_per_customer = {args.kept}\n" if getattr(args, "kept", None) else ""))
+        + (f"scores_per_customer = {args.kept}\n" if getattr(args, "kept", None) else "")
+        + (f"memory_limit_gb = {args.memory_limit_gb!r}\n"
+           if getattr(args, "memory_limit_gb", None) else ""))
 
 
 def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
@@ -730,6 +732,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--kept", type=int, default=None,
                    help="solver.scores_per_customer: each customer's best N listed pairs enter "
                         "the solve (all by default); the gap over every pair is reported too")
+    e.add_argument("--memory-limit-gb", type=float, default=None,
+                   help="solver.memory_limit_gb (default: the memory available); without "
+                        "--kept, a scores table that does not fit keeps as many pairs as fit")
     e.add_argument("--transactions", action="store_true",
                    help="no scores table: the affinity path from transactions")
     e.add_argument("--repeats", type=int, default=3)
