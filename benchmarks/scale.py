@@ -274,7 +274,7 @@ def solve_ours(problem: AssignmentProblem, gap: float, time_limit: float) -> dic
     tick = time.perf_counter()
     sol = solve(problem, Solver(gap_tolerance=gap, max_iterations=1000, time_limit_s=time_limit))
     solve_s = time.perf_counter() - tick
-    hit = next((e for e in sol.trace if e["gap"] <= gap), None)
+    hit = next((e for e in sol.trace if e["gap"] is not None and e["gap"] <= gap), None)
     usage = plan_usage(problem, sol.chosen)
     polish = getattr(sol, "polish", None) or {}
     return {"build_s": 0.0, "solve_s": solve_s, "status": sol.status,
@@ -480,7 +480,7 @@ def print_solver_table(results: list[dict[str, Any]], args: argparse.Namespace) 
             console.print(
                 f"{res['size']}: ours {ours['iterations']} passes, own certified gap "
                 f"{_pct(ours['own_gap'])}, of its time {_fmt(ours['sample_lp_s'])} s is the "
-                f"starting sample LP (pywraplp); plan: {ours['binding_budgets']}/"
+                f"starting sample LP (PDLP); plan: {ours['binding_budgets']}/"
                 f"{ours['capped_offers']} capped offers bind ({res['offers']} offers), global "
                 f"budget {'binds' if ours['global_binds'] else 'slack'} "
                 f"(spend {_fmt(ours['spend'])} / {_fmt(ours['global_budget'])})")
