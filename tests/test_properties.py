@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from optimizer.check import check_run
 from optimizer.config import load_scenario
@@ -114,6 +114,9 @@ def test_rules_hold_bound_valid_objective_close_thorough(seed, n_customers, n_of
 
 @settings(max_examples=30, **_SETTINGS)
 @given(**INSTANCES)
+# its bound stalls far above its plans, and the best plan is the first pass's: one the passes
+# skip while the bound falls, so it must be made after them
+@example(seed=7, n_customers=7, n_offers=5, string_ids=False, targets=False)
 def test_pure_lagrangian_rules_hold_bound_valid(seed, n_customers, n_offers, string_ids, targets):
     """The Lagrangian alone (``polish_pairs = 0``), with its own tolerance."""
     _check_example(seed, n_customers, n_offers, string_ids, targets, polished=False)

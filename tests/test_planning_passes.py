@@ -1,0 +1,59 @@
+"""When the scale method makes its plans: a repair and refill cost about as much as the rest of a
+pass, so passes make none while the bound still falls by more than the gap tolerance; once it
+settles every pass plans, a warm start plans at once, and an uncertified solve plans the skipped
+passes at the end (:func:`optimizer.solvers.lagrangian.solve_lagrangian`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.solvers.lagrangian import LagrangianSettings, solve_lagrangian
+
+try:
+    from test_solver_vs_exact import random_problem
+except ImportError:  # tests/ made a package
+    from tests.test_solver_vs_exact import random_problem
+
+
+def _passes(trace: list[dict]) -> list[dict]:
+    return [e for e in trace if "replanned_passes" not in e]
+
+
+def test_plans_start_once_the_bound_settles_then_every_pass_plans():
+    problem = random_problem(3, 3000, 12, 8, multi=False, per_category=None, global_share=0.3)
+    settings = LagrangianSettings(gap_tolerance=1e-4, sample_customers=300, max_iterations=40)
+    solution = solve_lagrangian(problem, settings)
+    passes = _passes(solution.trace)
+    planned = [e["objective"] is not None for e in passes]
+    assert not planned[0], "a cold start's first pass cannot certify: no plan"
+    first = planned.index(True)
+    assert all(planned[first:]), "once plans start, every pass plans"
+    for before, entry in zip(passes[:first], passes[1:first + 1]):
+        if entry["objective"] is None:  # skipped only while the bound fell by more than 1e-4
+            drop = (before["best_bound"] - entry["bound"]) / entry["bound"]
+            assert drop > settings.gap_tolerance
+            assert entry["gap"] is None and entry["best_objective"] is None
+    if solution.status == "optimal":
+        assert solution.objective == max(e["objective"] for e in passes[first:])
+    assert solution.bound == min(e["bound"] for e in passes)
+
+
+def test_a_warm_start_plans_at_its_first_pass():
+    problem = random_problem(4, 800, 10, 6, multi=False, per_category=None, global_share=0.3)
+    settings = LagrangianSettings(gap_tolerance=1e-4, sample_customers=100)
+    cold = solve_lagrangian(problem, settings)
+    warm = solve_lagrangian(problem, settings, warm_start=cold.prices)
+    assert warm.trace[0]["objective"] is not None
+    assert warm.objective >= cold.objective * (1 - 1e-4) - 1e-9
+
+
+def test_an_uncertified_solve_plans_the_passes_that_skipped_theirs():
+    problem = random_problem(5, 600, 10, 6, multi=True, per_category=1, global_share=0.2)
+    settings = LagrangianSettings(gap_tolerance=1e-12, sample_customers=0, max_iterations=6)
+    solution = solve_lagrangian(problem, settings)
+    passes = _passes(solution.trace)
+    skipped = sum(e["objective"] is None for e in passes)
+    assert solution.status != "optimal" and skipped > 0
+    last = solution.trace[-1]
+    assert last["replanned_passes"] == skipped
+    assert solution.objective >= max(e["objective"] for e in passes if e["objective"] is not None)
+    assert np.isclose(last["best_objective"], solution.objective)
