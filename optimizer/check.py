@@ -376,9 +376,18 @@ def _check_cooldown(known: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> 
     week = scenario.week
     if inputs.history is None or cd <= 0:
         return []
-    recent = (inputs.history.filter((pl.col("week") >= week - cd) & (pl.col("week") < week))
-              .group_by("c", "o").agg(last_sent=pl.col("week").max()))
-    bad = known.join(recent, on=["c", "o"], how="inner", maintain_order="left")
+    pair = (pl.col("c").cast(pl.Int64) * inputs.n_offers + pl.col("o").cast(pl.Int64)
+            ).alias("__pair")
+    # only the sends of assigned pairs are grouped: grouping every recent send by (c, o) took
+    # 26 s and 6 GB at ten million customers
+    recent = (inputs.history.lazy()
+              .filter((pl.col("week") >= week - cd) & (pl.col("week") < week))
+              .select(pair, "week")
+              .join(known.lazy().select(pair), on="__pair", how="semi")
+              .group_by("__pair").agg(last_sent=pl.col("week").max())
+              .collect())
+    bad = (known.with_columns(pair).join(recent, on="__pair", how="inner", maintain_order="left")
+           .drop("__pair"))
     if not bad.height:
         return []
     return [Violation("cooldown",
