@@ -138,6 +138,14 @@ class Prices:
     def zeros(cls, n_offers: int) -> "Prices":
         return cls(np.zeros(n_offers), np.zeros(n_offers), 0.0, np.zeros(n_offers))
 
+    def towards(self, other: "Prices", share: float) -> "Prices":
+        """``self + share * (other - self)`` on every constraint's price; the target bonus is
+        ``other``'s (taken whole, not mixed)."""
+        return Prices(self.budget + share * (other.budget - self.budget),
+                      self.count + share * (other.count - self.count),
+                      self.global_budget + share * (other.global_budget - self.global_budget),
+                      other.target)
+
     def reduced_values(self, block: CandidateBlock, with_target: bool = True) -> np.ndarray:
         """``value - (budget price + global price) * cost - count price (+ target bonus)``."""
         offer = np.maximum(block.offer, 0)

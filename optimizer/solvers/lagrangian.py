@@ -275,14 +275,6 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
                   np.zeros(offers.n_offers))
 
 
-def _towards(start: Prices, target: Prices, step: float) -> Prices:
-    """``start + step * (target - start)`` for every price (the target bonus is taken whole)."""
-    return Prices(start.budget + step * (target.budget - start.budget),
-                  start.count + step * (target.count - start.count),
-                  start.global_budget + step * (target.global_budget - start.global_budget),
-                  target.target)
-
-
 def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str, np.ndarray],
                       bound: float, target: float, step: float) -> Prices:
     """A Polyak step (Polyak, 1969) from ``prices`` along the constraints' slack.
@@ -462,7 +454,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         else:
             step /= 2.0
         if step >= _MIN_STEP:
-            prices = _towards(anchor, anchor_target, step)
+            prices = anchor.towards(anchor_target, step)
         else:
             # the coordinate direction no longer helps: a Polyak step from the best prices,
             # shrinking with every pass that fails to improve the bound
