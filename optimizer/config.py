@@ -171,7 +171,7 @@ class Solver(_Frozen):
         None, ge=1, description="scores path: only each customer's best N allowed listed pairs "
         "enter the solve, ranked by reduced value at the LP prices of a sample of customers "
         "(less memory and time at millions of customers); none = all, or as many as fit when all "
-        "would not fit the memory limit. The plan is then bounded "
+        "would not fit a memory_limit_gb the scenario sets. The plan is then bounded "
         "over every listed pair too (manifest: candidates.bound_all_candidates)")
     stream_scores: bool | None = Field(
         None, description="read a parquet scores table in batches of rows instead of whole, so "

@@ -14,8 +14,9 @@ and compares it with ``solver.memory_limit_gb`` (default: the memory available w
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``). When the estimate
 exceeds the limit the run raises :class:`MemoryLimitError` (exit 2) naming the numbers and the knobs
 that shrink it, instead of being killed by the kernel half way; except that a ``scores`` table whose
-every pair would not fit, with ``solver.scores_per_customer`` unset, keeps each customer's best
-pairs, as many as fit (:func:`fit_scores_per_customer`). The constants are deliberately
+every pair would not fit a ``solver.memory_limit_gb`` the scenario sets, with
+``solver.scores_per_customer`` unset, keeps each customer's best pairs, as many as fit
+(:func:`fit_scores_per_customer`). The constants are deliberately
 generous (measured peaks stay below the estimate), so a run that starts does not run out.
 """
 from __future__ import annotations
@@ -139,14 +140,16 @@ def estimate_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
 
 def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenario, str | None]:
     """The scenario to run: as given, unless every listed pair of a ``scores`` table would not fit
-    the memory limit and ``solver.scores_per_customer`` is unset; then with it set to the most
-    pairs per customer that fit (the plan is still bounded over every listed pair, see
+    ``solver.memory_limit_gb`` and ``solver.scores_per_customer`` is unset; then with it set to
+    the most pairs per customer that fit (the plan is still bounded over every listed pair, see
     :mod:`.selection`). Returns the scenario and, when it was changed, why (for the manifest).
 
-    When not even one pair per customer fits, the scenario is returned as given and
-    :func:`check_memory` refuses the run.
+    Only a limit the scenario sets counts: the memory available varies from run to run, and the
+    same inputs must give the same plan. Without one, or when not even one pair per customer
+    fits, the scenario is returned as given and :func:`check_memory` refuses the run.
     """
-    if not inputs.has_scores or scenario.solver.scores_per_customer is not None:
+    if (not inputs.has_scores or scenario.solver.scores_per_customer is not None
+            or scenario.solver.memory_limit_gb is None):
         return scenario, None
     limit = memory_limit(scenario)[0]
     if estimate_memory(inputs, scenario).total <= limit:
@@ -190,6 +193,9 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"{scenario.solver.scores_per_customer or 'all'}: {est.candidate_slots:,} "
                      f"candidate slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
                      f"{scenario.solver.chunk_size:,}; chunks are padded to their widest customer)")
+        if scenario.solver.memory_limit_gb is None and scenario.solver.scores_per_customer is None:
+            hints.append("set solver.memory_limit_gb (with solver.scores_per_customer unset, the "
+                         "run then keeps as many pairs per customer as fit that limit)")
     hints.append("run on a machine with more memory, or raise solver.memory_limit_gb if the "
                  "limit is set too low")
     raise MemoryLimitError(

@@ -117,3 +117,23 @@ def test_scores_pairs_that_do_not_fit_keep_each_customers_best(tmp_path):
     # nothing to fit: all pairs, no note
     plain = run_scenario(load_scenario(path), write=False)
     assert plain.manifest["candidates"]["candidates_per_customer"] == "all"
+
+
+def test_without_a_set_limit_the_pairs_kept_never_depend_on_free_memory(tmp_path, monkeypatch):
+    """The memory available varies between runs; the same inputs must give the same plan, so
+    only a limit the scenario sets may shrink the pairs kept (else the run is refused)."""
+    import optimizer.memory as memory
+
+    world = base_world(customers=4)
+    world["offers"] = [offer(j) for j in range(1, 6)]
+    world["scores"] = [score(c, j) for c in (1, 2) for j in range(1, 6)]
+    write_world(tmp_path / "data", world)
+    path = write_scenario(tmp_path / "s.toml")
+    inputs = load_inputs(tmp_path / "data")
+    scenario = load_scenario(path)
+    between = (estimate_memory(inputs, load_scenario(path, ["solver.scores_per_customer=2"]))
+               .total + estimate_memory(inputs, scenario).total) // 2
+    monkeypatch.setattr(memory, "available_memory", lambda: between)
+    assert memory.fit_scores_per_customer(inputs, scenario) == (scenario, None)
+    with pytest.raises(MemoryLimitError, match="set solver.memory_limit_gb"):
+        memory.check_memory(inputs, scenario)
