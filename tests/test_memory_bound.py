@@ -89,7 +89,7 @@ def test_memory_limit_knob_is_validated(tmp_path, bad):
     assert result.exit_code == 2 and "memory_limit_gb" in result.output
 
 
-def test_scores_pairs_that_do_not_fit_keep_each_customers_best(tmp_path):
+def test_scores_pairs_that_do_not_fit_keep_each_customers_best(tmp_path, caplog):
     """With ``solver.scores_per_customer`` unset, a scores table whose every pair would not fit
     the limit keeps as many of each customer's pairs as fit; set, it is refused as before."""
     world = base_world(customers=4)
@@ -117,6 +117,9 @@ def test_scores_pairs_that_do_not_fit_keep_each_customers_best(tmp_path):
     # nothing to fit: all pairs, no note
     plain = run_scenario(load_scenario(path), write=False)
     assert plain.manifest["candidates"]["candidates_per_customer"] == "all"
+    # and the run says so as a warning (on stderr from the command line)
+    assert any("each customer's best 2 are kept" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
 
 
 def test_without_a_set_limit_the_pairs_kept_never_depend_on_free_memory(tmp_path, monkeypatch):
