@@ -27,13 +27,19 @@ def target_bonus(group: np.ndarray, margin: np.ndarray, target: np.ndarray) -> n
     wants = (target > 0) & ~met
     if not wants.any():
         return bonus
+    keep = wants[group] & np.isfinite(margin)
+    group, margin = group[keep], margin[keep]
+    # grouped by a stable sort of the group alone, in the narrowest integer type (numpy sorts
+    # 8- and 16-bit integers by radix), then a partial sort per group: a lexsort by group and
+    # margin of every targeted candidate cost 0.2 s a pass at a million customers
+    order = np.argsort(group.astype(np.min_scalar_type(n_groups)), kind="stable")
+    group, margin = group[order], margin[order]
+    starts = np.searchsorted(group, np.arange(n_groups + 1), side="left")
     for g in np.flatnonzero(wants):  # a loop over the offers short of their target
-        in_group = margin[(group == g) & np.isfinite(margin)]
+        in_group = margin[starts[g]:starts[g + 1]]
         k = min(int(target[g]), in_group.size)
         if k == 0:
             continue
-        # the k-th largest margin, by a partial sort (a full sort of every targeted candidate
-        # cost 0.2 s a pass at a million customers)
-        kth = np.partition(in_group, in_group.size - k)[in_group.size - k]
+        kth = np.partition(in_group, in_group.size - k)[in_group.size - k]  # k-th largest
         bonus[g] = max(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
     return bonus
