@@ -99,20 +99,28 @@ def stream_scores(scenario: Scenario) -> bool:
     return rows is not None and rows * BYTES_PER_SCORES_ROW > memory_limit(scenario)[0] / 4
 
 
-def _candidate_slots(inputs: Inputs, scenario: Scenario) -> int:
+def _listed_per_customer(inputs: Inputs) -> np.ndarray | None:
+    """Rows of a ``scores`` table held whole, per customer (``None`` for any other input)."""
+    if inputs.scores is None:
+        return None
+    n = inputs.n_customers
+    c = inputs.scores.get_column("c").to_numpy()
+    if inputs.scores_sorted:  # rows by customer: counts from the run bounds, without a copy of c
+        return np.diff(np.searchsorted(c, np.arange(n + 1, dtype=c.dtype)))
+    # an int64 copy of c for bincount: 1.2 s of fresh pages at 43 M rows
+    return np.bincount(c.astype(np.int64), minlength=n)
+
+
+def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | None) -> int:
     n, m = inputs.n_customers, inputs.n_offers
     keep = scenario.solver.scores_per_customer
     if not inputs.has_scores:
         return n * min(scenario.affinity.candidates_per_customer, m)
-    if inputs.scores is None:  # streamed: the rows are not counted per customer up front
+    if listed is None:  # streamed: the rows are not counted per customer up front
         rows = inputs.row_counts.get("scores", 0)
         # chunks are padded to their widest customer: allow a quarter more
         return int(min(rows, n * keep) * 1.25) if keep is not None else int(rows * 1.25)
-    c = inputs.scores.get_column("c").to_numpy()
-    if inputs.scores_sorted:  # rows by customer: counts from the run bounds, without a copy of c
-        counts = np.diff(np.searchsorted(c, np.arange(n + 1, dtype=c.dtype)))
-    else:  # an int64 copy of c for bincount: 1.2 s of fresh pages at 43 M rows
-        counts = np.bincount(c.astype(np.int64), minlength=n)
+    counts = listed
     size = scenario.solver.chunk_size
     if keep is not None:
         counts = np.minimum(counts, keep)
@@ -123,13 +131,17 @@ def _candidate_slots(inputs: Inputs, scenario: Scenario) -> int:
     return slots
 
 
-def estimate_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
-    """The run's memory estimate and limit (see the module docstring)."""
+def estimate_memory(inputs: Inputs, scenario: Scenario,
+                    listed: np.ndarray | None = None) -> MemoryEstimate:
+    """The run's memory estimate and limit (see the module docstring). ``listed``: the scores
+    table's rows per customer when the caller has them (else counted here)."""
     tables = [inputs.customers, inputs.products, inputs.offers, inputs.transactions,
               inputs.offer_products, inputs.restrictions, inputs.history, inputs.redemptions,
               inputs.scores]
     size = sum(int(t.estimated_size()) for t in tables if t is not None)
-    slots = _candidate_slots(inputs, scenario)
+    if listed is None:
+        listed = _listed_per_customer(inputs)
+    slots = _candidate_slots(inputs, scenario, listed)
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
@@ -151,8 +163,10 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     if (not inputs.has_scores or scenario.solver.scores_per_customer is not None
             or scenario.solver.memory_limit_gb is None):
         return scenario, None
-    limit = memory_limit(scenario)[0]
-    if estimate_memory(inputs, scenario).total <= limit:
+    limit, source = memory_limit(scenario)
+    listed = _listed_per_customer(inputs)  # counted once for every estimate below
+    every = estimate_memory(inputs, scenario, listed).total
+    if every <= limit:
         return scenario, None
 
     def keeping(n: int) -> Scenario:
@@ -162,16 +176,15 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     fits, too_many = 0, inputs.n_offers  # a bisection over the count kept, never over customers
     while too_many - fits > 1:
         mid = (fits + too_many) // 2
-        if estimate_memory(inputs, keeping(mid)).total <= limit:
+        if estimate_memory(inputs, keeping(mid), listed).total <= limit:
             fits = mid
         else:
             too_many = mid
     if fits == 0:
         return scenario, None
-    return keeping(fits), (f"every listed pair would need about "
-                           f"{estimate_memory(inputs, scenario).total / GB:.3g} GB, more than "
-                           f"the {limit / GB:.3g} GB allowed by {memory_limit(scenario)[1]}: "
-                           f"each customer's best {fits} are kept")
+    return keeping(fits), (f"every listed pair would need about {every / GB:.3g} GB, more "
+                           f"than the {limit / GB:.3g} GB allowed by {source}: each "
+                           f"customer's best {fits} are kept")
 
 
 def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:

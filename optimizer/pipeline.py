@@ -291,9 +291,10 @@ def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRul
                        caps: np.ndarray, problem: AssignmentProblem, solution: Solution,
                        selection_prices: Prices | None) -> dict[str, Any]:
     """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs
-    (:mod:`optimizer.selection`) may have cost: the final prices bound the plan over every listed
-    pair the rules allow (weak duality, :func:`~optimizer.solvers.lagrangian.dual_bounds`), the
-    pairs built again chunk by chunk."""
+    (:mod:`optimizer.selection`) may have cost: prices bound the plan over every listed pair the
+    rules allow (weak duality, :func:`~optimizer.solvers.lagrangian.dual_bounds`), here the least
+    at the final prices, the selection's and points between; the pairs built again chunk by
+    chunk."""
     every = _scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, audit=False)
     pairs = [0]
 
@@ -435,8 +436,6 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution,
                                         selection.get("prices"))
         truncation["selection"] = selection["description"]
-        if fitted:
-            truncation["kept_to_fit_memory"] = fitted
         if inputs.scores is not None:
             inputs = replace(inputs, scores=inputs.scores.clear())
         stages.stop()
@@ -457,6 +456,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["candidates"] = truncation
     if inputs.has_scores:
         truncation["scores_read"] = "in batches" if inputs.scores_batches is not None else "whole"
+    if fitted:  # recorded even when the rules left no customer more pairs than were kept
+        truncation["kept_to_fit_memory"] = fitted
     manifest["memory"] = memory.describe()
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
