@@ -7,6 +7,7 @@ string, because that is what the user wrote).
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,10 +61,11 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         with path.open("rb") as handle:
             header = handle.readline()
         try:
-            header.decode("utf-8-sig")
+            header_text = header.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InputError(schema.name, None, f"{path.name} is not UTF-8 text ({exc.reason}); "
                              "save it as UTF-8") from None
+        _refuse_repeated_columns(schema, path, header_text)
         # header names compare trimmed ("discount " is "discount"), as the user would expect
         names = pl.read_csv(path, n_rows=0, infer_schema=False, encoding="utf8",
                             raise_if_empty=False).columns
@@ -79,6 +81,19 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         if path.suffix == ".csv" and "utf-8" in first.lower():
             first += "; save it as UTF-8"
         raise InputError(schema.name, None, f"cannot read {path.name}: {first}") from None
+
+
+def _refuse_repeated_columns(schema: TableSchema, path: Path, header: str) -> None:
+    """Two columns of one name leave it unclear which one the user meant: refuse the file.
+
+    polars would rename the second one (``x_duplicated_0``) and read the first, silently.
+    """
+    names = [n.strip() for n in next(csv.reader([header.rstrip("\r\n")]), [])]
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise InputError(schema.name, repeated[0],
+                         f"{path.name} has more than one column named "
+                         f"{', '.join(repr(n) for n in repeated)}; keep one of each")
 
 
 def _check_columns(schema: TableSchema, frame: pl.DataFrame, path: Path) -> None:
@@ -111,8 +126,15 @@ def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: o
     source = series.str.strip_chars() if series.dtype == pl.Utf8 else series
     if series.dtype == pl.Utf8:
         source = source.replace("", None)
-    converted = source.cast(dtype, strict=False)  # type: ignore[arg-type]
+    if dtype == pl.Date and source.dtype == pl.Utf8:
+        # polars 2 no longer casts text to dates; an impossible date (2024-13-45) becomes null here
+        converted = source.str.to_date("%Y-%m-%d", strict=False)
+    else:
+        converted = source.cast(dtype, strict=False)  # type: ignore[arg-type]
     bad = converted.is_null() & source.is_not_null()
+    if dtype == pl.Int64 and source.dtype.is_float():
+        # a float column would be truncated by the cast: 40.5 is not week 40
+        bad = bad | (source.is_not_null() & (source != source.round(0)).fill_null(True))
     if bad.any():
         rows = frame.filter(bad).head(5).rows(named=True)
         kind = {pl.Float64: "numbers", pl.Int64: "whole numbers", pl.Date: "dates (YYYY-MM-DD)"}

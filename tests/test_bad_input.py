@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
@@ -95,6 +96,15 @@ def raw_file(name: str, data: bytes) -> Callable[[Path], None]:
     return edit
 
 
+def parquet_with_float_week(folder: Path, week: float) -> None:
+    """Replace the CSV transactions by a Parquet file whose ``week`` column is a float column."""
+    frame = pl.read_csv(folder / "transactions.csv").with_columns(pl.col("week").cast(pl.Float64))
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(week)
+                               .otherwise(pl.col("week")).alias("week"))
+    (folder / "transactions.csv").unlink()
+    frame.write_parquet(folder / "transactions.parquet")
+
+
 def empty_customers(folder: Path) -> None:
     write_csv(folder / "customers.csv", [], ["customer_id", "segment"])
 
@@ -130,6 +140,12 @@ INPUT_CASES = [
          world=set_cell("transactions", 0, week="wk39")),
     Case("fractional-week", where("transactions", "week"),
          world=set_cell("transactions", 0, week="39.5")),
+    Case("fractional-week-parquet", where("transactions", "week") + ["whole numbers", "40.5"],
+         files=lambda folder: parquet_with_float_week(folder, 40.5)),
+    Case("impossible-date", where("transactions", "date") + ["dates", "2024-13-45"],
+         world=set_cell("transactions", 0, date="2024-13-45")),
+    Case("repeated-column", where("customers", "segment") + ["more than one column"],
+         files=raw_file("customers", b"customer_id,segment,segment\n1,a,b\n2,a,b\n")),
     Case("text-discount", where("offers", "discount") + ["numbers"],
          world=set_cell("offers", 0, discount="ten")),
     Case("text-budget", where("offers", "budget"), world=set_cell("offers", 1, budget="lots")),
