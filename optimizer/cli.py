@@ -52,8 +52,13 @@ def main(verbose: bool) -> None:
 @click.option("--replace-week", is_flag=True,
               help="With --append-history: replace the history rows of the planning week "
                    "instead of refusing.")
+@click.option("--warm-start", "warm_start", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="RUN_DIR",
+              help="Start the solver from the dual prices of this earlier run folder (faster on "
+                   "a similar week; recorded in the manifest). Default: a cold start, so the "
+                   "plan depends only on the inputs and the scenario.")
 def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
-        append_history: bool, replace_week: bool) -> None:
+        append_history: bool, replace_week: bool, warm_start: Path | None) -> None:
     """Plan the week of SCENARIO and write its run folder.
 
     Example: offeropt run scenarios/demo.toml --set rules.budget_scale=0.8
@@ -82,7 +87,7 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     try:
         loaded = load_scenario(scenario, overrides)
         result = run_scenario(loaded, progress=progress, append_history=append_history,
-                              replace_week=replace_week)
+                              replace_week=replace_week, warm_start_run=warm_start)
     except OptimizerError as exc:
         _fail(exc)
         return
@@ -271,8 +276,8 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
           quiet: bool, as_json: bool) -> None:
     """Solve SCENARIO at many budget scales: the budget-to-value curve.
 
-    Each point warm-starts from the previous point's prices and writes no run folder; the
-    sweep folder gets sweep.csv, sweep.json and sweep.html (chart and table).
+    Each point is solved as `offeropt run` would solve it (so its figures do not depend on the
+    other points) and writes no run folder; the sweep folder gets sweep.csv, sweep.json and sweep.html (chart and table).
 
     Example: offeropt sweep scenarios/demo.toml --budget-scale 0.5:1.5:0.25
     """

@@ -28,7 +28,7 @@ from .candidates import best_totals, virtual_totals
 from .clv import with_given_clv
 from .config import Scenario, scenario_to_dict
 from .eligibility import EligibilityRules, compile_rules, customer_caps
-from .errors import InfeasibleError
+from .errors import InfeasibleError, ScenarioError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
 from .memory import check_memory, fit_scores_per_customer, stream_scores
@@ -318,33 +318,39 @@ def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRul
             "bound_increase": max(0.0, bound - solution.bound)}
 
 
-def _warm_start(scenario: Scenario, inputs: Inputs) -> Prices | None:
-    """Prices of the previous run of this scenario's output folder, matched by offer_id."""
-    manifest = scenario.output / "manifest.json"
-    if not manifest.is_file():
-        return None
+def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
+    """The dual prices saved in the manifest of the run folder ``run_dir``, matched by offer_id
+    (offers the earlier run did not have start at zero)."""
+    manifest = Path(run_dir) / "manifest.json"
     try:
         saved = json.loads(manifest.read_text())["dual_prices"]
-        ids = inputs.offers.get_column("offer_id").to_list()
         by_id = {str(k): v for k, v in zip(saved["offer_id"], zip(saved["budget"], saved["count"]))}
-    except (KeyError, ValueError, TypeError):
-        return None
+        global_price = float(saved.get("global_budget", 0.0))
+    except FileNotFoundError:
+        raise ScenarioError(f"--warm-start {run_dir}: no manifest.json there; name a run folder "
+                            "of offeropt run") from None
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ScenarioError(f"--warm-start {run_dir}: cannot read the dual prices of its "
+                            f"manifest.json ({type(exc).__name__}: {exc})") from None
+    ids = inputs.offers.get_column("offer_id").to_list()
     budget = np.array([by_id.get(str(i), (0.0, 0.0))[0] for i in ids], dtype=float)
     count = np.array([by_id.get(str(i), (0.0, 0.0))[1] for i in ids], dtype=float)
-    return Prices(budget, count, float(saved.get("global_budget", 0.0)), np.zeros(len(ids)))
+    return Prices(budget, count, global_price, np.zeros(len(ids)))
 
 
 def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True,
                  warm_start: Prices | None = None, append_history: bool = False,
-                 replace_week: bool = False) -> RunResult:
+                 replace_week: bool = False, warm_start_run: Path | None = None) -> RunResult:
     """Plan the scenario's week and (by default) write its run folder. See the module docstring.
 
     ``append_history``: after the run folder is written, append this week's assignments to the
     input folder's ``history`` table (see :mod:`optimizer.history`); refused before planning when
     the table already holds the planning week, unless ``replace_week`` replaces that week's rows.
 
-    ``warm_start``: dual prices to start the solver from (e.g. the previous point of a sweep);
-    by default the prices of the previous run in the scenario's output folder, if any.
+    ``warm_start``: dual prices to start the solver from; ``warm_start_run``: a run folder whose
+    manifest's prices to start from (``--warm-start``). The plan depends on the start when the
+    solve stops short of its tolerance, so there is no implicit start: without either, the solver
+    starts from zero prices, and what was used is recorded in the manifest's ``warm_start``.
     """
     if append_history:
         if not write:
@@ -352,13 +358,14 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
         check_history_week(scenario.data, scenario.week, replace_week)
     stages = _Stages(progress)
     try:
-        return _run(scenario, stages, write, warm_start, append_history, replace_week)
+        return _run(scenario, stages, write, warm_start, append_history, replace_week,
+                    warm_start_run)
     finally:
         stages.close()
 
 
 def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
-         append_history: bool, replace_week: bool) -> RunResult:
+         append_history: bool, replace_week: bool, warm_start_run: Path | None) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
     scenario, fitted = fit_scores_per_customer(inputs, scenario)
@@ -420,8 +427,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     def on_iteration(entry: dict[str, float | None]) -> None:
         if stages.progress:
             stages.progress("iteration", entry)
-    if warm_start is None:
-        warm_start = _warm_start(scenario, inputs)
+    started_from = "given prices" if warm_start is not None else None
+    if warm_start_run is not None:
+        warm_start, started_from = warm_start_prices(warm_start_run, inputs), str(warm_start_run)
     if warm_start is None and truncated:  # the prices that chose the kept pairs: a good start
         warm_start = selection.get("prices")
     # the solver zeroes prices on constraints this scenario lacks
@@ -459,6 +467,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     if fitted:  # recorded even when the rules left no customer more pairs than were kept
         truncation["kept_to_fit_memory"] = fitted
     manifest["memory"] = memory.describe()
+    manifest["warm_start"] = started_from
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
                        scenario.output if write else None, solution, customers)
@@ -488,6 +497,24 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     return result
 
 
+# the packages whose arithmetic decides a plan: a different version may give a different plan
+_DECIDING_PACKAGES = ("numpy", "numba", "ortools", "polars", "pyarrow", "scipy")
+
+
+def deciding_versions() -> dict[str, str]:
+    """Python's and the plan-deciding packages' installed versions, for the manifest."""
+    from importlib.metadata import PackageNotFoundError, version
+    import platform
+
+    found = {"python": platform.python_version()}
+    for name in _DECIDING_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
 def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, solution: Solution,
               summary: pl.DataFrame, audit: dict[str, int], cap_audit: dict[str, int],
               clv_info: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
@@ -497,6 +524,7 @@ def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, so
     binding = summary.filter(pl.col("budget_used") >= 0.999).height
     return {
         "package_version": __version__,
+        "versions": deciding_versions(),
         "scenario": scenario_to_dict(scenario),
         "inputs": {name: {"rows": inputs.row_counts[name], "sha256": inputs.sha256[name]}
                    for name in sorted(inputs.row_counts)},

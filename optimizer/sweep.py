@@ -1,7 +1,8 @@
 """The budget-to-value curve (``offeropt sweep``): one scenario solved at many ``budget_scale``s.
 
-Each point warm-starts the solver from the previous point's dual prices, so neighbouring points
-cost a few price passes each. Points are not written as run folders; the sweep folder holds
+Each point is solved from a cold start, exactly as ``offeropt run`` solves its scenario, so a
+point's figures do not depend on the order of the points. Points are not written as run folders;
+the sweep folder holds
 ``sweep.csv``, ``sweep.json`` (the points and the resolved base scenario) and ``sweep.html`` (the
 curve and the table).
 """
@@ -19,7 +20,6 @@ from .config import Scenario, scenario_to_dict
 from .errors import ScenarioError
 from .output import json_writer, write_run_folder
 from .pipeline import Progress, run_scenario
-from .problem import Prices
 from .report import environment
 
 PointCallback = Callable[[int, int, dict[str, Any]], None]
@@ -46,14 +46,17 @@ def parse_range(text: str) -> list[float]:
 
 def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | None = None,
                  on_point: PointCallback | None = None) -> pl.DataFrame:
-    """Solve ``scenario`` at every ``budget_scale`` in ``scales`` (in the order given), each
-    warm-started from the last point's prices. Returns one row per point."""
+    """Solve ``scenario`` at every ``budget_scale`` in ``scales`` (in the order given). Returns one
+    row per point.
+
+    Each point is solved from a cold start, as ``offeropt run`` would solve it: a point's plan is
+    the plan its scenario gives, whatever the order or the other points of the sweep.
+    """
     rows: list[dict[str, Any]] = []
-    prices: Prices | None = None
     for k, scale in enumerate(scales):
         point = scenario.model_copy(update={
             "rules": scenario.rules.model_copy(update={"budget_scale": float(scale)})})
-        result = run_scenario(point, progress=progress, write=False, warm_start=prices)
+        result = run_scenario(point, progress=progress, write=False)
         prices = result.solution.prices
         s, m = result.offers_summary, result.manifest
         capped = s.filter(pl.col("budget").is_not_null())

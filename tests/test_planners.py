@@ -96,7 +96,15 @@ def test_compare_cli_json_and_html(world: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2
 
 
-def test_sweep_warm_starts_and_writes_folder(world: Path, tmp_path: Path) -> None:
+def test_sweep_points_do_not_depend_on_their_order(world: Path) -> None:
+    scenario = load_scenario(world / "base.toml", ["solver.max_iterations=3"])
+    forward = sweep_budget(scenario, [0.5, 1.0]).drop("solve_seconds", "marginal_value_per_budget")
+    backward = sweep_budget(scenario, [1.0, 0.5]).drop("solve_seconds",
+                                                       "marginal_value_per_budget")
+    assert forward.equals(backward.reverse())
+
+
+def test_sweep_writes_folder(world: Path, tmp_path: Path) -> None:
     assert parse_range("0.5:1.5:0.5") == [0.5, 1.0, 1.5]
     assert parse_range("0.6,1") == [0.6, 1.0]
     scenario = load_scenario(world / "base.toml", ["solver.max_iterations=6"])

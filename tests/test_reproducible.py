@@ -123,3 +123,31 @@ def test_outputs_byte_identical_with_one_blas_and_polars_thread(affinity_data, t
     assert {f: (out / f).read_bytes() for f in FILES} == first
     single = json.loads((out / "manifest.json").read_text())
     assert single["objective"] == pytest.approx(manifest["objective"], rel=1e-12)
+
+
+def test_a_second_run_into_the_same_folder_gives_the_same_bytes(affinity_data, tmp_path):
+    """The plan depends on the inputs and the scenario, not on what the output folder held:
+    an earlier run's prices there are not a silent warm start (issue 23, item 4)."""
+    root = tmp_path / "same"
+    first, manifest = _run(root, affinity_data, *KNOBS[0])
+    again, manifest_again = _run(root, affinity_data, *KNOBS[0])
+    assert again == first
+    assert manifest["warm_start"] is None and manifest_again["warm_start"] is None
+    assert _without_timings(manifest_again) == _without_timings(manifest)
+
+
+def test_warm_start_is_asked_for_and_recorded(affinity_data, tmp_path):
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+
+    _run(tmp_path / "earlier", affinity_data, *KNOBS[0])
+    scenario = _scenario(tmp_path / "later", affinity_data, *KNOBS[0])
+    earlier = tmp_path / "earlier" / "run"
+    done = CliRunner().invoke(main, ["run", str(scenario), "--quiet", "--warm-start", str(earlier)])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((tmp_path / "later" / "run" / "manifest.json").read_text())
+    assert manifest["warm_start"] == str(earlier)
+    assert set(manifest["versions"]) >= {"python", "numpy", "numba", "ortools", "polars"}
+    missing = CliRunner().invoke(main, ["run", str(scenario), "--warm-start", str(tmp_path)])
+    assert missing.exit_code == 2 and "no manifest.json" in missing.output
