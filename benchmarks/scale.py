@@ -580,7 +580,7 @@ def write_scenario(path: Path, data: Path, output: Path, global_budget: float | 
 
 def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
     """``offeropt run`` in a subprocess under /usr/bin/time -v; the manifest and peak RSS."""
-    shutil.rmtree(output, ignore_errors=True)  # a previous run's prices would warm-start this one
+    shutil.rmtree(output, ignore_errors=True)  # each repeat writes a fresh folder
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "optimizer", "run", str(scenario),
            "--quiet"]
     tick = time.perf_counter()
