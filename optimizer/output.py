@@ -88,7 +88,9 @@ def offers_summary_frame(inputs: Inputs, problem: AssignmentProblem, assignments
         "budget": pl.Series(budget).fill_nan(None),
         "min_customers": pl.Series(offers.min_customers, dtype=pl.Int64),
         "max_customers": pl.Series(max_customers).fill_nan(None).cast(pl.Int64),
-        "shadow_price": solution.prices.budget + solution.prices.global_budget,
+        # the offer's own budget's dual price; the global budget's is the manifest's
+        # dual_prices.global_budget (one definition each, see docs/contract.md)
+        "shadow_price": np.where(np.isfinite(offers.budget), solution.prices.budget, 0.0),
     })
     frame = base.join(per_offer, on="offer_id", how="left", maintain_order="left").with_columns(
         pl.col("customers").fill_null(0), pl.col("expected_redemptions").fill_null(0.0),

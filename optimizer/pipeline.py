@@ -34,7 +34,7 @@ from .history import append_history as _append_history, check_history_week
 from .memory import check_memory, fit_scores_per_customer, stream_scores
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
-from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solution,
+from .problem import (AssignmentProblem, binding, CandidateBlock, OfferData, Prices, Solution,
                       block_from_pairs, offer_data)
 from .report import render_report
 from .scores_stream import ScoresChunk, scores_chunks
@@ -521,7 +521,7 @@ def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, so
     shortfalls = summary.filter(pl.col("shortfall") > 0).select(
         "offer_id", "min_customers", "customers", "shortfall").to_dicts()
     prices = solution.prices
-    binding = summary.filter(pl.col("budget_used") >= 0.999).height
+    binding_budgets = int(binding(summary.get_column("shadow_price").to_numpy()).sum())
     return {
         "package_version": __version__,
         "versions": deciding_versions(),
@@ -539,7 +539,7 @@ def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, so
         "candidate_pairs": problem.n_pairs,
         "customers": inputs.n_customers,
         "offers": inputs.n_offers,
-        "offers_with_binding_budget": binding,
+        "offers_with_binding_budget": binding_budgets,
         "min_customers_shortfalls": shortfalls,
         "lifetime_value": clv_info,
         "dual_prices": {

@@ -118,6 +118,18 @@ class AssignmentProblem:
         return max((int(b.cap.max()) for b in self.blocks if b.n_customers), default=0)
 
 
+# a dual price above this is positive: below it, the price is the solver's rounding noise
+BINDING_PRICE = 1e-9
+
+
+def binding(shadow_price: np.ndarray) -> np.ndarray:
+    """Which budgets are binding: the one definition that the manifest, the report, compare,
+    sweep and explain share. A budget binds when its shadow price (the dual price of that
+    budget: objective value of one more unit of it) is positive, i.e. more budget would raise
+    the objective. How full the budget is does not decide it."""
+    return np.asarray(shadow_price, dtype=float) > BINDING_PRICE
+
+
 @dataclass
 class Prices:
     """Lagrange multipliers of the coupling constraints (the ``dual_prices`` of the manifest).
@@ -201,7 +213,9 @@ def offer_data(offers: "pl.DataFrame", categories: np.ndarray, category_names: l
 
 def _scaled(budget: np.ndarray, scale: float) -> np.ndarray:
     """Scale finite budgets; an uncapped offer stays uncapped even at scale 0."""
-    return np.where(np.isfinite(budget), budget * scale, np.inf)
+    finite = np.isfinite(budget)
+    # inf x 0 would be NaN (and warn); only the finite budgets are multiplied
+    return np.where(finite, np.where(finite, budget, 0.0) * scale, np.inf)
 
 
 def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np.ndarray,

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from .errors import OptimizerError
+from .problem import binding
 
 if TYPE_CHECKING:
     from .pipeline import RunResult
@@ -114,14 +116,11 @@ class RunView:
                 .sort("offers"))
 
     def binding_budgets(self) -> list[dict[str, Any]]:
-        """Offers whose own budget has a positive shadow price (the dual price of the budget:
-        objective value of one more unit of budget), most valuable first."""
-        prices = self.manifest.get("dual_prices", {})
-        by_id = {str(k): float(v) for k, v in zip(prices.get("offer_id", []),
-                                                   prices.get("budget", []))}
-        rows = []
-        for o in self.offers_summary.to_dicts():
-            price = by_id.get(str(o["offer_id"]), 0.0)
-            if price > 1e-9 and o["budget"] is not None:
-                rows.append({**o, "budget_price": price})
-        return sorted(rows, key=lambda r: -r["budget_price"])
+        """Offers whose own budget is binding (:func:`optimizer.problem.binding`: a positive
+        shadow price, the objective value of one more unit of that budget), most valuable first.
+        Exactly the offers that the manifest's ``offers_with_binding_budget`` counts."""
+        rows = self.offers_summary.to_dicts()
+        price = np.array([r["shadow_price"] for r in rows], dtype=float)
+        chosen = [{**r, "budget_price": r["shadow_price"]}
+                  for r, b in zip(rows, binding(price)) if b]
+        return sorted(chosen, key=lambda r: -r["budget_price"])

@@ -72,6 +72,25 @@ def test_run_folder_has_customers_and_charted_report(world: Path) -> None:
     assert "Shadow prices of binding budgets" in html and "min_customers" in html
 
 
+def test_binding_and_shadow_price_mean_one_thing(world: Path) -> None:
+    """The report's binding table, the manifest's count and offers_summary.shadow_price agree:
+    a budget binds when its own dual price is positive (issue 23, item 6)."""
+    import polars as pl
+    run = world / "runs/cut"
+    manifest = json.loads((run / "manifest.json").read_text())
+    summary = pl.read_parquet(run / "offers_summary.parquet")
+    prices = dict(zip(manifest["dual_prices"]["offer_id"], manifest["dual_prices"]["budget"]))
+    for row in summary.iter_rows(named=True):
+        expected = prices[row["offer_id"]] if row["budget"] is not None else 0.0
+        assert row["shadow_price"] == expected  # the global budget's price is not added in
+    positive = summary.filter(pl.col("shadow_price") > 1e-9).height
+    assert manifest["offers_with_binding_budget"] == positive > 0
+    html = (run / "report.html").read_text()
+    table = re.search(r'<table id="binding">(.*?)</table>', html, re.S)
+    assert table is not None
+    assert table.group(1).count("<tr>") - 1 == positive
+
+
 def test_compare_two_runs(world: Path, tmp_path: Path) -> None:
     comparison = compare_runs([world / "runs/base", world / "runs/cut"], sample=3)
     assert comparison.labels == ["base", "cut"]
