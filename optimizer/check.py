@@ -1,7 +1,7 @@
 """The independent verifier behind ``offeropt check SCENARIO [RUN_DIR]``.
 
 It re-reads the scenario's inputs (through :mod:`optimizer.validate`) and a run's output folder, and
-re-derives every hard rule of CONTRACT.md ("How each rule reads") from the raw tables with polars
+re-derives every hard rule of docs/contract.md ("How each rule reads") from the raw tables with polars
 joins and group-bys. By design it shares nothing with the solve path but the foundation (``load``,
 ``validate``, ``schemas``, ``config``, ``errors``): a bug in eligibility or in a solver cannot hide
 itself here.
@@ -34,7 +34,7 @@ Rule ids reported (``Violation.rule``):
 
 ``min_customers`` is a target, not a hard rule: shortfalls are not violations.
 
-Reading choices where CONTRACT.md leaves room:
+Reading choices where docs/contract.md leaves room:
 
 - Assignment IDs are compared as the master table's type, as validate does (text ``"12"`` matches
   integer ``12``; ``"012"`` does not). Rows with an unknown customer or offer are reported and then
@@ -623,7 +623,7 @@ def _check_summary(run_dir: Path, known_offer: pl.DataFrame, inputs: Inputs) -> 
 
 
 def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
-    """Verify every hard rule of CONTRACT.md for the run in ``run_dir`` (default: the scenario's
+    """Verify every hard rule of docs/contract.md for the run in ``run_dir`` (default: the scenario's
     output folder), re-deriving each rule from the scenario's input tables.
 
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file

@@ -32,8 +32,8 @@ def _fail(exc: OptimizerError) -> None:
 def main(verbose: bool) -> None:
     """Plan which personalised offers each customer gets this week.
 
-    Tables in (an input folder), one TOML scenario, a run folder out. See the README and
-    CONTRACT.md for the tables and the scenario's knobs.
+    Tables in (an input folder), one TOML scenario, a run folder out. The data contract
+    (every table, column, rule and knob) is docs/contract.md in the repository.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -33,7 +33,7 @@ class _Frozen(BaseModel):
 
 
 class Rules(_Frozen):
-    """Hard rules of the plan (see CONTRACT.md, "How each rule reads")."""
+    """Hard rules of the plan (see docs/contract.md, "How each rule reads")."""
 
     max_offers_per_customer: int = Field(5, ge=0, description="offers per customer this week")
     max_offers_per_category: int | None = Field(

@@ -1,6 +1,6 @@
 """Which (customer, offer) pairs the rules allow, and why the others were removed.
 
-Rules, exactly as CONTRACT.md reads them: the offer's eligibility window, the customer's
+Rules, exactly as docs/contract.md reads them: the offer's eligibility window, the customer's
 ``exclude`` rows against every category of the offer, the sensitive policy (``opt_in`` needs an
 opt-in row for every sensitive category of the offer), and the cooldown from ``history``. The
 frequency window lowers each customer's own cap (see :func:`customer_caps`).

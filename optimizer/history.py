@@ -2,7 +2,7 @@
 
 After a successful run of week ``w``, its assignments become history rows ``(customer_id,
 offer_id, week = w)``, so the next week's cooldown and frequency window see them
-(CONTRACT.md: "earlier runs' assignments can be appended here").
+(docs/contract.md: "earlier runs' assignments can be appended here").
 
 - **Format kept.** The table is rewritten in the format it was found in: Parquet keeps its column
   types, CSV its text (values such as ``00123`` stay as written) and header; columns beyond

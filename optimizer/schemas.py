@@ -73,7 +73,7 @@ OFFER_SUMMARY_COLUMNS = [
 
 
 def normalize_category(expr: pl.Expr) -> pl.Expr:
-    """Category names compare after trimming spaces and ignoring case (CONTRACT.md)."""
+    """Category names compare after trimming spaces and ignoring case (docs/contract.md)."""
     return expr.cast(pl.Utf8).str.strip_chars().str.to_uppercase()
 
 

@@ -1,7 +1,7 @@
 """Check the input tables once, at the boundary, and hand later steps only what passed.
 
 `load_inputs` reads the folder (through :mod:`optimizer.load`), checks types, ranges, uniqueness and
-references as CONTRACT.md states them, and returns :class:`Inputs`: every table with dense integer
+references as docs/contract.md states them, and returns :class:`Inputs`: every table with dense integer
 indices added (``c`` for customers, ``p`` for products, ``o`` for offers, in the master tables' row
 order) and category names normalised. Later steps trust these frames and never re-check user data.
 """
