@@ -117,8 +117,9 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
         table.add_row(key, text)
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()))
     if append_history:
+        done = "replaced that week's rows in" if replace_week else "appended to"
         table.add_row("history", f"{result.history_appended:,} rows of week {loaded.week} "
-                                 f"appended to {loaded.data}")
+                                 f"{done} {loaded.data}")
     Console().print(table)
 
 
@@ -245,16 +246,20 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
     console = Console()
     console.print(table)
     if top_offers:
-        last = len(comparison.labels) - 1
-        offers = Table(title=f"Offers whose spend moved most ({comparison.labels[last]} vs "
-                             f"{comparison.labels[0]})")
-        for name in ("offer", "customers before", "customers after", "spend before",
-                     "spend after", "change in spend"):
-            offers.add_column(name, justify="right")
+        labels = comparison.labels
+        offers = Table(title=f"Offers whose spend moved most (against {labels[0]})")
+        offers.add_column("offer", justify="right")
+        for label in labels:
+            offers.add_column(f"customers {label}", justify="right")
+            offers.add_column(f"spend {label}", justify="right")
+        for label in labels[1:]:
+            offers.add_column(f"change in spend {label}", justify="right")
         for o in comparison.offers.head(top_offers).to_dicts():
-            offers.add_row(str(o["offer_id"]), str(o["customers_0"]), str(o[f"customers_{last}"]),
-                           f"{o['expected_cost_0']:,.2f}", f"{o[f'expected_cost_{last}']:,.2f}",
-                           f"{o['d_expected_cost']:+,.2f}")
+            cells = [str(o["offer_id"])]
+            for k in range(len(labels)):
+                cells += [str(o[f"customers_{k}"]), f"{o[f'expected_cost_{k}']:,.2f}"]
+            cells += [f"{o[f'd_expected_cost_{k}']:+,.2f}" for k in range(1, len(labels))]
+            offers.add_row(*cells)
         console.print(offers)
     if not no_html:
         console.print(f"page: {html_path}", highlight=False)

@@ -85,11 +85,15 @@ def _offers_table(views: Sequence[RunView]) -> pl.DataFrame:
     fills = [pl.col(c).fill_null(0) for c in table.columns if c.startswith(("customers_",
                                                                             "expected_cost_"))]
     table = table.with_columns(fills)
-    last = len(views) - 1
-    return table.with_columns(
-        (pl.col(f"customers_{last}") - pl.col("customers_0")).alias("d_customers"),
-        (pl.col(f"expected_cost_{last}") - pl.col("expected_cost_0")).alias("d_expected_cost"),
-    ).sort(pl.col("d_expected_cost").abs(), "offer_id", descending=[True, False])
+    # every run's change against the baseline (k >= 1), not only the last run's
+    runs = range(1, len(views))
+    table = table.with_columns(
+        *[(pl.col(f"customers_{k}") - pl.col("customers_0")).alias(f"d_customers_{k}")
+          for k in runs],
+        *[(pl.col(f"expected_cost_{k}") - pl.col("expected_cost_0")).alias(f"d_expected_cost_{k}")
+          for k in runs])
+    moved = pl.max_horizontal(*[pl.col(f"d_expected_cost_{k}").abs() for k in runs])
+    return table.sort(moved, "offer_id", descending=[True, False])
 
 
 def _deciles(views: Sequence[RunView], labels: list[str]) -> pl.DataFrame | None:
@@ -136,12 +140,15 @@ def compare_charts(comparison: Comparison) -> dict[str, str]:
         out["deciles"] = charts.bar_chart([str(x) for x in deciles], series,
                                           "Objective value by lifetime-value decile (10 = highest)",
                                           xlabel="lifetime-value decile")
-    moved = comparison.offers.filter(pl.col("d_expected_cost") != 0).head(CHART_OFFERS)
+    changes = [f"d_expected_cost_{k}" for k in range(1, len(labels))]
+    moved = comparison.offers.filter(pl.any_horizontal(*[pl.col(c) != 0 for c in changes]))
+    moved = moved.head(CHART_OFFERS)
     if moved.height:
         out["offers"] = charts.bar_chart(
             moved.get_column("offer_id").to_list(),
-            {"change in expected spend": moved.get_column("d_expected_cost").to_list()},
-            f"Offers whose spend moved most: {labels[-1]} vs {labels[0]}",
+            {f"{labels[k]} vs {labels[0]}": moved.get_column(c).to_list()
+             for k, c in enumerate(changes, start=1)},
+            f"Offers whose spend moved most against {labels[0]}",
             xlabel="change in expected spend", horizontal=True, reference=0.0)
     return out
 

@@ -99,10 +99,25 @@ def test_compare_two_runs(world: Path, tmp_path: Path) -> None:
     assert base["offer_budgets"] > cut["offer_budgets"]
     assert len(comparison.changed) == 1 and len(comparison.changed[0]["sample"]) <= 3
     assert comparison.deciles is not None and comparison.deciles.height == 20
-    diffs = comparison.offers.get_column("d_expected_cost")
+    diffs = comparison.offers.get_column("d_expected_cost_1")
     assert abs(diffs.sum() - (cut["expected_cost"] - base["expected_cost"])) < 1e-6
     html = render_compare(comparison)
     assert html.count("<svg") >= 2 and 'id="chart-totals"' in html
+
+
+def test_compare_three_runs_shows_each_runs_changes(world: Path) -> None:
+    runs = [world / "runs/base", world / "runs/cut", world / "runs/base"]
+    comparison = compare_runs(runs, sample=3)
+    offers = comparison.offers
+    assert (offers.get_column("d_expected_cost_2") == 0).all()   # the baseline again
+    assert (offers.get_column("d_expected_cost_1") != 0).any()   # the cut moved spend
+    html = render_compare(comparison)
+    assert "change in spend<br>cut" in html
+    out = CliRunner(env={"COLUMNS": "400"}).invoke(main, ["compare", *map(str, runs),
+                                                          "--no-html"])
+    assert out.exit_code == 0, out.output
+    header = next(line for line in out.output.splitlines() if "change in spend" in line)
+    assert header.count("change in spend") == 2, header
 
 
 def test_compare_cli_json_and_html(world: Path, tmp_path: Path) -> None:

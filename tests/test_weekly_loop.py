@@ -173,6 +173,11 @@ def test_same_week_refused_before_planning_then_replaced(tmp_path):
     assert table.filter(pl.col("week") == WEEK).select("customer_id", "offer_id").sort(
         "customer_id").rows() == [(1, 3), (2, 3), (3, 3), (4, 3)]
     assert check_run(load_scenario(path)).ok           # week-40 rows do not count against week 40
+    said = runner.invoke(main, ["run", str(path), "--append-history", "--replace-week",
+                                "--set", "rules.max_offers_per_customer=1"],
+                         env={"COLUMNS": "300"})
+    assert said.exit_code == 0, said.output
+    assert "replaced that week's rows" in said.output and "appended" not in said.output
 
 
 def test_replace_week_needs_append_history(tmp_path):
