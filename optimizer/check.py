@@ -133,8 +133,8 @@ def _read_run_table(run_dir: Path, name: str) -> tuple[pl.DataFrame, Path] | Non
             continue
         try:
             if path.suffix == ".parquet":
-                return pl.read_parquet(path), path
-            return pl.read_csv(path, infer_schema=False, raise_if_empty=False), path
+                return pl.read_parquet(path, glob=False), path
+            return pl.read_csv(path, infer_schema=False, raise_if_empty=False, glob=False), path
         except (pl.exceptions.PolarsError, OSError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(name, None, f"cannot read {path}: {first}") from None
