@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +132,15 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="The same overrides the run was made with.")
-def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True,
+              help="Check even when the run's manifest records another scenario (after --set) "
+                   "or inputs with other SHA-256 than these.")
+def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], force: bool) -> None:
     """Verify every hard rule of a run of SCENARIO against the raw inputs, independently of the
-    solver.
+    solver, and every file and figure the run published.
 
-    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation.
+    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation; exits 2
+    when the run was made with another scenario or other inputs (naming them) unless --force.
 
     Example: offeropt check scenarios/demo.toml runs/demo
     """
@@ -143,10 +148,13 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...]) -> N
     from .config import load_scenario
 
     try:
-        report = check_run(load_scenario(scenario, overrides), run_dir)
+        report = check_run(load_scenario(scenario, overrides), run_dir, force=force)
     except OptimizerError as exc:
         _fail(exc)
         return
+    for note in report.notes:
+        err_console.print(Text.assemble(("note:", "yellow"), " ", note))
+    report = replace(report, notes=[])
     if report.ok:
         click.echo(f"ok: {report.assignments} assignments in {report.run_dir} obey every hard rule")
         return
