@@ -314,7 +314,8 @@ def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inp
     return out
 
 
-def check_customers_table(run_dir: Path, inputs: Inputs) -> tuple[list[Violation], np.ndarray | None]:
+def check_customers_table(run_dir: Path, inputs: Inputs
+                          ) -> tuple[list[Violation], np.ndarray | None]:
     """``customers.parquet`` (when written): one row per customer in the customers table's order,
     ``clv_decile`` the decile of ``clv``. Returns the violations and the ``clv`` column (by
     customer index) when the table is sound, for the score check."""
