@@ -51,8 +51,10 @@ def world(tmp_path_factory) -> Path:
     scenario = write_scenario(root / "scenario.toml", name=NAME, output="run [/]",
                               rules={"max_offers_per_customer": 3, "global_budget": 60.0},
                               solver={"max_iterations": 5})
-    result = CliRunner().invoke(main, ["run", str(scenario)])
+    # --append-history: the summary used to crash after the folder and history were written
+    result = CliRunner().invoke(main, ["run", str(scenario), "--append-history"])
     assert result.exit_code == 0, result.output
+    assert pl.read_parquet(data / "history.parquet").get_column("week").max() == 40
     (root / "run.out").write_text(result.output)
     return root
 
