@@ -102,7 +102,8 @@ class Violation:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """The outcome of :func:`check_run`."""
+    """The outcome of :func:`check_run`. ``notes``: what the check could not compare (a run
+    folder without a manifest) or compared and let pass (``force``), for the terminal."""
 
     run_dir: Path
     violations: list[Violation]
