@@ -14,8 +14,11 @@ from matplotlib.figure import Figure
 
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6",
            "#9d755d"]
+# text.parse_math off: labels are data (offer IDs such as "$5 OFF $20"), drawn as written,
+# never read as mathtext (which renders them as maths or fails on "$\frac{$")
 _RC = {"svg.hashsalt": "offeropt", "svg.fonttype": "none", "font.size": 9,
-       "axes.spines.top": False, "axes.spines.right": False}
+       "axes.spines.top": False, "axes.spines.right": False, "text.parse_math": False,
+       "text.usetex": False}
 
 
 def _svg(fig: Figure) -> str:

@@ -29,8 +29,16 @@ Rule ids reported (``Violation.rule``):
 ``global_budget``           the total expected spend exceeds ``global_budget``
 ``scores_pair``             with a ``scores`` table: an assigned pair is not listed there
 ``scores_values``           with a ``scores`` table: ``p_redeem`` or ``score`` differ from the table
-``summary``                 ``offers_summary`` disagrees with the assignments
+``summary``                 ``offers_summary`` disagrees with the assignments or the offers
+``rank_order``              a customer's ranks do not follow her scores (rank 1 = best score)
+``published_files``         the CSV and Parquet copies of a table disagree
+``customers_table``         ``customers.parquet`` does not list the customers or their deciles
+``score_formula``           built-in path: a score is not the objective's formula of its inputs
+``manifest``                a figure of ``manifest.json`` disagrees with the run's files
 =========================== ===================================================================
+
+The last five, and the refusal of a run made from another scenario or other inputs, are in
+:mod:`optimizer.check_outputs`.
 
 ``min_customers`` is a target, not a hard rule: shortfalls are not violations.
 
@@ -47,9 +55,9 @@ Reading choices where docs/contract.md leaves room:
   are reported as ``duplicate_pair`` as well).
 - The frequency window is checked for customers who get at least one offer in this run; history
   alone (weeks ``week - window_weeks + 1 .. week - 1``) above the cap is not this run's fault.
-- ``offers_summary`` is optional; when present, each offer's ``customers``, ``expected_cost`` and
-  (if present) ``expected_redemptions`` must match the assignments within ``1e-6`` relative; an
-  offer missing from the summary reads as zero customers and zero cost.
+- ``offers_summary`` is optional; when present, each offer's figures must match the assignments
+  and the offers table within ``1e-6`` relative (see :mod:`optimizer.check_outputs`); an offer
+  missing from the summary reads as zero customers and zero cost.
 """
 from __future__ import annotations
 
@@ -94,11 +102,13 @@ class Violation:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """The outcome of :func:`check_run`."""
+    """The outcome of :func:`check_run`. ``notes``: what the check could not compare (a run
+    folder without a manifest) or compared and let pass (``force``), for the terminal."""
 
     run_dir: Path
     violations: list[Violation]
     assignments: int
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -112,14 +122,15 @@ class CheckReport:
     def describe(self) -> str:
         """A plain-text listing for the terminal."""
         head = f"{self.run_dir}: {self.assignments} assignment{'s' if self.assignments != 1 else ''}"
+        notes = "".join(f"\nnote: {n}" for n in self.notes)
         if self.ok:
-            return head + " checked; every hard rule holds"
+            return head + " checked; every hard rule holds" + notes
         lines = [head + f" checked; {len(self.violations)} rule violation"
                  + ("s" if len(self.violations) != 1 else "")]
         for v in self.violations:
             lines.append(f"  [{v.rule}] {v.message} ({v.count})")
             lines.extend(f"      {row}" for row in v.sample)
-        return "\n".join(lines)
+        return "\n".join(lines) + notes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,8 +144,8 @@ def _read_run_table(run_dir: Path, name: str) -> tuple[pl.DataFrame, Path] | Non
             continue
         try:
             if path.suffix == ".parquet":
-                return pl.read_parquet(path), path
-            return pl.read_csv(path, infer_schema=False, raise_if_empty=False), path
+                return pl.read_parquet(path, glob=False), path
+            return pl.read_csv(path, infer_schema=False, raise_if_empty=False, glob=False), path
         except (pl.exceptions.PolarsError, OSError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(name, None, f"cannot read {path}: {first}") from None
@@ -173,7 +184,11 @@ def _read_assignments(run_dir: Path) -> pl.DataFrame:
     if found is None:
         raise InputError("assignments", None,
                          f"no assignments.parquet or assignments.csv in {run_dir}")
-    frame, path = found
+    return assignments_table(*found)
+
+
+def assignments_table(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """An assignments file as read (Parquet typed, CSV as text) in the checks' types."""
     missing = [c for c in ASSIGNMENT_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError("assignments", missing[0],
@@ -559,93 +574,59 @@ def _check_scores(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
     return out
 
 
-def _check_summary(run_dir: Path, known_offer: pl.DataFrame, inputs: Inputs) -> list[Violation]:
-    try:
-        found = _read_run_table(run_dir, "offers_summary")
-    except InputError as exc:
-        return [Violation("summary", str(exc), 1, [])]
-    if found is None:
-        return []
-    frame, path = found
-    needed = ["offer_id", "customers", "expected_cost"]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        return [Violation("summary", f"{path.name} lacks column(s) {', '.join(missing)}", 1, [])]
-    try:
-        ids = _id_column(frame, "offer_id", "offers_summary")
-    except InputError as exc:
-        return [Violation("summary", exc.problem, 1, exc.sample)]
-    cols = [ids, *(_numbers(frame.get_column(c)).alias(c)
-                   for c in ("customers", "expected_redemptions", "expected_cost")
-                   if c in frame.columns)]
-    summary = _attach_index(pl.DataFrame(cols), "offer_id", inputs.offers, "o",
-                            inputs.id_is_int["offer_id"])
-    out = []
-    shown = [c for c in summary.columns if c != "o"]
-    unknown = summary.filter(pl.col("o").is_null())
-    if unknown.height:
-        out.append(Violation("summary", f"{unknown.height} row(s) of {path.name} name offers not "
-                             "in 'offers'", unknown.height, _sample(unknown, shown)))
-    summary = summary.filter(pl.col("o").is_not_null())
-    dup = summary.filter(pl.len().over("o") > 1)
-    if dup.height:
-        out.append(Violation("summary", f"{dup.select('o').n_unique()} offer(s) appear more than "
-                             f"once in {path.name}", dup.select("o").n_unique(),
-                             _sample(dup, shown)))
-        summary = summary.unique("o", keep="first", maintain_order=True)
-    actual = (known_offer.group_by("o")
-              .agg(offer_id_run=pl.first("offer_id"), run_customers=pl.len().cast(pl.Float64),
-                   run_expected_redemptions=pl.col("p_redeem").sum(),
-                   run_expected_cost=pl.col("expected_cost").sum()))
-    both = summary.join(actual, on="o", how="full", coalesce=True, maintain_order="left_right")
-    both = both.with_columns(
-        pl.col("offer_id").fill_null(pl.col("offer_id_run")),
-        pl.col("run_customers", "run_expected_redemptions", "run_expected_cost").fill_null(0.0),
-    )
-    compare = [c for c in ("customers", "expected_redemptions", "expected_cost")
-               if c in summary.columns]
-    mismatch = pl.lit(False)
-    for c in compare:
-        mismatch = mismatch | ~_close(pl.col(c), pl.col(f"run_{c}"), SUMMARY_RTOL, SUMMARY_ATOL)
-    bad = both.filter(mismatch)
-    if bad.height:
-        f = bad.row(0, named=True)
-        detail = ", ".join(f"{c} {_fmt(f[c])} vs {_fmt(f['run_' + c])}" for c in compare)
-        out.append(Violation(
-            "summary",
-            f"{bad.height} offer(s) in {path.name} disagree with the assignments (offer "
-            f"{f['offer_id']!r}: {detail}; a missing row reads as empty)", bad.height,
-            _sample(bad, ["offer_id"] + [x for c in compare for x in (c, f"run_{c}")])))
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 
 
-def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
+def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = False
+              ) -> CheckReport:
     """Verify every hard rule of docs/contract.md for the run in ``run_dir`` (default: the scenario's
-    output folder), re-deriving each rule from the scenario's input tables.
+    output folder), re-deriving each rule from the scenario's input tables, and every published
+    file and figure of the run (:mod:`optimizer.check_outputs`).
 
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file
-    is missing or unreadable, and whatever :func:`optimizer.validate.load_inputs` raises for bad
-    inputs. Rule breaches are returned as :class:`Violation` s, never raised.
+    is missing or unreadable, whatever :func:`optimizer.validate.load_inputs` raises for bad
+    inputs, and :class:`~optimizer.check_outputs.RunMismatch` when the run's manifest records
+    another scenario or other inputs than the ones given, unless ``force`` (then the differences
+    are the report's ``notes``). Rule breaches are returned as :class:`Violation` s, never raised.
     """
+    from . import check_outputs  # it builds on this module's helpers
+
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)
     raw = _read_assignments(run_dir)
+    manifest, violations = check_outputs.read_manifest(run_dir)
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
-    week = scenario.week
+    notes = check_outputs.run_differences(manifest, scenario, inputs, run_dir, force)
+    violations += rule_violations(raw, inputs, scenario)
+    violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
+    for v in violations:
+        log.info("check %s: %s", v.rule, v.message)
+    return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,
+                       notes=notes)
 
+
+def indexed_assignments(raw: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
+    """The assignments with ``row``, the master indices ``c`` and ``o`` (null where unknown),
+    the offer's ``discount`` and window, and ``cost`` (what budgets count)."""
     a = raw.with_row_index("row")
     a = _attach_index(a, "customer_id", inputs.customers, "c", inputs.id_is_int["customer_id"])
     a = _attach_index(a, "offer_id", inputs.offers, "o", inputs.id_is_int["offer_id"],
                       extra=("discount", "start_week", "end_week"))
-    a = a.with_columns(
+    return a.with_columns(
         # budgets are on expected cost = p_redeem * discount; take the larger of the written and
         # the recomputed value so a wrong expected_cost cannot hide an overspend
         cost=pl.max_horizontal(pl.col("expected_cost").fill_nan(None),
                                (pl.col("p_redeem") * pl.col("discount")).fill_nan(None))
         .fill_null(0.0)
     )
+
+
+def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
+    """Every hard rule and every per-row figure of one assignments table (``raw``, as
+    :func:`assignments_table` returns it)."""
+    from .check_outputs import check_rank_order
+
+    week = scenario.week
+    a = indexed_assignments(raw, inputs)
     known = a.filter(pl.col("c").is_not_null() & pl.col("o").is_not_null())
     known_offer = a.filter(pl.col("o").is_not_null())
     pair_cats = known.join(_offer_categories(inputs), on="o", how="inner", maintain_order="left")
@@ -657,6 +638,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
     violations += _check_ids(a)
     violations += _check_duplicates(known)
     violations += _check_ranks(a)
+    violations += check_rank_order(a)
     violations += _check_values(a)
     violations += _check_window(known, week)
     violations += _check_exclude(pair_cats, inputs)
@@ -668,10 +650,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
     violations += _check_frequency(by_customer, inputs, scenario)
     violations += _check_offers(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
-    violations += _check_summary(run_dir, known_offer, inputs)
-    for v in violations:
-        log.info("check %s: %s", v.rule, v.message)
-    return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height)
+    return violations
 
 
 __all__ = ["CheckReport", "Violation", "check_run"]

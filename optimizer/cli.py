@@ -2,18 +2,23 @@
 
 The only module that imports click. Any :class:`OptimizerError` becomes a message on stderr and
 exit code 2; ``offeropt check`` exits 1 when a run breaks a rule.
+
+Names, IDs, paths and messages are data: they reach rich only as :class:`rich.text.Text` (see
+:func:`_lit`), never as markup, so ``[/]`` or ``:smile:`` in a scenario name prints as written.
 """
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import OptimizerError
@@ -21,8 +26,13 @@ from .errors import OptimizerError
 err_console = Console(stderr=True)
 
 
+def _lit(value: Any, style: str = "") -> Text:
+    """``value`` as literal terminal text: no markup, no emoji codes, no highlighting."""
+    return Text(str(value), style=style)
+
+
 def _fail(exc: OptimizerError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
     sys.exit(2)
 
 
@@ -108,18 +118,18 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
         return
     if quiet:
         return
-    table = Table(title=f"{loaded.name}: week {loaded.week}", show_header=False)
+    table = Table(title=_lit(f"{loaded.name}: week {loaded.week}"), show_header=False)
     for key in ("objective", "upper_bound", "gap", "status", "iterations", "assignments",
                 "customers_reached", "expected_cost", "min_customers_shortfalls", "output"):
         value = summary[key]
         text = (f"{100 * value:.4f}%" if key == "gap" else f"{value:,.2f}"
                 if isinstance(value, float) else str(value))
-        table.add_row(key, text)
+        table.add_row(key, _lit(text))
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()))
     if append_history:
         done = "replaced that week's rows in" if replace_week else "appended to"
-        table.add_row("history", f"{result.history_appended:,} rows of week {loaded.week} "
-                                 f"{done} {loaded.data}")
+        table.add_row("history", _lit(f"{result.history_appended:,} rows of week {loaded.week} "
+                                      f"{done} {loaded.data}"))
     Console().print(table)
 
 
@@ -128,11 +138,15 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="The same overrides the run was made with.")
-def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True,
+              help="Check even when the run's manifest records another scenario (after --set) "
+                   "or inputs with other SHA-256 than these.")
+def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], force: bool) -> None:
     """Verify every hard rule of a run of SCENARIO against the raw inputs, independently of the
-    solver.
+    solver, and every file and figure the run published.
 
-    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation.
+    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation; exits 2
+    when the run was made with another scenario or other inputs (naming them) unless --force.
 
     Example: offeropt check scenarios/demo.toml runs/demo
     """
@@ -140,10 +154,13 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...]) -> N
     from .config import load_scenario
 
     try:
-        report = check_run(load_scenario(scenario, overrides), run_dir)
+        report = check_run(load_scenario(scenario, overrides), run_dir, force=force)
     except OptimizerError as exc:
         _fail(exc)
         return
+    for note in report.notes:
+        err_console.print(Text.assemble(("note:", "yellow"), " ", note))
+    report = replace(report, notes=[])
     if report.ok:
         click.echo(f"ok: {report.assignments} assignments in {report.run_dir} obey every hard rule")
         return
@@ -180,8 +197,7 @@ def demo_data(out_dir: Path, customers: int, offers: int, seed: int,
     counts = write_demo_data(out_dir, customers, offers, seed,
                              scores_per_customer=scores_per_customer, weeks=weeks,
                              planning_week=planning_week, file_format=file_format,
-                             progress=lambda msg: console.print(f"[cyan]{msg}[/]",
-                                                                highlight=False))
+                             progress=lambda msg: console.print(_lit(msg, "cyan")))
     for name, rows in counts.items():
         click.echo(f"{name}: {rows:,} rows")
 
@@ -234,7 +250,7 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
     table = Table(title="Runs (first = baseline)")
     table.add_column("")
     for label in comparison.labels:
-        table.add_column(label, justify="right")
+        table.add_column(_lit(label), justify="right")
     for key in TOTAL_KEYS:
         cells = [comparison.totals[k][key] for k in range(len(comparison.labels))]
         if key.endswith(("gap", "_used")):
@@ -247,22 +263,22 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
     console.print(table)
     if top_offers:
         labels = comparison.labels
-        offers = Table(title=f"Offers whose spend moved most (against {labels[0]})")
+        offers = Table(title=_lit(f"Offers whose spend moved most (against {labels[0]})"))
         offers.add_column("offer", justify="right")
         for label in labels:
-            offers.add_column(f"customers {label}", justify="right")
-            offers.add_column(f"spend {label}", justify="right")
+            offers.add_column(_lit(f"customers {label}"), justify="right")
+            offers.add_column(_lit(f"spend {label}"), justify="right")
         for label in labels[1:]:
-            offers.add_column(f"change in spend {label}", justify="right")
+            offers.add_column(_lit(f"change in spend {label}"), justify="right")
         for o in comparison.offers.head(top_offers).to_dicts():
-            cells = [str(o["offer_id"])]
+            cells: list[str | Text] = [_lit(o["offer_id"])]
             for k in range(len(labels)):
                 cells += [str(o[f"customers_{k}"]), f"{o[f'expected_cost_{k}']:,.2f}"]
             cells += [f"{o[f'd_expected_cost_{k}']:+,.2f}" for k in range(1, len(labels))]
             offers.add_row(*cells)
         console.print(offers)
     if not no_html:
-        console.print(f"page: {html_path}", highlight=False)
+        console.print(_lit(f"page: {html_path}"))
 
 
 @main.command()
@@ -354,19 +370,20 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
         return
     given = sum(r["status"] == "given" for r in result.offers)
-    table = Table(title=f"customer {result.customer_id}: {given} offers (cap {result.cap}) in "
-                        f"{result.run_dir}; global budget price {result.global_price:.4f}",
+    table = Table(title=_lit(f"customer {result.customer_id}: {given} offers (cap {result.cap}) "
+                             f"in {result.run_dir}; global budget price "
+                             f"{result.global_price:.4f}"),
                   caption="reduced = score - (budget price + global price) x exp. cost - "
                           "count price")
     for name in ("offer", "status", "score", "exp. cost", "budget price", "reduced", "why"):
         table.add_column(name, justify="left" if name in ("status", "why") else "right")
     for r in result.offers[:given + top]:
-        table.add_row(str(r["offer_id"]), r["status"], f"{r['score']:.4f}",
+        table.add_row(_lit(r["offer_id"]), _lit(r["status"]), f"{r['score']:.4f}",
                       f"{r['expected_cost']:.4f}", f"{r['budget_price']:.4f}",
-                      f"{r['reduced_value']:.4f}", r["why"])
+                      f"{r['reduced_value']:.4f}", _lit(r["why"]))
     Console().print(table)
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", str(warning)))
 
 
 @main.command()
@@ -398,9 +415,9 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
     paths = write_backtest(result, out_dir or loaded.output)
     info = result.info
     console = Console()
-    table = Table(title=f"{loaded.name}: fitted on weeks < {info['cutoff']}, held out "
-                        f"{info['holdout_weeks'][0]}..{info['holdout_weeks'][1]} "
-                        f"({info['holdout_redemptions']:,} redemptions)")
+    table = Table(title=_lit(f"{loaded.name}: fitted on weeks < {info['cutoff']}, held out "
+                             f"{info['holdout_weeks'][0]}..{info['holdout_weeks'][1]} "
+                             f"({info['holdout_redemptions']:,} redemptions)"))
     methods = result.table.get_column("method").to_list()
     table.add_column("metric")
     for method in methods:
@@ -417,11 +434,11 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
         calibration.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
     console.print(calibration)
     ltv, prop = info["lifetime_value"], info["propensity"]
-    console.print(f"lifetime value: {ltv['model']}  propensity: {prop['model']} "
-                  f"({prop.get('target', '')})  popular by: {info['popular_by']}", highlight=False)
+    console.print(_lit(f"lifetime value: {ltv['model']}  propensity: {prop['model']} "
+                       f"({prop.get('target', '')})  popular by: {info['popular_by']}"))
     for name, reason in (("lifetime value", ltv.get("fallback")), ("propensity", prop.get("fallback"))):
         if reason:
-            console.print(f"[yellow]{name} fallback:[/] {reason}", highlight=False)
+            console.print(Text.assemble((f"{name} fallback:", "yellow"), " ", str(reason)))
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 

@@ -2,7 +2,8 @@
 
 Every knob has a documented default. Paths (`data`, `output`) are relative to the TOML file that
 names them. A scenario may say ``extends = "other.toml"``: the other file is read first and this
-file's keys override it, table by table. ``--set section.knob=value`` overrides come last.
+file's keys override it, table by table. ``--set section.knob=value`` overrides come last; each
+sets one knob to a scalar or a list (a whole table or ``extends`` is refused).
 """
 from __future__ import annotations
 
@@ -258,11 +259,45 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return raw
 
 
+def _tables() -> set[str]:
+    """The scenario's tables (``rules``, ``objective``, ...): the fields that are models."""
+    return {name for name, info in Scenario.model_fields.items()
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)}
+
+
+def _holds_table(value: Any) -> bool:
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list) and any(_holds_table(v) for v in value)
+
+
+def _refuse_non_leaf(text: str, keys: list[str], value: Any) -> None:
+    """``--set`` sets one leaf knob to a scalar or a list. Replacing a whole table would drop
+    every knob of it the value does not repeat (the sensitive categories, say), and ``extends``
+    is followed while the file is read, before any override, so neither is accepted."""
+    if keys == ["extends"]:
+        raise ScenarioError(f"--set {text!r}: 'extends' cannot be overridden (the scenario "
+                            "it names is read before --set applies); write a scenario file with "
+                            "extends = \"...\" instead")
+    if keys[0] in _tables() and len(keys) == 1:
+        raise ScenarioError(f"--set {text!r}: '{keys[0]}' is a table; set its knobs one by one, "
+                            f"e.g. --set {keys[0]}.KNOB=VALUE")
+    if keys[0] in _tables() and len(keys) > 2:
+        raise ScenarioError(f"--set {text!r}: '{'.'.join(keys[:2])}' is a knob, not a table")
+    if len(keys) > 1 and keys[0] not in _tables():
+        raise ScenarioError(f"--set {text!r}: '{keys[0]}' is not a table of the scenario (its "
+                            f"tables: {', '.join(sorted(_tables()))})")
+    if _holds_table(value):
+        raise ScenarioError(f"--set {text!r}: the value is a table; --set takes one knob and a "
+                            "scalar or list value, e.g. --set rules.budget_scale=0.8")
+
+
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
     """Read a scenario TOML (following ``extends``), apply ``--set`` overrides and validate it."""
     raw = _read_toml(Path(path))
     for text in overrides:
         keys, value = parse_override(text)
+        _refuse_non_leaf(text, keys, value)
         node = raw
         for key in keys[:-1]:
             node = node.setdefault(key, {})

@@ -123,7 +123,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
 
     budget_price, count_price, global_price = _prices(manifest, offer_ids)
     reduced = value - (budget_price + global_price) * cost - count_price
-    mine = (pl.read_parquet(run / "assignments.parquet")
+    mine = (pl.read_parquet(run / "assignments.parquet", glob=False)
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
     index = {oid: j for j, oid in enumerate(offer_ids)}

@@ -43,7 +43,7 @@ from .scoring import fit_scoring
 from .solvers import solve
 from .solvers import kernels
 from .solvers.lagrangian import admissible_prices, capacity_terms, dual_bounds
-from .validate import Inputs, load_inputs
+from .validate import Inputs, history_digest, load_inputs
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
@@ -368,6 +368,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
          append_history: bool, replace_week: bool, warm_start_run: Path | None) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    # what the run reads of history, so check can accept rows appended after it (validate.py)
+    history_read = history_digest(inputs.history, scenario.week)
     scenario, fitted = fit_scores_per_customer(inputs, scenario)
     if fitted:
         log.warning("%s (solver.scores_per_customer)", fitted)
@@ -460,6 +462,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
                          clv_info, stages.seconds)
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
+    manifest["history_before_week_sha256"] = history_read
     manifest["propensity"] = propensity_info
     manifest["candidates"] = truncation
     if inputs.has_scores:

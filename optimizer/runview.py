@@ -51,10 +51,11 @@ class RunView:
                                  "(run `offeropt run SCENARIO` first)")
         manifest = json.loads(need[0].read_text(encoding="utf-8"))
         customers_file = run_dir / "customers.parquet"
-        customers = pl.read_parquet(customers_file) if customers_file.is_file() else None
+        customers = pl.read_parquet(customers_file, glob=False) if customers_file.is_file() else None
         name = str(manifest.get("scenario", {}).get("name", run_dir.name))
-        return cls(name, run_dir, manifest, pl.read_parquet(need[1]), pl.read_parquet(need[2]),
-                   customers)
+        # glob=False: a folder named with brackets ("run [2]") is a path, not a pattern
+        return cls(name, run_dir, manifest, pl.read_parquet(need[1], glob=False),
+                   pl.read_parquet(need[2], glob=False), customers)
 
     @property
     def label(self) -> str:

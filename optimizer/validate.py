@@ -7,6 +7,7 @@ order) and category names normalised. Later steps trust these frames and never r
 """
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,3 +393,18 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
     # (1.2 GB of history at ten million customers)
     frame = frame.select("c", "o", "week")
     return frame if known.all() else frame.filter(known)
+
+
+def history_digest(history: pl.DataFrame | None, week: int) -> str:
+    """SHA-256 of the validated ``history`` rows a run of ``week`` reads: those of earlier weeks
+    (docs/contract.md ignores the planning week and later), as customer index, offer index and week in
+    little-endian int64, column after column, in table order. No table hashes as no rows.
+
+    The manifest records it, so ``offeropt check`` can tell a history that only gained rows of the
+    planning week or later (``--append-history``) from one that changed what the run read."""
+    digest = hashlib.sha256()
+    rows = (history.filter(pl.col("week") < week) if history is not None
+            else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64}))
+    for column in ("c", "o", "week"):
+        digest.update(rows.get_column(column).cast(pl.Int64).to_numpy().astype("<i8").tobytes())
+    return digest.hexdigest()

@@ -55,8 +55,8 @@ GOOD = [
     (1, 2, 4, 0.2),
     (2, 1, 1, 0.5),
     (2, 2, 2, 0.25),
-    (3, 1, 3, 0.4),
-    (3, 2, 1, 0.5),
+    (3, 1, 1, 0.5),   # ranks follow scores (score = 2 * p)
+    (3, 2, 3, 0.4),
     (4, 1, 1, 0.5),
     (4, 2, 4, 0.2),
     (5, 1, 7, 0.3),
@@ -153,9 +153,21 @@ def assignment_rows(rows: list[tuple] = GOOD) -> list[dict[str, Any]]:
     return out
 
 
+def reranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with each customer's ranks renumbered by score, best first, equal scores by
+    offer (as the writer ranks them; offer IDs here are in the offers table's order)."""
+    out = sorted((dict(r) for r in rows),
+                 key=lambda r: (r["customer_id"], -r["score"], r["offer_id"]))
+    for k, row in enumerate(out):
+        same = k > 0 and out[k - 1]["customer_id"] == row["customer_id"]
+        row["rank"] = out[k - 1]["rank"] + 1 if same else 1
+    return out
+
+
 def write_run(run_dir: Path, rows: list[dict[str, Any]], *, string_ids: bool = False,
-              summary: bool = True, fmt: str = "parquet") -> Path:
-    """Write a run folder: assignments (+ offers_summary aggregated from the same rows)."""
+              summary: bool = True, fmt: str = "parquet", budget_scale: float = 1.0) -> Path:
+    """Write a run folder: assignments (+ offers_summary aggregated from the same rows, budgets
+    times ``budget_scale``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     data = [{**r, "customer_id": ident("C", r["customer_id"], string_ids),
              "offer_id": ident("O", r["offer_id"], string_ids)} for r in rows]
@@ -168,7 +180,8 @@ def write_run(run_dir: Path, rows: list[dict[str, Any]], *, string_ids: bool = F
     else:
         frame.write_csv(run_dir / "assignments.csv")
     if summary:
-        budgets = {ident("O", r[0], string_ids): r[3] for r in OFFERS}
+        budgets = {ident("O", r[0], string_ids): None if r[3] is None else r[3] * budget_scale
+                   for r in OFFERS}
         summ = (frame.group_by("offer_id", maintain_order=True)
                 .agg(customers=pl.len(), expected_redemptions=pl.col("p_redeem").sum(),
                      expected_cost=pl.col("expected_cost").sum())

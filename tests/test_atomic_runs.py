@@ -73,10 +73,11 @@ def _kill_when_temp_holds(proc: subprocess.Popen, run: Path, files: int,
     raise AssertionError("the run never wrote into its temporary folder")
 
 
-def _assert_complete_run(scenario: Path, run: Path) -> None:
+def _assert_complete_run(scenario: Path, run: Path, *overrides: str) -> None:
     assert RUN_FILES <= {p.name for p in run.iterdir()}
     json.loads((run / "manifest.json").read_text())
-    checked = CliRunner().invoke(main, ["check", str(scenario), str(run)])
+    sets = [arg for text in overrides for arg in ("--set", text)]
+    checked = CliRunner().invoke(main, ["check", str(scenario), str(run), *sets])
     assert checked.exit_code == 0, checked.output
 
 
@@ -96,7 +97,7 @@ def test_sigkill_while_writing_leaves_the_earlier_run_untouched(scenario: Path):
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
     assert _temps(run) == []
     assert tree_bytes(run) != before
-    _assert_complete_run(scenario, run)
+    _assert_complete_run(scenario, run, "rules.max_offers_per_customer=1")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["scenario"]["rules"]["max_offers_per_customer"] == 1
 
@@ -130,7 +131,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new_whole(scenario: Path):
         if now == old:
             outcomes.append("old")
         else:
-            _assert_complete_run(scenario, run)
+            _assert_complete_run(scenario, run, "rules.max_offers_per_customer=1")
             outcomes.append("new")
             assert CliRunner().invoke(main, ["run", str(scenario), "--quiet"]).exit_code == 0
             old = tree_bytes(run)

@@ -11,9 +11,11 @@ from optimizer.config import load_scenario
 from optimizer.errors import InputError
 
 try:
-    from check_fixtures import GOOD, assignment_rows, write_inputs, write_run, write_scenario
+    from check_fixtures import (GOOD, assignment_rows, reranked, write_inputs, write_run,
+                                write_scenario)
 except ImportError:  # tests/ made a package
-    from tests.check_fixtures import GOOD, assignment_rows, write_inputs, write_run, write_scenario
+    from tests.check_fixtures import (GOOD, assignment_rows, reranked, write_inputs,
+                                      write_run, write_scenario)
 
 
 def _check(tmp_path: Path, rows: list[dict] | None = None, *, overrides: tuple[str, ...] = (),
@@ -23,12 +25,13 @@ def _check(tmp_path: Path, rows: list[dict] | None = None, *, overrides: tuple[s
                  extra_restrictions=list(extra_restrictions))
     scenario = load_scenario(write_scenario(tmp_path, **rules), list(overrides))
     write_run(tmp_path / "run", assignment_rows() if rows is None else rows,
-              string_ids=string_ids, summary=summary, fmt=fmt)
+              string_ids=string_ids, summary=summary, fmt=fmt,
+              budget_scale=scenario.rules.budget_scale)
     return check_run(scenario)
 
 
 def _with(*extra: tuple) -> list[dict]:
-    return assignment_rows(GOOD + list(extra))
+    return reranked(assignment_rows(GOOD + list(extra)))
 
 
 def _replace(customer: int, offer: int, **changes) -> list[dict]:

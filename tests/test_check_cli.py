@@ -14,13 +14,15 @@ from click.testing import CliRunner
 from optimizer.cli import main
 
 try:
-    from check_fixtures import GOOD, assignment_rows, write_inputs, write_run, write_scenario
+    from check_fixtures import (GOOD, assignment_rows, reranked, write_inputs, write_run,
+                                write_scenario)
 except ImportError:  # tests/ made a package
-    from tests.check_fixtures import GOOD, assignment_rows, write_inputs, write_run, write_scenario
+    from tests.check_fixtures import (GOOD, assignment_rows, reranked, write_inputs,
+                                      write_run, write_scenario)
 
 
 def _with(*extra: tuple) -> list[dict]:
-    return assignment_rows(GOOD + list(extra))
+    return reranked(assignment_rows(GOOD + list(extra)))
 
 
 def _overspend() -> list[dict]:
@@ -63,7 +65,7 @@ def _invoke(tmp_path: Path, rows: list[dict], rules: dict, overrides: tuple[str,
 def test_good_run_exits_0(tmp_path):
     result = _invoke(tmp_path, assignment_rows(), {}, ())
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok:")
+    assert result.stdout.startswith("ok:")
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))

@@ -184,7 +184,7 @@ def test_excluded_categories_in_eligibility_and_check(world: Path) -> None:
     assert result.manifest["eligibility_audit"]["pairs"]["excluded_category"] > 0
     banned_ids = set(offers.filter(pl.col("category") == banned)["offer_id"])
     assert not banned_ids & set(result.assignments["offer_id"])
-    report = check_run(scenario, world / "runs/base")
+    report = check_run(scenario, world / "runs/base", force=True)  # base: no excluded categories
     base_ids = set(pl.read_parquet(world / "runs/base/assignments.parquet")["offer_id"])
     assert (not report.ok) == bool(banned_ids & base_ids)
 

@@ -94,8 +94,9 @@ def test_frequency_window_changes_the_plan_and_check_agrees(tmp_path):
     free_out = f"output='{tmp_path / 'free'}'"
     free_run = run_scenario(load_scenario(path, (free_out,)))
     report = check_run(load_scenario(path, (free_out, "rules.max_offers_per_window=3",
-                                            "rules.window_weeks=3")), free_run.output)
+                                            "rules.window_weeks=3")), free_run.output, force=True)
     assert report.rules == {"frequency_window"}
+    assert any("rules.max_offers_per_window" in note for note in report.notes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +173,8 @@ def test_same_week_refused_before_planning_then_replaced(tmp_path):
     assert table.height == 1 + 4
     assert table.filter(pl.col("week") == WEEK).select("customer_id", "offer_id").sort(
         "customer_id").rows() == [(1, 3), (2, 3), (3, 3), (4, 3)]
-    assert check_run(load_scenario(path)).ok           # week-40 rows do not count against week 40
+    # week-40 rows do not count against week 40, nor make history another input for check
+    assert check_run(load_scenario(path, ("rules.max_offers_per_customer=1",))).ok
     said = runner.invoke(main, ["run", str(path), "--append-history", "--replace-week",
                                 "--set", "rules.max_offers_per_customer=1"],
                          env={"COLUMNS": "300"})

@@ -1,0 +1,511 @@
+"""The run's own files and figures, for ``offeropt check`` (see :mod:`optimizer.check`).
+
+:mod:`optimizer.check` re-derives the hard rules from one assignments table; this module checks
+everything else the run published, and that the run was made from the scenario and inputs given:
+
+- **Same scenario, same inputs** (:func:`run_differences`): ``manifest.json`` (read with a plain
+  JSON reader) records the resolved scenario and each input table's SHA-256. A setting that
+  differs (after ``--set``) or an input whose SHA-256 differs makes check refuse with
+  :class:`RunMismatch` (exit 2) naming them, since every rule would be read against the wrong
+  numbers; ``force`` checks anyway. Not compared: ``data`` and ``output`` (the inputs are compared
+  by content; a run folder may be moved), ``extends``, and ``solver.scores_per_customer`` when the
+  run set it itself to fit memory. A ``history`` that only gained rows of the planning week or
+  later (``--append-history``) is the same history: the manifest's
+  ``history_before_week_sha256`` (:func:`optimizer.validate.history_digest`) is compared instead.
+- **Copies agree** (rule ``published_files``): ``assignments.parquet`` and ``assignments.csv``
+  (and the two ``offers_summary`` files) hold the same columns and the same rows in the same
+  order; a CSV number agrees when it is the Parquet value at the precision the CSV prints (within
+  half a unit of its last digit). When the copies disagree, every rule is checked on the CSV too
+  and reported with its file name.
+- **Ranks follow scores** (rule ``rank_order``): rank 1 is the customer's best score; equal
+  scores are ranked by the offer's row in ``offers`` (the writer's tie-break).
+- **offers_summary** (rule ``summary``): ``customers``, ``expected_redemptions``,
+  ``expected_cost`` aggregate the assignments; ``budget`` is the offer's budget times
+  ``budget_scale``; ``budget_used = expected_cost / budget``; ``min_customers``,
+  ``max_customers`` are the offer's; ``shortfall = max(min_customers - customers, 0)``.
+- **customers.parquet** (rule ``customers_table``): one row per customer, in the customers
+  table's order; ``clv_decile`` is the decile of ``clv`` (ties by input order, empty with ``clv``).
+- **Scores on the built-in path** (rule ``score_formula``): ``score = p_redeem * max(margin_weight
+  * margin + redemption_value - discount_weight * discount, 0) * clv_factor``, with the clv factor
+  from ``customers.parquet``'s ``clv`` (the objective's formula, docs/contract.md). ``p_redeem`` and
+  ``clv`` themselves come from fitted models and are not re-derived here.
+- **manifest.json figures** (rule ``manifest``): ``objective`` is the sum of ``score``;
+  ``upper_bound`` is at least the objective; ``gap = max(0, (bound - objective) / bound)`` (0 when
+  the bound is not positive); ``customers_reached``, ``customers``, ``offers`` and
+  ``min_customers_shortfalls`` match the assignments and the inputs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .check import (SUMMARY_ATOL, SUMMARY_RTOL, Violation, _attach_index, _close, _fmt,
+                    _id_column, _numbers, _sample, assignments_table, indexed_assignments,
+                    rule_violations)
+from .config import Scenario, scenario_to_dict
+from .errors import InputError, ScenarioError
+from .validate import Inputs, history_digest
+
+FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
+SCORE_RTOL, SCORE_ATOL = 1e-9, 1e-12       # score == the objective's formula
+_NOT_COMPARED = ("data", "output", "extends")
+_MISSING = object()
+
+
+class RunMismatch(ScenarioError):
+    """The run folder was made with another scenario or other inputs than the ones given."""
+
+
+# --------------------------------------------------------------------------------------------------
+# the run's manifest, scenario and inputs
+
+
+def read_manifest(run_dir: Path) -> tuple[dict[str, Any] | None, list[Violation]]:
+    """``manifest.json`` as a dict (``None`` when absent or unreadable, with a violation then)."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        return None, []
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, [Violation("manifest", f"manifest.json cannot be read as JSON ({exc})", 1)]
+    if not isinstance(manifest, dict):
+        return None, [Violation("manifest", "manifest.json does not hold a JSON object", 1)]
+    return manifest, []
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _sha(entry: Any) -> str | None:
+    return entry.get("sha256") if isinstance(entry, dict) else None
+
+
+def run_differences(manifest: dict[str, Any] | None, scenario: Scenario, inputs: Inputs,
+                    run_dir: Path, force: bool) -> list[str]:
+    """Compare the run's recorded scenario and inputs with these (module docstring). Raises
+    :class:`RunMismatch` listing the differences, or with ``force`` returns them as notes."""
+    if manifest is None:
+        return [f"{run_dir} has no readable manifest.json: the scenario and inputs it was made "
+                "from were not compared with these"]
+    mine = _flatten(json.loads(json.dumps(scenario_to_dict(scenario))))
+    theirs = _flatten(manifest.get("scenario", {}))
+    skip = set(_NOT_COMPARED)
+    if isinstance(manifest.get("candidates"), dict) and \
+            manifest["candidates"].get("kept_to_fit_memory"):
+        skip.add("solver.scores_per_customer")
+    differences = []
+    for key in sorted(set(mine) | set(theirs)):
+        if key in skip:
+            continue
+        was, now = theirs.get(key, _MISSING), mine.get(key, _MISSING)
+        if was != now:
+            shown = ["(not set)" if v is _MISSING else json.dumps(v) for v in (was, now)]
+            differences.append(f"setting {key}: the run had {shown[0]}, here {shown[1]}")
+    recorded = manifest.get("inputs", {}) if isinstance(manifest.get("inputs"), dict) else {}
+    for name in sorted(set(recorded) | set(inputs.sha256)):
+        was, now = _sha(recorded.get(name)), inputs.sha256.get(name)
+        if was == now:
+            continue
+        if name == "history" and manifest.get("history_before_week_sha256") == history_digest(
+                inputs.history, scenario.week):
+            continue  # only rows of the planning week or later changed: no rule reads them
+        if was is None:
+            differences.append(f"input '{name}': not read by the run, present now "
+                               f"(SHA-256 {now})")
+        elif now is None:
+            differences.append(f"input '{name}': read by the run (SHA-256 {was}), absent now")
+        else:
+            differences.append(f"input '{name}': SHA-256 {was} in the run, {now} now")
+    if not differences:
+        return []
+    if force:
+        return ["checked anyway (--force) although the run was made differently:",
+                *(f"  {d}" for d in differences)]
+    raise RunMismatch(
+        f"{run_dir} was made with another scenario or other inputs than the ones given, so its "
+        "rules would be checked against the wrong numbers:\n"
+        + "\n".join(f"  {d}" for d in differences)
+        + "\nGive check the run's own --set overrides (manifest.json, 'scenario', holds what the "
+          "run used) and inputs, or pass --force to check against these anyway")
+
+
+# --------------------------------------------------------------------------------------------------
+# files
+
+
+def _read(path: Path) -> pl.DataFrame:
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path, glob=False)
+    return pl.read_csv(path, infer_schema=False, raise_if_empty=False, glob=False)
+
+
+def _printed_tolerance(text: pl.Expr) -> pl.Expr:
+    """Half a unit of the last digit a CSV number prints (``0.125`` -> 0.0005, ``1e-05`` ->
+    0.5e-05), slightly widened for the parse."""
+    s = text.str.strip_chars().str.to_lowercase()
+    mantissa = s.str.split("e").list.first()
+    exponent = s.str.split("e").list.get(1, null_on_oob=True).cast(pl.Int64, strict=False)
+    decimals = (pl.when(mantissa.str.contains(".", literal=True))
+                .then(mantissa.str.split(".").list.last().str.len_chars()).otherwise(0))
+    step = pl.lit(10.0).pow((exponent.fill_null(0) - decimals).cast(pl.Float64))
+    return 0.5 * step * (1 + 1e-9)
+
+
+def _cells_agree(typed: pl.Series, text: pl.Series) -> pl.Series:
+    """Row by row: the Parquet cell equals the CSV text (numbers at the CSV's precision)."""
+    frame = pl.DataFrame({"p": typed, "t": text.cast(pl.Utf8)})
+    if not typed.dtype.is_float():
+        return frame.select(pl.col("p").cast(pl.Utf8).eq_missing(pl.col("t"))).to_series()
+    v = pl.col("t").str.strip_chars().cast(pl.Float64, strict=False)
+    p = pl.col("p")
+    # exact first (a round-trip writer prints every value exactly); the printed precision is
+    # worked out only for the cells that differ, which keeps string splitting off the hot path
+    exact = ((p.is_null() & pl.col("t").is_null()) | (p.is_nan() & v.is_nan())
+             | (p == v)).fill_null(False)
+    ok = frame.select(exact).to_series()
+    if ok.all():
+        return ok
+    rows = frame.with_row_index("i").filter(~exact)
+    close = rows.select(
+        "i", (p.is_finite() & v.is_finite() & ((p - v).abs() <= _printed_tolerance(pl.col("t"))))
+        .fill_null(False).alias("close")).filter("close").get_column("i")
+    return ok.scatter(close, True) if close.len() else ok
+
+
+def compare_copies(run_dir: Path, name: str) -> tuple[bool, list[Violation]]:
+    """``NAME.parquet`` against ``NAME.csv``, row for row; ``(agree, violations)``. Agrees
+    trivially when either file is absent."""
+    pq_path, csv_path = Path(run_dir) / f"{name}.parquet", Path(run_dir) / f"{name}.csv"
+    if not (pq_path.is_file() and csv_path.is_file()):
+        return True, []
+    try:
+        typed, text = _read(pq_path), _read(csv_path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return False, [Violation("published_files", f"cannot read {name}: {exc}", 1)]
+    what = f"{csv_path.name} and {pq_path.name}"
+    if typed.columns != text.columns:
+        return False, [Violation("published_files", f"{what} have different columns "
+                                 f"({', '.join(text.columns)} vs {', '.join(typed.columns)})", 1)]
+    n = min(typed.height, text.height)
+    agree = pl.DataFrame({c: _cells_agree(typed.get_column(c).head(n), text.get_column(c).head(n))
+                          for c in typed.columns}) if typed.columns else pl.DataFrame()
+    rows = (np.flatnonzero(~agree.select(pl.all_horizontal(pl.all())).to_series().to_numpy())
+            if agree.width and n else np.zeros(0, dtype=np.int64))
+    out = []
+    if typed.height != text.height:
+        out.append(Violation("published_files", f"{what} disagree: {text.height} rows in the CSV, "
+                             f"{typed.height} in the Parquet", abs(typed.height - text.height)))
+    if rows.size:
+        k = int(rows[0])
+        cells = [c for c in typed.columns if not agree.get_column(c)[k]]
+        sample = [{"row": int(r), "parquet": typed.row(int(r), named=True),
+                   "csv": text.row(int(r), named=True)} for r in rows[:5]]
+        out.append(Violation("published_files",
+                             f"{what} disagree on {rows.size} row(s) (first: row {k}, column(s) "
+                             f"{', '.join(cells)})", int(rows.size), sample))
+    return not out, out
+
+
+def _in_file(violations: list[Violation], name: str) -> list[Violation]:
+    return [Violation(v.rule, f"in {name}: {v.message}", v.count, v.sample) for v in violations]
+
+
+# --------------------------------------------------------------------------------------------------
+# what each file says
+
+
+def check_rank_order(a: pl.DataFrame) -> list[Violation]:
+    """Ranks follow scores: a customer's next rank never has a higher score, and equal scores
+    follow the offers' order (the writer's tie-break). ``a`` as :func:`indexed_assignments`."""
+    ranked = a.filter(pl.col("rank").is_not_null()).sort(["customer_id", "rank"],
+                                                         maintain_order=True)
+    before_score = pl.col("score").shift(1).over("customer_id")
+    before_o = pl.col("o").shift(1).over("customer_id")
+    bad = ranked.with_columns(score_one_rank_up=before_score).filter(
+        ((pl.col("score") > before_score)
+         | ((pl.col("score") == before_score) & (pl.col("o") < before_o))).fill_null(False))
+    if not bad.height:
+        return []
+    customers = bad.select("customer_id").n_unique()
+    first = bad.row(0, named=True)
+    return [Violation("rank_order",
+                      f"{customers} customer(s) have ranks out of score order (rank 1 = best "
+                      f"score; customer {first['customer_id']!r}: rank {first['rank']} has score "
+                      f"{_fmt(first['score'])} after {_fmt(first['score_one_rank_up'])})",
+                      customers, _sample(bad, ["customer_id", "rank", "offer_id", "score",
+                                               "score_one_rank_up"]))]
+
+
+def _summary_frame(frame: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
+    ids = _id_column(frame, "offer_id", "offers_summary")
+    numeric = ("customers", "expected_redemptions", "expected_cost", "budget", "budget_used",
+               "min_customers", "max_customers", "shortfall")
+    cols = [ids, *(_numbers(frame.get_column(c)).alias(c) for c in numeric if c in frame.columns)]
+    return _attach_index(pl.DataFrame(cols), "offer_id", inputs.offers, "o",
+                         inputs.id_is_int["offer_id"])
+
+
+def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inputs: Inputs,
+                  scenario: Scenario) -> list[Violation]:
+    """One ``offers_summary`` file against the assignments and the offers table."""
+    missing = [c for c in ("offer_id", "customers", "expected_cost") if c not in frame.columns]
+    if missing:
+        return [Violation("summary", f"{name} lacks column(s) {', '.join(missing)}", 1, [])]
+    try:
+        summary = _summary_frame(frame, inputs)
+    except InputError as exc:
+        return [Violation("summary", f"{name}: {exc.problem}", 1, exc.sample)]
+    out = []
+    shown = [c for c in summary.columns if c != "o"]
+    unknown = summary.filter(pl.col("o").is_null())
+    if unknown.height:
+        out.append(Violation("summary", f"{unknown.height} row(s) of {name} name offers not "
+                             "in 'offers'", unknown.height, _sample(unknown, shown)))
+    summary = summary.filter(pl.col("o").is_not_null())
+    dup = summary.filter(pl.len().over("o") > 1)
+    if dup.height:
+        out.append(Violation("summary", f"{dup.select('o').n_unique()} offer(s) appear more than "
+                             f"once in {name}", dup.select("o").n_unique(), _sample(dup, shown)))
+        summary = summary.unique("o", keep="first", maintain_order=True)
+    actual = (known_offer.group_by("o")
+              .agg(offer_id_run=pl.first("offer_id"), run_customers=pl.len().cast(pl.Float64),
+                   run_expected_redemptions=pl.col("p_redeem").sum(),
+                   run_expected_cost=pl.col("expected_cost").sum()))
+    both = summary.join(actual, on="o", how="full", coalesce=True, maintain_order="left_right")
+    offers = inputs.offers.select(
+        "o", run_budget=pl.col("budget").cast(pl.Float64) * scenario.rules.budget_scale,
+        run_min_customers=pl.col("min_customers").cast(pl.Float64).fill_null(0.0),
+        run_max_customers=pl.col("max_customers").cast(pl.Float64))
+    both = both.with_columns(
+        pl.col("offer_id").fill_null(pl.col("offer_id_run")),
+        pl.col("run_customers", "run_expected_redemptions", "run_expected_cost").fill_null(0.0),
+    ).join(offers, on="o", how="left", maintain_order="left").with_columns(
+        run_budget_used=pl.when(pl.col("run_budget") > 0)
+        .then(pl.col("run_expected_cost") / pl.col("run_budget")),
+        run_shortfall=(pl.col("run_min_customers") - pl.col("run_customers")).clip(0.0))
+    compare = [c for c in ("customers", "expected_redemptions", "expected_cost", "budget",
+                           "budget_used", "min_customers", "max_customers", "shortfall")
+               if c in summary.columns]
+    mismatch = pl.lit(False)
+    for c in compare:
+        same_empty = pl.col(c).is_null() & pl.col(f"run_{c}").is_null()
+        mismatch = mismatch | ~(same_empty | _close(pl.col(c), pl.col(f"run_{c}"),
+                                                    SUMMARY_RTOL, SUMMARY_ATOL))
+    bad = both.filter(mismatch)
+    if bad.height:
+        f = bad.row(0, named=True)
+        wrong = [c for c in compare if not (
+            (f[c] is None and f[f"run_{c}"] is None)
+            or (f[c] is not None and f[f"run_{c}"] is not None
+                and abs(f[c] - f[f"run_{c}"]) <= SUMMARY_RTOL * max(abs(f[c]), abs(f[f"run_{c}"]))
+                + SUMMARY_ATOL))]
+        detail = ", ".join(f"{c} {_fmt(f[c])} vs {_fmt(f['run_' + c])}" for c in wrong)
+        out.append(Violation(
+            "summary",
+            f"{bad.height} offer(s) in {name} disagree with the assignments and offers (offer "
+            f"{f['offer_id']!r}: {detail}; a missing row reads as empty)", bad.height,
+            _sample(bad, ["offer_id"] + [x for c in compare for x in (c, f"run_{c}")])))
+    return out
+
+
+def check_customers_table(run_dir: Path, inputs: Inputs
+                          ) -> tuple[list[Violation], np.ndarray | None]:
+    """``customers.parquet`` (when written): one row per customer in the customers table's order,
+    ``clv_decile`` the decile of ``clv``. Returns the violations and the ``clv`` column (by
+    customer index) when the table is sound, for the score check."""
+    path = Path(run_dir) / "customers.parquet"
+    if not path.is_file():
+        return [], None
+    try:
+        frame = _read(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return [Violation("customers_table", f"cannot read {path.name}: {exc}", 1)], None
+    missing = [c for c in ("customer_id", "clv", "clv_decile") if c not in frame.columns]
+    if missing:
+        return [Violation("customers_table", f"{path.name} lacks column(s) "
+                          f"{', '.join(missing)}", 1)], None
+    master = inputs.customers.get_column("customer_id")
+    try:
+        ids = _id_column(frame, "customer_id", "customers")
+    except InputError as exc:
+        return [Violation("customers_table", f"{path.name}: {exc.problem}", 1, exc.sample)], None
+    same = ids.len() == master.len() and bool(
+        ids.cast(pl.Utf8).eq_missing(master.cast(pl.Utf8)).all())
+    if not same:
+        return [Violation("customers_table", f"{path.name} does not list the {master.len()} "
+                          f"customers of 'customers' in their order (it has {ids.len()} rows)",
+                          1)], None
+    clv = _numbers(frame.get_column("clv")).to_numpy()
+    decile = _numbers(frame.get_column("clv_decile")).to_numpy()
+    out = []
+    known = ~np.isnan(clv)
+    if not np.isfinite(clv[known]).all():
+        out.append(Violation("customers_table", f"{path.name} has clv values that are not "
+                             "finite", int((~np.isfinite(clv[known])).sum())))
+    order = np.flatnonzero(known)[np.argsort(clv[known], kind="stable")]
+    expected = np.full(clv.size, np.nan)
+    expected[order] = np.arange(order.size) * 10 // max(order.size, 1) + 1
+    wrong = np.flatnonzero(~((expected == decile) | (np.isnan(expected) & np.isnan(decile))))
+    if wrong.size:
+        out.append(Violation(
+            "customers_table", f"{wrong.size} customer(s) in {path.name} have a clv_decile that "
+            "is not the decile of their clv (1 = lowest tenth, ties by input order)", wrong.size,
+            [{"customer_id": ids[int(k)], "clv": clv[k], "clv_decile": decile[k],
+              "decile of clv": expected[k]} for k in wrong[:5]]))
+    return out, (clv if not out else None)
+
+
+def check_score_formula(a: pl.DataFrame, inputs: Inputs, scenario: Scenario,
+                        clv: np.ndarray | None) -> list[Violation]:
+    """Built-in path: each score is the objective's formula of its ``p_redeem``, the offer's
+    margin and discount and the customer's published ``clv`` (module docstring)."""
+    if inputs.has_scores or clv is None or np.isnan(clv).any() or not clv.size:
+        return []
+    obj = scenario.objective
+    mean = float(clv.mean())
+    factor = (np.ones_like(clv) if mean <= 0
+              else np.clip((clv / mean) ** obj.clv_weight, obj.clv_floor, obj.clv_cap))
+    offers = inputs.offers.sort("o")
+    margin = offers.get_column("margin").cast(pl.Float64).fill_null(0.0).to_numpy()
+    discount = offers.get_column("discount").cast(pl.Float64).fill_null(0.0).to_numpy()
+    worth = np.maximum(obj.margin_weight * margin + obj.redemption_value
+                       - obj.discount_weight * discount, 0.0)
+    known = a.filter(pl.col("c").is_not_null() & pl.col("o").is_not_null())
+    c = known.get_column("c").cast(pl.Int64).to_numpy()
+    o = known.get_column("o").cast(pl.Int64).to_numpy()
+    p = known.get_column("p_redeem").cast(pl.Float64).to_numpy()
+    expected = p * worth[o] * factor[c]
+    score = known.get_column("score").cast(pl.Float64).to_numpy()
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(score - expected) <= SCORE_RTOL * np.maximum(np.abs(score),
+                                                                 np.abs(expected)) + SCORE_ATOL
+    wrong = np.flatnonzero(~ok)
+    if not wrong.size:
+        return []
+    rows = known[wrong[:5].tolist()].with_columns(
+        pl.Series("p_redeem x worth x clv_factor", expected[wrong[:5]]))
+    first = rows.row(0, named=True)
+    return [Violation(
+        "score_formula",
+        f"{wrong.size} assignment(s) have a score that is not p_redeem x max(margin_weight x "
+        "margin + redemption_value - discount_weight x discount, 0) x clv_factor (customer "
+        f"{first['customer_id']!r}, offer {first['offer_id']!r}: {_fmt(first['score'])} vs "
+        f"{_fmt(first['p_redeem x worth x clv_factor'])})", int(wrong.size),
+        _sample(rows, ["customer_id", "rank", "offer_id", "p_redeem", "score",
+                       "p_redeem x worth x clv_factor"]))]
+
+
+def _figure(manifest: dict[str, Any], key: str) -> float | None:
+    value = manifest.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[Violation]:
+    """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`)
+    and the inputs."""
+    problems = []
+    objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
+    scores = a.get_column("score").cast(pl.Float64)
+    total, scale = float(scores.sum()), float(scores.abs().sum())
+    for key, value in (("objective", objective), ("upper_bound", bound), ("gap", gap)):
+        if value is None or not np.isfinite(value):
+            problems.append(f"{key} is {manifest.get(key)!r}, not a finite number")
+    if objective is not None and np.isfinite(objective):
+        if abs(objective - total) > FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL:
+            problems.append(f"objective {_fmt(objective)} is not the sum of the assignments' "
+                            f"scores, {_fmt(total)}")
+    figures = (objective, bound, gap)
+    if all(v is not None and np.isfinite(v) for v in figures):
+        if objective > bound + FIGURE_RTOL * max(abs(bound), abs(objective)) + FIGURE_ATOL:
+            problems.append(f"objective {_fmt(objective)} exceeds upper_bound {_fmt(bound)}")
+        expected = max(0.0, (bound - objective) / bound) if bound > 0 else 0.0
+        if abs(gap - expected) > FIGURE_RTOL * abs(expected) + FIGURE_ATOL:
+            problems.append(f"gap {_fmt(gap)} is not max(0, (upper_bound - objective) / "
+                            f"upper_bound) = {_fmt(expected)}")
+    counts = {"customers_reached": a.get_column("customer_id").n_unique(),
+              "customers": inputs.n_customers, "offers": inputs.n_offers}
+    for key, expected_count in counts.items():
+        if key in manifest and manifest[key] != expected_count:
+            problems.append(f"{key} is {manifest[key]!r}, the run's files and inputs give "
+                            f"{expected_count}")
+    problems += _shortfall_problems(manifest, a, inputs)
+    return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
+
+
+def _shortfall_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[str]:
+    listed = manifest.get("min_customers_shortfalls")
+    if listed is None:
+        return []
+    reached = (a.filter(pl.col("o").is_not_null()).group_by("o")
+               .agg(customers=pl.len().cast(pl.Int64)))
+    expected = (inputs.offers.select("o", "offer_id",
+                                     pl.col("min_customers").cast(pl.Int64).fill_null(0))
+                .join(reached, on="o", how="left").with_columns(pl.col("customers").fill_null(0))
+                .with_columns(shortfall=pl.col("min_customers") - pl.col("customers"))
+                .filter(pl.col("shortfall") > 0))
+    try:
+        given = pl.DataFrame(listed, schema={"offer_id": pl.Utf8, "shortfall": pl.Int64},
+                             strict=False)
+        given = given.with_columns(pl.col("offer_id").cast(pl.Utf8))
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        return [f"min_customers_shortfalls cannot be read ({exc})"]
+    want = sorted((str(r[0]), int(r[1])) for r in expected.select(
+        pl.col("offer_id").cast(pl.Utf8), "shortfall").iter_rows())
+    have = sorted((str(r[0]), r[1]) for r in given.select("offer_id", "shortfall").iter_rows())
+    if want != have:
+        return [f"min_customers_shortfalls lists {len(have)} offer(s) short of min_customers, the "
+                f"assignments give {len(want)} (first differences: "
+                f"{sorted(set(have) ^ set(want))[:3]})"]
+    return []
+
+
+def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scenario: Scenario,
+                         manifest: dict[str, Any] | None) -> list[Violation]:
+    """Everything the run published beyond the rules of its assignments (module docstring).
+    ``raw`` is the assignments table :mod:`optimizer.check` read (the Parquet copy, if any)."""
+    run_dir = Path(run_dir)
+    out: list[Violation] = []
+    agree, found = compare_copies(run_dir, "assignments")
+    out += found
+    csv_path = run_dir / "assignments.csv"
+    if not agree and (run_dir / "assignments.parquet").is_file() and csv_path.is_file():
+        try:
+            csv = assignments_table(_read(csv_path), csv_path)
+            out += _in_file(rule_violations(csv, inputs, scenario), csv_path.name)
+        except (InputError, pl.exceptions.PolarsError, OSError) as exc:
+            out.append(Violation("published_files", f"{csv_path.name}: {exc}", 1))
+    a = indexed_assignments(raw, inputs)
+    known_offer = a.filter(pl.col("o").is_not_null())
+    agree, found = compare_copies(run_dir, "offers_summary")
+    out += found
+    files = [p for p in (run_dir / "offers_summary.parquet", run_dir / "offers_summary.csv")
+             if p.is_file()]
+    for path in files if not agree else files[:1]:
+        try:
+            out += check_summary(_read(path), path.name, known_offer, inputs, scenario)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            out.append(Violation("summary", f"cannot read {path.name}: {exc}", 1))
+    found, clv = check_customers_table(run_dir, inputs)
+    out += found
+    out += check_score_formula(a, inputs, scenario, clv)
+    if manifest is not None:
+        out += check_manifest(manifest, a, inputs)
+    return out
+
+
+__all__ = ["RunMismatch", "check_customers_table", "check_manifest", "check_rank_order",
+           "check_score_formula", "check_summary", "compare_copies", "published_violations",
+           "read_manifest", "run_differences"]

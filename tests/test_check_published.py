@@ -1,0 +1,238 @@
+"""``offeropt check`` cannot be fooled by an edited run folder (issue 22, item 8) nor checks a run
+against a scenario or inputs it was not made from (issue 23, item 7).
+
+One small demo is planned once; each test edits a copy of the written folder (or of its inputs)
+and ``check`` must exit 1 naming the violation, or 2 naming what differs from the run.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from optimizer.cli import main
+from optimizer.synthetic import write_demo_data
+
+try:
+    from tiny_world import write_scenario
+except ImportError:  # tests/ made a package
+    from tests.tiny_world import write_scenario
+
+WEEK, COOLDOWN = 40, 4
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A 300-customer demo (built-in scoring), its scenario and its run folder ``run``."""
+    root = tmp_path_factory.mktemp("published")
+    write_demo_data(root / "data", customers=300, offers=12, seed=0)
+    scenario = write_scenario(root / "scenario.toml", rules={
+        "max_offers_per_customer": 3, "cooldown_weeks": COOLDOWN, "global_budget": 60.0},
+        solver={"max_iterations": 5})
+    result = CliRunner().invoke(main, ["run", str(scenario), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture()
+def copy(world, tmp_path) -> Path:
+    """A private copy of the world (inputs, scenario, run): the scenario's paths are relative."""
+    shutil.copytree(world, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def _check(root: Path, *extra: str):
+    return CliRunner().invoke(main, ["check", str(root / "scenario.toml"), *extra])
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_untouched_run_passes(copy):
+    result = _check(copy)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok:")
+
+
+# --------------------------------------------------------------------------------------------------
+# edits of the run folder -> exit 1 naming the violation
+
+
+def _csv(run: Path, edit: Callable[[pl.DataFrame], pl.DataFrame], name: str = "assignments"):
+    path = run / f"{name}.csv"
+    edit(pl.read_csv(path)).write_csv(path)
+
+
+def _both(run: Path, edit: Callable[[pl.DataFrame], pl.DataFrame], name: str = "assignments"):
+    frame = edit(pl.read_parquet(run / f"{name}.parquet"))
+    frame.write_parquet(run / f"{name}.parquet")
+    frame.write_csv(run / f"{name}.csv")
+
+
+def _manifest(run: Path, edit: Callable[[dict], None]) -> None:
+    path = run / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _cooled_pair(root: Path) -> tuple[int, int, int]:
+    """(row of assignments.csv, an offer in cooldown for that row's customer, not given her)."""
+    a = pl.read_csv(root / "run" / "assignments.csv").with_row_index("row")
+    history = pl.read_parquet(root / "data" / "history.parquet").filter(
+        pl.col("week").is_between(WEEK - COOLDOWN, WEEK - 1))
+    offers = pl.read_parquet(root / "data" / "offers.parquet").select("offer_id")
+    cooled = (history.join(offers, on="offer_id", how="semi")
+              .join(a.select("customer_id", "offer_id"), on=["customer_id", "offer_id"],
+                    how="anti")
+              .join(a.select("customer_id", "row"), on="customer_id", how="inner")
+              .sort("row", "offer_id"))
+    assert cooled.height, "the demo has no assigned customer with a cooled-down offer"
+    first = cooled.row(0, named=True)
+    return first["row"], first["customer_id"], first["offer_id"]
+
+
+def _csv_cooldown(root: Path) -> None:
+    row, _, offer = _cooled_pair(root)
+    _csv(root / "run", lambda a: a.with_columns(
+        pl.when(pl.int_range(pl.len()) == row).then(offer).otherwise(pl.col("offer_id"))
+        .alias("offer_id")))
+
+
+def _swap_first_ranks(a: pl.DataFrame) -> pl.DataFrame:
+    customer = (a.group_by("customer_id").agg(n=pl.len(), d=pl.col("score").n_unique())
+                .filter((pl.col("n") >= 2) & (pl.col("d") == pl.col("n")))
+                .get_column("customer_id").min())
+    mine = (pl.col("customer_id") == customer) & pl.col("rank").is_in([1, 2])
+    return a.with_columns(pl.when(mine).then(3 - pl.col("rank")).otherwise(pl.col("rank"))
+                          .alias("rank"))
+
+
+def _rank_one_score_up(a: pl.DataFrame) -> pl.DataFrame:
+    first = pl.int_range(pl.len()) == 0
+    return a.with_columns(pl.when(first).then(pl.col("score") * 1.01).otherwise(pl.col("score")))
+
+
+def _one_more_customer(s: pl.DataFrame) -> pl.DataFrame:
+    return s.with_columns(pl.when(pl.col("customers") > 0).then(pl.col("customers") + 1)
+                          .otherwise(pl.col("customers")))
+
+
+def _budget_used_halved(s: pl.DataFrame) -> pl.DataFrame:
+    return s.with_columns(pl.col("budget_used") / 2)
+
+
+def _decile_moved(root: Path) -> None:
+    path = root / "run" / "customers.parquet"
+    frame = pl.read_parquet(path)
+    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(11)
+                       .otherwise(pl.col("clv_decile")).alias("clv_decile")).write_parquet(path)
+
+
+def _set(key: str, value) -> Callable[[Path], None]:
+    return lambda root: _manifest(root / "run", lambda m: m.__setitem__(key, value))
+
+
+def _objective_off(root: Path) -> None:
+    _manifest(root / "run", lambda m: m.__setitem__("objective", m["objective"] * 1.001))
+
+
+def _bound_below(root: Path) -> None:
+    def edit(m: dict) -> None:
+        m["upper_bound"] = m["objective"] * 0.999
+    _manifest(root / "run", edit)
+
+
+def _gap_off(root: Path) -> None:
+    _manifest(root / "run", lambda m: m.__setitem__("gap", m["gap"] + 0.01))
+
+
+def _fake_shortfall(root: Path) -> None:
+    offer = pl.read_parquet(root / "data" / "offers.parquet").get_column("offer_id")[0]
+    _manifest(root / "run", lambda m: m.__setitem__(
+        "min_customers_shortfalls",
+        [{"offer_id": offer, "min_customers": 5, "customers": 0, "shortfall": 5}]))
+
+
+# edit of the copied world -> the rules check must name (all of them)
+EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
+    "csv_duplicate_row": (lambda r: _csv(r / "run", lambda a: pl.concat([a, a.head(1)])),
+                          ["[published_files]", "[duplicate_pair] in assignments.csv"]),
+    "csv_pair_in_cooldown": (_csv_cooldown,
+                             ["[published_files]", "[cooldown] in assignments.csv"]),
+    "csv_score_edited": (lambda r: _csv(r / "run", _rank_one_score_up), ["[published_files]"]),
+    "ranks_against_scores": (lambda r: _both(r / "run", _swap_first_ranks), ["[rank_order]"]),
+    "score_not_the_formula": (lambda r: _both(r / "run", _rank_one_score_up),
+                              ["[score_formula]", "[manifest]"]),
+    "summary_csv_disagrees": (lambda r: _csv(r / "run", _one_more_customer, "offers_summary"),
+                              ["[published_files]",
+                               "offers_summary.csv disagree with the assignments"]),
+    "summary_customers": (lambda r: _both(r / "run", _one_more_customer, "offers_summary"),
+                          ["[summary]"]),
+    "summary_budget_used": (lambda r: _both(r / "run", _budget_used_halved, "offers_summary"),
+                            ["[summary]", "budget_used"]),
+    "customers_decile": (_decile_moved, ["[customers_table]"]),
+    "manifest_objective": (_objective_off, ["[manifest]", "not the sum of the assignments"]),
+    "manifest_bound_below_objective": (_bound_below, ["[manifest]", "exceeds upper_bound"]),
+    "manifest_gap": (_gap_off, ["[manifest]", "gap"]),
+    "manifest_not_finite": (_set("upper_bound", "Infinity"), ["[manifest]", "not a finite"]),
+    "manifest_customers_reached": (_set("customers_reached", 1), ["[manifest]",
+                                                                  "customers_reached"]),
+    "manifest_shortfalls": (_fake_shortfall, ["[manifest]", "min_customers_shortfalls"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDITS))
+def test_each_edit_of_the_run_exits_1_naming_it(copy, case):
+    edit, phrases = EDITS[case]
+    edit(copy)
+    result = _check(copy)
+    assert result.exit_code == 1, result.output
+    for phrase in phrases:
+        assert phrase in result.output, (phrase, result.output)
+
+
+# --------------------------------------------------------------------------------------------------
+# another scenario or other inputs -> exit 2 naming them; --force checks anyway
+
+
+def test_other_settings_are_refused_naming_them(copy):
+    result = _check(copy, "--set", "rules.cooldown_weeks=1", "--set", "objective.clv_weight=1")
+    assert result.exit_code == 2, result.output
+    message = _flat(result.output)
+    assert "rules.cooldown_weeks: the run had 4, here 1" in message
+    assert "objective.clv_weight: the run had 0.5, here 1.0" in message
+    assert "--force" in message
+    forced = _check(copy, "--set", "rules.max_offers_per_customer=1", "--force")
+    assert forced.exit_code == 1, forced.output
+    assert "[max_offers_per_customer]" in forced.stdout
+    assert "rules.max_offers_per_customer: the run had 3, here 1" in _flat(forced.output)
+
+
+def test_other_inputs_are_refused_naming_them(copy):
+    offers = pl.read_parquet(copy / "data" / "offers.parquet")
+    offers.with_columns(pl.col("discount") * 2).write_parquet(copy / "data" / "offers.parquet")
+    result = _check(copy)
+    assert result.exit_code == 2, result.output
+    assert "input 'offers': SHA-256" in _flat(result.output)
+    assert _check(copy, "--force").exit_code == 1          # expected_cost != p_redeem x discount
+
+
+def test_history_of_the_planning_week_is_not_another_input(copy):
+    path = copy / "data" / "history.parquet"
+    history = pl.read_parquet(path)
+    appended = pl.concat([history, history.head(3).with_columns((pl.col("week") * 0 + WEEK))])
+    appended.write_parquet(path)
+    result = _check(copy)
+    assert result.exit_code == 0, result.output             # no rule reads week 40 rows
+    pl.concat([appended, history.head(1).with_columns((pl.col("week") * 0 + WEEK - 1))]
+              ).write_parquet(path)
+    result = _check(copy)
+    assert result.exit_code == 2, result.output
+    assert "input 'history'" in _flat(result.output)
