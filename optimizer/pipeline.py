@@ -32,8 +32,8 @@ from .errors import InfeasibleError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
 from .memory import check_memory, fit_scores_per_customer, stream_scores
-from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
-                     table_writers, write_run_folder)
+from .output import (assignments_frame, check_output, customers_frame, json_writer,
+                     offers_summary_frame, table_writers, write_run_folder)
 from .problem import (AssignmentProblem, CandidateBlock, OfferData, Prices, Solution,
                       block_from_pairs, offer_data)
 from .report import render_report
@@ -346,6 +346,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     ``warm_start``: dual prices to start the solver from (e.g. the previous point of a sweep);
     by default the prices of the previous run in the scenario's output folder, if any.
     """
+    if write:  # a folder the run may not replace, or cannot write, is refused before planning
+        check_output(scenario.output, scenario.data)
     if append_history:
         if not write:
             raise ValueError("append_history needs write=True: history records the written plan")
