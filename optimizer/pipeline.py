@@ -363,6 +363,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
          append_history: bool, replace_week: bool) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    for warning in inputs.warnings:
+        log.warning("%s", warning)
     scenario, fitted = fit_scores_per_customer(inputs, scenario)
     if fitted:
         log.warning("%s (solver.scores_per_customer)", fitted)
@@ -503,6 +505,7 @@ def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, so
         "inputs": {name: {"rows": inputs.row_counts[name], "sha256": inputs.sha256[name]}
                    for name in sorted(inputs.row_counts)},
         "dropped_rows": inputs.dropped,
+        "input_warnings": list(inputs.warnings),
         "objective": solution.objective,
         "upper_bound": solution.bound,
         "gap": solution.gap,
