@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import OptimizerError, describe, exit_code
+from .errors import MemoryLimitError, OptimizerError, describe, exit_code
 
 err_console = Console(stderr=True)
 
@@ -61,6 +61,10 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .allocator import address_space_shortfall
+    shortfall = address_space_shortfall()  # before polars and numba load: they would abort
+    if shortfall:
+        _fail(MemoryLimitError(shortfall))
 
 
 @main.command()

@@ -10,7 +10,7 @@ one table of exit codes, documented in the README and ``offeropt --help``):
 3     the environment refuses: a folder cannot be read or written, the disk is full, a file size
       limit is hit, an I/O error (:class:`AccessError` and any :class:`OSError`)
 4     out of memory: the run's estimate exceeds the memory it may use, or an allocation failed
-      (:class:`~optimizer.memory.MemoryLimitError`, :class:`MemoryError`)
+      (:class:`MemoryLimitError`, :class:`MemoryError`)
 ====  ===========================================================================================
 
 Library callers catch the class they care about.
@@ -40,6 +40,13 @@ class AccessError(OptimizerError):
 
 class ScenarioError(OptimizerError):
     """The scenario TOML is missing, malformed, or names an unknown or invalid knob."""
+
+
+class MemoryLimitError(OptimizerError):
+    """The run's estimated memory exceeds what it may use, or the process's limits leave it too
+    little to start (exit code 4)."""
+
+    exit_code = EXIT_OUT_OF_MEMORY
 
 
 class InputError(OptimizerError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,7 @@ import polars as pl
 
 from . import __version__
 from .affinity import AffinityModel
-from .allocator import reusing_freed_memory
+from .allocator import reusing_freed_memory, usable_cpus
 from .candidates import best_totals, virtual_totals
 from .clv import with_given_clv
 from .config import Scenario, scenario_to_dict
@@ -151,7 +150,7 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
 
 def _threads(scenario: Scenario) -> int:
     threads = scenario.solver.threads
-    return threads if threads > 0 else (os.cpu_count() or 1)
+    return threads if threads > 0 else usable_cpus()
 
 
 def _in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
