@@ -400,7 +400,8 @@ def _unmatched_warning(name: str, frame: pl.DataFrame, known: pl.Series) -> str 
     for id_col, index, master in (("customer_id", "c", "customers"), ("offer_id", "o", "offers")):
         missing = frame.filter(pl.col(index).is_null())
         if missing.height:
-            sample = ", ".join(repr(v) for v in missing.get_column(id_col).head(3).to_list())
+            sample = ", ".join(repr(v) for v in missing.get_column(id_col).unique(maintain_order=True)
+                               .head(3).to_list())
             parts.append(f"{missing.height:,} name {id_col}s not in {master} (e.g. {sample})")
     rule = ("cooldowns and the frequency window do not see them" if name == "history"
             else "the models do not learn from them")
