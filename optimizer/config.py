@@ -187,7 +187,7 @@ class Solver(_Frozen):
         "units (about seconds of one core); deterministic, unlike a wall-clock limit")
     memory_limit_gb: float | None = Field(
         None, gt=0, description="memory the run may use (GB); none = the memory available when "
-        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 2")
+        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 4")
     scores_per_customer: int | None = Field(
         None, ge=1, description="scores path: only each customer's best N allowed listed pairs "
         "enter the solve, ranked by reduced value at the LP prices of a sample of customers "
