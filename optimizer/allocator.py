@@ -129,9 +129,10 @@ def process_memory_limits() -> list[tuple[int, str]]:
     limits = []
     address_space = _rlimit("RLIMIT_AS")
     if address_space is not None:
-        limits.append((address_space - address_space_floor(), "the address space limit "
-                       f"(ulimit -v {address_space // 1024}) less {address_space_floor() / 1024 ** 3:.3g}"
-                       " GB reserved by the libraries and threads"))
+        floor = address_space_floor()
+        limits.append((address_space - floor, f"the address space limit (ulimit -v "
+                       f"{address_space // 1024}) less {floor / 1024 ** 3:.3g} GB reserved by "
+                       "the libraries and threads"))
     data = _rlimit("RLIMIT_DATA")
     if data is not None:
         limits.append((data, f"the data segment limit (ulimit -d {data // 1024})"))
