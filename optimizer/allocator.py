@@ -75,3 +75,113 @@ def reusing_freed_memory() -> Iterator[bool]:
         libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
         libc.malloc_trim(0)
 
+
+
+# --------------------------------------------------------------------------------------------------
+# the limits the process runs under (light: read before polars or numba are imported)
+
+# address space the process reserves before it reads any data: numba's LLVM, polars, OpenBLAS and
+# the thread pools' stacks and malloc arenas (measured on 2 cores: 2.0 GB of ulimit -v failed in
+# OpenBLAS, 2.5 GB ran a small demo; each further core adds a thread stack and an arena)
+ADDRESS_SPACE_BASE = int(2.25 * 1024 ** 3)
+ADDRESS_SPACE_PER_CPU = 160 * 1024 ** 2
+# cgroup v2, then v1: the container's memory limit
+CGROUP_MEMORY_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+CGROUP_CPU_FILES = ("/sys/fs/cgroup/cpu.max",)  # v2 "QUOTA PERIOD"; v1 below
+CGROUP_V1_CPU = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _rlimit(name: str) -> int | None:
+    try:
+        import resource
+        soft = resource.getrlimit(getattr(resource, name))[0]
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY or soft < 0 else int(soft)
+
+
+def _read_number(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text or not text[0].isdigit():
+        return None  # "max": no limit
+    value = int(text[0])
+    return value if value < (1 << 60) else None  # v1 writes a huge number for "no limit"
+
+
+def cgroup_memory_limit() -> int | None:
+    """The container's memory limit in bytes (cgroup v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``), ``None`` when there is none."""
+    for path in CGROUP_MEMORY_FILES:
+        value = _read_number(path)
+        if value is not None:
+            return value
+    return None
+
+
+def process_memory_limits() -> list[tuple[int, str]]:
+    """Limits on the memory this process may use, in bytes, each with its source: the address
+    space limit (``ulimit -v``) less what the process reserves before reading any data, the data
+    segment limit (``ulimit -d``) and the container's cgroup limit."""
+    limits = []
+    address_space = _rlimit("RLIMIT_AS")
+    if address_space is not None:
+        floor = address_space_floor()
+        limits.append((address_space - floor, f"the address space limit (ulimit -v "
+                       f"{address_space // 1024}) less {floor / 1024 ** 3:.3g} GB reserved by "
+                       "the libraries and threads"))
+    data = _rlimit("RLIMIT_DATA")
+    if data is not None:
+        limits.append((data, f"the data segment limit (ulimit -d {data // 1024})"))
+    cgroup = cgroup_memory_limit()
+    if cgroup is not None:
+        limits.append((cgroup, "the container's memory limit (cgroup)"))
+    return limits
+
+
+def address_space_floor() -> int:
+    """Address space a run needs before it reads any data (see ``ADDRESS_SPACE_BASE``)."""
+    return ADDRESS_SPACE_BASE + ADDRESS_SPACE_PER_CPU * usable_cpus()
+
+
+def address_space_shortfall() -> str | None:
+    """Why the address space limit (``ulimit -v``) is too small for any run, or ``None`` when it
+    is not. Under a small limit the libraries abort the process (a Rust allocation failure) or
+    print allocator warnings without end, so this is checked before they are loaded."""
+    limit = _rlimit("RLIMIT_AS")
+    floor = address_space_floor()
+    if limit is None or limit >= floor:
+        return None
+    return (f"out of memory: the process's address space limit (ulimit -v {limit // 1024}, "
+            f"{limit / 1024 ** 3:.3g} GB) is below the {floor / 1024 ** 3:.3g} GB that the "
+            f"libraries and {usable_cpus()} threads reserve before any data is read; nothing was "
+            "read or written. Raise or remove ulimit -v (to cap memory, use a cgroup limit or "
+            "solver.memory_limit_gb, which count memory used, not address space reserved)")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask (``taskset``, container cpusets), at most
+    the cgroup's CPU quota (``cpu.max``, v1 ``cpu.cfs_quota_us``), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = None
+    for path in CGROUP_CPU_FILES:
+        try:
+            with open(path, encoding="ascii") as handle:
+                fields = handle.read().split()
+            if len(fields) == 2 and fields[0] != "max":
+                quota = float(fields[0]) / float(fields[1])
+        except (OSError, ValueError, ZeroDivisionError):
+            continue
+    if quota is None:
+        q, p = (_read_number(path) for path in CGROUP_V1_CPU)
+        if q is not None and p:
+            quota = q / p
+    if quota is not None and quota > 0:
+        cpus = min(cpus, max(1, int(-(-quota // 1))))  # a quota of 1.5 CPUs: 2 threads
+    return max(1, cpus)

@@ -1,7 +1,8 @@
 """``offeropt``: the command line, a thin layer over the library.
 
-The only module that imports click. Any :class:`OptimizerError` becomes a message on stderr and
-exit code 2; ``offeropt check`` exits 1 when a run breaks a rule.
+The only module that imports click. Errors become a message on stderr and the exit code that
+:func:`optimizer.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of memory;
+``offeropt check`` exits 1 when a run breaks a rule), caught once, in :class:`_Main`.
 
 Names, IDs, paths and messages are data: they reach rich only as :class:`rich.text.Text` (see
 :func:`_lit`), never as markup, so ``[/]`` or ``:smile:`` in a scenario name prints as written.
@@ -21,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import OptimizerError
+from .errors import MemoryLimitError, OptimizerError, describe, exit_code
 
 err_console = Console(stderr=True)
 
@@ -31,12 +32,34 @@ def _lit(value: Any, style: str = "") -> Text:
     return Text(str(value), style=style)
 
 
-def _fail(exc: OptimizerError) -> None:
-    err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
-    sys.exit(2)
+def _fail(exc: BaseException) -> None:
+    err_console.print(Text.assemble(("error:", "bold red"), " ", describe(exc)))
+    sys.exit(exit_code(exc) or 1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group; maps the errors a command raises to their documented exit codes
+    (:func:`optimizer.errors.exit_code`): an operating-system error, an allocation failure or an
+    error of the optimizer ends with its message instead of a traceback and exit code 1 (which
+    is ``check``'s "violations found")."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped or re-raised: a bug keeps its traceback
+            if exit_code(exc) is None:
+                raise
+            _fail(exc)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Exit codes: 0 success; 1 check found violations; 2 bad input (a table, "
+                    "the scenario, --set or a path); 3 the environment refuses (a folder cannot "
+                    "be read or written, disk full, file size limit, I/O error); 4 out of memory "
+                    "(the estimate exceeds the limit, or an allocation failed). An output folder "
+                    "is only ever replaced when this tool wrote it (it holds our manifest.json).")
 @click.version_option(__version__, prog_name="offeropt")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step's details to stderr.")
 def main(verbose: bool) -> None:
@@ -47,6 +70,10 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .allocator import address_space_shortfall
+    shortfall = address_space_shortfall()  # before polars and numba load: they would abort
+    if shortfall:
+        _fail(MemoryLimitError(shortfall))
 
 
 @main.command()
@@ -305,6 +332,7 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
     from rich.progress import Progress as Bar
 
     from .config import load_scenario
+    from .output import check_output
     from .sweep import parse_range, sweep_budget, write_sweep
 
     console = Console(stderr=True, quiet=quiet or as_json)
@@ -312,6 +340,7 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
         loaded = load_scenario(scenario, overrides)
         values = parse_range(scales)
         target = out_dir or loaded.output.with_name(loaded.output.name + "-sweep")
+        check_output(target, loaded.data)  # refused before the points are solved
         with Bar(console=console, transient=True) as bar:
             task = bar.add_task("sweep", total=len(values))
 
@@ -405,9 +434,12 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
     """
     from .backtest import run_backtest, write_backtest
     from .config import load_scenario
+    from .output import check_output
 
     try:
         loaded = load_scenario(scenario, overrides)
+        # files are added to the folder (nothing replaced): refused before the backtest runs
+        check_output(out_dir or loaded.output, loaded.data, replace=False)
         result = run_backtest(loaded, holdout_weeks)
     except OptimizerError as exc:
         _fail(exc)

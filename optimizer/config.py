@@ -29,8 +29,29 @@ def _floats(data: Any, keys: tuple[str, ...]) -> Any:
     return out
 
 
+# the largest whole number any knob takes: arrays hold caps, weeks and seeds as 32-bit integers
+# (a cap of 2**63 - 1 overflowed them); weeks stay far below, so week arithmetic cannot overflow
+MAX_INT_KNOB = 2**31 - 1
+MAX_WEEK = 10**6
+_WEEK_KNOBS = frozenset({"week", "cooldown_weeks", "window_weeks", "clv_horizon_weeks",
+                         "label_weeks"})
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers_in_range(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                top = MAX_WEEK if key in _WEEK_KNOBS else MAX_INT_KNOB
+                if abs(value) > top:
+                    raise ValueError(f"{key} = {value} is out of range: whole-number knobs are "
+                                     f"at most {top:,} in absolute value")
+        return data
 
 
 class Rules(_Frozen):
@@ -167,7 +188,7 @@ class Solver(_Frozen):
         "units (about seconds of one core); deterministic, unlike a wall-clock limit")
     memory_limit_gb: float | None = Field(
         None, gt=0, description="memory the run may use (GB); none = the memory available when "
-        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 2")
+        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 4")
     scores_per_customer: int | None = Field(
         None, ge=1, description="scores path: only each customer's best N allowed listed pairs "
         "enter the solve, ranked by reduced value at the LP prices of a sample of customers "
@@ -239,10 +260,26 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# scenarios a chain of ``extends`` may hold: deeper chains are refused, not followed until
+# Python's recursion limit breaks
+MAX_EXTENDS_DEPTH = 50
+
+
+def _resolve(path: Path, what: str) -> Path:
+    """``path`` made absolute with its symbolic links followed; a loop is a :class:`ScenarioError`."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
+
+
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = path.resolve()
+    path = _resolve(path, "scenario")
     if path in seen:
         raise ScenarioError(f"scenario {path}: 'extends' forms a cycle")
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise ScenarioError(f"scenario {seen[0]}: 'extends' chains more than {MAX_EXTENDS_DEPTH} "
+                            "scenarios; flatten the chain")
     if not path.is_file():
         raise ScenarioError(f"scenario file not found: {path}")
     try:
@@ -251,7 +288,7 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ScenarioError(f"scenario {path} is not valid TOML: {exc}") from exc
     for key in ("data", "output"):
         if isinstance(raw.get(key), str):
-            raw[key] = str((path.parent / raw[key]).resolve())
+            raw[key] = str(_resolve(path.parent / raw[key], key))
     parent = raw.get("extends")
     if isinstance(parent, str):
         base = _read_toml(path.parent / parent, seen + (path,))
@@ -304,7 +341,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
             if not isinstance(node, dict):
                 raise ScenarioError(f"--set {text!r}: '{key}' is not a table")
         if keys in (["data"], ["output"]) and isinstance(value, str):
-            value = str(Path(value).resolve())
+            value = str(_resolve(Path(value), keys[0]))
         node[keys[-1]] = value
     return scenario_from_dict(raw, source=str(path))
 

@@ -10,7 +10,9 @@ offer_id, week = w)``, so the next week's cooldown and frequency window see them
   history table, ``history.parquet`` is created.
 - **Atomic.** The new table is written to a temporary file in the same folder, flushed to disk
   and renamed over the old one with :func:`os.replace`: a reader, a failure or a kill sees the old
-  table or the new one, never a half-written or missing one. A failure removes the temporary file.
+  table or the new one, never a half-written or missing one. A failure removes the temporary file;
+  the one a killed append leaves (``.history.tmp-PID-XXXXXXXX.parquet``) is removed by the next
+  run with ``--append-history`` once process PID is gone.
 - **No week twice.** When the table already holds rows of the planning week, appending is refused
   (:class:`~optimizer.errors.InputError`, exit 2 in the CLI) unless ``replace_week`` is set, which
   drops that week's rows first. :func:`check_history_week` makes the same test before planning,
@@ -31,6 +33,7 @@ import polars as pl
 
 from .errors import InputError
 from .load import read_table, read_table_as_stored
+from .output import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ def check_history_week(data_dir: Path, week: int, replace_week: bool = False) ->
     :class:`InputError` naming the table, the column ``week`` and the week when there are some and
     ``replace_week`` is false. Reads the table typed, so a malformed table is reported here too.
     """
+    remove_stale_temps(Path(data_dir) / TABLE)  # left by appends that were killed
     table = read_table(Path(data_dir), TABLE)
     if table is None or "week" not in table.frame.columns:
         return 0
@@ -121,7 +125,8 @@ def _write_frame(frame: pl.DataFrame, path: Path, file_format: str) -> None:
 
 def _replace_atomically(frame: pl.DataFrame, target: Path, file_format: str) -> None:
     """Write ``frame`` beside ``target`` and rename it into place; failing, leave no temp file."""
-    temp = target.parent / f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}{target.suffix}"
+    # the writer's pid in the name: a later append removes it once that process is gone
+    temp = target.parent / f".{target.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}"
     try:
         _write_frame(frame, temp, file_format)
         with temp.open("rb") as handle:
@@ -154,6 +159,7 @@ def append_history(data_dir: Path, assignments: pl.DataFrame, week: int,
     if missing:
         raise ValueError(f"assignments lack column(s) {', '.join(missing)}")
     ids = assignments.select(*KEYS)
+    remove_stale_temps(data_dir / TABLE)  # left by appends that were killed
     stored = read_table_as_stored(data_dir, TABLE)
     if stored is None:
         target, file_format = data_dir / f"{TABLE}.parquet", "parquet"

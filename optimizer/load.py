@@ -1,6 +1,11 @@
 """Read the input folder's tables: the only module that opens input files.
 
-Each table is ``NAME.parquet`` or ``NAME.csv``. CSV files are read as text and typed here against
+Each table is ``NAME.parquet`` or ``NAME.csv``, or a folder of Parquet parts (a dataset, as Spark
+or pyarrow write it): ``NAME.parquet/`` or ``NAME/`` holding ``*.parquet`` files (in sub-folders
+too; names starting with ``.`` or ``_``, such as ``_SUCCESS``, are skipped), read as one table
+whose parts must share its columns. A table that is present but cannot be read as one of these (a
+dangling symbolic link, a link loop, a ``.csv`` folder, a folder without parts, a device) is bad
+input, never taken for an absent table; two forms of one table are refused. CSV files are read as text and typed here against
 :mod:`optimizer.schemas`, so a bad value is reported with its row instead of silently becoming null;
 ID columns of a CSV become integers only when every value is a plain integer (``00123`` stays a
 string, because that is what the user wrote).
@@ -8,7 +13,10 @@ string, because that is what the user wrote).
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
+import os
+import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +25,7 @@ from typing import Iterator
 import polars as pl
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from .errors import AccessError, InputError, os_problem
 from .schemas import ID, INPUT_TABLES, TableSchema
 
 _PLAIN_INT = r"^-?(0|[1-9][0-9]{0,17})$"
@@ -33,9 +41,57 @@ class RawTable:
     sha256: str
 
 
+def _present(path: Path, name: str) -> bool:
+    """Whether ``path`` (a candidate for table ``name``) is there; raises when it is there but
+    cannot be read as a table (see the module docstring)."""
+    if not os.path.lexists(path):
+        return False
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(name, None, f"{path.name} is a symbolic link to {os.readlink(path)}, "
+                         "which does not exist; fix the link or remove it") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(name, None, f"{path.name} is a symbolic link loop; fix the link or "
+                             "remove it") from None
+        raise AccessError(f"table '{name}': cannot read {path}: {os_problem(exc)}") from None
+    if stat.S_ISREG(info.st_mode):
+        return path.suffix in (".parquet", ".csv")  # a bare NAME file is not a table's form
+    if stat.S_ISDIR(info.st_mode):
+        if path.suffix == ".csv":
+            raise InputError(name, None, f"{path.name} is a folder, not a CSV file")
+        dataset_parts(path, name)  # refuses a folder that holds no parts
+        return True
+    raise InputError(name, None, f"{path.name} is not a regular file or a folder of Parquet "
+                     "parts")
+
+
+def dataset_parts(folder: Path, name: str) -> list[Path]:
+    """The Parquet parts of a dataset folder, in path order; refuses a folder without parts or
+    with files that are not parts (hidden and ``_`` names, such as ``_SUCCESS``, are skipped)."""
+    try:
+        files = sorted(p for p in folder.rglob("*") if not any(
+            part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+            and not p.is_dir())
+    except OSError as exc:
+        raise AccessError(f"table '{name}': cannot read {folder}: {os_problem(exc)}") from None
+    others = [p for p in files if p.suffix != ".parquet" or not p.is_file()]
+    if others:
+        raise InputError(name, None, f"{folder.name} is a folder, read as a dataset of Parquet "
+                         f"parts, but it holds {others[0].relative_to(folder)} (and "
+                         f"{len(others) - 1} more) that is not a Parquet file")
+    if not files:
+        raise InputError(name, None, f"{folder.name} is a folder holding no .parquet parts; "
+                         "a table is a file NAME.parquet or NAME.csv, or a folder of Parquet parts")
+    return files
+
+
 def table_path(folder: Path, name: str) -> Path | None:
-    """The file holding table ``name`` in ``folder``, or ``None`` when there is none."""
-    found = [p for p in (folder / f"{name}.parquet", folder / f"{name}.csv") if p.is_file()]
+    """The file (or dataset folder) holding table ``name`` in ``folder``, or ``None`` when there
+    is none; refuses one that is present but unreadable, and two forms of one table."""
+    found = [p for p in (folder / f"{name}.parquet", folder / f"{name}.csv", folder / name)
+             if _present(p, name)]
     if len(found) > 1:
         raise InputError(name, None, f"both {found[0].name} and {found[1].name} exist in {folder}; "
                          "keep one")
@@ -43,21 +99,32 @@ def table_path(folder: Path, name: str) -> Path | None:
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks so large tables cost no memory."""
+    """SHA-256 of a file, read in blocks so large tables cost no memory; of a dataset folder,
+    the digest of its parts' relative paths and digests, in path order."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for part in dataset_parts(path, path.stem):
+            digest.update(f"{part.relative_to(path).as_posix()}\0{file_sha256(part)}\n"
+                          .encode())
+        return digest.hexdigest()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def _parquet_source(path: Path, name: str) -> Path | list[Path]:
+    return dataset_parts(path, name) if path.is_dir() else path
+
+
 def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
     wanted = list(schema.columns)
     try:
-        if path.suffix == ".parquet":
-            available = pl.read_parquet_schema(path)
+        if path.suffix == ".parquet" or path.is_dir():
+            source = _parquet_source(path, schema.name)
+            available = pl.read_parquet_schema(source[0] if isinstance(source, list) else source)
             cols = [c for c in wanted if c in available]
-            return pl.read_parquet(path, columns=cols)
+            return pl.read_parquet(source, columns=cols, hive_partitioning=False)
         with path.open("rb") as handle:
             header = handle.readline()
         try:
@@ -77,6 +144,9 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
     except InputError:
         raise
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
+        if isinstance(exc, PermissionError):
+            raise AccessError(f"table '{schema.name}': cannot read {path}: "
+                              f"{os_problem(exc)}") from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if path.suffix == ".csv" and "utf-8" in first.lower():
             first += "; save it as UTF-8"
@@ -166,8 +236,8 @@ class TableBatches:
     @classmethod
     def open(cls, folder: Path, name: str, batch_rows: int = 5_000_000) -> "TableBatches":
         path = table_path(folder, name)
-        if path is None or path.suffix != ".parquet":
-            raise ValueError(f"{name}: only a parquet table can be read in batches")
+        if path is None or path.suffix != ".parquet" or not path.is_file():
+            raise ValueError(f"{name}: only a parquet file can be read in batches")
         try:
             rows = pq.ParquetFile(path).metadata.num_rows
         except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
@@ -205,10 +275,11 @@ class TableBatches:
 def parquet_rows(folder: Path, name: str) -> int | None:
     """Rows of table ``name`` from its parquet metadata (``None``: absent, or not parquet)."""
     path = table_path(folder, name)
-    if path is None or path.suffix != ".parquet":
+    if path is None or not (path.suffix == ".parquet" or path.is_dir()):
         return None
     try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        parts = dataset_parts(path, name) if path.is_dir() else [path]
+        return sum(int(pq.ParquetFile(part).metadata.num_rows) for part in parts)
     except (OSError, ValueError):
         return None
 
@@ -239,6 +310,10 @@ def read_table_as_stored(folder: Path, name: str) -> RawTable | None:
     path = table_path(folder, name)
     if path is None:
         return None
+    if path.is_dir():
+        raise InputError(name, None, f"{path.name} is a folder of Parquet parts; it is read as "
+                         "the table but cannot be rewritten: merge it into one file "
+                         f"{name}.parquet to update it")
     try:
         if path.suffix == ".parquet":
             frame = pl.read_parquet(path)
@@ -277,6 +352,10 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
     """Read every table present in ``folder`` except ``skip``; required tables must exist."""
     if not folder.is_dir():
         raise InputError("customers", None, f"input folder not found: {folder}")
+    try:  # an unreadable folder is an environment error (exit 3), not a missing table
+        os.listdir(folder)
+    except OSError as exc:
+        raise AccessError(f"cannot read the input folder {folder}: {os_problem(exc)}") from None
     tables = {}
     for name in INPUT_TABLES:
         if name in skip:
@@ -287,5 +366,5 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
     return tables
 
 
-__all__ = ["RawTable", "TableBatches", "parquet_rows", "read_inputs", "read_table",
+__all__ = ["RawTable", "TableBatches", "dataset_parts", "parquet_rows", "read_inputs", "read_table",
            "read_table_as_stored", "table_path", "file_sha256", "master_id_type", "unify_id_type"]

@@ -11,8 +11,10 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
                   one chunk; affinity path only)
 
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
-``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``). When the estimate
-exceeds the limit the run raises :class:`MemoryLimitError` (exit 2) naming the numbers and the knobs
+``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
+own limits (``ulimit -v`` less what the libraries reserve, ``ulimit -d``, the cgroup's memory
+limit). When the estimate exceeds the limit the run raises :class:`MemoryLimitError` (exit 4)
+naming the numbers and the knobs
 that shrink it, instead of being killed by the kernel half way; except that a ``scores`` table whose
 every pair would not fit a ``solver.memory_limit_gb`` the scenario sets, with
 ``solver.scores_per_customer`` unset, keeps each customer's best pairs, as many as fit
@@ -27,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Scenario
-from .errors import OptimizerError
+from .allocator import process_memory_limits
+from .errors import MemoryLimitError
 from .load import parquet_rows
 from .validate import Inputs
 
@@ -37,10 +40,6 @@ BYTES_PER_SCORES_ROW = 64
 BYTES_PER_DENSE_CELL = 160
 INPUT_COPIES = 3
 GB = 1024 ** 3
-
-
-class MemoryLimitError(OptimizerError):
-    """The run's estimated memory exceeds what it may use."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +83,15 @@ def available_memory() -> int:
 
 
 def memory_limit(scenario: Scenario) -> tuple[int, str]:
-    """The bytes a run may use and where that figure comes from."""
+    """The bytes a run may use and where that figure comes from: ``solver.memory_limit_gb``, else
+    the memory available now; either way at most what the process's limits allow (address space
+    and data segment limits, the container's cgroup limit: :func:`~optimizer.allocator.
+    process_memory_limits`), the host's free memory being no limit for a process held below it."""
     if scenario.solver.memory_limit_gb is not None:
-        return int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
-    return available_memory(), "available memory (MemAvailable)"
+        limits = [(int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb")]
+    else:
+        limits = [(available_memory(), "available memory (MemAvailable)")]
+    return min(limits + process_memory_limits(), key=lambda item: item[0])
 
 
 def stream_scores(scenario: Scenario) -> bool:
@@ -163,7 +167,8 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     if (not inputs.has_scores or scenario.solver.scores_per_customer is not None
             or scenario.solver.memory_limit_gb is None):
         return scenario, None
-    limit, source = memory_limit(scenario)
+    # the scenario's own figure, not the process's limits: the same inputs give the same plan
+    limit, source = int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
     listed = _listed_per_customer(inputs)  # counted once for every estimate below
     every = estimate_memory(inputs, scenario, listed).total
     if every <= limit:

@@ -4,6 +4,13 @@ The folder is written into a temporary sibling and renamed into place; an earlie
 same name is swapped out in the same step (atomically with ``renameat2(RENAME_EXCHANGE)`` where the
 kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
 
+Only a folder this tool wrote is ever replaced (:func:`is_run_folder`: it holds our
+``manifest.json``, or ``sweep.json`` for a sweep) or an empty one; anything else at ``output`` (the
+current folder, the data folder, a folder of runs, a file) is refused before planning by
+:func:`check_output`, which also refuses an output equal to, above or inside the data folder and
+tries the output's folder for writing (a folder made and removed again), so a read-only place is
+found before planning too. :func:`write_run_folder` checks the first again, just before it writes.
+
 A run killed while writing (SIGKILL, power loss) can leave its temporary sibling
 ``.NAME.tmp-PID-XXXXXXXX`` behind; it is never read as a run, and the next run into the same folder
 removes the siblings whose writing process is gone (see :func:`remove_stale_temps`).
@@ -27,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from .errors import AccessError, ScenarioError, os_error, os_problem
 from .problem import AssignmentProblem, Solution
 from .schemas import ASSIGNMENT_COLUMNS, OFFER_SUMMARY_COLUMNS
 from .validate import Inputs
@@ -115,10 +123,112 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
+# the files that mark a folder as written by this tool, and keys their JSON object always has
+_OUR_MARKERS = (("manifest.json", ("package_version", "scenario", "objective")),
+                ("sweep.json", ("scenario", "points")))
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder this tool wrote: it holds a ``manifest.json`` (a run) or a
+    ``sweep.json`` (a sweep) that is a JSON object with the keys this tool writes."""
+    for name, keys in _OUR_MARKERS:
+        marker = Path(path) / name
+        try:
+            if marker.is_file() and not marker.is_symlink():
+                data = json.loads(marker.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and all(key in data for key in keys):
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _refuse_foreign(output: Path) -> None:
+    """Raise :class:`ScenarioError` unless ``output`` is absent, a folder this tool wrote, or an
+    empty folder (not the current one, not a mount point: those cannot be swapped out)."""
+    if output.is_symlink():
+        raise ScenarioError(f"output {output} is a symbolic link; name the folder itself")
+    if not os.path.lexists(output):
+        return
+    if not output.is_dir():
+        raise ScenarioError(f"output {output} is an existing file, not a run folder; it is never "
+                            "replaced: choose another output")
+    if is_run_folder(output):
+        return
+    if not any(output.iterdir()) and output != Path.cwd().resolve() and not os.path.ismount(output):
+        return
+    raise ScenarioError(
+        f"output {output} is an existing folder that this tool did not write (it holds no "
+        "manifest.json of a run); it is never replaced or deleted: choose a new folder, or "
+        "remove it yourself")
+
+
+def _resolved(path: Path, what: str) -> Path:
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
+
+
+def check_output(output: Path, data: Path | None = None, replace: bool = True) -> None:
+    """Before planning: refuse an ``output`` the run must not write (:class:`ScenarioError`,
+    exit 2) or cannot write (:class:`AccessError`, exit 3).
+
+    Refused: a path that cannot be resolved (a symbolic link loop), an existing file, a folder
+    this tool did not write when the run would replace it (``replace``; see
+    :func:`is_run_folder`), the data folder, a folder above it or inside it, and a place where
+    no folder can be made (read-only file system, no permission, a file where a folder should
+    be): the nearest existing folder is tried by making and removing a folder in it."""
+    output = _resolved(output, "output")
+    if data is not None:
+        data = _resolved(data, "data folder")
+        if output == data or output in data.parents or data in output.parents:
+            place = ("is the data folder" if output == data else "holds the data folder"
+                     if output in data.parents else "is inside the data folder")
+            raise ScenarioError(f"output {output} {place} {data}; the run folder must be "
+                                "apart from its inputs: choose another output")
+    if output == Path.cwd().resolve() or output in Path.cwd().resolve().parents:
+        if not is_run_folder(output):
+            raise ScenarioError(f"output {output} is the current folder or one above it; it is "
+                                "never replaced: choose a new folder")
+    if replace:
+        _refuse_foreign(output)
+    elif os.path.lexists(output) and not output.is_dir():
+        raise ScenarioError(f"output {output} is an existing file, not a folder")
+    probe_in = output if (not replace and output.is_dir()) else output.parent
+    while not os.path.lexists(probe_in) and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ScenarioError(f"output {output}: {probe_in} is a file, not a folder")
+    try:
+        probe = probe_in / f".{output.name}.probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise AccessError(f"cannot write the output {output}: {os_problem(exc)} (tried by "
+                          f"making a folder in {probe_in}); nothing was planned") from None
+
+
 def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
     """Write every file through ``writers`` (name -> function writing that path) into a temporary
-    sibling folder, then move it into place as one step."""
+    sibling folder, then move it into place as one step.
+
+    Refuses (:class:`ScenarioError`) to replace anything but a folder this tool wrote or an empty
+    one; a failure to write (disk full, file size limit, read-only) raises :class:`AccessError`
+    and leaves no partial output."""
     output = Path(output)
+    _refuse_foreign(output)
+    try:
+        _write_run_folder(output, writers)
+    except Exception as exc:
+        if os_error(exc) is None or isinstance(exc, (AccessError, ScenarioError)):
+            raise
+        earlier = " (the earlier run is left as it was)" if is_run_folder(output) else ""
+        raise AccessError(f"cannot write the run folder {output}: {os_problem(exc)}; nothing "
+                          f"was written{earlier}") from exc
+
+
+def _write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)
     temp = output.parent / f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -170,7 +280,7 @@ def remove_stale_temps(output: Path) -> list[Path]:
     removed = []
     if not output.parent.is_dir():
         return removed
-    for kind in ("tmp", "old"):
+    for kind in ("tmp", "old", "probe"):
         for path in output.parent.glob(f".{output.name}.{kind}-*"):
             tag = path.name[len(f".{output.name}.{kind}-"):]
             pid_text, _, rest = tag.partition("-")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,7 @@ import polars as pl
 
 from . import __version__
 from .affinity import AffinityModel
-from .allocator import reusing_freed_memory
+from .allocator import reusing_freed_memory, usable_cpus
 from .candidates import best_totals, virtual_totals
 from .clv import with_given_clv
 from .config import Scenario, scenario_to_dict
@@ -32,8 +31,8 @@ from .errors import InfeasibleError, ScenarioError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
 from .memory import check_memory, fit_scores_per_customer, stream_scores
-from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
-                     table_writers, write_run_folder)
+from .output import (assignments_frame, check_output, customers_frame, json_writer,
+                     offers_summary_frame, table_writers, write_run_folder)
 from .problem import (AssignmentProblem, binding, CandidateBlock, OfferData, Prices, Solution,
                       block_from_pairs, offer_data)
 from .report import render_report
@@ -151,7 +150,7 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
 
 def _threads(scenario: Scenario) -> int:
     threads = scenario.solver.threads
-    return threads if threads > 0 else (os.cpu_count() or 1)
+    return threads if threads > 0 else usable_cpus()
 
 
 def _in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
@@ -352,6 +351,8 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     solve stops short of its tolerance, so there is no implicit start: without either, the solver
     starts from zero prices, and what was used is recorded in the manifest's ``warm_start``.
     """
+    if write:  # a folder the run may not replace, or cannot write, is refused before planning
+        check_output(scenario.output, scenario.data)
     if append_history:
         if not write:
             raise ValueError("append_history needs write=True: history records the written plan")
@@ -370,6 +371,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
     # what the run reads of history, so check can accept rows appended after it (validate.py)
     history_read = history_digest(inputs.history, scenario.week)
+    for warning in inputs.warnings:
+        log.warning("%s", warning)
     scenario, fitted = fit_scores_per_customer(inputs, scenario)
     if fitted:
         log.warning("%s (solver.scores_per_customer)", fitted)
@@ -532,6 +535,7 @@ def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, so
         "inputs": {name: {"rows": inputs.row_counts[name], "sha256": inputs.sha256[name]}
                    for name in sorted(inputs.row_counts)},
         "dropped_rows": inputs.dropped,
+        "input_warnings": list(inputs.warnings),
         "objective": solution.objective,
         "upper_bound": solution.bound,
         "gap": solution.gap,

@@ -91,6 +91,7 @@ def render_run_report(view: RunView) -> str:
         offers=view.offers_summary.sort("expected_cost", descending=True).to_dicts(),
         audit=_audit_rows(m), audit_pairs=m.get("eligibility_audit", {}).get("pairs", {}),
         shortfalls=m.get("min_customers_shortfalls", []), dropped=m.get("dropped_rows", {}),
+        input_warnings=m.get("input_warnings", []),
         deciles=(d.to_dicts() if (d := view.value_by_decile()) is not None else None),
         reach=view.offers_per_customer().to_dicts(), binding=view.binding_budgets(),
         global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view))

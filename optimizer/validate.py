@@ -41,6 +41,8 @@ class Inputs:
     scores_batches: the parquet scores table opened for reading in batches, when asked for.
     row_counts, sha256: per table as read from disk (for the manifest).
     dropped: rows left out by rule (unknown customer or product in transactions, ...).
+    warnings: what the user should know about the inputs although they are valid (most of a
+        history or redemptions table matching nothing).
     id_is_int: whether each ID kind (customer_id, product_id, offer_id) is integer-typed.
     scores_sorted: whether ``scores`` rows are already in (customer, offer) index order.
     """
@@ -57,6 +59,7 @@ class Inputs:
     row_counts: dict[str, int] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     id_is_int: dict[str, bool] = field(default_factory=dict)
     scores_sorted: bool = False
     scores_batches: TableBatches | None = None
@@ -234,7 +237,8 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
     (``Inputs.scores_batches``) instead of read whole; its rows are checked as they are read."""
     folder = Path(folder)
     batches = None
-    if stream_scores and (table_path(folder, "scores") or Path()).suffix == ".parquet":
+    scores_path = table_path(folder, "scores") or Path()
+    if stream_scores and scores_path.suffix == ".parquet" and scores_path.is_file():
         batches = TableBatches.open(folder, "scores")
     raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
     for name, table in raw.items():
@@ -283,8 +287,10 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
                    ~pl.col("rule").is_in(list(RESTRICTION_RULES)),
                    "rule must be 'exclude' or 'opt_in'")
 
-    history = _validate_sends("history", raw.get("history"), customers, offers, dropped)
-    redemptions = _validate_sends("redemptions", raw.get("redemptions"), customers, offers, dropped)
+    warnings: list[str] = []
+    history = _validate_sends("history", raw.get("history"), customers, offers, dropped, warnings)
+    redemptions = _validate_sends("redemptions", raw.get("redemptions"), customers, offers,
+                                  dropped, warnings)
 
     scores, scores_sorted = None, False
     if "scores" in raw:
@@ -301,7 +307,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
         customers=customers, products=products, offers=offers, transactions=transactions,
         offer_products=offer_products, restrictions=restrictions, history=history,
         redemptions=redemptions, scores=scores,
-        row_counts=row_counts, sha256=sha256, dropped=dropped,
+        row_counts=row_counts, sha256=sha256, dropped=dropped, warnings=warnings,
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
         scores_sorted=scores_sorted, scores_batches=batches,
@@ -379,9 +385,38 @@ def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, product
     return frame.filter(pl.col("c").is_not_null() & pl.col("p").is_not_null())
 
 
+# above this share of a history or redemptions table's rows naming no known customer or offer,
+# the run warns: rows of gone customers and offers are normal, most of the table is a mismatch
+UNMATCHED_WARNING_SHARE = 0.5
+
+
+def _unmatched_warning(name: str, frame: pl.DataFrame, known: pl.Series) -> str | None:
+    """A warning when most of a ``history`` or ``redemptions`` table's rows match nothing (for
+    example zero-padded text IDs against integer offers): their rules and models would silently
+    lose those rows."""
+    rows, unmatched = frame.height, int((~known).sum())
+    if rows == 0 or unmatched / rows <= UNMATCHED_WARNING_SHARE:
+        return None
+    parts = []
+    for id_col, index, master in (("customer_id", "c", "customers"), ("offer_id", "o", "offers")):
+        missing = frame.filter(pl.col(index).is_null())
+        if missing.height:
+            sample = ", ".join(repr(v) for v in missing.get_column(id_col).unique(maintain_order=True)
+                               .head(3).to_list())
+            parts.append(f"{missing.height:,} name {id_col}s not in {master} (e.g. {sample})")
+    rule = ("cooldowns and the frequency window do not see them" if name == "history"
+            else "the models do not learn from them")
+    return (f"table '{name}': {'all' if unmatched == rows else 'most'} of its rows "
+            f"({unmatched:,} of {rows:,}) match no customer or offer and are left out, so {rule}: "
+            f"{'; '.join(parts)}. IDs must equal the master tables' IDs (text such as '00123' "
+            "is not the integer 123)")
+
+
 def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
-                    offers: pl.DataFrame, dropped: dict[str, int]) -> pl.DataFrame | None:
-    """History and redemptions may name customers and offers that are gone: those rows are dropped."""
+                    offers: pl.DataFrame, dropped: dict[str, int], warnings: list[str]
+                    ) -> pl.DataFrame | None:
+    """History and redemptions may name customers and offers that are gone: those rows are
+    dropped (counted in ``dropped``; a warning added to ``warnings`` when they are most rows)."""
     if table is None:
         return None
     frame = table.frame
@@ -389,6 +424,9 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
     frame = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
     known = frame.get_column("c").is_not_null() & frame.get_column("o").is_not_null()
     dropped[f"{name}_unknown_customer_or_offer"] = int((~known).sum())
+    warning = _unmatched_warning(name, frame, known)
+    if warning:
+        warnings.append(warning)
     # the rules and models read c, o and week only: the ID columns would be 16 bytes a row
     # (1.2 GB of history at ten million customers)
     frame = frame.select("c", "o", "week")

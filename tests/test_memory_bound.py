@@ -31,7 +31,7 @@ def test_affinity_run_over_the_limit_fails_early_naming_the_knobs(tmp_path, demo
     scenario = write_scenario(tmp_path / "s.toml", data=str(demo), output="run",
                               solver={"memory_limit_gb": 1e-6})
     result = CliRunner().invoke(main, ["run", str(scenario)])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 4, result.output  # 4: out of memory (optimizer/errors.py)
     text = " ".join(result.output.split())
     assert "solver.memory_limit_gb" in text and "affinity.candidates_per_customer" in text
     assert "200 customers x 15 offers" in text and "GB" in text
@@ -74,7 +74,7 @@ def test_scores_path_counts_the_padded_chunks(tmp_path, rows_sorted):
     assert estimate.candidate_slots == 2 * 5 + 2 * 1  # chunk {1, 2} is 5 wide, {3, 4} is 1
     assert estimate.working_chunk == 0
     refused = CliRunner().invoke(main, ["run", str(path), "--set", "solver.memory_limit_gb=1e-9"])
-    assert refused.exit_code == 2 and "scores table" in " ".join(refused.output.split())
+    assert refused.exit_code == 4 and "scores table" in " ".join(refused.output.split())
 
 
 def test_default_limit_is_the_available_memory():

@@ -259,7 +259,9 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
     totals = np.empty(n)
     _respond(value, cost, offer, cap.astype(np.int64, copy=False), budget_price, count_price,
              float(global_price), bonus, primary.astype(np.int64, copy=False),
-             -1 if per_category is None else int(per_category), chosen, totals,
+             # a row holds ``slots`` offers: a larger cap binds no more, and the kernel's
+             # per-category buffers are sized by it (a cap of 2**31 - 1 failed to allocate)
+             -1 if per_category is None else min(int(per_category), slots), chosen, totals,
              _EMPTY_2D if margin is None else margin)
     return chosen, totals
 

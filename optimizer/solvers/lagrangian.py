@@ -20,7 +20,6 @@ status, never an exception).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
+from ..allocator import usable_cpus
 from ..errors import SolverError
 from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from .lp import solve_lp
@@ -232,7 +232,7 @@ class _Runner:
     loops); results come back in block order, so the answer is the same for any thread count."""
 
     def __init__(self, threads: int) -> None:
-        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
+        self.threads = threads if threads > 0 else usable_cpus()
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def __call__(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
