@@ -70,7 +70,7 @@ import numpy as np
 import polars as pl
 
 from .config import Scenario
-from .errors import InputError
+from .errors import InputError, OptimizerError
 from .load import unify_id_type
 from .schemas import ASSIGNMENT_COLUMNS, normalize_category_name
 from .memory import stream_scores
@@ -179,7 +179,8 @@ def _numbers(series: pl.Series, keep_int: bool = False) -> pl.Series:
 
 def _read_assignments(run_dir: Path) -> pl.DataFrame:
     if not run_dir.is_dir():
-        raise InputError("assignments", None, f"run folder not found: {run_dir}")
+        raise OptimizerError(f"run folder not found: {run_dir} (run the scenario first, or "
+                             "name the folder that offeropt run wrote)")
     found = _read_run_table(run_dir, "assignments")
     if found is None:
         raise InputError("assignments", None,

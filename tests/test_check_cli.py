@@ -80,4 +80,17 @@ def test_check_of_a_missing_run_exits_2(tmp_path):
     write_inputs(tmp_path / "data")
     result = CliRunner().invoke(main, ["check", str(write_scenario(tmp_path))])
     assert result.exit_code == 2
-    assert "assignments" in result.output
+    assert "run folder not found" in " ".join(result.output.split())
+
+
+def test_a_missing_run_folder_is_not_blamed_on_a_table(tmp_path):
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "x"\nweek = 1\ndata = "data"\noutput = "run"\n')
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(main, ["check", str(scenario), str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "run folder not found" in message and "table" not in message, message
