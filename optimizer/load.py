@@ -122,9 +122,11 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
     try:
         if path.suffix == ".parquet" or path.is_dir():
             source = _parquet_source(path, schema.name)
-            available = pl.read_parquet_schema(source[0] if isinstance(source, list) else source)
+            # pyarrow reads the schema of the path as written (polars would expand "[...]")
+            available = pq.read_schema(source[0] if isinstance(source, list) else source).names
             cols = [c for c in wanted if c in available]
-            return pl.read_parquet(source, columns=cols, hive_partitioning=False)
+            # glob=False: a folder named "week [40]" is a path, not a pattern
+            return pl.read_parquet(source, columns=cols, hive_partitioning=False, glob=False)
         with path.open("rb") as handle:
             header = handle.readline()
         try:
@@ -255,8 +257,8 @@ class TableBatches:
         schema = INPUT_TABLES[self.name]
         try:
             metadata = pq.ParquetFile(self.path).metadata
-            columns = [c for c in schema.columns if c in pl.read_parquet_schema(self.path)]
-            scan = pl.scan_parquet(self.path).select(columns)
+            columns = [c for c in schema.columns if c in pq.read_schema(self.path).names]
+            scan = pl.scan_parquet(self.path, glob=False).select(columns)
             start = 0
             for group in range(metadata.num_row_groups):
                 rows = metadata.row_group(group).num_rows
@@ -316,7 +318,7 @@ def read_table_as_stored(folder: Path, name: str) -> RawTable | None:
                          f"{name}.parquet to update it")
     try:
         if path.suffix == ".parquet":
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(path, glob=False)
         else:
             frame = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False)
     except (pl.exceptions.PolarsError, OSError) as exc:

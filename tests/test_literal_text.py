@@ -108,3 +108,21 @@ def test_error_messages_print_paths_as_written(world):
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit), result.exception
     assert "error:" in result.output and "no run [/] here" in _flat(result.output)
+
+
+def test_a_data_folder_with_brackets_is_a_path_not_a_pattern(tmp_path):
+    """polars reads ``[...]`` in a path as a glob unless told otherwise; run and check must not."""
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+    from optimizer.synthetic import write_demo_data
+
+    data = tmp_path / "week [40]"
+    write_demo_data(data, customers=200, offers=10, seed=2)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "b"\nweek = 40\ndata = "week [40]"\noutput = "run [40]"\n'
+                        '[solver]\nmax_iterations = 2\n')
+    ran = CliRunner().invoke(main, ["run", str(scenario), "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    checked = CliRunner().invoke(main, ["check", str(scenario)])
+    assert checked.exit_code == 0, checked.output
