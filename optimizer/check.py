@@ -1,6 +1,6 @@
 """The independent verifier behind ``offeropt check SCENARIO [RUN_DIR]``.
 
-It re-reads the scenario's inputs (through :mod:`optimizer.validate`) and a run's output folder, and
+It re-reads the scenario's inputs (through :mod:`optimizer.io.validate`) and a run's output folder, and
 re-derives every hard rule of docs/contract.md ("How each rule reads") from the raw tables with polars
 joins and group-bys. By design it shares nothing with the solve path but the foundation (``load``,
 ``validate``, ``schemas``, ``config``, ``errors``): a bug in eligibility or in a solver cannot hide
@@ -61,12 +61,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .config import Scenario
-from .errors import InputError
-from .load import unify_id_type
-from .schemas import ASSIGNMENT_COLUMNS, normalize_category_name
-from .memory import stream_scores
-from .validate import Inputs, checked_scores, load_inputs
+from optimizer.core.config import Scenario
+from optimizer.core.errors import InputError
+from optimizer.core.schemas import ASSIGNMENT_COLUMNS, normalize_category_name
+from optimizer.io.load import unify_id_type
+from optimizer.io.memory import stream_scores
+from optimizer.io.validate import Inputs, checked_scores, load_inputs
 
 log = logging.getLogger(__name__)
 
@@ -627,7 +627,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
     output folder), re-deriving each rule from the scenario's input tables.
 
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file
-    is missing or unreadable, and whatever :func:`optimizer.validate.load_inputs` raises for bad
+    is missing or unreadable, and whatever :func:`optimizer.io.validate.load_inputs` raises for bad
     inputs. Rule breaches are returned as :class:`Violation` s, never raised.
     """
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)

@@ -1,5 +1,8 @@
 """``offeropt``: the command line, a thin layer over the library.
 
+:func:`entry` is the program (``offeropt`` and ``python -m optimizer``): it sets the allocator up
+before polars loads, so the commands import the polars-using modules inside their bodies.
+
 The only module that imports click. Any :class:`OptimizerError` becomes a message on stderr and
 exit code 2; ``offeropt check`` exits 1 when a run breaks a rule.
 """
@@ -15,8 +18,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .errors import OptimizerError
+from optimizer import __version__
+from optimizer.core.allocator import configure_polars_allocator
+from optimizer.core.errors import OptimizerError
 
 err_console = Console(stderr=True)
 
@@ -37,6 +41,12 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+def entry() -> None:
+    """The ``offeropt`` program: the allocator's settings, then the command line."""
+    configure_polars_allocator()
+    main()
 
 
 @main.command()
@@ -67,8 +77,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     """
     if replace_week and not append_history:
         raise click.UsageError("--replace-week only applies with --append-history")
-    from .config import load_scenario
-    from .pipeline import run_scenario
+    from optimizer.apps.pipeline import run_scenario
+    from optimizer.core.config import load_scenario
 
     console = Console(stderr=True, quiet=quiet or as_json)
 
@@ -136,8 +146,8 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...]) -> N
 
     Example: offeropt check scenarios/demo.toml runs/demo
     """
-    from .check import check_run
-    from .config import load_scenario
+    from optimizer.check import check_run
+    from optimizer.core.config import load_scenario
 
     try:
         report = check_run(load_scenario(scenario, overrides), run_dir)
@@ -174,7 +184,7 @@ def demo_data(out_dir: Path, customers: int, offers: int, seed: int,
 
     Example: offeropt demo-data data/demo --customers 20000 --offers 200 --seed 0
     """
-    from .synthetic import write_demo_data
+    from optimizer.apps.synthetic import write_demo_data
 
     console = Console(stderr=True)
     counts = write_demo_data(out_dir, customers, offers, seed,
@@ -216,8 +226,8 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
 
     Example: offeropt compare runs/demo runs/demo_budget_cut --html runs/compare.html
     """
-    from .compare import TOTAL_KEYS, compare_runs, render_compare
-    from .output import write_text_file
+    from optimizer.io.runfolder import write_text_file
+    from optimizer.report.compare import TOTAL_KEYS, compare_runs, render_compare
 
     try:
         comparison = compare_runs(run_dirs, sample=sample)
@@ -288,8 +298,8 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
     """
     from rich.progress import Progress as Bar
 
-    from .config import load_scenario
-    from .sweep import parse_range, sweep_budget, write_sweep
+    from optimizer.apps.sweep import parse_range, sweep_budget, write_sweep
+    from optimizer.core.config import load_scenario
 
     console = Console(stderr=True, quiet=quiet or as_json)
     try:
@@ -342,8 +352,8 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
 
     Example: offeropt explain scenarios/demo.toml 42 --run runs/demo
     """
-    from .config import load_scenario
-    from .explain import explain_customer
+    from optimizer.apps.explain import explain_customer
+    from optimizer.core.config import load_scenario
 
     try:
         result = explain_customer(load_scenario(scenario, overrides), customer_id, run_dir)
@@ -386,8 +396,8 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
 
     Example: offeropt backtest scenarios/demo.toml --holdout-weeks 4
     """
-    from .backtest import run_backtest, write_backtest
-    from .config import load_scenario
+    from optimizer.apps.backtest import run_backtest, write_backtest
+    from optimizer.core.config import load_scenario
 
     try:
         loaded = load_scenario(scenario, overrides)

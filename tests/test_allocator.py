@@ -1,4 +1,4 @@
-"""The allocator setting the solve runs under (optimizer/allocator.py)."""
+"""The allocator setting the solve runs under (optimizer/core/allocator.py)."""
 from __future__ import annotations
 
 import platform
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from optimizer.allocator import reusing_freed_memory
+from optimizer.core.allocator import reusing_freed_memory
 
 _GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -24,7 +24,7 @@ def test_freed_memory_is_kept_inside_and_released_after() -> None:
     # stays resident inside the block, and is handed back when the block ends
     code = (
         "import numpy as np\n"
-        "from optimizer.allocator import reusing_freed_memory\n"
+        "from optimizer.core.allocator import reusing_freed_memory\n"
         "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
         "with reusing_freed_memory() as kept:\n"
         "    assert kept\n"

@@ -276,7 +276,7 @@ def resolve_relative(node: ast.ImportFrom, here: str, is_package: bool, names: N
     candidates = [absolute(REVERSE.get(here, here)), absolute(here)]
     for candidate in candidates:
         if names.known(candidate) and (node.module or all(
-                names.known(f"{candidate}.{a.name}") or candidate in MOVES for a in node.names)):
+                names.known(f"{candidate}.{a.name}") for a in node.names)):
             return candidate
     for candidate in candidates:
         if names.known(candidate):
