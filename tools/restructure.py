@@ -18,8 +18,8 @@ It is idempotent, and meant to be run again after merging a branch written again
 4. In ``tests/``: test helpers are imported as ``tests.tiny_world`` (tests is a package); the
    ``try: from tiny_world ... except ImportError: from tests.tiny_world ...`` pairs collapse to one
    import and ``sys.path.insert(0, <tests dir>)`` lines go.
-5. Sorts the imports of the files it changed with ``ruff --select I`` (and drops unused imports in
-   changed test files) when ruff is installed.
+5. Sorts the imports of the files it changed with ``ruff --select I`` (and drops the imports left
+   unused in test files that lost their ``sys.path`` line) when ruff is installed.
 
 A module that is not in :data:`MOVES` (a new one from another branch) gets its imports rewritten
 but stays where it is: add a row to :data:`MOVES` to move it.
@@ -384,15 +384,15 @@ def _sys_path_insert(node: ast.stmt, source: str) -> bool:
             and "__file__" in (ast.get_source_segment(source, node) or ""))
 
 
-def rewrite_file(path: Path, names: Names, helpers: set[str]) -> bool:
-    """Rewrite one Python file in place; True when it changed."""
+def rewrite_file(path: Path, names: Names, helpers: set[str]) -> tuple[bool, bool]:
+    """Rewrite one Python file in place: (whether it changed, whether a ``sys.path`` line went)."""
     source = path.read_text(encoding="utf-8")
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
         print(f"warning: {path.relative_to(ROOT)} does not parse ({exc}); left alone",
               file=sys.stderr)
-        return False
+        return False, False
     lines = source.splitlines(keepends=True)
     here = module_of(path)
     is_package = path.name == "__init__.py"
@@ -472,8 +472,7 @@ def rewrite_file(path: Path, names: Names, helpers: set[str]) -> bool:
     new = "".join(out)
     if new != source:
         path.write_text(new, encoding="utf-8")
-        return True
-    return False
+    return new != source, any(text is None for _, _, text in edits)
 
 
 def rewrite_doc(path: Path, names: Names) -> bool:
@@ -511,7 +510,11 @@ def main() -> int:
         return 0
     names = Names()
     helpers = test_helpers()
-    changed = [p for p in python_files() if rewrite_file(p, names, helpers)]
+    changed, unpathed = [], []
+    for path in python_files():
+        did, removed_sys_path = rewrite_file(path, names, helpers)
+        changed += [path] if did else []
+        unpathed += [str(path)] if removed_sys_path else []
     changed_docs = [p for p in doc_files() if rewrite_doc(p, names)]
     for p in changed + changed_docs:
         print("rewrote", p.relative_to(ROOT))
@@ -519,10 +522,9 @@ def main() -> int:
     if changed and ruff:
         subprocess.run([ruff, "check", "--quiet", "--fix", "--select", "I", "--exit-zero",
                         *map(str, changed)], cwd=ROOT, check=True)
-        tests = [str(p) for p in changed if p.relative_to(ROOT).parts[0] == "tests"]
-        if tests:
+        if unpathed:  # their `sys` / `Path` imports may now be unused
             subprocess.run([ruff, "check", "--quiet", "--fix", "--select", "F401", "--exit-zero",
-                            *tests], cwd=ROOT, check=True)
+                            *unpathed], cwd=ROOT, check=True)
     elif changed:
         print("note: ruff not found; sort the imports of the rewritten files with "
               "`ruff check --fix --select I`", file=sys.stderr)
