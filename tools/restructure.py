@@ -14,7 +14,8 @@ It is idempotent, and meant to be run again after merging a branch written again
    are imported from there. Only the lines of import statements (found with :mod:`ast`) change.
 3. Rewrites dotted references in the other lines (``"optimizer.output.X"`` monkeypatch targets,
    ``optimizer.solvers.kernels.respond`` in docstrings) and ``optimizer/x.py`` paths in comments,
-   in those files and in the Markdown docs.
+   in those files and in the Markdown docs (there also `` `solvers/kernels.py` ``, a path inside
+   the package in backticks).
 4. In ``tests/``: test helpers are imported as ``tests.tiny_world`` (tests is a package); the
    ``try: from tiny_world ... except ImportError: from tests.tiny_world ...`` pairs collapse to one
    import and ``sys.path.insert(0, <tests dir>)`` lines go.
@@ -475,9 +476,20 @@ def rewrite_file(path: Path, names: Names, helpers: set[str]) -> tuple[bool, boo
     return new != source, any(text is None for _, _, text in edits)
 
 
+SHORT_PATH = re.compile(r"`((?:[A-Za-z_]\w*/)*[A-Za-z_]\w*\.py)`")
+
+
 def rewrite_doc(path: Path, names: Names) -> bool:
+    """Markdown: dotted names and paths as in code, and `` `solvers/kernels.py` `` (a path inside
+    the package, in backticks) too."""
+    def short(m: re.Match[str]) -> str:
+        module = f"{PACKAGE}.{m.group(1)[: -len('.py')].replace('/', '.')}"
+        if module not in MOVES or module in OLD_PACKAGES:
+            return m.group(0)
+        return f"`{MOVES[module].removeprefix(PACKAGE + '.').replace('.', '/')}.py`"
+
     source = path.read_text(encoding="utf-8")
-    new = rewrite_text(source, names)
+    new = SHORT_PATH.sub(short, rewrite_text(source, names))
     if new != source:
         path.write_text(new, encoding="utf-8")
         return True

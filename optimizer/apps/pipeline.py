@@ -442,7 +442,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     if warm_start is None and truncated:  # the prices that chose the kept pairs: a good start
         warm_start = selection.get("prices")
     # the solver zeroes prices on constraints this scenario lacks
-    # (solvers/lagrangian.admissible_prices)
+    # (solve/lagrangian/method.admissible_prices)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
                      progress=on_iteration)
     stages.stop()
