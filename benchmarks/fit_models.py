@@ -4,7 +4,7 @@ Usage: python benchmarks/fit_models.py [--customers 1000000] [--offers 500] [--d
 
 Writes demo data with ``write_demo_data`` into a temporary folder (or uses ``--data``), fits
 features, BG/NBD, Gamma-Gamma and the redemption propensity for week 40 exactly as ``offeropt
-run`` does (``optimizer.scoring.fit_scoring``), and prints one table: customers, transactions,
+run`` does (``optimizer.scoring.fit.fit_scoring``), and prints one table: customers, transactions,
 seconds per stage, peak memory (``resource.getrusage``) and the log-likelihoods. The generated
 data are deleted afterwards unless ``--keep``.
 """
@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from optimizer.config import scenario_from_dict
-from optimizer.features import offer_categories
-from optimizer.scoring import fit_scoring
-from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
-from optimizer.validate import load_inputs
+from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.core.config import scenario_from_dict
+from optimizer.io.validate import load_inputs
+from optimizer.scoring.features import offer_categories
+from optimizer.scoring.fit import fit_scoring
 
 
 def main() -> None:

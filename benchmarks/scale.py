@@ -14,7 +14,7 @@ offer as a candidate; per-customer cap 5; offer budgets binding for about half t
 binding global budget; no category cap) and solves each with the scale method
 (``solve_lagrangian``), GLOP and PDLP (LP relaxation) and SCIP (the integer program). The OR-Tools
 models are built from numpy arrays in one call (``model_builder``'s
-``fill_model_from_sparse_data``); the pywraplp model of ``optimizer/solvers/exact.py`` (a Python loop
+``fill_model_from_sparse_data``); the pywraplp model of ``optimizer/solve/exact.py`` (a Python loop
 over pairs) is also timed, with GLOP, where it fits the time limit, to show its build cost.
 
 ``e2e`` writes (or reuses) a synthetic input folder, writes a scenario TOML and runs ``offeropt run``
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData
 
 OUT = Path(__file__).resolve().parent / "out"
 CAP = 5
@@ -178,17 +178,23 @@ def lp_data(problem: AssignmentProblem) -> LPData:
     budget_row[finite_b] = next_row + np.arange(int(finite_b.sum()))
     next_row += int(finite_b.sum())
     keep = budget_row[offer] >= 0
-    rows.append(budget_row[offer][keep]); cols.append(var[keep]); data.append(cost[keep])
+    rows.append(budget_row[offer][keep])
+    cols.append(var[keep])
+    data.append(cost[keep])
     rhs.append(offers.budget[finite_b])
     count_row = np.full(offers.n_offers, -1, dtype=np.int64)
     finite_c = np.isfinite(offers.max_customers)
     count_row[finite_c] = next_row + np.arange(int(finite_c.sum()))
     next_row += int(finite_c.sum())
     keep = count_row[offer] >= 0
-    rows.append(count_row[offer][keep]); cols.append(var[keep]); data.append(np.ones(int(keep.sum())))
+    rows.append(count_row[offer][keep])
+    cols.append(var[keep])
+    data.append(np.ones(int(keep.sum())))
     rhs.append(offers.max_customers[finite_c])
     if np.isfinite(problem.global_budget):
-        rows.append(np.full(n, next_row)); cols.append(var); data.append(cost)
+        rows.append(np.full(n, next_row))
+        cols.append(var)
+        data.append(cost)
         rhs.append(np.array([problem.global_budget]))
         next_row += 1
     A = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
@@ -250,8 +256,8 @@ def solve_ortools(lp: LPData, backend: str, integer: bool, time_limit: float,
 
 
 def solve_exact_py(problem: AssignmentProblem, backend: str, time_limit: float) -> dict[str, Any]:
-    """``optimizer.solvers.exact.solve_exact`` with its build timed: total minus its solve."""
-    from optimizer.solvers.exact import solve_exact
+    """``optimizer.solve.exact.solve_exact`` with its build timed: total minus its solve."""
+    from optimizer.solve.exact import solve_exact
 
     tick = time.perf_counter()
     sol = solve_exact(problem, time_limit_s=time_limit, relax=True, backend=backend)
@@ -263,9 +269,9 @@ def solve_exact_py(problem: AssignmentProblem, backend: str, time_limit: float) 
 
 def solve_ours(problem: AssignmentProblem, gap: float, time_limit: float) -> dict[str, Any]:
     """The product's solver as ``offeropt run`` calls it: price passes, then the core polish."""
-    from optimizer.config import Solver
-    from optimizer.solvers import solve
-    from optimizer.solvers.lagrangian import LagrangianSettings, sample_prices
+    from optimizer.core.config import Solver
+    from optimizer.solve import solve
+    from optimizer.solve.lagrangian.method import LagrangianSettings, sample_prices
 
     sample_customers = LagrangianSettings().sample_customers
     tick = time.perf_counter()
@@ -439,9 +445,9 @@ def summarise(customers: int, offers: int, info: dict[str, Any], gen_s: float,
 
 
 def print_solver_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
-    from rich import box
 
     console = Console(width=200)
     table = Table(title=f"Solvers, all-pairs instances, gap tolerance {args.gap:g} "
@@ -514,7 +520,7 @@ def ensure_data(args: argparse.Namespace) -> tuple[Path, float | None]:
     """The input folder: ``--data`` as given, else a cached folder under benchmarks/out/data."""
     if args.data is not None:
         return args.data.resolve(), None
-    from optimizer.synthetic import write_demo_data
+    from optimizer.apps.synthetic import write_demo_data
 
     kind = "tx" if args.transactions else f"scores-k{args.scores_per_customer}"
     folder = OUT / "data" / f"{kind}-c{args.customers}-o{args.offers}-s{args.seed}"
@@ -658,9 +664,9 @@ def cmd_e2e(args: argparse.Namespace) -> None:
 
 
 def print_e2e_table(result: dict[str, Any], args: argparse.Namespace) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
-    from rich import box
 
     runs = result["runs"]
     last = runs[-1]

@@ -1,4 +1,4 @@
 """``python -m optimizer``: the same as the ``offeropt`` command."""
-from .cli import main
+from optimizer.cli import entry
 
-main()
+entry()

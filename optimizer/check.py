@@ -1,6 +1,6 @@
 """The independent verifier behind ``offeropt check SCENARIO [RUN_DIR]``.
 
-It re-reads the scenario's inputs (through :mod:`optimizer.validate`) and a run's output folder, and
+It re-reads the scenario's inputs (through :mod:`optimizer.io.validate`) and a run's output folder, and
 re-derives every hard rule of docs/contract.md ("How each rule reads") from the raw tables with polars
 joins and group-bys. By design it shares nothing with the solve path but the foundation (``load``,
 ``validate``, ``schemas``, ``config``, ``errors``): a bug in eligibility or in a solver cannot hide
@@ -69,12 +69,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .config import Scenario
-from .errors import InputError, OptimizerError
-from .load import unify_id_type
-from .schemas import ASSIGNMENT_COLUMNS, normalize_category_name
-from .memory import stream_scores
-from .validate import Inputs, checked_scores, load_inputs
+from optimizer.core.config import Scenario
+from optimizer.core.errors import InputError, OptimizerError
+from optimizer.core.schemas import ASSIGNMENT_COLUMNS, normalize_category_name
+from optimizer.io.load import unify_id_type
+from optimizer.io.memory import stream_scores
+from optimizer.io.validate import Inputs, checked_scores, load_inputs
 
 log = logging.getLogger(__name__)
 
@@ -585,12 +585,12 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     file and figure of the run (:mod:`optimizer.check_outputs`).
 
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file
-    is missing or unreadable, whatever :func:`optimizer.validate.load_inputs` raises for bad
+    is missing or unreadable, whatever :func:`optimizer.io.validate.load_inputs` raises for bad
     inputs, and :class:`~optimizer.check_outputs.RunMismatch` when the run's manifest records
     another scenario or other inputs than the ones given, unless ``force`` (then the differences
     are the report's ``notes``). Rule breaches are returned as :class:`Violation` s, never raised.
     """
-    from . import check_outputs  # it builds on this module's helpers
+    from optimizer import check_outputs  # it builds on this module's helpers
 
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)
     raw = _read_assignments(run_dir)
@@ -624,7 +624,7 @@ def indexed_assignments(raw: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
 def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
     """Every hard rule and every per-row figure of one assignments table (``raw``, as
     :func:`assignments_table` returns it)."""
-    from .check_outputs import check_rank_order
+    from optimizer.check_outputs import check_rank_order
 
     week = scenario.week
     a = indexed_assignments(raw, inputs)

@@ -11,7 +11,7 @@ everything else the run published, and that the run was made from the scenario a
   by content; a run folder may be moved), ``extends``, and ``solver.scores_per_customer`` when the
   run set it itself to fit memory. A ``history`` that only gained rows of the planning week or
   later (``--append-history``) is the same history: the manifest's
-  ``history_before_week_sha256`` (:func:`optimizer.validate.history_digest`) is compared instead.
+  ``history_before_week_sha256`` (:func:`optimizer.io.validate.history_digest`) is compared instead.
 - **Copies agree** (rule ``published_files``): ``assignments.parquet`` and ``assignments.csv``
   (and the two ``offers_summary`` files) hold the same columns and the same rows in the same
   order; a CSV number agrees when it is the Parquet value at the precision the CSV prints (within
@@ -43,12 +43,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .check import (SUMMARY_ATOL, SUMMARY_RTOL, Violation, _attach_index, _close, _fmt,
-                    _id_column, _numbers, _sample, assignments_table, indexed_assignments,
-                    rule_violations)
-from .config import Scenario, scenario_to_dict
-from .errors import InputError, ScenarioError
-from .validate import Inputs, history_digest
+from optimizer.check import (
+    SUMMARY_ATOL,
+    SUMMARY_RTOL,
+    Violation,
+    _attach_index,
+    _close,
+    _fmt,
+    _id_column,
+    _numbers,
+    _sample,
+    assignments_table,
+    indexed_assignments,
+    rule_violations,
+)
+from optimizer.core.config import Scenario, scenario_to_dict
+from optimizer.core.errors import InputError, ScenarioError
+from optimizer.io.validate import Inputs, history_digest
 
 FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
 SCORE_RTOL, SCORE_ATOL = 1e-9, 1e-12       # score == the objective's formula

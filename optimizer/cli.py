@@ -1,7 +1,10 @@
 """``offeropt``: the command line, a thin layer over the library.
 
+:func:`entry` is the program (``offeropt`` and ``python -m optimizer``): it sets the allocator up
+before polars loads, so the commands import the polars-using modules inside their bodies.
+
 The only module that imports click. Errors become a message on stderr and the exit code that
-:func:`optimizer.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of memory;
+:func:`optimizer.core.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of memory;
 ``offeropt check`` exits 1 when a run breaks a rule), caught once, in :class:`_Main`.
 
 Names, IDs, paths and messages are data: they reach rich only as :class:`rich.text.Text` (see
@@ -21,8 +24,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
-from .errors import MemoryLimitError, OptimizerError, describe, exit_code
+from optimizer import __version__
+from optimizer.core.allocator import configure_polars_allocator
+from optimizer.core.errors import MemoryLimitError, OptimizerError, describe, exit_code
 
 err_console = Console(stderr=True)
 
@@ -39,7 +43,7 @@ def _fail(exc: BaseException) -> None:
 
 class _Main(click.Group):
     """The command group; maps the errors a command raises to their documented exit codes
-    (:func:`optimizer.errors.exit_code`): an operating-system error, an allocation failure or an
+    (:func:`optimizer.core.errors.exit_code`): an operating-system error, an allocation failure or an
     error of the optimizer ends with its message instead of a traceback and exit code 1 (which
     is ``check``'s "violations found")."""
 
@@ -70,10 +74,16 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .allocator import address_space_shortfall
+    from optimizer.core.allocator import address_space_shortfall
     shortfall = address_space_shortfall()  # before polars and numba load: they would abort
     if shortfall:
         _fail(MemoryLimitError(shortfall))
+
+
+def entry() -> None:
+    """The ``offeropt`` program: the allocator's settings, then the command line."""
+    configure_polars_allocator()
+    main()
 
 
 @main.command()
@@ -104,8 +114,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     """
     if replace_week and not append_history:
         raise click.UsageError("--replace-week only applies with --append-history")
-    from .config import load_scenario
-    from .pipeline import run_scenario
+    from optimizer.apps.pipeline import run_scenario
+    from optimizer.core.config import load_scenario
 
     console = Console(stderr=True, quiet=quiet or as_json)
 
@@ -177,8 +187,8 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], forc
 
     Example: offeropt check scenarios/demo.toml runs/demo
     """
-    from .check import check_run
-    from .config import load_scenario
+    from optimizer.check import check_run
+    from optimizer.core.config import load_scenario
 
     try:
         report = check_run(load_scenario(scenario, overrides), run_dir, force=force)
@@ -218,7 +228,7 @@ def demo_data(out_dir: Path, customers: int, offers: int, seed: int,
 
     Example: offeropt demo-data data/demo --customers 20000 --offers 200 --seed 0
     """
-    from .synthetic import write_demo_data
+    from optimizer.apps.synthetic import write_demo_data
 
     console = Console(stderr=True)
     counts = write_demo_data(out_dir, customers, offers, seed,
@@ -259,8 +269,8 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
 
     Example: offeropt compare runs/demo runs/demo_budget_cut --html runs/compare.html
     """
-    from .compare import TOTAL_KEYS, compare_runs, render_compare
-    from .output import write_text_file
+    from optimizer.io.runfolder import write_text_file
+    from optimizer.report.compare import TOTAL_KEYS, compare_runs, render_compare
 
     try:
         comparison = compare_runs(run_dirs, sample=sample)
@@ -331,9 +341,9 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
     """
     from rich.progress import Progress as Bar
 
-    from .config import load_scenario
-    from .output import check_output
-    from .sweep import parse_range, sweep_budget, write_sweep
+    from optimizer.apps.sweep import parse_range, sweep_budget, write_sweep
+    from optimizer.core.config import load_scenario
+    from optimizer.io.runfolder import check_output
 
     console = Console(stderr=True, quiet=quiet or as_json)
     try:
@@ -387,8 +397,8 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
 
     Example: offeropt explain scenarios/demo.toml 42 --run runs/demo
     """
-    from .config import load_scenario
-    from .explain import explain_customer
+    from optimizer.apps.explain import explain_customer
+    from optimizer.core.config import load_scenario
 
     try:
         result = explain_customer(load_scenario(scenario, overrides), customer_id, run_dir)
@@ -432,9 +442,9 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
 
     Example: offeropt backtest scenarios/demo.toml --holdout-weeks 4
     """
-    from .backtest import run_backtest, write_backtest
-    from .config import load_scenario
-    from .output import check_output
+    from optimizer.apps.backtest import run_backtest, write_backtest
+    from optimizer.core.config import load_scenario
+    from optimizer.io.runfolder import check_output
 
     try:
         loaded = load_scenario(scenario, overrides)

@@ -6,7 +6,7 @@ multi-category and category-less offers, ``restrictions`` with ``exclude`` and `
 odd spellings, ``history`` for the cooldown and the frequency window, and a ``scores`` table so
 values are controlled) and a scenario with every cap, a global budget, ``budget_scale`` and
 sensitive categories. :func:`run_with_problem` runs the real pipeline and captures the
-:class:`~optimizer.problem.AssignmentProblem` it handed to the solver, so a test can solve the very
+:class:`~optimizer.model.problem.AssignmentProblem` it handed to the solver, so a test can solve the very
 same instance exactly.
 """
 from __future__ import annotations
@@ -16,10 +16,7 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from tiny_world import WEEK, write_scenario, write_world
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import WEEK, write_scenario, write_world
+from tests.tiny_world import WEEK, write_scenario, write_world
 
 CATEGORIES = ["PORK", "BAKERY", "DAIRY", "SNACKS", "INFANT FORMULA", "FAMILY PLANNING", "BEERS"]
 SENSITIVE = ["Infant Formula", "family planning "]  # spelled unlike the products on purpose
@@ -132,10 +129,10 @@ def write_random_world(root: Path, seed: int, n_customers: int, n_offers: int,
 
 def run_with_problem(scenario, **kwargs):
     """``run_scenario(scenario, **kwargs)`` and the problem the pipeline gave its solver (the real
-    solver is called; ``optimizer.pipeline.solve`` is wrapped for the call only)."""
+    solver is called; ``optimizer.apps.pipeline.solve`` is wrapped for the call only)."""
     import pytest
 
-    import optimizer.pipeline as pipeline
+    import optimizer.apps.pipeline as pipeline
 
     captured = []
     real = pipeline.solve

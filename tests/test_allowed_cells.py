@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optimizer.eligibility import REASONS, EligibilityRules
+from optimizer.model.eligibility import REASONS, EligibilityRules
 
 
 def _random_rules(rng: np.random.Generator, n_customers: int, n_offers: int) -> EligibilityRules:
@@ -45,7 +45,7 @@ def test_allowed_is_no_reason_and_audits_every_reason(seed: int) -> None:
 def test_membership_walk_matches_isin(seed: int) -> None:
     """The sorted-walk membership both paths share, against numpy's ``isin``: keys as chunks
     lay them out (customers in order, offers in order, -1 slots stepping back)."""
-    from optimizer.eligibility import _member
+    from optimizer.model.eligibility import _member
 
     rng = np.random.default_rng(seed)
     n_offers, n_customers = 7, 40

@@ -1,9 +1,9 @@
 """Run folders are written whole or not at all, even when the run is SIGKILLed while writing.
 
-``offeropt run`` is started as a subprocess with the documented test hook
-``OFFEROPT_TEST_WRITE_DELAY_S`` (``optimizer/output.py``: sleep after each file written into the
-temporary sibling), killed with SIGKILL once its temporary folder holds k files, and the output
-folder must then be the earlier run byte for byte (or absent when there was none). A run left to
+``offeropt run`` is started as a subprocess through tests/slow_writer_cli.py (the run folder's
+writers sleep after each file written into the temporary sibling), killed with SIGKILL once its
+temporary folder holds k files, and the output folder must then be the earlier run byte for byte
+(or absent when there was none). A run left to
 finish replaces it whole (``offeropt check`` passes). Kills at random moments without the hook must
 leave one of the two. The next run removes the temporary siblings that killed runs left behind.
 """
@@ -22,13 +22,10 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-from optimizer.output import WRITE_DELAY_ENV, remove_stale_temps
+from optimizer.io.runfolder import remove_stale_temps
+from tests.tiny_world import base_world, offer, score, tree_bytes, write_scenario, write_world
 
-try:
-    from tiny_world import base_world, offer, score, tree_bytes, write_scenario, write_world
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import base_world, offer, score, tree_bytes, write_scenario, write_world
-
+SLOW_WRITER = Path(__file__).parent / "slow_writer_cli.py"
 RUN_FILES = {"assignments.parquet", "assignments.csv", "offers_summary.parquet",
              "offers_summary.csv", "report.html", "manifest.json"}
 
@@ -44,13 +41,12 @@ def scenario(tmp_path: Path) -> Path:
 
 
 def _start(scenario: Path, *overrides: str, delay: float | None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != WRITE_DELAY_ENV}
-    if delay is not None:
-        env[WRITE_DELAY_ENV] = str(delay)
     args = [sys.executable, "-m", "optimizer", "run", str(scenario), "--quiet"]
+    if delay is not None:  # the same command, each file written `delay` seconds apart
+        args[1:3] = [str(SLOW_WRITER), str(delay)]
     for text in overrides:
         args += ["--set", text]
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _temps(run: Path) -> list[Path]:

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from optimizer.backtest import better_half, calibration_table, run_backtest, top_lists
+from optimizer.apps.backtest import better_half, calibration_table, run_backtest, top_lists
+from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
 from optimizer.cli import main
-from optimizer.config import load_scenario
-from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.core.config import load_scenario
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,15 @@ import pytest
 from click.testing import CliRunner, Result
 
 from optimizer.cli import main
-
-try:
-    from tiny_world import (base_world, offer, score, tree_bytes, write_csv, write_scenario,
-                            write_world)
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import (base_world, offer, score, tree_bytes, write_csv, write_scenario,
-                                  write_world)
+from tests.tiny_world import (
+    base_world,
+    offer,
+    score,
+    tree_bytes,
+    write_csv,
+    write_scenario,
+    write_world,
+)
 
 World = dict[str, list[dict[str, Any]]]
 

@@ -10,28 +10,25 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from optimizer.candidates import best_totals, virtual_totals
-from optimizer.config import load_scenario
-from optimizer.eligibility import compile_rules, customer_caps
-from optimizer.features import offer_categories
-from optimizer.pipeline import _chunks, run_scenario
-from optimizer.problem import block_from_candidates, block_from_pairs, offer_data
-from optimizer.scoring import fit_scoring
-from optimizer.solvers import kernels
-from optimizer.solvers.exact import solve_exact
-from optimizer.solvers.lagrangian import dual_bound
-from optimizer.synthetic import write_demo_data
-from optimizer.validate import load_inputs
-
-sys.path.insert(0, str(Path(__file__).parent))
-from random_world import run_with_problem  # noqa: E402
-from tiny_world import tree_bytes, write_scenario  # noqa: E402
+from optimizer.apps.pipeline import _chunks, run_scenario
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.core.config import load_scenario
+from optimizer.io.validate import load_inputs
+from optimizer.model.eligibility import compile_rules, customer_caps
+from optimizer.model.problem import block_from_candidates, block_from_pairs, offer_data
+from optimizer.scoring.features import offer_categories
+from optimizer.scoring.fit import fit_scoring
+from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian.bounds import best_totals, virtual_totals
+from optimizer.solve.lagrangian.method import dual_bound
+from tests.random_world import run_with_problem
+from tests.tiny_world import tree_bytes, write_scenario
 
 RULES = {"max_offers_per_customer": 3, "max_offers_per_category": 1, "cooldown_weeks": 4,
          "global_budget": 60.0, "sensitive_categories": ["INFANT FORMULA"]}

@@ -7,15 +7,16 @@ import polars as pl
 import pytest
 
 from optimizer.check import CheckReport, check_run
-from optimizer.config import load_scenario
-from optimizer.errors import InputError
-
-try:
-    from check_fixtures import (GOOD, assignment_rows, reranked, write_inputs, write_run,
-                                write_scenario)
-except ImportError:  # tests/ made a package
-    from tests.check_fixtures import (GOOD, assignment_rows, reranked, write_inputs,
-                                      write_run, write_scenario)
+from optimizer.core.config import load_scenario
+from optimizer.core.errors import InputError
+from tests.check_fixtures import (
+    GOOD,
+    assignment_rows,
+    reranked,
+    write_inputs,
+    write_run,
+    write_scenario,
+)
 
 
 def _check(tmp_path: Path, rows: list[dict] | None = None, *, overrides: tuple[str, ...] = (),

@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-
-try:
-    from check_fixtures import (GOOD, assignment_rows, reranked, write_inputs, write_run,
-                                write_scenario)
-except ImportError:  # tests/ made a package
-    from tests.check_fixtures import (GOOD, assignment_rows, reranked, write_inputs,
-                                      write_run, write_scenario)
+from tests.check_fixtures import (
+    GOOD,
+    assignment_rows,
+    reranked,
+    write_inputs,
+    write_run,
+    write_scenario,
+)
 
 
 def _with(*extra: tuple) -> list[dict]:

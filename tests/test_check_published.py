@@ -15,13 +15,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
-from optimizer.synthetic import write_demo_data
-
-try:
-    from tiny_world import write_scenario
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import write_scenario
+from tests.tiny_world import write_scenario
 
 WEEK, COOLDOWN = 40, 4
 

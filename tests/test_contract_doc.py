@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.config import Affinity, Objective, Rules, Solver
-from optimizer.schemas import ASSIGNMENT_COLUMNS, OFFER_SUMMARY_COLUMNS
+from optimizer.core.config import Affinity, Objective, Rules, Solver
+from optimizer.core.schemas import ASSIGNMENT_COLUMNS, OFFER_SUMMARY_COLUMNS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "contract.md"
 

@@ -8,11 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from optimizer.feature_kernels import purchase_days
-from optimizer.features import customer_features, purchase_lines
-from optimizer.schemas import normalize_category
-from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
-from optimizer.validate import load_inputs
+from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.core.schemas import normalize_category
+from optimizer.io.validate import load_inputs
+from optimizer.scoring._feature_kernels import purchase_days
+from optimizer.scoring.features import customer_features, purchase_lines
 
 HALF_LIFE = 6.0
 
@@ -143,7 +143,7 @@ def test_purchase_days_sum_like_numpy_reduceat_bit_for_bit():
 def test_the_pass_refuses_lines_out_of_customer_and_day_order(inputs):
     """Visits are counted as changes of day within a customer's run: unsorted lines would be
     counted wrong, so they are refused rather than summed."""
-    from optimizer.feature_kernels import customer_sums
+    from optimizer.scoring._feature_kernels import customer_sums
     lines = purchase_lines(inputs, SENSITIVE_CATEGORIES, 40)
     swap = np.flatnonzero((lines.c[1:] == lines.c[:-1]) & (lines.day[1:] > lines.day[:-1]))[0]
     day = lines.day.copy()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.solvers.greedy import select, thresholds
+from optimizer.solve.lagrangian.greedy import select, thresholds
 
 
 def _customer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

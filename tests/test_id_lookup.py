@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from optimizer.validate import _DENSE_SPAN, _attach
+from optimizer.io.validate import _DENSE_SPAN, _attach
 
 
 @pytest.mark.parametrize("chunks", [1, 3])  # a table read in row groups arrives in chunks

@@ -31,15 +31,11 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from optimizer import allocator
 from optimizer.cli import main
-from optimizer.config import load_scenario
-from optimizer.memory import memory_limit
-
-try:
-    from tiny_world import base_world, offer, score, tree_bytes, write_scenario, write_world
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import base_world, offer, score, tree_bytes, write_scenario, write_world
+from optimizer.core import allocator
+from optimizer.core.config import load_scenario
+from optimizer.io.memory import memory_limit
+from tests.tiny_world import base_world, offer, score, tree_bytes, write_scenario, write_world
 
 
 def world_with_history() -> dict:
@@ -276,7 +272,7 @@ def test_disk_full_exits_3_with_no_partial_output(root, monkeypatch):
 
 
 def test_unreadable_input_folder_exits_3(root, monkeypatch):
-    import optimizer.load as load
+    import optimizer.io.load as load
 
     real = os.listdir
 
@@ -326,7 +322,7 @@ def test_deep_extends_chain_exits_2(root):
 
 
 def test_allocation_failure_exits_4(root, monkeypatch):
-    import optimizer.pipeline as pipeline
+    import optimizer.apps.pipeline as pipeline
 
     def fail(*args, **kwargs):
         raise MemoryError()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optimizer.solvers import kernels
-from optimizer.solvers.critical import Candidates, critical_prices
-from optimizer.solvers.greedy import ExactChoice, _top_sorted, select, thresholds
+from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian.critical import Candidates, critical_prices
+from optimizer.solve.lagrangian.greedy import ExactChoice, _top_sorted, select, thresholds
 
 
 def _sorted_price(group, crit, weight, capacity):

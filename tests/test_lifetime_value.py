@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import pytest
 
-from optimizer import bgnbd, gamma_gamma
-from optimizer.bgnbd import BGNBD
-from optimizer.clv import LifetimeValue, RFMSummary
-from optimizer.gamma_gamma import GammaGamma
+from optimizer.scoring import bgnbd, gamma_gamma
+from optimizer.scoring.bgnbd import BGNBD
+from optimizer.scoring.clv import LifetimeValue, RFMSummary
+from optimizer.scoring.gamma_gamma import GammaGamma
 
 # Fader, Hardie & Lee (2005a), CDNOW sample, weeks: r, alpha, a, b
 CDNOW_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}

@@ -16,13 +16,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
-from optimizer.synthetic import write_demo_data
-
-try:
-    from tiny_world import write_scenario
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import write_scenario
+from tests.tiny_world import write_scenario
 
 NAME = "[/] [bold]plan[/bold] :smile: <b>&"
 MATH = "$\\frac{$ OFF 1001"
@@ -114,8 +110,8 @@ def test_a_data_folder_with_brackets_is_a_path_not_a_pattern(tmp_path):
     """polars reads ``[...]`` in a path as a glob unless told otherwise; run and check must not."""
     from click.testing import CliRunner
 
+    from optimizer.apps.synthetic import write_demo_data
     from optimizer.cli import main
-    from optimizer.synthetic import write_demo_data
 
     data = tmp_path / "week [40]"
     write_demo_data(data, customers=200, offers=10, seed=2)

@@ -7,17 +7,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from optimizer.apps.pipeline import run_scenario
+from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
-from optimizer.config import load_scenario
-from optimizer.memory import GB, MemoryLimitError, available_memory, estimate_memory
-from optimizer.pipeline import run_scenario
-from optimizer.synthetic import write_demo_data
-from optimizer.validate import load_inputs
-
-try:
-    from tiny_world import base_world, offer, score, write_scenario, write_world
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import base_world, offer, score, write_scenario, write_world
+from optimizer.core.config import load_scenario
+from optimizer.io.memory import GB, MemoryLimitError, available_memory, estimate_memory
+from optimizer.io.validate import load_inputs
+from tests.tiny_world import base_world, offer, score, write_scenario, write_world
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,7 @@ def test_affinity_run_over_the_limit_fails_early_naming_the_knobs(tmp_path, demo
     scenario = write_scenario(tmp_path / "s.toml", data=str(demo), output="run",
                               solver={"memory_limit_gb": 1e-6})
     result = CliRunner().invoke(main, ["run", str(scenario)])
-    assert result.exit_code == 4, result.output  # 4: out of memory (optimizer/errors.py)
+    assert result.exit_code == 4, result.output  # 4: out of memory (optimizer/core/errors.py)
     text = " ".join(result.output.split())
     assert "solver.memory_limit_gb" in text and "affinity.candidates_per_customer" in text
     assert "200 customers x 15 offers" in text and "GB" in text
@@ -125,7 +121,7 @@ def test_scores_pairs_that_do_not_fit_keep_each_customers_best(tmp_path, caplog)
 def test_without_a_set_limit_the_pairs_kept_never_depend_on_free_memory(tmp_path, monkeypatch):
     """The memory available varies between runs; the same inputs must give the same plan, so
     only a limit the scenario sets may shrink the pairs kept (else the run is refused)."""
-    import optimizer.memory as memory
+    import optimizer.io.memory as memory
 
     world = base_world(customers=4)
     world["offers"] = [offer(j) for j in range(1, 6)]

@@ -16,14 +16,14 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from optimizer.apps.explain import explain_customer
+from optimizer.apps.pipeline import run_scenario
+from optimizer.apps.sweep import parse_range, sweep_budget, write_sweep
+from optimizer.apps.synthetic import write_demo_data
 from optimizer.check import check_run
 from optimizer.cli import main
-from optimizer.compare import compare_runs, render_compare
-from optimizer.config import load_scenario
-from optimizer.explain import explain_customer
-from optimizer.pipeline import run_scenario
-from optimizer.sweep import parse_range, sweep_budget, write_sweep
-from optimizer.synthetic import write_demo_data
+from optimizer.core.config import load_scenario
+from optimizer.report.compare import compare_runs, render_compare
 
 SCENARIO = """
 name = "{name}"

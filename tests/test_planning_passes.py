@@ -1,17 +1,13 @@
 """When the scale method makes its plans: a repair and refill cost about as much as the rest of a
 pass, so passes make none while the bound still falls by more than the gap tolerance; once it
 settles every pass plans, a warm start plans at once, and an uncertified solve plans the skipped
-passes at the end (:func:`optimizer.solvers.lagrangian.solve_lagrangian`)."""
+passes at the end (:func:`optimizer.solve.lagrangian.method.solve_lagrangian`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from optimizer.solvers.lagrangian import LagrangianSettings, solve_lagrangian
-
-try:
-    from test_solver_vs_exact import random_problem
-except ImportError:  # tests/ made a package
-    from tests.test_solver_vs_exact import random_problem
+from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
+from tests.test_solver_vs_exact import random_problem
 
 
 def _passes(trace: list[dict]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The core polish (optimizer/solvers/polish.py): feasible, never worse, exact when the whole
+"""The core polish (optimizer/solve/polish.py): feasible, never worse, exact when the whole
 problem fits, a valid bound, deterministic and independent of the chunking, and wired into the
 pipeline (manifest, ``offeropt check``)."""
 from __future__ import annotations
@@ -8,21 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from optimizer.check import check_run
-from optimizer.config import load_scenario
-from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
-from optimizer.solvers.exact import solve_exact
-from optimizer.solvers.lagrangian import LagrangianSettings, solve_lagrangian
-from optimizer.solvers.polish import PolishSettings, polish
-
-try:
-    from random_world import run_with_problem, write_random_world
-    from test_solver_vs_exact import _assert_feasible, random_problem
-except ImportError:  # tests/ made a package
-    from tests.random_world import run_with_problem, write_random_world
-    from tests.test_solver_vs_exact import _assert_feasible, random_problem
+from optimizer.core.config import load_scenario
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
+from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
+from optimizer.solve.polish import PolishSettings, polish
+from tests.random_world import run_with_problem, write_random_world
+from tests.test_solver_vs_exact import _assert_feasible, random_problem
 
 
 def _lagrangian(problem: AssignmentProblem) -> Solution:
@@ -201,8 +197,8 @@ def test_pipeline_records_the_polish_and_check_passes(seed):
 def test_polish_skipped_where_its_core_is_a_sliver_of_the_problem() -> None:
     """Past ``_POLISH_REACH`` x ``polish_pairs`` pairs the polish cannot move the objective
     measurably: ``solve`` skips it and records why; within reach it runs."""
-    from optimizer.config import Solver
-    from optimizer.solvers import _POLISH_REACH, solve
+    from optimizer.core.config import Solver
+    from optimizer.solve import _POLISH_REACH, solve
 
     problem = random_problem(7, 400, 8, 4, True, 1, 0.5)
     # one pass at a tolerance no pass meets: the lagrangian ends uncertified

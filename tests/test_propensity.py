@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from optimizer.config import scenario_from_dict
-from optimizer.features import offer_categories
-from optimizer.propensity import FEATURES, Propensity, design, simulate
-from optimizer.scoring import fit_scoring, sensitive_offers
-from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
-from optimizer.validate import load_inputs
+from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.core.config import scenario_from_dict
+from optimizer.io.validate import load_inputs
+from optimizer.scoring.features import offer_categories
+from optimizer.scoring.fit import fit_scoring, sensitive_offers
+from optimizer.scoring.propensity import FEATURES, Propensity, design, simulate
 
 
 def _columns(rng: np.random.Generator, n: int) -> list[np.ndarray]:
@@ -107,7 +107,7 @@ def test_sensitive_purchases_never_move_other_offers(demo: Path, target: str):
 
 def test_block_prediction_matches_the_design_columns():
     """The compiled block scorer gives :meth:`Propensity.predict` of ``design`` (to rounding)."""
-    from optimizer.propensity import FEATURES, Propensity, design
+    from optimizer.scoring.propensity import FEATURES, Propensity, design
     rng = np.random.default_rng(5)
     n, m = 40, 30
     model = Propensity(rate=0.7)

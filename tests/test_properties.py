@@ -9,7 +9,7 @@ categories under a random policy, runs ``run_scenario`` and asserts:
 * every hard rule holds, by :func:`optimizer.check.check_run` (an independent code path reading
   the raw inputs and the written tables);
 * the reported upper bound is never below the exact optimum of the same instance
-  (:func:`optimizer.solvers.exact.solve_exact` on the problem the pipeline handed its solver), and
+  (:func:`optimizer.solve.exact.solve_exact` on the problem the pipeline handed its solver), and
   the objective never above it; the objective is the sum of the written scores;
 * without ``min_customers`` targets, the objective is at least ``1 - OBJECTIVE_TOLERANCE`` (1%) of
   the exact optimum: the Lagrangian plan is polished on its core by CP-SAT (the default,
@@ -30,16 +30,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from optimizer.check import check_run
-from optimizer.config import load_scenario
-from optimizer.solvers.exact import solve_exact
-
-try:
-    from random_world import run_with_problem, write_random_world
-except ImportError:  # tests/ made a package
-    from tests.random_world import run_with_problem, write_random_world
+from optimizer.core.config import load_scenario
+from optimizer.solve.exact import solve_exact
+from tests.random_world import run_with_problem, write_random_world
 
 # The polished plan (the default path) against the exact optimum, without targets: the issue's
 # criterion. See the module docstring for what was measured.

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
-from optimizer.solvers.repair import refill, repair
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
+from optimizer.solve.lagrangian.repair import refill, repair
 
 
 def _problem(budget: list[float], value: list[float], cost: list[float], cap: int = 1,
@@ -45,7 +45,7 @@ def test_refill_respects_budgets_and_the_global_budget():
 def test_keep_best_orders_only_the_tail_yet_keeps_what_a_full_sort_keeps():
     """The global cut sorts only the tail that can spill over: it must keep exactly the
     candidates the full best-first prefix keeps, ties (by index) included."""
-    from optimizer.solvers.repair import _keep_best, _keep_prefix
+    from optimizer.solve.lagrangian.repair import _keep_best, _keep_prefix
 
     rng = np.random.default_rng(5)
     for trial in range(200):

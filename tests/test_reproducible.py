@@ -17,14 +17,10 @@ from typing import Any
 
 import pytest
 
-from optimizer.config import load_scenario
-from optimizer.pipeline import run_scenario
-from optimizer.synthetic import write_demo_data
-
-try:
-    from tiny_world import write_scenario
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import write_scenario
+from optimizer.apps.pipeline import run_scenario
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.core.config import load_scenario
+from tests.tiny_world import write_scenario
 
 FILES = ["assignments.parquet", "assignments.csv", "offers_summary.parquet",
          "offers_summary.csv"]

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from optimizer.config import scenario_from_dict
-from optimizer.features import offer_categories
-from optimizer.response import OFFER_PRIOR_SENDS, response_history
-from optimizer.scoring import fit_scoring
-from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
-from optimizer.validate import load_inputs
+from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.core.config import scenario_from_dict
+from optimizer.io.validate import load_inputs
+from optimizer.scoring.features import offer_categories
+from optimizer.scoring.fit import fit_scoring
+from optimizer.scoring.response import OFFER_PRIOR_SENDS, response_history
 
 
 @pytest.fixture(scope="module")

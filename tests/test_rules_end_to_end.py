@@ -13,17 +13,20 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from optimizer.apps.pipeline import RunResult, run_scenario
 from optimizer.check import check_run
 from optimizer.cli import main
-from optimizer.config import load_scenario
-from optimizer.pipeline import RunResult, run_scenario
-
-try:
-    from tiny_world import (base_world, customers_of, offer, offers_of, pairs, score,
-                            write_scenario, write_world)
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import (base_world, customers_of, offer, offers_of, pairs, score,
-                                  write_scenario, write_world)
+from optimizer.core.config import load_scenario
+from tests.tiny_world import (
+    base_world,
+    customers_of,
+    offer,
+    offers_of,
+    pairs,
+    score,
+    write_scenario,
+    write_world,
+)
 
 DEFAULT_RULES: dict[str, Any] = {"max_offers_per_customer": 10}
 
@@ -358,7 +361,7 @@ def test_scores_path_uses_only_listed_pairs_and_exact_values(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory):
-    from optimizer.synthetic import write_demo_data
+    from optimizer.apps.synthetic import write_demo_data
 
     folder = tmp_path_factory.mktemp("demo") / "data"
     write_demo_data(folder, customers=300, offers=20, seed=1)
@@ -397,7 +400,7 @@ def test_determinism_byte_identical_outputs(tmp_path, demo_data):
 
 
 def test_chunk_size_does_not_change_the_plan(tmp_path, tmp_path_factory):
-    from optimizer.synthetic import write_demo_data
+    from optimizer.apps.synthetic import write_demo_data
 
     data = tmp_path / "data"
     write_demo_data(data, customers=100, offers=15, seed=3)

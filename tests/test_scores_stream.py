@@ -2,7 +2,6 @@
 as they are read; keeping each customer's best few listed pairs reports a bound over all of them."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +9,17 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from optimizer.apps.pipeline import run_scenario
+from optimizer.apps.synthetic import write_demo_data
 from optimizer.check import check_run
 from optimizer.cli import main
-from optimizer.config import load_scenario
-from optimizer.errors import InputError
-from optimizer.pipeline import run_scenario
-from optimizer.problem import CandidateBlock
-from optimizer.selection import keep_best
-from optimizer.solvers.exact import solve_exact
-from optimizer.synthetic import write_demo_data
-
-sys.path.insert(0, str(Path(__file__).parent))
-from random_world import run_with_problem  # noqa: E402
-from tiny_world import write_scenario  # noqa: E402
+from optimizer.core.config import load_scenario
+from optimizer.core.errors import InputError
+from optimizer.model.problem import CandidateBlock
+from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.start import keep_best
+from tests.random_world import run_with_problem
+from tests.tiny_world import write_scenario
 
 RULES = {"max_offers_per_customer": 3, "global_budget": 118.0, "budget_scale": 0.05,
          "sensitive_categories": ["INFANT FORMULA"]}

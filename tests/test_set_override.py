@@ -11,12 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-from optimizer.config import load_scenario
-
-try:
-    from tiny_world import base_world, write_scenario, write_world
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import base_world, write_scenario, write_world
+from optimizer.core.config import load_scenario
+from tests.tiny_world import base_world, write_scenario, write_world
 
 RULES = {"max_offers_per_customer": 2, "sensitive_categories": ["INFANT FORMULA"]}
 

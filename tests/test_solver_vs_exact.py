@@ -2,7 +2,7 @@
 
 Two paths are checked apart:
 
-* the default path, the Lagrangian plan polished on its core by CP-SAT (:mod:`optimizer.solvers.
+* the default path, the Lagrangian plan polished on its core by CP-SAT (:mod:`optimizer.solve.
   polish`): on these instances the whole problem fits in the core, so the plan must be within
   ``OBJECTIVE_TOLERANCE`` (1%) of the exact optimum and the bound never below it;
 * the pure Lagrangian (polish off), with its honest, looser tolerance: on moderately sized random
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from optimizer.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
-from optimizer.solvers.exact import solve_exact
-from optimizer.solvers.lagrangian import LagrangianSettings, solve_lagrangian
-from optimizer.solvers.polish import PolishSettings, polish
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
+from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
+from optimizer.solve.polish import PolishSettings, polish
 
 OBJECTIVE_TOLERANCE = 0.01  # polished plan vs the exact optimum (the criterion)
 LAGRANGIAN_TOLERANCE = 0.05  # pure Lagrangian on 60-customer instances (measured, see above)

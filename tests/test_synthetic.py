@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo-data generator (optimizer/synthetic.py)."""
+"""Tests of the synthetic demo-data generator (optimizer/apps/synthetic.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from optimizer.schemas import ID, INPUT_TABLES, normalize_category
-from optimizer.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
+from optimizer.core.schemas import ID, INPUT_TABLES, normalize_category
 
 N, M = 500, 30
 PLAN_WEEK = 40
@@ -239,7 +239,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_multiple_chunks(tmp_path, monkeypatch):
-    import optimizer.synthetic as synthetic
+    import optimizer.apps.synthetic as synthetic
 
     monkeypatch.setattr(synthetic, "CHUNK_CUSTOMERS", 70)
     counts = write_demo_data(tmp_path, 250, 12, seed=2, scores_per_customer=6)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.solvers.prices import target_bonus
+from optimizer.solve.lagrangian.targets import target_bonus
 
 
 def test_bonus_is_the_least_that_brings_the_target_in():

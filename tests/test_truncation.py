@@ -1,18 +1,15 @@
 """Keeping each customer's best few candidates: the run reports a bound over every eligible pair."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from optimizer.config import load_scenario
-from optimizer.solvers.exact import solve_exact
-from optimizer.synthetic import write_demo_data
-
-sys.path.insert(0, str(Path(__file__).parent))
-from random_world import run_with_problem  # noqa: E402
-from tiny_world import write_scenario  # noqa: E402
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.core.config import load_scenario
+from optimizer.solve.exact import solve_exact
+from tests.random_world import run_with_problem
+from tests.tiny_world import write_scenario
 
 RULES = {"max_offers_per_customer": 2, "max_offers_per_category": 1, "cooldown_weeks": 4,
          "global_budget": 40.0, "sensitive_categories": ["INFANT FORMULA"]}

@@ -18,21 +18,23 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-import optimizer.history as history_mod
+import optimizer.io.history as history_mod
+from optimizer.apps.pipeline import run_scenario
+from optimizer.apps.synthetic import write_demo_data
 from optimizer.check import check_run
 from optimizer.cli import main
-from optimizer.config import load_scenario
-from optimizer.errors import InputError
-from optimizer.history import append_history, check_history_week
-from optimizer.pipeline import run_scenario
-from optimizer.synthetic import write_demo_data
-
-try:
-    from tiny_world import (base_world, offer, offers_of, score, tree_bytes, write_scenario,
-                            write_world)
-except ImportError:  # tests/ made a package
-    from tests.tiny_world import (base_world, offer, offers_of, score, tree_bytes, write_scenario,
-                                  write_world)
+from optimizer.core.config import load_scenario
+from optimizer.core.errors import InputError
+from optimizer.io.history import append_history, check_history_week
+from tests.tiny_world import (
+    base_world,
+    offer,
+    offers_of,
+    score,
+    tree_bytes,
+    write_scenario,
+    write_world,
+)
 
 WEEK = 40
 
@@ -40,7 +42,7 @@ WEEK = 40
 @pytest.fixture(autouse=True)
 def _no_report(monkeypatch: pytest.MonkeyPatch) -> None:
     """The report page is not under test here and costs seconds per run: write a stub."""
-    monkeypatch.setattr("optimizer.pipeline.render_report", lambda result: "<html></html>",
+    monkeypatch.setattr("optimizer.apps.pipeline.render_report", lambda result: "<html></html>",
                         raising=False)
 
 

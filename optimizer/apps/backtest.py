@@ -1,0 +1,278 @@
+"""Backtest the customer-first scoring on held-out weeks against offer-first habits.
+
+``run_backtest(scenario, holdout_weeks)`` fits everything (features, lifetime value, propensity)
+on the weeks before ``cutoff = week - holdout_weeks`` exactly as a run planning week ``cutoff``
+would, then builds the lists it would have sent: each customer's best eligible offers at ``cutoff``
+by score, as many as her cap (``max_offers_per_customer`` lowered by the frequency window) and at
+most ``max_offers_per_category`` per category (a greedy pass down her ranking; budgets and
+``max_customers`` are not applied, so this measures the ranking, not the solver). Two baselines
+get lists of the same sizes under the same rules: the most popular offers (by redemptions before
+the cutoff; sends, then category buyers, when absent) and random eligible offers (seeded by
+``solver.seed``).
+
+Outcomes in weeks ``cutoff .. week - 1``: redemptions (``recall`` = share of all of them that were
+on the lists, ``precision`` = share of list pairs redeemed), the redemption rate of the listed
+pairs that were actually sent (``redeemed_when_sent``: offers can only be redeemed where a campaign
+sent them, so this is the like-for-like rate; ``redemptions_if_sent`` = list pairs x that rate, the
+redemptions the lists would have brought had they been sent, valid when campaigns chose offers
+without regard to each customer's response), and category purchases (she bought one of the
+offer's categories). Raw ``recall`` favours whatever the past campaigns sent most (the popular
+baseline copies their habit), which is why the like-for-like columns come with it. Calibration: sent pairs of the holdout in deciles of predicted ``p_redeem``,
+mean prediction against the observed redemption rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from optimizer.core.config import Scenario
+from optimizer.core.errors import ScenarioError
+from optimizer.io.runfolder import json_writer, write_files
+from optimizer.io.validate import Inputs, load_inputs
+from optimizer.model.eligibility import compile_rules, customer_caps
+from optimizer.scoring.features import offer_categories
+from optimizer.scoring.fit import bought_categories, fit_scoring
+
+METHODS = ("fitted", "fitted_score", "popular", "random")
+COUNTS = ("list_pairs", "logged_redeemed", "sent", "redeemed_when_sent", "bought", "replay_pairs",
+          "replay_redeemed")
+
+
+@dataclass
+class BacktestResult:
+    """``table``: one row per method; ``calibration``: one row per decile; ``info``: the setup
+    and the fitted models' descriptions."""
+
+    table: pl.DataFrame
+    calibration: pl.DataFrame
+    info: dict[str, Any]
+
+
+def _keys(frame: pl.DataFrame | None, start: int, stop: int, n_offers: int) -> np.ndarray:
+    if frame is None:
+        return np.zeros(0, dtype=np.int64)
+    rows = frame.filter((pl.col("week") >= start) & (pl.col("week") < stop))
+    return np.unique(rows.get_column("c").to_numpy().astype(np.int64) * n_offers
+                     + rows.get_column("o").to_numpy())
+
+
+def _popularity(inputs: Inputs, cutoff: int, cat_matrix: Any) -> tuple[np.ndarray, str]:
+    for name in ("redemptions", "history"):
+        table = getattr(inputs, name)
+        if table is not None and table.filter(pl.col("week") < cutoff).height:
+            o = table.filter(pl.col("week") < cutoff).get_column("o").to_numpy()
+            return np.bincount(o, minlength=inputs.n_offers).astype(float), name
+    bought = _bought(inputs, cat_matrix, -(2**31), cutoff)
+    buyers = np.asarray(bought.sum(axis=0)).ravel()
+    return buyers, "category buyers"
+
+
+def _bought(inputs: Inputs, cat_matrix: Any, start: int, stop: int) -> Any:
+    """``(n_customers, n_offers)`` sparse: she bought one of the offer's categories."""
+    model, categories = cat_matrix
+    return bought_categories(inputs, categories, start, stop) @ model
+
+
+def top_lists(score: np.ndarray, allowed: np.ndarray, caps: np.ndarray, cat_table: np.ndarray,
+              per_category: int | None) -> np.ndarray:
+    """Mask of each row's best allowed offers: at most ``caps[row]`` and ``per_category`` per
+    category, greedily down the whole ranking until the row is full or out of allowed offers (a
+    loop over ranks, vectorised over the rows still filling), so every method gets the same list
+    sizes whenever it has enough allowed offers."""
+    n, m = score.shape
+    chosen = np.zeros((n, m), dtype=bool)
+    if n == 0 or m == 0:
+        return chosen
+    masked = np.where(allowed, score, -np.inf)
+    order = np.argsort(-masked, axis=1, kind="stable")
+    taken = np.zeros(n, dtype=np.int64)
+    per_cat = np.zeros((n, int(cat_table.max(initial=-1)) + 2), dtype=np.int64)
+    active = np.flatnonzero(caps > 0)
+    for j in range(m):
+        if active.size == 0:
+            break
+        o = order[active, j]
+        live = np.isfinite(masked[active, o])
+        ok = live.copy()
+        cats = cat_table[o]  # (rows, width), -1 = none -> the last (unused) column
+        if per_category is not None:
+            ok &= ((np.take_along_axis(per_cat[active], cats, axis=1) < per_category)
+                   | (cats < 0)).all(1)
+        chosen[active[ok], o[ok]] = True
+        taken[active] += ok
+        for w in range(cats.shape[1]):
+            hit = ok & (cats[:, w] >= 0)
+            per_cat[active[hit], cats[hit, w]] += 1
+        active = active[live & (taken[active] < caps[active])]
+    return chosen
+
+
+def replay_units(inputs: Inputs, cutoff: int, week: int) -> tuple[np.ndarray, ...]:
+    """The sends of weeks ``cutoff .. week - 1`` (one per customer, offer and week), sorted by
+    customer: ``(c, o, redeemed)``. A redemption is credited to the latest send of that offer to
+    her in its week or before (``join_asof``), so a pair sent twice is two chances, each judged
+    on its own outcome."""
+    empty = (np.zeros(0, np.int64),) * 2 + (np.zeros(0, bool),)
+    if inputs.history is None:
+        return empty
+    held = (pl.col("week") >= cutoff) & (pl.col("week") < week)
+    sends = (inputs.history.filter(held).select(pl.col("c").cast(pl.Int64),
+                                                pl.col("o").cast(pl.Int64), "week")
+             .unique().sort("week", "c", "o"))
+    if sends.height == 0:
+        return empty
+    if inputs.redemptions is not None:
+        reds = (inputs.redemptions.filter(held)
+                .select(pl.col("c").cast(pl.Int64), pl.col("o").cast(pl.Int64), "week")
+                .unique().sort("week", "c", "o"))
+        credited = (reds.join_asof(sends.with_columns(pl.col("week").alias("sent_week")),
+                                   on="week", by=["c", "o"], strategy="backward",
+                                   check_sortedness=False)  # sorted by week above
+                    .drop_nulls("sent_week").select("c", "o", pl.col("sent_week").alias("week"),
+                                                    pl.lit(True).alias("redeemed")).unique())
+        sends = sends.join(credited, on=["c", "o", "week"], how="left")
+    else:
+        sends = sends.with_columns(pl.lit(None, pl.Boolean).alias("redeemed"))
+    sends = sends.sort("c", "o", "week")
+    return (sends.get_column("c").to_numpy(), sends.get_column("o").to_numpy(),
+            sends.get_column("redeemed").fill_null(False).to_numpy())
+
+
+def better_half(c: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Mask of the units each customer ranks highest: ``floor(n / 2)`` of her ``n`` (``c`` sorted
+    ascending; ties keep the earlier unit)."""
+    order = np.lexsort((np.arange(c.size), -score, c))
+    starts = np.searchsorted(c, c[order], side="left")
+    n = np.searchsorted(c, c[order], side="right") - starts
+    rank = np.arange(c.size) - starts
+    kept = np.zeros(c.size, dtype=bool)
+    kept[order] = rank < n // 2
+    return kept
+
+
+def _choosers(c: np.ndarray) -> np.ndarray:
+    """Units of customers with at least two (the only ones a half can choose among)."""
+    n = np.searchsorted(c, c, side="right") - np.searchsorted(c, c, side="left")
+    return n >= 2
+
+
+def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
+    """Fit before ``week - holdout_weeks`` and score the lists on the held-out weeks."""
+    if holdout_weeks < 1:
+        raise ScenarioError("--holdout-weeks must be at least 1")
+    inputs = load_inputs(scenario.data)
+    cutoff, week = scenario.week - holdout_weeks, scenario.week
+    cats = offer_categories(inputs)
+    scoring = fit_scoring(inputs, scenario, cats, cutoff)
+    model = scoring.model
+    rules = compile_rules(inputs, scenario.rules, cutoff, cats)
+    caps, _ = customer_caps(inputs, scenario.rules, cutoff)
+    n_offers = inputs.n_offers
+    cat_matrix = (model.offer_categories_, model.features_.categories)
+    popularity, popular_by = _popularity(inputs, cutoff, cat_matrix)
+    popular_score = popularity - np.arange(n_offers) * 1e-9  # ties: lower offer index first
+    redeemed = _keys(inputs.redemptions, cutoff, week, n_offers)
+    sent = _keys(inputs.history, cutoff, week, n_offers)
+    bought = _bought(inputs, cat_matrix, cutoff, week).tocsr()
+    units = replay_units(inputs, cutoff, week)
+    rng = np.random.default_rng(scenario.solver.seed)
+    counts = {m: dict.fromkeys(COUNTS, 0) for m in METHODS}
+    totals = dict.fromkeys(("bought", "replay_redeemed"), 0)
+    predicted, observed = [], []
+    size = scenario.solver.chunk_size
+    for start in range(0, inputs.n_customers, size):
+        stop = min(start + size, inputs.n_customers)
+        p, value = model.score(start, stop)
+        customers = np.arange(start, stop, dtype=np.int64)
+        grid = np.broadcast_to(np.arange(n_offers, dtype=np.int64), p.shape)
+        allowed = rules.allowed(customers, grid)
+        keys = customers[:, None] * n_offers + grid
+        is_red, is_sent = np.isin(keys, redeemed), np.isin(keys, sent)
+        is_bought = bought[start:stop].toarray() > 0
+        totals["bought"] += int((is_bought & allowed).sum())
+        predicted.append(p[is_sent])
+        observed.append(is_red[is_sent])
+        lo, hi = np.searchsorted(units[0], [start, stop])
+        uc, uo, ured = units[0][lo:hi] - start, units[1][lo:hi], units[2][lo:hi]
+        ok = allowed[uc, uo]
+        uc, uo, ured = uc[ok], uo[ok], ured[ok]
+        scores = {"fitted": p, "fitted_score": value,
+                  "popular": np.broadcast_to(popular_score, p.shape), "random": rng.random(p.shape)}
+        for method, score in scores.items():
+            lists = top_lists(score, allowed, caps[start:stop], cats.table,
+                              scenario.rules.max_offers_per_category)
+            kept = better_half(uc, score[uc, uo])
+            c = counts[method]
+            c["list_pairs"] += int(lists.sum())
+            c["logged_redeemed"] += int((lists & is_red).sum())
+            c["sent"] += int((lists & is_sent).sum())
+            c["redeemed_when_sent"] += int((lists & is_sent & is_red).sum())
+            c["bought"] += int((lists & is_bought).sum())
+            c["replay_pairs"] += int(kept.sum())
+            c["replay_redeemed"] += int((kept & ured).sum())
+        totals["replay_redeemed"] += int(ured[_choosers(uc)].sum())
+    table = _table(counts, redeemed.size, totals)
+    calibration = calibration_table(np.concatenate(predicted), np.concatenate(observed))
+    info = {"scenario": scenario.name, "week": week, "cutoff": cutoff,
+            "holdout_weeks": [cutoff, week - 1], "customers": inputs.n_customers,
+            "offers": n_offers, "holdout_redemptions": int(redeemed.size),
+            "holdout_sends": int(sent.size), "popular_by": popular_by,
+            "lists": "top-k eligible by each method's score under the customer, window and "
+                     "category caps, unconstrained by budgets and max_customers (a ranking, not "
+                     "the solver's plan); fitted ranks by p_redeem, fitted_score by the planning "
+                     "score (p_redeem x worth x clv factor)",
+            "replay": "per customer, the eligible offers she was sent in the held-out weeks; "
+                      "each method keeps the better half (floor(n/2), customers with >= 2)",
+            "lifetime_value": scoring.lifetime_value, "propensity": scoring.propensity,
+            "seconds": scoring.seconds}
+    return BacktestResult(table, calibration, info)
+
+
+def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
+    """Write ``backtest.json`` (setup, table, calibration) and ``backtest.csv`` (the table) into
+    ``folder`` (a run folder), each file atomically; returns their paths."""
+    data = {**result.info, "table": result.table.to_dicts(),
+            "calibration": result.calibration.to_dicts()}
+    write_files(folder, {"backtest.json": json_writer(data),
+                         "backtest.csv": lambda path: result.table.write_csv(path)})
+    return [Path(folder) / "backtest.json", Path(folder) / "backtest.csv"]
+
+
+def _table(counts: dict[str, dict[str, int]], redemptions: int, totals: dict[str, int]
+           ) -> pl.DataFrame:
+    rows = []
+    for method, c in counts.items():
+        pairs = max(c["list_pairs"], 1)
+        rate = c["redeemed_when_sent"] / max(c["sent"], 1)
+        rows.append({
+            "method": method, "list_pairs": c["list_pairs"],
+            "recall": c["replay_redeemed"] / max(totals["replay_redeemed"], 1),
+            "precision": c["replay_redeemed"] / max(c["replay_pairs"], 1),
+            "replay_pairs": c["replay_pairs"], "sent": c["sent"], "redeemed_when_sent": rate,
+            "redemptions_if_sent": c["list_pairs"] * rate,
+            "category_precision": c["bought"] / pairs,
+            "category_recall": c["bought"] / max(totals["bought"], 1),
+            "logged_recall": c["logged_redeemed"] / max(redemptions, 1),
+            "logged_precision": c["logged_redeemed"] / pairs,
+        })
+    return pl.DataFrame(rows)
+
+
+def calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = 10
+                      ) -> pl.DataFrame:
+    """Pairs in deciles of predicted probability: count, mean prediction, observed rate."""
+    if predicted.size == 0:
+        return pl.DataFrame(schema={"decile": pl.Int64, "pairs": pl.Int64,
+                                    "predicted": pl.Float64, "observed": pl.Float64})
+    order = np.argsort(predicted, kind="stable")
+    decile = np.empty(predicted.size, dtype=np.int64)
+    decile[order] = np.arange(predicted.size) * bins // predicted.size
+    return (pl.DataFrame({"decile": decile + 1, "predicted": predicted,
+                          "observed": observed.astype(float)})
+            .group_by("decile").agg(pl.len().cast(pl.Int64).alias("pairs"),
+                                    pl.col("predicted").mean(), pl.col("observed").mean())
+            .sort("decile"))

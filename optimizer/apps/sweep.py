@@ -1,0 +1,107 @@
+"""The budget-to-value curve (``offeropt sweep``): one scenario solved at many ``budget_scale``s.
+
+Each point is solved from a cold start, exactly as ``offeropt run`` solves its scenario, so a
+point's figures do not depend on the order of the points. Points are not written as run folders;
+the sweep folder holds
+``sweep.csv``, ``sweep.json`` (the points and the resolved base scenario) and ``sweep.html`` (the
+curve and the table).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from optimizer.apps.pipeline import Progress, run_scenario
+from optimizer.core.config import Scenario, scenario_to_dict
+from optimizer.core.errors import ScenarioError
+from optimizer.io.runfolder import json_writer, write_run_folder
+from optimizer.report import charts
+from optimizer.report.page import environment
+
+PointCallback = Callable[[int, int, dict[str, Any]], None]
+
+
+def parse_range(text: str) -> list[float]:
+    """``START:STOP:STEP`` (STOP included) or a comma list ``0.5,0.8,1`` into scales."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + k * step, 10) for k in range(n)]
+        else:
+            values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ScenarioError(f"--budget-scale {text!r}: expected START:STOP:STEP with STEP > 0 and "
+                            "STOP >= START (e.g. 0.5:1.5:0.1), or a list like 0.6,0.8,1") from None
+    if not values or any(v < 0 for v in values):
+        raise ScenarioError(f"--budget-scale {text!r}: scales must be non-negative")
+    return values
+
+
+def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | None = None,
+                 on_point: PointCallback | None = None) -> pl.DataFrame:
+    """Solve ``scenario`` at every ``budget_scale`` in ``scales`` (in the order given). Returns one
+    row per point.
+
+    Each point is solved from a cold start, as ``offeropt run`` would solve it: a point's plan is
+    the plan its scenario gives, whatever the order or the other points of the sweep.
+    """
+    rows: list[dict[str, Any]] = []
+    for k, scale in enumerate(scales):
+        point = scenario.model_copy(update={
+            "rules": scenario.rules.model_copy(update={"budget_scale": float(scale)})})
+        result = run_scenario(point, progress=progress, write=False)
+        prices = result.solution.prices
+        s, m = result.offers_summary, result.manifest
+        capped = s.filter(pl.col("budget").is_not_null())
+        budget = float(capped.get_column("budget").sum()) if capped.height else 0.0
+        row = {
+            "budget_scale": float(scale), "offer_budgets": budget,
+            "objective": m["objective"], "upper_bound": m["upper_bound"], "gap": m["gap"],
+            "status": m["solver"]["status"], "iterations": m["solver"]["iterations"],
+            "expected_cost": float(s.get_column("expected_cost").sum()),
+            "expected_redemptions": float(s.get_column("expected_redemptions").sum()),
+            "customers_reached": m["customers_reached"], "assignments": result.assignments.height,
+            "offers_with_binding_budget": m["offers_with_binding_budget"],
+            "global_budget_price": float(prices.global_budget),
+            "solve_seconds": m["seconds"].get("solve", 0.0),
+        }
+        rows.append(row)
+        if on_point:
+            on_point(k + 1, len(scales), row)
+    table = pl.DataFrame(rows)
+    value = table.get_column("objective")
+    budget = table.get_column("offer_budgets")
+    marginal = pl.Series(np.where(np.abs(budget.diff().to_numpy()) > 1e-9,
+                                  value.diff().to_numpy() / budget.diff().to_numpy(), np.nan))
+    return table.with_columns(marginal.fill_nan(None).alias("marginal_value_per_budget"))
+
+
+def render_sweep(scenario: Scenario, table: pl.DataFrame) -> str:
+    """The sweep page: the budget-to-value curve and the points' table."""
+    x = table.get_column("budget_scale").to_list()
+    chart = charts.line_chart(
+        x, {"objective": table.get_column("objective").to_list(),
+            "upper bound": table.get_column("upper_bound").to_list()},
+        f"Budget to value: {scenario.name}", xlabel="budget_scale (multiplies offer budgets)",
+        ylabel="objective", secondary={"expected spend": table.get_column("expected_cost")
+                                       .to_list()}, secondary_label="expected spend")
+    return environment().get_template("sweep.html").render(
+        name=scenario.name, week=scenario.week, rows=table.to_dicts(), chart=chart,
+        global_budget=scenario.rules.global_budget)
+
+
+def write_sweep(out_dir: Path, scenario: Scenario, table: pl.DataFrame) -> None:
+    """Write the sweep folder (whole or not at all): sweep.csv, sweep.json, sweep.html."""
+    data = {"scenario": scenario_to_dict(scenario), "points": table.to_dicts()}
+    write_run_folder(Path(out_dir), {
+        "sweep.csv": lambda path: table.write_csv(path),
+        "sweep.json": json_writer(data),
+        "sweep.html": lambda path: path.write_text(render_sweep(scenario, table), "utf-8"),
+    })

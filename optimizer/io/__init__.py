@@ -1,0 +1,1 @@
+"""The readers and writers of files: input tables (load, validate, stream), the run folder, the history."""

@@ -1,0 +1,188 @@
+"""The weekly loop: append a run's assignments to the input folder's ``history`` table.
+
+After a successful run of week ``w``, its assignments become history rows ``(customer_id,
+offer_id, week = w)``, so the next week's cooldown and frequency window see them
+(docs/contract.md: "earlier runs' assignments can be appended here").
+
+- **Format kept.** The table is rewritten in the format it was found in: Parquet keeps its column
+  types, CSV its text (values such as ``00123`` stay as written) and header; columns beyond
+  ``customer_id, offer_id, week`` are kept and left empty (null) in the new rows. Without a
+  history table, ``history.parquet`` is created.
+- **Atomic.** The new table is written to a temporary file in the same folder, flushed to disk
+  and renamed over the old one with :func:`os.replace`: a reader, a failure or a kill sees the old
+  table or the new one, never a half-written or missing one. A failure removes the temporary file;
+  the one a killed append leaves (``.history.tmp-PID-XXXXXXXX.parquet``) is removed by the next
+  run with ``--append-history`` once process PID is gone.
+- **No week twice.** When the table already holds rows of the planning week, appending is refused
+  (:class:`~optimizer.core.errors.InputError`, exit 2 in the CLI) unless ``replace_week`` is set, which
+  drops that week's rows first. :func:`check_history_week` makes the same test before planning,
+  so a refused run plans and writes nothing.
+
+``run_scenario(scenario, append_history=True, replace_week=...)`` calls both in order; from Python
+they can also be called on their own.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+from optimizer.core.errors import InputError
+from optimizer.io.load import read_table, read_table_as_stored
+from optimizer.io.runfolder import remove_stale_temps
+
+log = logging.getLogger(__name__)
+
+TABLE = "history"
+KEYS = ("customer_id", "offer_id")
+
+
+def _clean(name: str) -> str:
+    """A header name as :mod:`optimizer.io.load` compares it (trimmed, byte-order mark dropped)."""
+    return name.lstrip("\ufeff").strip()
+
+
+def _refusal(path: Path, week: int, rows: int, before_planning: bool) -> InputError:
+    done = ("nothing was planned or written" if before_planning
+            else "the run folder was written but history was left as it was")
+    return InputError(
+        TABLE, "week",
+        f"{path} already holds {rows} row{'s' if rows != 1 else ''} of week {week} (this week was "
+        f"appended before), so {done}; re-run with --replace-week (replace_week=True) to replace "
+        "that week's rows, or plan another week")
+
+
+def check_history_week(data_dir: Path, week: int, replace_week: bool = False) -> int:
+    """Before planning: refuse when ``history`` already holds rows of ``week``.
+
+    Returns how many rows of ``week`` the table holds (0 when there is no table). Raises
+    :class:`InputError` naming the table, the column ``week`` and the week when there are some and
+    ``replace_week`` is false. Reads the table typed, so a malformed table is reported here too.
+    """
+    remove_stale_temps(Path(data_dir) / TABLE)  # left by appends that were killed
+    table = read_table(Path(data_dir), TABLE)
+    if table is None or "week" not in table.frame.columns:
+        return 0
+    rows = int((table.frame.get_column("week") == week).sum())
+    if rows and not replace_week:
+        raise _refusal(table.path, week, rows, True)
+    return rows
+
+
+def _as_column(values: pl.Series, dtype: pl.DataType, column: str) -> pl.Series:
+    """This run's IDs in the stored column's type; refuses a cast that would lose a value."""
+    if dtype == pl.Null:
+        return values
+    if dtype in (pl.Utf8, pl.String):
+        return values.cast(pl.Utf8)
+    converted = values.cast(dtype, strict=False)  # type: ignore[arg-type]
+    lost = converted.is_null() & values.is_not_null()
+    if lost.any():
+        raise InputError(TABLE, column, f"the history table stores {column} as {dtype}, which "
+                         f"cannot hold this run's IDs (for example {values.filter(lost)[0]!r}); "
+                         "store them as text in history", count=int(lost.sum()))
+    return converted
+
+
+def _new_rows(stored: pl.DataFrame, assignments: pl.DataFrame, week: int) -> pl.DataFrame:
+    """The run's rows, shaped like the stored table (its columns, names and types)."""
+    n = assignments.height
+    columns = []
+    for name, dtype in stored.schema.items():
+        clean = _clean(name)
+        if clean in KEYS:
+            series = _as_column(assignments.get_column(clean), dtype, clean)
+        elif clean == "week":
+            series = _as_column(pl.Series([week] * n, dtype=pl.Int64), dtype, "week")
+        else:
+            series = pl.Series([None] * n, dtype=pl.Null)
+        columns.append(series.cast(dtype).alias(name))
+    return pl.DataFrame(columns, schema=stored.schema)
+
+
+def _week_mask(stored: pl.DataFrame, week: int) -> pl.Series:
+    """Rows of the stored table whose ``week`` is ``week`` (as load reads it: trimmed integer)."""
+    name = next((c for c in stored.columns if _clean(c) == "week"), None)
+    if name is None:
+        return pl.Series([False] * stored.height)
+    col = stored.get_column(name)
+    if col.dtype in (pl.Utf8, pl.String):
+        col = col.str.strip_chars()
+    return (col.cast(pl.Int64, strict=False) == week).fill_null(False)
+
+
+def _write_frame(frame: pl.DataFrame, path: Path, file_format: str) -> None:
+    """Write ``frame`` to ``path`` as Parquet or CSV (a seam for tests of a failing writer)."""
+    if file_format == "parquet":
+        frame.write_parquet(path, compression="zstd", statistics=True)
+    else:
+        frame.write_csv(path)
+
+
+def _replace_atomically(frame: pl.DataFrame, target: Path, file_format: str) -> None:
+    """Write ``frame`` beside ``target`` and rename it into place; failing, leave no temp file."""
+    # the writer's pid in the name: a later append removes it once that process is gone
+    temp = target.parent / f".{target.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}"
+    try:
+        _write_frame(frame, temp, file_format)
+        with temp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        if target.exists():
+            shutil.copymode(target, temp)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_history(data_dir: Path, assignments: pl.DataFrame, week: int,
+                   replace_week: bool = False) -> int:
+    """Append ``assignments`` (``customer_id, offer_id``) as history rows of ``week``.
+
+    ``data_dir``: the scenario's input folder. ``assignments``: a run's assignments table.
+    ``replace_week``: drop the table's rows of ``week`` first; without it, rows of ``week`` already
+    in the table are refused with :class:`InputError` and nothing is written. Keeps the table's
+    format, column types and extra columns (see the module docstring); creates
+    ``history.parquet`` when there is none. Returns the number of rows appended.
+    """
+    data_dir = Path(data_dir)
+    missing = [c for c in KEYS if c not in assignments.columns]
+    if missing:
+        raise ValueError(f"assignments lack column(s) {', '.join(missing)}")
+    ids = assignments.select(*KEYS)
+    remove_stale_temps(data_dir / TABLE)  # left by appends that were killed
+    stored = read_table_as_stored(data_dir, TABLE)
+    if stored is None:
+        target, file_format = data_dir / f"{TABLE}.parquet", "parquet"
+        frame = ids.with_columns(pl.lit(week, dtype=pl.Int64).alias("week"))
+        removed = 0
+    else:
+        target = stored.path
+        file_format = "parquet" if target.suffix == ".parquet" else "csv"
+        found = {_clean(c) for c in stored.frame.columns}
+        absent = [c for c in (*KEYS, "week") if c not in found]
+        if absent:
+            raise InputError(TABLE, absent[0], f"required column {absent[0]} missing from "
+                             f"{target.name}; cannot append to it")
+        same_week = _week_mask(stored.frame, week)
+        removed = int(same_week.sum())
+        if removed and not replace_week:
+            raise _refusal(target, week, removed, False)
+        kept = stored.frame.filter(~same_week) if removed else stored.frame
+        frame = pl.concat([kept, _new_rows(stored.frame, ids, week)], how="vertical")
+    _replace_atomically(frame, target, file_format)
+    log.info("history: %d row(s) of week %d appended to %s%s", ids.height, week, target,
+             f" ({removed} earlier row(s) of that week replaced)" if removed else "")
+    return ids.height
+
+
+__all__ = ["append_history", "check_history_week"]

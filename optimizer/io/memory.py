@@ -1,0 +1,224 @@
+"""Bounded memory: estimate what a run will hold and stop early, with the numbers, if it cannot fit.
+
+Right after the inputs are loaded, :func:`check_memory` estimates the run's peak memory as
+
+    inputs        the loaded tables (polars' estimated size) x INPUT_COPIES (features, joins)
+  + candidates    kept candidate slots x BYTES_PER_SLOT (offer, p_redeem, value, cost, choice and
+                  the solver's per-slot work arrays); slots = per customer
+                  min(affinity.candidates_per_customer, offers) on the affinity path, and the
+                  padded width of each chunk's ``scores`` rows on the scores path
+  + working chunk solver.chunk_size x offers x BYTES_PER_DENSE_CELL (the dense scoring arrays of
+                  one chunk; affinity path only)
+
+and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
+``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
+own limits (``ulimit -v`` less what the libraries reserve, ``ulimit -d``, the cgroup's memory
+limit). When the estimate exceeds the limit the run raises :class:`MemoryLimitError` (exit 4)
+naming the numbers and the knobs
+that shrink it, instead of being killed by the kernel half way; except that a ``scores`` table whose
+every pair would not fit a ``solver.memory_limit_gb`` the scenario sets, with
+``solver.scores_per_customer`` unset, keeps each customer's best pairs, as many as fit
+(:func:`fit_scores_per_customer`). The constants are deliberately
+generous (measured peaks stay below the estimate), so a run that starts does not run out.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.core.allocator import process_memory_limits
+from optimizer.core.config import Scenario
+from optimizer.core.errors import MemoryLimitError
+from optimizer.io.load import parquet_rows
+from optimizer.io.validate import Inputs
+
+BYTES_PER_SLOT = 64
+# a scores row read whole: IDs, indices, p_redeem and value while checked, then the kept columns
+BYTES_PER_SCORES_ROW = 64
+BYTES_PER_DENSE_CELL = 160
+INPUT_COPIES = 3
+GB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    inputs: int
+    candidate_slots: int
+    candidates: int
+    working_chunk: int
+    limit: int
+    limit_source: str
+
+    @property
+    def total(self) -> int:
+        return self.inputs + self.candidates + self.working_chunk
+
+    def describe(self) -> dict[str, object]:
+        """For the manifest (GB, rounded)."""
+        return {"estimate_gb": round(self.total / GB, 4), "inputs_gb": round(self.inputs / GB, 4),
+                "candidates_gb": round(self.candidates / GB, 4),
+                "working_chunk_gb": round(self.working_chunk / GB, 4),
+                "candidate_slots": self.candidate_slots,
+                # the available memory varies from run to run: kept out of the manifest
+                "limit_gb": (round(self.limit / GB, 4)
+                             if self.limit_source == "solver.memory_limit_gb" else None),
+                "limit_source": self.limit_source}
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable; else free physical pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def memory_limit(scenario: Scenario) -> tuple[int, str]:
+    """The bytes a run may use and where that figure comes from: ``solver.memory_limit_gb``, else
+    the memory available now; either way at most what the process's limits allow (address space
+    and data segment limits, the container's cgroup limit: :func:`~optimizer.core.allocator.
+    process_memory_limits`), the host's free memory being no limit for a process held below it."""
+    if scenario.solver.memory_limit_gb is not None:
+        limits = [(int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb")]
+    else:
+        limits = [(available_memory(), "available memory (MemAvailable)")]
+    return min(limits + process_memory_limits(), key=lambda item: item[0])
+
+
+def stream_scores(scenario: Scenario) -> bool:
+    """Whether to read the ``scores`` table in batches (``solver.stream_scores``; by default
+    when the whole table would take more than a quarter of the memory limit)."""
+    if scenario.solver.stream_scores is not None:
+        return scenario.solver.stream_scores
+    rows = parquet_rows(scenario.data, "scores")
+    return rows is not None and rows * BYTES_PER_SCORES_ROW > memory_limit(scenario)[0] / 4
+
+
+def _listed_per_customer(inputs: Inputs) -> np.ndarray | None:
+    """Rows of a ``scores`` table held whole, per customer (``None`` for any other input)."""
+    if inputs.scores is None:
+        return None
+    n = inputs.n_customers
+    c = inputs.scores.get_column("c").to_numpy()
+    if inputs.scores_sorted:  # rows by customer: counts from the run bounds, without a copy of c
+        return np.diff(np.searchsorted(c, np.arange(n + 1, dtype=c.dtype)))
+    # an int64 copy of c for bincount: 1.2 s of fresh pages at 43 M rows
+    return np.bincount(c.astype(np.int64), minlength=n)
+
+
+def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | None) -> int:
+    n, m = inputs.n_customers, inputs.n_offers
+    keep = scenario.solver.scores_per_customer
+    if not inputs.has_scores:
+        return n * min(scenario.affinity.candidates_per_customer, m)
+    if listed is None:  # streamed: the rows are not counted per customer up front
+        rows = inputs.row_counts.get("scores", 0)
+        # chunks are padded to their widest customer: allow a quarter more
+        return int(min(rows, n * keep) * 1.25) if keep is not None else int(rows * 1.25)
+    counts = listed
+    size = scenario.solver.chunk_size
+    if keep is not None:
+        counts = np.minimum(counts, keep)
+    slots = 0
+    for start in range(0, n, size):  # each chunk is padded to its widest customer
+        part = counts[start:start + size]
+        slots += int(part.size) * int(part.max(initial=0))
+    return slots
+
+
+def estimate_memory(inputs: Inputs, scenario: Scenario,
+                    listed: np.ndarray | None = None) -> MemoryEstimate:
+    """The run's memory estimate and limit (see the module docstring). ``listed``: the scores
+    table's rows per customer when the caller has them (else counted here)."""
+    tables = [inputs.customers, inputs.products, inputs.offers, inputs.transactions,
+              inputs.offer_products, inputs.restrictions, inputs.history, inputs.redemptions,
+              inputs.scores]
+    size = sum(int(t.estimated_size()) for t in tables if t is not None)
+    if listed is None:
+        listed = _listed_per_customer(inputs)
+    slots = _candidate_slots(inputs, scenario, listed)
+    dense = 0
+    if not inputs.has_scores:
+        dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
+    limit, source = memory_limit(scenario)
+    return MemoryEstimate(size * INPUT_COPIES, slots, slots * BYTES_PER_SLOT,
+                          dense * BYTES_PER_DENSE_CELL, limit, source)
+
+
+def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenario, str | None]:
+    """The scenario to run: as given, unless every listed pair of a ``scores`` table would not fit
+    ``solver.memory_limit_gb`` and ``solver.scores_per_customer`` is unset; then with it set to
+    the most pairs per customer that fit (the plan is still bounded over every listed pair, see
+    :mod:`.selection`). Returns the scenario and, when it was changed, why (for the manifest).
+
+    Only a limit the scenario sets counts: the memory available varies from run to run, and the
+    same inputs must give the same plan. Without one, or when not even one pair per customer
+    fits, the scenario is returned as given and :func:`check_memory` refuses the run.
+    """
+    if (not inputs.has_scores or scenario.solver.scores_per_customer is not None
+            or scenario.solver.memory_limit_gb is None):
+        return scenario, None
+    # the scenario's own figure, not the process's limits: the same inputs give the same plan
+    limit, source = int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
+    listed = _listed_per_customer(inputs)  # counted once for every estimate below
+    every = estimate_memory(inputs, scenario, listed).total
+    if every <= limit:
+        return scenario, None
+
+    def keeping(n: int) -> Scenario:
+        return scenario.model_copy(update={
+            "solver": scenario.solver.model_copy(update={"scores_per_customer": n})})
+
+    fits, too_many = 0, inputs.n_offers  # a bisection over the count kept, never over customers
+    while too_many - fits > 1:
+        mid = (fits + too_many) // 2
+        if estimate_memory(inputs, keeping(mid), listed).total <= limit:
+            fits = mid
+        else:
+            too_many = mid
+    if fits == 0:
+        return scenario, None
+    return keeping(fits), (f"every listed pair would need about {every / GB:.3g} GB, more "
+                           f"than the {limit / GB:.3g} GB allowed by {source}: each "
+                           f"customer's best {fits} are kept")
+
+
+def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
+    """Raise :class:`MemoryLimitError` when the estimate exceeds the limit; else return it."""
+    est = estimate_memory(inputs, scenario)
+    if est.total <= est.limit:
+        return est
+    gb = lambda b: f"{b / GB:.3g} GB"  # noqa: E731
+    hints = []
+    if not inputs.has_scores:
+        hints.append(f"lower affinity.candidates_per_customer "
+                     f"(now {scenario.affinity.candidates_per_customer}: {est.candidate_slots:,} "
+                     f"candidate slots, {gb(est.candidates)})")
+        hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
+                     f"{gb(est.working_chunk)} per chunk of dense scores)")
+    else:
+        hints.append(f"keep fewer of the scores table's pairs per customer with "
+                     f"solver.scores_per_customer (now "
+                     f"{scenario.solver.scores_per_customer or 'all'}: {est.candidate_slots:,} "
+                     f"candidate slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
+                     f"{scenario.solver.chunk_size:,}; chunks are padded to their widest customer)")
+        if scenario.solver.memory_limit_gb is None and scenario.solver.scores_per_customer is None:
+            hints.append("set solver.memory_limit_gb (with solver.scores_per_customer unset, the "
+                         "run then keeps as many pairs per customer as fit that limit)")
+    hints.append("run on a machine with more memory, or raise solver.memory_limit_gb if the "
+                 "limit is set too low")
+    raise MemoryLimitError(
+        f"the run needs about {gb(est.total)} of memory (inputs {gb(est.inputs)}, candidates "
+        f"{gb(est.candidates)}, working chunk {gb(est.working_chunk)}) for "
+        f"{inputs.n_customers:,} customers x {inputs.n_offers:,} offers, more than the "
+        f"{gb(est.limit)} allowed by {est.limit_source}; nothing was written. To fit: "
+        + "; ".join(hints) + ".")

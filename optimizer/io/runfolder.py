@@ -1,0 +1,285 @@
+"""Write the run folder whole or not at all (its tables: :mod:`optimizer.report.tables`).
+
+The folder is written into a temporary sibling and renamed into place; an earlier run folder of the
+same name is swapped out in the same step (atomically with ``renameat2(RENAME_EXCHANGE)`` where the
+kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
+
+Only a folder this tool wrote is ever replaced (:func:`is_run_folder`: it holds our
+``manifest.json``, or ``sweep.json`` for a sweep) or an empty one; anything else at ``output`` (the
+current folder, the data folder, a folder of runs, a file) is refused before planning by
+:func:`check_output`, which also refuses an output equal to, above or inside the data folder and
+tries the output's folder for writing (a folder made and removed again), so a read-only place is
+found before planning too. :func:`write_run_folder` checks the first again, just before it writes.
+
+A run killed while writing (SIGKILL, power loss) can leave its temporary sibling
+``.NAME.tmp-PID-XXXXXXXX`` behind; it is never read as a run, and the next run into the same folder
+removes the siblings whose writing process is gone (see :func:`remove_stale_temps`).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from optimizer.core.errors import AccessError, ScenarioError, os_error, os_problem
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+# the files that mark a folder as written by this tool, and keys their JSON object always has
+_OUR_MARKERS = (("manifest.json", ("package_version", "scenario", "objective")),
+                ("sweep.json", ("scenario", "points")))
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder this tool wrote: it holds a ``manifest.json`` (a run) or a
+    ``sweep.json`` (a sweep) that is a JSON object with the keys this tool writes."""
+    for name, keys in _OUR_MARKERS:
+        marker = Path(path) / name
+        try:
+            if marker.is_file() and not marker.is_symlink():
+                data = json.loads(marker.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and all(key in data for key in keys):
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _refuse_foreign(output: Path) -> None:
+    """Raise :class:`ScenarioError` unless ``output`` is absent, a folder this tool wrote, or an
+    empty folder (not the current one, not a mount point: those cannot be swapped out)."""
+    if output.is_symlink():
+        raise ScenarioError(f"output {output} is a symbolic link; name the folder itself")
+    if not os.path.lexists(output):
+        return
+    if not output.is_dir():
+        raise ScenarioError(f"output {output} is an existing file, not a run folder; it is never "
+                            "replaced: choose another output")
+    if is_run_folder(output):
+        return
+    if not any(output.iterdir()) and output != Path.cwd().resolve() and not os.path.ismount(output):
+        return
+    raise ScenarioError(
+        f"output {output} is an existing folder that this tool did not write (it holds no "
+        "manifest.json of a run); it is never replaced or deleted: choose a new folder, or "
+        "remove it yourself")
+
+
+def _resolved(path: Path, what: str) -> Path:
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
+
+
+def check_output(output: Path, data: Path | None = None, replace: bool = True) -> None:
+    """Before planning: refuse an ``output`` the run must not write (:class:`ScenarioError`,
+    exit 2) or cannot write (:class:`AccessError`, exit 3).
+
+    Refused: a path that cannot be resolved (a symbolic link loop), an existing file, a folder
+    this tool did not write when the run would replace it (``replace``; see
+    :func:`is_run_folder`), the data folder, a folder above it or inside it, and a place where
+    no folder can be made (read-only file system, no permission, a file where a folder should
+    be): the nearest existing folder is tried by making and removing a folder in it."""
+    output = _resolved(output, "output")
+    if data is not None:
+        data = _resolved(data, "data folder")
+        if output == data or output in data.parents or data in output.parents:
+            place = ("is the data folder" if output == data else "holds the data folder"
+                     if output in data.parents else "is inside the data folder")
+            raise ScenarioError(f"output {output} {place} {data}; the run folder must be "
+                                "apart from its inputs: choose another output")
+    if output == Path.cwd().resolve() or output in Path.cwd().resolve().parents:
+        if not is_run_folder(output):
+            raise ScenarioError(f"output {output} is the current folder or one above it; it is "
+                                "never replaced: choose a new folder")
+    if replace:
+        _refuse_foreign(output)
+    elif os.path.lexists(output) and not output.is_dir():
+        raise ScenarioError(f"output {output} is an existing file, not a folder")
+    probe_in = output if (not replace and output.is_dir()) else output.parent
+    while not os.path.lexists(probe_in) and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ScenarioError(f"output {output}: {probe_in} is a file, not a folder")
+    try:
+        probe = probe_in / f".{output.name}.probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise AccessError(f"cannot write the output {output}: {os_problem(exc)} (tried by "
+                          f"making a folder in {probe_in}); nothing was planned") from None
+
+
+def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write every file through ``writers`` (name -> function writing that path) into a temporary
+    sibling folder, then move it into place as one step.
+
+    Refuses (:class:`ScenarioError`) to replace anything but a folder this tool wrote or an empty
+    one; a failure to write (disk full, file size limit, read-only) raises :class:`AccessError`
+    and leaves no partial output."""
+    output = Path(output)
+    _refuse_foreign(output)
+    try:
+        _write_run_folder(output, writers)
+    except Exception as exc:
+        if os_error(exc) is None or isinstance(exc, (AccessError, ScenarioError)):
+            raise
+        earlier = " (the earlier run is left as it was)" if is_run_folder(output) else ""
+        raise AccessError(f"cannot write the run folder {output}: {os_problem(exc)}; nothing "
+                          f"was written{earlier}") from exc
+
+
+def _write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output)
+    temp = output.parent / f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temp.mkdir()
+    try:
+        for name, write in writers.items():
+            write(temp / name)
+        _fsync_dir(temp)
+        if output.exists():
+            if _exchange(temp, output):
+                shutil.rmtree(temp)  # temp now holds the old run
+            else:
+                old = output.parent / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                output.rename(old)
+                temp.rename(output)
+                shutil.rmtree(old)
+        else:
+            temp.rename(output)
+        _fsync_dir(output.parent)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(output: Path) -> list[Path]:
+    """Remove the temporary siblings (``.NAME.tmp-*``, ``.NAME.old-*``) that earlier runs into
+    ``output`` left behind when killed; returns the removed paths.
+
+    A sibling named with a process id (``.NAME.tmp-PID-XXXXXXXX``) is removed when that process no
+    longer exists, so a concurrent run's folder in the making is left alone; one without (older
+    versions) is removed when it was last modified more than an hour ago."""
+    output = Path(output)
+    removed = []
+    if not output.parent.is_dir():
+        return removed
+    for kind in ("tmp", "old", "probe"):
+        for path in output.parent.glob(f".{output.name}.{kind}-*"):
+            tag = path.name[len(f".{output.name}.{kind}-"):]
+            pid_text, _, rest = tag.partition("-")
+            try:
+                if rest and pid_text.isdigit():
+                    stale = not _pid_alive(int(pid_text))
+                else:
+                    stale = time.time() - path.lstat().st_mtime > 3600
+            except OSError:
+                continue
+            if stale:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir() if path.is_dir() and path.name.startswith(".") else []:
+        if child.is_file():
+            with child.open("rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def json_writer(data: dict[str, Any]) -> Callable[[Path], None]:
+    """A writer of pretty, key-sorted JSON (deterministic apart from what ``data`` holds)."""
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return write
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Callable[[Path], None]]:
+    """Writers of ``name.parquet`` and ``name.csv`` for a frame."""
+    return {
+        f"{name}.parquet": lambda path: frame.write_parquet(path, compression="zstd",
+                                                            statistics=True),
+        f"{name}.csv": lambda path: frame.write_csv(path),
+    }
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write one text file whole or not at all (a temporary sibling renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        temp.write_text(text, encoding="utf-8")
+        temp.replace(path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write each file through its writer into a temporary name in ``folder`` and rename it into
+    place (each file whole or not at all; other files of the folder are left alone)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, write in writers.items():
+        temp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            write(temp)
+            with temp.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temp, folder / name)
+        finally:
+            temp.unlink(missing_ok=True)

@@ -1,0 +1,147 @@
+"""A run as planners see it: its tables and manifest, from memory or from a run folder.
+
+:class:`RunView` is what ``report`` and ``compare`` read. It holds the run folder's files
+(``assignments``, ``offers_summary``, ``manifest.json`` and, where the run knew lifetime values,
+``customers.parquet`` with ``customer_id, clv, clv_decile``) and derives the planners' summaries:
+totals, value by lifetime-value decile, offers per customer.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from optimizer.core.errors import OptimizerError
+from optimizer.core.numerics import binding
+
+
+class _Scenario(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class RunOutputs(Protocol):
+    """What a run just made offers a view (``optimizer.apps.pipeline.RunResult`` has it); a
+    protocol, so that io does not import the pipeline above it."""
+
+    @property
+    def scenario(self) -> _Scenario: ...
+    @property
+    def output(self) -> Path | None: ...
+    @property
+    def manifest(self) -> dict[str, Any]: ...
+    @property
+    def assignments(self) -> pl.DataFrame: ...
+    @property
+    def offers_summary(self) -> pl.DataFrame: ...
+    @property
+    def customers(self) -> pl.DataFrame | None: ...
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run's outputs. ``customers`` is None when the run had no lifetime values."""
+
+    name: str
+    path: Path | None
+    manifest: dict[str, Any]
+    assignments: pl.DataFrame
+    offers_summary: pl.DataFrame
+    customers: pl.DataFrame | None
+
+    @classmethod
+    def from_result(cls, result: RunOutputs) -> "RunView":
+        """The view of a run just made (before or after it is written)."""
+        return cls(result.scenario.name, result.output, result.manifest, result.assignments,
+                   result.offers_summary, result.customers)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunView":
+        """Read a run folder written by ``offeropt run``; a missing file is an OptimizerError."""
+        run_dir = Path(run_dir)
+        need = [run_dir / "manifest.json", run_dir / "assignments.parquet",
+                run_dir / "offers_summary.parquet"]
+        missing = [p.name for p in need if not p.is_file()]
+        if missing:
+            raise OptimizerError(f"{run_dir} is not a run folder: missing {', '.join(missing)} "
+                                 "(run `offeropt run SCENARIO` first)")
+        manifest = json.loads(need[0].read_text(encoding="utf-8"))
+        customers_file = run_dir / "customers.parquet"
+        customers = pl.read_parquet(customers_file, glob=False) if customers_file.is_file() else None
+        name = str(manifest.get("scenario", {}).get("name", run_dir.name))
+        # glob=False: a folder named with brackets ("run [2]") is a path, not a pattern
+        return cls(name, run_dir, manifest, pl.read_parquet(need[1], glob=False),
+                   pl.read_parquet(need[2], glob=False), customers)
+
+    @property
+    def label(self) -> str:
+        """The run's name, with its folder when the name alone could be ambiguous."""
+        return self.name if self.path is None else f"{self.name} ({self.path.name})"
+
+    def totals(self) -> dict[str, Any]:
+        """Headline numbers: objective, bound, gap, redemptions, spend, budget use, reach."""
+        m, s = self.manifest, self.offers_summary
+        capped = s.filter(pl.col("budget").is_not_null())
+        budget_total = float(capped.get_column("budget").sum()) if capped.height else 0.0
+        spend_capped = float(capped.get_column("expected_cost").sum()) if capped.height else 0.0
+        global_budget = m.get("scenario", {}).get("rules", {}).get("global_budget")
+        spend = float(s.get_column("expected_cost").sum())
+        return {
+            "objective": float(m["objective"]), "upper_bound": float(m["upper_bound"]),
+            "gap": float(m["gap"]), "status": m["solver"]["status"],
+            "method": m["solver"]["method"], "iterations": int(m["solver"]["iterations"]),
+            "assignments": self.assignments.height,
+            "customers": int(m.get("customers", 0)),
+            "customers_reached": int(self.assignments.get_column("customer_id").n_unique()),
+            "expected_redemptions": float(s.get_column("expected_redemptions").sum()),
+            "expected_cost": spend,
+            "offer_budgets": budget_total,
+            "offer_budget_used": spend_capped / budget_total if budget_total > 0 else None,
+            "global_budget": global_budget,
+            "global_budget_used": spend / global_budget if global_budget else None,
+            "offers_with_binding_budget": int(m.get("offers_with_binding_budget", 0)),
+            "min_customers_shortfalls": len(m.get("min_customers_shortfalls", [])),
+        }
+
+    def value_by_decile(self) -> pl.DataFrame | None:
+        """Per lifetime-value decile (1 = lowest): customers, reached, offers, objective value,
+        expected redemptions and spend. None without ``customers``."""
+        if self.customers is None:
+            return None
+        per_customer = self.assignments.group_by("customer_id").agg(
+            pl.len().alias("offers"), pl.col("score").sum().alias("value"),
+            pl.col("p_redeem").sum().alias("expected_redemptions"),
+            pl.col("expected_cost").sum().alias("expected_cost"))
+        joined = self.customers.filter(pl.col("clv_decile").is_not_null()).join(
+            per_customer, on="customer_id", how="left")
+        return (joined.group_by("clv_decile").agg(
+            pl.len().alias("customers"), pl.col("offers").is_not_null().sum().alias("reached"),
+            pl.col("offers").fill_null(0).sum().alias("offers"),
+            pl.col("value").fill_null(0.0).sum().alias("value"),
+            pl.col("expected_redemptions").fill_null(0.0).sum().alias("expected_redemptions"),
+            pl.col("expected_cost").fill_null(0.0).sum().alias("expected_cost"),
+            pl.col("clv").mean().alias("mean_clv"))
+            .sort("clv_decile"))
+
+    def offers_per_customer(self) -> pl.DataFrame:
+        """How many customers got 0, 1, 2, ... offers."""
+        counts = self.assignments.group_by("customer_id").agg(pl.len().alias("offers"))
+        hist = counts.group_by("offers").agg(pl.len().alias("customers"))
+        zero = int(self.manifest.get("customers", 0)) - counts.height
+        return (pl.concat([pl.DataFrame({"offers": [0], "customers": [max(zero, 0)]},
+                                        schema=hist.schema), hist])
+                .sort("offers"))
+
+    def binding_budgets(self) -> list[dict[str, Any]]:
+        """Offers whose own budget is binding (:func:`optimizer.core.numerics.binding`: a positive
+        shadow price, the objective value of one more unit of that budget), most valuable first.
+        Exactly the offers that the manifest's ``offers_with_binding_budget`` counts."""
+        rows = self.offers_summary.to_dicts()
+        price = np.array([r["shadow_price"] for r in rows], dtype=float)
+        chosen = [{**r, "budget_price": r["shadow_price"]}
+                  for r, b in zip(rows, binding(price)) if b]
+        return sorted(chosen, key=lambda r: -r["budget_price"])

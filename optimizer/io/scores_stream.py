@@ -1,0 +1,138 @@
+"""The ``scores`` table by chunks of customers, read whole or streamed in batches of rows.
+
+A table of tens of millions of rows fits in memory and is read whole (``Inputs.scores``). At
+ten million customers x 50 scored offers (500 M rows, 12 GB as numbers) it does not: it is then
+read in batches (``Inputs.scores_batches``, ``solver.stream_scores``), every batch checked as
+:func:`~optimizer.io.validate.checked_scores` checks a whole table, and handed on one chunk of
+customers at a time, so that memory holds one batch and one chunk, not the table.
+
+Streaming needs each customer's rows together, customers in the order of the ``customers``
+table (a table sorted by customer, with the customers table sorted the same way, is); a table
+out of that order is refused with the rows that break it. Within a customer the rows may come in
+any order. Either way :func:`scores_chunks` yields the same chunks: each customer's rows in offer
+order, so the solver sees the same problem whether the table was streamed or read whole.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from optimizer.core.errors import InputError
+from optimizer.io.validate import Inputs, checked_scores
+
+
+@dataclass(frozen=True)
+class ScoresChunk:
+    """The scored pairs of customers ``start .. stop - 1``, sorted by (``c``, ``o``)."""
+
+    start: int
+    stop: int
+    c: np.ndarray
+    o: np.ndarray
+    p_redeem: np.ndarray
+    value: np.ndarray
+
+
+def scores_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[ScoresChunk]:
+    """One :class:`ScoresChunk` per ``(start, stop)`` of ``bounds`` (consecutive, in order)."""
+    if inputs.scores_batches is not None:
+        yield from _streamed_chunks(inputs, bounds)
+    else:
+        yield from _table_chunks(inputs, bounds)
+
+
+def _table_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[ScoresChunk]:
+    scores = inputs.scores
+    assert scores is not None  # only on the scores path
+    table = scores.lazy().select("c", "o", "p_redeem", "value").collect()
+    if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
+        table = table.sort(["c", "o"])
+    c = table.get_column("c").to_numpy()
+    for start, stop in bounds:
+        # bounds in c's own dtype: a mixed-type search would convert all of c each time
+        lo, hi = np.searchsorted(c, np.array([start, stop], dtype=c.dtype))
+        # a chunk's rows at a time: whole columns copied out of a table read in row groups
+        # would hold a second copy of the table (1.2 GB at 50 M rows)
+        part = table.slice(int(lo), int(hi - lo))
+        yield ScoresChunk(start, stop, c[lo:hi], part.get_column("o").to_numpy(),
+                          part.get_column("p_redeem").to_numpy(),
+                          part.get_column("value").to_numpy())
+
+
+_COLUMNS = ("c", "o", "p_redeem", "value")
+
+
+def _streamed_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[ScoresChunk]:
+    batches = inputs.scores_batches
+    assert batches is not None
+    carry = {name: np.zeros(0, dtype=np.float64 if name in ("p_redeem", "value") else np.int32)
+             for name in _COLUMNS}
+    source = iter(batches)
+    exhausted, last = False, -1
+    for start, stop in bounds:
+        while not exhausted and (carry["c"].size == 0 or carry["c"][-1] < stop):
+            frame = next(source, None)
+            if frame is None:
+                exhausted = True
+                break
+            rows = checked_scores(frame, inputs.customers, inputs.offers)
+            arrays = {name: rows.get_column(name).to_numpy() for name in _COLUMNS}
+            _require_customer_order(inputs, arrays, last)
+            if arrays["c"].size:
+                last = int(arrays["c"][-1])
+            carry = {name: np.concatenate([carry[name], arrays[name]]) for name in _COLUMNS}
+        # the bound in c's own dtype: a mixed-type search converts all of c first
+        cut = int(np.searchsorted(carry["c"], carry["c"].dtype.type(stop)))
+        part = {name: values[:cut] for name, values in carry.items()}
+        carry = {name: values[cut:] for name, values in carry.items()}
+        yield _in_offer_order(inputs, start, stop, part)
+    if carry["c"].size or (not exhausted and next(source, None) is not None):
+        raise ValueError("scores rows past the last chunk: bounds must cover every customer")
+
+
+def _require_customer_order(inputs: Inputs, arrays: dict[str, np.ndarray], last: int) -> None:
+    c = arrays["c"]
+    if c.size == 0:
+        return
+    previous = np.concatenate([[last], c[:-1]])
+    broken = np.flatnonzero(c < previous)
+    if broken.size == 0:
+        return
+    at = int(broken[0])
+    sample = [_row(inputs, arrays, k) for k in (at - 1, at) if k >= 0]
+    raise InputError(
+        "scores", "customer_id",
+        f"the table ({inputs.row_counts.get('scores', 0):,} rows) is read in batches "
+        "(solver.stream_scores), which needs each customer's rows together and customers in "
+        "the order of the customers table; these rows break that order. Sort the scores table "
+        "by customer in that order, or set solver.stream_scores = false to read it whole",
+        sample=sample, count=int(broken.size))
+
+
+def _row(inputs: Inputs, arrays: dict[str, np.ndarray], k: int) -> dict[str, object]:
+    """Row ``k`` of a checked batch as the user wrote it (IDs, not indices)."""
+    return {"customer_id": inputs.customers.get_column("customer_id")[int(arrays["c"][k])],
+            "offer_id": inputs.offers.get_column("offer_id")[int(arrays["o"][k])],
+            "p_redeem": float(arrays["p_redeem"][k]), "value": float(arrays["value"][k])}
+
+
+def _in_offer_order(inputs: Inputs, start: int, stop: int, part: dict[str, np.ndarray]
+                    ) -> ScoresChunk:
+    """The chunk with each customer's rows in offer order; a pair listed twice is refused."""
+    key = part["c"].astype(np.int64) * max(inputs.n_offers, 1) + part["o"]
+    if key.size > 1 and not bool((key[1:] > key[:-1]).all()):
+        order = np.argsort(key, kind="stable")
+        part = {name: values[order] for name, values in part.items()}
+        key = key[order]
+        repeated = np.flatnonzero(key[1:] == key[:-1])
+        if repeated.size:
+            sample = [_row(inputs, part, int(k)) for k in repeated[:5]]
+            raise InputError("scores", "offer_id",
+                             "customer_id and offer_id must be unique; duplicates found",
+                             sample=sample, count=int(repeated.size))
+    return ScoresChunk(start, stop, part["c"], part["o"], part["p_redeem"], part["value"])
+
+
+__all__ = ["ScoresChunk", "scores_chunks"]

@@ -1,0 +1,454 @@
+"""Check the input tables once, at the boundary, and hand later steps only what passed.
+
+`load_inputs` reads the folder (through :mod:`optimizer.io.load`), checks types, ranges, uniqueness and
+references as docs/contract.md states them, and returns :class:`Inputs`: every table with dense integer
+indices added (``c`` for customers, ``p`` for products, ``o`` for offers, in the master tables' row
+order) and category names normalised. Later steps trust these frames and never re-check user data.
+"""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+import polars as pl
+
+from optimizer.core.errors import InputError
+from optimizer.core.schemas import ID_MASTER, RESTRICTION_RULES, normalize_category
+from optimizer.io.load import (
+    RawTable,
+    TableBatches,
+    master_id_type,
+    read_inputs,
+    table_path,
+    unify_id_type,
+)
+
+INDEX_OF = {"customer_id": "c", "product_id": "p", "offer_id": "o"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Validated input tables. Optional tables are ``None`` when absent.
+
+    Attributes
+    ----------
+    customers, products, offers: master tables with their index column (``c``, ``p``, ``o``).
+    transactions: rows with a known customer and product: ``c``, ``p``, ``week``,
+        ``sales_value`` and, when given, ``date`` and ``discount``.
+    offer_products: rows with ``o`` and ``p``.
+    restrictions: ``c``, normalised ``category``, ``rule`` in {"exclude", "opt_in"}.
+    history, redemptions: ``c``, ``o`` and ``week`` of rows naming known customers and offers.
+    scores: ``c``, ``o``, ``p_redeem``, ``value``; ``None`` without a scores table, and when the
+        table is read in batches instead (``scores_batches``, see :mod:`optimizer.io.scores_stream`).
+    scores_batches: the parquet scores table opened for reading in batches, when asked for.
+    row_counts, sha256: per table as read from disk (for the manifest).
+    dropped: rows left out by rule (unknown customer or product in transactions, ...).
+    warnings: what the user should know about the inputs although they are valid (most of a
+        history or redemptions table matching nothing).
+    id_is_int: whether each ID kind (customer_id, product_id, offer_id) is integer-typed.
+    scores_sorted: whether ``scores`` rows are already in (customer, offer) index order.
+    """
+
+    customers: pl.DataFrame
+    products: pl.DataFrame
+    offers: pl.DataFrame
+    transactions: pl.DataFrame
+    offer_products: pl.DataFrame | None
+    restrictions: pl.DataFrame | None
+    history: pl.DataFrame | None
+    redemptions: pl.DataFrame | None
+    scores: pl.DataFrame | None
+    row_counts: dict[str, int] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    id_is_int: dict[str, bool] = field(default_factory=dict)
+    scores_sorted: bool = False
+    scores_batches: TableBatches | None = None
+
+    @property
+    def has_scores(self) -> bool:
+        """Whether the run is planned from a ``scores`` table (whole or in batches)."""
+        return self.scores is not None or self.scores_batches is not None
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.height
+
+    @property
+    def n_offers(self) -> int:
+        return self.offers.height
+
+
+def _evaluate(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:
+    """``expr`` over ``frame`` through the lazy engine: an eager ``select`` first rechunks every
+    column of a frame whose columns are chunked differently (a table read in row groups with an
+    index column added), a copy of the whole table (1.5 GB at 50 M score rows)."""
+    return frame.lazy().select(expr).collect().to_series()
+
+
+def _fail_rows(table: str, column: str | None, frame: pl.DataFrame, bad: pl.Series | pl.Expr,
+               problem: str) -> None:
+    mask = _evaluate(frame, bad) if isinstance(bad, pl.Expr) else bad
+    if not mask.any():  # the usual case: a scan of the mask, not a filter of every column
+        return
+    rows = frame.filter(mask)
+    if rows.height:
+        # samples show the user's columns, not the dense indices added here
+        shown = rows.head(5).drop([c for c in INDEX_OF.values() if c in rows.columns])
+        raise InputError(table, column, problem, sample=shown.rows(named=True),
+                         count=rows.height)
+
+
+def _require_not_null(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        series = frame.get_column(column)
+        bad = series.is_null()
+        if series.dtype == pl.Utf8:
+            bad = bad | (series.str.strip_chars() == "")
+        _fail_rows(table, column, frame, bad, "empty values are not allowed")
+
+
+def _require_finite(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        if column in frame.columns and frame.get_column(column).dtype == pl.Float64:
+            series = frame.get_column(column)
+            _fail_rows(table, column, frame, series.is_not_null() & ~series.is_finite(),
+                       "numbers must be finite (NaN and infinity are not allowed)")
+
+
+def _require_unique(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    dup = frame.select(columns).is_duplicated()
+    what = " and ".join(columns)
+    _fail_rows(table, columns[-1], frame, dup, f"{what} must be unique; duplicates found")
+
+
+def _require_unique_pairs(table: str, frame: pl.DataFrame, n_offers: int) -> bool:
+    """A (customer, offer) pair at most once; returns whether the rows are already sorted by
+    (customer, offer) index. One integer key per pair: far cheaper than hashing two columns when
+    the table has tens of millions of rows, and a table written sorted needs no sort at all."""
+    key = pl.col("c").cast(pl.Int64) * max(n_offers, 1) + pl.col("o").cast(pl.Int64)
+    if frame.height < 2 or _evaluate(frame, (key.diff().slice(1) > 0).all()).item():
+        return True
+    keys = _evaluate(frame, key).to_numpy()
+    ordered = np.sort(keys)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        bad = np.isin(keys, repeated)
+        _fail_rows(table, "offer_id", frame, pl.Series(bad),
+                   "customer_id and offer_id must be unique; duplicates found")
+    return False
+
+
+def _range(table: str, frame: pl.DataFrame, column: str, bad: pl.Expr, rule: str) -> None:
+    if column in frame.columns:
+        _fail_rows(table, column, frame, bad.fill_null(False), f"values must be {rule}")
+
+
+def _master(raw: RawTable, id_col: str, index: str) -> pl.DataFrame:
+    frame = raw.frame
+    ids = master_id_type(frame.get_column(id_col), raw.path.suffix == ".csv")
+    frame = frame.with_columns(ids).with_row_index(index)
+    _require_not_null(raw.name, frame, [id_col])
+    _require_unique(raw.name, frame, [id_col])
+    return frame.with_columns(pl.col(index).cast(pl.Int32))
+
+
+_DENSE_SPAN = 2**24
+
+
+def _dense_lookup(ids: pl.Series, master: pl.DataFrame, id_col: str, index: str
+                  ) -> pl.Series | None:
+    """The master index of integer ``ids`` through a direct table, when the master's IDs fill a
+    range not much wider than their count (the usual case of surrogate keys); ``None`` otherwise.
+    A gather per row instead of a hash join: the scores table has tens of millions of rows."""
+    master_ids = master.get_column(id_col)
+    if master_ids.len() == 0 or ids.null_count():
+        return None
+    low, high = int(master_ids.min()), int(master_ids.max())  # type: ignore[arg-type]
+    # a table of up to 16 M entries (64 MB) is cheap next to a hash join of tens of millions of
+    # rows (4 s for 40 M transactions against 5,000 products with IDs spread over 150,000)
+    if high - low + 1 > max(4 * master_ids.len() + 1024, _DENSE_SPAN):
+        return None
+    span = high - low + 1
+    table = np.full(span, -1, dtype=np.int32)
+    table[master_ids.to_numpy() - low] = master.get_column(index).to_numpy()
+    # one compiled pass: the polars expression took 2.7 s over a 50 M-row scores table
+    found = np.empty(ids.len(), dtype=np.int32)
+    # chunk by chunk, each a view: one array of a table read in row groups is a copy (1.6 s for
+    # 50 M IDs on the development VM, where fresh pages are slow)
+    pieces, start = [], 0
+    for chunk in ids.get_chunks():
+        values = chunk.to_numpy()
+        pieces.append((values, start))
+        start += values.shape[0]
+    if len(pieces) == 1:  # two halves, one per thread
+        values, half = pieces[0][0], pieces[0][0].shape[0] // 2
+        pieces = [(values[:half], 0), (values[half:], half)]
+    # on two threads (the kernel releases the GIL): 50 M IDs take about a second
+    with ThreadPoolExecutor(2) as pool:
+        parts = [pool.submit(_gather_ids, values, low, table,
+                             found[lo:lo + values.shape[0]]) for values, lo in pieces]
+        missing = sum(part.result() for part in parts)
+    series = pl.Series(index, found)
+    if missing:  # unknown IDs become nulls, reported by the caller
+        series = pl.select(pl.when(series >= 0).then(series).otherwise(None).alias(index)
+                           ).to_series()
+    return series
+
+
+@nb.njit(cache=True, nogil=True)
+def _gather_ids(ids, low, table, out):  # pragma: no cover - compiled
+    missing = 0
+    for i in range(ids.shape[0]):
+        offset = ids[i] - low
+        out[i] = table[offset] if 0 <= offset < table.shape[0] else -1
+        missing += out[i] < 0
+    return missing
+
+
+def _attach(frame: pl.DataFrame, id_col: str, master: pl.DataFrame) -> pl.DataFrame:
+    """Add the master's index column for ``id_col`` (null where the ID is unknown)."""
+    index = INDEX_OF[id_col]
+    master_is_int = master.get_column(id_col).dtype == pl.Int64
+    ids = unify_id_type(frame.get_column(id_col), master_is_int)
+    if master_is_int:
+        dense = _dense_lookup(ids, master, id_col, index)
+        if dense is not None:
+            return frame.with_columns(dense)
+    keyed = frame.with_columns(ids.alias("__key"))
+    lookup = master.select(pl.col(id_col).alias("__key"), pl.col(index))
+    return keyed.join(lookup, on="__key", how="left", maintain_order="left").drop("__key")
+
+
+def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
+    index = INDEX_OF[id_col]
+    master = ID_MASTER[id_col]
+    if frame.get_column(index).null_count() == 0:
+        return  # every ID found; no need to filter tens of millions of rows for none
+    _fail_rows(table, id_col, frame, pl.col(index).is_null(),
+               f"{id_col} not found in table '{master}'")
+
+
+def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
+    """Read and validate the input folder; raise :class:`InputError` on any breach of the contract.
+
+    ``stream_scores``: a parquet ``scores`` table is opened for reading in batches
+    (``Inputs.scores_batches``) instead of read whole; its rows are checked as they are read."""
+    folder = Path(folder)
+    batches = None
+    scores_path = table_path(folder, "scores") or Path()
+    if stream_scores and scores_path.suffix == ".parquet" and scores_path.is_file():
+        batches = TableBatches.open(folder, "scores")
+    raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
+    for name, table in raw.items():
+        _require_not_null(name, table.frame,
+                          [c for c in table.frame.columns if c in ("customer_id", "product_id",
+                                                                   "offer_id")])
+
+    customers = _master(raw["customers"], "customer_id", "c")
+    if customers.height == 0:
+        raise InputError("customers", "customer_id", "the table is empty; a plan needs customers")
+    _require_finite("customers", customers, ["clv"])
+    _range("customers", customers, "clv", pl.col("clv") < 0, ">= 0")
+
+    products = _master(raw["products"], "product_id", "p")
+    _require_not_null("products", products, ["category"])
+    products = products.with_columns(normalize_category(pl.col("category")).alias("category"))
+
+    offers = _validate_offers(_master(raw["offers"], "offer_id", "o"))
+
+    dropped: dict[str, int] = {}
+    transactions = _validate_transactions(raw["transactions"].frame, customers, products, dropped)
+
+    offer_products = None
+    if "offer_products" in raw:
+        offer_products = _attach(_attach(raw["offer_products"].frame, "offer_id", offers),
+                                 "product_id", products)
+        _references("offer_products", offer_products, "offer_id")
+        _references("offer_products", offer_products, "product_id")
+        offer_products = offer_products.unique(["o", "p"], maintain_order=True)
+    listed = (offer_products.get_column("o").unique() if offer_products is not None
+              else pl.Series("o", [], dtype=pl.Int32))
+    _fail_rows("offers", "category", offers,
+               pl.col("category").is_null() & ~pl.col("o").is_in(listed.implode()),
+               "an offer needs a category or products listed in offer_products")
+
+    restrictions = None
+    if "restrictions" in raw:
+        restrictions = _attach(raw["restrictions"].frame, "customer_id", customers)
+        _references("restrictions", restrictions, "customer_id")
+        _require_not_null("restrictions", restrictions, ["category", "rule"])
+        restrictions = restrictions.with_columns(
+            normalize_category(pl.col("category")).alias("category"),
+            pl.col("rule").str.strip_chars().str.to_lowercase().alias("rule"),
+        )
+        _fail_rows("restrictions", "rule", restrictions,
+                   ~pl.col("rule").is_in(list(RESTRICTION_RULES)),
+                   "rule must be 'exclude' or 'opt_in'")
+
+    warnings: list[str] = []
+    history = _validate_sends("history", raw.get("history"), customers, offers, dropped, warnings)
+    redemptions = _validate_sends("redemptions", raw.get("redemptions"), customers, offers,
+                                  dropped, warnings)
+
+    scores, scores_sorted = None, False
+    if "scores" in raw:
+        scores = checked_scores(raw["scores"].frame, customers, offers, with_ids=True)
+        scores_sorted = _require_unique_pairs("scores", scores, offers.height)
+        # the ID columns are checked and never read again: drop them (0.8 GB at 50 M rows)
+        scores = scores.lazy().select("c", "o", "p_redeem", "value").collect()
+    row_counts = {name: t.frame.height for name, t in raw.items()}
+    sha256 = {name: t.sha256 for name, t in raw.items()}
+    if batches is not None:
+        row_counts["scores"], sha256["scores"] = batches.rows, batches.sha256
+
+    return Inputs(
+        customers=customers, products=products, offers=offers, transactions=transactions,
+        offer_products=offer_products, restrictions=restrictions, history=history,
+        redemptions=redemptions, scores=scores,
+        row_counts=row_counts, sha256=sha256, dropped=dropped, warnings=warnings,
+        id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
+                       else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
+        scores_sorted=scores_sorted, scores_batches=batches,
+    )
+
+
+def checked_scores(frame: pl.DataFrame, customers: pl.DataFrame, offers: pl.DataFrame,
+                   with_ids: bool = False) -> pl.DataFrame:
+    """The ``scores`` table's row checks, on the whole table or on one batch of its rows: known
+    customers and offers, ``p_redeem`` in [0, 1], ``value`` >= 0, no empty or infinite number.
+    Returns the rows with ``c`` and ``o``; ``with_ids`` keeps the ID columns too. Uniqueness of
+    pairs needs every row and is checked by the caller."""
+    if not with_ids:  # a batch: the whole-table path checks every table's IDs in load_inputs
+        _require_not_null("scores", frame, ["customer_id", "offer_id"])
+    scores = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
+    _references("scores", scores, "customer_id")
+    _references("scores", scores, "offer_id")
+    _require_not_null("scores", scores, ["p_redeem", "value"])
+    _require_finite("scores", scores, ["p_redeem", "value"])
+    _range("scores", scores, "p_redeem", (pl.col("p_redeem") < 0) | (pl.col("p_redeem") > 1),
+           "between 0 and 1")
+    _range("scores", scores, "value", pl.col("value") < 0, ">= 0")
+    return scores if with_ids else scores.lazy().select("c", "o", "p_redeem", "value").collect()
+
+
+def _validate_offers(offers: pl.DataFrame) -> pl.DataFrame:
+    _require_not_null("offers", offers, ["discount"])
+    _require_finite("offers", offers, ["discount", "budget", "margin"])
+    _range("offers", offers, "discount", pl.col("discount") <= 0, "> 0 (cost of one redemption)")
+    _range("offers", offers, "budget", pl.col("budget") < 0, ">= 0 or empty (no cap)")
+    _range("offers", offers, "min_customers", pl.col("min_customers") < 0, ">= 0")
+    _range("offers", offers, "max_customers", pl.col("max_customers") < 0, ">= 0")
+    if {"start_week", "end_week"} <= set(offers.columns):
+        _range("offers", offers, "end_week", pl.col("start_week") > pl.col("end_week"),
+               ">= start_week")
+    if {"min_customers", "max_customers"} <= set(offers.columns):
+        _range("offers", offers, "max_customers", pl.col("min_customers") > pl.col("max_customers"),
+               ">= min_customers")
+    defaults: dict[str, pl.Expr] = {
+        "category": pl.lit(None, pl.Utf8), "brand": pl.lit(None, pl.Utf8),
+        "margin": pl.lit(0.0), "min_customers": pl.lit(None, pl.Int64),
+        "max_customers": pl.lit(None, pl.Int64), "start_week": pl.lit(None, pl.Int64),
+        "end_week": pl.lit(None, pl.Int64), "funded_by": pl.lit(None, pl.Utf8),
+        "budget": pl.lit(None, pl.Float64),
+    }
+    offers = offers.with_columns([v.alias(k) for k, v in defaults.items() if k not in offers.columns])
+    category = normalize_category(pl.col("category"))
+    return offers.with_columns(
+        pl.when(category == "").then(None).otherwise(category).alias("category"),
+        pl.col("margin").fill_null(0.0),
+    )
+
+
+_TRANSACTION_COLUMNS = ("c", "p", "week", "sales_value", "date", "discount")
+
+
+def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, products: pl.DataFrame,
+                           dropped: dict[str, int]) -> pl.DataFrame:
+    _require_not_null("transactions", frame, ["week", "sales_value"])
+    _require_finite("transactions", frame, ["sales_value", "quantity", "discount"])
+    _range("transactions", frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
+    _range("transactions", frame, "discount", pl.col("discount") < 0, ">= 0")
+    if "discount" in frame.columns:  # an empty discount cell: no discount on that line
+        frame = frame.with_columns(pl.col("discount").fill_null(0.0))
+    frame = _attach(_attach(frame, "customer_id", customers), "product_id", products)
+    unknown_customer = frame.get_column("c").is_null()
+    unknown_product = frame.get_column("p").is_null() & ~unknown_customer
+    dropped["transactions_unknown_customer"] = int(unknown_customer.sum())
+    dropped["transactions_unknown_product"] = int(unknown_product.sum())
+    # only what the features read: the ID columns and quantity would be 24 bytes a line (1 GB
+    # at 40 M lines) carried through the filter and every later stage
+    frame = frame.select([c for c in _TRANSACTION_COLUMNS if c in frame.columns])
+    if not (unknown_customer.any() or unknown_product.any()):
+        return frame  # a filter that keeps every row still copies all of them
+    return frame.filter(pl.col("c").is_not_null() & pl.col("p").is_not_null())
+
+
+# above this share of a history or redemptions table's rows naming no known customer or offer,
+# the run warns: rows of gone customers and offers are normal, most of the table is a mismatch
+UNMATCHED_WARNING_SHARE = 0.5
+
+
+def _unmatched_warning(name: str, frame: pl.DataFrame, known: pl.Series) -> str | None:
+    """A warning when most of a ``history`` or ``redemptions`` table's rows match nothing (for
+    example zero-padded text IDs against integer offers): their rules and models would silently
+    lose those rows."""
+    rows, unmatched = frame.height, int((~known).sum())
+    if rows == 0 or unmatched / rows <= UNMATCHED_WARNING_SHARE:
+        return None
+    parts = []
+    for id_col, index, master in (("customer_id", "c", "customers"), ("offer_id", "o", "offers")):
+        missing = frame.filter(pl.col(index).is_null())
+        if missing.height:
+            sample = ", ".join(repr(v) for v in missing.get_column(id_col).unique(maintain_order=True)
+                               .head(3).to_list())
+            parts.append(f"{missing.height:,} name {id_col}s not in {master} (e.g. {sample})")
+    rule = ("cooldowns and the frequency window do not see them" if name == "history"
+            else "the models do not learn from them")
+    return (f"table '{name}': {'all' if unmatched == rows else 'most'} of its rows "
+            f"({unmatched:,} of {rows:,}) match no customer or offer and are left out, so {rule}: "
+            f"{'; '.join(parts)}. IDs must equal the master tables' IDs (text such as '00123' "
+            "is not the integer 123)")
+
+
+def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
+                    offers: pl.DataFrame, dropped: dict[str, int], warnings: list[str]
+                    ) -> pl.DataFrame | None:
+    """History and redemptions may name customers and offers that are gone: those rows are
+    dropped (counted in ``dropped``; a warning added to ``warnings`` when they are most rows)."""
+    if table is None:
+        return None
+    frame = table.frame
+    _require_not_null(name, frame, ["week"])
+    frame = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
+    known = frame.get_column("c").is_not_null() & frame.get_column("o").is_not_null()
+    dropped[f"{name}_unknown_customer_or_offer"] = int((~known).sum())
+    warning = _unmatched_warning(name, frame, known)
+    if warning:
+        warnings.append(warning)
+    # the rules and models read c, o and week only: the ID columns would be 16 bytes a row
+    # (1.2 GB of history at ten million customers)
+    frame = frame.select("c", "o", "week")
+    return frame if known.all() else frame.filter(known)
+
+
+def history_digest(history: pl.DataFrame | None, week: int) -> str:
+    """SHA-256 of the validated ``history`` rows a run of ``week`` reads: those of earlier weeks
+    (docs/contract.md ignores the planning week and later), as customer index, offer index and week in
+    little-endian int64, column after column, in table order. No table hashes as no rows.
+
+    The manifest records it, so ``offeropt check`` can tell a history that only gained rows of the
+    planning week or later (``--append-history``) from one that changed what the run read."""
+    digest = hashlib.sha256()
+    rows = (history.filter(pl.col("week") < week) if history is not None
+            else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64}))
+    for column in ("c", "o", "week"):
+        digest.update(rows.get_column(column).cast(pl.Int64).to_numpy().astype("<i8").tobytes())
+    return digest.hexdigest()

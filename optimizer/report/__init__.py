@@ -1,0 +1,1 @@
+"""What planners read: the run report, the comparison of runs, charts, output tables."""

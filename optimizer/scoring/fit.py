@@ -1,0 +1,212 @@
+"""Fit the customer-first scoring for a planning week: features, lifetime value, propensity.
+
+``fit_scoring(inputs, scenario, cats, week)`` returns the :class:`~optimizer.scoring.affinity.AffinityModel`
+that scores chunks of customers, each customer's lifetime value, and what the manifest records
+(``lifetime_value`` and ``propensity``: parameters, log-likelihoods, convergence, fallbacks).
+
+The propensity is fitted as a forecast: purchase features as of ``week - label_weeks``
+(transactions before then), labels from the ``label_weeks`` weeks that follow, up to ``week``, and
+each training send's response history (:mod:`optimizer.scoring.response`) as of the week it was sent; the
+planning week is scored with the history as of ``week``. Training pairs are, in
+order of preference, (1) offers sent in those weeks (``history``) labelled by ``redemptions``, (2)
+sampled customer x offer pairs labelled by whether she bought any of the offer's categories, (3)
+none: the heuristic formula. Each step down is logged as a warning and recorded as ``fallback``.
+Sensitive offers never enter the training pairs, so sensitive purchases cannot move the fitted
+coefficients and thereby anyone's scores for other offers (privacy by design).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from optimizer.core.config import Scenario
+from optimizer.core.schemas import normalize_category_name
+from optimizer.io.validate import Inputs
+from optimizer.scoring.affinity import AffinityModel
+from optimizer.scoring.clv import LifetimeValue, clv_factor, rfm_summary, with_given_clv
+from optimizer.scoring.features import (
+    CustomerFeatures,
+    OfferCategories,
+    PurchaseLines,
+    customer_features,
+    purchase_lines,
+)
+from optimizer.scoring.propensity import Propensity
+from optimizer.scoring.response import ResponseLog, response_history
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scoring:
+    """The fitted scoring of one week: the model, lifetime values and the manifest entries."""
+
+    model: AffinityModel
+    clv: np.ndarray
+    lifetime_value: dict[str, Any]
+    propensity: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def sensitive_offers(cats: OfferCategories, sensitive_categories: tuple[str, ...]) -> np.ndarray:
+    """Indices of the offers with a sensitive category."""
+    names = [normalize_category_name(c) for c in sensitive_categories]
+    return np.unique(cats.pairs.filter(pl.col("category").is_in(names)).get_column("o")
+                     .to_numpy()).astype(np.int64)
+
+
+def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int) -> Scoring:
+    """Fit features, lifetime value and propensity on data before ``week`` (module docstring)."""
+    seconds: dict[str, float] = {}
+    tick = time.perf_counter()
+    aff, obj, rules = scenario.affinity, scenario.objective, scenario.rules
+    lines = purchase_lines(inputs, rules.sensitive_categories, week)
+    seconds["purchase_lines"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    features = customer_features(inputs, week, aff.half_life_weeks, rules.sensitive_categories,
+                                 lines)
+    seconds["features"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    rfm = rfm_summary(inputs, week, rules.sensitive_categories, lines)
+    seconds["rfm"] = time.perf_counter() - tick
+    ltv = LifetimeValue(obj.clv_horizon_weeks, obj.clv_min_repeat_customers).fit(rfm, features)
+    seconds.update(ltv.seconds_)
+    clv = with_given_clv(inputs, ltv.predict(rfm, features))
+    factor = clv_factor(clv, obj.clv_weight, obj.clv_floor, obj.clv_cap)
+    tick = time.perf_counter()
+    propensity, info = None, {"model": "heuristic", "fallback": None}
+    if aff.model == "fitted":
+        propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
+    model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity, lines=lines)
+    if propensity is not None:
+        model.history_ = response_history(inputs, week, _plain(inputs, cats, rules),
+                                          model.offer_categories_)
+    seconds["propensity"] = time.perf_counter() - tick
+    return Scoring(model, clv, ltv.describe(), info, seconds)
+
+
+def _plain(inputs: Inputs, cats: OfferCategories, rules: Any) -> np.ndarray:
+    return np.setdiff1d(np.arange(inputs.n_offers),
+                        sensitive_offers(cats, rules.sensitive_categories))
+
+
+def _columns(then_model: AffinityModel, inputs: Inputs, plain: np.ndarray, c: np.ndarray,
+             o: np.ndarray, sent_week: np.ndarray) -> list[np.ndarray]:
+    """Feature columns of the training pairs, each with its response history as of the week it
+    was sent (point in time: a pair never sees its own outcome)."""
+    out: list[np.ndarray] = []
+    log = ResponseLog.read(inputs, plain, int(sent_week.max(initial=0)))
+    for w in np.unique(sent_week):
+        rows = np.flatnonzero(sent_week == w)
+        history = response_history(inputs, int(w), plain, then_model.offer_categories_, log)
+        cols = then_model.pair_columns(c[rows], o[rows], history)
+        out = out or [np.empty(c.size) for _ in cols]
+        for column, col in zip(out, cols):
+            column[rows] = col
+    return out
+
+
+def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
+                    lines: PurchaseLines, features: CustomerFeatures
+                    ) -> tuple[Propensity | None, dict[str, Any]]:
+    aff, rules = scenario.affinity, scenario.rules
+    start = week - aff.label_weeks
+    ones = np.ones(inputs.n_customers)
+    # the offer side (categories, incidences) is the same at any week: sample pairs with it, then
+    # build the features as of ``start`` for the sampled customers only
+    offer_side = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, ones,
+                                                             lines=lines)
+    plain = _plain(inputs, cats, rules)
+    rng = np.random.default_rng(scenario.solver.seed)
+    reasons = []
+    for target in ("redemption", "category purchase"):
+        pairs = (_sent_pairs(inputs, plain, start, week) if target == "redemption"
+                 else _purchase_pairs(inputs, offer_side, plain, start, week,
+                                      aff.max_training_pairs, rng))
+        if isinstance(pairs, str):
+            reasons.append(pairs)
+            continue
+        c, o, sent_week, y = pairs
+        if c.size > aff.max_training_pairs:
+            keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
+            c, o, sent_week, y = c[keep], o[keep], sent_week[keep], y[keep]
+        if y.sum() < aff.min_positives or y.sum() == y.size:
+            reasons.append(f"{target}: {int(y.sum())} positives of {y.size} pairs "
+                           f"(needs {aff.min_positives} and some negatives)")
+            continue
+        rate = 1.0 if target == "redemption" else aff.proxy_redemption_rate
+        sampled = np.zeros(inputs.n_customers, dtype=bool)
+        sampled[c] = True
+        then = customer_features(inputs, start, aff.half_life_weeks, rules.sensitive_categories,
+                                 lines, customers=sampled)
+        then_model = AffinityModel(aff, scenario.objective).fit(
+            inputs, then, cats, ones, lines=lines)
+        columns = _columns(then_model, inputs, plain, c, o, sent_week)
+        model = Propensity(rate=rate, target=target).fit(columns, y)
+        if not model.converged_:
+            reasons.append(f"{target}: the fit did not converge ({model.message_})")
+            continue
+        info = model.describe()
+        info.update(label_weeks=[start, week - 1], fallback="; ".join(reasons) or None)
+        if reasons:
+            log.warning("propensity: fitted on %s because %s", target, info["fallback"])
+        return model, info
+    reason = "; ".join(reasons)
+    log.warning("propensity: using the heuristic formula because %s", reason)
+    return None, {"model": "heuristic", "fallback": reason}
+
+
+def _sent_pairs(inputs: Inputs, plain: np.ndarray, start: int, week: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Non-sensitive offers sent in weeks ``start .. week - 1``: customer, offer, the week of
+    the first send, and whether she redeemed it in that week or later (before ``week``)."""
+    if inputs.history is None or inputs.redemptions is None:
+        return "redemption: no history and redemptions tables"
+    window = (pl.col("week") >= start) & (pl.col("week") < week) & pl.col("o").is_in(plain.tolist())
+    sent = (inputs.history.filter(window).group_by("c", "o").agg(pl.col("week").min())
+            .sort("c", "o"))
+    redeemed = (inputs.redemptions.filter(window).group_by("c", "o")
+                .agg(pl.col("week").max().alias("redeemed")))
+    if sent.height == 0:
+        return f"redemption: no offers sent in weeks {start}..{week - 1}"
+    sent = sent.join(redeemed, on=["c", "o"], how="left", maintain_order="left")
+    y = (sent.get_column("redeemed") >= sent.get_column("week")).fill_null(False)
+    return (sent.get_column("c").to_numpy().astype(np.int64),
+            sent.get_column("o").to_numpy().astype(np.int64),
+            sent.get_column("week").to_numpy().astype(np.int64), y.to_numpy().astype(float))
+
+
+def bought_categories(inputs: Inputs, categories: list[str], start: int, stop: int
+                      ) -> sp.csr_matrix:
+    """``(n_customers, K)`` 0/1: she bought category k in weeks ``start .. stop - 1``."""
+    k_index = {name: i for i, name in enumerate(categories)}
+    rows = (inputs.transactions.lazy().filter((pl.col("week") >= start) & (pl.col("week") < stop))
+            .join(inputs.products.lazy().select("p", "category"), on="p")
+            .select("c", pl.col("category").replace_strict(k_index, return_dtype=pl.Int64))
+            .unique().collect())
+    return sp.csr_matrix((np.ones(rows.height), (rows.get_column("c").to_numpy(),
+                                                 rows.get_column("category").to_numpy())),
+                         shape=(inputs.n_customers, len(categories)))
+
+
+def _purchase_pairs(inputs: Inputs, then_model: AffinityModel, plain: np.ndarray, start: int,
+                    week: int, n_pairs: int, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Sampled customer x non-sensitive offer pairs (as of ``start``), labelled by a purchase in
+    their categories."""
+    if plain.size == 0 or inputs.n_customers == 0:
+        return "category purchase: no non-sensitive offers"
+    bought = bought_categories(inputs, then_model.features_.categories, start, week)
+    if bought.nnz == 0:
+        return f"category purchase: no purchases in weeks {start}..{week - 1}"
+    n = int(min(n_pairs, inputs.n_customers * plain.size))
+    c = np.sort(rng.integers(0, inputs.n_customers, n))
+    o = plain[rng.integers(0, plain.size, n)]
+    hits = bought[c].multiply(then_model.offer_categories_.T.tocsr()[o]).sum(axis=1)
+    return c, o, np.full(n, start, np.int64), (np.asarray(hits).ravel() > 0).astype(float)

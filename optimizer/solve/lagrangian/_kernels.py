@@ -1,0 +1,434 @@
+"""Compiled per-customer kernels of the scale solver (numba).
+
+Why compiled: one price pass over a million customers is a few hundred million small steps (each
+customer's best few of ~50 candidates, each candidate's threshold and critical price). As numpy
+they are dozens of whole-array passes, each allocating ``customers x slots`` temporaries; as one
+compiled loop they run once, in cache, without temporaries. Every kernel releases the GIL, so the
+solver's thread pool over chunks runs them on every core, and each writes only its own rows, so
+the answer does not depend on the thread count or the chunking.
+
+The kernels mirror, row by row, the vectorised greedy of :mod:`.greedy` (``select`` in relaxed
+mode, ``thresholds``); ``tests/test_kernels.py`` checks them against it, the critical prices
+against a plain sort, and the exact choice against the vectorised enumeration it replaced.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence, TypeVar
+
+import numba as nb
+import numpy as np
+
+T = TypeVar("T")
+R = TypeVar("R")
+# maps a function over items, results in item order (e.g. the solver's thread pool)
+Mapper = Callable[[Callable[[T], R], Sequence[T]], list[R]]
+
+
+def serial_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """The default :data:`Mapper`: one item after the other."""
+    return [fn(item) for item in items]
+
+
+_JIT = {"cache": True, "nogil": True}
+_EMPTY_2D = np.zeros((0, 0))
+
+
+@nb.njit(inline="always")
+def reduced_value(value, cost, o, budget_price, count_price, glob, bonus):  # pragma: no cover
+    """A candidate's reduced value: ``value - (budget_price[o] + glob) * cost - count_price[o] +
+    bonus`` (``bonus``: the offer's target bonus, a number), summed in this order everywhere so
+    that every kernel ranks candidates alike."""
+    return (value - (budget_price[o] + glob) * cost - count_price[o]) + bonus
+
+
+@nb.njit(inline="always")  # a call passing arrays per candidate is costly
+def _count(values, n, x):  # pragma: no cover - compiled
+    """How many of ``values[:n]`` equal ``x`` (the categories a customer already holds)."""
+    inside = 0
+    for h in range(n):
+        if values[h] == x:
+            inside += 1
+    return inside
+
+
+@nb.njit(inline="always")  # a call passing arrays per candidate is costly
+def _fits(o, categories, per_category, held, n_held):  # pragma: no cover - compiled
+    """Whether offer ``o`` keeps every one of its categories within the cap."""
+    for w in range(categories.shape[1]):
+        cat = categories[o, w]
+        if cat < 0:
+            continue
+        if _count(held, n_held, cat) >= per_category:
+            return False
+    return True
+
+
+@nb.njit(**_JIT)
+def _take_best(i, red, offer, primary, per_category, cap, cat_val, cat_slot, cat_n, touched,
+               in_top, take_slot, take_val):  # pragma: no cover - compiled
+    """The greedy's picks (best first, ties to the lower slot, skipping a candidate whose category
+    is full) into ``take_slot``/``take_val`` in pick order; returns how many.
+
+    Picking best first and skipping full categories takes exactly the ``cap`` best of the
+    candidates that are among their category's ``per_category`` best, so one pass keeps each
+    category's best few and a second keeps the best of those: O(slots x cap) instead of a scan
+    of every slot per step (O(slots ** 2) for a customer whose candidates fill few categories).
+    """
+    slots = red.shape[0]
+    q = per_category
+    if cap <= 0:
+        return 0
+    if q < 0:  # no category rule: cap scans for the best unseen (faster than inserting for 5)
+        for s in range(slots):
+            in_top[s] = False  # here: picked already
+        taken = 0
+        while taken < cap:
+            best = -1
+            best_val = 0.0
+            for s in range(slots):
+                if not in_top[s] and red[s] > best_val:
+                    best = s
+                    best_val = red[s]
+            if best < 0:
+                break
+            in_top[best] = True
+            take_slot[taken] = best
+            take_val[taken] = best_val
+            taken += 1
+        return taken
+    n_touched = 0
+    for s in range(slots):
+        in_top[s] = False
+        r = red[s]
+        if not r > 0.0:
+            continue
+        k = primary[offer[i, s]]
+        if k < 0:
+            in_top[s] = True
+            continue
+        if q == 0:
+            continue  # no room in any category
+        m = cat_n[k]
+        if m == 0:
+            touched[n_touched] = k
+            n_touched += 1
+        if m == q and not r > cat_val[k, q - 1]:
+            continue  # not above the category's q-th best so far (ties: the lower slot stays)
+        j = m if m < q else q - 1
+        if m == q:
+            in_top[cat_slot[k, q - 1]] = False
+        while j > 0 and cat_val[k, j - 1] < r:
+            cat_val[k, j] = cat_val[k, j - 1]
+            cat_slot[k, j] = cat_slot[k, j - 1]
+            j -= 1
+        cat_val[k, j] = r
+        cat_slot[k, j] = s
+        in_top[s] = True
+        if m < q:
+            cat_n[k] = m + 1
+    for t in range(n_touched):
+        cat_n[touched[t]] = 0
+    taken = 0
+    for s in range(slots):  # slot order: a later slot goes after equal values
+        if not in_top[s]:
+            continue
+        r = red[s]
+        if taken == cap and not r > take_val[cap - 1]:
+            continue
+        j = taken if taken < cap else cap - 1
+        while j > 0 and take_val[j - 1] < r:
+            take_val[j] = take_val[j - 1]
+            take_slot[j] = take_slot[j - 1]
+            j -= 1
+        take_val[j] = r
+        take_slot[j] = s
+        if taken < cap:
+            taken += 1
+    return taken
+
+
+@nb.njit(**_JIT)
+def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
+             per_category, chosen, totals, margin):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    want_margin = margin.shape[0] > 0
+    red = np.empty(slots)
+    take_slot = np.empty(slots + 1, dtype=np.int64)
+    take_cat = np.empty(slots + 1, dtype=np.int64)
+    take_val = np.empty(slots + 1)
+    n_cat = 1
+    for o in range(primary.shape[0]):
+        n_cat = max(n_cat, primary[o] + 1)
+    cat_val = np.empty((n_cat, max(per_category, 1)))
+    cat_slot = np.empty((n_cat, max(per_category, 1)), dtype=np.int64)
+    cat_n = np.zeros(n_cat, dtype=np.int64)
+    touched = np.empty(slots, dtype=np.int64)
+    in_top = np.zeros(slots, dtype=np.bool_)
+    for i in range(n):
+        for s in range(slots):
+            o = offer[i, s]
+            chosen[i, s] = False
+            if o < 0:
+                red[s] = -np.inf
+            else:
+                red[s] = reduced_value(value[i, s], cost[i, s], o, budget_price, count_price,
+                                       glob, bonus[o])
+        # greedy, best first (ties: lower slot = lower offer), skipping what breaks a category
+        taken = _take_best(i, red, offer, primary, per_category, cap[i], cat_val, cat_slot,
+                           cat_n, touched, in_top, take_slot, take_val)
+        total = 0.0
+        for k in range(taken):
+            best = take_slot[k]
+            take_cat[k] = primary[offer[i, best]] if per_category >= 0 else -1
+            chosen[i, best] = True
+            total += take_val[k]
+        totals[i] = total
+        if not want_margin:
+            continue
+        # thresholds: what each candidate must beat to be (stay) in her best response
+        full = taken >= cap[i]
+        weakest = np.inf
+        for k in range(taken):
+            weakest = min(weakest, take_val[k])
+        best_unsat = 0.0  # best runner-up in a category with room
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0 or chosen[i, s] or red[s] <= best_unsat:
+                continue
+            cat = primary[o] if per_category >= 0 else -1
+            if cat >= 0 and _count(take_cat, taken, cat) >= per_category:
+                continue
+            best_unsat = red[s]
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            cat = primary[o] if per_category >= 0 else -1
+            if chosen[i, s]:
+                # the best runner-up that would take its place: one of its own category, or
+                # one of a category with room
+                limit = best_unsat
+                if cat >= 0:
+                    for q in range(slots):
+                        if (offer[i, q] >= 0 and not chosen[i, q] and red[q] > limit
+                                and primary[offer[i, q]] == cat):
+                            limit = red[q]
+            else:
+                held = 0
+                weakest_in_cat = np.inf
+                if cat >= 0:
+                    for k in range(taken):
+                        if take_cat[k] == cat:
+                            held += 1
+                            weakest_in_cat = min(weakest_in_cat, take_val[k])
+                if cat >= 0 and held >= per_category:
+                    limit = weakest_in_cat
+                elif full:
+                    limit = weakest
+                else:
+                    limit = 0.0
+            margin[i, s] = value[i, s] - limit
+
+
+def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndarray,
+            budget_price: np.ndarray, count_price: np.ndarray, global_price: float,
+            bonus: np.ndarray, primary: np.ndarray, per_category: int | None,
+            margin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's best response to prices, in the relaxed (primary-category) mode.
+
+    Parameters
+    ----------
+    value, cost: ``(n, slots)`` candidate values and expected costs.
+    offer: ``(n, slots)`` offer index per slot, -1 when empty; slots in increasing offer order.
+    cap: ``(n,)`` offers each customer may still get.
+    budget_price, count_price, bonus: ``(n_offers,)`` prices and target bonus;
+        ``global_price``: the global budget's price. The reduced value of a candidate is
+        ``value - (budget_price + global_price) * cost - count_price + bonus``.
+    primary: ``(n_offers,)`` the category each offer counts in (-1: none).
+    per_category: the per-customer per-category cap, or ``None``.
+    margin: optional ``(n, slots)`` output: per valid slot, ``value`` minus the reduced value
+        it must beat to be in the best response (the thresholds of :func:`.greedy.thresholds`,
+        over every candidate rather than the examined ones); empty slots are left as they are.
+
+    Returns ``(chosen, totals)``: the ``(n, slots)`` greedy choice (exact for the relaxed
+    problem: a laminar matroid) and each row's sum of chosen reduced values.
+    """
+    n, slots = offer.shape
+    chosen = np.empty((n, slots), dtype=bool)
+    totals = np.empty(n)
+    _respond(value, cost, offer, cap.astype(np.int64, copy=False), budget_price, count_price,
+             float(global_price), bonus, primary.astype(np.int64, copy=False),
+             # a row holds ``slots`` offers: a larger cap binds no more, and the kernel's
+             # per-category buffers are sized by it (a cap of 2**31 - 1 failed to allocate)
+             -1 if per_category is None else min(int(per_category), slots), chosen, totals,
+             _EMPTY_2D if margin is None else margin)
+    return chosen, totals
+
+
+@nb.njit(**_JIT)
+def _reduced(value, cost, offer, budget_price, count_price, glob, bonus, out):  # pragma: no cover
+    n, slots = offer.shape
+    for i in range(n):
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                out[i, s] = -np.inf
+            else:
+                out[i, s] = reduced_value(value[i, s], cost[i, s], o, budget_price,
+                                          count_price, glob, bonus[o])
+
+
+def reduced_values(value: np.ndarray, cost: np.ndarray, offer: np.ndarray,
+                   budget_price: np.ndarray, count_price: np.ndarray, global_price: float,
+                   bonus: np.ndarray) -> np.ndarray:
+    """``value - (budget_price + global_price) * cost - count_price + bonus``, ``-inf`` where the
+    slot is empty: :meth:`Prices.reduced_values` in one pass without temporaries."""
+    out = np.empty(offer.shape)
+    _reduced(value, cost, offer, budget_price, count_price, float(global_price), bonus, out)
+    return out
+
+
+# --- exact best responses with multi-category offers -----------------------------------------
+
+@nb.njit(**_JIT)
+def _exact_rows(reduced, offer, cap, categories, per_category, multi, max_enumerated,
+                chosen, totals, exact):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    width = categories.shape[1]
+    order = np.empty(slots, dtype=np.int64)  # positive candidates, best first
+    held = np.empty(slots * width + 1, dtype=np.int64)
+    mult = np.empty(slots, dtype=np.int64)  # positions in `order` of the multi-category ones
+    by_slot = np.empty(slots, dtype=np.int64)
+    rest = np.empty(slots, dtype=np.int64)
+    seen_in_cat = np.zeros(max(categories.max() + 1, 1), dtype=np.int64)
+    touched = np.empty(slots, dtype=np.int64)
+    n_touched = 0
+    pick = np.zeros(slots, dtype=np.bool_)
+    best_pick = np.zeros(slots, dtype=np.bool_)
+    for i in range(n):
+        npos = 0
+        for s in range(slots):
+            chosen[i, s] = False
+            r = reduced[i, s]
+            if offer[i, s] < 0 or not r > 0:
+                continue
+            k = npos
+            while k > 0 and reduced[i, order[k - 1]] < r:  # ties keep slot (offer) order
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = s
+            npos += 1
+        m = 0
+        for k in range(npos):
+            if multi[offer[i, order[k]]]:
+                mult[m] = k
+                m += 1
+        # the pattern's bits in slot order (= offer order), the order forced ones are taken in
+        n_forced = m if m <= max_enumerated else 0
+        for q in range(n_forced):
+            j = q
+            while j > 0 and order[mult[by_slot[j - 1]]] > order[mult[q]]:
+                by_slot[j] = by_slot[j - 1]
+                j -= 1
+            by_slot[j] = q
+        patterns = 1 << m if m <= max_enumerated else 1
+        # the greedy after the forced ones: all positive candidates without enumeration, else
+        # the single-category ones among their category's per_category best (a later one of the
+        # same category can never fit: the category is full by then, forced ones only take room)
+        enumerated = m <= max_enumerated
+        n_rest = 0
+        q = 0
+        for k in range(npos):
+            if enumerated and q < m and mult[q] == k:
+                q += 1
+                continue
+            if enumerated:
+                cat = categories[offer[i, order[k]], 0]
+                if cat >= 0:
+                    if seen_in_cat[cat] == 0:
+                        touched[n_touched] = cat
+                        n_touched += 1
+                    seen_in_cat[cat] += 1
+                    if seen_in_cat[cat] > per_category:
+                        continue
+            rest[n_rest] = k
+            n_rest += 1
+        for t in range(n_touched):
+            seen_in_cat[touched[t]] = 0
+        n_touched = 0
+        best_total = -np.inf
+        for pattern in range(patterns):
+            # forced multi-category candidates first (in offer order), then the rest best first;
+            # without enumeration (too many), the plain greedy with every category counted
+            n_held = 0
+            taken = 0
+            total = 0.0
+            feasible = True
+            for k in range(npos):
+                pick[k] = False
+            for b in range(n_forced):  # forced ones in slot order = offer order
+                q = by_slot[b]
+                if not (pattern >> q) & 1:
+                    continue
+                k = mult[q]
+                slot = order[k]
+                o = offer[i, slot]
+                if taken < cap[i] and _fits(o, categories, per_category, held, n_held):
+                    pick[k] = True
+                    taken += 1
+                    total += reduced[i, slot]
+                    for w in range(width):
+                        if categories[o, w] >= 0:
+                            held[n_held] = categories[o, w]
+                            n_held += 1
+                else:
+                    feasible = False
+            if not feasible:
+                continue
+            for t in range(n_rest):
+                k = rest[t]
+                if taken >= cap[i]:
+                    break
+                o = offer[i, order[k]]
+                if _fits(o, categories, per_category, held, n_held):
+                    pick[k] = True
+                    taken += 1
+                    total += reduced[i, order[k]]
+                    for w in range(width):
+                        if categories[o, w] >= 0:
+                            held[n_held] = categories[o, w]
+                            n_held += 1
+            if total > best_total:
+                best_total = total
+                for k in range(npos):
+                    best_pick[k] = pick[k]
+        total = 0.0
+        for k in range(npos):
+            if best_pick[k]:
+                chosen[i, order[k]] = True
+                total += reduced[i, order[k]]
+        totals[i] = total
+        exact[i] = m <= max_enumerated
+
+
+def exact_rows(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray, categories: np.ndarray,
+               per_category: int, multi_category: np.ndarray, max_enumerated: int = 4
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each customer's best response when offers may count in several categories.
+
+    With the in-or-out of her positive multi-category candidates decided, the rest is a laminar
+    problem the greedy solves exactly; enumerating the ``2**m`` decisions (``m <=
+    max_enumerated``) and keeping the best feasible one is therefore exact (``exact`` True).
+    Customers with more such candidates get the greedy with every category counted (feasible,
+    not proven optimal). Returns ``(chosen, totals, exact)``; see
+    ``tests/test_kernels.py`` for the vectorised reference.
+    """
+    n, slots = offer.shape
+    chosen = np.empty((n, slots), dtype=bool)
+    totals = np.empty(n)
+    exact = np.empty(n, dtype=bool)
+    _exact_rows(reduced, offer, cap.astype(np.int64, copy=False),
+                categories.astype(np.int64, copy=False), int(per_category),
+                multi_category.astype(np.bool_, copy=False), int(max_enumerated), chosen,
+                totals, exact)
+    return chosen, totals, exact

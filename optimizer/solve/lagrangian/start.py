@@ -1,0 +1,114 @@
+"""Which of each customer's listed pairs enter the solve when only her best few may
+(``solver.scores_per_customer``): the best by reduced value at the prices of a sample LP.
+
+Ranking by value alone keeps the offers every customer wants most, and when their budgets bind
+those are the offers she cannot get: on the 1 M-customer benchmark with a third of the budgets
+binding, keeping each customer's 12 most valuable of her 43 allowed pairs cost 2.0 % of the
+objective. The LP relaxation of a sample of customers (capacities scaled to the sample) prices
+the budgets; ranking by ``value - (budget price + global price) x cost - count price`` keeps the
+pairs a customer could actually get, and the substitutes behind them: the same 12 pairs cost
+0.017 % with a sample of 10,000 customers (4.7 s of PDLP).
+
+The sample is drawn (seeded) from the first ``_HEAD_CUSTOMERS`` customers of the table, whose
+blocks are held until the prices are known; every later block is narrowed as it is built, so
+memory holds one head and the kept pairs, never every listed pair. The loss is still measured:
+the pipeline bounds the plan over every listed pair (:func:`~optimizer.solve.lagrangian.method.dual_bound`).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
+from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian.method import sample_prices
+from optimizer.solve.lp import solve_lp
+
+SAMPLE_CUSTOMERS = 10_000
+_HEAD_CUSTOMERS = 200_000
+
+
+def keep_best(block: CandidateBlock, rank: np.ndarray, keep: int) -> CandidateBlock:
+    """``block`` narrowed to each customer's ``keep`` slots of highest ``rank`` (``-inf`` in
+    empty slots), ties to the lower slot (the lower offer); kept slots stay in offer order."""
+    n, width = block.offer.shape
+    if width <= keep:
+        return block
+    order = np.argsort(-rank, axis=1, kind="stable")[:, :keep]
+    order.sort(axis=1)  # offer order; a row's empty slots sit right of its listed ones
+    offer = np.take_along_axis(block.offer, order, axis=1)
+    live = offer >= 0
+    width = int(live.sum(axis=1).max()) if n else 0
+    order, live = order[:, :width], live[:, :width]
+
+    def taken(values: np.ndarray, empty: float) -> np.ndarray:
+        return np.where(live, np.take_along_axis(values, order, axis=1), empty)
+    return CandidateBlock(block.customers, taken(block.offer, -1).astype(block.offer.dtype),
+                          taken(block.value, 0.0), taken(block.cost, 0.0),
+                          taken(block.p_redeem, 0.0), block.cap)
+
+
+def selection_prices(head: list[CandidateBlock], offers: OfferData,
+                     max_per_category: int | None, global_budget: float, n_customers: int,
+                     seed: int) -> Prices:
+    """The LP prices of a sample of the ``head`` blocks' customers, every capacity scaled to the
+    sample's share of all ``n_customers``."""
+    held = sum(b.n_customers for b in head)
+    share = held / max(n_customers, 1)
+    problem = AssignmentProblem(
+        offers=replace(offers, budget=offers.budget * share,
+                       max_customers=offers.max_customers * share,
+                       min_customers=np.zeros_like(offers.min_customers)),
+        blocks=head, max_per_category=max_per_category, global_budget=global_budget * share,
+        n_customers=held)
+    prices = sample_prices(problem, SAMPLE_CUSTOMERS, seed)
+    if prices is None:  # the head is no larger than the sample: its own LP
+        prices = solve_lp(problem, backend="PDLP", time_limit_s=60.0, pdlp_tolerance=1e-4).prices
+    return prices
+
+
+def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferData,
+                   max_per_category: int | None, global_budget: float, n_customers: int,
+                   seed: int, found: dict[str, object] | None = None
+                   ) -> Iterator[CandidateBlock]:
+    """``blocks`` (every allowed listed pair) narrowed to each customer's ``keep`` best by
+    reduced value at :func:`selection_prices` of the first blocks; ``found`` receives the
+    prices (``"prices"``), what they came from (``"description"``) and the number of pairs
+    left out (``"dropped"``)."""
+    source = iter(blocks)
+    head: list[CandidateBlock] = []
+    for block in source:
+        head.append(block)
+        if sum(b.n_customers for b in head) >= _HEAD_CUSTOMERS:
+            break
+    prices = selection_prices(head, offers, max_per_category, global_budget, n_customers, seed)
+    held = sum(b.n_customers for b in head)
+    if found is not None:
+        found["prices"] = prices
+        # selection_prices samples only a head larger than the sample
+        found["description"] = (
+            f"reduced value at the LP prices of {SAMPLE_CUSTOMERS:,} customers sampled from "
+            f"the first {held:,}" if held > SAMPLE_CUSTOMERS
+            else f"reduced value at the LP prices of the first {held:,} customers")
+    no_bonus = np.zeros(offers.n_offers)
+
+    dropped = 0
+
+    def narrowed(block: CandidateBlock) -> CandidateBlock:
+        nonlocal dropped
+        rank = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+                                      prices.count, prices.global_budget, no_bonus)
+        kept = keep_best(block, rank, keep)
+        dropped += block.n_pairs - kept.n_pairs
+        if found is not None:
+            found["dropped"] = dropped
+        return kept
+    while head:
+        yield narrowed(head.pop(0))
+    for block in source:
+        yield narrowed(block)
+
+
+__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "keep_best", "selection_prices"]
