@@ -201,9 +201,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def json_writer(data: dict[str, Any]) -> Callable[[Path], None]:
-    """A writer of pretty, key-sorted JSON (deterministic apart from what ``data`` holds)."""
+    """A writer of pretty, key-sorted, strict JSON (deterministic apart from what ``data``
+    holds). A NaN or infinity raises ``ValueError`` instead of writing the non-standard
+    ``NaN``/``Infinity`` that strict JSON readers refuse."""
     def write(path: Path) -> None:
-        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default,
+                                   allow_nan=False) + "\n")
     return write
 
 

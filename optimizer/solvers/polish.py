@@ -421,8 +421,9 @@ def _run(model: cp_model.CpModel, settings: PolishSettings) -> tuple[cp_model.Cp
     return solver, status
 
 
-def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray]) -> bool:
-    """Every rule of the problem, re-checked in floats."""
+def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray], rtol: float = _FEAS_RTOL,
+              atol: float = _FEAS_ATOL) -> bool:
+    """Every rule of the problem, re-checked in floats (capacities within ``rtol``, ``atol``)."""
     offers = problem.offers
     for block, mask in zip(problem.blocks, chosen):
         if (mask & (block.offer < 0)).any() or (mask.sum(axis=1) > block.cap).any():
@@ -437,11 +438,19 @@ def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray]) -> bool:
             if key.size and np.bincount(key).max() > problem.max_per_category:
                 return False
     spend, count = _usage(problem, chosen)
-    if (spend > offers.budget * (1 + _FEAS_RTOL) + _FEAS_ATOL).any():
+    if (spend > offers.budget * (1 + rtol) + atol).any():
         return False
     if (count > offers.max_customers).any():
         return False
-    return float(spend.sum()) <= problem.global_budget * (1 + _FEAS_RTOL) + _FEAS_ATOL
+    return float(spend.sum()) <= problem.global_budget * (1 + rtol) + atol
+
+
+def feasible(problem: AssignmentProblem, chosen: list[np.ndarray], rtol: float,
+             atol: float) -> bool:
+    """Whether ``chosen`` obeys every per-customer cap, category cap, budget, ``max_customers``
+    and the global budget of ``problem``, capacities allowed ``rtol`` (relative) and ``atol``
+    (absolute) of rounding."""
+    return _feasible(problem, chosen, rtol, atol)
 
 
 def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSettings
