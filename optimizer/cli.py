@@ -26,7 +26,24 @@ def _fail(exc: OptimizerError) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Ctrl-C in any command: a one-line message and exit 130 (click's own would be exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .interrupt import EXIT_INTERRUPTED, InterruptedAfterCommit
+
+        try:
+            return super().invoke(ctx)
+        except InterruptedAfterCommit:
+            err_console.print("\ninterrupted (Ctrl-C) as the outputs were committed: they "
+                              "are complete", highlight=False, markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            err_console.print("\ninterrupted (Ctrl-C)", highlight=False, markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="offeropt")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step's details to stderr.")
 def main(verbose: bool) -> None:
@@ -63,13 +80,17 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     if replace_week and not append_history:
         raise click.UsageError("--replace-week only applies with --append-history")
     from .config import load_scenario
-    from .pipeline import run_scenario
+    from .interrupt import import_held
+    run_scenario = import_held("optimizer.pipeline").run_scenario  # native modules: Ctrl-C held
 
     console = Console(stderr=True, quiet=quiet or as_json)
 
     def progress(kind: str, info: dict[str, Any]) -> None:
         if kind == "stage":
             console.print(f"[cyan]{info['stage']}[/] ...", highlight=False)
+        elif kind == "polish":
+            console.print(f"  polish: CP-SAT on up to {int(info['polish']):,} pairs",
+                          highlight=False)
         elif kind == "iteration":
             bound = f"bound {info['best_bound']:,.2f}"
             if info["gap"] is None:  # the solver plans once its bound settles

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from .interrupt import deferred_interrupt
 from .problem import AssignmentProblem, Solution
 from .schemas import ASSIGNMENT_COLUMNS, OFFER_SUMMARY_COLUMNS
 from .validate import Inputs
@@ -113,9 +114,15 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]],
+                     then: Callable[[], None] | None = None) -> None:
     """Write every file through ``writers`` (name -> function writing that path) into a temporary
-    sibling folder, then move it into place as one step."""
+    sibling folder, then move it into place as one step.
+
+    ``then``: called right after the folder is in place, in the same commit (e.g. renaming a
+    staged history table into place). A Ctrl-C while the files are written removes the temporary
+    folder and leaves the earlier run as it was; one during the commit (a few renames) is held
+    until the commit is done (:func:`optimizer.interrupt.deferred_interrupt`)."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)
@@ -128,17 +135,21 @@ def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -
             if delay > 0:
                 time.sleep(delay)
         _fsync_dir(temp)
-        if output.exists():
-            if _exchange(temp, output):
-                shutil.rmtree(temp)  # temp now holds the old run
+        with deferred_interrupt():
+            if output.exists():
+                if _exchange(temp, output):
+                    shutil.rmtree(temp)  # temp now holds the old run
+                else:
+                    old = (output.parent
+                           / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+                    output.rename(old)
+                    temp.rename(output)
+                    shutil.rmtree(old)
             else:
-                old = output.parent / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                output.rename(old)
                 temp.rename(output)
-                shutil.rmtree(old)
-        else:
-            temp.rename(output)
-        _fsync_dir(output.parent)
+            _fsync_dir(output.parent)
+            if then is not None:
+                then()
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

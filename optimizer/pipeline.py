@@ -30,7 +30,7 @@ from .config import Scenario, scenario_to_dict
 from .eligibility import EligibilityRules, compile_rules, customer_caps
 from .errors import InfeasibleError
 from .features import offer_categories
-from .history import append_history as _append_history, check_history_week
+from .history import check_history_week, history_lock, stage_history
 from .memory import check_memory, fit_scores_per_customer, stream_scores
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
@@ -419,7 +419,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.start("solve")
     def on_iteration(entry: dict[str, float | None]) -> None:
         if stages.progress:
-            stages.progress("iteration", entry)
+            stages.progress("polish" if "polish" in entry else "iteration", entry)
     if warm_start is None:
         warm_start = _warm_start(scenario, inputs)
     if warm_start is None and truncated:  # the prices that chose the kept pairs: a good start
@@ -479,12 +479,22 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                                        "write": time.perf_counter() - stages.started_at}
                 json_writer(manifest)(path)
             writers["manifest.json"] = write_manifest
-            write_run_folder(scenario.output, writers)
+            with ExitStack() as history:
+                staged = None
+                if append_history:
+                    # the table is read, checked and staged under its lock, and replaced in the
+                    # same step as the run folder (a Ctrl-C or a failure before it changes
+                    # neither); a concurrent run's append waits, then sees this one's rows
+                    history.enter_context(history_lock(scenario.data))
+                    staged = stage_history(scenario.data, assignments, scenario.week,
+                                           replace_week)
+                    history.callback(staged.discard)
+                write_run_folder(scenario.output, writers,
+                                 then=staged.commit if staged is not None else None)
+            if staged is not None:
+                result.history_appended = staged.rows
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
-    if append_history:
-        result.history_appended = _append_history(scenario.data, assignments, scenario.week,
-                                                  replace_week)
     return result
 
 

@@ -80,6 +80,8 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
     pairs = problem.n_pairs
     whole = pairs <= settings.polish_pairs
     if whole or (solution.status != "optimal" and pairs <= _POLISH_REACH * settings.polish_pairs):
+        if progress is not None:  # the polish can take a while: say so (marked by "polish")
+            progress({"polish": float(min(pairs, settings.polish_pairs))})
         return polish(problem, solution, PolishSettings(
             max_pairs=settings.polish_pairs, deterministic_time=settings.polish_time,
             seed=settings.seed, gap_tolerance=settings.gap_tolerance))

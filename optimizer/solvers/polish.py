@@ -33,12 +33,14 @@ array is computed with numpy.
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..interrupt import import_held, keep_sigint_handler, run_interruptible
 from ..problem import AssignmentProblem, CandidateBlock, Prices, Solution
 from . import kernels
 from .greedy import select
@@ -417,7 +419,19 @@ def _run(model: cp_model.CpModel, settings: PolishSettings) -> tuple[cp_model.Cp
     # before the search starts (measured on the demo's 20,000-pair core); the hint and the LP
     # need no presolve to improve on the plan
     params.cp_model_presolve = False
-    status = solver.solve(model)
+    # Ctrl-C is the run's to handle: CP-SAT's own handler would end the search, swallow the
+    # interrupt and then reset SIGINT to the system default (the next Ctrl-C kills the process
+    # with its temporary files); the solve runs on a thread the interrupt can stop instead
+    params.catch_sigint_signal = False
+    try:
+        with keep_sigint_handler():
+            status = run_interruptible(lambda: solver.solve(model), solver.stop_search)
+    except KeyboardInterrupt:
+        # the solver is destroyed now, not at interpreter exit (where its destructor aborts
+        # the process): the traceback keeps this frame, and a reference cycle keeps the solver
+        del solver, model
+        gc.collect()
+        raise
     return solver, status
 
 
@@ -462,7 +476,7 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
     ``bound_after``, ``status`` (CP-SAT's), ``accepted``, ``bound_status`` (the relaxation's
     CP-SAT status, when run) and ``seconds``.
     """
-    from ortools.sat.python import cp_model
+    cp_model = import_held("ortools.sat.python.cp_model")
 
     start = time.perf_counter()
     plan = [m.copy() for m in solution.chosen]
