@@ -45,13 +45,23 @@ class _Main(click.Group):
     """The command group; maps the errors a command raises to their documented exit codes
     (:func:`optimizer.core.errors.exit_code`): an operating-system error, an allocation failure or an
     error of the optimizer ends with its message instead of a traceback and exit code 1 (which
-    is ``check``'s "violations found")."""
+    is ``check``'s "violations found"). Ctrl-C in any command: a one-line message and exit 130
+    (click's own would be exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from optimizer.core.interrupt import EXIT_INTERRUPTED, InterruptedAfterCommit
+
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except InterruptedAfterCommit:
+            err_console.print("\ninterrupted (Ctrl-C) as the outputs were committed: they "
+                              "are complete", highlight=False, markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            err_console.print("\ninterrupted (Ctrl-C)", highlight=False, markup=False)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - mapped or re-raised: a bug keeps its traceback
             if exit_code(exc) is None:
                 raise
@@ -62,8 +72,9 @@ class _Main(click.Group):
              epilog="Exit codes: 0 success; 1 check found violations; 2 bad input (a table, "
                     "the scenario, --set or a path); 3 the environment refuses (a folder cannot "
                     "be read or written, disk full, file size limit, I/O error); 4 out of memory "
-                    "(the estimate exceeds the limit, or an allocation failed). An output folder "
-                    "is only ever replaced when this tool wrote it (it holds our manifest.json).")
+                    "(the estimate exceeds the limit, or an allocation failed); 130 interrupted "
+                    "(Ctrl-C). An output folder is only ever replaced when this tool wrote it "
+                    "(it holds our manifest.json).")
 @click.version_option(__version__, prog_name="offeropt")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step's details to stderr.")
 def main(verbose: bool) -> None:
@@ -114,14 +125,18 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     """
     if replace_week and not append_history:
         raise click.UsageError("--replace-week only applies with --append-history")
-    from optimizer.apps.pipeline import run_scenario
     from optimizer.core.config import load_scenario
+    from optimizer.core.interrupt import import_held
+    run_scenario = import_held("optimizer.apps.pipeline").run_scenario  # native modules: Ctrl-C held
 
     console = Console(stderr=True, quiet=quiet or as_json)
 
     def progress(kind: str, info: dict[str, Any]) -> None:
         if kind == "stage":
             console.print(f"[cyan]{info['stage']}[/] ...", highlight=False)
+        elif kind == "polish":
+            console.print(f"  polish: CP-SAT on up to {int(info['polish']):,} pairs",
+                          highlight=False)
         elif kind == "iteration":
             bound = f"bound {info['best_bound']:,.2f}"
             if info["gap"] is None:  # the solver plans once its bound settles

@@ -25,7 +25,7 @@ from optimizer.check import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError
-from optimizer.io.history import append_history, check_history_week
+from optimizer.io.history import LOCK_NAME, append_history, check_history_week
 from tests.tiny_world import (
     base_world,
     offer,
@@ -113,8 +113,9 @@ def test_append_keeps_csv_text_and_extra_columns(tmp_path):
     before = (data / "history.csv").read_text()
     result = run_scenario(load_scenario(path), append_history=True)
     assert result.history_appended == result.assignments.height == 12
+    # no temporary file left; the lock file beside the table stays (optimizer/io/history.py)
     assert sorted(p.name for p in data.iterdir() if p.name.startswith(("history", ".history"))) \
-        == ["history.csv"]
+        == [".history.lock", "history.csv"]
     after = (data / "history.csv").read_text()
     assert after.startswith(before)            # the old rows, byte for byte
     table = pl.read_csv(data / "history.csv")
@@ -211,8 +212,9 @@ def test_failing_writer_leaves_history_intact_and_no_temp_file(tmp_path, monkeyp
     assignments = pl.DataFrame({"customer_id": [1, 2], "offer_id": [2, 3]})
     with pytest.raises(OSError, match="disk full"):
         append_history(tmp_path, assignments, WEEK)
-    assert tree_bytes(tmp_path) == before              # same files, same bytes, no temp file
-    assert not list(tmp_path.glob(".*"))
+    # same files, same bytes, no temp file (the lock file beside the table stays, empty)
+    assert {k: v for k, v in tree_bytes(tmp_path).items() if k != LOCK_NAME} == before
+    assert [p.name for p in tmp_path.glob(".*")] == [LOCK_NAME]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ MOVES: dict[str, str] = {
     "optimizer.schemas": "optimizer.core.schemas",
     "optimizer.config": "optimizer.core.config",
     "optimizer.allocator": "optimizer.core.allocator",
+    "optimizer.interrupt": "optimizer.core.interrupt",
     # io: the readers and writers of files
     "optimizer.load": "optimizer.io.load",
     "optimizer.validate": "optimizer.io.validate",

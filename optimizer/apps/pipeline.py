@@ -25,8 +25,7 @@ from optimizer.core.allocator import reusing_freed_memory, usable_cpus
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
 from optimizer.core.numerics import binding
-from optimizer.io.history import append_history as _append_history
-from optimizer.io.history import check_history_week
+from optimizer.io.history import check_history_week, history_lock, stage_history
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
@@ -440,7 +439,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.start("solve")
     def on_iteration(entry: dict[str, float | None]) -> None:
         if stages.progress:
-            stages.progress("iteration", entry)
+            stages.progress("polish" if "polish" in entry else "iteration", entry)
     started_from = "given prices" if warm_start is not None else None
     if warm_start_run is not None:
         warm_start, started_from = warm_start_prices(warm_start_run, inputs), str(warm_start_run)
@@ -503,12 +502,22 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                                        "write": time.perf_counter() - stages.started_at}
                 json_writer(manifest)(path)
             writers["manifest.json"] = write_manifest
-            write_run_folder(scenario.output, writers)
+            with ExitStack() as history:
+                staged = None
+                if append_history:
+                    # the table is read, checked and staged under its lock, and replaced in the
+                    # same step as the run folder (a Ctrl-C or a failure before it changes
+                    # neither); a concurrent run's append waits, then sees this one's rows
+                    history.enter_context(history_lock(scenario.data))
+                    staged = stage_history(scenario.data, assignments, scenario.week,
+                                           replace_week)
+                    history.callback(staged.discard)
+                write_run_folder(scenario.output, writers,
+                                 then=staged.commit if staged is not None else None)
+            if staged is not None:
+                result.history_appended = staged.rows
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
-    if append_history:
-        result.history_appended = _append_history(scenario.data, assignments, scenario.week,
-                                                  replace_week)
     return result
 
 

@@ -35,6 +35,11 @@ MAX_INT_KNOB = 2**31 - 1
 MAX_WEEK = 10**6
 _WEEK_KNOBS = frozenset({"week", "cooldown_weeks", "window_weeks", "clv_horizon_weeks",
                          "label_weeks"})
+# the documented range of amounts (CONTRACT.md, "Values"; the input tables' too, checked in
+# optimizer/io/validate.py) and of factors that multiply them: products of the two stay
+# far from overflow even summed over billions of pairs
+MAX_AMOUNT = 1e15
+MAX_FACTOR = 1e6
 
 
 class _Frozen(BaseModel):
@@ -68,8 +73,10 @@ class Rules(_Frozen):
         None, ge=0, description="cap over a rolling window: this run plus history in the window"
     )
     window_weeks: int = Field(4, ge=1, description="length of the rolling window, this week included")
-    global_budget: float | None = Field(None, ge=0, description="cap on total expected spend")
-    budget_scale: float = Field(1.0, ge=0, description="multiplies every offer budget")
+    global_budget: float | None = Field(None, ge=0, le=MAX_AMOUNT,
+                                        description="cap on total expected spend")
+    budget_scale: float = Field(1.0, ge=0, le=MAX_FACTOR,
+                                description="multiplies every offer budget")
     sensitive_categories: tuple[str, ...] = Field((), description="categories under the policy")
     sensitive_policy: Literal["opt_in", "exclude", "allow"] = "opt_in"
     excluded_categories: tuple[str, ...] = Field(
@@ -100,17 +107,19 @@ class Objective(_Frozen):
     With a ``scores`` table the table's ``value`` is the score and these weights are unused.
     """
 
-    margin_weight: float = Field(1.0, ge=0, description="weight of the offer's incremental margin")
+    margin_weight: float = Field(1.0, ge=0, le=MAX_FACTOR,
+                                 description="weight of the offer's incremental margin")
     redemption_value: float = Field(
-        1.0, ge=0, description="value of one redemption beyond its margin (engagement, traffic)"
+        1.0, ge=0, le=MAX_AMOUNT, description="value of one redemption beyond its margin (engagement, traffic)"
     )
-    clv_weight: float = Field(0.5, ge=0, description="exponent on the customer's relative CLV")
-    clv_floor: float = Field(0.1, gt=0, description="lowest relative CLV factor")
-    clv_cap: float = Field(10.0, gt=0, description="highest relative CLV factor")
+    clv_weight: float = Field(0.5, ge=0, le=MAX_FACTOR,
+                              description="exponent on the customer's relative CLV")
+    clv_floor: float = Field(0.1, gt=0, le=MAX_FACTOR, description="lowest relative CLV factor")
+    clv_cap: float = Field(10.0, gt=0, le=MAX_FACTOR, description="highest relative CLV factor")
     clv_horizon_weeks: int = Field(
         52, ge=1, description="weeks of future purchases valued by the lifetime-value model")
     discount_weight: float = Field(
-        0.0, ge=0, description="weight of the offer's discount, subtracted from a redemption's worth "
+        0.0, ge=0, le=MAX_FACTOR, description="weight of the offer's discount, subtracted from a redemption's worth "
         "(0: the margin is already net of the discount)")
     clv_min_repeat_customers: int = Field(
         30, ge=1, description="fewest repeat customers to fit BG/NBD x Gamma-Gamma, else run rate")

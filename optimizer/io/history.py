@@ -13,6 +13,10 @@ offer_id, week = w)``, so the next week's cooldown and frequency window see them
   table or the new one, never a half-written or missing one. A failure removes the temporary file;
   the one a killed append leaves (``.history.tmp-PID-XXXXXXXX.parquet``) is removed by the next
   run with ``--append-history`` once process PID is gone.
+- **One writer at a time.** The table is read, checked and replaced under an exclusive lock
+  (``fcntl.flock`` on ``.history.lock`` beside it, see :func:`history_lock`): a second run
+  appending at the same moment waits (saying so on stderr), then reads the table with the first
+  run's rows, so no week is lost and its own week check sees the fresh table.
 - **No week twice.** When the table already holds rows of the planning week, appending is refused
   (:class:`~optimizer.core.errors.InputError`, exit 2 in the CLI) unless ``replace_week`` is set, which
   drops that week's rows first. :func:`check_history_week` makes the same test before planning,
@@ -23,15 +27,20 @@ they can also be called on their own.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
+import time
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 
-from optimizer.core.errors import InputError
+from optimizer.core.errors import InputError, OptimizerError
 from optimizer.io.load import read_table, read_table_as_stored
 from optimizer.io.runfolder import remove_stale_temps
 
@@ -39,6 +48,10 @@ log = logging.getLogger(__name__)
 
 TABLE = "history"
 KEYS = ("customer_id", "offer_id")
+# the lock beside the table; not a temporary file (`.history.tmp-*`): it stays, and is reused
+LOCK_NAME = ".history.lock"
+LOCK_TIMEOUT_S = 600.0
+_LOCK_POLL_S = 0.05
 
 
 def _clean(name: str) -> str:
@@ -47,8 +60,10 @@ def _clean(name: str) -> str:
 
 
 def _refusal(path: Path, week: int, rows: int, before_planning: bool) -> InputError:
+    # after planning, the table is checked again under the lock before the run folder is
+    # written: another run may have appended the week meanwhile
     done = ("nothing was planned or written" if before_planning
-            else "the run folder was written but history was left as it was")
+            else "history was left as it was and the run folder was not written")
     return InputError(
         TABLE, "week",
         f"{path} already holds {rows} row{'s' if rows != 1 else ''} of week {week} (this week was "
@@ -123,8 +138,9 @@ def _write_frame(frame: pl.DataFrame, path: Path, file_format: str) -> None:
         frame.write_csv(path)
 
 
-def _replace_atomically(frame: pl.DataFrame, target: Path, file_format: str) -> None:
-    """Write ``frame`` beside ``target`` and rename it into place; failing, leave no temp file."""
+def _write_temp(frame: pl.DataFrame, target: Path, file_format: str) -> Path:
+    """Write ``frame`` to a temporary file beside ``target``, flushed to disk; failing (or
+    interrupted), leave none."""
     # the writer's pid in the name: a later append removes it once that process is gone
     temp = target.parent / f".{target.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}"
     try:
@@ -133,27 +149,88 @@ def _replace_atomically(frame: pl.DataFrame, target: Path, file_format: str) -> 
             os.fsync(handle.fileno())
         if target.exists():
             shutil.copymode(target, temp)
-        os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fd = os.open(target.parent, os.O_RDONLY)
+    return temp
+
+
+class HistoryBusyError(OptimizerError):
+    """Another process held the history table's lock for longer than the wait allowed."""
+
+
+@contextmanager
+def history_lock(data_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the exclusive lock of ``data_dir``'s history table (``fcntl.flock`` on
+    :data:`LOCK_NAME` in that folder) for the body: the updates of two processes take turns, so
+    each reads the table the other wrote. Waits up to ``timeout_s`` seconds (saying so on stderr
+    once), then raises :class:`HistoryBusyError`. The lock file stays (removing it would let a
+    waiting process lock a file that no longer has the name); the lock goes with the process."""
+    path = Path(data_dir) / LOCK_NAME
     try:
-        os.fsync(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InputError(TABLE, None, f"cannot open the history lock {path}: {exc.strerror}; "
+                         "the input folder must be writable to append history") from None
+    try:
+        deadline = time.monotonic() + timeout_s
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise HistoryBusyError(
+                        f"the history table in {data_dir} is being updated by another run (lock "
+                        f"{path} held for more than {timeout_s:g} s); nothing was appended and "
+                        "the run folder was not written: run again when the other run is done"
+                    ) from None
+                if not waiting:
+                    log.warning("waiting for another run to finish updating %s (lock %s)",
+                                data_dir, path)
+                    waiting = True
+                time.sleep(_LOCK_POLL_S)
+        yield
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
 
 
-def append_history(data_dir: Path, assignments: pl.DataFrame, week: int,
-                   replace_week: bool = False) -> int:
-    """Append ``assignments`` (``customer_id, offer_id``) as history rows of ``week``.
+@dataclass
+class StagedHistory:
+    """The new history table written beside the old one, waiting to be renamed into place.
 
-    ``data_dir``: the scenario's input folder. ``assignments``: a run's assignments table.
-    ``replace_week``: drop the table's rows of ``week`` first; without it, rows of ``week`` already
-    in the table are refused with :class:`InputError` and nothing is written. Keeps the table's
-    format, column types and extra columns (see the module docstring); creates
-    ``history.parquet`` when there is none. Returns the number of rows appended.
-    """
+    Staged under :func:`history_lock` (so from the table as it is now) and committed or
+    discarded before the lock is released."""
+
+    temp: Path
+    target: Path
+    rows: int
+    week: int
+    removed: int
+
+    def commit(self) -> None:
+        """Rename the new table over the old one (atomically) and flush the folder."""
+        os.replace(self.temp, self.target)
+        fd = os.open(self.target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info("history: %d row(s) of week %d appended to %s%s", self.rows, self.week,
+                 self.target, f" ({self.removed} earlier row(s) of that week replaced)"
+                 if self.removed else "")
+
+    def discard(self) -> None:
+        """Remove the new table if it was not committed (nothing else changes)."""
+        self.temp.unlink(missing_ok=True)
+
+
+def stage_history(data_dir: Path, assignments: pl.DataFrame, week: int,
+                  replace_week: bool = False) -> StagedHistory:
+    """Write the history table with ``assignments`` appended as rows of ``week`` to a temporary
+    file beside it; :meth:`StagedHistory.commit` puts it in place. Call it under
+    :func:`history_lock`. Refuses a week already present as :func:`append_history` does."""
     data_dir = Path(data_dir)
     missing = [c for c in KEYS if c not in assignments.columns]
     if missing:
@@ -179,10 +256,29 @@ def append_history(data_dir: Path, assignments: pl.DataFrame, week: int,
             raise _refusal(target, week, removed, False)
         kept = stored.frame.filter(~same_week) if removed else stored.frame
         frame = pl.concat([kept, _new_rows(stored.frame, ids, week)], how="vertical")
-    _replace_atomically(frame, target, file_format)
-    log.info("history: %d row(s) of week %d appended to %s%s", ids.height, week, target,
-             f" ({removed} earlier row(s) of that week replaced)" if removed else "")
-    return ids.height
+    return StagedHistory(_write_temp(frame, target, file_format), target, ids.height, week,
+                         removed)
 
 
-__all__ = ["append_history", "check_history_week"]
+def append_history(data_dir: Path, assignments: pl.DataFrame, week: int,
+                   replace_week: bool = False, lock_timeout_s: float = LOCK_TIMEOUT_S) -> int:
+    """Append ``assignments`` (``customer_id, offer_id``) as history rows of ``week``.
+
+    ``data_dir``: the scenario's input folder. ``assignments``: a run's assignments table.
+    ``replace_week``: drop the table's rows of ``week`` first; without it, rows of ``week`` already
+    in the table are refused with :class:`InputError` and nothing is written. Keeps the table's
+    format, column types and extra columns (see the module docstring); creates
+    ``history.parquet`` when there is none. The table is read and replaced under
+    :func:`history_lock` (waiting up to ``lock_timeout_s``). Returns the number of rows appended.
+    """
+    with history_lock(data_dir, lock_timeout_s):
+        staged = stage_history(data_dir, assignments, week, replace_week)
+        try:
+            staged.commit()
+        finally:
+            staged.discard()
+    return staged.rows
+
+
+__all__ = ["HistoryBusyError", "LOCK_NAME", "StagedHistory", "append_history",
+           "check_history_week", "history_lock", "stage_history"]

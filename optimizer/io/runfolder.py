@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.errors import AccessError, ScenarioError, os_error, os_problem
+from optimizer.core.interrupt import deferred_interrupt
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -131,9 +132,15 @@ def check_output(output: Path, data: Path | None = None, replace: bool = True) -
                           f"making a folder in {probe_in}); nothing was planned") from None
 
 
-def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]],
+                     then: Callable[[], None] | None = None) -> None:
     """Write every file through ``writers`` (name -> function writing that path) into a temporary
     sibling folder, then move it into place as one step.
+
+    ``then``: called right after the folder is in place, in the same commit (e.g. renaming a
+    staged history table into place). A Ctrl-C while the files are written removes the temporary
+    folder and leaves the earlier run as it was; one during the commit (a few renames) is held
+    until the commit is done (:func:`optimizer.core.interrupt.deferred_interrupt`).
 
     Refuses (:class:`ScenarioError`) to replace anything but a folder this tool wrote or an empty
     one; a failure to write (disk full, file size limit, read-only) raises :class:`AccessError`
@@ -141,7 +148,7 @@ def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -
     output = Path(output)
     _refuse_foreign(output)
     try:
-        _write_run_folder(output, writers)
+        _write_run_folder(output, writers, then)
     except Exception as exc:
         if os_error(exc) is None or isinstance(exc, (AccessError, ScenarioError)):
             raise
@@ -150,7 +157,8 @@ def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -
                           f"was written{earlier}") from exc
 
 
-def _write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+def _write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]],
+                      then: Callable[[], None] | None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)
     temp = output.parent / f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -159,17 +167,21 @@ def _write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]]) 
         for name, write in writers.items():
             write(temp / name)
         _fsync_dir(temp)
-        if output.exists():
-            if _exchange(temp, output):
-                shutil.rmtree(temp)  # temp now holds the old run
+        with deferred_interrupt():
+            if output.exists():
+                if _exchange(temp, output):
+                    shutil.rmtree(temp)  # temp now holds the old run
+                else:
+                    old = (output.parent
+                           / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+                    output.rename(old)
+                    temp.rename(output)
+                    shutil.rmtree(old)
             else:
-                old = output.parent / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                output.rename(old)
                 temp.rename(output)
-                shutil.rmtree(old)
-        else:
-            temp.rename(output)
-        _fsync_dir(output.parent)
+            _fsync_dir(output.parent)
+            if then is not None:
+                then()
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -229,9 +241,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def json_writer(data: dict[str, Any]) -> Callable[[Path], None]:
-    """A writer of pretty, key-sorted JSON (deterministic apart from what ``data`` holds)."""
+    """A writer of pretty, key-sorted, strict JSON (deterministic apart from what ``data``
+    holds). A NaN or infinity raises ``ValueError`` instead of writing the non-standard
+    ``NaN``/``Infinity`` that strict JSON readers refuse."""
     def write(path: Path) -> None:
-        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default,
+                                   allow_nan=False) + "\n")
     return write
 
 

@@ -16,6 +16,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from optimizer.core.config import MAX_AMOUNT
 from optimizer.core.errors import InputError
 from optimizer.core.schemas import ID_MASTER, RESTRICTION_RULES, normalize_category
 from optimizer.io.load import (
@@ -115,12 +116,25 @@ def _require_not_null(table: str, frame: pl.DataFrame, columns: list[str]) -> No
         _fail_rows(table, column, frame, bad, "empty values are not allowed")
 
 
+# MAX_AMOUNT: the largest magnitude of any number in an input table (CONTRACT.md, "Values"):
+# amounts this size still add up over billions of pairs without overflowing, and each offer's
+# budget is kept in sums of its own scale (solvers/repair.py), so a huge amount cannot spoil
+# another's budget
+
+
 def _require_finite(table: str, frame: pl.DataFrame, columns: list[str]) -> None:
+    """Numbers finite and at most :data:`MAX_AMOUNT` in absolute value."""
     for column in columns:
-        if column in frame.columns and frame.get_column(column).dtype == pl.Float64:
-            series = frame.get_column(column)
+        if column not in frame.columns or not frame.get_column(column).dtype.is_numeric():
+            continue
+        series = frame.get_column(column)
+        if series.dtype == pl.Float64:
             _fail_rows(table, column, frame, series.is_not_null() & ~series.is_finite(),
                        "numbers must be finite (NaN and infinity are not allowed)")
+        _fail_rows(table, column, frame,
+                   ~series.is_between(-MAX_AMOUNT, MAX_AMOUNT).fill_null(True),
+                   f"numbers must be at most {MAX_AMOUNT:.0e} in absolute value (larger amounts "
+                   "cannot be summed exactly enough to enforce budgets)")
 
 
 def _require_unique(table: str, frame: pl.DataFrame, columns: list[str]) -> None:

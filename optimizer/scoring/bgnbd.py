@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from optimizer.core.interrupt import import_held
 from optimizer.scoring.mle import MaximumLikelihoodFit
 
 PARAMS = ("r", "alpha", "a", "b")
@@ -68,7 +69,7 @@ class BGNBD(MaximumLikelihoodFit):
             return value if np.isfinite(value) else 1e300
 
         start = np.log([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0])
-        from scipy import optimize  # here: 0.3 s of start-up that scores runs never use
+        optimize = import_held("scipy.optimize")  # here: 0.3 s of start-up scores runs never use
         result = optimize.minimize(objective, start, method="L-BFGS-B",
                                    bounds=[(-12.0, 12.0)] * 4, options={"maxiter": 500})
         self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from optimizer.core.interrupt import import_held
 from optimizer.scoring.mle import MaximumLikelihoodFit
 
 PARAMS = ("p", "q", "gamma")
@@ -53,7 +54,7 @@ class GammaGamma(MaximumLikelihoodFit):
             return value if np.isfinite(value) else 1e300
 
         start = np.log([1.0, 2.0, max(float(np.mean(m)) if m.size else 1.0, 1e-3)])
-        from scipy import optimize  # here: 0.3 s of start-up that scores runs never use
+        optimize = import_held("scipy.optimize")  # here: 0.3 s of start-up scores runs never use
         result = optimize.minimize(objective, start, method="L-BFGS-B",
                                    bounds=[(-12.0, 12.0)] * 3, options={"maxiter": 500})
         self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))

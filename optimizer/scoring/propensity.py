@@ -36,6 +36,8 @@ import numba as nb
 import numpy as np
 from scipy import special
 
+from optimizer.core.interrupt import import_held
+
 FEATURES = ("intercept", "category", "log_category", "brand", "product", "discount_share",
             "depth", "depth_x_discount_share", "recency", "visits", "tenure", "response",
             "offer_lift", "redeemed_offer", "sent_offer", "category_redeemed", "category_sent")
@@ -113,7 +115,7 @@ class Propensity:
         rate = min(max(float(y.mean()) if y.size else 0.5, 1e-6), 1 - 1e-6)
         start = np.zeros(Z.shape[1])
         start[0] = np.log(rate / (1 - rate))
-        from scipy import optimize  # here: 0.3 s of start-up that scores runs never use
+        optimize = import_held("scipy.optimize")  # here: 0.3 s of start-up scores runs never use
         result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B",
                                    options={"maxiter": 1000})
         beta = result.x / scale

@@ -1,13 +1,22 @@
 """Solvers of :class:`optimizer.model.problem.AssignmentProblem`; each returns a :class:`Solution`."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from optimizer.core.config import Solver
+from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from optimizer.solve.polish import PolishedSolution, PolishSettings, polish
+from optimizer.solve.polish import PolishedSolution, PolishSettings, feasible, polish
+
+# what `offeropt check` allows a capacity (optimizer/check.py BUDGET_RTOL, BUDGET_ATOL): a plan
+# the checker would reject is never reported
+_CHECK_RTOL, _CHECK_ATOL = 1e-9, 1e-6
+# how far rounding may put a plan's objective above its bound (two sums of the same magnitudes)
+_BOUND_RTOL = 1e-9
+
 
 # the polish re-solves at most polish_pairs pairs; on a problem this many times larger it cannot
 # move the objective measurably, and picking its core still ranks every customer (at a million
@@ -26,6 +35,35 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     Nor is it run when the problem has more than ``_POLISH_REACH`` times ``polish_pairs`` pairs.
     A skipped polish is recorded with its reason.
     """
+    return certified(problem, _solve(problem, settings, warm_start, progress))
+
+
+def certified(problem: AssignmentProblem, solution: Solution) -> Solution:
+    """``solution`` when it can be reported: objective and bound finite, the plan within every
+    cap as ``offeropt check`` reads them, and the objective not above the bound. Raises
+    :class:`SolverError` otherwise (nothing is written then). An objective above the bound by
+    rounding only (relative ``1e-9``) raises the bound to the objective."""
+    objective, bound = solution.objective, solution.bound
+    if not (math.isfinite(objective) and math.isfinite(bound)):
+        raise SolverError(
+            f"the plan's objective ({objective}) or upper bound ({bound}) is not a finite number: "
+            "the inputs' amounts are too large to add up; no output was written")
+    if not feasible(problem, solution.chosen, _CHECK_RTOL, _CHECK_ATOL):
+        raise SolverError(
+            "the solver's plan breaks a cap or a budget once rounding is counted (amounts of "
+            "very different sizes?); no output was written")
+    if objective > bound:
+        if objective > bound + _BOUND_RTOL * max(abs(objective), abs(bound)):
+            raise SolverError(
+                f"the plan's objective {objective!r} exceeds its upper bound {bound!r}: the "
+                "numbers cannot be trusted (amounts of very different sizes?); no output was "
+                "written")
+        solution.bound = objective  # equal up to rounding: the gap is 0, not negative
+    return solution
+
+
+def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | None,
+           progress: Callable[[dict[str, float | None]], None] | None) -> Solution:
     if settings.method == "exact":
         return solve_exact(problem, time_limit_s=settings.time_limit_s,
                            gap_tolerance=settings.gap_tolerance)
@@ -42,6 +80,8 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     pairs = problem.n_pairs
     whole = pairs <= settings.polish_pairs
     if whole or (solution.status != "optimal" and pairs <= _POLISH_REACH * settings.polish_pairs):
+        if progress is not None:  # the polish can take a while: say so (marked by "polish")
+            progress({"polish": float(min(pairs, settings.polish_pairs))})
         return polish(problem, solution, PolishSettings(
             max_pairs=settings.polish_pairs, deterministic_time=settings.polish_time,
             seed=settings.seed, gap_tolerance=settings.gap_tolerance))
@@ -51,5 +91,5 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     return PolishedSolution(**vars(solution), polish={"status": "skipped", "reason": reason})
 
 
-__all__ = ["solve", "solve_exact", "solve_lagrangian", "LagrangianSettings", "polish",
+__all__ = ["solve", "certified", "solve_exact", "solve_lagrangian", "LagrangianSettings", "polish",
            "PolishSettings", "PolishedSolution"]

@@ -14,6 +14,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from optimizer.core.errors import SolverError
+from optimizer.core.interrupt import keep_sigint_handler
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 
 
@@ -70,9 +71,12 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
     objective.SetMaximization()
     solver.SetTimeLimit(int(time_limit_s * 1000))
     if not relax and backend == "SCIP":
-        solver.SetSolverSpecificParametersAsString(f"limits/gap = {gap_tolerance}\n")
+        # misc/catchctrlc off: SCIP's own handler would end the solve and swallow the Ctrl-C
+        solver.SetSolverSpecificParametersAsString(f"limits/gap = {gap_tolerance}\n"
+                                                   "misc/catchctrlc = FALSE\n")
     start = time.perf_counter()
-    status = solver.Solve()
+    with keep_sigint_handler():
+        status = solver.Solve()
     seconds = time.perf_counter() - start
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         raise SolverError(f"{backend} found no plan (status {status})")

@@ -33,12 +33,14 @@ array is computed with numpy.
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from optimizer.core.interrupt import import_held, keep_sigint_handler, run_interruptible
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices, Solution
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.greedy import select
@@ -417,12 +419,25 @@ def _run(model: cp_model.CpModel, settings: PolishSettings) -> tuple[cp_model.Cp
     # before the search starts (measured on the demo's 20,000-pair core); the hint and the LP
     # need no presolve to improve on the plan
     params.cp_model_presolve = False
-    status = solver.solve(model)
+    # Ctrl-C is the run's to handle: CP-SAT's own handler would end the search, swallow the
+    # interrupt and then reset SIGINT to the system default (the next Ctrl-C kills the process
+    # with its temporary files); the solve runs on a thread the interrupt can stop instead
+    params.catch_sigint_signal = False
+    try:
+        with keep_sigint_handler():
+            status = run_interruptible(lambda: solver.solve(model), solver.stop_search)
+    except KeyboardInterrupt:
+        # the solver is destroyed now, not at interpreter exit (where its destructor aborts
+        # the process): the traceback keeps this frame, and a reference cycle keeps the solver
+        del solver, model
+        gc.collect()
+        raise
     return solver, status
 
 
-def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray]) -> bool:
-    """Every rule of the problem, re-checked in floats."""
+def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray], rtol: float = _FEAS_RTOL,
+              atol: float = _FEAS_ATOL) -> bool:
+    """Every rule of the problem, re-checked in floats (capacities within ``rtol``, ``atol``)."""
     offers = problem.offers
     for block, mask in zip(problem.blocks, chosen):
         if (mask & (block.offer < 0)).any() or (mask.sum(axis=1) > block.cap).any():
@@ -437,11 +452,19 @@ def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray]) -> bool:
             if key.size and np.bincount(key).max() > problem.max_per_category:
                 return False
     spend, count = _usage(problem, chosen)
-    if (spend > offers.budget * (1 + _FEAS_RTOL) + _FEAS_ATOL).any():
+    if (spend > offers.budget * (1 + rtol) + atol).any():
         return False
     if (count > offers.max_customers).any():
         return False
-    return float(spend.sum()) <= problem.global_budget * (1 + _FEAS_RTOL) + _FEAS_ATOL
+    return float(spend.sum()) <= problem.global_budget * (1 + rtol) + atol
+
+
+def feasible(problem: AssignmentProblem, chosen: list[np.ndarray], rtol: float,
+             atol: float) -> bool:
+    """Whether ``chosen`` obeys every per-customer cap, category cap, budget, ``max_customers``
+    and the global budget of ``problem``, capacities allowed ``rtol`` (relative) and ``atol``
+    (absolute) of rounding."""
+    return _feasible(problem, chosen, rtol, atol)
 
 
 def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSettings
@@ -453,7 +476,7 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
     ``bound_after``, ``status`` (CP-SAT's), ``accepted``, ``bound_status`` (the relaxation's
     CP-SAT status, when run) and ``seconds``.
     """
-    from ortools.sat.python import cp_model
+    cp_model = import_held("ortools.sat.python.cp_model")
 
     start = time.perf_counter()
     plan = [m.copy() for m in solution.chosen]

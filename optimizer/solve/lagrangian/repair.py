@@ -77,11 +77,9 @@ def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
                  capacity: np.ndarray) -> np.ndarray:
     """Within each group, keep candidates best-first while their running weight fits the capacity."""
     order = np.lexsort((-priority, group))
-    g, w = group[order], weight[order]
-    cum = np.cumsum(w)
-    starts = np.searchsorted(g, np.arange(capacity.shape[0]), side="left")
-    before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
-    used = cum - before[g]
+    g = group[order]
+    # a running sum per group, from zero: exact to each group's own scale whatever the others'
+    used = refill_kernels.group_running_sum(g, weight[order].astype(np.float64))
     keep = np.empty(group.shape[0], dtype=bool)
     keep[order] = used <= capacity[g] * (1 + 1e-12) + 1e-12
     return keep
