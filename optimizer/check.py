@@ -30,6 +30,10 @@ Rule ids reported (``Violation.rule``):
 ``scores_pair``             with a ``scores`` table: an assigned pair is not listed there
 ``scores_values``           with a ``scores`` table: ``p_redeem`` or ``score`` differ from the table
 ``summary``                 ``offers_summary`` disagrees with the assignments
+``holdout_sent``            a universal control was sent an offer (:mod:`optimizer.check_controls`)
+``offer_holdout_sent``      a per-offer control was sent that offer
+``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
+                            missing although ``[measurement]`` holds customers out
 =========================== ===================================================================
 
 ``min_customers`` is a target, not a hard rule: shortfalls are not violations.
@@ -61,6 +65,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .check_controls import check_controls
 from .config import Scenario
 from .errors import InputError
 from .load import unify_id_type
@@ -669,6 +674,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None) -> CheckReport:
     violations += _check_offers(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
     violations += _check_summary(run_dir, known_offer, inputs)
+    violations += check_controls(run_dir, a, inputs, scenario)  # optimizer/check_controls.py
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height)

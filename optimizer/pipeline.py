@@ -31,6 +31,7 @@ from .eligibility import EligibilityRules, compile_rules, customer_caps
 from .errors import InfeasibleError, ScenarioError
 from .features import offer_categories
 from .history import append_history as _append_history, check_history_week
+from .holdout import withhold_controls
 from .memory import check_memory, fit_scores_per_customer, stream_scores
 from .output import (assignments_frame, customers_frame, json_writer, offers_summary_frame,
                      table_writers, write_run_folder)
@@ -63,6 +64,7 @@ class RunResult:
     solution: Solution = field(repr=False)
     customers: pl.DataFrame | None = field(default=None, repr=False)  # id, clv, clv_decile
     history_appended: int | None = None  # rows appended to the input history (append_history)
+    controls: pl.DataFrame | None = field(default=None, repr=False)  # optimizer/holdout.py
 
     @property
     def objective(self) -> float:
@@ -455,6 +457,10 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         stages.stop()
 
     stages.start("write")
+    # the controls' sends are withheld from the plan as solved, their budget left unspent
+    # (optimizer/holdout.py); the manifest's objective and gap count the sends made
+    held = withhold_controls(inputs, problem, solution, scenario.measurement, scenario.week)
+    solution = held.solution
     assignments = assignments_frame(inputs, problem, solution)
     summary = offers_summary_frame(inputs, problem, assignments, solution)
     manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
@@ -468,12 +474,15 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         truncation["kept_to_fit_memory"] = fitted
     manifest["memory"] = memory.describe()
     manifest["warm_start"] = started_from
+    manifest["measurement"] = held.info
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
-                       scenario.output if write else None, solution, customers)
+                       scenario.output if write else None, solution, customers,
+                       controls=held.controls)
     if write:
         writers = {**table_writers("assignments", assignments),
-                   **table_writers("offers_summary", summary)}
+                   **table_writers("offers_summary", summary),
+                   **table_writers("controls", held.controls)}
         if customers is not None:
             writers["customers.parquet"] = lambda path: customers.write_parquet(path)
         # the report's charts (matplotlib, about 1.5 s) render while the tables are written
