@@ -149,8 +149,8 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
                             unify_id_type(offer, ids_int["offer_id"]),
                             *[c for c in ("reason",) if c in frame.columns])
     tx = read_table(data, "transactions").frame
-    pre = (tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week))
-           .group_by("customer_id").agg(pl.col("sales_value").sum().alias("x")))
+    pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
+                  {"x": "sales_value"})
     return _Run(run_dir, week, data, ids(sends).select("customer_id", "offer_id"), ids(controls),
                 offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int)
 
@@ -237,15 +237,27 @@ def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Sett
     window = [run.week, run.week + last - 1]
     in_window = pl.col("week").is_between(window[0], window[1])
     cid = unify_id_type(tx.get_column("customer_id"), run.ids_int["customer_id"])
-    sales = (tx.with_columns(cid).filter(in_window).group_by("customer_id")
-             .agg(pl.col("sales_value").sum().alias("sales")))
+    sales = _sum_by(tx.with_columns(cid).filter(in_window), {"sales": "sales_value"})
     r = red.with_columns(unify_id_type(red.get_column("customer_id"), run.ids_int["customer_id"]),
                          unify_id_type(red.get_column("offer_id"), run.ids_int["offer_id"]))
-    cost = (r.filter(in_window).join(run.offers, on="offer_id", how="left")
-            .group_by("customer_id").agg(pl.len().cast(pl.Float64).alias("redemptions"),
-                                         pl.col("discount").fill_null(0.0).sum().alias("cost")))
+    cost = _sum_by(r.filter(in_window).join(run.offers, on="offer_id", how="left",
+                                            maintain_order="left")
+                   .with_columns(pl.col("discount").fill_null(0.0), one=pl.lit(1.0)),
+                   {"redemptions": "one", "cost": "discount"})
     both = sales.join(cost, on="customer_id", how="full", coalesce=True)
     return both.with_columns(pl.col("sales", "redemptions", "cost").fill_null(0.0)), window
+
+
+def _sum_by(frame: pl.DataFrame, sums: dict[str, str]) -> pl.DataFrame:
+    """Per customer_id (sorted), the sums of the columns ``sums`` names, added in the frame's
+    row order (a parallel group-by may add in any order, and change the last digits)."""
+    keys = frame.get_column("customer_id")
+    index = keys.rank("dense").cast(pl.Int64).to_numpy() - 1 if keys.len() else np.zeros(0, int)
+    out = {"customer_id": keys.unique().sort()}
+    for name, column in sums.items():
+        out[name] = np.bincount(index, weights=frame.get_column(column).to_numpy(),
+                                minlength=out["customer_id"].len())
+    return pl.DataFrame(out)
 
 
 def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame:
@@ -356,7 +368,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
                 return_dtype=pl.Int64),
             key=pl.col("customer_id").cast(pl.Utf8)).select("key", "group", "arm", "x",
                                                             *METRICS))
-    rows = pl.concat(frames)
+    rows = pl.concat(frames).sort("group", "key", "arm")  # sums in one order, every time
     cluster = rows.get_column("key").rank("dense").cast(pl.Int64).to_numpy() - 1
     n_clusters = int(cluster.max()) + 1 if cluster.size else 0
     group = rows.get_column("group").to_numpy().astype(np.int64)
