@@ -10,8 +10,8 @@ For each run folder (and pooled over them), over the outcome window (the run's w
 
 Arms. In **total**: the customers the run sent at least one offer (treated) against its universal
 control (``controls`` rows with reason ``universal_holdout``: hashed-out customers the plan would
-have reached). **Per offer**: the customers sent that offer against its per-offer control (reason
-``offer_holdout``). Either way both arms were picked by the same plan and split by a hash that
+have reached). **Per offer** (offers with a per-offer control only): the customers sent that offer
+against its per-offer control (reason ``offer_holdout``). Either way both arms were picked by the same plan and split by a hash that
 knows nothing of it (optimizer/holdout.py), so the difference in means is the lift of the plan
 (the offer) on the customers it chose.
 
@@ -355,8 +355,10 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
         outcome, window = _outcomes_for(run, tx, red, settings)
         windows.append(window)
         rows = _rows(run, outcome, settings.margin_rate)
-        offers = (rows.filter(pl.col("offer_id").is_not_null()).get_column("offer_id")
-                  .unique().sort().to_list())
+        # offers with a per-offer control: the others have nothing to compare with
+        offers = (rows.filter(pl.col("offer_id").is_not_null() & (pl.col("arm") == 1))
+                  .get_column("offer_id").unique().sort().to_list())
+        rows = rows.filter(pl.col("offer_id").is_null() | pl.col("offer_id").is_in(offers))
         index = {None: len(groups)}
         groups.append((r, None))
         for offer in offers:
