@@ -35,6 +35,10 @@ Rule ids reported (``Violation.rule``):
 ``customers_table``         ``customers.parquet`` does not list the customers or their deciles
 ``score_formula``           built-in path: a score is not the objective's formula of its inputs
 ``manifest``                a figure of ``manifest.json`` disagrees with the run's files
+``holdout_sent``            a universal control was sent an offer (:mod:`optimizer.check_controls`)
+``offer_holdout_sent``      a per-offer control was sent that offer
+``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
+                            missing although ``[measurement]`` holds customers out
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
@@ -69,6 +73,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.check_controls import check_controls
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, OptimizerError
 from optimizer.core.schemas import ASSIGNMENT_COLUMNS, normalize_category_name
@@ -599,6 +604,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     notes = check_outputs.run_differences(manifest, scenario, inputs, run_dir, force)
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
+    violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,

@@ -3,7 +3,8 @@
 :func:`entry` is the program (``offeropt`` and ``python -m optimizer``): it sets the allocator up
 before polars loads, so the commands import the polars-using modules inside their bodies.
 
-The only module that imports click. Errors become a message on stderr and the exit code that
+The only module that imports click, with :mod:`optimizer.cli_measure` (``measure``,
+``demo-outcomes``). Errors become a message on stderr and the exit code that
 :func:`optimizer.core.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of memory;
 ``offeropt check`` exits 1 when a run breaks a rule), caught once, in :class:`_Main`.
 
@@ -497,6 +498,13 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
         if reason:
             console.print(Text.assemble((f"{name} fallback:", "yellow"), " ", str(reason)))
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+# the measurement loop's commands (issue 19) live in their own module
+from optimizer.cli_measure import demo_outcomes, measure  # noqa: E402
+
+main.add_command(measure)
+main.add_command(demo_outcomes)
 
 
 if __name__ == "__main__":  # pragma: no cover

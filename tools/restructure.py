@@ -46,6 +46,10 @@ MOVES: dict[str, str] = {
     "optimizer.config": "optimizer.core.config",
     "optimizer.allocator": "optimizer.core.allocator",
     "optimizer.interrupt": "optimizer.core.interrupt",
+    "optimizer.keyed_hash": "optimizer.core.keyed_hash",
+    "optimizer.holdout": "optimizer.model.holdout",
+    "optimizer.measure": "optimizer.apps.measure",
+    "optimizer.outcomes": "optimizer.apps.outcomes",
     # io: the readers and writers of files
     "optimizer.load": "optimizer.io.load",
     "optimizer.validate": "optimizer.io.validate",

@@ -31,6 +31,7 @@ from optimizer.io.runfolder import check_output, json_writer, table_writers, wri
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs, history_digest, load_inputs
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -70,6 +71,7 @@ class RunResult:
     solution: Solution = field(repr=False)
     customers: pl.DataFrame | None = field(default=None, repr=False)  # id, clv, clv_decile
     history_appended: int | None = None  # rows appended to the input history (append_history)
+    controls: pl.DataFrame | None = field(default=None, repr=False)  # optimizer/model/holdout.py
 
     @property
     def objective(self) -> float:
@@ -468,6 +470,10 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         stages.stop()
 
     stages.start("write")
+    # the controls' sends are withheld from the plan as solved, their budget left unspent
+    # (optimizer/model/holdout.py); the manifest's objective and gap count the sends made
+    held = withhold_controls(inputs, problem, solution, scenario.measurement, scenario.week)
+    solution = held.solution
     assignments = assignments_frame(inputs, problem, solution)
     summary = offers_summary_frame(inputs, problem, assignments, solution)
     manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
@@ -482,12 +488,15 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         truncation["kept_to_fit_memory"] = fitted
     manifest["memory"] = memory.describe()
     manifest["warm_start"] = started_from
+    manifest["measurement"] = held.info
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
-                       scenario.output if write else None, solution, customers)
+                       scenario.output if write else None, solution, customers,
+                       controls=held.controls)
     if write:
         writers = {**table_writers("assignments", assignments),
-                   **table_writers("offers_summary", summary)}
+                   **table_writers("offers_summary", summary),
+                   **table_writers("controls", held.controls)}
         if customers is not None:
             writers["customers.parquet"] = lambda path: customers.write_parquet(path)
         # the report's charts (matplotlib, about 1.5 s) render while the tables are written

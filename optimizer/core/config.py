@@ -217,6 +217,33 @@ class Solver(_Frozen):
                               "target_tolerance"))
 
 
+class Measurement(_Frozen):
+    """Control groups for measuring what the plan earned (see ``optimizer/model/holdout.py`` and
+    docs/contract.md, "Measurement"). The plan is made for every customer, then the controls'
+    sends are withheld (not re-planned: their budget stays unspent)."""
+
+    holdout_share: float = Field(
+        0.0, ge=0, le=1, description="universal control: the share of customers (by keyed hash "
+        "of salt and customer_id) who get no offer this week; 0 = none")
+    offer_holdout_share: float = Field(
+        0.0, ge=0, le=1, description="per-offer control: the share of (customer, offer) pairs "
+        "(by keyed hash of salt, customer_id and offer_id) withheld from the plan; 0 = none")
+    salt: str = Field(
+        "offeropt", min_length=1, description="key of the hash: the same salt holds out the same "
+        "customers every week; change it to draw new control groups (1 to 64 bytes of UTF-8)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ints_to_floats(cls, data: Any) -> Any:
+        return _floats(data, ("holdout_share", "offer_holdout_share"))
+
+    @model_validator(mode="after")
+    def _salt_fits(self) -> "Measurement":
+        if len(self.salt.encode("utf-8")) > 64:
+            raise ValueError("salt must be at most 64 bytes of UTF-8 (the hash key's limit)")
+        return self
+
+
 class Scenario(_Frozen):
     """A whole scenario. ``data`` and ``output`` are absolute once loaded."""
 
@@ -229,6 +256,7 @@ class Scenario(_Frozen):
     objective: Objective = Field(default_factory=Objective)
     affinity: Affinity = Field(default_factory=Affinity)
     solver: Solver = Field(default_factory=Solver)
+    measurement: Measurement = Field(default_factory=Measurement)
 
     @model_validator(mode="before")
     @classmethod

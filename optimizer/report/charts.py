@@ -96,3 +96,23 @@ def line_chart(x: Sequence[float], series: dict[str, Sequence[float]], title: st
         ax.set_ylabel(ylabel)
         ax.legend(handles, names, frameon=False, loc="lower right")
         return _svg(fig)
+
+
+def interval_chart(labels: Sequence[str], estimates: Sequence[float], lows: Sequence[float],
+                   highs: Sequence[float], title: str, xlabel: str = "") -> str:
+    """Horizontal point estimates with their intervals, one row per label, a dashed line at 0
+    (e.g. lift per customer with its 95% interval). Returns SVG text."""
+    with matplotlib.rc_context(_RC):
+        fig = _figure(7.5, 1.2 + 0.28 * max(len(labels), 1))
+        ax = fig.add_subplot()
+        rows = list(range(len(labels)))
+        left = [e - lo for e, lo in zip(estimates, lows)]
+        right = [hi - e for e, hi in zip(estimates, highs)]
+        ax.errorbar(list(estimates), rows, xerr=[left, right], fmt="o", color=PALETTE[0],
+                    ecolor=PALETTE[0], capsize=3)
+        ax.axvline(0.0, color="#444", linestyle="--", linewidth=1)
+        ax.set_yticks(rows, list(labels))
+        ax.invert_yaxis()
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        return _svg(fig)

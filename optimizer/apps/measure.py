@@ -1,0 +1,502 @@
+"""``offeropt measure``: what the plans earned, treated customers against their control groups.
+
+For each run folder (and pooled over them), over the outcome window (the run's week and the
+``weeks - 1`` weeks after it; by default every outcome week from the run's week on), per customer:
+
+- ``redemptions``: rows of the outcome ``redemptions`` table;
+- ``sales``: the sum of ``sales_value`` of the outcome ``transactions``;
+- ``margin``: ``margin_rate x sales`` minus the discount cost of her redemptions (each at its
+  offer's ``discount`` in the run's offers table; redemptions of offers it does not know cost 0).
+
+Arms. In **total**: the customers the run sent at least one offer (treated) against its universal
+control (``controls`` rows with reason ``universal_holdout``: hashed-out customers the plan would
+have reached). **Per offer** (offers with a per-offer control only): the customers sent that offer
+against its per-offer control (reason ``offer_holdout``). Either way both arms were picked by the same plan and split by a hash that
+knows nothing of it (optimizer/model/holdout.py), so the difference in means is the lift of the plan
+(the offer) on the customers it chose.
+
+Estimate: the difference in means of the CUPED-adjusted outcome ``y - theta (x - mean x)``, with
+``x`` the customer's sales in the ``pre_weeks`` weeks before the run's week (the run's own input
+transactions) and ``theta = cov(x, y) / var(x)`` over both arms. Interval: percentile bootstrap
+over customers (``bootstrap`` resamples of the customers, with replacement, seeded; a customer in
+several runs is resampled with all her rows, so the pooled interval allows for her weeks being
+alike), ``theta`` re-estimated in each resample. Pooled over runs: the runs' differences weighted
+by ``n_t n_c / (n_t + n_c)``; per offer, pooled over runs by offer_id. ``mde`` is the minimum
+detectable effect at the arms' sizes: ``(z(1 - alpha/2) + z(power)) x`` the bootstrap standard
+error. ``significant``: the interval excludes 0.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numba as nb
+import numpy as np
+import polars as pl
+
+from optimizer.core.errors import InputError
+from optimizer.io.load import read_table, unify_id_type
+
+METRICS = ("sales", "redemptions", "margin")
+UNIVERSAL, PER_OFFER = "universal_holdout", "offer_holdout"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How ``measure`` estimates; every field has the CLI's default."""
+
+    weeks: int | None = None
+    pre_weeks: int = 26
+    margin_rate: float = 0.25
+    bootstrap: int = 1000
+    seed: int = 0
+    alpha: float = 0.05
+    power: float = 0.8
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _fail_rows(table: str, column: str, frame: pl.DataFrame, bad: pl.Series, what: str) -> None:
+    if bad.any():
+        raise InputError(table, column, what, sample=frame.filter(bad).head(5).rows(named=True),
+                         count=int(bad.sum()))
+
+
+def read_outcomes(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The outcome folder's ``transactions`` and ``redemptions``, typed and checked like inputs
+    (bad tables raise :class:`InputError` naming the table and column)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("transactions", None, f"outcome folder not found: {folder}")
+    tx = read_table(folder, "transactions")
+    red = read_table(folder, "redemptions")
+    if red is None:
+        raise InputError("redemptions", None, f"required table missing: no redemptions.parquet "
+                         f"or redemptions.csv in {folder}")
+    t = tx.frame
+    for column in ("customer_id", "week", "sales_value"):
+        _fail_rows("transactions", column, t, t.get_column(column).is_null(), "empty values")
+    _fail_rows("transactions", "sales_value", t, ~t.get_column("sales_value").is_finite(),
+               "values must be finite")
+    _fail_rows("transactions", "sales_value", t, t.get_column("sales_value") < 0,
+               "values must be >= 0")
+    r = red.frame
+    for column in ("customer_id", "offer_id", "week"):
+        _fail_rows("redemptions", column, r, r.get_column(column).is_null(), "empty values")
+    return t.select("customer_id", "week", "sales_value"), r.select("customer_id", "offer_id",
+                                                                    "week")
+
+
+def _run_table(run_dir: Path, name: str) -> pl.DataFrame:
+    for path in (run_dir / f"{name}.parquet", run_dir / f"{name}.csv"):
+        if path.is_file():
+            try:
+                return (pl.read_parquet(path) if path.suffix == ".parquet"
+                        else pl.read_csv(path, infer_schema=False, raise_if_empty=False))
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise InputError(name, None, f"cannot read {path}: {exc}") from None
+    raise InputError(name, None, f"no {name}.parquet or {name}.csv in {run_dir} (controls come "
+                     "with runs of this version; plan with [measurement] to have control groups)")
+
+
+@dataclass
+class _Run:
+    """One run's customers and arms, IDs as the run's input typed them."""
+
+    path: Path
+    week: int
+    data: Path
+    treated: pl.DataFrame        # customer_id, offer_id: the sends
+    controls: pl.DataFrame       # customer_id, offer_id (null: universal)
+    offers: pl.DataFrame         # offer_id, discount
+    pre: pl.DataFrame            # customer_id, x (pre-period sales)
+    ids_int: dict[str, bool]
+
+
+def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
+    run_dir = Path(run_dir)
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        week, data = int(manifest["scenario"]["week"]), Path(manifest["scenario"]["data"])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise InputError("manifest", None, f"{run_dir}: not a run folder of offeropt run "
+                         f"(manifest.json: {type(exc).__name__}: {exc})") from None
+    customers = read_table(data, "customers").frame
+    offers = read_table(data, "offers").frame
+    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
+               "offer_id": offers.schema["offer_id"].is_integer()}
+    sends = _run_table(run_dir, "assignments")
+    controls = _run_table(run_dir, "controls")
+    for name, frame in (("assignments", sends), ("controls", controls)):
+        for column in ("customer_id", "offer_id"):
+            if column not in frame.columns:
+                raise InputError(name, column, f"missing from {run_dir}")
+    if "reason" not in controls.columns:
+        raise InputError("controls", "reason", f"missing from {run_dir}")
+
+    def ids(frame: pl.DataFrame) -> pl.DataFrame:
+        offer = frame.get_column("offer_id")
+        if offer.dtype == pl.Utf8:
+            offer = offer.str.strip_chars().replace("", None)
+        return frame.select(unify_id_type(frame.get_column("customer_id"),
+                                          ids_int["customer_id"]),
+                            unify_id_type(offer, ids_int["offer_id"]),
+                            *[c for c in ("reason",) if c in frame.columns])
+    tx = read_table(data, "transactions").frame
+    pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
+                  {"x": "sales_value"})
+    return _Run(run_dir, week, data, ids(sends).select("customer_id", "offer_id"), ids(controls),
+                offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int)
+
+
+# --------------------------------------------------------------------------------------------
+# the bootstrap
+
+
+@nb.njit(cache=True)
+def _sums(group, cluster, arm, x, y, weights, n_groups, out):  # pragma: no cover - compiled
+    """Per (group, arm): n, sum x, sum x^2, and per metric sum y, sum xy, sum y^2, with each
+    row weighted by its customer's weight."""
+    k = y.shape[1]
+    for r in range(group.shape[0]):
+        w = weights[cluster[r]]
+        if w == 0:
+            continue
+        g, a, xr = group[r], arm[r], x[r]
+        out[g, a, 0] += w
+        out[g, a, 1] += w * xr
+        out[g, a, 2] += w * xr * xr
+        for j in range(k):
+            out[g, a, 3 + j] += w * y[r, j]
+            out[g, a, 3 + k + j] += w * xr * y[r, j]
+            out[g, a, 3 + 2 * k + j] += w * y[r, j] * y[r, j]
+
+
+@nb.njit(cache=True)
+def _bootstrap(group, cluster, arm, x, y, n_clusters, n_groups, replicates,
+               seed):  # pragma: no cover - compiled
+    np.random.seed(seed)
+    k = y.shape[1]
+    out = np.zeros((replicates, n_groups, 2, 3 + 3 * k))
+    weights = np.zeros(n_clusters, dtype=np.float64)
+    for b in range(replicates):
+        weights[:] = 0.0
+        for _ in range(n_clusters):
+            weights[np.random.randint(0, n_clusters)] += 1.0
+        _sums(group, cluster, arm, x, y, weights, n_groups, out[b])
+    return out
+
+
+def _estimates(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From sums ``(..., groups, 2, 3 + 3k)``: CUPED differences ``(..., groups, k)``, the arms'
+    sizes ``(..., groups, 2)`` and the adjusted outcome's variance per arm ``(..., groups, 2, k)``."""
+    k = (sums.shape[-1] - 3) // 3
+    n = sums[..., 0]
+    sx, sxx = sums[..., 1], sums[..., 2]
+    sy, sxy, syy = sums[..., 3:3 + k], sums[..., 3 + k:3 + 2 * k], sums[..., 3 + 2 * k:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = n.sum(-1)
+        mx = sx.sum(-1) / total
+        var_x = sxx.sum(-1) / total - mx ** 2
+        cov = sxy.sum(-2) / total[..., None] - mx[..., None] * sy.sum(-2) / total[..., None]
+        theta = np.where(var_x[..., None] > 1e-12, cov / var_x[..., None], 0.0)
+        mean_y = sy / n[..., None]
+        mean_x = sx / n
+        adjusted = mean_y - theta[..., None, :] * (mean_x[..., None] - mx[..., None, None])
+        diff = adjusted[..., 0, :] - adjusted[..., 1, :]
+        var_y = syy / n[..., None] - mean_y ** 2
+        cov_arm = sxy / n[..., None] - mean_x[..., None] * mean_y
+        var_xa = sxx / n - mean_x ** 2
+        var_adj = var_y - 2 * theta[..., None, :] * cov_arm + theta[..., None, :] ** 2 * var_xa[
+            ..., None]
+    diff = np.where((n > 0).all(-1)[..., None], diff, np.nan)
+    return diff, n, var_adj
+
+
+# --------------------------------------------------------------------------------------------
+# customers, arms and outcomes
+
+
+def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Settings
+                  ) -> tuple[pl.DataFrame, list[int]]:
+    """Per customer of the outcome tables: sales, redemptions and discount cost in the run's
+    window; and the window's first and last week."""
+    last = settings.weeks
+    if last is None:
+        latest = max([int(f.get_column("week").max()) for f in (tx, red) if f.height] or [0])
+        if latest < run.week:
+            raise InputError("transactions", "week", f"the outcome tables have no week at or "
+                             f"after the run's week {run.week} ({run.path})")
+        last = latest - run.week + 1
+    window = [run.week, run.week + last - 1]
+    in_window = pl.col("week").is_between(window[0], window[1])
+    cid = unify_id_type(tx.get_column("customer_id"), run.ids_int["customer_id"])
+    sales = _sum_by(tx.with_columns(cid).filter(in_window), {"sales": "sales_value"})
+    r = red.with_columns(unify_id_type(red.get_column("customer_id"), run.ids_int["customer_id"]),
+                         unify_id_type(red.get_column("offer_id"), run.ids_int["offer_id"]))
+    cost = _sum_by(r.filter(in_window).join(run.offers, on="offer_id", how="left",
+                                            maintain_order="left")
+                   .with_columns(pl.col("discount").fill_null(0.0), one=pl.lit(1.0)),
+                   {"redemptions": "one", "cost": "discount"})
+    both = sales.join(cost, on="customer_id", how="full", coalesce=True)
+    return both.with_columns(pl.col("sales", "redemptions", "cost").fill_null(0.0)), window
+
+
+def _sum_by(frame: pl.DataFrame, sums: dict[str, str]) -> pl.DataFrame:
+    """Per customer_id (sorted), the sums of the columns ``sums`` names, added in the frame's
+    row order (a parallel group-by may add in any order, and change the last digits)."""
+    keys = frame.get_column("customer_id")
+    index = keys.rank("dense").cast(pl.Int64).to_numpy() - 1 if keys.len() else np.zeros(0, int)
+    out = {"customer_id": keys.unique().sort()}
+    for name, column in sums.items():
+        out[name] = np.bincount(index, weights=frame.get_column(column).to_numpy(),
+                                minlength=out["customer_id"].len())
+    return pl.DataFrame(out)
+
+
+def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame:
+    """customer_id, offer_id (null: the total comparison), arm (0 treated, 1 control), x, y."""
+    universal = run.controls.filter(pl.col("reason") == UNIVERSAL).select("customer_id")
+    clash = run.treated.join(universal, on="customer_id", how="semi")
+    if clash.height:
+        raise InputError("controls", "customer_id", f"universal controls of {run.path} were sent "
+                         "offers (offeropt check reports them)", sample=clash.head(5).rows(named=True),
+                         count=clash.height)
+    offer_type = run.treated.schema["offer_id"]
+    total = pl.concat([
+        run.treated.select("customer_id").unique().with_columns(arm=pl.lit(0, pl.Int8)),
+        universal.unique().with_columns(arm=pl.lit(1, pl.Int8)),
+    ]).with_columns(offer_id=pl.lit(None, dtype=offer_type))
+    per_offer = pl.concat([
+        run.treated.with_columns(arm=pl.lit(0, pl.Int8)),
+        run.controls.filter(pl.col("reason") == PER_OFFER).select("customer_id", "offer_id")
+        .with_columns(pl.col("offer_id").cast(offer_type), arm=pl.lit(1, pl.Int8)),
+    ])
+    rows = pl.concat([total.select("customer_id", "offer_id", "arm"),
+                      per_offer.select("customer_id", "offer_id", "arm")])
+    return (rows.join(outcomes, on="customer_id", how="left", maintain_order="left")
+            .join(run.pre, on="customer_id", how="left", maintain_order="left")
+            .with_columns(pl.col("sales", "redemptions", "cost", "x").fill_null(0.0))
+            .with_columns(margin=margin_rate * pl.col("sales") - pl.col("cost")))
+
+
+# --------------------------------------------------------------------------------------------
+# estimates
+
+
+def _z(p: float) -> float:
+    return NormalDist().inv_cdf(p)
+
+
+def _pooled(diff: np.ndarray, n: np.ndarray, members: list[int]) -> np.ndarray:
+    """The members' differences weighted by n_t n_c / (n_t + n_c) (NaN members left out)."""
+    d = diff[..., members, :]
+    nn = n[..., members, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = nn[..., 0] * nn[..., 1] / (nn[..., 0] + nn[..., 1])
+    w = np.where(np.isnan(d).any(-1) | ~np.isfinite(w), 0.0, w)
+    total = w.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (np.nan_to_num(d) * w[..., None]).sum(-2) / total[..., None]
+    return np.where(total[..., None] > 0, out, np.nan)
+
+
+def _entry(point: np.ndarray, boot: np.ndarray, n_t: int, n_c: int, means: np.ndarray,
+           settings: Settings) -> dict[str, Any]:
+    """One comparison's figures (``point``: per metric; ``boot``: replicates x metrics)."""
+    entry: dict[str, Any] = {"treated_customers": n_t, "control_customers": n_c}
+    measurable = n_t > 0 and n_c > 0 and np.isfinite(point).all()
+    lo_q, hi_q = 100 * settings.alpha / 2, 100 * (1 - settings.alpha / 2)
+    k = _z(1 - settings.alpha / 2) + _z(settings.power)
+    for j, metric in enumerate(METRICS):
+        if measurable:
+            ok = boot[:, j][np.isfinite(boot[:, j])]
+            lo, hi = (np.percentile(ok, [lo_q, hi_q]) if ok.size > 1 else (np.nan, np.nan))
+            se = float(np.std(ok, ddof=1)) if ok.size > 1 else math.nan
+            values = (float(point[j]), float(lo), float(hi), se)
+        else:
+            values = (None, None, None, None)
+        prefix = "" if metric == "sales" else f"{metric}_"
+        entry[f"incremental_{metric}_per_customer"] = values[0]
+        entry[f"{prefix}ci_low"] = _finite(values[1])
+        entry[f"{prefix}ci_high"] = _finite(values[2])
+        entry[f"{prefix}se"] = _finite(values[3])
+        entry[f"treated_mean_{metric}"] = _finite(means[0, j])
+        entry[f"control_mean_{metric}"] = _finite(means[1, j])
+        if metric == "sales":
+            entry["mde_sales_per_customer"] = (_finite(k * values[3])
+                                               if values[3] is not None else None)
+            entry["significant"] = bool(measurable and (values[1] > 0 or values[2] < 0))
+            entry["incremental_sales_total"] = (values[0] * n_t if values[0] is not None
+                                                else None)
+    return entry
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Settings()
+                 ) -> dict[str, Any]:
+    """Measure the runs in ``run_dirs`` against the outcome folder ``outcomes`` (see the module
+    docstring); returns what ``measure.json`` holds."""
+    if settings.bootstrap < 2:
+        raise ValueError("bootstrap needs at least 2 resamples")
+    tx, red = read_outcomes(outcomes)
+    runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
+    frames, groups, windows = [], [], []
+    for r, run in enumerate(runs):
+        outcome, window = _outcomes_for(run, tx, red, settings)
+        windows.append(window)
+        rows = _rows(run, outcome, settings.margin_rate)
+        # offers with a per-offer control: the others have nothing to compare with
+        offers = (rows.filter(pl.col("offer_id").is_not_null() & (pl.col("arm") == 1))
+                  .get_column("offer_id").unique().sort().to_list())
+        rows = rows.filter(pl.col("offer_id").is_null() | pl.col("offer_id").is_in(offers))
+        index = {None: len(groups)}
+        groups.append((r, None))
+        for offer in offers:
+            index[offer] = len(groups)
+            groups.append((r, offer))
+        frames.append(rows.with_columns(
+            group=pl.col("offer_id").replace_strict(
+                {o: i for o, i in index.items() if o is not None}, default=index[None],
+                return_dtype=pl.Int64),
+            key=pl.col("customer_id").cast(pl.Utf8)).select("key", "group", "arm", "x",
+                                                            *METRICS))
+    rows = pl.concat(frames).sort("group", "key", "arm")  # sums in one order, every time
+    cluster = rows.get_column("key").rank("dense").cast(pl.Int64).to_numpy() - 1
+    n_clusters = int(cluster.max()) + 1 if cluster.size else 0
+    group = rows.get_column("group").to_numpy().astype(np.int64)
+    arm = rows.get_column("arm").to_numpy().astype(np.int64)
+    x = rows.get_column("x").to_numpy().astype(np.float64)
+    y = np.ascontiguousarray(rows.select(METRICS).to_numpy().astype(np.float64))
+    k = len(METRICS)
+    point = np.zeros((len(groups), 2, 3 + 3 * k))
+    _sums(group, cluster, arm, x, y, np.ones(max(n_clusters, 1)), len(groups), point)
+    boot = _bootstrap(group, cluster, arm, x, y, max(n_clusters, 1), len(groups),
+                      settings.bootstrap, settings.seed)
+    d_point, n_point, _ = _estimates(point)
+    d_boot, n_boot, _ = _estimates(boot)
+
+    def summary(members: list[int]) -> dict[str, Any]:
+        n_t = int(n_point[members, 0].sum())
+        n_c = int(n_point[members, 1].sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = point[members][:, :, 3:3 + k].sum(0) / n_point[members].sum(0)[:, None]
+        return _entry(_pooled(d_point, n_point, members), _pooled(d_boot, n_boot, members),
+                      n_t, n_c, means, settings)
+
+    def per_offer(members: list[int]) -> list[dict[str, Any]]:
+        by_offer: dict[Any, list[int]] = {}
+        for g in members:
+            by_offer.setdefault(groups[g][1], []).append(g)
+        return [{"offer_id": offer, **summary(gs)} for offer, gs in sorted(
+            ((o, gs) for o, gs in by_offer.items() if o is not None), key=lambda t: str(t[0]))]
+
+    per_run = []
+    for r, run in enumerate(runs):
+        mine = [g for g, (rr, _) in enumerate(groups) if rr == r]
+        per_run.append({"run": str(run.path), "week": run.week, "weeks": windows[r],
+                        "total": summary([mine[0]]), "per_offer": per_offer(mine[1:])})
+    totals = [g for g, (_, offer) in enumerate(groups) if offer is None]
+    return {
+        "runs": per_run,
+        "total": summary(totals),
+        "per_offer": per_offer([g for g, (_, offer) in enumerate(groups) if offer is not None]),
+        "settings": {"weeks": settings.weeks, "pre_weeks": settings.pre_weeks,
+                     "margin_rate": settings.margin_rate, "bootstrap": settings.bootstrap,
+                     "seed": settings.seed, "confidence": 1 - settings.alpha,
+                     "power": settings.power, "outcomes": str(outcomes)},
+        "definitions": {
+            "treated": "customers the run sent at least one offer (per offer: sent that offer)",
+            "control": "the run's universal control the plan would have reached (per offer: its "
+                       "per-offer control)",
+            "incremental_sales_per_customer": "difference in mean sales per customer over the "
+                                               "window, treated minus control, CUPED-adjusted on "
+                                               "pre-period sales",
+            "margin": "margin_rate x sales minus the discount cost of the customer's redemptions",
+            "mde_sales_per_customer": "smallest lift the arms' sizes detect at the power given "
+                                      "(two-sided test at the confidence level)",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# planning a test
+
+
+def power_plan(baseline_sd: float, effect: float, alpha: float = 0.05, power: float = 0.8,
+               customers: int | None = None) -> dict[str, Any]:
+    """The arms that detect ``effect`` (a difference in means) with probability ``power`` in a
+    two-sided test at level ``alpha``, for an outcome of standard deviation ``baseline_sd``.
+
+    Equal arms need ``n = 2 (k sd / effect)^2`` customers each, ``k = z(1 - alpha/2) + z(power)``.
+    With ``customers`` (those the plan reaches) split into a holdout share ``s``: the least ``s``
+    with ``1 / (s N) + 1 / ((1 - s) N) <= (effect / (k sd))^2``; none when even half and half
+    would not do."""
+    if not (baseline_sd > 0 and effect > 0 and 0 < alpha < 1 and 0 < power < 1):
+        raise ValueError("baseline_sd and effect must be positive, alpha and power in (0, 1)")
+    k = _z(1 - alpha / 2) + _z(power)
+    m = (k * baseline_sd / effect) ** 2
+    out: dict[str, Any] = {"baseline_sd": baseline_sd, "effect": effect, "alpha": alpha,
+                           "power": power, "customers_per_arm_equal_split": math.ceil(2 * m)}
+    if customers is not None:
+        out["customers"] = customers
+        if customers < 4 * m:
+            out.update(holdout_share=None, control_customers=None, treated_customers=None,
+                       note=f"{customers} customers are too few: even a 50% holdout needs "
+                            f"{math.ceil(4 * m)}")
+        else:
+            share = (1 - math.sqrt(1 - 4 * m / customers)) / 2
+            control = math.ceil(share * customers)
+            out.update(holdout_share=control / customers, control_customers=control,
+                       treated_customers=customers - control)
+    return out
+
+
+def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
+    """The standard deviation of customers' sales over ``weeks`` weeks (the input folder's last
+    ``weeks`` weeks, customers without purchases counting 0) and the number of customers."""
+    customers = read_table(Path(data), "customers").frame.select("customer_id")
+    tx = read_table(Path(data), "transactions").frame
+    if tx.height == 0:
+        raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
+    last = int(tx.get_column("week").max())
+    sales = (tx.filter(pl.col("week") > last - weeks).group_by("customer_id")
+             .agg(pl.col("sales_value").sum().alias("s")))
+    values = customers.join(sales, on="customer_id", how="left").get_column("s").fill_null(0.0)
+    return float(values.std()), customers.height
+
+
+
+
+def render_measure(result: dict[str, Any]) -> str:
+    """The measure page (self-contained HTML): the lift chart with intervals, total and per
+    offer, and per run."""
+    from optimizer.report import charts
+    from optimizer.report.page import environment
+
+    shown = [("total", result["total"])] + [(str(e["offer_id"]), e)
+                                            for e in result["per_offer"]]
+    shown = [(label, e) for label, e in shown if e["incremental_sales_per_customer"] is not None
+             and e["ci_low"] is not None]
+    chart = (charts.interval_chart([label for label, _ in shown],
+                                   [e["incremental_sales_per_customer"] for _, e in shown],
+                                   [e["ci_low"] for _, e in shown],
+                                   [e["ci_high"] for _, e in shown],
+                                   "Lift in sales per customer (total, then per offer)",
+                                   xlabel="treated minus control, per customer")
+             if shown else "")
+    level = f"{100 * result['settings']['confidence']:.0f}%"
+    return environment().get_template("measure.html").render(m=result, chart=chart, level=level)
+
+
+__all__ = ["METRICS", "Settings", "baseline_sd_from", "measure_runs", "power_plan",
+           "read_outcomes", "render_measure"]

@@ -1,0 +1,180 @@
+"""``offeropt demo-outcomes``: the weeks after a plan, simulated with a known true lift.
+
+For tests and for users who want to see ``offeropt measure`` recover a lift it is told in
+advance. Written into ``OUT`` in the contract's format: ``transactions`` and ``redemptions`` of
+the weeks ``week .. week + weeks - 1`` of the run (the plan's week is the first outcome week), and
+``truth.json`` with the lift that was put in.
+
+How the weeks are simulated (vectorised, seeded, no loop over customers):
+
+- **Baseline purchases, the same for treated and control customers.** Each customer keeps buying
+  as the input folder shows her buying (for a ``demo-data`` folder: as the synthetic world made
+  her): in each outcome week, a Poisson number of lines with her mean lines per week over the
+  input's weeks, each line one of her own past lines drawn at random (product, sales value,
+  quantity, discount), dated within the week by the synthetic calendar
+  (:data:`optimizer.apps.synthetic.WEEK1_START`).
+- **Redemptions.** Each send of the run (``assignments``) is redeemed with its ``p_redeem``, in a
+  week of the window drawn at random; controls were sent nothing and redeem nothing.
+- **The lift.** Each redemption brings one extra line of an offer's product worth ``v``, the same
+  for every redemption, with ``v = lift x treated customers / sum of the sends' p_redeem``: so
+  the expected extra sales per treated customer (one the run sent at least one offer) over the
+  window is exactly ``lift``. This is the quantity ``offeropt measure`` reports as
+  ``incremental_sales_per_customer``. An offer's own expected lift per customer it was sent to is
+  ``v x`` the mean ``p_redeem`` of its sends (``truth.json``, ``per_offer``). With ``lift = 0``
+  redemptions happen (the discount is paid) but bring no extra sales.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from optimizer.apps.synthetic import WEEK1_START
+from optimizer.core.errors import InputError
+from optimizer.io.load import read_table, unify_id_type
+from optimizer.io.runfolder import json_writer, write_files
+
+_EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
+
+
+def _run_week(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "manifest.json").read_text())["scenario"]["week"])
+    except FileNotFoundError:
+        raise InputError("manifest", None, f"no manifest.json in {run_dir}: name a run folder "
+                         "of offeropt run") from None
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise InputError("manifest", None, f"cannot read the week of {run_dir / 'manifest.json'} "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _assignments(run_dir: Path, customers_int: bool, offers_int: bool) -> pl.DataFrame:
+    for name in ("assignments.parquet", "assignments.csv"):
+        path = run_dir / name
+        if path.is_file():
+            frame = (pl.read_parquet(path) if path.suffix == ".parquet"
+                     else pl.read_csv(path, infer_schema=False))
+            missing = [c for c in ("customer_id", "offer_id", "p_redeem") if c not in frame.columns]
+            if missing:
+                raise InputError("assignments", missing[0], f"missing from {path}")
+            return frame.select(
+                unify_id_type(frame.get_column("customer_id"), customers_int),
+                unify_id_type(frame.get_column("offer_id"), offers_int),
+                pl.col("p_redeem").cast(pl.Float64))
+    raise InputError("assignments", None, f"no assignments.parquet or assignments.csv in {run_dir}")
+
+
+def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
+    """(offer_id, product_id): an offer's listed products, else the products of its category."""
+    products = read_table(data, "products").frame
+    listed = read_table(data, "offer_products")
+    parts = []
+    if listed is not None:
+        parts.append(listed.frame.select("offer_id", "product_id"))
+    if "category" in offers.columns:
+        by_category = (offers.filter(pl.col("category").is_not_null())
+                       .select("offer_id", pl.col("category").str.strip_chars().str.to_uppercase())
+                       .join(products.select("product_id", pl.col("category").str.strip_chars()
+                                             .str.to_uppercase()), on="category")
+                       .select("offer_id", "product_id"))
+        parts.append(by_category)
+    if not parts:
+        return pl.DataFrame(schema={"offer_id": offers.schema["offer_id"],
+                                    "product_id": products.schema["product_id"]})
+    return pl.concat(parts).unique(maintain_order=True).sort("offer_id", "product_id")
+
+
+def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: float,
+                      seed: int) -> dict[str, Any]:
+    """Write the outcome weeks of the run in ``run_dir`` (inputs in ``data``) into ``out``;
+    returns what ``truth.json`` holds. See the module docstring."""
+    if weeks < 1 or lift < 0 or not np.isfinite(lift):
+        raise ValueError("weeks must be >= 1 and lift a finite number >= 0")
+    data, run_dir = Path(data), Path(run_dir)
+    week = _run_week(run_dir)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
+    customers = read_table(data, "customers").frame.select("customer_id")
+    tx = read_table(data, "transactions").frame
+    offers = read_table(data, "offers").frame
+    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
+               "offer_id": offers.schema["offer_id"].is_integer()}
+    sends = _assignments(run_dir, ids_int["customer_id"], ids_int["offer_id"])
+
+    # baseline: each customer's own past lines, resampled, at her own weekly rate
+    past = (tx.filter(pl.col("week") < week)
+            .join(customers.with_row_index("c"), on="customer_id", how="inner")
+            .sort("c", maintain_order=True))
+    span = max(1, int(past.get_column("week").max() - past.get_column("week").min() + 1)
+               if past.height else 1)
+    n_cust = customers.height
+    lines = np.bincount(past.get_column("c").to_numpy(), minlength=n_cust)
+    start = np.concatenate([[0], np.cumsum(lines)[:-1]])
+    drawn = rng.poisson(lines[None, :] / span, size=(weeks, n_cust))  # (week, customer)
+    w_idx, c_idx = np.nonzero(drawn)
+    reps = drawn[w_idx, c_idx]
+    c_line = np.repeat(c_idx, reps)
+    w_line = np.repeat(w_idx, reps)
+    pick = start[c_line] + (rng.random(c_line.size) * lines[c_line]).astype(np.int64)
+    base = past[pick].select("customer_id", "product_id", "sales_value",
+                             *[c for c in ("quantity", "discount") if c in past.columns])
+    base = base.with_columns(week=pl.Series(week + w_line, dtype=pl.Int64))
+
+    # redemptions of the sends, and the lift they bring
+    redeemed = rng.random(sends.height) < sends.get_column("p_redeem").to_numpy()
+    r_week = week + rng.integers(0, weeks, sends.height)
+    redemptions = sends.select("customer_id", "offer_id").with_columns(
+        week=pl.Series(r_week, dtype=pl.Int64)).filter(pl.Series(redeemed))
+    treated = sends.get_column("customer_id").n_unique()
+    p_total = float(sends.get_column("p_redeem").sum())
+    value = lift * treated / p_total if p_total > 0 else 0.0
+    extra = pl.DataFrame(schema={"customer_id": base.schema["customer_id"],
+                                 "product_id": base.schema["product_id"], "week": pl.Int64})
+    if value > 0 and redemptions.height:
+        choices = _offer_products(data, offers).group_by("offer_id", maintain_order=True).agg(
+            pl.col("product_id"))
+        with_products = redemptions.join(choices, on="offer_id", how="left", maintain_order="left")
+        n_choice = with_products.get_column("product_id").list.len().fill_null(0).to_numpy()
+        if (n_choice == 0).any():
+            gone = with_products.filter(pl.Series(n_choice == 0)).get_column("offer_id")[0]
+            raise InputError("offer_products", "product_id", f"offer {gone!r} has no product to "
+                             "redeem (neither offer_products rows nor a category with products)")
+        at = (rng.random(n_choice.size) * n_choice).astype(np.int64)
+        extra = with_products.with_columns(__at=pl.Series(at)).select(
+            "customer_id", pl.col("product_id").list.get(pl.col("__at")), "week")
+    extra = extra.with_columns(sales_value=pl.lit(value, dtype=pl.Float64))
+    if "quantity" in base.columns:
+        extra = extra.with_columns(quantity=pl.lit(1.0))
+    if "discount" in base.columns:
+        extra = extra.with_columns(discount=pl.lit(0.0))
+    transactions = pl.concat([base, extra.select(base.columns)], how="vertical")
+    days = (rng.random(transactions.height) * 7).astype(np.int64)
+    transactions = transactions.with_columns(
+        date=pl.Series(_EPOCH_DAYS + (transactions.get_column("week").to_numpy() - 1) * 7 + days)
+        .cast(pl.Int32).cast(pl.Date)).sort("week", "customer_id", "date", maintain_order=True)
+
+    per_offer = (sends.group_by("offer_id", maintain_order=True)
+                 .agg(pl.len().alias("customers"), pl.col("p_redeem").mean().alias("p"))
+                 .with_columns((pl.col("p") * value).alias("true_lift_per_customer"))
+                 .sort("offer_id"))
+    truth = {
+        "lift": lift, "weeks": [week, week + weeks - 1], "seed": seed,
+        "definition": "expected extra sales per treated customer (one sent at least one offer) "
+                      "over the weeks, as offeropt measure's incremental_sales_per_customer",
+        "treated_customers": treated, "sales_per_redemption": value,
+        "per_offer": per_offer.select("offer_id", "customers", "true_lift_per_customer").to_dicts(),
+    }
+    write_files(out, {
+        "transactions.parquet": lambda path: transactions.write_parquet(path),
+        "redemptions.parquet": lambda path: redemptions.write_parquet(path),
+        "truth.json": json_writer(truth),
+    })
+    for name in ("transactions", "redemptions"):  # a CSV twin would make the folder ambiguous
+        (Path(out) / f"{name}.csv").unlink(missing_ok=True)
+    return truth
+
+
+__all__ = ["simulate_outcomes"]
