@@ -27,8 +27,10 @@ def main(delay: float, args: list[str]) -> None:
 
     write_run_folder = pipeline.write_run_folder
 
-    def slow_run_folder(output: Path, writers: dict[str, Writer]) -> None:
-        write_run_folder(output, {name: _slow(w, delay) for name, w in writers.items()})
+    def slow_run_folder(output: Path, writers: dict[str, Writer],
+                        then: Callable[[], None] | None = None) -> None:
+        write_run_folder(output, {name: _slow(w, delay) for name, w in writers.items()},
+                         then=then)
 
     pipeline.write_run_folder = slow_run_folder
     sys.argv = ["offeropt", *args]

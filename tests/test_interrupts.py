@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from optimizer.cli import main
 from optimizer.core.interrupt import InterruptedAfterCommit
-from optimizer.io.runfolder import WRITE_DELAY_ENV, write_run_folder
+from optimizer.io.runfolder import write_run_folder
 from tests.tiny_world import tree_bytes
 
 SCENARIO = """name = "ctrl-c"
@@ -60,14 +60,20 @@ def earlier(demo: Path, tmp_path: Path) -> Path:
     return path
 
 
+SLOW_WRITER = Path(__file__).parent / "slow_writer_cli.py"
+
+
 def _interrupt_at(scenario: Path, marker: str, wait_s: float, *args: str,
-                  env: dict[str, str] | None = None) -> tuple[int, str, float]:
+                  write_delay_s: float | None = None) -> tuple[int, str, float]:
     """Run ``offeropt run`` until a stderr line contains ``marker``, wait ``wait_s``, send
-    SIGINT; returns the exit code, stderr and the seconds from the signal to the exit."""
+    SIGINT; returns the exit code, stderr and the seconds from the signal to the exit. With
+    ``write_delay_s`` each run-folder file is written that long apart (tests/slow_writer_cli.py)."""
+    program = ([sys.executable, "-m", "optimizer"] if write_delay_s is None
+               else [sys.executable, str(SLOW_WRITER), str(write_delay_s)])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "optimizer", "run", str(scenario), *args],
+        [*program, "run", str(scenario), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**{k: v for k, v in os.environ.items() if k != WRITE_DELAY_ENV}, **(env or {})},
+        env=dict(os.environ),
         # a shell's background job ignores SIGINT, and Python would then never see it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
@@ -125,7 +131,7 @@ def test_ctrl_c_while_writing_removes_the_temporary_folder(earlier, wait_s):
     before = _state(earlier)
     code, err, _ = _interrupt_at(earlier, "write ...", wait_s, "--append-history",
                                  "--set", "solver.max_iterations=2",
-                                 env={WRITE_DELAY_ENV: "0.5"})
+                                 write_delay_s=0.5)
     assert code == 130, err
     assert "Traceback" not in err
     assert _state(earlier) == before
