@@ -48,7 +48,7 @@ def _read_controls(run_dir: Path) -> pl.DataFrame | None:
             continue
         try:
             if path.suffix == ".parquet":
-                return pl.read_parquet(path)
+                return pl.read_parquet(path, glob=False)
             return pl.read_csv(path, infer_schema=False, raise_if_empty=False)
         except (pl.exceptions.PolarsError, OSError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -214,9 +214,9 @@ def test_check_catches_a_control_that_was_sent(world: Path, runs: dict[str, Path
         result = CliRunner().invoke(main, [*args, str(run), *sets])
         assert result.exit_code == 1, (case, result.output)
         assert rule in result.output, (case, result.output)
-    # and the untampered run without the scenario's [measurement]: its controls are not hashed
-    # out under a holdout share of 0
-    result = CliRunner().invoke(main, [*args, str(runs["held"])])
+    # and the untampered run without the scenario's [measurement] (--force: check refuses a run
+    # of other settings otherwise): its controls are not hashed out under a holdout share of 0
+    result = CliRunner().invoke(main, [*args, str(runs["held"]), "--force"])
     assert result.exit_code == 1 and "[controls]" in result.output
 
 

@@ -97,7 +97,7 @@ def _run_table(run_dir: Path, name: str) -> pl.DataFrame:
     for path in (run_dir / f"{name}.parquet", run_dir / f"{name}.csv"):
         if path.is_file():
             try:
-                return (pl.read_parquet(path) if path.suffix == ".parquet"
+                return (pl.read_parquet(path, glob=False) if path.suffix == ".parquet"
                         else pl.read_csv(path, infer_schema=False, raise_if_empty=False))
             except (pl.exceptions.PolarsError, OSError) as exc:
                 raise InputError(name, None, f"cannot read {path}: {exc}") from None

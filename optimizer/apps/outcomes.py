@@ -56,7 +56,7 @@ def _assignments(run_dir: Path, customers_int: bool, offers_int: bool) -> pl.Dat
     for name in ("assignments.parquet", "assignments.csv"):
         path = run_dir / name
         if path.is_file():
-            frame = (pl.read_parquet(path) if path.suffix == ".parquet"
+            frame = (pl.read_parquet(path, glob=False) if path.suffix == ".parquet"
                      else pl.read_csv(path, infer_schema=False))
             missing = [c for c in ("customer_id", "offer_id", "p_redeem") if c not in frame.columns]
             if missing:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from optimizer.core.errors import AccessError, InputError, os_problem
@@ -145,7 +146,8 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         return frame.rename({n: clean[n] for n in frame.columns if clean.get(n, n) != n})
     except InputError:
         raise
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, pa.ArrowException,
+            OSError) as exc:
         if isinstance(exc, PermissionError):
             raise AccessError(f"table '{schema.name}': cannot read {path}: "
                               f"{os_problem(exc)}") from None
