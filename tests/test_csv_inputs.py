@@ -67,3 +67,18 @@ def test_csv_copy_plans_like_the_parquet_copy(runs: Path) -> None:
 def test_check_passes_on_the_csv_run(runs: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(runs / "csv.toml")])
     assert result.exit_code == 0, result.output
+
+
+def test_csv_outputs_print_six_decimals_and_still_check(runs: Path) -> None:
+    """A campaign tool reads 0.300000, not 0.30000000000000004 (issue 23, item 10); the
+    Parquet copy keeps full precision and check accepts the rounding."""
+    import re
+    for table in ("assignments.csv", "offers_summary.csv"):
+        text = (runs / "run-csv" / table).read_text()
+        decimals = [len(m) for m in re.findall(r"\.(\d+)", text)]
+        assert decimals and max(decimals) == 6, table
+    parquet = pl.read_parquet(runs / "run-csv" / "assignments.parquet")
+    csv = pl.read_csv(runs / "run-csv" / "assignments.csv")
+    assert (csv["score"] - parquet["score"]).abs().max() <= 5e-7
+    result = CliRunner().invoke(main, ["check", str(runs / "csv.toml")])
+    assert result.exit_code == 0, result.output

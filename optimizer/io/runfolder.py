@@ -262,12 +262,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+# decimals of floats in CSV outputs: a campaign tool reads 0.300000, not 0.30000000000000004;
+# the Parquet copy keeps full precision (offeropt check accepts the CSV's rounding of it)
+CSV_DECIMALS = 6
+
+
 def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Callable[[Path], None]]:
-    """Writers of ``name.parquet`` and ``name.csv`` for a frame."""
+    """Writers of ``name.parquet`` (full precision) and ``name.csv`` (floats with
+    :data:`CSV_DECIMALS` decimals) for a frame."""
     return {
         f"{name}.parquet": lambda path: frame.write_parquet(path, compression="zstd",
                                                             statistics=True),
-        f"{name}.csv": lambda path: frame.write_csv(path),
+        f"{name}.csv": lambda path: frame.write_csv(path, float_precision=CSV_DECIMALS),
     }
 
 
