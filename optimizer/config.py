@@ -116,9 +116,14 @@ class Affinity(_Frozen):
     bound_all_candidates: bool = Field(
         True, description="after the solve, re-score every chunk to bound the plan over all "
         "eligible pairs (manifest candidates); costs one more scoring pass")
-    model: Literal["fitted", "heuristic"] = Field(
-        "fitted", description="fitted: logistic propensity (optimizer/propensity.py); heuristic: "
-        "the formula with the weights above")
+    model: Literal["repurchase", "fitted", "heuristic"] = Field(
+        "repurchase", description="repurchase: logistic on product-level repurchase and response "
+        "features (optimizer/repurchase.py), falling back to fitted when it cannot be fitted; "
+        "fitted: logistic propensity (optimizer/propensity.py); heuristic: the formula with the "
+        "weights above")
+    train_weeks: int = Field(
+        52, ge=1, description="the repurchase model learns from the sends of this many weeks "
+        "before the planning week, each with features as of its own week")
     label_weeks: int = Field(
         4, ge=1, description="the propensity learns from the sends (or purchases) of this many "
         "weeks before the planning week, with features as of their start")
