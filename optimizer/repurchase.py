@@ -44,7 +44,7 @@ from scipy import special
 from .features import OfferCategories
 from .propensity import FEATURES, Propensity
 from .response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
-from .schemas import normalize_category
+from .schemas import normalize_category, normalize_category_name
 from .validate import Inputs
 
 PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer")
@@ -77,7 +77,9 @@ class Timeline:
         lo = np.searchsorted(self.keys, _key(entity, np.full(entity.shape, -2**20)))
         hi = np.searchsorted(self.keys, _key(entity, week))
         n = hi - lo
-        weeks = (self.keys % _SHIFT) - 2**20 if self.keys.size else self.keys
+        if self.keys.size == 0:
+            return n, np.full(n.shape, -1), np.full(n.shape, -1)
+        weeks = (self.keys % _SHIFT) - 2**20
         first = np.where(n > 0, weeks[np.minimum(lo, max(self.keys.size - 1, 0))], -1)
         last = np.where(n > 0, weeks[np.maximum(hi - 1, 0)], -1)
         return n, first, last
@@ -102,13 +104,20 @@ class Sources:
 
 
 def sources(inputs: Inputs, cats: OfferCategories, depth: np.ndarray, plain: np.ndarray,
-            week: int) -> Sources:
+            week: int, sensitive_categories: tuple[str, ...] = ()) -> Sources:
     """Read transactions, offer_products, history and redemptions of weeks before ``week``
-    (sends and redemptions of the offers ``plain`` only: sensitive ones never feed a feature)."""
+    (sends and redemptions of the offers ``plain`` only: sensitive ones never feed a feature).
+
+    Privacy by design: lines in ``sensitive_categories`` count only towards the offers that list
+    their products or categories (sensitive offers themselves), never in her shopping weeks or
+    spend, so they cannot move her scores for any other offer."""
     m = inputs.n_offers
+    names = [normalize_category_name(c) for c in sensitive_categories]
+    touchy = inputs.products.filter(normalize_category(pl.col("category")).is_in(names))
     tx = inputs.transactions.filter(pl.col("week") < week)
     lines = tx.select(pl.col("c").cast(pl.Int64), pl.col("p").cast(pl.Int64), "week").unique()
-    shop = lines.select("c", "week").unique()
+    ordinary = pl.col("p").is_in(touchy.get_column("p").cast(pl.Int64).to_list()).not_()
+    shop = lines.filter(ordinary).select("c", "week").unique()
     op = (inputs.offer_products.select(pl.col("o").cast(pl.Int64), pl.col("p").cast(pl.Int64))
           if inputs.offer_products is not None else pl.DataFrame(schema={"o": pl.Int64,
                                                                           "p": pl.Int64}))
@@ -124,7 +133,7 @@ def sources(inputs: Inputs, cats: OfferCategories, depth: np.ndarray, plain: np.
                            frame.get_column("week").to_numpy())
     pair = pl.col("c") * m + pl.col("o")
     discount = pl.col("discount").fill_null(0.0) if "discount" in tx.columns else pl.lit(0.0)
-    spend = (tx.group_by(pl.col("c").cast(pl.Int64), "week")
+    spend = (tx.filter(ordinary).group_by(pl.col("c").cast(pl.Int64), "week")
              .agg(pl.col("sales_value").sum().alias("s"),
                   pl.col("sales_value").filter(discount > 0).sum().alias("d"))
              .sort("c", "week"))

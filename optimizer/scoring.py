@@ -106,7 +106,7 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     plain = _plain(inputs, cats, rules)
     depth = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, factor,
                                                         lines=lines).depth_
-    s = repurchase_sources(inputs, cats, depth, plain, week)
+    s = repurchase_sources(inputs, cats, depth, plain, week, rules.sensitive_categories)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
     pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)
