@@ -44,7 +44,8 @@ LIST_SIZE = 5
 REDEMPTIONS = ["objective.clv_weight=0", "objective.margin_weight=0",
                "objective.discount_weight=0", "objective.redemption_value=1"]
 # method -> (scenario overrides, baseline scores or None = the product's own scoring)
-PRODUCT = {"fitted_redemptions": REDEMPTIONS, "fitted_default": [],
+PRODUCT = {"repurchase_redemptions": REDEMPTIONS, "repurchase_default": [],
+           "logistic_redemptions": [*REDEMPTIONS, "affinity.model=fitted"],
            "heuristic_redemptions": [*REDEMPTIONS, "affinity.model=heuristic"]}
 BASELINES = ("buy_again", "offer_first", "popular", "random")
 TABLES = ("customers", "products", "transactions", "offers", "offer_products", "history",
@@ -188,6 +189,7 @@ def run_week(raw: Any, week: int, out: Path, resamples: int) -> dict[str, Any]:
                     np.random.default_rng(week), resamples)
         m.update(check="ok" if report.ok else report.describe(), seconds=seconds,
                  objective=run.manifest["objective"],
+                 manifest_expected_redemptions=run.manifest["expected_redemptions"],
                  propensity=run.manifest.get("propensity"))
         results[name] = m
         print(f"  week {week} {name:22s} recall {m['recall']['value']:.3f} "
@@ -243,9 +245,10 @@ def main(argv: list[str] | None = None) -> int:
               "for acceptance (never evaluate or tune on them); pass --acceptance to run the "
               "acceptance check", file=sys.stderr)
         return 2
+    stamped = stamp()  # at the start: the code that runs
     raw = load_raw()
     per_week = {w: run_week(raw, w, args.out, args.resamples) for w in weeks}
-    result = {**stamp(), "acceptance": bool(late), "weeks": per_week,
+    result = {**stamped, "acceptance": bool(late), "weeks": per_week,
               "mean_over_weeks": summary(per_week)}
     args.results.mkdir(parents=True, exist_ok=True)
     name = f"completejourney_{'acceptance' if late else 'dev'}_{result['commit'][:8]}.json"

@@ -94,7 +94,7 @@ class Sources:
     product: Timeline  # (c * M + o, week) distinct weeks with a purchase of o's products
     category: Timeline  # (c * M + o, week) the same for o's categories
     pair_index: pl.DataFrame  # c, o, week: the distinct (c, o) product/category weeks
-    spend: tuple[np.ndarray, np.ndarray, np.ndarray]  # keys (c, week), cum sales, cum discounted
+    spend: tuple[np.ndarray, np.ndarray, np.ndarray]  # keys (c, week), her running sales, discounted
     sent: Timeline  # (c, week) first send of each (c, o)
     redeemed: Timeline  # (c, week) first redemption of each (c, o)
     offer_sent: Timeline  # (o, week)
@@ -137,6 +137,8 @@ def sources(inputs: Inputs, cats: OfferCategories, depth: np.ndarray, plain: np.
              .agg(pl.col("sales_value").sum().alias("s"),
                   pl.col("sales_value").filter(discount > 0).sum().alias("d"))
              .sort("c", "week"))
+    # running sums restart with each customer: her sums never depend on anyone else's rows
+    spend = spend.with_columns(pl.col("s").cum_sum().over("c"), pl.col("d").cum_sum().over("c"))
     keys = _key(spend.get_column("c").to_numpy(), spend.get_column("week").to_numpy())
 
     def firsts(table: pl.DataFrame | None) -> pl.DataFrame:
@@ -152,8 +154,7 @@ def sources(inputs: Inputs, cats: OfferCategories, depth: np.ndarray, plain: np.
     return Sources(
         m, timeline(shop, pl.col("c")), timeline(by_product, pair), timeline(by_category, pair),
         pl.concat([by_product, by_category]).unique(["c", "o"]),
-        (keys, np.concatenate([[0.0], np.cumsum(spend.get_column("s").to_numpy())]),
-         np.concatenate([[0.0], np.cumsum(spend.get_column("d").to_numpy())])),
+        (keys, spend.get_column("s").to_numpy(), spend.get_column("d").to_numpy()),
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
         timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float))
 
@@ -173,11 +174,13 @@ def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.
     keys, sales, disc = s.spend
     lo = np.searchsorted(keys, _key(c, np.full(c.shape, -2**20)))
     hi = np.searchsorted(keys, _key(c, t))
-    total = sales[hi] - sales[lo]
+    some = hi > lo
+    at = np.maximum(hi - 1, 0)
+    total = np.where(some, sales[at] if sales.size else 0.0, 0.0)
+    discounted = np.where(some, disc[at] if disc.size else 0.0, 0.0)
     return {"activity": np.log1p(weeks),
             "response": _shrunk(red, sent, base, CUSTOMER_PRIOR_SENDS),
-            "discount_share": np.where(total > 0, (disc[hi] - disc[lo]) / np.maximum(total, 1e-12),
-                                       0.0)}
+            "discount_share": np.where(total > 0, discounted / np.maximum(total, 1e-12), 0.0)}
 
 
 def _base(s: Sources, t: np.ndarray) -> np.ndarray:
