@@ -26,9 +26,13 @@ every fourth customer are held out: where the fitted model ranks them worse (AUC
 manifest says so.
 
 Scoring reuses the compiled affinity kernels unchanged: :func:`as_affinity` puts the sparse
-pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity offer
-incidence, the customer and offer terms in the propensity's linear parts, and zeroes every other
-coefficient, so ``eta = customer[i] + offer[j] + scale * pair[i, j]`` exactly.
+product-level pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity
+offer incidence, her ``(C, K)`` category week shares in the ``category`` slot (the kernels
+multiply them by the offer incidence and cap the sum at 1, as ``category_weeks`` is defined), the
+customer and offer terms in the propensity's linear parts, and zeroes every other coefficient, so
+``eta = customer[i] + offer[j] + scale * pair[i, j] + b_cat * min(category[i, j], 1)`` exactly.
+Nothing is materialised per customer x offer beyond the pairs where she bought the offer's own
+products.
 """
 from __future__ import annotations
 
@@ -36,15 +40,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba as nb
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 from scipy import special
 
-from .features import OfferCategories
 from .propensity import FEATURES, Propensity
 from .response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
-from .schemas import normalize_category, normalize_category_name
+from .features import PurchaseLines
 from .validate import Inputs
 
 PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer")
@@ -92,8 +96,8 @@ class Sources:
     n_offers: int
     shop: Timeline  # (c, week) distinct shopping weeks
     product: Timeline  # (c * M + o, week) distinct weeks with a purchase of o's products
-    category: Timeline  # (c * M + o, week) the same for o's categories
-    pair_index: pl.DataFrame  # c, o, week: the distinct (c, o) product/category weeks
+    category: Timeline  # (c * K + k, week) distinct weeks with a purchase in category k
+    offer_categories: sp.csr_matrix  # (M, K) the offers' categories (the model's own index)
     spend: tuple[np.ndarray, np.ndarray, np.ndarray]  # keys (c, week), her running sales, discounted
     sent: Timeline  # (c, week) first send of each (c, o)
     redeemed: Timeline  # (c, week) first redemption of each (c, o)
@@ -103,43 +107,79 @@ class Sources:
     depth: np.ndarray
 
 
-def sources(inputs: Inputs, cats: OfferCategories, depth: np.ndarray, plain: np.ndarray,
-            week: int, sensitive_categories: tuple[str, ...] = ()) -> Sources:
-    """Read transactions, offer_products, history and redemptions of weeks before ``week``
-    (sends and redemptions of the offers ``plain`` only: sensitive ones never feed a feature).
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct keys (one pass when they come sorted, as the purchase lines usually do)."""
+    if keys.size < 2 or bool(np.all(keys[1:] >= keys[:-1])):
+        return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
+    return np.unique(keys)
 
-    Privacy by design: lines in ``sensitive_categories`` count only towards the offers that list
-    their products or categories (sensitive offers themselves), never in her shopping weeks or
-    spend, so they cannot move her scores for any other offer."""
+
+@nb.njit(cache=True, nogil=True)
+def _running(values, entity):  # pragma: no cover - compiled
+    # sums that restart with each entity: her running spend never depends on anyone else's rows
+    out = np.empty_like(values)
+    acc = 0.0
+    for i in range(values.shape[0]):
+        if i == 0 or entity[i] != entity[i - 1]:
+            acc = 0.0
+        acc += values[i]
+        out[i] = acc
+    return out
+
+
+def _product_offers(inputs: Inputs, n_products: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr over products, offer indices) of ``offer_products``."""
+    if inputs.offer_products is None or inputs.offer_products.height == 0:
+        return np.zeros(n_products + 1, np.int64), np.zeros(0, np.int64)
+    p = inputs.offer_products.get_column("p").to_numpy().astype(np.int64)
+    o = inputs.offer_products.get_column("o").to_numpy().astype(np.int64)
+    order = np.lexsort((o, p))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(p, minlength=n_products))])
+    return indptr, o[order]
+
+
+def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matrix,
+            depth: np.ndarray, plain: np.ndarray, week: int) -> Sources:
+    """Read the purchase ``lines`` (:func:`optimizer.features.purchase_lines`), offer_products,
+    history and redemptions of weeks before ``week`` (sends and redemptions of the offers
+    ``plain`` only: sensitive ones never feed a feature). ``offer_categories``: ``(K, M)``
+    incidence over ``lines.categories`` (the affinity model's ``offer_categories_``).
+
+    Privacy by design: lines in the sensitive categories (``lines.sensitive``) count only towards
+    the offers that list their products or categories (sensitive offers themselves), never in her
+    shopping weeks or spend, so they cannot move her scores for any other offer. Built from numpy
+    keys (one sort each), never a customer x offer table."""
     m = inputs.n_offers
-    names = [normalize_category_name(c) for c in sensitive_categories]
-    touchy = inputs.products.filter(normalize_category(pl.col("category")).is_in(names))
-    tx = inputs.transactions.filter(pl.col("week") < week)
-    lines = tx.select(pl.col("c").cast(pl.Int64), pl.col("p").cast(pl.Int64), "week").unique()
-    ordinary = pl.col("p").is_in(touchy.get_column("p").cast(pl.Int64).to_list()).not_()
-    shop = lines.filter(ordinary).select("c", "week").unique()
-    op = (inputs.offer_products.select(pl.col("o").cast(pl.Int64), pl.col("p").cast(pl.Int64))
-          if inputs.offer_products is not None else pl.DataFrame(schema={"o": pl.Int64,
-                                                                          "p": pl.Int64}))
-    by_product = lines.join(op, on="p").select("c", "o", "week").unique()
-    product_category = inputs.products.select(pl.col("p").cast(pl.Int64),
-                                              normalize_category(pl.col("category")))
-    by_category = (lines.join(product_category, on="p").select("c", "category", "week").unique()
-                   .join(cats.pairs.select(pl.col("o").cast(pl.Int64), "category"),
-                         on="category").select("c", "o", "week").unique())
+    keep = lines.week < week
+    c = lines.c[keep].astype(np.int64)
+    w = lines.week[keep].astype(np.int64)
+    ordinary = ~lines.sensitive[keep]
+    n_k = max(len(lines.categories), 1)
+    shop = Timeline(_distinct(_key(c[ordinary], w[ordinary])))
+    category = Timeline(_distinct(_key(c * n_k + lines.k[keep].astype(np.int64), w)))
+    indptr, offers_of = _product_offers(inputs, inputs.products.height)
+    p = lines.p[keep].astype(np.int64)
+    counts = np.diff(indptr)[p]
+    row = np.repeat(np.arange(p.size), counts)
+    offset = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    o = offers_of[np.repeat(indptr[p], counts) + offset]
+    product = Timeline(_distinct(_key(c[row] * m + o, w[row])))
+    # spend per customer and week (ordinary lines), then her running sums
+    spend_key = _key(c[ordinary], w[ordinary])
+    order = np.argsort(spend_key, kind="stable")
+    spend_key = spend_key[order]
+    cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
+    sales = lines.sales[keep][ordinary][order]
+    discounted = np.where(lines.discounted[keep][ordinary][order], sales, 0.0)
+    keys = spend_key[cuts]
+    entity = keys // _SHIFT
+    running = (_running(np.add.reduceat(sales, cuts), entity) if cuts.size else np.zeros(0),
+               _running(np.add.reduceat(discounted, cuts), entity) if cuts.size else np.zeros(0))
 
     def timeline(frame: pl.DataFrame, entity: pl.Expr) -> Timeline:
         return Timeline.of(frame.select(entity).to_series().to_numpy(),
                            frame.get_column("week").to_numpy())
     pair = pl.col("c") * m + pl.col("o")
-    discount = pl.col("discount").fill_null(0.0) if "discount" in tx.columns else pl.lit(0.0)
-    spend = (tx.filter(ordinary).group_by(pl.col("c").cast(pl.Int64), "week")
-             .agg(pl.col("sales_value").sum().alias("s"),
-                  pl.col("sales_value").filter(discount > 0).sum().alias("d"))
-             .sort("c", "week"))
-    # running sums restart with each customer: her sums never depend on anyone else's rows
-    spend = spend.with_columns(pl.col("s").cum_sum().over("c"), pl.col("d").cum_sum().over("c"))
-    keys = _key(spend.get_column("c").to_numpy(), spend.get_column("week").to_numpy())
 
     def firsts(table: pl.DataFrame | None) -> pl.DataFrame:
         if table is None:
@@ -152,9 +192,8 @@ def sources(inputs: Inputs, cats: OfferCategories, depth: np.ndarray, plain: np.
     red = firsts(inputs.redemptions)
     sent = pl.concat([firsts(inputs.history), red]).group_by("c", "o").agg(pl.col("week").min())
     return Sources(
-        m, timeline(shop, pl.col("c")), timeline(by_product, pair), timeline(by_category, pair),
-        pl.concat([by_product, by_category]).unique(["c", "o"]),
-        (keys, spend.get_column("s").to_numpy(), spend.get_column("d").to_numpy()),
+        m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)),
+        (keys, *running),
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
         timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float))
 
@@ -200,22 +239,47 @@ def offer_features(s: Sources, o: np.ndarray, t: np.ndarray) -> dict[str, np.nda
             "depth": s.depth[o]}
 
 
-def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray
-                  ) -> dict[str, np.ndarray]:
-    """``PAIR`` features of pairs (``c``, ``o``) as of weeks ``t``."""
+def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
+                  with_category: bool = True) -> dict[str, np.ndarray]:
+    """``PAIR`` features of pairs (``c``, ``o``) as of weeks ``t`` (``category_weeks`` 0
+    unless ``with_category``)."""
     pair = c.astype(np.int64) * s.n_offers + o
     weeks, _, _ = s.shop.before(c, t)
     n_p, first, last = s.product.before(pair, t)
-    n_k, _, _ = s.category.before(pair, t)
     red, _, _ = s.pair_redeemed.before(pair, t)
     shops = np.maximum(weeks, 1)
     since = np.maximum(t - last, 1)
     interval = np.where(n_p >= 2, (last - first) / np.maximum(n_p - 1, 1), 0.0)
     ratio = since / np.maximum(interval, 1.0)
-    return {"product_weeks": n_p / shops, "category_weeks": n_k / shops,
+    return {"product_weeks": n_p / shops, "category_weeks": (category_weeks(s, c, o, t, shops) if with_category
+                                   else np.zeros(c.size)),
             "product_recency": np.where(n_p > 0, 0.5 ** ((t - last) / 4.0), 0.0),
             "due": np.where(n_p >= 2, np.minimum(ratio, 1.0 / ratio), 0.0),
             "redeemed_offer": (red > 0).astype(float)}
+
+
+def category_weeks(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
+                   shops: np.ndarray) -> np.ndarray:
+    """Her share of shopping weeks with a purchase in each of the offer's categories, summed over
+    them and capped at 1 (what the compiled kernels compute from :func:`category_matrix`)."""
+    inc = s.offer_categories
+    counts = np.diff(inc.indptr)[o]
+    pair = np.repeat(np.arange(c.size), counts)
+    offset = np.arange(pair.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    k = inc.indices[np.repeat(inc.indptr[o], counts) + offset].astype(np.int64)
+    n_k, _, _ = s.category.before(c[pair].astype(np.int64) * inc.shape[1] + k, t[pair])
+    total = np.bincount(pair, weights=n_k / shops[pair], minlength=c.size)
+    return np.minimum(total, 1.0)
+
+
+def _as_of(timeline: Timeline, week: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entities with events before ``week`` and how many each has."""
+    keep = (timeline.keys % _SHIFT) < week + 2**20
+    entity = timeline.keys[keep] // _SHIFT  # sorted: the keys are
+    if entity.size == 0:
+        return entity, entity
+    starts = np.flatnonzero(np.concatenate([[True], entity[1:] != entity[:-1]]))
+    return entity[starts], np.diff(np.concatenate([starts, [entity.size]]))
 
 
 def design(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
@@ -275,9 +339,11 @@ class Repurchase:
     info: dict[str, Any] = field(default_factory=dict)
 
     def parts(self, s: Sources, n_customers: int, week: int
-              ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
-        """Customer term ``(C,)`` (intercept included), offer term ``(M,)`` and the sparse pair
-        term ``(C, M)`` of ``eta`` as of ``week``."""
+              ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, sp.csr_matrix, float]:
+        """Customer term ``(C,)`` (intercept included), offer term ``(M,)``, the sparse
+        product-level pair term ``(C, M)``, her ``(C, K)`` category week shares and their
+        coefficient, as of ``week``: ``eta = customer + offer + pair + coef x min(share @
+        offer_categories, 1)``."""
         beta = dict(zip(self.names, self.coef))
         c_all = np.arange(n_customers, dtype=np.int64)
         t_c = np.full(n_customers, week, np.int64)
@@ -287,19 +353,26 @@ class Repurchase:
         o_all = np.arange(s.n_offers, dtype=np.int64)
         off = offer_features(s, o_all, np.full(s.n_offers, week, np.int64))
         offer = sum((beta[k] * off[k] for k in OFFER if k in beta), np.zeros(s.n_offers))
-        support = s.pair_index.filter(pl.col("week") < week).select("c", "o").unique()
-        red = s.pair_redeemed.keys
-        if red.size:
-            pairs = red // _SHIFT
-            extra = pl.DataFrame({"c": pairs // s.n_offers, "o": pairs % s.n_offers})
-            support = pl.concat([support, extra]).unique()
-        support = support.sort("c", "o")
-        c, o = support.get_column("c").to_numpy(), support.get_column("o").to_numpy()
-        feats = pair_features(s, c, o, np.full(c.size, week, np.int64))
-        value = sum((beta[k] * feats[k] for k in PAIR if k in beta), np.zeros(c.size))
+        # the product-level terms: pairs where she bought the offer's products or redeemed it
+        bought = _as_of(s.product, week)[0]
+        redeemed = _as_of(s.pair_redeemed, week)[0]
+        at = np.minimum(np.searchsorted(bought, redeemed), max(bought.size - 1, 0))
+        extra = redeemed[bought[at] != redeemed] if bought.size else redeemed
+        support = np.concatenate([bought, extra])
+        c, o = support // s.n_offers, support % s.n_offers
+        feats = pair_features(s, c, o, np.full(c.size, week, np.int64), with_category=False)
+        value = sum((beta[k] * feats[k] for k in PAIR if k in beta and k != "category_weeks"),
+                    np.zeros(c.size))
         pair = sp.csr_matrix((value, (c, o)), shape=(n_customers, s.n_offers))
         pair.eliminate_zeros()
-        return customer, offer, pair
+        # the category term: (C, K) shares, multiplied by the offer incidence in the kernels
+        entity, n = _as_of(s.category, week)
+        k_count = s.offer_categories.shape[1]
+        ck_c = entity // k_count
+        shops = np.maximum(s.shop.before(ck_c, np.full(ck_c.size, week, np.int64))[0], 1)
+        share = sp.csr_matrix((n / shops, (ck_c, entity % k_count)),
+                              shape=(n_customers, k_count))
+        return customer, offer, pair, share, float(beta.get("category_weeks", 0.0))
 
     def describe(self) -> dict[str, Any]:
         """For the manifest."""
@@ -312,10 +385,12 @@ class RepurchasePropensity(Propensity):
     """A :class:`~optimizer.propensity.Propensity` whose linear parts are the repurchase
     model's customer and offer terms (read from ``customer["repurchase"]``, and ``offer``)."""
 
-    def __init__(self, scale: float, offer: np.ndarray, rate: float, described: dict[str, Any]):
+    def __init__(self, scale: float, category: float, offer: np.ndarray, rate: float,
+                 described: dict[str, Any]):
         super().__init__(rate=rate, target=described.get("target", "redemption"))
         coef = np.zeros(len(FEATURES))
         coef[FEATURES.index("product")] = scale
+        coef[FEATURES.index("category")] = category
         self.coef_ = coef
         self.converged_ = True
         self.offer_term = np.asarray(offer, float)
@@ -335,14 +410,17 @@ class RepurchasePropensity(Propensity):
 def as_affinity(model: Any, fitted: Repurchase, s: Sources, n_customers: int, week: int) -> Any:
     """Turn a fitted :class:`~optimizer.affinity.AffinityModel` into the repurchase scorer (the
     module docstring's last paragraph); returns it."""
-    customer, offer, pair = fitted.parts(s, n_customers, week)
+    customer, offer, pair, share, category = fitted.parts(s, n_customers, week)
     scale = float(np.abs(pair.data).max(initial=0.0)) or 1.0
     pair = (pair / scale).tocsr()
     pair.sort_indices()
-    model.features_ = dataclasses.replace(model.features_, product_share=pair)
+    share.sort_indices()
+    model.features_ = dataclasses.replace(model.features_, product_share=pair,
+                                          category_share=share)
     model.offer_products_ = sp.identity(s.n_offers, format="csr")
     model.customer_ = {**model.customer_, "repurchase": customer}
-    model.propensity_ = RepurchasePropensity(scale, offer, fitted.rate, fitted.describe())
+    model.propensity_ = RepurchasePropensity(scale, category, offer, fitted.rate,
+                                             fitted.describe())
     model.history_ = None
     model.__dict__.pop("_kernel_shared", None)
     return model

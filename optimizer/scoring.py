@@ -104,9 +104,8 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
-    depth = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, factor,
-                                                        lines=lines).depth_
-    s = repurchase_sources(inputs, cats, depth, plain, week, rules.sensitive_categories)
+    base = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, factor, lines=lines)
+    s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
     pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+import scipy.sparse as sp
 from click.testing import CliRunner
 
 from optimizer import repurchase
 from optimizer.baselines import buy_again, offer_first, offer_quotas, popularity
 from optimizer.cli import main
 from optimizer.config import load_scenario
-from optimizer.features import offer_categories
+from optimizer.features import offer_categories, purchase_lines
 from optimizer.synthetic import write_demo_data
 from optimizer.validate import load_inputs
 
@@ -36,8 +37,14 @@ def demo(tmp_path_factory) -> Path:
 
 def _features(inputs, week: int) -> tuple[np.ndarray, tuple]:
     cats = offer_categories(inputs)
-    s = repurchase.sources(inputs, cats, np.ones(inputs.n_offers), np.arange(inputs.n_offers),
-                           week)
+    names = sorted(inputs.products.get_column("category").unique().to_list())
+    pairs = cats.pairs.filter(pl.col("category").is_in(names))
+    k = pairs.get_column("category").replace_strict({n: i for i, n in enumerate(names)},
+                                                    return_dtype=pl.Int64).to_numpy()
+    incidence = sp.csr_matrix((np.ones(k.size), (k, pairs.get_column("o").to_numpy())),
+                              shape=(len(names), inputs.n_offers))
+    s = repurchase.sources(inputs, purchase_lines(inputs, (), week), incidence,
+                           np.ones(inputs.n_offers), np.arange(inputs.n_offers), week)
     n, m = inputs.n_customers, inputs.n_offers
     c = np.repeat(np.arange(n), m)
     o = np.tile(np.arange(m), n)
@@ -72,7 +79,8 @@ def test_features_never_read_the_future(demo: Path):
     np.testing.assert_array_equal(after, before)
     for a, b in zip(parts_after[:2], parts_before[:2]):
         np.testing.assert_array_equal(a, b)
-    assert (parts_after[2] != parts_before[2]).nnz == 0
+    for a, b in zip(parts_after[2:4], parts_before[2:4]):
+        assert (a != b).nnz == 0
     # the weeks between the earlier send and the plan count as of the plan (so the test can fail)
     moved = dataclasses.replace(inputs, transactions=pl.concat([tx, planted.slice(0, 2)]))
     changed, _ = _features(moved, week)
@@ -203,3 +211,26 @@ def test_converter_on_the_real_data(tmp_path: Path):
     info = convert.convert(convert.load_raw(), 20, tmp_path)
     inputs = load_inputs(tmp_path / "data")
     assert inputs.n_customers == 2469 and info["truth_pairs"] > 100
+
+
+def test_category_weeks_train_as_they_score(demo: Path):
+    """The training feature (per pair, as of its week) equals what the compiled kernels compute
+    from the (customer, category) shares times the offer incidence, capped at 1."""
+    inputs = load_inputs(demo / "data")
+    cats = offer_categories(inputs)
+    names = sorted(inputs.products.get_column("category").unique().to_list())
+    pairs = cats.pairs.filter(pl.col("category").is_in(names))
+    k = pairs.get_column("category").replace_strict({n: i for i, n in enumerate(names)},
+                                                    return_dtype=pl.Int64).to_numpy()
+    incidence = sp.csr_matrix((np.ones(k.size), (k, pairs.get_column("o").to_numpy())),
+                              shape=(len(names), inputs.n_offers))
+    s = repurchase.sources(inputs, purchase_lines(inputs, (), 40), incidence,
+                           np.ones(inputs.n_offers), np.arange(inputs.n_offers), 40)
+    n, m = inputs.n_customers, inputs.n_offers
+    c, o = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+    trained = repurchase.pair_features(s, c, o, np.full(c.size, 40))["category_weeks"]
+    model = repurchase.Repurchase(repurchase.NAMES, np.ones(len(repurchase.NAMES)))
+    share = model.parts(s, n, 40)[3]
+    scored = np.minimum((share @ incidence).toarray(), 1.0).ravel()
+    np.testing.assert_allclose(trained, scored, rtol=1e-12, atol=1e-15)
+    assert trained.max() > 0
