@@ -98,7 +98,8 @@ class Sources:
     product: Timeline  # (c * M + o, week) distinct weeks with a purchase of o's products
     category: Timeline  # (c * K + k, week) distinct weeks with a purchase in category k
     offer_categories: sp.csr_matrix  # (M, K) the offers' categories (the model's own index)
-    spend: tuple[np.ndarray, np.ndarray, np.ndarray]  # keys (c, week), her running sales, discounted
+    # keys (c, week), her running sales and discounted sales
+    spend: tuple[np.ndarray, np.ndarray, np.ndarray]
     sent: Timeline  # (c, week) first send of each (c, o)
     redeemed: Timeline  # (c, week) first redemption of each (c, o)
     offer_sent: Timeline  # (o, week)
@@ -251,8 +252,8 @@ def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     since = np.maximum(t - last, 1)
     interval = np.where(n_p >= 2, (last - first) / np.maximum(n_p - 1, 1), 0.0)
     ratio = since / np.maximum(interval, 1.0)
-    return {"product_weeks": n_p / shops, "category_weeks": (category_weeks(s, c, o, t, shops) if with_category
-                                   else np.zeros(c.size)),
+    category = category_weeks(s, c, o, t, shops) if with_category else np.zeros(c.size)
+    return {"product_weeks": n_p / shops, "category_weeks": category,
             "product_recency": np.where(n_p > 0, 0.5 ** ((t - last) / 4.0), 0.0),
             "due": np.where(n_p >= 2, np.minimum(ratio, 1.0 / ratio), 0.0),
             "redeemed_offer": (red > 0).astype(float)}
@@ -308,7 +309,8 @@ def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray
     def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
         eta = Z @ beta
         nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-        return nll + float(penalty @ beta**2), Z.T @ (special.expit(eta) - y) / n + 2 * penalty * beta
+        grad = Z.T @ (special.expit(eta) - y) / n + 2 * penalty * beta
+        return nll + float(penalty @ beta**2), grad
     rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
     start = np.zeros(X.shape[1])
     start[0] = np.log(rate / (1 - rate))
