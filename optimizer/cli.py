@@ -157,7 +157,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     m = result.manifest
     summary = {
         "name": loaded.name, "week": loaded.week, "output": str(result.output),
-        "objective": m["objective"], "upper_bound": m["upper_bound"], "gap": m["gap"],
+        "objective": m["objective"], "expected_redemptions": m["expected_redemptions"],
+        "upper_bound": m["upper_bound"], "gap": m["gap"],
         "status": m["solver"]["status"], "iterations": m["solver"]["iterations"],
         "assignments": result.assignments.height, "customers_reached": m["customers_reached"],
         "expected_cost": float(result.offers_summary.get_column("expected_cost").sum()),
@@ -172,7 +173,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     if quiet:
         return
     table = Table(title=_lit(f"{loaded.name}: week {loaded.week}"), show_header=False)
-    for key in ("objective", "upper_bound", "gap", "status", "iterations", "assignments",
+    for key in ("objective", "expected_redemptions", "upper_bound", "gap", "status", "iterations",
+                "assignments",
                 "customers_reached", "expected_cost", "min_customers_shortfalls", "output"):
         value = summary[key]
         text = (f"{100 * value:.4f}%" if key == "gap" else f"{value:,.2f}"

@@ -31,7 +31,7 @@ def scenario_path(tmp_path_factory) -> Path:
 def test_fitted_lists_beat_random_and_are_calibrated(scenario_path: Path):
     result = run_backtest(load_scenario(scenario_path), holdout_weeks=3)
     table = {row["method"]: row for row in result.table.to_dicts()}
-    assert set(table) == {"fitted", "fitted_score", "popular", "random"}
+    assert set(table) == {"fitted", "fitted_score", "buy_again", "popular", "random"}
     # like for like: every method gets the same list sizes, and the same replayed sends
     assert len({r["list_pairs"] for r in table.values()}) == 1
     assert len({r["replay_pairs"] for r in table.values()}) == 1
@@ -85,9 +85,9 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "fitted" in result.output and "calibration" in result.output
     data = json.loads((tmp_path / "backtest.json").read_text())
-    assert {row["method"] for row in data["table"]} == {"fitted", "fitted_score", "popular",
-                                                        "random"}
-    assert pl.read_csv(tmp_path / "backtest.csv").height == 4
+    assert {row["method"] for row in data["table"]} == {"fitted", "fitted_score", "buy_again",
+                                                        "popular", "random"}
+    assert pl.read_csv(tmp_path / "backtest.csv").height == 5
     assert not list(tmp_path.glob(".*tmp*"))
 
 

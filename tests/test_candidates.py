@@ -42,17 +42,20 @@ def data(tmp_path_factory) -> Path:
 
 
 def _scenario(root: Path, data: Path, keep: int, threads: int = 1, chunk: int = 150,
-              rules: dict | None = None):
+              rules: dict | None = None, model: str = "repurchase"):
     path = write_scenario(root / "scenario.toml", data=str(data), output="run",
                           rules=rules or RULES,
                           solver={"polish_pairs": 0, "threads": threads, "chunk_size": chunk},
-                          extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n")
+                          extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n"
+                                f'model = "{model}"\n')
     return load_scenario(path)
 
 
-@pytest.fixture(scope="module")
-def fitted(data, tmp_path_factory):
-    scenario = _scenario(tmp_path_factory.mktemp("fit"), data, keep=4)
+# the logistic propensity with its response history, and the repurchase model (the default),
+# whose pair term rides in the kernels' product slot
+@pytest.fixture(scope="module", params=["fitted", "repurchase"])
+def fitted(data, tmp_path_factory, request):
+    scenario = _scenario(tmp_path_factory.mktemp("fit"), data, keep=4, model=request.param)
     inputs = load_inputs(scenario.data)
     cats = offer_categories(inputs)
     offers = offer_data(inputs.offers, cats.table, cats.names, 1.0)
@@ -73,7 +76,8 @@ def _reference(model, customers, allowed, keep, offers, caps):
 @pytest.mark.parametrize("keep", [1, 4, 30])
 def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
     scenario, inputs, offers, model, rules, caps = fitted
-    assert model.propensity_ is not None and model.history_ is not None
+    assert model.propensity_ is not None
+    assert (model.history_ is not None) == (scenario.affinity.model == "fitted")
     if heuristic:
         model = _heuristic(model)
     primary = offers.categories[:, 0]
@@ -173,8 +177,8 @@ def _full_rescoring_bound(model, inputs, rules, caps, problem, solution, chunk):
 
 @pytest.mark.parametrize("keep", [1, 2, 5])
 def test_bound_all_candidates_is_the_full_rescoring_bound(data, tmp_path, keep, fitted):
-    _, inputs, _, model, rules, caps = fitted
-    scenario = _scenario(tmp_path, data, keep=keep)
+    fixture, inputs, _, model, rules, caps = fitted
+    scenario = _scenario(tmp_path, data, keep=keep, model=fixture.affinity.model)
     result, problem = run_with_problem(scenario, write=False)
     report = result.manifest["candidates"]
     # the same fit as the fixture's (same inputs, same seed)

@@ -72,12 +72,15 @@ def _scenario(data: Path, **affinity) -> object:
         "affinity": affinity})
 
 
-@pytest.mark.parametrize("target", ["redemption", "category purchase"])
-def test_sensitive_purchases_never_move_other_offers(demo: Path, target: str):
+@pytest.mark.parametrize("model,target", [("fitted", "redemption"),
+                                          ("fitted", "category purchase"),
+                                          ("repurchase", "redemption"),
+                                          ("repurchase", "product purchase")])
+def test_sensitive_purchases_never_move_other_offers(demo: Path, model: str, target: str):
     inputs = load_inputs(demo)
-    if target == "category purchase":  # no redemptions: the proxy path
+    if target != "redemption":  # no redemptions: the proxy path
         inputs = dataclasses.replace(inputs, redemptions=None)
-    scenario = _scenario(demo)
+    scenario = _scenario(demo, model=model)
     cats = offer_categories(inputs)
     before = fit_scoring(inputs, scenario, cats, 40)
     assert before.propensity["target"] == target

@@ -47,6 +47,8 @@ MOVES: dict[str, str] = {
     "optimizer.allocator": "optimizer.core.allocator",
     "optimizer.interrupt": "optimizer.core.interrupt",
     "optimizer.keyed_hash": "optimizer.core.keyed_hash",
+    "optimizer.repurchase": "optimizer.scoring.repurchase",
+    "optimizer.baselines": "optimizer.scoring.baselines",
     "optimizer.holdout": "optimizer.model.holdout",
     "optimizer.measure": "optimizer.apps.measure",
     "optimizer.outcomes": "optimizer.apps.outcomes",

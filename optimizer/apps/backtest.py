@@ -7,8 +7,9 @@ by score, as many as her cap (``max_offers_per_customer`` lowered by the frequen
 most ``max_offers_per_category`` per category (a greedy pass down her ranking; budgets and
 ``max_customers`` are not applied, so this measures the ranking, not the solver). Two baselines
 get lists of the same sizes under the same rules: the most popular offers (by redemptions before
-the cutoff; sends, then category buyers, when absent) and random eligible offers (seeded by
-``solver.seed``).
+the cutoff; sends, then category buyers, when absent), buy-again (her share of shopping weeks
+with a purchase of the offer's products, then of its categories: :mod:`optimizer.scoring.baselines`) and
+random eligible offers (seeded by ``solver.seed``).
 
 Outcomes in weeks ``cutoff .. week - 1``: redemptions (``recall`` = share of all of them that were
 on the lists, ``precision`` = share of list pairs redeemed), the redemption rate of the listed
@@ -34,10 +35,11 @@ from optimizer.core.errors import ScenarioError
 from optimizer.io.runfolder import json_writer, write_files
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.eligibility import compile_rules, customer_caps
+from optimizer.scoring.baselines import buy_again
 from optimizer.scoring.features import offer_categories
 from optimizer.scoring.fit import bought_categories, fit_scoring
 
-METHODS = ("fitted", "fitted_score", "popular", "random")
+METHODS = ("fitted", "fitted_score", "buy_again", "popular", "random")
 COUNTS = ("list_pairs", "logged_redeemed", "sent", "redeemed_when_sent", "bought", "replay_pairs",
           "replay_redeemed")
 
@@ -175,6 +177,10 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     cat_matrix = (model.offer_categories_, model.features_.categories)
     popularity, popular_by = _popularity(inputs, cutoff, cat_matrix)
     popular_score = popularity - np.arange(n_offers) * 1e-9  # ties: lower offer index first
+    # her share of shopping weeks buying the offer's products, then its categories; ties by
+    # popularity (:mod:`optimizer.scoring.baselines`)
+    again = buy_again(inputs, cats, cutoff)
+    tie = popular_score / max(float(np.abs(popular_score).max(initial=0.0)), 1e-12) * 1e-6
     redeemed = _keys(inputs.redemptions, cutoff, week, n_offers)
     sent = _keys(inputs.history, cutoff, week, n_offers)
     bought = _bought(inputs, cat_matrix, cutoff, week).tocsr()
@@ -201,6 +207,7 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
         ok = allowed[uc, uo]
         uc, uo, ured = uc[ok], uo[ok], ured[ok]
         scores = {"fitted": p, "fitted_score": value,
+                  "buy_again": again[start:stop].toarray() + tie[None, :],
                   "popular": np.broadcast_to(popular_score, p.shape), "random": rng.random(p.shape)}
         for method, score in scores.items():
             lists = top_lists(score, allowed, caps[start:stop], cats.table,

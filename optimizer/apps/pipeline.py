@@ -564,6 +564,8 @@ def _manifest(scenario: Scenario, inputs: Inputs, problem: AssignmentProblem, so
         "dropped_rows": inputs.dropped,
         "input_warnings": list(inputs.warnings),
         "objective": solution.objective,
+        # what customers take up, next to the (possibly value-weighted) objective (issue 25)
+        "expected_redemptions": float(summary.get_column("expected_redemptions").sum()),
         "upper_bound": solution.bound,
         "gap": solution.gap,
         "solver": {"method": solution.method, "status": solution.status,

@@ -34,8 +34,8 @@ def _floats(data: Any, keys: tuple[str, ...]) -> Any:
 MAX_INT_KNOB = 2**31 - 1
 MAX_WEEK = 10**6
 _WEEK_KNOBS = frozenset({"week", "cooldown_weeks", "window_weeks", "clv_horizon_weeks",
-                         "label_weeks"})
-# the documented range of amounts (CONTRACT.md, "Values"; the input tables' too, checked in
+                         "label_weeks", "train_weeks"})
+# the documented range of amounts (docs/contract.md, "Values"; the input tables' too, checked in
 # optimizer/io/validate.py) and of factors that multiply them: products of the two stay
 # far from overflow even summed over billions of pairs
 MAX_AMOUNT = 1e15
@@ -147,9 +147,14 @@ class Affinity(_Frozen):
     bound_all_candidates: bool = Field(
         True, description="after the solve, re-score every chunk to bound the plan over all "
         "eligible pairs (manifest candidates); costs one more scoring pass")
-    model: Literal["fitted", "heuristic"] = Field(
-        "fitted", description="fitted: logistic propensity (optimizer/scoring/propensity.py); heuristic: "
-        "the formula with the weights above")
+    model: Literal["repurchase", "fitted", "heuristic"] = Field(
+        "repurchase", description="repurchase: logistic on product-level repurchase and response "
+        "features (optimizer/scoring/repurchase.py), falling back to fitted when it cannot be fitted; "
+        "fitted: logistic propensity (optimizer/scoring/propensity.py); heuristic: the formula with the "
+        "weights above")
+    train_weeks: int = Field(
+        52, ge=1, description="the repurchase model learns from the sends of this many weeks "
+        "before the planning week, each with features as of its own week")
     label_weeks: int = Field(
         4, ge=1, description="the propensity learns from the sends (or purchases) of this many "
         "weeks before the planning week, with features as of their start")

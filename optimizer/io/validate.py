@@ -116,7 +116,7 @@ def _require_not_null(table: str, frame: pl.DataFrame, columns: list[str]) -> No
         _fail_rows(table, column, frame, bad, "empty values are not allowed")
 
 
-# MAX_AMOUNT: the largest magnitude of any number in an input table (CONTRACT.md, "Values"):
+# MAX_AMOUNT: the largest magnitude of any number in an input table (docs/contract.md, "Values"):
 # amounts this size still add up over billions of pairs without overflowing, and each offer's
 # budget is kept in sums of its own scale (solvers/repair.py), so a huge amount cannot spoil
 # another's budget

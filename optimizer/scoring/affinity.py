@@ -8,7 +8,9 @@ recency-decayed spend, see :mod:`optimizer.scoring.features`):
     product[i, j]  = sum_{p in products(j)} product_share[i, p]
 
 ``p_redeem`` comes from the fitted :class:`~optimizer.scoring.propensity.Propensity` model when one is
-given (``affinity.model = "fitted"``, the default), else from the first, unfitted formula
+given (``affinity.model = "fitted"``, or the default ``"repurchase"``, whose terms
+:func:`optimizer.scoring.repurchase.as_affinity` puts into these same slots), else from the first,
+unfitted formula
 (``"heuristic"``, and the stated fallback when no propensity can be fitted):
 
     a = w_cat * category + w_brand * brand + w_product * product

@@ -38,6 +38,14 @@ from optimizer.scoring.features import (
     purchase_lines,
 )
 from optimizer.scoring.propensity import Propensity
+from optimizer.scoring.repurchase import (
+    Repurchase,
+    Sources,
+    as_affinity,
+    fit_repurchase,
+    proxy_pairs,
+)
+from optimizer.scoring.repurchase import sources as repurchase_sources
 from optimizer.scoring.response import ResponseLog, response_history
 
 log = logging.getLogger(__name__)
@@ -81,14 +89,66 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     factor = clv_factor(clv, obj.clv_weight, obj.clv_floor, obj.clv_cap)
     tick = time.perf_counter()
     propensity, info = None, {"model": "heuristic", "fallback": None}
-    if aff.model == "fitted":
+    repurchase = None
+    if aff.model == "repurchase":
+        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, features, lines, factor)
+    if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None):
+        reason = info.get("fallback")
         propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
+        if reason:
+            info["fallback"] = "; ".join(r for r in (reason, info.get("fallback")) if r)
     model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity, lines=lines)
-    if propensity is not None:
+    if repurchase is not None:
+        fitted, sources_ = repurchase
+        model = as_affinity(model, fitted, sources_, inputs.n_customers, week)
+    elif propensity is not None:
         model.history_ = response_history(inputs, week, _plain(inputs, cats, rules),
                                           model.offer_categories_)
     seconds["propensity"] = time.perf_counter() - tick
     return Scoring(model, clv, ltv.describe(), info, seconds)
+
+
+def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
+                    features: CustomerFeatures, lines: PurchaseLines, factor: np.ndarray
+                    ) -> tuple[tuple[Repurchase, Sources] | None, dict[str, Any]]:
+    """The repurchase model (:mod:`optimizer.scoring.repurchase`) on the sends of the ``train_weeks``
+    before ``week`` labelled by redemptions, else on sampled pairs labelled by a purchase of the
+    offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback)."""
+    aff, rules = scenario.affinity, scenario.rules
+    plain = _plain(inputs, cats, rules)
+    base = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, factor, lines=lines)
+    s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
+    rng = np.random.default_rng(scenario.solver.seed)
+    reasons = []
+    pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)
+    if not isinstance(pairs, str):
+        c, o, t, y = pairs
+        if c.size > aff.max_training_pairs:
+            keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
+            c, o, t, y = c[keep], o[keep], t[keep], y[keep]
+        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption")
+    if isinstance(pairs, str):
+        reasons.append(pairs)
+        start = week - aff.label_weeks
+        c, o, t, y = proxy_pairs(s, inputs.n_customers, plain, start, week,
+                                 aff.max_training_pairs, rng)
+        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, aff.proxy_redemption_rate,
+                               "product purchase")
+    if isinstance(pairs, str):
+        reasons.append(pairs)
+        reason = "repurchase: " + "; ".join(reasons)
+        log.warning("propensity: the repurchase model cannot be fitted (%s)", reason)
+        return None, {"model": "heuristic", "fallback": reason}
+    if reasons:
+        pairs.info["fallback"] = "; ".join(
+            r for r in (f"no redemption labels ({reasons[0]}): purchases of the offer's "
+                        "products stand in for redemptions", pairs.info.get("fallback")) if r)
+        log.warning("propensity: %s", pairs.info["fallback"])
+    elif pairs.info.get("fallback"):
+        log.warning("propensity: %s", pairs.info["fallback"])
+    pairs.info.setdefault("fallback", None)
+    pairs.info["train_weeks"] = [week - aff.train_weeks, week - 1]
+    return (pairs, s), pairs.describe()
 
 
 def _plain(inputs: Inputs, cats: OfferCategories, rules: Any) -> np.ndarray:

@@ -1,0 +1,489 @@
+"""Repurchase propensity: the default model, built on what she does with the offer's own products.
+
+For customer i, offer j and a week t, every feature reads rows of weeks before t only (point in
+time; ``pair_features`` takes t per pair, so each training send sees its own week's past):
+
+* pair (sparse: 0 unless she bought the offer's categories or redeemed it):
+  ``product_weeks`` her share of shopping weeks with a purchase of j's own products
+  (``offer_products``); ``category_weeks`` the same for j's categories; ``product_recency``
+  ``0.5 ** ((t - last) / 4)`` of her last week buying j's products; ``due`` how due she is given
+  her own inter-purchase time for them (``min(r, 1 / r)`` with ``r`` = weeks since her last
+  purchase / her mean weeks between purchases; needs two purchase weeks); ``redeemed_offer``
+  she redeemed j before.
+* customer: ``activity`` ``log1p`` of her shopping weeks; ``response`` her redemption rate of
+  earlier sends, shrunk to everyone's (log ratio, :data:`CUSTOMER_PRIOR_SENDS`);
+  ``discount_share`` the share of her spend bought on a discount (coupon and price sensitivity).
+* offer: ``offer_lift`` the offer's own past redemption rate, shrunk (:data:`OFFER_PRIOR_SENDS`);
+  ``depth`` its discount over its categories' average line value.
+
+Weights come from a logistic regression (L2-penalised maximum likelihood on standardised columns,
+scipy L-BFGS; a logistic model because its score splits into customer + offer + sparse pair terms,
+so scoring a million customers stays one sparse pass, and maximum likelihood makes it calibrated
+on its training pairs) fitted on past sends labelled by whether she redeemed them
+(:mod:`optimizer.scoring` picks the pairs and the fallbacks). Before the final fit the sends of
+every fourth customer are held out: where the fitted model ranks them worse (AUC) than buy-again
+(``product_weeks`` then ``category_weeks``) the model keeps only those two features, and the
+manifest says so.
+
+Scoring reuses the compiled affinity kernels unchanged: :func:`as_affinity` puts the sparse
+product-level pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity
+offer incidence, her ``(C, K)`` category week shares in the ``category`` slot (the kernels
+multiply them by the offer incidence and cap the sum at 1, as ``category_weeks`` is defined), the
+customer and offer terms in the propensity's linear parts, and zeroes every other coefficient, so
+``eta = customer[i] + offer[j] + scale * pair[i, j] + b_cat * min(category[i, j], 1)`` exactly.
+Nothing is materialised per customer x offer beyond the pairs where she bought the offer's own
+products.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba as nb
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from scipy import special
+
+from optimizer.io.validate import Inputs
+from optimizer.scoring.features import PurchaseLines
+from optimizer.scoring.propensity import FEATURES, Propensity
+from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
+
+PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer")
+CUSTOMER = ("activity", "response", "discount_share")
+OFFER = ("offer_lift", "depth")
+NAMES = ("intercept", *PAIR, *CUSTOMER, *OFFER)
+BUY_AGAIN = ("intercept", "product_weeks", "category_weeks")
+_SHIFT = 2**21  # weeks live in [-2**20, 2**20): keys (entity << 21) + week stay int64
+
+
+def _key(entity: np.ndarray, week: np.ndarray) -> np.ndarray:
+    return entity.astype(np.int64) * _SHIFT + (week.astype(np.int64) + 2**20)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Sorted keys of dated events: count and first/last week before a given week, vectorised."""
+
+    keys: np.ndarray
+
+    @staticmethod
+    def of(entity: np.ndarray, week: np.ndarray) -> "Timeline":
+        """Events (``entity``, ``week``), duplicates kept as given."""
+        return Timeline(np.sort(_key(entity, week)))
+
+    def before(self, entity: np.ndarray, week: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per query: events of ``entity`` in weeks before ``week``: count, first and last week
+        (-1 when none)."""
+        lo = np.searchsorted(self.keys, _key(entity, np.full(entity.shape, -2**20)))
+        hi = np.searchsorted(self.keys, _key(entity, week))
+        n = hi - lo
+        if self.keys.size == 0:
+            return n, np.full(n.shape, -1), np.full(n.shape, -1)
+        weeks = (self.keys % _SHIFT) - 2**20
+        first = np.where(n > 0, weeks[np.minimum(lo, max(self.keys.size - 1, 0))], -1)
+        last = np.where(n > 0, weeks[np.maximum(hi - 1, 0)], -1)
+        return n, first, last
+
+
+@dataclass
+class Sources:
+    """The event timelines every feature reads (built once per run)."""
+
+    n_offers: int
+    shop: Timeline  # (c, week) distinct shopping weeks
+    product: Timeline  # (c * M + o, week) distinct weeks with a purchase of o's products
+    category: Timeline  # (c * K + k, week) distinct weeks with a purchase in category k
+    offer_categories: sp.csr_matrix  # (M, K) the offers' categories (the model's own index)
+    # keys (c, week), her running sales and discounted sales
+    spend: tuple[np.ndarray, np.ndarray, np.ndarray]
+    sent: Timeline  # (c, week) first send of each (c, o)
+    redeemed: Timeline  # (c, week) first redemption of each (c, o)
+    offer_sent: Timeline  # (o, week)
+    offer_redeemed: Timeline
+    pair_redeemed: Timeline  # (c * M + o, week)
+    depth: np.ndarray
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct keys (one pass when they come sorted, as the purchase lines usually do)."""
+    if keys.size and not bool(np.all(keys[1:] >= keys[:-1])):
+        keys = np.sort(keys)  # numpy's hash-based unique is several times slower here
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
+
+
+@nb.njit(cache=True, nogil=True)
+def _running(values, entity):  # pragma: no cover - compiled
+    # sums that restart with each entity: her running spend never depends on anyone else's rows
+    out = np.empty_like(values)
+    acc = 0.0
+    for i in range(values.shape[0]):
+        if i == 0 or entity[i] != entity[i - 1]:
+            acc = 0.0
+        acc += values[i]
+        out[i] = acc
+    return out
+
+
+def _product_offers(inputs: Inputs, n_products: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr over products, offer indices) of ``offer_products``."""
+    if inputs.offer_products is None or inputs.offer_products.height == 0:
+        return np.zeros(n_products + 1, np.int64), np.zeros(0, np.int64)
+    p = inputs.offer_products.get_column("p").to_numpy().astype(np.int64)
+    o = inputs.offer_products.get_column("o").to_numpy().astype(np.int64)
+    order = np.lexsort((o, p))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(p, minlength=n_products))])
+    return indptr, o[order]
+
+
+def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matrix,
+            depth: np.ndarray, plain: np.ndarray, week: int) -> Sources:
+    """Read the purchase ``lines`` (:func:`optimizer.scoring.features.purchase_lines`), offer_products,
+    history and redemptions of weeks before ``week`` (sends and redemptions of the offers
+    ``plain`` only: sensitive ones never feed a feature). ``offer_categories``: ``(K, M)``
+    incidence over ``lines.categories`` (the affinity model's ``offer_categories_``).
+
+    Privacy by design: lines in the sensitive categories (``lines.sensitive``) count only towards
+    the offers that list their products or categories (sensitive offers themselves), never in her
+    shopping weeks or spend, so they cannot move her scores for any other offer. Built from numpy
+    keys (one sort each), never a customer x offer table."""
+    m = inputs.n_offers
+    keep = lines.week < week
+    c = lines.c[keep].astype(np.int64)
+    w = lines.week[keep].astype(np.int64)
+    ordinary = ~lines.sensitive[keep]
+    n_k = max(len(lines.categories), 1)
+    shop = Timeline(_distinct(_key(c[ordinary], w[ordinary])))
+    category = Timeline(_distinct(_key(c * n_k + lines.k[keep].astype(np.int64), w)))
+    indptr, offers_of = _product_offers(inputs, inputs.products.height)
+    p = lines.p[keep].astype(np.int64)
+    counts = np.diff(indptr)[p]
+    row = np.repeat(np.arange(p.size), counts)
+    offset = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    o = offers_of[np.repeat(indptr[p], counts) + offset]
+    product = Timeline(_distinct(_key(c[row] * m + o, w[row])))
+    # spend per customer and week (ordinary lines), then her running sums
+    spend_key = _key(c[ordinary], w[ordinary])
+    order = np.argsort(spend_key, kind="stable")
+    spend_key = spend_key[order]
+    cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
+    sales = lines.sales[keep][ordinary][order]
+    discounted = np.where(lines.discounted[keep][ordinary][order], sales, 0.0)
+    keys = spend_key[cuts]
+    entity = keys // _SHIFT
+    running = (_running(np.add.reduceat(sales, cuts), entity) if cuts.size else np.zeros(0),
+               _running(np.add.reduceat(discounted, cuts), entity) if cuts.size else np.zeros(0))
+
+    def timeline(frame: pl.DataFrame, entity: pl.Expr) -> Timeline:
+        return Timeline.of(frame.select(entity).to_series().to_numpy(),
+                           frame.get_column("week").to_numpy())
+    pair = pl.col("c") * m + pl.col("o")
+
+    def firsts(table: pl.DataFrame | None) -> pl.DataFrame:
+        if table is None:
+            return pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64})
+        rows = (table.filter(pl.col("week") < week)
+                .select(pl.col("c").cast(pl.Int64), pl.col("o").cast(pl.Int64),
+                        pl.col("week").cast(pl.Int64)))
+        rows = rows.filter(pl.col("o").is_in(plain.tolist()))
+        return rows.group_by("c", "o").agg(pl.col("week").min())
+    red = firsts(inputs.redemptions)
+    sent = pl.concat([firsts(inputs.history), red]).group_by("c", "o").agg(pl.col("week").min())
+    return Sources(
+        m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)),
+        (keys, *running),
+        timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
+        timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float))
+
+
+def _shrunk(red: np.ndarray, sent: np.ndarray, base: np.ndarray, prior: float) -> np.ndarray:
+    ok = base > 0
+    safe = np.where(ok, base, 1.0)
+    return np.where(ok, np.log((red + prior * safe) / (sent + prior) / safe), 0.0)
+
+
+def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """``CUSTOMER`` features of customers ``c`` as of weeks ``t``."""
+    weeks, _, _ = s.shop.before(c, t)
+    sent, _, _ = s.sent.before(c, t)
+    red, _, _ = s.redeemed.before(c, t)
+    base = _base(s, t)
+    keys, sales, disc = s.spend
+    lo = np.searchsorted(keys, _key(c, np.full(c.shape, -2**20)))
+    hi = np.searchsorted(keys, _key(c, t))
+    some = hi > lo
+    at = np.maximum(hi - 1, 0)
+    total = np.where(some, sales[at] if sales.size else 0.0, 0.0)
+    discounted = np.where(some, disc[at] if disc.size else 0.0, 0.0)
+    return {"activity": np.log1p(weeks),
+            "response": _shrunk(red, sent, base, CUSTOMER_PRIOR_SENDS),
+            "discount_share": np.where(total > 0, discounted / np.maximum(total, 1e-12), 0.0)}
+
+
+def _base(s: Sources, t: np.ndarray) -> np.ndarray:
+    """Everyone's redemption rate of sends before each week ``t``."""
+    weeks_sent = np.sort(s.sent.keys % _SHIFT)
+    weeks_red = np.sort(s.redeemed.keys % _SHIFT)
+    k = np.asarray(t, np.int64) + 2**20
+    n_sent = np.searchsorted(weeks_sent, k)
+    return np.where(n_sent > 0, np.searchsorted(weeks_red, k) / np.maximum(n_sent, 1), 0.0)
+
+
+def offer_features(s: Sources, o: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """``OFFER`` features of offers ``o`` as of weeks ``t``."""
+    sent, _, _ = s.offer_sent.before(o, t)
+    red, _, _ = s.offer_redeemed.before(o, t)
+    return {"offer_lift": _shrunk(red, sent, _base(s, t), OFFER_PRIOR_SENDS),
+            "depth": s.depth[o]}
+
+
+def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
+                  with_category: bool = True) -> dict[str, np.ndarray]:
+    """``PAIR`` features of pairs (``c``, ``o``) as of weeks ``t`` (``category_weeks`` 0
+    unless ``with_category``)."""
+    pair = c.astype(np.int64) * s.n_offers + o
+    weeks, _, _ = s.shop.before(c, t)
+    n_p, first, last = s.product.before(pair, t)
+    red, _, _ = s.pair_redeemed.before(pair, t)
+    shops = np.maximum(weeks, 1)
+    since = np.maximum(t - last, 1)
+    interval = np.where(n_p >= 2, (last - first) / np.maximum(n_p - 1, 1), 0.0)
+    ratio = since / np.maximum(interval, 1.0)
+    category = category_weeks(s, c, o, t, shops) if with_category else np.zeros(c.size)
+    return {"product_weeks": n_p / shops, "category_weeks": category,
+            "product_recency": np.where(n_p > 0, 0.5 ** ((t - last) / 4.0), 0.0),
+            "due": np.where(n_p >= 2, np.minimum(ratio, 1.0 / ratio), 0.0),
+            "redeemed_offer": (red > 0).astype(float)}
+
+
+def category_weeks(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
+                   shops: np.ndarray) -> np.ndarray:
+    """Her share of shopping weeks with a purchase in each of the offer's categories, summed over
+    them and capped at 1 (what the compiled kernels compute from :func:`category_matrix`)."""
+    inc = s.offer_categories
+    counts = np.diff(inc.indptr)[o]
+    pair = np.repeat(np.arange(c.size), counts)
+    offset = np.arange(pair.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    k = inc.indices[np.repeat(inc.indptr[o], counts) + offset].astype(np.int64)
+    n_k, _, _ = s.category.before(c[pair].astype(np.int64) * inc.shape[1] + k, t[pair])
+    total = np.bincount(pair, weights=n_k / shops[pair], minlength=c.size)
+    return np.minimum(total, 1.0)
+
+
+def _as_of(timeline: Timeline, week: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entities with events before ``week`` and how many each has."""
+    keep = (timeline.keys % _SHIFT) < week + 2**20
+    entity = timeline.keys[keep] // _SHIFT  # sorted: the keys are
+    if entity.size == 0:
+        return entity, entity
+    starts = np.flatnonzero(np.concatenate([[True], entity[1:] != entity[:-1]]))
+    return entity[starts], np.diff(np.concatenate([starts, [entity.size]]))
+
+
+def design(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
+           names: tuple[str, ...] = NAMES) -> np.ndarray:
+    """``(n, len(names))`` feature matrix of pairs (``c``, ``o``) as of weeks ``t``."""
+    cols = {"intercept": np.ones(c.size), **pair_features(s, c, o, t),
+            **customer_features(s, c, t), **offer_features(s, o, t)}
+    return np.column_stack([cols[n] for n in names]).astype(float)
+
+
+def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
+    """L2-penalised logistic regression on standardised columns (column 0 = intercept, not
+    penalised); returns the coefficients on the original scale and whether it converged."""
+    from scipy import optimize
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    mean[0], scale[0] = 0.0, 1.0
+    constant = scale <= 1e-12
+    constant[0] = False
+    scale = np.where(constant, 1.0, scale)
+    Z = (X - mean) / scale
+    Z[:, constant] = 0.0
+    n = max(y.size, 1)
+    penalty = np.full(X.shape[1], l2)
+    penalty[0] = 0.0
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = Z @ beta
+        nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
+        grad = Z.T @ (special.expit(eta) - y) / n + 2 * penalty * beta
+        return nll + float(penalty @ beta**2), grad
+    rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
+    start = np.zeros(X.shape[1])
+    start[0] = np.log(rate / (1 - rate))
+    result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    beta = result.x / scale
+    beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
+    return beta, bool(result.success) and bool(np.all(np.isfinite(beta)))
+
+
+def auc(score: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half); NaN without both classes."""
+    from scipy.stats import rankdata
+    pos = y > 0
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@dataclass
+class Repurchase:
+    """A fitted repurchase model: coefficients by name, and what the manifest records."""
+
+    names: tuple[str, ...]
+    coef: np.ndarray
+    rate: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def parts(self, s: Sources, n_customers: int, week: int
+              ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, sp.csr_matrix, float]:
+        """Customer term ``(C,)`` (intercept included), offer term ``(M,)``, the sparse
+        product-level pair term ``(C, M)``, her ``(C, K)`` category week shares and their
+        coefficient, as of ``week``: ``eta = customer + offer + pair + coef x min(share @
+        offer_categories, 1)``."""
+        beta = dict(zip(self.names, self.coef))
+        c_all = np.arange(n_customers, dtype=np.int64)
+        t_c = np.full(n_customers, week, np.int64)
+        cust = customer_features(s, c_all, t_c)
+        customer = beta["intercept"] + sum((beta[k] * cust[k] for k in CUSTOMER if k in beta),
+                                           np.zeros(n_customers))
+        o_all = np.arange(s.n_offers, dtype=np.int64)
+        off = offer_features(s, o_all, np.full(s.n_offers, week, np.int64))
+        offer = sum((beta[k] * off[k] for k in OFFER if k in beta), np.zeros(s.n_offers))
+        # the product-level terms: pairs where she bought the offer's products or redeemed it
+        bought = _as_of(s.product, week)[0]
+        redeemed = _as_of(s.pair_redeemed, week)[0]
+        at = np.minimum(np.searchsorted(bought, redeemed), max(bought.size - 1, 0))
+        extra = redeemed[bought[at] != redeemed] if bought.size else redeemed
+        support = np.concatenate([bought, extra])
+        c, o = support // s.n_offers, support % s.n_offers
+        feats = pair_features(s, c, o, np.full(c.size, week, np.int64), with_category=False)
+        value = sum((beta[k] * feats[k] for k in PAIR if k in beta and k != "category_weeks"),
+                    np.zeros(c.size))
+        pair = sp.csr_matrix((value, (c, o)), shape=(n_customers, s.n_offers))
+        pair.eliminate_zeros()
+        # the category term: (C, K) shares, multiplied by the offer incidence in the kernels
+        entity, n = _as_of(s.category, week)
+        k_count = s.offer_categories.shape[1]
+        ck_c = entity // k_count
+        shops = np.maximum(s.shop.before(ck_c, np.full(ck_c.size, week, np.int64))[0], 1)
+        share = sp.csr_matrix((n / shops, (ck_c, entity % k_count)),
+                              shape=(n_customers, k_count))
+        return customer, offer, pair, share, float(beta.get("category_weeks", 0.0))
+
+    def describe(self) -> dict[str, Any]:
+        """For the manifest."""
+        return {"model": "repurchase", "rate": self.rate,
+                "coefficients": dict(zip(self.names, np.round(self.coef, 6).tolist())),
+                **self.info}
+
+
+class RepurchasePropensity(Propensity):
+    """A :class:`~optimizer.scoring.propensity.Propensity` whose linear parts are the repurchase
+    model's customer and offer terms (read from ``customer["repurchase"]``, and ``offer``)."""
+
+    def __init__(self, scale: float, category: float, offer: np.ndarray, rate: float,
+                 described: dict[str, Any]):
+        super().__init__(rate=rate, target=described.get("target", "redemption"))
+        coef = np.zeros(len(FEATURES))
+        coef[FEATURES.index("product")] = scale
+        coef[FEATURES.index("category")] = category
+        self.coef_ = coef
+        self.converged_ = True
+        self.offer_term = np.asarray(offer, float)
+        self.described = described
+
+    def linear_parts(self, customer: dict[str, np.ndarray], depth: np.ndarray,
+                     history: dict[str, np.ndarray] | None, n: int, m: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The repurchase model's customer and offer terms of the rows."""
+        return (np.asarray(customer["repurchase"], float).ravel().copy(), self.offer_term.copy())
+
+    def describe(self) -> dict[str, Any]:
+        """The repurchase model's description."""
+        return self.described
+
+
+def as_affinity(model: Any, fitted: Repurchase, s: Sources, n_customers: int, week: int) -> Any:
+    """Turn a fitted :class:`~optimizer.scoring.affinity.AffinityModel` into the repurchase scorer (the
+    module docstring's last paragraph); returns it."""
+    customer, offer, pair, share, category = fitted.parts(s, n_customers, week)
+    scale = float(np.abs(pair.data).max(initial=0.0)) or 1.0
+    pair = (pair / scale).tocsr()
+    pair.sort_indices()
+    share.sort_indices()
+    model.features_ = dataclasses.replace(model.features_, product_share=pair,
+                                          category_share=share)
+    model.offer_products_ = sp.identity(s.n_offers, format="csr")
+    model.customer_ = {**model.customer_, "repurchase": customer}
+    model.propensity_ = RepurchasePropensity(scale, category, offer, fitted.rate,
+                                             fitted.describe())
+    model.history_ = None
+    model.__dict__.pop("_kernel_shared", None)
+    return model
+
+
+def _split(c: np.ndarray, y: np.ndarray, min_positives: int) -> np.ndarray | str:
+    """Mask of the validation pairs: the sends of every fourth customer (a split by customer, as
+    the plan ranks offers for customers it has not learned from; the features are point in time
+    either way), when both parts keep enough redemptions; else the reason there is none."""
+    late = c % 4 == 0
+    if y[late].sum() < 10 or y[~late].sum() < min_positives:
+        return (f"too few redemptions to hold out ({int(y[late].sum())} held out, "
+                f"{int(y[~late].sum())} to fit)")
+    return late
+
+
+def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: np.ndarray,
+                   min_positives: int, rate: float, target: str) -> Repurchase | str:
+    """Fit on pairs (``c``, ``o``) with features as of weeks ``t`` and labels ``y``; hold out the
+    latest weeks first and fall back to buy-again's two features where the full model ranks them
+    worse. Returns the model, or why it cannot be fitted."""
+    if y.sum() < min_positives or y.sum() == y.size:
+        return f"{target}: {int(y.sum())} positives of {y.size} pairs (needs {min_positives})"
+    X = design(s, c, o, t)
+    info: dict[str, Any] = {"target": target, "pairs": int(y.size), "positives": int(y.sum())}
+    names = NAMES
+    late = _split(c, y, min_positives) if target == "redemption" else "purchase proxy: not checked"
+    if isinstance(late, str):
+        info["validation"] = {"skipped": late}
+    else:
+        beta, ok = logistic(X[~late], y[~late])
+        simple = [NAMES.index(n) for n in BUY_AGAIN[1:]]
+        baseline = X[late][:, simple[0]] + 0.01 * X[late][:, simple[1]]
+        fitted_auc = auc(X[late] @ beta, y[late]) if ok else float("nan")
+        baseline_auc = auc(baseline, y[late])
+        info["validation"] = {"customers": "every fourth", "pairs": int(late.sum()),
+                              "positives": int(y[late].sum()), "auc_fitted": fitted_auc,
+                              "auc_buy_again": baseline_auc}
+        if not fitted_auc >= baseline_auc:
+            names = BUY_AGAIN
+            info["fallback"] = (f"the full model ranked the held-out sends worse than buy-again "
+                                f"(AUC {fitted_auc:.3f} < {baseline_auc:.3f}): buy-again's "
+                                "features only")
+    cols = [NAMES.index(n) for n in names]
+    beta, ok = logistic(X[:, cols], y)
+    if not ok:
+        return f"{target}: the logistic fit did not converge"
+    info["calibration"] = {"mean_predicted": float(rate * special.expit(X[:, cols] @ beta).mean()),
+                           "observed_rate": float(rate * y.mean())}
+    return Repurchase(names, beta, rate, info)
+
+
+def proxy_pairs(s: Sources, n_customers: int, plain: np.ndarray, start: int, week: int,
+                n_pairs: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sampled customer x offer pairs as of ``start``, labelled by a purchase of the offer's
+    products in weeks ``start .. week - 1`` (the proxy where there are no redemptions)."""
+    n = int(min(n_pairs, n_customers * plain.size))
+    c = np.sort(rng.integers(0, n_customers, n))
+    o = plain[rng.integers(0, plain.size, n)]
+    pair = c * s.n_offers + o
+    after, _, _ = s.product.before(pair, np.full(n, week, np.int64))
+    before, _, _ = s.product.before(pair, np.full(n, start, np.int64))
+    return c, o, np.full(n, start, np.int64), (after > before).astype(float)

