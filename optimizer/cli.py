@@ -450,7 +450,8 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="Override a scenario knob (repeatable; values in TOML syntax).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for backtest.json and backtest.csv (default: the scenario's output).")
+              help="Folder for backtest.json and backtest.csv [default: the scenario's output "
+                   "folder with '-backtest' appended, beside the run folder].")
 def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
              out_dir: Path | None) -> None:
     """Backtest the fitted scoring on held-out weeks against popular and random offers.
@@ -466,13 +467,15 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
 
     try:
         loaded = load_scenario(scenario, overrides)
-        # files are added to the folder (nothing replaced): refused before the backtest runs
-        check_output(out_dir or loaded.output, loaded.data, replace=False)
+        # its own folder, beside the run's (a run replaces its folder whole: a backtest written
+        # inside it would be deleted by the next run); refused before the backtest runs
+        target = out_dir or loaded.output.with_name(loaded.output.name + "-backtest")
+        check_output(target, loaded.data)
         result = run_backtest(loaded, holdout_weeks)
     except OptimizerError as exc:
         _fail(exc)
         return
-    paths = write_backtest(result, out_dir or loaded.output)
+    paths = write_backtest(result, target)
     info = result.info
     console = Console()
     table = Table(title=_lit(f"{loaded.name}: fitted on weeks < {info['cutoff']}, held out "

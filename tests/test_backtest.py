@@ -94,3 +94,19 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
 def test_cli_backtest_rejects_zero_weeks(scenario_path: Path):
     result = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "0"])
     assert result.exit_code == 2
+
+
+def test_backtest_has_its_own_folder_that_the_next_run_keeps(scenario_path: Path):
+    """By default the backtest writes beside the run folder, never inside it: the next run
+    replaces its folder whole and used to delete the backtest (issue 23, item 8)."""
+    from optimizer.core.config import load_scenario
+    output = load_scenario(scenario_path).output
+    done = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "2"])
+    assert done.exit_code == 0, done.output
+    folder = output.with_name(output.name + "-backtest")
+    assert (folder / "backtest.json").is_file() and not (output / "backtest.json").exists()
+    ran = CliRunner().invoke(main, ["run", str(scenario_path), "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    assert (folder / "backtest.json").is_file()
+    again = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "2"])
+    assert again.exit_code == 0, again.output   # its own earlier folder is replaced

@@ -32,7 +32,7 @@ import polars as pl
 
 from optimizer.core.config import Scenario
 from optimizer.core.errors import ScenarioError
-from optimizer.io.runfolder import json_writer, write_files
+from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.eligibility import compile_rules, customer_caps
 from optimizer.scoring.baselines import buy_again
@@ -240,12 +240,13 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
 
 
 def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
-    """Write ``backtest.json`` (setup, table, calibration) and ``backtest.csv`` (the table) into
-    ``folder`` (a run folder), each file atomically; returns their paths."""
+    """Write the backtest folder ``folder`` whole or not at all: ``backtest.json`` (setup, table,
+    calibration) and ``backtest.csv`` (the table); returns their paths. The folder is the
+    backtest's own (never a run folder, whose next run would delete it)."""
     data = {**result.info, "table": result.table.to_dicts(),
             "calibration": result.calibration.to_dicts()}
-    write_files(folder, {"backtest.json": json_writer(data),
-                         "backtest.csv": lambda path: result.table.write_csv(path)})
+    write_run_folder(Path(folder), {"backtest.json": json_writer(data),
+                                    "backtest.csv": lambda path: result.table.write_csv(path)})
     return [Path(folder) / "backtest.json", Path(folder) / "backtest.csv"]
 
 

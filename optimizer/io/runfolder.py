@@ -5,9 +5,9 @@ same name is swapped out in the same step (atomically with ``renameat2(RENAME_EX
 kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
 
 Only a folder this tool wrote is ever replaced (:func:`is_run_folder`: it holds our
-``manifest.json``, or ``sweep.json`` for a sweep) or an empty one; anything else at ``output`` (the
-current folder, the data folder, a folder of runs, a file) is refused before planning by
-:func:`check_output`, which also refuses an output equal to, above or inside the data folder and
+``manifest.json``, ``sweep.json`` for a sweep or ``backtest.json`` for a backtest) or an empty
+one; anything else at ``output`` (the current folder, the data folder, a folder of runs, a file)
+is refused before planning by :func:`check_output`, which also refuses an output equal to, above or inside the data folder and
 tries the output's folder for writing (a folder made and removed again), so a read-only place is
 found before planning too. :func:`write_run_folder` checks the first again, just before it writes.
 
@@ -48,12 +48,14 @@ def _exchange(a: Path, b: Path) -> bool:
 
 # the files that mark a folder as written by this tool, and keys their JSON object always has
 _OUR_MARKERS = (("manifest.json", ("package_version", "scenario", "objective")),
-                ("sweep.json", ("scenario", "points")))
+                ("sweep.json", ("scenario", "points")),
+                ("backtest.json", ("table", "calibration")))
 
 
 def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder this tool wrote: it holds a ``manifest.json`` (a run) or a
-    ``sweep.json`` (a sweep) that is a JSON object with the keys this tool writes."""
+    """Whether ``path`` is a folder this tool wrote: it holds a ``manifest.json`` (a run), a
+    ``sweep.json`` (a sweep) or a ``backtest.json`` (a backtest) that is a JSON object with the
+    keys this tool writes."""
     for name, keys in _OUR_MARKERS:
         marker = Path(path) / name
         try:
