@@ -59,6 +59,7 @@ from optimizer.check import (
 )
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InputError, ScenarioError
+from optimizer.io.runfolder import CSV_DECIMALS
 from optimizer.io.validate import Inputs, history_digest
 
 FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
@@ -483,6 +484,30 @@ def _shortfall_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: Input
     return []
 
 
+# what printing rounds away: CSV outputs carry CSV_DECIMALS decimals (optimizer/io/runfolder.py)
+_PRINTED = 0.5 * 10.0 ** -CSV_DECIMALS * (1 + 1e-9)
+
+
+def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFrame:
+    """The CSV copy's rows with, for a pair the Parquet copy also lists, the Parquet's numbers
+    wherever the CSV's are only their printed rounding: the rules then judge the CSV's rows (a
+    duplicated or added pair) without flagging the rounding, while a number edited beyond it
+    keeps its CSV value (and is also reported as a difference of the copies)."""
+    key = [pl.col(c).cast(pl.Utf8).alias(f"__{c}") for c in ("customer_id", "offer_id")]
+    exact = (parquet.with_columns(key).unique(["__customer_id", "__offer_id"], keep="first",
+                                              maintain_order=True)
+             .select("__customer_id", "__offer_id",
+                     *[pl.col(c).alias(f"__exact_{c}") for c in ("p_redeem", "expected_cost",
+                                                                  "score")]))
+    joined = csv.with_columns(key).join(exact, on=["__customer_id", "__offer_id"], how="left",
+                                        maintain_order="left")
+    return joined.with_columns(
+        pl.when((pl.col(c) - pl.col(f"__exact_{c}")).abs() <= _PRINTED)
+        .then(pl.col(f"__exact_{c}")).otherwise(pl.col(c)).alias(c)
+        for c in ("p_redeem", "expected_cost", "score")
+    ).select(csv.columns)
+
+
 def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scenario: Scenario,
                          manifest: dict[str, Any] | None) -> list[Violation]:
     """Everything the run published beyond the rules of its assignments (module docstring).
@@ -494,7 +519,7 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
     csv_path = run_dir / "assignments.csv"
     if not agree and (run_dir / "assignments.parquet").is_file() and csv_path.is_file():
         try:
-            csv = assignments_table(_read(csv_path), csv_path)
+            csv = _exact_where_rounded(assignments_table(_read(csv_path), csv_path), raw)
             out += _in_file(rule_violations(csv, inputs, scenario), csv_path.name)
         except (InputError, pl.exceptions.PolarsError, OSError) as exc:
             out.append(Violation("published_files", f"{csv_path.name}: {exc}", 1))
