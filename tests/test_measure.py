@@ -220,10 +220,14 @@ def test_power_gives_the_least_holdout_share():
 @pytest.mark.slow
 def test_measure_recovers_a_known_lift_in_19_of_20_seeds(world: Path, tmp_path: Path):
     """Issue 19's test: 10% universal holdout, each seed a new split (salt) and new outcome
-    weeks; the 95% interval holds the true lift in at least 19 of 20 seeds, and with no lift
-    at most 1 of 20 seeds reports a significant one."""
+    weeks; the 95% interval holds the true lift in at least 19 of every 20 seeds, and with no
+    lift at most 1 of every 20 seeds reports a significant one.
+
+    The rate is checked over 60 seeds (at least 57 covered, at most 3 significant): over one set
+    of 20, even an exactly calibrated 95% interval covers 19 or more only 74% of the time, so a
+    verdict on 20 seeds would say more about the seeds than about the interval."""
     covered, significant = 0, 0
-    for seed in range(20):
+    for seed in range(60):
         run = split(world, f"seed{seed}", Measurement(holdout_share=0.1, salt=f"seed-{seed}"))
         for lift in (5.0, 0.0):
             out = tmp_path / f"o{seed}-{lift}"
@@ -233,5 +237,5 @@ def test_measure_recovers_a_known_lift_in_19_of_20_seeds(world: Path, tmp_path: 
                 covered += total["ci_low"] <= lift <= total["ci_high"]
             else:
                 significant += total["significant"]
-    assert covered >= 19, covered
-    assert significant <= 1, significant
+    assert covered >= 57, covered
+    assert significant <= 3, significant
