@@ -33,6 +33,7 @@ from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solu
 from .lp import solve_lp
 from . import kernels
 from .critical import Candidates, critical_prices
+from .exact_margins import exact_margins
 from .greedy import ExactChoice, select
 from .prices import target_bonus
 from .repair import refill, repair
@@ -70,8 +71,8 @@ def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
 
 
 def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                totals: np.ndarray | None, tighten: bool = True
-                ) -> tuple[np.ndarray, ExactChoice | None]:
+                totals: np.ndarray | None, tighten: bool = True,
+                choice: ExactChoice | None = None) -> tuple[np.ndarray, ExactChoice | None]:
     """The block's share of the dual function: each customer's best total (no target bonus).
 
     ``totals``: each customer's relaxed best total at ``prices`` without the bonus, when the
@@ -81,7 +82,8 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     several relaxations (each offer counted in its first, or its second, ... category), all upper
     bounds. The exact choices are returned so the plan can reuse them when they were computed
     with the same prices. ``tighten=False`` keeps the first relaxation for everyone (still an
-    upper bound, without the enumeration).
+    upper bound, without the enumeration). ``choice``: the exact choice at these prices without
+    the target bonus when the caller has it (else computed here).
     """
     offers = problem.offers
     if totals is None:
@@ -92,7 +94,8 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     if rows.size == 0:
         return totals, None
     plain = prices.reduced_values(block, with_target=False)
-    choice = _exact(problem, block, plain)
+    if choice is None:
+        choice = _exact(problem, block, plain)
     solved = rows[choice.exact[rows]]
     totals[solved] = choice.totals[solved]
     rows = rows[~choice.exact[rows]]
@@ -113,6 +116,25 @@ def _exact(problem: AssignmentProblem, block: CandidateBlock, reduced: np.ndarra
     offers = problem.offers
     return ExactChoice(*kernels.exact_rows(reduced, block.offer, block.cap, offers.categories,
                                            problem.max_per_category, offers.multi_category))
+
+
+def _exact_response(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
+                    margin: np.ndarray) -> ExactChoice | None:
+    """The block's exact best responses to ``prices`` (target bonus included) where its offers
+    span categories, their margins written into ``margin`` (:mod:`.exact_margins`); ``None``
+    where the relaxed response is exact (no category cap, or no multi-category candidate)."""
+    offers = problem.offers
+    if problem.max_per_category is None or not offers.multi_category[
+            np.maximum(block.offer, 0)].any():
+        return None
+    bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+    reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+                                     prices.count, prices.global_budget, bonus)
+    choice = _exact(problem, block, reduced)
+    exact_margins(reduced, block.value, block.offer, block.cap, offers.categories,
+                  problem.max_per_category, offers.multi_category, choice.chosen, choice.totals,
+                  margin)
+    return choice
 
 
 def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
@@ -263,6 +285,29 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
     return Prices(budget_price, count_price, glob, bonus)
 
 
+def _secant_global(problem: AssignmentProblem, target: Prices, last: tuple[float, float] | None,
+                   price: float, spend: float) -> Prices:
+    """The target's global price by a secant step on the measured spend, when two anchors'
+    spends bracket nothing better.
+
+    The critical global price counts a leaving candidate's whole cost as saved, but her
+    runner-up takes its place at a cost of its own, so that price leaves the spend over the
+    global budget pass after pass. The spend of the customers' best responses at the last two
+    anchors' global prices (other prices move too, so the step is clipped to a factor of two)
+    gives the price at which the spend meets the budget.
+    """
+    glob = problem.global_budget
+    if last is None or not np.isfinite(glob) or price <= 0:
+        return target
+    (before, spent_before), change = last, price - last[0]
+    slope = (spend - spent_before) / change if change != 0 else 0.0
+    if not slope < 0:
+        return target
+    guess = price + (glob - spend) / slope
+    guess = min(max(guess, 0.5 * price), 2.0 * price)
+    return Prices(target.budget, target.count, guess, target.target)
+
+
 def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
     """Prices a bound may use: non-negative, and zero on constraints this problem does not have
     (a warm start from another scenario may price a budget that is uncapped here)."""
@@ -376,6 +421,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     anchor, anchor_target, step = prices, None, 1.0
     anchor_use: dict[str, np.ndarray] = {}
     stalled_passes = 0
+    spent: tuple[float, float] | None = None  # (global price, spend) of the last anchor
     planning = False
     # prices of the passes that made no plan, planned after the passes if none certified
     unplanned: list[Prices] = []
@@ -390,9 +436,15 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
             block, block_margin = item
             chosen, totals = _respond(problem, block, prices, True, block_margin)
+            exact = _exact_response(problem, block, prices, block_margin)
+            if exact is not None:
+                # the exact responses are what the bound and the plan use, so they are what
+                # the prices steer and what the constraints' use is measured on
+                chosen = exact.chosen
             if steering:  # the bound takes the best responses without the bonus
                 totals = _respond(problem, block, prices, False)[1]
-            block_dual, choice = _dual_value(problem, block, prices, totals)
+            block_dual, choice = _dual_value(problem, block, prices, totals,
+                                             choice=None if steering else exact)
             return chosen, block_dual, (choice if not steering else None)
 
         responses = run(respond, list(zip(problem.blocks, margins)))
@@ -450,6 +502,9 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         if improved:
             anchor, anchor_use = prices, use
             anchor_target = _update(problem, prices, candidates, run)
+            anchor_target = _secant_global(problem, anchor_target, spent, prices.global_budget,
+                                           float(use["spend"].sum()))
+            spent = (prices.global_budget, float(use["spend"].sum()))
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0

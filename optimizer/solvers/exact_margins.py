@@ -1,0 +1,167 @@
+"""Margins of the exact best response where offers span several categories (numba).
+
+The price update (:mod:`.critical`) reads, for every candidate, the reduced value it must beat to
+be in its customer's best response (its *limit*; the margin is ``value - limit``). The kernel of
+:mod:`.kernels` computes limits for the relaxed response, where each offer counts in its primary
+category only. A customer who holds a multi-category offer really occupies every one of its
+categories, so her exact best response (the one the bound and the plan use) differs, and prices
+steered by relaxed limits miss the demand the plan meets: on the demo the relaxed responses fit
+the budgets while the exact ones, repaired, lost 0.25% of the value.
+
+Here the limits are those of the exact response, by enumeration, for every customer with a
+candidate whose offer spans categories and at most ``max_enumerated`` positive such candidates:
+
+* a chosen candidate ``s`` stays while ``reduced[s] >= W(without s) - (W* - reduced[s])``;
+* an unchosen one enters when ``reduced[s] > W* - W(others | s taken)``;
+
+where ``W*`` is her best total and ``W(...)`` the best total under the stated condition (each an
+enumeration over her positive multi-category candidates, the rest by the greedy, which is exact
+once those are decided: a laminar matroid). Other customers keep the relaxed limits.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .kernels import _JIT, _fits
+
+
+@nb.njit(**_JIT)
+def _best_given(i, reduced, offer, cap, categories, per_category, multi, order, npos, force,
+                exclude, mult, held):  # pragma: no cover - compiled
+    """Her best total with slot ``force`` taken first (-1: none) and slot ``exclude`` left out
+    (-1: none), over her positive candidates ``order[:npos]`` (best first); -inf if ``force``
+    cannot be taken."""
+    width = categories.shape[1]
+    n_held = 0
+    taken = 0
+    base = 0.0
+    if force >= 0:
+        if cap <= 0:
+            return -np.inf
+        o = offer[i, force]
+        for w in range(width):
+            if categories[o, w] >= 0:
+                held[n_held] = categories[o, w]
+                n_held += 1
+        taken = 1
+        base = reduced[i, force]
+    m = 0
+    for k in range(npos):
+        s = order[k]
+        if s != force and s != exclude and multi[offer[i, s]]:
+            mult[m] = k
+            m += 1
+    best = -np.inf
+    start_held = n_held
+    for pattern in range(1 << m):
+        n_held = start_held
+        count = taken
+        total = base
+        feasible = True
+        for q in range(m):  # forced multi-category ones, best first
+            if not (pattern >> q) & 1:
+                continue
+            s = order[mult[q]]
+            o = offer[i, s]
+            if count < cap and _fits(o, categories, per_category, held, n_held):
+                count += 1
+                total += reduced[i, s]
+                for w in range(width):
+                    if categories[o, w] >= 0:
+                        held[n_held] = categories[o, w]
+                        n_held += 1
+            else:
+                feasible = False
+                break
+        if not feasible:
+            continue
+        for k in range(npos):  # then the single-category ones, greedily
+            if count >= cap:
+                break
+            s = order[k]
+            o = offer[i, s]
+            if s == force or s == exclude or multi[o]:
+                continue
+            if _fits(o, categories, per_category, held, n_held):
+                count += 1
+                total += reduced[i, s]
+                for w in range(width):
+                    if categories[o, w] >= 0:
+                        held[n_held] = categories[o, w]
+                        n_held += 1
+        if total > best:
+            best = total
+    return best
+
+
+@nb.njit(**_JIT)
+def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, max_enumerated,
+                   chosen, totals, margin):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    width = categories.shape[1]
+    order = np.empty(slots, dtype=np.int64)
+    mult = np.empty(slots, dtype=np.int64)
+    held = np.empty(slots * width + width + 1, dtype=np.int64)
+    done = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        any_multi = False
+        npos = 0
+        m = 0
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            if multi[o]:
+                any_multi = True
+            r = reduced[i, s]
+            if not r > 0:
+                continue
+            if multi[o]:
+                m += 1
+            k = npos
+            while k > 0 and reduced[i, order[k - 1]] < r:  # ties keep slot order
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = s
+            npos += 1
+        if not any_multi or m > max_enumerated:
+            continue
+        best = totals[i]
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            if chosen[i, s]:
+                without = _best_given(i, reduced, offer, cap[i], categories, per_category, multi,
+                                      order, npos, -1, s, mult, held)
+                limit = max(without, 0.0) - (best - reduced[i, s])
+            else:
+                with_s = _best_given(i, reduced, offer, cap[i], categories, per_category, multi,
+                                     order, npos, s, -1, mult, held)
+                if with_s == -np.inf:
+                    limit = np.inf  # she has no room at all
+                else:
+                    limit = best - (with_s - reduced[i, s])
+            margin[i, s] = value[i, s] - limit
+        done[i] = True
+    return done
+
+
+def exact_margins(reduced: np.ndarray, value: np.ndarray, offer: np.ndarray, cap: np.ndarray,
+                  categories: np.ndarray, per_category: int, multi_category: np.ndarray,
+                  chosen: np.ndarray, totals: np.ndarray, margin: np.ndarray,
+                  max_enumerated: int = 4) -> np.ndarray:
+    """Overwrite ``margin`` with the exact response's margins on the rows this can enumerate.
+
+    ``reduced``: the candidates' reduced values (``-inf`` or any value in empty slots);
+    ``chosen``/``totals``: the exact best response to them and its total
+    (:func:`.kernels.exact_rows`, same ``max_enumerated``). Rows with a candidate of a
+    multi-category offer and at most ``max_enumerated`` positive such candidates get
+    ``value - limit`` per valid slot (see the module docstring); returns which rows were
+    rewritten. Other rows and empty slots are left as they are.
+    """
+    return _exact_margins(reduced, value, offer, cap.astype(np.int64, copy=False),
+                          categories.astype(np.int64, copy=False), int(per_category),
+                          multi_category.astype(np.bool_, copy=False), int(max_enumerated),
+                          chosen, totals, margin)
