@@ -44,11 +44,17 @@ def test_margins_are_the_exact_responses_limits(per_category):
             k = int(rng.integers(1, slots + 1))
             offer[r, :k] = np.sort(rng.choice(n_offers, k, replace=False))
         value = np.where(offer >= 0, rng.uniform(0, 2, (n, slots)), 0.0)
-        reduced = np.where(offer >= 0, value - rng.uniform(0, 1, (n, slots)), -np.inf)
+        cost = np.where(offer >= 0, rng.uniform(0, 1, (n, slots)), 0.0)
+        reduced = np.where(offer >= 0, value - cost, -np.inf)
         cap = rng.integers(0, 4, n)
         chosen, totals, _ = kernels.exact_rows(reduced, offer, cap, categories, per_category,
                                                multi)
+        # the relaxed kernel's margins first, as in the solver: rows or slots whose relaxed
+        # limit is already exact keep them
+        zeros = np.zeros(n_offers)
         margin = np.full(offer.shape, np.nan)
+        kernels.respond(value, cost, offer, cap, zeros, zeros, 1.0, zeros, categories[:, 0],
+                        per_category, margin)
         done = exact_margins(reduced, value, offer, cap, categories, per_category, multi,
                              chosen, totals, margin)
         for i in np.flatnonzero(done):

@@ -104,6 +104,10 @@ def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, 
     mult = np.empty(slots, dtype=np.int64)
     held = np.empty(slots * width + width + 1, dtype=np.int64)
     done = np.zeros(n, dtype=np.bool_)
+    seen_a = np.empty(slots, dtype=np.int64)  # category sets met in a row, and the rest's best
+    seen_b = np.empty(slots, dtype=np.int64)
+    seen_rest = np.empty(slots)
+    taken_cats = np.empty(slots * width + 1, dtype=np.int64)
     for i in range(n):
         any_multi = False
         npos = 0
@@ -128,21 +132,56 @@ def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, 
         if not any_multi or m > max_enumerated:
             continue
         best = totals[i]
+        n_seen = 0
+        n_taken = 0  # her best set's size and the categories it holds
+        n_taken_cats = 0
+        for s in range(slots):
+            if offer[i, s] >= 0 and chosen[i, s]:
+                n_taken += 1
+                for w in range(width):
+                    if categories[offer[i, s], w] >= 0:
+                        taken_cats[n_taken_cats] = categories[offer[i, s], w]
+                        n_taken_cats += 1
         for s in range(slots):
             o = offer[i, s]
             if o < 0:
+                continue
+            if m == 0 and not multi[o]:
+                # no positive multi-category candidate: her response is the laminar greedy's
+                # and so is this candidate's relaxed limit (only a multi-category one, held in
+                # its primary category alone there, needs the enumeration)
                 continue
             if chosen[i, s]:
                 without = _best_given(i, reduced, offer, cap[i], categories, per_category, multi,
                                       order, npos, -1, s, mult, held)
                 limit = max(without, 0.0) - (best - reduced[i, s])
             else:
-                with_s = _best_given(i, reduced, offer, cap[i], categories, per_category, multi,
-                                     order, npos, s, -1, mult, held)
-                if with_s == -np.inf:
-                    limit = np.inf  # she has no room at all
-                else:
-                    limit = best - (with_s - reduced[i, s])
+                positive = reduced[i, s] > 0
+                rest = -np.inf
+                found = False
+                if n_taken < cap[i] and _fits(o, categories, per_category, taken_cats,
+                                              n_taken_cats):
+                    # her best set has room for it: the others still make all of it
+                    rest = best
+                    found = True
+                if not found and not positive:
+                    # not among her positive candidates, so what the others make beside it
+                    # depends on its categories alone: computed once per category set
+                    for h in range(n_seen):
+                        if seen_a[h] == categories[o, 0] and seen_b[h] == categories[o, 1 % width]:
+                            rest = seen_rest[h]
+                            found = True
+                            break
+                if not found:
+                    with_s = _best_given(i, reduced, offer, cap[i], categories, per_category,
+                                         multi, order, npos, s, -1, mult, held)
+                    rest = with_s - reduced[i, s] if with_s != -np.inf else -np.inf
+                    if not positive:
+                        seen_a[n_seen] = categories[o, 0]
+                        seen_b[n_seen] = categories[o, 1 % width]
+                        seen_rest[n_seen] = rest
+                        n_seen += 1
+                limit = np.inf if rest == -np.inf else best - rest  # -inf: no room at all
             margin[i, s] = value[i, s] - limit
         done[i] = True
     return done
