@@ -26,26 +26,38 @@ import numpy as np
 from .kernels import _JIT, _fits
 
 
+@nb.njit(inline="always")
+def _room(o, categories, per_category, cat_count):  # pragma: no cover - compiled
+    """Whether offer ``o`` keeps each of its categories within the cap (``cat_count``: how
+    many taken offers count in each category)."""
+    for w in range(categories.shape[1]):
+        c = categories[o, w]
+        if c >= 0 and cat_count[c] >= per_category:
+            return False
+    return True
+
+
+@nb.njit(inline="always")
+def _hold(o, categories, cat_count, touched, n_touched):  # pragma: no cover - compiled
+    """Count offer ``o`` in its categories; returns the new length of ``touched``."""
+    for w in range(categories.shape[1]):
+        c = categories[o, w]
+        if c >= 0:
+            if cat_count[c] == 0:
+                touched[n_touched] = c
+                n_touched += 1
+            cat_count[c] += 1
+    return n_touched
+
+
 @nb.njit(**_JIT)
 def _best_given(i, reduced, offer, cap, categories, per_category, multi, order, npos, force,
-                exclude, mult, held):  # pragma: no cover - compiled
+                exclude, mult, cat_count, touched):  # pragma: no cover - compiled
     """Her best total with slot ``force`` taken first (-1: none) and slot ``exclude`` left out
     (-1: none), over her positive candidates ``order[:npos]`` (best first); -inf if ``force``
-    cannot be taken."""
-    width = categories.shape[1]
-    n_held = 0
-    taken = 0
-    base = 0.0
-    if force >= 0:
-        if cap <= 0:
-            return -np.inf
-        o = offer[i, force]
-        for w in range(width):
-            if categories[o, w] >= 0:
-                held[n_held] = categories[o, w]
-                n_held += 1
-        taken = 1
-        base = reduced[i, force]
+    cannot be taken. ``cat_count`` is all zeros on entry and on return."""
+    if force >= 0 and cap <= 0:
+        return -np.inf
     m = 0
     for k in range(npos):
         s = order[k]
@@ -53,24 +65,27 @@ def _best_given(i, reduced, offer, cap, categories, per_category, multi, order, 
             mult[m] = k
             m += 1
     best = -np.inf
-    start_held = n_held
+    n_touched = 0
     for pattern in range(1 << m):
-        n_held = start_held
-        count = taken
-        total = base
+        for t in range(n_touched):
+            cat_count[touched[t]] = 0
+        n_touched = 0
+        count = 0
+        total = 0.0
+        if force >= 0:
+            n_touched = _hold(offer[i, force], categories, cat_count, touched, n_touched)
+            count = 1
+            total = reduced[i, force]
         feasible = True
         for q in range(m):  # forced multi-category ones, best first
             if not (pattern >> q) & 1:
                 continue
             s = order[mult[q]]
             o = offer[i, s]
-            if count < cap and _fits(o, categories, per_category, held, n_held):
+            if count < cap and _room(o, categories, per_category, cat_count):
                 count += 1
                 total += reduced[i, s]
-                for w in range(width):
-                    if categories[o, w] >= 0:
-                        held[n_held] = categories[o, w]
-                        n_held += 1
+                n_touched = _hold(o, categories, cat_count, touched, n_touched)
             else:
                 feasible = False
                 break
@@ -83,15 +98,14 @@ def _best_given(i, reduced, offer, cap, categories, per_category, multi, order, 
             o = offer[i, s]
             if s == force or s == exclude or multi[o]:
                 continue
-            if _fits(o, categories, per_category, held, n_held):
+            if _room(o, categories, per_category, cat_count):
                 count += 1
                 total += reduced[i, s]
-                for w in range(width):
-                    if categories[o, w] >= 0:
-                        held[n_held] = categories[o, w]
-                        n_held += 1
+                n_touched = _hold(o, categories, cat_count, touched, n_touched)
         if total > best:
             best = total
+    for t in range(n_touched):
+        cat_count[touched[t]] = 0
     return best
 
 
@@ -102,7 +116,8 @@ def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, 
     width = categories.shape[1]
     order = np.empty(slots, dtype=np.int64)
     mult = np.empty(slots, dtype=np.int64)
-    held = np.empty(slots * width + width + 1, dtype=np.int64)
+    cat_count = np.zeros(max(categories.max() + 1, 1), dtype=np.int64)
+    touched = np.empty(slots * width + width + 1, dtype=np.int64)
     done = np.zeros(n, dtype=np.bool_)
     seen_a = np.empty(slots, dtype=np.int64)  # category sets met in a row, and the rest's best
     seen_b = np.empty(slots, dtype=np.int64)
@@ -153,7 +168,7 @@ def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, 
                 continue
             if chosen[i, s]:
                 without = _best_given(i, reduced, offer, cap[i], categories, per_category, multi,
-                                      order, npos, -1, s, mult, held)
+                                      order, npos, -1, s, mult, cat_count, touched)
                 limit = max(without, 0.0) - (best - reduced[i, s])
             else:
                 positive = reduced[i, s] > 0
@@ -164,9 +179,12 @@ def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, 
                     # her best set has room for it: the others still make all of it
                     rest = best
                     found = True
-                if not found and not positive:
-                    # not among her positive candidates, so what the others make beside it
-                    # depends on its categories alone: computed once per category set
+                cacheable = not positive or per_category == 1
+                if not found and cacheable:
+                    # what the others make beside it depends on its categories alone when it is
+                    # not among her positive candidates, or when a category holds one offer
+                    # (taking it then bars every other of its categories, itself included):
+                    # computed once per category set
                     for h in range(n_seen):
                         if seen_a[h] == categories[o, 0] and seen_b[h] == categories[o, 1 % width]:
                             rest = seen_rest[h]
@@ -174,9 +192,10 @@ def _exact_margins(reduced, value, offer, cap, categories, per_category, multi, 
                             break
                 if not found:
                     with_s = _best_given(i, reduced, offer, cap[i], categories, per_category,
-                                         multi, order, npos, s, -1, mult, held)
+                                         multi, order, npos, s, -1, mult, cat_count,
+                                         touched)
                     rest = with_s - reduced[i, s] if with_s != -np.inf else -np.inf
-                    if not positive:
+                    if cacheable:
                         seen_a[n_seen] = categories[o, 0]
                         seen_b[n_seen] = categories[o, 1 % width]
                         seen_rest[n_seen] = rest
