@@ -443,9 +443,10 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                 chosen = exact.chosen
             if steering:  # the bound takes the best responses without the bonus
                 totals = _respond(problem, block, prices, False)[1]
-            block_dual, choice = _dual_value(problem, block, prices, totals,
-                                             choice=None if steering else exact)
-            return chosen, block_dual, (choice if not steering else None)
+            block_dual, _ = _dual_value(problem, block, prices, totals,
+                                        choice=None if steering else exact)
+            # the plan starts from the exact responses with the target bonus: these
+            return chosen, block_dual, exact
 
         responses = run(respond, list(zip(problem.blocks, margins)))
         relaxed_choice = [r[0] for r in responses]
