@@ -101,17 +101,17 @@ def test_the_global_price_steps_to_where_the_measured_spend_meets_the_budget():
     """Two anchors' (global price, spend) give the price at which the spend meets the global
     budget; the critical target's global price is replaced by it (clipped to a factor of two)."""
     from optimizer.problem import AssignmentProblem, OfferData, Prices
-    from optimizer.solvers.lagrangian import _secant_global
+    from optimizer.solvers.prices import secant_global_price
 
     offers = OfferData(np.ones(2), np.full(2, np.inf), np.full(2, np.inf), np.zeros(2, dtype=int),
                        np.array([[0, -1], [1, -1]]), ["a", "b"])
     problem = AssignmentProblem(offers, [], 1, 100.0, 0)
     target = Prices(np.zeros(2), np.zeros(2), 0.5, np.zeros(2))
     # spend 120 at price 1.0, 110 at price 1.1: the spend falls 100 per unit, meets 100 at 1.2
-    moved = _secant_global(problem, target, (1.0, 120.0), 1.1, 110.0)
+    moved = secant_global_price(problem, target, (1.0, 120.0), 1.1, 110.0)
     assert moved.global_budget == pytest.approx(1.2)
-    assert _secant_global(problem, target, None, 1.1, 110.0) is target  # one anchor: no slope
+    assert secant_global_price(problem, target, None, 1.1, 110.0) is target  # one anchor: no slope
     # a spend that does not fall with the price says nothing: the critical target stands
-    assert _secant_global(problem, target, (1.0, 100.0), 1.1, 110.0) is target
-    far = _secant_global(problem, target, (1.0, 120.0), 1.1, 119.999)
+    assert secant_global_price(problem, target, (1.0, 100.0), 1.1, 110.0) is target
+    far = secant_global_price(problem, target, (1.0, 120.0), 1.1, 119.999)
     assert far.global_budget == pytest.approx(2.2)  # clipped to twice the current price

@@ -23,6 +23,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..problem import AssignmentProblem, CandidateBlock, Prices
+from . import kernels
+from .greedy import ExactChoice
 from .kernels import _JIT, _fits
 
 
@@ -223,3 +226,23 @@ def exact_margins(reduced: np.ndarray, value: np.ndarray, offer: np.ndarray, cap
                           categories.astype(np.int64, copy=False), int(per_category),
                           multi_category.astype(np.bool_, copy=False), int(max_enumerated),
                           chosen, totals, margin)
+
+
+def exact_response(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
+                   margin: np.ndarray) -> ExactChoice | None:
+    """The block's exact best responses to ``prices`` (target bonus included) where its offers
+    span categories, their margins written into ``margin``; ``None`` where the relaxed response
+    is exact (no category cap, or no multi-category candidate)."""
+    offers = problem.offers
+    if problem.max_per_category is None or not offers.multi_category[
+            np.maximum(block.offer, 0)].any():
+        return None
+    bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+    reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+                                     prices.count, prices.global_budget, bonus)
+    choice = ExactChoice(*kernels.exact_rows(reduced, block.offer, block.cap, offers.categories,
+                                             problem.max_per_category, offers.multi_category))
+    exact_margins(reduced, block.value, block.offer, block.cap, offers.categories,
+                  problem.max_per_category, offers.multi_category, choice.chosen, choice.totals,
+                  margin)
+    return choice

@@ -11,7 +11,9 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
 2. the same best responses, repaired and refilled, give a feasible plan and its objective. Plans
    start once the bound settles (see ``_solve``); when no pass certifies the gap, the passes that
    skipped theirs make them at the end, so the best plan is chosen from every pass's prices;
-3. prices move to each constraint's critical price (:mod:`.prices`).
+3. prices move to each constraint's critical price (:mod:`.prices`), read off every candidate's
+   margin in the responses of step 1 (the exact ones where offers span categories:
+   :mod:`.exact_margins`); the global price's step is corrected by the measured spend.
 
 It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
 in a row improve neither the bound nor the plan ("stalled"), or at the pass or time limit (a
@@ -33,9 +35,9 @@ from ..problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solu
 from .lp import solve_lp
 from . import kernels
 from .critical import Candidates, critical_prices
-from .exact_margins import exact_margins
+from .exact_margins import exact_response
 from .greedy import ExactChoice, select
-from .prices import target_bonus
+from .prices import secant_global_price, target_bonus
 from .repair import refill, repair
 
 
@@ -116,25 +118,6 @@ def _exact(problem: AssignmentProblem, block: CandidateBlock, reduced: np.ndarra
     offers = problem.offers
     return ExactChoice(*kernels.exact_rows(reduced, block.offer, block.cap, offers.categories,
                                            problem.max_per_category, offers.multi_category))
-
-
-def _exact_response(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                    margin: np.ndarray) -> ExactChoice | None:
-    """The block's exact best responses to ``prices`` (target bonus included) where its offers
-    span categories, their margins written into ``margin`` (:mod:`.exact_margins`); ``None``
-    where the relaxed response is exact (no category cap, or no multi-category candidate)."""
-    offers = problem.offers
-    if problem.max_per_category is None or not offers.multi_category[
-            np.maximum(block.offer, 0)].any():
-        return None
-    bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-    reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
-                                     prices.count, prices.global_budget, bonus)
-    choice = _exact(problem, block, reduced)
-    exact_margins(reduced, block.value, block.offer, block.cap, offers.categories,
-                  problem.max_per_category, offers.multi_category, choice.chosen, choice.totals,
-                  margin)
-    return choice
 
 
 def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
@@ -285,29 +268,6 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
     return Prices(budget_price, count_price, glob, bonus)
 
 
-def _secant_global(problem: AssignmentProblem, target: Prices, last: tuple[float, float] | None,
-                   price: float, spend: float) -> Prices:
-    """The target's global price by a secant step on the measured spend, when two anchors'
-    spends bracket nothing better.
-
-    The critical global price counts a leaving candidate's whole cost as saved, but her
-    runner-up takes its place at a cost of its own, so that price leaves the spend over the
-    global budget pass after pass. The spend of the customers' best responses at the last two
-    anchors' global prices (other prices move too, so the step is clipped to a factor of two)
-    gives the price at which the spend meets the budget.
-    """
-    glob = problem.global_budget
-    if last is None or not np.isfinite(glob) or price <= 0:
-        return target
-    (before, spent_before), change = last, price - last[0]
-    slope = (spend - spent_before) / change if change != 0 else 0.0
-    if not slope < 0:
-        return target
-    guess = price + (glob - spend) / slope
-    guess = min(max(guess, 0.5 * price), 2.0 * price)
-    return Prices(target.budget, target.count, guess, target.target)
-
-
 def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
     """Prices a bound may use: non-negative, and zero on constraints this problem does not have
     (a warm start from another scenario may price a budget that is uncapped here)."""
@@ -436,7 +396,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
             block, block_margin = item
             chosen, totals = _respond(problem, block, prices, True, block_margin)
-            exact = _exact_response(problem, block, prices, block_margin)
+            exact = exact_response(problem, block, prices, block_margin)
             if exact is not None:
                 # the exact responses are what the bound and the plan use, so they are what
                 # the prices steer and what the constraints' use is measured on
@@ -503,8 +463,9 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         if improved:
             anchor, anchor_use = prices, use
             anchor_target = _update(problem, prices, candidates, run)
-            anchor_target = _secant_global(problem, anchor_target, spent, prices.global_budget,
-                                           float(use["spend"].sum()))
+            anchor_target = secant_global_price(problem, anchor_target, spent,
+                                                prices.global_budget,
+                                                float(use["spend"].sum()))
             spent = (prices.global_budget, float(use["spend"].sum()))
             step = min(1.0, step * 2.0)
         else:
