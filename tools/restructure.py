@@ -48,6 +48,7 @@ MOVES: dict[str, str] = {
     "optimizer.interrupt": "optimizer.core.interrupt",
     "optimizer.keyed_hash": "optimizer.core.keyed_hash",
     "optimizer.repurchase": "optimizer.scoring.repurchase",
+    "optimizer.solvers.exact_margins": "optimizer.solve.lagrangian.exact_margins",
     "optimizer.baselines": "optimizer.scoring.baselines",
     "optimizer.holdout": "optimizer.model.holdout",
     "optimizer.measure": "optimizer.apps.measure",

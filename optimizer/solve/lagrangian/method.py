@@ -11,7 +11,9 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
 2. the same best responses, repaired and refilled, give a feasible plan and its objective. Plans
    start once the bound settles (see ``_solve``); when no pass certifies the gap, the passes that
    skipped theirs make them at the end, so the best plan is chosen from every pass's prices;
-3. prices move to each constraint's critical price (:mod:`.prices`).
+3. prices move to each constraint's critical price (:mod:`.prices`), read off every candidate's
+   margin in the responses of step 1 (the exact ones where offers span categories:
+   :mod:`.exact_margins`); the global price's step is corrected by the measured spend.
 
 It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
 in a row improve neither the bound nor the plan ("stalled"), or at the pass or time limit (a
@@ -32,9 +34,10 @@ from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.critical import Candidates, critical_prices
+from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.repair import refill, repair
-from optimizer.solve.lagrangian.targets import target_bonus
+from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
 from optimizer.solve.lp import solve_lp
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,8 @@ def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
 
 
 def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                totals: np.ndarray | None, tighten: bool = True
-                ) -> tuple[np.ndarray, ExactChoice | None]:
+                totals: np.ndarray | None, tighten: bool = True,
+                choice: ExactChoice | None = None) -> tuple[np.ndarray, ExactChoice | None]:
     """The block's share of the dual function: each customer's best total (no target bonus).
 
     ``totals``: each customer's relaxed best total at ``prices`` without the bonus, when the
@@ -80,7 +83,8 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     several relaxations (each offer counted in its first, or its second, ... category), all upper
     bounds. The exact choices are returned so the plan can reuse them when they were computed
     with the same prices. ``tighten=False`` keeps the first relaxation for everyone (still an
-    upper bound, without the enumeration).
+    upper bound, without the enumeration). ``choice``: the exact choice at these prices without
+    the target bonus when the caller has it (else computed here).
     """
     offers = problem.offers
     if totals is None:
@@ -91,7 +95,8 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
     if rows.size == 0:
         return totals, None
     plain = prices.reduced_values(block, with_target=False)
-    choice = _exact(problem, block, plain)
+    if choice is None:
+        choice = _exact(problem, block, plain)
     solved = rows[choice.exact[rows]]
     totals[solved] = choice.totals[solved]
     rows = rows[~choice.exact[rows]]
@@ -375,6 +380,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     anchor, anchor_target, step = prices, None, 1.0
     anchor_use: dict[str, np.ndarray] = {}
     stalled_passes = 0
+    spent: tuple[float, float] | None = None  # (global price, spend) of the last anchor
     planning = False
     # prices of the passes that made no plan, planned after the passes if none certified
     unplanned: list[Prices] = []
@@ -389,10 +395,17 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
             block, block_margin = item
             chosen, totals = _respond(problem, block, prices, True, block_margin)
+            exact = exact_response(problem, block, prices, block_margin)
+            if exact is not None:
+                # the exact responses are what the bound and the plan use, so they are what
+                # the prices steer and what the constraints' use is measured on
+                chosen = exact.chosen
             if steering:  # the bound takes the best responses without the bonus
                 totals = _respond(problem, block, prices, False)[1]
-            block_dual, choice = _dual_value(problem, block, prices, totals)
-            return chosen, block_dual, (choice if not steering else None)
+            block_dual, _ = _dual_value(problem, block, prices, totals,
+                                        choice=None if steering else exact)
+            # the plan starts from the exact responses with the target bonus: these
+            return chosen, block_dual, exact
 
         responses = run(respond, list(zip(problem.blocks, margins)))
         relaxed_choice = [r[0] for r in responses]
@@ -449,6 +462,10 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         if improved:
             anchor, anchor_use = prices, use
             anchor_target = _update(problem, prices, candidates, run)
+            anchor_target = secant_global_price(problem, anchor_target, spent,
+                                                prices.global_budget,
+                                                float(use["spend"].sum()))
+            spent = (prices.global_budget, float(use["spend"].sum()))
             step = min(1.0, step * 2.0)
         else:
             step /= 2.0
