@@ -78,15 +78,30 @@ class Timeline:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per query: events of ``entity`` in weeks before ``week``: count, first and last week
         (-1 when none)."""
-        lo = np.searchsorted(self.keys, _key(entity, np.full(entity.shape, -2**20)))
-        hi = np.searchsorted(self.keys, _key(entity, week))
+        lo, hi = _bounds(self.keys, entity, np.broadcast_to(week, np.shape(entity)))
         n = hi - lo
         if self.keys.size == 0:
             return n, np.full(n.shape, -1), np.full(n.shape, -1)
-        weeks = (self.keys % _SHIFT) - 2**20
-        first = np.where(n > 0, weeks[np.minimum(lo, max(self.keys.size - 1, 0))], -1)
-        last = np.where(n > 0, weeks[np.maximum(hi - 1, 0)], -1)
+        # the weeks of the two bounding events only: the whole key array is never decoded
+        first = np.where(n > 0, self.keys[np.minimum(lo, self.keys.size - 1)] % _SHIFT - 2**20, -1)
+        last = np.where(n > 0, self.keys[np.maximum(hi - 1, 0)] % _SHIFT - 2**20, -1)
         return n, first, last
+
+
+def _bounds(keys: np.ndarray, entity: np.ndarray, week: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``searchsorted`` positions of (``entity``, earliest week) and (``entity``, ``week``) in the
+    sorted ``keys``. Queries in random order are searched in sorted order and put back: numpy's
+    binary search starts from the previous answer, so sorted queries stay in cache."""
+    lo_key = _key(entity, np.full(np.shape(entity), -2**20))
+    hi_key = _key(entity, week)
+    if hi_key.size > 1 and not bool(np.all(hi_key[1:] >= hi_key[:-1])):
+        order = np.argsort(hi_key, kind="stable")
+        lo, hi = np.empty(hi_key.size, np.int64), np.empty(hi_key.size, np.int64)
+        lo[order] = np.searchsorted(keys, lo_key[order])
+        hi[order] = np.searchsorted(keys, hi_key[order])
+        return lo, hi
+    return np.searchsorted(keys, lo_key), np.searchsorted(keys, hi_key)
 
 
 @dataclass
@@ -106,6 +121,8 @@ class Sources:
     offer_redeemed: Timeline
     pair_redeemed: Timeline  # (c * M + o, week)
     depth: np.ndarray
+    # running counts of events per week, by timeline name (filled by ``_events_before``)
+    weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
 def _distinct(keys: np.ndarray) -> np.ndarray:
@@ -225,11 +242,21 @@ def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.
 
 def _base(s: Sources, t: np.ndarray) -> np.ndarray:
     """Everyone's redemption rate of sends before each week ``t``."""
-    weeks_sent = np.sort(s.sent.keys % _SHIFT)
-    weeks_red = np.sort(s.redeemed.keys % _SHIFT)
-    k = np.asarray(t, np.int64) + 2**20
-    n_sent = np.searchsorted(weeks_sent, k)
-    return np.where(n_sent > 0, np.searchsorted(weeks_red, k) / np.maximum(n_sent, 1), 0.0)
+    n_sent = _events_before(s, "sent", t)
+    return np.where(n_sent > 0, _events_before(s, "redeemed", t) / np.maximum(n_sent, 1), 0.0)
+
+
+def _events_before(s: Sources, name: str, t: np.ndarray) -> np.ndarray:
+    """How many events of the timeline ``name`` fall in weeks before each ``t``: a running count
+    per week, built once per :class:`Sources` (the counts a sort and search of every event's
+    week would give, without sorting them for each call)."""
+    if name not in s.weekly:
+        weeks = getattr(s, name).keys % _SHIFT
+        first = int(weeks.min(initial=0))
+        s.weekly[name] = (first, np.concatenate([[0], np.cumsum(np.bincount(weeks - first))]))
+    first, running = s.weekly[name]
+    at = np.clip(np.asarray(t, np.int64) + 2**20 - first, 0, running.size - 1)
+    return running[at]
 
 
 def offer_features(s: Sources, o: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
