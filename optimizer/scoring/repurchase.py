@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from optimizer.io.validate import Inputs
+from optimizer.scoring._repurchase_kernels import line_timelines
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.propensity import FEATURES, Propensity
 from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
@@ -125,13 +126,6 @@ class Sources:
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct keys (one pass when they come sorted, as the purchase lines usually do)."""
-    if keys.size and not bool(np.all(keys[1:] >= keys[:-1])):
-        keys = np.sort(keys)  # numpy's hash-based unique is several times slower here
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
-
-
 @nb.njit(cache=True, nogil=True)
 def _running(values, entity):  # pragma: no cover - compiled
     # sums that restart with each entity: her running spend never depends on anyone else's rows
@@ -173,22 +167,21 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     w = lines.week[keep].astype(np.int64)
     ordinary = ~lines.sensitive[keep]
     n_k = max(len(lines.categories), 1)
-    shop = Timeline(_distinct(_key(c[ordinary], w[ordinary])))
-    category = Timeline(_distinct(_key(c * n_k + lines.k[keep].astype(np.int64), w)))
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
-    p = lines.p[keep].astype(np.int64)
-    counts = np.diff(indptr)[p]
-    row = np.repeat(np.arange(p.size), counts)
-    offset = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    o = offers_of[np.repeat(indptr[p], counts) + offset]
-    product = Timeline(_distinct(_key(c[row] * m + o, w[row])))
+    shop, category, product = (Timeline(keys) for keys in line_timelines(
+        lines.c, lines.k, lines.p, lines.week, lines.sensitive, week, n_k, m, indptr, offers_of,
+        _SHIFT, 2**20))
     # spend per customer and week (ordinary lines), then her running sums
     spend_key = _key(c[ordinary], w[ordinary])
-    order = np.argsort(spend_key, kind="stable")
-    spend_key = spend_key[order]
+    sales = lines.sales[keep][ordinary]
+    discounted = lines.discounted[keep][ordinary]
+    if spend_key.size and not bool(np.all(spend_key[1:] >= spend_key[:-1])):
+        # lines come by customer and day, so weeks are usually in order already: then the
+        # stable sort would change nothing
+        order = np.argsort(spend_key, kind="stable")
+        spend_key, sales, discounted = spend_key[order], sales[order], discounted[order]
     cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
-    sales = lines.sales[keep][ordinary][order]
-    discounted = np.where(lines.discounted[keep][ordinary][order], sales, 0.0)
+    discounted = np.where(discounted, sales, 0.0)
     keys = spend_key[cuts]
     entity = keys // _SHIFT
     running = (_running(np.add.reduceat(sales, cuts), entity) if cuts.size else np.zeros(0),
