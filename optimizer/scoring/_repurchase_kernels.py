@@ -74,3 +74,13 @@ def line_timelines(c, k, p, week, sensitive, before, n_k, n_offers, indptr, offe
         n_prod = _sort_distinct(product, d, n_prod)
         i = j
     return _finish(shop, n_shop), _finish(category, n_cat), _finish(product, n_prod)
+
+
+@nb.njit(cache=True, nogil=True)
+def spend_keys(c, week, rows, shift, week_offset):  # pragma: no cover - compiled
+    """Keys ``c * shift + week + week_offset`` of the lines ``rows`` (one pass, no temporaries)."""
+    out = np.empty(rows.shape[0], np.int64)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[i] = np.int64(c[r]) * shift + (np.int64(week[r]) + week_offset)
+    return out

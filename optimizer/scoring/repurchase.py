@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from optimizer.io.validate import Inputs
-from optimizer.scoring._repurchase_kernels import line_timelines
+from optimizer.scoring._repurchase_kernels import line_timelines, spend_keys
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.propensity import FEATURES, Propensity
 from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
@@ -162,19 +162,16 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     shopping weeks or spend, so they cannot move her scores for any other offer. Built from numpy
     keys (one sort each), never a customer x offer table."""
     m = inputs.n_offers
-    keep = lines.week < week
-    c = lines.c[keep].astype(np.int64)
-    w = lines.week[keep].astype(np.int64)
-    ordinary = ~lines.sensitive[keep]
     n_k = max(len(lines.categories), 1)
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
     shop, category, product = (Timeline(keys) for keys in line_timelines(
         lines.c, lines.k, lines.p, lines.week, lines.sensitive, week, n_k, m, indptr, offers_of,
         _SHIFT, 2**20))
     # spend per customer and week (ordinary lines), then her running sums
-    spend_key = _key(c[ordinary], w[ordinary])
-    sales = lines.sales[keep][ordinary]
-    discounted = lines.discounted[keep][ordinary]
+    rows = np.flatnonzero((lines.week < week) & ~lines.sensitive)
+    spend_key = spend_keys(lines.c, lines.week, rows, _SHIFT, 2**20)
+    sales = lines.sales[rows]
+    discounted = lines.discounted[rows]
     if spend_key.size and not bool(np.all(spend_key[1:] >= spend_key[:-1])):
         # lines come by customer and day, so weeks are usually in order already: then the
         # stable sort would change nothing
