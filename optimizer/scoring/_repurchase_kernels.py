@@ -84,3 +84,46 @@ def spend_keys(c, week, rows, shift, week_offset):  # pragma: no cover - compile
         r = rows[i]
         out[i] = np.int64(c[r]) * shift + (np.int64(week[r]) + week_offset)
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _lower(keys, target, lo):  # pragma: no cover - compiled
+    # numpy's searchsorted(keys, target, "left") given keys[lo - 1] < target (or lo == 0):
+    # gallops from lo, so queries in order cost about the distance between their answers
+    n = keys.shape[0]
+    step = 1
+    hi = lo
+    while hi < n and keys[hi] < target:
+        lo = hi + 1
+        hi = lo + step
+        step *= 2
+    hi = min(hi, n)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@nb.njit(cache=True, nogil=True)
+def events_before(keys, entity, week, shift, week_offset):  # pragma: no cover - compiled
+    """Per query: how many of the sorted ``keys`` (``entity * shift + week + week_offset``) are
+    the query entity's in weeks before the query week, and the first and last such week (-1 when
+    none); queries sorted by entity are answered in one sweep."""
+    n = entity.shape[0]
+    count = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    last = np.empty(n, np.int64)
+    lo = 0
+    previous = np.int64(-1)
+    for i in range(n):
+        low_key = np.int64(entity[i]) * shift
+        lo = _lower(keys, low_key, lo if low_key >= previous else 0)
+        hi = _lower(keys, low_key + np.int64(week[i]) + week_offset, lo)
+        previous = low_key
+        count[i] = hi - lo
+        first[i] = keys[lo] % shift - week_offset if hi > lo else -1
+        last[i] = keys[hi - 1] % shift - week_offset if hi > lo else -1
+    return count, first, last

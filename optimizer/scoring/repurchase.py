@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from optimizer.io.validate import Inputs
-from optimizer.scoring._repurchase_kernels import line_timelines, spend_keys
+from optimizer.scoring._repurchase_kernels import events_before, line_timelines, spend_keys
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.propensity import FEATURES, Propensity
 from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
@@ -79,30 +79,18 @@ class Timeline:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per query: events of ``entity`` in weeks before ``week``: count, first and last week
         (-1 when none)."""
-        lo, hi = _bounds(self.keys, entity, np.broadcast_to(week, np.shape(entity)))
-        n = hi - lo
-        if self.keys.size == 0:
-            return n, np.full(n.shape, -1), np.full(n.shape, -1)
-        # the weeks of the two bounding events only: the whole key array is never decoded
-        first = np.where(n > 0, self.keys[np.minimum(lo, self.keys.size - 1)] % _SHIFT - 2**20, -1)
-        last = np.where(n > 0, self.keys[np.maximum(hi - 1, 0)] % _SHIFT - 2**20, -1)
-        return n, first, last
-
-
-def _bounds(keys: np.ndarray, entity: np.ndarray, week: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """``searchsorted`` positions of (``entity``, earliest week) and (``entity``, ``week``) in the
-    sorted ``keys``. Queries in random order are searched in sorted order and put back: numpy's
-    binary search starts from the previous answer, so sorted queries stay in cache."""
-    lo_key = _key(entity, np.full(np.shape(entity), -2**20))
-    hi_key = _key(entity, week)
-    if hi_key.size > 1 and not bool(np.all(hi_key[1:] >= hi_key[:-1])):
-        order = np.argsort(hi_key, kind="stable")
-        lo, hi = np.empty(hi_key.size, np.int64), np.empty(hi_key.size, np.int64)
-        lo[order] = np.searchsorted(keys, lo_key[order])
-        hi[order] = np.searchsorted(keys, hi_key[order])
-        return lo, hi
-    return np.searchsorted(keys, lo_key), np.searchsorted(keys, hi_key)
+        entity = np.asarray(entity)
+        week = np.broadcast_to(np.asarray(week, np.int64), entity.shape)
+        if entity.size > 1 and not bool(np.all(entity[1:] >= entity[:-1])):
+            # queries in random order are answered in entity order and put back: each search
+            # then starts from the previous answer, in cache
+            order = np.argsort(entity, kind="stable")
+            out = tuple(np.empty(entity.size, np.int64) for _ in range(3))
+            for put, got in zip(out, events_before(self.keys, entity[order], week[order],
+                                                   _SHIFT, 2**20)):
+                put[order] = got
+            return out
+        return events_before(self.keys, entity, week, _SHIFT, 2**20)
 
 
 @dataclass
