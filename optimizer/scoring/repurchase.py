@@ -147,8 +147,8 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
 
     Privacy by design: lines in the sensitive categories (``lines.sensitive``) count only towards
     the offers that list their products or categories (sensitive offers themselves), never in her
-    shopping weeks or spend, so they cannot move her scores for any other offer. Built from numpy
-    keys (one sort each), never a customer x offer table."""
+    shopping weeks or spend, so they cannot move her scores for any other offer. Built from sorted
+    keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table."""
     m = inputs.n_offers
     n_k = max(len(lines.categories), 1)
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
