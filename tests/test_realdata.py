@@ -234,3 +234,47 @@ def test_category_weeks_train_as_they_score(demo: Path):
     scored = np.minimum((share @ incidence).toarray(), 1.0).ravel()
     np.testing.assert_allclose(trained, scored, rtol=1e-12, atol=1e-15)
     assert trained.max() > 0
+
+
+def _reference_keys(inputs, lines, week: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shop, category and product timelines by global sorts of every line's keys."""
+    keep = lines.week < week
+    c, w = lines.c[keep].astype(np.int64), lines.week[keep].astype(np.int64)
+    ordinary = ~lines.sensitive[keep]
+    n_k, m = len(lines.categories), inputs.n_offers
+    op = inputs.offer_products
+    by_product = {}
+    for p, o in zip(op.get_column("p").to_list(), op.get_column("o").to_list()):
+        by_product.setdefault(p, []).append(o)
+    p = lines.p[keep]
+    row = np.array([i for i in range(p.size) for _ in by_product.get(int(p[i]), [])], np.int64)
+    o = np.array([x for i in range(p.size) for x in by_product.get(int(p[i]), [])], np.int64)
+    key = repurchase._key
+    return (np.unique(key(c[ordinary], w[ordinary])), np.unique(key(c * n_k + lines.k[keep], w)),
+            np.unique(key(c[row] * m + o, w[row])))
+
+
+def test_sources_timelines_match_global_sorts_in_any_line_order(demo: Path):
+    """The compiled per-customer pass gives the keys of one global sort, lines in till order or
+    shuffled (customers no longer grouped), sensitive lines left out of her shopping weeks."""
+    import dataclasses
+    inputs = load_inputs(demo / "data")
+    week = 40
+    sensitive = (str(inputs.products.get_column("category")[0]),)
+    lines = purchase_lines(inputs, sensitive, week)
+    assert lines.sensitive.any() and (~lines.sensitive).any()
+    shuffle = np.random.default_rng(0).permutation(lines.c.size)
+    shuffled = dataclasses.replace(lines, **{name: getattr(lines, name)[shuffle] for name in (
+        "c", "p", "k", "brand", "sensitive", "week", "day", "sales", "gross", "discounted")})
+    expected = _reference_keys(inputs, lines, week)
+    incidence = sp.csr_matrix((len(lines.categories), inputs.n_offers))
+    spends = []
+    for given in (lines, shuffled):
+        s = repurchase.sources(inputs, given, incidence, np.ones(inputs.n_offers),
+                               np.arange(inputs.n_offers), week)
+        for timeline, keys in zip((s.shop, s.category, s.product), expected):
+            np.testing.assert_array_equal(timeline.keys, keys)
+        spends.append(s.spend)
+    np.testing.assert_array_equal(spends[0][0], spends[1][0])
+    np.testing.assert_allclose(spends[0][1], spends[1][1], rtol=1e-12)
+    np.testing.assert_allclose(spends[0][2], spends[1][2], rtol=1e-12)

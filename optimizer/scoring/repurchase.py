@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from optimizer.io.validate import Inputs
+from optimizer.scoring._repurchase_kernels import events_before, line_timelines, spend_keys
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.propensity import FEATURES, Propensity
 from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
@@ -78,15 +79,18 @@ class Timeline:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per query: events of ``entity`` in weeks before ``week``: count, first and last week
         (-1 when none)."""
-        lo = np.searchsorted(self.keys, _key(entity, np.full(entity.shape, -2**20)))
-        hi = np.searchsorted(self.keys, _key(entity, week))
-        n = hi - lo
-        if self.keys.size == 0:
-            return n, np.full(n.shape, -1), np.full(n.shape, -1)
-        weeks = (self.keys % _SHIFT) - 2**20
-        first = np.where(n > 0, weeks[np.minimum(lo, max(self.keys.size - 1, 0))], -1)
-        last = np.where(n > 0, weeks[np.maximum(hi - 1, 0)], -1)
-        return n, first, last
+        entity = np.asarray(entity)
+        week = np.broadcast_to(np.asarray(week, np.int64), entity.shape)
+        if entity.size > 1 and not bool(np.all(entity[1:] >= entity[:-1])):
+            # queries in random order are answered in entity order and put back: each search
+            # then starts from the previous answer, in cache
+            order = np.argsort(entity, kind="stable")
+            out = tuple(np.empty(entity.size, np.int64) for _ in range(3))
+            for put, got in zip(out, events_before(self.keys, entity[order], week[order],
+                                                   _SHIFT, 2**20)):
+                put[order] = got
+            return out
+        return events_before(self.keys, entity, week, _SHIFT, 2**20)
 
 
 @dataclass
@@ -106,13 +110,8 @@ class Sources:
     offer_redeemed: Timeline
     pair_redeemed: Timeline  # (c * M + o, week)
     depth: np.ndarray
-
-
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct keys (one pass when they come sorted, as the purchase lines usually do)."""
-    if keys.size and not bool(np.all(keys[1:] >= keys[:-1])):
-        keys = np.sort(keys)  # numpy's hash-based unique is several times slower here
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
+    # running counts of events per week, by timeline name (filled by ``_events_before``)
+    weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -148,30 +147,26 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
 
     Privacy by design: lines in the sensitive categories (``lines.sensitive``) count only towards
     the offers that list their products or categories (sensitive offers themselves), never in her
-    shopping weeks or spend, so they cannot move her scores for any other offer. Built from numpy
-    keys (one sort each), never a customer x offer table."""
+    shopping weeks or spend, so they cannot move her scores for any other offer. Built from sorted
+    keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table."""
     m = inputs.n_offers
-    keep = lines.week < week
-    c = lines.c[keep].astype(np.int64)
-    w = lines.week[keep].astype(np.int64)
-    ordinary = ~lines.sensitive[keep]
     n_k = max(len(lines.categories), 1)
-    shop = Timeline(_distinct(_key(c[ordinary], w[ordinary])))
-    category = Timeline(_distinct(_key(c * n_k + lines.k[keep].astype(np.int64), w)))
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
-    p = lines.p[keep].astype(np.int64)
-    counts = np.diff(indptr)[p]
-    row = np.repeat(np.arange(p.size), counts)
-    offset = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    o = offers_of[np.repeat(indptr[p], counts) + offset]
-    product = Timeline(_distinct(_key(c[row] * m + o, w[row])))
+    shop, category, product = (Timeline(keys) for keys in line_timelines(
+        lines.c, lines.k, lines.p, lines.week, lines.sensitive, week, n_k, m, indptr, offers_of,
+        _SHIFT, 2**20))
     # spend per customer and week (ordinary lines), then her running sums
-    spend_key = _key(c[ordinary], w[ordinary])
-    order = np.argsort(spend_key, kind="stable")
-    spend_key = spend_key[order]
+    rows = np.flatnonzero((lines.week < week) & ~lines.sensitive)
+    spend_key = spend_keys(lines.c, lines.week, rows, _SHIFT, 2**20)
+    sales = lines.sales[rows]
+    discounted = lines.discounted[rows]
+    if spend_key.size and not bool(np.all(spend_key[1:] >= spend_key[:-1])):
+        # lines come by customer and day, so weeks are usually in order already: then the
+        # stable sort would change nothing
+        order = np.argsort(spend_key, kind="stable")
+        spend_key, sales, discounted = spend_key[order], sales[order], discounted[order]
     cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
-    sales = lines.sales[keep][ordinary][order]
-    discounted = np.where(lines.discounted[keep][ordinary][order], sales, 0.0)
+    discounted = np.where(discounted, sales, 0.0)
     keys = spend_key[cuts]
     entity = keys // _SHIFT
     running = (_running(np.add.reduceat(sales, cuts), entity) if cuts.size else np.zeros(0),
@@ -225,11 +220,21 @@ def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.
 
 def _base(s: Sources, t: np.ndarray) -> np.ndarray:
     """Everyone's redemption rate of sends before each week ``t``."""
-    weeks_sent = np.sort(s.sent.keys % _SHIFT)
-    weeks_red = np.sort(s.redeemed.keys % _SHIFT)
-    k = np.asarray(t, np.int64) + 2**20
-    n_sent = np.searchsorted(weeks_sent, k)
-    return np.where(n_sent > 0, np.searchsorted(weeks_red, k) / np.maximum(n_sent, 1), 0.0)
+    n_sent = _events_before(s, "sent", t)
+    return np.where(n_sent > 0, _events_before(s, "redeemed", t) / np.maximum(n_sent, 1), 0.0)
+
+
+def _events_before(s: Sources, name: str, t: np.ndarray) -> np.ndarray:
+    """How many events of the timeline ``name`` fall in weeks before each ``t``: a running count
+    per week, built once per :class:`Sources` (the counts a sort and search of every event's
+    week would give, without sorting them for each call)."""
+    if name not in s.weekly:
+        weeks = getattr(s, name).keys % _SHIFT
+        first = int(weeks.min(initial=0))
+        s.weekly[name] = (first, np.concatenate([[0], np.cumsum(np.bincount(weeks - first))]))
+    first, running = s.weekly[name]
+    at = np.clip(np.asarray(t, np.int64) + 2**20 - first, 0, running.size - 1)
+    return running[at]
 
 
 def offer_features(s: Sources, o: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
