@@ -26,14 +26,10 @@ from optimizer.solve.lagrangian.repair import _keep_prefix
 BIG_OFFER = 1001
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """A 500-customer demo input folder, written once for the module."""
-    root = tmp_path_factory.mktemp("extreme")
-    result = CliRunner().invoke(main, ["demo-data", str(root / "data"), "--customers", "500",
-                                       "--offers", "30", "--seed", "0"])
-    assert result.exit_code == 0, result.output
-    return root / "data"
+@pytest.fixture
+def demo(demo_500: Path) -> Path:
+    """The session's 500-customer demo folder (tests/conftest.py); copied before any change."""
+    return demo_500
 
 
 def _world(demo: Path, root: Path, global_budget: float | None = 15000.0,

@@ -38,13 +38,10 @@ seed = 0
 """
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ctrl-c")
-    result = CliRunner().invoke(main, ["demo-data", str(root / "data"), "--customers", "500",
-                                       "--offers", "30", "--seed", "0"])
-    assert result.exit_code == 0, result.output
-    return root / "data"
+@pytest.fixture
+def demo(demo_500: Path) -> Path:
+    """The session's 500-customer demo folder (tests/conftest.py); copied before any change."""
+    return demo_500
 
 
 @pytest.fixture()

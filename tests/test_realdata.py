@@ -35,7 +35,8 @@ def demo(tmp_path_factory) -> Path:
     return root
 
 
-def _features(inputs, week: int) -> tuple[np.ndarray, tuple]:
+def _sources(inputs, week: int) -> tuple[object, sp.csr_matrix]:
+    """The repurchase model's sources as of ``week`` and the (category x offer) incidence."""
     cats = offer_categories(inputs)
     names = sorted(inputs.products.get_column("category").unique().to_list())
     pairs = cats.pairs.filter(pl.col("category").is_in(names))
@@ -45,6 +46,11 @@ def _features(inputs, week: int) -> tuple[np.ndarray, tuple]:
                               shape=(len(names), inputs.n_offers))
     s = repurchase.sources(inputs, purchase_lines(inputs, (), week), incidence,
                            np.ones(inputs.n_offers), np.arange(inputs.n_offers), week)
+    return s, incidence
+
+
+def _features(inputs, week: int) -> tuple[np.ndarray, tuple]:
+    s, _ = _sources(inputs, week)
     n, m = inputs.n_customers, inputs.n_offers
     c = np.repeat(np.arange(n), m)
     o = np.tile(np.arange(m), n)
@@ -217,15 +223,7 @@ def test_category_weeks_train_as_they_score(demo: Path):
     """The training feature (per pair, as of its week) equals what the compiled kernels compute
     from the (customer, category) shares times the offer incidence, capped at 1."""
     inputs = load_inputs(demo / "data")
-    cats = offer_categories(inputs)
-    names = sorted(inputs.products.get_column("category").unique().to_list())
-    pairs = cats.pairs.filter(pl.col("category").is_in(names))
-    k = pairs.get_column("category").replace_strict({n: i for i, n in enumerate(names)},
-                                                    return_dtype=pl.Int64).to_numpy()
-    incidence = sp.csr_matrix((np.ones(k.size), (k, pairs.get_column("o").to_numpy())),
-                              shape=(len(names), inputs.n_offers))
-    s = repurchase.sources(inputs, purchase_lines(inputs, (), 40), incidence,
-                           np.ones(inputs.n_offers), np.arange(inputs.n_offers), 40)
+    s, incidence = _sources(inputs, 40)
     n, m = inputs.n_customers, inputs.n_offers
     c, o = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
     trained = repurchase.pair_features(s, c, o, np.full(c.size, 40))["category_weeks"]
