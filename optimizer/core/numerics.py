@@ -1,9 +1,11 @@
-"""Numeric conventions shared by every stage: when a dual price counts as positive.
+"""Numeric conventions shared by every stage: when a dual price counts as positive, and sums
+that restart with each group.
 
 One definition each, so the manifest, the report, compare, sweep and explain agree.
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 # a dual price above this is positive: below it, the price is the solver's rounding noise
@@ -16,3 +18,25 @@ def binding(shadow_price: np.ndarray) -> np.ndarray:
     budget: objective value of one more unit of it) is positive, i.e. more budget would raise
     the objective. How full the budget is does not decide it."""
     return np.asarray(shadow_price, dtype=float) > BINDING_PRICE
+
+
+@nb.njit(cache=True, nogil=True)
+def _group_running_sum(group, weight):  # pragma: no cover - compiled
+    used = np.empty(weight.shape[0])
+    total = 0.0
+    for i in range(weight.shape[0]):
+        if i == 0 or group[i] != group[i - 1]:
+            total = 0.0
+        total += weight[i]
+        used[i] = total
+    return used
+
+
+def group_running_sum(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The running sum of ``weight`` restarted at every change of ``group`` (rows sorted by group).
+
+    Each group's sum starts from zero: one running sum over all groups loses the small groups'
+    precision after a group of huge weights (one offer costing 1e14 a redemption let the offers
+    after it overspend their budgets by whole units), and a customer's running spend must never
+    depend on another customer's rows. Used by the repair's budget cut and the repurchase model."""
+    return _group_running_sum(group, weight)

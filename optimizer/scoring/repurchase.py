@@ -40,12 +40,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import numba as nb
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 from scipy import special
 
+from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
 from optimizer.scoring._repurchase_kernels import events_before, line_timelines, spend_keys
 from optimizer.scoring.features import PurchaseLines
@@ -114,19 +114,6 @@ class Sources:
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
-@nb.njit(cache=True, nogil=True)
-def _running(values, entity):  # pragma: no cover - compiled
-    # sums that restart with each entity: her running spend never depends on anyone else's rows
-    out = np.empty_like(values)
-    acc = 0.0
-    for i in range(values.shape[0]):
-        if i == 0 or entity[i] != entity[i - 1]:
-            acc = 0.0
-        acc += values[i]
-        out[i] = acc
-    return out
-
-
 def _product_offers(inputs: Inputs, n_products: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR (indptr over products, offer indices) of ``offer_products``."""
     if inputs.offer_products is None or inputs.offer_products.height == 0:
@@ -169,8 +156,11 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     discounted = np.where(discounted, sales, 0.0)
     keys = spend_key[cuts]
     entity = keys // _SHIFT
-    running = (_running(np.add.reduceat(sales, cuts), entity) if cuts.size else np.zeros(0),
-               _running(np.add.reduceat(discounted, cuts), entity) if cuts.size else np.zeros(0))
+    # sums that restart with each entity: her running spend never depends on anyone else's rows
+    running = (group_running_sum(entity, np.add.reduceat(sales, cuts)) if cuts.size
+               else np.zeros(0),
+               group_running_sum(entity, np.add.reduceat(discounted, cuts)) if cuts.size
+               else np.zeros(0))
 
     def timeline(frame: pl.DataFrame, entity: pl.Expr) -> Timeline:
         return Timeline.of(frame.select(entity).to_series().to_numpy(),

@@ -62,27 +62,6 @@ def best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
     return _best_single(group, value, weight, capacity)
 
 
-@nb.njit(**_JIT)
-def _group_running_sum(group, weight):  # pragma: no cover - compiled
-    used = np.empty(weight.shape[0])
-    total = 0.0
-    for i in range(weight.shape[0]):
-        if i == 0 or group[i] != group[i - 1]:
-            total = 0.0
-        total += weight[i]
-        used[i] = total
-    return used
-
-
-def group_running_sum(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """The running sum of ``weight`` restarted at every change of ``group`` (sorted by group).
-
-    Each group's sum starts from zero: a running sum over all groups minus the sum before the
-    group loses the small groups' precision after a group of huge weights (one offer costing
-    1e14 a redemption let the offers after it overspend their budgets by whole units)."""
-    return _group_running_sum(group, weight)
-
-
 @nb.njit(inline="always")  # a call passing arrays per candidate is costly
 def _key_of(keys, first, n_keys, cat):  # pragma: no cover - compiled
     """Index of ``cat`` among ``keys[first:n_keys]`` (this customer's categories), or -1."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.core.numerics import group_running_sum
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
@@ -79,7 +80,7 @@ def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
     order = np.lexsort((-priority, group))
     g = group[order]
     # a running sum per group, from zero: exact to each group's own scale whatever the others'
-    used = refill_kernels.group_running_sum(g, weight[order].astype(np.float64))
+    used = group_running_sum(g, weight[order].astype(np.float64))
     keep = np.empty(group.shape[0], dtype=bool)
     keep[order] = used <= capacity[g] * (1 + 1e-12) + 1e-12
     return keep
