@@ -15,18 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer.apps.pipeline import _chunks, run_scenario
+from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.core.config import load_scenario
+from optimizer.core.parallel import chunks as _chunks
 from optimizer.io.validate import load_inputs
 from optimizer.model.eligibility import compile_rules, customer_caps
-from optimizer.model.problem import block_from_candidates, block_from_pairs, offer_data
+from optimizer.model.problem import block_from_pairs, offer_data
 from optimizer.scoring.features import offer_categories
 from optimizer.scoring.fit import fit_scoring
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.bounds import best_totals, virtual_totals
 from optimizer.solve.lagrangian.method import dual_bound
+from tests.oracles import block_from_candidates
 from tests.random_world import run_with_problem
 from tests.tiny_world import tree_bytes, write_scenario
 

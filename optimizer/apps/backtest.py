@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.apps.pipeline import score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import ScenarioError
 from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
-from optimizer.model.eligibility import compile_rules, customer_caps
+from optimizer.model.build import compile_eligibility
 from optimizer.scoring.baselines import buy_again
-from optimizer.scoring.features import offer_categories
-from optimizer.scoring.fit import bought_categories, fit_scoring
+from optimizer.scoring.fit import bought_categories
 
 METHODS = ("fitted", "fitted_score", "buy_again", "popular", "random")
 COUNTS = ("list_pairs", "logged_redeemed", "sent", "redeemed_when_sent", "bought", "replay_pairs",
@@ -168,11 +168,12 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
         raise ScenarioError("--holdout-weeks must be at least 1")
     inputs = load_inputs(scenario.data)
     cutoff, week = scenario.week - holdout_weeks, scenario.week
-    cats = offer_categories(inputs)
-    scoring = fit_scoring(inputs, scenario, cats, cutoff)
-    model = scoring.model
-    rules = compile_rules(inputs, scenario.rules, cutoff, cats)
-    caps, _ = customer_caps(inputs, scenario.rules, cutoff)
+    # the run's own steps, taken at the cutoff: its scoring and its eligibility
+    # (the built-in scoring is what is backtested, fitted even beside a scores table)
+    scoring = score_inputs(inputs, scenario, cutoff, fit=True)
+    cats, model = scoring.cats, scoring.model
+    assert model is not None  # fit=True
+    rules, caps, _ = compile_eligibility(inputs, scenario.rules, cutoff, cats)
     n_offers = inputs.n_offers
     cat_matrix = (model.offer_categories_, model.features_.categories)
     popularity, popular_by = _popularity(inputs, cutoff, cat_matrix)

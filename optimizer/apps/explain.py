@@ -30,13 +30,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.apps.pipeline import Scored, score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.io.validate import Inputs, load_inputs
-from optimizer.model.eligibility import compile_rules, customer_caps
-from optimizer.model.problem import block_from_candidates, offer_data
-from optimizer.scoring.features import offer_categories
-from optimizer.scoring.fit import fit_scoring
+from optimizer.model.build import build_problem
 
 EPS = 1e-12
 
@@ -70,15 +68,19 @@ def _customer_index(inputs: Inputs, customer_id: str) -> int:
     return int(hits[0])
 
 
-def _scores(inputs: Inputs, scenario: Scenario, cats: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """p_redeem and value of every offer for customer index ``c`` (0 where not scored)."""
-    n = inputs.n_offers
-    if inputs.scores is None:
-        model = fit_scoring(inputs, scenario, cats, scenario.week).model
-        p, value = model.score(c, c + 1)
-        return np.asarray(p)[0], np.asarray(value)[0]
-    rows = inputs.scores.filter(pl.col("c") == c)
+def _scores(inputs: Inputs, scored: Scored, c: int, n_offers: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """p_redeem and value of every offer for customer index ``c`` (0 where not scored): the
+    affinity model's compiled scorer that built the run's blocks, or the ``scores`` rows."""
+    n = n_offers
     p, value = np.zeros(n), np.zeros(n)
+    if scored.model is not None:
+        every = scored.model.select(np.array([c], dtype=np.int64), np.ones((1, n), dtype=bool),
+                                    None, scored.cats.table[:, 0])
+        p[every.offer], value[every.offer] = every.p_redeem, every.value
+        return p, value
+    assert inputs.scores is not None  # the scores path
+    rows = inputs.scores.filter(pl.col("c") == c)
     o = rows.get_column("o").to_numpy().astype(np.int64)
     p[o], value[o] = rows.get_column("p_redeem").to_numpy(), rows.get_column("value").to_numpy()
     return p, value
@@ -102,24 +104,23 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     inputs = load_inputs(scenario.data)
     c = _customer_index(inputs, customer_id)
-    cats = offer_categories(inputs)
+    # the run's own steps: its scoring, then the problem built for this customer alone (each
+    # customer's candidates depend on her row only)
+    scored = score_inputs(inputs, scenario, scenario.week)
+    cats = scored.cats
     rules_cfg = scenario.rules
-    offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     offer_ids = [str(x) for x in inputs.offers.get_column("offer_id").to_list()]
-    p, value = _scores(inputs, scenario, cats, c)
+    p, value = _scores(inputs, scored, c, inputs.n_offers)
+    built = build_problem(inputs, scenario, cats, scored.model, rows=(c, c + 1))
+    offers, rules, caps = built.problem.offers, built.rules, built.caps
     cost = p * offers.discount
 
-    rules = compile_rules(inputs, rules_cfg, scenario.week, cats)
-    caps, _ = customer_caps(inputs, rules_cfg, scenario.week)
     customers = np.array([c], dtype=np.int64)
     offer_row = np.arange(inputs.n_offers, dtype=np.int64)[None, :]
     reasons = {k: v[0] for k, v in rules.reasons(customers, offer_row).items()}
-    allowed = ~np.any(list(reasons.values()), axis=0)
-    keep = scenario.affinity.candidates_per_customer if inputs.scores is None else None
-    block = block_from_candidates(customers, offer_row, p[None, :], value[None, :],
-                                  allowed[None, :], offers.discount, caps[c:c + 1], keep=keep)
     candidate = np.zeros(inputs.n_offers, dtype=bool)
-    candidate[block.offer[0][block.offer[0] >= 0]] = True
+    for block in built.problem.blocks:
+        candidate[block.offer[block.offer >= 0]] = True
 
     budget_price, count_price, global_price = _prices(manifest, offer_ids)
     reduced = value - (budget_price + global_price) * cost - count_price

@@ -10,53 +10,39 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
 from optimizer import __version__
-from optimizer.core.allocator import reusing_freed_memory, usable_cpus
+from optimizer.core.allocator import reusing_freed_memory
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
 from optimizer.core.numerics import binding
 from optimizer.io.history import check_history_week, history_lock, stage_history
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
-from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs, history_digest, load_inputs
-from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.build import build_problem
 from optimizer.model.holdout import withhold_controls
-from optimizer.model.problem import (
-    AssignmentProblem,
-    CandidateBlock,
-    OfferData,
-    Prices,
-    Solution,
-    block_from_pairs,
-    offer_data,
-)
+from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.scoring.clv import with_given_clv
-from optimizer.scoring.features import offer_categories
+from optimizer.scoring.features import OfferCategories, offer_categories
 from optimizer.scoring.fit import fit_scoring
 from optimizer.solve import solve
-from optimizer.solve.lagrangian import _kernels as kernels
-from optimizer.solve.lagrangian.bounds import best_totals, virtual_totals
-from optimizer.solve.lagrangian.method import admissible_prices, capacity_terms, dual_bounds
 from optimizer.solve.lagrangian.start import best_by_prices
+from optimizer.solve.lagrangian.truncation import affinity_truncation, scores_truncation
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -124,207 +110,32 @@ class _Stages:
 _KEEP_FREED = frozenset({"solve", "bound_all_candidates"})
 
 
-def _chunks(n: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
-                   discount: np.ndarray, audit: bool = True) -> Iterator[CandidateBlock]:
-    """Candidate blocks from the ``scores`` table, one per chunk of customers: the listed pairs
-    that the rules allow, of positive value.
-
-    Chunks are built on ``solver.threads`` threads, at most that many at a time, while the next
-    chunk's rows are read; each block depends on its chunk's rows only and audits are added in
-    chunk order, so the blocks and the audit are the same for any thread count. ``audit=False``
-    leaves the audit as it is (a second pass over the same pairs)."""
-    def chunk(part: ScoresChunk) -> tuple[CandidateBlock, dict[str, int]]:
-        cc, oo, v = part.c, part.o, part.value
-        # the rules see each pair as a one-slot row of its customer (a chunk may list none);
-        # each chunk audits into its own counts, added to the run's in chunk order
-        own = replace(rules, audit={name: 0 for name in rules.audit})
-        live = (own.allowed(cc, oo[:, None])[:, 0] if cc.size
-                else np.zeros(0, dtype=bool)) & (v > 0)
-        kept = np.flatnonzero(live)
-        block = block_from_pairs(np.arange(part.start, part.stop, dtype=np.int64),
-                                 cc[kept] - part.start, oo[kept], part.p_redeem[kept], v[kept],
-                                 discount, caps[part.start:part.stop])
-        return block, own.audit
-
-    bounds = _chunks(inputs.n_customers, scenario.solver.chunk_size)
-    for block, chunk_audit in _in_order(chunk, scores_chunks(inputs, bounds), _threads(scenario)):
-        if audit:
-            for name, count in chunk_audit.items():
-                rules.audit[name] += count
-        yield block
-
-
-def _threads(scenario: Scenario) -> int:
-    threads = scenario.solver.threads
-    return threads if threads > 0 else usable_cpus()
-
-
-def _in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
-    """``fn`` over ``items`` on ``threads`` threads, results in item order, at most ``threads``
-    items started and not yet taken (memory stays bounded by a few chunks). ``items`` may be
-    a generator: it is advanced on the calling thread, while the started items run."""
-    if threads <= 1 or (isinstance(items, list) and len(items) < 2):
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        pending: deque[Future[R]] = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= threads:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-# categories whose largest dropped value each customer keeps for the bound over all candidates
-_DROPPED_CATEGORIES = 8
-
-
 @dataclass
-class _Dropped:
-    """What each customer of a block left out of her kept candidates (see
-    :func:`optimizer.solve.lagrangian.bounds.virtual_totals`)."""
+class Scored:
+    """The features step's output: the offers' categories, the fitted affinity model (None
+    when the inputs carry a ``scores`` table), each customer's lifetime value (NaN unknown)
+    and the manifest's descriptions of both models."""
 
-    top_value: np.ndarray
-    top_category: np.ndarray
-    residual: np.ndarray
-
-
-def _affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
-                     rules: EligibilityRules, caps: np.ndarray, offers: OfferData,
-                     per_category: int | None
-                     ) -> tuple[list[CandidateBlock], list[_Dropped]]:
-    """Candidate blocks scored by the built-in affinity model, best few per customer kept, and
-    per block what its customers dropped (for the bound over all candidates).
-
-    Chunks are scored on ``solver.threads`` threads by the compiled kernel
-    (:meth:`AffinityModel.select`), at most that many at a time; each chunk's block depends on
-    its customers only, so the blocks are the same for any thread count."""
-    keep = scenario.affinity.candidates_per_customer
-    primary = offers.categories[:, 0]
-    top = (min(_DROPPED_CATEGORIES, offers.n_categories)
-           if per_category is not None and scenario.affinity.bound_all_candidates else 0)
-    n_offers = inputs.n_offers
-    model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before the threads
-
-    def chunk(bounds: tuple[int, int]) -> tuple[CandidateBlock, _Dropped, dict[str, int]]:
-        start, stop = bounds
-        customers = np.arange(start, stop, dtype=np.int64)
-        offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (stop - start, n_offers))
-        # the chunk's own audit (rules.allowed adds to it), added to the run's in chunk order
-        own = replace(rules, audit={name: 0 for name in rules.audit})
-        allowed = own.allowed(customers, offer)
-        kept = model.select(customers, allowed, keep, primary, top)
-        del allowed
-        block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
-                                 offers.discount, caps[start:stop])
-        return block, _Dropped(kept.top_value, kept.top_category.astype(np.int32),
-                               kept.residual), own.audit
-    blocks, dropped = [], []
-    for block, drop, audit in _in_order(chunk, _chunks(inputs.n_customers,
-                                                       scenario.solver.chunk_size),
-                                        _threads(scenario)):
-        blocks.append(block)
-        dropped.append(drop)
-        for name, count in audit.items():
-            rules.audit[name] += count
-    return blocks, dropped
+    cats: OfferCategories
+    model: AffinityModel | None
+    clv: np.ndarray
+    lifetime_value: dict[str, Any]
+    propensity: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-# customers re-scored over every offer at a time in the bound over all candidates
-_RESCORE_ROWS = 10_000
-
-
-def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
-                rules: EligibilityRules, caps: np.ndarray, problem: AssignmentProblem,
-                solution: Solution, dropped: list[_Dropped]) -> dict[str, Any]:
-    """What keeping only each customer's best few candidates may have cost.
-
-    The final prices bound every eligible pair too (weak duality holds for any non-negative
-    prices): the sum over customers of each one's relaxed best response over ALL her eligible
-    candidates, plus prices x capacities, bounds the best plan over all candidates
-    (as :func:`~optimizer.solve.lagrangian.method.dual_bound` computes it). Each customer's term is
-    first bounded from her kept candidates and what she dropped
-    (:func:`optimizer.solve.lagrangian.bounds.virtual_totals`: an upper bound, equal to her best response over
-    the kept ones when it takes none of the dropped); only the customers for whom a dropped
-    candidate could count are re-scored over every eligible offer, and get their exact term.
-    The bound is therefore the one a full re-scoring gives (up to rounding), at the cost of
-    re-scoring those customers only.
-    """
-    prices = admissible_prices(problem, solution.prices)
-    offers = problem.offers
-    primary = offers.categories[:, 0]
-    per_category = problem.max_per_category
-    bonus = np.zeros(offers.n_offers)
-    n_offers = inputs.n_offers
-
-    def customer_terms(item: tuple[CandidateBlock, _Dropped]) -> tuple[np.ndarray, int]:
-        block, drop = item
-        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
-                                         prices.count, prices.global_budget, bonus)
-        totals, virtual = virtual_totals(
-            reduced, block.offer, block.cap, primary, per_category, drop.top_value,
-            drop.top_category, drop.residual, (prices.budget, prices.count, prices.global_budget),
-            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
-        del reduced
-        positions = np.flatnonzero(virtual)
-        for lo in range(0, positions.size, _RESCORE_ROWS):
-            at = positions[lo:lo + _RESCORE_ROWS]
-            customers = block.customers[at]
-            offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64),
-                                    (customers.size, n_offers))
-            # rules.reasons, not rules.allowed: the audit already counted these pairs
-            eligible = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
-            totals[at] = best_totals(model.kernel_arrays(customers), customers, eligible,
-                                     primary, per_category, block.cap[at], prices.budget,
-                                     prices.count, prices.global_budget, offers.discount)
-        return totals, int(positions.size)
-    terms = list(_in_order(customer_terms, list(zip(problem.blocks, dropped)),
-                           _threads(scenario)))
-    customers = float(np.concatenate([t for t, _ in terms]).sum()) if terms else 0.0
-    bound = customers + capacity_terms(problem, prices)
-    gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
-    return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
-            "pairs": problem.n_pairs, "bound_all_candidates": bound,
-            "gap_all_candidates": gap,
-            # how much the dropped candidates could add, as far as the final prices can tell
-            "bound_increase": max(0.0, bound - solution.bound),
-            "customers_rescored": sum(n for _, n in terms)}
-
-
-def _scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRules,
-                       caps: np.ndarray, problem: AssignmentProblem, solution: Solution,
-                       selection_prices: Prices | None) -> dict[str, Any]:
-    """What keeping only each customer's best ``solver.scores_per_customer`` listed pairs
-    (:mod:`optimizer.solve.lagrangian.start`) may have cost: prices bound the plan over every listed pair the
-    rules allow (weak duality, :func:`~optimizer.solve.lagrangian.method.dual_bounds`), here the least
-    at the final prices, the selection's and points between; the pairs built again chunk by
-    chunk."""
-    every = _scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, audit=False)
-    pairs = [0]
-
-    def counted(blocks: Iterator[CandidateBlock]) -> Iterator[CandidateBlock]:
-        for block in blocks:
-            pairs[0] += block.n_pairs
-            yield block
-    # any prices bound the plan over every pair: the final ones, the selection's (an LP of a
-    # sample with every pair), and points between them, since the dual function is convex in
-    # the prices (1 M customers, 12 kept: 644,196 at the midpoint, 645,408 and 645,670 at the
-    # ends; each point costs one best response per chunk, the table is read once)
-    tried = [solution.prices]
-    if selection_prices is not None:
-        tried += [solution.prices.towards(selection_prices, share)
-                  for share in (0.25, 0.5, 0.75, 1.0)]
-    bound = min(dual_bounds(problem, tried, counted(every)))
-    gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
-    return {"candidates_per_customer": scenario.solver.scores_per_customer,
-            "pairs": problem.n_pairs, "pairs_all_candidates": pairs[0],
-            "bound_all_candidates": bound, "gap_all_candidates": gap,
-            "bound_increase": max(0.0, bound - solution.bound)}
+def score_inputs(inputs: Inputs, scenario: Scenario, week: int, fit: bool = False) -> Scored:
+    """The features step of a run (``run``, ``explain`` and ``backtest`` take it from here):
+    the models fitted on the weeks before ``week``, or the ``scores`` table as given (``fit``:
+    fit the models even then, as ``backtest`` does)."""
+    cats = offer_categories(inputs)
+    if inputs.has_scores and not fit:
+        none = {"model": "none (scores table)"}
+        return Scored(cats, None, with_given_clv(inputs, np.full(inputs.n_customers, np.nan)),
+                      dict(none), dict(none))
+    scoring = fit_scoring(inputs, scenario, cats, week)
+    return Scored(cats, scoring.model, scoring.clv, scoring.lifetime_value, scoring.propensity,
+                  scoring.seconds)
 
 
 def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
@@ -393,50 +204,14 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         raise InfeasibleError("global_budget is negative")
 
     stages.start("features")
-    cats = offer_categories(inputs)
-    offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
-    clv_info: dict[str, Any] = {"model": "none (scores table)"}
-    model = None
-    clv = with_given_clv(inputs, np.full(inputs.n_customers, np.nan))  # NaN = unknown
-    propensity_info: dict[str, Any] = {"model": "none (scores table)"}
-    if not inputs.has_scores:
-        scoring = fit_scoring(inputs, scenario, cats, scenario.week)
-        model, clv = scoring.model, scoring.clv
-        clv_info, propensity_info = scoring.lifetime_value, scoring.propensity
+    scored = score_inputs(inputs, scenario, scenario.week)
+    cats, model, clv = scored.cats, scored.model, scored.clv
     stages.stop()
 
     stages.start("eligibility")
-    rules = compile_rules(inputs, rules_cfg, scenario.week, cats)
-    caps, cap_audit = customer_caps(inputs, rules_cfg, scenario.week)
-    # the rules hold what they need of the send history now (1.3 GB at ten million customers)
-    inputs = replace(inputs, history=None, redemptions=None)
-    dropped: list[_Dropped] = []
-    keep = scenario.solver.scores_per_customer
-    truncated = keep is not None and keep < inputs.n_offers
-    global_budget = (rules_cfg.global_budget if rules_cfg.global_budget is not None
-                     else float("inf"))
-    selection: dict[str, Any] = {}
-    if model is None:
-        every = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
-        if keep is not None and truncated:
-            every = best_by_prices(every, keep, offers, rules_cfg.max_offers_per_category,
-                                   global_budget, inputs.n_customers, scenario.solver.seed,
-                                   selection)
-        blocks = list(every)
-        # no customer had more pairs than kept: the plain run, neither started from the
-        # selection's prices nor bounded again
-        truncated = truncated and bool(selection.get("dropped"))
-        if inputs.scores is not None and not truncated:
-            # the blocks now hold every pair: free the table (GBs at millions of customers)
-            inputs = replace(inputs, scores=inputs.scores.clear())
-    else:
-        blocks, dropped = _affinity_blocks(model, inputs, scenario, rules, caps, offers,
-                                           rules_cfg.max_offers_per_category)
+    built = build_problem(inputs, scenario, cats, model, select=best_by_prices)
+    inputs, rules, problem = built.inputs, built.rules, built.problem
     stages.stop()
-
-    problem = AssignmentProblem(
-        offers=offers, blocks=blocks, max_per_category=rules_cfg.max_offers_per_category,
-        global_budget=global_budget, n_customers=inputs.n_customers)
 
     stages.start("solve")
     def on_iteration(entry: dict[str, float | None]) -> None:
@@ -445,8 +220,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     started_from = "given prices" if warm_start is not None else None
     if warm_start_run is not None:
         warm_start, started_from = warm_start_prices(warm_start_run, inputs), str(warm_start_run)
-    if warm_start is None and truncated:  # the prices that chose the kept pairs: a good start
-        warm_start = selection.get("prices")
+    if warm_start is None:  # the prices that chose the kept pairs, if any: a good start
+        warm_start = built.start_prices
     # the solver zeroes prices on constraints this scenario lacks
     # (solve/lagrangian/method.admissible_prices)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
@@ -454,19 +229,19 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.stop()
 
     truncation: dict[str, Any] = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
-    if model is None and truncated:
+    if model is None and built.truncated:
         stages.start("bound_all_candidates")
-        truncation = _scores_truncation(inputs, scenario, rules, caps, problem, solution,
-                                        selection.get("prices"))
-        truncation["selection"] = selection["description"]
+        truncation = scores_truncation(inputs, scenario, rules, built.caps, problem, solution,
+                                       built.start_prices)
+        truncation["selection"] = built.selection["description"]
         if inputs.scores is not None:
             inputs = replace(inputs, scores=inputs.scores.clear())
         stages.stop()
     if (model is not None and scenario.affinity.bound_all_candidates
             and scenario.affinity.candidates_per_customer < inputs.n_offers):
         stages.start("bound_all_candidates")
-        truncation = _truncation(model, inputs, scenario, rules, caps, problem, solution,
-                                 dropped)
+        truncation = affinity_truncation(model, inputs, scenario, rules, built.caps, problem,
+                                         solution, built.dropped)
         stages.stop()
 
     stages.start("write")
@@ -476,11 +251,11 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     solution = held.solution
     assignments = assignments_frame(inputs, problem, solution)
     summary = offers_summary_frame(inputs, problem, assignments, solution)
-    manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
-                         clv_info, stages.seconds)
+    manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, built.cap_audit,
+                         scored.lifetime_value, stages.seconds)
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
     manifest["history_before_week_sha256"] = history_read
-    manifest["propensity"] = propensity_info
+    manifest["propensity"] = scored.propensity
     manifest["candidates"] = truncation
     if inputs.has_scores:
         truncation["scores_read"] = "in batches" if inputs.scores_batches is not None else "whole"

@@ -8,7 +8,7 @@ a compiled kernel: her sparse rows times the offer incidences into seven offer-l
 (in cache), ``p_redeem`` and the value of her allowed offers, the ``keep`` best of them, and, for
 the bound over all candidates, the largest value among the ones she did not keep (see
 :func:`virtual_totals`). Same sums in the same order as ``score`` and
-:func:`~optimizer.model.problem.block_from_candidates`, so the kept pairs are byte-identical; the kernel
+``tests.oracles.block_from_candidates`` (the numpy oracle), so the kept pairs are byte-identical; the kernel
 releases the GIL, so chunks run on a thread pool.
 
 What each customer dropped (per primary category, the largest value among her live candidates not

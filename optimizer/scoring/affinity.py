@@ -211,7 +211,7 @@ class AffinityModel:
         """Score customers ``rows`` (``(n,)`` increasing indices) against every offer and keep
         each one's ``keep`` best ``allowed`` candidates of positive value, with what they
         dropped (:func:`~optimizer.scoring._pair_kernels.score_select`): the pairs of :meth:`score` that
-        :func:`~optimizer.model.problem.block_from_candidates` keeps, without the dense arrays."""
+        ``tests.oracles.block_from_candidates`` (the numpy oracle) keeps, without the dense arrays."""
         return score_select(self.kernel_arrays(rows), rows, allowed, keep, primary, top)
 
     def score(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,46 @@
+"""The one thread map: a function over items on a few threads, results in item order.
+
+Every chunked stage (candidate blocks, the bound over all candidates) runs through
+:func:`in_order`, so each chunk's result depends on its chunk only and the outputs are the same
+for any thread count.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from optimizer.core.allocator import usable_cpus
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def thread_count(threads: int) -> int:
+    """``threads`` as configured (``solver.threads``), 0 or less meaning every usable CPU."""
+    return threads if threads > 0 else usable_cpus()
+
+
+def chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` bounds covering ``0 .. n - 1`` in pieces of ``size``."""
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``threads`` threads, results in item order, at most ``threads``
+    items started and not yet taken (memory stays bounded by a few chunks). ``items`` may be
+    a generator: it is advanced on the calling thread, while the started items run."""
+    if threads <= 1 or (isinstance(items, list) and len(items) < 2):
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+__all__ = ["chunks", "in_order", "thread_count"]

@@ -1,0 +1,225 @@
+"""``build_problem``: from the scored inputs and the scenario to the assignment problem.
+
+It owns what the solver is given: the rules compiled for the week, each customer's cap, the
+candidate blocks (customers in chunks, scored by the affinity model's compiled kernel or read
+from the ``scores`` table), which pairs are kept when only each customer's best few may enter
+the solve, and the prices that chose them (the solver's natural start). The run, ``explain``
+and the bound over all candidates build the same blocks through it, so what ``explain`` shows
+is what ``run`` solved.
+
+Choosing the kept pairs of a ``scores`` table needs the prices of a sample LP, which the solve
+stage computes: the caller passes that step in as ``select`` (the pipeline passes
+:func:`optimizer.solve.lagrangian.start.best_by_prices`), so the model stage names no solver.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from optimizer.core.config import Rules, Scenario
+from optimizer.core.parallel import chunks, in_order, thread_count
+from optimizer.io.scores_stream import ScoresChunk, scores_chunks
+from optimizer.io.validate import Inputs
+from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.problem import (
+    AssignmentProblem,
+    CandidateBlock,
+    OfferData,
+    Prices,
+    block_from_pairs,
+    offer_data,
+)
+from optimizer.scoring.affinity import AffinityModel
+from optimizer.scoring.features import OfferCategories
+
+# categories whose largest dropped value each customer keeps for the bound over all candidates
+DROPPED_CATEGORIES = 8
+
+
+class KeptSelection(Protocol):
+    """Narrows every allowed listed pair to each customer's ``keep`` best, filling ``found``
+    with the prices that chose them (``"prices"``), their description and the pairs dropped
+    (the signature of :func:`optimizer.solve.lagrangian.start.best_by_prices`)."""
+
+    def __call__(self, blocks: Iterable[CandidateBlock], keep: int, offers: OfferData,
+                 max_per_category: int | None, global_budget: float, n_customers: int,
+                 seed: int, found: dict[str, object] | None = None
+                 ) -> Iterator[CandidateBlock]: ...
+
+
+@dataclass
+class Dropped:
+    """What each customer of a block left out of her kept candidates (see
+    :func:`optimizer.solve.lagrangian.bounds.virtual_totals`)."""
+
+    top_value: np.ndarray
+    top_category: np.ndarray
+    residual: np.ndarray
+
+
+@dataclass
+class Built:
+    """The problem and what built it.
+
+    ``inputs``: the inputs with what the rules absorbed freed (history, redemptions, and the
+    ``scores`` table once the blocks hold every pair); ``dropped``: per block, what the affinity
+    path's customers left out; ``selection``: how the kept pairs of a ``scores`` table were
+    chosen (``best_by_prices``' ``found``); ``truncated``: whether any customer lost a listed
+    pair to that choice (the run is then bounded again over every pair)."""
+
+    problem: AssignmentProblem
+    inputs: Inputs
+    rules: EligibilityRules
+    caps: np.ndarray
+    cap_audit: dict[str, int]
+    dropped: list[Dropped] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+
+    @property
+    def start_prices(self) -> Prices | None:
+        """The prices that chose the kept pairs (a good start for the solver), if any."""
+        prices = self.selection.get("prices") if self.truncated else None
+        return prices if isinstance(prices, Prices) else None
+
+
+def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
+                  model: AffinityModel | None, select: KeptSelection | None = None,
+                  rows: tuple[int, int] | None = None) -> Built:
+    """The assignment problem of the scenario's week (see the module docstring).
+
+    ``model``: the fitted affinity model, or None when the inputs carry a ``scores`` table;
+    ``select``: how to keep each customer's best ``solver.scores_per_customer`` listed pairs
+    (required when that knob truncates); ``rows``: build only customers ``start .. stop - 1``
+    (``explain``), whose blocks are the ones the whole run builds for them."""
+    rules_cfg = scenario.rules
+    offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
+    rules, caps, cap_audit = compile_eligibility(inputs, rules_cfg, scenario.week, cats)
+    # the rules hold what they need of the send history now (1.3 GB at ten million customers)
+    inputs = replace(inputs, history=None, redemptions=None)
+    global_budget = (rules_cfg.global_budget if rules_cfg.global_budget is not None
+                     else float("inf"))
+    built = Built(AssignmentProblem(offers=offers, blocks=[],
+                                    max_per_category=rules_cfg.max_offers_per_category,
+                                    global_budget=global_budget, n_customers=inputs.n_customers),
+                  inputs, rules, caps, cap_audit)
+    bounds = _bounds(inputs, scenario, rows)
+    if model is not None:
+        built.problem.blocks, built.dropped = affinity_blocks(
+            model, inputs, scenario, rules, caps, offers, rules_cfg.max_offers_per_category,
+            bounds)
+        return built
+    keep = scenario.solver.scores_per_customer
+    every = scores_blocks(inputs, scenario, rules, caps, offers.discount, bounds=bounds)
+    if keep is not None and keep < inputs.n_offers and rows is None:
+        if select is None:
+            raise ValueError("solver.scores_per_customer keeps fewer pairs than listed: "
+                             "build_problem needs select")
+        every = select(every, keep, offers, rules_cfg.max_offers_per_category, global_budget,
+                       inputs.n_customers, scenario.solver.seed, built.selection)
+    built.problem.blocks = list(every)
+    # no customer had more pairs than kept: the plain run, neither started from the
+    # selection's prices nor bounded again
+    built.truncated = bool(built.selection.get("dropped"))
+    if inputs.scores is not None and not built.truncated:
+        # the blocks now hold every pair: free the table (GBs at millions of customers)
+        built.inputs = replace(inputs, scores=inputs.scores.clear())
+    return built
+
+
+def compile_eligibility(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
+                        ) -> tuple[EligibilityRules, np.ndarray, dict[str, int]]:
+    """The eligibility step: the rules compiled for ``week``, each customer's cap and the caps'
+    audit (``backtest`` takes them at its cutoff week)."""
+    compiled = compile_rules(inputs, rules, week, cats)
+    caps, cap_audit = customer_caps(inputs, rules, week)
+    return compiled, caps, cap_audit
+
+
+def _bounds(inputs: Inputs, scenario: Scenario, rows: tuple[int, int] | None
+            ) -> list[tuple[int, int]]:
+    every = chunks(inputs.n_customers, scenario.solver.chunk_size)
+    if rows is None:
+        return every
+    return [(max(a, rows[0]), min(b, rows[1])) for a, b in every
+            if max(a, rows[0]) < min(b, rows[1])]
+
+
+def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
+                  discount: np.ndarray, audit: bool = True,
+                  bounds: list[tuple[int, int]] | None = None) -> Iterator[CandidateBlock]:
+    """Candidate blocks from the ``scores`` table, one per chunk of customers: the listed pairs
+    that the rules allow, of positive value.
+
+    Chunks are built on ``solver.threads`` threads, at most that many at a time, while the next
+    chunk's rows are read; each block depends on its chunk's rows only and audits are added in
+    chunk order, so the blocks and the audit are the same for any thread count. ``audit=False``
+    leaves the audit as it is (a second pass over the same pairs)."""
+    def chunk(part: ScoresChunk) -> tuple[CandidateBlock, dict[str, int]]:
+        cc, oo, v = part.c, part.o, part.value
+        # the rules see each pair as a one-slot row of its customer (a chunk may list none);
+        # each chunk audits into its own counts, added to the run's in chunk order
+        own = replace(rules, audit={name: 0 for name in rules.audit})
+        live = (own.allowed(cc, oo[:, None])[:, 0] if cc.size
+                else np.zeros(0, dtype=bool)) & (v > 0)
+        kept = np.flatnonzero(live)
+        block = block_from_pairs(np.arange(part.start, part.stop, dtype=np.int64),
+                                 cc[kept] - part.start, oo[kept], part.p_redeem[kept], v[kept],
+                                 discount, caps[part.start:part.stop])
+        return block, own.audit
+
+    if bounds is None:
+        bounds = chunks(inputs.n_customers, scenario.solver.chunk_size)
+    for block, chunk_audit in in_order(chunk, scores_chunks(inputs, bounds),
+                                       thread_count(scenario.solver.threads)):
+        if audit:
+            for name, count in chunk_audit.items():
+                rules.audit[name] += count
+        yield block
+
+
+def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
+                    rules: EligibilityRules, caps: np.ndarray, offers: OfferData,
+                    per_category: int | None, bounds: list[tuple[int, int]] | None = None
+                    ) -> tuple[list[CandidateBlock], list[Dropped]]:
+    """Candidate blocks scored by the built-in affinity model, best few per customer kept, and
+    per block what its customers dropped (for the bound over all candidates).
+
+    Chunks are scored on ``solver.threads`` threads by the compiled kernel
+    (:meth:`AffinityModel.select`), at most that many at a time; each chunk's block depends on
+    its customers only, so the blocks are the same for any thread count."""
+    keep = scenario.affinity.candidates_per_customer
+    primary = offers.categories[:, 0]
+    top = (min(DROPPED_CATEGORIES, offers.n_categories)
+           if per_category is not None and scenario.affinity.bound_all_candidates else 0)
+    n_offers = inputs.n_offers
+    model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before the threads
+
+    def chunk(part: tuple[int, int]) -> tuple[CandidateBlock, Dropped, dict[str, int]]:
+        start, stop = part
+        customers = np.arange(start, stop, dtype=np.int64)
+        offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (stop - start, n_offers))
+        # the chunk's own audit (rules.allowed adds to it), added to the run's in chunk order
+        own = replace(rules, audit={name: 0 for name in rules.audit})
+        allowed = own.allowed(customers, offer)
+        kept = model.select(customers, allowed, keep, primary, top)
+        del allowed
+        block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
+                                 offers.discount, caps[start:stop])
+        return block, Dropped(kept.top_value, kept.top_category.astype(np.int32),
+                              kept.residual), own.audit
+    if bounds is None:
+        bounds = chunks(inputs.n_customers, scenario.solver.chunk_size)
+    blocks, dropped = [], []
+    for block, drop, audit in in_order(chunk, bounds, thread_count(scenario.solver.threads)):
+        blocks.append(block)
+        dropped.append(drop)
+        for name, count in audit.items():
+            rules.audit[name] += count
+    return blocks, dropped
+
+
+__all__ = ["Built", "Dropped", "KeptSelection", "affinity_blocks", "build_problem",
+           "compile_eligibility",            "scores_blocks"]

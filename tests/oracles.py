@@ -1,0 +1,38 @@
+"""Numpy reference versions of the library's compiled kernels, kept as test oracles only: the
+library runs the compiled ones (what ``run`` and ``explain`` use), the tests check them
+against these plain array programs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.model.problem import CandidateBlock, block_from_pairs
+
+
+def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np.ndarray,
+                          value: np.ndarray, allowed: np.ndarray, discount: np.ndarray,
+                          cap: np.ndarray, keep: int | None = None) -> CandidateBlock:
+    """Pack a chunk's allowed candidates of positive value into a :class:`CandidateBlock`.
+
+    With ``keep``, only each customer's ``keep`` best candidates by value are kept (the loss this
+    causes is bounded by the solver's restricted problem, and reported). Slots must arrive in
+    increasing offer order within each row; they keep that order, so the layout, and hence every
+    tie-break, is independent of the chunking.
+    """
+    live = allowed & (value > 0) & (offer >= 0)
+    if keep is not None and keep < offer.shape[1]:
+        score = np.where(live, value, -np.inf)
+        part = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
+        # among equal values keep the lower offer index, independent of argpartition's choice
+        kth = np.take_along_axis(score, part, axis=1).min(axis=1, keepdims=True)
+        above = score > kth
+        tied = (score == kth) & live
+        room = keep - above.sum(axis=1, keepdims=True)
+        # slots arrive in offer order (scores are sorted by offer within customer, affinity
+        # columns are offers), so a running count breaks ties by offer index
+        tie_rank = np.cumsum(tied, axis=1)
+        live = live & (above | (tied & (tie_rank <= room)))
+    # row-major order lists each customer's kept candidates in their (offer) order
+    rows, cols = np.nonzero(live)
+    return block_from_pairs(customers, rows, offer[rows, cols], p_redeem[rows, cols],
+                            value[rows, cols], discount, cap)
