@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData
+from optimizer.core.numerics import binding
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Solution
 
 OUT = Path(__file__).resolve().parent / "out"
 CAP = 5
@@ -122,18 +123,15 @@ def all_pairs_problem(customers: int, offers: int, seed: int = 0, capped_share: 
     return problem, info
 
 
-def plan_usage(problem: AssignmentProblem, chosen: list[np.ndarray]) -> dict[str, Any]:
-    """Budget use of a plan: offers whose budget binds (>= 99.9% used) and the global budget."""
-    m = problem.offers.n_offers
-    spend = np.zeros(m)
-    for block, mask in zip(problem.blocks, chosen):
-        spend += np.bincount(block.offer[mask], weights=block.cost[mask], minlength=m)
-    budget = problem.offers.budget
-    finite = np.isfinite(budget)
-    binding = int((spend[finite] >= 0.999 * budget[finite]).sum())
-    return {"binding_budgets": binding, "capped_offers": int(finite.sum()),
-            "spend": float(spend.sum()), "global_budget": problem.global_budget,
-            "global_binds": bool(spend.sum() >= 0.999 * problem.global_budget)}
+def plan_usage(problem: AssignmentProblem, solution: Solution) -> dict[str, Any]:
+    """Budget use of a plan: offers whose budget binds (a positive shadow price, the one
+    definition of :func:`optimizer.core.numerics.binding`) and the global budget's."""
+    used = problem.usage(solution.chosen)
+    finite = np.isfinite(problem.offers.budget)
+    return {"binding_budgets": int(binding(solution.prices.budget).sum()),
+            "capped_offers": int(finite.sum()), "spend": used.total_spend,
+            "global_budget": problem.global_budget,
+            "global_binds": bool(binding(np.array([solution.prices.global_budget]))[0])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +279,7 @@ def solve_ours(problem: AssignmentProblem, gap: float, time_limit: float) -> dic
     sol = solve(problem, Solver(gap_tolerance=gap, max_iterations=1000, time_limit_s=time_limit))
     solve_s = time.perf_counter() - tick
     hit = next((e for e in sol.trace if e["gap"] is not None and e["gap"] <= gap), None)
-    usage = plan_usage(problem, sol.chosen)
+    usage = plan_usage(problem, sol)
     polish = getattr(sol, "polish", None) or {}
     return {"build_s": 0.0, "solve_s": solve_s, "status": sol.status,
             "objective": sol.objective, "bound": sol.bound, "kind": "plan",

@@ -59,23 +59,8 @@ def random_problem(seed: int, n: int, m: int, slots: int, multi: bool, per_categ
 
 
 def _assert_feasible(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
-    offers = problem.offers
-    spend = np.zeros(offers.n_offers)
-    count = np.zeros(offers.n_offers)
-    for block, mask in zip(problem.blocks, chosen):
-        assert not (mask & (block.offer < 0)).any()
-        assert (mask.sum(axis=1) <= block.cap).all()
-        spend += np.bincount(block.offer[mask], weights=block.cost[mask], minlength=offers.n_offers)
-        count += np.bincount(block.offer[mask], minlength=offers.n_offers)
-        if problem.max_per_category is not None:
-            for row in range(block.n_customers):
-                cats = offers.categories[block.offer[row, mask[row]]].ravel()
-                cats = cats[cats >= 0]
-                if cats.size:
-                    assert np.bincount(cats).max() <= problem.max_per_category
-    assert (spend <= offers.budget * (1 + 1e-9) + 1e-9).all()
-    assert (count <= offers.max_customers).all()
-    assert spend.sum() <= problem.global_budget * (1 + 1e-9) + 1e-9
+    broken = problem.violations(chosen, rtol=1e-9, atol=1e-9)
+    assert not any(broken.values()), broken
 
 
 _INSTANCES = dict(seed=st.integers(0, 10**6), n=st.integers(1, 30), m=st.integers(1, 8),

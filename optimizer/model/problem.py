@@ -19,6 +19,7 @@ chunk with vectorised numpy and memory grows with the chunk, not the population.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,99 @@ class AssignmentProblem:
         """The largest per-customer cap of any customer (0 without customers)."""
         return max((int(b.cap.max()) for b in self.blocks if b.n_customers), default=0)
 
+    # --- evaluating a plan: ``chosen`` holds one boolean mask per block, shaped like its
+    # ``offer``; every solver, test and benchmark judges plans with these
+
+    def objective(self, chosen: list[np.ndarray]) -> float:
+        """The plan's objective, ``sum value x``, summed in one chunk-independent order."""
+        if not self.blocks or not chosen:
+            return 0.0
+        return float(np.concatenate([b.value[c] for b, c in zip(self.blocks, chosen)]).sum())
+
+    def usage(self, chosen: list[np.ndarray]) -> "Usage":
+        """Expected spend and customers per offer of the plan (their sums: the global budget's
+        use), summed in one chunk-independent order."""
+        n_offers = self.offers.n_offers
+        if not self.blocks:
+            return Usage(np.zeros(n_offers), np.zeros(n_offers, dtype=np.int64))
+        offer = np.concatenate([b.offer[c] for b, c in zip(self.blocks, chosen)])
+        cost = np.concatenate([b.cost[c] for b, c in zip(self.blocks, chosen)])
+        return Usage(np.bincount(offer, weights=cost, minlength=n_offers),
+                     np.bincount(offer, minlength=n_offers))
+
+    def shortfall(self, chosen: list[np.ndarray]) -> int:
+        """Customers missing from the ``min_customers`` targets, summed over offers (a target,
+        not a rule: a plan with a shortfall is still feasible)."""
+        targets = self.offers.min_customers
+        if not (targets > 0).any():
+            return 0
+        return int(np.maximum(targets - self.usage(chosen).customers, 0).sum())
+
+    def violations(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0
+                   ) -> dict[str, int]:
+        """How many times the plan breaks each hard rule, by the manifest's constraint labels
+        (``empty_slot``: a chosen slot without a candidate). Capacities (budgets, the global
+        budget) are allowed ``rtol`` (relative) and ``atol`` (absolute) of rounding; counts are
+        exact."""
+        offers = self.offers
+        out = dict.fromkeys(("empty_slot", "customer_cap", "category_cap", "budget",
+                             "max_customers", "global_budget"), 0)
+        for block, mask in zip(self.blocks, chosen):
+            out["empty_slot"] += int((mask & (block.offer < 0)).sum())
+            out["customer_cap"] += int((mask.sum(axis=1) > block.cap).sum())
+            if self.max_per_category is not None and mask.any():
+                rows, slots = np.nonzero(mask)
+                cats = offers.categories[block.offer[rows, slots]]
+                owner = np.repeat(rows, cats.shape[1])
+                cats = cats.ravel()
+                live = cats >= 0
+                key = owner[live] * max(offers.n_categories, 1) + cats[live]
+                if key.size:
+                    out["category_cap"] += int((np.bincount(key) > self.max_per_category).sum())
+        used = self.usage([m & (b.offer >= 0) for b, m in zip(self.blocks, chosen)])
+        out["budget"] = int((used.spend > offers.budget * (1 + rtol) + atol).sum())
+        out["max_customers"] = int((used.customers > offers.max_customers).sum())
+        out["global_budget"] = int(used.total_spend > self.global_budget * (1 + rtol) + atol)
+        return out
+
+    def feasible(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0) -> bool:
+        """Whether the plan obeys every hard rule (:meth:`violations` all zero)."""
+        return not any(self.violations(chosen, rtol, atol).values())
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a plan uses of each offer: ``spend`` (expected cost) and ``customers``."""
+
+    spend: np.ndarray
+    customers: np.ndarray
+
+    @property
+    def total_spend(self) -> float:
+        """The plan's expected spend over every offer (the global budget's use)."""
+        return float(self.spend.sum())
+
+
+class Status(StrEnum):
+    """How a solve ended: the manifest's ``solver.status`` (these values, as strings).
+
+    OPTIMAL: the gap is within ``solver.gap_tolerance`` (the exact solver: proven optimal).
+    ITERATION_LIMIT: stopped at ``solver.max_iterations`` passes above the tolerance.
+    TIME_LIMIT: stopped at ``solver.time_limit_s`` above the tolerance.
+    STALLED: consecutive passes improved neither the bound nor the plan, above the tolerance.
+    """
+
+    OPTIMAL = "optimal"
+    ITERATION_LIMIT = "iteration_limit"
+    TIME_LIMIT = "time_limit"
+    STALLED = "stalled"
+
+
+def relative_gap(bound: float, objective: float) -> float:
+    """The one gap: ``max(0, (bound - objective) / bound)``, 0 when the bound is not positive
+    (the manifest's ``gap``, the solver's stopping test, the bound over all candidates)."""
+    return max(0.0, (bound - objective) / bound) if bound > 0 else 0.0
+
 
 @dataclass
 class Prices:
@@ -160,8 +254,7 @@ class Prices:
 class Solution:
     """What a solver returns: the chosen pairs of every block, and how good they are.
 
-    status: "optimal" (gap within tolerance), "gap_limit", "iteration_limit", "time_limit" or
-        "stalled" (passes stopped improving the bound and the plan).
+    status: a :class:`Status` value (held as its string, as the manifest writes it).
     bound: an upper bound on the best objective any plan obeying the hard rules could reach.
     """
 
@@ -176,9 +269,8 @@ class Solution:
 
     @property
     def gap(self) -> float:
-        if self.bound <= 0:
-            return 0.0
-        return max(0.0, (self.bound - self.objective) / self.bound)
+        """:func:`relative_gap` of the bound and the objective."""
+        return relative_gap(self.bound, self.objective)
 
 
 def offer_data(offers: "pl.DataFrame", categories: np.ndarray, category_names: list[str],

@@ -6,10 +6,10 @@ from typing import Callable
 
 from optimizer.core.config import Solver
 from optimizer.core.errors import SolverError
-from optimizer.model.problem import AssignmentProblem, Prices, Solution
+from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from optimizer.solve.polish import PolishedSolution, PolishSettings, feasible, polish
+from optimizer.solve.polish import PolishedSolution, PolishSettings, polish
 
 # what `offeropt check` allows a capacity (optimizer/check.py BUDGET_RTOL, BUDGET_ATOL): a plan
 # the checker would reject is never reported
@@ -48,7 +48,7 @@ def certified(problem: AssignmentProblem, solution: Solution) -> Solution:
         raise SolverError(
             f"the plan's objective ({objective}) or upper bound ({bound}) is not a finite number: "
             "the inputs' amounts are too large to add up; no output was written")
-    if not feasible(problem, solution.chosen, _CHECK_RTOL, _CHECK_ATOL):
+    if not problem.feasible(solution.chosen, _CHECK_RTOL, _CHECK_ATOL):
         raise SolverError(
             "the solver's plan breaks a cap or a budget once rounding is counted (amounts of "
             "very different sizes?); no output was written")
@@ -79,13 +79,13 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
         return solution
     pairs = problem.n_pairs
     whole = pairs <= settings.polish_pairs
-    if whole or (solution.status != "optimal" and pairs <= _POLISH_REACH * settings.polish_pairs):
+    if whole or (solution.status != Status.OPTIMAL and pairs <= _POLISH_REACH * settings.polish_pairs):
         if progress is not None:  # the polish can take a while: say so (marked by "polish")
             progress({"polish": float(min(pairs, settings.polish_pairs))})
         return polish(problem, solution, PolishSettings(
             max_pairs=settings.polish_pairs, deterministic_time=settings.polish_time,
             seed=settings.seed, gap_tolerance=settings.gap_tolerance))
-    reason = ("the passes certified gap_tolerance" if solution.status == "optimal" else
+    reason = ("the passes certified gap_tolerance" if solution.status == Status.OPTIMAL else
               f"a core of {settings.polish_pairs} pairs is under 1/{_POLISH_REACH} of the "
               f"{pairs} candidate pairs")
     return PolishedSolution(**vars(solution), polish={"status": "skipped", "reason": reason})

@@ -15,7 +15,7 @@ from ortools.linear_solver import pywraplp
 
 from optimizer.core.errors import SolverError
 from optimizer.core.interrupt import keep_sigint_handler
-from optimizer.model.problem import AssignmentProblem, Prices, Solution
+from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 
 
 def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
@@ -101,7 +101,7 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
             prices.global_budget = float(global_row.dual_value())
     return Solution(
         chosen=chosen, objective=value, bound=bound,
-        status="optimal" if status == pywraplp.Solver.OPTIMAL else "time_limit",
+        status=Status.OPTIMAL if status == pywraplp.Solver.OPTIMAL else Status.TIME_LIMIT,
         method=f"exact-{backend.lower()}" + ("-lp" if relax else ""),
         iterations=int(solver.iterations()), prices=prices,
         trace=[{"seconds": seconds, "objective": value, "bound": bound}],

@@ -41,7 +41,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optimizer.core.interrupt import import_held, keep_sigint_handler, run_interruptible
-from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices, Solution
+from optimizer.model.problem import (
+    AssignmentProblem,
+    CandidateBlock,
+    Prices,
+    Solution,
+    Status,
+    relative_gap,
+)
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.greedy import select
 
@@ -101,33 +108,13 @@ def _flat(problem: AssignmentProblem, per_block: list[np.ndarray]) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _usage(problem: AssignmentProblem, chosen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Spend and customer count per offer of ``chosen``, summed in one chunk-independent order."""
-    n_offers = problem.offers.n_offers
-    if not problem.blocks:
-        return np.zeros(n_offers), np.zeros(n_offers, dtype=np.int64)
-    offer = np.concatenate([b.offer[c] for b, c in zip(problem.blocks, chosen)])
-    cost = np.concatenate([b.cost[c] for b, c in zip(problem.blocks, chosen)])
-    return (np.bincount(offer, weights=cost, minlength=n_offers),
-            np.bincount(offer, minlength=n_offers))
-
-
-def _objective(problem: AssignmentProblem, chosen: list[np.ndarray]) -> float:
-    if not problem.blocks:
-        return 0.0
-    return float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum())
-
-
-def _short(problem: AssignmentProblem, counts: np.ndarray) -> int:
-    return int(np.maximum(problem.offers.min_customers - counts, 0).sum())
-
-
 def _tight_offers(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray]
                   ) -> np.ndarray:
     """Offers whose coupling constraints bind (or could): a candidate would not fit, a positive
     price, or a ``min_customers`` target not met."""
     offers = problem.offers
-    spend, count = _usage(problem, chosen)
+    used = problem.usage(chosen)
+    spend, count = used.spend, used.customers
     offer_all = _flat(problem, [b.offer for b in problem.blocks]).astype(np.int64)
     cost_all = _flat(problem, [b.cost for b in problem.blocks])
     max_cost = np.zeros(offers.n_offers)
@@ -285,8 +272,9 @@ def _residuals(problem: AssignmentProblem, plan: list[np.ndarray], core: _Core
     for b in np.unique(core.block):
         sel = core.block == b
         fixed[b][core.row[sel], core.slot[sel]] = False
-    spend, count = _usage(problem, fixed)
-    _, plan_count = _usage(problem, plan)
+    used = problem.usage(fixed)
+    spend, count = used.spend, used.customers
+    plan_count = problem.usage(plan).customers
     budget_left = offers.budget - spend
     count_left = offers.max_customers - count
     global_left = problem.global_budget - float(spend.sum())
@@ -435,38 +423,6 @@ def _run(model: cp_model.CpModel, settings: PolishSettings) -> tuple[cp_model.Cp
     return solver, status
 
 
-def _feasible(problem: AssignmentProblem, chosen: list[np.ndarray], rtol: float = _FEAS_RTOL,
-              atol: float = _FEAS_ATOL) -> bool:
-    """Every rule of the problem, re-checked in floats (capacities within ``rtol``, ``atol``)."""
-    offers = problem.offers
-    for block, mask in zip(problem.blocks, chosen):
-        if (mask & (block.offer < 0)).any() or (mask.sum(axis=1) > block.cap).any():
-            return False
-        if problem.max_per_category is not None and mask.any():
-            rows, slots = np.nonzero(mask)
-            cats = offers.categories[block.offer[rows, slots]]
-            owner = np.repeat(rows, cats.shape[1])
-            cats = cats.ravel()
-            live = cats >= 0
-            key = owner[live] * max(offers.n_categories, 1) + cats[live]
-            if key.size and np.bincount(key).max() > problem.max_per_category:
-                return False
-    spend, count = _usage(problem, chosen)
-    if (spend > offers.budget * (1 + rtol) + atol).any():
-        return False
-    if (count > offers.max_customers).any():
-        return False
-    return float(spend.sum()) <= problem.global_budget * (1 + rtol) + atol
-
-
-def feasible(problem: AssignmentProblem, chosen: list[np.ndarray], rtol: float,
-             atol: float) -> bool:
-    """Whether ``chosen`` obeys every per-customer cap, category cap, budget, ``max_customers``
-    and the global budget of ``problem``, capacities allowed ``rtol`` (relative) and ``atol``
-    (absolute) of rounding."""
-    return _feasible(problem, chosen, rtol, atol)
-
-
 def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSettings
            ) -> PolishedSolution:
     """Polish ``solution`` (a feasible plan of ``problem``) on its core; see the module docstring.
@@ -508,13 +464,13 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
                 for b in np.unique(core.block):
                     sel = core.block == b
                     trial[b][core.row[sel], core.slot[sel]] = x[sel]
-                trial_objective = _objective(problem, trial)
-                _, old_count = _usage(problem, plan)
-                _, new_count = _usage(problem, trial)
+                trial_objective = problem.objective(trial)
+                old_count = problem.usage(plan).customers
+                new_count = problem.usage(trial).customers
                 targets = problem.offers.min_customers
                 keeps_targets = bool((new_count >= np.minimum(old_count, targets)).all())
                 better = trial_objective > solution.objective * (1 + _ACCEPT_RTOL) + 1e-12
-                if better and keeps_targets and _feasible(problem, trial):
+                if better and keeps_targets and problem.feasible(trial, _FEAS_RTOL, _FEAS_ATOL):
                     chosen, objective = trial, trial_objective
                     record.update(accepted=True, objective_after=float(trial_objective))
             if core.whole and settings.tighten_bound and cp_status == cp_model.OPTIMAL:
@@ -529,9 +485,9 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
                     if proven < bound:
                         bound = max(proven, objective)
                     record["bound_after"] = float(bound)
-    gap = max(0.0, (bound - objective) / bound) if bound > 0 else 0.0
+    gap = relative_gap(bound, objective)
     if (record["accepted"] or bound < solution.bound) and gap <= settings.gap_tolerance:
-        status = "optimal"
+        status = Status.OPTIMAL
     record["seconds"] = time.perf_counter() - start
     return PolishedSolution(chosen=chosen, objective=float(objective), bound=float(bound),
                             status=status,

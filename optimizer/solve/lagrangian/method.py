@@ -31,7 +31,15 @@ import numpy as np
 
 from optimizer.core.allocator import usable_cpus
 from optimizer.core.errors import SolverError
-from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
+from optimizer.model.problem import (
+    AssignmentProblem,
+    CandidateBlock,
+    OfferData,
+    Prices,
+    Solution,
+    Status,
+    relative_gap,
+)
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.critical import Candidates, critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
@@ -170,17 +178,6 @@ def dual_bounds(problem: AssignmentProblem, prices: Sequence[Prices],
             for r, at in zip(rows, prices)]
 
 
-def _shortfall(problem: AssignmentProblem, chosen: list[np.ndarray]) -> int:
-    """Customers missing from ``min_customers`` targets in ``chosen``, summed over offers."""
-    targets = problem.offers.min_customers
-    if not (targets > 0).any():
-        return 0
-    counts = np.zeros(problem.offers.n_offers, dtype=np.int64)
-    for block, mask in zip(problem.blocks, chosen):
-        counts += np.bincount(block.offer[mask], minlength=problem.offers.n_offers)
-    return int(np.maximum(targets - counts, 0).sum())
-
-
 class _BestPlan:
     """The best plan seen: targets first (a plan closer to every ``min_customers`` wins), then the
     objective; plans within ``target_step`` of the least shortfall seen compete on objective, so
@@ -195,7 +192,7 @@ class _BestPlan:
 
     def consider(self, chosen: list[np.ndarray], objective: float, prices: Prices) -> int:
         """Keep the plan if it is the best so far; returns its shortfall."""
-        short = _shortfall(self.problem, chosen)
+        short = self.problem.shortfall(chosen)
         self.least_short = min(self.least_short, short)
         slack = self.least_short + self.target_step
         if short <= slack and (objective > self.objective or self.short > slack):
@@ -226,9 +223,7 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
-    objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
-                      ) if chosen else 0.0
-    return chosen, objective
+    return chosen, problem.objective(chosen)
 
 
 class _Runner:
@@ -374,7 +369,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     best = _BestPlan(problem, prices, target_step)
     trace: list[dict[str, float | None]] = []
-    status, iteration = "iteration_limit", 0
+    status, iteration = Status.ITERATION_LIMIT, 0
     # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
     # best prices so far and the coordinate target computed there; a worse pass halves the step
     anchor, anchor_target, step = prices, None, 1.0
@@ -447,17 +442,17 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             progress(entry)
         if gap is not None and gap <= settings.gap_tolerance and not (
                 best.short and iteration < _TARGET_PASSES):
-            status = "optimal"
+            status = Status.OPTIMAL
             break
         if out_of_time:
-            status = "time_limit"
+            status = Status.TIME_LIMIT
             break
         progressed = improved or (best.objective, best.short) != before
         stalled_passes = 0 if progressed else stalled_passes + 1
         if stalled_passes >= _STALL_PASSES:
             # the backtracking steps from the best prices keep finding neither a better bound
             # nor a better plan (at a million customers, each such pass costs seconds)
-            status = "stalled"
+            status = Status.STALLED
             break
         if improved:
             anchor, anchor_use = prices, use
@@ -476,11 +471,11 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             # shrinking with every pass that fails to improve the bound
             polyak = step / _MIN_STEP
             if polyak < _MIN_STEP:
-                status = "stalled"
+                status = Status.STALLED
                 break
             prices = _subgradient_step(problem, anchor, anchor_use, best_bound, best.objective,
                                        polyak)
-    if status != "optimal" and unplanned:
+    if status != Status.OPTIMAL and unplanned:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
         replanned = 0
@@ -498,14 +493,13 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                       "seconds": time.perf_counter() - start})
         if gap is not None and gap <= settings.gap_tolerance and not (
                 best.short and iteration < _TARGET_PASSES):
-            status = "optimal"
+            status = Status.OPTIMAL
     return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best.prices, trace=trace)
 
 
 def _gap(bound: float, objective: float) -> float | None:
-    """The relative gap, ``None`` before any plan."""
-    if objective == -np.inf:
-        return None
-    return (bound - objective) / bound if bound > 0 else 0.0
+    """The relative gap (:func:`~optimizer.model.problem.relative_gap`), ``None`` before any
+    plan."""
+    return None if objective == -np.inf else relative_gap(bound, objective)

@@ -14,7 +14,13 @@ from optimizer.core.parallel import in_order, thread_count
 from optimizer.io.validate import Inputs
 from optimizer.model.build import Dropped, scores_blocks
 from optimizer.model.eligibility import EligibilityRules
-from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices, Solution
+from optimizer.model.problem import (
+    AssignmentProblem,
+    CandidateBlock,
+    Prices,
+    Solution,
+    relative_gap,
+)
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.bounds import best_totals, virtual_totals
@@ -72,7 +78,7 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
                            thread_count(scenario.solver.threads)))
     customers = float(np.concatenate([t for t, _ in terms]).sum()) if terms else 0.0
     bound = customers + capacity_terms(problem, prices)
-    gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
+    gap = relative_gap(bound, solution.objective)
     return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
             "pairs": problem.n_pairs, "bound_all_candidates": bound,
             "gap_all_candidates": gap,
@@ -105,7 +111,7 @@ def scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRule
         tried += [solution.prices.towards(selection_prices, share)
                   for share in (0.25, 0.5, 0.75, 1.0)]
     bound = min(dual_bounds(problem, tried, counted(every)))
-    gap = max(0.0, (bound - solution.objective) / bound) if bound > 0 else 0.0
+    gap = relative_gap(bound, solution.objective)
     return {"candidates_per_customer": scenario.solver.scores_per_customer,
             "pairs": problem.n_pairs, "pairs_all_candidates": pairs[0],
             "bound_all_candidates": bound, "gap_all_candidates": gap,

@@ -1,0 +1,80 @@
+"""The problem evaluates plans (``AssignmentProblem.objective``, ``usage``, ``shortfall``,
+``violations``, ``feasible``; ``relative_gap``; ``Status``): each figure on a hand-made problem
+whose answers are known, each rule broken once on its own."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from optimizer.model.problem import (
+    AssignmentProblem,
+    CandidateBlock,
+    OfferData,
+    Status,
+    relative_gap,
+)
+
+
+def _problem(budget=(1.0, 10.0), max_customers=(2.0, np.inf), min_customers=(0, 3),
+             per_category=1, global_budget=np.inf) -> AssignmentProblem:
+    # two customers, two offers in one category; customer 1 may get only one offer
+    offers = OfferData(discount=np.array([1.0, 2.0]), budget=np.array(budget),
+                       max_customers=np.array(max_customers),
+                       min_customers=np.array(min_customers, dtype=np.int64),
+                       categories=np.array([[0], [0]]), category_names=["a"])
+    block = CandidateBlock(customers=np.array([0, 1]), offer=np.array([[0, 1], [0, -1]]),
+                           value=np.array([[3.0, 2.0], [1.5, 0.0]]),
+                           cost=np.array([[0.5, 0.8], [0.25, 0.0]]),
+                           p_redeem=np.array([[0.5, 0.4], [0.25, 0.0]]), cap=np.array([2, 1]))
+    return AssignmentProblem(offers, [block], per_category, global_budget, 2)
+
+
+def _plan(*rows):
+    return [np.array(rows, dtype=bool)]
+
+
+def test_objective_usage_and_shortfall() -> None:
+    problem = _problem()
+    plan = _plan([True, False], [True, False])
+    assert problem.objective(plan) == 4.5
+    used = problem.usage(plan)
+    assert used.spend.tolist() == [0.75, 0.0] and used.customers.tolist() == [2, 0]
+    assert used.total_spend == 0.75
+    assert problem.shortfall(plan) == 3  # offer 1 wants 3 customers, has none
+    assert problem.violations(plan) == dict.fromkeys(
+        ("empty_slot", "customer_cap", "category_cap", "budget", "max_customers",
+         "global_budget"), 0)
+    assert problem.feasible(plan)
+
+
+@pytest.mark.parametrize("kwargs, plan, rule", [
+    ({}, _plan([True, True], [False, False]), "category_cap"),
+    ({"per_category": None}, _plan([False, False], [True, True]), "empty_slot"),
+    ({"budget": (0.5, 10.0)}, _plan([True, False], [True, False]), "budget"),
+    ({"max_customers": (1.0, np.inf)}, _plan([True, False], [True, False]), "max_customers"),
+    ({"global_budget": 0.7}, _plan([True, False], [True, False]), "global_budget"),
+])
+def test_each_rule_broken_alone(kwargs, plan, rule) -> None:
+    problem = _problem(**kwargs)
+    broken = problem.violations(plan)
+    assert {k for k, v in broken.items() if v} >= {rule} and not problem.feasible(plan)
+
+
+def test_customer_cap_and_tolerance() -> None:
+    problem = _problem(per_category=None)
+    assert problem.violations(_plan([True, True], [False, False]))["customer_cap"] == 0
+    problem.blocks[0].cap[0] = 1
+    assert problem.violations(_plan([True, True], [False, False]))["customer_cap"] == 1
+    tight = _problem(budget=(0.75 * (1 - 1e-13), 10.0))
+    plan = _plan([True, False], [True, False])
+    assert not tight.feasible(plan) and tight.feasible(plan, rtol=1e-12, atol=0.0)
+
+
+def test_gap_and_status_values() -> None:
+    assert relative_gap(100.0, 99.0) == pytest.approx(0.01)
+    assert relative_gap(100.0, 101.0) == 0.0 and relative_gap(0.0, 5.0) == 0.0
+    # the manifest's solver.status strings
+    assert [s.value for s in Status] == ["optimal", "iteration_limit", "time_limit", "stalled"]
+    assert json.dumps({"status": Status.STALLED}) == '{"status": "stalled"}'
