@@ -30,7 +30,6 @@ _KNOWN: dict[str, int] = {
     "optimizer/solve/exact.py:solve_exact": 88,
     "optimizer/solve/lagrangian/method.py": 511,
     "optimizer/solve/lagrangian/method.py:_solve": 141,
-    "optimizer/solve/polish.py": 539,
 }
 
 

@@ -35,6 +35,7 @@ from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
+from optimizer.model.reduced import reduced_values
 
 EPS = 1e-12
 
@@ -123,7 +124,9 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
         candidate[block.offer[block.offer >= 0]] = True
 
     budget_price, count_price, global_price = _prices(manifest, offer_ids)
-    reduced = value - (budget_price + global_price) * cost - count_price
+    # the run's formula (optimizer.model.reduced), over her row of every offer
+    reduced = reduced_values(value[None, :], cost[None, :], offer_row, budget_price, count_price,
+                             global_price, np.zeros(inputs.n_offers))[0]
     mine = (pl.read_parquet(run / "assignments.parquet", glob=False)
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
+from optimizer.model.reduced import reduced_values
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -241,13 +243,12 @@ class Prices:
                       other.target)
 
     def reduced_values(self, block: CandidateBlock, with_target: bool = True) -> np.ndarray:
-        """``value - (budget price + global price) * cost - count price (+ target bonus)``."""
-        offer = np.maximum(block.offer, 0)
-        reduced = block.value - (self.budget[offer] + self.global_budget) * block.cost
-        reduced -= self.count[offer]
-        if with_target and self.target is not None:
-            reduced += self.target[offer]
-        return np.where(block.offer >= 0, reduced, -np.inf)
+        """``value - (budget price + global price) * cost - count price (+ target bonus)`` of
+        every slot, ``-inf`` in empty ones (:func:`optimizer.model.reduced.reduced_values`)."""
+        bonus = (self.target if with_target and self.target is not None
+                 else np.zeros(self.budget.shape[0]))
+        return reduced_values(block.value, block.cost, block.offer, self.budget, self.count,
+                              self.global_budget, bonus)
 
 
 @dataclass

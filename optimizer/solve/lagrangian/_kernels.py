@@ -18,6 +18,8 @@ from typing import Callable, Sequence, TypeVar
 import numba as nb
 import numpy as np
 
+from optimizer.model.reduced import reduced_value, reduced_values  # noqa: F401 (re-exported)
+
 T = TypeVar("T")
 R = TypeVar("R")
 # maps a function over items, results in item order (e.g. the solver's thread pool)
@@ -31,14 +33,6 @@ def serial_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 _JIT = {"cache": True, "nogil": True}
 _EMPTY_2D = np.zeros((0, 0))
-
-
-@nb.njit(inline="always")
-def reduced_value(value, cost, o, budget_price, count_price, glob, bonus):  # pragma: no cover
-    """A candidate's reduced value: ``value - (budget_price[o] + glob) * cost - count_price[o] +
-    bonus`` (``bonus``: the offer's target bonus, a number), summed in this order everywhere so
-    that every kernel ranks candidates alike."""
-    return (value - (budget_price[o] + glob) * cost - count_price[o]) + bonus
 
 
 @nb.njit(inline="always")  # a call passing arrays per candidate is costly
@@ -263,29 +257,6 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
              -1 if per_category is None else min(int(per_category), slots), chosen, totals,
              _EMPTY_2D if margin is None else margin)
     return chosen, totals
-
-
-@nb.njit(**_JIT)
-def _reduced(value, cost, offer, budget_price, count_price, glob, bonus, out):  # pragma: no cover
-    n, slots = offer.shape
-    for i in range(n):
-        for s in range(slots):
-            o = offer[i, s]
-            if o < 0:
-                out[i, s] = -np.inf
-            else:
-                out[i, s] = reduced_value(value[i, s], cost[i, s], o, budget_price,
-                                          count_price, glob, bonus[o])
-
-
-def reduced_values(value: np.ndarray, cost: np.ndarray, offer: np.ndarray,
-                   budget_price: np.ndarray, count_price: np.ndarray, global_price: float,
-                   bonus: np.ndarray) -> np.ndarray:
-    """``value - (budget_price + global_price) * cost - count_price + bonus``, ``-inf`` where the
-    slot is empty: :meth:`Prices.reduced_values` in one pass without temporaries."""
-    out = np.empty(offer.shape)
-    _reduced(value, cost, offer, budget_price, count_price, float(global_price), bonus, out)
-    return out
 
 
 # --- exact best responses with multi-category offers -----------------------------------------
