@@ -28,7 +28,6 @@ _KNOWN: dict[str, int] = {
     "optimizer/cli.py": 516,
     "optimizer/io/validate.py:load_inputs": 82,
     "optimizer/solve/exact.py:solve_exact": 88,
-    "optimizer/solve/lagrangian/method.py": 511,
     "optimizer/solve/lagrangian/method.py:_solve": 141,
 }
 

@@ -1,14 +1,15 @@
 """The one thread map: a function over items on a few threads, results in item order.
 
 Every chunked stage (candidate blocks, the bound over all candidates) runs through
-:func:`in_order`, so each chunk's result depends on its chunk only and the outputs are the same
-for any thread count.
+:func:`in_order`, and the solver's passes through :class:`ThreadMap` (the same map with one pool
+kept for every pass), so each chunk's result depends on its chunk only and the outputs are the
+same for any thread count.
 """
 from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from optimizer.core.allocator import usable_cpus
 
@@ -43,4 +44,30 @@ def in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator
             yield pending.popleft().result()
 
 
-__all__ = ["chunks", "in_order", "thread_count"]
+class ThreadMap:
+    """:func:`in_order` for a solver's repeated passes: one pool kept for every call (a pass maps
+    a function over the same blocks many times), results as a list in item order, so the answer
+    is the same for any thread count. Close it when done (``with`` does)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = thread_count(threads)
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def __call__(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if self.pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+        return list(self.pool.map(fn, items))
+
+    def close(self) -> None:
+        """Shut the pool down (waits for running items)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def __enter__(self) -> "ThreadMap":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["ThreadMap", "chunks", "in_order", "thread_count"]

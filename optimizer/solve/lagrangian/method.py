@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from optimizer.core.allocator import usable_cpus
 from optimizer.core.errors import SolverError
+from optimizer.core.parallel import ThreadMap
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -49,8 +48,6 @@ from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
 from optimizer.solve.lp import solve_lp
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
@@ -201,7 +198,7 @@ class _BestPlan:
 
 
 def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray],
-          exact_choices: list[ExactChoice | None], run: "_Runner"
+          exact_choices: list[ExactChoice | None], run: ThreadMap
           ) -> tuple[list[np.ndarray], float]:
     """A feasible plan from the customers' best responses to ``prices``."""
     offers = problem.offers
@@ -226,26 +223,8 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     return chosen, problem.objective(chosen)
 
 
-class _Runner:
-    """Maps a function over blocks on a pool of threads (numpy releases the GIL in the heavy
-    loops); results come back in block order, so the answer is the same for any thread count."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads = threads if threads > 0 else usable_cpus()
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-
-    def __call__(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        if self.pool is None or len(items) < 2:
-            return [fn(item) for item in items]
-        return list(self.pool.map(fn, items))
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-
 def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
-            run: "_Runner") -> Prices:
+            run: ThreadMap) -> Prices:
     """Move every price to its critical value given each candidate's margin ``v - threshold``
     (``candidates``: the blocks' candidates and the margins the best response wrote)."""
     offers = problem.offers
@@ -349,15 +328,12 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                      warm_start: Prices | None = None,
                      progress: Callable[[dict[str, float | None]], None] | None = None) -> Solution:
     """Solve ``problem`` by price passes; see the module docstring."""
-    run = _Runner(settings.threads)
-    try:
+    with ThreadMap(settings.threads) as run:
         return _solve(problem, settings, warm_start, progress, run)
-    finally:
-        run.close()
 
 
 def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start: Prices | None,
-           progress: Callable[[dict[str, float | None]], None] | None, run: _Runner) -> Solution:
+           progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
     prices = admissible_prices(problem, warm_start) if warm_start is not None else None
