@@ -20,15 +20,14 @@ _KNOWN: dict[str, int] = {
     "optimizer/apps/measure.py:measure_runs": 84,
     "optimizer/apps/outcomes.py:simulate_outcomes": 87,
     "optimizer/apps/pipeline.py:_run": 117,
-    "optimizer/apps/synthetic.py": 839,
     "optimizer/apps/synthetic.py:write_demo_data": 101,
-    "optimizer/apps/synthetic.py:__init__": 123,
     "optimizer/check.py": 663,
     "optimizer/check_outputs.py": 547,
     "optimizer/cli.py": 516,
     "optimizer/io/validate.py:load_inputs": 82,
     "optimizer/solve/exact.py:solve_exact": 88,
     "optimizer/solve/lagrangian/method.py:_solve": 141,
+    "optimizer/apps/synthetic_world.py:__init__": 123,
 }
 
 
