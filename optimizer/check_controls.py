@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.check_base import Violation
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError
 from optimizer.core.keyed_hash import below, customer_hashes, pair_hashes
@@ -36,8 +37,7 @@ UNIVERSAL, PER_OFFER = "universal_holdout", "offer_holdout"  # as optimizer/mode
 _COLUMNS = ("customer_id", "offer_id", "week", "reason")
 
 
-def _violation(rule: str, message: str, count: int, rows: pl.DataFrame) -> Any:
-    from optimizer.check import Violation  # check imports this module; the class lives there
+def _violation(rule: str, message: str, count: int, rows: pl.DataFrame) -> Violation:
     columns = [c for c in ("customer_id", "offer_id", "week", "reason", "rank") if c in rows.columns]
     return Violation(rule, message, count, rows.select(columns).head(5).rows(named=True))
 

@@ -1,0 +1,115 @@
+"""The CSV and Parquet copies of a published table, compared cell by cell at the CSV's printed
+precision (part of ``offeropt check``; see :mod:`optimizer.check_outputs`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from optimizer.check_base import (
+    Violation,
+)
+from optimizer.io.runfolder import CSV_DECIMALS
+
+
+def _read(path: Path) -> pl.DataFrame:
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path, glob=False)
+    return pl.read_csv(path, infer_schema=False, raise_if_empty=False, glob=False)
+
+
+def _printed_tolerance(text: pl.Expr) -> pl.Expr:
+    """Half a unit of the last digit a CSV number prints (``0.125`` -> 0.0005, ``1e-05`` ->
+    0.5e-05), slightly widened for the parse."""
+    s = text.str.strip_chars().str.to_lowercase()
+    mantissa = s.str.split("e").list.first()
+    exponent = s.str.split("e").list.get(1, null_on_oob=True).cast(pl.Int64, strict=False)
+    decimals = (pl.when(mantissa.str.contains(".", literal=True))
+                .then(mantissa.str.split(".").list.last().str.len_chars()).otherwise(0))
+    step = pl.lit(10.0).pow((exponent.fill_null(0) - decimals).cast(pl.Float64))
+    return 0.5 * step * (1 + 1e-9)
+
+
+def _cells_agree(typed: pl.Series, text: pl.Series) -> pl.Series:
+    """Row by row: the Parquet cell equals the CSV text (numbers at the CSV's precision)."""
+    frame = pl.DataFrame({"p": typed, "t": text.cast(pl.Utf8)})
+    if not typed.dtype.is_float():
+        return frame.select(pl.col("p").cast(pl.Utf8).eq_missing(pl.col("t"))).to_series()
+    v = pl.col("t").str.strip_chars().cast(pl.Float64, strict=False)
+    p = pl.col("p")
+    # exact first (a round-trip writer prints every value exactly); the printed precision is
+    # worked out only for the cells that differ, which keeps string splitting off the hot path
+    exact = ((p.is_null() & pl.col("t").is_null()) | (p.is_nan() & v.is_nan())
+             | (p == v)).fill_null(False)
+    ok = frame.select(exact).to_series()
+    if ok.all():
+        return ok
+    rows = frame.with_row_index("i").filter(~exact)
+    close = rows.select(
+        "i", (p.is_finite() & v.is_finite() & ((p - v).abs() <= _printed_tolerance(pl.col("t"))))
+        .fill_null(False).alias("close")).filter("close").get_column("i")
+    return ok.scatter(close, True) if close.len() else ok
+
+
+def compare_copies(run_dir: Path, name: str) -> tuple[bool, list[Violation]]:
+    """``NAME.parquet`` against ``NAME.csv``, row for row; ``(agree, violations)``. Agrees
+    trivially when either file is absent."""
+    pq_path, csv_path = Path(run_dir) / f"{name}.parquet", Path(run_dir) / f"{name}.csv"
+    if not (pq_path.is_file() and csv_path.is_file()):
+        return True, []
+    try:
+        typed, text = _read(pq_path), _read(csv_path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return False, [Violation("published_files", f"cannot read {name}: {exc}", 1)]
+    what = f"{csv_path.name} and {pq_path.name}"
+    if typed.columns != text.columns:
+        return False, [Violation("published_files", f"{what} have different columns "
+                                 f"({', '.join(text.columns)} vs {', '.join(typed.columns)})", 1)]
+    n = min(typed.height, text.height)
+    agree = pl.DataFrame({c: _cells_agree(typed.get_column(c).head(n), text.get_column(c).head(n))
+                          for c in typed.columns}) if typed.columns else pl.DataFrame()
+    rows = (np.flatnonzero(~agree.select(pl.all_horizontal(pl.all())).to_series().to_numpy())
+            if agree.width and n else np.zeros(0, dtype=np.int64))
+    out = []
+    if typed.height != text.height:
+        out.append(Violation("published_files", f"{what} disagree: {text.height} rows in the CSV, "
+                             f"{typed.height} in the Parquet", abs(typed.height - text.height)))
+    if rows.size:
+        k = int(rows[0])
+        cells = [c for c in typed.columns if not agree.get_column(c)[k]]
+        sample = [{"row": int(r), "parquet": typed.row(int(r), named=True),
+                   "csv": text.row(int(r), named=True)} for r in rows[:5]]
+        out.append(Violation("published_files",
+                             f"{what} disagree on {rows.size} row(s) (first: row {k}, column(s) "
+                             f"{', '.join(cells)})", int(rows.size), sample))
+    return not out, out
+
+
+def _in_file(violations: list[Violation], name: str) -> list[Violation]:
+    return [Violation(v.rule, f"in {name}: {v.message}", v.count, v.sample) for v in violations]
+
+
+# what printing rounds away: CSV outputs carry CSV_DECIMALS decimals (optimizer/io/runfolder.py)
+_PRINTED = 0.5 * 10.0 ** -CSV_DECIMALS * (1 + 1e-9)
+
+
+def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFrame:
+    """The CSV copy's rows with, for a pair the Parquet copy also lists, the Parquet's numbers
+    wherever the CSV's are only their printed rounding: the rules then judge the CSV's rows (a
+    duplicated or added pair) without flagging the rounding, while a number edited beyond it
+    keeps its CSV value (and is also reported as a difference of the copies)."""
+    key = [pl.col(c).cast(pl.Utf8).alias(f"__{c}") for c in ("customer_id", "offer_id")]
+    exact = (parquet.with_columns(key).unique(["__customer_id", "__offer_id"], keep="first",
+                                              maintain_order=True)
+             .select("__customer_id", "__offer_id",
+                     *[pl.col(c).alias(f"__exact_{c}") for c in ("p_redeem", "expected_cost",
+                                                                  "score")]))
+    joined = csv.with_columns(key).join(exact, on=["__customer_id", "__offer_id"], how="left",
+                                        maintain_order="left")
+    return joined.with_columns(
+        pl.when((pl.col(c) - pl.col(f"__exact_{c}")).abs() <= _PRINTED)
+        .then(pl.col(f"__exact_{c}")).otherwise(pl.col(c)).alias(c)
+        for c in ("p_redeem", "expected_cost", "score")
+    ).select(csv.columns)
