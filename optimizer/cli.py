@@ -4,9 +4,10 @@
 before polars loads, so the commands import the polars-using modules inside their bodies.
 
 The only module that imports click, with :mod:`optimizer.cli_measure` (``measure``,
-``demo-outcomes``). Errors become a message on stderr and the exit code that
-:func:`optimizer.core.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of memory;
-``offeropt check`` exits 1 when a run breaks a rule), caught once, in :class:`_Main`.
+``demo-outcomes``) and :mod:`optimizer.cli_planners` (``explain``, ``backtest``). Errors become
+a message on stderr and the exit code that :func:`optimizer.core.errors.exit_code` maps them to
+(2 bad input, 3 environment, 4 out of memory; ``offeropt check`` exits 1 when a run breaks a
+rule), caught once, in :class:`_Main`.
 
 Names, IDs, paths and messages are data: they reach rich only as :class:`rich.text.Text` (see
 :func:`_lit`), never as markup, so ``[/]`` or ``:smile:`` in a scenario name prints as written.
@@ -26,20 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from optimizer import __version__
+from optimizer.cli_text import (
+    _fail,
+    _lit,
+    err_console,
+)
 from optimizer.core.allocator import configure_polars_allocator
-from optimizer.core.errors import MemoryLimitError, OptimizerError, describe, exit_code
-
-err_console = Console(stderr=True)
-
-
-def _lit(value: Any, style: str = "") -> Text:
-    """``value`` as literal terminal text: no markup, no emoji codes, no highlighting."""
-    return Text(str(value), style=style)
-
-
-def _fail(exc: BaseException) -> None:
-    err_console.print(Text.assemble(("error:", "bold red"), " ", describe(exc)))
-    sys.exit(exit_code(exc) or 1)
+from optimizer.core.errors import MemoryLimitError, OptimizerError, exit_code
 
 
 class _Main(click.Group):
@@ -395,119 +389,14 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
         click.echo(f"sweep of {len(values)} points written to {target}")
 
 
-@main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("customer_id")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="The run folder [default: the scenario's output folder].")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
-              help="The same overrides the run was made with.")
-@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True,
-              help="Show the given offers and this many next-best offers by score.")
-@click.option("--json", "as_json", is_flag=True, help="Print every offer as JSON.")
-def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: tuple[str, ...],
-            top: int, as_json: bool) -> None:
-    """Why CUSTOMER_ID got her offers in a run of SCENARIO and not the next-best ones.
-
-    Each offer with its score and status: given, ineligible (window, exclude, sensitive,
-    cooldown), capped (per-customer, per-category or window cap full of better offers), priced
-    out by a budget (score - shadow price x expected cost <= 0), with the numbers.
-
-    Example: offeropt explain scenarios/demo.toml 42 --run runs/demo
-    """
-    from optimizer.apps.explain import explain_customer
-    from optimizer.core.config import load_scenario
-
-    try:
-        result = explain_customer(load_scenario(scenario, overrides), customer_id, run_dir)
-    except OptimizerError as exc:
-        _fail(exc)
-        return
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, default=str))
-        return
-    given = sum(r["status"] == "given" for r in result.offers)
-    table = Table(title=_lit(f"customer {result.customer_id}: {given} offers (cap {result.cap}) "
-                             f"in {result.run_dir}; global budget price "
-                             f"{result.global_price:.4f}"),
-                  caption="reduced = score - (budget price + global price) x exp. cost - "
-                          "count price")
-    for name in ("offer", "status", "score", "exp. cost", "budget price", "reduced", "why"):
-        table.add_column(name, justify="left" if name in ("status", "why") else "right")
-    for r in result.offers[:given + top]:
-        table.add_row(_lit(r["offer_id"]), _lit(r["status"]), f"{r['score']:.4f}",
-                      f"{r['expected_cost']:.4f}", f"{r['budget_price']:.4f}",
-                      f"{r['reduced_value']:.4f}", _lit(r["why"]))
-    Console().print(table)
-    for warning in result.warnings:
-        err_console.print(Text.assemble(("warning:", "yellow"), " ", str(warning)))
-
-
-@main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--holdout-weeks", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Fit on the weeks before week - N and score the lists on the N weeks after.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
-              help="Override a scenario knob (repeatable; values in TOML syntax).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for backtest.json and backtest.csv [default: the scenario's output "
-                   "folder with '-backtest' appended, beside the run folder].")
-def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
-             out_dir: Path | None) -> None:
-    """Backtest the fitted scoring on held-out weeks against popular and random offers.
-
-    Prints recall and precision of the held-out redemptions and category purchases for the lists
-    each method would have sent, and the calibration of p_redeem by decile.
-
-    Example: offeropt backtest scenarios/demo.toml --holdout-weeks 4
-    """
-    from optimizer.apps.backtest import run_backtest, write_backtest
-    from optimizer.core.config import load_scenario
-    from optimizer.io.runfolder import check_output
-
-    try:
-        loaded = load_scenario(scenario, overrides)
-        # its own folder, beside the run's (a run replaces its folder whole: a backtest written
-        # inside it would be deleted by the next run); refused before the backtest runs
-        target = out_dir or loaded.output.with_name(loaded.output.name + "-backtest")
-        check_output(target, loaded.data)
-        result = run_backtest(loaded, holdout_weeks)
-    except OptimizerError as exc:
-        _fail(exc)
-        return
-    paths = write_backtest(result, target)
-    info = result.info
-    console = Console()
-    table = Table(title=_lit(f"{loaded.name}: fitted on weeks < {info['cutoff']}, held out "
-                             f"{info['holdout_weeks'][0]}..{info['holdout_weeks'][1]} "
-                             f"({info['holdout_redemptions']:,} redemptions)"))
-    methods = result.table.get_column("method").to_list()
-    table.add_column("metric")
-    for method in methods:
-        table.add_column(method, justify="right")
-    for column in result.table.columns[1:]:
-        values = result.table.get_column(column).to_list()
-        table.add_row(column, *[f"{v:,.4f}" if isinstance(v, float) else f"{v:,}"
-                                for v in values])
-    console.print(table)
-    calibration = Table(title="calibration of p_redeem on the held-out sends")
-    for column in result.calibration.columns:
-        calibration.add_column(column, justify="right")
-    for row in result.calibration.iter_rows():
-        calibration.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(calibration)
-    ltv, prop = info["lifetime_value"], info["propensity"]
-    console.print(_lit(f"lifetime value: {ltv['model']}  propensity: {prop['model']} "
-                       f"({prop.get('target', '')})  popular by: {info['popular_by']}"))
-    for name, reason in (("lifetime value", ltv.get("fallback")), ("propensity", prop.get("fallback"))):
-        if reason:
-            console.print(Text.assemble((f"{name} fallback:", "yellow"), " ", str(reason)))
-    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
-
-
 # the measurement loop's commands (issue 19) live in their own module
 from optimizer.cli_measure import demo_outcomes, measure  # noqa: E402
 
+# and the planners' questions about one run: explain and backtest
+from optimizer.cli_planners import backtest, explain  # noqa: E402
+
+main.add_command(explain)
+main.add_command(backtest)
 main.add_command(measure)
 main.add_command(demo_outcomes)
 

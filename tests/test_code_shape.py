@@ -21,7 +21,6 @@ _KNOWN: dict[str, int] = {
     "optimizer/apps/outcomes.py:simulate_outcomes": 87,
     "optimizer/apps/pipeline.py:_run": 117,
     "optimizer/apps/synthetic.py:write_demo_data": 101,
-    "optimizer/cli.py": 516,
     "optimizer/io/validate.py:load_inputs": 82,
     "optimizer/solve/exact.py:solve_exact": 88,
     "optimizer/solve/lagrangian/method.py:_solve": 141,
