@@ -18,7 +18,6 @@ MAX_FUNCTION_LINES = 80
 _KNOWN: dict[str, int] = {
     "optimizer/apps/measure.py:measure_runs": 84,
     "optimizer/apps/outcomes.py:simulate_outcomes": 87,
-    "optimizer/apps/pipeline.py:_run": 117,
     "optimizer/apps/synthetic.py:write_demo_data": 101,
     "optimizer/io/validate.py:load_inputs": 82,
     "optimizer/solve/exact.py:solve_exact": 88,

@@ -28,7 +28,7 @@ from optimizer.io.history import check_history_week, history_lock, stage_history
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.validate import Inputs, history_digest, load_inputs
-from optimizer.model.build import build_problem
+from optimizer.model.build import Built, build_problem
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.page import render_report
@@ -228,21 +228,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                      progress=on_iteration)
     stages.stop()
 
-    truncation: dict[str, Any] = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
-    if model is None and built.truncated:
-        stages.start("bound_all_candidates")
-        truncation = scores_truncation(inputs, scenario, rules, built.caps, problem, solution,
-                                       built.start_prices)
-        truncation["selection"] = built.selection["description"]
-        if inputs.scores is not None:
-            inputs = replace(inputs, scores=inputs.scores.clear())
-        stages.stop()
-    if (model is not None and scenario.affinity.bound_all_candidates
-            and scenario.affinity.candidates_per_customer < inputs.n_offers):
-        stages.start("bound_all_candidates")
-        truncation = affinity_truncation(model, inputs, scenario, rules, built.caps, problem,
-                                         solution, built.dropped)
-        stages.stop()
+    inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
 
     stages.start("write")
     # the controls' sends are withheld from the plan as solved, their budget left unspent
@@ -269,40 +255,74 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                        scenario.output if write else None, solution, customers,
                        controls=held.controls)
     if write:
-        writers = {**table_writers("assignments", assignments),
-                   **table_writers("offers_summary", summary),
-                   **table_writers("controls", held.controls)}
-        if customers is not None:
-            writers["customers.parquet"] = lambda path: customers.write_parquet(path)
-        # the report's charts (matplotlib, about 1.5 s) render while the tables are written
-        # (polars writes without the GIL); the page is the same either way
-        with ThreadPoolExecutor(1) as pool:
-            report = pool.submit(render_report, result)
-            writers["report.html"] = lambda path: path.write_text(report.result(), "utf-8")
-
-            def write_manifest(path: Path) -> None:
-                # written last, so its timings include the writing of every other file
-                manifest["seconds"] = {**stages.seconds,
-                                       "write": time.perf_counter() - stages.started_at}
-                json_writer(manifest)(path)
-            writers["manifest.json"] = write_manifest
-            with ExitStack() as history:
-                staged = None
-                if append_history:
-                    # the table is read, checked and staged under its lock, and replaced in the
-                    # same step as the run folder (a Ctrl-C or a failure before it changes
-                    # neither); a concurrent run's append waits, then sees this one's rows
-                    history.enter_context(history_lock(scenario.data))
-                    staged = stage_history(scenario.data, assignments, scenario.week,
-                                           replace_week)
-                    history.callback(staged.discard)
-                write_run_folder(scenario.output, writers,
-                                 then=staged.commit if staged is not None else None)
-            if staged is not None:
-                result.history_appended = staged.rows
+        _write_folder(result, stages, append_history, replace_week)
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
     return result
+
+
+def _bound_all_candidates(scenario: Scenario, built: Built, inputs: Inputs,
+                          model: AffinityModel | None, solution: Solution, stages: _Stages
+                          ) -> tuple[Inputs, dict[str, Any]]:
+    """The manifest's ``candidates``: what keeping each customer's best few candidates may have
+    cost (:mod:`optimizer.solve.lagrangian.truncation`), when any were left out; the inputs with
+    the ``scores`` table freed once it is read again."""
+    problem, rules = built.problem, built.rules
+    truncation: dict[str, Any] = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
+    if model is None and built.truncated:
+        stages.start("bound_all_candidates")
+        truncation = scores_truncation(inputs, scenario, rules, built.caps, problem, solution,
+                                       built.start_prices)
+        truncation["selection"] = built.selection["description"]
+        if inputs.scores is not None:
+            inputs = replace(inputs, scores=inputs.scores.clear())
+        stages.stop()
+    if (model is not None and scenario.affinity.bound_all_candidates
+            and scenario.affinity.candidates_per_customer < inputs.n_offers):
+        stages.start("bound_all_candidates")
+        truncation = affinity_truncation(model, inputs, scenario, rules, built.caps, problem,
+                                         solution, built.dropped)
+        stages.stop()
+    return inputs, truncation
+
+
+def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
+                  replace_week: bool) -> None:
+    """Write the run folder of ``result`` (whole or not at all), with its report, and append
+    this week's assignments to the input history in the same step when asked."""
+    scenario, manifest, customers = result.scenario, result.manifest, result.customers
+    assignments = result.assignments
+    writers = {**table_writers("assignments", assignments),
+               **table_writers("offers_summary", result.offers_summary),
+               **table_writers("controls", result.controls)}
+    if customers is not None:
+        writers["customers.parquet"] = lambda path: customers.write_parquet(path)
+    # the report's charts (matplotlib) render while the tables are written
+    # (polars writes without the GIL); the page is the same either way
+    with ThreadPoolExecutor(1) as pool:
+        report = pool.submit(render_report, result)
+        writers["report.html"] = lambda path: path.write_text(report.result(), "utf-8")
+
+        def write_manifest(path: Path) -> None:
+            # written last, so its timings include the writing of every other file
+            manifest["seconds"] = {**stages.seconds,
+                                   "write": time.perf_counter() - stages.started_at}
+            json_writer(manifest)(path)
+        writers["manifest.json"] = write_manifest
+        with ExitStack() as history:
+            staged = None
+            if append_history:
+                # the table is read, checked and staged under its lock, and replaced in the
+                # same step as the run folder (a Ctrl-C or a failure before it changes
+                # neither); a concurrent run's append waits, then sees this one's rows
+                history.enter_context(history_lock(scenario.data))
+                staged = stage_history(scenario.data, assignments, scenario.week,
+                                       replace_week)
+                history.callback(staged.discard)
+            write_run_folder(scenario.output, writers,
+                             then=staged.commit if staged is not None else None)
+        if staged is not None:
+            result.history_appended = staged.rows
 
 
 # the packages whose arithmetic decides a plan: a different version may give a different plan
