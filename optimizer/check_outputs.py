@@ -64,6 +64,7 @@ from optimizer.check_copies import (
 )
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InputError, ScenarioError
+from optimizer.io import manifest as manifest_file
 from optimizer.io.validate import Inputs, history_digest
 
 FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
@@ -86,12 +87,11 @@ def read_manifest(run_dir: Path) -> tuple[dict[str, Any] | None, list[Violation]
     if not path.is_file():
         return None, []
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        return manifest_file.read_manifest(run_dir).data, []
+    except manifest_file.ManifestError as exc:
+        return None, [Violation("manifest", str(exc), 1)]
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return None, [Violation("manifest", f"manifest.json cannot be read as JSON ({exc})", 1)]
-    if not isinstance(manifest, dict):
-        return None, [Violation("manifest", "manifest.json does not hold a JSON object", 1)]
-    return manifest, []
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optimizer.core.errors import OptimizerError
+from optimizer.io.manifest import read_manifest
 
 
 def _fail(exc: OptimizerError) -> None:
@@ -130,15 +131,13 @@ def _measure_power(run_dirs: tuple[Path, ...], baseline_sd: float | None, effect
         source = f"sales over {weeks or 1} week(s) in {data_dir}"
     if customers is None and run_dirs:
         try:
-            manifest = json.loads((run_dirs[0] / "manifest.json").read_text())
+            reached = read_manifest(run_dirs[0]).customers_reached
         except (OSError, ValueError) as exc:
             raise click.UsageError(f"cannot read {run_dirs[0] / 'manifest.json'}: {exc}")
-        reached = ((manifest.get("measurement") or {}).get("planned_customers_reached")
-                   or manifest.get("customers_reached"))
         if reached is None:
             raise click.UsageError(f"{run_dirs[0] / 'manifest.json'} does not say how many "
                                    "customers the plan reached; give --customers")
-        customers = int(reached)
+        customers = reached
     plan = power_plan(float(baseline_sd), effect, alpha, power_target, customers)
     plan["baseline_sd_from"] = source
     if as_json:

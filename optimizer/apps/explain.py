@@ -22,7 +22,6 @@ so such offers can look ``priced_out`` although the plan gave them out.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import polars as pl
 from optimizer.apps.pipeline import Scored, score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
+from optimizer.io.manifest import Manifest, read_manifest
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
 from optimizer.model.reduced import reduced_values
@@ -87,13 +87,13 @@ def _scores(inputs: Inputs, scored: Scored, c: int, n_offers: int
     return p, value
 
 
-def _prices(manifest: dict[str, Any], offer_ids: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
-    saved = manifest.get("dual_prices", {})
-    budget = dict(zip(map(str, saved.get("offer_id", [])), saved.get("budget", [])))
-    count = dict(zip(map(str, saved.get("offer_id", [])), saved.get("count", [])))
-    return (np.array([float(budget.get(i, 0.0)) for i in offer_ids]),
-            np.array([float(count.get(i, 0.0)) for i in offer_ids]),
-            float(saved.get("global_budget", 0.0)))
+def _prices(manifest: Manifest, offer_ids: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The run's final prices of each offer (0 for all without ``dual_prices``)."""
+    if "dual_prices" not in manifest.data:
+        return np.zeros(len(offer_ids)), np.zeros(len(offer_ids)), 0.0
+    saved = manifest.dual_prices
+    budget, count = saved.for_offers(offer_ids)
+    return budget, count, saved.global_budget
 
 
 def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path | None = None
@@ -102,7 +102,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     run = Path(run_dir) if run_dir is not None else scenario.output
     if not (run / "manifest.json").is_file() or not (run / "assignments.parquet").is_file():
         raise OptimizerError(f"{run} is not a run folder of this scenario (run it first)")
-    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(run)
     inputs = load_inputs(scenario.data)
     c = _customer_index(inputs, customer_id)
     # the run's own steps: its scoring, then the problem built for this customer alone (each

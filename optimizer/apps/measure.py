@@ -27,7 +27,6 @@ error. ``significant``: the interval excludes 0.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from optimizer.apps.measure_stats import (
 )
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_table, unify_id_type
+from optimizer.io.manifest import read_manifest
 
 METRICS = ("sales", "redemptions", "margin")
 UNIVERSAL, PER_OFFER = "universal_holdout", "offer_holdout"
@@ -128,8 +128,8 @@ class _Run:
 def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     run_dir = Path(run_dir)
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-        week, data = int(manifest["scenario"]["week"]), Path(manifest["scenario"]["data"])
+        manifest = read_manifest(run_dir)
+        week, data = manifest.week, manifest.data_dir
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"{run_dir}: not a run folder of offeropt run "
                          f"(manifest.json: {type(exc).__name__}: {exc})") from None

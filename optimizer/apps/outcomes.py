@@ -26,7 +26,6 @@ How the weeks are simulated (vectorised, seeded, no loop over customers):
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import polars as pl
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_table, unify_id_type
+from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import json_writer, write_files
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
@@ -43,7 +43,7 @@ _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
 def _run_week(run_dir: Path) -> int:
     try:
-        return int(json.loads((run_dir / "manifest.json").read_text())["scenario"]["week"])
+        return read_manifest(run_dir).week
     except FileNotFoundError:
         raise InputError("manifest", None, f"no manifest.json in {run_dir}: name a run folder "
                          "of offeropt run") from None

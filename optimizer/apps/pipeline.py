@@ -7,7 +7,6 @@ customers x offers.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
 from optimizer.core.numerics import binding
 from optimizer.io.history import check_history_week, history_lock, stage_history
+from optimizer.io.manifest import read_manifest
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.validate import Inputs, history_digest, load_inputs
@@ -141,11 +141,8 @@ def score_inputs(inputs: Inputs, scenario: Scenario, week: int, fit: bool = Fals
 def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
     """The dual prices saved in the manifest of the run folder ``run_dir``, matched by offer_id
     (offers the earlier run did not have start at zero)."""
-    manifest = Path(run_dir) / "manifest.json"
     try:
-        saved = json.loads(manifest.read_text())["dual_prices"]
-        by_id = {str(k): v for k, v in zip(saved["offer_id"], zip(saved["budget"], saved["count"]))}
-        global_price = float(saved.get("global_budget", 0.0))
+        saved = read_manifest(run_dir).dual_prices
     except FileNotFoundError:
         raise ScenarioError(f"--warm-start {run_dir}: no manifest.json there; name a run folder "
                             "of offeropt run") from None
@@ -153,9 +150,8 @@ def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
         raise ScenarioError(f"--warm-start {run_dir}: cannot read the dual prices of its "
                             f"manifest.json ({type(exc).__name__}: {exc})") from None
     ids = inputs.offers.get_column("offer_id").to_list()
-    budget = np.array([by_id.get(str(i), (0.0, 0.0))[0] for i in ids], dtype=float)
-    count = np.array([by_id.get(str(i), (0.0, 0.0))[1] for i in ids], dtype=float)
-    return Prices(budget, count, global_price, np.zeros(len(ids)))
+    budget, count = saved.for_offers(ids)
+    return Prices(budget, count, saved.global_budget, np.zeros(len(ids)))
 
 
 def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True,

@@ -7,7 +7,6 @@ totals, value by lifetime-value decile, offers per customer.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ import polars as pl
 
 from optimizer.core.errors import OptimizerError
 from optimizer.core.numerics import binding
+from optimizer.io.manifest import read_manifest
 
 
 class _Scenario(Protocol):
@@ -69,7 +69,7 @@ class RunView:
         if missing:
             raise OptimizerError(f"{run_dir} is not a run folder: missing {', '.join(missing)} "
                                  "(run `offeropt run SCENARIO` first)")
-        manifest = json.loads(need[0].read_text(encoding="utf-8"))
+        manifest = read_manifest(run_dir).data
         customers_file = run_dir / "customers.parquet"
         customers = pl.read_parquet(customers_file, glob=False) if customers_file.is_file() else None
         name = str(manifest.get("scenario", {}).get("name", run_dir.name))
