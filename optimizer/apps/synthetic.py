@@ -25,7 +25,6 @@ Calendar: week 1 starts on Monday 2024-01-01 (``WEEK1_START``); a transaction of
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +45,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     _ensure_counts,
     _Offers,
 )
+from optimizer.io.atomic import publish
 
 __all__ = ["write_demo_data", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
 
@@ -148,7 +148,7 @@ class _Sink:
             self._fh.close()
 
     def commit(self) -> None:
-        os.replace(self.tmp, self.final)
+        publish(self.tmp, self.final)
 
     def abort(self) -> None:
         try:

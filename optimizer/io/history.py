@@ -41,6 +41,7 @@ from typing import Iterator
 import polars as pl
 
 from optimizer.core.errors import InputError, OptimizerError
+from optimizer.io.atomic import publish
 from optimizer.io.load import read_table, read_table_as_stored
 from optimizer.io.runfolder import remove_stale_temps
 
@@ -211,12 +212,7 @@ class StagedHistory:
 
     def commit(self) -> None:
         """Rename the new table over the old one (atomically) and flush the folder."""
-        os.replace(self.temp, self.target)
-        fd = os.open(self.target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        publish(self.temp, self.target, sync_folder=True)
         log.info("history: %d row(s) of week %d appended to %s%s", self.rows, self.week,
                  self.target, f" ({self.removed} earlier row(s) of that week replaced)"
                  if self.removed else "")

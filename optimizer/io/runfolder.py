@@ -32,6 +32,7 @@ import polars as pl
 
 from optimizer.core.errors import AccessError, ScenarioError, os_error, os_problem
 from optimizer.core.interrupt import deferred_interrupt
+from optimizer.io.atomic import write_atomic
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -283,13 +284,7 @@ def write_text_file(path: Path, text: str) -> None:
     """Write one text file whole or not at all (a temporary sibling renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        temp.write_text(text, encoding="utf-8")
-        temp.replace(path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 def write_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> None:
@@ -298,11 +293,4 @@ def write_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> Non
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, write in writers.items():
-        temp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            write(temp)
-            with temp.open("rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temp, folder / name)
-        finally:
-            temp.unlink(missing_ok=True)
+        write_atomic(folder / name, write)

@@ -1,0 +1,48 @@
+"""The one atomic file writer: a file is written under a temporary sibling name, flushed to disk
+and renamed over its target, so a reader, a failure or a kill sees the old file or the new one,
+never part of one.
+
+:func:`write_atomic` writes one file that way; writers that stage a file over a longer time (the
+history table staged under its lock, the demo tables streamed chunk by chunk) publish their
+temporary file with :func:`publish`.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+
+def temp_sibling(target: Path) -> Path:
+    """A fresh temporary name beside ``target`` (hidden, ``.NAME.tmp-XXXXXXXX``)."""
+    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def publish(temp: Path, target: Path, sync_folder: bool = False) -> None:
+    """Flush ``temp`` to disk and rename it over ``target`` (atomically); ``sync_folder`` also
+    flushes the folder, so the rename itself survives a power cut."""
+    with temp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, target)
+    if sync_folder:
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """Write ``target`` whole or not at all: ``write`` fills a temporary sibling, which is then
+    published over ``target``; the temporary file never outlives a failure."""
+    target = Path(target)
+    temp = temp_sibling(target)
+    try:
+        write(temp)
+        publish(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+__all__ = ["publish", "temp_sibling", "write_atomic"]
