@@ -4,9 +4,13 @@ against these plain array programs.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from scipy import special
 
 from optimizer.model.problem import CandidateBlock, block_from_pairs
+from optimizer.scoring.propensity import KIND, Propensity
 
 
 def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np.ndarray,
@@ -36,3 +40,24 @@ def block_from_candidates(customers: np.ndarray, offer: np.ndarray, p_redeem: np
     rows, cols = np.nonzero(live)
     return block_from_pairs(customers, rows, offer[rows, cols], p_redeem[rows, cols],
                             value[rows, cols], discount, cap)
+
+
+def propensity_predict(self: Propensity, columns: list[np.ndarray]) -> np.ndarray:
+    """The numpy oracle of the compiled propensity scorers: ``rate * sigmoid(beta . x)`` over
+    ``design`` columns; the customer terms and the offer terms (``KIND``) are
+    summed on their own small shapes, then the pair terms are added in place, always in the
+    same order, so a pair's value never depends on the chunk it is scored in."""
+    parts: dict[str, Any] = {"customer": 0.0, "offer": 0.0}
+    pair_terms = []
+    for kind, beta, col in zip(KIND, self.coef_, columns):
+        if beta == 0.0:
+            continue
+        if kind == "pair":
+            pair_terms.append((beta, col))
+        else:
+            parts[kind] = parts[kind] + beta * np.asarray(col)
+    full = np.broadcast_shapes(*(np.shape(col) for col in columns))
+    eta = np.broadcast_to(parts["customer"] + parts["offer"], full).copy()
+    for beta, col in pair_terms:
+        eta += beta * col
+    return self.rate * special.expit(eta, out=eta)

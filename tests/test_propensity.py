@@ -14,7 +14,15 @@ from optimizer.core.config import scenario_from_dict
 from optimizer.io.validate import load_inputs
 from optimizer.scoring.features import offer_categories
 from optimizer.scoring.fit import fit_scoring, sensitive_offers
-from optimizer.scoring.propensity import FEATURES, Propensity, design, simulate
+from optimizer.scoring.propensity import (
+    FEATURES,
+    KERNEL_PAIR_FEATURES,
+    PAIR_FEATURES,
+    Propensity,
+    design,
+    simulate,
+)
+from tests.oracles import propensity_predict
 
 
 def _columns(rng: np.random.Generator, n: int) -> list[np.ndarray]:
@@ -42,7 +50,7 @@ def test_logistic_propensity_recovers_coefficients_and_is_calibrated():
     np.testing.assert_allclose(model.coef_, BETA, atol=0.25)
     test = _columns(rng, 100_000)
     y_test = simulate(rng, test, BETA)
-    p = model.predict(test)
+    p = propensity_predict(model, test)
     order = np.argsort(p)
     for part in np.array_split(order, 10):  # calibration by decile of prediction
         assert p[part].mean() == pytest.approx(y_test[part].mean(), abs=0.015)
@@ -128,8 +136,14 @@ def test_block_prediction_matches_the_design_columns():
     for h in (history, None):
         wide = ({**h, "response": h["response"][:, None], "offer_lift": h["offer_lift"][None, :]}
                 if h else None)
-        expected = model.predict(design(cat, brand, product,
+        expected = propensity_predict(model, design(cat, brand, product,
                                         {k: v[:, None] for k, v in customer.items()},
                                         depth[None, :], wide))
         got = model.predict_block(cat, brand, product, customer, depth, h)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_the_compiled_predictor_adds_every_pair_feature_in_features_order() -> None:
+    # pair_eta's terms are indexed from FEATURES; a pair feature added to FEATURES without a
+    # term there would be fitted but never scored
+    assert KERNEL_PAIR_FEATURES == PAIR_FEATURES

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from optimizer.scoring.propensity import pair_eta
+
 _JIT = {"cache": True, "nogil": True}
 
 
@@ -117,7 +119,6 @@ def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_s
     m = worth.shape[0]
     cat, brand, prod, red, snt = acc[0], acc[1], acc[2], acc[3], acc[4]
     c_red, c_snt = acc[5], acc[6]
-    log_floor = math.log(0.0 + 0.01)
     _accumulate(i, cs[0], cs[1], cs[2], oc[0], oc[1], oc[2], cat)
     _accumulate(i, bs[0], bs[1], bs[2], ob[0], ob[1], ob[2], brand)
     _accumulate(i, ps[0], ps[1], ps[2], op[0], op[1], op[2], prod)
@@ -138,28 +139,9 @@ def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_s
             p = (shape[0] + (shape[1] - shape[0]) * a / (a + shape[2])) * sensitivity[r]
             p = min(max(p, 0.0), 1.0)
         else:
-            # Propensity.predict_block's sums in its order; a zero feature adds nothing
-            eta = customer_part[r] + offer_part[j]
-            c = min(cat[j], 1.0)
-            if coef[1] != 0.0 and c != 0.0:
-                eta += coef[1] * c
-            if coef[2] != 0.0:
-                eta += coef[2] * (math.log(c + 0.01) if c != 0.0 else log_floor)
-            if coef[3] != 0.0 and brand[j] != 0.0:
-                eta += coef[3] * min(brand[j], 1.0)
-            if coef[4] != 0.0 and prod[j] != 0.0:
-                eta += coef[4] * min(prod[j], 1.0)
-            if coef[7] != 0.0:
-                eta += coef[7] * (depth[j] * ds[r])
-            if has_history:
-                if coef[13] != 0.0 and red[j] != 0.0:
-                    eta += coef[13] * red[j]
-                if coef[14] != 0.0 and snt[j] != 0.0:
-                    eta += coef[14] * snt[j]
-                if coef[15] != 0.0 and c_red[j] != 0.0:
-                    eta += coef[15] * math.log1p(c_red[j])
-                if coef[16] != 0.0 and c_snt[j] != 0.0:
-                    eta += coef[16] * math.log1p(c_snt[j])
+            # the propensity's one linear predictor (Propensity.predict_block's too)
+            eta = pair_eta(customer_part[r] + offer_part[j], coef, cat[j], brand[j], prod[j],
+                           depth[j] * ds[r], has_history, red[j], snt[j], c_red[j], c_snt[j])
             p = rate * (1.0 / (1.0 + math.exp(-eta)))
         v = p * worth[j] * clv[r]
         if v > 0:

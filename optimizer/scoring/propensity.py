@@ -46,6 +46,17 @@ KIND = ("offer", "pair", "pair", "pair", "pair", "customer", "offer", "pair", "c
         "customer", "customer", "customer", "offer", "pair", "pair", "pair", "pair")
 HISTORY = ("response", "offer_lift", "redeemed_offer", "sent_offer", "category_redeemed",
            "category_sent")
+# the pair features, which the compiled scorers add pair by pair (customer and offer terms are
+# summed beforehand on their own shapes: Propensity.linear_parts)
+PAIR_FEATURES = tuple(name for name, kind in zip(FEATURES, KIND) if kind == "pair")
+# each pair feature's coefficient index, taken from FEATURES (compile-time constants for numba)
+_CATEGORY, _LOG_CATEGORY, _BRAND, _PRODUCT, _DEPTH_X_DS, _REDEEMED, _SENT, _CAT_REDEEMED, \
+    _CAT_SENT = (FEATURES.index(name) for name in (
+        "category", "log_category", "brand", "product", "depth_x_discount_share",
+        "redeemed_offer", "sent_offer", "category_redeemed", "category_sent"))
+# the pair features pair_eta adds, in this order (tests/test_propensity.py: every pair feature)
+KERNEL_PAIR_FEATURES = ("category", "log_category", "brand", "product", "depth_x_discount_share",
+                        "redeemed_offer", "sent_offer", "category_redeemed", "category_sent")
 
 
 def design(category: np.ndarray, brand: np.ndarray, product: np.ndarray,
@@ -130,31 +141,13 @@ class Propensity:
         self.positives_ = int(y.sum())
         return self
 
-    def predict(self, columns: list[np.ndarray]) -> np.ndarray:
-        """``rate * sigmoid(beta . x)``: the customer terms and the offer terms (``KIND``) are
-        summed on their own small shapes, then the pair terms are added in place, always in the
-        same order, so a pair's value never depends on the chunk it is scored in."""
-        parts: dict[str, Any] = {"customer": 0.0, "offer": 0.0}
-        pair_terms = []
-        for kind, beta, col in zip(KIND, self.coef_, columns):
-            if beta == 0.0:
-                continue
-            if kind == "pair":
-                pair_terms.append((beta, col))
-            else:
-                parts[kind] = parts[kind] + beta * np.asarray(col)
-        full = np.broadcast_shapes(*(np.shape(col) for col in columns))
-        eta = np.broadcast_to(parts["customer"] + parts["offer"], full).copy()
-        for beta, col in pair_terms:
-            eta += beta * col
-        return self.rate * special.expit(eta, out=eta)
-
     def predict_block(self, category: np.ndarray, brand: np.ndarray, product: np.ndarray,
                       customer: dict[str, np.ndarray], depth: np.ndarray,
                       history: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """:meth:`predict` of ``design(...)`` for a dense ``(n, m)`` block of customers x offers,
-        in one compiled pass: the same sums in the same order, without the dozen ``(n, m)``
-        feature arrays (at 50,000 x 500 offers they cost 5 of the 7 s of a chunk).
+        """``rate * sigmoid(beta . x)`` of ``design(...)`` for a dense ``(n, m)`` block of customers
+        x offers, in one compiled pass (:func:`pair_eta` adds the pair terms), without the dozen
+        ``(n, m)`` feature arrays; ``tests/oracles.py`` holds the plain numpy predictor it is
+        checked against.
 
         ``customer`` arrays are ``(n,)``, ``depth`` is ``(m,)``; ``history`` as in :func:`design`
         with ``(n,)`` ``response``, ``(m,)`` ``offer_lift`` and ``(n, m)`` pair arrays.
@@ -207,36 +200,48 @@ class Propensity:
                 "pairs": self.n_pairs_, "positives": self.positives_}
 
 
+@nb.njit(inline="always")
+def pair_eta(eta, coef, category, brand, product, depth_ds, has_history, redeemed, sent,
+             cat_redeemed, cat_sent):  # pragma: no cover - compiled
+    """``eta`` (the pair's customer and offer terms) plus its pair terms in ``FEATURES`` order:
+    the one linear predictor of both compiled scorers (``_predict_block`` here and
+    :func:`optimizer.scoring._pair_kernels.score_select`); a zero feature adds nothing."""
+    c = min(category, 1.0)
+    if coef[_CATEGORY] != 0.0 and c != 0.0:
+        eta += coef[_CATEGORY] * c
+    if coef[_LOG_CATEGORY] != 0.0:
+        eta += coef[_LOG_CATEGORY] * math.log(c + 0.01)
+    if coef[_BRAND] != 0.0 and brand != 0.0:
+        eta += coef[_BRAND] * min(brand, 1.0)
+    if coef[_PRODUCT] != 0.0 and product != 0.0:
+        eta += coef[_PRODUCT] * min(product, 1.0)
+    if coef[_DEPTH_X_DS] != 0.0:
+        eta += coef[_DEPTH_X_DS] * depth_ds
+    if has_history:
+        if coef[_REDEEMED] != 0.0 and redeemed != 0.0:
+            eta += coef[_REDEEMED] * redeemed
+        if coef[_SENT] != 0.0 and sent != 0.0:
+            eta += coef[_SENT] * sent
+        if coef[_CAT_REDEEMED] != 0.0 and cat_redeemed != 0.0:
+            eta += coef[_CAT_REDEEMED] * math.log1p(cat_redeemed)
+        if coef[_CAT_SENT] != 0.0 and cat_sent != 0.0:
+            eta += coef[_CAT_SENT] * math.log1p(cat_sent)
+    return eta
+
+
 @nb.njit(cache=True, nogil=True)
 def _predict_block(coef, rate, customer_part, offer_part, category, brand, product, ds, depth,
                    redeemed, sent, cat_redeemed, cat_sent, out):  # pragma: no cover - compiled
-    # the pair features in FEATURES order (indices 1-4, 7, 13-16), added to the customer and
-    # offer terms exactly as Propensity.predict adds its columns
     n, m = out.shape
     has_history = redeemed.shape[0] > 0
     for i in range(n):
         for j in range(m):
-            eta = customer_part[i] + offer_part[j]
-            cat = min(category[i, j], 1.0)
-            if coef[1] != 0.0:
-                eta += coef[1] * cat
-            if coef[2] != 0.0:
-                eta += coef[2] * math.log(cat + 0.01)
-            if coef[3] != 0.0:
-                eta += coef[3] * min(brand[i, j], 1.0)
-            if coef[4] != 0.0:
-                eta += coef[4] * min(product[i, j], 1.0)
-            if coef[7] != 0.0:
-                eta += coef[7] * (depth[j] * ds[i])
-            if has_history:
-                if coef[13] != 0.0:
-                    eta += coef[13] * redeemed[i, j]
-                if coef[14] != 0.0:
-                    eta += coef[14] * sent[i, j]
-                if coef[15] != 0.0:
-                    eta += coef[15] * math.log1p(cat_redeemed[i, j])
-                if coef[16] != 0.0:
-                    eta += coef[16] * math.log1p(cat_sent[i, j])
+            eta = pair_eta(customer_part[i] + offer_part[j], coef, category[i, j], brand[i, j],
+                           product[i, j], depth[j] * ds[i], has_history,
+                           redeemed[i, j] if has_history else 0.0,
+                           sent[i, j] if has_history else 0.0,
+                           cat_redeemed[i, j] if has_history else 0.0,
+                           cat_sent[i, j] if has_history else 0.0)
             out[i, j] = rate * (1.0 / (1.0 + math.exp(-eta)))
 
 
