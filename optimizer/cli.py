@@ -320,11 +320,11 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
         for label in labels[1:]:
             offers.add_column(_lit(f"change in spend {label}"), justify="right")
         for o in comparison.offers.head(top_offers).to_dicts():
-            cells: list[str | Text] = [_lit(o["offer_id"])]
+            row: list[str | Text] = [_lit(o["offer_id"])]
             for k in range(len(labels)):
-                cells += [str(o[f"customers_{k}"]), f"{o[f'expected_cost_{k}']:,.2f}"]
-            cells += [f"{o[f'd_expected_cost_{k}']:+,.2f}" for k in range(1, len(labels))]
-            offers.add_row(*cells)
+                row += [str(o[f"customers_{k}"]), f"{o[f'expected_cost_{k}']:,.2f}"]
+            row += [f"{o[f'd_expected_cost_{k}']:+,.2f}" for k in range(1, len(labels))]
+            offers.add_row(*row)
         console.print(offers)
     if not no_html:
         console.print(_lit(f"page: {html_path}"))

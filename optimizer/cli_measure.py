@@ -138,6 +138,7 @@ def _measure_power(run_dirs: tuple[Path, ...], baseline_sd: float | None, effect
             raise click.UsageError(f"{run_dirs[0] / 'manifest.json'} does not say how many "
                                    "customers the plan reached; give --customers")
         customers = reached
+    assert baseline_sd is not None  # given, or measured from --data above
     plan = power_plan(float(baseline_sd), effect, alpha, power_target, customers)
     plan["baseline_sd_from"] = source
     if as_json:

@@ -66,7 +66,7 @@ def _estimates(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         var_xa = sxx / n - mean_x ** 2
         var_adj = var_y - 2 * theta[..., None, :] * cov_arm + theta[..., None, :] ** 2 * var_xa[
             ..., None]
-    diff = np.where((n > 0).all(-1)[..., None], diff, np.nan)
+    diff = np.where(np.asarray((n > 0).all(-1))[..., None], diff, np.nan)
     return diff, n, var_adj
 
 

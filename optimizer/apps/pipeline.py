@@ -290,7 +290,8 @@ def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
     assignments = result.assignments
     writers = {**table_writers("assignments", assignments),
                **table_writers("offers_summary", result.offers_summary),
-               **table_writers("controls", result.controls)}
+               **(table_writers("controls", result.controls)
+                  if result.controls is not None else {})}
     if customers is not None:
         writers["customers.parquet"] = lambda path: customers.write_parquet(path)
     # the report's charts (matplotlib) render while the tables are written

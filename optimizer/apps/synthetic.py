@@ -136,7 +136,7 @@ class _Sink:
                 self._writer.write_table(table, row_group_size=table.num_rows)
         else:
             if table.num_rows or self._header:
-                pl.from_arrow(table).write_csv(self._fh, include_header=self._header)
+                _frame(table).write_csv(self._fh, include_header=self._header)
                 self._header = False
 
     def close(self) -> None:
@@ -144,8 +144,9 @@ class _Sink:
             self._writer.close()
         else:
             if self._header:  # nothing written: header only
-                pl.from_arrow(self.schema.empty_table()).write_csv(self._fh, include_header=True)
-            self._fh.close()
+                _frame(self.schema.empty_table()).write_csv(self._fh, include_header=True)
+            if self._fh is not None:
+                self._fh.close()
 
     def commit(self) -> None:
         publish(self.tmp, self.final)
@@ -156,6 +157,13 @@ class _Sink:
         except Exception:  # pragma: no cover - best effort cleanup
             pass
         self.tmp.unlink(missing_ok=True)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    """``table`` as a polars frame (a table converts to a frame, never a series)."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _write_whole(out_dir: Path, name: str, table: pa.Table, file_format: str) -> _Sink:

@@ -229,7 +229,7 @@ def _customer_latents(rng: np.random.Generator, n: int, cat: _Catalog, weeks: in
     buyers = {}
     for name in SENSITIVE_CATEGORIES:
         if name == "INFANT FORMULA":
-            share = np.where(seg == 1, 0.30, np.where(seg == 2, 0.04, 0.01))
+            share: np.ndarray | float = np.where(seg == 1, 0.30, np.where(seg == 2, 0.04, 0.01))
         else:
             share = _SENSITIVE_BUYERS[name]
         b = rng.random(n) < share

@@ -33,7 +33,7 @@ def publish(temp: Path, target: Path, sync_folder: bool = False) -> None:
             os.close(fd)
 
 
-def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(target: Path, write: Callable[[Path], object]) -> None:
     """Write ``target`` whole or not at all: ``write`` fills a temporary sibling, which is then
     published over ``target``; the temporary file never outlives a failure."""
     target = Path(target)

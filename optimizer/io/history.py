@@ -95,7 +95,7 @@ def _as_column(values: pl.Series, dtype: pl.DataType, column: str) -> pl.Series:
         return values
     if dtype in (pl.Utf8, pl.String):
         return values.cast(pl.Utf8)
-    converted = values.cast(dtype, strict=False)  # type: ignore[arg-type]
+    converted = values.cast(dtype, strict=False)
     lost = converted.is_null() & values.is_not_null()
     if lost.any():
         raise InputError(TABLE, column, f"the history table stores {column} as {dtype}, which "

@@ -34,6 +34,9 @@ from optimizer.core.errors import AccessError, ScenarioError, os_error, os_probl
 from optimizer.core.interrupt import deferred_interrupt
 from optimizer.io.atomic import write_atomic
 
+# writes one file at the path it is given (its result, if any, is ignored)
+Writer = Callable[[Path], object]
+
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
@@ -135,7 +138,7 @@ def check_output(output: Path, data: Path | None = None, replace: bool = True) -
                           f"making a folder in {probe_in}); nothing was planned") from None
 
 
-def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]],
+def write_run_folder(output: Path, writers: dict[str, Writer],
                      then: Callable[[], None] | None = None) -> None:
     """Write every file through ``writers`` (name -> function writing that path) into a temporary
     sibling folder, then move it into place as one step.
@@ -160,7 +163,7 @@ def write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]],
                           f"was written{earlier}") from exc
 
 
-def _write_run_folder(output: Path, writers: dict[str, Callable[[Path], None]],
+def _write_run_folder(output: Path, writers: dict[str, Writer],
                       then: Callable[[], None] | None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)
@@ -208,7 +211,7 @@ def remove_stale_temps(output: Path) -> list[Path]:
     longer exists, so a concurrent run's folder in the making is left alone; one without (older
     versions) is removed when it was last modified more than an hour ago."""
     output = Path(output)
-    removed = []
+    removed: list[Path] = []
     if not output.parent.is_dir():
         return removed
     for kind in ("tmp", "old", "probe"):
@@ -243,7 +246,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def json_writer(data: dict[str, Any]) -> Callable[[Path], None]:
+def json_writer(data: dict[str, Any]) -> Writer:
     """A writer of pretty, key-sorted, strict JSON (deterministic apart from what ``data``
     holds). A NaN or infinity raises ``ValueError`` instead of writing the non-standard
     ``NaN``/``Infinity`` that strict JSON readers refuse."""
@@ -270,7 +273,7 @@ def _json_default(value: Any) -> Any:
 CSV_DECIMALS = 6
 
 
-def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Callable[[Path], None]]:
+def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Writer]:
     """Writers of ``name.parquet`` (full precision) and ``name.csv`` (floats with
     :data:`CSV_DECIMALS` decimals) for a frame."""
     return {
@@ -287,7 +290,7 @@ def write_text_file(path: Path, text: str) -> None:
     write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
-def write_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+def write_files(folder: Path, writers: dict[str, Writer]) -> None:
     """Write each file through its writer into a temporary name in ``folder`` and rename it into
     place (each file whole or not at all; other files of the folder are left alone)."""
     folder = Path(folder)

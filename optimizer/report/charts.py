@@ -6,7 +6,7 @@ salt, so a page is self-contained (no network, no files beside it) and determini
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
@@ -35,7 +35,7 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height))
 
 
-def bar_chart(labels: Sequence[str], series: dict[str, Sequence[float]], title: str,
+def bar_chart(labels: Sequence[str], series: Mapping[str, Sequence[float]], title: str,
               xlabel: str = "", ylabel: str = "", horizontal: bool = False,
               reference: float | None = None) -> str:
     """Grouped bars, one group per label and one bar per series; ``reference`` draws a dashed

@@ -16,7 +16,8 @@ from optimizer.model.problem import AssignmentProblem, Solution
 def assignments_frame(inputs: Inputs, problem: AssignmentProblem, solution: Solution
                       ) -> pl.DataFrame:
     """One row per assigned pair: customer_id, rank, offer_id, p_redeem, expected_cost, score."""
-    parts = {"c": [], "o": [], "p_redeem": [], "expected_cost": [], "score": []}
+    parts: dict[str, list[np.ndarray]] = {"c": [], "o": [], "p_redeem": [], "expected_cost": [],
+                                          "score": []}
     for block, chosen in zip(problem.blocks, solution.chosen):
         rows, slots = np.nonzero(chosen)
         parts["c"].append(block.customers[rows])

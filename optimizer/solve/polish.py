@@ -394,7 +394,8 @@ def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray
     return model, scale
 
 
-def _run(model: cp_model.CpModel, settings: PolishSettings) -> tuple[cp_model.CpSolver, int]:
+def _run(model: cp_model.CpModel, settings: PolishSettings
+         ) -> tuple[cp_model.CpSolver, cp_model.CpSolverStatus]:
     from ortools.sat.python import cp_model
 
     solver = cp_model.CpSolver()
