@@ -263,6 +263,20 @@ def _entry(point: np.ndarray, boot: np.ndarray, n_t: int, n_c: int, means: np.nd
     return entry
 
 
+# measure.json's "definitions": what each figure means
+DEFINITIONS = {
+    "treated": "customers the run sent at least one offer (per offer: sent that offer)",
+    "control": "the run's universal control the plan would have reached (per offer: its "
+               "per-offer control)",
+    "incremental_sales_per_customer": "difference in mean sales per customer over the "
+                                       "window, treated minus control, CUPED-adjusted on "
+                                       "pre-period sales",
+    "margin": "margin_rate x sales minus the discount cost of the customer's redemptions",
+    "mde_sales_per_customer": "smallest lift the arms' sizes detect at the power given "
+                              "(two-sided test at the confidence level)",
+}
+
+
 def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Settings()
                  ) -> dict[str, Any]:
     """Measure the runs in ``run_dirs`` against the outcome folder ``outcomes`` (see the module
@@ -335,17 +349,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
                      "margin_rate": settings.margin_rate, "bootstrap": settings.bootstrap,
                      "seed": settings.seed, "confidence": 1 - settings.alpha,
                      "power": settings.power, "outcomes": str(outcomes)},
-        "definitions": {
-            "treated": "customers the run sent at least one offer (per offer: sent that offer)",
-            "control": "the run's universal control the plan would have reached (per offer: its "
-                       "per-offer control)",
-            "incremental_sales_per_customer": "difference in mean sales per customer over the "
-                                               "window, treated minus control, CUPED-adjusted on "
-                                               "pre-period sales",
-            "margin": "margin_rate x sales minus the discount cost of the customer's redemptions",
-            "mde_sales_per_customer": "smallest lift the arms' sizes detect at the power given "
-                                      "(two-sided test at the confidence level)",
-        },
+        "definitions": DEFINITIONS,
     }
 
 
