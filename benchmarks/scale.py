@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from optimizer.core.numerics import binding
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Solution
+from optimizer.solve.lp import LPArrays, lp_arrays
 
 OUT = Path(__file__).resolve().parent / "out"
 CAP = 5
@@ -138,86 +138,16 @@ def plan_usage(problem: AssignmentProblem, solution: Solution) -> dict[str, Any]
 # OR-Tools, vectorised
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class LPData:
-    """``max c.x  s.t.  A x <= b, 0 <= x <= 1`` of the problem (rows: customer caps, finite
-    offer budgets and max_customers, the global budget)."""
-
-    c: np.ndarray
-    A: Any
-    b: np.ndarray
-
-
-def lp_data(problem: AssignmentProblem) -> LPData:
-    import scipy.sparse as sp
-
-    offers = problem.offers
-    offer_parts, value_parts, cost_parts, cust_parts, caps = [], [], [], [], []
-    row0 = 0
-    for block in problem.blocks:
-        valid = block.offer >= 0
-        rows = np.nonzero(valid)[0]
-        offer_parts.append(block.offer[valid])
-        value_parts.append(block.value[valid])
-        cost_parts.append(block.cost[valid])
-        cust_parts.append(rows + row0)
-        caps.append(block.cap.astype(float))
-        row0 += block.n_customers
-    offer = np.concatenate(offer_parts)
-    value = np.concatenate(value_parts)
-    cost = np.concatenate(cost_parts)
-    cust = np.concatenate(cust_parts)
-    n = offer.size
-    var = np.arange(n, dtype=np.int64)
-    rows, cols, data, rhs = [cust], [var], [np.ones(n)], [np.concatenate(caps)]
-    next_row = row0
-    budget_row = np.full(offers.n_offers, -1, dtype=np.int64)
-    finite_b = np.isfinite(offers.budget)
-    budget_row[finite_b] = next_row + np.arange(int(finite_b.sum()))
-    next_row += int(finite_b.sum())
-    keep = budget_row[offer] >= 0
-    rows.append(budget_row[offer][keep])
-    cols.append(var[keep])
-    data.append(cost[keep])
-    rhs.append(offers.budget[finite_b])
-    count_row = np.full(offers.n_offers, -1, dtype=np.int64)
-    finite_c = np.isfinite(offers.max_customers)
-    count_row[finite_c] = next_row + np.arange(int(finite_c.sum()))
-    next_row += int(finite_c.sum())
-    keep = count_row[offer] >= 0
-    rows.append(count_row[offer][keep])
-    cols.append(var[keep])
-    data.append(np.ones(int(keep.sum())))
-    rhs.append(offers.max_customers[finite_c])
-    if np.isfinite(problem.global_budget):
-        rows.append(np.full(n, next_row))
-        cols.append(var)
-        data.append(cost)
-        rhs.append(np.array([problem.global_budget]))
-        next_row += 1
-    A = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(next_row, n))
-    if problem.max_per_category is not None:
-        raise NotImplementedError("the vectorised builder models no category cap")
-    return LPData(value, A, np.concatenate(rhs))
-
-
-def dual_bound(lp: LPData, y: np.ndarray) -> float:
-    """Weak duality: for any ``y >= 0``, ``b.y + sum max(0, c - A'y)`` bounds the LP (and the IP)."""
-    y = np.maximum(y, 0.0)
-    return float(lp.b @ y + np.maximum(lp.c - lp.A.T @ y, 0.0).sum())
-
-
-def solve_ortools(lp: LPData, backend: str, integer: bool, time_limit: float,
+def solve_ortools(lp: LPArrays, backend: str, integer: bool, time_limit: float,
                   gap: float) -> dict[str, Any]:
     """Build the model from ``lp`` in one call and solve it with ``backend``."""
     from ortools.linear_solver.python import model_builder as mb
 
     tick = time.perf_counter()
     model = mb.Model()
-    n, rows = lp.c.size, lp.b.size
-    model.helper.fill_model_from_sparse_data(np.zeros(n), np.ones(n), lp.c,
-                                             np.full(rows, -np.inf), lp.b, lp.A)
+    n, rows = lp.value.size, lp.upper.size
+    model.helper.fill_model_from_sparse_data(np.zeros(n), np.ones(n), lp.value,
+                                             np.full(rows, -np.inf), lp.upper, lp.matrix)
     model.helper.set_maximize(True)
     if integer:
         set_int = model.helper.set_var_integrality
@@ -248,7 +178,7 @@ def solve_ortools(lp: LPData, backend: str, integer: bool, time_limit: float,
     else:
         duals = np.asarray(helper.dual_values())
         # the sign convention of duals in a maximisation: either sign gives a valid bound
-        out["bound"] = min(dual_bound(lp, duals), dual_bound(lp, -duals))
+        out["bound"] = min(lp.dual_bound(duals), lp.dual_bound(-duals))
         out["kind"] = "LP"
     return out
 
@@ -345,7 +275,7 @@ def cmd_solvers(args: argparse.Namespace) -> None:
                     continue
             if method in ("GLOP", "PDLP", "SCIP") and lp is None:
                 tick = time.perf_counter()
-                lp = lp_data(problem)
+                lp = lp_arrays(problem)
                 lp_build = time.perf_counter() - tick
             reps = args.repeats if method in ("ours", "GLOP", "PDLP") else args.slow_repeats
             runs[method] = []

@@ -1,6 +1,7 @@
 """The LP relaxation of the problem, built from numpy arrays in one call (OR-Tools model_builder).
 
-Used for the Lagrangian's starting prices on a sample of customers and by the benchmarks. Rows:
+Used for the Lagrangian's starting prices on a sample of customers and by the benchmarks
+(:func:`lp_arrays`, the one builder of the LP). Rows:
 one cap per customer, one per (customer, category) when categories are capped (an offer with
 several categories sits in each of its rows), one budget and one ``max_customers`` per offer, and
 the global budget. The returned prices are the LP's duals on the coupling rows.
@@ -28,13 +29,26 @@ class LPRelaxation:
     prices: Prices
 
 
-def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: float = 60.0,
-             pdlp_tolerance: float | None = None) -> LPRelaxation:
-    """Solve the LP relaxation of ``problem`` with an OR-Tools LP backend (GLOP or PDLP).
+@dataclass(frozen=True)
+class LPArrays:
+    """``max value . x  s.t.  matrix x <= upper, 0 <= x <= 1`` of a problem (module docstring
+    for the rows); ``coupling``: per offer the row of its budget (``"budget"``) and of its
+    ``max_customers`` (``"count"``), -1 without; ``global_row``: the global budget's, or -1."""
 
-    ``pdlp_tolerance``: PDLP's relative and absolute optimality tolerance (its default when
-    ``None``); a loose one is enough where the LP only gives starting prices.
-    """
+    value: np.ndarray
+    matrix: sp.csr_matrix
+    upper: np.ndarray
+    coupling: dict[str, np.ndarray]
+    global_row: int
+
+    def dual_bound(self, y: np.ndarray) -> float:
+        """Weak duality: for ``y >= 0``, ``upper . y + sum max(0, value - A'y)`` bounds the LP
+        (and every plan)."""
+        return _dual_bound(self.matrix, self.upper, self.value, y)
+
+
+def lp_arrays(problem: AssignmentProblem) -> LPArrays:
+    """The LP relaxation of ``problem`` as sparse arrays (``solve_lp`` and the benchmarks)."""
     offers = problem.offers
     valid = [b.offer >= 0 for b in problem.blocks]
     offer = np.concatenate([b.offer[v] for b, v in zip(problem.blocks, valid)])
@@ -56,7 +70,7 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
         data.append(np.ones(pair.size))
         rhs.append(np.full(uniq.size, float(problem.max_per_category)))
         next_row += uniq.size
-    coupling = {}
+    coupling: dict[str, np.ndarray] = {}
     for name, weights, capacity in (("budget", cost, offers.budget),
                                     ("count", np.ones(n_vars), offers.max_customers)):
         row_of_offer = np.full(offers.n_offers, -1)
@@ -79,7 +93,21 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
         next_row += 1
     matrix = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
                            shape=(next_row, n_vars))
-    upper = np.concatenate(rhs)
+    return LPArrays(value, matrix, np.concatenate(rhs), coupling, global_row)
+
+
+def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: float = 60.0,
+             pdlp_tolerance: float | None = None) -> LPRelaxation:
+    """Solve the LP relaxation of ``problem`` with an OR-Tools LP backend (GLOP or PDLP).
+
+    ``pdlp_tolerance``: PDLP's relative and absolute optimality tolerance (its default when
+    ``None``); a loose one is enough where the LP only gives starting prices.
+    """
+    offers = problem.offers
+    lp = lp_arrays(problem)
+    value, matrix, upper, coupling, global_row = (lp.value, lp.matrix, lp.upper, lp.coupling,
+                                                  lp.global_row)
+    n_vars, next_row = value.size, upper.size
     model = mbh.ModelBuilderHelper()
     model.fill_model_from_sparse_data(np.zeros(n_vars), np.ones(n_vars), value,
                                       np.full(next_row, -np.inf), upper, matrix)
