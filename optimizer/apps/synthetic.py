@@ -361,6 +361,47 @@ def _scores_chunk(rng: np.random.Generator, ids: np.ndarray, lat: dict, offers: 
     return pa.concat_tables(parts) if parts else SCHEMAS["scores"].empty_table()
 
 
+def _checked(customers: int, offers: int, scores_per_customer: int | None, weeks: int,
+             planning_week: int, file_format: str, seed: int
+             ) -> tuple[int, int, int | None, int, int]:
+    """``write_demo_data``'s arguments checked: customers, offers, scores per customer, weeks
+    and planning week as integers (a bad one is a ValueError naming it)."""
+    N = _ensure_counts("customers", customers, 1)
+    M = _ensure_counts("offers", offers, 1)
+    weeks = _ensure_counts("weeks", weeks, 1)
+    planning_week = _ensure_counts("planning_week", planning_week, -10**6)
+    K = None
+    if scores_per_customer is not None:
+        K = _ensure_counts("scores_per_customer", scores_per_customer, 1)
+        if K > M:
+            raise ValueError(f"scores_per_customer ({K}) cannot exceed offers ({M})")
+    if file_format not in ("parquet", "csv"):
+        raise ValueError(f"file_format must be 'parquet' or 'csv', got {file_format!r}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return N, M, K, weeks, planning_week
+
+
+def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.ndarray,
+                 cat: _Catalog, off: _Offers, weeks: int, planning_week: int, K: int | None
+                 ) -> None:
+    """One chunk of customers ``ids``, every table's rows of them, from the chunk's own seed
+    ``ss`` (so a chunk does not depend on the chunks after it)."""
+    s_lat, s_tx, s_res, s_hist, s_sc = ss.spawn(5)
+    lat = _customer_latents(np.random.default_rng(s_lat), ids.size, cat, weeks)
+    sinks["customers"].write(_customers_chunk(ids, lat))
+    if K is None:
+        sinks["transactions"].write(_transactions_chunk(
+            np.random.default_rng(s_tx), ids, lat, cat, weeks, planning_week))
+    else:
+        sinks["scores"].write(_scores_chunk(np.random.default_rng(s_sc), ids, lat, off, K))
+    sinks["restrictions"].write(_restrictions_chunk(np.random.default_rng(s_res), ids, lat,
+                                                    cat))
+    hist, redm = _history_chunk(np.random.default_rng(s_hist), ids, lat, off, planning_week)
+    sinks["history"].write(hist)
+    sinks["redemptions"].write(redm)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -379,19 +420,8 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
     cover weeks ``planning_week - weeks .. planning_week - 1``, history and redemptions the six
     weeks before ``planning_week``. The same arguments give byte-identical files.
     """
-    N = _ensure_counts("customers", customers, 1)
-    M = _ensure_counts("offers", offers, 1)
-    weeks = _ensure_counts("weeks", weeks, 1)
-    planning_week = _ensure_counts("planning_week", planning_week, -10**6)
-    K = None
-    if scores_per_customer is not None:
-        K = _ensure_counts("scores_per_customer", scores_per_customer, 1)
-        if K > M:
-            raise ValueError(f"scores_per_customer ({K}) cannot exceed offers ({M})")
-    if file_format not in ("parquet", "csv"):
-        raise ValueError(f"file_format must be 'parquet' or 'csv', got {file_format!r}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    N, M, K, weeks, planning_week = _checked(customers, offers, scores_per_customer, weeks,
+                                             planning_week, file_format, seed)
     report = progress or (lambda _msg: None)
 
     out_dir = Path(out_dir)
@@ -426,22 +456,8 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
         n_chunks = -(-N // CHUNK_CUSTOMERS)
         for c, ss in enumerate(ss_chunks.spawn(n_chunks)):
             lo, hi = c * CHUNK_CUSTOMERS, min(N, (c + 1) * CHUNK_CUSTOMERS)
-            ids = np.arange(lo + 1, hi + 1, dtype=np.int64)
-            s_lat, s_tx, s_res, s_hist, s_sc = ss.spawn(5)
-            lat = _customer_latents(np.random.default_rng(s_lat), hi - lo, cat, weeks)
-            chunk_sinks["customers"].write(_customers_chunk(ids, lat))
-            if K is None:
-                chunk_sinks["transactions"].write(_transactions_chunk(
-                    np.random.default_rng(s_tx), ids, lat, cat, weeks, planning_week))
-            else:
-                chunk_sinks["scores"].write(_scores_chunk(np.random.default_rng(s_sc), ids, lat,
-                                                          off, K))
-            chunk_sinks["restrictions"].write(_restrictions_chunk(np.random.default_rng(s_res),
-                                                                  ids, lat, cat))
-            hist, redm = _history_chunk(np.random.default_rng(s_hist), ids, lat, off,
-                                        planning_week)
-            chunk_sinks["history"].write(hist)
-            chunk_sinks["redemptions"].write(redm)
+            _write_chunk(chunk_sinks, ss, np.arange(lo + 1, hi + 1, dtype=np.int64), cat, off,
+                         weeks, planning_week, K)
             report(f"customers {hi:,}/{N:,}")
         background.drain()
         for s in chunk_sinks.values():
