@@ -20,7 +20,6 @@ _KNOWN: dict[str, int] = {
     "optimizer/io/validate.py:load_inputs": 82,
     "optimizer/solve/exact.py:solve_exact": 88,
     "optimizer/solve/lagrangian/method.py:_solve": 141,
-    "optimizer/apps/synthetic_world.py:__init__": 123,
 }
 
 

@@ -290,6 +290,27 @@ class _Offers:
         primary[catpos[:n_sens]] = sens_idx[rng.integers(0, len(sens_idx), n_sens)]
         self.primary = primary
 
+        category, brand, funded, cats_of, op_offer, op_prod = self._products(
+            rng, cat, primary, nocat, multi, w_cat)
+        self.category, self.brand, self.funded = category, brand, funded
+        self.cats_of = cats_of
+        self.nocat, self.multi = nocat, multi
+        self.sensitive = np.array([any(cat.sensitive[k] for k in cs) for cs in cats_of])
+
+        self._windows(rng, M, planning_week, perm)
+        self._money(rng, M, N, buyers, cats_of)
+        # how often campaigns used each offer (for history) and its appeal (for scores)
+        self.appeal = rng.lognormal(0.0, 0.5, M)
+        self.op_offer = np.concatenate(op_offer) if op_offer else np.zeros(0, np.int64)
+        self.op_prod = np.concatenate(op_prod) if op_prod else np.zeros(0, np.int64)
+
+    def _products(self, rng: np.random.Generator, cat: _Catalog, primary: np.ndarray,
+                  nocat: np.ndarray, multi: np.ndarray, w_cat: np.ndarray) -> tuple[
+                      list[str | None], list[str | None], list[str], list[set[int]],
+                      list[np.ndarray], list[np.ndarray]]:
+        """Each offer's category (or none), brand and funder, its categories and the products
+        it lists (offer, product pairs)."""
+        M, C = self.M, cat.C
         category: list[str | None] = [None] * M
         brand: list[str | None] = [None] * M
         funded: list[str] = ["retailer"] * M
@@ -331,12 +352,12 @@ class _Offers:
             gs = np.unique(cat.prod_group[prods])
             if len(gs) == 1 and group_brand[gs[0]] != PRIVATE_LABEL:
                 funded[j] = group_brand[gs[0]]
-        self.category, self.brand, self.funded = category, brand, funded
-        self.cats_of = cats_of
-        self.nocat, self.multi = nocat, multi
-        self.sensitive = np.array([any(cat.sensitive[k] for k in cs) for cs in cats_of])
+        return category, brand, funded, cats_of, op_offer, op_prod
 
-        # eligibility windows: ~10% inactive in the planning week, some open bounds
+    def _windows(self, rng: np.random.Generator, M: int, planning_week: int,
+                 perm: np.ndarray) -> None:
+        """Eligibility windows (start and end weeks, open bounds) and which offers are active."""
+        # ~10% inactive in the planning week, some open bounds
         start = planning_week - rng.integers(0, 5, M)
         end = planning_week + rng.integers(0, 7, M)
         state = rng.random(M)
@@ -356,6 +377,9 @@ class _Offers:
         self.end = np.where(open_end, -1, end)
         self.open_start, self.open_end = open_start, open_end
 
+    def _money(self, rng: np.random.Generator, M: int, N: int, buyers: np.ndarray,
+               cats_of: list[set[int]]) -> None:
+        """Discounts, margins, budgets, targets and caps."""
         # money: discount (cost of one redemption), margin (incremental margin of one redemption)
         levels = np.array([0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0])
         lw = np.array([6, 8, 14, 8, 10, 12, 7, 6, 4, 3], float)
@@ -385,10 +409,6 @@ class _Offers:
         self.max_c = np.where(both, np.maximum(self.max_c, self.min_c), self.max_c)
         self.min_c = self.min_c.astype(np.int64)
         self.max_c = self.max_c.astype(np.int64)
-        # how often campaigns used each offer (for history) and its appeal (for scores)
-        self.appeal = rng.lognormal(0.0, 0.5, M)
-        self.op_offer = np.concatenate(op_offer) if op_offer else np.zeros(0, np.int64)
-        self.op_prod = np.concatenate(op_prod) if op_prod else np.zeros(0, np.int64)
 
     def offers_table(self) -> pa.Table:
         def opt_int(a, missing):
