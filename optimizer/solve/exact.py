@@ -9,6 +9,8 @@ bounds.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ortools.linear_solver import pywraplp
@@ -18,15 +20,22 @@ from optimizer.core.interrupt import keep_sigint_handler
 from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 
 
-def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
-                gap_tolerance: float = 1e-9, relax: bool = False, backend: str = "SCIP") -> Solution:
-    """Solve ``problem`` with an OR-Tools MIP (or, with ``relax=True``, its LP relaxation).
+@dataclass
+class _Model:
+    """The MIP (or LP) of a problem in a pywraplp solver: its variables, each block's variable
+    index per slot (-1: empty), the objective and the coupling rows (for the LP's duals)."""
 
-    ``backend`` is any pywraplp solver id (``SCIP``, ``CBC``, ``GLOP`` and ``PDLP`` for LPs).
-    """
-    solver = pywraplp.Solver.CreateSolver(backend)
-    if solver is None:
-        raise SolverError(f"OR-Tools backend {backend} is not available")
+    variables: list[Any]
+    var_of: list[np.ndarray]
+    objective: Any
+    budget_rows: dict[int, Any]
+    count_rows: dict[int, Any]
+    global_row: Any
+
+
+def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
+    """One variable per candidate, the customer and category caps, every offer's budget and
+    ``max_customers`` and the global budget, in ``solver``."""
     offers = problem.offers
     var_of: list[np.ndarray] = []
     variables = []
@@ -68,6 +77,22 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
     global_row = None
     if np.isfinite(problem.global_budget) and global_terms:
         global_row = solver.Add(sum(c * v for v, c in global_terms) <= problem.global_budget)
+    return _Model(variables, var_of, objective, budget_rows, count_rows, global_row)
+
+
+def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
+                gap_tolerance: float = 1e-9, relax: bool = False, backend: str = "SCIP") -> Solution:
+    """Solve ``problem`` with an OR-Tools MIP (or, with ``relax=True``, its LP relaxation).
+
+    ``backend`` is any pywraplp solver id (``SCIP``, ``CBC``, ``GLOP`` and ``PDLP`` for LPs).
+    """
+    solver = pywraplp.Solver.CreateSolver(backend)
+    if solver is None:
+        raise SolverError(f"OR-Tools backend {backend} is not available")
+    offers = problem.offers
+    built = _build(solver, problem, relax)
+    variables, var_of, objective = built.variables, built.var_of, built.objective
+    budget_rows, count_rows, global_row = built.budget_rows, built.count_rows, built.global_row
     objective.SetMaximization()
     solver.SetTimeLimit(int(time_limit_s * 1000))
     if not relax and backend == "SCIP":
