@@ -199,7 +199,8 @@ def solve_ours(problem: AssignmentProblem, gap: float, time_limit: float) -> dic
     """The product's solver as ``offeropt run`` calls it: price passes, then the core polish."""
     from optimizer.core.config import Solver
     from optimizer.solve import solve
-    from optimizer.solve.lagrangian.method import LagrangianSettings, sample_prices
+    from optimizer.solve.lagrangian.method import LagrangianSettings
+    from optimizer.solve.lagrangian.start import sample_prices
 
     sample_customers = LagrangianSettings().sample_customers
     tick = time.perf_counter()

@@ -21,19 +21,16 @@ status, never an exception).
 """
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from optimizer.core.errors import SolverError
 from optimizer.core.parallel import ThreadMap
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
-    OfferData,
     Prices,
     Solution,
     Status,
@@ -44,10 +41,9 @@ from optimizer.solve.lagrangian.critical import Candidates, critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.repair import refill, repair
+from optimizer.solve.lagrangian.start import sample_prices
 from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
-from optimizer.solve.lp import solve_lp
 
-log = logging.getLogger(__name__)
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
@@ -196,6 +192,13 @@ class _BestPlan:
             self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
         return short
 
+    def certified(self, best_bound: float, tolerance: float, iteration: int) -> bool:
+        """Whether the best plan's gap to ``best_bound`` is within ``tolerance`` (a plan short
+        of its targets gets ``_TARGET_PASSES`` passes before a small gap may stop the solve)."""
+        gap = _gap(best_bound, self.objective)
+        return (gap is not None and gap <= tolerance
+                and not (self.short and iteration < _TARGET_PASSES))
+
 
 def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray],
           exact_choices: list[ExactChoice | None], run: ThreadMap
@@ -281,49 +284,6 @@ def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str,
                   max(prices.global_budget - size * g_global, 0.0), prices.target)
 
 
-def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Prices | None:
-    """Starting prices from the LP relaxation of a random sample of customers.
-
-    Offers in one category are near-perfect substitutes (often exact ties in value), and from zero
-    prices coordinate steps creep along the ridge where such offers' reduced values tie. The LP of
-    a sample, with every capacity scaled by the sample's share of customers, puts prices near that
-    ridge's optimum at once; coordinate steps on the whole population then only refine them.
-    Returns ``None`` when the problem is small enough that sampling buys nothing.
-    """
-    total = sum(b.n_customers for b in problem.blocks)
-    if total <= customers or not problem.blocks:
-        return None
-    rng = np.random.default_rng(seed)
-    share = customers / total
-    picked = []
-    for block in problem.blocks:
-        rows = np.flatnonzero(rng.random(block.n_customers) < share)
-        if rows.size:
-            picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
-                                         block.value[rows], block.cost[rows],
-                                         block.p_redeem[rows], block.cap[rows]))
-    drawn = sum(b.n_customers for b in picked)
-    if drawn == 0:
-        return None
-    scale = drawn / total
-    offers = problem.offers
-    sample = AssignmentProblem(
-        offers=OfferData(offers.discount, offers.budget * scale, offers.max_customers * scale,
-                         np.zeros_like(offers.min_customers), offers.categories,
-                         offers.category_names),
-        blocks=picked, max_per_category=problem.max_per_category,
-        global_budget=problem.global_budget * scale, n_customers=drawn)
-    try:
-        # PDLP (first-order, one thread) reaches prices as good as GLOP's simplex in half the
-        # time on these LPs; they are only a starting point, refined by the passes, so a loose
-        # tolerance does (demo sample: 4.6 s at PDLP's default, 1.1 s at 1e-4)
-        lp = solve_lp(sample, backend="PDLP", time_limit_s=60.0, pdlp_tolerance=1e-4)
-    except SolverError:
-        log.warning("sample LP failed; starting from zero prices")
-        return None
-    return lp.prices
-
-
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                      warm_start: Prices | None = None,
                      progress: Callable[[dict[str, float | None]], None] | None = None) -> Solution:
@@ -336,69 +296,33 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
            progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
-    prices = admissible_prices(problem, warm_start) if warm_start is not None else None
-    if prices is None and settings.sample_customers > 0:
-        prices = sample_prices(problem, settings.sample_customers, settings.seed)
-    if prices is None:
-        prices = Prices.zeros(offers.n_offers)
+    prices = _start_prices(problem, settings, warm_start)
     best_bound = np.inf
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     best = _BestPlan(problem, prices, target_step)
     trace: list[dict[str, float | None]] = []
     status, iteration = Status.ITERATION_LIMIT, 0
-    # backtracking along the coordinate direction keeps the bound monotone: `anchor` holds the
-    # best prices so far and the coordinate target computed there; a worse pass halves the step
-    anchor, anchor_target, step = prices, None, 1.0
-    anchor_use: dict[str, np.ndarray] = {}
+    anchor = _Anchor(prices)
     stalled_passes = 0
-    spent: tuple[float, float] | None = None  # (global price, spend) of the last anchor
     planning = False
     # prices of the passes that made no plan, planned after the passes if none certified
     unplanned: list[Prices] = []
-    # each pass writes every candidate's margin here, one array per block
-    margins = [np.zeros(block.offer.shape) for block in problem.blocks]
-    candidates = Candidates([b.offer for b in problem.blocks], [b.cost for b in problem.blocks],
-                            margins)
+    # each pass writes every candidate's margin into `margins`, one array per block
+    margins, candidates = _margins(problem)
     for iteration in range(1, settings.max_iterations + 1):
-        steering = prices.target is not None and bool(prices.target.any())
-
-        def respond(item: tuple[CandidateBlock, np.ndarray]
-                    ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
-            block, block_margin = item
-            chosen, totals = _respond(problem, block, prices, True, block_margin)
-            exact = exact_response(problem, block, prices, block_margin)
-            if exact is not None:
-                # the exact responses are what the bound and the plan use, so they are what
-                # the prices steer and what the constraints' use is measured on
-                chosen = exact.chosen
-            if steering:  # the bound takes the best responses without the bonus
-                totals = _respond(problem, block, prices, False)[1]
-            block_dual, _ = _dual_value(problem, block, prices, totals,
-                                        choice=None if steering else exact)
-            # the plan starts from the exact responses with the target bonus: these
-            return chosen, block_dual, exact
-
-        responses = run(respond, list(zip(problem.blocks, margins)))
-        relaxed_choice = [r[0] for r in responses]
-        dual_rows = [r[1] for r in responses]
-        exact_choices: list[ExactChoice | None] = [r[2] for r in responses]
-        del responses
+        relaxed_choice, dual_rows, exact_choices = _responses(problem, prices, margins, run)
         # sums over customers in one array each, so their rounding is the same for any chunking
-        taken = np.concatenate([b.offer[c] for b, c in zip(problem.blocks, relaxed_choice)])
-        taken_cost = np.concatenate([b.cost[c] for b, c in zip(problem.blocks, relaxed_choice)])
-        use = {"spend": np.bincount(taken, weights=taken_cost, minlength=offers.n_offers),
-               "count": np.bincount(taken, minlength=offers.n_offers).astype(float)}
+        used = problem.usage(relaxed_choice)
+        use = {"spend": used.spend, "count": used.customers.astype(float)}
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         bound = dual_sum + capacity_terms(problem, prices)
-        improved = bound < best_bound * (1 - 1e-12) or anchor_target is None
+        improved = bound < best_bound * (1 - 1e-12) or anchor.target is None
         drop = (best_bound - bound) / bound if np.isfinite(best_bound) and bound > 0 else np.inf
         best_bound = min(best_bound, bound)
         before = (best.objective, best.short)
         out_of_time = time.perf_counter() - start > settings.time_limit_s
-        # a plan costs about as much as the rest of a pass, and no plan can certify the gap
-        # while the bound still falls by more than the tolerance each pass: planning starts once
-        # it settles (then every pass plans), or at once from warm prices, and always on the
-        # last pass
+        # a plan costs about a pass and cannot certify while the bound still falls by more than
+        # the tolerance: planning starts once it settles, from warm prices, or on the last pass
         planning = (planning or drop <= settings.gap_tolerance or out_of_time
                     or iteration == settings.max_iterations
                     or (warm_start is not None and iteration == 1))
@@ -416,8 +340,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         trace.append(entry)
         if progress is not None:
             progress(entry)
-        if gap is not None and gap <= settings.gap_tolerance and not (
-                best.short and iteration < _TARGET_PASSES):
+        if best.certified(best_bound, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
             break
         if out_of_time:
@@ -430,49 +353,126 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             # nor a better plan (at a million customers, each such pass costs seconds)
             status = Status.STALLED
             break
-        if improved:
-            anchor, anchor_use = prices, use
-            anchor_target = _update(problem, prices, candidates, run)
-            anchor_target = secant_global_price(problem, anchor_target, spent,
-                                                prices.global_budget,
-                                                float(use["spend"].sum()))
-            spent = (prices.global_budget, float(use["spend"].sum()))
-            step = min(1.0, step * 2.0)
-        else:
-            step /= 2.0
-        if step >= _MIN_STEP:
-            prices = anchor.towards(anchor_target, step)
-        else:
-            # the coordinate direction no longer helps: a Polyak step from the best prices,
-            # shrinking with every pass that fails to improve the bound
-            polyak = step / _MIN_STEP
-            if polyak < _MIN_STEP:
-                status = Status.STALLED
-                break
-            prices = _subgradient_step(problem, anchor, anchor_use, best_bound, best.objective,
-                                       polyak)
+        following = anchor.next_prices(problem, improved, prices, use, candidates, run,
+                                       best_bound, best.objective)
+        if following is None:
+            status = Status.STALLED
+            break
+        prices = following
     if status != Status.OPTIMAL and unplanned:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
-        replanned = 0
-        for at in unplanned:
-            if time.perf_counter() - start > settings.time_limit_s:
-                break
-            relaxed = run(lambda block, at=at: _respond(problem, block, at, True)[0],
-                          problem.blocks)
-            chosen, objective = _plan(problem, at, relaxed, [None] * len(relaxed), run)
-            best.consider(chosen, objective, at)
-            replanned += 1
+        replanned = _replan(problem, unplanned, best, run, start + settings.time_limit_s)
         gap = _gap(best_bound, best.objective)
         trace.append({"iteration": iteration, "replanned_passes": replanned,
                       "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
                       "seconds": time.perf_counter() - start})
-        if gap is not None and gap <= settings.gap_tolerance and not (
-                best.short and iteration < _TARGET_PASSES):
+        if best.certified(best_bound, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
     return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best.prices, trace=trace)
+
+
+def _margins(problem: AssignmentProblem) -> tuple[list[np.ndarray], Candidates]:
+    """Every candidate's margin (one zeroed array per block) and the critical-price view of
+    the candidates on those arrays."""
+    margins = [np.zeros(block.offer.shape) for block in problem.blocks]
+    return margins, Candidates([b.offer for b in problem.blocks],
+                               [b.cost for b in problem.blocks], margins)
+
+
+def _start_prices(problem: AssignmentProblem, settings: LagrangianSettings,
+                  warm_start: Prices | None) -> Prices:
+    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0."""
+    prices = admissible_prices(problem, warm_start) if warm_start is not None else None
+    if prices is None and settings.sample_customers > 0:
+        prices = sample_prices(problem, settings.sample_customers, settings.seed)
+    if prices is None:
+        prices = Prices.zeros(problem.offers.n_offers)
+    return prices
+
+
+@dataclass
+class _Anchor:
+    """Backtracking along the coordinate direction keeps the bound monotone: ``prices`` are the
+    best prices so far, ``target`` the coordinate target computed there and ``use`` the
+    constraints' use there; a worse pass halves the ``step``. ``spent``: (global price, spend)
+    of the last anchor, for the secant step on the global price."""
+
+    prices: Prices
+    target: Prices | None = None
+    step: float = 1.0
+    use: dict[str, np.ndarray] = field(default_factory=dict)
+    spent: tuple[float, float] | None = None
+
+    def next_prices(self, problem: AssignmentProblem, improved: bool, prices: Prices,
+                    use: dict[str, np.ndarray], candidates: Candidates, run: ThreadMap,
+                    best_bound: float, best_objective: float) -> Prices | None:
+        """The next pass's prices (None: the steps have shrunk to nothing, the passes stall)."""
+        if improved:
+            self.prices, self.use = prices, use
+            target = _update(problem, prices, candidates, run)
+            self.target = secant_global_price(problem, target, self.spent, prices.global_budget,
+                                              float(use["spend"].sum()))
+            self.spent = (prices.global_budget, float(use["spend"].sum()))
+            self.step = min(1.0, self.step * 2.0)
+        else:
+            self.step /= 2.0
+        if self.step >= _MIN_STEP:
+            assert self.target is not None  # set by the first pass, which always improves
+            return self.prices.towards(self.target, self.step)
+        # the coordinate direction no longer helps: a Polyak step from the best prices,
+        # shrinking with every pass that fails to improve the bound
+        polyak = self.step / _MIN_STEP
+        if polyak < _MIN_STEP:
+            return None
+        return _subgradient_step(problem, self.prices, self.use, best_bound, best_objective,
+                                 polyak)
+
+
+def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
+               run: ThreadMap) -> tuple[list[np.ndarray], list[np.ndarray],
+                                        list[ExactChoice | None]]:
+    """One pass's best responses at ``prices``, block by block: each customer's choice (the
+    exact one where multi-category offers need it), each customer's term of the bound, and the
+    exact choices the plan starts from; every candidate's margin is written into ``margins``."""
+    steering = prices.target is not None and bool(prices.target.any())
+
+    def respond(item: tuple[CandidateBlock, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
+        block, block_margin = item
+        chosen, totals = _respond(problem, block, prices, True, block_margin)
+        exact = exact_response(problem, block, prices, block_margin)
+        if exact is not None:
+            # the exact responses are what the bound and the plan use, so they are what
+            # the prices steer and what the constraints' use is measured on
+            chosen = exact.chosen
+        if steering:  # the bound takes the best responses without the bonus
+            totals = _respond(problem, block, prices, False)[1]
+        block_dual, _ = _dual_value(problem, block, prices, totals,
+                                    choice=None if steering else exact)
+        # the plan starts from the exact responses with the target bonus: these
+        return chosen, block_dual, exact
+
+    responses = run(respond, list(zip(problem.blocks, margins)))
+    return [r[0] for r in responses], [r[1] for r in responses], [r[2] for r in responses]
+
+
+def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan,
+            run: ThreadMap, deadline: float) -> int:
+    """Plan at each of ``unplanned`` (passes that made no plan) until ``deadline``
+    (``time.perf_counter``), keeping the best in ``best``; returns how many were planned."""
+    replanned = 0
+    for at in unplanned:
+        if time.perf_counter() > deadline:
+            break
+        relaxed = run(lambda block, at=at: _respond(problem, block, at, True)[0],
+                      problem.blocks)
+        chosen, objective = _plan(problem, at, relaxed, [None] * len(relaxed), run)
+        best.consider(chosen, objective, at)
+        replanned += 1
+    return replanned
 
 
 def _gap(bound: float, objective: float) -> float | None:
