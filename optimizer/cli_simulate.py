@@ -43,7 +43,9 @@ def _verify(scenario, run_dir: Path) -> None:
               show_default=True, help="Comma-separated: customer_first, offer_first, popular, "
                                       "random.")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Worlds simulated, seeds 0 .. N-1.")
+              help="Worlds simulated: seeds FIRST-SEED .. FIRST-SEED + N - 1.")
+@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The first seed.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for simulate.json and report.html (written whole or not at all).")
 @click.option("--worlds", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -56,7 +58,7 @@ def _verify(scenario, run_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print simulate.json to stdout.")
 @click.option("--quiet", is_flag=True, help="Print no progress.")
 def simulate(scenario: Path, customers: int, offers: int, weeks: int, strategies: str,
-             seeds: int, out_dir: Path | None, worlds: Path | None, verify: bool,
+             seeds: int, first_seed: int, out_dir: Path | None, worlds: Path | None, verify: bool,
              overrides: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Simulate WEEKS weeks of SCENARIO's rules and budgets on a synthetic world per seed,
     planning each week with every strategy from the tables its world wrote so far, and compare
@@ -75,7 +77,7 @@ def simulate(scenario: Path, customers: int, offers: int, weeks: int, strategies
         names = parse_strategies(strategies)
         loaded = load_scenario(scenario, overrides)
         summary = run_simulation(loaded, customers, offers, weeks, names, seeds, out_dir, worlds,
-                                 _verify if verify else None, say)
+                                 _verify if verify else None, say, first_seed)
     except OptimizerError as exc:
         err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
         sys.exit(2)

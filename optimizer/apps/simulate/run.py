@@ -45,11 +45,13 @@ def _worlds_folder(worlds: Path) -> Path:
 def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
              strategies: tuple[str, ...], seeds: int, out: Path | None = None,
              worlds: Path | None = None, verify: Verify | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Simulate ``weeks`` weeks for seeds ``0 .. seeds - 1`` and return ``simulate.json``'s
-    content; write it and the page into ``out`` when given."""
+             progress: Callable[[str], None] | None = None, first_seed: int = 0
+             ) -> dict[str, Any]:
+    """Simulate ``weeks`` weeks for seeds ``first_seed .. first_seed + seeds - 1`` and return
+    ``simulate.json``'s content; write it and the page into ``out`` when given."""
     for name, value, low in (("customers", customers, 1), ("offers", offers, 1),
-                             ("weeks", weeks, 1), ("seeds", seeds, 1)):
+                             ("weeks", weeks, 1), ("seeds", seeds, 1),
+                             ("first-seed", first_seed, 0)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise ScenarioError(f"--{name} must be an integer >= {low}, got {value!r}")
     if out is not None:
@@ -59,7 +61,7 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
         prefix=".offeropt-simulate-", dir=Path(out).resolve().parent if out is not None else None))
     results = []
     try:
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             work = base / f"seed{seed}"
             work.mkdir()
             results.append(run_seed(scenario, seed, customers, offers, weeks, strategies, work,
@@ -68,7 +70,7 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
     settings = settings_record(scenario.name, customers, offers, weeks, strategies,
-                               list(range(seeds)), _portable(scenario))
+                               [r.seed for r in results], _portable(scenario))
     summary = summarise(results, settings)
     if out is not None:
         page = render_page(summary)
