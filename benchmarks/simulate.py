@@ -30,14 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """One seed in its own process: wall seconds, peak memory (GB) and its simulate.json."""
     out = args.out / f"seed{seed}"
-    cmd = [sys.executable, "-m", "optimizer", "simulate", str(args.scenario),
+    cmd = [sys.executable, "-m", "optimizer", "simulate", str(Path(args.scenario).resolve()),
            "--customers", str(args.customers), "--offers", str(args.offers),
            "--weeks", str(args.weeks), "--strategies", args.strategies, "--seeds", "1",
            "--first-seed", str(seed), "--out", str(out), "--quiet"]
     if args.lock:
         cmd = ["flock", str(args.lock), *cmd]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    proc = subprocess.Popen(cmd, cwd=args.code)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -71,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--lock", type=Path, default=None,
                         help="run each seed under flock on this lock file")
+    parser.add_argument("--code", type=Path, default=ROOT,
+                        help="folder whose optimizer package the seeds run (python -m optimizer "
+                             "from there): a snapshot (git archive) of the stamped commit keeps "
+                             "a long benchmark on one code while the worktree moves on")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "simulate")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     stamped = stamp()  # at the start: the code that runs
     setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-             if k not in ("out", "results", "lock")}
+             if k not in ("out", "results", "lock", "code")}
     setup["scenario"] = str(Path(args.scenario).resolve().relative_to(ROOT))
     rows: list[dict[str, Any]] = []
     args.results.mkdir(parents=True, exist_ok=True)
