@@ -3,7 +3,7 @@ responds, and the next week begins.
 
 Per seed: ``demo-data`` writes the starting folder (26 weeks of purchases, six of campaigns) at
 the scenario's week; its offers are made to run the whole quarter (no eligibility window, no
-``min_customers``) with every offer under a budget (:func:`quarter_offers`), so budgets bind and
+``min_customers`` or ``max_customers``) with every offer under a budget (:func:`quarter_offers`), so budgets bind and
 strategies spend alike. Each strategy gets its own copy of the folder (its own world from then
 on). Week by week: the week's common random numbers are drawn, the world without offers steps,
 and each strategy plans the week from its folder (:func:`.strategies.plan_week`, the history
@@ -48,12 +48,14 @@ class SeedResult:
 
 def quarter_offers(data: Path, budgets: np.ndarray) -> None:
     """Make the demo offers run the whole simulated quarter: no start or end week, no
-    ``min_customers`` target, and a budget on every offer (``budgets``: the generator's own draw,
+    ``min_customers`` target or ``max_customers`` cap (only budgets limit an offer, so every
+    strategy can spend them), and a budget on every offer (``budgets``: the generator's own draw,
     which it leaves empty for about 15% of the offers)."""
     path = data / "offers.parquet"
     offers = pl.read_parquet(path).with_columns(
         budget=pl.Series(np.asarray(budgets, float)), start_week=pl.lit(None, pl.Int64),
-        end_week=pl.lit(None, pl.Int64), min_customers=pl.lit(None, pl.Int64))
+        end_week=pl.lit(None, pl.Int64), min_customers=pl.lit(None, pl.Int64),
+        max_customers=pl.lit(None, pl.Int64))
     tmp = path.with_name(".offers.parquet.tmp")
     offers.write_parquet(tmp)
     tmp.replace(path)

@@ -17,6 +17,9 @@ needed, drawn from the same seed:
   buys anyway (``U < q``) is not moved, and redeems the send only when ``V[t, i, j] < aware_i``
   (she uses a coupon for what she buys anyway: the discount is paid for nothing); a customer who
   is moved redeems it.
+* **Engagement.** A customer who redeemed recently buys more: her purchase rate is multiplied by
+  ``1 + engagement_lift x engaged_i`` (``engaged``: 1 in the week after a redemption, decaying
+  by 0.75 a week), the issue's premise that a customer who gets offers she uses buys more.
 * **Retention.** A customer leaves for good in week ``t`` when ``W[t, i] < h_i``, ``h_i =
   hazard_i x exp(-engaged_i x engagement_effect) x exp(fatigue_i x fatigue_effect)``: a redemption
   in the last weeks (``engaged``, decaying) keeps her, offers she ignores (``fatigue``, unredeemed
@@ -64,6 +67,7 @@ class Truth:
     fatigue_decay: float = 0.7
     fatigue_effect: float = 0.06
     engagement_effect: float = 0.8
+    engagement_lift: float = 0.15
     seed: int = 0
 
     @property
@@ -74,9 +78,11 @@ class Truth:
         """(N, C) the value of a purchase in each category."""
         return self.price[None, :] * self.value[:, None] * (1.0 + self.rate[:, None] * self.pref)
 
-    def buy_chance(self) -> np.ndarray:
-        """(N, C) the weekly chance of a purchase in each category without offers."""
-        return -np.expm1(-self.rate[:, None] * self.pref)
+    def buy_chance(self, engaged: np.ndarray | None = None) -> np.ndarray:
+        """(N, C) the weekly chance of a purchase in each category without offers, at her
+        engagement (none: not engaged)."""
+        rate = self.rate if engaged is None else self.rate * (1.0 + self.engagement_lift * engaged)
+        return -np.expm1(-rate[:, None] * self.pref)
 
     def equity(self, alive: np.ndarray, hazard: np.ndarray) -> float:
         """Customer equity: the alive customers' expected margin over their remaining lifetime,
@@ -185,7 +191,7 @@ def step(truth: Truth, state: State, week: int, sends_c: np.ndarray, sends_o: np
     u, w, v = draws
     n = truth.n_customers
     alive = state.alive
-    q = truth.buy_chance()
+    q = truth.buy_chance(state.engaged)
     spend = truth.spend()
     live = alive[sends_c]
     sc, so = sends_c[live], sends_o[live]
