@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -161,8 +161,3 @@ def run_seed(scenario: Scenario, seed: int, customers: int, offers: int, weeks: 
     result.seconds["total"] = time.perf_counter() - started
     return result
 
-
-def truth_summary(result: SeedResult) -> dict[str, Any]:
-    """Totals over the weeks per strategy (the figures simulate.json lists per seed)."""
-    return {s: {k: float(np.sum(v)) for k, v in series.items()}
-            for s, series in result.series.items()}
