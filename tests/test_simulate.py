@@ -126,6 +126,15 @@ def test_common_random_numbers_a_send_only_adds_purchases() -> None:
     assert sent.redemptions_count > 0 and sent.cost > 0
 
 
+def test_writes_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "sim"
+    code, output = _simulate("--customers", "60", "--offers", "6", "--weeks", "1", "--seeds",
+                             "1", "--strategies", "offer_first", "--out", str(out))
+    assert code == 0, output
+    assert json.loads((out / "simulate.json").read_text())["weeks"] == [40]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sim"]  # no working folder left
+
+
 @pytest.mark.parametrize("args, words", [
     (["--strategies", "customer_first,best_guess"], "best_guess"),
     (["--strategies", "random,random"], "twice"),

@@ -57,8 +57,12 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
     if out is not None:
         check_output(Path(out))
     keep = _worlds_folder(worlds) if worlds is not None else None
-    base = keep if keep is not None else Path(tempfile.mkdtemp(
-        prefix=".offeropt-simulate-", dir=Path(out).resolve().parent if out is not None else None))
+    place = None
+    if out is not None:  # the working folder goes beside the result, whose folder may be new
+        place = Path(out).resolve().parent
+        place.mkdir(parents=True, exist_ok=True)
+    base = keep if keep is not None else Path(tempfile.mkdtemp(prefix=".offeropt-simulate-",
+                                                               dir=place))
     results = []
     try:
         for seed in range(first_seed, first_seed + seeds):
