@@ -6,7 +6,7 @@ each, so each seed's wall time and peak memory are its own), under the machine-w
 heavy runs when ``--lock`` names it, and writes ``benchmarks/results/simulate_<commit>.json``
 after every seed (commit, versions, machine, per seed: seconds, peak memory, each strategy's
 incremental margin and spend, and whether customer_first beat offer_first), so an interrupted
-benchmark keeps the seeds it finished.
+benchmark keeps the seeds it finished. The file is named ``simulate_<N>x<M>x<W>_<commit>.json``.
 
     python benchmarks/simulate.py --seeds 5 --lock /work/wt/notes/bigbench.lock
 """
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     setup["scenario"] = str(Path(args.scenario).resolve().relative_to(ROOT))
     rows: list[dict[str, Any]] = []
     args.results.mkdir(parents=True, exist_ok=True)
-    path = args.results / f"simulate_{stamped['commit'][:8]}.json"
+    size = f"{args.customers}x{args.offers}x{args.weeks}"
+    path = args.results / f"simulate_{size}_{stamped['commit'][:8]}.json"
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         rows.append(run_one(args, seed))
         wins = [r["customer_first_beats_offer_first"] for r in rows
