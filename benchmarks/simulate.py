@@ -3,12 +3,15 @@
 Runs ``offeropt simulate SCENARIO --customers 20000 --offers 200 --weeks 12 --strategies
 customer_first,offer_first,popular,random --seeds 1 --first-seed S`` for each seed (a process
 each, so each seed's wall time and peak memory are its own), under the machine-wide lock of
-heavy runs when ``--lock`` names it, and writes ``benchmarks/results/simulate_<commit>.json``
+heavy runs when ``--lock`` names it, and writes a stamped result file in ``benchmarks/results/``
 after every seed (commit, versions, machine, per seed: seconds, peak memory, each strategy's
 incremental margin and spend, and whether customer_first beat offer_first), so an interrupted
 benchmark keeps the seeds it finished. The file is named ``simulate_<N>x<M>x<W>_<commit>.json``.
 
     python benchmarks/simulate.py --seeds 5 --lock /work/wt/notes/bigbench.lock
+    python benchmarks/simulate.py --table benchmarks/results/simulate_20000x200x12_<commit>.json
+
+``--table FILE`` prints a result file as the README's Markdown table (means over its seeds).
 """
 from __future__ import annotations
 
@@ -58,6 +61,29 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     return row
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """The README's table: per strategy the mean over seeds of each figure, and the wins."""
+    rows = result["seeds"]
+    names = list(rows[0]["strategies"])
+    figures = ("incremental_margin", "incremental_sales", "planned_spend", "spend",
+               "redemptions", "customers_retained", "customer_equity")
+    lines = ["| strategy | " + " | ".join(f.replace("_", " ") for f in figures) + " |",
+             "|---|" + "---:|" * len(figures)]
+    for name in names:
+        means = [sum(r["strategies"][name][f] for r in rows) / len(rows) for f in figures]
+        lines.append(f"| {name} | " + " | ".join(f"{m:,.0f}" for m in means) + " |")
+    setup = result["setup"]
+    margins = ", ".join(f"{r['strategies']['customer_first']['incremental_margin']:,.0f} vs "
+                        f"{r['strategies']['offer_first']['incremental_margin']:,.0f}"
+                        for r in rows)
+    lines += ["", f"{setup['customers']:,} customers x {setup['offers']} offers x "
+              f"{setup['weeks']} weeks, means over {len(rows)} seed(s); customer-first beats "
+              f"offer-first in {result['customer_first_beats_offer_first']} (incremental margin "
+              f"per seed: {margins}); {result['seconds_per_seed']} s per seed, peak "
+              f"{result['peak_memory_gb']} GB, commit {result['commit'][:8]}."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the seeds one by one and write the stamped result after each."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -77,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                              "a long benchmark on one code while the worktree moves on")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "simulate")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="print this result file as the README's table and exit")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return 0
     stamped = stamp()  # at the start: the code that runs
     setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
              if k not in ("out", "results", "lock", "code")}
