@@ -4,10 +4,10 @@
 before polars loads, so the commands import the polars-using modules inside their bodies.
 
 The only module that imports click, with :mod:`optimizer.cli_measure` (``measure``,
-``demo-outcomes``) and :mod:`optimizer.cli_planners` (``explain``, ``backtest``). Errors become
-a message on stderr and the exit code that :func:`optimizer.core.errors.exit_code` maps them to
-(2 bad input, 3 environment, 4 out of memory; ``offeropt check`` exits 1 when a run breaks a
-rule), caught once, in :class:`_Main`.
+``demo-outcomes``), :mod:`optimizer.cli_planners` (``explain``, ``backtest``) and
+:mod:`optimizer.cli_simulate` (``simulate``). Errors become a message on stderr and the exit code
+that :func:`optimizer.core.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of
+memory; ``offeropt check`` exits 1 when a run breaks a rule), caught once, in :class:`_Main`.
 
 Names, IDs, paths and messages are data: they reach rich only as :class:`rich.text.Text` (see
 :func:`_lit`), never as markup, so ``[/]`` or ``:smile:`` in a scenario name prints as written.
@@ -399,6 +399,11 @@ main.add_command(explain)
 main.add_command(backtest)
 main.add_command(measure)
 main.add_command(demo_outcomes)
+
+# the closed-loop simulator (issue 20) lives in its own module too
+from optimizer.cli_simulate import simulate  # noqa: E402
+
+main.add_command(simulate)
 
 
 if __name__ == "__main__":  # pragma: no cover

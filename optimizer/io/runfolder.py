@@ -5,7 +5,8 @@ same name is swapped out in the same step (atomically with ``renameat2(RENAME_EX
 kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
 
 Only a folder this tool wrote is ever replaced (:func:`is_run_folder`: it holds our
-``manifest.json``, ``sweep.json`` for a sweep or ``backtest.json`` for a backtest) or an empty
+``manifest.json``, ``sweep.json`` for a sweep, ``backtest.json`` for a backtest or
+``simulate.json`` for a simulation) or an empty
 one; anything else at ``output`` (the current folder, the data folder, a folder of runs, a file)
 is refused before planning by :func:`check_output`, which also refuses an output equal to, above or inside the data folder and
 tries the output's folder for writing (a folder made and removed again), so a read-only place is
@@ -53,7 +54,8 @@ def _exchange(a: Path, b: Path) -> bool:
 # the files that mark a folder as written by this tool, and keys their JSON object always has
 _OUR_MARKERS = (("manifest.json", ("package_version", "scenario", "objective")),
                 ("sweep.json", ("scenario", "points")),
-                ("backtest.json", ("table", "calibration")))
+                ("backtest.json", ("table", "calibration")),
+                ("simulate.json", ("settings", "strategies")))
 
 
 def is_run_folder(path: Path) -> bool:

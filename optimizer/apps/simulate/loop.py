@@ -1,0 +1,163 @@
+"""The closed loop of one seed: the world writes its tables, each strategy plans, the world
+responds, and the next week begins.
+
+Per seed: ``demo-data`` writes the starting folder (26 weeks of purchases, six of campaigns) at
+the scenario's week; its offers are made to run the whole quarter (no eligibility window, no
+``min_customers`` or ``max_customers``) with every offer under a budget (:func:`quarter_offers`), so budgets bind and
+strategies spend alike. Each strategy gets its own copy of the folder (its own world from then
+on). Week by week: the week's common random numbers are drawn, the world without offers steps,
+and each strategy plans the week from its folder (:func:`.strategies.plan_week`, the history
+appended by the run), the plan's run folder is handed to ``verify`` (the CLI's ``--check``), the
+strategy's world responds to the sends made (controls withheld) and its week's purchase lines
+and redemptions are appended to its folder's ``transactions`` and ``redemptions``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from optimizer.apps import synthetic as syn
+from optimizer.apps.simulate import world as W
+from optimizer.apps.simulate.strategies import plan_week
+from optimizer.core.config import Scenario
+
+SERIES = ("incremental_sales", "incremental_margin", "redemptions", "spend", "planned_spend",
+          "sends", "customers_retained", "customer_equity", "incremental_customer_equity",
+          "contact_fatigue", "treated_customers", "true_incremental_sales_per_treated")
+Verify = Callable[[Scenario, Path], None]
+_DAY0 = (syn.WEEK1_START - _dt.date(1970, 1, 1)).days
+
+
+@dataclass
+class SeedResult:
+    """Per strategy and series, one value per week; plus the world without offers."""
+
+    seed: int
+    weeks: list[int]
+    series: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    baseline: dict[str, list[float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def quarter_offers(data: Path, budgets: np.ndarray) -> None:
+    """Make the demo offers run the whole simulated quarter: no start or end week, no
+    ``min_customers`` target or ``max_customers`` cap (only budgets limit an offer, so every
+    strategy can spend them), and a budget on every offer (``budgets``: the generator's own draw,
+    which it leaves empty for about 15% of the offers)."""
+    path = data / "offers.parquet"
+    offers = pl.read_parquet(path).with_columns(
+        budget=pl.Series(np.asarray(budgets, float)), start_week=pl.lit(None, pl.Int64),
+        end_week=pl.lit(None, pl.Int64), min_customers=pl.lit(None, pl.Int64),
+        max_customers=pl.lit(None, pl.Int64))
+    tmp = path.with_name(".offers.parquet.tmp")
+    offers.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def _append(path: Path, rows: pl.DataFrame) -> None:
+    """Append ``rows`` to a Parquet table, written under a temporary name and renamed."""
+    frame = pl.concat([pl.read_parquet(path), rows], how="vertical_relaxed")
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def _write_week(data: Path, truth: W.Truth, week: int, out: W.WeekOutcome) -> None:
+    lines = out.lines
+    date = (_DAY0 + (week - 1) * 7 + lines.get_column("day")).cast(pl.Int32).cast(pl.Date)
+    _append(data / "transactions.parquet", pl.DataFrame({
+        "customer_id": lines.get_column("c") + 1,
+        "product_id": truth.prod_id[lines.get_column("p").to_numpy()],
+        "week": np.full(lines.height, week, np.int64),
+        "sales_value": lines.get_column("sales_value"), "date": date,
+        "quantity": np.ones(lines.height), "discount": lines.get_column("discount")}))
+    red = out.redemptions
+    _append(data / "redemptions.parquet", pl.DataFrame({
+        "customer_id": red.get_column("c") + 1, "offer_id": red.get_column("o") + 1001,
+        "week": np.full(red.height, week, np.int64)}))
+
+
+def _sends(assignments: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Customer and offer indexes of a plan's sends (the demo's ids: 1.., and 1001..)."""
+    c = assignments.get_column("customer_id").cast(pl.Int64).to_numpy() - 1
+    o = assignments.get_column("offer_id").cast(pl.Int64).to_numpy() - 1001
+    return c, o
+
+
+def _by_customer(out: W.WeekOutcome, n: int) -> np.ndarray:
+    return np.bincount(out.lines.get_column("c").to_numpy(), minlength=n,
+                       weights=out.lines.get_column("sales_value").to_numpy())
+
+
+def _record(rows: dict[str, list[float]], out: W.WeekOutcome, base: W.WeekOutcome,
+            planned: float, sends: np.ndarray) -> None:
+    """One week's figures; the true incremental sales per treated customer (one sent at least
+    one offer) is what ``offeropt measure`` estimates from the controls."""
+    n = out.n_customers
+    treated = np.bincount(sends, minlength=n) > 0
+    gain = _by_customer(out, n) - _by_customer(base, n)
+    values = {
+        "treated_customers": float(treated.sum()),
+        "true_incremental_sales_per_treated": float(gain[treated].mean()) if treated.any() else 0.0,
+        "incremental_sales": out.sales - base.sales,
+        "incremental_margin": W.MARGIN_RATE * (out.sales - base.sales) - out.cost,
+        "redemptions": float(out.redemptions_count), "spend": out.cost, "planned_spend": planned,
+        "sends": float(sends.size), "customers_retained": float(out.retained),
+        "customer_equity": out.equity, "incremental_customer_equity": out.equity - base.equity,
+        "contact_fatigue": out.fatigue}
+    for key, value in values.items():
+        rows.setdefault(key, []).append(float(value))
+
+
+def run_seed(scenario: Scenario, seed: int, customers: int, offers: int, weeks: int,
+             strategies: tuple[str, ...], work: Path, verify: Verify | None = None,
+             progress: Callable[[str], None] | None = None) -> SeedResult:
+    """Simulate ``weeks`` weeks of one seed's world under every strategy in ``work``."""
+    say = progress or (lambda _m: None)
+    started = time.perf_counter()
+    template = work / "start"
+    syn.write_demo_data(template, customers, offers, seed, planning_week=scenario.week)
+    truth, generated = W.build_truth(seed, customers, offers, planning_week=scenario.week)
+    quarter_offers(template, generated.budget)
+    folders = {s: work / s for s in strategies}
+    for s, folder in folders.items():
+        shutil.copytree(template, folder / "data")
+    shutil.rmtree(template)
+    states = {s: W.State.start(customers) for s in strategies}
+    base_state = W.State.start(customers)
+    result = SeedResult(seed, [scenario.week + t for t in range(weeks)])
+    result.seconds = {"world": time.perf_counter() - started, "plan": 0.0, "respond": 0.0}
+    for week in result.weeks:
+        u, w, rng = W.week_draws(truth, week)
+        v = W.send_draws(rng, truth, offers)
+        none = np.zeros(0, np.int64)
+        base = W.step(truth, base_state, week, none, none, (u, w, v))
+        _record(result.baseline, base, base, 0.0, none)
+        for s in strategies:
+            t0 = time.perf_counter()
+            planned = scenario.model_copy(update={
+                "name": f"{scenario.name}-{s}-seed{seed}", "week": week,
+                "data": folders[s] / "data", "output": folders[s] / "runs" / f"week{week}"})
+            run = plan_week(s, planned, seed)
+            if verify is not None:
+                verify(planned, planned.output)
+            t1 = time.perf_counter()
+            c, o = _sends(run.assignments)
+            out = W.step(truth, states[s], week, c, o, (u, w, v))
+            _write_week(folders[s] / "data", truth, week, out)
+            planned_spend = float(run.assignments.get_column("expected_cost").sum())
+            _record(result.series.setdefault(s, {}), out, base, planned_spend, c)
+            result.seconds["plan"] += t1 - t0
+            result.seconds["respond"] += time.perf_counter() - t1
+            say(f"seed {seed} week {week} {s}: {c.size:,} sends, incremental margin "
+                f"{result.series[s]['incremental_margin'][-1]:,.0f}")
+    result.seconds["total"] = time.perf_counter() - started
+    return result
+
