@@ -39,6 +39,8 @@ Rule ids reported (``Violation.rule``):
 ``offer_holdout_sent``      a per-offer control was sent that offer
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
+``flight_budget``           an offer spends more than its flight's share of the week
+                            (:mod:`optimizer.check_flights`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
@@ -74,6 +76,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.check_controls import check_controls
+from optimizer.check_flights import check_flights
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, OptimizerError
 from optimizer.core.schemas import ASSIGNMENT_COLUMNS, normalize_category_name
@@ -656,6 +659,7 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     violations += _check_category_cap(pair_cats, scenario.rules.max_offers_per_category)
     violations += _check_frequency(by_customer, inputs, scenario)
     violations += _check_offers(known_offer, inputs, scenario)
+    violations += check_flights(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
     return violations
 

@@ -31,6 +31,7 @@ from optimizer.io.runfolder import check_output, json_writer, table_writers, wri
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs, history_digest, load_inputs
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.flights import has_flights, paced_budget, plan_flights
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -41,6 +42,7 @@ from optimizer.model.problem import (
     block_from_pairs,
     offer_data,
 )
+from optimizer.report.campaign import flights_record, pacing_frame
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
 from optimizer.scoring.affinity import AffinityModel
@@ -395,6 +397,12 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.start("features")
     cats = offer_categories(inputs)
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
+    # a flight's share of this week becomes the offer's budget (optimizer/model/flights.py)
+    flight_plan = None
+    if has_flights(inputs.offers):
+        flight_plan = plan_flights(inputs.offers, inputs.history, inputs.spend, inputs.forecast,
+                                   scenario.week, rules_cfg.pacing)
+        offers = replace(offers, budget=paced_budget(offers.budget, flight_plan))
     clv_info: dict[str, Any] = {"model": "none (scores table)"}
     model = None
     clv = with_given_clv(inputs, np.full(inputs.n_customers, np.nan))  # NaN = unknown
@@ -489,6 +497,10 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["memory"] = memory.describe()
     manifest["warm_start"] = started_from
     manifest["measurement"] = held.info
+    pacing = None
+    if flight_plan is not None:
+        pacing = pacing_frame(inputs, flight_plan, summary, scenario.week)
+        manifest["flights"] = flights_record(flight_plan, pacing, rules_cfg.pacing)
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
                        scenario.output if write else None, solution, customers,
@@ -497,6 +509,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         writers = {**table_writers("assignments", assignments),
                    **table_writers("offers_summary", summary),
                    **table_writers("controls", held.controls)}
+        if pacing is not None:
+            writers.update(table_writers("pacing", pacing))
         if customers is not None:
             writers["customers.parquet"] = lambda path: customers.write_parquet(path)
         # the report's charts (matplotlib, about 1.5 s) render while the tables are written
@@ -519,7 +533,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                     # neither); a concurrent run's append waits, then sees this one's rows
                     history.enter_context(history_lock(scenario.data))
                     staged = stage_history(scenario.data, assignments, scenario.week,
-                                           replace_week)
+                                           replace_week, with_cost=has_flights(inputs.offers))
                     history.callback(staged.discard)
                 write_run_folder(scenario.output, writers,
                                  then=staged.commit if staged is not None else None)
