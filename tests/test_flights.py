@@ -197,7 +197,8 @@ def test_flights_hold_and_bound_exact_optimum(seed, n_customers, n_offers, pacin
                              for o in world["offers"] for w in range(WEEK - 3, WEEK + 3)]
     with tempfile.TemporaryDirectory(prefix="offeropt-flights-") as tmp:
         root = Path(tmp)
-        write_world(root / "data", world)
+        write_world(root / "data", world,
+                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
         scenario = load_scenario(write_scenario(root / "scenario.toml",
                                                 rules={**rules, "pacing": pacing}))
         result, problem = run_with_problem(scenario, write=False)

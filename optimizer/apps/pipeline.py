@@ -30,6 +30,7 @@ from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_sc
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs, history_digest, load_inputs
+from optimizer.model import stability
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
 from optimizer.model.flights import has_flights, paced_budget, plan_flights
 from optimizer.model.holdout import withhold_controls
@@ -351,7 +352,8 @@ def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
 
 def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True,
                  warm_start: Prices | None = None, append_history: bool = False,
-                 replace_week: bool = False, warm_start_run: Path | None = None) -> RunResult:
+                 replace_week: bool = False, warm_start_run: Path | None = None,
+                 previous_run: Path | None = None) -> RunResult:
     """Plan the scenario's week and (by default) write its run folder. See the module docstring.
 
     ``append_history``: after the run folder is written, append this week's assignments to the
@@ -362,6 +364,9 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     manifest's prices to start from (``--warm-start``). The plan depends on the start when the
     solve stops short of its tolerance, so there is no implicit start: without either, the solver
     starts from zero prices, and what was used is recorded in the manifest's ``warm_start``.
+
+    ``previous_run``: a run folder holding last week's lists, for ``rules.change_penalty``
+    (default: history's rows of the week before) and the manifest's ``stability`` record.
     """
     if write:  # a folder the run may not replace, or cannot write, is refused before planning
         check_output(scenario.output, scenario.data)
@@ -372,13 +377,14 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     stages = _Stages(progress)
     try:
         return _run(scenario, stages, write, warm_start, append_history, replace_week,
-                    warm_start_run)
+                    warm_start_run, previous_run)
     finally:
         stages.close()
 
 
 def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
-         append_history: bool, replace_week: bool, warm_start_run: Path | None) -> RunResult:
+         append_history: bool, replace_week: bool, warm_start_run: Path | None,
+         previous_run: Path | None = None) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
     # what the run reads of history, so check can accept rows appended after it (validate.py)
@@ -416,6 +422,12 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.start("eligibility")
     rules = compile_rules(inputs, rules_cfg, scenario.week, cats)
     caps, cap_audit = customer_caps(inputs, rules_cfg, scenario.week)
+    # last week's lists, for rules.change_penalty (optimizer/model/stability.py)
+    previous = None
+    if previous_run is not None:
+        previous = stability.from_run(previous_run, inputs.customers, inputs.offers)
+    elif rules_cfg.change_penalty > 0:
+        previous = stability.from_history(inputs.history, scenario.week, inputs.n_offers)
     # the rules hold what they need of the send history now (1.3 GB at ten million customers)
     inputs = replace(inputs, history=None, redemptions=None)
     dropped: list[_Dropped] = []
@@ -445,6 +457,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     problem = AssignmentProblem(
         offers=offers, blocks=blocks, max_per_category=rules_cfg.max_offers_per_category,
         global_budget=global_budget, n_customers=inputs.n_customers)
+    if previous is not None and rules_cfg.change_penalty > 0:
+        stability.add_bonus(problem, previous, rules_cfg.change_penalty)
 
     stages.start("solve")
     def on_iteration(entry: dict[str, float | None]) -> None:
@@ -477,6 +491,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                                  dropped)
         stages.stop()
 
+    if previous is not None:
+        stability.settle(problem, solution, previous, rules_cfg.change_penalty, caps, truncation)
     stages.start("write")
     # the controls' sends are withheld from the plan as solved, their budget left unspent
     # (optimizer/model/holdout.py); the manifest's objective and gap count the sends made
@@ -497,6 +513,10 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["memory"] = memory.describe()
     manifest["warm_start"] = started_from
     manifest["measurement"] = held.info
+    if previous is not None:
+        manifest["stability"] = stability.record(previous, *stability.chosen_pairs(problem, solution),
+                                                 rules_cfg.change_penalty, solution.objective,
+                                                 solution.bound)
     pacing = None
     if flight_plan is not None:
         pacing = pacing_frame(inputs, flight_plan, summary, scenario.week)
