@@ -41,6 +41,8 @@ Rule ids reported (``Violation.rule``):
                             missing although ``[measurement]`` holds customers out
 ``flight_budget``           an offer spends more than its flight's share of the week
                             (:mod:`optimizer.check_flights`)
+``stability``               the manifest's stable-lists figures disagree with the lists
+                            (:mod:`optimizer.check_stability`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
@@ -77,6 +79,7 @@ import polars as pl
 
 from optimizer.check_controls import check_controls
 from optimizer.check_flights import check_flights
+from optimizer.check_stability import check_stability
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, OptimizerError
 from optimizer.core.schemas import ASSIGNMENT_COLUMNS, normalize_category_name
@@ -608,6 +611,9 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
     violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
+    known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
+                                                    & pl.col("o").is_not_null())
+    violations += check_stability(manifest, known, inputs, scenario)
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,

@@ -134,3 +134,11 @@ def test_compare_counts_changed_lists(tmp_path):
     assert result.exit_code == 0, result.output
     runs = json.loads(result.output)["runs"]
     assert [r["lists_changed_vs_last_week"] for r in runs] == [0, 1]
+
+
+def test_check_recomputes_the_stability_figures(tmp_path):
+    run, manifest = _run(tmp_path, change_penalty=0.2)
+    manifest["stability"]["changed_lists"] = 0
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert report.rules == {"stability"}, report.describe()

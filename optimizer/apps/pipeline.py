@@ -518,7 +518,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                                                  rules_cfg.change_penalty, solution.objective,
                                                  solution.bound)
     pacing = None
-    if flight_plan is not None:
+    if flight_plan is not None and flight_plan.weeks.height:  # a flight covers this week
         pacing = pacing_frame(inputs, flight_plan, summary, scenario.week)
         manifest["flights"] = flights_record(flight_plan, pacing, rules_cfg.pacing)
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
