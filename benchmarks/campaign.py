@@ -6,7 +6,8 @@ lists with ``rules.change_penalty`` (benchmarks/README.md, "Campaigns").
 
 1. **Flights.** A demo folder; week 40 planned without flights gives each offer's free spend.
    Two offers get flights (each offer's window set to its flight's weeks): a 6-week flight over
-   weeks 42-47 worth one and a half free weeks of its offer's spend, and a 3-week flight over
+   weeks 42-47 worth three quarters of a free week of its offer's spend (each customer can
+   take it once in five weeks under the 4-week cooldown), and a 3-week flight over
    weeks 40-42 worth one free week.
    Weeks 40..51 are planned one after the other with ``--append-history`` (so each week reads
    what the flights spent from history's ``expected_cost``), and every run is checked. Measured:
@@ -47,8 +48,8 @@ RULES = {"max_offers_per_customer": 5, "max_offers_per_category": 1, "cooldown_w
          "max_offers_per_window": 8, "window_weeks": 4}
 STABLE_RULES = {"max_offers_per_customer": 5, "max_offers_per_category": 1, "cooldown_weeks": 0}
 LOOP = range(40, 52)
-LONG, SHORT = (42, 47, 1.5), (40, 42, 1.0)   # first week, last week, free weeks of budget
-PENALTY_SHARES = (0.1, 0.25, 0.5)
+LONG, SHORT = (42, 47, 0.75), (40, 42, 1.0)  # first week, last week, free weeks of budget
+PENALTY_SHARES = (0.005, 0.01, 0.02, 0.05)
 
 
 def stamp() -> dict[str, Any]:
