@@ -191,6 +191,13 @@ def test_flights_hold_and_bound_exact_optimum(seed, n_customers, n_offers, pacin
                        flight_start_week=start, flight_end_week=int(rng.integers(WEEK, WEEK + 3)))
     for row in world.get("history", []):
         row["expected_cost"] = round(float(rng.uniform(0.0, 0.5)), 3)
+    # actual spend of some earlier flight weeks: it wins over history's expected cost
+    world["spend"] = [{"offer_id": o["offer_id"], "week": w,
+                       "amount": round(float(rng.uniform(0.0, 1.0)), 3)}
+                      for o in world["offers"] for w in range(WEEK - 3, WEEK)
+                      if rng.random() < 0.3]
+    if not world["spend"]:
+        del world["spend"]
     if pacing == "forecast":
         world["forecast"] = [{"offer_id": o["offer_id"], "week": w,
                               "demand": round(float(rng.uniform(0.1, 2.0)), 3)}
