@@ -39,6 +39,10 @@ Rule ids reported (``Violation.rule``):
 ``offer_holdout_sent``      a per-offer control was sent that offer
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
+``flight_budget``           an offer spends more than its flight's share of the week
+                            (:mod:`optimizer.check_flights`)
+``stability``               the manifest's stable-lists figures disagree with the lists
+                            (:mod:`optimizer.check_stability`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
@@ -94,6 +98,8 @@ from optimizer.check_rules import (
     _check_window,
     _offer_categories,
 )
+from optimizer.check_flights import check_flights
+from optimizer.check_stability import check_stability
 from optimizer.core.config import Scenario
 from optimizer.io.memory import stream_scores
 from optimizer.io.validate import Inputs, load_inputs
@@ -123,6 +129,9 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
     violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
+    known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
+                                                    & pl.col("o").is_not_null())
+    violations += check_stability(manifest, known, inputs, scenario)
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,
@@ -174,6 +183,7 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     violations += _check_category_cap(pair_cats, scenario.rules.max_offers_per_category)
     violations += _check_frequency(by_customer, inputs, scenario)
     violations += _check_offers(known_offer, inputs, scenario)
+    violations += check_flights(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
     return violations
 

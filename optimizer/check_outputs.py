@@ -21,7 +21,7 @@ everything else the run published, and that the run was made from the scenario a
   scores are ranked by the offer's row in ``offers`` (the writer's tie-break).
 - **offers_summary** (rule ``summary``): ``customers``, ``expected_redemptions``,
   ``expected_cost`` aggregate the assignments; ``budget`` is the offer's budget times
-  ``budget_scale``; ``budget_used = expected_cost / budget``; ``min_customers``,
+  ``budget_scale``, or its flight's share of the week when smaller; ``budget_used = expected_cost / budget``; ``min_customers``,
   ``max_customers`` are the offer's; ``shortfall = max(min_customers - customers, 0)``.
 - **customers.parquet** (rule ``customers_table``): one row per customer, in the customers
   table's order; ``clv_decile`` is the decile of ``clv`` (ties by input order, empty with ``clv``).
@@ -62,6 +62,7 @@ from optimizer.check_copies import (
     _read,
     compare_copies,
 )
+from optimizer.check_flights import flight_caps
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.io import manifest as manifest_file
@@ -222,6 +223,10 @@ def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inp
         "o", run_budget=pl.col("budget").cast(pl.Float64) * scenario.rules.budget_scale,
         run_min_customers=pl.col("min_customers").cast(pl.Float64).fill_null(0.0),
         run_max_customers=pl.col("max_customers").cast(pl.Float64))
+    # a flight's share of the week caps the budget the summary shows (optimizer/check_flights.py)
+    offers = offers.join(flight_caps(inputs, scenario).select("o", "flight_cap"), on="o",
+                         how="left", maintain_order="left").with_columns(
+        run_budget=pl.min_horizontal("run_budget", "flight_cap")).drop("flight_cap")
     both = both.with_columns(
         pl.col("offer_id").fill_null(pl.col("offer_id_run")),
         pl.col("run_customers", "run_expected_redemptions", "run_expected_cost").fill_null(0.0),

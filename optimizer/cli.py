@@ -110,8 +110,14 @@ def entry() -> None:
               help="Start the solver from the dual prices of this earlier run folder (faster on "
                    "a similar week; recorded in the manifest). Default: a cold start, so the "
                    "plan depends only on the inputs and the scenario.")
+@click.option("--previous-run", "previous_run",
+              type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
+              help="Last week's run folder: its lists are the ones rules.change_penalty keeps "
+                   "and the report counts changes against (default: history's rows of the week "
+                   "before).")
 def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
-        append_history: bool, replace_week: bool, warm_start: Path | None) -> None:
+        append_history: bool, replace_week: bool, warm_start: Path | None,
+        previous_run: Path | None) -> None:
     """Plan the week of SCENARIO and write its run folder.
 
     Example: offeropt run scenarios/demo.toml --set rules.budget_scale=0.8
@@ -144,7 +150,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
     try:
         loaded = load_scenario(scenario, overrides)
         result = run_scenario(loaded, progress=progress, append_history=append_history,
-                              replace_week=replace_week, warm_start_run=warm_start)
+                              replace_week=replace_week, warm_start_run=warm_start,
+                              previous_run=previous_run)
     except OptimizerError as exc:
         _fail(exc)
         return

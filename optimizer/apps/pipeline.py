@@ -31,6 +31,9 @@ from optimizer.io.validate import Inputs, history_digest, load_inputs
 from optimizer.model.build import Built, build_problem
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
+from optimizer.model import stability
+from optimizer.model.flights import has_flights
+from optimizer.report.campaign import flights_record, pacing_frame
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
 from optimizer.scoring.affinity import AffinityModel
@@ -156,7 +159,8 @@ def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
 
 def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bool = True,
                  warm_start: Prices | None = None, append_history: bool = False,
-                 replace_week: bool = False, warm_start_run: Path | None = None) -> RunResult:
+                 replace_week: bool = False, warm_start_run: Path | None = None,
+                 previous_run: Path | None = None) -> RunResult:
     """Plan the scenario's week and (by default) write its run folder. See the module docstring.
 
     ``append_history``: after the run folder is written, append this week's assignments to the
@@ -167,6 +171,9 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     manifest's prices to start from (``--warm-start``). The plan depends on the start when the
     solve stops short of its tolerance, so there is no implicit start: without either, the solver
     starts from zero prices, and what was used is recorded in the manifest's ``warm_start``.
+
+    ``previous_run``: a run folder holding last week's lists, for ``rules.change_penalty``
+    (default: history's rows of the week before) and the manifest's ``stability`` record.
     """
     if write:  # a folder the run may not replace, or cannot write, is refused before planning
         check_output(scenario.output, scenario.data)
@@ -177,13 +184,14 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     stages = _Stages(progress)
     try:
         return _run(scenario, stages, write, warm_start, append_history, replace_week,
-                    warm_start_run)
+                    warm_start_run, previous_run)
     finally:
         stages.close()
 
 
 def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
-         append_history: bool, replace_week: bool, warm_start_run: Path | None) -> RunResult:
+         append_history: bool, replace_week: bool, warm_start_run: Path | None,
+         previous_run: Path | None = None) -> RunResult:
     stages.start("load")
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
     # what the run reads of history, so check can accept rows appended after it (validate.py)
@@ -205,7 +213,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.stop()
 
     stages.start("eligibility")
-    built = build_problem(inputs, scenario, cats, model, select=best_by_prices)
+    built = build_problem(inputs, scenario, cats, model, select=best_by_prices,
+                          previous_run=previous_run)
     inputs, rules, problem = built.inputs, built.rules, built.problem
     stages.stop()
 
@@ -226,6 +235,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
 
     inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
 
+    if built.previous is not None:
+        stability.settle(problem, solution, built.previous, rules_cfg.change_penalty, built.caps,
+                         truncation)
     stages.start("write")
     # the controls' sends are withheld from the plan as solved, their budget left unspent
     # (optimizer/model/holdout.py); the manifest's objective and gap count the sends made
@@ -246,15 +258,36 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["memory"] = memory.describe()
     manifest["warm_start"] = started_from
     manifest["measurement"] = held.info
+    pacing = _campaign_records(manifest, scenario, built, inputs, solution, summary)
     customers = customers_frame(inputs, clv) if not np.isnan(clv).all() else None
     result = RunResult(scenario, assignments, summary, manifest,
                        scenario.output if write else None, solution, customers,
                        controls=held.controls)
     if write:
-        _write_folder(result, stages, append_history, replace_week)
+        # runs with flights write each send's expected cost into history (the flights' spend)
+        _write_folder(result, stages, append_history, replace_week, pacing,
+                      with_cost=has_flights(inputs.offers))
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
     return result
+
+
+def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built,
+                      inputs: Inputs, solution: Solution, summary: pl.DataFrame
+                      ) -> pl.DataFrame | None:
+    """The manifest's ``stability`` (lists changed against last week) and ``flights`` records;
+    the ``pacing`` table when a flight covers this week."""
+    rules_cfg, problem = scenario.rules, built.problem
+    if built.previous is not None:
+        manifest["stability"] = stability.record(
+            built.previous, *stability.chosen_pairs(problem, solution), rules_cfg.change_penalty,
+            solution.objective, solution.bound)
+    plan = built.flights
+    if plan is None or not plan.weeks.height:
+        return None
+    pacing = pacing_frame(inputs, plan, summary, scenario.week)
+    manifest["flights"] = flights_record(plan, pacing, rules_cfg.pacing)
+    return pacing
 
 
 def _bound_all_candidates(scenario: Scenario, built: Built, inputs: Inputs,
@@ -283,7 +316,8 @@ def _bound_all_candidates(scenario: Scenario, built: Built, inputs: Inputs,
 
 
 def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
-                  replace_week: bool) -> None:
+                  replace_week: bool, pacing: pl.DataFrame | None = None,
+                  with_cost: bool = False) -> None:
     """Write the run folder of ``result`` (whole or not at all), with its report, and append
     this week's assignments to the input history in the same step when asked."""
     scenario, manifest, customers = result.scenario, result.manifest, result.customers
@@ -292,6 +326,8 @@ def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
                **table_writers("offers_summary", result.offers_summary),
                **(table_writers("controls", result.controls)
                   if result.controls is not None else {})}
+    if pacing is not None:  # the flights' planned and spent by week (optimizer/model/flights.py)
+        writers.update(table_writers("pacing", pacing))
     if customers is not None:
         writers["customers.parquet"] = lambda path: customers.write_parquet(path)
     # the report's charts (matplotlib) render while the tables are written
@@ -314,7 +350,8 @@ def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
                 # neither); a concurrent run's append waits, then sees this one's rows
                 history.enter_context(history_lock(scenario.data))
                 staged = stage_history(scenario.data, assignments, scenario.week,
-                                       replace_week)
+                                       replace_week,
+                                       with_cost=with_cost)
                 history.callback(staged.discard)
             write_run_folder(scenario.output, writers,
                              then=staged.commit if staged is not None else None)

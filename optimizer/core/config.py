@@ -82,6 +82,12 @@ class Rules(_Frozen):
     excluded_categories: tuple[str, ...] = Field(
         (), description="offers with any of these categories go to nobody this run"
     )
+    pacing: Literal["even", "front_loaded", "forecast"] = Field(
+        "even", description="how a flight's remaining budget is shared over its remaining weeks "
+        "(optimizer/model/flights.py)")
+    change_penalty: float = Field(
+        0.0, ge=0, le=MAX_AMOUNT, description="value lost per slot of last week's list that this "
+        "week's list drops (optimizer/model/stability.py); 0 = off")
 
     @model_validator(mode="before")
     @classmethod
@@ -89,7 +95,7 @@ class Rules(_Frozen):
         for key in ("sensitive_categories", "excluded_categories"):
             if isinstance(data, dict) and isinstance(data.get(key), list):
                 data = {**data, key: tuple(data[key])}
-        for key in ("global_budget", "budget_scale"):
+        for key in ("global_budget", "budget_scale", "change_penalty"):
             if isinstance(data, dict) and isinstance(data.get(key), int) and not isinstance(
                 data.get(key), bool
             ):

@@ -6,8 +6,11 @@ offer_id, week = w)``, so the next week's cooldown and frequency window see them
 
 - **Format kept.** The table is rewritten in the format it was found in: Parquet keeps its column
   types, CSV its text (values such as ``00123`` stay as written) and header; columns beyond
-  ``customer_id, offer_id, week`` are kept and left empty (null) in the new rows. Without a
-  history table, ``history.parquet`` is created.
+  ``customer_id, offer_id, week`` are kept and left empty (null) in the new rows, except
+  ``expected_cost``, which gets each send's expected cost (what flights count as spent, see
+  optimizer/model/flights.py). With ``with_cost`` (a run whose offers carry flights) the column is
+  added when the table lacks it (earlier rows empty). Without a history table,
+  ``history.parquet`` is created.
 - **Atomic.** The new table is written to a temporary file in the same folder, flushed to disk
   and renamed over the old one with :func:`os.replace`: a reader, a failure or a kill sees the old
   table or the new one, never a half-written or missing one. A failure removes the temporary file;
@@ -34,7 +37,7 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 
 TABLE = "history"
 KEYS = ("customer_id", "offer_id")
+COST = "expected_cost"
 # the lock beside the table; not a temporary file (`.history.tmp-*`): it stays, and is reused
 LOCK_NAME = ".history.lock"
 LOCK_TIMEOUT_S = 600.0
@@ -112,6 +116,10 @@ def _new_rows(stored: pl.DataFrame, assignments: pl.DataFrame, week: int) -> pl.
         clean = _clean(name)
         if clean in KEYS:
             series = _as_column(assignments.get_column(clean), dtype, clean)
+        elif clean == COST and COST in assignments.columns:
+            series = assignments.get_column(COST)
+            if dtype in (pl.Utf8, pl.String):  # CSV text: the value as printed in full
+                series = series.cast(pl.Utf8)
         elif clean == "week":
             series = _as_column(pl.Series([week] * n, dtype=pl.Int64), dtype, "week")
         else:
@@ -223,20 +231,27 @@ class StagedHistory:
 
 
 def stage_history(data_dir: Path, assignments: pl.DataFrame, week: int,
-                  replace_week: bool = False) -> StagedHistory:
+                  replace_week: bool = False, with_cost: bool = False) -> StagedHistory:
     """Write the history table with ``assignments`` appended as rows of ``week`` to a temporary
     file beside it; :meth:`StagedHistory.commit` puts it in place. Call it under
-    :func:`history_lock`. Refuses a week already present as :func:`append_history` does."""
+    :func:`history_lock`. Refuses a week already present as :func:`append_history` does.
+    ``with_cost``: write ``expected_cost`` even when the table lacks the column (module docstring)."""
     data_dir = Path(data_dir)
     missing = [c for c in KEYS if c not in assignments.columns]
     if missing:
         raise ValueError(f"assignments lack column(s) {', '.join(missing)}")
-    ids = assignments.select(*KEYS)
+    ids = assignments.select(*KEYS, *[c for c in (COST,) if c in assignments.columns])
     remove_stale_temps(data_dir / TABLE)  # left by appends that were killed
     stored = read_table_as_stored(data_dir, TABLE)
+    if stored is not None and with_cost and COST not in {_clean(c) for c in stored.frame.columns}:
+        text = stored.path.suffix != ".parquet"
+        stored = replace(stored, frame=stored.frame.with_columns(
+            pl.lit(None, dtype=pl.Utf8 if text else pl.Float64).alias(COST)))
     if stored is None:
         target, file_format = data_dir / f"{TABLE}.parquet", "parquet"
         frame = ids.with_columns(pl.lit(week, dtype=pl.Int64).alias("week"))
+        frame = frame.select(*KEYS, "week", *([COST] if with_cost and COST in frame.columns
+                                              else []))
         removed = 0
     else:
         target = stored.path

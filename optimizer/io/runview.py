@@ -105,6 +105,8 @@ class RunView:
             "global_budget_used": spend / global_budget if global_budget else None,
             "offers_with_binding_budget": int(m.get("offers_with_binding_budget", 0)),
             "min_customers_shortfalls": len(m.get("min_customers_shortfalls", [])),
+            # against last week's lists (optimizer/model/stability.py); None when not recorded
+            "lists_changed_vs_last_week": (m.get("stability") or {}).get("changed_lists"),
         }
 
     def value_by_decile(self) -> pl.DataFrame | None:

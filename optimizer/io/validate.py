@@ -42,7 +42,9 @@ class Inputs:
         ``sales_value`` and, when given, ``date`` and ``discount``.
     offer_products: rows with ``o`` and ``p``.
     restrictions: ``c``, normalised ``category``, ``rule`` in {"exclude", "opt_in"}.
-    history, redemptions: ``c``, ``o`` and ``week`` of rows naming known customers and offers.
+    history, redemptions: ``c``, ``o`` and ``week`` of rows naming known customers and offers
+        (history also ``expected_cost`` when the table has it).
+    spend, forecast: ``o``, ``week`` and ``amount`` (``demand``) of the optional flight tables.
     scores: ``c``, ``o``, ``p_redeem``, ``value``; ``None`` without a scores table, and when the
         table is read in batches instead (``scores_batches``, see :mod:`optimizer.io.scores_stream`).
     scores_batches: the parquet scores table opened for reading in batches, when asked for.
@@ -70,6 +72,9 @@ class Inputs:
     id_is_int: dict[str, bool] = field(default_factory=dict)
     scores_sorted: bool = False
     scores_batches: TableBatches | None = None
+    # flights and pacing (optimizer/io/validate_flights.py): o, week, amount / demand
+    spend: pl.DataFrame | None = None
+    forecast: pl.DataFrame | None = None
 
     @property
     def has_scores(self) -> bool:
@@ -276,7 +281,10 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
     _require_not_null("products", products, ["category"])
     products = products.with_columns(normalize_category(pl.col("category")).alias("category"))
 
-    offers = _validate_offers(_master(raw["offers"], "offer_id", "o"))
+    from optimizer.io import validate_flights as flights  # builds on this module's checks
+
+    offers = flights.validate_offer_flights(_validate_offers(_master(raw["offers"], "offer_id",
+                                                                     "o")))
 
     dropped: dict[str, int] = {}
     transactions = _validate_transactions(raw["transactions"].frame, customers, products, dropped)
@@ -312,6 +320,9 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
     redemptions = _validate_sends("redemptions", raw.get("redemptions"), customers, offers,
                                   dropped, warnings)
 
+    weekly = {name: flights.validate_weekly(name, value, raw[name].frame, offers)
+              for name, value in (("spend", "amount"), ("forecast", "demand")) if name in raw}
+
     scores, scores_sorted = None, False
     if "scores" in raw:
         scores = checked_scores(raw["scores"].frame, customers, offers, with_ids=True)
@@ -331,6 +342,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
         scores_sorted=scores_sorted, scores_batches=batches,
+        spend=weekly.get("spend"), forecast=weekly.get("forecast"),
     )
 
 
@@ -447,9 +459,13 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
     warning = _unmatched_warning(name, frame, known)
     if warning:
         warnings.append(warning)
-    # the rules and models read c, o and week only: the ID columns would be 16 bytes a row
-    # (1.2 GB of history at ten million customers)
-    frame = frame.select("c", "o", "week")
+    # the rules and models read c, o and week only (flights a history's expected_cost): the ID
+    # columns would be 16 bytes a row (1.2 GB of history at ten million customers)
+    if "expected_cost" in frame.columns:
+        from optimizer.io.validate_flights import validate_history_cost
+
+        validate_history_cost(frame)
+    frame = frame.select("c", "o", "week", *[c for c in ("expected_cost",) if c in frame.columns])
     return frame if known.all() else frame.filter(known)
 
 

@@ -14,6 +14,7 @@ stage computes: the caller passes that step in as ``select`` (the pipeline passe
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
@@ -22,7 +23,9 @@ from optimizer.core.config import Rules, Scenario
 from optimizer.core.parallel import chunks, in_order, thread_count
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs
+from optimizer.model import stability
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -67,7 +70,10 @@ class Built:
     ``scores`` table once the blocks hold every pair); ``dropped``: per block, what the affinity
     path's customers left out; ``selection``: how the kept pairs of a ``scores`` table were
     chosen (``best_by_prices``' ``found``); ``truncated``: whether any customer lost a listed
-    pair to that choice (the run is then bounded again over every pair)."""
+    pair to that choice (the run is then bounded again over every pair); ``flights``: the
+    flights' pacing of this week (:mod:`optimizer.model.flights`), when offers carry flights;
+    ``previous``: last week's lists (:mod:`optimizer.model.stability`), when a change penalty or
+    a previous run asks for them."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -77,6 +83,8 @@ class Built:
     dropped: list[Dropped] = field(default_factory=list)
     selection: dict[str, Any] = field(default_factory=dict)
     truncated: bool = False
+    flights: FlightPlan | None = None
+    previous: stability.Previous | None = None
 
     @property
     def start_prices(self) -> Prices | None:
@@ -87,16 +95,29 @@ class Built:
 
 def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                   model: AffinityModel | None, select: KeptSelection | None = None,
-                  rows: tuple[int, int] | None = None) -> Built:
+                  rows: tuple[int, int] | None = None, previous_run: Path | None = None
+                  ) -> Built:
     """The assignment problem of the scenario's week (see the module docstring).
 
     ``model``: the fitted affinity model, or None when the inputs carry a ``scores`` table;
     ``select``: how to keep each customer's best ``solver.scores_per_customer`` listed pairs
     (required when that knob truncates); ``rows``: build only customers ``start .. stop - 1``
-    (``explain``), whose blocks are the ones the whole run builds for them."""
+    (``explain``), whose blocks are the ones the whole run builds for them; ``previous_run``: a
+    run folder holding last week's lists (default: history's rows of the week before, read
+    only when ``rules.change_penalty`` is set)."""
     rules_cfg = scenario.rules
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
+    flights = None
+    if has_flights(inputs.offers):  # a flight's share of this week becomes the offer's budget
+        flights = plan_flights(inputs.offers, inputs.history, inputs.spend, inputs.forecast,
+                               scenario.week, rules_cfg.pacing)
+        offers = replace(offers, budget=paced_budget(offers.budget, flights))
     rules, caps, cap_audit = compile_eligibility(inputs, rules_cfg, scenario.week, cats)
+    previous = None
+    if previous_run is not None:
+        previous = stability.from_run(previous_run, inputs.customers, inputs.offers)
+    elif rules_cfg.change_penalty > 0:
+        previous = stability.from_history(inputs.history, scenario.week, inputs.n_offers)
     # the rules hold what they need of the send history now (1.3 GB at ten million customers)
     inputs = replace(inputs, history=None, redemptions=None)
     global_budget = (rules_cfg.global_budget if rules_cfg.global_budget is not None
@@ -104,13 +125,25 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     built = Built(AssignmentProblem(offers=offers, blocks=[],
                                     max_per_category=rules_cfg.max_offers_per_category,
                                     global_budget=global_budget, n_customers=inputs.n_customers),
-                  inputs, rules, caps, cap_audit)
+                  inputs, rules, caps, cap_audit, flights=flights, previous=previous)
+    _add_blocks(built, inputs, scenario, model, select, rows)
+    if previous is not None and rules_cfg.change_penalty > 0:
+        stability.add_bonus(built.problem, previous, rules_cfg.change_penalty)
+    return built
+
+
+def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: AffinityModel | None,
+                select: KeptSelection | None, rows: tuple[int, int] | None) -> None:
+    """The candidate blocks of ``built.problem``: scored by the affinity model, or read from the
+    ``scores`` table and narrowed to each customer's best few by ``select``."""
+    rules_cfg, rules, caps = scenario.rules, built.rules, built.caps
+    offers, global_budget = built.problem.offers, built.problem.global_budget
     bounds = _bounds(inputs, scenario, rows)
     if model is not None:
         built.problem.blocks, built.dropped = affinity_blocks(
             model, inputs, scenario, rules, caps, offers, rules_cfg.max_offers_per_category,
             bounds)
-        return built
+        return
     keep = scenario.solver.scores_per_customer
     every = scores_blocks(inputs, scenario, rules, caps, offers.discount, bounds=bounds)
     if keep is not None and keep < inputs.n_offers and rows is None:
@@ -126,7 +159,6 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     if inputs.scores is not None and not built.truncated:
         # the blocks now hold every pair: free the table (GBs at millions of customers)
         built.inputs = replace(inputs, scores=inputs.scores.clear())
-    return built
 
 
 def compile_eligibility(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories

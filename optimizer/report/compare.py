@@ -19,7 +19,8 @@ from optimizer.report.page import environment
 
 TOTAL_KEYS = ("objective", "upper_bound", "gap", "status", "expected_redemptions",
               "expected_cost", "offer_budget_used", "global_budget_used", "customers_reached",
-              "assignments", "offers_with_binding_budget", "min_customers_shortfalls")
+              "assignments", "offers_with_binding_budget", "min_customers_shortfalls",
+              "lists_changed_vs_last_week")
 CHART_OFFERS = 25  # the per-offer chart shows the offers whose spend moved most
 
 

@@ -13,7 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from optimizer import __version__
 from optimizer.io.runview import RunOutputs, RunView
-from optimizer.report import charts
+from optimizer.report import campaign, charts
 
 BUDGET_CHART_OFFERS = 40  # the budget chart shows this many capped offers, fullest first
 
@@ -92,4 +92,5 @@ def render_run_report(view: RunView) -> str:
         input_warnings=m.get("input_warnings", []),
         deciles=(d.to_dicts() if (d := view.value_by_decile()) is not None else None),
         reach=view.offers_per_customer().to_dicts(), binding=view.binding_budgets(),
-        global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view))
+        global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view),
+        campaign=campaign.section(m))

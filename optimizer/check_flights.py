@@ -1,0 +1,118 @@
+"""``offeropt check``'s verification of flights (docs/contract.md, "Flights and pacing").
+
+Independent of the planning code (:mod:`optimizer.model.flights`): this week's flight budget is
+re-derived from the input tables with the pacing rules' closed forms. With ``n`` weeks left in the
+flight (the planning week included), the week's share of what remains is ``1 / n`` (``even``),
+``2 / (n + 1)`` (``front_loaded``: weights ``n, n - 1, ..., 1``) or this week's ``demand`` over
+the demand of the weeks left (``forecast``). Rule id:
+
+=========================== ===================================================================
+``flight_budget``           an offer's expected spend this week exceeds its flight's share,
+                            ``max(0, flight_budget - spent before this week) x share``; or the
+                            spend of an earlier flight week is unknown (a send without
+                            ``history.expected_cost`` and no ``spend`` row for that week)
+=========================== ===================================================================
+
+Caps allow the check's budget slack (1e-9 relative plus 1e-6 absolute).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from optimizer.core.config import Scenario
+from optimizer.io.validate import Inputs
+
+_RTOL, _ATOL = 1e-9, 1e-6  # optimizer/check.py BUDGET_RTOL, BUDGET_ATOL
+
+
+def _violation(message: str, count: int, rows: pl.DataFrame) -> Any:
+    from optimizer.check import Violation  # check imports this module; the class lives there
+
+    return Violation("flight_budget", message, count, rows.head(5).to_dicts())
+
+
+def _earlier_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFrame:
+    """Per flight: ``spent`` before ``week`` and ``unknown`` weeks (sends without a cost)."""
+    hist = inputs.history
+    rows = pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64, "cost": pl.Float64,
+                                "missing": pl.UInt32})
+    if hist is not None and hist.height:
+        cost = (pl.col("expected_cost") if "expected_cost" in hist.columns
+                else pl.lit(None, dtype=pl.Float64))
+        rows = (hist.join(flights.select("o", "flight_start_week"), on="o", how="inner")
+                .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week))
+                .group_by("o", "week").agg(cost=cost.sum(), missing=cost.null_count()))
+    if inputs.spend is not None:
+        given = (inputs.spend.join(flights.select("o", "flight_start_week"), on="o", how="inner")
+                 .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week))
+                 .select("o", "week", "amount"))
+        rows = (rows.join(given, on=["o", "week"], how="full", coalesce=True)
+                .with_columns(cost=pl.when(pl.col("amount").is_not_null()).then("amount")
+                              .otherwise("cost"),
+                              missing=pl.when(pl.col("amount").is_not_null()).then(0)
+                              .otherwise(pl.col("missing")))
+                .drop("amount"))
+    return rows.group_by("o").agg(spent=pl.col("cost").fill_null(0.0).sum(),
+                                  unknown=(pl.col("missing").fill_null(0) > 0).sum())
+
+
+def flight_caps(inputs: Inputs, scenario: Scenario) -> pl.DataFrame:
+    """``o``, ``flight_cap`` (this week's flight budget) and ``unknown`` of every offer whose
+    flight covers the planning week (empty without flights)."""
+    week = scenario.week
+    offers = inputs.offers
+    if "flight_budget" not in offers.columns:
+        return pl.DataFrame(schema={"o": pl.Int32, "flight_cap": pl.Float64, "unknown": pl.UInt32})
+    flights = offers.filter(pl.col("flight_budget").is_not_null()
+                            & (pl.col("flight_start_week") <= week)
+                            & (pl.col("flight_end_week") >= week)).select(
+        "o", "flight_budget", "flight_start_week", "flight_end_week",
+        left=(pl.col("flight_end_week") - week + 1).cast(pl.Float64))
+    rule = scenario.rules.pacing
+    if rule == "even":
+        flights = flights.with_columns(share=1.0 / pl.col("left"))
+    elif rule == "front_loaded":
+        flights = flights.with_columns(share=2.0 / (pl.col("left") + 1.0))
+    else:
+        demand = (inputs.forecast if inputs.forecast is not None
+                  else pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64, "demand": pl.Float64}))
+        ahead = (demand.join(flights.select("o", "flight_end_week"), on="o", how="inner")
+                 .filter((pl.col("week") >= week) & (pl.col("week") <= pl.col("flight_end_week")))
+                 .group_by("o").agg(now=pl.col("demand").filter(pl.col("week") == week).sum(),
+                                    ahead=pl.col("demand").sum()))
+        flights = (flights.join(ahead, on="o", how="left")
+                   .with_columns(share=pl.when(pl.col("ahead") > 0)
+                                 .then(pl.col("now") / pl.col("ahead")).otherwise(0.0)))
+    spent = _earlier_spend(flights, inputs, week)
+    return (flights.join(spent, on="o", how="left")
+            .with_columns(pl.col("spent").fill_null(0.0), pl.col("unknown").fill_null(0))
+            .select("o", "unknown", flight_cap=(pl.col("flight_budget") - pl.col("spent"))
+                    .clip(lower_bound=0.0) * pl.col("share")))
+
+
+def check_flights(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Any]:
+    """The ``flight_budget`` rule over the assignments with a known offer (``o``, ``cost``)."""
+    caps = flight_caps(inputs, scenario)
+    if caps.height == 0:
+        return []
+    out = []
+    ids = inputs.offers.select("o", "offer_id")
+    unknown = caps.filter(pl.col("unknown") > 0).join(ids, on="o", how="left")
+    if unknown.height:
+        out.append(_violation(
+            f"{unknown.height} flight(s) have earlier weeks of unknown spend (sends without "
+            "history.expected_cost and no spend row for their week)", unknown.height,
+            unknown.select("offer_id", weeks_unknown="unknown")))
+    spent = known_offer.group_by("o").agg(spent=pl.col("cost").sum())
+    bad = (caps.join(spent, on="o", how="inner").join(ids, on="o", how="left")
+           .filter(pl.col("spent") > pl.col("flight_cap") * (1 + _RTOL) + _ATOL)
+           .sort("o"))
+    if bad.height:
+        f = bad.row(0, named=True)
+        out.append(_violation(
+            f"{bad.height} offer(s) spend more this week than their flight's share (offer "
+            f"{f['offer_id']!r} spends {f['spent']:.6g} of {f['flight_cap']:.6g})", bad.height,
+            bad.select("offer_id", "spent", "flight_cap")))
+    return out

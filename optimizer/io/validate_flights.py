@@ -1,0 +1,66 @@
+"""Checks of the flight inputs (docs/contract.md, "Flights and pacing"): the offers' flight
+columns, ``history.expected_cost`` and the optional ``spend`` and ``forecast`` tables.
+
+Called by :func:`optimizer.io.validate.load_inputs` (imported there when it runs: this module
+builds on its row checks); bad input raises
+:class:`~optimizer.core.errors.InputError` naming the table, the column and sample rows.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from optimizer.io.validate import (
+    _attach,
+    _fail_rows,
+    _range,
+    _references,
+    _require_finite,
+    _require_not_null,
+    _require_unique,
+)
+
+FLIGHT_COLUMNS = ("flight_budget", "flight_start_week", "flight_end_week")
+
+
+def validate_offer_flights(offers: pl.DataFrame) -> pl.DataFrame:
+    """The offers' flight columns: all three given together, budget finite and >= 0,
+    ``flight_start_week <= flight_end_week``. Absent columns are added empty (no flight)."""
+    present = [c for c in FLIGHT_COLUMNS if c in offers.columns]
+    if not present:
+        return offers
+    _require_finite("offers", offers, ["flight_budget"])
+    _range("offers", offers, "flight_budget", pl.col("flight_budget") < 0, ">= 0")
+    offers = offers.with_columns(
+        pl.lit(None, dtype=pl.Float64 if c == "flight_budget" else pl.Int64).alias(c)
+        for c in FLIGHT_COLUMNS if c not in offers.columns)
+    given = [pl.col(c).is_not_null() for c in FLIGHT_COLUMNS]
+    partial = pl.any_horizontal(given) & ~pl.all_horizontal(given)
+    for column in FLIGHT_COLUMNS:
+        _fail_rows("offers", column, offers, partial & pl.col(column).is_null(),
+                       "a flight needs flight_budget, flight_start_week and flight_end_week "
+                       "together (all empty = no flight)")
+    _range("offers", offers, "flight_end_week",
+                    pl.col("flight_start_week") > pl.col("flight_end_week"),
+                    ">= flight_start_week")
+    return offers
+
+
+def validate_history_cost(history: pl.DataFrame) -> None:
+    """``history.expected_cost`` (optional): finite and >= 0 where given; empty = unknown."""
+    if "expected_cost" not in history.columns:
+        return
+    _require_finite("history", history, ["expected_cost"])
+    _range("history", history, "expected_cost", pl.col("expected_cost") < 0, ">= 0")
+
+
+def validate_weekly(name: str, value: str, frame: pl.DataFrame, offers: pl.DataFrame) -> pl.DataFrame:
+    """``spend`` (offer_id, week, amount) or ``forecast`` (offer_id, week, demand): every offer
+    known, week and amount given, amount finite and >= 0, one row per (offer, week). Returns
+    ``o``, ``week`` and the amount column."""
+    _require_not_null(name, frame, ["week", value])
+    _require_finite(name, frame, [value])
+    _range(name, frame, value, pl.col(value) < 0, ">= 0")
+    frame = _attach(frame, "offer_id", offers)
+    _references(name, frame, "offer_id")
+    _require_unique(name, frame, ["offer_id", "week"])
+    return frame.select("o", "week", value)

@@ -1,0 +1,144 @@
+"""Stable lists (issue 24, item 2): rules.change_penalty keeps last week's offers where they are
+worth nearly as much, the manifest and report count changed lists, and the penalised plan is
+held against the exact model of the same penalised problem."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimizer.check import check_run
+from optimizer.cli import main
+from optimizer.core.config import load_scenario
+from optimizer.model import stability
+from optimizer.solve.exact import solve_exact
+from tests.random_world import random_world, run_with_problem
+from tests.tiny_world import WEEK, base_world, offer, offers_of, score, write_scenario, write_world
+
+
+def _world() -> dict:
+    world = base_world()
+    world["offers"] = [offer(1, "BAKERY"), offer(2, "DAIRY")]
+    world["scores"] = [score(c, o, value=1.0 if o == 1 else 1.1) for c in range(1, 5)
+                       for o in (1, 2)]
+    # last week every customer got offer 1; customer 4 got nothing
+    world["history"] = [{"customer_id": c, "offer_id": 1, "week": WEEK - 1} for c in (1, 2, 3)]
+    return world
+
+
+def _run(root: Path, *extra: str, **rules) -> tuple[Path, dict]:
+    write_world(root / "data", _world())
+    path = write_scenario(root / "scenario.toml",
+                          rules={"max_offers_per_customer": 1, **rules})
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
+    assert result.exit_code == 0, result.output
+    checked = CliRunner().invoke(main, ["check", str(path)])
+    assert checked.exit_code == 0, checked.output
+    return root / "run", json.loads((root / "run" / "manifest.json").read_text())
+
+
+def test_change_penalty_keeps_last_weeks_offers(tmp_path):
+    free_run, free = _run(tmp_path / "free")
+    assignments = pl.read_parquet(free_run / "assignments.parquet")
+    assert all(offers_of(assignments, c) == {2} for c in range(1, 5))
+    assert "stability" not in free                          # nothing asked of it
+
+    run, manifest = _run(tmp_path / "kept", change_penalty=0.2)
+    assignments = pl.read_parquet(run / "assignments.parquet")
+    assert all(offers_of(assignments, c) == {1} for c in (1, 2, 3))
+    assert offers_of(assignments, 4) == {2}               # no list last week: the best offer
+    s = manifest["stability"]
+    assert (s["previous"], s["previous_lists"], s["kept_slots"], s["changed_slots"],
+            s["changed_lists"]) == ("history week 39", 3, 3, 0, 1)
+    # scores and the objective stay the pairs' own values; the bound is the penalised one
+    assert manifest["objective"] == pytest.approx(3 * 1.0 + 1.1)
+    assert s["penalized_objective"] == pytest.approx(manifest["objective"])
+    assert manifest["upper_bound"] >= manifest["objective"] + 3 * 0.2 - 1e-6
+    assert "Stable lists" in (run / "report.html").read_text()
+
+
+def test_a_small_penalty_changes_nothing(tmp_path):
+    run, manifest = _run(tmp_path, change_penalty=0.05)
+    assignments = pl.read_parquet(run / "assignments.parquet")
+    assert all(offers_of(assignments, c) == {2} for c in range(1, 5))
+    assert manifest["stability"]["changed_slots"] == 3
+
+
+def test_previous_run_gives_the_lists(tmp_path):
+    first, _ = _run(tmp_path / "a")
+    run, manifest = _run(tmp_path / "b", "--previous-run", str(first), change_penalty=0.5)
+    assert manifest["stability"]["previous"] == str(first)
+    assert manifest["stability"]["changed_lists"] == 0      # kept week a's list: offer 2 each
+
+
+def test_previous_run_that_is_not_a_run_folder_exits_2(tmp_path):
+    write_world(tmp_path / "data", _world())
+    path = write_scenario(tmp_path / "scenario.toml", rules={"change_penalty": 1.0})
+    result = CliRunner().invoke(main, ["run", str(path), "--previous-run", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--previous-run" in result.output + (result.stderr or "")
+    assert not (tmp_path / "run").exists()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
+       penalty=st.sampled_from([0.05, 0.3, 2.0]))
+def test_penalised_plan_against_the_exact_model(seed, n_customers, n_offers, penalty):
+    world, rules = random_world(seed, n_customers, n_offers, targets=False)
+    rng = np.random.default_rng(seed + 2)
+    ids = [o["offer_id"] for o in world["offers"]]
+    history = world.get("history", []) + [
+        {"customer_id": c["customer_id"], "offer_id": ids[int(rng.integers(0, len(ids)))],
+         "week": WEEK - 1} for c in world["customers"] if rng.random() < 0.7]
+    if history:
+        world["history"] = history
+    with tempfile.TemporaryDirectory(prefix="offeropt-stable-") as tmp:
+        root = Path(tmp)
+        write_world(root / "data", world,
+                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
+        scenario = load_scenario(write_scenario(root / "scenario.toml",
+                                                rules={**rules, "change_penalty": penalty}))
+        result, problem = run_with_problem(scenario, write=False)
+        run = root / "run"
+        run.mkdir()
+        result.assignments.write_parquet(run / "assignments.parquet")
+        result.offers_summary.write_parquet(run / "offers_summary.parquet")
+        report = check_run(scenario, run)
+        assert report.ok, report.describe()
+        s = result.manifest["stability"]
+        assert result.objective == pytest.approx(float(result.assignments["score"].sum()))
+        # the exact optimum of the penalised problem the solver saw
+        from optimizer.io.validate import load_inputs
+        inputs = load_inputs(scenario.data)
+        previous = stability.from_history(inputs.history, scenario.week, inputs.n_offers)
+        stability.add_bonus(problem, previous, penalty)
+        exact = solve_exact(problem, time_limit_s=60)
+        best = exact.objective - penalty * s["previous_slots"]
+        slack = 1e-6 * max(1.0, abs(exact.objective))
+        assert s["penalized_upper_bound"] >= best - slack
+        assert s["penalized_objective"] <= best + slack
+        assert s["penalized_objective"] + penalty * s["previous_slots"] >= (
+            0.99 * exact.objective - slack)
+
+
+def test_compare_counts_changed_lists(tmp_path):
+    free, _ = _run(tmp_path / "free", "--previous-run", str(_run(tmp_path / "w0")[0]))
+    kept, _ = _run(tmp_path / "kept", change_penalty=0.2)
+    result = CliRunner().invoke(main, ["compare", str(free), str(kept), "--json", "--no-html"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.output)["runs"]
+    assert [r["lists_changed_vs_last_week"] for r in runs] == [0, 1]
+
+
+def test_check_recomputes_the_stability_figures(tmp_path):
+    run, manifest = _run(tmp_path, change_penalty=0.2)
+    manifest["stability"]["changed_lists"] = 0
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert report.rules == {"stability"}, report.describe()
