@@ -81,6 +81,7 @@ from optimizer.check_base import (
     _read_assignments,
 )
 from optimizer.check_controls import check_controls
+from optimizer.check_flights import check_flights
 from optimizer.check_rules import (
     _check_category_cap,
     _check_cooldown,
@@ -98,7 +99,6 @@ from optimizer.check_rules import (
     _check_window,
     _offer_categories,
 )
-from optimizer.check_flights import check_flights
 from optimizer.check_stability import check_stability
 from optimizer.core.config import Scenario
 from optimizer.io.memory import stream_scores

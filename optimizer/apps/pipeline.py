@@ -28,11 +28,11 @@ from optimizer.io.manifest import read_manifest
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.validate import Inputs, history_digest, load_inputs
+from optimizer.model import stability
 from optimizer.model.build import Built, build_problem
+from optimizer.model.flights import has_flights
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
-from optimizer.model import stability
-from optimizer.model.flights import has_flights
 from optimizer.report.campaign import flights_record, pacing_frame
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
