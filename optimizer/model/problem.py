@@ -10,6 +10,8 @@ manifest):
 - ``budget``: for every offer, ``sum_i cost[i, j] x[i, j] <= budget[j]`` (budget already scaled);
 - ``max_customers``: ``sum_i x[i, j] <= max_customers[j]``;
 - ``global_budget``: ``sum cost[i, j] x[i, j] <= G``;
+- ``offer_group``: for every customer and group g, ``sum_{j in g} x[i, j] <= limit[g]``
+  (only with the optional ``offer_groups`` table, :mod:`optimizer.model.groups`);
 - ``min_customers`` is a target (met where the rules allow, shortfalls reported), not a constraint.
 
 Candidates are held in blocks of consecutive customers, each a padded 2-D layout
@@ -27,6 +29,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from optimizer.model.groups import GroupData
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class AssignmentProblem:
     global_budget: float = float("inf")
     n_customers: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    # exclusive offers (optional ``offer_groups``): per customer, at most a group's limit
+    groups: "GroupData | None" = None
 
     @property
     def n_pairs(self) -> int:

@@ -39,6 +39,7 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
             slots = np.flatnonzero(block.offer[row] >= 0)
             row_vars = []
             cat_terms: dict[int, list[object]] = {}
+            group_terms: dict[int, list[object]] = {}
             for slot in slots:
                 j = int(block.offer[row, slot])
                 var = (solver.NumVar(0, 1, "") if relax else solver.BoolVar(""))
@@ -52,12 +53,20 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
                 for cat in offers.categories[j]:
                     if cat >= 0:
                         cat_terms.setdefault(int(cat), []).append(var)
+                if problem.groups is not None:
+                    for g in problem.groups.members[j]:
+                        if g >= 0:
+                            group_terms.setdefault(int(g), []).append(var)
             if row_vars:
                 solver.Add(sum(row_vars) <= int(block.cap[row]))
             if problem.max_per_category is not None:
                 for terms in cat_terms.values():
                     if len(terms) > problem.max_per_category:
                         solver.Add(sum(terms) <= problem.max_per_category)
+            for g, terms in group_terms.items():  # exclusive offers (offer_groups)
+                assert problem.groups is not None
+                if len(terms) > int(problem.groups.limit[g]):
+                    solver.Add(sum(terms) <= int(problem.groups.limit[g]))
         var_of.append(index)
     budget_rows, count_rows = {}, {}
     for j, terms in by_offer.items():

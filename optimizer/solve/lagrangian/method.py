@@ -34,6 +34,7 @@ from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.critical import Candidates, critical_prices
+from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.repair import refill, repair
@@ -220,12 +221,16 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
                     block.value, block.cost, block.offer, prices.budget, prices.count,
                     prices.global_budget, target))
             relaxed = exact.chosen
+        if problem.groups is not None:
+            relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
+                                                     prices.reduced_values(block))
         return relaxed.copy()
 
     chosen = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
+    group_rules.trim_plan(problem, chosen)  # the refill knows no groups
     objective = float(np.concatenate([b.value[c] for b, c in zip(problem.blocks, chosen)]).sum()
                       ) if chosen else 0.0
     return chosen, objective
@@ -404,6 +409,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                 totals = _respond(problem, block, prices, False)[1]
             block_dual, _ = _dual_value(problem, block, prices, totals,
                                         choice=None if steering else exact)
+            block_dual = group_rules.tighten_dual(problem, block, prices, block_dual)
             # the plan starts from the exact responses with the target bonus: these
             return chosen, block_dual, exact
 
