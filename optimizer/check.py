@@ -37,6 +37,8 @@ Rule ids reported (``Violation.rule``):
 ``manifest``                a figure of ``manifest.json`` disagrees with the run's files
 ``holdout_sent``            a universal control was sent an offer (:mod:`optimizer.check_controls`)
 ``offer_holdout_sent``      a per-offer control was sent that offer
+``offer_group``             more offers of an ``offer_groups`` group than its limit
+                            (:mod:`optimizer.check_campaign`)
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
 =========================== ===================================================================
@@ -630,6 +632,7 @@ def indexed_assignments(raw: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
 def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
     """Every hard rule and every per-row figure of one assignments table (``raw``, as
     :func:`assignments_table` returns it)."""
+    from optimizer.check_campaign import campaign_violations  # it builds on this module
     from optimizer.check_outputs import check_rank_order
 
     week = scenario.week
@@ -657,6 +660,7 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     violations += _check_frequency(by_customer, inputs, scenario)
     violations += _check_offers(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
+    violations += campaign_violations(known, inputs)
     return violations
 
 

@@ -38,6 +38,8 @@ def good_world() -> World:
     world["redemptions"] = [{"customer_id": 1, "offer_id": 1, "week": 38}]
     world["scores"] = [score(c, o, 0.25, 1.0 + c) for c in range(1, 5) for o in (1, 2)]
     world["transactions"][0].update(quantity=1.0, discount=0.0)
+    world["offer_groups"] = [{"group_id": "family", "offer_id": o, "max_per_customer": 1}
+                             for o in (1, 2)]
     return world
 
 
@@ -226,6 +228,26 @@ INPUT_CASES = [
          world=add_row("restrictions", customer_id=1, category="pork", rule="maybe")),
     Case("restrictions-empty-category", where("restrictions", "category"),
          world=add_row("restrictions", customer_id=1, category=None, rule="exclude")),
+    # offer_groups (exclusive offers)
+    Case("offer_groups-unknown-offer",
+         where("offer_groups", "offer_id") + ["not found", "sample rows", "'77'"],
+         world=add_row("offer_groups", group_id="family", offer_id=77, max_per_customer=1)),
+    Case("offer_groups-negative-max",
+         where("offer_groups", "max_per_customer") + [">= 0", "sample rows", "-1"],
+         world=add_row("offer_groups", group_id="x", offer_id=1, max_per_customer=-1)),
+    Case("offer_groups-limits-disagree",
+         where("offer_groups", "max_per_customer") + ["same on every row", "sample rows"],
+         world=set_cell("offer_groups", 1, max_per_customer=2)),
+    Case("offer_groups-duplicate-pair",
+         where("offer_groups", "offer_id") + ["must be unique", "sample rows"],
+         world=add_row("offer_groups", group_id="family", offer_id=1, max_per_customer=1)),
+    Case("offer_groups-empty-group", where("offer_groups", "group_id") + ["empty", "sample rows"],
+         world=set_cell("offer_groups", 0, group_id=None)),
+    Case("offer_groups-fractional-max",
+         where("offer_groups", "max_per_customer") + ["whole numbers", "sample rows"],
+         world=set_cell("offer_groups", 0, max_per_customer=1.5)),
+    Case("offer_groups-missing-column", where("offer_groups", "max_per_customer"),
+         world=drop_column("offer_groups", "max_per_customer")),
     Case("scores-unknown-customer", where("scores", "customer_id") + ["not found"],
          world=add_row("scores", **score(99, 1))),
     Case("scores-unknown-offer", where("scores", "offer_id") + ["not found"],

@@ -31,6 +31,7 @@ from optimizer.io.runfolder import check_output, json_writer, table_writers, wri
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs, history_digest, load_inputs
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.groups import group_data
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -41,6 +42,7 @@ from optimizer.model.problem import (
     block_from_pairs,
     offer_data,
 )
+from optimizer.report.campaign import campaign_manifest
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
 from optimizer.scoring.affinity import AffinityModel
@@ -436,7 +438,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
 
     problem = AssignmentProblem(
         offers=offers, blocks=blocks, max_per_category=rules_cfg.max_offers_per_category,
-        global_budget=global_budget, n_customers=inputs.n_customers)
+        global_budget=global_budget, n_customers=inputs.n_customers,
+        groups=group_data(inputs.offer_groups, offers.n_offers))
 
     stages.start("solve")
     def on_iteration(entry: dict[str, float | None]) -> None:
@@ -479,6 +482,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, cap_audit,
                          clv_info, stages.seconds)
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
+    manifest.update(campaign_manifest(problem, solution,
+                                      inputs.offers.get_column("offer_id").to_list()))
     manifest["history_before_week_sha256"] = history_read
     manifest["propensity"] = propensity_info
     manifest["candidates"] = truncation

@@ -46,6 +46,8 @@ class Inputs:
     scores: ``c``, ``o``, ``p_redeem``, ``value``; ``None`` without a scores table, and when the
         table is read in batches instead (``scores_batches``, see :mod:`optimizer.io.scores_stream`).
     scores_batches: the parquet scores table opened for reading in batches, when asked for.
+    offer_groups: ``group_id``, ``offer_id``, ``o``, ``max_per_customer`` of the optional
+        ``offer_groups`` table (:mod:`optimizer.io.validate_rules`).
     row_counts, sha256: per table as read from disk (for the manifest).
     dropped: rows left out by rule (unknown customer or product in transactions, ...).
     warnings: what the user should know about the inputs although they are valid (most of a
@@ -70,6 +72,7 @@ class Inputs:
     id_is_int: dict[str, bool] = field(default_factory=dict)
     scores_sorted: bool = False
     scores_batches: TableBatches | None = None
+    offer_groups: pl.DataFrame | None = None
 
     @property
     def has_scores(self) -> bool:
@@ -318,6 +321,8 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
         scores_sorted = _require_unique_pairs("scores", scores, offers.height)
         # the ID columns are checked and never read again: drop them (0.8 GB at 50 M rows)
         scores = scores.lazy().select("c", "o", "p_redeem", "value").collect()
+    from optimizer.io.validate_rules import validate_offer_groups  # it imports this module
+    offer_groups = validate_offer_groups(raw.get("offer_groups"), offers)
     row_counts = {name: t.frame.height for name, t in raw.items()}
     sha256 = {name: t.sha256 for name, t in raw.items()}
     if batches is not None:
@@ -330,7 +335,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
         row_counts=row_counts, sha256=sha256, dropped=dropped, warnings=warnings,
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
-        scores_sorted=scores_sorted, scores_batches=batches,
+        scores_sorted=scores_sorted, scores_batches=batches, offer_groups=offer_groups,
     )
 
 

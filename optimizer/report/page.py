@@ -92,4 +92,5 @@ def render_run_report(view: RunView) -> str:
         input_warnings=m.get("input_warnings", []),
         deciles=(d.to_dicts() if (d := view.value_by_decile()) is not None else None),
         reach=view.offers_per_customer().to_dicts(), binding=view.binding_budgets(),
-        global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view))
+        global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view),
+        offer_groups=m.get("offer_groups"), funders=m.get("funders"))

@@ -33,8 +33,8 @@ from optimizer.core.allocator import usable_cpus
 from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from optimizer.solve.lagrangian import _kernels as kernels
-from optimizer.solve.lagrangian.critical import Candidates, critical_prices
 from optimizer.solve.lagrangian import groups as group_rules
+from optimizer.solve.lagrangian.critical import Candidates, critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.repair import refill, repair

@@ -1,0 +1,31 @@
+"""Validation of the always-on campaign tables: ``offer_groups`` (exclusive offers) and
+``funders`` (budgets per funder). Each bad row stops the run with the table, the column and
+sample rows (exit 2), as every other table's checks do (:mod:`optimizer.io.validate`)."""
+from __future__ import annotations
+
+import polars as pl
+
+from optimizer.io.load import RawTable
+
+
+def validate_offer_groups(raw: RawTable | None, offers: pl.DataFrame) -> pl.DataFrame | None:
+    """The ``offer_groups`` rows with the offer index ``o`` (``None`` without the table).
+
+    Every column is required and non-empty; ``offer_id`` names a known offer; ``max_per_customer``
+    is a whole number >= 0 and the same on every row of its group; a (group, offer) pair appears
+    once."""
+    from optimizer.io import validate as v  # local: validate imports this module
+
+    if raw is None:
+        return None
+    frame = raw.frame.with_columns(pl.col("group_id").str.strip_chars())
+    v._require_not_null("offer_groups", frame, ["group_id", "offer_id", "max_per_customer"])
+    frame = v._attach(frame, "offer_id", offers)
+    v._references("offer_groups", frame, "offer_id")
+    v._range("offer_groups", frame, "max_per_customer", pl.col("max_per_customer") < 0, ">= 0")
+    v._require_unique("offer_groups", frame.select("group_id", "offer_id", "o"),
+                      ["group_id", "offer_id"])
+    disagree = pl.col("max_per_customer").n_unique().over("group_id") > 1
+    v._fail_rows("offer_groups", "max_per_customer", frame, disagree,
+                 "max_per_customer must be the same on every row of a group")
+    return frame.select("group_id", "offer_id", "o", "max_per_customer")
