@@ -39,6 +39,7 @@ Rule ids reported (``Violation.rule``):
 ``offer_holdout_sent``      a per-offer control was sent that offer
 ``offer_group``             more offers of an ``offer_groups`` group than its limit
                             (:mod:`optimizer.check_campaign`)
+``customer_attribute``      a ``[[rules.eligibility]]`` rule's offer to a customer not meeting it
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
 =========================== ===================================================================
@@ -78,6 +79,7 @@ import polars as pl
 from optimizer.check_controls import check_controls
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, OptimizerError
+from optimizer.core.predicate import read_columns
 from optimizer.core.schemas import ASSIGNMENT_COLUMNS, normalize_category_name
 from optimizer.io.load import unify_id_type
 from optimizer.io.memory import stream_scores
@@ -602,7 +604,9 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)
     raw = _read_assignments(run_dir)
     manifest, violations = check_outputs.read_manifest(run_dir)
-    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
+                         customer_columns=read_columns(
+                             [r.require for r in scenario.rules.eligibility]))
     notes = check_outputs.run_differences(manifest, scenario, inputs, run_dir, force)
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
@@ -660,7 +664,7 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     violations += _check_frequency(by_customer, inputs, scenario)
     violations += _check_offers(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
-    violations += campaign_violations(known, inputs)
+    violations += campaign_violations(known, inputs, scenario)
     return violations
 
 

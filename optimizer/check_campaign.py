@@ -4,20 +4,53 @@
 =========================== ===================================================================
 ``offer_group``             a customer gets more offers of one ``offer_groups`` group than its
                             ``max_per_customer``
+``customer_attribute``      a customer gets an offer a ``[[rules.eligibility]]`` rule covers
+                            without meeting its ``require`` (an empty column does not meet it)
 =========================== ===================================================================
 """
 from __future__ import annotations
 
 import polars as pl
 
-from optimizer.check import Violation, _sample
+from optimizer.check import Violation, _offer_categories, _sample
+from optimizer.core.config import Scenario
+from optimizer.core.predicate import parse, prepared, to_polars
+from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs
 
 
-def campaign_violations(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
+def campaign_violations(known: pl.DataFrame, inputs: Inputs, scenario: Scenario
+                        ) -> list[Violation]:
     """Every campaign rule over the assignments with known customer and offer (``known``: the
     indexed assignments, ``c`` and ``o`` set)."""
-    return _check_offer_groups(known, inputs)
+    return _check_offer_groups(known, inputs) + _check_attributes(known, inputs, scenario)
+
+
+def _check_attributes(known: pl.DataFrame, inputs: Inputs, scenario: Scenario
+                      ) -> list[Violation]:
+    out: list[Violation] = []
+    for k, rule in enumerate(scenario.rules.eligibility):
+        assert inputs.customer_attributes is not None
+        node = parse(rule.require)
+        meets = (prepared(inputs.customer_attributes, node).with_row_index("c")
+                 .select(pl.col("c").cast(pl.Int32), to_polars(node).alias("__meets")))
+        pairs = known
+        if rule.offer_category is not None:
+            covered = (_offer_categories(inputs)
+                       .filter(pl.col("category") == normalize_category_name(rule.offer_category))
+                       .select("o").unique())
+            pairs = pairs.join(covered, on="o", how="semi", maintain_order="left")
+        bad = (pairs.with_columns(pl.col("c").cast(pl.Int32))
+               .join(meets, on="c", how="left", maintain_order="left")
+               .filter(~pl.col("__meets").fill_null(False)))
+        if bad.height:
+            out.append(Violation(
+                "customer_attribute",
+                f"{bad.height} assignment(s) give an offer of rules.eligibility[{k}] "
+                f"(offer_category = {rule.offer_category!r}) to customers not meeting "
+                f"require = {rule.require!r}", bad.height,
+                _sample(bad, ["customer_id", "offer_id"])))
+    return out
 
 
 def _check_offer_groups(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:

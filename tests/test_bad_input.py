@@ -273,7 +273,33 @@ INPUT_CASES = [
                                (folder / "products.parquet").write_bytes(b"PAR1garbage"))),
 ]
 
+AGE_RULE = '\n[[rules.eligibility]]\noffer_category = "bakery"\nrequire = "{}"\n'
+
+
+def age_rule(require: str) -> Callable[[str], str]:
+    return lambda t: t + AGE_RULE.format(require)
+
+
+def ages(*values: Any) -> Callable[[World], None]:
+    def edit(w: World) -> None:
+        for row, value in zip(w["customers"], values):
+            row["age_band"] = value
+    return edit
+
+
 SCENARIO_CASES = [
+    # rules on customers' columns (rules.eligibility)
+    Case("eligibility-missing-column", where("customers", "age_band") + ["missing"],
+         toml=age_rule("age_band >= 21")),
+    Case("eligibility-text-in-number-column",
+         where("customers", "age_band") + ["must be numbers", "sample rows", "old"],
+         world=ages(30, "old", 18, 40), toml=age_rule("age_band >= 21")),
+    Case("eligibility-bad-predicate", ["rules.eligibility.0", "not a valid predicate"],
+         world=ages(30, 25, 18, 40), toml=age_rule("age_band >= ")),
+    Case("eligibility-python-in-predicate", ["rules.eligibility.0", "not a valid predicate"],
+         world=ages(30, 25, 18, 40), toml=age_rule("__import__('os').system('true')")),
+    Case("eligibility-mixed-types", ["rules.eligibility.0", "numbers and texts"],
+         world=ages(30, 25, 18, 40), toml=age_rule("age_band >= 21 or age_band == 'x'")),
     Case("toml-syntax", ["not valid TOML"], toml=lambda t: t + "\n[rules\nmax = 1\n"),
     Case("unknown-top-key", ["colour", "Extra inputs"], toml=lambda t: 'colour = "red"\n' + t),
     Case("unknown-rule-knob", ["rules.max_offers_per_client"],

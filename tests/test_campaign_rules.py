@@ -98,3 +98,65 @@ def test_check_finds_a_plan_breaking_a_group(plain_run: Path, grouped: Path):
     found = [v for v in rule_violations(raw, inputs, scenario) if v.rule == "offer_group"]
     assert found and found[0].count > 0 and "group" in found[0].message
     assert found[0].sample and "group_id" in found[0].sample[0]
+
+
+@pytest.fixture(scope="module")
+def aged(demo_500: Path, plain_run: Path, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[Path, str]:
+    """The demo with an ``age_band`` column (every 3rd customer under 21, every 7th empty) and a
+    rule that the plain plan's most assigned category goes only to customers aged 21 or more."""
+    root = tmp_path_factory.mktemp("aged")
+    scenario = _world(demo_500, root)
+    customers = pl.read_parquet(root / "data" / "customers.parquet")
+    index = pl.int_range(pl.len())
+    customers = customers.with_columns(
+        pl.when(index % 7 == 0).then(None).when(index % 3 == 0).then(18).otherwise(35)
+        .alias("age_band"))
+    customers.write_parquet(root / "data" / "customers.parquet")
+    offers = pl.read_parquet(root / "data" / "offers.parquet")
+    top = (pl.read_parquet(plain_run / "assignments.parquet").join(offers, on="offer_id")
+           .filter(pl.col("category").is_not_null()).group_by("category").len().sort(["len", "category"], descending=True)
+           .get_column("category")[0])
+    scenario.write_text(SCENARIO + f'\n[[rules.eligibility]]\noffer_category = "{top}"\n'
+                        'require = "age_band >= 21"\n')
+    result = _invoke("run", str(scenario), "--quiet")
+    assert result.exit_code == 0, result.output
+    return scenario, top
+
+
+def _young_in_category(run: Path, data: Path, category: str) -> int:
+    customers = pl.read_parquet(data / "customers.parquet")
+    offers = pl.read_parquet(data / "offers.parquet").filter(pl.col("category") == category)
+    return (pl.read_parquet(run / "assignments.parquet")
+            .join(offers.select("offer_id"), on="offer_id")
+            .join(customers, on="customer_id")
+            .filter(~(pl.col("age_band") >= 21).fill_null(False)).height)
+
+
+def test_attribute_rule_changes_the_answer_and_holds(plain_run: Path, aged: tuple[Path, str]):
+    scenario, top = aged
+    data = scenario.parent / "data"
+    assert _young_in_category(plain_run, data, top) > 0  # the rule has work to do
+    assert _young_in_category(scenario.parent / "out", data, top) == 0
+    audit = json.loads((scenario.parent / "out" / "manifest.json").read_text())[
+        "eligibility_audit"]["pairs"]
+    assert audit["customer_attribute"] > 0
+    assert "customer_attribute" in (scenario.parent / "out" / "report.html").read_text()
+    result = _invoke("check", str(scenario))
+    assert result.exit_code == 0, result.output
+
+
+def test_plain_run_has_no_attribute_reason(plain_run: Path):
+    audit = json.loads((plain_run / "manifest.json").read_text())["eligibility_audit"]["pairs"]
+    assert "customer_attribute" not in audit
+
+
+def test_check_finds_an_offer_to_a_customer_failing_the_rule(plain_run: Path,
+                                                             aged: tuple[Path, str]):
+    scenario_path, _ = aged
+    scenario = load_scenario(scenario_path)
+    inputs = load_inputs(scenario_path.parent / "data", customer_columns=("age_band",))
+    raw = assignments_table(pl.read_parquet(plain_run / "assignments.parquet"),
+                            plain_run / "assignments.parquet")
+    found = [v for v in rule_violations(raw, inputs, scenario) if v.rule == "customer_attribute"]
+    assert found and found[0].count > 0 and "age_band >= 21" in found[0].message

@@ -32,6 +32,7 @@ import polars as pl
 
 from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
+from optimizer.core.predicate import read_columns
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.eligibility import compile_rules, customer_caps
 from optimizer.model.problem import block_from_candidates, offer_data
@@ -100,7 +101,8 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     if not (run / "manifest.json").is_file() or not (run / "assignments.parquet").is_file():
         raise OptimizerError(f"{run} is not a run folder of this scenario (run it first)")
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-    inputs = load_inputs(scenario.data)
+    inputs = load_inputs(scenario.data, customer_columns=read_columns(
+        [r.require for r in scenario.rules.eligibility]))
     c = _customer_index(inputs, customer_id)
     cats = offer_categories(inputs)
     rules_cfg = scenario.rules

@@ -25,6 +25,7 @@ from optimizer.core.allocator import reusing_freed_memory, usable_cpus
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
 from optimizer.core.numerics import binding
+from optimizer.core.predicate import read_columns
 from optimizer.io.history import check_history_week, history_lock, stage_history
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
@@ -380,7 +381,9 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
 def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
          append_history: bool, replace_week: bool, warm_start_run: Path | None) -> RunResult:
     stages.start("load")
-    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
+                         customer_columns=read_columns(
+                             [r.require for r in scenario.rules.eligibility]))
     # what the run reads of history, so check can accept rows appended after it (validate.py)
     history_read = history_digest(inputs.history, scenario.week)
     for warning in inputs.warnings:

@@ -1,10 +1,14 @@
-"""Validation of the always-on campaign tables: ``offer_groups`` (exclusive offers) and
-``funders`` (budgets per funder). Each bad row stops the run with the table, the column and
+"""Validation of the always-on campaign tables: ``offer_groups`` (exclusive offers), ``funders``
+(budgets per funder) and the extra ``customers`` columns ``rules.eligibility`` reads. Each bad row stops the run with the table, the column and
 sample rows (exit 2), as every other table's checks do (:mod:`optimizer.io.validate`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
+from optimizer.core.errors import InputError
+from optimizer.core.schemas import ID, STR, TableSchema
 from optimizer.io.load import RawTable
 
 
@@ -29,3 +33,28 @@ def validate_offer_groups(raw: RawTable | None, offers: pl.DataFrame) -> pl.Data
     v._fail_rows("offer_groups", "max_per_customer", frame, disagree,
                  "max_per_customer must be the same on every row of a group")
     return frame.select("group_id", "offer_id", "o", "max_per_customer")
+
+
+def read_customer_columns(folder: Path, names: tuple[str, ...], n_customers: int
+                          ) -> pl.DataFrame | None:
+    """The ``customers`` columns ``names`` (extra columns the contract otherwise ignores, read
+    for ``rules.eligibility`` requirements) as stored, one row per customer in the table's order
+    (row ``c`` is customer index ``c``); ``None`` when no rule reads any. A column missing from
+    the table stops the run naming it."""
+    from optimizer.io.load import _read_file, table_path
+
+    if not names:
+        return None
+    path = table_path(folder, "customers")
+    if path is None:
+        raise InputError("customers", None, f"required table missing in {folder}")
+    schema = TableSchema("customers", True, {"customer_id": ID, **{n: STR for n in names}})
+    frame = _read_file(schema, path)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise InputError("customers", missing[0],
+                         f"column {missing[0]} missing: a rules.eligibility requirement reads it "
+                         f"(the table has: {', '.join(frame.columns)})")
+    if frame.height != n_customers:  # the same file was read twice: cannot differ
+        raise InputError("customers", None, "the table changed while it was read")
+    return frame.select(list(names))
