@@ -40,6 +40,7 @@ Rule ids reported (``Violation.rule``):
 ``offer_group``             more offers of an ``offer_groups`` group than its limit
                             (:mod:`optimizer.check_campaign`)
 ``customer_attribute``      a ``[[rules.eligibility]]`` rule's offer to a customer not meeting it
+``funder_budget``           a funder's expected spend exceeds its ``funders.budget``
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
 =========================== ===================================================================

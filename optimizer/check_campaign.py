@@ -4,6 +4,7 @@
 =========================== ===================================================================
 ``offer_group``             a customer gets more offers of one ``offer_groups`` group than its
                             ``max_per_customer``
+``funder_budget``           a funder's offers' expected spend exceeds its ``funders.budget``
 ``customer_attribute``      a customer gets an offer a ``[[rules.eligibility]]`` rule covers
                             without meeting its ``require`` (an empty column does not meet it)
 =========================== ===================================================================
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from optimizer.check import Violation, _offer_categories, _sample
+from optimizer.check import Violation, _fmt, _offer_categories, _over, _sample
 from optimizer.core.config import Scenario
 from optimizer.core.predicate import parse, prepared, to_polars
 from optimizer.core.schemas import normalize_category_name
@@ -23,7 +24,29 @@ def campaign_violations(known: pl.DataFrame, inputs: Inputs, scenario: Scenario
                         ) -> list[Violation]:
     """Every campaign rule over the assignments with known customer and offer (``known``: the
     indexed assignments, ``c`` and ``o`` set)."""
-    return _check_offer_groups(known, inputs) + _check_attributes(known, inputs, scenario)
+    return (_check_offer_groups(known, inputs) + _check_attributes(known, inputs, scenario)
+            + _check_funders(known, inputs))
+
+
+def _check_funders(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
+    """Each funder's spend: the assignments' ``cost`` (the larger of the written and the
+    recomputed expected cost) over the offers whose trimmed ``funded_by`` names it."""
+    if inputs.funders is None:
+        return []
+    funded = inputs.offers.select(
+        "o", pl.col("funded_by").cast(pl.Utf8).str.strip_chars().alias("funded_by"))
+    spend = (known.join(funded, on="o", how="inner", maintain_order="left")
+             .group_by("funded_by", maintain_order=True).agg(spent=pl.col("cost").sum()))
+    bad = (inputs.funders.join(spend, on="funded_by", how="inner", maintain_order="left")
+           .filter(pl.col("budget").is_not_null() & _over(pl.col("spent"), pl.col("budget"))))
+    if not bad.height:
+        return []
+    first = bad.row(0, named=True)
+    return [Violation("funder_budget",
+                      f"{bad.height} funder(s) spend more than their budget (funder "
+                      f"{first['funded_by']!r} spends {_fmt(first['spent'])} of "
+                      f"{_fmt(first['budget'])})", bad.height,
+                      _sample(bad, ["funded_by", "spent", "budget"]))]
 
 
 def _check_attributes(known: pl.DataFrame, inputs: Inputs, scenario: Scenario

@@ -40,6 +40,9 @@ def good_world() -> World:
     world["transactions"][0].update(quantity=1.0, discount=0.0)
     world["offer_groups"] = [{"group_id": "family", "offer_id": o, "max_per_customer": 1}
                              for o in (1, 2)]
+    world["offers"][0]["funded_by"] = "brand"
+    world["funders"] = [{"funded_by": "brand", "budget": 3.0, "min_redemptions": 1.0},
+                        {"funded_by": "retailer", "budget": None, "min_redemptions": None}]
     return world
 
 
@@ -248,6 +251,21 @@ INPUT_CASES = [
          world=set_cell("offer_groups", 0, max_per_customer=1.5)),
     Case("offer_groups-missing-column", where("offer_groups", "max_per_customer"),
          world=drop_column("offer_groups", "max_per_customer")),
+    # funders (budgets per funder)
+    Case("funders-negative-budget", where("funders", "budget") + [">= 0", "sample rows", "-5"],
+         world=set_cell("funders", 0, budget=-5.0)),
+    Case("funders-text-budget", where("funders", "budget") + ["numbers", "sample rows", "lots"],
+         world=set_cell("funders", 0, budget="lots")),
+    Case("funders-negative-min", where("funders", "min_redemptions") + [">= 0", "sample rows"],
+         world=set_cell("funders", 1, min_redemptions=-1.0)),
+    Case("funders-duplicate", where("funders", "funded_by") + ["must be unique", "sample rows"],
+         world=add_row("funders", funded_by=" brand ", budget=1.0, min_redemptions=None)),
+    Case("funders-empty-name", where("funders", "funded_by") + ["empty", "sample rows"],
+         world=set_cell("funders", 1, funded_by=None)),
+    Case("funders-missing-budget-column", where("funders", "budget") + ["missing"],
+         world=drop_column("funders", "budget")),
+    Case("funders-huge-budget", where("funders", "budget") + ["1e+15", "sample rows"],
+         world=set_cell("funders", 0, budget=1e17)),
     Case("scores-unknown-customer", where("scores", "customer_id") + ["not found"],
          world=add_row("scores", **score(99, 1))),
     Case("scores-unknown-offer", where("scores", "offer_id") + ["not found"],

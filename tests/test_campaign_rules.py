@@ -160,3 +160,67 @@ def test_check_finds_an_offer_to_a_customer_failing_the_rule(plain_run: Path,
                             plain_run / "assignments.parquet")
     found = [v for v in rule_violations(raw, inputs, scenario) if v.rule == "customer_attribute"]
     assert found and found[0].count > 0 and "age_band >= 21" in found[0].message
+
+
+def _funder_spend(run: Path, data: Path) -> dict[str, float]:
+    offers = pl.read_parquet(data / "offers.parquet").select("offer_id", "funded_by")
+    spend = (pl.read_parquet(run / "assignments.parquet").join(offers, on="offer_id")
+             .group_by("funded_by").agg(pl.col("expected_cost").sum()))
+    return dict(spend.iter_rows())
+
+
+@pytest.fixture(scope="module")
+def funded(demo_500: Path, plain_run: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[Path, str, float]:
+    """The demo with a ``funders`` table: the funder the plain plan spends most on gets a
+    budget of a third of that spend; another funder a redemption commitment it cannot meet."""
+    root = tmp_path_factory.mktemp("funded")
+    scenario = _world(demo_500, root)
+    spend = _funder_spend(plain_run, root / "data")
+    top = max(sorted(spend), key=lambda f: spend[f])
+    other = next(f for f in sorted(spend) if f != top)
+    budget = spend[top] / 3
+    pl.DataFrame({"funded_by": [top, other], "budget": [budget, None],
+                  "min_redemptions": [None, 1e6]}).write_csv(root / "data" / "funders.csv")
+    result = _invoke("run", str(scenario), "--quiet")
+    assert result.exit_code == 0, result.output
+    return scenario, top, budget
+
+
+def test_funder_budget_changes_the_answer_and_holds(plain_run: Path,
+                                                    funded: tuple[Path, str, float]):
+    scenario, top, budget = funded
+    data = scenario.parent / "data"
+    assert _funder_spend(plain_run, data)[top] > budget * 2.9
+    spent = _funder_spend(scenario.parent / "out", data)[top]
+    assert spent <= budget * (1 + 1e-9)
+    assert spent >= budget * 0.9  # the budget is used, not shunned
+    result = _invoke("check", str(scenario))
+    assert result.exit_code == 0, result.output
+
+
+def test_funders_in_manifest_and_report(funded: tuple[Path, str, float]):
+    scenario, top, budget = funded
+    run = scenario.parent / "out"
+    manifest = json.loads((run / "manifest.json").read_text())
+    rows = {r["funded_by"]: r for r in manifest["funders"]}
+    spend = _funder_spend(run, scenario.parent / "data")
+    assert rows[top]["budget"] == pytest.approx(budget)
+    assert rows[top]["expected_cost"] == pytest.approx(spend[top])
+    assert rows[top]["shadow_price"] > 0
+    other = next(r for name, r in rows.items() if name != top)
+    assert other["budget"] is None and other["redemption_shortfall"] > 0
+    assert other["redemption_shortfall"] == pytest.approx(
+        other["min_redemptions"] - other["expected_redemptions"])
+    html = (run / "report.html").read_text()
+    assert 'id="funders"' in html and top in html
+
+
+def test_check_finds_a_funder_over_budget(plain_run: Path, funded: tuple[Path, str, float]):
+    scenario_path, top, _ = funded
+    scenario = load_scenario(scenario_path)
+    inputs = load_inputs(scenario_path.parent / "data")
+    raw = assignments_table(pl.read_parquet(plain_run / "assignments.parquet"),
+                            plain_run / "assignments.parquet")
+    found = [v for v in rule_violations(raw, inputs, scenario) if v.rule == "funder_budget"]
+    assert found and found[0].count == 1 and top in found[0].message

@@ -32,6 +32,7 @@ from optimizer.io.runfolder import check_output, json_writer, table_writers, wri
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs, history_digest, load_inputs
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
+from optimizer.model.funders import funder_data
 from optimizer.model.groups import group_data
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import (
@@ -267,11 +268,12 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
 
     def customer_terms(item: tuple[CandidateBlock, _Dropped]) -> tuple[np.ndarray, int]:
         block, drop = item
-        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,
                                          prices.count, prices.global_budget, bonus)
         totals, virtual = virtual_totals(
             reduced, block.offer, block.cap, primary, per_category, drop.top_value,
-            drop.top_category, drop.residual, (prices.budget, prices.count, prices.global_budget),
+            drop.top_category, drop.residual,
+            (prices.cost_price, prices.count, prices.global_budget),
             model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
         del reduced
         positions = np.flatnonzero(virtual)
@@ -283,7 +285,7 @@ def _truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario,
             # rules.reasons, not rules.allowed: the audit already counted these pairs
             eligible = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
             totals[at] = best_totals(model.kernel_arrays(customers), customers, eligible,
-                                     primary, per_category, block.cap[at], prices.budget,
+                                     primary, per_category, block.cap[at], prices.cost_price,
                                      prices.count, prices.global_budget, offers.discount)
         return totals, int(positions.size)
     terms = list(_in_order(customer_terms, list(zip(problem.blocks, dropped)),
@@ -442,7 +444,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     problem = AssignmentProblem(
         offers=offers, blocks=blocks, max_per_category=rules_cfg.max_offers_per_category,
         global_budget=global_budget, n_customers=inputs.n_customers,
-        groups=group_data(inputs.offer_groups, offers.n_offers))
+        groups=group_data(inputs.offer_groups, offers.n_offers),
+        funders=funder_data(inputs.funders, inputs.offers))
 
     stages.start("solve")
     def on_iteration(entry: dict[str, float | None]) -> None:

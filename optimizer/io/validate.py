@@ -48,6 +48,7 @@ class Inputs:
     scores_batches: the parquet scores table opened for reading in batches, when asked for.
     offer_groups: ``group_id``, ``offer_id``, ``o``, ``max_per_customer`` of the optional
         ``offer_groups`` table (:mod:`optimizer.io.validate_rules`).
+    funders: ``funded_by``, ``budget``, ``min_redemptions`` of the optional ``funders`` table.
     customer_attributes: the extra ``customers`` columns asked for (``customer_columns``), one
         row per customer in index order, as stored.
     row_counts, sha256: per table as read from disk (for the manifest).
@@ -76,6 +77,7 @@ class Inputs:
     scores_batches: TableBatches | None = None
     offer_groups: pl.DataFrame | None = None
     customer_attributes: pl.DataFrame | None = None
+    funders: pl.DataFrame | None = None
 
     @property
     def has_scores(self) -> bool:
@@ -329,6 +331,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     from optimizer.io import validate_rules  # it imports this module
     offer_groups = validate_rules.validate_offer_groups(raw.get("offer_groups"), offers)
     attributes = validate_rules.read_customer_columns(folder, customer_columns, customers.height)
+    funders = validate_rules.validate_funders(raw.get("funders"))
     row_counts = {name: t.frame.height for name, t in raw.items()}
     sha256 = {name: t.sha256 for name, t in raw.items()}
     if batches is not None:
@@ -342,7 +345,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
         scores_sorted=scores_sorted, scores_batches=batches, offer_groups=offer_groups,
-        customer_attributes=attributes,
+        customer_attributes=attributes, funders=funders,
     )
 
 

@@ -58,3 +58,22 @@ def read_customer_columns(folder: Path, names: tuple[str, ...], n_customers: int
     if frame.height != n_customers:  # the same file was read twice: cannot differ
         raise InputError("customers", None, "the table changed while it was read")
     return frame.select(list(names))
+
+
+def validate_funders(raw: RawTable | None) -> pl.DataFrame | None:
+    """The ``funders`` rows (``funded_by`` trimmed, ``budget`` and ``min_redemptions`` as
+    numbers, empty = none); ``None`` without the table. ``funded_by`` is required, non-empty and
+    unique; amounts are finite, >= 0 and within the contract's range."""
+    from optimizer.io import validate as v  # local: validate imports this module
+
+    if raw is None:
+        return None
+    frame = raw.frame.with_columns(pl.col("funded_by").str.strip_chars())
+    if "min_redemptions" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("min_redemptions"))
+    v._require_not_null("funders", frame, ["funded_by"])
+    v._require_unique("funders", frame, ["funded_by"])
+    v._require_finite("funders", frame, ["budget", "min_redemptions"])
+    for column in ("budget", "min_redemptions"):
+        v._range("funders", frame, column, pl.col(column) < 0, ">= 0")
+    return frame.select("funded_by", "budget", "min_redemptions")

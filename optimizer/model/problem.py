@@ -12,6 +12,8 @@ manifest):
 - ``global_budget``: ``sum cost[i, j] x[i, j] <= G``;
 - ``offer_group``: for every customer and group g, ``sum_{j in g} x[i, j] <= limit[g]``
   (only with the optional ``offer_groups`` table, :mod:`optimizer.model.groups`);
+- ``funder_budget``: for every funder f, ``sum_{i, j funded by f} cost[i, j] x[i, j] <= B_f``
+  (only with the optional ``funders`` table, :mod:`optimizer.model.funders`);
 - ``min_customers`` is a target (met where the rules allow, shortfalls reported), not a constraint.
 
 Candidates are held in blocks of consecutive customers, each a padded 2-D layout
@@ -30,6 +32,7 @@ import numpy as np
 if TYPE_CHECKING:
     import polars as pl
 
+    from optimizer.model.funders import FunderData
     from optimizer.model.groups import GroupData
 
 
@@ -113,6 +116,8 @@ class AssignmentProblem:
     labels: dict[str, str] = field(default_factory=dict)
     # exclusive offers (optional ``offer_groups``): per customer, at most a group's limit
     groups: "GroupData | None" = None
+    # budgets per funder (optional ``funders`` table over ``offers.funded_by``)
+    funders: "FunderData | None" = None
 
     @property
     def n_pairs(self) -> int:
@@ -133,29 +138,46 @@ class Prices:
     global_budget: value lost per unit of expected cost on every offer.
     target: per offer, a bonus that steers customers to offers short of ``min_customers``; it
         never enters the bound.
+    funder: per funder, value lost per unit of expected cost on its offers (the price of its
+        budget); ``funder_of``: each offer's funder index (-1: none). Both ``None`` without
+        funders.
     """
 
     budget: np.ndarray
     count: np.ndarray
     global_budget: float = 0.0
     target: np.ndarray | None = None
+    funder: np.ndarray | None = None
+    funder_of: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_offers: int) -> "Prices":
         return cls(np.zeros(n_offers), np.zeros(n_offers), 0.0, np.zeros(n_offers))
 
+    @property
+    def cost_price(self) -> np.ndarray:
+        """Per offer, the price of a unit of its expected cost besides the global price: its
+        budget's price plus its funder's (the ``budget`` array itself without funders)."""
+        if self.funder is None or self.funder_of is None:
+            return self.budget
+        return self.budget + np.append(self.funder, 0.0)[self.funder_of]
+
     def towards(self, other: "Prices", share: float) -> "Prices":
         """``self + share * (other - self)`` on every constraint's price; the target bonus is
         ``other``'s (taken whole, not mixed)."""
+        funder = None
+        if other.funder is not None:
+            mine = self.funder if self.funder is not None else np.zeros_like(other.funder)
+            funder = mine + share * (other.funder - mine)
         return Prices(self.budget + share * (other.budget - self.budget),
                       self.count + share * (other.count - self.count),
                       self.global_budget + share * (other.global_budget - self.global_budget),
-                      other.target)
+                      other.target, funder, other.funder_of)
 
     def reduced_values(self, block: CandidateBlock, with_target: bool = True) -> np.ndarray:
-        """``value - (budget price + global price) * cost - count price (+ target bonus)``."""
+        """``value - (cost price + global price) * cost - count price (+ target bonus)``."""
         offer = np.maximum(block.offer, 0)
-        reduced = block.value - (self.budget[offer] + self.global_budget) * block.cost
+        reduced = block.value - (self.cost_price[offer] + self.global_budget) * block.cost
         reduced -= self.count[offer]
         if with_target and self.target is not None:
             reduced += self.target[offer]

@@ -74,6 +74,14 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
             budget_rows[j] = solver.Add(sum(c * v for v, c in terms) <= float(offers.budget[j]))
         if np.isfinite(offers.max_customers[j]):
             count_rows[j] = solver.Add(sum(v for v, _ in terms) <= float(offers.max_customers[j]))
+    funder_rows = {}
+    if problem.funders is not None:  # budgets per funder over the offers they fund
+        funders = problem.funders
+        for f in np.flatnonzero(np.isfinite(funders.budget)):
+            terms = [t for j in np.flatnonzero(funders.of_offer == f) for t in by_offer.get(j, [])]
+            if terms:
+                funder_rows[int(f)] = solver.Add(sum(c * v for v, c in terms)
+                                                 <= float(funders.budget[f]))
     global_row = None
     if np.isfinite(problem.global_budget) and global_terms:
         global_row = solver.Add(sum(c * v for v, c in global_terms) <= problem.global_budget)
@@ -108,6 +116,11 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
             prices.count[j] = row.dual_value()
         if global_row is not None:
             prices.global_budget = float(global_row.dual_value())
+        if problem.funders is not None:
+            prices.funder = np.zeros(problem.funders.n_funders)
+            prices.funder_of = problem.funders.of_offer
+            for f, row in funder_rows.items():
+                prices.funder[f] = row.dual_value()
     return Solution(
         chosen=chosen, objective=value, bound=bound,
         status="optimal" if status == pywraplp.Solver.OPTIMAL else "time_limit",
