@@ -14,7 +14,8 @@ from optimizer.model.problem import AssignmentProblem
 from optimizer.solve import certified
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from tests.test_solver_vs_exact import _assert_feasible, random_problem
+from optimizer.solve.polish import PolishSettings, polish
+from tests.test_solver_vs_exact import OBJECTIVE_TOLERANCE, _assert_feasible, random_problem
 
 
 def with_groups(problem: AssignmentProblem, seed: int, n_groups: int) -> AssignmentProblem:
@@ -60,6 +61,17 @@ def _funder_spend(problem: AssignmentProblem, chosen: list[np.ndarray]) -> np.nd
     return problem.funders.per_funder(spend)
 
 
+def _assert_polished_close(polished, lag, exact) -> None:
+    """The polish (whole problem in its core here) within 1% of the exact optimum, never worse
+    than the plan it polished, its bound still valid."""
+    slack = 1e-6 * max(1.0, exact.objective)
+    assert polished.objective >= (1 - OBJECTIVE_TOLERANCE) * exact.objective - slack, (
+        polished.objective, exact.objective, polished.polish)
+    assert polished.objective <= exact.objective + slack
+    assert polished.objective >= lag.objective
+    assert polished.bound >= exact.objective - slack
+
+
 def _assert_within_groups(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
     assert problem.groups is not None
     for block, mask in zip(problem.blocks, chosen):
@@ -76,9 +88,11 @@ def test_groups_hold_and_bound_valid_against_exact(seed, n, m, slots, multi, per
                           seed, n_groups)
     lag = certified(problem, solve_lagrangian(
         problem, LagrangianSettings(gap_tolerance=1e-6, max_iterations=25)))
+    polished = certified(problem, polish(problem, lag, PolishSettings(seed=seed % 1000)))
     exact = solve_exact(problem, time_limit_s=30)
     assert exact.status == "optimal"
-    for plan in (lag, exact):
+    _assert_polished_close(polished, lag, exact)
+    for plan in (lag, polished, exact):
         _assert_feasible(problem, plan.chosen)
         _assert_within_groups(problem, plan.chosen)
     slack = 1e-6 * max(1.0, exact.objective)
@@ -119,10 +133,12 @@ def test_funders_hold_and_bound_valid_against_exact(seed, n, m, slots, multi, pe
         problem = with_groups(problem, seed, 2)
     lag = certified(problem, solve_lagrangian(
         problem, LagrangianSettings(gap_tolerance=1e-6, max_iterations=25)))
+    polished = certified(problem, polish(problem, lag, PolishSettings(seed=seed % 1000)))
     exact = solve_exact(problem, time_limit_s=30)
     assert exact.status == "optimal"
     assert problem.funders is not None
-    for plan in (lag, exact):
+    _assert_polished_close(polished, lag, exact)
+    for plan in (lag, polished, exact):
         _assert_feasible(problem, plan.chosen)
         if groups:
             _assert_within_groups(problem, plan.chosen)

@@ -8,8 +8,6 @@ from optimizer.core.config import Solver
 from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.solve.exact import solve_exact
-from optimizer.solve.lagrangian.funders import within_budgets
-from optimizer.solve.lagrangian.groups import within_groups
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.polish import PolishedSolution, PolishSettings, feasible, polish
 
@@ -50,9 +48,7 @@ def certified(problem: AssignmentProblem, solution: Solution) -> Solution:
         raise SolverError(
             f"the plan's objective ({objective}) or upper bound ({bound}) is not a finite number: "
             "the inputs' amounts are too large to add up; no output was written")
-    if not (feasible(problem, solution.chosen, _CHECK_RTOL, _CHECK_ATOL)
-            and within_groups(problem, solution.chosen)
-            and within_budgets(problem, solution.chosen, _CHECK_RTOL, _CHECK_ATOL)):
+    if not feasible(problem, solution.chosen, _CHECK_RTOL, _CHECK_ATOL):
         raise SolverError(
             "the solver's plan breaks a cap or a budget once rounding is counted (amounts of "
             "very different sizes?); no output was written")
@@ -81,12 +77,6 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
         warm_start=warm_start, progress=progress)
     if settings.polish_pairs <= 0:
         return solution
-    unmodelled = [name for name, data in (("offer_groups", problem.groups),
-                                          ("funders", problem.funders)) if data is not None]
-    if unmodelled:  # the CP-SAT core model knows neither offer groups nor funder budgets
-        return PolishedSolution(**vars(solution), polish={
-            "status": "skipped",
-            "reason": f"the polish does not model {' or '.join(unmodelled)}"})
     pairs = problem.n_pairs
     whole = pairs <= settings.polish_pairs
     if whole or (solution.status != "optimal" and pairs <= _POLISH_REACH * settings.polish_pairs):
