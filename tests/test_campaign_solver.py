@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from optimizer.model.groups import GroupData, violating_rows
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve import certified
 from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.funders import _crossing
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.polish import PolishSettings, polish
 from tests.test_solver_vs_exact import OBJECTIVE_TOLERANCE, _assert_feasible, random_problem
@@ -168,3 +170,19 @@ def test_a_funder_budget_changes_the_answer_and_is_priced():
     assert exact.objective < 0.5 * free.objective
     assert exact.objective <= lag.bound <= exact.objective * 1.05
     assert lag.objective >= exact.objective * 0.95
+
+
+@pytest.mark.parametrize("seed, n", [(0, 10), (1, 5000), (2, 100_000), (3, 60_000)])
+def test_funder_crossing_matches_a_plain_sort(seed, n):
+    """The bucketed crossing of a funder's price is the plain sort's, ties and zero costs
+    included."""
+    rng = np.random.default_rng(seed)
+    key = np.round(rng.exponential(1.0, n), 2)  # many ties
+    key[rng.random(n) < 0.01] = np.inf
+    weight = np.where(rng.random(n) < 0.05, 0.0, rng.uniform(0, 1, n))
+    weight[np.isinf(key)] = 0.0
+    capacity = 0.3 * weight.sum()
+    order = np.argsort(-key, kind="stable")
+    naive = float(key[order[np.flatnonzero(np.cumsum(weight[order]) > capacity * (1 + 1e-12))[0]]])
+    assert _crossing(key, weight, capacity) == naive
+    assert weight[key > naive].sum() <= capacity * (1 + 1e-12)

@@ -53,18 +53,41 @@ def critical(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: lis
     key = np.concatenate(keys) if keys else np.zeros(0)
     if key.size:
         weight, owner = np.concatenate(weights), np.concatenate(owners)
-        order = np.lexsort((-key, owner))
-        key, weight, owner = key[order], weight[order], owner[order]
-        first = np.searchsorted(owner, np.arange(funders.n_funders))
-        total = np.cumsum(weight)
-        before = np.where(first > 0, total[np.maximum(first - 1, 0)], 0.0)
-        used = total - before[owner]  # each funder's running spend, best candidates first
-        over = used > funders.budget[owner] * (1 + 1e-12)
-        for f in np.unique(owner[over]):  # one crossing per funder (few funders)
-            k = np.flatnonzero(over & (owner == f))[0]
-            mu[f] = max(float(key[k]), 0.0) if np.isfinite(key[k]) else 0.0
+        total = np.bincount(owner, weights=weight, minlength=funders.n_funders)
+        for f in np.flatnonzero(total > funders.budget * (1 + 1e-12)):  # funders over budget
+            mine = owner == f
+            mu[f] = max(_crossing(key[mine], weight[mine], float(funders.budget[f])), 0.0)
     net = np.maximum(budget_price - np.append(mu, 0.0)[funders.of_offer], 0.0)
     return net, mu
+
+
+_SORTED = 4096  # a crossing among at most this many candidates is found by a plain sort
+
+
+def _crossing(key: np.ndarray, weight: np.ndarray, capacity: float) -> float:
+    """The key of the first candidate, best (highest key) first, at which the running weight
+    exceeds ``capacity``: the price at which what stays in (keys above it) fits. Buckets between
+    sampled keys narrow the candidates down to the crossing's bucket before the one sort (as
+    :mod:`.critical` does), so a funder with tens of millions of candidates is not sorted whole.
+    """
+    limit = capacity * (1 + 1e-12)
+    while key.size > _SORTED:
+        bounds = np.unique(key[:: max(1, key.size // _SORTED)])
+        bucket = np.searchsorted(bounds, key)  # bucket b: bounds[b - 1] < key <= bounds[b]
+        mass = np.bincount(bucket, weights=weight, minlength=bounds.size + 1)
+        above = np.cumsum(mass[::-1])[::-1]  # weight in bucket b and every higher one
+        b = int(np.flatnonzero(above > limit).max())
+        inside = bucket == b
+        if inside.all():
+            break
+        limit -= float(above[b + 1]) if b + 1 < above.size else 0.0
+        key, weight = key[inside], weight[inside]
+    order = np.argsort(-key, kind="stable")
+    over = np.flatnonzero(np.cumsum(weight[order]) > limit)
+    if over.size == 0:  # rounding: what is left fits after all
+        return 0.0
+    found = float(key[order[over[0]]])
+    return found if np.isfinite(found) else 0.0
 
 
 def admissible(problem: AssignmentProblem, prices: Prices) -> tuple[np.ndarray | None,

@@ -84,6 +84,21 @@ def _laminar_totals(reduced, offer, cap, first, limit):  # pragma: no cover - co
     totals = np.zeros(n)
     held = np.zeros(limit.shape[0], dtype=np.int64)
     for i in range(n):
+        # a customer whose candidates of positive value fill no group beyond its limit: the
+        # groups cannot bind, the bound is the cap's alone, never below the category bound
+        binds = False
+        for s in range(slots):
+            o = offer[i, s]
+            if o >= 0 and first[o] >= 0 and reduced[i, s] > 0.0:
+                held[first[o]] += 1
+                if held[first[o]] > limit[first[o]]:
+                    binds = True
+        for s in range(slots):
+            if offer[i, s] >= 0 and first[offer[i, s]] >= 0:
+                held[first[offer[i, s]]] = 0
+        if not binds:
+            totals[i] = np.inf
+            continue
         order = np.argsort(-reduced[i], kind="mergesort")  # ties: the lower slot first
         taken = 0
         for t in range(slots):
