@@ -1,7 +1,8 @@
 """The scale method: Lagrangian relaxation of the coupling constraints, solved by price updates.
 
-Offer budgets, ``max_customers`` and the global budget couple customers; everything else is each
-customer's own business. Pricing the coupling constraints (``Prices``) splits the problem into one
+Offer budgets, ``max_customers``, the global budget and funder budgets (:mod:`.funders`) couple
+customers; everything else, offer groups included (:mod:`.groups`), is each customer's own
+business. Pricing the coupling constraints (``Prices``) splits the problem into one
 small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`. Every pass:
 
 1. each customer's best response to the prices gives the dual function
