@@ -37,6 +37,10 @@ Rule ids reported (``Violation.rule``):
 ``manifest``                a figure of ``manifest.json`` disagrees with the run's files
 ``holdout_sent``            a universal control was sent an offer (:mod:`optimizer.check_controls`)
 ``offer_holdout_sent``      a per-offer control was sent that offer
+``offer_group``             more offers of an ``offer_groups`` group than its limit
+                            (:mod:`optimizer.check_campaign`)
+``customer_attribute``      a ``[[rules.eligibility]]`` rule's offer to a customer not meeting it
+``funder_budget``           a funder's expected spend exceeds its ``funders.budget``
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
 ``flight_budget``           an offer spends more than its flight's share of the week
@@ -80,6 +84,7 @@ from optimizer.check_base import (
     _attach_index,
     _read_assignments,
 )
+from optimizer.check_campaign import campaign_violations
 from optimizer.check_controls import check_controls
 from optimizer.check_flights import check_flights
 from optimizer.check_rules import (
@@ -101,6 +106,7 @@ from optimizer.check_rules import (
 )
 from optimizer.check_stability import check_stability
 from optimizer.core.config import Scenario
+from optimizer.core.predicate import read_columns
 from optimizer.io.memory import stream_scores
 from optimizer.io.validate import Inputs, load_inputs
 
@@ -124,7 +130,9 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)
     raw = _read_assignments(run_dir)
     manifest, violations = check_outputs.read_manifest(run_dir)
-    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
+                         customer_columns=read_columns(
+                             [r.require for r in scenario.rules.eligibility]))
     notes = check_outputs.run_differences(manifest, scenario, inputs, run_dir, force)
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
@@ -185,6 +193,7 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     violations += _check_offers(known_offer, inputs, scenario)
     violations += check_flights(known_offer, inputs, scenario)
     violations += _check_scores(known, inputs)
+    violations += campaign_violations(known, inputs, scenario)
     return violations
 
 

@@ -28,8 +28,10 @@ def _spell(rng: np.random.Generator, category: str) -> str:
 
 
 def random_world(seed: int, n_customers: int, n_offers: int, string_ids: bool = False,
-                 targets: bool = True) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """``(world, rules)``: the tables of a random instance and its scenario's ``[rules]``."""
+                 targets: bool = True, campaign: bool = False
+                 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """``(world, rules)``: the tables of a random instance and its scenario's ``[rules]``.
+    ``campaign``: add the always-on campaign rules too (:func:`add_campaign`)."""
     rng = np.random.default_rng(seed)
     cid = (lambda i: f"C{i:03d}") if string_ids else (lambda i: i)
     oid = (lambda j: f"O{j:02d}") if string_ids else (lambda j: 100 + j)
@@ -112,15 +114,44 @@ def random_world(seed: int, n_customers: int, n_offers: int, string_ids: bool = 
         "sensitive_policy": str(rng.choice(["opt_in", "opt_in", "opt_in", "exclude", "allow"])),
         "excluded_categories": ([_spell(rng, "BEERS")] if rng.random() < 0.3 else []),
     }
+    if campaign:
+        add_campaign(world, rules, seed, oid)
     return world, rules
+
+
+def add_campaign(world: dict[str, list[dict[str, Any]]], rules: dict[str, Any], seed: int,
+                 oid: Any) -> None:
+    """Offer groups, funders (``offers.funded_by`` and a ``funders`` table) and a rule on an
+    ``age_band`` column, drawn from their own generator (the other tables stay as without)."""
+    rng = np.random.default_rng(seed + 1_000_003)
+    offers, n_customers = world["offers"], len(world["customers"])
+    for row in offers:
+        row["funded_by"] = [None, "brand_a", "brand_b", " retailer"][int(rng.integers(0, 4))]
+    world["funders"] = [
+        {"funded_by": "brand_a", "budget": round(float(rng.uniform(0.0, 0.08) * n_customers), 3),
+         "min_redemptions": None},
+        {"funded_by": "retailer ", "budget": round(float(rng.uniform(0.02, 0.15) * n_customers), 3),
+         "min_redemptions": 2.0},
+        {"funded_by": "brand_b", "budget": None, "min_redemptions": None}]
+    groups = []
+    for g in range(int(rng.integers(1, 3))):
+        members = rng.choice(len(offers), min(len(offers), int(rng.integers(1, 5))), replace=False)
+        limit = int(rng.integers(0, 3))
+        groups += [{"group_id": f"family {g}", "offer_id": oid(int(j)), "max_per_customer": limit}
+                   for j in members]
+    world["offer_groups"] = groups
+    for row in world["customers"]:
+        row["age_band"] = None if rng.random() < 0.1 else int(rng.integers(16, 60))
+    rules["eligibility"] = [{"offer_category": _spell(rng, CATEGORIES[int(rng.integers(0, 4))]),
+                             "require": "age_band >= 21"}]
 
 
 def write_random_world(root: Path, seed: int, n_customers: int, n_offers: int,
                        string_ids: bool = False, fmt: str = "csv", targets: bool = True,
-                       **solver: Any) -> Path:
+                       campaign: bool = False, **solver: Any) -> Path:
     """Write a random world under ``root`` (``data/`` and ``scenario.toml``); the scenario path.
     ``targets=False``: no ``min_customers`` targets (the exact model does not steer for them)."""
-    world, rules = random_world(seed, n_customers, n_offers, string_ids, targets)
+    world, rules = random_world(seed, n_customers, n_offers, string_ids, targets, campaign)
     headers = {"scores": ["customer_id", "offer_id", "p_redeem", "value"]}
     write_world(root / "data", world, fmt=fmt, headers=headers)
     return write_scenario(root / "scenario.toml", rules=rules,

@@ -38,6 +38,11 @@ def good_world() -> World:
     world["redemptions"] = [{"customer_id": 1, "offer_id": 1, "week": 38}]
     world["scores"] = [score(c, o, 0.25, 1.0 + c) for c in range(1, 5) for o in (1, 2)]
     world["transactions"][0].update(quantity=1.0, discount=0.0)
+    world["offer_groups"] = [{"group_id": "family", "offer_id": o, "max_per_customer": 1}
+                             for o in (1, 2)]
+    world["offers"][0]["funded_by"] = "brand"
+    world["funders"] = [{"funded_by": "brand", "budget": 3.0, "min_redemptions": 1.0},
+                        {"funded_by": "retailer", "budget": None, "min_redemptions": None}]
     return world
 
 
@@ -226,6 +231,41 @@ INPUT_CASES = [
          world=add_row("restrictions", customer_id=1, category="pork", rule="maybe")),
     Case("restrictions-empty-category", where("restrictions", "category"),
          world=add_row("restrictions", customer_id=1, category=None, rule="exclude")),
+    # offer_groups (exclusive offers)
+    Case("offer_groups-unknown-offer",
+         where("offer_groups", "offer_id") + ["not found", "sample rows", "'77'"],
+         world=add_row("offer_groups", group_id="family", offer_id=77, max_per_customer=1)),
+    Case("offer_groups-negative-max",
+         where("offer_groups", "max_per_customer") + [">= 0", "sample rows", "-1"],
+         world=add_row("offer_groups", group_id="x", offer_id=1, max_per_customer=-1)),
+    Case("offer_groups-limits-disagree",
+         where("offer_groups", "max_per_customer") + ["same on every row", "sample rows"],
+         world=set_cell("offer_groups", 1, max_per_customer=2)),
+    Case("offer_groups-duplicate-pair",
+         where("offer_groups", "offer_id") + ["must be unique", "sample rows"],
+         world=add_row("offer_groups", group_id="family", offer_id=1, max_per_customer=1)),
+    Case("offer_groups-empty-group", where("offer_groups", "group_id") + ["empty", "sample rows"],
+         world=set_cell("offer_groups", 0, group_id=None)),
+    Case("offer_groups-fractional-max",
+         where("offer_groups", "max_per_customer") + ["whole numbers", "sample rows"],
+         world=set_cell("offer_groups", 0, max_per_customer=1.5)),
+    Case("offer_groups-missing-column", where("offer_groups", "max_per_customer"),
+         world=drop_column("offer_groups", "max_per_customer")),
+    # funders (budgets per funder)
+    Case("funders-negative-budget", where("funders", "budget") + [">= 0", "sample rows", "-5"],
+         world=set_cell("funders", 0, budget=-5.0)),
+    Case("funders-text-budget", where("funders", "budget") + ["numbers", "sample rows", "lots"],
+         world=set_cell("funders", 0, budget="lots")),
+    Case("funders-negative-min", where("funders", "min_redemptions") + [">= 0", "sample rows"],
+         world=set_cell("funders", 1, min_redemptions=-1.0)),
+    Case("funders-duplicate", where("funders", "funded_by") + ["must be unique", "sample rows"],
+         world=add_row("funders", funded_by=" brand ", budget=1.0, min_redemptions=None)),
+    Case("funders-empty-name", where("funders", "funded_by") + ["empty", "sample rows"],
+         world=set_cell("funders", 1, funded_by=None)),
+    Case("funders-missing-budget-column", where("funders", "budget") + ["missing"],
+         world=drop_column("funders", "budget")),
+    Case("funders-huge-budget", where("funders", "budget") + ["1e+15", "sample rows"],
+         world=set_cell("funders", 0, budget=1e17)),
     Case("scores-unknown-customer", where("scores", "customer_id") + ["not found"],
          world=add_row("scores", **score(99, 1))),
     Case("scores-unknown-offer", where("scores", "offer_id") + ["not found"],
@@ -294,7 +334,33 @@ INPUT_CASES = [
          rules={"pacing": "forecast"}),
 ]
 
+AGE_RULE = '\n[[rules.eligibility]]\noffer_category = "bakery"\nrequire = "{}"\n'
+
+
+def age_rule(require: str) -> Callable[[str], str]:
+    return lambda t: t + AGE_RULE.format(require)
+
+
+def ages(*values: Any) -> Callable[[World], None]:
+    def edit(w: World) -> None:
+        for row, value in zip(w["customers"], values):
+            row["age_band"] = value
+    return edit
+
+
 SCENARIO_CASES = [
+    # rules on customers' columns (rules.eligibility)
+    Case("eligibility-missing-column", where("customers", "age_band") + ["missing"],
+         toml=age_rule("age_band >= 21")),
+    Case("eligibility-text-in-number-column",
+         where("customers", "age_band") + ["must be numbers", "sample rows", "old"],
+         world=ages(30, "old", 18, 40), toml=age_rule("age_band >= 21")),
+    Case("eligibility-bad-predicate", ["rules.eligibility.0", "not a valid predicate"],
+         world=ages(30, 25, 18, 40), toml=age_rule("age_band >= ")),
+    Case("eligibility-python-in-predicate", ["rules.eligibility.0", "not a valid predicate"],
+         world=ages(30, 25, 18, 40), toml=age_rule("__import__('os').system('true')")),
+    Case("eligibility-mixed-types", ["rules.eligibility.0", "numbers and texts"],
+         world=ages(30, 25, 18, 40), toml=age_rule("age_band >= 21 or age_band == 'x'")),
     Case("toml-syntax", ["not valid TOML"], toml=lambda t: t + "\n[rules\nmax = 1\n"),
     Case("unknown-top-key", ["colour", "Extra inputs"], toml=lambda t: 'colour = "red"\n' + t),
     Case("unknown-rule-knob", ["rules.max_offers_per_client"],

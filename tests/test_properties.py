@@ -60,14 +60,14 @@ INSTANCES = dict(seed=st.integers(0, 10**6), n_customers=st.integers(1, 30),
 
 
 def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
-                   targets: bool, polished: bool = True) -> None:
+                   targets: bool, polished: bool = True, campaign: bool = False) -> None:
     tolerance = OBJECTIVE_TOLERANCE if polished else LAGRANGIAN_TOLERANCE
     solver = {} if polished else {"polish_pairs": 0}
     with tempfile.TemporaryDirectory(prefix="offeropt-prop-") as tmp:
         root = Path(tmp)
         scenario = load_scenario(write_random_world(root, seed, n_customers, n_offers,
                                                     string_ids=string_ids, targets=targets,
-                                                    **solver))
+                                                    campaign=campaign, **solver))
         result, problem = run_with_problem(scenario, write=False)
         run = root / "run"
         run.mkdir()
@@ -117,6 +117,24 @@ def test_rules_hold_bound_valid_objective_close_thorough(seed, n_customers, n_of
 def test_pure_lagrangian_rules_hold_bound_valid(seed, n_customers, n_offers, string_ids, targets):
     """The Lagrangian alone (``polish_pairs = 0``), with its own tolerance."""
     _check_example(seed, n_customers, n_offers, string_ids, targets, polished=False)
+
+
+@settings(max_examples=40, **_SETTINGS)
+@given(**INSTANCES)
+def test_campaign_rules_hold_bound_valid_objective_close(seed, n_customers, n_offers, string_ids,
+                                                         targets):
+    """The same with offer groups, funders and a rule on a customers column (issue 24): check
+    re-verifies them, the bound stays above the exact optimum of the problem with them."""
+    _check_example(seed, n_customers, n_offers, string_ids, targets, campaign=True)
+
+
+@settings(max_examples=20, **_SETTINGS)
+@given(**INSTANCES)
+def test_pure_lagrangian_campaign_rules_hold_bound_valid(seed, n_customers, n_offers, string_ids,
+                                                         targets):
+    """The campaign rules with the Lagrangian alone (``polish_pairs = 0``)."""
+    _check_example(seed, n_customers, n_offers, string_ids, targets, polished=False,
+                   campaign=True)
 
 
 @settings(max_examples=8, **_SETTINGS)

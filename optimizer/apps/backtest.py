@@ -33,6 +33,7 @@ import polars as pl
 from optimizer.apps.pipeline import score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import ScenarioError
+from optimizer.core.predicate import read_columns
 from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import compile_eligibility
@@ -166,7 +167,8 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     """Fit before ``week - holdout_weeks`` and score the lists on the held-out weeks."""
     if holdout_weeks < 1:
         raise ScenarioError("--holdout-weeks must be at least 1")
-    inputs = load_inputs(scenario.data)
+    inputs = load_inputs(scenario.data, customer_columns=read_columns(
+        [r.require for r in scenario.rules.eligibility]))
     cutoff, week = scenario.week - holdout_weeks, scenario.week
     # the run's own steps, taken at the cutoff: its scoring and its eligibility
     # (the built-in scoring is what is backtested, fitted even beside a scores table)

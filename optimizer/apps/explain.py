@@ -32,6 +32,7 @@ import polars as pl
 from optimizer.apps.pipeline import Scored, score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
+from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest, read_manifest
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
@@ -103,7 +104,8 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     if not (run / "manifest.json").is_file() or not (run / "assignments.parquet").is_file():
         raise OptimizerError(f"{run} is not a run folder of this scenario (run it first)")
     manifest = read_manifest(run)
-    inputs = load_inputs(scenario.data)
+    inputs = load_inputs(scenario.data, customer_columns=read_columns(
+        [r.require for r in scenario.rules.eligibility]))
     c = _customer_index(inputs, customer_id)
     # the run's own steps: its scoring, then the problem built for this customer alone (each
     # customer's candidates depend on her row only)

@@ -23,6 +23,7 @@ from optimizer.core.allocator import reusing_freed_memory
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
 from optimizer.core.numerics import binding
+from optimizer.core.predicate import read_columns
 from optimizer.io.history import check_history_week, history_lock, stage_history
 from optimizer.io.manifest import read_manifest
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
@@ -34,6 +35,7 @@ from optimizer.model.flights import has_flights
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.campaign import flights_record, pacing_frame
+from optimizer.report.groups_funders import campaign_manifest
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
 from optimizer.scoring.affinity import AffinityModel
@@ -193,7 +195,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
          append_history: bool, replace_week: bool, warm_start_run: Path | None,
          previous_run: Path | None = None) -> RunResult:
     stages.start("load")
-    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario))
+    inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
+                         customer_columns=read_columns(
+                             [r.require for r in scenario.rules.eligibility]))
     # what the run reads of history, so check can accept rows appended after it (validate.py)
     history_read = history_digest(inputs.history, scenario.week)
     for warning in inputs.warnings:
@@ -248,6 +252,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest = _manifest(scenario, inputs, problem, solution, summary, rules.audit, built.cap_audit,
                          scored.lifetime_value, stages.seconds)
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
+    manifest.update(campaign_manifest(problem, solution,
+                                      inputs.offers.get_column("offer_id").to_list()))
     manifest["history_before_week_sha256"] = history_read
     manifest["propensity"] = scored.propensity
     manifest["candidates"] = truncation

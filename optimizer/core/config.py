@@ -59,6 +59,27 @@ class _Frozen(BaseModel):
         return data
 
 
+class EligibilityRule(_Frozen):
+    """One ``[[rules.eligibility]]`` entry: offers of ``offer_category`` (every offer when
+    omitted) go only to customers meeting ``require``, a predicate over customers' columns in
+    the grammar of :mod:`optimizer.core.predicate` (parsed, never evaluated as Python)."""
+
+    offer_category: str | None = Field(None, description="offers with this category (any of "
+                                       "their categories); none = every offer")
+    require: str = Field(description="predicate over customers columns, e.g. age_band >= 21")
+
+    @model_validator(mode="after")
+    def _parses(self) -> "EligibilityRule":
+        from optimizer.core.predicate import PredicateError, parse
+
+        try:
+            parse(self.require)
+        except PredicateError as exc:
+            raise ValueError(f"require = {self.require!r} is not a valid predicate: {exc}"
+                             ) from None
+        return self
+
+
 class Rules(_Frozen):
     """Hard rules of the plan (see docs/contract.md, "How each rule reads")."""
 
@@ -88,11 +109,14 @@ class Rules(_Frozen):
     change_penalty: float = Field(
         0.0, ge=0, le=MAX_AMOUNT, description="value lost per slot of last week's list that this "
         "week's list drops (optimizer/model/stability.py); 0 = off")
+    eligibility: tuple[EligibilityRule, ...] = Field(
+        (), description="rules on customers' columns: an offer category goes only to customers "
+        "meeting a predicate ([[rules.eligibility]] offer_category, require)")
 
     @model_validator(mode="before")
     @classmethod
     def _coerce_lists(cls, data: Any) -> Any:
-        for key in ("sensitive_categories", "excluded_categories"):
+        for key in ("sensitive_categories", "excluded_categories", "eligibility"):
             if isinstance(data, dict) and isinstance(data.get(key), list):
                 data = {**data, key: tuple(data[key])}
         for key in ("global_budget", "budget_scale", "change_penalty"):
@@ -410,4 +434,7 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Scenario:
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     """The resolved scenario as plain JSON-able data (for the manifest)."""
-    return scenario.model_dump(mode="json")
+    data = scenario.model_dump(mode="json")
+    if not data["rules"]["eligibility"]:  # a run without such rules keeps its manifest as before
+        del data["rules"]["eligibility"]
+    return data

@@ -48,6 +48,11 @@ class Inputs:
     scores: ``c``, ``o``, ``p_redeem``, ``value``; ``None`` without a scores table, and when the
         table is read in batches instead (``scores_batches``, see :mod:`optimizer.io.scores_stream`).
     scores_batches: the parquet scores table opened for reading in batches, when asked for.
+    offer_groups: ``group_id``, ``offer_id``, ``o``, ``max_per_customer`` of the optional
+        ``offer_groups`` table (:mod:`optimizer.io.validate_rules`).
+    funders: ``funded_by``, ``budget``, ``min_redemptions`` of the optional ``funders`` table.
+    customer_attributes: the extra ``customers`` columns asked for (``customer_columns``), one
+        row per customer in index order, as stored.
     row_counts, sha256: per table as read from disk (for the manifest).
     dropped: rows left out by rule (unknown customer or product in transactions, ...).
     warnings: what the user should know about the inputs although they are valid (most of a
@@ -75,6 +80,9 @@ class Inputs:
     # flights and pacing (optimizer/io/validate_flights.py): o, week, amount / demand
     spend: pl.DataFrame | None = None
     forecast: pl.DataFrame | None = None
+    offer_groups: pl.DataFrame | None = None
+    customer_attributes: pl.DataFrame | None = None
+    funders: pl.DataFrame | None = None
 
     @property
     def has_scores(self) -> bool:
@@ -255,11 +263,13 @@ def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
                f"{id_col} not found in table '{master}'")
 
 
-def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
+def load_inputs(folder: str | Path, stream_scores: bool = False,
+                customer_columns: tuple[str, ...] = ()) -> Inputs:
     """Read and validate the input folder; raise :class:`InputError` on any breach of the contract.
 
     ``stream_scores``: a parquet ``scores`` table is opened for reading in batches
-    (``Inputs.scores_batches``) instead of read whole; its rows are checked as they are read."""
+    (``Inputs.scores_batches``) instead of read whole; its rows are checked as they are read.
+    ``customer_columns``: extra ``customers`` columns to read (``Inputs.customer_attributes``)."""
     folder = Path(folder)
     batches = None
     scores_path = table_path(folder, "scores") or Path()
@@ -329,6 +339,10 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
         scores_sorted = _require_unique_pairs("scores", scores, offers.height)
         # the ID columns are checked and never read again: drop them (0.8 GB at 50 M rows)
         scores = scores.lazy().select("c", "o", "p_redeem", "value").collect()
+    from optimizer.io import validate_rules  # it imports this module
+    offer_groups = validate_rules.validate_offer_groups(raw.get("offer_groups"), offers)
+    attributes = validate_rules.read_customer_columns(folder, customer_columns, customers.height)
+    funders = validate_rules.validate_funders(raw.get("funders"))
     row_counts = {name: t.frame.height for name, t in raw.items()}
     sha256 = {name: t.sha256 for name, t in raw.items()}
     if batches is not None:
@@ -342,7 +356,8 @@ def load_inputs(folder: str | Path, stream_scores: bool = False) -> Inputs:
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
         scores_sorted=scores_sorted, scores_batches=batches,
-        spend=weekly.get("spend"), forecast=weekly.get("forecast"),
+        spend=weekly.get("spend"), forecast=weekly.get("forecast"), offer_groups=offer_groups,
+        customer_attributes=attributes, funders=funders,
     )
 
 

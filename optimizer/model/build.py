@@ -26,6 +26,8 @@ from optimizer.io.validate import Inputs
 from optimizer.model import stability
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
+from optimizer.model.funders import funder_data
+from optimizer.model.groups import group_data
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -124,7 +126,9 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                      else float("inf"))
     built = Built(AssignmentProblem(offers=offers, blocks=[],
                                     max_per_category=rules_cfg.max_offers_per_category,
-                                    global_budget=global_budget, n_customers=inputs.n_customers),
+                                    global_budget=global_budget, n_customers=inputs.n_customers,
+                                    groups=group_data(inputs.offer_groups, offers.n_offers),
+                                    funders=funder_data(inputs.funders, inputs.offers)),
                   inputs, rules, caps, cap_audit, flights=flights, previous=previous)
     _add_blocks(built, inputs, scenario, model, select, rows)
     if previous is not None and rules_cfg.change_penalty > 0:

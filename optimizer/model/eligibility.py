@@ -2,7 +2,8 @@
 
 Rules, exactly as docs/contract.md reads them: the offer's eligibility window, the customer's
 ``exclude`` rows against every category of the offer, the sensitive policy (``opt_in`` needs an
-opt-in row for every sensitive category of the offer), and the cooldown from ``history``. The
+opt-in row for every sensitive category of the offer), the cooldown from ``history``, and the
+rules on customers' columns (``rules.eligibility``, :mod:`optimizer.model.attribute_rules`). The
 frequency window lowers each customer's own cap (see :func:`customer_caps`).
 
 Rules are compiled once into :class:`EligibilityRules` (offer-level masks and sorted pair keys) so
@@ -19,6 +20,8 @@ import polars as pl
 from optimizer.core.config import Rules
 from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs
+from optimizer.model.attribute_rules import REASON as ATTRIBUTE_REASON
+from optimizer.model.attribute_rules import AttributeRules, compile_attribute_rules
 from optimizer.scoring.features import OfferCategories
 
 REASONS = ("window", "exclude", "sensitive", "cooldown", "excluded_category")
@@ -47,6 +50,8 @@ class EligibilityRules:
     excluded_category: np.ndarray
     audit: dict[str, int] = field(default_factory=lambda: {r: 0 for r in (*REASONS, "removed",
                                                                            "considered")})
+    # rules on customers' columns (rules.eligibility), None without any
+    attributes: AttributeRules | None = None
 
     def allowed(self, customers: np.ndarray, offer: np.ndarray) -> np.ndarray:
         """Mask of the allowed candidates of a chunk and update the audit.
@@ -70,6 +75,11 @@ class EligibilityRules:
                            _in_range(self.cooldown_keys, lo, hi), out, counts)
         for name, count in zip((*REASONS, "removed", "considered"), counts.tolist()):
             self.audit[name] += count
+        if self.attributes is not None and offer.size:
+            forbidden = self.attributes.forbidden(customers, offer)
+            self.audit[ATTRIBUTE_REASON] += int(forbidden.sum())
+            self.audit["removed"] += int((forbidden & out).sum())
+            out &= ~forbidden
         return out
 
     def reasons(self, customers: np.ndarray, offer: np.ndarray) -> dict[str, np.ndarray]:
@@ -87,6 +97,8 @@ class EligibilityRules:
             "cooldown": _member(keys, self.cooldown_keys, lo, hi),
             "excluded_category": self.excluded_category[safe],
         }
+        if self.attributes is not None:
+            masks[ATTRIBUTE_REASON] = self.attributes.forbidden(customers, offer)
         return {name: mask & present for name, mask in masks.items()}
 
 
@@ -209,12 +221,16 @@ def compile_rules(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
             (pl.col("week") >= week - rules.cooldown_weeks) & (pl.col("week") < week)
         ).select("c", "o")
 
-    return EligibilityRules(
+    compiled = EligibilityRules(
         n_offers=n_offers, active=active, forbidden_for_all=forbidden_for_all,
         needs_opt_in=needs_opt_in, excluded_keys=_keys(excluded, n_offers),
         opted_in_keys=_keys(opted, n_offers), cooldown_keys=_keys(cooldown, n_offers),
         excluded_category=excluded_category,
+        attributes=compile_attribute_rules(inputs, rules, cats),
     )
+    if compiled.attributes is not None:  # audited only where the scenario has such rules
+        compiled.audit[ATTRIBUTE_REASON] = 0
+    return compiled
 
 
 def customer_caps(inputs: Inputs, rules: Rules, week: int) -> tuple[np.ndarray, dict[str, int]]:

@@ -10,6 +10,10 @@ manifest):
 - ``budget``: for every offer, ``sum_i cost[i, j] x[i, j] <= budget[j]`` (budget already scaled);
 - ``max_customers``: ``sum_i x[i, j] <= max_customers[j]``;
 - ``global_budget``: ``sum cost[i, j] x[i, j] <= G``;
+- ``offer_group``: for every customer and group g, ``sum_{j in g} x[i, j] <= limit[g]``
+  (only with the optional ``offer_groups`` table, :mod:`optimizer.model.groups`);
+- ``funder_budget``: for every funder f, ``sum_{i, j funded by f} cost[i, j] x[i, j] <= B_f``
+  (only with the optional ``funders`` table, :mod:`optimizer.model.funders`);
 - ``min_customers`` is a target (met where the rules allow, shortfalls reported), not a constraint.
 
 Candidates are held in blocks of consecutive customers, each a padded 2-D layout
@@ -30,6 +34,9 @@ from optimizer.model.reduced import reduced_values
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from optimizer.model.funders import FunderData
+    from optimizer.model.groups import GroupData
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,10 @@ class AssignmentProblem:
     global_budget: float = float("inf")
     n_customers: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    # exclusive offers (optional ``offer_groups``): per customer, at most a group's limit
+    groups: "GroupData | None" = None
+    # budgets per funder (optional ``funders`` table over ``offers.funded_by``)
+    funders: "FunderData | None" = None
 
     @property
     def n_pairs(self) -> int:
@@ -151,7 +162,8 @@ class AssignmentProblem:
     def violations(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0
                    ) -> dict[str, int]:
         """How many times the plan breaks each hard rule, by the manifest's constraint labels
-        (``empty_slot``: a chosen slot without a candidate). Capacities (budgets, the global
+        (``empty_slot``: a chosen slot without a candidate; ``offer_group``: customers over a
+        group's limit; ``funder_budget``: funders over budget). Capacities (budgets, the global
         budget) are allowed ``rtol`` (relative) and ``atol`` (absolute) of rounding; counts are
         exact."""
         offers = self.offers
@@ -173,6 +185,15 @@ class AssignmentProblem:
         out["budget"] = int((used.spend > offers.budget * (1 + rtol) + atol).sum())
         out["max_customers"] = int((used.customers > offers.max_customers).sum())
         out["global_budget"] = int(used.total_spend > self.global_budget * (1 + rtol) + atol)
+        # the campaign rules' labels appear only with their tables, so plans without them
+        # report the same rules as before
+        if self.groups is not None:
+            from optimizer.model.groups import violating_rows
+            out["offer_group"] = sum(int(violating_rows(self.groups, b.offer, m).sum())
+                                     for b, m in zip(self.blocks, chosen))
+        if self.funders is not None:
+            over = self.funders.per_funder(used.spend) > self.funders.budget * (1 + rtol) + atol
+            out["funder_budget"] = int(over.sum())
         return out
 
     def feasible(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0) -> bool:
@@ -223,31 +244,48 @@ class Prices:
     global_budget: value lost per unit of expected cost on every offer.
     target: per offer, a bonus that steers customers to offers short of ``min_customers``; it
         never enters the bound.
+    funder: per funder, value lost per unit of expected cost on its offers (the price of its
+        budget); ``funder_of``: each offer's funder index (-1: none). Both ``None`` without
+        funders.
     """
 
     budget: np.ndarray
     count: np.ndarray
     global_budget: float = 0.0
     target: np.ndarray | None = None
+    funder: np.ndarray | None = None
+    funder_of: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_offers: int) -> "Prices":
         return cls(np.zeros(n_offers), np.zeros(n_offers), 0.0, np.zeros(n_offers))
 
+    @property
+    def cost_price(self) -> np.ndarray:
+        """Per offer, the price of a unit of its expected cost besides the global price: its
+        budget's price plus its funder's (the ``budget`` array itself without funders)."""
+        if self.funder is None or self.funder_of is None:
+            return self.budget
+        return self.budget + np.append(self.funder, 0.0)[self.funder_of]
+
     def towards(self, other: "Prices", share: float) -> "Prices":
         """``self + share * (other - self)`` on every constraint's price; the target bonus is
         ``other``'s (taken whole, not mixed)."""
+        funder = None
+        if other.funder is not None:
+            mine = self.funder if self.funder is not None else np.zeros_like(other.funder)
+            funder = mine + share * (other.funder - mine)
         return Prices(self.budget + share * (other.budget - self.budget),
                       self.count + share * (other.count - self.count),
                       self.global_budget + share * (other.global_budget - self.global_budget),
-                      other.target)
+                      other.target, funder, other.funder_of)
 
     def reduced_values(self, block: CandidateBlock, with_target: bool = True) -> np.ndarray:
-        """``value - (budget price + global price) * cost - count price (+ target bonus)`` of
+        """``value - (budget price + funder price + global price) * cost - count price (+ target bonus)`` of
         every slot, ``-inf`` in empty ones (:func:`optimizer.model.reduced.reduced_values`)."""
         bonus = (self.target if with_target and self.target is not None
                  else np.zeros(self.budget.shape[0]))
-        return reduced_values(block.value, block.cost, block.offer, self.budget, self.count,
+        return reduced_values(block.value, block.cost, block.offer, self.cost_price, self.count,
                               self.global_budget, bonus)
 
 

@@ -93,4 +93,5 @@ def render_run_report(view: RunView) -> str:
         deciles=(d.to_dicts() if (d := view.value_by_decile()) is not None else None),
         reach=view.offers_per_customer().to_dicts(), binding=view.binding_budgets(),
         global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view),
-        campaign=campaign.section(m))
+        campaign=campaign.section(m), offer_groups=m.get("offer_groups"),
+        funders=m.get("funders"))

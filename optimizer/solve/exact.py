@@ -9,7 +9,7 @@ bounds.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ class _Model:
     budget_rows: dict[int, Any]
     count_rows: dict[int, Any]
     global_row: Any
+    funder_rows: dict[int, Any] = field(default_factory=dict)
 
 
 def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
@@ -48,6 +49,7 @@ def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
             slots = np.flatnonzero(block.offer[row] >= 0)
             row_vars = []
             cat_terms: dict[int, list[object]] = {}
+            group_terms: dict[int, list[object]] = {}
             for slot in slots:
                 j = int(block.offer[row, slot])
                 var = (solver.NumVar(0, 1, "") if relax else solver.BoolVar(""))
@@ -61,12 +63,20 @@ def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
                 for cat in offers.categories[j]:
                     if cat >= 0:
                         cat_terms.setdefault(int(cat), []).append(var)
+                if problem.groups is not None:
+                    for g in problem.groups.members[j]:
+                        if g >= 0:
+                            group_terms.setdefault(int(g), []).append(var)
             if row_vars:
                 solver.Add(sum(row_vars) <= int(block.cap[row]))
             if problem.max_per_category is not None:
                 for terms in cat_terms.values():
                     if len(terms) > problem.max_per_category:
                         solver.Add(sum(terms) <= problem.max_per_category)
+            for g, terms in group_terms.items():  # exclusive offers (offer_groups)
+                assert problem.groups is not None
+                if len(terms) > int(problem.groups.limit[g]):
+                    solver.Add(sum(terms) <= int(problem.groups.limit[g]))
         var_of.append(index)
     budget_rows, count_rows = {}, {}
     for j, terms in by_offer.items():
@@ -74,10 +84,18 @@ def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
             budget_rows[j] = solver.Add(sum(c * v for v, c in terms) <= float(offers.budget[j]))
         if np.isfinite(offers.max_customers[j]):
             count_rows[j] = solver.Add(sum(v for v, _ in terms) <= float(offers.max_customers[j]))
+    funder_rows = {}
+    if problem.funders is not None:  # budgets per funder over the offers they fund
+        funders = problem.funders
+        for f in np.flatnonzero(np.isfinite(funders.budget)):
+            terms = [t for j in np.flatnonzero(funders.of_offer == f) for t in by_offer.get(j, [])]
+            if terms:
+                funder_rows[int(f)] = solver.Add(sum(c * v for v, c in terms)
+                                                 <= float(funders.budget[f]))
     global_row = None
     if np.isfinite(problem.global_budget) and global_terms:
         global_row = solver.Add(sum(c * v for v, c in global_terms) <= problem.global_budget)
-    return _Model(variables, var_of, objective, budget_rows, count_rows, global_row)
+    return _Model(variables, var_of, objective, budget_rows, count_rows, global_row, funder_rows)
 
 
 def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
@@ -124,6 +142,11 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
             prices.count[j] = row.dual_value()
         if global_row is not None:
             prices.global_budget = float(global_row.dual_value())
+        if problem.funders is not None:
+            prices.funder = np.zeros(problem.funders.n_funders)
+            prices.funder_of = problem.funders.of_offer
+            for f, row in built.funder_rows.items():
+                prices.funder[f] = row.dual_value()
     return Solution(
         chosen=chosen, objective=value, bound=bound,
         status=Status.OPTIMAL if status == pywraplp.Solver.OPTIMAL else Status.TIME_LIMIT,

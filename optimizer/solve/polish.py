@@ -49,6 +49,7 @@ from optimizer.model.problem import (
     Status,
     relative_gap,
 )
+from optimizer.solve import polish_campaign as campaign
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.greedy import select
 
@@ -127,6 +128,7 @@ def _tight_offers(problem: AssignmentProblem, prices: Prices, chosen: list[np.nd
     tight |= finite_c & ((np.where(finite_c, offers.max_customers, 0) - count < 1)
                          | (prices.count > 0))
     tight |= offers.min_customers > count
+    tight |= campaign.tight_offers(problem, prices.funder, spend, max_cost)
     if np.isfinite(problem.global_budget) and offer_all.size:
         if problem.global_budget - spend.sum() < max_cost.max() or prices.global_budget > 0:
             tight[:] = True
@@ -184,7 +186,7 @@ def _free_slots(block: CandidateBlock, mask: np.ndarray, reduced: np.ndarray,
 
 def _reduced(block: CandidateBlock, prices: Prices) -> np.ndarray:
     target = prices.target if prices.target is not None else np.zeros_like(prices.budget)
-    return kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+    return kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,
                                   prices.count, prices.global_budget, target)
 
 
@@ -264,9 +266,10 @@ def select_core(problem: AssignmentProblem, plan: list[np.ndarray], prices: Pric
 
 
 def _residuals(problem: AssignmentProblem, plan: list[np.ndarray], core: _Core
-               ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """Budget, ``max_customers`` and global budget left by the fixed pairs, and each offer's
-    count floor in the core (``min(plan count, min_customers)`` minus the fixed count)."""
+               ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray | None]:
+    """Budget, ``max_customers`` and global budget left by the fixed pairs, each offer's count
+    floor in the core (``min(plan count, min_customers)`` minus the fixed count), and each
+    funder's budget left (``None`` without funders)."""
     offers = problem.offers
     fixed = [m.copy() for m in plan]
     for b in np.unique(core.block):
@@ -279,7 +282,7 @@ def _residuals(problem: AssignmentProblem, plan: list[np.ndarray], core: _Core
     count_left = offers.max_customers - count
     global_left = problem.global_budget - float(spend.sum())
     floor = np.minimum(plan_count, offers.min_customers) - count
-    return budget_left, count_left, global_left, floor
+    return budget_left, count_left, global_left, floor, campaign.funder_left(problem, fixed)
 
 
 def _row(proto: Any, variables: np.ndarray, coeffs: np.ndarray, low: int, high: int) -> None:
@@ -333,9 +336,11 @@ def _capacity_row(proto: Any, idx: np.ndarray, cost: np.ndarray, capacity: float
 
 def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray,
                 count_left: np.ndarray, global_left: float, floor: np.ndarray | None,
-                relax: bool) -> tuple[cp_model.CpModel, float]:
+                relax: bool, funder_left: np.ndarray | None = None
+                ) -> tuple[cp_model.CpModel, float]:
     """The core as a CP-SAT model over one boolean per free pair (variable ``k`` is pair ``k``);
-    returns the model and the objective's scale (integer objective = scale x value)."""
+    returns the model and the objective's scale (integer objective = scale x value).
+    ``funder_left``: funders' budgets left by the fixed pairs (whole budgets when ``None``)."""
     from ortools.sat.python import cp_model  # here, not above: it imports pandas (start-up)
 
     offers = problem.offers
@@ -382,6 +387,7 @@ def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray
                  members.size)
     if np.isfinite(global_left):
         _capacity_row(proto, index, core.cost, float(global_left), relax)
+    campaign.add_rows(problem, core, proto, funder_left, relax)  # groups, funders
     top = float(core.value.max()) if n else 0.0
     scale = _SCALE / top if top > 0 else 1.0
     if relax:
@@ -454,9 +460,9 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
             bound = min(bound, max(objective, 0.0))
             record["bound_after"] = float(bound)
         if core.offer.size:
-            budget_left, count_left, global_left, floor = _residuals(problem, plan, core)
+            budget_left, count_left, global_left, floor, left = _residuals(problem, plan, core)
             model, _ = build_model(problem, core, budget_left, count_left, global_left, floor,
-                                   relax=False)
+                                   relax=False, funder_left=left)
             solver, cp_status = _run(model, settings)
             record["status"] = solver.status_name(cp_status)
             if cp_status in (cp_model.OPTIMAL, cp_model.FEASIBLE):

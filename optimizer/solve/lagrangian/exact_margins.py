@@ -238,7 +238,7 @@ def exact_response(problem: AssignmentProblem, block: CandidateBlock, prices: Pr
             np.maximum(block.offer, 0)].any():
         return None
     bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
-    reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+    reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,
                                      prices.count, prices.global_budget, bonus)
     choice = ExactChoice(*kernels.exact_rows(reduced, block.offer, block.cap, offers.categories,
                                              problem.max_per_category, offers.multi_category))

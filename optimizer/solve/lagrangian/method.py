@@ -1,7 +1,8 @@
 """The scale method: Lagrangian relaxation of the coupling constraints, solved by price updates.
 
-Offer budgets, ``max_customers`` and the global budget couple customers; everything else is each
-customer's own business. Pricing the coupling constraints (``Prices``) splits the problem into one
+Offer budgets, ``max_customers``, the global budget and funder budgets (:mod:`.funders`) couple
+customers; everything else, offer groups included (:mod:`.groups`), is each customer's own
+business. Pricing the coupling constraints (``Prices``) splits the problem into one
 small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`. Every pass:
 
 1. each customer's best response to the prices gives the dual function
@@ -37,6 +38,8 @@ from optimizer.model.problem import (
     relative_gap,
 )
 from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian import funders as funder_rules
+from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian.critical import Candidates, critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
@@ -128,7 +131,7 @@ def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
     offers = problem.offers
     bonus = prices.target if with_target and prices.target is not None else np.zeros(
         offers.n_offers)
-    return kernels.respond(block.value, block.cost, block.offer, block.cap, prices.budget,
+    return kernels.respond(block.value, block.cost, block.offer, block.cap, prices.cost_price,
                            prices.count, prices.global_budget, bonus, offers.categories[:, 0],
                            problem.max_per_category, margin)
 
@@ -140,7 +143,8 @@ def capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
     return (_finite_dot(prices.budget, offers.budget)
             + _finite_dot(prices.count, offers.max_customers)
             + (prices.global_budget * problem.global_budget
-               if np.isfinite(problem.global_budget) else 0.0))
+               if np.isfinite(problem.global_budget) else 0.0)
+            + funder_rules.capacity_term(problem, prices))
 
 
 def dual_bound(problem: AssignmentProblem, prices: Prices,
@@ -214,15 +218,20 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
                 target = (prices.target if prices.target is not None
                           else np.zeros(offers.n_offers))
                 exact = _exact(problem, block, kernels.reduced_values(
-                    block.value, block.cost, block.offer, prices.budget, prices.count,
+                    block.value, block.cost, block.offer, prices.cost_price, prices.count,
                     prices.global_budget, target))
             relaxed = exact.chosen
+        if problem.groups is not None:
+            relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
+                                                     prices.reduced_values(block))
         return relaxed.copy()
 
     chosen = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
+    group_rules.trim_plan(problem, chosen)  # the refill knows no groups
+    funder_rules.cut_plan(problem, chosen)  # nor funders
     return chosen, problem.objective(chosen)
 
 
@@ -235,13 +244,18 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
     budget_price, glob, count_price = critical_prices(
         candidates, target, prices.count, offers.budget, offers.max_customers,
         problem.global_budget, map_parts=run)
+    budget_price, funder = funder_rules.critical(
+        problem, list(candidates.offers), list(candidates.costs), list(candidates.margins),
+        prices, budget_price, glob, target)
+    funder_of = problem.funders.of_offer if problem.funders is not None else None
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0
     if targeted.any():
-        t_offer, t_margin = candidates.targeted(targeted, budget_price, glob, count_price,
+        cost_price = Prices(budget_price, count_price, glob, None, funder, funder_of).cost_price
+        t_offer, t_margin = candidates.targeted(targeted, cost_price, glob, count_price,
                                                map_parts=run)
         bonus = target_bonus(t_offer, t_margin, offers.min_customers)
-    return Prices(budget_price, count_price, glob, bonus)
+    return Prices(budget_price, count_price, glob, bonus, funder, funder_of)
 
 
 def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
@@ -253,7 +267,7 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
     return Prices(np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
                   np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
                   max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
-                  np.zeros(offers.n_offers))
+                  np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices))
 
 
 def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str, np.ndarray],
@@ -275,13 +289,18 @@ def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str,
     g_count = np.where((prices.count <= 0) & (g_count > 0), 0.0, g_count)
     if prices.global_budget <= 0 and g_global > 0:
         g_global = 0.0
-    norm = float((g_budget ** 2).sum() + (g_count ** 2).sum() + g_global ** 2)
+    g_funder = funder_rules.slack(problem, prices, use["spend"])
+    norm = float((g_budget ** 2).sum() + (g_count ** 2).sum() + g_global ** 2
+                 + (0.0 if g_funder is None else (g_funder ** 2).sum()))
     if norm <= 0:
         return prices
     size = step * max(bound - target, 0.0) / norm
+    funder = (None if g_funder is None or prices.funder is None
+              else np.maximum(prices.funder - size * g_funder, 0.0))
     return Prices(np.maximum(prices.budget - size * g_budget, 0.0),
                   np.maximum(prices.count - size * g_count, 0.0),
-                  max(prices.global_budget - size * g_global, 0.0), prices.target)
+                  max(prices.global_budget - size * g_global, 0.0), prices.target, funder,
+                  prices.funder_of)
 
 
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
@@ -390,6 +409,9 @@ def _start_prices(problem: AssignmentProblem, settings: LagrangianSettings,
         prices = sample_prices(problem, settings.sample_customers, settings.seed)
     if prices is None:
         prices = Prices.zeros(problem.offers.n_offers)
+    if problem.funders is not None and prices.funder is None:  # funders start unpriced
+        prices = Prices(prices.budget, prices.count, prices.global_budget, prices.target,
+                        *funder_rules.admissible(problem, prices))
     return prices
 
 
@@ -452,6 +474,7 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
             totals = _respond(problem, block, prices, False)[1]
         block_dual, _ = _dual_value(problem, block, prices, totals,
                                     choice=None if steering else exact)
+        block_dual = group_rules.tighten_dual(problem, block, prices, block_dual)
         # the plan starts from the exact responses with the target bonus: these
         return chosen, block_dual, exact
 

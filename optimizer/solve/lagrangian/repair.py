@@ -135,7 +135,8 @@ def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
 
 
 def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
-    """Make ``chosen`` obey every offer's budget and ``max_customers`` and the global budget;
+    """Make ``chosen`` obey every offer's budget and ``max_customers``, every funder's budget and
+    the global budget;
     returns the chosen pairs that remain (for :func:`refill`).
 
     Only the pairs of offers over a cap are ranked (cuts are per offer, so the others keep
@@ -160,6 +161,12 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
         keep = _keep_prefix(offer, value / np.maximum(cost, 1e-300), cost, offers.budget)
         keep = _or_best_single(offer, value, cost, offers.budget, keep)
         flat = _drop(chosen, flat, sub[~keep])
+    if problem.funders is not None:  # budgets per funder (optimizer/solve/lagrangian/funders.py)
+        from optimizer.solve.lagrangian.funders import keep_within
+
+        kept = keep_within(problem, flat.offer.astype(np.int64), flat.value, flat.cost)
+        if kept is not None:
+            flat = _drop(chosen, flat, np.flatnonzero(~kept))
     if flat.cost.sum() > problem.global_budget * (1 + 1e-12):
         one_group = np.zeros(flat.offer.size, dtype=np.int8)
         capacity = np.array([problem.global_budget])
@@ -202,7 +209,8 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     def scan(item: tuple[CandidateBlock, np.ndarray]) -> tuple[np.ndarray, ...]:
         block, mask = item
         return refill_kernels.pool_entries(block.offer, block.value, block.cost, mask, block.cap,
-                                           prices.budget, prices.count, prices.global_budget,
+                                           prices.cost_price, prices.count,
+                                           prices.global_budget,
                                            bonus, open_offer, fits, offers.categories,
                                            problem.max_per_category, depth)
     parts = [list(part) for part in map_blocks(scan, list(zip(problem.blocks, chosen)))]

@@ -10,6 +10,8 @@ Problems" (WWW 2020), which converges in a handful of passes where subgradient s
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from optimizer.model.problem import AssignmentProblem, Prices
@@ -69,4 +71,4 @@ def secant_global_price(problem: AssignmentProblem, target: Prices,
         return target
     guess = price + (glob - spend) / slope
     guess = min(max(guess, 0.5 * price), 2.0 * price)
-    return Prices(target.budget, target.count, guess, target.target)
+    return dataclasses.replace(target, global_budget=guess)  # funder prices kept

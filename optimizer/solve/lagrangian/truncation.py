@@ -55,11 +55,12 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
 
     def customer_terms(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int]:
         block, drop = item
-        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.budget,
+        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,
                                          prices.count, prices.global_budget, bonus)
         totals, virtual = virtual_totals(
             reduced, block.offer, block.cap, primary, per_category, drop.top_value,
-            drop.top_category, drop.residual, (prices.budget, prices.count, prices.global_budget),
+            drop.top_category, drop.residual,
+            (prices.cost_price, prices.count, prices.global_budget),
             model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
         del reduced
         positions = np.flatnonzero(virtual)
@@ -71,7 +72,7 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
             # rules.reasons, not rules.allowed: the audit already counted these pairs
             eligible = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
             totals[at] = best_totals(model.kernel_arrays(customers), customers, eligible,
-                                     primary, per_category, block.cap[at], prices.budget,
+                                     primary, per_category, block.cap[at], prices.cost_price,
                                      prices.count, prices.global_budget, offers.discount)
         return totals, int(positions.size)
     terms = list(in_order(customer_terms, list(zip(problem.blocks, dropped)),

@@ -1,0 +1,166 @@
+"""Funder budgets (:mod:`optimizer.model.funders`) in the scale method: coupling constraints
+with their own prices.
+
+* Prices: a funder's price ``mu_f >= 0`` is added to the cost price of each offer it funds
+  (:attr:`Prices.cost_price`), and ``mu . budget`` to the dual function's capacity terms, so the
+  bound stays an upper bound for any non-negative prices (weak duality), funder budgets included.
+* Update: each candidate's critical total price per unit of cost, ``(margin + bonus - count
+  price) / cost``, is read as for the global budget (:mod:`.critical`, mode 1): over the
+  candidates still in at their offer's price, ``mu_f`` is the smallest price at which the
+  funder's expected spend fits its budget; the offer's own budget price then keeps only what the
+  funder's price does not already charge (``max(budget price - mu_f, 0)``). A plain sort of the
+  funded candidates, once per price pass.
+* Plan: the repair cuts each funder's pairs to its budget, those returning least per unit of cost
+  first (the per-offer budget cut, per funder); the refill does not know funders, so its plan is
+  cut again after it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.model.problem import AssignmentProblem, Prices
+
+
+def critical(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: list[np.ndarray],
+             margins: list[np.ndarray], prices: Prices, budget_price: np.ndarray, glob: float,
+             target: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(offer budget prices net of the funders', funder prices) at the candidates' margins
+    (``offers_of``, ``costs``, ``margins``: per block, as the price pass wrote them)."""
+    funders = problem.funders
+    if funders is None:
+        return budget_price, None
+    capped = np.isfinite(funders.budget)
+    mu = np.zeros(funders.n_funders)
+    if not capped.any():
+        return budget_price, mu
+    keys, weights, owners = [], [], []
+    for offer, cost, margin in zip(offers_of, costs, margins):
+        live = offer >= 0
+        o = offer[live].astype(np.int64)
+        f = funders.of_offer[o]
+        funded = f >= 0
+        o, f = o[funded], f[funded]
+        c, m = cost[live][funded], margin[live][funded]
+        lifted = m + target[o]
+        base = lifted - prices.count[o]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_unit = np.where(c > 0, base / np.where(c > 0, c, 1.0),
+                                np.where(base > 0, np.inf, -np.inf))
+        keep = (lifted > 0) & (per_unit > budget_price[o] + glob) & capped[f]
+        keys.append(per_unit[keep] - glob)
+        weights.append(c[keep])
+        owners.append(f[keep])
+    key = np.concatenate(keys) if keys else np.zeros(0)
+    if key.size:
+        weight, owner = np.concatenate(weights), np.concatenate(owners)
+        total = np.bincount(owner, weights=weight, minlength=funders.n_funders)
+        for f in np.flatnonzero(total > funders.budget * (1 + 1e-12)):  # funders over budget
+            mine = owner == f
+            mu[f] = max(_crossing(key[mine], weight[mine], float(funders.budget[f])), 0.0)
+    net = np.maximum(budget_price - np.append(mu, 0.0)[funders.of_offer], 0.0)
+    return net, mu
+
+
+_SORTED = 4096  # a crossing among at most this many candidates is found by a plain sort
+
+
+def _crossing(key: np.ndarray, weight: np.ndarray, capacity: float) -> float:
+    """The key of the first candidate, best (highest key) first, at which the running weight
+    exceeds ``capacity``: the price at which what stays in (keys above it) fits. Buckets between
+    sampled keys narrow the candidates down to the crossing's bucket before the one sort (as
+    :mod:`.critical` does), so a funder with tens of millions of candidates is not sorted whole.
+    """
+    limit = capacity * (1 + 1e-12)
+    while key.size > _SORTED:
+        bounds = np.unique(key[:: max(1, key.size // _SORTED)])
+        bucket = np.searchsorted(bounds, key)  # bucket b: bounds[b - 1] < key <= bounds[b]
+        mass = np.bincount(bucket, weights=weight, minlength=bounds.size + 1)
+        above = np.cumsum(mass[::-1])[::-1]  # weight in bucket b and every higher one
+        b = int(np.flatnonzero(above > limit).max())
+        inside = bucket == b
+        if inside.all():
+            break
+        limit -= float(above[b + 1]) if b + 1 < above.size else 0.0
+        key, weight = key[inside], weight[inside]
+    order = np.argsort(-key, kind="stable")
+    over = np.flatnonzero(np.cumsum(weight[order]) > limit)
+    if over.size == 0:  # rounding: what is left fits after all
+        return 0.0
+    found = float(key[order[over[0]]])
+    return found if np.isfinite(found) else 0.0
+
+
+def admissible(problem: AssignmentProblem, prices: Prices) -> tuple[np.ndarray | None,
+                                                                   np.ndarray | None]:
+    """(funder prices, funder of each offer) a bound may use: non-negative, zero on funders
+    without a budget, zero when ``prices`` carry none (``None`` without funders)."""
+    funders = problem.funders
+    if funders is None:
+        return None, None
+    mu = prices.funder
+    if mu is None or mu.shape != (funders.n_funders,):
+        mu = np.zeros(funders.n_funders)
+    return (np.where(np.isfinite(funders.budget), np.maximum(mu, 0.0), 0.0),
+            funders.of_offer)
+
+
+def capacity_term(problem: AssignmentProblem, prices: Prices) -> float:
+    """``mu . budget`` over funders with a budget (0 without funders)."""
+    funders = problem.funders
+    if funders is None or prices.funder is None:
+        return 0.0
+    finite = np.isfinite(funders.budget)
+    return float((prices.funder[finite] * funders.budget[finite]).sum())
+
+
+def slack(problem: AssignmentProblem, prices: Prices, spend: np.ndarray) -> np.ndarray | None:
+    """Each funder's budget minus its spend in the responses (``spend`` per offer), zero where
+    the price is 0 and there is room (a subgradient direction that can move)."""
+    funders = problem.funders
+    if funders is None or prices.funder is None:
+        return None
+    finite = np.isfinite(funders.budget)
+    g = np.where(finite, np.where(finite, funders.budget, 0.0) - funders.per_funder(spend), 0.0)
+    return np.where((prices.funder <= 0) & (g > 0), 0.0, g)
+
+
+def keep_within(problem: AssignmentProblem, offer: np.ndarray, value: np.ndarray,
+                cost: np.ndarray) -> np.ndarray | None:
+    """Which of a plan's pairs (flat ``offer``, ``value``, ``cost``) to keep so that every
+    funder's spend fits its budget (``None``: all fit)."""
+    from optimizer.solve.lagrangian.repair import _keep_prefix, _or_best_single
+
+    funders = problem.funders
+    if funders is None or offer.size == 0:
+        return None
+    owner = funders.of_offer[offer]
+    spend = np.bincount(owner[owner >= 0], weights=cost[owner >= 0],
+                        minlength=funders.n_funders)
+    over = spend > funders.budget * (1 + 1e-12)
+    if not over.any():
+        return None
+    sub = np.flatnonzero((owner >= 0) & over[np.maximum(owner, 0)])
+    group, v, c = owner[sub], value[sub], cost[sub]
+    keep_sub = _keep_prefix(group, v / np.maximum(c, 1e-300), c, funders.budget)
+    keep_sub = _or_best_single(group, v, c, funders.budget, keep_sub)
+    keep = np.ones(offer.size, dtype=bool)
+    keep[sub] = keep_sub
+    return keep
+
+
+def cut_plan(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
+    """Unchoose, in place, what breaks a funder's budget in ``chosen`` (after the refill)."""
+    if problem.funders is None or not chosen:
+        return
+    rows = [np.nonzero(mask) for mask in chosen]
+    offer = np.concatenate([b.offer[r] for b, r in zip(problem.blocks, rows)]).astype(np.int64)
+    value = np.concatenate([b.value[r] for b, r in zip(problem.blocks, rows)])
+    cost = np.concatenate([b.cost[r] for b, r in zip(problem.blocks, rows)])
+    keep = keep_within(problem, offer, value, cost)
+    if keep is None:
+        return
+    at = 0
+    for mask, (r, s) in zip(chosen, rows):
+        drop = ~keep[at:at + r.size]
+        mask[r[drop], s[drop]] = False
+        at += r.size
