@@ -191,14 +191,23 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
         stages.close()
 
 
-def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
-         append_history: bool, replace_week: bool, warm_start_run: Path | None,
-         previous_run: Path | None = None) -> RunResult:
-    stages.start("load")
+@dataclass(frozen=True)
+class _Loaded:
+    """What the load stage tells the manifest: the digest of the history the run read (so
+    check can accept rows appended after it, see validate.py), the candidates kept to fit
+    memory (empty: none) and the memory estimate."""
+
+    history_read: str
+    fitted: str | None
+    memory: dict[str, object]
+
+
+def _load(scenario: Scenario) -> tuple[Scenario, Inputs, _Loaded]:
+    """The load stage: the validated inputs, and the scenario with ``solver.scores_per_customer``
+    narrowed when the whole ``scores`` table would not fit in memory."""
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
                          customer_columns=read_columns(
                              [r.require for r in scenario.rules.eligibility]))
-    # what the run reads of history, so check can accept rows appended after it (validate.py)
     history_read = history_digest(inputs.history, scenario.week)
     for warning in inputs.warnings:
         log.warning("%s", warning)
@@ -206,6 +215,14 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     if fitted:
         log.warning("%s (solver.scores_per_customer)", fitted)
     memory = check_memory(inputs, scenario)  # stops here, before the big arrays, if it cannot fit
+    return scenario, inputs, _Loaded(history_read, fitted, memory.describe())
+
+
+def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | None,
+         append_history: bool, replace_week: bool, warm_start_run: Path | None,
+         previous_run: Path | None = None) -> RunResult:
+    stages.start("load")
+    scenario, inputs, loaded = _load(scenario)
     stages.stop()
     rules_cfg = scenario.rules
     if rules_cfg.global_budget is not None and rules_cfg.global_budget < 0:
@@ -232,7 +249,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     if warm_start is None:  # the prices that chose the kept pairs, if any: a good start
         warm_start = built.start_prices
     # the solver zeroes prices on constraints this scenario lacks
-    # (solve/lagrangian/method.admissible_prices)
+    # (solve/lagrangian/start.admissible_prices)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
                      progress=on_iteration)
     stages.stop()
@@ -254,14 +271,14 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
     manifest.update(campaign_manifest(problem, solution,
                                       inputs.offers.get_column("offer_id").to_list()))
-    manifest["history_before_week_sha256"] = history_read
+    manifest["history_before_week_sha256"] = loaded.history_read
     manifest["propensity"] = scored.propensity
     manifest["candidates"] = truncation
     if inputs.has_scores:
         truncation["scores_read"] = "in batches" if inputs.scores_batches is not None else "whole"
-    if fitted:  # recorded even when the rules left no customer more pairs than were kept
-        truncation["kept_to_fit_memory"] = fitted
-    manifest["memory"] = memory.describe()
+    if loaded.fitted:  # recorded even when the rules left no customer more pairs than were kept
+        truncation["kept_to_fit_memory"] = loaded.fitted
+    manifest["memory"] = loaded.memory
     manifest["warm_start"] = started_from
     manifest["measurement"] = held.info
     pacing = _campaign_records(manifest, scenario, built, inputs, solution, summary)

@@ -18,7 +18,7 @@ import polars as pl
 
 from optimizer.core.config import MAX_AMOUNT
 from optimizer.core.errors import InputError
-from optimizer.core.schemas import ID_MASTER, RESTRICTION_RULES, normalize_category
+from optimizer.core.schemas import ID_MASTER, normalize_category
 from optimizer.io.load import (
     RawTable,
     TableBatches,
@@ -299,31 +299,10 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     dropped: dict[str, int] = {}
     transactions = _validate_transactions(raw["transactions"].frame, customers, products, dropped)
 
-    offer_products = None
-    if "offer_products" in raw:
-        offer_products = _attach(_attach(raw["offer_products"].frame, "offer_id", offers),
-                                 "product_id", products)
-        _references("offer_products", offer_products, "offer_id")
-        _references("offer_products", offer_products, "product_id")
-        offer_products = offer_products.unique(["o", "p"], maintain_order=True)
-    listed = (offer_products.get_column("o").unique() if offer_products is not None
-              else pl.Series("o", [], dtype=pl.Int32))
-    _fail_rows("offers", "category", offers,
-               pl.col("category").is_null() & ~pl.col("o").is_in(listed.implode()),
-               "an offer needs a category or products listed in offer_products")
-
-    restrictions = None
-    if "restrictions" in raw:
-        restrictions = _attach(raw["restrictions"].frame, "customer_id", customers)
-        _references("restrictions", restrictions, "customer_id")
-        _require_not_null("restrictions", restrictions, ["category", "rule"])
-        restrictions = restrictions.with_columns(
-            normalize_category(pl.col("category")).alias("category"),
-            pl.col("rule").str.strip_chars().str.to_lowercase().alias("rule"),
-        )
-        _fail_rows("restrictions", "rule", restrictions,
-                   ~pl.col("rule").is_in(list(RESTRICTION_RULES)),
-                   "rule must be 'exclude' or 'opt_in'")
+    from optimizer.io import validate_rules  # it imports this module
+    offer_products = validate_rules.validate_offer_products(raw.get("offer_products"), offers,
+                                                            products)
+    restrictions = validate_rules.validate_restrictions(raw.get("restrictions"), customers)
 
     warnings: list[str] = []
     history = _validate_sends("history", raw.get("history"), customers, offers, dropped, warnings)
@@ -339,7 +318,6 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
         scores_sorted = _require_unique_pairs("scores", scores, offers.height)
         # the ID columns are checked and never read again: drop them (0.8 GB at 50 M rows)
         scores = scores.lazy().select("c", "o", "p_redeem", "value").collect()
-    from optimizer.io import validate_rules  # it imports this module
     offer_groups = validate_rules.validate_offer_groups(raw.get("offer_groups"), offers)
     attributes = validate_rules.read_customer_columns(folder, customer_columns, customers.height)
     funders = validate_rules.validate_funders(raw.get("funders"))

@@ -1,5 +1,6 @@
-"""Validation of the always-on campaign tables: ``offer_groups`` (exclusive offers), ``funders``
-(budgets per funder) and the extra ``customers`` columns ``rules.eligibility`` reads. Each bad row stops the run with the table, the column and
+"""Validation of the tables of rules: ``offer_products`` and ``restrictions``, and the always-on
+campaign tables ``offer_groups`` (exclusive offers), ``funders`` (budgets per funder) and the
+extra ``customers`` columns ``rules.eligibility`` reads. Each bad row stops the run with the table, the column and
 sample rows (exit 2), as every other table's checks do (:mod:`optimizer.io.validate`)."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from optimizer.core.errors import InputError
-from optimizer.core.schemas import ID, STR, TableSchema
+from optimizer.core.schemas import ID, RESTRICTION_RULES, STR, TableSchema, normalize_category
 from optimizer.io.load import RawTable
 
 
@@ -77,3 +78,43 @@ def validate_funders(raw: RawTable | None) -> pl.DataFrame | None:
     for column in ("budget", "min_redemptions"):
         v._range("funders", frame, column, pl.col(column) < 0, ">= 0")
     return frame.select("funded_by", "budget", "min_redemptions")
+
+
+def validate_offer_products(table: RawTable | None, offers: pl.DataFrame,
+                             products: pl.DataFrame) -> pl.DataFrame | None:
+    """The optional ``offer_products`` table with its indices; every offer needs a category or
+    listed products."""
+    from optimizer.io.validate import _attach, _fail_rows, _references
+
+    offer_products = None
+    if table is not None:
+        offer_products = _attach(_attach(table.frame, "offer_id", offers), "product_id", products)
+        _references("offer_products", offer_products, "offer_id")
+        _references("offer_products", offer_products, "product_id")
+        offer_products = offer_products.unique(["o", "p"], maintain_order=True)
+    listed = (offer_products.get_column("o").unique() if offer_products is not None
+              else pl.Series("o", [], dtype=pl.Int32))
+    _fail_rows("offers", "category", offers,
+               pl.col("category").is_null() & ~pl.col("o").is_in(listed.implode()),
+               "an offer needs a category or products listed in offer_products")
+    return offer_products
+
+
+def validate_restrictions(table: RawTable | None, customers: pl.DataFrame
+                           ) -> pl.DataFrame | None:
+    """The optional ``restrictions`` table: known customers, normalised category and rule."""
+    from optimizer.io.validate import _attach, _fail_rows, _references, _require_not_null
+
+    if table is None:
+        return None
+    restrictions = _attach(table.frame, "customer_id", customers)
+    _references("restrictions", restrictions, "customer_id")
+    _require_not_null("restrictions", restrictions, ["category", "rule"])
+    restrictions = restrictions.with_columns(
+        normalize_category(pl.col("category")).alias("category"),
+        pl.col("rule").str.strip_chars().str.to_lowercase().alias("rule"),
+    )
+    _fail_rows("restrictions", "rule", restrictions,
+               ~pl.col("rule").is_in(list(RESTRICTION_RULES)),
+               "rule must be 'exclude' or 'opt_in'")
+    return restrictions

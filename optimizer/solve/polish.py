@@ -50,20 +50,16 @@ from optimizer.model.problem import (
     relative_gap,
 )
 from optimizer.solve import polish_campaign as campaign
+from optimizer.solve.cpsat_rows import SCALE, capacity_row, row, runs
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.greedy import select
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
 
-_SCALE = 1e9  # the largest coefficient of a row after integer scaling
 _EXTRA_UNCHOSEN = 6  # unchosen candidates a core customer keeps free (beyond her chosen ones)
-_ROUND_SLACK = 1e-14  # relative: what a float product x scale may be off by, with room
 _ACCEPT_RTOL = 1e-12  # a polished plan must beat the plan by more than this (relative)
 _FEAS_RTOL, _FEAS_ATOL = 1e-12, 1e-12  # float re-check of caps (the tolerance of repair)
-# the relaxation's slack on every capacity: covers what `offeropt check` allows (1e-9 relative,
-# 1e-6 absolute) and a MIP solver's feasibility tolerance (SCIP: 1e-6 relative)
-_RELAX_RTOL, _RELAX_ATOL = 1e-6, 1e-6
 
 
 @dataclass(frozen=True)
@@ -285,55 +281,6 @@ def _residuals(problem: AssignmentProblem, plan: list[np.ndarray], core: _Core
     return budget_left, count_left, global_left, floor, campaign.funder_left(problem, fixed)
 
 
-def _row(proto: Any, variables: np.ndarray, coeffs: np.ndarray, low: int, high: int) -> None:
-    c = proto.constraints.add()
-    c.linear.vars.extend(variables.tolist())
-    c.linear.coeffs.extend(coeffs.tolist())
-    c.linear.domain.extend([int(low), int(high)])
-
-
-def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort ``key``; the order, and each group's start and end in it."""
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if key.size else \
-        np.zeros(0, dtype=np.int64)
-    ends = np.r_[starts[1:], key.size] if key.size else np.zeros(0, dtype=np.int64)
-    return order, starts, ends
-
-
-def _capacity_row(proto: Any, idx: np.ndarray, cost: np.ndarray, capacity: float,
-                  relax: bool) -> None:
-    """``sum cost x <= capacity`` over the pairs ``idx`` in integers: conservative (costs up,
-    capacity down) or, with ``relax``, a relaxation (costs down, capacity up, plus the slack the
-    checker allows)."""
-    if idx.size == 0:
-        return
-    if relax:
-        capacity = capacity * (1 + _RELAX_RTOL) + _RELAX_ATOL
-    top = max(float(cost.max()), capacity, 1e-300)
-    scale = _SCALE / top
-    if relax:
-        coeff = np.floor(cost * scale * (1 - 1e-12))
-        cap_int = float(np.ceil(capacity * scale * (1 + 1e-12))) + 1
-    else:
-        # rounded up (the 1e-14 only absorbs the product's own rounding, so a cost exactly at the
-        # capacity still fits); a plan feasible in integers spends at most capacity x (1 + 2e-14),
-        # inside the float re-check's tolerance (1e-12, that of repair) and `offeropt check`'s
-        coeff = np.ceil(cost * scale * (1 - _ROUND_SLACK))
-        cap_int = float(np.floor(capacity * scale * (1 + _ROUND_SLACK))) if capacity >= 0 else -1.0
-    if cap_int < 0:
-        # the fixed pairs already fill it (cannot happen for a feasible plan): nothing may enter
-        positive = idx[cost > 0]
-        if positive.size:
-            _row(proto, positive, np.ones(positive.size, dtype=np.int64), 0, 0)
-        return
-    coeff = coeff.astype(np.int64)
-    if int(coeff.sum()) <= int(cap_int):
-        return  # never binds
-    _row(proto, idx, coeff, 0, int(cap_int))
-
-
 def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray,
                 count_left: np.ndarray, global_left: float, floor: np.ndarray | None,
                 relax: bool, funder_left: np.ndarray | None = None
@@ -351,11 +298,11 @@ def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray
     index = np.arange(n, dtype=np.int64)
     ones = np.ones(n, dtype=np.int64)
     # per customer: at most her cap
-    order, starts, ends = _groups(core.customer)
+    order, starts, ends = runs(core.customer)
     sizes = ends - starts
     caps = core.cap[core.customer[order[starts]]] if n else np.zeros(0, dtype=np.int64)
     for s, e, cap in zip(starts[sizes > caps], ends[sizes > caps], caps[sizes > caps]):
-        _row(proto, index[order[s:e]], ones[s:e], 0, int(cap))
+        row(proto, index[order[s:e]], ones[s:e], 0, int(cap))
     # per customer and category: at most max_per_category
     if problem.max_per_category is not None and n:
         width = offers.categories.shape[1]
@@ -365,31 +312,31 @@ def build_model(problem: AssignmentProblem, core: _Core, budget_left: np.ndarray
         keep = cat >= 0
         pair, cat = pair[keep], cat[keep]
         key = core.customer[pair] * max(offers.n_categories, 1) + cat
-        order, starts, ends = _groups(key)
+        order, starts, ends = runs(key)
         big = (ends - starts) > problem.max_per_category
         for s, e in zip(starts[big], ends[big]):
             members = pair[order[s:e]]
-            _row(proto, members, np.ones(members.size, dtype=np.int64), 0,
+            row(proto, members, np.ones(members.size, dtype=np.int64), 0,
                  problem.max_per_category)
     # per offer: budget, max_customers, and the count floor that keeps targets
-    order, starts, ends = _groups(core.offer)
+    order, starts, ends = runs(core.offer)
     for s, e in zip(starts, ends):
         members = order[s:e]
         j = int(core.offer[members[0]])
         if np.isfinite(budget_left[j]):
-            _capacity_row(proto, members, core.cost[members], float(budget_left[j]), relax)
+            capacity_row(proto, members, core.cost[members], float(budget_left[j]), relax)
         if np.isfinite(count_left[j]):
             limit = int(np.floor(count_left[j] + (1e-9 if relax else 0.0)))
             if members.size > limit:
-                _row(proto, members, np.ones(members.size, dtype=np.int64), 0, max(limit, 0))
+                row(proto, members, np.ones(members.size, dtype=np.int64), 0, max(limit, 0))
         if floor is not None and floor[j] > 0:
-            _row(proto, members, np.ones(members.size, dtype=np.int64), int(floor[j]),
+            row(proto, members, np.ones(members.size, dtype=np.int64), int(floor[j]),
                  members.size)
     if np.isfinite(global_left):
-        _capacity_row(proto, index, core.cost, float(global_left), relax)
+        capacity_row(proto, index, core.cost, float(global_left), relax)
     campaign.add_rows(problem, core, proto, funder_left, relax)  # groups, funders
     top = float(core.value.max()) if n else 0.0
-    scale = _SCALE / top if top > 0 else 1.0
+    scale = SCALE / top if top > 0 else 1.0
     if relax:
         value_int = np.ceil(core.value * scale * (1 + 1e-12))
     else:

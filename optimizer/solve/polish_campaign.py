@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optimizer.model.problem import AssignmentProblem
+from optimizer.solve.cpsat_rows import capacity_row, row, runs
 
 if TYPE_CHECKING:
     from optimizer.solve.polish import _Core
@@ -35,8 +36,6 @@ def add_rows(problem: AssignmentProblem, core: "_Core", proto: Any,
              left: np.ndarray | None, relax: bool) -> None:
     """Group rows and funder rows of the core model (``left``: funders' budgets left by the
     fixed pairs; the whole budgets when ``None``)."""
-    from optimizer.solve.polish import _capacity_row, _groups, _row
-
     n = core.offer.size
     index = np.arange(n, dtype=np.int64)
     groups = problem.groups
@@ -46,19 +45,19 @@ def add_rows(problem: AssignmentProblem, core: "_Core", proto: Any,
         group = groups.members[core.offer].ravel()
         keep = group >= 0
         pair, group = pair[keep], group[keep]
-        order, starts, ends = _groups(core.customer[pair] * max(groups.n_groups, 1) + group)
+        order, starts, ends = runs(core.customer[pair] * max(groups.n_groups, 1) + group)
         for s, e in zip(starts, ends):
             members = pair[order[s:e]]
             limit = int(groups.limit[group[order[s]]])
             if members.size > limit:
-                _row(proto, members, np.ones(members.size, dtype=np.int64), 0, limit)
+                row(proto, members, np.ones(members.size, dtype=np.int64), 0, limit)
     funders = problem.funders
     if funders is not None and n:
         budget = funders.budget if left is None else left
         owner = funders.of_offer[core.offer]
         for f in np.flatnonzero(np.isfinite(budget)):
             members = index[owner == f]
-            _capacity_row(proto, members, core.cost[members], float(budget[f]), relax)
+            capacity_row(proto, members, core.cost[members], float(budget[f]), relax)
 
 
 def tight_offers(problem: AssignmentProblem, price: np.ndarray | None, spend: np.ndarray,

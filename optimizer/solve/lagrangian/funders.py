@@ -54,9 +54,9 @@ def critical(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: lis
     if key.size:
         weight, owner = np.concatenate(weights), np.concatenate(owners)
         total = np.bincount(owner, weights=weight, minlength=funders.n_funders)
-        for f in np.flatnonzero(total > funders.budget * (1 + 1e-12)):  # funders over budget
-            mine = owner == f
-            mu[f] = max(_crossing(key[mine], weight[mine], float(funders.budget[f])), 0.0)
+        for over in np.flatnonzero(total > funders.budget * (1 + 1e-12)):  # funders over budget
+            mine = owner == over
+            mu[over] = max(_crossing(key[mine], weight[mine], float(funders.budget[over])), 0.0)
     net = np.maximum(budget_price - np.append(mu, 0.0)[funders.of_offer], 0.0)
     return net, mu
 

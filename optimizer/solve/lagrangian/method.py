@@ -44,7 +44,7 @@ from optimizer.solve.lagrangian.critical import Candidates, critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.repair import refill, repair
-from optimizer.solve.lagrangian.start import sample_prices
+from optimizer.solve.lagrangian.start import admissible_prices, start_prices
 from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
 
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
@@ -258,18 +258,6 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
     return Prices(budget_price, count_price, glob, bonus, funder, funder_of)
 
 
-def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
-    """Prices a bound may use: non-negative, and zero on constraints this problem does not have
-    (a warm start from another scenario may price a budget that is uncapped here)."""
-    offers = problem.offers
-    if prices.budget.shape != (offers.n_offers,):
-        return Prices.zeros(offers.n_offers)
-    return Prices(np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
-                  np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
-                  max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
-                  np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices))
-
-
 def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str, np.ndarray],
                       bound: float, target: float, step: float) -> Prices:
     """A Polyak step (Polyak, 1969) from ``prices`` along the constraints' slack.
@@ -315,7 +303,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
            progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
-    prices = _start_prices(problem, settings, warm_start)
+    prices = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
     best_bound = np.inf
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     best = _BestPlan(problem, prices, target_step)
@@ -399,20 +387,6 @@ def _margins(problem: AssignmentProblem) -> tuple[list[np.ndarray], Candidates]:
     margins = [np.zeros(block.offer.shape) for block in problem.blocks]
     return margins, Candidates([b.offer for b in problem.blocks],
                                [b.cost for b in problem.blocks], margins)
-
-
-def _start_prices(problem: AssignmentProblem, settings: LagrangianSettings,
-                  warm_start: Prices | None) -> Prices:
-    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0."""
-    prices = admissible_prices(problem, warm_start) if warm_start is not None else None
-    if prices is None and settings.sample_customers > 0:
-        prices = sample_prices(problem, settings.sample_customers, settings.seed)
-    if prices is None:
-        prices = Prices.zeros(problem.offers.n_offers)
-    if problem.funders is not None and prices.funder is None:  # funders start unpriced
-        prices = Prices(prices.budget, prices.count, prices.global_budget, prices.target,
-                        *funder_rules.admissible(problem, prices))
-    return prices
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
 from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lp import solve_lp
 
 log = logging.getLogger(__name__)
@@ -157,3 +158,29 @@ def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferDat
 
 
 __all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "keep_best", "sample_prices", "selection_prices"]
+
+
+def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
+    """Prices a bound may use: non-negative, and zero on constraints this problem does not have
+    (a warm start from another scenario may price a budget that is uncapped here)."""
+    offers = problem.offers
+    if prices.budget.shape != (offers.n_offers,):
+        return Prices.zeros(offers.n_offers)
+    return Prices(np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
+                  np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
+                  max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
+                  np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices))
+
+
+def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_customers: int,
+                 seed: int) -> Prices:
+    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0."""
+    prices = admissible_prices(problem, warm_start) if warm_start is not None else None
+    if prices is None and sample_customers > 0:
+        prices = sample_prices(problem, sample_customers, seed)
+    if prices is None:
+        prices = Prices.zeros(problem.offers.n_offers)
+    if problem.funders is not None and prices.funder is None:  # funders start unpriced
+        prices = Prices(prices.budget, prices.count, prices.global_budget, prices.target,
+                        *funder_rules.admissible(problem, prices))
+    return prices

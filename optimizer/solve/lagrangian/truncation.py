@@ -24,7 +24,8 @@ from optimizer.model.problem import (
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.bounds import best_totals, virtual_totals
-from optimizer.solve.lagrangian.method import admissible_prices, capacity_terms, dual_bounds
+from optimizer.solve.lagrangian.method import capacity_terms, dual_bounds
+from optimizer.solve.lagrangian.start import admissible_prices
 
 # customers re-scored over every offer at a time in the bound over all candidates
 _RESCORE_ROWS = 10_000
