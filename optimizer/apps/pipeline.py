@@ -129,14 +129,16 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
-                   discount: np.ndarray, audit: bool = True) -> Iterator[CandidateBlock]:
+                   discount: np.ndarray, audit: bool = True, consume: bool = False
+                   ) -> Iterator[CandidateBlock]:
     """Candidate blocks from the ``scores`` table, one per chunk of customers: the listed pairs
     that the rules allow, of positive value.
 
     Chunks are built on ``solver.threads`` threads, at most that many at a time, while the next
     chunk's rows are read; each block depends on its chunk's rows only and audits are added in
     chunk order, so the blocks and the audit are the same for any thread count. ``audit=False``
-    leaves the audit as it is (a second pass over the same pairs)."""
+    leaves the audit as it is (a second pass over the same pairs); ``consume`` lets the table go
+    chunk by chunk (:func:`~optimizer.io.scores_stream.scores_chunks`), when it is read once."""
     def chunk(part: ScoresChunk) -> tuple[CandidateBlock, dict[str, int]]:
         cc, oo, v = part.c, part.o, part.value
         # the rules see each pair as a one-slot row of its customer (a chunk may list none);
@@ -151,7 +153,8 @@ def _scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, 
         return block, own.audit
 
     bounds = _chunks(inputs.n_customers, scenario.solver.chunk_size)
-    for block, chunk_audit in _in_order(chunk, scores_chunks(inputs, bounds), _threads(scenario)):
+    for block, chunk_audit in _in_order(chunk, scores_chunks(inputs, bounds, consume),
+                                        _threads(scenario)):
         if audit:
             for name, count in chunk_audit.items():
                 rules.audit[name] += count
@@ -417,7 +420,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
                      else float("inf"))
     selection: dict[str, Any] = {}
     if model is None:
-        every = _scores_blocks(inputs, scenario, rules, caps, offers.discount)
+        # read once unless the kept pairs are bounded again over every pair after the solve
+        every = _scores_blocks(inputs, scenario, rules, caps, offers.discount,
+                               consume=not truncated)
         if keep is not None and truncated:
             every = best_by_prices(every, keep, offers, rules_cfg.max_offers_per_category,
                                    global_budget, inputs.n_customers, scenario.solver.seed,
