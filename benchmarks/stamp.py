@@ -38,7 +38,7 @@ def stamp(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
             versions[package] = None
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     # the result files themselves do not make the measured code dirty
-    changes = [line for line in _git("status", "--porcelain").splitlines()
+    changes = [line for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
                if "benchmarks/results/" not in line]
     return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(changes),
             "versions": versions, "python": platform.python_version(),
