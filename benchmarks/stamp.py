@@ -2,9 +2,10 @@
 from one of these (``benchmarks/report.py`` renders the tables from them).
 
 A result file is JSON in ``benchmarks/results/`` named ``{benchmark}_{instance}_{commit8}.json``
-and carries the commit it measured (and whether the worktree had uncommitted changes), the
-versions of the packages that decide plans and speed, the machine and its load average, and the
-date. The stamp is taken when the benchmark starts, so it names the code that ran.
+and carries the commit it measured (``dirty``: whether tracked files other than documents had
+uncommitted changes), the versions of the packages that decide plans and speed, the machine and
+its load average, and the date. The stamp is taken when the benchmark starts, so it names the
+code that ran.
 """
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ def stamp(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    # the result files themselves do not make the measured code dirty
+    # uncommitted changes to what runs; documents and result files change nothing measured
     changes = [line for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
-               if "benchmarks/results/" not in line]
+               if not (line[3:].endswith(".md") or line[3:].startswith("benchmarks/results/"))]
     return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(changes),
             "versions": versions, "python": platform.python_version(),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
