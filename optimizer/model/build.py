@@ -149,8 +149,12 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
             bounds)
         return
     keep = scenario.solver.scores_per_customer
-    every = scores_blocks(inputs, scenario, rules, caps, offers.discount, bounds=bounds)
-    if keep is not None and keep < inputs.n_offers and rows is None:
+    narrowed = keep is not None and keep < inputs.n_offers and rows is None
+    # the table is read once (and let go chunk by chunk) unless the kept pairs are bounded again
+    # over every pair after the solve
+    every = scores_blocks(inputs, scenario, rules, caps, offers.discount, bounds=bounds,
+                          consume=rows is None and not narrowed)
+    if narrowed and keep is not None:
         if select is None:
             raise ValueError("solver.scores_per_customer keeps fewer pairs than listed: "
                              "build_problem needs select")
@@ -185,14 +189,16 @@ def _bounds(inputs: Inputs, scenario: Scenario, rows: tuple[int, int] | None
 
 def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
                   discount: np.ndarray, audit: bool = True,
-                  bounds: list[tuple[int, int]] | None = None) -> Iterator[CandidateBlock]:
+                  bounds: list[tuple[int, int]] | None = None, consume: bool = False
+                  ) -> Iterator[CandidateBlock]:
     """Candidate blocks from the ``scores`` table, one per chunk of customers: the listed pairs
     that the rules allow, of positive value.
 
     Chunks are built on ``solver.threads`` threads, at most that many at a time, while the next
     chunk's rows are read; each block depends on its chunk's rows only and audits are added in
     chunk order, so the blocks and the audit are the same for any thread count. ``audit=False``
-    leaves the audit as it is (a second pass over the same pairs)."""
+    leaves the audit as it is (a second pass over the same pairs); ``consume`` lets the table go
+    chunk by chunk (:func:`~optimizer.io.scores_stream.scores_chunks`), when it is read once."""
     def chunk(part: ScoresChunk) -> tuple[CandidateBlock, dict[str, int]]:
         cc, oo, v = part.c, part.o, part.value
         # the rules see each pair as a one-slot row of its customer (a chunk may list none);
@@ -208,7 +214,7 @@ def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, c
 
     if bounds is None:
         bounds = chunks(inputs.n_customers, scenario.solver.chunk_size)
-    for block, chunk_audit in in_order(chunk, scores_chunks(inputs, bounds),
+    for block, chunk_audit in in_order(chunk, scores_chunks(inputs, bounds, consume),
                                        thread_count(scenario.solver.threads)):
         if audit:
             for name, count in chunk_audit.items():
