@@ -43,11 +43,12 @@ from optimizer.scoring.repurchase import BUY_AGAIN, NAMES, Repurchase, Sources, 
 # The coefficients' prior mean (the penalty pulls towards it, not towards 0): the ranking that
 # recalled best on the real benchmark's development weeks (benchmarks/completejourney.py, planning
 # weeks 20-24, never later than 30): log of her buying share, her discount share on the products,
-# smaller offers and offers already being redeemed first. A few hundred redemptions barely move
-# it; thousands (the demo) overrule it.
+# smaller offers and offers already being redeemed first. Its pull per training row is
+# PRIOR_STRENGTH / (redemptions in the rows): a few hundred redemptions barely move it; thousands
+# (the demo) overrule it.
 PRIOR = {"product_log": 1.0, "product_discount": 1.1, "offer_size": -0.2,
          "offer_redemptions": 0.3}
-PRIOR_STRENGTH = 1e-3  # penalty per unit squared distance from the prior, per training row
+PRIOR_STRENGTH = 0.4
 AS_OF_WEEKS = 8  # each send is a training row at its week and at most 7 weeks after
 TOP_K = 5  # the held-out check counts the redemptions in her top 5 offers of a week
 
@@ -118,11 +119,12 @@ def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray
 def logistic_prior(X: np.ndarray, y: np.ndarray, names: tuple[str, ...],
                    strength: float = PRIOR_STRENGTH) -> tuple[np.ndarray, bool]:
     """Logistic regression (column 0 = intercept) whose coefficients are pulled towards
-    :data:`PRIOR` (0 for the names it omits) by ``strength`` x squared distance, on the
-    features' own scale; the coefficients and whether it converged."""
+    :data:`PRIOR` (0 for the names it omits) by ``strength / positives`` x squared distance per
+    row, on the features' own scale; the coefficients and whether it converged."""
     from scipy import optimize
     prior = np.array([PRIOR.get(n, 0.0) for n in names])
     n = max(y.size, 1)
+    strength = strength / max(float(y.sum()), 1.0)
 
     def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
         eta = X @ beta
