@@ -28,8 +28,9 @@ def test_sent_rows_follow_each_send_while_open_and_unredeemed(demo_500: Path):
     small = dataclasses.replace(inputs, history=history, redemptions=redemptions,
                                 offers=offers.with_columns(end.cast(offers.schema["end_week"])
                                                            .alias("end_week")))
-    c, o, t, y = repurchase_fit.sent_rows(small, np.arange(inputs.n_offers), 0, 16, 10_000,
+    c, o, t, y, fresh = repurchase_fit.sent_rows(small, np.arange(inputs.n_offers), 0, 16, 10_000,
                                           np.random.default_rng(0))
+    assert sorted(zip(c[fresh].tolist(), t[fresh].tolist())) == [(0, 10), (1, 12)]
     rows = sorted(zip(c.tolist(), o.tolist(), t.tolist(), y.tolist()))
     # (0, 1): weeks 10..13 (she redeems in 13; the 18 is after the plan week 16), all redeemed
     # at or after their week; (1, 2): first sent 12, open until 13, never redeemed

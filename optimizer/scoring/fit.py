@@ -117,8 +117,8 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     reasons = []
     pairs = sent_rows(inputs, plain, week - aff.train_weeks, week, aff.max_training_pairs, rng)
     if not isinstance(pairs, str):
-        c, o, t, y = pairs
-        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption")
+        c, o, t, y, fresh = pairs
+        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption", fresh)
     if isinstance(pairs, str):
         reasons.append(pairs)
         start = week - aff.label_weeks

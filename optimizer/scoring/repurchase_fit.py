@@ -55,10 +55,10 @@ TOP_K = 5  # the held-out check counts the redemptions in her top 5 offers of a 
 
 def sent_rows(inputs: Inputs, plain: np.ndarray, start: int, week: int, max_rows: int,
               rng: np.random.Generator
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
     """Training rows (module docstring) of the non-sensitive offers first sent in weeks
-    ``start .. week - 1``: customer, offer, the row's week and its label; at most ``max_rows``
-    (seeded sample), or why there are none."""
+    ``start .. week - 1``: customer, offer, the row's week, its label and whether it is the
+    send's own week; at most ``max_rows`` (seeded sample), or why there are none."""
     if inputs.history is None or inputs.redemptions is None:
         return "redemption: no history and redemptions tables"
     window = (pl.col("week") >= start) & (pl.col("week") < week) & pl.col("o").is_in(plain.tolist())
@@ -84,7 +84,7 @@ def sent_rows(inputs: Inputs, plain: np.ndarray, start: int, week: int, max_rows
     # a later row only while the offer is open, before the plan, and not yet redeemed by her
     ok = (step == 0) | ((t < week) & (t <= end[send]) & (first[send] >= t))
     send, t = send[ok], t[ok]
-    return c[send], o[send], t, (last[send] >= t).astype(float)
+    return c[send], o[send], t, (last[send] >= t).astype(float), step[ok] == 0
 
 
 def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
@@ -142,6 +142,13 @@ def logistic_prior(X: np.ndarray, y: np.ndarray, names: tuple[str, ...],
 def _fit(X: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, bool]:
     """The full model with the prior; buy-again's features without (they need none)."""
     return logistic_prior(X, y, names) if names == NAMES else logistic(X, y)
+
+
+def _intercept_shift(eta: np.ndarray, rate: float) -> float:
+    """The shift ``d`` with ``mean(expit(eta + d)) == rate`` (0 < rate < 1)."""
+    from scipy import optimize
+    return float(optimize.brentq(lambda d: float(special.expit(eta + d).mean()) - rate,
+                                 -50.0, 50.0))
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float:
@@ -207,7 +214,8 @@ def _check(X: np.ndarray, c: np.ndarray, t: np.ndarray, y: np.ndarray, late: np.
 
 
 def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: np.ndarray,
-                   min_positives: int, rate: float, target: str) -> Repurchase | str:
+                   min_positives: int, rate: float, target: str,
+                   fresh: np.ndarray | None = None) -> Repurchase | str:
     """Fit on pairs (``c``, ``o``) with features as of weeks ``t`` and labels ``y``; check the
     model on held-out rows first and fall back to buy-again's two features where it does worse
     (module docstring). Returns the model, or why it cannot be fitted."""
@@ -233,8 +241,15 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
     beta, ok = _fit(X[:, cols], y, names)
     if not ok:
         return f"{target}: the logistic fit did not converge"
-    info["calibration"] = {"mean_predicted": float(rate * special.expit(X[:, cols] @ beta).mean()),
-                           "observed_rate": float(rate * y.mean())}
+    if fresh is not None and 0 < y[fresh].sum() < fresh.sum():
+        # p_redeem is a send's chance from its own week: the later rows (fewer redemptions
+        # left to come) teach the ranking, the intercept matches the fresh sends' rate
+        beta[0] += _intercept_shift(X[fresh][:, cols] @ beta, float(y[fresh].mean()))
+    rows = np.ones(y.size, bool) if fresh is None else fresh
+    info["calibration"] = {"rows": "all" if fresh is None else "the sends' own weeks",
+                           "mean_predicted": float(rate * special.expit(X[rows][:, cols] @ beta)
+                                                   .mean()),
+                           "observed_rate": float(rate * y[rows].mean())}
     return Repurchase(names, beta, rate, info)
 
 
