@@ -103,6 +103,11 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
     assert data["calibration_scores"]["brier"] > 0
     csv = pl.read_csv(tmp_path / "backtest.csv")
     assert csv.height == 6 and {"recall_lo", "recall_hi"} <= set(csv.columns)
+    page = (tmp_path / "backtest.html").read_text()
+    for part in ('id="chart-reliability"', 'id="chart-recall"', 'id="calibration-scores"',
+                 "offer_first", "Brier"):
+        assert part in page, part
+    assert page.count("<svg") == 2
     assert not list(tmp_path.glob(".*tmp*"))
 
 

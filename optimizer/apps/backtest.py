@@ -36,6 +36,7 @@ from optimizer.core.errors import ScenarioError
 from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.eligibility import compile_rules, customer_caps
+from optimizer.report.backtest_page import render_backtest
 from optimizer.scoring.baselines import buy_again
 from optimizer.scoring.features import offer_categories
 from optimizer.scoring.fit import bought_categories, fit_scoring
@@ -288,13 +289,16 @@ def _per_customer(acc: dict[str, np.ndarray], start: int, stop: int, uc: np.ndar
 
 def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
     """Write the backtest folder ``folder`` whole or not at all: ``backtest.json`` (setup, table,
-    calibration) and ``backtest.csv`` (the table); returns their paths. The folder is the
+    calibration), ``backtest.csv`` (the table) and ``backtest.html`` (the page with the recall
+    intervals and the reliability chart); returns their paths. The folder is the
     backtest's own (never a run folder, whose next run would delete it)."""
     data = {**result.info, "table": result.table.to_dicts(),
             "calibration": result.calibration.to_dicts()}
+    page = render_backtest(result.info, data["table"], data["calibration"])
     write_run_folder(Path(folder), {"backtest.json": json_writer(data),
-                                    "backtest.csv": lambda path: result.table.write_csv(path)})
-    return [Path(folder) / "backtest.json", Path(folder) / "backtest.csv"]
+                                    "backtest.csv": lambda path: result.table.write_csv(path),
+                                    "backtest.html": lambda path: path.write_text(page)})
+    return [Path(folder) / name for name in ("backtest.json", "backtest.csv", "backtest.html")]
 
 
 def _table(counts: dict[str, dict[str, int]], redemptions: int, totals: dict[str, int]
