@@ -120,23 +120,33 @@ def logistic_prior(X: np.ndarray, y: np.ndarray, names: tuple[str, ...],
                    strength: float = PRIOR_STRENGTH) -> tuple[np.ndarray, bool]:
     """Logistic regression (column 0 = intercept) whose coefficients are pulled towards
     :data:`PRIOR` (0 for the names it omits) by ``strength / positives`` x squared distance per
-    row, on the features' own scale; the coefficients and whether it converged."""
+    row, on the features' own scale; the coefficients and whether it converged. Solved on
+    standardised columns (the same optimum, reached in far fewer steps)."""
     from scipy import optimize
     prior = np.array([PRIOR.get(n, 0.0) for n in names])
     n = max(y.size, 1)
     strength = strength / max(float(y.sum()), 1.0)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    mean[0], scale[0] = 0.0, 1.0
+    scale = np.where(scale <= 1e-12, 1.0, scale)
+    Z = (X - mean) / scale
+    weight = np.full(X.shape[1], strength) / scale**2  # the penalty of b / scale - prior
+    weight[0] = 0.0
+    target = prior * scale
 
-    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = X @ beta
-        gap = beta - prior
-        gap[0] = 0.0
+    def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = Z @ b
+        gap = b - target
         nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-        return nll + strength * float(gap @ gap), X.T @ (special.expit(eta) - y) / n + 2 * strength * gap
+        return (nll + float(weight @ gap**2),
+                Z.T @ (special.expit(eta) - y) / n + 2 * weight * gap)
     rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
-    start = prior.copy()
+    start = target.copy()
     start[0] = np.log(rate / (1 - rate))
     result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return result.x, bool(result.success) and bool(np.all(np.isfinite(result.x)))
+    beta = result.x / scale
+    beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
+    return beta, bool(result.success) and bool(np.all(np.isfinite(beta)))
 
 
 def _fit(X: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, bool]:
