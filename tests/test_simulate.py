@@ -70,6 +70,19 @@ def test_customer_first_beats_offer_first_on_the_default_world(small) -> None:
 
 
 @pytest.mark.slow
+def test_popular_spends_like_the_others_when_lists_are_short(tmp_path: Path) -> None:
+    """One ranking for everyone cut to each customer's best k would list the same k offers for
+    all and leave the other offers' budgets unspent: popular lists every allowed offer."""
+    code, output = _simulate("--customers", "400", "--offers", "20", "--weeks", "1", "--seeds",
+                             "1", "--strategies", "customer_first,popular", "--set",
+                             "affinity.candidates_per_customer=3", "--out", str(tmp_path / "o"))
+    assert code == 0, output
+    planned = json.loads((tmp_path / "o" / "simulate.json").read_text())["strategies"]
+    first, popular = (planned[s]["planned_spend"][0] for s in ("customer_first", "popular"))
+    assert abs(popular - first) <= 0.1 * first, (first, popular)
+
+
+@pytest.mark.slow
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     args = ["--customers", "300", "--offers", "15", "--weeks", "2", "--seeds", "1",
             "--strategies", "customer_first,offer_first"]

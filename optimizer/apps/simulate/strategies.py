@@ -13,8 +13,9 @@ history loop (``append_history``), so every plan is a run folder that ``offeropt
   ``scores`` table (``value = p_redeem``), which the solver takes whole (they fit every cap).
 * ``popular`` and ``random``: the same solver and rules, with the pair's value the offer's
   popularity (:func:`optimizer.scoring.baselines.popularity`, one ranking for everyone) or a
-  seeded uniform number, listed for each customer's ``candidates_per_customer`` best allowed
-  offers by that value.
+  seeded uniform number; random lists each customer's ``candidates_per_customer`` best allowed
+  offers by that value, popular every allowed offer (the same top k for everyone would leave the
+  other offers' budgets unspent).
 
 **Equal spend.** Budgets are on expected cost, ``p_redeem x discount``, and every strategy prices
 its sends with the same ``p_redeem`` (the product's scoring fitted on its own folder), under the
@@ -155,6 +156,9 @@ def plan_week(strategy: str, scenario: Scenario, seed: int) -> RunResult:
             value = rng.random((n, m)) + _TINY
         else:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-        c, o = _top_pairs(value, allowed, scenario.affinity.candidates_per_customer)
+        # popular ranks the offers alike for everyone: a top-k list would name the same k offers
+        # for all and leave the other offers' budgets unspent, so it lists every allowed pair
+        keep = m if strategy == "popular" else scenario.affinity.candidates_per_customer
+        c, o = _top_pairs(value, allowed, keep)
     _write_scores(inputs, scenario.data, c, o, p, value)
     return run_scenario(scenario, append_history=True)
