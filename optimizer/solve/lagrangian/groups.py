@@ -154,3 +154,130 @@ def _feasible_greedy(reduced, offer, cap, categories, per_category, members,
                 picked[taken] = o
                 taken += 1
     return chosen
+
+
+def group_response(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
+                   chosen: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """The price pass's responses with the groups: rows whose best response breaks a group get
+    the greedy that respects them (each offer in its first group, its primary category, the cap)
+    and their margins rewritten to that greedy's thresholds (in place in ``margin``), so that the
+    prices read the constraints' use from responses the groups allow. Returns ``chosen``."""
+    groups = problem.groups
+    if groups is None or block.n_customers == 0:
+        return chosen
+    rows = violating_rows(groups, block.offer, chosen)
+    if not rows.any():
+        return chosen
+    at = np.flatnonzero(rows)
+    reduced = prices.reduced_values(block)[at]
+    per_category = -1 if problem.max_per_category is None else problem.max_per_category
+    picked, row_margin = _laminar_respond(
+        np.ascontiguousarray(reduced), block.value[at], block.offer[at], block.cap[at],
+        groups.first, groups.limit, problem.offers.categories[:, 0].astype(np.int64),
+        per_category)
+    out = chosen.copy()
+    out[at] = picked
+    if margin.shape[0]:
+        margin[at] = np.where(block.offer[at] >= 0, row_margin, margin[at])
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _laminar_respond(reduced, value, offer, cap, first, limit, primary,
+                     per_category):  # pragma: no cover - compiled
+    """Greedy best first under the cap, each offer's first group and primary category, and each
+    candidate's margin ``value - threshold`` (what its reduced value must beat to be, or stay,
+    in the response), as :func:`._kernels.respond` reads them for categories."""
+    n, slots = offer.shape
+    chosen = np.zeros((n, slots), dtype=np.bool_)
+    margin = np.zeros((n, slots))
+    g_held = np.zeros(limit.shape[0], dtype=np.int64)
+    n_cat = 1
+    for o in range(primary.shape[0]):
+        n_cat = max(n_cat, primary[o] + 1)
+    c_held = np.zeros(n_cat, dtype=np.int64)
+    for i in range(n):
+        order = np.argsort(-reduced[i], kind="mergesort")
+        taken = 0
+        for t in range(slots):
+            s = order[t]
+            if taken >= cap[i] or not reduced[i, s] > 0.0:
+                break
+            o = offer[i, s]
+            g, c = first[o], primary[o]
+            if g >= 0 and g_held[g] >= limit[g]:
+                continue
+            if per_category >= 0 and c >= 0 and c_held[c] >= per_category:
+                continue
+            chosen[i, s] = True
+            taken += 1
+            if g >= 0:
+                g_held[g] += 1
+            if per_category >= 0 and c >= 0:
+                c_held[c] += 1
+        full = taken >= cap[i]
+        weakest = np.inf
+        best_free = 0.0  # best unchosen candidate whose group and category have room
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            if chosen[i, s]:
+                weakest = min(weakest, reduced[i, s])
+            elif reduced[i, s] > best_free and _room(o, first, limit, g_held, primary,
+                                                     per_category, c_held):
+                best_free = reduced[i, s]
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            g, c = first[o], primary[o]
+            if chosen[i, s]:
+                # who takes its place: one of its own group or category, or one with room
+                bound = best_free
+                for q in range(slots):
+                    p = offer[i, q]
+                    if (p >= 0 and not chosen[i, q] and reduced[i, q] > bound
+                            and ((g >= 0 and first[p] == g)
+                                 or (per_category >= 0 and c >= 0 and primary[p] == c))):
+                        bound = reduced[i, q]
+            else:
+                # what it must push out: the weakest of a full group or category, else of a
+                # full customer
+                bound = 0.0
+                blocked = False
+                if g >= 0 and g_held[g] >= limit[g]:
+                    blocked = True
+                    weakest_in = np.inf
+                    for q in range(slots):
+                        if chosen[i, q] and first[offer[i, q]] == g:
+                            weakest_in = min(weakest_in, reduced[i, q])
+                    bound = max(bound, weakest_in)
+                if per_category >= 0 and c >= 0 and c_held[c] >= per_category:
+                    blocked = True
+                    weakest_in = np.inf
+                    for q in range(slots):
+                        if chosen[i, q] and primary[offer[i, q]] == c:
+                            weakest_in = min(weakest_in, reduced[i, q])
+                    bound = max(bound, weakest_in)
+                if not blocked and full:
+                    bound = weakest
+            margin[i, s] = value[i, s] - bound
+        for s in range(slots):  # reset what this row held
+            if chosen[i, s]:
+                o = offer[i, s]
+                if first[o] >= 0:
+                    g_held[first[o]] = 0
+                if per_category >= 0 and primary[o] >= 0:
+                    c_held[primary[o]] = 0
+    return chosen, margin
+
+
+@nb.njit(inline="always")
+def _room(o, first, limit, g_held, primary, per_category, c_held):  # pragma: no cover
+    g, c = first[o], primary[o]
+    if g >= 0 and g_held[g] >= limit[g]:
+        return False
+    if per_category >= 0 and c >= 0 and c_held[c] >= per_category:
+        return False
+    return True

@@ -444,6 +444,7 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
             # the exact responses are what the bound and the plan use, so they are what
             # the prices steer and what the constraints' use is measured on
             chosen = exact.chosen
+        chosen = group_rules.group_response(problem, block, prices, chosen, block_margin)
         if steering:  # the bound takes the best responses without the bonus
             totals = _respond(problem, block, prices, False)[1]
         block_dual, _ = _dual_value(problem, block, prices, totals,
