@@ -165,6 +165,35 @@ def _choosers(c: np.ndarray) -> np.ndarray:
     return n >= 2
 
 
+# how to read the backtest's figures (backtest.json)
+_READING = {
+    "lists": "top-k eligible by each method's score under the customer, window and category caps, "
+             "unconstrained by budgets and max_customers (a ranking, not the solver's plan); "
+             "fitted ranks by p_redeem, fitted_score by the planning score "
+             "(p_redeem x worth x clv factor)",
+    "replay": "per customer, the eligible offers she was sent in the held-out weeks; each method "
+              "keeps the better half (floor(n/2), customers with >= 2)",
+    "intervals": "95% bootstrap over customers (recall_lo/hi, precision_lo/hi; log loss and Brier "
+                 "score of p_redeem on the held-out sends)",
+    "offer_first": "each offer picks its best customers by p_redeem up to its quota (its "
+                   "max_customers, at most an equal share of the customers' caps), then each "
+                   "customer keeps her caps' worth of those picks",
+}
+
+
+def _count(c: dict[str, int], lists: np.ndarray, is_red: np.ndarray, is_sent: np.ndarray,
+           is_bought: np.ndarray, kept: np.ndarray, ured: np.ndarray) -> None:
+    """Add one chunk's counts of one method: its lists against the logged redemptions, sends
+    and purchases, and its replay's kept and redeemed units."""
+    c["list_pairs"] += int(lists.sum())
+    c["logged_redeemed"] += int((lists & is_red).sum())
+    c["sent"] += int((lists & is_sent).sum())
+    c["redeemed_when_sent"] += int((lists & is_sent & is_red).sum())
+    c["bought"] += int((lists & is_bought).sum())
+    c["replay_pairs"] += int(kept.sum())
+    c["replay_redeemed"] += int((kept & ured).sum())
+
+
 def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     """Fit before ``week - holdout_weeks`` and score the lists on the held-out weeks."""
     if holdout_weeks < 1:
@@ -225,14 +254,7 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
                               caps[start:stop], cats.table, scenario.rules.max_offers_per_category)
             kept = better_half(uc, score[uc, uo])
             _per_customer(per_customer[method], start, stop, uc, kept, ured)
-            c = counts[method]
-            c["list_pairs"] += int(lists.sum())
-            c["logged_redeemed"] += int((lists & is_red).sum())
-            c["sent"] += int((lists & is_sent).sum())
-            c["redeemed_when_sent"] += int((lists & is_sent & is_red).sum())
-            c["bought"] += int((lists & is_bought).sum())
-            c["replay_pairs"] += int(kept.sum())
-            c["replay_redeemed"] += int((kept & ured).sum())
+            _count(counts[method], lists, is_red, is_sent, is_bought, kept, ured)
         totals["replay_redeemed"] += int(ured[_choosers(uc)].sum())
     table = with_intervals(_table(counts, redeemed.size, totals), per_customer,
                            scenario.solver.seed)
@@ -243,19 +265,10 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
             "holdout_weeks": [cutoff, week - 1], "customers": inputs.n_customers,
             "offers": n_offers, "holdout_redemptions": int(redeemed.size),
             "holdout_sends": int(sent.size), "popular_by": popular_by,
-            "lists": "top-k eligible by each method's score under the customer, window and "
-                     "category caps, unconstrained by budgets and max_customers (a ranking, not "
-                     "the solver's plan); fitted ranks by p_redeem, fitted_score by the planning "
-                     "score (p_redeem x worth x clv factor)",
-            "replay": "per customer, the eligible offers she was sent in the held-out weeks; "
-                      "each method keeps the better half (floor(n/2), customers with >= 2)",
+            "lists": _READING["lists"], "replay": _READING["replay"],
             "lifetime_value": scoring.lifetime_value, "propensity": scoring.propensity,
             "seconds": scoring.seconds, "calibration_scores": scores_,
-            "intervals": "95% bootstrap over customers (recall_lo/hi, precision_lo/hi; "
-                         "log loss and Brier score of p_redeem on the held-out sends)",
-            "offer_first": "each offer picks its best customers by p_redeem up to its quota "
-                           "(its max_customers, at most an equal share of the customers' caps), "
-                           "then each customer keeps her caps' worth of those picks"}
+            "intervals": _READING["intervals"], "offer_first": _READING["offer_first"]}
     return BacktestResult(table, calibration, info)
 
 
