@@ -88,23 +88,10 @@ def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts).unique(maintain_order=True).sort("offer_id", "product_id")
 
 
-def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: float,
-                      seed: int) -> dict[str, Any]:
-    """Write the outcome weeks of the run in ``run_dir`` (inputs in ``data``) into ``out``;
-    returns what ``truth.json`` holds. See the module docstring."""
-    if weeks < 1 or lift < 0 or not np.isfinite(lift):
-        raise ValueError("weeks must be >= 1 and lift a finite number >= 0")
-    data, run_dir = Path(data), Path(run_dir)
-    week = _run_week(run_dir)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
-    customers = read_table(data, "customers").frame.select("customer_id")
-    tx = read_table(data, "transactions").frame
-    offers = read_table(data, "offers").frame
-    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
-               "offer_id": offers.schema["offer_id"].is_integer()}
-    sends = _assignments(run_dir, ids_int["customer_id"], ids_int["offer_id"])
-
-    # baseline: each customer's own past lines, resampled, at her own weekly rate
+def _baseline(tx: pl.DataFrame, customers: pl.DataFrame, week: int, weeks: int,
+              rng: np.random.Generator) -> pl.DataFrame:
+    """The outcome weeks without offers: each customer's own past lines, resampled, at her own
+    weekly rate."""
     past = (tx.filter(pl.col("week") < week)
             .join(customers.with_row_index("c"), on="customer_id", how="inner")
             .sort("c", maintain_order=True))
@@ -122,6 +109,26 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     base = past[pick].select("customer_id", "product_id", "sales_value",
                              *[c for c in ("quantity", "discount") if c in past.columns])
     base = base.with_columns(week=pl.Series(week + w_line, dtype=pl.Int64))
+    return base
+
+
+def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: float,
+                      seed: int) -> dict[str, Any]:
+    """Write the outcome weeks of the run in ``run_dir`` (inputs in ``data``) into ``out``;
+    returns what ``truth.json`` holds. See the module docstring."""
+    if weeks < 1 or lift < 0 or not np.isfinite(lift):
+        raise ValueError("weeks must be >= 1 and lift a finite number >= 0")
+    data, run_dir = Path(data), Path(run_dir)
+    week = _run_week(run_dir)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
+    customers = read_table(data, "customers").frame.select("customer_id")
+    tx = read_table(data, "transactions").frame
+    offers = read_table(data, "offers").frame
+    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
+               "offer_id": offers.schema["offer_id"].is_integer()}
+    sends = _assignments(run_dir, ids_int["customer_id"], ids_int["offer_id"])
+
+    base = _baseline(tx, customers, week, weeks, rng)
 
     # redemptions of the sends, and the lift they bring
     redeemed = rng.random(sends.height) < sends.get_column("p_redeem").to_numpy()
