@@ -41,7 +41,7 @@ import polars as pl
 
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
 
 RULES = {"max_offers_per_customer": 5, "max_offers_per_category": 1, "cooldown_weeks": 4,

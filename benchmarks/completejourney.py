@@ -25,7 +25,7 @@ from cj_convert import convert, load_raw  # noqa: E402
 from stamp import PACKAGES, stamp, write_result  # noqa: E402
 
 from optimizer.apps.pipeline import run_scenario  # noqa: E402
-from optimizer.check import check_run  # noqa: E402
+from optimizer.check.verify import check_run  # noqa: E402
 from optimizer.core.config import load_scenario  # noqa: E402
 from optimizer.io.validate import load_inputs  # noqa: E402
 from optimizer.model.eligibility import compile_rules, customer_caps  # noqa: E402

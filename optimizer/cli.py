@@ -206,7 +206,7 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], forc
 
     Example: offeropt check scenarios/demo.toml runs/demo
     """
-    from optimizer.check import check_run
+    from optimizer.check.verify import check_run
     from optimizer.core.config import load_scenario
 
     try:

@@ -24,7 +24,7 @@ class _Violation(Exception):
 
 
 def _verify(scenario, run_dir: Path) -> None:
-    from optimizer.check import check_run
+    from optimizer.check.verify import check_run
 
     report = check_run(scenario, run_dir)
     if not report.ok:

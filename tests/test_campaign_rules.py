@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from optimizer.check import rule_violations
-from optimizer.check_base import assignments_table
+from optimizer.check.base import assignments_table
+from optimizer.check.verify import rule_violations
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.io.validate import load_inputs

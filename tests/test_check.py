@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from optimizer.check import CheckReport, check_run
+from optimizer.check.verify import CheckReport, check_run
 from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError, OptimizerError
 from tests.check_fixtures import (

@@ -1,6 +1,6 @@
 """``offeropt check`` through the command line: exit 1 naming the rule for each kind of violation.
 
-tests/test_check.py covers each rule in the library (:func:`optimizer.check.check_run`); here every
+tests/test_check.py covers each rule in the library (:func:`optimizer.check.verify.check_run`); here every
 hard rule is broken once in a run folder and the command must exit 1 and print ``[rule]``, while
 the untampered run exits 0. See tests/check_fixtures.py for the tiny world.
 """

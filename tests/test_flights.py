@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError

@@ -20,7 +20,7 @@ from optimizer.apps.explain import explain_customer
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.sweep import parse_range, sweep_budget, write_sweep
 from optimizer.apps.synthetic import write_demo_data
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.report.compare import compare_runs, render_compare

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices, Solution
 from optimizer.solve.exact import solve_exact

@@ -6,7 +6,7 @@ opt-in rows in odd spellings, history for the cooldown and the frequency window,
 and a scenario with every cap, a global budget, ``budget_scale`` (0 included) and sensitive
 categories under a random policy, runs ``run_scenario`` and asserts:
 
-* every hard rule holds, by :func:`optimizer.check.check_run` (an independent code path reading
+* every hard rule holds, by :func:`optimizer.check.verify.check_run` (an independent code path reading
   the raw inputs and the written tables);
 * the reported upper bound is never below the exact optimum of the same instance
   (:func:`optimizer.solve.exact.solve_exact` on the problem the pipeline handed its solver), and
@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
 from optimizer.solve.exact import solve_exact
 from tests.random_world import run_with_problem, write_random_world

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.apps.pipeline import RunResult, run_scenario
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from tests.tiny_world import (

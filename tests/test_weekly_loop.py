@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import optimizer.io.history as history_mod
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
-from optimizer.check import check_run
+from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError

@@ -93,12 +93,22 @@ MOVES: dict[str, str] = {
     "optimizer.report": "optimizer.report.page",
     "optimizer.compare": "optimizer.report.compare",
     "optimizer.charts": "optimizer.report.charts",
-    # apps: the applications on top (cli.py, check.py and __main__.py stay at the top)
+    # apps: the applications on top (cli.py and __main__.py stay at the top)
     "optimizer.pipeline": "optimizer.apps.pipeline",
     "optimizer.sweep": "optimizer.apps.sweep",
     "optimizer.explain": "optimizer.apps.explain",
     "optimizer.backtest": "optimizer.apps.backtest",
     "optimizer.synthetic": "optimizer.apps.synthetic",
+    # check: the independent verifier, one package (imports only core and io)
+    "optimizer.check": "optimizer.check.verify",
+    "optimizer.check_base": "optimizer.check.base",
+    "optimizer.check_rules": "optimizer.check.rules",
+    "optimizer.check_outputs": "optimizer.check.outputs",
+    "optimizer.check_copies": "optimizer.check.copies",
+    "optimizer.check_controls": "optimizer.check.controls",
+    "optimizer.check_flights": "optimizer.check.flights",
+    "optimizer.check_stability": "optimizer.check.stability",
+    "optimizer.check_campaign": "optimizer.check.campaign",
 }
 
 # (module, name) -> module: names that moved out of their module (content splits, made by hand in
@@ -129,6 +139,10 @@ PACKAGE_DOCS: dict[str, str] = {
                                   "response (compiled kernels), repair, bounds, starting prices.",
     "optimizer.report": "What planners read: the run report, the comparison of runs, charts, "
                         "output tables.",
+    "optimizer.check": "``offeropt check``: the independent verifier of a run folder against the "
+                       "raw inputs and the scenario (every hard rule, every published figure).\n\n"
+                       "Imports only ``optimizer.core`` and ``optimizer.io``, never the code that "
+                       "planned the run.",
     "optimizer.apps": "The applications: the pipeline (the one wiring of the stages), sweep, "
                       "explain, backtest and the synthetic demo data.",
 }

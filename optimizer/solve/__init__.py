@@ -11,7 +11,7 @@ from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.polish import PolishedSolution, PolishSettings, polish
 
-# what `offeropt check` allows a capacity (optimizer/check_base.py BUDGET_RTOL, BUDGET_ATOL): a plan
+# what `offeropt check` allows a capacity (optimizer/check/base.py BUDGET_RTOL, BUDGET_ATOL): a plan
 # the checker would reject is never reported
 _CHECK_RTOL, _CHECK_ATOL = 1e-9, 1e-6
 # how far rounding may put a plan's objective above its bound (two sums of the same magnitudes)

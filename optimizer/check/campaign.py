@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from optimizer.check_base import Violation, _fmt, _over, _sample
-from optimizer.check_rules import _offer_categories
+from optimizer.check.base import Violation, _fmt, _over, _sample
+from optimizer.check.rules import _offer_categories
 from optimizer.core.config import Scenario
 from optimizer.core.predicate import parse, prepared, to_polars
 from optimizer.core.schemas import normalize_category_name

@@ -44,7 +44,7 @@ def _previous(record: dict[str, Any], inputs: Inputs, scenario: Scenario) -> pl.
 def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs: Inputs,
                     scenario: Scenario) -> list[Any]:
     """The ``stability`` rule; ``known`` are the assignments with known ``c`` and ``o``."""
-    from optimizer.check import Violation  # check imports this module; the class lives there
+    from optimizer.check.base import Violation
 
     record = (manifest or {}).get("stability")
     if not record:

@@ -24,11 +24,11 @@ import polars as pl
 from optimizer.core.config import Scenario
 from optimizer.io.validate import Inputs
 
-_RTOL, _ATOL = 1e-9, 1e-6  # optimizer/check.py BUDGET_RTOL, BUDGET_ATOL
+_RTOL, _ATOL = 1e-9, 1e-6  # optimizer/check/verify.py BUDGET_RTOL, BUDGET_ATOL
 
 
 def _violation(message: str, count: int, rows: pl.DataFrame) -> Any:
-    from optimizer.check import Violation  # check imports this module; the class lives there
+    from optimizer.check.verify import Violation  # check imports this module; the class lives there
 
     return Violation("flight_budget", message, count, rows.head(5).to_dicts())
 

@@ -43,8 +43,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from optimizer.check import indexed_assignments, rule_violations
-from optimizer.check_base import (
+from optimizer.check.base import (
     SUMMARY_ATOL,
     SUMMARY_RTOL,
     Violation,
@@ -56,13 +55,9 @@ from optimizer.check_base import (
     _sample,
     assignments_table,
 )
-from optimizer.check_copies import (
-    _exact_where_rounded,
-    _in_file,
-    _read,
-    compare_copies,
-)
-from optimizer.check_flights import flight_caps
+from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compare_copies
+from optimizer.check.flights import flight_caps
+from optimizer.check.verify import indexed_assignments, rule_violations
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.io import manifest as manifest_file
@@ -223,7 +218,7 @@ def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inp
         "o", run_budget=pl.col("budget").cast(pl.Float64) * scenario.rules.budget_scale,
         run_min_customers=pl.col("min_customers").cast(pl.Float64).fill_null(0.0),
         run_max_customers=pl.col("max_customers").cast(pl.Float64))
-    # a flight's share of the week caps the budget the summary shows (optimizer/check_flights.py)
+    # a flight's share of the week caps the budget the summary shows (optimizer/check/flights.py)
     offers = offers.join(flight_caps(inputs, scenario).select("o", "flight_cap"), on="o",
                          how="left", maintain_order="left").with_columns(
         run_budget=pl.min_horizontal("run_budget", "flight_cap")).drop("flight_cap")

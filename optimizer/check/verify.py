@@ -35,22 +35,22 @@ Rule ids reported (``Violation.rule``):
 ``customers_table``         ``customers.parquet`` does not list the customers or their deciles
 ``score_formula``           built-in path: a score is not the objective's formula of its inputs
 ``manifest``                a figure of ``manifest.json`` disagrees with the run's files
-``holdout_sent``            a universal control was sent an offer (:mod:`optimizer.check_controls`)
+``holdout_sent``            a universal control was sent an offer (:mod:`optimizer.check.controls`)
 ``offer_holdout_sent``      a per-offer control was sent that offer
 ``offer_group``             more offers of an ``offer_groups`` group than its limit
-                            (:mod:`optimizer.check_campaign`)
+                            (:mod:`optimizer.check.campaign`)
 ``customer_attribute``      a ``[[rules.eligibility]]`` rule's offer to a customer not meeting it
 ``funder_budget``           a funder's expected spend exceeds its ``funders.budget``
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
 ``flight_budget``           an offer spends more than its flight's share of the week
-                            (:mod:`optimizer.check_flights`)
+                            (:mod:`optimizer.check.flights`)
 ``stability``               the manifest's stable-lists figures disagree with the lists
-                            (:mod:`optimizer.check_stability`)
+                            (:mod:`optimizer.check.stability`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
-:mod:`optimizer.check_outputs`.
+:mod:`optimizer.check.outputs`.
 
 ``min_customers`` is a target, not a hard rule: shortfalls are not violations.
 
@@ -68,7 +68,7 @@ Reading choices where docs/contract.md leaves room:
 - The frequency window is checked for customers who get at least one offer in this run; history
   alone (weeks ``week - window_weeks + 1 .. week - 1``) above the cap is not this run's fault.
 - ``offers_summary`` is optional; when present, each offer's figures must match the assignments
-  and the offers table within ``1e-6`` relative (see :mod:`optimizer.check_outputs`); an offer
+  and the offers table within ``1e-6`` relative (see :mod:`optimizer.check.outputs`); an offer
   missing from the summary reads as zero customers and zero cost.
 """
 from __future__ import annotations
@@ -78,16 +78,11 @@ from pathlib import Path
 
 import polars as pl
 
-from optimizer.check_base import (
-    CheckReport,
-    Violation,
-    _attach_index,
-    _read_assignments,
-)
-from optimizer.check_campaign import campaign_violations
-from optimizer.check_controls import check_controls
-from optimizer.check_flights import check_flights
-from optimizer.check_rules import (
+from optimizer.check.base import CheckReport, Violation, _attach_index, _read_assignments
+from optimizer.check.campaign import campaign_violations
+from optimizer.check.controls import check_controls
+from optimizer.check.flights import check_flights
+from optimizer.check.rules import (
     _check_category_cap,
     _check_cooldown,
     _check_customer_cap,
@@ -104,7 +99,7 @@ from optimizer.check_rules import (
     _check_window,
     _offer_categories,
 )
-from optimizer.check_stability import check_stability
+from optimizer.check.stability import check_stability
 from optimizer.core.config import Scenario
 from optimizer.core.predicate import read_columns
 from optimizer.io.memory import stream_scores
@@ -117,15 +112,15 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
               ) -> CheckReport:
     """Verify every hard rule of docs/contract.md for the run in ``run_dir`` (default: the scenario's
     output folder), re-deriving each rule from the scenario's input tables, and every published
-    file and figure of the run (:mod:`optimizer.check_outputs`).
+    file and figure of the run (:mod:`optimizer.check.outputs`).
 
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file
     is missing or unreadable, whatever :func:`optimizer.io.validate.load_inputs` raises for bad
-    inputs, and :class:`~optimizer.check_outputs.RunMismatch` when the run's manifest records
+    inputs, and :class:`~optimizer.check.outputs.RunMismatch` when the run's manifest records
     another scenario or other inputs than the ones given, unless ``force`` (then the differences
     are the report's ``notes``). Rule breaches are returned as :class:`Violation` s, never raised.
     """
-    from optimizer import check_outputs  # it builds on this module's helpers
+    from optimizer.check import outputs as check_outputs  # it builds on this module's helpers
 
     run_dir = Path(run_dir) if run_dir is not None else Path(scenario.output)
     raw = _read_assignments(run_dir)
@@ -165,7 +160,7 @@ def indexed_assignments(raw: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
 def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
     """Every hard rule and every per-row figure of one assignments table (``raw``, as
     :func:`assignments_table` returns it)."""
-    from optimizer.check_outputs import check_rank_order
+    from optimizer.check.outputs import check_rank_order
 
     week = scenario.week
     a = indexed_assignments(raw, inputs)

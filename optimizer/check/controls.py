@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from optimizer.check_base import Violation
+from optimizer.check.base import Violation
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError
 from optimizer.core.keyed_hash import below, customer_hashes, pair_hashes
@@ -61,7 +61,7 @@ def check_controls(run_dir: Path, assignments: pl.DataFrame, inputs: Inputs,
     """Violations of the scenario's control groups in the run folder ``run_dir``.
 
     ``assignments``: the run's assignments with ``c`` and ``o`` (the customers' and offers'
-    dense indices, null where unknown), as :func:`optimizer.check.check_run` builds them.
+    dense indices, null where unknown), as :func:`optimizer.check.verify.check_run` builds them.
     """
     m = scenario.measurement
     customer_ids = inputs.customers.get_column("customer_id")

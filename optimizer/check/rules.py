@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from optimizer.check_base import (
+from optimizer.check.base import (
     _SHOW,
     BUDGET_ATOL,
     BUDGET_RTOL,

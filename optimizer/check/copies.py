@@ -1,5 +1,5 @@
 """The CSV and Parquet copies of a published table, compared cell by cell at the CSV's printed
-precision (part of ``offeropt check``; see :mod:`optimizer.check_outputs`).
+precision (part of ``offeropt check``; see :mod:`optimizer.check.outputs`).
 """
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from optimizer.check_base import (
-    Violation,
-)
+from optimizer.check.base import Violation
 from optimizer.io.runfolder import CSV_DECIMALS
 
 
