@@ -177,3 +177,19 @@ def run_with_problem(scenario, **kwargs):
         result = pipeline.run_scenario(scenario, **kwargs)
     assert len(captured) == 1
     return result, captured[0]
+
+
+def run_and_check(scenario, root: Path):
+    """:func:`run_with_problem` without writing the run folder, then its two tables written to
+    ``root / "run"`` and ``offeropt check``'s verdict on them (asserted ok); returns the result,
+    the problem and the check report."""
+    from optimizer.check.verify import check_run
+
+    result, problem = run_with_problem(scenario, write=False)
+    run = root / "run"
+    run.mkdir()
+    result.assignments.write_parquet(run / "assignments.parquet")
+    result.offers_summary.write_parquet(run / "offers_summary.parquet")
+    report = check_run(scenario, run)
+    assert report.ok, report.describe()
+    return result, problem, report

@@ -20,7 +20,7 @@ from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError
 from optimizer.model.flights import plan_flights
 from optimizer.solve.exact import solve_exact
-from tests.random_world import random_world, run_with_problem
+from tests.random_world import random_world, run_and_check
 from tests.tiny_world import WEEK, write_scenario, write_world
 
 # --------------------------------------------------------------------------------------------------
@@ -208,13 +208,7 @@ def test_flights_hold_and_bound_exact_optimum(seed, n_customers, n_offers, pacin
                     headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
         scenario = load_scenario(write_scenario(root / "scenario.toml",
                                                 rules={**rules, "pacing": pacing}))
-        result, problem = run_with_problem(scenario, write=False)
-        run = root / "run"
-        run.mkdir()
-        result.assignments.write_parquet(run / "assignments.parquet")
-        result.offers_summary.write_parquet(run / "offers_summary.parquet")
-        report = check_run(scenario, run)
-        assert report.ok, report.describe()
+        result, problem, report = run_and_check(scenario, root)
         exact = solve_exact(problem, time_limit_s=60)
         slack = 1e-6 * max(1.0, abs(exact.objective))
         assert result.bound >= exact.objective - slack

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
 from optimizer.solve.exact import solve_exact
-from tests.random_world import run_with_problem, write_random_world
+from tests.random_world import run_and_check, run_with_problem, write_random_world
 
 # The polished plan (the default path) against the exact optimum, without targets: the issue's
 # criterion. See the module docstring for what was measured.
@@ -69,13 +69,7 @@ def _check_example(seed: int, n_customers: int, n_offers: int, string_ids: bool,
         scenario = load_scenario(write_random_world(root, seed, n_customers, n_offers,
                                                     string_ids=string_ids, targets=targets,
                                                     campaign=campaign, **solver))
-        result, problem = run_with_problem(scenario, write=False)
-        run = root / "run"
-        run.mkdir()
-        result.assignments.write_parquet(run / "assignments.parquet")
-        result.offers_summary.write_parquet(run / "offers_summary.parquet")
-        report = check_run(scenario, run)
-        assert report.ok, report.describe()
+        result, problem, report = run_and_check(scenario, root)
         assert report.assignments == result.assignments.height
         exact = solve_exact(problem, time_limit_s=60)
         assert exact.status == "optimal"

@@ -19,7 +19,7 @@ from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.model import stability
 from optimizer.solve.exact import solve_exact
-from tests.random_world import random_world, run_with_problem
+from tests.random_world import random_world, run_and_check
 from tests.tiny_world import WEEK, base_world, offer, offers_of, score, write_scenario, write_world
 
 
@@ -104,13 +104,7 @@ def test_penalised_plan_against_the_exact_model(seed, n_customers, n_offers, pen
                     headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
         scenario = load_scenario(write_scenario(root / "scenario.toml",
                                                 rules={**rules, "change_penalty": penalty}))
-        result, problem = run_with_problem(scenario, write=False)
-        run = root / "run"
-        run.mkdir()
-        result.assignments.write_parquet(run / "assignments.parquet")
-        result.offers_summary.write_parquet(run / "offers_summary.parquet")
-        report = check_run(scenario, run)
-        assert report.ok, report.describe()
+        result, problem, report = run_and_check(scenario, root)
         s = result.manifest["stability"]
         assert result.objective == pytest.approx(float(result.assignments["score"].sum()))
         # the exact optimum of the penalised problem the solver saw
