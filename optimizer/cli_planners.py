@@ -117,13 +117,6 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
     for row in result.calibration.iter_rows():
         calibration.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
     console.print(calibration)
-    scores = info["calibration_scores"]
-    if scores.get("log_loss") is not None:
-        console.print(_lit(
-            f"held-out sends {scores['sends']:,}: log loss {scores['log_loss']:.4f} "
-            f"[{scores['log_loss_ci95'][0]:.4f}, {scores['log_loss_ci95'][1]:.4f}], Brier "
-            f"{scores['brier']:.4f} [{scores['brier_ci95'][0]:.4f}, {scores['brier_ci95'][1]:.4f}]"
-            " (95% bootstrap over customers)"))
     ltv, prop = info["lifetime_value"], info["propensity"]
     console.print(_lit(f"lifetime value: {ltv['model']}  propensity: {prop['model']} "
                        f"({prop.get('target', '')})  popular by: {info['popular_by']}"))

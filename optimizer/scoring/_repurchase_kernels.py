@@ -77,36 +77,6 @@ def line_timelines(c, k, p, week, sensitive, before, n_k, n_offers, indptr, offe
 
 
 @nb.njit(cache=True, nogil=True)
-def product_timeline(c, p, week, keep, before, n_offers, indptr, offers_of, shift,
-                     week_offset):  # pragma: no cover - compiled
-    """Sorted distinct keys ``(c * n_offers + o) * shift + week + week_offset`` of the lines
-    ``keep`` of weeks before ``before``, for every offer o listing the line's product: the
-    product timeline of :func:`line_timelines` over a subset of the lines."""
-    n = c.shape[0]
-    n_product = 0
-    for r in range(n):
-        if keep[r] and week[r] < before:
-            n_product += indptr[p[r] + 1] - indptr[p[r]]
-    product = np.empty(n_product, np.int64)
-    n_prod = 0
-    i = 0
-    while i < n:
-        customer = np.int64(c[i])
-        d = n_prod
-        j = i
-        while j < n and c[j] == c[i]:
-            if keep[j] and week[j] < before:
-                wk = np.int64(week[j]) + week_offset
-                for q in range(indptr[p[j]], indptr[p[j] + 1]):
-                    product[n_prod] = (customer * n_offers + np.int64(offers_of[q])) * shift + wk
-                    n_prod += 1
-            j += 1
-        n_prod = _sort_distinct(product, d, n_prod)
-        i = j
-    return _finish(product, n_prod)
-
-
-@nb.njit(cache=True, nogil=True)
 def spend_keys(c, week, rows, shift, week_offset):  # pragma: no cover - compiled
     """Keys ``c * shift + week + week_offset`` of the lines ``rows`` (one pass, no temporaries)."""
     out = np.empty(rows.shape[0], np.int64)

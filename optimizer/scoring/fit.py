@@ -38,9 +38,14 @@ from optimizer.scoring.features import (
     purchase_lines,
 )
 from optimizer.scoring.propensity import Propensity
-from optimizer.scoring.repurchase import Repurchase, Sources, as_affinity
+from optimizer.scoring.repurchase import (
+    Repurchase,
+    Sources,
+    as_affinity,
+    fit_repurchase,
+    proxy_pairs,
+)
 from optimizer.scoring.repurchase import sources as repurchase_sources
-from optimizer.scoring.repurchase_fit import fit_repurchase, proxy_pairs, sent_rows
 from optimizer.scoring.response import ResponseLog, response_history
 
 log = logging.getLogger(__name__)
@@ -115,10 +120,13 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
-    pairs = sent_rows(inputs, plain, week - aff.train_weeks, week, aff.max_training_pairs, rng)
+    pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)
     if not isinstance(pairs, str):
-        c, o, t, y, fresh = pairs
-        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption", fresh)
+        c, o, t, y = pairs
+        if c.size > aff.max_training_pairs:
+            keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
+            c, o, t, y = c[keep], o[keep], t[keep], y[keep]
+        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption")
     if isinstance(pairs, str):
         reasons.append(pairs)
         start = week - aff.label_weeks
