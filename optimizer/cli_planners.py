@@ -71,11 +71,12 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="Override a scenario knob (repeatable; values in TOML syntax).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for backtest.json and backtest.csv [default: the scenario's output "
-                   "folder with '-backtest' appended, beside the run folder].")
+              help="Folder for backtest.json, backtest.csv and backtest.html [default: the "
+                   "scenario's output folder with '-backtest' appended, beside the run folder].")
 def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
              out_dir: Path | None) -> None:
-    """Backtest the fitted scoring on held-out weeks against popular and random offers.
+    """Backtest the fitted scoring on held-out weeks against buy-again, offer-first, popular
+    and random offers.
 
     Prints recall and precision of the held-out redemptions and category purchases for the lists
     each method would have sent, and the calibration of p_redeem by decile.
@@ -117,6 +118,13 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
     for row in result.calibration.iter_rows():
         calibration.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
     console.print(calibration)
+    scores = info["calibration_scores"]
+    if scores.get("log_loss") is not None:
+        console.print(_lit(
+            f"held-out sends {scores['sends']:,}: log loss {scores['log_loss']:.4f} "
+            f"[{scores['log_loss_ci95'][0]:.4f}, {scores['log_loss_ci95'][1]:.4f}], Brier "
+            f"{scores['brier']:.4f} [{scores['brier_ci95'][0]:.4f}, {scores['brier_ci95'][1]:.4f}]"
+            " (95% bootstrap over customers)"))
     ltv, prop = info["lifetime_value"], info["propensity"]
     console.print(_lit(f"lifetime value: {ltv['model']}  propensity: {prop['model']} "
                        f"({prop.get('target', '')})  popular by: {info['popular_by']}"))

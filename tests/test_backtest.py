@@ -31,10 +31,22 @@ def scenario_path(tmp_path_factory) -> Path:
 def test_fitted_lists_beat_random_and_are_calibrated(scenario_path: Path):
     result = run_backtest(load_scenario(scenario_path), holdout_weeks=3)
     table = {row["method"]: row for row in result.table.to_dicts()}
-    assert set(table) == {"fitted", "fitted_score", "buy_again", "popular", "random"}
-    # like for like: every method gets the same list sizes, and the same replayed sends
-    assert len({r["list_pairs"] for r in table.values()}) == 1
+    assert set(table) == {"fitted", "fitted_score", "buy_again", "offer_first", "popular",
+                          "random"}
+    # like for like: every customer-first method gets the same list sizes (offer-first's picks
+    # can leave lists short), and every method the same replayed sends
+    assert len({r["list_pairs"] for m, r in table.items() if m != "offer_first"}) == 1
+    assert 0 < table["offer_first"]["list_pairs"] <= table["fitted"]["list_pairs"]
     assert len({r["replay_pairs"] for r in table.values()}) == 1
+    # intervals over customers hold the points
+    for r in table.values():
+        assert r["recall_lo"] <= r["recall"] <= r["recall_hi"]
+        assert r["precision_lo"] <= r["precision"] <= r["precision_hi"]
+    scores = result.info["calibration_scores"]
+    assert scores["sends"] == result.info["holdout_sends"]
+    for name in ("log_loss", "brier"):
+        assert scores[f"{name}_ci95"][0] <= scores[name] <= scores[f"{name}_ci95"][1]
+    assert 0 < scores["brier"] < scores["log_loss"]
     fitted, popular, random = table["fitted"], table["popular"], table["random"]
     for metric in ("recall", "precision", "redeemed_when_sent", "category_precision",
                    "category_recall"):
@@ -84,10 +96,18 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
                                        "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "fitted" in result.output and "calibration" in result.output
+    assert "log loss" in result.output and "Brier" in result.output
     data = json.loads((tmp_path / "backtest.json").read_text())
     assert {row["method"] for row in data["table"]} == {"fitted", "fitted_score", "buy_again",
-                                                        "popular", "random"}
-    assert pl.read_csv(tmp_path / "backtest.csv").height == 5
+                                                        "offer_first", "popular", "random"}
+    assert data["calibration_scores"]["brier"] > 0
+    csv = pl.read_csv(tmp_path / "backtest.csv")
+    assert csv.height == 6 and {"recall_lo", "recall_hi"} <= set(csv.columns)
+    page = (tmp_path / "backtest.html").read_text()
+    for part in ('id="chart-reliability"', 'id="chart-recall"', 'id="calibration-scores"',
+                 "offer_first", "Brier"):
+        assert part in page, part
+    assert page.count("<svg") == 2
     assert not list(tmp_path.glob(".*tmp*"))
 
 

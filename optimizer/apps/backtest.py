@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.apps.backtest_stats import calibration_scores, offer_first_picks, with_intervals
 from optimizer.apps.pipeline import score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import ScenarioError
@@ -37,10 +38,11 @@ from optimizer.core.predicate import read_columns
 from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import compile_eligibility
+from optimizer.report.backtest_page import render_backtest
 from optimizer.scoring.baselines import buy_again
 from optimizer.scoring.fit import bought_categories
 
-METHODS = ("fitted", "fitted_score", "buy_again", "popular", "random")
+METHODS = ("fitted", "fitted_score", "buy_again", "offer_first", "popular", "random")
 COUNTS = ("list_pairs", "logged_redeemed", "sent", "redeemed_when_sent", "bought", "replay_pairs",
           "replay_redeemed")
 
@@ -163,6 +165,35 @@ def _choosers(c: np.ndarray) -> np.ndarray:
     return n >= 2
 
 
+# how to read the backtest's figures (backtest.json)
+_READING = {
+    "lists": "top-k eligible by each method's score under the customer, window and category caps, "
+             "unconstrained by budgets and max_customers (a ranking, not the solver's plan); "
+             "fitted ranks by p_redeem, fitted_score by the planning score "
+             "(p_redeem x worth x clv factor)",
+    "replay": "per customer, the eligible offers she was sent in the held-out weeks; each method "
+              "keeps the better half (floor(n/2), customers with >= 2)",
+    "intervals": "95% bootstrap over customers (recall_lo/hi, precision_lo/hi; log loss and Brier "
+                 "score of p_redeem on the held-out sends)",
+    "offer_first": "each offer picks its best customers by p_redeem up to its quota (its "
+                   "max_customers, at most an equal share of the customers' caps), then each "
+                   "customer keeps her caps' worth of those picks",
+}
+
+
+def _count(c: dict[str, int], lists: np.ndarray, is_red: np.ndarray, is_sent: np.ndarray,
+           is_bought: np.ndarray, kept: np.ndarray, ured: np.ndarray) -> None:
+    """Add one chunk's counts of one method: its lists against the logged redemptions, sends
+    and purchases, and its replay's kept and redeemed units."""
+    c["list_pairs"] += int(lists.sum())
+    c["logged_redeemed"] += int((lists & is_red).sum())
+    c["sent"] += int((lists & is_sent).sum())
+    c["redeemed_when_sent"] += int((lists & is_sent & is_red).sum())
+    c["bought"] += int((lists & is_bought).sum())
+    c["replay_pairs"] += int(kept.sum())
+    c["replay_redeemed"] += int((kept & ured).sum())
+
+
 def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     """Fit before ``week - holdout_weeks`` and score the lists on the held-out weeks."""
     if holdout_weeks < 1:
@@ -191,8 +222,11 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     rng = np.random.default_rng(scenario.solver.seed)
     counts = {m: dict.fromkeys(COUNTS, 0) for m in METHODS}
     totals = dict.fromkeys(("bought", "replay_redeemed"), 0)
-    predicted, observed = [], []
+    predicted, observed, sent_by = [], [], []
     size = scenario.solver.chunk_size
+    picks = _offer_first(model, rules, inputs, caps, cutoff, size)
+    per_customer = {m: {k: np.zeros(inputs.n_customers) for k in ("hits", "pairs", "relevant")}
+                    for m in METHODS}
     for start in range(0, inputs.n_customers, size):
         stop = min(start + size, inputs.n_customers)
         p, value = model.score(start, stop)
@@ -202,55 +236,85 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
         keys = customers[:, None] * n_offers + grid
         is_red, is_sent = np.isin(keys, redeemed), np.isin(keys, sent)
         is_bought = bought[start:stop].toarray() > 0
+        picked = picks[start:stop].toarray()
         totals["bought"] += int((is_bought & allowed).sum())
         predicted.append(p[is_sent])
         observed.append(is_red[is_sent])
+        sent_by.append(np.nonzero(is_sent)[0] + start)
         lo, hi = np.searchsorted(units[0], [start, stop])
         uc, uo, ured = units[0][lo:hi] - start, units[1][lo:hi], units[2][lo:hi]
         ok = allowed[uc, uo]
         uc, uo, ured = uc[ok], uo[ok], ured[ok]
         scores = {"fitted": p, "fitted_score": value,
                   "buy_again": again[start:stop].toarray() + tie[None, :],
+                  "offer_first": p + 2.0 * picked,  # its picks first (p <= 1)
                   "popular": np.broadcast_to(popular_score, p.shape), "random": rng.random(p.shape)}
         for method, score in scores.items():
-            lists = top_lists(score, allowed, caps[start:stop], cats.table,
-                              scenario.rules.max_offers_per_category)
+            lists = top_lists(score, allowed & (picked > 0) if method == "offer_first" else allowed,
+                              caps[start:stop], cats.table, scenario.rules.max_offers_per_category)
             kept = better_half(uc, score[uc, uo])
-            c = counts[method]
-            c["list_pairs"] += int(lists.sum())
-            c["logged_redeemed"] += int((lists & is_red).sum())
-            c["sent"] += int((lists & is_sent).sum())
-            c["redeemed_when_sent"] += int((lists & is_sent & is_red).sum())
-            c["bought"] += int((lists & is_bought).sum())
-            c["replay_pairs"] += int(kept.sum())
-            c["replay_redeemed"] += int((kept & ured).sum())
+            _per_customer(per_customer[method], start, stop, uc, kept, ured)
+            _count(counts[method], lists, is_red, is_sent, is_bought, kept, ured)
         totals["replay_redeemed"] += int(ured[_choosers(uc)].sum())
-    table = _table(counts, redeemed.size, totals)
+    table = with_intervals(_table(counts, redeemed.size, totals), per_customer,
+                           scenario.solver.seed)
     calibration = calibration_table(np.concatenate(predicted), np.concatenate(observed))
+    scores_ = calibration_scores(np.concatenate(predicted), np.concatenate(observed),
+                                 np.concatenate(sent_by), inputs.n_customers, scenario.solver.seed)
     info = {"scenario": scenario.name, "week": week, "cutoff": cutoff,
             "holdout_weeks": [cutoff, week - 1], "customers": inputs.n_customers,
             "offers": n_offers, "holdout_redemptions": int(redeemed.size),
             "holdout_sends": int(sent.size), "popular_by": popular_by,
-            "lists": "top-k eligible by each method's score under the customer, window and "
-                     "category caps, unconstrained by budgets and max_customers (a ranking, not "
-                     "the solver's plan); fitted ranks by p_redeem, fitted_score by the planning "
-                     "score (p_redeem x worth x clv factor)",
-            "replay": "per customer, the eligible offers she was sent in the held-out weeks; "
-                      "each method keeps the better half (floor(n/2), customers with >= 2)",
+            "lists": _READING["lists"], "replay": _READING["replay"],
             "lifetime_value": scoring.lifetime_value, "propensity": scoring.propensity,
-            "seconds": scoring.seconds}
+            "seconds": scoring.seconds, "calibration_scores": scores_,
+            "intervals": _READING["intervals"], "offer_first": _READING["offer_first"]}
     return BacktestResult(table, calibration, info)
+
+
+def _offer_first(model: Any, rules: Any, inputs: Inputs, caps: np.ndarray, cutoff: int,
+                 size: int) -> Any:
+    """The offer-first picks (:func:`optimizer.apps.backtest_stats.offer_first_picks`) by the
+    model's ``p_redeem`` among the pairs the rules allow at ``cutoff``."""
+    m = inputs.n_offers
+    grid = np.arange(m, dtype=np.int64)
+
+    def chunk(lo: int, hi: int) -> np.ndarray:
+        p, _ = model.score(lo, hi)
+        allowed = rules.allowed(np.arange(lo, hi, dtype=np.int64), np.broadcast_to(grid, p.shape))
+        return np.where(allowed, p, -np.inf)
+    offers = inputs.offers
+    def week(name: str, missing: float) -> np.ndarray:
+        if name not in offers.columns:
+            return np.full(m, missing)
+        return offers.get_column(name).cast(pl.Float64).fill_null(missing).to_numpy()
+    start, end = week("start_week", -np.inf), week("end_week", np.inf)
+    eligible = (start <= cutoff) & (cutoff <= end)
+    return offer_first_picks(chunk, inputs.n_customers, offers, eligible, int(caps.sum()), size)
+
+
+def _per_customer(acc: dict[str, np.ndarray], start: int, stop: int, uc: np.ndarray,
+                  kept: np.ndarray, redeemed: np.ndarray) -> None:
+    """Add one chunk's replay counts per customer: kept units, kept redeemed ones, and the
+    redeemed units of customers with a choice (recall's denominator)."""
+    n = stop - start
+    acc["pairs"][start:stop] += np.bincount(uc[kept], minlength=n)
+    acc["hits"][start:stop] += np.bincount(uc[kept & redeemed], minlength=n)
+    acc["relevant"][start:stop] += np.bincount(uc[_choosers(uc) & redeemed], minlength=n)
 
 
 def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
     """Write the backtest folder ``folder`` whole or not at all: ``backtest.json`` (setup, table,
-    calibration) and ``backtest.csv`` (the table); returns their paths. The folder is the
+    calibration), ``backtest.csv`` (the table) and ``backtest.html`` (the page with the recall
+    intervals and the reliability chart); returns their paths. The folder is the
     backtest's own (never a run folder, whose next run would delete it)."""
     data = {**result.info, "table": result.table.to_dicts(),
             "calibration": result.calibration.to_dicts()}
+    page = render_backtest(result.info, data["table"], data["calibration"])
     write_run_folder(Path(folder), {"backtest.json": json_writer(data),
-                                    "backtest.csv": lambda path: result.table.write_csv(path)})
-    return [Path(folder) / "backtest.json", Path(folder) / "backtest.csv"]
+                                    "backtest.csv": lambda path: result.table.write_csv(path),
+                                    "backtest.html": lambda path: path.write_text(page)})
+    return [Path(folder) / name for name in ("backtest.json", "backtest.csv", "backtest.html")]
 
 
 def _table(counts: dict[str, dict[str, int]], redemptions: int, totals: dict[str, int]
