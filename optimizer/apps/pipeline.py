@@ -303,7 +303,7 @@ def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built
     rules_cfg, problem = scenario.rules, built.problem
     if built.previous is not None:
         manifest["stability"] = stability.record(
-            built.previous, *stability.chosen_pairs(problem, solution), rules_cfg.change_penalty,
+            built.previous, *problem.chosen_pairs(solution.chosen), rules_cfg.change_penalty,
             solution.objective, solution.bound)
     plan = built.flights
     if plan is None or not plan.weeks.height:

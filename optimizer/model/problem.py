@@ -140,6 +140,15 @@ class AssignmentProblem:
             return 0.0
         return float(np.concatenate([b.value[c] for b, c in zip(self.blocks, chosen)]).sum())
 
+    def chosen_pairs(self, chosen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The plan's (customer index, offer index) pairs, flat, block by block in row order."""
+        cs, os_ = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for block, mask in zip(self.blocks, chosen):
+            rows, slots = np.nonzero(mask)
+            cs.append(block.customers[rows].astype(np.int64))
+            os_.append(block.offer[rows, slots].astype(np.int64))
+        return np.concatenate(cs), np.concatenate(os_)
+
     def usage(self, chosen: list[np.ndarray]) -> "Usage":
         """Expected spend and customers per offer of the plan (their sums: the global budget's
         use), summed in one chunk-independent order."""

@@ -143,13 +143,3 @@ def record(previous: Previous, assignments_c: np.ndarray, assignments_o: np.ndar
             "changed_lists": int(np.unique(changed // n).size),
             "penalized_objective": objective - penalty * changed_slots,
             "penalized_upper_bound": bound - penalty * int(previous.keys.size)}
-
-
-def chosen_pairs(problem: AssignmentProblem, solution: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Customer and offer indices of the plan's pairs."""
-    cs, os_ = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    for block, chosen in zip(problem.blocks, solution.chosen):
-        rows, slots = np.nonzero(chosen)
-        cs.append(block.customers[rows].astype(np.int64))
-        os_.append(block.offer[rows, slots].astype(np.int64))
-    return np.concatenate(cs), np.concatenate(os_)

@@ -12,16 +12,6 @@ from optimizer.model.groups import group_usage
 from optimizer.model.problem import AssignmentProblem, Solution
 
 
-def chosen_pairs(problem: AssignmentProblem, solution: Solution) -> tuple[np.ndarray, np.ndarray]:
-    """The plan's (customer index, offer index) pairs, flat."""
-    if not problem.blocks:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    customer = np.concatenate([np.repeat(b.customers, c.sum(axis=1))
-                               for b, c in zip(problem.blocks, solution.chosen)])
-    offer = np.concatenate([b.offer[c] for b, c in zip(problem.blocks, solution.chosen)])
-    return customer.astype(np.int64), offer.astype(np.int64)
-
-
 def campaign_manifest(problem: AssignmentProblem, solution: Solution,
                       offer_ids: list[Any]) -> dict[str, Any]:
     """The manifest entries of the campaign rules present in ``problem`` (empty: none)."""
@@ -31,7 +21,7 @@ def campaign_manifest(problem: AssignmentProblem, solution: Solution,
     groups = problem.groups
     if groups is None:
         return out
-    customer, offer = chosen_pairs(problem, solution)
+    customer, offer = problem.chosen_pairs(solution.chosen)
     usage = group_usage(groups, customer, offer)
     members = [[offer_ids[j] for j in np.flatnonzero((groups.members == g).any(axis=1))]
                for g in range(groups.n_groups)]
@@ -49,11 +39,12 @@ def _funder_rows(problem: AssignmentProblem, solution: Solution) -> list[dict[st
     funders = problem.funders
     assert funders is not None
     n = problem.offers.n_offers
-    cost, redemptions = np.zeros(n), np.zeros(n)
-    for block, mask in zip(problem.blocks, solution.chosen):
-        cost += np.bincount(block.offer[mask], weights=block.cost[mask], minlength=n)
-        redemptions += np.bincount(block.offer[mask], weights=block.p_redeem[mask], minlength=n)
-    spend, redeemed = funders.per_funder(cost), funders.per_funder(redemptions)
+    _, offer = problem.chosen_pairs(solution.chosen)
+    p_redeem = np.concatenate([np.zeros(0)] + [b.p_redeem[c] for b, c in
+                                               zip(problem.blocks, solution.chosen)])
+    redemptions = np.bincount(offer, weights=p_redeem, minlength=n)
+    spend = funders.per_funder(problem.usage(solution.chosen).spend)
+    redeemed = funders.per_funder(redemptions)
     offers = np.bincount(funders.of_offer[funders.of_offer >= 0], minlength=funders.n_funders)
     price = (solution.prices.funder if solution.prices.funder is not None
              else np.zeros(funders.n_funders))

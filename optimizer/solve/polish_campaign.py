@@ -25,11 +25,7 @@ def funder_left(problem: AssignmentProblem, fixed: list[np.ndarray]) -> np.ndarr
     funders = problem.funders
     if funders is None:
         return None
-    n = problem.offers.n_offers
-    spend = np.zeros(n)
-    for block, mask in zip(problem.blocks, fixed):
-        spend += np.bincount(block.offer[mask], weights=block.cost[mask], minlength=n)
-    return funders.budget - funders.per_funder(spend)
+    return funders.budget - funders.per_funder(problem.usage(fixed).spend)
 
 
 def add_rows(problem: AssignmentProblem, core: "_Core", proto: Any,
