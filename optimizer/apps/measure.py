@@ -44,7 +44,7 @@ from optimizer.apps.measure_stats import (
     _z,
 )
 from optimizer.core.errors import InputError
-from optimizer.io.load import read_table, unify_id_type
+from optimizer.io.load import read_required, unify_id_type
 from optimizer.io.manifest import read_manifest
 
 METRICS = ("sales", "redemptions", "margin")
@@ -80,11 +80,8 @@ def read_outcomes(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("transactions", None, f"outcome folder not found: {folder}")
-    tx = read_table(folder, "transactions")
-    red = read_table(folder, "redemptions")
-    if red is None:
-        raise InputError("redemptions", None, f"required table missing: no redemptions.parquet "
-                         f"or redemptions.csv in {folder}")
+    tx = read_required(folder, "transactions")
+    red = read_required(folder, "redemptions", "the outcomes' observed redemptions")
     t = tx.frame
     for column in ("customer_id", "week", "sales_value"):
         _fail_rows("transactions", column, t, t.get_column(column).is_null(), "empty values")
@@ -133,8 +130,8 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"{run_dir}: not a run folder of offeropt run "
                          f"(manifest.json: {type(exc).__name__}: {exc})") from None
-    customers = read_table(data, "customers").frame
-    offers = read_table(data, "offers").frame
+    customers = read_required(data, "customers").frame
+    offers = read_required(data, "offers").frame
     ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
                "offer_id": offers.schema["offer_id"].is_integer()}
     sends = _run_table(run_dir, "assignments")
@@ -154,7 +151,7 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
                                           ids_int["customer_id"]),
                             unify_id_type(offer, ids_int["offer_id"]),
                             *[c for c in ("reason",) if c in frame.columns])
-    tx = read_table(data, "transactions").frame
+    tx = read_required(data, "transactions").frame
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
     return _Run(run_dir, week, data, ids(sends).select("customer_id", "offer_id"), ids(controls),
@@ -171,7 +168,8 @@ def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Sett
     window; and the window's first and last week."""
     last = settings.weeks
     if last is None:
-        latest = max([int(f.get_column("week").max()) for f in (tx, red) if f.height] or [0])
+        latest = max([int(f.select(pl.col("week").max()).item()) for f in (tx, red) if f.height]
+                     or [0])
         if latest < run.week:
             raise InputError("transactions", "week", f"the outcome tables have no week at or "
                              f"after the run's week {run.week} ({run.path})")
@@ -195,10 +193,10 @@ def _sum_by(frame: pl.DataFrame, sums: dict[str, str]) -> pl.DataFrame:
     row order (a parallel group-by may add in any order, and change the last digits)."""
     keys = frame.get_column("customer_id")
     index = keys.rank("dense").cast(pl.Int64).to_numpy() - 1 if keys.len() else np.zeros(0, int)
-    out = {"customer_id": keys.unique().sort()}
+    out: dict[str, pl.Series | np.ndarray] = {"customer_id": keys.unique().sort()}
     for name, column in sums.items():
         out[name] = np.bincount(index, weights=frame.get_column(column).to_numpy(),
-                                minlength=out["customer_id"].len())
+                                minlength=keys.n_unique())
     return pl.DataFrame(out)
 
 
@@ -244,7 +242,7 @@ def _entry(point: np.ndarray, boot: np.ndarray, n_t: int, n_c: int, means: np.nd
             ok = boot[:, j][np.isfinite(boot[:, j])]
             lo, hi = (np.percentile(ok, [lo_q, hi_q]) if ok.size > 1 else (np.nan, np.nan))
             se = float(np.std(ok, ddof=1)) if ok.size > 1 else math.nan
-            values = (float(point[j]), float(lo), float(hi), se)
+            values: tuple[float | None, ...] = (float(point[j]), float(lo), float(hi), se)
         else:
             values = (None, None, None, None)
         prefix = "" if metric == "sales" else f"{metric}_"
@@ -257,7 +255,9 @@ def _entry(point: np.ndarray, boot: np.ndarray, n_t: int, n_c: int, means: np.nd
         if metric == "sales":
             entry["mde_sales_per_customer"] = (_finite(k * values[3])
                                                if values[3] is not None else None)
-            entry["significant"] = bool(measurable and (values[1] > 0 or values[2] < 0))
+            low, high = values[1], values[2]
+            entry["significant"] = bool(measurable and low is not None and high is not None
+                                        and (low > 0 or high < 0))
             entry["incremental_sales_total"] = (values[0] * n_t if values[0] is not None
                                                 else None)
     return entry
@@ -285,7 +285,9 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
         raise ValueError("bootstrap needs at least 2 resamples")
     tx, red = read_outcomes(outcomes)
     runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
-    frames, groups, windows = [], [], []
+    frames: list[pl.DataFrame] = []
+    groups: list[tuple[int, Any]] = []
+    windows: list[list[int]] = []
     for r, run in enumerate(runs):
         outcome, window = _outcomes_for(run, tx, red, settings)
         windows.append(window)
@@ -389,15 +391,16 @@ def power_plan(baseline_sd: float, effect: float, alpha: float = 0.05, power: fl
 def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
     """The standard deviation of customers' sales over ``weeks`` weeks (the input folder's last
     ``weeks`` weeks, customers without purchases counting 0) and the number of customers."""
-    customers = read_table(Path(data), "customers").frame.select("customer_id")
-    tx = read_table(Path(data), "transactions").frame
+    customers = read_required(Path(data), "customers").frame.select("customer_id")
+    tx = read_required(Path(data), "transactions").frame
     if tx.height == 0:
         raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
-    last = int(tx.get_column("week").max())
+    last = int(tx.select(pl.col("week").max()).item())
     sales = (tx.filter(pl.col("week") > last - weeks).group_by("customer_id")
              .agg(pl.col("sales_value").sum().alias("s")))
     values = customers.join(sales, on="customer_id", how="left").get_column("s").fill_null(0.0)
-    return float(values.std()), customers.height
+    spread = values.std()
+    return (float(spread) if isinstance(spread, (int, float)) else 0.0), customers.height
 
 
 def render_measure(result: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ import polars as pl
 
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError
-from optimizer.io.load import read_table, unify_id_type
+from optimizer.io.load import read_required, read_table, unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import json_writer, write_files
 
@@ -70,7 +70,7 @@ def _assignments(run_dir: Path, customers_int: bool, offers_int: bool) -> pl.Dat
 
 def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
     """(offer_id, product_id): an offer's listed products, else the products of its category."""
-    products = read_table(data, "products").frame
+    products = read_required(data, "products").frame
     listed = read_table(data, "offer_products")
     parts = []
     if listed is not None:
@@ -95,8 +95,8 @@ def _baseline(tx: pl.DataFrame, customers: pl.DataFrame, week: int, weeks: int,
     past = (tx.filter(pl.col("week") < week)
             .join(customers.with_row_index("c"), on="customer_id", how="inner")
             .sort("c", maintain_order=True))
-    span = max(1, int(past.get_column("week").max() - past.get_column("week").min() + 1)
-               if past.height else 1)
+    weeks_seen = past.select(pl.col("week").max() - pl.col("week").min() + 1).item()
+    span = max(1, int(weeks_seen) if past.height else 1)
     n_cust = customers.height
     lines = np.bincount(past.get_column("c").to_numpy(), minlength=n_cust)
     start = np.concatenate([[0], np.cumsum(lines)[:-1]])
@@ -121,9 +121,9 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     data, run_dir = Path(data), Path(run_dir)
     week = _run_week(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
-    customers = read_table(data, "customers").frame.select("customer_id")
-    tx = read_table(data, "transactions").frame
-    offers = read_table(data, "offers").frame
+    customers = read_required(data, "customers").frame.select("customer_id")
+    tx = read_required(data, "transactions").frame
+    offers = read_required(data, "offers").frame
     ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
                "offer_id": offers.schema["offer_id"].is_integer()}
     sends = _assignments(run_dir, ids_int["customer_id"], ids_int["offer_id"])

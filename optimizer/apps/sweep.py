@@ -76,10 +76,9 @@ def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | N
         if on_point:
             on_point(k + 1, len(scales), row)
     table = pl.DataFrame(rows)
-    value = table.get_column("objective")
-    budget = table.get_column("offer_budgets")
-    marginal = pl.Series(np.where(np.abs(budget.diff().to_numpy()) > 1e-9,
-                                  value.diff().to_numpy() / budget.diff().to_numpy(), np.nan))
+    objective_step = table.get_column("objective").diff().to_numpy()
+    budget_step = table.get_column("offer_budgets").diff().to_numpy()
+    marginal = pl.Series(np.where(np.abs(budget_step) > 1e-9, objective_step / budget_step, np.nan))
     return table.with_columns(marginal.fill_nan(None).alias("marginal_value_per_budget"))
 
 

@@ -362,8 +362,8 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) ->
         if abs(objective - total) > FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL:
             problems.append(f"objective {_fmt(objective)} is not the sum of the assignments' "
                             f"scores, {_fmt(total)}")
-    figures = (objective, bound, gap)
-    if all(v is not None and np.isfinite(v) for v in figures):
+    if (objective is not None and bound is not None and gap is not None
+            and all(np.isfinite(v) for v in (objective, bound, gap))):
         if objective > bound + FIGURE_RTOL * max(abs(bound), abs(objective)) + FIGURE_ATOL:
             problems.append(f"objective {_fmt(objective)} exceeds upper_bound {_fmt(bound)}")
         expected = max(0.0, (bound - objective) / bound) if bound > 0 else 0.0

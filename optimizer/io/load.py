@@ -304,6 +304,17 @@ def read_table(folder: Path, name: str) -> RawTable | None:
         return RawTable(name, path, typed, digest.result())
 
 
+def read_required(folder: Path, name: str, why: str = "") -> RawTable:
+    """Read and type table ``name``, which this caller needs even where the contract makes it
+    optional: a missing table is an :class:`InputError` naming it (and ``why`` it is needed)."""
+    table = read_table(folder, name)
+    if table is None:
+        reason = f" ({why})" if why else ""
+        raise InputError(name, None, f"table missing: no {name}.parquet or {name}.csv in "
+                         f"{folder}{reason}")
+    return table
+
+
 def read_table_as_stored(folder: Path, name: str) -> RawTable | None:
     """Read table ``name`` with every column as stored, for rewriting it (``None`` when absent).
 
@@ -370,5 +381,5 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
     return tables
 
 
-__all__ = ["RawTable", "TableBatches", "dataset_parts", "parquet_rows", "read_inputs", "read_table",
+__all__ = ["RawTable", "TableBatches", "dataset_parts", "parquet_rows", "read_inputs", "read_required", "read_table",
            "read_table_as_stored", "table_path", "file_sha256", "master_id_type", "unify_id_type"]

@@ -6,17 +6,18 @@ salt, so a page is self-contained (no network, no files beside it) and determini
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6",
            "#9d755d"]
 # text.parse_math off: labels are data (offer IDs such as "$5 OFF $20"), drawn as written,
 # never read as mathtext (which renders them as maths or fails on "$\frac{$")
-_RC = {"svg.hashsalt": "offeropt", "svg.fonttype": "none", "font.size": 9,
+_RC: dict[RcKeyType, Any] = {"svg.hashsalt": "offeropt", "svg.fonttype": "none", "font.size": 9,
        "axes.spines.top": False, "axes.spines.right": False, "text.parse_math": False,
        "text.usetex": False}
 
