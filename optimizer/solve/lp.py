@@ -109,8 +109,11 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
                                                   lp.global_row)
     n_vars, next_row = value.size, upper.size
     model = mbh.ModelBuilderHelper()
-    model.fill_model_from_sparse_data(np.zeros(n_vars), np.ones(n_vars), value,
-                                      np.full(next_row, -np.inf), upper, matrix)
+    # OR-Tools' stub spells its array type ndarray[float64, ...] (no shape), which no real array
+    # matches; the arrays are float64 vectors and a CSR matrix, as the binding expects
+    lower_row = np.full(next_row, -np.inf)
+    model.fill_model_from_sparse_data(
+        np.zeros(n_vars), np.ones(n_vars), value, lower_row, upper, matrix)  # type: ignore[arg-type]
     model.set_maximize(True)
     solver = mbh.ModelSolverHelper(backend)
     solver.set_time_limit_in_seconds(time_limit_s)
@@ -120,7 +123,7 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
             f"eps_optimal_relative: {pdlp_tolerance} eps_optimal_absolute: {pdlp_tolerance} }} }}")
     solver.clear_log_callback()
     solver.solve(model)
-    status = mbh.SolveStatus(solver.status())
+    status = solver.status()
     if status != mbh.SolveStatus.OPTIMAL:
         raise SolverError(f"{backend} did not solve the LP relaxation (status {status.name})")
     duals = np.asarray(solver.dual_values())
