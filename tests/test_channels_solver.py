@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizer.model.channels import ChannelData, ChannelPlan, channels_used
-from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData
+from optimizer.model.problem import AssignmentProblem
 from optimizer.solve import certified
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
