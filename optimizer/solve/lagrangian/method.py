@@ -325,10 +325,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     for iteration in range(1, settings.max_iterations + 1):
         view = channel_rules.priced(problem, prices)  # values net of channel charges
         relaxed_choice, dual_rows, exact_choices = _responses(view, prices, margins, run)
-        # sums over customers in one array each, so their rounding is the same for any chunking
-        used = problem.usage(relaxed_choice)
-        use = {"spend": used.spend, "count": used.customers.astype(float),
-               **channel_rules.response_use(problem, view, prices, relaxed_choice)}
+        use = _use(problem, view, prices, relaxed_choice)
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         bound = dual_sum + capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor.target is None
@@ -387,6 +384,16 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best.prices, trace=trace)
+
+
+def _use(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
+         chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each constraint's use in the responses ``chosen`` (made on ``view``, the problem priced
+    for channels): spend and customers per offer, and what the channels' prices read."""
+    # sums over customers in one array each, so their rounding is the same for any chunking
+    used = problem.usage(chosen)
+    return {"spend": used.spend, "count": used.customers.astype(float),
+            **channel_rules.response_use(problem, view, prices, chosen)}
 
 
 def _margins(problem: AssignmentProblem) -> tuple[list[np.ndarray], Candidates]:
