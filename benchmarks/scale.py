@@ -479,8 +479,8 @@ def ensure_data(args: argparse.Namespace) -> tuple[Path, float | None]:
 
 def with_channels(data: Path, n: int, seed: int) -> Path:
     """``data`` with ``n`` channels (issue 24): a folder beside it linking its tables, plus a
-    ``channels`` table (the first channel uncapped and cheapest, the others capped at a share of
-    the customers and dearer) and seeded random consent in ``customer_channels`` (a few
+    ``channels`` table (the cheaper a channel, the tighter its capacity: the first capped at one
+    contact per customer, the dearest uncapped) and seeded random consent in ``customer_channels`` (a few
     customers consent to none)."""
     import numpy as np
     import polars as pl
@@ -502,7 +502,7 @@ def with_channels(data: Path, n: int, seed: int) -> Path:
     pl.DataFrame({"customer_id": ids.gather(rows),
                   "channel_id": pl.Series(names).gather(cols)}).write_parquet(
         partial / "customer_channels.parquet")
-    capacity = [None] + [int(ids.len() * 0.6 / k) for k in range(1, n)]
+    capacity = [int(ids.len() * (1.0 - 0.4 * k)) for k in range(n - 1)] + [None]
     pl.DataFrame({"channel_id": names, "capacity": pl.Series(capacity, dtype=pl.Int64),
                   "cost_per_contact": [0.01 * (1 + k) for k in range(n)]}).write_csv(
         partial / "channels.csv")

@@ -17,12 +17,16 @@ does not fit or costs more to contact than it is worth (:func:`assign`).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from optimizer.model.channels import ChannelData, ChannelPlan
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
+
+_SEGMENTS = 64  # runs of a consent pattern's pairs by value, each one column of the plan's LP
+_LP_RUNS = 20_000  # columns of runs in the plan's LP at most (fewer runs with many patterns)
 
 
 def priced_block(channels: ChannelData, block: CandidateBlock, prices: Prices
@@ -73,84 +77,58 @@ def admissible(problem: AssignmentProblem, prices: Prices) -> dict[str, object]:
 
 def response_use(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
                  chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """What the critical prices read of the responses ``chosen`` (on ``view``, see
-    :func:`priced`): per chosen pair its channel, the raise of that channel's price at which it
-    leaves (its reduced value, or its customer's switch to her next channel) and its contact
-    cost; per (customer with pairs, other consented channel) the cut of that channel's price
-    at which her pairs would switch to it, and how many. Empty without channels."""
+    """What the channels' critical prices read of the responses ``chosen`` (made on ``view``,
+    see :func:`priced`): per chosen pair its customer (``ch_customer``) and its reduced value
+    before the channel charge (``ch_worth``). Empty without channels."""
     channels = problem.channels
     if channels is None:
         return {}
-    parts: dict[str, list[np.ndarray]] = {k: [np.zeros(0)] for k in (
-        "ch_item", "ch_leave", "ch_reduced", "ch_join_channel", "ch_join_point", "ch_join_n")}
+    customers, worth = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
     for block, vblock, mask in zip(problem.blocks, view.blocks, chosen):
-        n = mask.sum(axis=1)
-        rows = np.flatnonzero(n)
+        rows = np.flatnonzero(mask.any(axis=1))
         if rows.size == 0:
             continue
-        charge, best = channels.charges(block.customers[rows], prices.channel, prices.contact)
-        least = charge[np.arange(rows.size), best]
-        ordered = np.sort(charge, axis=1)
-        switch = (ordered[:, 1] - ordered[:, 0] if channels.n_channels > 1
-                  else np.full(rows.size, np.inf))
-        reduced = prices.reduced_values(vblock)[rows][mask[rows]]
-        owner = np.repeat(np.arange(rows.size), n[rows])
-        parts["ch_item"].append(best[owner].astype(float))
-        parts["ch_reduced"].append(reduced)
-        parts["ch_leave"].append(np.minimum(reduced, switch[owner]))
-        gap = charge - least[:, None]
-        other = np.isfinite(gap) & (np.arange(channels.n_channels)[None, :] != best[:, None])
-        r, c = np.nonzero(other)
-        parts["ch_join_channel"].append(c.astype(float))
-        parts["ch_join_point"].append(gap[r, c])
-        parts["ch_join_n"].append(n[rows][r].astype(float))
-    return {k: np.concatenate(v) for k, v in parts.items()}
+        # the view's values are the block's less each customer's charge: add it back
+        charge = (block.value[rows] - vblock.value[rows])[:, :1]
+        reduced = prices.reduced_values(vblock)[rows] + charge
+        customers.append(np.repeat(block.customers[rows], mask[rows].sum(axis=1)))
+        worth.append(reduced[mask[rows]])
+    return {"ch_customer": np.concatenate(customers).astype(np.int64),
+            "ch_worth": np.concatenate(worth)}
 
 
 def critical(problem: AssignmentProblem, target: Prices, prices: Prices,
              use: dict[str, np.ndarray]) -> Prices:
-    """``target`` (the other constraints' critical prices) with each channel's and the contact
-    budget's critical price given the responses at ``prices`` (see the module docstring)."""
+    """``target`` (the other constraints' critical prices) with the channels' and the contact
+    budget's critical prices: the duals of the capacity and contact-budget rows of the
+    transportation LP (:func:`assign`) over the responses' pairs at their reduced values, the
+    prices at which those pairs, each on its cheapest channel, would fit (zero when nothing is
+    worth sending)."""
     channels = problem.channels
     if channels is None:
         return target
-    current = admissible(problem, prices)
-    price = np.array(current["channel"], dtype=float)
-    item = use["ch_item"].astype(np.int64)
-    for c in np.flatnonzero(np.isfinite(channels.capacity)):
-        cap = int(channels.capacity[c])
-        leave = np.sort(use["ch_leave"][item == c])[::-1]
-        if leave.size > cap:
-            price[c] += max(float(leave[cap]), 0.0)
-        elif price[c] > 0:
-            on = use["ch_join_channel"] == c
-            order = np.argsort(use["ch_join_point"][on], kind="stable")
-            points = use["ch_join_point"][on][order]
-            over = np.flatnonzero(np.cumsum(use["ch_join_n"][on][order]) > cap - leave.size)
-            price[c] = max(price[c] - float(points[over[0]]), 0.0) if over.size else 0.0
-    contact = float(current["contact"])  # type: ignore[arg-type]
-    budget = channels.contact_budget
-    if np.isfinite(budget):
-        cost = channels.cost[item]
-        spend = float(cost.sum())
-        if spend > budget:
-            paid = cost > 0
-            ratio = use["ch_reduced"][paid] / cost[paid]
-            order = np.argsort(-ratio, kind="stable")
-            over = np.flatnonzero(np.cumsum(cost[paid][order]) > budget)
-            contact += max(float(ratio[order][over[0]]), 0.0) if over.size else 0.0
-        elif contact > 0:
-            contact *= spend / budget if budget > 0 else 0.0
+    price, contact = np.zeros(channels.n_channels), 0.0
+    customer = use["ch_customer"]
+    lp = _transport_lp(channels, channels.consent[customer], use["ch_worth"])
+    if lp is not None:
+        dual = -np.asarray(lp.result.ineqlin.marginals, dtype=float)
+        price[lp.capacity_rows] = np.maximum(dual[:lp.capacity_rows.size], 0.0)
+        if lp.budget_row:
+            contact = max(float(dual[-1]), 0.0)
     return replace(target, channel=price, contact=contact)
 
 
-def assign(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices
-           ) -> list[np.ndarray]:
+def assign(problem: AssignmentProblem, chosen: list[np.ndarray]) -> list[np.ndarray]:
     """A :class:`ChannelPlan` of ``chosen``'s pairs that fits every channel rule (``chosen``
-    itself without channels): each pair tries its customer's consented channels cheapest first
-    at ``prices``; where more pairs ask a channel than its capacity left, the most valuable get
-    it; a pair worth less than its contact cost, or left without a channel, is dropped; over the
-    contact budget, the pairs of least value per contact cost are dropped."""
+    itself without channels).
+
+    A pair's worth on a channel is its value less the channel's cost per contact, the same for
+    every pair of one consent pattern (the set of channels its customer consented to) but for
+    the value. So the best assignment is a transportation problem between consent patterns and
+    channels (:func:`_transport`, a small LP: how many of each pattern's pairs, its most valuable
+    first, go on each channel within the capacities and the contact budget). Room the rounding
+    leaves is then filled (dropped pairs, and pairs on a dearer channel, by what they gain), and
+    over the contact budget the pairs of least value per contact cost are dropped."""
     channels = problem.channels
     if channels is None:
         return chosen
@@ -159,22 +137,10 @@ def assign(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices
         b.customers[r].astype(np.int64) for b, (r, _) in zip(problem.blocks, where)])
     value = np.concatenate([np.zeros(0)] + [
         b.value[r, s] for b, (r, s) in zip(problem.blocks, where)])
-    charge, _ = channels.charges(customer, prices.channel, prices.contact)
-    order = np.argsort(charge, axis=1, kind="stable")
-    channel = np.full(customer.size, -1, dtype=np.int64)
-    room = channels.capacity.astype(float).copy()
-    pairs = np.arange(customer.size)
-    for k in range(channels.n_channels):
-        waiting = pairs[channel < 0]
-        ask = order[waiting, k]
-        ok = np.isfinite(charge[waiting, ask]) & (value[waiting] > channels.cost[ask])
-        waiting, ask = waiting[ok], ask[ok]
-        ranked = np.lexsort((waiting, -value[waiting], ask))
-        waiting, ask = waiting[ranked], ask[ranked]
-        first = np.searchsorted(ask, ask, side="left")
-        got = np.arange(ask.size) - first < room[ask]
-        channel[waiting[got]] = ask[got]
-        room -= np.bincount(ask[got], minlength=channels.n_channels)
+    consent = channels.consent[customer]
+    worth = np.where(consent, value[:, None] - channels.cost[None, :], -np.inf)
+    channel = _transport(channels, consent, value)
+    _fill(channels, worth, channel)
     _within_contact_budget(channels, channel, value)
     masks, channels_of, start = [], [], 0
     for mask, (rows, slots) in zip(chosen, where):
@@ -189,6 +155,117 @@ def assign(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices
         channels_of.append(per_slot)
         start = stop
     return ChannelPlan(masks, channels_of)
+
+
+@dataclass
+class _Transport:
+    """The transportation LP of a set of pairs (see :func:`assign`) and its solution: pairs
+    worth sending sorted by pattern, most valuable first (``pairs``, ``first``, ``size`` per
+    pattern), the (pattern, channel) columns ``link_g``, ``link_c``, the LP's result and how its
+    rows map to channels (``capacity_rows``; the contact budget's row last when ``budget_row``).
+    """
+
+    pairs: np.ndarray
+    first: np.ndarray
+    size: np.ndarray
+    link_g: np.ndarray
+    link_c: np.ndarray
+    n_seg: int
+    result: Any
+    capacity_rows: np.ndarray
+    budget_row: bool
+
+
+def _transport_lp(channels: ChannelData, consent: np.ndarray, value: np.ndarray
+                  ) -> _Transport | None:
+    """The LP of :func:`assign` over pairs of ``value`` and ``consent`` rows: columns are each
+    consent pattern's runs of pairs by value (at most ``_SEGMENTS``, each at its mean value) and
+    one per (pattern, consented channel); rows tie a pattern's runs to its channels, then each
+    capacity and the contact budget. ``None`` when no pair is worth sending or the LP fails."""
+    from scipy.optimize import linprog  # local: only runs with channels load it
+
+    k = consent.shape[1]
+    cheapest = np.where(consent, channels.cost[None, :], np.inf).min(axis=1, initial=np.inf)
+    live = np.flatnonzero(value > cheapest)
+    if live.size == 0:
+        return None
+    code = consent[live] @ (1 << np.arange(k, dtype=np.int64))
+    patterns, of = np.unique(code, return_inverse=True)
+    order = np.lexsort((live, -value[live], of))  # by pattern, most valuable first
+    pairs, sorted_of = live[order], of[order]
+    first = np.searchsorted(sorted_of, np.arange(patterns.size))
+    size = np.diff(np.append(first, sorted_of.size))
+    runs = max(1, min(_SEGMENTS, _LP_RUNS // patterns.size))
+    seg_g, seg_len, seg_val = [], [], []
+    for g in range(patterns.size):  # patterns, not pairs: at most 2 ** channels
+        for piece in np.array_split(value[pairs[first[g]:first[g] + size[g]]], runs):
+            if piece.size:
+                seg_g.append(g)
+                seg_len.append(piece.size)
+                seg_val.append(float(piece.mean()))
+    link_g, link_c = np.nonzero((patterns[:, None] >> np.arange(k)[None, :]) & 1)
+    n_seg, n_link = len(seg_g), link_g.size
+    equal = np.zeros((patterns.size, n_seg + n_link))
+    equal[np.array(seg_g), np.arange(n_seg)] = 1.0
+    equal[link_g, n_seg + np.arange(n_link)] = -1.0
+    capacity_rows = np.flatnonzero(np.isfinite(channels.capacity))
+    rows = np.zeros((capacity_rows.size, n_seg + n_link))
+    for r, c in enumerate(capacity_rows):
+        rows[r, n_seg + np.flatnonzero(link_c == c)] = 1.0
+    bounds = list(channels.capacity[capacity_rows].astype(float))
+    budget_row = bool(np.isfinite(channels.contact_budget))
+    if budget_row:
+        rows = np.vstack([rows, np.concatenate([np.zeros(n_seg), channels.cost[link_c]])])
+        bounds.append(channels.contact_budget)
+    result = linprog(np.concatenate([-np.array(seg_val), channels.cost[link_c]]),
+                     A_ub=rows if bounds else None, b_ub=np.array(bounds) if bounds else None,
+                     A_eq=equal, b_eq=np.zeros(patterns.size),
+                     bounds=[(0, float(x)) for x in seg_len] + [(0, None)] * n_link,
+                     method="highs")
+    if result.status != 0:
+        return None
+    return _Transport(pairs, first, size, link_g, link_c, n_seg, result, capacity_rows,
+                      budget_row)
+
+
+def _transport(channels: ChannelData, consent: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Each pair's channel (-1: not sent): per consent pattern, the LP's whole number of pairs on
+    each channel (rounded down), the pattern's most valuable pairs first; all -1 without an LP
+    plan (then :func:`_fill` assigns greedily)."""
+    channel = np.full(consent.shape[0], -1, dtype=np.int64)
+    lp = _transport_lp(channels, consent, value)
+    if lp is None:
+        return channel
+    sent = np.floor(lp.result.x[lp.n_seg:] + 1e-9).astype(np.int64)
+    for g in range(lp.first.size):
+        pairs = lp.pairs[lp.first[g]:lp.first[g] + lp.size[g]]
+        at = 0
+        links = np.flatnonzero(lp.link_g == g)
+        # the objective is the same either way: the most valuable pairs go on the cheapest
+        for j in links[np.argsort(channels.cost[lp.link_c[links]], kind="stable")]:
+            take = int(min(sent[j], pairs.size - at))
+            channel[pairs[at:at + take]] = lp.link_c[j]
+            at += take
+    return channel
+
+
+def _fill(channels: ChannelData, worth: np.ndarray, channel: np.ndarray) -> None:
+    """Spare room, channel by channel from the cheapest: the dropped pairs worth more than its
+    contact cost there, and pairs on a dearer channel (saving the difference), most gain first."""
+    rows = np.arange(channel.size)
+    for c in np.argsort(channels.cost, kind="stable"):
+        used = int((channel == c).sum())
+        room = channels.capacity[c] - used
+        if room <= 0:
+            continue
+        now = np.where(channel >= 0, worth[rows, np.maximum(channel, 0)], 0.0)
+        gain = worth[:, c] - now
+        moving = np.flatnonzero((channel != c) & np.isfinite(worth[:, c]) & (gain > 0))
+        if moving.size == 0:
+            continue
+        order = np.lexsort((moving, -gain[moving]))
+        take = moving[order[: int(min(room, moving.size))]]
+        channel[take] = c
 
 
 def _within_contact_budget(channels: ChannelData, channel: np.ndarray, value: np.ndarray

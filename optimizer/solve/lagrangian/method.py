@@ -237,7 +237,7 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     refill(problem, chosen, prices, kept, map_blocks=run)
     group_rules.trim_plan(problem, chosen)  # the refill knows no groups
     funder_rules.cut_plan(problem, chosen)  # nor funders
-    chosen = channel_rules.assign(whole, chosen, prices)  # nor channels
+    chosen = channel_rules.assign(whole, chosen)  # nor channels
     return chosen, whole.objective(chosen)
 
 
