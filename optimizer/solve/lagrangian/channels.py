@@ -8,12 +8,13 @@ channel-free one on values less that per-customer charge (:func:`priced`), solve
 kernels, and the dual function gains ``channel . capacity + contact * contact_budget``
 (:func:`capacity_term`); the bound stays an upper bound by weak duality.
 
-Prices move to each channel's critical price (the raise that leaves only ``capacity`` of its
-contacts, each contact leaving when the raise passes its reduced value or its customer's switch
-to her next channel) and the contact price to the raise that brings the responses' contact cost
-within the budget (:func:`critical`). The plan assigns channels to the repaired pairs, each
-customer's cheapest first, the most valuable pairs first where a capacity binds, and drops what
-does not fit or costs more to contact than it is worth (:func:`assign`).
+Pairs of one consent pattern (the set of channels a customer consented to) differ only by their
+value, so sending a set of pairs within the capacities and the contact budget is a small
+transportation LP between patterns and channels (:func:`_transport_lp`; a pattern's pairs enter
+it in runs by value). The plan assigns the repaired pairs' channels by it (:func:`assign`), and
+its capacity and budget duals over the responses' pairs are the channels' and the contact
+budget's critical prices (:func:`critical`): per-channel raises alone stall where customers
+consented to several channels tie between them.
 """
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def response_use(problem: AssignmentProblem, view: AssignmentProblem, prices: Pr
         if rows.size == 0:
             continue
         # the view's values are the block's less each customer's charge: add it back
-        charge = (block.value[rows] - vblock.value[rows])[:, :1]
+        charge = block.value[rows, :1] - vblock.value[rows, :1]
         reduced = prices.reduced_values(vblock)[rows] + charge
         customers.append(np.repeat(block.customers[rows], mask[rows].sum(axis=1)))
         worth.append(reduced[mask[rows]])
@@ -97,8 +98,8 @@ def response_use(problem: AssignmentProblem, view: AssignmentProblem, prices: Pr
             "ch_worth": np.concatenate(worth)}
 
 
-def critical(problem: AssignmentProblem, target: Prices, prices: Prices,
-             use: dict[str, np.ndarray]) -> Prices:
+def critical(problem: AssignmentProblem, target: Prices, use: dict[str, np.ndarray]
+             ) -> Prices:
     """``target`` (the other constraints' critical prices) with the channels' and the contact
     budget's critical prices: the duals of the capacity and contact-budget rows of the
     transportation LP (:func:`assign`) over the responses' pairs at their reduced values, the

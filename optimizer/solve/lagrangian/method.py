@@ -424,7 +424,7 @@ class _Anchor:
         if improved:
             self.prices, self.use = prices, use
             target = channel_rules.critical(problem, _update(problem, prices, candidates, run),
-                                            prices, use)
+                                            use)
             self.target = secant_global_price(problem, target, self.spent, prices.global_budget,
                                               float(use["spend"].sum()))
             self.spent = (prices.global_budget, float(use["spend"].sum()))
