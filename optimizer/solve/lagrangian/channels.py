@@ -28,6 +28,7 @@ from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 
 _SEGMENTS = 64  # runs of a consent pattern's pairs by value, each one column of the plan's LP
 _LP_RUNS = 20_000  # columns of runs in the plan's LP at most (fewer runs with many patterns)
+_DENSE_PATTERNS = 16  # channels up to which consent patterns are indexed by a dense lookup
 
 
 def priced_block(channels: ChannelData, block: CandidateBlock, prices: Prices
@@ -191,8 +192,17 @@ def _transport_lp(channels: ChannelData, consent: np.ndarray, value: np.ndarray
     if live.size == 0:
         return None
     code = consent[live] @ (1 << np.arange(k, dtype=np.int64))
-    patterns, of = np.unique(code, return_inverse=True)
-    order = np.lexsort((live, -value[live], of))  # by pattern, most valuable first
+    if k <= _DENSE_PATTERNS:  # a lookup over every possible pattern: no sort of the codes
+        patterns = np.flatnonzero(np.bincount(code, minlength=1 << k))
+        index = np.zeros(1 << k, dtype=np.int64)
+        index[patterns] = np.arange(patterns.size)
+        of = index[code]
+    else:
+        patterns, of = np.unique(code, return_inverse=True)
+    # by pattern, most valuable first (ties in pair order): two stable sorts, the second on
+    # small integers, instead of one three-key lexsort
+    by_value = np.argsort(-value[live], kind="stable")
+    order = by_value[np.argsort(of[by_value], kind="stable")]
     pairs, sorted_of = live[order], of[order]
     first = np.searchsorted(sorted_of, np.arange(patterns.size))
     size = np.diff(np.append(first, sorted_of.size))
