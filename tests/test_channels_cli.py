@@ -50,6 +50,7 @@ def test_without_the_tables_nothing_changes(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "channels" not in manifest and "contact_budget" not in manifest
     assert "no_channel_consent" not in manifest["eligibility_audit"]["caps"]
+    assert 'id="channels"' not in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_a_capacity_binds_and_the_most_valuable_pairs_keep_it(tmp_path):
