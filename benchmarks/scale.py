@@ -477,6 +477,39 @@ def ensure_data(args: argparse.Namespace) -> tuple[Path, float | None]:
     return folder, seconds
 
 
+def with_channels(data: Path, n: int, seed: int) -> Path:
+    """``data`` with ``n`` channels (issue 24): a folder beside it linking its tables, plus a
+    ``channels`` table (the cheaper a channel, the tighter its capacity: the first capped at one
+    contact per customer, the dearest uncapped) and seeded random consent in ``customer_channels`` (a few
+    customers consent to none)."""
+    import numpy as np
+    import polars as pl
+
+    folder = data.with_name(f"{data.name}-ch{n}")
+    if folder.exists():
+        return folder
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for path in data.iterdir():
+        (partial / path.name).symlink_to(path.resolve())
+    ids = _table(data, "customers").get_column("customer_id")
+    rng = np.random.default_rng(seed)
+    share = np.linspace(0.8, 0.4, n)
+    consent = rng.random((ids.len(), n)) < share[None, :]
+    rows, cols = np.nonzero(consent)
+    names = [f"ch{k}" for k in range(n)]
+    pl.DataFrame({"customer_id": ids.gather(rows),
+                  "channel_id": pl.Series(names).gather(cols)}).write_parquet(
+        partial / "customer_channels.parquet")
+    capacity = [int(ids.len() * (1.0 - 0.4 * k)) for k in range(n - 1)] + [None]
+    pl.DataFrame({"channel_id": names, "capacity": pl.Series(capacity, dtype=pl.Int64),
+                  "cost_per_contact": [0.01 * (1 + k) for k in range(n)]}).write_csv(
+        partial / "channels.csv")
+    partial.rename(folder)
+    return folder
+
+
 def _table(folder: Path, name: str):
     import polars as pl
 
@@ -572,14 +605,19 @@ def e2e_instance(args: argparse.Namespace) -> str:
             key += f"-{flag}{getattr(args, name):g}"
     if args.gap != 0.0005:
         key += f"-gap{args.gap:g}"
+    if getattr(args, "channels", 0):
+        key += f"-ch{args.channels}"
     return key
 
 
 def cmd_e2e(args: argparse.Namespace) -> None:
     stamped = stamp()  # at the start: the code that runs
     data, gen_s = ensure_data(args)
+    if args.channels:
+        data = with_channels(data, args.channels, args.seed)
     kind = "transactions" if args.transactions else f"scores x{args.scores_per_customer}"
     tag = f"{'tx' if args.transactions else 'scores'}-c{args.customers}-o{args.offers}"
+    tag += f"-ch{args.channels}" if args.channels else ""
     work = OUT / "e2e" / tag
     work.mkdir(parents=True, exist_ok=True)
     print(f"data {data}" + (f" (written in {gen_s:.1f} s)" if gen_s else " (reused)"), flush=True)
@@ -738,6 +776,8 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--category-cap", type=int, default=None)
     e.add_argument("--gap", type=float, default=0.0005)
     e.add_argument("--solver-time-limit", type=float, default=600.0)
+    e.add_argument("--channels", type=int, default=0,
+                   help="add this many channels with random consent to the data (issue 24)")
     e.add_argument("--results", type=Path, default=RESULTS,
                    help="folder of the stamped result file (default benchmarks/results)")
     e.set_defaults(func=cmd_e2e)

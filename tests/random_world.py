@@ -28,10 +28,11 @@ def _spell(rng: np.random.Generator, category: str) -> str:
 
 
 def random_world(seed: int, n_customers: int, n_offers: int, string_ids: bool = False,
-                 targets: bool = True, campaign: bool = False
+                 targets: bool = True, campaign: bool = False, channels: bool = False
                  ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """``(world, rules)``: the tables of a random instance and its scenario's ``[rules]``.
-    ``campaign``: add the always-on campaign rules too (:func:`add_campaign`)."""
+    ``campaign``: add the always-on campaign rules too (:func:`add_campaign`); ``channels``:
+    channels and consent (:func:`add_channels`)."""
     rng = np.random.default_rng(seed)
     cid = (lambda i: f"C{i:03d}") if string_ids else (lambda i: i)
     oid = (lambda j: f"O{j:02d}") if string_ids else (lambda j: 100 + j)
@@ -116,7 +117,29 @@ def random_world(seed: int, n_customers: int, n_offers: int, string_ids: bool = 
     }
     if campaign:
         add_campaign(world, rules, seed, oid)
+    if channels:
+        add_channels(world, rules, seed, cid)
     return world, rules
+
+
+def add_channels(world: dict[str, list[dict[str, Any]]], rules: dict[str, Any], seed: int,
+                 cid: Any) -> None:
+    """One to three channels (capacities small enough to bind, costs per contact up to about
+    a pair's value, names spelled with spaces), random consent (some customers none) and
+    sometimes a contact budget, from their own generator."""
+    rng = np.random.default_rng(seed + 2_000_003)
+    n_customers = len(world["customers"])
+    n = int(rng.integers(1, 4))
+    world["channels"] = [
+        {"channel_id": [" email", "sms ", "app"][k],
+         "capacity": None if rng.random() < 0.4 else int(rng.integers(0, n_customers + 2)),
+         "cost_per_contact": None if rng.random() < 0.2 else round(float(rng.uniform(0, 0.3)), 3)}
+        for k in range(n)]
+    world["customer_channels"] = [
+        {"customer_id": cid(i), "channel_id": ["email", " sms", "app "][k]}
+        for i in range(n_customers) for k in range(n) if rng.random() < 0.6]
+    if rng.random() < 0.5:
+        rules["contact_budget"] = round(float(rng.uniform(0.0, 0.1) * n_customers), 3)
 
 
 def add_campaign(world: dict[str, list[dict[str, Any]]], rules: dict[str, Any], seed: int,
@@ -148,11 +171,13 @@ def add_campaign(world: dict[str, list[dict[str, Any]]], rules: dict[str, Any], 
 
 def write_random_world(root: Path, seed: int, n_customers: int, n_offers: int,
                        string_ids: bool = False, fmt: str = "csv", targets: bool = True,
-                       campaign: bool = False, **solver: Any) -> Path:
+                       campaign: bool = False, channels: bool = False, **solver: Any) -> Path:
     """Write a random world under ``root`` (``data/`` and ``scenario.toml``); the scenario path.
     ``targets=False``: no ``min_customers`` targets (the exact model does not steer for them)."""
-    world, rules = random_world(seed, n_customers, n_offers, string_ids, targets, campaign)
-    headers = {"scores": ["customer_id", "offer_id", "p_redeem", "value"]}
+    world, rules = random_world(seed, n_customers, n_offers, string_ids, targets, campaign,
+                                channels)
+    headers = {"scores": ["customer_id", "offer_id", "p_redeem", "value"],
+               "customer_channels": ["customer_id", "channel_id"]}
     write_world(root / "data", world, fmt=fmt, headers=headers)
     return write_scenario(root / "scenario.toml", rules=rules,
                           solver={"seed": seed % 1000, **solver} if solver else {"seed": seed % 1000})

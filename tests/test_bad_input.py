@@ -43,6 +43,10 @@ def good_world() -> World:
     world["offers"][0]["funded_by"] = "brand"
     world["funders"] = [{"funded_by": "brand", "budget": 3.0, "min_redemptions": 1.0},
                         {"funded_by": "retailer", "budget": None, "min_redemptions": None}]
+    world["channels"] = [{"channel_id": "email", "capacity": None, "cost_per_contact": 0.01},
+                         {"channel_id": "sms", "capacity": 2, "cost_per_contact": 0.1}]
+    world["customer_channels"] = [{"customer_id": c, "channel_id": ch}
+                                  for c in range(1, 5) for ch in ("email", "sms")]
     return world
 
 
@@ -266,6 +270,38 @@ INPUT_CASES = [
          world=drop_column("funders", "budget")),
     Case("funders-huge-budget", where("funders", "budget") + ["1e+15", "sample rows"],
          world=set_cell("funders", 0, budget=1e17)),
+    # channels and consent (optimizer/io/validate_channels.py)
+    Case("channels-duplicate", where("channels", "channel_id") + ["must be unique", "sample rows"],
+         world=add_row("channels", channel_id=" sms ", capacity=1, cost_per_contact=0.0)),
+    Case("channels-empty-id", where("channels", "channel_id") + ["empty", "sample rows"],
+         world=set_cell("channels", 0, channel_id=None)),
+    Case("channels-negative-capacity", where("channels", "capacity") + [">= 0", "sample rows"],
+         world=set_cell("channels", 1, capacity=-1)),
+    Case("channels-fractional-capacity",
+         where("channels", "capacity") + ["whole numbers", "sample rows"],
+         world=set_cell("channels", 1, capacity=1.5)),
+    Case("channels-negative-cost",
+         where("channels", "cost_per_contact") + [">= 0", "sample rows", "-0.5"],
+         world=set_cell("channels", 0, cost_per_contact=-0.5)),
+    Case("channels-nan-cost", where("channels", "cost_per_contact") + ["finite", "sample rows"],
+         world=set_cell("channels", 0, cost_per_contact="NaN")),
+    Case("customer_channels-unknown-customer",
+         where("customer_channels", "customer_id") + ["not found", "sample rows", "99"],
+         world=add_row("customer_channels", customer_id=99, channel_id="email")),
+    Case("customer_channels-unknown-channel",
+         where("customer_channels", "channel_id") + ["not found", "sample rows", "fax"],
+         world=add_row("customer_channels", customer_id=1, channel_id="fax")),
+    Case("customer_channels-duplicate",
+         where("customer_channels", "channel_id") + ["must be unique", "sample rows"],
+         world=add_row("customer_channels", customer_id=1, channel_id="email")),
+    Case("customer_channels-without-channels", where("channels") + ["missing"],
+         world=drop_table("channels")),
+    Case("channels-without-consent", where("customer_channels") + ["missing"],
+         world=drop_table("customer_channels")),
+    Case("contact-budget-without-channels", ["contact_budget", "channels"],
+         world=lambda w: (w.pop("channels"), w.pop("customer_channels")),
+         rules={"contact_budget": 5.0}),
+    Case("contact-budget-negative", ["contact_budget"], rules={"contact_budget": -1.0}),
     Case("scores-unknown-customer", where("scores", "customer_id") + ["not found"],
          world=add_row("scores", **score(99, 1))),
     Case("scores-unknown-offer", where("scores", "offer_id") + ["not found"],

@@ -35,6 +35,7 @@ from optimizer.model.flights import has_flights
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.campaign import flights_record, pacing_frame
+from optimizer.report.channels import channel_manifest
 from optimizer.report.groups_funders import campaign_manifest
 from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
@@ -271,6 +272,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["customers_reached"] = assignments.get_column("customer_id").n_unique()
     manifest.update(campaign_manifest(problem, solution,
                                       inputs.offers.get_column("offer_id").to_list()))
+    manifest.update(channel_manifest(problem, solution))
     manifest["history_before_week_sha256"] = loaded.history_read
     manifest["propensity"] = scored.propensity
     manifest["candidates"] = truncation

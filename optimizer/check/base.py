@@ -137,11 +137,15 @@ def assignments_table(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
         raise InputError("assignments", missing[0],
                          f"required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                          f"missing from {path.name} (it has: {', '.join(frame.columns) or 'none'})")
+    # a run with channels writes each pair's channel_id (optimizer/check/channels.py checks it)
+    channel = ([frame.get_column("channel_id").cast(pl.Utf8).str.strip_chars()]
+               if "channel_id" in frame.columns else [])
     return pl.DataFrame([
         _id_column(frame, "customer_id", "assignments"),
         _id_column(frame, "offer_id", "assignments"),
         *(_numbers(frame.get_column(c), keep_int=c == "rank").alias(c) for c in _NUMERIC),
-    ]).select(_SHOW)
+        *channel,
+    ]).select(_SHOW + [c.name for c in channel])
 
 
 def _attach_index(frame: pl.DataFrame, id_col: str, master: pl.DataFrame, index: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 from optimizer.check.base import Violation, _fmt, _over, _sample
+from optimizer.check.channels import channel_violations
 from optimizer.check.rules import _offer_categories
 from optimizer.core.config import Scenario
 from optimizer.core.predicate import parse, prepared, to_polars
@@ -26,7 +27,7 @@ def campaign_violations(known: pl.DataFrame, inputs: Inputs, scenario: Scenario
     """Every campaign rule over the assignments with known customer and offer (``known``: the
     indexed assignments, ``c`` and ``o`` set)."""
     return (_check_offer_groups(known, inputs) + _check_attributes(known, inputs, scenario)
-            + _check_funders(known, inputs))
+            + _check_funders(known, inputs) + channel_violations(known, inputs, scenario))
 
 
 def _check_funders(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:

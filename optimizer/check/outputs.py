@@ -55,6 +55,7 @@ from optimizer.check.base import (
     _sample,
     assignments_table,
 )
+from optimizer.check.channels import contact_cost
 from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compare_copies
 from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
@@ -355,13 +356,16 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) ->
     objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
     scores = a.get_column("score").cast(pl.Float64)
     total, scale = float(scores.sum()), float(scores.abs().sum())
+    contact = contact_cost(a, inputs)  # with channels the objective pays each contact
+    total -= contact
     for key, value in (("objective", objective), ("upper_bound", bound), ("gap", gap)):
         if value is None or not np.isfinite(value):
             problems.append(f"{key} is {manifest.get(key)!r}, not a finite number")
     if objective is not None and np.isfinite(objective):
         if abs(objective - total) > FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL:
             problems.append(f"objective {_fmt(objective)} is not the sum of the assignments' "
-                            f"scores, {_fmt(total)}")
+                            f"scores{' less their contact costs' if contact else ''}, "
+                            f"{_fmt(total)}")
     if (objective is not None and bound is not None and gap is not None
             and all(np.isfinite(v) for v in (objective, bound, gap))):
         if objective > bound + FIGURE_RTOL * max(abs(bound), abs(objective)) + FIGURE_ATOL:

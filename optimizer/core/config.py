@@ -109,6 +109,9 @@ class Rules(_Frozen):
     change_penalty: float = Field(
         0.0, ge=0, le=MAX_AMOUNT, description="value lost per slot of last week's list that this "
         "week's list drops (optimizer/model/stability.py); 0 = off")
+    contact_budget: float | None = Field(
+        None, ge=0, le=MAX_AMOUNT, description="cap on the plan's total contact cost (channels' "
+        "cost_per_contact; optimizer/model/channels.py); needs the channels tables")
     eligibility: tuple[EligibilityRule, ...] = Field(
         (), description="rules on customers' columns: an offer category goes only to customers "
         "meeting a predicate ([[rules.eligibility]] offer_category, require)")
@@ -119,7 +122,7 @@ class Rules(_Frozen):
         for key in ("sensitive_categories", "excluded_categories", "eligibility"):
             if isinstance(data, dict) and isinstance(data.get(key), list):
                 data = {**data, key: tuple(data[key])}
-        for key in ("global_budget", "budget_scale", "change_penalty"):
+        for key in ("global_budget", "budget_scale", "change_penalty", "contact_budget"):
             if isinstance(data, dict) and isinstance(data.get(key), int) and not isinstance(
                 data.get(key), bool
             ):

@@ -63,6 +63,12 @@ INPUT_TABLES: dict[str, TableSchema] = {
         TableSchema("funders", False,
                     {"funded_by": STR, "budget": FLOAT, "min_redemptions": FLOAT},
                     optional=("min_redemptions",)),
+        # channels and consent (optimizer/model/channels.py)
+        TableSchema("channels", False,
+                    {"channel_id": STR, "capacity": INT, "cost_per_contact": FLOAT},
+                    optional=("capacity", "cost_per_contact")),
+        TableSchema("customer_channels", False, {"customer_id": ID, "channel_id": STR},
+                    id_columns=("customer_id",)),
         TableSchema("scores", False,
                     {"customer_id": ID, "offer_id": ID, "p_redeem": FLOAT, "value": FLOAT},
                     id_columns=("customer_id", "offer_id")),

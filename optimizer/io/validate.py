@@ -51,6 +51,8 @@ class Inputs:
     offer_groups: ``group_id``, ``offer_id``, ``o``, ``max_per_customer`` of the optional
         ``offer_groups`` table (:mod:`optimizer.io.validate_rules`).
     funders: ``funded_by``, ``budget``, ``min_redemptions`` of the optional ``funders`` table.
+    channels, customer_channels: the optional channel tables, the consent with the customer
+        index ``c`` and channel index ``k`` (:mod:`optimizer.io.validate_channels`).
     customer_attributes: the extra ``customers`` columns asked for (``customer_columns``), one
         row per customer in index order, as stored.
     row_counts, sha256: per table as read from disk (for the manifest).
@@ -83,6 +85,8 @@ class Inputs:
     offer_groups: pl.DataFrame | None = None
     customer_attributes: pl.DataFrame | None = None
     funders: pl.DataFrame | None = None
+    channels: pl.DataFrame | None = None
+    customer_channels: pl.DataFrame | None = None
 
     @property
     def has_scores(self) -> bool:
@@ -321,6 +325,9 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     offer_groups = validate_rules.validate_offer_groups(raw.get("offer_groups"), offers)
     attributes = validate_rules.read_customer_columns(folder, customer_columns, customers.height)
     funders = validate_rules.validate_funders(raw.get("funders"))
+    from optimizer.io.validate_channels import validate_channels  # it imports this module
+    channels, consent = validate_channels(raw.get("channels"), raw.get("customer_channels"),
+                                          customers)
     row_counts = {name: t.frame.height for name, t in raw.items()}
     sha256 = {name: t.sha256 for name, t in raw.items()}
     if batches is not None:
@@ -335,7 +342,8 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
         scores_sorted=scores_sorted, scores_batches=batches,
         spend=weekly.get("spend"), forecast=weekly.get("forecast"), offer_groups=offer_groups,
-        customer_attributes=attributes, funders=funders,
+        customer_attributes=attributes, funders=funders, channels=channels,
+        customer_channels=consent,
     )
 
 

@@ -24,6 +24,7 @@ from optimizer.core.parallel import chunks, in_order, thread_count
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks
 from optimizer.io.validate import Inputs
 from optimizer.model import stability
+from optimizer.model.channels import channel_caps, channel_data
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data
@@ -115,6 +116,9 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                                scenario.week, rules_cfg.pacing)
         offers = replace(offers, budget=paced_budget(offers.budget, flights))
     rules, caps, cap_audit = compile_eligibility(inputs, rules_cfg, scenario.week, cats)
+    channels = channel_data(inputs.channels, inputs.customer_channels, inputs.n_customers,
+                            rules_cfg.contact_budget)
+    caps = channel_caps(channels, caps, cap_audit)  # no consented channel: nothing this week
     previous = None
     if previous_run is not None:
         previous = stability.from_run(previous_run, inputs.customers, inputs.offers)
@@ -128,7 +132,8 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                                     max_per_category=rules_cfg.max_offers_per_category,
                                     global_budget=global_budget, n_customers=inputs.n_customers,
                                     groups=group_data(inputs.offer_groups, offers.n_offers),
-                                    funders=funder_data(inputs.funders, inputs.offers)),
+                                    funders=funder_data(inputs.funders, inputs.offers),
+                                    channels=channels),
                   inputs, rules, caps, cap_audit, flights=flights, previous=previous)
     _add_blocks(built, inputs, scenario, model, select, rows)
     if previous is not None and rules_cfg.change_penalty > 0:

@@ -33,6 +33,7 @@ import polars as pl
 from optimizer.core.config import Measurement
 from optimizer.core.keyed_hash import below, customer_hashes, pair_hashes
 from optimizer.io.validate import Inputs
+from optimizer.model.channels import carry, contact_cost
 from optimizer.model.problem import AssignmentProblem, Solution
 
 CONTROL_COLUMNS = ["customer_id", "offer_id", "week", "reason"]
@@ -115,7 +116,9 @@ def withhold_controls(inputs: Inputs, problem: AssignmentProblem, solution: Solu
         "planned_objective": planned,
         "planned_customers_reached": int(np.unique(c).size),
     }
-    objective = sent if withheld.any() else solution.objective
+    chosen = carry(solution.chosen, chosen)  # each kept pair keeps its channel
+    objective = sent - contact_cost(problem.channels, chosen) if withheld.any() else \
+        solution.objective
     return Withheld(replace(solution, chosen=chosen, objective=objective), controls, info)
 
 

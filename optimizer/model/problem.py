@@ -14,6 +14,10 @@ manifest):
   (only with the optional ``offer_groups`` table, :mod:`optimizer.model.groups`);
 - ``funder_budget``: for every funder f, ``sum_{i, j funded by f} cost[i, j] x[i, j] <= B_f``
   (only with the optional ``funders`` table, :mod:`optimizer.model.funders`);
+- ``channel_consent``, ``channel_capacity``, ``contact_budget``: each pair goes out on one
+  channel its customer consented to, within each channel's capacity and the contact budget
+  (only with the optional ``channels`` tables, :mod:`optimizer.model.channels`; the objective
+  then pays each pair's ``cost_per_contact``);
 - ``min_customers`` is a target (met where the rules allow, shortfalls reported), not a constraint.
 
 Candidates are held in blocks of consecutive customers, each a padded 2-D layout
@@ -35,6 +39,7 @@ from optimizer.model.reduced import reduced_values
 if TYPE_CHECKING:
     import polars as pl
 
+    from optimizer.model.channels import ChannelData
     from optimizer.model.funders import FunderData
     from optimizer.model.groups import GroupData
 
@@ -121,6 +126,8 @@ class AssignmentProblem:
     groups: "GroupData | None" = None
     # budgets per funder (optional ``funders`` table over ``offers.funded_by``)
     funders: "FunderData | None" = None
+    # channels and consent (optional ``channels`` tables): plans are ChannelPlans then
+    channels: "ChannelData | None" = None
 
     @property
     def n_pairs(self) -> int:
@@ -135,10 +142,15 @@ class AssignmentProblem:
     # ``offer``; every solver, test and benchmark judges plans with these
 
     def objective(self, chosen: list[np.ndarray]) -> float:
-        """The plan's objective, ``sum value x``, summed in one chunk-independent order."""
+        """The plan's objective, ``sum value x`` (less its contact costs with channels), summed
+        in one chunk-independent order."""
         if not self.blocks or not chosen:
             return 0.0
-        return float(np.concatenate([b.value[c] for b, c in zip(self.blocks, chosen)]).sum())
+        total = float(np.concatenate([b.value[c] for b, c in zip(self.blocks, chosen)]).sum())
+        if self.channels is None:
+            return total
+        from optimizer.model.channels import contact_cost
+        return total - contact_cost(self.channels, chosen)
 
     def chosen_pairs(self, chosen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The plan's (customer index, offer index) pairs, flat, block by block in row order."""
@@ -203,6 +215,9 @@ class AssignmentProblem:
         if self.funders is not None:
             over = self.funders.per_funder(used.spend) > self.funders.budget * (1 + rtol) + atol
             out["funder_budget"] = int(over.sum())
+        if self.channels is not None:
+            from optimizer.model.channels import violations
+            out.update(violations(self.channels, self.blocks, chosen, rtol, atol))
         return out
 
     def feasible(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0) -> bool:
@@ -256,6 +271,9 @@ class Prices:
     funder: per funder, value lost per unit of expected cost on its offers (the price of its
         budget); ``funder_of``: each offer's funder index (-1: none). Both ``None`` without
         funders.
+    channel: per channel, value lost per contact (the price of its capacity); contact: value
+        lost per unit of contact cost (the price of ``rules.contact_budget``). ``None`` and 0
+        without channels.
     """
 
     budget: np.ndarray
@@ -264,6 +282,8 @@ class Prices:
     target: np.ndarray | None = None
     funder: np.ndarray | None = None
     funder_of: np.ndarray | None = None
+    channel: np.ndarray | None = None
+    contact: float = 0.0
 
     @classmethod
     def zeros(cls, n_offers: int) -> "Prices":
@@ -284,10 +304,15 @@ class Prices:
         if other.funder is not None:
             mine = self.funder if self.funder is not None else np.zeros_like(other.funder)
             funder = mine + share * (other.funder - mine)
+        channel = None
+        if other.channel is not None:
+            mine = self.channel if self.channel is not None else np.zeros_like(other.channel)
+            channel = mine + share * (other.channel - mine)
         return Prices(self.budget + share * (other.budget - self.budget),
                       self.count + share * (other.count - self.count),
                       self.global_budget + share * (other.global_budget - self.global_budget),
-                      other.target, funder, other.funder_of)
+                      other.target, funder, other.funder_of, channel,
+                      self.contact + share * (other.contact - self.contact))
 
     def reduced_values(self, block: CandidateBlock, with_target: bool = True) -> np.ndarray:
         """``value - (budget price + funder price + global price) * cost - count price (+ target bonus)`` of

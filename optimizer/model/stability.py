@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.errors import ScenarioError
+from optimizer.model.channels import contact_cost
 from optimizer.model.problem import AssignmentProblem
 
 
@@ -108,7 +109,8 @@ def settle(problem: AssignmentProblem, solution: Any, previous: Previous, penalt
     :func:`bound_slack` so that it stays valid."""
     remove_bonus(problem, previous)
     solution.objective = float(sum(block.value[chosen].sum()
-                                   for block, chosen in zip(problem.blocks, solution.chosen)))
+                                   for block, chosen in zip(problem.blocks, solution.chosen))
+                               ) - contact_cost(problem.channels, solution.chosen)
     if "bound_all_candidates" in candidates:
         bound = candidates["bound_all_candidates"] + bound_slack(previous, caps, penalty)
         candidates["bound_all_candidates"] = bound

@@ -94,4 +94,5 @@ def render_run_report(view: RunView) -> str:
         reach=view.offers_per_customer().to_dicts(), binding=view.binding_budgets(),
         global_price=float(prices.get("global_budget", 0.0)), charts=run_charts(view),
         campaign=campaign.section(m), offer_groups=m.get("offer_groups"),
-        funders=m.get("funders"))
+        funders=m.get("funders"), channels=m.get("channels"),
+        contact_budget=m.get("contact_budget"))

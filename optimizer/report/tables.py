@@ -10,16 +10,21 @@ import polars as pl
 
 from optimizer.core.schemas import ASSIGNMENT_COLUMNS, OFFER_SUMMARY_COLUMNS
 from optimizer.io.validate import Inputs
+from optimizer.model.channels import plan_channels
 from optimizer.model.problem import AssignmentProblem, Solution
 
 
 def assignments_frame(inputs: Inputs, problem: AssignmentProblem, solution: Solution
                       ) -> pl.DataFrame:
-    """One row per assigned pair: customer_id, rank, offer_id, p_redeem, expected_cost, score."""
+    """One row per assigned pair: customer_id, rank, offer_id, p_redeem, expected_cost, score
+    (and channel_id, the pair's channel, when the inputs have channels)."""
     parts: dict[str, list[np.ndarray]] = {"c": [], "o": [], "p_redeem": [], "expected_cost": [],
-                                          "score": []}
-    for block, chosen in zip(problem.blocks, solution.chosen):
+                                          "score": [], "k": []}
+    channel = plan_channels(solution.chosen)
+    for index, (block, chosen) in enumerate(zip(problem.blocks, solution.chosen)):
         rows, slots = np.nonzero(chosen)
+        if channel is not None:
+            parts["k"].append(channel[index][rows, slots])
         parts["c"].append(block.customers[rows])
         parts["o"].append(block.offer[rows, slots])
         parts["p_redeem"].append(block.p_redeem[rows, slots])
@@ -32,16 +37,20 @@ def assignments_frame(inputs: Inputs, problem: AssignmentProblem, solution: Solu
         "expected_cost": columns["expected_cost"].astype(np.float64),
         "score": columns["score"].astype(np.float64),
     })
+    if problem.channels is not None:
+        names = pl.Series(problem.channels.names, dtype=pl.Utf8)
+        frame = frame.with_columns(names.gather(columns["k"].astype(np.int64)).alias("channel_id"))
     frame = (frame.sort(["c", "score", "o"], descending=[False, True, False])
              .with_columns(pl.int_range(1, pl.len() + 1).over("c").cast(pl.Int64).alias("rank")))
     customer_ids = inputs.customers.get_column("customer_id")
     offer_ids = inputs.offers.get_column("offer_id")
+    extra = ["channel_id"] if problem.channels is not None else []
     return frame.select(
         customer_ids.gather(frame.get_column("c")).alias("customer_id"),
         pl.col("rank"),
         offer_ids.gather(frame.get_column("o")).alias("offer_id"),
-        "p_redeem", "expected_cost", "score",
-    ).select(ASSIGNMENT_COLUMNS)
+        "p_redeem", "expected_cost", "score", *extra,
+    ).select(ASSIGNMENT_COLUMNS + extra)
 
 
 def offers_summary_frame(inputs: Inputs, problem: AssignmentProblem, assignments: pl.DataFrame,

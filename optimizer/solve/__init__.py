@@ -77,6 +77,9 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
         warm_start=warm_start, progress=progress)
     if settings.polish_pairs <= 0:
         return solution
+    if problem.channels is not None:  # the polish's CP-SAT model has no channel rows
+        return PolishedSolution(**vars(solution), polish={
+            "status": "skipped", "reason": "channels: the polish does not model them"})
     pairs = problem.n_pairs
     whole = pairs <= settings.polish_pairs
     if whole or (solution.status != Status.OPTIMAL and pairs <= _POLISH_REACH * settings.polish_pairs):

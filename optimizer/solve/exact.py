@@ -17,6 +17,7 @@ from ortools.linear_solver import pywraplp
 
 from optimizer.core.errors import SolverError
 from optimizer.core.interrupt import keep_sigint_handler
+from optimizer.model.channels import ChannelPlan
 from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 
 
@@ -32,6 +33,8 @@ class _Model:
     count_rows: dict[int, Any]
     global_row: Any
     funder_rows: dict[int, Any] = field(default_factory=dict)
+    # with channels: (block, row, slot, channel, variable) of each pair's channel choice
+    channel_vars: list[tuple[int, int, int, int, Any]] = field(default_factory=list)
 
 
 def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
@@ -43,7 +46,8 @@ def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
     by_offer: dict[int, list[tuple[object, float]]] = {}
     global_terms = []
     objective = solver.Objective()
-    for block in problem.blocks:
+    channel_vars: list[tuple[int, int, int, int, Any]] = []
+    for k, block in enumerate(problem.blocks):
         index = np.full(block.offer.shape, -1, dtype=np.int64)
         for row in range(block.n_customers):
             slots = np.flatnonzero(block.offer[row] >= 0)
@@ -57,6 +61,10 @@ def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
                 variables.append(var)
                 row_vars.append(var)
                 objective.SetCoefficient(var, float(block.value[row, slot]))
+                if problem.channels is not None:
+                    channel_vars.extend(_channel_choice(solver, problem, objective, var,
+                                                        (k, row, int(slot)),
+                                                        int(block.customers[row]), relax))
                 cost = float(block.cost[row, slot])
                 by_offer.setdefault(j, []).append((var, cost))
                 global_terms.append((var, cost))
@@ -95,7 +103,55 @@ def _build(solver: Any, problem: AssignmentProblem, relax: bool) -> _Model:
     global_row = None
     if np.isfinite(problem.global_budget) and global_terms:
         global_row = solver.Add(sum(c * v for v, c in global_terms) <= problem.global_budget)
-    return _Model(variables, var_of, objective, budget_rows, count_rows, global_row, funder_rows)
+    if problem.channels is not None:
+        _channel_rows(solver, problem, channel_vars)
+    return _Model(variables, var_of, objective, budget_rows, count_rows, global_row, funder_rows,
+                  channel_vars)
+
+
+def _channel_choice(solver: Any, problem: AssignmentProblem, objective: Any, var: Any,
+                    at: tuple[int, int, int], customer: int, relax: bool
+                    ) -> list[tuple[int, int, int, int, Any]]:
+    """One variable per consented channel of a pair, summing to the pair's; each pays its
+    channel's cost per contact in the objective."""
+    channels = problem.channels
+    assert channels is not None
+    out = []
+    for c in np.flatnonzero(channels.consent[customer]):
+        y = solver.NumVar(0, 1, "") if relax else solver.BoolVar("")
+        objective.SetCoefficient(y, -float(channels.cost[c]))
+        out.append((*at, int(c), y))
+    if out:
+        solver.Add(sum(t[-1] for t in out) == var)
+    else:  # no consented channel: the pair cannot go out
+        solver.Add(var == 0)
+    return out
+
+
+def _channel_rows(solver: Any, problem: AssignmentProblem,
+                  channel_vars: list[tuple[int, int, int, int, Any]]) -> None:
+    """Each channel's capacity and the contact budget over the channel choices."""
+    channels = problem.channels
+    assert channels is not None
+    for c in np.flatnonzero(np.isfinite(channels.capacity)):
+        terms = [t[-1] for t in channel_vars if t[3] == c]
+        if terms:
+            solver.Add(sum(terms) <= float(channels.capacity[c]))
+    if np.isfinite(channels.contact_budget) and channel_vars:
+        solver.Add(sum(float(channels.cost[t[3]]) * t[-1] for t in channel_vars)
+                   <= channels.contact_budget)
+
+
+def _channel_plan(chosen: list[np.ndarray], channel_vars: list[tuple[int, int, int, int, Any]]
+                  ) -> ChannelPlan:
+    """The chosen masks with each chosen pair's channel (its largest channel variable)."""
+    channel = [np.full(m.shape, -1, dtype=np.int64) for m in chosen]
+    best = [np.zeros(m.shape) for m in chosen]
+    for k, row, slot, c, y in channel_vars:
+        value = y.solution_value()
+        if chosen[k][row, slot] and value > best[k][row, slot]:
+            best[k][row, slot], channel[k][row, slot] = value, c
+    return ChannelPlan(chosen, channel)
 
 
 def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
@@ -126,6 +182,8 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
     values = np.array([v.solution_value() for v in variables]) if variables else np.zeros(0)
     picked = np.append(values > 0.5, False)  # index -1 (empty slot) reads the final False
     chosen = [picked[np.where(idx >= 0, idx, -1)] for idx in var_of]
+    if problem.channels is not None:
+        chosen = _channel_plan(chosen, built.channel_vars)
     value = float(objective.Value())
     if relax:
         # an LP stopped early proves nothing: its current value is not a bound

@@ -38,6 +38,7 @@ from optimizer.model.problem import (
     relative_gap,
 )
 from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian.critical import Candidates, critical_prices
@@ -144,7 +145,8 @@ def capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
             + _finite_dot(prices.count, offers.max_customers)
             + (prices.global_budget * problem.global_budget
                if np.isfinite(problem.global_budget) else 0.0)
-            + funder_rules.capacity_term(problem, prices))
+            + funder_rules.capacity_term(problem, prices)
+            + channel_rules.capacity_term(problem, prices))
 
 
 def dual_bound(problem: AssignmentProblem, prices: Prices,
@@ -170,7 +172,9 @@ def dual_bounds(problem: AssignmentProblem, prices: Sequence[Prices],
     for block in blocks:
         for k, at in enumerate(prices):
             # relaxed only: these blocks may hold every offer, too many for the enumeration
-            rows[k].append(_dual_value(problem, block, at, None, tighten=False)[0])
+            priced = (block if problem.channels is None
+                      else channel_rules.priced_block(problem.channels, block, at))
+            rows[k].append(_dual_value(problem, priced, at, None, tighten=False)[0])
     return [(float(np.concatenate(r).sum()) if r else 0.0) + capacity_terms(problem, at)
             for r, at in zip(rows, prices)]
 
@@ -208,6 +212,7 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
           exact_choices: list[ExactChoice | None], run: ThreadMap
           ) -> tuple[list[np.ndarray], float]:
     """A feasible plan from the customers' best responses to ``prices``."""
+    whole, problem = problem, channel_rules.priced(problem, prices)  # values net of channels
     offers = problem.offers
     multi = offers.multi_category
 
@@ -232,7 +237,8 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     refill(problem, chosen, prices, kept, map_blocks=run)
     group_rules.trim_plan(problem, chosen)  # the refill knows no groups
     funder_rules.cut_plan(problem, chosen)  # nor funders
-    return chosen, problem.objective(chosen)
+    chosen = channel_rules.assign(whole, chosen)  # nor channels
+    return chosen, whole.objective(chosen)
 
 
 def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
@@ -288,7 +294,7 @@ def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str,
     return Prices(np.maximum(prices.budget - size * g_budget, 0.0),
                   np.maximum(prices.count - size * g_count, 0.0),
                   max(prices.global_budget - size * g_global, 0.0), prices.target, funder,
-                  prices.funder_of)
+                  prices.funder_of, prices.channel, prices.contact)
 
 
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
@@ -317,10 +323,9 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     # each pass writes every candidate's margin into `margins`, one array per block
     margins, candidates = _margins(problem)
     for iteration in range(1, settings.max_iterations + 1):
-        relaxed_choice, dual_rows, exact_choices = _responses(problem, prices, margins, run)
-        # sums over customers in one array each, so their rounding is the same for any chunking
-        used = problem.usage(relaxed_choice)
-        use = {"spend": used.spend, "count": used.customers.astype(float)}
+        view = channel_rules.priced(problem, prices)  # values net of channel charges
+        relaxed_choice, dual_rows, exact_choices = _responses(view, prices, margins, run)
+        use = _use(problem, view, prices, relaxed_choice)
         dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         bound = dual_sum + capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor.target is None
@@ -381,6 +386,16 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     iterations=iteration, prices=best.prices, trace=trace)
 
 
+def _use(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
+         chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each constraint's use in the responses ``chosen`` (made on ``view``, the problem priced
+    for channels): spend and customers per offer, and what the channels' prices read."""
+    # sums over customers in one array each, so their rounding is the same for any chunking
+    used = problem.usage(chosen)
+    return {"spend": used.spend, "count": used.customers.astype(float),
+            **channel_rules.response_use(problem, view, prices, chosen)}
+
+
 def _margins(problem: AssignmentProblem) -> tuple[list[np.ndarray], Candidates]:
     """Every candidate's margin (one zeroed array per block) and the critical-price view of
     the candidates on those arrays."""
@@ -408,7 +423,8 @@ class _Anchor:
         """The next pass's prices (None: the steps have shrunk to nothing, the passes stall)."""
         if improved:
             self.prices, self.use = prices, use
-            target = _update(problem, prices, candidates, run)
+            target = channel_rules.critical(problem, _update(problem, prices, candidates, run),
+                                            use)
             self.target = secant_global_price(problem, target, self.spent, prices.global_budget,
                                               float(use["spend"].sum()))
             self.spent = (prices.global_budget, float(use["spend"].sum()))
@@ -465,8 +481,8 @@ def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan
     for at in unplanned:
         if time.perf_counter() > deadline:
             break
-        relaxed = run(lambda block, at=at: _respond(problem, block, at, True)[0],
-                      problem.blocks)
+        view = channel_rules.priced(problem, at)
+        relaxed = run(lambda block, at=at: _respond(view, block, at, True)[0], view.blocks)
         chosen, objective = _plan(problem, at, relaxed, [None] * len(relaxed), run)
         best.consider(chosen, objective, at)
         replanned += 1

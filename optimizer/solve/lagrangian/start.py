@@ -25,6 +25,7 @@ import numpy as np
 from optimizer.core.errors import SolverError
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData, Prices
 from optimizer.solve.lagrangian import _kernels as kernels
+from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lp import solve_lp
 
@@ -169,7 +170,8 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
     return Prices(np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
                   np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
                   max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
-                  np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices))
+                  np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices),
+                  **channel_rules.admissible(problem, prices))  # type: ignore[arg-type]
 
 
 def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_customers: int,
@@ -183,4 +185,6 @@ def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_c
     if problem.funders is not None and prices.funder is None:  # funders start unpriced
         prices = Prices(prices.budget, prices.count, prices.global_budget, prices.target,
                         *funder_rules.admissible(problem, prices))
+    if problem.channels is not None and prices.channel is None:  # channels start unpriced
+        prices = replace(prices, **channel_rules.admissible(problem, prices))
     return prices

@@ -1,0 +1,297 @@
+"""Channel capacities and the contact budget in the scale method (:mod:`optimizer.model.channels`).
+
+Priced by ``Prices.channel`` (per channel, value lost per contact) and ``Prices.contact`` (per
+unit of contact cost), a pair (i, j) sent on channel c is worth ``reduced[i, j] - ((1 + contact)
+* cost_per_contact[c] + channel[c])``. The charge depends on the customer only, so her best
+response sends every pair on her cheapest consented channel: the relaxed subproblem is the
+channel-free one on values less that per-customer charge (:func:`priced`), solved by the same
+kernels, and the dual function gains ``channel . capacity + contact * contact_budget``
+(:func:`capacity_term`); the bound stays an upper bound by weak duality.
+
+Pairs of one consent pattern (the set of channels a customer consented to) differ only by their
+value, so sending a set of pairs within the capacities and the contact budget is a small
+transportation LP between patterns and channels (:func:`_transport_lp`; a pattern's pairs enter
+it in runs by value). The plan assigns the repaired pairs' channels by it (:func:`assign`), and
+its capacity and budget duals over the responses' pairs are the channels' and the contact
+budget's critical prices (:func:`critical`): per-channel raises alone stall where customers
+consented to several channels tie between them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from optimizer.model.channels import ChannelData, ChannelPlan
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
+
+_SEGMENTS = 64  # runs of a consent pattern's pairs by value, each one column of the plan's LP
+_LP_RUNS = 20_000  # columns of runs in the plan's LP at most (fewer runs with many patterns)
+_DENSE_PATTERNS = 16  # channels up to which consent patterns are indexed by a dense lookup
+
+
+def priced_block(channels: ChannelData, block: CandidateBlock, prices: Prices
+                 ) -> CandidateBlock:
+    """``block`` with each customer's values less her cheapest consented channel's charge (no
+    charge for customers without consent: their cap is 0, see ``channel_caps``)."""
+    charge, best = channels.charges(block.customers, prices.channel, prices.contact)
+    rows = np.arange(block.n_customers)
+    least = np.where(best >= 0, charge[rows, np.maximum(best, 0)], 0.0)
+    return replace(block, value=block.value - least[:, None])
+
+
+def priced(problem: AssignmentProblem, prices: Prices) -> AssignmentProblem:
+    """The channel-free problem on values less each customer's channel charge at ``prices``
+    (``problem`` itself without channels)."""
+    channels = problem.channels
+    if channels is None:
+        return problem
+    return replace(problem, blocks=[priced_block(channels, b, prices) for b in problem.blocks],
+                   channels=None)
+
+
+def capacity_term(problem: AssignmentProblem, prices: Prices) -> float:
+    """``channel price . capacity + contact price * contact_budget`` (finite caps only)."""
+    channels = problem.channels
+    if channels is None or prices.channel is None:
+        return 0.0
+    finite = np.isfinite(channels.capacity)
+    term = float((prices.channel[finite] * channels.capacity[finite]).sum())
+    if np.isfinite(channels.contact_budget):
+        term += prices.contact * channels.contact_budget
+    return term
+
+
+def admissible(problem: AssignmentProblem, prices: Prices) -> dict[str, object]:
+    """The channel prices a bound may use (keywords of :class:`Prices`): non-negative, zero on
+    uncapped channels and without a contact budget; none without channels."""
+    channels = problem.channels
+    if channels is None:
+        return {"channel": None, "contact": 0.0}
+    given = prices.channel
+    if given is None or given.shape != (channels.n_channels,):
+        given = np.zeros(channels.n_channels)
+    channel = np.where(np.isfinite(channels.capacity), np.maximum(given, 0.0), 0.0)
+    contact = max(prices.contact, 0.0) if np.isfinite(channels.contact_budget) else 0.0
+    return {"channel": channel, "contact": contact}
+
+
+def response_use(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
+                 chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """What the channels' critical prices read of the responses ``chosen`` (made on ``view``,
+    see :func:`priced`): per chosen pair its customer (``ch_customer``) and its reduced value
+    before the channel charge (``ch_worth``). Empty without channels."""
+    channels = problem.channels
+    if channels is None:
+        return {}
+    customers, worth = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    for block, vblock, mask in zip(problem.blocks, view.blocks, chosen):
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
+            continue
+        # the view's values are the block's less each customer's charge: add it back
+        charge = block.value[rows, :1] - vblock.value[rows, :1]
+        reduced = prices.reduced_values(vblock)[rows] + charge
+        customers.append(np.repeat(block.customers[rows], mask[rows].sum(axis=1)))
+        worth.append(reduced[mask[rows]])
+    return {"ch_customer": np.concatenate(customers).astype(np.int64),
+            "ch_worth": np.concatenate(worth)}
+
+
+def critical(problem: AssignmentProblem, target: Prices, use: dict[str, np.ndarray]
+             ) -> Prices:
+    """``target`` (the other constraints' critical prices) with the channels' and the contact
+    budget's critical prices: the duals of the capacity and contact-budget rows of the
+    transportation LP (:func:`assign`) over the responses' pairs at their reduced values, the
+    prices at which those pairs, each on its cheapest channel, would fit (zero when nothing is
+    worth sending)."""
+    channels = problem.channels
+    if channels is None:
+        return target
+    price, contact = np.zeros(channels.n_channels), 0.0
+    customer = use["ch_customer"]
+    lp = _transport_lp(channels, channels.consent[customer], use["ch_worth"])
+    if lp is not None:
+        dual = -np.asarray(lp.result.ineqlin.marginals, dtype=float)
+        price[lp.capacity_rows] = np.maximum(dual[:lp.capacity_rows.size], 0.0)
+        if lp.budget_row:
+            contact = max(float(dual[-1]), 0.0)
+    return replace(target, channel=price, contact=contact)
+
+
+def assign(problem: AssignmentProblem, chosen: list[np.ndarray]) -> list[np.ndarray]:
+    """A :class:`ChannelPlan` of ``chosen``'s pairs that fits every channel rule (``chosen``
+    itself without channels).
+
+    A pair's worth on a channel is its value less the channel's cost per contact, the same for
+    every pair of one consent pattern (the set of channels its customer consented to) but for
+    the value. So the best assignment is a transportation problem between consent patterns and
+    channels (:func:`_transport`, a small LP: how many of each pattern's pairs, its most valuable
+    first, go on each channel within the capacities and the contact budget). Room the rounding
+    leaves is then filled (dropped pairs, and pairs on a dearer channel, by what they gain), and
+    over the contact budget the pairs of least value per contact cost are dropped."""
+    channels = problem.channels
+    if channels is None:
+        return chosen
+    where = [np.nonzero(mask) for mask in chosen]
+    customer = np.concatenate([np.zeros(0, np.int64)] + [
+        b.customers[r].astype(np.int64) for b, (r, _) in zip(problem.blocks, where)])
+    value = np.concatenate([np.zeros(0)] + [
+        b.value[r, s] for b, (r, s) in zip(problem.blocks, where)])
+    consent = channels.consent[customer]
+    worth = np.where(consent, value[:, None] - channels.cost[None, :], -np.inf)
+    channel = _transport(channels, consent, value)
+    _fill(channels, worth, channel)
+    _within_contact_budget(channels, channel, value)
+    masks, channels_of, start = [], [], 0
+    for mask, (rows, slots) in zip(chosen, where):
+        stop = start + rows.size
+        ch = channel[start:stop]
+        keep = ch >= 0
+        out = np.zeros_like(mask)
+        out[rows[keep], slots[keep]] = True
+        per_slot = np.full(mask.shape, -1, dtype=np.int64)
+        per_slot[rows[keep], slots[keep]] = ch[keep]
+        masks.append(out)
+        channels_of.append(per_slot)
+        start = stop
+    return ChannelPlan(masks, channels_of)
+
+
+@dataclass
+class _Transport:
+    """The transportation LP of a set of pairs (see :func:`assign`) and its solution: pairs
+    worth sending sorted by pattern, most valuable first (``pairs``, ``first``, ``size`` per
+    pattern), the (pattern, channel) columns ``link_g``, ``link_c``, the LP's result and how its
+    rows map to channels (``capacity_rows``; the contact budget's row last when ``budget_row``).
+    """
+
+    pairs: np.ndarray
+    first: np.ndarray
+    size: np.ndarray
+    link_g: np.ndarray
+    link_c: np.ndarray
+    n_seg: int
+    result: Any
+    capacity_rows: np.ndarray
+    budget_row: bool
+
+
+def _transport_lp(channels: ChannelData, consent: np.ndarray, value: np.ndarray
+                  ) -> _Transport | None:
+    """The LP of :func:`assign` over pairs of ``value`` and ``consent`` rows: columns are each
+    consent pattern's runs of pairs by value (at most ``_SEGMENTS``, each at its mean value) and
+    one per (pattern, consented channel); rows tie a pattern's runs to its channels, then each
+    capacity and the contact budget. ``None`` when no pair is worth sending or the LP fails."""
+    from scipy.optimize import linprog  # local: only runs with channels load it
+
+    k = consent.shape[1]
+    cheapest = np.where(consent, channels.cost[None, :], np.inf).min(axis=1, initial=np.inf)
+    live = np.flatnonzero(value > cheapest)
+    if live.size == 0:
+        return None
+    code = consent[live] @ (1 << np.arange(k, dtype=np.int64))
+    if k <= _DENSE_PATTERNS:  # a lookup over every possible pattern: no sort of the codes
+        patterns = np.flatnonzero(np.bincount(code, minlength=1 << k))
+        index = np.zeros(1 << k, dtype=np.int64)
+        index[patterns] = np.arange(patterns.size)
+        of = index[code]
+    else:
+        patterns, of = np.unique(code, return_inverse=True)
+    # by pattern, most valuable first (ties in pair order): two stable sorts, the second on
+    # small integers, instead of one three-key lexsort
+    by_value = np.argsort(-value[live], kind="stable")
+    order = by_value[np.argsort(of[by_value], kind="stable")]
+    pairs, sorted_of = live[order], of[order]
+    first = np.searchsorted(sorted_of, np.arange(patterns.size))
+    size = np.diff(np.append(first, sorted_of.size))
+    runs = max(1, min(_SEGMENTS, _LP_RUNS // patterns.size))
+    seg_g, seg_len, seg_val = [], [], []
+    for g in range(patterns.size):  # patterns, not pairs: at most 2 ** channels
+        for piece in np.array_split(value[pairs[first[g]:first[g] + size[g]]], runs):
+            if piece.size:
+                seg_g.append(g)
+                seg_len.append(piece.size)
+                seg_val.append(float(piece.mean()))
+    link_g, link_c = np.nonzero((patterns[:, None] >> np.arange(k)[None, :]) & 1)
+    n_seg, n_link = len(seg_g), link_g.size
+    equal = np.zeros((patterns.size, n_seg + n_link))
+    equal[np.array(seg_g), np.arange(n_seg)] = 1.0
+    equal[link_g, n_seg + np.arange(n_link)] = -1.0
+    capacity_rows = np.flatnonzero(np.isfinite(channels.capacity))
+    rows = np.zeros((capacity_rows.size, n_seg + n_link))
+    for r, c in enumerate(capacity_rows):
+        rows[r, n_seg + np.flatnonzero(link_c == c)] = 1.0
+    bounds = list(channels.capacity[capacity_rows].astype(float))
+    budget_row = bool(np.isfinite(channels.contact_budget))
+    if budget_row:
+        rows = np.vstack([rows, np.concatenate([np.zeros(n_seg), channels.cost[link_c]])])
+        bounds.append(channels.contact_budget)
+    result = linprog(np.concatenate([-np.array(seg_val), channels.cost[link_c]]),
+                     A_ub=rows if bounds else None, b_ub=np.array(bounds) if bounds else None,
+                     A_eq=equal, b_eq=np.zeros(patterns.size),
+                     bounds=[(0, float(x)) for x in seg_len] + [(0, None)] * n_link,
+                     method="highs")
+    if result.status != 0:
+        return None
+    return _Transport(pairs, first, size, link_g, link_c, n_seg, result, capacity_rows,
+                      budget_row)
+
+
+def _transport(channels: ChannelData, consent: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Each pair's channel (-1: not sent): per consent pattern, the LP's whole number of pairs on
+    each channel (rounded down), the pattern's most valuable pairs first; all -1 without an LP
+    plan (then :func:`_fill` assigns greedily)."""
+    channel = np.full(consent.shape[0], -1, dtype=np.int64)
+    lp = _transport_lp(channels, consent, value)
+    if lp is None:
+        return channel
+    sent = np.floor(lp.result.x[lp.n_seg:] + 1e-9).astype(np.int64)
+    for g in range(lp.first.size):
+        pairs = lp.pairs[lp.first[g]:lp.first[g] + lp.size[g]]
+        at = 0
+        links = np.flatnonzero(lp.link_g == g)
+        # the objective is the same either way: the most valuable pairs go on the cheapest
+        for j in links[np.argsort(channels.cost[lp.link_c[links]], kind="stable")]:
+            take = int(min(sent[j], pairs.size - at))
+            channel[pairs[at:at + take]] = lp.link_c[j]
+            at += take
+    return channel
+
+
+def _fill(channels: ChannelData, worth: np.ndarray, channel: np.ndarray) -> None:
+    """Spare room, channel by channel from the cheapest: the dropped pairs worth more than its
+    contact cost there, and pairs on a dearer channel (saving the difference), most gain first."""
+    rows = np.arange(channel.size)
+    for c in np.argsort(channels.cost, kind="stable"):
+        used = int((channel == c).sum())
+        room = channels.capacity[c] - used
+        if room <= 0:
+            continue
+        now = np.where(channel >= 0, worth[rows, np.maximum(channel, 0)], 0.0)
+        gain = worth[:, c] - now
+        moving = np.flatnonzero((channel != c) & np.isfinite(worth[:, c]) & (gain > 0))
+        if moving.size == 0:
+            continue
+        order = np.lexsort((moving, -gain[moving]))
+        take = moving[order[: int(min(room, moving.size))]]
+        channel[take] = c
+
+
+def _within_contact_budget(channels: ChannelData, channel: np.ndarray, value: np.ndarray
+                           ) -> None:
+    """Unassign (``channel`` -1) the pairs of least value per contact cost until the contact
+    cost fits ``rules.contact_budget``."""
+    budget = channels.contact_budget
+    sent = np.flatnonzero(channel >= 0)
+    cost = channels.cost[channel[sent]]
+    spend = float(cost.sum())
+    if not np.isfinite(budget) or spend <= budget:
+        return
+    paid = cost > 0
+    sent, cost = sent[paid], cost[paid]
+    order = np.argsort((value[sent] - cost) / cost, kind="stable")
+    cut = np.flatnonzero(spend - np.cumsum(cost[order]) <= budget)
+    drop = order[: cut[0] + 1] if cut.size else order
+    channel[sent[drop]] = -1
