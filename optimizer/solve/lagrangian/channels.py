@@ -63,18 +63,18 @@ def capacity_term(problem: AssignmentProblem, prices: Prices) -> float:
     return term
 
 
-def admissible(problem: AssignmentProblem, prices: Prices) -> dict[str, object]:
-    """The channel prices a bound may use (keywords of :class:`Prices`): non-negative, zero on
-    uncapped channels and without a contact budget; none without channels."""
+def admissible(problem: AssignmentProblem, prices: Prices) -> Prices:
+    """``prices`` with the channel prices a bound may use: non-negative, zero on uncapped
+    channels and without a contact budget; none without channels."""
     channels = problem.channels
     if channels is None:
-        return {"channel": None, "contact": 0.0}
+        return replace(prices, channel=None, contact=0.0)
     given = prices.channel
     if given is None or given.shape != (channels.n_channels,):
         given = np.zeros(channels.n_channels)
     channel = np.where(np.isfinite(channels.capacity), np.maximum(given, 0.0), 0.0)
     contact = max(prices.contact, 0.0) if np.isfinite(channels.contact_budget) else 0.0
-    return {"channel": channel, "contact": contact}
+    return replace(prices, channel=channel, contact=contact)
 
 
 def response_use(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,

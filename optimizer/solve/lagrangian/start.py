@@ -167,11 +167,13 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
     offers = problem.offers
     if prices.budget.shape != (offers.n_offers,):
         return Prices.zeros(offers.n_offers)
-    return Prices(np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
-                  np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
-                  max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
-                  np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices),
-                  **channel_rules.admissible(problem, prices))  # type: ignore[arg-type]
+    offer_prices = Prices(
+        np.where(np.isfinite(offers.budget), np.maximum(prices.budget, 0.0), 0.0),
+        np.where(np.isfinite(offers.max_customers), np.maximum(prices.count, 0.0), 0.0),
+        max(prices.global_budget, 0.0) if np.isfinite(problem.global_budget) else 0.0,
+        np.zeros(offers.n_offers), *funder_rules.admissible(problem, prices))
+    return channel_rules.admissible(problem, replace(offer_prices, channel=prices.channel,
+                                                     contact=prices.contact))
 
 
 def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_customers: int,
@@ -186,5 +188,5 @@ def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_c
         prices = Prices(prices.budget, prices.count, prices.global_budget, prices.target,
                         *funder_rules.admissible(problem, prices))
     if problem.channels is not None and prices.channel is None:  # channels start unpriced
-        prices = replace(prices, **channel_rules.admissible(problem, prices))
+        prices = channel_rules.admissible(problem, prices)
     return prices
