@@ -9,7 +9,9 @@ time; ``pair_features`` takes t per pair, so each training send sees its own wee
   ``0.5 ** ((t - last) / 4)`` of her last week buying j's products; ``due`` how due she is given
   her own inter-purchase time for them (``min(r, 1 / r)`` with ``r`` = weeks since her last
   purchase / her mean weeks between purchases; needs two purchase weeks); ``redeemed_offer``
-  she redeemed j before.
+  she redeemed j before; ``product_log`` ``log1p`` of her weeks buying j's products;
+  ``product_rarity`` ``-log`` of the share of customers who had bought j's products (where she
+  did: a coupon for products few others buy says more about her than one for milk).
 * customer: ``activity`` ``log1p`` of her shopping weeks; ``response`` her redemption rate of
   earlier sends, shrunk to everyone's (log ratio, :data:`CUSTOMER_PRIOR_SENDS`);
   ``discount_share`` the share of her spend bought on a discount (coupon and price sensitivity).
@@ -20,10 +22,11 @@ Weights come from a logistic regression (L2-penalised maximum likelihood on stan
 scipy L-BFGS; a logistic model because its score splits into customer + offer + sparse pair terms,
 so scoring a million customers stays one sparse pass, and maximum likelihood makes it calibrated
 on its training pairs) fitted on past sends labelled by whether she redeemed them
-(:mod:`optimizer.scoring` picks the pairs and the fallbacks). Before the final fit the sends of
-every fourth customer are held out: where the fitted model ranks them worse (AUC) than buy-again
-(``product_weeks`` then ``category_weeks``) the model keeps only those two features, and the
-manifest says so.
+(:mod:`optimizer.scoring.fit` picks the pairs; :mod:`optimizer.scoring.repurchase_fit` fits
+them). Before the final fit the sends of every fourth customer are held out, and the richest
+feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-again
+(``product_weeks`` then ``category_weeks``) and every smaller set is kept, else buy-again's two
+features; the manifest says which and why.
 
 Scoring reuses the compiled affinity kernels unchanged: :func:`as_affinity` puts the sparse
 product-level pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity
@@ -43,7 +46,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from scipy import special
 
 from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
@@ -309,46 +311,6 @@ def design(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     return np.column_stack([cols[n] for n in names]).astype(float)
 
 
-def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
-    """L2-penalised logistic regression on standardised columns (column 0 = intercept, not
-    penalised); returns the coefficients on the original scale and whether it converged."""
-    from scipy import optimize
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    mean[0], scale[0] = 0.0, 1.0
-    constant = scale <= 1e-12
-    constant[0] = False
-    scale = np.where(constant, 1.0, scale)
-    Z = (X - mean) / scale
-    Z[:, constant] = 0.0
-    n = max(y.size, 1)
-    penalty = np.full(X.shape[1], l2)
-    penalty[0] = 0.0
-
-    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = Z @ beta
-        nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-        grad = Z.T @ (special.expit(eta) - y) / n + 2 * penalty * beta
-        return nll + float(penalty @ beta**2), grad
-    rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
-    start = np.zeros(X.shape[1])
-    start[0] = np.log(rate / (1 - rate))
-    result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    beta = result.x / scale
-    beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
-    return beta, bool(result.success) and bool(np.all(np.isfinite(beta)))
-
-
-def auc(score: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); NaN without both classes."""
-    from scipy.stats import rankdata
-    pos = y > 0
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 @dataclass
 class Repurchase:
     """A fitted repurchase model: coefficients by name, and what the manifest records."""
@@ -444,76 +406,3 @@ def as_affinity(model: Any, fitted: Repurchase, s: Sources, n_customers: int, we
     model.history_ = None
     model.__dict__.pop("_kernel_shared", None)
     return model
-
-
-def _split(c: np.ndarray, y: np.ndarray, min_positives: int) -> np.ndarray | str:
-    """Mask of the validation pairs: the sends of every fourth customer (a split by customer, as
-    the plan ranks offers for customers it has not learned from; the features are point in time
-    either way), when both parts keep enough redemptions; else the reason there is none."""
-    late = c % 4 == 0
-    if y[late].sum() < 10 or y[~late].sum() < min_positives:
-        return (f"too few redemptions to hold out ({int(y[late].sum())} held out, "
-                f"{int(y[~late].sum())} to fit)")
-    return late
-
-
-def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: np.ndarray,
-                   min_positives: int, rate: float, target: str) -> Repurchase | str:
-    """Fit on pairs (``c``, ``o``) with features as of weeks ``t`` and labels ``y``. With
-    redemption labels, each feature set of :data:`LADDER` is first fitted without the sends of
-    every fourth customer and ranks them (AUC); the richest set that ranks them at least as well
-    as buy-again and as every smaller set is kept, else buy-again's two features (the manifest
-    records the figures and the fallback). Returns the model, or why it cannot be fitted."""
-    if y.sum() < min_positives or y.sum() == y.size:
-        return f"{target}: {int(y.sum())} positives of {y.size} pairs (needs {min_positives})"
-    X = design(s, c, o, t)
-    info: dict[str, Any] = {"target": target, "pairs": int(y.size), "positives": int(y.sum())}
-    names = NAMES
-    late = _split(c, y, min_positives) if target == "redemption" else "purchase proxy: not checked"
-    if isinstance(late, str):
-        info["validation"] = {"skipped": late}
-    else:
-        names, info["validation"] = _choose(X, y, late)
-        if names != NAMES:
-            v = info["validation"]["auc"]
-            chosen = "buy-again's features only" if names == BUY_AGAIN else (
-                f"the {LADDER_NAMES[names]} features only")
-            info["fallback"] = (f"the full model ranked the held-out sends worse (AUC "
-                                f"{v['full']:.3f}, buy-again {v['buy_again']:.3f}): {chosen}")
-    cols = [NAMES.index(n) for n in names]
-    beta, ok = logistic(X[:, cols], y)
-    if not ok:
-        return f"{target}: the logistic fit did not converge"
-    info["calibration"] = {"mean_predicted": float(rate * special.expit(X[:, cols] @ beta).mean()),
-                           "observed_rate": float(rate * y.mean())}
-    return Repurchase(names, beta, rate, info)
-
-
-def _choose(X: np.ndarray, y: np.ndarray, late: np.ndarray
-            ) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The feature set to keep (:func:`fit_repurchase`) and the held-out figures."""
-    simple = [NAMES.index(n) for n in BUY_AGAIN[1:]]
-    aucs = {"buy_again": auc(X[late][:, simple[0]] + 0.01 * X[late][:, simple[1]], y[late])}
-    best, names = aucs["buy_again"], BUY_AGAIN
-    for candidate in reversed(LADDER):  # smallest first: a richer set must do at least as well
-        cols = [NAMES.index(n) for n in candidate]
-        beta, ok = logistic(X[~late][:, cols], y[~late])
-        aucs[LADDER_NAMES[candidate]] = auc(X[late][:, cols] @ beta, y[late]) if ok else np.nan
-        if aucs[LADDER_NAMES[candidate]] >= best:
-            best, names = aucs[LADDER_NAMES[candidate]], candidate
-    return names, {"customers": "every fourth", "pairs": int(late.sum()),
-                   "positives": int(y[late].sum()), "auc": aucs}
-
-
-def proxy_pairs(s: Sources, n_customers: int, plain: np.ndarray, start: int, week: int,
-                n_pairs: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sampled customer x offer pairs as of ``start``, labelled by a purchase of the offer's
-    products in weeks ``start .. week - 1`` (the proxy where there are no redemptions)."""
-    n = int(min(n_pairs, n_customers * plain.size))
-    c = np.sort(rng.integers(0, n_customers, n))
-    o = plain[rng.integers(0, plain.size, n)]
-    pair = c * s.n_offers + o
-    after, _, _ = s.product.before(pair, np.full(n, week, np.int64))
-    before, _, _ = s.product.before(pair, np.full(n, start, np.int64))
-    return c, o, np.full(n, start, np.int64), (after > before).astype(float)
