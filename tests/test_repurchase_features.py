@@ -74,21 +74,21 @@ def _world(n: int, signal: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     return X, y, np.arange(n)
 
 
-def _rule_holds(names, auc) -> None:
+def _rule_holds(names, score) -> None:
     ladder = ["buy_again", "core", "full"]
     kept = "buy_again" if names == repurchase.BUY_AGAIN else repurchase.LADDER_NAMES[names]
     at = ladder.index(kept)
-    assert auc[kept] >= max(auc[k] for k in ladder[:at + 1])
+    assert score[kept] >= max(score[k] for k in ladder[:at + 1])
     for richer in ladder[at + 1:]:
-        assert not auc[richer] >= max(auc[k] for k in ladder[:ladder.index(richer)])
+        assert not score[richer] >= max(score[k] for k in ladder[:ladder.index(richer)])
 
 
 @pytest.mark.parametrize("signal", ["product_rarity", "offer_lift"])
 def test_the_fit_keeps_the_richest_set_that_ranks_held_out_sends_best(signal):
     X, y, c = _world(20_000, signal, seed=4)
-    names, figures = repurchase_fit._choose(X, y, c % 4 == 0)
-    assert set(figures["auc"]) == {"buy_again", "core", "full"}
-    _rule_holds(names, figures["auc"])
+    names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
+    assert set(figures["auc"]) == set(figures["recall"]) == {"buy_again", "core", "full"}
+    _rule_holds(names, figures["auc"])  # judged by AUC; top-5 recall recorded beside it
     if signal == "offer_lift":  # outside the core set: only the full model sees it
         assert names == repurchase.NAMES
     else:
@@ -105,5 +105,6 @@ def test_the_core_set_is_kept_when_the_full_model_ranks_worse(monkeypatch):
             beta = np.zeros_like(beta)
         return beta, ok
     monkeypatch.setattr(repurchase_fit, "logistic", rigged)
-    names, figures = repurchase_fit._choose(X, y, c % 4 == 0)
+    names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
     assert names == repurchase.CORE and figures["auc"]["full"] == 0.5
+    assert figures["recall"]["core"] > figures["recall"]["full"] == 0.0
