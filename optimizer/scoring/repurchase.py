@@ -118,7 +118,8 @@ class Sources:
     offer_redeemed: Timeline
     pair_redeemed: Timeline  # (c * M + o, week)
     depth: np.ndarray
-    buyers: Timeline  # (o, week) the first week each customer bought o's products
+    # (first week, (M, weeks + 1) running counts): customers who bought o's products before a week
+    buyers: tuple[int, np.ndarray]
     n_customers: int
     # running counts of events per week, by timeline name (filled by ``_events_before``)
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
@@ -195,14 +196,21 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
         _first_buyers(product, m), inputs.n_customers)
 
 
-def _first_buyers(product: Timeline, n_offers: int) -> Timeline:
-    """(o, week) of each customer's first week with a purchase of o's products: how many
-    customers had bought them before any week is then one search."""
+def _first_buyers(product: Timeline, n_offers: int) -> tuple[int, np.ndarray]:
+    """Per offer and week, how many customers had bought its products in earlier weeks: the
+    first week of each (customer, offer) timeline, counted per (offer, week) and summed along the
+    weeks (one bincount: no sort of the pairs)."""
     entity = product.keys // _SHIFT
     if entity.size == 0:
-        return Timeline(entity)
+        return 0, np.zeros((n_offers, 1), np.int64)
     first = np.flatnonzero(np.concatenate([[True], entity[1:] != entity[:-1]]))
-    return Timeline.of(entity[first] % n_offers, product.keys[first] % _SHIFT - 2**20)
+    week = product.keys[first] % _SHIFT - 2**20
+    low = int(week.min())
+    span = int(week.max()) - low + 1
+    counts = np.bincount((entity[first] % n_offers) * span + (week - low),
+                         minlength=n_offers * span).reshape(n_offers, span)
+    return low, np.concatenate([np.zeros((n_offers, 1), np.int64),
+                                np.cumsum(counts, axis=1)], axis=1)
 
 
 def _shrunk(red: np.ndarray, sent: np.ndarray, base: np.ndarray, prior: float) -> np.ndarray:
@@ -269,7 +277,8 @@ def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     interval = np.where(n_p >= 2, (last - first) / np.maximum(n_p - 1, 1), 0.0)
     ratio = since / np.maximum(interval, 1.0)
     category = category_weeks(s, c, o, t, shops) if with_category else np.zeros(c.size)
-    buyers, _, _ = s.buyers.before(o, t)
+    low, running = s.buyers
+    buyers = running[o, np.clip(t - low, 0, running.shape[1] - 1)]
     rarity = -np.log((buyers + 1.0) / (s.n_customers + 1.0))
     return {"product_weeks": n_p / shops, "category_weeks": category,
             "product_log": np.log1p(n_p),
