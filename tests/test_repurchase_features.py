@@ -108,3 +108,22 @@ def test_the_core_set_is_kept_when_the_full_model_ranks_worse(monkeypatch):
     names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
     assert names == repurchase.CORE and figures["auc"]["full"] == 0.5
     assert figures["recall"]["core"] > figures["recall"]["full"] == 0.0
+
+
+def test_run_manifest_records_each_feature_sets_held_out_figures(tmp_path):
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+    write_demo_data(tmp_path / "data", 500, 30, seed=0)
+    (tmp_path / "s.toml").write_text('name = "r"\nweek = 40\ndata = "data"\noutput = "run"\n'
+                                     "[rules]\nmax_offers_per_customer = 3\n")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.toml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    import json
+    propensity = json.loads((tmp_path / "run" / "manifest.json").read_text())["propensity"]
+    validation = propensity["validation"]
+    assert set(validation["auc"]) == set(validation["recall"]) == {"buy_again", "core", "full"}
+    sets = {"full": repurchase.NAMES, "core": repurchase.CORE, "buy_again": repurchase.BUY_AGAIN}
+    kept = next(k for k, names in sets.items() if set(names) == set(propensity["coefficients"]))
+    _rule_holds(sets[kept], validation["auc"])
+    assert (propensity["fallback"] is None) == (kept == "full")
