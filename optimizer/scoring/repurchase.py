@@ -63,8 +63,8 @@ BUY_AGAIN = ("intercept", "product_weeks", "category_weeks")
 # buy-again plus how much of the offer's products she buys and how few others do: few
 # coefficients, so a hundred redemptions can learn them where the full model overfits
 CORE = ("intercept", "product_weeks", "category_weeks", "product_log", "product_rarity")
-LADDER = (NAMES, CORE)  # richest first
-LADDER_NAMES = {NAMES: "full", CORE: "core"}
+LADDER: tuple[tuple[str, ...], ...] = (NAMES, CORE)  # richest first
+LADDER_NAMES: dict[tuple[str, ...], str] = {NAMES: "full", CORE: "core"}
 _SHIFT = 2**21  # weeks live in [-2**20, 2**20): keys (entity << 21) + week stay int64
 
 

@@ -88,7 +88,7 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
         return f"{target}: {int(y.sum())} positives of {y.size} pairs (needs {min_positives})"
     X = design(s, c, o, t)
     info: dict[str, Any] = {"target": target, "pairs": int(y.size), "positives": int(y.sum())}
-    names = NAMES
+    names: tuple[str, ...] = NAMES
     late = _split(c, y, min_positives) if target == "redemption" else "purchase proxy: not checked"
     if isinstance(late, str):
         info["validation"] = {"skipped": late}
@@ -138,7 +138,8 @@ def _choose(X: np.ndarray, y: np.ndarray, late: np.ndarray, group: np.ndarray
     baseline = X[late][:, simple[0]] + 0.01 * X[late][:, simple[1]]
     recall = {"buy_again": top_k_recall(baseline, g, yl)}
     aucs = {"buy_again": auc(baseline, yl)}
-    best, names = aucs["buy_again"], BUY_AGAIN
+    best = aucs["buy_again"]
+    names: tuple[str, ...] = BUY_AGAIN
     for candidate in reversed(LADDER):  # smallest first: a richer set must do at least as well
         cols = [NAMES.index(n) for n in candidate]
         beta, ok = logistic(X[~late][:, cols], y[~late])
