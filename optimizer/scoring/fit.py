@@ -38,14 +38,9 @@ from optimizer.scoring.features import (
     purchase_lines,
 )
 from optimizer.scoring.propensity import Propensity
-from optimizer.scoring.repurchase import (
-    Repurchase,
-    Sources,
-    as_affinity,
-    fit_repurchase,
-    proxy_pairs,
-)
+from optimizer.scoring.repurchase import Repurchase, Sources, as_affinity
 from optimizer.scoring.repurchase import sources as repurchase_sources
+from optimizer.scoring.repurchase_fit import fit_repurchase, proxy_pairs
 from optimizer.scoring.response import ResponseLog, response_history
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,9 @@ time; ``pair_features`` takes t per pair, so each training send sees its own wee
   ``0.5 ** ((t - last) / 4)`` of her last week buying j's products; ``due`` how due she is given
   her own inter-purchase time for them (``min(r, 1 / r)`` with ``r`` = weeks since her last
   purchase / her mean weeks between purchases; needs two purchase weeks); ``redeemed_offer``
-  she redeemed j before.
+  she redeemed j before; ``product_log`` ``log1p`` of her weeks buying j's products;
+  ``product_rarity`` ``-log`` of the share of customers who had bought j's products (where she
+  did: a coupon for products few others buy says more about her than one for milk).
 * customer: ``activity`` ``log1p`` of her shopping weeks; ``response`` her redemption rate of
   earlier sends, shrunk to everyone's (log ratio, :data:`CUSTOMER_PRIOR_SENDS`);
   ``discount_share`` the share of her spend bought on a discount (coupon and price sensitivity).
@@ -20,10 +22,11 @@ Weights come from a logistic regression (L2-penalised maximum likelihood on stan
 scipy L-BFGS; a logistic model because its score splits into customer + offer + sparse pair terms,
 so scoring a million customers stays one sparse pass, and maximum likelihood makes it calibrated
 on its training pairs) fitted on past sends labelled by whether she redeemed them
-(:mod:`optimizer.scoring` picks the pairs and the fallbacks). Before the final fit the sends of
-every fourth customer are held out: where the fitted model ranks them worse (AUC) than buy-again
-(``product_weeks`` then ``category_weeks``) the model keeps only those two features, and the
-manifest says so.
+(:mod:`optimizer.scoring.fit` picks the pairs; :mod:`optimizer.scoring.repurchase_fit` fits
+them). Before the final fit the sends of every fourth customer are held out, and the richest
+feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-again
+(``product_weeks`` then ``category_weeks``) and every smaller set is kept, else buy-again's two
+features; the manifest says which and why.
 
 Scoring reuses the compiled affinity kernels unchanged: :func:`as_affinity` puts the sparse
 product-level pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity
@@ -43,7 +46,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from scipy import special
 
 from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
@@ -52,11 +54,17 @@ from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.propensity import FEATURES, Propensity
 from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
 
-PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer")
+PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer",
+        "product_log", "product_rarity")
 CUSTOMER = ("activity", "response", "discount_share")
 OFFER = ("offer_lift", "depth")
 NAMES = ("intercept", *PAIR, *CUSTOMER, *OFFER)
 BUY_AGAIN = ("intercept", "product_weeks", "category_weeks")
+# buy-again plus how much of the offer's products she buys and how few others do: few
+# coefficients, so a hundred redemptions can learn them where the full model overfits
+CORE = ("intercept", "product_weeks", "category_weeks", "product_log", "product_rarity")
+LADDER: tuple[tuple[str, ...], ...] = (NAMES, CORE)  # richest first
+LADDER_NAMES: dict[tuple[str, ...], str] = {NAMES: "full", CORE: "core"}
 _SHIFT = 2**21  # weeks live in [-2**20, 2**20): keys (entity << 21) + week stay int64
 
 
@@ -110,6 +118,9 @@ class Sources:
     offer_redeemed: Timeline
     pair_redeemed: Timeline  # (c * M + o, week)
     depth: np.ndarray
+    # (first week, (M, weeks + 1) running counts): customers who bought o's products before a week
+    buyers: tuple[int, np.ndarray]
+    n_customers: int
     # running counts of events per week, by timeline name (filled by ``_events_before``)
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
@@ -181,7 +192,25 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
         m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)),
         (keys, *running),
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
-        timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float))
+        timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float),
+        _first_buyers(product, m), inputs.n_customers)
+
+
+def _first_buyers(product: Timeline, n_offers: int) -> tuple[int, np.ndarray]:
+    """Per offer and week, how many customers had bought its products in earlier weeks: the
+    first week of each (customer, offer) timeline, counted per (offer, week) and summed along the
+    weeks (one bincount: no sort of the pairs)."""
+    entity = product.keys // _SHIFT
+    if entity.size == 0:
+        return 0, np.zeros((n_offers, 1), np.int64)
+    first = np.flatnonzero(np.concatenate([[True], entity[1:] != entity[:-1]]))
+    week = product.keys[first] % _SHIFT - 2**20
+    low = int(week.min())
+    span = int(week.max()) - low + 1
+    counts = np.bincount((entity[first] % n_offers) * span + (week - low),
+                         minlength=n_offers * span).reshape(n_offers, span)
+    return low, np.concatenate([np.zeros((n_offers, 1), np.int64),
+                                np.cumsum(counts, axis=1)], axis=1)
 
 
 def _shrunk(red: np.ndarray, sent: np.ndarray, base: np.ndarray, prior: float) -> np.ndarray:
@@ -248,7 +277,12 @@ def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     interval = np.where(n_p >= 2, (last - first) / np.maximum(n_p - 1, 1), 0.0)
     ratio = since / np.maximum(interval, 1.0)
     category = category_weeks(s, c, o, t, shops) if with_category else np.zeros(c.size)
+    low, running = s.buyers
+    buyers = running[o, np.clip(t - low, 0, running.shape[1] - 1)]
+    rarity = -np.log((buyers + 1.0) / (s.n_customers + 1.0))
     return {"product_weeks": n_p / shops, "category_weeks": category,
+            "product_log": np.log1p(n_p),
+            "product_rarity": np.where(n_p > 0, rarity, 0.0),
             "product_recency": np.where(n_p > 0, 0.5 ** ((t - last) / 4.0), 0.0),
             "due": np.where(n_p >= 2, np.minimum(ratio, 1.0 / ratio), 0.0),
             "redeemed_offer": (red > 0).astype(float)}
@@ -284,46 +318,6 @@ def design(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     cols = {"intercept": np.ones(c.size), **pair_features(s, c, o, t),
             **customer_features(s, c, t), **offer_features(s, o, t)}
     return np.column_stack([cols[n] for n in names]).astype(float)
-
-
-def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
-    """L2-penalised logistic regression on standardised columns (column 0 = intercept, not
-    penalised); returns the coefficients on the original scale and whether it converged."""
-    from scipy import optimize
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    mean[0], scale[0] = 0.0, 1.0
-    constant = scale <= 1e-12
-    constant[0] = False
-    scale = np.where(constant, 1.0, scale)
-    Z = (X - mean) / scale
-    Z[:, constant] = 0.0
-    n = max(y.size, 1)
-    penalty = np.full(X.shape[1], l2)
-    penalty[0] = 0.0
-
-    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = Z @ beta
-        nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-        grad = Z.T @ (special.expit(eta) - y) / n + 2 * penalty * beta
-        return nll + float(penalty @ beta**2), grad
-    rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
-    start = np.zeros(X.shape[1])
-    start[0] = np.log(rate / (1 - rate))
-    result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    beta = result.x / scale
-    beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
-    return beta, bool(result.success) and bool(np.all(np.isfinite(beta)))
-
-
-def auc(score: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); NaN without both classes."""
-    from scipy.stats import rankdata
-    pos = y > 0
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 @dataclass
@@ -421,64 +415,3 @@ def as_affinity(model: Any, fitted: Repurchase, s: Sources, n_customers: int, we
     model.history_ = None
     model.__dict__.pop("_kernel_shared", None)
     return model
-
-
-def _split(c: np.ndarray, y: np.ndarray, min_positives: int) -> np.ndarray | str:
-    """Mask of the validation pairs: the sends of every fourth customer (a split by customer, as
-    the plan ranks offers for customers it has not learned from; the features are point in time
-    either way), when both parts keep enough redemptions; else the reason there is none."""
-    late = c % 4 == 0
-    if y[late].sum() < 10 or y[~late].sum() < min_positives:
-        return (f"too few redemptions to hold out ({int(y[late].sum())} held out, "
-                f"{int(y[~late].sum())} to fit)")
-    return late
-
-
-def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: np.ndarray,
-                   min_positives: int, rate: float, target: str) -> Repurchase | str:
-    """Fit on pairs (``c``, ``o``) with features as of weeks ``t`` and labels ``y``; hold out the
-    latest weeks first and fall back to buy-again's two features where the full model ranks them
-    worse. Returns the model, or why it cannot be fitted."""
-    if y.sum() < min_positives or y.sum() == y.size:
-        return f"{target}: {int(y.sum())} positives of {y.size} pairs (needs {min_positives})"
-    X = design(s, c, o, t)
-    info: dict[str, Any] = {"target": target, "pairs": int(y.size), "positives": int(y.sum())}
-    names = NAMES
-    late = _split(c, y, min_positives) if target == "redemption" else "purchase proxy: not checked"
-    if isinstance(late, str):
-        info["validation"] = {"skipped": late}
-    else:
-        beta, ok = logistic(X[~late], y[~late])
-        simple = [NAMES.index(n) for n in BUY_AGAIN[1:]]
-        baseline = X[late][:, simple[0]] + 0.01 * X[late][:, simple[1]]
-        fitted_auc = auc(X[late] @ beta, y[late]) if ok else float("nan")
-        baseline_auc = auc(baseline, y[late])
-        info["validation"] = {"customers": "every fourth", "pairs": int(late.sum()),
-                              "positives": int(y[late].sum()), "auc_fitted": fitted_auc,
-                              "auc_buy_again": baseline_auc}
-        if not fitted_auc >= baseline_auc:
-            names = BUY_AGAIN
-            info["fallback"] = (f"the full model ranked the held-out sends worse than buy-again "
-                                f"(AUC {fitted_auc:.3f} < {baseline_auc:.3f}): buy-again's "
-                                "features only")
-    cols = [NAMES.index(n) for n in names]
-    beta, ok = logistic(X[:, cols], y)
-    if not ok:
-        return f"{target}: the logistic fit did not converge"
-    info["calibration"] = {"mean_predicted": float(rate * special.expit(X[:, cols] @ beta).mean()),
-                           "observed_rate": float(rate * y.mean())}
-    return Repurchase(names, beta, rate, info)
-
-
-def proxy_pairs(s: Sources, n_customers: int, plain: np.ndarray, start: int, week: int,
-                n_pairs: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sampled customer x offer pairs as of ``start``, labelled by a purchase of the offer's
-    products in weeks ``start .. week - 1`` (the proxy where there are no redemptions)."""
-    n = int(min(n_pairs, n_customers * plain.size))
-    c = np.sort(rng.integers(0, n_customers, n))
-    o = plain[rng.integers(0, plain.size, n)]
-    pair = c * s.n_offers + o
-    after, _, _ = s.product.before(pair, np.full(n, week, np.int64))
-    before, _, _ = s.product.before(pair, np.full(n, start, np.int64))
-    return c, o, np.full(n, start, np.int64), (after > before).astype(float)

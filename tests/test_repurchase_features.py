@@ -1,0 +1,129 @@
+"""Issue 25: the repurchase model's product_rarity is point in time, and the fit keeps the
+richest feature set that ranks held-out sends at least as well as buy-again and every smaller set."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import pytest
+
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.io.validate import load_inputs
+from optimizer.scoring import repurchase, repurchase_fit
+from tests.test_realdata import _sources
+
+WEEK = 40
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rarity")
+    write_demo_data(root / "data", 300, 20, seed=1)
+    return load_inputs(root / "data")
+
+
+def _rarity(inputs, week: int) -> np.ndarray:
+    s, _ = _sources(inputs, week)
+    n, m = inputs.n_customers, inputs.n_offers
+    c, o = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+    return repurchase.pair_features(s, c, o, np.full(c.size, week))["product_rarity"]
+
+
+def _newcomer(inputs) -> tuple[int, int]:
+    """A customer and a product of an offer whose products she never bought."""
+    op = inputs.offer_products
+    bought = inputs.transactions.join(op, on="p").select("c", "o").unique()
+    for o in op.get_column("o").unique().sort().to_list():
+        buyers = set(bought.filter(pl.col("o") == o).get_column("c").to_list())
+        free = [c for c in range(inputs.n_customers) if c not in buyers]
+        if free and buyers:
+            return free[0], int(op.filter(pl.col("o") == o).get_column("p")[0])
+    raise AssertionError("every customer bought every offer's products")
+
+
+def test_product_rarity_counts_only_earlier_buyers(inputs):
+    before = _rarity(inputs, WEEK)
+    assert np.any(before > 0)
+    c, p = _newcomer(inputs)
+    tx = inputs.transactions
+    plant = tx.head(1).with_columns(pl.lit(c, tx.schema["c"]).alias("c"),
+                                    pl.lit(p, tx.schema["p"]).alias("p"))
+
+    def planted(week: int) -> np.ndarray:
+        row = plant.with_columns(pl.lit(week, tx.schema["week"]).alias("week"))
+        return _rarity(dataclasses.replace(inputs, transactions=pl.concat([tx, row])), WEEK)
+    # a new buyer in the planning week or later changes nobody's rarity
+    np.testing.assert_array_equal(planted(WEEK), before)
+    np.testing.assert_array_equal(planted(WEEK + 3), before)
+    # one before it makes the offer's products less rare for the others who bought them
+    earlier = planted(WEEK - 2)
+    others = np.arange(before.size) // inputs.n_offers != c
+    changed = others & (earlier != before)
+    assert changed.any() and np.all(earlier[changed] < before[changed])
+
+
+def _world(n: int, signal: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A design whose labels follow ``signal`` (plus a little of buy-again), and customers."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, len(repurchase.NAMES)))
+    X[:, 0] = 1.0
+    eta = -4.0 + 0.3 * X[:, repurchase.NAMES.index("product_weeks")]
+    eta += 2.0 * X[:, repurchase.NAMES.index(signal)]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    return X, y, np.arange(n)
+
+
+def _rule_holds(names, score) -> None:
+    ladder = ["buy_again", "core", "full"]
+    kept = "buy_again" if names == repurchase.BUY_AGAIN else repurchase.LADDER_NAMES[names]
+    at = ladder.index(kept)
+    assert score[kept] >= max(score[k] for k in ladder[:at + 1])
+    for richer in ladder[at + 1:]:
+        assert not score[richer] >= max(score[k] for k in ladder[:ladder.index(richer)])
+
+
+@pytest.mark.parametrize("signal", ["product_rarity", "offer_lift"])
+def test_the_fit_keeps_the_richest_set_that_ranks_held_out_sends_best(signal):
+    X, y, c = _world(20_000, signal, seed=4)
+    names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
+    assert set(figures["auc"]) == set(figures["recall"]) == {"buy_again", "core", "full"}
+    _rule_holds(names, figures["auc"])  # judged by AUC; top-5 recall recorded beside it
+    if signal == "offer_lift":  # outside the core set: only the full model sees it
+        assert names == repurchase.NAMES
+    else:
+        assert figures["auc"]["core"] > figures["auc"]["buy_again"] + 0.05
+
+
+def test_the_core_set_is_kept_when_the_full_model_ranks_worse(monkeypatch):
+    X, y, c = _world(20_000, "product_rarity", seed=5)
+    real = repurchase_fit.logistic
+
+    def rigged(X, y, l2=1e-3):  # the full model's held-out scores all tie
+        beta, ok = real(X, y, l2)
+        if X.shape[1] == len(repurchase.NAMES):
+            beta = np.zeros_like(beta)
+        return beta, ok
+    monkeypatch.setattr(repurchase_fit, "logistic", rigged)
+    names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
+    assert names == repurchase.CORE and figures["auc"]["full"] == 0.5
+    assert figures["recall"]["core"] > figures["recall"]["full"] == 0.0
+
+
+def test_run_manifest_records_each_feature_sets_held_out_figures(tmp_path):
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+    write_demo_data(tmp_path / "data", 500, 30, seed=0)
+    (tmp_path / "s.toml").write_text('name = "r"\nweek = 40\ndata = "data"\noutput = "run"\n'
+                                     "[rules]\nmax_offers_per_customer = 3\n")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.toml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    import json
+    propensity = json.loads((tmp_path / "run" / "manifest.json").read_text())["propensity"]
+    validation = propensity["validation"]
+    assert set(validation["auc"]) == set(validation["recall"]) == {"buy_again", "core", "full"}
+    sets = {"full": repurchase.NAMES, "core": repurchase.CORE, "buy_again": repurchase.BUY_AGAIN}
+    kept = next(k for k, names in sets.items() if set(names) == set(propensity["coefficients"]))
+    _rule_holds(sets[kept], validation["auc"])
+    assert (propensity["fallback"] is None) == (kept == "full")
