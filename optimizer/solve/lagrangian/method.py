@@ -40,6 +40,7 @@ from optimizer.model.problem import (
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
+from optimizer.solve.lagrangian._kernels import Mapper
 from optimizer.solve.lagrangian.critical import critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.executor import LocalShards, ShardedCandidates, ShardExecutor
@@ -424,7 +425,7 @@ class _Anchor:
 
 
 def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
-               run: ThreadMap) -> tuple[list[np.ndarray], list[np.ndarray],
+               run: Mapper) -> tuple[list[np.ndarray], list[np.ndarray],
                                         list[ExactChoice | None]]:
     """One pass's best responses at ``prices``, block by block: each customer's choice (the
     exact one where multi-category offers need it), each customer's term of the bound, and the
