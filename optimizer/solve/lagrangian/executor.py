@@ -69,9 +69,7 @@ class ShardExecutor:
         raise NotImplementedError
 
     def _count(self, method: str, sent: Any, received: Any) -> None:
-        if self.measure:
-            if not self.traffic:
-                self.traffic.append({"prices": 0, "plan": 0, "calls": 0})
+        if self.measure and self.traffic:  # from the first pass on (not the shards' setup)
             t = self.traffic[-1]
             t["plan" if method in PLAN_CALLS else "prices"] += (payload_bytes(sent)
                                                                  + payload_bytes(received))
