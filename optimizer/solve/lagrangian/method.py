@@ -16,6 +16,10 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
    margin in the responses of step 1 (the exact ones where offers span categories:
    :mod:`.exact_margins`); the global price's step is corrected by the measured spend.
 
+The customers live in fixed shards (:mod:`.shards`) that a shard executor holds, in this process
+or on a cluster (:mod:`.executor`): each step above runs on every shard, and the shards' sums are
+added in shard order, so the plan does not depend on where they live.
+
 It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
 in a row improve neither the bound nor the plan ("stalled"), or at the pass or time limit (a
 status, never an exception).
@@ -302,7 +306,8 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
     """Solve ``problem`` by price passes; see the module docstring. ``shards``: where the
     customers' shards live (default: in this process, :class:`.executor.LocalShards`)."""
     with ThreadMap(settings.threads) as run:
-        ex = shards or LocalShards(problem, settings.shard_customers, run)
+        ex = shards if shards is not None else LocalShards(problem, settings.shard_customers,
+                                                           run)
         return _solve(problem, settings, warm_start, progress, run, ex)
 
 
@@ -426,7 +431,7 @@ class _Anchor:
 
 def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
                run: Mapper) -> tuple[list[np.ndarray], list[np.ndarray],
-                                        list[ExactChoice | None]]:
+                                     list[ExactChoice | None]]:
     """One pass's best responses at ``prices``, block by block: each customer's choice (the
     exact one where multi-category offers need it), each customer's term of the bound, and the
     exact choices the plan starts from; every candidate's margin is written into ``margins``."""
