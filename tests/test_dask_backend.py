@@ -146,6 +146,8 @@ def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
 @pytest.mark.parametrize("sets, words", [
     (("solver.scheduler=\"tcp://127.0.0.1:1\"",), "scheduler applies only"),
     (("solver.backend=\"dask\"", "solver.method=\"exact\""), "lagrangian method only"),
+    (("solver.backend=\"dask\"", "solver.scheduler=\"tcp://127.0.0.1:1\"", "solver.workers=4"),
+     "workers applies only without a scheduler"),
 ])
 def test_backend_knobs_that_would_be_ignored_exit_2(data, tmp_path, sets, words):
     path = write_scenario(tmp_path / "s.toml", data=str(data["scores"]), output="run")

@@ -264,6 +264,9 @@ class Solver(_Frozen):
         # a knob that would be ignored is refused, not dropped silently
         if self.scheduler is not None and self.backend != "dask":
             raise ValueError('scheduler applies only with backend = "dask"')
+        if self.scheduler is not None and "workers" in self.model_fields_set:
+            raise ValueError("workers applies only without a scheduler (the scheduler's own "
+                             "workers hold the shards)")
         if self.backend == "dask" and self.method != "lagrangian":
             raise ValueError('backend = "dask" runs the lagrangian method only')
         return self
