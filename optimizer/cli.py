@@ -115,9 +115,12 @@ def entry() -> None:
               help="Last week's run folder: its lists are the ones rules.change_penalty keeps "
                    "and the report counts changes against (default: history's rows of the week "
                    "before).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run the solver's passes on this Dask scheduler's workers (sets "
+                   "solver.backend = \"dask\" and solver.scheduler; needs the dask extra).")
 def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
         append_history: bool, replace_week: bool, warm_start: Path | None,
-        previous_run: Path | None) -> None:
+        previous_run: Path | None, scheduler: str | None) -> None:
     """Plan the week of SCENARIO and write its run folder.
 
     Example: offeropt run scenarios/demo.toml --set rules.budget_scale=0.8
@@ -147,6 +150,8 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
                 console.print(f"  pass {int(info['iteration']):>3}: objective "
                               f"{info['best_objective']:,.2f}  {bound}  gap "
                               f"{100 * info['gap']:.4f}%", highlight=False)
+    if scheduler is not None:
+        overrides = (*overrides, 'solver.backend="dask"', f"solver.scheduler={json.dumps(scheduler)}")
     try:
         loaded = load_scenario(scenario, overrides)
         result = run_scenario(loaded, progress=progress, append_history=append_history,
@@ -164,7 +169,7 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
         "assignments": result.assignments.height, "customers_reached": m["customers_reached"],
         "expected_cost": float(result.offers_summary.get_column("expected_cost").sum()),
         "min_customers_shortfalls": len(m["min_customers_shortfalls"]),
-        "seconds": m["seconds"],
+        "seconds": m["seconds"], "backend": m["solver"]["backend"],
     }
     if append_history:
         summary["history_rows_appended"] = result.history_appended
@@ -182,11 +187,22 @@ def run(scenario: Path, overrides: tuple[str, ...], quiet: bool, as_json: bool,
                 if isinstance(value, float) else str(value))
         table.add_row(key, _lit(text))
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()))
+    if summary["backend"]["name"] != "local":
+        table.add_row("backend", _lit(_backend_line(summary["backend"])))
     if append_history:
         done = "replaced that week's rows in" if replace_week else "appended to"
         table.add_row("history", _lit(f"{result.history_appended:,} rows of week {loaded.week} "
                                       f"{done} {loaded.data}"))
     Console().print(table)
+
+
+def _backend_line(backend: dict[str, Any]) -> str:
+    """Where the passes ran and what they exchanged, for the run's summary."""
+    traffic = backend["bytes_per_pass"]
+    return (f"{backend['name']} at {backend['scheduler']}: {backend['workers']} workers, "
+            f"{backend['shards']} shards; per pass {traffic['prices_mean'] / 1e6:.2f} MB for "
+            f"the prices, {traffic['plan_mean'] / 1e6:.2f} MB for the plan (means over "
+            f"{traffic['passes']} passes)")
 
 
 @main.command()

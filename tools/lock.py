@@ -1,10 +1,11 @@
-"""Regenerate requirements.lock: the exact versions `pip install -e ".[test,lint]"` resolves today.
+"""Regenerate requirements.lock: the exact versions `pip install -e ".[test,lint,dask]"` resolves
+today.
 
 Usage, from the repository root:  python tools/lock.py
 
 It makes a throwaway virtual environment, installs the package with its test extra from the
 configured index WITHOUT the current lock (so every version is what resolves now within the
-floors of pyproject.toml), and writes `pip freeze` of that environment, every transitive
+floors of pyproject.toml; the dask extra's own pins included), and writes `pip freeze` of that environment, every transitive
 dependency included, to requirements.lock. Review the diff, run the test suite installed from the
 new lock (`.ci/run` does), and commit it.
 """
@@ -22,7 +23,7 @@ HEADER = """\
 # (pip constraints format). Install from it with
 #     pip install -c requirements.lock -e .           (or -e ".[test]" for the tests)
 # `pip install -e .` without it stays possible: any versions within pyproject.toml's floors.
-# Made by tools/lock.py, which installs -e ".[test,lint]" into a fresh virtual environment without
+# Made by tools/lock.py, which installs -e ".[test,lint,dask]" into a fresh virtual environment without
 # this lock and writes its `pip freeze` (every transitive dependency). To refresh:
 #     python tools/lock.py && .ci/run
 # Python {python}, {platform}.
@@ -33,7 +34,7 @@ def _freeze(venv: Path) -> list[str]:
     """Install the package with its test extra into a fresh venv and return its pinned lines."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,lint]"],
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,lint,dask]"],
                    check=True)
     frozen = subprocess.run([python, "-m", "pip", "freeze", "--exclude-editable"], check=True,
                             capture_output=True, text=True).stdout

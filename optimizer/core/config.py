@@ -248,6 +248,32 @@ class Solver(_Frozen):
         "customer's rows together, customers in the customers table's order. none = when the "
         "whole table would take more than a quarter of the memory limit")
 
+    backend: Literal["local", "dask"] = Field(
+        "local", description="where the lagrangian's passes run: local (this process) or dask "
+        "(shards of customers resident on Dask workers; pip install -e \".[dask]\"); the plan "
+        "is the same bytes either way")
+    scheduler: str | None = Field(
+        None, description="dask backend: the scheduler's address (tcp://host:8786); none = a "
+        "LocalCluster of solver.workers processes sharing memory_limit_gb")
+    workers: int = Field(2, ge=1, description="dask backend without a scheduler: worker "
+                         "processes of the LocalCluster")
+    shard_customers: int = Field(
+        1 << 20, ge=1, description="customers per shard of the lagrangian: its sums over "
+        "customers are made per shard and added in shard order, so the plan is the same for any "
+        "number of workers; the dask backend spreads the shards over the workers")
+
+    @model_validator(mode="after")
+    def _backend_fits(self) -> "Solver":
+        # a knob that would be ignored is refused, not dropped silently
+        if self.scheduler is not None and self.backend != "dask":
+            raise ValueError('scheduler applies only with backend = "dask"')
+        if self.scheduler is not None and "workers" in self.model_fields_set:
+            raise ValueError("workers applies only without a scheduler (the scheduler's own "
+                             "workers hold the shards)")
+        if self.backend == "dask" and self.method != "lagrangian":
+            raise ValueError('backend = "dask" runs the lagrangian method only')
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _ints_to_floats(cls, data: Any) -> Any:

@@ -38,6 +38,11 @@ class AccessError(OptimizerError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class ClusterError(AccessError):
+    """The Dask cluster the solver runs on cannot be reached, lacks workers, or lost a worker
+    mid-solve (exit code 3; nothing is written)."""
+
+
 class ScenarioError(OptimizerError):
     """The scenario TOML is missing, malformed, or names an unknown or invalid knob."""
 

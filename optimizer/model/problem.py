@@ -339,6 +339,8 @@ class Solution:
     iterations: int
     prices: Prices
     trace: list[dict[str, float | None]] = field(default_factory=list)
+    # where the passes ran (the manifest's solver.backend): name, workers, shards, bytes per pass
+    backend: dict = field(default_factory=lambda: {"name": "local", "workers": 1})
 
     @property
     def gap(self) -> float:

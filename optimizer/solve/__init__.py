@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 from optimizer.core.config import Solver
 from optimizer.core.errors import SolverError
@@ -38,6 +38,28 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     return certified(problem, _solve(problem, settings, warm_start, progress))
 
 
+def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: LagrangianSettings,
+                warm_start: Prices | None,
+                progress: Callable[[dict[str, float | None]], None] | None
+                ) -> tuple[Solution, dict[str, Any]]:
+    """The scale method in this process, or on the shards of a Dask cluster; with the
+    manifest's record of where it ran (backend name, workers, shards, bytes per pass)."""
+    if settings.backend == "local":
+        return (solve_lagrangian(problem, lagrangian, warm_start=warm_start, progress=progress),
+                {"name": "local", "workers": 1})
+    from optimizer.solve.backends.dask_shards import DaskShards  # the dask extra
+
+    shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,
+                        settings.memory_limit_gb)
+    try:  # the same pass loop, its shards on the workers
+        solution = solve_lagrangian(problem, lagrangian, warm_start=warm_start,
+                                    progress=progress, shards=shards)
+    finally:
+        shards.close()
+    return solution, {"name": "dask", "scheduler": settings.scheduler or "LocalCluster",
+                      **shards.report()}
+
+
 def certified(problem: AssignmentProblem, solution: Solution) -> Solution:
     """``solution`` when it can be reported: objective and bound finite, the plan within every
     cap as ``offeropt check`` reads them, and the objective not above the bound. Raises
@@ -67,14 +89,23 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
     if settings.method == "exact":
         return solve_exact(problem, time_limit_s=settings.time_limit_s,
                            gap_tolerance=settings.gap_tolerance)
-    solution = solve_lagrangian(
-        problem,
+    solution, backend = _lagrangian(
+        problem, settings,
         LagrangianSettings(gap_tolerance=settings.gap_tolerance,
                            max_iterations=settings.max_iterations,
                            time_limit_s=settings.time_limit_s, seed=settings.seed,
                            threads=settings.threads,
-                           target_tolerance=settings.target_tolerance),
-        warm_start=warm_start, progress=progress)
+                           target_tolerance=settings.target_tolerance,
+                           shard_customers=settings.shard_customers),
+        warm_start, progress)
+    final = _polished(problem, settings, solution, progress)
+    final.backend = backend
+    return final
+
+
+def _polished(problem: AssignmentProblem, settings: Solver, solution: Solution,
+              progress: Callable[[dict[str, float | None]], None] | None) -> Solution:
+    """``solution`` polished by CP-SAT on its core where that can help (see :func:`solve`)."""
     if settings.polish_pairs <= 0:
         return solution
     if problem.channels is not None:  # the polish's CP-SAT model has no channel rows

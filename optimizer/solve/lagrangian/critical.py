@@ -31,6 +31,7 @@ import numba as nb
 import numpy as np
 
 from optimizer.solve.lagrangian._kernels import _JIT, Mapper, serial_map
+from optimizer.solve.lagrangian._typed_lists import typed_list
 
 _STRIDE = 61
 _OFFSETS = np.unique(np.round(1.5 ** np.arange(34)).astype(np.int64))[:31]
@@ -71,9 +72,10 @@ def _bucket_of(bounds, g, crit):  # pragma: no cover - compiled
 
 
 @nb.njit(**_JIT)
-def _sample_bounds(mode, offers, costs, margins, samp_block, samp_row, target, count, own, glob,
-                   budget_price, capacity):  # pragma: no cover - compiled
-    n_groups = capacity.shape[0]
+def _sample_entries(mode, offers, costs, margins, samp_block, samp_row, target, count, own, glob,
+                    budget_price, capacity):  # pragma: no cover - compiled
+    """(group, critical price, weight) of the sampled customers' counting candidates, in
+    sample order."""
     single = mode == 1
     room = 0
     for q in range(samp_block.shape[0]):
@@ -99,7 +101,14 @@ def _sample_bounds(mode, offers, costs, margins, samp_block, samp_row, target, c
                 s_crit[n_s] = crit
                 s_weight[n_s] = w
                 n_s += 1
-    s_group, s_crit, s_weight = s_group[:n_s], s_crit[:n_s], s_weight[:n_s]
+    return s_group[:n_s], s_crit[:n_s], s_weight[:n_s]
+
+
+@nb.njit(**_JIT)
+def _bounds_of(s_group, s_crit, s_weight, capacity):  # pragma: no cover - compiled
+    """Each group's bucket boundaries from the sample's candidates (``_sample_entries``)."""
+    n_groups = capacity.shape[0]
+    n_s = s_group.shape[0]
     # by group, then critical price descending, ties in sample order: a counting sort by group
     # and one small sort per group (two sorts of the whole sample cost 0.2 s a pass at 1 M)
     group_start = np.zeros(n_groups + 1, dtype=np.int64)
@@ -319,51 +328,28 @@ def _targeted(offers, costs, margins, seg_block, seg_lo, seg_hi, targeted, budge
     return offer, margin
 
 
-def _layout(rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                                      np.ndarray, np.ndarray]:
+def _layout(rows: np.ndarray, cuts: np.ndarray | None = None, first_sampled: int = 0
+            ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
     """Parts and sample of the passes over blocks of ``rows`` customers each.
 
-    Part ``p`` is the customers ``[p N / P, (p + 1) N / P)`` of all ``N``, as one segment
-    ``(block, first row, end row)`` per block it spans. The sample is every ``_STRIDE``-th
-    customer, as ``(block, row)``.
+    Part ``p`` is the customers ``[cuts[p], cuts[p + 1])`` (default: ``[p N / P, (p + 1) N /
+    P)`` of all ``N``), as one segment ``(block, first row, end row)`` per block it spans. The
+    sample is every ``_STRIDE``-th customer from ``first_sampled``, as ``(block, row)``.
     """
     starts = np.r_[0, np.cumsum(rows)].astype(np.int64)
     total = int(starts[-1])
-    cuts = np.arange(_PARTS + 1, dtype=np.int64) * total // _PARTS
+    if cuts is None:
+        cuts = np.arange(_PARTS + 1, dtype=np.int64) * total // _PARTS
     parts = []
-    for part in range(_PARTS):  # a loop over parts and blocks, never over customers
+    for part in range(len(cuts) - 1):  # a loop over parts and blocks, never over customers
         lo = np.maximum(cuts[part], starts[:-1])
         hi = np.minimum(cuts[part + 1], starts[1:])
         spans = np.flatnonzero(lo < hi)
         parts.append((spans.astype(np.int64), lo[spans] - starts[spans],
                       hi[spans] - starts[spans]))
-    sampled = np.arange(0, total, _STRIDE, dtype=np.int64)
+    sampled = np.arange(first_sampled, total, _STRIDE, dtype=np.int64)
     samp_block = (np.searchsorted(starts, sampled, side="right") - 1).astype(np.int64)
     return parts, samp_block, sampled - starts[samp_block]
-
-
-@nb.njit(cache=True)
-def _list_of(first):  # pragma: no cover - compiled
-    out = nb.typed.List()
-    out.append(first)
-    return out
-
-
-@nb.njit(cache=True)
-def _append(out, item):  # pragma: no cover - compiled
-    out.append(item)
-
-
-def _typed_list(arrays: Sequence[np.ndarray], dtype: type) -> "nb.typed.List":
-    """A typed List of 2-D C-contiguous ``arrays`` of ``dtype``, made by compiled code: a typed
-    List built from Python compiles its methods in every process (1.2 s per solve for the two
-    array types here), compiled code is cached."""
-    if not arrays:  # no blocks: the rare case pays the compilation
-        return nb.typed.List.empty_list(nb.types.Array(nb.from_dtype(np.dtype(dtype)), 2, "C"))
-    out = _list_of(arrays[0])
-    for item in arrays[1:]:
-        _append(out, item)
-    return out
 
 
 class Candidates:
@@ -376,41 +362,30 @@ class Candidates:
     """
 
     def __init__(self, offers: Sequence[np.ndarray], costs: Sequence[np.ndarray],
-                 margins: Sequence[np.ndarray]) -> None:
+                 margins: Sequence[np.ndarray], cuts: np.ndarray | None = None,
+                 first_sampled: int = 0) -> None:
         for m in margins:
             if m.dtype != np.float64 or not m.flags.c_contiguous:
                 raise ValueError("margins must be C-contiguous float64 arrays (read in place)")
-        self.offers = _typed_list([np.ascontiguousarray(o, dtype=np.int32) for o in offers],
+        self.offers = typed_list([np.ascontiguousarray(o, dtype=np.int32) for o in offers],
                                   np.int32)
-        self.costs = _typed_list([np.ascontiguousarray(c, dtype=np.float64) for c in costs],
+        self.costs = typed_list([np.ascontiguousarray(c, dtype=np.float64) for c in costs],
                                  np.float64)
-        self.margins = _typed_list(list(margins), np.float64)
+        self.margins = typed_list(list(margins), np.float64)
+        # cuts: the parts' boundaries (:func:`.shards.part_cuts`), first_sampled: the first
+        # sampled customer, both in these blocks' customer positions
         self.parts, self.samp_block, self.samp_row = _layout(
-            np.array([o.shape[0] for o in offers], dtype=np.int64))
+            np.array([o.shape[0] for o in offers], dtype=np.int64), cuts, first_sampled)
 
     def prices(self, mode: int, prices: tuple[np.ndarray, np.ndarray, np.ndarray, float,
                                               np.ndarray],
                capacity: np.ndarray, map_parts: Mapper) -> np.ndarray:
         """One constraint kind's critical prices; ``prices`` = (target, count, own, glob,
         budget_price), the candidates' reduced-value terms this kind holds fixed."""
-        lists = (self.offers, self.costs, self.margins)
-        bounds, n_bounds = _sample_bounds(mode, *lists, self.samp_block, self.samp_row,
-                                          *prices, capacity)
+        bounds, n_bounds = _bounds_of(*self.sample_entries(mode, prices, capacity), capacity)
         n_groups = capacity.shape[0]
-
-        def tally(part: tuple[np.ndarray, np.ndarray, np.ndarray]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-            mass = np.zeros((n_groups, _WIDTH))
-            counts = np.zeros((n_groups, _WIDTH), dtype=np.int64)
-            _TALLY[mode](*lists, *part, bounds, *prices, capacity, mass, counts)
-            return mass, counts
-
-        tallies = map_parts(tally, self.parts)
-        mass = np.zeros((n_groups, _WIDTH))
-        counts = np.zeros((n_groups, _WIDTH), dtype=np.int64)
-        for part_mass, part_counts in tallies:  # in part order: the same sums on any thread count
-            mass += part_mass
-            counts += part_counts
+        tallies = self.tallies(mode, prices, bounds, capacity, map_parts)
+        mass, counts = tally_total(tallies, (n_groups, _WIDTH))
         crossing, fits_above, size, bottom, top = _crossing(mass, counts, n_bounds, bounds,
                                                             capacity)
         if not (crossing >= 0).any():
@@ -420,15 +395,45 @@ class Candidates:
         in_bucket = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]
                               for _, c in tallies]) * (crossing >= 0)
         fills = start[:-1] + np.cumsum(in_bucket, axis=0) - in_bucket
-        crits, weights = np.empty(start[-1]), np.empty(start[-1])
+        crits, weights = self.collect(mode, prices, (crossing, bottom, top), fills,
+                                      int(start[-1]), map_parts)
+        return _read_prices(crits, weights, start, crossing, fits_above, capacity)
+
+    def sample_entries(self, mode: int, prices: tuple, capacity: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(group, critical price, weight) of the sampled customers' counting candidates."""
+        return _sample_entries(mode, self.offers, self.costs, self.margins, self.samp_block,
+                               self.samp_row, *prices, capacity)
+
+    def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray,
+                map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each part's (weight, count) per group and bucket, in part order (a subclass may
+        answer with fewer, larger parts: each entry fills its own stretch in :meth:`collect`)."""
+        lists = (self.offers, self.costs, self.margins)
+        n_groups = capacity.shape[0]
+
+        def tally(part: tuple[np.ndarray, np.ndarray, np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+            mass = np.zeros((n_groups, _WIDTH))
+            counts = np.zeros((n_groups, _WIDTH), dtype=np.int64)
+            _TALLY[mode](*lists, *part, bounds, *prices, capacity, mass, counts)
+            return mass, counts
+
+        return map_parts(tally, self.parts)
+
+    def collect(self, mode: int, prices: tuple, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
+                fills: np.ndarray, size: int, map_parts: Mapper) -> tuple[np.ndarray, np.ndarray]:
+        """The crossing buckets' (critical price, weight), part ``p`` written from ``fills[p]``
+        on (``bucket``: each group's crossing bucket and its price range ``[bottom, top)``)."""
+        lists = (self.offers, self.costs, self.margins)
+        crits, weights = np.empty(size), np.empty(size)
 
         def collect(item: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> None:
             part, fill = item
-            _COLLECT[mode](*lists, *part, crossing, bottom, top, *prices, fill.copy(), crits,
-                           weights)
+            _COLLECT[mode](*lists, *part, *bucket, *prices, fill.copy(), crits, weights)
 
         map_parts(collect, list(zip(self.parts, fills)))
-        return _read_prices(crits, weights, start, crossing, fits_above, capacity)
+        return crits, weights
 
     def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
                  count_price: np.ndarray, map_parts: Mapper = serial_map
@@ -441,6 +446,17 @@ class Candidates:
                                                  float(glob), count_price), self.parts)
         return (np.concatenate([f[0] for f in found]),
                 np.concatenate([f[1] for f in found]))
+
+
+def tally_total(tallies: Sequence[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The (weight, count) tallies added in order from zero: the same sums on any thread count,
+    and a shard held elsewhere adds its own parts the same way before sending one total."""
+    mass, counts = np.zeros(shape), np.zeros(shape, dtype=np.int64)
+    for part_mass, part_counts in tallies:
+        mass += part_mass
+        counts += part_counts
+    return mass, counts
 
 
 def critical_prices(candidates: Candidates, target: np.ndarray, count_price: np.ndarray,

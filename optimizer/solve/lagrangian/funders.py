@@ -20,27 +20,28 @@ import numpy as np
 
 from optimizer.model.problem import AssignmentProblem, Prices
 
+Funded = tuple[np.ndarray, np.ndarray, np.ndarray]  # (key, weight, funder) per candidate
 
-def critical(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: list[np.ndarray],
-             margins: list[np.ndarray], prices: Prices, budget_price: np.ndarray, glob: float,
-             target: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(offer budget prices net of the funders', funder prices) at the candidates' margins
-    (``offers_of``, ``costs``, ``margins``: per block, as the price pass wrote them)."""
+
+def funded(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: list[np.ndarray],
+           margins: list[np.ndarray], prices: Prices, budget_price: np.ndarray, glob: float,
+           target: np.ndarray) -> Funded | None:
+    """The candidates that count against a funder's budget at these prices, in customer order:
+    (critical price per unit of cost net of the global price, cost, funder); ``offers_of``,
+    ``costs``, ``margins``: per block, as the price pass wrote them. ``None`` without a funder
+    budget. A shard held elsewhere sends its own, added in shard order (:mod:`.shards`)."""
     funders = problem.funders
-    if funders is None:
-        return budget_price, None
+    if funders is None or not np.isfinite(funders.budget).any():
+        return None
     capped = np.isfinite(funders.budget)
-    mu = np.zeros(funders.n_funders)
-    if not capped.any():
-        return budget_price, mu
     keys, weights, owners = [], [], []
     for offer, cost, margin in zip(offers_of, costs, margins):
         live = offer >= 0
         o = offer[live].astype(np.int64)
         f = funders.of_offer[o]
-        funded = f >= 0
-        o, f = o[funded], f[funded]
-        c, m = cost[live][funded], margin[live][funded]
+        has = f >= 0
+        o, f = o[has], f[has]
+        c, m = cost[live][has], margin[live][has]
         lifted = m + target[o]
         base = lifted - prices.count[o]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -50,9 +51,23 @@ def critical(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: lis
         keys.append(per_unit[keep] - glob)
         weights.append(c[keep])
         owners.append(f[keep])
-    key = np.concatenate(keys) if keys else np.zeros(0)
+    if not keys:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(keys), np.concatenate(weights), np.concatenate(owners)
+
+
+def critical(problem: AssignmentProblem, entries: Funded | None, budget_price: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(offer budget prices net of the funders', funder prices) from the funded candidates
+    ``entries`` (:func:`funded`, every customer's, in customer order)."""
+    funders = problem.funders
+    if funders is None:
+        return budget_price, None
+    mu = np.zeros(funders.n_funders)
+    if entries is None:
+        return budget_price, mu
+    key, weight, owner = entries
     if key.size:
-        weight, owner = np.concatenate(weights), np.concatenate(owners)
         total = np.bincount(owner, weights=weight, minlength=funders.n_funders)
         for over in np.flatnonzero(total > funders.budget * (1 + 1e-12)):  # funders over budget
             mine = owner == over

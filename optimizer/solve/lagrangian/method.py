@@ -16,6 +16,10 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
    margin in the responses of step 1 (the exact ones where offers span categories:
    :mod:`.exact_margins`); the global price's step is corrected by the measured spend.
 
+The customers live in fixed shards (:mod:`.shards`) that a shard executor holds, in this process
+or on a cluster (:mod:`.executor`): each step above runs on every shard, and the shards' sums are
+added in shard order, so the plan does not depend on where they live.
+
 It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
 in a row improve neither the bound nor the plan ("stalled"), or at the pass or time limit (a
 status, never an exception).
@@ -41,8 +45,10 @@ from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
-from optimizer.solve.lagrangian.critical import Candidates, critical_prices
+from optimizer.solve.lagrangian._kernels import Mapper
+from optimizer.solve.lagrangian.critical import critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
+from optimizer.solve.lagrangian.executor import LocalShards, ShardedCandidates, ShardExecutor
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.repair import refill, repair
 from optimizer.solve.lagrangian.start import admissible_prices, start_prices
@@ -60,7 +66,8 @@ class LagrangianSettings:
     time_limit_s: wall-clock limit of the solve; sample_customers: size of the sample whose LP
     gives the starting prices (0 = start from zero); seed: the sample's seed; target_tolerance:
     share of all ``min_customers`` by which a plan may fall further short than the best seen and
-    still win on objective; threads: threads over chunks (0 = one per core)."""
+    still win on objective; threads: threads over chunks (0 = one per core); shard_customers:
+    customers per shard, whose sums are added in shard order (:mod:`.shards`)."""
 
     gap_tolerance: float = 1e-3
     max_iterations: int = 60
@@ -69,6 +76,7 @@ class LagrangianSettings:
     seed: int = 0
     target_tolerance: float = 0.01
     threads: int = 0
+    shard_customers: int = 1 << 20
 
 
 def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
@@ -208,30 +216,32 @@ class _BestPlan:
                 and not (self.short and iteration < _TARGET_PASSES))
 
 
-def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.ndarray],
-          exact_choices: list[ExactChoice | None], run: ThreadMap
-          ) -> tuple[list[np.ndarray], float]:
-    """A feasible plan from the customers' best responses to ``prices``."""
-    whole, problem = problem, channel_rules.priced(problem, prices)  # values net of channels
+def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
+              relaxed: np.ndarray, exact: ExactChoice | None) -> np.ndarray:
+    """The block's first plan from its customers' best responses to ``prices`` (``relaxed``,
+    and ``exact`` where the pass enumerated them): each customer's own rules kept (run on the
+    shard that holds the block)."""
     offers = problem.offers
-    multi = offers.multi_category
+    if (problem.max_per_category is not None
+            and offers.multi_category[np.maximum(block.offer, 0)].any()):
+        if exact is None:
+            target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
+            exact = _exact(problem, block, kernels.reduced_values(
+                block.value, block.cost, block.offer, prices.cost_price, prices.count,
+                prices.global_budget, target))
+        relaxed = exact.chosen
+    if problem.groups is not None:
+        relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
+                                                 prices.reduced_values(block))
+    return relaxed.copy()
 
-    def respond(item: tuple[CandidateBlock, np.ndarray, ExactChoice | None]) -> np.ndarray:
-        block, relaxed, exact = item
-        if problem.max_per_category is not None and multi[np.maximum(block.offer, 0)].any():
-            if exact is None:
-                target = (prices.target if prices.target is not None
-                          else np.zeros(offers.n_offers))
-                exact = _exact(problem, block, kernels.reduced_values(
-                    block.value, block.cost, block.offer, prices.cost_price, prices.count,
-                    prices.global_budget, target))
-            relaxed = exact.chosen
-        if problem.groups is not None:
-            relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
-                                                     prices.reduced_values(block))
-        return relaxed.copy()
 
-    chosen = run(respond, list(zip(problem.blocks, relaxed_choice, exact_choices)))
+def _plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray], run: ThreadMap
+          ) -> tuple[list[np.ndarray], float]:
+    """A feasible plan from ``chosen``, the customers' first plans at ``prices``
+    (:func:`plan_rows`, made on the problem priced for channels), repaired and refilled, then
+    sent on channels."""
+    whole, problem = problem, channel_rules.priced(problem, prices)  # values net of channels
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
@@ -241,7 +251,7 @@ def _plan(problem: AssignmentProblem, prices: Prices, relaxed_choice: list[np.nd
     return chosen, whole.objective(chosen)
 
 
-def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
+def _update(problem: AssignmentProblem, prices: Prices, candidates: ShardedCandidates,
             run: ThreadMap) -> Prices:
     """Move every price to its critical value given each candidate's margin ``v - threshold``
     (``candidates``: the blocks' candidates and the margins the best response wrote)."""
@@ -251,8 +261,7 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: Candidates,
         candidates, target, prices.count, offers.budget, offers.max_customers,
         problem.global_budget, map_parts=run)
     budget_price, funder = funder_rules.critical(
-        problem, list(candidates.offers), list(candidates.costs), list(candidates.margins),
-        prices, budget_price, glob, target)
+        problem, candidates.funded(prices, budget_price, glob, target), budget_price)
     funder_of = problem.funders.of_offer if problem.funders is not None else None
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0
@@ -299,14 +308,19 @@ def _subgradient_step(problem: AssignmentProblem, prices: Prices, use: dict[str,
 
 def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
                      warm_start: Prices | None = None,
-                     progress: Callable[[dict[str, float | None]], None] | None = None) -> Solution:
-    """Solve ``problem`` by price passes; see the module docstring."""
+                     progress: Callable[[dict[str, float | None]], None] | None = None,
+                     shards: ShardExecutor | None = None) -> Solution:
+    """Solve ``problem`` by price passes; see the module docstring. ``shards``: where the
+    customers' shards live (default: in this process, :class:`.executor.LocalShards`)."""
     with ThreadMap(settings.threads) as run:
-        return _solve(problem, settings, warm_start, progress, run)
+        ex = shards if shards is not None else LocalShards(problem, settings.shard_customers,
+                                                           run)
+        return _solve(problem, settings, warm_start, progress, run, ex)
 
 
 def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start: Prices | None,
-           progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap) -> Solution:
+           progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap,
+           ex: ShardExecutor) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
     prices = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
@@ -320,13 +334,11 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     planning = False
     # prices of the passes that made no plan, planned after the passes if none certified
     unplanned: list[Prices] = []
-    # each pass writes every candidate's margin into `margins`, one array per block
-    margins, candidates = _margins(problem)
     for iteration in range(1, settings.max_iterations + 1):
-        view = channel_rules.priced(problem, prices)  # values net of channel charges
-        relaxed_choice, dual_rows, exact_choices = _responses(view, prices, margins, run)
-        use = _use(problem, view, prices, relaxed_choice)
-        dual_sum = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
+        # each shard keeps its customers' responses and writes their candidates' margins; the
+        # sums over customers are made per shard in one array each and added in shard order,
+        # so their rounding is the same for any chunking and any number of workers
+        use, dual_sum = ex.respond(prices)
         bound = dual_sum + capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor.target is None
         drop = (best_bound - bound) / bound if np.isfinite(best_bound) and bound > 0 else np.inf
@@ -340,7 +352,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     or (warm_start is not None and iteration == 1))
         objective, short = None, None
         if planning:
-            chosen, objective = _plan(problem, prices, relaxed_choice, exact_choices, run)
+            chosen, objective = _plan(problem, prices, ex.plan_rows(prices), run)
             short = best.consider(chosen, objective, prices)
         else:
             unplanned.append(prices)
@@ -365,7 +377,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             # nor a better plan (at a million customers, each such pass costs seconds)
             status = Status.STALLED
             break
-        following = anchor.next_prices(problem, improved, prices, use, candidates, run,
+        following = anchor.next_prices(problem, improved, prices, use, ex.candidates, run,
                                        best_bound, best.objective)
         if following is None:
             status = Status.STALLED
@@ -374,7 +386,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     if status != Status.OPTIMAL and unplanned:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
-        replanned = _replan(problem, unplanned, best, run, start + settings.time_limit_s)
+        replanned = _replan(problem, unplanned, best, run, ex, start + settings.time_limit_s)
         gap = _gap(best_bound, best.objective)
         trace.append({"iteration": iteration, "replanned_passes": replanned,
                       "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
@@ -384,24 +396,6 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
                     bound=max(best_bound, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best.prices, trace=trace)
-
-
-def _use(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
-         chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Each constraint's use in the responses ``chosen`` (made on ``view``, the problem priced
-    for channels): spend and customers per offer, and what the channels' prices read."""
-    # sums over customers in one array each, so their rounding is the same for any chunking
-    used = problem.usage(chosen)
-    return {"spend": used.spend, "count": used.customers.astype(float),
-            **channel_rules.response_use(problem, view, prices, chosen)}
-
-
-def _margins(problem: AssignmentProblem) -> tuple[list[np.ndarray], Candidates]:
-    """Every candidate's margin (one zeroed array per block) and the critical-price view of
-    the candidates on those arrays."""
-    margins = [np.zeros(block.offer.shape) for block in problem.blocks]
-    return margins, Candidates([b.offer for b in problem.blocks],
-                               [b.cost for b in problem.blocks], margins)
 
 
 @dataclass
@@ -418,7 +412,7 @@ class _Anchor:
     spent: tuple[float, float] | None = None
 
     def next_prices(self, problem: AssignmentProblem, improved: bool, prices: Prices,
-                    use: dict[str, np.ndarray], candidates: Candidates, run: ThreadMap,
+                    use: dict[str, np.ndarray], candidates: ShardedCandidates, run: ThreadMap,
                     best_bound: float, best_objective: float) -> Prices | None:
         """The next pass's prices (None: the steps have shrunk to nothing, the passes stall)."""
         if improved:
@@ -444,8 +438,8 @@ class _Anchor:
 
 
 def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
-               run: ThreadMap) -> tuple[list[np.ndarray], list[np.ndarray],
-                                        list[ExactChoice | None]]:
+               run: Mapper) -> tuple[list[np.ndarray], list[np.ndarray],
+                                     list[ExactChoice | None]]:
     """One pass's best responses at ``prices``, block by block: each customer's choice (the
     exact one where multi-category offers need it), each customer's term of the bound, and the
     exact choices the plan starts from; every candidate's margin is written into ``margins``."""
@@ -474,16 +468,15 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
 
 
 def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan,
-            run: ThreadMap, deadline: float) -> int:
+            run: ThreadMap, ex: ShardExecutor, deadline: float) -> int:
     """Plan at each of ``unplanned`` (passes that made no plan) until ``deadline``
     (``time.perf_counter``), keeping the best in ``best``; returns how many were planned."""
     replanned = 0
     for at in unplanned:
         if time.perf_counter() > deadline:
             break
-        view = channel_rules.priced(problem, at)
-        relaxed = run(lambda block, at=at: _respond(view, block, at, True)[0], view.blocks)
-        chosen, objective = _plan(problem, at, relaxed, [None] * len(relaxed), run)
+        ex.respond_plain(at)
+        chosen, objective = _plan(problem, at, ex.plan_rows(at), run)
         best.consider(chosen, objective, at)
         replanned += 1
     return replanned

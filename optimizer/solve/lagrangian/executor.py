@@ -1,0 +1,180 @@
+"""The shard executor: the seam between the scale method's one pass loop
+(:func:`.method._solve`) and where its shards live.
+
+:class:`ShardExecutor` calls the methods of :class:`.shard.Shard` on every shard and combines
+their answers in shard order (per-offer sums added, per-customer arrays joined), so the loop's
+arithmetic is the same whatever holds the shards. :class:`LocalShards` holds them in this
+process (the default: with one shard, the bits of a solve without shards);
+:class:`optimizer.solve.backends.dask_shards.DaskShards` keeps each one resident on a Dask
+worker. :class:`ShardedCandidates` is the critical-price update's view of every shard's
+candidates: the driver's half of :meth:`.critical.Candidates.prices` is inherited, each pass
+over candidates is one call to every shard, answered with O(offers) tallies.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any, Sequence
+
+import numpy as np
+
+from optimizer.model.problem import AssignmentProblem, Prices
+from optimizer.solve.lagrangian._kernels import Mapper
+from optimizer.solve.lagrangian.critical import _PARTS, Candidates
+from optimizer.solve.lagrangian.funders import Funded
+from optimizer.solve.lagrangian.shards import (
+    ShardSpec,
+    joined,
+    ordered_sum,
+    ordered_total,
+    shard_args,
+    shard_specs,
+)
+
+# the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
+PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
+
+
+def payload_bytes(obj: Any) -> int:
+    """Bytes of ``obj`` as pickled for the wire (arrays out of band counted whole)."""
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return len(head) + sum(memoryview(b).nbytes for b in buffers)
+
+
+class ShardExecutor:
+    """The shards of ``problem`` at ``shard_customers`` customers each, wherever they live.
+
+    ``traffic``: bytes sent to and received from the shards per pass (counted on the pickled
+    payloads when ``measure``), apart for the price passes and for the plans; ``workers``:
+    processes holding shards (0: this one); ``packed``: the plans come back as packed bits.
+    """
+
+    workers = 0
+    measure = False
+    packed = False
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
+        self.problem = problem
+        self.specs: list[ShardSpec] = shard_specs(problem, shard_customers, _PARTS)
+        self.traffic: list[dict[str, int]] = []
+        self.candidates = ShardedCandidates(self)
+
+    # -- calls --------------------------------------------------------------------------------
+    def all(self, method: str, *args: Any) -> list:
+        """``method(*args)`` on every shard, results in shard order."""
+        return self.map(method, [args] * len(self.specs))
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        """``method(*args[k])`` on shard ``k``, results in shard order."""
+        raise NotImplementedError
+
+    def _count(self, method: str, sent: Any, received: Any) -> None:
+        if self.measure and self.traffic:  # from the first pass on (not the shards' setup)
+            t = self.traffic[-1]
+            t["plan" if method in PLAN_CALLS else "prices"] += (payload_bytes(sent)
+                                                                 + payload_bytes(received))
+            t["calls"] += 1
+
+    # -- what the pass loop asks --------------------------------------------------------------
+    def respond(self, prices: Prices) -> tuple[dict[str, np.ndarray], float]:
+        """Every shard's best responses to ``prices`` (kept on the shards): the constraints'
+        use (``spend``, ``count`` per offer) and the customers' part of the dual function, each
+        added over the shards in shard order. Opens a pass of the traffic record."""
+        self.traffic.append({"prices": 0, "plan": 0, "calls": 0})
+        parts = self.all("respond", prices)
+        use = {"spend": ordered_total(p[0] for p in parts),
+               "count": ordered_total(p[1] for p in parts)}
+        for key in parts[0][3] if parts else ():  # the channels' per-pair reads, customer order
+            use[key] = np.concatenate([p[3][key] for p in parts])
+        return use, ordered_sum(p[2] for p in parts)
+
+    def respond_plain(self, prices: Prices) -> None:
+        """The relaxed best responses to ``prices`` only, kept for :meth:`plan_rows`."""
+        self.all("respond_plain", prices)
+
+    def plan_rows(self, prices: Prices) -> list[np.ndarray]:
+        """The plan's first choice of every customer from the last responses, one mask per
+        block of the whole problem (:func:`.method.plan_rows` on the shards)."""
+        if not self.packed:
+            return joined(self.problem, self.specs, self.all("plan_rows", prices))
+        blocks = self.problem.blocks
+        masks = [[np.unpackbits(bits, count=(e - f) * blocks[b].offer.shape[1]).reshape(
+                    e - f, -1).view(bool) for bits, (b, f, e) in zip(shard, spec.pieces)]
+                 for shard, spec in zip(self.all("plan_rows_packed", prices), self.specs)]
+        return joined(self.problem, self.specs, masks)
+
+    def close(self) -> None:
+        """Let the shards go."""
+
+    def report(self) -> dict[str, Any]:
+        """Where the passes ran, for the manifest: shards, workers and bytes per pass."""
+        passes = [t for t in self.traffic if t["calls"]]
+        record: dict[str, int] = {"passes": len(passes)}
+        for kind, picked in (("", ("prices", "plan")), ("prices_", ("prices",)),
+                             ("plan_", ("plan",))):
+            sizes = [sum(t[k] for k in picked) for t in passes]
+            record[kind + "mean"] = int(np.mean(sizes)) if sizes else 0
+            record[kind + "max"] = max(sizes, default=0)
+        return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record}
+
+
+class LocalShards(ShardExecutor):
+    """Shards held in this process, their blocks mapped over by the solve's threads ``run``
+    (each shard's pieces are views of the problem's blocks: nothing is copied)."""
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int, run: Mapper) -> None:
+        from optimizer.solve.lagrangian.shard import Shard  # it runs the method's functions
+
+        super().__init__(problem, shard_customers)
+        self.shards = [Shard(*shard_args(problem, spec)) for spec in self.specs]
+        for shard in self.shards:
+            shard.run = run
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        out = [getattr(shard, method)(*a) for shard, a in zip(self.shards, args)]
+        self._count(method, args, out)
+        return out
+
+
+class ShardedCandidates(Candidates):
+    """Every shard's candidates as the price update reads them (no arrays here: they stay on
+    the shards). Tallies come one per shard (its parts added in order), so each shard fills its
+    own stretch of the crossing buckets from its offset in ``fills``."""
+
+    def __init__(self, ex: ShardExecutor) -> None:  # noqa: D107 - no arrays, no layout
+        self.ex = ex
+
+    def sample_entries(self, mode: int, prices: tuple, capacity: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = self.ex.all("sample", mode, prices, capacity)
+        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
+                np.concatenate([f[2] for f in found]))
+
+    def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray,
+                map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.ex.all("tallies", mode, prices, bounds, capacity)
+
+    def collect(self, mode: int, prices: tuple, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
+                fills: np.ndarray, size: int, map_parts: Mapper) -> tuple[np.ndarray, np.ndarray]:
+        crits, weights = np.empty(size), np.empty(size)
+        args = [(mode, prices, bucket, fills[k], size) for k in range(len(self.ex.specs))]
+        for positions, c, w in self.ex.map("collect", args):
+            crits[positions] = c
+            weights[positions] = w
+        return crits, weights
+
+    def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                 count_price: np.ndarray, map_parts: Mapper | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        found = self.ex.all("targeted", targeted, budget_price, float(glob), count_price)
+        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
+
+    def funded(self, prices: Prices, budget_price: np.ndarray, glob: float, target: np.ndarray
+               ) -> Funded | None:
+        """Every shard's funded candidates (:func:`.funders.funded`), joined in shard order."""
+        if self.ex.problem.funders is None or not np.isfinite(
+                self.ex.problem.funders.budget).any():
+            return None
+        found = self.ex.all("funded", prices, budget_price, float(glob), target)
+        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
+                np.concatenate([f[2] for f in found]))

@@ -1,0 +1,126 @@
+"""One shard's side of the scale method: its candidate blocks and every per-customer array of the
+solve (margins, best responses) stay here for the whole solve, in this process or on a Dask worker,
+and each call answers with per-offer sums or other small arrays.
+
+The computations are :mod:`.method`'s own functions (``_responses``, ``plan_rows``, ``_respond``)
+run on the shard's customers, so the driver (:func:`.method._solve` through a
+:class:`.executor.ShardExecutor`), adding the shards' answers in shard order, gets the same bits
+whatever holds the shards.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.model.problem import AssignmentProblem, Prices
+from optimizer.solve.lagrangian import channels as channel_rules
+from optimizer.solve.lagrangian import funders as funder_rules
+from optimizer.solve.lagrangian import method
+from optimizer.solve.lagrangian._kernels import Mapper, serial_map
+from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tally_total
+from optimizer.solve.lagrangian.greedy import ExactChoice
+
+
+class Shard:
+    """The customers ``[lo, lo + problem.n_customers)`` of the whole problem: ``problem`` holds
+    their pieces of the whole problem's blocks (``block_ids``: which block each comes from) and
+    the whole problem's offers and rules (:func:`.shards.shard_problem`); ``cuts``: the critical
+    prices' part boundaries inside the shard (customer positions from ``lo``)."""
+
+    def __init__(self, problem: AssignmentProblem, block_ids: list[int], lo: int,
+                 cuts: np.ndarray) -> None:
+        self.problem, self.block_ids, self.lo = problem, block_ids, lo
+        blocks = problem.blocks
+        self.margins = [np.zeros(b.offer.shape) for b in blocks]
+        # every _STRIDE-th customer of the whole problem is sampled: the shard's first one
+        self.candidates = Candidates([b.offer for b in blocks], [b.cost for b in blocks],
+                                     self.margins, cuts=cuts, first_sampled=(-lo) % _STRIDE)
+        self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
+        self.view = problem  # the problem priced for channels at the last responses' prices
+        self.relaxed: list[np.ndarray] = []
+        self.exact: list[ExactChoice | None] = []
+        self._part_counts: list[np.ndarray] = []
+
+    def ready(self) -> int:
+        """The shard's number of candidate pairs (a cheap call that proves it was built)."""
+        return self.problem.n_pairs
+
+    # -- the price passes ---------------------------------------------------------------------
+    def respond(self, prices: Prices
+                ) -> tuple[np.ndarray, np.ndarray, float, dict[str, np.ndarray]]:
+        """Every customer's best response to ``prices`` (margins written for the price update,
+        choices kept for the plan; with channels, on values less each customer's channel
+        charge); returns the shard's (spend, count) per offer in the responses and its share of
+        the dual function, each summed in one array, and what the channels' prices read of its
+        responses (:func:`.channels.response_use`; empty without channels)."""
+        self.view = channel_rules.priced(self.problem, prices)
+        relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run)
+        self.relaxed, self.exact = relaxed, exact
+        used = self.problem.usage(relaxed)
+        dual = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
+        return (used.spend, used.customers.astype(float), dual,
+                channel_rules.response_use(self.problem, self.view, prices, relaxed))
+
+    def respond_plain(self, prices: Prices) -> None:
+        """The relaxed best responses to ``prices`` only (the plan of a pass that made none)."""
+        problem = self.view = channel_rules.priced(self.problem, prices)
+        self.relaxed = self.run(lambda block: method._respond(problem, block, prices, True)[0],
+                                problem.blocks)
+        self.exact = [None] * len(self.relaxed)
+
+    def sample(self, mode: int, prices: tuple, capacity: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The sampled customers' candidates for the critical prices' bucket bounds."""
+        return self.candidates.sample_entries(mode, prices, capacity)
+
+    def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The shard's (weight, count) per group and bucket, its parts added in order from zero
+        (each part's counts kept for :meth:`collect`)."""
+        parts = (self.candidates.tallies(mode, prices, bounds, capacity, self.run)
+                 if self.candidates.parts else [])
+        self._part_counts = [c for _, c in parts]
+        return tally_total(parts, (capacity.shape[0], _WIDTH))
+
+    def collect(self, mode: int, prices: tuple, bucket: tuple, offset: np.ndarray, size: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The crossing buckets' candidates of the shard's parts, the shard's stretch of each
+        group starting at ``offset``: (positions, critical prices, weights)."""
+        crossing = bucket[0]
+        n_groups = crossing.shape[0]
+        if not self._part_counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        in_bucket = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]
+                              for c in self._part_counts]) * (crossing >= 0)
+        fills = offset + np.cumsum(in_bucket, axis=0) - in_bucket
+        crits, weights = self.candidates.collect(mode, prices, bucket, fills, size, self.run)
+        counts = in_bucket.ravel()
+        firsts = fills.ravel()[counts > 0]
+        counts = counts[counts > 0]
+        positions = (np.repeat(firsts - np.cumsum(counts) + counts, counts)
+                     + np.arange(int(counts.sum())))
+        return positions, crits[positions], weights[positions]
+
+    def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                 count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Offer and margin of the shard's candidates of ``targeted`` offers, customer order."""
+        if not self.candidates.parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return self.candidates.targeted(targeted, budget_price, glob, count_price, self.run)
+
+    def funded(self, prices: Prices, budget_price: np.ndarray, glob: float, target: np.ndarray
+               ) -> funder_rules.Funded | None:
+        """The shard's candidates counting against a funder's budget (:func:`.funders.funded`)."""
+        c = self.candidates
+        return funder_rules.funded(self.problem, list(c.offers), list(c.costs), list(c.margins),
+                                   prices, budget_price, glob, target)
+
+    # -- the plan -----------------------------------------------------------------------------
+    def plan_rows(self, prices: Prices) -> list[np.ndarray]:
+        """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
+        problem = self.view
+        return self.run(lambda item: method.plan_rows(problem, prices, *item),
+                        list(zip(problem.blocks, self.relaxed, self.exact)))
+
+    def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
+        """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
+        return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]

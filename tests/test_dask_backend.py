@@ -1,0 +1,164 @@
+"""The scale method on a Dask cluster (issue 21): the same run folder, byte for byte, whether the
+passes run in this process or on the shards of 1 or 2 workers (affinity path with offer groups
+and a funder budget; scores path; inputs as multi-file Parquet datasets); a worker killed
+mid-solve stops the run with exit code 3 and writes nothing.
+
+These tests start real clusters (worker processes): marked ``cluster``; CI runs them (the
+``dask`` extra is installed by .ci/run).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.cli import main
+from optimizer.solve.backends import dask_shards
+from tests.test_reproducible import FILES, RULES, _diff, _without_timings
+from tests.tiny_world import write_scenario
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+pytestmark = pytest.mark.cluster
+SHARD = 100  # 300 customers: three shards, spread over the workers
+KILLER = Path(__file__).resolve().parent / "worker_killer_cli.py"
+
+
+def _cluster(workers: int) -> Any:
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=":0", silence_logs=40)
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    """A 1-worker cluster the runs reach through --scheduler."""
+    with _cluster(1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """A 300-customer affinity world with two offer groups and a funder budget, and a scores
+    world of the same size."""
+    root = tmp_path_factory.mktemp("dask")
+    write_demo_data(root / "affinity", customers=300, offers=20, seed=1)
+    write_demo_data(root / "scores", customers=300, offers=20, seed=1, scores_per_customer=8)
+    offers = pl.read_parquet(root / "affinity" / "offers.parquet")
+    ids = offers.get_column("offer_id").to_list()
+    pl.DataFrame({"group_id": ["all"] * len(ids) + ["pair"] * 2, "offer_id": ids + ids[:2],
+                  "max_per_customer": [2] * len(ids) + [1] * 2}).write_csv(
+        root / "affinity" / "offer_groups.csv")
+    funder = sorted(set(offers.get_column("funded_by").drop_nulls().to_list()))[0]
+    pl.DataFrame({"funded_by": [funder], "budget": [20.0]}).write_csv(
+        root / "affinity" / "funders.csv")
+    return {"affinity": root / "affinity", "scores": root / "scores"}
+
+
+def _run(root: Path, data: Path, *args: str, **solver: Any) -> tuple[dict[str, bytes], dict]:
+    path = write_scenario(root / "scenario.toml", data=str(data), output="run", rules=RULES,
+                          solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12,
+                                  **solver})
+    done = CliRunner().invoke(main, ["run", str(path), "--json", *args])
+    assert done.exit_code == 0, done.output
+    out = root / "run"
+    return ({f: (out / f).read_bytes() for f in FILES},
+            json.loads((out / "manifest.json").read_text()))
+
+
+def _comparable(manifest: dict) -> dict:
+    """The manifest bar timings, the scenario (whose solver knobs name the backend) and the
+    backend's own record."""
+    rest = {k: v for k, v in manifest.items() if k != "scenario"}
+    rest["solver"] = {k: v for k, v in rest["solver"].items() if k != "backend"}
+    return _without_timings(rest)
+
+
+@pytest.mark.parametrize("path", ["affinity", "scores"])
+def test_run_folder_byte_identical_local_one_and_two_workers(path, data, one_worker, tmp_path):
+    local, manifest = _run(tmp_path / "local", data[path])
+    assert manifest["solver"]["backend"] == {"name": "local", "workers": 1}
+    assert len(local["assignments.csv"].splitlines()) > 100
+    if path == "affinity":  # the campaign rules are in this plan
+        assert manifest["offer_groups"] and manifest["funders"], manifest.keys()
+    runs = {"1 worker (--scheduler)": _run(tmp_path / "one", data[path], "--scheduler",
+                                           one_worker.scheduler_address),
+            "2 workers (LocalCluster)": _run(tmp_path / "two", data[path], backend="dask",
+                                             workers=2)}
+    for name, (files, other) in runs.items():
+        for f in FILES:
+            assert files[f] == local[f], f"{f} differs on {name}: " + _diff(local[f], files[f], f)
+        assert _comparable(other) == _comparable(manifest), name
+    one = runs["1 worker (--scheduler)"][1]["solver"]["backend"]
+    two = runs["2 workers (LocalCluster)"][1]["solver"]["backend"]
+    assert (one["workers"], one["shards"], one["scheduler"]) == (
+        1, 3, one_worker.scheduler_address)
+    assert (two["workers"], two["shards"], two["scheduler"]) == (2, 3, "LocalCluster")
+    assert 0 < two["bytes_per_pass"]["prices_mean"] <= two["bytes_per_pass"]["max"]
+    assert len(two["worker_peak_gb"]) == 2
+
+
+def test_worker_killed_mid_solve_fails_cleanly(data, tmp_path):
+    """The worker holding shard 0 killed before the third pass: exit code 3, the message names
+    the lost worker, and no run folder is written."""
+    path = write_scenario(tmp_path / "s.toml", data=str(data["scores"]), output="run",
+                          rules=RULES, solver={"seed": 3, "shard_customers": SHARD,
+                                               "max_iterations": 60, "gap_tolerance": 1e-9})
+    with _cluster(2) as cluster:
+        done = subprocess.run([sys.executable, str(KILLER), "3", "run", str(path),
+                               "--scheduler", cluster.scheduler_address],
+                              capture_output=True, text=True, timeout=300)
+    err = " ".join((done.stdout + done.stderr).split())  # the console wraps lines
+    assert "killed worker" in err, err
+    assert done.returncode == 3, err
+    assert "Dask worker" in err and "no output was written" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
+    """Every table of the scores path as a folder of Parquet parts (NAME/, parts in
+    sub-folders): the cluster's run folder is the bytes of the local run on single files."""
+    local, _ = _run(tmp_path / "local", data["scores"])
+    parts = tmp_path / "parts"
+    shutil.copytree(data["scores"], parts)
+    tables = sorted(p for p in parts.glob("*.parquet"))
+    assert {"customers.parquet", "offers.parquet", "scores.parquet"} <= {p.name for p in tables}
+    for path in tables:
+        frame = pl.read_parquet(path)
+        path.unlink()
+        folder = parts / path.stem
+        (folder / "b").mkdir(parents=True)
+        half = frame.height // 2
+        frame[:half].write_parquet(folder / "a-0.parquet")
+        frame[half:].write_parquet(folder / "b" / "a-1.parquet")
+    files, manifest = _run(tmp_path / "cluster", parts, "--scheduler",
+                           one_worker.scheduler_address)
+    assert files == local
+    assert manifest["solver"]["backend"]["name"] == "dask"
+
+
+@pytest.mark.parametrize("sets, words", [
+    (("solver.scheduler=\"tcp://127.0.0.1:1\"",), "scheduler applies only"),
+    (("solver.backend=\"dask\"", "solver.method=\"exact\""), "lagrangian method only"),
+    (("solver.backend=\"dask\"", "solver.scheduler=\"tcp://127.0.0.1:1\"", "solver.workers=4"),
+     "workers applies only without a scheduler"),
+])
+def test_backend_knobs_that_would_be_ignored_exit_2(data, tmp_path, sets, words):
+    path = write_scenario(tmp_path / "s.toml", data=str(data["scores"]), output="run")
+    done = CliRunner().invoke(main, ["run", str(path), *[a for s in sets for a in ("--set", s)]])
+    assert done.exit_code == 2 and words in done.output, done.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_scheduler_exits_3_and_writes_nothing(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(dask_shards, "CONNECT_TIMEOUT", "2s")  # refused: no need to wait 20 s
+    path = write_scenario(tmp_path / "s.toml", data=str(data["scores"]), output="run")
+    done = CliRunner().invoke(main, ["run", str(path), "--scheduler", "tcp://127.0.0.1:9"])
+    assert done.exit_code == 3 and "cannot reach the Dask scheduler" in done.output, done.output
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,102 @@
+"""The scale method's shard seam (issue 21) without a cluster: the one pass loop over shards that
+live behind a wire (every call's arguments and answers pickled, the plans' rows as packed bits)
+gives the bits of the shards held in this process, for shards that cut the blocks anywhere, with
+offer groups, funder budgets, targets and multi-category offers; and the shards' layout."""
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+
+from optimizer.model.problem import AssignmentProblem, Solution
+from optimizer.solve import certified
+from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
+from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
+from optimizer.solve.lagrangian.shard import Shard
+from optimizer.solve.lagrangian.shards import block_pieces, part_cuts, shard_args, shard_ranges
+from tests.test_campaign_solver import with_funders, with_groups
+from tests.test_solver_vs_exact import random_problem
+
+
+class WireShards(ShardExecutor):
+    """Shards as a remote executor sees them: built from pickled arguments (copies, not views of
+    the problem's blocks), every call and answer through pickle, plans as packed bits."""
+
+    measure = packed = True
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
+        super().__init__(problem, shard_customers)
+        self.shards = [Shard(*pickle.loads(pickle.dumps(shard_args(problem, spec))))
+                       for spec in self.specs]
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        out = [pickle.loads(pickle.dumps(getattr(s, method)(*pickle.loads(pickle.dumps(a)))))
+               for s, a in zip(self.shards, args)]
+        self._count(method, args, out)
+        return out
+
+
+def _campaign_problem() -> AssignmentProblem:
+    """300 customers in blocks of 7, multi-category offers, groups, funder budgets (one binds)
+    and a few min_customers targets."""
+    problem = random_problem(5, 300, 12, 6, multi=True, per_category=1, global_share=None)
+    problem = with_funders(with_groups(problem, 5, 3), 5, 3, 0.1)
+    targets = np.zeros(problem.offers.n_offers, dtype=np.int64)
+    targets[:2] = 25
+    return dataclasses.replace(problem, offers=dataclasses.replace(problem.offers,
+                                                                   min_customers=targets))
+
+
+def _same(a: Solution, b: Solution) -> None:
+    def bare(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in trace]
+
+    assert bare(a.trace) == bare(b.trace)
+    assert (a.objective, a.bound, a.status, a.iterations) == (b.objective, b.bound, b.status,
+                                                              b.iterations)
+    assert all(np.array_equal(x, y) for x, y in zip(a.chosen, b.chosen))
+    assert np.array_equal(a.prices.budget, b.prices.budget)
+    assert np.array_equal(a.prices.funder, b.prices.funder)
+
+
+@pytest.mark.parametrize("shard", [37, 100])
+def test_shards_behind_a_wire_give_the_in_process_bits(shard):
+    problem = _campaign_problem()
+    settings = LagrangianSettings(max_iterations=15, shard_customers=shard, sample_customers=60,
+                                  gap_tolerance=1e-6, threads=2)
+    local = solve_lagrangian(problem, settings)
+    wire = WireShards(problem, shard)
+    remote = solve_lagrangian(problem, settings, shards=wire)
+    _same(local, remote)
+    certified(problem, remote)  # every rule kept, groups and funder budgets included
+    assert problem.funders is not None and remote.prices.funder is not None
+    assert remote.prices.funder.max() > 0  # a funder budget binds: its price moved on shards
+    report = wire.report()
+    assert report["shards"] == -(-300 // shard)
+    assert report["bytes_per_pass"]["passes"] == remote.iterations
+    assert report["bytes_per_pass"]["prices_max"] > 0 and report["bytes_per_pass"]["plan_max"] > 0
+
+
+def test_one_shard_whatever_the_threads():
+    """One shard over every block: the same plan on 1 and 2 threads (each shard's sums are
+    one array, whatever the chunking)."""
+    problem = _campaign_problem()
+    settings = LagrangianSettings(max_iterations=10, sample_customers=60)
+    _same(solve_lagrangian(problem, settings),
+          solve_lagrangian(problem, dataclasses.replace(settings, threads=2)))
+
+
+def test_shard_layout():
+    assert shard_ranges(250, 100) == [(0, 100), (100, 200), (200, 250)]
+    assert shard_ranges(0, 100) == [(0, 0)]
+    # blocks of 7, 7, 7: the shard [5, 16) holds rows 5-7 of block 0, all of 1, 0-2 of 2
+    assert block_pieces([7, 7, 7], 5, 16) == [(0, 5, 7), (1, 0, 7), (2, 0, 2)]
+    assert part_cuts(100, 4, 30).tolist() == [0, 25, 30, 50, 60, 75, 90, 100]
+    problem = _campaign_problem()
+    ex = LocalShards(problem, 37, map)  # type: ignore[arg-type]
+    assert [s.lo for s in ex.specs] == list(range(0, 300, 37))
+    assert sum(s.problem.n_customers for s in ex.shards) == 300
+    assert all(s.problem.max_cap == problem.max_cap for s in ex.shards)
