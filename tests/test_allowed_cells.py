@@ -70,3 +70,31 @@ def test_int32_customer_indices_past_the_key_range_of_int32() -> None:
     offer = np.array([[7, 8], [7, -1]])
     assert rules.allowed(customers, offer).tolist() == [[False, True], [True, False]]
     assert rules.reasons(customers, offer)["cooldown"].tolist() == [[True, False], [False, False]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rows_of_every_offer_take_the_row_kernel_with_the_same_mask_and_audit(seed: int) -> None:
+    # the affinity chunks (every offer, customers increasing, here with gaps) go through
+    # _eligibility_kernels.dense_cells: the same mask and counts as the cell-by-cell walk
+    from optimizer.model import _eligibility_kernels as dense
+    from optimizer.model import eligibility
+
+    rng = np.random.default_rng(100 + seed)
+    n_offers, n_customers = int(rng.integers(1, 15)), int(rng.integers(2, 40))
+    rules = _random_rules(rng, n_customers, n_offers)
+    customers = np.flatnonzero(rng.random(n_customers) < 0.6).astype(np.int64)
+    if customers.size == 0:
+        customers = np.array([n_customers - 1])
+    offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (customers.size, n_offers))
+    assert dense.every_offer_in_order(customers, offer, n_offers)
+    assert not dense.every_offer_in_order(customers[::-1].copy(), offer, n_offers) \
+        or customers.size == 1
+    args = (rules.n_offers, rules.active, rules.forbidden_for_all, rules.needs_opt_in,
+            rules.excluded_category, rules.excluded_keys, rules.opted_in_keys,
+            rules.cooldown_keys)
+    walked, walked_counts = np.zeros(offer.shape, bool), np.zeros(7, np.int64)
+    eligibility._allowed_cells(customers, offer, *args[:5], *args[5:], walked, walked_counts)
+    rows, row_counts = np.zeros(offer.shape, bool), np.zeros(7, np.int64)
+    dense.dense_cells(customers, *args, rows, row_counts)
+    assert np.array_equal(rows, walked)
+    assert row_counts.tolist() == walked_counts.tolist()

@@ -78,3 +78,33 @@ def test_gap_and_status_values() -> None:
     # the manifest's solver.status strings
     assert [s.value for s in Status] == ["optimal", "iteration_limit", "time_limit", "stalled"]
     assert json.dumps({"status": Status.STALLED}) == '{"status": "stalled"}'
+
+
+def test_plan_sums_match_numpy_to_the_bit() -> None:
+    # the compiled walk over the masks adds in np.bincount's order over the concatenated
+    # chosen entries, so usage and objective are the same floats as numpy's gather gives
+    rng = np.random.default_rng(3)
+    n_offers, blocks, chosen = 40, [], []
+    for start in (0, 300, 700):
+        offer = rng.integers(-1, n_offers, (300, 7))
+        cost = np.where(offer >= 0, rng.random(offer.shape) * 1e3, 0.0)
+        blocks.append(CandidateBlock(customers=np.arange(start, start + 300), offer=offer,
+                                     value=rng.random(offer.shape) * 1e5, cost=cost,
+                                     p_redeem=cost / 1e3, cap=np.full(300, 3)))
+        chosen.append((rng.random(offer.shape) < 0.3) & (offer >= 0))
+    offers = OfferData(discount=np.ones(n_offers), budget=np.full(n_offers, np.inf),
+                       max_customers=np.full(n_offers, np.inf),
+                       min_customers=np.zeros(n_offers, dtype=np.int64),
+                       categories=np.zeros((n_offers, 1), dtype=np.int64), category_names=["a"])
+    problem = AssignmentProblem(offers, blocks, None, np.inf, 1000)
+    used = problem.usage(chosen)
+    offer = np.concatenate([b.offer[m] for b, m in zip(blocks, chosen)])
+    cost = np.concatenate([b.cost[m] for b, m in zip(blocks, chosen)])
+    assert used.spend.tobytes() == np.bincount(offer, cost, n_offers).tobytes()
+    assert np.array_equal(used.customers, np.bincount(offer, minlength=n_offers))
+    assert problem.objective(chosen) == float(
+        np.concatenate([b.value[m] for b, m in zip(blocks, chosen)]).sum())
+    # a chosen empty slot is refused as numpy refuses offer -1
+    chosen[1] = chosen[1] | (blocks[1].offer < 0)
+    with pytest.raises(ValueError):
+        problem.usage(chosen)

@@ -110,6 +110,15 @@ def reusing_freed_memory() -> Iterator[bool]:
         libc.malloc_trim(0)
 
 
+def release_freed_memory() -> bool:
+    """Hand the memory glibc holds free back to the system (``malloc_trim``): after a stage
+    that allocated arrays of ever different sizes (fitting), its freed small and mid-sized
+    arrays stay in the heap and arenas, counted in the process's memory through every later
+    stage. Returns whether anything was returned (False off glibc)."""
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
 
 # --------------------------------------------------------------------------------------------------
 # the limits the process runs under (light: read before polars or numba are imported)

@@ -20,6 +20,7 @@ import polars as pl
 from optimizer.core.config import Rules
 from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs
+from optimizer.model._eligibility_kernels import dense_cells, every_offer_in_order
 from optimizer.model.attribute_rules import REASON as ATTRIBUTE_REASON
 from optimizer.model.attribute_rules import AttributeRules, compile_attribute_rules
 from optimizer.scoring.features import OfferCategories
@@ -67,12 +68,17 @@ class EligibilityRules:
             # Python ints: customer indices come as int32, and index x 500 offers passes 2**31
             # from 4.3 M customers on
             lo, hi = int(customers[0]) * self.n_offers, (int(customers[-1]) + 1) * self.n_offers
-            _allowed_cells(customers.astype(np.int64, copy=False),
-                           offer.astype(np.int64, copy=False), self.n_offers, self.active,
-                           self.forbidden_for_all, self.needs_opt_in, self.excluded_category,
-                           _in_range(self.excluded_keys, lo, hi),
-                           _in_range(self.opted_in_keys, lo, hi),
-                           _in_range(self.cooldown_keys, lo, hi), out, counts)
+            keys = (_in_range(self.excluded_keys, lo, hi), _in_range(self.opted_in_keys, lo, hi),
+                    _in_range(self.cooldown_keys, lo, hi))
+            if every_offer_in_order(customers, offer, self.n_offers):  # the affinity chunks
+                dense_cells(customers.astype(np.int64, copy=False), self.n_offers, self.active,
+                            self.forbidden_for_all, self.needs_opt_in, self.excluded_category,
+                            *keys, out, counts)
+            else:
+                _allowed_cells(customers.astype(np.int64, copy=False),
+                               offer.astype(np.int64, copy=False), self.n_offers, self.active,
+                               self.forbidden_for_all, self.needs_opt_in,
+                               self.excluded_category, *keys, out, counts)
         for name, count in zip((*REASONS, "removed", "considered"), counts.tolist()):
             self.audit[name] += count
         if self.attributes is not None and offer.size:

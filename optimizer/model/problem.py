@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
+from optimizer.model._plan_kernels import chosen_values, plan_usage
 from optimizer.model.reduced import reduced_values
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class AssignmentProblem:
         in one chunk-independent order."""
         if not self.blocks or not chosen:
             return 0.0
-        total = float(np.concatenate([b.value[c] for b, c in zip(self.blocks, chosen)]).sum())
+        total = float(chosen_values([b.value for b in self.blocks], chosen).sum())
         if self.channels is None:
             return total
         from optimizer.model.channels import contact_cost
@@ -167,6 +168,11 @@ class AssignmentProblem:
         n_offers = self.offers.n_offers
         if not self.blocks:
             return Usage(np.zeros(n_offers), np.zeros(n_offers, dtype=np.int64))
+        used = plan_usage([b.offer for b in self.blocks], [b.cost for b in self.blocks], chosen,
+                          n_offers)
+        if used is not None:
+            return Usage(*used)
+        # a chosen empty slot: np.bincount refuses its offer -1
         offer = np.concatenate([b.offer[c] for b, c in zip(self.blocks, chosen)])
         cost = np.concatenate([b.cost[c] for b, c in zip(self.blocks, chosen)])
         return Usage(np.bincount(offer, weights=cost, minlength=n_offers),

@@ -5,6 +5,7 @@ non-negative prices).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -70,8 +71,9 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
             customers = block.customers[at]
             offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64),
                                     (customers.size, n_offers))
-            # rules.reasons, not rules.allowed: the audit already counted these pairs
-            eligible = ~np.any(list(rules.reasons(customers, offer).values()), axis=0)
+            # into an audit of its own: the run's audit already counted these pairs
+            eligible = replace(rules, audit=dict.fromkeys(rules.audit, 0)).allowed(customers,
+                                                                                 offer)
             totals[at] = best_totals(model.kernel_arrays(customers), customers, eligible,
                                      primary, per_category, block.cap[at], prices.cost_price,
                                      prices.count, prices.global_budget, offers.discount)
