@@ -100,3 +100,22 @@ def test_shard_layout():
     assert [s.lo for s in ex.specs] == list(range(0, 300, 37))
     assert sum(s.problem.n_customers for s in ex.shards) == 300
     assert all(s.problem.max_cap == problem.max_cap for s in ex.shards)
+
+
+def test_channels_on_shards_behind_a_wire_give_the_in_process_bits():
+    """Each shard prices its own blocks for channels and sends back the channels' per-pair
+    reads; joined in shard order, the wire gives the in-process bits and every rule holds."""
+    from tests.test_channels_solver import _assert_channels_hold, with_channels
+
+    problem = with_channels(random_problem(7, 300, 12, 6, multi=False, per_category=None,
+                                           global_share=None), 7, 3, 0.1, 0.3)
+    settings = LagrangianSettings(max_iterations=15, shard_customers=37, sample_customers=60,
+                                  gap_tolerance=1e-6, threads=2)
+    local = solve_lagrangian(problem, settings)
+    remote = solve_lagrangian(problem, settings, shards=WireShards(problem, 37))
+    _same(local, remote)
+    assert np.array_equal(local.prices.channel, remote.prices.channel)
+    assert all(np.array_equal(x, y) for x, y in zip(local.chosen.channel, remote.chosen.channel))
+    certified(problem, remote)
+    _assert_channels_hold(problem, remote.chosen)
+    assert remote.prices.channel is not None and remote.prices.channel.max() > 0  # a cap binds
