@@ -276,3 +276,18 @@ def test_sources_timelines_match_global_sorts_in_any_line_order(demo: Path):
     np.testing.assert_array_equal(spends[0][0], spends[1][0])
     np.testing.assert_allclose(spends[0][1], spends[1][1], rtol=1e-12)
     np.testing.assert_allclose(spends[0][2], spends[1][2], rtol=1e-12)
+
+
+def test_pair_term_is_the_same_bits_in_any_chunk_of_pairs(demo: Path, monkeypatch):
+    """Scoring builds the pair features a chunk of pairs at a time (bounded memory); every
+    feature is the pair's own, so tiny chunks give the one-chunk pair term bit for bit."""
+    inputs = load_inputs(demo / "data")
+    s, _ = _sources(inputs, 40)
+    model = repurchase.Repurchase(repurchase.NAMES, np.linspace(-1, 1, len(repurchase.NAMES)))
+    whole = model.parts(s, inputs.n_customers, 40)[2]
+    monkeypatch.setattr(repurchase, "_PAIR_CHUNK", 7)
+    chunked = model.parts(s, inputs.n_customers, 40)[2]
+    assert whole.nnz > 7 * 3
+    for a, b in ((whole.indptr, chunked.indptr), (whole.indices, chunked.indices),
+                 (whole.data, chunked.data)):
+        assert np.array_equal(a, b)

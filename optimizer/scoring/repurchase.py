@@ -65,6 +65,7 @@ BUY_AGAIN = ("intercept", "product_weeks", "category_weeks")
 CORE = ("intercept", "product_weeks", "category_weeks", "product_log", "product_rarity")
 LADDER: tuple[tuple[str, ...], ...] = (NAMES, CORE)  # richest first
 LADDER_NAMES: dict[tuple[str, ...], str] = {NAMES: "full", CORE: "core"}
+_PAIR_CHUNK = 2_000_000  # pairs whose feature columns are built at once when scoring
 _SHIFT = 2**21  # weeks live in [-2**20, 2**20): keys (entity << 21) + week stay int64
 
 
@@ -351,9 +352,15 @@ class Repurchase:
         extra = redeemed[bought[at] != redeemed] if bought.size else redeemed
         support = np.concatenate([bought, extra])
         c, o = support // s.n_offers, support % s.n_offers
-        feats = pair_features(s, c, o, np.full(c.size, week, np.int64), with_category=False)
-        value = sum((beta[k] * feats[k] for k in PAIR if k in beta and k != "category_weeks"),
-                    np.zeros(c.size))
+        value = np.empty(c.size)
+        # in chunks of pairs: every feature is the pair's own, so chunks give the same bits, and
+        # only one chunk's feature columns are held at a time (the run's memory peak otherwise)
+        for lo in range(0, c.size, _PAIR_CHUNK):
+            hi = min(lo + _PAIR_CHUNK, c.size)
+            feats = pair_features(s, c[lo:hi], o[lo:hi], np.full(hi - lo, week, np.int64),
+                                  with_category=False)
+            value[lo:hi] = sum((beta[k] * feats[k] for k in PAIR
+                                if k in beta and k != "category_weeks"), np.zeros(hi - lo))
         pair = sp.csr_matrix((value, (c, o)), shape=(n_customers, s.n_offers))
         pair.eliminate_zeros()
         # the category term: (C, K) shares, multiplied by the offer incidence in the kernels
