@@ -154,25 +154,7 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     shop, category, product = (Timeline(keys) for keys in line_timelines(
         lines.c, lines.k, lines.p, lines.week, lines.sensitive, week, n_k, m, indptr, offers_of,
         _SHIFT, 2**20))
-    # spend per customer and week (ordinary lines), then her running sums
-    rows = np.flatnonzero((lines.week < week) & ~lines.sensitive)
-    spend_key = spend_keys(lines.c, lines.week, rows, _SHIFT, 2**20)
-    sales = lines.sales[rows]
-    discounted = lines.discounted[rows]
-    if spend_key.size and not bool(np.all(spend_key[1:] >= spend_key[:-1])):
-        # lines come by customer and day, so weeks are usually in order already: then the
-        # stable sort would change nothing
-        order = np.argsort(spend_key, kind="stable")
-        spend_key, sales, discounted = spend_key[order], sales[order], discounted[order]
-    cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
-    discounted = np.where(discounted, sales, 0.0)
-    keys = spend_key[cuts]
-    entity = keys // _SHIFT
-    # sums that restart with each entity: her running spend never depends on anyone else's rows
-    running = (group_running_sum(entity, np.add.reduceat(sales, cuts)) if cuts.size
-               else np.zeros(0),
-               group_running_sum(entity, np.add.reduceat(discounted, cuts)) if cuts.size
-               else np.zeros(0))
+    spend = _running_spend(lines, week)
 
     def timeline(frame: pl.DataFrame, entity: pl.Expr) -> Timeline:
         return Timeline.of(frame.select(entity).to_series().to_numpy(),
@@ -190,11 +172,42 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     red = firsts(inputs.redemptions)
     sent = pl.concat([firsts(inputs.history), red]).group_by("c", "o").agg(pl.col("week").min())
     return Sources(
-        m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)),
-        (keys, *running),
+        m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)), spend,
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
         timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float),
         _first_buyers(product, m), inputs.n_customers)
+
+
+def _running_spend(lines: PurchaseLines, week: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keys (c, week) of her shopping weeks before ``week`` (ordinary lines) and her running
+    sales and discounted sales over them. Its own function so that its per-line temporaries are
+    gone before the timelines that follow are built (they made the fit's memory peak)."""
+    rows = np.flatnonzero((lines.week < week) & ~lines.sensitive)
+    spend_key = spend_keys(lines.c, lines.week, rows, _SHIFT, 2**20)
+    sales = lines.sales[rows]
+    discounted = lines.discounted[rows]
+    del rows
+    if spend_key.size and not bool(np.all(spend_key[1:] >= spend_key[:-1])):
+        # lines come by customer and day, so weeks are usually in order already: then the
+        # stable sort would change nothing
+        order = np.argsort(spend_key, kind="stable")
+        spend_key, sales, discounted = spend_key[order], sales[order], discounted[order]
+        del order
+    cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
+    keys = spend_key[cuts]
+    del spend_key
+    entity = keys // _SHIFT
+    if not cuts.size:
+        return keys, np.zeros(0), np.zeros(0)
+    # sums that restart with each entity: her running spend never depends on anyone else's rows
+    weekly_sales = np.add.reduceat(sales, cuts)
+    sales = np.where(discounted, sales, 0.0)  # now the discounted lines' sales
+    del discounted
+    weekly_discounted = np.add.reduceat(sales, cuts)
+    del sales
+    return (keys, group_running_sum(entity, weekly_sales),
+            group_running_sum(entity, weekly_discounted))
 
 
 def _first_buyers(product: Timeline, n_offers: int) -> tuple[int, np.ndarray]:
