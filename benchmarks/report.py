@@ -1,6 +1,6 @@
 """Render the README's short performance table and docs/performance.md's tables from the newest
-stamped result files in ``benchmarks/results/`` (written by ``scale.py`` and
-``completejourney.py``, see ``benchmarks/stamp.py``).
+stamped result files in ``benchmarks/results/`` (written by ``scale.py``, ``completejourney.py``
+and ``simulate.py``, see ``benchmarks/stamp.py``).
 
     python benchmarks/report.py           # rewrite the generated sections in place
     python benchmarks/report.py --check   # exit 1 if a generated section differs (hand edits)
@@ -38,6 +38,9 @@ def load_results(folder: Path = RESULTS) -> dict[tuple[str, str], dict[str, Any]
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(folder.glob("*.json")):
         result = json.loads(path.read_text())
+        if path.name.startswith("simulate_"):  # seeds add up across files: each file is kept
+            newest[("simulate", path.stem)] = {**result, "file": path.name}
+            continue
         if "benchmark" not in result:  # files written before result files named their benchmark
             continue
         key = (result["benchmark"], result["instance"])
@@ -134,8 +137,52 @@ def render_versions(results: dict[tuple[str, str], dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+SIMULATE_SIZE = (20_000, 200, 12)  # the issue's size, the README's simulate table
+_STRATEGIES = ("customer_first", "offer_first", "popular", "random")
+
+
+def simulate_seeds(results: dict[tuple[str, str], dict[str, Any]]
+                   ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(seed row, its result file) of every seed run at :data:`SIMULATE_SIZE`, in seed order;
+    a seed in several files is taken from the newest (``benchmarks/simulate.py`` writes a file
+    per commit, so the seeds of a long benchmark may come from several)."""
+    rows: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for key, r in sorted(results.items(), key=lambda kv: (kv[1]["date"], kv[1]["file"])):
+        setup = r["setup"] if key[0] == "simulate" else {}
+        if (setup.get("customers"), setup.get("offers"), setup.get("weeks")) != SIMULATE_SIZE:
+            continue
+        for row in r["seeds"]:
+            rows[row["seed"]] = (row, r)
+    return [rows[seed] for seed in sorted(rows)]
+
+
+def render_simulate(results: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """The README's simulate table: per seed, each strategy's incremental margin and realised
+    spend, the seed's CPU and wall seconds and peak memory, and where it was measured."""
+    seeds = simulate_seeds(results)
+    if not seeds:
+        return "(no simulate result at this size yet)"
+    lines = ["| seed | " + " | ".join(_STRATEGIES) + " | CPU s | wall s | peak GB | measured at |",
+             "|---|" + "---:|" * (len(_STRATEGIES) + 3) + "---|"]
+    for row, r in seeds:
+        cells = [f"{row['strategies'][s]['incremental_margin']:,.0f} / "
+                 f"{row['strategies'][s]['spend']:,.0f}" for s in _STRATEGIES]
+        workers = r["setup"].get("workers", 1)
+        lines.append(f"| {row['seed']} | " + " | ".join(cells) + f" | {_num(row['cpu_seconds'], 0)}"
+                     f" | {_num(row['seconds'], 0)} | {row['peak_memory_gb']:.2f} | {_stamp(r)}"
+                     f", {workers} worker{'s' if workers > 1 else ''} |")
+    means = [f"{statistics.mean(x['strategies'][s]['incremental_margin'] for x, _ in seeds):,.0f}"
+             f" / {statistics.mean(x['strategies'][s]['spend'] for x, _ in seeds):,.0f}"
+             for s in _STRATEGIES]
+    wins = sum(x["strategies"]["customer_first"]["incremental_margin"]
+               > x["strategies"]["offer_first"]["incremental_margin"] for x, _ in seeds)
+    lines.append("| mean | " + " | ".join(means) + " | | | | |")
+    return "\n".join(lines + ["", f"Customer-first earns more incremental margin than "
+                               f"offer-first in {wins} of {len(seeds)} seeds."])
+
+
 SECTIONS: dict[str, dict[str, Callable[[dict[tuple[str, str], dict[str, Any]]], str]]] = {
-    "README.md": {"summary": render_summary},
+    "README.md": {"summary": render_summary, "simulate": render_simulate},
     "docs/performance.md": {"runs": render_runs, "versions": render_versions},
 }
 

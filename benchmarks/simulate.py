@@ -37,7 +37,8 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "optimizer", "simulate", str(Path(args.scenario).resolve()),
            "--customers", str(args.customers), "--offers", str(args.offers),
            "--weeks", str(args.weeks), "--strategies", args.strategies, "--seeds", "1",
-           "--first-seed", str(seed), "--out", str(out), "--quiet"]
+           "--first-seed", str(seed), "--workers", str(args.workers), "--out", str(out),
+           "--quiet"]
     with open(args.lock, "a") if args.lock else open(os.devnull) as lock:
         if args.lock:  # the wait for the lock is not the seed's time
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default="customer_first,offer_first,popular,random")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="simulate --workers: processes planning a week's strategies side "
+                             "by side (the seed's peak memory is then its largest process's)")
     parser.add_argument("--lock", type=Path, default=None,
                         help="run each seed under flock on this lock file")
     parser.add_argument("--code", type=Path, default=ROOT,

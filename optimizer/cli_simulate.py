@@ -55,11 +55,14 @@ def _verify(scenario, run_dir: Path) -> None:
               help="Verify every week's plan with offeropt check; exit 1 at a violation.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="Change a scenario knob (repeatable).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes planning a week's strategies side by side (2 on 2 cores; each "
+                   "holds one strategy's run in memory). The result does not depend on it.")
 @click.option("--json", "as_json", is_flag=True, help="Print simulate.json to stdout.")
 @click.option("--quiet", is_flag=True, help="Print no progress.")
 def simulate(scenario: Path, customers: int, offers: int, weeks: int, strategies: str,
              seeds: int, first_seed: int, out_dir: Path | None, worlds: Path | None, verify: bool,
-             overrides: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+             overrides: tuple[str, ...], workers: int, as_json: bool, quiet: bool) -> None:
     """Simulate WEEKS weeks of SCENARIO's rules and budgets on a synthetic world per seed,
     planning each week with every strategy from the tables its world wrote so far, and compare
     their incremental margin at equal spend against the world without offers.
@@ -77,7 +80,7 @@ def simulate(scenario: Path, customers: int, offers: int, weeks: int, strategies
         names = parse_strategies(strategies)
         loaded = load_scenario(scenario, overrides)
         summary = run_simulation(loaded, customers, offers, weeks, names, seeds, out_dir, worlds,
-                                 _verify if verify else None, say, first_seed)
+                                 _verify if verify else None, say, first_seed, workers)
     except OptimizerError as exc:
         err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
         sys.exit(2)

@@ -71,3 +71,28 @@ def test_a_result_file_without_its_stamp_is_refused(tmp_path):
         stamp.write_result("e2e", "x", {"runs": []}, tmp_path)
     path = stamp.write_result("e2e", "a b/c", {**stamp.stamp(), "runs": []}, tmp_path)
     assert path.name.startswith("e2e_a-b-c_") and json.loads(path.read_text())["versions"]
+
+
+def _simulate_file(folder, commit: str, date: str, seeds: dict[int, float], size=(20000, 200, 12)):
+    rows = [{"seed": s, "seconds": 500.0, "cpu_seconds": 400.0, "peak_memory_gb": 2.5,
+             "strategies": {name: {"incremental_margin": m if name == "customer_first" else 0.0,
+                                   "spend": 100.0} for name in report._STRATEGIES}}
+            for s, m in seeds.items()]
+    result = {"commit": commit * 5, "dirty": False, "date": date, "machine": {},
+              "setup": dict(zip(("customers", "offers", "weeks"), size)), "seeds": rows}
+    (folder / f"simulate_{'x'.join(map(str, size))}_{commit}.json").write_text(json.dumps(result))
+
+
+def test_the_simulate_table_gathers_seeds_across_files_newest_first(tmp_path):
+    # seed 0 measured twice (the newer file wins), seed 1 only in the older file, and a file of
+    # another size that the table must ignore
+    _simulate_file(tmp_path, "aaaaaaaa", "2026-01-01T00:00:00+00:00", {0: -5.0, 1: 7.0})
+    _simulate_file(tmp_path, "bbbbbbbb", "2026-02-01T00:00:00+00:00", {0: 3.0})
+    _simulate_file(tmp_path, "cccccccc", "2026-03-01T00:00:00+00:00", {0: -9.0, 2: -9.0},
+                   size=(2000, 50, 12))
+    seeds = report.simulate_seeds(report.load_results(tmp_path))
+    assert [(row["seed"], r["file"][-13:-5]) for row, r in seeds] == [(0, "bbbbbbbb"),
+                                                                       (1, "aaaaaaaa")]
+    table = report.render_simulate(report.load_results(tmp_path))
+    assert "| 0 | 3 / 100 |" in table and "| 1 | 7 / 100 |" in table
+    assert "| mean | 5 / 100 |" in table and "in 2 of 2 seeds" in table

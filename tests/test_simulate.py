@@ -83,11 +83,12 @@ def test_popular_spends_like_the_others_when_lists_are_short(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_same_seed_same_bytes(tmp_path: Path) -> None:
+def test_same_seed_same_bytes_with_any_number_of_workers(tmp_path: Path) -> None:
     args = ["--customers", "300", "--offers", "15", "--weeks", "2", "--seeds", "1",
             "--strategies", "customer_first,offer_first"]
-    for name in ("a", "b"):
-        code, output = _simulate(*args, "--out", str(tmp_path / name))
+    # b plans each week's two strategies side by side in worker processes, checked there
+    for name, extra in (("a", []), ("b", ["--workers", "2", "--check"])):
+        code, output = _simulate(*args, *extra, "--out", str(tmp_path / name))
         assert code == 0, output
     a, b = ((tmp_path / n / "simulate.json").read_bytes() for n in ("a", "b"))
     assert a == b
@@ -154,6 +155,7 @@ def test_writes_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
     (["--weeks", "0"], "weeks"),
     (["--customers", "0"], "customers"),
     (["--seeds", "0"], "seeds"),
+    (["--workers", "0"], "workers"),
 ])
 def test_bad_arguments_exit_2(args: list[str], words: str) -> None:
     code, output = _simulate("--offers", "5", *args)

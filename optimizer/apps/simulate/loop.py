@@ -10,12 +10,20 @@ and each strategy plans the week from its folder (:func:`.strategies.plan_week`,
 appended by the run), the plan's run folder is handed to ``verify`` (the CLI's ``--check``), the
 strategy's world responds to the sends made (controls withheld) and its week's purchase lines
 and redemptions are appended to its folder's ``transactions`` and ``redemptions``.
+
+A week's plans depend only on each strategy's own folder, so with ``workers`` > 1 they are made
+side by side in that many worker processes (a pool per seed) while the world's responses stay in
+this process, in strategy order: the result is the same for any number of workers.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import logging
+import multiprocessing
 import shutil
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -91,6 +99,44 @@ def _sends(assignments: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return c, o
 
 
+def plan_sends(strategy: str, planned: Scenario, seed: int, verify: Verify | None
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Plan one strategy's week (its run folder written, history appended, verified when asked)
+    and return the sends' customer and offer indexes and the plan's expected cost; a function of
+    the strategy's folder alone, so a worker process can make it."""
+    run = plan_week(strategy, planned, seed)
+    if verify is not None:
+        verify(planned, planned.output)
+    c, o = _sends(run.assignments)
+    return c, o, float(run.assignments.get_column("expected_cost").sum())
+
+
+def _log_like_parent(level: int, fmt: str | None) -> None:
+    """A worker's logging as its parent's (a spawned process starts unconfigured)."""
+    logging.basicConfig(level=level, format=fmt)
+
+
+def _pool(workers: int, jobs: int) -> ProcessPoolExecutor | nullcontext:
+    """A pool of worker processes (spawned: the parent's polars and numba threads must not be
+    forked) when more than one worker and one job, else nothing."""
+    if workers <= 1 or jobs <= 1:
+        return nullcontext()
+    root = logging.getLogger()
+    fmt = next((h.formatter._fmt for h in root.handlers if h.formatter is not None), None)
+    return ProcessPoolExecutor(min(workers, jobs), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_log_like_parent, initargs=(root.level, fmt))
+
+
+def _plan_all(pool: Executor | None, plans: dict[str, Scenario], seed: int,
+              verify: Verify | None) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Every strategy's plan of the week: in the pool side by side, else one after another."""
+    if pool is None:
+        return {s: plan_sends(s, planned, seed, verify) for s, planned in plans.items()}
+    futures = {s: pool.submit(plan_sends, s, planned, seed, verify)
+               for s, planned in plans.items()}
+    return {s: f.result() for s, f in futures.items()}
+
+
 def _by_customer(out: W.WeekOutcome, n: int) -> np.ndarray:
     return np.bincount(out.lines.get_column("c").to_numpy(), minlength=n,
                        weights=out.lines.get_column("sales_value").to_numpy())
@@ -118,8 +164,9 @@ def _record(rows: dict[str, list[float]], out: W.WeekOutcome, base: W.WeekOutcom
 
 def run_seed(scenario: Scenario, seed: int, customers: int, offers: int, weeks: int,
              strategies: tuple[str, ...], work: Path, verify: Verify | None = None,
-             progress: Callable[[str], None] | None = None) -> SeedResult:
-    """Simulate ``weeks`` weeks of one seed's world under every strategy in ``work``."""
+             progress: Callable[[str], None] | None = None, workers: int = 1) -> SeedResult:
+    """Simulate ``weeks`` weeks of one seed's world under every strategy in ``work``, planning
+    the strategies of a week in ``workers`` processes (module docstring)."""
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     template = work / "start"
@@ -134,30 +181,27 @@ def run_seed(scenario: Scenario, seed: int, customers: int, offers: int, weeks: 
     base_state = W.State.start(customers)
     result = SeedResult(seed, [scenario.week + t for t in range(weeks)])
     result.seconds = {"world": time.perf_counter() - started, "plan": 0.0, "respond": 0.0}
-    for week in result.weeks:
-        u, w, rng = W.week_draws(truth, week)
-        v = W.send_draws(rng, truth, offers)
-        none = np.zeros(0, np.int64)
-        base = W.step(truth, base_state, week, none, none, (u, w, v))
-        _record(result.baseline, base, base, 0.0, none)
-        for s in strategies:
+    with _pool(workers, len(strategies)) as pool:
+        for week in result.weeks:
+            u, w, rng = W.week_draws(truth, week)
+            v = W.send_draws(rng, truth, offers)
+            none = np.zeros(0, np.int64)
+            base = W.step(truth, base_state, week, none, none, (u, w, v))
+            _record(result.baseline, base, base, 0.0, none)
             t0 = time.perf_counter()
-            planned = scenario.model_copy(update={
+            plans = _plan_all(pool, {s: scenario.model_copy(update={
                 "name": f"{scenario.name}-{s}-seed{seed}", "week": week,
                 "data": folders[s] / "data", "output": folders[s] / "runs" / f"week{week}"})
-            run = plan_week(s, planned, seed)
-            if verify is not None:
-                verify(planned, planned.output)
+                for s in strategies}, seed, verify)
             t1 = time.perf_counter()
-            c, o = _sends(run.assignments)
-            out = W.step(truth, states[s], week, c, o, (u, w, v))
-            _write_week(folders[s] / "data", truth, week, out)
-            planned_spend = float(run.assignments.get_column("expected_cost").sum())
-            _record(result.series.setdefault(s, {}), out, base, planned_spend, c)
+            for s in strategies:  # the responses in strategy order, whoever planned first
+                c, o, planned_spend = plans[s]
+                out = W.step(truth, states[s], week, c, o, (u, w, v))
+                _write_week(folders[s] / "data", truth, week, out)
+                _record(result.series.setdefault(s, {}), out, base, planned_spend, c)
+                say(f"seed {seed} week {week} {s}: {c.size:,} sends, incremental margin "
+                    f"{result.series[s]['incremental_margin'][-1]:,.0f}")
             result.seconds["plan"] += t1 - t0
             result.seconds["respond"] += time.perf_counter() - t1
-            say(f"seed {seed} week {week} {s}: {c.size:,} sends, incremental margin "
-                f"{result.series[s]['incremental_margin'][-1]:,.0f}")
     result.seconds["total"] = time.perf_counter() - started
     return result
-

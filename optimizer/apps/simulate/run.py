@@ -45,13 +45,14 @@ def _worlds_folder(worlds: Path) -> Path:
 def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
              strategies: tuple[str, ...], seeds: int, out: Path | None = None,
              worlds: Path | None = None, verify: Verify | None = None,
-             progress: Callable[[str], None] | None = None, first_seed: int = 0
-             ) -> dict[str, Any]:
+             progress: Callable[[str], None] | None = None, first_seed: int = 0,
+             workers: int = 1) -> dict[str, Any]:
     """Simulate ``weeks`` weeks for seeds ``first_seed .. first_seed + seeds - 1`` and return
-    ``simulate.json``'s content; write it and the page into ``out`` when given."""
+    ``simulate.json``'s content; write it and the page into ``out`` when given. ``workers``:
+    processes planning a week's strategies side by side (the result does not depend on it)."""
     for name, value, low in (("customers", customers, 1), ("offers", offers, 1),
                              ("weeks", weeks, 1), ("seeds", seeds, 1),
-                             ("first-seed", first_seed, 0)):
+                             ("first-seed", first_seed, 0), ("workers", workers, 1)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise ScenarioError(f"--{name} must be an integer >= {low}, got {value!r}")
     if out is not None:
@@ -69,7 +70,7 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
             work = base / f"seed{seed}"
             work.mkdir()
             results.append(run_seed(scenario, seed, customers, offers, weeks, strategies, work,
-                                    verify, progress))
+                                    verify, progress, workers))
     finally:
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
