@@ -113,7 +113,10 @@ def plan_sends(strategy: str, planned: Scenario, seed: int, verify: Verify | Non
 
 def _log_like_parent(level: int, fmt: str | None) -> None:
     """A worker's logging as its parent's (a spawned process starts unconfigured)."""
-    logging.basicConfig(level=level, format=fmt)
+    if fmt is None:
+        logging.basicConfig(level=level)
+    else:
+        logging.basicConfig(level=level, format=fmt)
 
 
 def _pool(workers: int, jobs: int) -> ProcessPoolExecutor | nullcontext:
