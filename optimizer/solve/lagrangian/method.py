@@ -20,7 +20,7 @@ The customers live in fixed shards (:mod:`.shards`) that a shard executor holds,
 or on a cluster (:mod:`.executor`): each step above runs on every shard, and the shards' sums are
 added in shard order, so the plan does not depend on where they live.
 
-It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when two passes
+It stops when the relative gap ``(bound - objective) / bound`` is within tolerance, when four passes
 in a row improve neither the bound nor the plan ("stalled"), or at the pass or time limit (a
 status, never an exception).
 """
@@ -57,7 +57,10 @@ from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
-_STALL_PASSES = 2  # consecutive passes improving neither the bound nor the plan: stop ("stalled")
+# consecutive passes improving neither the bound nor the plan: stop ("stalled"). Two stopped the
+# 1 M affinity benchmark at a 0.37 % gap after a coordinate step overshot twice; the halved steps
+# that follow recovered to 0.063 % (benchmarks/results, docs/performance.md)
+_STALL_PASSES = 4
 
 
 @dataclass(frozen=True)
