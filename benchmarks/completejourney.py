@@ -46,6 +46,8 @@ PRODUCT = {"repurchase_redemptions": REDEMPTIONS, "repurchase_default": [],
 # margin_weight = w and clv_weight = 0.5 w, beside one unit per redemption; w = 0 is the
 # redemptions objective and w = 1 the default
 VALUE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+# the sweep's points that are plans of PRODUCT already (the same scenario): their results reused
+SWEEP_SAME = {0.0: "repurchase_redemptions", 1.0: "repurchase_default"}
 BASELINES = ("buy_again", "offer_first", "popular", "random")
 TABLES = ("customers", "products", "transactions", "offers", "offer_products", "history",
           "redemptions")
@@ -184,11 +186,12 @@ def run_week(raw: Any, week: int, out: Path, resamples: int,
     tick = time.perf_counter()
     scores = baseline_scores(folder, week)
     info["baseline_seconds"] = time.perf_counter() - tick
-    plans: dict[str, tuple[Path, list[str]]] = {}
+    plans: dict[str, tuple[Path, list[str]] | str] = {}  # a str: the same plan as that method's
     for name, overrides in PRODUCT.items():
         plans[name] = (folder / "base.toml", overrides)
     for weight in value_weights:
-        plans[f"value_weight_{weight:g}"] = (folder / "base.toml", value_sweep_overrides(weight))
+        plans[f"value_weight_{weight:g}"] = SWEEP_SAME.get(
+            weight, (folder / "base.toml", value_sweep_overrides(weight)))
     value = past_spend(folder, week, customers)
     for name in BASELINES:
         data = folder / f"data_{name}"
@@ -201,8 +204,12 @@ def run_week(raw: Any, week: int, out: Path, resamples: int,
         toml = folder / f"{name}.toml"
         toml.write_text(scenario_text(week, f"data_{name}", f"runs/{name}", name))
         plans[name] = (toml, [])
-    results = {}
-    for name, (toml, overrides) in plans.items():
+    results: dict[str, dict[str, Any]] = {}
+    for name, plan in plans.items():
+        if isinstance(plan, str):
+            results[name] = results[plan]
+            continue
+        toml, overrides = plan
         scenario = load_scenario(toml, [*overrides, f"output={(folder / 'runs' / name).resolve()}",
                                          f"name={name}"])
         tick = time.perf_counter()

@@ -291,3 +291,14 @@ def test_pair_term_is_the_same_bits_in_any_chunk_of_pairs(demo: Path, monkeypatc
     for a, b in ((whole.indptr, chunked.indptr), (whole.indices, chunked.indices),
                  (whole.data, chunked.data)):
         assert np.array_equal(a, b)
+
+
+def test_value_sweep_reuses_only_plans_of_the_same_scenario(demo: Path):
+    """The sweep's points reused from the product's methods resolve to the same objective."""
+    bench = _bench("completejourney")
+    for weight, method in bench.SWEEP_SAME.items():
+        point = load_scenario(demo / "s.toml", bench.value_sweep_overrides(weight))
+        same = load_scenario(demo / "s.toml", bench.PRODUCT[method])
+        assert point.objective == same.objective
+    other = load_scenario(demo / "s.toml", bench.value_sweep_overrides(2.0))
+    assert other.objective != load_scenario(demo / "s.toml", []).objective

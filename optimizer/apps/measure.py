@@ -193,10 +193,11 @@ def _sum_by(frame: pl.DataFrame, sums: dict[str, str]) -> pl.DataFrame:
     row order (a parallel group-by may add in any order, and change the last digits)."""
     keys = frame.get_column("customer_id")
     index = keys.rank("dense").cast(pl.Int64).to_numpy() - 1 if keys.len() else np.zeros(0, int)
-    out: dict[str, pl.Series | np.ndarray] = {"customer_id": keys.unique().sort()}
+    ids = keys.unique().sort()
+    out: dict[str, pl.Series | np.ndarray] = {"customer_id": ids}
     for name, column in sums.items():
         out[name] = np.bincount(index, weights=frame.get_column(column).to_numpy(),
-                                minlength=keys.n_unique())
+                                minlength=ids.len())
     return pl.DataFrame(out)
 
 
