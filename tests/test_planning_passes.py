@@ -53,3 +53,38 @@ def test_an_uncertified_solve_plans_the_passes_that_skipped_theirs():
     assert last["replanned_passes"] == skipped
     assert solution.objective >= max(e["objective"] for e in passes if e["objective"] is not None)
     assert np.isclose(last["best_objective"], solution.objective)
+
+
+def _streaks(passes: list[dict]) -> list[tuple[int, int]]:
+    """(first pass after, length) of each run of passes that moved neither the best bound nor
+    the best plan."""
+    out, streak = [], 0
+    for before, entry in zip(passes, passes[1:]):
+        if (entry["best_bound"], entry["best_objective"]) == (before["best_bound"],
+                                                              before["best_objective"]):
+            streak += 1
+        else:
+            if streak:
+                out.append((passes.index(entry), streak))
+            streak = 0
+    if streak:
+        out.append((len(passes), streak))
+    return out
+
+
+def test_three_passes_without_progress_do_not_stop_the_solve():
+    # a coordinate step that overshoots is halved from the best prices; at a million customers
+    # two such passes in a row had stopped the solve at a 0.37 % gap that later passes closed
+    # to 0.063 %: the method stops as stalled after four passes without progress, not two
+    problem = random_problem(15, 1500, 12, 6, multi=False, per_category=None, global_share=0.3)
+    settings = LagrangianSettings(gap_tolerance=1e-6, sample_customers=100, max_iterations=60)
+    solution = solve_lagrangian(problem, settings)
+    passes = _passes(solution.trace)
+    streaks = _streaks(passes)
+    resumed = [(at, n) for at, n in streaks if at < len(passes) and n >= 2]
+    assert resumed, "the instance has a run of passes without progress that later passes end"
+    at, _ = resumed[0]
+    gap_then = passes[at - 1]["gap"]
+    assert solution.gap < gap_then, "the passes after the run improved the plan or the bound"
+    assert solution.status == "stalled"
+    assert streaks[-1] == (len(passes), 4), "stalled means four passes in a row without progress"
