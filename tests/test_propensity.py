@@ -12,7 +12,7 @@ import pytest
 from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
 from optimizer.core.config import scenario_from_dict
 from optimizer.io.validate import load_inputs
-from optimizer.scoring.features import offer_categories
+from optimizer.scoring.features import offer_categories, purchase_lines
 from optimizer.scoring.fit import fit_scoring, sensitive_offers
 from optimizer.scoring.propensity import (
     FEATURES,
@@ -147,3 +147,31 @@ def test_the_compiled_predictor_adds_every_pair_feature_in_features_order() -> N
     # pair_eta's terms are indexed from FEATURES; a pair feature added to FEATURES without a
     # term there would be fitted but never scored
     assert KERNEL_PAIR_FEATURES == PAIR_FEATURES
+
+
+@pytest.mark.parametrize("model,target", [("fitted", "redemption"),
+                                          ("fitted", "category purchase"),
+                                          ("repurchase", "redemption"),
+                                          ("repurchase", "product purchase"),
+                                          ("heuristic", None)])
+def test_the_fit_from_purchase_lines_reads_no_transactions(demo: Path, model: str,
+                                                            target: str | None):
+    # a run makes the purchase lines, lets the transactions go and fits from the lines
+    # (optimizer/apps/pipeline.py): every score and lifetime value must be the same bits
+    inputs = load_inputs(demo)
+    if target not in (None, "redemption"):
+        inputs = dataclasses.replace(inputs, redemptions=None)
+    scenario = _scenario(demo, model=model)
+    cats = offer_categories(inputs)
+    full = fit_scoring(inputs, scenario, cats, 40)
+    lines = purchase_lines(inputs, scenario.rules.sensitive_categories, 40)
+    bare = dataclasses.replace(inputs, transactions=inputs.transactions.clear())
+    from_lines = fit_scoring(bare, scenario, cats, 40, lines)
+    if target is not None:
+        assert from_lines.propensity["target"] == full.propensity["target"] == target
+    p0, v0 = full.model.score(0, inputs.n_customers)
+    p1, v1 = from_lines.model.score(0, inputs.n_customers)
+    np.testing.assert_array_equal(p1, p0)
+    np.testing.assert_array_equal(v1, v0)
+    np.testing.assert_array_equal(from_lines.clv, full.clv)
+    assert from_lines.lifetime_value == full.lifetime_value

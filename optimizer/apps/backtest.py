@@ -40,6 +40,7 @@ from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import compile_eligibility
 from optimizer.report.backtest_page import render_backtest
 from optimizer.scoring.baselines import buy_again
+from optimizer.scoring.features import purchase_lines
 from optimizer.scoring.fit import bought_categories
 
 METHODS = ("fitted", "fitted_score", "buy_again", "offer_first", "popular", "random")
@@ -78,8 +79,9 @@ def _popularity(inputs: Inputs, cutoff: int, cat_matrix: Any) -> tuple[np.ndarra
 
 def _bought(inputs: Inputs, cat_matrix: Any, start: int, stop: int) -> Any:
     """``(n_customers, n_offers)`` sparse: she bought one of the offer's categories."""
-    model, categories = cat_matrix
-    return bought_categories(inputs, categories, start, stop) @ model
+    model, _ = cat_matrix  # its rows are the products' sorted categories, as the lines' are
+    lines = purchase_lines(inputs, (), stop)
+    return bought_categories(lines, inputs.n_customers, start, stop) @ model
 
 
 def top_lists(score: np.ndarray, allowed: np.ndarray, caps: np.ndarray, cat_table: np.ndarray,

@@ -41,7 +41,12 @@ from optimizer.report.page import render_report
 from optimizer.report.tables import assignments_frame, customers_frame, offers_summary_frame
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.scoring.clv import with_given_clv
-from optimizer.scoring.features import OfferCategories, offer_categories
+from optimizer.scoring.features import (
+    OfferCategories,
+    PurchaseLines,
+    offer_categories,
+    purchase_lines,
+)
 from optimizer.scoring.fit import fit_scoring
 from optimizer.solve import solve
 from optimizer.solve.lagrangian.start import best_by_prices
@@ -130,27 +135,39 @@ class Scored:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def score_inputs(inputs: Inputs, scenario: Scenario, week: int, fit: bool = False) -> Scored:
+def score_inputs(inputs: Inputs, scenario: Scenario, week: int, fit: bool = False,
+                 lines: PurchaseLines | None = None) -> Scored:
     """The features step of a run (``run``, ``explain`` and ``backtest`` take it from here):
     the models fitted on the weeks before ``week``, or the ``scores`` table as given (``fit``:
-    fit the models even then, as ``backtest`` does)."""
+    fit the models even then, as ``backtest`` does). ``lines``: the inputs' purchase lines
+    before ``week`` when already made (:func:`optimizer.scoring.fit.fit_scoring`)."""
     cats = offer_categories(inputs)
     if inputs.has_scores and not fit:
         none = {"model": "none (scores table)"}
         return Scored(cats, None, with_given_clv(inputs, np.full(inputs.n_customers, np.nan)),
                       dict(none), dict(none))
-    scoring = fit_scoring(inputs, scenario, cats, week)
+    scoring = fit_scoring(inputs, scenario, cats, week, lines)
     return Scored(cats, scoring.model, scoring.clv, scoring.lifetime_value, scoring.propensity,
                   scoring.seconds)
 
 
-def _after_features(inputs: Inputs) -> Inputs:
-    """The inputs once the models are fitted: no later stage reads the transactions (1.4 GB at
-    a million customers, 40 M lines), so they are let go, and the memory the fit freed is
-    handed back (optimizer/core/allocator.py) before eligibility and the solve."""
+def _score_for_run(inputs: Inputs, scenario: Scenario) -> tuple[Inputs, Scored]:
+    """The run's features step. No stage after the purchase lines reads the transactions (1.4
+    GB at a million customers, 40 M lines): they are let go once the lines are made, before
+    the models are fitted from the lines, and the memory the fit freed is handed back
+    (optimizer/core/allocator.py) before eligibility and the solve."""
+    lines, tick = None, time.perf_counter()
+    if not inputs.has_scores:
+        lines = purchase_lines(inputs, scenario.rules.sensitive_categories, scenario.week)
+    made = time.perf_counter() - tick
     inputs = replace(inputs, transactions=inputs.transactions.clear())
     release_freed_memory()
-    return inputs
+    scored = score_inputs(inputs, scenario, scenario.week, lines=lines)
+    if lines is not None:
+        scored.seconds = {"purchase_lines": made, **scored.seconds}
+    del lines
+    release_freed_memory()
+    return inputs, scored
 
 
 def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
@@ -239,9 +256,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         raise InfeasibleError("global_budget is negative")
 
     stages.start("features")
-    scored = score_inputs(inputs, scenario, scenario.week)
+    inputs, scored = _score_for_run(inputs, scenario)
     cats, model, clv = scored.cats, scored.model, scored.clv
-    inputs = _after_features(inputs)
     stages.stop()
 
     stages.start("eligibility")

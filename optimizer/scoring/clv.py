@@ -80,9 +80,8 @@ def rfm_summary(inputs: Inputs, week: int, sensitive_categories: tuple[str, ...]
     """Sufficient statistics from non-sensitive transactions of weeks before ``week``, from the
     :func:`~optimizer.scoring.features.purchase_lines` (sorted by customer and day, so every sum adds in
     a fixed order whatever the threads); a line without a date counts on its week's first day."""
-    tx = inputs.transactions
-    by_day = "date" in tx.columns and tx.get_column("date").null_count() < tx.height
     lines = lines or purchase_lines(inputs, sensitive_categories, week)
+    by_day = lines.dated
     keep = ~lines.sensitive & (lines.week < week)
     lt = lines.day if by_day else lines.week
     n_customers = inputs.n_customers

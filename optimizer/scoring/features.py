@@ -111,7 +111,8 @@ class PurchaseLines:
     c, p: customer and product index; k: category index (``categories``); brand: brand index
     (``brands``, -1 = none); sensitive: a sensitive category's line; week; day: the date as days
     (``week * 7`` without one); sales, gross: ``sales_value`` and ``sales_value + discount``;
-    discounted: bought on discount.
+    discounted: bought on discount. dated: the transactions carry dates (a ``date`` column
+    that is not all empty), so ``day`` is the line's own day.
     """
 
     c: np.ndarray
@@ -126,6 +127,7 @@ class PurchaseLines:
     discounted: np.ndarray
     categories: list[str]
     brands: list[str]
+    dated: bool = False
 
 
 def purchase_lines(inputs: Inputs, sensitive_categories: tuple[str, ...],
@@ -169,7 +171,8 @@ def purchase_lines(inputs: Inputs, sensitive_categories: tuple[str, ...],
         key = arrays["c"].astype(np.int64) * 2**32 + (arrays["day"].astype(np.int64) + 2**31)
         order = np.argsort(key, kind="stable")
         arrays = {name: values[order] for name, values in arrays.items()}
-    return PurchaseLines(**arrays, categories=categories, brands=brands)
+    dated = "date" in tx.columns and tx.get_column("date").null_count() < tx.height
+    return PurchaseLines(**arrays, categories=categories, brands=brands, dated=dated)
 
 
 def customer_features(inputs: Inputs, week: int, half_life_weeks: float,

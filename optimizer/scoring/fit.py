@@ -64,13 +64,19 @@ def sensitive_offers(cats: OfferCategories, sensitive_categories: tuple[str, ...
                      .to_numpy()).astype(np.int64)
 
 
-def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int) -> Scoring:
-    """Fit features, lifetime value and propensity on data before ``week`` (module docstring)."""
+def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
+                lines: PurchaseLines | None = None) -> Scoring:
+    """Fit features, lifetime value and propensity on data before ``week`` (module docstring).
+
+    ``lines``: the :func:`~optimizer.scoring.features.purchase_lines` of ``inputs`` before
+    ``week`` with the scenario's sensitive categories, when the caller made them; the fit then
+    reads no ``inputs.transactions`` (a run lets them go before fitting)."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     aff, obj, rules = scenario.affinity, scenario.objective, scenario.rules
-    lines = purchase_lines(inputs, rules.sensitive_categories, week)
-    seconds["purchase_lines"] = time.perf_counter() - tick
+    if lines is None:
+        lines = purchase_lines(inputs, rules.sensitive_categories, week)
+        seconds["purchase_lines"] = time.perf_counter() - tick
     tick = time.perf_counter()
     features = customer_features(inputs, week, aff.half_life_weeks, rules.sensitive_categories,
                                  lines)
@@ -182,7 +188,7 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     reasons = []
     for target in ("redemption", "category purchase"):
         pairs = (_sent_pairs(inputs, plain, start, week) if target == "redemption"
-                 else _purchase_pairs(inputs, offer_side, plain, start, week,
+                 else _purchase_pairs(inputs, lines, offer_side, plain, start, week,
                                       aff.max_training_pairs, rng))
         if isinstance(pairs, str):
             reasons.append(pairs)
@@ -237,27 +243,26 @@ def _sent_pairs(inputs: Inputs, plain: np.ndarray, start: int, week: int
             sent.get_column("week").to_numpy().astype(np.int64), y.to_numpy().astype(float))
 
 
-def bought_categories(inputs: Inputs, categories: list[str], start: int, stop: int
+def bought_categories(lines: PurchaseLines, n_customers: int, start: int, stop: int
                       ) -> sp.csr_matrix:
-    """``(n_customers, K)`` 0/1: she bought category k in weeks ``start .. stop - 1``."""
-    k_index = {name: i for i, name in enumerate(categories)}
-    rows = (inputs.transactions.lazy().filter((pl.col("week") >= start) & (pl.col("week") < stop))
-            .join(inputs.products.lazy().select("p", "category"), on="p")
-            .select("c", pl.col("category").replace_strict(k_index, return_dtype=pl.Int64))
-            .unique().collect())
-    return sp.csr_matrix((np.ones(rows.height), (rows.get_column("c").to_numpy(),
-                                                 rows.get_column("category").to_numpy())),
-                         shape=(inputs.n_customers, len(categories)))
+    """``(n_customers, K)`` 0/1: she bought category k (``lines.categories``) in weeks
+    ``start .. stop - 1``, from the purchase ``lines`` (sensitive ones included)."""
+    n_k = len(lines.categories)
+    keep = (lines.week >= start) & (lines.week < stop)
+    key = np.unique(lines.c[keep].astype(np.int64) * max(n_k, 1) + lines.k[keep])
+    return sp.csr_matrix((np.ones(key.size), (key // max(n_k, 1), key % max(n_k, 1))),
+                         shape=(n_customers, n_k))
 
 
-def _purchase_pairs(inputs: Inputs, then_model: AffinityModel, plain: np.ndarray, start: int,
-                    week: int, n_pairs: int, rng: np.random.Generator
+def _purchase_pairs(inputs: Inputs, lines: PurchaseLines, then_model: AffinityModel,
+                    plain: np.ndarray, start: int, week: int, n_pairs: int,
+                    rng: np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
     """Sampled customer x non-sensitive offer pairs (as of ``start``), labelled by a purchase in
     their categories."""
     if plain.size == 0 or inputs.n_customers == 0:
         return "category purchase: no non-sensitive offers"
-    bought = bought_categories(inputs, then_model.features_.categories, start, week)
+    bought = bought_categories(lines, inputs.n_customers, start, week)
     if bought.nnz == 0:
         return f"category purchase: no purchases in weeks {start}..{week - 1}"
     n = int(min(n_pairs, inputs.n_customers * plain.size))
