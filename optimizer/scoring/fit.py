@@ -89,20 +89,24 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     clv = with_given_clv(inputs, ltv.predict(rfm, features))
     factor = clv_factor(clv, obj.clv_weight, obj.clv_floor, obj.clv_cap)
     tick = time.perf_counter()
-    propensity, info = None, {"model": "heuristic", "fallback": None}
+    info: dict[str, Any] = {"model": "heuristic", "fallback": None}
+    # the formula's model: the heuristic itself, and the offer side the repurchase model reads
+    model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, lines=lines)
     repurchase = None
     if aff.model == "repurchase":
-        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, features, lines, factor)
+        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, model, lines)
     if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None):
         reason = info.get("fallback")
         propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
         if reason:
             info["fallback"] = "; ".join(r for r in (reason, info.get("fallback")) if r)
-    model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity, lines=lines)
+        if propensity is not None:
+            model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity,
+                                                lines=lines)
     if repurchase is not None:
         fitted, sources_ = repurchase
         model = as_affinity(model, fitted, sources_, inputs.n_customers, week)
-    elif propensity is not None:
+    elif model.propensity_ is not None:
         model.history_ = response_history(inputs, week, _plain(inputs, cats, rules),
                                           model.offer_categories_)
     seconds["propensity"] = time.perf_counter() - tick
@@ -110,14 +114,13 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
 
 
 def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
-                    features: CustomerFeatures, lines: PurchaseLines, factor: np.ndarray
+                    base: AffinityModel, lines: PurchaseLines
                     ) -> tuple[tuple[Repurchase, Sources] | None, dict[str, Any]]:
     """The repurchase model (:mod:`optimizer.scoring.repurchase`) on the sends of the ``train_weeks``
     before ``week`` labelled by redemptions, else on sampled pairs labelled by a purchase of the
     offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
-    base = AffinityModel(aff, scenario.objective).fit(inputs, features, cats, factor, lines=lines)
     s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
