@@ -53,7 +53,7 @@ def test_even_pacing_carries_underspend_forward():
                         None, None, 40, "even")
     assert plan.week_budget[0] == pytest.approx(70 / 4)
     assert np.isinf(plan.week_budget[1])                       # no flight: no cap
-    weeks = plan.weeks.filter(pl.col("o") == 0).sort("week")
+    weeks = plan.weeks.filter(pl.col("k") == 0).sort("week")
     # what the rule gave in the earlier weeks, from the spend before each
     assert weeks.get_column("planned").to_list()[:3] == pytest.approx([100 / 6, 80 / 5, 70 / 4])
 

@@ -8,10 +8,18 @@ status, with the numbers behind it:
 - ``ineligible``: a rule forbids the pair (``window``, ``exclude``, ``sensitive``, ``cooldown``).
 - ``no_value``: its score is 0 (nothing to gain).
 - ``not_candidate``: eligible, but not among her ``affinity.candidates_per_customer`` best scores.
-- ``priced_out``: its reduced value ``score - (budget price + global price) * expected_cost -
-  count price`` is at or below 0: the offer's budget (or ``max_customers``, or the global budget)
-  is worth more spent on other customers.
+- ``priced_out``: its reduced value ``score - (budget price + shared price + global price) *
+  expected_cost - count price - channel charge`` is at or below 0: the offer's budget (or
+  ``max_customers``, the global budget, its funder's budget or its group flight's week share,
+  or the channels' capacities and contact costs) is worth more spent on other customers. The
+  shared price is the price of the funder's or group flight's budget the offer is under
+  (manifest ``funders`` / ``group_flights`` ``shadow_price``); the channel charge is her
+  cheapest consented channel's ``(1 + contact budget price) * cost_per_contact + channel price``
+  (manifest ``channels`` / ``contact_budget``), the same for all her offers.
 - ``category_cap``: a given offer in the same category (``max_offers_per_category``) is better.
+- ``group_cap``: an offer group it belongs to (``offer_groups``) already holds its
+  ``max_per_customer`` given offers, all with a reduced value at least as high (or the limit
+  is 0).
 - ``customer_cap`` / ``window_cap``: her per-customer cap (or her frequency-window room) is full
   of offers with higher reduced values.
 - ``repair``: it beats the threshold under the prices, but the final repair step, which keeps
@@ -36,6 +44,8 @@ from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest, read_manifest
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
+from optimizer.model.groups import GroupData
+from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.model.reduced import reduced_values
 
 EPS = 1e-12
@@ -97,6 +107,41 @@ def _prices(manifest: Manifest, offer_ids: list[str]) -> tuple[np.ndarray, np.nd
     return budget, count, saved.global_budget
 
 
+def _campaign_prices(manifest: Manifest, problem: AssignmentProblem, budget: np.ndarray,
+                     count: np.ndarray, glob: float) -> Prices:
+    """The run's final prices as the solver held them: the offers' (``dual_prices``) and, from
+    the manifest's records, each shared budget's (``funders``, then ``group_flights``, matched by
+    name; 0 for one the manifest lacks) and each channel's and the contact budget's."""
+    data = manifest.data
+    funder = funder_of = None
+    shared = problem.funders
+    if shared is not None:
+        saved = {("funder", r["funded_by"]): r.get("shadow_price") or 0.0
+                 for r in data.get("funders") or []}
+        saved.update({("flight", r["flight_id"]): r.get("shadow_price") or 0.0
+                      for r in data.get("group_flights") or []})
+        kinds = ["funder"] * shared.n_listed + ["flight"] * shared.n_flights
+        funder = np.array([float(saved.get((k, n), 0.0)) for k, n in zip(kinds, shared.names)])
+        funder_of = shared.of_offer
+    channel, contact = None, 0.0
+    if problem.channels is not None:
+        by_channel = {r["channel_id"]: r.get("shadow_price") or 0.0
+                      for r in data.get("channels") or []}
+        channel = np.array([float(by_channel.get(n, 0.0)) for n in problem.channels.names])
+        contact = float((data.get("contact_budget") or {}).get("shadow_price") or 0.0)
+    return Prices(budget, count, glob, None, funder, funder_of, channel, contact)
+
+
+def _channel_charge(problem: AssignmentProblem, prices: Prices, c: int) -> float:
+    """Customer ``c``'s charge per assignment: her cheapest consented channel's (0 without
+    channels or consent), as the solver prices it (:meth:`ChannelData.charges`)."""
+    channels = problem.channels
+    if channels is None:
+        return 0.0
+    charge, best = channels.charges(np.array([c], dtype=np.int64), prices.channel, prices.contact)
+    return float(charge[0, best[0]]) if best[0] >= 0 else 0.0
+
+
 def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path | None = None
                      ) -> Explanation:
     """Explain the plan of ``customer_id`` in ``run_dir`` (default: the scenario's output)."""
@@ -126,9 +171,13 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
         candidate[block.offer[block.offer >= 0]] = True
 
     budget_price, count_price, global_price = _prices(manifest, offer_ids)
-    # the run's formula (optimizer.model.reduced), over her row of every offer
-    reduced = reduced_values(value[None, :], cost[None, :], offer_row, budget_price, count_price,
-                             global_price, np.zeros(inputs.n_offers))[0]
+    prices = _campaign_prices(manifest, built.problem, budget_price, count_price, global_price)
+    shared_price = prices.cost_price - budget_price  # her offers' funder or group flight price
+    charge = _channel_charge(built.problem, prices, c)
+    # the run's formula (optimizer.model.reduced), over her row of every offer, less her
+    # channel charge (optimizer.solve.lagrangian.channels)
+    reduced = reduced_values(value[None, :], cost[None, :], offer_row, prices.cost_price,
+                             count_price, global_price, np.zeros(inputs.n_offers))[0] - charge
     mine = (pl.read_parquet(run / "assignments.parquet", glob=False)
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
@@ -144,7 +193,8 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     cap = int(caps[c])
     ctx = _Context(cats.table, cats.names, rules_cfg.max_offers_per_category, cap,
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,
-                   budget_price, count_price, global_price, cost)
+                   budget_price, count_price, global_price, cost, shared_price, charge,
+                   built.problem.groups)
     rows = []
     for j in range(inputs.n_offers):
         status, why = ctx.classify(j, given.get(offer_ids[j]), reasons, value, candidate)
@@ -154,6 +204,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
             "categories": [cats.names[k] for k in cats.table[j] if k >= 0],
             "score": float(value[j]), "p_redeem": float(p[j]), "expected_cost": float(cost[j]),
             "budget_price": float(budget_price[j]), "count_price": float(count_price[j]),
+            "shared_price": float(shared_price[j]), "channel_charge": charge,
             "reduced_value": float(reduced[j]),
         })
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, -r["score"]))
@@ -176,6 +227,9 @@ class _Context:
     count_price: np.ndarray
     global_price: float
     cost: np.ndarray
+    shared_price: np.ndarray
+    charge: float
+    groups: GroupData | None
 
     def classify(self, j: int, given: dict[str, Any] | None, reasons: dict[str, np.ndarray],
                  value: np.ndarray, candidate: np.ndarray) -> tuple[str, str]:
@@ -190,15 +244,20 @@ class _Context:
         if not candidate[j]:
             return "not_candidate", "not among her best-scoring eligible offers"
         if r <= EPS:
-            return "priced_out", (f"{value[j]:.4f} - ({self.budget_price[j]:.4f} + "
+            shared = f" + {self.shared_price[j]:.4f}" if self.shared_price[j] else ""
+            return "priced_out", (f"{value[j]:.4f} - ({self.budget_price[j]:.4f}{shared} + "
                                   f"{self.global_price:.4f}) x {self.cost[j]:.4f}"
                                   + (f" - {self.count_price[j]:.4f}" if self.count_price[j] else "")
+                                  + (f" - {self.charge:.4f} (channel)" if self.charge else "")
                                   + f" = {r:.4f} <= 0")
         same = self._category_rival(j)
         if same is not None:
             k, rival = same
             return "category_cap", (f"{self.names[k]} taken by offer {self.offer_ids[rival]} "
                                     f"(reduced {self.reduced[rival]:.4f} >= {r:.4f})")
+        group = self._group_rival(j)
+        if group is not None:
+            return "group_cap", group
         if len(self.given) >= self.cap:
             weakest = min((self.reduced[g] for g in self.given), default=np.inf)
             if r <= weakest + EPS:
@@ -218,4 +277,21 @@ class _Context:
                 rival = min(holders, key=lambda g: self.reduced[g])
                 if self.reduced[rival] + EPS >= self.reduced[j]:
                     return int(k), rival
+        return None
+
+    def _group_rival(self, j: int) -> str | None:
+        """Why an offer group of ``j`` has no room for it (``None``: every group has)."""
+        if self.groups is None:
+            return None
+        for g in self.groups.members[j][self.groups.members[j] >= 0]:
+            limit, name = int(self.groups.limit[g]), self.groups.names[g]
+            if limit == 0:
+                return f"group {name} allows 0 offers per customer"
+            holders = [h for h in self.given if g in self.groups.members[h]]
+            if len(holders) >= limit:
+                rival = min(holders, key=lambda h: self.reduced[h])
+                if self.reduced[rival] + EPS >= self.reduced[j]:
+                    return (f"group {name} full ({limit} per customer) with offer "
+                            f"{self.offer_ids[rival]} (reduced {self.reduced[rival]:.4f} >= "
+                            f"{self.reduced[j]:.4f})")
         return None

@@ -317,7 +317,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     if write:
         # runs with flights write each send's expected cost into history (the flights' spend)
         _write_folder(result, stages, append_history, replace_week, pacing,
-                      with_cost=has_flights(inputs.offers))
+                      with_cost=has_flights(inputs.offers, inputs.flights))
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
     return result

@@ -8,7 +8,9 @@ the demand of the weeks left (``forecast``). Rule id:
 
 =========================== ===================================================================
 ``flight_budget``           an offer's expected spend this week exceeds its flight's share,
-                            ``max(0, flight_budget - spent before this week) x share``; or the
+                            ``max(0, flight_budget - spent before this week) x share``, or a
+                            group flight's offers' summed spend its share (spent and forecast
+                            demand summed over its offers too); or the
                             spend of an earlier flight week is unknown (a send without
                             ``history.expected_cost`` and no ``spend`` row for that week)
 =========================== ===================================================================
@@ -58,18 +60,18 @@ def _earlier_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataF
                                   unknown=(pl.col("missing").fill_null(0) > 0).sum())
 
 
-def flight_caps(inputs: Inputs, scenario: Scenario) -> pl.DataFrame:
-    """``o``, ``flight_cap`` (this week's flight budget) and ``unknown`` of every offer whose
-    flight covers the planning week (empty without flights)."""
+def _caps(heads: pl.DataFrame, members: pl.DataFrame, inputs: Inputs, scenario: Scenario
+          ) -> pl.DataFrame:
+    """``key``, ``flight_cap`` (this week's flight budget) and ``unknown`` of the flights
+    ``heads`` (``key`` and the flight columns) covering the planning week; ``members``: ``key``,
+    ``o`` of their offers (a flight spends and forecasts what its offers do, summed)."""
     week = scenario.week
-    offers = inputs.offers
-    if "flight_budget" not in offers.columns:
-        return pl.DataFrame(schema={"o": pl.Int32, "flight_cap": pl.Float64, "unknown": pl.UInt32})
-    flights = offers.filter(pl.col("flight_budget").is_not_null()
-                            & (pl.col("flight_start_week") <= week)
-                            & (pl.col("flight_end_week") >= week)).select(
-        "o", "flight_budget", "flight_start_week", "flight_end_week",
+    flights = heads.filter((pl.col("flight_start_week") <= week)
+                           & (pl.col("flight_end_week") >= week)).select(
+        "key", "flight_budget", "flight_start_week", "flight_end_week",
         left=(pl.col("flight_end_week") - week + 1).cast(pl.Float64))
+    members = members.join(flights.select("key", "flight_start_week", "flight_end_week"),
+                           on="key", how="inner")
     rule = scenario.rules.pacing
     if rule == "even":
         flights = flights.with_columns(share=1.0 / pl.col("left"))
@@ -78,26 +80,53 @@ def flight_caps(inputs: Inputs, scenario: Scenario) -> pl.DataFrame:
     else:
         demand = (inputs.forecast if inputs.forecast is not None
                   else pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64, "demand": pl.Float64}))
-        ahead = (demand.join(flights.select("o", "flight_end_week"), on="o", how="inner")
+        ahead = (demand.join(members, on="o", how="inner")
                  .filter((pl.col("week") >= week) & (pl.col("week") <= pl.col("flight_end_week")))
-                 .group_by("o").agg(now=pl.col("demand").filter(pl.col("week") == week).sum(),
-                                    ahead=pl.col("demand").sum()))
-        flights = (flights.join(ahead, on="o", how="left")
+                 .group_by("key").agg(now=pl.col("demand").filter(pl.col("week") == week).sum(),
+                                      ahead=pl.col("demand").sum()))
+        flights = (flights.join(ahead, on="key", how="left")
                    .with_columns(share=pl.when(pl.col("ahead") > 0)
                                  .then(pl.col("now") / pl.col("ahead")).otherwise(0.0)))
-    spent = _earlier_spend(flights, inputs, week)
-    return (flights.join(spent, on="o", how="left")
+    spent = (members.join(_earlier_spend(members, inputs, week), on="o", how="inner")
+             .group_by("key").agg(pl.col("spent").sum(), pl.col("unknown").sum()))
+    return (flights.join(spent, on="key", how="left")
             .with_columns(pl.col("spent").fill_null(0.0), pl.col("unknown").fill_null(0))
-            .select("o", "unknown", flight_cap=(pl.col("flight_budget") - pl.col("spent"))
+            .select("key", "unknown", flight_cap=(pl.col("flight_budget") - pl.col("spent"))
                     .clip(lower_bound=0.0) * pl.col("share")))
+
+
+def flight_caps(inputs: Inputs, scenario: Scenario) -> pl.DataFrame:
+    """``o``, ``flight_cap`` (this week's flight budget) and ``unknown`` of every offer whose
+    own flight covers the planning week (empty without flights)."""
+    offers = inputs.offers
+    if "flight_budget" not in offers.columns:
+        return pl.DataFrame(schema={"o": pl.Int32, "flight_cap": pl.Float64, "unknown": pl.UInt32})
+    heads = offers.filter(pl.col("flight_budget").is_not_null()).select(
+        "flight_budget", "flight_start_week", "flight_end_week", key=pl.col("o"))
+    caps = _caps(heads, heads.select("key", o=pl.col("key")), inputs, scenario)
+    return caps.select(o="key", flight_cap="flight_cap", unknown="unknown")
+
+
+def group_caps(inputs: Inputs, scenario: Scenario) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(``flight_id``, ``flight_cap``, ``unknown`` of every group flight covering the planning
+    week; ``flight_id``, ``o`` of their offers), both empty without a ``flights`` table."""
+    flights = inputs.flights
+    if flights is None or "flight_id" not in inputs.offers.columns:
+        return (pl.DataFrame(schema={"flight_id": pl.Utf8, "flight_cap": pl.Float64,
+                                     "unknown": pl.UInt32}),
+                pl.DataFrame(schema={"flight_id": pl.Utf8, "o": pl.Int32}))
+    members = (inputs.offers.filter(pl.col("flight_id").is_not_null())
+               .select(key=pl.col("flight_id").cast(pl.Utf8).str.strip_chars(), o=pl.col("o")))
+    caps = _caps(flights.rename({"flight_id": "key"}), members, inputs, scenario)
+    return caps.rename({"key": "flight_id"}), members.rename({"key": "flight_id"})
 
 
 def check_flights(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Any]:
     """The ``flight_budget`` rule over the assignments with a known offer (``o``, ``cost``)."""
     caps = flight_caps(inputs, scenario)
+    out: list[Any] = []
     if caps.height == 0:
-        return []
-    out = []
+        return _check_groups(known_offer, inputs, scenario)
     ids = inputs.offers.select("o", "offer_id")
     unknown = caps.filter(pl.col("unknown") > 0).join(ids, on="o", how="left")
     if unknown.height:
@@ -115,4 +144,30 @@ def check_flights(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario)
             f"{bad.height} offer(s) spend more this week than their flight's share (offer "
             f"{f['offer_id']!r} spends {f['spent']:.6g} of {f['flight_cap']:.6g})", bad.height,
             bad.select("offer_id", "spent", "flight_cap")))
+    return out + _check_groups(known_offer, inputs, scenario)
+
+
+def _check_groups(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Any]:
+    """The ``flight_budget`` rule of group flights: their offers' summed spend this week."""
+    caps, members = group_caps(inputs, scenario)
+    if caps.height == 0:
+        return []
+    out = []
+    unknown = caps.filter(pl.col("unknown") > 0)
+    if unknown.height:
+        out.append(_violation(
+            f"{unknown.height} group flight(s) have earlier weeks of unknown spend (sends "
+            "without history.expected_cost and no spend row for their week)", unknown.height,
+            unknown.select("flight_id", weeks_unknown="unknown")))
+    spent = (known_offer.join(members, on="o", how="inner")
+             .group_by("flight_id").agg(spent=pl.col("cost").sum()))
+    bad = (caps.join(spent, on="flight_id", how="inner")
+           .filter(pl.col("spent") > pl.col("flight_cap") * (1 + _RTOL) + _ATOL)
+           .sort("flight_id"))
+    if bad.height:
+        f = bad.row(0, named=True)
+        out.append(_violation(
+            f"{bad.height} group flight(s) spend more this week than their share (flight "
+            f"{f['flight_id']!r}: its offers spend {f['spent']:.6g} of {f['flight_cap']:.6g})",
+            bad.height, bad.select("flight_id", "spent", "flight_cap")))
     return out

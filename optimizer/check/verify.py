@@ -43,7 +43,7 @@ Rule ids reported (``Violation.rule``):
 ``funder_budget``           a funder's expected spend exceeds its ``funders.budget``
 ``controls``                ``controls.*`` lists a customer or pair that is not held out, or is
                             missing although ``[measurement]`` holds customers out
-``flight_budget``           an offer spends more than its flight's share of the week
+``flight_budget``           an offer (a group flight: its offers together) spends more than its flight's share of the week
                             (:mod:`optimizer.check.flights`)
 ``stability``               the manifest's stable-lists figures disagree with the lists
                             (:mod:`optimizer.check.stability`)

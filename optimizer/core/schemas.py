@@ -43,10 +43,11 @@ INPUT_TABLES: dict[str, TableSchema] = {
                     {"offer_id": ID, "discount": FLOAT, "budget": FLOAT, "category": STR,
                      "brand": STR, "margin": FLOAT, "min_customers": INT, "max_customers": INT,
                      "start_week": INT, "end_week": INT, "funded_by": STR,
-                     "flight_budget": FLOAT, "flight_start_week": INT, "flight_end_week": INT},
+                     "flight_budget": FLOAT, "flight_start_week": INT, "flight_end_week": INT,
+                     "flight_id": STR},
                     optional=("category", "brand", "margin", "min_customers", "max_customers",
                               "start_week", "end_week", "funded_by", "flight_budget",
-                              "flight_start_week", "flight_end_week"),
+                              "flight_start_week", "flight_end_week", "flight_id"),
                     id_columns=("offer_id",)),
         TableSchema("offer_products", False, {"offer_id": ID, "product_id": ID},
                     id_columns=("offer_id", "product_id")),
@@ -77,6 +78,10 @@ INPUT_TABLES: dict[str, TableSchema] = {
                     id_columns=("offer_id",)),
         TableSchema("forecast", False, {"offer_id": ID, "week": INT, "demand": FLOAT},
                     id_columns=("offer_id",)),
+        # group flights (offers.flight_id names a row)
+        TableSchema("flights", False,
+                    {"flight_id": STR, "flight_budget": FLOAT, "flight_start_week": INT,
+                     "flight_end_week": INT}),
     ]
 }
 

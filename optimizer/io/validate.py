@@ -45,6 +45,8 @@ class Inputs:
     history, redemptions: ``c``, ``o`` and ``week`` of rows naming known customers and offers
         (history also ``expected_cost`` when the table has it).
     spend, forecast: ``o``, ``week`` and ``amount`` (``demand``) of the optional flight tables.
+    flights: ``flight_id``, ``flight_budget``, ``flight_start_week``, ``flight_end_week`` of the
+        optional group flights table (``offers.flight_id`` names its rows).
     scores: ``c``, ``o``, ``p_redeem``, ``value``; ``None`` without a scores table, and when the
         table is read in batches instead (``scores_batches``, see :mod:`optimizer.io.scores_stream`).
     scores_batches: the parquet scores table opened for reading in batches, when asked for.
@@ -87,6 +89,7 @@ class Inputs:
     funders: pl.DataFrame | None = None
     channels: pl.DataFrame | None = None
     customer_channels: pl.DataFrame | None = None
+    flights: pl.DataFrame | None = None
 
     @property
     def has_scores(self) -> bool:
@@ -325,6 +328,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     offer_groups = validate_rules.validate_offer_groups(raw.get("offer_groups"), offers)
     attributes = validate_rules.read_customer_columns(folder, customer_columns, customers.height)
     funders = validate_rules.validate_funders(raw.get("funders"))
+    group_flights, offers = flights.validate_flight_table(raw.get("flights"), offers, funders)
     from optimizer.io.validate_channels import validate_channels  # it imports this module
     channels, consent = validate_channels(raw.get("channels"), raw.get("customer_channels"),
                                           customers)
@@ -343,7 +347,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
         scores_sorted=scores_sorted, scores_batches=batches,
         spend=weekly.get("spend"), forecast=weekly.get("forecast"), offer_groups=offer_groups,
         customer_attributes=attributes, funders=funders, channels=channels,
-        customer_channels=consent,
+        flights=group_flights, customer_channels=consent,
     )
 
 

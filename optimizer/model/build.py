@@ -27,7 +27,7 @@ from optimizer.model import stability
 from optimizer.model.channels import channel_caps, channel_data
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
-from optimizer.model.funders import funder_data
+from optimizer.model.funders import funder_data, with_group_flights
 from optimizer.model.groups import group_data
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -111,9 +111,10 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     rules_cfg = scenario.rules
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     flights = None
-    if has_flights(inputs.offers):  # a flight's share of this week becomes the offer's budget
+    if has_flights(inputs.offers, inputs.flights):  # a flight's share of this week becomes the
+        # offer's budget (its own flight) or a budget shared by its offers (a group flight)
         flights = plan_flights(inputs.offers, inputs.history, inputs.spend, inputs.forecast,
-                               scenario.week, rules_cfg.pacing)
+                               scenario.week, rules_cfg.pacing, inputs.flights)
         offers = replace(offers, budget=paced_budget(offers.budget, flights))
     rules, caps, cap_audit = compile_eligibility(inputs, rules_cfg, scenario.week, cats)
     channels = channel_data(inputs.channels, inputs.customer_channels, inputs.n_customers,
@@ -132,7 +133,9 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                                     max_per_category=rules_cfg.max_offers_per_category,
                                     global_budget=global_budget, n_customers=inputs.n_customers,
                                     groups=group_data(inputs.offer_groups, offers.n_offers),
-                                    funders=funder_data(inputs.funders, inputs.offers),
+                                    funders=with_group_flights(
+                                        funder_data(inputs.funders, inputs.offers), flights,
+                                        offers.n_offers),
                                     channels=channels),
                   inputs, rules, caps, cap_audit, flights=flights, previous=previous)
     _add_blocks(built, inputs, scenario, model, select, rows)

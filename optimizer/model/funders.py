@@ -8,6 +8,14 @@ funder's minimum commitment, in expected redemptions ``sum p_redeem x``) is a ta
 constraint: like ``min_customers``, no plan may be refused for missing it, and a hard floor would
 make the bound's weak duality depend on the plan meeting it; the run reports each funder's
 expected redemptions and shortfall instead.
+
+**Shared budgets.** :class:`FunderData` holds every budget shared by a set of offers: the listed
+funders first, then (``n_flights`` of them) the week shares of the group flights covering the
+week (:mod:`optimizer.model.flights`, :func:`with_group_flights`). The solvers (the Lagrangian's
+prices, the repair, the exact model, the polish) treat them all alike; only the funders are
+reported as funders. Each offer is under at most one shared budget (``of_offer``): an offer in a
+group flight whose ``funded_by`` names a listed funder is bad input (see
+:func:`optimizer.io.validate_flights.validate_flight_table`).
 """
 from __future__ import annotations
 
@@ -19,17 +27,26 @@ import numpy as np
 if TYPE_CHECKING:
     import polars as pl
 
+    from optimizer.model.flights import FlightPlan
+
 
 @dataclass(frozen=True)
 class FunderData:
-    """of_offer: ``(n_offers,)`` funder index of each offer (-1: none listed in ``funders``);
-    budget: ``(n_funders,)`` cap on expected spend (``inf``: none); min_redemptions:
-    ``(n_funders,)`` target of expected redemptions (0: none); names: each ``funded_by``."""
+    """Shared budgets (module docstring). of_offer: ``(n_offers,)`` shared budget of each offer
+    (-1: none); budget: ``(n_funders,)`` cap on expected spend (``inf``: none); min_redemptions:
+    ``(n_funders,)`` target of expected redemptions (0: none); names: each ``funded_by`` (group
+    flights: ``flight_id``); n_flights: how many of the last entries are group flights."""
 
     of_offer: np.ndarray
     budget: np.ndarray
     min_redemptions: np.ndarray
     names: list[str]
+    n_flights: int = 0
+
+    @property
+    def n_listed(self) -> int:
+        """The number of funders (the first entries; the group flights follow)."""
+        return self.n_funders - self.n_flights
 
     @property
     def n_funders(self) -> int:
@@ -58,3 +75,21 @@ def funder_data(funders: "pl.DataFrame | None", offers: "pl.DataFrame") -> Funde
     floor = funders.get_column("min_redemptions").fill_null(0.0).to_numpy().astype(float)
     return FunderData(of_offer=of_offer, budget=budget, min_redemptions=floor,
                       names=[str(n) for n in names])
+
+
+def with_group_flights(funders: FunderData | None, plan: "FlightPlan | None", n_offers: int
+                       ) -> FunderData | None:
+    """``funders`` with the week shares of the group flights covering the week appended as
+    shared budgets (``funders`` itself without any)."""
+    if plan is None or plan.group_share.size == 0:
+        return funders
+    base = funders if funders is not None else FunderData(
+        np.full(n_offers, -1, dtype=np.int64), np.zeros(0), np.zeros(0), [])
+    grouped = plan.group_of >= 0
+    if (base.of_offer[grouped] >= 0).any():  # validation rejects it; never price an offer twice
+        raise ValueError("an offer is under a funder and a group flight")
+    of_offer = np.where(grouped, base.n_funders + plan.group_of, base.of_offer)
+    k = plan.group_share.size
+    return FunderData(of_offer=of_offer, budget=np.append(base.budget, plan.group_share),
+                      min_redemptions=np.append(base.min_redemptions, np.zeros(k)),
+                      names=base.names + plan.group_names, n_flights=base.n_flights + k)

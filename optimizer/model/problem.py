@@ -14,6 +14,8 @@ manifest):
   (only with the optional ``offer_groups`` table, :mod:`optimizer.model.groups`);
 - ``funder_budget``: for every funder f, ``sum_{i, j funded by f} cost[i, j] x[i, j] <= B_f``
   (only with the optional ``funders`` table, :mod:`optimizer.model.funders`);
+- ``group_flight``: for every group flight covering the week, its offers' summed expected cost
+  is at most its week share (a shared budget like a funder's, :mod:`optimizer.model.flights`);
 - ``channel_consent``, ``channel_capacity``, ``contact_budget``: each pair goes out on one
   channel its customer consented to, within each channel's capacity and the contact budget
   (only with the optional ``channels`` tables, :mod:`optimizer.model.channels`; the objective
@@ -218,9 +220,13 @@ class AssignmentProblem:
             from optimizer.model.groups import violating_rows
             out["offer_group"] = sum(int(violating_rows(self.groups, b.offer, m).sum())
                                      for b, m in zip(self.blocks, chosen))
-        if self.funders is not None:
+        if self.funders is not None:  # shared budgets: the funders', then group flights'
             over = self.funders.per_funder(used.spend) > self.funders.budget * (1 + rtol) + atol
-            out["funder_budget"] = int(over.sum())
+            listed = self.funders.n_listed
+            if listed or not self.funders.n_flights:
+                out["funder_budget"] = int(over[:listed].sum())
+            if self.funders.n_flights:
+                out["group_flight"] = int(over[listed:].sum())
         if self.channels is not None:
             from optimizer.model.channels import violations
             out.update(violations(self.channels, self.blocks, chosen, rtol, atol))

@@ -1,6 +1,6 @@
 """The always-on campaign rules' part of the run: usage of each offer group (``offer_groups``)
-and each funder's spend, redemptions and shortfall (``funders``), written to the manifest under
-those names and shown in the report. Nothing is added without the tables, so a run without them
+and each funder's spend, redemptions and shortfall (``funders``), and each group flight's week
+budget, spend and price (``group_flights``), written to the manifest under those names and shown in the report. Nothing is added without the tables, so a run without them
 keeps its manifest and report as before."""
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ def campaign_manifest(problem: AssignmentProblem, solution: Solution,
                       offer_ids: list[Any]) -> dict[str, Any]:
     """The manifest entries of the campaign rules present in ``problem`` (empty: none)."""
     out: dict[str, Any] = {}
-    if problem.funders is not None:
-        out["funders"] = _funder_rows(problem, solution)
+    funders = problem.funders
+    if funders is not None and (funders.n_listed or not funders.n_flights):
+        out["funders"] = _funder_rows(problem, solution)[:funders.n_listed]
+    if funders is not None and funders.n_flights:  # shared budgets of group flights
+        out["group_flights"] = [
+            {"flight_id": r["funded_by"], "offers": r["offers"], "week_budget": r["budget"],
+             "expected_cost": r["expected_cost"], "budget_used": r["budget_used"],
+             "shadow_price": r["shadow_price"]}
+            for r in _funder_rows(problem, solution)[funders.n_listed:]]
     groups = problem.groups
     if groups is None:
         return out
