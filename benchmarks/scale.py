@@ -510,6 +510,34 @@ def with_channels(data: Path, n: int, seed: int) -> Path:
     return folder
 
 
+def with_groups(data: Path, n: int, seed: int) -> Path:
+    """``data`` with ``n`` exclusive offer families (issue 24): a folder beside it linking its
+    tables, plus an ``offer_groups`` table of ``n`` disjoint groups of 5 seeded random offers,
+    at most one offer of a family per customer."""
+    import numpy as np
+    import polars as pl
+
+    folder = data.with_name(f"{data.name}-gr{n}")
+    if folder.exists():
+        return folder
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for path in data.iterdir():
+        (partial / path.name).symlink_to(path.resolve())
+    ids = _table(data, "offers").get_column("offer_id")
+    size = 5
+    if n * size > ids.len():
+        raise SystemExit(f"--groups {n}: {n} groups of {size} need {n * size} offers, "
+                         f"the data has {ids.len()}")
+    members = np.random.default_rng(seed + 1).permutation(ids.len())[:n * size]
+    pl.DataFrame({"group_id": [f"family{g}" for g in range(n) for _ in range(size)],
+                  "offer_id": ids.gather(members).cast(pl.Utf8),
+                  "max_per_customer": [1] * (n * size)}).write_csv(partial / "offer_groups.csv")
+    partial.rename(folder)
+    return folder
+
+
 def _table(folder: Path, name: str):
     import polars as pl
 
@@ -607,6 +635,8 @@ def e2e_instance(args: argparse.Namespace) -> str:
         key += f"-gap{args.gap:g}"
     if getattr(args, "channels", 0):
         key += f"-ch{args.channels}"
+    if getattr(args, "groups", 0):
+        key += f"-gr{args.groups}"
     return key
 
 
@@ -615,9 +645,12 @@ def cmd_e2e(args: argparse.Namespace) -> None:
     data, gen_s = ensure_data(args)
     if args.channels:
         data = with_channels(data, args.channels, args.seed)
+    if args.groups:
+        data = with_groups(data, args.groups, args.seed)
     kind = "transactions" if args.transactions else f"scores x{args.scores_per_customer}"
     tag = f"{'tx' if args.transactions else 'scores'}-c{args.customers}-o{args.offers}"
     tag += f"-ch{args.channels}" if args.channels else ""
+    tag += f"-gr{args.groups}" if args.groups else ""
     work = OUT / "e2e" / tag
     work.mkdir(parents=True, exist_ok=True)
     print(f"data {data}" + (f" (written in {gen_s:.1f} s)" if gen_s else " (reused)"), flush=True)
@@ -778,6 +811,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--solver-time-limit", type=float, default=600.0)
     e.add_argument("--channels", type=int, default=0,
                    help="add this many channels with random consent to the data (issue 24)")
+    e.add_argument("--groups", type=int, default=0,
+                   help="add this many exclusive offer families of 5 offers, one per customer "
+                        "(offer_groups, issue 24)")
     e.add_argument("--results", type=Path, default=RESULTS,
                    help="folder of the stamped result file (default benchmarks/results)")
     e.set_defaults(func=cmd_e2e)
