@@ -29,7 +29,7 @@ from optimizer.io.manifest import read_manifest
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.validate import Inputs, history_digest, load_inputs
-from optimizer.model import stability
+from optimizer.model import pins, stability
 from optimizer.model.build import Built, build_problem
 from optimizer.model.flights import has_flights
 from optimizer.model.holdout import withhold_controls
@@ -43,7 +43,7 @@ from optimizer.scoring.affinity import AffinityModel
 from optimizer.scoring.clv import with_given_clv
 from optimizer.scoring.features import OfferCategories, offer_categories
 from optimizer.scoring.fit import fit_scoring
-from optimizer.solve import solve
+from optimizer.solve import certified, solve
 from optimizer.solve.lagrangian.start import best_by_prices
 from optimizer.solve.lagrangian.truncation import affinity_truncation, scores_truncation
 
@@ -261,8 +261,12 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         warm_start = built.start_prices
     # the solver zeroes prices on constraints this scenario lacks
     # (solve/lagrangian/start.admissible_prices)
+    if built.pins is not None:  # kept pins are fixed: the solver plans the rest of the week
+        pins.apply(problem, built.pins)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
                      progress=on_iteration)
+    if built.pins is not None:  # the pins back in the plan, which is certified again whole
+        solution = certified(problem, pins.restore(problem, built.pins, solution))
     stages.stop()
 
     inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
@@ -317,6 +321,8 @@ def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built
         manifest["stability"] = stability.record(
             built.previous, *problem.chosen_pairs(solution.chosen), rules_cfg.change_penalty,
             solution.objective, solution.bound)
+        if built.pins is not None:
+            manifest["stability"]["pins"] = pins.record(built.pins, solution.chosen)
     plan = built.flights
     if plan is None or not plan.weeks.height:
         return None

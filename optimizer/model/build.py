@@ -29,6 +29,7 @@ from optimizer.model.eligibility import EligibilityRules, compile_rules, custome
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data
 from optimizer.model.groups import group_data
+from optimizer.model.pins import PinPlan, in_flight, plan_pins
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -76,7 +77,8 @@ class Built:
     pair to that choice (the run is then bounded again over every pair); ``flights``: the
     flights' pacing of this week (:mod:`optimizer.model.flights`), when offers carry flights;
     ``previous``: last week's lists (:mod:`optimizer.model.stability`), when a change penalty or
-    a previous run asks for them."""
+    a previous run asks for them; ``pins``: the week's pinned pairs (:mod:`optimizer.model.pins`)
+    with ``rules.pin``."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -88,6 +90,7 @@ class Built:
     truncated: bool = False
     flights: FlightPlan | None = None
     previous: stability.Previous | None = None
+    pins: PinPlan | None = None
 
     @property
     def start_prices(self) -> Prices | None:
@@ -107,7 +110,7 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     (required when that knob truncates); ``rows``: build only customers ``start .. stop - 1``
     (``explain``), whose blocks are the ones the whole run builds for them; ``previous_run``: a
     run folder holding last week's lists (default: history's rows of the week before, read
-    only when ``rules.change_penalty`` is set)."""
+    only when ``rules.change_penalty`` or ``rules.pin`` is set)."""
     rules_cfg = scenario.rules
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     flights = None
@@ -122,7 +125,7 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     previous = None
     if previous_run is not None:
         previous = stability.from_run(previous_run, inputs.customers, inputs.offers)
-    elif rules_cfg.change_penalty > 0:
+    elif rules_cfg.change_penalty > 0 or rules_cfg.pin:
         previous = stability.from_history(inputs.history, scenario.week, inputs.n_offers)
     # the rules hold what they need of the send history now (1.3 GB at ten million customers)
     inputs = replace(inputs, history=None, redemptions=None)
@@ -138,6 +141,9 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     _add_blocks(built, inputs, scenario, model, select, rows)
     if previous is not None and rules_cfg.change_penalty > 0:
         stability.add_bonus(built.problem, previous, rules_cfg.change_penalty)
+    if previous is not None and rules_cfg.pin and rows is None:
+        built.pins = plan_pins(built.problem, previous, in_flight(inputs.offers, scenario.week),
+                               rules)
     return built
 
 
