@@ -3,15 +3,22 @@ flights run, releases the ones a rule forbids (by reason), and check re-verifies
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
+from optimizer.model import pins
+from optimizer.solve.exact import solve_exact
+from tests.random_world import random_world, run_and_check
 from tests.tiny_world import WEEK, base_world, offer, offers_of, score, write_scenario, write_world
 
 
@@ -99,3 +106,60 @@ def test_pin_with_channels_exits_2(tmp_path):
     path = write_scenario(tmp_path / "scenario.toml", rules={"pin": True})
     result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
     assert result.exit_code == 2 and "rules.pin" in result.output + (result.stderr or "")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
+       campaign=st.booleans())
+def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign):
+    world, rules = random_world(seed, n_customers, n_offers, targets=False, campaign=campaign)
+    rng = np.random.default_rng(seed + 7)
+    for row in world["offers"]:        # some offers run a flight, ended or running this week
+        if rng.random() < 0.4:
+            start = int(rng.integers(WEEK - 3, WEEK + 1))
+            row.update(flight_budget=round(float(rng.uniform(0.5, 3.0) * n_customers), 3),
+                       flight_start_week=start,
+                       flight_end_week=int(rng.integers(max(start, WEEK - 1), WEEK + 3)))
+    ids = [o["offer_id"] for o in world["offers"]]
+    last_week = [{"customer_id": c["customer_id"], "offer_id": o,
+                  "week": WEEK - 1} for c in world["customers"]
+                 for o in rng.choice(ids, int(rng.integers(0, min(3, len(ids)) + 1)),
+                                     replace=False).tolist()]
+    world["history"] = [{**h, "expected_cost": 0.25}  # flights read what their weeks spent
+                        for h in world.get("history", []) if h["week"] != WEEK - 1] + [
+                            {**h, "expected_cost": 0.25} for h in last_week]
+    if not world["history"]:
+        del world["history"]
+    captured = []
+    real = pins.apply
+
+    def spy(problem, plan):
+        captured.append(plan)
+        return real(problem, plan)
+
+    with tempfile.TemporaryDirectory(prefix="offeropt-pins-") as tmp, \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pins, "apply", spy)
+        root = Path(tmp)
+        write_world(root / "data", world,
+                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
+        # caps that leave room for last week's lists (the random ones often leave none)
+        rules = {**rules, "cooldown_weeks": 0, "pin": True, "max_offers_per_window": None,
+                 "max_offers_per_customer": max(2, rules["max_offers_per_customer"]),
+                 "budget_scale": max(1.0, rules["budget_scale"])}
+        scenario = load_scenario(write_scenario(root / "scenario.toml",
+                                                rules={k: v for k, v in rules.items()
+                                                       if v is not None}))
+        result, problem, _ = run_and_check(scenario, root)
+    (plan,) = captured
+    record = result.manifest["stability"]["pins"]
+    assert record["kept"] == plan.kept and record["withheld_as_controls"] == 0
+    assert record["pinned"] == plan.kept + sum(record["released"].values())
+    for chosen, mask in zip(result.solution.chosen, plan.masks):
+        assert not (mask & ~chosen).any()                      # every kept pin is in the plan
+    exact = solve_exact(problem, time_limit_s=60, pinned=plan.masks)  # x = 1 on the pins
+    slack = 1e-6 * max(1.0, abs(exact.objective))
+    assert problem.feasible(result.solution.chosen, 1e-9, 1e-9)
+    assert result.bound >= exact.objective - slack                # the bound with pins is valid
+    assert result.objective <= exact.objective + slack
+    assert result.objective >= 0.99 * exact.objective - slack
