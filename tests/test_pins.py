@@ -58,6 +58,7 @@ def test_pin_keeps_last_weeks_offer_against_a_better_one(tmp_path):
     assert manifest["objective"] == pytest.approx(3 * 1.0 + 1.1)
     assert manifest["upper_bound"] >= manifest["objective"] - 1e-9
     assert manifest["upper_bound"] <= 3 * 1.0 + 1.1 + 1e-3 * 4.1  # the pinned problem's bound
+    assert "Pins kept (rules.pin)" in (run / "report.html").read_text()
 
 
 def test_check_catches_a_dropped_pin(tmp_path):

@@ -331,8 +331,9 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
     solution.bound = solution.bound + plan.value
     for entry in solution.trace:
         for name in ("bound", "objective"):
-            if isinstance(entry.get(name), float):
-                entry[name] = float(entry[name]) + plan.value  # type: ignore[operator]
+            seen = entry.get(name)
+            if isinstance(seen, float):
+                entry[name] = seen + plan.value
     return solution
 
 
