@@ -163,4 +163,8 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
     assert problem.feasible(result.solution.chosen, 1e-9, 1e-9)
     assert result.bound >= exact.objective - slack                # the bound with pins is valid
     assert result.objective <= exact.objective + slack
-    assert result.objective >= 0.99 * exact.objective - slack
+    if rules["max_offers_per_category"] == 1 and not campaign:
+        # no category can be filled only in part by pins: the rest of the week is solved as it
+        # is, polished whole (a partly filled one is relaxed and then repaired, which may lose
+        # value: docs/contract.md, "Stable lists")
+        assert result.objective >= 0.99 * exact.objective - slack

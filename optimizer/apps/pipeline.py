@@ -261,12 +261,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         warm_start = built.start_prices
     # the solver zeroes prices on constraints this scenario lacks
     # (solve/lagrangian/start.admissible_prices)
-    if built.pins is not None:  # kept pins are fixed: the solver plans the rest of the week
-        pins.apply(problem, built.pins)
-    solution = solve(problem, scenario.solver, warm_start=warm_start,
-                     progress=on_iteration)
-    if built.pins is not None:  # the pins back in the plan, which is certified again whole
-        solution = certified(problem, pins.restore(problem, built.pins, solution))
+    solution = _solve_pinned(built, scenario, warm_start, on_iteration)
     stages.stop()
 
     inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
@@ -309,6 +304,19 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
     return result
+
+
+def _solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
+                  progress: Callable[[dict[str, float | None]], None]) -> Solution:
+    """The solve; with ``rules.pin`` the kept pins are fixed and the solver plans the rest of the
+    week (:mod:`optimizer.model.pins`), then the pins go back into the plan, certified whole."""
+    problem = built.problem
+    if built.pins is not None:
+        pins.apply(problem, built.pins)
+    solution = solve(problem, scenario.solver, warm_start=warm_start, progress=progress)
+    if built.pins is not None:
+        solution = certified(problem, pins.restore(problem, built.pins, solution))
+    return solution
 
 
 def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built,
