@@ -168,3 +168,28 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
         # is, polished whole (a partly filled one is relaxed and then repaired, which may lose
         # value: docs/contract.md, "Stable lists")
         assert result.objective >= 0.99 * exact.objective - slack
+
+
+def test_affinity_path_keeps_pins_beyond_its_best_few(tmp_path, demo_500):
+    """Last week's two offers per customer stay candidates when only the best one would."""
+    def run(name: str, keep: int, *extra: str, **rules) -> tuple[Path, dict]:
+        path = write_scenario(
+            tmp_path / f"{name}.toml", data=str(demo_500), output=name,
+            rules={"max_offers_per_customer": 2, "max_offers_per_category": 1,
+                   "cooldown_weeks": 0, **rules},
+            extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n")
+        result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        checked = CliRunner().invoke(main, ["check", str(path)])
+        assert checked.exit_code == 0, checked.output
+        return tmp_path / name, json.loads((tmp_path / name / "manifest.json").read_text())
+
+    before, _ = run("before", 2)
+    pinned, manifest = run("pinned", 1, "--previous-run", str(before), pin=True)
+    # one candidate per customer, yet lists of two: the second is a pin beyond the best few
+    lists = pl.read_parquet(pinned / "assignments.parquet").group_by("customer_id").len()
+    assert lists.get_column("len").max() == 2
+    pins_record = manifest["stability"]["pins"]
+    assert pins_record["pinned"] > 300 and pins_record["released"] == {}
+    assert pins_record["kept"] == pins_record["pinned"]
+    assert manifest["stability"]["changed_lists"] == 0

@@ -157,7 +157,7 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
     if model is not None:
         built.problem.blocks, built.dropped = affinity_blocks(
             model, inputs, scenario, rules, caps, offers, rules_cfg.max_offers_per_category,
-            bounds)
+            bounds, _pinned_keys(built, inputs, scenario))
         return
     keep = scenario.solver.scores_per_customer
     narrowed = keep is not None and keep < inputs.n_offers and rows is None
@@ -178,6 +178,16 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
     if inputs.scores is not None and not built.truncated:
         # the blocks now hold every pair: free the table (GBs at millions of customers)
         built.inputs = replace(inputs, scores=inputs.scores.clear())
+
+
+def _pinned_keys(built: Built, inputs: Inputs, scenario: Scenario) -> np.ndarray | None:
+    """With ``rules.pin``: the sorted keys ``c * n_offers + o`` of last week's pairs whose offer
+    runs this week, which the affinity path keeps among the candidates whatever their rank."""
+    if not scenario.rules.pin or built.previous is None:
+        return None
+    keys = built.previous.keys
+    flight = in_flight(inputs.offers, scenario.week)
+    return keys[flight[keys % max(inputs.n_offers, 1)]] if keys.size else keys
 
 
 def compile_eligibility(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
@@ -235,14 +245,18 @@ def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, c
 
 def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                     rules: EligibilityRules, caps: np.ndarray, offers: OfferData,
-                    per_category: int | None, bounds: list[tuple[int, int]] | None = None
+                    per_category: int | None, bounds: list[tuple[int, int]] | None = None,
+                    pinned: np.ndarray | None = None
                     ) -> tuple[list[CandidateBlock], list[Dropped]]:
     """Candidate blocks scored by the built-in affinity model, best few per customer kept, and
     per block what its customers dropped (for the bound over all candidates).
 
     Chunks are scored on ``solver.threads`` threads by the compiled kernel
     (:meth:`AffinityModel.select`), at most that many at a time; each chunk's block depends on
-    its customers only, so the blocks are the same for any thread count."""
+    its customers only, so the blocks are the same for any thread count. ``pinned``: sorted pair
+    keys ``c * n_offers + o`` (``rules.pin``) kept besides the best few when the rules allow them
+    and their value is positive (the dropped values still count them: the bound over all
+    candidates stays valid)."""
     keep = scenario.affinity.candidates_per_customer
     primary = offers.categories[:, 0]
     top = (min(DROPPED_CATEGORIES, offers.n_categories)
@@ -258,9 +272,11 @@ def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         own = replace(rules, audit={name: 0 for name in rules.audit})
         allowed = own.allowed(customers, offer)
         kept = model.select(customers, allowed, keep, primary, top)
+        row, off, p, value = _with_pins(model, kept, customers, allowed, pinned, n_offers,
+                                        primary)
         del allowed
-        block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
-                                 offers.discount, caps[start:stop])
+        block = block_from_pairs(customers, row, off, p, value, offers.discount,
+                                 caps[start:stop])
         return block, Dropped(kept.top_value, kept.top_category.astype(np.int32),
                               kept.residual), own.audit
     if bounds is None:
@@ -272,6 +288,34 @@ def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         for name, count in audit.items():
             rules.audit[name] += count
     return blocks, dropped
+
+
+def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: np.ndarray,
+               pinned: np.ndarray | None, n_offers: int, primary: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The chunk's kept pairs (row, offer, p_redeem, value) with its allowed pinned pairs that
+    the best few left out added, scored by the same kernel, in (row, offer) order."""
+    pairs = (kept.row, kept.offer, kept.p_redeem, kept.value)
+    if pinned is None or not pinned.size or not customers.size:
+        return pairs
+    n = max(n_offers, 1)
+    lo = np.searchsorted(pinned, int(customers[0]) * n)
+    hi = np.searchsorted(pinned, (int(customers[-1]) + 1) * n)
+    keys = pinned[lo:hi]
+    row, off = keys // n - int(customers[0]), keys % n
+    have = np.zeros(allowed.shape, dtype=bool)
+    have[kept.row, kept.offer] = True
+    extra = allowed[row, off] & ~have[row, off]
+    if not extra.any():
+        return pairs
+    rows = np.unique(row[extra])
+    mask = np.zeros((rows.size, n_offers), dtype=bool)
+    mask[np.searchsorted(rows, row[extra]), off[extra]] = True
+    more = model.select(customers[rows], mask, None, primary, 0)
+    merged = [np.concatenate([a, b]) for a, b in zip(
+        pairs, (rows[more.row], more.offer, more.p_redeem, more.value))]
+    order = np.lexsort((merged[1], merged[0]))
+    return merged[0][order], merged[1][order], merged[2][order], merged[3][order]
 
 
 __all__ = ["Built", "Dropped", "KeptSelection", "affinity_blocks", "build_problem",
