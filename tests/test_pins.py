@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
-from optimizer.model import pins
+from optimizer.io.validate import load_inputs
+from optimizer.model import pins, stability
 from optimizer.solve.exact import solve_exact
 from tests.random_world import random_world, run_and_check
 from tests.tiny_world import WEEK, base_world, offer, offers_of, score, write_scenario, write_world
@@ -111,8 +112,8 @@ def test_pin_with_channels_exits_2(tmp_path):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
-       campaign=st.booleans())
-def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign):
+       campaign=st.booleans(), penalty=st.sampled_from([0.0, 0.0, 0.3]))
+def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign, penalty):
     world, rules = random_world(seed, n_customers, n_offers, targets=False, campaign=campaign)
     rng = np.random.default_rng(seed + 7)
     for row in world["offers"]:        # some offers run a flight, ended or running this week
@@ -146,28 +147,38 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
                     headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
         # caps that leave room for last week's lists (the random ones often leave none)
         rules = {**rules, "cooldown_weeks": 0, "pin": True, "max_offers_per_window": None,
+                 "change_penalty": penalty,
                  "max_offers_per_customer": max(2, rules["max_offers_per_customer"]),
                  "budget_scale": max(1.0, rules["budget_scale"])}
         scenario = load_scenario(write_scenario(root / "scenario.toml",
                                                 rules={k: v for k, v in rules.items()
                                                        if v is not None}))
         result, problem, _ = run_and_check(scenario, root)
+        history = load_inputs(scenario.data).history
     (plan,) = captured
     record = result.manifest["stability"]["pins"]
     assert record["kept"] == plan.kept and record["withheld_as_controls"] == 0
     assert record["pinned"] == plan.kept + sum(record["released"].values())
     for chosen, mask in zip(result.solution.chosen, plan.masks):
         assert not (mask & ~chosen).any()                      # every kept pin is in the plan
+    assert problem.feasible(result.solution.chosen, 1e-9, 1e-9)
+    objective = result.objective
+    if penalty:  # the penalised problem the solver saw (tests/test_stability.py), pins on it
+        s = result.manifest["stability"]
+        previous = stability.from_history(history, WEEK, problem.offers.n_offers)
+        stability.add_bonus(problem, previous, penalty)
+        assert s["penalized_upper_bound"] == pytest.approx(
+            result.bound - penalty * s["previous_slots"])
+        objective = s["penalized_objective"] + penalty * s["previous_slots"]
     exact = solve_exact(problem, time_limit_s=60, pinned=plan.masks)  # x = 1 on the pins
     slack = 1e-6 * max(1.0, abs(exact.objective))
-    assert problem.feasible(result.solution.chosen, 1e-9, 1e-9)
     assert result.bound >= exact.objective - slack                # the bound with pins is valid
-    assert result.objective <= exact.objective + slack
+    assert objective <= exact.objective + slack
     if rules["max_offers_per_category"] == 1 and not campaign:
         # no category can be filled only in part by pins: the rest of the week is solved as it
         # is, polished whole (a partly filled one is relaxed and then repaired, which may lose
         # value: docs/contract.md, "Stable lists")
-        assert result.objective >= 0.99 * exact.objective - slack
+        assert objective >= 0.99 * exact.objective - slack
 
 
 def test_affinity_path_keeps_pins_beyond_its_best_few(tmp_path, demo_500):
@@ -193,3 +204,13 @@ def test_affinity_path_keeps_pins_beyond_its_best_few(tmp_path, demo_500):
     assert pins_record["pinned"] > 300 and pins_record["released"] == {}
     assert pins_record["kept"] == pins_record["pinned"]
     assert manifest["stability"]["changed_lists"] == 0
+
+
+@pytest.mark.parametrize("value", ["1", '"yes"'])
+def test_pin_that_is_not_a_boolean_exits_2(tmp_path, value):
+    write_world(tmp_path / "data", _world())
+    path = write_scenario(tmp_path / "scenario.toml", rules={"max_offers_per_customer": 1})
+    path.write_text(path.read_text().replace("[rules]", f"[rules]\npin = {value}"))
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
+    assert result.exit_code == 2 and "pin" in result.output + (result.stderr or "")
+    assert not (tmp_path / "run").exists()

@@ -26,7 +26,9 @@ cannot pay for, least valuable first, and says so.
 emptied for the solve), their customers' caps drop by their count, the budgets, ``max_customers``,
 funder budgets and the global budget by what they use, and a customer's candidates in a category
 (or offer group) her pins already fill are emptied too. What remains is the rest of the week's
-problem; any solver plans it, and :func:`restore` puts the blocks back and the pins into the plan.
+problem; any solver plans it (its gap tests count the pins' value on both sides, the problem's
+``fixed_value``, so it stops at the whole plan's tolerance), and :func:`restore` puts the blocks
+back and the pins into the plan.
 A category (group) that her pins fill only partly (``max_offers_per_category`` >= 2) keeps its
 full limit in the solve, a relaxation, and :func:`restore` drops the weakest non-pinned offers that
 overfill it. The bound of the remaining problem plus the pins' value bounds every plan keeping the
@@ -253,6 +255,7 @@ def apply(problem: AssignmentProblem, plan: PinPlan) -> None:
         problem.funders = replace(problem.funders, budget=np.maximum(
             problem.funders.budget - problem.funders.per_funder(spend), 0.0))
     problem.global_budget = max(problem.global_budget - float(spend.sum()), 0.0)
+    problem.fixed_value = plan.value  # the solver's gap test counts the pins' value
     per_category = (None if problem.max_per_category is None
                     else np.full(max(offers.n_categories, 1), problem.max_per_category))
     full_cats = _full(c, offers.categories[o], per_category, max(offers.n_categories, 1))
@@ -310,6 +313,7 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
     problem.offers = plan._saved["offers"]
     problem.funders = plan._saved["funders"]
     problem.global_budget = plan._saved["global_budget"]
+    problem.fixed_value = 0.0
     for index, arrays in plan._saved["blocks"].items():
         block = problem.blocks[index]
         block.offer, block.value, block.cost, block.p_redeem, block.cap = arrays
@@ -331,7 +335,7 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
     solution.objective = problem.objective(chosen)
     solution.bound = solution.bound + plan.value
     for entry in solution.trace:
-        for name in ("bound", "objective"):
+        for name in ("bound", "objective", "best_bound", "best_objective"):
             seen = entry.get(name)
             if isinstance(seen, float):
                 entry[name] = seen + plan.value
