@@ -214,3 +214,17 @@ def test_pin_that_is_not_a_boolean_exits_2(tmp_path, value):
     result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
     assert result.exit_code == 2 and "pin" in result.output + (result.stderr or "")
     assert not (tmp_path / "run").exists()
+
+
+def test_exact_method_keeps_the_pins_too(tmp_path):
+    write_world(tmp_path / "data", _world())
+    path = write_scenario(tmp_path / "scenario.toml",
+                          rules={"max_offers_per_customer": 1, "pin": True},
+                          solver={"method": "exact"})
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assignments = pl.read_parquet(tmp_path / "run" / "assignments.parquet")
+    assert [offers_of(assignments, c) for c in range(1, 5)] == [{1}, {1}, {1}, {2}]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["upper_bound"] == pytest.approx(3 * 1.0 + 1.1)
+    assert manifest["solver"]["status"] == "optimal"
