@@ -266,14 +266,15 @@ def apply(problem: AssignmentProblem, plan: PinPlan) -> None:
         rows = mask.any(axis=1)
         if not rows.any():
             continue
-        plan._saved["blocks"][index] = (block.offer, block.value, block.cost, block.p_redeem,
-                                        block.cap)
         drop = mask | _in_full(block, full_cats, offers.categories, max(offers.n_categories, 1))
         if groups is not None:
             drop |= _in_full(block, full_groups, groups.members, max(groups.n_groups, 1))
-        block.offer = np.where(drop, -1, block.offer).astype(block.offer.dtype)
-        block.value, block.cost, block.p_redeem = (np.where(drop, 0.0, a) for a in
-                                                   (block.value, block.cost, block.p_redeem))
+        at = np.nonzero(drop)
+        # emptied in place (a copy of every block would double the problem's memory); the
+        # emptied slots' entries are kept to put back
+        plan._saved["blocks"][index] = (at, block.offer[at], block.value[at], block.cost[at],
+                                        block.p_redeem[at], block.cap)
+        block.offer[at], block.value[at], block.cost[at], block.p_redeem[at] = -1, 0.0, 0.0, 0.0
         block.cap = block.cap - mask.sum(axis=1)
     problem.__dict__.pop("max_cap", None)
 
@@ -314,9 +315,11 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
     problem.funders = plan._saved["funders"]
     problem.global_budget = plan._saved["global_budget"]
     problem.fixed_value = 0.0
-    for index, arrays in plan._saved["blocks"].items():
+    for index, (at, offer, value, cost, p_redeem, cap) in plan._saved["blocks"].items():
         block = problem.blocks[index]
-        block.offer, block.value, block.cost, block.p_redeem, block.cap = arrays
+        block.offer[at], block.value[at], block.cost[at], block.p_redeem[at] = (
+            offer, value, cost, p_redeem)
+        block.cap = cap
     plan._saved.clear()
     problem.__dict__.pop("max_cap", None)
     chosen = [m | p for m, p in zip(solution.chosen, plan.masks)]
