@@ -1,5 +1,5 @@
 """Always-on campaign benchmark (issue 24): flights with pacing over a weekly loop, and stable
-lists with ``rules.change_penalty`` (benchmarks/README.md, "Campaigns").
+lists with ``rules.change_penalty`` and ``rules.pin`` (benchmarks/README.md, "Campaigns").
 
     python benchmarks/campaign.py                       # 3,000 customers x 40 offers, a few minutes
     python benchmarks/campaign.py --customers 1000 --offers 30
@@ -17,7 +17,9 @@ lists with ``rules.change_penalty`` (benchmarks/README.md, "Campaigns").
    (an always-on list may repeat), week 40 is planned and appended; week 41 is planned without
    and with ``change_penalty`` (shares of the mean score of week 40's sends), against week 40's
    lists (offers' windows and the customers' recency move between the weeks). Measured:
-   customers whose list changed, and the objective (sum of scores) lost to the penalty.
+   customers whose list changed, and the objective (sum of scores) lost to the penalty; then
+   with ``rules.pin`` (every allowed pair of week 40's lists kept): the same, and the pins kept
+   and released.
 
 Writes ``benchmarks/results/campaign_<commit>.json`` (stamped with commit, versions, machine and
 load) and prints a summary.
@@ -174,6 +176,16 @@ def stability_part(root: Path, data: Path) -> dict[str, Any]:
                             "changed_slots": s["changed_slots"], "check_ok": check_run(sc).ok})
         print(f"change_penalty {penalty:.4f}: changed lists {s['changed_lists']} vs "
               f"{out['without']['changed_lists']}, objective loss {100 * loss:.3f}%", flush=True)
+    sc = scenario(root, data, week, {**STABLE_RULES, "pin": True}, "stable-pin")
+    pinned = run_scenario(sc, previous_run=previous)
+    s = pinned.manifest["stability"]
+    loss = (free.objective - pinned.objective) / free.objective
+    out["pin"] = {"objective": pinned.objective, "objective_loss": loss, "gap": pinned.gap,
+                  "changed_lists": s["changed_lists"], "changed_slots": s["changed_slots"],
+                  "pins": s["pins"], "solve_seconds": pinned.manifest["seconds"]["solve"],
+                  "check_ok": check_run(sc).ok}
+    print(f"pin: changed lists {s['changed_lists']} vs {out['without']['changed_lists']}, "
+          f"objective loss {100 * loss:.3f}%, pins {s['pins']}", flush=True)
     return out
 
 

@@ -29,11 +29,11 @@ from optimizer.io.manifest import read_manifest
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
 from optimizer.io.validate import Inputs, history_digest, load_inputs
-from optimizer.model import stability
+from optimizer.model import pins, stability
 from optimizer.model.build import Built, build_problem
 from optimizer.model.flights import has_flights
 from optimizer.model.holdout import withhold_controls
-from optimizer.model.problem import AssignmentProblem, Prices, Solution
+from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 from optimizer.report.campaign import flights_record, pacing_frame
 from optimizer.report.channels import channel_manifest
 from optimizer.report.groups_funders import campaign_manifest
@@ -48,7 +48,7 @@ from optimizer.scoring.features import (
     purchase_lines,
 )
 from optimizer.scoring.fit import fit_scoring
-from optimizer.solve import solve
+from optimizer.solve import certified, solve
 from optimizer.solve.lagrangian.start import best_by_prices
 from optimizer.solve.lagrangian.truncation import affinity_truncation, scores_truncation
 
@@ -277,8 +277,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         warm_start = built.start_prices
     # the solver zeroes prices on constraints this scenario lacks
     # (solve/lagrangian/start.admissible_prices)
-    solution = solve(problem, scenario.solver, warm_start=warm_start,
-                     progress=on_iteration)
+    solution = _solve_pinned(built, scenario, warm_start, on_iteration)
     stages.stop()
 
     inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
@@ -323,6 +322,22 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     return result
 
 
+def _solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
+                  progress: Callable[[dict[str, float | None]], None]) -> Solution:
+    """The solve; with ``rules.pin`` the kept pins are fixed and the solver plans the rest of the
+    week (:mod:`optimizer.model.pins`), then the pins go back into the plan, certified whole."""
+    problem = built.problem
+    if built.pins is not None:
+        pins.apply(problem, built.pins)
+    solution = solve(problem, scenario.solver, warm_start=warm_start, progress=progress)
+    if built.pins is not None:
+        solution = certified(problem, pins.restore(problem, built.pins, solution))
+        # the solver's gap test saw the rest of the week alone; the status is the whole plan's
+        if solution.status != Status.OPTIMAL and solution.gap <= scenario.solver.gap_tolerance:
+            solution.status = Status.OPTIMAL
+    return solution
+
+
 def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built,
                       inputs: Inputs, solution: Solution, summary: pl.DataFrame
                       ) -> pl.DataFrame | None:
@@ -333,6 +348,8 @@ def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built
         manifest["stability"] = stability.record(
             built.previous, *problem.chosen_pairs(solution.chosen), rules_cfg.change_penalty,
             solution.objective, solution.bound)
+        if built.pins is not None:
+            manifest["stability"]["pins"] = pins.record(built.pins, solution.chosen)
     plan = built.flights
     if plan is None or not plan.weeks.height:
         return None

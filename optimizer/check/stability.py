@@ -7,6 +7,10 @@ assignments, independently of :mod:`optimizer.model.stability`. Rule id:
 ``stability``               a figure of the manifest's ``stability`` (previous_lists,
                             previous_slots, kept_slots, changed_slots, changed_lists,
                             penalized_objective) disagrees with the lists
+``pin``                     with ``rules.pin``: a pin (a pair of last week's lists whose offer's
+                            flight, or without one its window, covers the week) missing from the
+                            plan and not counted among the manifest's released or withheld pins,
+                            or the manifest's pin figures disagree with the lists
 =========================== ===================================================================
 """
 from __future__ import annotations
@@ -48,12 +52,15 @@ def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs
 
     record = (manifest or {}).get("stability")
     if not record:
-        return []
+        return [Violation("pin", "rules.pin is set but the manifest has no stability record "
+                          "(the pins cannot be verified)", 1)] if (
+                              scenario.rules.pin and manifest is not None) else []
     before = _previous(record, inputs, scenario)
     if before is None:
         return [Violation("stability", f"the lists the manifest's stability compares with "
                           f"({record.get('previous')!r}) cannot be read", 1)]
     before = before.unique()
+    out = _check_pins(record, before, known, inputs, scenario)
     now = known.select("c", "o").unique()
     kept = now.join(before, on=["c", "o"], how="semi").height
     changed = pl.concat([now.join(before, on=["c", "o"], how="anti"),
@@ -68,7 +75,54 @@ def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs
              if not isinstance(record.get(k), (int, float))
              or abs(float(record[k]) - v) > _RTOL * max(1.0, abs(v)) + _ATOL}
     if not wrong:
-        return []
+        return out
     detail = ", ".join(f"{k} {got} vs {want}" for k, (got, want) in wrong.items())
-    return [Violation("stability", f"the manifest's stability figures disagree with the lists "
-                      f"({detail})", len(wrong))]
+    return out + [Violation("stability", f"the manifest's stability figures disagree with the "
+                            f"lists ({detail})", len(wrong))]
+
+
+def _check_pins(record: dict[str, Any], before: pl.DataFrame, known: pl.DataFrame,
+                inputs: Inputs, scenario: Scenario) -> list[Any]:
+    """The ``pin`` rule: last week's pairs whose offer runs this week are in the plan, but for
+    the ones the manifest reports released (by a rule) or withheld as controls."""
+    from optimizer.check.base import Violation, _sample
+
+    pins = record.get("pins")
+    if not scenario.rules.pin:
+        return []
+    if not isinstance(pins, dict):
+        return [Violation("pin", "rules.pin is set but the manifest's stability has no pins "
+                          "record", 1)]
+    week = scenario.week
+
+    def runs(start: str, end: str) -> pl.Expr:
+        return ((pl.col(start).is_null() | (pl.col(start) <= week))
+                & (pl.col(end).is_null() | (pl.col(end) >= week)))
+
+    offers = inputs.offers
+    flight = (pl.when(pl.col("flight_start_week").is_not_null())
+              .then(runs("flight_start_week", "flight_end_week"))
+              .otherwise(runs("start_week", "end_week"))
+              if "flight_start_week" in offers.columns else runs("start_week", "end_week"))
+    running = offers.filter(flight.fill_null(False)).select("o")
+    pinned = before.join(running, on="o", how="semi")
+    missing = pinned.join(known.select("c", "o"), on=["c", "o"], how="anti")
+    released = pins.get("released") or {}
+    accounted = (sum(int(v) for v in released.values() if isinstance(v, (int, float)))
+                 + int(pins.get("withheld_as_controls") or 0))
+    out = []
+    if missing.height > accounted:
+        sample = (missing.join(inputs.customers.select("c", "customer_id"), on="c")
+                  .join(offers.select("o", "offer_id"), on="o")
+                  .select("customer_id", "offer_id").sort("customer_id", "offer_id"))
+        out.append(Violation(
+            "pin", f"{missing.height - accounted} pin(s) dropped: {missing.height} pinned "
+            f"pair(s) of last week's lists are not in the plan, the manifest releases or "
+            f"withholds {accounted}", missing.height - accounted, _sample(sample, ["customer_id", "offer_id"])))
+    expected = {"pinned": pinned.height, "kept": pinned.height - missing.height}
+    wrong = {k: (pins.get(k), v) for k, v in expected.items() if pins.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k} {got} vs {want}" for k, (got, want) in wrong.items())
+        out.append(Violation("pin", f"the manifest's pin figures disagree with the lists "
+                             f"({detail})", len(wrong)))
+    return out

@@ -47,6 +47,9 @@ Rule ids reported (``Violation.rule``):
                             (:mod:`optimizer.check.flights`)
 ``stability``               the manifest's stable-lists figures disagree with the lists
                             (:mod:`optimizer.check.stability`)
+``pin``                     with ``rules.pin``: a pin missing from the plan that the manifest
+                            neither releases nor withholds, or its pin figures disagree
+                            (:mod:`optimizer.check.stability`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in

@@ -109,6 +109,9 @@ class Rules(_Frozen):
     change_penalty: float = Field(
         0.0, ge=0, le=MAX_AMOUNT, description="value lost per slot of last week's list that this "
         "week's list drops (optimizer/model/stability.py); 0 = off")
+    pin: bool = Field(
+        False, description="keep each offer of last week's lists on the customer's list while "
+        "its flight runs, unless a rule forbids it (optimizer/model/pins.py)")
     contact_budget: float | None = Field(
         None, ge=0, le=MAX_AMOUNT, description="cap on the plan's total contact cost (channels' "
         "cost_per_contact; optimizer/model/channels.py); needs the channels tables")

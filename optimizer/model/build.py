@@ -29,6 +29,7 @@ from optimizer.model.eligibility import EligibilityRules, compile_rules, custome
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data, with_group_flights
 from optimizer.model.groups import group_data
+from optimizer.model.pins import PinPlan, in_flight, plan_pins
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -76,7 +77,8 @@ class Built:
     pair to that choice (the run is then bounded again over every pair); ``flights``: the
     flights' pacing of this week (:mod:`optimizer.model.flights`), when offers carry flights;
     ``previous``: last week's lists (:mod:`optimizer.model.stability`), when a change penalty or
-    a previous run asks for them."""
+    a previous run asks for them; ``pins``: the week's pinned pairs (:mod:`optimizer.model.pins`)
+    with ``rules.pin``."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -88,6 +90,7 @@ class Built:
     truncated: bool = False
     flights: FlightPlan | None = None
     previous: stability.Previous | None = None
+    pins: PinPlan | None = None
 
     @property
     def start_prices(self) -> Prices | None:
@@ -107,7 +110,7 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     (required when that knob truncates); ``rows``: build only customers ``start .. stop - 1``
     (``explain``), whose blocks are the ones the whole run builds for them; ``previous_run``: a
     run folder holding last week's lists (default: history's rows of the week before, read
-    only when ``rules.change_penalty`` is set)."""
+    only when ``rules.change_penalty`` or ``rules.pin`` is set)."""
     rules_cfg = scenario.rules
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     flights = None
@@ -123,7 +126,7 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     previous = None
     if previous_run is not None:
         previous = stability.from_run(previous_run, inputs.customers, inputs.offers)
-    elif rules_cfg.change_penalty > 0:
+    elif rules_cfg.change_penalty > 0 or rules_cfg.pin:
         previous = stability.from_history(inputs.history, scenario.week, inputs.n_offers)
     # the rules hold what they need of the send history now (1.3 GB at ten million customers)
     inputs = replace(inputs, history=None, redemptions=None)
@@ -141,6 +144,9 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     _add_blocks(built, inputs, scenario, model, select, rows)
     if previous is not None and rules_cfg.change_penalty > 0:
         stability.add_bonus(built.problem, previous, rules_cfg.change_penalty)
+    if previous is not None and rules_cfg.pin and rows is None:
+        built.pins = plan_pins(built.problem, previous, in_flight(inputs.offers, scenario.week),
+                               rules)
     return built
 
 
@@ -154,7 +160,7 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
     if model is not None:
         built.problem.blocks, built.dropped = affinity_blocks(
             model, inputs, scenario, rules, caps, offers, rules_cfg.max_offers_per_category,
-            bounds)
+            bounds, _pinned_keys(built, inputs, scenario))
         return
     keep = scenario.solver.scores_per_customer
     narrowed = keep is not None and keep < inputs.n_offers and rows is None
@@ -175,6 +181,16 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
     if inputs.scores is not None and not built.truncated:
         # the blocks now hold every pair: free the table (GBs at millions of customers)
         built.inputs = replace(inputs, scores=inputs.scores.clear())
+
+
+def _pinned_keys(built: Built, inputs: Inputs, scenario: Scenario) -> np.ndarray | None:
+    """With ``rules.pin``: the sorted keys ``c * n_offers + o`` of last week's pairs whose offer
+    runs this week, which the affinity path keeps among the candidates whatever their rank."""
+    if not scenario.rules.pin or built.previous is None:
+        return None
+    keys = built.previous.keys
+    flight = in_flight(inputs.offers, scenario.week)
+    return keys[flight[keys % max(inputs.n_offers, 1)]] if keys.size else keys
 
 
 def compile_eligibility(inputs: Inputs, rules: Rules, week: int, cats: OfferCategories
@@ -232,14 +248,18 @@ def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, c
 
 def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                     rules: EligibilityRules, caps: np.ndarray, offers: OfferData,
-                    per_category: int | None, bounds: list[tuple[int, int]] | None = None
+                    per_category: int | None, bounds: list[tuple[int, int]] | None = None,
+                    pinned: np.ndarray | None = None
                     ) -> tuple[list[CandidateBlock], list[Dropped]]:
     """Candidate blocks scored by the built-in affinity model, best few per customer kept, and
     per block what its customers dropped (for the bound over all candidates).
 
     Chunks are scored on ``solver.threads`` threads by the compiled kernel
     (:meth:`AffinityModel.select`), at most that many at a time; each chunk's block depends on
-    its customers only, so the blocks are the same for any thread count."""
+    its customers only, so the blocks are the same for any thread count. ``pinned``: sorted pair
+    keys ``c * n_offers + o`` (``rules.pin``) kept besides the best few when the rules allow them
+    and their value is positive (the dropped values still count them: the bound over all
+    candidates stays valid)."""
     keep = scenario.affinity.candidates_per_customer
     primary = offers.categories[:, 0]
     top = (min(DROPPED_CATEGORIES, offers.n_categories)
@@ -255,9 +275,11 @@ def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         own = replace(rules, audit={name: 0 for name in rules.audit})
         allowed = own.allowed(customers, offer)
         kept = model.select(customers, allowed, keep, primary, top)
+        row, off, p, value = _with_pins(model, kept, customers, allowed, pinned, n_offers,
+                                        primary)
         del allowed
-        block = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
-                                 offers.discount, caps[start:stop])
+        block = block_from_pairs(customers, row, off, p, value, offers.discount,
+                                 caps[start:stop])
         return block, Dropped(kept.top_value, kept.top_category.astype(np.int32),
                               kept.residual), own.audit
     if bounds is None:
@@ -269,6 +291,34 @@ def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
         for name, count in audit.items():
             rules.audit[name] += count
     return blocks, dropped
+
+
+def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: np.ndarray,
+               pinned: np.ndarray | None, n_offers: int, primary: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The chunk's kept pairs (row, offer, p_redeem, value) with its allowed pinned pairs that
+    the best few left out added, scored by the same kernel, in (row, offer) order."""
+    pairs = (kept.row, kept.offer, kept.p_redeem, kept.value)
+    if pinned is None or not pinned.size or not customers.size:
+        return pairs
+    n = max(n_offers, 1)
+    lo = np.searchsorted(pinned, int(customers[0]) * n)
+    hi = np.searchsorted(pinned, (int(customers[-1]) + 1) * n)
+    keys = pinned[lo:hi]
+    row, off = keys // n - int(customers[0]), keys % n
+    have = np.zeros(allowed.shape, dtype=bool)
+    have[kept.row, kept.offer] = True
+    extra = allowed[row, off] & ~have[row, off]
+    if not extra.any():
+        return pairs
+    rows = np.unique(row[extra])
+    mask = np.zeros((rows.size, n_offers), dtype=bool)
+    mask[np.searchsorted(rows, row[extra]), off[extra]] = True
+    more = model.select(customers[rows], mask, None, primary, 0)
+    merged = [np.concatenate([a, b]) for a, b in zip(
+        pairs, (rows[more.row], more.offer, more.p_redeem, more.value))]
+    order = np.lexsort((merged[1], merged[0]))
+    return merged[0][order], merged[1][order], merged[2][order], merged[3][order]
 
 
 __all__ = ["Built", "Dropped", "KeptSelection", "affinity_blocks", "build_problem",

@@ -131,6 +131,9 @@ class AssignmentProblem:
     funders: "FunderData | None" = None
     # channels and consent (optional ``channels`` tables): plans are ChannelPlans then
     channels: "ChannelData | None" = None
+    # value of pairs fixed outside the blocks (rules.pin, optimizer/model/pins.py): the solvers'
+    # gap tests count it in both the bound and the objective (0 otherwise)
+    fixed_value: float = 0.0
 
     @property
     def n_pairs(self) -> int:

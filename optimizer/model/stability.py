@@ -79,7 +79,7 @@ def add_bonus(problem: AssignmentProblem, previous: Previous, penalty: float) ->
     blocks' own values are kept for :func:`remove_bonus`)."""
     n = max(previous.n_offers, 1)
     for index, block in enumerate(problem.blocks):
-        hit = _on_previous(block.customers, block.offer, previous.keys, n)
+        hit = on_previous(block.customers, block.offer, previous.keys, n)
         if hit.any():
             previous._originals.append((index, block.value))
             block.value = np.where(hit, block.value + penalty, block.value)
@@ -92,7 +92,7 @@ def remove_bonus(problem: AssignmentProblem, previous: Previous) -> None:
     previous._originals.clear()
 
 
-def _on_previous(customers: np.ndarray, offer: np.ndarray, keys: np.ndarray, n: int
+def on_previous(customers: np.ndarray, offer: np.ndarray, keys: np.ndarray, n: int
                  ) -> np.ndarray:
     if keys.size == 0:
         return np.zeros(offer.shape, dtype=bool)

@@ -439,7 +439,7 @@ def polish(problem: AssignmentProblem, solution: Solution, settings: PolishSetti
                     if proven < bound:
                         bound = max(proven, objective)
                     record["bound_after"] = float(bound)
-    gap = relative_gap(bound, objective)
+    gap = relative_gap(bound + problem.fixed_value, objective + problem.fixed_value)
     if (record["accepted"] or bound < solution.bound) and gap <= settings.gap_tolerance:
         status = Status.OPTIMAL
     record["seconds"] = time.perf_counter() - start

@@ -214,7 +214,7 @@ class _BestPlan:
     def certified(self, best_bound: float, tolerance: float, iteration: int) -> bool:
         """Whether the best plan's gap to ``best_bound`` is within ``tolerance`` (a plan short
         of its targets gets ``_TARGET_PASSES`` passes before a small gap may stop the solve)."""
-        gap = _gap(best_bound, self.objective)
+        gap = _gap(best_bound, self.objective, self.problem.fixed_value)
         return (gap is not None and gap <= tolerance
                 and not (self.short and iteration < _TARGET_PASSES))
 
@@ -344,7 +344,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         use, dual_sum = ex.respond(prices)
         bound = dual_sum + capacity_terms(problem, prices)
         improved = bound < best_bound * (1 - 1e-12) or anchor.target is None
-        drop = (best_bound - bound) / bound if np.isfinite(best_bound) and bound > 0 else np.inf
+        drop = ((best_bound - bound) / (bound + problem.fixed_value)
+                if np.isfinite(best_bound) and bound > 0 else np.inf)
         best_bound = min(best_bound, bound)
         before = (best.objective, best.short)
         out_of_time = time.perf_counter() - start > settings.time_limit_s
@@ -359,7 +360,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             short = best.consider(chosen, objective, prices)
         else:
             unplanned.append(prices)
-        gap = _gap(best_bound, best.objective)
+        gap = _gap(best_bound, best.objective, problem.fixed_value)
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
                  "best_bound": best_bound,
                  "best_objective": best.objective if gap is not None else None,
@@ -390,7 +391,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
         replanned = _replan(problem, unplanned, best, run, ex, start + settings.time_limit_s)
-        gap = _gap(best_bound, best.objective)
+        gap = _gap(best_bound, best.objective, problem.fixed_value)
         trace.append({"iteration": iteration, "replanned_passes": replanned,
                       "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
                       "seconds": time.perf_counter() - start})
@@ -485,7 +486,7 @@ def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan
     return replanned
 
 
-def _gap(bound: float, objective: float) -> float | None:
-    """The relative gap (:func:`~optimizer.model.problem.relative_gap`), ``None`` before any
-    plan."""
-    return None if objective == -np.inf else relative_gap(bound, objective)
+def _gap(bound: float, objective: float, fixed: float = 0.0) -> float | None:
+    """The relative gap (:func:`~optimizer.model.problem.relative_gap`) with ``fixed`` (the
+    problem's ``fixed_value``) on both sides, ``None`` before any plan."""
+    return None if objective == -np.inf else relative_gap(bound + fixed, objective + fixed)
