@@ -164,6 +164,17 @@ def _lines_for_fit(inputs: Inputs, scenario: Scenario
     return lines, replace(inputs, transactions=inputs.transactions.clear()), seconds
 
 
+def _fit_from_lines(inputs: Inputs, scenario: Scenario, lines: PurchaseLines | None,
+                    lines_seconds: float) -> Scored:
+    """The run's models fitted from the purchase ``lines`` (the transactions already let go and
+    their memory handed back)."""
+    release_freed_memory()
+    scored = score_inputs(inputs, scenario, scenario.week, lines=lines)
+    if lines is not None:
+        scored.seconds = {"purchase_lines": lines_seconds, **scored.seconds}
+    return scored
+
+
 def warm_start_prices(run_dir: Path, inputs: Inputs) -> Prices:
     """The dual prices saved in the manifest of the run folder ``run_dir``, matched by offer_id
     (offers the earlier run did not have start at zero)."""
@@ -251,10 +262,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
 
     stages.start("features")
     lines, inputs, lines_seconds = _lines_for_fit(inputs, scenario)
-    release_freed_memory()
-    scored = score_inputs(inputs, scenario, scenario.week, lines=lines)
-    if lines is not None:
-        scored.seconds = {"purchase_lines": lines_seconds, **scored.seconds}
+    scored = _fit_from_lines(inputs, scenario, lines, lines_seconds)
     del lines
     release_freed_memory()  # the fit's freed heap, handed back before eligibility and the solve
     cats, model, clv = scored.cats, scored.model, scored.clv
