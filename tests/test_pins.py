@@ -3,6 +3,7 @@ flights run, releases the ones a rule forbids (by reason), and check re-verifies
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -74,9 +75,13 @@ def test_check_catches_a_dropped_pin(tmp_path):
     assert "1 pin(s) dropped" in report.describe()
 
 
-def test_pins_a_rule_forbids_are_released_by_reason(tmp_path):
-    # cooldown forbids re-sending last week's offer: every pin is released by it
-    run, manifest = _run(tmp_path / "cool", pin=True, cooldown_weeks=2)
+def test_pins_a_rule_forbids_are_released_by_reason(tmp_path, caplog):
+    # cooldown forbids re-sending last week's offer: every pin is released by it, and the
+    # planner is told how to keep them
+    with caplog.at_level(logging.WARNING, logger="optimizer.model.pins"):
+        run, manifest = _run(tmp_path / "cool", pin=True, cooldown_weeks=2)
+    assert any("3 of 3 pins released by rules.cooldown_weeks" in r.getMessage()
+               for r in caplog.records)
     pins = manifest["stability"]["pins"]
     assert (pins["pinned"], pins["kept"], pins["released"]) == (3, 0, {"cooldown": 3})
     assert all(offers_of(pl.read_parquet(run / "assignments.parquet"), c) == {2}

@@ -36,6 +36,7 @@ pins (the remaining problem is the pinned one, or a relaxation of it).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,6 +48,8 @@ from optimizer.core.errors import ScenarioError
 from optimizer.model.eligibility import EligibilityRules
 from optimizer.model.problem import AssignmentProblem, Solution
 from optimizer.model.stability import Previous, on_previous
+
+log = logging.getLogger(__name__)
 
 # the capacity rules of the pass, in the order they are tried (a pin's reason is the first broken)
 CAPACITY_REASONS = ("customer_cap", "category_cap", "offer_group", "budget", "max_customers",
@@ -114,6 +117,12 @@ def plan_pins(problem: AssignmentProblem, previous: Previous, flight: np.ndarray
     for k, name in enumerate(CAPACITY_REASONS):
         if (code == k).any():
             released[name] = int((code == k).sum())
+    if released.get("cooldown"):
+        # a pinned offer goes out again every week of its flight, which any cooldown forbids:
+        # said where a planner sees it, since the manifest's count alone is easy to miss
+        log.warning("rules.pin: %d of %d pins released by rules.cooldown_weeks (a pin is sent "
+                    "again each week; set cooldown_weeks = 0 to keep pins)",
+                    released["cooldown"], keys.size)
     return PinPlan(int(keys.size), masks, released)
 
 
