@@ -262,7 +262,9 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     # the solver zeroes prices on constraints this scenario lacks
     # (solve/lagrangian/start.admissible_prices)
     solution = solve(problem, scenario.solver, warm_start=warm_start,
-                     progress=on_iteration)
+                     progress=on_iteration, source=built.source)
+    if built.source_note:  # the workers could not build their own shards: say why
+        solution.backend["shards_built_on_driver_because"] = built.source_note
     stages.stop()
 
     inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)

@@ -7,6 +7,12 @@ workers`` of the sorted worker addresses; the pass loop adds the shards' answers
 (:class:`.executor.ShardExecutor`), so the plan does not depend on the number of workers. A lost
 worker fails the solve with a :class:`ClusterError` (exit code 3, nothing is written); its shards
 are not rebuilt elsewhere.
+
+Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
+builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.shard.BuiltShard`): the
+driver sends the table's path, the scenario, the offers and rules once to every worker and each
+shard its stretch of the customers and caps; no candidate crosses the network. Otherwise the
+driver's blocks are scattered, each shard's to its worker.
 """
 from __future__ import annotations
 
@@ -14,10 +20,15 @@ import logging
 from typing import Any, Sequence
 
 from optimizer.core.errors import ClusterError
+from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem
-from optimizer.solve.lagrangian.executor import ShardExecutor
-from optimizer.solve.lagrangian.shard import Shard
-from optimizer.solve.lagrangian.shards import shard_args
+from optimizer.solve.lagrangian.executor import ShardExecutor, payload_bytes
+from optimizer.solve.lagrangian.shard import BuiltShard, Shard
+from optimizer.solve.lagrangian.shards import (
+    piece_pairs,
+    shard_args,
+    source_args,
+)
 
 CONNECT_TIMEOUT = "20s"  # how long a scheduler address is tried before the run fails (exit 3)
 
@@ -57,9 +68,12 @@ class DaskShards(ShardExecutor):
     packed = True  # the plans' first rows come back as bits
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int, scheduler: str | None,
-                 workers: int, memory_limit_gb: float | None = None) -> None:
+                 workers: int, memory_limit_gb: float | None = None,
+                 source: WorkerInputs | None = None) -> None:
         super().__init__(problem, shard_customers)
         self.worker_peaks: list[float] = []
+        self.built_by = "workers" if source is not None else "driver"
+        self.setup_bytes = 0  # what the shards were sent to start: blocks, or inputs' stretches
         self.client, self.cluster = _client(scheduler, workers, memory_limit_gb)
         try:
             if scheduler is None:
@@ -68,19 +82,50 @@ class DaskShards(ShardExecutor):
             if not addresses:
                 raise ClusterError(f"the Dask cluster at {scheduler} has no workers")
             self.workers, self.addresses = len(addresses), addresses
-            futures = [self._shard(shard_args(problem, spec), addresses[k % len(addresses)])
-                       for k, spec in enumerate(self.specs)]
+            where = [addresses[k % len(addresses)] for k in range(len(self.specs))]
+            if source is None:
+                futures = [self._shard(shard_args(problem, spec), at)
+                           for spec, at in zip(self.specs, where)]
+            else:
+                futures = self._built(problem, source, where)
             self.actors = [f.result() for f in futures]
             self._futures = futures  # held: an actor lives as long as its future
-            self.all("ready")
+            self._check(problem, self.all("ready"))
         except BaseException:
             self.close()
             raise
+
+    def _built(self, problem: AssignmentProblem, source: WorkerInputs, where: list[str]
+               ) -> list[Any]:
+        """The futures of actors that build their own blocks (:class:`BuiltShard`): the shared
+        inputs sent once to every worker, each shard its stretch of customers and caps."""
+        shared = self.client.scatter(source.source, broadcast=True, hash=False)
+        self.setup_bytes = payload_bytes(source.source) * len(set(where))
+        futures = []
+        for spec, at in zip(self.specs, where):
+            args = (*source_args(problem, spec), shared, *source.rows(spec.lo, spec.hi))
+            self.setup_bytes += payload_bytes((args[:6], args[7:]))
+            futures.append(self.client.submit(BuiltShard, *args, actor=True, workers=[at],
+                                              allow_other_workers=False, pure=False))
+        return futures
+
+    def _check(self, problem: AssignmentProblem, pairs: list[int]) -> None:
+        """Each shard holds the pairs of its pieces of the driver's blocks (a shard that built
+        its own blocks from other inputs would plan other customers: the run stops)."""
+        for k, (spec, found) in enumerate(zip(self.specs, pairs)):
+            expected = piece_pairs(problem, spec)
+            if found != expected:
+                raise ClusterError(
+                    f"shard {k} (customers {spec.lo:,} to {spec.hi - 1:,}) built {found:,} "
+                    f"candidate pairs on its worker where the driver has {expected:,}: the "
+                    "workers read other inputs than the driver (is the scores table the same "
+                    "file for both?); no output was written")
 
     def _shard(self, args: tuple, address: str) -> Any:
         """The future of an actor ``Shard(*args)`` on the worker at ``address``; its problem
         (the shard's candidate blocks) is scattered to that worker first, not sent in the task."""
         part, *rest = args
+        self.setup_bytes += payload_bytes(part)
         sent = self.client.scatter(part, workers=[address], hash=False)
         return self.client.submit(Shard, sent, *rest, actor=True, workers=[address],
                                   allow_other_workers=False, pure=False)
@@ -100,7 +145,8 @@ class DaskShards(ShardExecutor):
 
     def report(self) -> dict[str, Any]:
         """The executor's record, with each worker's peak memory (GB) while it held shards."""
-        return {**super().report(), "worker_peak_gb": self.worker_peaks}
+        return {**super().report(), "worker_peak_gb": self.worker_peaks,
+                "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes}
 
     def close(self) -> None:
         try:  # the workers' peak memory, read before they go (best effort: they may be gone)
