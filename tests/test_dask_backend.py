@@ -184,9 +184,28 @@ def test_worker_built_shards_cut_chunks_anywhere(data, tmp_path):
     assert backend["setup_bytes"] > 0  # the inputs' stretches (benchmarks/cluster.py sizes them)
 
 
+def test_kernel_cache_compiles_once(data, tmp_path):
+    """solver.kernel_cache: the first LocalCluster's worker compiles its kernels into the
+    folder; the next cluster's worker, a new process, loads them and compiles none; the plan is
+    the same bytes."""
+    cache = tmp_path / "kernels"
+    first, one = _run(tmp_path / "first", data["scores"], backend="dask", workers=1,
+                      kernel_cache=str(cache))
+    compiled = one["solver"]["backend"]["kernels"]
+    assert compiled[0]["compiled"] > 0, compiled
+    assert any(cache.rglob("*.nbi")), "no kernel was cached in the folder"
+    second, two = _run(tmp_path / "second", data["scores"], backend="dask", workers=1,
+                       kernel_cache=str(cache))
+    again = two["solver"]["backend"]["kernels"]
+    # (kernels that only other kernels call are compiled with them, loaded inside them)
+    assert again[0]["compiled"] == 0 and again[0]["loaded"] > 0, again
+    assert first == second
+
+
 @pytest.mark.parametrize("sets, words", [
     (("solver.scheduler=\"tcp://127.0.0.1:1\"",), "scheduler applies only"),
     (("solver.backend=\"dask\"", "solver.method=\"exact\""), "lagrangian method only"),
+    (("solver.kernel_cache=\"k\"",), "kernel_cache applies only"),
     (("solver.backend=\"dask\"", "solver.scheduler=\"tcp://127.0.0.1:1\"", "solver.workers=4"),
      "workers applies only without a scheduler"),
 ])

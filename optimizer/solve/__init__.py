@@ -53,7 +53,7 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
     from optimizer.solve.backends.dask_shards import DaskShards  # the dask extra
 
     shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,
-                        settings.memory_limit_gb, source)
+                        settings.memory_limit_gb, source, settings.kernel_cache)
     try:  # the same pass loop, its shards on the workers
         solution = solve_lagrangian(problem, lagrangian, warm_start=warm_start,
                                     progress=progress, shards=shards)

@@ -17,6 +17,8 @@ driver's blocks are scattered, each shard's to its worker.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any, Sequence
 
 from optimizer.core.errors import ClusterError
@@ -30,6 +32,11 @@ from optimizer.solve.lagrangian.shards import (
     source_args,
 )
 
+try:  # the dask extra; without it _client says how to install it
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # pragma: no cover - the extra is not installed
+    WorkerPlugin = object  # type: ignore[misc,assignment]
+
 CONNECT_TIMEOUT = "20s"  # how long a scheduler address is tried before the run fails (exit 3)
 
 
@@ -40,24 +47,75 @@ def _peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
 
 
-def _client(scheduler: str | None, workers: int, memory_limit_gb: float | None
-            ) -> tuple[Any, Any]:
-    """A client of ``scheduler``, or of a new ``LocalCluster`` (returned to be closed)."""
+class KernelCache(WorkerPlugin):
+    """A Dask worker plugin: the worker's numba caches its compiled kernels in ``folder``
+    (``NUMBA_CACHE_DIR``), so workers sharing the folder compile each kernel once (the first
+    start) and load it at every later start. The kernels already imported with the plugin
+    (unpickling it imports the package) are pointed at the folder too; none has compiled yet."""
+
+    name = "offeropt-kernel-cache"
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def setup(self, worker: Any) -> None:
+        """Point the worker's numba, and its loaded kernels, at the folder."""
+        os.makedirs(self.folder, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = self.folder
+        from numba.core import config
+
+        config.reload_config()
+        for kernel in _cached_kernels():
+            kernel.enable_caching()  # a new cache, located by the environment just set
+
+
+def _cached_kernels() -> list[Any]:
+    """The numba kernels of the package's loaded modules that cache (``cache=True``)."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    found: dict[int, Any] = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("optimizer.") and module is not None:
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher) and not isinstance(
+                        getattr(value, "_cache", None), NullCache):
+                    found[id(value)] = value
+    return list(found.values())
+
+
+def _kernel_counts() -> dict[str, int]:
+    """Run on a worker: its cached kernels' signatures compiled in this process and loaded
+    from a cache (numba's dispatcher statistics)."""
+    kernels = _cached_kernels()
+    return {"compiled": sum(sum(k.stats.cache_misses.values()) for k in kernels),
+            "loaded": sum(sum(k.stats.cache_hits.values()) for k in kernels)}
+
+
+def _client(scheduler: str | None, workers: int, memory_limit_gb: float | None,
+            kernel_cache: str | None = None) -> tuple[Any, Any]:
+    """A client of ``scheduler``, or of a new ``LocalCluster`` (returned to be closed); with
+    ``kernel_cache``, every worker's numba caches its kernels there (:class:`KernelCache`)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # the extra is not installed
         raise ClusterError("solver.backend = \"dask\" needs Dask distributed: "
                            "pip install -e \".[dask]\"") from exc
+    cluster = None
     if scheduler:
         try:
-            return Client(scheduler, timeout=CONNECT_TIMEOUT), None
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except OSError as exc:
             raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
-    limit = f"{memory_limit_gb / workers:.3f}GB" if memory_limit_gb else "auto"
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           memory_limit=limit, dashboard_address=":0",
-                           silence_logs=logging.WARNING)
-    return Client(cluster), cluster
+    else:
+        limit = f"{memory_limit_gb / workers:.3f}GB" if memory_limit_gb else "auto"
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               memory_limit=limit, dashboard_address=":0",
+                               silence_logs=logging.WARNING)
+        client = Client(cluster)
+    if kernel_cache is not None:  # every worker, and every worker that joins later
+        client.register_plugin(KernelCache(os.path.abspath(kernel_cache)))
+    return client, cluster
 
 
 class DaskShards(ShardExecutor):
@@ -69,12 +127,13 @@ class DaskShards(ShardExecutor):
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int, scheduler: str | None,
                  workers: int, memory_limit_gb: float | None = None,
-                 source: WorkerInputs | None = None) -> None:
+                 source: WorkerInputs | None = None, kernel_cache: str | None = None) -> None:
         super().__init__(problem, shard_customers)
         self.worker_peaks: list[float] = []
+        self.kernels: list[dict[str, int]] = []
         self.built_by = "workers" if source is not None else "driver"
         self.setup_bytes = 0  # what the shards were sent to start: blocks, or inputs' stretches
-        self.client, self.cluster = _client(scheduler, workers, memory_limit_gb)
+        self.client, self.cluster = _client(scheduler, workers, memory_limit_gb, kernel_cache)
         try:
             if scheduler is None:
                 self.client.wait_for_workers(workers, timeout=120)
@@ -145,15 +204,17 @@ class DaskShards(ShardExecutor):
 
     def report(self) -> dict[str, Any]:
         """The executor's record, with each worker's peak memory (GB) while it held shards."""
-        return {**super().report(), "worker_peak_gb": self.worker_peaks,
+        return {**super().report(), "worker_peak_gb": self.worker_peaks, "kernels": self.kernels,
                 "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes}
 
     def close(self) -> None:
         try:  # the workers' peak memory, read before they go (best effort: they may be gone)
             peaks = self.client.run(_peak_rss_gb)
             self.worker_peaks = [peaks[a] for a in sorted(peaks)]
+            kernels = self.client.run(_kernel_counts)
+            self.kernels = [kernels[a] for a in sorted(kernels)]
         except Exception:  # noqa: BLE001 - a lost worker must not hide the solve's own error
-            self.worker_peaks = []
+            self.worker_peaks, self.kernels = [], []
         for name in ("_futures", "actors"):
             if hasattr(self, name):
                 delattr(self, name)

@@ -10,7 +10,6 @@ whatever holds the shards.
 from __future__ import annotations
 
 import numpy as np
-
 import polars as pl
 
 from optimizer.model.build import ScoresSource, source_blocks
