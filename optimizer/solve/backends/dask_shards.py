@@ -47,6 +47,13 @@ def _peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
 
 
+def _rss_gb() -> float:
+    """This process's resident memory now, in GB (run on each worker at the solve's end)."""
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 1e9, 3)
+
+
 class KernelCache(WorkerPlugin):
     """A Dask worker plugin: the worker's numba caches its compiled kernels in ``folder``
     (``NUMBA_CACHE_DIR``), so workers sharing the folder compile each kernel once (the first
@@ -130,6 +137,7 @@ class DaskShards(ShardExecutor):
                  source: WorkerInputs | None = None, kernel_cache: str | None = None) -> None:
         super().__init__(problem, shard_customers)
         self.worker_peaks: list[float] = []
+        self.worker_rss: list[float] = []
         self.kernels: list[dict[str, int]] = []
         self.built_by = "workers" if source is not None else "driver"
         self.setup_bytes = 0  # what the shards were sent to start: blocks, or inputs' stretches
@@ -204,17 +212,20 @@ class DaskShards(ShardExecutor):
 
     def report(self) -> dict[str, Any]:
         """The executor's record, with each worker's peak memory (GB) while it held shards."""
-        return {**super().report(), "worker_peak_gb": self.worker_peaks, "kernels": self.kernels,
+        return {**super().report(), "worker_peak_gb": self.worker_peaks,
+                "worker_end_gb": self.worker_rss, "kernels": self.kernels,
                 "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes}
 
     def close(self) -> None:
         try:  # the workers' peak memory, read before they go (best effort: they may be gone)
             peaks = self.client.run(_peak_rss_gb)
             self.worker_peaks = [peaks[a] for a in sorted(peaks)]
+            held = self.client.run(_rss_gb)
+            self.worker_rss = [held[a] for a in sorted(held)]
             kernels = self.client.run(_kernel_counts)
             self.kernels = [kernels[a] for a in sorted(kernels)]
         except Exception:  # noqa: BLE001 - a lost worker must not hide the solve's own error
-            self.worker_peaks, self.kernels = [], []
+            self.worker_peaks, self.worker_rss, self.kernels = [], [], []
         for name in ("_futures", "actors"):
             if hasattr(self, name):
                 delattr(self, name)

@@ -9,6 +9,8 @@ whatever holds the shards.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 
@@ -136,11 +138,14 @@ class BuiltShard(Shard):
     them (``bounds``), each piece widened to its block's slots (``widths``).
 
     ``head``: the problem without blocks (:func:`.shards.source_args`); ``customers`` and
-    ``caps``: the shard's stretch of the customers table (IDs and ``c``) and of the caps."""
+    ``caps``: the shard's stretch of the customers table (IDs and ``c``) and of the caps. The
+    passes never read ``p_redeem``: the shard keeps none (8 bytes a pair; a zero view)."""
 
     def __init__(self, head: AssignmentProblem, block_ids: list[int], lo: int, cuts: np.ndarray,
                  bounds: list[tuple[int, int]], widths: list[int], source: ScoresSource,
                  customers: pl.DataFrame, caps: np.ndarray) -> None:
         blocks = [widened(block, width) for block, width in
                   zip(source_blocks(source, customers, caps, bounds), widths)]
+        blocks = [replace(b, p_redeem=np.broadcast_to(np.float64(0.0), b.offer.shape))
+                  for b in blocks]
         super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)
