@@ -33,8 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from optimizer.core.allocator import configure_polars_allocator  # noqa: E402
+
+configure_polars_allocator()  # before polars loads, as the command line does (and its workers)
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stamp import RESULTS, stamp, write_result  # noqa: E402

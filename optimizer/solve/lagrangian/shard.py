@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
+from optimizer.core.allocator import release_freed_memory
 from optimizer.model.build import ScoresSource, source_blocks
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
@@ -148,4 +149,5 @@ class BuiltShard(Shard):
                   zip(source_blocks(source, customers, caps, bounds), widths)]
         blocks = [replace(b, p_redeem=np.broadcast_to(np.float64(0.0), b.offer.shape))
                   for b in blocks]
+        release_freed_memory()  # the build's rows, freed, are handed back for the solve
         super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)
