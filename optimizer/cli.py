@@ -200,7 +200,9 @@ def _backend_line(backend: dict[str, Any]) -> str:
     """Where the passes ran and what they exchanged, for the run's summary."""
     traffic = backend["bytes_per_pass"]
     return (f"{backend['name']} at {backend['scheduler']}: {backend['workers']} workers, "
-            f"{backend['shards']} shards; per pass {traffic['prices_mean'] / 1e6:.2f} MB for "
+            f"{backend['shards']} shards built by the {backend.get('shards_built_by', 'driver')} "
+            f"({backend.get('setup_bytes', 0) / 1e6:.2f} MB sent to start them); per pass "
+            f"{traffic['prices_mean'] / 1e6:.2f} MB for "
             f"the prices, {traffic['plan_mean'] / 1e6:.2f} MB for the plan (means over "
             f"{traffic['passes']} passes)")
 

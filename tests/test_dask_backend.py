@@ -102,6 +102,12 @@ def test_run_folder_byte_identical_local_one_and_two_workers(path, data, one_wor
     assert (two["workers"], two["shards"], two["scheduler"]) == (2, 3, "LocalCluster")
     assert 0 < two["bytes_per_pass"]["prices_mean"] <= two["bytes_per_pass"]["max"]
     assert len(two["worker_peak_gb"]) == 2
+    # the scores path's shards are built by the workers from the table; the affinity path's
+    # blocks are scored on the driver and sent
+    built_by = "workers" if path == "scores" else "driver"
+    assert one["shards_built_by"] == two["shards_built_by"] == built_by
+    if path == "affinity":
+        assert "affinity path" in two["shards_built_on_driver_because"]
 
 
 def test_worker_killed_mid_solve_fails_cleanly(data, tmp_path):
@@ -121,12 +127,9 @@ def test_worker_killed_mid_solve_fails_cleanly(data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
-    """Every table of the scores path as a folder of Parquet parts (NAME/, parts in
-    sub-folders): the cluster's run folder is the bytes of the local run on single files."""
-    local, _ = _run(tmp_path / "local", data["scores"])
-    parts = tmp_path / "parts"
-    shutil.copytree(data["scores"], parts)
+def _as_datasets(source: Path, parts: Path) -> None:
+    """Every Parquet table of ``source`` as a folder of two parts (one in a sub-folder)."""
+    shutil.copytree(source, parts)
     tables = sorted(p for p in parts.glob("*.parquet"))
     assert {"customers.parquet", "offers.parquet", "scores.parquet"} <= {p.name for p in tables}
     for path in tables:
@@ -137,15 +140,72 @@ def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
         half = frame.height // 2
         frame[:half].write_parquet(folder / "a-0.parquet")
         frame[half:].write_parquet(folder / "b" / "a-1.parquet")
+
+
+def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
+    """Every table of the scores path as a folder of Parquet parts (NAME/, parts in
+    sub-folders): the cluster's run folder is the bytes of the local run on single files."""
+    local, _ = _run(tmp_path / "local", data["scores"])
+    parts = tmp_path / "parts"
+    _as_datasets(data["scores"], parts)
     files, manifest = _run(tmp_path / "cluster", parts, "--scheduler",
                            one_worker.scheduler_address)
     assert files == local
     assert manifest["solver"]["backend"]["name"] == "dask"
+    assert manifest["solver"]["backend"]["shards_built_by"] == "workers"
+
+
+def test_worker_built_shards_cut_chunks_anywhere(data, tmp_path):
+    """Workers build their shards from a multi-file scores dataset whose rows are shuffled,
+    with chunks of 70 customers that the shards of 100 cut mid-chunk; every chunk's first
+    customer keeps all her scored offers, the others three, so a worker's piece of a chunk is
+    built narrower than the chunk's block and widened to its slots: the local run's bytes on 2
+    workers (a piece not widened fails the plans' bits)."""
+    parts = tmp_path / "parts"
+    _as_datasets(data["scores"], parts)
+    scores = pl.concat([pl.read_parquet(p) for p in sorted((parts / "scores").rglob("*.parquet"))])
+    order = pl.read_parquet(data["scores"] / "customers.parquet").select(
+        "customer_id").with_row_index("pos")
+    scores = (scores.join(order, on="customer_id")
+              .filter((pl.col("offer_id").rank("ordinal").over("customer_id") <= 3)
+                      | (pl.col("pos") % 70 == 0)).drop("pos"))
+    shutil.rmtree(parts / "scores")
+    (parts / "scores" / "x").mkdir(parents=True)
+    shuffled = scores.sample(fraction=1.0, shuffle=True, seed=5)
+    third = shuffled.height // 3
+    for k, piece in enumerate((shuffled[:third], shuffled[third:2 * third], shuffled[2 * third:])):
+        piece.write_parquet(parts / "scores" / ("x" if k else "") / f"part-{k}.parquet")
+    local, _ = _run(tmp_path / "local", parts, chunk_size=70)
+    files, manifest = _run(tmp_path / "two", parts, backend="dask", workers=2, chunk_size=70)
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    backend = manifest["solver"]["backend"]
+    assert backend["shards_built_by"] == "workers" and backend["shards"] == 3
+    assert backend["setup_bytes"] > 0  # the inputs' stretches (benchmarks/cluster.py sizes them)
+
+
+def test_kernel_cache_compiles_once(data, tmp_path):
+    """solver.kernel_cache: the first LocalCluster's worker compiles its kernels into the
+    folder; the next cluster's worker, a new process, loads them and compiles none; the plan is
+    the same bytes."""
+    cache = tmp_path / "kernels"
+    first, one = _run(tmp_path / "first", data["scores"], backend="dask", workers=1,
+                      kernel_cache=str(cache))
+    compiled = one["solver"]["backend"]["kernels"]
+    assert compiled[0]["compiled"] > 0, compiled
+    assert any(cache.rglob("*.nbi")), "no kernel was cached in the folder"
+    second, two = _run(tmp_path / "second", data["scores"], backend="dask", workers=1,
+                       kernel_cache=str(cache))
+    again = two["solver"]["backend"]["kernels"]
+    # (kernels that only other kernels call are compiled with them, loaded inside them)
+    assert again[0]["compiled"] == 0 and again[0]["loaded"] > 0, again
+    assert first == second
 
 
 @pytest.mark.parametrize("sets, words", [
     (("solver.scheduler=\"tcp://127.0.0.1:1\"",), "scheduler applies only"),
     (("solver.backend=\"dask\"", "solver.method=\"exact\""), "lagrangian method only"),
+    (("solver.kernel_cache=\"k\"",), "kernel_cache applies only"),
     (("solver.backend=\"dask\"", "solver.scheduler=\"tcp://127.0.0.1:1\"", "solver.workers=4"),
      "workers applies only without a scheduler"),
 ])

@@ -1,7 +1,8 @@
 """The scale method's shard seam (issue 21) without a cluster: the one pass loop over shards that
 live behind a wire (every call's arguments and answers pickled, the plans' rows as packed bits)
 gives the bits of the shards held in this process, for shards that cut the blocks anywhere, with
-offer groups, funder budgets, targets and multi-category offers; and the shards' layout."""
+offer groups, funder budgets, targets and multi-category offers; the shards' layout; and shards
+that build their own blocks from the scores table hold the driver's pieces."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,16 +10,32 @@ import pickle
 from typing import Any, Sequence
 
 import numpy as np
+import polars as pl
 import pytest
 
+from optimizer.apps.pipeline import score_inputs
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.core.config import load_scenario
+from optimizer.io.validate import load_inputs
+from optimizer.model.build import build_problem
 from optimizer.model.problem import AssignmentProblem, Solution
 from optimizer.solve import certified
+from optimizer.solve.lagrangian.critical import _PARTS
 from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from optimizer.solve.lagrangian.shard import Shard
-from optimizer.solve.lagrangian.shards import block_pieces, part_cuts, shard_args, shard_ranges
+from optimizer.solve.lagrangian.shard import BuiltShard, Shard
+from optimizer.solve.lagrangian.shards import (
+    block_pieces,
+    part_cuts,
+    shard_args,
+    shard_ranges,
+    shard_specs,
+    source_args,
+)
+from optimizer.solve.lagrangian.start import best_by_prices
 from tests.test_campaign_solver import with_funders, with_groups
 from tests.test_solver_vs_exact import random_problem
+from tests.tiny_world import write_scenario
 
 
 class WireShards(ShardExecutor):
@@ -119,3 +136,44 @@ def test_channels_on_shards_behind_a_wire_give_the_in_process_bits():
     certified(problem, remote)
     _assert_channels_hold(problem, remote.chosen)
     assert remote.prices.channel is not None and remote.prices.channel.max() > 0  # a cap binds
+
+
+@pytest.mark.parametrize("chunk, shard, shuffle", [(70, 100, False), (50_000, 64, True)])
+def test_worker_built_shards_hold_the_drivers_pieces(tmp_path, chunk, shard, shuffle):
+    """A shard that builds its own blocks from its customers' rows of the scores table
+    (:class:`BuiltShard`, what a Dask worker runs) holds exactly the driver's pieces of its
+    blocks (widened to the block's slots where it was built narrower), whether the table is
+    sorted or not; the passes' unused p_redeem is not kept."""
+    data = tmp_path / "data"
+    write_demo_data(data, customers=300, offers=20, seed=1, scores_per_customer=8)
+    # customers with 0 to 8 listed offers, so a piece of a chunk may need fewer slots than the
+    # chunk; rows shuffled out of (customer, offer) order, or left in it
+    scores = pl.read_parquet(data / "scores.parquet")
+    scores = scores.filter(pl.col("offer_id").rank("ordinal").over("customer_id")
+                           <= pl.col("customer_id").rank("dense") % 9)
+    if shuffle:
+        scores = scores.sample(fraction=1.0, shuffle=True, seed=2)
+    scores.write_parquet(data / "scores.parquet")
+    scenario = load_scenario(write_scenario(
+        tmp_path / "s.toml", data=str(data), output="run",
+        solver={"backend": "dask", "chunk_size": chunk, "shard_customers": shard}))
+    inputs = load_inputs(scenario.data)
+    scored = score_inputs(inputs, scenario, scenario.week)
+    built = build_problem(inputs, scenario, scored.cats, scored.model, select=best_by_prices)
+    assert built.source is not None, built.source_note
+    problem, widened = built.problem, 0
+    for spec in shard_specs(problem, shard, _PARTS):
+        customers, caps = built.source.rows(spec.lo, spec.hi)
+        own = BuiltShard(*source_args(problem, spec), built.source.source, customers, caps)
+        drivers = shard_args(problem, spec)[0].blocks
+        assert len(own.problem.blocks) == len(drivers) == len(spec.pieces)
+        for got, want in zip(own.problem.blocks, drivers):
+            for name in ("customers", "offer", "value", "cost", "cap"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name), name)
+            assert not got.p_redeem.any() and got.p_redeem.strides == (0, 0)
+            # a piece whose customers use fewer slots than its block: built narrower, widened
+            used = int((want.offer >= 0).sum(axis=1).max()) if want.offer.size else 0
+            widened += used < want.offer.shape[1]
+    assert problem.n_pairs > 0
+    if chunk == 70:  # chunks cut by shards: some pieces were built narrower than their block
+        assert widened > 0

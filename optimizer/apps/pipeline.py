@@ -337,7 +337,10 @@ def _solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
     problem = built.problem
     if built.pins is not None:
         pins.apply(problem, built.pins)
-    solution = solve(problem, scenario.solver, warm_start=warm_start, progress=progress)
+    solution = solve(problem, scenario.solver, warm_start=warm_start, progress=progress,
+                     source=built.source)
+    if built.source_note:  # the workers could not build their own shards: say why
+        solution.backend["shards_built_on_driver_because"] = built.source_note
     if built.pins is not None:
         solution = certified(problem, pins.restore(problem, built.pins, solution))
         # the solver's gap test saw the rest of the week alone; the status is the whole plan's

@@ -260,6 +260,11 @@ class Solver(_Frozen):
         "LocalCluster of solver.workers processes sharing memory_limit_gb")
     workers: int = Field(2, ge=1, description="dask backend without a scheduler: worker "
                          "processes of the LocalCluster")
+    kernel_cache: str | None = Field(
+        None, description="dask backend: the folder where every worker keeps its compiled "
+        "kernels (NUMBA_CACHE_DIR), a local path or one the workers' machines share, so a kernel "
+        "is compiled once, not at every worker's start; none = each worker's package folder "
+        "(numba's __pycache__, shared by the workers of one machine where it is writable)")
     shard_customers: int = Field(
         1 << 20, ge=1, description="customers per shard of the lagrangian: its sums over "
         "customers are made per shard and added in shard order, so the plan is the same for any "
@@ -273,6 +278,8 @@ class Solver(_Frozen):
         if self.scheduler is not None and "workers" in self.model_fields_set:
             raise ValueError("workers applies only without a scheduler (the scheduler's own "
                              "workers hold the shards)")
+        if self.kernel_cache is not None and self.backend != "dask":
+            raise ValueError('kernel_cache applies only with backend = "dask"')
         if self.backend == "dask" and self.method != "lagrangian":
             raise ValueError('backend = "dask" runs the lagrangian method only')
         return self

@@ -157,6 +157,32 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         raise InputError(schema.name, None, f"cannot read {path.name}: {first}") from None
 
 
+def read_table_rows(path: Path, name: str, column: str, values: pl.Series) -> pl.DataFrame:
+    """The rows of table ``name`` at ``path`` (a Parquet file or a dataset folder of parts) whose
+    ``column`` is one of ``values``, typed as a whole table is: a Dask worker reads its own
+    customers' rows of a table too large to be read whole by any one process
+    (:mod:`optimizer.solve.backends`). The filter is applied as the row groups are read, so
+    memory holds the rows kept and one row group, not the table."""
+    schema = INPUT_TABLES[name]
+    if path.suffix == ".csv":
+        raise InputError(name, None, f"{path.name}: a worker reads its rows of a Parquet table "
+                         "(a file or a folder of parts), not of a CSV file")
+    try:
+        source = _parquet_source(path, name)
+        available = pq.read_schema(source[0] if isinstance(source, list) else source).names
+        cols = [c for c in schema.columns if c in available]
+        # glob=False: a folder named "week [40]" is a path, not a pattern
+        frame = (pl.scan_parquet(source, hive_partitioning=False, glob=False).select(cols)
+                 .filter(pl.col(column).cast(values.dtype).is_in(values.implode()))
+                 .collect())
+    except InputError:
+        raise
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(name, None, f"cannot read {path.name}: {first}") from None
+    return _typed(schema, frame, path)
+
+
 def _refuse_repeated_columns(schema: TableSchema, path: Path, header: str) -> None:
     """Two columns of one name leave it unclear which one the user meant: refuse the file.
 

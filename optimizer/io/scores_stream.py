@@ -15,11 +15,14 @@ order, so the solver sees the same problem whether the table was streamed or rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import polars as pl
 
 from optimizer.core.errors import InputError
+from optimizer.io.load import read_table_rows
 from optimizer.io.validate import Inputs, checked_scores
 
 
@@ -134,6 +137,16 @@ def _streamed_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[
         raise ValueError("scores rows past the last chunk: bounds must cover every customer")
 
 
+def scores_of_customers(path: Path, customers: pl.DataFrame, offers: pl.DataFrame
+                        ) -> pl.DataFrame:
+    """The ``scores`` rows of ``customers`` (a stretch of the customers table, with its ``c``),
+    read from the table at ``path`` and checked as a batch is (:func:`checked_scores`): ``c``,
+    ``o``, ``p_redeem``, ``value``. A Dask worker reads its shard's rows so (the uniqueness of
+    pairs was checked when the driver read the table)."""
+    rows = read_table_rows(path, "scores", "customer_id", customers.get_column("customer_id"))
+    return checked_scores(rows, customers, offers)
+
+
 def _require_customer_order(inputs: Inputs, arrays: dict[str, np.ndarray], last: int) -> None:
     c = arrays["c"]
     if c.size == 0:
@@ -177,4 +190,4 @@ def _in_offer_order(inputs: Inputs, start: int, stop: int, part: dict[str, np.nd
     return ScoresChunk(start, stop, part["c"], part["o"], part["p_redeem"], part["value"])
 
 
-__all__ = ["ScoresChunk", "scores_chunks"]
+__all__ = ["ScoresChunk", "scores_chunks", "scores_of_customers"]

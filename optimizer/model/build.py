@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
+import polars as pl
 
 from optimizer.core.config import Rules, Scenario
 from optimizer.core.parallel import chunks, in_order, thread_count
-from optimizer.io.scores_stream import ScoresChunk, scores_chunks
+from optimizer.io.load import table_path
+from optimizer.io.scores_stream import ScoresChunk, scores_chunks, scores_of_customers
 from optimizer.io.validate import Inputs
 from optimizer.model import stability
 from optimizer.model.channels import channel_caps, channel_data
@@ -78,7 +80,9 @@ class Built:
     flights' pacing of this week (:mod:`optimizer.model.flights`), when offers carry flights;
     ``previous``: last week's lists (:mod:`optimizer.model.stability`), when a change penalty or
     a previous run asks for them; ``pins``: the week's pinned pairs (:mod:`optimizer.model.pins`)
-    with ``rules.pin``."""
+    with ``rules.pin``; ``source``: what lets Dask workers build their own shards'
+    blocks from the ``scores`` table (:func:`worker_inputs`), when ``solver.backend = "dask"``
+    and they can (else ``source_note`` says why not)."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -91,6 +95,8 @@ class Built:
     flights: FlightPlan | None = None
     previous: stability.Previous | None = None
     pins: PinPlan | None = None
+    source: WorkerInputs | None = None
+    source_note: str = ""
 
     @property
     def start_prices(self) -> Prices | None:
@@ -147,7 +153,80 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     if previous is not None and rules_cfg.pin and rows is None:
         built.pins = plan_pins(built.problem, previous, in_flight(inputs.offers, scenario.week),
                                rules)
+    if scenario.solver.backend == "dask" and rows is None:
+        built.source, built.source_note = worker_inputs(built, scenario, model)
     return built
+
+
+@dataclass(frozen=True)
+class ScoresSource:
+    """What every Dask worker is sent once to build its shards' candidate blocks itself: where
+    the ``scores`` table is (a Parquet file or dataset folder the workers can read), the offers'
+    IDs and index, the scenario, the compiled rules and the offers' discounts."""
+
+    path: str
+    offers: pl.DataFrame
+    scenario: Scenario
+    rules: EligibilityRules
+    discount: np.ndarray
+
+
+@dataclass(frozen=True)
+class WorkerInputs:
+    """The driver's side of worker-built shards: the shared :class:`ScoresSource` and the
+    per-customer tables of which each shard is sent its stretch (:meth:`rows`)."""
+
+    source: ScoresSource
+    customers: pl.DataFrame
+    caps: np.ndarray
+
+    def rows(self, lo: int, hi: int) -> tuple[pl.DataFrame, np.ndarray]:
+        """Customers ``[lo, hi)``: their IDs with ``c``, and their caps."""
+        return self.customers.slice(lo, hi - lo), self.caps[lo:hi]
+
+
+def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
+                  ) -> tuple[WorkerInputs | None, str]:
+    """What lets workers build their own shards' blocks (the same :func:`scores_blocks` over
+    their customers' rows), or None and why not: only the ``scores`` path as a Parquet file or
+    dataset, every listed pair kept (no ``scores_per_customer`` choice, which needs every
+    customer's pairs), no change penalty (a bonus added to the blocks after they are built) and no
+    pins (taken out of the built blocks)."""
+    path = table_path(Path(scenario.data), "scores") if model is None else None
+    if path is None:
+        return None, "the affinity path scores candidates on the driver"
+    if path.suffix == ".csv":
+        return None, "the scores table is a CSV file (workers read Parquet)"
+    if built.truncated:
+        return None, "solver.scores_per_customer chose the kept pairs over every customer"
+    if built.previous is not None and scenario.rules.change_penalty > 0:
+        return None, "rules.change_penalty adds a bonus to the built blocks"
+    if built.pins is not None:
+        return None, "rules.pin takes the pinned pairs out of the built blocks"
+    inputs, offers = built.inputs, built.problem.offers
+    source = ScoresSource(str(path), inputs.offers.select("offer_id", "o"), scenario,
+                          replace(built.rules, audit={name: 0 for name in built.rules.audit}),
+                          offers.discount)
+    return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps), ""
+
+
+def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
+                  bounds: list[tuple[int, int]]) -> list[CandidateBlock]:
+    """The candidate blocks of ``bounds`` (consecutive chunks of the stretch of customers
+    ``customers``, whose caps are ``caps``) built from their own rows of the ``scores`` table:
+    the blocks the driver builds for the same chunks (:func:`scores_blocks`), read on a worker."""
+    frame = scores_of_customers(Path(source.path), customers, source.offers)
+    # rows already in (customer, offer) order (a table written sorted) are not sorted again:
+    # a copy of the shard's rows less at the build's peak
+    key = pl.col("c").cast(pl.Int64) * source.offers.height + pl.col("o")
+    in_order = bool(frame.select((key.diff().fill_null(1) > 0).all()).item())
+    empty = pl.DataFrame()
+    inputs = Inputs(customers=customers, products=empty, offers=source.offers,
+                    transactions=empty, offer_products=None, restrictions=None, history=None,
+                    redemptions=None, scores=frame, scores_sorted=in_order)
+    first = bounds[0][0] if bounds else 0
+    return list(scores_blocks(inputs, source.scenario, source.rules, caps, source.discount,
+                              audit=False, bounds=bounds, consume=True, caps_from=first))
 
 
 def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: AffinityModel | None,
@@ -213,8 +292,8 @@ def _bounds(inputs: Inputs, scenario: Scenario, rows: tuple[int, int] | None
 
 def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, caps: np.ndarray,
                   discount: np.ndarray, audit: bool = True,
-                  bounds: list[tuple[int, int]] | None = None, consume: bool = False
-                  ) -> Iterator[CandidateBlock]:
+                  bounds: list[tuple[int, int]] | None = None, consume: bool = False,
+                  caps_from: int = 0) -> Iterator[CandidateBlock]:
     """Candidate blocks from the ``scores`` table, one per chunk of customers: the listed pairs
     that the rules allow, of positive value.
 
@@ -222,7 +301,8 @@ def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, c
     chunk's rows are read; each block depends on its chunk's rows only and audits are added in
     chunk order, so the blocks and the audit are the same for any thread count. ``audit=False``
     leaves the audit as it is (a second pass over the same pairs); ``consume`` lets the table go
-    chunk by chunk (:func:`~optimizer.io.scores_stream.scores_chunks`), when it is read once."""
+    chunk by chunk (:func:`~optimizer.io.scores_stream.scores_chunks`), when it is read once;
+    ``caps_from``: the customer whose cap is ``caps[0]`` (a worker holds its shard's caps)."""
     def chunk(part: ScoresChunk) -> tuple[CandidateBlock, dict[str, int]]:
         cc, oo, v = part.c, part.o, part.value
         # the rules see each pair as a one-slot row of its customer (a chunk may list none);
@@ -233,7 +313,7 @@ def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, c
         kept = np.flatnonzero(live)
         block = block_from_pairs(np.arange(part.start, part.stop, dtype=np.int64),
                                  cc[kept] - part.start, oo[kept], part.p_redeem[kept], v[kept],
-                                 discount, caps[part.start:part.stop])
+                                 discount, caps[part.start - caps_from:part.stop - caps_from])
         return block, own.audit
 
     if bounds is None:
@@ -321,5 +401,6 @@ def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: 
     return merged[0][order], merged[1][order], merged[2][order], merged[3][order]
 
 
-__all__ = ["Built", "Dropped", "KeptSelection", "affinity_blocks", "build_problem",
-           "compile_eligibility",            "scores_blocks"]
+__all__ = ["Built", "Dropped", "KeptSelection", "ScoresSource", "WorkerInputs",
+           "affinity_blocks", "build_problem", "compile_eligibility", "scores_blocks",
+           "source_blocks", "worker_inputs"]

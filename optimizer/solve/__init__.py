@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from optimizer.core.config import Solver
 from optimizer.core.errors import SolverError
+from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
@@ -25,7 +26,8 @@ _POLISH_REACH = 200
 
 
 def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | None = None,
-          progress: Callable[[dict[str, float | None]], None] | None = None) -> Solution:
+          progress: Callable[[dict[str, float | None]], None] | None = None,
+          source: WorkerInputs | None = None) -> Solution:
     """Solve with the scenario's ``solver.method``; the lagrangian's plan is then polished on its
     core by CP-SAT (:mod:`.polish`) unless ``solver.polish_pairs`` is 0.
 
@@ -33,15 +35,16 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     for, so it is polished only when the whole problem fits the polish (where the polish is exact
     and cheap); at a million customers the polish would cost seconds for a few units of value.
     Nor is it run when the problem has more than ``_POLISH_REACH`` times ``polish_pairs`` pairs.
-    A skipped polish is recorded with its reason.
+    A skipped polish is recorded with its reason. ``source``: on ``solver.backend = "dask"``,
+    the inputs from which the workers build their own shards (else the driver's blocks are sent).
     """
-    return certified(problem, _solve(problem, settings, warm_start, progress))
+    return certified(problem, _solve(problem, settings, warm_start, progress, source))
 
 
 def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: LagrangianSettings,
                 warm_start: Prices | None,
-                progress: Callable[[dict[str, float | None]], None] | None
-                ) -> tuple[Solution, dict[str, Any]]:
+                progress: Callable[[dict[str, float | None]], None] | None,
+                source: WorkerInputs | None = None) -> tuple[Solution, dict[str, Any]]:
     """The scale method in this process, or on the shards of a Dask cluster; with the
     manifest's record of where it ran (backend name, workers, shards, bytes per pass)."""
     if settings.backend == "local":
@@ -50,7 +53,7 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
     from optimizer.solve.backends.dask_shards import DaskShards  # the dask extra
 
     shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,
-                        settings.memory_limit_gb)
+                        settings.memory_limit_gb, source, settings.kernel_cache)
     try:  # the same pass loop, its shards on the workers
         solution = solve_lagrangian(problem, lagrangian, warm_start=warm_start,
                                     progress=progress, shards=shards)
@@ -85,7 +88,8 @@ def certified(problem: AssignmentProblem, solution: Solution) -> Solution:
 
 
 def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | None,
-           progress: Callable[[dict[str, float | None]], None] | None) -> Solution:
+           progress: Callable[[dict[str, float | None]], None] | None,
+           source: WorkerInputs | None = None) -> Solution:
     if settings.method == "exact":
         return solve_exact(problem, time_limit_s=settings.time_limit_s,
                            gap_tolerance=settings.gap_tolerance)
@@ -97,7 +101,7 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
                            threads=settings.threads,
                            target_tolerance=settings.target_tolerance,
                            shard_customers=settings.shard_customers),
-        warm_start, progress)
+        warm_start, progress, source)
     final = _polished(problem, settings, solution, progress)
     final.backend = backend
     return final

@@ -9,8 +9,13 @@ whatever holds the shards.
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
+import numpy as np
+import polars as pl
+
+from optimizer.core.allocator import release_freed_memory
+from optimizer.model.build import ScoresSource, source_blocks
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
@@ -18,6 +23,7 @@ from optimizer.solve.lagrangian import method
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
+from optimizer.solve.lagrangian.shards import shard_problem, widened
 
 
 class Shard:
@@ -124,3 +130,24 @@ class Shard:
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+
+
+class BuiltShard(Shard):
+    """A shard that builds its own candidate blocks where it lives (a Dask worker): its
+    customers' rows of the ``scores`` table read from ``source.path`` and built by the driver's
+    own code (:func:`optimizer.model.build.source_blocks`), chunk by chunk as the driver cuts
+    them (``bounds``), each piece widened to its block's slots (``widths``).
+
+    ``head``: the problem without blocks (:func:`.shards.source_args`); ``customers`` and
+    ``caps``: the shard's stretch of the customers table (IDs and ``c``) and of the caps. The
+    passes never read ``p_redeem``: the shard keeps none (8 bytes a pair; a zero view)."""
+
+    def __init__(self, head: AssignmentProblem, block_ids: list[int], lo: int, cuts: np.ndarray,
+                 bounds: list[tuple[int, int]], widths: list[int], source: ScoresSource,
+                 customers: pl.DataFrame, caps: np.ndarray) -> None:
+        blocks = [widened(block, width) for block, width in
+                  zip(source_blocks(source, customers, caps, bounds), widths)]
+        blocks = [replace(b, p_redeem=np.broadcast_to(np.float64(0.0), b.offer.shape))
+                  for b in blocks]
+        release_freed_memory()  # the build's rows, freed, are handed back for the solve
+        super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)

@@ -48,6 +48,22 @@ def slice_block(block: CandidateBlock, first: int, end: int) -> CandidateBlock:
                           block.p_redeem[first:end], block.cap[first:end])
 
 
+def widened(block: CandidateBlock, width: int) -> CandidateBlock:
+    """``block`` with empty slots added on the right up to ``width`` (a block built over part of
+    a chunk may be narrower than the chunk's block, whose slots the plans' masks follow)."""
+    extra = width - block.offer.shape[1]
+    if extra < 0:
+        raise ValueError(f"a block of {block.offer.shape[1]} slots cannot be widened to {width}")
+    if extra == 0:
+        return block
+
+    def pad(a: np.ndarray, fill: float) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, extra)), constant_values=fill)
+
+    return CandidateBlock(block.customers, pad(block.offer, -1), pad(block.value, 0.0),
+                          pad(block.cost, 0.0), pad(block.p_redeem, 0.0), block.cap)
+
+
 def part_cuts(n_customers: int, parts: int, shard_customers: int) -> np.ndarray:
     """Boundaries of the critical prices' parts: ``parts`` equal ranges of all customers, cut
     again at every shard boundary (so no part spans two shards)."""
@@ -120,6 +136,23 @@ def shard_args(problem: AssignmentProblem, spec: ShardSpec) -> tuple:
     blocks = [slice_block(problem.blocks[b], f, e) for b, f, e in spec.pieces]
     return (shard_problem(problem, blocks, spec.hi - spec.lo), [b for b, _, _ in spec.pieces],
             spec.lo, spec.cuts)
+
+
+def source_args(problem: AssignmentProblem, spec: ShardSpec) -> tuple:
+    """The arguments of :class:`.shard.BuiltShard` for ``spec`` bar the inputs: the problem
+    without blocks (offers, rules, the whole's ``max_cap``), the pieces' block indices, ``lo``,
+    the cuts, each piece's customers ``(first, end)`` and each piece's slots (its block's)."""
+    head = shard_problem(problem, [], spec.hi - spec.lo)
+    bounds = [(int(problem.blocks[b].customers[f]), int(problem.blocks[b].customers[e - 1]) + 1)
+              for b, f, e in spec.pieces]
+    widths = [int(problem.blocks[b].offer.shape[1]) for b, _, _ in spec.pieces]
+    return head, [b for b, _, _ in spec.pieces], spec.lo, spec.cuts, bounds, widths
+
+
+def piece_pairs(problem: AssignmentProblem, spec: ShardSpec) -> int:
+    """The candidate pairs of ``spec``'s pieces of the problem's blocks."""
+    return sum(int(np.count_nonzero(problem.blocks[b].offer[f:e] >= 0))
+               for b, f, e in spec.pieces)
 
 
 def joined(problem: AssignmentProblem, specs: Sequence[ShardSpec],
