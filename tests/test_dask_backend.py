@@ -61,8 +61,10 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return {"affinity": root / "affinity", "scores": root / "scores"}
 
 
-def _run(root: Path, data: Path, *args: str, **solver: Any) -> tuple[dict[str, bytes], dict]:
-    path = write_scenario(root / "scenario.toml", data=str(data), output="run", rules=RULES,
+def _run(root: Path, data: Path, *args: str, rules: dict | None = None, **solver: Any
+         ) -> tuple[dict[str, bytes], dict]:
+    path = write_scenario(root / "scenario.toml", data=str(data), output="run",
+                          rules=RULES if rules is None else rules,
                           solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12,
                                   **solver})
     done = CliRunner().invoke(main, ["run", str(path), "--json", *args])
@@ -108,6 +110,22 @@ def test_run_folder_byte_identical_local_one_and_two_workers(path, data, one_wor
     assert one["shards_built_by"] == two["shards_built_by"] == built_by
     if path == "affinity":
         assert "affinity path" in two["shards_built_on_driver_because"]
+
+
+def test_pinned_run_keeps_its_shards_on_the_driver_with_the_local_bytes(data, one_worker,
+                                                                      tmp_path):
+    # pins take their pairs out of the built blocks, which shards built from the scores table
+    # would still hold: the driver builds and sends them, and says why
+    rules = {**RULES, "pin": True, "cooldown_weeks": 0}
+    local, manifest = _run(tmp_path / "local", data["scores"], rules=rules)
+    assert manifest["stability"]["pins"]["kept"] > 0
+    files, other = _run(tmp_path / "one", data["scores"], "--scheduler",
+                        one_worker.scheduler_address, rules=rules)
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    backend = other["solver"]["backend"]
+    assert backend["shards_built_by"] == "driver"
+    assert "rules.pin" in backend["shards_built_on_driver_because"]
 
 
 def test_worker_killed_mid_solve_fails_cleanly(data, tmp_path):
