@@ -88,6 +88,9 @@ def describe(result: dict[str, Any]) -> str:
                         ("memory_limit_gb", "memory limit GB")):
         if args.get(name) is not None:
             text += f", {words} {args[name]:g}"
+    for name, words in (("channels", "channels"), ("groups", "exclusive offer families")):
+        if args.get(name):
+            text += f", {args[name]} {words}"
     return text + f", gap tolerance {args['gap']:g}"
 
 
