@@ -233,3 +233,19 @@ def test_exact_method_keeps_the_pins_too(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["upper_bound"] == pytest.approx(3 * 1.0 + 1.1)
     assert manifest["solver"]["status"] == "optimal"
+
+
+def test_a_group_flight_that_ended_pins_nothing(tmp_path):
+    """An offer's flight may be a group flight (``offers.flight_id``): its weeks, not the offer's
+    open window, decide whether last week's pairs are pinned (a pin checked on both sides)."""
+    world = _world(flight_id="spring")
+    world["flights"] = [{"flight_id": "spring", "flight_budget": 100.0,
+                         "flight_start_week": WEEK - 3, "flight_end_week": WEEK - 1}]
+    world["history"] = [{**h, "expected_cost": 0.5} for h in world["history"]]
+    run, manifest = _run(tmp_path / "ended", world, pin=True)
+    assert manifest["stability"]["pins"]["pinned"] == 0
+    assert all(offers_of(pl.read_parquet(run / "assignments.parquet"), c) == {2}
+               for c in range(1, 5))
+    world["flights"][0]["flight_end_week"] = WEEK + 1      # still running: the pins hold
+    _, manifest = _run(tmp_path / "running", world, pin=True)
+    assert manifest["stability"]["pins"]["pinned"] == 3

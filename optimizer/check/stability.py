@@ -100,11 +100,18 @@ def _check_pins(record: dict[str, Any], before: pl.DataFrame, known: pl.DataFram
                 & (pl.col(end).is_null() | (pl.col(end) >= week)))
 
     offers = inputs.offers
-    flight = (pl.when(pl.col("flight_start_week").is_not_null())
-              .then(runs("flight_start_week", "flight_end_week"))
-              .otherwise(runs("start_week", "end_week"))
-              if "flight_start_week" in offers.columns else runs("start_week", "end_week"))
-    running = offers.filter(flight.fill_null(False)).select("o")
+    # an offer's weeks: its own flight's, else its group flight's, else its window's
+    weeks = offers.select("o", start="start_week", end="end_week")
+    if inputs.flights is not None and "flight_id" in offers.columns:
+        group = offers.select("o", "flight_id").join(
+            inputs.flights.select("flight_id", "flight_start_week", "flight_end_week"),
+            on="flight_id", how="inner")
+        weeks = weeks.update(group.select("o", start="flight_start_week",
+                                          end="flight_end_week"), on="o")
+    if "flight_start_week" in offers.columns:
+        weeks = weeks.update(offers.filter(pl.col("flight_start_week").is_not_null()).select(
+            "o", start="flight_start_week", end="flight_end_week"), on="o")
+    running = weeks.filter(runs("start", "end").fill_null(False)).select("o")
     pinned = before.join(running, on="o", how="semi")
     missing = pinned.join(known.select("c", "o"), on=["c", "o"], how="anti")
     released = pins.get("released") or {}

@@ -2,8 +2,9 @@
 
 **Which pairs are pinned.** Last week's lists (:mod:`optimizer.model.stability`: ``history``'s
 week before, or ``--previous-run``) give the pairs; a pair is *pinned* when its offer's flight
-covers this week (``flight_start_week <= week <= flight_end_week``), or, for an offer without a
-flight, when its eligibility window does (``start_week .. end_week``, a missing bound open).
+covers this week (``flight_start_week <= week <= flight_end_week``: the offer's own flight, else
+its group flight, ``offers.flight_id``), or, for an offer without a flight, when its eligibility
+window does (``start_week .. end_week``, a missing bound open).
 
 **Released pins.** A pinned pair must be in this week's plan unless a rule forbids it:
 
@@ -74,18 +75,25 @@ class PinPlan:
         return int(sum(int(m.sum()) for m in self.masks))
 
 
-def in_flight(offers: pl.DataFrame, week: int) -> np.ndarray:
-    """Per offer (index ``o``), whether its flight (or, without one, its eligibility window)
-    covers ``week``."""
+def in_flight(offers: pl.DataFrame, week: int, flights: pl.DataFrame | None = None
+              ) -> np.ndarray:
+    """Per offer (index ``o``), whether its flight covers ``week``: its own flight (the offer's
+    flight columns) when it has one, else its group flight (``offers.flight_id``, a row of the
+    ``flights`` table), else its eligibility window."""
     def covers(start: str, end: str) -> pl.Expr:
         return (pl.col(start).is_null() | (pl.col(start) <= week)) & (
             pl.col(end).is_null() | (pl.col(end) >= week))
 
-    has = "flight_start_week" in offers.columns
-    expr = (pl.when(pl.col("flight_start_week").is_not_null())
-            .then(covers("flight_start_week", "flight_end_week"))
-            .otherwise(covers("start_week", "end_week")) if has
-            else covers("start_week", "end_week"))
+    expr = covers("start_week", "end_week")
+    if flights is not None and "flight_id" in offers.columns:
+        offers = offers.join(flights.select("flight_id", group_start="flight_start_week",
+                                            group_end="flight_end_week"),
+                             on="flight_id", how="left", maintain_order="left")
+        expr = (pl.when(pl.col("group_start").is_not_null())
+                .then(covers("group_start", "group_end")).otherwise(expr))
+    if "flight_start_week" in offers.columns:
+        expr = (pl.when(pl.col("flight_start_week").is_not_null())
+                .then(covers("flight_start_week", "flight_end_week")).otherwise(expr))
     return offers.sort("o").select(expr.fill_null(False)).to_series().to_numpy().astype(bool)
 
 
