@@ -249,3 +249,23 @@ def test_a_group_flight_that_ended_pins_nothing(tmp_path):
     world["flights"][0]["flight_end_week"] = WEEK + 1      # still running: the pins hold
     _, manifest = _run(tmp_path / "running", world, pin=True)
     assert manifest["stability"]["pins"]["pinned"] == 3
+
+
+def test_check_counts_releases_against_the_pins_missing(tmp_path):
+    """A manifest releasing more pins than the plan leaves out cannot excuse a dropped one: the
+    plan drops customer 1's pin and the manifest calls it released by the budget."""
+    run, _ = _run(tmp_path, pin=True)
+    assignments = pl.read_parquet(run / "assignments.parquet")
+    assignments.with_columns(
+        offer_id=pl.when(pl.col("customer_id") == 1).then(pl.lit(2, assignments["offer_id"].dtype))
+        .otherwise(pl.col("offer_id"))).write_parquet(run / "assignments.parquet")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stability"]["pins"].update(kept=2, released={"budget": 1})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert "pin" not in check_run(load_scenario(tmp_path / "scenario.toml"), run,
+                                  force=True).rules        # honest: one missing, one released
+    manifest["stability"]["pins"].update(released={"budget": 2})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert "pin" in report.rules, report.describe()
+    assert "released + withheld_as_controls 2 vs 1" in report.describe()
