@@ -127,6 +127,14 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
             row.update(flight_budget=round(float(rng.uniform(0.5, 3.0) * n_customers), 3),
                        flight_start_week=start,
                        flight_end_week=int(rng.integers(max(start, WEEK - 1), WEEK + 3)))
+    start = int(rng.integers(WEEK - 3, WEEK + 1))   # a group flight, ended or running this week
+    world["flights"] = [{"flight_id": "shared",
+                         "flight_budget": round(float(rng.uniform(0.3, 2.0) * n_customers), 3),
+                         "flight_start_week": start,
+                         "flight_end_week": int(rng.integers(max(start, WEEK - 1), WEEK + 3))}]
+    for row in world["offers"]:        # offers under no listed funder may share it
+        row["flight_id"] = ("shared" if row.get("funded_by") is None and rng.random() < 0.5
+                            else None)
     ids = [o["offer_id"] for o in world["offers"]]
     last_week = [{"customer_id": c["customer_id"], "offer_id": o,
                   "week": WEEK - 1} for c in world["customers"]
