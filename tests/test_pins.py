@@ -277,3 +277,16 @@ def test_check_counts_releases_against_the_pins_missing(tmp_path):
     report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
     assert "pin" in report.rules, report.describe()
     assert "released + withheld_as_controls 2 vs 1" in report.describe()
+
+
+def test_pins_beyond_a_group_flights_share_are_released_as_group_flight(tmp_path):
+    """A group flight's week share releases pins under its own name, not a funder's."""
+    world = _world(flight_id="spring")
+    world["scores"] = [score(c, o, value=(1.0 + c / 100) if o == 1 else 1.1)
+                       for c in range(1, 5) for o in (1, 2)]
+    world["flights"] = [{"flight_id": "spring", "flight_budget": 1.0,     # two pins of 0.5
+                         "flight_start_week": WEEK, "flight_end_week": WEEK}]
+    _, manifest = _run(tmp_path, world, pin=True)
+    pins_record = manifest["stability"]["pins"]
+    assert (pins_record["pinned"], pins_record["kept"]) == (3, 2)
+    assert pins_record["released"] == {"group_flight": 1}
