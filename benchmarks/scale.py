@@ -477,6 +477,21 @@ def ensure_data(args: argparse.Namespace) -> tuple[Path, float | None]:
     return folder, seconds
 
 
+def _beside(data: Path, suffix: str) -> tuple[Path, Path | None]:
+    """The folder ``<data>-<suffix>`` beside ``data`` and, when it is not there yet, a fresh
+    ``.partial`` folder linking ``data``'s tables, to be renamed to it once its own tables are
+    written (``None``: the folder exists)."""
+    folder = data.with_name(f"{data.name}-{suffix}")
+    if folder.exists():
+        return folder, None
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for path in data.iterdir():
+        (partial / path.name).symlink_to(path.resolve())
+    return folder, partial
+
+
 def with_channels(data: Path, n: int, seed: int) -> Path:
     """``data`` with ``n`` channels (issue 24): a folder beside it linking its tables, plus a
     ``channels`` table (the cheaper a channel, the tighter its capacity: the first capped at one
@@ -485,14 +500,9 @@ def with_channels(data: Path, n: int, seed: int) -> Path:
     import numpy as np
     import polars as pl
 
-    folder = data.with_name(f"{data.name}-ch{n}")
-    if folder.exists():
+    folder, partial = _beside(data, f"ch{n}")
+    if partial is None:
         return folder
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for path in data.iterdir():
-        (partial / path.name).symlink_to(path.resolve())
     ids = _table(data, "customers").get_column("customer_id")
     rng = np.random.default_rng(seed)
     share = np.linspace(0.8, 0.4, n)
@@ -517,14 +527,9 @@ def with_groups(data: Path, n: int, seed: int) -> Path:
     import numpy as np
     import polars as pl
 
-    folder = data.with_name(f"{data.name}-gr{n}")
-    if folder.exists():
+    folder, partial = _beside(data, f"gr{n}")
+    if partial is None:
         return folder
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for path in data.iterdir():
-        (partial / path.name).symlink_to(path.resolve())
     ids = _table(data, "offers").get_column("offer_id")
     size = 5
     if n * size > ids.len():

@@ -5,7 +5,6 @@ model, re-derived and verified by ``offeropt check``; the pacing table has one r
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,9 @@ from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.model.flights import plan_flights
 from optimizer.model.funders import with_group_flights
-from optimizer.solve.exact import solve_exact
-from tests.random_world import random_world, run_and_check
-from tests.test_flights import _cost_by_offer, _scenario
-from tests.tiny_world import WEEK, write_scenario, write_world
+from tests.random_world import random_world
+from tests.test_flights import _cost_by_offer, _scenario, flights_against_exact
+from tests.tiny_world import WEEK
 
 
 def _offers() -> pl.DataFrame:
@@ -175,23 +173,8 @@ def test_group_flights_hold_and_bound_exact_optimum(seed, n_customers, n_offers,
                        flight_start_week=WEEK - 1, flight_end_week=WEEK + 1)
     for row in world.get("history", []):
         row["expected_cost"] = round(float(rng.uniform(0.0, 0.5)), 3)
-    if pacing == "forecast":
-        world["forecast"] = [{"offer_id": o["offer_id"], "week": w,
-                              "demand": round(float(rng.uniform(0.1, 2.0)), 3)}
-                             for o in world["offers"] for w in range(WEEK - 3, WEEK + 3)]
-    with tempfile.TemporaryDirectory(prefix="offeropt-group-flights-") as tmp:
-        root = Path(tmp)
-        write_world(root / "data", world,
-                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
-        scenario = load_scenario(write_scenario(root / "scenario.toml",
-                                                rules={**rules, "pacing": pacing}))
-        result, problem, report = run_and_check(scenario, root)
-        exact = solve_exact(problem, time_limit_s=60)
-        slack = 1e-6 * max(1.0, abs(exact.objective))
-        assert result.bound >= exact.objective - slack
-        assert result.objective <= exact.objective + slack
-        assert result.objective >= 0.99 * exact.objective - slack
-        funders = problem.funders
-        if any(r.get("flight_id") for r in world["offers"]) and funders is not None:
-            spend = funders.per_funder(problem.usage(result.solution.chosen).spend)
-            assert (spend <= funders.budget * (1 + 1e-9) + 1e-9).all()
+    result, problem = flights_against_exact(world, rules, pacing, rng)
+    funders = problem.funders
+    if any(r.get("flight_id") for r in world["offers"]) and funders is not None:
+        spend = funders.per_funder(problem.usage(result.solution.chosen).spend)
+        assert (spend <= funders.budget * (1 + 1e-9) + 1e-9).all()

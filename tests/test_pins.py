@@ -127,6 +127,14 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
             row.update(flight_budget=round(float(rng.uniform(0.5, 3.0) * n_customers), 3),
                        flight_start_week=start,
                        flight_end_week=int(rng.integers(max(start, WEEK - 1), WEEK + 3)))
+    start = int(rng.integers(WEEK - 3, WEEK + 1))   # a group flight, ended or running this week
+    world["flights"] = [{"flight_id": "shared",
+                         "flight_budget": round(float(rng.uniform(0.3, 2.0) * n_customers), 3),
+                         "flight_start_week": start,
+                         "flight_end_week": int(rng.integers(max(start, WEEK - 1), WEEK + 3))}]
+    for row in world["offers"]:        # offers under no listed funder may share it
+        row["flight_id"] = ("shared" if row.get("funded_by") is None and rng.random() < 0.5
+                            else None)
     ids = [o["offer_id"] for o in world["offers"]]
     last_week = [{"customer_id": c["customer_id"], "offer_id": o,
                   "week": WEEK - 1} for c in world["customers"]
@@ -233,3 +241,68 @@ def test_exact_method_keeps_the_pins_too(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["upper_bound"] == pytest.approx(3 * 1.0 + 1.1)
     assert manifest["solver"]["status"] == "optimal"
+
+
+def test_a_group_flight_that_ended_pins_nothing(tmp_path):
+    """An offer's flight may be a group flight (``offers.flight_id``): its weeks, not the offer's
+    open window, decide whether last week's pairs are pinned (a pin checked on both sides)."""
+    world = _world(flight_id="spring")
+    world["flights"] = [{"flight_id": "spring", "flight_budget": 100.0,
+                         "flight_start_week": WEEK - 3, "flight_end_week": WEEK - 1}]
+    world["history"] = [{**h, "expected_cost": 0.5} for h in world["history"]]
+    run, manifest = _run(tmp_path / "ended", world, pin=True)
+    assert manifest["stability"]["pins"]["pinned"] == 0
+    assert all(offers_of(pl.read_parquet(run / "assignments.parquet"), c) == {2}
+               for c in range(1, 5))
+    world["flights"][0]["flight_end_week"] = WEEK + 1      # still running: the pins hold
+    _, manifest = _run(tmp_path / "running", world, pin=True)
+    assert manifest["stability"]["pins"]["pinned"] == 3
+
+
+def test_check_counts_releases_against_the_pins_missing(tmp_path):
+    """A manifest releasing more pins than the plan leaves out cannot excuse a dropped one: the
+    plan drops customer 1's pin and the manifest calls it released by the budget."""
+    run, _ = _run(tmp_path, pin=True)
+    assignments = pl.read_parquet(run / "assignments.parquet")
+    assignments.with_columns(
+        offer_id=pl.when(pl.col("customer_id") == 1).then(pl.lit(2, assignments["offer_id"].dtype))
+        .otherwise(pl.col("offer_id"))).write_parquet(run / "assignments.parquet")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stability"]["pins"].update(kept=2, released={"budget": 1})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert "pin" not in check_run(load_scenario(tmp_path / "scenario.toml"), run,
+                                  force=True).rules        # honest: one missing, one released
+    manifest["stability"]["pins"].update(released={"budget": 2})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert "pin" in report.rules, report.describe()
+    assert "released + withheld_as_controls 2 vs 1" in report.describe()
+
+
+def test_pins_beyond_a_group_flights_share_are_released_as_group_flight(tmp_path):
+    """A group flight's week share releases pins under its own name, not a funder's."""
+    world = _world(flight_id="spring")
+    world["scores"] = [score(c, o, value=(1.0 + c / 100) if o == 1 else 1.1)
+                       for c in range(1, 5) for o in (1, 2)]
+    world["flights"] = [{"flight_id": "spring", "flight_budget": 1.0,     # two pins of 0.5
+                         "flight_start_week": WEEK, "flight_end_week": WEEK}]
+    _, manifest = _run(tmp_path, world, pin=True)
+    pins_record = manifest["stability"]["pins"]
+    assert (pins_record["pinned"], pins_record["kept"]) == (3, 2)
+    assert pins_record["released"] == {"group_flight": 1}
+
+
+def test_status_is_not_optimal_when_the_repair_leaves_a_gap(tmp_path):
+    """A category her pin fills in part is relaxed in the solve (which certifies that) and then
+    repaired: the whole plan's gap is what the status speaks for."""
+    world = base_world()
+    world["offers"] = [offer(1, "BAKERY"), offer(2, "BAKERY"), offer(3, "BAKERY")]
+    world["scores"] = [score(c, o, value=1.0 + o / 10) for c in range(1, 5) for o in (1, 2, 3)]
+    world["history"] = [{"customer_id": c, "offer_id": 1, "week": WEEK - 1} for c in (1, 2, 3)]
+    _, manifest = _run(tmp_path, world, pin=True, max_offers_per_customer=3,
+                       max_offers_per_category=2, cooldown_weeks=0)
+    # pins 1.1 + the best other 1.3 for three customers, 1.3 + 1.2 for the fourth; the bound
+    # keeps the relaxed category's 1.2 for the pinned three
+    assert manifest["objective"] == pytest.approx(3 * 2.4 + 2.5)
+    assert manifest["gap"] > 0.1
+    assert manifest["solver"]["status"] == "stalled"

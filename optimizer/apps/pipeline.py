@@ -344,8 +344,12 @@ def _solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
     if built.pins is not None:
         solution = certified(problem, pins.restore(problem, built.pins, solution))
         # the solver's gap test saw the rest of the week alone; the status is the whole plan's
-        if solution.status != Status.OPTIMAL and solution.gap <= scenario.solver.gap_tolerance:
+        # (its gap may also have widened: a category her pins fill in part was relaxed in the
+        # solve and repaired after it, a gap no more passes would close)
+        if solution.gap <= scenario.solver.gap_tolerance:
             solution.status = Status.OPTIMAL
+        elif solution.status == Status.OPTIMAL:
+            solution.status = Status.STALLED
     return solution
 
 

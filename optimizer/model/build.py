@@ -151,8 +151,8 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     if previous is not None and rules_cfg.change_penalty > 0:
         stability.add_bonus(built.problem, previous, rules_cfg.change_penalty)
     if previous is not None and rules_cfg.pin and rows is None:
-        built.pins = plan_pins(built.problem, previous, in_flight(inputs.offers, scenario.week),
-                               rules)
+        flight = in_flight(inputs.offers, scenario.week, inputs.flights)
+        built.pins = plan_pins(built.problem, previous, flight, rules)
     if scenario.solver.backend == "dask" and rows is None:
         built.source, built.source_note = worker_inputs(built, scenario, model)
     return built
@@ -268,7 +268,7 @@ def _pinned_keys(built: Built, inputs: Inputs, scenario: Scenario) -> np.ndarray
     if not scenario.rules.pin or built.previous is None:
         return None
     keys = built.previous.keys
-    flight = in_flight(inputs.offers, scenario.week)
+    flight = in_flight(inputs.offers, scenario.week, inputs.flights)
     return keys[flight[keys % max(inputs.n_offers, 1)]] if keys.size else keys
 
 

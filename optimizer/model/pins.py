@@ -2,8 +2,9 @@
 
 **Which pairs are pinned.** Last week's lists (:mod:`optimizer.model.stability`: ``history``'s
 week before, or ``--previous-run``) give the pairs; a pair is *pinned* when its offer's flight
-covers this week (``flight_start_week <= week <= flight_end_week``), or, for an offer without a
-flight, when its eligibility window does (``start_week .. end_week``, a missing bound open).
+covers this week (``flight_start_week <= week <= flight_end_week``: the offer's own flight, else
+its group flight, ``offers.flight_id``), or, for an offer without a flight, when its eligibility
+window does (``start_week .. end_week``, a missing bound open).
 
 **Released pins.** A pinned pair must be in this week's plan unless a rule forbids it:
 
@@ -16,8 +17,9 @@ flight, when its eligibility window does (``start_week .. end_week``, a missing 
    index, then offer index), a pin is kept when it fits, with the pins kept before it, under the
    customer's cap (``customer_cap``), ``max_offers_per_category`` (``category_cap``), its offer
    groups (``offer_group``), its offer's budget (``budget``) and ``max_customers``
-   (``max_customers``), its funder's budget (``funder_budget``) and the global budget
-   (``global_budget``); otherwise it is released under the first rule it breaks.
+   (``max_customers``), its funder's budget (``funder_budget``) or its group flight's week
+   share (``group_flight``: the same shared-budget test, named for what it is) and the global
+   budget (``global_budget``); otherwise it is released under the first rule it breaks.
 
 So pins never make a week infeasible: a budget cut below last week's pins releases the pins it
 cannot pay for, least valuable first, and says so.
@@ -51,9 +53,12 @@ from optimizer.model.stability import Previous, on_previous
 
 log = logging.getLogger(__name__)
 
-# the capacity rules of the pass, in the order they are tried (a pin's reason is the first broken)
+# the capacity rules of the pass, in the order they are tried (a pin's reason is the first
+# broken); ``group_flight`` is tried with ``funder_budget`` (an offer is under one shared budget,
+# a listed funder's or a group flight's week share) and named for which it is
 CAPACITY_REASONS = ("customer_cap", "category_cap", "offer_group", "budget", "max_customers",
-                    "funder_budget", "global_budget")
+                    "funder_budget", "global_budget", "group_flight")
+
 NOT_A_CANDIDATE = "not_a_candidate"
 
 
@@ -74,18 +79,25 @@ class PinPlan:
         return int(sum(int(m.sum()) for m in self.masks))
 
 
-def in_flight(offers: pl.DataFrame, week: int) -> np.ndarray:
-    """Per offer (index ``o``), whether its flight (or, without one, its eligibility window)
-    covers ``week``."""
+def in_flight(offers: pl.DataFrame, week: int, flights: pl.DataFrame | None = None
+              ) -> np.ndarray:
+    """Per offer (index ``o``), whether its flight covers ``week``: its own flight (the offer's
+    flight columns) when it has one, else its group flight (``offers.flight_id``, a row of the
+    ``flights`` table), else its eligibility window."""
     def covers(start: str, end: str) -> pl.Expr:
         return (pl.col(start).is_null() | (pl.col(start) <= week)) & (
             pl.col(end).is_null() | (pl.col(end) >= week))
 
-    has = "flight_start_week" in offers.columns
-    expr = (pl.when(pl.col("flight_start_week").is_not_null())
-            .then(covers("flight_start_week", "flight_end_week"))
-            .otherwise(covers("start_week", "end_week")) if has
-            else covers("start_week", "end_week"))
+    expr = covers("start_week", "end_week")
+    if flights is not None and "flight_id" in offers.columns:
+        offers = offers.join(flights.select("flight_id", group_start="flight_start_week",
+                                            group_end="flight_end_week"),
+                             on="flight_id", how="left", maintain_order="left")
+        expr = (pl.when(pl.col("group_start").is_not_null())
+                .then(covers("group_start", "group_end")).otherwise(expr))
+    if "flight_start_week" in offers.columns:
+        expr = (pl.when(pl.col("flight_start_week").is_not_null())
+                .then(covers("flight_start_week", "flight_end_week")).otherwise(expr))
     return offers.sort("o").select(expr.fill_null(False)).to_series().to_numpy().astype(bool)
 
 
@@ -180,13 +192,14 @@ def _capacity_pass(problem: AssignmentProblem, c: np.ndarray, o: np.ndarray, cos
     return _pass(c, o, cost, caps, offers.categories.astype(np.int64), per_category,
                  members.astype(np.int64), limit.astype(np.int64), offers.budget,
                  offers.max_customers, funder_of.astype(np.int64),
-                 funder_budget.astype(np.float64), float(problem.global_budget),
+                 funder_budget.astype(np.float64),
+                 funders.n_listed if funders is not None else 0, float(problem.global_budget),
                  max(offers.n_categories, 1), max(int(limit.shape[0]), 1))
 
 
 @nb.njit(cache=True)
 def _pass(c, o, cost, caps, categories, per_category, members, limit, budget, max_customers,
-          funder_of, funder_budget, global_budget, n_categories, n_groups
+          funder_of, funder_budget, n_listed, global_budget, n_categories, n_groups
           ):  # pragma: no cover - compiled
     out = np.full(c.shape[0], -1, dtype=np.int64)
     taken = np.zeros(caps.shape[0], dtype=np.int64)
@@ -219,7 +232,7 @@ def _pass(c, o, cost, caps, categories, per_category, members, limit, budget, ma
             reason = 4
         f = funder_of[j]
         if reason < 0 and f >= 0 and funder_spent[f] + x > funder_budget[f]:
-            reason = 5
+            reason = 5 if f < n_listed else 7  # a listed funder's, else a group flight's
         if reason < 0 and total + x > global_budget:
             reason = 6
         out[k] = reason

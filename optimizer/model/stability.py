@@ -93,7 +93,9 @@ def remove_bonus(problem: AssignmentProblem, previous: Previous) -> None:
 
 
 def on_previous(customers: np.ndarray, offer: np.ndarray, keys: np.ndarray, n: int
-                 ) -> np.ndarray:
+                ) -> np.ndarray:
+    """Mask of a block's slots (``customers`` per row, ``offer`` per slot, -1 empty) whose pair
+    is among the sorted pair ``keys`` ``c * n + o`` (last week's lists, :class:`Previous`)."""
     if keys.size == 0:
         return np.zeros(offer.shape, dtype=bool)
     key = customers.astype(np.int64)[:, None] * n + offer.astype(np.int64)

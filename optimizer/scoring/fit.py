@@ -91,18 +91,20 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     tick = time.perf_counter()
     info: dict[str, Any] = {"model": "heuristic", "fallback": None}
     # the formula's model: the heuristic itself, and the offer side the repurchase model reads
-    model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, lines=lines)
-    repurchase = None
-    if aff.model == "repurchase":
-        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, model, lines)
+    # (the fitted model is fitted once, with its propensity, below)
+    base = (AffinityModel(aff, obj).fit(inputs, features, cats, factor, lines=lines)
+            if aff.model != "fitted" else None)
+    repurchase, propensity = None, None
+    if base is not None and aff.model == "repurchase":
+        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, base, lines)
     if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None):
         reason = info.get("fallback")
         propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
         if reason:
             info["fallback"] = "; ".join(r for r in (reason, info.get("fallback")) if r)
-        if propensity is not None:
-            model = AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity,
-                                                lines=lines)
+    model = (base if base is not None and propensity is None
+             else AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity,
+                                              lines=lines))
     if repurchase is not None:
         fitted, sources_ = repurchase
         model = as_affinity(model, fitted, sources_, inputs.n_customers, week)
