@@ -28,6 +28,12 @@ feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-agai
 (``product_weeks`` then ``category_weeks``) and every smaller set is kept, else buy-again's two
 features; the manifest says which and why.
 
+Offers of a running campaign (open, no send in history: their sends are what is planned) have no
+learned weight for their redemptions so far, since the fit never sees an offer redeemed before
+its send; when scoring, :func:`popularity_factor` multiplies her odds for such an offer, where she
+bought its products, by its empirical-Bayes popularity (its buyers' redemptions so far against
+the model's expectation, shrunk by a gamma prior fitted across these offers).
+
 Scoring reuses the compiled affinity kernels unchanged: :func:`as_affinity` puts the sparse
 product-level pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity
 offer incidence, her ``(C, K)`` category week shares in the ``category`` slot (the kernels
@@ -122,6 +128,8 @@ class Sources:
     # (first week, (M, weeks + 1) running counts): customers who bought o's products before a week
     buyers: tuple[int, np.ndarray]
     n_customers: int
+    # (M,) offers' start and end weeks (offers.start_week, end_week; -1 where missing)
+    window: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # running counts of events per week, by timeline name (filled by ``_events_before``)
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
@@ -175,7 +183,9 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
         m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)), spend,
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
         timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float),
-        _first_buyers(product, m), inputs.n_customers)
+        _first_buyers(product, m), inputs.n_customers,
+        tuple(inputs.offers.get_column(k).fill_null(-1).to_numpy().astype(np.int64)
+              for k in ("start_week", "end_week")))
 
 
 def _running_spend(lines: PurchaseLines, week: int
@@ -316,6 +326,61 @@ def category_weeks(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     return np.minimum(total, 1.0)
 
 
+def popularity_factor(s: Sources, c: np.ndarray, o: np.ndarray, eta: np.ndarray, week: int,
+                      info: dict[str, Any]) -> np.ndarray | None:
+    """Log of each pair's offer popularity factor, for the pairs (``c``, ``o``) of the sparse
+    pair term (log-odds ``eta`` without it), as of ``week``; None when no offer has one.
+
+    The offers it applies to are open at ``week`` (``start_week`` < week <= ``end_week``, an open
+    end allowed) with no send in history before it (a running campaign, whose sends are what is
+    planned): the model never saw such an offer redeemed before its send, so it has no weight for
+    its redemptions so far. They are read as a rate model instead: over the customers who bought
+    an offer's products (the pairs given), ``R`` = those who redeemed it before ``week``, ``E``
+    = their predicted redemptions ``sum p_redeem x weeks open so far``, scaled so that both sum
+    to the same over these offers; each offer's rate ``theta ~ Gamma(a, a)`` (mean 1) with ``R ~
+    Poisson(E theta)``, ``1 / a`` by the method of moments (``sum((R - E)^2 - R) / sum(E^2)``, at
+    least 0), and her odds where she bought its products are multiplied by the posterior mean
+    ``(R + a) / (E + a)``. Every count is of weeks before ``week``. The manifest records the
+    offers, their redemptions, ``1 / a`` and the factors' range."""
+    start, end = s.window
+    m = s.n_offers
+    if start.size == 0:
+        return None
+    o_all = np.arange(m, dtype=np.int64)
+    t_all = np.full(m, week, np.int64)
+    # ``offer_sent`` counts redemptions as sends: as many as its redemptions = none in history
+    unsent = s.offer_sent.before(o_all, t_all)[0] == s.offer_redeemed.before(o_all, t_all)[0]
+    live = unsent & (start >= 0) & (start < week) & ((end < 0) | (end >= week))
+    if not live.any():
+        return None
+    rows = np.flatnonzero(live[o])
+    pair = c[rows].astype(np.int64) * m + o[rows]
+    t_rows = np.full(rows.size, week, np.int64)
+    bought = s.product.before(pair, t_rows)[0] > 0
+    rows, pair, t_rows = rows[bought], pair[bought], t_rows[bought]
+    redeemed = (s.pair_redeemed.before(pair, t_rows)[0] > 0).astype(float)
+    R = np.bincount(o[rows], weights=redeemed, minlength=m)[live]
+    E = (np.bincount(o[rows], weights=1.0 / (1.0 + np.exp(-eta[rows])), minlength=m)[live]
+         * (week - start[live]))
+    entry: dict[str, Any] = {"offers": int(live.sum()), "redeemed": int(R.sum())}
+    info["popularity"] = entry
+    if R.sum() <= 0 or E.sum() <= 0:
+        return None
+    E = E * (R.sum() / E.sum())
+    inverse_a = max(float(np.sum((R - E) ** 2 - R)) / float(np.sum(E ** 2)), 0.0)
+    entry["inverse_a"] = round(inverse_a, 9)
+    if inverse_a <= 0:
+        return None
+    a = 1.0 / inverse_a
+    factor = np.zeros(m)
+    factor[live] = np.log((R + a) / (E + a))
+    entry["log_factor_range"] = [round(float(factor[live].min()), 9),
+                                 round(float(factor[live].max()), 9)]
+    out = np.zeros(c.size)
+    out[rows] = factor[o[rows]]
+    return out
+
+
 def _as_of(timeline: Timeline, week: int) -> tuple[np.ndarray, np.ndarray]:
     """Entities with events before ``week`` and how many each has."""
     keep = (timeline.keys % _SHIFT) < week + 2**20
@@ -374,6 +439,11 @@ class Repurchase:
                                   with_category=False)
             value[lo:hi] = sum((beta[k] * feats[k] for k in PAIR
                                 if k in beta and k != "category_weeks"), np.zeros(hi - lo))
+        # a running campaign's offers: her odds times the offer's popularity so far, where she
+        # bought its products (empirical Bayes, :func:`popularity_factor`)
+        bump = popularity_factor(s, c, o, customer[c] + offer[o] + value, week, self.info)
+        if bump is not None:
+            value = value + bump
         pair = sp.csr_matrix((value, (c, o)), shape=(n_customers, s.n_offers))
         pair.eliminate_zeros()
         # the category term: (C, K) shares, multiplied by the offer incidence in the kernels
