@@ -326,10 +326,12 @@ def category_weeks(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     return np.minimum(total, 1.0)
 
 
-def popularity_factor(s: Sources, c: np.ndarray, o: np.ndarray, eta: np.ndarray, week: int,
+def popularity_factor(s: Sources, c: np.ndarray, o: np.ndarray,
+                      terms: tuple[np.ndarray, np.ndarray, np.ndarray], week: int,
                       info: dict[str, Any]) -> np.ndarray | None:
     """Log of each pair's offer popularity factor, for the pairs (``c``, ``o``) of the sparse
-    pair term (log-odds ``eta`` without it), as of ``week``; None when no offer has one.
+    pair term, as of ``week``; None when no offer has one. ``terms``: the customer ``(C,)`` and
+    offer ``(M,)`` terms and the pairs' term, whose sum is a pair's log-odds without it.
 
     The offers it applies to are open at ``week`` (``start_week`` < week <= ``end_week``, an open
     end allowed) with no send in history before it (a running campaign, whose sends are what is
@@ -360,7 +362,9 @@ def popularity_factor(s: Sources, c: np.ndarray, o: np.ndarray, eta: np.ndarray,
     rows, pair, t_rows = rows[bought], pair[bought], t_rows[bought]
     redeemed = (s.pair_redeemed.before(pair, t_rows)[0] > 0).astype(float)
     R = np.bincount(o[rows], weights=redeemed, minlength=m)[live]
-    E = (np.bincount(o[rows], weights=1.0 / (1.0 + np.exp(-eta[rows])), minlength=m)[live]
+    customer, offer, value = terms
+    eta = customer[c[rows]] + offer[o[rows]] + value[rows]  # the rows only: no full-size temporary
+    E = (np.bincount(o[rows], weights=1.0 / (1.0 + np.exp(-eta)), minlength=m)[live]
          * (week - start[live]))
     entry: dict[str, Any] = {"offers": int(live.sum()), "redeemed": int(R.sum())}
     info["popularity"] = entry
@@ -441,7 +445,7 @@ class Repurchase:
                                 if k in beta and k != "category_weeks"), np.zeros(hi - lo))
         # a running campaign's offers: her odds times the offer's popularity so far, where she
         # bought its products (empirical Bayes, :func:`popularity_factor`)
-        bump = popularity_factor(s, c, o, customer[c] + offer[o] + value, week, self.info)
+        bump = popularity_factor(s, c, o, (customer, offer, value), week, self.info)
         if bump is not None:
             value = value + bump
         pair = sp.csr_matrix((value, (c, o)), shape=(n_customers, s.n_offers))
