@@ -348,3 +348,11 @@ def test_popularity_factor_reads_only_redemptions_before_the_week(demo: Path):
         _sources(planted([week - 2]), week)[0], running.n_customers, week)
     moved = (earlier[2] != base[2]).tocoo()
     assert moved.nnz > 0 and o in set(moved.col.tolist()) <= set(campaign)
+    # an offer outside the plain ones (sensitive: its sends are never read) is no running campaign
+    _, incidence = _sources(running, week)
+    plain = np.setdiff1d(np.arange(running.n_offers), [campaign[-1]])
+    hidden = repurchase.sources(running, purchase_lines(running, (), week), incidence,
+                                np.ones(running.n_offers), plain, week)
+    other = repurchase.Repurchase(repurchase.CORE, model.coef)
+    other.parts(hidden, running.n_customers, week)
+    assert other.info["popularity"]["offers"] == len(campaign) - 1

@@ -128,7 +128,8 @@ class Sources:
     # (first week, (M, weeks + 1) running counts): customers who bought o's products before a week
     buyers: tuple[int, np.ndarray]
     n_customers: int
-    # (M,) offers' start and end weeks (offers.start_week, end_week; -1 where missing)
+    # (M,) offers' start and end weeks (offers.start_week, end_week; -1 where missing, and the
+    # start -1 for the offers outside ``plain``: their sends and redemptions are not read)
     window: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # running counts of events per week, by timeline name (filled by ``_events_before``)
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
@@ -184,8 +185,18 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
         timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float),
         _first_buyers(product, m), inputs.n_customers,
-        tuple(inputs.offers.get_column(k).fill_null(-1).to_numpy().astype(np.int64)
-              for k in ("start_week", "end_week")))
+        _window(inputs, plain))
+
+
+def _window(inputs: Inputs, plain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The offers' (start, end) weeks for :func:`popularity_factor`, -1 where missing; the start
+    -1 for the offers outside ``plain`` (sensitive ones), whose sends the sources leave out, so
+    that they never look like a running campaign's."""
+    start, end = (inputs.offers.get_column(k).fill_null(-1).to_numpy().astype(np.int64)
+                  for k in ("start_week", "end_week"))
+    outside = np.ones(start.size, bool)
+    outside[np.asarray(plain, np.int64)] = False
+    return np.where(outside, -1, start), end
 
 
 def _running_spend(lines: PurchaseLines, week: int
