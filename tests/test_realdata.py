@@ -302,3 +302,57 @@ def test_value_sweep_reuses_only_plans_of_the_same_scenario(demo: Path):
         assert point.objective == same.objective
     other = load_scenario(demo / "s.toml", bench.value_sweep_overrides(2.0))
     assert other.objective != load_scenario(demo / "s.toml", []).objective
+
+
+def test_popularity_factor_reads_only_redemptions_before_the_week(demo: Path):
+    """A running campaign's offers (open since week 30, no send in history) get the popularity
+    factor of their redemptions so far: redemptions planted in the planning week and later leave
+    every score as it was; one planted two weeks earlier moves the campaign's pairs, and no
+    other (so the test can fail)."""
+    import dataclasses
+    inputs = load_inputs(demo / "data")
+    week = 40
+    counts = inputs.redemptions.filter(pl.col("week") < week).group_by("o").len().sort(
+        ["len", "o"], descending=[True, False])
+    # the campaign: the 3 offers redeemed most and 3 never redeemed, their sends dropped
+    never = np.setdiff1d(np.arange(inputs.n_offers), counts.get_column("o").to_numpy())
+    campaign = [*counts.get_column("o").head(3).to_list(), *never[:3].tolist()]
+    o = int(campaign[0])
+    offers = inputs.offers.with_columns(
+        pl.when(pl.col("o").is_in(campaign)).then(pl.lit(30)).otherwise(pl.col("start_week"))
+        .cast(pl.Int64).alias("start_week"))
+    running = dataclasses.replace(inputs, offers=offers,
+                                  history=inputs.history.filter(~pl.col("o").is_in(campaign)))
+    s, _ = _sources(running, week)
+    model = repurchase.Repurchase(repurchase.CORE, np.linspace(-1, 1, len(repurchase.CORE)))
+    base = model.parts(s, running.n_customers, week)
+    assert model.info["popularity"]["offers"] == len(campaign)
+    assert model.info["popularity"]["inverse_a"] > 0
+    # customers who bought its products and never redeemed it
+    pairs = base[2].tocoo()
+    redeemers = running.redemptions.filter(pl.col("o") == o).get_column("c").to_numpy()
+    buyers = np.setdiff1d(pairs.row[pairs.col == o], redeemers)[:3]
+    red = running.redemptions
+
+    def planted(weeks: list[int]) -> object:
+        rows = pl.DataFrame({"c": buyers[:len(weeks)], "o": [o] * len(weeks), "week": weeks})
+        return dataclasses.replace(running, redemptions=pl.concat(
+            [red, rows.cast({k: red.schema[k] for k in rows.columns})]).select(red.columns))
+    later = repurchase.Repurchase(repurchase.CORE, model.coef).parts(
+        _sources(planted([week, week + 1, week + 3]), week)[0], running.n_customers, week)
+    for a, b in zip(later[:2], base[:2]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(later[2:4], base[2:4]):
+        assert (a != b).nnz == 0
+    earlier = repurchase.Repurchase(repurchase.CORE, model.coef).parts(
+        _sources(planted([week - 2]), week)[0], running.n_customers, week)
+    moved = (earlier[2] != base[2]).tocoo()
+    assert moved.nnz > 0 and o in set(moved.col.tolist()) <= set(campaign)
+    # an offer outside the plain ones (sensitive: its sends are never read) is no running campaign
+    _, incidence = _sources(running, week)
+    plain = np.setdiff1d(np.arange(running.n_offers), [campaign[-1]])
+    hidden = repurchase.sources(running, purchase_lines(running, (), week), incidence,
+                                np.ones(running.n_offers), plain, week)
+    other = repurchase.Repurchase(repurchase.CORE, model.coef)
+    other.parts(hidden, running.n_customers, week)
+    assert other.info["popularity"]["offers"] == len(campaign) - 1

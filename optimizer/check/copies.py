@@ -46,7 +46,8 @@ def _cells_agree(typed: pl.Series, text: pl.Series) -> pl.Series:
         return ok
     rows = frame.with_row_index("i").filter(~exact)
     close = rows.select(
-        "i", (p.is_finite() & v.is_finite() & ((p - v).abs() <= _printed_tolerance(pl.col("t"))))
+        "i", (p.is_finite() & v.is_finite()
+              & ((p - v).abs() <= _printed_tolerance(pl.col("t")) + _parsed(p, v)))
         .fill_null(False).alias("close")).filter("close").get_column("i")
     return ok.scatter(close, True) if close.len() else ok
 
@@ -93,6 +94,14 @@ def _in_file(violations: list[Violation], name: str) -> list[Violation]:
 _PRINTED = 0.5 * 10.0 ** -CSV_DECIMALS * (1 + 1e-9)
 
 
+def _parsed(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """What parsing a printed number adds to its rounding: the parsed value is the double
+    nearest the printed decimal, off by up to half a unit in its last place, so a value printed
+    exactly half a step away (12.7939875 as 12.793988) differs by a hair more than half a step
+    (a few ulps of the larger value allowed)."""
+    return pl.max_horizontal(a.abs(), b.abs()) * (4 * float(np.finfo(float).eps))
+
+
 def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFrame:
     """The CSV copy's rows with, for a pair the Parquet copy also lists, the Parquet's numbers
     wherever the CSV's are only their printed rounding: the rules then judge the CSV's rows (a
@@ -107,7 +116,8 @@ def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFra
     joined = csv.with_columns(key).join(exact, on=["__customer_id", "__offer_id"], how="left",
                                         maintain_order="left")
     return joined.with_columns(
-        pl.when((pl.col(c) - pl.col(f"__exact_{c}")).abs() <= _PRINTED)
+        pl.when((pl.col(c) - pl.col(f"__exact_{c}")).abs()
+                <= _PRINTED + _parsed(pl.col(c), pl.col(f"__exact_{c}")))
         .then(pl.col(f"__exact_{c}")).otherwise(pl.col(c)).alias(c)
         for c in ("p_redeem", "expected_cost", "score")
     ).select(csv.columns)

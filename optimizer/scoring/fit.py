@@ -108,6 +108,7 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     if repurchase is not None:
         fitted, sources_ = repurchase
         model = as_affinity(model, fitted, sources_, inputs.n_customers, week)
+        info = fitted.describe()  # with what scoring the planning week adds (the popularity)
     elif model.propensity_ is not None:
         model.history_ = response_history(inputs, week, _plain(inputs, cats, rules),
                                           model.offer_categories_)

@@ -28,6 +28,12 @@ feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-agai
 (``product_weeks`` then ``category_weeks``) and every smaller set is kept, else buy-again's two
 features; the manifest says which and why.
 
+Offers of a running campaign (open, no send in history: their sends are what is planned) have no
+learned weight for their redemptions so far, since the fit never sees an offer redeemed before
+its send; when scoring, :func:`~optimizer.scoring.popularity.popularity_factor` multiplies her odds for such an offer, where she
+bought its products, by its empirical-Bayes popularity (its buyers' redemptions so far against
+the model's expectation, shrunk by a gamma prior fitted across these offers).
+
 Scoring reuses the compiled affinity kernels unchanged: :func:`as_affinity` puts the sparse
 product-level pair term (scaled into [-1, 1]) in the model's ``product`` slot against an identity
 offer incidence, her ``(C, K)`` category week shares in the ``category`` slot (the kernels
@@ -51,6 +57,7 @@ from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
 from optimizer.scoring._repurchase_kernels import events_before, line_timelines, spend_keys
 from optimizer.scoring.features import PurchaseLines
+from optimizer.scoring.popularity import popularity_factor
 from optimizer.scoring.propensity import FEATURES, Propensity
 from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
 
@@ -122,6 +129,9 @@ class Sources:
     # (first week, (M, weeks + 1) running counts): customers who bought o's products before a week
     buyers: tuple[int, np.ndarray]
     n_customers: int
+    # (M,) offers' start and end weeks (offers.start_week, end_week; -1 where missing, and the
+    # start -1 for the offers outside ``plain``: their sends and redemptions are not read)
+    window: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # running counts of events per week, by timeline name (filled by ``_events_before``)
     weekly: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
@@ -175,7 +185,19 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
         m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)), spend,
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),
         timeline(red, pl.col("o")), timeline(red, pair), np.asarray(depth, float),
-        _first_buyers(product, m), inputs.n_customers)
+        _first_buyers(product, m), inputs.n_customers,
+        _window(inputs, plain))
+
+
+def _window(inputs: Inputs, plain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The offers' (start, end) weeks for the popularity factor, -1 where missing; the start
+    -1 for the offers outside ``plain`` (sensitive ones), whose sends the sources leave out, so
+    that they never look like a running campaign's."""
+    start, end = (inputs.offers.get_column(k).fill_null(-1).to_numpy().astype(np.int64)
+                  for k in ("start_week", "end_week"))
+    outside = np.ones(start.size, bool)
+    outside[np.asarray(plain, np.int64)] = False
+    return np.where(outside, -1, start), end
 
 
 def _running_spend(lines: PurchaseLines, week: int
@@ -374,6 +396,11 @@ class Repurchase:
                                   with_category=False)
             value[lo:hi] = sum((beta[k] * feats[k] for k in PAIR
                                 if k in beta and k != "category_weeks"), np.zeros(hi - lo))
+        # a running campaign's offers: her odds times the offer's popularity so far, where she
+        # bought its products (empirical Bayes, optimizer/scoring/popularity.py)
+        bump = popularity_factor(s, c, o, (customer, offer, value), week, self.info)
+        if bump is not None:
+            value = value + bump
         pair = sp.csr_matrix((value, (c, o)), shape=(n_customers, s.n_offers))
         pair.eliminate_zeros()
         # the category term: (C, K) shares, multiplied by the offer incidence in the kernels
