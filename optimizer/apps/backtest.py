@@ -40,7 +40,7 @@ from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import compile_eligibility
 from optimizer.report.backtest_page import render_backtest
 from optimizer.scoring.baselines import buy_again
-from optimizer.scoring.features import purchase_lines
+from optimizer.scoring.features import PurchaseLines, purchase_lines
 from optimizer.scoring.fit import bought_categories
 
 METHODS = ("fitted", "fitted_score", "buy_again", "offer_first", "popular", "random")
@@ -66,21 +66,23 @@ def _keys(frame: pl.DataFrame | None, start: int, stop: int, n_offers: int) -> n
                      + rows.get_column("o").to_numpy())
 
 
-def _popularity(inputs: Inputs, cutoff: int, cat_matrix: Any) -> tuple[np.ndarray, str]:
+def _popularity(inputs: Inputs, cutoff: int, cat_matrix: Any,
+                lines: PurchaseLines) -> tuple[np.ndarray, str]:
     for name in ("redemptions", "history"):
         table = getattr(inputs, name)
         if table is not None and table.filter(pl.col("week") < cutoff).height:
             o = table.filter(pl.col("week") < cutoff).get_column("o").to_numpy()
             return np.bincount(o, minlength=inputs.n_offers).astype(float), name
-    bought = _bought(inputs, cat_matrix, -(2**31), cutoff)
+    bought = _bought(inputs, lines, cat_matrix, -(2**31), cutoff)
     buyers = np.asarray(bought.sum(axis=0)).ravel()
     return buyers, "category buyers"
 
 
-def _bought(inputs: Inputs, cat_matrix: Any, start: int, stop: int) -> Any:
-    """``(n_customers, n_offers)`` sparse: she bought one of the offer's categories."""
+def _bought(inputs: Inputs, lines: PurchaseLines, cat_matrix: Any, start: int,
+            stop: int) -> Any:
+    """``(n_customers, n_offers)`` sparse: she bought one of the offer's categories in weeks
+    ``[start, stop)`` (``lines`` must reach ``stop``)."""
     model, _ = cat_matrix  # its rows are the products' sorted categories, as the lines' are
-    lines = purchase_lines(inputs, (), stop)
     return bought_categories(lines, inputs.n_customers, start, stop) @ model
 
 
@@ -211,7 +213,8 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     rules, caps, _ = compile_eligibility(inputs, scenario.rules, cutoff, cats)
     n_offers = inputs.n_offers
     cat_matrix = (model.offer_categories_, model.features_.categories)
-    popularity, popular_by = _popularity(inputs, cutoff, cat_matrix)
+    lines = purchase_lines(inputs, (), week)  # built once: both uses filter their weeks
+    popularity, popular_by = _popularity(inputs, cutoff, cat_matrix, lines)
     popular_score = popularity - np.arange(n_offers) * 1e-9  # ties: lower offer index first
     # her share of shopping weeks buying the offer's products, then its categories; ties by
     # popularity (:mod:`optimizer.scoring.baselines`)
@@ -219,7 +222,8 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     tie = popular_score / max(float(np.abs(popular_score).max(initial=0.0)), 1e-12) * 1e-6
     redeemed = _keys(inputs.redemptions, cutoff, week, n_offers)
     sent = _keys(inputs.history, cutoff, week, n_offers)
-    bought = _bought(inputs, cat_matrix, cutoff, week).tocsr()
+    bought = _bought(inputs, lines, cat_matrix, cutoff, week).tocsr()
+    del lines
     units = replay_units(inputs, cutoff, week)
     rng = np.random.default_rng(scenario.solver.seed)
     counts = {m: dict.fromkeys(COUNTS, 0) for m in METHODS}
