@@ -7,6 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
+from tests.flight_runs import cost_by_offer, flight_scenario
+from tests.tiny_world import WEEK
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +20,13 @@ def demo_500(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                        "--offers", "30", "--seed", "0"])
     assert result.exit_code == 0, result.output
     return root / "data"
+
+
+@pytest.fixture(scope="session")
+def free_week_costs(demo_500: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> dict[int, float]:
+    """Each offer's expected cost in the demo_500 run of week 40 without a flight."""
+    root = tmp_path_factory.mktemp("free-week")
+    result = CliRunner().invoke(main, ["run", str(flight_scenario(root, demo_500)), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return cost_by_offer(root / f"run-{WEEK}")

@@ -21,6 +21,7 @@ from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError
 from optimizer.model.flights import plan_flights
 from optimizer.solve.exact import solve_exact
+from tests.flight_runs import cost_by_offer, flight_scenario, run_weeks_with_history
 from tests.random_world import random_world, run_and_check
 from tests.tiny_world import WEEK, write_scenario, write_world
 
@@ -86,12 +87,6 @@ def test_spend_table_wins_and_overspend_leaves_nothing():
 # through the command line
 
 
-def _cost_by_offer(run: Path) -> dict[int, float]:
-    summary = pl.read_parquet(run / "offers_summary.parquet")
-    return dict(zip(summary.get_column("offer_id").to_list(),
-                    summary.get_column("expected_cost").to_list()))
-
-
 def _with_flight(src: Path, dst: Path, offer_id: int, budget: float, start: int, end: int
                  ) -> None:
     shutil.copytree(src, dst)
@@ -103,21 +98,6 @@ def _with_flight(src: Path, dst: Path, offer_id: int, budget: float, start: int,
                         ).write_parquet(dst / "offers.parquet")
 
 
-def _scenario(root: Path, data: Path, week: int = WEEK, **rules) -> Path:
-    return write_scenario(root / f"scenario-{week}.toml", data=str(data),
-                          output=str(root / f"run-{week}"), week=week,
-                          rules={"max_offers_per_customer": 3, "cooldown_weeks": 2, **rules})
-
-
-@pytest.fixture(scope="module")
-def unconstrained(demo_500: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
-    """Each offer's expected cost in week 40 without a flight."""
-    root = tmp_path_factory.mktemp("free")
-    result = CliRunner().invoke(main, ["run", str(_scenario(root, demo_500)), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return _cost_by_offer(root / f"run-{WEEK}")
-
-
 def _heaviest(costs: dict[int, float], data: Path, last_week: int) -> int:
     """The offer spending most that can be sent until ``last_week`` (its window and budget)."""
     offers = pl.read_parquet(data / "offers.parquet").filter(
@@ -127,17 +107,17 @@ def _heaviest(costs: dict[int, float], data: Path, last_week: int) -> int:
     return max((o for o in costs if o in open_ids), key=lambda o: (costs[o], -o))
 
 
-def test_flight_caps_the_week_and_check_agrees(demo_500, unconstrained, tmp_path):
-    offer = _heaviest(unconstrained, demo_500, WEEK)
-    free = unconstrained[offer]
+def test_flight_caps_the_week_and_check_agrees(demo_500, free_week_costs, tmp_path):
+    offer = _heaviest(free_week_costs, demo_500, WEEK)
+    free = free_week_costs[offer]
     data = tmp_path / "data"
-    # a 4-week flight from week 40 with the unconstrained week's spend: a quarter this week
+    # a 4-week flight from week 40 with the free_week_costs week's spend: a quarter this week
     _with_flight(demo_500, data, offer, free, WEEK, WEEK + 3)
-    path = _scenario(tmp_path, data)
+    path = flight_scenario(tmp_path, data)
     result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
     assert result.exit_code == 0, result.output
     run = tmp_path / f"run-{WEEK}"
-    spent = _cost_by_offer(run)[offer]
+    spent = cost_by_offer(run)[offer]
     assert spent <= free / 4 * (1 + 1e-9) + 1e-6 and spent > 0.9 * free / 4
     pacing = pl.read_parquet(run / "pacing.parquet")
     assert pacing.height == 4 and pacing.get_column("kind").to_list() == [
@@ -153,22 +133,13 @@ def test_flight_caps_the_week_and_check_agrees(demo_500, unconstrained, tmp_path
 
 
 @pytest.mark.slow
-def test_three_week_flight_with_append_history_spends_its_budget(demo_500, unconstrained,
+def test_three_week_flight_with_append_history_spends_its_budget(demo_500, free_week_costs,
                                                                  tmp_path):
-    offer = _heaviest(unconstrained, demo_500, WEEK + 2)
-    budget = 1.5 * unconstrained[offer]            # half a free week's spend per week
+    offer = _heaviest(free_week_costs, demo_500, WEEK + 2)
+    budget = 1.5 * free_week_costs[offer]            # half a free week's spend per week
     data = tmp_path / "data"
     _with_flight(demo_500, data, offer, budget, WEEK, WEEK + 2)
-    total = 0.0
-    for week in (WEEK, WEEK + 1, WEEK + 2):
-        path = _scenario(tmp_path, data, week=week)
-        result = CliRunner().invoke(main, ["run", str(path), "--quiet", "--append-history"])
-        assert result.exit_code == 0, result.output
-        checked = CliRunner().invoke(main, ["check", str(path)])
-        assert checked.exit_code == 0, checked.output
-        total += _cost_by_offer(tmp_path / f"run-{week}")[offer]
-        assert total <= budget * (1 + 1e-9) + 1e-6
-    assert total >= 0.98 * budget, (total, budget)
+    total = run_weeks_with_history(tmp_path, data, [offer], budget)
     history = pl.read_parquet(data / "history.parquet")
     sent = history.filter((pl.col("offer_id") == offer) & (pl.col("week") >= WEEK))
     assert float(sent.get_column("expected_cost").sum()) == pytest.approx(total)

@@ -19,8 +19,9 @@ from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.model.flights import plan_flights
 from optimizer.model.funders import with_group_flights
+from tests.flight_runs import cost_by_offer, flight_scenario, run_weeks_with_history
 from tests.random_world import random_world
-from tests.test_flights import _cost_by_offer, _scenario, flights_against_exact
+from tests.test_flights import flights_against_exact
 from tests.tiny_world import WEEK
 
 
@@ -72,15 +73,6 @@ def _with_group(src: Path, dst: Path, offer_ids: list[int], budget: float, start
                   "flight_end_week": [end]}).write_parquet(dst / "flights.parquet")
 
 
-@pytest.fixture(scope="module")
-def free_run(demo_500: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
-    """Each offer's expected cost in week 40 without a flight."""
-    root = tmp_path_factory.mktemp("free-group")
-    result = CliRunner().invoke(main, ["run", str(_scenario(root, demo_500)), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return _cost_by_offer(root / f"run-{WEEK}")
-
-
 def _open_heaviest(costs: dict[int, float], data: Path, last_week: int, k: int) -> list[int]:
     """The ``k`` offers spending most that can be sent from WEEK to ``last_week`` without a
     funder."""
@@ -91,17 +83,17 @@ def _open_heaviest(costs: dict[int, float], data: Path, last_week: int, k: int) 
     return sorted((o for o in costs if o in open_ids), key=lambda o: (-costs[o], o))[:k]
 
 
-def test_group_flight_shares_the_week_and_check_agrees(demo_500, free_run, tmp_path):
-    group = _open_heaviest(free_run, demo_500, WEEK, 3)
-    free = sum(free_run[o] for o in group)
+def test_group_flight_shares_the_week_and_check_agrees(demo_500, free_week_costs, tmp_path):
+    group = _open_heaviest(free_week_costs, demo_500, WEEK, 3)
+    free = sum(free_week_costs[o] for o in group)
     data = tmp_path / "data"
     # a 2-week flight from week 40 worth the group's free week: half of it this week, shared
     _with_group(demo_500, data, group, free, WEEK, WEEK + 1)
-    path = _scenario(tmp_path, data)
+    path = flight_scenario(tmp_path, data)
     result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
     assert result.exit_code == 0, result.output
     run = tmp_path / f"run-{WEEK}"
-    costs = _cost_by_offer(run)
+    costs = cost_by_offer(run)
     spent = sum(costs[o] for o in group)
     assert spent <= free / 2 * (1 + 1e-9) + 1e-6 and spent > 0.9 * free / 2
     # the share binds the group's sum, not each offer: the offers' split differs from an even cut
@@ -128,23 +120,13 @@ def test_group_flight_shares_the_week_and_check_agrees(demo_500, free_run, tmp_p
 
 
 @pytest.mark.slow
-def test_three_week_group_flight_with_append_history_spends_its_budget(demo_500, free_run,
+def test_three_week_group_flight_with_append_history_spends_its_budget(demo_500, free_week_costs,
                                                                        tmp_path):
-    group = _open_heaviest(free_run, demo_500, WEEK + 2, 3)
-    budget = 1.5 * sum(free_run[o] for o in group)  # half the group's free spend per week
+    group = _open_heaviest(free_week_costs, demo_500, WEEK + 2, 3)
+    budget = 1.5 * sum(free_week_costs[o] for o in group)  # half the group's free spend per week
     data = tmp_path / "data"
     _with_group(demo_500, data, group, budget, WEEK, WEEK + 2)
-    total = 0.0
-    for week in (WEEK, WEEK + 1, WEEK + 2):
-        path = _scenario(tmp_path, data, week=week)
-        result = CliRunner().invoke(main, ["run", str(path), "--quiet", "--append-history"])
-        assert result.exit_code == 0, result.output
-        checked = CliRunner().invoke(main, ["check", str(path)])
-        assert checked.exit_code == 0, checked.output
-        costs = _cost_by_offer(tmp_path / f"run-{week}")
-        total += sum(costs[o] for o in group)
-        assert total <= budget * (1 + 1e-9) + 1e-6
-    assert total >= 0.98 * budget, (total, budget)
+    total = run_weeks_with_history(tmp_path, data, list(group), budget)
     history = pl.read_parquet(data / "history.parquet")
     sent = history.filter(pl.col("offer_id").is_in(group) & (pl.col("week") >= WEEK))
     assert float(sent.get_column("expected_cost").sum()) == pytest.approx(total)
