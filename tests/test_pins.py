@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from optimizer.apps.explain import explain_customer
 from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
@@ -306,3 +307,21 @@ def test_status_is_not_optimal_when_the_repair_leaves_a_gap(tmp_path):
     assert manifest["objective"] == pytest.approx(3 * 2.4 + 2.5)
     assert manifest["gap"] > 0.1
     assert manifest["solver"]["status"] == "stalled"
+
+
+def test_explain_names_kept_and_released_pins(tmp_path):
+    world = _world(budget=1.0)            # as above: customer 1's pin is released (budget)
+    world["scores"] = [score(c, o, value=(1.0 + c / 100) if o == 1 else 1.1)
+                       for c in range(1, 5) for o in (1, 2)]
+    _run(tmp_path, world, pin=True)
+    scenario = load_scenario(tmp_path / "scenario.toml")
+    rows = {r["offer_id"]: r for r in explain_customer(scenario, "1").offers}
+    assert rows[1]["pinned"] and rows[1]["status"] == "pin_released"
+    assert "capacity pass" in rows[1]["why"]
+    assert not rows[2]["pinned"] and rows[2]["status"] == "given"
+    kept = {r["offer_id"]: r for r in explain_customer(scenario, "2").offers}
+    assert kept[1]["status"] == "given" and kept[1]["why"].endswith("pinned")
+    # without rules.pin nothing is called a pin
+    unpinned = load_scenario(write_scenario(tmp_path / "plain.toml",
+                                            rules={"max_offers_per_customer": 1}))
+    assert not any(r["pinned"] for r in explain_customer(unpinned, "1", tmp_path / "run").offers)

@@ -25,6 +25,13 @@ status, with the numbers behind it:
 - ``repair``: it beats the threshold under the prices, but the final repair step, which keeps
   budgets and caps exact, left it out (typically its budget filled up with other customers).
 
+With ``rules.pin``, an offer on her list last week whose flight covers this week is a pin: a
+given pin says so (``why`` ends in ``pinned``); a pin not given is ``pin_released``, with the
+per-pair rule that forbids it, ``not a candidate``, or the capacity pass (caps, budgets, funder
+and global budgets; the manifest's ``stability.pins`` counts those by reason, which need every
+customer's pins) or a measurement control. Last week's lists are read where the run read them
+(``history``, or the ``--previous-run`` folder the manifest names).
+
 The solver's steering bonus for offers short of ``min_customers`` is not saved in the manifest,
 so such offers can look ``priced_out`` although the plan gave them out.
 """
@@ -45,6 +52,7 @@ from optimizer.io.manifest import Manifest, read_manifest
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
 from optimizer.model.groups import GroupData
+from optimizer.model.pins import in_flight
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.model.reduced import reduced_values
 
@@ -142,6 +150,27 @@ def _channel_charge(problem: AssignmentProblem, prices: Prices, c: int) -> float
     return float(charge[0, best[0]]) if best[0] >= 0 else 0.0
 
 
+def _previous_run(manifest: Manifest, scenario: Scenario) -> Path | None:
+    """The ``--previous-run`` folder the run read last week's lists from, where its rules use
+    them (None: ``history``, or no rule reads last week's lists)."""
+    if not scenario.rules.pin and scenario.rules.change_penalty <= 0:
+        return None
+    source = (manifest.data.get("stability") or {}).get("previous")
+    return Path(source) if source and not str(source).startswith("history week") else None
+
+
+def _her_pins(scenario: Scenario, inputs: Inputs, previous: Any, c: int) -> np.ndarray:
+    """Per offer, whether her pair is pinned this week (:mod:`optimizer.model.pins`): on her
+    list last week and its offer's flight covering the week; all False without ``rules.pin``."""
+    pinned = np.zeros(inputs.n_offers, dtype=bool)
+    if not scenario.rules.pin or previous is None or previous.keys.size == 0:
+        return pinned
+    n = max(previous.n_offers, 1)
+    mine = previous.keys[(previous.keys // n) == c] % n
+    pinned[mine[mine < inputs.n_offers]] = True
+    return pinned & in_flight(inputs.offers, scenario.week, inputs.flights)
+
+
 def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path | None = None
                      ) -> Explanation:
     """Explain the plan of ``customer_id`` in ``run_dir`` (default: the scenario's output)."""
@@ -159,7 +188,8 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     rules_cfg = scenario.rules
     offer_ids = [str(x) for x in inputs.offers.get_column("offer_id").to_list()]
     p, value = _scores(inputs, scored, c, inputs.n_offers)
-    built = build_problem(inputs, scenario, cats, scored.model, rows=(c, c + 1))
+    built = build_problem(inputs, scenario, cats, scored.model, rows=(c, c + 1),
+                          previous_run=_previous_run(manifest, scenario))
     offers, rules, caps = built.problem.offers, built.rules, built.caps
     cost = p * offers.discount
 
@@ -194,7 +224,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     ctx = _Context(cats.table, cats.names, rules_cfg.max_offers_per_category, cap,
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,
                    budget_price, count_price, global_price, cost, shared_price, charge,
-                   built.problem.groups)
+                   built.problem.groups, _her_pins(scenario, inputs, built.previous, c))
     rows = []
     for j in range(inputs.n_offers):
         status, why = ctx.classify(j, given.get(offer_ids[j]), reasons, value, candidate)
@@ -205,7 +235,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
             "score": float(value[j]), "p_redeem": float(p[j]), "expected_cost": float(cost[j]),
             "budget_price": float(budget_price[j]), "count_price": float(count_price[j]),
             "shared_price": float(shared_price[j]), "channel_charge": charge,
-            "reduced_value": float(reduced[j]),
+            "reduced_value": float(reduced[j]), "pinned": bool(ctx.pinned[j]),
         })
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, -r["score"]))
     return Explanation(customer_id=inputs.customers.get_column("customer_id")[c], run_dir=str(run),
@@ -230,13 +260,20 @@ class _Context:
     shared_price: np.ndarray
     charge: float
     groups: GroupData | None
+    pinned: np.ndarray
 
     def classify(self, j: int, given: dict[str, Any] | None, reasons: dict[str, np.ndarray],
                  value: np.ndarray, candidate: np.ndarray) -> tuple[str, str]:
         r = self.reduced[j]
         if given is not None:
-            return "given", f"rank {given['rank']}"
+            return "given", f"rank {given['rank']}" + (", pinned" if self.pinned[j] else "")
         broken = [name for name, mask in reasons.items() if mask[j]]
+        if self.pinned[j]:
+            return "pin_released", ("on her list last week, its flight runs: released, " + (
+                "forbidden by " + ", ".join(broken) if broken else
+                "not a candidate" if not candidate[j] or value[j] <= 0 else
+                "by the capacity pass (caps or budgets, counted by reason in the manifest's "
+                "stability.pins) or withheld as a measurement control"))
         if broken:
             return "ineligible", "forbidden by " + ", ".join(broken)
         if value[j] <= 0:
