@@ -168,6 +168,14 @@ class DaskShards(ShardExecutor):
             self._futures = [self._start(k, at) for k, at in enumerate(self.where)]
             self.actors = [f.result() for f in self._futures]  # each lives as its future
             self._check(problem, range(len(self.specs)), self.all("ready"))
+        except ClusterError:
+            self.close()
+            raise
+        except Exception as exc:  # a worker lost while the shards were first built
+            self.close()
+            raise ClusterError(
+                f"the shards could not be started on the Dask workers ({type(exc).__name__}: "
+                f"{exc}); no output was written") from exc
         except BaseException:
             self.close()
             raise
