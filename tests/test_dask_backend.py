@@ -207,6 +207,30 @@ def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
     assert manifest["solver"]["backend"]["shards_built_by"] == "workers"
 
 
+def test_worker_built_shards_read_the_scores_table_at_a_url(data, one_worker, tmp_path):
+    """scores_url = file://...: the driver and the worker read the scores table (a dataset of
+    Parquet parts) through fsspec; the worker builds its shards from it; the local run's bytes."""
+    local, _ = _run(tmp_path / "local", data["scores"])
+    parts = tmp_path / "parts"
+    _as_datasets(data["scores"], parts)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    shutil.move(parts / "scores", tables / "scores")
+    path = write_scenario(tmp_path / "url" / "scenario.toml", data=str(parts), output="run",
+                          rules=RULES, solver={"seed": 3, "shard_customers": SHARD,
+                                               "max_iterations": 12})
+    path.write_text(f'scores_url = "{(tables / "scores").as_uri()}"\n' + path.read_text())
+    done = CliRunner().invoke(main, ["run", str(path), "--json", "--scheduler",
+                                     one_worker.scheduler_address])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "url" / "run"
+    for f in FILES:
+        files = (out / f).read_bytes()
+        assert files == local[f], f"{f} differs: " + _diff(local[f], files, f)
+    backend = json.loads((out / "manifest.json").read_text())["solver"]["backend"]
+    assert backend["shards_built_by"] == "workers", backend
+
+
 def test_worker_built_shards_cut_chunks_anywhere(data, tmp_path):
     """Workers build their shards from a multi-file scores dataset whose rows are shuffled,
     with chunks of 70 customers that the shards of 100 cut mid-chunk; every chunk's first

@@ -239,7 +239,8 @@ def _load(scenario: Scenario) -> tuple[Scenario, Inputs, _Loaded]:
     narrowed when the whole ``scores`` table would not fit in memory."""
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
                          customer_columns=read_columns(
-                             [r.require for r in scenario.rules.eligibility]))
+                             [r.require for r in scenario.rules.eligibility]),
+                         scores_url=scenario.scores_url)
     history_read = history_digest(inputs.history, scenario.week)
     for warning in inputs.warnings:
         log.warning("%s", warning)
