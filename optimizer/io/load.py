@@ -423,5 +423,23 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
     return tables
 
 
+def read_tables(folder: Path, stream_scores: bool, scores_url: str | None
+                 ) -> tuple[dict[str, RawTable], TableBatches | None]:
+    """The input tables as read (:func:`.validate.load_inputs` checks them), with the ``scores`` table's batches
+    when it is streamed, or read from ``scores_url``."""
+    batches = None
+    scores_path = table_path(folder, "scores") or Path()
+    if scores_url is not None and scores_path != Path():
+        raise InputError("scores", None, f"the scenario's scores_url ({scores_url}) and "
+                         f"{scores_path.name} in {folder} are two forms of the table; keep one")
+    if stream_scores and scores_path.suffix == ".parquet" and scores_path.is_file():
+        batches = TableBatches.open(folder, "scores")
+    raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
+    if scores_url is not None:
+        raw["scores"] = read_url_table(scores_url, "scores")
+        raw = {name: raw[name] for name in INPUT_TABLES if name in raw}  # the folder's order
+    return raw, batches
+
+
 __all__ = ["RawTable", "TableBatches", "dataset_parts", "parquet_rows", "read_inputs", "read_required", "read_table",
-           "read_table_as_stored", "read_url_table", "table_path", "file_sha256", "master_id_type", "unify_id_type"]
+           "read_table_as_stored", "read_tables", "read_url_table", "table_path", "file_sha256", "master_id_type", "unify_id_type"]

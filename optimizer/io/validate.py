@@ -18,14 +18,12 @@ import polars as pl
 
 from optimizer.core.config import MAX_AMOUNT
 from optimizer.core.errors import InputError
-from optimizer.core.schemas import ID_MASTER, INPUT_TABLES, normalize_category
+from optimizer.core.schemas import ID_MASTER, normalize_category
 from optimizer.io.load import (
     RawTable,
     TableBatches,
     master_id_type,
-    read_inputs,
-    read_url_table,
-    table_path,
+    read_tables,
     unify_id_type,
 )
 
@@ -281,17 +279,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     ``scores_url``: the ``scores`` table at this fsspec URL (read whole), the data folder holding
     none."""
     folder = Path(folder)
-    batches = None
-    scores_path = table_path(folder, "scores") or Path()
-    if scores_url is not None and scores_path != Path():
-        raise InputError("scores", None, f"the scenario's scores_url ({scores_url}) and "
-                         f"{scores_path.name} in {folder} are two forms of the table; keep one")
-    if stream_scores and scores_path.suffix == ".parquet" and scores_path.is_file():
-        batches = TableBatches.open(folder, "scores")
-    raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
-    if scores_url is not None:
-        raw["scores"] = read_url_table(scores_url, "scores")
-        raw = {name: raw[name] for name in INPUT_TABLES if name in raw}  # the folder's order
+    raw, batches = read_tables(folder, stream_scores, scores_url)
     for name, table in raw.items():
         _require_not_null(name, table.frame,
                           [c for c in table.frame.columns if c in ("customer_id", "product_id",
