@@ -425,8 +425,8 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
 
 def read_tables(folder: Path, stream_scores: bool, scores_url: str | None
                  ) -> tuple[dict[str, RawTable], TableBatches | None]:
-    """The input tables as read (:func:`.validate.load_inputs` checks them), with the ``scores`` table's batches
-    when it is streamed, or read from ``scores_url``."""
+    """The input folder's tables as read (:func:`.validate.load_inputs` checks them), with the
+    ``scores`` table's batches when it is streamed, or the table read from ``scores_url``."""
     batches = None
     scores_path = table_path(folder, "scores") or Path()
     if scores_url is not None and scores_path != Path():
