@@ -1,7 +1,8 @@
 """The scale method on a Dask cluster (issue 21): the same run folder, byte for byte, whether the
 passes run in this process or on the shards of 1 or 2 workers (affinity path with offer groups
 and a funder budget; scores path; inputs as multi-file Parquet datasets); a worker killed
-mid-solve stops the run with exit code 3 and writes nothing.
+mid-solve has its shards rebuilt (the same bytes), or, with no worker left, the run stops with exit
+code 3 and writes nothing.
 
 These tests start real clusters (worker processes): marked ``cluster``; CI runs them (the
 ``dask`` extra is installed by .ci/run).
@@ -128,21 +129,54 @@ def test_pinned_run_keeps_its_shards_on_the_driver_with_the_local_bytes(data, on
     assert "rules.pin" in backend["shards_built_on_driver_because"]
 
 
-def test_worker_killed_mid_solve_fails_cleanly(data, tmp_path):
-    """The worker holding shard 0 killed before the third pass: exit code 3, the message names
-    the lost worker, and no run folder is written."""
-    path = write_scenario(tmp_path / "s.toml", data=str(data["scores"]), output="run",
-                          rules=RULES, solver={"seed": 3, "shard_customers": SHARD,
-                                               "max_iterations": 60, "gap_tolerance": 1e-9})
-    with _cluster(2) as cluster:
-        done = subprocess.run([sys.executable, str(KILLER), "3", "run", str(path),
-                               "--scheduler", cluster.scheduler_address],
-                              capture_output=True, text=True, timeout=300)
+def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int, wait: float
+                ) -> tuple[subprocess.CompletedProcess, str, Path]:
+    """``offeropt run`` on ``cluster`` with the worker holding shard 0 killed before the
+    ``at``-th call ``call`` (tests/worker_killer_cli.py); the lost shards wait ``wait`` s for
+    a worker."""
+    path = write_scenario(tmp_path / "s.toml", data=str(data), output="run", rules=RULES,
+                          solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12})
+    done = subprocess.run([sys.executable, str(KILLER), call, str(at), str(wait), "run",
+                           str(path), "--json", "--scheduler", cluster.scheduler_address],
+                          capture_output=True, text=True, timeout=300)
     err = " ".join((done.stdout + done.stderr).split())  # the console wraps lines
     assert "killed worker" in err, err
+    return done, err, tmp_path / "run"
+
+
+@pytest.mark.parametrize("path, call, at", [
+    ("scores", "collect", 3),  # worker-built shards, mid-pass: replays respond and tallies
+    ("affinity", "plan_rows_packed", 2),  # driver-built shards: replays the responses
+])
+def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, path, call, at):
+    """The worker holding shards 0 and 2 (of 3, on 2 workers) killed mid-solve: its shards are
+    rebuilt on the workers left, replay what the lost ones held, and the run folder is the local
+    run's bytes; the manifest counts the shards rebuilt."""
+    local, manifest = _run(tmp_path / "local", data[path])
+    with _cluster(2) as cluster:
+        done, err, out = _killed_run(data[path], tmp_path / "killed", cluster, call, at, 30)
+    assert done.returncode == 0, err
+    for f in FILES:
+        files = (out / f).read_bytes()
+        assert files == local[f], f"{f} differs: " + _diff(local[f], files, f)
+    other = json.loads((out / "manifest.json").read_text())
+    assert _comparable(other) == _comparable(manifest)
+    backend = other["solver"]["backend"]
+    assert (backend["rebuilt_shards"], backend["workers_lost"]) == (2, 1), backend
+    assert backend["shards_built_by"] == ("workers" if path == "scores" else "driver")
+
+
+def test_worker_killed_with_no_worker_left_fails_cleanly(data, tmp_path):
+    """The only worker killed, its nanny told not to restart it: no worker to rebuild the
+    shards on, so exit code 3, the message says so and no run folder is written."""
+    with _cluster(1) as cluster:
+        for nanny in cluster.workers.values():
+            nanny.close_gracefully()  # no restart when its worker goes
+        done, err, out = _killed_run(data["scores"], tmp_path, cluster, "respond", 3, 2)
     assert done.returncode == 3, err
-    assert "Dask worker" in err and "no output was written" in err, err
-    assert not (tmp_path / "run").exists()
+    assert "no worker was left to rebuild them on" in err, err
+    assert "no output was written" in err, err
+    assert not out.exists()
 
 
 def _as_datasets(source: Path, parts: Path) -> None:
@@ -171,6 +205,30 @@ def test_multi_file_parquet_datasets_on_the_cluster(data, one_worker, tmp_path):
     assert files == local
     assert manifest["solver"]["backend"]["name"] == "dask"
     assert manifest["solver"]["backend"]["shards_built_by"] == "workers"
+
+
+def test_worker_built_shards_read_the_scores_table_at_a_url(data, one_worker, tmp_path):
+    """scores_url = file://...: the driver and the worker read the scores table (a dataset of
+    Parquet parts) through fsspec; the worker builds its shards from it; the local run's bytes."""
+    local, _ = _run(tmp_path / "local", data["scores"])
+    parts = tmp_path / "parts"
+    _as_datasets(data["scores"], parts)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    shutil.move(parts / "scores", tables / "scores")
+    path = write_scenario(tmp_path / "url" / "scenario.toml", data=str(parts), output="run",
+                          rules=RULES, solver={"seed": 3, "shard_customers": SHARD,
+                                               "max_iterations": 12})
+    path.write_text(f'scores_url = "{(tables / "scores").as_uri()}"\n' + path.read_text())
+    done = CliRunner().invoke(main, ["run", str(path), "--json", "--scheduler",
+                                     one_worker.scheduler_address])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "url" / "run"
+    for f in FILES:
+        files = (out / f).read_bytes()
+        assert files == local[f], f"{f} differs: " + _diff(local[f], files, f)
+    backend = json.loads((out / "manifest.json").read_text())["solver"]["backend"]
+    assert backend["shards_built_by"] == "workers", backend
 
 
 def test_worker_built_shards_cut_chunks_anywhere(data, tmp_path):

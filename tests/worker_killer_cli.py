@@ -1,7 +1,10 @@
-"""``python tests/worker_killer_cli.py PASS ARGS...``: ``offeropt ARGS...`` on a Dask cluster whose
-worker holding shard 0 is killed (SIGKILL) just before the price pass PASS, so that a test can
-lose a worker mid-solve at a known point (tests/test_dask_backend.py). The library has no such
-hook: the executor's ``respond`` is wrapped here.
+"""``python tests/worker_killer_cli.py CALL N WAIT ARGS...``: ``offeropt ARGS...`` on a Dask cluster
+whose worker holding shard 0 is killed (SIGKILL) just before the ``N``-th call ``CALL`` of the
+shards (``respond``: the ``N``-th price pass; ``collect``, ``plan_rows_packed``: mid-pass, after
+calls whose state the shards keep), so that a test can lose a worker mid-solve at a known point
+(tests/test_dask_backend.py); ``WAIT``: the seconds the lost shards wait for a worker to be
+rebuilt on (``dask_shards.REPLACE_TIMEOUT``). The library has no such hook: the executor's
+``map`` is wrapped here.
 """
 from __future__ import annotations
 
@@ -20,29 +23,32 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def main(at_pass: int, args: list[str]) -> None:
-    """Run the command line with shard 0's worker killed before pass ``at_pass``."""
+def main(call: str, at: int, wait: float, args: list[str]) -> None:
+    """Run the command line with shard 0's worker killed before the ``at``-th ``call``."""
     from optimizer import cli
-    from optimizer.solve.backends.dask_shards import DaskShards
+    from optimizer.solve.backends import dask_shards
 
-    respond = DaskShards.respond
-    passes = [0]
+    shards_map = dask_shards.DaskShards.map
+    seen = [0]
+    dask_shards.REPLACE_TIMEOUT = wait
 
-    def killing_respond(self: DaskShards, prices: Any) -> Any:
-        passes[0] += 1
-        if passes[0] == at_pass:
-            worker = self.addresses[0]  # shard k lives on worker k mod workers
-            pid = self.client.run(os.getpid, workers=[worker])[worker]
-            os.kill(pid, signal.SIGKILL)
-            while not _gone(pid):
-                time.sleep(0.05)
-            print(f"killed worker {worker} before pass {at_pass}", file=sys.stderr, flush=True)
-        return respond(self, prices)
+    def killing_map(self: dask_shards.DaskShards, method: str, margs: Any) -> Any:
+        if method == call:
+            seen[0] += 1
+            if seen[0] == at:
+                worker = self.where[0]
+                pid = self.client.run(os.getpid, workers=[worker])[worker]
+                os.kill(pid, signal.SIGKILL)
+                while not _gone(pid):
+                    time.sleep(0.05)
+                print(f"killed worker {worker} before call {at} of {call}", file=sys.stderr,
+                      flush=True)
+        return shards_map(self, method, margs)
 
-    DaskShards.respond = killing_respond  # type: ignore[method-assign]
+    dask_shards.DaskShards.map = killing_map  # type: ignore[method-assign]
     sys.argv = ["offeropt", *args]
     cli.entry()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:])
+    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])

@@ -203,7 +203,7 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     if holdout_weeks < 1:
         raise ScenarioError("--holdout-weeks must be at least 1")
     inputs = load_inputs(scenario.data, customer_columns=read_columns(
-        [r.require for r in scenario.rules.eligibility]))
+        [r.require for r in scenario.rules.eligibility]), scores_url=scenario.scores_url)
     cutoff, week = scenario.week - holdout_weeks, scenario.week
     # the run's own steps, taken at the cutoff: its scoring and its eligibility
     # (the built-in scoring is what is backtested, fitted even beside a scores table)

@@ -179,7 +179,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
         raise OptimizerError(f"{run} is not a run folder of this scenario (run it first)")
     manifest = read_manifest(run)
     inputs = load_inputs(scenario.data, customer_columns=read_columns(
-        [r.require for r in scenario.rules.eligibility]))
+        [r.require for r in scenario.rules.eligibility]), scores_url=scenario.scores_url)
     c = _customer_index(inputs, customer_id)
     # the run's own steps: its scoring, then the problem built for this customer alone (each
     # customer's candidates depend on her row only)

@@ -237,9 +237,9 @@ class _Loaded:
 def _load(scenario: Scenario) -> tuple[Scenario, Inputs, _Loaded]:
     """The load stage: the validated inputs, and the scenario with ``solver.scores_per_customer``
     narrowed when the whole ``scores`` table would not fit in memory."""
+    columns = read_columns([r.require for r in scenario.rules.eligibility])
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
-                         customer_columns=read_columns(
-                             [r.require for r in scenario.rules.eligibility]))
+                         customer_columns=columns, scores_url=scenario.scores_url)
     history_read = history_digest(inputs.history, scenario.week)
     for warning in inputs.warnings:
         log.warning("%s", warning)

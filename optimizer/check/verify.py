@@ -130,7 +130,8 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     manifest, violations = check_outputs.read_manifest(run_dir)
     inputs = load_inputs(scenario.data, stream_scores=stream_scores(scenario),
                          customer_columns=read_columns(
-                             [r.require for r in scenario.rules.eligibility]))
+                             [r.require for r in scenario.rules.eligibility]),
+                         scores_url=scenario.scores_url)
     notes = check_outputs.run_differences(manifest, scenario, inputs, run_dir, force)
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)

@@ -326,6 +326,8 @@ class Scenario(_Frozen):
     data: Path
     output: Path
     extends: str | None = None
+    # the scores table at an fsspec URL instead of in the data folder (optimizer/io/remote.py)
+    scores_url: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://.+")
     rules: Rules = Field(default_factory=Rules)
     objective: Objective = Field(default_factory=Objective)
     affinity: Affinity = Field(default_factory=Affinity)

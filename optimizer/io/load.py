@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from optimizer.core.errors import AccessError, InputError, os_problem
 from optimizer.core.schemas import ID, INPUT_TABLES, TableSchema
+from optimizer.io.remote import is_url, read_url, read_url_rows, url_sha256
 
 _PLAIN_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 
@@ -157,13 +158,20 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         raise InputError(schema.name, None, f"cannot read {path.name}: {first}") from None
 
 
-def read_table_rows(path: Path, name: str, column: str, values: pl.Series) -> pl.DataFrame:
-    """The rows of table ``name`` at ``path`` (a Parquet file or a dataset folder of parts) whose
-    ``column`` is one of ``values``, typed as a whole table is: a Dask worker reads its own
-    customers' rows of a table too large to be read whole by any one process
-    (:mod:`optimizer.solve.backends`). The filter is applied as the row groups are read, so
-    memory holds the rows kept and one row group, not the table."""
+def read_table_rows(path: Path | str, name: str, column: str, values: pl.Series
+                    ) -> pl.DataFrame:
+    """The rows of table ``name`` at ``path`` (a Parquet file or a dataset folder of parts, or
+    an fsspec URL of one: :mod:`.remote`) whose ``column`` is one of ``values``, typed as a
+    whole table is: a Dask worker reads its own customers' rows of a table too large to be read
+    whole by any one process (:mod:`optimizer.solve.backends`). The filter is applied as the
+    row groups are read, so memory holds the rows kept and one row group, not the table."""
     schema = INPUT_TABLES[name]
+    keep = pl.col(column).cast(values.dtype).is_in(values.implode())
+    if is_url(path):
+        url = str(path)
+        frame = read_url_rows(url, name, list(schema.columns), keep)
+        return _typed(schema, frame, Path(url))
+    path = Path(path)
     if path.suffix == ".csv":
         raise InputError(name, None, f"{path.name}: a worker reads its rows of a Parquet table "
                          "(a file or a folder of parts), not of a CSV file")
@@ -173,14 +181,22 @@ def read_table_rows(path: Path, name: str, column: str, values: pl.Series) -> pl
         cols = [c for c in schema.columns if c in available]
         # glob=False: a folder named "week [40]" is a path, not a pattern
         frame = (pl.scan_parquet(source, hive_partitioning=False, glob=False).select(cols)
-                 .filter(pl.col(column).cast(values.dtype).is_in(values.implode()))
-                 .collect())
+                 .filter(keep).collect())
     except InputError:
         raise
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(name, None, f"cannot read {path.name}: {first}") from None
     return _typed(schema, frame, path)
+
+
+def read_url_table(url: str, name: str) -> RawTable:
+    """Table ``name`` read and typed from the fsspec ``url`` (:mod:`.remote`) as
+    :func:`read_table` reads one of the data folder, with its checksum (read after the table,
+    not beside it: some filesystems, ``memory://``, hand every opener one shared file object)."""
+    schema = INPUT_TABLES[name]
+    typed = _typed(schema, read_url(url, name, list(schema.columns)), Path(url))
+    return RawTable(name, Path(url), typed, url_sha256(url, name))
 
 
 def _refuse_repeated_columns(schema: TableSchema, path: Path, header: str) -> None:
@@ -407,5 +423,23 @@ def read_inputs(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, RawTable]
     return tables
 
 
+def read_tables(folder: Path, stream_scores: bool, scores_url: str | None
+                 ) -> tuple[dict[str, RawTable], TableBatches | None]:
+    """The input folder's tables as read (:func:`.validate.load_inputs` checks them), with the
+    ``scores`` table's batches when it is streamed, or the table read from ``scores_url``."""
+    batches = None
+    scores_path = table_path(folder, "scores") or Path()
+    if scores_url is not None and scores_path != Path():
+        raise InputError("scores", None, f"the scenario's scores_url ({scores_url}) and "
+                         f"{scores_path.name} in {folder} are two forms of the table; keep one")
+    if stream_scores and scores_path.suffix == ".parquet" and scores_path.is_file():
+        batches = TableBatches.open(folder, "scores")
+    raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
+    if scores_url is not None:
+        raw["scores"] = read_url_table(scores_url, "scores")
+        raw = {name: raw[name] for name in INPUT_TABLES if name in raw}  # the folder's order
+    return raw, batches
+
+
 __all__ = ["RawTable", "TableBatches", "dataset_parts", "parquet_rows", "read_inputs", "read_required", "read_table",
-           "read_table_as_stored", "table_path", "file_sha256", "master_id_type", "unify_id_type"]
+           "read_table_as_stored", "read_tables", "read_url_table", "table_path", "file_sha256", "master_id_type", "unify_id_type"]

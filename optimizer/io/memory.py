@@ -96,9 +96,12 @@ def memory_limit(scenario: Scenario) -> tuple[int, str]:
 
 def stream_scores(scenario: Scenario) -> bool:
     """Whether to read the ``scores`` table in batches (``solver.stream_scores``; by default
-    when the whole table would take more than a quarter of the memory limit)."""
+    when the whole table would take more than a quarter of the memory limit; never for a table
+    at a URL, ``scores_url``)."""
     if scenario.solver.stream_scores is not None:
         return scenario.solver.stream_scores
+    if scenario.scores_url is not None:  # a table at a URL is read whole
+        return False
     rows = parquet_rows(scenario.data, "scores")
     return rows is not None and rows * BYTES_PER_SCORES_ROW > memory_limit(scenario)[0] / 4
 

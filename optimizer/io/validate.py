@@ -23,8 +23,7 @@ from optimizer.io.load import (
     RawTable,
     TableBatches,
     master_id_type,
-    read_inputs,
-    table_path,
+    read_tables,
     unify_id_type,
 )
 
@@ -271,18 +270,16 @@ def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
 
 
 def load_inputs(folder: str | Path, stream_scores: bool = False,
-                customer_columns: tuple[str, ...] = ()) -> Inputs:
+                customer_columns: tuple[str, ...] = (), scores_url: str | None = None) -> Inputs:
     """Read and validate the input folder; raise :class:`InputError` on any breach of the contract.
 
     ``stream_scores``: a parquet ``scores`` table is opened for reading in batches
     (``Inputs.scores_batches``) instead of read whole; its rows are checked as they are read.
-    ``customer_columns``: extra ``customers`` columns to read (``Inputs.customer_attributes``)."""
+    ``customer_columns``: extra ``customers`` columns to read (``Inputs.customer_attributes``).
+    ``scores_url``: the ``scores`` table at this fsspec URL (read whole), the data folder holding
+    none."""
     folder = Path(folder)
-    batches = None
-    scores_path = table_path(folder, "scores") or Path()
-    if stream_scores and scores_path.suffix == ".parquet" and scores_path.is_file():
-        batches = TableBatches.open(folder, "scores")
-    raw = read_inputs(folder, skip=("scores",) if batches is not None else ())
+    raw, batches = read_tables(folder, stream_scores, scores_url)
     for name, table in raw.items():
         _require_not_null(name, table.frame,
                           [c for c in table.frame.columns if c in ("customer_id", "product_id",

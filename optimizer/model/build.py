@@ -161,8 +161,9 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
 @dataclass(frozen=True)
 class ScoresSource:
     """What every Dask worker is sent once to build its shards' candidate blocks itself: where
-    the ``scores`` table is (a Parquet file or dataset folder the workers can read), the offers'
-    IDs and index, the scenario, the compiled rules and the offers' discounts."""
+    the ``scores`` table is (a Parquet file or dataset folder the workers can read, or an fsspec
+    URL of one), the offers' IDs and index, the scenario, the compiled rules and the offers'
+    discounts."""
 
     path: str
     offers: pl.DataFrame
@@ -192,10 +193,11 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
     dataset, every listed pair kept (no ``scores_per_customer`` choice, which needs every
     customer's pairs), no change penalty (a bonus added to the blocks after they are built) and no
     pins (taken out of the built blocks)."""
-    path = table_path(Path(scenario.data), "scores") if model is None else None
+    path: Path | str | None = (None if model is not None else scenario.scores_url
+                               or table_path(Path(scenario.data), "scores"))
     if path is None:
         return None, "the affinity path scores candidates on the driver"
-    if path.suffix == ".csv":
+    if isinstance(path, Path) and path.suffix == ".csv":
         return None, "the scores table is a CSV file (workers read Parquet)"
     if built.truncated:
         return None, "solver.scores_per_customer chose the kept pairs over every customer"
@@ -215,7 +217,7 @@ def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarra
     """The candidate blocks of ``bounds`` (consecutive chunks of the stretch of customers
     ``customers``, whose caps are ``caps``) built from their own rows of the ``scores`` table:
     the blocks the driver builds for the same chunks (:func:`scores_blocks`), read on a worker."""
-    frame = scores_of_customers(Path(source.path), customers, source.offers)
+    frame = scores_of_customers(source.path, customers, source.offers)
     # rows already in (customer, offer) order (a table written sorted) are not sorted again:
     # a copy of the shard's rows less at the build's peak
     key = pl.col("c").cast(pl.Int64) * source.offers.height + pl.col("o")

@@ -139,7 +139,7 @@ def plan_week(strategy: str, scenario: Scenario, seed: int) -> RunResult:
         path.unlink(missing_ok=True)
     if strategy == "customer_first":
         return run_scenario(scenario, append_history=True)
-    inputs = load_inputs(scenario.data)
+    inputs = load_inputs(scenario.data, scores_url=scenario.scores_url)
     p, allowed, extra = _allowed_scores(inputs, scenario)
     n, m = p.shape
     if strategy == "offer_first":

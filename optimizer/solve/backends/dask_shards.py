@@ -4,9 +4,14 @@ solve (``pip install -e ".[dask]"``).
 Without a scheduler address a ``LocalCluster`` of ``workers`` processes is started (and closed
 after the solve), each with its share of the memory limit. Shard ``k`` lives on worker ``k mod
 workers`` of the sorted worker addresses; the pass loop adds the shards' answers in shard order
-(:class:`.executor.ShardExecutor`), so the plan does not depend on the number of workers. A lost
-worker fails the solve with a :class:`ClusterError` (exit code 3, nothing is written); its shards
-are not rebuilt elsewhere.
+(:class:`.executor.ShardExecutor`), so the plan does not depend on the number of workers.
+
+A worker lost mid-solve takes its shards' actors with it: they are rebuilt from their arguments
+on the workers left (or the lost one's replacement), replay the calls whose state the later
+calls read (:data:`~optimizer.solve.lagrangian.shard.STATEFUL`) and answer the call again, so
+the solve goes on to the same plan; a shard lost twice in one call, or no worker to rebuild on
+within :data:`REPLACE_TIMEOUT`, fails the solve with a :class:`ClusterError` (exit code 3,
+nothing is written).
 
 Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
 builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.shard.BuiltShard`): the
@@ -19,13 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 from optimizer.core.errors import ClusterError
 from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve.lagrangian.executor import ShardExecutor, payload_bytes
-from optimizer.solve.lagrangian.shard import BuiltShard, Shard
+from optimizer.solve.lagrangian.shard import STATEFUL, BuiltShard, Shard
 from optimizer.solve.lagrangian.shards import (
     piece_pairs,
     shard_args,
@@ -38,6 +44,8 @@ except ImportError:  # pragma: no cover - the extra is not installed
     WorkerPlugin = object  # type: ignore[misc,assignment]
 
 CONNECT_TIMEOUT = "20s"  # how long a scheduler address is tried before the run fails (exit 3)
+REPLACE_TIMEOUT = 30.0  # seconds a lost worker's shards wait for a worker to be rebuilt on
+_log = logging.getLogger(__name__)
 
 
 def _peak_rss_gb() -> float:
@@ -127,7 +135,9 @@ def _client(scheduler: str | None, workers: int, memory_limit_gb: float | None,
 
 class DaskShards(ShardExecutor):
     """The shards of ``problem`` as actors on the workers of a Dask cluster (the cluster at
-    ``scheduler``, or a new ``LocalCluster`` of ``workers`` processes)."""
+    ``scheduler``, or a new ``LocalCluster`` of ``workers`` processes).
+
+    ``rebuilt``: how many shards were rebuilt after their worker was lost."""
 
     measure = True  # the bytes per pass go to the manifest
     packed = True  # the plans' first rows come back as bits
@@ -139,8 +149,12 @@ class DaskShards(ShardExecutor):
         self.worker_peaks: list[float] = []
         self.worker_rss: list[float] = []
         self.kernels: list[dict[str, int]] = []
+        self.source = source
         self.built_by = "workers" if source is not None else "driver"
         self.setup_bytes = 0  # what the shards were sent to start: blocks, or inputs' stretches
+        self.rebuilt = 0
+        self.lost: set[str] = set()  # the addresses of the workers lost
+        self._replay: list[tuple[str, Sequence[tuple]]] = []  # (call, args): see STATEFUL
         self.client, self.cluster = _client(scheduler, workers, memory_limit_gb, kernel_cache)
         try:
             if scheduler is None:
@@ -149,37 +163,52 @@ class DaskShards(ShardExecutor):
             if not addresses:
                 raise ClusterError(f"the Dask cluster at {scheduler} has no workers")
             self.workers, self.addresses = len(addresses), addresses
-            where = [addresses[k % len(addresses)] for k in range(len(self.specs))]
-            if source is None:
-                futures = [self._shard(shard_args(problem, spec), at)
-                           for spec, at in zip(self.specs, where)]
-            else:
-                futures = self._built(problem, source, where)
-            self.actors = [f.result() for f in futures]
-            self._futures = futures  # held: an actor lives as long as its future
-            self._check(problem, self.all("ready"))
+            self.where = [addresses[k % len(addresses)] for k in range(len(self.specs))]
+            self._shared = None if source is None else self._broadcast(addresses)
+            self._futures = [self._start(k, at) for k, at in enumerate(self.where)]
+            self.actors = [f.result() for f in self._futures]  # each lives as its future
+            self._check(problem, range(len(self.specs)), self.all("ready"))
+        except ClusterError:
+            self.close()
+            raise
+        except Exception as exc:  # a worker lost while the shards were first built
+            self.close()
+            raise ClusterError(
+                f"the shards could not be started on the Dask workers ({type(exc).__name__}: "
+                f"{exc}); no output was written") from exc
         except BaseException:
             self.close()
             raise
 
-    def _built(self, problem: AssignmentProblem, source: WorkerInputs, where: list[str]
-               ) -> list[Any]:
-        """The futures of actors that build their own blocks (:class:`BuiltShard`): the shared
-        inputs sent once to every worker, each shard its stretch of customers and caps."""
-        shared = self.client.scatter(source.source, broadcast=True, hash=False)
-        self.setup_bytes = payload_bytes(source.source) * len(set(where))
-        futures = []
-        for spec, at in zip(self.specs, where):
-            args = (*source_args(problem, spec), shared, *source.rows(spec.lo, spec.hi))
-            self.setup_bytes += payload_bytes((args[:6], args[7:]))
-            futures.append(self.client.submit(BuiltShard, *args, actor=True, workers=[at],
-                                              allow_other_workers=False, pure=False))
-        return futures
+    def _broadcast(self, addresses: list[str]) -> Any:
+        """The worker-built shards' shared inputs, scattered once to each of ``addresses``."""
+        assert self.source is not None
+        self.setup_bytes += payload_bytes(self.source.source) * len(addresses)
+        return self.client.scatter(self.source.source, workers=addresses, broadcast=True,
+                                   hash=False)
 
-    def _check(self, problem: AssignmentProblem, pairs: list[int]) -> None:
+    def _start(self, k: int, at: str) -> Any:
+        """The future of shard ``k``'s actor on the worker at ``at``: a :class:`BuiltShard`
+        sent its stretch of the inputs, or a :class:`Shard` whose blocks (the driver's pieces)
+        are scattered to that worker first, not sent in the task."""
+        spec, problem = self.specs[k], self.problem
+        if self.source is None:
+            part, *rest = shard_args(problem, spec)
+            self.setup_bytes += payload_bytes(part)
+            sent = self.client.scatter(part, workers=[at], hash=False)
+            return self.client.submit(Shard, sent, *rest, actor=True, workers=[at],
+                                      allow_other_workers=False, pure=False)
+        args = (*source_args(problem, spec), self._shared, *self.source.rows(spec.lo, spec.hi))
+        self.setup_bytes += payload_bytes((args[:6], args[7:]))
+        return self.client.submit(BuiltShard, *args, actor=True, workers=[at],
+                                  allow_other_workers=False, pure=False)
+
+    def _check(self, problem: AssignmentProblem, shards: Sequence[int], pairs: list[int]
+               ) -> None:
         """Each shard holds the pairs of its pieces of the driver's blocks (a shard that built
         its own blocks from other inputs would plan other customers: the run stops)."""
-        for k, (spec, found) in enumerate(zip(self.specs, pairs)):
+        for k, found in zip(shards, pairs):
+            spec = self.specs[k]
             expected = piece_pairs(problem, spec)
             if found != expected:
                 raise ClusterError(
@@ -188,33 +217,112 @@ class DaskShards(ShardExecutor):
                     "workers read other inputs than the driver (is the scores table the same "
                     "file for both?); no output was written")
 
-    def _shard(self, args: tuple, address: str) -> Any:
-        """The future of an actor ``Shard(*args)`` on the worker at ``address``; its problem
-        (the shard's candidate blocks) is scattered to that worker first, not sent in the task."""
-        part, *rest = args
-        self.setup_bytes += payload_bytes(part)
-        sent = self.client.scatter(part, workers=[address], hash=False)
-        return self.client.submit(Shard, sent, *rest, actor=True, workers=[address],
-                                  allow_other_workers=False, pure=False)
-
     def map(self, method: str, args: Sequence[tuple]) -> list:
-        try:
-            calls = [getattr(actor, method)(*a) for actor, a in zip(self.actors, args)]
-            out = [c.result() for c in calls]
-        except ClusterError:
-            raise
-        except Exception as exc:  # a worker lost mid-solve: the shards it held are gone
-            raise ClusterError(
-                f"a Dask worker holding shards of the solve failed ({type(exc).__name__}: "
-                f"{exc}); the solve stopped and no output was written") from exc
+        out: list[Any] = [None] * len(self.specs)
+        todo, rebuilt = list(range(len(self.specs))), set[int]()
+        while todo:  # each shard is rebuilt at most once per call
+            lost = self._call(method, args, todo, out)
+            if not lost:
+                break
+            again = sorted(lost & rebuilt)
+            if again:
+                raise ClusterError(
+                    f"shards {again} of the solve were lost again after being rebuilt (workers "
+                    f"{sorted(self.lost)} lost); the solve stopped and no output was written")
+            todo = sorted(lost)
+            self._rebuild(todo, [] if method == "respond" else self._replay)
+            rebuilt |= lost
+        self._remember(method, args)
         self._count(method, args, out)
         return out
+
+    def _call(self, method: str, args: Sequence[tuple], shards: list[int], out: list) -> set:
+        """``method`` on ``shards``, their answers into ``out``; returns the shards lost with
+        their worker (every shard of a worker that one of them was lost with: those that
+        answered lost their state with it)."""
+        calls: list[tuple[int, Any]] = []
+        gone: set[str] = set()
+        for k in shards:
+            try:  # an actor whose worker the scheduler knows lost refuses the call at once
+                calls.append((k, getattr(self.actors[k], method)(*args[k])))
+            except Exception as exc:  # noqa: BLE001 - sorted out by _lost
+                self._lost(k, exc, gone)
+        for k, call in calls:
+            try:
+                out[k] = call.result()
+            except Exception as exc:  # noqa: BLE001 - sorted out by _lost
+                self._lost(k, exc, gone)
+        self.lost |= gone
+        return {k for k in range(len(self.specs)) if self.where[k] in gone}
+
+    def _lost(self, k: int, exc: Exception, gone: set[str]) -> None:
+        """Shard ``k``'s call failed with ``exc``: its worker, added to ``gone``, is lost if the
+        scheduler says so (the actor's task erred with it) or it cannot be reached; any other
+        failure is the shard's own and stops the solve."""
+        if not (isinstance(exc, OSError) or self._futures[k].status != "finished"):
+            raise ClusterError(
+                f"shard {k} of the solve failed on its Dask worker ({type(exc).__name__}: "
+                f"{exc}); the solve stopped and no output was written") from exc
+        gone.add(self.where[k])
+        _log.warning("shard %d: its Dask worker %s is lost (%s: %s)", k, self.where[k],
+                     type(exc).__name__, exc)
+
+    def _remember(self, method: str, args: Sequence[tuple]) -> None:
+        """Keep what a rebuilt shard must replay: the last ``respond`` and, since it, the last
+        call of each other stateful kind (:data:`.shard.STATEFUL`)."""
+        if method == "respond":
+            self._replay = [(method, args)]
+        elif method in STATEFUL:
+            self._replay = [c for c in self._replay if c[0] != method] + [(method, args)]
+
+    def _rebuild(self, shards: list[int], replay: list[tuple[str, Sequence[tuple]]]) -> None:
+        """New actors for ``shards`` on the workers left (waiting up to
+        :data:`REPLACE_TIMEOUT` for one), each shard rebuilt from its arguments as at the start
+        and brought to the lost one's state by replaying ``replay``."""
+        deadline = time.monotonic() + REPLACE_TIMEOUT
+        while True:
+            try:
+                alive = sorted(set(self.client.scheduler_info(n_workers=-1)["workers"])
+                               - self.lost)
+            except Exception:  # noqa: BLE001 - the scheduler itself is gone
+                alive = []
+            if alive or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if not alive:
+            raise ClusterError(
+                f"the Dask workers {sorted(self.lost)} holding shards {shards} of the solve were "
+                f"lost and no worker was left to rebuild them on (waited {REPLACE_TIMEOUT:g} s); "
+                "the solve stopped and no output was written")
+        try:
+            if self.source is not None:  # the lost worker may have held the only copy
+                self._shared = self._broadcast(alive)
+            for i, k in enumerate(shards):
+                self.where[k] = alive[i % len(alive)]
+                self._futures[k] = self._start(k, self.where[k])
+                self.actors[k] = self._futures[k].result()
+            ready = [self.actors[k].ready() for k in shards]
+            self._check(self.problem, shards, [r.result() for r in ready])
+            for method, args in replay:
+                for call in [getattr(self.actors[k], method)(*args[k]) for k in shards]:
+                    call.result()
+        except ClusterError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the new workers failed as well
+            raise ClusterError(
+                f"shards {shards} of the solve, lost with Dask workers {sorted(self.lost)}, "
+                f"could not be rebuilt ({type(exc).__name__}: {exc}); the solve stopped and no "
+                "output was written") from exc
+        self.rebuilt += len(shards)
+        _log.warning("shards %s rebuilt on Dask workers %s", shards,
+                     [self.where[k] for k in shards])
 
     def report(self) -> dict[str, Any]:
         """The executor's record, with each worker's peak memory (GB) while it held shards."""
         return {**super().report(), "worker_peak_gb": self.worker_peaks,
                 "worker_end_gb": self.worker_rss, "kernels": self.kernels,
-                "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes}
+                "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes,
+                "rebuilt_shards": self.rebuilt, "workers_lost": len(self.lost)}
 
     def close(self) -> None:
         try:  # the workers' peak memory, read before they go (best effort: they may be gone)

@@ -25,6 +25,14 @@ from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tal
 from optimizer.solve.lagrangian.greedy import ExactChoice
 from optimizer.solve.lagrangian.shards import shard_problem, widened
 
+# The calls that leave state on a shard for the calls after them, all of it overwritten by the
+# next call of the same name: ``respond`` (the margins, the priced view and the responses; the
+# margins depend on nothing but the shard's blocks and the prices), ``respond_plain`` (the view
+# and the responses) and ``tallies`` (the parts' counts that ``collect`` reads). A shard rebuilt
+# from its arguments holds what the lost one held once it has replayed the last ``respond`` and
+# the last of each other stateful call since (:class:`.backends.dask_shards.DaskShards`).
+STATEFUL = ("respond", "respond_plain", "tallies")
+
 
 class Shard:
     """The customers ``[lo, lo + problem.n_customers)`` of the whole problem: ``problem`` holds

@@ -1,0 +1,131 @@
+"""The ``scores`` table at an fsspec URL (``scores_url``: optimizer/io/remote.py): a ``file://``
+URL of a multi-file dataset and a ``memory://`` copy give the run folder of the same table in the
+data folder, byte for byte (the same rows, in the same order, with the same checksum); workers'
+rows read through a URL are the rows read from the path; bad URLs are exit code 2."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.cli import main
+from optimizer.io.load import read_table_rows
+from tests.test_reproducible import FILES, RULES, _diff, _without_timings
+from tests.tiny_world import write_scenario
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """A 300-customer scores world, and the same inputs with the scores table moved out of the
+    folder into a dataset of three parts (one in a sub-folder, one skipped ``_SUCCESS``)."""
+    root = tmp_path_factory.mktemp("remote")
+    write_demo_data(root / "inside", customers=300, offers=20, seed=1, scores_per_customer=8)
+    shutil.copytree(root / "inside", root / "outside")
+    scores = pl.read_parquet(root / "outside" / "scores.parquet")
+    (root / "outside" / "scores.parquet").unlink()
+    dataset = root / "tables" / "scores"
+    (dataset / "b").mkdir(parents=True)
+    third = scores.height // 3
+    scores[:third].write_parquet(dataset / "a-0.parquet")
+    scores[third:2 * third].write_parquet(dataset / "a-1.parquet")
+    scores[2 * third:].write_parquet(dataset / "b" / "a-2.parquet")
+    (dataset / "_SUCCESS").write_text("")
+    local = root / "local-dataset"  # the same dataset in a data folder
+    shutil.copytree(root / "outside", local)
+    shutil.copytree(dataset, local / "scores")
+    return {"inside": root / "inside", "outside": root / "outside", "dataset": dataset,
+            "local": local}
+
+
+def _run(root: Path, data: Path, *args: str, extra: str = "") -> tuple[int, str, dict[str, bytes],
+                                                                       dict]:
+    path = write_scenario(root / "scenario.toml", data=str(data), output="run", rules=RULES,
+                          solver={"seed": 3, "max_iterations": 12}, extra=extra)
+    # a top-level key must come before the first [section]: put it on top
+    text = path.read_text()
+    if extra:
+        path.write_text(extra + text.replace(extra, ""))
+    done = CliRunner().invoke(main, ["run", str(path), "--json", *args])
+    out = root / "run"
+    if done.exit_code != 0:
+        return done.exit_code, done.output, {}, {}
+    return (0, done.output, {f: (out / f).read_bytes() for f in FILES},
+            json.loads((out / "manifest.json").read_text()))
+
+
+def _comparable(manifest: dict) -> Any:
+    return _without_timings({k: v for k, v in manifest.items() if k != "scenario"})
+
+
+def _same(files: dict[str, bytes], local: dict[str, bytes]) -> None:
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+
+
+def test_file_url_of_a_dataset_gives_the_local_bytes(world, tmp_path):
+    code, _, local, manifest = _run(tmp_path / "local", world["local"])
+    assert code == 0 and len(local["assignments.csv"].splitlines()) > 100
+    url = world["dataset"].as_uri()  # file:///...
+    code, out, files, other = _run(tmp_path / "url", world["outside"],
+                                   extra=f'scores_url = "{url}"\n')
+    assert code == 0, out
+    _same(files, local)
+    # the same checksum as the folder's dataset: the manifests agree but for the scenario
+    assert _comparable(other) == _comparable(manifest)
+    assert other["scenario"]["scores_url"] == url
+
+
+def test_memory_url_gives_the_bytes_of_the_table_in_the_folder(world, tmp_path):
+    code, _, local, _ = _run(tmp_path / "local", world["inside"])
+    assert code == 0
+    fs = fsspec.filesystem("memory")
+    with fs.open("memory://offeropt-test/in/scores.parquet", "wb") as handle:
+        handle.write((world["inside"] / "scores.parquet").read_bytes())
+    try:
+        url = "memory://offeropt-test/in/scores.parquet"
+        code, out, files, manifest = _run(tmp_path / "url", world["outside"],
+                                          extra=f'scores_url = "{url}"\n')
+        assert code == 0, out
+        _same(files, local)
+        checked = CliRunner().invoke(main, ["check", str(tmp_path / "url" / "scenario.toml")])
+        assert checked.exit_code == 0, checked.output
+    finally:
+        fs.rm("memory://offeropt-test", recursive=True)
+
+
+def test_rows_of_customers_read_through_a_url_are_the_paths(world):
+    customers = pl.read_parquet(world["inside"] / "customers.parquet").get_column("customer_id")
+    some = customers.gather(list(range(0, customers.len(), 7)))
+    from_path = read_table_rows(world["local"] / "scores", "scores", "customer_id", some)
+    from_url = read_table_rows(world["dataset"].as_uri(), "scores", "customer_id", some)
+    assert from_url.height > 0 and from_url.equals(from_path)
+    assert set(from_url.get_column("customer_id")) == set(some)
+
+
+@pytest.mark.parametrize("url, words", [
+    ("memory://offeropt-test/none/scores.parquet", "nothing at memory://"),
+    ("nosuchprotocol://x/scores.parquet", "cannot open nosuchprotocol://"),
+])
+def test_bad_scores_urls_exit_2(world, tmp_path, url, words):
+    code, out, _, _ = _run(tmp_path, world["outside"], extra=f'scores_url = "{url}"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "scores" in text and words in text, out
+    assert not (tmp_path / "run").exists()
+
+
+def test_scores_url_and_a_scores_table_in_the_folder_exit_2(world, tmp_path):
+    url = world["dataset"].as_uri()
+    code, out, _, _ = _run(tmp_path, world["inside"], extra=f'scores_url = "{url}"\n')
+    assert code == 2 and "two forms of the table" in " ".join(out.split()), out
+
+
+def test_scores_url_must_be_a_url(world, tmp_path):
+    code, out, _, _ = _run(tmp_path, world["outside"], extra='scores_url = "tables/scores"\n')
+    assert code == 2 and "scores_url" in out, out
