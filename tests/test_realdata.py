@@ -191,6 +191,32 @@ def test_benchmark_refuses_held_out_weeks(capsys):
     assert "held out" in capsys.readouterr().err
 
 
+def test_feature_diagnostic_refuses_held_out_weeks_and_averages_auc_within_groups(capsys):
+    """``cj_features.py`` refuses weeks after 30, and its within-group AUC is each group's own
+    AUC (ties half) averaged with the groups' positives as weights, groups of one class left out."""
+    from optimizer.scoring.repurchase_fit import auc
+    diag = _bench("cj_features")
+    assert diag.main(["--weeks", "24,31"]) == 2
+    assert "held out" in capsys.readouterr().err
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 12, 400)
+    y = (rng.random(400) < 0.2).astype(float)
+    y[group == 11] = 0.0  # one class only: left out
+    score = np.round(rng.random(400) + y * rng.random(400), 1)  # ties within groups
+    per, weight = [], []
+    for g in np.unique(group):  # the reference: one group at a time
+        rows = group == g
+        if 0 < y[rows].sum() < rows.sum():
+            per.append(auc(score[rows], y[rows]))
+            weight.append(y[rows].sum())
+    expected = float(np.average(per, weights=weight))
+    assert diag.grouped_auc(score, y, group) == pytest.approx(expected, abs=1e-12)
+    # a shift per group moves the pooled AUC, never the within-group one
+    shifted = score + 3.0 * (group % 3)
+    assert diag.grouped_auc(shifted, y, group) == pytest.approx(expected, abs=1e-12)
+    assert abs(auc(shifted, y) - auc(score, y)) > 0.01
+
+
 def _tiny_raw() -> dict[str, pd.DataFrame]:
     """A few households, products, two campaigns and redemptions in the package's layout."""
     day = pd.Timestamp("2017-01-02")  # the first Monday: week 2
