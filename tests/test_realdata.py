@@ -95,6 +95,36 @@ def test_features_never_read_the_future(demo: Path):
     np.testing.assert_array_equal(changed[n:], before[n:])
 
 
+def test_redeemed_log_counts_her_redemptions_before_the_week_only(demo: Path):
+    """``redeemed_log`` (her redemptions so far, a customer term of the core set) reads the
+    redemptions of weeks before the one asked: one planted in the planning week changes nothing,
+    one planted three weeks before raises it as of the plan but not as of six weeks before."""
+    import dataclasses
+    inputs = load_inputs(demo / "data")
+    week = 40
+    red = inputs.redemptions
+    c = 0
+    mine = set(red.filter(pl.col("c") == c).get_column("o").to_list())
+    o = next(j for j in range(inputs.n_offers) if j not in mine)
+    customers = np.array([c, c])
+    weeks = np.array([week, week - 6])
+
+    def redeemed_log(redemptions: pl.DataFrame) -> np.ndarray:
+        s, _ = _sources(dataclasses.replace(inputs, redemptions=redemptions), week)
+        return repurchase.customer_features(s, customers, weeks)["redeemed_log"]
+
+    def planted(at: int) -> pl.DataFrame:
+        return pl.concat([red, red.head(1).with_columns(
+            pl.lit(c, red.schema["c"]).alias("c"), pl.lit(o, red.schema["o"]).alias("o"),
+            pl.lit(at, red.schema["week"]).alias("week"))])
+    before = redeemed_log(red)
+    np.testing.assert_array_equal(redeemed_log(planted(week)), before)
+    earlier = redeemed_log(planted(week - 3))
+    assert earlier[0] == pytest.approx(np.log1p(np.expm1(before[0]) + 1))
+    assert earlier[1] == before[1]
+    assert "redeemed_log" in repurchase.CORE
+
+
 def test_offer_first_takes_each_offers_best_customers_up_to_its_quota():
     rng = np.random.default_rng(3)
     score = rng.random((50, 6))
@@ -159,6 +189,32 @@ def _bench(name: str):
 def test_benchmark_refuses_held_out_weeks(capsys):
     assert _bench("completejourney").main(["--weeks", "22,31"]) == 2
     assert "held out" in capsys.readouterr().err
+
+
+def test_feature_diagnostic_refuses_held_out_weeks_and_averages_auc_within_groups(capsys):
+    """``cj_features.py`` refuses weeks after 30, and its within-group AUC is each group's own
+    AUC (ties half) averaged with the groups' positives as weights, groups of one class left out."""
+    from optimizer.scoring.repurchase_fit import auc
+    diag = _bench("cj_features")
+    assert diag.main(["--weeks", "24,31"]) == 2
+    assert "held out" in capsys.readouterr().err
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 12, 400)
+    y = (rng.random(400) < 0.2).astype(float)
+    y[group == 11] = 0.0  # one class only: left out
+    score = np.round(rng.random(400) + y * rng.random(400), 1)  # ties within groups
+    per, weight = [], []
+    for g in np.unique(group):  # the reference: one group at a time
+        rows = group == g
+        if 0 < y[rows].sum() < rows.sum():
+            per.append(auc(score[rows], y[rows]))
+            weight.append(y[rows].sum())
+    expected = float(np.average(per, weights=weight))
+    assert diag.grouped_auc(score, y, group) == pytest.approx(expected, abs=1e-12)
+    # a shift per group moves the pooled AUC, never the within-group one
+    shifted = score + 3.0 * (group % 3)
+    assert diag.grouped_auc(shifted, y, group) == pytest.approx(expected, abs=1e-12)
+    assert abs(auc(shifted, y) - auc(score, y)) > 0.01
 
 
 def _tiny_raw() -> dict[str, pd.DataFrame]:

@@ -14,7 +14,9 @@ time; ``pair_features`` takes t per pair, so each training send sees its own wee
   did: a coupon for products few others buy says more about her than one for milk).
 * customer: ``activity`` ``log1p`` of her shopping weeks; ``response`` her redemption rate of
   earlier sends, shrunk to everyone's (log ratio, :data:`CUSTOMER_PRIOR_SENDS`);
-  ``discount_share`` the share of her spend bought on a discount (coupon and price sensitivity).
+  ``discount_share`` the share of her spend bought on a discount (coupon and price sensitivity);
+  ``redeemed_log`` ``log1p`` of the offers she redeemed before (her coupon habit: where an offer
+  can reach only some customers, ``max_customers``, it decides who gets it).
 * offer: ``offer_lift`` the offer's own past redemption rate, shrunk (:data:`OFFER_PRIOR_SENDS`);
   ``depth`` its discount over its categories' average line value.
 
@@ -63,13 +65,15 @@ from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
 
 PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer",
         "product_log", "product_rarity")
-CUSTOMER = ("activity", "response", "discount_share")
+CUSTOMER = ("activity", "response", "discount_share", "redeemed_log")
 OFFER = ("offer_lift", "depth")
 NAMES = ("intercept", *PAIR, *CUSTOMER, *OFFER)
 BUY_AGAIN = ("intercept", "product_weeks", "category_weeks")
-# buy-again plus how much of the offer's products she buys and how few others do: few
-# coefficients, so a hundred redemptions can learn them where the full model overfits
-CORE = ("intercept", "product_weeks", "category_weeks", "product_log", "product_rarity")
+# buy-again plus how much of the offer's products she buys, how few others do and how many
+# offers she redeemed so far: few coefficients, so a hundred redemptions can learn them where
+# the full model overfits
+CORE = ("intercept", "product_weeks", "category_weeks", "product_log", "product_rarity",
+        "redeemed_log")
 LADDER: tuple[tuple[str, ...], ...] = (NAMES, CORE)  # richest first
 LADDER_NAMES: dict[tuple[str, ...], str] = {NAMES: "full", CORE: "core"}
 _PAIR_CHUNK = 2_000_000  # pairs whose feature columns are built at once when scoring
@@ -270,7 +274,8 @@ def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.
     discounted = np.where(some, disc[at] if disc.size else 0.0, 0.0)
     return {"activity": np.log1p(weeks),
             "response": _shrunk(red, sent, base, CUSTOMER_PRIOR_SENDS),
-            "discount_share": np.where(total > 0, discounted / np.maximum(total, 1e-12), 0.0)}
+            "discount_share": np.where(total > 0, discounted / np.maximum(total, 1e-12), 0.0),
+            "redeemed_log": np.log1p(red)}
 
 
 def _base(s: Sources, t: np.ndarray) -> np.ndarray:

