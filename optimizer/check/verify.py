@@ -138,7 +138,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
     known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
                                                     & pl.col("o").is_not_null())
-    violations += check_stability(manifest, known, inputs, scenario)
+    violations += check_stability(manifest, known, inputs, scenario, run_dir)
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,
