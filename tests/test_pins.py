@@ -388,3 +388,32 @@ def test_pins_withheld_as_controls_pass_the_check(tmp_path):
     (tmp_path / "run" / "controls.csv").unlink(missing_ok=True)
     report = check_run(load_scenario(path), tmp_path / "run")   # nothing says they were held
     assert "pin" in report.rules and "controls" in report.rules, report.describe()
+
+
+def test_affinity_path_releases_by_cap_are_checked(tmp_path, demo_500):
+    """On the built-in path (values unknown to the check) a release by the customer's cap holds
+    while her kept pin is in the plan, and is caught once that pin is taken out too."""
+    def run(name: str, cap: int, *extra: str, **rules) -> Path:
+        path = write_scenario(
+            tmp_path / f"{name}.toml", data=str(demo_500), output=name,
+            rules={"max_offers_per_customer": cap, "max_offers_per_category": 1,
+                   "cooldown_weeks": 0, **rules})
+        result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        return tmp_path / name
+
+    before = run("before", 2)
+    pinned = run("pinned", 1, "--previous-run", str(before), pin=True)
+    scenario = load_scenario(tmp_path / "pinned.toml")
+    assert check_run(scenario, pinned).ok
+    manifest = json.loads((pinned / "manifest.json").read_text())
+    assert manifest["stability"]["pins"]["released"].get("customer_cap", 0) > 100
+    lists = pl.read_parquet(before / "assignments.parquet")
+    two = lists.group_by("customer_id").len().filter(pl.col("len") == 2)
+    now = pl.read_parquet(pinned / "assignments.parquet")
+    victim = now.join(two.select("customer_id"), on="customer_id").row(0, named=True)
+    _drop(pinned, victim["customer_id"], victim["offer_id"], "customer_cap")
+    report = check_run(scenario, pinned, force=True)
+    assert "pin" in report.rules, report.describe()
+    assert "without a reason" in report.describe()
+    assert "released + withheld_as_controls" not in report.describe()

@@ -16,7 +16,9 @@ A pinned pair (``stability``'s pinned pairs) missing from the plan is justified 
    ``max_per_customer``, its offer ``max_customers``; or its expected cost ``x`` on top of
    their spend exceeds its offer's budget (``budget x budget_scale``, or its flight's week
    share when smaller), its funder's budget, its group flight's week share or
-   ``global_budget`` (with the check's budget slack, 1e-9 relative plus 1e-6 absolute).
+   ``global_budget`` (with the check's budget slack, 1e-9 relative plus 1e-6 absolute, taken in
+   the release's favour: the check's budgets may differ from the solve's in the last bits, so
+   a pin that would fit within that slack of a full budget is let pass).
 
 Why (4) holds: the solve's capacity pass keeps pins best value first (ties: customer, offer)
 and every kept pin is in the plan as solved (the plan as sent, plus what the controls withheld);

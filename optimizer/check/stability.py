@@ -9,8 +9,14 @@ assignments, independently of :mod:`optimizer.model.stability`. Rule id:
                             penalized_objective) disagrees with the lists
 ``pin``                     with ``rules.pin``: a pin (a pair of last week's lists whose offer's
                             flight, or without one its window, covers the week) missing from the
-                            plan and not counted among the manifest's released or withheld pins,
-                            or the manifest's pin figures disagree with the lists
+                            plan and not counted among the manifest's released or withheld pins;
+                            or one that nothing justifies, re-derived pin by pin
+                            (:mod:`optimizer.check.pins`): not a control of the run's controls,
+                            no per-pair rule forbids it, it is a candidate (scores path: listed,
+                            value > 0) and it fits every capacity rule beside the pins kept
+                            before it (customer cap or frequency room, category cap, offer
+                            groups, ``max_customers``, offer / funder / group flight / global
+                            budget); or the manifest's pin figures disagree with the lists
 =========================== ===================================================================
 """
 from __future__ import annotations

@@ -48,8 +48,9 @@ Rule ids reported (``Violation.rule``):
 ``stability``               the manifest's stable-lists figures disagree with the lists
                             (:mod:`optimizer.check.stability`)
 ``pin``                     with ``rules.pin``: a pin missing from the plan that the manifest
-                            neither releases nor withholds, or its pin figures disagree
-                            (:mod:`optimizer.check.stability`)
+                            neither releases nor withholds, or that no control, per-pair rule,
+                            candidate rule or capacity limit justifies, or its pin figures
+                            disagree (:mod:`optimizer.check.stability`, :mod:`optimizer.check.pins`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
