@@ -271,8 +271,11 @@ def test_check_counts_releases_against_the_pins_missing(tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["stability"]["pins"].update(kept=2, released={"budget": 1})
     (run / "manifest.json").write_text(json.dumps(manifest))
-    assert "pin" not in check_run(load_scenario(tmp_path / "scenario.toml"), run,
-                                  force=True).rules        # honest: one missing, one released
+    # the counts agree, but offer 1 has no budget: the release is not justified
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert "pin" in report.rules, report.describe()
+    assert "1 pin(s) missing from the plan without a reason" in report.describe()
+    assert "released + withheld_as_controls" not in report.describe()
     manifest["stability"]["pins"].update(released={"budget": 2})
     (run / "manifest.json").write_text(json.dumps(manifest))
     report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
@@ -325,3 +328,92 @@ def test_explain_names_kept_and_released_pins(tmp_path):
     unpinned = load_scenario(write_scenario(tmp_path / "plain.toml",
                                             rules={"max_offers_per_customer": 1}))
     assert not any(r["pinned"] for r in explain_customer(unpinned, "1", tmp_path / "run").offers)
+
+
+def _drop(run: Path, customer: int, offer_id: int, reason: str, **released: int) -> None:
+    """Take customer's pinned ``offer_id`` out of the plan and let the manifest count it as
+    released by ``reason``, so that the counts agree (only the pin's reason can catch it)."""
+    path = run / "assignments.parquet"
+    pl.read_parquet(path).filter((pl.col("customer_id") != customer)
+                                 | (pl.col("offer_id") != offer_id)).write_parquet(path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    pins_record = manifest["stability"]["pins"]
+    pins_record["kept"] -= 1
+    pins_record["released"][reason] = pins_record["released"].get(reason, 0) + 1
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_check_catches_a_pin_dropped_that_fit_the_budget(tmp_path):
+    world = _world(budget=1.2)            # each pin costs 0.5 x 1.0: two fit, customer 1's not
+    world["scores"] = [score(c, o, value=(1.0 + c / 100) if o == 1 else 1.1)
+                       for c in range(1, 5) for o in (1, 2)]
+    run, manifest = _run(tmp_path, world, pin=True)   # _run checks: the budget release holds
+    assert manifest["stability"]["pins"]["released"] == {"budget": 1}
+    _drop(run, 2, 1, "budget")            # customer 2's pin fit beside customer 3's
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert "pin" in report.rules, report.describe()
+    text = report.describe()
+    assert "pin(s) missing from the plan without a reason" in text
+    assert "{'customer_id': 2, 'offer_id': 1}" in text
+    assert "released + withheld_as_controls" not in text   # the counts agree
+
+
+def test_pins_beyond_her_cap_are_released_and_checked(tmp_path):
+    world = _world()
+    world["history"].append({"customer_id": 1, "offer_id": 2, "week": WEEK - 1})
+    run, manifest = _run(tmp_path, world, pin=True, cooldown_weeks=0)   # checked: passes
+    pins_record = manifest["stability"]["pins"]
+    assert (pins_record["pinned"], pins_record["kept"]) == (4, 3)
+    assert pins_record["released"] == {"customer_cap": 1}
+    assert offers_of(pl.read_parquet(run / "assignments.parquet"), 1) == {2}  # the better pin
+    _drop(run, 1, 2, "customer_cap")      # her list emptied: both pins fit her cap of 1 now
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), run, force=True)
+    assert "pin" in report.rules, report.describe()
+    assert "{'customer_id': 1, 'offer_id': 1}" in report.describe()
+
+
+def test_pins_withheld_as_controls_pass_the_check(tmp_path):
+    write_world(tmp_path / "data", _world())
+    path = write_scenario(tmp_path / "scenario.toml",
+                          rules={"max_offers_per_customer": 1, "pin": True},
+                          extra="\n[measurement]\nholdout_share = 0.5\nsalt = \"pins\"\n")
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    withheld = manifest["stability"]["pins"]["withheld_as_controls"]
+    assert withheld >= 1
+    report = check_run(load_scenario(path), tmp_path / "run")
+    assert report.ok, report.describe()
+    (tmp_path / "run" / "controls.parquet").unlink(missing_ok=True)
+    (tmp_path / "run" / "controls.csv").unlink(missing_ok=True)
+    report = check_run(load_scenario(path), tmp_path / "run")   # nothing says they were held
+    assert "pin" in report.rules and "controls" in report.rules, report.describe()
+
+
+def test_affinity_path_releases_by_cap_are_checked(tmp_path, demo_500):
+    """On the built-in path (values unknown to the check) a release by the customer's cap holds
+    while her kept pin is in the plan, and is caught once that pin is taken out too."""
+    def run(name: str, cap: int, *extra: str, **rules) -> Path:
+        path = write_scenario(
+            tmp_path / f"{name}.toml", data=str(demo_500), output=name,
+            rules={"max_offers_per_customer": cap, "max_offers_per_category": 1,
+                   "cooldown_weeks": 0, **rules})
+        result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        return tmp_path / name
+
+    before = run("before", 2)
+    pinned = run("pinned", 1, "--previous-run", str(before), pin=True)
+    scenario = load_scenario(tmp_path / "pinned.toml")
+    assert check_run(scenario, pinned).ok
+    manifest = json.loads((pinned / "manifest.json").read_text())
+    assert manifest["stability"]["pins"]["released"].get("customer_cap", 0) > 100
+    lists = pl.read_parquet(before / "assignments.parquet")
+    two = lists.group_by("customer_id").len().filter(pl.col("len") == 2)
+    now = pl.read_parquet(pinned / "assignments.parquet")
+    victim = now.join(two.select("customer_id"), on="customer_id").row(0, named=True)
+    _drop(pinned, victim["customer_id"], victim["offer_id"], "customer_cap")
+    report = check_run(scenario, pinned, force=True)
+    assert "pin" in report.rules, report.describe()
+    assert "without a reason" in report.describe()
+    assert "released + withheld_as_controls" not in report.describe()

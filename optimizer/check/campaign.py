@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from optimizer.check.base import Violation, _fmt, _over, _sample
@@ -55,19 +57,7 @@ def _check_attributes(known: pl.DataFrame, inputs: Inputs, scenario: Scenario
                       ) -> list[Violation]:
     out: list[Violation] = []
     for k, rule in enumerate(scenario.rules.eligibility):
-        assert inputs.customer_attributes is not None
-        node = parse(rule.require)
-        meets = (prepared(inputs.customer_attributes, node).with_row_index("c")
-                 .select(pl.col("c").cast(pl.Int32), to_polars(node).alias("__meets")))
-        pairs = known
-        if rule.offer_category is not None:
-            covered = (_offer_categories(inputs)
-                       .filter(pl.col("category") == normalize_category_name(rule.offer_category))
-                       .select("o").unique())
-            pairs = pairs.join(covered, on="o", how="semi", maintain_order="left")
-        bad = (pairs.with_columns(pl.col("c").cast(pl.Int32))
-               .join(meets, on="c", how="left", maintain_order="left")
-               .filter(~pl.col("__meets").fill_null(False)))
+        bad = attribute_hits(known, inputs, rule)
         if bad.height:
             out.append(Violation(
                 "customer_attribute",
@@ -76,6 +66,23 @@ def _check_attributes(known: pl.DataFrame, inputs: Inputs, scenario: Scenario
                 f"require = {rule.require!r}", bad.height,
                 _sample(bad, ["customer_id", "offer_id"])))
     return out
+
+
+def attribute_hits(pairs: pl.DataFrame, inputs: Inputs, rule: Any) -> pl.DataFrame:
+    """The rows of ``pairs`` (``c``, ``o``) that the ``[[rules.eligibility]]`` ``rule`` covers
+    and whose customer does not meet its ``require`` (an empty column does not meet it)."""
+    assert inputs.customer_attributes is not None
+    node = parse(rule.require)
+    meets = (prepared(inputs.customer_attributes, node).with_row_index("c")
+             .select(pl.col("c").cast(pl.Int32), to_polars(node).alias("__meets")))
+    if rule.offer_category is not None:
+        covered = (_offer_categories(inputs)
+                   .filter(pl.col("category") == normalize_category_name(rule.offer_category))
+                   .select("o").unique())
+        pairs = pairs.join(covered, on="o", how="semi", maintain_order="left")
+    return (pairs.with_columns(pl.col("c").cast(pl.Int32))
+            .join(meets, on="c", how="left", maintain_order="left")
+            .filter(~pl.col("__meets").fill_null(False)).drop("__meets"))
 
 
 def _check_offer_groups(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:

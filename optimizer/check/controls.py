@@ -103,9 +103,9 @@ def check_controls(run_dir: Path, assignments: pl.DataFrame, inputs: Inputs,
     return out + _check_rows(controls, inputs, scenario, held)
 
 
-def _check_rows(controls: pl.DataFrame, inputs: Inputs, scenario: Scenario,
-                held: np.ndarray) -> list[Any]:
-    m = scenario.measurement
+def indexed_controls(controls: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
+    """The controls rows with ``__c_id``, ``__o_id`` (IDs as the masters' types), ``__week``,
+    ``__row`` and the dense indices ``c`` and ``o`` (null where unknown)."""
     rows = controls.with_columns(
         unify_id_type(controls.get_column("customer_id"), inputs.id_is_int["customer_id"])
         .alias("__c_id"),
@@ -115,10 +115,25 @@ def _check_rows(controls: pl.DataFrame, inputs: Inputs, scenario: Scenario,
         .alias("__o_id"),
         pl.col("week").cast(pl.Int64, strict=False).alias("__week"),
     ).with_row_index("__row")
-    rows = (rows.join(inputs.customers.select(pl.col("customer_id").alias("__c_id"), "c"),
+    return (rows.join(inputs.customers.select(pl.col("customer_id").alias("__c_id"), "c"),
                       on="__c_id", how="left", maintain_order="left")
             .join(inputs.offers.select(pl.col("offer_id").alias("__o_id"), "o"),
                   on="__o_id", how="left", maintain_order="left"))
+
+
+def run_controls(run_dir: Path, inputs: Inputs) -> pl.DataFrame | None:
+    """The run folder's controls as :func:`indexed_controls` gives them (None without the file
+    or with a column missing, which :func:`check_controls` reports)."""
+    controls = _read_controls(run_dir)
+    if controls is None or any(c not in controls.columns for c in _COLUMNS):
+        return None
+    return indexed_controls(controls, inputs)
+
+
+def _check_rows(controls: pl.DataFrame, inputs: Inputs, scenario: Scenario,
+                held: np.ndarray) -> list[Any]:
+    m = scenario.measurement
+    rows = indexed_controls(controls, inputs)
     universal = pl.col("reason") == UNIVERSAL
     per_offer = pl.col("reason") == PER_OFFER
     out = []
@@ -166,4 +181,4 @@ def _check_rows(controls: pl.DataFrame, inputs: Inputs, scenario: Scenario,
     return out
 
 
-__all__ = ["check_controls"]
+__all__ = ["check_controls", "indexed_controls", "run_controls"]

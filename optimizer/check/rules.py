@@ -115,10 +115,15 @@ def _check_values(a: pl.DataFrame) -> list[Violation]:
     return out
 
 
-def _check_window(known: pl.DataFrame, week: int) -> list[Violation]:
+def _outside_window(week: int) -> pl.Expr:
+    """True where the row's offer (``start_week``, ``end_week``) is outside its window."""
     early = pl.col("start_week").is_not_null() & (pl.col("start_week") > week)
     late = pl.col("end_week").is_not_null() & (pl.col("end_week") < week)
-    bad = known.filter(early | late)
+    return early | late
+
+
+def _check_window(known: pl.DataFrame, week: int) -> list[Violation]:
+    bad = known.filter(_outside_window(week))
     if not bad.height:
         return []
     offers = bad.select("o").n_unique()
@@ -128,9 +133,13 @@ def _check_window(known: pl.DataFrame, week: int) -> list[Violation]:
                       _sample(bad, _SHOW + ["start_week", "end_week"]))]
 
 
+def _exclude_hits(pair_cats: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
+    """The (pair, category) rows of a category the customer excluded."""
+    return pair_cats.join(_restrictions(inputs, "exclude"), on=["c", "category"], how="semi")
+
+
 def _check_exclude(pair_cats: pl.DataFrame, inputs: Inputs) -> list[Violation]:
-    excl = _restrictions(inputs, "exclude")
-    hits = pair_cats.join(excl, on=["c", "category"], how="semi")
+    hits = _exclude_hits(pair_cats, inputs)
     if not hits.height:
         return []
     rows = (hits.group_by("row", maintain_order=True)
@@ -140,17 +149,24 @@ def _check_exclude(pair_cats: pl.DataFrame, inputs: Inputs) -> list[Violation]:
                       "excluded", rows.height, _sample(rows, _SHOW + ["excluded"]))]
 
 
-def _check_sensitive(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
+def _sensitive_hits(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario
+                    ) -> pl.DataFrame:
+    """The (pair, category) rows the sensitive policy forbids."""
     policy = scenario.rules.sensitive_policy
     sens = sorted({normalize_category_name(s) for s in scenario.rules.sensitive_categories})
     if policy == "allow" or not sens:
-        return []
+        return pair_cats.head(0)
     sens_pairs = pair_cats.filter(pl.col("category").is_in(sens))
     if policy == "exclude":
+        return sens_pairs
+    return sens_pairs.join(_restrictions(inputs, "opt_in"), on=["c", "category"], how="anti")
+
+
+def _check_sensitive(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
+    sens_pairs = _sensitive_hits(pair_cats, inputs, scenario)
+    if scenario.rules.sensitive_policy == "exclude":
         what = "sensitive offers although sensitive_policy = 'exclude'"
     else:
-        sens_pairs = sens_pairs.join(_restrictions(inputs, "opt_in"), on=["c", "category"],
-                                     how="anti")
         what = "sensitive offers without an opt_in row for every sensitive category of the offer"
     if not sens_pairs.height:
         return []
@@ -160,9 +176,14 @@ def _check_sensitive(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario
                       _sample(rows, _SHOW + ["categories"]))]
 
 
-def _check_excluded_categories(pair_cats: pl.DataFrame, scenario: Scenario) -> list[Violation]:
+def _excluded_category_hits(pair_cats: pl.DataFrame, scenario: Scenario) -> pl.DataFrame:
+    """The (pair, category) rows of a category in ``rules.excluded_categories``."""
     banned = sorted({normalize_category_name(c) for c in scenario.rules.excluded_categories})
-    hits = pair_cats.filter(pl.col("category").is_in(banned)) if banned else pair_cats.head(0)
+    return pair_cats.filter(pl.col("category").is_in(banned)) if banned else pair_cats.head(0)
+
+
+def _check_excluded_categories(pair_cats: pl.DataFrame, scenario: Scenario) -> list[Violation]:
+    hits = _excluded_category_hits(pair_cats, scenario)
     if not hits.height:
         return []
     rows = (hits.group_by("row", maintain_order=True)
@@ -172,11 +193,13 @@ def _check_excluded_categories(pair_cats: pl.DataFrame, scenario: Scenario) -> l
                       _sample(rows, _SHOW + ["categories"]))]
 
 
-def _check_cooldown(known: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
+def _cooldown_hits(known: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> pl.DataFrame:
+    """The rows of ``known`` (``c``, ``o``) whose pair was sent within the cooldown, with
+    ``last_sent``."""
     cd = scenario.rules.cooldown_weeks
     week = scenario.week
     if inputs.history is None or cd <= 0:
-        return []
+        return known.head(0).with_columns(last_sent=pl.lit(None, dtype=pl.Int64))
     pair = (pl.col("c").cast(pl.Int64) * inputs.n_offers + pl.col("o").cast(pl.Int64)
             ).alias("__pair")
     # only the sends of assigned pairs are grouped: grouping every recent send by (c, o) took
@@ -187,8 +210,14 @@ def _check_cooldown(known: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> 
               .join(known.lazy().select(pair), on="__pair", how="semi")
               .group_by("__pair").agg(last_sent=pl.col("week").max())
               .collect())
-    bad = (known.with_columns(pair).join(recent, on="__pair", how="inner", maintain_order="left")
-           .drop("__pair"))
+    return (known.with_columns(pair).join(recent, on="__pair", how="inner", maintain_order="left")
+            .drop("__pair"))
+
+
+def _check_cooldown(known: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:
+    cd = scenario.rules.cooldown_weeks
+    week = scenario.week
+    bad = _cooldown_hits(known, inputs, scenario)
     if not bad.height:
         return []
     return [Violation("cooldown",

@@ -9,8 +9,14 @@ assignments, independently of :mod:`optimizer.model.stability`. Rule id:
                             penalized_objective) disagrees with the lists
 ``pin``                     with ``rules.pin``: a pin (a pair of last week's lists whose offer's
                             flight, or without one its window, covers the week) missing from the
-                            plan and not counted among the manifest's released or withheld pins,
-                            or the manifest's pin figures disagree with the lists
+                            plan and not counted among the manifest's released or withheld pins;
+                            or one that nothing justifies, re-derived pin by pin
+                            (:mod:`optimizer.check.pins`): not a control of the run's controls,
+                            no per-pair rule forbids it, it is a candidate (scores path: listed,
+                            value > 0) and it fits every capacity rule beside the pins kept
+                            before it (customer cap or frequency room, category cap, offer
+                            groups, ``max_customers``, offer / funder / group flight / global
+                            budget); or the manifest's pin figures disagree with the lists
 =========================== ===================================================================
 """
 from __future__ import annotations
@@ -46,8 +52,9 @@ def _previous(record: dict[str, Any], inputs: Inputs, scenario: Scenario) -> pl.
 
 
 def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs: Inputs,
-                    scenario: Scenario) -> list[Any]:
-    """The ``stability`` rule; ``known`` are the assignments with known ``c`` and ``o``."""
+                    scenario: Scenario, run_dir: Path | None = None) -> list[Any]:
+    """The ``stability`` and ``pin`` rules; ``known`` are the assignments with known ``c`` and
+    ``o``; ``run_dir``: the run folder (its controls justify withheld pins)."""
     from optimizer.check.base import Violation
 
     record = (manifest or {}).get("stability")
@@ -60,7 +67,7 @@ def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs
         return [Violation("stability", f"the lists the manifest's stability compares with "
                           f"({record.get('previous')!r}) cannot be read", 1)]
     before = before.unique()
-    out = _check_pins(record, before, known, inputs, scenario)
+    out = _check_pins(record, before, known, inputs, scenario, run_dir)
     now = known.select("c", "o").unique()
     kept = now.join(before, on=["c", "o"], how="semi").height
     changed = pl.concat([now.join(before, on=["c", "o"], how="anti"),
@@ -82,10 +89,12 @@ def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs
 
 
 def _check_pins(record: dict[str, Any], before: pl.DataFrame, known: pl.DataFrame,
-                inputs: Inputs, scenario: Scenario) -> list[Any]:
+                inputs: Inputs, scenario: Scenario, run_dir: Path | None) -> list[Any]:
     """The ``pin`` rule: last week's pairs whose offer runs this week are in the plan, but for
-    the ones the manifest reports released (by a rule) or withheld as controls."""
+    the ones the manifest reports released or withheld as controls, each of which a control, a
+    rule or a capacity limit must justify (:mod:`optimizer.check.pins`)."""
     from optimizer.check.base import Violation, _sample
+    from optimizer.check.pins import unjustified_pins
 
     pins = record.get("pins")
     if not scenario.rules.pin:
@@ -126,6 +135,7 @@ def _check_pins(record: dict[str, Any], before: pl.DataFrame, known: pl.DataFram
             "pin", f"{missing.height - accounted} pin(s) dropped: {missing.height} pinned "
             f"pair(s) of last week's lists are not in the plan, the manifest releases or "
             f"withholds {accounted}", missing.height - accounted, _sample(sample, ["customer_id", "offer_id"])))
+    out += unjustified_pins(pinned, known, inputs, scenario, run_dir, pins)
     expected = {"pinned": pinned.height, "kept": pinned.height - missing.height}
     wrong = {k: (pins.get(k), v) for k, v in expected.items() if pins.get(k) != v}
     if accounted > missing.height:  # releases that are in the plan would excuse a dropped pin

@@ -48,8 +48,9 @@ Rule ids reported (``Violation.rule``):
 ``stability``               the manifest's stable-lists figures disagree with the lists
                             (:mod:`optimizer.check.stability`)
 ``pin``                     with ``rules.pin``: a pin missing from the plan that the manifest
-                            neither releases nor withholds, or its pin figures disagree
-                            (:mod:`optimizer.check.stability`)
+                            neither releases nor withholds, or that no control, per-pair rule,
+                            candidate rule or capacity limit justifies, or its pin figures
+                            disagree (:mod:`optimizer.check.stability`, :mod:`optimizer.check.pins`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
@@ -138,7 +139,7 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
     known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
                                                     & pl.col("o").is_not_null())
-    violations += check_stability(manifest, known, inputs, scenario)
+    violations += check_stability(manifest, known, inputs, scenario, run_dir)
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,
