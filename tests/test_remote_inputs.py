@@ -173,3 +173,14 @@ def test_parts_of_other_schemas_at_a_url_exit_2(world, tmp_path, change):
     assert not (tmp_path / "run" / "run").exists()
     with pytest.raises(InputError, match="do not have the same columns"):
         read_table_rows(url, "scores", "customer_id", scores.get_column("customer_id"))
+
+
+def test_a_missing_column_at_a_url_names_the_url(world, tmp_path):
+    """A required column missing from the table at a URL: exit 2, the message names the table,
+    the column and the whole URL (not its last component: ``scores`` says nowhere where)."""
+    scores = pl.read_parquet(world["inside"] / "scores.parquet").drop("value")
+    url = _dataset(tmp_path / "bucket" / "scores", [scores]).as_uri()
+    code, out, _, _ = _run(tmp_path / "run", world["outside"], extra=f'scores_url = "{url}"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "column 'value'" in text, out
+    assert url in text.replace(" ", ""), out
