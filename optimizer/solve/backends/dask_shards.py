@@ -9,9 +9,10 @@ workers`` of the sorted worker addresses; the pass loop adds the shards' answers
 A worker lost mid-solve takes its shards' actors with it: they are rebuilt from their arguments
 on the workers left (or the lost one's replacement), replay the calls whose state the later
 calls read (:data:`~optimizer.solve.lagrangian.shard.STATEFUL`) and answer the call again, so
-the solve goes on to the same plan; a shard lost twice in one call, or no worker to rebuild on
-within :data:`REPLACE_TIMEOUT`, fails the solve with a :class:`ClusterError` (exit code 3,
-nothing is written).
+the solve goes on to the same plan; a shard lost twice in one call, no worker to rebuild on
+within :data:`REPLACE_TIMEOUT`, or a worker lost while a shard is being built on it (at the start
+or in a rebuild: :meth:`DaskShards._built`), fails the solve with a :class:`ClusterError` (exit
+code 3, nothing is written).
 
 Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
 builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.shard.BuiltShard`): the
