@@ -184,3 +184,14 @@ def test_a_missing_column_at_a_url_names_the_url(world, tmp_path):
     text = " ".join(out.split())
     assert code == 2 and "column 'value'" in text, out
     assert url in text.replace(" ", ""), out
+
+
+def test_stream_scores_with_a_url_is_refused(world, tmp_path):
+    """``solver.stream_scores = true`` cannot stream a table at a URL: exit 2 naming both knobs,
+    not a silent read of the whole table (which the knob was set to avoid)."""
+    url = world["dataset"].as_uri()
+    code, out, _, _ = _run(tmp_path, world["outside"], "--set", "solver.stream_scores=true",
+                           extra=f'scores_url = "{url}"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "stream_scores" in text and "scores_url" in text, out
+    assert not (tmp_path / "run").exists()

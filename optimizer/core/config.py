@@ -344,6 +344,13 @@ class Scenario(_Frozen):
                     data[key] = Path(data[key])
         return data
 
+    @model_validator(mode="after")
+    def _url_not_streamed(self) -> "Scenario":
+        if self.scores_url is not None and self.solver.stream_scores:
+            raise ValueError("solver.stream_scores = true: a scores table at a URL (scores_url) "
+                             "is read whole, never in batches; remove one of the two")
+        return self
+
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``section.knob=value`` (value in TOML syntax, bare words read as strings; a bare
