@@ -195,3 +195,15 @@ def test_stream_scores_with_a_url_is_refused(world, tmp_path):
     text = " ".join(out.split())
     assert code == 2 and "stream_scores" in text and "scores_url" in text, out
     assert not (tmp_path / "run").exists()
+
+
+def test_a_relative_file_url_is_refused(world, tmp_path, monkeypatch):
+    """``file://tables/scores`` would be read from the working directory (fsspec's reading),
+    whatever the scenario's folder, and each Dask worker from its own: exit 2, not a table that
+    depends on where the command was started."""
+    monkeypatch.chdir(world["dataset"].parent.parent)  # where the relative URL finds the table
+    code, out, _, _ = _run(tmp_path, world["outside"],
+                           extra='scores_url = "file://tables/scores"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "must be absolute" in text, out
+    assert not (tmp_path / "run").exists()

@@ -345,7 +345,13 @@ class Scenario(_Frozen):
         return data
 
     @model_validator(mode="after")
-    def _url_not_streamed(self) -> "Scenario":
+    def _scores_url_usable(self) -> "Scenario":
+        protocol, _, rest = (self.scores_url or "").partition("://")
+        if protocol.lower() in ("file", "local") and not rest.startswith("/"):
+            raise ValueError(f"scores_url = {self.scores_url!r}: a {protocol}:// URL must be "
+                             f"absolute ({protocol}:///path/to/scores); a relative one would be "
+                             "read from the working directory of each process, not beside the "
+                             "scenario")
         if self.scores_url is not None and self.solver.stream_scores:
             raise ValueError("solver.stream_scores = true: a scores table at a URL (scores_url) "
                              "is read whole, never in batches; remove one of the two")
