@@ -129,8 +129,8 @@ def test_pinned_run_keeps_its_shards_on_the_driver_with_the_local_bytes(data, on
     assert "rules.pin" in backend["shards_built_on_driver_because"]
 
 
-def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int, wait: float
-                ) -> tuple[subprocess.CompletedProcess, str, Path]:
+def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | str, wait: float,
+                timeout: float = 300) -> tuple[subprocess.CompletedProcess, str, Path]:
     """``offeropt run`` on ``cluster`` with the worker holding shard 0 killed before the
     ``at``-th call ``call`` (tests/worker_killer_cli.py); the lost shards wait ``wait`` s for
     a worker."""
@@ -138,7 +138,7 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int, wa
                           solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12})
     done = subprocess.run([sys.executable, str(KILLER), call, str(at), str(wait), "run",
                            str(path), "--json", "--scheduler", cluster.scheduler_address],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
     err = " ".join((done.stdout + done.stderr).split())  # the console wraps lines
     assert "killed worker" in err, err
     return done, err, tmp_path / "run"
@@ -175,6 +175,23 @@ def test_worker_killed_with_no_worker_left_fails_cleanly(data, tmp_path):
         done, err, out = _killed_run(data["scores"], tmp_path, cluster, "respond", 3, 2)
     assert done.returncode == 3, err
     assert "no worker was left to rebuild them on" in err, err
+    assert "no output was written" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("call, at", [
+    ("start", "1"),  # shard 0's worker killed while the solve's shards are first built
+    ("collect,start", "3,4"),  # shard 0's worker lost mid-pass, then the worker it is rebuilt on
+])
+def test_worker_killed_while_a_shard_is_built_fails_cleanly(data, tmp_path, call, at):
+    """A worker killed while a shard's actor is being built on it (at the start, or while a lost
+    shard is rebuilt): the actor, pinned to that worker, would wait for it forever; the run stops
+    with exit code 3 within seconds, naming the lost worker, and writes nothing."""
+    with _cluster(2) as cluster:
+        done, err, out = _killed_run(data["scores"], tmp_path, cluster, call, at, 30,
+                                     timeout=120)
+    assert done.returncode == 3, err
+    assert "was lost while shard" in err or "could not be rebuilt" in err, err
     assert "no output was written" in err, err
     assert not out.exists()
 

@@ -16,7 +16,9 @@ from click.testing import CliRunner
 
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
+from optimizer.core.errors import InputError
 from optimizer.io.load import read_table_rows
+from optimizer.io.validate import load_inputs
 from tests.test_reproducible import FILES, RULES, _diff, _without_timings
 from tests.tiny_world import write_scenario
 
@@ -129,3 +131,79 @@ def test_scores_url_and_a_scores_table_in_the_folder_exit_2(world, tmp_path):
 def test_scores_url_must_be_a_url(world, tmp_path):
     code, out, _, _ = _run(tmp_path, world["outside"], extra='scores_url = "tables/scores"\n')
     assert code == 2 and "scores_url" in out, out
+
+
+def _dataset(root: Path, frames: list[pl.DataFrame]) -> Path:
+    """A dataset folder of ``frames`` as parts, in order."""
+    root.mkdir(parents=True)
+    for k, frame in enumerate(frames):
+        frame.write_parquet(root / f"part-{k}.parquet")
+    return root
+
+
+def test_an_empty_table_at_a_url_reads_as_the_same_table_in_the_folder(world, tmp_path):
+    """A scores table of no rows (a part without rows) is read as the local one is: its columns
+    and no rows, by the driver and by a worker's rows, not a crash on an empty list of batches."""
+    empty = pl.read_parquet(world["inside"] / "scores.parquet").clear()
+    dataset = _dataset(tmp_path / "scores", [empty])
+    local = tmp_path / "local"
+    shutil.copytree(world["outside"], local)
+    shutil.copytree(dataset, local / "scores")
+    from_folder = load_inputs(local)
+    from_url = load_inputs(world["outside"], scores_url=dataset.as_uri())
+    assert from_folder.scores is not None and from_url.scores is not None
+    assert from_url.scores.height == 0 and from_url.scores.equals(from_folder.scores)
+    assert from_url.sha256["scores"] == from_folder.sha256["scores"]
+    some = pl.Series("customer_id", [1, 2, 3], dtype=empty["customer_id"].dtype)
+    rows = read_table_rows(dataset.as_uri(), "scores", "customer_id", some)
+    assert rows.equals(read_table_rows(local / "scores", "scores", "customer_id", some))
+
+
+@pytest.mark.parametrize("change", ["type", "column"])
+def test_parts_of_other_schemas_at_a_url_exit_2(world, tmp_path, change):
+    """Parts that do not share columns and types are bad input (exit 2, the table and the URL
+    named), as they are in a local dataset, not a crash in the concatenation."""
+    scores = pl.read_parquet(world["inside"] / "scores.parquet")
+    second = (scores[50:].with_columns(pl.col("customer_id").cast(pl.Int32)) if change == "type"
+              else scores[50:].drop("value"))
+    url = _dataset(tmp_path / "scores", [scores[:50], second]).as_uri()
+    code, out, _, _ = _run(tmp_path / "run", world["outside"], extra=f'scores_url = "{url}"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "table 'scores'" in text and url in text.replace(" ", ""), out
+    assert not (tmp_path / "run" / "run").exists()
+    with pytest.raises(InputError, match="do not have the same columns"):
+        read_table_rows(url, "scores", "customer_id", scores.get_column("customer_id"))
+
+
+def test_a_missing_column_at_a_url_names_the_url(world, tmp_path):
+    """A required column missing from the table at a URL: exit 2, the message names the table,
+    the column and the whole URL (not its last component: ``scores`` says nowhere where)."""
+    scores = pl.read_parquet(world["inside"] / "scores.parquet").drop("value")
+    url = _dataset(tmp_path / "bucket" / "scores", [scores]).as_uri()
+    code, out, _, _ = _run(tmp_path / "run", world["outside"], extra=f'scores_url = "{url}"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "column 'value'" in text, out
+    assert url in text.replace(" ", ""), out
+
+
+def test_stream_scores_with_a_url_is_refused(world, tmp_path):
+    """``solver.stream_scores = true`` cannot stream a table at a URL: exit 2 naming both knobs,
+    not a silent read of the whole table (which the knob was set to avoid)."""
+    url = world["dataset"].as_uri()
+    code, out, _, _ = _run(tmp_path, world["outside"], "--set", "solver.stream_scores=true",
+                           extra=f'scores_url = "{url}"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "stream_scores" in text and "scores_url" in text, out
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_relative_file_url_is_refused(world, tmp_path, monkeypatch):
+    """``file://tables/scores`` would be read from the working directory (fsspec's reading),
+    whatever the scenario's folder, and each Dask worker from its own: exit 2, not a table that
+    depends on where the command was started."""
+    monkeypatch.chdir(world["dataset"].parent.parent)  # where the relative URL finds the table
+    code, out, _, _ = _run(tmp_path, world["outside"],
+                           extra='scores_url = "file://tables/scores"\n')
+    text = " ".join(out.split())
+    assert code == 2 and "must be absolute" in text, out
+    assert not (tmp_path / "run").exists()

@@ -344,6 +344,19 @@ class Scenario(_Frozen):
                     data[key] = Path(data[key])
         return data
 
+    @model_validator(mode="after")
+    def _scores_url_usable(self) -> "Scenario":
+        protocol, _, rest = (self.scores_url or "").partition("://")
+        if protocol.lower() in ("file", "local") and not rest.startswith("/"):
+            raise ValueError(f"scores_url = {self.scores_url!r}: a {protocol}:// URL must be "
+                             f"absolute ({protocol}:///path/to/scores); a relative one would be "
+                             "read from the working directory of each process, not beside the "
+                             "scenario")
+        if self.scores_url is not None and self.solver.stream_scores:
+            raise ValueError("solver.stream_scores = true: a scores table at a URL (scores_url) "
+                             "is read whole, never in batches; remove one of the two")
+        return self
+
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``section.knob=value`` (value in TOML syntax, bare words read as strings; a bare

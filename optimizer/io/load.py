@@ -170,7 +170,7 @@ def read_table_rows(path: Path | str, name: str, column: str, values: pl.Series
     if is_url(path):
         url = str(path)
         frame = read_url_rows(url, name, list(schema.columns), keep)
-        return _typed(schema, frame, Path(url))
+        return _typed(schema, frame, url)
     path = Path(path)
     if path.suffix == ".csv":
         raise InputError(name, None, f"{path.name}: a worker reads its rows of a Parquet table "
@@ -195,7 +195,7 @@ def read_url_table(url: str, name: str) -> RawTable:
     :func:`read_table` reads one of the data folder, with its checksum (read after the table,
     not beside it: some filesystems, ``memory://``, hand every opener one shared file object)."""
     schema = INPUT_TABLES[name]
-    typed = _typed(schema, read_url(url, name, list(schema.columns)), Path(url))
+    typed = _typed(schema, read_url(url, name, list(schema.columns)), url)
     return RawTable(name, Path(url), typed, url_sha256(url, name))
 
 
@@ -212,7 +212,7 @@ def _refuse_repeated_columns(schema: TableSchema, path: Path, header: str) -> No
                          f"{', '.join(repr(n) for n in repeated)}; keep one of each")
 
 
-def _check_columns(schema: TableSchema, frame: pl.DataFrame, path: Path) -> None:
+def _check_columns(schema: TableSchema, frame: pl.DataFrame, path: Path | str) -> None:
     missing = [c for c in schema.required_columns if c not in frame.columns]
     if not missing:
         return
@@ -222,7 +222,8 @@ def _check_columns(schema: TableSchema, frame: pl.DataFrame, path: Path) -> None
     raise InputError(
         schema.name, missing[0],
         f"required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing from "
-        f"{path.name} (it has: {', '.join(frame.columns) or 'no columns'}){hint}",
+        f"{path if is_url(path) else Path(path).name} (it has: "
+        f"{', '.join(frame.columns) or 'no columns'}){hint}",
     )
 
 
@@ -259,7 +260,7 @@ def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: o
     return converted
 
 
-def _typed(schema: TableSchema, frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+def _typed(schema: TableSchema, frame: pl.DataFrame, path: Path | str) -> pl.DataFrame:
     _check_columns(schema, frame, path)
     return pl.DataFrame([_cast_column(schema, frame, c, t) for c, t in schema.columns.items()
                          if c in frame.columns])

@@ -66,27 +66,41 @@ def _read(url: str, name: str, wanted: list[str]) -> Iterator[pl.DataFrame]:
     """The table's ``wanted`` columns (those it has), part by part in batches of rows."""
     fs, _, parts = url_parts(url, name)
     try:
-        available = pq.read_schema(parts[0], filesystem=fs).names
-        cols = [c for c in wanted if c in available]
+        schema = pq.read_schema(parts[0], filesystem=fs)
+        cols = [c for c in wanted if c in schema.names]
+        batches = 0
         for part in parts:
             with fs.open(part, "rb") as handle:
                 for batch in pq.ParquetFile(handle).iter_batches(_BATCH_ROWS, columns=cols):
+                    batches += 1
                     yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
+        if not batches:  # a table of no rows: its columns, as a local one reads
+            yield pl.from_arrow(schema.empty_table().select(cols))  # type: ignore[misc]
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(name, None, f"cannot read {url}: {first}") from None
 
 
+def _joined(frames: list[pl.DataFrame], url: str, name: str) -> pl.DataFrame:
+    """The batches one below the other; parts whose columns or types differ are bad input, as
+    they are in a local dataset (an :class:`InputError` naming the table and the URL)."""
+    try:
+        return pl.concat(frames, how="vertical")
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(name, None, f"cannot read {url}: its Parquet parts do not have the "
+                         f"same columns and types ({first})") from None
+
+
 def read_url(url: str, name: str, wanted: list[str]) -> pl.DataFrame:
     """Table ``name`` at ``url``, its ``wanted`` columns, as stored (untyped)."""
-    return pl.concat(list(_read(url, name, wanted)), how="vertical")
+    return _joined(list(_read(url, name, wanted)), url, name)
 
 
 def read_url_rows(url: str, name: str, wanted: list[str], keep: pl.Expr) -> pl.DataFrame:
     """The rows of table ``name`` at ``url`` that ``keep`` keeps, its ``wanted`` columns, as
     stored: filtered batch by batch, so memory holds the rows kept and one batch."""
-    frames = [frame.filter(keep) for frame in _read(url, name, wanted)]
-    return pl.concat(frames, how="vertical")
+    return _joined([frame.filter(keep) for frame in _read(url, name, wanted)], url, name)
 
 
 def url_sha256(url: str, name: str) -> str:

@@ -9,9 +9,10 @@ workers`` of the sorted worker addresses; the pass loop adds the shards' answers
 A worker lost mid-solve takes its shards' actors with it: they are rebuilt from their arguments
 on the workers left (or the lost one's replacement), replay the calls whose state the later
 calls read (:data:`~optimizer.solve.lagrangian.shard.STATEFUL`) and answer the call again, so
-the solve goes on to the same plan; a shard lost twice in one call, or no worker to rebuild on
-within :data:`REPLACE_TIMEOUT`, fails the solve with a :class:`ClusterError` (exit code 3,
-nothing is written).
+the solve goes on to the same plan; a shard lost twice in one call, no worker to rebuild on
+within :data:`REPLACE_TIMEOUT`, or a worker lost while a shard is being built on it (at the start
+or in a rebuild: :meth:`DaskShards._built`), fails the solve with a :class:`ClusterError` (exit
+code 3, nothing is written).
 
 Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
 builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.shard.BuiltShard`): the
@@ -45,6 +46,8 @@ except ImportError:  # pragma: no cover - the extra is not installed
 
 CONNECT_TIMEOUT = "20s"  # how long a scheduler address is tried before the run fails (exit 3)
 REPLACE_TIMEOUT = 30.0  # seconds a lost worker's shards wait for a worker to be rebuilt on
+_POLL = 0.5  # seconds between looks at the workers while shards are built
+_WAITING = ("pending", "lost")  # the statuses of an actor's future not built (yet, or again)
 _log = logging.getLogger(__name__)
 
 
@@ -166,7 +169,8 @@ class DaskShards(ShardExecutor):
             self.where = [addresses[k % len(addresses)] for k in range(len(self.specs))]
             self._shared = None if source is None else self._broadcast(addresses)
             self._futures = [self._start(k, at) for k, at in enumerate(self.where)]
-            self.actors = [f.result() for f in self._futures]  # each lives as its future
+            self.actors: list[Any] = [None] * len(self.specs)  # each lives as its future
+            self._built(range(len(self.specs)))
             self._check(problem, range(len(self.specs)), self.all("ready"))
         except ClusterError:
             self.close()
@@ -202,6 +206,30 @@ class DaskShards(ShardExecutor):
         self.setup_bytes += payload_bytes((args[:6], args[7:]))
         return self.client.submit(BuiltShard, *args, actor=True, workers=[at],
                                   allow_other_workers=False, pure=False)
+
+    def _built(self, shards: Sequence[int]) -> None:
+        """``self.actors[k]`` for each of ``shards`` once its actor is built. An actor is pinned
+        to its worker: if that worker is lost while the actor is built, its task waits for it
+        forever, so the scheduler's workers are looked at every :data:`_POLL` seconds and such
+        a shard fails the solve (:class:`ClusterError`)."""
+        from distributed import wait
+
+        pending = list(shards)
+        while pending:
+            try:
+                wait([self._futures[k] for k in pending], timeout=_POLL)
+            except TimeoutError:
+                workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+                gone = [k for k in pending if self._futures[k].status in _WAITING
+                        and self.where[k] not in workers]
+                if gone:
+                    self.lost.add(self.where[gone[0]])
+                    raise ClusterError(
+                        f"the Dask worker {self.where[gone[0]]} was lost while shard {gone[0]} "
+                        "was built on it; the solve stopped and no output was written") from None
+            for k in [k for k in pending if self._futures[k].status not in _WAITING]:
+                self.actors[k] = self._futures[k].result()
+                pending.remove(k)
 
     def _check(self, problem: AssignmentProblem, shards: Sequence[int], pairs: list[int]
                ) -> None:
@@ -300,7 +328,7 @@ class DaskShards(ShardExecutor):
             for i, k in enumerate(shards):
                 self.where[k] = alive[i % len(alive)]
                 self._futures[k] = self._start(k, self.where[k])
-                self.actors[k] = self._futures[k].result()
+            self._built(shards)
             ready = [self.actors[k].ready() for k in shards]
             self._check(self.problem, shards, [r.result() for r in ready])
             for method, args in replay:
