@@ -130,3 +130,20 @@ def test_backtest_has_its_own_folder_that_the_next_run_keeps(scenario_path: Path
     assert (folder / "backtest.json").is_file()
     again = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "2"])
     assert again.exit_code == 0, again.output   # its own earlier folder is replaced
+
+
+def test_backtest_on_inputs_without_purchases(tmp_path: Path):
+    """A scores-path folder whose transactions table is empty (``demo-data
+    --scores-per-customer``): the fit has no purchase before the cutoff and still backtests."""
+    result = CliRunner().invoke(main, ["demo-data", str(tmp_path / "data"), "--customers", "300",
+                                       "--offers", "20", "--seed", "0",
+                                       "--scores-per-customer", "5"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(tmp_path / "data" / "transactions.parquet").height == 0
+    path = tmp_path / "scenario.toml"
+    path.write_text('name = "bt"\nweek = 40\ndata = "data"\noutput = "run"\n[rules]\n'
+                    "max_offers_per_customer = 3\n")
+    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "run-backtest" / "backtest.json").read_text())["table"]
+    assert {row["method"] for row in table} >= {"fitted", "buy_again", "popular"}

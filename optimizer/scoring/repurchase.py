@@ -220,12 +220,12 @@ def _running_spend(lines: PurchaseLines, week: int
         order = np.argsort(spend_key, kind="stable")
         spend_key, sales, discounted = spend_key[order], sales[order], discounted[order]
         del order
+    if not spend_key.size:  # no ordinary purchase before the week
+        return spend_key, np.zeros(0), np.zeros(0)
     cuts = np.flatnonzero(np.concatenate([[True], spend_key[1:] != spend_key[:-1]]))
     keys = spend_key[cuts]
     del spend_key
     entity = keys // _SHIFT
-    if not cuts.size:
-        return keys, np.zeros(0), np.zeros(0)
     # sums that restart with each entity: her running spend never depends on anyone else's rows
     weekly_sales = np.add.reduceat(sales, cuts)
     sales = np.where(discounted, sales, 0.0)  # now the discounted lines' sales
