@@ -18,6 +18,7 @@ depends on the customer only, so priced by the Lagrangian it is a per-customer c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -46,6 +47,12 @@ class ChannelData:
     @property
     def n_channels(self) -> int:
         return int(self.capacity.shape[0])
+
+    @cached_property
+    def patterns(self) -> np.ndarray:
+        """Each customer's consent pattern, ``(n_customers,)`` ``int64``: bit ``k`` set when she
+        consented to channel ``k`` (made once, read by every plan's channel assignment)."""
+        return self.consent @ (1 << np.arange(self.n_channels, dtype=np.int64))
 
     def charges(self, customers: np.ndarray, channel_price: np.ndarray | None,
                 contact_price: float) -> tuple[np.ndarray, np.ndarray]:

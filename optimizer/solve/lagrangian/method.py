@@ -211,6 +211,14 @@ class _BestPlan:
             self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
         return short
 
+    def beats(self, ceiling: float, short: int) -> bool:
+        """Whether the best plan so far wins over any plan of objective at most ``ceiling`` and
+        shortfall at least ``short``, which would not lower the least shortfall either: such a
+        plan changes nothing in :meth:`consider` (and need not be finished)."""
+        return (short >= self.least_short
+                and self.short <= self.least_short + self.target_step
+                and ceiling < self.objective - 1e-9 * abs(self.objective))
+
     def certified(self, best_bound: float, tolerance: float, iteration: int) -> bool:
         """Whether the best plan's gap to ``best_bound`` is within ``tolerance`` (a plan short
         of its targets gets ``_TARGET_PASSES`` passes before a small gap may stop the solve)."""
@@ -235,21 +243,25 @@ def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
         relaxed = exact.chosen
     if problem.groups is not None:
         relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
-                                                 prices.reduced_values(block))
+                                                 group_rules.reduced_rows(block, prices))
     return relaxed.copy()
 
 
-def _plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray], run: ThreadMap
-          ) -> tuple[list[np.ndarray], float]:
+def _plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray], run: ThreadMap,
+          best: _BestPlan) -> tuple[list[np.ndarray], float] | None:
     """A feasible plan from ``chosen``, the customers' first plans at ``prices``
     (:func:`plan_rows`, made on the problem priced for channels), repaired and refilled, then
-    sent on channels."""
+    sent on channels; ``None`` when its channels' upper bound (:func:`.channels.ceiling`) shows
+    that ``best`` beats it whatever the channels (their assignment is the plan's dearest step)."""
     whole, problem = problem, channel_rules.priced(problem, prices)  # values net of channels
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
     group_rules.trim_plan(problem, chosen)  # the refill knows no groups
     funder_rules.cut_plan(problem, chosen)  # nor funders
+    if whole.channels is not None and best.beats(
+            channel_rules.ceiling(whole, problem, prices, chosen), whole.shortfall(chosen)):
+        return None
     chosen = channel_rules.assign(whole, chosen)  # nor channels
     return chosen, whole.objective(chosen)
 
@@ -356,8 +368,10 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     or (warm_start is not None and iteration == 1))
         objective, short = None, None
         if planning:
-            chosen, objective = _plan(problem, prices, ex.plan_rows(prices), run)
-            short = best.consider(chosen, objective, prices)
+            made = _plan(problem, prices, ex.plan_rows(prices), run, best)
+            if made is not None:  # else it could not win: a pass without a plan's figures
+                objective = made[1]
+                short = best.consider(made[0], objective, prices)
         else:
             unplanned.append(prices)
         gap = _gap(best_bound, best.objective, problem.fixed_value)
@@ -480,8 +494,9 @@ def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan
         if time.perf_counter() > deadline:
             break
         ex.respond_plain(at)
-        chosen, objective = _plan(problem, at, ex.plan_rows(at), run)
-        best.consider(chosen, objective, at)
+        made = _plan(problem, at, ex.plan_rows(at), run, best)
+        if made is not None:
+            best.consider(made[0], made[1], at)
         replanned += 1
     return replanned
 

@@ -42,6 +42,7 @@ class Shard:
                                      self.margins, cuts=cuts, first_sampled=(-lo) % _STRIDE)
         self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
         self.view = problem  # the problem priced for channels at the last responses' prices
+        self._priced: list[np.ndarray] | None = None  # the view's values, reused every pass
         self.relaxed: list[np.ndarray] = []
         self.exact: list[ExactChoice | None] = []
         self._part_counts: list[np.ndarray] = []
@@ -58,7 +59,7 @@ class Shard:
         charge); returns the shard's (spend, count) per offer in the responses and its share of
         the dual function, each summed in one array, and what the channels' prices read of its
         responses (:func:`.channels.response_use`; empty without channels)."""
-        self.view = channel_rules.priced(self.problem, prices)
+        self.view = self._priced_view(prices)
         relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run)
         self.relaxed, self.exact = relaxed, exact
         used = self.problem.usage(relaxed)
@@ -68,10 +69,17 @@ class Shard:
 
     def respond_plain(self, prices: Prices) -> None:
         """The relaxed best responses to ``prices`` only (the plan of a pass that made none)."""
-        problem = self.view = channel_rules.priced(self.problem, prices)
+        problem = self.view = self._priced_view(prices)
         self.relaxed = self.run(lambda block: method._respond(problem, block, prices, True)[0],
                                 problem.blocks)
         self.exact = [None] * len(self.relaxed)
+
+    def _priced_view(self, prices: Prices) -> AssignmentProblem:
+        """The shard's problem priced for channels at ``prices`` (:func:`.channels.priced`), its
+        values written over the last view's (which no one reads once the prices move)."""
+        if self._priced is None:
+            self._priced = channel_rules.priced_buffers(self.problem)
+        return channel_rules.priced(self.problem, prices, self._priced)
 
     def sample(self, mode: int, prices: tuple, capacity: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
