@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.model.channels import ChannelData, ChannelPlan
+from optimizer.model.channels import ChannelData, ChannelPlan, slot_dtype
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 
 _SEGMENTS = 64  # runs of a consent pattern's pairs by value, each one column of the plan's LP
@@ -36,9 +36,7 @@ def priced_block(channels: ChannelData, block: CandidateBlock, prices: Prices,
     """``block`` with each customer's values less her cheapest consented channel's charge (no
     charge for customers without consent: their cap is 0, see ``channel_caps``); ``out``: a
     ``float64`` array shaped like ``block.value`` to hold them (else a new one)."""
-    charge, best = channels.charges(block.customers, prices.channel, prices.contact)
-    rows = np.arange(block.n_customers)
-    least = np.where(best >= 0, charge[rows, np.maximum(best, 0)], 0.0)
+    least = channels.least_charges(block.customers, prices.channel, prices.contact)
     if out is None:
         return replace(block, value=block.value - least[:, None])
     np.subtract(block.value, least[:, None], out=out)
@@ -63,6 +61,22 @@ def priced_buffers(problem: AssignmentProblem) -> list[np.ndarray] | None:
     if problem.channels is None:
         return None
     return [np.empty(b.value.shape) for b in problem.blocks]
+
+
+class PricedViews:
+    """:func:`priced` views of one problem whose values share one set of arrays, made when
+    first needed: a view's values are overwritten by the next view's (the solve's plans each
+    read theirs only while they are made)."""
+
+    def __init__(self, problem: AssignmentProblem) -> None:
+        self.problem = problem
+        self.held: list[np.ndarray] | None = None
+
+    def at(self, prices: Prices) -> AssignmentProblem:
+        """The problem priced at ``prices`` (the problem itself without channels)."""
+        if self.problem.channels is not None and self.held is None:
+            self.held = priced_buffers(self.problem)
+        return priced(self.problem, prices, self.held)
 
 
 def capacity_term(problem: AssignmentProblem, prices: Prices) -> float:
@@ -190,7 +204,7 @@ def assign(problem: AssignmentProblem, chosen: list[np.ndarray]) -> list[np.ndar
         keep = ch >= 0
         out = np.zeros_like(mask)
         out[rows[keep], slots[keep]] = True
-        per_slot = np.full(mask.shape, -1, dtype=np.int64)
+        per_slot = np.full(mask.shape, -1, dtype=slot_dtype(channels.n_channels))
         per_slot[rows[keep], slots[keep]] = ch[keep]
         masks.append(out)
         channels_of.append(per_slot)

@@ -25,18 +25,36 @@ from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.model.reduced import reduced_value, reduced_values
 
 
+def breaking_rows(problem: AssignmentProblem, block: CandidateBlock, chosen: np.ndarray
+                  ) -> np.ndarray | None:
+    """Per row of ``block``, whether ``chosen`` breaks a group (``None`` without groups)."""
+    if problem.groups is None:
+        return None
+    return violating_rows(problem.groups, block.offer, chosen)
+
+
 def tighten_dual(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                 dual: np.ndarray) -> np.ndarray:
+                 dual: np.ndarray, breaking: np.ndarray | None = None) -> np.ndarray:
     """``dual`` (each customer's upper bound at ``prices``, no target bonus) lowered to the group
-    bound where that is less (see the module docstring)."""
+    bound where that is less (see the module docstring). ``breaking``: when ``dual`` holds the
+    totals of best responses (no bonus), the rows whose response breaks a group: only those can
+    be lowered (a response keeping every group is a plan of the group bound's problem, worth
+    ``dual``), so the group bound is made for them alone."""
     groups = problem.groups
     if groups is None or block.n_customers == 0:
         return dual
+    at: np.ndarray | slice = slice(None)
+    if breaking is not None:
+        at = np.flatnonzero(breaking)
+        if at.size == 0:
+            return dual
     # the reduced values (no bonus) are made row by row inside: no block-sized temporary
-    bound = _laminar_totals(block.value, block.cost, block.offer, block.cap, prices.cost_price,
-                            prices.count, float(prices.global_budget), groups.first,
-                            groups.limit)
-    return np.minimum(dual, bound)
+    bound = _laminar_totals(block.value[at], block.cost[at], block.offer[at], block.cap[at],
+                            prices.cost_price, prices.count, float(prices.global_budget),
+                            groups.first, groups.limit)
+    out = dual.copy()
+    out[at] = np.minimum(dual[at], bound)
+    return out
 
 
 def feasible_plan_rows(problem: AssignmentProblem, block: CandidateBlock, chosen: np.ndarray,
@@ -189,15 +207,17 @@ def _feasible_greedy(reduced, offer, cap, categories, per_category, members,
 
 
 def group_response(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-                   chosen: np.ndarray, margin: np.ndarray) -> np.ndarray:
+                   chosen: np.ndarray, margin: np.ndarray,
+                   breaking: np.ndarray | None = None) -> np.ndarray:
     """The price pass's responses with the groups: rows whose best response breaks a group get
     the greedy that respects them (each offer in its first group, its primary category, the cap)
     and their margins rewritten to that greedy's thresholds (in place in ``margin``), so that the
-    prices read the constraints' use from responses the groups allow. Returns ``chosen``."""
+    prices read the constraints' use from responses the groups allow. Returns ``chosen``.
+    ``breaking``: :func:`breaking_rows` of ``chosen`` when the caller has them."""
     groups = problem.groups
     if groups is None or block.n_customers == 0:
         return chosen
-    rows = violating_rows(groups, block.offer, chosen)
+    rows = breaking if breaking is not None else violating_rows(groups, block.offer, chosen)
     if not rows.any():
         return chosen
     at = np.flatnonzero(rows)

@@ -228,10 +228,12 @@ class _BestPlan:
 
 
 def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
-              relaxed: np.ndarray, exact: ExactChoice | None) -> np.ndarray:
+              relaxed: np.ndarray, exact: ExactChoice | None, grouped: bool = False
+              ) -> np.ndarray:
     """The block's first plan from its customers' best responses to ``prices`` (``relaxed``,
     and ``exact`` where the pass enumerated them): each customer's own rules kept (run on the
-    shard that holds the block)."""
+    shard that holds the block). ``grouped``: ``relaxed`` are the pass's responses, which keep
+    every offer's first group (:func:`.groups.group_response`)."""
     offers = problem.offers
     if (problem.max_per_category is not None
             and offers.multi_category[np.maximum(block.offer, 0)].any()):
@@ -241,19 +243,23 @@ def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
                 block.value, block.cost, block.offer, prices.cost_price, prices.count,
                 prices.global_budget, target))
         relaxed = exact.chosen
-    if problem.groups is not None:
+    # responses that keep every offer's only group need no repair
+    if problem.groups is not None and not (grouped and exact is None
+                                           and problem.groups.members.shape[1] == 1):
         relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
                                                  group_rules.reduced_rows(block, prices))
     return relaxed.copy()
 
 
 def _plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray], run: ThreadMap,
-          best: _BestPlan) -> tuple[list[np.ndarray], float] | None:
+          best: _BestPlan, views: channel_rules.PricedViews
+          ) -> tuple[list[np.ndarray], float] | None:
     """A feasible plan from ``chosen``, the customers' first plans at ``prices``
     (:func:`plan_rows`, made on the problem priced for channels), repaired and refilled, then
     sent on channels; ``None`` when its channels' upper bound (:func:`.channels.ceiling`) shows
-    that ``best`` beats it whatever the channels (their assignment is the plan's dearest step)."""
-    whole, problem = problem, channel_rules.priced(problem, prices)  # values net of channels
+    that ``best`` beats it whatever the channels (their assignment is the plan's dearest step).
+    ``views``: where the problem priced for channels is made (:class:`.channels.PricedViews`)."""
+    whole, problem = problem, views.at(prices)  # values net of channels
     kept = repair(problem, chosen)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
@@ -342,6 +348,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     best_bound = np.inf
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     best = _BestPlan(problem, prices, target_step)
+    views = channel_rules.PricedViews(problem)  # the plans' priced values, one set of arrays
     trace: list[dict[str, float | None]] = []
     status, iteration = Status.ITERATION_LIMIT, 0
     anchor = _Anchor(prices)
@@ -368,7 +375,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     or (warm_start is not None and iteration == 1))
         objective, short = None, None
         if planning:
-            made = _plan(problem, prices, ex.plan_rows(prices), run, best)
+            made = _plan(problem, prices, ex.plan_rows(prices), run, best, views)
             if made is not None:  # else it could not win: a pass without a plan's figures
                 objective = made[1]
                 short = best.consider(made[0], objective, prices)
@@ -404,7 +411,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     if status != Status.OPTIMAL and unplanned:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
-        replanned = _replan(problem, unplanned, best, run, ex, start + settings.time_limit_s)
+        replanned = _replan(problem, unplanned, best, run, ex, start + settings.time_limit_s,
+                            views)
         gap = _gap(best_bound, best.objective, problem.fixed_value)
         trace.append({"iteration": iteration, "replanned_passes": replanned,
                       "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
@@ -472,12 +480,18 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
             # the exact responses are what the bound and the plan use, so they are what
             # the prices steer and what the constraints' use is measured on
             chosen = exact.chosen
-        chosen = group_rules.group_response(problem, block, prices, chosen, block_margin)
+        breaking = group_rules.breaking_rows(problem, block, chosen)
+        plain = chosen  # the responses whose totals the bound takes (no bonus)
+        chosen = group_rules.group_response(problem, block, prices, chosen, block_margin,
+                                            breaking)
         if steering:  # the bound takes the best responses without the bonus
-            totals = _respond(problem, block, prices, False)[1]
+            plain, totals = _respond(problem, block, prices, False)
+            breaking = group_rules.breaking_rows(problem, block, plain)
         block_dual, _ = _dual_value(problem, block, prices, totals,
                                     choice=None if steering else exact)
-        block_dual = group_rules.tighten_dual(problem, block, prices, block_dual)
+        # without exact responses the bound's terms are the totals of ``plain``
+        block_dual = group_rules.tighten_dual(problem, block, prices, block_dual,
+                                              None if exact is not None else breaking)
         # the plan starts from the exact responses with the target bonus: these
         return chosen, block_dual, exact
 
@@ -486,7 +500,8 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
 
 
 def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan,
-            run: ThreadMap, ex: ShardExecutor, deadline: float) -> int:
+            run: ThreadMap, ex: ShardExecutor, deadline: float,
+            views: channel_rules.PricedViews) -> int:
     """Plan at each of ``unplanned`` (passes that made no plan) until ``deadline``
     (``time.perf_counter``), keeping the best in ``best``; returns how many were planned."""
     replanned = 0
@@ -494,7 +509,7 @@ def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan
         if time.perf_counter() > deadline:
             break
         ex.respond_plain(at)
-        made = _plan(problem, at, ex.plan_rows(at), run, best)
+        made = _plan(problem, at, ex.plan_rows(at), run, best, views)
         if made is not None:
             best.consider(made[0], made[1], at)
         replanned += 1

@@ -42,9 +42,10 @@ class Shard:
                                      self.margins, cuts=cuts, first_sampled=(-lo) % _STRIDE)
         self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
         self.view = problem  # the problem priced for channels at the last responses' prices
-        self._priced: list[np.ndarray] | None = None  # the view's values, reused every pass
+        self._views = channel_rules.PricedViews(problem)  # the view's values, reused each pass
         self.relaxed: list[np.ndarray] = []
         self.exact: list[ExactChoice | None] = []
+        self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
         self._part_counts: list[np.ndarray] = []
 
     def ready(self) -> int:
@@ -59,9 +60,9 @@ class Shard:
         charge); returns the shard's (spend, count) per offer in the responses and its share of
         the dual function, each summed in one array, and what the channels' prices read of its
         responses (:func:`.channels.response_use`; empty without channels)."""
-        self.view = self._priced_view(prices)
+        self.view = self._views.at(prices)
         relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run)
-        self.relaxed, self.exact = relaxed, exact
+        self.relaxed, self.exact, self.grouped = relaxed, exact, True
         used = self.problem.usage(relaxed)
         dual = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         return (used.spend, used.customers.astype(float), dual,
@@ -69,17 +70,10 @@ class Shard:
 
     def respond_plain(self, prices: Prices) -> None:
         """The relaxed best responses to ``prices`` only (the plan of a pass that made none)."""
-        problem = self.view = self._priced_view(prices)
+        problem = self.view = self._views.at(prices)
         self.relaxed = self.run(lambda block: method._respond(problem, block, prices, True)[0],
                                 problem.blocks)
-        self.exact = [None] * len(self.relaxed)
-
-    def _priced_view(self, prices: Prices) -> AssignmentProblem:
-        """The shard's problem priced for channels at ``prices`` (:func:`.channels.priced`), its
-        values written over the last view's (which no one reads once the prices move)."""
-        if self._priced is None:
-            self._priced = channel_rules.priced_buffers(self.problem)
-        return channel_rules.priced(self.problem, prices, self._priced)
+        self.exact, self.grouped = [None] * len(self.relaxed), False
 
     def sample(self, mode: int, prices: tuple, capacity: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,7 +126,7 @@ class Shard:
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
         problem = self.view
-        return self.run(lambda item: method.plan_rows(problem, prices, *item),
+        return self.run(lambda item: method.plan_rows(problem, prices, *item, self.grouped),
                         list(zip(problem.blocks, self.relaxed, self.exact)))
 
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
