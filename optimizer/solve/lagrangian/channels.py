@@ -102,7 +102,8 @@ def ceiling(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
     if channels is None:
         return problem.objective(chosen)
     fit = admissible(problem, prices)
-    if fit.contact != prices.contact or not np.array_equal(fit.channel, prices.channel):
+    if (prices.channel is None or fit.channel is None or fit.contact != prices.contact
+            or not np.array_equal(fit.channel, prices.channel)):
         return float("inf")
     total = 0.0
     for block, vblock, mask in zip(problem.blocks, view.blocks, chosen):
@@ -204,7 +205,7 @@ def assign(problem: AssignmentProblem, chosen: list[np.ndarray]) -> list[np.ndar
         keep = ch >= 0
         out = np.zeros_like(mask)
         out[rows[keep], slots[keep]] = True
-        per_slot = np.full(mask.shape, -1, dtype=slot_dtype(channels.n_channels))
+        per_slot: np.ndarray = np.full(mask.shape, -1, dtype=slot_dtype(channels.n_channels))
         per_slot[rows[keep], slots[keep]] = ch[keep]
         masks.append(out)
         channels_of.append(per_slot)

@@ -88,10 +88,15 @@ def trim_plan(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
     if problem.groups is None:
         return
     for block, mask in zip(problem.blocks, chosen):
-        out = feasible_plan_rows(problem, block, mask, lambda at, b=block, m=mask: np.where(
-            m[at], b.value[at], -np.inf))
+        out = feasible_plan_rows(problem, block, mask, _chosen_values(block, mask))
         if out is not mask:
             mask[:] = out
+
+
+def _chosen_values(block: CandidateBlock, mask: np.ndarray
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+    """The given rows' values where ``mask`` holds, ``-inf`` elsewhere."""
+    return lambda at: np.where(mask[at], block.value[at], -np.inf)
 
 
 def _greedy_rows(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray,

@@ -125,8 +125,9 @@ class Shard:
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
-        problem = self.view
-        return self.run(lambda item: method.plan_rows(problem, prices, *item, self.grouped),
+        problem, grouped = self.view, self.grouped
+        return self.run(lambda item: method.plan_rows(problem, prices, item[0], item[1], item[2],
+                                                      grouped),
                         list(zip(problem.blocks, self.relaxed, self.exact)))
 
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
