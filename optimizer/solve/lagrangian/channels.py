@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numba as nb
 import numpy as np
 
 from optimizer.model.channels import ChannelData, ChannelPlan, slot_dtype
@@ -96,8 +97,9 @@ def ceiling(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
     """An upper bound on the objective of any channel assignment of ``chosen``'s pairs (what
     :func:`assign` can make of them): weak duality of its transportation LP at the channel prices
     ``prices`` (``view``: the problem priced at them, :func:`priced`) gives each pair its value
-    less its customer's cheapest channel charge where that is positive (nothing without
-    consent), plus :func:`capacity_term`. ``inf`` when the prices are not admissible."""
+    less its customer's cheapest channel charge where that is positive, plus
+    :func:`capacity_term` (a customer without consent, whom no plan holds, has no charge: her
+    pairs, if any, only raise it). ``inf`` when the prices are not admissible."""
     channels = problem.channels
     if channels is None:
         return problem.objective(chosen)
@@ -106,11 +108,20 @@ def ceiling(problem: AssignmentProblem, view: AssignmentProblem, prices: Prices,
             or not np.array_equal(fit.channel, prices.channel)):
         return float("inf")
     total = 0.0
-    for block, vblock, mask in zip(problem.blocks, view.blocks, chosen):
-        rows, slots = np.nonzero(mask)
-        sendable = channels.patterns[block.customers[rows]] > 0
-        total += float(np.maximum(vblock.value[rows[sendable], slots[sendable]], 0.0).sum())
+    for vblock, mask in zip(view.blocks, chosen):
+        total += _positive_sum(vblock.value, mask)
     return total + capacity_term(problem, prices)
+
+
+@nb.njit(cache=True, nogil=True)
+def _positive_sum(value, mask):  # pragma: no cover - compiled
+    total = 0.0
+    n, slots = mask.shape
+    for i in range(n):
+        for s in range(slots):
+            if mask[i, s] and value[i, s] > 0.0:
+                total += value[i, s]
+    return total
 
 
 def admissible(problem: AssignmentProblem, prices: Prices) -> Prices:

@@ -25,12 +25,100 @@ from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.model.reduced import reduced_value, reduced_values
 
 
-def breaking_rows(problem: AssignmentProblem, block: CandidateBlock, chosen: np.ndarray
-                  ) -> np.ndarray | None:
-    """Per row of ``block``, whether ``chosen`` breaks a group (``None`` without groups)."""
-    if problem.groups is None:
+def breaking_rows(problem: AssignmentProblem, block: CandidateBlock, chosen: np.ndarray,
+                  at_risk: "RiskySlots | None" = None) -> np.ndarray | None:
+    """Per row of ``block``, whether ``chosen`` breaks a group (``None`` without groups);
+    ``at_risk``: the block's :func:`risky_slots`, read instead of every slot."""
+    groups = problem.groups
+    if groups is None:
         return None
-    return violating_rows(problem.groups, block.offer, chosen)
+    if at_risk is None:
+        return violating_rows(groups, block.offer, chosen)
+    return _violating_at(block.n_customers, *at_risk, block.offer, chosen, groups.members,
+                         groups.limit)
+
+
+RiskySlots = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def risky_slots(problem: AssignmentProblem, block: CandidateBlock) -> RiskySlots | None:
+    """The rows of ``block`` whose candidates could break a group (more candidates in one than
+    its limit) and, per such row, its slots holding an offer of a group (rows, row starts into
+    slots, slots): no other row's choice can break a group, so :func:`breaking_rows` reads these
+    slots only. Made once per solve: it depends on the candidates, not on the prices."""
+    groups = problem.groups
+    if groups is None:
+        return None
+    return _risky(block.offer, groups.members, groups.limit)
+
+
+@nb.njit(cache=True, nogil=True)
+def _risky(offer, members, limit):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    width = members.shape[1]
+    held = np.zeros(limit.shape[0], dtype=np.int64)
+    rows = np.empty(n, dtype=np.int64)
+    starts = np.zeros(n + 1, dtype=np.int64)
+    kept = np.empty(n * slots, dtype=np.int64)
+    m, k = 0, 0
+    for i in range(n):
+        risky = False
+        first = k
+        for s in range(slots):
+            o = offer[i, s]
+            if o < 0:
+                continue
+            grouped = False
+            for w in range(width):
+                g = members[o, w]
+                if g >= 0:
+                    grouped = True
+                    held[g] += 1
+                    if held[g] > limit[g]:
+                        risky = True
+            if grouped:
+                kept[k] = s
+                k += 1
+        for t in range(first, k):
+            for w in range(width):
+                g = members[offer[i, kept[t]], w]
+                if g >= 0:
+                    held[g] = 0
+        if risky:
+            rows[m] = i
+            m += 1
+            starts[m] = k
+        else:
+            k = first
+    return rows[:m].copy(), starts[:m + 1].copy(), kept[:k].copy()
+
+
+@nb.njit(cache=True, nogil=True)
+def _violating_at(n, rows, starts, kept, offer, chosen, members,
+                  limit):  # pragma: no cover - compiled
+    out = np.zeros(n, dtype=np.bool_)
+    held = np.zeros(limit.shape[0], dtype=np.int64)
+    width = members.shape[1]
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for t in range(starts[r], starts[r + 1]):
+            s = kept[t]
+            o = offer[i, s]
+            if chosen[i, s] and o >= 0:
+                for w in range(width):
+                    g = members[o, w]
+                    if g >= 0:
+                        held[g] += 1
+                        if held[g] > limit[g]:
+                            out[i] = True
+        for t in range(starts[r], starts[r + 1]):
+            o = offer[i, kept[t]]
+            if o >= 0:
+                for w in range(width):
+                    g = members[o, w]
+                    if g >= 0:
+                        held[g] = 0
+    return out
 
 
 def tighten_dual(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,

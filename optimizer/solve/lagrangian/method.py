@@ -399,29 +399,30 @@ class _Anchor:
 
 
 def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
-               run: Mapper) -> tuple[list[np.ndarray], list[np.ndarray],
+               run: Mapper, at_risk: list[group_rules.RiskySlots | None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray],
                                      list[ExactChoice | None]]:
     """One pass's best responses at ``prices``, block by block: each customer's choice (the
     exact one where multi-category offers need it), each customer's term of the bound, and the
-    exact choices the plan starts from; every candidate's margin is written into ``margins``."""
+    exact choices the plan starts from; every candidate's margin is written into ``margins``.
+    ``at_risk``: per block, its :func:`.groups.risky_slots` (else every slot is read)."""
     steering = prices.target is not None and bool(prices.target.any())
 
-    def respond(item: tuple[CandidateBlock, np.ndarray]
+    def respond(item: tuple[CandidateBlock, np.ndarray, group_rules.RiskySlots | None]
                 ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
-        block, block_margin = item
+        block, block_margin, risky = item
         chosen, totals = _respond(problem, block, prices, True, block_margin)
         exact = exact_response(problem, block, prices, block_margin)
         if exact is not None:
             # the exact responses are what the bound and the plan use, so they are what
             # the prices steer and what the constraints' use is measured on
             chosen = exact.chosen
-        breaking = group_rules.breaking_rows(problem, block, chosen)
+        breaking = group_rules.breaking_rows(problem, block, chosen, risky)
         plain = chosen  # the responses whose totals the bound takes (no bonus)
         chosen = group_rules.group_response(problem, block, prices, chosen, block_margin,
                                             breaking)
         if steering:  # the bound takes the best responses without the bonus
             plain, totals = _respond(problem, block, prices, False)
-            breaking = group_rules.breaking_rows(problem, block, plain)
+            breaking = group_rules.breaking_rows(problem, block, plain, risky)
         block_dual, _ = _dual_value(problem, block, prices, totals,
                                     choice=None if steering else exact)
         # without exact responses the bound's terms are the totals of ``plain``
@@ -430,5 +431,6 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
         # the plan starts from the exact responses with the target bonus: these
         return chosen, block_dual, exact
 
-    responses = run(respond, list(zip(problem.blocks, margins)))
+    risks = at_risk if at_risk is not None else [None] * len(margins)
+    responses = run(respond, list(zip(problem.blocks, margins, risks)))
     return [r[0] for r in responses], [r[1] for r in responses], [r[2] for r in responses]

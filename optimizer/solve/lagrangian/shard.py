@@ -19,6 +19,7 @@ from optimizer.model.build import ScoresSource, source_blocks
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
+from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import method
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tally_total
@@ -46,6 +47,7 @@ class Shard:
         self.relaxed: list[np.ndarray] = []
         self.exact: list[ExactChoice | None] = []
         self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
+        self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
 
     def ready(self) -> int:
@@ -61,7 +63,11 @@ class Shard:
         the dual function, each summed in one array, and what the channels' prices read of its
         responses (:func:`.channels.response_use`; empty without channels)."""
         self.view = self._views.at(prices)
-        relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run)
+        if self.at_risk is None:  # the rows that could break a group, found once
+            self.at_risk = self.run(lambda b: group_rules.risky_slots(self.problem, b),
+                                    self.problem.blocks)
+        relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run,
+                                                      self.at_risk)
         self.relaxed, self.exact, self.grouped = relaxed, exact, True
         used = self.problem.usage(relaxed)
         dual = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
