@@ -18,6 +18,7 @@ depends on the customer only, so priced by the Lagrangian it is a per-customer c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     import polars as pl
 
     from optimizer.model.problem import CandidateBlock
+
+
+_PATTERN_TABLE = 16  # channels up to which charges are read off a table of consent patterns
 
 
 @dataclass(frozen=True)
@@ -47,28 +51,58 @@ class ChannelData:
     def n_channels(self) -> int:
         return int(self.capacity.shape[0])
 
+    @cached_property
+    def patterns(self) -> np.ndarray:
+        """Each customer's consent pattern, ``(n_customers,)`` ``int64``: bit ``k`` set when she
+        consented to channel ``k`` (made once, read by every plan's channel assignment)."""
+        return self.consent @ (1 << np.arange(self.n_channels, dtype=np.int64))
+
     def charges(self, customers: np.ndarray, channel_price: np.ndarray | None,
                 contact_price: float) -> tuple[np.ndarray, np.ndarray]:
         """Per customer, every channel's charge ``(1 + contact_price) * cost + channel_price``
         (``inf`` where she did not consent), ``(len(customers), n_channels)``, and her cheapest
         channel (lowest index among ties; -1 without consent)."""
-        price = channel_price if channel_price is not None else np.zeros(self.n_channels)
-        per = (1.0 + contact_price) * self.cost + price
+        per = self._per_contact(channel_price, contact_price)
         charge = np.where(self.consent[customers], per[None, :], np.inf)
         best = np.argmin(charge, axis=1) if self.n_channels else np.zeros(len(customers), int)
         if self.n_channels:
             best = np.where(np.isfinite(charge[np.arange(len(customers)), best]), best, -1)
         return charge, best.astype(np.int64)
 
+    def least_charges(self, customers: np.ndarray, channel_price: np.ndarray | None,
+                      contact_price: float) -> np.ndarray:
+        """Per customer, her cheapest consented channel's charge (:meth:`charges`; 0.0 without
+        consent), read off a table of every consent pattern when there are few channels."""
+        if self.n_channels > _PATTERN_TABLE:
+            charge, best = self.charges(customers, channel_price, contact_price)
+            return np.where(best >= 0, charge[np.arange(len(customers)), np.maximum(best, 0)],
+                            0.0)
+        per = self._per_contact(channel_price, contact_price)
+        bits = (np.arange(1 << self.n_channels)[:, None] >> np.arange(self.n_channels)) & 1
+        table = np.where(bits.astype(bool), per[None, :], np.inf).min(axis=1, initial=np.inf)
+        table[0] = 0.0  # no consent: no channel, no charge (her cap is 0)
+        return table[self.patterns[customers]]
+
+    def _per_contact(self, channel_price: np.ndarray | None, contact_price: float
+                     ) -> np.ndarray:
+        price = channel_price if channel_price is not None else np.zeros(self.n_channels)
+        return (1.0 + contact_price) * self.cost + price
+
 
 class ChannelPlan(list):
-    """A plan's chosen masks (one per block, as every plan) with ``channel``: per block an
-    ``int64`` array shaped like its ``offer``, the channel index of each chosen slot (-1
-    elsewhere)."""
+    """A plan's chosen masks (one per block, as every plan) with ``channel``: per block a signed
+    integer array shaped like its ``offer`` (:func:`slot_dtype`), the channel index of each
+    chosen slot (-1 elsewhere)."""
 
     def __init__(self, masks: Sequence[np.ndarray], channel: list[np.ndarray]) -> None:
         super().__init__(masks)
         self.channel = channel
+
+
+def slot_dtype(n_channels: int) -> type:
+    """The smallest signed integer type holding channel indices and -1 (a plan's per-slot
+    channels are as large as its candidate blocks)."""
+    return np.int8 if n_channels < 1 << 7 else np.int16 if n_channels < 1 << 15 else np.int64
 
 
 def plan_channels(chosen: Sequence[np.ndarray]) -> list[np.ndarray] | None:

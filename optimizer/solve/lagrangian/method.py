@@ -39,7 +39,6 @@ from optimizer.model.problem import (
     Prices,
     Solution,
     Status,
-    relative_gap,
 )
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian import channels as channel_rules
@@ -50,13 +49,12 @@ from optimizer.solve.lagrangian.critical import critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.executor import LocalShards, ShardedCandidates, ShardExecutor
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
-from optimizer.solve.lagrangian.repair import refill, repair
+from optimizer.solve.lagrangian.planning import BestPlan, plan_gap, plan_pass, replan
 from optimizer.solve.lagrangian.start import admissible_prices, start_prices
 from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
 
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
-_TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
 # consecutive passes improving neither the bound nor the plan: stop ("stalled"). Two stopped the
 # 1 M affinity benchmark at a 0.37 % gap after a coordinate step overshot twice; the halved steps
 # that follow recovered to 0.063 % (benchmarks/results, docs/performance.md)
@@ -190,40 +188,13 @@ def dual_bounds(problem: AssignmentProblem, prices: Sequence[Prices],
             for r, at in zip(rows, prices)]
 
 
-class _BestPlan:
-    """The best plan seen: targets first (a plan closer to every ``min_customers`` wins), then the
-    objective; plans within ``target_step`` of the least shortfall seen compete on objective, so
-    a plan is not kept over a much better one for a few customers more."""
-
-    def __init__(self, problem: AssignmentProblem, prices: Prices, target_step: int) -> None:
-        self.problem, self.target_step = problem, target_step
-        self.objective = -np.inf
-        self.chosen = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
-        self.prices, self.short = prices, np.iinfo(np.int64).max
-        self.least_short = self.short
-
-    def consider(self, chosen: list[np.ndarray], objective: float, prices: Prices) -> int:
-        """Keep the plan if it is the best so far; returns its shortfall."""
-        short = self.problem.shortfall(chosen)
-        self.least_short = min(self.least_short, short)
-        slack = self.least_short + self.target_step
-        if short <= slack and (objective > self.objective or self.short > slack):
-            self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
-        return short
-
-    def certified(self, best_bound: float, tolerance: float, iteration: int) -> bool:
-        """Whether the best plan's gap to ``best_bound`` is within ``tolerance`` (a plan short
-        of its targets gets ``_TARGET_PASSES`` passes before a small gap may stop the solve)."""
-        gap = _gap(best_bound, self.objective, self.problem.fixed_value)
-        return (gap is not None and gap <= tolerance
-                and not (self.short and iteration < _TARGET_PASSES))
-
-
 def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
-              relaxed: np.ndarray, exact: ExactChoice | None) -> np.ndarray:
+              relaxed: np.ndarray, exact: ExactChoice | None, grouped: bool = False
+              ) -> np.ndarray:
     """The block's first plan from its customers' best responses to ``prices`` (``relaxed``,
     and ``exact`` where the pass enumerated them): each customer's own rules kept (run on the
-    shard that holds the block)."""
+    shard that holds the block). ``grouped``: ``relaxed`` are the pass's responses, which keep
+    every offer's first group (:func:`.groups.group_response`)."""
     offers = problem.offers
     if (problem.max_per_category is not None
             and offers.multi_category[np.maximum(block.offer, 0)].any()):
@@ -233,25 +204,12 @@ def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
                 block.value, block.cost, block.offer, prices.cost_price, prices.count,
                 prices.global_budget, target))
         relaxed = exact.chosen
-    if problem.groups is not None:
+    # responses that keep every offer's only group need no repair
+    if problem.groups is not None and not (grouped and exact is None
+                                           and problem.groups.members.shape[1] == 1):
         relaxed = group_rules.feasible_plan_rows(problem, block, relaxed,
-                                                 prices.reduced_values(block))
+                                                 group_rules.reduced_rows(block, prices))
     return relaxed.copy()
-
-
-def _plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray], run: ThreadMap
-          ) -> tuple[list[np.ndarray], float]:
-    """A feasible plan from ``chosen``, the customers' first plans at ``prices``
-    (:func:`plan_rows`, made on the problem priced for channels), repaired and refilled, then
-    sent on channels."""
-    whole, problem = problem, channel_rules.priced(problem, prices)  # values net of channels
-    kept = repair(problem, chosen)
-    # refill ranks candidates by their reduced values at these prices, target bonus included
-    refill(problem, chosen, prices, kept, map_blocks=run)
-    group_rules.trim_plan(problem, chosen)  # the refill knows no groups
-    funder_rules.cut_plan(problem, chosen)  # nor funders
-    chosen = channel_rules.assign(whole, chosen)  # nor channels
-    return chosen, whole.objective(chosen)
 
 
 def _update(problem: AssignmentProblem, prices: Prices, candidates: ShardedCandidates,
@@ -329,7 +287,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     prices = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
     best_bound = np.inf
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
-    best = _BestPlan(problem, prices, target_step)
+    best = BestPlan(problem, prices, target_step)
     trace: list[dict[str, float | None]] = []
     status, iteration = Status.ITERATION_LIMIT, 0
     anchor = _Anchor(prices)
@@ -355,12 +313,11 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     or iteration == settings.max_iterations
                     or (warm_start is not None and iteration == 1))
         objective, short = None, None
-        if planning:
-            chosen, objective = _plan(problem, prices, ex.plan_rows(prices), run)
-            short = best.consider(chosen, objective, prices)
+        if planning:  # (None, None) for a plan that could not win: see planning.make_plan
+            objective, short = plan_pass(problem, prices, ex.plan_rows(prices), run, best)
         else:
             unplanned.append(prices)
-        gap = _gap(best_bound, best.objective, problem.fixed_value)
+        gap = plan_gap(best_bound, best.objective, problem.fixed_value)
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
                  "best_bound": best_bound,
                  "best_objective": best.objective if gap is not None else None,
@@ -390,8 +347,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
     if status != Status.OPTIMAL and unplanned:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
-        replanned = _replan(problem, unplanned, best, run, ex, start + settings.time_limit_s)
-        gap = _gap(best_bound, best.objective, problem.fixed_value)
+        replanned = replan(problem, unplanned, best, run, ex, start + settings.time_limit_s)
+        gap = plan_gap(best_bound, best.objective, problem.fixed_value)
         trace.append({"iteration": iteration, "replanned_passes": replanned,
                       "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
                       "seconds": time.perf_counter() - start})
@@ -442,51 +399,38 @@ class _Anchor:
 
 
 def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
-               run: Mapper) -> tuple[list[np.ndarray], list[np.ndarray],
+               run: Mapper, at_risk: list[group_rules.RiskySlots | None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray],
                                      list[ExactChoice | None]]:
     """One pass's best responses at ``prices``, block by block: each customer's choice (the
     exact one where multi-category offers need it), each customer's term of the bound, and the
-    exact choices the plan starts from; every candidate's margin is written into ``margins``."""
+    exact choices the plan starts from; every candidate's margin is written into ``margins``.
+    ``at_risk``: per block, its :func:`.groups.risky_slots` (else every slot is read)."""
     steering = prices.target is not None and bool(prices.target.any())
 
-    def respond(item: tuple[CandidateBlock, np.ndarray]
+    def respond(item: tuple[CandidateBlock, np.ndarray, group_rules.RiskySlots | None]
                 ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
-        block, block_margin = item
+        block, block_margin, risky = item
         chosen, totals = _respond(problem, block, prices, True, block_margin)
         exact = exact_response(problem, block, prices, block_margin)
         if exact is not None:
             # the exact responses are what the bound and the plan use, so they are what
             # the prices steer and what the constraints' use is measured on
             chosen = exact.chosen
-        chosen = group_rules.group_response(problem, block, prices, chosen, block_margin)
+        breaking = group_rules.breaking_rows(problem, block, chosen, risky)
+        plain = chosen  # the responses whose totals the bound takes (no bonus)
+        chosen = group_rules.group_response(problem, block, prices, chosen, block_margin,
+                                            breaking)
         if steering:  # the bound takes the best responses without the bonus
-            totals = _respond(problem, block, prices, False)[1]
+            plain, totals = _respond(problem, block, prices, False)
+            breaking = group_rules.breaking_rows(problem, block, plain, risky)
         block_dual, _ = _dual_value(problem, block, prices, totals,
                                     choice=None if steering else exact)
-        block_dual = group_rules.tighten_dual(problem, block, prices, block_dual)
+        # without exact responses the bound's terms are the totals of ``plain``
+        block_dual = group_rules.tighten_dual(problem, block, prices, block_dual,
+                                              None if exact is not None else breaking)
         # the plan starts from the exact responses with the target bonus: these
         return chosen, block_dual, exact
 
-    responses = run(respond, list(zip(problem.blocks, margins)))
+    risks = at_risk if at_risk is not None else [None] * len(margins)
+    responses = run(respond, list(zip(problem.blocks, margins, risks)))
     return [r[0] for r in responses], [r[1] for r in responses], [r[2] for r in responses]
-
-
-def _replan(problem: AssignmentProblem, unplanned: list[Prices], best: _BestPlan,
-            run: ThreadMap, ex: ShardExecutor, deadline: float) -> int:
-    """Plan at each of ``unplanned`` (passes that made no plan) until ``deadline``
-    (``time.perf_counter``), keeping the best in ``best``; returns how many were planned."""
-    replanned = 0
-    for at in unplanned:
-        if time.perf_counter() > deadline:
-            break
-        ex.respond_plain(at)
-        chosen, objective = _plan(problem, at, ex.plan_rows(at), run)
-        best.consider(chosen, objective, at)
-        replanned += 1
-    return replanned
-
-
-def _gap(bound: float, objective: float, fixed: float = 0.0) -> float | None:
-    """The relative gap (:func:`~optimizer.model.problem.relative_gap`) with ``fixed`` (the
-    problem's ``fixed_value``) on both sides, ``None`` before any plan."""
-    return None if objective == -np.inf else relative_gap(bound + fixed, objective + fixed)

@@ -19,6 +19,7 @@ from optimizer.model.build import ScoresSource, source_blocks
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
+from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import method
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tally_total
@@ -50,8 +51,11 @@ class Shard:
                                      self.margins, cuts=cuts, first_sampled=(-lo) % _STRIDE)
         self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
         self.view = problem  # the problem priced for channels at the last responses' prices
+        self._views = channel_rules.PricedViews(problem)  # the view's values, reused each pass
         self.relaxed: list[np.ndarray] = []
         self.exact: list[ExactChoice | None] = []
+        self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
+        self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
 
     def ready(self) -> int:
@@ -66,9 +70,13 @@ class Shard:
         charge); returns the shard's (spend, count) per offer in the responses and its share of
         the dual function, each summed in one array, and what the channels' prices read of its
         responses (:func:`.channels.response_use`; empty without channels)."""
-        self.view = channel_rules.priced(self.problem, prices)
-        relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run)
-        self.relaxed, self.exact = relaxed, exact
+        self.view = self._views.at(prices)
+        if self.at_risk is None:  # the rows that could break a group, found once
+            self.at_risk = self.run(lambda b: group_rules.risky_slots(self.problem, b),
+                                    self.problem.blocks)
+        relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run,
+                                                      self.at_risk)
+        self.relaxed, self.exact, self.grouped = relaxed, exact, True
         used = self.problem.usage(relaxed)
         dual = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         return (used.spend, used.customers.astype(float), dual,
@@ -76,10 +84,10 @@ class Shard:
 
     def respond_plain(self, prices: Prices) -> None:
         """The relaxed best responses to ``prices`` only (the plan of a pass that made none)."""
-        problem = self.view = channel_rules.priced(self.problem, prices)
+        problem = self.view = self._views.at(prices)
         self.relaxed = self.run(lambda block: method._respond(problem, block, prices, True)[0],
                                 problem.blocks)
-        self.exact = [None] * len(self.relaxed)
+        self.exact, self.grouped = [None] * len(self.relaxed), False
 
     def sample(self, mode: int, prices: tuple, capacity: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,8 +139,9 @@ class Shard:
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
-        problem = self.view
-        return self.run(lambda item: method.plan_rows(problem, prices, *item),
+        problem, grouped = self.view, self.grouped
+        return self.run(lambda item: method.plan_rows(problem, prices, item[0], item[1], item[2],
+                                                      grouped),
                         list(zip(problem.blocks, self.relaxed, self.exact)))
 
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:

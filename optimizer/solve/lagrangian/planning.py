@@ -1,0 +1,113 @@
+"""The scale method's plans (:mod:`.method`): each pass's feasible plan from the customers' first
+plans, and the best plan seen.
+
+A plan is the customers' best responses repaired and refilled within every capacity, trimmed to
+the groups and funders, then sent on channels. The channels' assignment (a transportation LP over
+the plan's pairs) is its dearest step, so a plan whose channels' upper bound
+(:func:`.channels.ceiling`) cannot beat the best plan is not finished: it would change nothing.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from optimizer.core.parallel import ThreadMap
+from optimizer.model.problem import AssignmentProblem, Prices, relative_gap
+from optimizer.solve.lagrangian import channels as channel_rules
+from optimizer.solve.lagrangian import funders as funder_rules
+from optimizer.solve.lagrangian import groups as group_rules
+from optimizer.solve.lagrangian.executor import ShardExecutor
+from optimizer.solve.lagrangian.repair import refill, repair
+
+_TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
+
+
+class BestPlan:
+    """The best plan seen: targets first (a plan closer to every ``min_customers`` wins), then the
+    objective; plans within ``target_step`` of the least shortfall seen compete on objective, so
+    a plan is not kept over a much better one for a few customers more."""
+
+    def __init__(self, problem: AssignmentProblem, prices: Prices, target_step: int) -> None:
+        self.problem, self.target_step = problem, target_step
+        self.objective = -np.inf
+        self.chosen = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
+        self.prices, self.short = prices, np.iinfo(np.int64).max
+        self.least_short = self.short
+        self.views = channel_rules.PricedViews(problem)  # the plans' priced values, one set
+
+    def consider(self, chosen: list[np.ndarray], objective: float, prices: Prices) -> int:
+        """Keep the plan if it is the best so far; returns its shortfall."""
+        short = self.problem.shortfall(chosen)
+        self.least_short = min(self.least_short, short)
+        slack = self.least_short + self.target_step
+        if short <= slack and (objective > self.objective or self.short > slack):
+            self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
+        return short
+
+    def beats(self, ceiling: float, short: int) -> bool:
+        """Whether the best plan so far wins over any plan of objective at most ``ceiling`` and
+        shortfall at least ``short``, which would not lower the least shortfall either: such a
+        plan changes nothing in :meth:`consider` (and need not be finished)."""
+        return (short >= self.least_short
+                and self.short <= self.least_short + self.target_step
+                and ceiling < self.objective - 1e-9 * abs(self.objective))
+
+    def certified(self, best_bound: float, tolerance: float, iteration: int) -> bool:
+        """Whether the best plan's gap to ``best_bound`` is within ``tolerance`` (a plan short
+        of its targets gets ``_TARGET_PASSES`` passes before a small gap may stop the solve)."""
+        gap = plan_gap(best_bound, self.objective, self.problem.fixed_value)
+        return (gap is not None and gap <= tolerance
+                and not (self.short and iteration < _TARGET_PASSES))
+
+
+def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray],
+              run: ThreadMap, best: BestPlan) -> tuple[list[np.ndarray], float] | None:
+    """A feasible plan from ``chosen``, the customers' first plans at ``prices``
+    (:func:`.method.plan_rows`, made on the problem priced for channels), repaired and refilled,
+    then sent on channels; ``None`` when its channels' upper bound (:func:`.channels.ceiling`) shows
+    that ``best`` beats it whatever the channels (their assignment is the plan's dearest step).
+    The problem priced for channels is made in ``best.views`` (:class:`.channels.PricedViews`)."""
+    whole, problem = problem, best.views.at(prices)  # values net of channels
+    kept = repair(problem, chosen)
+    # refill ranks candidates by their reduced values at these prices, target bonus included
+    refill(problem, chosen, prices, kept, map_blocks=run)
+    group_rules.trim_plan(problem, chosen)  # the refill knows no groups
+    funder_rules.cut_plan(problem, chosen)  # nor funders
+    if whole.channels is not None and best.beats(
+            channel_rules.ceiling(whole, problem, prices, chosen), whole.shortfall(chosen)):
+        return None
+    chosen = channel_rules.assign(whole, chosen)  # nor channels
+    return chosen, whole.objective(chosen)
+
+
+def plan_pass(problem: AssignmentProblem, prices: Prices, first: list[np.ndarray],
+              run: ThreadMap, best: BestPlan) -> tuple[float | None, int | None]:
+    """The pass's plan from the customers' first plans ``first`` (:func:`make_plan`), offered to
+    ``best``: its objective and shortfall, ``(None, None)`` when it could not win."""
+    made = make_plan(problem, prices, first, run, best)
+    if made is None:
+        return None, None
+    return made[1], best.consider(made[0], made[1], prices)
+
+
+def replan(problem: AssignmentProblem, unplanned: list[Prices], best: BestPlan,
+           run: ThreadMap, ex: ShardExecutor, deadline: float) -> int:
+    """Plan at each of ``unplanned`` (passes that made no plan) until ``deadline``
+    (``time.perf_counter``), keeping the best in ``best``; returns how many were planned."""
+    replanned = 0
+    for at in unplanned:
+        if time.perf_counter() > deadline:
+            break
+        ex.respond_plain(at)
+        made = make_plan(problem, at, ex.plan_rows(at), run, best)
+        if made is not None:
+            best.consider(made[0], made[1], at)
+        replanned += 1
+    return replanned
+
+
+def plan_gap(bound: float, objective: float, fixed: float = 0.0) -> float | None:
+    """The relative gap (:func:`~optimizer.model.problem.relative_gap`) with ``fixed`` (the
+    problem's ``fixed_value``) on both sides, ``None`` before any plan."""
+    return None if objective == -np.inf else relative_gap(bound + fixed, objective + fixed)
