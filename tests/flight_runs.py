@@ -9,6 +9,7 @@ import polars as pl
 from click.testing import CliRunner
 
 from optimizer.cli import main
+from optimizer.core.config import load_scenario
 from tests.tiny_world import WEEK, write_scenario
 
 
@@ -26,6 +27,13 @@ def flight_scenario(root: Path, data: Path, week: int = WEEK, **rules) -> Path:
                           rules={"max_offers_per_customer": 3, "cooldown_weeks": 2, **rules})
 
 
+def run_flight_week(path: Path, *extra: str) -> Path:
+    """``offeropt run`` of the scenario ``path`` (exit 0 asserted); its run folder."""
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
+    assert result.exit_code == 0, result.output
+    return Path(load_scenario(path).output)
+
+
 def run_weeks_with_history(root: Path, data: Path, offers: list[int], budget: float,
                            weeks: tuple[int, ...] = (WEEK, WEEK + 1, WEEK + 2)) -> float:
     """Run and check each week with ``--append-history``; the flight's running spend (the
@@ -33,8 +41,7 @@ def run_weeks_with_history(root: Path, data: Path, offers: list[int], budget: fl
     total = 0.0
     for week in weeks:
         path = flight_scenario(root, data, week=week)
-        result = CliRunner().invoke(main, ["run", str(path), "--quiet", "--append-history"])
-        assert result.exit_code == 0, result.output
+        run_flight_week(path, "--append-history")
         checked = CliRunner().invoke(main, ["check", str(path)])
         assert checked.exit_code == 0, checked.output
         costs = cost_by_offer(root / f"run-{week}")

@@ -21,7 +21,12 @@ from optimizer.core.config import load_scenario
 from optimizer.core.errors import InputError
 from optimizer.model.flights import plan_flights
 from optimizer.solve.exact import solve_exact
-from tests.flight_runs import cost_by_offer, flight_scenario, run_weeks_with_history
+from tests.flight_runs import (
+    cost_by_offer,
+    flight_scenario,
+    run_flight_week,
+    run_weeks_with_history,
+)
 from tests.random_world import random_world, run_and_check
 from tests.tiny_world import WEEK, write_scenario, write_world
 
@@ -114,9 +119,7 @@ def test_flight_caps_the_week_and_check_agrees(demo_500, free_week_costs, tmp_pa
     # a 4-week flight from week 40 with the free_week_costs week's spend: a quarter this week
     _with_flight(demo_500, data, offer, free, WEEK, WEEK + 3)
     path = flight_scenario(tmp_path, data)
-    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
-    assert result.exit_code == 0, result.output
-    run = tmp_path / f"run-{WEEK}"
+    run = run_flight_week(path)
     spent = cost_by_offer(run)[offer]
     assert spent <= free / 4 * (1 + 1e-9) + 1e-6 and spent > 0.9 * free / 4
     pacing = pl.read_parquet(run / "pacing.parquet")

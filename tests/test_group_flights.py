@@ -19,7 +19,12 @@ from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.model.flights import plan_flights
 from optimizer.model.funders import with_group_flights
-from tests.flight_runs import cost_by_offer, flight_scenario, run_weeks_with_history
+from tests.flight_runs import (
+    cost_by_offer,
+    flight_scenario,
+    run_flight_week,
+    run_weeks_with_history,
+)
 from tests.random_world import random_world
 from tests.test_flights import flights_against_exact
 from tests.tiny_world import WEEK
@@ -90,9 +95,7 @@ def test_group_flight_shares_the_week_and_check_agrees(demo_500, free_week_costs
     # a 2-week flight from week 40 worth the group's free week: half of it this week, shared
     _with_group(demo_500, data, group, free, WEEK, WEEK + 1)
     path = flight_scenario(tmp_path, data)
-    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
-    assert result.exit_code == 0, result.output
-    run = tmp_path / f"run-{WEEK}"
+    run = run_flight_week(path)
     costs = cost_by_offer(run)
     spent = sum(costs[o] for o in group)
     assert spent <= free / 2 * (1 + 1e-9) + 1e-6 and spent > 0.9 * free / 2

@@ -123,51 +123,41 @@ def group_caps(inputs: Inputs, scenario: Scenario) -> tuple[pl.DataFrame, pl.Dat
 
 def check_flights(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Any]:
     """The ``flight_budget`` rule over the assignments with a known offer (``o``, ``cost``)."""
-    caps = flight_caps(inputs, scenario)
-    out: list[Any] = []
-    if caps.height == 0:
-        return _check_groups(known_offer, inputs, scenario)
-    ids = inputs.offers.select("o", "offer_id")
-    unknown = caps.filter(pl.col("unknown") > 0).join(ids, on="o", how="left")
-    if unknown.height:
-        out.append(_violation(
-            f"{unknown.height} flight(s) have earlier weeks of unknown spend (sends without "
-            "history.expected_cost and no spend row for their week)", unknown.height,
-            unknown.select("offer_id", weeks_unknown="unknown")))
-    spent = known_offer.group_by("o").agg(spent=pl.col("cost").sum())
-    bad = (caps.join(spent, on="o", how="inner").join(ids, on="o", how="left")
-           .filter(pl.col("spent") > pl.col("flight_cap") * (1 + _RTOL) + _ATOL)
-           .sort("o"))
-    if bad.height:
-        f = bad.row(0, named=True)
-        out.append(_violation(
-            f"{bad.height} offer(s) spend more this week than their flight's share (offer "
-            f"{f['offer_id']!r} spends {f['spent']:.6g} of {f['flight_cap']:.6g})", bad.height,
-            bad.select("offer_id", "spent", "flight_cap")))
-    return out + _check_groups(known_offer, inputs, scenario)
-
-
-def _check_groups(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Any]:
-    """The ``flight_budget`` rule of group flights: their offers' summed spend this week."""
+    out = _over_caps(flight_caps(inputs, scenario), known_offer, inputs.offers.select(
+        "o", "offer_id"), "offer_id", (
+        "flight(s) have earlier weeks of unknown spend (sends without",
+        "offer(s) spend more this week than their flight's share (offer {id!r} spends"))
     caps, members = group_caps(inputs, scenario)
+    return out + _over_caps(caps, known_offer.join(members, on="o", how="inner"), None,
+                            "flight_id", (
+        "group flight(s) have earlier weeks of unknown spend (sends without",
+        "group flight(s) spend more this week than their share (flight {id!r}: its offers spend"))
+
+
+def _over_caps(caps: pl.DataFrame, assigned: pl.DataFrame, ids: pl.DataFrame | None, key: str,
+               says: tuple[str, str]) -> list[Any]:
+    """The ``flight_budget`` violations of ``caps`` (per ``key``: ``flight_cap`` and the
+    ``unknown`` earlier weeks) against the ``assigned`` rows' summed ``cost`` per ``key``;
+    ``ids`` names the offers when ``key`` is theirs."""
     if caps.height == 0:
         return []
+    by = "o" if ids is not None else key
     out = []
     unknown = caps.filter(pl.col("unknown") > 0)
+    if ids is not None:
+        unknown = unknown.join(ids, on="o", how="left")
     if unknown.height:
         out.append(_violation(
-            f"{unknown.height} group flight(s) have earlier weeks of unknown spend (sends "
-            "without history.expected_cost and no spend row for their week)", unknown.height,
-            unknown.select("flight_id", weeks_unknown="unknown")))
-    spent = (known_offer.join(members, on="o", how="inner")
-             .group_by("flight_id").agg(spent=pl.col("cost").sum()))
-    bad = (caps.join(spent, on="flight_id", how="inner")
-           .filter(pl.col("spent") > pl.col("flight_cap") * (1 + _RTOL) + _ATOL)
-           .sort("flight_id"))
+            f"{unknown.height} {says[0]} history.expected_cost and no spend row for their week)",
+            unknown.height, unknown.select(key, weeks_unknown="unknown")))
+    spent = assigned.group_by(by).agg(spent=pl.col("cost").sum())
+    bad = caps.join(spent, on=by, how="inner")
+    if ids is not None:
+        bad = bad.join(ids, on="o", how="left")
+    bad = bad.filter(pl.col("spent") > pl.col("flight_cap") * (1 + _RTOL) + _ATOL).sort(by)
     if bad.height:
         f = bad.row(0, named=True)
         out.append(_violation(
-            f"{bad.height} group flight(s) spend more this week than their share (flight "
-            f"{f['flight_id']!r}: its offers spend {f['spent']:.6g} of {f['flight_cap']:.6g})",
-            bad.height, bad.select("flight_id", "spent", "flight_cap")))
+            f"{bad.height} {says[1].format(id=f[key])} {f['spent']:.6g} of "
+            f"{f['flight_cap']:.6g})", bad.height, bad.select(key, "spent", "flight_cap")))
     return out
