@@ -22,7 +22,16 @@ from optimizer.io.validate import load_inputs
 from optimizer.model import pins, stability
 from optimizer.solve.exact import solve_exact
 from tests.random_world import random_world, run_and_check
-from tests.tiny_world import WEEK, base_world, offer, offers_of, score, write_scenario, write_world
+from tests.tiny_world import (
+    WEEK,
+    base_world,
+    offer,
+    offers_of,
+    run_world,
+    score,
+    write_scenario,
+    write_world,
+)
 
 
 def _world(**first: object) -> dict:
@@ -37,14 +46,7 @@ def _world(**first: object) -> dict:
 
 def _run(root: Path, world: dict | None = None, *extra: str, check: bool = True, **rules
          ) -> tuple[Path, dict]:
-    write_world(root / "data", world or _world())
-    path = write_scenario(root / "scenario.toml", rules={"max_offers_per_customer": 1, **rules})
-    result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
-    assert result.exit_code == 0, result.output
-    if check:
-        checked = CliRunner().invoke(main, ["check", str(path)])
-        assert checked.exit_code == 0, checked.output
-    return root / "run", json.loads((root / "run" / "manifest.json").read_text())
+    return run_world(root, world or _world(), *extra, check=check, **rules)
 
 
 def test_pin_keeps_last_weeks_offer_against_a_better_one(tmp_path):

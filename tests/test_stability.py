@@ -20,7 +20,16 @@ from optimizer.core.config import load_scenario
 from optimizer.model import stability
 from optimizer.solve.exact import solve_exact
 from tests.random_world import random_world, run_and_check
-from tests.tiny_world import WEEK, base_world, offer, offers_of, score, write_scenario, write_world
+from tests.tiny_world import (
+    WEEK,
+    base_world,
+    offer,
+    offers_of,
+    run_world,
+    score,
+    write_scenario,
+    write_world,
+)
 
 
 def _world() -> dict:
@@ -34,14 +43,7 @@ def _world() -> dict:
 
 
 def _run(root: Path, *extra: str, **rules) -> tuple[Path, dict]:
-    write_world(root / "data", _world())
-    path = write_scenario(root / "scenario.toml",
-                          rules={"max_offers_per_customer": 1, **rules})
-    result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
-    assert result.exit_code == 0, result.output
-    checked = CliRunner().invoke(main, ["check", str(path)])
-    assert checked.exit_code == 0, checked.output
-    return root / "run", json.loads((root / "run" / "manifest.json").read_text())
+    return run_world(root, _world(), *extra, **rules)
 
 
 def test_change_penalty_keeps_last_weeks_offers(tmp_path):

@@ -8,10 +8,14 @@ world (:func:`base_world`) plans week 40 on the ``scores`` path, so every test c
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from click.testing import CliRunner
+
+from optimizer.cli import main
 
 WEEK = 40
 
@@ -124,3 +128,19 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes), to compare folders byte for byte."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file()}
+
+
+def run_world(root: Path, world: dict[str, list[dict[str, Any]]], *extra: str,
+              check: bool = True, **rules: Any) -> tuple[Path, dict[str, Any]]:
+    """Write ``world`` and a scenario (one offer per customer unless ``rules`` say otherwise)
+    under ``root``, ``offeropt run`` it (and ``check`` it), each asserted to exit 0; the run
+    folder and its manifest."""
+    write_world(root / "data", world)
+    path = write_scenario(root / "scenario.toml", rules={"max_offers_per_customer": 1, **rules})
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet", *extra])
+    assert result.exit_code == 0, result.output
+    if check:
+        checked = CliRunner().invoke(main, ["check", str(path)])
+        assert checked.exit_code == 0, checked.output
+    return root / "run", json.loads((root / "run" / "manifest.json").read_text())
+
