@@ -59,8 +59,14 @@ def _kill_when_temp_holds(proc: subprocess.Popen, run: Path, files: int,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read().decode()}"
-        temps = _temps(run)
-        if temps and sum(1 for _ in temps[-1].iterdir()) >= files:
+        # its own folder (the name holds its pid): a starting run clears the killed runs'
+        # folders, so another's may vanish between the glob and the listing
+        mine = sorted(run.parent.glob(f".{run.name}.tmp-{proc.pid}-*"))
+        try:
+            held = sum(1 for _ in mine[-1].iterdir()) if mine else -1
+        except FileNotFoundError:
+            held = -1
+        if held >= files:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return
