@@ -1,7 +1,8 @@
 """The ``scores`` table at an fsspec URL (``scores_url``: optimizer/io/remote.py): a ``file://``
 URL of a multi-file dataset and a ``memory://`` copy give the run folder of the same table in the
 data folder, byte for byte (the same rows, in the same order, with the same checksum); workers'
-rows read through a URL are the rows read from the path; bad URLs are exit code 2."""
+rows read through a URL are the rows read from the path, reading only the row groups that can hold
+their customers; bad URLs are exit code 2."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import fsspec.implementations.memory
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +22,7 @@ from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_table_rows
+from optimizer.io.remote import row_groups_of
 from optimizer.io.validate import load_inputs
 from tests.test_reproducible import FILES, RULES, _diff, _without_timings
 from tests.tiny_world import write_scenario
@@ -207,3 +212,75 @@ def test_a_relative_file_url_is_refused(world, tmp_path, monkeypatch):
     text = " ".join(out.split())
     assert code == 2 and "must be absolute" in text, out
     assert not (tmp_path / "run").exists()
+
+
+class _CountingMemory(fsspec.implementations.memory.MemoryFileSystem):
+    """``countmem://``: the memory filesystem (its files shared with ``memory://``), counting
+    the bytes its readers read."""
+
+    protocol = "countmem"
+    read_bytes = 0
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return super()._strip_protocol(path.replace("countmem://", "memory://", 1))
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        handle = super()._open(path, mode, **kwargs)
+        if "r" in mode:
+            plain = handle.read
+
+            def counted(*args: Any) -> bytes:
+                block = plain(*args)
+                _CountingMemory.read_bytes += len(block)
+                return block
+
+            handle.read = counted
+        return handle
+
+
+@pytest.mark.parametrize("ids", ["integers", "text"])
+def test_a_shard_reads_only_the_row_groups_of_its_customers(tmp_path, ids):
+    """A scores table sorted by customer, three parts of many row groups each, at a URL: a
+    shard's 100 customers are read from the row groups whose ``customer_id`` statistics can
+    hold them (one of the 60) and give the rows, in order, that the
+    whole table filtered gives (and the local path's read); shuffled, every row group is read
+    and the rows are still those."""
+    fsspec.register_implementation("countmem", _CountingMemory, clobber=True)
+    n, k = 30_000, 4  # customers, offers each: 40,000 rows a part, 20 row groups of 2,000
+    rng = np.random.default_rng(4)  # values that do not compress: footers are a small part
+    scores = pl.DataFrame({"customer_id": np.repeat(np.arange(n), k),
+                           "offer_id": np.tile(np.arange(k), n),
+                           "p_redeem": rng.random(n * k), "value": rng.random(n * k)})
+    if ids == "text":
+        scores = scores.with_columns(pl.format("c{}", pl.col("customer_id").cast(pl.Utf8)
+                                               .str.zfill(5)).alias("customer_id"))
+    some = scores.get_column("customer_id").unique(maintain_order=True).slice(17_000, 100)
+    fs = fsspec.filesystem("memory")
+    try:
+        for order, rows in (("sorted", scores), ("shuffled", scores.sample(fraction=1.0, seed=5, shuffle=True))):
+            third = rows.height // 3
+            folder = tmp_path / order
+            folder.mkdir()
+            for p in range(3):
+                part = folder / f"part-{p}.parquet"
+                rows[p * third:(p + 1) * third].write_parquet(part, row_group_size=2000)
+                fs.pipe(f"/offeropt-groups/{order}/part-{p}.parquet", part.read_bytes())
+            _CountingMemory.read_bytes = 0
+            got = read_table_rows(f"countmem://offeropt-groups/{order}", "scores",
+                                  "customer_id", some)
+            expected = read_table_rows(folder, "scores", "customer_id", some)
+            assert got.height == 100 * k and got.equals(expected)
+            whole = rows.filter(pl.col("customer_id").is_in(some.implode()))
+            assert got.get_column("value").to_list() == whole.get_column("value").to_list()
+            picked = [row_groups_of(pq.ParquetFile(folder / f"part-{p}.parquet").metadata,
+                                    "customer_id", some) for p in range(3)]
+            size = sum(f.stat().st_size for f in folder.iterdir())
+            if order == "sorted":  # customers 17,000-17,099: rows 68,000-68,399, 2nd part
+                assert picked == [[], [14], []], picked
+                assert _CountingMemory.read_bytes < size / 4, (_CountingMemory.read_bytes, size)
+            else:
+                assert picked == [list(range(20))] * 3, picked
+                assert _CountingMemory.read_bytes > size / 2, (_CountingMemory.read_bytes, size)
+    finally:
+        fs.rm("memory://offeropt-groups", recursive=True)

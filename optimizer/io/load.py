@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from optimizer.core.errors import AccessError, InputError, os_problem
 from optimizer.core.schemas import ID, INPUT_TABLES, TableSchema
-from optimizer.io.remote import is_url, read_url, read_url_rows, url_sha256
+from optimizer.io.remote import is_url, read_url, read_url_rows, rows_of, url_sha256
 
 _PLAIN_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 
@@ -164,12 +164,14 @@ def read_table_rows(path: Path | str, name: str, column: str, values: pl.Series
     an fsspec URL of one: :mod:`.remote`) whose ``column`` is one of ``values``, typed as a
     whole table is: a Dask worker reads its own customers' rows of a table too large to be read
     whole by any one process (:mod:`optimizer.solve.backends`). The filter is applied as the
-    row groups are read, so memory holds the rows kept and one row group, not the table."""
+    row groups are read, so memory holds the rows kept and one row group, not the table, and
+    row groups (and parts) whose ``column`` statistics hold none of ``values`` are not read:
+    polars' scan skips them on a local path, :func:`.remote.read_url_rows` at a URL."""
     schema = INPUT_TABLES[name]
-    keep = pl.col(column).cast(values.dtype).is_in(values.implode())
+    keep = rows_of(column, values)
     if is_url(path):
         url = str(path)
-        frame = read_url_rows(url, name, list(schema.columns), keep)
+        frame = read_url_rows(url, name, list(schema.columns), column, values)
         return _typed(schema, frame, url)
     path = Path(path)
     if path.suffix == ".csv":

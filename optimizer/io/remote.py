@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import polars as pl
 import pyarrow as pa
@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 from optimizer.core.errors import InputError
 
 _BATCH_ROWS = 1 << 20  # rows read at a time when only some are kept
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_Groups = Callable[[pq.FileMetaData], list[int]]  # a part's footer -> its row groups to read
 
 
 def is_url(path: object) -> bool:
@@ -62,8 +64,12 @@ def url_parts(url: str, name: str) -> tuple[Any, str, list[str]]:
         raise InputError(name, None, f"cannot open {url}: {type(exc).__name__}: {exc}") from None
 
 
-def _read(url: str, name: str, wanted: list[str]) -> Iterator[pl.DataFrame]:
-    """The table's ``wanted`` columns (those it has), part by part in batches of rows."""
+def _read(url: str, name: str, wanted: list[str], groups: _Groups | None = None
+          ) -> Iterator[pl.DataFrame]:
+    """The table's ``wanted`` columns (those it has), part by part in batches of rows; with
+    ``groups``, of each part only the row groups it picks from the part's footer (a part none of
+    whose rows is read still gives its columns, empty, so parts of other types are refused as
+    when they are read)."""
     fs, _, parts = url_parts(url, name)
     try:
         schema = pq.read_schema(parts[0], filesystem=fs)
@@ -71,7 +77,13 @@ def _read(url: str, name: str, wanted: list[str]) -> Iterator[pl.DataFrame]:
         batches = 0
         for part in parts:
             with fs.open(part, "rb") as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(_BATCH_ROWS, columns=cols):
+                parquet = pq.ParquetFile(handle)
+                chosen = None if groups is None else groups(parquet.metadata)
+                if chosen == [] and parquet.metadata.num_rows:
+                    yield pl.from_arrow(  # type: ignore[misc]
+                        parquet.schema_arrow.empty_table().select(cols))
+                    continue
+                for batch in parquet.iter_batches(_BATCH_ROWS, row_groups=chosen, columns=cols):
                     batches += 1
                     yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
         if not batches:  # a table of no rows: its columns, as a local one reads
@@ -79,6 +91,44 @@ def _read(url: str, name: str, wanted: list[str]) -> Iterator[pl.DataFrame]:
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(name, None, f"cannot read {url}: {first}") from None
+
+
+def rows_of(column: str, values: pl.Series) -> pl.Expr:
+    """Keeps the rows whose ``column`` (cast to the type of ``values``) is one of ``values``."""
+    return pl.col(column).cast(values.dtype).is_in(values.implode())
+
+
+def row_groups_of(meta: pq.FileMetaData, column: str, values: pl.Series) -> list[int]:
+    """The row groups of a Parquet file (its footer ``meta``) that may hold a row whose
+    ``column`` is one of ``values`` (integers or text): every one but those whose ``column``
+    statistics (min and max, of the values' kind) bound a range holding none of ``values``. A
+    row group without such statistics is kept (it may hold any value)."""
+    kind = int if values.dtype.is_integer() else str if values.dtype == pl.Utf8 else None
+    where = [j for j in range(meta.num_columns)
+             if meta.num_row_groups and meta.row_group(0).column(j).path_in_schema == column]
+    if kind is None or not where:
+        return list(range(meta.num_row_groups))
+    wanted = values.drop_nulls().cast(pl.Int64 if kind is int else pl.Utf8).sort()
+    kept = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(where[0]).statistics
+        bounds = (stats.min, stats.max) if stats is not None and stats.has_min_max else None
+        if bounds is None or any(type(b) is not kind for b in bounds):
+            kept.append(i)
+        elif _holds(wanted, kind, *bounds):
+            kept.append(i)
+    return kept
+
+
+def _holds(wanted: pl.Series, kind: type, lo: Any, hi: Any) -> bool:
+    """Whether sorted ``wanted`` holds a value in ``[lo, hi]`` (integers clamped to its type's
+    range first)."""
+    if kind is int:
+        lo, hi = max(lo, _INT64[0]), min(hi, _INT64[1])
+        if lo > hi:
+            return False
+    at = int(wanted.search_sorted(lo, side="left"))
+    return at < wanted.len() and wanted[at] <= hi
 
 
 def _joined(frames: list[pl.DataFrame], url: str, name: str) -> pl.DataFrame:
@@ -97,10 +147,21 @@ def read_url(url: str, name: str, wanted: list[str]) -> pl.DataFrame:
     return _joined(list(_read(url, name, wanted)), url, name)
 
 
-def read_url_rows(url: str, name: str, wanted: list[str], keep: pl.Expr) -> pl.DataFrame:
-    """The rows of table ``name`` at ``url`` that ``keep`` keeps, its ``wanted`` columns, as
-    stored: filtered batch by batch, so memory holds the rows kept and one batch."""
-    return _joined([frame.filter(keep) for frame in _read(url, name, wanted)], url, name)
+def read_url_rows(url: str, name: str, wanted: list[str], column: str, values: pl.Series
+                  ) -> pl.DataFrame:
+    """The rows of table ``name`` at ``url`` whose ``column`` is one of ``values``
+    (:func:`rows_of`), its ``wanted`` columns, as stored, in the table's order. Only the row
+    groups whose ``column`` statistics may hold one of ``values`` are read
+    (:func:`row_groups_of`: a table sorted by ``column`` gives a few customers' rows for the
+    price of their row groups and every part's footer), filtered batch by batch, so memory holds
+    the rows kept and one batch."""
+    keep = rows_of(column, values)
+
+    def groups(meta: pq.FileMetaData) -> list[int]:
+        return row_groups_of(meta, column, values)
+
+    return _joined([frame.filter(keep) for frame in _read(url, name, wanted, groups)], url,
+                   name)
 
 
 def url_sha256(url: str, name: str) -> str:
