@@ -9,9 +9,10 @@ workers`` of the sorted worker addresses; the pass loop adds the shards' answers
 A worker lost mid-solve takes its shards' actors with it: they are rebuilt from their arguments
 on the workers left (or the lost one's replacement), replay the calls whose state the later
 calls read (:data:`~optimizer.solve.lagrangian.shard.STATEFUL`) and answer the call again, so
-the solve goes on to the same plan; a shard lost twice in one call, no worker to rebuild on
-within :data:`REPLACE_TIMEOUT`, or a worker lost while a shard is being built on it (at the start
-or in a rebuild: :meth:`DaskShards._built`), fails the solve with a :class:`ClusterError` (exit
+the solve goes on to the same plan. A worker lost while the shards are first built has its shards
+started again on the workers left (:meth:`DaskShards._built`). A shard lost twice in one call or
+twice in the first build, no worker to rebuild on within :data:`REPLACE_TIMEOUT`, or a worker lost
+while a lost shard is rebuilt on it mid-solve, fails the solve with a :class:`ClusterError` (exit
 code 3, nothing is written).
 
 Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
@@ -26,6 +27,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import CancelledError
 from typing import Any, Sequence
 
 from optimizer.core.errors import ClusterError
@@ -168,14 +170,14 @@ class DaskShards(ShardExecutor):
             self.workers, self.addresses = len(addresses), addresses
             self.where = [addresses[k % len(addresses)] for k in range(len(self.specs))]
             self._shared = None if source is None else self._broadcast(addresses)
-            self._futures = [self._start(k, at) for k, at in enumerate(self.where)]
+            self._futures = [self._started(k, at) for k, at in enumerate(self.where)]
             self.actors: list[Any] = [None] * len(self.specs)  # each lives as its future
-            self._built(range(len(self.specs)))
+            self._built(range(len(self.specs)), first=True)
             self._check(problem, range(len(self.specs)), self.all("ready"))
         except ClusterError:
             self.close()
             raise
-        except Exception as exc:  # a worker lost while the shards were first built
+        except Exception as exc:  # a shard's build failed on its worker
             self.close()
             raise ClusterError(
                 f"the shards could not be started on the Dask workers ({type(exc).__name__}: "
@@ -207,29 +209,59 @@ class DaskShards(ShardExecutor):
         return self.client.submit(BuiltShard, *args, actor=True, workers=[at],
                                   allow_other_workers=False, pure=False)
 
-    def _built(self, shards: Sequence[int]) -> None:
+    def _started(self, k: int, at: str) -> Any:
+        """:meth:`_start`, or ``None`` when the worker at ``at`` was lost before shard ``k``
+        could be sent to it (:meth:`_built` starts it again)."""
+        try:
+            return self._start(k, at)
+        except Exception:  # a driver-built shard's blocks scattered to a worker gone
+            if at in self.client.scheduler_info(n_workers=-1)["workers"]:
+                raise
+            return None
+
+    def _built(self, shards: Sequence[int], first: bool = False) -> None:
         """``self.actors[k]`` for each of ``shards`` once its actor is built. An actor is pinned
         to its worker: if that worker is lost while the actor is built, its task waits for it
-        forever, so the scheduler's workers are looked at every :data:`_POLL` seconds and such
-        a shard fails the solve (:class:`ClusterError`)."""
+        forever, so the scheduler's workers are looked at every :data:`_POLL` seconds. At the
+        solve's ``first`` build such shards start again on the workers left (:meth:`_place`),
+        each at most once; a shard lost so again, or while it is rebuilt mid-solve, fails the
+        solve (:class:`ClusterError`)."""
         from distributed import wait
 
-        pending = list(shards)
+        pending, restarted = list(shards), set[int]()
         while pending:
+            futures = [self._futures[k] for k in pending if self._futures[k] is not None]
             try:
-                wait([self._futures[k] for k in pending], timeout=_POLL)
-            except TimeoutError:
-                workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
-                gone = [k for k in pending if self._futures[k].status in _WAITING
-                        and self.where[k] not in workers]
-                if gone:
-                    self.lost.add(self.where[gone[0]])
-                    raise ClusterError(
-                        f"the Dask worker {self.where[gone[0]]} was lost while shard {gone[0]} "
-                        "was built on it; the solve stopped and no output was written") from None
-            for k in [k for k in pending if self._futures[k].status not in _WAITING]:
-                self.actors[k] = self._futures[k].result()
+                wait(futures, timeout=_POLL)
+            except (TimeoutError, CancelledError):  # cancelled: its worker, or its inputs, lost
+                pass
+            gone = self._gone(pending)
+            for k in [k for k in pending if k not in gone
+                      and self._futures[k].status not in _WAITING]:
+                self.actors[k] = self._futures[k].result()  # raises the build's own error
                 pending.remove(k)
+            if not gone:
+                continue
+            self.lost.update(self.where[k] for k in gone)
+            if not first or restarted.intersection(gone):
+                raise ClusterError(
+                    f"the Dask worker {self.where[gone[0]]} was lost while shard {gone[0]} was "
+                    f"built on it{' again' if first else ''}; the solve stopped and no output "
+                    "was written")
+            _log.warning("shards %s: their Dask workers were lost while they were built; they "
+                         "start again", gone)
+            self._place(gone)
+            restarted.update(gone)
+            self.rebuilt += len(gone)
+
+    def _gone(self, pending: list[int]) -> list[int]:
+        """The shards of ``pending`` not built whose worker the scheduler no longer has (their
+        task waits for it, or was cancelled with the blocks scattered to it)."""
+        if not pending:
+            return []
+        workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        return [k for k in pending if self.where[k] not in workers and (
+            self._futures[k] is None or self._futures[k].status != "finished")]
 
     def _check(self, problem: AssignmentProblem, shards: Sequence[int], pairs: list[int]
                ) -> None:
@@ -303,10 +335,10 @@ class DaskShards(ShardExecutor):
         elif method in STATEFUL:
             self._replay = [c for c in self._replay if c[0] != method] + [(method, args)]
 
-    def _rebuild(self, shards: list[int], replay: list[tuple[str, Sequence[tuple]]]) -> None:
-        """New actors for ``shards`` on the workers left (waiting up to
-        :data:`REPLACE_TIMEOUT` for one), each shard rebuilt from its arguments as at the start
-        and brought to the lost one's state by replaying ``replay``."""
+    def _place(self, shards: list[int]) -> None:
+        """New actors for ``shards``, started from their arguments as at the solve's start on
+        the workers left, in shard order round their sorted addresses (waiting up to
+        :data:`REPLACE_TIMEOUT` for one: none is a :class:`ClusterError`)."""
         deadline = time.monotonic() + REPLACE_TIMEOUT
         while True:
             try:
@@ -322,12 +354,17 @@ class DaskShards(ShardExecutor):
                 f"the Dask workers {sorted(self.lost)} holding shards {shards} of the solve were "
                 f"lost and no worker was left to rebuild them on (waited {REPLACE_TIMEOUT:g} s); "
                 "the solve stopped and no output was written")
+        if self.source is not None:  # the lost worker may have held the only copy
+            self._shared = self._broadcast(alive)
+        for i, k in enumerate(shards):
+            self.where[k] = alive[i % len(alive)]
+            self._futures[k] = self._start(k, self.where[k])
+
+    def _rebuild(self, shards: list[int], replay: list[tuple[str, Sequence[tuple]]]) -> None:
+        """New actors for ``shards`` on the workers left (:meth:`_place`), each checked and
+        brought to the lost one's state by replaying ``replay``."""
         try:
-            if self.source is not None:  # the lost worker may have held the only copy
-                self._shared = self._broadcast(alive)
-            for i, k in enumerate(shards):
-                self.where[k] = alive[i % len(alive)]
-                self._futures[k] = self._start(k, self.where[k])
+            self._place(shards)
             self._built(shards)
             ready = [self.actors[k].ready() for k in shards]
             self._check(self.problem, shards, [r.result() for r in ready])
