@@ -178,6 +178,14 @@ def test_parts_of_other_schemas_at_a_url_exit_2(world, tmp_path, change):
     assert not (tmp_path / "run" / "run").exists()
     with pytest.raises(InputError, match="do not have the same columns"):
         read_table_rows(url, "scores", "customer_id", scores.get_column("customer_id"))
+    # customers of the first part only: the second part's row groups are not read, its types
+    # and columns are still checked
+    first = scores[:40].get_column("customer_id").unique()
+    first = first.filter(~first.is_in(second.get_column("customer_id").cast(first.dtype)
+                                      .implode()))
+    assert first.len() > 0 and scores[:50].get_column("customer_id").is_sorted()
+    with pytest.raises(InputError, match="do not have the same columns"):
+        read_table_rows(url, "scores", "customer_id", first)
 
 
 def test_a_missing_column_at_a_url_names_the_url(world, tmp_path):

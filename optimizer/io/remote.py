@@ -80,8 +80,9 @@ def _read(url: str, name: str, wanted: list[str], groups: _Groups | None = None
                 parquet = pq.ParquetFile(handle)
                 chosen = None if groups is None else groups(parquet.metadata)
                 if chosen == [] and parquet.metadata.num_rows:
+                    empty = parquet.schema_arrow.empty_table()
                     yield pl.from_arrow(  # type: ignore[misc]
-                        parquet.schema_arrow.empty_table().select(cols))
+                        empty.select([c for c in cols if c in empty.column_names]))
                     continue
                 for batch in parquet.iter_batches(_BATCH_ROWS, row_groups=chosen, columns=cols):
                     batches += 1
