@@ -1,8 +1,8 @@
 """The scale method on a Dask cluster (issue 21): the same run folder, byte for byte, whether the
 passes run in this process or on the shards of 1 or 2 workers (affinity path with offer groups
 and a funder budget; scores path; inputs as multi-file Parquet datasets); a worker killed
-mid-solve has its shards rebuilt (the same bytes), or, with no worker left, the run stops with exit
-code 3 and writes nothing.
+mid-solve or while the shards are first built has its shards rebuilt (the same bytes), or, with no
+worker left or a shard lost twice, the run stops with exit code 3 and writes nothing.
 
 These tests start real clusters (worker processes): marked ``cluster``; CI runs them (the
 ``dask`` extra is installed by .ci/run).
