@@ -27,7 +27,7 @@ _SUMMARY_COLUMNS = ("offer_id", "customers", "expected_redemptions", "expected_c
 _CUSTOMER_COLUMNS = ("customer_id", "clv", "clv_decile")
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
+def read_run_table(path: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:
     """A run folder's Parquet table, or an OptimizerError naming the file when it cannot be read
     or lacks one of ``columns``."""
     try:
@@ -103,7 +103,7 @@ class RunView:
             raise OptimizerError(f"{need[0]} is not a run's manifest: it lacks "
                                  f"{', '.join(lacking)}")
         customers_file = run_dir / "customers.parquet"
-        tables = {path.name: _read_table(path, columns) for path, columns in (
+        tables = {path.name: read_run_table(path, columns) for path, columns in (
             (need[1], _ASSIGNMENT_COLUMNS), (need[2], _SUMMARY_COLUMNS),
             (customers_file, _CUSTOMER_COLUMNS)) if path.is_file()}
         name = str(manifest.get("scenario", {}).get("name", run_dir.name))
