@@ -221,8 +221,10 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], forc
     """Verify every hard rule of a run of SCENARIO against the raw inputs, independently of the
     solver, and every file and figure the run published.
 
-    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation; exits 2
-    when the run was made with another scenario or other inputs (naming them) unless --force.
+    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation (and,
+    as notes, any setting or input that differs from the run's own); exits 2 when the run was
+    made with another scenario or other inputs (naming them) and breaks no rule, unless --force.
+    The scenario's name and solver knobs are not compared: they decide no rule.
 
     Example: offeropt check scenarios/demo.toml runs/demo
     """
@@ -250,7 +252,8 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], forc
               help="Number of customers.")
 @click.option("--offers", type=click.IntRange(min=1), default=200, show_default=True,
               help="Number of offers.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed.")
 @click.option("--scores-per-customer", type=click.IntRange(min=1), default=None,
               help="Write a scores table with this many offers per customer (and no "
                    "transactions) instead of purchase history: for solver benchmarks.")
@@ -267,8 +270,13 @@ def demo_data(out_dir: Path, customers: int, offers: int, seed: int,
 
     Example: offeropt demo-data data/demo --customers 20000 --offers 200 --seed 0
     """
-    from optimizer.apps.synthetic import write_demo_data
+    from optimizer.apps.synthetic import check_demo_arguments, write_demo_data
 
+    try:
+        check_demo_arguments(customers, offers, seed, scores_per_customer=scores_per_customer,
+                             weeks=weeks, planning_week=planning_week, file_format=file_format)
+    except ValueError as exc:   # a bad argument: a usage error (exit 2), nothing written
+        raise click.UsageError(str(exc)) from exc
     console = Console(stderr=True)
     counts = write_demo_data(out_dir, customers, offers, seed,
                              scores_per_customer=scores_per_customer, weeks=weeks,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,6 +117,16 @@ def parquet_with_float_week(folder: Path, week: float) -> None:
     frame.write_parquet(folder / "transactions.parquet")
 
 
+def parquet_column(table: str, column: str, values: pl.Series) -> Callable[[Path], None]:
+    """Replace the CSV ``table`` by a Parquet file whose ``column`` is ``values`` (its type)."""
+    def edit(folder: Path) -> None:
+        frame = pl.read_csv(folder / f"{table}.csv")
+        frame = frame.with_columns(values.head(frame.height).alias(column))
+        (folder / f"{table}.csv").unlink()
+        frame.write_parquet(folder / f"{table}.parquet")
+    return edit
+
+
 def empty_customers(folder: Path) -> None:
     write_csv(folder / "customers.csv", [], ["customer_id", "segment"])
 
@@ -153,6 +164,13 @@ INPUT_CASES = [
          world=set_cell("transactions", 0, week="39.5")),
     Case("fractional-week-parquet", where("transactions", "week") + ["whole numbers", "40.5"],
          files=lambda folder: parquet_with_float_week(folder, 40.5)),
+    # a Parquet column of another kind is not read as numbers (True is not a discount of 1)
+    Case("boolean-discount-parquet", where("offers", "discount") + ["numbers", "Boolean"],
+         files=parquet_column("offers", "discount", pl.Series([True, True]))),
+    Case("date-week-parquet", where("transactions", "week") + ["whole numbers", "Date"],
+         files=parquet_column("transactions", "week", pl.Series([date(2024, 9, 30)]))),
+    Case("boolean-budget-parquet", where("offers", "budget") + ["numbers", "Boolean"],
+         files=parquet_column("offers", "budget", pl.Series([True, None]))),
     Case("impossible-date", where("transactions", "date") + ["dates", "2024-13-45"],
          world=set_cell("transactions", 0, date="2024-13-45")),
     Case("repeated-column", where("customers", "segment") + ["more than one column"],

@@ -195,15 +195,17 @@ def test_each_edit_of_the_run_exits_1_naming_it(copy, case):
 
 
 # --------------------------------------------------------------------------------------------------
-# another scenario or other inputs -> exit 2 naming them; --force checks anyway
+# another scenario or other inputs: violations -> exit 1 listing them, the differences as notes;
+# none -> exit 2 naming the differences; --force checks anyway
 
 
 def test_other_settings_are_refused_naming_them(copy):
-    result = _check(copy, "--set", "rules.cooldown_weeks=1", "--set", "objective.clv_weight=1")
+    result = _check(copy, "--set", "rules.cooldown_weeks=1", "--set",
+                    "rules.max_offers_per_customer=4")       # looser: the run breaks neither
     assert result.exit_code == 2, result.output
     message = _flat(result.output)
     assert "rules.cooldown_weeks: the run had 4, here 1" in message
-    assert "objective.clv_weight: the run had 0.5, here 1.0" in message
+    assert "rules.max_offers_per_customer: the run had 3, here 4" in message
     assert "--force" in message
     forced = _check(copy, "--set", "rules.max_offers_per_customer=1", "--force")
     assert forced.exit_code == 1, forced.output
@@ -211,13 +213,48 @@ def test_other_settings_are_refused_naming_them(copy):
     assert "rules.max_offers_per_customer: the run had 3, here 1" in _flat(forced.output)
 
 
+def test_a_violation_of_other_settings_exits_1_listing_it_and_the_differences(copy):
+    """The contract's check "exits 1 on any violation, listing them": a stricter scenario than
+    the run's is checked, its violations listed, and the differences named beside them."""
+    result = _check(copy, "--set", "rules.max_offers_per_customer=1", "--set",
+                    "objective.clv_weight=1")
+    assert result.exit_code == 1, result.output
+    assert "[max_offers_per_customer]" in result.stdout
+    assert "[score_formula]" in result.stdout
+    message = _flat(result.output)
+    assert "rules.max_offers_per_customer: the run had 3, here 1" in message
+    assert "objective.clv_weight: the run had 0.5, here 1.0" in message
+
+
+def test_settings_that_decide_no_rule_are_not_compared(copy):
+    """The scenario's name and the solver's knobs (threads, chunks, tolerance, time, seed, ...)
+    decide no rule and no figure check reads: a run made with other ones is checked as usual."""
+    result = _check(copy, "--set", "name='renamed'", "--set", "solver.threads=1", "--set",
+                    "solver.chunk_size=7", "--set", "solver.gap_tolerance=0.5", "--set",
+                    "solver.time_limit_s=9", "--set", "solver.seed=3", "--set",
+                    "solver.max_iterations=2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok:")
+
+
 def test_other_inputs_are_refused_naming_them(copy):
+    path = copy / "data" / "transactions.parquet"
+    tx = pl.read_parquet(path)
+    pl.concat([tx, tx.head(1)]).write_parquet(path)          # no rule reads transactions
+    result = _check(copy)
+    assert result.exit_code == 2, result.output
+    assert "input 'transactions': SHA-256" in _flat(result.output)
+    assert _check(copy, "--force").exit_code == 0
+
+
+def test_a_violation_of_other_inputs_exits_1_listing_it_and_the_differences(copy):
     offers = pl.read_parquet(copy / "data" / "offers.parquet")
     offers.with_columns(pl.col("discount") * 2).write_parquet(copy / "data" / "offers.parquet")
     result = _check(copy)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output              # expected_cost != p_redeem x discount
+    assert "[expected_cost]" in result.stdout
     assert "input 'offers': SHA-256" in _flat(result.output)
-    assert _check(copy, "--force").exit_code == 1          # expected_cost != p_redeem x discount
+    assert _check(copy, "--force").exit_code == 1
 
 
 def test_history_of_the_planning_week_is_not_another_input(copy):

@@ -130,6 +130,58 @@ def test_compare_cli_json_and_html(world: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2
 
 
+def _garbage(run: Path) -> None:
+    (run / "offers_summary.parquet").write_bytes(b"not parquet")
+
+
+def _bad_json(run: Path) -> None:
+    (run / "manifest.json").write_text("{")
+
+
+def _no_objective(run: Path) -> None:
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["objective"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _no_score(run: Path) -> None:
+    import polars as pl
+    path = run / "assignments.parquet"
+    pl.read_parquet(path).drop("score").write_parquet(path)
+
+
+@pytest.mark.parametrize("edit, phrase", [(_garbage, "offers_summary.parquet"),
+                                          (_bad_json, "manifest.json"),
+                                          (_no_objective, "objective"),
+                                          (_no_score, "score")],
+                         ids=["corrupt-parquet", "bad-json", "no-objective", "no-column"])
+def test_compare_of_a_damaged_run_folder_exits_2_naming_the_file(world: Path, tmp_path: Path,
+                                                                 edit, phrase) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs/cut", run)
+    edit(run)
+    out = CliRunner().invoke(main, ["compare", str(world / "runs/base"), str(run), "--no-html"])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception   # a message, not a traceback
+    text = "".join(out.output.split())   # the terminal wraps long paths mid-word
+    assert phrase in text and "".join(str(run).split()) in text
+
+
+@pytest.mark.parametrize("command", ["explain", "demo-outcomes"])
+def test_a_run_folder_with_a_damaged_plan_exits_2_naming_the_file(world: Path, tmp_path: Path,
+                                                                  command: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs/cut", run)
+    (run / "assignments.parquet").write_bytes(b"not parquet")
+    args = (["explain", str(world / "cut.toml"), "1", "--run", str(run)] if command == "explain"
+            else ["demo-outcomes", str(world / "data"), str(run), str(tmp_path / "out"),
+                  "--weeks", "1", "--lift", "1", "--seed", "0"])
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception
+    assert "assignments.parquet" in "".join(out.output.split())
+
+
 def test_sweep_points_do_not_depend_on_their_order(world: Path) -> None:
     scenario = load_scenario(world / "base.toml", ["solver.max_iterations=3"])
     forward = sweep_budget(scenario, [0.5, 1.0]).drop("solve_seconds", "marginal_value_per_budget")

@@ -250,3 +250,21 @@ def test_multiple_chunks(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     assert pq.ParquetFile(tmp_path / "customers.parquet").num_row_groups == 4
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--seed", "-1"], "seed"),
+    (["--offers", "3", "--scores-per-customer", "5"], "scores_per_customer"),
+    (["--week", "-2000000"], "week"),
+])
+def test_bad_arguments_on_the_command_line_exit_2(tmp_path, args, phrase):
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo-data", str(out), "--customers", "10", *args])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception   # no traceback
+    assert phrase in result.output
+    assert not out.exists()

@@ -49,6 +49,7 @@ from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest, read_manifest
+from optimizer.io.runview import read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
 from optimizer.model.groups import GroupData
@@ -208,7 +209,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     # channel charge (optimizer.solve.lagrangian.channels)
     reduced = reduced_values(value[None, :], cost[None, :], offer_row, prices.cost_price,
                              count_price, global_price, np.zeros(inputs.n_offers))[0] - charge
-    mine = (pl.read_parquet(run / "assignments.parquet", glob=False)
+    mine = (read_run_table(run / "assignments.parquet", ("customer_id", "offer_id"))
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
     index = {oid: j for j, oid in enumerate(offer_ids)}

@@ -37,6 +37,7 @@ from optimizer.core.errors import InputError
 from optimizer.io.load import read_required, read_table, unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import json_writer, write_files
+from optimizer.io.runview import read_run_table
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
@@ -56,7 +57,7 @@ def _assignments(run_dir: Path, customers_int: bool, offers_int: bool) -> pl.Dat
     for name in ("assignments.parquet", "assignments.csv"):
         path = run_dir / name
         if path.is_file():
-            frame = (pl.read_parquet(path, glob=False) if path.suffix == ".parquet"
+            frame = (read_run_table(path) if path.suffix == ".parquet"
                      else pl.read_csv(path, infer_schema=False))
             missing = [c for c in ("customer_id", "offer_id", "p_redeem") if c not in frame.columns]
             if missing:

@@ -47,7 +47,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
 )
 from optimizer.io.atomic import publish
 
-__all__ = ["write_demo_data", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
+__all__ = ["write_demo_data", "check_demo_arguments", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
 
 CHUNK_CUSTOMERS = 100_000
 WEEK1_START = _dt.date(2024, 1, 1)  # a Monday
@@ -405,6 +405,14 @@ def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.nd
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
+def check_demo_arguments(customers: int, offers: int, seed: int = 0, *,
+                         scores_per_customer: int | None = None, weeks: int = 26,
+                         planning_week: int = 40, file_format: str = "parquet") -> None:
+    """Raise ``ValueError`` naming the first bad argument of :func:`write_demo_data` (the same
+    checks it makes before writing anything), so a caller can report it as a usage error."""
+    _checked(customers, offers, scores_per_customer, weeks, planning_week, file_format, seed)
+
+
 def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *,
                     scores_per_customer: int | None = None, weeks: int = 26,
                     planning_week: int = 40, file_format: str = "parquet",

@@ -7,9 +7,12 @@ everything else the run published, and that the run was made from the scenario a
   JSON reader) records the resolved scenario and each input table's SHA-256. A setting that
   differs (after ``--set``) or an input whose SHA-256 differs makes check refuse with
   :class:`RunMismatch` (exit 2) naming them, since every rule would be read against the wrong
-  numbers; ``force`` checks anyway. Not compared: ``data`` and ``output`` (the inputs are compared
-  by content; a run folder may be moved), ``extends``, and ``solver.scores_per_customer`` when the
-  run set it itself to fit memory. A ``history`` that only gained rows of the planning week or
+  numbers, unless the check finds violations: those are listed (exit 1, the contract's "exits 1
+  on any violation") with the differences as notes (:func:`mismatch_notes`); ``force`` checks
+  anyway. Not compared: ``data`` and ``output`` (the inputs are compared by content; a run folder
+  may be moved), ``extends``, ``name``, the ``solver`` knobs (they decide which plan is made, not
+  which rules hold) but ``solver.scores_per_customer``, and that one too when the run set it
+  itself to fit memory. A ``history`` that only gained rows of the planning week or
   later (``--append-history``) is the same history: the manifest's
   ``history_before_week_sha256`` (:func:`optimizer.io.validate.history_digest`) is compared instead.
 - **Copies agree** (rule ``published_files``): ``assignments.parquet`` and ``assignments.csv``
@@ -66,12 +69,20 @@ from optimizer.io.validate import Inputs, history_digest
 
 FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
 SCORE_RTOL, SCORE_ATOL = 1e-9, 1e-12       # score == the objective's formula
-_NOT_COMPARED = ("data", "output", "extends")
+_NOT_COMPARED = ("data", "output", "extends", "name")
+# the solver's knobs decide which plan is made, not which rules hold nor any figure check reads;
+# solver.scores_per_customer narrows what the pin rule reads (optimizer/check/pins.py)
+_SOLVER_COMPARED = ("solver.scores_per_customer",)
 _MISSING = object()
 
 
 class RunMismatch(ScenarioError):
-    """The run folder was made with another scenario or other inputs than the ones given."""
+    """The run folder was made with another scenario or other inputs than the ones given;
+    ``differences`` names them, one line each."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,7 +130,7 @@ def run_differences(manifest: dict[str, Any] | None, scenario: Scenario, inputs:
         skip.add("solver.scores_per_customer")
     differences = []
     for key in sorted(set(mine) | set(theirs)):
-        if key in skip:
+        if key in skip or (key.startswith("solver.") and key not in _SOLVER_COMPARED):
             continue
         was, now = theirs.get(key, _MISSING), mine.get(key, _MISSING)
         if was != now:
@@ -150,7 +161,15 @@ def run_differences(manifest: dict[str, Any] | None, scenario: Scenario, inputs:
         "rules would be checked against the wrong numbers:\n"
         + "\n".join(f"  {d}" for d in differences)
         + "\nGive check the run's own --set overrides (manifest.json, 'scenario', holds what the "
-          "run used) and inputs, or pass --force to check against these anyway")
+          "run used) and inputs, or pass --force to check against these anyway", differences)
+
+
+def mismatch_notes(mismatch: RunMismatch) -> list[str]:
+    """The notes beside the violations found in a run made with another scenario or other
+    inputs (the differences may explain them)."""
+    return ["the run was made with another scenario or other inputs than these (the violations "
+            "may come from that; give check the run's own --set and inputs, or --force):",
+            *(f"  {d}" for d in mismatch.differences)]
 
 
 # --------------------------------------------------------------------------------------------------

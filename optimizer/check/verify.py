@@ -121,8 +121,9 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file
     is missing or unreadable, whatever :func:`optimizer.io.validate.load_inputs` raises for bad
     inputs, and :class:`~optimizer.check.outputs.RunMismatch` when the run's manifest records
-    another scenario or other inputs than the ones given, unless ``force`` (then the differences
-    are the report's ``notes``). Rule breaches are returned as :class:`Violation` s, never raised.
+    another scenario or other inputs than the ones given and no rule is broken, unless ``force``
+    (with ``force``, or when rules are broken, the differences are the report's ``notes``). Rule
+    breaches are returned as :class:`Violation` s, never raised.
     """
     from optimizer.check import outputs as check_outputs  # it builds on this module's helpers
 
@@ -133,13 +134,19 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
                          customer_columns=read_columns(
                              [r.require for r in scenario.rules.eligibility]),
                          scores_url=scenario.scores_url)
-    notes = check_outputs.run_differences(manifest, scenario, inputs, run_dir, force)
+    try:
+        notes, refused = check_outputs.run_differences(manifest, scenario, inputs, run_dir,
+                                                       force), None
+    except check_outputs.RunMismatch as mismatch:   # refused below unless a rule is broken
+        notes, refused = check_outputs.mismatch_notes(mismatch), mismatch
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
     violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
     known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
                                                     & pl.col("o").is_not_null())
     violations += check_stability(manifest, known, inputs, scenario, run_dir)
+    if refused is not None and not violations:
+        raise refused
     for v in violations:
         log.info("check %s: %s", v.rule, v.message)
     return CheckReport(run_dir=run_dir, violations=violations, assignments=raw.height,

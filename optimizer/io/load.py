@@ -242,6 +242,12 @@ def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: o
         return series
     if dtype == pl.Date and series.dtype == pl.Datetime:
         return series.dt.date()
+    if dtype in (pl.Float64, pl.Int64) and not (series.dtype.is_numeric()
+                                                or series.dtype in (pl.Utf8, pl.Null)):
+        # a cast would read True as 1 and a date as its day number: a column of another kind
+        wanted = "numbers" if dtype == pl.Float64 else "whole numbers"
+        raise InputError(schema.name, column, f"values must be {wanted}, not {series.dtype}",
+                         sample=frame.head(3).rows(named=True), count=frame.height)
     source = series.str.strip_chars() if series.dtype == pl.Utf8 else series
     if series.dtype == pl.Utf8:
         source = source.replace("", None)

@@ -18,6 +18,29 @@ from optimizer.core.errors import OptimizerError
 from optimizer.core.numerics import binding
 from optimizer.io.manifest import read_manifest
 
+# what the planners' summaries read of a run folder (the contract's names)
+_MANIFEST_FIELDS = ("objective", "upper_bound", "gap", "solver")
+_SOLVER_FIELDS = ("status", "method", "iterations")
+_ASSIGNMENT_COLUMNS = ("customer_id", "offer_id", "p_redeem", "expected_cost", "score")
+_SUMMARY_COLUMNS = ("offer_id", "customers", "expected_redemptions", "expected_cost", "budget",
+                    "budget_used")
+_CUSTOMER_COLUMNS = ("customer_id", "clv", "clv_decile")
+
+
+def read_run_table(path: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:
+    """A run folder's Parquet table, or an OptimizerError naming the file when it cannot be read
+    or lacks one of ``columns``."""
+    try:
+        # glob=False: a folder named with brackets ("run [2]") is a path, not a pattern
+        frame = pl.read_parquet(path, glob=False)
+    except pl.exceptions.PolarsError as exc:
+        raise OptimizerError(f"{path} cannot be read as a run's table: {exc}") from exc
+    lacking = [c for c in columns if c not in frame.columns]
+    if lacking:
+        raise OptimizerError(f"{path} is not a run's table: it lacks the column(s) "
+                             f"{', '.join(lacking)}")
+    return frame
+
 
 class _Scenario(Protocol):
     @property
@@ -69,13 +92,23 @@ class RunView:
         if missing:
             raise OptimizerError(f"{run_dir} is not a run folder: missing {', '.join(missing)} "
                                  "(run `offeropt run SCENARIO` first)")
-        manifest = read_manifest(run_dir).data
+        try:
+            manifest = read_manifest(run_dir).data
+        except ValueError as exc:   # not JSON, or not a JSON object
+            raise OptimizerError(f"{need[0]} cannot be read as a run's manifest: {exc}") from exc
+        lacking = [k for k in _MANIFEST_FIELDS if k not in manifest] + [
+            f"solver.{k}" for k in _SOLVER_FIELDS
+            if not isinstance(manifest.get("solver"), dict) or k not in manifest["solver"]]
+        if lacking:
+            raise OptimizerError(f"{need[0]} is not a run's manifest: it lacks "
+                                 f"{', '.join(lacking)}")
         customers_file = run_dir / "customers.parquet"
-        customers = pl.read_parquet(customers_file, glob=False) if customers_file.is_file() else None
+        tables = {path.name: read_run_table(path, columns) for path, columns in (
+            (need[1], _ASSIGNMENT_COLUMNS), (need[2], _SUMMARY_COLUMNS),
+            (customers_file, _CUSTOMER_COLUMNS)) if path.is_file()}
         name = str(manifest.get("scenario", {}).get("name", run_dir.name))
-        # glob=False: a folder named with brackets ("run [2]") is a path, not a pattern
-        return cls(name, run_dir, manifest, pl.read_parquet(need[1], glob=False),
-                   pl.read_parquet(need[2], glob=False), customers)
+        return cls(name, run_dir, manifest, tables[need[1].name], tables[need[2].name],
+                   tables.get(customers_file.name))
 
     @property
     def label(self) -> str:

@@ -33,7 +33,8 @@ import polars as pl
 from optimizer.core.config import Measurement
 from optimizer.core.keyed_hash import below, customer_hashes, pair_hashes
 from optimizer.io.validate import Inputs
-from optimizer.model.channels import carry, contact_cost
+from optimizer.model._plan_kernels import chosen_values
+from optimizer.model.channels import carry
 from optimizer.model.problem import AssignmentProblem, Solution
 
 CONTROL_COLUMNS = ["customer_id", "offer_id", "week", "reason"]
@@ -86,18 +87,19 @@ def withhold_controls(inputs: Inputs, problem: AssignmentProblem, solution: Solu
                                          measurement)
     withheld = universal | per_offer
 
+    # the sends' values and costs in the same block, row and slot order as ``withheld``, summed
+    # whole: the same bits for any chunking (the blocks' own sums would depend on it)
+    values = chosen_values([b.value for b in problem.blocks], solution.chosen)
+    costs = chosen_values([b.cost for b in problem.blocks], solution.chosen)
+    planned = float(values.sum())
+    withheld_score = float(values[withheld].sum())
+    withheld_cost = float(costs[withheld].sum())
     chosen, start = [], 0
-    planned = sent = withheld_cost = withheld_score = 0.0
-    for block, kept, (rows, slots) in zip(problem.blocks, solution.chosen, positions):
+    for kept, (rows, slots) in zip(solution.chosen, positions):
         stop = start + rows.size
         drop = withheld[start:stop]
-        values = block.value[rows, slots]
-        planned += float(values.sum())
-        withheld_score += float(values[drop].sum())
-        withheld_cost += float(block.cost[rows, slots][drop].sum())
         mask = kept.copy()
         mask[rows[drop], slots[drop]] = False
-        sent += float(block.value[mask].sum())
         chosen.append(mask)
         start = stop
     controls = _controls_frame(customer_ids, offer_ids, c, o, universal, per_offer, week)
@@ -117,8 +119,7 @@ def withhold_controls(inputs: Inputs, problem: AssignmentProblem, solution: Solu
         "planned_customers_reached": int(np.unique(c).size),
     }
     chosen = carry(solution.chosen, chosen)  # each kept pair keeps its channel
-    objective = sent - contact_cost(problem.channels, chosen) if withheld.any() else \
-        solution.objective
+    objective = problem.objective(chosen) if withheld.any() else solution.objective
     return Withheld(replace(solution, chosen=chosen, objective=objective), controls, info)
 
 
