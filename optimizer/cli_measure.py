@@ -7,20 +7,15 @@ message on stderr and exit code 2.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from optimizer.cli_text import _fail, _lit
 from optimizer.core.errors import OptimizerError
 from optimizer.io.manifest import read_manifest
-
-
-def _fail(exc: OptimizerError) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-    sys.exit(2)
 
 
 def _number(value: float | None) -> str:
@@ -76,7 +71,7 @@ def measure(run_dirs: tuple[Path, ...], outcomes: Path | None, weeks: int | None
     Planning a test: offeropt measure --power --baseline-sd 25 --effect 1.5 --customers 20000
     """
     from optimizer.apps.measure import Settings, measure_runs, render_measure
-    from optimizer.io.runfolder import json_writer, write_files
+    from optimizer.io.runfolder import json_writer, write_files, write_text_file
 
     try:
         if power:
@@ -91,11 +86,15 @@ def measure(run_dirs: tuple[Path, ...], outcomes: Path | None, weeks: int | None
     except OptimizerError as exc:
         _fail(exc)
         return
+    # the page is rendered and both folders made before either file is written, so a page that
+    # cannot be written leaves no measure.json behind (each file is written whole or not at all)
+    page = None if no_html else (html_path or out_dir / "measure.html")
+    text = None if page is None else render_measure(result)
+    for folder in [out_dir] + ([] if page is None else [page.parent]):
+        folder.mkdir(parents=True, exist_ok=True)
     write_files(out_dir, {"measure.json": json_writer(result)})
-    if not no_html:
-        page = html_path or out_dir / "measure.html"
-        write_files(page.parent, {page.name: lambda path: path.write_text(
-            render_measure(result), encoding="utf-8")})
+    if page is not None and text is not None:
+        write_text_file(page, text)
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
@@ -107,7 +106,7 @@ def measure(run_dirs: tuple[Path, ...], outcomes: Path | None, weeks: int | None
     entries = [("total", result["total"])] + [(f"offer {e['offer_id']}", e)
                                               for e in result["per_offer"]]
     for label, e in entries:
-        table.add_row(label, f"{e['treated_customers']:,}", f"{e['control_customers']:,}",
+        table.add_row(_lit(label), f"{e['treated_customers']:,}", f"{e['control_customers']:,}",
                       _number(e["incremental_sales_per_customer"]),
                       f"{_number(e['ci_low'])} to {_number(e['ci_high'])}",
                       "yes" if e["significant"] else "no", _number(e["mde_sales_per_customer"]),

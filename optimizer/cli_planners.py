@@ -32,7 +32,8 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
 
     Each offer with its score and status: given, ineligible (window, exclude, sensitive,
     cooldown), capped (per-customer, per-category or window cap full of better offers), priced
-    out by a budget (score - shadow price x expected cost <= 0), with the numbers.
+    out by a budget (score - shadow price x expected cost <= 0), withheld as a measurement
+    control, with the numbers.
 
     Example: offeropt explain scenarios/demo.toml 42 --run runs/demo
     """
@@ -48,14 +49,17 @@ def explain(scenario: Path, customer_id: str, run_dir: Path | None, overrides: t
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
         return
     given = sum(r["status"] == "given" for r in result.offers)
+    held = sum(r["status"] == "control" for r in result.offers)
+    control = ("; in the universal control: nothing sent" if result.control else
+               f"; {held} withheld as per-offer controls" if held else "")
     table = Table(title=_lit(f"customer {result.customer_id}: {given} offers (cap {result.cap}) "
-                             f"in {result.run_dir}; global budget price "
+                             f"in {result.run_dir}{control}; global budget price "
                              f"{result.global_price:.4f}"),
                   caption="reduced = score - (budget price + global price) x exp. cost - "
                           "count price")
     for name in ("offer", "status", "score", "exp. cost", "budget price", "reduced", "why"):
         table.add_column(name, justify="left" if name in ("status", "why") else "right")
-    for r in result.offers[:given + top]:
+    for r in result.offers[:given + held + top]:
         table.add_row(_lit(r["offer_id"]), _lit(r["status"]), f"{r['score']:.4f}",
                       f"{r['expected_cost']:.4f}", f"{r['budget_price']:.4f}",
                       f"{r['reduced_value']:.4f}", _lit(r["why"]))

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.apps.backtest import better_half, calibration_table, run_backtest, top_lists
+from optimizer.apps.backtest_stats import bootstrap_ratio, calibration_scores
 from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
@@ -83,6 +84,26 @@ def test_better_half_per_customer():
     score = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.2, 0.8, 1.0])
     kept = better_half(c, score)
     assert kept.tolist() == [False, True, False, True, False, False, True, False]
+
+
+def test_log_loss_brier_and_their_intervals_by_hand():
+    # four sends of two customers: p = .2 .5 | .9 .1, redeemed 0 1 | 1 0
+    # log loss = -(ln .8 + ln .5 + ln .9 + ln .9) / 4; Brier = (.04 + .25 + .01 + .01) / 4
+    p, y = np.array([0.2, 0.5, 0.9, 0.1]), np.array([0, 1, 1, 0])
+    scores = calibration_scores(p, y, np.array([0, 0, 1, 1]), 2, seed=0)
+    assert scores["log_loss"] == pytest.approx(-(np.log(0.8) + np.log(0.5) + 2 * np.log(0.9)) / 4)
+    assert scores["brier"] == pytest.approx(0.0775)
+    assert scores["sends"] == 4 and scores["observed_rate"] == 0.5
+    # resampling the two customers: each resample's Brier is a mix of theirs, .145 and .01
+    low, high = scores["brier_ci95"]
+    assert 0.01 - 1e-12 <= low <= 0.0775 <= high <= 0.145 + 1e-12
+
+
+def test_bootstrap_ratio_of_customers_alike_is_their_ratio():
+    # every customer redeems 1 of her 4 kept sends: any resample's ratio is 1/4
+    low, high = bootstrap_ratio(np.ones(50), np.full(50, 4.0), seed=3)
+    assert low == pytest.approx(0.25) and high == pytest.approx(0.25)
+    assert np.isnan(bootstrap_ratio(np.zeros(3), np.zeros(3), seed=0)).all()
 
 
 def test_calibration_deciles():

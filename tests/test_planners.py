@@ -103,6 +103,13 @@ def test_compare_two_runs(world: Path, tmp_path: Path) -> None:
     assert abs(diffs.sum() - (cut["expected_cost"] - base["expected_cost"])) < 1e-6
     html = render_compare(comparison)
     assert html.count("<svg") >= 2 and 'id="chart-totals"' in html
+    # IDs keep the input's type (integers here; they were text in the JSON)
+    import polars as pl
+    assert pl.read_parquet(world / "runs/base/assignments.parquet").schema["offer_id"] == pl.Int64
+    assert comparison.offers.schema["offer_id"] == pl.Int64
+    assert all(type(r["offer_id"]) is int for r in data["offers"])
+    listed = [o for s in comparison.changed[0]["sample"] for o in s["baseline"] + s["run"]]
+    assert listed and all(type(o) is int for o in listed)
 
 
 def test_compare_three_runs_shows_each_runs_changes(world: Path) -> None:

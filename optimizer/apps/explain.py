@@ -24,6 +24,11 @@ status, with the numbers behind it:
   of offers with higher reduced values.
 - ``repair``: it beats the threshold under the prices, but the final repair step, which keeps
   budgets and caps exact, left it out (typically its budget filled up with other customers).
+- ``control``: withheld by the run's ``[measurement]`` control groups (its ``controls`` table):
+  a per-offer control pair the plan chose, or, for a customer in the universal control (all of
+  whose sends were withheld, the plan's choice for her unrecorded), each offer that beats the
+  threshold and fits her caps, best reduced value first (the others are then explained against
+  them, as against given offers). ``Explanation.control`` names her universal control.
 
 With ``rules.pin``, an offer on her list last week whose flight covers this week is a pin: a
 given pin says so (``why`` ends in ``pinned``); a pin not given is ``pin_released``, with the
@@ -53,6 +58,7 @@ from optimizer.io.runview import read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
 from optimizer.model.groups import GroupData
+from optimizer.model.holdout import PER_OFFER, UNIVERSAL
 from optimizer.model.pins import in_flight
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.model.reduced import reduced_values
@@ -72,13 +78,27 @@ class Explanation:
     global_price: float
     offers: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    control: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able data (for ``--json``)."""
         return {"customer_id": self.customer_id, "run_dir": self.run_dir, "cap": self.cap,
                 "max_offers_per_customer": self.max_offers_per_customer,
                 "global_price": self.global_price, "offers": self.offers,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "control": self.control}
+
+
+def _her_controls(run: Path, customer_id: str) -> tuple[bool, set[str]]:
+    """Whether the customer is in the run's universal control, and the offers of her per-offer
+    control pairs, from the run's ``controls`` table (none without it: an older run)."""
+    path = run / "controls.parquet"
+    if not path.is_file():
+        return False, set()
+    rows = (pl.read_parquet(path, glob=False)
+            .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
+    universal = bool((rows.get_column("reason") == UNIVERSAL).any())
+    pairs = rows.filter(pl.col("reason") == PER_OFFER).get_column("offer_id")
+    return universal, {str(o) for o in pairs.to_list()}
 
 
 def _customer_index(inputs: Inputs, customer_id: str) -> int:
@@ -226,6 +246,12 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,
                    budget_price, count_price, global_price, cost, shared_price, charge,
                    built.problem.groups, _her_pins(scenario, inputs, built.previous, c))
+    universal, held_pairs = _her_controls(run, customer_id)
+    for j in (index[o] for o in sorted(held_pairs) if o in index):
+        ctx.withhold(j, "withheld: a per-offer control pair (measurement.offer_holdout_share); "
+                        "the plan chose it")
+    if universal:
+        ctx.fill_universal(reasons, value, candidate)
     rows = []
     for j in range(inputs.n_offers):
         status, why = ctx.classify(j, given.get(offer_ids[j]), reasons, value, candidate)
@@ -238,10 +264,13 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
             "shared_price": float(shared_price[j]), "channel_charge": charge,
             "reduced_value": float(reduced[j]), "pinned": bool(ctx.pinned[j]),
         })
-    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, -r["score"]))
+    # given first by rank, then the ones withheld as controls, then by score
+    rows.sort(key=lambda r: (r["rank"] is None, r["status"] != "control", r["rank"] or 0,
+                             -r["score"]))
     return Explanation(customer_id=inputs.customers.get_column("customer_id")[c], run_dir=str(run),
                        cap=cap, max_offers_per_customer=rules_cfg.max_offers_per_customer,
-                       global_price=global_price, offers=rows, warnings=warnings)
+                       global_price=global_price, offers=rows, warnings=warnings,
+                       control=UNIVERSAL if universal else None)
 
 
 @dataclass
@@ -262,12 +291,39 @@ class _Context:
     charge: float
     groups: GroupData | None
     pinned: np.ndarray
+    withheld: dict[int, str] = field(default_factory=dict)
+
+    def withhold(self, j: int, why: str) -> None:
+        """Offer ``j`` was planned for her and withheld as a control: status ``control``, and it
+        holds its slot, category and groups as a given offer does."""
+        self.withheld[j] = why
+        self.given.append(j)
+
+    def fill_universal(self, reasons: dict[str, np.ndarray], value: np.ndarray,
+                       candidate: np.ndarray) -> None:
+        """She is a universal control (nothing sent, the plan's choice for her unrecorded):
+        withhold, best reduced value first, each offer that beats the threshold and fits her
+        cap, categories and groups."""
+        for j in np.argsort(-self.reduced, kind="stable"):
+            if len(self.given) >= self.cap or self.reduced[j] <= EPS:
+                break
+            j = int(j)
+            if (j in self.withheld or any(mask[j] for mask in reasons.values())
+                    or value[j] <= 0 or not candidate[j]):
+                continue
+            if self._category_rival(j) is None and self._group_rival(j) is None:
+                self.withhold(j, "withheld: she is in the universal control "
+                                 "(measurement.holdout_share); the plan's offers to her are not "
+                                 f"recorded, this one beats the threshold (reduced "
+                                 f"{self.reduced[j]:.4f}) and fits her caps")
 
     def classify(self, j: int, given: dict[str, Any] | None, reasons: dict[str, np.ndarray],
                  value: np.ndarray, candidate: np.ndarray) -> tuple[str, str]:
         r = self.reduced[j]
         if given is not None:
             return "given", f"rank {given['rank']}" + (", pinned" if self.pinned[j] else "")
+        if j in self.withheld:
+            return "control", self.withheld[j]
         broken = [name for name, mask in reasons.items() if mask[j]]
         if self.pinned[j]:
             return "pin_released", ("on her list last week, its flight runs: released, " + (

@@ -227,6 +227,29 @@ def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame
             .with_columns(margin=margin_rate * pl.col("sales") - pl.col("cost")))
 
 
+def _require_controls(runs: list[_Run]) -> None:
+    """Refuse runs none of which has a control group: nothing to measure against."""
+    if all(run.controls.height == 0 for run in runs):
+        raise InputError("controls", "reason", "no control group to measure against: the "
+                         f"controls table of {', '.join(str(r.path) for r in runs)} is empty "
+                         "(plan with [measurement] holdout_share or offer_holdout_share > 0)")
+
+
+def _require_outcomes(run: _Run, outcome: pl.DataFrame, rows: pl.DataFrame,
+                      window: list[int]) -> None:
+    """Refuse a run none of whose customers (treated or control) has an outcome row in its
+    window: its lift would read 0 with a zero-width interval, a measurement of nothing (the
+    wrong outcome folder, weeks or customer IDs)."""
+    arms = rows.select("customer_id").unique()
+    if arms.height and outcome.join(arms, on="customer_id", how="semi").height == 0:
+        raise InputError("transactions", "customer_id", f"the outcome tables hold no row in "
+                         f"weeks {window[0]}..{window[1]} for any of the {arms.height:,} "
+                         f"customers of {run.path} (treated or control): are they the weeks "
+                         "after this run, with its customer IDs?",
+                         sample=outcome.select("customer_id", "sales", "redemptions")
+                         .head(5).rows(named=True))
+
+
 # --------------------------------------------------------------------------------------------
 # estimates
 
@@ -286,6 +309,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
         raise ValueError("bootstrap needs at least 2 resamples")
     tx, red = read_outcomes(outcomes)
     runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
+    _require_controls(runs)
     frames: list[pl.DataFrame] = []
     groups: list[tuple[int, Any]] = []
     windows: list[list[int]] = []
@@ -293,6 +317,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
         outcome, window = _outcomes_for(run, tx, red, settings)
         windows.append(window)
         rows = _rows(run, outcome, settings.margin_rate)
+        _require_outcomes(run, outcome, rows, window)
         # offers with a per-offer control: the others have nothing to compare with
         offers = (rows.filter(pl.col("offer_id").is_not_null() & (pl.col("arm") == 1))
                   .get_column("offer_id").unique().sort().to_list())

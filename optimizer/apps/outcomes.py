@@ -93,8 +93,11 @@ def _baseline(tx: pl.DataFrame, customers: pl.DataFrame, week: int, weeks: int,
               rng: np.random.Generator) -> pl.DataFrame:
     """The outcome weeks without offers: each customer's own past lines, resampled, at her own
     weekly rate."""
+    # each customer's lines in the table's order (an inner join's order is not guaranteed: it
+    # varied between runs of the same seed, and the resampled lines with it)
     past = (tx.filter(pl.col("week") < week)
-            .join(customers.with_row_index("c"), on="customer_id", how="inner")
+            .join(customers.with_row_index("c"), on="customer_id", how="inner",
+                  maintain_order="left")
             .sort("c", maintain_order=True))
     weeks_seen = past.select(pl.col("week").max() - pl.col("week").min() + 1).item()
     span = max(1, int(weeks_seen) if past.height else 1)

@@ -57,14 +57,26 @@ def _labels(views: Sequence[RunView]) -> list[str]:
     return [v.label if names.count(v.name) > 1 else v.name for v in views]
 
 
-def _offer_lists(view: RunView) -> pl.DataFrame:
+def _offer_type(views: Sequence[RunView]) -> pl.DataType:
+    """The offer IDs' type in the comparison: the runs' own when they agree (IDs keep the input's
+    type), else text."""
+    types = {t for v in views for t in (v.assignments.schema["offer_id"],
+                                          v.offers_summary.schema["offer_id"])
+             if t != pl.Null}
+    return types.pop() if len(types) == 1 else pl.Utf8()
+
+
+def _offer_lists(view: RunView, offer_type: pl.DataType) -> pl.DataFrame:
     return (view.assignments.sort(["customer_id", "rank"]).group_by("customer_id", maintain_order=True)
-            .agg(pl.col("offer_id").cast(pl.Utf8).alias("offers")))
+            .agg(pl.col("offer_id").cast(offer_type).alias("offers")))
 
 
-def _changed(base: RunView, other: RunView, label: str, sample: int) -> dict[str, Any]:
-    a = _offer_lists(base).with_columns(pl.col("offers").list.sort().alias("key"))
-    b = _offer_lists(other).with_columns(pl.col("offers").list.sort().alias("key"))
+def _changed(base: RunView, other: RunView, label: str, sample: int,
+             offer_type: pl.DataType) -> dict[str, Any]:
+    def key(view: RunView) -> pl.DataFrame:
+        return _offer_lists(view, offer_type).with_columns(
+            pl.col("offers").list.eval(pl.element().cast(pl.Utf8)).list.sort().alias("key"))
+    a, b = key(base), key(other)
     joined = a.join(b, on="customer_id", how="full", coalesce=True, suffix="_run")
     diff = joined.filter(pl.col("key").fill_null([]).list.join(",")
                          != pl.col("key_run").fill_null([]).list.join(",")).sort("customer_id")
@@ -73,11 +85,11 @@ def _changed(base: RunView, other: RunView, label: str, sample: int) -> dict[str
     return {"run": label, "changed_customers": diff.height, "sample": rows}
 
 
-def _offers_table(views: Sequence[RunView]) -> pl.DataFrame:
+def _offers_table(views: Sequence[RunView], offer_type: pl.DataType) -> pl.DataFrame:
     table: pl.DataFrame | None = None
     for k, view in enumerate(views):
         part = view.offers_summary.select(
-            pl.col("offer_id").cast(pl.Utf8), pl.col("customers").alias(f"customers_{k}"),
+            pl.col("offer_id").cast(offer_type), pl.col("customers").alias(f"customers_{k}"),
             pl.col("expected_cost").alias(f"expected_cost_{k}"),
             pl.col("budget_used").alias(f"budget_used_{k}"))
         table = part if table is None else table.join(part, on="offer_id", how="full",
@@ -114,11 +126,13 @@ def compare_runs(run_dirs: Sequence[str | Path], sample: int = 10) -> Comparison
         raise OptimizerError("compare needs at least two run folders")
     views = [RunView.load(d) for d in run_dirs]
     labels = _labels(views)
+    offer_type = _offer_type(views)
     return Comparison(
         labels=labels, paths=[str(Path(d)) for d in run_dirs],
         totals=[v.totals() for v in views], deciles=_deciles(views, labels),
-        offers=_offers_table(views),
-        changed=[_changed(views[0], v, lab, sample) for v, lab in zip(views[1:], labels[1:])])
+        offers=_offers_table(views, offer_type),
+        changed=[_changed(views[0], v, lab, sample, offer_type)
+                 for v, lab in zip(views[1:], labels[1:])])
 
 
 def compare_charts(comparison: Comparison) -> dict[str, str]:
@@ -146,7 +160,7 @@ def compare_charts(comparison: Comparison) -> dict[str, str]:
     moved = moved.head(CHART_OFFERS)
     if moved.height:
         out["offers"] = charts.bar_chart(
-            moved.get_column("offer_id").to_list(),
+            [str(o) for o in moved.get_column("offer_id").to_list()],
             {f"{labels[k]} vs {labels[0]}": moved.get_column(c).to_list()
              for k, c in enumerate(changes, start=1)},
             f"Offers whose spend moved most against {labels[0]}",
