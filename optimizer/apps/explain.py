@@ -209,7 +209,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     # channel charge (optimizer.solve.lagrangian.channels)
     reduced = reduced_values(value[None, :], cost[None, :], offer_row, prices.cost_price,
                              count_price, global_price, np.zeros(inputs.n_offers))[0] - charge
-    mine = (read_run_table(run / "assignments.parquet", ("customer_id", "offer_id"))
+    mine = (read_run_table(run / "assignments.parquet", ("customer_id", "offer_id", "rank", "score"))
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
     index = {oid: j for j, oid in enumerate(offer_ids)}

@@ -20,6 +20,7 @@ from optimizer.io.manifest import read_manifest
 
 # what the planners' summaries read of a run folder (the contract's names)
 _MANIFEST_FIELDS = ("objective", "upper_bound", "gap", "solver")
+_NUMBER_FIELDS = ("objective", "upper_bound", "gap")
 _SOLVER_FIELDS = ("status", "method", "iterations")
 _ASSIGNMENT_COLUMNS = ("customer_id", "offer_id", "p_redeem", "expected_cost", "score")
 _SUMMARY_COLUMNS = ("offer_id", "customers", "expected_redemptions", "expected_cost", "budget",
@@ -99,6 +100,10 @@ class RunView:
         lacking = [k for k in _MANIFEST_FIELDS if k not in manifest] + [
             f"solver.{k}" for k in _SOLVER_FIELDS
             if not isinstance(manifest.get("solver"), dict) or k not in manifest["solver"]]
+        lacking += [f"{k} (a number)" for k in _NUMBER_FIELDS if k in manifest and (
+            isinstance(manifest[k], bool) or not isinstance(manifest[k], (int, float)))]
+        if not isinstance(manifest.get("scenario", {}), dict):
+            lacking.append("scenario (a JSON object)")
         if lacking:
             raise OptimizerError(f"{need[0]} is not a run's manifest: it lacks "
                                  f"{', '.join(lacking)}")
