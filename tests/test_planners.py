@@ -325,3 +325,15 @@ def test_compare_of_a_manifest_field_of_another_kind_exits_2(world: Path, tmp_pa
     assert out.exit_code == 2, (out.output, out.exception)
     assert isinstance(out.exception, SystemExit), out.exception
     assert key in "".join(out.output.split())
+
+
+@pytest.mark.parametrize("text", ["{", "[]"], ids=["not-json", "not-an-object"])
+def test_explain_of_a_damaged_manifest_exits_2_naming_it(world: Path, tmp_path: Path,
+                                                        text: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs/cut", run)
+    (run / "manifest.json").write_text(text)
+    out = CliRunner().invoke(main, ["explain", str(world / "cut.toml"), "1", "--run", str(run)])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception
+    assert "manifest.json" in "".join(out.output.split())
