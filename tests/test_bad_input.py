@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -171,6 +172,16 @@ INPUT_CASES = [
          files=parquet_column("transactions", "week", pl.Series([date(2024, 9, 30)]))),
     Case("boolean-budget-parquet", where("offers", "budget") + ["numbers", "Boolean"],
          files=parquet_column("offers", "budget", pl.Series([True, None]))),
+    # a number where a date is expected is not read as days since 1970, nor True as 1970-01-02
+    Case("integer-date-parquet", where("transactions", "date") + ["dates", "Int64"],
+         files=parquet_column("transactions", "date", pl.Series([19_997] * 10_000))),
+    Case("boolean-date-parquet", where("transactions", "date") + ["dates", "Boolean"],
+         files=parquet_column("transactions", "date", pl.Series([True] * 10_000))),
+    # a decimal column is not truncated either: 40.5 is not week 40
+    Case("fractional-decimal-week-parquet", where("transactions", "week") + ["whole numbers",
+                                                                             "40.5"],
+         files=parquet_column("transactions", "week",
+                              pl.Series([Decimal("40.5")] * 10_000, dtype=pl.Decimal(10, 1)))),
     Case("impossible-date", where("transactions", "date") + ["dates", "2024-13-45"],
          world=set_cell("transactions", 0, date="2024-13-45")),
     Case("repeated-column", where("customers", "segment") + ["more than one column"],

@@ -253,3 +253,30 @@ def test_published_figures_do_not_depend_on_the_chunk_size(tmp_path: Path):
                         **{k: v for k, v in manifest["measurement"].items()
                            if isinstance(v, float)}})
     assert figures[0] == figures[1]
+
+
+def test_the_planned_objective_is_the_objective_the_status_judged(tmp_path: Path):
+    """With channels that cost a contact, ``measurement.planned_objective`` is the objective of
+    the plan before withholding (its scores less its contact costs, as ``objective`` is: what the
+    status judged against ``upper_bound``), not its scores alone."""
+    from tests.tiny_world import base_world, offer, score, write_scenario, write_world
+
+    rng = np.random.default_rng(3)
+    world = base_world(customers=200)
+    world["offers"] = [offer(o, discount=1.0 + o / 7) for o in range(1, 4)]
+    world["scores"] = [score(c, o, float(rng.uniform(0.01, 0.9)), float(rng.uniform(0.5, 9.7)))
+                       for c in range(1, 201) for o in range(1, 4)]
+    world["channels"] = [{"channel_id": "email", "capacity": None, "cost_per_contact": 0.25}]
+    world["customer_channels"] = [{"customer_id": c, "channel_id": "email"}
+                                  for c in range(1, 201)]
+    write_world(tmp_path / "data", world)
+    path = write_scenario(tmp_path / "s.toml", rules={"max_offers_per_customer": 2},
+                          extra="[measurement]\nholdout_share = 0.3\n")
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    held = manifest["measurement"]
+    assert held["withheld_sends"] > 0
+    made = manifest["objective"] + 0.25 * (held["planned_sends"] - held["withheld_sends"])
+    assert held["planned_objective"] == pytest.approx(
+        made + held["withheld_score"] - 0.25 * held["planned_sends"], rel=1e-12)

@@ -295,3 +295,52 @@ def test_pages_render_charts_in_headless_chromium(world: Path, tmp_path: Path) -
         blue = ((abs(pixels[..., 0] - 0x4c / 255) < 0.03) & (abs(pixels[..., 1] - 0x78 / 255) < 0.03)
                 & (abs(pixels[..., 2] - 0xa8 / 255) < 0.03))
         assert blue.sum() > 2000, f"{page.name}: no chart bars painted"
+
+
+@pytest.mark.parametrize("column", ["score", "rank"])
+def test_explain_of_a_plan_lacking_a_column_it_reads_exits_2(world: Path, tmp_path: Path,
+                                                              column: str) -> None:
+    """explain reads each given offer's score and rank from the run's plan: a plan without one
+    is a damaged run folder (exit 2 naming the file and column), not a KeyError traceback."""
+    import polars as pl
+
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs/cut", run)
+    plan = pl.read_parquet(run / "assignments.parquet")
+    customer = str(plan.get_column("customer_id")[0])
+    plan.drop(column).write_parquet(run / "assignments.parquet")
+    out = CliRunner().invoke(main, ["explain", str(world / "cut.toml"), customer, "--run",
+                                    str(run)])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception
+    text = "".join(out.output.split())
+    assert "assignments.parquet" in text and column in text
+
+
+@pytest.mark.parametrize("key, value", [("scenario", None), ("objective", None),
+                                        ("gap", "small"), ("upper_bound", True)])
+def test_compare_of_a_manifest_field_of_another_kind_exits_2(world: Path, tmp_path: Path,
+                                                             key: str, value: object) -> None:
+    """A manifest whose scenario is not an object, or whose objective, bound or gap is not a
+    number, is a damaged run folder (exit 2 naming the field), not a traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs/cut", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest[key] = value
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    out = CliRunner().invoke(main, ["compare", str(world / "runs/base"), str(run), "--no-html"])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception
+    assert key in "".join(out.output.split())
+
+
+@pytest.mark.parametrize("text", ["{", "[]"], ids=["not-json", "not-an-object"])
+def test_explain_of_a_damaged_manifest_exits_2_naming_it(world: Path, tmp_path: Path,
+                                                        text: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs/cut", run)
+    (run / "manifest.json").write_text(text)
+    out = CliRunner().invoke(main, ["explain", str(world / "cut.toml"), "1", "--run", str(run)])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception
+    assert "manifest.json" in "".join(out.output.split())

@@ -292,3 +292,21 @@ def test_a_shard_reads_only_the_row_groups_of_its_customers(tmp_path, ids):
                 assert _CountingMemory.read_bytes > size / 2, (_CountingMemory.read_bytes, size)
     finally:
         fs.rm("memory://offeropt-groups", recursive=True)
+
+
+def test_a_url_whose_ids_cannot_be_matched_is_bad_input_as_the_local_path(tmp_path):
+    """A scores table whose ``customer_id`` is stored as a dictionary of text, read for integer
+    customers: the local path's read refuses it as bad input (exit 2), and so does the URL's,
+    instead of polars' cast error escaping the filter as a traceback."""
+    import pyarrow as pa
+
+    table = pa.table({"customer_id": pa.array(["1", "2", "3", "4"]).dictionary_encode(),
+                      "offer_id": ["a", "b", "a", "b"], "p_redeem": [0.1, 0.2, 0.3, 0.4],
+                      "value": [1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / "scores.parquet"
+    pq.write_table(table, path, row_group_size=2)
+    fsspec.filesystem("memory").pipe("/offeropt-dict/scores.parquet", path.read_bytes())
+    some = pl.Series("customer_id", [3])
+    for source in (path, "memory://offeropt-dict/scores.parquet"):
+        with pytest.raises(InputError, match="cannot cast categorical"):
+            read_table_rows(source, "scores", "customer_id", some)

@@ -53,8 +53,8 @@ from optimizer.apps.pipeline import Scored, score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.core.predicate import read_columns
-from optimizer.io.manifest import Manifest, read_manifest
-from optimizer.io.runview import read_run_table
+from optimizer.io.manifest import Manifest
+from optimizer.io.runview import read_run_manifest, read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
 from optimizer.model.groups import GroupData
@@ -198,7 +198,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     run = Path(run_dir) if run_dir is not None else scenario.output
     if not (run / "manifest.json").is_file() or not (run / "assignments.parquet").is_file():
         raise OptimizerError(f"{run} is not a run folder of this scenario (run it first)")
-    manifest = read_manifest(run)
+    manifest = read_run_manifest(run)
     inputs = load_inputs(scenario.data, customer_columns=read_columns(
         [r.require for r in scenario.rules.eligibility]), scores_url=scenario.scores_url)
     c = _customer_index(inputs, customer_id)
@@ -229,7 +229,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     # channel charge (optimizer.solve.lagrangian.channels)
     reduced = reduced_values(value[None, :], cost[None, :], offer_row, prices.cost_price,
                              count_price, global_price, np.zeros(inputs.n_offers))[0] - charge
-    mine = (read_run_table(run / "assignments.parquet", ("customer_id", "offer_id"))
+    mine = (read_run_table(run / "assignments.parquet", ("customer_id", "offer_id", "rank", "score"))
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
     index = {oid: j for j, oid in enumerate(offer_ids)}

@@ -161,8 +161,12 @@ def read_url_rows(url: str, name: str, wanted: list[str], column: str, values: p
     def groups(meta: pq.FileMetaData) -> list[int]:
         return row_groups_of(meta, column, values)
 
-    return _joined([frame.filter(keep) for frame in _read(url, name, wanted, groups)], url,
-                   name)
+    try:
+        kept = [frame.filter(keep) for frame in _read(url, name, wanted, groups)]
+    except pl.exceptions.PolarsError as exc:  # a column ``values`` cannot be matched with
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(name, None, f"cannot read {url}: {first}") from None
+    return _joined(kept, url, name)
 
 
 def url_sha256(url: str, name: str) -> str:

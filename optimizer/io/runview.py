@@ -16,10 +16,11 @@ import polars as pl
 
 from optimizer.core.errors import OptimizerError
 from optimizer.core.numerics import binding
-from optimizer.io.manifest import read_manifest
+from optimizer.io.manifest import MANIFEST, Manifest, read_manifest
 
 # what the planners' summaries read of a run folder (the contract's names)
 _MANIFEST_FIELDS = ("objective", "upper_bound", "gap", "solver")
+_NUMBER_FIELDS = ("objective", "upper_bound", "gap")
 _SOLVER_FIELDS = ("status", "method", "iterations")
 _ASSIGNMENT_COLUMNS = ("customer_id", "offer_id", "p_redeem", "expected_cost", "score")
 _SUMMARY_COLUMNS = ("offer_id", "customers", "expected_redemptions", "expected_cost", "budget",
@@ -40,6 +41,16 @@ def read_run_table(path: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:
         raise OptimizerError(f"{path} is not a run's table: it lacks the column(s) "
                              f"{', '.join(lacking)}")
     return frame
+
+
+def read_run_manifest(run_dir: Path) -> Manifest:
+    """A run folder's manifest, or an OptimizerError naming the file when it cannot be read or
+    is not a JSON object."""
+    try:
+        return read_manifest(run_dir)
+    except (OSError, ValueError) as exc:   # unreadable, not JSON, or not a JSON object
+        raise OptimizerError(f"{Path(run_dir) / MANIFEST} cannot be read as a run's manifest: "
+                             f"{exc}") from exc
 
 
 class _Scenario(Protocol):
@@ -92,13 +103,14 @@ class RunView:
         if missing:
             raise OptimizerError(f"{run_dir} is not a run folder: missing {', '.join(missing)} "
                                  "(run `offeropt run SCENARIO` first)")
-        try:
-            manifest = read_manifest(run_dir).data
-        except ValueError as exc:   # not JSON, or not a JSON object
-            raise OptimizerError(f"{need[0]} cannot be read as a run's manifest: {exc}") from exc
+        manifest = read_run_manifest(run_dir).data
         lacking = [k for k in _MANIFEST_FIELDS if k not in manifest] + [
             f"solver.{k}" for k in _SOLVER_FIELDS
             if not isinstance(manifest.get("solver"), dict) or k not in manifest["solver"]]
+        lacking += [f"{k} (a number)" for k in _NUMBER_FIELDS if k in manifest and (
+            isinstance(manifest[k], bool) or not isinstance(manifest[k], (int, float)))]
+        if not isinstance(manifest.get("scenario", {}), dict):
+            lacking.append("scenario (a JSON object)")
         if lacking:
             raise OptimizerError(f"{need[0]} is not a run's manifest: it lacks "
                                  f"{', '.join(lacking)}")

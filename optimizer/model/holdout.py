@@ -91,7 +91,7 @@ def withhold_controls(inputs: Inputs, problem: AssignmentProblem, solution: Solu
     # whole: the same bits for any chunking (the blocks' own sums would depend on it)
     values = chosen_values([b.value for b in problem.blocks], solution.chosen)
     costs = chosen_values([b.cost for b in problem.blocks], solution.chosen)
-    planned = float(values.sum())
+    planned = problem.objective(solution.chosen)  # less its contact costs, as ``objective``
     withheld_score = float(values[withheld].sum())
     withheld_cost = float(costs[withheld].sum())
     chosen, start = [], 0
