@@ -29,6 +29,7 @@ from optimizer.solve.lagrangian.shards import (
     shard_args,
     shard_specs,
 )
+from optimizer.solve.lagrangian.sketch import merged_bounds
 
 # the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
@@ -144,11 +145,19 @@ class ShardedCandidates(Candidates):
     def __init__(self, ex: ShardExecutor) -> None:  # noqa: D107 - no arrays, no layout
         self.ex = ex
 
-    def sample_entries(self, mode: int, prices: tuple, capacity: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        found = self.ex.all("sample", mode, prices, capacity)
-        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
-                np.concatenate([f[2] for f in found]))
+    def bounds(self, mode: int, prices: tuple, capacity: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Every shard's boundaries placed on its own sample at its share of the capacities
+        (its customers over all), merged in shard order (:func:`.sketch.merged_bounds`): per
+        shard O(groups) bytes, not its sample. One shard's are kept as they are."""
+        total = sum(spec.hi - spec.lo for spec in self.ex.specs)
+        found = self.ex.map("sketch", [(mode, prices, capacity * ((spec.hi - spec.lo) / total
+                                                                  if total else 1.0))
+                                       for spec in self.ex.specs])
+        counts = np.stack([f[0] for f in found]).astype(np.int64)
+        crit, rank, before = (np.concatenate([f[i] for f in found]) for i in (1, 2, 3))
+        members, weight = (np.stack([f[i] for f in found]) for i in (4, 5))
+        return merged_bounds(counts, crit, rank, before, members, weight, capacity)
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray,
                 map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:

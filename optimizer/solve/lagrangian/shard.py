@@ -22,9 +22,10 @@ from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import method
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
-from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tally_total
+from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
 from optimizer.solve.lagrangian.shards import shard_problem, widened
+from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH
 
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
@@ -46,9 +47,9 @@ class Shard:
         self.problem, self.block_ids, self.lo = problem, block_ids, lo
         blocks = problem.blocks
         self.margins = [np.zeros(b.offer.shape) for b in blocks]
-        # every _STRIDE-th customer of the whole problem is sampled: the shard's first one
+        # every STRIDE-th customer of the whole problem is sampled: the shard's first one
         self.candidates = Candidates([b.offer for b in blocks], [b.cost for b in blocks],
-                                     self.margins, cuts=cuts, first_sampled=(-lo) % _STRIDE)
+                                     self.margins, cuts=cuts, first_sampled=(-lo) % STRIDE)
         self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
         self.view = problem  # the problem priced for channels at the last responses' prices
         self._views = channel_rules.PricedViews(problem)  # the view's values, reused each pass
@@ -89,10 +90,19 @@ class Shard:
                                 problem.blocks)
         self.exact, self.grouped = [None] * len(self.relaxed), False
 
-    def sample(self, mode: int, prices: tuple, capacity: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The sampled customers' candidates for the critical prices' bucket bounds."""
-        return self.candidates.sample_entries(mode, prices, capacity)
+    def sketch(self, mode: int, prices: tuple, capacity: np.ndarray
+               ) -> tuple[np.ndarray, ...]:
+        """The critical prices' bucket bounds the shard places on its sample at ``capacity``
+        (the constraints' capacities scaled by its share of the customers), for the driver to
+        merge (:func:`.sketch.merged_bounds`): the number of points per group, then each
+        point's critical price, rank in its group's sorted sample (``int32``) and sample weight
+        ranked before it (``float32``, an estimate's input), flat group by group, and each
+        group's sample entries and weight: at most 62 points a group, whatever the customers."""
+        bounds, n_bounds, rank, before, members, total = self.candidates.sketch(mode, prices,
+                                                                                capacity)
+        kept = np.arange(WIDTH) < n_bounds[:, None]
+        return (n_bounds.astype(np.int32), bounds[kept], rank[kept].astype(np.int32),
+                before[kept].astype(np.float32), members, total)
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +111,7 @@ class Shard:
         parts = (self.candidates.tallies(mode, prices, bounds, capacity, self.run)
                  if self.candidates.parts else [])
         self._part_counts = [c for _, c in parts]
-        return tally_total(parts, (capacity.shape[0], _WIDTH))
+        return tally_total(parts, (capacity.shape[0], WIDTH))
 
     def collect(self, mode: int, prices: tuple, bucket: tuple, offset: np.ndarray, size: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
