@@ -211,16 +211,17 @@ def test_critical_prices_on_shards_are_the_whole_samples(shard):
 
 
 def test_prices_traffic_per_pass_does_not_grow_with_customers():
-    """The price passes send per shard O(offers) bytes: the shards' boundary sketches, not
-    their samples (every 61st customer's candidates), so 8 times the customers in the same
-    number of shards move about the same bytes per pass (measured: 92 and 98 KB; 96 and 243 KB
-    when the shards sent their samples)."""
+    """The price passes send per shard O(offers) bytes: the shards' boundary sketches of their
+    sample (every 61st customer's candidates) and of their funded candidates, not those
+    candidates, so 8 times the customers in the same number of shards move about the same bytes
+    per pass (measured: 110 and 141 KB, the crossing buckets a little fuller; 384 KB and 2.57 MB
+    when the shards sent their samples and funded candidates)."""
     sent = []
     for n in (20_000, 160_000):
-        problem = random_problem(9, n, 10, 6, multi=False, per_category=None,
-                                 global_share=0.3, block=1000)
+        problem = with_funders(random_problem(9, n, 10, 6, multi=False, per_category=None,
+                                              global_share=0.3, block=1000), 9, 3, 0.1)
         wire = WireShards(problem, n // 2)
         solve_lagrangian(problem, LagrangianSettings(max_iterations=4, shard_customers=n // 2,
                                                      gap_tolerance=0.0), shards=wire)
         sent.append(wire.report()["bytes_per_pass"]["prices_max"])
-    assert sent[1] < 1.3 * sent[0], sent
+    assert sent[1] < 1.5 * sent[0], sent

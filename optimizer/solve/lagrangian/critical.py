@@ -35,6 +35,7 @@ from optimizer.solve.lagrangian._kernels import _JIT, Mapper, serial_map
 from optimizer.solve.lagrangian._typed_lists import typed_list
 from optimizer.solve.lagrangian.sketch import STRIDE as _STRIDE
 from optimizer.solve.lagrangian.sketch import WIDTH as _WIDTH
+from optimizer.solve.lagrangian.sketch import bucket_of as _bucket_of
 from optimizer.solve.lagrangian.sketch import sketch_of
 
 _PARTS = 16
@@ -60,16 +61,6 @@ def _candidate(mode, o, c, m, target, count, own, glob, budget_price):  # pragma
     if mode == 1 and not per_unit > own[o]:
         return 0.0, 0.0
     return per_unit, c
-
-
-@nb.njit(inline="always")
-def _bucket_of(bounds, g, crit):  # pragma: no cover - compiled
-    """How many of row ``g`` of ``bounds`` (descending, -inf padded to 64) exceed ``crit``;
-    bucket 0 is the top one. Six steps without branches: the comparisons are unpredictable."""
-    b = 0
-    for half in (32, 16, 8, 4, 2, 1):
-        b += half * (bounds[g, b + half - 1] > crit)
-    return b
 
 
 @nb.njit(**_JIT)

@@ -25,15 +25,16 @@ from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
 from optimizer.solve.lagrangian.shards import shard_problem, widened
-from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH
+from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketch_of
 
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
 # margins depend on nothing but the shard's blocks and the prices), ``respond_plain`` (the view
-# and the responses) and ``tallies`` (the parts' counts that ``collect`` reads). A shard rebuilt
+# and the responses), ``tallies`` (the parts' counts that ``collect`` reads) and
+# ``funder_sketch`` (the funded candidates that ``funder_tallies`` and ``funder_collect`` read). A shard rebuilt
 # from its arguments holds what the lost one held once it has replayed the last ``respond`` and
 # the last of each other stateful call since (:class:`.backends.dask_shards.DaskShards`).
-STATEFUL = ("respond", "respond_plain", "tallies")
+STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch")
 
 
 class Shard:
@@ -58,6 +59,7 @@ class Shard:
         self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
         self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
+        self._funded: funder_rules.Funded = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -98,11 +100,7 @@ class Shard:
         point's critical price, rank in its group's sorted sample (``int32``) and sample weight
         ranked before it (``float32``, an estimate's input), flat group by group, and each
         group's sample entries and weight: at most 62 points a group, whatever the customers."""
-        bounds, n_bounds, rank, before, members, total = self.candidates.sketch(mode, prices,
-                                                                                capacity)
-        kept = np.arange(WIDTH) < n_bounds[:, None]
-        return (n_bounds.astype(np.int32), bounds[kept], rank[kept].astype(np.int32),
-                before[kept].astype(np.float32), members, total)
+        return _compact(self.candidates.sketch(mode, prices, capacity))
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +144,37 @@ class Shard:
         return funder_rules.funded(self.problem, list(c.offers), list(c.costs), list(c.margins),
                                    prices, budget_price, glob, target)
 
+    def funder_sketch(self, prices: Prices, budget_price: np.ndarray, glob: float,
+                      target: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The funders' prices' first call: the shard's funded candidates (kept for
+        :meth:`funder_tallies` and :meth:`funder_collect`), their cost per funder and the
+        bucket bounds placed on every ``STRIDE``-th of them at ``capacity`` (the budgets scaled
+        by the shard's share of the customers), as :meth:`sketch` sends them."""
+        found = self.funded(prices, budget_price, glob, target)
+        self._funded = found if found is not None else (np.zeros(0), np.zeros(0),
+                                                         np.zeros(0, np.int64))
+        key, weight, owner = self._funded
+        spend = np.bincount(owner, weights=weight, minlength=capacity.shape[0])
+        picked = np.zeros(key.shape[0], dtype=bool)
+        picked[::STRIDE] = True
+        picked &= np.isfinite(key) & (weight > 0)
+        return (spend, *_compact(sketch_of(owner[picked], key[picked], weight[picked],
+                                           capacity)))
+
+    def funder_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The funded candidates' (cost, count) per funder and bucket of ``bounds``."""
+        key, weight, owner = self._funded
+        return flat_tallies(owner, key, weight, bounds)
+
+    def funder_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
+                       ) -> funder_rules.Funded:
+        """The funded candidates in each funder's crossing bucket ``[bottom, top)``, in
+        customer order."""
+        crossing, bottom, top = bucket
+        key, weight, owner = self._funded
+        inside = (crossing[owner] >= 0) & (bottom[owner] <= key) & (key < top[owner])
+        return key[inside], weight[inside], owner[inside]
+
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
@@ -157,6 +186,15 @@ class Shard:
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+
+
+def _compact(sketch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """A :func:`.sketch.sketch_of` answer as sent: each group's points, flat (module docstring
+    of :mod:`.sketch`)."""
+    bounds, n_bounds, rank, before, members, total = sketch
+    kept = np.arange(WIDTH) < n_bounds[:, None]
+    return (n_bounds.astype(np.int32), bounds[kept], rank[kept].astype(np.int32),
+            before[kept].astype(np.float32), members, total)
 
 
 class BuiltShard(Shard):

@@ -30,6 +30,28 @@ OFFSETS = np.unique(np.round(1.5 ** np.arange(34)).astype(np.int64))[:31]
 WIDTH = 64  # boundaries per group, padded with -inf: a fixed-depth branch-free search
 
 
+@nb.njit(inline="always")
+def bucket_of(bounds, g, crit):  # pragma: no cover - compiled
+    """How many of row ``g`` of ``bounds`` (descending, -inf padded to 64) exceed ``crit``;
+    bucket 0 is the top one. Six steps without branches: the comparisons are unpredictable."""
+    b = 0
+    for half in (32, 16, 8, 4, 2, 1):
+        b += half * (bounds[g, b + half - 1] > crit)
+    return b
+
+
+@nb.njit(**_JIT)
+def flat_tallies(group, crit, weight, bounds):  # pragma: no cover - compiled
+    """(weight, count) per group and bucket of flat entries (group, critical price, weight)."""
+    mass = np.zeros(bounds.shape)
+    counts = np.zeros(bounds.shape, dtype=np.int64)
+    for j in range(group.shape[0]):
+        b = bucket_of(bounds, group[j], crit[j])
+        mass[group[j], b] += weight[j]
+        counts[group[j], b] += 1
+    return mass, counts
+
+
 @nb.njit(**_JIT)
 def _by_group(s_group, s_crit, n_groups):  # pragma: no cover - compiled
     """Group starts and the sample's order: by group, then critical price descending, ties in
