@@ -14,7 +14,6 @@ from optimizer.model.groups import GroupData, violating_rows
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve import certified
 from optimizer.solve.exact import solve_exact
-from optimizer.solve.lagrangian.funders import _crossing
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.polish import PolishSettings, polish
 from tests.test_solver_vs_exact import OBJECTIVE_TOLERANCE, _assert_feasible, random_problem
@@ -172,17 +171,43 @@ def test_a_funder_budget_changes_the_answer_and_is_priced():
     assert lag.objective >= exact.objective * 0.95
 
 
-@pytest.mark.parametrize("seed, n", [(0, 10), (1, 5000), (2, 100_000), (3, 60_000)])
-def test_funder_crossing_matches_a_plain_sort(seed, n):
-    """The bucketed crossing of a funder's price is the plain sort's, ties and zero costs
-    included."""
+@pytest.mark.parametrize("seed, n, shard", [(0, 10, 4), (1, 5000, 1 << 20), (2, 60_000, 7_000),
+                                           (3, 60_000, 1 << 20)])
+def test_funder_prices_match_a_plain_sort(seed, n, shard):
+    """Each funder's price from the shards' sketches, bucket tallies and crossing buckets is
+    the plain sort's over every funded candidate, ties and zero costs included, on one shard or
+    several."""
+    from optimizer.model.problem import Prices
+    from optimizer.solve.lagrangian._kernels import serial_map
+    from optimizer.solve.lagrangian.executor import LocalShards
+    from optimizer.solve.lagrangian.funders import funded
+
+    problem = with_funders(random_problem(seed, n, 12, 8, multi=False, per_category=None,
+                                          global_share=None, block=1000), seed, 4, 0.1)
     rng = np.random.default_rng(seed)
-    key = np.round(rng.exponential(1.0, n), 2)  # many ties
-    key[rng.random(n) < 0.01] = np.inf
-    weight = np.where(rng.random(n) < 0.05, 0.0, rng.uniform(0, 1, n))
-    weight[np.isinf(key)] = 0.0
-    capacity = 0.3 * weight.sum()
-    order = np.argsort(-key, kind="stable")
-    naive = float(key[order[np.flatnonzero(np.cumsum(weight[order]) > capacity * (1 + 1e-12))[0]]])
-    assert _crossing(key, weight, capacity) == naive
-    assert weight[key > naive].sum() <= capacity * (1 + 1e-12)
+    margins = [np.round(rng.normal(0.3, 0.5, b.offer.shape), 2) for b in problem.blocks]
+    for b in problem.blocks:  # zero costs, with margins, among the funded candidates
+        b.cost[rng.random(b.cost.shape) < 0.03] = 0.0
+    ex = LocalShards(problem, shard, serial_map)
+    for held, spec in zip(ex.shards, ex.specs):
+        for mine, (b, first, end) in zip(held.margins, spec.pieces):
+            mine[...] = margins[b][first:end]
+    m = problem.offers.n_offers
+    prices = Prices(budget=np.zeros(m), count=rng.random(m) * 0.05, global_budget=0.0)
+    budget_price, target = rng.random(m) * 0.05, np.zeros(m)
+    mu = ex.candidates.funder_prices(prices, budget_price, 0.01, target)
+    key, weight, owner = funded(problem, [b.offer for b in problem.blocks],
+                                [b.cost for b in problem.blocks], margins, prices, budget_price,
+                                0.01, target)
+    assert problem.funders is not None and mu is not None
+    budget = problem.funders.budget
+    for f in range(budget.shape[0]):
+        mine = owner == f
+        k, w = key[mine], weight[mine]
+        order = np.argsort(-k, kind="stable")
+        over = np.flatnonzero(np.cumsum(w[order]) > budget[f] * (1 + 1e-12))
+        naive = float(k[order[over[0]]]) if over.size and w.sum() > budget[f] * (
+            1 + 1e-12) else 0.0
+        assert mu[f] == (naive if np.isfinite(naive) else 0.0), (f, mu[f], naive)
+        assert w[k > mu[f]].sum() <= budget[f] * (1 + 1e-12)
+    assert (mu > 0).sum() >= (1 if n > 10 else 0)

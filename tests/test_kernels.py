@@ -252,3 +252,24 @@ def _numpy_exact_choice(reduced: np.ndarray, offer: np.ndarray, cap: np.ndarray,
     totals[rows[proven]] = best_total[proven]
     exact[rows[proven]] = True
     return ExactChoice(chosen, totals, exact)
+
+
+def test_one_shards_sketch_is_kept_as_the_boundaries():
+    """Merged alone, a shard's boundary points are the boundaries it placed on its sample (so a
+    solve on one shard keeps the bits it had when the driver placed them on the sample)."""
+    from optimizer.solve.lagrangian.sketch import WIDTH, merged_bounds
+
+    rng = np.random.default_rng(8)
+    offer = rng.integers(0, 4, 60_000).astype(np.int32)
+    cost = rng.random(60_000)
+    candidates = Candidates(*_as_blocks(rng, offer, cost, rng.normal(0.3, 0.5, 60_000)))
+    capacity = np.array([2_000.0, 3_000.0, np.inf, 50.0])
+    prices = (np.zeros(4), np.zeros(4), np.zeros(0), 0.0, np.zeros(0))
+    bounds, n_bounds, rank, before, members, total = candidates.sketch(0, prices, capacity)
+    assert n_bounds.max() > 20 and (members >= 5 * n_bounds).all()  # groups beyond their points
+    kept = np.arange(WIDTH) < n_bounds[:, None]
+    merged = merged_bounds(n_bounds[None], bounds[kept], rank[kept], before[kept],
+                           members[None], total[None], capacity)
+    np.testing.assert_array_equal(merged[0], bounds)
+    np.testing.assert_array_equal(merged[1], n_bounds)
+    assert (np.diff(rank[kept][:n_bounds[0]]) > 0).all()

@@ -8,7 +8,8 @@ synchronous coordinate step of Zhang et al., "Solving Billion-Scale Knapsack Pro
 A full sort of tens of millions of candidates per constraint kind would dominate the pass, so:
 
 1. every ``_STRIDE``-th customer's candidates (a sample) place, per constraint, up to ``_WIDTH``
-   bucket boundaries, dense around the sample's estimate of where the constraint is met;
+   bucket boundaries, dense around the sample's estimate of where the constraint is met (on
+   shards, each shard places its own on its sample and the driver merges them: :mod:`.sketch`);
 2. one pass tallies each bucket's weight, in ``_PARTS`` fixed ranges of customers run on the
    solver's threads; the parts' sums are added in part order, so the prices depend neither on
    the number of threads nor on the chunking;
@@ -32,10 +33,11 @@ import numpy as np
 
 from optimizer.solve.lagrangian._kernels import _JIT, Mapper, serial_map
 from optimizer.solve.lagrangian._typed_lists import typed_list
+from optimizer.solve.lagrangian.sketch import STRIDE as _STRIDE
+from optimizer.solve.lagrangian.sketch import WIDTH as _WIDTH
+from optimizer.solve.lagrangian.sketch import bucket_of as _bucket_of
+from optimizer.solve.lagrangian.sketch import sketch_of
 
-_STRIDE = 61
-_OFFSETS = np.unique(np.round(1.5 ** np.arange(34)).astype(np.int64))[:31]
-_WIDTH = 64  # boundaries per group, padded with -inf: a fixed-depth branch-free search
 _PARTS = 16
 _EMPTY_F = np.zeros(0)
 
@@ -59,16 +61,6 @@ def _candidate(mode, o, c, m, target, count, own, glob, budget_price):  # pragma
     if mode == 1 and not per_unit > own[o]:
         return 0.0, 0.0
     return per_unit, c
-
-
-@nb.njit(inline="always")
-def _bucket_of(bounds, g, crit):  # pragma: no cover - compiled
-    """How many of row ``g`` of ``bounds`` (descending, -inf padded to 64) exceed ``crit``;
-    bucket 0 is the top one. Six steps without branches: the comparisons are unpredictable."""
-    b = 0
-    for half in (32, 16, 8, 4, 2, 1):
-        b += half * (bounds[g, b + half - 1] > crit)
-    return b
 
 
 @nb.njit(**_JIT)
@@ -102,56 +94,6 @@ def _sample_entries(mode, offers, costs, margins, samp_block, samp_row, target, 
                 s_weight[n_s] = w
                 n_s += 1
     return s_group[:n_s], s_crit[:n_s], s_weight[:n_s]
-
-
-@nb.njit(**_JIT)
-def _bounds_of(s_group, s_crit, s_weight, capacity):  # pragma: no cover - compiled
-    """Each group's bucket boundaries from the sample's candidates (``_sample_entries``)."""
-    n_groups = capacity.shape[0]
-    n_s = s_group.shape[0]
-    # by group, then critical price descending, ties in sample order: a counting sort by group
-    # and one small sort per group (two sorts of the whole sample cost 0.2 s a pass at 1 M)
-    group_start = np.zeros(n_groups + 1, dtype=np.int64)
-    for j in range(n_s):
-        group_start[s_group[j] + 1] += 1
-    group_start = np.cumsum(group_start)
-    order = np.empty(n_s, dtype=np.int64)
-    fill = group_start[:-1].copy()
-    for j in range(n_s):
-        order[fill[s_group[j]]] = j
-        fill[s_group[j]] += 1
-    for g in range(n_groups):
-        lo, hi = group_start[g], group_start[g + 1]
-        if hi - lo > 1:
-            members = order[lo:hi]
-            order[lo:hi] = members[np.argsort(-s_crit[members], kind="mergesort")]
-    n_off = _OFFSETS.shape[0]
-    bounds = np.full((n_groups, _WIDTH), -np.inf)
-    n_bounds = np.zeros(n_groups, dtype=np.int64)
-    at = 0
-    while at < n_s:
-        g = s_group[order[at]]
-        end = at
-        while end < n_s and s_group[order[end]] == g:
-            end += 1
-        members = end - at
-        cross = members - 1
-        used = 0.0
-        for j in range(members):
-            used += s_weight[order[at + j]] * _STRIDE
-            if used > capacity[g]:
-                cross = j
-                break
-        positions = np.empty(2 * n_off, dtype=np.int64)
-        for d in range(n_off):
-            positions[2 * d] = min(max(cross - _OFFSETS[d] - 1, 0), members - 1)
-            positions[2 * d + 1] = min(cross + _OFFSETS[d], members - 1)
-        positions = np.unique(positions)
-        for j in range(positions.shape[0]):
-            bounds[g, j] = s_crit[order[at + positions[j]]]
-        n_bounds[g] = positions.shape[0]
-        at = end
-    return bounds, n_bounds
 
 
 @nb.njit(inline="always")
@@ -382,7 +324,7 @@ class Candidates:
                capacity: np.ndarray, map_parts: Mapper) -> np.ndarray:
         """One constraint kind's critical prices; ``prices`` = (target, count, own, glob,
         budget_price), the candidates' reduced-value terms this kind holds fixed."""
-        bounds, n_bounds = _bounds_of(*self.sample_entries(mode, prices, capacity), capacity)
+        bounds, n_bounds = self.bounds(mode, prices, capacity)
         n_groups = capacity.shape[0]
         tallies = self.tallies(mode, prices, bounds, capacity, map_parts)
         mass, counts = tally_total(tallies, (n_groups, _WIDTH))
@@ -399,11 +341,17 @@ class Candidates:
                                       int(start[-1]), map_parts)
         return _read_prices(crits, weights, start, crossing, fits_above, capacity)
 
-    def sample_entries(self, mode: int, prices: tuple, capacity: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(group, critical price, weight) of the sampled customers' counting candidates."""
-        return _sample_entries(mode, self.offers, self.costs, self.margins, self.samp_block,
-                               self.samp_row, *prices, capacity)
+    def bounds(self, mode: int, prices: tuple, capacity: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Each group's bucket boundaries (descending, -inf padded) and their number, placed on
+        the sample (a subclass may merge its shards' sketches: :mod:`.sketch`)."""
+        return self.sketch(mode, prices, capacity)[:2]
+
+    def sketch(self, mode: int, prices: tuple, capacity: np.ndarray) -> tuple:
+        """The sample's boundaries with their ranks and weights (:func:`.sketch.sketch_of`)."""
+        return sketch_of(*_sample_entries(mode, self.offers, self.costs, self.margins,
+                                          self.samp_block, self.samp_row, *prices, capacity),
+                         capacity)
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray,
                 map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:

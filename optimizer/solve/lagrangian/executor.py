@@ -19,8 +19,13 @@ import numpy as np
 
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian._kernels import Mapper
-from optimizer.solve.lagrangian.critical import _PARTS, Candidates
-from optimizer.solve.lagrangian.funders import Funded
+from optimizer.solve.lagrangian.critical import (
+    _PARTS,
+    Candidates,
+    _crossing,
+    _read_prices,
+    tally_total,
+)
 from optimizer.solve.lagrangian.shards import (
     ShardSpec,
     joined,
@@ -29,6 +34,7 @@ from optimizer.solve.lagrangian.shards import (
     shard_args,
     shard_specs,
 )
+from optimizer.solve.lagrangian.sketch import merged_bounds
 
 # the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
@@ -144,11 +150,29 @@ class ShardedCandidates(Candidates):
     def __init__(self, ex: ShardExecutor) -> None:  # noqa: D107 - no arrays, no layout
         self.ex = ex
 
-    def sample_entries(self, mode: int, prices: tuple, capacity: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        found = self.ex.all("sample", mode, prices, capacity)
-        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
-                np.concatenate([f[2] for f in found]))
+    def bounds(self, mode: int, prices: tuple, capacity: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Every shard's boundaries placed on its own sample at its share of the capacities
+        (its customers over all), merged in shard order (:func:`.sketch.merged_bounds`): per
+        shard O(groups) bytes, not its sample. One shard's are kept as they are."""
+        found = self.ex.map("sketch", [(mode, prices, scaled)
+                                       for scaled in self._shares(capacity)])
+        return self._merged(found, capacity)
+
+    def _shares(self, capacity: np.ndarray) -> list[np.ndarray]:
+        """``capacity`` scaled by each shard's share of the customers (1.0 for one shard)."""
+        total = sum(spec.hi - spec.lo for spec in self.ex.specs)
+        return [capacity * ((spec.hi - spec.lo) / total if total else 1.0)
+                for spec in self.ex.specs]
+
+    @staticmethod
+    def _merged(found: Sequence[Sequence[np.ndarray]], capacity: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The shards' sketches (:meth:`.shard.Shard.sketch`, in shard order) merged."""
+        counts = np.stack([f[0] for f in found]).astype(np.int64)
+        crit, rank, before = (np.concatenate([f[i] for f in found]) for i in (1, 2, 3))
+        members, weight = (np.stack([f[i] for f in found]) for i in (4, 5))
+        return merged_bounds(counts, crit, rank, before, members, weight, capacity)
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray,
                 map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -169,12 +193,31 @@ class ShardedCandidates(Candidates):
         found = self.ex.all("targeted", targeted, budget_price, float(glob), count_price)
         return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
 
-    def funded(self, prices: Prices, budget_price: np.ndarray, glob: float, target: np.ndarray
-               ) -> Funded | None:
-        """Every shard's funded candidates (:func:`.funders.funded`), joined in shard order."""
-        if self.ex.problem.funders is None or not np.isfinite(
-                self.ex.problem.funders.budget).any():
+    def funder_prices(self, prices: Prices, budget_price: np.ndarray, glob: float,
+                      target: np.ndarray) -> np.ndarray | None:
+        """Each funder's price (:mod:`.funders`): the critical price per unit of cost at which
+        the funded candidates still in at their offer's price fit its budget, found as the
+        critical prices are: the shards' sketches of their funded candidates merged into
+        boundaries, their tallies added in shard order, the crossing buckets' candidates
+        collected and sorted. ``None`` without a funder budget."""
+        funders = self.ex.problem.funders
+        if funders is None or not np.isfinite(funders.budget).any():
             return None
-        found = self.ex.all("funded", prices, budget_price, float(glob), target)
-        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
-                np.concatenate([f[2] for f in found]))
+        budget = funders.budget
+        found = self.ex.map("funder_sketch", [(prices, budget_price, float(glob), target, scaled)
+                                              for scaled in self._shares(budget)])
+        mu = np.zeros(budget.shape[0])
+        over = ordered_total(f[0] for f in found) > budget * (1 + 1e-12)
+        if not over.any():
+            return mu
+        capacity = np.where(over, budget, np.inf)
+        bounds, n_bounds = self._merged([f[1:] for f in found], capacity)
+        mass, counts = tally_total(self.ex.all("funder_tallies", bounds), bounds.shape)
+        crossing, fits_above, _, bottom, top = _crossing(mass, counts, n_bounds, bounds,
+                                                         capacity)
+        key, weight, owner = (np.concatenate(part) for part in zip(
+            *self.ex.all("funder_collect", (crossing, bottom, top))))
+        order = np.argsort(owner, kind="stable")
+        start = np.r_[0, np.cumsum(np.bincount(owner, minlength=budget.shape[0]))]
+        mu = _read_prices(key[order], weight[order], start, crossing, fits_above, capacity)
+        return np.where(np.isfinite(mu), np.maximum(mu, 0.0), 0.0)

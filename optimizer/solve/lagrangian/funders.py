@@ -8,8 +8,10 @@ with their own prices.
   price) / cost``, is read as for the global budget (:mod:`.critical`, mode 1): over the
   candidates still in at their offer's price, ``mu_f`` is the smallest price at which the
   funder's expected spend fits its budget; the offer's own budget price then keeps only what the
-  funder's price does not already charge (``max(budget price - mu_f, 0)``). A plain sort of the
-  funded candidates, once per price pass.
+  funder's price does not already charge (``max(budget price - mu_f, 0)``). Found as the
+  critical prices are, once per price pass: each shard sketches its funded candidates, tallies
+  them in the merged buckets and sends the crossing bucket's (O(funders) bytes a shard, not its
+  funded candidates: :meth:`.executor.ShardedCandidates.funder_prices`).
 * Plan: the repair cuts each funder's pairs to its budget, those returning least per unit of cost
   first (the per-offer budget cut, per funder); the refill does not know funders, so its plan is
   cut again after it.
@@ -56,53 +58,16 @@ def funded(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: list[
     return np.concatenate(keys), np.concatenate(weights), np.concatenate(owners)
 
 
-def critical(problem: AssignmentProblem, entries: Funded | None, budget_price: np.ndarray
+def critical(problem: AssignmentProblem, mu: np.ndarray | None, budget_price: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(offer budget prices net of the funders', funder prices) from the funded candidates
-    ``entries`` (:func:`funded`, every customer's, in customer order)."""
+    """(offer budget prices net of the funders', funder prices) from the funders' prices ``mu``
+    (:meth:`.executor.ShardedCandidates.funder_prices`; ``None``: no funder budget, zeros)."""
     funders = problem.funders
     if funders is None:
         return budget_price, None
-    mu = np.zeros(funders.n_funders)
-    if entries is None:
-        return budget_price, mu
-    key, weight, owner = entries
-    if key.size:
-        total = np.bincount(owner, weights=weight, minlength=funders.n_funders)
-        for over in np.flatnonzero(total > funders.budget * (1 + 1e-12)):  # funders over budget
-            mine = owner == over
-            mu[over] = max(_crossing(key[mine], weight[mine], float(funders.budget[over])), 0.0)
-    net = np.maximum(budget_price - np.append(mu, 0.0)[funders.of_offer], 0.0)
-    return net, mu
-
-
-_SORTED = 4096  # a crossing among at most this many candidates is found by a plain sort
-
-
-def _crossing(key: np.ndarray, weight: np.ndarray, capacity: float) -> float:
-    """The key of the first candidate, best (highest key) first, at which the running weight
-    exceeds ``capacity``: the price at which what stays in (keys above it) fits. Buckets between
-    sampled keys narrow the candidates down to the crossing's bucket before the one sort (as
-    :mod:`.critical` does), so a funder with tens of millions of candidates is not sorted whole.
-    """
-    limit = capacity * (1 + 1e-12)
-    while key.size > _SORTED:
-        bounds = np.unique(key[:: max(1, key.size // _SORTED)])
-        bucket = np.searchsorted(bounds, key)  # bucket b: bounds[b - 1] < key <= bounds[b]
-        mass = np.bincount(bucket, weights=weight, minlength=bounds.size + 1)
-        above = np.cumsum(mass[::-1])[::-1]  # weight in bucket b and every higher one
-        b = int(np.flatnonzero(above > limit).max())
-        inside = bucket == b
-        if inside.all():
-            break
-        limit -= float(above[b + 1]) if b + 1 < above.size else 0.0
-        key, weight = key[inside], weight[inside]
-    order = np.argsort(-key, kind="stable")
-    over = np.flatnonzero(np.cumsum(weight[order]) > limit)
-    if over.size == 0:  # rounding: what is left fits after all
-        return 0.0
-    found = float(key[order[over[0]]])
-    return found if np.isfinite(found) else 0.0
+    if mu is None:
+        return budget_price, np.zeros(funders.n_funders)
+    return np.maximum(budget_price - np.append(mu, 0.0)[funders.of_offer], 0.0), mu
 
 
 def admissible(problem: AssignmentProblem, prices: Prices) -> tuple[np.ndarray | None,

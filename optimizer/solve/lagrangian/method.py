@@ -222,7 +222,7 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: ShardedCandi
         candidates, target, prices.count, offers.budget, offers.max_customers,
         problem.global_budget, map_parts=run)
     budget_price, funder = funder_rules.critical(
-        problem, candidates.funded(prices, budget_price, glob, target), budget_price)
+        problem, candidates.funder_prices(prices, budget_price, glob, target), budget_price)
     funder_of = problem.funders.of_offer if problem.funders is not None else None
     bonus = np.zeros(offers.n_offers)
     targeted = offers.min_customers > 0

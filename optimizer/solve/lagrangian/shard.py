@@ -22,17 +22,19 @@ from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import method
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
-from optimizer.solve.lagrangian.critical import _STRIDE, _WIDTH, Candidates, tally_total
+from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
 from optimizer.solve.lagrangian.shards import shard_problem, widened
+from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketch_of
 
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
 # margins depend on nothing but the shard's blocks and the prices), ``respond_plain`` (the view
-# and the responses) and ``tallies`` (the parts' counts that ``collect`` reads). A shard rebuilt
+# and the responses), ``tallies`` (the parts' counts that ``collect`` reads) and
+# ``funder_sketch`` (the funded candidates that ``funder_tallies`` and ``funder_collect`` read). A shard rebuilt
 # from its arguments holds what the lost one held once it has replayed the last ``respond`` and
 # the last of each other stateful call since (:class:`.backends.dask_shards.DaskShards`).
-STATEFUL = ("respond", "respond_plain", "tallies")
+STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch")
 
 
 class Shard:
@@ -46,9 +48,9 @@ class Shard:
         self.problem, self.block_ids, self.lo = problem, block_ids, lo
         blocks = problem.blocks
         self.margins = [np.zeros(b.offer.shape) for b in blocks]
-        # every _STRIDE-th customer of the whole problem is sampled: the shard's first one
+        # every STRIDE-th customer of the whole problem is sampled: the shard's first one
         self.candidates = Candidates([b.offer for b in blocks], [b.cost for b in blocks],
-                                     self.margins, cuts=cuts, first_sampled=(-lo) % _STRIDE)
+                                     self.margins, cuts=cuts, first_sampled=(-lo) % STRIDE)
         self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
         self.view = problem  # the problem priced for channels at the last responses' prices
         self._views = channel_rules.PricedViews(problem)  # the view's values, reused each pass
@@ -57,6 +59,7 @@ class Shard:
         self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
         self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
+        self._funded: funder_rules.Funded = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -89,10 +92,15 @@ class Shard:
                                 problem.blocks)
         self.exact, self.grouped = [None] * len(self.relaxed), False
 
-    def sample(self, mode: int, prices: tuple, capacity: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The sampled customers' candidates for the critical prices' bucket bounds."""
-        return self.candidates.sample_entries(mode, prices, capacity)
+    def sketch(self, mode: int, prices: tuple, capacity: np.ndarray
+               ) -> tuple[np.ndarray, ...]:
+        """The critical prices' bucket bounds the shard places on its sample at ``capacity``
+        (the constraints' capacities scaled by its share of the customers), for the driver to
+        merge (:func:`.sketch.merged_bounds`): the number of points per group, then each
+        point's critical price, rank in its group's sorted sample (``int32``) and sample weight
+        ranked before it (``float32``, an estimate's input), flat group by group, and each
+        group's sample entries and weight: at most 62 points a group, whatever the customers."""
+        return _compact(self.candidates.sketch(mode, prices, capacity))
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +109,7 @@ class Shard:
         parts = (self.candidates.tallies(mode, prices, bounds, capacity, self.run)
                  if self.candidates.parts else [])
         self._part_counts = [c for _, c in parts]
-        return tally_total(parts, (capacity.shape[0], _WIDTH))
+        return tally_total(parts, (capacity.shape[0], WIDTH))
 
     def collect(self, mode: int, prices: tuple, bucket: tuple, offset: np.ndarray, size: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,6 +144,37 @@ class Shard:
         return funder_rules.funded(self.problem, list(c.offers), list(c.costs), list(c.margins),
                                    prices, budget_price, glob, target)
 
+    def funder_sketch(self, prices: Prices, budget_price: np.ndarray, glob: float,
+                      target: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The funders' prices' first call: the shard's funded candidates (kept for
+        :meth:`funder_tallies` and :meth:`funder_collect`), their cost per funder and the
+        bucket bounds placed on every ``STRIDE``-th of them at ``capacity`` (the budgets scaled
+        by the shard's share of the customers), as :meth:`sketch` sends them."""
+        found = self.funded(prices, budget_price, glob, target)
+        self._funded = found if found is not None else (np.zeros(0), np.zeros(0),
+                                                         np.zeros(0, np.int64))
+        key, weight, owner = self._funded
+        spend = np.bincount(owner, weights=weight, minlength=capacity.shape[0])
+        picked = np.zeros(key.shape[0], dtype=bool)
+        picked[::STRIDE] = True
+        picked &= np.isfinite(key) & (weight > 0)
+        return (spend, *_compact(sketch_of(owner[picked], key[picked], weight[picked],
+                                           capacity)))
+
+    def funder_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The funded candidates' (cost, count) per funder and bucket of ``bounds``."""
+        key, weight, owner = self._funded
+        return flat_tallies(owner, key, weight, bounds)
+
+    def funder_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
+                       ) -> funder_rules.Funded:
+        """The funded candidates in each funder's crossing bucket ``[bottom, top)``, in
+        customer order."""
+        crossing, bottom, top = bucket
+        key, weight, owner = self._funded
+        inside = (crossing[owner] >= 0) & (bottom[owner] <= key) & (key < top[owner])
+        return key[inside], weight[inside], owner[inside]
+
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
@@ -147,6 +186,15 @@ class Shard:
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+
+
+def _compact(sketch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """A :func:`.sketch.sketch_of` answer as sent: each group's points, flat (module docstring
+    of :mod:`.sketch`)."""
+    bounds, n_bounds, rank, before, members, total = sketch
+    kept = np.arange(WIDTH) < n_bounds[:, None]
+    return (n_bounds.astype(np.int32), bounds[kept], rank[kept].astype(np.int32),
+            before[kept].astype(np.float32), members, total)
 
 
 class BuiltShard(Shard):

@@ -3,7 +3,7 @@
 A shard is the customers ``[k S, (k + 1) S)`` for a fixed ``S`` (``solver.shard_customers``),
 whatever the chunking, the thread count or the number of machines. Every sum over customers that
 the price passes make (the offers' spend and counts, the dual function, the critical prices'
-tallies, the funded candidates) is made per shard, the shards' answers then added or joined in
+tallies, the funders' tallies) is made per shard, the shards' answers then added or joined in
 shard order, and the critical prices' parts are cut at shard boundaries too. So a shard can live
 on another machine (:mod:`optimizer.solve.backends`) and the plan stays the same bits: each
 machine sums its own customers exactly as one process does. With one shard (every problem under
