@@ -27,9 +27,10 @@ status, with the numbers behind it:
 
 With ``rules.pin``, an offer on her list last week whose flight covers this week is a pin: a
 given pin says so (``why`` ends in ``pinned``); a pin not given is ``pin_released``, with the
-per-pair rule that forbids it, ``not a candidate``, or the capacity pass (caps, budgets, funder
-and global budgets; the manifest's ``stability.pins`` counts those by reason, which need every
-customer's pins) or a measurement control. Last week's lists are read where the run read them
+per-pair rule that forbids it, ``no_channel_consent`` (with channels, she consented to none),
+``not a candidate``, or the capacity pass (caps, budgets, funder and global budgets, channel
+capacities and the contact budget; the manifest's ``stability.pins`` counts those by reason,
+which need every customer's pins) or a measurement control. Last week's lists are read where the run read them
 (``history``, or the ``--previous-run`` folder the manifest names).
 
 The solver's steering bonus for offers short of ``min_customers`` is not saved in the manifest,
@@ -224,7 +225,9 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     ctx = _Context(cats.table, cats.names, rules_cfg.max_offers_per_category, cap,
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,
                    budget_price, count_price, global_price, cost, shared_price, charge,
-                   built.problem.groups, _her_pins(scenario, inputs, built.previous, c))
+                   built.problem.groups, _her_pins(scenario, inputs, built.previous, c),
+                   built.problem.channels is not None
+                   and not built.problem.channels.consent[c].any())
     rows = []
     for j in range(inputs.n_offers):
         status, why = ctx.classify(j, given.get(offer_ids[j]), reasons, value, candidate)
@@ -261,6 +264,7 @@ class _Context:
     charge: float
     groups: GroupData | None
     pinned: np.ndarray
+    no_channel: bool = False  # with channels: she consented to none
 
     def classify(self, j: int, given: dict[str, Any] | None, reasons: dict[str, np.ndarray],
                  value: np.ndarray, candidate: np.ndarray) -> tuple[str, str]:
@@ -271,9 +275,10 @@ class _Context:
         if self.pinned[j]:
             return "pin_released", ("on her list last week, its flight runs: released, " + (
                 "forbidden by " + ", ".join(broken) if broken else
+                "she consented to no channel (no_channel_consent)" if self.no_channel else
                 "not a candidate" if not candidate[j] or value[j] <= 0 else
-                "by the capacity pass (caps or budgets, counted by reason in the manifest's "
-                "stability.pins) or withheld as a measurement control"))
+                "by the capacity pass (caps, budgets or channels, counted by reason in the "
+                "manifest's stability.pins) or withheld as a measurement control"))
         if broken:
             return "ineligible", "forbidden by " + ", ".join(broken)
         if value[j] <= 0:
