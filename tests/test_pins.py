@@ -108,11 +108,10 @@ def test_pins_beyond_the_budget_are_released_best_value_first(tmp_path):
     assert [offers_of(assignments, c) for c in (1, 2, 3)] == [{2}, {1}, {1}]  # 1 worth least
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
-       campaign=st.booleans(), penalty=st.sampled_from([0.0, 0.0, 0.3]), channels=st.booleans())
-def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign, penalty,
-                                             channels):
+def _pinned_world(seed: int, n_customers: int, n_offers: int, campaign: bool, channels: bool
+                  ) -> tuple[dict, dict]:
+    """A random world (tests/random_world.py) whose offers run flights, ended or running this
+    week, with random lists last week (the pins) in ``history``; and its rules."""
     world, rules = random_world(seed, n_customers, n_offers, targets=False, campaign=campaign,
                                 channels=channels)
     rng = np.random.default_rng(seed + 7)
@@ -139,6 +138,22 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
                         for h in world.get("history", []) if h["week"] != WEEK - 1] + [
                             {**h, "expected_cost": 0.25} for h in last_week]
     world = {k: v for k, v in world.items() if k != "history" or v}
+    return world, rules
+
+
+def _checked_with_manifest(scenario, root: Path, result) -> None:
+    """``offeropt check`` of ``root / "run"`` with the run's manifest too (its pins verified)."""
+    (root / "run" / "manifest.json").write_text(json.dumps(result.manifest, default=str))
+    report = check_run(scenario, root / "run", force=True)
+    assert report.ok, report.describe()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
+       campaign=st.booleans(), penalty=st.sampled_from([0.0, 0.0, 0.3]), channels=st.booleans())
+def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign, penalty,
+                                             channels):
+    world, rules = _pinned_world(seed, n_customers, n_offers, campaign, channels)
     captured = []
     real = pins.apply
 
@@ -162,6 +177,7 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
                                                 rules={k: v for k, v in rules.items()
                                                        if v is not None}))
         result, problem, _ = run_and_check(scenario, root)
+        _checked_with_manifest(scenario, root, result)   # the pins and releases verified
         history = load_inputs(scenario.data).history
     (plan,) = captured
     record = result.manifest["stability"]["pins"]

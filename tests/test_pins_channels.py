@@ -8,11 +8,21 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 from optimizer.apps.explain import explain_customer
 from optimizer.check.verify import check_run
+from optimizer.cli import main
 from optimizer.core.config import load_scenario
-from tests.tiny_world import WEEK, base_world, offer, run_world, score
+from tests.tiny_world import (
+    WEEK,
+    base_world,
+    offer,
+    run_world,
+    score,
+    write_scenario,
+    write_world,
+)
 
 CHANNELS = [{"channel_id": "email", "capacity": None, "cost_per_contact": 0.1},
             {"channel_id": "sms", "capacity": 2, "cost_per_contact": 0.05}]
@@ -113,3 +123,21 @@ def test_a_pin_dropped_from_a_plan_with_channel_room_is_caught(tmp_path):
     text = _unjustified(tmp_path)
     assert "pin(s) missing from the plan without a reason" in text
     assert "{'customer_id': 1, 'offer_id': 1}" in text
+
+
+def test_pins_withheld_as_controls_still_justify_channel_releases(tmp_path):
+    # sms carries one; the pins' controls are not in the plan, so the check counts a withheld
+    # pin on each channel she consented to
+    world = _world({1: ["sms"], 2: ["sms"], 3: ["sms"], 4: ["email"]},
+                   [CHANNELS[0], {**CHANNELS[1], "capacity": 1}])
+    extra = '\n[measurement]\nholdout_share = 0.5\nsalt = "b"\n'   # customer 3 a control
+    write_world(tmp_path / "data", world)
+    path = write_scenario(tmp_path / "scenario.toml",
+                          rules={"max_offers_per_customer": 1, "pin": True}, extra=extra)
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "manifest.json").read_text())["stability"]["pins"]
+    assert (record["kept"], record["withheld_as_controls"], record["released"]) == (
+        0, 1, {"channel_capacity": 2})
+    report = check_run(load_scenario(path), tmp_path / "run")
+    assert report.ok, report.describe()
