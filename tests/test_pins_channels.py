@@ -141,3 +141,14 @@ def test_pins_withheld_as_controls_still_justify_channel_releases(tmp_path):
         0, 1, {"channel_capacity": 2})
     report = check_run(load_scenario(path), tmp_path / "run")
     assert report.ok, report.describe()
+
+
+def test_change_penalty_with_channels_passes_check(tmp_path):
+    # the manifest's penalized_objective is the objective (scores less contact costs) less the
+    # penalty; check used to leave the contact costs out and flag every such run
+    world = _world({c: ["email"] for c in range(1, 5)})
+    _, manifest = run_world(tmp_path, world, change_penalty=0.05)   # checked: exit 0
+    s = manifest["stability"]
+    assert s["penalized_objective"] == pytest.approx(
+        manifest["objective"] - 0.05 * s["changed_slots"])
+    assert manifest["objective"] == pytest.approx(1.1 * 4 - 0.1 * 4)
