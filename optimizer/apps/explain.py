@@ -30,8 +30,8 @@ given pin says so (``why`` ends in ``pinned``); a pin not given is ``pin_release
 per-pair rule that forbids it, ``no_channel_consent`` (with channels, she consented to none),
 ``not a candidate``, or the capacity pass (caps, budgets, funder and global budgets, channel
 capacities and the contact budget; the manifest's ``stability.pins`` counts those by reason,
-which need every customer's pins) or a measurement control. Last week's lists are read where the run read them
-(``history``, or the ``--previous-run`` folder the manifest names).
+which need every customer's pins) or a measurement control. Last week's lists are read where
+the run read them (``history``, or the ``--previous-run`` folder the manifest names).
 
 The solver's steering bonus for offers short of ``min_customers`` is not saved in the manifest,
 so such offers can look ``priced_out`` although the plan gave them out.

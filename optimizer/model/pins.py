@@ -20,14 +20,14 @@ window does (``start_week .. end_week``, a missing bound open).
    (``max_customers``), its funder's budget (``funder_budget``) or its group flight's week
    share (``group_flight``: the same shared-budget test, named for what it is) and the global
    budget (``global_budget``); otherwise it is released under the first rule it breaks.
-   With the ``channels`` tables a kept pin must also go out (module :mod:`optimizer.model.channels`):
+   With the ``channels`` tables a kept pin must also go out (:mod:`optimizer.model.channels`):
    a customer who consented to no channel has her pins released first (``no_channel_consent``,
    as her cap is 0); past every other rule, the pin takes her cheapest consented channel
    (``cost_per_contact``, ties: the lower channel index, as the solver's channel charge picks)
    with room beside the pins kept before it (``channel_capacity`` when none has room), and its
    contact cost must fit ``rules.contact_budget`` beside theirs (``contact_budget``). A pin's
-   contact cost counts where the solve counts contact costs: the contact budget and the objective
-   (not the offers', funders' or global budgets, which hold expected redemption cost).
+   contact cost counts where the solve counts contact costs: the contact budget and the
+   objective (not the offers', funders' or global budgets, which hold expected redemption cost).
 
 So pins never make a week infeasible: a budget cut below last week's pins releases the pins it
 cannot pay for, least valuable first, and says so.
@@ -35,12 +35,13 @@ cannot pay for, least valuable first, and says so.
 **The solve with pins.** Kept pins are fixed: they leave the candidate blocks (their slots are
 emptied for the solve), their customers' caps drop by their count, the budgets, ``max_customers``,
 funder budgets and the global budget by what they use (with channels, each channel's capacity by
-the pins it carries and ``rules.contact_budget`` by their contact cost), and a customer's candidates in a category
-(or offer group) her pins already fill are emptied too. What remains is the rest of the week's
-problem; any solver plans it (its gap tests count the pins' value on both sides, the problem's
-``fixed_value``, so it stops at the whole plan's tolerance), and :func:`restore` puts the blocks
-back and the pins into the plan (with channels, each on the channel the pass gave it; the pins'
-value is then net of their contact cost). A category (group) that her pins fill only partly (``max_offers_per_category`` >= 2) keeps its
+the pins it carries and ``rules.contact_budget`` by their contact cost), and a customer's
+candidates in a category (or offer group) her pins already fill are emptied too. What remains is
+the rest of the week's problem; any solver plans it (its gap tests count the pins' value on both
+sides, the problem's ``fixed_value``, so it stops at the whole plan's tolerance), and
+:func:`restore` puts the blocks back and the pins into the plan (with channels, each on the
+channel the pass gave it; the pins' value is then net of their contact cost).
+A category (group) that her pins fill only partly (``max_offers_per_category`` >= 2) keeps its
 full limit in the solve, a relaxation, and :func:`restore` drops the weakest non-pinned offers that
 overfill it. The bound of the remaining problem plus the pins' value bounds every plan keeping the
 pins (on their channels; the remaining problem is the pinned one, or a relaxation of it).
