@@ -108,21 +108,12 @@ def test_pins_beyond_the_budget_are_released_best_value_first(tmp_path):
     assert [offers_of(assignments, c) for c in (1, 2, 3)] == [{2}, {1}, {1}]  # 1 worth least
 
 
-def test_pin_with_channels_exits_2(tmp_path):
-    world = _world()
-    world["channels"] = [{"channel_id": "email", "capacity": None, "cost_per_contact": 0.0}]
-    world["customer_channels"] = [{"customer_id": c, "channel_id": "email"} for c in range(1, 5)]
-    write_world(tmp_path / "data", world)
-    path = write_scenario(tmp_path / "scenario.toml", rules={"pin": True})
-    result = CliRunner().invoke(main, ["run", str(path), "--quiet"])
-    assert result.exit_code == 2 and "rules.pin" in result.output + (result.stderr or "")
-
-
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
-       campaign=st.booleans(), penalty=st.sampled_from([0.0, 0.0, 0.3]))
-def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign, penalty):
-    world, rules = random_world(seed, n_customers, n_offers, targets=False, campaign=campaign)
+def _pinned_world(seed: int, n_customers: int, n_offers: int, campaign: bool, channels: bool
+                  ) -> tuple[dict, dict]:
+    """A random world (tests/random_world.py) whose offers run flights, ended or running this
+    week, with random lists last week (the pins) in ``history``; and its rules."""
+    world, rules = random_world(seed, n_customers, n_offers, targets=False, campaign=campaign,
+                                channels=channels)
     rng = np.random.default_rng(seed + 7)
     for row in world["offers"]:        # some offers run a flight, ended or running this week
         if rng.random() < 0.4:
@@ -146,8 +137,23 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
     world["history"] = [{**h, "expected_cost": 0.25}  # flights read what their weeks spent
                         for h in world.get("history", []) if h["week"] != WEEK - 1] + [
                             {**h, "expected_cost": 0.25} for h in last_week]
-    if not world["history"]:
-        del world["history"]
+    world = {k: v for k, v in world.items() if k != "history" or v}
+    return world, rules
+
+
+def _checked_with_manifest(scenario, root: Path, result) -> None:
+    """``offeropt check`` of ``root / "run"`` with the run's manifest too (its pins verified)."""
+    (root / "run" / "manifest.json").write_text(json.dumps(result.manifest, default=str))
+    report = check_run(scenario, root / "run", force=True)
+    assert report.ok, report.describe()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
+       campaign=st.booleans(), penalty=st.sampled_from([0.0, 0.0, 0.3]), channels=st.booleans())
+def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campaign, penalty,
+                                             channels):
+    world, rules = _pinned_world(seed, n_customers, n_offers, campaign, channels)
     captured = []
     real = pins.apply
 
@@ -160,7 +166,8 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
         patch.setattr(pins, "apply", spy)
         root = Path(tmp)
         write_world(root / "data", world,
-                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"]})
+                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"],
+                             "customer_channels": ["customer_id", "channel_id"]})
         # caps that leave room for last week's lists (the random ones often leave none)
         rules = {**rules, "cooldown_weeks": 0, "pin": True, "max_offers_per_window": None,
                  "change_penalty": penalty,
@@ -170,6 +177,7 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
                                                 rules={k: v for k, v in rules.items()
                                                        if v is not None}))
         result, problem, _ = run_and_check(scenario, root)
+        _checked_with_manifest(scenario, root, result)   # the pins and releases verified
         history = load_inputs(scenario.data).history
     (plan,) = captured
     record = result.manifest["stability"]["pins"]
@@ -186,11 +194,14 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
         assert s["penalized_upper_bound"] == pytest.approx(
             result.bound - penalty * s["previous_slots"])
         objective = s["penalized_objective"] + penalty * s["previous_slots"]
-    exact = solve_exact(problem, time_limit_s=60, pinned=plan.masks)  # x = 1 on the pins
+    for ch, pin in zip(result.solution.chosen.channel if channels else [], plan.channel or []):
+        assert (ch[pin >= 0] == pin[pin >= 0]).all()           # pins sent on the pass's channels
+    # x = 1 on the pins (each on the channel the pass gave it)
+    exact = solve_exact(problem, time_limit_s=60, pinned=plan.masks, pinned_channels=plan.channel)
     slack = 1e-6 * max(1.0, abs(exact.objective))
     assert result.bound >= exact.objective - slack                # the bound with pins is valid
     assert objective <= exact.objective + slack
-    if rules["max_offers_per_category"] == 1 and not campaign:
+    if rules["max_offers_per_category"] == 1 and not campaign and not channels:
         # no category can be filled only in part by pins: the rest of the week is solved as it
         # is, polished whole (a partly filled one is relaxed and then repaired, which may lose
         # value: docs/contract.md, "Stable lists")

@@ -32,10 +32,11 @@ status, with the numbers behind it:
 
 With ``rules.pin``, an offer on her list last week whose flight covers this week is a pin: a
 given pin says so (``why`` ends in ``pinned``); a pin not given is ``pin_released``, with the
-per-pair rule that forbids it, ``not a candidate``, or the capacity pass (caps, budgets, funder
-and global budgets; the manifest's ``stability.pins`` counts those by reason, which need every
-customer's pins) or a measurement control. Last week's lists are read where the run read them
-(``history``, or the ``--previous-run`` folder the manifest names).
+per-pair rule that forbids it, ``no_channel_consent`` (with channels, she consented to none),
+``not a candidate``, or the capacity pass (caps, budgets, funder and global budgets, channel
+capacities and the contact budget; the manifest's ``stability.pins`` counts those by reason,
+which need every customer's pins) or a measurement control. Last week's lists are read where
+the run read them (``history``, or the ``--previous-run`` folder the manifest names).
 
 The solver's steering bonus for offers short of ``min_customers`` is not saved in the manifest,
 so such offers can look ``priced_out`` although the plan gave them out.
@@ -245,7 +246,9 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
     ctx = _Context(cats.table, cats.names, rules_cfg.max_offers_per_category, cap,
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,
                    budget_price, count_price, global_price, cost, shared_price, charge,
-                   built.problem.groups, _her_pins(scenario, inputs, built.previous, c))
+                   built.problem.groups, _her_pins(scenario, inputs, built.previous, c),
+                   built.problem.channels is not None
+                   and not built.problem.channels.consent[c].any())
     universal, held_pairs = _her_controls(run, customer_id)
     for j in (index[o] for o in sorted(held_pairs) if o in index):
         ctx.withhold(j, "withheld: a per-offer control pair (measurement.offer_holdout_share); "
@@ -291,6 +294,7 @@ class _Context:
     charge: float
     groups: GroupData | None
     pinned: np.ndarray
+    no_channel: bool = False  # with channels: she consented to none
     withheld: dict[int, str] = field(default_factory=dict)
 
     def withhold(self, j: int, why: str) -> None:
@@ -328,9 +332,10 @@ class _Context:
         if self.pinned[j]:
             return "pin_released", ("on her list last week, its flight runs: released, " + (
                 "forbidden by " + ", ".join(broken) if broken else
+                "she consented to no channel (no_channel_consent)" if self.no_channel else
                 "not a candidate" if not candidate[j] or value[j] <= 0 else
-                "by the capacity pass (caps or budgets, counted by reason in the manifest's "
-                "stability.pins) or withheld as a measurement control"))
+                "by the capacity pass (caps, budgets or channels, counted by reason in the "
+                "manifest's stability.pins) or withheld as a measurement control"))
         if broken:
             return "ineligible", "forbidden by " + ", ".join(broken)
         if value[j] <= 0:

@@ -18,7 +18,14 @@ A pinned pair (``stability``'s pinned pairs) missing from the plan is justified 
    share when smaller), its funder's budget, its group flight's week share or
    ``global_budget`` (with the check's budget slack, 1e-9 relative plus 1e-6 absolute, taken in
    the release's favour: the check's budgets may differ from the solve's in the last bits, so
-   a pin that would fit within that slack of a full budget is let pass).
+   a pin that would fit within that slack of a full budget is let pass);
+5. **channel** (with the ``channels`` tables): her customer consented to no channel in
+   ``customer_channels``; or none of her consented channels has room (``capacity``) beside the
+   kept pins of at least its value that the plan sends on it; or her cheapest consented
+   channel's ``cost_per_contact`` on top of those kept pins' contact cost exceeds
+   ``rules.contact_budget`` (the same slack). A withheld pin's channel is not in the plan: it
+   counts on each channel its customer consented to, at her dearest consented channel's cost
+   (again a superset of what the pass used).
 
 Why (4) holds: the solve's capacity pass keeps pins best value first (ties: customer, offer)
 and every kept pin is in the plan as solved (the plan as sent, plus what the controls withheld);
@@ -83,7 +90,8 @@ def unjustified_pins(pinned: pl.DataFrame, known: pl.DataFrame, inputs: Inputs,
                         .get_column("id")])
     rest = missing.filter(~pl.col("id").is_in(ok.implode()))
     if rest.height:
-        ok = pl.concat([ok, _at_capacity(frame, rest, inputs, scenario)])
+        ok = pl.concat([ok, _at_capacity(frame, rest, inputs, scenario),
+                        _no_channel_room(frame, rest, inputs, scenario)])
         rest = rest.filter(~pl.col("id").is_in(ok.implode()))
     narrowed = (listed and scenario.solver.scores_per_customer is not None
                 and scenario.solver.scores_per_customer < inputs.n_offers)
@@ -107,12 +115,16 @@ def unjustified_pins(pinned: pl.DataFrame, known: pl.DataFrame, inputs: Inputs,
 def _pins_frame(pinned: pl.DataFrame, known: pl.DataFrame, inputs: Inputs,
                 run_dir: Path | None) -> pl.DataFrame:
     """Per pinned pair: ``id``, ``c``, ``o``, ``in_plan``, ``control`` (withheld or held out),
-    ``kept`` (counts as a kept pin: in the plan or a control), ``neg`` (minus its value, 0 when
+    ``kept`` (counts as a kept pin: in the plan or a control), ``plan_channel`` (its
+    ``channel_id`` in the plan), ``neg`` (minus its value, 0 when
     unknown), ``x`` (its expected cost, or an upper bound of it) and, on the scores path,
     ``listed`` and ``table_value``."""
     frame = (pinned.select(pl.col("c").cast(pl.Int32), pl.col("o").cast(pl.Int32)).unique()
              .sort("c", "o").with_row_index("id")
-             .join(known.group_by("c", "o").agg(plan_cost=pl.col("cost").max())
+             .join(known.group_by("c", "o").agg(
+                 plan_cost=pl.col("cost").max(),
+                 plan_channel=(pl.col("channel_id").first().cast(pl.Utf8)
+                               if "channel_id" in known.columns else pl.lit(None, pl.Utf8)))
                    .with_columns(pl.col("c").cast(pl.Int32), pl.col("o").cast(pl.Int32)),
                    on=["c", "o"], how="left", maintain_order="left")
              .join(inputs.offers.select(pl.col("o").cast(pl.Int32), "discount", "start_week",
@@ -243,4 +255,42 @@ def _at_capacity(frame: pl.DataFrame, rest: pl.DataFrame, inputs: Inputs, scenar
         over = (pl.col("used") + pl.col("x") > pl.col("limit") * (1 - BUDGET_RTOL) - BUDGET_ATOL
                 if on_cost else pl.col("used") + 1 > pl.col("limit"))
         found.append(used.filter(over).get_column("id").cast(pl.UInt32))
+    return pl.concat(found)
+
+
+def _no_channel_room(frame: pl.DataFrame, rest: pl.DataFrame, inputs: Inputs,
+                     scenario: Scenario) -> pl.Series:
+    """The ids of ``rest``'s pins that cannot go out on a channel beside the kept pins of at
+    least their value (module docstring, 5); none without the channel tables."""
+    if inputs.channels is None or inputs.customer_channels is None:
+        return pl.Series("id", [], dtype=pl.UInt32)
+    channels = inputs.channels.select(pl.col("channel_id").cast(pl.Utf8), "capacity",
+                                      cost=pl.col("cost_per_contact").cast(pl.Float64))
+    consent = (inputs.customer_channels.select(pl.col("c").cast(pl.Int32),
+                                               pl.col("channel_id").cast(pl.Utf8))
+               .join(channels, on="channel_id", how="inner"))
+    kept = frame.filter(pl.col("kept")).select("c", "neg", "in_plan", "plan_channel",
+                                               one=pl.lit(1.0))
+    sent = kept.filter(pl.col("in_plan")).select("neg", "one", channel_id="plan_channel")
+    withheld = kept.filter(~pl.col("in_plan")).join(consent, on="c", how="inner")
+    held = pl.concat([sent, withheld.select("neg", "one", "channel_id")])
+    asked = rest.select("id", "c", "neg").join(consent, on="c", how="left")
+    none = asked.filter(pl.col("channel_id").is_null()).get_column("id")
+    asked = asked.filter(pl.col("channel_id").is_not_null())
+    used = _used_before(held, asked, ["channel_id"], "one")
+    full = (used.group_by("id").agg(full=(pl.col("capacity").is_not_null()
+                                          & (pl.col("used") + 1 > pl.col("capacity"))).all())
+            .filter(pl.col("full")).get_column("id"))
+    found = [none.cast(pl.UInt32), full.cast(pl.UInt32)]
+    budget = scenario.rules.contact_budget
+    if budget is not None:
+        cost = (sent.join(channels, on="channel_id", how="left")
+                .select("neg", x=pl.col("cost").fill_null(0.0), every=pl.lit(0)))
+        dearest = withheld.group_by("c", "neg").agg(x=pl.col("cost").max())
+        held = pl.concat([cost, dearest.select("neg", "x", every=pl.lit(0))])
+        least = asked.group_by("id", "neg").agg(cheapest=pl.col("cost").min())
+        over = _used_before(held, least.with_columns(every=pl.lit(0)), ["every"], "x").filter(
+            pl.col("used") + pl.col("cheapest")
+            > float(budget) * (1 - BUDGET_RTOL) - BUDGET_ATOL)
+        found.append(over.get_column("id").cast(pl.UInt32))
     return pl.concat(found)

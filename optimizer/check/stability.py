@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from optimizer.check.channels import contact_cost
 from optimizer.core.config import Scenario
 from optimizer.io.validate import Inputs
 
@@ -72,7 +73,9 @@ def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs
     kept = now.join(before, on=["c", "o"], how="semi").height
     changed = pl.concat([now.join(before, on=["c", "o"], how="anti"),
                          before.join(now, on=["c", "o"], how="anti")]).get_column("c").n_unique()
-    score = float(known.get_column("score").sum()) if known.height else 0.0
+    # the plan's objective: its scores, less its contact costs with channels
+    score = (float(known.get_column("score").sum()) - contact_cost(known, inputs)
+             if known.height else 0.0)
     penalty = float(record.get("change_penalty", 0.0))
     expected = {"previous_lists": before.get_column("c").n_unique(),
                 "previous_slots": before.height, "kept_slots": kept,

@@ -20,21 +20,31 @@ window does (``start_week .. end_week``, a missing bound open).
    (``max_customers``), its funder's budget (``funder_budget``) or its group flight's week
    share (``group_flight``: the same shared-budget test, named for what it is) and the global
    budget (``global_budget``); otherwise it is released under the first rule it breaks.
+   With the ``channels`` tables a kept pin must also go out (:mod:`optimizer.model.channels`):
+   a customer who consented to no channel has her pins released first (``no_channel_consent``,
+   as her cap is 0); past every other rule, the pin takes her cheapest consented channel
+   (``cost_per_contact``, ties: the lower channel index, as the solver's channel charge picks)
+   with room beside the pins kept before it (``channel_capacity`` when none has room), and its
+   contact cost must fit ``rules.contact_budget`` beside theirs (``contact_budget``). A pin's
+   contact cost counts where the solve counts contact costs: the contact budget and the
+   objective (not the offers', funders' or global budgets, which hold expected redemption cost).
 
 So pins never make a week infeasible: a budget cut below last week's pins releases the pins it
 cannot pay for, least valuable first, and says so.
 
 **The solve with pins.** Kept pins are fixed: they leave the candidate blocks (their slots are
 emptied for the solve), their customers' caps drop by their count, the budgets, ``max_customers``,
-funder budgets and the global budget by what they use, and a customer's candidates in a category
-(or offer group) her pins already fill are emptied too. What remains is the rest of the week's
-problem; any solver plans it (its gap tests count the pins' value on both sides, the problem's
-``fixed_value``, so it stops at the whole plan's tolerance), and :func:`restore` puts the blocks
-back and the pins into the plan.
+funder budgets and the global budget by what they use (with channels, each channel's capacity by
+the pins it carries and ``rules.contact_budget`` by their contact cost), and a customer's
+candidates in a category (or offer group) her pins already fill are emptied too. What remains is
+the rest of the week's problem; any solver plans it (its gap tests count the pins' value on both
+sides, the problem's ``fixed_value``, so it stops at the whole plan's tolerance), and
+:func:`restore` puts the blocks back and the pins into the plan (with channels, each on the
+channel the pass gave it; the pins' value is then net of their contact cost).
 A category (group) that her pins fill only partly (``max_offers_per_category`` >= 2) keeps its
 full limit in the solve, a relaxation, and :func:`restore` drops the weakest non-pinned offers that
 overfill it. The bound of the remaining problem plus the pins' value bounds every plan keeping the
-pins (the remaining problem is the pinned one, or a relaxation of it).
+pins (on their channels; the remaining problem is the pinned one, or a relaxation of it).
 """
 from __future__ import annotations
 
@@ -46,7 +56,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-from optimizer.core.errors import ScenarioError
+from optimizer.model.channels import ChannelPlan, plan_channels, slot_dtype
 from optimizer.model.eligibility import EligibilityRules
 from optimizer.model.problem import AssignmentProblem, Solution
 from optimizer.model.stability import Previous, on_previous
@@ -55,9 +65,11 @@ log = logging.getLogger(__name__)
 
 # the capacity rules of the pass, in the order they are tried (a pin's reason is the first
 # broken); ``group_flight`` is tried with ``funder_budget`` (an offer is under one shared budget,
-# a listed funder's or a group flight's week share) and named for which it is
+# a listed funder's or a group flight's week share) and named for which it is;
+# ``no_channel_consent`` is tried first (it is why her cap is 0), the other channel rules last
 CAPACITY_REASONS = ("customer_cap", "category_cap", "offer_group", "budget", "max_customers",
-                    "funder_budget", "global_budget", "group_flight")
+                    "funder_budget", "global_budget", "group_flight", "no_channel_consent",
+                    "channel_capacity", "contact_budget")
 
 NOT_A_CANDIDATE = "not_a_candidate"
 
@@ -65,11 +77,13 @@ NOT_A_CANDIDATE = "not_a_candidate"
 @dataclass
 class PinPlan:
     """The pins of the week: ``pinned`` pairs (last week's, offer in flight), the kept ones as a
-    mask per block, ``released`` counts by reason, and what :func:`apply` saved to restore."""
+    mask per block, ``released`` counts by reason, with channels each kept pin's channel index per
+    block (-1 elsewhere; ``None`` without channels), and what :func:`apply` saved to restore."""
 
     pinned: int
     masks: list[np.ndarray]
     released: dict[str, int]
+    channel: list[np.ndarray] | None = None
     value: float = 0.0
     _saved: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -106,25 +120,28 @@ def plan_pins(problem: AssignmentProblem, previous: Previous, flight: np.ndarray
     """The week's pins (module docstring): last week's pairs whose offer is in ``flight``, those a
     rule forbids or that are no candidate released, the rest kept or released by the capacity
     pass."""
-    if problem.channels is not None:
-        raise ScenarioError("rules.pin does not combine with the channels tables yet: drop "
-                            "rules.pin or the channels tables")
     n = max(previous.n_offers, 1)
     keys = previous.keys[flight[previous.keys % n]] if previous.keys.size else previous.keys
     found = [on_previous(b.customers, b.offer, keys, n) for b in problem.blocks]
     c_all, o_all, cost, value = _flat(problem, found)
     released = _rule_reasons(keys, np.sort(c_all * n + o_all), n, rules)
     order = np.lexsort((o_all, c_all, -value))
-    reason = _capacity_pass(problem, c_all[order], o_all[order], cost[order])
-    code = np.empty_like(reason)
-    code[order] = reason
-    masks, start = [], 0
+    reason, picked = _capacity_pass(problem, c_all[order], o_all[order], cost[order])
+    code, via = np.empty_like(reason), np.empty_like(picked)
+    code[order], via[order] = reason, picked
+    masks: list[np.ndarray] = []
+    channel: list[np.ndarray] = []
+    start = 0
     for block, hit in zip(problem.blocks, found):
         rows, slots = np.nonzero(hit)
         mask = np.zeros(hit.shape, dtype=bool)
         ok = code[start:start + rows.size] < 0
         mask[rows[ok], slots[ok]] = True
         masks.append(mask)
+        if problem.channels is not None:
+            ch: np.ndarray = np.full(hit.shape, -1, dtype=slot_dtype(problem.channels.n_channels))
+            ch[rows[ok], slots[ok]] = via[start:start + rows.size][ok]
+            channel.append(ch)
         start += rows.size
     for k, name in enumerate(CAPACITY_REASONS):
         if (code == k).any():
@@ -135,7 +152,8 @@ def plan_pins(problem: AssignmentProblem, previous: Previous, flight: np.ndarray
         log.warning("rules.pin: %d of %d pins released by rules.cooldown_weeks (a pin is sent "
                     "again each week; set cooldown_weeks = 0 to keep pins)",
                     released["cooldown"], keys.size)
-    return PinPlan(int(keys.size), masks, released)
+    return PinPlan(int(keys.size), masks, released,
+                   channel if problem.channels is not None else None)
 
 
 def _flat(problem: AssignmentProblem, masks: list[np.ndarray]
@@ -173,9 +191,10 @@ def _rule_reasons(keys: np.ndarray, found: np.ndarray, n: int, rules: Eligibilit
 
 
 def _capacity_pass(problem: AssignmentProblem, c: np.ndarray, o: np.ndarray, cost: np.ndarray
-                   ) -> np.ndarray:
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Per pin (in the given order), -1 when kept, else the index of the first capacity rule of
-    :data:`CAPACITY_REASONS` it breaks given the pins kept before it."""
+    :data:`CAPACITY_REASONS` it breaks given the pins kept before it; and each kept pin's channel
+    index (-1 without channels)."""
     offers = problem.offers
     caps = np.zeros(max(problem.n_customers, 1), dtype=np.int64)
     for block in problem.blocks:
@@ -189,19 +208,42 @@ def _capacity_pass(problem: AssignmentProblem, c: np.ndarray, o: np.ndarray, cos
                  else np.full(offers.n_offers, -1, dtype=np.int64))
     funder_budget = funders.budget if funders is not None else np.zeros(0)
     per_category = -1 if problem.max_per_category is None else int(problem.max_per_category)
+    ch = problem.channels
+    channels = ((ch.consent, ch.capacity.astype(np.float64), ch.cost.astype(np.float64),
+                 float(ch.contact_budget)) if ch is not None
+                else (np.ones((1, 0), dtype=bool), np.zeros(0), np.zeros(0), np.inf))
     return _pass(c, o, cost, caps, offers.categories.astype(np.int64), per_category,
                  members.astype(np.int64), limit.astype(np.int64), offers.budget,
                  offers.max_customers, funder_of.astype(np.int64),
                  funder_budget.astype(np.float64),
                  funders.n_listed if funders is not None else 0, float(problem.global_budget),
-                 max(offers.n_categories, 1), max(int(limit.shape[0]), 1))
+                 max(offers.n_categories, 1), max(int(limit.shape[0]), 1), ch is not None,
+                 *channels)
+
+
+@nb.njit(cache=True)
+def _channel_for(consent_row, used, capacity, cost):  # pragma: no cover - compiled
+    # her cheapest consented channel with room (ties: the lower index); -1: none consented,
+    # -2: none with room
+    best, seen = -1, False
+    for k in range(capacity.shape[0]):
+        if not consent_row[k]:
+            continue
+        seen = True
+        if used[k] + 1 <= capacity[k] and (best < 0 or cost[k] < cost[best]):
+            best = k
+    return best if best >= 0 or not seen else -2
 
 
 @nb.njit(cache=True)
 def _pass(c, o, cost, caps, categories, per_category, members, limit, budget, max_customers,
-          funder_of, funder_budget, n_listed, global_budget, n_categories, n_groups
+          funder_of, funder_budget, n_listed, global_budget, n_categories, n_groups,
+          with_channels, consent, capacity, contact_cost, contact_budget
           ):  # pragma: no cover - compiled
     out = np.full(c.shape[0], -1, dtype=np.int64)
+    via = np.full(c.shape[0], -1, dtype=np.int64)
+    carried = np.zeros(capacity.shape[0])
+    contacts = 0.0
     taken = np.zeros(caps.shape[0], dtype=np.int64)
     cat_used = dict()
     cat_used[np.int64(-1)] = np.int64(0)
@@ -214,7 +256,9 @@ def _pass(c, o, cost, caps, categories, per_category, members, limit, budget, ma
     for k in range(c.shape[0]):
         i, j, x = c[k], o[k], cost[k]
         reason = -1
-        if taken[i] + 1 > caps[i]:
+        if with_channels and not consent[i].any():
+            reason = 8
+        if reason < 0 and taken[i] + 1 > caps[i]:
             reason = 0
         if reason < 0 and per_category >= 0:
             for q in range(categories.shape[1]):
@@ -235,9 +279,19 @@ def _pass(c, o, cost, caps, categories, per_category, members, limit, budget, ma
             reason = 5 if f < n_listed else 7  # a listed funder's, else a group flight's
         if reason < 0 and total + x > global_budget:
             reason = 6
+        if reason < 0 and with_channels:
+            via[k] = _channel_for(consent[i], carried, capacity, contact_cost)
+            if via[k] < 0:
+                reason = 9
+            elif contacts + contact_cost[via[k]] > contact_budget:
+                reason = 10
         out[k] = reason
         if reason >= 0:
+            via[k] = -1
             continue
+        if with_channels:
+            carried[via[k]] += 1
+            contacts += contact_cost[via[k]]
         taken[i] += 1
         for q in range(categories.shape[1]):
             cat = categories[j, q]
@@ -254,7 +308,7 @@ def _pass(c, o, cost, caps, categories, per_category, members, limit, budget, ma
         if f >= 0:
             funder_spent[f] += x
         total += x
-    return out
+    return out, via
 
 
 def apply(problem: AssignmentProblem, plan: PinPlan) -> None:
@@ -267,8 +321,17 @@ def apply(problem: AssignmentProblem, plan: PinPlan) -> None:
     offers = problem.offers
     spend = np.bincount(o, weights=cost, minlength=offers.n_offers)
     count = np.bincount(o, minlength=offers.n_offers)
-    plan._saved.update(offers=offers, funders=problem.funders,
+    plan._saved.update(offers=offers, funders=problem.funders, channels=problem.channels,
                        global_budget=problem.global_budget, blocks={})
+    if problem.channels is not None and plan.channel is not None:
+        channels = problem.channels
+        carried = np.bincount(np.concatenate([ch[ch >= 0] for ch in plan.channel]).astype(
+            np.int64), minlength=channels.n_channels)
+        contacts = float(carried @ channels.cost)
+        plan.value -= contacts  # the objective pays each contact
+        problem.channels = replace(
+            channels, capacity=np.maximum(channels.capacity - carried, 0.0),
+            contact_budget=max(channels.contact_budget - contacts, 0.0))
     problem.offers = replace(
         offers, budget=np.maximum(offers.budget - spend, 0.0),
         max_customers=np.maximum(offers.max_customers - count, 0.0),
@@ -335,6 +398,7 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
         return solution
     problem.offers = plan._saved["offers"]
     problem.funders = plan._saved["funders"]
+    problem.channels = plan._saved["channels"]
     problem.global_budget = plan._saved["global_budget"]
     problem.fixed_value = 0.0
     for index, (at, offer, value, cost, p_redeem, cap) in plan._saved["blocks"].items():
@@ -356,8 +420,8 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
             _overfull(rows, block.offer.astype(np.int64), block.value, mask, pins,
                       offers.categories.astype(np.int64), per_category, members, limit,
                       max(offers.n_categories, 1), max(int(limit.shape[0]), 1))
-    solution.chosen = chosen
-    solution.objective = problem.objective(chosen)
+    solution.chosen = _with_channels(problem, plan, solution.chosen, chosen)
+    solution.objective = problem.objective(solution.chosen)
     solution.bound = solution.bound + plan.value
     for entry in solution.trace:
         for name in ("bound", "objective", "best_bound", "best_objective"):
@@ -365,6 +429,18 @@ def restore(problem: AssignmentProblem, plan: PinPlan, solution: Solution) -> So
             if isinstance(seen, float):
                 entry[name] = seen + plan.value
     return solution
+
+
+def _with_channels(problem: AssignmentProblem, plan: PinPlan, solved: list[np.ndarray],
+                   chosen: list[np.ndarray]) -> list[np.ndarray]:
+    """``chosen`` (the plan with the pins) with each pair's channel: the pins' from the pass, the
+    others' from the ``solved`` plan; ``chosen`` as it is without channels."""
+    if problem.channels is None or plan.channel is None:
+        return chosen
+    solved_channel = plan_channels(solved) or [np.full(m.shape, -1, dtype=ch.dtype)
+                                               for m, ch in zip(chosen, plan.channel)]
+    return ChannelPlan(chosen, [np.where(m, np.where(pin >= 0, pin, ch), -1).astype(pin.dtype)
+                                for m, pin, ch in zip(chosen, plan.channel, solved_channel)])
 
 
 @nb.njit(cache=True)

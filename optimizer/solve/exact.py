@@ -156,12 +156,15 @@ def _channel_plan(chosen: list[np.ndarray], channel_vars: list[tuple[int, int, i
 
 def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
                 gap_tolerance: float = 1e-9, relax: bool = False, backend: str = "SCIP",
-                pinned: list[np.ndarray] | None = None) -> Solution:
+                pinned: list[np.ndarray] | None = None,
+                pinned_channels: list[np.ndarray] | None = None) -> Solution:
     """Solve ``problem`` with an OR-Tools MIP (or, with ``relax=True``, its LP relaxation).
 
     ``backend`` is any pywraplp solver id (``SCIP``, ``CBC``, ``GLOP`` and ``PDLP`` for LPs).
     ``pinned``: per block, a mask of slots fixed to 1 (``rules.pin``, :mod:`optimizer.model.pins`);
     pins no plan can keep leave the model without a plan (:class:`SolverError`).
+    ``pinned_channels``: with channels, per block each pinned slot's channel index (-1 elsewhere),
+    fixed too (the pins' channels, :class:`optimizer.model.pins.PinPlan`).
     """
     solver = pywraplp.Solver.CreateSolver(backend)
     if solver is None:
@@ -172,6 +175,10 @@ def solve_exact(problem: AssignmentProblem, time_limit_s: float = 60.0,
     for index, mask in zip(var_of, pinned or []):  # pinned pairs: x = 1
         for k in index[mask & (index >= 0)]:
             variables[int(k)].SetLb(1.0)
+    if pinned_channels is not None:  # pinned pairs go out on their channels
+        for k, row, slot, c, y in built.channel_vars:
+            if pinned_channels[k][row, slot] == c:
+                y.SetLb(1.0)
     budget_rows, count_rows, global_row = built.budget_rows, built.count_rows, built.global_row
     objective.SetMaximization()
     solver.SetTimeLimit(int(time_limit_s * 1000))
