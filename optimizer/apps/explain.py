@@ -247,8 +247,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,
                    budget_price, count_price, global_price, cost, shared_price, charge,
                    built.problem.groups, _her_pins(scenario, inputs, built.previous, c),
-                   built.problem.channels is not None
-                   and not built.problem.channels.consent[c].any())
+                   _consents_to_none(built.problem, c))
     universal, held_pairs = _her_controls(run, customer_id)
     for j in (index[o] for o in sorted(held_pairs) if o in index):
         ctx.withhold(j, "withheld: a per-offer control pair (measurement.offer_holdout_share); "
@@ -275,6 +274,11 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
                        global_price=global_price, offers=rows, warnings=warnings,
                        control=UNIVERSAL if universal else None)
 
+
+
+def _consents_to_none(problem: AssignmentProblem, c: int) -> bool:
+    """With the channels tables: whether customer ``c`` consented to no channel."""
+    return problem.channels is not None and not problem.channels.consent[c].any()
 
 @dataclass
 class _Context:
