@@ -20,10 +20,11 @@ A pinned pair (``stability``'s pinned pairs) missing from the plan is justified 
    the release's favour: the check's budgets may differ from the solve's in the last bits, so
    a pin that would fit within that slack of a full budget is let pass);
 5. **channel** (with the ``channels`` tables): her customer consented to no channel in
-   ``customer_channels``; or none of her consented channels has room (``capacity``) beside the
-   kept pins of at least its value that the plan sends on it; or her cheapest consented
-   channel's ``cost_per_contact`` on top of those kept pins' contact cost exceeds
-   ``rules.contact_budget`` (the same slack). A withheld pin's channel is not in the plan: it
+   ``customer_channels``; or each of her consented channels is closed to it: no room
+   (``capacity``) beside the kept pins of at least its value that the plan sends on it, or its
+   ``cost_per_contact`` on top of those kept pins' contact cost exceeds ``rules.contact_budget``
+   (the same slack): the pass tries her cheapest channel with room, so a full cheap channel
+   sends her to a dearer one that the budget may refuse. A withheld pin's channel is not in the plan: it
    counts on each channel its customer consented to, at her dearest consented channel's cost
    (again a superset of what the pass used).
 
@@ -277,20 +278,19 @@ def _no_channel_room(frame: pl.DataFrame, rest: pl.DataFrame, inputs: Inputs,
     asked = rest.select("id", "c", "neg").join(consent, on="c", how="left")
     none = asked.filter(pl.col("channel_id").is_null()).get_column("id")
     asked = asked.filter(pl.col("channel_id").is_not_null())
-    used = _used_before(held, asked, ["channel_id"], "one")
-    full = (used.group_by("id").agg(full=(pl.col("capacity").is_not_null()
-                                          & (pl.col("used") + 1 > pl.col("capacity"))).all())
-            .filter(pl.col("full")).get_column("id"))
-    found = [none.cast(pl.UInt32), full.cast(pl.UInt32)]
+    used = _used_before(held, asked, ["channel_id"], "one").with_columns(
+        blocked=pl.col("capacity").is_not_null() & (pl.col("used") + 1 > pl.col("capacity")))
     budget = scenario.rules.contact_budget
-    if budget is not None:
+    if budget is not None:  # a channel with room is closed too when its cost breaks the budget
         cost = (sent.join(channels, on="channel_id", how="left")
                 .select("neg", x=pl.col("cost").fill_null(0.0), every=pl.lit(0)))
         dearest = withheld.group_by("c", "neg").agg(x=pl.col("cost").max())
         held = pl.concat([cost, dearest.select("neg", "x", every=pl.lit(0))])
-        least = asked.group_by("id", "neg").agg(cheapest=pl.col("cost").min())
-        over = _used_before(held, least.with_columns(every=pl.lit(0)), ["every"], "x").filter(
-            pl.col("used") + pl.col("cheapest")
-            > float(budget) * (1 - BUDGET_RTOL) - BUDGET_ATOL)
-        found.append(over.get_column("id").cast(pl.UInt32))
+        spent = _used_before(held, asked.select("id", "neg").unique().with_columns(
+            every=pl.lit(0)), ["every"], "x").select("id", spent="used")
+        used = used.join(spent, on="id", how="left").with_columns(
+            blocked=pl.col("blocked") | (pl.col("spent") + pl.col("cost")
+                                         > float(budget) * (1 - BUDGET_RTOL) - BUDGET_ATOL))
+    closed = used.group_by("id").agg(pl.col("blocked").all()).filter(pl.col("blocked"))
+    found = [none.cast(pl.UInt32), closed.get_column("id").cast(pl.UInt32)]
     return pl.concat(found)
