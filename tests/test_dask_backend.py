@@ -129,6 +129,31 @@ def test_pinned_run_keeps_its_shards_on_the_driver_with_the_local_bytes(data, on
     assert "rules.pin" in backend["shards_built_on_driver_because"]
 
 
+def test_pins_with_channels_on_the_cluster_keep_the_local_bytes(data, one_worker, tmp_path):
+    # kept pins go out on channels (their use comes off the channels' capacities before the
+    # passes) and the rest of the plan is solved on the cluster: the local run's bytes
+    world = tmp_path / "world"
+    shutil.copytree(data["scores"], world)
+    ids = pl.read_parquet(world / "customers.parquet").get_column("customer_id").to_list()
+    pl.DataFrame({"channel_id": ["email", "sms"], "capacity": [None, 40],
+                  "cost_per_contact": [0.1, 0.05]}).write_csv(world / "channels.csv")
+    consent = [(c, "email") for c in ids[::3]] + [(c, "sms") for c in ids[::2]]
+    pl.DataFrame({"customer_id": [c for c, _ in consent],
+                  "channel_id": [k for _, k in consent]}).write_csv(
+        world / "customer_channels.csv")
+    rules = {**RULES, "pin": True, "cooldown_weeks": 0, "contact_budget": 25.0}
+    local, manifest = _run(tmp_path / "local", world, rules=rules)
+    pins = manifest["stability"]["pins"]
+    assert pins["kept"] > 0 and pins["released"].get("no_channel_consent", 0) > 0, pins
+    files, _ = _run(tmp_path / "one", world, "--scheduler", one_worker.scheduler_address,
+                    rules=rules)
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    done = CliRunner().invoke(main, ["check", str(tmp_path / "one" / "scenario.toml"),
+                                     str(tmp_path / "one" / "run")])
+    assert done.exit_code == 0, done.output
+
+
 def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | str, wait: float,
                 timeout: float = 300) -> tuple[subprocess.CompletedProcess, str, Path]:
     """``offeropt run`` on ``cluster`` with the worker holding shard 0 killed before the

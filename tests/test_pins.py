@@ -388,6 +388,18 @@ def test_pins_beyond_her_cap_are_released_and_checked(tmp_path):
     assert "{'customer_id': 1, 'offer_id': 1}" in report.describe()
 
 
+def test_pins_of_a_customer_past_her_window_are_released_and_checked(tmp_path):
+    # customer 1 got 3 offers in the window, 1 more than it allows: her room this week is 0
+    # (not 2 - 3 wrapped round as an unsigned count), so her pin is released by her cap and
+    # check justifies it
+    world = _world()
+    world["history"] += [{"customer_id": 1, "offer_id": 2, "week": WEEK - w} for w in (2, 3)]
+    run, manifest = _run(tmp_path, world, pin=True, cooldown_weeks=0, max_offers_per_window=2,
+                         window_weeks=4)   # checked: passes
+    assert manifest["stability"]["pins"]["released"] == {"customer_cap": 1}
+    assert offers_of(pl.read_parquet(run / "assignments.parquet"), 1) == set()
+
+
 def test_pins_withheld_as_controls_pass_the_check(tmp_path):
     write_world(tmp_path / "data", _world())
     path = write_scenario(tmp_path / "scenario.toml",

@@ -196,11 +196,11 @@ def _limits(inputs: Inputs, scenario: Scenario
     caps = inputs.customers.select(pl.col("c").cast(pl.Int32),
                                    limit=pl.lit(rules.max_offers_per_customer, pl.Float64))
     if rules.max_offers_per_window is not None:
-        recent = pl.DataFrame(schema={"c": pl.Int32, "sent": pl.UInt32})
-        if inputs.history is not None:
+        recent = pl.DataFrame(schema={"c": pl.Int32, "sent": pl.Int64})
+        if inputs.history is not None:  # signed: pl.len() is unsigned, 6 - 7 would wrap
             recent = (inputs.history.filter((pl.col("week") > scenario.week - rules.window_weeks)
                                             & (pl.col("week") < scenario.week))
-                      .group_by(pl.col("c").cast(pl.Int32)).agg(sent=pl.len()))
+                      .group_by(pl.col("c").cast(pl.Int32)).agg(sent=pl.len().cast(pl.Int64)))
         caps = (caps.join(recent, on="c", how="left").with_columns(limit=pl.min_horizontal(
             "limit", (rules.max_offers_per_window - pl.col("sent").fill_null(0)).clip(0)
             .cast(pl.Float64))).select("c", "limit"))
