@@ -202,6 +202,23 @@ def test_outcomes_of_nobody_in_the_arms_exit_2(tiny: tuple[Path, Path], tmp_path
     assert "table 'transactions'" in result.output and "no row in weeks 40..40" in result.output
 
 
+def test_weeks_past_the_last_outcome_week_exit_2_and_write_nothing(tiny: tuple[Path, Path],
+                                                                    tmp_path: Path):
+    """The outcomes hold week 40 only: weeks 41 and 42 would count as weeks without sales for
+    every customer, diluting the lift, so asking for them is bad input (the tables named, the
+    weeks they hold and the weeks asked); --weeks 1 measures."""
+    run, out = tiny
+    result = _measure(run, "--outcomes", out, "--weeks", "3", "--out", tmp_path / "m")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "table 'transactions'" in text and "column 'week'" in text
+    assert "weeks 40..42" in text and "transactions weeks 40..40" in text
+    assert "redemptions weeks 40..40" in text and "--weeks 1 or less" in text
+    assert not (tmp_path / "m").exists()
+    assert _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                    "--no-html").exit_code == 0
+
+
 def test_an_error_message_prints_brackets_as_written(tiny: tuple[Path, Path], tmp_path: Path):
     _, out = tiny
     result = _measure(tmp_path / "[bold]runs", "--outcomes", out, "--no-html")

@@ -163,19 +163,33 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
 # customers, arms and outcomes
 
 
-def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Settings
+def _weeks_held(tx: pl.DataFrame, red: pl.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per outcome table with rows, its first and last week."""
+    return {name: (int(f.select(pl.col("week").min()).item()),
+                   int(f.select(pl.col("week").max()).item()))
+            for name, f in (("transactions", tx), ("redemptions", red)) if f.height}
+
+
+def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Settings,
+                  held: dict[str, tuple[int, int]], folder: Path
                   ) -> tuple[pl.DataFrame, list[int]]:
     """Per customer of the outcome tables: sales, redemptions and discount cost in the run's
-    window; and the window's first and last week."""
-    last = settings.weeks
-    if last is None:
-        latest = max([int(f.select(pl.col("week").max()).item()) for f in (tx, red) if f.height]
-                     or [0])
-        if latest < run.week:
-            raise InputError("transactions", "week", f"the outcome tables have no week at or "
-                             f"after the run's week {run.week} ({run.path})")
-        last = latest - run.week + 1
+    window; and the window's first and last week. A window past the tables' last week is bad
+    input: its weeks would count as weeks without sales, diluting the lift."""
+    latest = max([hi for _, hi in held.values()] or [0])
+    if latest < run.week:
+        raise InputError("transactions", "week", f"the outcome tables have no week at or "
+                         f"after the run's week {run.week} ({run.path})")
+    last = latest - run.week + 1 if settings.weeks is None else settings.weeks
     window = [run.week, run.week + last - 1]
+    if window[1] > latest:
+        holds = ", ".join(f"{name} weeks {lo}..{hi}" for name, (lo, hi) in held.items())
+        raise InputError("transactions", "week", f"--weeks {last} asks for weeks "
+                         f"{window[0]}..{window[1]} after the run {run.path} (week {run.week}), "
+                         f"but the outcome tables in {folder} hold {holds}: the weeks after "
+                         f"{latest} would count as weeks without sales and dilute the lift "
+                         f"(give --weeks {latest - run.week + 1} or less, or outcomes through "
+                         f"week {window[1]})")
     in_window = pl.col("week").is_between(window[0], window[1])
     cid = unify_id_type(tx.get_column("customer_id"), run.ids_int["customer_id"])
     sales = _sum_by(tx.with_columns(cid).filter(in_window), {"sales": "sales_value"})
@@ -327,8 +341,9 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
     frames: list[pl.DataFrame] = []
     groups: list[tuple[int, Any]] = []
     windows: list[list[int]] = []
+    held = _weeks_held(tx, red)
     for r, run in enumerate(runs):
-        outcome, window = _outcomes_for(run, tx, red, settings)
+        outcome, window = _outcomes_for(run, tx, red, settings, held, Path(outcomes))
         windows.append(window)
         rows = _rows(run, outcome, settings.margin_rate)
         _require_outcomes(run, outcome, rows, window)
