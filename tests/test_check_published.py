@@ -195,6 +195,57 @@ def test_each_edit_of_the_run_exits_1_naming_it(copy, case):
 
 
 # --------------------------------------------------------------------------------------------------
+# a run folder with its CSV copies only: the numbers are read at 6 decimals, and the tolerances
+# follow (half a unit of the 6th decimal per number, per number summed in a sum)
+
+
+def _csv_only(run: Path, keep_customers: bool) -> None:
+    for path in run.glob("*.parquet"):
+        if not (keep_customers and path.name == "customers.parquet"):
+            path.unlink()
+
+
+@pytest.mark.parametrize("keep_customers", [False, True])
+def test_a_csv_only_run_folder_passes(copy, keep_customers):
+    """Every number of the CSV copies is its printing's rounding: the sums of the summary and
+    the manifest's objective, expected_cost against p_redeem x discount, the score formula (with
+    customers.parquet kept) and the ranks' order of equal printed scores all hold within it."""
+    _csv_only(copy / "run", keep_customers)
+    assert not (copy / "run" / "assignments.parquet").exists()
+    result = _check(copy)
+    assert result.exit_code == 0, result.output
+
+
+def _add_to_first(column: str, amount: float) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    first = pl.int_range(pl.len()) == 0
+    return lambda a: a.with_columns(pl.when(first).then(pl.col(column) + amount)
+                                    .otherwise(pl.col(column)))
+
+
+def test_a_csv_only_run_folder_still_fails_on_a_violation(copy):
+    """Beyond the rounding, the CSV copy's numbers are still checked: an expected_cost 1e-5 off
+    (20 units of the 6th decimal), a pair in cooldown, and a spend over a global budget set just
+    under it (beyond the summed rounding) each exit 1 naming the rule."""
+    run = copy / "run"
+    _csv_only(run, keep_customers=False)
+    pristine = (run / "assignments.csv").read_bytes()
+    _csv(run, _add_to_first("expected_cost", 1e-5))
+    result = _check(copy)
+    assert result.exit_code == 1, result.output
+    assert "[expected_cost]" in result.stdout
+    (run / "assignments.csv").write_bytes(pristine)
+    _csv_cooldown(copy)
+    result = _check(copy)
+    assert result.exit_code == 1, result.output
+    assert "[cooldown]" in result.stdout
+    (run / "assignments.csv").write_bytes(pristine)
+    spent = float(pl.read_csv(run / "assignments.csv").get_column("expected_cost").sum())
+    result = _check(copy, "--set", f"rules.global_budget={spent - 0.01:.6f}", "--force")
+    assert result.exit_code == 1, result.output
+    assert "[global_budget]" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------
 # another scenario or other inputs: violations -> exit 1 listing them, the differences as notes;
 # none -> exit 2 naming the differences; --force checks anyway
 

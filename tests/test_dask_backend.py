@@ -311,6 +311,56 @@ def test_worker_built_shards_cut_chunks_anywhere(data, tmp_path):
     assert backend["setup_bytes"] > 0  # the inputs' stretches (benchmarks/cluster.py sizes them)
 
 
+def _padded_text_ids(source: Path, target: Path) -> None:
+    """``source`` with text customer IDs, every other customer's written in ``scores`` with
+    surrounding spaces (the run trims them), the scores table sorted by customer in row groups
+    of 50 rows (so that row groups could be pruned by their statistics)."""
+    shutil.copytree(source, target)
+    customers = pl.read_parquet(target / "customers.parquet")
+    customers.with_columns(pl.col("customer_id").cast(pl.Utf8)).write_parquet(
+        target / "customers.parquet")
+    scores = pl.read_parquet(target / "scores.parquet").sort("customer_id", "offer_id")
+    text = pl.col("customer_id").cast(pl.Utf8)
+    scores.with_columns(customer_id=pl.when(pl.col("customer_id") % 2 == 0)
+                        .then(pl.lit(" ") + text + pl.lit("  ")).otherwise(text)).write_parquet(
+        target / "scores.parquet", row_group_size=50)
+
+
+@pytest.mark.parametrize("where", ["folder", "url"])
+def test_padded_text_ids_give_the_local_bytes_on_two_workers(data, tmp_path, where):
+    """Text customer IDs stored with surrounding spaces in the scores table: the driver trims
+    them as it reads the table and tells the workers, who then trim too and read every row
+    group (statistics of untrimmed text say nothing of trimmed IDs): the local run's bytes on 2
+    workers, from the data folder and from scores_url (untrimmed, the workers' shards missed the
+    padded customers' pairs and the run stopped at the pair count, exit 3)."""
+    padded = tmp_path / "padded"
+    _padded_text_ids(data["scores"], padded)
+    assert pl.read_parquet(padded / "scores.parquet").get_column("customer_id").str.starts_with(
+        " ").any()
+    local, _ = _run(tmp_path / "local", padded)
+    if where == "url":
+        tables = tmp_path / "tables"
+        tables.mkdir()
+        shutil.move(padded / "scores.parquet", tables / "scores.parquet")
+        path = write_scenario(tmp_path / "two" / "scenario.toml", data=str(padded), output="run",
+                              rules=RULES, solver={"seed": 3, "shard_customers": SHARD,
+                                                   "max_iterations": 12, "backend": "dask",
+                                                   "workers": 2})
+        path.write_text(f'scores_url = "{(tables / "scores.parquet").as_uri()}"\n'
+                        + path.read_text())
+        done = CliRunner().invoke(main, ["run", str(path), "--json"])
+        assert done.exit_code == 0, done.output
+        out = tmp_path / "two" / "run"
+        files = {f: (out / f).read_bytes() for f in FILES}
+        manifest = json.loads((out / "manifest.json").read_text())
+    else:
+        files, manifest = _run(tmp_path / "two", padded, backend="dask", workers=2)
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    backend = manifest["solver"]["backend"]
+    assert backend["shards_built_by"] == "workers" and backend["workers"] == 2, backend
+
+
 def test_kernel_cache_compiles_once(data, tmp_path):
     """solver.kernel_cache: the first LocalCluster's worker compiles its kernels into the
     folder; the next cluster's worker, a new process, loads them and compiles none; the plan is

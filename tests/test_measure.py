@@ -110,8 +110,7 @@ def test_measure_cli_writes_json_and_page(world: Path, tmp_path: Path):
     controls = pl.read_parquet(world / "runs" / "both" / "controls.parquet")
     assert total["control_customers"] == controls.filter(
         pl.col("reason") == "universal_holdout").height
-    assert total["treated_customers"] == pl.read_parquet(
-        world / "runs" / "both" / "assignments.parquet").get_column("customer_id").n_unique()
+    assert total["treated_customers"] == _program_arm(world / "runs" / "both")[1]
     assert total["ci_low"] < 5 < total["ci_high"] and total["significant"]
     assert total["ci_low"] < total["incremental_sales_per_customer"] < total["ci_high"]
     # every offer with a per-offer control is measured, each arm counted
@@ -129,6 +128,30 @@ def test_measure_cli_writes_json_and_page(world: Path, tmp_path: Path):
     assert (tmp_path / "again" / "measure.json").read_text() == (
         report / "measure.json").read_text()
     assert not (tmp_path / "again" / "measure.html").exists()
+
+
+def _program_arm(run: Path) -> tuple[int, int]:
+    """Customers sent an offer, and those plus the ones whose every planned send was withheld
+    by the per-offer control (the total's treated arm, by intention to treat)."""
+    sent = set(pl.read_parquet(run / "assignments.parquet").get_column("customer_id").to_list())
+    withheld = set(pl.read_parquet(run / "controls.parquet")
+                   .filter(pl.col("reason") == "offer_holdout").get_column("customer_id").to_list())
+    return len(sent), len(sent | withheld)
+
+
+def test_customers_whose_sends_were_all_withheld_stay_treated(world: Path, tmp_path: Path):
+    """Half the pairs held out: some customers lose every planned send. They stay in the total's
+    treated arm (intention to treat), and demo-outcomes puts its lift on that arm, so the lift
+    measured is the lift put in."""
+    run = split(world, "half", Measurement(holdout_share=0.1, offer_holdout_share=0.5))
+    sent, program = _program_arm(run)
+    assert program > sent
+    out = tmp_path / "outcomes"
+    truth = simulate_outcomes(world / "data", run, out, 2, 5.0, 2)
+    assert truth["treated_customers"] == program
+    total = measure_runs([run], out, Settings(weeks=2, bootstrap=300))["total"]
+    assert total["treated_customers"] == program
+    assert total["ci_low"] < 5.0 < total["ci_high"]
 
 
 def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Path):

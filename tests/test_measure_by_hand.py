@@ -112,6 +112,27 @@ def test_cuped_difference_by_hand(tiny: tuple[Path, Path]):
     assert total["se"] > 0 and total["ci_low"] < total["ci_high"]
 
 
+def test_total_treated_arm_is_intention_to_treat(tmp_path: Path):
+    """Customer 6 was planned offer 11 only, and that send was withheld by the per-offer control:
+    she is still in the program arm (not in the universal control), so the total counts her
+    among the treated with her outcomes; leaving her out (treated = sent an offer) would choose
+    the arm by the per-offer draw."""
+    build_data(tmp_path, [1, 2, 3, 4, 5, 6, 7], {1: 4, 2: 8, 3: 0, 4: 2, 5: 4, 6: 2}, 40)
+    run = build_run(tmp_path, 40, [(1, 10), (2, 10), (3, 10)], [4, 5], per_offer=((6, 11),))
+    out = write_outcomes(tmp_path / "out",
+                         _lines({1: 10, 2: 14, 3: 6, 4: 5, 5: 9, 6: 3, 7: 100}, 40), [])
+    total = measure_runs([run], out, Settings(weeks=1, bootstrap=200))["total"]
+    # treated 1 2 3 6: x = 4 8 0 2, y = 10 14 6 3; control 4 5: x = 2 4, y = 5 9
+    # mean x = 20 / 6, mean y = 47 / 6; cov(x, y) = 204 / 6 - (20 / 6)(47 / 6) = 71 / 9;
+    # var(x) = 104 / 6 - (20 / 6)^2 = 56 / 9; theta = 71 / 56
+    # lift = (33 / 4 - 7) - 71 / 56 x (14 / 4 - 3) = 1.25 - 71 / 112
+    # (the old arm, 1 2 3 only, gave 1.875 on 3 treated: the cuped difference by hand above)
+    assert total["treated_customers"] == 4 and total["control_customers"] == 2
+    assert total["treated_mean_sales"] == pytest.approx(33 / 4)
+    assert total["incremental_sales_per_customer"] == pytest.approx(1.25 - 71 / 112)
+    assert total["incremental_sales_total"] == pytest.approx((1.25 - 71 / 112) * 4)
+
+
 def test_pooled_over_runs_by_hand(tiny: tuple[Path, Path]):
     run40, out = tiny
     # week 41: customers 4 and 5 sent offer 10, customer 1 held out; y = 8, 12 | 4 and the
@@ -179,6 +200,23 @@ def test_outcomes_of_nobody_in_the_arms_exit_2(tiny: tuple[Path, Path], tmp_path
                       "--no-html")
     assert result.exit_code == 2, result.output
     assert "table 'transactions'" in result.output and "no row in weeks 40..40" in result.output
+
+
+def test_weeks_past_the_last_outcome_week_exit_2_and_write_nothing(tiny: tuple[Path, Path],
+                                                                    tmp_path: Path):
+    """The outcomes hold week 40 only: weeks 41 and 42 would count as weeks without sales for
+    every customer, diluting the lift, so asking for them is bad input (the tables named, the
+    weeks they hold and the weeks asked); --weeks 1 measures."""
+    run, out = tiny
+    result = _measure(run, "--outcomes", out, "--weeks", "3", "--out", tmp_path / "m")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "table 'transactions'" in text and "column 'week'" in text
+    assert "weeks 40..42" in text and "transactions weeks 40..40" in text
+    assert "redemptions weeks 40..40" in text and "--weeks 1 or less" in text
+    assert not (tmp_path / "m").exists()
+    assert _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                    "--no-html").exit_code == 0
 
 
 def test_an_error_message_prints_brackets_as_written(tiny: tuple[Path, Path], tmp_path: Path):

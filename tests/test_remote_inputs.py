@@ -310,3 +310,42 @@ def test_a_url_whose_ids_cannot_be_matched_is_bad_input_as_the_local_path(tmp_pa
     for source in (path, "memory://offeropt-dict/scores.parquet"):
         with pytest.raises(InputError, match="cannot cast categorical"):
             read_table_rows(source, "scores", "customer_id", some)
+
+
+def test_padded_text_ids_are_read_trimmed_from_every_row_group(world, tmp_path):
+    """Text customer IDs stored with surrounding spaces: the driver's read of the whole table
+    (and of its batches) says so (``Inputs.scores_ids_trimmed``), and a worker's read of its
+    customers' rows told to trim finds every one of them, at a URL and on a local path, in
+    every row group (the statistics of the stored text would prune the padded ones away); the
+    untrimmed read misses them. The demo's integer IDs need no trimming: row groups are pruned
+    as before."""
+    assert not load_inputs(world["inside"]).scores_ids_trimmed
+    data = tmp_path / "padded"
+    shutil.copytree(world["inside"], data)
+    customers = pl.read_parquet(data / "customers.parquet").with_columns(
+        pl.col("customer_id").cast(pl.Utf8))
+    customers.write_parquet(data / "customers.parquet")
+    text = pl.col("customer_id").cast(pl.Utf8)
+    scores = pl.read_parquet(data / "scores.parquet").sort("customer_id", "offer_id").with_columns(
+        customer_id=pl.when(pl.col("customer_id") % 3 == 0).then(pl.lit("\t") + text + " ")
+        .otherwise(text))
+    scores.write_parquet(data / "scores.parquet", row_group_size=40)
+    assert load_inputs(data).scores_ids_trimmed
+    streamed = load_inputs(data, stream_scores=True)
+    assert streamed.scores_batches is not None and not streamed.scores_ids_trimmed
+    for _ in streamed.scores_batches:  # known as the batches are read
+        pass
+    assert streamed.scores_ids_trimmed
+    some = customers.get_column("customer_id").slice(30, 60)
+    want = scores.filter(pl.col("customer_id").str.strip_chars().is_in(some.implode()))
+    assert want.get_column("customer_id").str.starts_with("\t").any()
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/offeropt-padded/scores.parquet", (data / "scores.parquet").read_bytes())
+    try:
+        for source in (data / "scores.parquet", "memory://offeropt-padded/scores.parquet"):
+            got = read_table_rows(source, "scores", "customer_id", some, trim=True)
+            assert got.get_column("value").to_list() == want.get_column("value").to_list()
+            untrimmed = read_table_rows(source, "scores", "customer_id", some)
+            assert untrimmed.height < want.height
+    finally:
+        fs.rm("memory://offeropt-padded", recursive=True)

@@ -8,9 +8,10 @@ For each run folder (and pooled over them), over the outcome window (the run's w
 - ``margin``: ``margin_rate x sales`` minus the discount cost of her redemptions (each at its
   offer's ``discount`` in the run's offers table; redemptions of offers it does not know cost 0).
 
-Arms. In **total**: the customers the run sent at least one offer (treated) against its universal
-control (``controls`` rows with reason ``universal_holdout``: hashed-out customers the plan would
-have reached). **Per offer** (offers with a per-offer control only): the customers sent that offer
+Arms. In **total**, by intention to treat: every customer the plan reached outside the universal
+control (treated: those the run sent at least one offer and those whose every planned send was
+withheld by the per-offer control) against its universal control (``controls`` rows with reason
+``universal_holdout``: hashed-out customers the plan would have reached). **Per offer** (offers with a per-offer control only): the customers sent that offer
 against its per-offer control (reason ``offer_holdout``). Either way both arms were picked by the same plan and split by a hash that
 knows nothing of it (optimizer/model/holdout.py), so the difference in means is the lift of the plan
 (the offer) on the customers it chose.
@@ -162,19 +163,33 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
 # customers, arms and outcomes
 
 
-def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Settings
+def _weeks_held(tx: pl.DataFrame, red: pl.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per outcome table with rows, its first and last week."""
+    return {name: (int(f.select(pl.col("week").min()).item()),
+                   int(f.select(pl.col("week").max()).item()))
+            for name, f in (("transactions", tx), ("redemptions", red)) if f.height}
+
+
+def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Settings,
+                  held: dict[str, tuple[int, int]], folder: Path
                   ) -> tuple[pl.DataFrame, list[int]]:
     """Per customer of the outcome tables: sales, redemptions and discount cost in the run's
-    window; and the window's first and last week."""
-    last = settings.weeks
-    if last is None:
-        latest = max([int(f.select(pl.col("week").max()).item()) for f in (tx, red) if f.height]
-                     or [0])
-        if latest < run.week:
-            raise InputError("transactions", "week", f"the outcome tables have no week at or "
-                             f"after the run's week {run.week} ({run.path})")
-        last = latest - run.week + 1
+    window; and the window's first and last week. A window past the tables' last week is bad
+    input: its weeks would count as weeks without sales, diluting the lift."""
+    latest = max([hi for _, hi in held.values()] or [0])
+    if latest < run.week:
+        raise InputError("transactions", "week", f"the outcome tables have no week at or "
+                         f"after the run's week {run.week} ({run.path})")
+    last = latest - run.week + 1 if settings.weeks is None else settings.weeks
     window = [run.week, run.week + last - 1]
+    if window[1] > latest:
+        holds = ", ".join(f"{name} weeks {lo}..{hi}" for name, (lo, hi) in held.items())
+        raise InputError("transactions", "week", f"--weeks {last} asks for weeks "
+                         f"{window[0]}..{window[1]} after the run {run.path} (week {run.week}), "
+                         f"but the outcome tables in {folder} hold {holds}: the weeks after "
+                         f"{latest} would count as weeks without sales and dilute the lift "
+                         f"(give --weeks {latest - run.week + 1} or less, or outcomes through "
+                         f"week {window[1]})")
     in_window = pl.col("week").is_between(window[0], window[1])
     cid = unify_id_type(tx.get_column("customer_id"), run.ids_int["customer_id"])
     sales = _sum_by(tx.with_columns(cid).filter(in_window), {"sales": "sales_value"})
@@ -201,17 +216,28 @@ def _sum_by(frame: pl.DataFrame, sums: dict[str, str]) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
+def program_arm(sends: pl.DataFrame, controls: pl.DataFrame) -> pl.DataFrame:
+    """The total comparison's treated arm, by intention to treat: every customer the plan covered
+    outside the universal control, whether or not her sends survived per-offer withholding (the
+    customers of ``sends`` and of the ``offer_holdout`` rows of ``controls``), one ``customer_id``
+    column, sorted. Leaving out those whose every planned send was withheld would pick the arm by
+    the per-offer draws, which the universal control's customers never went through."""
+    withheld = controls.filter(pl.col("reason") == PER_OFFER).select("customer_id")
+    return pl.concat([sends.select("customer_id"), withheld]).unique().sort("customer_id")
+
+
 def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame:
     """customer_id, offer_id (null: the total comparison), arm (0 treated, 1 control), x, y."""
     universal = run.controls.filter(pl.col("reason") == UNIVERSAL).select("customer_id")
-    clash = run.treated.join(universal, on="customer_id", how="semi")
+    program = program_arm(run.treated, run.controls)
+    clash = program.join(universal, on="customer_id", how="semi")
     if clash.height:
         raise InputError("controls", "customer_id", f"universal controls of {run.path} were sent "
-                         "offers (offeropt check reports them)", sample=clash.head(5).rows(named=True),
-                         count=clash.height)
+                         "offers or hold per-offer control rows (offeropt check reports them)",
+                         sample=clash.head(5).rows(named=True), count=clash.height)
     offer_type = run.treated.schema["offer_id"]
     total = pl.concat([
-        run.treated.select("customer_id").unique().with_columns(arm=pl.lit(0, pl.Int8)),
+        program.with_columns(arm=pl.lit(0, pl.Int8)),
         universal.unique().with_columns(arm=pl.lit(1, pl.Int8)),
     ]).with_columns(offer_id=pl.lit(None, dtype=offer_type))
     per_offer = pl.concat([
@@ -289,7 +315,9 @@ def _entry(point: np.ndarray, boot: np.ndarray, n_t: int, n_c: int, means: np.nd
 
 # measure.json's "definitions": what each figure means
 DEFINITIONS = {
-    "treated": "customers the run sent at least one offer (per offer: sent that offer)",
+    "treated": "intention to treat: every customer the plan reached outside the universal "
+               "control, sent an offer or not (every planned send withheld by the per-offer "
+               "control); per offer: the customers sent that offer",
     "control": "the run's universal control the plan would have reached (per offer: its "
                "per-offer control)",
     "incremental_sales_per_customer": "difference in mean sales per customer over the "
@@ -313,8 +341,9 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
     frames: list[pl.DataFrame] = []
     groups: list[tuple[int, Any]] = []
     windows: list[list[int]] = []
+    held = _weeks_held(tx, red)
     for r, run in enumerate(runs):
-        outcome, window = _outcomes_for(run, tx, red, settings)
+        outcome, window = _outcomes_for(run, tx, red, settings, held, Path(outcomes))
         windows.append(window)
         rows = _rows(run, outcome, settings.margin_rate)
         _require_outcomes(run, outcome, rows, window)
@@ -451,4 +480,4 @@ def render_measure(result: dict[str, Any]) -> str:
 
 
 __all__ = ["METRICS", "Settings", "baseline_sd_from", "measure_runs", "power_plan",
-           "read_outcomes", "render_measure"]
+           "program_arm", "read_outcomes", "render_measure"]

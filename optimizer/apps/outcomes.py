@@ -17,9 +17,11 @@ How the weeks are simulated (vectorised, seeded, no loop over customers):
   week of the window drawn at random; controls were sent nothing and redeem nothing.
 - **The lift.** Each redemption brings one extra line of an offer's product worth ``v``, the same
   for every redemption, with ``v = lift x treated customers / sum of the sends' p_redeem``: so
-  the expected extra sales per treated customer (one the run sent at least one offer) over the
-  window is exactly ``lift``. This is the quantity ``offeropt measure`` reports as
-  ``incremental_sales_per_customer``. An offer's own expected lift per customer it was sent to is
+  the expected extra sales per treated customer over the window is exactly ``lift``, the
+  quantity ``offeropt measure`` reports as ``incremental_sales_per_customer``. Treated as measure
+  counts them, by intention to treat: every customer the plan reached outside the universal
+  control, sent at least one offer or every planned send withheld by the per-offer control
+  (:func:`optimizer.apps.measure.program_arm`). An offer's own expected lift per customer it was sent to is
   ``v x`` the mean ``p_redeem`` of its sends (``truth.json``, ``per_offer``). With ``lift = 0``
   redemptions happen (the discount is paid) but bring no extra sales.
 """
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.apps.measure import program_arm
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_required, read_table, unify_id_type
@@ -67,6 +70,22 @@ def _assignments(run_dir: Path, customers_int: bool, offers_int: bool) -> pl.Dat
                 unify_id_type(frame.get_column("offer_id"), offers_int),
                 pl.col("p_redeem").cast(pl.Float64))
     raise InputError("assignments", None, f"no assignments.parquet or assignments.csv in {run_dir}")
+
+
+def _controls(run_dir: Path, customers_int: bool) -> pl.DataFrame:
+    """The run's ``controls`` (customer_id, reason); none for a run folder without the table."""
+    for name in ("controls.parquet", "controls.csv"):
+        path = run_dir / name
+        if path.is_file():
+            frame = (read_run_table(path) if path.suffix == ".parquet"
+                     else pl.read_csv(path, infer_schema=False, raise_if_empty=False))
+            missing = [c for c in ("customer_id", "reason") if c not in frame.columns]
+            if missing:
+                raise InputError("controls", missing[0], f"missing from {path}")
+            return frame.select(unify_id_type(frame.get_column("customer_id"), customers_int),
+                                pl.col("reason").cast(pl.Utf8))
+    return pl.DataFrame(schema={"customer_id": pl.Int64 if customers_int else pl.Utf8,
+                                "reason": pl.Utf8})
 
 
 def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
@@ -139,7 +158,8 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     r_week = week + rng.integers(0, weeks, sends.height)
     redemptions = sends.select("customer_id", "offer_id").with_columns(
         week=pl.Series(r_week, dtype=pl.Int64)).filter(pl.Series(redeemed))
-    treated = sends.get_column("customer_id").n_unique()
+    # measure's treated arm, by intention to treat: sent an offer, or every planned send withheld
+    treated = program_arm(sends, _controls(run_dir, ids_int["customer_id"])).height
     p_total = float(sends.get_column("p_redeem").sum())
     value = lift * treated / p_total if p_total > 0 else 0.0
     extra = pl.DataFrame(schema={"customer_id": base.schema["customer_id"],
@@ -173,8 +193,10 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
                  .sort("offer_id"))
     truth = {
         "lift": lift, "weeks": [week, week + weeks - 1], "seed": seed,
-        "definition": "expected extra sales per treated customer (one sent at least one offer) "
-                      "over the weeks, as offeropt measure's incremental_sales_per_customer",
+        "definition": "expected extra sales per treated customer (intention to treat: every "
+                      "customer the plan reached outside the universal control, sent an offer "
+                      "or every planned send withheld per offer) over the weeks, as offeropt "
+                      "measure's incremental_sales_per_customer",
         "treated_customers": treated, "sales_per_redemption": value,
         "per_offer": per_offer.select("offer_id", "customers", "true_lift_per_customer").to_dicts(),
     }

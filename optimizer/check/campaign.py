@@ -40,9 +40,11 @@ def _check_funders(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
     funded = inputs.offers.select(
         "o", pl.col("funded_by").cast(pl.Utf8).str.strip_chars().alias("funded_by"))
     spend = (known.join(funded, on="o", how="inner", maintain_order="left")
-             .group_by("funded_by", maintain_order=True).agg(spent=pl.col("cost").sum()))
+             .group_by("funded_by", maintain_order=True).agg(spent=pl.col("cost").sum(),
+                                                             slack=pl.col("cost_slack").sum()))
     bad = (inputs.funders.join(spend, on="funded_by", how="inner", maintain_order="left")
-           .filter(pl.col("budget").is_not_null() & _over(pl.col("spent"), pl.col("budget"))))
+           .filter(pl.col("budget").is_not_null()
+                   & _over(pl.col("spent"), pl.col("budget"), pl.col("slack"))))
     if not bad.height:
         return []
     first = bad.row(0, named=True)

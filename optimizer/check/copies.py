@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from optimizer.check.base import Violation
-from optimizer.io.runfolder import CSV_DECIMALS
+from optimizer.check.base import PRINTED_HALF_STEP, Violation
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -90,8 +89,6 @@ def _in_file(violations: list[Violation], name: str) -> list[Violation]:
     return [Violation(v.rule, f"in {name}: {v.message}", v.count, v.sample) for v in violations]
 
 
-# what printing rounds away: CSV outputs carry CSV_DECIMALS decimals (optimizer/io/runfolder.py)
-_PRINTED = 0.5 * 10.0 ** -CSV_DECIMALS * (1 + 1e-9)
 
 
 def _parsed(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -117,7 +114,7 @@ def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFra
                                         maintain_order="left")
     return joined.with_columns(
         pl.when((pl.col(c) - pl.col(f"__exact_{c}")).abs()
-                <= _PRINTED + _parsed(pl.col(c), pl.col(f"__exact_{c}")))
+                <= PRINTED_HALF_STEP + _parsed(pl.col(c), pl.col(f"__exact_{c}")))
         .then(pl.col(f"__exact_{c}")).otherwise(pl.col(c)).alias(c)
         for c in ("p_redeem", "expected_cost", "score")
     ).select(csv.columns)

@@ -23,10 +23,9 @@ from typing import Any
 
 import polars as pl
 
+from optimizer.check.base import _over
 from optimizer.core.config import Scenario
 from optimizer.io.validate import Inputs
-
-_RTOL, _ATOL = 1e-9, 1e-6  # optimizer/check/verify.py BUDGET_RTOL, BUDGET_ATOL
 
 
 def _violation(message: str, count: int, rows: pl.DataFrame) -> Any:
@@ -150,11 +149,12 @@ def _over_caps(caps: pl.DataFrame, assigned: pl.DataFrame, ids: pl.DataFrame | N
         out.append(_violation(
             f"{unknown.height} {says[0]} history.expected_cost and no spend row for their week)",
             unknown.height, unknown.select(key, weeks_unknown="unknown")))
-    spent = assigned.group_by(by).agg(spent=pl.col("cost").sum())
+    spent = assigned.group_by(by).agg(spent=pl.col("cost").sum(),
+                                      slack=pl.col("cost_slack").sum())
     bad = caps.join(spent, on=by, how="inner")
     if ids is not None:
         bad = bad.join(ids, on="o", how="left")
-    bad = bad.filter(pl.col("spent") > pl.col("flight_cap") * (1 + _RTOL) + _ATOL).sort(by)
+    bad = bad.filter(_over(pl.col("spent"), pl.col("flight_cap"), pl.col("slack"))).sort(by)
     if bad.height:
         f = bad.row(0, named=True)
         out.append(_violation(

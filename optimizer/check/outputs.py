@@ -47,6 +47,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.check.base import (
+    ROUNDING,
     SUMMARY_ATOL,
     SUMMARY_RTOL,
     Violation,
@@ -57,6 +58,7 @@ from optimizer.check.base import (
     _numbers,
     _sample,
     assignments_table,
+    read_precision,
 )
 from optimizer.check.channels import contact_cost
 from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compare_copies
@@ -178,14 +180,18 @@ def mismatch_notes(mismatch: RunMismatch) -> list[str]:
 
 def check_rank_order(a: pl.DataFrame) -> list[Violation]:
     """Ranks follow scores: a customer's next rank never has a higher score, and equal scores
-    follow the offers' order (the writer's tie-break). ``a`` as :func:`indexed_assignments`."""
+    follow the offers' order (the writer's tie-break). ``a`` as :func:`indexed_assignments`.
+    Scores read at a printed precision (``rounding``) are out of order only when they differ by
+    more than both roundings; within that their order, and so the tie-break, is unknown."""
     ranked = a.filter(pl.col("rank").is_not_null()).sort(["customer_id", "rank"],
                                                          maintain_order=True)
     before_score = pl.col("score").shift(1).over("customer_id")
     before_o = pl.col("o").shift(1).over("customer_id")
+    blur = pl.col(ROUNDING) + pl.col(ROUNDING).shift(1).over("customer_id")
     bad = ranked.with_columns(score_one_rank_up=before_score).filter(
-        ((pl.col("score") > before_score)
-         | ((pl.col("score") == before_score) & (pl.col("o") < before_o))).fill_null(False))
+        ((pl.col("score") > before_score + blur)
+         | ((blur == 0) & (pl.col("score") == before_score) & (pl.col("o") < before_o))
+         ).fill_null(False))
     if not bad.height:
         return []
     customers = bad.select("customer_id").n_unique()
@@ -207,9 +213,12 @@ def _summary_frame(frame: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
                          inputs.id_is_int["offer_id"])
 
 
-def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inputs: Inputs,
+def check_summary(frame: pl.DataFrame, path: Path, known_offer: pl.DataFrame, inputs: Inputs,
                   scenario: Scenario) -> list[Violation]:
-    """One ``offers_summary`` file against the assignments and the offers table."""
+    """One ``offers_summary`` file (read from ``path``) against the assignments and the offers
+    table, each figure within its tolerance and what reading rounded away: half a unit of the
+    summary's printed last decimal (a CSV) and of each assignment summed (``rounding``)."""
+    name = Path(path).name
     missing = [c for c in ("offer_id", "customers", "expected_cost") if c not in frame.columns]
     if missing:
         return [Violation("summary", f"{name} lacks column(s) {', '.join(missing)}", 1, [])]
@@ -232,7 +241,8 @@ def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inp
     actual = (known_offer.group_by("o")
               .agg(offer_id_run=pl.first("offer_id"), run_customers=pl.len().cast(pl.Float64),
                    run_expected_redemptions=pl.col("p_redeem").sum(),
-                   run_expected_cost=pl.col("expected_cost").sum()))
+                   run_expected_cost=pl.col("expected_cost").sum(),
+                   rounded=pl.col(ROUNDING).sum()))
     both = summary.join(actual, on="o", how="full", coalesce=True, maintain_order="left_right")
     offers = inputs.offers.select(
         "o", run_budget=pl.col("budget").cast(pl.Float64) * scenario.rules.budget_scale,
@@ -244,7 +254,8 @@ def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inp
         run_budget=pl.min_horizontal("run_budget", "flight_cap")).drop("flight_cap")
     both = both.with_columns(
         pl.col("offer_id").fill_null(pl.col("offer_id_run")),
-        pl.col("run_customers", "run_expected_redemptions", "run_expected_cost").fill_null(0.0),
+        pl.col("run_customers", "run_expected_redemptions", "run_expected_cost",
+               "rounded").fill_null(0.0),
     ).join(offers, on="o", how="left", maintain_order="left").with_columns(
         run_budget_used=pl.when(pl.col("run_budget") > 0)
         .then(pl.col("run_expected_cost") / pl.col("run_budget")),
@@ -252,19 +263,19 @@ def check_summary(frame: pl.DataFrame, name: str, known_offer: pl.DataFrame, inp
     compare = [c for c in ("customers", "expected_redemptions", "expected_cost", "budget",
                            "budget_used", "min_customers", "max_customers", "shortfall")
                if c in summary.columns]
-    mismatch = pl.lit(False)
-    for c in compare:
-        same_empty = pl.col(c).is_null() & pl.col(f"run_{c}").is_null()
-        mismatch = mismatch | ~(same_empty | _close(pl.col(c), pl.col(f"run_{c}"),
-                                                    SUMMARY_RTOL, SUMMARY_ATOL))
-    bad = both.filter(mismatch)
+    # what reading rounded away: the summary's own printing, and the assignments' summed
+    # (budget_used divides their summed cost by the budget)
+    printed = read_precision(Path(path))
+    summed = {"expected_redemptions": pl.col("rounded"), "expected_cost": pl.col("rounded"),
+              "budget_used": pl.col("rounded") / pl.col("run_budget").abs()}
+    agrees = {c: (pl.col(c).is_null() & pl.col(f"run_{c}").is_null()) | _close(
+        pl.col(c), pl.col(f"run_{c}"), SUMMARY_RTOL,
+        SUMMARY_ATOL + printed + summed.get(c, pl.lit(0.0))) for c in compare}
+    both = both.with_columns(**{f"__ok_{c}": ok for c, ok in agrees.items()})
+    bad = both.filter(~pl.all_horizontal(f"__ok_{c}" for c in compare))
     if bad.height:
         f = bad.row(0, named=True)
-        wrong = [c for c in compare if not (
-            (f[c] is None and f[f"run_{c}"] is None)
-            or (f[c] is not None and f[f"run_{c}"] is not None
-                and abs(f[c] - f[f"run_{c}"]) <= SUMMARY_RTOL * max(abs(f[c]), abs(f[f"run_{c}"]))
-                + SUMMARY_ATOL))]
+        wrong = [c for c in compare if not f[f"__ok_{c}"]]
         detail = ", ".join(f"{c} {_fmt(f[c])} vs {_fmt(f['run_' + c])}" for c in wrong)
         out.append(Violation(
             "summary",
@@ -342,9 +353,11 @@ def check_score_formula(a: pl.DataFrame, inputs: Inputs, scenario: Scenario,
     p = known.get_column("p_redeem").cast(pl.Float64).to_numpy()
     expected = p * worth[o] * factor[c]
     score = known.get_column("score").cast(pl.Float64).to_numpy()
+    # score and p_redeem as read may be their printing's rounding (``rounding``)
+    blur = known.get_column(ROUNDING).to_numpy() * (1 + np.abs(worth[o] * factor[c]))
     with np.errstate(invalid="ignore"):
-        ok = np.abs(score - expected) <= SCORE_RTOL * np.maximum(np.abs(score),
-                                                                 np.abs(expected)) + SCORE_ATOL
+        ok = np.abs(score - expected) <= SCORE_RTOL * np.maximum(
+            np.abs(score), np.abs(expected)) + SCORE_ATOL + blur
     wrong = np.flatnonzero(~ok)
     if not wrong.size:
         return []
@@ -375,13 +388,15 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) ->
     objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
     scores = a.get_column("score").cast(pl.Float64)
     total, scale = float(scores.sum()), float(scores.abs().sum())
+    rounded = float(a.get_column(ROUNDING).sum())  # what reading the scores may have lost
     contact = contact_cost(a, inputs)  # with channels the objective pays each contact
     total -= contact
     for key, value in (("objective", objective), ("upper_bound", bound), ("gap", gap)):
         if value is None or not np.isfinite(value):
             problems.append(f"{key} is {manifest.get(key)!r}, not a finite number")
     if objective is not None and np.isfinite(objective):
-        if abs(objective - total) > FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL:
+        if abs(objective - total) > (FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL
+                                     + rounded):
             problems.append(f"objective {_fmt(objective)} is not the sum of the assignments' "
                             f"scores{' less their contact costs' if contact else ''}, "
                             f"{_fmt(total)}")
@@ -453,7 +468,7 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
              if p.is_file()]
     for path in files if not agree else files[:1]:
         try:
-            out += check_summary(_read(path), path.name, known_offer, inputs, scenario)
+            out += check_summary(_read(path), path, known_offer, inputs, scenario)
         except (pl.exceptions.PolarsError, OSError) as exc:
             out.append(Violation("summary", f"cannot read {path.name}: {exc}", 1))
     found, clv = check_customers_table(run_dir, inputs)

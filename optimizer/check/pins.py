@@ -77,7 +77,8 @@ def unjustified_pins(pinned: pl.DataFrame, known: pl.DataFrame, inputs: Inputs,
                      scenario: Scenario, run_dir: Path | None, pins: dict[str, Any]
                      ) -> list[Violation]:
     """The ``pin`` violation for the pinned pairs (``c``, ``o``) missing from the plan
-    (``known``: the assignments with ``c``, ``o`` and ``cost``) that nothing justifies (module
+    (``known``: the assignments with ``c``, ``o``, ``cost`` and ``cost_slack``) that nothing
+    justifies (module
     docstring); ``pins``: the manifest's ``stability.pins``."""
     frame = _pins_frame(pinned, known, inputs, run_dir)
     missing = frame.filter(~pl.col("in_plan"))
@@ -123,7 +124,8 @@ def _pins_frame(pinned: pl.DataFrame, known: pl.DataFrame, inputs: Inputs,
     frame = (pinned.select(pl.col("c").cast(pl.Int32), pl.col("o").cast(pl.Int32)).unique()
              .sort("c", "o").with_row_index("id")
              .join(known.group_by("c", "o").agg(
-                 plan_cost=pl.col("cost").max(),
+                 # an upper bound of the cost: what reading may have rounded away added
+                 plan_cost=(pl.col("cost") + pl.col("cost_slack")).max(),
                  plan_channel=(pl.col("channel_id").first().cast(pl.Utf8)
                                if "channel_id" in known.columns else pl.lit(None, pl.Utf8)))
                    .with_columns(pl.col("c").cast(pl.Int32), pl.col("o").cast(pl.Int32)),

@@ -12,6 +12,7 @@ from optimizer.check.base import (
     BUDGET_RTOL,
     COST_ATOL,
     COST_RTOL,
+    ROUNDING,
     SCORES_ATOL,
     SCORES_RTOL,
     Violation,
@@ -99,7 +100,9 @@ def _check_values(a: pl.DataFrame) -> list[Violation]:
                              "not finite or outside [0, 1]", bad.height, _sample(bad, _SHOW)))
     bad = a.filter(pl.col("o").is_not_null()).with_columns(
         (pl.col("p_redeem") * pl.col("discount")).alias("p_redeem * discount")
-    ).filter(~_close(pl.col("expected_cost"), pl.col("p_redeem * discount"), COST_RTOL, COST_ATOL))
+    ).filter(~_close(pl.col("expected_cost"), pl.col("p_redeem * discount"), COST_RTOL,
+                     # both read numbers may be their printing's rounding (base.ROUNDING)
+                     COST_ATOL + pl.col(ROUNDING) * (1 + pl.col("discount").abs())))
     if bad.height:
         first = bad.row(0, named=True)
         out.append(Violation(
@@ -287,11 +290,12 @@ def _check_offers(known_offer: pl.DataFrame, inputs: Inputs,
     scale = scenario.rules.budget_scale
     per = (known_offer.group_by("o", maintain_order=True)
            .agg(offer_id=pl.first("offer_id"), customers=pl.len().cast(pl.Int64),
-                spent=pl.col("cost").sum())
+                spent=pl.col("cost").sum(), slack=pl.col("cost_slack").sum())
            .join(inputs.offers.select("o", "budget", "max_customers"), on="o", how="left",
                  maintain_order="left")
            .with_columns(cap=pl.col("budget") * scale))
-    bad = (per.filter(pl.col("cap").is_not_null() & _over(pl.col("spent"), pl.col("cap")))
+    bad = (per.filter(pl.col("cap").is_not_null()
+                      & _over(pl.col("spent"), pl.col("cap"), pl.col("slack")))
            .with_columns(over=pl.col("spent") - pl.col("cap"))
            .sort("over", descending=True, maintain_order=True))
     if bad.height:
@@ -314,7 +318,8 @@ def _check_offers(known_offer: pl.DataFrame, inputs: Inputs,
     gb = scenario.rules.global_budget
     if gb is not None:
         total = float(known_offer.get_column("cost").sum() or 0.0)
-        if total > gb * (1 + BUDGET_RTOL) + BUDGET_ATOL:
+        slack = float(known_offer.get_column("cost_slack").sum() or 0.0)
+        if total > gb * (1 + BUDGET_RTOL) + BUDGET_ATOL + slack:
             out.append(Violation(
                 "global_budget",
                 f"the total expected cost {_fmt(total)} exceeds global_budget {_fmt(gb)}", 1,
@@ -375,8 +380,10 @@ def _check_scores(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
                              _sample(missing, _SHOW)))
     listed = joined.filter(pl.col("__in").is_not_null())
     bad = listed.filter(
-        ~_close(pl.col("p_redeem"), pl.col("table_p_redeem"), SCORES_RTOL, SCORES_ATOL)
-        | ~_close(pl.col("score"), pl.col("table_value"), SCORES_RTOL, SCORES_ATOL))
+        ~_close(pl.col("p_redeem"), pl.col("table_p_redeem"), SCORES_RTOL,
+                SCORES_ATOL + pl.col(ROUNDING))
+        | ~_close(pl.col("score"), pl.col("table_value"), SCORES_RTOL,
+                  SCORES_ATOL + pl.col(ROUNDING)))
     if bad.height:
         f = bad.row(0, named=True)
         out.append(Violation(

@@ -67,6 +67,10 @@ Reading choices where docs/contract.md leaves room:
 - Budgets are on expected cost = ``p_redeem * discount``; each row counts the larger of the written
   ``expected_cost`` and the recomputed one, so an understated ``expected_cost`` cannot hide an
   overspend. Caps allow ``1e-9`` relative plus ``1e-6`` absolute slack.
+- Numbers read from a CSV output (a run folder without the Parquet copy) are their printing's
+  rounding: every comparison of them allows half a unit of the printed last decimal per number
+  (a sum: per number summed) on top of its tolerance (:data:`optimizer.check.base.ROUNDING`);
+  numbers read from Parquet are compared at the tolerances alone.
 - ``max_customers`` and the per-customer caps count assignment rows (duplicates count twice, and
   are reported as ``duplicate_pair`` as well).
 - The frequency window is checked for customers who get at least one offer in this run; history
@@ -82,7 +86,13 @@ from pathlib import Path
 
 import polars as pl
 
-from optimizer.check.base import CheckReport, Violation, _attach_index, _read_assignments
+from optimizer.check.base import (
+    ROUNDING,
+    CheckReport,
+    Violation,
+    _attach_index,
+    _read_assignments,
+)
 from optimizer.check.campaign import campaign_violations
 from optimizer.check.controls import check_controls
 from optimizer.check.flights import check_flights
@@ -155,7 +165,9 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
 
 def indexed_assignments(raw: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
     """The assignments with ``row``, the master indices ``c`` and ``o`` (null where unknown),
-    the offer's ``discount`` and window, and ``cost`` (what budgets count)."""
+    the offer's ``discount`` and window, ``cost`` (what budgets count) and ``cost_slack`` (how
+    far reading may have moved ``cost``: its numbers' ``rounding`` times the larger of 1 and the
+    discount; 0 for numbers read from Parquet)."""
     a = raw.with_row_index("row")
     a = _attach_index(a, "customer_id", inputs.customers, "c", inputs.id_is_int["customer_id"])
     a = _attach_index(a, "offer_id", inputs.offers, "o", inputs.id_is_int["offer_id"],
@@ -165,7 +177,9 @@ def indexed_assignments(raw: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
         # the recomputed value so a wrong expected_cost cannot hide an overspend
         cost=pl.max_horizontal(pl.col("expected_cost").fill_nan(None),
                                (pl.col("p_redeem") * pl.col("discount")).fill_nan(None))
-        .fill_null(0.0)
+        .fill_null(0.0),
+        cost_slack=pl.col(ROUNDING) * pl.max_horizontal(pl.lit(1.0),
+                                                        pl.col("discount").abs().fill_null(0.0)),
     )
 
 

@@ -161,20 +161,29 @@ def _read_file(schema: TableSchema, path: Path) -> pl.DataFrame:
         raise InputError(schema.name, None, f"cannot read {path.name}: {first}") from None
 
 
-def read_table_rows(path: Path | str, name: str, column: str, values: pl.Series
-                    ) -> pl.DataFrame:
+def padded_ids(ids: pl.Series) -> bool:
+    """Whether any stored text ID has surrounding whitespace, which the run trims
+    (:func:`unify_id_type`); integer IDs have none."""
+    return ids.dtype == pl.Utf8 and bool(ids.str.contains(r"^\s|\s$").any())
+
+
+def read_table_rows(path: Path | str, name: str, column: str, values: pl.Series,
+                    trim: bool = False) -> pl.DataFrame:
     """The rows of table ``name`` at ``path`` (a Parquet file or a dataset folder of parts, or
     an fsspec URL of one: :mod:`.remote`) whose ``column`` is one of ``values``, typed as a
     whole table is: a Dask worker reads its own customers' rows of a table too large to be read
     whole by any one process (:mod:`optimizer.solve.backends`). The filter is applied as the
     row groups are read, so memory holds the rows kept and one row group, not the table, and
     row groups (and parts) whose ``column`` statistics hold none of ``values`` are not read:
-    polars' scan skips them on a local path, :func:`.remote.read_url_rows` at a URL."""
+    polars' scan skips them on a local path, :func:`.remote.read_url_rows` at a URL. ``trim``
+    (the reader of the whole table found stored text IDs with surrounding spaces,
+    :func:`padded_ids`): ``column`` is compared trimmed, as the run reads IDs, and no row group
+    is skipped (its statistics bound the stored text, not the trimmed IDs)."""
     schema = INPUT_TABLES[name]
-    keep = rows_of(column, values)
+    keep = rows_of(column, values, trim)
     if is_url(path):
         url = str(path)
-        frame = read_url_rows(url, name, list(schema.columns), column, values)
+        frame = read_url_rows(url, name, list(schema.columns), column, values, trim)
         return _typed(schema, frame, url)
     path = Path(path)
     if path.suffix == ".csv":
@@ -283,13 +292,16 @@ class TableBatches:
     :func:`read_table` types a whole table, so a table too large for memory can be streamed.
 
     ``rows`` comes from the file's metadata; the checksum is computed on a thread from the
-    moment the table is opened (``sha256`` waits for it)."""
+    moment the table is opened (``sha256`` waits for it). ``padded_customer_ids``: whether a
+    batch read so far stored a text ``customer_id`` with surrounding spaces (:func:`padded_ids`).
+    """
 
     name: str
     path: Path
     rows: int
     batch_rows: int = 5_000_000
     _digest: Future[str] | None = field(default=None, repr=False)
+    padded_customer_ids: bool = False
 
     @classmethod
     def open(cls, folder: Path, name: str, batch_rows: int = 5_000_000) -> "TableBatches":
@@ -324,7 +336,11 @@ class TableBatches:
                 pieces = max(1, -(-rows // self.batch_rows))
                 for k in range(pieces):
                     lo, hi = rows * k // pieces, rows * (k + 1) // pieces
-                    yield _typed(schema, scan.slice(start + lo, hi - lo).collect(), self.path)
+                    batch = _typed(schema, scan.slice(start + lo, hi - lo).collect(),
+                                   self.path)
+                    if "customer_id" in batch.columns and not self.padded_customer_ids:
+                        self.padded_customer_ids = padded_ids(batch.get_column("customer_id"))
+                    yield batch
                 start += rows
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             raise InputError(self.name, None, f"cannot read {self.path.name}: {exc}") from None

@@ -94,9 +94,13 @@ def _read(url: str, name: str, wanted: list[str], groups: _Groups | None = None
         raise InputError(name, None, f"cannot read {url}: {first}") from None
 
 
-def rows_of(column: str, values: pl.Series) -> pl.Expr:
-    """Keeps the rows whose ``column`` (cast to the type of ``values``) is one of ``values``."""
-    return pl.col(column).cast(values.dtype).is_in(values.implode())
+def rows_of(column: str, values: pl.Series, trim: bool = False) -> pl.Expr:
+    """Keeps the rows whose ``column`` (cast to the type of ``values``; with ``trim``, text
+    trimmed of surrounding whitespace first, as the run reads IDs) is one of ``values``."""
+    stored = pl.col(column)
+    if trim:
+        stored = stored.cast(pl.Utf8).str.strip_chars()
+    return stored.cast(values.dtype).is_in(values.implode())
 
 
 def row_groups_of(meta: pq.FileMetaData, column: str, values: pl.Series) -> list[int]:
@@ -148,21 +152,24 @@ def read_url(url: str, name: str, wanted: list[str]) -> pl.DataFrame:
     return _joined(list(_read(url, name, wanted)), url, name)
 
 
-def read_url_rows(url: str, name: str, wanted: list[str], column: str, values: pl.Series
-                  ) -> pl.DataFrame:
+def read_url_rows(url: str, name: str, wanted: list[str], column: str, values: pl.Series,
+                  trim: bool = False) -> pl.DataFrame:
     """The rows of table ``name`` at ``url`` whose ``column`` is one of ``values``
     (:func:`rows_of`), its ``wanted`` columns, as stored, in the table's order. Only the row
     groups whose ``column`` statistics may hold one of ``values`` are read
     (:func:`row_groups_of`: a table sorted by ``column`` gives a few customers' rows for the
     price of their row groups and every part's footer), filtered batch by batch, so memory holds
-    the rows kept and one batch."""
-    keep = rows_of(column, values)
+    the rows kept and one batch. With ``trim`` (some stored text IDs have surrounding spaces)
+    ``column`` is compared trimmed and every row group read: the statistics bound the stored
+    text, not the trimmed IDs."""
+    keep = rows_of(column, values, trim)
 
     def groups(meta: pq.FileMetaData) -> list[int]:
         return row_groups_of(meta, column, values)
 
     try:
-        kept = [frame.filter(keep) for frame in _read(url, name, wanted, groups)]
+        kept = [frame.filter(keep)
+                for frame in _read(url, name, wanted, None if trim else groups)]
     except pl.exceptions.PolarsError as exc:  # a column ``values`` cannot be matched with
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(name, None, f"cannot read {url}: {first}") from None

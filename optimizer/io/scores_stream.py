@@ -137,13 +137,16 @@ def _streamed_chunks(inputs: Inputs, bounds: list[tuple[int, int]]) -> Iterator[
         raise ValueError("scores rows past the last chunk: bounds must cover every customer")
 
 
-def scores_of_customers(path: Path | str, customers: pl.DataFrame, offers: pl.DataFrame
-                        ) -> pl.DataFrame:
+def scores_of_customers(path: Path | str, customers: pl.DataFrame, offers: pl.DataFrame,
+                        trim: bool = False) -> pl.DataFrame:
     """The ``scores`` rows of ``customers`` (a stretch of the customers table, with its ``c``),
-    read from the table at ``path`` (a local path or an fsspec URL) and checked as a batch is (:func:`checked_scores`): ``c``,
-    ``o``, ``p_redeem``, ``value``. A Dask worker reads its shard's rows so (the uniqueness of
-    pairs was checked when the driver read the table)."""
-    rows = read_table_rows(path, "scores", "customer_id", customers.get_column("customer_id"))
+    read from the table at ``path`` (a local path or an fsspec URL) and checked as a batch is
+    (:func:`checked_scores`): ``c``, ``o``, ``p_redeem``, ``value``. A Dask worker reads its
+    shard's rows so (the uniqueness of pairs was checked when the driver read the table);
+    ``trim``: the driver found stored IDs with surrounding spaces
+    (:attr:`~optimizer.io.validate.Inputs.scores_ids_trimmed`), compared trimmed then."""
+    rows = read_table_rows(path, "scores", "customer_id", customers.get_column("customer_id"),
+                           trim)
     return checked_scores(rows, customers, offers)
 
 

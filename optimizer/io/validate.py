@@ -23,6 +23,7 @@ from optimizer.io.load import (
     RawTable,
     TableBatches,
     master_id_type,
+    padded_ids,
     read_tables,
     unify_id_type,
 )
@@ -62,6 +63,8 @@ class Inputs:
         history or redemptions table matching nothing).
     id_is_int: whether each ID kind (customer_id, product_id, offer_id) is integer-typed.
     scores_sorted: whether ``scores`` rows are already in (customer, offer) index order.
+    scores_padded_ids: whether the ``scores`` table read whole stored a text ``customer_id``
+        with surrounding spaces (read trimmed); see :attr:`scores_ids_trimmed`.
     """
 
     customers: pl.DataFrame
@@ -80,6 +83,7 @@ class Inputs:
     id_is_int: dict[str, bool] = field(default_factory=dict)
     scores_sorted: bool = False
     scores_batches: TableBatches | None = None
+    scores_padded_ids: bool = False
     # flights and pacing (optimizer/io/validate_flights.py): o, week, amount / demand
     spend: pl.DataFrame | None = None
     forecast: pl.DataFrame | None = None
@@ -94,6 +98,15 @@ class Inputs:
     def has_scores(self) -> bool:
         """Whether the run is planned from a ``scores`` table (whole or in batches)."""
         return self.scores is not None or self.scores_batches is not None
+
+    @property
+    def scores_ids_trimmed(self) -> bool:
+        """Whether some stored ``customer_id`` of the ``scores`` table had surrounding spaces
+        that reading trimmed (a table read in batches: of the batches read so far). A reader of
+        its rows by customer must then trim too, and cannot skip row groups by the statistics
+        of the stored text (:func:`optimizer.io.load.read_table_rows`)."""
+        return self.scores_padded_ids or (self.scores_batches is not None
+                                          and self.scores_batches.padded_customer_ids)
 
     @property
     def n_customers(self) -> int:
@@ -316,8 +329,9 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     weekly = {name: flights.validate_weekly(name, value, raw[name].frame, offers)
               for name, value in (("spend", "amount"), ("forecast", "demand")) if name in raw}
 
-    scores, scores_sorted = None, False
+    scores, scores_sorted, scores_padded = None, False, False
     if "scores" in raw:
+        scores_padded = padded_ids(raw["scores"].frame.get_column("customer_id"))
         scores = checked_scores(raw["scores"].frame, customers, offers, with_ids=True)
         scores_sorted = _require_unique_pairs("scores", scores, offers.height)
         # the ID columns are checked and never read again: drop them (0.8 GB at 50 M rows)
@@ -341,7 +355,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
         row_counts=row_counts, sha256=sha256, dropped=dropped, warnings=warnings,
         id_is_int={k: (customers if k == "customer_id" else products if k == "product_id"
                        else offers).get_column(k).dtype == pl.Int64 for k in INDEX_OF},
-        scores_sorted=scores_sorted, scores_batches=batches,
+        scores_sorted=scores_sorted, scores_batches=batches, scores_padded_ids=scores_padded,
         spend=weekly.get("spend"), forecast=weekly.get("forecast"), offer_groups=offer_groups,
         customer_attributes=attributes, funders=funders, channels=channels,
         flights=group_flights, customer_channels=consent,

@@ -162,14 +162,18 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
 class ScoresSource:
     """What every Dask worker is sent once to build its shards' candidate blocks itself: where
     the ``scores`` table is (a Parquet file or dataset folder the workers can read, or an fsspec
-    URL of one), the offers' IDs and index, the scenario, the compiled rules and the offers'
-    discounts."""
+    URL of one), the offers' IDs and index, the scenario, the compiled rules, the offers'
+    discounts and whether the driver, reading the table, found stored text customer IDs with
+    surrounding spaces (``trim_ids``: the workers then trim them too, and read every row group,
+    whose statistics bound the untrimmed text; else they skip row groups as the statistics
+    allow)."""
 
     path: str
     offers: pl.DataFrame
     scenario: Scenario
     rules: EligibilityRules
     discount: np.ndarray
+    trim_ids: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
     inputs, offers = built.inputs, built.problem.offers
     source = ScoresSource(str(path), inputs.offers.select("offer_id", "o"), scenario,
                           replace(built.rules, audit={name: 0 for name in built.rules.audit}),
-                          offers.discount)
+                          offers.discount, trim_ids=inputs.scores_ids_trimmed)
     return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps), ""
 
 
@@ -217,7 +221,7 @@ def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarra
     """The candidate blocks of ``bounds`` (consecutive chunks of the stretch of customers
     ``customers``, whose caps are ``caps``) built from their own rows of the ``scores`` table:
     the blocks the driver builds for the same chunks (:func:`scores_blocks`), read on a worker."""
-    frame = scores_of_customers(source.path, customers, source.offers)
+    frame = scores_of_customers(source.path, customers, source.offers, source.trim_ids)
     # rows already in (customer, offer) order (a table written sorted) are not sorted again:
     # a copy of the shard's rows less at the build's peak
     key = pl.col("c").cast(pl.Int64) * source.offers.height + pl.col("o")
