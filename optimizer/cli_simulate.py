@@ -48,7 +48,8 @@ def _verify(scenario, run_dir: Path) -> None:
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="The first seed.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for simulate.json and report.html (written whole or not at all).")
+              help="Folder for simulate.json and report.html (written whole or not at all); "
+                   "default: none, the results are printed only.")
 @click.option("--worlds", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A new folder to keep every strategy's tables and weekly run folders in "
                    "(for offeropt check and offeropt measure); default: removed at the end.")
