@@ -156,6 +156,9 @@ def test_writes_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
     (["--customers", "0"], "customers"),
     (["--seeds", "0"], "seeds"),
     (["--workers", "0"], "workers"),
+    # weeks 999,999 .. 1,000,001: past the week knobs' range, which `run` refuses (it was run)
+    (["--weeks", "3", "--set", "week=999999", "--customers", "50", "--strategies", "random"],
+     "1,000,000"),
 ])
 def test_bad_arguments_exit_2(args: list[str], words: str) -> None:
     code, output = _simulate("--offers", "5", *args)

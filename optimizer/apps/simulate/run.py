@@ -16,7 +16,7 @@ from typing import Any, Callable
 from optimizer.apps.simulate.loop import Verify, run_seed
 from optimizer.apps.simulate.report import render_page, settings_record, summarise
 from optimizer.apps.simulate.strategies import STRATEGIES
-from optimizer.core.config import Scenario, scenario_to_dict
+from optimizer.core.config import MAX_WEEK, Scenario, scenario_to_dict
 from optimizer.core.errors import OptimizerError, ScenarioError
 from optimizer.io.runfolder import check_output, json_writer, write_run_folder
 
@@ -67,6 +67,9 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
                              ("first-seed", first_seed, 0), ("workers", workers, 1)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise ScenarioError(f"--{name} must be an integer >= {low}, got {value!r}")
+    if scenario.week + weeks - 1 > MAX_WEEK:  # each simulated week is a run's `week` knob
+        raise ScenarioError(f"--weeks {weeks} from week {scenario.week} plans up to week "
+                            f"{scenario.week + weeks - 1}; week knobs are at most {MAX_WEEK:,}")
     if out is not None:
         check_output(Path(out))
     keep, made = _worlds_folder(worlds) if worlds is not None else (None, False)
