@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from optimizer.cli_text import _fail, _lit
+from optimizer.cli_text import FiniteFloatRange, _fail, _lit
 from optimizer.core.errors import OptimizerError
 from optimizer.io.manifest import read_manifest
 
@@ -33,15 +33,15 @@ def _number(value: float | None) -> str:
                    "week on.")
 @click.option("--pre-weeks", type=click.IntRange(min=1), default=26, show_default=True,
               help="Weeks of sales before each run's week for the CUPED adjustment.")
-@click.option("--margin-rate", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--margin-rate", type=FiniteFloatRange(0, 1), default=0.25, show_default=True,
               help="Gross margin as a share of sales (margin = rate x sales - discount cost).")
 @click.option("--bootstrap", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Bootstrap resamples of customers for the intervals.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the bootstrap.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--alpha", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
               default=0.05, show_default=True, help="1 - the intervals' confidence level.")
-@click.option("--power-target", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--power-target", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
               default=0.8, show_default=True, help="Power of the minimum detectable effect.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True, help="Folder for measure.json.")
@@ -51,9 +51,9 @@ def _number(value: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--power", is_flag=True, help="Plan a test instead: the holdout share that "
               "detects --effect at --power-target (needs --effect and --baseline-sd or --data).")
-@click.option("--baseline-sd", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--baseline-sd", type=FiniteFloatRange(0, min_open=True), default=None,
               help="--power: standard deviation of a customer's sales over the test's weeks.")
-@click.option("--effect", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--effect", type=FiniteFloatRange(0, min_open=True), default=None,
               help="--power: the lift in sales per customer to detect.")
 @click.option("--customers", type=click.IntRange(min=1), default=None,
               help="--power: customers the plan reaches (default: a RUN_DIR's manifest).")
@@ -162,7 +162,7 @@ def _measure_power(run_dirs: tuple[Path, ...], baseline_sd: float | None, effect
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--weeks", type=click.IntRange(min=1), default=2, show_default=True,
               help="Outcome weeks from the run's week on.")
-@click.option("--lift", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--lift", type=FiniteFloatRange(0), default=0.0, show_default=True,
               help="True lift: expected extra sales per treated customer over the weeks.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed.")

@@ -2,7 +2,7 @@
 
 Registered on the ``offeropt`` group by :mod:`optimizer.cli`; a thin layer over
 :mod:`optimizer.apps.simulate.run`. Any :class:`OptimizerError` becomes a message on stderr and
-exit code 2; ``--check`` verifies every simulated week's plan with ``offeropt check`` and exits 1
+its exit code (2 bad input, 3 the environment refuses, 4 out of memory); ``--check`` verifies every simulated week's plan with ``offeropt check`` and exits 1
 on the first one that breaks a rule.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from optimizer.cli_text import _fail
 from optimizer.core.errors import OptimizerError
 
 
@@ -47,7 +48,8 @@ def _verify(scenario, run_dir: Path) -> None:
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="The first seed.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for simulate.json and report.html (written whole or not at all).")
+              help="Folder for simulate.json and report.html (written whole or not at all); "
+                   "default: none, the results are printed only.")
 @click.option("--worlds", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A new folder to keep every strategy's tables and weekly run folders in "
                    "(for offeropt check and offeropt measure); default: removed at the end.")
@@ -81,9 +83,8 @@ def simulate(scenario: Path, customers: int, offers: int, weeks: int, strategies
         loaded = load_scenario(scenario, overrides)
         summary = run_simulation(loaded, customers, offers, weeks, names, seeds, out_dir, worlds,
                                  _verify if verify else None, say, first_seed, workers)
-    except OptimizerError as exc:
-        err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
-        sys.exit(2)
+    except OptimizerError as exc:  # 2 bad input, 3 the environment refuses, 4 out of memory
+        _fail(exc)
     except _Violation as exc:
         click.echo(str(exc))
         sys.exit(1)

@@ -647,3 +647,29 @@ def test_header_only_transactions_on_the_scores_path(tmp_path):
     path = write_scenario(tmp_path / "scenario.toml", rules={"max_offers_per_customer": 3})
     result = invoke(path, "--quiet")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args, option", [
+    (["measure", "--power", "--effect", "nan", "--baseline-sd", "1", "--customers", "100"],
+     "--effect"),
+    (["measure", "--power", "--effect", "inf", "--baseline-sd", "1", "--customers", "100"],
+     "--effect"),
+    (["measure", "--power", "--effect", "1", "--baseline-sd", "nan", "--customers", "100"],
+     "--baseline-sd"),
+    (["measure", "--power", "--effect", "1", "--baseline-sd", "1", "--customers", "100",
+      "--alpha", "nan"], "--alpha"),
+    (["measure", "--power", "--effect", "1", "--baseline-sd", "1", "--customers", "100",
+      "--power-target", "nan"], "--power-target"),
+    (["measure", "x", "--outcomes", "y", "--margin-rate", "nan"], "--margin-rate"),
+    (["demo-outcomes", "d", "r", "o", "--lift", "nan"], "--lift"),
+    (["demo-outcomes", "d", "r", "o", "--lift", "inf"], "--lift"),
+])
+def test_a_float_option_that_is_not_finite_is_a_usage_error(tmp_path, monkeypatch, args, option):
+    """click's FloatRange lets NaN through every bound (and infinity through an open one): the
+    command failed later with a ValueError traceback, exit 1. A finite-only range: exit 2."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert option in result.output and "not a finite number" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -211,6 +211,31 @@ def test_sweep_writes_folder(world: Path, tmp_path: Path) -> None:
     assert "<svg" in (tmp_path / "sw/sweep.html").read_text()
 
 
+@pytest.mark.parametrize("scales", ["nan", "inf", "1e300", "0.5,nan", "0:inf:1", "0:1e9:1",
+                                    "0.5:1:nan", ",", "-1,1"])
+def test_sweep_refuses_scales_beyond_budget_scale_or_too_many_points(world: Path, tmp_path: Path,
+                                                                      scales: str) -> None:
+    """Each scale is a rules.budget_scale (0 to 1e6, finite): NaN and infinity were a traceback
+    (exit 1) at the sweep's JSON, 1e300 was solved although `run` refuses it, and 0:1e9:1 set
+    out to solve a billion points. All exit 2 naming --budget-scale, before anything is solved."""
+    out = CliRunner().invoke(main, ["sweep", str(world / "base.toml"), "--budget-scale", scales,
+                                    "--out", str(tmp_path / "sw")])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert isinstance(out.exception, SystemExit), out.exception
+    assert "--budget-scale" in out.output
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_repeated_scale_has_no_marginal_value_and_no_warning(world: Path) -> None:
+    import warnings
+    assert parse_range("-0.0,1") == [0.0, 1.0] and str(parse_range("-0.0")[0]) == "0.0"
+    scenario = load_scenario(world / "base.toml", ["solver.max_iterations=3"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide warning was printed amid the progress
+        table = sweep_budget(scenario, [0.5, 0.5])
+    assert table["marginal_value_per_budget"].to_list() == [None, None]
+
+
 def test_explain_matches_the_run(world: Path) -> None:
     import polars as pl
     assignments = pl.read_parquet(world / "runs/base/assignments.parquet")

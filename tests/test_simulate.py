@@ -156,6 +156,9 @@ def test_writes_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
     (["--customers", "0"], "customers"),
     (["--seeds", "0"], "seeds"),
     (["--workers", "0"], "workers"),
+    # weeks 999,999 .. 1,000,001: past the week knobs' range, which `run` refuses (it was run)
+    (["--weeks", "3", "--set", "week=999999", "--customers", "50", "--strategies", "random"],
+     "1,000,000"),
 ])
 def test_bad_arguments_exit_2(args: list[str], words: str) -> None:
     code, output = _simulate("--offers", "5", *args)
@@ -174,3 +177,30 @@ def test_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     code, output = _simulate("--customers", "50", "--offers", "5", "--weeks", "1",
                              "--worlds", str(tmp_path / "worlds"))
     assert code == 2 and "--worlds" in output, output
+
+
+@pytest.mark.parametrize("made", [True, False])
+def test_a_scenario_refused_mid_simulation_leaves_no_worlds_or_result(tmp_path: Path,
+                                                                      made: bool) -> None:
+    """rules.contact_budget needs channel tables the simulated worlds lack: the first week's plan
+    refuses it (exit 2). The --worlds folder is left as it was found (it kept the half-made
+    world, so the same command then refused the folder as not empty), and --out is not made."""
+    worlds = tmp_path / "worlds"
+    if not made:
+        worlds.mkdir()
+    code, output = _simulate("--customers", "60", "--offers", "6", "--weeks", "2", "--seeds",
+                             "1", "--strategies", "random", "--set", "rules.contact_budget=5",
+                             "--worlds", str(worlds), "--out", str(tmp_path / "out"))
+    assert code == 2 and "contact_budget" in output, output
+    assert worlds.exists() == (not made) and (made or not any(worlds.iterdir()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if made else ["worlds"])
+
+
+def test_a_memory_limit_exits_4_as_run_does(tmp_path: Path) -> None:
+    """The run's memory estimate over solver.memory_limit_gb is exit 4 (out of memory) for
+    simulate too; it was exit 2, every OptimizerError read as bad input."""
+    code, output = _simulate("--customers", "2000", "--offers", "20", "--weeks", "1", "--seeds",
+                             "1", "--strategies", "random", "--set",
+                             "solver.memory_limit_gb=0.001", "--out", str(tmp_path / "out"))
+    assert code == 4, output
+    assert "memory_limit_gb" in output and not (tmp_path / "out").exists()

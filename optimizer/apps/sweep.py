@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.apps.pipeline import Progress, run_scenario
-from optimizer.core.config import Scenario, scenario_to_dict
+from optimizer.core.config import MAX_FACTOR, Scenario, scenario_to_dict
 from optimizer.core.errors import ScenarioError
 from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.report import charts
@@ -25,23 +25,36 @@ from optimizer.report.page import environment
 PointCallback = Callable[[int, int, dict[str, Any]], None]
 
 
+MAX_POINTS = 1000  # each point is a whole solve: a range of more is a typo, not a sweep
+
+
 def parse_range(text: str) -> list[float]:
-    """``START:STOP:STEP`` (STOP included) or a comma list ``0.5,0.8,1`` into scales."""
+    """``START:STOP:STEP`` (STOP included) or a comma list ``0.5,0.8,1`` into scales: finite,
+    in ``rules.budget_scale``'s range (0 to ``MAX_FACTOR``), at most ``MAX_POINTS`` of them."""
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0 or stop < start:
+            if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
                 raise ValueError
             n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if n > MAX_POINTS:
+                raise ScenarioError(f"--budget-scale {text!r}: {n:,} points; a sweep solves at "
+                                    f"most {MAX_POINTS:,} (a larger STEP or a shorter range)")
             values = [round(start + k * step, 10) for k in range(n)]
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ScenarioError(f"--budget-scale {text!r}: expected START:STOP:STEP with STEP > 0 and "
                             "STOP >= START (e.g. 0.5:1.5:0.1), or a list like 0.6,0.8,1") from None
-    if not values or any(v < 0 for v in values):
-        raise ScenarioError(f"--budget-scale {text!r}: scales must be non-negative")
-    return values
+    if not values:
+        raise ScenarioError(f"--budget-scale {text!r}: no scales given (e.g. 0.6,0.8,1)")
+    if not all(0 <= v <= MAX_FACTOR for v in values):  # NaN fails both
+        raise ScenarioError(f"--budget-scale {text!r}: scales must be numbers from 0 to "
+                            f"{MAX_FACTOR:g} (rules.budget_scale's range)")
+    if len(values) > MAX_POINTS:
+        raise ScenarioError(f"--budget-scale {text!r}: {len(values):,} points; a sweep solves at "
+                            f"most {MAX_POINTS:,}")
+    return [v + 0.0 for v in values]  # -0.0 is 0
 
 
 def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | None = None,
@@ -78,7 +91,9 @@ def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | N
     table = pl.DataFrame(rows)
     objective_step = table.get_column("objective").diff().to_numpy()
     budget_step = table.get_column("offer_budgets").diff().to_numpy()
-    marginal = pl.Series(np.where(np.abs(budget_step) > 1e-9, objective_step / budget_step, np.nan))
+    moved = np.abs(budget_step) > 1e-9  # the first point and repeated scales have no step
+    marginal = pl.Series(np.divide(objective_step, budget_step, out=np.full(moved.size, np.nan),
+                                   where=moved))
     return table.with_columns(marginal.fill_nan(None).alias("marginal_value_per_budget"))
 
 

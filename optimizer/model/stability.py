@@ -30,7 +30,6 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.errors import ScenarioError
-from optimizer.model.channels import contact_cost
 from optimizer.model.problem import AssignmentProblem
 
 
@@ -110,9 +109,8 @@ def settle(problem: AssignmentProblem, solution: Any, previous: Previous, penalt
     bound over all candidates (computed partly from unpenalised values) raised by
     :func:`bound_slack` so that it stays valid."""
     remove_bonus(problem, previous)
-    solution.objective = float(sum(block.value[chosen].sum()
-                                   for block, chosen in zip(problem.blocks, solution.chosen))
-                               ) - contact_cost(problem.channels, solution.chosen)
+    # in one chunk-independent order (a sum of per-chunk sums moves with solver.chunk_size)
+    solution.objective = problem.objective(solution.chosen)
     if "bound_all_candidates" in candidates:
         bound = candidates["bound_all_candidates"] + bound_slack(previous, caps, penalty)
         candidates["bound_all_candidates"] = bound

@@ -16,8 +16,8 @@ from typing import Any, Callable
 from optimizer.apps.simulate.loop import Verify, run_seed
 from optimizer.apps.simulate.report import render_page, settings_record, summarise
 from optimizer.apps.simulate.strategies import STRATEGIES
-from optimizer.core.config import Scenario, scenario_to_dict
-from optimizer.core.errors import ScenarioError
+from optimizer.core.config import MAX_WEEK, Scenario, scenario_to_dict
+from optimizer.core.errors import OptimizerError, ScenarioError
 from optimizer.io.runfolder import check_output, json_writer, write_run_folder
 
 
@@ -33,13 +33,25 @@ def parse_strategies(text: str) -> tuple[str, ...]:
     return names
 
 
-def _worlds_folder(worlds: Path) -> Path:
+def _worlds_folder(worlds: Path) -> tuple[Path, bool]:
+    """The ``--worlds`` folder, made if new, and whether it was new."""
     worlds = Path(worlds).resolve()
     if worlds.exists() and (not worlds.is_dir() or any(worlds.iterdir())):
         raise ScenarioError(f"--worlds {worlds}: not a new or empty folder; the simulated "
                             "worlds are written only into a folder of their own")
+    made = not worlds.exists()
     worlds.mkdir(parents=True, exist_ok=True)
-    return worlds
+    return worlds, made
+
+
+def _undo_worlds(worlds: Path, made: bool) -> None:
+    """Leave the ``--worlds`` folder as it was found: removed if the simulation made it, else
+    emptied (a bad scenario or an interrupt leaves no half-simulated worlds behind)."""
+    if made:
+        shutil.rmtree(worlds, ignore_errors=True)
+        return
+    for child in worlds.iterdir():
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
 
 
 def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
@@ -55,9 +67,12 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
                              ("first-seed", first_seed, 0), ("workers", workers, 1)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise ScenarioError(f"--{name} must be an integer >= {low}, got {value!r}")
+    if scenario.week + weeks - 1 > MAX_WEEK:  # each simulated week is a run's `week` knob
+        raise ScenarioError(f"--weeks {weeks} from week {scenario.week} plans up to week "
+                            f"{scenario.week + weeks - 1}; week knobs are at most {MAX_WEEK:,}")
     if out is not None:
         check_output(Path(out))
-    keep = _worlds_folder(worlds) if worlds is not None else None
+    keep, made = _worlds_folder(worlds) if worlds is not None else (None, False)
     place = None
     if out is not None:  # the working folder goes beside the result, whose folder may be new
         place = Path(out).resolve().parent
@@ -71,6 +86,10 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
             work.mkdir()
             results.append(run_seed(scenario, seed, customers, offers, weeks, strategies, work,
                                     verify, progress, workers))
+    except (OptimizerError, KeyboardInterrupt):  # a --check violation keeps them: the evidence
+        if keep is not None:
+            _undo_worlds(keep, made)
+        raise
     finally:
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
