@@ -20,7 +20,7 @@ from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
-from optimizer.solve.lagrangian import method
+from optimizer.solve.lagrangian import method, narrow
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
@@ -30,11 +30,15 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
 # margins depend on nothing but the shard's blocks and the prices), ``respond_plain`` (the view
-# and the responses), ``tallies`` (the parts' counts that ``collect`` reads) and
-# ``funder_sketch`` (the funded candidates that ``funder_tallies`` and ``funder_collect`` read). A shard rebuilt
-# from its arguments holds what the lost one held once it has replayed the last ``respond`` and
-# the last of each other stateful call since (:class:`.backends.dask_shards.DaskShards`).
-STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch")
+# and the responses), ``tallies`` (the parts' counts that ``collect`` reads), ``funder_sketch``
+# (the funded candidates that ``funder_tallies`` and ``funder_collect`` read), ``collect`` and
+# ``funder_collect`` (the candidates of the crossing buckets being narrowed, that the
+# ``kept_*`` calls read: :mod:`.narrow`). A shard rebuilt from its arguments holds what the lost
+# one held once it has replayed the last ``respond`` and the last of each other stateful call
+# since (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls
+# before it in that order left (a ``collect`` replayed before a later ``tallies``, its own
+# state stale and never read again, finds no part counts and keeps nothing).
+STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect")
 
 
 class Shard:
@@ -59,7 +63,8 @@ class Shard:
         self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
         self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
-        self._funded: funder_rules.Funded = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        self._funded: funder_rules.Funded = narrow.no_entries()
+        self._kept: narrow.Entries = narrow.no_entries()  # the crossing buckets being narrowed
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -111,24 +116,49 @@ class Shard:
         self._part_counts = [c for _, c in parts]
         return tally_total(parts, (capacity.shape[0], WIDTH))
 
-    def collect(self, mode: int, prices: tuple, bucket: tuple, offset: np.ndarray, size: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The crossing buckets' candidates of the shard's parts, the shard's stretch of each
-        group starting at ``offset``: (positions, critical prices, weights)."""
+    def collect(self, mode: int, prices: tuple, bucket: tuple, split: np.ndarray
+                ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
+        """The shard's candidates of each group's crossing bucket (``bucket``: crossing, bottom,
+        top per group) as (critical price, weight, group), group by group, each in customer
+        order: those of groups not ``split``, and the points of the split ones, whose
+        candidates it keeps for the ``kept_*`` calls (:meth:`_keep`)."""
         crossing = bucket[0]
         n_groups = crossing.shape[0]
         if not self._part_counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+            return self._keep(narrow.no_entries(), bucket, split)
         in_bucket = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]
                               for c in self._part_counts]) * (crossing >= 0)
-        fills = offset + np.cumsum(in_bucket, axis=0) - in_bucket
-        crits, weights = self.candidates.collect(mode, prices, bucket, fills, size, self.run)
-        counts = in_bucket.ravel()
-        firsts = fills.ravel()[counts > 0]
-        counts = counts[counts > 0]
-        positions = (np.repeat(firsts - np.cumsum(counts) + counts, counts)
-                     + np.arange(int(counts.sum())))
-        return positions, crits[positions], weights[positions]
+        per_group = in_bucket.sum(axis=0)
+        start = np.r_[0, np.cumsum(per_group)]
+        fills = start[:-1] + np.cumsum(in_bucket, axis=0) - in_bucket
+        crits, weights = self.candidates.collect(mode, prices, bucket, fills, int(start[-1]),
+                                                 self.run)
+        return self._keep((crits, weights, np.repeat(np.arange(n_groups), per_group)), bucket,
+                          split)
+
+    def _keep(self, entries: narrow.Entries, bucket: tuple, split: np.ndarray
+              ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
+        """The ``entries`` of groups not ``split``; those of the split ones kept, with their
+        points (:func:`.narrow.points`; ``None`` when none is split)."""
+        found, self._kept = narrow.split_entries(entries, split)
+        rows = np.flatnonzero(split)
+        if not rows.size:
+            return found, None
+        return found, narrow.points(self._kept, rows, bucket[1][rows], bucket[2][rows])
+
+    def kept_points(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The points of the kept candidates of groups ``rows`` in ``[lo, hi)``."""
+        return narrow.points(self._kept, rows, lo, hi)
+
+    def kept_tallies(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The kept candidates' (weight, count) per row of ``rows`` and bucket of ``bounds``."""
+        return narrow.tallies(self._kept, rows, lo, hi, bounds)
+
+    def kept_collect(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> narrow.Entries:
+        """The kept candidates of groups ``rows`` in ``[lo, hi)``, in their order."""
+        return narrow.collect(self._kept, rows, lo, hi)
 
     def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
                  count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,14 +196,15 @@ class Shard:
         key, weight, owner = self._funded
         return flat_tallies(owner, key, weight, bounds)
 
-    def funder_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
-                       ) -> funder_rules.Funded:
+    def funder_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
+                       split: np.ndarray
+                       ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
         """The funded candidates in each funder's crossing bucket ``[bottom, top)``, in
-        customer order."""
+        customer order, as :meth:`collect` answers (those of ``split`` funders kept)."""
         crossing, bottom, top = bucket
         key, weight, owner = self._funded
         inside = (crossing[owner] >= 0) & (bottom[owner] <= key) & (key < top[owner])
-        return key[inside], weight[inside], owner[inside]
+        return self._keep((key[inside], weight[inside], owner[inside]), bucket, split)
 
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
