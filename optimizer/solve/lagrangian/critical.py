@@ -14,7 +14,8 @@ A full sort of tens of millions of candidates per constraint kind would dominate
    solver's threads; the parts' sums are added in part order, so the prices depend neither on
    the number of threads nor on the chunking;
 3. one more pass collects the candidates of the bucket where each constraint is met (each part
-   into its own stretch, in candidate order), and only those are sorted.
+   into its own stretch, in candidate order), and only those are sorted (on shards, a large
+   bucket is first narrowed by finer tallies inside it: :mod:`.narrow`).
 
 Any boundaries give the exact answer; good ones only make the collected bucket small.
 

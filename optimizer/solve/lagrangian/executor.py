@@ -186,11 +186,30 @@ class ShardedCandidates(Candidates):
         :func:`.narrow.split_limit` narrowed first (:func:`.narrow.bucket_prices`)."""
         return bucket_prices(self.ex, "collect", (mode, prices), found, capacity)
 
-    def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
-                 count_price: np.ndarray, map_parts: Mapper | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        found = self.ex.all("targeted", targeted, budget_price, float(glob), count_price)
-        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
+    def target_bonus(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                     count_price: np.ndarray, min_customers: np.ndarray) -> np.ndarray:
+        """The bonus that brings each offer short of its ``min_customers`` to that many
+        candidates with a positive margin at these prices (:func:`.targets.target_bonus`'s
+        value), found as the funders' prices are: the shards count their targeted candidates
+        (keeping them), the offers short of their target seek the k-th largest margin (k: the
+        target, or all their candidates if fewer) from the shards' sketches, tallies and
+        crossing buckets (weight 1, ``k - 1/2`` the capacity): O(offers) bytes a shard."""
+        found = self.ex.all("target_counts", targeted, budget_price, float(glob), count_price)
+        finite = ordered_total(f[0] for f in found)
+        positive = ordered_total(f[1] for f in found)
+        bonus = np.zeros(min_customers.shape[0])
+        k = np.minimum(min_customers, finite)
+        wants = (min_customers > 0) & ~(positive >= min_customers) & (k > 0)
+        if not wants.any():
+            return bonus
+        capacity = np.where(wants, k - 0.5, np.inf)
+        sketches = self.ex.map("target_sketch", [(scaled,) for scaled in self._shares(capacity)])
+        bounds, n_bounds = self._merged(sketches, capacity)
+        mass, counts = tally_total(self.ex.all("target_tallies", bounds), bounds.shape)
+        found_bucket = _crossing(mass, counts, n_bounds, bounds, capacity)
+        kth = bucket_prices(self.ex, "target_collect", (), found_bucket, capacity)[wants]
+        bonus[wants] = np.maximum(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
+        return bonus
 
     def funder_prices(self, prices: Prices, budget_price: np.ndarray, glob: float,
                       target: np.ndarray) -> np.ndarray | None:

@@ -31,14 +31,17 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
 # margins depend on nothing but the shard's blocks and the prices), ``respond_plain`` (the view
 # and the responses), ``tallies`` (the parts' counts that ``collect`` reads), ``funder_sketch``
-# (the funded candidates that ``funder_tallies`` and ``funder_collect`` read), ``collect`` and
-# ``funder_collect`` (the candidates of the crossing buckets being narrowed, that the
-# ``kept_*`` calls read: :mod:`.narrow`). A shard rebuilt from its arguments holds what the lost
+# (the funded candidates that ``funder_tallies`` and ``funder_collect`` read),
+# ``target_counts`` (the targeted offers' candidates that ``target_sketch``, ``target_tallies``
+# and ``target_collect`` read), ``collect``, ``funder_collect`` and ``target_collect`` (the
+# candidates of the crossing buckets being narrowed, that the ``kept_*`` calls read:
+# :mod:`.narrow`). A shard rebuilt from its arguments holds what the lost
 # one held once it has replayed the last ``respond`` and the last of each other stateful call
 # since (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls
 # before it in that order left (a ``collect`` replayed before a later ``tallies``, its own
 # state stale and never read again, finds no part counts and keeps nothing).
-STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect")
+STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
+            "target_counts", "target_collect")
 
 
 class Shard:
@@ -64,6 +67,7 @@ class Shard:
         self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
         self._funded: funder_rules.Funded = narrow.no_entries()
+        self._targets: narrow.Entries = narrow.no_entries()  # the targeted offers' candidates
         self._kept: narrow.Entries = narrow.no_entries()  # the crossing buckets being narrowed
 
     def ready(self) -> int:
@@ -181,15 +185,10 @@ class Shard:
         bucket bounds placed on every ``STRIDE``-th of them at ``capacity`` (the budgets scaled
         by the shard's share of the customers), as :meth:`sketch` sends them."""
         found = self.funded(prices, budget_price, glob, target)
-        self._funded = found if found is not None else (np.zeros(0), np.zeros(0),
-                                                         np.zeros(0, np.int64))
+        self._funded = found if found is not None else narrow.no_entries()
         key, weight, owner = self._funded
         spend = np.bincount(owner, weights=weight, minlength=capacity.shape[0])
-        picked = np.zeros(key.shape[0], dtype=bool)
-        picked[::STRIDE] = True
-        picked &= np.isfinite(key) & (weight > 0)
-        return (spend, *_compact(sketch_of(owner[picked], key[picked], weight[picked],
-                                           capacity)))
+        return (spend, *_flat_sketch(self._funded, capacity))
 
     def funder_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The funded candidates' (cost, count) per funder and bucket of ``bounds``."""
@@ -201,10 +200,36 @@ class Shard:
                        ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
         """The funded candidates in each funder's crossing bucket ``[bottom, top)``, in
         customer order, as :meth:`collect` answers (those of ``split`` funders kept)."""
-        crossing, bottom, top = bucket
-        key, weight, owner = self._funded
-        inside = (crossing[owner] >= 0) & (bottom[owner] <= key) & (key < top[owner])
-        return self._keep((key[inside], weight[inside], owner[inside]), bucket, split)
+        return self._keep(_in_bucket(self._funded, bucket), bucket, split)
+
+    # -- the target bonus (offers with ``min_customers``) ------------------------------------
+    def target_counts(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                      count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The target bonus's first call: the shard's candidates of ``targeted`` offers with a
+        finite margin at these prices (kept, weight 1, for the ``target_*`` calls) and, per
+        offer, how many have a finite margin and how many a positive one."""
+        offer, margin = self.targeted(targeted, budget_price, glob, count_price)
+        finite = np.isfinite(margin)
+        self._targets = (margin[finite], np.ones(int(finite.sum())), offer[finite])
+        n = targeted.shape[0]
+        return (np.bincount(offer[finite], minlength=n),
+                np.bincount(offer[margin > 0], minlength=n))
+
+    def target_sketch(self, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The bucket bounds placed on every ``STRIDE``-th targeted candidate at ``capacity``
+        (per offer, the shard's share of the rank sought), as :meth:`sketch` sends them."""
+        return _flat_sketch(self._targets, capacity)
+
+    def target_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The targeted candidates' (count, count) per offer and bucket of ``bounds``."""
+        key, weight, offer = self._targets
+        return flat_tallies(offer, key, weight, bounds)
+
+    def target_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
+                       split: np.ndarray
+                       ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
+        """The targeted candidates in each offer's crossing bucket, as :meth:`collect`."""
+        return self._keep(_in_bucket(self._targets, bucket), bucket, split)
 
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
@@ -217,6 +242,25 @@ class Shard:
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+
+
+def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The bounds placed on every ``STRIDE``-th of flat ``entries`` (key, weight, group) at
+    ``capacity``, as sent (:func:`_compact`); entries of a group without one are left out."""
+    key, weight, group = entries
+    picked = np.zeros(key.shape[0], dtype=bool)
+    picked[::STRIDE] = True
+    picked &= np.isfinite(key) & (weight > 0) & np.isfinite(capacity[group])
+    return _compact(sketch_of(group[picked], key[picked], weight[picked], capacity))
+
+
+def _in_bucket(entries: narrow.Entries, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
+               ) -> narrow.Entries:
+    """The flat ``entries`` in their group's crossing bucket ``[bottom, top)``, in order."""
+    crossing, bottom, top = bucket
+    key, weight, group = entries
+    inside = (crossing[group] >= 0) & (bottom[group] <= key) & (key < top[group])
+    return key[inside], weight[inside], group[inside]
 
 
 def _compact(sketch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
