@@ -35,6 +35,7 @@ from optimizer.solve.lagrangian.shards import (
     shard_specs,
 )
 from optimizer.solve.lagrangian.sketch import merged_bounds
+from optimizer.solve.lagrangian.targets import bonus_at
 
 # the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
@@ -208,7 +209,7 @@ class ShardedCandidates(Candidates):
         mass, counts = tally_total(self.ex.all("target_tallies", bounds), bounds.shape)
         found_bucket = _crossing(mass, counts, n_bounds, bounds, capacity)
         kth = bucket_prices(self.ex, "target_collect", (), found_bucket, capacity)[wants]
-        bonus[wants] = np.maximum(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
+        bonus[wants] = bonus_at(kth)
         return bonus
 
     def funder_prices(self, prices: Prices, budget_price: np.ndarray, glob: float,
