@@ -171,16 +171,17 @@ def test_a_funder_budget_changes_the_answer_and_is_priced():
     assert lag.objective >= exact.objective * 0.95
 
 
+@pytest.mark.parametrize("split", [None, 20])
 @pytest.mark.parametrize("seed, n, shard", [(0, 10, 4), (1, 5000, 1 << 20), (2, 60_000, 7_000),
                                            (3, 60_000, 1 << 20)])
-def test_funder_prices_match_a_plain_sort(seed, n, shard):
+def test_funder_prices_match_a_plain_sort(seed, n, shard, split):
     """Each funder's price from the shards' sketches, bucket tallies and crossing buckets is
     the plain sort's over every funded candidate, ties and zero costs included, on one shard or
-    several."""
+    several, the crossing buckets of more than ``split`` candidates narrowed first or not."""
     from optimizer.model.problem import Prices
     from optimizer.solve.lagrangian._kernels import serial_map
-    from optimizer.solve.lagrangian.executor import LocalShards
     from optimizer.solve.lagrangian.funders import funded
+    from tests.test_shards import CallsSeen
 
     problem = with_funders(random_problem(seed, n, 12, 8, multi=False, per_category=None,
                                           global_share=None, block=1000), seed, 4, 0.1)
@@ -188,7 +189,8 @@ def test_funder_prices_match_a_plain_sort(seed, n, shard):
     margins = [np.round(rng.normal(0.3, 0.5, b.offer.shape), 2) for b in problem.blocks]
     for b in problem.blocks:  # zero costs, with margins, among the funded candidates
         b.cost[rng.random(b.cost.shape) < 0.03] = 0.0
-    ex = LocalShards(problem, shard, serial_map)
+    ex = CallsSeen(problem, shard, serial_map)
+    ex.split_above = split
     for held, spec in zip(ex.shards, ex.specs):
         for mine, (b, first, end) in zip(held.margins, spec.pieces):
             mine[...] = margins[b][first:end]
@@ -211,3 +213,4 @@ def test_funder_prices_match_a_plain_sort(seed, n, shard):
         assert mu[f] == (naive if np.isfinite(naive) else 0.0), (f, mu[f], naive)
         assert w[k > mu[f]].sum() <= budget[f] * (1 + 1e-12)
     assert (mu > 0).sum() >= (1 if n > 10 else 0)
+    assert ("kept_collect" in getattr(ex, "seen", ())) == (split is not None and n > 10)

@@ -10,6 +10,7 @@ These tests start real clusters (worker processes): marked ``cluster``; CI runs 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
 from optimizer.solve.backends import dask_shards
+from optimizer.solve.lagrangian.executor import ShardExecutor
 from tests.test_reproducible import FILES, RULES, _diff, _without_timings
 from tests.tiny_world import write_scenario
 
@@ -155,34 +157,40 @@ def test_pins_with_channels_on_the_cluster_keep_the_local_bytes(data, one_worker
 
 
 def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | str, wait: float,
-                timeout: float = 300) -> tuple[subprocess.CompletedProcess, str, Path]:
+                timeout: float = 300, split: int | None = None
+                ) -> tuple[subprocess.CompletedProcess, str, Path]:
     """``offeropt run`` on ``cluster`` with the worker holding shard 0 killed before the
     ``at``-th call ``call`` (tests/worker_killer_cli.py); the lost shards wait ``wait`` s for
-    a worker."""
+    a worker; ``split``: the crossing buckets narrowed past that many candidates."""
     path = write_scenario(tmp_path / "s.toml", data=str(data), output="run", rules=RULES,
                           solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12})
+    env = dict(os.environ, **({"KILLER_SPLIT_ABOVE": str(split)} if split else {}))
     done = subprocess.run([sys.executable, str(KILLER), call, str(at), str(wait), "run",
                            str(path), "--json", "--scheduler", cluster.scheduler_address],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
     err = " ".join((done.stdout + done.stderr).split())  # the console wraps lines
     assert "killed worker" in err, err
     return done, err, tmp_path / "run"
 
 
-@pytest.mark.parametrize("path, call, at", [
-    ("scores", "collect", 3),  # worker-built shards, mid-pass: replays respond and tallies
-    ("affinity", "plan_rows_packed", 2),  # driver-built shards: replays the responses
-    ("scores", "start", 1),  # while the shards are first built: they start again
-    ("affinity", "start", 1),
+@pytest.mark.parametrize("path, call, at, split", [
+    ("scores", "collect", 3, None),  # worker-built shards, mid-pass: replays respond and tallies
+    ("affinity", "plan_rows_packed", 2, None),  # driver-built shards: replays the responses
+    ("scores", "start", 1, None),  # while the shards are first built: they start again
+    ("affinity", "start", 1, None),
+    ("affinity", "kept_tallies", 2, 4),  # mid-narrowing (buckets over 4 candidates narrowed)
 ])
-def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, path, call, at):
+def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, monkeypatch,
+                                                                path, call, at, split):
     """The worker holding shards 0 and 2 (of 3, on 2 workers) killed mid-solve, or while shard
     0's actor is first built on it: its shards are rebuilt on the workers left (mid-solve they
     replay what the lost ones held), and the run folder is the local run's bytes; the manifest
     counts the shards rebuilt."""
+    monkeypatch.setattr(ShardExecutor, "split_above", split)
     local, manifest = _run(tmp_path / "local", data[path])
     with _cluster(2) as cluster:
-        done, err, out = _killed_run(data[path], tmp_path / "killed", cluster, call, at, 30)
+        done, err, out = _killed_run(data[path], tmp_path / "killed", cluster, call, at, 30,
+                                     split=split)
     assert done.returncode == 0, err
     for f in FILES:
         files = (out / f).read_bytes()

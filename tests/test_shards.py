@@ -23,7 +23,7 @@ from optimizer.solve import certified
 from optimizer.solve.lagrangian.critical import _PARTS
 from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from optimizer.solve.lagrangian.shard import BuiltShard, Shard
+from optimizer.solve.lagrangian.shard import STATEFUL, BuiltShard, Shard
 from optimizer.solve.lagrangian.shards import (
     block_pieces,
     part_cuts,
@@ -54,6 +54,42 @@ class WireShards(ShardExecutor):
                for s, a in zip(self.shards, args)]
         self._count(method, args, out)
         return out
+
+
+class LosingShards(WireShards):
+    """:class:`WireShards` whose shard holding the most candidates of narrowed buckets is lost
+    just before every call ``lose_at`` (``lost``: how many they held in all): rebuilt from its
+    arguments, it replays the last ``respond`` and, since it, the last call of each other
+    stateful kind (:data:`STATEFUL`, as :class:`.backends.dask_shards.DaskShards` does)."""
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int, lose_at: str) -> None:
+        super().__init__(problem, shard_customers)
+        self.lose_at, self.lost = lose_at, 0
+        self.replay: list[tuple[str, Sequence[tuple]]] = []
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        if method == self.lose_at:
+            k = int(np.argmax([s._kept[0].size for s in self.shards]))
+            self.lost += self.shards[k]._kept[0].size
+            self.shards[k] = Shard(*pickle.loads(pickle.dumps(shard_args(self.problem,
+                                                                         self.specs[k]))))
+            for call, call_args in self.replay:
+                getattr(self.shards[k], call)(*pickle.loads(pickle.dumps(call_args[k])))
+        if method == "respond":
+            self.replay = [(method, args)]
+        elif method in STATEFUL:
+            self.replay = [c for c in self.replay if c[0] != method] + [(method, args)]
+        return super().map(method, args)
+
+
+class CallsSeen(LocalShards):
+    """In-process shards that remember which calls they answered."""
+
+    seen: set[str]
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        self.seen = getattr(self, "seen", set()) | {method}
+        return super().map(method, args)
 
 
 def _campaign_problem() -> AssignmentProblem:
@@ -95,6 +131,28 @@ def test_shards_behind_a_wire_give_the_in_process_bits(shard):
     assert report["shards"] == -(-300 // shard)
     assert report["bytes_per_pass"]["passes"] == remote.iterations
     assert report["bytes_per_pass"]["prices_max"] > 0 and report["bytes_per_pass"]["plan_max"] > 0
+
+
+@pytest.mark.parametrize("lose_at", ["kept_tallies", "kept_collect"])
+def test_narrowed_buckets_behind_a_wire_give_the_in_process_bits(monkeypatch, lose_at):
+    """Crossing buckets of more than 16 candidates narrowed (:mod:`.narrow`; the global budget
+    and two funders' bind): the wire gives the in-process bits, and so do shards lost before
+    every ``lose_at`` call, rebuilt and replayed (without ``collect`` in :data:`STATEFUL` they
+    lose the candidates they kept: another plan); the prices are exact, so the plan is the one
+    without narrowing."""
+    problem = with_funders(random_problem(9, 3000, 10, 6, multi=False, per_category=None,
+                                          global_share=0.3, block=100), 9, 3, 0.1)
+    settings = LagrangianSettings(max_iterations=8, shard_customers=700, gap_tolerance=0.0)
+    plain = solve_lagrangian(problem, settings)
+    monkeypatch.setattr(ShardExecutor, "split_above", 16)
+    local = solve_lagrangian(problem, settings)
+    wire = LosingShards(problem, 700, lose_at)
+    _same(local, solve_lagrangian(problem, settings, shards=wire))
+    assert wire.lost > 0  # the lost shards held candidates of narrowed buckets
+    assert all(np.array_equal(x, y) for x, y in zip(plain.chosen, local.chosen))
+    assert plain.objective == local.objective
+    assert local.prices.global_budget > 0 and local.prices.funder is not None
+    assert (local.prices.funder > 0).sum() >= 2
 
 
 def test_one_shard_whatever_the_threads():
@@ -179,11 +237,13 @@ def test_worker_built_shards_hold_the_drivers_pieces(tmp_path, chunk, shard, shu
         assert widened > 0
 
 
-@pytest.mark.parametrize("shard", [2_500, 7_000])
-def test_critical_prices_on_shards_are_the_whole_samples(shard):
+@pytest.mark.parametrize("shard, split", [(2_500, None), (7_000, None), (2_500, 30),
+                                          (7_000, 30)])
+def test_critical_prices_on_shards_are_the_whole_samples(shard, split):
     """Each shard places boundaries on its own sample and the driver merges them (some groups
     over the 64 boundaries kept, so the merge picks): other boundaries than the whole sample's,
-    the same critical prices, read off a plain sort of every candidate."""
+    the same critical prices, read off a plain sort of every candidate; the same bits again
+    when the crossing buckets of more than ``split`` candidates are narrowed first."""
     from optimizer.solve.lagrangian._kernels import serial_map
     from optimizer.solve.lagrangian.critical import Candidates, critical_prices
     from optimizer.solve.lagrangian.sketch import WIDTH
@@ -192,7 +252,8 @@ def test_critical_prices_on_shards_are_the_whole_samples(shard):
                              global_share=0.3, block=900)
     rng = np.random.default_rng(5)
     margins = [rng.normal(0.3, 0.5, b.offer.shape) for b in problem.blocks]
-    ex = LocalShards(problem, shard, serial_map)
+    ex = CallsSeen(problem, shard, serial_map)
+    ex.split_above = split
     for held, spec in zip(ex.shards, ex.specs):  # the shards' margins, read in place
         for mine, (b, first, end) in zip(held.margins, spec.pieces):
             mine[...] = margins[b][first:end]
@@ -205,23 +266,56 @@ def test_critical_prices_on_shards_are_the_whole_samples(shard):
                                 args[2] / len(ex.specs))] * len(ex.specs))
     assert (sum(p[0] for p in points) > WIDTH).any()  # the merge picks among the points
     for got, want in zip(critical_prices(ex.candidates, *args), critical_prices(whole, *args)):
-        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_array_equal(got, want)
+    assert ("kept_collect" in ex.seen) == (split is not None)  # narrowed: 30 < the buckets
     budget_price, glob, count = critical_prices(whole, *args)
     assert (budget_price > 0).sum() >= 3 and glob > 0 and (count > 0).any()  # all bind
+
+
+class Collecting(WireShards):
+    """:class:`WireShards` that count the crossing buckets' candidates sent back per pass."""
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
+        super().__init__(problem, shard_customers)
+        self.collected: list[int] = []
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        out = super().map(method, args)
+        if method == "respond":
+            self.collected.append(0)
+        elif method in ("collect", "funder_collect", "kept_collect"):
+            self.collected[-1] += sum((o if method == "kept_collect" else o[0])[0].size
+                                      for o in out)
+        return out
 
 
 def test_prices_traffic_per_pass_does_not_grow_with_customers():
     """The price passes send per shard O(offers) bytes: the shards' boundary sketches of their
     sample (every 61st customer's candidates) and of their funded candidates, not those
     candidates, so 8 times the customers in the same number of shards move about the same bytes
-    per pass (measured: 110 and 141 KB, the crossing buckets a little fuller; 384 KB and 2.57 MB
-    when the shards sent their samples and funded candidates)."""
-    sent = []
+    per pass (measured: 110 and 141 KB; 384 KB and 2.57 MB when the shards sent their samples
+    and funded candidates). What grows is the crossing buckets (the sample's error at the
+    crossing grows like the square root of the candidates): collected whole, 1,337 and 2,871
+    candidates a pass at most; narrowed past 128 candidates (:mod:`.narrow`), 231 and 106, and
+    the 160 k passes' bytes fall to 105 KB; the same plan."""
+    sent: dict[float, list[int]] = {np.inf: [], 128: []}
+    collected: dict[float, list[int]] = {np.inf: [], 128: []}
+    objective: dict[float, list[float]] = {np.inf: [], 128: []}
     for n in (20_000, 160_000):
         problem = with_funders(random_problem(9, n, 10, 6, multi=False, per_category=None,
                                               global_share=0.3, block=1000), 9, 3, 0.1)
-        wire = WireShards(problem, n // 2)
-        solve_lagrangian(problem, LagrangianSettings(max_iterations=4, shard_customers=n // 2,
-                                                     gap_tolerance=0.0), shards=wire)
-        sent.append(wire.report()["bytes_per_pass"]["prices_max"])
-    assert sent[1] < 1.5 * sent[0], sent
+        for split in sent:
+            wire = Collecting(problem, n // 2)
+            wire.split_above = split
+            plan = solve_lagrangian(problem, LagrangianSettings(
+                max_iterations=4, shard_customers=n // 2, gap_tolerance=0.0), shards=wire)
+            sent[split].append(wire.report()["bytes_per_pass"]["prices_max"])
+            collected[split].append(max(wire.collected))
+            objective[split].append(plan.objective)
+    assert sent[np.inf][1] < 1.5 * sent[np.inf][0], sent
+    assert sent[128][1] < sent[np.inf][1], sent
+    assert collected[np.inf][1] > 1.8 * collected[np.inf][0], collected  # whole: they grow
+    assert collected[128][1] < 1.2 * collected[128][0], collected  # narrowed: they do not
+    assert collected[128][1] < collected[np.inf][1] / 10, collected
+    assert objective[128] == objective[np.inf]  # exact prices: the same plans
+    assert problem.funders is not None

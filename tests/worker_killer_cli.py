@@ -9,6 +9,8 @@ rebuilt on (``dask_shards.REPLACE_TIMEOUT``). The library has no such hook: the 
 ``CALL`` ``start``: the worker a shard's actor is sent to is killed just after the ``N``-th
 actor is submitted (shards ``0 ... S-1`` are the first ``S``; those after, shards rebuilt), while
 it is being built. Several kills: ``CALL`` and ``N`` as comma lists (``collect,start`` ``3,4``).
+With ``KILLER_SPLIT_ABOVE`` set, the crossing buckets of more candidates are narrowed
+(:mod:`optimizer.solve.lagrangian.narrow`), so that ``kept_tallies`` can be a kill point.
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ def main(calls: str, ats: str, wait: float, args: list[str]) -> None:
     shard's worker as its ``at``-th actor is built: ``start``), for each pair of the lists."""
     from optimizer import cli
     from optimizer.solve.backends import dask_shards
+    from optimizer.solve.lagrangian.executor import ShardExecutor
+
+    if os.environ.get("KILLER_SPLIT_ABOVE"):  # crossing buckets narrowed past that many
+        ShardExecutor.split_above = float(os.environ["KILLER_SPLIT_ABOVE"])
 
     kills = list(zip(calls.split(","), (int(a) for a in ats.split(","))))
     shards_map, shards_start = dask_shards.DaskShards.map, dask_shards.DaskShards._start

@@ -14,7 +14,8 @@ A full sort of tens of millions of candidates per constraint kind would dominate
    solver's threads; the parts' sums are added in part order, so the prices depend neither on
    the number of threads nor on the chunking;
 3. one more pass collects the candidates of the bucket where each constraint is met (each part
-   into its own stretch, in candidate order), and only those are sorted.
+   into its own stretch, in candidate order), and only those are sorted (on shards, a large
+   bucket is first narrowed by finer tallies inside it: :mod:`.narrow`).
 
 Any boundaries give the exact answer; good ones only make the collected bucket small.
 
@@ -328,10 +329,18 @@ class Candidates:
         n_groups = capacity.shape[0]
         tallies = self.tallies(mode, prices, bounds, capacity, map_parts)
         mass, counts = tally_total(tallies, (n_groups, _WIDTH))
-        crossing, fits_above, size, bottom, top = _crossing(mass, counts, n_bounds, bounds,
-                                                            capacity)
-        if not (crossing >= 0).any():
+        found = _crossing(mass, counts, n_bounds, bounds, capacity)
+        if not (found[0] >= 0).any():
             return np.zeros(n_groups)
+        return self.read_prices(mode, prices, found, tallies, capacity, map_parts)
+
+    def read_prices(self, mode: int, prices: tuple, found: tuple, tallies: list,
+                    capacity: np.ndarray, map_parts: Mapper) -> np.ndarray:
+        """Each group's price from its crossing bucket (``found``: :func:`_crossing`'s answer;
+        ``tallies``: the parts' tallies): the bucket's candidates collected and sorted (a
+        subclass may narrow the bucket first: :mod:`.narrow`)."""
+        crossing, fits_above, size, bottom, top = found
+        n_groups = capacity.shape[0]
         start = np.r_[0, np.cumsum(size)]
         # each part fills its own stretch of every group's range, in candidate order
         in_bucket = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]

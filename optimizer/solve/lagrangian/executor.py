@@ -23,9 +23,9 @@ from optimizer.solve.lagrangian.critical import (
     _PARTS,
     Candidates,
     _crossing,
-    _read_prices,
     tally_total,
 )
+from optimizer.solve.lagrangian.narrow import bucket_prices
 from optimizer.solve.lagrangian.shards import (
     ShardSpec,
     joined,
@@ -35,6 +35,7 @@ from optimizer.solve.lagrangian.shards import (
     shard_specs,
 )
 from optimizer.solve.lagrangian.sketch import merged_bounds
+from optimizer.solve.lagrangian.targets import bonus_at
 
 # the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
@@ -58,6 +59,7 @@ class ShardExecutor:
     workers = 0
     measure = False
     packed = False
+    split_above: float | None = None  # None: :func:`.narrow.split_limit`'s default
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
         self.problem = problem
@@ -144,8 +146,9 @@ class LocalShards(ShardExecutor):
 
 class ShardedCandidates(Candidates):
     """Every shard's candidates as the price update reads them (no arrays here: they stay on
-    the shards). Tallies come one per shard (its parts added in order), so each shard fills its
-    own stretch of the crossing buckets from its offset in ``fills``."""
+    the shards). Tallies come one per shard (its parts added in order); each shard sends its
+    candidates of the crossing buckets, group by group, joined in shard order, a large bucket
+    narrowed first (:mod:`.narrow`)."""
 
     def __init__(self, ex: ShardExecutor) -> None:  # noqa: D107 - no arrays, no layout
         self.ex = ex
@@ -178,20 +181,36 @@ class ShardedCandidates(Candidates):
                 map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:
         return self.ex.all("tallies", mode, prices, bounds, capacity)
 
-    def collect(self, mode: int, prices: tuple, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
-                fills: np.ndarray, size: int, map_parts: Mapper) -> tuple[np.ndarray, np.ndarray]:
-        crits, weights = np.empty(size), np.empty(size)
-        args = [(mode, prices, bucket, fills[k], size) for k in range(len(self.ex.specs))]
-        for positions, c, w in self.ex.map("collect", args):
-            crits[positions] = c
-            weights[positions] = w
-        return crits, weights
+    def read_prices(self, mode: int, prices: tuple, found: tuple, tallies: list,
+                    capacity: np.ndarray, map_parts: Mapper) -> np.ndarray:
+        """The crossing buckets' candidates collected from the shards, a bucket of more than
+        :func:`.narrow.split_limit` narrowed first (:func:`.narrow.bucket_prices`)."""
+        return bucket_prices(self.ex, "collect", (mode, prices), found, capacity)
 
-    def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
-                 count_price: np.ndarray, map_parts: Mapper | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        found = self.ex.all("targeted", targeted, budget_price, float(glob), count_price)
-        return (np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
+    def target_bonus(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                     count_price: np.ndarray, min_customers: np.ndarray) -> np.ndarray:
+        """The bonus that brings each offer short of its ``min_customers`` to that many
+        candidates with a positive margin at these prices (:func:`.targets.target_bonus`'s
+        value), found as the funders' prices are: the shards count their targeted candidates
+        (keeping them), the offers short of their target seek the k-th largest margin (k: the
+        target, or all their candidates if fewer) from the shards' sketches, tallies and
+        crossing buckets (weight 1, ``k - 1/2`` the capacity): O(offers) bytes a shard."""
+        found = self.ex.all("target_counts", targeted, budget_price, float(glob), count_price)
+        finite = ordered_total(f[0] for f in found)
+        positive = ordered_total(f[1] for f in found)
+        bonus = np.zeros(min_customers.shape[0])
+        k = np.minimum(min_customers, finite)
+        wants = (min_customers > 0) & ~(positive >= min_customers) & (k > 0)
+        if not wants.any():
+            return bonus
+        capacity = np.where(wants, k - 0.5, np.inf)
+        sketches = self.ex.map("target_sketch", [(scaled,) for scaled in self._shares(capacity)])
+        bounds, n_bounds = self._merged(sketches, capacity)
+        mass, counts = tally_total(self.ex.all("target_tallies", bounds), bounds.shape)
+        found_bucket = _crossing(mass, counts, n_bounds, bounds, capacity)
+        kth = bucket_prices(self.ex, "target_collect", (), found_bucket, capacity)[wants]
+        bonus[wants] = bonus_at(kth)
+        return bonus
 
     def funder_prices(self, prices: Prices, budget_price: np.ndarray, glob: float,
                       target: np.ndarray) -> np.ndarray | None:
@@ -199,7 +218,8 @@ class ShardedCandidates(Candidates):
         the funded candidates still in at their offer's price fit its budget, found as the
         critical prices are: the shards' sketches of their funded candidates merged into
         boundaries, their tallies added in shard order, the crossing buckets' candidates
-        collected and sorted. ``None`` without a funder budget."""
+        (narrowed first when large: :mod:`.narrow`) collected and sorted. ``None`` without a
+        funder budget."""
         funders = self.ex.problem.funders
         if funders is None or not np.isfinite(funders.budget).any():
             return None
@@ -213,11 +233,6 @@ class ShardedCandidates(Candidates):
         capacity = np.where(over, budget, np.inf)
         bounds, n_bounds = self._merged([f[1:] for f in found], capacity)
         mass, counts = tally_total(self.ex.all("funder_tallies", bounds), bounds.shape)
-        crossing, fits_above, _, bottom, top = _crossing(mass, counts, n_bounds, bounds,
-                                                         capacity)
-        key, weight, owner = (np.concatenate(part) for part in zip(
-            *self.ex.all("funder_collect", (crossing, bottom, top))))
-        order = np.argsort(owner, kind="stable")
-        start = np.r_[0, np.cumsum(np.bincount(owner, minlength=budget.shape[0]))]
-        mu = _read_prices(key[order], weight[order], start, crossing, fits_above, capacity)
+        found = _crossing(mass, counts, n_bounds, bounds, capacity)
+        mu = bucket_prices(self.ex, "funder_collect", (), found, capacity)
         return np.where(np.isfinite(mu), np.maximum(mu, 0.0), 0.0)

@@ -51,7 +51,7 @@ from optimizer.solve.lagrangian.executor import LocalShards, ShardedCandidates, 
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
 from optimizer.solve.lagrangian.planning import BestPlan, plan_gap, plan_pass, replan
 from optimizer.solve.lagrangian.start import admissible_prices, start_prices
-from optimizer.solve.lagrangian.targets import secant_global_price, target_bonus
+from optimizer.solve.lagrangian.targets import secant_global_price
 
 _MIN_STEP = 1.0 / 64  # a coordinate step this short that still worsens the bound: stop
 _MAX_RELAXATIONS = 8  # category columns tried when bounding customers with multi-category offers
@@ -228,9 +228,8 @@ def _update(problem: AssignmentProblem, prices: Prices, candidates: ShardedCandi
     targeted = offers.min_customers > 0
     if targeted.any():
         cost_price = Prices(budget_price, count_price, glob, None, funder, funder_of).cost_price
-        t_offer, t_margin = candidates.targeted(targeted, cost_price, glob, count_price,
-                                               map_parts=run)
-        bonus = target_bonus(t_offer, t_margin, offers.min_customers)
+        bonus = candidates.target_bonus(targeted, cost_price, glob, count_price,
+                                        offers.min_customers)
     return Prices(budget_price, count_price, glob, bonus, funder, funder_of)
 
 

@@ -20,7 +20,7 @@ from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
-from optimizer.solve.lagrangian import method
+from optimizer.solve.lagrangian import method, narrow
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
@@ -30,11 +30,18 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
 # margins depend on nothing but the shard's blocks and the prices), ``respond_plain`` (the view
-# and the responses), ``tallies`` (the parts' counts that ``collect`` reads) and
-# ``funder_sketch`` (the funded candidates that ``funder_tallies`` and ``funder_collect`` read). A shard rebuilt
-# from its arguments holds what the lost one held once it has replayed the last ``respond`` and
-# the last of each other stateful call since (:class:`.backends.dask_shards.DaskShards`).
-STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch")
+# and the responses), ``tallies`` (the parts' counts that ``collect`` reads), ``funder_sketch``
+# (the funded candidates that ``funder_tallies`` and ``funder_collect`` read),
+# ``target_counts`` (the targeted offers' candidates that ``target_sketch``, ``target_tallies``
+# and ``target_collect`` read), ``collect``, ``funder_collect`` and ``target_collect`` (the
+# candidates of the crossing buckets being narrowed, that the ``kept_*`` calls read:
+# :mod:`.narrow`). A shard rebuilt from its arguments holds what the lost
+# one held once it has replayed the last ``respond`` and the last of each other stateful call
+# since (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls
+# before it in that order left (a ``collect`` replayed before a later ``tallies``, its own
+# state stale and never read again, finds no part counts and keeps nothing).
+STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
+            "target_counts", "target_collect")
 
 
 class Shard:
@@ -59,7 +66,9 @@ class Shard:
         self.grouped = False  # whether ``relaxed`` are the pass's responses (groups kept)
         self.at_risk: list[group_rules.RiskySlots | None] | None = None
         self._part_counts: list[np.ndarray] = []
-        self._funded: funder_rules.Funded = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        self._funded: funder_rules.Funded = narrow.no_entries()
+        self._targets: narrow.Entries = narrow.no_entries()  # the targeted offers' candidates
+        self._kept: narrow.Entries = narrow.no_entries()  # the crossing buckets being narrowed
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -111,24 +120,49 @@ class Shard:
         self._part_counts = [c for _, c in parts]
         return tally_total(parts, (capacity.shape[0], WIDTH))
 
-    def collect(self, mode: int, prices: tuple, bucket: tuple, offset: np.ndarray, size: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The crossing buckets' candidates of the shard's parts, the shard's stretch of each
-        group starting at ``offset``: (positions, critical prices, weights)."""
+    def collect(self, mode: int, prices: tuple, bucket: tuple, split: np.ndarray
+                ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
+        """The shard's candidates of each group's crossing bucket (``bucket``: crossing, bottom,
+        top per group) as (critical price, weight, group), group by group, each in customer
+        order: those of groups not ``split``, and the points of the split ones, whose
+        candidates it keeps for the ``kept_*`` calls (:meth:`_keep`)."""
         crossing = bucket[0]
         n_groups = crossing.shape[0]
         if not self._part_counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+            return self._keep(narrow.no_entries(), bucket, split)
         in_bucket = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]
                               for c in self._part_counts]) * (crossing >= 0)
-        fills = offset + np.cumsum(in_bucket, axis=0) - in_bucket
-        crits, weights = self.candidates.collect(mode, prices, bucket, fills, size, self.run)
-        counts = in_bucket.ravel()
-        firsts = fills.ravel()[counts > 0]
-        counts = counts[counts > 0]
-        positions = (np.repeat(firsts - np.cumsum(counts) + counts, counts)
-                     + np.arange(int(counts.sum())))
-        return positions, crits[positions], weights[positions]
+        per_group = in_bucket.sum(axis=0)
+        start = np.r_[0, np.cumsum(per_group)]
+        fills = start[:-1] + np.cumsum(in_bucket, axis=0) - in_bucket
+        crits, weights = self.candidates.collect(mode, prices, bucket, fills, int(start[-1]),
+                                                 self.run)
+        return self._keep((crits, weights, np.repeat(np.arange(n_groups), per_group)), bucket,
+                          split)
+
+    def _keep(self, entries: narrow.Entries, bucket: tuple, split: np.ndarray
+              ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
+        """The ``entries`` of groups not ``split``; those of the split ones kept, with their
+        points (:func:`.narrow.points`; ``None`` when none is split)."""
+        found, self._kept = narrow.split_entries(entries, split)
+        rows = np.flatnonzero(split)
+        if not rows.size:
+            return found, None
+        return found, narrow.points(self._kept, rows, bucket[1][rows], bucket[2][rows])
+
+    def kept_points(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The points of the kept candidates of groups ``rows`` in ``[lo, hi)``."""
+        return narrow.points(self._kept, rows, lo, hi)
+
+    def kept_tallies(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The kept candidates' (weight, count) per row of ``rows`` and bucket of ``bounds``."""
+        return narrow.tallies(self._kept, rows, lo, hi, bounds)
+
+    def kept_collect(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> narrow.Entries:
+        """The kept candidates of groups ``rows`` in ``[lo, hi)``, in their order."""
+        return narrow.collect(self._kept, rows, lo, hi)
 
     def targeted(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
                  count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,29 +185,51 @@ class Shard:
         bucket bounds placed on every ``STRIDE``-th of them at ``capacity`` (the budgets scaled
         by the shard's share of the customers), as :meth:`sketch` sends them."""
         found = self.funded(prices, budget_price, glob, target)
-        self._funded = found if found is not None else (np.zeros(0), np.zeros(0),
-                                                         np.zeros(0, np.int64))
+        self._funded = found if found is not None else narrow.no_entries()
         key, weight, owner = self._funded
         spend = np.bincount(owner, weights=weight, minlength=capacity.shape[0])
-        picked = np.zeros(key.shape[0], dtype=bool)
-        picked[::STRIDE] = True
-        picked &= np.isfinite(key) & (weight > 0)
-        return (spend, *_compact(sketch_of(owner[picked], key[picked], weight[picked],
-                                           capacity)))
+        return (spend, *_flat_sketch(self._funded, capacity))
 
     def funder_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The funded candidates' (cost, count) per funder and bucket of ``bounds``."""
         key, weight, owner = self._funded
         return flat_tallies(owner, key, weight, bounds)
 
-    def funder_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
-                       ) -> funder_rules.Funded:
+    def funder_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
+                       split: np.ndarray
+                       ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
         """The funded candidates in each funder's crossing bucket ``[bottom, top)``, in
-        customer order."""
-        crossing, bottom, top = bucket
-        key, weight, owner = self._funded
-        inside = (crossing[owner] >= 0) & (bottom[owner] <= key) & (key < top[owner])
-        return key[inside], weight[inside], owner[inside]
+        customer order, as :meth:`collect` answers (those of ``split`` funders kept)."""
+        return self._keep(_in_bucket(self._funded, bucket), bucket, split)
+
+    # -- the target bonus (offers with ``min_customers``) ------------------------------------
+    def target_counts(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
+                      count_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The target bonus's first call: the shard's candidates of ``targeted`` offers with a
+        finite margin at these prices (kept, weight 1, for the ``target_*`` calls) and, per
+        offer, how many have a finite margin and how many a positive one."""
+        offer, margin = self.targeted(targeted, budget_price, glob, count_price)
+        finite = np.isfinite(margin)
+        self._targets = (margin[finite], np.ones(int(finite.sum())), offer[finite])
+        n = targeted.shape[0]
+        return (np.bincount(offer[finite], minlength=n),
+                np.bincount(offer[margin > 0], minlength=n))
+
+    def target_sketch(self, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The bucket bounds placed on every ``STRIDE``-th targeted candidate at ``capacity``
+        (per offer, the shard's share of the rank sought), as :meth:`sketch` sends them."""
+        return _flat_sketch(self._targets, capacity)
+
+    def target_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The targeted candidates' (count, count) per offer and bucket of ``bounds``."""
+        key, weight, offer = self._targets
+        return flat_tallies(offer, key, weight, bounds)
+
+    def target_collect(self, bucket: tuple[np.ndarray, np.ndarray, np.ndarray],
+                       split: np.ndarray
+                       ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
+        """The targeted candidates in each offer's crossing bucket, as :meth:`collect`."""
+        return self._keep(_in_bucket(self._targets, bucket), bucket, split)
 
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
@@ -186,6 +242,25 @@ class Shard:
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+
+
+def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The bounds placed on every ``STRIDE``-th of flat ``entries`` (key, weight, group) at
+    ``capacity``, as sent (:func:`_compact`); entries of a group without one are left out."""
+    key, weight, group = entries
+    picked = np.zeros(key.shape[0], dtype=bool)
+    picked[::STRIDE] = True
+    picked &= np.isfinite(key) & (weight > 0) & np.isfinite(capacity[group])
+    return _compact(sketch_of(group[picked], key[picked], weight[picked], capacity))
+
+
+def _in_bucket(entries: narrow.Entries, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
+               ) -> narrow.Entries:
+    """The flat ``entries`` in their group's crossing bucket ``[bottom, top)``, in order."""
+    crossing, bottom, top = bucket
+    key, weight, group = entries
+    inside = (crossing[group] >= 0) & (bottom[group] <= key) & (key < top[group])
+    return key[inside], weight[inside], group[inside]
 
 
 def _compact(sketch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:

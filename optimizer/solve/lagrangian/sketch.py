@@ -186,7 +186,7 @@ def merged_bounds(counts, crit, rank, before, members, total,
             union[at:at + counts[k, g]] = crit[s:s + counts[k, g]]
             at += counts[k, g]
         union = union[np.argsort(-union, kind="mergesort")]
-        if union.shape[0] <= WIDTH:
+        if union.shape[0] < WIDTH:  # bucket_of reads at most WIDTH - 1 of them
             bounds[g, :union.shape[0]] = union
             n_bounds[g] = union.shape[0]
             continue

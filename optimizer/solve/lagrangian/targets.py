@@ -17,12 +17,19 @@ import numpy as np
 from optimizer.model.problem import AssignmentProblem, Prices
 
 
+def bonus_at(kth: np.ndarray) -> np.ndarray:
+    """The bonus that brings a candidate of margin ``kth`` (the k-th largest of its offer's) to
+    ``margin > 0``, a hair over ``-kth`` (none for a positive one)."""
+    return np.maximum(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
+
+
 def target_bonus(group: np.ndarray, margin: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per group, the smallest bonus ``>= 0`` that brings ``target`` candidates to ``margin > 0``.
 
     ``margin`` is each candidate's reduced value minus its threshold; a bonus ``b`` selects it when
     ``margin + b > 0``. Groups with fewer candidates than their target get the bonus that selects
-    all of them.
+    all of them. The plain definition, over every candidate gathered: the solve reads the same
+    bits off the shards' tallies (:meth:`.executor.ShardedCandidates.target_bonus`).
     """
     n_groups = target.shape[0]
     bonus = np.zeros(n_groups)
@@ -46,7 +53,7 @@ def target_bonus(group: np.ndarray, margin: np.ndarray, target: np.ndarray) -> n
         if k == 0:
             continue
         kth = np.partition(in_group, in_group.size - k)[in_group.size - k]  # k-th largest
-        bonus[g] = max(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
+        bonus[g] = bonus_at(kth)
     return bonus
 
 
