@@ -17,7 +17,8 @@ Design:
   over customers or rows); each chunk becomes one Parquet row group (or is appended to the CSV),
   so memory stays bounded at any number of customers.
 * Files are written under a temporary name and renamed into place at the end, so an interrupted run
-  leaves the previous tables untouched.
+  (Ctrl-C or SIGTERM) leaves the previous tables untouched; an interrupt arriving during the
+  renames is held until they are all done.
 
 Calendar: week 1 starts on Monday 2024-01-01 (``WEEK1_START``); a transaction of week ``w`` is dated
 ``WEEK1_START + 7 * (w - 1) + day``, with weekend days more frequent.
@@ -45,6 +46,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     _ensure_counts,
     _Offers,
 )
+from optimizer.core.interrupt import deferred_interrupt
 from optimizer.io.atomic import publish
 
 __all__ = ["write_demo_data", "check_demo_arguments", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
@@ -104,6 +106,11 @@ class _Background:
             self._pool.shutdown(wait=True)
 
 
+def _temp_name(out_dir: Path, name: str, file_format: str) -> Path:
+    """Where table ``name`` is written before it is renamed into place."""
+    return out_dir / f".{name}.{file_format}.tmp"
+
+
 class _Sink:
     """Appends chunks of one table to NAME.parquet (a row group each) or NAME.csv."""
 
@@ -112,7 +119,7 @@ class _Sink:
         self.name, self.schema, self.fmt = name, schema, file_format
         self._bg = background
         self.final = out_dir / f"{name}.{file_format}"
-        self.tmp = out_dir / f".{name}.{file_format}.tmp"
+        self.tmp = _temp_name(out_dir, name, file_format)
         self.rows = 0
         self._writer = None
         self._fh = None
@@ -474,18 +481,23 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
         background.shutdown()
         for s in sinks:
             s.abort()
+        # a sink interrupted while it was being made (or its table written whole) is not in
+        # ``sinks``: its temporary file goes too
+        for nm in ["products", "offers", "offer_products", *names]:
+            _temp_name(out_dir, nm, file_format).unlink(missing_ok=True)
         raise
     background.shutdown()
-    for s in sinks:
-        s.commit()
-    # the other format's copy of a table written now, and a stale scores table, would be read
-    # instead of / besides the new tables: remove them
-    other = "csv" if file_format == "parquet" else "parquet"
-    for s in sinks:
-        (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
-    if K is None:
-        for ext in ("parquet", "csv"):
-            (out_dir / f"scores.{ext}").unlink(missing_ok=True)
+    with deferred_interrupt():  # the renames go together: Ctrl-C/SIGTERM waits until they are done
+        for s in sinks:
+            s.commit()
+        # the other format's copy of a table written now, and a stale scores table, would be
+        # read instead of / besides the new tables: remove them
+        other = "csv" if file_format == "parquet" else "parquet"
+        for s in sinks:
+            (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
+        if K is None:
+            for ext in ("parquet", "csv"):
+                (out_dir / f"scores.{ext}").unlink(missing_ok=True)
     counts = {s.name: s.rows for s in sinks}
     report("done: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return counts
