@@ -16,9 +16,8 @@ Design:
 * Customers are generated in chunks of ``CHUNK_CUSTOMERS`` with vectorised numpy (no Python loop
   over customers or rows); each chunk becomes one Parquet row group (or is appended to the CSV),
   so memory stays bounded at any number of customers.
-* Files are written under a temporary name and renamed into place at the end, so an interrupted run
-  (Ctrl-C or SIGTERM) leaves the previous tables untouched; an interrupt arriving during the
-  renames is held until they are all done.
+* Files are written under a temporary name and renamed into place together at the end, so an
+  interrupted run (Ctrl-C or SIGTERM; held during the renames) leaves the previous tables untouched.
 
 Calendar: week 1 starts on Monday 2024-01-01 (``WEEK1_START``); a transaction of week ``w`` is dated
 ``WEEK1_START + 7 * (w - 1) + day``, with weekend days more frequent.
@@ -106,11 +105,6 @@ class _Background:
             self._pool.shutdown(wait=True)
 
 
-def _temp_name(out_dir: Path, name: str, file_format: str) -> Path:
-    """Where table ``name`` is written before it is renamed into place."""
-    return out_dir / f".{name}.{file_format}.tmp"
-
-
 class _Sink:
     """Appends chunks of one table to NAME.parquet (a row group each) or NAME.csv."""
 
@@ -119,7 +113,7 @@ class _Sink:
         self.name, self.schema, self.fmt = name, schema, file_format
         self._bg = background
         self.final = out_dir / f"{name}.{file_format}"
-        self.tmp = _temp_name(out_dir, name, file_format)
+        self.tmp = out_dir / f".{name}.{file_format}.tmp"
         self.rows = 0
         self._writer = None
         self._fh = None
@@ -409,6 +403,20 @@ def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.nd
     sinks["redemptions"].write(redm)
 
 
+def _commit(out_dir: Path, sinks: list[_Sink], file_format: str, scores: bool) -> None:
+    """Rename every table into place, held together against Ctrl-C/SIGTERM; the other format's
+    copy of a table written now, and a stale scores table, would be read instead of / besides the
+    new tables: they are removed."""
+    other = "csv" if file_format == "parquet" else "parquet"
+    with deferred_interrupt():
+        for s in sinks:
+            s.commit()
+        for s in sinks:
+            (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
+        for ext in () if scores else ("parquet", "csv"):
+            (out_dir / f"scores.{ext}").unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -481,23 +489,12 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
         background.shutdown()
         for s in sinks:
             s.abort()
-        # a sink interrupted while it was being made (or its table written whole) is not in
-        # ``sinks``: its temporary file goes too
+        # a sink interrupted while it was being made is not in ``sinks``: its file goes too
         for nm in ["products", "offers", "offer_products", *names]:
-            _temp_name(out_dir, nm, file_format).unlink(missing_ok=True)
+            (out_dir / f".{nm}.{file_format}.tmp").unlink(missing_ok=True)
         raise
     background.shutdown()
-    with deferred_interrupt():  # the renames go together: Ctrl-C/SIGTERM waits until they are done
-        for s in sinks:
-            s.commit()
-        # the other format's copy of a table written now, and a stale scores table, would be
-        # read instead of / besides the new tables: remove them
-        other = "csv" if file_format == "parquet" else "parquet"
-        for s in sinks:
-            (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
-        if K is None:
-            for ext in ("parquet", "csv"):
-                (out_dir / f"scores.{ext}").unlink(missing_ok=True)
+    _commit(out_dir, sinks, file_format, scores=K is not None)
     counts = {s.name: s.rows for s in sinks}
     report("done: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return counts
