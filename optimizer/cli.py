@@ -41,21 +41,29 @@ class _Main(click.Group):
     (:func:`optimizer.core.errors.exit_code`): an operating-system error, an allocation failure or an
     error of the optimizer ends with its message instead of a traceback and exit code 1 (which
     is ``check``'s "violations found"). Ctrl-C in any command: a one-line message and exit 130
-    (click's own would be exit 1)."""
+    (click's own would be exit 1); SIGTERM (``kill``, ``timeout``) is turned into the same
+    interrupt while the command runs (:func:`optimizer.core.interrupt.terminate_as_interrupt`)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from optimizer.core.interrupt import EXIT_INTERRUPTED, InterruptedAfterCommit
+        from optimizer.core.interrupt import (
+            EXIT_INTERRUPTED,
+            InterruptedAfterCommit,
+            signal_name,
+            terminate_as_interrupt,
+        )
 
         try:
-            return super().invoke(ctx)
+            with terminate_as_interrupt():
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
-        except InterruptedAfterCommit:
-            err_console.print("\ninterrupted (Ctrl-C) as the outputs were committed: they "
-                              "are complete", highlight=False, markup=False)
+        except InterruptedAfterCommit as exc:
+            err_console.print(f"\ninterrupted ({signal_name(exc)}) as the outputs were "
+                              "committed: they are complete", highlight=False, markup=False)
             sys.exit(EXIT_INTERRUPTED)
-        except KeyboardInterrupt:
-            err_console.print("\ninterrupted (Ctrl-C)", highlight=False, markup=False)
+        except KeyboardInterrupt as exc:
+            err_console.print(f"\ninterrupted ({signal_name(exc)})", highlight=False,
+                              markup=False)
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - mapped or re-raised: a bug keeps its traceback
             if exit_code(exc) is None:
@@ -68,7 +76,7 @@ class _Main(click.Group):
                     "the scenario, --set or a path); 3 the environment refuses (a folder cannot "
                     "be read or written, disk full, file size limit, I/O error); 4 out of memory "
                     "(the estimate exceeds the limit, or an allocation failed); 130 interrupted "
-                    "(Ctrl-C). An output folder is only ever replaced when this tool wrote it "
+                    "(Ctrl-C or SIGTERM). An output folder is only ever replaced when this tool wrote it "
                     "(it holds our manifest.json).")
 @click.version_option(__version__, prog_name="offeropt")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step's details to stderr.")

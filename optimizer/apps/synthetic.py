@@ -16,8 +16,8 @@ Design:
 * Customers are generated in chunks of ``CHUNK_CUSTOMERS`` with vectorised numpy (no Python loop
   over customers or rows); each chunk becomes one Parquet row group (or is appended to the CSV),
   so memory stays bounded at any number of customers.
-* Files are written under a temporary name and renamed into place at the end, so an interrupted run
-  leaves the previous tables untouched.
+* Files are written under a temporary name and renamed into place together at the end, so an
+  interrupted run (Ctrl-C or SIGTERM; held during the renames) leaves the previous tables untouched.
 
 Calendar: week 1 starts on Monday 2024-01-01 (``WEEK1_START``); a transaction of week ``w`` is dated
 ``WEEK1_START + 7 * (w - 1) + day``, with weekend days more frequent.
@@ -45,6 +45,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     _ensure_counts,
     _Offers,
 )
+from optimizer.core.interrupt import deferred_interrupt
 from optimizer.io.atomic import publish
 
 __all__ = ["write_demo_data", "check_demo_arguments", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
@@ -402,6 +403,20 @@ def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.nd
     sinks["redemptions"].write(redm)
 
 
+def _commit(out_dir: Path, sinks: list[_Sink], file_format: str, scores: bool) -> None:
+    """Rename every table into place, held together against Ctrl-C/SIGTERM; the other format's
+    copy of a table written now, and a stale scores table, would be read instead of / besides the
+    new tables: they are removed."""
+    other = "csv" if file_format == "parquet" else "parquet"
+    with deferred_interrupt():
+        for s in sinks:
+            s.commit()
+        for s in sinks:
+            (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
+        for ext in () if scores else ("parquet", "csv"):
+            (out_dir / f"scores.{ext}").unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -474,18 +489,12 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
         background.shutdown()
         for s in sinks:
             s.abort()
+        # a sink interrupted while it was being made is not in ``sinks``: its file goes too
+        for nm in ["products", "offers", "offer_products", *names]:
+            (out_dir / f".{nm}.{file_format}.tmp").unlink(missing_ok=True)
         raise
     background.shutdown()
-    for s in sinks:
-        s.commit()
-    # the other format's copy of a table written now, and a stale scores table, would be read
-    # instead of / besides the new tables: remove them
-    other = "csv" if file_format == "parquet" else "parquet"
-    for s in sinks:
-        (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
-    if K is None:
-        for ext in ("parquet", "csv"):
-            (out_dir / f"scores.{ext}").unlink(missing_ok=True)
+    _commit(out_dir, sinks, file_format, scores=K is not None)
     counts = {s.name: s.rows for s in sinks}
     report("done: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return counts

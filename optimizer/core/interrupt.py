@@ -1,4 +1,10 @@
-"""Ctrl-C (SIGINT) at any moment: the run stops, and what it had not committed is left undone.
+"""Ctrl-C (SIGINT) or SIGTERM at any moment: the run stops, and what it had not committed is left
+undone.
+
+SIGTERM (``kill``, ``timeout``) is made to behave as Ctrl-C: while a command runs, the command
+line installs :func:`terminate_as_interrupt`, whose handler raises :class:`Terminated` (a
+KeyboardInterrupt), so everything below applies to it too and the command exits 130 as well.
+Nothing is installed at import, and only on the main thread.
 
 Python turns SIGINT into :class:`KeyboardInterrupt` in the main thread, which unwinds the run and
 lets every ``except BaseException``/``finally`` remove its temporary files. Two places need help:
@@ -16,6 +22,7 @@ lets every ``except BaseException``/``finally`` remove its temporary files. Two 
   renames that must happen together or not at all. :func:`deferred_interrupt` holds a Ctrl-C that
   arrives meanwhile until they are done, then raises :class:`InterruptedAfterCommit` (a
   KeyboardInterrupt), so the run still exits 130 but says that its outputs were written.
+  A SIGTERM is held there likewise.
 """
 from __future__ import annotations
 
@@ -33,7 +40,47 @@ EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 
 
 
 class InterruptedAfterCommit(KeyboardInterrupt):
-    """Ctrl-C arrived while the run's outputs were being committed: they were committed whole."""
+    """Ctrl-C (or SIGTERM) arrived while the run's outputs were being committed: they were
+    committed whole."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (``kill``, ``timeout``): it unwinds the run as Ctrl-C does."""
+
+    signum = signal.SIGTERM
+
+
+def signal_name(exc: KeyboardInterrupt) -> str:
+    """Which signal ended the run: "SIGTERM" or "Ctrl-C" (a plain KeyboardInterrupt)."""
+    return "SIGTERM" if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C"
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """For the body, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
+    thread, as Ctrl-C raises KeyboardInterrupt; the previous handler is put back afterwards. Off
+    the main thread (where no handler can be installed) it does nothing."""
+    if not _main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _held_signals() -> list[int]:
+    """The signals an interrupt-holding section holds: SIGINT, and SIGTERM when it is turned into
+    an interrupt (:func:`terminate_as_interrupt`; otherwise its handler is left alone)."""
+    held: list[int] = [signal.SIGINT]
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        held.append(signal.SIGTERM)
+    return held
 
 
 def _main_thread() -> bool:
@@ -73,35 +120,42 @@ def run_interruptible(work: Callable[[], T], stop: Callable[[], Any]) -> T:
 
 @contextmanager
 def keep_sigint_handler() -> Iterator[None]:
-    """Put the SIGINT handler back as it was if the body (a native library) replaced it."""
+    """Put the SIGINT and SIGTERM handlers back as they were if the body (a native library)
+    replaced them."""
     if not _main_thread():
         yield
         return
-    before = signal.getsignal(signal.SIGINT)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is not before and before is not None:
-            signal.signal(signal.SIGINT, before)
+        for signum, handler in before.items():
+            if signal.getsignal(signum) is not handler and handler is not None:
+                signal.signal(signum, handler)
 
 
 @contextmanager
 def deferred_interrupt(then_raise: type[KeyboardInterrupt] = InterruptedAfterCommit
                        ) -> Iterator[None]:
-    """Hold a SIGINT that arrives in the body until the body is done, then raise
-    ``then_raise`` (the body's effects stand). A KeyboardInterrupt already raised before the
-    body started is not affected."""
+    """Hold a SIGINT (and a SIGTERM, while :func:`terminate_as_interrupt` is on) that arrives in
+    the body until the body is done, then raise ``then_raise`` (the body's effects stand; its
+    ``signum`` names the first signal held). A KeyboardInterrupt already raised before the body
+    started is not affected."""
     if not _main_thread():
         yield
         return
     pending: list[int] = []
-    before = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    before = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum))
+              for signum in _held_signals()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     if pending:
-        raise then_raise()
+        exc = then_raise()
+        exc.signum = pending[0]  # type: ignore[attr-defined]
+        raise exc
 
 
 def import_held(name: str) -> ModuleType:
@@ -114,5 +168,6 @@ def import_held(name: str) -> ModuleType:
         return importlib.import_module(name)
 
 
-__all__ = ["EXIT_INTERRUPTED", "InterruptedAfterCommit", "deferred_interrupt", "import_held",
-           "keep_sigint_handler", "run_interruptible"]
+__all__ = ["EXIT_INTERRUPTED", "InterruptedAfterCommit", "Terminated", "deferred_interrupt",
+           "import_held", "keep_sigint_handler", "run_interruptible", "signal_name",
+           "terminate_as_interrupt"]

@@ -170,8 +170,8 @@ def _write_run_folder(output: Path, writers: dict[str, Writer],
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)
     temp = output.parent / f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temp.mkdir()
     try:
+        temp.mkdir()  # in the try: an interrupt right after it still removes the folder
         for name, write in writers.items():
             write(temp / name)
         _fsync_dir(temp)
