@@ -168,3 +168,42 @@ def test_backtest_on_inputs_without_purchases(tmp_path: Path):
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "run-backtest" / "backtest.json").read_text())["table"]
     assert {row["method"] for row in table} >= {"fitted", "buy_again", "popular"}
+
+
+def _weeks(folder: Path, table: str) -> tuple[int, int]:
+    weeks = pl.read_parquet(folder / f"{table}.parquet").get_column("week")
+    return int(weeks.min()), int(weeks.max())
+
+
+def test_cli_backtest_refuses_more_weeks_than_the_history(scenario_path: Path, tmp_path: Path):
+    """Holding out more weeks than the history holds leaves no send before the cutoff: the fit
+    would rest on nothing. Refused (exit 2), naming the tables' weeks and the weeks asked, and
+    nothing is written."""
+    first, last = _weeks(scenario_path.parent / "data", "history")
+    n = 40 - first + 1  # cutoff one week before the first send
+    out = tmp_path / "bt"
+    result = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", str(n),
+                                       "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "history" in message and f"weeks {first}..{last}" in message, message
+    assert f"weeks {first - 1}..39" in message and f"before {first - 1}" in message, message
+    assert f"--holdout-weeks {40 - first - 1}" in message, message
+    assert not out.exists()
+    # the largest holdout that leaves a week of sends to fit on still runs
+    fits = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks",
+                                     str(40 - first - 1), "--out", str(out)])
+    assert fits.exit_code == 0, fits.output
+
+
+def test_backtest_refuses_held_out_weeks_with_nothing_in_them(scenario_path: Path,
+                                                               tmp_path: Path):
+    """A scenario week past the data: the held-out weeks hold no send, redemption or purchase,
+    so there is nothing to measure (exit 2, nothing written)."""
+    out = tmp_path / "bt"
+    result = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "3",
+                                       "--set", "week=60", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "weeks 57..59" in message and "nothing to measure" in message, message
+    assert not out.exists()

@@ -33,7 +33,7 @@ import polars as pl
 from optimizer.apps.backtest_stats import calibration_scores, offer_first_picks, with_intervals
 from optimizer.apps.pipeline import score_inputs
 from optimizer.core.config import Scenario
-from optimizer.core.errors import ScenarioError
+from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.predicate import read_columns
 from optimizer.io.runfolder import json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
@@ -205,6 +205,7 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     inputs = load_inputs(scenario.data, customer_columns=read_columns(
         [r.require for r in scenario.rules.eligibility]), scores_url=scenario.scores_url)
     cutoff, week = scenario.week - holdout_weeks, scenario.week
+    require_weeks(inputs, cutoff, week)
     # the run's own steps, taken at the cutoff: its scoring and its eligibility
     # (the built-in scoring is what is backtested, fitted even beside a scores table)
     scoring = score_inputs(inputs, scenario, cutoff, fit=True)
@@ -276,6 +277,41 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
             "seconds": scoring.seconds, "calibration_scores": scores_,
             "intervals": _READING["intervals"], "offer_first": _READING["offer_first"]}
     return BacktestResult(table, calibration, info)
+
+
+_EVENTS = ("history", "redemptions", "transactions")
+
+
+def _week_span(inputs: Inputs, name: str) -> tuple[int, int] | None:
+    table = getattr(inputs, name)
+    if table is None or table.height == 0:
+        return None
+    weeks = table.get_column("week")
+    return int(weeks.min()), int(weeks.max())  # type: ignore[arg-type]
+
+
+def require_weeks(inputs: Inputs, cutoff: int, week: int) -> None:
+    """Refuse a backtest with nothing to fit or nothing to measure: the table the fit learns
+    from (``history``, the sends, when it has rows, else ``transactions``) holds no row before
+    ``cutoff`` (more weeks held out than it holds), or no table of events holds a row in the
+    held-out weeks ``cutoff .. week - 1``."""
+    spans = {name: _week_span(inputs, name) for name in _EVENTS}
+    held = f"weeks {cutoff}..{week - 1}"
+    shown = ", ".join(f"{name} weeks {s[0]}..{s[1]}" if s else f"{name} no rows"
+                      for name, s in spans.items())
+    asked = (f"--holdout-weeks {week - cutoff} fits on the weeks before {cutoff} and holds out "
+             f"{held}")
+    fit = next((name for name in ("history", "transactions") if spans[name]), None)
+    span = spans[fit] if fit else None
+    if fit and span and span[0] >= cutoff:
+        most = week - span[0] - 1
+        hint = (f"use --holdout-weeks {most} or fewer" if most >= 1 else
+                "the data holds no week before the scenario's week to fit on")
+        raise InputError(fit, "week", f"{asked}, but {fit} holds weeks {span[0]}..{span[1]}: "
+                         f"nothing before the cutoff to fit on ({shown}); {hint}")
+    if not any(s and s[0] <= week - 1 and s[1] >= cutoff for s in spans.values()):
+        raise InputError(fit or "history", "week", f"{asked}, but no send, redemption or "
+                         f"purchase falls in {held}: nothing to measure ({shown})")
 
 
 def _offer_first(model: Any, rules: Any, inputs: Inputs, caps: np.ndarray, cutoff: int,
