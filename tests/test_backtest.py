@@ -207,3 +207,24 @@ def test_backtest_refuses_held_out_weeks_with_nothing_in_them(scenario_path: Pat
     message = " ".join(result.output.split())
     assert "weeks 57..59" in message and "nothing to measure" in message, message
     assert not out.exists()
+
+
+def test_backtest_refuses_held_out_weeks_without_a_redemption(scenario_path: Path,
+                                                               tmp_path: Path):
+    """Sends but no redemption in the held-out weeks: no truth pair, recall has no
+    denominator. Refused (exit 2, naming redemptions), not a crash on NaN intervals."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for file in (scenario_path.parent / "data").glob("*.parquet"):
+        (data / file.name).write_bytes(file.read_bytes())
+    reds = pl.read_parquet(data / "redemptions.parquet")
+    reds.filter(pl.col("week") < 37).write_parquet(data / "redemptions.parquet")
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_path.read_text())
+    out = tmp_path / "bt"
+    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
+                                       "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "redemptions" in message and "no truth pair" in message, message
+    assert not out.exists()

@@ -293,8 +293,8 @@ def _week_span(inputs: Inputs, name: str) -> tuple[int, int] | None:
 def require_weeks(inputs: Inputs, cutoff: int, week: int) -> None:
     """Refuse a backtest with nothing to fit or nothing to measure: the table the fit learns
     from (``history``, the sends, when it has rows, else ``transactions``) holds no row before
-    ``cutoff`` (more weeks held out than it holds), or no table of events holds a row in the
-    held-out weeks ``cutoff .. week - 1``."""
+    ``cutoff`` (more weeks held out than it holds), or no redemption (the truth the lists are
+    judged by) falls in the held-out weeks ``cutoff .. week - 1``."""
     spans = {name: _week_span(inputs, name) for name in _EVENTS}
     held = f"weeks {cutoff}..{week - 1}"
     shown = ", ".join(f"{name} weeks {s[0]}..{s[1]}" if s else f"{name} no rows"
@@ -309,9 +309,11 @@ def require_weeks(inputs: Inputs, cutoff: int, week: int) -> None:
                 "the data holds no week before the scenario's week to fit on")
         raise InputError(fit, "week", f"{asked}, but {fit} holds weeks {span[0]}..{span[1]}: "
                          f"nothing before the cutoff to fit on ({shown}); {hint}")
-    if not any(s and s[0] <= week - 1 and s[1] >= cutoff for s in spans.values()):
-        raise InputError(fit or "history", "week", f"{asked}, but no send, redemption or "
-                         f"purchase falls in {held}: nothing to measure ({shown})")
+    reds = inputs.redemptions
+    truth = 0 if reds is None else reds.filter(pl.col("week").is_between(cutoff, week - 1)).height
+    if truth == 0:  # recall has no denominator, its intervals no value
+        raise InputError("redemptions", "week", f"{asked}, but no redemption falls in {held}: "
+                         f"no truth pair, nothing to measure ({shown})")
 
 
 def _offer_first(model: Any, rules: Any, inputs: Inputs, caps: np.ndarray, cutoff: int,
