@@ -228,3 +228,27 @@ def test_backtest_refuses_held_out_weeks_without_a_redemption(scenario_path: Pat
     message = " ".join(result.output.split())
     assert "redemptions" in message and "no truth pair" in message, message
     assert not out.exists()
+
+
+def test_backtest_refuses_a_replay_with_nothing_to_rank(scenario_path: Path, tmp_path: Path):
+    """A single customer: the replay keeps half of each customer's held-out sends, and with no
+    redeemed send of a customer with two or more its recall has no denominator. Refused (exit
+    2), not a crash on NaN intervals nor a recall of 0 that means nothing."""
+    data = tmp_path / "data"
+    data.mkdir()
+    src = scenario_path.parent / "data"
+    reds = pl.read_parquet(src / "redemptions.parquet")
+    one = reds.filter(pl.col("week") >= 37).get_column("customer_id")[0]
+    for file in src.glob("*.parquet"):
+        table = pl.read_parquet(file)
+        if "customer_id" in table.columns:
+            table = table.filter(pl.col("customer_id") == one)
+        table.write_parquet(data / file.name)
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_path.read_text())
+    out = tmp_path / "bt"
+    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
+                                       "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "nothing to rank" in " ".join(result.output.split()), result.output
+    assert not out.exists()

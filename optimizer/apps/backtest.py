@@ -263,6 +263,11 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
             _per_customer(per_customer[method], start, stop, uc, kept, ured)
             _count(counts[method], lists, is_red, is_sent, is_bought, kept, ured)
         totals["replay_redeemed"] += int(ured[_choosers(uc)].sum())
+    if totals["replay_redeemed"] == 0:  # recall has no denominator, its intervals no value
+        raise InputError("history", "week", f"no customer has two or more eligible sends in "
+                         f"weeks {cutoff}..{week - 1} with one redeemed: the replay has nothing "
+                         f"to rank ({inputs.n_customers:,} customers, {sent.size:,} held-out "
+                         "sends); hold out more weeks or add customers")
     table = with_intervals(_table(counts, redeemed.size, totals), per_customer,
                            scenario.solver.seed)
     calibration = calibration_table(np.concatenate(predicted), np.concatenate(observed))
