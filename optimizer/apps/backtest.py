@@ -292,7 +292,7 @@ def _week_span(inputs: Inputs, name: str) -> tuple[int, int] | None:
     if table is None or table.height == 0:
         return None
     weeks = table.get_column("week")
-    return int(weeks.min()), int(weeks.max())  # type: ignore[arg-type]
+    return int(weeks.min()), int(weeks.max())
 
 
 def require_weeks(inputs: Inputs, cutoff: int, week: int) -> None:
