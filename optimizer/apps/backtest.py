@@ -263,11 +263,7 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
             _per_customer(per_customer[method], start, stop, uc, kept, ured)
             _count(counts[method], lists, is_red, is_sent, is_bought, kept, ured)
         totals["replay_redeemed"] += int(ured[_choosers(uc)].sum())
-    if totals["replay_redeemed"] == 0:  # recall has no denominator, its intervals no value
-        raise InputError("history", "week", f"no customer has two or more eligible sends in "
-                         f"weeks {cutoff}..{week - 1} with one redeemed: the replay has nothing "
-                         f"to rank ({inputs.n_customers:,} customers, {sent.size:,} held-out "
-                         "sends); hold out more weeks or add customers")
+    _require_replay(totals["replay_redeemed"], inputs.n_customers, sent.size, cutoff, week)
     table = with_intervals(_table(counts, redeemed.size, totals), per_customer,
                            scenario.solver.seed)
     calibration = calibration_table(np.concatenate(predicted), np.concatenate(observed))
@@ -319,6 +315,16 @@ def require_weeks(inputs: Inputs, cutoff: int, week: int) -> None:
     if truth == 0:  # recall has no denominator, its intervals no value
         raise InputError("redemptions", "week", f"{asked}, but no redemption falls in {held}: "
                          f"no truth pair, nothing to measure ({shown})")
+
+
+def _require_replay(redeemed: int, customers: int, sends: int, cutoff: int, week: int) -> None:
+    """Refuse a replay with no redeemed send of a customer with a choice (two or more eligible
+    held-out sends): its recall has no denominator, its intervals no value (one customer)."""
+    if redeemed == 0:
+        raise InputError("history", "week", f"no customer has two or more eligible sends in "
+                         f"weeks {cutoff}..{week - 1} with one redeemed: the replay has nothing "
+                         f"to rank ({customers:,} customers, {sends:,} held-out sends); hold "
+                         "out more weeks or add customers")
 
 
 def _offer_first(model: Any, rules: Any, inputs: Inputs, caps: np.ndarray, cutoff: int,
