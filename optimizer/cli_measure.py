@@ -28,8 +28,8 @@ def _number(value: float | None) -> str:
               metavar="DIR", help="Folder with the transactions and redemptions tables of the "
                                   "weeks after the runs (the inputs' format).")
 @click.option("--weeks", type=click.IntRange(min=1), default=None,
-              help="Outcome weeks per run, from its planning week on; past the outcome "
-                   "tables' last week is exit 2. Default: every outcome week from the run's "
+              help="Outcome weeks per run, from its planning week on; past the "
+                   "transactions' last week is exit 2. Default: every outcome week from the run's "
                    "week on.")
 @click.option("--pre-weeks", type=click.IntRange(min=1), default=26, show_default=True,
               help="Weeks of sales before each run's week for the CUPED adjustment.")

@@ -338,3 +338,27 @@ def test_a_value_printed_exactly_half_a_step_away_is_its_rounding():
     for printed, kept in ((12.793988, exact), (12.793989, 12.793989)):
         csv = pl.DataFrame({**row, "expected_cost": [printed]})
         assert _exact_where_rounded(csv, parquet)["expected_cost"].to_list() == [kept]
+
+
+def test_csv_rows_given_the_parquet_numbers_are_judged_without_rounding(tmp_path):
+    """When the copies disagree the CSV copy's rows are judged by the rules with, where a pair
+    is also in the Parquet copy and its numbers are only their printing, the Parquet's numbers:
+    those rows then carry no rounding (their numbers are exact), else each of them would widen
+    the CSV's budget sums by half a printed unit again; a row the Parquet lacks, or a number
+    edited beyond its printing, keeps it."""
+    from optimizer.check.base import PRINTED_HALF_STEP, ROUNDING, assignments_table
+    from optimizer.check.copies import _exact_where_rounded
+
+    exact = pl.DataFrame({"customer_id": [1, 2], "rank": [1, 1], "offer_id": [10, 10],
+                          "p_redeem": [0.1234567891, 0.2], "expected_cost": [0.2469135782, 0.4],
+                          "score": [1.0000001234, 2.0]})
+    parquet = assignments_table(exact, tmp_path / "assignments.parquet")
+    printed = pl.DataFrame({"customer_id": ["1", "2", "3"], "rank": ["1", "1", "1"],
+                            "offer_id": ["10", "10", "10"],
+                            "p_redeem": ["0.123457", "0.300000", "0.1"],
+                            "expected_cost": ["0.246914", "0.400000", "0.2"],
+                            "score": ["1.000000", "2.000000", "1.0"]})
+    csv = assignments_table(printed, tmp_path / "assignments.csv")
+    out = _exact_where_rounded(csv, parquet)
+    assert out.get_column("p_redeem").to_list()[0] == 0.1234567891
+    assert out.get_column(ROUNDING).to_list() == [0.0, PRINTED_HALF_STEP, PRINTED_HALF_STEP]

@@ -219,6 +219,24 @@ def test_weeks_past_the_last_outcome_week_exit_2_and_write_nothing(tiny: tuple[P
                     "--no-html").exit_code == 0
 
 
+def test_weeks_past_the_last_sales_week_exit_2_though_redemptions_go_on(tmp_path: Path):
+    """Transactions hold week 40 only, redemptions go on to week 42: weeks 41 and 42 would
+    still count as weeks without sales for every customer (sales come from transactions), so
+    the bound is the transactions' last week, not the later of the two tables'."""
+    build_data(tmp_path, [1, 2, 3, 4, 5], {1: 4, 2: 8, 3: 0, 4: 2, 5: 4}, 40)
+    run = build_run(tmp_path, 40, [(1, 10), (2, 10), (3, 10)], [4, 5])
+    out = write_outcomes(tmp_path / "out", _lines({1: 10, 2: 14, 3: 6, 4: 5, 5: 9}, 40),
+                         [(1, 10, 40), (2, 10, 42)])
+    result = _measure(run, "--outcomes", out, "--weeks", "3", "--out", tmp_path / "m")
+    assert result.exit_code == 2, result.output
+    assert "--weeks 1 or less" in " ".join(result.output.split())
+    assert not (tmp_path / "m").exists()
+    # the default window stops at the last sales week too
+    assert measure_runs([run], out, Settings(bootstrap=200))["runs"][0]["weeks"] == [40, 40]
+    assert _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                    "--no-html").exit_code == 0
+
+
 def test_an_error_message_prints_brackets_as_written(tiny: tuple[Path, Path], tmp_path: Path):
     _, out = tiny
     result = _measure(tmp_path / "[bold]runs", "--outcomes", out, "--no-html")

@@ -212,12 +212,12 @@ def test_sweep_writes_folder(world: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("scales", ["nan", "inf", "1e300", "0.5,nan", "0:inf:1", "0:1e9:1",
-                                    "0.5:1:nan", ",", "-1,1"])
+                                    "0.5:1:nan", ",", "-1,1", "0:1:1e-320"])
 def test_sweep_refuses_scales_beyond_budget_scale_or_too_many_points(world: Path, tmp_path: Path,
                                                                       scales: str) -> None:
     """Each scale is a rules.budget_scale (0 to 1e6, finite): NaN and infinity were a traceback
     (exit 1) at the sweep's JSON, 1e300 was solved although `run` refuses it, and 0:1e9:1 set
-    out to solve a billion points. All exit 2 naming --budget-scale, before anything is solved."""
+    out to solve a billion points (0:1:1e-320, infinitely many, an overflow traceback). All exit 2 naming --budget-scale, before anything is solved."""
     out = CliRunner().invoke(main, ["sweep", str(world / "base.toml"), "--budget-scale", scales,
                                     "--out", str(tmp_path / "sw")])
     assert out.exit_code == 2, (out.output, out.exception)

@@ -174,9 +174,12 @@ def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Sett
                   held: dict[str, tuple[int, int]], folder: Path
                   ) -> tuple[pl.DataFrame, list[int]]:
     """Per customer of the outcome tables: sales, redemptions and discount cost in the run's
-    window; and the window's first and last week. A window past the tables' last week is bad
-    input: its weeks would count as weeks without sales, diluting the lift."""
-    latest = max([hi for _, hi in held.values()] or [0])
+    window; and the window's first and last week. A window past the transactions' last week is
+    bad input: its weeks would count as weeks without sales, diluting the lift."""
+    # sales come from the transactions: past their last week every customer's sales would read
+    # 0, whatever weeks the redemptions go on to (those bound the window without transactions)
+    latest = (held["transactions"][1] if "transactions" in held
+              else max([hi for _, hi in held.values()] or [0]))
     if latest < run.week:
         raise InputError("transactions", "week", f"the outcome tables have no week at or "
                          f"after the run's week {run.week} ({run.path})")

@@ -36,11 +36,12 @@ def parse_range(text: str) -> list[float]:
             start, stop, step = (float(x) for x in text.split(":"))
             if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
                 raise ValueError
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            steps = (stop - start) / step  # infinite for a tiny STEP: floor() would overflow
+            n = int(math.floor(steps + 1e-9)) + 1 if math.isfinite(steps) else math.inf
             if n > MAX_POINTS:
                 raise ScenarioError(f"--budget-scale {text!r}: {n:,} points; a sweep solves at "
                                     f"most {MAX_POINTS:,} (a larger STEP or a shorter range)")
-            values = [round(start + k * step, 10) for k in range(n)]
+            values = [round(start + k * step, 10) for k in range(int(n))]
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:

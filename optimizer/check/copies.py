@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from optimizer.check.base import PRINTED_HALF_STEP, Violation
+from optimizer.check.base import PRINTED_HALF_STEP, ROUNDING, Violation
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -103,7 +103,9 @@ def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFra
     """The CSV copy's rows with, for a pair the Parquet copy also lists, the Parquet's numbers
     wherever the CSV's are only their printed rounding: the rules then judge the CSV's rows (a
     duplicated or added pair) without flagging the rounding, while a number edited beyond it
-    keeps its CSV value (and is also reported as a difference of the copies)."""
+    keeps its CSV value (and is also reported as a difference of the copies). A row whose
+    numbers all came from the Parquet copy carries no rounding (``rounding`` 0), so it does not
+    widen the CSV's budget sums."""
     key = [pl.col(c).cast(pl.Utf8).alias(f"__{c}") for c in ("customer_id", "offer_id")]
     exact = (parquet.with_columns(key).unique(["__customer_id", "__offer_id"], keep="first",
                                               maintain_order=True)
@@ -112,9 +114,16 @@ def _exact_where_rounded(csv: pl.DataFrame, parquet: pl.DataFrame) -> pl.DataFra
                                                                   "score")]))
     joined = csv.with_columns(key).join(exact, on=["__customer_id", "__offer_id"], how="left",
                                         maintain_order="left")
+    numbers = ("p_redeem", "expected_cost", "score")
+    printed = {c: ((pl.col(c) - pl.col(f"__exact_{c}")).abs()
+                   <= PRINTED_HALF_STEP + _parsed(pl.col(c), pl.col(f"__exact_{c}")))
+               for c in numbers}
+    # a row whose every number is now the Parquet's carries no rounding (base.ROUNDING)
+    exact_row = ([pl.when(pl.all_horizontal(printed[c].fill_null(False) for c in numbers))
+                  .then(pl.lit(0.0)).otherwise(pl.col(ROUNDING)).alias(ROUNDING)]
+                 if ROUNDING in csv.columns else [])
     return joined.with_columns(
-        pl.when((pl.col(c) - pl.col(f"__exact_{c}")).abs()
-                <= PRINTED_HALF_STEP + _parsed(pl.col(c), pl.col(f"__exact_{c}")))
-        .then(pl.col(f"__exact_{c}")).otherwise(pl.col(c)).alias(c)
-        for c in ("p_redeem", "expected_cost", "score")
+        *(pl.when(printed[c]).then(pl.col(f"__exact_{c}")).otherwise(pl.col(c)).alias(c)
+          for c in numbers),
+        *exact_row,
     ).select(csv.columns)
