@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cj_convert import convert, load_raw  # noqa: E402
@@ -36,12 +37,27 @@ from stamp import PACKAGES, stamp, write_result  # noqa: E402
 import optimizer.scoring.repurchase as repurchase  # noqa: E402
 from optimizer.core.config import load_scenario  # noqa: E402
 from optimizer.io.validate import Inputs, load_inputs  # noqa: E402
-from optimizer.scoring.conditional import grouped_auc  # noqa: E402
 from optimizer.scoring.features import offer_categories, purchase_lines  # noqa: E402
 from optimizer.scoring.fit import fit_scoring  # noqa: E402
 from optimizer.scoring.repurchase_fit import top_k_recall  # noqa: E402
 
 WEIGHTS = (-1.0, -0.5, -0.2, 0.2, 0.5, 1.0)
+
+
+def grouped_auc(score: np.ndarray, y: np.ndarray, group: np.ndarray) -> float:
+    """AUC within each group (ties count half), averaged over the groups with both classes,
+    weighted by their positives."""
+    dense = rankdata(score, method="dense")
+    _, g = np.unique(group, return_inverse=True)
+    ranks = rankdata(g.astype(np.float64) * (dense.max() + 1) + dense)  # average within ties
+    size = np.bincount(g)
+    ranks = ranks - np.concatenate([[0], np.cumsum(size)])[g]  # ranks within the group
+    pos = np.bincount(g, weights=y)
+    neg = size - pos
+    s = np.bincount(g, weights=ranks * y)
+    ok = (pos > 0) & (neg > 0)
+    auc = (s[ok] - pos[ok] * (pos[ok] + 1) / 2) / (pos[ok] * neg[ok])
+    return float(np.average(auc, weights=pos[ok]))
 
 
 def _lines_by_pair(inputs: Inputs, week: int, c: np.ndarray, o: np.ndarray,

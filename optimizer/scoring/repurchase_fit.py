@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from optimizer.scoring.conditional import conditional_logit, grouped_auc
 from optimizer.scoring.repurchase import (
     BUY_AGAIN,
-    CUSTOMER,
     LADDER,
     LADDER_NAMES,
     NAMES,
@@ -28,11 +26,9 @@ from optimizer.scoring.repurchase import (
 )
 
 
-def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, offset: np.ndarray | None = None
-             ) -> tuple[np.ndarray, bool]:
+def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
     """L2-penalised logistic regression on standardised columns (column 0 = intercept, not
-    penalised), with a fixed ``offset`` added to the log-odds if given; returns the
-    coefficients on the original scale and whether it converged."""
+    penalised); returns the coefficients on the original scale and whether it converged."""
     from scipy import optimize
     mean, scale = X.mean(axis=0), X.std(axis=0)
     mean[0], scale[0] = 0.0, 1.0
@@ -44,10 +40,9 @@ def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, offset: np.ndarray 
     n = max(y.size, 1)
     penalty = np.full(X.shape[1], l2)
     penalty[0] = 0.0
-    fixed = np.zeros(y.size) if offset is None else offset
 
     def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = _dot(Z, beta) + fixed
+        eta = _dot(Z, beta)
         nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
         grad = _tdot(Z, special.expit(eta) - y) / n + 2 * penalty * beta
         return nll + float(penalty @ beta**2), grad
@@ -94,14 +89,11 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
     X = design(s, c, o, t)
     info: dict[str, Any] = {"target": target, "pairs": int(y.size), "positives": int(y.sum())}
     names: tuple[str, ...] = NAMES
-    group = c * 2**21 + t  # her offers of a week: the choice set of a campaign's sends
-    within = False
     late = _split(c, y, min_positives) if target == "redemption" else "purchase proxy: not checked"
     if isinstance(late, str):
         info["validation"] = {"skipped": late}
     else:
-        names, info["validation"] = _choose(X, y, late, group)
-        within, info["validation"]["within"] = _within_check(X, y, late, group, names)
+        names, info["validation"] = _choose(X, y, late, c * 2**21 + t)
         if names != NAMES:
             v = info["validation"]
             chosen = "buy-again's features only" if names == BUY_AGAIN else (
@@ -110,64 +102,13 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
                 f"the full model ranked the held-out sends worse (AUC {v['auc']['full']:.3f}, "
                 f"buy-again {v['auc']['buy_again']:.3f}): {chosen}")
     cols = [NAMES.index(n) for n in names]
-    beta, ok = within_fit(X[:, cols], y, group, names) if within else (np.zeros(0), False)
-    if within and not ok:
-        within = False
-        info["validation"]["within"]["kept"] = "pooled (the within fit on all sends did not converge)"
-    if not within:
-        beta, ok = logistic(X[:, cols], y)
+    beta, ok = logistic(X[:, cols], y)
     if not ok:
         return f"{target}: the logistic fit did not converge"
-    info["estimator"] = WITHIN if within else POOLED
     info["calibration"] = {"mean_predicted": float(rate * special.expit(_dot(X[:, cols], beta))
                                                    .mean()),
                            "observed_rate": float(rate * y.mean())}
     return Repurchase(names, beta, rate, info)
-
-
-POOLED = "pooled logistic"
-WITHIN = ("conditional logit within her offers of a week (pair and offer terms), then the "
-          "pooled logistic for the intercept and customer terms")
-
-
-def within_fit(X: np.ndarray, y: np.ndarray, group: np.ndarray, names: tuple[str, ...]
-               ) -> tuple[np.ndarray, bool]:
-    """Coefficients of the columns ``names`` of ``X``: the pair and offer terms from the
-    conditional logit within each ``group`` (:mod:`optimizer.scoring.conditional`: learned
-    from her choices among her own offers only, whoever redeems at all), then the intercept and
-    customer terms by the pooled logistic with those terms as a fixed offset (so the model
-    stays calibrated and ranks customers against each other). Returns them and whether both
-    fits converged."""
-    outer = [i for i, n in enumerate(names) if n == "intercept" or n in CUSTOMER]
-    inner = [i for i in range(len(names)) if i not in outer]
-    beta = np.zeros(len(names))
-    ok = True
-    if inner:
-        beta[inner], ok = conditional_logit(X[:, inner], y, group)
-    b_outer, ok_outer = logistic(X[:, outer], y, offset=_dot(X[:, inner], beta[inner]))
-    beta[outer] = b_outer
-    return beta, ok and ok_outer
-
-
-def _within_check(X: np.ndarray, y: np.ndarray, late: np.ndarray, group: np.ndarray,
-                  names: tuple[str, ...]) -> tuple[bool, dict[str, Any]]:
-    """Whether to fit the kept set ``names`` by :func:`within_fit` rather than the pooled
-    logistic: both are fitted without the held-out customers (``late``) and score their sends;
-    the within fit is kept when it ranks them at least as well within her offers of a week
-    (AUC within each group and top-:data:`TOP_K` recall) and across all sends (AUC)."""
-    cols = [NAMES.index(n) for n in names]
-    Xf, yf, g, yl = X[~late][:, cols], y[~late], group[late], y[late]
-    figures: dict[str, Any] = {}
-    for name, (beta, ok) in (("pooled", logistic(Xf, yf)),
-                             ("within", within_fit(Xf, yf, group[~late], names))):
-        score = _dot(X[late][:, cols], beta) if ok else np.zeros(yl.size)
-        figures[name] = {"converged": ok, "auc": auc(score, yl),
-                         "within_auc": grouped_auc(score, yl, g),
-                         "recall": top_k_recall(score, g, yl)}
-    a, b = figures["pooled"], figures["within"]
-    keep = bool(b["converged"]) and all(b[k] >= a[k] for k in ("auc", "within_auc", "recall"))
-    figures["kept"] = "within" if keep else "pooled"
-    return keep, figures
 
 
 TOP_K = 5  # the held-out check counts the redemptions in her top 5 offers of a week
