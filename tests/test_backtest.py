@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from optimizer.apps.backtest import better_half, calibration_table, run_backtest, top_lists
 from optimizer.apps.backtest_stats import bootstrap_ratio, calibration_scores
@@ -209,21 +210,27 @@ def test_backtest_refuses_held_out_weeks_with_nothing_in_them(scenario_path: Pat
     assert not out.exists()
 
 
+def _backtest_copy(scenario_path: Path, tmp_path: Path,
+                   edit: Callable[[str, pl.DataFrame], pl.DataFrame]) -> tuple[Result, Path]:
+    """``backtest --holdout-weeks 3`` (weeks 37..39 held out) of a copy of the module's data
+    with each table as ``edit(name, table)`` returns it; the result and the ``--out`` folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for file in (scenario_path.parent / "data").glob("*.parquet"):
+        edit(file.stem, pl.read_parquet(file)).write_parquet(data / file.name)
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_path.read_text())
+    out = tmp_path / "bt"
+    return CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
+                                     "--out", str(out)]), out
+
+
 def test_backtest_refuses_held_out_weeks_without_a_redemption(scenario_path: Path,
                                                                tmp_path: Path):
     """Sends but no redemption in the held-out weeks: no truth pair, recall has no
     denominator. Refused (exit 2, naming redemptions), not a crash on NaN intervals."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for file in (scenario_path.parent / "data").glob("*.parquet"):
-        (data / file.name).write_bytes(file.read_bytes())
-    reds = pl.read_parquet(data / "redemptions.parquet")
-    reds.filter(pl.col("week") < 37).write_parquet(data / "redemptions.parquet")
-    path = tmp_path / "scenario.toml"
-    path.write_text(scenario_path.read_text())
-    out = tmp_path / "bt"
-    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
-                                       "--out", str(out)])
+    result, out = _backtest_copy(scenario_path, tmp_path, lambda name, table: (
+        table.filter(pl.col("week") < 37) if name == "redemptions" else table))
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert "redemptions" in message and "no truth pair" in message, message
@@ -234,21 +241,10 @@ def test_backtest_refuses_a_replay_with_nothing_to_rank(scenario_path: Path, tmp
     """A single customer: the replay keeps half of each customer's held-out sends, and with no
     redeemed send of a customer with two or more its recall has no denominator. Refused (exit
     2), not a crash on NaN intervals nor a recall of 0 that means nothing."""
-    data = tmp_path / "data"
-    data.mkdir()
-    src = scenario_path.parent / "data"
-    reds = pl.read_parquet(src / "redemptions.parquet")
+    reds = pl.read_parquet(scenario_path.parent / "data" / "redemptions.parquet")
     one = reds.filter(pl.col("week") >= 37).get_column("customer_id")[0]
-    for file in src.glob("*.parquet"):
-        table = pl.read_parquet(file)
-        if "customer_id" in table.columns:
-            table = table.filter(pl.col("customer_id") == one)
-        table.write_parquet(data / file.name)
-    path = tmp_path / "scenario.toml"
-    path.write_text(scenario_path.read_text())
-    out = tmp_path / "bt"
-    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
-                                       "--out", str(out)])
+    result, out = _backtest_copy(scenario_path, tmp_path, lambda name, table: (
+        table.filter(pl.col("customer_id") == one) if "customer_id" in table.columns else table))
     assert result.exit_code == 2, result.output
     assert "nothing to rank" in " ".join(result.output.split()), result.output
     assert not out.exists()
