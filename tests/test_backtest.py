@@ -123,13 +123,14 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
     assert {row["method"] for row in data["table"]} == {"fitted", "fitted_score", "buy_again",
                                                         "offer_first", "popular", "random"}
     assert data["calibration_scores"]["brier"] > 0
+    assert data["fallback"] is None and "warning" not in result.stderr  # redemptions to learn
     csv = pl.read_csv(tmp_path / "backtest.csv")
     assert csv.height == 6 and {"recall_lo", "recall_hi"} <= set(csv.columns)
     page = (tmp_path / "backtest.html").read_text()
     for part in ('id="chart-reliability"', 'id="chart-recall"', 'id="calibration-scores"',
                  "offer_first", "Brier"):
         assert part in page, part
-    assert page.count("<svg") == 2
+    assert page.count("<svg") == 2 and 'id="fallback"' not in page
     assert not list(tmp_path.glob(".*tmp*"))
 
 
@@ -235,6 +236,26 @@ def test_backtest_refuses_held_out_weeks_without_a_redemption(scenario_path: Pat
     message = " ".join(result.output.split())
     assert "redemptions" in message and "no truth pair" in message, message
     assert not out.exists()
+
+
+def test_backtest_without_redemptions_before_the_cutoff_says_it_judges_a_proxy(
+        scenario_path: Path, tmp_path: Path):
+    """Sends before the cutoff but no redemption: the fit has no redemption labels and falls
+    back to a purchase proxy. The backtest still runs (exit 0) but says so: a warning on
+    stderr, ``fallback`` in backtest.json, a warning at the top of the page."""
+    result, out = _backtest_copy(scenario_path, tmp_path, lambda name, table: (
+        table.filter(pl.col("week") >= 37) if name == "redemptions" else table))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "warning: no redemption before the cutoff week 37" in said, result.stderr
+    written = json.loads((out / "backtest.json").read_text())
+    fallback = written["fallback"]
+    assert fallback.startswith("no redemption before the cutoff week 37") and (
+        "without redemption labels" in fallback), fallback
+    assert written["propensity"]["fallback"] and fallback.count(
+        written["propensity"]["fallback"]) == 1  # the fit's own fallback, named
+    assert written["popular_by"] == "history"
+    assert 'id="fallback"' in (out / "backtest.html").read_text()
 
 
 def test_backtest_refuses_a_replay_with_nothing_to_rank(scenario_path: Path, tmp_path: Path):
