@@ -168,7 +168,7 @@ def _drop_reason(run: Path) -> None:
 def test_measure_and_demo_outcomes_read_a_runs_arms_through_one_reader(
         world: Path, tmp_path: Path, table, column, break_run):
     """``measure`` and ``demo-outcomes`` read a run's assignments and controls with one reader
-    (:func:`optimizer.apps.measure.read_run_arm`): a broken table is the same error from both,
+    (:func:`optimizer.io.runview.read_run_arm`): a broken table is the same error from both,
     naming the table and column."""
     run = tmp_path / "run"
     shutil.copytree(world / "runs" / "both", run)

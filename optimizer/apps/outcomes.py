@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from optimizer.apps.measure import program_arm, read_run_arm
+from optimizer.apps.measure import program_arm
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_required, read_table
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import json_writer, write_files
+from optimizer.io.runview import read_run_arm
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
