@@ -282,7 +282,8 @@ def demo_data(out_dir: Path, customers: int, offers: int, seed: int,
 
     try:
         check_demo_arguments(customers, offers, seed, scores_per_customer=scores_per_customer,
-                             weeks=weeks, planning_week=planning_week, file_format=file_format)
+                             weeks=weeks, planning_week=planning_week, file_format=file_format,
+                             out_dir=out_dir)
     except ValueError as exc:   # a bad argument: a usage error (exit 2), nothing written
         raise click.UsageError(str(exc)) from exc
     console = Console(stderr=True)

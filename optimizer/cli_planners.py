@@ -136,3 +136,5 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
         if reason:
             console.print(Text.assemble((f"{name} fallback:", "yellow"), " ", str(reason)))
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+    if info["fallback"]:  # no redemption to learn from: the backtest judges a proxy
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", info["fallback"]))

@@ -61,3 +61,26 @@ def propensity_predict(self: Propensity, columns: list[np.ndarray]) -> np.ndarra
     for beta, col in pair_terms:
         eta += beta * col
     return self.rate * special.expit(eta, out=eta)
+
+
+def target_bonus(group: np.ndarray, margin: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per group, the smallest bonus ``>= 0`` that brings ``target`` candidates to ``margin > 0``
+    (the plain definition, over every candidate gathered; the solve reads it off the shards'
+    tallies, :meth:`optimizer.solve.lagrangian.executor.ShardedCandidates.target_bonus`).
+
+    ``margin`` is each candidate's reduced value minus its threshold; a bonus ``b`` selects it
+    when ``margin + b > 0``. A group whose target is met (that many margins ``> 0``) needs none;
+    one with fewer candidates that can come in (finite margins) than its target gets the bonus
+    that selects all of them: :func:`~optimizer.solve.lagrangian.targets.bonus_at` its k-th
+    largest finite margin, ``k = min(target, finite margins)``.
+    """
+    from optimizer.solve.lagrangian.targets import bonus_at
+
+    bonus = np.zeros(target.shape[0])
+    for g in range(target.shape[0]):  # a loop over groups: a reference, not the solve
+        mine = margin[group == g]
+        finite = np.sort(mine[np.isfinite(mine)])[::-1]
+        k = min(int(target[g]), finite.size)
+        if target[g] > 0 and (mine > 0).sum() < target[g] and k > 0:
+            bonus[g] = bonus_at(finite[k - 1])
+    return bonus

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from optimizer.apps.backtest import better_half, calibration_table, run_backtest, top_lists
 from optimizer.apps.backtest_stats import bootstrap_ratio, calibration_scores
@@ -122,13 +123,14 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
     assert {row["method"] for row in data["table"]} == {"fitted", "fitted_score", "buy_again",
                                                         "offer_first", "popular", "random"}
     assert data["calibration_scores"]["brier"] > 0
+    assert data["fallback"] is None and "warning" not in result.stderr  # redemptions to learn
     csv = pl.read_csv(tmp_path / "backtest.csv")
     assert csv.height == 6 and {"recall_lo", "recall_hi"} <= set(csv.columns)
     page = (tmp_path / "backtest.html").read_text()
     for part in ('id="chart-reliability"', 'id="chart-recall"', 'id="calibration-scores"',
                  "offer_first", "Brier"):
         assert part in page, part
-    assert page.count("<svg") == 2
+    assert page.count("<svg") == 2 and 'id="fallback"' not in page
     assert not list(tmp_path.glob(".*tmp*"))
 
 
@@ -209,46 +211,61 @@ def test_backtest_refuses_held_out_weeks_with_nothing_in_them(scenario_path: Pat
     assert not out.exists()
 
 
+def _backtest_copy(scenario_path: Path, tmp_path: Path,
+                   edit: Callable[[str, pl.DataFrame], pl.DataFrame]) -> tuple[Result, Path]:
+    """``backtest --holdout-weeks 3`` (weeks 37..39 held out) of a copy of the module's data
+    with each table as ``edit(name, table)`` returns it; the result and the ``--out`` folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for file in (scenario_path.parent / "data").glob("*.parquet"):
+        edit(file.stem, pl.read_parquet(file)).write_parquet(data / file.name)
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_path.read_text())
+    out = tmp_path / "bt"
+    return CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
+                                     "--out", str(out)]), out
+
+
 def test_backtest_refuses_held_out_weeks_without_a_redemption(scenario_path: Path,
                                                                tmp_path: Path):
     """Sends but no redemption in the held-out weeks: no truth pair, recall has no
     denominator. Refused (exit 2, naming redemptions), not a crash on NaN intervals."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for file in (scenario_path.parent / "data").glob("*.parquet"):
-        (data / file.name).write_bytes(file.read_bytes())
-    reds = pl.read_parquet(data / "redemptions.parquet")
-    reds.filter(pl.col("week") < 37).write_parquet(data / "redemptions.parquet")
-    path = tmp_path / "scenario.toml"
-    path.write_text(scenario_path.read_text())
-    out = tmp_path / "bt"
-    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
-                                       "--out", str(out)])
+    result, out = _backtest_copy(scenario_path, tmp_path, lambda name, table: (
+        table.filter(pl.col("week") < 37) if name == "redemptions" else table))
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert "redemptions" in message and "no truth pair" in message, message
     assert not out.exists()
 
 
+def test_backtest_without_redemptions_before_the_cutoff_says_it_judges_a_proxy(
+        scenario_path: Path, tmp_path: Path):
+    """Sends before the cutoff but no redemption: the fit has no redemption labels and falls
+    back to a purchase proxy. The backtest still runs (exit 0) but says so: a warning on
+    stderr, ``fallback`` in backtest.json, a warning at the top of the page."""
+    result, out = _backtest_copy(scenario_path, tmp_path, lambda name, table: (
+        table.filter(pl.col("week") >= 37) if name == "redemptions" else table))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "warning: no redemption before the cutoff week 37" in said, result.stderr
+    written = json.loads((out / "backtest.json").read_text())
+    fallback = written["fallback"]
+    assert fallback.startswith("no redemption before the cutoff week 37") and (
+        "without redemption labels" in fallback), fallback
+    assert written["propensity"]["fallback"] and fallback.count(
+        written["propensity"]["fallback"]) == 1  # the fit's own fallback, named
+    assert written["popular_by"] == "history"
+    assert 'id="fallback"' in (out / "backtest.html").read_text()
+
+
 def test_backtest_refuses_a_replay_with_nothing_to_rank(scenario_path: Path, tmp_path: Path):
     """A single customer: the replay keeps half of each customer's held-out sends, and with no
     redeemed send of a customer with two or more its recall has no denominator. Refused (exit
     2), not a crash on NaN intervals nor a recall of 0 that means nothing."""
-    data = tmp_path / "data"
-    data.mkdir()
-    src = scenario_path.parent / "data"
-    reds = pl.read_parquet(src / "redemptions.parquet")
+    reds = pl.read_parquet(scenario_path.parent / "data" / "redemptions.parquet")
     one = reds.filter(pl.col("week") >= 37).get_column("customer_id")[0]
-    for file in src.glob("*.parquet"):
-        table = pl.read_parquet(file)
-        if "customer_id" in table.columns:
-            table = table.filter(pl.col("customer_id") == one)
-        table.write_parquet(data / file.name)
-    path = tmp_path / "scenario.toml"
-    path.write_text(scenario_path.read_text())
-    out = tmp_path / "bt"
-    result = CliRunner().invoke(main, ["backtest", str(path), "--holdout-weeks", "3",
-                                       "--out", str(out)])
+    result, out = _backtest_copy(scenario_path, tmp_path, lambda name, table: (
+        table.filter(pl.col("customer_id") == one) if "customer_id" in table.columns else table))
     assert result.exit_code == 2, result.output
     assert "nothing to rank" in " ".join(result.output.split()), result.output
     assert not out.exists()

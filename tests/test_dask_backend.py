@@ -233,10 +233,9 @@ def test_worker_killed_while_a_shard_is_built_again_fails_cleanly(data, tmp_path
         done, err, out = _killed_run(data["scores"], tmp_path, cluster, call, at, 30,
                                      timeout=120)
     assert done.returncode == 3, err
-    # under load the second kill can land before the restarted actor is placed: Dask then
-    # cancels its future and the run stops as a failed start (also exit 3, nothing written)
-    assert ("was lost while shard" in err and words in err) or (
-        "could not be started on the Dask workers" in err), err
+    # under load the second kill can land before the scheduler drops the worker: Dask then
+    # cancels the actor's future first, which counts as the worker lost (tests/test_dask_start.py)
+    assert "was lost while shard" in err and words in err, err
     assert "no output was written" in err, err
     assert not out.exists()
 

@@ -4,6 +4,7 @@ which was not why), and the withheld offers hold their slots as given ones do.""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -82,3 +83,22 @@ def test_a_universal_control_reads_control_up_to_her_cap(world: Path) -> None:
     assert json.loads(out.output)["control"] == "universal_holdout"
     text = CliRunner().invoke(main, ["explain", str(world / "held.toml"), str(universal[0])])
     assert text.exit_code == 0 and "universal control" in " ".join(text.output.split())
+
+
+def test_controls_kept_only_as_csv_explain_alike(world: Path, tmp_path: Path) -> None:
+    """explain reads the run's controls with the one reader of a run's arms
+    (:func:`optimizer.io.runview.read_run_arm`, Parquet else CSV): a run folder holding them only
+    as CSV explains a universal control and a per-offer control pair as with Parquet."""
+    shutil.copytree(world, tmp_path / "w")
+    run = tmp_path / "w" / "runs" / "held"
+    assert (run / "controls.csv").is_file()
+    (run / "controls.parquet").unlink()
+    customers = [_controls(world, reason).get_column("customer_id")[0]
+                 for reason in ("universal_holdout", "offer_holdout")]
+    for customer in customers:
+        want = explain_customer(load_scenario(world / "held.toml"), str(customer))
+        got = explain_customer(load_scenario(tmp_path / "w" / "held.toml"), str(customer))
+        assert got.control == want.control
+        assert [(r["offer_id"], r["status"]) for r in got.offers] == [
+            (r["offer_id"], r["status"]) for r in want.offers]
+        assert "control" in {r["status"] for r in got.offers}

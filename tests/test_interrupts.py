@@ -17,45 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from optimizer.cli import main
 from optimizer.core.interrupt import InterruptedAfterCommit
 from optimizer.io.runfolder import write_run_folder
 from tests.tiny_world import tree_bytes
-
-SCENARIO = """name = "ctrl-c"
-week = 40
-data = "data"
-output = "out"
-[rules]
-max_offers_per_customer = 5
-max_offers_per_category = 1
-cooldown_weeks = 4
-global_budget = 15000
-[solver]
-seed = 0
-"""
-
-
-@pytest.fixture
-def demo(demo_500: Path) -> Path:
-    """The session's 500-customer demo folder (tests/conftest.py); copied before any change."""
-    return demo_500
-
-
-@pytest.fixture()
-def earlier(demo: Path, tmp_path: Path) -> Path:
-    """A scenario whose output folder holds an earlier run; returns the scenario path."""
-    import shutil
-    shutil.copytree(demo, tmp_path / "data")
-    path = tmp_path / "s.toml"
-    path.write_text(SCENARIO)
-    result = CliRunner().invoke(main, ["run", str(path), "--quiet",
-                                       "--set", "solver.max_iterations=2"])
-    assert result.exit_code == 0, result.output
-    return path
-
 
 SLOW_WRITER = Path(__file__).parent / "slow_writer_cli.py"
 

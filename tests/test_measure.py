@@ -21,6 +21,7 @@ from optimizer.apps.measure import Settings, measure_runs, power_plan
 from optimizer.apps.outcomes import simulate_outcomes
 from optimizer.cli import main
 from optimizer.core.config import Measurement
+from optimizer.core.errors import InputError
 from optimizer.model.holdout import offer_controls, universal_controls
 
 BOTH = ("measurement.holdout_share=0.1", "measurement.offer_holdout_share=0.1")
@@ -152,6 +153,33 @@ def test_customers_whose_sends_were_all_withheld_stay_treated(world: Path, tmp_p
     total = measure_runs([run], out, Settings(weeks=2, bootstrap=300))["total"]
     assert total["treated_customers"] == program
     assert total["ci_low"] < 5.0 < total["ci_high"]
+
+
+def _drop_reason(run: Path) -> None:
+    path = run / "controls.parquet"
+    pl.read_parquet(path).drop("reason").write_parquet(path)
+
+
+@pytest.mark.parametrize("table, column, break_run", [
+    ("controls", "reason", _drop_reason),
+    ("controls", None, lambda run: (run / "controls.parquet").write_bytes(b"not parquet")),
+    ("assignments", None, lambda run: (run / "assignments.parquet").write_bytes(b"not parquet")),
+])
+def test_measure_and_demo_outcomes_read_a_runs_arms_through_one_reader(
+        world: Path, tmp_path: Path, table, column, break_run):
+    """``measure`` and ``demo-outcomes`` read a run's assignments and controls with one reader
+    (:func:`optimizer.io.runview.read_run_arm`): a broken table is the same error from both,
+    naming the table and column."""
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs" / "both", run)
+    break_run(run)
+    with pytest.raises(InputError) as measured:
+        measure_runs([run], world / "data", Settings(weeks=1, bootstrap=10))
+    with pytest.raises(InputError) as simulated:
+        simulate_outcomes(world / "data", run, tmp_path / "out", 1, 1.0, 0)
+    assert (measured.value.table, measured.value.column) == (table, column)
+    assert str(simulated.value) == str(measured.value)
+    assert not (tmp_path / "out").exists()
 
 
 def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Path):

@@ -256,6 +256,17 @@ def test_multiple_chunks(tmp_path, monkeypatch):
     (["--seed", "-1"], "seed"),
     (["--offers", "3", "--scores-per-customer", "5"], "scores_per_customer"),
     (["--week", "-2000000"], "week"),
+    (["--customers", "0"], "--customers"),
+    (["--customers", "-5"], "--customers"),
+    (["--offers", "0"], "--offers"),
+    (["--offers", "-1"], "--offers"),
+    # sizes no machine holds: the catalogue of a billion offers, a chunk's lines of 10^8 weeks,
+    # a chunk's scores rows, a folder of 10^13 customers on disk
+    (["--offers", "1000000000"], "GB of memory"),
+    (["--weeks", "100000000"], "GB of memory"),
+    (["--customers", "1000000", "--offers", "100000", "--scores-per-customer", "100000"],
+     "GB of memory"),
+    (["--customers", "10000000000000"], "GB free there"),
 ])
 def test_bad_arguments_on_the_command_line_exit_2(tmp_path, args, phrase):
     from click.testing import CliRunner
@@ -268,3 +279,21 @@ def test_bad_arguments_on_the_command_line_exit_2(tmp_path, args, phrase):
     assert isinstance(result.exception, SystemExit), result.exception   # no traceback
     assert phrase in result.output
     assert not out.exists()
+
+
+def test_sizes_the_machine_cannot_hold_are_refused_before_anything_is_written(tmp_path,
+                                                                              monkeypatch):
+    """The estimate of the generator's peak memory is held against the memory the process may
+    use (here 1 GB): a demo that fits is written, a larger one refused naming its size."""
+    import optimizer.apps.synthetic_size as size
+
+    monkeypatch.setattr(size, "available_memory", lambda: 1024 ** 3)
+    monkeypatch.setattr(size, "process_memory_limits", lambda: [])
+    memory, _ = size.demo_sizes(50, 10, None, 4, 100_000)
+    assert memory < 1024 ** 3
+    write_demo_data(tmp_path / "fits", 50, 10, seed=0, weeks=4)
+    assert (tmp_path / "fits" / "customers.parquet").is_file()
+    with pytest.raises(ValueError, match="needs about .* GB of memory .* more than the memory "
+                                         "available \\(1.0 GB\\)"):
+        write_demo_data(tmp_path / "big", 50, 200_000, seed=0, weeks=4)
+    assert not (tmp_path / "big").exists()

@@ -1,10 +1,11 @@
-"""The target bonus: the least bonus per offer that brings min_customers candidates in."""
+"""The target bonus: the least bonus per offer that brings min_customers candidates in; the
+shards' answer against the plain definition (tests/oracles.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from optimizer.solve.lagrangian.targets import target_bonus
+from tests.oracles import target_bonus
 
 
 def test_bonus_is_the_least_that_brings_the_target_in():
@@ -34,7 +35,7 @@ def test_bonus_is_the_least_that_brings_the_target_in():
 def test_target_bonus_on_shards_is_the_plain_functions(seed, n, shard, split):
     """The bonus from the shards' counts, sketches, tallies and crossing buckets
     (:meth:`.executor.ShardedCandidates.target_bonus`) is :func:`target_bonus`'s over every
-    targeted candidate gathered, to the bit: targets met, short, and beyond the candidates,
+    targeted candidate gathered (the oracle), to the bit: targets met, short, and beyond the candidates,
     ties and candidates that can never come in, on one shard or several, the crossing buckets
     of more than ``split`` candidates narrowed first or not."""
     from optimizer.solve.lagrangian._kernels import serial_map

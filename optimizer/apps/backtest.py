@@ -272,12 +272,31 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
     info = {"scenario": scenario.name, "week": week, "cutoff": cutoff,
             "holdout_weeks": [cutoff, week - 1], "customers": inputs.n_customers,
             "offers": n_offers, "holdout_redemptions": int(redeemed.size),
-            "holdout_sends": int(sent.size), "popular_by": popular_by,
-            "lists": _READING["lists"], "replay": _READING["replay"],
+            "holdout_sends": int(sent.size), "popular_by": popular_by, **_READING,
             "lifetime_value": scoring.lifetime_value, "propensity": scoring.propensity,
             "seconds": scoring.seconds, "calibration_scores": scores_,
-            "intervals": _READING["intervals"], "offer_first": _READING["offer_first"]}
+            "fallback": label_fallback(inputs, cutoff, scoring.propensity, popular_by)}
     return BacktestResult(table, calibration, info)
+
+
+def label_fallback(inputs: Inputs, cutoff: int, propensity: dict[str, Any],
+                   popular_by: str) -> str | None:
+    """What the backtest judges when the weeks before ``cutoff`` hold no redemption (the history
+    may hold sends): the scoring was fitted without redemption labels, on the fallback its
+    ``propensity`` record names (a purchase proxy), and popular ranks by ``popular_by``; said
+    in ``backtest.json``'s ``fallback`` and as a warning. ``None`` when redemptions before the
+    cutoff were there to learn from."""
+    reds, sends = inputs.redemptions, inputs.history
+    if reds is not None and reds.filter(pl.col("week") < cutoff).height:
+        return None
+    sent = 0 if sends is None else sends.filter(pl.col("week") < cutoff).height
+    fitted = propensity.get("model", "heuristic")
+    how = propensity.get("fallback") or propensity.get("target") or "no labels"
+    return (f"no redemption before the cutoff week {cutoff} ({sent:,} sends before it): the "
+            f"scoring was fitted without redemption labels (propensity {fitted}: {how}) and "
+            f"popular ranks offers by {'sends' if popular_by == 'history' else popular_by}, so "
+            "recall and calibration judge a model trained on a proxy against the held-out "
+            "redemptions")
 
 
 _EVENTS = ("history", "redemptions", "transactions")

@@ -55,7 +55,7 @@ from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest
-from optimizer.io.runview import read_run_manifest, read_run_table
+from optimizer.io.runview import read_run_arm, read_run_manifest, read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
 from optimizer.model.groups import GroupData
@@ -89,13 +89,13 @@ class Explanation:
                 "warnings": self.warnings, "control": self.control}
 
 
-def _her_controls(run: Path, customer_id: str) -> tuple[bool, set[str]]:
+def _her_controls(run: Path, customer_id: str, inputs: Inputs) -> tuple[bool, set[str]]:
     """Whether the customer is in the run's universal control, and the offers of her per-offer
-    control pairs, from the run's ``controls`` table (none without it: an older run)."""
-    path = run / "controls.parquet"
-    if not path.is_file():
-        return False, set()
-    rows = (pl.read_parquet(path, glob=False)
+    control pairs, from the run's ``controls`` table (:func:`~optimizer.io.runview.read_run_arm`,
+    Parquet or CSV; none without it: an older run)."""
+    ids_int = {name: frame.schema[name].is_integer()
+               for name, frame in (("customer_id", inputs.customers), ("offer_id", inputs.offers))}
+    rows = (read_run_arm(run, "controls", ids_int, ("reason",), required=False)
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     universal = bool((rows.get_column("reason") == UNIVERSAL).any())
     pairs = rows.filter(pl.col("reason") == PER_OFFER).get_column("offer_id")
@@ -248,7 +248,7 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
                    budget_price, count_price, global_price, cost, shared_price, charge,
                    built.problem.groups, _her_pins(scenario, inputs, built.previous, c),
                    _consents_to_none(built.problem, c))
-    universal, held_pairs = _her_controls(run, customer_id)
+    universal, held_pairs = _her_controls(run, customer_id, inputs)
     for j in (index[o] for o in sorted(held_pairs) if o in index):
         ctx.withhold(j, "withheld: a per-offer control pair (measurement.offer_holdout_share); "
                         "the plan chose it")

@@ -47,6 +47,7 @@ from optimizer.apps.measure_stats import (
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_required, unify_id_type
 from optimizer.io.manifest import read_manifest
+from optimizer.io.runview import read_run_arm
 
 METRICS = ("sales", "redemptions", "margin")
 UNIVERSAL, PER_OFFER = "universal_holdout", "offer_holdout"
@@ -97,18 +98,6 @@ def read_outcomes(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
                                                                     "week")
 
 
-def _run_table(run_dir: Path, name: str) -> pl.DataFrame:
-    for path in (run_dir / f"{name}.parquet", run_dir / f"{name}.csv"):
-        if path.is_file():
-            try:
-                return (pl.read_parquet(path, glob=False) if path.suffix == ".parquet"
-                        else pl.read_csv(path, infer_schema=False, raise_if_empty=False))
-            except (pl.exceptions.PolarsError, OSError) as exc:
-                raise InputError(name, None, f"cannot read {path}: {exc}") from None
-    raise InputError(name, None, f"no {name}.parquet or {name}.csv in {run_dir} (controls come "
-                     "with runs of this version; plan with [measurement] to have control groups)")
-
-
 @dataclass
 class _Run:
     """One run's customers and arms, IDs as the run's input typed them."""
@@ -135,27 +124,12 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     offers = read_required(data, "offers").frame
     ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
                "offer_id": offers.schema["offer_id"].is_integer()}
-    sends = _run_table(run_dir, "assignments")
-    controls = _run_table(run_dir, "controls")
-    for name, frame in (("assignments", sends), ("controls", controls)):
-        for column in ("customer_id", "offer_id"):
-            if column not in frame.columns:
-                raise InputError(name, column, f"missing from {run_dir}")
-    if "reason" not in controls.columns:
-        raise InputError("controls", "reason", f"missing from {run_dir}")
-
-    def ids(frame: pl.DataFrame) -> pl.DataFrame:
-        offer = frame.get_column("offer_id")
-        if offer.dtype == pl.Utf8:
-            offer = offer.str.strip_chars().replace("", None)
-        return frame.select(unify_id_type(frame.get_column("customer_id"),
-                                          ids_int["customer_id"]),
-                            unify_id_type(offer, ids_int["offer_id"]),
-                            *[c for c in ("reason",) if c in frame.columns])
+    sends = read_run_arm(run_dir, "assignments", ids_int)
+    controls = read_run_arm(run_dir, "controls", ids_int, ("reason",))
     tx = read_required(data, "transactions").frame
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
-    return _Run(run_dir, week, data, ids(sends).select("customer_id", "offer_id"), ids(controls),
+    return _Run(run_dir, week, data, sends, controls,
                 offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int)
 
 

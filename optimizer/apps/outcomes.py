@@ -37,10 +37,10 @@ import polars as pl
 from optimizer.apps.measure import program_arm
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError
-from optimizer.io.load import read_required, read_table, unify_id_type
+from optimizer.io.load import read_required, read_table
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import json_writer, write_files
-from optimizer.io.runview import read_run_table
+from optimizer.io.runview import read_run_arm
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
@@ -54,38 +54,6 @@ def _run_week(run_dir: Path) -> int:
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"cannot read the week of {run_dir / 'manifest.json'} "
                          f"({type(exc).__name__}: {exc})") from None
-
-
-def _assignments(run_dir: Path, customers_int: bool, offers_int: bool) -> pl.DataFrame:
-    for name in ("assignments.parquet", "assignments.csv"):
-        path = run_dir / name
-        if path.is_file():
-            frame = (read_run_table(path) if path.suffix == ".parquet"
-                     else pl.read_csv(path, infer_schema=False))
-            missing = [c for c in ("customer_id", "offer_id", "p_redeem") if c not in frame.columns]
-            if missing:
-                raise InputError("assignments", missing[0], f"missing from {path}")
-            return frame.select(
-                unify_id_type(frame.get_column("customer_id"), customers_int),
-                unify_id_type(frame.get_column("offer_id"), offers_int),
-                pl.col("p_redeem").cast(pl.Float64))
-    raise InputError("assignments", None, f"no assignments.parquet or assignments.csv in {run_dir}")
-
-
-def _controls(run_dir: Path, customers_int: bool) -> pl.DataFrame:
-    """The run's ``controls`` (customer_id, reason); none for a run folder without the table."""
-    for name in ("controls.parquet", "controls.csv"):
-        path = run_dir / name
-        if path.is_file():
-            frame = (read_run_table(path) if path.suffix == ".parquet"
-                     else pl.read_csv(path, infer_schema=False, raise_if_empty=False))
-            missing = [c for c in ("customer_id", "reason") if c not in frame.columns]
-            if missing:
-                raise InputError("controls", missing[0], f"missing from {path}")
-            return frame.select(unify_id_type(frame.get_column("customer_id"), customers_int),
-                                pl.col("reason").cast(pl.Utf8))
-    return pl.DataFrame(schema={"customer_id": pl.Int64 if customers_int else pl.Utf8,
-                                "reason": pl.Utf8})
 
 
 def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
@@ -149,7 +117,8 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     offers = read_required(data, "offers").frame
     ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
                "offer_id": offers.schema["offer_id"].is_integer()}
-    sends = _assignments(run_dir, ids_int["customer_id"], ids_int["offer_id"])
+    sends = read_run_arm(run_dir, "assignments", ids_int, ("p_redeem",)).with_columns(
+        pl.col("p_redeem").cast(pl.Float64))
 
     base = _baseline(tx, customers, week, weeks, rng)
 
@@ -159,7 +128,9 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     redemptions = sends.select("customer_id", "offer_id").with_columns(
         week=pl.Series(r_week, dtype=pl.Int64)).filter(pl.Series(redeemed))
     # measure's treated arm, by intention to treat: sent an offer, or every planned send withheld
-    treated = program_arm(sends, _controls(run_dir, ids_int["customer_id"])).height
+    # (a run folder without the controls table, from before them: no control group)
+    controls = read_run_arm(run_dir, "controls", ids_int, ("reason",), required=False)
+    treated = program_arm(sends, controls).height
     p_total = float(sends.get_column("p_redeem").sum())
     value = lift * treated / p_total if p_total > 0 else 0.0
     extra = pl.DataFrame(schema={"customer_id": base.schema["customer_id"],

@@ -35,6 +35,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from optimizer.apps.synthetic_size import checked_arguments
 from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     CATEGORIES,
     PRIVATE_LABEL,
@@ -42,7 +43,6 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     SENSITIVE_CATEGORIES,
     _Catalog,
     _customer_latents,
-    _ensure_counts,
     _Offers,
 )
 from optimizer.core.interrupt import deferred_interrupt
@@ -362,27 +362,6 @@ def _scores_chunk(rng: np.random.Generator, ids: np.ndarray, lat: dict, offers: 
     return pa.concat_tables(parts) if parts else SCHEMAS["scores"].empty_table()
 
 
-def _checked(customers: int, offers: int, scores_per_customer: int | None, weeks: int,
-             planning_week: int, file_format: str, seed: int
-             ) -> tuple[int, int, int | None, int, int]:
-    """``write_demo_data``'s arguments checked: customers, offers, scores per customer, weeks
-    and planning week as integers (a bad one is a ValueError naming it)."""
-    N = _ensure_counts("customers", customers, 1)
-    M = _ensure_counts("offers", offers, 1)
-    weeks = _ensure_counts("weeks", weeks, 1)
-    planning_week = _ensure_counts("planning_week", planning_week, -10**6)
-    K = None
-    if scores_per_customer is not None:
-        K = _ensure_counts("scores_per_customer", scores_per_customer, 1)
-        if K > M:
-            raise ValueError(f"scores_per_customer ({K}) cannot exceed offers ({M})")
-    if file_format not in ("parquet", "csv"):
-        raise ValueError(f"file_format must be 'parquet' or 'csv', got {file_format!r}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return N, M, K, weeks, planning_week
-
-
 def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.ndarray,
                  cat: _Catalog, off: _Offers, weeks: int, planning_week: int, K: int | None
                  ) -> None:
@@ -422,10 +401,12 @@ def _commit(out_dir: Path, sinks: list[_Sink], file_format: str, scores: bool) -
 # --------------------------------------------------------------------------------------------
 def check_demo_arguments(customers: int, offers: int, seed: int = 0, *,
                          scores_per_customer: int | None = None, weeks: int = 26,
-                         planning_week: int = 40, file_format: str = "parquet") -> None:
+                         planning_week: int = 40, file_format: str = "parquet",
+                         out_dir: Path | None = None) -> None:
     """Raise ``ValueError`` naming the first bad argument of :func:`write_demo_data` (the same
     checks it makes before writing anything), so a caller can report it as a usage error."""
-    _checked(customers, offers, scores_per_customer, weeks, planning_week, file_format, seed)
+    checked_arguments(customers, offers, scores_per_customer, weeks, planning_week, file_format,
+                      seed, CHUNK_CUSTOMERS, out_dir)
 
 
 def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *,
@@ -443,8 +424,9 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
     cover weeks ``planning_week - weeks .. planning_week - 1``, history and redemptions the six
     weeks before ``planning_week``. The same arguments give byte-identical files.
     """
-    N, M, K, weeks, planning_week = _checked(customers, offers, scores_per_customer, weeks,
-                                             planning_week, file_format, seed)
+    N, M, K, weeks, planning_week = checked_arguments(
+        customers, offers, scores_per_customer, weeks, planning_week, file_format, seed,
+        CHUNK_CUSTOMERS, out_dir)
     report = progress or (lambda _msg: None)
 
     out_dir = Path(out_dir)

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from optimizer.core.errors import OptimizerError
+from optimizer.core.errors import InputError, OptimizerError
 from optimizer.core.numerics import binding
+from optimizer.io.load import unify_id_type
 from optimizer.io.manifest import MANIFEST, Manifest, read_manifest
 
 # what the planners' summaries read of a run folder (the contract's names)
@@ -41,6 +42,40 @@ def read_run_table(path: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:
         raise OptimizerError(f"{path} is not a run's table: it lacks the column(s) "
                              f"{', '.join(lacking)}")
     return frame
+
+
+def read_run_arm(run_dir: Path, name: str, ids_int: dict[str, bool],
+                 columns: tuple[str, ...] = (), required: bool = True) -> pl.DataFrame:
+    """A run folder's ``assignments`` or ``controls`` (``NAME.parquet``, else ``NAME.csv``): its
+    ``customer_id`` and ``offer_id`` typed as the run's inputs type them (``ids_int``; an empty
+    ``offer_id``, a universal control's, null) and the other ``columns`` as they are. The one
+    reader of a run's arms (``measure``, ``demo-outcomes``, ``explain``). A table that cannot be read, or
+    lacks a column, is an :class:`InputError` naming it; a missing table too, unless not
+    ``required`` (then the table without rows)."""
+    for path in (run_dir / f"{name}.parquet", run_dir / f"{name}.csv"):
+        if path.is_file():
+            try:
+                frame = (pl.read_parquet(path, glob=False) if path.suffix == ".parquet"
+                         else pl.read_csv(path, infer_schema=False, raise_if_empty=False))
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise InputError(name, None, f"cannot read {path}: {exc}") from None
+            break
+    else:
+        if not required:
+            return pl.DataFrame(schema={
+                **{c: pl.Int64 if ids_int[c] else pl.Utf8 for c in ("customer_id", "offer_id")},
+                **dict.fromkeys(columns, pl.Utf8)})
+        raise InputError(name, None, f"no {name}.parquet or {name}.csv in {run_dir} (controls "
+                         "come with runs of this version; plan with [measurement] to have "
+                         "control groups)")
+    for column in ("customer_id", "offer_id", *columns):
+        if column not in frame.columns:
+            raise InputError(name, column, f"missing from {path}")
+    offer = frame.get_column("offer_id")
+    if offer.dtype == pl.Utf8:
+        offer = offer.str.strip_chars().replace("", None)
+    return frame.select(unify_id_type(frame.get_column("customer_id"), ids_int["customer_id"]),
+                        unify_id_type(offer, ids_int["offer_id"]), *columns)
 
 
 def read_run_manifest(run_dir: Path) -> Manifest:

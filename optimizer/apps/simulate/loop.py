@@ -32,6 +32,8 @@ import numpy as np
 import polars as pl
 
 from optimizer.apps import synthetic as syn
+from optimizer.apps.measure import program_arm
+from optimizer.apps.pipeline import RunResult
 from optimizer.apps.simulate import world as W
 from optimizer.apps.simulate.strategies import plan_week
 from optimizer.core.config import Scenario
@@ -92,23 +94,41 @@ def _write_week(data: Path, truth: W.Truth, week: int, out: W.WeekOutcome) -> No
         "week": np.full(red.height, week, np.int64)}))
 
 
-def _sends(assignments: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Customer and offer indexes of a plan's sends (the demo's ids: 1.., and 1001..)."""
-    c = assignments.get_column("customer_id").cast(pl.Int64).to_numpy() - 1
-    o = assignments.get_column("offer_id").cast(pl.Int64).to_numpy() - 1001
-    return c, o
+@dataclass(frozen=True)
+class Plan:
+    """A strategy's plan of a week as the world reads it: the sends' customer and offer indexes
+    (the demo's ids: 1.., and 1001..), the treated customers' indexes and the expected cost."""
+
+    c: np.ndarray
+    o: np.ndarray
+    treated: np.ndarray
+    planned_spend: float
 
 
-def plan_sends(strategy: str, planned: Scenario, seed: int, verify: Verify | None
-               ) -> tuple[np.ndarray, np.ndarray, float]:
+def treated_customers(run: RunResult) -> np.ndarray:
+    """Customer indexes of the plan's treated arm, counted as ``offeropt measure`` counts it
+    (:func:`optimizer.apps.measure.program_arm`, intention to treat): every customer the plan
+    reached outside the universal control, sent an offer or every planned send withheld by the
+    per-offer control."""
+    controls = run.controls
+    if controls is None:  # a plan without control groups: its treated are its sends
+        controls = pl.DataFrame(schema={"customer_id": run.assignments.schema["customer_id"],
+                                        "reason": pl.Utf8})
+    arm = program_arm(run.assignments, controls)
+    return arm.get_column("customer_id").cast(pl.Int64).to_numpy() - 1
+
+
+def plan_sends(strategy: str, planned: Scenario, seed: int, verify: Verify | None) -> Plan:
     """Plan one strategy's week (its run folder written, history appended, verified when asked)
-    and return the sends' customer and offer indexes and the plan's expected cost; a function of
-    the strategy's folder alone, so a worker process can make it."""
+    and return what the world reads of it (:class:`Plan`); a function of the strategy's folder
+    alone, so a worker process can make it."""
     run = plan_week(strategy, planned, seed)
     if verify is not None:
         verify(planned, planned.output)
-    c, o = _sends(run.assignments)
-    return c, o, float(run.assignments.get_column("expected_cost").sum())
+    sends = run.assignments
+    return Plan(sends.get_column("customer_id").cast(pl.Int64).to_numpy() - 1,
+                sends.get_column("offer_id").cast(pl.Int64).to_numpy() - 1001,
+                treated_customers(run), float(sends.get_column("expected_cost").sum()))
 
 
 def _log_like_parent(level: int, fmt: str | None) -> None:
@@ -131,7 +151,7 @@ def _pool(workers: int, jobs: int) -> ProcessPoolExecutor | nullcontext:
 
 
 def _plan_all(pool: Executor | None, plans: dict[str, Scenario], seed: int,
-              verify: Verify | None) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+              verify: Verify | None) -> dict[str, Plan]:
     """Every strategy's plan of the week: in the pool side by side, else one after another."""
     if pool is None:
         return {s: plan_sends(s, planned, seed, verify) for s, planned in plans.items()}
@@ -146,11 +166,15 @@ def _by_customer(out: W.WeekOutcome, n: int) -> np.ndarray:
 
 
 def _record(rows: dict[str, list[float]], out: W.WeekOutcome, base: W.WeekOutcome,
-            planned: float, sends: np.ndarray) -> None:
-    """One week's figures; the true incremental sales per treated customer (one sent at least
-    one offer) is what ``offeropt measure`` estimates from the controls."""
+            plan: Plan | None) -> None:
+    """One week's figures (``plan``: none for the world without offers); the true incremental
+    sales per treated customer (the plan's treated arm, :func:`treated_customers`) is what
+    ``offeropt measure`` estimates from the controls."""
     n = out.n_customers
-    treated = np.bincount(sends, minlength=n) > 0
+    treated = np.zeros(n, bool)
+    sends, planned = (plan.c.size, plan.planned_spend) if plan is not None else (0, 0.0)
+    if plan is not None:
+        treated[plan.treated] = True
     gain = _by_customer(out, n) - _by_customer(base, n)
     values = {
         "treated_customers": float(treated.sum()),
@@ -158,7 +182,7 @@ def _record(rows: dict[str, list[float]], out: W.WeekOutcome, base: W.WeekOutcom
         "incremental_sales": out.sales - base.sales,
         "incremental_margin": W.MARGIN_RATE * (out.sales - base.sales) - out.cost,
         "redemptions": float(out.redemptions_count), "spend": out.cost, "planned_spend": planned,
-        "sends": float(sends.size), "customers_retained": float(out.retained),
+        "sends": float(sends), "customers_retained": float(out.retained),
         "customer_equity": out.equity, "incremental_customer_equity": out.equity - base.equity,
         "contact_fatigue": out.fatigue}
     for key, value in values.items():
@@ -190,7 +214,7 @@ def run_seed(scenario: Scenario, seed: int, customers: int, offers: int, weeks: 
             v = W.send_draws(rng, truth, offers)
             none = np.zeros(0, np.int64)
             base = W.step(truth, base_state, week, none, none, (u, w, v))
-            _record(result.baseline, base, base, 0.0, none)
+            _record(result.baseline, base, base, None)
             t0 = time.perf_counter()
             plans = _plan_all(pool, {s: scenario.model_copy(update={
                 "name": f"{scenario.name}-{s}-seed{seed}", "week": week,
@@ -198,11 +222,11 @@ def run_seed(scenario: Scenario, seed: int, customers: int, offers: int, weeks: 
                 for s in strategies}, seed, verify)
             t1 = time.perf_counter()
             for s in strategies:  # the responses in strategy order, whoever planned first
-                c, o, planned_spend = plans[s]
-                out = W.step(truth, states[s], week, c, o, (u, w, v))
+                plan = plans[s]
+                out = W.step(truth, states[s], week, plan.c, plan.o, (u, w, v))
                 _write_week(folders[s] / "data", truth, week, out)
-                _record(result.series.setdefault(s, {}), out, base, planned_spend, c)
-                say(f"seed {seed} week {week} {s}: {c.size:,} sends, incremental margin "
+                _record(result.series.setdefault(s, {}), out, base, plan)
+                say(f"seed {seed} week {week} {s}: {plan.c.size:,} sends, incremental margin "
                     f"{result.series[s]['incremental_margin'][-1]:,.0f}")
             result.seconds["plan"] += t1 - t0
             result.seconds["respond"] += time.perf_counter() - t1

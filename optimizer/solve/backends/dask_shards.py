@@ -10,10 +10,11 @@ A worker lost mid-solve takes its shards' actors with it: they are rebuilt from 
 on the workers left (or the lost one's replacement), replay the calls whose state the later
 calls read (:data:`~optimizer.solve.lagrangian.shard.STATEFUL`) and answer the call again, so
 the solve goes on to the same plan. A worker lost while the shards are first built has its shards
-started again on the workers left (:meth:`DaskShards._built`). A shard lost twice in one call or
-twice in the first build, no worker to rebuild on within :data:`REPLACE_TIMEOUT`, or a worker lost
-while a lost shard is rebuilt on it mid-solve, fails the solve with a :class:`ClusterError` (exit
-code 3, nothing is written).
+started again on the workers left (:meth:`DaskShards._built`; an actor's future cancelled while
+it is built counts as its worker lost: Dask may cancel it before the scheduler drops the worker).
+A shard lost twice in one call or twice in the first build, no worker to rebuild on within
+:data:`REPLACE_TIMEOUT`, or a worker lost while a lost shard is rebuilt on it mid-solve, fails the
+solve with a :class:`ClusterError` (exit code 3, nothing is written).
 
 Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
 builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.shard.BuiltShard`): the
@@ -256,12 +257,15 @@ class DaskShards(ShardExecutor):
 
     def _gone(self, pending: list[int]) -> list[int]:
         """The shards of ``pending`` not built whose worker the scheduler no longer has (their
-        task waits for it, or was cancelled with the blocks scattered to it)."""
+        task waits for it, or was cancelled with the blocks scattered to it), and those whose
+        actor's future was cancelled though the scheduler still lists the worker (Dask may
+        cancel it before the scheduler has removed the worker it was lost with)."""
         if not pending:
             return []
         workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
-        return [k for k in pending if self.where[k] not in workers and (
-            self._futures[k] is None or self._futures[k].status != "finished")]
+        return [k for k in pending if (self.where[k] not in workers and (
+            self._futures[k] is None or self._futures[k].status != "finished"))
+            or (self._futures[k] is not None and self._futures[k].status == "cancelled")]
 
     def _check(self, problem: AssignmentProblem, shards: Sequence[int], pairs: list[int]
                ) -> None:

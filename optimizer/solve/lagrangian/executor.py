@@ -190,11 +190,12 @@ class ShardedCandidates(Candidates):
     def target_bonus(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
                      count_price: np.ndarray, min_customers: np.ndarray) -> np.ndarray:
         """The bonus that brings each offer short of its ``min_customers`` to that many
-        candidates with a positive margin at these prices (:func:`.targets.target_bonus`'s
-        value), found as the funders' prices are: the shards count their targeted candidates
-        (keeping them), the offers short of their target seek the k-th largest margin (k: the
-        target, or all their candidates if fewer) from the shards' sketches, tallies and
-        crossing buckets (weight 1, ``k - 1/2`` the capacity): O(offers) bytes a shard."""
+        candidates with a positive margin at these prices (the tests hold it to the plain
+        definition over every candidate gathered, ``tests/oracles.py``), found as the funders'
+        prices are: the shards count their targeted candidates (keeping them), the offers short
+        of their target seek the k-th largest margin (k: the target, or all their candidates if
+        fewer) from the shards' sketches, tallies and crossing buckets (weight 1, ``k - 1/2``
+        the capacity), and :func:`.targets.bonus_at` it: O(offers) bytes a shard."""
         found = self.ex.all("target_counts", targeted, budget_price, float(glob), count_price)
         finite = ordered_total(f[0] for f in found)
         positive = ordered_total(f[1] for f in found)

@@ -1,6 +1,7 @@
 """Price updates by coordinate ascent on each constraint's critical price (the prices themselves
-are computed by :func:`.critical.critical_prices`; the target bonus and the global price's secant
-correction are here).
+are computed by :func:`.critical.critical_prices`; the target bonus at a k-th largest margin and
+the global price's secant correction are here: the shards find that margin,
+:meth:`.executor.ShardedCandidates.target_bonus`).
 
 Given every candidate's *critical price* (the price on its constraint above which the candidate
 leaves its customer's best response, other prices and choices held fixed), the use of a constraint
@@ -21,40 +22,6 @@ def bonus_at(kth: np.ndarray) -> np.ndarray:
     """The bonus that brings a candidate of margin ``kth`` (the k-th largest of its offer's) to
     ``margin > 0``, a hair over ``-kth`` (none for a positive one)."""
     return np.maximum(0.0, -kth) * (1 + 1e-9) + 1e-12 * (kth <= 0)
-
-
-def target_bonus(group: np.ndarray, margin: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per group, the smallest bonus ``>= 0`` that brings ``target`` candidates to ``margin > 0``.
-
-    ``margin`` is each candidate's reduced value minus its threshold; a bonus ``b`` selects it when
-    ``margin + b > 0``. Groups with fewer candidates than their target get the bonus that selects
-    all of them. The plain definition, over every candidate gathered: the solve reads the same
-    bits off the shards' tallies (:meth:`.executor.ShardedCandidates.target_bonus`).
-    """
-    n_groups = target.shape[0]
-    bonus = np.zeros(n_groups)
-    # an offer with `target` candidates already in (margin > 0) needs no bonus: sort only the
-    # candidates of the others (at a million customers, most targets are met)
-    met = np.bincount(group[margin > 0], minlength=n_groups) >= target
-    wants = (target > 0) & ~met
-    if not wants.any():
-        return bonus
-    keep = wants[group] & np.isfinite(margin)
-    group, margin = group[keep], margin[keep]
-    # grouped by a stable sort of the group alone, in the narrowest integer type (numpy sorts
-    # 8- and 16-bit integers by radix), then a partial sort per group: a lexsort by group and
-    # margin of every targeted candidate cost 0.2 s a pass at a million customers
-    order = np.argsort(group.astype(np.min_scalar_type(n_groups)), kind="stable")
-    group, margin = group[order], margin[order]
-    starts = np.searchsorted(group, np.arange(n_groups + 1), side="left")
-    for g in np.flatnonzero(wants):  # a loop over the offers short of their target
-        in_group = margin[starts[g]:starts[g + 1]]
-        k = min(int(target[g]), in_group.size)
-        if k == 0:
-            continue
-        kth = np.partition(in_group, in_group.size - k)[in_group.size - k]  # k-th largest
-        bonus[g] = bonus_at(kth)
-    return bonus
 
 
 def secant_global_price(problem: AssignmentProblem, target: Prices,
