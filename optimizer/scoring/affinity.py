@@ -123,17 +123,46 @@ class AffinityModel:
                      ) -> list[np.ndarray]:
         """Propensity feature columns of the pairs (``c[n]``, ``o[n]``), for fitting, with the
         response ``history`` as of the week they were sent (default: the model's own)."""
-        f = self.features_
         history = history if history is not None else self.history_
-
-        def rowdot(share: sp.csr_matrix, incidence: sp.csr_matrix) -> np.ndarray:
-            return np.asarray(share[c].multiply(incidence.T.tocsr()[o]).sum(axis=1)).ravel()
-        return design(rowdot(f.category_share, self.offer_categories_),
-                      rowdot(f.brand_share, self.offer_brands_),
-                      rowdot(f.product_share, self.offer_products_),
+        return design(*self.pair_components(c, o),
                       {k: v[c] for k, v in self.customer_.items()}, self.depth_[o],
                       history.pair_values(c, o, self.offer_categories_)
                       if history is not None else None)
+
+    def pair_components(self, c: np.ndarray, o: np.ndarray,
+                        features: CustomerFeatures | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Category, brand and product affinities of the pairs (``c[n]``, ``o[n]``): the entries
+        of :meth:`components`, from ``features`` (default: the model's own)."""
+        f = features if features is not None else self.features_
+
+        def rowdot(share: sp.csr_matrix, incidence: sp.csr_matrix) -> np.ndarray:
+            return np.asarray(share[c].multiply(incidence.T.tocsr()[o]).sum(axis=1)).ravel()
+        return (rowdot(f.category_share, self.offer_categories_),
+                rowdot(f.brand_share, self.offer_brands_),
+                rowdot(f.product_share, self.offer_products_))
+
+    def heuristic_pairs(self, c: np.ndarray, o: np.ndarray,
+                        features: CustomerFeatures | None = None) -> np.ndarray:
+        """The heuristic formula's ``p_redeem`` of the pairs (``c[n]``, ``o[n]``) from
+        ``features`` (default: the model's own; customer features as of an earlier week score
+        the pairs as a plan of that week would): what :meth:`p_redeem` gives without a
+        propensity, pair by pair."""
+        f = features if features is not None else self.features_
+        return self._formula(self._weighted(*self.pair_components(c, o, f)),
+                             f.discount_share[c])
+
+    def _weighted(self, cat: np.ndarray, brand: np.ndarray, product: np.ndarray) -> np.ndarray:
+        s = self.settings
+        return cat * s.category_weight + brand * s.brand_weight + product * s.product_weight
+
+    def _formula(self, a: np.ndarray, discount_share: np.ndarray) -> np.ndarray:
+        """``p_redeem`` of the heuristic formula (module docstring) from the affinity ``a`` and
+        her ``discount_share`` (broadcast against ``a``)."""
+        s = self.settings
+        sensitivity = 0.75 + 0.5 * discount_share
+        p = (s.p_floor + (s.p_max - s.p_floor) * a / (a + s.half_saturation)) * sensitivity
+        return np.clip(p, 0.0, 1.0)
 
     def components(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dense ``(stop - start, n_offers)`` category, brand and product affinities."""
@@ -145,9 +174,7 @@ class AffinityModel:
 
     def affinity(self, start: int, stop: int) -> np.ndarray:
         """``(stop - start, n_offers)`` heuristic affinity ``a`` of customers ``start .. stop - 1``."""
-        s = self.settings
-        cat, brand, product = self.components(start, stop)
-        return cat * s.category_weight + brand * s.brand_weight + product * s.product_weight
+        return self._weighted(*self.components(start, stop))
 
     def p_redeem(self, start: int, stop: int) -> np.ndarray:
         """``(stop - start, n_offers)`` redemption probabilities."""
@@ -161,11 +188,8 @@ class AffinityModel:
                            "offer_lift": history["offer_lift"].ravel()}
             return self.propensity_.predict_block(cat, brand, product, customer, self.depth_,
                                                   history)
-        s = self.settings
-        a = self.affinity(start, stop)
-        sensitivity = 0.75 + 0.5 * self.features_.discount_share[start:stop]
-        p = (s.p_floor + (s.p_max - s.p_floor) * a / (a + s.half_saturation)) * sensitivity[:, None]
-        return np.clip(p, 0.0, 1.0)
+        return self._formula(self.affinity(start, stop),
+                             self.features_.discount_share[start:stop, None])
 
     def kernel_arrays(self, rows: np.ndarray) -> dict[str, Any]:
         """What :func:`~optimizer.scoring._pair_kernels.score_select` needs to score customers ``rows``

@@ -16,8 +16,10 @@ coefficients and thereby anyone's scores for other offers (privacy by design).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +42,7 @@ from optimizer.scoring.features import (
 from optimizer.scoring.propensity import Propensity
 from optimizer.scoring.repurchase import Repurchase, Sources, as_affinity
 from optimizer.scoring.repurchase import sources as repurchase_sources
-from optimizer.scoring.repurchase_fit import fit_repurchase, proxy_pairs
+from optimizer.scoring.repurchase_fit import HeuristicWins, fit_repurchase, proxy_pairs
 from optimizer.scoring.response import ResponseLog, response_history
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,9 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     repurchase, propensity = None, None
     if base is not None and aff.model == "repurchase":
         repurchase, info = _fit_repurchase(inputs, scenario, cats, week, base, lines)
-    if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None):
+    formula_won = "heuristic" in info.get("validation", {}).get("auc", {}) and repurchase is None
+    if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None
+                                 and not formula_won):
         reason = info.get("fallback")
         propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
         if reason:
@@ -133,7 +137,11 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         if c.size > aff.max_training_pairs:
             keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
             c, o, t, y = c[keep], o[keep], t[keep], y[keep]
-        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption")
+        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption",
+                               _heuristic_scorer(inputs, scenario, base, lines))
+    if isinstance(pairs, HeuristicWins):  # the formula ranks the held-out sends better
+        log.warning("propensity: %s", pairs.info["fallback"])
+        return None, {**pairs.info, "train_weeks": [week - aff.train_weeks, week - 1]}
     if isinstance(pairs, str):
         reasons.append(pairs)
         start = week - aff.label_weeks
@@ -156,6 +164,35 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     pairs.info.setdefault("fallback", None)
     pairs.info["train_weeks"] = [week - aff.train_weeks, week - 1]
     return (pairs, s), pairs.describe()
+
+
+def _heuristic_scorer(inputs: Inputs, scenario: Scenario, base: AffinityModel,
+                      lines: PurchaseLines
+                      ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The heuristic formula's ``p_redeem`` of pairs (``c``, ``o``) as of weeks ``t``, for the
+    repurchase fit's held-out check: point in time as the model's features, each send scored
+    with her customer features as of the week it was sent (the plan of that week would have
+    scored it so), the offer side of ``base`` (which does not depend on the week)."""
+    aff, sensitive = scenario.affinity, scenario.rules.sensitive_categories
+
+    def score(c: np.ndarray, o: np.ndarray, t: np.ndarray) -> np.ndarray:
+        out = np.empty(c.size)
+        who = np.zeros(inputs.n_customers, dtype=bool)
+        who[c] = True
+        # their purchase lines only: one pass over all lines, then one over theirs a week
+        theirs = np.flatnonzero(who[lines.c])
+        mine = dataclasses.replace(lines, **{
+            f.name: getattr(lines, f.name)[theirs] for f in dataclasses.fields(lines)
+            if isinstance(getattr(lines, f.name), np.ndarray)})
+        for w in np.unique(t):
+            rows = np.flatnonzero(t == w)
+            who[:] = False
+            who[c[rows]] = True
+            then = customer_features(inputs, int(w), aff.half_life_weeks, sensitive, mine,
+                                     customers=who)
+            out[rows] = base.heuristic_pairs(c[rows], o[rows], then)
+        return out
+    return score
 
 
 def _plain(inputs: Inputs, cats: OfferCategories, rules: Any) -> np.ndarray:
