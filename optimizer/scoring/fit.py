@@ -11,6 +11,8 @@ planning week is scored with the history as of ``week``. Training pairs are, in
 order of preference, (1) offers sent in those weeks (``history``) labelled by ``redemptions``, (2)
 sampled customer x offer pairs labelled by whether she bought any of the offer's categories, (3)
 none: the heuristic formula. Each step down is logged as a warning and recorded as ``fallback``.
+The default repurchase model (:mod:`optimizer.scoring.repurchase_fit`) also steps down to the
+heuristic formula, and no further, where the formula ranks its held-out sends better.
 Sensitive offers never enter the training pairs, so sensitive purchases cannot move the fitted
 coefficients and thereby anyone's scores for other offers (privacy by design).
 """

@@ -3,10 +3,19 @@ held-out check that picks the feature set, and the purchase-proxy pairs.
 
 With redemption labels, the sends of every fourth customer are held out; each feature set of
 :data:`~optimizer.scoring.repurchase.LADDER` (the full model, then the core set: buy-again plus
-``product_log``, ``product_rarity`` and ``redeemed_log``) is fitted on the rest and ranks them (AUC). The richest set
-that ranks them at least as well as buy-again and every smaller set is fitted on all the sends;
-where no set does, buy-again's two features. With a hundred redemptions (the real benchmark) the
-full model overfits and the core set is kept; with thousands (the demo) the full model wins.
+``product_log``, ``product_rarity`` and ``redeemed_log``) is fitted on the rest and ranks them
+(AUC). The richest set that ranks them at least as well as buy-again and every smaller set is
+fitted on all the sends; where no set does, buy-again's two features. With a hundred redemptions
+(the real benchmark) the full model overfits and the core set is kept; with thousands (the demo)
+the full model wins.
+
+The same held-out sends are also scored by the heuristic formula (``affinity.model =
+"heuristic"``; :meth:`~optimizer.scoring.affinity.AffinityModel.heuristic_pairs`, each send with
+her customer features as of its own week, as a plan of that week would have scored it, made by
+:mod:`optimizer.scoring.fit`). Where the formula ranks them strictly better (AUC) than the kept
+set, no model is fitted (:class:`HeuristicWins`): the run plans with the formula and the
+manifest's ``propensity.fallback`` names both AUCs. ``propensity.validation`` records every AUC
+and top-5 recall, the formula's beside the sets'.
 """
 from __future__ import annotations
 
