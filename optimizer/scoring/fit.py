@@ -101,6 +101,8 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     repurchase, propensity = None, None
     if base is not None and aff.model == "repurchase":
         repurchase, info = _fit_repurchase(inputs, scenario, cats, week, base, lines)
+    # no model where the held-out check scored the formula: the formula won it (the plan uses
+    # it, as the manifest says); no other step down follows
     formula_won = "heuristic" in info.get("validation", {}).get("auc", {}) and repurchase is None
     if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None
                                  and not formula_won):
