@@ -21,6 +21,12 @@ and the score the solver maximises is
     score[i, j] = p_redeem * max(margin_weight * margin[j] + redemption_value
                                  - discount_weight * discount[j], 0) * clv_factor[i]
 
+When the default model's held-out check switches to the formula
+(:mod:`optimizer.scoring.repurchase_fit`), its ``p_redeem`` is calibrated on the training sends by
+Platt scaling (``platt_ = (A, B)``: ``1 / (1 + exp(-(A + B * logit(p_redeem))))``,
+:func:`optimizer.scoring._pair_kernels.platt`), so that budgets and expected redemptions price
+sends at rates seen in the data; the ranking within a customer's offers is the formula's.
+
 ``score`` works on chunks of customers against every offer: dense ``(chunk, n_offers)`` arrays,
 no loops over customers.
 """
@@ -36,7 +42,7 @@ import scipy.sparse as sp
 from optimizer.core.config import Affinity, Objective
 from optimizer.core.schemas import normalize_category
 from optimizer.io.validate import Inputs
-from optimizer.scoring._pair_kernels import Selection, csr_arrays, score_select
+from optimizer.scoring._pair_kernels import Selection, csr_arrays, platt_array, score_select
 from optimizer.scoring.features import (
     CustomerFeatures,
     OfferCategories,
@@ -94,6 +100,7 @@ class AffinityModel:
         self.clv_factor_ = clv_factor
         self.propensity_ = propensity
         self.history_ = history
+        self.platt_: tuple[float, float] | None = None  # the formula's calibration, when set
         f = features
         self.customer_ = {"discount_share": f.discount_share,
                           **{k: (getattr(f, k) if getattr(f, k) is not None
@@ -147,7 +154,7 @@ class AffinityModel:
         """The heuristic formula's ``p_redeem`` of the pairs (``c[n]``, ``o[n]``) from
         ``features`` (default: the model's own; customer features as of an earlier week score
         the pairs as a plan of that week would): what :meth:`p_redeem` gives without a
-        propensity, pair by pair."""
+        propensity and before any calibration (``platt_``), pair by pair."""
         f = features if features is not None else self.features_
         return self._formula(self._weighted(*self.pair_components(c, o, f)),
                              f.discount_share[c])
@@ -188,8 +195,11 @@ class AffinityModel:
                            "offer_lift": history["offer_lift"].ravel()}
             return self.propensity_.predict_block(cat, brand, product, customer, self.depth_,
                                                   history)
-        return self._formula(self.affinity(start, stop),
-                             self.features_.discount_share[start:stop, None])
+        p = self._formula(self.affinity(start, stop),
+                          self.features_.discount_share[start:stop, None])
+        if self.platt_ is None:
+            return p
+        return platt_array(np.ascontiguousarray(p).ravel(), *self.platt_).reshape(p.shape)
 
     def kernel_arrays(self, rows: np.ndarray) -> dict[str, Any]:
         """What :func:`~optimizer.scoring._pair_kernels.score_select` needs to score customers ``rows``
@@ -226,7 +236,8 @@ class AffinityModel:
                 "customer_part": customer_part, "offer_part": offer_part, "ds": ds,
                 "depth": np.asarray(self.depth_, float),
                 "weights": np.array([s.category_weight, s.brand_weight, s.product_weight]),
-                "shape": np.array([s.p_floor, s.p_max, s.half_saturation]),
+                "shape": np.array([s.p_floor, s.p_max, s.half_saturation,
+                                   *(self.platt_ or ())]),
                 "sensitivity": 0.75 + 0.5 * ds, "worth": np.asarray(self.redemption_worth_, float),
                 "clv": np.asarray(self.clv_factor_[rows], float)}
 

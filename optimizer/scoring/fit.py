@@ -12,7 +12,8 @@ order of preference, (1) offers sent in those weeks (``history``) labelled by ``
 sampled customer x offer pairs labelled by whether she bought any of the offer's categories, (3)
 none: the heuristic formula. Each step down is logged as a warning and recorded as ``fallback``.
 The default repurchase model (:mod:`optimizer.scoring.repurchase_fit`) also steps down to the
-heuristic formula, and no further, where the formula ranks its held-out sends better.
+heuristic formula, calibrated on its training sends (Platt scaling), and no further, where the
+formula ranks its held-out sends better with confidence (a paired bootstrap over customers).
 Sensitive offers never enter the training pairs, so sensitive purchases cannot move the fitted
 coefficients and thereby anyone's scores for other offers (privacy by design).
 """
@@ -98,14 +99,13 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     # (the fitted model is fitted once, with its propensity, below)
     base = (AffinityModel(aff, obj).fit(inputs, features, cats, factor, lines=lines)
             if aff.model != "fitted" else None)
-    repurchase, propensity = None, None
+    repurchase, propensity, calibrated = None, None, None
     if base is not None and aff.model == "repurchase":
-        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, base, lines)
-    # no model where the held-out check scored the formula: the formula won it (the plan uses
-    # it, as the manifest says); no other step down follows
-    formula_won = "heuristic" in info.get("validation", {}).get("auc", {}) and repurchase is None
+        repurchase, info, calibrated = _fit_repurchase(inputs, scenario, cats, week, base, lines)
+    # no model where the held-out check switched to the formula (the plan uses it, calibrated,
+    # as the manifest says); no other step down follows
     if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None
-                                 and not formula_won):
+                                 and calibrated is None):
         reason = info.get("fallback")
         propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
         if reason:
@@ -113,6 +113,7 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     model = (base if base is not None and propensity is None
              else AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity,
                                               lines=lines))
+    model.platt_ = calibrated
     if repurchase is not None:
         fitted, sources_ = repurchase
         model = as_affinity(model, fitted, sources_, inputs.n_customers, week)
@@ -126,10 +127,13 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
 
 def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
                     base: AffinityModel, lines: PurchaseLines
-                    ) -> tuple[tuple[Repurchase, Sources] | None, dict[str, Any]]:
+                    ) -> tuple[tuple[Repurchase, Sources] | None, dict[str, Any],
+                               tuple[float, float] | None]:
     """The repurchase model (:mod:`optimizer.scoring.repurchase`) on the sends of the ``train_weeks``
     before ``week`` labelled by redemptions, else on sampled pairs labelled by a purchase of the
-    offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback)."""
+    offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback); what the
+    manifest records; and the heuristic formula's Platt calibration ``(a, b)`` where the held-out
+    check switched to the formula (then no model)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
     s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
@@ -142,10 +146,12 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
             keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
             c, o, t, y = c[keep], o[keep], t[keep], y[keep]
         pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption",
-                               _heuristic_scorer(inputs, scenario, base, lines))
+                               _heuristic_scorer(inputs, scenario, base, lines),
+                               scenario.solver.seed)
     if isinstance(pairs, HeuristicWins):  # the formula ranks the held-out sends better
         log.warning("propensity: %s", pairs.info["fallback"])
-        return None, {**pairs.info, "train_weeks": [week - aff.train_weeks, week - 1]}
+        return (None, {**pairs.info, "train_weeks": [week - aff.train_weeks, week - 1]},
+                pairs.platt)
     if isinstance(pairs, str):
         reasons.append(pairs)
         start = week - aff.label_weeks
@@ -157,7 +163,7 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         reasons.append(pairs)
         reason = "repurchase: " + "; ".join(reasons)
         log.warning("propensity: the repurchase model cannot be fitted (%s)", reason)
-        return None, {"model": "heuristic", "fallback": reason}
+        return None, {"model": "heuristic", "fallback": reason}, None
     if reasons:
         pairs.info["fallback"] = "; ".join(
             r for r in (f"no redemption labels ({reasons[0]}): purchases of the offer's "
@@ -167,7 +173,7 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         log.warning("propensity: %s", pairs.info["fallback"])
     pairs.info.setdefault("fallback", None)
     pairs.info["train_weeks"] = [week - aff.train_weeks, week - 1]
-    return (pairs, s), pairs.describe()
+    return (pairs, s), pairs.describe(), None
 
 
 def _heuristic_scorer(inputs: Inputs, scenario: Scenario, base: AffinityModel,
