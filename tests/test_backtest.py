@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from optimizer.apps.backtest import better_half, calibration_table, run_backtest, top_lists
-from optimizer.apps.backtest_stats import bootstrap_ratio, calibration_scores
+from optimizer.apps.backtest_stats import calibration_scores
 from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
 from optimizer.cli import main
+from optimizer.core.bootstrap import bootstrap_ratio
 from optimizer.core.config import load_scenario
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import special
 
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
@@ -74,7 +75,7 @@ def _reference(model, customers, allowed, keep, offers, caps):
                                  caps[customers], keep=keep), p, value
 
 
-@pytest.mark.parametrize("heuristic", [False, True])
+@pytest.mark.parametrize("heuristic", [False, True, "calibrated"])
 @pytest.mark.parametrize("keep", [1, 4, 30])
 def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
     scenario, inputs, offers, model, rules, caps = fitted
@@ -82,6 +83,12 @@ def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
     assert (model.history_ is not None) == (scenario.affinity.model == "fitted")
     if heuristic:
         model = _heuristic(model)
+    if heuristic == "calibrated":  # the formula with Platt's calibration (repurchase_fit.platt)
+        plain = model.p_redeem(0, 50)
+        model.platt_ = (-0.7, 0.8)
+        calibrated = model.p_redeem(0, 50)
+        logit = special.logit(np.clip(plain, 1e-9, 1 - 1e-9))  # clipped as documented
+        np.testing.assert_allclose(calibrated, special.expit(-0.7 + 0.8 * logit), rtol=1e-12)
     primary = offers.categories[:, 0]
     for start, stop in _chunks(inputs.n_customers, 170):
         customers = np.arange(start, stop, dtype=np.int64)

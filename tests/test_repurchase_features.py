@@ -86,7 +86,7 @@ def _rule_holds(names, score) -> None:
 @pytest.mark.parametrize("signal", ["product_rarity", "offer_lift"])
 def test_the_fit_keeps_the_richest_set_that_ranks_held_out_sends_best(signal):
     X, y, c = _world(20_000, signal, seed=4)
-    names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
+    names, figures, _ = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
     assert set(figures["auc"]) == set(figures["recall"]) == {"buy_again", "core", "full"}
     _rule_holds(names, figures["auc"])  # judged by AUC; top-5 recall recorded beside it
     if signal == "offer_lift":  # outside the core set: only the full model sees it
@@ -105,7 +105,7 @@ def test_the_core_set_is_kept_when_the_full_model_ranks_worse(monkeypatch):
             beta = np.zeros_like(beta)
         return beta, ok
     monkeypatch.setattr(repurchase_fit, "logistic", rigged)
-    names, figures = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
+    names, figures, _ = repurchase_fit._choose(X, y, c % 4 == 0, c // 400)
     assert names == repurchase.CORE and figures["auc"]["full"] == 0.5
     assert figures["recall"]["core"] > figures["recall"]["full"] == 0.0
 
@@ -122,8 +122,14 @@ def test_run_manifest_records_each_feature_sets_held_out_figures(tmp_path):
     import json
     propensity = json.loads((tmp_path / "run" / "manifest.json").read_text())["propensity"]
     validation = propensity["validation"]
-    assert set(validation["auc"]) == set(validation["recall"]) == {"buy_again", "core", "full"}
+    assert (set(validation["auc"]) == set(validation["recall"])
+            == {"buy_again", "core", "full", "heuristic"})
     sets = {"full": repurchase.NAMES, "core": repurchase.CORE, "buy_again": repurchase.BUY_AGAIN}
     kept = next(k for k, names in sets.items() if set(names) == set(propensity["coefficients"]))
     _rule_holds(sets[kept], validation["auc"])
     assert (propensity["fallback"] is None) == (kept == "full")
+    # the formula was judged against the kept set and not switched to: its AUC is not better
+    # with confidence (the interval of the difference reaches 0 or lies below)
+    check = validation["heuristic_check"]
+    assert check["against"] == kept and not check["switched"] and not check["ci95"][0] > 0
+    assert check["auc_difference"] == validation["auc"]["heuristic"] - validation["auc"][kept]

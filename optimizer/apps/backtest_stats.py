@@ -1,10 +1,10 @@
 """Backtest statistics: bootstrap intervals over customers, calibration scores, and the
 offer-first baseline's lists (:mod:`optimizer.apps.backtest`).
 
-Intervals resample customers (a Poisson(1) bootstrap: each customer's weight is drawn on its
-own, so customers are processed in chunks and no resample x customer table is held whole),
-seeded, :data:`RESAMPLES` times; each statistic is a ratio of per-customer sums, and its 95%
-interval the 2.5th and 97.5th percentiles of the resampled ratios.
+Intervals resample customers (:mod:`optimizer.core.bootstrap`: a Poisson(1) bootstrap, seeded,
+:data:`~optimizer.core.bootstrap.RESAMPLES` times); each statistic is a ratio of per-customer
+sums (:func:`~optimizer.core.bootstrap.bootstrap_ratio`), and its 95% interval the 2.5th and
+97.5th percentiles of the resampled ratios.
 """
 from __future__ import annotations
 
@@ -14,28 +14,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from optimizer.core.bootstrap import bootstrap_ratio
 from optimizer.scoring.baselines import offer_first, offer_quotas
-
-RESAMPLES = 200
-_CHUNK = 50_000
-
-
-def bootstrap_ratio(num: np.ndarray, den: np.ndarray, seed: int,
-                    resamples: int = RESAMPLES) -> tuple[float, float]:
-    """95% interval of ``sum(num) / sum(den)`` over customers resampled with replacement
-    (per-customer ``num`` and ``den``, each ``(n_customers,)``; NaN where ``den`` sums to 0)."""
-    rng = np.random.default_rng(seed)
-    top = np.zeros(resamples)
-    bottom = np.zeros(resamples)
-    for lo in range(0, num.size, _CHUNK):
-        w = rng.poisson(1.0, (resamples, min(_CHUNK, num.size - lo))).astype(float)
-        top += w @ num[lo:lo + _CHUNK]
-        bottom += w @ den[lo:lo + _CHUNK]
-    ratio = np.where(bottom > 0, top / np.maximum(bottom, 1e-300), np.nan)
-    if np.all(np.isnan(ratio)):
-        return float("nan"), float("nan")
-    low, high = np.nanpercentile(ratio, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def calibration_scores(predicted: np.ndarray, observed: np.ndarray, customer: np.ndarray,

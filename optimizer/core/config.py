@@ -185,7 +185,9 @@ class Affinity(_Frozen):
         "eligible pairs (manifest candidates); costs one more scoring pass")
     model: Literal["repurchase", "fitted", "heuristic"] = Field(
         "repurchase", description="repurchase: logistic on product-level repurchase and response "
-        "features (optimizer/scoring/repurchase.py), falling back to fitted when it cannot be fitted; "
+        "features (optimizer/scoring/repurchase.py), falling back to the heuristic formula, "
+        "calibrated (Platt scaling), where it ranks the held-out sends better with confidence "
+        "(paired bootstrap), and to fitted when it cannot be fitted; "
         "fitted: logistic propensity (optimizer/scoring/propensity.py); heuristic: the formula with the "
         "weights above")
     train_weeks: int = Field(

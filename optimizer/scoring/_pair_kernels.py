@@ -108,6 +108,43 @@ def _nth(a, n, k):  # pragma: no cover - compiled
             return
 
 
+_P_CLIP = 1e-9  # the formula's p_redeem is clipped to [_P_CLIP, 1 - _P_CLIP] before its logit
+
+
+@nb.njit(inline="always")
+def formula_logit(p):  # pragma: no cover - compiled
+    """``log(q / (1 - q))`` of a formula ``p_redeem`` clipped to ``[1e-9, 1 - 1e-9]``: the one
+    feature of the formula's Platt calibration (:func:`platt`)."""
+    q = min(max(p, _P_CLIP), 1.0 - _P_CLIP)
+    return math.log(q / (1.0 - q))
+
+
+@nb.njit(inline="always")
+def platt(p, a, b):  # pragma: no cover - compiled
+    """The heuristic formula's ``p_redeem`` calibrated by Platt scaling (Platt 1999, a logistic
+    on the score): ``1 / (1 + exp(-(a + b * logit(p))))``; the one definition of both compiled
+    scorers and :meth:`~optimizer.scoring.affinity.AffinityModel.p_redeem`."""
+    return 1.0 / (1.0 + math.exp(-(a + b * formula_logit(p))))
+
+
+@nb.njit(cache=True, nogil=True)
+def formula_logits(p):  # pragma: no cover - compiled
+    """:func:`formula_logit` of each ``p`` (1-D): the calibration's feature, for its fit."""
+    out = np.empty(p.shape[0])
+    for i in range(p.shape[0]):
+        out[i] = formula_logit(p[i])
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def platt_array(p, a, b):  # pragma: no cover - compiled
+    """:func:`platt` of each ``p`` (1-D), as the compiled scorers compute it."""
+    out = np.empty(p.shape[0])
+    for i in range(p.shape[0]):
+        out[i] = platt(p[i], a, b)
+    return out
+
+
 @nb.njit(nogil=True)
 def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_sent, offer_cats,
                has_history, heuristic, coef, rate, customer_part, offer_part, ds, depth, weights,
@@ -138,6 +175,8 @@ def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_s
             a = cat[j] * weights[0] + brand[j] * weights[1] + prod[j] * weights[2]
             p = (shape[0] + (shape[1] - shape[0]) * a / (a + shape[2])) * sensitivity[r]
             p = min(max(p, 0.0), 1.0)
+            if shape.shape[0] > 3:  # calibrated (AffinityModel.platt_): shape[3:] = a, b
+                p = platt(p, shape[3], shape[4])
         else:
             # the propensity's one linear predictor (Propensity.predict_block's too)
             eta = pair_eta(customer_part[r] + offer_part[j], coef, cat[j], brand[j], prod[j],

@@ -21,6 +21,12 @@ and the score the solver maximises is
     score[i, j] = p_redeem * max(margin_weight * margin[j] + redemption_value
                                  - discount_weight * discount[j], 0) * clv_factor[i]
 
+When the default model's held-out check switches to the formula
+(:mod:`optimizer.scoring.repurchase_fit`), its ``p_redeem`` is calibrated on the training sends by
+Platt scaling (``platt_ = (A, B)``: ``1 / (1 + exp(-(A + B * logit(p_redeem))))``,
+:func:`optimizer.scoring._pair_kernels.platt`), so that budgets and expected redemptions price
+sends at rates seen in the data; the ranking within a customer's offers is the formula's.
+
 ``score`` works on chunks of customers against every offer: dense ``(chunk, n_offers)`` arrays,
 no loops over customers.
 """
@@ -36,7 +42,7 @@ import scipy.sparse as sp
 from optimizer.core.config import Affinity, Objective
 from optimizer.core.schemas import normalize_category
 from optimizer.io.validate import Inputs
-from optimizer.scoring._pair_kernels import Selection, csr_arrays, score_select
+from optimizer.scoring._pair_kernels import Selection, csr_arrays, platt_array, score_select
 from optimizer.scoring.features import (
     CustomerFeatures,
     OfferCategories,
@@ -94,6 +100,7 @@ class AffinityModel:
         self.clv_factor_ = clv_factor
         self.propensity_ = propensity
         self.history_ = history
+        self.platt_: tuple[float, float] | None = None  # the formula's calibration, when set
         f = features
         self.customer_ = {"discount_share": f.discount_share,
                           **{k: (getattr(f, k) if getattr(f, k) is not None
@@ -123,17 +130,46 @@ class AffinityModel:
                      ) -> list[np.ndarray]:
         """Propensity feature columns of the pairs (``c[n]``, ``o[n]``), for fitting, with the
         response ``history`` as of the week they were sent (default: the model's own)."""
-        f = self.features_
         history = history if history is not None else self.history_
-
-        def rowdot(share: sp.csr_matrix, incidence: sp.csr_matrix) -> np.ndarray:
-            return np.asarray(share[c].multiply(incidence.T.tocsr()[o]).sum(axis=1)).ravel()
-        return design(rowdot(f.category_share, self.offer_categories_),
-                      rowdot(f.brand_share, self.offer_brands_),
-                      rowdot(f.product_share, self.offer_products_),
+        return design(*self.pair_components(c, o),
                       {k: v[c] for k, v in self.customer_.items()}, self.depth_[o],
                       history.pair_values(c, o, self.offer_categories_)
                       if history is not None else None)
+
+    def pair_components(self, c: np.ndarray, o: np.ndarray,
+                        features: CustomerFeatures | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Category, brand and product affinities of the pairs (``c[n]``, ``o[n]``): the entries
+        of :meth:`components`, from ``features`` (default: the model's own)."""
+        f = features if features is not None else self.features_
+
+        def rowdot(share: sp.csr_matrix, incidence: sp.csr_matrix) -> np.ndarray:
+            return np.asarray(share[c].multiply(incidence.T.tocsr()[o]).sum(axis=1)).ravel()
+        return (rowdot(f.category_share, self.offer_categories_),
+                rowdot(f.brand_share, self.offer_brands_),
+                rowdot(f.product_share, self.offer_products_))
+
+    def heuristic_pairs(self, c: np.ndarray, o: np.ndarray,
+                        features: CustomerFeatures | None = None) -> np.ndarray:
+        """The heuristic formula's ``p_redeem`` of the pairs (``c[n]``, ``o[n]``) from
+        ``features`` (default: the model's own; customer features as of an earlier week score
+        the pairs as a plan of that week would): what :meth:`p_redeem` gives without a
+        propensity and before any calibration (``platt_``), pair by pair."""
+        f = features if features is not None else self.features_
+        return self._formula(self._weighted(*self.pair_components(c, o, f)),
+                             f.discount_share[c])
+
+    def _weighted(self, cat: np.ndarray, brand: np.ndarray, product: np.ndarray) -> np.ndarray:
+        s = self.settings
+        return cat * s.category_weight + brand * s.brand_weight + product * s.product_weight
+
+    def _formula(self, a: np.ndarray, discount_share: np.ndarray) -> np.ndarray:
+        """``p_redeem`` of the heuristic formula (module docstring) from the affinity ``a`` and
+        her ``discount_share`` (broadcast against ``a``)."""
+        s = self.settings
+        sensitivity = 0.75 + 0.5 * discount_share
+        p = (s.p_floor + (s.p_max - s.p_floor) * a / (a + s.half_saturation)) * sensitivity
+        return np.clip(p, 0.0, 1.0)
 
     def components(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dense ``(stop - start, n_offers)`` category, brand and product affinities."""
@@ -145,9 +181,7 @@ class AffinityModel:
 
     def affinity(self, start: int, stop: int) -> np.ndarray:
         """``(stop - start, n_offers)`` heuristic affinity ``a`` of customers ``start .. stop - 1``."""
-        s = self.settings
-        cat, brand, product = self.components(start, stop)
-        return cat * s.category_weight + brand * s.brand_weight + product * s.product_weight
+        return self._weighted(*self.components(start, stop))
 
     def p_redeem(self, start: int, stop: int) -> np.ndarray:
         """``(stop - start, n_offers)`` redemption probabilities."""
@@ -161,11 +195,11 @@ class AffinityModel:
                            "offer_lift": history["offer_lift"].ravel()}
             return self.propensity_.predict_block(cat, brand, product, customer, self.depth_,
                                                   history)
-        s = self.settings
-        a = self.affinity(start, stop)
-        sensitivity = 0.75 + 0.5 * self.features_.discount_share[start:stop]
-        p = (s.p_floor + (s.p_max - s.p_floor) * a / (a + s.half_saturation)) * sensitivity[:, None]
-        return np.clip(p, 0.0, 1.0)
+        p = self._formula(self.affinity(start, stop),
+                          self.features_.discount_share[start:stop, None])
+        if self.platt_ is None:
+            return p
+        return platt_array(np.ascontiguousarray(p).ravel(), *self.platt_).reshape(p.shape)
 
     def kernel_arrays(self, rows: np.ndarray) -> dict[str, Any]:
         """What :func:`~optimizer.scoring._pair_kernels.score_select` needs to score customers ``rows``
@@ -202,7 +236,8 @@ class AffinityModel:
                 "customer_part": customer_part, "offer_part": offer_part, "ds": ds,
                 "depth": np.asarray(self.depth_, float),
                 "weights": np.array([s.category_weight, s.brand_weight, s.product_weight]),
-                "shape": np.array([s.p_floor, s.p_max, s.half_saturation]),
+                "shape": np.array([s.p_floor, s.p_max, s.half_saturation,
+                                   *(self.platt_ or ())]),
                 "sensitivity": 0.75 + 0.5 * ds, "worth": np.asarray(self.redemption_worth_, float),
                 "clv": np.asarray(self.clv_factor_[rows], float)}
 

@@ -11,13 +11,18 @@ planning week is scored with the history as of ``week``. Training pairs are, in
 order of preference, (1) offers sent in those weeks (``history``) labelled by ``redemptions``, (2)
 sampled customer x offer pairs labelled by whether she bought any of the offer's categories, (3)
 none: the heuristic formula. Each step down is logged as a warning and recorded as ``fallback``.
+The default repurchase model (:mod:`optimizer.scoring.repurchase_fit`) also steps down to the
+heuristic formula, calibrated on its training sends (Platt scaling), and no further, where the
+formula ranks its held-out sends better with confidence (a paired bootstrap over customers).
 Sensitive offers never enter the training pairs, so sensitive purchases cannot move the fitted
 coefficients and thereby anyone's scores for other offers (privacy by design).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +45,7 @@ from optimizer.scoring.features import (
 from optimizer.scoring.propensity import Propensity
 from optimizer.scoring.repurchase import Repurchase, Sources, as_affinity
 from optimizer.scoring.repurchase import sources as repurchase_sources
-from optimizer.scoring.repurchase_fit import fit_repurchase, proxy_pairs
+from optimizer.scoring.repurchase_fit import HeuristicWins, fit_repurchase, proxy_pairs
 from optimizer.scoring.response import ResponseLog, response_history
 
 log = logging.getLogger(__name__)
@@ -94,10 +99,13 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     # (the fitted model is fitted once, with its propensity, below)
     base = (AffinityModel(aff, obj).fit(inputs, features, cats, factor, lines=lines)
             if aff.model != "fitted" else None)
-    repurchase, propensity = None, None
+    repurchase, propensity, calibrated = None, None, None
     if base is not None and aff.model == "repurchase":
-        repurchase, info = _fit_repurchase(inputs, scenario, cats, week, base, lines)
-    if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None):
+        repurchase, info, calibrated = _fit_repurchase(inputs, scenario, cats, week, base, lines)
+    # no model where the held-out check switched to the formula (the plan uses it, calibrated,
+    # as the manifest says); no other step down follows
+    if aff.model == "fitted" or (aff.model == "repurchase" and repurchase is None
+                                 and calibrated is None):
         reason = info.get("fallback")
         propensity, info = _fit_propensity(inputs, scenario, cats, week, lines, features)
         if reason:
@@ -105,6 +113,7 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
     model = (base if base is not None and propensity is None
              else AffinityModel(aff, obj).fit(inputs, features, cats, factor, propensity,
                                               lines=lines))
+    model.platt_ = calibrated
     if repurchase is not None:
         fitted, sources_ = repurchase
         model = as_affinity(model, fitted, sources_, inputs.n_customers, week)
@@ -118,10 +127,13 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
 
 def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week: int,
                     base: AffinityModel, lines: PurchaseLines
-                    ) -> tuple[tuple[Repurchase, Sources] | None, dict[str, Any]]:
+                    ) -> tuple[tuple[Repurchase, Sources] | None, dict[str, Any],
+                               tuple[float, float] | None]:
     """The repurchase model (:mod:`optimizer.scoring.repurchase`) on the sends of the ``train_weeks``
     before ``week`` labelled by redemptions, else on sampled pairs labelled by a purchase of the
-    offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback)."""
+    offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback); what the
+    manifest records; and the heuristic formula's Platt calibration ``(a, b)`` where the held-out
+    check switched to the formula (then no model)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
     s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
@@ -133,7 +145,13 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         if c.size > aff.max_training_pairs:
             keep = np.sort(rng.choice(c.size, aff.max_training_pairs, replace=False))
             c, o, t, y = c[keep], o[keep], t[keep], y[keep]
-        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption")
+        pairs = fit_repurchase(s, c, o, t, y, aff.min_positives, 1.0, "redemption",
+                               _heuristic_scorer(inputs, scenario, base, lines),
+                               scenario.solver.seed)
+    if isinstance(pairs, HeuristicWins):  # the formula ranks the held-out sends better
+        log.warning("propensity: %s", pairs.info["fallback"])
+        return (None, {**pairs.info, "train_weeks": [week - aff.train_weeks, week - 1]},
+                pairs.platt)
     if isinstance(pairs, str):
         reasons.append(pairs)
         start = week - aff.label_weeks
@@ -145,7 +163,7 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         reasons.append(pairs)
         reason = "repurchase: " + "; ".join(reasons)
         log.warning("propensity: the repurchase model cannot be fitted (%s)", reason)
-        return None, {"model": "heuristic", "fallback": reason}
+        return None, {"model": "heuristic", "fallback": reason}, None
     if reasons:
         pairs.info["fallback"] = "; ".join(
             r for r in (f"no redemption labels ({reasons[0]}): purchases of the offer's "
@@ -155,7 +173,36 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
         log.warning("propensity: %s", pairs.info["fallback"])
     pairs.info.setdefault("fallback", None)
     pairs.info["train_weeks"] = [week - aff.train_weeks, week - 1]
-    return (pairs, s), pairs.describe()
+    return (pairs, s), pairs.describe(), None
+
+
+def _heuristic_scorer(inputs: Inputs, scenario: Scenario, base: AffinityModel,
+                      lines: PurchaseLines
+                      ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The heuristic formula's ``p_redeem`` of pairs (``c``, ``o``) as of weeks ``t``, for the
+    repurchase fit's held-out check: point in time as the model's features, each send scored
+    with her customer features as of the week it was sent (the plan of that week would have
+    scored it so), the offer side of ``base`` (which does not depend on the week)."""
+    aff, sensitive = scenario.affinity, scenario.rules.sensitive_categories
+
+    def score(c: np.ndarray, o: np.ndarray, t: np.ndarray) -> np.ndarray:
+        out = np.empty(c.size)
+        who = np.zeros(inputs.n_customers, dtype=bool)
+        who[c] = True
+        # their purchase lines only: one pass over all lines, then one over theirs a week
+        theirs = np.flatnonzero(who[lines.c])
+        mine = dataclasses.replace(lines, **{
+            f.name: getattr(lines, f.name)[theirs] for f in dataclasses.fields(lines)
+            if isinstance(getattr(lines, f.name), np.ndarray)})
+        for w in np.unique(t):
+            rows = np.flatnonzero(t == w)
+            who[:] = False
+            who[c[rows]] = True
+            then = customer_features(inputs, int(w), aff.half_life_weeks, sensitive, mine,
+                                     customers=who)
+            out[rows] = base.heuristic_pairs(c[rows], o[rows], then)
+        return out
+    return score
 
 
 def _plain(inputs: Inputs, cats: OfferCategories, rules: Any) -> np.ndarray:

@@ -28,7 +28,8 @@ on its training pairs) fitted on past sends labelled by whether she redeemed the
 them). Before the final fit the sends of every fourth customer are held out, and the richest
 feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-again
 (``product_weeks`` then ``category_weeks``) and every smaller set is kept, else buy-again's two
-features; the manifest says which and why.
+features; where the heuristic formula ranks them better still, the formula plans instead. The
+manifest says which and why.
 
 Offers of a running campaign (open, no send in history: their sends are what is planned) have no
 learned weight for their redemptions so far, since the fit never sees an offer redeemed before
