@@ -212,3 +212,25 @@ def test_the_held_out_formula_scores_never_read_the_future(brand_world):
     earlier = scores(pl.concat([tx, at.with_columns(pl.lit(29, tx.schema["week"]).alias("week"))]))
     assert earlier[5] > before[5]
     np.testing.assert_array_equal(np.delete(earlier, [4, 5]), np.delete(before, [4, 5]))
+
+
+def test_a_feature_set_whose_fit_fails_is_recorded_as_null_and_the_run_writes(tmp_path,
+                                                                               monkeypatch):
+    """A held-out feature set whose logistic fit does not converge has no AUC or recall: the
+    manifest records null (its JSON allows no NaN, so the run used to stop before writing) and
+    the fallback says why the full model was left out."""
+    from optimizer.scoring import repurchase_fit
+
+    fit = repurchase_fit.logistic
+
+    def failing_full(X: np.ndarray, y: np.ndarray, l2: float = 1e-3):
+        beta, ok = fit(X, y, l2)
+        return beta, ok and X.shape[1] != len(repurchase.NAMES)
+
+    monkeypatch.setattr(repurchase_fit, "logistic", failing_full)
+    _world(tmp_path / "data", habit=0.38, base=0.02)
+    propensity, planned = _run(tmp_path)
+    validation = propensity["validation"]
+    assert validation["auc"]["full"] is None and validation["recall"]["full"] is None
+    assert propensity["fallback"].startswith("the full model's fit did not converge: ")
+    assert propensity["model"] == "repurchase" and planned.height > 0

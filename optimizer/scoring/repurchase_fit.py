@@ -135,10 +135,11 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
             if wins is not None:
                 return wins
         if names != NAMES:
-            v = info["validation"]
-            info["fallback"] = (
-                f"the full model ranked the held-out sends worse (AUC {v['auc']['full']:.3f}, "
-                f"buy-again {v['auc']['buy_again']:.3f}): {_label(names)} only")
+            full, simple = (info["validation"]["auc"][k] for k in ("full", "buy_again"))
+            why = ("the full model's fit did not converge" if full is None
+                   else f"the full model ranked the held-out sends worse (AUC {full:.3f}, "
+                        f"buy-again {simple:.3f})")
+            info["fallback"] = f"{why}: {_label(names)} only"
     cols = [NAMES.index(n) for n in names]
     beta, ok = logistic(X[:, cols], y)
     if not ok:
@@ -264,8 +265,15 @@ def _choose(X: np.ndarray, y: np.ndarray, late: np.ndarray, group: np.ndarray,
         recall["heuristic"] = top_k_recall(heuristic, g, yl)
         aucs["heuristic"] = auc(heuristic, yl)
     return names, {"customers": "every fourth", "pairs": int(late.sum()),
-                   "positives": int(yl.sum()), "top_k": TOP_K, "recall": recall,
-                   "auc": aucs}, kept
+                   "positives": int(yl.sum()), "top_k": TOP_K, "recall": _recorded(recall),
+                   "auc": _recorded(aucs)}, kept
+
+
+def _recorded(figures: dict[str, float]) -> dict[str, float | None]:
+    """Held-out figures as the manifest records them: ``None`` (JSON null) where a figure could
+    not be computed (a feature set whose fit did not converge), as the manifest's JSON allows
+    no NaN."""
+    return {name: float(x) if np.isfinite(x) else None for name, x in figures.items()}
 
 
 def _dot(X: np.ndarray, b: np.ndarray) -> np.ndarray:
