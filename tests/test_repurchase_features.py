@@ -127,3 +127,26 @@ def test_run_manifest_records_each_feature_sets_held_out_figures(tmp_path):
     kept = next(k for k, names in sets.items() if set(names) == set(propensity["coefficients"]))
     _rule_holds(sets[kept], validation["auc"])
     assert (propensity["fallback"] is None) == (kept == "full")
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_line_timelines_are_the_same_for_any_number_of_threads(grouped):
+    # ranges of whole customers walked on threads and closed up: the keys one global sort of
+    # every line's key gives, whether or not the lines come grouped by customer
+    from optimizer.scoring._repurchase_kernels import line_timelines
+    rng = np.random.default_rng(3)
+    n, n_products, n_offers = 50_000, 300, 40
+    c = rng.integers(0, 2_000, n)
+    c = np.sort(c) if grouped else c
+    k, p, week = rng.integers(0, 12, n), rng.integers(0, n_products, n), rng.integers(0, 60, n)
+    sensitive = rng.random(n) < 0.05
+    listed = rng.integers(0, n_products, 500)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(listed, minlength=n_products))])
+    offers_of = rng.integers(0, n_offers, 500)[np.argsort(listed, kind="stable")]
+    runs = [line_timelines(c, k, p, week, sensitive, 40, 12, n_offers, indptr, offers_of,
+                           2**30, 2**20, threads) for threads in (1, 2, 3, 8)]
+    before = week < 40
+    expected = np.unique((c * 12 + k)[before] * 2**30 + week[before] + 2**20)
+    assert np.array_equal(runs[0][1], expected)
+    for run in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], run))

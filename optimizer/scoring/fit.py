@@ -26,6 +26,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from optimizer.core.config import Scenario
+from optimizer.core.parallel import thread_count
 from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs
 from optimizer.scoring.affinity import AffinityModel
@@ -124,7 +125,8 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     offer's products in the ``label_weeks`` before ``week`` (recorded as the fallback)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
-    s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
+    s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week,
+                           thread_count(scenario.solver.threads))
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
     pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)

@@ -152,7 +152,7 @@ def _product_offers(inputs: Inputs, n_products: int) -> tuple[np.ndarray, np.nda
 
 
 def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matrix,
-            depth: np.ndarray, plain: np.ndarray, week: int) -> Sources:
+            depth: np.ndarray, plain: np.ndarray, week: int, threads: int = 1) -> Sources:
     """Read the purchase ``lines`` (:func:`optimizer.scoring.features.purchase_lines`), offer_products,
     history and redemptions of weeks before ``week`` (sends and redemptions of the offers
     ``plain`` only: sensitive ones never feed a feature). ``offer_categories``: ``(K, M)``
@@ -161,13 +161,14 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     Privacy by design: lines in the sensitive categories (``lines.sensitive``) count only towards
     the offers that list their products or categories (sensitive offers themselves), never in her
     shopping weeks or spend, so they cannot move her scores for any other offer. Built from sorted
-    keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table."""
+    keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table, on
+    ``threads`` threads (the same sources for any number)."""
     m = inputs.n_offers
     n_k = max(len(lines.categories), 1)
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
     shop, category, product = (Timeline(keys) for keys in line_timelines(
         lines.c, lines.k, lines.p, lines.week, lines.sensitive, week, n_k, m, indptr, offers_of,
-        _SHIFT, 2**20))
+        _SHIFT, 2**20, threads))
     spend = _running_spend(lines, week)
 
     def timeline(frame: pl.DataFrame, entity: pl.Expr) -> Timeline:
