@@ -80,7 +80,7 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
         seconds["purchase_lines"] = time.perf_counter() - tick
     tick = time.perf_counter()
     features = customer_features(inputs, week, aff.half_life_weeks, rules.sensitive_categories,
-                                 lines)
+                                 lines, threads=thread_count(scenario.solver.threads))
     seconds["features"] = time.perf_counter() - tick
     tick = time.perf_counter()
     rfm = rfm_summary(inputs, week, rules.sensitive_categories, lines)
