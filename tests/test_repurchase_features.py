@@ -150,3 +150,21 @@ def test_line_timelines_are_the_same_for_any_number_of_threads(grouped):
     assert np.array_equal(runs[0][1], expected)
     for run in runs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(runs[0], run))
+
+
+@pytest.mark.parametrize("week", [WEEK, 20])
+def test_weekly_spend_pass_equals_the_sorted_numpy_route(inputs, week, monkeypatch):
+    # the one-pass kernel (lines in key order) against the numpy route that sorts and
+    # reduces (taken when the keys are out of order): the same keys and running sums, bit for
+    # bit; zero sales and discounts mixed in so that weeks sum to zero too
+    from optimizer.scoring.features import purchase_lines
+    lines = purchase_lines(inputs, ("ALCOHOL",), week)
+    rng = np.random.default_rng(week)
+    lines = dataclasses.replace(lines, sales=np.where(rng.random(lines.c.size) < 0.2, 0.0,
+                                                      lines.sales))
+    fast = repurchase._running_spend(lines, week)
+    monkeypatch.setattr(repurchase, "weekly_spend",
+                        lambda *a: (False, np.zeros(0, np.int64), np.zeros(0), np.zeros(0)))
+    slow = repurchase._running_spend(lines, week)
+    assert fast[0].size > 100
+    assert all(np.array_equal(a, b) for a, b in zip(fast, slow))

@@ -11,6 +11,7 @@ import numba as nb
 import numpy as np
 
 from optimizer.core.parallel import in_order, run_ranges
+from optimizer.scoring._feature_kernels import _segment_sum
 
 
 @nb.njit(cache=True, nogil=True)
@@ -126,6 +127,69 @@ def spend_keys(c, week, rows, shift, week_offset):  # pragma: no cover - compile
         r = rows[i]
         out[i] = np.int64(c[r]) * shift + (np.int64(week[r]) + week_offset)
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def weekly_spend(c, week, sales, discounted, sensitive, before, shift,
+                 week_offset):  # pragma: no cover - compiled
+    """Keys ``c * shift + week + week_offset`` of her weeks with non-sensitive lines before
+    ``before``, and her running sales and discounted sales over them (restarting with each
+    customer); ``ok`` False when the keys do not come in order (then nothing is summed). Each
+    week's sum is the one ``np.add.reduceat`` gives over its lines, and the running sums add in
+    the same order as :func:`optimizer.core.numerics.group_running_sum`, bit for bit."""
+    n_keys = 0
+    previous = np.int64(-1)
+    longest = run = 0
+    for i in range(c.shape[0]):
+        if week[i] >= before or sensitive[i]:
+            continue
+        key = np.int64(c[i]) * shift + (np.int64(week[i]) + week_offset)
+        if n_keys and key < previous:
+            return False, np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        if n_keys == 0 or key != previous:
+            n_keys += 1
+            run = 0
+        run += 1
+        longest = max(longest, run)
+        previous = key
+    keys = np.empty(n_keys, np.int64)
+    total = np.empty(n_keys)
+    discount = np.empty(n_keys)
+    values = np.empty(max(longest, 1))
+    discounts = np.empty(max(longest, 1))
+    at = -1
+    run = 0
+    for i in range(c.shape[0] + 1):
+        key = np.int64(-1)
+        if i < c.shape[0]:
+            if week[i] >= before or sensitive[i]:
+                continue
+            key = np.int64(c[i]) * shift + (np.int64(week[i]) + week_offset)
+        if at >= 0 and (i == c.shape[0] or key != keys[at]):
+            _close_week(keys, total, discount, values, discounts, at, run, shift)
+        if i == c.shape[0]:
+            break
+        if at < 0 or key != keys[at]:
+            at += 1
+            keys[at] = key
+            run = 0
+        values[run] = sales[i]
+        discounts[run] = sales[i] if discounted[i] else 0.0
+        run += 1
+    return True, keys, total, discount
+
+
+@nb.njit(cache=True, nogil=True)
+def _close_week(keys, total, discount, values, discounts, at, run,
+                shift):  # pragma: no cover - compiled
+    # the week ``at``'s sums, added to her running sums (which restart with each customer)
+    week_total = _segment_sum(values, 0, run)
+    week_discount = _segment_sum(discounts, 0, run)
+    same = at > 0 and keys[at] // shift == keys[at - 1] // shift
+    week_total = (total[at - 1] if same else 0.0) + week_total
+    week_discount = (discount[at - 1] if same else 0.0) + week_discount
+    total[at] = week_total
+    discount[at] = week_discount
 
 
 @nb.njit(cache=True, nogil=True)

@@ -57,7 +57,12 @@ import scipy.sparse as sp
 
 from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
-from optimizer.scoring._repurchase_kernels import events_before, line_timelines, spend_keys
+from optimizer.scoring._repurchase_kernels import (
+    events_before,
+    line_timelines,
+    spend_keys,
+    weekly_spend,
+)
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.popularity import popularity_factor
 from optimizer.scoring.propensity import FEATURES, Propensity
@@ -210,6 +215,11 @@ def _running_spend(lines: PurchaseLines, week: int
     """Keys (c, week) of her shopping weeks before ``week`` (ordinary lines) and her running
     sales and discounted sales over them. Its own function so that its per-line temporaries are
     gone before the timelines that follow are built (they made the fit's memory peak)."""
+    ordered, keys, running, discounted_running = weekly_spend(
+        lines.c, lines.week, lines.sales, lines.discounted, lines.sensitive, week, _SHIFT, 2**20)
+    if ordered:  # one pass over the lines, no per-line temporaries
+        return keys, running, discounted_running
+    del keys, running, discounted_running
     rows = np.flatnonzero((lines.week < week) & ~lines.sensitive)
     spend_key = spend_keys(lines.c, lines.week, rows, _SHIFT, 2**20)
     sales = lines.sales[rows]
