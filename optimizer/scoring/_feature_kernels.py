@@ -292,13 +292,22 @@ def _pairwise(a, lo, n):  # pragma: no cover - compiled
             res += a[i]
         return res
     if n <= 128:
-        r = a[lo:lo + 8].copy()
+        # eight scalar accumulators (no scratch array to allocate for each of many short sums)
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
         i = 8
         while i < n - (n % 8):
-            for j in range(8):
-                r[j] += a[lo + i + j]
+            at = lo + i
+            r0 += a[at]
+            r1 += a[at + 1]
+            r2 += a[at + 2]
+            r3 += a[at + 3]
+            r4 += a[at + 4]
+            r5 += a[at + 5]
+            r6 += a[at + 6]
+            r7 += a[at + 7]
             i += 8
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
         while i < n:
             res += a[lo + i]
             i += 1

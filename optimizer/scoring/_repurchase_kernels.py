@@ -159,37 +159,47 @@ def weekly_spend(c, week, sales, discounted, sensitive, before, shift,
     discounts = np.empty(max(longest, 1))
     at = -1
     run = 0
-    for i in range(c.shape[0] + 1):
-        key = np.int64(-1)
-        if i < c.shape[0]:
-            if week[i] >= before or sensitive[i]:
-                continue
-            key = np.int64(c[i]) * shift + (np.int64(week[i]) + week_offset)
-        if at >= 0 and (i == c.shape[0] or key != keys[at]):
-            _close_week(keys, total, discount, values, discounts, at, run, shift)
-        if i == c.shape[0]:
-            break
+    customer = np.int64(-1)
+    same = False  # the week at ``at`` follows a week of the same customer
+    for i in range(c.shape[0]):
+        if week[i] >= before or sensitive[i]:
+            continue
+        key = np.int64(c[i]) * shift + (np.int64(week[i]) + week_offset)
         if at < 0 or key != keys[at]:
+            if at >= 0:
+                _close_week(total, discount, values, discounts, at, run, same)
+            same = at >= 0 and np.int64(c[i]) == customer
+            customer = np.int64(c[i])
             at += 1
             keys[at] = key
             run = 0
         values[run] = sales[i]
         discounts[run] = sales[i] if discounted[i] else 0.0
         run += 1
+    if at >= 0:
+        _close_week(total, discount, values, discounts, at, run, same)
     return True, keys, total, discount
 
 
 @nb.njit(cache=True, nogil=True)
-def _close_week(keys, total, discount, values, discounts, at, run,
-                shift):  # pragma: no cover - compiled
-    # the week ``at``'s sums, added to her running sums (which restart with each customer)
-    week_total = _segment_sum(values, 0, run)
-    week_discount = _segment_sum(discounts, 0, run)
-    same = at > 0 and keys[at] // shift == keys[at - 1] // shift
-    week_total = (total[at - 1] if same else 0.0) + week_total
-    week_discount = (discount[at - 1] if same else 0.0) + week_discount
-    total[at] = week_total
-    discount[at] = week_discount
+def _close_week(total, discount, values, discounts, at, run,
+                same):  # pragma: no cover - compiled
+    # the week's two sums as np.add.reduceat makes them (the first line plus the pairwise sum of
+    # the rest; a week has few lines, so the pairwise sum is mostly its short loop, inline),
+    # added to her running sums (which restart from zero with each customer)
+    if run <= 8:
+        rest = 0.0
+        rest_discount = 0.0
+        for j in range(1, run):
+            rest += values[j]
+            rest_discount += discounts[j]
+        week_total = values[0] + rest
+        week_discount = discounts[0] + rest_discount
+    else:
+        week_total = _segment_sum(values, 0, run)
+        week_discount = _segment_sum(discounts, 0, run)
+    total[at] = (total[at - 1] if same else 0.0) + week_total
+    discount[at] = (discount[at - 1] if same else 0.0) + week_discount
 
 
 @nb.njit(cache=True, nogil=True)
