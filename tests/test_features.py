@@ -153,3 +153,29 @@ def test_the_pass_refuses_lines_out_of_customer_and_day_order(inputs):
                       lines.sales, lines.discounted, lines.week < 40, inputs.n_customers,
                       (len(lines.categories), len(lines.brands), inputs.products.height), 40,
                       HALF_LIFE)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 16])
+def test_features_are_the_same_for_any_number_of_threads(inputs, threads):
+    # ranges of whole customers on threads, their rows closed up: every array the same bits;
+    # lines of zero sales give entries that sum to zero and are dropped (rows shorter than their
+    # upper bounds: gaps the close-up must remove), a mask leaves customers without kept lines
+    from optimizer.scoring._feature_kernels import customer_sums
+    lines = purchase_lines(inputs, SENSITIVE_CATEGORIES, 40)
+    rng = np.random.default_rng(threads)
+    sales = np.where(rng.random(lines.c.size) < 0.3, 0.0, lines.sales)
+    keep = (lines.week < 40) & (rng.random(inputs.n_customers) < 0.8)[lines.c]
+    one, many = (customer_sums(lines.c, lines.k, lines.brand, lines.p, lines.sensitive,
+                               lines.week, lines.day, sales, lines.discounted, keep,
+                               inputs.n_customers, (len(lines.categories), len(lines.brands),
+                                                    inputs.products.height), 40, HALF_LIFE, t)
+                 for t in (1, threads))
+    for name in ("category_share", "brand_share", "product_share"):
+        a, b = getattr(one, name), getattr(many, name)
+        assert all(np.array_equal(getattr(a, k), getattr(b, k))
+                   for k in ("indptr", "indices", "data")), name
+    for name in ("denominator", "discount_spend", "spend"):
+        assert np.array_equal(getattr(one, name), getattr(many, name)), name
+    assert one.behaviour.keys() == many.behaviour.keys()
+    assert all(np.array_equal(one.behaviour[k], many.behaviour[k]) for k in one.behaviour)
+    assert one.first_week == many.first_week

@@ -118,3 +118,22 @@ def test_lifetime_value_fits_both_models_on_simulated_customers():
     assert info["bg_nbd"]["converged"] and info["gamma_gamma"]["converged"]
     clv = model.predict(rfm, _Features())
     assert np.all(clv >= 0) and clv[x >= 5].mean() > clv[x == 0].mean()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fit_objectives_equal_the_log_likelihoods_to_the_last_bit(seed):
+    # the fits evaluate the likelihood through per-sample terms (log-gamma once per distinct
+    # frequency): any last-bit difference would move L-BFGS-B and so the fitted parameters
+    rng = np.random.default_rng(seed)
+    T = rng.integers(1, 300, 20_000).astype(float)
+    x, t_x = bgnbd.simulate(rng, T, **CDNOW_BGNBD)
+    t_x = np.round(t_x)
+    m = rng.gamma(3.0, 10.0, x.size)
+    bg_terms = bgnbd._Terms(x, t_x, T)
+    gg_terms = gamma_gamma._Terms(x[x > 0], m[x > 0])
+    for _ in range(20):
+        bg = np.exp(rng.uniform(-3, 3, 4))
+        gg = np.exp(rng.uniform(-3, 3, 3))
+        assert np.array_equal(bg_terms(bg), bgnbd.log_likelihood(bg, x, t_x, T), equal_nan=True)
+        assert np.array_equal(gg_terms(gg), gamma_gamma.log_likelihood(gg, x[x > 0], m[x > 0]),
+                              equal_nan=True)

@@ -133,3 +133,44 @@ def test_run_manifest_records_each_feature_sets_held_out_figures(tmp_path):
     check = validation["heuristic_check"]
     assert check["against"] == kept and not check["switched"] and not check["ci95"][0] > 0
     assert check["auc_difference"] == validation["auc"]["heuristic"] - validation["auc"][kept]
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_line_timelines_are_the_same_for_any_number_of_threads(grouped):
+    # ranges of whole customers walked on threads and closed up: the keys one global sort of
+    # every line's key gives, whether or not the lines come grouped by customer
+    from optimizer.scoring._repurchase_kernels import line_timelines
+    rng = np.random.default_rng(3)
+    n, n_products, n_offers = 50_000, 300, 40
+    c = rng.integers(0, 2_000, n)
+    c = np.sort(c) if grouped else c
+    k, p, week = rng.integers(0, 12, n), rng.integers(0, n_products, n), rng.integers(0, 60, n)
+    sensitive = rng.random(n) < 0.05
+    listed = rng.integers(0, n_products, 500)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(listed, minlength=n_products))])
+    offers_of = rng.integers(0, n_offers, 500)[np.argsort(listed, kind="stable")]
+    runs = [line_timelines(c, k, p, week, sensitive, 40, 12, n_offers, indptr, offers_of,
+                           2**30, 2**20, threads) for threads in (1, 2, 3, 8)]
+    before = week < 40
+    expected = np.unique((c * 12 + k)[before] * 2**30 + week[before] + 2**20)
+    assert np.array_equal(runs[0][1], expected)
+    for run in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], run))
+
+
+@pytest.mark.parametrize("week", [WEEK, 20])
+def test_weekly_spend_pass_equals_the_sorted_numpy_route(inputs, week, monkeypatch):
+    # the one-pass kernel (lines in key order) against the numpy route that sorts and
+    # reduces (taken when the keys are out of order): the same keys and running sums, bit for
+    # bit; zero sales and discounts mixed in so that weeks sum to zero too
+    from optimizer.scoring.features import purchase_lines
+    lines = purchase_lines(inputs, ("ALCOHOL",), week)
+    rng = np.random.default_rng(week)
+    lines = dataclasses.replace(lines, sales=np.where(rng.random(lines.c.size) < 0.2, 0.0,
+                                                      lines.sales))
+    fast = repurchase._running_spend(lines, week)
+    monkeypatch.setattr(repurchase, "weekly_spend",
+                        lambda *a: (False, np.zeros(0, np.int64), np.zeros(0), np.zeros(0)))
+    slow = repurchase._running_spend(lines, week)
+    assert fast[0].size > 100
+    assert all(np.array_equal(a, b) for a, b in zip(fast, slow))

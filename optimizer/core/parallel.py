@@ -11,6 +11,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
+import numpy as np
+
 from optimizer.core.allocator import usable_cpus
 
 T = TypeVar("T")
@@ -25,6 +27,21 @@ def thread_count(threads: int) -> int:
 def chunks(n: int, size: int) -> list[tuple[int, int]]:
     """``[start, stop)`` bounds covering ``0 .. n - 1`` in pieces of ``size``."""
     return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def run_ranges(keys: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """About ``parts`` non-empty ``[start, stop)`` ranges of about equal size covering ``keys``,
+    each cut where the key changes, so no run of equal keys (a customer's lines) is split;
+    fewer when the runs are too few."""
+    n = keys.shape[0]
+    cuts = [0]
+    for r in range(1, max(parts, 1)):
+        at = max(n * r // parts, cuts[-1])
+        while 0 < at < n and keys[at] == keys[at - 1]:  # to the end of one run only
+            at += 1
+        cuts.append(at)
+    cuts.append(n)
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 def in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
@@ -70,4 +87,4 @@ class ThreadMap:
         self.close()
 
 
-__all__ = ["ThreadMap", "chunks", "in_order", "thread_count"]
+__all__ = ["ThreadMap", "chunks", "in_order", "run_ranges", "thread_count"]

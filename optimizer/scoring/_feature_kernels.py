@@ -16,6 +16,8 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from optimizer.core.parallel import in_order, run_ranges
+
 _JIT = {"cache": True, "nogil": True}
 
 
@@ -37,11 +39,12 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
                   sensitive: np.ndarray, week: np.ndarray, day: np.ndarray, sales: np.ndarray,
                   discounted: np.ndarray, keep: np.ndarray, n_customers: int,
                   shape: tuple[int, int, int], planning_week: int,
-                  half_life_weeks: float) -> CustomerSums:
+                  half_life_weeks: float, threads: int = 1) -> CustomerSums:
     """Sum the kept lines (boolean ``keep``) per customer; ``shape``: the number of categories,
     brands and products. A line of week ``w`` weighs ``0.5 ** ((planning_week - w) /
     half_life_weeks)``; spend in sensitive categories counts only in its own category and
-    product shares (privacy by design, see :mod:`optimizer.scoring.features`)."""
+    product shares (privacy by design, see :mod:`optimizer.scoring.features`). ``threads``:
+    threads over ranges of whole customers (the same sums for any number)."""
     if not sorted_by_customer_day(c, day):  # runs per customer, visits as changes of day
         raise ValueError("purchase lines must be sorted by customer and day")
     kept_weeks = week[keep]
@@ -56,10 +59,25 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
     rows = [np.zeros(n_customers + 1, dtype=np.int64) for _ in range(3)]
     _count_entries(c, k, brand, p, sensitive, keep, shape[0], shape[1], shape[2], *rows)
     entries = [(np.empty(int(r[-1]), dtype=np.int32), np.empty(int(r[-1]))) for r in rows]
-    _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay, first_week,
-          planning_week, per_customer, behaviour, last_week, shape[0], shape[1], shape[2],
-          rows[0], entries[0][0], entries[0][1], rows[1], entries[1][0], entries[1][1],
-          rows[2], entries[2][0], entries[2][1])
+    # ranges of whole customers on threads, each writing its rows from where the upper bounds
+    # put them, then closed up in range order: the rows are the same for any number of threads
+    ranges = run_ranges(c, threads)
+    width = _widest(*rows)
+    starts = np.array([[r[c[lo]] for r in rows] for lo, _ in ranges], np.int64).reshape(-1, 3)
+    visited = np.zeros(n_customers, dtype=np.bool_)
+
+    def fill(r: int) -> np.ndarray:
+        lo, hi = ranges[r]
+        return _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay,
+                     first_week, planning_week, per_customer, behaviour, last_week, shape[0],
+                     shape[1], shape[2], rows[0], entries[0][0], entries[0][1], rows[1],
+                     entries[1][0], entries[1][1], rows[2], entries[2][0], entries[2][1], lo, hi,
+                     width, starts[r], visited)
+    ends = np.array(list(in_order(fill, range(len(ranges)), threads)), np.int64).reshape(-1, 3)
+    bounds = np.array([[lo, hi] for lo, hi in ranges], np.int64).reshape(-1, 2)
+    for j, (indptr, (indices, data)) in enumerate(zip(rows, entries)):
+        _close_up(c, bounds, starts[:, j], ends[:, j], visited, indptr, indices, data)
+        _fill_gaps(indptr, visited)
     # the widths the scipy route gave: categories and products as they are, brands at least 1
     widths = (shape[0], max(shape[1], 1), shape[2])
     matrices = [sp.csr_matrix((data[:indptr[-1]], indices[:indptr[-1]], indptr),
@@ -136,22 +154,20 @@ def _flush(acc, touched, n, scale, start, indices, data):  # pragma: no cover - 
 @nb.njit(**_JIT)
 def _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay, first_week,
           planning_week, per_customer, behaviour, last_week, n_k, n_b, n_p, rows_k, idx_k,
-          data_k, rows_b, idx_b, data_b, rows_p, idx_p, data_p):  # pragma: no cover - compiled
+          data_k, rows_b, idx_b, data_b, rows_p, idx_p, data_p, lo, hi, width, starts,
+          visited):  # pragma: no cover - compiled
+    # the lines lo .. hi - 1 (whole customers), their rows written from ``starts``; where each
+    # of the three ends
     acc_k, acc_b, acc_p = np.zeros(n_k), np.zeros(max(n_b, 1)), np.zeros(n_p)
     mark_k = np.zeros(n_k, dtype=np.bool_)
     mark_b = np.zeros(max(n_b, 1), dtype=np.bool_)
     mark_p = np.zeros(n_p, dtype=np.bool_)
-    n_lines = c.shape[0]
-    width = 1
-    for j in range(1, rows_p.shape[0]):  # the widest row bounds every scratch list
-        width = max(width, rows_k[j] - rows_k[j - 1], rows_p[j] - rows_p[j - 1],
-                    rows_b[j] - rows_b[j - 1])
+    n_lines = hi
     touched_k = np.empty(width, dtype=np.int64)
     touched_b = np.empty(width, dtype=np.int64)
     touched_p = np.empty(width, dtype=np.int64)
-    out_k = out_b = out_p = 0
-    visited = np.zeros(last_week.shape[0], dtype=np.bool_)
-    start = 0
+    out_k, out_b, out_p = starts[0], starts[1], starts[2]
+    start = lo
     while start < n_lines:
         cust = c[start]
         end = start
@@ -230,9 +246,33 @@ def _fill(c, k, brand, p, sensitive, week, day, sales, discounted, keep, decay, 
         rows_b[cust + 1] = out_b
         rows_p[cust + 1] = out_p
         start = end
-    _fill_gaps(rows_k, visited)
-    _fill_gaps(rows_b, visited)
-    _fill_gaps(rows_p, visited)
+    return np.array([out_k, out_b, out_p], dtype=np.int64)
+
+
+@nb.njit(**_JIT)
+def _widest(rows_k, rows_b, rows_p):  # pragma: no cover - compiled
+    # the widest row bounds every scratch list
+    width = 1
+    for j in range(1, rows_p.shape[0]):
+        width = max(width, rows_k[j] - rows_k[j - 1], rows_p[j] - rows_p[j - 1],
+                    rows_b[j] - rows_b[j - 1])
+    return width
+
+
+@nb.njit(**_JIT)
+def _close_up(c, bounds, starts, ends, visited, rows, indices, data):  # pragma: no cover
+    # moves each range's entries to follow the previous range's, and its rows' ends with them
+    at = 0
+    for r in range(bounds.shape[0]):
+        gap = starts[r] - at
+        if gap:
+            for i in range(starts[r], ends[r]):
+                indices[i - gap] = indices[i]
+                data[i - gap] = data[i]
+            for cust in range(c[bounds[r, 0]], c[bounds[r, 1] - 1] + 1):
+                if visited[cust]:
+                    rows[cust + 1] -= gap
+        at += ends[r] - starts[r]
 
 
 @nb.njit(**_JIT)
@@ -252,13 +292,22 @@ def _pairwise(a, lo, n):  # pragma: no cover - compiled
             res += a[i]
         return res
     if n <= 128:
-        r = a[lo:lo + 8].copy()
+        # eight scalar accumulators (no scratch array to allocate for each of many short sums)
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
         i = 8
         while i < n - (n % 8):
-            for j in range(8):
-                r[j] += a[lo + i + j]
+            at = lo + i
+            r0 += a[at]
+            r1 += a[at + 1]
+            r2 += a[at + 2]
+            r3 += a[at + 3]
+            r4 += a[at + 4]
+            r5 += a[at + 5]
+            r6 += a[at + 6]
+            r7 += a[at + 7]
             i += 8
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
         while i < n:
             res += a[lo + i]
             i += 1

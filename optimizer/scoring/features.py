@@ -178,10 +178,12 @@ def purchase_lines(inputs: Inputs, sensitive_categories: tuple[str, ...],
 def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
                       sensitive_categories: tuple[str, ...],
                       lines: PurchaseLines | None = None,
-                      customers: np.ndarray | None = None) -> CustomerFeatures:
+                      customers: np.ndarray | None = None, threads: int = 1
+                      ) -> CustomerFeatures:
     """Build :class:`CustomerFeatures` from ``inputs.transactions`` (see the module docstring);
     ``lines``: the :func:`purchase_lines` to reuse (any later weeks are left out here);
-    ``customers``: a boolean mask of the customers to build (the others get empty features)."""
+    ``customers``: a boolean mask of the customers to build (the others get empty features);
+    ``threads``: threads over ranges of customers (the same features for any number)."""
     lines = lines or purchase_lines(inputs, sensitive_categories, week)
     keep = lines.week < week
     if customers is not None:
@@ -189,7 +191,7 @@ def customer_features(inputs: Inputs, week: int, half_life_weeks: float,
     sums = customer_sums(lines.c, lines.k, lines.brand, lines.p, lines.sensitive, lines.week,
                          lines.day, lines.sales, lines.discounted, keep, inputs.n_customers,
                          (len(lines.categories), len(lines.brands), inputs.products.height),
-                         week, half_life_weeks)
+                         week, half_life_weeks, threads)
     denominator = sums.denominator
     discount_share = np.where(denominator > 0,
                               sums.discount_spend / np.maximum(denominator, 1e-300), 0)

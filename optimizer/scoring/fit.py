@@ -31,6 +31,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from optimizer.core.config import Scenario
+from optimizer.core.parallel import thread_count
 from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs
 from optimizer.scoring.affinity import AffinityModel
@@ -84,7 +85,7 @@ def fit_scoring(inputs: Inputs, scenario: Scenario, cats: OfferCategories, week:
         seconds["purchase_lines"] = time.perf_counter() - tick
     tick = time.perf_counter()
     features = customer_features(inputs, week, aff.half_life_weeks, rules.sensitive_categories,
-                                 lines)
+                                 lines, threads=thread_count(scenario.solver.threads))
     seconds["features"] = time.perf_counter() - tick
     tick = time.perf_counter()
     rfm = rfm_summary(inputs, week, rules.sensitive_categories, lines)
@@ -136,7 +137,8 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     check switched to the formula (then no model)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
-    s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week)
+    s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week,
+                           thread_count(scenario.solver.threads))
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
     pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)

@@ -58,7 +58,12 @@ import scipy.sparse as sp
 
 from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
-from optimizer.scoring._repurchase_kernels import events_before, line_timelines, spend_keys
+from optimizer.scoring._repurchase_kernels import (
+    events_before,
+    line_timelines,
+    spend_keys,
+    weekly_spend,
+)
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.popularity import popularity_factor
 from optimizer.scoring.propensity import FEATURES, Propensity
@@ -153,7 +158,7 @@ def _product_offers(inputs: Inputs, n_products: int) -> tuple[np.ndarray, np.nda
 
 
 def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matrix,
-            depth: np.ndarray, plain: np.ndarray, week: int) -> Sources:
+            depth: np.ndarray, plain: np.ndarray, week: int, threads: int = 1) -> Sources:
     """Read the purchase ``lines`` (:func:`optimizer.scoring.features.purchase_lines`), offer_products,
     history and redemptions of weeks before ``week`` (sends and redemptions of the offers
     ``plain`` only: sensitive ones never feed a feature). ``offer_categories``: ``(K, M)``
@@ -162,13 +167,14 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     Privacy by design: lines in the sensitive categories (``lines.sensitive``) count only towards
     the offers that list their products or categories (sensitive offers themselves), never in her
     shopping weeks or spend, so they cannot move her scores for any other offer. Built from sorted
-    keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table."""
+    keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table, on
+    ``threads`` threads (the same sources for any number)."""
     m = inputs.n_offers
     n_k = max(len(lines.categories), 1)
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
     shop, category, product = (Timeline(keys) for keys in line_timelines(
         lines.c, lines.k, lines.p, lines.week, lines.sensitive, week, n_k, m, indptr, offers_of,
-        _SHIFT, 2**20))
+        _SHIFT, 2**20, threads))
     spend = _running_spend(lines, week)
 
     def timeline(frame: pl.DataFrame, entity: pl.Expr) -> Timeline:
@@ -210,6 +216,11 @@ def _running_spend(lines: PurchaseLines, week: int
     """Keys (c, week) of her shopping weeks before ``week`` (ordinary lines) and her running
     sales and discounted sales over them. Its own function so that its per-line temporaries are
     gone before the timelines that follow are built (they made the fit's memory peak)."""
+    ordered, keys, running, discounted_running = weekly_spend(
+        lines.c, lines.week, lines.sales, lines.discounted, lines.sensitive, week, _SHIFT, 2**20)
+    if ordered:  # one pass over the lines, no per-line temporaries
+        return keys, running, discounted_running
+    del keys, running, discounted_running
     rows = np.flatnonzero((lines.week < week) & ~lines.sensitive)
     spend_key = spend_keys(lines.c, lines.week, rows, _SHIFT, 2**20)
     sales = lines.sales[rows]
