@@ -21,12 +21,10 @@ the two draws independent; the length prefix keeps pair messages unambiguous. ``
 is taken exactly (the float's binary value) and floored.
 
 The hashing itself is a compiled implementation of BLAKE2b over the IDs' text in one buffer (no
-Python loop over IDs); :func:`reference_unit` is the ``hashlib`` version above, and the tests keep
-the two equal.
+Python loop over IDs); the tests keep it equal to the ``hashlib`` version above.
 """
 from __future__ import annotations
 
-import hashlib
 from fractions import Fraction
 
 import numba as nb
@@ -62,17 +60,6 @@ def salt_bytes(salt: str) -> bytes:
     if not 1 <= len(key) <= SALT_MAX_BYTES:
         raise ValueError(f"salt must be 1 to {SALT_MAX_BYTES} bytes of UTF-8, got {len(key)}")
     return key
-
-
-def reference_unit(message: bytes, person: bytes, salt: str) -> int:
-    """The hash of one message with ``hashlib`` (the definition; see the module docstring)."""
-    digest = hashlib.blake2b(message, digest_size=8, key=salt_bytes(salt), person=person)
-    return int.from_bytes(digest.digest(), "little")
-
-
-def id_text(value: int | str) -> bytes:
-    """The canonical text of one ID (decimal for integers, UTF-8 for text)."""
-    return str(int(value)).encode() if isinstance(value, (int, np.integer)) else str(value).encode()
 
 
 def threshold(share: float) -> int:
@@ -255,5 +242,5 @@ def pair_hashes(customer_ids: pl.Series, offer_ids: pl.Series, salt: str) -> np.
                        _key_block(key), _SIGMA, _IV)
 
 
-__all__ = ["PERSON_CUSTOMER", "PERSON_PAIR", "below", "customer_hashes", "id_text",
-           "pair_hashes", "reference_unit", "salt_bytes", "threshold"]
+__all__ = ["PERSON_CUSTOMER", "PERSON_PAIR", "below", "customer_hashes",
+           "pair_hashes", "salt_bytes", "threshold"]
