@@ -588,7 +588,9 @@ def write_scenario(path: Path, data: Path, output: Path, global_budget: float | 
         "seed = 0\n"
         + (f"scores_per_customer = {args.kept}\n" if getattr(args, "kept", None) else "")
         + (f"memory_limit_gb = {args.memory_limit_gb!r}\n"
-           if getattr(args, "memory_limit_gb", None) else ""))
+           if getattr(args, "memory_limit_gb", None) else "")
+        + (f'backend = "dask"\nworkers = {args.workers}\n'
+           if getattr(args, "backend", "local") == "dask" else ""))
 
 
 def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
@@ -619,6 +621,7 @@ def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
         "candidate_pairs": manifest["candidate_pairs"],
         "customers_reached": manifest.get("customers_reached"),
         "candidates": manifest.get("candidates", {}),
+        "backend": manifest["solver"].get("backend"),
         "spend": spend, "global_budget": gb,
         "global_binds": gb is not None and spend >= 0.999 * gb,
     }
@@ -642,6 +645,8 @@ def e2e_instance(args: argparse.Namespace) -> str:
         key += f"-ch{args.channels}"
     if getattr(args, "groups", 0):
         key += f"-gr{args.groups}"
+    if getattr(args, "backend", "local") == "dask":
+        key += f"-dask{args.workers}"
     return key
 
 
@@ -742,6 +747,9 @@ def print_e2e_table(result: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_row(f"{stage} s", _fmt(_median([r["seconds"].get(stage) for r in runs]), 1))
     table.add_row("total wall s (subprocess)", _fmt(med("wall_s"), 1))
     table.add_row("peak RSS GB", _fmt(med("peak_rss_gb")))
+    backend = last.get("backend")
+    if isinstance(backend, dict) and backend.get("worker_peak_gb"):
+        table.add_row("dask workers' peak GB", ", ".join(_fmt(g) for g in backend["worker_peak_gb"]))
     table.add_row("objective", _fmt(last["objective"]))
     table.add_row("upper bound", _fmt(last["bound"]))
     table.add_row("gap", _pct(last["gap"]))
@@ -819,6 +827,10 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--groups", type=int, default=0,
                    help="add this many exclusive offer families of 5 offers, one per customer "
                         "(offer_groups, issue 24)")
+    e.add_argument("--backend", choices=("local", "dask"), default="local",
+                   help="solver.backend: dask runs the passes on a LocalCluster (issue 21)")
+    e.add_argument("--workers", type=int, default=2,
+                   help="solver.workers of the dask backend's LocalCluster")
     e.add_argument("--results", type=Path, default=RESULTS,
                    help="folder of the stamped result file (default benchmarks/results)")
     e.set_defaults(func=cmd_e2e)
