@@ -31,6 +31,7 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cj_convert import convert, load_raw  # noqa: E402
+from cj_similarity import similarity_candidates  # noqa: E402
 from completejourney import LAST_DEVELOPMENT_WEEK, LIST_SIZE, scenario_text  # noqa: E402
 from stamp import PACKAGES, stamp, write_result  # noqa: E402
 
@@ -144,6 +145,7 @@ def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         "frequency_lift": np.where(bought & (f["product_weeks"] > 0), np.log(
             np.maximum(f["product_weeks"], 1e-9) / np.maximum(mean_pw[o], 1e-9)), 0.0),
         "popularity_factor_log": bump[c * m + o],
+        **similarity_candidates(inputs, week, c, o),
     }
     by_customer = {k: v[c] for k, v in customer.items()}
     return c, o, y, logit, feats, by_customer, scoring.propensity
