@@ -12,7 +12,8 @@ coupons (no solver). Where a coupon's ``max_customers`` binds (weeks 27-30), who
 decided across households: customer-level candidates are judged by the AUC across households
 for each coupon (mean over coupons, weighted by their truth pairs). Every candidate reads rows
 of weeks before W only. A candidate worth a model change moves its figures up in weeks 20-24
-and 25-30 alike.
+and 25-30 alike. The collaborative-filtering candidates on purchases (item-item, brand, user
+neighbours) are built in ``cj_similarity.py``.
 
     python benchmarks/cj_features.py --weeks 20,21,22,23,24
     python benchmarks/cj_features.py --weeks 25,26,27,28,29,30
