@@ -12,7 +12,8 @@ coupons (no solver). Where a coupon's ``max_customers`` binds (weeks 27-30), who
 decided across households: customer-level candidates are judged by the AUC across households
 for each coupon (mean over coupons, weighted by their truth pairs). Every candidate reads rows
 of weeks before W only. A candidate worth a model change moves its figures up in weeks 20-24
-and 25-30 alike.
+and 25-30 alike. The collaborative-filtering candidates on purchases (item-item, brand, user
+neighbours) are built in ``cj_similarity.py``.
 
     python benchmarks/cj_features.py --weeks 20,21,22,23,24
     python benchmarks/cj_features.py --weeks 25,26,27,28,29,30
@@ -31,6 +32,7 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cj_convert import convert, load_raw  # noqa: E402
+from cj_similarity import similarity_candidates  # noqa: E402
 from completejourney import LAST_DEVELOPMENT_WEEK, LIST_SIZE, scenario_text  # noqa: E402
 from stamp import PACKAGES, stamp, write_result  # noqa: E402
 
@@ -144,6 +146,7 @@ def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         "frequency_lift": np.where(bought & (f["product_weeks"] > 0), np.log(
             np.maximum(f["product_weeks"], 1e-9) / np.maximum(mean_pw[o], 1e-9)), 0.0),
         "popularity_factor_log": bump[c * m + o],
+        **similarity_candidates(inputs, week, c, o),
     }
     by_customer = {k: v[c] for k, v in customer.items()}
     return c, o, y, logit, feats, by_customer, scoring.propensity

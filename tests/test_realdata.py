@@ -412,3 +412,34 @@ def test_popularity_factor_reads_only_redemptions_before_the_week(demo: Path):
     other = repurchase.Repurchase(repurchase.CORE, model.coef)
     other.parts(hidden, running.n_customers, week)
     assert other.info["popularity"]["offers"] == len(campaign) - 1
+
+
+def test_similarity_candidates_never_read_the_future(demo: Path):
+    """The diagnostic's collaborative-filtering candidates (``cj_similarity.py``) read purchases
+    of weeks before the planning week only: purchases planted in it and later change nothing,
+    the same purchases a week earlier do (so the test can fail)."""
+    import dataclasses
+    sim = _bench("cj_similarity")
+    inputs = load_inputs(demo / "data")
+    week = 40
+    n, m = inputs.n_customers, inputs.n_offers
+    c, o = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+    before = sim.similarity_candidates(inputs, week, c, o)
+    tx = inputs.transactions
+    # customers 0-9 each buy the products of three offers, with customers 10-19's products
+    p = inputs.offer_products.get_column("p").head(3).to_list()
+    others = tx.filter(pl.col("c").is_between(10, 19)).get_column("p").unique().head(5).to_list()
+    planted = pl.DataFrame({"c": np.repeat(np.arange(10), 8),
+                            "p": np.tile(p + others, 10)}).join(
+        tx.head(1).drop("c", "p"), how="cross").select(tx.columns).cast(tx.schema)
+
+    def at(w: int) -> dict[str, np.ndarray]:
+        moved = planted.with_columns(pl.lit(w, tx.schema["week"]).alias("week"))
+        return sim.similarity_candidates(
+            dataclasses.replace(inputs, transactions=pl.concat([tx, moved])), week, c, o)
+    for w in (week, week + 3):
+        after = at(w)
+        for name, x in before.items():
+            np.testing.assert_array_equal(after[name], x, err_msg=name)
+    earlier = at(week - 1)
+    assert all(np.any(earlier[name] != x) for name, x in before.items())
