@@ -34,8 +34,10 @@ everything else the run published, and that the run was made from the scenario a
   ``clv`` themselves come from fitted models and are not re-derived here.
 - **manifest.json figures** (rule ``manifest``): ``objective`` is the sum of ``score``;
   ``upper_bound`` is at least the objective; ``gap = max(0, (bound - objective) / bound)`` (0 when
-  the bound is not positive); ``customers_reached``, ``customers``, ``offers`` and
-  ``min_customers_shortfalls`` match the assignments and the inputs.
+  the bound is not positive); ``customers_reached``, ``customers``, ``offers``,
+  ``expected_redemptions`` (the sum of ``p_redeem``) and ``min_customers_shortfalls`` match the
+  assignments and the inputs; ``offers_with_binding_budget`` counts the ``offers_summary`` rows
+  whose ``shadow_price`` is above ``BINDING_PRICE`` (optimizer/core/numerics.py).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compar
 from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
 from optimizer.core.config import Scenario, scenario_to_dict
+from optimizer.core.numerics import BINDING_PRICE
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.io import manifest as manifest_file
 from optimizer.io.validate import Inputs, history_digest
@@ -381,9 +384,10 @@ def _figure(manifest: dict[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[Violation]:
-    """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`)
-    and the inputs."""
+def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
+                   summary: tuple[pl.DataFrame, Path] | None = None) -> list[Violation]:
+    """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`),
+    the inputs and, when given, an ``offers_summary`` file (its frame and path)."""
     problems = []
     objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
     scores = a.get_column("score").cast(pl.Float64)
@@ -414,8 +418,45 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) ->
         if key in manifest and manifest[key] != expected_count:
             problems.append(f"{key} is {manifest[key]!r}, the run's files and inputs give "
                             f"{expected_count}")
+    problems += _redemptions_problems(manifest, a)
+    if summary is not None:
+        problems += _binding_problems(manifest, *summary)
     problems += _shortfall_problems(manifest, a, inputs)
     return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
+
+
+def _redemptions_problems(manifest: dict[str, Any], a: pl.DataFrame) -> list[str]:
+    """``expected_redemptions`` is the sum of the assignments' ``p_redeem``."""
+    if "expected_redemptions" not in manifest:
+        return []
+    given = _figure(manifest, "expected_redemptions")
+    p = a.get_column("p_redeem").cast(pl.Float64)
+    total, rounded = float(p.sum()), float(a.get_column(ROUNDING).sum())
+    if given is None or not np.isfinite(given):
+        return [f"expected_redemptions is {manifest['expected_redemptions']!r}, not a finite "
+                "number"]
+    if abs(given - total) > FIGURE_RTOL * max(total, abs(given)) + FIGURE_ATOL + rounded:
+        return [f"expected_redemptions {_fmt(given)} is not the sum of the assignments' "
+                f"p_redeem, {_fmt(total)}"]
+    return []
+
+
+def _binding_problems(manifest: dict[str, Any], frame: pl.DataFrame, path: Path) -> list[str]:
+    """``offers_with_binding_budget`` counts the offers of ``offers_summary`` (``frame``, read
+    from ``path``) whose ``shadow_price`` is above :data:`BINDING_PRICE` (docs/contract.md, "one
+    definition each"); a price printed near the threshold may count either way."""
+    given = manifest.get("offers_with_binding_budget")
+    if given is None or "shadow_price" not in frame.columns:
+        return []
+    prices = _numbers(frame.get_column("shadow_price")).fill_null(0.0)
+    slack = read_precision(path)
+    surely = int((prices - slack > BINDING_PRICE).sum())
+    maybe = int((prices + slack > BINDING_PRICE).sum())
+    if not isinstance(given, int) or isinstance(given, bool) or not surely <= given <= maybe:
+        counted = surely if surely == maybe else f"{surely} to {maybe}"
+        return [f"offers_with_binding_budget is {given!r}, {path.name} has {counted} offer(s) "
+                f"with a shadow_price above {BINDING_PRICE:g}"]
+    return []
 
 
 def _shortfall_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[str]:
@@ -466,16 +507,19 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
     out += found
     files = [p for p in (run_dir / "offers_summary.parquet", run_dir / "offers_summary.csv")
              if p.is_file()]
+    summary: tuple[pl.DataFrame, Path] | None = None
     for path in files if not agree else files[:1]:
         try:
-            out += check_summary(_read(path), path, known_offer, inputs, scenario)
+            frame = _read(path)
+            summary = summary or (frame, path)
+            out += check_summary(frame, path, known_offer, inputs, scenario)
         except (pl.exceptions.PolarsError, OSError) as exc:
             out.append(Violation("summary", f"cannot read {path.name}: {exc}", 1))
     found, clv = check_customers_table(run_dir, inputs)
     out += found
     out += check_score_formula(a, inputs, scenario, clv)
     if manifest is not None:
-        out += check_manifest(manifest, a, inputs)
+        out += check_manifest(manifest, a, inputs, summary)
     return out
 
 
