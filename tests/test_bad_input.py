@@ -572,7 +572,11 @@ def test_bad_set_override_exits_2(tmp_path):
     path = build(tmp_path, Case("good", []))
     for override, phrase in [("rules.max_offers_per_customer=-1", "max_offers_per_customer"),
                              ("rules.no_such_knob=3", "no_such_knob"),
-                             ("rules.max_offers_per_customer", "KEY=VALUE")]:
+                             ("rules.max_offers_per_customer", "KEY=VALUE"),
+                             # inverted ranges ran: every clv factor became clv_cap, and p_redeem
+                             # fell with affinity
+                             ("objective.clv_cap=0.05", "clv_floor (0.1) must be at most clv_cap"),
+                             ("affinity.p_floor=0.5", "p_floor (0.5) must be at most p_max")]:
         result = invoke(path, "--set", override)
         assert result.exit_code == 2, (override, result.output)
         assert phrase in flat(result.stderr), (override, result.stderr)

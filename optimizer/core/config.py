@@ -166,6 +166,14 @@ class Objective(_Frozen):
         return _floats(data, ("margin_weight", "redemption_value", "clv_weight", "clv_floor", "clv_cap",
                               "discount_weight"))
 
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> "Objective":
+        # an inverted range is not a range: the clip would give every customer clv_cap
+        if self.clv_floor > self.clv_cap:
+            raise ValueError(f"clv_floor ({self.clv_floor:g}) must be at most clv_cap "
+                             f"({self.clv_cap:g})")
+        return self
+
 
 class Affinity(_Frozen):
     """Knobs of the built-in customer-first affinity model (see ``optimizer/scoring/affinity.py``)."""
@@ -211,6 +219,14 @@ class Affinity(_Frozen):
             ("half_life_weeks", "category_weight", "brand_weight", "product_weight", "p_floor",
              "p_max", "half_saturation", "proxy_redemption_rate"),
         )
+
+    @model_validator(mode="after")
+    def _floor_below_max(self) -> "Affinity":
+        # an inverted range would rank the customers with most affinity lowest
+        if self.p_floor > self.p_max:
+            raise ValueError(f"p_floor ({self.p_floor:g}) must be at most p_max "
+                             f"({self.p_max:g})")
+        return self
 
 
 class Solver(_Frozen):
