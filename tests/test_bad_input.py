@@ -575,8 +575,8 @@ def test_bad_set_override_exits_2(tmp_path):
                              ("rules.max_offers_per_customer", "KEY=VALUE"),
                              # inverted ranges ran: every clv factor became clv_cap, and p_redeem
                              # fell with affinity
-                             ("objective.clv_cap=0.05", "clv_floor (0.1) must be at most clv_cap"),
-                             ("affinity.p_floor=0.5", "p_floor (0.5) must be at most p_max")]:
+                             ("objective.clv_cap=0.05", "clv_floor (0.1) must be at most objective.clv_cap"),
+                             ("affinity.p_floor=0.5", "p_floor (0.5) must be at most affinity.p_max")]:
         result = invoke(path, "--set", override)
         assert result.exit_code == 2, (override, result.output)
         assert phrase in flat(result.stderr), (override, result.stderr)

@@ -125,12 +125,7 @@ class Rules(_Frozen):
         for key in ("sensitive_categories", "excluded_categories", "eligibility"):
             if isinstance(data, dict) and isinstance(data.get(key), list):
                 data = {**data, key: tuple(data[key])}
-        for key in ("global_budget", "budget_scale", "change_penalty", "contact_budget"):
-            if isinstance(data, dict) and isinstance(data.get(key), int) and not isinstance(
-                data.get(key), bool
-            ):
-                data = {**data, key: float(data[key])}
-        return data
+        return _floats(data, ("global_budget", "budget_scale", "change_penalty", "contact_budget"))
 
 
 class Objective(_Frozen):
@@ -165,14 +160,6 @@ class Objective(_Frozen):
     def _ints_to_floats(cls, data: Any) -> Any:
         return _floats(data, ("margin_weight", "redemption_value", "clv_weight", "clv_floor", "clv_cap",
                               "discount_weight"))
-
-    @model_validator(mode="after")
-    def _floor_below_cap(self) -> "Objective":
-        # an inverted range is not a range: the clip would give every customer clv_cap
-        if self.clv_floor > self.clv_cap:
-            raise ValueError(f"clv_floor ({self.clv_floor:g}) must be at most clv_cap "
-                             f"({self.clv_cap:g})")
-        return self
 
 
 class Affinity(_Frozen):
@@ -219,14 +206,6 @@ class Affinity(_Frozen):
             ("half_life_weeks", "category_weight", "brand_weight", "product_weight", "p_floor",
              "p_max", "half_saturation", "proxy_redemption_rate"),
         )
-
-    @model_validator(mode="after")
-    def _floor_below_max(self) -> "Affinity":
-        # an inverted range would rank the customers with most affinity lowest
-        if self.p_floor > self.p_max:
-            raise ValueError(f"p_floor ({self.p_floor:g}) must be at most p_max "
-                             f"({self.p_max:g})")
-        return self
 
 
 class Solver(_Frozen):
@@ -373,6 +352,12 @@ class Scenario(_Frozen):
         if self.scores_url is not None and self.solver.stream_scores:
             raise ValueError("solver.stream_scores = true: a scores table at a URL (scores_url) "
                              "is read whole, never in batches; remove one of the two")
+        # inverted ranges: every clv factor would be clv_cap, p_redeem would fall with affinity
+        for low, high in (("objective.clv_floor", "objective.clv_cap"),
+                          ("affinity.p_floor", "affinity.p_max")):
+            values = [getattr(getattr(self, k.split(".")[0]), k.split(".")[1]) for k in (low, high)]
+            if values[0] > values[1]:
+                raise ValueError(f"{low} ({values[0]:g}) must be at most {high} ({values[1]:g})")
         return self
 
 
