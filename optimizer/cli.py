@@ -105,7 +105,7 @@ def entry() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",
               help="Override a scenario knob, e.g. --set rules.max_offers_per_customer=3 "
                    "(repeatable; values in TOML syntax).")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--quiet", is_flag=True, help="Print nothing but warnings and errors (on stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts).")
 @click.option("--append-history", is_flag=True,
               help="After a successful run, append this week's assignments to the input "
@@ -384,7 +384,7 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="The sweep folder [default: the scenario's output folder "
                                  "with '-sweep' appended].")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--quiet", is_flag=True, help="Print nothing but warnings and errors (on stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the points as JSON (for scripts).")
 def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path | None,
           quiet: bool, as_json: bool) -> None:

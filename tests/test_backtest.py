@@ -17,6 +17,7 @@ from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
 from optimizer.cli import main
 from optimizer.core.bootstrap import bootstrap_ratio
 from optimizer.core.config import load_scenario
+from tests.tiny_world import csv_floats_not_at_six_decimals
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,8 @@ def test_cli_backtest_writes_json_and_csv(scenario_path: Path, tmp_path: Path):
     assert data["fallback"] is None and "warning" not in result.stderr  # redemptions to learn
     csv = pl.read_csv(tmp_path / "backtest.csv")
     assert csv.height == 6 and {"recall_lo", "recall_hi"} <= set(csv.columns)
+    # floats at 6 decimals, as every CSV output (it printed 0.6990595611285266)
+    assert csv_floats_not_at_six_decimals(tmp_path / "backtest.csv") == []
     page = (tmp_path / "backtest.html").read_text()
     for part in ('id="chart-reliability"', 'id="chart-recall"', 'id="calibration-scores"',
                  "offer_first", "Brier"):

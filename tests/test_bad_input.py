@@ -572,7 +572,11 @@ def test_bad_set_override_exits_2(tmp_path):
     path = build(tmp_path, Case("good", []))
     for override, phrase in [("rules.max_offers_per_customer=-1", "max_offers_per_customer"),
                              ("rules.no_such_knob=3", "no_such_knob"),
-                             ("rules.max_offers_per_customer", "KEY=VALUE")]:
+                             ("rules.max_offers_per_customer", "KEY=VALUE"),
+                             # inverted ranges ran: every clv factor became clv_cap, and p_redeem
+                             # fell with affinity
+                             ("objective.clv_cap=0.05", "clv_floor (0.1) must be at most objective.clv_cap"),
+                             ("affinity.p_floor=0.5", "p_floor (0.5) must be at most affinity.p_max")]:
         result = invoke(path, "--set", override)
         assert result.exit_code == 2, (override, result.output)
         assert phrase in flat(result.stderr), (override, result.stderr)
@@ -639,6 +643,35 @@ def test_csv_details_a_user_would_expect_to_work(tmp_path):
     result = invoke(path, "--quiet")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "assignments.parquet").is_file()
+
+
+def test_dictionary_encoded_text_ids_are_text_ids(tmp_path):
+    """Parquet text IDs stored dictionary-encoded (pandas' ``category`` dtype; polars reads them
+    as Categorical) are text IDs like any other: the run was refused ("IDs must be integers or
+    text, not Categorical"); its files are those of the same IDs stored as plain text."""
+    world = good_world()
+    for rows in world.values():
+        for row in rows:
+            for column in ("customer_id", "offer_id", "product_id"):
+                if column in row:
+                    row[column] = f"id-{row[column]}"
+    for fmt, folder in (("plain", "a"), ("dictionary", "b")):
+        write_world(tmp_path / folder / "data", world, fmt="parquet")
+        if fmt == "dictionary":
+            for path in (tmp_path / folder / "data").glob("*.parquet"):
+                frame = pl.read_parquet(path)
+                frame.with_columns(pl.col(c).cast(pl.Categorical) for c in frame.columns
+                                   if c.endswith("_id")).write_parquet(path)
+        path = write_scenario(tmp_path / folder / "scenario.toml",
+                              rules={"max_offers_per_customer": 3})
+        assert invoke(path, "--quiet").exit_code == 0
+        checked = CliRunner().invoke(main, ["check", str(path)])
+        assert checked.exit_code == 0, checked.output
+    assert pl.read_parquet(tmp_path / "b" / "run" / "assignments.parquet").schema["customer_id"] \
+        == pl.Utf8
+    for name in ("assignments.parquet", "assignments.csv", "offers_summary.csv"):
+        assert (tmp_path / "a" / "run" / name).read_bytes() == \
+            (tmp_path / "b" / "run" / name).read_bytes(), name
 
 
 def test_header_only_transactions_on_the_scores_path(tmp_path):

@@ -156,6 +156,10 @@ def _fake_shortfall(root: Path) -> None:
         [{"offer_id": offer, "min_customers": 5, "customers": 0, "shortfall": 5}]))
 
 
+def _plus_one(key: str) -> Callable[[Path], None]:
+    return lambda root: _manifest(root / "run", lambda m: m.__setitem__(key, m[key] + 1))
+
+
 # edit of the copied world -> the rules check must name (all of them)
 EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "csv_duplicate_row": (lambda r: _csv(r / "run", lambda a: pl.concat([a, a.head(1)])),
@@ -181,6 +185,11 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "manifest_customers_reached": (_set("customers_reached", 1), ["[manifest]",
                                                                   "customers_reached"]),
     "manifest_shortfalls": (_fake_shortfall, ["[manifest]", "min_customers_shortfalls"]),
+    # published figures check did not read (a run folder edited by hand passed)
+    "manifest_expected_redemptions": (_plus_one("expected_redemptions"),
+                                      ["[manifest]", "expected_redemptions"]),
+    "manifest_binding_budgets": (_plus_one("offers_with_binding_budget"),
+                                 ["[manifest]", "offers_with_binding_budget"]),
 }
 
 

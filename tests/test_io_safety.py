@@ -406,6 +406,10 @@ def test_history_matching_nothing_warns_in_stderr_manifest_and_report(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert any("'0003'" in w for w in manifest["input_warnings"])
     assert "match no customer or offer" in (tmp_path / "run" / "report.html").read_text()
+    # --quiet keeps warnings: its help said "nothing but errors"
+    assert proc.stdout == ""
+    for command in ("run", "sweep"):
+        assert "nothing but warnings and errors" in flat(invoke(command, "--help").output)
 
 
 def test_history_with_a_few_gone_offers_does_not_warn(root, caplog):

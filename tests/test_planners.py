@@ -24,6 +24,7 @@ from optimizer.check.verify import check_run
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
 from optimizer.report.compare import compare_runs, render_compare
+from tests.tiny_world import csv_floats_not_at_six_decimals
 
 SCENARIO = """
 name = "{name}"
@@ -209,6 +210,9 @@ def test_sweep_writes_folder(world: Path, tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "sw").iterdir()} == {"sweep.csv", "sweep.json",
                                                               "sweep.html"}
     assert "<svg" in (tmp_path / "sw/sweep.html").read_text()
+    # a CSV output prints floats with 6 decimals, as the run folder's (it printed 0.5 and
+    # 1239.8050000000003)
+    assert csv_floats_not_at_six_decimals(tmp_path / "sw/sweep.csv") == []
 
 
 @pytest.mark.parametrize("scales", ["nan", "inf", "1e300", "0.5,nan", "0:inf:1", "0:1e9:1",

@@ -229,6 +229,21 @@ def test_rewrite_replaces_tables(tmp_path):
     assert read(tmp_path, "customers").height == 120
 
 
+def test_rewrite_removes_every_other_input_table(tmp_path):
+    """A table demo-data does not write, left in the folder from before, would be read beside
+    the new ones (a stale offer_groups or funders changes the plan silently; only a stale scores
+    table was removed): every input table's file it does not write goes, other files stay."""
+    write_demo_data(tmp_path, 100, 10, seed=1)
+    stale = ["offer_groups.csv", "funders.parquet", "channels.csv", "customer_channels.csv",
+             "flights.csv", "spend.parquet", "forecast.csv", "scores.csv"]
+    for name in stale + ["notes.txt", "funders.csv.bak"]:
+        (tmp_path / name).write_text("x\n")
+    write_demo_data(tmp_path, 100, 10, seed=1)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([f"{n}.parquet" for n in TABLES] + ["notes.txt", "funders.csv.bak"])
+    assert set(stale) <= {f"{n}.{ext}" for n in INPUT_TABLES for ext in ("csv", "parquet")}
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         write_demo_data(tmp_path, 10, 5, scores_per_customer=6)

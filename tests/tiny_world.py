@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,12 @@ def run_world(root: Path, world: dict[str, list[dict[str, Any]]], *extra: str,
         assert checked.exit_code == 0, checked.output
     return root / "run", json.loads((root / "run" / "manifest.json").read_text())
 
+
+
+def csv_floats_not_at_six_decimals(path: Path) -> list[str]:
+    """The float cells of a written CSV that are not printed with 6 decimals (docs/contract.md,
+    "Formatting of outputs": ``0.300000``, never ``0.30000000000000004`` or ``0.3``)."""
+    typed, text = pl.read_csv(path), pl.read_csv(path, infer_schema=False)
+    return [f"{column}={cell}" for column, dtype in typed.schema.items() if dtype.is_float()
+            for cell in text.get_column(column).drop_nulls()
+            if not re.fullmatch(r"-?\d+\.\d{6}", cell)]

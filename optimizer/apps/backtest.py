@@ -35,7 +35,7 @@ from optimizer.apps.pipeline import score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.predicate import read_columns
-from optimizer.io.runfolder import json_writer, write_run_folder
+from optimizer.io.runfolder import csv_writer, json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import compile_eligibility
 from optimizer.report.backtest_page import render_backtest
@@ -386,7 +386,7 @@ def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
             "calibration": result.calibration.to_dicts()}
     page = render_backtest(result.info, data["table"], data["calibration"])
     write_run_folder(Path(folder), {"backtest.json": json_writer(data),
-                                    "backtest.csv": lambda path: result.table.write_csv(path),
+                                    "backtest.csv": csv_writer(result.table),
                                     "backtest.html": lambda path: path.write_text(page)})
     return [Path(folder) / name for name in ("backtest.json", "backtest.csv", "backtest.html")]
 

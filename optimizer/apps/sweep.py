@@ -18,7 +18,7 @@ import polars as pl
 from optimizer.apps.pipeline import Progress, run_scenario
 from optimizer.core.config import MAX_FACTOR, Scenario, scenario_to_dict
 from optimizer.core.errors import ScenarioError
-from optimizer.io.runfolder import json_writer, write_run_folder
+from optimizer.io.runfolder import csv_writer, json_writer, write_run_folder
 from optimizer.report import charts
 from optimizer.report.page import environment
 
@@ -116,7 +116,7 @@ def write_sweep(out_dir: Path, scenario: Scenario, table: pl.DataFrame) -> None:
     """Write the sweep folder (whole or not at all): sweep.csv, sweep.json, sweep.html."""
     data = {"scenario": scenario_to_dict(scenario), "points": table.to_dicts()}
     write_run_folder(Path(out_dir), {
-        "sweep.csv": lambda path: table.write_csv(path),
+        "sweep.csv": csv_writer(table),
         "sweep.json": json_writer(data),
         "sweep.html": lambda path: path.write_text(render_sweep(scenario, table), "utf-8"),
     })

@@ -46,6 +46,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     _Offers,
 )
 from optimizer.core.interrupt import deferred_interrupt
+from optimizer.core.schemas import INPUT_TABLES
 from optimizer.io.atomic import publish
 
 __all__ = ["write_demo_data", "check_demo_arguments", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
@@ -382,18 +383,21 @@ def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.nd
     sinks["redemptions"].write(redm)
 
 
-def _commit(out_dir: Path, sinks: list[_Sink], file_format: str, scores: bool) -> None:
+def _commit(out_dir: Path, sinks: list[_Sink], file_format: str) -> None:
     """Rename every table into place, held together against Ctrl-C/SIGTERM; the other format's
-    copy of a table written now, and a stale scores table, would be read instead of / besides the
-    new tables: they are removed."""
+    copy of a table written now, and any other input table's file (a stale ``scores``,
+    ``offer_groups``, ``funders``, ``channels``...), would be read instead of / besides the new
+    tables: they are removed, so the folder plans as the tables written now."""
     other = "csv" if file_format == "parquet" else "parquet"
+    written = {s.name for s in sinks}
     with deferred_interrupt():
         for s in sinks:
             s.commit()
         for s in sinks:
             (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
-        for ext in () if scores else ("parquet", "csv"):
-            (out_dir / f"scores.{ext}").unlink(missing_ok=True)
+        for name in sorted(set(INPUT_TABLES) - written):
+            for ext in ("parquet", "csv"):
+                (out_dir / f"{name}.{ext}").unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,8 +423,9 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
     redemptions`` (and ``scores`` when ``scores_per_customer`` is given: exactly that many distinct
     offers per customer; ``transactions`` is then written empty, with its columns) as
     ``NAME.parquet`` or ``NAME.csv`` into ``out_dir`` (created if needed). Tables already there
-    under the same names are replaced, in either format, and a stale ``scores`` table is removed
-    when no scores are written (it would otherwise replace the affinity scoring). Transactions
+    under the same names are replaced, in either format, and the files of every other input table
+    (a stale ``scores``, which would replace the affinity scoring, ``offer_groups``, ``funders``,
+    ``channels``...) are removed: the folder plans as the tables written now. Transactions
     cover weeks ``planning_week - weeks .. planning_week - 1``, history and redemptions the six
     weeks before ``planning_week``. The same arguments give byte-identical files.
     """
@@ -476,7 +481,7 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
             (out_dir / f".{nm}.{file_format}.tmp").unlink(missing_ok=True)
         raise
     background.shutdown()
-    _commit(out_dir, sinks, file_format, scores=K is not None)
+    _commit(out_dir, sinks, file_format)
     counts = {s.name: s.rows for s in sinks}
     report("done: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return counts

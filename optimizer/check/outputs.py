@@ -32,10 +32,12 @@ everything else the run published, and that the run was made from the scenario a
   * margin + redemption_value - discount_weight * discount, 0) * clv_factor``, with the clv factor
   from ``customers.parquet``'s ``clv`` (the objective's formula, docs/contract.md). ``p_redeem`` and
   ``clv`` themselves come from fitted models and are not re-derived here.
-- **manifest.json figures** (rule ``manifest``): ``objective`` is the sum of ``score``;
-  ``upper_bound`` is at least the objective; ``gap = max(0, (bound - objective) / bound)`` (0 when
-  the bound is not positive); ``customers_reached``, ``customers``, ``offers`` and
-  ``min_customers_shortfalls`` match the assignments and the inputs.
+- **manifest.json figures** (rule ``manifest``, :mod:`optimizer.check.figures`): ``objective``
+  is the sum of ``score``; ``upper_bound`` is at least the objective; ``gap = max(0, (bound -
+  objective) / bound)`` (0 when the bound is not positive); ``customers_reached``, ``customers``, ``offers``,
+  ``expected_redemptions`` (the sum of ``p_redeem``) and ``min_customers_shortfalls`` match the
+  assignments and the inputs; ``offers_with_binding_budget`` counts the ``offers_summary`` rows
+  whose ``shadow_price`` is above ``BINDING_PRICE`` (optimizer/core/numerics.py).
 """
 from __future__ import annotations
 
@@ -60,8 +62,8 @@ from optimizer.check.base import (
     assignments_table,
     read_precision,
 )
-from optimizer.check.channels import contact_cost
 from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compare_copies
+from optimizer.check.figures import check_manifest
 from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
 from optimizer.core.config import Scenario, scenario_to_dict
@@ -69,7 +71,6 @@ from optimizer.core.errors import InputError, ScenarioError
 from optimizer.io import manifest as manifest_file
 from optimizer.io.validate import Inputs, history_digest
 
-FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
 SCORE_RTOL, SCORE_ATOL = 1e-9, 1e-12       # score == the objective's formula
 _NOT_COMPARED = ("data", "output", "extends", "name")
 # the solver's knobs decide which plan is made, not which rules hold nor any figure check reads;
@@ -374,77 +375,6 @@ def check_score_formula(a: pl.DataFrame, inputs: Inputs, scenario: Scenario,
                        "p_redeem x worth x clv_factor"]))]
 
 
-def _figure(manifest: dict[str, Any], key: str) -> float | None:
-    value = manifest.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[Violation]:
-    """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`)
-    and the inputs."""
-    problems = []
-    objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
-    scores = a.get_column("score").cast(pl.Float64)
-    total, scale = float(scores.sum()), float(scores.abs().sum())
-    rounded = float(a.get_column(ROUNDING).sum())  # what reading the scores may have lost
-    contact = contact_cost(a, inputs)  # with channels the objective pays each contact
-    total -= contact
-    for key, value in (("objective", objective), ("upper_bound", bound), ("gap", gap)):
-        if value is None or not np.isfinite(value):
-            problems.append(f"{key} is {manifest.get(key)!r}, not a finite number")
-    if objective is not None and np.isfinite(objective):
-        if abs(objective - total) > (FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL
-                                     + rounded):
-            problems.append(f"objective {_fmt(objective)} is not the sum of the assignments' "
-                            f"scores{' less their contact costs' if contact else ''}, "
-                            f"{_fmt(total)}")
-    if (objective is not None and bound is not None and gap is not None
-            and all(np.isfinite(v) for v in (objective, bound, gap))):
-        if objective > bound + FIGURE_RTOL * max(abs(bound), abs(objective)) + FIGURE_ATOL:
-            problems.append(f"objective {_fmt(objective)} exceeds upper_bound {_fmt(bound)}")
-        expected = max(0.0, (bound - objective) / bound) if bound > 0 else 0.0
-        if abs(gap - expected) > FIGURE_RTOL * abs(expected) + FIGURE_ATOL:
-            problems.append(f"gap {_fmt(gap)} is not max(0, (upper_bound - objective) / "
-                            f"upper_bound) = {_fmt(expected)}")
-    counts = {"customers_reached": a.get_column("customer_id").n_unique(),
-              "customers": inputs.n_customers, "offers": inputs.n_offers}
-    for key, expected_count in counts.items():
-        if key in manifest and manifest[key] != expected_count:
-            problems.append(f"{key} is {manifest[key]!r}, the run's files and inputs give "
-                            f"{expected_count}")
-    problems += _shortfall_problems(manifest, a, inputs)
-    return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
-
-
-def _shortfall_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[str]:
-    listed = manifest.get("min_customers_shortfalls")
-    if listed is None:
-        return []
-    reached = (a.filter(pl.col("o").is_not_null()).group_by("o")
-               .agg(customers=pl.len().cast(pl.Int64)))
-    expected = (inputs.offers.select("o", "offer_id",
-                                     pl.col("min_customers").cast(pl.Int64).fill_null(0))
-                .join(reached, on="o", how="left").with_columns(pl.col("customers").fill_null(0))
-                .with_columns(shortfall=pl.col("min_customers") - pl.col("customers"))
-                .filter(pl.col("shortfall") > 0))
-    try:
-        given = pl.DataFrame(listed, schema={"offer_id": pl.Utf8, "shortfall": pl.Int64},
-                             strict=False)
-        given = given.with_columns(pl.col("offer_id").cast(pl.Utf8))
-    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
-        return [f"min_customers_shortfalls cannot be read ({exc})"]
-    want = sorted((str(r[0]), int(r[1])) for r in expected.select(
-        pl.col("offer_id").cast(pl.Utf8), "shortfall").iter_rows())
-    have = sorted((str(r[0]), r[1]) for r in given.select("offer_id", "shortfall").iter_rows())
-    if want != have:
-        return [f"min_customers_shortfalls lists {len(have)} offer(s) short of min_customers, the "
-                f"assignments give {len(want)} (first differences: "
-                f"{sorted(set(have) ^ set(want))[:3]})"]
-    return []
-
-
 def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scenario: Scenario,
                          manifest: dict[str, Any] | None) -> list[Violation]:
     """Everything the run published beyond the rules of its assignments (module docstring).
@@ -466,16 +396,19 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
     out += found
     files = [p for p in (run_dir / "offers_summary.parquet", run_dir / "offers_summary.csv")
              if p.is_file()]
+    summary: tuple[pl.DataFrame, Path] | None = None
     for path in files if not agree else files[:1]:
         try:
-            out += check_summary(_read(path), path, known_offer, inputs, scenario)
+            frame = _read(path)
+            summary = summary or (frame, path)
+            out += check_summary(frame, path, known_offer, inputs, scenario)
         except (pl.exceptions.PolarsError, OSError) as exc:
             out.append(Violation("summary", f"cannot read {path.name}: {exc}", 1))
     found, clv = check_customers_table(run_dir, inputs)
     out += found
     out += check_score_formula(a, inputs, scenario, clv)
     if manifest is not None:
-        out += check_manifest(manifest, a, inputs)
+        out += check_manifest(manifest, a, inputs, summary)
     return out
 
 

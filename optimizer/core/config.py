@@ -125,12 +125,7 @@ class Rules(_Frozen):
         for key in ("sensitive_categories", "excluded_categories", "eligibility"):
             if isinstance(data, dict) and isinstance(data.get(key), list):
                 data = {**data, key: tuple(data[key])}
-        for key in ("global_budget", "budget_scale", "change_penalty", "contact_budget"):
-            if isinstance(data, dict) and isinstance(data.get(key), int) and not isinstance(
-                data.get(key), bool
-            ):
-                data = {**data, key: float(data[key])}
-        return data
+        return _floats(data, ("global_budget", "budget_scale", "change_penalty", "contact_budget"))
 
 
 class Objective(_Frozen):
@@ -357,6 +352,12 @@ class Scenario(_Frozen):
         if self.scores_url is not None and self.solver.stream_scores:
             raise ValueError("solver.stream_scores = true: a scores table at a URL (scores_url) "
                              "is read whole, never in batches; remove one of the two")
+        # inverted ranges: every clv factor would be clv_cap, p_redeem would fall with affinity
+        for low, high in (("objective.clv_floor", "objective.clv_cap"),
+                          ("affinity.p_floor", "affinity.p_max")):
+            values = [getattr(getattr(self, k.split(".")[0]), k.split(".")[1]) for k in (low, high)]
+            if values[0] > values[1]:
+                raise ValueError(f"{low} ({values[0]:g}) must be at most {high} ({values[1]:g})")
         return self
 
 

@@ -246,6 +246,9 @@ def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: o
     if dtype == ID:
         if series.dtype.is_integer():
             return series.cast(pl.Int64)
+        if isinstance(series.dtype, (pl.Categorical, pl.Enum)):
+            # a dictionary-encoded text column (pandas' category dtype) holds text IDs
+            return series.cast(pl.Utf8)
         if series.dtype == pl.Utf8:
             return series
         raise InputError(schema.name, column, f"IDs must be integers or text, not {series.dtype}",

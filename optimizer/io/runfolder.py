@@ -275,13 +275,19 @@ def _json_default(value: Any) -> Any:
 CSV_DECIMALS = 6
 
 
+def csv_writer(frame: pl.DataFrame) -> Writer:
+    """The writer of a frame as a CSV output: floats with :data:`CSV_DECIMALS` decimals, as
+    every CSV the tool writes (docs/contract.md, "Formatting of outputs")."""
+    return lambda path: frame.write_csv(path, float_precision=CSV_DECIMALS)
+
+
 def table_writers(name: str, frame: pl.DataFrame) -> dict[str, Writer]:
-    """Writers of ``name.parquet`` (full precision) and ``name.csv`` (floats with
-    :data:`CSV_DECIMALS` decimals) for a frame."""
+    """Writers of ``name.parquet`` (full precision) and ``name.csv`` (:func:`csv_writer`) for a
+    frame."""
     return {
         f"{name}.parquet": lambda path: frame.write_parquet(path, compression="zstd",
                                                             statistics=True),
-        f"{name}.csv": lambda path: frame.write_csv(path, float_precision=CSV_DECIMALS),
+        f"{name}.csv": csv_writer(frame),
     }
 
 

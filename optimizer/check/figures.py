@@ -1,0 +1,125 @@
+"""The figures of a run's ``manifest.json`` against its files and inputs, for ``offeropt check``
+(rule ``manifest``; :mod:`optimizer.check.outputs` lists what they are)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from optimizer.check.base import ROUNDING, Violation, _fmt, _numbers, read_precision
+from optimizer.check.channels import contact_cost
+from optimizer.core.numerics import BINDING_PRICE
+from optimizer.io.validate import Inputs
+
+FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
+
+
+def _figure(manifest: dict[str, Any], key: str) -> float | None:
+    value = manifest.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
+                   summary: tuple[pl.DataFrame, Path] | None = None) -> list[Violation]:
+    """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`),
+    the inputs and, when given, an ``offers_summary`` file (its frame and path)."""
+    problems = []
+    objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
+    scores = a.get_column("score").cast(pl.Float64)
+    total, scale = float(scores.sum()), float(scores.abs().sum())
+    rounded = float(a.get_column(ROUNDING).sum())  # what reading the scores may have lost
+    contact = contact_cost(a, inputs)  # with channels the objective pays each contact
+    total -= contact
+    for key, value in (("objective", objective), ("upper_bound", bound), ("gap", gap)):
+        if value is None or not np.isfinite(value):
+            problems.append(f"{key} is {manifest.get(key)!r}, not a finite number")
+    if objective is not None and np.isfinite(objective):
+        if abs(objective - total) > (FIGURE_RTOL * max(scale, abs(objective)) + FIGURE_ATOL
+                                     + rounded):
+            problems.append(f"objective {_fmt(objective)} is not the sum of the assignments' "
+                            f"scores{' less their contact costs' if contact else ''}, "
+                            f"{_fmt(total)}")
+    if (objective is not None and bound is not None and gap is not None
+            and all(np.isfinite(v) for v in (objective, bound, gap))):
+        if objective > bound + FIGURE_RTOL * max(abs(bound), abs(objective)) + FIGURE_ATOL:
+            problems.append(f"objective {_fmt(objective)} exceeds upper_bound {_fmt(bound)}")
+        expected = max(0.0, (bound - objective) / bound) if bound > 0 else 0.0
+        if abs(gap - expected) > FIGURE_RTOL * abs(expected) + FIGURE_ATOL:
+            problems.append(f"gap {_fmt(gap)} is not max(0, (upper_bound - objective) / "
+                            f"upper_bound) = {_fmt(expected)}")
+    counts = {"customers_reached": a.get_column("customer_id").n_unique(),
+              "customers": inputs.n_customers, "offers": inputs.n_offers}
+    for key, expected_count in counts.items():
+        if key in manifest and manifest[key] != expected_count:
+            problems.append(f"{key} is {manifest[key]!r}, the run's files and inputs give "
+                            f"{expected_count}")
+    problems += _redemptions_problems(manifest, a)
+    if summary is not None:
+        problems += _binding_problems(manifest, *summary)
+    problems += _shortfall_problems(manifest, a, inputs)
+    return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
+
+
+def _redemptions_problems(manifest: dict[str, Any], a: pl.DataFrame) -> list[str]:
+    """``expected_redemptions`` is the sum of the assignments' ``p_redeem``."""
+    if "expected_redemptions" not in manifest:
+        return []
+    given = _figure(manifest, "expected_redemptions")
+    p = a.get_column("p_redeem").cast(pl.Float64)
+    total, rounded = float(p.sum()), float(a.get_column(ROUNDING).sum())
+    if given is None or not np.isfinite(given):
+        return [f"expected_redemptions is {manifest['expected_redemptions']!r}, not a finite "
+                "number"]
+    if abs(given - total) > FIGURE_RTOL * max(total, abs(given)) + FIGURE_ATOL + rounded:
+        return [f"expected_redemptions {_fmt(given)} is not the sum of the assignments' "
+                f"p_redeem, {_fmt(total)}"]
+    return []
+
+
+def _binding_problems(manifest: dict[str, Any], frame: pl.DataFrame, path: Path) -> list[str]:
+    """``offers_with_binding_budget`` counts the offers of ``offers_summary`` (``frame``, read
+    from ``path``) whose ``shadow_price`` is above :data:`BINDING_PRICE` (docs/contract.md, "one
+    definition each"); a price printed near the threshold may count either way."""
+    given = manifest.get("offers_with_binding_budget")
+    if given is None or "shadow_price" not in frame.columns:
+        return []
+    prices = _numbers(frame.get_column("shadow_price")).fill_null(0.0)
+    slack = read_precision(path)
+    surely = int((prices - slack > BINDING_PRICE).sum())
+    maybe = int((prices + slack > BINDING_PRICE).sum())
+    if not isinstance(given, int) or isinstance(given, bool) or not surely <= given <= maybe:
+        counted = surely if surely == maybe else f"{surely} to {maybe}"
+        return [f"offers_with_binding_budget is {given!r}, {path.name} has {counted} offer(s) "
+                f"with a shadow_price above {BINDING_PRICE:g}"]
+    return []
+
+
+def _shortfall_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs) -> list[str]:
+    listed = manifest.get("min_customers_shortfalls")
+    if listed is None:
+        return []
+    reached = (a.filter(pl.col("o").is_not_null()).group_by("o")
+               .agg(customers=pl.len().cast(pl.Int64)))
+    expected = (inputs.offers.select("o", "offer_id",
+                                     pl.col("min_customers").cast(pl.Int64).fill_null(0))
+                .join(reached, on="o", how="left").with_columns(pl.col("customers").fill_null(0))
+                .with_columns(shortfall=pl.col("min_customers") - pl.col("customers"))
+                .filter(pl.col("shortfall") > 0))
+    try:
+        given = pl.DataFrame(listed, schema={"offer_id": pl.Utf8, "shortfall": pl.Int64},
+                             strict=False)
+        given = given.with_columns(pl.col("offer_id").cast(pl.Utf8))
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        return [f"min_customers_shortfalls cannot be read ({exc})"]
+    want = sorted((str(r[0]), int(r[1])) for r in expected.select(
+        pl.col("offer_id").cast(pl.Utf8), "shortfall").iter_rows())
+    have = sorted((str(r[0]), r[1]) for r in given.select("offer_id", "shortfall").iter_rows())
+    if want != have:
+        return [f"min_customers_shortfalls lists {len(have)} offer(s) short of min_customers, the "
+                f"assignments give {len(want)} (first differences: "
+                f"{sorted(set(have) ^ set(want))[:3]})"]
+    return []
