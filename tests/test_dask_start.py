@@ -88,3 +88,23 @@ def test_a_cancelled_actor_rebuilt_mid_solve_stops_the_run_clearly():
                                            "0 was built on it;"):
         shards._built([0])
     assert placed == []
+
+
+def test_worker_peak_is_its_own_not_its_starters():
+    """A worker's peak memory is its own: ``ru_maxrss`` would report the RSS of the process that
+    started it (kept across fork and exec), so a worker started by a driver holding GBs of pairs
+    read as holding them too."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    held = np.ones(400_000_000 // 8)  # the starter holds 400 MB
+    code = ("import resource; from optimizer.solve.backends.dask_shards import _peak_rss_gb; "
+            "print(_peak_rss_gb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    own, inherited_kb = out.stdout.split()
+    assert held.sum() > 0
+    if sys.platform.startswith("linux"):
+        assert int(inherited_kb) * 1024 > 0.4e9  # what getrusage says of the child
+    assert float(own) < 0.35

@@ -55,10 +55,23 @@ _log = logging.getLogger(__name__)
 
 
 def _peak_rss_gb() -> float:
-    """This process's peak resident memory in GB (run on each worker)."""
+    """This process's peak resident memory in GB (run on each worker).
+
+    Linux's ``VmHWM``, the high-water mark of this process's own memory: ``getrusage``'s
+    ``ru_maxrss`` keeps, across the fork and exec that start a worker, the RSS of the process it
+    was started from, so a worker started by a driver holding GBs of pairs would report the
+    driver's size. Elsewhere ``ru_maxrss`` (bytes on macOS, KB on Linux and BSD)."""
     import resource
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) * 1024 / 1e9, 3)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9, 3)
 
 
 def _rss_gb() -> float:
