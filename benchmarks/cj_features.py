@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from cj_similarity import similarity_candidates  # noqa: E402
 from completejourney import LAST_DEVELOPMENT_WEEK, LIST_SIZE, scenario_text  # noqa: E402
 from stamp import PACKAGES, stamp, write_result  # noqa: E402
 
+import optimizer.scoring.fit as fit_module  # noqa: E402
 import optimizer.scoring.repurchase as repurchase  # noqa: E402
 from optimizer.core.config import load_scenario  # noqa: E402
 from optimizer.io.validate import Inputs, load_inputs  # noqa: E402
@@ -85,27 +87,54 @@ def _lines_by_pair(inputs: Inputs, week: int, c: np.ndarray, o: np.ndarray,
             .fill_null(0))
 
 
-def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                 dict[str, np.ndarray], dict[str, np.ndarray],
-                                                 dict[str, Any]]:
-    """Rows (household, open coupon), every household: household, coupon, label, the model's
-    log-odds, the pair candidates, the customer candidates, and the model's manifest entry."""
+@dataclass
+class Scored:
+    """One planning week as a run fits and scores it (:func:`scored_rows`): every household x
+    open coupon (``c``, ``o``, truth label ``y``), the model's log-odds ``logit`` and the
+    popularity factor's part of them ``bump`` (0 off a running campaign's pairs), the sources the
+    features read, the training sends the repurchase fit was given (``train``: ``c, o, t, y``)
+    and what it returned (``fitted``: the model, the heuristic's verdict or why none)."""
+
+    inputs: Inputs
+    scoring: Any
+    sources: Any
+    c: np.ndarray
+    o: np.ndarray
+    y: np.ndarray
+    logit: np.ndarray
+    bump: np.ndarray
+    truth_c: np.ndarray
+    train: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+    fitted: Any
+
+
+def scored_rows(folder: Path, week: int) -> Scored:
+    """Fit the default model on the converted week in ``folder`` as ``offeropt run`` does (the
+    training sends and the popularity factor captured on the way) and score every household x
+    coupon open at ``week``, labelled by the truth."""
     scenario = load_scenario(folder / "base.toml")
     inputs = load_inputs(scenario.data)
     cats = offer_categories(inputs)
     n, m = inputs.n_customers, inputs.n_offers
     captured: dict[str, Any] = {}
-    original = repurchase.popularity_factor
+    original, original_fit = repurchase.popularity_factor, fit_module.fit_repurchase
 
     def keep(s: Any, c: np.ndarray, o: np.ndarray, terms: Any, wk: int, info: Any) -> Any:
         out = original(s, c, o, terms, wk, info)
         captured.update(s=s, c=c, o=o, bump=out)
         return out
-    repurchase.popularity_factor = keep
+
+    def keep_fit(s: Any, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: np.ndarray,
+                 *args: Any, **kwargs: Any) -> Any:
+        out = original_fit(s, c, o, t, y, *args, **kwargs)
+        if "train" not in captured:  # the redemption fit (a proxy fit may follow)
+            captured.update(train=(c, o, t, y), fitted=out, s=s)
+        return out
+    repurchase.popularity_factor, fit_module.fit_repurchase = keep, keep_fit
     try:
         scoring = fit_scoring(inputs, scenario, cats, week)
     finally:
-        repurchase.popularity_factor = original
+        repurchase.popularity_factor, fit_module.fit_repurchase = original, original_fit
     offers = inputs.offers
     start = offers.get_column("start_week").fill_null(week).to_numpy()
     end = offers.get_column("end_week").fill_null(week).to_numpy()
@@ -118,15 +147,26 @@ def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     c, o = np.repeat(np.arange(n), open_now.size), np.tile(open_now, n)
     y = np.isin(c * m + o, tc * m + to).astype(float)
     p = np.clip(scoring.model.score(0, n)[0][c, o], 1e-12, 1 - 1e-12)
-    logit = np.log(p / (1 - p))
     s = captured.get("s") or repurchase.sources(
         inputs, purchase_lines(inputs, scenario.rules.sensitive_categories, week),
         scoring.model.offer_categories_, np.zeros(m), np.arange(m), week)
-    f = repurchase.pair_features(s, c, o, np.full(c.size, week, np.int64))
     bump = np.zeros(n * m)
     if captured.get("bump") is not None:
         bump[captured["c"] * m + captured["o"]] = captured["bump"]
-    lines = _lines_by_pair(inputs, week, c, o, np.unique(tc))
+    return Scored(inputs, scoring, s, c, o, y, np.log(p / (1 - p)), bump[c * m + o],
+                  np.unique(tc), captured.get("train"), captured.get("fitted"))
+
+
+def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                 dict[str, np.ndarray], dict[str, np.ndarray],
+                                                 dict[str, Any]]:
+    """Rows (household, open coupon), every household: household, coupon, label, the model's
+    log-odds, the pair candidates, the customer candidates, and the model's manifest entry."""
+    r = scored_rows(folder, week)
+    inputs, s, c, o, y, logit = r.inputs, r.sources, r.c, r.o, r.y, r.logit
+    n, m = inputs.n_customers, inputs.n_offers
+    f = repurchase.pair_features(s, c, o, np.full(c.size, week, np.int64))
+    lines = _lines_by_pair(inputs, week, c, o, r.truth_c)
     n_weeks = lines.get_column("n_weeks").to_numpy().astype(float)
     bought = n_weeks > 0
     # her frequency against the offer's other buyers' (all households, open coupons)
@@ -145,18 +185,25 @@ def candidates(folder: Path, week: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         "recent_13_weeks_log": np.log1p(lines.get_column("recent").to_numpy().astype(float)),
         "frequency_lift": np.where(bought & (f["product_weeks"] > 0), np.log(
             np.maximum(f["product_weeks"], 1e-9) / np.maximum(mean_pw[o], 1e-9)), 0.0),
-        "popularity_factor_log": bump[c * m + o],
+        "popularity_factor_log": r.bump,
         **similarity_candidates(inputs, week, c, o),
     }
     by_customer = {k: v[c] for k, v in customer.items()}
-    return c, o, y, logit, feats, by_customer, scoring.propensity
+    return c, o, y, logit, feats, by_customer, r.scoring.propensity
+
+
+def prepare(raw: Any, week: int, out: Path) -> tuple[Path, dict[str, Any]]:
+    """Convert planning week ``week`` as the benchmark does into ``out/w{week}`` with its
+    ``base.toml``; returns the folder and the converter's figures."""
+    folder = out / f"w{week}"
+    info = convert(raw, week, folder)
+    (folder / "base.toml").write_text(scenario_text(week, "data", "runs/base", "base"))
+    return folder, info
 
 
 def run_week(raw: Any, week: int, out: Path) -> dict[str, Any]:
     """Every candidate and weight of one week: within-household AUC and top-5 recall."""
-    folder = out / f"w{week}"
-    info = convert(raw, week, folder)
-    (folder / "base.toml").write_text(scenario_text(week, "data", "runs/base", "base"))
+    folder, info = prepare(raw, week, out)
     group, offer, y, logit, feats, customer, propensity = candidates(folder, week)
     base = {"auc": grouped_auc(logit, y, group),
             "top5_recall": top_k_recall(logit, group, y, LIST_SIZE),

@@ -182,6 +182,7 @@ def _bench(name: str):
     sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would (a dataclass looks its module up there)
     spec.loader.exec_module(module)
     return module
 
@@ -215,6 +216,34 @@ def test_feature_diagnostic_refuses_held_out_weeks_and_averages_auc_within_group
     shifted = score + 3.0 * (group % 3)
     assert diag.grouped_auc(shifted, y, group) == pytest.approx(expected, abs=1e-12)
     assert abs(auc(shifted, y) - auc(score, y)) > 0.01
+
+
+def test_model_diagnostic_refuses_held_out_weeks_and_builds_standardised_products(capsys):
+    """``cj_models.py`` refuses weeks after 30; its pairwise design keeps the columns and adds
+    the product of every two standardised non-intercept columns (a constant one gives 0), and
+    its logistic fitter without products is the repurchase fit's own logistic."""
+    from optimizer.scoring.repurchase_fit import logistic
+    diag = _bench("cj_models")
+    assert diag.main(["--weeks", "30,31"]) == 2
+    assert "held out" in capsys.readouterr().err
+    rng = np.random.default_rng(1)
+    X = np.column_stack([np.ones(50), rng.random(50), rng.random(50) * 3, np.full(50, 2.0)])
+    mean, scale = X[:, 1:].mean(axis=0), X[:, 1:].std(axis=0)
+    scale = np.where(scale <= 1e-12, np.inf, scale)
+    out = diag.pairwise(X, mean, scale)
+    z1, z2 = ((X[:, k] - X[:, k].mean()) / X[:, k].std() for k in (1, 2))
+    assert out.shape == (50, 4 + 3)
+    np.testing.assert_array_equal(out[:, :4], X)
+    np.testing.assert_allclose(out[:, 4], z1 * z2)
+    np.testing.assert_array_equal(out[:, 5:], 0.0)  # products with the constant column
+    y = (rng.random(50) < X[:, 1]).astype(float)
+    scorer = diag.fit_logistic([0, 1, 2], False, 1e-3)(X, y)
+    beta, ok = logistic(X[:, [0, 1, 2]], y)
+    assert ok
+    np.testing.assert_allclose(scorer(X), X[:, [0, 1, 2]] @ beta)
+    pair_scorer = diag.fit_logistic([0, 1, 2], True, 1e-3)(X, y)
+    assert pair_scorer(X).shape == (50,)
+    assert not np.allclose(pair_scorer(X), scorer(X))  # the product term is fitted too
 
 
 def _tiny_raw() -> dict[str, pd.DataFrame]:
