@@ -91,6 +91,11 @@ def describe(result: dict[str, Any]) -> str:
     for name, words in (("channels", "channels"), ("groups", "exclusive offer families")):
         if args.get(name):
             text += f", {args[name]} {words}"
+    if args.get("backend") == "dask":
+        backend = run.get("backend") or {}
+        peaks = ", ".join(f"{g:.2f}" for g in backend.get("worker_peak_gb") or [])
+        text += (f", dask backend on a {args['workers']}-worker LocalCluster"
+                 + (f" (the peak is the driver's; the workers' {peaks} GB)" if peaks else ""))
     return text + f", gap tolerance {args['gap']:g}"
 
 
