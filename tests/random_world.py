@@ -185,20 +185,21 @@ def write_random_world(root: Path, seed: int, n_customers: int, n_offers: int,
 
 def run_with_problem(scenario, **kwargs):
     """``run_scenario(scenario, **kwargs)`` and the problem the pipeline gave its solver (the real
-    solver is called; ``optimizer.apps.pipeline.solve`` is wrapped for the call only)."""
+    solver is called; ``optimizer.apps.solve_stage.solve`` is wrapped for the call only)."""
     import pytest
 
     import optimizer.apps.pipeline as pipeline
+    import optimizer.apps.solve_stage as stage
 
     captured = []
-    real = pipeline.solve
+    real = stage.solve
 
     def spy(problem, settings, **kw):
         captured.append(problem)
         return real(problem, settings, **kw)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "solve", spy)
+        patch.setattr(stage, "solve", spy)
         result = pipeline.run_scenario(scenario, **kwargs)
     assert len(captured) == 1
     return result, captured[0]

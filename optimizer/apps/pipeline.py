@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from optimizer import __version__
+from optimizer.apps.solve_stage import pricing_rounds, solve_pinned
 from optimizer.core.allocator import release_freed_memory, reusing_freed_memory
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
@@ -33,7 +34,7 @@ from optimizer.model import pins, stability
 from optimizer.model.build import Built, build_problem
 from optimizer.model.flights import has_flights
 from optimizer.model.holdout import withhold_controls
-from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
+from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.campaign import flights_record, pacing_frame
 from optimizer.report.channels import channel_manifest
 from optimizer.report.groups_funders import campaign_manifest
@@ -48,7 +49,6 @@ from optimizer.scoring.features import (
     purchase_lines,
 )
 from optimizer.scoring.fit import fit_scoring
-from optimizer.solve import certified, solve
 from optimizer.solve.lagrangian.start import best_by_prices
 from optimizer.solve.lagrangian.truncation import affinity_truncation, scores_truncation
 
@@ -285,7 +285,11 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         warm_start = built.start_prices
     # the solver zeroes prices on constraints this scenario lacks
     # (solve/lagrangian/start.admissible_prices)
-    solution = _solve_pinned(built, scenario, warm_start, on_iteration)
+    solution = solve_pinned(built, scenario, warm_start, on_iteration)
+    priced = None
+    if model is not None and scenario.affinity.pricing_rounds:
+        built, solution, priced = pricing_rounds(built, scenario, model, solution, on_iteration)
+        problem = built.problem
     stages.stop()
 
     inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
@@ -309,6 +313,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["history_before_week_sha256"] = loaded.history_read
     manifest["propensity"] = scored.propensity
     manifest["candidates"] = truncation
+    if priced is not None:
+        truncation["pricing_rounds"] = priced
     if inputs.has_scores:
         truncation["scores_read"] = "in batches" if inputs.scores_batches is not None else "whole"
     if loaded.fitted:  # recorded even when the rules left no customer more pairs than were kept
@@ -328,29 +334,6 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     stages.stop()
     manifest["seconds"] = dict(stages.seconds)
     return result
-
-
-def _solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
-                  progress: Callable[[dict[str, float | None]], None]) -> Solution:
-    """The solve; with ``rules.pin`` the kept pins are fixed and the solver plans the rest of the
-    week (:mod:`optimizer.model.pins`), then the pins go back into the plan, certified whole."""
-    problem = built.problem
-    if built.pins is not None:
-        pins.apply(problem, built.pins)
-    solution = solve(problem, scenario.solver, warm_start=warm_start, progress=progress,
-                     source=built.source)
-    if built.source_note:  # the workers could not build their own shards: say why
-        solution.backend["shards_built_on_driver_because"] = built.source_note
-    if built.pins is not None:
-        solution = certified(problem, pins.restore(problem, built.pins, solution))
-        # the solver's gap test saw the rest of the week alone; the status is the whole plan's
-        # (its gap may also have widened: a category her pins fill in part was relaxed in the
-        # solve and repaired after it, a gap no more passes would close)
-        if solution.gap <= scenario.solver.gap_tolerance:
-            solution.status = Status.OPTIMAL
-        elif solution.status == Status.OPTIMAL:
-            solution.status = Status.STALLED
-    return solution
 
 
 def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built,

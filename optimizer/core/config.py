@@ -173,8 +173,11 @@ class Affinity(_Frozen):
     p_max: float = Field(0.35, ge=0, le=1, description="p_redeem approached at full affinity")
     half_saturation: float = Field(0.15, gt=0, description="affinity at which p is halfway")
     candidates_per_customer: int = Field(
-        50, ge=1, description="keep this many best-scoring eligible offers per customer"
-    )
+        50, ge=1, description="keep this many best-scoring eligible offers per customer")
+    pricing_rounds: int = Field(
+        0, ge=0, le=10, description="after the solve, at most this many rounds of column "
+        "generation: left-out pairs with a positive reduced value at the final prices join the "
+        "candidates and the solve goes on from those prices (optimizer/apps/solve_stage.py)")
     bound_all_candidates: bool = Field(
         True, description="after the solve, re-score every chunk to bound the plan over all "
         "eligible pairs (manifest candidates); costs one more scoring pass")

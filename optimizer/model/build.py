@@ -148,14 +148,42 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                                     channels=channels),
                   inputs, rules, caps, cap_audit, flights=flights, previous=previous)
     _add_blocks(built, inputs, scenario, model, select, rows)
+    _finish(built, scenario, model, rows)
+    return built
+
+
+def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
+                    extra: np.ndarray) -> Built:
+    """``built`` (the affinity path's) again with the pairs ``extra`` (sorted keys
+    ``c * n_offers + o``) among the candidates beside each customer's best few, kept as the pins
+    are when the rules allow them and their value is positive; the change penalty's bonus and
+    the pins are made again as :func:`build_problem` makes them. The run's eligibility audit
+    already counted every pair, so the rebuild counts into an audit of its own."""
+    inputs, rules_cfg = built.inputs, scenario.rules
+    pinned = _pinned_keys(built, inputs, scenario)
+    keys = extra if pinned is None else np.union1d(pinned, extra)
+    again = replace(built, problem=replace(built.problem, blocks=[]), pins=None, source=None,
+                    source_note="")
+    own = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0))
+    again.problem.blocks, again.dropped = affinity_blocks(
+        model, inputs, scenario, own, built.caps, again.problem.offers,
+        rules_cfg.max_offers_per_category, _bounds(inputs, scenario, None), keys)
+    _finish(again, scenario, model, None, again=True)
+    return again
+
+
+def _finish(built: Built, scenario: Scenario, model: AffinityModel | None,
+            rows: tuple[int, int] | None, again: bool = False) -> None:
+    """What follows the blocks: the change penalty's bonus, the pins and the workers' inputs
+    (``again``: the blocks are built a second time, the pins' warnings already said)."""
+    rules_cfg, previous, inputs = scenario.rules, built.previous, built.inputs
     if previous is not None and rules_cfg.change_penalty > 0:
         stability.add_bonus(built.problem, previous, rules_cfg.change_penalty)
     if previous is not None and rules_cfg.pin and rows is None:
         flight = in_flight(inputs.offers, scenario.week, inputs.flights)
-        built.pins = plan_pins(built.problem, previous, flight, rules)
+        built.pins = plan_pins(built.problem, previous, flight, built.rules, warn=not again)
     if scenario.solver.backend == "dask" and rows is None:
         built.source, built.source_note = worker_inputs(built, scenario, model)
-    return built
 
 
 @dataclass(frozen=True)
@@ -409,4 +437,4 @@ def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: 
 
 __all__ = ["Built", "Dropped", "KeptSelection", "ScoresSource", "WorkerInputs",
            "affinity_blocks", "build_problem", "compile_eligibility", "scores_blocks",
-           "source_blocks", "worker_inputs"]
+           "source_blocks", "with_candidates", "worker_inputs"]

@@ -116,10 +116,11 @@ def in_flight(offers: pl.DataFrame, week: int, flights: pl.DataFrame | None = No
 
 
 def plan_pins(problem: AssignmentProblem, previous: Previous, flight: np.ndarray,
-              rules: EligibilityRules) -> PinPlan:
+              rules: EligibilityRules, warn: bool = True) -> PinPlan:
     """The week's pins (module docstring): last week's pairs whose offer is in ``flight``, those a
     rule forbids or that are no candidate released, the rest kept or released by the capacity
-    pass."""
+    pass. ``warn``: say when the cooldown releases pins (once a run: not again when the
+    candidates are built again)."""
     n = max(previous.n_offers, 1)
     keys = previous.keys[flight[previous.keys % n]] if previous.keys.size else previous.keys
     found = [on_previous(b.customers, b.offer, keys, n) for b in problem.blocks]
@@ -146,7 +147,7 @@ def plan_pins(problem: AssignmentProblem, previous: Previous, flight: np.ndarray
     for k, name in enumerate(CAPACITY_REASONS):
         if (code == k).any():
             released[name] = int((code == k).sum())
-    if released.get("cooldown"):
+    if released.get("cooldown") and warn:
         # a pinned offer goes out again every week of its flight, which any cooldown forbids:
         # said where a planner sees it, since the manifest's count alone is easy to miss
         log.warning("rules.pin: %d of %d pins released by rules.cooldown_weeks (a pin is sent "

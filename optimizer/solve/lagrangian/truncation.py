@@ -49,34 +49,22 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
     re-scoring those customers only.
     """
     prices = admissible_prices(problem, solution.prices)
-    offers = problem.offers
-    primary = offers.categories[:, 0]
+    primary = problem.offers.categories[:, 0]
     per_category = problem.max_per_category
-    bonus = np.zeros(offers.n_offers)
     n_offers = inputs.n_offers
 
     def customer_terms(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int]:
         block, drop = item
-        reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,
-                                         prices.count, prices.global_budget, bonus)
-        totals, virtual = virtual_totals(
-            reduced, block.offer, block.cap, primary, per_category, drop.top_value,
-            drop.top_category, drop.residual,
-            (prices.cost_price, prices.count, prices.global_budget),
-            model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
-        del reduced
+        totals, virtual = _kept_terms(model, problem, prices, block, drop)
         positions = np.flatnonzero(virtual)
         for lo in range(0, positions.size, _RESCORE_ROWS):
             at = positions[lo:lo + _RESCORE_ROWS]
             customers = block.customers[at]
-            offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64),
-                                    (customers.size, n_offers))
-            # into an audit of its own: the run's audit already counted these pairs
-            eligible = replace(rules, audit=dict.fromkeys(rules.audit, 0)).allowed(customers,
-                                                                                 offer)
+            eligible = _eligible(rules, customers, n_offers)
             totals[at] = best_totals(model.kernel_arrays(customers), customers, eligible,
                                      primary, per_category, block.cap[at], prices.cost_price,
-                                     prices.count, prices.global_budget, offers.discount)
+                                     prices.count, prices.global_budget,
+                                     problem.offers.discount)
         return totals, int(positions.size)
     terms = list(in_order(customer_terms, list(zip(problem.blocks, dropped)),
                            thread_count(scenario.solver.threads)))
@@ -89,6 +77,71 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
             # how much the dropped candidates could add, as far as the final prices can tell
             "bound_increase": max(0.0, bound - solution.bound),
             "customers_rescored": sum(n for _, n in terms)}
+
+
+def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
+                 rules: EligibilityRules, problem: AssignmentProblem, solution: Solution,
+                 dropped: list[Dropped]) -> np.ndarray:
+    """The pricing step of column generation (Desrosiers, J. and Lubbecke, M. E. (2005), A
+    primer in column generation, in Column Generation, Springer, 1-32): the eligible pairs left
+    out of the candidates whose reduced value at the solution's prices is positive, each
+    customer's best ``cap`` of them (as many as her best response could take), as sorted keys
+    ``c * n_offers + o``. Only the customers for whom a dropped candidate could count
+    (:func:`_kept_terms`, the bound's own test) are re-scored; none found: the kept candidates
+    already hold every customer's best response at these prices."""
+    prices = admissible_prices(problem, solution.prices)
+    primary, discount = problem.offers.categories[:, 0], problem.offers.discount
+    n_offers = inputs.n_offers
+
+    def block_pairs(item: tuple[CandidateBlock, Dropped]) -> np.ndarray:
+        block, drop = item
+        positions = np.flatnonzero(_kept_terms(model, problem, prices, block, drop)[1])
+        found = [np.zeros(0, dtype=np.int64)]
+        for lo in range(0, positions.size, _RESCORE_ROWS):
+            at = positions[lo:lo + _RESCORE_ROWS]
+            customers = block.customers[at]
+            eligible = _eligible(rules, customers, n_offers)
+            kept = block.offer[at]
+            live = kept >= 0
+            eligible[np.nonzero(live)[0], kept[live]] = False  # already candidates
+            left = model.select(customers, eligible, None, primary, 0)
+            cost = left.p_redeem * discount[left.offer]
+            reduced = (left.value - cost * (prices.cost_price[left.offer] + prices.global_budget)
+                       - prices.count[left.offer])
+            good = reduced > 0
+            row, offer, reduced = left.row[good], left.offer[good], reduced[good]
+            order = np.lexsort((offer, -reduced, row))  # each row's best first, ties by offer
+            row, offer = row[order], offer[order]
+            first = np.searchsorted(row, row)  # rows are sorted: each pair's rank in its row
+            best = np.arange(row.size) - first < block.cap[at][row]
+            found.append(customers[row[best]] * n_offers + offer[best])
+        return np.concatenate(found)
+    keys = list(in_order(block_pairs, list(zip(problem.blocks, dropped)),
+                         thread_count(scenario.solver.threads)))
+    return np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+
+
+def _kept_terms(model: AffinityModel, problem: AssignmentProblem, prices: Prices,
+                block: CandidateBlock, drop: Dropped) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer of ``block``: the bound on her relaxed best response over all her candidates
+    from her kept ones and what she dropped, and whether a dropped one could count
+    (:func:`~optimizer.solve.lagrangian.bounds.virtual_totals`)."""
+    offers = problem.offers
+    reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,
+                                     prices.count, prices.global_budget,
+                                     np.zeros(offers.n_offers))
+    return virtual_totals(
+        reduced, block.offer, block.cap, offers.categories[:, 0], problem.max_per_category,
+        drop.top_value, drop.top_category, drop.residual,
+        (prices.cost_price, prices.count, prices.global_budget),
+        model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
+
+
+def _eligible(rules: EligibilityRules, customers: np.ndarray, n_offers: int) -> np.ndarray:
+    """``(len(customers), n_offers)``: which pairs the rules allow, counted in an audit of its
+    own (the run's audit already counted these pairs)."""
+    offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (customers.size, n_offers))
+    return replace(rules, audit=dict.fromkeys(rules.audit, 0)).allowed(customers, offer)
 
 
 def scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRules,
@@ -122,4 +175,4 @@ def scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRule
             "bound_increase": max(0.0, bound - solution.bound)}
 
 
-__all__ = ["affinity_truncation", "scores_truncation"]
+__all__ = ["affinity_truncation", "priced_pairs", "scores_truncation"]

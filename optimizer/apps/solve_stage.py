@@ -1,0 +1,82 @@
+"""The run's solve stage: the solve with the week's pins fixed, then, on the affinity path, the
+pricing rounds that bring left-out candidates back where the final prices say they pay.
+
+Pricing rounds are column generation (Desrosiers, J. and Lubbecke, M. E. (2005), A primer in
+column generation, in Column Generation, Springer, 1-32) over the candidates: the solve sees each
+customer's ``affinity.candidates_per_customer`` best offers by value, but where budgets bind,
+the offers she values most are the dearest, and her best response at the final prices may lie
+among the offers she was never given. Each round prices every left-out eligible pair at the
+solution's prices (:func:`~optimizer.solve.lagrangian.truncation.priced_pairs`), adds each
+customer's best positive ones to her candidates (:func:`~optimizer.model.build.with_candidates`)
+and solves again from those prices. A round's plan is kept only when it is worth more than the
+plan before it; the rounds stop when no left-out pair prices in, when a round's plan is no
+better, or after ``affinity.pricing_rounds``. The manifest's ``candidates.pricing_rounds`` lists
+each round.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from optimizer.core.config import Scenario
+from optimizer.model import pins
+from optimizer.model.build import Built, with_candidates
+from optimizer.model.problem import Prices, Solution, Status
+from optimizer.scoring.affinity import AffinityModel
+from optimizer.solve import certified, solve
+from optimizer.solve.lagrangian.truncation import priced_pairs
+
+Progress = Callable[[dict[str, float | None]], None]
+
+
+def solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
+                 progress: Progress) -> Solution:
+    """The solve; with ``rules.pin`` the kept pins are fixed and the solver plans the rest of the
+    week (:mod:`optimizer.model.pins`), then the pins go back into the plan, certified whole."""
+    problem = built.problem
+    if built.pins is not None:
+        pins.apply(problem, built.pins)
+    solution = solve(problem, scenario.solver, warm_start=warm_start, progress=progress,
+                     source=built.source)
+    if built.source_note:  # the workers could not build their own shards: say why
+        solution.backend["shards_built_on_driver_because"] = built.source_note
+    if built.pins is not None:
+        solution = certified(problem, pins.restore(problem, built.pins, solution))
+        # the solver's gap test saw the rest of the week alone; the status is the whole plan's
+        # (its gap may also have widened: a category her pins fill in part was relaxed in the
+        # solve and repaired after it, a gap no more passes would close)
+        if solution.gap <= scenario.solver.gap_tolerance:
+            solution.status = Status.OPTIMAL
+        elif solution.status == Status.OPTIMAL:
+            solution.status = Status.STALLED
+    return solution
+
+
+def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solution: Solution,
+                   progress: Progress) -> tuple[Built, Solution, list[dict[str, Any]]]:
+    """Up to ``affinity.pricing_rounds`` rounds of pricing (module docstring) after the first
+    solve: the problem and plan kept, and per round the pairs priced in, the round's objective,
+    bound and candidate pairs, and whether its plan was kept."""
+    rounds: list[dict[str, Any]] = []
+    added = np.zeros(0, dtype=np.int64)  # every round's pairs stay among the candidates
+    for _ in range(scenario.affinity.pricing_rounds):
+        extra = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
+                             solution, built.dropped)
+        entry: dict[str, Any] = {"pairs_priced_in": int(extra.size)}
+        rounds.append(entry)
+        if not extra.size:
+            break
+        added = np.union1d(added, extra)
+        again = with_candidates(built, scenario, model, added)
+        plan = solve_pinned(again, scenario, solution.prices, progress)
+        kept = plan.objective > solution.objective
+        entry.update(candidate_pairs=again.problem.n_pairs, objective=plan.objective,
+                     bound=plan.bound, status=str(plan.status), kept=kept)
+        if not kept:
+            break
+        built, solution = again, plan
+    return built, solution, rounds
+
+
+__all__ = ["pricing_rounds", "solve_pinned"]

@@ -1,0 +1,93 @@
+"""Pricing rounds (column generation over the candidates, optimizer/apps/solve_stage.py): the
+left-out pairs that the final prices say pay join the candidates and the solve goes on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from optimizer.apps.pipeline import run_scenario
+from optimizer.apps.synthetic import write_demo_data
+from optimizer.check.verify import check_run
+from optimizer.core.config import load_scenario
+from optimizer.solve.exact import solve_exact
+from tests.random_world import run_with_problem
+from tests.tiny_world import write_scenario
+
+# tight budgets: the offers each customer values most get dear, so her best response at the
+# final prices lies beyond her few best-valued candidates
+RULES = {"max_offers_per_customer": 2, "max_offers_per_category": 1, "cooldown_weeks": 4,
+         "global_budget": 25.0, "budget_scale": 0.3,
+         "sensitive_categories": ["INFANT FORMULA"]}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pricing") / "data"
+    write_demo_data(folder, customers=300, offers=24, seed=7)
+    return folder
+
+
+def _scenario(root: Path, data: Path, keep: int, rounds: int, solver: dict | None = None):
+    path = write_scenario(root / "scenario.toml", data=str(data), output=str(root / "run"),
+                          rules=RULES, solver={"polish_pairs": 0, **(solver or {})},
+                          extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n"
+                                f"pricing_rounds = {rounds}\n")
+    return load_scenario(path)
+
+
+def test_a_round_prices_pairs_in_and_raises_the_plan(data, tmp_path):
+    plain = run_scenario(_scenario(tmp_path / "plain", data, keep=3, rounds=0))
+    priced_scenario = _scenario(tmp_path / "priced", data, keep=3, rounds=3)
+    priced = run_scenario(priced_scenario)
+    rounds = priced.manifest["candidates"]["pricing_rounds"]
+    assert "pricing_rounds" not in plain.manifest["candidates"]
+    # the first round found left-out pairs that pay at the final prices and its plan was kept
+    assert rounds[0]["pairs_priced_in"] > 0 and rounds[0]["kept"]
+    assert priced.manifest["candidate_pairs"] > plain.manifest["candidate_pairs"]
+    assert priced.manifest["candidate_pairs"] == rounds[0]["candidate_pairs"] or any(
+        r.get("kept") for r in rounds[1:])
+    assert priced.objective > plain.objective * (1 + 1e-6)
+    # every round after a kept one starts from a plan at least as good; the last round either
+    # found nothing, was not kept, or was the last allowed
+    assert len(rounds) <= 3
+    assert all(r["kept"] for r in rounds[:-1])
+    # the plan obeys every hard rule
+    report = check_run(priced_scenario)
+    assert report.ok, report.describe()
+
+
+def test_the_bound_over_all_candidates_still_holds(data, tmp_path):
+    priced, _ = run_with_problem(_scenario(tmp_path / "p", data, keep=3, rounds=0), write=False)
+    full, full_problem = run_with_problem(_scenario(tmp_path / "f", data, keep=24, rounds=0),
+                                          write=False)
+    best = solve_exact(full_problem, time_limit_s=60)
+    assert best.status == "optimal"
+    after = run_scenario(_scenario(tmp_path / "r", data, keep=3, rounds=2), write=False)
+    slack = 1e-6 * max(1.0, best.objective)
+    assert after.manifest["candidates"]["bound_all_candidates"] >= best.objective - slack
+    assert after.objective <= best.objective + slack
+    # the rounds close part of the gap to the best plan over every candidate
+    assert best.objective - after.objective < best.objective - priced.objective
+
+
+def test_all_candidates_kept_prices_nothing_in(data, tmp_path):
+    plain = run_scenario(_scenario(tmp_path / "a", data, keep=24, rounds=0))
+    priced = run_scenario(_scenario(tmp_path / "b", data, keep=24, rounds=2))
+    # every eligible pair is already a candidate: nothing to price, the bound is not re-scored
+    assert plain.manifest["candidates"]["candidates_per_customer"] == "all"
+    assert priced.manifest["candidates"].get("pricing_rounds") in (None, [
+        {"pairs_priced_in": 0}])
+    assert (pl.read_parquet(tmp_path / "a" / "run" / "assignments.parquet").equals(
+        pl.read_parquet(tmp_path / "b" / "run" / "assignments.parquet")))
+
+
+def test_the_same_bytes_for_any_threads_and_chunks(data, tmp_path):
+    folders = []
+    for name, solver in (("one", {"threads": 1, "chunk_size": 1000}),
+                         ("two", {"threads": 2, "chunk_size": 37})):
+        run_scenario(_scenario(tmp_path / name, data, keep=3, rounds=2, solver=solver))
+        folders.append(tmp_path / name / "run")
+    for table in ("assignments.parquet", "offers_summary.parquet"):
+        assert (folders[0] / table).read_bytes() == (folders[1] / table).read_bytes()
