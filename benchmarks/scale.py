@@ -590,7 +590,9 @@ def write_scenario(path: Path, data: Path, output: Path, global_budget: float | 
         + (f"memory_limit_gb = {args.memory_limit_gb!r}\n"
            if getattr(args, "memory_limit_gb", None) else "")
         + (f'backend = "dask"\nworkers = {args.workers}\n'
-           if getattr(args, "backend", "local") == "dask" else ""))
+           if getattr(args, "backend", "local") == "dask" else "")
+        + (f"\n[affinity]\npricing_rounds = {args.pricing_rounds}\n"
+           if getattr(args, "pricing_rounds", 0) else ""))
 
 
 def run_offeropt(scenario: Path, output: Path) -> dict[str, Any]:
@@ -647,6 +649,8 @@ def e2e_instance(args: argparse.Namespace) -> str:
         key += f"-gr{args.groups}"
     if getattr(args, "backend", "local") == "dask":
         key += f"-dask{args.workers}"
+    if getattr(args, "pricing_rounds", 0):
+        key += f"-pr{args.pricing_rounds}"
     return key
 
 
@@ -827,6 +831,8 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--groups", type=int, default=0,
                    help="add this many exclusive offer families of 5 offers, one per customer "
                         "(offer_groups, issue 24)")
+    e.add_argument("--pricing-rounds", type=int, default=0,
+                   help="affinity.pricing_rounds of the scenario (the affinity path)")
     e.add_argument("--backend", choices=("local", "dask"), default="local",
                    help="solver.backend: dask runs the passes on a LocalCluster (issue 21)")
     e.add_argument("--workers", type=int, default=2,

@@ -91,3 +91,12 @@ def test_the_same_bytes_for_any_threads_and_chunks(data, tmp_path):
         folders.append(tmp_path / name / "run")
     for table in ("assignments.parquet", "offers_summary.parquet"):
         assert (folders[0] / table).read_bytes() == (folders[1] / table).read_bytes()
+
+
+def test_the_rounds_share_the_solvers_time_limit(data, tmp_path):
+    # the first solve spends the whole limit: no round starts, the first plan stands
+    run = run_scenario(_scenario(tmp_path / "t", data, keep=3, rounds=2,
+                                 solver={"time_limit_s": 1e-6}), write=False)
+    assert run.manifest["solver"]["status"] == "time_limit"
+    assert run.manifest["candidates"]["pricing_rounds"] == [
+        {"skipped": "solver.time_limit_s reached"}]

@@ -7,7 +7,9 @@ status, with the numbers behind it:
 - ``given``: in the plan, with its rank.
 - ``ineligible``: a rule forbids the pair (``window``, ``exclude``, ``sensitive``, ``cooldown``).
 - ``no_value``: its score is 0 (nothing to gain).
-- ``not_candidate``: eligible, but not among her ``affinity.candidates_per_customer`` best scores.
+- ``not_candidate``: eligible, but not among her ``affinity.candidates_per_customer`` best scores
+  (with ``affinity.pricing_rounds``, a round may have added it to her candidates: explain
+  rebuilds her best few only, and the plan did not give it).
 - ``priced_out``: its reduced value ``score - (budget price + shared price + global price) *
   expected_cost - count price - channel charge`` is at or below 0: the offer's budget (or
   ``max_customers``, the global budget, its funder's budget or its group flight's week share,

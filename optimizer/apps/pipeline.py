@@ -288,7 +288,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     solution = solve_pinned(built, scenario, warm_start, on_iteration)
     priced = None
     if model is not None and scenario.affinity.pricing_rounds:
-        built, solution, priced = pricing_rounds(built, scenario, model, solution, on_iteration)
+        built, solution, priced = pricing_rounds(built, scenario, model, solution, on_iteration,
+                                                 stages.started_at)
         problem = built.problem
     stages.stop()
 

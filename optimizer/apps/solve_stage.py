@@ -15,6 +15,7 @@ each round.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -54,13 +55,19 @@ def solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
 
 
 def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solution: Solution,
-                   progress: Progress) -> tuple[Built, Solution, list[dict[str, Any]]]:
+                   progress: Progress, started: float
+                   ) -> tuple[Built, Solution, list[dict[str, Any]]]:
     """Up to ``affinity.pricing_rounds`` rounds of pricing (module docstring) after the first
-    solve: the problem and plan kept, and per round the pairs priced in, the round's objective,
-    bound and candidate pairs, and whether its plan was kept."""
+    solve, which started at ``started`` (``time.perf_counter``): the problem and plan kept, and
+    per round the pairs priced in, the round's objective, bound and candidate pairs, and whether
+    its plan was kept. The rounds' solves share what ``solver.time_limit_s`` leaves."""
     rounds: list[dict[str, Any]] = []
     added = np.zeros(0, dtype=np.int64)  # every round's pairs stay among the candidates
     for _ in range(scenario.affinity.pricing_rounds):
+        left = scenario.solver.time_limit_s - (time.perf_counter() - started)
+        if left <= 0:
+            rounds.append({"skipped": "solver.time_limit_s reached"})
+            break
         extra = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
                              solution, built.dropped)
         entry: dict[str, Any] = {"pairs_priced_in": int(extra.size)}
@@ -69,7 +76,10 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
             break
         added = np.union1d(added, extra)
         again = with_candidates(built, scenario, model, added)
-        plan = solve_pinned(again, scenario, solution.prices, progress)
+        within = scenario.model_copy(update={"solver": scenario.solver.model_copy(
+            update={"time_limit_s": max(scenario.solver.time_limit_s
+                                        - (time.perf_counter() - started), 1e-3)})})
+        plan = solve_pinned(again, within, solution.prices, progress)
         kept = plan.objective > solution.objective
         entry.update(candidate_pairs=again.problem.n_pairs, objective=plan.objective,
                      bound=plan.bound, status=str(plan.status), kept=kept)
