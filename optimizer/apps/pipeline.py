@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from optimizer import __version__
-from optimizer.apps.solve_stage import pricing_rounds, solve_pinned
+from optimizer.apps.solve_stage import solve_week
 from optimizer.core.allocator import release_freed_memory, reusing_freed_memory
 from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
@@ -283,17 +283,14 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
         warm_start, started_from = warm_start_prices(warm_start_run, inputs), str(warm_start_run)
     if warm_start is None:  # the prices that chose the kept pairs, if any: a good start
         warm_start = built.start_prices
-    # the solver zeroes prices on constraints this scenario lacks
-    # (solve/lagrangian/start.admissible_prices)
-    solution = solve_pinned(built, scenario, warm_start, on_iteration)
-    priced = None
-    if model is not None and scenario.affinity.pricing_rounds:
-        built, solution, priced = pricing_rounds(built, scenario, model, solution, on_iteration,
-                                                 stages.started_at)
-        problem = built.problem
+    # the solver zeroes prices on constraints this scenario lacks (start.admissible_prices)
+    built, solution, priced = solve_week(built, scenario, model, warm_start, on_iteration,
+                                         stages.started_at)
+    problem = built.problem
     stages.stop()
 
-    inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages)
+    inputs, truncation = _bound_all_candidates(scenario, built, inputs, model, solution, stages,
+                                               priced)
 
     if built.previous is not None:
         stability.settle(problem, solution, built.previous, rules_cfg.change_penalty, built.caps,
@@ -314,8 +311,6 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     manifest["history_before_week_sha256"] = loaded.history_read
     manifest["propensity"] = scored.propensity
     manifest["candidates"] = truncation
-    if priced is not None:
-        truncation["pricing_rounds"] = priced
     if inputs.has_scores:
         truncation["scores_read"] = "in batches" if inputs.scores_batches is not None else "whole"
     if loaded.fitted:  # recorded even when the rules left no customer more pairs than were kept
@@ -358,11 +353,13 @@ def _campaign_records(manifest: dict[str, Any], scenario: Scenario, built: Built
 
 
 def _bound_all_candidates(scenario: Scenario, built: Built, inputs: Inputs,
-                          model: AffinityModel | None, solution: Solution, stages: _Stages
+                          model: AffinityModel | None, solution: Solution, stages: _Stages,
+                          priced: list[dict[str, Any]] | None = None
                           ) -> tuple[Inputs, dict[str, Any]]:
     """The manifest's ``candidates``: what keeping each customer's best few candidates may have
-    cost (:mod:`optimizer.solve.lagrangian.truncation`), when any were left out; the inputs with
-    the ``scores`` table freed once it is read again."""
+    cost (:mod:`optimizer.solve.lagrangian.truncation`), when any were left out, and the pricing
+    rounds ``priced`` (:mod:`optimizer.apps.solve_stage`); the inputs with the ``scores`` table
+    freed once it is read again."""
     problem, rules = built.problem, built.rules
     truncation: dict[str, Any] = {"candidates_per_customer": "all", "pairs": problem.n_pairs}
     if model is None and built.truncated:
@@ -379,6 +376,8 @@ def _bound_all_candidates(scenario: Scenario, built: Built, inputs: Inputs,
         truncation = affinity_truncation(model, inputs, scenario, rules, built.caps, problem,
                                          solution, built.dropped)
         stages.stop()
+    if priced is not None:
+        truncation["pricing_rounds"] = priced
     return inputs, truncation
 
 

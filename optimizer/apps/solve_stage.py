@@ -54,6 +54,17 @@ def solve_pinned(built: Built, scenario: Scenario, warm_start: Prices | None,
     return solution
 
 
+def solve_week(built: Built, scenario: Scenario, model: AffinityModel | None,
+               warm_start: Prices | None, progress: Progress, started: float
+               ) -> tuple[Built, Solution, list[dict[str, Any]] | None]:
+    """The solve (:func:`solve_pinned`), then the pricing rounds where the scenario asks for them
+    on the affinity path (:func:`pricing_rounds`; ``None``: no rounds asked)."""
+    solution = solve_pinned(built, scenario, warm_start, progress)
+    if model is None or not scenario.affinity.pricing_rounds:
+        return built, solution, None
+    return pricing_rounds(built, scenario, model, solution, progress, started)
+
+
 def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solution: Solution,
                    progress: Progress, started: float
                    ) -> tuple[Built, Solution, list[dict[str, Any]]]:
@@ -89,4 +100,4 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
     return built, solution, rounds
 
 
-__all__ = ["pricing_rounds", "solve_pinned"]
+__all__ = ["pricing_rounds", "solve_pinned", "solve_week"]
