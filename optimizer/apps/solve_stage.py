@@ -79,21 +79,28 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
         if left <= 0:
             rounds.append({"skipped": "solver.time_limit_s reached"})
             break
+        tick = time.perf_counter()
         extra = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
                              solution, built.dropped)
-        entry: dict[str, Any] = {"pairs_priced_in": int(extra.size)}
+        entry: dict[str, Any] = {"pairs_priced_in": int(extra.size),
+                                 "seconds": {"price": time.perf_counter() - tick}}
         rounds.append(entry)
         if not extra.size:
             break
         added = np.union1d(added, extra)
+        tick = time.perf_counter()
         again = with_candidates(built, scenario, model, added)
+        entry["seconds"]["build"] = time.perf_counter() - tick
         within = scenario.model_copy(update={"solver": scenario.solver.model_copy(
             update={"time_limit_s": max(scenario.solver.time_limit_s
                                         - (time.perf_counter() - started), 1e-3)})})
+        tick = time.perf_counter()
         plan = solve_pinned(again, within, solution.prices, progress)
+        entry["seconds"]["solve"] = time.perf_counter() - tick
         kept = plan.objective > solution.objective
         entry.update(candidate_pairs=again.problem.n_pairs, objective=plan.objective,
-                     bound=plan.bound, status=str(plan.status), kept=kept)
+                     bound=plan.bound, status=str(plan.status), passes=plan.iterations,
+                     kept=kept)
         if not kept:
             break
         built, solution = again, plan
