@@ -108,17 +108,29 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
             cost = left.p_redeem * discount[left.offer]
             reduced = (left.value - cost * (prices.cost_price[left.offer] + prices.global_budget)
                        - prices.count[left.offer])
-            good = reduced > 0
-            row, offer, reduced = left.row[good], left.offer[good], reduced[good]
-            order = np.lexsort((offer, -reduced, row))  # each row's best first, ties by offer
-            row, offer = row[order], offer[order]
-            first = np.searchsorted(row, row)  # rows are sorted: each pair's rank in its row
-            best = np.arange(row.size) - first < block.cap[at][row]
-            found.append(customers[row[best]] * n_offers + offer[best])
+            found.append(_best_per_row(
+                left.row, left.offer, reduced, block.cap[at], customers, n_offers))
         return np.concatenate(found)
     keys = list(in_order(block_pairs, list(zip(problem.blocks, dropped)),
                          thread_count(scenario.solver.threads)))
     return np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+
+
+def _best_per_row(row: np.ndarray, offer: np.ndarray, reduced: np.ndarray, cap: np.ndarray,
+                  customers: np.ndarray, n_offers: int) -> np.ndarray:
+    """Keys ``c * n_offers + o`` of each row's pairs of positive ``reduced`` value at or above
+    its ``cap``-th largest (ties at the cut all kept, so the choice does not depend on how a
+    selection breaks them), in row then offer order; one dense row per customer."""
+    k = min(int(cap.max(initial=0)), n_offers)
+    if k == 0 or not row.size:
+        return np.zeros(0, dtype=np.int64)
+    dense = np.full((customers.size, n_offers), -np.inf)
+    dense[row, offer] = reduced
+    top = -np.sort(np.partition(-dense, k - 1, axis=1)[:, :k], axis=1)  # each row's k best
+    nth = np.minimum(np.maximum(cap, 1), k) - 1
+    cut = np.where(cap > 0, top[np.arange(customers.size), nth], np.inf)
+    rows, offers = np.nonzero((dense >= cut[:, None]) & (dense > 0))
+    return customers[rows] * n_offers + offers
 
 
 def _kept_terms(model: AffinityModel, problem: AssignmentProblem, prices: Prices,
