@@ -406,7 +406,7 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
         loaded = load_scenario(scenario, overrides)
         values = parse_range(scales)
         target = out_dir or loaded.output.with_name(loaded.output.name + "-sweep")
-        check_output(target, loaded.data)  # refused before the points are solved
+        check_output(target, loaded.data, kind="sweep")  # refused before the points are solved
         with Bar(console=console, transient=True) as bar:
             task = bar.add_task("sweep", total=len(values))
 
