@@ -229,7 +229,9 @@ def check(scenario: Path, run_dir: Path | None, overrides: tuple[str, ...], forc
     """Verify every hard rule of a run of SCENARIO against the raw inputs, independently of the
     solver, and every file and figure the run published.
 
-    RUN_DIR defaults to the scenario's output folder. Exits 1 listing every violation (and,
+    RUN_DIR defaults to the scenario's output folder; a file the run writes that it lacks
+    (manifest.json, report.html, a table's Parquet or CSV copy) is a violation too,
+    [missing_output]. Exits 1 listing every violation (and,
     as notes, any setting or input that differs from the run's own); exits 2 when the run was
     made with another scenario or other inputs (naming them) and breaks no rule, unless --force.
     The scenario's name and solver knobs are not compared: they decide no rule.
@@ -406,7 +408,7 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
         loaded = load_scenario(scenario, overrides)
         values = parse_range(scales)
         target = out_dir or loaded.output.with_name(loaded.output.name + "-sweep")
-        check_output(target, loaded.data)  # refused before the points are solved
+        check_output(target, loaded.data, kind="sweep")  # refused before the points are solved
         with Bar(console=console, transient=True) as bar:
             task = bar.add_task("sweep", total=len(values))
 

@@ -96,7 +96,7 @@ def backtest(scenario: Path, holdout_weeks: int, overrides: tuple[str, ...],
         # its own folder, beside the run's (a run replaces its folder whole: a backtest written
         # inside it would be deleted by the next run); refused before the backtest runs
         target = out_dir or loaded.output.with_name(loaded.output.name + "-backtest")
-        check_output(target, loaded.data)
+        check_output(target, loaded.data, kind="backtest")
         result = run_backtest(loaded, holdout_weeks)
     except OptimizerError as exc:
         _fail(exc)

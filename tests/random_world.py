@@ -216,6 +216,6 @@ def run_and_check(scenario, root: Path):
     run.mkdir()
     result.assignments.write_parquet(run / "assignments.parquet")
     result.offers_summary.write_parquet(run / "offers_summary.parquet")
-    report = check_run(scenario, run)
+    report = check_run(scenario, run, complete=False)  # the two tables alone
     assert report.ok, report.describe()
     return result, problem, report

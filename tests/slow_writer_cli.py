@@ -28,9 +28,9 @@ def main(delay: float, args: list[str]) -> None:
     write_run_folder = pipeline.write_run_folder
 
     def slow_run_folder(output: Path, writers: dict[str, Writer],
-                        then: Callable[[], None] | None = None) -> None:
+                        then: Callable[[], None] | None = None, *, kind: str = "run") -> None:
         write_run_folder(output, {name: _slow(w, delay) for name, w in writers.items()},
-                         then=then)
+                         then=then, kind=kind)
 
     pipeline.write_run_folder = slow_run_folder
     sys.argv = ["offeropt", *args]

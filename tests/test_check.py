@@ -28,7 +28,8 @@ def _check(tmp_path: Path, rows: list[dict] | None = None, *, overrides: tuple[s
     write_run(tmp_path / "run", assignment_rows() if rows is None else rows,
               string_ids=string_ids, summary=summary, fmt=fmt,
               budget_scale=scenario.rules.budget_scale)
-    return check_run(scenario)
+    # the rules of hand-made tables alone: the folder's other files are tests/test_check_files.py's
+    return check_run(scenario, complete=False)
 
 
 def _with(*extra: tuple) -> list[dict]:
@@ -65,7 +66,7 @@ def test_explicit_run_dir_and_csv_fallback(tmp_path):
     write_inputs(tmp_path / "data")
     scenario = load_scenario(write_scenario(tmp_path))
     other = write_run(tmp_path / "elsewhere", assignment_rows(), fmt="csv", summary=False)
-    report = check_run(scenario, other)
+    report = check_run(scenario, other, complete=False)
     assert report.ok, report.describe()
     assert report.assignments == len(GOOD)
 
@@ -74,7 +75,7 @@ def test_missing_run_folder_raises(tmp_path):
     write_inputs(tmp_path / "data")
     scenario = load_scenario(write_scenario(tmp_path))
     with pytest.raises(OptimizerError, match="run folder not found") as err:
-        check_run(scenario)
+        check_run(scenario, complete=False)
     assert not isinstance(err.value, InputError)  # not blamed on a table
 
 
@@ -83,7 +84,7 @@ def test_missing_assignments_file_raises(tmp_path):
     scenario = load_scenario(write_scenario(tmp_path))
     (tmp_path / "run").mkdir()
     with pytest.raises(InputError) as err:
-        check_run(scenario)
+        check_run(scenario, complete=False)
     assert err.value.table == "assignments"
 
 
@@ -93,7 +94,7 @@ def test_unreadable_assignments_file_raises(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "assignments.parquet").write_bytes(b"not a parquet file")
     with pytest.raises(InputError) as err:
-        check_run(scenario)
+        check_run(scenario, complete=False)
     assert err.value.table == "assignments"
 
 
@@ -103,7 +104,7 @@ def test_assignments_missing_column_raises(tmp_path):
     (tmp_path / "run").mkdir()
     pl.DataFrame(assignment_rows()).drop("score").write_parquet(tmp_path / "run" / "assignments.parquet")
     with pytest.raises(InputError) as err:
-        check_run(scenario)
+        check_run(scenario, complete=False)
     assert err.value.table == "assignments" and err.value.column == "score"
 
 
@@ -402,7 +403,7 @@ def test_summary_mismatch(tmp_path):
     summ.with_columns(pl.when(pl.col("offer_id") == 1).then(pl.lit(5, pl.UInt32))
                       .otherwise(pl.col("customers")).alias("customers")).write_parquet(path)
     scenario = load_scenario(tmp_path / "scenario.toml")
-    report = check_run(scenario)
+    report = check_run(scenario, complete=False)
     assert report.rules == {"summary"}
     assert report.violations[0].sample[0]["offer_id"] == 1
 
@@ -411,7 +412,7 @@ def test_summary_missing_an_assigned_offer(tmp_path):
     _check(tmp_path)
     path = tmp_path / "run" / "offers_summary.parquet"
     pl.read_parquet(path).filter(pl.col("offer_id") != 7).write_parquet(path)
-    report = check_run(load_scenario(tmp_path / "scenario.toml"))
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), complete=False)
     assert report.rules == {"summary"}
 
 
@@ -423,7 +424,7 @@ def test_summary_unassigned_offer_with_zero_passes(tmp_path):
                                       expected_redemptions=pl.lit(0.0),
                                       expected_cost=pl.lit(0.0))
     pl.concat([summ, extra]).write_parquet(path)
-    assert check_run(load_scenario(tmp_path / "scenario.toml")).ok
+    assert check_run(load_scenario(tmp_path / "scenario.toml"), complete=False).ok
 
 
 # --------------------------------------------------------------------------------------------------
@@ -453,12 +454,12 @@ def test_integer_inputs_string_run_ids_compare_as_integers(tmp_path):
     frame = pl.DataFrame(assignment_rows()).with_columns(
         pl.col("customer_id").cast(pl.Utf8), pl.col("offer_id").cast(pl.Utf8))
     frame.write_parquet(run / "assignments.parquet")
-    assert check_run(scenario).ok
+    assert check_run(scenario, complete=False).ok
     # a text ID that is not a plain integer does not match an integer master (as in validate)
     frame.with_columns(pl.when(pl.col("offer_id") == "7").then(pl.lit("07"))
                        .otherwise(pl.col("offer_id")).alias("offer_id")
                        ).write_parquet(run / "assignments.parquet")
-    assert check_run(scenario).rules == {"unknown_offer"}
+    assert check_run(scenario, complete=False).rules == {"unknown_offer"}
 
 
 def test_describe_lists_violations(tmp_path):

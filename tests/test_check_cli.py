@@ -15,6 +15,7 @@ from optimizer.cli import main
 from tests.check_fixtures import (
     GOOD,
     assignment_rows,
+    complete_run,
     reranked,
     write_inputs,
     write_run,
@@ -57,6 +58,7 @@ def _invoke(tmp_path: Path, rows: list[dict], rules: dict, overrides: tuple[str,
     write_inputs(tmp_path / "data")
     scenario = write_scenario(tmp_path, **rules)
     write_run(tmp_path / "run", rows)
+    complete_run(tmp_path / "run", scenario, overrides)  # a whole run folder, as run writes it
     args = ["check", str(scenario)]
     for text in overrides:
         args += ["--set", text]

@@ -189,14 +189,14 @@ def test_check_catches_a_control_that_was_sent(world: Path, runs: dict[str, Path
         run = tmp_path / case
         shutil.copytree(runs["held"], run)
         a = pl.read_parquet(run / "assignments.parquet")
-        for name in ("assignments.csv", "controls.csv"):
-            (run / name).unlink()
         if case == "listed":  # a listed universal control who is not hashed out
             everyone = set(a.get_column("customer_id").to_list())
             free = sorted(everyone - set(controls.get_column("customer_id").to_list()))[0]
             extra = pl.DataFrame({"customer_id": [free], "offer_id": [None], "week": [40],
                                   "reason": ["universal_holdout"]}, schema=controls.schema)
-            pl.concat([controls, extra]).write_parquet(run / "controls.parquet")
+            edited = pl.concat([controls, extra])
+            edited.write_parquet(run / "controls.parquet")
+            edited.write_csv(run / "controls.csv")  # both copies, as a run writes them
             rule = "[controls]"
         else:
             reason = "universal_holdout" if case == "universal" else "offer_holdout"
@@ -212,6 +212,7 @@ def test_check_catches_a_control_that_was_sent(world: Path, runs: dict[str, Path
                                .then(pl.lit(held["customer_id"]))
                                .otherwise(pl.col("customer_id")).alias("customer_id"))
             a.write_parquet(run / "assignments.parquet")
+            a.write_csv(run / "assignments.csv")
             rule = "[holdout_sent]" if case == "universal" else "[offer_holdout_sent]"
         result = CliRunner().invoke(main, [*args, str(run), *sets])
         assert result.exit_code == 1, (case, result.output)

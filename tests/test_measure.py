@@ -23,6 +23,7 @@ from optimizer.cli import main
 from optimizer.core.config import Measurement
 from optimizer.core.errors import InputError
 from optimizer.model.holdout import offer_controls, universal_controls
+from tests.tiny_world import tree_bytes
 
 BOTH = ("measurement.holdout_share=0.1", "measurement.offer_holdout_share=0.1")
 
@@ -88,6 +89,17 @@ def test_split_of_the_plan_is_what_the_pipeline_writes(world: Path):
         columns = keys + (["week", "reason"] if table == "controls" else [])
         assert ours.select(columns).sort(keys, nulls_last=False).equals(
             theirs.select(columns).sort(keys, nulls_last=False)), table
+
+
+def test_demo_outcomes_refuses_an_input_folder(world: Path):
+    """OUT = the data folder would replace its transactions and redemptions with the outcome
+    weeks: exit 2 before anything is simulated, the folder left byte for byte."""
+    before = tree_bytes(world / "data")
+    result = _invoke("demo-outcomes", world / "data", world / "runs" / "both", world / "data",
+                     "--weeks", "1", "--seed", "1")
+    assert result.exit_code == 2, result.output
+    assert "input folder" in " ".join(result.output.split())
+    assert tree_bytes(world / "data") == before
 
 
 def test_measure_cli_writes_json_and_page(world: Path, tmp_path: Path):

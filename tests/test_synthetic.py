@@ -244,6 +244,59 @@ def test_rewrite_removes_every_other_input_table(tmp_path):
     assert set(stale) <= {f"{n}.{ext}" for n in INPUT_TABLES for ext in ("csv", "parquet")}
 
 
+def _parts(folder: Path, frame: pl.DataFrame) -> None:
+    """``frame`` as a table folder of two Parquet parts (the reader's dataset form)."""
+    folder.mkdir(parents=True)
+    half = frame.height // 2
+    frame.head(half).write_parquet(folder / "part-0.parquet")
+    frame.tail(frame.height - half).write_parquet(folder / "part-1.parquet")
+
+
+def test_rewrite_removes_a_stale_scores_folder(tmp_path):
+    """The silent case: ``scores/`` (parts) from a dataset with scores would replace the new
+    folder's affinity scoring; demo-data without scores removes it as it removes
+    ``scores.parquet``."""
+    data = tmp_path / "data"
+    write_demo_data(data, 100, 10, seed=1, scores_per_customer=3)
+    scores = pl.read_parquet(data / "scores.parquet")
+    (data / "scores.parquet").unlink()
+    _parts(data / "scores", scores)
+    write_demo_data(data, 100, 10, seed=1)
+    assert sorted(p.name for p in data.iterdir()) == sorted(f"{n}.parquet" for n in TABLES)
+
+
+def test_rewrite_removes_stale_table_folders(tmp_path):
+    """A table given as a folder of Parquet parts from an earlier dataset (``scores/``, which
+    would replace the affinity scoring; ``funders.parquet/``; ``transactions/`` beside the
+    transactions written now) is removed as a table file is: the folder then holds exactly what
+    a fresh demo-data writes. Folders and files that are no input table's form stay: other
+    names, a bare ``offer_groups`` file, a ``channels/`` folder holding other files (the reader
+    refuses it by name), and a link's target."""
+    fresh = tmp_path / "fresh"
+    write_demo_data(fresh, 100, 10, seed=1)
+    data = tmp_path / "data"
+    write_demo_data(data, 100, 10, seed=1, scores_per_customer=3)
+    scores = pl.read_parquet(data / "scores.parquet")
+    (data / "scores.parquet").unlink()
+    _parts(data / "scores", scores)
+    _parts(data / "funders.parquet", pl.DataFrame({"funded_by": ["a"], "budget": [1.0]}))
+    _parts(data / "transactions", read(data, "transactions"))
+    _parts(tmp_path / "elsewhere", pl.DataFrame({"funded_by": ["b"], "budget": [2.0]}))
+    (data / "flights").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    _parts(data / "my_tables", scores)  # no input table's name
+    (data / "offer_groups").write_text("a bare file is no table\n")
+    (data / "channels").mkdir()
+    (data / "channels" / "README.txt").write_text("not a dataset\n")
+    kept = {"my_tables/part-0.parquet", "my_tables/part-1.parquet", "offer_groups",
+            "channels/README.txt"}
+    write_demo_data(data, 100, 10, seed=1)
+    files = {str(p.relative_to(data)): p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    assert {k: v for k, v in files.items() if k not in kept} == {
+        str(p.relative_to(fresh)): p.read_bytes() for p in fresh.rglob("*") if p.is_file()}
+    assert kept <= set(files)
+    assert not (data / "flights").exists() and len(list((tmp_path / "elsewhere").iterdir())) == 2
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         write_demo_data(tmp_path, 10, 5, scores_per_customer=6)

@@ -387,7 +387,8 @@ def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
     page = render_backtest(result.info, data["table"], data["calibration"])
     write_run_folder(Path(folder), {"backtest.json": json_writer(data),
                                     "backtest.csv": csv_writer(result.table),
-                                    "backtest.html": lambda path: path.write_text(page)})
+                                    "backtest.html": lambda path: path.write_text(page)},
+                     kind="backtest")
     return [Path(folder) / name for name in ("backtest.json", "backtest.csv", "backtest.html")]
 
 

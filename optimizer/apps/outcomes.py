@@ -36,8 +36,8 @@ import polars as pl
 
 from optimizer.apps.measure import program_arm
 from optimizer.apps.synthetic import WEEK1_START
-from optimizer.core.errors import InputError
-from optimizer.io.load import read_required, read_table
+from optimizer.core.errors import InputError, ScenarioError
+from optimizer.io.load import read_required, read_table, table_forms
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import json_writer, write_files
 from optimizer.io.runview import read_run_arm
@@ -103,6 +103,19 @@ def _baseline(tx: pl.DataFrame, customers: pl.DataFrame, week: int, weeks: int,
     return base
 
 
+def _refuse_input_folder(out: Path) -> None:
+    """``out`` must not be an input folder (one holding a ``customers`` or ``offers`` table, the
+    scenario's data folder itself): its ``transactions`` and ``redemptions`` would be replaced
+    by the outcome weeks and lost (ScenarioError, exit 2, before anything is simulated)."""
+    for name in ("customers", "offers"):
+        held = [p.name for p in table_forms(out, name) if p.exists()]
+        if held:
+            raise ScenarioError(
+                f"OUT {out} holds the input table {held[0]}: it is an input folder, whose "
+                "transactions and redemptions the outcome weeks would replace; write the "
+                "outcomes into a folder of their own")
+
+
 def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: float,
                       seed: int) -> dict[str, Any]:
     """Write the outcome weeks of the run in ``run_dir`` (inputs in ``data``) into ``out``;
@@ -110,6 +123,7 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     if weeks < 1 or lift < 0 or not np.isfinite(lift):
         raise ValueError("weeks must be >= 1 and lift a finite number >= 0")
     data, run_dir = Path(data), Path(run_dir)
+    _refuse_input_folder(Path(out))
     week = _run_week(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
     customers = read_required(data, "customers").frame.select("customer_id")

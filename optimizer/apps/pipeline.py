@@ -210,7 +210,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, write: bo
     (default: history's rows of the week before) and the manifest's ``stability`` record.
     """
     if write:  # a folder the run may not replace, or cannot write, is refused before planning
-        check_output(scenario.output, scenario.data)
+        check_output(scenario.output, scenario.data, kind="run")
     if append_history:
         if not write:
             raise ValueError("append_history needs write=True: history records the written plan")
@@ -420,7 +420,7 @@ def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
                                        with_cost=with_cost)
                 history.callback(staged.discard)
             write_run_folder(scenario.output, writers,
-                             then=staged.commit if staged is not None else None)
+                             then=staged.commit if staged is not None else None, kind="run")
         if staged is not None:
             result.history_appended = staged.rows
 

@@ -119,4 +119,4 @@ def write_sweep(out_dir: Path, scenario: Scenario, table: pl.DataFrame) -> None:
         "sweep.csv": csv_writer(table),
         "sweep.json": json_writer(data),
         "sweep.html": lambda path: path.write_text(render_sweep(scenario, table), "utf-8"),
-    })
+    }, kind="sweep")

@@ -46,8 +46,8 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     _Offers,
 )
 from optimizer.core.interrupt import deferred_interrupt
-from optimizer.core.schemas import INPUT_TABLES
 from optimizer.io.atomic import publish
+from optimizer.io.stale import remove_input_tables
 
 __all__ = ["write_demo_data", "check_demo_arguments", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
 
@@ -383,21 +383,18 @@ def _write_chunk(sinks: dict[str, _Sink], ss: np.random.SeedSequence, ids: np.nd
     sinks["redemptions"].write(redm)
 
 
-def _commit(out_dir: Path, sinks: list[_Sink], file_format: str) -> None:
-    """Rename every table into place, held together against Ctrl-C/SIGTERM; the other format's
-    copy of a table written now, and any other input table's file (a stale ``scores``,
-    ``offer_groups``, ``funders``, ``channels``...), would be read instead of / besides the new
-    tables: they are removed, so the folder plans as the tables written now."""
-    other = "csv" if file_format == "parquet" else "parquet"
-    written = {s.name for s in sinks}
+def _commit(out_dir: Path, sinks: list[_Sink]) -> None:
+    """Rename every table into place, held together against Ctrl-C/SIGTERM. Every other form of
+    an input table in ``out_dir`` (:func:`optimizer.io.load.table_forms`: the other format's
+    copy or a folder of Parquet parts of a table written now, and any form of an input table not
+    written, such as a stale ``scores``, ``offer_groups``, ``funders``, ``channels`` or a
+    ``transactions/`` folder of parts) would be read instead of or besides the new tables: each
+    is removed first (:func:`optimizer.io.stale.remove_input_tables`), so the folder plans as
+    the tables written now."""
     with deferred_interrupt():
+        remove_input_tables(out_dir, keep={s.final for s in sinks})
         for s in sinks:
             s.commit()
-        for s in sinks:
-            (out_dir / f"{s.name}.{other}").unlink(missing_ok=True)
-        for name in sorted(set(INPUT_TABLES) - written):
-            for ext in ("parquet", "csv"):
-                (out_dir / f"{name}.{ext}").unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,9 +420,10 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
     redemptions`` (and ``scores`` when ``scores_per_customer`` is given: exactly that many distinct
     offers per customer; ``transactions`` is then written empty, with its columns) as
     ``NAME.parquet`` or ``NAME.csv`` into ``out_dir`` (created if needed). Tables already there
-    under the same names are replaced, in either format, and the files of every other input table
-    (a stale ``scores``, which would replace the affinity scoring, ``offer_groups``, ``funders``,
-    ``channels``...) are removed: the folder plans as the tables written now. Transactions
+    under the same names are replaced, in any form the reader reads (either format, or a folder
+    of Parquet parts), and every form of every other input table (a stale ``scores``, which would
+    replace the affinity scoring, ``offer_groups``, ``funders``, ``channels``...) is removed:
+    the folder plans as the tables written now (:mod:`optimizer.io.stale`). Transactions
     cover weeks ``planning_week - weeks .. planning_week - 1``, history and redemptions the six
     weeks before ``planning_week``. The same arguments give byte-identical files.
     """
@@ -481,7 +479,7 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
             (out_dir / f".{nm}.{file_format}.tmp").unlink(missing_ok=True)
         raise
     background.shutdown()
-    _commit(out_dir, sinks, file_format)
+    _commit(out_dir, sinks)
     counts = {s.name: s.rows for s in sinks}
     report("done: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     return counts

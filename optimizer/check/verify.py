@@ -51,6 +51,7 @@ Rule ids reported (``Violation.rule``):
                             neither releases nor withholds, or that no control, per-pair rule,
                             candidate rule or capacity limit justifies, or its pin figures
                             disagree (:mod:`optimizer.check.stability`, :mod:`optimizer.check.pins`)
+``missing_output``          the run folder lacks a file the run writes (:mod:`optimizer.check.files`)
 =========================== ===================================================================
 
 The last five, and the refusal of a run made from another scenario or other inputs, are in
@@ -75,8 +76,8 @@ Reading choices where docs/contract.md leaves room:
   are reported as ``duplicate_pair`` as well).
 - The frequency window is checked for customers who get at least one offer in this run; history
   alone (weeks ``week - window_weeks + 1 .. week - 1``) above the cap is not this run's fault.
-- ``offers_summary`` is optional; when present, each offer's figures must match the assignments
-  and the offers table within ``1e-6`` relative (see :mod:`optimizer.check.outputs`); an offer
+- ``offers_summary`` is required (rule ``missing_output``); each offer's figures must match the
+  assignments and the offers table within ``1e-6`` relative (see :mod:`optimizer.check.outputs`); an offer
   missing from the summary reads as zero customers and zero cost.
 """
 from __future__ import annotations
@@ -95,6 +96,7 @@ from optimizer.check.base import (
 )
 from optimizer.check.campaign import campaign_violations
 from optimizer.check.controls import check_controls
+from optimizer.check.files import missing_outputs
 from optimizer.check.flights import check_flights
 from optimizer.check.rules import (
     _check_category_cap,
@@ -122,11 +124,13 @@ from optimizer.io.validate import Inputs, load_inputs
 log = logging.getLogger(__name__)
 
 
-def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = False
-              ) -> CheckReport:
+def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = False,
+              complete: bool = True) -> CheckReport:
     """Verify every hard rule of docs/contract.md for the run in ``run_dir`` (default: the scenario's
     output folder), re-deriving each rule from the scenario's input tables, and every published
-    file and figure of the run (:mod:`optimizer.check.outputs`).
+    file and figure of the run (:mod:`optimizer.check.outputs`). ``complete``: the folder must
+    hold every file a run writes (:mod:`optimizer.check.files`, rule ``missing_output``); False
+    checks the tables it holds alone (a folder of tables made by hand, as tests make them).
 
     Raises :class:`InputError` (table ``assignments``) when the run folder or its assignments file
     is missing or unreadable, whatever :func:`optimizer.io.validate.load_inputs` raises for bad
@@ -149,6 +153,8 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
                                                        force), None
     except check_outputs.RunMismatch as mismatch:   # refused below unless a rule is broken
         notes, refused = check_outputs.mismatch_notes(mismatch), mismatch
+    if complete:
+        violations += missing_outputs(run_dir, manifest)
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
     violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)

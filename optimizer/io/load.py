@@ -92,11 +92,17 @@ def dataset_parts(folder: Path, name: str) -> list[Path]:
     return files
 
 
+def table_forms(folder: Path, name: str) -> tuple[Path, Path, Path]:
+    """Where table ``name`` may be in ``folder``, in the order :func:`table_path` looks:
+    ``NAME.parquet`` (a file, or a folder of Parquet parts), ``NAME.csv`` and ``NAME`` (a folder
+    of Parquet parts; a bare file of that name is no table)."""
+    return folder / f"{name}.parquet", folder / f"{name}.csv", folder / name
+
+
 def table_path(folder: Path, name: str) -> Path | None:
     """The file (or dataset folder) holding table ``name`` in ``folder``, or ``None`` when there
     is none; refuses one that is present but unreadable, and two forms of one table."""
-    found = [p for p in (folder / f"{name}.parquet", folder / f"{name}.csv", folder / name)
-             if _present(p, name)]
+    found = [p for p in table_forms(folder, name) if _present(p, name)]
     if len(found) > 1:
         raise InputError(name, None, f"both {found[0].name} and {found[1].name} exist in {folder}; "
                          "keep one")

@@ -4,11 +4,13 @@ The folder is written into a temporary sibling and renamed into place; an earlie
 same name is swapped out in the same step (atomically with ``renameat2(RENAME_EXCHANGE)`` where the
 kernel has it), so a reader or a crash sees the old folder or the new one, never a mix.
 
-Only a folder this tool wrote is ever replaced (:func:`is_run_folder`: it holds our
-``manifest.json``, ``sweep.json`` for a sweep, ``backtest.json`` for a backtest or
-``simulate.json`` for a simulation) or an empty
-one; anything else at ``output`` (the current folder, the data folder, a folder of runs, a file)
-is refused before planning by :func:`check_output`, which also refuses an output equal to, above or inside the data folder and
+Only the same command's own earlier output is ever replaced (:func:`is_run_folder` with its
+``kind``: a run's folder holds our ``manifest.json``, a sweep's ``sweep.json``, a backtest's
+``backtest.json``, a simulation's ``simulate.json``), or an empty folder; anything else at
+``output`` (another command's output, such as last week's run under a sweep's ``--out``, the
+current folder, the data folder, a folder of runs, a file) is refused before planning by
+:func:`check_output` (the one place the refusal is worded, :func:`_refuse_foreign`), which also
+refuses an output equal to, above or inside the data folder and
 tries the output's folder for writing (a folder made and removed again), so a read-only place is
 found before planning too. :func:`write_run_folder` checks the first again, just before it writes.
 
@@ -51,47 +53,66 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-# the files that mark a folder as written by this tool, and keys their JSON object always has
-_OUR_MARKERS = (("manifest.json", ("package_version", "scenario", "objective")),
-                ("sweep.json", ("scenario", "points")),
-                ("backtest.json", ("table", "calibration")),
-                ("simulate.json", ("settings", "strategies")))
+# per command whose output is a folder (its kind): the file that marks the folder as that
+# command's output, and keys its JSON object always has
+_OUR_MARKERS = {"run": ("manifest.json", ("package_version", "scenario", "objective")),
+                "sweep": ("sweep.json", ("scenario", "points")),
+                "backtest": ("backtest.json", ("table", "calibration")),
+                "simulate": ("simulate.json", ("settings", "strategies"))}
+KINDS = tuple(_OUR_MARKERS)
 
 
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder this tool wrote: it holds a ``manifest.json`` (a run), a
-    ``sweep.json`` (a sweep) or a ``backtest.json`` (a backtest) that is a JSON object with the
-    keys this tool writes."""
-    for name, keys in _OUR_MARKERS:
+def folder_kinds(path: Path) -> set[str]:
+    """The commands (``run``, ``sweep``, ``backtest``, ``simulate``) whose output ``path`` holds:
+    each whose marker file is there, a JSON object with the keys that command writes."""
+    found = set()
+    for kind, (name, keys) in _OUR_MARKERS.items():
         marker = Path(path) / name
         try:
             if marker.is_file() and not marker.is_symlink():
                 data = json.loads(marker.read_text(encoding="utf-8"))
                 if isinstance(data, dict) and all(key in data for key in keys):
-                    return True
+                    found.add(kind)
         except (OSError, ValueError):
             continue
-    return False
+    return found
 
 
-def _refuse_foreign(output: Path) -> None:
-    """Raise :class:`ScenarioError` unless ``output`` is absent, a folder this tool wrote, or an
-    empty folder (not the current one, not a mount point: those cannot be swapped out)."""
+def is_run_folder(path: Path, kind: str | None = None) -> bool:
+    """Whether ``path`` is a folder this tool wrote (:func:`folder_kinds`); with ``kind``, the
+    output of that command alone (a sweep's folder is not a run's)."""
+    kinds = folder_kinds(path)
+    return bool(kinds) if kind is None else kinds == {kind}
+
+
+def _refuse_foreign(output: Path, kind: str) -> None:
+    """Raise :class:`ScenarioError` unless ``output`` is absent, the ``kind`` command's own
+    earlier output, or an empty folder (not the current one, not a mount point: those cannot be
+    swapped out). The one rule of what a command's output may replace."""
+    if kind not in _OUR_MARKERS:
+        raise ValueError(f"unknown output kind {kind!r}; one of {', '.join(KINDS)}")
     if output.is_symlink():
         raise ScenarioError(f"output {output} is a symbolic link; name the folder itself")
     if not os.path.lexists(output):
         return
     if not output.is_dir():
-        raise ScenarioError(f"output {output} is an existing file, not a run folder; it is never "
-                            "replaced: choose another output")
-    if is_run_folder(output):
+        raise ScenarioError(f"output {output} is an existing file, not a {kind} folder; it is "
+                            "never replaced: choose another output")
+    kinds = folder_kinds(output)
+    if kinds == {kind}:
         return
+    if kinds:
+        held = " and ".join(f"a {k}'s output ({_OUR_MARKERS[k][0]})" for k in sorted(kinds))
+        raise ScenarioError(
+            f"output {output} holds {held}, not a {kind}'s: offeropt {kind} replaces only its "
+            "own earlier output, never another command's (it would be lost): choose another "
+            "folder, or remove it yourself")
     if not any(output.iterdir()) and output != Path.cwd().resolve() and not os.path.ismount(output):
         return
     raise ScenarioError(
         f"output {output} is an existing folder that this tool did not write (it holds no "
-        "manifest.json of a run); it is never replaced or deleted: choose a new folder, or "
-        "remove it yourself")
+        f"{_OUR_MARKERS[kind][0]} of a {kind}); it is never replaced or deleted: choose a new "
+        "folder, or remove it yourself")
 
 
 def _resolved(path: Path, what: str) -> Path:
@@ -101,13 +122,15 @@ def _resolved(path: Path, what: str) -> Path:
         raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
 
 
-def check_output(output: Path, data: Path | None = None, replace: bool = True) -> None:
-    """Before planning: refuse an ``output`` the run must not write (:class:`ScenarioError`,
-    exit 2) or cannot write (:class:`AccessError`, exit 3).
+def check_output(output: Path, data: Path | None = None, replace: bool = True,
+                 kind: str = "run") -> None:
+    """Before planning: refuse an ``output`` the ``kind`` command (``run``, ``sweep``,
+    ``backtest``, ``simulate``) must not write (:class:`ScenarioError`, exit 2) or cannot write
+    (:class:`AccessError`, exit 3).
 
     Refused: a path that cannot be resolved (a symbolic link loop), an existing file, a folder
-    this tool did not write when the run would replace it (``replace``; see
-    :func:`is_run_folder`), the data folder, a folder above it or inside it, and a place where
+    that is not this command's own earlier output nor empty when the command would replace it
+    (``replace``; see :func:`is_run_folder`), the data folder, a folder above it or inside it, and a place where
     no folder can be made (read-only file system, no permission, a file where a folder should
     be): the nearest existing folder is tried by making and removing a folder in it."""
     output = _resolved(output, "output")
@@ -119,11 +142,11 @@ def check_output(output: Path, data: Path | None = None, replace: bool = True) -
             raise ScenarioError(f"output {output} {place} {data}; the run folder must be "
                                 "apart from its inputs: choose another output")
     if output == Path.cwd().resolve() or output in Path.cwd().resolve().parents:
-        if not is_run_folder(output):
+        if not is_run_folder(output, kind):
             raise ScenarioError(f"output {output} is the current folder or one above it; it is "
                                 "never replaced: choose a new folder")
     if replace:
-        _refuse_foreign(output)
+        _refuse_foreign(output, kind)
     elif os.path.lexists(output) and not output.is_dir():
         raise ScenarioError(f"output {output} is an existing file, not a folder")
     probe_in = output if (not replace and output.is_dir()) else output.parent
@@ -141,7 +164,7 @@ def check_output(output: Path, data: Path | None = None, replace: bool = True) -
 
 
 def write_run_folder(output: Path, writers: dict[str, Writer],
-                     then: Callable[[], None] | None = None) -> None:
+                     then: Callable[[], None] | None = None, *, kind: str = "run") -> None:
     """Write every file through ``writers`` (name -> function writing that path) into a temporary
     sibling folder, then move it into place as one step.
 
@@ -150,11 +173,11 @@ def write_run_folder(output: Path, writers: dict[str, Writer],
     folder and leaves the earlier run as it was; one during the commit (a few renames) is held
     until the commit is done (:func:`optimizer.core.interrupt.deferred_interrupt`).
 
-    Refuses (:class:`ScenarioError`) to replace anything but a folder this tool wrote or an empty
-    one; a failure to write (disk full, file size limit, read-only) raises :class:`AccessError`
-    and leaves no partial output."""
+    Refuses (:class:`ScenarioError`) to replace anything but the ``kind`` command's own earlier
+    output (``writers`` write that command's files) or an empty folder; a failure to write (disk
+    full, file size limit, read-only) raises :class:`AccessError` and leaves no partial output."""
     output = Path(output)
-    _refuse_foreign(output)
+    _refuse_foreign(output, kind)
     try:
         _write_run_folder(output, writers, then)
     except Exception as exc:

@@ -71,7 +71,7 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
         raise ScenarioError(f"--weeks {weeks} from week {scenario.week} plans up to week "
                             f"{scenario.week + weeks - 1}; week knobs are at most {MAX_WEEK:,}")
     if out is not None:
-        check_output(Path(out))
+        check_output(Path(out), kind="simulate")
     keep, made = _worlds_folder(worlds) if worlds is not None else (None, False)
     place = None
     if out is not None:  # the working folder goes beside the result, whose folder may be new
@@ -99,7 +99,8 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
     if out is not None:
         page = render_page(summary)
         write_run_folder(Path(out), {"simulate.json": json_writer(summary),
-                                     "report.html": lambda p: p.write_text(page, "utf-8")})
+                                     "report.html": lambda p: p.write_text(page, "utf-8")},
+                         kind="simulate")
     summary_seconds = {f"seed{r.seed}": r.seconds for r in results}
     if progress:
         progress(f"seconds: {summary_seconds}")
