@@ -128,6 +128,14 @@ def test_flight_caps_the_week_and_check_agrees(demo_500, free_week_costs, tmp_pa
     assert "Flights: planned vs spent by week" in (run / "report.html").read_text()
     checked = CliRunner().invoke(main, ["check", str(path)])
     assert checked.exit_code == 0, checked.output
+    # the CSV copy of pacing must say what the Parquet copy says
+    edited = tmp_path / "edited"
+    shutil.copytree(run, edited)
+    pacing.with_columns(pl.col("planned") * 2).write_csv(edited / "pacing.csv",
+                                                         float_precision=6)
+    checked = CliRunner().invoke(main, ["check", str(path), str(edited)])
+    assert checked.exit_code == 1 and "[published_files]" in checked.output, checked.output
+    assert "pacing.csv and pacing.parquet disagree on 4 row(s)" in checked.output
     # check re-derives the share: halve the flight budget under the run and it sees the overspend
     offers = pl.read_parquet(data / "offers.parquet")
     offers.with_columns(pl.col("flight_budget") / 2).write_parquet(data / "offers.parquet")

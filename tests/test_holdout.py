@@ -222,6 +222,23 @@ def test_check_catches_a_control_that_was_sent(world: Path, runs: dict[str, Path
     assert result.exit_code == 1 and "[controls]" in result.output
 
 
+def test_check_compares_the_two_copies_of_controls(world: Path, runs: dict[str, Path],
+                                                   tmp_path: Path):
+    """controls.csv must say what controls.parquet says (check read the Parquet copy only, so
+    a CSV copy of another week passed)."""
+    run = tmp_path / "held"
+    shutil.copytree(runs["held"], run)
+    args = ["check", str(world / "s.toml"), str(run), *[a for s in HOLD for a in ("--set", s)]]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    controls = pl.read_parquet(run / "controls.parquet")
+    assert controls.height > 0
+    controls.with_columns(week=pl.when(pl.int_range(pl.len()) == 0).then(39)
+                          .otherwise(pl.col("week"))).write_csv(run / "controls.csv")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "[published_files]" in result.output, result.output
+    assert "controls.csv and controls.parquet disagree on 1 row(s)" in result.output
+
+
 def test_bad_measurement_knob_exits_2(world: Path):
     for text in ("measurement.holdout_share=1.5", "measurement.salt=''", "measurement.share=0.1"):
         result = CliRunner().invoke(main, ["run", str(world / "s.toml"), "--quiet", "--set", text])

@@ -16,10 +16,10 @@ everything else the run published, and that the run was made from the scenario a
   later (``--append-history``) is the same history: the manifest's
   ``history_before_week_sha256`` (:func:`optimizer.io.validate.history_digest`) is compared instead.
 - **Copies agree** (rule ``published_files``): ``assignments.parquet`` and ``assignments.csv``
-  (and the two ``offers_summary`` files) hold the same columns and the same rows in the same
-  order; a CSV number agrees when it is the Parquet value at the precision the CSV prints (within
-  half a unit of its last digit). When the copies disagree, every rule is checked on the CSV too
-  and reported with its file name.
+  (and the two copies of ``offers_summary``, ``controls`` and ``pacing``) hold the same columns
+  and the same rows in the same order; a CSV number agrees when it is the Parquet value at the
+  precision the CSV prints (within half a unit of its last digit). When the assignments' copies
+  disagree, every rule is checked on the CSV too and reported with its file name.
 - **Ranks follow scores** (rule ``rank_order``): rank 1 is the customer's best score; equal
   scores are ranked by the offer's row in ``offers`` (the writer's tie-break).
 - **offers_summary** (rule ``summary``): ``customers``, ``expected_redemptions``,
@@ -404,6 +404,8 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
             out += check_summary(frame, path, known_offer, inputs, scenario)
         except (pl.exceptions.PolarsError, OSError) as exc:
             out.append(Violation("summary", f"cannot read {path.name}: {exc}", 1))
+    for name in ("controls", "pacing"):  # judged on one copy elsewhere; the other must agree
+        out += compare_copies(run_dir, name)[1]
     found, clv = check_customers_table(run_dir, inputs)
     out += found
     out += check_score_formula(a, inputs, scenario, clv)
