@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 
 from optimizer.check.base import ROUNDING, Violation, _fmt, _numbers, read_precision
+from optimizer.check.campaign_figures import campaign_figure_problems
 from optimizer.check.channels import contact_cost
+from optimizer.core.config import Scenario
 from optimizer.core.numerics import BINDING_PRICE
 from optimizer.io.validate import Inputs
 
@@ -24,9 +26,11 @@ def _figure(manifest: dict[str, Any], key: str) -> float | None:
 
 
 def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
-                   summary: tuple[pl.DataFrame, Path] | None = None) -> list[Violation]:
+                   summary: tuple[pl.DataFrame, Path] | None = None,
+                   scenario: Scenario | None = None) -> list[Violation]:
     """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`),
-    the inputs and, when given, an ``offers_summary`` file (its frame and path)."""
+    the inputs and, when given, an ``offers_summary`` file (its frame and path) and the
+    scenario (for the campaign figures, :mod:`optimizer.check.campaign_figures`)."""
     problems = []
     objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
     scores = a.get_column("score").cast(pl.Float64)
@@ -61,6 +65,8 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
     if summary is not None:
         problems += _binding_problems(manifest, *summary)
     problems += _shortfall_problems(manifest, a, inputs)
+    if scenario is not None:
+        problems += campaign_figure_problems(manifest, a, inputs, scenario)
     return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
 
 
