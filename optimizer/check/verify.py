@@ -151,7 +151,8 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
         notes, refused = check_outputs.mismatch_notes(mismatch), mismatch
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
-    violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
+    violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario,
+                                 manifest)
     known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
                                                     & pl.col("o").is_not_null())
     violations += check_stability(manifest, known, inputs, scenario, run_dir)
