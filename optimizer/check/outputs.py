@@ -37,7 +37,9 @@ everything else the run published, and that the run was made from the scenario a
   objective) / bound)`` (0 when the bound is not positive); ``customers_reached``, ``customers``, ``offers``,
   ``expected_redemptions`` (the sum of ``p_redeem``) and ``min_customers_shortfalls`` match the
   assignments and the inputs; ``offers_with_binding_budget`` counts the ``offers_summary`` rows
-  whose ``shadow_price`` is above ``BINDING_PRICE`` (optimizer/core/numerics.py); the campaign
+  whose ``shadow_price`` is above ``BINDING_PRICE`` (optimizer/core/numerics.py);
+  ``inputs.<table>.rows`` of every input of the recorded SHA-256 and, when every input is,
+  ``dropped_rows`` match the tables read; the campaign
   entries (``funders``, ``offer_groups``, ``group_flights``, ``channels``, ``contact_budget``)
   match the assignments and the inputs in every count, sum and share
   (:mod:`optimizer.check.campaign_figures`; their prices are the solver's).
