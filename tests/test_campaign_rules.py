@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -225,3 +226,39 @@ def test_check_finds_a_funder_over_budget(plain_run: Path, funded: tuple[Path, s
                             plain_run / "assignments.parquet")
     found = [v for v in rule_violations(raw, inputs, scenario) if v.rule == "funder_budget"]
     assert found and found[0].count == 1 and top in found[0].message
+
+
+def _edited_manifest_check(scenario: Path, tmp_path: Path, name: str, edit: Any) -> Result:
+    """``offeropt check`` of a copy of the scenario's run whose manifest ``edit`` changed."""
+    run = tmp_path / name
+    shutil.copytree(scenario.parent / "out", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    edit(manifest)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return _invoke("check", str(scenario), str(run))
+
+
+@pytest.mark.parametrize("entry, figure, value", [
+    ("offer_groups", "assignments", 1), ("offer_groups", "customers", 1),
+    ("offer_groups", "customers_at_limit", 1), ("offer_groups", "offers", [1]),
+    ("funders", "expected_cost", 1.5), ("funders", "expected_redemptions", 1.5),
+    ("funders", "budget_used", 0.5), ("funders", "redemption_shortfall", 0.0),
+    ("funders", "offers", 99)])
+def test_check_verifies_the_manifests_group_and_funder_figures(
+        grouped: Path, funded: tuple[Path, str, float], tmp_path: Path, entry: str, figure: str,
+        value: Any):
+    """Each figure the manifest publishes per offer group and per funder is recomputed from the
+    assignments and the inputs: an edited one is a ``manifest`` violation (any edit passed)."""
+    scenario = grouped if entry == "offer_groups" else funded[0]
+    key = "group_id" if entry == "offer_groups" else "funded_by"
+    manifest = json.loads((scenario.parent / "out" / "manifest.json").read_text())
+    # the entry whose figure differs from the edited value (the funders' second row has no
+    # budget, so its budget_used is empty; the first has)
+    row = next(r for r in manifest[entry] if r[figure] not in (value, None))
+
+    def edit(m: dict[str, Any]) -> None:
+        next(r for r in m[entry] if r[key] == row[key])[figure] = value
+
+    result = _edited_manifest_check(scenario, tmp_path, f"{entry}-{figure}", edit)
+    assert result.exit_code == 1, result.output
+    assert f"{entry}[{key}={row[key]}].{figure} is" in result.output, result.output

@@ -126,3 +126,29 @@ def test_check_finds_broken_channel_rules(tmp_path):
         update={"contact_budget": 0.1})})
     assert "contact_budget" in {v.rule for v in rule_violations(
         assignments_table(plan, tmp_path / "a.parquet"), inputs, tight)}
+
+
+def test_check_verifies_the_manifests_channel_figures(tmp_path):
+    """The manifest's per-channel contacts, contact cost and consenting customers, and the
+    contact budget's contact cost, are recomputed from the assignments and the tables: an edited
+    one is a ``manifest`` violation (any edit passed)."""
+    import shutil
+    channels = [{"channel_id": "email", "capacity": 2, "cost_per_contact": 0.1},
+                {"channel_id": "sms", "capacity": None, "cost_per_contact": 0.3}]
+    _, scenario = _run(tmp_path, channels, EVERYONE, contact_budget=10.0)
+    runner = CliRunner()
+    edits = {"channels[channel_id=email].contacts": ("channels", "contacts", 7),
+             "channels[channel_id=email].contact_cost": ("channels", "contact_cost", 7.0),
+             "channels[channel_id=email].consenting_customers":
+                 ("channels", "consenting_customers", 7),
+             "contact_budget.contact_cost": ("contact_budget", "contact_cost", 7.0)}
+    for k, (said, (entry, figure, value)) in enumerate(edits.items()):
+        run = tmp_path / f"edited{k}"
+        shutil.copytree(tmp_path / "run", run)
+        manifest = json.loads((run / "manifest.json").read_text())
+        target = manifest[entry][0] if entry == "channels" else manifest[entry]
+        assert target[figure] != value
+        target[figure] = value
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        result = runner.invoke(main, ["check", str(scenario), str(run)])
+        assert result.exit_code == 1 and f"{said} is" in result.output, result.output

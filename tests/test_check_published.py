@@ -190,6 +190,13 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                                       ["[manifest]", "expected_redemptions"]),
     "manifest_binding_budgets": (_plus_one("offers_with_binding_budget"),
                                  ["[manifest]", "offers_with_binding_budget"]),
+    "manifest_input_rows": (lambda r: _manifest(r / "run", lambda m: m["inputs"]["history"]
+                                                .__setitem__("rows", 5)),
+                            ["[manifest]", "inputs.history.rows is 5"]),
+    "manifest_dropped_rows": (lambda r: _manifest(r / "run", lambda m: m["dropped_rows"]
+                                                  .__setitem__("transactions_unknown_product",
+                                                               12345)),
+                              ["[manifest]", "dropped_rows.transactions_unknown_product is"]),
 }
 
 

@@ -128,6 +128,35 @@ def test_flight_caps_the_week_and_check_agrees(demo_500, free_week_costs, tmp_pa
     assert "Flights: planned vs spent by week" in (run / "report.html").read_text()
     checked = CliRunner().invoke(main, ["check", str(path)])
     assert checked.exit_code == 0, checked.output
+    # the CSV copy of pacing must say what the Parquet copy says
+    edited = tmp_path / "edited"
+    shutil.copytree(run, edited)
+    pacing.with_columns(pl.col("planned") * 2).write_csv(edited / "pacing.csv",
+                                                         float_precision=6)
+    checked = CliRunner().invoke(main, ["check", str(path), str(edited)])
+    assert checked.exit_code == 1 and "[published_files]" in checked.output, checked.output
+    assert "pacing.csv and pacing.parquet disagree on 4 row(s)" in checked.output
+    # the pacing rows (both copies) and the manifest's curve are re-derived from the inputs and
+    # the plan: an edited row, a dropped row or an edited curve is a pacing violation
+    import json
+    for case in ("planned", "dropped", "curve"):
+        edited = tmp_path / f"pacing-{case}"
+        shutil.copytree(run, edited)
+        table = pacing.with_columns(pl.when(pl.col("kind") == "projected")
+                                    .then(pl.col("planned") + 1.0).otherwise(pl.col("planned")))
+        if case == "dropped":
+            table = pacing.head(3)
+        if case == "curve":
+            manifest = json.loads((run / "manifest.json").read_text())
+            manifest["flights"]["curve"][0]["spent"] = 0.5
+            (edited / "manifest.json").write_text(json.dumps(manifest))
+        else:
+            table.write_parquet(edited / "pacing.parquet")
+            table.write_csv(edited / "pacing.csv", float_precision=6)
+        checked = CliRunner().invoke(main, ["check", str(path), str(edited)])
+        assert checked.exit_code == 1 and "[pacing]" in checked.output, (case, checked.output)
+        where = "manifest.json flights.curve" if case == "curve" else "pacing.parquet"
+        assert f"[pacing] {where}" in checked.output, checked.output
     # check re-derives the share: halve the flight budget under the run and it sees the overspend
     offers = pl.read_parquet(data / "offers.parquet")
     offers.with_columns(pl.col("flight_budget") / 2).write_parquet(data / "offers.parquet")

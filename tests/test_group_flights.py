@@ -114,6 +114,17 @@ def test_group_flight_shares_the_week_and_check_agrees(demo_500, free_week_costs
     assert "Group flight spring" in (run / "report.html").read_text()
     checked = CliRunner().invoke(main, ["check", str(path)])
     assert checked.exit_code == 0, checked.output
+    # the manifest's group flight figures are recomputed: each edited one is found
+    for figure, value in (("week_budget", 1.0), ("expected_cost", 1.0), ("budget_used", 0.5),
+                          ("offers", 7)):
+        edited = tmp_path / f"edited-{figure}"
+        shutil.copytree(run, edited)
+        changed = json.loads((run / "manifest.json").read_text())
+        changed["group_flights"][0][figure] = value
+        (edited / "manifest.json").write_text(json.dumps(changed))
+        checked = CliRunner().invoke(main, ["check", str(path), str(edited)])
+        assert checked.exit_code == 1, checked.output
+        assert f"group_flights[flight_id=spring].{figure} is" in checked.output, checked.output
     # check re-derives the share: halve the flight under the run and it sees the overspend
     pl.read_parquet(data / "flights.parquet").with_columns(
         pl.col("flight_budget") / 2).write_parquet(data / "flights.parquet")

@@ -223,6 +223,52 @@ def test_check_catches_a_control_that_was_sent(world: Path, runs: dict[str, Path
     assert result.exit_code == 1 and "[controls]" in result.output
 
 
+def test_check_compares_the_two_copies_of_controls(world: Path, runs: dict[str, Path],
+                                                   tmp_path: Path):
+    """controls.csv must say what controls.parquet says (check read the Parquet copy only, so
+    a CSV copy of another week passed)."""
+    run = tmp_path / "held"
+    shutil.copytree(runs["held"], run)
+    args = ["check", str(world / "s.toml"), str(run), *[a for s in HOLD for a in ("--set", s)]]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    controls = pl.read_parquet(run / "controls.parquet")
+    assert controls.height > 0
+    controls.with_columns(week=pl.when(pl.int_range(pl.len()) == 0).then(39)
+                          .otherwise(pl.col("week"))).write_csv(run / "controls.csv")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "[published_files]" in result.output, result.output
+    assert "controls.csv and controls.parquet disagree on 1 row(s)" in result.output
+
+
+def test_check_verifies_the_manifests_measurement_counts(world: Path, runs: dict[str, Path],
+                                                         tmp_path: Path):
+    """The manifest's measurement counts are recomputed from controls and assignments: an edited
+    count, or a control row dropped from both copies, is a ``manifest`` violation (each
+    passed)."""
+    args = ["check", str(world / "s.toml"), *[a for s in HOLD for a in ("--set", s)]]
+    record = json.loads((runs["held"] / "manifest.json").read_text())["measurement"]
+    assert record["universal_controls"] > 0 and record["offer_controls"] > 0
+    for key in ("universal_controls", "offer_controls", "planned_customers_reached",
+                "withheld_sends"):
+        run = tmp_path / key
+        shutil.copytree(runs["held"], run)
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["measurement"][key] += 1
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        result = CliRunner().invoke(main, [*args, str(run)])
+        assert result.exit_code == 1, (key, result.output)
+        shown = "planned_sends - withheld_sends" if key == "withheld_sends" else key
+        assert f"[manifest] manifest.json: measurement.{shown} is" in result.output, result.output
+    run = tmp_path / "dropped"
+    shutil.copytree(runs["held"], run)
+    controls = pl.read_parquet(run / "controls.parquet")
+    kept = controls.filter(pl.int_range(pl.len()) != pl.len() - 1)
+    kept.write_parquet(run / "controls.parquet")
+    kept.write_csv(run / "controls.csv")
+    result = CliRunner().invoke(main, [*args, str(run)])
+    assert result.exit_code == 1 and "[manifest]" in result.output, result.output
+
+
 def test_bad_measurement_knob_exits_2(world: Path):
     for text in ("measurement.holdout_share=1.5", "measurement.salt=''", "measurement.share=0.1"):
         result = CliRunner().invoke(main, ["run", str(world / "s.toml"), "--quiet", "--set", text])

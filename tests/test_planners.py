@@ -138,6 +138,28 @@ def test_compare_cli_json_and_html(world: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2
 
 
+def test_compare_of_runs_with_integer_and_text_ids(world: Path, tmp_path: Path) -> None:
+    """A run of inputs with integer IDs beside one of inputs with text IDs: both ID columns
+    compare as text (the offers' did, the customers' join failed with a traceback and exit 1)."""
+    import polars as pl
+    text = tmp_path / "text"
+    shutil.copytree(world / "runs/cut", text)
+    for name in ("assignments", "offers_summary", "customers"):
+        frame = pl.read_parquet(text / f"{name}.parquet")
+        frame = frame.with_columns(pl.col(c).cast(pl.Utf8) for c in ("customer_id", "offer_id")
+                                   if c in frame.columns)
+        frame.write_parquet(text / f"{name}.parquet")
+        if name != "customers":
+            frame.write_csv(text / f"{name}.csv", float_precision=6)
+    mixed = compare_runs([world / "runs/base", text], sample=3)
+    same = compare_runs([world / "runs/base", world / "runs/cut"], sample=3)
+    assert mixed.changed[0]["changed_customers"] == same.changed[0]["changed_customers"] > 0
+    assert all(type(r["customer_id"]) is str for r in mixed.changed[0]["sample"])
+    assert mixed.offers.schema["offer_id"] == pl.Utf8
+    out = CliRunner().invoke(main, ["compare", str(world / "runs/base"), str(text), "--no-html"])
+    assert out.exit_code == 0, out.output
+
+
 def _garbage(run: Path) -> None:
     (run / "offers_summary.parquet").write_bytes(b"not parquet")
 

@@ -12,6 +12,10 @@ every controls row is checked against it. Rule ids:
                             lacks a column, lists a row that is not hashed out (or not of this
                             week, or of an unknown reason, customer or offer), lists a row
                             twice, or lists per-offer rows of a universal control
+``manifest``                the manifest's ``measurement`` counts disagree with the controls and
+                            assignments: ``universal_controls`` and ``offer_controls`` (the rows
+                            of each reason), ``planned_customers_reached`` (the customers of
+                            both files) and ``planned_sends - withheld_sends`` (the sends made)
 =========================== ===================================================================
 
 What can be verified without re-planning: every listed control is hashed out, and no hashed-out
@@ -57,8 +61,9 @@ def _read_controls(run_dir: Path) -> pl.DataFrame | None:
 
 
 def check_controls(run_dir: Path, assignments: pl.DataFrame, inputs: Inputs,
-                   scenario: Scenario) -> list[Any]:
-    """Violations of the scenario's control groups in the run folder ``run_dir``.
+                   scenario: Scenario, manifest: dict[str, Any] | None = None) -> list[Any]:
+    """Violations of the scenario's control groups in the run folder ``run_dir``, and of the
+    ``manifest``'s ``measurement`` counts when given.
 
     ``assignments``: the run's assignments with ``c`` and ``o`` (the customers' and offers'
     dense indices, null where unknown), as :func:`optimizer.check.verify.check_run` builds them.
@@ -100,7 +105,36 @@ def check_controls(run_dir: Path, assignments: pl.DataFrame, inputs: Inputs,
         out.append(_violation("controls", f"controls lacks column(s) {', '.join(missing)}", 1,
                               controls))
         return out
-    return out + _check_rows(controls, inputs, scenario, held)
+    return (out + _check_rows(controls, inputs, scenario, held)
+            + _measurement_figures(manifest, indexed_controls(controls, inputs), assignments))
+
+
+def _measurement_figures(manifest: dict[str, Any] | None, controls: pl.DataFrame,
+                         assignments: pl.DataFrame) -> list[Any]:
+    """The manifest's ``measurement`` counts against the controls (``indexed_controls``) and
+    the assignments (with ``c``): rows of each reason, customers reached before withholding
+    (those of either file) and the sends made (``planned_sends - withheld_sends``)."""
+    record = (manifest or {}).get("measurement")
+    if not isinstance(record, dict):
+        return []
+    reason = controls.get_column("reason").cast(pl.Utf8)
+    reached = pl.concat([assignments.get_column("c").cast(pl.Int64).drop_nulls(),
+                         controls.get_column("c").cast(pl.Int64).drop_nulls()]).n_unique()
+    expected: dict[str, int] = {"universal_controls": int((reason == UNIVERSAL).sum()),
+                                "offer_controls": int((reason == PER_OFFER).sum()),
+                                "planned_customers_reached": int(reached)}
+    problems = [f"measurement.{key} is {record[key]!r}, the controls and assignments give {want}"
+                for key, want in expected.items()
+                if key in record and (record[key] != want or isinstance(record[key], bool))]
+    planned, withheld = record.get("planned_sends"), record.get("withheld_sends")
+    if (isinstance(planned, int) and isinstance(withheld, int)
+            and planned - withheld != assignments.height):
+        problems.append(f"measurement.planned_sends - withheld_sends is {planned} - {withheld} = "
+                        f"{planned - withheld}, the assignments hold {assignments.height} sends")
+    elif "planned_sends" in record and not (isinstance(planned, int) and isinstance(withheld, int)):
+        problems.append(f"measurement.planned_sends ({planned!r}) and withheld_sends "
+                        f"({withheld!r}) are not whole numbers")
+    return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
 
 
 def indexed_controls(controls: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:

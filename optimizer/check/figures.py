@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 
 from optimizer.check.base import ROUNDING, Violation, _fmt, _numbers, read_precision
+from optimizer.check.campaign_figures import campaign_figure_problems
 from optimizer.check.channels import contact_cost
+from optimizer.core.config import Scenario
 from optimizer.core.numerics import BINDING_PRICE
 from optimizer.io.validate import Inputs
 
@@ -24,9 +26,11 @@ def _figure(manifest: dict[str, Any], key: str) -> float | None:
 
 
 def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
-                   summary: tuple[pl.DataFrame, Path] | None = None) -> list[Violation]:
+                   summary: tuple[pl.DataFrame, Path] | None = None,
+                   scenario: Scenario | None = None) -> list[Violation]:
     """The manifest's figures against the assignments (``a`` as :func:`indexed_assignments`),
-    the inputs and, when given, an ``offers_summary`` file (its frame and path)."""
+    the inputs and, when given, an ``offers_summary`` file (its frame and path) and the
+    scenario (for the campaign figures, :mod:`optimizer.check.campaign_figures`)."""
     problems = []
     objective, bound, gap = (_figure(manifest, k) for k in ("objective", "upper_bound", "gap"))
     scores = a.get_column("score").cast(pl.Float64)
@@ -61,6 +65,9 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
     if summary is not None:
         problems += _binding_problems(manifest, *summary)
     problems += _shortfall_problems(manifest, a, inputs)
+    problems += _input_count_problems(manifest, inputs)
+    if scenario is not None:
+        problems += campaign_figure_problems(manifest, a, inputs, scenario)
     return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
 
 
@@ -123,3 +130,28 @@ def _shortfall_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: Input
                 f"assignments give {len(want)} (first differences: "
                 f"{sorted(set(have) ^ set(want))[:3]})"]
     return []
+
+
+def _input_count_problems(manifest: dict[str, Any], inputs: Inputs) -> list[str]:
+    """``inputs.<table>.rows`` of each input whose SHA-256 is the manifest's (the same bytes
+    hold as many rows; a history that only gained rows of the planning week differs in both and
+    is compared by ``history_before_week_sha256`` instead), and ``dropped_rows`` when every
+    input is the same bytes."""
+    listed = manifest.get("inputs")
+    if not isinstance(listed, dict):
+        return []
+    problems = []
+    same = set()
+    for table, entry in sorted(listed.items()):
+        if not isinstance(entry, dict) or entry.get("sha256") != inputs.sha256.get(table):
+            continue
+        same.add(table)
+        rows = inputs.row_counts.get(table)
+        if entry.get("rows") != rows or isinstance(entry.get("rows"), bool):
+            problems.append(f"inputs.{table}.rows is {entry.get('rows')!r}, the table has {rows}")
+    dropped = manifest.get("dropped_rows")
+    if isinstance(dropped, dict) and same == set(listed) == set(inputs.sha256):
+        for key, count in sorted(inputs.dropped.items()):
+            if key in dropped and (dropped[key] != count or isinstance(dropped[key], bool)):
+                problems.append(f"dropped_rows.{key} is {dropped[key]!r}, the inputs give {count}")
+    return problems

@@ -34,8 +34,11 @@ def _violation(message: str, count: int, rows: pl.DataFrame) -> Any:
     return Violation("flight_budget", message, count, rows.head(5).to_dicts())
 
 
-def _earlier_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFrame:
-    """Per flight: ``spent`` before ``week`` and ``unknown`` weeks (sends without a cost)."""
+def weekly_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFrame:
+    """Per offer of ``flights`` (``o``, ``flight_start_week``) and flight week before ``week``
+    with a record: ``cost`` (the ``spend`` row's amount where given, else the sends'
+    ``history.expected_cost`` summed) and ``missing`` (sends without a cost, 0 where the
+    ``spend`` row wins)."""
     hist = inputs.history
     rows = pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64, "cost": pl.Float64,
                                 "missing": pl.UInt32})
@@ -55,8 +58,14 @@ def _earlier_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataF
                               missing=pl.when(pl.col("amount").is_not_null()).then(0)
                               .otherwise(pl.col("missing")))
                 .drop("amount"))
-    return rows.group_by("o").agg(spent=pl.col("cost").fill_null(0.0).sum(),
-                                  unknown=(pl.col("missing").fill_null(0) > 0).sum())
+    return rows
+
+
+def _earlier_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFrame:
+    """Per flight: ``spent`` before ``week`` and ``unknown`` weeks (sends without a cost)."""
+    return weekly_spend(flights, inputs, week).group_by("o").agg(
+        spent=pl.col("cost").fill_null(0.0).sum(),
+        unknown=(pl.col("missing").fill_null(0) > 0).sum())
 
 
 def _caps(heads: pl.DataFrame, members: pl.DataFrame, inputs: Inputs, scenario: Scenario

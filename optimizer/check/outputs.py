@@ -16,10 +16,10 @@ everything else the run published, and that the run was made from the scenario a
   later (``--append-history``) is the same history: the manifest's
   ``history_before_week_sha256`` (:func:`optimizer.io.validate.history_digest`) is compared instead.
 - **Copies agree** (rule ``published_files``): ``assignments.parquet`` and ``assignments.csv``
-  (and the two ``offers_summary`` files) hold the same columns and the same rows in the same
-  order; a CSV number agrees when it is the Parquet value at the precision the CSV prints (within
-  half a unit of its last digit). When the copies disagree, every rule is checked on the CSV too
-  and reported with its file name.
+  (and the two copies of ``offers_summary``, ``controls`` and ``pacing``) hold the same columns
+  and the same rows in the same order; a CSV number agrees when it is the Parquet value at the
+  precision the CSV prints (within half a unit of its last digit). When the assignments' copies
+  disagree, every rule is checked on the CSV too and reported with its file name.
 - **Ranks follow scores** (rule ``rank_order``): rank 1 is the customer's best score; equal
   scores are ranked by the offer's row in ``offers`` (the writer's tie-break).
 - **offers_summary** (rule ``summary``): ``customers``, ``expected_redemptions``,
@@ -37,7 +37,12 @@ everything else the run published, and that the run was made from the scenario a
   objective) / bound)`` (0 when the bound is not positive); ``customers_reached``, ``customers``, ``offers``,
   ``expected_redemptions`` (the sum of ``p_redeem``) and ``min_customers_shortfalls`` match the
   assignments and the inputs; ``offers_with_binding_budget`` counts the ``offers_summary`` rows
-  whose ``shadow_price`` is above ``BINDING_PRICE`` (optimizer/core/numerics.py).
+  whose ``shadow_price`` is above ``BINDING_PRICE`` (optimizer/core/numerics.py);
+  ``inputs.<table>.rows`` of every input of the recorded SHA-256 and, when every input is,
+  ``dropped_rows`` match the tables read; the campaign
+  entries (``funders``, ``offer_groups``, ``group_flights``, ``channels``, ``contact_budget``)
+  match the assignments and the inputs in every count, sum and share
+  (:mod:`optimizer.check.campaign_figures`; their prices are the solver's).
 """
 from __future__ import annotations
 
@@ -404,11 +409,13 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
             out += check_summary(frame, path, known_offer, inputs, scenario)
         except (pl.exceptions.PolarsError, OSError) as exc:
             out.append(Violation("summary", f"cannot read {path.name}: {exc}", 1))
+    for name in ("controls", "pacing"):  # judged on one copy elsewhere; the other must agree
+        out += compare_copies(run_dir, name)[1]
     found, clv = check_customers_table(run_dir, inputs)
     out += found
     out += check_score_formula(a, inputs, scenario, clv)
     if manifest is not None:
-        out += check_manifest(manifest, a, inputs, summary)
+        out += check_manifest(manifest, a, inputs, summary, scenario)
     return out
 
 

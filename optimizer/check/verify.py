@@ -45,6 +45,8 @@ Rule ids reported (``Violation.rule``):
                             missing although ``[measurement]`` holds customers out
 ``flight_budget``           an offer (a group flight: its offers together) spends more than its flight's share of the week
                             (:mod:`optimizer.check.flights`)
+``pacing``                  the pacing table or the manifest's ``flights.curve`` differs from
+                            the flights covering the week (:mod:`optimizer.check.pacing`)
 ``stability``               the manifest's stable-lists figures disagree with the lists
                             (:mod:`optimizer.check.stability`)
 ``pin``                     with ``rules.pin``: a pin missing from the plan that the manifest
@@ -98,6 +100,7 @@ from optimizer.check.campaign import campaign_violations
 from optimizer.check.controls import check_controls
 from optimizer.check.files import missing_outputs
 from optimizer.check.flights import check_flights
+from optimizer.check.pacing import check_pacing
 from optimizer.check.rules import (
     _check_category_cap,
     _check_cooldown,
@@ -157,10 +160,13 @@ def check_run(scenario: Scenario, run_dir: Path | None = None, force: bool = Fal
         violations += missing_outputs(run_dir, manifest)
     violations += rule_violations(raw, inputs, scenario)
     violations += check_outputs.published_violations(run_dir, raw, inputs, scenario, manifest)
-    violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario)
+    violations += check_controls(run_dir, indexed_assignments(raw, inputs), inputs, scenario,
+                                 manifest)
     known = indexed_assignments(raw, inputs).filter(pl.col("c").is_not_null()
                                                     & pl.col("o").is_not_null())
     violations += check_stability(manifest, known, inputs, scenario, run_dir)
+    violations += check_pacing(run_dir, indexed_assignments(raw, inputs).filter(
+        pl.col("o").is_not_null()), inputs, scenario, manifest)
     if refused is not None and not violations:
         raise refused
     for v in violations:

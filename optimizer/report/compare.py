@@ -57,24 +57,34 @@ def _labels(views: Sequence[RunView]) -> list[str]:
     return [v.label if names.count(v.name) > 1 else v.name for v in views]
 
 
-def _offer_type(views: Sequence[RunView]) -> pl.DataType:
-    """The offer IDs' type in the comparison: the runs' own when they agree (IDs keep the input's
-    type), else text."""
-    types = {t for v in views for t in (v.assignments.schema["offer_id"],
-                                          v.offers_summary.schema["offer_id"])
+def _id_type(views: Sequence[RunView], column: str) -> pl.DataType:
+    """The type of ``column`` (``customer_id`` or ``offer_id``) in the comparison: the runs' own
+    when they agree (IDs keep the input's type), else text (runs of inputs with integer IDs and
+    of inputs with text IDs: their IDs compare as text, never as a failed join)."""
+    types = {t for v in views for t in (v.assignments.schema[column],
+                                          *([v.offers_summary.schema[column]]
+                                            if column in v.offers_summary.columns else []))
              if t != pl.Null}
     return types.pop() if len(types) == 1 else pl.Utf8()
 
 
-def _offer_lists(view: RunView, offer_type: pl.DataType) -> pl.DataFrame:
-    return (view.assignments.sort(["customer_id", "rank"]).group_by("customer_id", maintain_order=True)
-            .agg(pl.col("offer_id").cast(offer_type).alias("offers")))
+@dataclass(frozen=True)
+class _IdTypes:
+    customer: pl.DataType
+    offer: pl.DataType
+
+
+def _offer_lists(view: RunView, ids: _IdTypes) -> pl.DataFrame:
+    return (view.assignments.sort(["customer_id", "rank"])
+            .with_columns(pl.col("customer_id").cast(ids.customer))
+            .group_by("customer_id", maintain_order=True)
+            .agg(pl.col("offer_id").cast(ids.offer).alias("offers")))
 
 
 def _changed(base: RunView, other: RunView, label: str, sample: int,
-             offer_type: pl.DataType) -> dict[str, Any]:
+             ids: _IdTypes) -> dict[str, Any]:
     def key(view: RunView) -> pl.DataFrame:
-        return _offer_lists(view, offer_type).with_columns(
+        return _offer_lists(view, ids).with_columns(
             pl.col("offers").list.eval(pl.element().cast(pl.Utf8)).list.sort().alias("key"))
     a, b = key(base), key(other)
     joined = a.join(b, on="customer_id", how="full", coalesce=True, suffix="_run")
@@ -126,12 +136,12 @@ def compare_runs(run_dirs: Sequence[str | Path], sample: int = 10) -> Comparison
         raise OptimizerError("compare needs at least two run folders")
     views = [RunView.load(d) for d in run_dirs]
     labels = _labels(views)
-    offer_type = _offer_type(views)
+    ids = _IdTypes(customer=_id_type(views, "customer_id"), offer=_id_type(views, "offer_id"))
     return Comparison(
         labels=labels, paths=[str(Path(d)) for d in run_dirs],
         totals=[v.totals() for v in views], deciles=_deciles(views, labels),
-        offers=_offers_table(views, offer_type),
-        changed=[_changed(views[0], v, lab, sample, offer_type)
+        offers=_offers_table(views, ids.offer),
+        changed=[_changed(views[0], v, lab, sample, ids)
                  for v, lab in zip(views[1:], labels[1:])])
 
 
