@@ -77,7 +77,8 @@ def _reference(model, customers, allowed, keep, offers, caps):
 
 @pytest.mark.parametrize("heuristic", [False, True, "calibrated"])
 @pytest.mark.parametrize("keep", [1, 4, 30])
-def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
+@pytest.mark.parametrize("top", [0, 2])  # top 0: the kernel leaves out what cannot be kept
+def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep, top):
     scenario, inputs, offers, model, rules, caps = fitted
     assert model.propensity_ is not None
     assert (model.history_ is not None) == (scenario.affinity.model == "fitted")
@@ -97,7 +98,7 @@ def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
         allowed = rules.reasons(customers, offer)
         allowed = ~np.any(list(allowed.values()), axis=0)
         ref, p, value = _reference(model, customers, allowed, keep, offers, caps)
-        kept = model.select(customers, allowed, keep, primary, top=2)
+        kept = model.select(customers, allowed, keep, primary, top=top)
         got = block_from_pairs(customers, kept.row, kept.offer, kept.p_redeem, kept.value,
                                offers.discount, caps[customers])
         for name in ("offer", "value", "cost", "p_redeem", "cap"):
@@ -108,6 +109,43 @@ def test_select_keeps_the_same_pairs_as_score(fitted, heuristic, keep):
             expect = np.maximum(-np.partition(-live, keep, axis=1)[:, keep], 0.0)
             got_max = np.maximum(kept.top_value.max(axis=1, initial=0.0), kept.residual)
             assert np.array_equal(got_max, expect)
+
+
+def test_value_ceiling_bounds_the_scored_value():
+    # what lets the kernel skip exp: the ceiling is never below the value it computes, from
+    # logistic saturation to underflow (a NaN predictor never bounds anything)
+    import numba as nb
+
+    from optimizer.scoring._pair_kernels import _value_ceiling, propensity_p
+
+    @nb.njit
+    def _scored_values(eta, rate, worth, clv):
+        out = np.empty(eta.size)
+        for i in range(eta.size):
+            out[i] = propensity_p(eta[i], rate) * worth[i] * clv[i]
+        return out
+
+    @nb.njit
+    def _ceilings(eta, rate, worth, clv):
+        out = np.empty(eta.size)
+        for i in range(eta.size):
+            out[i] = _value_ceiling(eta[i], rate, worth[i], clv[i])
+        return out
+
+    rng = np.random.default_rng(5)
+    eta = np.concatenate([rng.normal(-3, 2, 200_000), rng.uniform(-800, 40, 200_000),
+                          -np.logspace(-12, 3, 1000), [0.0, -0.0, 1e-300, -1e-300, 710, -745,
+                                                       np.inf, -np.inf]])
+    worth = rng.uniform(0.1, 5, eta.size)
+    clv = rng.uniform(0.1, 3, eta.size)
+    for rate in (1.0, 0.35):
+        value = _scored_values(eta, rate, worth, clv)
+        ceiling = _ceilings(eta, rate, worth, clv)
+        assert np.all(ceiling >= value)
+        # and it is tight enough to be worth it where offers are scored (eta around -3)
+        typical = (eta > -6) & (eta < 0)
+        assert np.median(ceiling[typical] / value[typical]) < 1.1
+    assert not _ceilings(np.array([np.nan]), 1.0, np.ones(1), np.ones(1))[0] < 0.0
 
 
 def _heuristic(model):

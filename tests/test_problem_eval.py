@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from optimizer.core.parallel import ThreadMap
 from optimizer.model.problem import (
     AssignmentProblem,
     CandidateBlock,
@@ -80,12 +81,15 @@ def test_gap_and_status_values() -> None:
     assert json.dumps({"status": Status.STALLED}) == '{"status": "stalled"}'
 
 
-def test_plan_sums_match_numpy_to_the_bit() -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_plan_sums_match_numpy_to_the_bit(threads: int) -> None:
     # the compiled walk over the masks adds in np.bincount's order over the concatenated
-    # chosen entries, so usage and objective are the same floats as numpy's gather gives
+    # chosen entries, so usage and objective are the same floats as numpy's gather gives; on
+    # a thread map (the solve's) the blocks are walked on its threads, added in block order
+    run = ThreadMap(threads) if threads > 1 else None
     rng = np.random.default_rng(3)
     n_offers, blocks, chosen = 40, [], []
-    for start in (0, 300, 700):
+    for start in range(0, 300 * 20, 300):  # more blocks than a batch of the thread map's
         offer = rng.integers(-1, n_offers, (300, 7))
         cost = np.where(offer >= 0, rng.random(offer.shape) * 1e3, 0.0)
         blocks.append(CandidateBlock(customers=np.arange(start, start + 300), offer=offer,
@@ -97,14 +101,16 @@ def test_plan_sums_match_numpy_to_the_bit() -> None:
                        min_customers=np.zeros(n_offers, dtype=np.int64),
                        categories=np.zeros((n_offers, 1), dtype=np.int64), category_names=["a"])
     problem = AssignmentProblem(offers, blocks, None, np.inf, 1000)
-    used = problem.usage(chosen)
+    used = problem.usage(chosen, run)
     offer = np.concatenate([b.offer[m] for b, m in zip(blocks, chosen)])
     cost = np.concatenate([b.cost[m] for b, m in zip(blocks, chosen)])
     assert used.spend.tobytes() == np.bincount(offer, cost, n_offers).tobytes()
     assert np.array_equal(used.customers, np.bincount(offer, minlength=n_offers))
-    assert problem.objective(chosen) == float(
+    assert problem.objective(chosen, run) == float(
         np.concatenate([b.value[m] for b, m in zip(blocks, chosen)]).sum())
     # a chosen empty slot is refused as numpy refuses offer -1
-    chosen[1] = chosen[1] | (blocks[1].offer < 0)
+    chosen[17] = chosen[17] | (blocks[17].offer < 0)
     with pytest.raises(ValueError):
-        problem.usage(chosen)
+        problem.usage(chosen, run)
+    if run is not None:
+        run.close()

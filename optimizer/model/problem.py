@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
-from optimizer.model._plan_kernels import chosen_values, plan_usage
+from optimizer.model._plan_kernels import Mapper, chosen_values, plan_usage
 from optimizer.model.reduced import reduced_values
 
 if TYPE_CHECKING:
@@ -147,12 +147,13 @@ class AssignmentProblem:
     # --- evaluating a plan: ``chosen`` holds one boolean mask per block, shaped like its
     # ``offer``; every solver, test and benchmark judges plans with these
 
-    def objective(self, chosen: list[np.ndarray]) -> float:
+    def objective(self, chosen: list[np.ndarray], run: Mapper | None = None) -> float:
         """The plan's objective, ``sum value x`` (less its contact costs with channels), summed
-        in one chunk-independent order."""
+        in one chunk-independent order (``run``: a thread map for the blocks' walks, the same
+        sum)."""
         if not self.blocks or not chosen:
             return 0.0
-        total = float(chosen_values([b.value for b in self.blocks], chosen).sum())
+        total = float(chosen_values([b.value for b in self.blocks], chosen, run).sum())
         if self.channels is None:
             return total
         from optimizer.model.channels import contact_cost
@@ -167,14 +168,15 @@ class AssignmentProblem:
             os_.append(block.offer[rows, slots].astype(np.int64))
         return np.concatenate(cs), np.concatenate(os_)
 
-    def usage(self, chosen: list[np.ndarray]) -> "Usage":
+    def usage(self, chosen: list[np.ndarray], run: Mapper | None = None) -> "Usage":
         """Expected spend and customers per offer of the plan (their sums: the global budget's
-        use), summed in one chunk-independent order."""
+        use), summed in one chunk-independent order (``run``: a thread map for the blocks'
+        walks, the same sums)."""
         n_offers = self.offers.n_offers
         if not self.blocks:
             return Usage(np.zeros(n_offers), np.zeros(n_offers, dtype=np.int64))
         used = plan_usage([b.offer for b in self.blocks], [b.cost for b in self.blocks], chosen,
-                          n_offers)
+                          n_offers, run)
         if used is not None:
             return Usage(*used)
         # a chosen empty slot: np.bincount refuses its offer -1
@@ -183,13 +185,13 @@ class AssignmentProblem:
         return Usage(np.bincount(offer, weights=cost, minlength=n_offers),
                      np.bincount(offer, minlength=n_offers))
 
-    def shortfall(self, chosen: list[np.ndarray]) -> int:
+    def shortfall(self, chosen: list[np.ndarray], run: Mapper | None = None) -> int:
         """Customers missing from the ``min_customers`` targets, summed over offers (a target,
         not a rule: a plan with a shortfall is still feasible)."""
         targets = self.offers.min_customers
         if not (targets > 0).any():
             return 0
-        return int(np.maximum(targets - self.usage(chosen).customers, 0).sum())
+        return int(np.maximum(targets - self.usage(chosen, run).customers, 0).sum())
 
     def violations(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0
                    ) -> dict[str, int]:

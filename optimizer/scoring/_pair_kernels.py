@@ -13,6 +13,12 @@ releases the GIL, so chunks run on a thread pool.
 
 What each customer dropped (per primary category, the largest value among her live candidates not
 kept) feeds the bound over all candidates, :mod:`optimizer.solve.lagrangian.bounds`.
+
+Where one residual stands for every dropped candidate (``top`` 0), only her ``keep + 1`` largest
+values matter, so the propensity's ``exp`` is skipped for a candidate whose value is surely below
+the ``keep + 1``-th largest met so far (:func:`_value_ceiling`, a bound without ``exp``): the
+candidates left out could be neither kept nor the largest dropped one, and the others are scored
+exactly as before, so the kept pairs and the residual are the same bits.
 """
 from __future__ import annotations
 
@@ -145,14 +151,74 @@ def platt_array(p, a, b):  # pragma: no cover - compiled
     return out
 
 
+@nb.njit(inline="always")
+def propensity_p(eta, rate):  # pragma: no cover - compiled
+    """The propensity's ``p_redeem`` of a linear predictor ``eta``: ``rate`` times the logistic
+    (the value is this times the offer's worth and her CLV factor, in that order)."""
+    return rate * (1.0 / (1.0 + math.exp(-eta)))
+
+
+@nb.njit(inline="always")
+def _value_ceiling(eta, rate, worth, clv):  # pragma: no cover - compiled
+    """An upper bound of ``propensity_p(eta, rate) * worth * clv`` as :func:`_score_row` computes
+    it, without ``exp``: for ``x = -eta >= 0``, ``exp(x)`` is at least its Taylor polynomial of
+    degree 6 (every term is positive), so the logistic is at most ``1 / (1 + poly(x))``; for
+    ``x < 0`` at most 1. The relative allowance ``1e-9`` covers both computations' rounding
+    (a few units in the 16th digit); NaN never bounds anything."""
+    x = -eta
+    s = 1.0
+    if x >= 0.0:
+        s = 1.0 / (2.0 + x * (1.0 + x / 2.0 * (1.0 + x / 3.0 * (
+            1.0 + x / 4.0 * (1.0 + x / 5.0 * (1.0 + x / 6.0))))))
+    return rate * s * worth * clv * (1.0 + 1e-9)
+
+
+@nb.njit(inline="always")
+def _heap_offer(heap, filled, v):  # pragma: no cover - compiled
+    """Offer ``v`` to the min-heap ``heap`` of the largest values so far (``filled`` of its
+    ``heap.shape[0]`` places used); returns how many are used after."""
+    k = heap.shape[0]
+    if filled < k:  # sift up
+        at = filled
+        while at > 0:
+            up = (at - 1) // 2
+            if heap[up] <= v:
+                break
+            heap[at] = heap[up]
+            at = up
+        heap[at] = v
+        return filled + 1
+    if not v > heap[0]:
+        return filled
+    at = 0  # sift down from the root
+    while True:
+        child = 2 * at + 1
+        if child >= k:
+            break
+        if child + 1 < k and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] >= v:
+            break
+        heap[at] = heap[child]
+        at = child
+    heap[at] = v
+    return filled
+
+
 @nb.njit(nogil=True)
 def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_sent, offer_cats,
                has_history, heuristic, coef, rate, customer_part, offer_part, ds, depth, weights,
-               shape, sensitivity, worth, clv, allowed, acc, vals, ps_buf, offs
+               shape, sensitivity, worth, clv, allowed, acc, vals, ps_buf, offs, floor
                ):  # pragma: no cover - compiled
     """Row ``r`` (customer ``i``): ``p_redeem`` and value of her allowed offers of positive
     value into ``vals``, ``ps_buf``, ``offs`` (in offer order); returns how many. ``acc``:
-    ``(7, n_offers)`` zeros, left as found."""
+    ``(7, n_offers)`` zeros, left as found.
+
+    ``floor``: empty, or a buffer of ``k`` values: then only candidates that can be among her
+    ``k`` largest values are written (all of them are, with their exact values): once ``k``
+    values are in, a propensity candidate whose value is surely below the ``k``-th largest so
+    far (:func:`_value_ceiling`, no ``exp``) is left out (it can be neither kept nor the largest
+    dropped one when ``k`` is one more than the kept)."""
     m = worth.shape[0]
     cat, brand, prod, red, snt = acc[0], acc[1], acc[2], acc[3], acc[4]
     c_red, c_snt = acc[5], acc[6]
@@ -167,6 +233,8 @@ def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_s
         _accumulate(i, cat_sent[0], cat_sent[1], cat_sent[2], offer_cats[0],
                     offer_cats[1], offer_cats[2], c_snt)
     live = 0
+    k = floor.shape[0]
+    filled = 0  # values in the min-heap ``floor`` (its k largest so far)
     for j in range(m):
         if not allowed[r, j]:
             continue
@@ -181,13 +249,17 @@ def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_s
             # the propensity's one linear predictor (Propensity.predict_block's too)
             eta = pair_eta(customer_part[r] + offer_part[j], coef, cat[j], brand[j], prod[j],
                            depth[j] * ds[r], has_history, red[j], snt[j], c_red[j], c_snt[j])
-            p = rate * (1.0 / (1.0 + math.exp(-eta)))
+            if filled == k > 0 and _value_ceiling(eta, rate, worth[j], clv[r]) < floor[0]:
+                continue
+            p = propensity_p(eta, rate)
         v = p * worth[j] * clv[r]
         if v > 0:
             vals[live] = v
             ps_buf[live] = p
             offs[live] = j
             live += 1
+            if k > 0:
+                filled = _heap_offer(floor, filled, v)
     _clear(i, cs[0], cs[1], oc[0], oc[1], cat)
     _clear(i, bs[0], bs[1], ob[0], ob[1], brand)
     _clear(i, ps[0], ps[1], op[0], op[1], prod)
@@ -215,12 +287,15 @@ def _score_select(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, ca
     neg = np.empty(m)
     best = np.zeros(n_categories + 1)  # per primary category (last: none), largest dropped
     touched = np.empty(n_categories + 1, dtype=np.int64)
+    # with one residual for every dropped candidate (top == 0), only her keep + 1 largest values
+    # matter: the kept ones and the largest dropped one (the kernel's floor)
+    floor = np.empty(keep + 1 if keep >= 0 and top == 0 else 0)
     at = 0
     for r in range(n):
         live = _score_row(r, rows[r], cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed,
                           cat_sent, offer_cats, has_history, heuristic, coef, rate,
                           customer_part, offer_part, ds, depth, weights, shape, sensitivity,
-                          worth, clv, allowed, acc, vals, ps_buf, offs)
+                          worth, clv, allowed, acc, vals, ps_buf, offs, floor)
         for t in range(top):
             top_value[r, t] = 0.0
             top_category[r, t] = -1

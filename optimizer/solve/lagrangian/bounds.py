@@ -41,11 +41,12 @@ def _best_totals(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat
     n_held = np.zeros(n_categories, dtype=np.int64)
     touched = np.empty(n_categories, dtype=np.int64)
     pool = np.empty(n_categories * q + m)
+    every = np.empty(0)  # no floor: every live candidate is scored
     for r in range(n):
         live = _score_row(r, rows[r], cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed,
                           cat_sent, offer_cats, has_history, heuristic, coef, rate,
                           customer_part, offer_part, ds, depth, weights, shape, sensitivity,
-                          worth, clv, allowed, acc, vals, ps_buf, offs)
+                          worth, clv, allowed, acc, vals, ps_buf, offs, every)
         size = 0
         n_touched = 0
         for x in range(live):

@@ -36,9 +36,11 @@ class BestPlan:
         self.least_short = self.short
         self.views = channel_rules.PricedViews(problem)  # the plans' priced values, one set
 
-    def consider(self, chosen: list[np.ndarray], objective: float, prices: Prices) -> int:
-        """Keep the plan if it is the best so far; returns its shortfall."""
-        short = self.problem.shortfall(chosen)
+    def consider(self, chosen: list[np.ndarray], objective: float, prices: Prices,
+                 run: ThreadMap | None = None) -> int:
+        """Keep the plan if it is the best so far; returns its shortfall (``run``: the solve's
+        threads, for the plan's walk)."""
+        short = self.problem.shortfall(chosen, run)
         self.least_short = min(self.least_short, short)
         slack = self.least_short + self.target_step
         if short <= slack and (objective > self.objective or self.short > slack):
@@ -69,16 +71,16 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
     that ``best`` beats it whatever the channels (their assignment is the plan's dearest step).
     The problem priced for channels is made in ``best.views`` (:class:`.channels.PricedViews`)."""
     whole, problem = problem, best.views.at(prices)  # values net of channels
-    kept = repair(problem, chosen)
+    kept = repair(problem, chosen, run)
     # refill ranks candidates by their reduced values at these prices, target bonus included
     refill(problem, chosen, prices, kept, map_blocks=run)
     group_rules.trim_plan(problem, chosen)  # the refill knows no groups
     funder_rules.cut_plan(problem, chosen)  # nor funders
     if whole.channels is not None and best.beats(
-            channel_rules.ceiling(whole, problem, prices, chosen), whole.shortfall(chosen)):
+            channel_rules.ceiling(whole, problem, prices, chosen), whole.shortfall(chosen, run)):
         return None
     chosen = channel_rules.assign(whole, chosen)  # nor channels
-    return chosen, whole.objective(chosen)
+    return chosen, whole.objective(chosen, run)
 
 
 def plan_pass(problem: AssignmentProblem, prices: Prices, first: list[np.ndarray],
@@ -88,7 +90,7 @@ def plan_pass(problem: AssignmentProblem, prices: Prices, first: list[np.ndarray
     made = make_plan(problem, prices, first, run, best)
     if made is None:
         return None, None
-    return made[1], best.consider(made[0], made[1], prices)
+    return made[1], best.consider(made[0], made[1], prices, run)
 
 
 def replan(problem: AssignmentProblem, unplanned: list[Prices], best: BestPlan,
@@ -102,7 +104,7 @@ def replan(problem: AssignmentProblem, unplanned: list[Prices], best: BestPlan,
         ex.respond_plain(at)
         made = make_plan(problem, at, ex.plan_rows(at), run, best)
         if made is not None:
-            best.consider(made[0], made[1], at)
+            best.consider(made[0], made[1], at, run)
         replanned += 1
     return replanned
 

@@ -33,15 +33,17 @@ class ChosenPairs:
     value: np.ndarray
 
 
-def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
+def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray],
+             run: Mapper = serial_map) -> ChosenPairs:
     # int32 indices, each column gathered on its own: the first pass's best responses choose up
     # to every customer's cap, and holding them twice in int64 put the first pass of the 10 M
-    # benchmark at 12.2 GB (11.7 GB without)
-    parts = []
-    for b, (block, mask) in enumerate(zip(problem.blocks, chosen)):
-        row, slot, offer, cost, value = refill_kernels.chosen_entries(mask, block.offer,
+    # benchmark at 12.2 GB (11.7 GB without); the blocks' walks on ``run``'s threads
+    def part(b: int) -> list:
+        block = problem.blocks[b]
+        row, slot, offer, cost, value = refill_kernels.chosen_entries(chosen[b], block.offer,
                                                                       block.cost, block.value)
-        parts.append([np.full(row.size, b, dtype=np.int32), row, slot, offer, cost, value])
+        return [np.full(row.size, b, dtype=np.int32), row, slot, offer, cost, value]
+    parts = run(part, range(min(len(problem.blocks), len(chosen))))
     if not parts:
         empty = np.zeros(0)
         index = empty.astype(np.int32)
@@ -134,16 +136,18 @@ def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
     return out
 
 
-def repair(problem: AssignmentProblem, chosen: list[np.ndarray]) -> ChosenPairs:
+def repair(problem: AssignmentProblem, chosen: list[np.ndarray],
+           run: Mapper = serial_map) -> ChosenPairs:
     """Make ``chosen`` obey every offer's budget and ``max_customers``, every funder's budget and
     the global budget;
-    returns the chosen pairs that remain (for :func:`refill`).
+    returns the chosen pairs that remain (for :func:`refill`). ``run``: a thread map for the
+    blocks' walks (the same pairs).
 
     Only the pairs of offers over a cap are ranked (cuts are per offer, so the others keep
     theirs): at a million customers that is a sort of a fraction of the plan, not all of it.
     """
     offers = problem.offers
-    flat = _flatten(problem, chosen)
+    flat = _flatten(problem, chosen, run)
     if flat.offer.size == 0:
         return flat
     n_offers = offers.n_offers

@@ -89,7 +89,7 @@ class Shard:
         relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run,
                                                       self.at_risk)
         self.relaxed, self.exact, self.grouped = relaxed, exact, True
-        used = self.problem.usage(relaxed)
+        used = self.problem.usage(relaxed, self.run)
         dual = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         return (used.spend, used.customers.astype(float), dual,
                 channel_rules.response_use(self.problem, self.view, prices, relaxed))
