@@ -15,9 +15,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
-from tests.tiny_world import write_scenario
+from tests.tiny_world import planned_demo, write_scenario
 
 # what `offeropt run` writes for this world, each required (no holdout: controls are empty but
 # written, and required once one copy is there; no flight: no pacing)
@@ -27,14 +26,7 @@ REQUIRED = ("manifest.json", "report.html", "assignments.parquet", "assignments.
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("files")
-    write_demo_data(root / "data", customers=300, offers=12, seed=0)
-    scenario = write_scenario(root / "scenario.toml", rules={
-        "max_offers_per_customer": 3, "cooldown_weeks": 4, "global_budget": 60.0},
-        solver={"max_iterations": 5})
-    result = CliRunner().invoke(main, ["run", str(scenario), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return root
+    return planned_demo(tmp_path_factory.mktemp("files"), 4)
 
 
 @pytest.fixture()

@@ -15,9 +15,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
-from tests.tiny_world import write_scenario
+from tests.tiny_world import planned_demo
 
 WEEK, COOLDOWN = 40, 4
 
@@ -25,14 +24,7 @@ WEEK, COOLDOWN = 40, 4
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A 300-customer demo (built-in scoring), its scenario and its run folder ``run``."""
-    root = tmp_path_factory.mktemp("published")
-    write_demo_data(root / "data", customers=300, offers=12, seed=0)
-    scenario = write_scenario(root / "scenario.toml", rules={
-        "max_offers_per_customer": 3, "cooldown_weeks": COOLDOWN, "global_budget": 60.0},
-        solver={"max_iterations": 5})
-    result = CliRunner().invoke(main, ["run", str(scenario), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return root
+    return planned_demo(tmp_path_factory.mktemp("published"), COOLDOWN)
 
 
 @pytest.fixture()

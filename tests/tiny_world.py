@@ -154,3 +154,18 @@ def csv_floats_not_at_six_decimals(path: Path) -> list[str]:
     return [f"{column}={cell}" for column, dtype in typed.schema.items() if dtype.is_float()
             for cell in text.get_column(column).drop_nulls()
             if not re.fullmatch(r"-?\d+\.\d{6}", cell)]
+
+
+def planned_demo(root: Path, cooldown: int = 4) -> Path:
+    """``root`` holding a 300-customer demo folder ``data`` (built-in scoring), its
+    ``scenario.toml`` (3 offers a customer, ``cooldown`` weeks, global budget 60, 5 passes) and
+    the run folder ``run`` that ``offeropt run`` wrote from them."""
+    from optimizer.apps.synthetic import write_demo_data
+
+    write_demo_data(root / "data", customers=300, offers=12, seed=0)
+    scenario = write_scenario(root / "scenario.toml", rules={
+        "max_offers_per_customer": 3, "cooldown_weeks": cooldown, "global_budget": 60.0},
+        solver={"max_iterations": 5})
+    result = CliRunner().invoke(main, ["run", str(scenario), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root
