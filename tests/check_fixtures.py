@@ -196,7 +196,7 @@ def complete_run(run_dir: Path, scenario_path: Path, overrides: tuple[str, ...] 
     """Give a hand-made run folder (:func:`write_run`, Parquet tables) the other files a run
     writes, so ``offeropt check`` reads it as a whole run folder (rule ``missing_output``): the
     tables' CSV copies, ``report.html`` and a ``manifest.json`` recording the scenario (after
-    ``overrides``) and the inputs' SHA-256, as a run made from them would, and its objective."""
+    ``overrides``) and the inputs' rows and SHA-256, as a run made from them would, and its objective."""
     import json
 
     from optimizer.core.config import load_scenario, scenario_to_dict
@@ -208,7 +208,8 @@ def complete_run(run_dir: Path, scenario_path: Path, overrides: tuple[str, ...] 
         pl.read_parquet(run_dir / f"{name}.parquet").write_csv(run_dir / f"{name}.csv")
     objective = float(pl.read_parquet(run_dir / "assignments.parquet").get_column("score").sum())
     manifest = {"package_version": "test", "scenario": scenario_to_dict(scenario),
-                "inputs": {name: {"sha256": sha} for name, sha in inputs.sha256.items()},
+                "inputs": {name: {"rows": inputs.row_counts[name], "sha256": sha}
+                           for name, sha in inputs.sha256.items()},
                 "objective": objective, "upper_bound": objective, "gap": 0.0}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, default=str), encoding="utf-8")
     (run_dir / "report.html").write_text("<html></html>\n", encoding="utf-8")
