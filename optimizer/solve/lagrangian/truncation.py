@@ -92,6 +92,7 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
     prices = admissible_prices(problem, solution.prices)
     primary, discount = problem.offers.categories[:, 0], problem.offers.discount
     n_offers = inputs.n_offers
+    no_bonus = np.zeros(problem.offers.n_offers)
 
     def block_pairs(item: tuple[CandidateBlock, Dropped]) -> np.ndarray:
         block, drop = item
@@ -105,9 +106,11 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
             live = kept >= 0
             eligible[np.nonzero(live)[0], kept[live]] = False  # already candidates
             left = model.select(customers, eligible, None, primary, 0)
-            cost = left.p_redeem * discount[left.offer]
-            reduced = (left.value - cost * (prices.cost_price[left.offer] + prices.global_budget)
-                       - prices.count[left.offer])
+            # the one reduced-value formula, over the left-out pairs as a one-slot layout
+            reduced = kernels.reduced_values(
+                left.value[:, None], (left.p_redeem * discount[left.offer])[:, None],
+                left.offer[:, None], prices.cost_price, prices.count, prices.global_budget,
+                no_bonus)[:, 0]
             found.append(_best_per_row(
                 left.row, left.offer, reduced, block.cap[at], customers, n_offers))
         return np.concatenate(found)
