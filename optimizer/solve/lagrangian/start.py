@@ -41,31 +41,43 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     prices coordinate steps creep along the ridge where such offers' reduced values tie. The LP of
     a sample, with every capacity scaled by the sample's share of customers, puts prices near that
     ridge's optimum at once; coordinate steps on the whole population then only refine them.
-    Returns ``None`` when the problem is small enough that sampling buys nothing.
+    Funder budgets, channel capacities and the contact budget are rows of that LP too (scaled
+    alike), so its prices split a cost between the global, funder and offer budgets and the
+    contact charge as the LP does: the coordinate steps find that split slowly (docs/method.md,
+    "Coupled budgets"). Returns ``None`` when the problem is small enough that sampling buys
+    nothing, unless it has such rows (:func:`coupled`): then the LP is the whole problem's.
     """
     total = sum(b.n_customers for b in problem.blocks)
-    if total <= customers or not problem.blocks:
+    if not problem.blocks or total == 0 or (total <= customers and not coupled(problem)):
         return None
-    rng = np.random.default_rng(seed)
-    share = customers / total
-    picked = []
-    for block in problem.blocks:
-        rows = np.flatnonzero(rng.random(block.n_customers) < share)
-        if rows.size:
-            picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
-                                         block.value[rows], block.cost[rows],
-                                         block.p_redeem[rows], block.cap[rows]))
-    drawn = sum(b.n_customers for b in picked)
+    if total <= customers:
+        picked, drawn = problem.blocks, total
+    else:
+        rng = np.random.default_rng(seed)
+        share = customers / total
+        picked = []
+        for block in problem.blocks:
+            rows = np.flatnonzero(rng.random(block.n_customers) < share)
+            if rows.size:
+                picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
+                                             block.value[rows], block.cost[rows],
+                                             block.p_redeem[rows], block.cap[rows]))
+        drawn = sum(b.n_customers for b in picked)
     if drawn == 0:
         return None
     scale = drawn / total
     offers = problem.offers
+    funders, channels = problem.funders, problem.channels
     sample = AssignmentProblem(
         offers=OfferData(offers.discount, offers.budget * scale, offers.max_customers * scale,
                          np.zeros_like(offers.min_customers), offers.categories,
                          offers.category_names),
         blocks=picked, max_per_category=problem.max_per_category,
-        global_budget=problem.global_budget * scale, n_customers=drawn)
+        global_budget=problem.global_budget * scale, n_customers=drawn,
+        funders=None if funders is None else replace(funders, budget=funders.budget * scale),
+        channels=None if channels is None else replace(
+            channels, capacity=channels.capacity * scale,
+            contact_budget=channels.contact_budget * scale))
     try:
         # PDLP (first-order, one thread) reaches prices as good as GLOP's simplex in half the
         # time on these LPs; they are only a starting point, refined by the passes, so a loose
@@ -75,6 +87,16 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
         log.warning("sample LP failed; starting from zero prices")
         return None
     return lp.prices
+
+
+def coupled(problem: AssignmentProblem) -> bool:
+    """Whether ``problem`` has a funder budget, a channel capacity or a contact budget: rows that
+    share a cost or a contact with the offers' and the global budgets, whose prices the
+    coordinate steps split slowly (:func:`sample_prices`)."""
+    funders, channels = problem.funders, problem.channels
+    return bool((funders is not None and np.isfinite(funders.budget).any())
+                or (channels is not None and (np.isfinite(channels.capacity).any()
+                                              or np.isfinite(channels.contact_budget))))
 
 
 def keep_best(block: CandidateBlock, rank: np.ndarray, keep: int) -> CandidateBlock:
@@ -158,7 +180,8 @@ def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferDat
         yield narrowed(block)
 
 
-__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "keep_best", "sample_prices", "selection_prices"]
+__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "coupled", "keep_best", "sample_prices",
+           "selection_prices"]
 
 
 def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
