@@ -3,7 +3,8 @@
 Used for the Lagrangian's starting prices on a sample of customers and by the benchmarks
 (:func:`lp_arrays`, the one builder of the LP). Rows:
 one cap per customer, one per (customer, category) when categories are capped (an offer with
-several categories sits in each of its rows), one budget and one ``max_customers`` per offer, the
+several categories sits in each of its rows), one per (customer, offer group) with ``offer_groups``,
+one budget and one ``max_customers`` per offer, the
 global budget, one budget per funder (``funders``), and with channels each capacity and the
 contact budget. The returned prices are the LP's duals on the coupling rows.
 
@@ -83,6 +84,17 @@ def lp_arrays(problem: AssignmentProblem) -> LPArrays:
         cols.append(pair)
         data.append(np.ones(pair.size))
         rhs.append(np.full(uniq.size, float(problem.max_per_category)))
+        next_row += uniq.size
+    if problem.groups is not None:  # offer groups: per (customer, group) at most its limit
+        members = problem.groups.members[offer]  # (pairs, width)
+        pair, slot = np.nonzero(members >= 0)
+        group = members[pair, slot]
+        key = customer[pair] * problem.groups.n_groups + group
+        uniq, row_of = np.unique(key, return_inverse=True)
+        rows.append(next_row + row_of)
+        cols.append(pair)
+        data.append(np.ones(pair.size))
+        rhs.append(problem.groups.limit[uniq % problem.groups.n_groups].astype(float))
         next_row += uniq.size
     coupling: dict[str, np.ndarray] = {}
     for name, weights, capacity in (("budget", cost, offers.budget),

@@ -42,7 +42,7 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     a sample, with every capacity scaled by the sample's share of customers, puts prices near that
     ridge's optimum at once; coordinate steps on the whole population then only refine them.
     Funder budgets, channel capacities and the contact budget are rows of that LP too (scaled
-    alike), so its prices split a cost between the global, funder and offer budgets and the
+    alike), and so are the offer groups (each customer's own), so its prices split a cost between the global, funder and offer budgets and the
     contact charge as the LP does: the coordinate steps find that split slowly (docs/method.md,
     "Coupled budgets"). Returns ``None`` when the problem is small enough that sampling buys
     nothing, unless it has such rows (:func:`coupled`): then the LP is the whole problem's.
@@ -73,7 +73,7 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
                          np.zeros_like(offers.min_customers), offers.categories,
                          offers.category_names),
         blocks=picked, max_per_category=problem.max_per_category,
-        global_budget=problem.global_budget * scale, n_customers=drawn,
+        global_budget=problem.global_budget * scale, n_customers=drawn, groups=problem.groups,
         funders=None if funders is None else replace(funders, budget=funders.budget * scale),
         channels=None if channels is None else replace(
             channels, capacity=channels.capacity * scale,
