@@ -33,10 +33,13 @@ from optimizer.model.problem import AssignmentProblem, Prices
 
 @dataclass(frozen=True)
 class LPRelaxation:
-    """objective: the LP optimum; prices: duals of the budget, max_customers and global rows."""
+    """objective: the LP optimum; prices: duals of the coupling rows; bound: the weak-duality
+    bound at every row's duals (:meth:`LPArrays.dual_bound`), an upper bound on every plan of
+    the problem solved whatever the solver's tolerance (``inf`` when not computed)."""
 
     objective: float
     prices: Prices
+    bound: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
     # the one whose weak-duality bound is the smaller (both are valid for non-negative duals)
     duals = max((duals, -duals), key=lambda y: -_dual_bound(matrix, upper, value, y))
     duals = np.maximum(duals, 0.0)
+    bound = _dual_bound(matrix, upper, value, duals)
 
     def per_row(row: np.ndarray) -> np.ndarray:  # each entry's row's dual (0 without a row)
         return np.where(row >= 0, duals[np.maximum(row, 0)], 0.0)
@@ -233,7 +237,7 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
                     funders.of_offer if funders is not None else None,
                     per_row(lp.channel_rows) if channels is not None else None,
                     float(duals[lp.contact_row]) if lp.contact_row >= 0 else 0.0)
-    return LPRelaxation(float(solver.objective_value()), prices)
+    return LPRelaxation(float(solver.objective_value()), prices, bound)
 
 
 def _dual_bound(matrix: sp.csr_matrix, upper: np.ndarray, value: np.ndarray, y: np.ndarray

@@ -27,7 +27,7 @@ from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
-from optimizer.solve.lp import solve_lp
+from optimizer.solve.lp import LPRelaxation, solve_lp
 
 log = logging.getLogger(__name__)
 SAMPLE_CUSTOMERS = 10_000
@@ -42,11 +42,20 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     a sample, with every capacity scaled by the sample's share of customers, puts prices near that
     ridge's optimum at once; coordinate steps on the whole population then only refine them.
     Funder budgets, channel capacities and the contact budget are rows of that LP too (scaled
-    alike), and so are the offer groups (each customer's own), so its prices split a cost between the global, funder and offer budgets and the
-    contact charge as the LP does: the coordinate steps find that split slowly (docs/method.md,
-    "Coupled budgets"). Returns ``None`` when the problem is small enough that sampling buys
+    alike), and so are the offer groups (each customer's own), so its prices split a cost
+    between the global, funder and offer budgets and the contact charge as the LP does: the
+    coordinate steps find that split slowly (docs/method.md, "Coupled budgets"). Returns ``None`` when the problem is small enough that sampling buys
     nothing, unless it has such rows (:func:`coupled`): then the LP is the whole problem's.
     """
+    lp = sample_lp(problem, customers, seed)
+    return None if lp is None else lp[0].prices
+
+
+def sample_lp(problem: AssignmentProblem, customers: int, seed: int
+              ) -> tuple[LPRelaxation, bool] | None:
+    """The LP of :func:`sample_prices` and whether it is the whole problem's (then its
+    :attr:`~optimizer.solve.lp.LPRelaxation.bound` bounds every plan of ``problem``); ``None``
+    where :func:`sample_prices` is."""
     total = sum(b.n_customers for b in problem.blocks)
     if not problem.blocks or total == 0 or (total <= customers and not coupled(problem)):
         return None
@@ -86,7 +95,7 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     except SolverError:
         log.warning("sample LP failed; starting from zero prices")
         return None
-    return lp.prices
+    return lp, drawn == total
 
 
 def coupled(problem: AssignmentProblem) -> bool:
@@ -180,8 +189,8 @@ def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferDat
         yield narrowed(block)
 
 
-__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "coupled", "keep_best", "sample_prices",
-           "selection_prices"]
+__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "coupled", "keep_best", "sample_lp",
+           "sample_prices", "selection_prices"]
 
 
 def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
@@ -200,11 +209,16 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
 
 
 def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_customers: int,
-                 seed: int) -> Prices:
-    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0."""
+                 seed: int) -> tuple[Prices, float]:
+    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0;
+    and an upper bound on every plan known before the passes: the LP's weak-duality bound when
+    that LP was the whole problem's (:func:`sample_lp`), else ``inf``."""
     prices = admissible_prices(problem, warm_start) if warm_start is not None else None
+    bound = float("inf")
     if prices is None and sample_customers > 0:
-        prices = sample_prices(problem, sample_customers, seed)
+        lp = sample_lp(problem, sample_customers, seed)
+        if lp is not None:
+            prices, bound = lp[0].prices, (lp[0].bound if lp[1] else bound)
     if prices is None:
         prices = Prices.zeros(problem.offers.n_offers)
     if problem.funders is not None and prices.funder is None:  # funders start unpriced
@@ -212,4 +226,4 @@ def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_c
                         *funder_rules.admissible(problem, prices))
     if problem.channels is not None and prices.channel is None:  # channels start unpriced
         prices = channel_rules.admissible(problem, prices)
-    return prices
+    return prices, bound
