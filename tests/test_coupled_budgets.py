@@ -22,7 +22,7 @@ from optimizer.model.problem import AssignmentProblem
 from optimizer.solve import certified
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, dual_bound, solve_lagrangian
-from optimizer.solve.lagrangian.start import coupled, sample_prices
+from optimizer.solve.lagrangian.start import coupled, sample_prices, start_prices
 from optimizer.solve.lp import solve_lp
 from tests.test_campaign_solver import with_groups
 from tests.test_channels_solver import _assert_channels_hold, with_channels
@@ -86,6 +86,21 @@ def test_small_coupled_problem_starts_at_its_lp_prices():
     assert prices.funder[0] > 0  # the funder's budget binds in the LP
     lp = solve_lp(problem, backend="GLOP")
     assert dual_bound(problem, prices, problem.blocks) <= lp.objective * 1.001
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_whole_problems_lp_bound_is_an_upper_bound(seed):
+    """The start's second bound (the whole LP's weak-duality value) lies above the exact optimum
+    and at the LP's optimum up to the LP's tolerance; a sampled LP (problem larger than the
+    sample) and a problem without coupled rows give none."""
+    problem = coupled_problem(seed, 60)
+    prices, bound = start_prices(problem, None, 2000, 0)
+    exact = solve_exact(problem, time_limit_s=30)
+    lp = solve_lp(problem, backend="GLOP")
+    assert exact.objective - 1e-6 <= lp.objective <= bound <= lp.objective * 1.001
+    assert start_prices(problem, None, 30, 0)[1] == float("inf")  # a sample's LP
+    assert start_prices(random_problem(seed, 60, 8, 5, False, 1, 0.4), None, 2000, 0)[1] == float(
+        "inf")
 
 
 @pytest.mark.parametrize("seed", range(3))
