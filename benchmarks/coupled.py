@@ -1,5 +1,6 @@
 """Coupled budgets (audit28 finding 7): offer budgets, a funder budget over most offers, the global
-budget and channels with a contact budget binding together (docs/method.md, "Coupled budgets").
+budget and channels with a contact budget binding together (docs/method.md,
+"Starting prices and coupled budgets").
 
     python benchmarks/coupled.py                  # the audit's repro, about a minute
     python benchmarks/coupled.py --out /tmp/cpl   # keep the data folder and run folders there

@@ -8,7 +8,9 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
 1. each customer's best response to the prices gives the dual function
    ``D(prices) = sum_i max_S sum_{j in S} reduced[i, j] + budget . prices + ...``, an upper bound on
    any feasible plan (weak duality; the relaxed greedy bounds customers whose offers span
-   categories from above, so the bound stays valid);
+   categories from above, so the bound stays valid); where the start solved the whole problem's
+   LP (:func:`.start.start_prices`), the reported bound is the least of the dual values and that
+   LP's weak-duality bound;
 2. the same best responses, repaired and refilled, give a feasible plan and its objective. Plans
    start once the bound settles (see ``_solve``); when no pass certifies the gap, the passes that
    skipped theirs make them at the end, so the best plan is chosen from every pass's prices;

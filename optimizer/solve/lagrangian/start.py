@@ -44,7 +44,8 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     Funder budgets, channel capacities and the contact budget are rows of that LP too (scaled
     alike), and so are the offer groups (each customer's own), so its prices split a cost
     between the global, funder and offer budgets and the contact charge as the LP does: the
-    coordinate steps find that split slowly (docs/method.md, "Coupled budgets"). Returns ``None`` when the problem is small enough that sampling buys
+    coordinate steps find that split slowly (docs/method.md, "Starting prices and coupled
+    budgets"). Returns ``None`` when the problem is small enough that sampling buys
     nothing, unless it has such rows (:func:`coupled`): then the LP is the whole problem's.
     """
     lp = sample_lp(problem, customers, seed)
