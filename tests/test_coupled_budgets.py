@@ -123,11 +123,15 @@ def test_coupled_budgets_bound_is_tight(seed):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), n=st.integers(1, 40), funder_share=st.sampled_from(
     [0.05, 0.1, 0.3]), global_share=st.sampled_from([0.1, 0.2, 0.5]), channels=st.booleans(),
-       m=st.integers(1, 10))
-def test_coupled_bound_valid_against_exact(seed, n, funder_share, global_share, channels, m):
-    """Started at the coupled LP's prices, the bound stays above the exact optimum and the plan
-    obeys every rule (funder, global, offer budgets, channels, contact budget)."""
+       m=st.integers(1, 10), groups=st.booleans())
+def test_coupled_bound_valid_against_exact(seed, n, funder_share, global_share, channels, m,
+                                           groups):
+    """Started at the coupled LP's prices (the reported bound the least of the dual values and
+    that LP's bound), the bound stays above the exact optimum and the plan obeys every rule
+    (funder, global, offer budgets, offer groups, channels, contact budget)."""
     problem = coupled_problem(seed, n, funder_share, global_share, channels, m)
+    if groups:
+        problem = with_groups(problem, seed, 2)
     lag = certified(problem, solve_lagrangian(
         problem, LagrangianSettings(gap_tolerance=1e-6, max_iterations=25)))
     exact = solve_exact(problem, time_limit_s=30)
