@@ -4,6 +4,7 @@ budget and channels with a contact budget binding together (docs/method.md,
 
     python benchmarks/coupled.py                  # the audit's repro, about a minute
     python benchmarks/coupled.py --out /tmp/cpl   # keep the data folder and run folders there
+    python benchmarks/coupled.py --customers 20000 --scale 10   # ten times the customers
 
 The instance is the audit's, rebuilt from scratch: ``offeropt demo-data --customers 2000 --offers
 60 --seed 1`` (its offers' ``funded_by`` puts 52 of the 60 on ``retailer``), plus
@@ -46,16 +47,20 @@ RULES: dict[str, Any] = {
     "sensitive_policy": "opt_in"}
 
 
-def build(data: Path, customers: int, offers: int, seed: int, channels: bool) -> None:
-    """The audit's data folder (module docstring) in ``data``."""
+def build(data: Path, customers: int, offers: int, seed: int, channels: bool, scale: float
+          ) -> None:
+    """The audit's data folder (module docstring) in ``data``, its budgets, capacities and
+    targets times ``scale``."""
     write_demo_data(data, customers, offers, seed)
-    pl.DataFrame({"funded_by": ["retailer"], "budget": [900.0], "min_redemptions": [600.0]}
+    pl.DataFrame({"funded_by": ["retailer"], "budget": [900.0 * scale],
+                  "min_redemptions": [600.0 * scale]}
                  ).write_parquet(data / "funders.parquet")
     pl.DataFrame({"group_id": ["g1"] * 3, "offer_id": [1043, 1012, 1017],
                   "max_per_customer": [1] * 3}).write_parquet(data / "offer_groups.parquet")
     if not channels:
         return
-    pl.DataFrame({"channel_id": ["email", "sms"], "capacity": [5000, 800],
+    pl.DataFrame({"channel_id": ["email", "sms"],
+                  "capacity": [round(5000 * scale), round(800 * scale)],
                   "cost_per_contact": [0.01, 0.05]}).write_parquet(data / "channels.parquet")
     ids = pl.read_parquet(data / "customers.parquet").get_column("customer_id")
     pl.concat([pl.DataFrame({"customer_id": ids.filter(ids % 10 != 0), "channel_id": "email"}),
@@ -68,8 +73,9 @@ def run(root: Path, name: str, channels: bool, args: argparse.Namespace) -> dict
     data = root / f"data-{name}"
     if data.exists():
         shutil.rmtree(data)
-    build(data, args.customers, args.offers, args.seed, channels)
-    rules = {**RULES, **({"contact_budget": 60.0} if channels else {})}
+    build(data, args.customers, args.offers, args.seed, channels, args.scale)
+    rules = {**RULES, "global_budget": RULES["global_budget"] * args.scale,
+             **({"contact_budget": 60.0 * args.scale} if channels else {})}
     lines = [f'name = "{name}"', "week = 40", f'data = "{data}"', f'output = "{root / name}"',
              "", "[rules]", *(f"{k} = {json.dumps(v)}" for k, v in rules.items()),
              "", "[solver]", "gap_tolerance = 0.001", "time_limit_s = 600", "seed = 0"]
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--offers", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="budgets, capacities and targets times this (e.g. with --customers)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temp)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -106,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         runs = {name: run(root, name, channels, args)
                 for name, channels in (("channels", True), ("funders", False))}
-    instance = f"c{args.customers}-o{args.offers}-s{args.seed}"
+    instance = f"c{args.customers}-o{args.offers}-s{args.seed}" + (
+        f"-x{args.scale:g}" if args.scale != 1 else "")
     path = write_result("coupled", instance, {**stamped, "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "runs": runs}, args.results)
     print(f"wrote {path}")

@@ -41,12 +41,12 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     prices coordinate steps creep along the ridge where such offers' reduced values tie. The LP of
     a sample, with every capacity scaled by the sample's share of customers, puts prices near that
     ridge's optimum at once; coordinate steps on the whole population then only refine them.
-    Returns ``None`` when the problem is small enough that sampling buys nothing, unless it has
-    a funder budget, a channel capacity or a contact budget (:func:`coupled`): then the LP is the
-    whole problem's, with those rows and the offer groups too, so its prices split a cost
-    between the global, funder and offer budgets and the contact charge as the LP does (the
-    coordinate steps find that split slowly: docs/method.md, "Starting prices and coupled
-    budgets").
+    With a funder budget, a channel capacity or a contact budget (:func:`coupled`) those are
+    rows of the LP too (scaled alike), and so are the offer groups, so its prices split a cost
+    between the global, funder and offer budgets and the contact charge as the LP does: the
+    coordinate steps find that split slowly (docs/method.md, "Starting prices and coupled
+    budgets"). Returns ``None`` when the problem is small enough that sampling buys nothing,
+    unless it has such rows: then the LP is the whole problem's.
     """
     lp = sample_lp(problem, customers, seed)
     return None if lp is None else lp[0].prices
@@ -78,17 +78,17 @@ def sample_lp(problem: AssignmentProblem, customers: int, seed: int
     scale = drawn / total
     offers = problem.offers
     whole = drawn == total
-    # a sample's LP keeps the offer and global rows only: with the coupled rows too its prices
-    # started the 200,000-customer benchmark with 3 channels and 20 groups worse (objective
-    # -0.011 %, bound +0.002 %, docs/method.md); the whole problem's LP keeps every row
-    funders, channels = (problem.funders, problem.channels) if whole else (None, None)
+    # the coupled rows (and the groups) only where such rows exist: otherwise the LP holds the
+    # offers' and the global budget's rows alone, as before
+    full = coupled(problem)
+    funders, channels = (problem.funders, problem.channels) if full else (None, None)
     sample = AssignmentProblem(
         offers=OfferData(offers.discount, offers.budget * scale, offers.max_customers * scale,
                          np.zeros_like(offers.min_customers), offers.categories,
                          offers.category_names),
         blocks=picked, max_per_category=problem.max_per_category,
         global_budget=problem.global_budget * scale, n_customers=drawn,
-        groups=problem.groups if whole else None,
+        groups=problem.groups if full else None,
         funders=None if funders is None else replace(funders, budget=funders.budget * scale),
         channels=None if channels is None else replace(
             channels, capacity=channels.capacity * scale,
