@@ -285,11 +285,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
            ex: ShardExecutor) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
-    prices, lp_bound = start_prices(problem, warm_start, settings.sample_customers,
-                                    settings.seed)
-    # best_bound: the least dual value seen, which steers the steps; the reported bound is the
-    # least of it and the whole problem's LP bound when the start solved that LP (weak duality
-    # makes both upper bounds on every plan)
+    prices, lp_bound = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
+    # the least dual value seen steers the steps; reported: it or the whole LP's bound, the least
     best_bound = reported = np.inf
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     best = BestPlan(problem, prices, target_step)
