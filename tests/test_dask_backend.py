@@ -178,7 +178,7 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | s
     ("affinity", "plan_rows_packed", 2, None),  # driver-built shards: replays the responses
     ("scores", "start", 1, None),  # while the shards are first built: they start again
     ("affinity", "start", 1, None),
-    ("affinity", "kept_tallies", 2, 4),  # mid-narrowing (buckets over 4 candidates narrowed)
+    ("affinity", "kept_tallies", 1, 4),  # mid-narrowing (buckets over 4 candidates narrowed)
 ])
 def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, monkeypatch,
                                                                 path, call, at, split):

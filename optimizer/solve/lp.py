@@ -3,12 +3,22 @@
 Used for the Lagrangian's starting prices on a sample of customers and by the benchmarks
 (:func:`lp_arrays`, the one builder of the LP). Rows:
 one cap per customer, one per (customer, category) when categories are capped (an offer with
-several categories sits in each of its rows), one budget and one ``max_customers`` per offer, and
-the global budget. The returned prices are the LP's duals on the coupling rows.
+several categories sits in each of its rows), one per (customer, offer group) with ``offer_groups``,
+one budget and one ``max_customers`` per offer, the
+global budget, one budget per funder (``funders``), and with channels each capacity and the
+contact budget. The returned prices are the LP's duals on the coupling rows.
+
+Channels enter as one column per (customer, consented channel): ``z[i, c]``, the share of her cap
+``cap[i]`` sent on channel ``c``, so that ``sum_j x[i, j] <= cap[i] * sum_c z[i, c]`` (a row per
+customer), ``sum_i cap[i] z[i, c] <= capacity[c]`` and ``sum cost[c] cap[i] z[i, c] <=
+contact_budget``, each contact paying ``cost[c]`` in the objective. Every pair of a customer may go
+out on any channel she consented to, so splitting her contacts per pair in proportion to ``z``
+gives the per-pair model (:mod:`optimizer.model.channels`, :mod:`optimizer.solve.exact`): the
+same LP with a column per customer and channel instead of one per pair and channel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,10 +33,13 @@ from optimizer.model.problem import AssignmentProblem, Prices
 
 @dataclass(frozen=True)
 class LPRelaxation:
-    """objective: the LP optimum; prices: duals of the budget, max_customers and global rows."""
+    """objective: the LP optimum; prices: duals of the coupling rows; bound: the weak-duality
+    bound at every row's duals (:meth:`LPArrays.dual_bound`), an upper bound on every plan of
+    the problem solved whatever the solver's tolerance (``inf`` when not computed)."""
 
     objective: float
     prices: Prices
+    bound: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,11 @@ class LPArrays:
     upper: np.ndarray
     coupling: dict[str, np.ndarray]
     global_row: int
+    # per funder the row of its budget (-1: none); per channel the row of its capacity (-1:
+    # none) and the contact budget's row (-1: none); empty / -1 without funders or channels
+    funder_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    channel_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    contact_row: int = -1
 
     def dual_bound(self, y: np.ndarray) -> float:
         """Weak duality: for ``y >= 0``, ``upper . y + sum max(0, value - A'y)`` bounds the LP
@@ -70,6 +88,17 @@ def lp_arrays(problem: AssignmentProblem) -> LPArrays:
         data.append(np.ones(pair.size))
         rhs.append(np.full(uniq.size, float(problem.max_per_category)))
         next_row += uniq.size
+    if problem.groups is not None:  # offer groups: per (customer, group) at most its limit
+        members = problem.groups.members[offer]  # (pairs, width)
+        pair, slot = np.nonzero(members >= 0)
+        group = members[pair, slot]
+        key = customer[pair] * problem.groups.n_groups + group
+        uniq, row_of = np.unique(key, return_inverse=True)
+        rows.append(next_row + row_of)
+        cols.append(pair)
+        data.append(np.ones(pair.size))
+        rhs.append(problem.groups.limit[uniq % problem.groups.n_groups].astype(float))
+        next_row += uniq.size
     coupling: dict[str, np.ndarray] = {}
     for name, weights, capacity in (("budget", cost, offers.budget),
                                     ("count", np.ones(n_vars), offers.max_customers)):
@@ -91,9 +120,73 @@ def lp_arrays(problem: AssignmentProblem) -> LPArrays:
         data.append(cost)
         rhs.append(np.array([problem.global_budget]))
         next_row += 1
+    funder_rows = np.zeros(0, dtype=np.int64)
+    if problem.funders is not None:
+        funders = problem.funders
+        funder_rows = np.full(funders.n_funders, -1, dtype=np.int64)
+        capped = np.isfinite(funders.budget)
+        funder_rows[capped] = next_row + np.arange(int(capped.sum()))
+        row_of = np.append(funder_rows, -1)[funders.of_offer[offer]]
+        keep = row_of >= 0
+        rows.append(row_of[keep])
+        cols.append(var[keep])
+        data.append(cost[keep])
+        rhs.append(funders.budget[capped])
+        next_row += int(capped.sum())
+    channel_rows, contact_row = np.zeros(0, dtype=np.int64), -1
+    if problem.channels is not None:
+        channel_rows, contact_row, next_row, value = _channel_columns(
+            problem, customer, caps, next_row, value, rows, cols, data, rhs)
     matrix = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(next_row, n_vars))
-    return LPArrays(value, matrix, np.concatenate(rhs), coupling, global_row)
+                           shape=(next_row, value.size))
+    return LPArrays(value, matrix, np.concatenate(rhs), coupling, global_row, funder_rows,
+                    channel_rows, contact_row)
+
+
+def _channel_columns(problem: AssignmentProblem, customer: np.ndarray, caps: np.ndarray,
+                     next_row: int, value: np.ndarray, rows: list[np.ndarray],
+                     cols: list[np.ndarray], data: list[np.ndarray], rhs: list[np.ndarray]
+                     ) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """The channels' columns and rows (module docstring), appended to ``rows``, ``cols``,
+    ``data`` and ``rhs`` after the pairs' ``value.size`` columns; returns (each channel's
+    capacity row or -1, the contact budget's row or -1, the next row, every column's value)."""
+    channels = problem.channels
+    assert channels is not None
+    ids = np.concatenate([b.customers for b in problem.blocks]).astype(np.int64)
+    live = caps > 0  # a customer without consent has cap 0 (channel_caps)
+    who, channel = np.nonzero(channels.consent[ids] & live[:, None])
+    n_vars, n_cols = value.size, who.size
+    col = n_vars + np.arange(n_cols)
+    weight = caps[who]
+    # sum_j x[i, j] - cap[i] * sum_c z[i, c] <= 0: one row per customer with a pair
+    tie_row = np.full(caps.size, -1, dtype=np.int64)
+    has_pairs = np.bincount(customer, minlength=caps.size) > 0
+    tie_row[has_pairs] = next_row + np.arange(int(has_pairs.sum()))
+    tied = tie_row[customer] >= 0
+    rows.extend([tie_row[customer][tied], tie_row[who][tie_row[who] >= 0]])
+    cols.extend([np.arange(n_vars)[tied], col[tie_row[who] >= 0]])
+    data.extend([np.ones(int(tied.sum())), -weight[tie_row[who] >= 0]])
+    rhs.append(np.zeros(int(has_pairs.sum())))
+    next_row += int(has_pairs.sum())
+    channel_rows = np.full(channels.n_channels, -1, dtype=np.int64)
+    capped = np.isfinite(channels.capacity)
+    channel_rows[capped] = next_row + np.arange(int(capped.sum()))
+    keep = channel_rows[channel] >= 0
+    rows.append(channel_rows[channel][keep])
+    cols.append(col[keep])
+    data.append(weight[keep])
+    rhs.append(channels.capacity[capped].astype(float))
+    next_row += int(capped.sum())
+    contact_row = -1
+    if np.isfinite(channels.contact_budget):
+        contact_row = next_row
+        rows.append(np.full(n_cols, contact_row))
+        cols.append(col)
+        data.append(channels.cost[channel] * weight)
+        rhs.append(np.array([float(channels.contact_budget)]))
+        next_row += 1
+    return (channel_rows, contact_row, next_row,
+            np.concatenate([value, -channels.cost[channel] * weight]))
 
 
 def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: float = 60.0,
@@ -131,14 +224,20 @@ def solve_lp(problem: AssignmentProblem, backend: str = "GLOP", time_limit_s: fl
     # the one whose weak-duality bound is the smaller (both are valid for non-negative duals)
     duals = max((duals, -duals), key=lambda y: -_dual_bound(matrix, upper, value, y))
     duals = np.maximum(duals, 0.0)
+    bound = _dual_bound(matrix, upper, value, duals)
 
-    def per_offer(row_of_offer: np.ndarray) -> np.ndarray:
-        return np.where(row_of_offer >= 0, duals[np.maximum(row_of_offer, 0)], 0.0)
+    def per_row(row: np.ndarray) -> np.ndarray:  # each entry's row's dual (0 without a row)
+        return np.where(row >= 0, duals[np.maximum(row, 0)], 0.0)
 
-    prices = Prices(per_offer(coupling["budget"]), per_offer(coupling["count"]),
+    funders, channels = problem.funders, problem.channels
+    prices = Prices(per_row(coupling["budget"]), per_row(coupling["count"]),
                     float(duals[global_row]) if global_row >= 0 else 0.0,
-                    np.zeros(offers.n_offers))
-    return LPRelaxation(float(solver.objective_value()), prices)
+                    np.zeros(offers.n_offers),
+                    per_row(lp.funder_rows) if funders is not None else None,
+                    funders.of_offer if funders is not None else None,
+                    per_row(lp.channel_rows) if channels is not None else None,
+                    float(duals[lp.contact_row]) if lp.contact_row >= 0 else 0.0)
+    return LPRelaxation(float(solver.objective_value()), prices, bound)
 
 
 def _dual_bound(matrix: sp.csr_matrix, upper: np.ndarray, value: np.ndarray, y: np.ndarray

@@ -8,7 +8,9 @@ small subproblem per customer, solved by the vectorised greedy of :mod:`.greedy`
 1. each customer's best response to the prices gives the dual function
    ``D(prices) = sum_i max_S sum_{j in S} reduced[i, j] + budget . prices + ...``, an upper bound on
    any feasible plan (weak duality; the relaxed greedy bounds customers whose offers span
-   categories from above, so the bound stays valid);
+   categories from above, so the bound stays valid); where the start solved the whole problem's
+   LP (:func:`.start.start_prices`), the reported bound is the least of the dual values and that
+   LP's weak-duality bound;
 2. the same best responses, repaired and refilled, give a feasible plan and its objective. Plans
    start once the bound settles (see ``_solve``); when no pass certifies the gap, the passes that
    skipped theirs make them at the end, so the best plan is chosen from every pass's prices;
@@ -283,8 +285,9 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
            ex: ShardExecutor) -> Solution:
     offers = problem.offers
     start = time.perf_counter()
-    prices = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
-    best_bound = np.inf
+    prices, lp_bound = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
+    # the least dual value seen steers the steps; reported: it or the whole LP's bound, the least
+    best_bound = reported = np.inf
     target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
     best = BestPlan(problem, prices, target_step)
     trace: list[dict[str, float | None]] = []
@@ -304,6 +307,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         drop = ((best_bound - bound) / (bound + problem.fixed_value)
                 if np.isfinite(best_bound) and bound > 0 else np.inf)
         best_bound = min(best_bound, bound)
+        reported = min(best_bound, lp_bound)
         before = (best.objective, best.short)
         out_of_time = time.perf_counter() - start > settings.time_limit_s
         # a plan costs about a pass and cannot certify while the bound still falls by more than
@@ -316,15 +320,15 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
             objective, short = plan_pass(problem, prices, ex.plan_rows(prices), run, best)
         else:
             unplanned.append(prices)
-        gap = plan_gap(best_bound, best.objective, problem.fixed_value)
+        gap = plan_gap(reported, best.objective, problem.fixed_value)
         entry = {"iteration": iteration, "bound": bound, "objective": objective,
-                 "best_bound": best_bound,
+                 "best_bound": reported,
                  "best_objective": best.objective if gap is not None else None,
                  "gap": gap, "shortfall": short, "seconds": time.perf_counter() - start}
         trace.append(entry)
         if progress is not None:
             progress(entry)
-        if best.certified(best_bound, settings.gap_tolerance, iteration):
+        if best.certified(reported, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
             break
         if out_of_time:
@@ -347,14 +351,14 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
         # uncertified: the early prices' plans may be the best (a small or degenerate problem's
         # bound can stall far from its plans), so the passes that skipped them make them now
         replanned = replan(problem, unplanned, best, run, ex, start + settings.time_limit_s)
-        gap = plan_gap(best_bound, best.objective, problem.fixed_value)
+        gap = plan_gap(reported, best.objective, problem.fixed_value)
         trace.append({"iteration": iteration, "replanned_passes": replanned,
-                      "best_bound": best_bound, "best_objective": best.objective, "gap": gap,
-                      "seconds": time.perf_counter() - start})
-        if best.certified(best_bound, settings.gap_tolerance, iteration):
+                      "best_bound": reported, "best_objective": best.objective,
+                      "gap": gap, "seconds": time.perf_counter() - start})
+        if best.certified(reported, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
     return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
-                    bound=max(best_bound, 0.0), status=status, method="lagrangian",
+                    bound=max(reported, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best.prices, trace=trace)
 
 

@@ -27,7 +27,7 @@ from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
-from optimizer.solve.lp import solve_lp
+from optimizer.solve.lp import LPRelaxation, solve_lp
 
 log = logging.getLogger(__name__)
 SAMPLE_CUSTOMERS = 10_000
@@ -41,31 +41,58 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     prices coordinate steps creep along the ridge where such offers' reduced values tie. The LP of
     a sample, with every capacity scaled by the sample's share of customers, puts prices near that
     ridge's optimum at once; coordinate steps on the whole population then only refine them.
-    Returns ``None`` when the problem is small enough that sampling buys nothing.
+    With a funder budget, a channel capacity or a contact budget (:func:`coupled`) those are
+    rows of the LP too (scaled alike), and so are the offer groups, so its prices split a cost
+    between the global, funder and offer budgets and the contact charge as the LP does: the
+    coordinate steps find that split slowly (docs/method.md, "Starting prices and coupled
+    budgets"). Returns ``None`` when the problem is small enough that sampling buys nothing,
+    unless it has such rows: then the LP is the whole problem's.
     """
+    lp = sample_lp(problem, customers, seed)
+    return None if lp is None else lp[0].prices
+
+
+def sample_lp(problem: AssignmentProblem, customers: int, seed: int
+              ) -> tuple[LPRelaxation, bool] | None:
+    """The LP of :func:`sample_prices` and whether it is the whole problem's (then its
+    :attr:`~optimizer.solve.lp.LPRelaxation.bound` bounds every plan of ``problem``); ``None``
+    where :func:`sample_prices` is."""
     total = sum(b.n_customers for b in problem.blocks)
-    if total <= customers or not problem.blocks:
+    if not problem.blocks or total == 0 or (total <= customers and not coupled(problem)):
         return None
-    rng = np.random.default_rng(seed)
-    share = customers / total
-    picked = []
-    for block in problem.blocks:
-        rows = np.flatnonzero(rng.random(block.n_customers) < share)
-        if rows.size:
-            picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
-                                         block.value[rows], block.cost[rows],
-                                         block.p_redeem[rows], block.cap[rows]))
-    drawn = sum(b.n_customers for b in picked)
+    if total <= customers:
+        picked, drawn = problem.blocks, total
+    else:
+        rng = np.random.default_rng(seed)
+        share = customers / total
+        picked = []
+        for block in problem.blocks:
+            rows = np.flatnonzero(rng.random(block.n_customers) < share)
+            if rows.size:
+                picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
+                                             block.value[rows], block.cost[rows],
+                                             block.p_redeem[rows], block.cap[rows]))
+        drawn = sum(b.n_customers for b in picked)
     if drawn == 0:
         return None
     scale = drawn / total
     offers = problem.offers
+    whole = drawn == total
+    # the coupled rows (and the groups) only where such rows exist: otherwise the LP holds the
+    # offers' and the global budget's rows alone, as before
+    full = coupled(problem)
+    funders, channels = (problem.funders, problem.channels) if full else (None, None)
     sample = AssignmentProblem(
         offers=OfferData(offers.discount, offers.budget * scale, offers.max_customers * scale,
                          np.zeros_like(offers.min_customers), offers.categories,
                          offers.category_names),
         blocks=picked, max_per_category=problem.max_per_category,
-        global_budget=problem.global_budget * scale, n_customers=drawn)
+        global_budget=problem.global_budget * scale, n_customers=drawn,
+        groups=problem.groups if full else None,
+        funders=None if funders is None else replace(funders, budget=funders.budget * scale),
+        channels=None if channels is None else replace(
+            channels, capacity=channels.capacity * scale,
+            contact_budget=channels.contact_budget * scale))
     try:
         # PDLP (first-order, one thread) reaches prices as good as GLOP's simplex in half the
         # time on these LPs; they are only a starting point, refined by the passes, so a loose
@@ -74,7 +101,17 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     except SolverError:
         log.warning("sample LP failed; starting from zero prices")
         return None
-    return lp.prices
+    return lp, whole
+
+
+def coupled(problem: AssignmentProblem) -> bool:
+    """Whether ``problem`` has a funder budget, a channel capacity or a contact budget: rows that
+    share a cost or a contact with the offers' and the global budgets, whose prices the
+    coordinate steps split slowly (:func:`sample_prices`)."""
+    funders, channels = problem.funders, problem.channels
+    return bool((funders is not None and np.isfinite(funders.budget).any())
+                or (channels is not None and (np.isfinite(channels.capacity).any()
+                                              or np.isfinite(channels.contact_budget))))
 
 
 def keep_best(block: CandidateBlock, rank: np.ndarray, keep: int) -> CandidateBlock:
@@ -158,7 +195,8 @@ def best_by_prices(blocks: Iterable[CandidateBlock], keep: int, offers: OfferDat
         yield narrowed(block)
 
 
-__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "keep_best", "sample_prices", "selection_prices"]
+__all__ = ["SAMPLE_CUSTOMERS", "best_by_prices", "coupled", "keep_best", "sample_lp",
+           "sample_prices", "selection_prices"]
 
 
 def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
@@ -177,11 +215,16 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
 
 
 def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_customers: int,
-                 seed: int) -> Prices:
-    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0."""
+                 seed: int) -> tuple[Prices, float]:
+    """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0;
+    and an upper bound on every plan known before the passes: the LP's weak-duality bound when
+    that LP was the whole problem's (:func:`sample_lp`), else ``inf``."""
     prices = admissible_prices(problem, warm_start) if warm_start is not None else None
+    bound = float("inf")
     if prices is None and sample_customers > 0:
-        prices = sample_prices(problem, sample_customers, seed)
+        lp = sample_lp(problem, sample_customers, seed)
+        if lp is not None:
+            prices, bound = lp[0].prices, (lp[0].bound if lp[1] else bound)
     if prices is None:
         prices = Prices.zeros(problem.offers.n_offers)
     if problem.funders is not None and prices.funder is None:  # funders start unpriced
@@ -189,4 +232,4 @@ def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_c
                         *funder_rules.admissible(problem, prices))
     if problem.channels is not None and prices.channel is None:  # channels start unpriced
         prices = channel_rules.admissible(problem, prices)
-    return prices
+    return prices, bound
