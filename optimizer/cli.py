@@ -346,10 +346,12 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
 
     Example: offeropt compare runs/demo runs/demo_budget_cut --html runs/compare.html
     """
-    from optimizer.io.runfolder import write_text_file
+    from optimizer.io.runfolder import check_files_folder, write_text_file
     from optimizer.report.compare import TOTAL_KEYS, compare_runs, render_compare
 
     try:
+        if not no_html:  # not into a run's folder: its next run would delete the page
+            check_files_folder(html_path.parent, f"the folder of --html {html_path}:")
         comparison = compare_runs(run_dirs, sample=sample)
     except OptimizerError as exc:
         _fail(exc)

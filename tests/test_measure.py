@@ -143,6 +143,46 @@ def test_measure_cli_writes_json_and_page(world: Path, tmp_path: Path):
     assert not (tmp_path / "again" / "measure.html").exists()
 
 
+def _whole(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_measure_refuses_to_write_into_a_run_folder(world: Path, tmp_path: Path):
+    """A run replaces its folder whole: measure.json or a page written into it (or a folder
+    inside it) was deleted by the next run into that folder. Refused, exit 2 before measuring,
+    the run folder left byte for byte; likewise demo-outcomes' OUT (audit29 b)."""
+    outcomes = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", outcomes, 1, 1.0, 0)
+    run = world / "runs" / "both"
+    before = tree_bytes(run)
+    base = ["measure", run, "--outcomes", outcomes, "--weeks", "1", "--bootstrap", "20"]
+    for extra in (["--out", run], ["--out", run / "measured"],
+                  ["--out", tmp_path / "m", "--html", run / "measure.html"]):
+        result = _invoke(*base, *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert "a run's output (manifest.json)" in _whole(result.output), result.output
+        assert tree_bytes(run) == before
+    assert not (tmp_path / "m").exists()
+    result = _invoke("demo-outcomes", world / "data", run, run / "outcomes", "--weeks", "1")
+    assert result.exit_code == 2 and "a run's output" in _whole(result.output), result.output
+    assert tree_bytes(run) == before
+
+
+def test_measure_writes_both_files_or_neither(world: Path, tmp_path: Path):
+    """A page that cannot be written (no folder can be made under /proc) left measure.json
+    written beside it; the contract says both or neither. Now: exit 3, no measure.json."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    outcomes = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", outcomes, 1, 1.0, 0)
+    report = tmp_path / "report"
+    result = _invoke("measure", world / "runs" / "both", "--outcomes", outcomes, "--weeks", "1",
+                     "--bootstrap", "20", "--out", report, "--html", "/proc/offeropt-page.html")
+    assert result.exit_code == 3, result.output
+    assert not (report / "measure.json").exists()
+    assert [p.name for p in report.iterdir()] == []   # no temporary file left either
+
+
 def _program_arm(run: Path) -> tuple[int, int]:
     """Customers sent an offer, and those plus the ones whose every planned send was withheld
     by the per-offer control (the total's treated arm, by intention to treat)."""

@@ -39,7 +39,7 @@ from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.io.load import read_required, read_table, table_forms
 from optimizer.io.manifest import read_manifest
-from optimizer.io.runfolder import json_writer, write_files
+from optimizer.io.runfolder import check_files_folder, json_writer, write_files
 from optimizer.io.runview import read_run_arm
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
@@ -124,6 +124,7 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
         raise ValueError("weeks must be >= 1 and lift a finite number >= 0")
     data, run_dir = Path(data), Path(run_dir)
     _refuse_input_folder(Path(out))
+    check_files_folder(Path(out), "OUT")  # not in a run's folder: its next run would delete them
     week = _run_week(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
     customers = read_required(data, "customers").frame.select("customer_id")
