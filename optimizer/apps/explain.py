@@ -57,6 +57,7 @@ from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest
+from optimizer.io.run_match import run_differences
 from optimizer.io.runview import read_run_arm, read_run_manifest, read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
@@ -236,8 +237,14 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
     index = {oid: j for j, oid in enumerate(offer_ids)}
-    warnings = [f"offer {oid} is in the run but no longer in the offers table"
-                for oid in given if oid not in index]
+    # a run made from other settings or inputs is explained against these: say so (check
+    # refuses such a run; explain still answers, but its rules and numbers are not the run's)
+    differences = run_differences(manifest.data, scenario, inputs)
+    warnings = ([f"{run} was made with another scenario or other inputs than these; the "
+                 "statuses and numbers read these, not the run's (give explain the run's own "
+                 "--set and inputs): " + "; ".join(differences)] if differences else [])
+    warnings += [f"offer {oid} is in the run but no longer in the offers table"
+                 for oid in given if oid not in index]
     given_idx = [index[o] for o in given if o in index]
     for j in given_idx:
         if abs(given[offer_ids[j]]["score"] - value[j]) > 1e-6 * max(1.0, abs(value[j])):
