@@ -320,6 +320,22 @@ def test_power_gives_the_least_holdout_share():
     assert result.exit_code == 2 and "--baseline-sd" in result.output
 
 
+def test_power_from_data_refuses_more_weeks_than_the_transactions_hold(world: Path):
+    """--data DIR --weeks N past the transactions' weeks took the weeks there were and printed
+    "sales over N week(s)" with their spread (a 1000-week ask read 26 weeks, exit 0). Like
+    measure's own --weeks, that is exit 2 naming the table and the weeks it holds."""
+    weeks = pl.read_parquet(world / "data" / "transactions.parquet").get_column("week")
+    held = int(weeks.max()) - int(weeks.min()) + 1
+    ok = _invoke("measure", "--power", "--effect", "1", "--data", world / "data",
+                 "--weeks", held, "--json")
+    assert ok.exit_code == 0, ok.output
+    result = _invoke("measure", "--power", "--effect", "1", "--data", world / "data",
+                     "--weeks", held + 1)
+    assert result.exit_code == 2, result.output
+    text = _whole(result.output)
+    assert "table 'transactions', column 'week'" in text and f"--weeks {held}" in text, text
+
+
 @pytest.mark.slow
 def test_measure_recovers_a_known_lift_in_19_of_20_seeds(world: Path, tmp_path: Path):
     """Issue 19's test: 10% universal holdout, each seed a new split (salt) and new outcome
