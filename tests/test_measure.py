@@ -183,6 +183,29 @@ def test_measure_writes_both_files_or_neither(world: Path, tmp_path: Path):
     assert [p.name for p in report.iterdir()] == []   # no temporary file left either
 
 
+def test_demo_outcomes_writes_its_three_files_or_none(world: Path, tmp_path: Path, monkeypatch):
+    """transactions, redemptions and truth.json were written one after the other: a failure at
+    the last (disk full) left new transactions and redemptions beside the old truth.json. Now
+    all three are staged first: a failure leaves the earlier outcomes byte for byte."""
+    import errno
+
+    import optimizer.apps.outcomes as outcomes
+
+    out = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", out, 1, 1.0, 0)
+    before = tree_bytes(out)
+
+    def full_disk(data):
+        def write(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write
+    monkeypatch.setattr(outcomes, "json_writer", full_disk)
+    result = _invoke("demo-outcomes", world / "data", world / "runs" / "both", out,
+                     "--weeks", "2", "--seed", "5")
+    assert result.exit_code == 3, result.output
+    assert tree_bytes(out) == before
+
+
 def _program_arm(run: Path) -> tuple[int, int]:
     """Customers sent an offer, and those plus the ones whose every planned send was withheld
     by the per-offer control (the total's treated arm, by intention to treat)."""

@@ -9,6 +9,7 @@ temporary file with :func:`publish`.
 """
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -51,6 +52,9 @@ def write_atomic_together(writers: dict[Path, Callable[[Path], object]]) -> None
     (where a full disk, a size limit or a refused folder fails), and only then are they
     published, one rename each; no temporary file outlives a failure."""
     temps = {Path(target): temp_sibling(Path(target)) for target in writers}
+    for target in temps:  # a rename onto a folder would fail after the others were published
+        if target.is_dir() and not target.is_symlink():
+            raise IsADirectoryError(errno.EISDIR, "a folder is where the file goes", str(target))
     try:
         for target, write in writers.items():
             write(temps[Path(target)])
