@@ -335,6 +335,9 @@ def test_multiple_chunks(tmp_path, monkeypatch):
     (["--customers", "1000000", "--offers", "100000", "--scores-per-customer", "100000"],
      "GB of memory"),
     (["--customers", "10000000000000"], "GB free there"),
+    # a week no scenario can plan (week knobs are at most 1,000,000 in absolute value)
+    (["--week", "1000001"], "at most 1,000,000"),
+    (["--week", "-999990"], ">= -999974"),
 ])
 def test_bad_arguments_on_the_command_line_exit_2(tmp_path, args, phrase):
     from click.testing import CliRunner

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from optimizer.apps.synthetic_world import _ensure_counts
 from optimizer.core.allocator import process_memory_limits
+from optimizer.core.config import MAX_WEEK
 from optimizer.io.memory import available_memory
 
 GB = 1024 ** 3
@@ -86,7 +87,10 @@ def checked_arguments(customers: int, offers: int, scores_per_customer: int | No
     N = _ensure_counts("customers", customers, 1)
     M = _ensure_counts("offers", offers, 1)
     weeks = _ensure_counts("weeks", weeks, 1)
-    planning_week = _ensure_counts("planning_week", planning_week, -10**6)
+    planning_week = _ensure_counts("planning_week", planning_week, -MAX_WEEK + weeks)
+    if planning_week > MAX_WEEK:  # a folder whose week no scenario can plan (week knobs' range)
+        raise ValueError(f"planning_week must be at most {MAX_WEEK:,} (the scenario's week "
+                         f"knobs' range), got {planning_week!r}")
     K = None
     if scores_per_customer is not None:
         K = _ensure_counts("scores_per_customer", scores_per_customer, 1)
