@@ -87,10 +87,7 @@ def checked_arguments(customers: int, offers: int, scores_per_customer: int | No
     N = _ensure_counts("customers", customers, 1)
     M = _ensure_counts("offers", offers, 1)
     weeks = _ensure_counts("weeks", weeks, 1)
-    planning_week = _ensure_counts("planning_week", planning_week, -MAX_WEEK + weeks)
-    if planning_week > MAX_WEEK:  # a folder whose week no scenario can plan (week knobs' range)
-        raise ValueError(f"planning_week must be at most {MAX_WEEK:,} (the scenario's week "
-                         f"knobs' range), got {planning_week!r}")
+    planning_week = _ensure_counts("planning_week", planning_week, -10**6)
     K = None
     if scores_per_customer is not None:
         K = _ensure_counts("scores_per_customer", scores_per_customer, 1)
@@ -101,6 +98,11 @@ def checked_arguments(customers: int, offers: int, scores_per_customer: int | No
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     check_sizes(N, M, K, weeks, chunk, out_dir)
+    # a folder whose weeks no scenario can plan (week knobs are at most MAX_WEEK in absolute value)
+    if planning_week > MAX_WEEK or planning_week - weeks < -MAX_WEEK:
+        raise ValueError(f"planning week {planning_week:,} with {weeks:,} weeks of history: "
+                         f"the weeks must lie within -{MAX_WEEK:,}..{MAX_WEEK:,}, the range of the "
+                         "scenario's week knobs")
     return N, M, K, weeks, planning_week
 
 
