@@ -7,7 +7,8 @@ The only module that imports click, with :mod:`optimizer.cli_measure` (``measure
 ``demo-outcomes``), :mod:`optimizer.cli_planners` (``explain``, ``backtest``) and
 :mod:`optimizer.cli_simulate` (``simulate``). Errors become a message on stderr and the exit code
 that :func:`optimizer.core.errors.exit_code` maps them to (2 bad input, 3 environment, 4 out of
-memory; ``offeropt check`` exits 1 when a run breaks a rule), caught once, in :class:`_Main`.
+memory, 70 a bug, with its traceback; ``offeropt check`` exits 1 when a run breaks a rule), caught
+once, in :class:`_Main`.
 
 Names, IDs, paths and messages are data: they reach rich only as :class:`rich.text.Text` (see
 :func:`_lit`), never as markup, so ``[/]`` or ``:smile:`` in a scenario name prints as written.
@@ -33,14 +34,21 @@ from optimizer.cli_text import (
     err_console,
 )
 from optimizer.core.allocator import configure_polars_allocator
-from optimizer.core.errors import MemoryLimitError, OptimizerError, exit_code
+from optimizer.core.errors import (
+    EXIT_INTERNAL,
+    MemoryLimitError,
+    OptimizerError,
+    describe_internal,
+    exit_code,
+)
 
 
 class _Main(click.Group):
     """The command group; maps the errors a command raises to their documented exit codes
     (:func:`optimizer.core.errors.exit_code`): an operating-system error, an allocation failure or an
-    error of the optimizer ends with its message instead of a traceback and exit code 1 (which
-    is ``check``'s "violations found"). Ctrl-C in any command: a one-line message and exit 130
+    error of the optimizer ends with its message instead of a traceback. Any other exception is a
+    bug: its traceback on stderr, then a one-line message, and exit code 70 (``EX_SOFTWARE``),
+    never Python's 1, which is ``check``'s "violations found". Ctrl-C in any command: a one-line message and exit 130
     (click's own would be exit 1); SIGTERM (``kill``, ``timeout``) is turned into the same
     interrupt while the command runs (:func:`optimizer.core.interrupt.terminate_as_interrupt`)."""
 
@@ -65,17 +73,28 @@ class _Main(click.Group):
             err_console.print(f"\ninterrupted ({signal_name(exc)})", highlight=False,
                               markup=False)
             sys.exit(EXIT_INTERRUPTED)
-        except Exception as exc:  # noqa: BLE001 - mapped or re-raised: a bug keeps its traceback
+        except Exception as exc:  # noqa: BLE001 - mapped, or a bug: its traceback and exit 70
             if exit_code(exc) is None:
-                raise
+                _internal_error(exc)
             _fail(exc)
+
+
+def _internal_error(exc: BaseException) -> None:
+    """A bug reached the command line: its traceback (for the report) and what it means on
+    stderr, then exit :data:`optimizer.core.errors.EXIT_INTERNAL`."""
+    import traceback
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", describe_internal(exc)))
+    sys.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit codes: 0 success; 1 check found violations; 2 bad input (a table, "
                     "the scenario, --set or a path); 3 the environment refuses (a folder cannot "
                     "be read or written, disk full, file size limit, I/O error); 4 out of memory "
-                    "(the estimate exceeds the limit, or an allocation failed); 130 interrupted "
+                    "(the estimate exceeds the limit, or an allocation failed); 70 internal error (a "
+                    "bug: its traceback is printed on stderr); 130 interrupted "
                     "(Ctrl-C or SIGTERM). An output folder is only ever replaced when this tool wrote it "
                     "(it holds our manifest.json).")
 @click.version_option(__version__, prog_name="offeropt")
@@ -327,10 +346,12 @@ def compare(run_dirs: tuple[Path, ...], html_path: Path, no_html: bool, sample: 
 
     Example: offeropt compare runs/demo runs/demo_budget_cut --html runs/compare.html
     """
-    from optimizer.io.runfolder import write_text_file
+    from optimizer.io.runfolder import check_files_folder, write_text_file
     from optimizer.report.compare import TOTAL_KEYS, compare_runs, render_compare
 
     try:
+        if not no_html:  # not into a run's folder: its next run would delete the page
+            check_files_folder(html_path.parent, f"the folder of --html {html_path}:")
         comparison = compare_runs(run_dirs, sample=sample)
     except OptimizerError as exc:
         _fail(exc)

@@ -72,8 +72,10 @@ def measure(run_dirs: tuple[Path, ...], outcomes: Path | None, weeks: int | None
     Planning a test: offeropt measure --power --baseline-sd 25 --effect 1.5 --customers 20000
     """
     from optimizer.apps.measure import Settings, measure_runs, render_measure
-    from optimizer.io.runfolder import json_writer, write_files, write_text_file
+    from optimizer.io.atomic import write_atomic_together
+    from optimizer.io.runfolder import check_files_folder, json_writer
 
+    page = None if no_html else (html_path or out_dir / "measure.html")
     try:
         if power:
             _measure_power(run_dirs, baseline_sd, effect, customers, data_dir, weeks, alpha,
@@ -81,21 +83,28 @@ def measure(run_dirs: tuple[Path, ...], outcomes: Path | None, weeks: int | None
             return
         if not run_dirs or outcomes is None:
             raise click.UsageError("measure needs RUN_DIR ... and --outcomes DIR (or --power)")
+        # not into a run's (or sweep's, ...) folder: its next run would delete them; before work
+        check_files_folder(out_dir, "--out")
+        if page is not None:
+            check_files_folder(page.parent, f"the folder of --html {page}:")
+            if page.resolve() == (out_dir / "measure.json").resolve():
+                raise click.UsageError("--html names measure.json itself: give the page another "
+                                       "name")
         settings = Settings(weeks=weeks, pre_weeks=pre_weeks, margin_rate=margin_rate,
                             bootstrap=bootstrap, seed=seed, alpha=alpha, power=power_target)
         result = measure_runs(list(run_dirs), outcomes, settings)
     except OptimizerError as exc:
         _fail(exc)
         return
-    # the page is rendered and both folders made before either file is written, so a page that
-    # cannot be written leaves no measure.json behind (each file is written whole or not at all)
-    page = None if no_html else (html_path or out_dir / "measure.html")
+    # the page is rendered and both files written to temporary names before either is renamed
+    # into place: a page that cannot be written leaves no measure.json behind, and the reverse
     text = None if page is None else render_measure(result)
     for folder in [out_dir] + ([] if page is None else [page.parent]):
         folder.mkdir(parents=True, exist_ok=True)
-    write_files(out_dir, {"measure.json": json_writer(result)})
+    files = {out_dir / "measure.json": json_writer(result)}
     if page is not None and text is not None:
-        write_text_file(page, text)
+        files[page] = lambda path: path.write_text(text, encoding="utf-8")
+    write_atomic_together(files)
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return

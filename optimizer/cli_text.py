@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from optimizer.core.errors import describe, exit_code
+from optimizer.core.errors import EXIT_INTERNAL, describe, exit_code
 
 err_console = Console(stderr=True)
 
@@ -23,7 +23,7 @@ def _lit(value: Any, style: str = "") -> Text:
 
 def _fail(exc: BaseException) -> None:
     err_console.print(Text.assemble(("error:", "bold red"), " ", describe(exc)))
-    sys.exit(exit_code(exc) or 1)
+    sys.exit(exit_code(exc) or EXIT_INTERNAL)
 
 
 class FiniteFloatRange(click.FloatRange):

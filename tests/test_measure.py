@@ -143,6 +143,69 @@ def test_measure_cli_writes_json_and_page(world: Path, tmp_path: Path):
     assert not (tmp_path / "again" / "measure.html").exists()
 
 
+def _whole(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_measure_refuses_to_write_into_a_run_folder(world: Path, tmp_path: Path):
+    """A run replaces its folder whole: measure.json or a page written into it (or a folder
+    inside it) was deleted by the next run into that folder. Refused, exit 2 before measuring,
+    the run folder left byte for byte; likewise demo-outcomes' OUT (audit29 b)."""
+    outcomes = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", outcomes, 1, 1.0, 0)
+    run = world / "runs" / "both"
+    before = tree_bytes(run)
+    base = ["measure", run, "--outcomes", outcomes, "--weeks", "1", "--bootstrap", "20"]
+    for extra in (["--out", run], ["--out", run / "measured"],
+                  ["--out", tmp_path / "m", "--html", run / "measure.html"]):
+        result = _invoke(*base, *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert "a run's output (manifest.json)" in _whole(result.output), result.output
+        assert tree_bytes(run) == before
+    assert not (tmp_path / "m").exists()
+    result = _invoke("demo-outcomes", world / "data", run, run / "outcomes", "--weeks", "1")
+    assert result.exit_code == 2 and "a run's output" in _whole(result.output), result.output
+    assert tree_bytes(run) == before
+
+
+def test_measure_writes_both_files_or_neither(world: Path, tmp_path: Path):
+    """A page that cannot be written (no folder can be made under /proc) left measure.json
+    written beside it; the contract says both or neither. Now: exit 3, no measure.json."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    outcomes = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", outcomes, 1, 1.0, 0)
+    report = tmp_path / "report"
+    result = _invoke("measure", world / "runs" / "both", "--outcomes", outcomes, "--weeks", "1",
+                     "--bootstrap", "20", "--out", report, "--html", "/proc/offeropt-page.html")
+    assert result.exit_code == 3, result.output
+    assert not (report / "measure.json").exists()
+    assert [p.name for p in report.iterdir()] == []   # no temporary file left either
+
+
+def test_demo_outcomes_writes_its_three_files_or_none(world: Path, tmp_path: Path, monkeypatch):
+    """transactions, redemptions and truth.json were written one after the other: a failure at
+    the last (disk full) left new transactions and redemptions beside the old truth.json. Now
+    all three are staged first: a failure leaves the earlier outcomes byte for byte."""
+    import errno
+
+    import optimizer.apps.outcomes as outcomes
+
+    out = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", out, 1, 1.0, 0)
+    before = tree_bytes(out)
+
+    def full_disk(data):
+        def write(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write
+    monkeypatch.setattr(outcomes, "json_writer", full_disk)
+    result = _invoke("demo-outcomes", world / "data", world / "runs" / "both", out,
+                     "--weeks", "2", "--seed", "5")
+    assert result.exit_code == 3, result.output
+    assert tree_bytes(out) == before
+
+
 def _program_arm(run: Path) -> tuple[int, int]:
     """Customers sent an offer, and those plus the ones whose every planned send was withheld
     by the per-offer control (the total's treated arm, by intention to treat)."""
@@ -278,6 +341,22 @@ def test_power_gives_the_least_holdout_share():
     assert json.loads(result.output)["control_customers"] == control
     result = _invoke("measure", "--power", "--effect", "1")
     assert result.exit_code == 2 and "--baseline-sd" in result.output
+
+
+def test_power_from_data_refuses_more_weeks_than_the_transactions_hold(world: Path):
+    """--data DIR --weeks N past the transactions' weeks took the weeks there were and printed
+    "sales over N week(s)" with their spread (a 1000-week ask read 26 weeks, exit 0). Like
+    measure's own --weeks, that is exit 2 naming the table and the weeks it holds."""
+    weeks = pl.read_parquet(world / "data" / "transactions.parquet").get_column("week")
+    held = int(weeks.max()) - int(weeks.min()) + 1
+    ok = _invoke("measure", "--power", "--effect", "1", "--data", world / "data",
+                 "--weeks", held, "--json")
+    assert ok.exit_code == 0, ok.output
+    result = _invoke("measure", "--power", "--effect", "1", "--data", world / "data",
+                     "--weeks", held + 1)
+    assert result.exit_code == 2, result.output
+    text = _whole(result.output)
+    assert "table 'transactions', column 'week'" in text and f"--weeks {held}" in text, text
 
 
 @pytest.mark.slow

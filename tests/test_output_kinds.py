@@ -84,3 +84,36 @@ def test_a_folder_holding_two_commands_outputs_is_nobodys(root):  # noqa: F811
     before = tree_bytes(run)
     assert_exit(invoke("run", str(root / "scenario.toml")), 2, "a sweep's output")
     assert tree_bytes(run) == before
+
+
+# each command with an output, pointed inside a run's folder (a run replaces its folder whole, so
+# the next run deleted what they wrote there; before, each was accepted)
+INSIDE_A_RUN = {
+    "run": lambda r: ["run", str(r / "scenario.toml"), "--quiet", "--set",
+                      f"output={json.dumps(str(r / 'run' / 'nested'))}"],
+    "sweep": lambda r: ["sweep", str(r / "scenario.toml"), "--budget-scale", "1", "--quiet",
+                        "--out", str(r / "run" / "curve")],
+    "backtest": lambda r: ["backtest", str(r / "scenario.toml"), "--holdout-weeks", "1",
+                           "--out", str(r / "run" / "bt")],
+    "compare": lambda r: ["compare", str(r / "run"), str(r / "run"),
+                          "--html", str(r / "run" / "compare.html")],
+}
+
+
+@pytest.mark.parametrize("command", sorted(INSIDE_A_RUN))
+def test_nothing_is_written_inside_a_run_folder(root, command):  # noqa: F811
+    run = _run(root)
+    before = tree_bytes(run)
+    result = invoke(*INSIDE_A_RUN[command](root))
+    assert_exit(result, 2, "a run's output (manifest.json)", "replaces that folder whole")
+    assert tree_bytes(run) == before
+
+
+def test_a_run_beside_another_is_still_fine(root):  # noqa: F811
+    """Only the folders above count: a sibling of a run folder (the backtest's default) is not
+    inside it."""
+    _run(root)
+    result = invoke("compare", str(root / "run"), str(root / "run"), "--html",
+                    str(root / "compare.html"))
+    assert result.exit_code == 0, result.output
+    assert (root / "compare.html").is_file()

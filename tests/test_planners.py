@@ -284,6 +284,23 @@ def test_explain_matches_the_run(world: Path) -> None:
     assert missing.exit_code == 2
 
 
+def test_explain_warns_when_the_run_was_made_from_other_settings(world: Path) -> None:
+    """explain re-derives statuses from the scenario given: against a run made with another
+    budget_scale (or cap) it explained silently with the wrong numbers ("5 offers (cap 2)").
+    It now warns naming each difference, as check's refusal does (one list,
+    optimizer/io/run_match.py); the run's own scenario warns of nothing."""
+    import polars as pl
+    customer = str(pl.read_parquet(world / "runs/base/assignments.parquet")["customer_id"][0])
+    other = explain_customer(load_scenario(world / "cut.toml"), customer, world / "runs/base")
+    assert any("rules.budget_scale: the run had 1.0, here 0.8" in w for w in other.warnings), \
+        other.warnings
+    out = CliRunner().invoke(main, ["explain", str(world / "base.toml"), customer, "--set",
+                                    "rules.max_offers_per_customer=2"])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.stderr.split())
+    assert "warning:" in text and "rules.max_offers_per_customer: the run had 3, here 2" in text
+
+
 def test_excluded_categories_in_eligibility_and_check(world: Path) -> None:
     import polars as pl
     offers = pl.read_parquet(world / "data/offers.parquet")

@@ -227,3 +227,22 @@ def test_a_memory_limit_exits_4_as_run_does(tmp_path: Path) -> None:
                              "solver.memory_limit_gb=0.001", "--out", str(tmp_path / "out"))
     assert code == 4, output
     assert "memory_limit_gb" in output and not (tmp_path / "out").exists()
+
+
+def test_worlds_inside_out_is_refused_before_simulating(tmp_path: Path) -> None:
+    """--out is replaced whole by the result: --worlds inside it was simulated in full and then
+    the result refused (exit 2 after the work, the worlds lost with it); now exit 2 at once.
+    A --worlds folder inside a run's folder is refused too (the run's next week deletes it)."""
+    out = tmp_path / "out"
+    code, output = _simulate("--customers", "50", "--offers", "5", "--weeks", "1", "--seeds",
+                             "1", "--strategies", "random", "--out", str(out),
+                             "--worlds", str(out / "worlds"))
+    assert code == 2 and "overlap" in output, output
+    assert not out.exists()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"package_version": "0", "scenario": {}, "objective": 0}')
+    code, output = _simulate("--customers", "50", "--offers", "5", "--weeks", "1",
+                             "--worlds", str(run / "worlds"))
+    assert code == 2 and "a run's output (manifest.json)" in " ".join(output.split()), output
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json"]

@@ -335,6 +335,9 @@ def test_multiple_chunks(tmp_path, monkeypatch):
     (["--customers", "1000000", "--offers", "100000", "--scores-per-customer", "100000"],
      "GB of memory"),
     (["--customers", "10000000000000"], "GB free there"),
+    # a week no scenario can plan (week knobs are at most 1,000,000 in absolute value)
+    (["--week", "1000001"], "within -1,000,000..1,000,000"),
+    (["--week", "-999990"], "within -1,000,000..1,000,000"),
 ])
 def test_bad_arguments_on_the_command_line_exit_2(tmp_path, args, phrase):
     from click.testing import CliRunner
@@ -365,3 +368,26 @@ def test_sizes_the_machine_cannot_hold_are_refused_before_anything_is_written(tm
                                          "available \\(1.0 GB\\)"):
         write_demo_data(tmp_path / "big", 50, 200_000, seed=0, weeks=4)
     assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize("inside", ["", "data"])
+def test_refuses_a_run_folder_or_one_inside_it(tmp_path, inside):
+    """A run's folder holds its own customers.parquet (the lifetime values), which demo-data
+    replaced with the input table; and a run replaces its folder whole, so tables written inside
+    it are deleted by the next run. Exit 2, nothing written (audit29)."""
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+    from tests.tiny_world import tree_bytes
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"package_version": "0", "scenario": {}, "objective": 0}')
+    (run / "customers.parquet").write_bytes(b"the run's lifetime values")
+    before = tree_bytes(run)
+    out = run / inside if inside else run
+    result = CliRunner().invoke(main, ["demo-data", str(out), "--customers", "10", "--offers",
+                                       "2"])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "a run's output (manifest.json)" in " ".join(result.output.split())
+    assert tree_bytes(run) == before

@@ -57,6 +57,7 @@ from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest
+from optimizer.io.run_match import run_differences
 from optimizer.io.runview import read_run_arm, read_run_manifest, read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
@@ -195,6 +196,24 @@ def _her_pins(scenario: Scenario, inputs: Inputs, previous: Any, c: int) -> np.n
     return pinned & in_flight(inputs.offers, scenario.week, inputs.flights)
 
 
+def _warnings(run: Path, differences: list[str], given: dict[str, Any], index: dict[str, int],
+              given_idx: list[int], offer_ids: list[str], value: np.ndarray) -> list[str]:
+    """What may make the explanation differ from the run: a run made from other settings or
+    inputs (``differences``: check refuses such a run; explain answers against the ones given),
+    given offers no longer in the offers table, and scores that changed since the run."""
+    warnings = ([f"{run} was made with another scenario or other inputs than these; the "
+                 "statuses and numbers read these, not the run's (give explain the run's own "
+                 "--set and inputs): " + "; ".join(differences)] if differences else [])
+    warnings += [f"offer {oid} is in the run but no longer in the offers table"
+                 for oid in given if oid not in index]
+    for j in given_idx:
+        if abs(given[offer_ids[j]]["score"] - value[j]) > 1e-6 * max(1.0, abs(value[j])):
+            warnings.append(f"offer {offer_ids[j]}: score {given[offer_ids[j]]['score']:.6g} in "
+                            f"the run, {value[j]:.6g} recomputed now (inputs, scenario or scoring "
+                            "changed since the run)")
+    return warnings
+
+
 def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path | None = None
                      ) -> Explanation:
     """Explain the plan of ``customer_id`` in ``run_dir`` (default: the scenario's output)."""
@@ -236,14 +255,9 @@ def explain_customer(scenario: Scenario, customer_id: str, run_dir: str | Path |
             .filter(pl.col("customer_id").cast(pl.Utf8) == str(customer_id).strip()))
     given = {str(r["offer_id"]): r for r in mine.to_dicts()}
     index = {oid: j for j, oid in enumerate(offer_ids)}
-    warnings = [f"offer {oid} is in the run but no longer in the offers table"
-                for oid in given if oid not in index]
     given_idx = [index[o] for o in given if o in index]
-    for j in given_idx:
-        if abs(given[offer_ids[j]]["score"] - value[j]) > 1e-6 * max(1.0, abs(value[j])):
-            warnings.append(f"offer {offer_ids[j]}: score {given[offer_ids[j]]['score']:.6g} in "
-                            f"the run, {value[j]:.6g} recomputed now (inputs, scenario or scoring "
-                            "changed since the run)")
+    warnings = _warnings(run, run_differences(manifest.data, scenario, inputs), given, index,
+                         given_idx, offer_ids, value)
     cap = int(caps[c])
     ctx = _Context(cats.table, cats.names, rules_cfg.max_offers_per_category, cap,
                    rules_cfg.max_offers_per_customer, given_idx, reduced, offer_ids,

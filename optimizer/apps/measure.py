@@ -427,7 +427,13 @@ def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
     tx = read_required(Path(data), "transactions").frame
     if tx.height == 0:
         raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
-    last = int(tx.select(pl.col("week").max()).item())
+    first, last = (int(v) for v in tx.select(pl.col("week").min().alias("first"),
+                                             pl.col("week").max().alias("last")).row(0))
+    if weeks > last - first + 1:  # the weeks missing would count as weeks without sales
+        raise InputError("transactions", "week", f"--weeks {weeks} asks for the sales of weeks "
+                         f"{last - weeks + 1}..{last}, but the transactions in {data} hold weeks "
+                         f"{first}..{last} only: give --weeks {last - first + 1} or fewer (the "
+                         "weeks missing would count as weeks without sales and bias the spread)")
     sales = (tx.filter(pl.col("week") > last - weeks).group_by("customer_id")
              .agg(pl.col("sales_value").sum().alias("s")))
     values = customers.join(sales, on="customer_id", how="left").get_column("s").fill_null(0.0)

@@ -37,9 +37,10 @@ import polars as pl
 from optimizer.apps.measure import program_arm
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError, ScenarioError
+from optimizer.io.atomic import write_atomic_together
 from optimizer.io.load import read_required, read_table, table_forms
 from optimizer.io.manifest import read_manifest
-from optimizer.io.runfolder import json_writer, write_files
+from optimizer.io.runfolder import check_files_folder, json_writer
 from optimizer.io.runview import read_run_arm
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
@@ -124,6 +125,7 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
         raise ValueError("weeks must be >= 1 and lift a finite number >= 0")
     data, run_dir = Path(data), Path(run_dir)
     _refuse_input_folder(Path(out))
+    check_files_folder(Path(out), "OUT")  # not in a run's folder: its next run would delete them
     week = _run_week(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
     customers = read_required(data, "customers").frame.select("customer_id")
@@ -185,10 +187,11 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
         "treated_customers": treated, "sales_per_redemption": value,
         "per_offer": per_offer.select("offer_id", "customers", "true_lift_per_customer").to_dicts(),
     }
-    write_files(out, {
-        "transactions.parquet": lambda path: transactions.write_parquet(path),
-        "redemptions.parquet": lambda path: redemptions.write_parquet(path),
-        "truth.json": json_writer(truth),
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_atomic_together({  # all three or none: never new transactions beside old redemptions
+        Path(out) / "transactions.parquet": lambda path: transactions.write_parquet(path),
+        Path(out) / "redemptions.parquet": lambda path: redemptions.write_parquet(path),
+        Path(out) / "truth.json": json_writer(truth),
     })
     for name in ("transactions", "redemptions"):  # a CSV twin would make the folder ambiguous
         (Path(out) / f"{name}.csv").unlink(missing_ok=True)

@@ -47,6 +47,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
 )
 from optimizer.core.interrupt import deferred_interrupt
 from optimizer.io.atomic import publish
+from optimizer.io.runfolder import check_files_folder
 from optimizer.io.stale import remove_input_tables
 
 __all__ = ["write_demo_data", "check_demo_arguments", "CATEGORIES", "SENSITIVE_CATEGORIES", "WEEK1_START"]
@@ -433,6 +434,9 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
     report = progress or (lambda _msg: None)
 
     out_dir = Path(out_dir)
+    # not in a run's (sweep's, ...) folder: its tables would replace the run's customers.parquet,
+    # and the next run into that folder would delete them (ScenarioError, exit 2, nothing written)
+    check_files_folder(out_dir, "OUT_DIR")
     out_dir.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(int(seed))
     ss_static, ss_sample, ss_chunks = root.spawn(3)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from optimizer.apps.synthetic_world import _ensure_counts
 from optimizer.core.allocator import process_memory_limits
+from optimizer.core.config import MAX_WEEK
 from optimizer.io.memory import available_memory
 
 GB = 1024 ** 3
@@ -97,6 +98,11 @@ def checked_arguments(customers: int, offers: int, scores_per_customer: int | No
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     check_sizes(N, M, K, weeks, chunk, out_dir)
+    # a folder whose weeks no scenario can plan (week knobs are at most MAX_WEEK in absolute value)
+    if planning_week > MAX_WEEK or planning_week - weeks < -MAX_WEEK:
+        raise ValueError(f"planning week {planning_week:,} with {weeks:,} weeks of history: "
+                         f"the weeks must lie within -{MAX_WEEK:,}..{MAX_WEEK:,}, the range of the "
+                         "scenario's week knobs")
     return N, M, K, weeks, planning_week
 
 

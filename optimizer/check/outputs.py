@@ -46,7 +46,6 @@ everything else the run published, and that the run was made from the scenario a
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +70,13 @@ from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compar
 from optimizer.check.figures import check_manifest
 from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
-from optimizer.core.config import Scenario, scenario_to_dict
+from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.io import manifest as manifest_file
-from optimizer.io.validate import Inputs, history_digest
+from optimizer.io import run_match
+from optimizer.io.validate import Inputs
 
 SCORE_RTOL, SCORE_ATOL = 1e-9, 1e-12       # score == the objective's formula
-_NOT_COMPARED = ("data", "output", "extends", "name")
-# the solver's knobs decide which plan is made, not which rules hold nor any figure check reads;
-# solver.scores_per_customer narrows what the pin rule reads (optimizer/check/pins.py)
-_SOLVER_COMPARED = ("solver.scores_per_customer",)
-_MISSING = object()
 
 
 class RunMismatch(ScenarioError):
@@ -110,55 +105,15 @@ def read_manifest(run_dir: Path) -> tuple[dict[str, Any] | None, list[Violation]
         return None, [Violation("manifest", f"manifest.json cannot be read as JSON ({exc})", 1)]
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def _sha(entry: Any) -> str | None:
-    return entry.get("sha256") if isinstance(entry, dict) else None
-
-
 def run_differences(manifest: dict[str, Any] | None, scenario: Scenario, inputs: Inputs,
                     run_dir: Path, force: bool) -> list[str]:
-    """Compare the run's recorded scenario and inputs with these (module docstring). Raises
-    :class:`RunMismatch` listing the differences, or with ``force`` returns them as notes."""
+    """Compare the run's recorded scenario and inputs with these (module docstring,
+    :func:`optimizer.io.run_match.run_differences`). Raises :class:`RunMismatch` listing the
+    differences, or with ``force`` returns them as notes."""
     if manifest is None:
         return [f"{run_dir} has no readable manifest.json: the scenario and inputs it was made "
                 "from were not compared with these"]
-    mine = _flatten(json.loads(json.dumps(scenario_to_dict(scenario))))
-    theirs = _flatten(manifest.get("scenario", {}))
-    skip = set(_NOT_COMPARED)
-    if isinstance(manifest.get("candidates"), dict) and \
-            manifest["candidates"].get("kept_to_fit_memory"):
-        skip.add("solver.scores_per_customer")
-    differences = []
-    for key in sorted(set(mine) | set(theirs)):
-        if key in skip or (key.startswith("solver.") and key not in _SOLVER_COMPARED):
-            continue
-        was, now = theirs.get(key, _MISSING), mine.get(key, _MISSING)
-        if was != now:
-            shown = ["(not set)" if v is _MISSING else json.dumps(v) for v in (was, now)]
-            differences.append(f"setting {key}: the run had {shown[0]}, here {shown[1]}")
-    recorded = manifest.get("inputs", {}) if isinstance(manifest.get("inputs"), dict) else {}
-    for name in sorted(set(recorded) | set(inputs.sha256)):
-        was, now = _sha(recorded.get(name)), inputs.sha256.get(name)
-        if was == now:
-            continue
-        if name == "history" and manifest.get("history_before_week_sha256") == history_digest(
-                inputs.history, scenario.week):
-            continue  # only rows of the planning week or later changed: no rule reads them
-        if was is None:
-            differences.append(f"input '{name}': not read by the run, present now "
-                               f"(SHA-256 {now})")
-        elif now is None:
-            differences.append(f"input '{name}': read by the run (SHA-256 {was}), absent now")
-        else:
-            differences.append(f"input '{name}': SHA-256 {was} in the run, {now} now")
+    differences = run_match.run_differences(manifest, scenario, inputs)
     if not differences:
         return []
     if force:

@@ -11,6 +11,9 @@ one table of exit codes, documented in the README and ``offeropt --help``):
       limit is hit, an I/O error (:class:`AccessError` and any :class:`OSError`)
 4     out of memory: the run's estimate exceeds the memory it may use, or an allocation failed
       (:class:`MemoryLimitError`, :class:`MemoryError`)
+70    internal error: an exception that is none of the above, a bug (the traceback is printed on
+      stderr before the message; ``EX_SOFTWARE`` of sysexits.h), never mistaken for ``check``'s 1
+130   interrupted (Ctrl-C or SIGTERM; :mod:`optimizer.core.interrupt`)
 ====  ===========================================================================================
 
 Library callers catch the class they care about.
@@ -22,6 +25,7 @@ import re
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_OUT_OF_MEMORY = 0, 1, 2, 3, 4
+EXIT_INTERNAL = 70  # a bug: an exception no class above maps (sysexits.h EX_SOFTWARE)
 
 
 class OptimizerError(Exception):
@@ -125,7 +129,8 @@ def os_error(exc: BaseException) -> OSError | None:
 
 def exit_code(exc: BaseException) -> int | None:
     """The documented exit code for an error reaching the command line (module docstring), or
-    ``None`` for one that is a bug and should show its traceback."""
+    ``None`` for one that is a bug: the command line shows its traceback and exits
+    :data:`EXIT_INTERNAL`."""
     if isinstance(exc, OptimizerError):
         return exc.exit_code
     if isinstance(exc, MemoryError):
@@ -133,6 +138,15 @@ def exit_code(exc: BaseException) -> int | None:
     if os_error(exc) is not None:
         return EXIT_ENVIRONMENT
     return None
+
+
+def describe_internal(exc: BaseException) -> str:
+    """The message printed (after its traceback) for an error :func:`exit_code` does not map."""
+    from optimizer import __version__
+
+    return (f"internal error (a bug in offeropt {__version__}, not a problem of the inputs): "
+            f"{type(exc).__name__}: {exc} (exit code {EXIT_INTERNAL}); please report it with the "
+            "traceback above and the command line")
 
 
 def describe(exc: BaseException) -> str:

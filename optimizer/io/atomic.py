@@ -2,12 +2,14 @@
 and renamed over its target, so a reader, a failure or a kill sees the old file or the new one,
 never part of one.
 
-:func:`write_atomic` writes one file that way; writers that stage a file over a longer time (the
+:func:`write_atomic` writes one file that way (:func:`write_atomic_together` several, all or
+none); writers that stage a file over a longer time (the
 history table staged under its lock, the demo tables streamed chunk by chunk) publish their
 temporary file with :func:`publish`.
 """
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -45,4 +47,22 @@ def write_atomic(target: Path, write: Callable[[Path], object]) -> None:
         temp.unlink(missing_ok=True)
 
 
-__all__ = ["publish", "temp_sibling", "write_atomic"]
+def write_atomic_together(writers: dict[Path, Callable[[Path], object]]) -> None:
+    """Write several files all or none: every one is written to its temporary sibling first
+    (where a full disk, a size limit or a refused folder fails), and only then are they
+    published, one rename each; no temporary file outlives a failure."""
+    temps = {Path(target): temp_sibling(Path(target)) for target in writers}
+    for target in temps:  # a rename onto a folder would fail after the others were published
+        if target.is_dir() and not target.is_symlink():
+            raise IsADirectoryError(errno.EISDIR, "a folder is where the file goes", str(target))
+    try:
+        for target, write in writers.items():
+            write(temps[Path(target)])
+        for target, temp in temps.items():
+            publish(temp, target)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+
+
+__all__ = ["publish", "temp_sibling", "write_atomic", "write_atomic_together"]

@@ -13,6 +13,9 @@ current folder, the data folder, a folder of runs, a file) is refused before pla
 refuses an output equal to, above or inside the data folder and
 tries the output's folder for writing (a folder made and removed again), so a read-only place is
 found before planning too. :func:`write_run_folder` checks the first again, just before it writes.
+An output inside a command's output folder is refused too (that folder's next run would delete
+it), and so is a folder for named files there (:func:`check_files_folder`: ``measure --out``,
+``--html`` pages, ``demo-outcomes``' OUT, ``simulate --worlds``).
 
 A run killed while writing (SIGKILL, power loss) can leave its temporary sibling
 ``.NAME.tmp-PID-XXXXXXXX`` behind; it is never read as a run, and the next run into the same folder
@@ -85,12 +88,43 @@ def is_run_folder(path: Path, kind: str | None = None) -> bool:
     return bool(kinds) if kind is None else kinds == {kind}
 
 
+def _held(kinds: set[str]) -> str:
+    return " and ".join(f"a {k}'s output ({_OUR_MARKERS[k][0]})" for k in sorted(kinds))
+
+
+def _refuse_inside_output(path: Path, what: str, itself: bool) -> None:
+    """Raise :class:`ScenarioError` when a folder above ``path`` (and, with ``itself``, ``path``
+    itself) is a command's output: that command replaces its folder whole, so whatever is
+    written there is deleted by its next run into the same folder."""
+    absolute = _resolved(path, what)
+    for place in ((absolute,) if itself else ()) + tuple(absolute.parents):
+        kinds = folder_kinds(place)
+        if kinds:
+            where = "is" if place == absolute else f"is inside {place}, which holds"
+            again = " or ".join(sorted(kinds))
+            raise ScenarioError(
+                f"{what} {path} {where} {_held(kinds)}: offeropt {again} replaces that folder "
+                "whole, so its next run into it would delete what is written here; choose a "
+                "folder outside it")
+
+
+def check_files_folder(folder: Path, what: str) -> None:
+    """Before any work: refuse (:class:`ScenarioError`, exit 2) a folder that a command writes
+    named files into (``measure --out``, the folder of a ``--html`` page, ``demo-outcomes``'s
+    OUT, ``simulate --worlds``) when it is, or is inside, a command's output folder (a run's,
+    sweep's, backtest's or simulation's): those are replaced whole, so the files would be lost
+    to the next run. ``what`` names the option in the message."""
+    _refuse_inside_output(folder, what, itself=True)
+
+
 def _refuse_foreign(output: Path, kind: str) -> None:
     """Raise :class:`ScenarioError` unless ``output`` is absent, the ``kind`` command's own
     earlier output, or an empty folder (not the current one, not a mount point: those cannot be
-    swapped out). The one rule of what a command's output may replace."""
+    swapped out), and lies inside no command's output folder (it would be deleted with it). The
+    one rule of what a command's output may replace."""
     if kind not in _OUR_MARKERS:
         raise ValueError(f"unknown output kind {kind!r}; one of {', '.join(KINDS)}")
+    _refuse_inside_output(output, "output", itself=False)
     if output.is_symlink():
         raise ScenarioError(f"output {output} is a symbolic link; name the folder itself")
     if not os.path.lexists(output):
@@ -102,9 +136,8 @@ def _refuse_foreign(output: Path, kind: str) -> None:
     if kinds == {kind}:
         return
     if kinds:
-        held = " and ".join(f"a {k}'s output ({_OUR_MARKERS[k][0]})" for k in sorted(kinds))
         raise ScenarioError(
-            f"output {output} holds {held}, not a {kind}'s: offeropt {kind} replaces only its "
+            f"output {output} holds {_held(kinds)}, not a {kind}'s: offeropt {kind} replaces only its "
             "own earlier output, never another command's (it would be lost): choose another "
             "folder, or remove it yourself")
     if not any(output.iterdir()) and output != Path.cwd().resolve() and not os.path.ismount(output):

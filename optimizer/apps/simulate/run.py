@@ -18,7 +18,12 @@ from optimizer.apps.simulate.report import render_page, settings_record, summari
 from optimizer.apps.simulate.strategies import STRATEGIES
 from optimizer.core.config import MAX_WEEK, Scenario, scenario_to_dict
 from optimizer.core.errors import OptimizerError, ScenarioError
-from optimizer.io.runfolder import check_output, json_writer, write_run_folder
+from optimizer.io.runfolder import (
+    check_files_folder,
+    check_output,
+    json_writer,
+    write_run_folder,
+)
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
@@ -33,9 +38,17 @@ def parse_strategies(text: str) -> tuple[str, ...]:
     return names
 
 
-def _worlds_folder(worlds: Path) -> tuple[Path, bool]:
-    """The ``--worlds`` folder, made if new, and whether it was new."""
+def _worlds_folder(worlds: Path, out: Path | None) -> tuple[Path, bool]:
+    """The ``--worlds`` folder, made if new, and whether it was new. Not in a command's output
+    folder, nor the ``--out`` folder, above it or inside it (``--out`` is replaced whole at the
+    end: the worlds would be lost, or the result refused after the whole simulation)."""
+    check_files_folder(worlds, "--worlds")
     worlds = Path(worlds).resolve()
+    if out is not None:
+        result = Path(out).resolve()
+        if worlds == result or worlds in result.parents or result in worlds.parents:
+            raise ScenarioError(f"--worlds {worlds} and --out {result} overlap: --out is "
+                                "replaced whole by the result; give them separate folders")
     if worlds.exists() and (not worlds.is_dir() or any(worlds.iterdir())):
         raise ScenarioError(f"--worlds {worlds}: not a new or empty folder; the simulated "
                             "worlds are written only into a folder of their own")
@@ -72,7 +85,7 @@ def simulate(scenario: Scenario, customers: int, offers: int, weeks: int,
                             f"{scenario.week + weeks - 1}; week knobs are at most {MAX_WEEK:,}")
     if out is not None:
         check_output(Path(out), kind="simulate")
-    keep, made = _worlds_folder(worlds) if worlds is not None else (None, False)
+    keep, made = _worlds_folder(worlds, out) if worlds is not None else (None, False)
     place = None
     if out is not None:  # the working folder goes beside the result, whose folder may be new
         place = Path(out).resolve().parent
