@@ -2,11 +2,15 @@
 left-out pairs that the final prices say pay join the candidates and the solve goes on."""
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
+from optimizer.apps import solve_stage
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.check.verify import check_run
@@ -70,6 +74,38 @@ def test_the_bound_over_all_candidates_still_holds(data, tmp_path):
     assert after.objective <= best.objective + slack
     # the rounds close part of the gap to the best plan over every candidate
     assert best.objective - after.objective < best.objective - priced.objective
+
+
+def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, monkeypatch):
+    # offers ask for customers (two more than the demo's); the round's plan is made worth more but gives those offers
+    # nobody: the solver's own rule (targets first) keeps the first plan, worth less
+    targets = tmp_path / "targets"
+    shutil.copytree(data, targets)
+    offers = pl.read_parquet(targets / "offers.parquet").with_columns(
+        min_customers=pl.when(pl.col("offer_id").is_in([1002, 1003]))
+        .then(5).otherwise(pl.col("min_customers")))
+    offers.write_parquet(targets / "offers.parquet")
+    asked = int(offers.get_column("min_customers").sum())
+    real, calls = solve_stage.solve_pinned, []
+
+    def worth_more_short_of_targets(built, scenario, warm_start, progress):
+        plan = real(built, scenario, warm_start, progress)
+        calls.append(plan)
+        if len(calls) == 1:
+            return plan
+        asked = np.flatnonzero(built.problem.offers.min_customers > 0)
+        chosen = [mask & ~np.isin(block.offer, asked)
+                  for block, mask in zip(built.problem.blocks, plan.chosen)]
+        return replace(plan, chosen=chosen, objective=plan.objective + 1e3)
+    monkeypatch.setattr(solve_stage, "solve_pinned", worth_more_short_of_targets)
+    run = run_scenario(_scenario(tmp_path / "t", targets, keep=3, rounds=2), write=False)
+    first, rounds = calls[0], run.manifest["candidates"]["pricing_rounds"]
+    assert len(calls) == 2 and rounds[0]["pairs_priced_in"] > 0
+    assert asked >= 10 and rounds[0]["target_shortfall"] == asked  # every target missed whole
+    assert not rounds[0]["kept"] and len(rounds) == 1
+    assert rounds[0]["objective"] > first.objective
+    assert run.objective == pytest.approx(first.objective)
+    assert run.manifest["candidate_pairs"] < rounds[0]["candidate_pairs"]
 
 
 def test_all_candidates_kept_prices_nothing_in(data, tmp_path):

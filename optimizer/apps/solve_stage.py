@@ -8,8 +8,9 @@ the offers she values most are the dearest, and her best response at the final p
 among the offers she was never given. Each round prices every left-out eligible pair at the
 solution's prices (:func:`~optimizer.solve.lagrangian.truncation.priced_pairs`), adds each
 customer's best positive ones to her candidates (:func:`~optimizer.model.build.with_candidates`)
-and solves again from those prices. A round's plan is kept only when it is worth more than the
-plan before it; the rounds stop when no left-out pair prices in, when a round's plan is no
+and solves again from those prices. A round's plan is kept only when the solver's own rule for
+comparing plans prefers it (:meth:`~optimizer.solve.lagrangian.planning.BestPlan.offer`: closer to
+the ``min_customers`` targets first, then worth more); the rounds stop when no left-out pair prices in, when a round's plan is no
 better, or after ``affinity.pricing_rounds``. The manifest's ``candidates.pricing_rounds`` lists
 each round.
 """
@@ -26,6 +27,7 @@ from optimizer.model.build import Built, with_candidates
 from optimizer.model.problem import Prices, Solution, Status
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.solve import certified, solve
+from optimizer.solve.lagrangian.planning import BestPlan, target_step
 from optimizer.solve.lagrangian.truncation import priced_pairs
 
 Progress = Callable[[dict[str, float | None]], None]
@@ -73,6 +75,12 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
     per round the pairs priced in, the round's objective, bound and candidate pairs, and whether
     its plan was kept. The rounds' solves share what ``solver.time_limit_s`` leaves."""
     rounds: list[dict[str, Any]] = []
+    # the plans compete by the solver's own rule, targets first (a round's plan has its own
+    # problem: each plan's shortfall is taken on the problem it was made for)
+    best = BestPlan(built.problem, solution.prices,
+                    target_step(built.problem, scenario.solver.target_tolerance))
+    best.offer(solution.chosen, solution.objective, solution.prices,
+               built.problem.shortfall(solution.chosen))
     added = np.zeros(0, dtype=np.int64)  # every round's pairs stay among the candidates
     for _ in range(scenario.affinity.pricing_rounds):
         left = scenario.solver.time_limit_s - (time.perf_counter() - started)
@@ -97,10 +105,11 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
         tick = time.perf_counter()
         plan = solve_pinned(again, within, solution.prices, progress)
         entry["seconds"]["solve"] = time.perf_counter() - tick
-        kept = plan.objective > solution.objective
+        short = again.problem.shortfall(plan.chosen)
+        kept = best.offer(plan.chosen, plan.objective, plan.prices, short)
         entry.update(candidate_pairs=again.problem.n_pairs, objective=plan.objective,
                      bound=plan.bound, status=str(plan.status), passes=plan.iterations,
-                     kept=kept)
+                     target_shortfall=short, kept=kept)
         if not kept:
             break
         built, solution = again, plan
