@@ -2,6 +2,7 @@
 left-out pairs that the final prices say pay join the candidates and the solve goes on."""
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,10 @@ from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
+from optimizer.model.reduced import reduced_values
 from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.start import admissible_prices
+from optimizer.solve.lagrangian.truncation import _marginals
 from tests.random_world import run_with_problem
 from tests.tiny_world import write_scenario
 
@@ -49,6 +53,7 @@ def test_a_round_prices_pairs_in_and_raises_the_plan(data, tmp_path):
     assert "pricing_rounds" not in plain.manifest["candidates"]
     # the first round found left-out pairs that pay at the final prices and its plan was kept
     assert rounds[0]["pairs_priced_in"] > 0 and rounds[0]["kept"]
+    assert rounds[0]["pairs_unable_to_help"] >= 0  # her best positive ones that could not enter
     assert priced.manifest["candidate_pairs"] > plain.manifest["candidate_pairs"]
     assert priced.manifest["candidate_pairs"] == rounds[0]["candidate_pairs"] or any(
         r.get("kept") for r in rounds[1:])
@@ -106,6 +111,57 @@ def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, mon
     assert rounds[0]["objective"] > first.objective
     assert run.objective == pytest.approx(first.objective)
     assert run.manifest["candidate_pairs"] < rounds[0]["candidate_pairs"]
+
+
+def _best_plan_value(items: list[tuple[float, tuple[int, ...]]], cap: int, per_category: int
+                     ) -> float:
+    """Her best plan's value by enumeration: at most ``cap`` of ``items`` (reduced value, every
+    category the offer counts in), at most ``per_category`` in each category."""
+    live = [item for item in items if item[0] > 0]
+    best = 0.0
+    for size in range(1, min(cap, len(live)) + 1):
+        for subset in itertools.combinations(live, size):
+            counts: dict[int, int] = {}
+            for _, cats in subset:
+                for k in cats:
+                    counts[k] = counts.get(k, 0) + 1
+            if max(counts.values(), default=0) <= per_category:
+                best = max(best, sum(r for r, _ in subset))
+    return best
+
+
+def test_a_pair_at_her_marginal_cannot_raise_her_plan(data, tmp_path):
+    # every customer, every offer she was not given, at exactly the marginal the pricing step
+    # skips below: her best plan by enumeration (every category counted) does not rise; a hair
+    # above it, it does for every full customer whose offers count in one category each
+    run, problem = run_with_problem(_scenario(tmp_path / "m", data, keep=3, rounds=0),
+                                    write=False)
+    prices = admissible_prices(problem, run.solution.prices)
+    zero = np.zeros(problem.offers.n_offers)
+    cats = [tuple(int(k) for k in row if k >= 0) for row in problem.offers.categories]
+    q = problem.max_per_category
+    raised = 0
+    for block in problem.blocks:
+        at = np.arange(block.customers.size)
+        marginal = _marginals(problem, prices, block, at, zero)
+        reduced = reduced_values(block.value, block.cost, block.offer, prices.cost_price,
+                                 prices.count, prices.global_budget, zero)
+        for i in at:
+            cap = int(block.cap[i])
+            if cap == 0:
+                assert marginal[i] == np.inf
+                continue
+            kept = [(float(r), cats[o]) for r, o in zip(reduced[i], block.offer[i]) if o >= 0]
+            alone = _best_plan_value(kept, cap, q)
+            for o in sorted(set(range(problem.offers.n_offers)) - set(block.offer[i].tolist())):
+                at_marginal = _best_plan_value(kept + [(float(marginal[i]), cats[o])], cap, q)
+                assert at_marginal <= alone + 1e-9 * max(1.0, alone)
+            if marginal[i] > 0 and all(len(c) == 1 for _, c in kept):
+                above = marginal[i] + 1e-6 * max(1.0, alone)
+                # a pair of no category (one that no category cap stops)
+                assert _best_plan_value(kept + [(above, ())], cap, q) > alone
+                raised += 1
+    assert raised > 0
 
 
 def test_all_candidates_kept_prices_nothing_in(data, tmp_path):

@@ -7,7 +7,8 @@ customer's ``affinity.candidates_per_customer`` best offers by value, but where 
 the offers she values most are the dearest, and her best response at the final prices may lie
 among the offers she was never given. Each round prices every left-out eligible pair at the
 solution's prices (:func:`~optimizer.solve.lagrangian.truncation.priced_pairs`), adds each
-customer's best positive ones to her candidates (:func:`~optimizer.model.build.with_candidates`)
+customer's best positive ones that can enter her best response (beat the weakest offer it holds
+when she is full) to her candidates (:func:`~optimizer.model.build.with_candidates`)
 and solves again from those prices. A round's plan is kept only when the solver's own rule for
 comparing plans prefers it (:meth:`~optimizer.solve.lagrangian.planning.BestPlan.offer`: closer to
 the ``min_customers`` targets first, then worth more); the rounds stop when no left-out pair prices in, when a round's plan is no
@@ -88,9 +89,10 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
             rounds.append({"skipped": "solver.time_limit_s reached"})
             break
         tick = time.perf_counter()
-        extra = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
-                             solution, built.dropped)
+        extra, unable = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
+                                     solution, built.dropped)
         entry: dict[str, Any] = {"pairs_priced_in": int(extra.size),
+                                 "pairs_unable_to_help": unable,
                                  "seconds": {"price": time.perf_counter() - tick}}
         rounds.append(entry)
         if not extra.size:
