@@ -82,7 +82,11 @@ class Built:
     a previous run asks for them; ``pins``: the week's pinned pairs (:mod:`optimizer.model.pins`)
     with ``rules.pin``; ``source``: what lets Dask workers build their own shards'
     blocks from the ``scores`` table (:func:`worker_inputs`), when ``solver.backend = "dask"``
-    and they can (else ``source_note`` says why not)."""
+    and they can (else ``source_note`` says why not); ``made``: on the affinity path with
+    ``affinity.pricing_rounds``, the blocks as built, before the change penalty's bonus and
+    the pins touched the problem's (shallow copies of them), which :func:`with_candidates`
+    reuses where no pair was priced in; ``candidate_keys``: the pairs
+    :func:`with_candidates` added."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -97,6 +101,8 @@ class Built:
     pins: PinPlan | None = None
     source: WorkerInputs | None = None
     source_note: str = ""
+    made: list[CandidateBlock] = field(default_factory=list)
+    candidate_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def start_prices(self) -> Prices | None:
@@ -155,19 +161,36 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
 def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
                     extra: np.ndarray) -> Built:
     """``built`` (the affinity path's) again with the pairs ``extra`` (sorted keys
-    ``c * n_offers + o``) among the candidates beside each customer's best few, kept as the pins
-    are when the rules allow them and their value is positive; the change penalty's bonus and
-    the pins are made again as :func:`build_problem` makes them. The run's eligibility audit
+    ``c * n_offers + o``, holding every pair ``built`` added) among the candidates beside each
+    customer's best few, kept as the pins are when the rules allow them and their value is
+    positive; the change penalty's bonus and the pins are made again as :func:`build_problem`
+    makes them. Only the chunks holding a pair ``built`` lacks are scored again: the others'
+    blocks as built (``built.made``) and dropped values are the ones a new scoring makes (a
+    chunk's block depends on its customers and its pairs only). The run's eligibility audit
     already counted every pair, so the rebuild counts into an audit of its own."""
     inputs, rules_cfg = built.inputs, scenario.rules
     pinned = _pinned_keys(built, inputs, scenario)
     keys = extra if pinned is None else np.union1d(pinned, extra)
+    bounds = _bounds(inputs, scenario, None)
+    n = max(inputs.n_offers, 1)
+    fresh = np.setdiff1d(extra, built.candidate_keys)
+    edges = np.array(bounds, dtype=np.int64).reshape(-1, 2) * n
+    touched = np.searchsorted(fresh, edges[:, 1]) > np.searchsorted(fresh, edges[:, 0])
+    if len(built.made) != len(bounds):  # no blocks as built to reuse: every chunk again
+        touched[:] = True
     again = replace(built, problem=replace(built.problem, blocks=[]), pins=None, source=None,
-                    source_note="")
+                    source_note="", candidate_keys=extra)
     own = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0))
-    again.problem.blocks, again.dropped = affinity_blocks(
+    blocks, dropped = affinity_blocks(
         model, inputs, scenario, own, built.caps, again.problem.offers,
-        rules_cfg.max_offers_per_category, _bounds(inputs, scenario, None), keys)
+        rules_cfg.max_offers_per_category, [b for b, t in zip(bounds, touched) if t], keys)
+    made, again.dropped = list(built.made), list(built.dropped)
+    if touched.all():
+        made, again.dropped = blocks, dropped
+    for at, block, drop in zip(np.flatnonzero(touched), blocks, dropped):
+        made[at], again.dropped[at] = block, drop
+    again.made = made
+    again.problem.blocks = [replace(block) for block in made]
     _finish(again, scenario, model, None, again=True)
     return again
 
@@ -274,6 +297,9 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
         built.problem.blocks, built.dropped = affinity_blocks(
             model, inputs, scenario, rules, caps, offers, rules_cfg.max_offers_per_category,
             bounds, _pinned_keys(built, inputs, scenario))
+        if scenario.affinity.pricing_rounds and rows is None:  # kept for the rounds' rebuilds
+            built.made = built.problem.blocks
+            built.problem.blocks = [replace(block) for block in built.made]
         return
     keep = scenario.solver.scores_per_customer
     narrowed = keep is not None and keep < inputs.n_offers and rows is None
