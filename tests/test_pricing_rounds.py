@@ -165,8 +165,8 @@ def test_a_pair_at_her_marginal_cannot_raise_her_plan(data, tmp_path):
 
 
 def test_a_rebuild_scores_again_only_the_chunks_holding_new_pairs(data, tmp_path, monkeypatch):
-    # chunks of 5 customers: a round's pairs fall in some; the others' blocks are the ones
-    # built before (the same arrays), and every block is what scoring every chunk again makes
+    # chunks of 5 customers: a round's new pairs fall in some; the others' blocks are the ones
+    # built before (the same objects), and every block is what scoring every chunk again makes
     rebuilt = []
 
     def spy(built, scenario, model, extra):
@@ -175,23 +175,25 @@ def test_a_rebuild_scores_again_only_the_chunks_holding_new_pairs(data, tmp_path
         return again
     real = solve_stage.with_candidates
     monkeypatch.setattr(solve_stage, "with_candidates", spy)
-    run_scenario(_scenario(tmp_path / "c", data, keep=3, rounds=1, solver={"chunk_size": 5}),
+    run_scenario(_scenario(tmp_path / "c", data, keep=3, rounds=3, solver={"chunk_size": 5}),
                  write=False)
-    (built, scenario, model, extra, again), = rebuilt
-    n = built.inputs.n_offers
-    holds = [bool(((extra // n >= b.customers[0]) & (extra // n <= b.customers[-1])).any())
-             for b in built.made]
-    assert any(holds) and not all(holds)
-    for made, before, hold in zip(again.made, built.made, holds):
-        assert (made is before) != hold
-    every = real(replace(built, made=[]), scenario, model, extra)  # every chunk scored again
-    assert len(every.made) == len(again.made) == len(again.problem.blocks)
-    for ours, theirs in zip(again.made, every.made):
-        for name in ("customers", "offer", "value", "cost", "p_redeem", "cap"):
-            assert np.array_equal(getattr(ours, name), getattr(theirs, name))
-    for ours, theirs in zip(again.dropped, every.dropped):
-        for name in ("top_value", "top_category", "residual"):
-            assert np.array_equal(getattr(ours, name), getattr(theirs, name))
+    assert rebuilt
+    for built, scenario, model, extra, again in rebuilt:
+        n = built.inputs.n_offers
+        new = np.setdiff1d(extra, built.candidate_keys) // n
+        holds = [bool(((new >= b.customers[0]) & (new <= b.customers[-1])).any())
+                 for b in built.made]
+        assert any(holds) and not all(holds)
+        for made, before, hold in zip(again.made, built.made, holds):
+            assert (made is before) != hold
+        every = real(replace(built, made=[]), scenario, model, extra)  # every chunk again
+        assert len(every.made) == len(again.made) == len(again.problem.blocks)
+        for ours, theirs in zip(again.made, every.made):
+            for name in ("customers", "offer", "value", "cost", "p_redeem", "cap"):
+                assert np.array_equal(getattr(ours, name), getattr(theirs, name))
+        for ours, theirs in zip(again.dropped, every.dropped):
+            for name in ("top_value", "top_category", "residual"):
+                assert np.array_equal(getattr(ours, name), getattr(theirs, name))
 
 
 def test_all_candidates_kept_prices_nothing_in(data, tmp_path):

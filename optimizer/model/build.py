@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
@@ -164,33 +165,55 @@ def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
     ``c * n_offers + o``, holding every pair ``built`` added) among the candidates beside each
     customer's best few, kept as the pins are when the rules allow them and their value is
     positive; the change penalty's bonus and the pins are made again as :func:`build_problem`
-    makes them. Only the chunks holding a pair ``built`` lacks are scored again: the others'
-    blocks as built (``built.made``) and dropped values are the ones a new scoring makes (a
-    chunk's block depends on its customers and its pairs only). The run's eligibility audit
-    already counted every pair, so the rebuild counts into an audit of its own."""
+    makes them.
+
+    A chunk's block is its best few per customer, which the pairs do not change, with its pinned
+    and added pairs merged in (:func:`_with_pins`, a kernel scoring each pair alone): so only
+    the pairs ``built`` lacks are scored, each into its chunk's block as built (``built.made``),
+    and the blocks, dropped values and bytes are the ones scoring every chunk again makes
+    (without ``built.made``, every chunk is). The rules' checks count into an audit of their
+    own (the run's already counted every pair)."""
     inputs, rules_cfg = built.inputs, scenario.rules
-    pinned = _pinned_keys(built, inputs, scenario)
-    keys = extra if pinned is None else np.union1d(pinned, extra)
-    bounds = _bounds(inputs, scenario, None)
-    n = max(inputs.n_offers, 1)
-    fresh = np.setdiff1d(extra, built.candidate_keys)
-    edges = np.array(bounds, dtype=np.int64).reshape(-1, 2) * n
-    touched = np.searchsorted(fresh, edges[:, 1]) > np.searchsorted(fresh, edges[:, 0])
-    if len(built.made) != len(bounds):  # no blocks as built to reuse: every chunk again
-        touched[:] = True
+    offers, caps = built.problem.offers, built.caps
     again = replace(built, problem=replace(built.problem, blocks=[]), pins=None, source=None,
                     source_note="", candidate_keys=extra)
-    own = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0))
-    blocks, dropped = affinity_blocks(
-        model, inputs, scenario, own, built.caps, again.problem.offers,
-        rules_cfg.max_offers_per_category, [b for b, t in zip(bounds, touched) if t], keys)
-    made, again.dropped = list(built.made), list(built.dropped)
-    if touched.all():
-        made, again.dropped = blocks, dropped
-    for at, block, drop in zip(np.flatnonzero(touched), blocks, dropped):
-        made[at], again.dropped[at] = block, drop
-    again.made = made
-    again.problem.blocks = [replace(block) for block in made]
+    bounds = _bounds(inputs, scenario, None)
+    if len(built.made) != len(bounds):  # no blocks as built: every chunk scored again
+        pinned = _pinned_keys(built, inputs, scenario)
+        keys = extra if pinned is None else np.union1d(pinned, extra)
+        own = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0))
+        again.made, again.dropped = affinity_blocks(
+            model, inputs, scenario, own, caps, offers, rules_cfg.max_offers_per_category,
+            bounds, keys)
+    else:
+        fresh = np.setdiff1d(extra, built.candidate_keys)
+        n = max(inputs.n_offers, 1)
+        edges = np.searchsorted(fresh, np.array(bounds, dtype=np.int64).reshape(-1, 2) * n)
+        primary = offers.categories[:, 0]
+
+        def merged(at: int) -> CandidateBlock:
+            block, (start, stop) = built.made[at], bounds[at]
+            keys = fresh[edges[at, 0]:edges[at, 1]]
+            if not keys.size:
+                return block
+            row, slot = np.nonzero(block.offer >= 0)
+            kept = SimpleNamespace(row=row, offer=block.offer[row, slot],
+                                   p_redeem=block.p_redeem[row, slot],
+                                   value=block.value[row, slot])
+            customers = block.customers
+            # the rules over the rows the new pairs fall in only (the others' are not read)
+            rows = np.unique(keys // n - start)
+            allowed = np.zeros((customers.size, inputs.n_offers), dtype=bool)
+            allowed[rows] = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0)
+                                    ).allowed(customers[rows], np.broadcast_to(
+                                        np.arange(inputs.n_offers, dtype=np.int64),
+                                        (rows.size, inputs.n_offers)))
+            pairs = _with_pins(model, kept, customers, allowed, keys, inputs.n_offers, primary)
+            return block_from_pairs(customers, *pairs, offers.discount, caps[start:stop])
+        model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before threads
+        again.made = list(in_order(merged, list(range(len(bounds))),
+                                   thread_count(scenario.solver.threads)))
+    again.problem.blocks = [replace(block) for block in again.made]
     _finish(again, scenario, model, None, again=True)
     return again
 
@@ -457,7 +480,7 @@ def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: 
     more = model.select(customers[rows], mask, None, primary, 0)
     merged = [np.concatenate([a, b]) for a, b in zip(
         pairs, (rows[more.row], more.offer, more.p_redeem, more.value))]
-    order = np.lexsort((merged[1], merged[0]))
+    order = np.argsort(merged[0] * n + merged[1], kind="stable")  # one key a pair: (row, offer)
     return merged[0][order], merged[1][order], merged[2][order], merged[3][order]
 
 
