@@ -201,8 +201,12 @@ def test_all_candidates_kept_prices_nothing_in(data, tmp_path):
     priced = run_scenario(_scenario(tmp_path / "b", data, keep=24, rounds=2))
     # every eligible pair is already a candidate: nothing to price, the bound is not re-scored
     assert plain.manifest["candidates"]["candidates_per_customer"] == "all"
-    rounds = priced.manifest["candidates"].get("pricing_rounds")
-    assert rounds is None or [r["pairs_priced_in"] for r in rounds] == [0]
+    # one round, which found nothing to price and so neither built nor solved again
+    rounds = priced.manifest["candidates"]["pricing_rounds"]
+    assert len(rounds) == 1
+    assert rounds[0]["pairs_priced_in"] == 0 and rounds[0]["pairs_unable_to_help"] == 0
+    assert set(rounds[0]["seconds"]) == {"price"} and "kept" not in rounds[0]
+    assert priced.manifest["candidate_pairs"] == plain.manifest["candidate_pairs"]
     assert (pl.read_parquet(tmp_path / "a" / "run" / "assignments.parquet").equals(
         pl.read_parquet(tmp_path / "b" / "run" / "assignments.parquet")))
 
