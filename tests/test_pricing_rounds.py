@@ -37,9 +37,11 @@ def data(tmp_path_factory) -> Path:
     return folder
 
 
-def _scenario(root: Path, data: Path, keep: int, rounds: int, solver: dict | None = None):
+def _scenario(root: Path, data: Path, keep: int, rounds: int, solver: dict | None = None,
+              rules: dict | None = None):
     path = write_scenario(root / "scenario.toml", data=str(data), output=str(root / "run"),
-                          rules=RULES, solver={"polish_pairs": 0, **(solver or {})},
+                          rules={**RULES, **(rules or {})},
+                          solver={"polish_pairs": 0, **(solver or {})},
                           extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n"
                                 f"pricing_rounds = {rounds}\n")
     return load_scenario(path)
@@ -81,19 +83,12 @@ def test_the_bound_over_all_candidates_still_holds(data, tmp_path):
     assert best.objective - after.objective < best.objective - priced.objective
 
 
-def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, monkeypatch):
-    # offers ask for customers (two more than the demo's); the round's plan is made worth more but gives those offers
-    # nobody: the solver's own rule (targets first) keeps the first plan, worth less
-    targets = tmp_path / "targets"
-    shutil.copytree(data, targets)
-    offers = pl.read_parquet(targets / "offers.parquet").with_columns(
-        min_customers=pl.when(pl.col("offer_id").is_in([1002, 1003]))
-        .then(5).otherwise(pl.col("min_customers")))
-    offers.write_parquet(targets / "offers.parquet")
-    asked = int(offers.get_column("min_customers").sum())
+def _spoil_the_round(monkeypatch, shift: float) -> list:
+    """Patch the solve so that a round's plan gives the offers with targets nobody and its
+    objective moves by ``shift``; returns the plans the solve made, as made."""
     real, calls = solve_stage.solve_pinned, []
 
-    def worth_more_short_of_targets(built, scenario, warm_start, progress):
+    def spoiled(built, scenario, warm_start, progress):
         plan = real(built, scenario, warm_start, progress)
         calls.append(plan)
         if len(calls) == 1:
@@ -101,8 +96,22 @@ def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, mon
         asked = np.flatnonzero(built.problem.offers.min_customers > 0)
         chosen = [mask & ~np.isin(block.offer, asked)
                   for block, mask in zip(built.problem.blocks, plan.chosen)]
-        return replace(plan, chosen=chosen, objective=plan.objective + 1e3)
-    monkeypatch.setattr(solve_stage, "solve_pinned", worth_more_short_of_targets)
+        return replace(plan, chosen=chosen, objective=plan.objective + shift)
+    monkeypatch.setattr(solve_stage, "solve_pinned", spoiled)
+    return calls
+
+
+def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, monkeypatch):
+    # offers ask for customers (two more than the fixture's); the round's plan is made worth
+    # more but gives those offers nobody: the solver's own rule (targets first) keeps the first
+    targets = tmp_path / "targets"
+    shutil.copytree(data, targets)
+    offers = pl.read_parquet(targets / "offers.parquet").with_columns(
+        min_customers=pl.when(pl.col("offer_id").is_in([1002, 1003]))
+        .then(5).otherwise(pl.col("min_customers")))
+    offers.write_parquet(targets / "offers.parquet")
+    asked = int(offers.get_column("min_customers").sum())
+    calls = _spoil_the_round(monkeypatch, 1e3)
     run = run_scenario(_scenario(tmp_path / "t", targets, keep=3, rounds=2), write=False)
     first, rounds = calls[0], run.manifest["candidates"]["pricing_rounds"]
     assert len(calls) == 2 and rounds[0]["pairs_priced_in"] > 0
@@ -111,6 +120,22 @@ def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, mon
     assert rounds[0]["objective"] > first.objective
     assert run.objective == pytest.approx(first.objective)
     assert run.manifest["candidate_pairs"] < rounds[0]["candidate_pairs"]
+
+
+def test_a_round_not_kept_leaves_the_change_penalty_of_the_plan_kept(data, tmp_path,
+                                                                     monkeypatch):
+    # last week's lists earn a bonus (no cooldown keeps them out); the round's plan is not
+    # kept, and the bonus taken off after the solve is the kept problem's own (the round's
+    # blocks are wider: it used to crash)
+    rules = {"cooldown_weeks": 0, "change_penalty": 0.05}
+    plain = run_scenario(_scenario(tmp_path / "p", data, keep=3, rounds=0, rules=rules))
+    _spoil_the_round(monkeypatch, -1e3)
+    run = run_scenario(_scenario(tmp_path / "r", data, keep=3, rounds=1, rules=rules))
+    rounds = run.manifest["candidates"]["pricing_rounds"]
+    assert rounds[0]["pairs_priced_in"] > 0 and not rounds[0]["kept"]
+    assert run.objective == plain.objective
+    assert (tmp_path / "p" / "run" / "assignments.parquet").read_bytes() == (
+        tmp_path / "r" / "run" / "assignments.parquet").read_bytes()
 
 
 def _best_plan_value(items: list[tuple[float, tuple[int, ...]]], cap: int, per_category: int

@@ -175,8 +175,11 @@ def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
     own (the run's already counted every pair)."""
     inputs, rules_cfg = built.inputs, scenario.rules
     offers, caps = built.problem.offers, built.caps
+    # the change penalty's bonus is taken off the kept problem's blocks after the solve: the
+    # new problem keeps its own record of the values it replaced
+    previous = None if built.previous is None else replace(built.previous, _originals=[])
     again = replace(built, problem=replace(built.problem, blocks=[]), pins=None, source=None,
-                    source_note="", candidate_keys=extra)
+                    source_note="", candidate_keys=extra, previous=previous)
     bounds = _bounds(inputs, scenario, None)
     if len(built.made) != len(bounds):  # no blocks as built: every chunk scored again
         pinned = _pinned_keys(built, inputs, scenario)
