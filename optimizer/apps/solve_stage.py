@@ -7,12 +7,12 @@ customer's ``affinity.candidates_per_customer`` best offers by value, but where 
 the offers she values most are the dearest, and her best response at the final prices may lie
 among the offers she was never given. Each round prices every left-out eligible pair at the
 solution's prices (:func:`~optimizer.solve.lagrangian.truncation.priced_pairs`), adds each
-customer's best positive ones that can enter her best response (beat the weakest offer it holds
-when she is full) to her candidates (:func:`~optimizer.model.build.with_candidates`)
-and solves again from those prices. A round's plan is kept only when the solver's own rule for
-comparing plans prefers it (:meth:`~optimizer.solve.lagrangian.planning.BestPlan.offer`: closer to
-the ``min_customers`` targets first, then worth more); the rounds stop when no left-out pair prices in, when a round's plan is no
-better, or after ``affinity.pricing_rounds``. The manifest's ``candidates.pricing_rounds`` lists
+customer's best positive ones that can raise her best response (worth more than what they would
+displace in it) to her candidates (:func:`~optimizer.model.build.with_candidates`) and solves
+again from those prices. A round's plan is kept only when the solver's own rule for comparing
+plans prefers it (:meth:`~optimizer.solve.lagrangian.planning.BestPlan.offer`: closer to the
+``min_customers`` targets first, then worth more); the rounds stop when no left-out pair prices
+in, when a round's plan is not kept, or after ``affinity.pricing_rounds``. The manifest's ``candidates.pricing_rounds`` lists
 each round.
 """
 from __future__ import annotations
@@ -73,8 +73,8 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
                    ) -> tuple[Built, Solution, list[dict[str, Any]]]:
     """Up to ``affinity.pricing_rounds`` rounds of pricing (module docstring) after the first
     solve, which started at ``started`` (``time.perf_counter``): the problem and plan kept, and
-    per round the pairs priced in, the round's objective, bound and candidate pairs, and whether
-    its plan was kept. The rounds' solves share what ``solver.time_limit_s`` leaves."""
+    per round the pairs priced in and those skipped as unable to help, the round's objective,
+    bound, targets' shortfall and candidate pairs, and whether its plan was kept. The rounds' solves share what ``solver.time_limit_s`` leaves."""
     rounds: list[dict[str, Any]] = []
     # the plans compete by the solver's own rule, targets first (a round's plan has its own
     # problem: each plan's shortfall is taken on the problem it was made for)

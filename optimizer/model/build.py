@@ -85,8 +85,8 @@ class Built:
     blocks from the ``scores`` table (:func:`worker_inputs`), when ``solver.backend = "dask"``
     and they can (else ``source_note`` says why not); ``made``: on the affinity path with
     ``affinity.pricing_rounds``, the blocks as built, before the change penalty's bonus and
-    the pins touched the problem's (shallow copies of them), which :func:`with_candidates`
-    reuses where no pair was priced in; ``candidate_keys``: the pairs
+    the pins touched the problem's (shallow copies of them), into which :func:`with_candidates`
+    merges the pairs a round prices in; ``candidate_keys``: the pairs
     :func:`with_candidates` added."""
 
     problem: AssignmentProblem
