@@ -2,16 +2,24 @@
 left-out pairs that the final prices say pay join the candidates and the solve goes on."""
 from __future__ import annotations
 
+import itertools
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
+from optimizer.apps import solve_stage
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
+from optimizer.model.reduced import reduced_values
 from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.start import admissible_prices
+from optimizer.solve.lagrangian.truncation import _marginals
 from tests.random_world import run_with_problem
 from tests.tiny_world import write_scenario
 
@@ -29,9 +37,11 @@ def data(tmp_path_factory) -> Path:
     return folder
 
 
-def _scenario(root: Path, data: Path, keep: int, rounds: int, solver: dict | None = None):
+def _scenario(root: Path, data: Path, keep: int, rounds: int, solver: dict | None = None,
+              rules: dict | None = None):
     path = write_scenario(root / "scenario.toml", data=str(data), output=str(root / "run"),
-                          rules=RULES, solver={"polish_pairs": 0, **(solver or {})},
+                          rules={**RULES, **(rules or {})},
+                          solver={"polish_pairs": 0, **(solver or {})},
                           extra=f"\n[affinity]\ncandidates_per_customer = {keep}\n"
                                 f"pricing_rounds = {rounds}\n")
     return load_scenario(path)
@@ -45,6 +55,7 @@ def test_a_round_prices_pairs_in_and_raises_the_plan(data, tmp_path):
     assert "pricing_rounds" not in plain.manifest["candidates"]
     # the first round found left-out pairs that pay at the final prices and its plan was kept
     assert rounds[0]["pairs_priced_in"] > 0 and rounds[0]["kept"]
+    assert rounds[0]["pairs_unable_to_help"] >= 0  # her best positive ones that could not enter
     assert priced.manifest["candidate_pairs"] > plain.manifest["candidate_pairs"]
     assert priced.manifest["candidate_pairs"] == rounds[0]["candidate_pairs"] or any(
         r.get("kept") for r in rounds[1:])
@@ -72,13 +83,155 @@ def test_the_bound_over_all_candidates_still_holds(data, tmp_path):
     assert best.objective - after.objective < best.objective - priced.objective
 
 
+def _spoil_the_round(monkeypatch, shift: float) -> list:
+    """Patch the solve so that a round's plan gives the offers with targets nobody and its
+    objective moves by ``shift``; returns the plans the solve made, as made."""
+    real, calls = solve_stage.solve_pinned, []
+
+    def spoiled(built, scenario, warm_start, progress):
+        plan = real(built, scenario, warm_start, progress)
+        calls.append(plan)
+        if len(calls) == 1:
+            return plan
+        asked = np.flatnonzero(built.problem.offers.min_customers > 0)
+        chosen = [mask & ~np.isin(block.offer, asked)
+                  for block, mask in zip(built.problem.blocks, plan.chosen)]
+        return replace(plan, chosen=chosen, objective=plan.objective + shift)
+    monkeypatch.setattr(solve_stage, "solve_pinned", spoiled)
+    return calls
+
+
+def test_a_round_never_keeps_a_plan_further_from_the_targets(data, tmp_path, monkeypatch):
+    # offers ask for customers (two more than the fixture's); the round's plan is made worth
+    # more but gives those offers nobody: the solver's own rule (targets first) keeps the first
+    targets = tmp_path / "targets"
+    shutil.copytree(data, targets)
+    offers = pl.read_parquet(targets / "offers.parquet").with_columns(
+        min_customers=pl.when(pl.col("offer_id").is_in([1002, 1003]))
+        .then(5).otherwise(pl.col("min_customers")))
+    offers.write_parquet(targets / "offers.parquet")
+    asked = int(offers.get_column("min_customers").sum())
+    calls = _spoil_the_round(monkeypatch, 1e3)
+    run = run_scenario(_scenario(tmp_path / "t", targets, keep=3, rounds=2), write=False)
+    first, rounds = calls[0], run.manifest["candidates"]["pricing_rounds"]
+    assert len(calls) == 2 and rounds[0]["pairs_priced_in"] > 0
+    assert asked >= 10 and rounds[0]["target_shortfall"] == asked  # every target missed whole
+    assert not rounds[0]["kept"] and len(rounds) == 1
+    assert rounds[0]["objective"] > first.objective
+    assert run.objective == pytest.approx(first.objective)
+    assert run.manifest["candidate_pairs"] < rounds[0]["candidate_pairs"]
+
+
+def test_a_round_not_kept_leaves_the_change_penalty_of_the_plan_kept(data, tmp_path,
+                                                                     monkeypatch):
+    # last week's lists earn a bonus (no cooldown keeps them out); the round's plan is not
+    # kept, and the bonus taken off after the solve is the kept problem's own (the round's
+    # blocks are wider: it used to crash)
+    rules = {"cooldown_weeks": 0, "change_penalty": 0.05}
+    plain = run_scenario(_scenario(tmp_path / "p", data, keep=3, rounds=0, rules=rules))
+    _spoil_the_round(monkeypatch, -1e3)
+    run = run_scenario(_scenario(tmp_path / "r", data, keep=3, rounds=1, rules=rules))
+    rounds = run.manifest["candidates"]["pricing_rounds"]
+    assert rounds[0]["pairs_priced_in"] > 0 and not rounds[0]["kept"]
+    assert run.objective == plain.objective
+    assert (tmp_path / "p" / "run" / "assignments.parquet").read_bytes() == (
+        tmp_path / "r" / "run" / "assignments.parquet").read_bytes()
+
+
+def _best_plan_value(items: list[tuple[float, tuple[int, ...]]], cap: int, per_category: int
+                     ) -> float:
+    """Her best plan's value by enumeration: at most ``cap`` of ``items`` (reduced value, every
+    category the offer counts in), at most ``per_category`` in each category."""
+    live = [item for item in items if item[0] > 0]
+    best = 0.0
+    for size in range(1, min(cap, len(live)) + 1):
+        for subset in itertools.combinations(live, size):
+            counts: dict[int, int] = {}
+            for _, cats in subset:
+                for k in cats:
+                    counts[k] = counts.get(k, 0) + 1
+            if max(counts.values(), default=0) <= per_category:
+                best = max(best, sum(r for r, _ in subset))
+    return best
+
+
+def test_a_pair_at_her_marginal_cannot_raise_her_plan(data, tmp_path):
+    # every customer, every offer she was not given, at exactly the marginal the pricing step
+    # skips below: her best plan by enumeration (every category counted) does not rise; a hair
+    # above it, it does for every full customer whose offers count in one category each
+    run, problem = run_with_problem(_scenario(tmp_path / "m", data, keep=3, rounds=0),
+                                    write=False)
+    prices = admissible_prices(problem, run.solution.prices)
+    zero = np.zeros(problem.offers.n_offers)
+    cats = [tuple(int(k) for k in row if k >= 0) for row in problem.offers.categories]
+    q = problem.max_per_category
+    raised = 0
+    for block in problem.blocks:
+        at = np.arange(block.customers.size)
+        marginal = _marginals(problem, prices, block, at, zero)
+        reduced = reduced_values(block.value, block.cost, block.offer, prices.cost_price,
+                                 prices.count, prices.global_budget, zero)
+        for i in at:
+            cap = int(block.cap[i])
+            if cap == 0:
+                assert marginal[i] == np.inf
+                continue
+            kept = [(float(r), cats[o]) for r, o in zip(reduced[i], block.offer[i]) if o >= 0]
+            alone = _best_plan_value(kept, cap, q)
+            for o in sorted(set(range(problem.offers.n_offers)) - set(block.offer[i].tolist())):
+                at_marginal = _best_plan_value(kept + [(float(marginal[i]), cats[o])], cap, q)
+                assert at_marginal <= alone + 1e-9 * max(1.0, alone)
+            if marginal[i] > 0 and all(len(c) == 1 for _, c in kept):
+                above = marginal[i] + 1e-6 * max(1.0, alone)
+                # a pair of no category (one that no category cap stops)
+                assert _best_plan_value(kept + [(above, ())], cap, q) > alone
+                raised += 1
+    assert raised > 0
+
+
+def test_a_rebuild_scores_again_only_the_chunks_holding_new_pairs(data, tmp_path, monkeypatch):
+    # chunks of 5 customers: a round's new pairs fall in some; the others' blocks are the ones
+    # built before (the same objects), and every block is what scoring every chunk again makes
+    rebuilt = []
+
+    def spy(built, scenario, model, extra):
+        again = real(built, scenario, model, extra)
+        rebuilt.append((built, scenario, model, extra, again))
+        return again
+    real = solve_stage.with_candidates
+    monkeypatch.setattr(solve_stage, "with_candidates", spy)
+    run_scenario(_scenario(tmp_path / "c", data, keep=3, rounds=3, solver={"chunk_size": 5}),
+                 write=False)
+    assert rebuilt
+    for built, scenario, model, extra, again in rebuilt:
+        n = built.inputs.n_offers
+        new = np.setdiff1d(extra, built.candidate_keys) // n
+        holds = [bool(((new >= b.customers[0]) & (new <= b.customers[-1])).any())
+                 for b in built.made]
+        assert any(holds) and not all(holds)
+        for made, before, hold in zip(again.made, built.made, holds):
+            assert (made is before) != hold
+        every = real(replace(built, made=[]), scenario, model, extra)  # every chunk again
+        assert len(every.made) == len(again.made) == len(again.problem.blocks)
+        for ours, theirs in zip(again.made, every.made):
+            for name in ("customers", "offer", "value", "cost", "p_redeem", "cap"):
+                assert np.array_equal(getattr(ours, name), getattr(theirs, name))
+        for ours, theirs in zip(again.dropped, every.dropped):
+            for name in ("top_value", "top_category", "residual"):
+                assert np.array_equal(getattr(ours, name), getattr(theirs, name))
+
+
 def test_all_candidates_kept_prices_nothing_in(data, tmp_path):
     plain = run_scenario(_scenario(tmp_path / "a", data, keep=24, rounds=0))
     priced = run_scenario(_scenario(tmp_path / "b", data, keep=24, rounds=2))
     # every eligible pair is already a candidate: nothing to price, the bound is not re-scored
     assert plain.manifest["candidates"]["candidates_per_customer"] == "all"
-    rounds = priced.manifest["candidates"].get("pricing_rounds")
-    assert rounds is None or [r["pairs_priced_in"] for r in rounds] == [0]
+    # one round, which found nothing to price and so neither built nor solved again
+    rounds = priced.manifest["candidates"]["pricing_rounds"]
+    assert len(rounds) == 1
+    assert rounds[0]["pairs_priced_in"] == 0 and rounds[0]["pairs_unable_to_help"] == 0
+    assert set(rounds[0]["seconds"]) == {"price"} and "kept" not in rounds[0]
+    assert priced.manifest["candidate_pairs"] == plain.manifest["candidate_pairs"]
     assert (pl.read_parquet(tmp_path / "a" / "run" / "assignments.parquet").equals(
         pl.read_parquet(tmp_path / "b" / "run" / "assignments.parquet")))
 

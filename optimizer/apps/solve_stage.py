@@ -7,10 +7,12 @@ customer's ``affinity.candidates_per_customer`` best offers by value, but where 
 the offers she values most are the dearest, and her best response at the final prices may lie
 among the offers she was never given. Each round prices every left-out eligible pair at the
 solution's prices (:func:`~optimizer.solve.lagrangian.truncation.priced_pairs`), adds each
-customer's best positive ones to her candidates (:func:`~optimizer.model.build.with_candidates`)
-and solves again from those prices. A round's plan is kept only when it is worth more than the
-plan before it; the rounds stop when no left-out pair prices in, when a round's plan is no
-better, or after ``affinity.pricing_rounds``. The manifest's ``candidates.pricing_rounds`` lists
+customer's best positive ones that can raise her best response (worth more than what they would
+displace in it) to her candidates (:func:`~optimizer.model.build.with_candidates`) and solves
+again from those prices. A round's plan is kept only when the solver's own rule for comparing
+plans prefers it (:meth:`~optimizer.solve.lagrangian.planning.BestPlan.offer`: closer to the
+``min_customers`` targets first, then worth more); the rounds stop when no left-out pair prices
+in, when a round's plan is not kept, or after ``affinity.pricing_rounds``. The manifest's ``candidates.pricing_rounds`` lists
 each round.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from optimizer.model.build import Built, with_candidates
 from optimizer.model.problem import Prices, Solution, Status
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.solve import certified, solve
+from optimizer.solve.lagrangian.planning import BestPlan, target_step
 from optimizer.solve.lagrangian.truncation import priced_pairs
 
 Progress = Callable[[dict[str, float | None]], None]
@@ -70,9 +73,15 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
                    ) -> tuple[Built, Solution, list[dict[str, Any]]]:
     """Up to ``affinity.pricing_rounds`` rounds of pricing (module docstring) after the first
     solve, which started at ``started`` (``time.perf_counter``): the problem and plan kept, and
-    per round the pairs priced in, the round's objective, bound and candidate pairs, and whether
-    its plan was kept. The rounds' solves share what ``solver.time_limit_s`` leaves."""
+    per round the pairs priced in and those skipped as unable to help, the round's objective,
+    bound, targets' shortfall and candidate pairs, and whether its plan was kept. The rounds' solves share what ``solver.time_limit_s`` leaves."""
     rounds: list[dict[str, Any]] = []
+    # the plans compete by the solver's own rule, targets first (a round's plan has its own
+    # problem: each plan's shortfall is taken on the problem it was made for)
+    best = BestPlan(built.problem, solution.prices,
+                    target_step(built.problem, scenario.solver.target_tolerance))
+    best.offer(solution.chosen, solution.objective, solution.prices,
+               built.problem.shortfall(solution.chosen))
     added = np.zeros(0, dtype=np.int64)  # every round's pairs stay among the candidates
     for _ in range(scenario.affinity.pricing_rounds):
         left = scenario.solver.time_limit_s - (time.perf_counter() - started)
@@ -80,9 +89,10 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
             rounds.append({"skipped": "solver.time_limit_s reached"})
             break
         tick = time.perf_counter()
-        extra = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
-                             solution, built.dropped)
+        extra, unable = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
+                                     solution, built.dropped)
         entry: dict[str, Any] = {"pairs_priced_in": int(extra.size),
+                                 "pairs_unable_to_help": unable,
                                  "seconds": {"price": time.perf_counter() - tick}}
         rounds.append(entry)
         if not extra.size:
@@ -97,10 +107,11 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
         tick = time.perf_counter()
         plan = solve_pinned(again, within, solution.prices, progress)
         entry["seconds"]["solve"] = time.perf_counter() - tick
-        kept = plan.objective > solution.objective
+        short = again.problem.shortfall(plan.chosen)
+        kept = best.offer(plan.chosen, plan.objective, plan.prices, short)
         entry.update(candidate_pairs=again.problem.n_pairs, objective=plan.objective,
                      bound=plan.bound, status=str(plan.status), passes=plan.iterations,
-                     kept=kept)
+                     target_shortfall=short, kept=kept)
         if not kept:
             break
         built, solution = again, plan

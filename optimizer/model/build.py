@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
@@ -82,7 +83,11 @@ class Built:
     a previous run asks for them; ``pins``: the week's pinned pairs (:mod:`optimizer.model.pins`)
     with ``rules.pin``; ``source``: what lets Dask workers build their own shards'
     blocks from the ``scores`` table (:func:`worker_inputs`), when ``solver.backend = "dask"``
-    and they can (else ``source_note`` says why not)."""
+    and they can (else ``source_note`` says why not); ``made``: on the affinity path with
+    ``affinity.pricing_rounds``, the blocks as built, before the change penalty's bonus and
+    the pins touched the problem's (shallow copies of them), into which :func:`with_candidates`
+    merges the pairs a round prices in; ``candidate_keys``: the pairs
+    :func:`with_candidates` added."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -97,6 +102,8 @@ class Built:
     pins: PinPlan | None = None
     source: WorkerInputs | None = None
     source_note: str = ""
+    made: list[CandidateBlock] = field(default_factory=list)
+    candidate_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def start_prices(self) -> Prices | None:
@@ -155,19 +162,61 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
 def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
                     extra: np.ndarray) -> Built:
     """``built`` (the affinity path's) again with the pairs ``extra`` (sorted keys
-    ``c * n_offers + o``) among the candidates beside each customer's best few, kept as the pins
-    are when the rules allow them and their value is positive; the change penalty's bonus and
-    the pins are made again as :func:`build_problem` makes them. The run's eligibility audit
-    already counted every pair, so the rebuild counts into an audit of its own."""
+    ``c * n_offers + o``, holding every pair ``built`` added) among the candidates beside each
+    customer's best few, kept as the pins are when the rules allow them and their value is
+    positive; the change penalty's bonus and the pins are made again as :func:`build_problem`
+    makes them.
+
+    A chunk's block is its best few per customer, which the pairs do not change, with its pinned
+    and added pairs merged in (:func:`_with_pins`, a kernel scoring each pair alone): so only
+    the pairs ``built`` lacks are scored, each into its chunk's block as built (``built.made``),
+    and the blocks, dropped values and bytes are the ones scoring every chunk again makes
+    (without ``built.made``, every chunk is). The rules' checks count into an audit of their
+    own (the run's already counted every pair)."""
     inputs, rules_cfg = built.inputs, scenario.rules
-    pinned = _pinned_keys(built, inputs, scenario)
-    keys = extra if pinned is None else np.union1d(pinned, extra)
+    offers, caps = built.problem.offers, built.caps
+    # the change penalty's bonus is taken off the kept problem's blocks after the solve: the
+    # new problem keeps its own record of the values it replaced
+    previous = None if built.previous is None else replace(built.previous, _originals=[])
     again = replace(built, problem=replace(built.problem, blocks=[]), pins=None, source=None,
-                    source_note="")
-    own = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0))
-    again.problem.blocks, again.dropped = affinity_blocks(
-        model, inputs, scenario, own, built.caps, again.problem.offers,
-        rules_cfg.max_offers_per_category, _bounds(inputs, scenario, None), keys)
+                    source_note="", candidate_keys=extra, previous=previous)
+    bounds = _bounds(inputs, scenario, None)
+    if len(built.made) != len(bounds):  # no blocks as built: every chunk scored again
+        pinned = _pinned_keys(built, inputs, scenario)
+        keys = extra if pinned is None else np.union1d(pinned, extra)
+        own = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0))
+        again.made, again.dropped = affinity_blocks(
+            model, inputs, scenario, own, caps, offers, rules_cfg.max_offers_per_category,
+            bounds, keys)
+    else:
+        fresh = np.setdiff1d(extra, built.candidate_keys)
+        n = max(inputs.n_offers, 1)
+        edges = np.searchsorted(fresh, np.array(bounds, dtype=np.int64).reshape(-1, 2) * n)
+        primary = offers.categories[:, 0]
+
+        def merged(at: int) -> CandidateBlock:
+            block, (start, stop) = built.made[at], bounds[at]
+            keys = fresh[edges[at, 0]:edges[at, 1]]
+            if not keys.size:
+                return block
+            row, slot = np.nonzero(block.offer >= 0)
+            kept = SimpleNamespace(row=row, offer=block.offer[row, slot],
+                                   p_redeem=block.p_redeem[row, slot],
+                                   value=block.value[row, slot])
+            customers = block.customers
+            # the rules over the rows the new pairs fall in only (the others' are not read)
+            rows = np.unique(keys // n - start)
+            allowed = np.zeros((customers.size, inputs.n_offers), dtype=bool)
+            allowed[rows] = replace(built.rules, audit=dict.fromkeys(built.rules.audit, 0)
+                                    ).allowed(customers[rows], np.broadcast_to(
+                                        np.arange(inputs.n_offers, dtype=np.int64),
+                                        (rows.size, inputs.n_offers)))
+            pairs = _with_pins(model, kept, customers, allowed, keys, inputs.n_offers, primary)
+            return block_from_pairs(customers, *pairs, offers.discount, caps[start:stop])
+        model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before threads
+        again.made = list(in_order(merged, list(range(len(bounds))),
+                                   thread_count(scenario.solver.threads)))
+    again.problem.blocks = [replace(block) for block in again.made]
     _finish(again, scenario, model, None, again=True)
     return again
 
@@ -274,6 +323,9 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
         built.problem.blocks, built.dropped = affinity_blocks(
             model, inputs, scenario, rules, caps, offers, rules_cfg.max_offers_per_category,
             bounds, _pinned_keys(built, inputs, scenario))
+        if scenario.affinity.pricing_rounds and rows is None:  # kept for the rounds' rebuilds
+            built.made = built.problem.blocks
+            built.problem.blocks = [replace(block) for block in built.made]
         return
     keep = scenario.solver.scores_per_customer
     narrowed = keep is not None and keep < inputs.n_offers and rows is None
@@ -431,7 +483,7 @@ def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: 
     more = model.select(customers[rows], mask, None, primary, 0)
     merged = [np.concatenate([a, b]) for a, b in zip(
         pairs, (rows[more.row], more.offer, more.p_redeem, more.value))]
-    order = np.lexsort((merged[1], merged[0]))
+    order = np.argsort(merged[0] * n + merged[1], kind="stable")  # one key a pair: (row, offer)
     return merged[0][order], merged[1][order], merged[2][order], merged[3][order]
 
 

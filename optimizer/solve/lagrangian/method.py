@@ -51,7 +51,7 @@ from optimizer.solve.lagrangian.critical import critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.executor import LocalShards, ShardedCandidates, ShardExecutor
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
-from optimizer.solve.lagrangian.planning import BestPlan, plan_gap, plan_pass, replan
+from optimizer.solve.lagrangian.planning import BestPlan, plan_gap, plan_pass, replan, target_step
 from optimizer.solve.lagrangian.start import admissible_prices, start_prices
 from optimizer.solve.lagrangian.targets import secant_global_price
 
@@ -283,13 +283,11 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
 def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start: Prices | None,
            progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap,
            ex: ShardExecutor) -> Solution:
-    offers = problem.offers
     start = time.perf_counter()
     prices, lp_bound = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
     # the least dual value seen steers the steps; reported: it or the whole LP's bound, the least
     best_bound = reported = np.inf
-    target_step = max(1, int(settings.target_tolerance * float(offers.min_customers.sum())))
-    best = BestPlan(problem, prices, target_step)
+    best = BestPlan(problem, prices, target_step(problem, settings.target_tolerance))
     trace: list[dict[str, float | None]] = []
     status, iteration = Status.ITERATION_LIMIT, 0
     anchor = _Anchor(prices)

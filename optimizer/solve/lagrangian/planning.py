@@ -41,11 +41,20 @@ class BestPlan:
         """Keep the plan if it is the best so far; returns its shortfall (``run``: the solve's
         threads, for the plan's walk)."""
         short = self.problem.shortfall(chosen, run)
+        self.offer(chosen, objective, prices, short)
+        return short
+
+    def offer(self, chosen: list[np.ndarray], objective: float, prices: Prices,
+              short: int) -> bool:
+        """The rule of :meth:`consider` for a plan whose shortfall ``short`` is known (it may
+        belong to another problem over the same offers, as a pricing round's plan does): keep
+        it if it is the best so far; returns whether it was kept."""
         self.least_short = min(self.least_short, short)
         slack = self.least_short + self.target_step
         if short <= slack and (objective > self.objective or self.short > slack):
             self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
-        return short
+            return True
+        return False
 
     def beats(self, ceiling: float, short: int) -> bool:
         """Whether the best plan so far wins over any plan of objective at most ``ceiling`` and
@@ -61,6 +70,12 @@ class BestPlan:
         gap = plan_gap(best_bound, self.objective, self.problem.fixed_value)
         return (gap is not None and gap <= tolerance
                 and not (self.short and iteration < _TARGET_PASSES))
+
+
+def target_step(problem: AssignmentProblem, tolerance: float) -> int:
+    """The shortfall within which plans compete on objective (:class:`BestPlan`): ``tolerance``
+    (``solver.target_tolerance``) of the customers every ``min_customers`` asks for, at least 1."""
+    return max(1, int(tolerance * float(problem.offers.min_customers.sum())))
 
 
 def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray],

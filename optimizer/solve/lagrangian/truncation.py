@@ -81,23 +81,30 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
 
 def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                  rules: EligibilityRules, problem: AssignmentProblem, solution: Solution,
-                 dropped: list[Dropped]) -> np.ndarray:
+                 dropped: list[Dropped]) -> tuple[np.ndarray, int]:
     """The pricing step of column generation (Desrosiers, J. and Lubbecke, M. E. (2005), A
     primer in column generation, in Column Generation, Springer, 1-32): the eligible pairs left
     out of the candidates whose reduced value at the solution's prices is positive, each
-    customer's best ``cap`` of them (as many as her best response could take), as sorted keys
-    ``c * n_offers + o``. Only the customers for whom a dropped candidate could count
-    (:func:`_kept_terms`, the bound's own test) are re-scored; none found: the kept candidates
-    already hold every customer's best response at these prices."""
+    customer's best ``cap`` of them (as many as her best response could take), that can enter
+    her best response (:func:`_marginals`), as sorted keys ``c * n_offers + o``; and how many of
+    her best positive ones could not (skipped). Only the customers for whom a dropped candidate
+    could count (:func:`_kept_terms`, the bound's own test) are re-scored; none found: the kept
+    candidates already hold every customer's best response at these prices."""
     prices = admissible_prices(problem, solution.prices)
     primary, discount = problem.offers.categories[:, 0], problem.offers.discount
     n_offers = inputs.n_offers
     no_bonus = np.zeros(problem.offers.n_offers)
+    # a pair may help the bound (no bonus) or the solve's plans (the targets' bonus); and were it
+    # on last week's list, the change penalty's bonus would be added to its value
+    bonuses = [no_bonus]
+    if prices.target is not None and prices.target.any():
+        bonuses.append(prices.target)
+    penalty = scenario.rules.change_penalty
 
-    def block_pairs(item: tuple[CandidateBlock, Dropped]) -> np.ndarray:
+    def block_pairs(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int]:
         block, drop = item
         positions = np.flatnonzero(_kept_terms(model, problem, prices, block, drop)[1])
-        found = [np.zeros(0, dtype=np.int64)]
+        found, skipped = [np.zeros(0, dtype=np.int64)], 0
         for lo in range(0, positions.size, _RESCORE_ROWS):
             at = positions[lo:lo + _RESCORE_ROWS]
             customers = block.customers[at]
@@ -111,29 +118,82 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                 left.value[:, None], (left.p_redeem * discount[left.offer])[:, None],
                 left.offer[:, None], prices.cost_price, prices.count, prices.global_budget,
                 no_bonus)[:, 0]
-            found.append(_best_per_row(
-                left.row, left.offer, reduced, block.cap[at], customers, n_offers))
-        return np.concatenate(found)
-    keys = list(in_order(block_pairs, list(zip(problem.blocks, dropped)),
-                         thread_count(scenario.solver.threads)))
-    return np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+            floors = [(_marginals(problem, prices, block, at, bonus), bonus + penalty)
+                      for bonus in bonuses]
+            keys, unable = _best_per_row(left.row, left.offer, reduced, block.cap[at], customers,
+                                         n_offers, floors)
+            found.append(keys)
+            skipped += unable
+        return np.concatenate(found), skipped
+    parts = list(in_order(block_pairs, list(zip(problem.blocks, dropped)),
+                          thread_count(scenario.solver.threads)))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), 0
+    return np.sort(np.concatenate([k for k, _ in parts])), sum(n for _, n in parts)
+
+
+def _marginals(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
+               at: np.ndarray, bonus: np.ndarray) -> np.ndarray:
+    """Per customer at rows ``at`` of ``block``: a reduced value (with ``bonus`` per offer) that
+    a left-out pair must exceed to raise her best response over her kept candidates at
+    ``prices``: ``F - R`` with ``F`` her best response's value (the solver's own: the relaxed
+    greedy, or where her offers span categories under a category cap the exact response's,
+    :func:`~optimizer.solve.lagrangian._kernels.exact_rows`) and ``R`` her relaxed best
+    response's value with one offer fewer (``inf`` when her cap is 0).
+
+    Why a pair at or below it cannot help. Any plan of hers holding the new pair holds at most
+    ``cap - 1`` kept candidates, obeying at least the relaxed rules (each offer counted in its
+    primary category): they are worth at most ``R``, so the plan at most ``pair + R <= F``. For
+    a customer whose offers each count in one category, ``F - R`` is the weakest offer of her
+    response when she is full and 0 when she is not (a laminar matroid's greedy). Customers of
+    a problem with offer groups or channels get 0 (their plans are trimmed to groups or priced
+    on channels): every positive pair is kept."""
+    offers = problem.offers
+    cap = block.cap[at]
+    if problem.groups is not None or problem.channels is not None:
+        return np.where(cap > 0, 0.0, np.inf)
+    value, cost, offer = block.value[at], block.cost[at], block.offer[at]
+    primary, per_category = offers.categories[:, 0], problem.max_per_category
+    terms = (prices.cost_price, prices.count, prices.global_budget, bonus, primary, per_category)
+    _, best = kernels.respond(value, cost, offer, cap, *terms)
+    _, fewer = kernels.respond(value, cost, offer, np.maximum(cap - 1, 0), *terms)
+    if per_category is not None:
+        multi = (offers.multi_category[np.maximum(offer, 0)] & (offer >= 0)).any(axis=1)
+        if multi.any():
+            rows = np.flatnonzero(multi)
+            reduced = kernels.reduced_values(value[rows], cost[rows], offer[rows],
+                                             prices.cost_price, prices.count,
+                                             prices.global_budget, bonus)
+            best[rows] = kernels.exact_rows(reduced, offer[rows], cap[rows], offers.categories,
+                                            per_category, offers.multi_category)[1]
+    # a hair below, so that rounding in the two sums never leaves out a pair that pays
+    marginal = best - fewer - 1e-9 * np.maximum(np.abs(best), 1.0)
+    return np.where(cap > 0, np.maximum(marginal, 0.0), np.inf)
 
 
 def _best_per_row(row: np.ndarray, offer: np.ndarray, reduced: np.ndarray, cap: np.ndarray,
-                  customers: np.ndarray, n_offers: int) -> np.ndarray:
+                  customers: np.ndarray, n_offers: int,
+                  floors: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, int]:
     """Keys ``c * n_offers + o`` of each row's pairs of positive ``reduced`` value at or above
     its ``cap``-th largest (ties at the cut all kept, so the choice does not depend on how a
-    selection breaks them), in row then offer order; one dense row per customer."""
+    selection breaks them) that may help: ``reduced`` plus the lift (per offer) of some
+    ``(marginal, lift)`` of ``floors`` exceeds the row's ``marginal`` (:func:`_marginals`); in
+    row then offer order, one dense row per customer. Also how many of the first kind none of
+    the ``floors`` let through."""
     k = min(int(cap.max(initial=0)), n_offers)
     if k == 0 or not row.size:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), 0
     dense = np.full((customers.size, n_offers), -np.inf)
     dense[row, offer] = reduced
     top = -np.sort(np.partition(-dense, k - 1, axis=1)[:, :k], axis=1)  # each row's k best
     nth = np.minimum(np.maximum(cap, 1), k) - 1
     cut = np.where(cap > 0, top[np.arange(customers.size), nth], np.inf)
-    rows, offers = np.nonzero((dense >= cut[:, None]) & (dense > 0))
-    return customers[rows] * n_offers + offers
+    best = (dense >= cut[:, None]) & (dense > 0)
+    helps = np.zeros_like(best)
+    for marginal, lift in floors:
+        helps |= best & (dense + lift[None, :] > marginal[:, None])
+    rows, offers = np.nonzero(helps)
+    return customers[rows] * n_offers + offers, int(best.sum()) - int(rows.size)
 
 
 def _kept_terms(model: AffinityModel, problem: AssignmentProblem, prices: Prices,
