@@ -34,6 +34,7 @@ from optimizer.apps.backtest_stats import calibration_scores, offer_first_picks,
 from optimizer.apps.pipeline import score_inputs
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, ScenarioError
+from optimizer.core.numerics import group_sums
 from optimizer.core.predicate import read_columns
 from optimizer.io.runfolder import csv_writer, json_writer, write_run_folder
 from optimizer.io.validate import Inputs, load_inputs
@@ -421,8 +422,8 @@ def calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = 1
     order = np.argsort(predicted, kind="stable")
     decile = np.empty(predicted.size, dtype=np.int64)
     decile[order] = np.arange(predicted.size) * bins // predicted.size
-    return (pl.DataFrame({"decile": decile + 1, "predicted": predicted,
-                          "observed": observed.astype(float)})
-            .group_by("decile").agg(pl.len().cast(pl.Int64).alias("pairs"),
-                                    pl.col("predicted").mean(), pl.col("observed").mean())
-            .sort("decile"))
+    sums = group_sums(pl.DataFrame({"decile": decile + 1, "predicted": predicted,
+                                    "observed": observed.astype(float)}), ["decile"],
+                      {"pairs": pl.lit(1, dtype=pl.Int64), "predicted": pl.col("predicted"),
+                       "observed": pl.col("observed")})
+    return sums.with_columns(pl.col("predicted", "observed") / pl.col("pairs"))

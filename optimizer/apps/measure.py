@@ -45,6 +45,7 @@ from optimizer.apps.measure_stats import (
     _z,
 )
 from optimizer.core.errors import InputError
+from optimizer.core.numerics import group_sums
 from optimizer.io.load import read_required, unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runview import read_run_arm
@@ -434,8 +435,8 @@ def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
                          f"{last - weeks + 1}..{last}, but the transactions in {data} hold weeks "
                          f"{first}..{last} only: give --weeks {last - first + 1} or fewer (the "
                          "weeks missing would count as weeks without sales and bias the spread)")
-    sales = (tx.filter(pl.col("week") > last - weeks).group_by("customer_id")
-             .agg(pl.col("sales_value").sum().alias("s")))
+    sales = group_sums(tx.filter(pl.col("week") > last - weeks), ["customer_id"],
+                       {"s": pl.col("sales_value")})
     values = customers.join(sales, on="customer_id", how="left").get_column("s").fill_null(0.0)
     spread = values.std()
     return (float(spread) if isinstance(spread, (int, float)) else 0.0), customers.height

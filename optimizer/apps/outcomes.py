@@ -37,6 +37,7 @@ import polars as pl
 from optimizer.apps.measure import program_arm
 from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError, ScenarioError
+from optimizer.core.numerics import group_sums
 from optimizer.io.atomic import write_atomic_together
 from optimizer.io.load import read_required, read_table, table_forms
 from optimizer.io.manifest import read_manifest
@@ -174,10 +175,10 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
         date=pl.Series(_EPOCH_DAYS + (transactions.get_column("week").to_numpy() - 1) * 7 + days)
         .cast(pl.Int32).cast(pl.Date)).sort("week", "customer_id", "date", maintain_order=True)
 
-    per_offer = (sends.group_by("offer_id", maintain_order=True)
-                 .agg(pl.len().alias("customers"), pl.col("p_redeem").mean().alias("p"))
-                 .with_columns((pl.col("p") * value).alias("true_lift_per_customer"))
-                 .sort("offer_id"))
+    per_offer = (group_sums(sends, ["offer_id"], {"customers": pl.lit(1, dtype=pl.UInt32),
+                                                  "p": pl.col("p_redeem")})
+                 .with_columns((pl.col("p") / pl.col("customers") * value)
+                               .alias("true_lift_per_customer")))
     truth = {
         "lift": lift, "weeks": [week, week + weeks - 1], "seed": seed,
         "definition": "expected extra sales per treated customer (intention to treat: every "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+import polars as pl
 
 # a dual price above this is positive: below it, the price is the solver's rounding noise
 BINDING_PRICE = 1e-9
@@ -40,3 +41,24 @@ def group_running_sum(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
     after it overspend their budgets by whole units), and a customer's running spend must never
     depend on another customer's rows. Used by the repair's budget cut and the repurchase model."""
     return _group_running_sum(group, weight)
+
+
+def group_sums(frame: pl.DataFrame, by: list[str], sums: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Per group of the ``by`` columns (groups ordered by their keys, nulls last), each of the
+    ``sums`` expressions summed over the group's rows (nulls count as nothing, as polars' sum).
+
+    Polars' ``group_by`` adds floats in an order that follows its threads' timing
+    (pola-rs/polars#25163: the same frame's sums differ in the last digit between two calls,
+    with or without ``maintain_order``), and a plan or an output built on such a sum would not be
+    the same bytes every run. Here the rows are put in a stable order by group and each group
+    is added by numpy (``np.add.reduceat``) over that order: the same bits every time."""
+    picked = frame.select(*by, **{name: expr.fill_null(0) for name, expr in sums.items()})
+    picked = picked.sort(by, maintain_order=True, nulls_last=True)
+    if picked.height == 0:
+        return picked
+    run = picked.select(pl.struct(by).rle_id()).to_series().to_numpy()
+    starts = np.flatnonzero(np.concatenate([[True], run[1:] != run[:-1]]))
+    out = picked.select(by)[starts]
+    return out.with_columns(**{name: pl.Series(name, np.add.reduceat(
+        picked.get_column(name).to_numpy(), starts), dtype=picked.schema[name])
+        for name in sums})

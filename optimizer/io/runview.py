@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.errors import InputError, OptimizerError
-from optimizer.core.numerics import binding
+from optimizer.core.numerics import binding, group_sums
 from optimizer.io.load import unify_id_type
 from optimizer.io.manifest import MANIFEST, Manifest, read_manifest
 
@@ -194,20 +194,20 @@ class RunView:
         expected redemptions and spend. None without ``customers``."""
         if self.customers is None:
             return None
-        per_customer = self.assignments.group_by("customer_id").agg(
-            pl.len().alias("offers"), pl.col("score").sum().alias("value"),
-            pl.col("p_redeem").sum().alias("expected_redemptions"),
-            pl.col("expected_cost").sum().alias("expected_cost"))
+        per_customer = group_sums(self.assignments, ["customer_id"], {
+            "offers": pl.lit(1, dtype=pl.UInt32), "value": pl.col("score"),
+            "expected_redemptions": pl.col("p_redeem"), "expected_cost": pl.col("expected_cost")})
         joined = self.customers.filter(pl.col("clv_decile").is_not_null()).join(
-            per_customer, on="customer_id", how="left")
-        return (joined.group_by("clv_decile").agg(
-            pl.len().alias("customers"), pl.col("offers").is_not_null().sum().alias("reached"),
-            pl.col("offers").fill_null(0).sum().alias("offers"),
-            pl.col("value").fill_null(0.0).sum().alias("value"),
-            pl.col("expected_redemptions").fill_null(0.0).sum().alias("expected_redemptions"),
-            pl.col("expected_cost").fill_null(0.0).sum().alias("expected_cost"),
-            pl.col("clv").mean().alias("mean_clv"))
-            .sort("clv_decile"))
+            per_customer, on="customer_id", how="left", maintain_order="left")
+        sums = group_sums(joined, ["clv_decile"], {
+            "customers": pl.lit(1, dtype=pl.UInt32),
+            "reached": pl.col("offers").is_not_null().cast(pl.UInt32),
+            "offers": pl.col("offers"), "value": pl.col("value"),
+            "expected_redemptions": pl.col("expected_redemptions"),
+            "expected_cost": pl.col("expected_cost"), "mean_clv": pl.col("clv"),
+            "with_clv": pl.col("clv").is_not_null().cast(pl.UInt32)})
+        return sums.with_columns(pl.when(pl.col("with_clv") > 0)
+                                 .then(pl.col("mean_clv") / pl.col("with_clv"))).drop("with_clv")
 
     def offers_per_customer(self) -> pl.DataFrame:
         """How many customers got 0, 1, 2, ... offers."""

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.errors import InputError
+from optimizer.core.numerics import group_sums
 
 PACING_RULES = ("even", "front_loaded", "forecast")
 # the pacing table of the run folder (optimizer/report/campaign.py writes it); with group
@@ -131,9 +132,9 @@ def _weights(grid: pl.DataFrame, members: pl.DataFrame, forecast: pl.DataFrame |
     if forecast is None:
         raise InputError("forecast", "demand", "rules.pacing = 'forecast' needs a forecast "
                          "table (offer_id, week, demand) for the offers with a flight")
-    demand = (members.select("k", "o").join(forecast.select("o", "week", "demand"), on="o",
-                                            how="inner")
-              .group_by("k", "week").agg(weight=pl.col("demand").sum()))
+    demand = group_sums(members.select("k", "o").join(forecast.select("o", "week", "demand"),
+                                                      on="o", how="inner"),
+                        ["k", "week"], {"weight": pl.col("demand")})
     return grid.join(demand, on=["k", "week"], how="left", maintain_order="left").with_columns(
         pl.col("weight").fill_null(0.0))
 
@@ -151,11 +152,10 @@ def _recorded_spend(grid: pl.DataFrame, members: pl.DataFrame, history: pl.DataF
     if history is not None and history.height:
         cost = (pl.col("expected_cost") if "expected_cost" in history.columns
                 else pl.lit(None, dtype=pl.Float64))
-        sent = (history.lazy().select("o", "week", cost.alias("cost"))
-                .join(offer_weeks.lazy(), on=["o", "week"], how="semi")
-                .group_by("o", "week").agg(sent=pl.col("cost").sum(),
-                                           unknown=pl.col("cost").null_count())
-                .collect())
+        sent = group_sums(history.lazy().select("o", "week", cost.alias("cost"))
+                          .join(offer_weeks.lazy(), on=["o", "week"], how="semi").collect(),
+                          ["o", "week"], {"sent": pl.col("cost"),
+                                          "unknown": pl.col("cost").is_null().cast(pl.UInt32)})
     given = (spend.rename({"amount": "given"}) if spend is not None
              else pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64, "given": pl.Float64}))
     rows = (offer_weeks.join(sent, on=["o", "week"], how="left", maintain_order="left")
@@ -169,9 +169,9 @@ def _recorded_spend(grid: pl.DataFrame, members: pl.DataFrame, history: pl.DataF
                          sample=unknown.select("offer_id", "week", sends_without_cost="unknown")
                          .head(5).rows(named=True), count=unknown.height)
     rows = rows.select("o", "week", spent=pl.coalesce("given", "sent", pl.lit(0.0)))
-    per_flight = (earlier.select("k", "o", "week")
-                  .join(rows, on=["o", "week"], how="left", maintain_order="left")
-                  .group_by("k", "week", maintain_order=True).agg(pl.col("spent").sum()))
+    per_flight = group_sums(earlier.select("k", "o", "week")
+                            .join(rows, on=["o", "week"], how="left", maintain_order="left"),
+                            ["k", "week"], {"spent": pl.col("spent")})
     return grid.join(per_flight, on=["k", "week"], how="left", maintain_order="left")
 
 
@@ -235,18 +235,23 @@ def curve(plan: FlightPlan, week: int, planned_cost: np.ndarray) -> pl.DataFrame
     ``cumulative_spent`` and ``kind`` (``spent``, ``this_week``, ``projected``)."""
     g = plan.weeks
     now = pl.col("week") == week
-    this_week = (plan.members.with_columns(
-        cost=pl.Series(planned_cost.astype(np.float64)).gather(plan.members.get_column("o")))
-        .group_by("k", maintain_order=True).agg(pl.col("cost").sum()))
+    this_week = group_sums(plan.members.with_columns(
+        cost=pl.Series(planned_cost.astype(np.float64)).gather(plan.members.get_column("o"))),
+        ["k"], {"cost": pl.col("cost")})
     g = (g.join(this_week, on="k", how="left", maintain_order="left")
          .with_columns(spent=pl.when(now).then(pl.col("cost")).otherwise(pl.col("spent")))
          .drop("cost"))
-    after = (g.filter(pl.col("week") <= week).group_by("k")
-             .agg(after=(pl.col("flight_budget").first() - pl.col("spent").sum())
-                  .clip(lower_bound=0.0)))
+    so_far = g.filter(pl.col("week") <= week)
+    after = (group_sums(so_far, ["k"], {"spent_so_far": pl.col("spent")})
+             .join(so_far.group_by("k", maintain_order=True).agg(pl.col("flight_budget").first()),
+                   on="k", how="left", maintain_order="left")
+             .select("k", after=(pl.col("flight_budget") - pl.col("spent_so_far"))
+                     .clip(lower_bound=0.0)))
     later = pl.col("week") > week
-    g = g.join(after, on="k", how="left", maintain_order="left").with_columns(
-        later_tail=pl.when(later).then(pl.col("weight")).otherwise(0.0).sum().over("k"))
+    tail = group_sums(g, ["k"], {"later_tail": pl.when(later).then(pl.col("weight"))
+                                 .otherwise(0.0)})
+    g = (g.join(after, on="k", how="left", maintain_order="left")
+         .join(tail, on="k", how="left", maintain_order="left"))
     g = g.with_columns(
         planned=pl.when(later).then(pl.when(pl.col("later_tail") > 0)
                                     .then(pl.col("after") * pl.col("weight")
