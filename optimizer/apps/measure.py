@@ -437,7 +437,8 @@ def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
                          "weeks missing would count as weeks without sales and bias the spread)")
     sales = group_sums(tx.filter(pl.col("week") > last - weeks), ["customer_id"],
                        {"s": pl.col("sales_value")})
-    values = customers.join(sales, on="customer_id", how="left").get_column("s").fill_null(0.0)
+    values = customers.join(sales, on="customer_id", how="left",
+                            maintain_order="left").get_column("s").fill_null(0.0)
     spread = values.std()
     return (float(spread) if isinstance(spread, (int, float)) else 0.0), customers.height
 

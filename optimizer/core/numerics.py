@@ -51,7 +51,8 @@ def group_sums(frame: pl.DataFrame, by: list[str], sums: dict[str, pl.Expr]) -> 
     (pola-rs/polars#25163: the same frame's sums differ in the last digit between two calls,
     with or without ``maintain_order``), and a plan or an output built on such a sum would not be
     the same bytes every run. Here the rows are put in a stable order by group and each group
-    is added by numpy (``np.add.reduceat``) over that order: the same bits every time."""
+    is added by numpy (``np.add.reduceat``) over that order: the same bits every time, given
+    ``frame`` in the same row order (a join feeding it keeps an order: ``maintain_order``)."""
     picked = frame.select(*by, **{name: expr.fill_null(0) for name, expr in sums.items()})
     picked = picked.sort(by, maintain_order=True, nulls_last=True)
     if picked.height == 0:

@@ -133,7 +133,8 @@ def _weights(grid: pl.DataFrame, members: pl.DataFrame, forecast: pl.DataFrame |
         raise InputError("forecast", "demand", "rules.pacing = 'forecast' needs a forecast "
                          "table (offer_id, week, demand) for the offers with a flight")
     demand = group_sums(members.select("k", "o").join(forecast.select("o", "week", "demand"),
-                                                      on="o", how="inner"),
+                                                      on="o", how="inner",
+                                                      maintain_order="left_right"),
                         ["k", "week"], {"weight": pl.col("demand")})
     return grid.join(demand, on=["k", "week"], how="left", maintain_order="left").with_columns(
         pl.col("weight").fill_null(0.0))
@@ -153,7 +154,8 @@ def _recorded_spend(grid: pl.DataFrame, members: pl.DataFrame, history: pl.DataF
         cost = (pl.col("expected_cost") if "expected_cost" in history.columns
                 else pl.lit(None, dtype=pl.Float64))
         sent = group_sums(history.lazy().select("o", "week", cost.alias("cost"))
-                          .join(offer_weeks.lazy(), on=["o", "week"], how="semi").collect(),
+                          .join(offer_weeks.lazy(), on=["o", "week"], how="semi",
+                                maintain_order="left").collect(),
                           ["o", "week"], {"sent": pl.col("cost"),
                                           "unknown": pl.col("cost").is_null().cast(pl.UInt32)})
     given = (spend.rename({"amount": "given"}) if spend is not None
