@@ -115,11 +115,7 @@ def lp_arrays(problem: AssignmentProblem) -> LPArrays:
     global_row = -1
     if np.isfinite(problem.global_budget):
         global_row = next_row
-        rows.append(np.full(n_vars, next_row))
-        cols.append(var)
-        data.append(cost)
-        rhs.append(np.array([problem.global_budget]))
-        next_row += 1
+        next_row = _one_row(rows, cols, data, rhs, next_row, var, cost, problem.global_budget)
     funder_rows = np.zeros(0, dtype=np.int64)
     if problem.funders is not None:
         funders = problem.funders
@@ -143,6 +139,18 @@ def lp_arrays(problem: AssignmentProblem) -> LPArrays:
                     channel_rows, contact_row)
 
 
+def _one_row(rows: list[np.ndarray], cols: list[np.ndarray], data: list[np.ndarray],
+             rhs: list[np.ndarray], row: int, columns: np.ndarray, weights: np.ndarray,
+             capacity: float) -> int:
+    """Append one row ``weights . x[columns] <= capacity`` as row ``row``; returns the next
+    row (the global budget's and the contact budget's rows)."""
+    rows.append(np.full(columns.size, row))
+    cols.append(columns)
+    data.append(weights)
+    rhs.append(np.array([capacity]))
+    return row + 1
+
+
 def _channel_columns(problem: AssignmentProblem, customer: np.ndarray, caps: np.ndarray,
                      next_row: int, value: np.ndarray, rows: list[np.ndarray],
                      cols: list[np.ndarray], data: list[np.ndarray], rhs: list[np.ndarray]
@@ -163,9 +171,10 @@ def _channel_columns(problem: AssignmentProblem, customer: np.ndarray, caps: np.
     has_pairs = np.bincount(customer, minlength=caps.size) > 0
     tie_row[has_pairs] = next_row + np.arange(int(has_pairs.sum()))
     tied = tie_row[customer] >= 0
-    rows.extend([tie_row[customer][tied], tie_row[who][tie_row[who] >= 0]])
-    cols.extend([np.arange(n_vars)[tied], col[tie_row[who] >= 0]])
-    data.extend([np.ones(int(tied.sum())), -weight[tie_row[who] >= 0]])
+    sends = tie_row[who] >= 0  # the channel columns of customers with a pair
+    rows.extend([tie_row[customer][tied], tie_row[who][sends]])
+    cols.extend([np.arange(n_vars)[tied], col[sends]])
+    data.extend([np.ones(int(tied.sum())), -weight[sends]])
     rhs.append(np.zeros(int(has_pairs.sum())))
     next_row += int(has_pairs.sum())
     channel_rows = np.full(channels.n_channels, -1, dtype=np.int64)
@@ -180,11 +189,8 @@ def _channel_columns(problem: AssignmentProblem, customer: np.ndarray, caps: np.
     contact_row = -1
     if np.isfinite(channels.contact_budget):
         contact_row = next_row
-        rows.append(np.full(n_cols, contact_row))
-        cols.append(col)
-        data.append(channels.cost[channel] * weight)
-        rhs.append(np.array([float(channels.contact_budget)]))
-        next_row += 1
+        next_row = _one_row(rows, cols, data, rhs, next_row, col, channels.cost[channel] * weight,
+                            float(channels.contact_budget))
     return (channel_rows, contact_row, next_row,
             np.concatenate([value, -channels.cost[channel] * weight]))
 
