@@ -148,6 +148,10 @@ def test_best_few_per_customer_and_the_bound_over_every_listed_pair(small, tmp_p
     slack = 1e-6 * max(1.0, best_over_all.objective)
     assert report["bound_all_candidates"] >= best_over_all.objective - slack
     assert report["bound_all_candidates"] >= few.bound - slack
+    # the rise over the kept pairs' own bound at the same prices (every kept pair is listed)
+    assert report["bound_kept_candidates"] <= report["bound_all_candidates"] + slack
+    assert report["bound_increase"] == pytest.approx(
+        report["bound_all_candidates"] - report["bound_kept_candidates"], abs=1e-9)
     assert report["pairs"] < report["pairs_all_candidates"] == full.manifest["candidate_pairs"]
     # streamed, the same plan and the same bound
     streamed = _run(tmp_path / "few_streamed", data, scores_per_customer=3, stream_scores=True)

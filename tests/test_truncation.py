@@ -8,6 +8,7 @@ import pytest
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.core.config import load_scenario
 from optimizer.solve.exact import solve_exact
+from optimizer.solve.lagrangian.method import dual_bound
 from tests.random_world import run_with_problem
 from tests.tiny_world import write_scenario
 
@@ -44,3 +45,17 @@ def test_bound_over_all_candidates_holds_the_untruncated_optimum(data, tmp_path)
     assert report["gap_all_candidates"] >= truncated.gap - 1e-12
     # the truncated problem really lost candidates, so the comparison is not vacuous
     assert report["pairs"] < full.manifest["candidates"]["pairs"]
+
+
+def test_bound_increase_compares_the_bounds_at_the_same_prices(data, tmp_path):
+    """``bound_increase`` is the bound over every candidate less the same dual function over the
+    kept candidates at the same (final) prices, not less the run's ``bound`` (the least of the
+    solve, at other prices or the LP's)."""
+    truncated, problem = _run(tmp_path / "few", data, keep=2)
+    report = truncated.manifest["candidates"]
+    kept = dual_bound(problem, truncated.solution.prices, problem.blocks)
+    assert report["bound_increase"] == pytest.approx(report["bound_all_candidates"] - kept,
+                                                     rel=1e-9, abs=1e-9)
+    assert report["bound_kept_candidates"] == pytest.approx(kept, rel=1e-12)
+    # the run's bound is another figure here, so the comparison is not vacuous
+    assert abs(truncated.bound - kept) > 1e-6 * max(1.0, kept)

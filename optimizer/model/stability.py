@@ -116,7 +116,9 @@ def settle(problem: AssignmentProblem, solution: Any, previous: Previous, penalt
         candidates["bound_all_candidates"] = bound
         candidates["gap_all_candidates"] = (max(0.0, (bound - solution.objective) / bound)
                                             if bound > 0 else 0.0)
-        candidates["bound_increase"] = max(0.0, bound - solution.bound)
+        # against the kept candidates' bound at the same prices (penalised values: it bounds
+        # the penalised plan already, without the slack)
+        candidates["bound_increase"] = max(0.0, bound - candidates["bound_kept_candidates"])
 
 
 def bound_slack(previous: Previous, caps: np.ndarray, penalty: float) -> float:

@@ -47,16 +47,23 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
     candidate could count are re-scored over every eligible offer, and get their exact term.
     The bound is therefore the one a full re-scoring gives (up to rounding), at the cost of
     re-scoring those customers only.
+
+    ``bound_increase`` compares like with like: the bound over all candidates less the same
+    dual function over the kept candidates only, at the same prices (``bound_kept_candidates``);
+    not less ``solution.bound``, which is the least bound of the solve (other prices, or the
+    LP's).
     """
     prices = admissible_prices(problem, solution.prices)
     primary = problem.offers.categories[:, 0]
     per_category = problem.max_per_category
     n_offers = inputs.n_offers
 
-    def customer_terms(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int]:
+    def customer_terms(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int, float]:
         block, drop = item
         totals, virtual = _kept_terms(model, problem, prices, block, drop)
         positions = np.flatnonzero(virtual)
+        # the kept candidates' own best responses of the customers re-scored below
+        kept = float(_kept_only(problem, prices, block, positions).sum())
         for lo in range(0, positions.size, _RESCORE_ROWS):
             at = positions[lo:lo + _RESCORE_ROWS]
             customers = block.customers[at]
@@ -65,18 +72,21 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
                                      primary, per_category, block.cap[at], prices.cost_price,
                                      prices.count, prices.global_budget,
                                      problem.offers.discount)
-        return totals, int(positions.size)
+        return totals, int(positions.size), float(totals[positions].sum()) - kept
     terms = list(in_order(customer_terms, list(zip(problem.blocks, dropped)),
                            thread_count(scenario.solver.threads)))
-    customers = float(np.concatenate([t for t, _ in terms]).sum()) if terms else 0.0
+    customers = float(np.concatenate([t for t, _, _ in terms]).sum()) if terms else 0.0
     bound = customers + capacity_terms(problem, prices)
-    gap = relative_gap(bound, solution.objective)
+    # the same dual function over the kept candidates: the customers re-scored counted at their
+    # kept best responses (the others' terms are those already)
+    kept = bound - sum(r for _, _, r in terms)
     return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
             "pairs": problem.n_pairs, "bound_all_candidates": bound,
-            "gap_all_candidates": gap,
+            "gap_all_candidates": relative_gap(bound, solution.objective),
+            "bound_kept_candidates": kept,
             # how much the dropped candidates could add, as far as the final prices can tell
-            "bound_increase": max(0.0, bound - solution.bound),
-            "customers_rescored": sum(n for _, n in terms)}
+            "bound_increase": max(0.0, bound - kept),
+            "customers_rescored": sum(n for _, n, _ in terms)}
 
 
 def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
@@ -212,6 +222,18 @@ def _kept_terms(model: AffinityModel, problem: AssignmentProblem, prices: Prices
         model.redemption_worth_, offers.discount, model.clv_factor_[block.customers])
 
 
+def _kept_only(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
+               at: np.ndarray) -> np.ndarray:
+    """The relaxed best responses (no target bonus) over the kept candidates only of the
+    customers at rows ``at`` of ``block``: their terms of the dual function over the kept
+    candidates (:func:`~optimizer.solve.lagrangian.method.dual_bounds`' own kernel)."""
+    offers = problem.offers
+    return kernels.respond(block.value[at], block.cost[at], block.offer[at], block.cap[at],
+                           prices.cost_price, prices.count, prices.global_budget,
+                           np.zeros(offers.n_offers), offers.categories[:, 0],
+                           problem.max_per_category)[1]
+
+
 def _eligible(rules: EligibilityRules, customers: np.ndarray, n_offers: int) -> np.ndarray:
     """``(len(customers), n_offers)``: which pairs the rules allow, counted in an audit of its
     own (the run's audit already counted these pairs)."""
@@ -226,7 +248,8 @@ def scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRule
     (:mod:`optimizer.solve.lagrangian.start`) may have cost: prices bound the plan over every listed pair the
     rules allow (weak duality, :func:`~optimizer.solve.lagrangian.method.dual_bounds`), here the least
     at the final prices, the selection's and points between; the pairs built again chunk by
-    chunk."""
+    chunk. ``bound_increase``: that bound less the dual function over the kept pairs at the
+    same prices (``bound_kept_candidates``)."""
     every = scores_blocks(inputs, scenario, rules, caps, problem.offers.discount, audit=False)
     pairs = [0]
 
@@ -242,12 +265,16 @@ def scores_truncation(inputs: Inputs, scenario: Scenario, rules: EligibilityRule
     if selection_prices is not None:
         tried += [solution.prices.towards(selection_prices, share)
                   for share in (0.25, 0.5, 0.75, 1.0)]
-    bound = min(dual_bounds(problem, tried, counted(every)))
+    bounds = dual_bounds(problem, tried, counted(every))
+    least = int(np.argmin(bounds))
+    bound = bounds[least]
+    # like with like: the same dual function over the kept pairs, at the same prices
+    kept = dual_bounds(problem, [tried[least]], problem.blocks)[0]
     gap = relative_gap(bound, solution.objective)
     return {"candidates_per_customer": scenario.solver.scores_per_customer,
             "pairs": problem.n_pairs, "pairs_all_candidates": pairs[0],
             "bound_all_candidates": bound, "gap_all_candidates": gap,
-            "bound_increase": max(0.0, bound - solution.bound)}
+            "bound_kept_candidates": kept, "bound_increase": max(0.0, bound - kept)}
 
 
 __all__ = ["affinity_truncation", "priced_pairs", "scores_truncation"]
