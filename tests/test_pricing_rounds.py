@@ -253,3 +253,24 @@ def test_the_rounds_share_the_solvers_time_limit(data, tmp_path):
     assert run.manifest["solver"]["status"] == "time_limit"
     assert run.manifest["candidates"]["pricing_rounds"] == [
         {"skipped": "solver.time_limit_s reached"}]
+
+
+def test_the_change_penalty_lifts_only_last_weeks_pairs(data, tmp_path):
+    # last week's lists empty (a previous run that sent nothing): the change penalty adds value
+    # to no pair, in the solve or in pricing, so the rounds price in what they do without it
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    pl.DataFrame({"customer_id": [], "offer_id": []},
+                 schema={"customer_id": pl.Int64, "offer_id": pl.Int64}).write_parquet(
+        previous / "assignments.parquet")
+    plain = run_scenario(_scenario(tmp_path / "p", data, keep=3, rounds=1), write=False,
+                         previous_run=previous)
+    penalised = run_scenario(_scenario(tmp_path / "c", data, keep=3, rounds=1,
+                                       rules={"change_penalty": 1e3}),
+                             write=False, previous_run=previous)
+    rounds = [run.manifest["candidates"]["pricing_rounds"][0] for run in (plain, penalised)]
+    # some of her best positive left-out pairs cannot raise her plan: not lifted, not added
+    assert rounds[0]["pairs_unable_to_help"] > 0
+    assert rounds[1]["pairs_priced_in"] == rounds[0]["pairs_priced_in"]
+    assert rounds[1]["pairs_unable_to_help"] == rounds[0]["pairs_unable_to_help"]
+    assert penalised.assignments.equals(plain.assignments)

@@ -90,7 +90,7 @@ def pricing_rounds(built: Built, scenario: Scenario, model: AffinityModel, solut
             break
         tick = time.perf_counter()
         extra, unable = priced_pairs(model, built.inputs, scenario, built.rules, built.problem,
-                                     solution, built.dropped)
+                                     solution, built.dropped, built.previous)
         entry: dict[str, Any] = {"pairs_priced_in": int(extra.size),
                                  "pairs_unable_to_help": unable,
                                  "seconds": {"price": time.perf_counter() - tick}}

@@ -22,6 +22,7 @@ from optimizer.model.problem import (
     Solution,
     relative_gap,
 )
+from optimizer.model.stability import Previous, on_previous
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian.bounds import best_totals, virtual_totals
@@ -91,7 +92,8 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
 
 def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                  rules: EligibilityRules, problem: AssignmentProblem, solution: Solution,
-                 dropped: list[Dropped]) -> tuple[np.ndarray, int]:
+                 dropped: list[Dropped], previous: Previous | None = None
+                 ) -> tuple[np.ndarray, int]:
     """The pricing step of column generation (Desrosiers, J. and Lubbecke, M. E. (2005), A
     primer in column generation, in Column Generation, Springer, 1-32): the eligible pairs left
     out of the candidates whose reduced value at the solution's prices is positive, each
@@ -99,17 +101,19 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
     her best response (:func:`_marginals`), as sorted keys ``c * n_offers + o``; and how many of
     her best positive ones could not (skipped). Only the customers for whom a dropped candidate
     could count (:func:`_kept_terms`, the bound's own test) are re-scored; none found: the kept
-    candidates already hold every customer's best response at these prices."""
+    candidates already hold every customer's best response at these prices. ``previous``: last
+    week's lists, whose pairs alone carry ``rules.change_penalty`` more value in the solve
+    (:func:`optimizer.model.stability.add_bonus`), so only they are lifted by it here."""
     prices = admissible_prices(problem, solution.prices)
     primary, discount = problem.offers.categories[:, 0], problem.offers.discount
     n_offers = inputs.n_offers
     no_bonus = np.zeros(problem.offers.n_offers)
     # a pair may help the bound (no bonus) or the solve's plans (the targets' bonus); and were it
-    # on last week's list, the change penalty's bonus would be added to its value
+    # on last week's list, the change penalty's bonus would be added to its value (to no other)
     bonuses = [no_bonus]
     if prices.target is not None and prices.target.any():
         bonuses.append(prices.target)
-    penalty = scenario.rules.change_penalty
+    penalty = scenario.rules.change_penalty if previous is not None else 0.0
 
     def block_pairs(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int]:
         block, drop = item
@@ -128,7 +132,8 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
                 left.value[:, None], (left.p_redeem * discount[left.offer])[:, None],
                 left.offer[:, None], prices.cost_price, prices.count, prices.global_budget,
                 no_bonus)[:, 0]
-            floors = [(_marginals(problem, prices, block, at, bonus), bonus + penalty)
+            lift = _change_lift(previous, penalty, customers, n_offers)
+            floors = [(_marginals(problem, prices, block, at, bonus), bonus[None, :] + lift)
                       for bonus in bonuses]
             keys, unable = _best_per_row(left.row, left.offer, reduced, block.cap[at], customers,
                                          n_offers, floors)
@@ -140,6 +145,17 @@ def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
     if not parts:
         return np.zeros(0, dtype=np.int64), 0
     return np.sort(np.concatenate([k for k, _ in parts])), sum(n for _, n in parts)
+
+
+def _change_lift(previous: Previous | None, penalty: float, customers: np.ndarray,
+                 n_offers: int) -> np.ndarray:
+    """``(len(customers), n_offers)``, or ``(1, 1)`` when nothing is lifted: the change
+    penalty's bonus of each pair, ``penalty`` on last week's lists and 0 elsewhere."""
+    if previous is None or penalty == 0 or previous.keys.size == 0:
+        return np.zeros((1, 1))
+    offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (customers.size, n_offers))
+    return np.where(on_previous(customers, offer, previous.keys, max(previous.n_offers, 1)),
+                    penalty, 0.0)
 
 
 def _marginals(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
@@ -186,7 +202,8 @@ def _best_per_row(row: np.ndarray, offer: np.ndarray, reduced: np.ndarray, cap: 
                   floors: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, int]:
     """Keys ``c * n_offers + o`` of each row's pairs of positive ``reduced`` value at or above
     its ``cap``-th largest (ties at the cut all kept, so the choice does not depend on how a
-    selection breaks them) that may help: ``reduced`` plus the lift (per offer) of some
+    selection breaks them) that may help: ``reduced`` plus the lift (per row and offer,
+    broadcast) of some
     ``(marginal, lift)`` of ``floors`` exceeds the row's ``marginal`` (:func:`_marginals`); in
     row then offer order, one dense row per customer. Also how many of the first kind none of
     the ``floors`` let through."""
@@ -201,7 +218,7 @@ def _best_per_row(row: np.ndarray, offer: np.ndarray, reduced: np.ndarray, cap: 
     best = (dense >= cut[:, None]) & (dense > 0)
     helps = np.zeros_like(best)
     for marginal, lift in floors:
-        helps |= best & (dense + lift[None, :] > marginal[:, None])
+        helps |= best & (dense + lift > marginal[:, None])
     rows, offers = np.nonzero(helps)
     return customers[rows] * n_offers + offers, int(best.sum()) - int(rows.size)
 
