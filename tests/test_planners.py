@@ -301,6 +301,26 @@ def test_explain_warns_when_the_run_was_made_from_other_settings(world: Path) ->
     assert "warning:" in text and "rules.max_offers_per_customer: the run had 3, here 2" in text
 
 
+def test_explain_says_once_that_an_older_runs_settings_are_unknown(world: Path,
+                                                                    tmp_path: Path) -> None:
+    """A manifest without 'scenario' (an older one): explain warned that every setting
+    differed ("the run had (not set)", one per setting); it now says once that the run's
+    settings are unknown, and still names the inputs that differ (none here)."""
+    import shutil
+
+    import polars as pl
+    run = tmp_path / "old"
+    shutil.copytree(world / "runs/base", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["scenario"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    customer = str(pl.read_parquet(run / "assignments.parquet")["customer_id"][0])
+    result = explain_customer(load_scenario(world / "base.toml"), customer, run)
+    assert len(result.warnings) == 1, result.warnings
+    assert "settings it was made with are unknown" in result.warnings[0]
+    assert "older manifest" in result.warnings[0] and "setting " not in result.warnings[0]
+
+
 def test_excluded_categories_in_eligibility_and_check(world: Path) -> None:
     import polars as pl
     offers = pl.read_parquet(world / "data/offers.parquet")

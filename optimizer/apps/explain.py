@@ -57,7 +57,7 @@ from optimizer.core.config import Scenario
 from optimizer.core.errors import OptimizerError
 from optimizer.core.predicate import read_columns
 from optimizer.io.manifest import Manifest
-from optimizer.io.run_match import run_differences
+from optimizer.io.run_match import SETTINGS_UNKNOWN, run_differences
 from optimizer.io.runview import read_run_arm, read_run_manifest, read_run_table
 from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model.build import build_problem
@@ -201,9 +201,16 @@ def _warnings(run: Path, differences: list[str], given: dict[str, Any], index: d
     """What may make the explanation differ from the run: a run made from other settings or
     inputs (``differences``: check refuses such a run; explain answers against the ones given),
     given offers no longer in the offers table, and scores that changed since the run."""
-    warnings = ([f"{run} was made with another scenario or other inputs than these; the "
-                 "statuses and numbers read these, not the run's (give explain the run's own "
-                 "--set and inputs): " + "; ".join(differences)] if differences else [])
+    warnings = []
+    if SETTINGS_UNKNOWN in differences:  # an older manifest: said once, not per setting
+        differences = [d for d in differences if d != SETTINGS_UNKNOWN]
+        warnings.append(f"{run}: the settings it was made with are unknown (its manifest.json "
+                        "records no 'scenario': an older manifest); the statuses and numbers "
+                        "read the settings given here")
+    if differences:
+        warnings.append(f"{run} was made with another scenario or other inputs than these; the "
+                        "statuses and numbers read these, not the run's (give explain the run's "
+                        "own --set and inputs): " + "; ".join(differences))
     warnings += [f"offer {oid} is in the run but no longer in the offers table"
                  for oid in given if oid not in index]
     for j in given_idx:
