@@ -273,3 +273,14 @@ def test_one_shards_sketch_is_kept_as_the_boundaries():
     np.testing.assert_array_equal(merged[0], bounds)
     np.testing.assert_array_equal(merged[1], n_bounds)
     assert (np.diff(rank[kept][:n_bounds[0]]) > 0).all()
+
+
+def test_multi_category_rows_ignores_empty_slots():
+    """The solver's one test of rows whose candidates span categories (OfferData
+    .multi_category_rows): an empty slot (-1) never counts, even when offer 0 spans two."""
+    from optimizer.model.problem import OfferData
+    categories = np.array([[0, 1], [1, -1], [2, -1]])
+    offers = OfferData(np.ones(3), np.full(3, np.inf), np.full(3, np.inf), np.zeros(3),
+                       categories, ["a", "b", "c"])
+    offer = np.array([[1, 2, -1], [0, 2, -1], [-1, -1, -1], [2, 1, 1]])
+    assert offers.multi_category_rows(offer).tolist() == [False, True, False, False]

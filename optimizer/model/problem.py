@@ -84,6 +84,12 @@ class OfferData:
             return np.zeros(self.n_offers, dtype=bool)
         return self.categories[:, 1] >= 0
 
+    def multi_category_rows(self, offer: np.ndarray) -> np.ndarray:
+        """Per row of a candidate layout ``offer`` (``(n, slots)`` offer indices, -1 in empty
+        slots): whether any of its candidates counts in more than one category (the one test of
+        the solver's exact responses; empty slots never count)."""
+        return (self.multi_category[np.maximum(offer, 0)] & (offer >= 0)).any(axis=1)
+
 
 @dataclass
 class CandidateBlock:

@@ -234,8 +234,8 @@ def exact_response(problem: AssignmentProblem, block: CandidateBlock, prices: Pr
     span categories, their margins written into ``margin``; ``None`` where the relaxed response
     is exact (no category cap, or no multi-category candidate)."""
     offers = problem.offers
-    if problem.max_per_category is None or not offers.multi_category[
-            np.maximum(block.offer, 0)].any():
+    if (problem.max_per_category is None
+            or not offers.multi_category_rows(block.offer).any()):
         return None
     bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
     reduced = kernels.reduced_values(block.value, block.cost, block.offer, prices.cost_price,

@@ -107,7 +107,7 @@ def _dual_value(problem: AssignmentProblem, block: CandidateBlock, prices: Price
         totals = _respond(problem, block, prices, with_target=False)[1]
     if problem.max_per_category is None or not tighten:
         return totals, None
-    rows = np.flatnonzero(offers.multi_category[np.maximum(block.offer, 0)].any(axis=1))
+    rows = np.flatnonzero(offers.multi_category_rows(block.offer))
     if rows.size == 0:
         return totals, None
     plain = prices.reduced_values(block, with_target=False)
@@ -199,7 +199,7 @@ def plan_rows(problem: AssignmentProblem, prices: Prices, block: CandidateBlock,
     every offer's first group (:func:`.groups.group_response`)."""
     offers = problem.offers
     if (problem.max_per_category is not None
-            and offers.multi_category[np.maximum(block.offer, 0)].any()):
+            and offers.multi_category_rows(block.offer).any()):
         if exact is None:
             target = prices.target if prices.target is not None else np.zeros(offers.n_offers)
             exact = _exact(problem, block, kernels.reduced_values(

@@ -184,7 +184,7 @@ def _marginals(problem: AssignmentProblem, prices: Prices, block: CandidateBlock
     _, best = kernels.respond(value, cost, offer, cap, *terms)
     _, fewer = kernels.respond(value, cost, offer, np.maximum(cap - 1, 0), *terms)
     if per_category is not None:
-        multi = (offers.multi_category[np.maximum(offer, 0)] & (offer >= 0)).any(axis=1)
+        multi = offers.multi_category_rows(offer)
         if multi.any():
             rows = np.flatnonzero(multi)
             reduced = kernels.reduced_values(value[rows], cost[rows], offer[rows],
