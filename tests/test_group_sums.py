@@ -46,3 +46,31 @@ def test_nulls_count_as_nothing_and_null_keys_come_last():
 def test_an_empty_frame_gives_no_groups():
     out = group_sums(_frame().head(0), ["k"], {"v": pl.col("v")})
     assert out.height == 0 and out.columns == ["k", "v"]
+
+
+def test_check_sums_its_figures_per_group_in_one_order():
+    """offeropt check's per-group figures (here the campaign figures' cost and redemptions per
+    funder, optimizer/check/campaign_figures.py) are group_sums' sums: the same bits on every
+    call (polars' group_by sum was not, and its bits differ from the fixed order's)."""
+    from optimizer.check.campaign_figures import _sums
+    rng = np.random.default_rng(3)
+    n = 50_000
+    known = pl.DataFrame({"o": rng.integers(0, 40, n).astype(np.int32),
+                          "cost": rng.random(n) * 3.7, "cost_rounding": rng.random(n) * 1e-9,
+                          "p_redeem": rng.random(n), "p_rounding": rng.random(n) * 1e-9})
+    members = pl.DataFrame({"funded_by": [f"f{o % 7}" for o in range(40)],
+                            "o": np.arange(40, dtype=np.int32)})
+    columns = ["cost", "cost_slack", "cost_abs", "redemptions", "redemptions_slack"]
+    reference = group_sums(known.join(members, on="o", how="inner", maintain_order="left_right"),
+                           ["funded_by"], {"cost": pl.col("cost"),
+                                           "cost_slack": pl.col("cost_rounding"),
+                                           "cost_abs": pl.col("cost").abs(),
+                                           "redemptions": pl.col("p_redeem"),
+                                           "redemptions_slack": pl.col("p_rounding")})
+    for _ in range(10):
+        got = _sums(known, members, "funded_by").sort("funded_by")
+        assert got.get_column("funded_by").to_list() == reference.get_column(
+            "funded_by").to_list()
+        for name in columns:
+            assert got.get_column(name).to_numpy().tobytes() == reference.get_column(
+                name).to_numpy().tobytes(), name

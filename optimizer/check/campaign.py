@@ -19,6 +19,7 @@ from optimizer.check.base import Violation, _fmt, _over, _sample
 from optimizer.check.channels import channel_violations
 from optimizer.check.rules import _offer_categories
 from optimizer.core.config import Scenario
+from optimizer.core.numerics import group_sums
 from optimizer.core.predicate import parse, prepared, to_polars
 from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs
@@ -39,9 +40,8 @@ def _check_funders(known: pl.DataFrame, inputs: Inputs) -> list[Violation]:
         return []
     funded = inputs.offers.select(
         "o", pl.col("funded_by").cast(pl.Utf8).str.strip_chars().alias("funded_by"))
-    spend = (known.join(funded, on="o", how="inner", maintain_order="left")
-             .group_by("funded_by", maintain_order=True).agg(spent=pl.col("cost").sum(),
-                                                             slack=pl.col("cost_slack").sum()))
+    spend = group_sums(known.join(funded, on="o", how="inner", maintain_order="left"),
+                       ["funded_by"], {"spent": pl.col("cost"), "slack": pl.col("cost_slack")})
     bad = (inputs.funders.join(spend, on="funded_by", how="inner", maintain_order="left")
            .filter(pl.col("budget").is_not_null()
                    & _over(pl.col("spent"), pl.col("budget"), pl.col("slack"))))

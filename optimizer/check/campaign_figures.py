@@ -19,6 +19,7 @@ import polars as pl
 from optimizer.check.base import ROUNDING, _fmt
 from optimizer.check.flights import group_caps
 from optimizer.core.config import Scenario
+from optimizer.core.numerics import group_sums
 from optimizer.io.validate import Inputs
 
 FIGURE_RTOL, FIGURE_ATOL = 1e-9, 1e-9      # manifest figures == recomputed
@@ -52,11 +53,11 @@ def campaign_figure_problems(manifest: dict[str, Any], a: pl.DataFrame, inputs: 
 def _sums(known: pl.DataFrame, members: pl.DataFrame, key: str) -> pl.DataFrame:
     """Per ``key`` of ``members`` (``key``, ``o``): the assignments' expected cost and
     redemptions, and how much reading may have rounded each."""
-    return (known.join(members, on="o", how="inner")
-            .group_by(key).agg(cost=pl.col("cost").sum(), cost_slack=pl.col("cost_rounding").sum(),
-                               cost_abs=pl.col("cost").abs().sum(),
-                               redemptions=pl.col("p_redeem").sum(),
-                               redemptions_slack=pl.col("p_rounding").sum()))
+    return group_sums(known.join(members, on="o", how="inner", maintain_order="left_right"),
+                      [key], {"cost": pl.col("cost"), "cost_slack": pl.col("cost_rounding"),
+                              "cost_abs": pl.col("cost").abs(),
+                              "redemptions": pl.col("p_redeem"),
+                              "redemptions_slack": pl.col("p_rounding")})
 
 
 def _share(cost: float, budget: float | None) -> float | None:

@@ -25,6 +25,7 @@ import polars as pl
 
 from optimizer.check.base import _over
 from optimizer.core.config import Scenario
+from optimizer.core.numerics import group_sums
 from optimizer.io.validate import Inputs
 
 
@@ -45,14 +46,17 @@ def weekly_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFra
     if hist is not None and hist.height:
         cost = (pl.col("expected_cost") if "expected_cost" in hist.columns
                 else pl.lit(None, dtype=pl.Float64))
-        rows = (hist.join(flights.select("o", "flight_start_week"), on="o", how="inner")
-                .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week))
-                .group_by("o", "week").agg(cost=cost.sum(), missing=cost.null_count()))
+        rows = group_sums(
+            hist.join(flights.select("o", "flight_start_week"), on="o", how="inner",
+                      maintain_order="left")
+            .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week)),
+            ["o", "week"], {"cost": cost, "missing": cost.is_null().cast(pl.UInt32)})
     if inputs.spend is not None:
         given = (inputs.spend.join(flights.select("o", "flight_start_week"), on="o", how="inner")
                  .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week))
                  .select("o", "week", "amount"))
-        rows = (rows.join(given, on=["o", "week"], how="full", coalesce=True)
+        rows = (rows.join(given, on=["o", "week"], how="full", coalesce=True,
+                          maintain_order="left_right")
                 .with_columns(cost=pl.when(pl.col("amount").is_not_null()).then("amount")
                               .otherwise("cost"),
                               missing=pl.when(pl.col("amount").is_not_null()).then(0)
@@ -63,9 +67,8 @@ def weekly_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFra
 
 def _earlier_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFrame:
     """Per flight: ``spent`` before ``week`` and ``unknown`` weeks (sends without a cost)."""
-    return weekly_spend(flights, inputs, week).group_by("o").agg(
-        spent=pl.col("cost").fill_null(0.0).sum(),
-        unknown=(pl.col("missing").fill_null(0) > 0).sum())
+    return group_sums(weekly_spend(flights, inputs, week), ["o"], {
+        "spent": pl.col("cost"), "unknown": (pl.col("missing").fill_null(0) > 0).cast(pl.UInt32)})
 
 
 def _caps(heads: pl.DataFrame, members: pl.DataFrame, inputs: Inputs, scenario: Scenario
@@ -79,7 +82,7 @@ def _caps(heads: pl.DataFrame, members: pl.DataFrame, inputs: Inputs, scenario: 
         "key", "flight_budget", "flight_start_week", "flight_end_week",
         left=(pl.col("flight_end_week") - week + 1).cast(pl.Float64))
     members = members.join(flights.select("key", "flight_start_week", "flight_end_week"),
-                           on="key", how="inner")
+                           on="key", how="inner", maintain_order="left")
     rule = scenario.rules.pacing
     if rule == "even":
         flights = flights.with_columns(share=1.0 / pl.col("left"))
@@ -88,15 +91,17 @@ def _caps(heads: pl.DataFrame, members: pl.DataFrame, inputs: Inputs, scenario: 
     else:
         demand = (inputs.forecast if inputs.forecast is not None
                   else pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64, "demand": pl.Float64}))
-        ahead = (demand.join(members, on="o", how="inner")
-                 .filter((pl.col("week") >= week) & (pl.col("week") <= pl.col("flight_end_week")))
-                 .group_by("key").agg(now=pl.col("demand").filter(pl.col("week") == week).sum(),
-                                      ahead=pl.col("demand").sum()))
+        ahead = group_sums(
+            demand.join(members, on="o", how="inner", maintain_order="left_right")
+            .filter((pl.col("week") >= week) & (pl.col("week") <= pl.col("flight_end_week"))),
+            ["key"], {"now": pl.when(pl.col("week") == week).then(pl.col("demand")),
+                      "ahead": pl.col("demand")})
         flights = (flights.join(ahead, on="key", how="left")
                    .with_columns(share=pl.when(pl.col("ahead") > 0)
                                  .then(pl.col("now") / pl.col("ahead")).otherwise(0.0)))
-    spent = (members.join(_earlier_spend(members, inputs, week), on="o", how="inner")
-             .group_by("key").agg(pl.col("spent").sum(), pl.col("unknown").sum()))
+    spent = group_sums(members.join(_earlier_spend(members, inputs, week), on="o", how="inner",
+                                    maintain_order="left_right"),
+                       ["key"], {"spent": pl.col("spent"), "unknown": pl.col("unknown")})
     return (flights.join(spent, on="key", how="left")
             .with_columns(pl.col("spent").fill_null(0.0), pl.col("unknown").fill_null(0))
             .select("key", "unknown", flight_cap=(pl.col("flight_budget") - pl.col("spent"))
@@ -136,7 +141,8 @@ def check_flights(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenario)
         "flight(s) have earlier weeks of unknown spend (sends without",
         "offer(s) spend more this week than their flight's share (offer {id!r} spends"))
     caps, members = group_caps(inputs, scenario)
-    return out + _over_caps(caps, known_offer.join(members, on="o", how="inner"), None,
+    return out + _over_caps(caps, known_offer.join(members, on="o", how="inner",
+                                                   maintain_order="left_right"), None,
                             "flight_id", (
         "group flight(s) have earlier weeks of unknown spend (sends without",
         "group flight(s) spend more this week than their share (flight {id!r}: its offers spend"))
@@ -158,8 +164,7 @@ def _over_caps(caps: pl.DataFrame, assigned: pl.DataFrame, ids: pl.DataFrame | N
         out.append(_violation(
             f"{unknown.height} {says[0]} history.expected_cost and no spend row for their week)",
             unknown.height, unknown.select(key, weeks_unknown="unknown")))
-    spent = assigned.group_by(by).agg(spent=pl.col("cost").sum(),
-                                      slack=pl.col("cost_slack").sum())
+    spent = group_sums(assigned, [by], {"spent": pl.col("cost"), "slack": pl.col("cost_slack")})
     bad = caps.join(spent, on=by, how="inner")
     if ids is not None:
         bad = bad.join(ids, on="o", how="left")

@@ -72,6 +72,7 @@ from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, ScenarioError
+from optimizer.core.numerics import group_sums
 from optimizer.io import manifest as manifest_file
 from optimizer.io import run_match
 from optimizer.io.validate import Inputs
@@ -199,11 +200,12 @@ def check_summary(frame: pl.DataFrame, path: Path, known_offer: pl.DataFrame, in
         out.append(Violation("summary", f"{dup.select('o').n_unique()} offer(s) appear more than "
                              f"once in {name}", dup.select("o").n_unique(), _sample(dup, shown)))
         summary = summary.unique("o", keep="first", maintain_order=True)
-    actual = (known_offer.group_by("o")
-              .agg(offer_id_run=pl.first("offer_id"), run_customers=pl.len().cast(pl.Float64),
-                   run_expected_redemptions=pl.col("p_redeem").sum(),
-                   run_expected_cost=pl.col("expected_cost").sum(),
-                   rounded=pl.col(ROUNDING).sum()))
+    actual = (known_offer.group_by("o", maintain_order=True)
+              .agg(offer_id_run=pl.first("offer_id"), run_customers=pl.len().cast(pl.Float64))
+              .join(group_sums(known_offer, ["o"], {
+                  "run_expected_redemptions": pl.col("p_redeem"),
+                  "run_expected_cost": pl.col("expected_cost"), "rounded": pl.col(ROUNDING)}),
+                    on="o", how="left", maintain_order="left"))
     both = summary.join(actual, on="o", how="full", coalesce=True, maintain_order="left_right")
     offers = inputs.offers.select(
         "o", run_budget=pl.col("budget").cast(pl.Float64) * scenario.rules.budget_scale,

@@ -30,6 +30,7 @@ from optimizer.check.base import Violation, _numbers, read_precision
 from optimizer.check.copies import _read
 from optimizer.check.flights import weekly_spend
 from optimizer.core.config import Scenario
+from optimizer.core.numerics import group_sums
 from optimizer.io.validate import Inputs
 
 RTOL, ATOL = 1e-9, 1e-9
@@ -61,7 +62,8 @@ def _active(inputs: Inputs, week: int) -> tuple[pl.DataFrame, pl.DataFrame]:
                                 flight_id=pl.col("flight_id").cast(pl.Utf8).str.strip_chars()))
         mine = (offers.filter(pl.col("flight_id").is_not_null())
                 .select("o", flight_id=pl.col("flight_id").cast(pl.Utf8).str.strip_chars())
-                .join(groups.select("flight_id", "key"), on="flight_id", how="inner")
+                .join(groups.select("flight_id", "key"), on="flight_id", how="inner",
+                      maintain_order="left")
                 .select("key", o=pl.col("o").cast(pl.Int32)))
         groups = groups.join(mine.select("key").unique(), on="key", how="semi")
         heads = pl.concat([heads, groups.select(
@@ -89,19 +91,20 @@ def expected_pacing(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenari
         demand = (inputs.forecast.select("o", "week", "demand") if inputs.forecast is not None
                   else pl.DataFrame(schema={"o": pl.Int32, "week": pl.Int64,
                                             "demand": pl.Float64}))
-        per = (members.join(demand, on="o", how="inner")
-               .group_by("key", "week").agg(weight=pl.col("demand").sum()))
+        per = group_sums(members.join(demand, on="o", how="inner", maintain_order="left_right"),
+                         ["key", "week"], {"weight": pl.col("demand")})
         grid = (grid.join(per, on=["key", "week"], how="left")
                 .with_columns(pl.col("weight").fill_null(0.0)))
     # an offer may be in its own flight and a group flight: its weeks' spend is read once (from
     # its earliest flight start; each flight's grid keeps its own weeks)
     starts = (members.join(heads.select("key", "flight_start_week"), on="key")
               .group_by("o").agg(pl.col("flight_start_week").min()))
-    earlier = (members.join(weekly_spend(starts, inputs, week), on="o", how="inner")
-               .group_by("key", "week").agg(recorded=pl.col("cost").fill_null(0.0).sum()))
-    now = (known_offer.join(members, on="o", how="inner").group_by("key")
-           .agg(now=pl.col("expected_cost").cast(pl.Float64).sum(),
-                slack=pl.col("cost_slack").sum()))
+    earlier = group_sums(members.join(weekly_spend(starts, inputs, week), on="o", how="inner",
+                                      maintain_order="left_right"),
+                         ["key", "week"], {"recorded": pl.col("cost")})
+    now = group_sums(known_offer.join(members, on="o", how="inner", maintain_order="left_right"),
+                     ["key"], {"now": pl.col("expected_cost").cast(pl.Float64),
+                               "slack": pl.col("cost_slack")})
     grid = (grid.join(earlier, on=["key", "week"], how="left")
             .join(now, on="key", how="left")
             .with_columns(pl.col("now", "slack").fill_null(0.0))
@@ -110,13 +113,16 @@ def expected_pacing(known_offer: pl.DataFrame, inputs: Inputs, scenario: Scenari
     grid = grid.with_columns(
         spent=pl.when(this).then("now").when(later).then(None)
         .otherwise(pl.col("recorded").fill_null(0.0)))
-    grid = grid.with_columns(
+    # per flight: the later weeks' weight and the budget left after this week (sums in a fixed
+    # order, joined back; the grid is sorted by key and week)
+    totals = group_sums(grid, ["key"], {"later_tail": pl.when(later).then(pl.col("weight")),
+                                        "spent_total": pl.col("spent")})
+    grid = grid.join(totals, on="key", how="left", maintain_order="left").with_columns(
         before=(pl.col("spent").fill_null(0.0).cum_sum() - pl.col("spent").fill_null(0.0))
         .over("key"),
         tail=pl.col("weight").reverse().cum_sum().reverse().over("key"),
-        later_tail=pl.when(later).then(pl.col("weight")).otherwise(0.0).sum().over("key"),
-        after=(pl.col("flight_budget").first()
-               - pl.col("spent").fill_null(0.0).sum()).clip(lower_bound=0.0).over("key"))
+        after=(pl.col("flight_budget").first().over("key")
+               - pl.col("spent_total")).clip(lower_bound=0.0))
     left = (pl.col("flight_budget") - pl.col("before")).clip(lower_bound=0.0)
     return grid.select(
         "offer_id", "flight_id", "week", "flight_budget",

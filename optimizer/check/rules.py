@@ -22,6 +22,7 @@ from optimizer.check.base import (
     _sample,
 )
 from optimizer.core.config import Scenario
+from optimizer.core.numerics import group_sums
 from optimizer.core.schemas import normalize_category_name
 from optimizer.io.validate import Inputs, checked_scores
 
@@ -289,8 +290,10 @@ def _check_offers(known_offer: pl.DataFrame, inputs: Inputs,
     out = []
     scale = scenario.rules.budget_scale
     per = (known_offer.group_by("o", maintain_order=True)
-           .agg(offer_id=pl.first("offer_id"), customers=pl.len().cast(pl.Int64),
-                spent=pl.col("cost").sum(), slack=pl.col("cost_slack").sum())
+           .agg(offer_id=pl.first("offer_id"), customers=pl.len().cast(pl.Int64))
+           .join(group_sums(known_offer, ["o"], {"spent": pl.col("cost"),
+                                                 "slack": pl.col("cost_slack")}),
+                 on="o", how="left", maintain_order="left")
            .join(inputs.offers.select("o", "budget", "max_customers"), on="o", how="left",
                  maintain_order="left")
            .with_columns(cap=pl.col("budget") * scale))
