@@ -17,9 +17,10 @@ from optimizer.apps.synthetic import write_demo_data
 from optimizer.check.verify import check_run
 from optimizer.core.config import load_scenario
 from optimizer.model.reduced import reduced_values
+from optimizer.model.stability import Previous, add_bonus
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.start import admissible_prices
-from optimizer.solve.lagrangian.truncation import _marginals
+from optimizer.solve.lagrangian.truncation import _best_per_row, _change_lift, _marginals
 from tests.random_world import run_with_problem
 from tests.tiny_world import write_scenario
 
@@ -155,22 +156,32 @@ def _best_plan_value(items: list[tuple[float, tuple[int, ...]]], cap: int, per_c
     return best
 
 
-def test_a_pair_at_her_marginal_cannot_raise_her_plan(data, tmp_path):
+@pytest.mark.parametrize("bonus", ["none", "targets", "change_penalty"])
+def test_a_pair_at_her_marginal_cannot_raise_her_plan(data, tmp_path, bonus):
     # every customer, every offer she was not given, at exactly the marginal the pricing step
     # skips below: her best plan by enumeration (every category counted) does not rise; a hair
-    # above it, it does for every full customer whose offers count in one category each
+    # above it, it does for every full customer whose offers count in one category each. With
+    # the targets' bonus (per offer, on every pair's value: the floor the plans are tested at),
+    # and with the change penalty's bonus on the candidates of last week's lists (here the
+    # plan's pairs, as the solve sees them: stability.add_bonus)
     run, problem = run_with_problem(_scenario(tmp_path / "m", data, keep=3, rounds=0),
                                     write=False)
     prices = admissible_prices(problem, run.solution.prices)
-    zero = np.zeros(problem.offers.n_offers)
+    if bonus == "change_penalty":
+        c, o = problem.chosen_pairs(run.solution.chosen)
+        n = problem.offers.n_offers
+        add_bonus(problem, Previous(np.unique(c.astype(np.int64) * n + o), n, "plan"), 0.3)
+    rng = np.random.default_rng(5)
+    lift = (rng.random(problem.offers.n_offers) * 0.5 if bonus == "targets"
+            else np.zeros(problem.offers.n_offers))
     cats = [tuple(int(k) for k in row if k >= 0) for row in problem.offers.categories]
     q = problem.max_per_category
     raised = 0
     for block in problem.blocks:
         at = np.arange(block.customers.size)
-        marginal = _marginals(problem, prices, block, at, zero)
+        marginal = _marginals(problem, prices, block, at, lift)
         reduced = reduced_values(block.value, block.cost, block.offer, prices.cost_price,
-                                 prices.count, prices.global_budget, zero)
+                                 prices.count, prices.global_budget, lift)
         for i in at:
             cap = int(block.cap[i])
             if cap == 0:
@@ -187,6 +198,27 @@ def test_a_pair_at_her_marginal_cannot_raise_her_plan(data, tmp_path):
                 assert _best_plan_value(kept + [(above, ())], cap, q) > alone
                 raised += 1
     assert raised > 0
+
+
+def test_the_change_penalty_lifts_past_her_marginal_only_last_weeks_pairs():
+    # customer 4 is full, her marginal 0.8; her left-out offers 1 and 2 are worth 0.5 each, and
+    # only (4, 1) was on last week's list: with the penalty 0.4 it may raise her plan, (4, 2)
+    # may not (counted unable); customer 7 is not full (marginal 0): her positive pair helps
+    n_offers = 3
+    previous = Previous(np.array([4 * n_offers + 1, 7 * n_offers + 2]), n_offers, "test")
+    customers = np.array([4, 7])
+    lift = _change_lift(previous, 0.4, customers, n_offers)
+    assert lift.tolist() == [[0.0, 0.4, 0.0], [0.0, 0.0, 0.4]]
+    assert _change_lift(None, 0.4, customers, n_offers).tolist() == [[0.0]]
+    row, offer = np.array([0, 0, 1]), np.array([1, 2, 0])
+    reduced, cap = np.array([0.5, 0.5, 0.3]), np.array([2, 1])
+    floors = [(np.array([0.8, 0.0]), np.zeros(n_offers)[None, :] + lift)]
+    keys, unable = _best_per_row(row, offer, reduced, cap, customers, n_offers, floors)
+    assert keys.tolist() == [4 * n_offers + 1, 7 * n_offers + 0] and unable == 1
+    # without the lift neither of hers helps
+    keys, unable = _best_per_row(row, offer, reduced, cap, customers, n_offers,
+                                 [(np.array([0.8, 0.0]), np.zeros((1, n_offers)))])
+    assert keys.tolist() == [7 * n_offers + 0] and unable == 2
 
 
 def test_a_rebuild_scores_again_only_the_chunks_holding_new_pairs(data, tmp_path, monkeypatch):
