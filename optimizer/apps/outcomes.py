@@ -189,9 +189,7 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
         "per_offer": per_offer.select("offer_id", "customers", "true_lift_per_customer").to_dicts(),
     }
     Path(out).mkdir(parents=True, exist_ok=True)
-    # none of the three published unless all three were written (a crash between their renames
-    # alone could leave new transactions beside old redemptions)
-    write_atomic_together({
+    write_atomic_together({  # none published unless all three were written (see its docstring)
         Path(out) / "transactions.parquet": lambda path: transactions.write_parquet(path),
         Path(out) / "redemptions.parquet": lambda path: redemptions.write_parquet(path),
         Path(out) / "truth.json": json_writer(truth),
