@@ -37,8 +37,11 @@ from optimizer.solve.lagrangian.shards import (
 from optimizer.solve.lagrangian.sketch import merged_bounds
 from optimizer.solve.lagrangian.targets import bonus_at
 
-# the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
-PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
+# the calls that make a plan (they move O(candidates) bits, the repair's O(offers x buckets) and
+# its crossing buckets' pairs and dropped pairs); the others price (O(offers))
+PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain", "repair_start",
+                        "repair_totals", "repair_points", "repair_tallies", "repair_collect",
+                        "repair_best", "repair_values", "repair_done"})
 
 
 def payload_bytes(obj: Any) -> int:
@@ -60,6 +63,7 @@ class ShardExecutor:
     measure = False
     packed = False
     split_above: float | None = None  # None: :func:`.narrow.split_limit`'s default
+    repair_on = "none"  # where the last plan's repair ran (:func:`.planning.make_plan`)
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
         self.problem = problem
@@ -123,7 +127,8 @@ class ShardExecutor:
             sizes = [sum(t[k] for k in picked) for t in passes]
             record[kind + "mean"] = int(np.mean(sizes)) if sizes else 0
             record[kind + "max"] = max(sizes, default=0)
-        return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record}
+        return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record,
+                "repair": self.repair_on}
 
 
 class LocalShards(ShardExecutor):
