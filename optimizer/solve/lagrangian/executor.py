@@ -26,6 +26,7 @@ from optimizer.solve.lagrangian.critical import (
     tally_total,
 )
 from optimizer.solve.lagrangian.narrow import bucket_prices
+from optimizer.solve.lagrangian.repair_shards import where
 from optimizer.solve.lagrangian.shards import (
     ShardSpec,
     joined,
@@ -63,7 +64,6 @@ class ShardExecutor:
     measure = False
     packed = False
     split_above: float | None = None  # None: :func:`.narrow.split_limit`'s default
-    repair_on = "none"  # where the last plan's repair ran (:func:`.planning.make_plan`)
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
         self.problem = problem
@@ -128,7 +128,7 @@ class ShardExecutor:
             record[kind + "mean"] = int(np.mean(sizes)) if sizes else 0
             record[kind + "max"] = max(sizes, default=0)
         return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record,
-                "repair": self.repair_on}
+                "repair": where(self.problem)}
 
 
 class LocalShards(ShardExecutor):

@@ -89,16 +89,13 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
     The problem priced for channels is made in ``best.views`` (:class:`.channels.PricedViews`).
     ``ex``: the shards that made ``chosen`` (their last ``plan_rows``); the repair runs on them
     where :func:`.repair_shards.applies` (no funder budget, no channels), on the driver's pairs
-    otherwise (``ex.repair_on`` records which, for the manifest)."""
+    otherwise (:func:`.repair_shards.where` names which, for the manifest)."""
     whole, problem = problem, best.views.at(prices)  # values net of channels
     if ex is not None and repair_shards.applies(whole):
-        ex.repair_on = "shards"
         done = repair_shards.sharded_repair(ex, problem, chosen)
         spent = (done.spend, done.count, done.total)
         refill(problem, chosen, prices, spent=spent, map_blocks=run)
     else:
-        if ex is not None:
-            ex.repair_on = "driver: funder budgets or channels"
         kept = repair(problem, chosen, run)
         # refill ranks candidates by their reduced values at these prices, target bonus included
         refill(problem, chosen, prices, kept, map_blocks=run)

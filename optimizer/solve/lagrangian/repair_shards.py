@@ -64,6 +64,15 @@ def applies(problem: AssignmentProblem) -> bool:
     return problem.funders is None and problem.channels is None
 
 
+def where(problem: AssignmentProblem) -> str:
+    """Where the plans' repair of ``problem`` runs, for the manifest."""
+    if applies(problem):
+        return "shards"
+    why = [w for w, has in (("funder budgets", problem.funders is not None),
+                            ("channels", problem.channels is not None)) if has]
+    return "driver (" + " and ".join(why) + ")"
+
+
 # -- the shard's side ---------------------------------------------------------------------------
 @dataclass
 class Entries:
@@ -121,6 +130,14 @@ def kept_after(e: Entries, applied: Sequence[Cut], n_offers: int) -> np.ndarray:
         stays = np.where(alone >= 0, e.pos == alone, before)
         kept &= ~inside | stays
     return kept
+
+
+def cuts_key(applied: Sequence[Cut]) -> bytes:
+    """``applied`` as bytes (equal bytes: the same cuts; each cut led by its kind and size)."""
+    return b"".join(np.array([kind, rows.shape[0]], dtype=np.int64).tobytes()
+                    + b"".join(np.ascontiguousarray(a, dtype=np.float64 if k == 1 else np.int64)
+                               .tobytes() for k, a in enumerate((rows, top, top_pos, single)))
+                    for kind, rows, top, top_pos, single in applied)
 
 
 def _row_of(group: np.ndarray, rows: np.ndarray, n_offers: int) -> np.ndarray:
@@ -269,7 +286,7 @@ def _narrow(ex: Any, kind: int, applied: list[Cut], rows: np.ndarray, lo: np.nda
     found = ex.all("repair_points", applied, kind, rows, lo, hi)
     edges = np.full((rows.size, _EDGES), -np.inf)
     for r in np.flatnonzero(active):  # a loop over the groups cut, never pairs
-        pts = np.concatenate([_row_points(f, r) for f in found])
+        pts = np.concatenate([_row_points(f, int(r)) for f in found])
         pts = np.unique(pts[(pts > lo[r]) & (pts < hi[r])])[::-1]
         if pts.size > _EDGES:
             pts = pts[(np.arange(1, _EDGES + 1) * pts.size) // (_EDGES + 1)]

@@ -75,7 +75,7 @@ class Shard:
         self._kept: narrow.Entries = narrow.no_entries()  # the crossing buckets being narrowed
         self.plan: list[np.ndarray] = []  # the last plan_rows
         self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
-        self._cuts: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=bool))  # cuts made, kept
+        self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -256,13 +256,14 @@ class Shard:
     def repair_start(self) -> None:
         """Take the last plan's pairs for the repair."""
         self._pairs = rs.entries_of(self.problem, self.plan, self.lo)
-        self._cuts = (-1, np.zeros(0, dtype=bool))
+        self._cuts = (b"", np.zeros(0, dtype=bool))
 
     def _kept_after(self, applied: list) -> np.ndarray:
-        """Which of the plan's pairs remain after ``applied`` (the last answer reused)."""
-        if self._cuts[0] != len(applied):
-            self._cuts = (len(applied), rs.kept_after(self._pairs, applied,
-                                                      self.problem.offers.n_offers))
+        """Which of the plan's pairs remain after ``applied`` (the last answer reused when the
+        cuts are the same, bytes for bytes: a cut's single pairs may change, not its length)."""
+        key = rs.cuts_key(applied)
+        if self._cuts[0] != key or self._cuts[1].shape[0] != self._pairs.pos.shape[0]:
+            self._cuts = (key, rs.kept_after(self._pairs, applied, self.problem.offers.n_offers))
         return self._cuts[1]
 
     def _groups(self, kind: int) -> int:
