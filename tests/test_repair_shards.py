@@ -94,8 +94,8 @@ def _tied(problem: AssignmentProblem) -> AssignmentProblem:
 
 @given(seed=st.integers(0, 10_000), shard=st.integers(1, 60), tied=st.booleans(),
        split=st.booleans(), share=st.floats(0.02, 0.6))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 def test_sharded_repair_keeps_the_drivers_pairs(monkeypatch, seed, shard, tied, split, share):
     """Random instances (offers' budgets and ``max_customers``, a global budget), random plans,
     shards of 1 to 60 customers cutting blocks of 1 to 19 anywhere, crossing buckets over 3

@@ -30,7 +30,7 @@ budgets and channels (the channels price the values the cuts rank).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -48,13 +48,17 @@ from optimizer.core.exact_sum import (
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
 
+if TYPE_CHECKING:  # the executor imports this module
+    from optimizer.solve.lagrangian.executor import ShardExecutor
+
 COUNT, BUDGET, GLOBAL = 0, 1, 2  # the cuts, in their order
 _EDGES = 63  # bucket edges a group and round (64 buckets)
 _COLLECT = 4096  # a crossing bucket of more pairs (all shards) is split again
 _ROUNDS = 8
 _SLOT_BITS = 24  # a pair's position: (customer << _SLOT_BITS) | slot
 
-# one cut: (kind, rows: the groups cut, top priority kept below ``cut_priority``...)
+# one cut: (kind, rows: the groups it cuts, per row the first dropped pair's priority and
+# position, per row the single pair kept instead of the prefix or -1)
 Cut = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -214,7 +218,8 @@ class Repaired:
     total: float
 
 
-def sharded_repair(ex: Any, problem: AssignmentProblem, chosen: list[np.ndarray]) -> Repaired:
+def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[np.ndarray]
+                   ) -> Repaired:
     """Repair the plan the shards of ``ex`` hold (their last ``plan_rows``, which are
     ``chosen``): the cuts found from their tallies, the pairs dropped from ``chosen`` too."""
     offers = problem.offers
@@ -242,7 +247,8 @@ def _limit(capacity: np.ndarray) -> np.ndarray:
     return capacity * (1 + 1e-12) + 1e-12
 
 
-def _cut(ex: Any, kind: int, capacity: np.ndarray, applied: list[Cut], n: int) -> Cut | None:
+def _cut(ex: ShardExecutor, kind: int, capacity: np.ndarray, applied: list[Cut], n: int
+         ) -> Cut | None:
     """The cut ``kind`` of the groups over ``capacity`` after ``applied``; ``None``: none is."""
     limit = _limit(capacity)
     totals = ex.all("repair_totals", applied, kind)
@@ -277,9 +283,9 @@ def _cut(ex: Any, kind: int, capacity: np.ndarray, applied: list[Cut], n: int) -
     return kind, rows, top, top_pos, np.where(switch, best_p, -1)
 
 
-def _narrow(ex: Any, kind: int, applied: list[Cut], rows: np.ndarray, lo: np.ndarray,
-            hi: np.ndarray, before: Exact, lim: Exact, size: np.ndarray, active: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Exact]:
+def _narrow(ex: ShardExecutor, kind: int, applied: list[Cut], rows: np.ndarray,
+            lo: np.ndarray, hi: np.ndarray, before: Exact, lim: Exact, size: np.ndarray,
+            active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Exact]:
     """One round: bucket edges for the ``active`` rows from the shards' points, their tallies
     added, each row's interval narrowed to the bucket where its running weight passes ``lim``
     (``before``: the exact weight of the pairs above the interval)."""
@@ -323,8 +329,9 @@ def _row_points(found: tuple[np.ndarray, np.ndarray], r: int) -> np.ndarray:
     return pts[start:start + int(counts[r])]
 
 
-def _exact_cut(ex: Any, kind: int, applied: list[Cut], rows: np.ndarray, lo: np.ndarray,
-               hi: np.ndarray, before: Exact, lim: Exact) -> tuple[np.ndarray, np.ndarray]:
+def _exact_cut(ex: ShardExecutor, kind: int, applied: list[Cut], rows: np.ndarray,
+               lo: np.ndarray, hi: np.ndarray, before: Exact, lim: Exact
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs of each row's interval gathered from the shards, ordered (priority
     descending, then position) and their running weight added exactly to ``before``: the first
     pair whose running weight passes ``lim`` (its priority and position) is each row's cut."""

@@ -277,7 +277,8 @@ class Shard:
 
     def repair_points(self, applied: list, kind: int, rows: np.ndarray, lo: np.ndarray,
                       hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Up to 63 priorities per row of ``rows`` in its ``[lo, hi)`` (:func:`.repair_shards.points`)."""
+        """Up to 63 priorities per row of ``rows`` in its ``[lo, hi)``
+        (:func:`.repair_shards.points`)."""
         n = self.problem.offers.n_offers
         row, priority, _, _ = rs.in_rows(self._pairs, self._kept_after(applied), kind, rows,
                                          lo, hi, n)
