@@ -167,7 +167,10 @@ def test_pass_loop_with_the_repair_on_shards_gives_the_drivers_plan(monkeypatch)
     lagrangian = LagrangianSettings(max_iterations=10, shard_customers=37, sample_customers=60,
                                     gap_tolerance=1e-6, threads=2)
     on_shards = solve_lagrangian(problem, lagrangian)
-    _same(on_shards, solve_lagrangian(problem, lagrangian, shards=WireShards(problem, 37)))
+    wire = WireShards(problem, 37)
+    _same(on_shards, solve_lagrangian(problem, lagrangian, shards=wire))
+    report = wire.report()  # the repair's calls counted apart (what the plan's repair moves)
+    assert report["repair"] == "shards" and report["bytes_per_pass"]["repair_max"] > 0
     monkeypatch.setattr(repair_shards, "applies", lambda problem: False)
     _same(on_shards, solve_lagrangian(problem, lagrangian))
 

@@ -102,8 +102,9 @@ def entries_of(problem: AssignmentProblem, plan: Sequence[np.ndarray], lo: int) 
         row, slot, offer, cost, value = refill_kernels.chosen_entries(mask, block.offer,
                                                                       block.cost, block.value)
         pos = ((first + row.astype(np.int64)) << _SLOT_BITS) | slot.astype(np.int64)
-        for c, a in zip(cols, (np.full(row.size, k, dtype=np.int32), row, slot,
-                               offer.astype(np.int64), cost, value, pos)):
+        parts: tuple[np.ndarray, ...] = (np.full(row.size, k, dtype=np.int32), row, slot,
+                                          offer.astype(np.int64), cost, value, pos)
+        for c, a in zip(cols, parts):
             c.append(a)
         first += block.n_customers
     empty = [np.zeros(0, dtype=d) for d in (np.int32, np.int32, np.int32, np.int64, float,
