@@ -12,47 +12,56 @@ Each limb holds a sum of at most ``2**31`` terms of magnitude under ``2**32`` (n
 """
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
 Exact = tuple[int, np.ndarray]
 
-_MASK = np.uint64(0xFFFFFFFF)
+_LOW = np.uint64(0xFFFFFFFF)
+_TWO53 = 9007199254740992.0  # 2**53
 
 
 @nb.njit(cache=True, nogil=True)
-def _tally(index, sign, first, c0, c1, c2, n_rows, width):  # pragma: no cover - compiled
-    out = np.zeros((n_rows, width), dtype=np.int64)
-    for i in range(index.shape[0]):
-        g, k = index[i], first[i]
-        out[g, k] += sign[i] * c0[i]
-        out[g, k + 1] += sign[i] * c1[i]
-        out[g, k + 2] += sign[i] * c2[i]
-    return out
+def _limb_of(v):  # pragma: no cover - compiled
+    """``|v| = big * 2**(32 limb + shift)`` (``big`` under ``2**53``, ``shift`` in 0..31)."""
+    m, e = math.frexp(abs(v))
+    q = e - 53
+    limb = q // 32  # floor
+    return np.uint64(m * _TWO53), limb, np.uint64(q - 32 * limb)
+
+
+@nb.njit(cache=True, nogil=True)
+def _tally(group, x, n_rows):  # pragma: no cover - compiled
+    lowest, highest = 1 << 40, -(1 << 40)
+    for i in range(x.shape[0]):
+        if x[i] != 0.0:
+            _, limb, _ = _limb_of(x[i])
+            lowest, highest = min(lowest, limb), max(highest, limb)
+    if lowest > highest:
+        return 0, np.zeros((n_rows, 1), dtype=np.int64)
+    out = np.zeros((n_rows, highest - lowest + 3), dtype=np.int64)
+    for i in range(x.shape[0]):
+        if x[i] == 0.0:
+            continue
+        big, limb, shift = _limb_of(x[i])
+        moved = big << shift  # bits from 64 on are lost: the third chunk reads them from big
+        sign = -1 if x[i] < 0 else 1
+        row, k = group[i], limb - lowest
+        out[row, k] += sign * np.int64(moved & _LOW)
+        out[row, k + 1] += sign * np.int64((moved >> np.uint64(32)) & _LOW)
+        out[row, k + 2] += sign * np.int64((big >> np.uint64(32)) >> (np.uint64(32) - shift))
+    return lowest, out
 
 
 def exact_tally(group: np.ndarray, x: np.ndarray, n_rows: int) -> Exact:
     """Per row ``g`` of ``n_rows``, the exact sum of ``x[group == g]`` (finite floats)."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
     if not np.isfinite(x).all():
         raise ValueError("exact sums take finite floats only")
-    nonzero = x != 0
-    group, x = np.asarray(group)[nonzero], x[nonzero]
-    if x.size == 0:
-        return 0, np.zeros((n_rows, 1), dtype=np.int64)
-    m, e = np.frexp(np.abs(x))
-    big = (m * 2.0 ** 53).astype(np.uint64)  # exact: m has 53 bits
-    q = e.astype(np.int64) - 53
-    limb = np.floor_divide(q, 32)
-    shift = (q - 32 * limb).astype(np.uint64)
-    moved = big << shift  # bits from 64 on are lost: c2 reads them from ``big``
-    c0 = (moved & _MASK).astype(np.int64)
-    c1 = ((moved >> np.uint64(32)) & _MASK).astype(np.int64)
-    c2 = ((big >> np.uint64(32)) >> (np.uint64(32) - shift)).astype(np.int64)
-    first = int(limb.min())
-    width = int(limb.max()) - first + 3
-    sign = np.where(x < 0, -1, 1).astype(np.int64)
-    return first, _tally(group.astype(np.int64), sign, limb - first, c0, c1, c2, n_rows, width)
+    first, limbs = _tally(np.ascontiguousarray(group, dtype=np.int64), x, n_rows)
+    return int(first), limbs
 
 
 def exact_each(x: np.ndarray) -> Exact:
