@@ -10,6 +10,7 @@ from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
+from optimizer.solve.lagrangian.repair_shards import where
 from optimizer.solve.polish import PolishedSolution, PolishSettings, polish
 
 # what `offeropt check` allows a capacity (optimizer/check/base.py BUDGET_RTOL, BUDGET_ATOL): a plan
@@ -49,7 +50,7 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
     manifest's record of where it ran (backend name, workers, shards, bytes per pass)."""
     if settings.backend == "local":
         return (solve_lagrangian(problem, lagrangian, warm_start=warm_start, progress=progress),
-                {"name": "local", "workers": 1})
+                {"name": "local", "workers": 1, "repair": where(problem)})
     from optimizer.solve.backends.dask_shards import DaskShards  # the dask extra
 
     shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,

@@ -26,6 +26,7 @@ from optimizer.solve.lagrangian.critical import (
     tally_total,
 )
 from optimizer.solve.lagrangian.narrow import bucket_prices
+from optimizer.solve.lagrangian.repair_shards import where
 from optimizer.solve.lagrangian.shards import (
     ShardSpec,
     joined,
@@ -37,8 +38,11 @@ from optimizer.solve.lagrangian.shards import (
 from optimizer.solve.lagrangian.sketch import merged_bounds
 from optimizer.solve.lagrangian.targets import bonus_at
 
-# the calls that make a plan (they move O(candidates) bits); the others price (O(offers))
+# the calls that make a plan (they move O(candidates) bits); the plan's repair (O(offers x
+# buckets), its crossing buckets' pairs and the dropped pairs); the others price (O(offers))
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
+REPAIR_CALLS = frozenset({"repair_start", "repair_totals", "repair_points", "repair_tallies",
+                          "repair_collect", "repair_best", "repair_values", "repair_done"})
 
 
 def payload_bytes(obj: Any) -> int:
@@ -79,8 +83,9 @@ class ShardExecutor:
     def _count(self, method: str, sent: Any, received: Any) -> None:
         if self.measure and self.traffic:  # from the first pass on (not the shards' setup)
             t = self.traffic[-1]
-            t["plan" if method in PLAN_CALLS else "prices"] += (payload_bytes(sent)
-                                                                 + payload_bytes(received))
+            kind = ("plan" if method in PLAN_CALLS else
+                    "repair" if method in REPAIR_CALLS else "prices")
+            t[kind] += payload_bytes(sent) + payload_bytes(received)
             t["calls"] += 1
 
     # -- what the pass loop asks --------------------------------------------------------------
@@ -88,7 +93,7 @@ class ShardExecutor:
         """Every shard's best responses to ``prices`` (kept on the shards): the constraints'
         use (``spend``, ``count`` per offer) and the customers' part of the dual function, each
         added over the shards in shard order. Opens a pass of the traffic record."""
-        self.traffic.append({"prices": 0, "plan": 0, "calls": 0})
+        self.traffic.append({"prices": 0, "plan": 0, "repair": 0, "calls": 0})
         parts = self.all("respond", prices)
         use = {"spend": ordered_total(p[0] for p in parts),
                "count": ordered_total(p[1] for p in parts)}
@@ -118,12 +123,13 @@ class ShardExecutor:
         """Where the passes ran, for the manifest: shards, workers and bytes per pass."""
         passes = [t for t in self.traffic if t["calls"]]
         record: dict[str, int] = {"passes": len(passes)}
-        for kind, picked in (("", ("prices", "plan")), ("prices_", ("prices",)),
-                             ("plan_", ("plan",))):
+        for kind, picked in (("", ("prices", "plan", "repair")), ("prices_", ("prices",)),
+                             ("plan_", ("plan",)), ("repair_", ("repair",))):
             sizes = [sum(t[k] for k in picked) for t in passes]
             record[kind + "mean"] = int(np.mean(sizes)) if sizes else 0
             record[kind + "max"] = max(sizes, default=0)
-        return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record}
+        return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record,
+                "repair": where(self.problem)}
 
 
 class LocalShards(ShardExecutor):

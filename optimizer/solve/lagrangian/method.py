@@ -315,7 +315,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     or (warm_start is not None and iteration == 1))
         objective, short = None, None
         if planning:  # (None, None) for a plan that could not win: see planning.make_plan
-            objective, short = plan_pass(problem, prices, ex.plan_rows(prices), run, best)
+            objective, short = plan_pass(problem, prices, ex.plan_rows(prices), run, best, ex)
         else:
             unplanned.append(prices)
         gap = plan_gap(reported, best.objective, problem.fixed_value)

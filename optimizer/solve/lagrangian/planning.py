@@ -17,6 +17,7 @@ from optimizer.model.problem import AssignmentProblem, Prices, relative_gap
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
+from optimizer.solve.lagrangian import repair_shards
 from optimizer.solve.lagrangian.executor import ShardExecutor
 from optimizer.solve.lagrangian.repair import refill, repair
 
@@ -79,16 +80,25 @@ def target_step(problem: AssignmentProblem, tolerance: float) -> int:
 
 
 def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarray],
-              run: ThreadMap, best: BestPlan) -> tuple[list[np.ndarray], float] | None:
+              run: ThreadMap, best: BestPlan, ex: ShardExecutor | None = None
+              ) -> tuple[list[np.ndarray], float] | None:
     """A feasible plan from ``chosen``, the customers' first plans at ``prices``
     (:func:`.method.plan_rows`, made on the problem priced for channels), repaired and refilled,
     then sent on channels; ``None`` when its channels' upper bound (:func:`.channels.ceiling`) shows
     that ``best`` beats it whatever the channels (their assignment is the plan's dearest step).
-    The problem priced for channels is made in ``best.views`` (:class:`.channels.PricedViews`)."""
+    The problem priced for channels is made in ``best.views`` (:class:`.channels.PricedViews`).
+    ``ex``: the shards that made ``chosen`` (their last ``plan_rows``); the repair runs on them
+    where :func:`.repair_shards.applies` (no funder budget, no channels), on the driver's pairs
+    otherwise (:func:`.repair_shards.where` names which, for the manifest)."""
     whole, problem = problem, best.views.at(prices)  # values net of channels
-    kept = repair(problem, chosen, run)
-    # refill ranks candidates by their reduced values at these prices, target bonus included
-    refill(problem, chosen, prices, kept, map_blocks=run)
+    if ex is not None and repair_shards.applies(whole):
+        done = repair_shards.sharded_repair(ex, problem, chosen)
+        spent = (done.spend, done.count, done.total)
+        refill(problem, chosen, prices, spent=spent, map_blocks=run)
+    else:
+        kept = repair(problem, chosen, run)
+        # refill ranks candidates by their reduced values at these prices, target bonus included
+        refill(problem, chosen, prices, kept, map_blocks=run)
     group_rules.trim_plan(problem, chosen)  # the refill knows no groups
     funder_rules.cut_plan(problem, chosen)  # nor funders
     if whole.channels is not None and best.beats(
@@ -99,10 +109,12 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
 
 
 def plan_pass(problem: AssignmentProblem, prices: Prices, first: list[np.ndarray],
-              run: ThreadMap, best: BestPlan) -> tuple[float | None, int | None]:
-    """The pass's plan from the customers' first plans ``first`` (:func:`make_plan`), offered to
-    ``best``: its objective and shortfall, ``(None, None)`` when it could not win."""
-    made = make_plan(problem, prices, first, run, best)
+              run: ThreadMap, best: BestPlan, ex: ShardExecutor | None = None
+              ) -> tuple[float | None, int | None]:
+    """The pass's plan from the customers' first plans ``first`` (:func:`make_plan`; ``ex``: the
+    shards that made them), offered to ``best``: its objective and shortfall, ``(None, None)``
+    when it could not win."""
+    made = make_plan(problem, prices, first, run, best, ex)
     if made is None:
         return None, None
     return made[1], best.consider(made[0], made[1], prices, run)
@@ -117,7 +129,7 @@ def replan(problem: AssignmentProblem, unplanned: list[Prices], best: BestPlan,
         if time.perf_counter() > deadline:
             break
         ex.respond_plain(at)
-        made = make_plan(problem, at, ex.plan_rows(at), run, best)
+        made = make_plan(problem, at, ex.plan_rows(at), run, best, ex)
         if made is not None:
             best.consider(made[0], made[1], at, run)
         replanned += 1

@@ -236,7 +236,8 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
 
 
 def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
-           kept: ChosenPairs | None = None, map_blocks: Mapper | None = None) -> None:
+           kept: ChosenPairs | None = None, map_blocks: Mapper | None = None,
+           spent: tuple[np.ndarray, np.ndarray, float] | None = None) -> None:
     """Give free slots and leftover budget back to customers, best candidates first.
 
     Candidates are ranked by their reduced values at ``prices`` (target bonus included), higher
@@ -244,14 +245,18 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     chosen pairs as :func:`repair` returned them (gathered here when not given); ``map_blocks``
     maps a function over the blocks, e.g. on a thread pool, results in order. The candidates
     that could be added are gathered once into a pool (each customer's best few); every round
-    then works on the pool alone.
+    then works on the pool alone. ``spent``: instead of ``kept``, the kept pairs' spend and
+    customers per offer and their total spend (the repair on shards',
+    :mod:`.repair_shards`).
     """
     offers = problem.offers
-    flat = kept if kept is not None else _flatten(problem, chosen)
-    budget_left = offers.budget - np.bincount(flat.offer, weights=flat.cost,
-                                              minlength=offers.n_offers)
-    count_left = offers.max_customers - np.bincount(flat.offer, minlength=offers.n_offers)
-    global_left = problem.global_budget - flat.cost.sum()
+    if spent is None:
+        flat = kept if kept is not None else _flatten(problem, chosen)
+        spent = (np.bincount(flat.offer, weights=flat.cost, minlength=offers.n_offers),
+                 np.bincount(flat.offer, minlength=offers.n_offers), float(flat.cost.sum()))
+    budget_left = offers.budget - spent[0]
+    count_left = offers.max_customers - spent[1]
+    global_left = problem.global_budget - spent[2]
     open_offer = (count_left >= 1) & (budget_left > 0)
     if global_left <= 0 or not open_offer.any():
         return

@@ -15,12 +15,14 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.allocator import release_freed_memory
+from optimizer.core.exact_sum import Exact, exact_tally
 from optimizer.model.build import ScoresSource, source_blocks
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import method, narrow
+from optimizer.solve.lagrangian import repair_shards as rs
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
@@ -35,13 +37,15 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # ``target_counts`` (the targeted offers' candidates that ``target_sketch``, ``target_tallies``
 # and ``target_collect`` read), ``collect``, ``funder_collect`` and ``target_collect`` (the
 # candidates of the crossing buckets being narrowed, that the ``kept_*`` calls read:
-# :mod:`.narrow`). A shard rebuilt from its arguments holds what the lost
+# :mod:`.narrow`), ``plan_rows`` (the plan, that ``repair_start`` reads) and ``repair_start``
+# (the plan's pairs that the ``repair_*`` calls read, each given every cut made so far:
+# :mod:`.repair_shards`). A shard rebuilt from its arguments holds what the lost
 # one held once it has replayed the last ``respond`` and the last of each other stateful call
 # since (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls
 # before it in that order left (a ``collect`` replayed before a later ``tallies``, its own
 # state stale and never read again, finds no part counts and keeps nothing).
 STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
-            "target_counts", "target_collect")
+            "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start")
 
 
 class Shard:
@@ -69,6 +73,9 @@ class Shard:
         self._funded: funder_rules.Funded = narrow.no_entries()
         self._targets: narrow.Entries = narrow.no_entries()  # the targeted offers' candidates
         self._kept: narrow.Entries = narrow.no_entries()  # the crossing buckets being narrowed
+        self.plan: list[np.ndarray] = []  # the last plan_rows
+        self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
+        self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -235,13 +242,89 @@ class Shard:
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
         problem, grouped = self.view, self.grouped
-        return self.run(lambda item: method.plan_rows(problem, prices, item[0], item[1], item[2],
-                                                      grouped),
-                        list(zip(problem.blocks, self.relaxed, self.exact)))
+        self.plan = self.run(lambda item: method.plan_rows(problem, prices, item[0], item[1],
+                                                           item[2], grouped),
+                             list(zip(problem.blocks, self.relaxed, self.exact)))
+        return self.plan
 
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+
+
+    # -- the repair (:mod:`.repair_shards`): every call gets the cuts made so far -------------
+    def repair_start(self) -> None:
+        """Take the last plan's pairs for the repair."""
+        self._pairs = rs.entries_of(self.problem, self.plan, self.lo)
+        self._cuts = (b"", np.zeros(0, dtype=bool))
+
+    def _kept_after(self, applied: list) -> np.ndarray:
+        """Which of the plan's pairs remain after ``applied`` (the last answer reused when the
+        cuts are the same, bytes for bytes: a cut's single pairs may change, not its length)."""
+        key = rs.cuts_key(applied)
+        if self._cuts[0] != key or self._cuts[1].shape[0] != self._pairs.pos.shape[0]:
+            self._cuts = (key, rs.kept_after(self._pairs, applied, self.problem.offers.n_offers))
+        return self._cuts[1]
+
+    def _groups(self, kind: int) -> int:
+        return self.problem.offers.n_offers if kind != rs.GLOBAL else 1
+
+    def repair_totals(self, applied: list, kind: int) -> Exact:
+        """The kept pairs' exact weight per group of the cut ``kind``."""
+        kept = self._kept_after(applied)
+        group, _, weight = rs.keys(self._pairs, kind)
+        return exact_tally(group[kept], weight[kept], self._groups(kind))
+
+    def repair_points(self, applied: list, kind: int, rows: np.ndarray, lo: np.ndarray,
+                      hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to 63 priorities per row of ``rows`` in its ``[lo, hi)``
+        (:func:`.repair_shards.points`)."""
+        n = self.problem.offers.n_offers
+        row, priority, _, _ = rs.in_rows(self._pairs, self._kept_after(applied), kind, rows,
+                                         lo, hi, n)
+        return rs.points(row, priority, rows.shape[0])
+
+    def repair_tallies(self, applied: list, kind: int, rows: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, Exact]:
+        """Count and exact weight per row and bucket of ``edges`` in each row's ``[lo, hi)``."""
+        n = self.problem.offers.n_offers
+        row, priority, weight, _ = rs.in_rows(self._pairs, self._kept_after(applied), kind,
+                                              rows, lo, hi, n)
+        return rs.tallies(row, priority, weight, edges)
+
+    def repair_collect(self, applied: list, kind: int, rows: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Row, priority, weight and position of the kept pairs in each row's ``[lo, hi)``."""
+        n = self.problem.offers.n_offers
+        row, priority, weight, idx = rs.in_rows(self._pairs, self._kept_after(applied), kind,
+                                                rows, lo, hi, n)
+        return row, priority, weight, self._pairs.pos[idx]
+
+    def repair_best(self, applied: list, kind: int, rows: np.ndarray, limit: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row the most valuable kept pair that fits ``limit`` alone (value, position)."""
+        inf = np.full(rows.shape[0], np.inf)
+        row, _, weight, idx = rs.in_rows(self._pairs, self._kept_after(applied), kind, rows,
+                                         -inf, inf, self.problem.offers.n_offers)
+        return rs.best_single(row, self._pairs.value[idx], weight, self._pairs.pos[idx], limit,
+                              rows.shape[0])
+
+    def repair_values(self, applied: list, kind: int, rows: np.ndarray) -> Exact:
+        """The kept pairs' exact value per row of ``rows``."""
+        inf = np.full(rows.shape[0], np.inf)
+        row, _, _, idx = rs.in_rows(self._pairs, self._kept_after(applied), kind, rows, -inf,
+                                    inf, self.problem.offers.n_offers)
+        return exact_tally(row, self._pairs.value[idx], rows.shape[0])
+
+    def repair_done(self, applied: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, Exact,
+                                                  np.ndarray]:
+        """The pairs dropped (piece, row, slot) and the kept ones' exact spend and count per
+        offer."""
+        kept = self._kept_after(applied)
+        e, n = self._pairs, self.problem.offers.n_offers
+        gone = ~kept
+        return (e.piece[gone], e.row[gone], e.slot[gone], exact_tally(e.offer[kept],
+                e.cost[kept], n), np.bincount(e.offer[kept], minlength=n).astype(np.int64))
 
 
 def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
