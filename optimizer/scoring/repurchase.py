@@ -381,6 +381,19 @@ class Repurchase:
     coef: np.ndarray
     rate: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
+    # per feature name, the (low, high) range of its values on the training sends: scoring
+    # clips each feature to it (:meth:`clip`); empty: no clipping
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def clip(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``feats`` with each feature clipped to its range on the training sends (a no-op on
+        them by construction): a linear model's weights say nothing beyond the values it was
+        fitted on, so a pair or customer further out than any training send (her weeks buying a
+        department coupon's thousands of products, against at most a few hundred products per
+        training offer) scores as the furthest training send did, not as a straight line
+        extended."""
+        return {k: np.clip(v, *self.bounds[k]) if k in self.bounds else v
+                for k, v in feats.items()}
 
     def parts(self, s: Sources, n_customers: int, week: int
               ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, sp.csr_matrix, float]:
@@ -391,11 +404,11 @@ class Repurchase:
         beta = dict(zip(self.names, self.coef))
         c_all = np.arange(n_customers, dtype=np.int64)
         t_c = np.full(n_customers, week, np.int64)
-        cust = customer_features(s, c_all, t_c)
+        cust = self.clip(customer_features(s, c_all, t_c))
         customer = beta["intercept"] + sum((beta[k] * cust[k] for k in CUSTOMER if k in beta),
                                            np.zeros(n_customers))
         o_all = np.arange(s.n_offers, dtype=np.int64)
-        off = offer_features(s, o_all, np.full(s.n_offers, week, np.int64))
+        off = self.clip(offer_features(s, o_all, np.full(s.n_offers, week, np.int64)))
         offer = sum((beta[k] * off[k] for k in OFFER if k in beta), np.zeros(s.n_offers))
         # the product-level terms: pairs where she bought the offer's products or redeemed it
         bought = _as_of(s.product, week)[0]
@@ -409,8 +422,9 @@ class Repurchase:
         # only one chunk's feature columns are held at a time (the run's memory peak otherwise)
         for lo in range(0, c.size, _PAIR_CHUNK):
             hi = min(lo + _PAIR_CHUNK, c.size)
-            feats = pair_features(s, c[lo:hi], o[lo:hi], np.full(hi - lo, week, np.int64),
-                                  with_category=False)
+            feats = self.clip(pair_features(s, c[lo:hi], o[lo:hi],
+                                            np.full(hi - lo, week, np.int64),
+                                            with_category=False))
             value[lo:hi] = sum((beta[k] * feats[k] for k in PAIR
                                 if k in beta and k != "category_weeks"), np.zeros(hi - lo))
         # a running campaign's offers: her odds times the offer's popularity so far, where she
@@ -433,6 +447,8 @@ class Repurchase:
         """For the manifest."""
         return {"model": "repurchase", "rate": self.rate,
                 "coefficients": dict(zip(self.names, np.round(self.coef, 6).tolist())),
+                "clipped_to": {k: [round(lo, 6), round(hi, 6)]
+                               for k, (lo, hi) in self.bounds.items()},
                 **self.info}
 
 
