@@ -31,6 +31,11 @@ feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-agai
 features; where the heuristic formula ranks them better still, the formula plans instead. The
 manifest says which and why.
 
+When scoring, each pair feature is clipped to its range on the training sends (0 included:
+:meth:`Repurchase.clip`, ``propensity.clipped_to``): a no-op on them, so the held-out check is
+unaffected, and a linear guard for offers broader than any sent one (a department coupon of
+thousands of products: her weeks buying any of them are her shopping weeks).
+
 Offers of a running campaign (open, no send in history: their sends are what is planned) have no
 learned weight for their redemptions so far, since the fit never sees an offer redeemed before
 its send; when scoring, :func:`~optimizer.scoring.popularity.popularity_factor` multiplies her odds for such an offer, where she
