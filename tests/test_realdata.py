@@ -493,9 +493,11 @@ def test_scoring_clips_pair_features_to_the_training_range(demo: Path):
     assert all(lo <= 0.0 <= hi for lo, hi in bounds.values())
     model = repurchase.Repurchase(repurchase.NAMES, np.linspace(-1, 1, len(repurchase.NAMES)),
                                   bounds=bounds)
-    cols = dict(zip(repurchase.NAMES, X.T))
-    clipped = model.clip(cols)
+    cols = dict(zip(repurchase.NAMES, X.T.copy()))
+    clipped = model.clip(dict(zip(repurchase.NAMES, X.T.copy())))
     assert all(np.array_equal(clipped[k], cols[k]) for k in cols)  # no-op on training rows
+    outside = {"product_log": np.array([-1.0, 0.5, 99.0])}
+    assert model.clip(outside)["product_log"].tolist() == [0.0, 0.5, bounds["product_log"][1]]
     beta = dict(zip(repurchase.CORE, np.linspace(0.5, 1.0, len(repurchase.CORE))))
     coef = np.array([beta[k] for k in repurchase.CORE])
     free = repurchase.Repurchase(repurchase.CORE, coef)

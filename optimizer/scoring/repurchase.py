@@ -391,14 +391,17 @@ class Repurchase:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def clip(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``feats`` with each feature clipped to its range on the training sends (a no-op on
-        them by construction): a linear model's weights say nothing beyond the values it was
-        fitted on, so a pair or customer further out than any training send (her weeks buying a
+        """Clip each feature of ``feats`` to its range on the training sends, in place (no copy
+        of a chunk's columns: scoring's memory peak), and return ``feats``. A no-op on the
+        training sends by construction: a linear model's weights say nothing beyond the values
+        it was fitted on, so a pair further out than any training send (her weeks buying a
         department coupon's thousands of products, against at most a few hundred products per
         training offer) scores as the furthest training send did, not as a straight line
         extended."""
-        return {k: np.clip(v, *self.bounds[k]) if k in self.bounds else v
-                for k, v in feats.items()}
+        for k, v in feats.items():
+            if k in self.bounds:
+                np.clip(v, *self.bounds[k], out=v)
+        return feats
 
     def parts(self, s: Sources, n_customers: int, week: int
               ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, sp.csr_matrix, float]:
