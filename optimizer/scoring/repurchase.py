@@ -31,10 +31,7 @@ feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-agai
 features; where the heuristic formula ranks them better still, the formula plans instead. The
 manifest says which and why.
 
-When scoring, each pair feature is clipped to its range on the training sends (0 included:
-:meth:`Repurchase.clip`, ``propensity.clipped_to``): a no-op on them, so the held-out check is
-unaffected, and a linear guard for offers broader than any sent one (a department coupon of
-thousands of products: her weeks buying any of them are her shopping weeks).
+Scoring clips each pair feature to its range on the training sends (:meth:`Repurchase.clip`).
 
 Offers of a running campaign (open, no send in history: their sends are what is planned) have no
 learned weight for their redemptions so far, since the fit never sees an offer redeemed before
@@ -392,12 +389,10 @@ class Repurchase:
 
     def clip(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Clip each feature of ``feats`` to its range on the training sends, in place (no copy
-        of a chunk's columns: scoring's memory peak), and return ``feats``. A no-op on the
-        training sends by construction: a linear model's weights say nothing beyond the values
-        it was fitted on, so a pair further out than any training send (her weeks buying a
-        department coupon's thousands of products, against at most a few hundred products per
-        training offer) scores as the furthest training send did, not as a straight line
-        extended."""
+        of a chunk's columns), and return ``feats``. A no-op on the training sends; beyond them
+        a linear model's weights say nothing, so a pair further out than any of them (her weeks
+        buying any of a department coupon's thousands of products) scores as the furthest did.
+        The manifest records the ranges (``propensity.clipped_to``)."""
         for k, v in feats.items():
             if k in self.bounds:
                 np.clip(v, *self.bounds[k], out=v)
