@@ -472,3 +472,43 @@ def test_similarity_candidates_never_read_the_future(demo: Path):
             np.testing.assert_array_equal(after[name], x, err_msg=name)
     earlier = at(week - 1)
     assert all(np.any(earlier[name] != x) for name, x in before.items())
+
+
+def test_scoring_clips_pair_features_to_the_training_range(demo: Path):
+    """The fitted model records each pair feature's range on its training sends (with 0, the
+    sparse pairs' value; customer and offer terms and ``category_weeks`` unlisted), clipping is
+    a no-op on those sends, and scoring clips: a ``product_log`` range narrower than the
+    plan's values lowers exactly the pairs above it, to the value at the bound."""
+    from optimizer.scoring.repurchase_fit import training_bounds
+    inputs = load_inputs(demo / "data")
+    week = 40
+    s, _ = _sources(inputs, week)
+    rng = np.random.default_rng(0)
+    c = rng.integers(0, inputs.n_customers, 3000)
+    o = rng.integers(0, inputs.n_offers, 3000)
+    t = rng.integers(week - 10, week, 3000)
+    X = repurchase.design(s, c, o, t)
+    bounds = training_bounds(X, repurchase.NAMES)
+    assert set(bounds) == set(repurchase.PAIR) - {"category_weeks"}
+    assert all(lo <= 0.0 <= hi for lo, hi in bounds.values())
+    model = repurchase.Repurchase(repurchase.NAMES, np.linspace(-1, 1, len(repurchase.NAMES)),
+                                  bounds=bounds)
+    cols = dict(zip(repurchase.NAMES, X.T.copy()))
+    clipped = model.clip(dict(zip(repurchase.NAMES, X.T.copy())))
+    assert all(np.array_equal(clipped[k], cols[k]) for k in cols)  # no-op on training rows
+    outside = {"product_log": np.array([-1.0, 0.5, 99.0])}
+    assert model.clip(outside)["product_log"].tolist() == [0.0, 0.5, bounds["product_log"][1]]
+    beta = dict(zip(repurchase.CORE, np.linspace(0.5, 1.0, len(repurchase.CORE))))
+    coef = np.array([beta[k] for k in repurchase.CORE])
+    free = repurchase.Repurchase(repurchase.CORE, coef)
+    bound = 0.7
+    narrow = repurchase.Repurchase(repurchase.CORE, coef, bounds={"product_log": (0.0, bound)})
+    a = free.parts(s, inputs.n_customers, week)[2].tocoo()
+    b = narrow.parts(s, inputs.n_customers, week)[2].tocsr()
+    feats = repurchase.pair_features(s, a.row.astype(np.int64), a.col.astype(np.int64),
+                                     np.full(a.nnz, week, np.int64))
+    above = feats["product_log"] > bound
+    assert above.any() and (~above).any()
+    expected = a.data - beta["product_log"] * (feats["product_log"] - bound) * above
+    np.testing.assert_allclose(np.asarray(b[a.row, a.col]).ravel(), expected, rtol=1e-12)
+    assert narrow.describe()["clipped_to"] == {"product_log": [0.0, bound]}

@@ -31,6 +31,8 @@ feature set of :data:`LADDER` that ranks them (AUC) at least as well as buy-agai
 features; where the heuristic formula ranks them better still, the formula plans instead. The
 manifest says which and why.
 
+Scoring clips each pair feature to its range on the training sends (:meth:`Repurchase.clip`).
+
 Offers of a running campaign (open, no send in history: their sends are what is planned) have no
 learned weight for their redemptions so far, since the fit never sees an offer redeemed before
 its send; when scoring, :func:`~optimizer.scoring.popularity.popularity_factor` multiplies her odds for such an offer, where she
@@ -381,6 +383,20 @@ class Repurchase:
     coef: np.ndarray
     rate: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
+    # per feature name, the (low, high) range of its values on the training sends: scoring
+    # clips each feature to it (:meth:`clip`); empty: no clipping
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def clip(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Clip each feature of ``feats`` to its range on the training sends, in place (no copy
+        of a chunk's columns), and return ``feats``. A no-op on the training sends; beyond them
+        a linear model's weights say nothing, so a pair further out than any of them (her weeks
+        buying any of a department coupon's thousands of products) scores as the furthest did.
+        The manifest records the ranges (``propensity.clipped_to``)."""
+        for k, v in feats.items():
+            if k in self.bounds:
+                np.clip(v, *self.bounds[k], out=v)
+        return feats
 
     def parts(self, s: Sources, n_customers: int, week: int
               ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, sp.csr_matrix, float]:
@@ -391,11 +407,11 @@ class Repurchase:
         beta = dict(zip(self.names, self.coef))
         c_all = np.arange(n_customers, dtype=np.int64)
         t_c = np.full(n_customers, week, np.int64)
-        cust = customer_features(s, c_all, t_c)
+        cust = self.clip(customer_features(s, c_all, t_c))
         customer = beta["intercept"] + sum((beta[k] * cust[k] for k in CUSTOMER if k in beta),
                                            np.zeros(n_customers))
         o_all = np.arange(s.n_offers, dtype=np.int64)
-        off = offer_features(s, o_all, np.full(s.n_offers, week, np.int64))
+        off = self.clip(offer_features(s, o_all, np.full(s.n_offers, week, np.int64)))
         offer = sum((beta[k] * off[k] for k in OFFER if k in beta), np.zeros(s.n_offers))
         # the product-level terms: pairs where she bought the offer's products or redeemed it
         bought = _as_of(s.product, week)[0]
@@ -409,8 +425,9 @@ class Repurchase:
         # only one chunk's feature columns are held at a time (the run's memory peak otherwise)
         for lo in range(0, c.size, _PAIR_CHUNK):
             hi = min(lo + _PAIR_CHUNK, c.size)
-            feats = pair_features(s, c[lo:hi], o[lo:hi], np.full(hi - lo, week, np.int64),
-                                  with_category=False)
+            feats = self.clip(pair_features(s, c[lo:hi], o[lo:hi],
+                                            np.full(hi - lo, week, np.int64),
+                                            with_category=False))
             value[lo:hi] = sum((beta[k] * feats[k] for k in PAIR
                                 if k in beta and k != "category_weeks"), np.zeros(hi - lo))
         # a running campaign's offers: her odds times the offer's popularity so far, where she
@@ -433,6 +450,8 @@ class Repurchase:
         """For the manifest."""
         return {"model": "repurchase", "rate": self.rate,
                 "coefficients": dict(zip(self.names, np.round(self.coef, 6).tolist())),
+                "clipped_to": {k: [round(lo, 6), round(hi, 6)]
+                               for k, (lo, hi) in self.bounds.items()},
                 **self.info}
 
 

@@ -46,6 +46,7 @@ from optimizer.scoring.repurchase import (
     LADDER,
     LADDER_NAMES,
     NAMES,
+    PAIR,
     Repurchase,
     Sources,
     design,
@@ -147,7 +148,24 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
     info["calibration"] = {"mean_predicted": float(rate * special.expit(_dot(X[:, cols], beta))
                                                    .mean()),
                            "observed_rate": float(rate * y.mean())}
-    return Repurchase(names, beta, rate, info)
+    return Repurchase(names, beta, rate, info, training_bounds(X[:, cols], names))
+
+
+def training_bounds(X: np.ndarray, names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Each feature's (low, high) over the training sends' rows ``X`` (columns ``names``), for
+    :meth:`~optimizer.scoring.repurchase.Repurchase.clip`. A pair feature's range always holds
+    0 (the value of every pair where she never bought the offer's products, which scoring
+    leaves out of the sparse pair term), and ``category_weeks`` is bounded by its definition
+    (a share capped at 1 in the compiled kernels), so it is not listed."""
+    out = {}
+    for j, name in enumerate(names):
+        if name not in PAIR or name == "category_weeks" or X.shape[0] == 0:
+            continue
+        lo, hi = float(X[:, j].min()), float(X[:, j].max())
+        if name in PAIR:
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+        out[name] = (lo, hi)
+    return out
 
 
 def _all_sends(heuristic: HeuristicScore, c: np.ndarray, o: np.ndarray, t: np.ndarray,
