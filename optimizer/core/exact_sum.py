@@ -124,10 +124,14 @@ def exact_sign(a: Exact) -> np.ndarray:
 
 
 def exact_float(a: Exact) -> np.ndarray:
-    """A float per row, read from its one normalized form (top limb first): a function of the
-    exact value alone, so the same however its terms were added."""
-    first, limbs = a[0], normalized(a[1])
+    """A float per row, read from the one normalized form of its magnitude (top limb first),
+    its sign put back: a function of the exact value alone, so the same however its terms were
+    added. (A negative value's own normalized form carries its sign in a top limb of -1 above
+    the widest row, ``2**(32 (first + width + 1))``: read as a float, that overflowed to
+    ``-inf`` beside values from about 1e279 on, and the row came back NaN.)"""
+    negative = exact_sign(a) < 0
+    first, limbs = a[0], normalized(np.where(negative[:, None], -a[1], a[1]))
     out = np.zeros(limbs.shape[0])
     for k in range(limbs.shape[1] - 1, -1, -1):
         out = out + np.ldexp(limbs[:, k].astype(np.float64), 32 * (first + k))
-    return out
+    return np.where(negative, -out, out)
