@@ -213,3 +213,13 @@ def test_exact_float_reads_negative_values_beside_large_ones():
     group = rng.integers(0, 7, 500)
     assert np.array_equal(exact_float(exact_tally(group, -y, 7)),
                           -exact_float(exact_tally(group, y, 7)))
+
+
+def test_exact_tally_refuses_a_group_outside_its_rows():
+    """The compiled kernel checks no index: a group of -1 was added to the last row, one of
+    ``n_rows`` written past the table (nothing said)."""
+    for group in ([0, -1], [0, 2]):
+        with pytest.raises(ValueError, match="groups"):
+            exact_tally(np.array(group), np.array([1.0, 2.0]), 2)
+    with pytest.raises(ValueError, match="groups"):
+        exact_tally(np.zeros(3, dtype=np.int64), np.array([1.0, 2.0]), 2)

@@ -58,9 +58,14 @@ def _tally(group, x, n_rows):  # pragma: no cover - compiled
 def exact_tally(group: np.ndarray, x: np.ndarray, n_rows: int) -> Exact:
     """Per row ``g`` of ``n_rows``, the exact sum of ``x[group == g]`` (finite floats)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
+    group = np.ascontiguousarray(group, dtype=np.int64)
     if not np.isfinite(x).all():
         raise ValueError("exact sums take finite floats only")
-    first, limbs = _tally(np.ascontiguousarray(group, dtype=np.int64), x, n_rows)
+    if group.shape != x.shape:
+        raise ValueError(f"exact sums: {group.shape[0]:,} groups for {x.shape[0]:,} floats")
+    if group.size and (group.min() < 0 or group.max() >= n_rows):  # the kernel checks no index
+        raise ValueError(f"exact sums: groups {group.min()} to {group.max()} for {n_rows} rows")
+    first, limbs = _tally(group, x, n_rows)
     return int(first), limbs
 
 
