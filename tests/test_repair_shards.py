@@ -195,3 +195,31 @@ def test_a_shard_lost_mid_repair_is_replayed(monkeypatch, lose_at):
     losing = Counting(problem, 100, lose_at)
     _same(local, solve_lagrangian(problem, lagrangian, shards=losing))
     assert losing.lost_calls > 0  # shards were lost mid-repair, rebuilt and replayed
+
+
+def test_exact_float_reads_negative_values_beside_large_ones():
+    """A float read back from its exact form is itself, negative ones too, whatever the other
+    rows hold: a row of 1e300 beside a row of -1 widens every row's limbs to 2**1000 and more,
+    and a negative value read from the top limb first (its sign carried at 2**1088) came back
+    NaN (``-inf + inf``)."""
+    x = np.array([-1.0, 1e300, -1e308, -np.finfo(float).max, -5e-324, -2.5e-310, 0.1, -0.0,
+                  np.finfo(float).max, -1e-300, 7.0])
+    assert np.array_equal(exact_float(exact_each(x)), x)
+    for v in x:  # each alone as well
+        assert exact_float(exact_each(np.array([v])))[0] == v
+    # a negative sum read the same as minus the positive one
+    rng = np.random.default_rng(5)
+    y = rng.random(500) * 10.0 ** rng.integers(-8, 8, 500)
+    group = rng.integers(0, 7, 500)
+    assert np.array_equal(exact_float(exact_tally(group, -y, 7)),
+                          -exact_float(exact_tally(group, y, 7)))
+
+
+def test_exact_tally_refuses_a_group_outside_its_rows():
+    """The compiled kernel checks no index: a group of -1 was added to the last row, one of
+    ``n_rows`` written past the table (nothing said)."""
+    for group in ([0, -1], [0, 2]):
+        with pytest.raises(ValueError, match="groups"):
+            exact_tally(np.array(group), np.array([1.0, 2.0]), 2)
+    with pytest.raises(ValueError, match="groups"):
+        exact_tally(np.zeros(3, dtype=np.int64), np.array([1.0, 2.0]), 2)

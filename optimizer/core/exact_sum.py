@@ -58,9 +58,14 @@ def _tally(group, x, n_rows):  # pragma: no cover - compiled
 def exact_tally(group: np.ndarray, x: np.ndarray, n_rows: int) -> Exact:
     """Per row ``g`` of ``n_rows``, the exact sum of ``x[group == g]`` (finite floats)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
+    group = np.ascontiguousarray(group, dtype=np.int64)
     if not np.isfinite(x).all():
         raise ValueError("exact sums take finite floats only")
-    first, limbs = _tally(np.ascontiguousarray(group, dtype=np.int64), x, n_rows)
+    if group.shape != x.shape:
+        raise ValueError(f"exact sums: {group.shape[0]:,} groups for {x.shape[0]:,} floats")
+    if group.size and (group.min() < 0 or group.max() >= n_rows):  # the kernel checks no index
+        raise ValueError(f"exact sums: groups {group.min()} to {group.max()} for {n_rows} rows")
+    first, limbs = _tally(group, x, n_rows)
     return int(first), limbs
 
 
@@ -124,10 +129,14 @@ def exact_sign(a: Exact) -> np.ndarray:
 
 
 def exact_float(a: Exact) -> np.ndarray:
-    """A float per row, read from its one normalized form (top limb first): a function of the
-    exact value alone, so the same however its terms were added."""
-    first, limbs = a[0], normalized(a[1])
+    """A float per row, read from the one normalized form of its magnitude (top limb first),
+    its sign put back: a function of the exact value alone, so the same however its terms were
+    added. (A negative value's own normalized form carries its sign in a top limb of -1 above
+    the widest row, ``2**(32 (first + width + 1))``: read as a float, that overflowed to
+    ``-inf`` beside values from about 1e279 on, and the row came back NaN.)"""
+    negative = exact_sign(a) < 0
+    first, limbs = a[0], normalized(np.where(negative[:, None], -a[1], a[1]))
     out = np.zeros(limbs.shape[0])
     for k in range(limbs.shape[1] - 1, -1, -1):
         out = out + np.ldexp(limbs[:, k].astype(np.float64), 32 * (first + k))
-    return out
+    return np.where(negative, -out, out)
