@@ -87,18 +87,20 @@ def _comparable(manifest: dict) -> dict:
 
 @pytest.mark.parametrize("path", ["affinity", "scores"])
 def test_run_folder_byte_identical_local_one_and_two_workers(path, data, one_worker, tmp_path):
-    local, manifest = _run(tmp_path / "local", data[path])
-    # the campaign's funder budgets keep the repair on the driver; the scores path's plan
-    # is repaired on the shards (optimizer/solve/lagrangian/repair_shards.py)
-    repair = "driver (funder budgets)" if path == "affinity" else "shards"
+    # the scores path asks for the repair on the shards (optimizer/solve/lagrangian/
+    # repair_shards.py); the affinity path keeps the default, the driver (funder budgets too)
+    knob = {"repair": "shards"} if path == "scores" else {}
+    local, manifest = _run(tmp_path / "local", data[path], **knob)
+    repair = ("driver (solver.repair = driver and funder budgets)" if path == "affinity"
+              else "shards")
     assert manifest["solver"]["backend"] == {"name": "local", "workers": 1, "repair": repair}
     assert len(local["assignments.csv"].splitlines()) > 100
     if path == "affinity":  # the campaign rules are in this plan
         assert manifest["offer_groups"] and manifest["funders"], manifest.keys()
     runs = {"1 worker (--scheduler)": _run(tmp_path / "one", data[path], "--scheduler",
-                                           one_worker.scheduler_address),
+                                           one_worker.scheduler_address, **knob),
             "2 workers (LocalCluster)": _run(tmp_path / "two", data[path], backend="dask",
-                                             workers=2)}
+                                             workers=2, **knob)}
     for name, (files, other) in runs.items():
         for f in FILES:
             assert files[f] == local[f], f"{f} differs on {name}: " + _diff(local[f], files[f], f)

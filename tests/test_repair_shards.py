@@ -160,19 +160,25 @@ def _plain_problem() -> AssignmentProblem:
 
 
 def test_pass_loop_with_the_repair_on_shards_gives_the_drivers_plan(monkeypatch):
-    """The whole solve: the repair on shards (the default without funders and channels) and the
-    repair on the driver (forced) give the same trace and plan; so do shards behind the wire."""
+    """The whole solve: the repair on shards (asked for, without funders and channels) and the
+    repair on the driver (the default) give the same trace and plan; so do shards behind the
+    wire."""
     problem = _plain_problem()
     assert repair_shards.where(problem) == "shards"
+    assert repair_shards.where(problem, asked=False) == "driver (solver.repair = driver)"
     lagrangian = LagrangianSettings(max_iterations=10, shard_customers=37, sample_customers=60,
-                                    gap_tolerance=1e-6, threads=2)
+                                    gap_tolerance=1e-6, threads=2, repair_on_shards=True)
     on_shards = solve_lagrangian(problem, lagrangian)
     wire = WireShards(problem, 37)
     _same(on_shards, solve_lagrangian(problem, lagrangian, shards=wire))
     report = wire.report()  # the repair's calls counted apart (what the plan's repair moves)
     assert report["repair"] == "shards" and report["bytes_per_pass"]["repair_max"] > 0
-    monkeypatch.setattr(repair_shards, "applies", lambda problem: False)
-    _same(on_shards, solve_lagrangian(problem, lagrangian))
+    calls = []
+    real = repair_shards.sharded_repair
+    monkeypatch.setattr(repair_shards, "sharded_repair", lambda *a: calls.append(1) or real(*a))
+    on_driver = solve_lagrangian(problem, dataclasses.replace(lagrangian, repair_on_shards=False))
+    assert not calls  # the default repairs on the driver's pairs
+    _same(on_shards, on_driver)
 
 
 @pytest.mark.parametrize("lose_at", ["repair_tallies", "repair_collect", "repair_done"])
@@ -182,7 +188,8 @@ def test_a_shard_lost_mid_repair_is_replayed(monkeypatch, lose_at):
     the cuts made so far."""
     monkeypatch.setattr(repair_shards, "_COLLECT", 3)
     problem = _plain_problem()
-    lagrangian = LagrangianSettings(max_iterations=6, shard_customers=100, gap_tolerance=0.0)
+    lagrangian = LagrangianSettings(max_iterations=6, shard_customers=100, gap_tolerance=0.0,
+                                    repair_on_shards=True)
     local = solve_lagrangian(problem, lagrangian)
 
     class Counting(LosingShards):

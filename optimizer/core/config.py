@@ -261,14 +261,14 @@ class Solver(_Frozen):
     workers: int = Field(2, ge=1, description="dask backend without a scheduler: worker "
                          "processes of the LocalCluster")
     kernel_cache: str | None = Field(
-        None, description="dask backend: the folder where every worker keeps its compiled "
-        "kernels (NUMBA_CACHE_DIR), a local path or one the workers' machines share, so a kernel "
-        "is compiled once, not at every worker's start; none = each worker's package folder "
-        "(numba's __pycache__, shared by the workers of one machine where it is writable)")
+        None, description="dask backend: the folder (NUMBA_CACHE_DIR) where the workers keep "
+        "their compiled kernels, so each is compiled once; none = the package's __pycache__")
     shard_customers: int = Field(
-        1 << 20, ge=1, description="customers per shard of the lagrangian: its sums over "
-        "customers are made per shard and added in shard order, so the plan is the same for any "
-        "number of workers; the dask backend spreads the shards over the workers")
+        1 << 20, ge=1, description="customers per shard of the lagrangian: sums per shard, "
+        "added in shard order, so the plan is the same on any number of workers")
+    repair: Literal["driver", "shards"] = Field("driver", description="where plans are repaired "
+        "to their caps: driver (faster in one process) or shards (less traffic on a cluster; "
+        "not with funders or channels); docs/contract.md")
 
     @model_validator(mode="after")
     def _backend_fits(self) -> "Solver":

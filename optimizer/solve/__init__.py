@@ -50,7 +50,8 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
     manifest's record of where it ran (backend name, workers, shards, bytes per pass)."""
     if settings.backend == "local":
         return (solve_lagrangian(problem, lagrangian, warm_start=warm_start, progress=progress),
-                {"name": "local", "workers": 1, "repair": where(problem)})
+                {"name": "local", "workers": 1,
+                 "repair": where(problem, lagrangian.repair_on_shards)})
     from optimizer.solve.backends.dask_shards import DaskShards  # the dask extra
 
     shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,
@@ -101,7 +102,8 @@ def _solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | No
                            time_limit_s=settings.time_limit_s, seed=settings.seed,
                            threads=settings.threads,
                            target_tolerance=settings.target_tolerance,
-                           shard_customers=settings.shard_customers),
+                           shard_customers=settings.shard_customers,
+                           repair_on_shards=settings.repair == "shards"),
         warm_start, progress, source)
     final = _polished(problem, settings, solution, progress)
     final.backend = backend

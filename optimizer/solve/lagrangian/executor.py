@@ -64,6 +64,9 @@ class ShardExecutor:
     measure = False
     packed = False
     split_above: float | None = None  # None: :func:`.narrow.split_limit`'s default
+    # the plans' repair on the shards (``solver.repair = "shards"``, :mod:`.repair_shards`)
+    # rather than on the driver's pairs; set by :func:`.method.solve_lagrangian`
+    repair_on_shards = False
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
         self.problem = problem
@@ -129,7 +132,7 @@ class ShardExecutor:
             record[kind + "mean"] = int(np.mean(sizes)) if sizes else 0
             record[kind + "max"] = max(sizes, default=0)
         return {"shards": len(self.specs), "workers": self.workers, "bytes_per_pass": record,
-                "repair": where(self.problem)}
+                "repair": where(self.problem, self.repair_on_shards)}
 
 
 class LocalShards(ShardExecutor):

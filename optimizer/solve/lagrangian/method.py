@@ -70,7 +70,9 @@ class LagrangianSettings:
     gives the starting prices (0 = start from zero); seed: the sample's seed; target_tolerance:
     share of all ``min_customers`` by which a plan may fall further short than the best seen and
     still win on objective; threads: threads over chunks (0 = one per core); shard_customers:
-    customers per shard, whose sums are added in shard order (:mod:`.shards`)."""
+    customers per shard, whose sums are added in shard order (:mod:`.shards`); repair_on_shards:
+    the plans' repair from the shards' exact tallies (:mod:`.repair_shards`) rather than on the
+    driver's pairs."""
 
     gap_tolerance: float = 1e-3
     max_iterations: int = 60
@@ -80,6 +82,7 @@ class LagrangianSettings:
     target_tolerance: float = 0.01
     threads: int = 0
     shard_customers: int = 1 << 20
+    repair_on_shards: bool = False
 
 
 def _finite_dot(price: np.ndarray, capacity: np.ndarray) -> float:
@@ -277,6 +280,7 @@ def solve_lagrangian(problem: AssignmentProblem, settings: LagrangianSettings,
     with ThreadMap(settings.threads) as run:
         ex = shards if shards is not None else LocalShards(problem, settings.shard_customers,
                                                            run)
+        ex.repair_on_shards = settings.repair_on_shards
         return _solve(problem, settings, warm_start, progress, run, ex)
 
 

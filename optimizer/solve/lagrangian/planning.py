@@ -88,10 +88,11 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
     that ``best`` beats it whatever the channels (their assignment is the plan's dearest step).
     The problem priced for channels is made in ``best.views`` (:class:`.channels.PricedViews`).
     ``ex``: the shards that made ``chosen`` (their last ``plan_rows``); the repair runs on them
-    where :func:`.repair_shards.applies` (no funder budget, no channels), on the driver's pairs
+    where :func:`.repair_shards.applies` (``solver.repair = "shards"``, no funder budget, no
+    channels), on the driver's pairs
     otherwise (:func:`.repair_shards.where` names which, for the manifest)."""
     whole, problem = problem, best.views.at(prices)  # values net of channels
-    if ex is not None and repair_shards.applies(whole):
+    if ex is not None and repair_shards.applies(whole, ex.repair_on_shards):
         done = repair_shards.sharded_repair(ex, problem, chosen)
         spent = (done.spend, done.count, done.total)
         refill(problem, chosen, prices, spent=spent, map_blocks=run)

@@ -62,17 +62,20 @@ _SLOT_BITS = 24  # a pair's position: (customer << _SLOT_BITS) | slot
 Cut = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def applies(problem: AssignmentProblem) -> bool:
-    """Whether the repair of ``problem`` can run on the shards: no funder budgets (their cut
-    ranks pairs per funder) and no channels (the values the cuts rank are priced per pass)."""
-    return problem.funders is None and problem.channels is None
+def applies(problem: AssignmentProblem, asked: bool = True) -> bool:
+    """Whether the repair of ``problem`` runs on the shards: asked for (``solver.repair =
+    "shards"``), no funder budgets (their cut ranks pairs per funder) and no channels (the
+    values the cuts rank are priced per pass)."""
+    return asked and problem.funders is None and problem.channels is None
 
 
-def where(problem: AssignmentProblem) -> str:
-    """Where the plans' repair of ``problem`` runs, for the manifest."""
-    if applies(problem):
+def where(problem: AssignmentProblem, asked: bool = True) -> str:
+    """Where the plans' repair of ``problem`` runs, for the manifest (``asked``: ``solver.repair
+    = "shards"``)."""
+    if applies(problem, asked):
         return "shards"
-    why = [w for w, has in (("funder budgets", problem.funders is not None),
+    why = [w for w, has in (("solver.repair = driver", not asked),
+                            ("funder budgets", problem.funders is not None),
                             ("channels", problem.channels is not None)) if has]
     return "driver (" + " and ".join(why) + ")"
 
