@@ -203,7 +203,10 @@ def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, 
     other = json.loads((out / "manifest.json").read_text())
     assert _comparable(other) == _comparable(manifest)
     backend = other["solver"]["backend"]
-    assert (backend["rebuilt_shards"], backend["workers_lost"]) == (2, 1), backend
+    # the killed worker's two shards at least; under load Dask can also drop the worker that
+    # restarts in its place (its nanny's new process), whose shards are then rebuilt in turn
+    assert backend["workers_lost"] >= 1 and backend["rebuilt_shards"] >= 2, backend
+    assert backend["rebuilt_shards"] <= 3 * backend["workers_lost"], backend
     assert backend["shards_built_by"] == ("workers" if path == "scores" else "driver")
 
 

@@ -407,11 +407,11 @@ class Repurchase:
         beta = dict(zip(self.names, self.coef))
         c_all = np.arange(n_customers, dtype=np.int64)
         t_c = np.full(n_customers, week, np.int64)
-        cust = self.clip(customer_features(s, c_all, t_c))
+        cust = customer_features(s, c_all, t_c)
         customer = beta["intercept"] + sum((beta[k] * cust[k] for k in CUSTOMER if k in beta),
                                            np.zeros(n_customers))
         o_all = np.arange(s.n_offers, dtype=np.int64)
-        off = self.clip(offer_features(s, o_all, np.full(s.n_offers, week, np.int64)))
+        off = offer_features(s, o_all, np.full(s.n_offers, week, np.int64))
         offer = sum((beta[k] * off[k] for k in OFFER if k in beta), np.zeros(s.n_offers))
         # the product-level terms: pairs where she bought the offer's products or redeemed it
         bought = _as_of(s.product, week)[0]

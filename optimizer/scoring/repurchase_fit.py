@@ -162,9 +162,7 @@ def training_bounds(X: np.ndarray, names: tuple[str, ...]) -> dict[str, tuple[fl
         if name not in PAIR or name == "category_weeks" or X.shape[0] == 0:
             continue
         lo, hi = float(X[:, j].min()), float(X[:, j].max())
-        if name in PAIR:
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-        out[name] = (lo, hi)
+        out[name] = (min(lo, 0.0), max(hi, 0.0))
     return out
 
 
