@@ -45,21 +45,22 @@ def chosen_entries(chosen: np.ndarray, offer: np.ndarray, cost: np.ndarray, valu
 
 
 @nb.njit(**_JIT)
-def _best_single(group, value, weight, capacity):  # pragma: no cover - compiled
-    best = np.full(capacity.shape[0], -1, dtype=np.int64)
+def _best_single(group, value, weight, limit):  # pragma: no cover - compiled
+    best = np.full(limit.shape[0], -1, dtype=np.int64)
     for i in range(group.shape[0]):
         g = group[i]
-        if weight[i] <= capacity[g] * (1 + 1e-12) + 1e-12 and (
+        if weight[i] <= limit[g] and (
                 best[g] < 0 or value[i] > value[best[g]]):
             best[g] = i
     return best
 
 
 def best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
-                capacity: np.ndarray) -> np.ndarray:
-    """Per group, the index of its most valuable candidate that fits the capacity alone (the
-    first of equals), -1 when none fits."""
-    return _best_single(group, value, weight, capacity)
+                limit: np.ndarray) -> np.ndarray:
+    """Per group, the index of its most valuable candidate whose weight fits ``limit`` alone
+    (the capacity's :func:`~optimizer.solve.lagrangian.repair.fit_limit`; the first of equals),
+    -1 when none fits."""
+    return _best_single(group, value, weight, limit)
 
 
 @nb.njit(inline="always")  # a call passing arrays per candidate is costly

@@ -10,6 +10,7 @@ budget, its ``max_customers`` and the global budget allow.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from optimizer.core.numerics import group_running_sum
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
+
+Capacity = TypeVar("Capacity", np.ndarray, float)
 
 _REFILL_ROUNDS = 8
 
@@ -76,6 +79,13 @@ def _drop(chosen: list[np.ndarray], flat: ChosenPairs, drop: np.ndarray) -> Chos
     return flat
 
 
+def fit_limit(capacity: Capacity) -> Capacity:
+    """The running weight a capacity admits: a relative and an absolute hair above it, so that
+    a sum of floats that equals the capacity in exact arithmetic is not cut for its rounding.
+    Every cut and fit of the repair, on the driver or on the shards, uses this one limit."""
+    return capacity * (1 + 1e-12) + 1e-12
+
+
 def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
                  capacity: np.ndarray) -> np.ndarray:
     """Within each group, keep candidates best-first while their running weight fits the capacity."""
@@ -84,7 +94,7 @@ def _keep_prefix(group: np.ndarray, priority: np.ndarray, weight: np.ndarray,
     # a running sum per group, from zero: exact to each group's own scale whatever the others'
     used = group_running_sum(g, weight[order].astype(np.float64))
     keep = np.empty(group.shape[0], dtype=bool)
-    keep[order] = used <= capacity[g] * (1 + 1e-12) + 1e-12
+    keep[order] = used <= fit_limit(capacity)[g]
     return keep
 
 
@@ -98,7 +108,7 @@ def _keep_best(priority: np.ndarray, weight: np.ndarray, capacity: float) -> np.
     """
     n = priority.shape[0]
     total = float(weight.sum())
-    limit = capacity * (1 + 1e-12) + 1e-12
+    limit = fit_limit(capacity)
     if n == 0 or total <= limit:
         return np.ones(n, dtype=bool)
     excess = total - capacity
@@ -125,7 +135,7 @@ def _or_best_single(group: np.ndarray, value: np.ndarray, weight: np.ndarray,
     by value per cost can leave out one large, valuable candidate)."""
     n_groups = capacity.shape[0]
     kept_value = np.bincount(group[keep], weights=value[keep], minlength=n_groups)
-    best_idx = refill_kernels.best_single(group, value, weight, capacity)
+    best_idx = refill_kernels.best_single(group, value, weight, fit_limit(capacity))
     has = best_idx >= 0
     best_value = np.where(has, value[np.maximum(best_idx, 0)], -np.inf)
     switch = best_value > kept_value * (1 + 1e-12)

@@ -47,6 +47,7 @@ from optimizer.core.exact_sum import (
 )
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
+from optimizer.solve.lagrangian.repair import fit_limit
 
 if TYPE_CHECKING:  # the executor imports this module
     from optimizer.solve.lagrangian.executor import ShardExecutor
@@ -246,15 +247,10 @@ def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[n
     return Repaired(exact_float(spend), count.astype(np.int64), float(exact_float(whole)[0]))
 
 
-def _limit(capacity: np.ndarray) -> np.ndarray:
-    """The running weight a group may reach (:func:`.repair._keep_prefix`'s)."""
-    return capacity * (1 + 1e-12) + 1e-12
-
-
 def _cut(ex: ShardExecutor, kind: int, capacity: np.ndarray, applied: list[Cut], n: int
          ) -> Cut | None:
     """The cut ``kind`` of the groups over ``capacity`` after ``applied``; ``None``: none is."""
-    limit = _limit(capacity)
+    limit = fit_limit(capacity)
     totals = ex.all("repair_totals", applied, kind)
     total = exact_total([t for t in totals])
     finite = np.isfinite(limit)
