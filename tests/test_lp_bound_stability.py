@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer.core.config import load_scenario
 from optimizer.io.validate import load_inputs
 from optimizer.model import pins, stability
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian import start
 from tests.random_world import run_and_check
-from tests.test_pins import _pinned_world
-from tests.tiny_world import WEEK, write_scenario, write_world
+from tests.test_pins import _pinned_scenario, _pinned_world
+from tests.tiny_world import WEEK
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -42,16 +41,7 @@ def test_the_lp_bound_holds_the_exact_optimum_with_pins_and_change_penalty(seed,
         patch.setattr(start, "sample_lp", spy_lp)
         patch.setattr(pins, "apply", spy_apply)
         root = Path(tmp)
-        write_world(root / "data", world,
-                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"],
-                             "customer_channels": ["customer_id", "channel_id"]})
-        rules = {**rules, "cooldown_weeks": 0, "pin": pin, "max_offers_per_window": None,
-                 "change_penalty": penalty,
-                 "max_offers_per_customer": max(2, rules["max_offers_per_customer"]),
-                 "budget_scale": max(1.0, rules["budget_scale"])}
-        scenario = load_scenario(write_scenario(
-            root / "scenario.toml", rules={k: v for k, v in rules.items() if v is not None},
-            solver={"polish_pairs": 0}))
+        scenario = _pinned_scenario(root, world, rules, pin, penalty, {"polish_pairs": 0})
         _, problem, _ = run_and_check(scenario, root)
         history = load_inputs(scenario.data).history
     assert lps, "no whole-problem LP bound was computed: the test would prove nothing"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from optimizer.apps.explain import explain_customer
 from optimizer.check.verify import check_run
 from optimizer.cli import main
-from optimizer.core.config import load_scenario
+from optimizer.core.config import Scenario, load_scenario
 from optimizer.io.validate import load_inputs
 from optimizer.model import pins, stability
 from optimizer.solve.exact import solve_exact
@@ -108,6 +108,22 @@ def test_pins_beyond_the_budget_are_released_best_value_first(tmp_path):
     assert [offers_of(assignments, c) for c in (1, 2, 3)] == [{2}, {1}, {1}]  # 1 worth least
 
 
+def _pinned_scenario(root: Path, world: dict, rules: dict, pin: bool, penalty: float,
+                     solver: dict | None = None) -> Scenario:
+    """``world`` written under ``root / "data"`` and its scenario: ``rules`` with room left for
+    last week's lists (the random caps often leave none), ``pin`` and ``change_penalty``."""
+    write_world(root / "data", world,
+                headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"],
+                         "customer_channels": ["customer_id", "channel_id"]})
+    rules = {**rules, "cooldown_weeks": 0, "pin": pin, "max_offers_per_window": None,
+             "change_penalty": penalty,
+             "max_offers_per_customer": max(2, rules["max_offers_per_customer"]),
+             "budget_scale": max(1.0, rules["budget_scale"])}
+    return load_scenario(write_scenario(
+        root / "scenario.toml", rules={k: v for k, v in rules.items() if v is not None},
+        solver=solver))
+
+
 def _pinned_world(seed: int, n_customers: int, n_offers: int, campaign: bool, channels: bool
                   ) -> tuple[dict, dict]:
     """A random world (tests/random_world.py) whose offers run flights, ended or running this
@@ -168,17 +184,7 @@ def test_pinned_plan_against_the_exact_model(seed, n_customers, n_offers, campai
             pytest.MonkeyPatch.context() as patch:
         patch.setattr(pins, "apply", spy)
         root = Path(tmp)
-        write_world(root / "data", world,
-                    headers={"scores": ["customer_id", "offer_id", "p_redeem", "value"],
-                             "customer_channels": ["customer_id", "channel_id"]})
-        # caps that leave room for last week's lists (the random ones often leave none)
-        rules = {**rules, "cooldown_weeks": 0, "pin": True, "max_offers_per_window": None,
-                 "change_penalty": penalty,
-                 "max_offers_per_customer": max(2, rules["max_offers_per_customer"]),
-                 "budget_scale": max(1.0, rules["budget_scale"])}
-        scenario = load_scenario(write_scenario(root / "scenario.toml",
-                                                rules={k: v for k, v in rules.items()
-                                                       if v is not None}))
+        scenario = _pinned_scenario(root, world, rules, True, penalty)
         result, problem, _ = run_and_check(scenario, root)
         _checked_with_manifest(scenario, root, result)   # the pins and releases verified
         history = load_inputs(scenario.data).history
