@@ -398,11 +398,14 @@ MAX_EXTENDS_DEPTH = 50
 
 
 def _resolve(path: Path, what: str) -> Path:
-    """``path`` made absolute with its symbolic links followed; a loop is a :class:`ScenarioError`."""
+    """``path`` made absolute with its symbolic links followed; a loop or a name no file can
+    have (a NUL character) is a :class:`ScenarioError`."""
     try:
         return path.resolve()
     except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
         raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
+    except ValueError as exc:  # a NUL character: no file can have this name
+        raise ScenarioError(f"{what} {str(path)!r} is not a valid path: {exc}") from None
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import polars as pl
 
 from optimizer.core.config import MAX_AMOUNT
 from optimizer.core.errors import InputError
-from optimizer.core.schemas import ID_MASTER, normalize_category
+from optimizer.core.schemas import ID, ID_MASTER, INPUT_TABLES, normalize_category
 from optimizer.io.load import (
     RawTable,
     TableBatches,
@@ -297,11 +297,14 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
         _require_not_null(name, table.frame,
                           [c for c in table.frame.columns if c in ("customer_id", "product_id",
                                                                    "offer_id")])
+        # every number of every table, whole numbers (weeks, caps) too: finite and within
+        # MAX_AMOUNT (docs/contract.md, "Range of numbers"); the tables' own checks rely on it
+        _require_finite(name, table.frame, [c for c, kind in INPUT_TABLES[name].columns.items()
+                                            if kind != ID])
 
     customers = _master(raw["customers"], "customer_id", "c")
     if customers.height == 0:
         raise InputError("customers", "customer_id", "the table is empty; a plan needs customers")
-    _require_finite("customers", customers, ["clv"])
     _range("customers", customers, "clv", pl.col("clv") < 0, ">= 0")
 
     products = _master(raw["products"], "product_id", "p")
@@ -366,15 +369,17 @@ def checked_scores(frame: pl.DataFrame, customers: pl.DataFrame, offers: pl.Data
                    with_ids: bool = False) -> pl.DataFrame:
     """The ``scores`` table's row checks, on the whole table or on one batch of its rows: known
     customers and offers, ``p_redeem`` in [0, 1], ``value`` >= 0, no empty or infinite number.
-    Returns the rows with ``c`` and ``o``; ``with_ids`` keeps the ID columns too. Uniqueness of
-    pairs needs every row and is checked by the caller."""
+    Returns the rows with ``c`` and ``o``; ``with_ids`` keeps the ID columns too (the whole
+    table, whose numbers :func:`load_inputs` checked with every table's). Uniqueness of pairs
+    needs every row and is checked by the caller."""
     if not with_ids:  # a batch: the whole-table path checks every table's IDs in load_inputs
         _require_not_null("scores", frame, ["customer_id", "offer_id"])
     scores = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
     _references("scores", scores, "customer_id")
     _references("scores", scores, "offer_id")
     _require_not_null("scores", scores, ["p_redeem", "value"])
-    _require_finite("scores", scores, ["p_redeem", "value"])
+    if not with_ids:  # the whole table's numbers are checked with every table's in load_inputs
+        _require_finite("scores", scores, ["p_redeem", "value"])
     _range("scores", scores, "p_redeem", (pl.col("p_redeem") < 0) | (pl.col("p_redeem") > 1),
            "between 0 and 1")
     _range("scores", scores, "value", pl.col("value") < 0, ">= 0")
@@ -383,7 +388,6 @@ def checked_scores(frame: pl.DataFrame, customers: pl.DataFrame, offers: pl.Data
 
 def _validate_offers(offers: pl.DataFrame) -> pl.DataFrame:
     _require_not_null("offers", offers, ["discount"])
-    _require_finite("offers", offers, ["discount", "budget", "margin"])
     _range("offers", offers, "discount", pl.col("discount") <= 0, "> 0 (cost of one redemption)")
     _range("offers", offers, "budget", pl.col("budget") < 0, ">= 0 or empty (no cap)")
     _range("offers", offers, "min_customers", pl.col("min_customers") < 0, ">= 0")
@@ -415,7 +419,6 @@ _TRANSACTION_COLUMNS = ("c", "p", "week", "sales_value", "date", "discount")
 def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, products: pl.DataFrame,
                            dropped: dict[str, int]) -> pl.DataFrame:
     _require_not_null("transactions", frame, ["week", "sales_value"])
-    _require_finite("transactions", frame, ["sales_value", "quantity", "discount"])
     _range("transactions", frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
     _range("transactions", frame, "discount", pl.col("discount") < 0, ">= 0")
     if "discount" in frame.columns:  # an empty discount cell: no discount on that line
