@@ -498,11 +498,11 @@ SCENARIO_CASES = [
     Case("data-folder-missing", ["input folder not found", "nowhere"],
          toml=lambda t: t.replace('data = "data"', 'data = "nowhere"')),
     # a NUL character in a path crashed resolving it (ValueError, exit 70)
-    Case("nul-in-data-path", ["data", "not a valid path"],
+    Case("nul-in-data-path", ["data", "embedded null byte"],
          toml=lambda t: t.replace('data = "data"', 'data = "da\\u0000ta"')),
-    Case("nul-in-output-path", ["output", "not a valid path"],
+    Case("nul-in-output-path", ["output", "embedded null byte"],
          toml=lambda t: t.replace('output = "run"', 'output = "r\\u0000un"')),
-    Case("nul-in-extends", ["scenario", "not a valid path"],
+    Case("nul-in-extends", ["scenario", "embedded null byte"],
          toml=lambda t: 'extends = "a\\u0000.toml"\n' + t),
 ]
 
@@ -604,7 +604,7 @@ def test_bad_set_override_exits_2(tmp_path):
                              ("objective.clv_cap=0.05", "clv_floor (0.1) must be at most objective.clv_cap"),
                              ("affinity.p_floor=0.5", "p_floor (0.5) must be at most affinity.p_max"),
                              # a NUL in a path crashed resolving it (exit 70)
-                             ('data="a\\u0000b"', "not a valid path")]:
+                             ('data="a\\u0000b"', "embedded null byte")]:
         result = invoke(path, "--set", override)
         assert result.exit_code == 2, (override, result.output)
         assert phrase in flat(result.stderr), (override, result.stderr)

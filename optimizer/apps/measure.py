@@ -49,6 +49,7 @@ from optimizer.core.numerics import group_sums
 from optimizer.io.load import read_required, unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runview import read_run_arm
+from optimizer.io.validate import check_rows
 
 METRICS = ("sales", "redemptions", "margin")
 UNIVERSAL, PER_OFFER = "universal_holdout", "offer_holdout"
@@ -71,12 +72,6 @@ class Settings:
 # reading
 
 
-def _fail_rows(table: str, column: str, frame: pl.DataFrame, bad: pl.Series, what: str) -> None:
-    if bad.any():
-        raise InputError(table, column, what, sample=frame.filter(bad).head(5).rows(named=True),
-                         count=int(bad.sum()))
-
-
 def read_outcomes(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The outcome folder's ``transactions`` and ``redemptions``, typed and checked like inputs
     (bad tables raise :class:`InputError` naming the table and column)."""
@@ -85,16 +80,10 @@ def read_outcomes(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         raise InputError("transactions", None, f"outcome folder not found: {folder}")
     tx = read_required(folder, "transactions")
     red = read_required(folder, "redemptions", "the outcomes' observed redemptions")
-    t = tx.frame
-    for column in ("customer_id", "week", "sales_value"):
-        _fail_rows("transactions", column, t, t.get_column(column).is_null(), "empty values")
-    _fail_rows("transactions", "sales_value", t, ~t.get_column("sales_value").is_finite(),
-               "values must be finite")
-    _fail_rows("transactions", "sales_value", t, t.get_column("sales_value") < 0,
-               "values must be >= 0")
-    r = red.frame
-    for column in ("customer_id", "offer_id", "week"):
-        _fail_rows("redemptions", column, r, r.get_column(column).is_null(), "empty values")
+    t, r = tx.frame, red.frame
+    # the inputs' row checks (a NaN or a 1e300 sale made every result null, silently)
+    check_rows("transactions", t)
+    check_rows("redemptions", r)
     return t.select("customer_id", "week", "sales_value"), r.select("customer_id", "offer_id",
                                                                     "week")
 

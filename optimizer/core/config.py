@@ -397,19 +397,16 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 MAX_EXTENDS_DEPTH = 50
 
 
-def _resolve(path: Path, what: str) -> Path:
-    """``path`` made absolute with its symbolic links followed; a loop or a name no file can
-    have (a NUL character) is a :class:`ScenarioError`."""
+def resolve_path(path: Path, what: str) -> Path:
+    """``path`` made absolute, links followed; a link loop or a NUL is a :class:`ScenarioError`."""
     try:
-        return path.resolve()
-    except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
-        raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
-    except ValueError as exc:  # a NUL character: no file can have this name
-        raise ScenarioError(f"{what} {str(path)!r} is not a valid path: {exc}") from None
+        return Path(path).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ScenarioError(f"{what} {str(path)!r} cannot be resolved: {exc}") from None
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = _resolve(path, "scenario")
+    path = resolve_path(path, "scenario")
     if path in seen:
         raise ScenarioError(f"scenario {path}: 'extends' forms a cycle")
     if len(seen) >= MAX_EXTENDS_DEPTH:
@@ -423,7 +420,7 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ScenarioError(f"scenario {path} is not valid TOML: {exc}") from exc
     for key in ("data", "output"):
         if isinstance(raw.get(key), str):
-            raw[key] = str(_resolve(path.parent / raw[key], key))
+            raw[key] = str(resolve_path(path.parent / raw[key], key))
     parent = raw.get("extends")
     if isinstance(parent, str):
         base = _read_toml(path.parent / parent, seen + (path,))
@@ -476,7 +473,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
             if not isinstance(node, dict):
                 raise ScenarioError(f"--set {text!r}: '{key}' is not a table")
         if keys in (["data"], ["output"]) and isinstance(value, str):
-            value = str(_resolve(Path(value), keys[0]))
+            value = str(resolve_path(Path(value), keys[0]))
         node[keys[-1]] = value
     return scenario_from_dict(raw, source=str(path))
 

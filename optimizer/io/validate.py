@@ -7,7 +7,6 @@ order) and category names normalised. Later steps trust these frames and never r
 """
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +281,24 @@ def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
                f"{id_col} not found in table '{master}'")
 
 
+def check_rows(name: str, frame: pl.DataFrame) -> None:
+    """The checks of table ``name``'s rows that need no other table (docs/contract.md, "Values"
+    and "Range of numbers"): IDs not empty; every number, whole numbers too (IDs excepted),
+    finite and at most :data:`MAX_AMOUNT` in absolute value; the ``week`` (and a transaction's
+    ``sales_value``) given; ``sales_value`` and ``discount`` of a transaction >= 0.
+    :func:`load_inputs` applies it to every table it reads, ``offeropt measure`` to its outcome
+    tables."""
+    _require_not_null(name, frame, [c for c in frame.columns if c in INDEX_OF])
+    _require_finite(name, frame, [c for c, kind in INPUT_TABLES[name].columns.items()
+                                  if kind != ID])
+    if name == "transactions":
+        _require_not_null(name, frame, ["week", "sales_value"])
+        _range(name, frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
+        _range(name, frame, "discount", pl.col("discount") < 0, ">= 0")
+    elif name in ("history", "redemptions"):
+        _require_not_null(name, frame, ["week"])
+
+
 def load_inputs(folder: str | Path, stream_scores: bool = False,
                 customer_columns: tuple[str, ...] = (), scores_url: str | None = None) -> Inputs:
     """Read and validate the input folder; raise :class:`InputError` on any breach of the contract.
@@ -294,13 +311,7 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     folder = Path(folder)
     raw, batches = read_tables(folder, stream_scores, scores_url)
     for name, table in raw.items():
-        _require_not_null(name, table.frame,
-                          [c for c in table.frame.columns if c in ("customer_id", "product_id",
-                                                                   "offer_id")])
-        # every number of every table, whole numbers (weeks, caps) too: finite and within
-        # MAX_AMOUNT (docs/contract.md, "Range of numbers"); the tables' own checks rely on it
-        _require_finite(name, table.frame, [c for c, kind in INPUT_TABLES[name].columns.items()
-                                            if kind != ID])
+        check_rows(name, table.frame)
 
     customers = _master(raw["customers"], "customer_id", "c")
     if customers.height == 0:
@@ -418,9 +429,6 @@ _TRANSACTION_COLUMNS = ("c", "p", "week", "sales_value", "date", "discount")
 
 def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, products: pl.DataFrame,
                            dropped: dict[str, int]) -> pl.DataFrame:
-    _require_not_null("transactions", frame, ["week", "sales_value"])
-    _range("transactions", frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
-    _range("transactions", frame, "discount", pl.col("discount") < 0, ">= 0")
     if "discount" in frame.columns:  # an empty discount cell: no discount on that line
         frame = frame.with_columns(pl.col("discount").fill_null(0.0))
     frame = _attach(_attach(frame, "customer_id", customers), "product_id", products)
@@ -471,7 +479,6 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
     if table is None:
         return None
     frame = table.frame
-    _require_not_null(name, frame, ["week"])
     frame = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
     known = frame.get_column("c").is_not_null() & frame.get_column("o").is_not_null()
     dropped[f"{name}_unknown_customer_or_offer"] = int((~known).sum())
@@ -486,18 +493,3 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
         validate_history_cost(frame)
     frame = frame.select("c", "o", "week", *[c for c in ("expected_cost",) if c in frame.columns])
     return frame if known.all() else frame.filter(known)
-
-
-def history_digest(history: pl.DataFrame | None, week: int) -> str:
-    """SHA-256 of the validated ``history`` rows a run of ``week`` reads: those of earlier weeks
-    (docs/contract.md ignores the planning week and later), as customer index, offer index and week in
-    little-endian int64, column after column, in table order. No table hashes as no rows.
-
-    The manifest records it, so ``offeropt check`` can tell a history that only gained rows of the
-    planning week or later (``--append-history``) from one that changed what the run read."""
-    digest = hashlib.sha256()
-    rows = (history.filter(pl.col("week") < week) if history is not None
-            else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64}))
-    for column in ("c", "o", "week"):
-        digest.update(rows.get_column(column).cast(pl.Int64).to_numpy().astype("<i8").tobytes())
-    return digest.hexdigest()
