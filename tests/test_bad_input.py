@@ -468,6 +468,16 @@ SCENARIO_CASES = [
     Case("eligibility-text-in-number-column",
          where("customers", "age_band") + ["must be numbers", "sample rows", "old"],
          world=ages(30, "old", 18, 40), toml=age_rule("age_band >= 21")),
+    # NaN compared as the largest number: a customer of age NaN met "age_band >= 21"; a
+    # Boolean column was compared as 0 and 1
+    Case("eligibility-nan-in-number-column",
+         where("customers", "age_band") + ["finite", "sample rows", "NaN"],
+         world=ages(30, "NaN", 18, 40), toml=age_rule("age_band >= 21")),
+    Case("eligibility-boolean-number-column",
+         where("customers", "age_band") + ["must be numbers", "Boolean"],
+         world=ages(30, 25, 18, 40), files=parquet_column("customers", "age_band",
+                                                          pl.Series([True] * 10)),
+         toml=age_rule("age_band >= 21")),
     Case("eligibility-bad-predicate", ["rules.eligibility.0", "not a valid predicate"],
          world=ages(30, 25, 18, 40), toml=age_rule("age_band >= ")),
     Case("eligibility-python-in-predicate", ["rules.eligibility.0", "not a valid predicate"],
