@@ -351,6 +351,23 @@ def test_power_gives_the_least_holdout_share():
     assert result.exit_code == 2 and "--baseline-sd" in result.output
 
 
+@pytest.mark.parametrize("column, value", [("week", None), ("sales_value", float("nan"))])
+def test_power_from_data_checks_the_transactions_rows(world: Path, tmp_path: Path, column,
+                                                      value):
+    """--data DIR read its tables unchecked: an empty week crashed (int(None), exit 70) and a NaN
+    sale gave a NaN spread. The inputs' row checks: exit 2 naming the table and column."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(world / "data" / "customers.parquet", data)
+    tx = pl.read_parquet(world / "data" / "transactions.parquet")
+    tx.with_columns(pl.when(pl.col("week") == pl.col("week").max()).then(value)
+                    .otherwise(pl.col(column)).alias(column)).write_parquet(
+                        data / "transactions.parquet")
+    result = _invoke("measure", "--power", "--effect", "1", "--data", data)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "table 'transactions'" in result.output and f"column '{column}'" in result.output
+
+
 def test_power_from_data_refuses_more_weeks_than_the_transactions_hold(world: Path):
     """--data DIR --weeks N past the transactions' weeks took the weeks there were and printed
     "sales over N week(s)" with their spread (a 1000-week ask read 26 weeks, exit 0). Like

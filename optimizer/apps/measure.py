@@ -413,8 +413,11 @@ def power_plan(baseline_sd: float, effect: float, alpha: float = 0.05, power: fl
 def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
     """The standard deviation of customers' sales over ``weeks`` weeks (the input folder's last
     ``weeks`` weeks, customers without purchases counting 0) and the number of customers."""
-    customers = read_required(Path(data), "customers").frame.select("customer_id")
+    customers = read_required(Path(data), "customers").frame
     tx = read_required(Path(data), "transactions").frame
+    check_rows("customers", customers)   # an empty week crashed, a NaN sale spread as NaN
+    check_rows("transactions", tx)
+    customers = customers.select("customer_id")
     if tx.height == 0:
         raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
     first, last = (int(v) for v in tx.select(pl.col("week").min().alias("first"),
