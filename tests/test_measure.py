@@ -273,6 +273,20 @@ def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Pa
     assert "<script>alert" not in page and "&lt;script&gt;" in page
 
 
+def test_demo_outcomes_checks_the_input_rows(world: Path, tmp_path: Path):
+    """demo-outcomes read DATA's tables unchecked: a NaN discount was simulated into the
+    outcomes (exit 0). The inputs' row checks: exit 2 naming the table and column, OUT unwritten."""
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    offers = pl.read_parquet(data / "offers.parquet")
+    offers.with_columns(pl.lit(float("nan")).alias("discount")).write_parquet(
+        data / "offers.parquet")
+    result = _invoke("demo-outcomes", data, world / "runs" / "both", tmp_path / "out")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "table 'offers', column 'discount'" in _whole(result.output), result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_outcomes_are_deterministic_and_controls_redeem_nothing(world: Path,
                                                                      tmp_path: Path):
     run = world / "runs" / "both"

@@ -46,10 +46,10 @@ from optimizer.apps.measure_stats import (
 )
 from optimizer.core.errors import InputError
 from optimizer.core.numerics import group_sums
-from optimizer.io.load import read_required, unify_id_type
+from optimizer.io.load import unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runview import read_run_arm
-from optimizer.io.validate import check_rows
+from optimizer.io.validate import read_checked
 
 METRICS = ("sales", "redemptions", "margin")
 UNIVERSAL, PER_OFFER = "universal_holdout", "offer_holdout"
@@ -78,12 +78,9 @@ def read_outcomes(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("transactions", None, f"outcome folder not found: {folder}")
-    tx = read_required(folder, "transactions")
-    red = read_required(folder, "redemptions", "the outcomes' observed redemptions")
-    t, r = tx.frame, red.frame
     # the inputs' row checks (a NaN or a 1e300 sale made every result null, silently)
-    check_rows("transactions", t)
-    check_rows("redemptions", r)
+    t = read_checked(folder, "transactions")
+    r = read_checked(folder, "redemptions", "the outcomes' observed redemptions")
     return t.select("customer_id", "week", "sales_value"), r.select("customer_id", "offer_id",
                                                                     "week")
 
@@ -110,13 +107,13 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"{run_dir}: not a run folder of offeropt run "
                          f"(manifest.json: {type(exc).__name__}: {exc})") from None
-    customers = read_required(data, "customers").frame
-    offers = read_required(data, "offers").frame
+    customers = read_checked(data, "customers")
+    offers = read_checked(data, "offers")
     ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
                "offer_id": offers.schema["offer_id"].is_integer()}
     sends = read_run_arm(run_dir, "assignments", ids_int)
     controls = read_run_arm(run_dir, "controls", ids_int, ("reason",))
-    tx = read_required(data, "transactions").frame
+    tx = read_checked(data, "transactions")
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
     return _Run(run_dir, week, data, sends, controls,
@@ -413,11 +410,9 @@ def power_plan(baseline_sd: float, effect: float, alpha: float = 0.05, power: fl
 def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
     """The standard deviation of customers' sales over ``weeks`` weeks (the input folder's last
     ``weeks`` weeks, customers without purchases counting 0) and the number of customers."""
-    customers = read_required(Path(data), "customers").frame
-    tx = read_required(Path(data), "transactions").frame
-    check_rows("customers", customers)   # an empty week crashed, a NaN sale spread as NaN
-    check_rows("transactions", tx)
-    customers = customers.select("customer_id")
+    # checked: an empty week crashed, a NaN sale spread as NaN
+    customers = read_checked(Path(data), "customers").select("customer_id")
+    tx = read_checked(Path(data), "transactions")
     if tx.height == 0:
         raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
     first, last = (int(v) for v in tx.select(pl.col("week").min().alias("first"),

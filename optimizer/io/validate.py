@@ -23,6 +23,7 @@ from optimizer.io.load import (
     TableBatches,
     master_id_type,
     padded_ids,
+    read_required,
     read_tables,
     unify_id_type,
 )
@@ -282,12 +283,9 @@ def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
 
 
 def check_rows(name: str, frame: pl.DataFrame) -> None:
-    """The checks of table ``name``'s rows that need no other table (docs/contract.md, "Values"
-    and "Range of numbers"): IDs not empty; every number, whole numbers too (IDs excepted),
-    finite and at most :data:`MAX_AMOUNT` in absolute value; the ``week`` (and a transaction's
-    ``sales_value``) given; ``sales_value`` and ``discount`` of a transaction >= 0.
-    :func:`load_inputs` applies it to every table it reads, ``offeropt measure`` to its outcome
-    tables."""
+    """The checks of table ``name``'s rows that need no other table (docs/contract.md, "Values"):
+    IDs not empty; every number but IDs finite and within :data:`MAX_AMOUNT`; ``week`` (and a
+    transaction's ``sales_value``) given; a transaction's ``sales_value`` and ``discount`` >= 0."""
     _require_not_null(name, frame, [c for c in frame.columns if c in INDEX_OF])
     _require_finite(name, frame, [c for c, kind in INPUT_TABLES[name].columns.items()
                                   if kind != ID])
@@ -297,6 +295,13 @@ def check_rows(name: str, frame: pl.DataFrame) -> None:
         _range(name, frame, "discount", pl.col("discount") < 0, ">= 0")
     elif name in ("history", "redemptions"):
         _require_not_null(name, frame, ["week"])
+
+
+def read_checked(folder: Path, name: str, why: str = "") -> pl.DataFrame:
+    """Table ``name`` read and its rows checked (:func:`check_rows`) outside load_inputs."""
+    frame = read_required(folder, name, why).frame
+    check_rows(name, frame)
+    return frame
 
 
 def load_inputs(folder: str | Path, stream_scores: bool = False,
