@@ -504,6 +504,12 @@ SCENARIO_CASES = [
     Case("unknown-policy", ["rules.sensitive_policy", "opt_in"],
          rules={"sensitive_policy": "ask_nicely"}),
     Case("unknown-solver", ["solver.method"], solver={"method": "magic"}),
+    # work grew with the thread count: 2**31 - 1 threads hung the features stage, 10**7 took
+    # 11 s more on 2,000 customers; a memory limit of 1e300 GB crashed (OverflowError, exit 70)
+    Case("threads-beyond-any-machine", ["solver.threads", "1024"],
+         solver={"threads": 10**7}),
+    Case("memory-limit-beyond-any-machine", ["solver.memory_limit_gb"],
+         solver={"memory_limit_gb": 1e300}),
     Case("missing-week", ["week"], toml=lambda t: t.replace("week = 40\n", "")),
     Case("data-folder-missing", ["input folder not found", "nowhere"],
          toml=lambda t: t.replace('data = "data"', 'data = "nowhere"')),

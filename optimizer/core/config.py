@@ -226,8 +226,8 @@ class Solver(_Frozen):
         0.01, ge=0, le=1, description="min_customers are met first: a plan may fall short of "
         "all targets by this share of their total more than the best plan seen and still win on "
         "objective (0 = fewest shortfalls, whatever the value)")
-    threads: int = Field(0, ge=0, description="threads over chunks of customers in the solver's "
-                         "passes (0 = one per core); the answer is the same for any count")
+    threads: int = Field(0, ge=0, le=1024, description="threads over chunks of customers in the "
+                         "solver's passes (0 = one per core; at most 1024); any gives one answer")
     polish_pairs: int = Field(
         10_000, ge=0, description="candidate pairs re-solved exactly by CP-SAT after the "
         "lagrangian (the core of uncertain customers; the whole problem when it fits); 0 = off. "
@@ -237,8 +237,8 @@ class Solver(_Frozen):
         1.0, gt=0, description="CP-SAT's deterministic time limit for the polish, in its work "
         "units (about seconds of one core); deterministic, unlike a wall-clock limit")
     memory_limit_gb: float | None = Field(
-        None, gt=0, description="memory the run may use (GB); none = the memory available when "
-        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 4")
+        None, gt=0, le=1e6, description="memory the run may use (GB, at most 1e6); none = what "
+        "is available at the start (MemAvailable). A run whose estimate exceeds it stops, exit 4")
     scores_per_customer: int | None = Field(
         None, ge=1, description="scores path: only each customer's best N allowed listed pairs "
         "enter the solve, ranked by reduced value at the LP prices of a sample of customers "
