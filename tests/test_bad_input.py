@@ -510,6 +510,9 @@ SCENARIO_CASES = [
          solver={"threads": 10**7}),
     Case("memory-limit-beyond-any-machine", ["solver.memory_limit_gb"],
          solver={"memory_limit_gb": 1e300}),
+    # accepted, it would start a LocalCluster of a million processes under backend = "dask"
+    Case("dask-workers-beyond-any-machine", ["solver.workers", "1024"],
+         solver={"workers": 10**6}),
     Case("missing-week", ["week"], toml=lambda t: t.replace("week = 40\n", "")),
     Case("data-folder-missing", ["input folder not found", "nowhere"],
          toml=lambda t: t.replace('data = "data"', 'data = "nowhere"')),

@@ -258,8 +258,8 @@ class Solver(_Frozen):
     scheduler: str | None = Field(
         None, description="dask backend: the scheduler's address (tcp://host:8786); none = a "
         "LocalCluster of solver.workers processes sharing memory_limit_gb")
-    workers: int = Field(2, ge=1, description="dask backend without a scheduler: worker "
-                         "processes of the LocalCluster")
+    workers: int = Field(2, ge=1, le=1024, description="dask backend without a scheduler: "
+                         "worker processes of the LocalCluster (at most 1024)")
     kernel_cache: str | None = Field(
         None, description="dask backend: the folder (NUMBA_CACHE_DIR) where the workers keep "
         "their compiled kernels, so each is compiled once; none = the package's __pycache__")
