@@ -253,6 +253,25 @@ INPUT_CASES = [
          world=set_cell("transactions", 0, sales_value=-2.5)),
     Case("negative-transaction-discount", where("transactions", "discount"),
          world=set_cell("transactions", 0, discount=-0.5)),
+    # whole-number columns keep the documented range too: a max_customers of 2**63 - 1 crashed
+    # the run (exit 70) and a week of 1e16 was accepted
+    Case("huge-max_customers", where("offers", "max_customers") + ["1e+15", "sample rows"],
+         world=set_cell("offers", 0, max_customers=2**63 - 1, min_customers=None)),
+    Case("huge-history-week", where("history", "week") + ["1e+15", "sample rows"],
+         world=set_cell("history", 0, week=10**16)),
+    Case("huge-end_week-parquet", where("offers", "end_week") + ["1e+15", "sample rows"],
+         files=parquet_column("offers", "end_week", pl.Series([2**63 - 1, None]))),
+    Case("huge-offer_groups-max", where("offer_groups", "max_per_customer") + ["1e+15"],
+         world=both(set_cell("offer_groups", 0, max_per_customer=2**62),
+                    set_cell("offer_groups", 1, max_per_customer=2**62))),
+    # an unsigned 64-bit ID column above the signed range crashed the cast (exit 70)
+    Case("uint64-id-above-int64", where("customers", "customer_id") + ["64-bit", "sample rows",
+                                                                       "9223372036854775808"],
+         files=parquet_column("customers", "customer_id",
+                              pl.Series([2**63 + k for k in range(4)], dtype=pl.UInt64))),
+    Case("uint64-reference-above-int64", where("restrictions", "customer_id") + ["64-bit"],
+         files=parquet_column("restrictions", "customer_id",
+                              pl.Series([2**64 - 1], dtype=pl.UInt64))),
     # references
     Case("offer_products-unknown-offer", where("offer_products", "offer_id") + ["not found"],
          world=add_row("offer_products", offer_id=77, product_id=101)),
@@ -449,6 +468,16 @@ SCENARIO_CASES = [
     Case("eligibility-text-in-number-column",
          where("customers", "age_band") + ["must be numbers", "sample rows", "old"],
          world=ages(30, "old", 18, 40), toml=age_rule("age_band >= 21")),
+    # NaN compared as the largest number: a customer of age NaN met "age_band >= 21"; a
+    # Boolean column was compared as 0 and 1
+    Case("eligibility-nan-in-number-column",
+         where("customers", "age_band") + ["finite", "sample rows", "NaN"],
+         world=ages(30, "NaN", 18, 40), toml=age_rule("age_band >= 21")),
+    Case("eligibility-boolean-number-column",
+         where("customers", "age_band") + ["must be numbers", "Boolean"],
+         world=ages(30, 25, 18, 40), files=parquet_column("customers", "age_band",
+                                                          pl.Series([True] * 10)),
+         toml=age_rule("age_band >= 21")),
     Case("eligibility-bad-predicate", ["rules.eligibility.0", "not a valid predicate"],
          world=ages(30, 25, 18, 40), toml=age_rule("age_band >= ")),
     Case("eligibility-python-in-predicate", ["rules.eligibility.0", "not a valid predicate"],
@@ -475,9 +504,25 @@ SCENARIO_CASES = [
     Case("unknown-policy", ["rules.sensitive_policy", "opt_in"],
          rules={"sensitive_policy": "ask_nicely"}),
     Case("unknown-solver", ["solver.method"], solver={"method": "magic"}),
+    # work grew with the thread count: 2**31 - 1 threads hung the features stage, 10**7 took
+    # 11 s more on 2,000 customers; a memory limit of 1e300 GB crashed (OverflowError, exit 70)
+    Case("threads-beyond-any-machine", ["solver.threads", "1024"],
+         solver={"threads": 10**7}),
+    Case("memory-limit-beyond-any-machine", ["solver.memory_limit_gb"],
+         solver={"memory_limit_gb": 1e300}),
+    # accepted, it would start a LocalCluster of a million processes under backend = "dask"
+    Case("dask-workers-beyond-any-machine", ["solver.workers", "1024"],
+         solver={"workers": 10**6}),
     Case("missing-week", ["week"], toml=lambda t: t.replace("week = 40\n", "")),
     Case("data-folder-missing", ["input folder not found", "nowhere"],
          toml=lambda t: t.replace('data = "data"', 'data = "nowhere"')),
+    # a NUL character in a path crashed resolving it (ValueError, exit 70)
+    Case("nul-in-data-path", ["data", "embedded null byte"],
+         toml=lambda t: t.replace('data = "data"', 'data = "da\\u0000ta"')),
+    Case("nul-in-output-path", ["output", "embedded null byte"],
+         toml=lambda t: t.replace('output = "run"', 'output = "r\\u0000un"')),
+    Case("nul-in-extends", ["scenario", "embedded null byte"],
+         toml=lambda t: 'extends = "a\\u0000.toml"\n' + t),
 ]
 
 
@@ -576,7 +621,9 @@ def test_bad_set_override_exits_2(tmp_path):
                              # inverted ranges ran: every clv factor became clv_cap, and p_redeem
                              # fell with affinity
                              ("objective.clv_cap=0.05", "clv_floor (0.1) must be at most objective.clv_cap"),
-                             ("affinity.p_floor=0.5", "p_floor (0.5) must be at most affinity.p_max")]:
+                             ("affinity.p_floor=0.5", "p_floor (0.5) must be at most affinity.p_max"),
+                             # a NUL in a path crashed resolving it (exit 70)
+                             ('data="a\\u0000b"', "embedded null byte")]:
         result = invoke(path, "--set", override)
         assert result.exit_code == 2, (override, result.output)
         assert phrase in flat(result.stderr), (override, result.stderr)

@@ -273,6 +273,20 @@ def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Pa
     assert "<script>alert" not in page and "&lt;script&gt;" in page
 
 
+def test_demo_outcomes_checks_the_input_rows(world: Path, tmp_path: Path):
+    """demo-outcomes read DATA's tables unchecked: a NaN discount was simulated into the
+    outcomes (exit 0). The inputs' row checks: exit 2 naming the table and column, OUT unwritten."""
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    offers = pl.read_parquet(data / "offers.parquet")
+    offers.with_columns(pl.lit(float("nan")).alias("discount")).write_parquet(
+        data / "offers.parquet")
+    result = _invoke("demo-outcomes", data, world / "runs" / "both", tmp_path / "out")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "table 'offers', column 'discount'" in _whole(result.output), result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_outcomes_are_deterministic_and_controls_redeem_nothing(world: Path,
                                                                      tmp_path: Path):
     run = world / "runs" / "both"
@@ -305,6 +319,14 @@ def test_demo_outcomes_are_deterministic_and_controls_redeem_nothing(world: Path
         pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("offer_id"))
         .alias("offer_id"))),
     ("redemptions", None, None),
+    # the inputs' row checks (optimizer.io.validate.check_rows): these were measured, every
+    # result null (1e300) or silently
+    ("transactions", "sales_value", lambda f: f.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(1e300).otherwise(pl.col("sales_value"))
+        .alias("sales_value"))),
+    ("transactions", "discount", lambda f: f.with_columns(pl.lit(float("nan")).alias("discount"))),
+    ("redemptions", "week", lambda f: f.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(2**62).otherwise(pl.col("week")).alias("week"))),
 ])
 def test_bad_outcome_tables_exit_2_naming_table_and_column(world: Path, tmp_path: Path, table,
                                                            column, edit):
@@ -341,6 +363,23 @@ def test_power_gives_the_least_holdout_share():
     assert json.loads(result.output)["control_customers"] == control
     result = _invoke("measure", "--power", "--effect", "1")
     assert result.exit_code == 2 and "--baseline-sd" in result.output
+
+
+@pytest.mark.parametrize("column, value", [("week", None), ("sales_value", float("nan"))])
+def test_power_from_data_checks_the_transactions_rows(world: Path, tmp_path: Path, column,
+                                                      value):
+    """--data DIR read its tables unchecked: an empty week crashed (int(None), exit 70) and a NaN
+    sale gave a NaN spread. The inputs' row checks: exit 2 naming the table and column."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(world / "data" / "customers.parquet", data)
+    tx = pl.read_parquet(world / "data" / "transactions.parquet")
+    tx.with_columns(pl.when(pl.col("week") == pl.col("week").max()).then(value)
+                    .otherwise(pl.col(column)).alias(column)).write_parquet(
+                        data / "transactions.parquet")
+    result = _invoke("measure", "--power", "--effect", "1", "--data", data)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "table 'transactions'" in result.output and f"column '{column}'" in result.output
 
 
 def test_power_from_data_refuses_more_weeks_than_the_transactions_hold(world: Path):

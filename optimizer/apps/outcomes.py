@@ -39,10 +39,11 @@ from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.numerics import group_sums
 from optimizer.io.atomic import write_atomic_together
-from optimizer.io.load import read_required, read_table, table_forms
+from optimizer.io.load import read_table, table_forms
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import check_files_folder, json_writer
 from optimizer.io.runview import read_run_arm
+from optimizer.io.validate import read_checked
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
@@ -60,7 +61,7 @@ def _run_week(run_dir: Path) -> int:
 
 def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
     """(offer_id, product_id): an offer's listed products, else the products of its category."""
-    products = read_required(data, "products").frame
+    products = read_checked(data, "products")
     listed = read_table(data, "offer_products")
     parts = []
     if listed is not None:
@@ -129,9 +130,10 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     check_files_folder(Path(out), "OUT")  # not in a run's folder: its next run would delete them
     week = _run_week(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
-    customers = read_required(data, "customers").frame.select("customer_id")
-    tx = read_required(data, "transactions").frame
-    offers = read_required(data, "offers").frame
+    # the inputs' row checks: a NaN discount or sale would be simulated into the outcomes
+    customers = read_checked(data, "customers").select("customer_id")
+    tx = read_checked(data, "transactions")
+    offers = read_checked(data, "offers")
     ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
                "offer_id": offers.schema["offer_id"].is_integer()}
     sends = read_run_arm(run_dir, "assignments", ids_int, ("p_redeem",)).with_columns(

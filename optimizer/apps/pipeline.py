@@ -25,11 +25,16 @@ from optimizer.core.config import Scenario, scenario_to_dict
 from optimizer.core.errors import InfeasibleError, ScenarioError
 from optimizer.core.numerics import binding
 from optimizer.core.predicate import read_columns
-from optimizer.io.history import check_history_week, history_lock, stage_history
+from optimizer.io.history import (
+    check_history_week,
+    history_digest,
+    history_lock,
+    stage_history,
+)
 from optimizer.io.manifest import read_manifest
 from optimizer.io.memory import check_memory, fit_scores_per_customer, stream_scores
 from optimizer.io.runfolder import check_output, json_writer, table_writers, write_run_folder
-from optimizer.io.validate import Inputs, history_digest, load_inputs
+from optimizer.io.validate import Inputs, load_inputs
 from optimizer.model import pins, stability
 from optimizer.model.build import Built, build_problem
 from optimizer.model.flights import has_flights

@@ -14,7 +14,7 @@ everything else the run published, and that the run was made from the scenario a
   which rules hold) but ``solver.scores_per_customer``, and that one too when the run set it
   itself to fit memory. A ``history`` that only gained rows of the planning week or
   later (``--append-history``) is the same history: the manifest's
-  ``history_before_week_sha256`` (:func:`optimizer.io.validate.history_digest`) is compared instead.
+  ``history_before_week_sha256`` (:func:`optimizer.io.history.history_digest`) is compared instead.
 - **Copies agree** (rule ``published_files``): ``assignments.parquet`` and ``assignments.csv``
   (and the two copies of ``offers_summary``, ``controls`` and ``pacing``) hold the same columns
   and the same rows in the same order; a CSV number agrees when it is the Parquet value at the

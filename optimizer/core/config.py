@@ -226,8 +226,8 @@ class Solver(_Frozen):
         0.01, ge=0, le=1, description="min_customers are met first: a plan may fall short of "
         "all targets by this share of their total more than the best plan seen and still win on "
         "objective (0 = fewest shortfalls, whatever the value)")
-    threads: int = Field(0, ge=0, description="threads over chunks of customers in the solver's "
-                         "passes (0 = one per core); the answer is the same for any count")
+    threads: int = Field(0, ge=0, le=1024, description="threads over chunks of customers in the "
+                         "solver's passes (0 = one per core; at most 1024); any gives one answer")
     polish_pairs: int = Field(
         10_000, ge=0, description="candidate pairs re-solved exactly by CP-SAT after the "
         "lagrangian (the core of uncertain customers; the whole problem when it fits); 0 = off. "
@@ -237,8 +237,8 @@ class Solver(_Frozen):
         1.0, gt=0, description="CP-SAT's deterministic time limit for the polish, in its work "
         "units (about seconds of one core); deterministic, unlike a wall-clock limit")
     memory_limit_gb: float | None = Field(
-        None, gt=0, description="memory the run may use (GB); none = the memory available when "
-        "the run starts (MemAvailable). A run whose estimate exceeds it stops early, exit 4")
+        None, gt=0, le=1e6, description="memory the run may use (GB, at most 1e6); none = what "
+        "is available at the start (MemAvailable). A run whose estimate exceeds it stops, exit 4")
     scores_per_customer: int | None = Field(
         None, ge=1, description="scores path: only each customer's best N allowed listed pairs "
         "enter the solve, ranked by reduced value at the LP prices of a sample of customers "
@@ -258,8 +258,8 @@ class Solver(_Frozen):
     scheduler: str | None = Field(
         None, description="dask backend: the scheduler's address (tcp://host:8786); none = a "
         "LocalCluster of solver.workers processes sharing memory_limit_gb")
-    workers: int = Field(2, ge=1, description="dask backend without a scheduler: worker "
-                         "processes of the LocalCluster")
+    workers: int = Field(2, ge=1, le=1024, description="dask backend without a scheduler: "
+                         "worker processes of the LocalCluster (at most 1024)")
     kernel_cache: str | None = Field(
         None, description="dask backend: the folder (NUMBA_CACHE_DIR) where the workers keep "
         "their compiled kernels, so each is compiled once; none = the package's __pycache__")
@@ -397,16 +397,16 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 MAX_EXTENDS_DEPTH = 50
 
 
-def _resolve(path: Path, what: str) -> Path:
-    """``path`` made absolute with its symbolic links followed; a loop is a :class:`ScenarioError`."""
+def resolve_path(path: Path, what: str) -> Path:
+    """``path`` made absolute, links followed; a link loop or a NUL is a :class:`ScenarioError`."""
     try:
-        return path.resolve()
-    except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
-        raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
+        return Path(path).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ScenarioError(f"{what} {str(path)!r} cannot be resolved: {exc}") from None
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = _resolve(path, "scenario")
+    path = resolve_path(path, "scenario")
     if path in seen:
         raise ScenarioError(f"scenario {path}: 'extends' forms a cycle")
     if len(seen) >= MAX_EXTENDS_DEPTH:
@@ -420,7 +420,7 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ScenarioError(f"scenario {path} is not valid TOML: {exc}") from exc
     for key in ("data", "output"):
         if isinstance(raw.get(key), str):
-            raw[key] = str(_resolve(path.parent / raw[key], key))
+            raw[key] = str(resolve_path(path.parent / raw[key], key))
     parent = raw.get("extends")
     if isinstance(parent, str):
         base = _read_toml(path.parent / parent, seen + (path,))
@@ -473,7 +473,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
             if not isinstance(node, dict):
                 raise ScenarioError(f"--set {text!r}: '{key}' is not a table")
         if keys in (["data"], ["output"]) and isinstance(value, str):
-            value = str(_resolve(Path(value), keys[0]))
+            value = str(resolve_path(Path(value), keys[0]))
         node[keys[-1]] = value
     return scenario_from_dict(raw, source=str(path))
 

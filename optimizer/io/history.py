@@ -31,6 +31,7 @@ they can also be called on their own.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -291,5 +292,20 @@ def append_history(data_dir: Path, assignments: pl.DataFrame, week: int,
     return staged.rows
 
 
-__all__ = ["HistoryBusyError", "LOCK_NAME", "StagedHistory", "append_history",
+def history_digest(history: pl.DataFrame | None, week: int) -> str:
+    """SHA-256 of the validated ``history`` rows a run of ``week`` reads: those of earlier weeks
+    (docs/contract.md ignores the planning week and later), as customer index, offer index and week in
+    little-endian int64, column after column, in table order. No table hashes as no rows.
+
+    The manifest records it, so ``offeropt check`` can tell a history that only gained rows of the
+    planning week or later (``--append-history``) from one that changed what the run read."""
+    digest = hashlib.sha256()
+    rows = (history.filter(pl.col("week") < week) if history is not None
+            else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64}))
+    for column in ("c", "o", "week"):
+        digest.update(rows.get_column(column).cast(pl.Int64).to_numpy().astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
+__all__ = ["HistoryBusyError", "history_digest", "LOCK_NAME", "StagedHistory", "append_history",
            "check_history_week", "history_lock", "stage_history"]

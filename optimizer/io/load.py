@@ -251,7 +251,14 @@ def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: o
     series = frame.get_column(column)
     if dtype == ID:
         if series.dtype.is_integer():
-            return series.cast(pl.Int64)
+            ids = series.cast(pl.Int64, strict=False)
+            bad = ids.is_null() & series.is_not_null()
+            if bad.any():  # an unsigned 64-bit ID above the signed range
+                raise InputError(schema.name, column, "integer IDs must fit a signed 64-bit "
+                                 f"integer (at most {2**63 - 1}); store larger ones as text",
+                                 sample=frame.filter(bad).head(5).rows(named=True),
+                                 count=int(bad.sum()))
+            return ids
         if isinstance(series.dtype, (pl.Categorical, pl.Enum)):
             # a dictionary-encoded text column (pandas' category dtype) holds text IDs
             return series.cast(pl.Utf8)

@@ -19,7 +19,8 @@ import json
 from typing import Any
 
 from optimizer.core.config import Scenario, scenario_to_dict
-from optimizer.io.validate import Inputs, history_digest
+from optimizer.io.history import history_digest
+from optimizer.io.validate import Inputs
 
 NOT_COMPARED = ("data", "output", "extends", "name")
 # the solver's knobs decide which plan is made, not which rules hold nor any figure check reads;

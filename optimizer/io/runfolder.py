@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from optimizer.core.config import resolve_path
 from optimizer.core.errors import AccessError, ScenarioError, os_error, os_problem
 from optimizer.core.interrupt import deferred_interrupt
 from optimizer.io.atomic import write_atomic
@@ -96,7 +97,7 @@ def _refuse_inside_output(path: Path, what: str, itself: bool) -> None:
     """Raise :class:`ScenarioError` when a folder above ``path`` (and, with ``itself``, ``path``
     itself) is a command's output: that command replaces its folder whole, so whatever is
     written there is deleted by its next run into the same folder."""
-    absolute = _resolved(path, what)
+    absolute = resolve_path(path, what)
     for place in ((absolute,) if itself else ()) + tuple(absolute.parents):
         kinds = folder_kinds(place)
         if kinds:
@@ -148,13 +149,6 @@ def _refuse_foreign(output: Path, kind: str) -> None:
         "folder, or remove it yourself")
 
 
-def _resolved(path: Path, what: str) -> Path:
-    try:
-        return Path(path).resolve()
-    except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
-        raise ScenarioError(f"{what} {path} cannot be resolved: {exc}") from None
-
-
 def check_output(output: Path, data: Path | None = None, replace: bool = True,
                  kind: str = "run") -> None:
     """Before planning: refuse an ``output`` the ``kind`` command (``run``, ``sweep``,
@@ -166,9 +160,9 @@ def check_output(output: Path, data: Path | None = None, replace: bool = True,
     (``replace``; see :func:`is_run_folder`), the data folder, a folder above it or inside it, and a place where
     no folder can be made (read-only file system, no permission, a file where a folder should
     be): the nearest existing folder is tried by making and removing a folder in it."""
-    output = _resolved(output, "output")
+    output = resolve_path(output, "output")
     if data is not None:
-        data = _resolved(data, "data folder")
+        data = resolve_path(data, "data folder")
         if output == data or output in data.parents or data in output.parents:
             place = ("is the data folder" if output == data else "holds the data folder"
                      if output in data.parents else "is inside the data folder")

@@ -7,7 +7,6 @@ order) and category names normalised. Later steps trust these frames and never r
 """
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +17,13 @@ import polars as pl
 
 from optimizer.core.config import MAX_AMOUNT
 from optimizer.core.errors import InputError
-from optimizer.core.schemas import ID_MASTER, normalize_category
+from optimizer.core.schemas import ID, ID_MASTER, INPUT_TABLES, normalize_category
 from optimizer.io.load import (
     RawTable,
     TableBatches,
     master_id_type,
     padded_ids,
+    read_required,
     read_tables,
     unify_id_type,
 )
@@ -282,6 +282,28 @@ def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
                f"{id_col} not found in table '{master}'")
 
 
+def check_rows(name: str, frame: pl.DataFrame) -> None:
+    """The checks of table ``name``'s rows that need no other table (docs/contract.md, "Values"):
+    IDs not empty; every number but IDs finite and within :data:`MAX_AMOUNT`; ``week`` (and a
+    transaction's ``sales_value``) given; a transaction's ``sales_value`` and ``discount`` >= 0."""
+    _require_not_null(name, frame, [c for c in frame.columns if c in INDEX_OF])
+    _require_finite(name, frame, [c for c, kind in INPUT_TABLES[name].columns.items()
+                                  if kind != ID])
+    if name == "transactions":
+        _require_not_null(name, frame, ["week", "sales_value"])
+        _range(name, frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
+        _range(name, frame, "discount", pl.col("discount") < 0, ">= 0")
+    elif name in ("history", "redemptions"):
+        _require_not_null(name, frame, ["week"])
+
+
+def read_checked(folder: Path, name: str, why: str = "") -> pl.DataFrame:
+    """Table ``name`` read and its rows checked (:func:`check_rows`) outside load_inputs."""
+    frame = read_required(folder, name, why).frame
+    check_rows(name, frame)
+    return frame
+
+
 def load_inputs(folder: str | Path, stream_scores: bool = False,
                 customer_columns: tuple[str, ...] = (), scores_url: str | None = None) -> Inputs:
     """Read and validate the input folder; raise :class:`InputError` on any breach of the contract.
@@ -294,14 +316,11 @@ def load_inputs(folder: str | Path, stream_scores: bool = False,
     folder = Path(folder)
     raw, batches = read_tables(folder, stream_scores, scores_url)
     for name, table in raw.items():
-        _require_not_null(name, table.frame,
-                          [c for c in table.frame.columns if c in ("customer_id", "product_id",
-                                                                   "offer_id")])
+        check_rows(name, table.frame)
 
     customers = _master(raw["customers"], "customer_id", "c")
     if customers.height == 0:
         raise InputError("customers", "customer_id", "the table is empty; a plan needs customers")
-    _require_finite("customers", customers, ["clv"])
     _range("customers", customers, "clv", pl.col("clv") < 0, ">= 0")
 
     products = _master(raw["products"], "product_id", "p")
@@ -366,15 +385,17 @@ def checked_scores(frame: pl.DataFrame, customers: pl.DataFrame, offers: pl.Data
                    with_ids: bool = False) -> pl.DataFrame:
     """The ``scores`` table's row checks, on the whole table or on one batch of its rows: known
     customers and offers, ``p_redeem`` in [0, 1], ``value`` >= 0, no empty or infinite number.
-    Returns the rows with ``c`` and ``o``; ``with_ids`` keeps the ID columns too. Uniqueness of
-    pairs needs every row and is checked by the caller."""
+    Returns the rows with ``c`` and ``o``; ``with_ids`` keeps the ID columns too (the whole
+    table, whose numbers :func:`load_inputs` checked with every table's). Uniqueness of pairs
+    needs every row and is checked by the caller."""
     if not with_ids:  # a batch: the whole-table path checks every table's IDs in load_inputs
         _require_not_null("scores", frame, ["customer_id", "offer_id"])
     scores = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
     _references("scores", scores, "customer_id")
     _references("scores", scores, "offer_id")
     _require_not_null("scores", scores, ["p_redeem", "value"])
-    _require_finite("scores", scores, ["p_redeem", "value"])
+    if not with_ids:  # the whole table's numbers are checked with every table's in load_inputs
+        _require_finite("scores", scores, ["p_redeem", "value"])
     _range("scores", scores, "p_redeem", (pl.col("p_redeem") < 0) | (pl.col("p_redeem") > 1),
            "between 0 and 1")
     _range("scores", scores, "value", pl.col("value") < 0, ">= 0")
@@ -383,7 +404,6 @@ def checked_scores(frame: pl.DataFrame, customers: pl.DataFrame, offers: pl.Data
 
 def _validate_offers(offers: pl.DataFrame) -> pl.DataFrame:
     _require_not_null("offers", offers, ["discount"])
-    _require_finite("offers", offers, ["discount", "budget", "margin"])
     _range("offers", offers, "discount", pl.col("discount") <= 0, "> 0 (cost of one redemption)")
     _range("offers", offers, "budget", pl.col("budget") < 0, ">= 0 or empty (no cap)")
     _range("offers", offers, "min_customers", pl.col("min_customers") < 0, ">= 0")
@@ -414,10 +434,6 @@ _TRANSACTION_COLUMNS = ("c", "p", "week", "sales_value", "date", "discount")
 
 def _validate_transactions(frame: pl.DataFrame, customers: pl.DataFrame, products: pl.DataFrame,
                            dropped: dict[str, int]) -> pl.DataFrame:
-    _require_not_null("transactions", frame, ["week", "sales_value"])
-    _require_finite("transactions", frame, ["sales_value", "quantity", "discount"])
-    _range("transactions", frame, "sales_value", pl.col("sales_value") < 0, ">= 0")
-    _range("transactions", frame, "discount", pl.col("discount") < 0, ">= 0")
     if "discount" in frame.columns:  # an empty discount cell: no discount on that line
         frame = frame.with_columns(pl.col("discount").fill_null(0.0))
     frame = _attach(_attach(frame, "customer_id", customers), "product_id", products)
@@ -468,7 +484,6 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
     if table is None:
         return None
     frame = table.frame
-    _require_not_null(name, frame, ["week"])
     frame = _attach(_attach(frame, "customer_id", customers), "offer_id", offers)
     known = frame.get_column("c").is_not_null() & frame.get_column("o").is_not_null()
     dropped[f"{name}_unknown_customer_or_offer"] = int((~known).sum())
@@ -483,18 +498,3 @@ def _validate_sends(name: str, table: RawTable | None, customers: pl.DataFrame,
         validate_history_cost(frame)
     frame = frame.select("c", "o", "week", *[c for c in ("expected_cost",) if c in frame.columns])
     return frame if known.all() else frame.filter(known)
-
-
-def history_digest(history: pl.DataFrame | None, week: int) -> str:
-    """SHA-256 of the validated ``history`` rows a run of ``week`` reads: those of earlier weeks
-    (docs/contract.md ignores the planning week and later), as customer index, offer index and week in
-    little-endian int64, column after column, in table order. No table hashes as no rows.
-
-    The manifest records it, so ``offeropt check`` can tell a history that only gained rows of the
-    planning week or later (``--append-history``) from one that changed what the run read."""
-    digest = hashlib.sha256()
-    rows = (history.filter(pl.col("week") < week) if history is not None
-            else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64}))
-    for column in ("c", "o", "week"):
-        digest.update(rows.get_column(column).cast(pl.Int64).to_numpy().astype("<i8").tobytes())
-    return digest.hexdigest()

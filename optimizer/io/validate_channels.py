@@ -34,7 +34,6 @@ def validate_channels(channels: RawTable | None, consent: RawTable | None,
             frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
     v._require_not_null("channels", frame, ["channel_id"])
     v._require_unique("channels", frame, ["channel_id"])
-    v._require_finite("channels", frame, ["capacity", "cost_per_contact"])
     for column in ("capacity", "cost_per_contact"):
         v._range("channels", frame, column, pl.col(column) < 0, ">= 0")
     frame = frame.with_columns(pl.col("cost_per_contact").fill_null(0.0)).with_row_index("k")

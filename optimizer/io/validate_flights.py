@@ -15,7 +15,6 @@ from optimizer.io.validate import (
     _fail_rows,
     _range,
     _references,
-    _require_finite,
     _require_not_null,
     _require_unique,
 )
@@ -29,7 +28,6 @@ def validate_offer_flights(offers: pl.DataFrame) -> pl.DataFrame:
     present = [c for c in FLIGHT_COLUMNS if c in offers.columns]
     if not present:
         return offers
-    _require_finite("offers", offers, ["flight_budget"])
     _range("offers", offers, "flight_budget", pl.col("flight_budget") < 0, ">= 0")
     offers = offers.with_columns(
         pl.lit(None, dtype=pl.Float64 if c == "flight_budget" else pl.Int64).alias(c)
@@ -50,7 +48,6 @@ def validate_history_cost(history: pl.DataFrame) -> None:
     """``history.expected_cost`` (optional): finite and >= 0 where given; empty = unknown."""
     if "expected_cost" not in history.columns:
         return
-    _require_finite("history", history, ["expected_cost"])
     _range("history", history, "expected_cost", pl.col("expected_cost") < 0, ">= 0")
 
 
@@ -59,7 +56,6 @@ def validate_weekly(name: str, value: str, frame: pl.DataFrame, offers: pl.DataF
     known, week and amount given, amount finite and >= 0, one row per (offer, week). Returns
     ``o``, ``week`` and the amount column."""
     _require_not_null(name, frame, ["week", value])
-    _require_finite(name, frame, [value])
     _range(name, frame, value, pl.col(value) < 0, ">= 0")
     frame = _attach(frame, "offer_id", offers)
     _references(name, frame, "offer_id")
@@ -93,7 +89,6 @@ def validate_flight_table(raw: RawTable | None, offers: pl.DataFrame,
                                .alias("flight_id"))
     _require_not_null("flights", frame, ["flight_id", *FLIGHT_COLUMNS])
     _require_unique("flights", frame, ["flight_id"])
-    _require_finite("flights", frame, ["flight_budget"])
     _range("flights", frame, "flight_budget", pl.col("flight_budget") < 0, ">= 0")
     _range("flights", frame, "flight_end_week",
            pl.col("flight_start_week") > pl.col("flight_end_week"), ">= flight_start_week")

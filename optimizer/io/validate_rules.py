@@ -74,7 +74,6 @@ def validate_funders(raw: RawTable | None) -> pl.DataFrame | None:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("min_redemptions"))
     v._require_not_null("funders", frame, ["funded_by"])
     v._require_unique("funders", frame, ["funded_by"])
-    v._require_finite("funders", frame, ["budget", "min_redemptions"])
     for column in ("budget", "min_redemptions"):
         v._range("funders", frame, column, pl.col(column) < 0, ">= 0")
     return frame.select("funded_by", "budget", "min_redemptions")
