@@ -144,7 +144,8 @@ def test_warm_start_is_asked_for_and_recorded(affinity_data, tmp_path):
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "later" / "run" / "manifest.json").read_text())
     assert manifest["warm_start"] == str(earlier)
-    assert set(manifest["versions"]) >= {"python", "numpy", "numba", "ortools", "polars"}
+    assert set(manifest["versions"]) >= {"python", "numpy", "numba", "llvmlite", "ortools",
+                                         "polars", "pyarrow", "scipy"}
     missing = CliRunner().invoke(main, ["run", str(scenario), "--warm-start", str(tmp_path)])
     assert missing.exit_code == 2 and "no manifest.json" in missing.output
 
@@ -175,3 +176,4 @@ def test_stable_lists_manifest_is_the_same_whatever_chunk_size_and_threads(affin
     assert manifests[0]["stability"]["previous_slots"] > 100
     for other in manifests[1:]:
         assert _decisions(other) == _decisions(manifests[0])
+
