@@ -182,6 +182,45 @@ def test_stable_lists_manifest_is_the_same_whatever_chunk_size_and_threads(affin
         assert _decisions(other) == _decisions(manifests[0])
 
 
+# sums over many customers or LP rows that BLAS used to add (``a @ b`` of two long vectors:
+# OpenBLAS splits the sum over its threads), each printed bit for bit
+_BLAS_SUMS = {
+    # the BG/NBD fit of the lifetime value: the log-likelihood steers L-BFGS-B, so the fitted
+    # parameters and the demo's plan (20,000 customers) followed OPENBLAS_NUM_THREADS
+    "bgnbd": """
+import numpy as np
+from optimizer.scoring.bgnbd import BGNBD, simulate
+T = np.full(200_000, 26.0)
+x, t_x = simulate(np.random.default_rng(5), T, r=1.2, alpha=7.0, a=0.6, b=3.0)
+fit = BGNBD().fit(x, t_x, T)
+print(float(fit.log_likelihood_).hex(), *(float(v).hex() for v in fit.params_.values()))
+""",
+    # the LP's weak-duality bound over its rows (one per sampled customer and category)
+    "lp_bound": """
+import numpy as np, scipy.sparse as sp
+from optimizer.solve.lp import _dual_bound
+rng = np.random.default_rng(5)
+n = 300_000
+matrix = sp.random(n, 50, density=0.01, format="csr", random_state=5)
+print(float(_dual_bound(matrix, rng.random(n), rng.random(50), rng.random(n))).hex())
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BLAS_SUMS))
+def test_long_sums_are_the_same_bits_whatever_the_blas_threads(name):
+    """One and two OpenBLAS threads give the same bits (docs/contract.md, "Same inputs, same
+    bytes"): the sums are numpy's fixed order (optimizer.core.numerics.fixed_dot), not BLAS's."""
+    found = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", _BLAS_SUMS[name]], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        found.add(done.stdout)
+    assert len(found) == 1, found
+
+
 @pytest.mark.slow
 def test_demo_manifest_is_the_same_whatever_the_chunk_size(tmp_path):
     """The demo (20,000 customers) in one chunk and in three: the manifest bar timings, memory
