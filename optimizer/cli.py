@@ -415,7 +415,8 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
     """Solve SCENARIO at many budget scales: the budget-to-value curve.
 
     Each point is solved as `offeropt run` would solve it (so its figures do not depend on the
-    other points) and writes no run folder; the sweep folder gets sweep.csv, sweep.json and sweep.html (chart and table).
+    other points) and writes no run folder; the sweep folder gets sweep.csv, sweep.json and sweep.html (chart and table),
+    the same bytes at every re-run, and timings.json (each point's seconds).
 
     Example: offeropt sweep scenarios/demo.toml --budget-scale 0.5:1.5:0.25
     """
@@ -445,8 +446,10 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
                 console.print(f"budget_scale {row['budget_scale']:.3g}: objective "
                               f"{row['objective']:,.2f}, spend {row['expected_cost']:,.2f}, "
                               f"{row['iterations']} passes", highlight=False)
-            table = sweep_budget(loaded, values, progress=on_stage, on_point=on_point)
-        write_sweep(target, loaded, table)
+            seconds: list[dict[str, float]] = []
+            table = sweep_budget(loaded, values, progress=on_stage, on_point=on_point,
+                                 seconds=seconds)
+        write_sweep(target, loaded, table, seconds)
     except OptimizerError as exc:
         _fail(exc)
         return

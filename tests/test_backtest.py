@@ -17,7 +17,7 @@ from optimizer.apps.synthetic import SENSITIVE_CATEGORIES, write_demo_data
 from optimizer.cli import main
 from optimizer.core.bootstrap import bootstrap_ratio
 from optimizer.core.config import load_scenario
-from tests.tiny_world import csv_floats_not_at_six_decimals
+from tests.tiny_world import csv_floats_not_at_six_decimals, tree_bytes
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,8 @@ def test_cli_backtest_rejects_zero_weeks(scenario_path: Path):
 
 def test_backtest_has_its_own_folder_that_the_next_run_keeps(scenario_path: Path):
     """By default the backtest writes beside the run folder, never inside it: the next run
-    replaces its folder whole and used to delete the backtest (issue 23, item 8)."""
+    replaces its folder whole and used to delete the backtest (issue 23, item 8). Re-run, it
+    writes the same bytes but timings.json (backtest.json held the fit's ``seconds``)."""
     from optimizer.core.config import load_scenario
     output = load_scenario(scenario_path).output
     done = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "2"])
@@ -155,8 +156,14 @@ def test_backtest_has_its_own_folder_that_the_next_run_keeps(scenario_path: Path
     ran = CliRunner().invoke(main, ["run", str(scenario_path), "--quiet"])
     assert ran.exit_code == 0, ran.output
     assert (folder / "backtest.json").is_file()
+    before = tree_bytes(folder)
     again = CliRunner().invoke(main, ["backtest", str(scenario_path), "--holdout-weeks", "2"])
     assert again.exit_code == 0, again.output   # its own earlier folder is replaced
+    after = tree_bytes(folder)
+    assert {k: v for k, v in after.items() if k != "timings.json"} == {
+        k: v for k, v in before.items() if k != "timings.json"}
+    assert sorted(after) == ["backtest.csv", "backtest.html", "backtest.json", "timings.json"]
+    assert json.loads(after["timings.json"])["seconds"]["propensity"] >= 0
 
 
 def test_backtest_on_inputs_without_purchases(tmp_path: Path):

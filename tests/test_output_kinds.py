@@ -58,22 +58,28 @@ def test_run_refuses_a_sweep_folder(root):  # noqa: F811
     assert tree_bytes(root / "run") == before
 
 
-def _points(out: Path) -> list[dict]:
-    """sweep.json's points without their timings (``solve_seconds``, the one figure a re-run
-    may change)."""
-    points = json.loads((out / "sweep.json").read_text())["points"]
-    return [{k: v for k, v in p.items() if k != "solve_seconds"} for p in points]
+def _data_files(out: Path) -> dict[str, bytes]:
+    """The folder's files but ``timings.json`` (the one file the clock reaches), byte for byte."""
+    return {name: data for name, data in tree_bytes(out).items() if name != "timings.json"}
 
 
 def test_a_sweep_replaces_its_own_folder(root):  # noqa: F811
+    """A re-run replaces the folder with the same bytes: sweep.csv, sweep.json and sweep.html
+    are compared whole (they held each point's ``solve_seconds``; the seconds are in
+    timings.json alone)."""
     out = root / "curve"
     first = _sweep(root, out)
     assert first.exit_code == 0, first.output
-    before = _points(out)
+    before = _data_files(out)
     again = _sweep(root, out)
     assert again.exit_code == 0, again.output
-    assert _points(out) == before and sorted(p.name for p in out.iterdir()) == [
-        "sweep.csv", "sweep.html", "sweep.json"]
+    assert sorted(before) == ["sweep.csv", "sweep.html", "sweep.json"]
+    assert _data_files(out) == before
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sweep.csv", "sweep.html", "sweep.json", "timings.json"]
+    timings = json.loads((out / "timings.json").read_text())["points"]
+    assert [p["budget_scale"] for p in timings] == [0.5, 1.0]
+    assert all(p["seconds"]["solve"] >= 0 for p in timings)
     assert is_run_folder(out, "sweep") and not is_run_folder(out, "run")
 
 

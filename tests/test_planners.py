@@ -214,9 +214,8 @@ def test_a_run_folder_with_a_damaged_plan_exits_2_naming_the_file(world: Path, t
 
 def test_sweep_points_do_not_depend_on_their_order(world: Path) -> None:
     scenario = load_scenario(world / "base.toml", ["solver.max_iterations=3"])
-    forward = sweep_budget(scenario, [0.5, 1.0]).drop("solve_seconds", "marginal_value_per_budget")
-    backward = sweep_budget(scenario, [1.0, 0.5]).drop("solve_seconds",
-                                                       "marginal_value_per_budget")
+    forward = sweep_budget(scenario, [0.5, 1.0]).drop("marginal_value_per_budget")
+    backward = sweep_budget(scenario, [1.0, 0.5]).drop("marginal_value_per_budget")
     assert forward.equals(backward.reverse())
 
 
@@ -224,13 +223,18 @@ def test_sweep_writes_folder(world: Path, tmp_path: Path) -> None:
     assert parse_range("0.5:1.5:0.5") == [0.5, 1.0, 1.5]
     assert parse_range("0.6,1") == [0.6, 1.0]
     scenario = load_scenario(world / "base.toml", ["solver.max_iterations=6"])
-    table = sweep_budget(scenario, [0.5, 1.0])
-    assert table.height == 2
+    seconds: list[dict[str, float]] = []
+    table = sweep_budget(scenario, [0.5, 1.0], seconds=seconds)
+    assert table.height == 2 and [set(s) >= {"solve"} for s in seconds] == [True, True]
     assert table["offer_budgets"][1] == pytest.approx(2 * table["offer_budgets"][0])
     assert (table["upper_bound"] >= table["objective"] - 1e-6).all()
-    write_sweep(tmp_path / "sw", scenario, table)
+    write_sweep(tmp_path / "sw", scenario, table, seconds)
     assert {p.name for p in (tmp_path / "sw").iterdir()} == {"sweep.csv", "sweep.json",
-                                                              "sweep.html"}
+                                                              "sweep.html", "timings.json"}
+    # the clock reaches timings.json alone: the same points give the same data files
+    write_sweep(tmp_path / "sw", scenario, table, [{"solve": 9.0}, {"solve": 8.0}])
+    for name in ("sweep.csv", "sweep.json", "sweep.html"):
+        assert "seconds" not in (tmp_path / "sw" / name).read_text(), name
     assert "<svg" in (tmp_path / "sw/sweep.html").read_text()
     # a CSV output prints floats with 6 decimals, as the run folder's (it printed 0.5 and
     # 1239.8050000000003)

@@ -95,11 +95,15 @@ def test_outputs_byte_identical_whatever_chunk_size_and_threads(path, affinity_d
     first, manifest = _run(tmp_path / "base", data, *KNOBS[0])
     assert len(first["assignments.csv"].splitlines()) > 100
     for chunk_size, threads in KNOBS[1:]:
-        again, _ = _run(tmp_path / f"c{chunk_size}-t{threads}", data, chunk_size, threads)
+        again, manifest_again = _run(tmp_path / f"c{chunk_size}-t{threads}", data, chunk_size,
+                                     threads)
         for name in FILES:
             assert again[name] == first[name], (
                 f"{name} differs at chunk_size={chunk_size}, threads={threads}: "
                 + _diff(first[name], again[name], name))
+        # the manifest too, bar timings, memory and the knobs themselves (the bound over the
+        # kept candidates was a sum of per-chunk sums: its last digits moved with the chunking)
+        assert _decisions(manifest_again) == _decisions(manifest)
     # the same knobs again, in the same process: outputs and the manifest bar timings are equal
     again, manifest_again = _run(tmp_path / "repeat", data, *KNOBS[0])
     assert again == first
@@ -144,7 +148,8 @@ def test_warm_start_is_asked_for_and_recorded(affinity_data, tmp_path):
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "later" / "run" / "manifest.json").read_text())
     assert manifest["warm_start"] == str(earlier)
-    assert set(manifest["versions"]) >= {"python", "numpy", "numba", "ortools", "polars"}
+    assert set(manifest["versions"]) >= {"python", "numpy", "numba", "llvmlite", "ortools",
+                                         "polars", "pyarrow", "scipy"}
     missing = CliRunner().invoke(main, ["run", str(scenario), "--warm-start", str(tmp_path)])
     assert missing.exit_code == 2 and "no manifest.json" in missing.output
 
@@ -175,3 +180,62 @@ def test_stable_lists_manifest_is_the_same_whatever_chunk_size_and_threads(affin
     assert manifests[0]["stability"]["previous_slots"] > 100
     for other in manifests[1:]:
         assert _decisions(other) == _decisions(manifests[0])
+
+
+# sums over many customers or LP rows that BLAS used to add (``a @ b`` of two long vectors:
+# OpenBLAS splits the sum over its threads), each printed bit for bit
+_BLAS_SUMS = {
+    # the BG/NBD fit of the lifetime value: the log-likelihood steers L-BFGS-B, so the fitted
+    # parameters and the demo's plan (20,000 customers) followed OPENBLAS_NUM_THREADS
+    "bgnbd": """
+import numpy as np
+from optimizer.scoring.bgnbd import BGNBD, simulate
+T = np.full(200_000, 26.0)
+x, t_x = simulate(np.random.default_rng(5), T, r=1.2, alpha=7.0, a=0.6, b=3.0)
+fit = BGNBD().fit(x, t_x, T)
+print(float(fit.log_likelihood_).hex(), *(float(v).hex() for v in fit.params_.values()))
+""",
+    # the LP's weak-duality bound over its rows (one per sampled customer and category)
+    "lp_bound": """
+import numpy as np, scipy.sparse as sp
+from optimizer.solve.lp import _dual_bound
+rng = np.random.default_rng(5)
+n = 300_000
+matrix = sp.random(n, 50, density=0.01, format="csr", random_state=5)
+print(float(_dual_bound(matrix, rng.random(n), rng.random(50), rng.random(n))).hex())
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BLAS_SUMS))
+def test_long_sums_are_the_same_bits_whatever_the_blas_threads(name):
+    """One and two OpenBLAS threads give the same bits (docs/contract.md, "Same inputs, same
+    bytes"): the sums are numpy's fixed order (optimizer.core.numerics.fixed_dot), not BLAS's."""
+    found = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", _BLAS_SUMS[name]], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        found.add(done.stdout)
+    assert len(found) == 1, found
+
+
+@pytest.mark.slow
+def test_demo_manifest_is_the_same_whatever_the_chunk_size(tmp_path):
+    """The demo (20,000 customers) in one chunk and in three: the manifest bar timings, memory
+    and the knob itself is the same (``candidates.bound_kept_candidates`` was a sum of
+    per-chunk sums and moved in its last digits; the 300-customer worlds above re-score too
+    few customers to show it)."""
+    write_demo_data(tmp_path / "data", customers=20_000, offers=200, seed=0)
+    demo = (Path(__file__).parent.parent / "scenarios" / "demo.toml").read_text()
+    text = demo.replace('"../data/demo"', '"data"').replace('"../runs/demo"', '"run"')
+    manifests = []
+    for chunk_size in (50_000, 7_000):
+        path = tmp_path / f"c{chunk_size}.toml"
+        path.write_text(text.replace("[solver]", f"[solver]\nchunk_size = {chunk_size}"))
+        scenario = load_scenario(path)
+        run_scenario(scenario)
+        manifests.append(json.loads((scenario.output / "manifest.json").read_text()))
+    assert manifests[0]["candidates"]["customers_rescored"] > 1000
+    assert _decisions(manifests[1]) == _decisions(manifests[0])

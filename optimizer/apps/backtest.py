@@ -23,7 +23,7 @@ mean prediction against the observed redemption rate.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,13 @@ COUNTS = ("list_pairs", "logged_redeemed", "sent", "redeemed_when_sent", "bought
 @dataclass
 class BacktestResult:
     """``table``: one row per method; ``calibration``: one row per decile; ``info``: the setup
-    and the fitted models' descriptions."""
+    and the fitted models' descriptions; ``seconds``: the fit's seconds per step (written to
+    ``timings.json`` alone, so the other files are the same bytes at every re-run)."""
 
     table: pl.DataFrame
     calibration: pl.DataFrame
     info: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _keys(frame: pl.DataFrame | None, start: int, stop: int, n_offers: int) -> np.ndarray:
@@ -275,9 +277,9 @@ def run_backtest(scenario: Scenario, holdout_weeks: int) -> BacktestResult:
             "offers": n_offers, "holdout_redemptions": int(redeemed.size),
             "holdout_sends": int(sent.size), "popular_by": popular_by, **_READING,
             "lifetime_value": scoring.lifetime_value, "propensity": scoring.propensity,
-            "seconds": scoring.seconds, "calibration_scores": scores_,
+            "calibration_scores": scores_,
             "fallback": label_fallback(inputs, cutoff, scoring.propensity, popular_by)}
-    return BacktestResult(table, calibration, info)
+    return BacktestResult(table, calibration, info, dict(scoring.seconds))
 
 
 def label_fallback(inputs: Inputs, cutoff: int, propensity: dict[str, Any],
@@ -381,16 +383,17 @@ def _per_customer(acc: dict[str, np.ndarray], start: int, stop: int, uc: np.ndar
 def write_backtest(result: BacktestResult, folder: Path) -> list[Path]:
     """Write the backtest folder ``folder`` whole or not at all: ``backtest.json`` (setup, table,
     calibration), ``backtest.csv`` (the table) and ``backtest.html`` (the page with the recall
-    intervals and the reliability chart); returns their paths. The folder is the
+    intervals and the reliability chart), the same bytes at every re-run, and ``timings.json``
+    (the fit's ``seconds``); returns their paths. The folder is the
     backtest's own (never a run folder, whose next run would delete it)."""
     data = {**result.info, "table": result.table.to_dicts(),
             "calibration": result.calibration.to_dicts()}
     page = render_backtest(result.info, data["table"], data["calibration"])
-    write_run_folder(Path(folder), {"backtest.json": json_writer(data),
-                                    "backtest.csv": csv_writer(result.table),
-                                    "backtest.html": lambda path: path.write_text(page)},
-                     kind="backtest")
-    return [Path(folder) / name for name in ("backtest.json", "backtest.csv", "backtest.html")]
+    writers = {"backtest.json": json_writer(data), "backtest.csv": csv_writer(result.table),
+               "backtest.html": lambda path: path.write_text(page, "utf-8"),
+               "timings.json": json_writer({"seconds": result.seconds})}
+    write_run_folder(Path(folder), writers, kind="backtest")
+    return [Path(folder) / name for name in writers]
 
 
 def _table(counts: dict[str, dict[str, int]], redemptions: int, totals: dict[str, int]

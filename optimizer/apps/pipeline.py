@@ -431,7 +431,9 @@ def _write_folder(result: RunResult, stages: _Stages, append_history: bool,
 
 
 # the packages whose arithmetic decides a plan: a different version may give a different plan
-_DECIDING_PACKAGES = ("numpy", "numba", "ortools", "polars", "pyarrow", "scipy")
+# (llvmlite is numba's code generator: numba accepts a range of it, and its version decides the
+# compiled kernels' instructions)
+_DECIDING_PACKAGES = ("numpy", "numba", "llvmlite", "ortools", "polars", "pyarrow", "scipy")
 
 
 def deciding_versions() -> dict[str, str]:

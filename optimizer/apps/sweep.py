@@ -4,7 +4,8 @@ Each point is solved from a cold start, exactly as ``offeropt run`` solves its s
 point's figures do not depend on the order of the points. Points are not written as run folders;
 the sweep folder holds
 ``sweep.csv``, ``sweep.json`` (the points and the resolved base scenario) and ``sweep.html`` (the
-curve and the table).
+curve and the table), the same bytes at every re-run, and ``timings.json`` (each point's seconds
+per stage, as a run's manifest has them): the clock reaches that file alone.
 """
 from __future__ import annotations
 
@@ -59,9 +60,11 @@ def parse_range(text: str) -> list[float]:
 
 
 def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | None = None,
-                 on_point: PointCallback | None = None) -> pl.DataFrame:
+                 on_point: PointCallback | None = None,
+                 seconds: list[dict[str, float]] | None = None) -> pl.DataFrame:
     """Solve ``scenario`` at every ``budget_scale`` in ``scales`` (in the order given). Returns one
-    row per point.
+    row per point; ``seconds``, when given, gets each point's seconds per stage appended (kept out
+    of the table, whose bytes a re-run must not change).
 
     Each point is solved from a cold start, as ``offeropt run`` would solve it: a point's plan is
     the plan its scenario gives, whatever the order or the other points of the sweep.
@@ -84,9 +87,10 @@ def sweep_budget(scenario: Scenario, scales: list[float], progress: Progress | N
             "customers_reached": m["customers_reached"], "assignments": result.assignments.height,
             "offers_with_binding_budget": m["offers_with_binding_budget"],
             "global_budget_price": float(prices.global_budget),
-            "solve_seconds": m["seconds"].get("solve", 0.0),
         }
         rows.append(row)
+        if seconds is not None:
+            seconds.append(dict(m["seconds"]))
         if on_point:
             on_point(k + 1, len(scales), row)
     table = pl.DataFrame(rows)
@@ -112,11 +116,19 @@ def render_sweep(scenario: Scenario, table: pl.DataFrame) -> str:
         global_budget=scenario.rules.global_budget)
 
 
-def write_sweep(out_dir: Path, scenario: Scenario, table: pl.DataFrame) -> None:
-    """Write the sweep folder (whole or not at all): sweep.csv, sweep.json, sweep.html."""
+def write_sweep(out_dir: Path, scenario: Scenario, table: pl.DataFrame,
+                seconds: list[dict[str, float]] | None = None) -> None:
+    """Write the sweep folder (whole or not at all): sweep.csv, sweep.json, sweep.html and
+    timings.json (per point, its ``budget_scale`` and the ``seconds`` per stage of
+    :func:`sweep_budget`; an empty dict each when not given)."""
     data = {"scenario": scenario_to_dict(scenario), "points": table.to_dicts()}
+    scales = table.get_column("budget_scale").to_list()
+    per_point = seconds if seconds is not None else [{} for _ in scales]
+    timings = {"points": [{"budget_scale": scale, "seconds": spent}
+                          for scale, spent in zip(scales, per_point, strict=True)]}
     write_run_folder(Path(out_dir), {
         "sweep.csv": csv_writer(table),
         "sweep.json": json_writer(data),
         "sweep.html": lambda path: path.write_text(render_sweep(scenario, table), "utf-8"),
+        "timings.json": json_writer(timings),
     }, kind="sweep")

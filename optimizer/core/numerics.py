@@ -1,5 +1,5 @@
-"""Numeric conventions shared by every stage: when a dual price counts as positive, and sums
-that restart with each group.
+"""Numeric conventions shared by every stage: when a dual price counts as positive, sums
+that restart with each group, and dot products summed in a fixed order.
 
 One definition each, so the manifest, the report, compare, sweep and explain agree.
 """
@@ -63,3 +63,21 @@ def group_sums(frame: pl.DataFrame, by: list[str], sums: dict[str, pl.Expr]) -> 
     return out.with_columns(**{name: pl.Series(name, np.add.reduceat(
         picked.get_column(name).to_numpy(), starts), dtype=picked.schema[name])
         for name in sums})
+
+
+def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a @ b`` of two vectors summed in numpy's own fixed order, never BLAS's: OpenBLAS splits
+    a long dot product over its threads, so its rounding, a fit it steers and the plan would
+    follow ``OPENBLAS_NUM_THREADS``, the number of cores and the CPU's kernel (docs/contract.md,
+    "Same inputs, same bytes")."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def fixed_matvec(matrix: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``matrix @ b`` in a fixed order (as :func:`fixed_dot`)."""
+    return np.einsum("ij,j->i", matrix, b)
+
+
+def fixed_tdot(matrix: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``matrix.T @ r`` in a fixed order (as :func:`fixed_dot`)."""
+    return np.einsum("ij,i->j", matrix, r)

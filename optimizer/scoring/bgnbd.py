@@ -27,6 +27,7 @@ import numpy as np
 from scipy import special
 
 from optimizer.core.interrupt import import_held
+from optimizer.core.numerics import fixed_dot
 from optimizer.scoring.mle import MaximumLikelihoodFit
 
 PARAMS = ("r", "alpha", "a", "b")
@@ -91,7 +92,7 @@ class BGNBD(MaximumLikelihoodFit):
         def objective(log_params: np.ndarray) -> float:
             params = np.exp(log_params)
             ll = terms(params)
-            value = -(w @ ll) / total + self.penalizer * float(params @ params)
+            value = -fixed_dot(w, ll) / total + self.penalizer * float(params @ params)
             return value if np.isfinite(value) else 1e300
 
         start = np.log([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0])
@@ -99,7 +100,7 @@ class BGNBD(MaximumLikelihoodFit):
         result = optimize.minimize(objective, start, method="L-BFGS-B",
                                    bounds=[(-12.0, 12.0)] * 4, options={"maxiter": 500})
         self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))
-        self.log_likelihood_ = float(w @ log_likelihood(np.exp(result.x), x, t_x, T))
+        self.log_likelihood_ = fixed_dot(w, log_likelihood(np.exp(result.x), x, t_x, T))
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))
         self.iterations_ = int(result.nit)
         self.message_ = str(result.message)

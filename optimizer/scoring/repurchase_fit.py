@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from optimizer.core.numerics import fixed_matvec, fixed_tdot
 from optimizer.scoring._pair_kernels import formula_logits, platt_array
 from optimizer.scoring.ranking_stats import auc, auc_difference
 from optimizer.scoring.repurchase import (
@@ -69,9 +70,9 @@ def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray
     penalty[0] = 0.0
 
     def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = _dot(Z, beta)
+        eta = fixed_matvec(Z, beta)
         nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-        grad = _tdot(Z, special.expit(eta) - y) / n + 2 * penalty * beta
+        grad = fixed_tdot(Z, special.expit(eta) - y) / n + 2 * penalty * beta
         return nll + float(penalty @ beta**2), grad
     rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
     start = np.zeros(X.shape[1])
@@ -145,8 +146,8 @@ def fit_repurchase(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray, y: n
     beta, ok = logistic(X[:, cols], y)
     if not ok:
         return f"{target}: the logistic fit did not converge"
-    info["calibration"] = {"mean_predicted": float(rate * special.expit(_dot(X[:, cols], beta))
-                                                   .mean()),
+    predicted = special.expit(fixed_matvec(X[:, cols], beta))
+    info["calibration"] = {"mean_predicted": float(rate * predicted.mean()),
                            "observed_rate": float(rate * y.mean())}
     return Repurchase(names, beta, rate, info, training_bounds(X[:, cols], names))
 
@@ -271,7 +272,7 @@ def _choose(X: np.ndarray, y: np.ndarray, late: np.ndarray, group: np.ndarray,
     for candidate in reversed(LADDER):  # smallest first: a richer set must do at least as well
         cols = [NAMES.index(n) for n in candidate]
         beta, ok = logistic(X[~late][:, cols], y[~late])
-        score = _dot(X[late][:, cols], beta) if ok else np.zeros(int(late.sum()))
+        score = fixed_matvec(X[late][:, cols], beta) if ok else np.zeros(int(late.sum()))
         name = LADDER_NAMES[candidate]
         recall[name] = top_k_recall(score, g, yl) if ok else float("nan")
         aucs[name] = auc(score, yl) if ok else float("nan")
@@ -290,17 +291,6 @@ def _recorded(figures: dict[str, float]) -> dict[str, float | None]:
     not be computed (a feature set whose fit did not converge), as the manifest's JSON allows
     no NaN."""
     return {name: float(x) if np.isfinite(x) else None for name, x in figures.items()}
-
-
-def _dot(X: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``X @ b`` summed in numpy's own fixed order, not BLAS's, whose thread count changes the
-    rounding (the plan's bytes must not depend on it)."""
-    return np.einsum("ij,j->i", X, b)
-
-
-def _tdot(X: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """``X.T @ r`` in a fixed order (as :func:`_dot`)."""
-    return np.einsum("ij,i->j", X, r)
 
 
 def proxy_pairs(s: Sources, n_customers: int, plain: np.ndarray, start: int, week: int,

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 from optimizer.core.errors import SolverError
+from optimizer.core.numerics import fixed_dot
 from optimizer.model.problem import AssignmentProblem, Prices
 
 
@@ -250,4 +251,4 @@ def _dual_bound(matrix: sp.csr_matrix, upper: np.ndarray, value: np.ndarray, y: 
                 ) -> float:
     """Weak duality: for ``y >= 0``, ``upper . y + sum max(0, value - A'y)`` bounds the LP."""
     y = np.maximum(y, 0.0)
-    return float(upper @ y + np.maximum(value - matrix.T @ y, 0.0).sum())
+    return fixed_dot(upper, y) + float(np.maximum(value - matrix.T @ y, 0.0).sum())

@@ -59,12 +59,15 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
     per_category = problem.max_per_category
     n_offers = inputs.n_offers
 
-    def customer_terms(item: tuple[CandidateBlock, Dropped]) -> tuple[np.ndarray, int, float]:
+    def customer_terms(item: tuple[CandidateBlock, Dropped]
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
         block, drop = item
         totals, virtual = _kept_terms(model, problem, prices, block, drop)
         positions = np.flatnonzero(virtual)
-        # the kept candidates' own best responses of the customers re-scored below
-        kept = float(_kept_only(problem, prices, block, positions).sum())
+        # each customer's term over the kept candidates alone: those re-scored below count at
+        # their kept best responses, the others' terms are those already
+        kept = totals.copy()
+        kept[positions] = _kept_only(problem, prices, block, positions)
         for lo in range(0, positions.size, _RESCORE_ROWS):
             at = positions[lo:lo + _RESCORE_ROWS]
             customers = block.customers[at]
@@ -73,21 +76,28 @@ def affinity_truncation(model: AffinityModel, inputs: Inputs, scenario: Scenario
                                      primary, per_category, block.cap[at], prices.cost_price,
                                      prices.count, prices.global_budget,
                                      problem.offers.discount)
-        return totals, int(positions.size), float(totals[positions].sum()) - kept
+        return totals, kept, int(positions.size)
     terms = list(in_order(customer_terms, list(zip(problem.blocks, dropped)),
                            thread_count(scenario.solver.threads)))
-    customers = float(np.concatenate([t for t, _, _ in terms]).sum()) if terms else 0.0
-    bound = customers + capacity_terms(problem, prices)
-    # the same dual function over the kept candidates: the customers re-scored counted at their
-    # kept best responses (the others' terms are those already)
-    kept = bound - sum(r for _, _, r in terms)
+    capacity = capacity_terms(problem, prices)
+    # each sum over every customer at once, in customer order: a sum of per-chunk sums moved
+    # the last digits with solver.chunk_size
+    bound = _sum_over_customers([t for t, _, _ in terms]) + capacity
+    # the same dual function over the kept candidates
+    kept = _sum_over_customers([k for _, k, _ in terms]) + capacity
     return {"candidates_per_customer": scenario.affinity.candidates_per_customer,
             "pairs": problem.n_pairs, "bound_all_candidates": bound,
             "gap_all_candidates": relative_gap(bound, solution.objective),
             "bound_kept_candidates": kept,
             # how much the dropped candidates could add, as far as the final prices can tell
             "bound_increase": max(0.0, bound - kept),
-            "customers_rescored": sum(n for _, n, _ in terms)}
+            "customers_rescored": sum(n for _, _, n in terms)}
+
+
+def _sum_over_customers(parts: list[np.ndarray]) -> float:
+    """The sum of the blocks' per-customer terms, all customers at once (numpy's fixed order
+    over one array, whatever the chunking)."""
+    return float(np.concatenate(parts).sum()) if parts else 0.0
 
 
 def priced_pairs(model: AffinityModel, inputs: Inputs, scenario: Scenario,
