@@ -165,7 +165,7 @@ def test_a_shard_lost_mid_refill_is_replayed(monkeypatch, lose_at):
     assert losing.lost_calls > 0
 
 
-def test_refill_on_shards_needs_no_tie_with_the_pool_order():
+def test_tied_proposals_on_two_shards_go_to_the_first_customer():
     """Two customers on two shards propose pairs of equal priority: the first customer's is
     granted first, as the driver's kernel grants it (ties: customer order), and only one fits."""
     problem = random_problem(0, 2, 1, 1, multi=False, per_category=None, global_share=None,

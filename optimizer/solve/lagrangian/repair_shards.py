@@ -64,9 +64,9 @@ Cut = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def applies(problem: AssignmentProblem, asked: bool = True) -> bool:
-    """Whether the repair of ``problem`` runs on the shards: asked for (``solver.repair =
-    "shards"``), no funder budgets (their cut ranks pairs per funder) and no channels (the
-    values the cuts rank are priced per pass)."""
+    """Whether the repair of ``problem`` (and the refill after it, :mod:`.refill_shards`) runs
+    on the shards: asked for (``solver.repair = "shards"``), no funder budgets (their cut ranks
+    pairs per funder) and no channels (the values the cuts rank are priced per pass)."""
     return asked and problem.funders is None and problem.channels is None
 
 
