@@ -43,7 +43,7 @@ from optimizer.solve.lagrangian.targets import bonus_at
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
 REPAIR_CALLS = frozenset({"repair_start", "repair_totals", "repair_points", "repair_tallies",
                           "repair_collect", "repair_best", "repair_values", "repair_done"})
-REFILL_CALLS = frozenset({"refill_start", "refill_round", "refill_collect"})
+REFILL_CALLS = frozenset({"refill_start", "refill_round", "refill_collect", "refill_done"})
 
 
 def payload_bytes(obj: Any) -> int:

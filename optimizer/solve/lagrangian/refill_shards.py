@@ -23,7 +23,8 @@ the same order, so it needs every granted proposal's cost in order, which it nee
 granted pairs go into its plan). A proposal passed over by the kernel (refused, or dead when
 proposing) is dead at every later round too, so a shard needs only the pairs granted so far
 (each call carries its own) to form a round's proposals: a shard rebuilt mid-refill replays
-``repair_start``, ``refill_start`` and the last ``refill_round`` and answers as the lost one.
+``repair_start``, ``refill_start`` and the last ``refill_round`` and answers as the lost one
+(``refill_done`` lets the pool go).
 """
 from __future__ import annotations
 
@@ -161,6 +162,7 @@ def sharded_refill(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[n
         figures.append((offered, state.sent, accepted, state.calls))
         if accepted == 0 or state.left[2] <= 0:
             break
+    ex.all("refill_done")  # the pools let go: held until the next plan, they add to the peak
     _log.info("refill on shards: pool %d; per round (proposals, sent, granted, calls) %s",
               sum(sizes), figures)
     _set(problem, chosen, _joined([g for shard in state.granted for g in shard]))

@@ -42,16 +42,17 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # (the plan's pairs that the ``repair_*`` calls read, each given every cut made so far:
 # :mod:`.repair_shards`), ``refill_start`` (the refill's pool, from the plan and the cuts) and
 # ``refill_round`` (the round's proposals, from the pool and every grant so far, that
-# ``refill_collect`` reads: :mod:`.refill_shards`). A shard rebuilt from its arguments holds
-# what the lost one held once it has replayed the last ``respond`` and the last of each other
-# stateful call since (:class:`.backends.dask_shards.DaskShards`): each of these reads only
-# what the calls before it in that order left (a ``collect`` replayed before a later
-# ``tallies``, its own state stale and never read again, finds no part counts and keeps
-# nothing; a ``refill_round`` of an earlier plan replayed before the last ``refill_start``
-# proposes over the empty pool of a rebuilt shard, and the start overwrites it).
+# ``refill_collect`` reads: :mod:`.refill_shards`; ``refill_done`` lets the pool go). A shard
+# rebuilt from its arguments holds what the lost one held once it has replayed the last
+# ``respond`` and the last of each other stateful call since
+# (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls before
+# it in that order left (a ``collect`` replayed before a later ``tallies``, its own state
+# stale and never read again, finds no part counts and keeps nothing; a ``refill_round`` or
+# ``refill_done`` of an earlier plan replayed before the last ``refill_start`` works on the
+# empty pool of a rebuilt shard, and the start overwrites it).
 STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
             "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start",
-            "refill_start", "refill_round")
+            "refill_start", "refill_round", "refill_done")
 
 
 class Shard:
@@ -361,6 +362,10 @@ class Shard:
         """The round's next ``limit`` proposals past ``after`` (priority, customer) that fit
         what is left."""
         return rf.batch(self._pool, after, (budget_left, count_left, global_left), limit)
+
+    def refill_done(self) -> None:
+        """Let the refill's pool go."""
+        self._pool = rf.empty_pool()
 
 
 def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
