@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import sys
 import time
@@ -47,6 +48,8 @@ from stamp import RESULTS, stamp, write_result  # noqa: E402
 from optimizer.core.config import Solver  # noqa: E402
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData  # noqa: E402
 from optimizer.solve import solve  # noqa: E402
+from optimizer.solve.lagrangian import refill_shards  # noqa: E402
+from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor  # noqa: E402
 
 CAP, CHUNK = 5, 50_000
 
@@ -188,6 +191,17 @@ def run_scores(args: argparse.Namespace, stamped: dict[str, Any]) -> dict[str, A
     }
 
 
+class _RefillFigures(logging.Handler):
+    """The figures :mod:`optimizer.solve.lagrangian.refill_shards` logs per refill."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[list[Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append([record.args[0], record.args[1]])  # type: ignore[index]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build, solve, measure."""
     stamped = stamp()  # taken first: it names the code that ran
@@ -199,13 +213,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Solver(backend=args.backend, workers=args.workers, polish_pairs=0,
                       gap_tolerance=args.gap, max_iterations=args.max_iterations,
                       time_limit_s=args.time_limit, shard_customers=args.shard_customers,
-                      memory_limit_gb=args.memory_limit_gb)
+                      memory_limit_gb=args.memory_limit_gb, repair=args.repair)
+    ShardExecutor.refill_on_shards = args.refill == "shards"  # with the repair on shards
+    made: list[LocalShards] = []
+    if args.measure:  # the local executor's payloads pickled and counted, as on Dask
+        LocalShards.measure = True
+        start_shards = LocalShards.__init__
+
+        def kept(self: LocalShards, *a: Any) -> None:
+            start_shards(self, *a)
+            made.append(self)
+        LocalShards.__init__ = kept  # type: ignore[method-assign]
+    refills = _RefillFigures()
+    logging.getLogger(refill_shards.__name__).addHandler(refills)
+    logging.getLogger(refill_shards.__name__).setLevel(logging.INFO)
     t0 = time.perf_counter()
     solution = solve(problem, settings)
     seconds = time.perf_counter() - t0
     passes = [t for t in solution.trace if "bound" in t]
     return {
-        **stamped, "shard_customers": args.shard_customers,
+        **stamped, "shard_customers": args.shard_customers, "repair": args.repair,
+        "refill": args.refill if args.repair == "shards" else "driver",
+        # per refill on the shards: its pool, then per round (proposals, proposals sent to
+        # the driver, granted, calls past the round's first)
+        "refills": refills.seen,
+        "local_bytes_per_pass": made[-1].report()["bytes_per_pass"] if made else None,
         "customers": args.customers, "offers": args.offers, "candidates": args.candidates,
         "pairs": problem.n_pairs, "backend": solution.backend, "build_s": round(built, 1),
         "solve_s": round(seconds, 1), "passes": len(passes),
@@ -231,6 +263,12 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=600.0)
     parser.add_argument("--memory-limit-gb", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repair", choices=["driver", "shards"], default="driver",
+                        help="solver.repair: where the plans are repaired (and refilled)")
+    parser.add_argument("--refill", choices=["shards", "driver"], default="shards",
+                        help="with --repair shards: the refill on the shards or the driver")
+    parser.add_argument("--measure", action="store_true",
+                        help="count the local executor's bytes per pass (pickled payloads)")
     parser.add_argument("--scores", type=Path, default=None,
                         help="run the pipeline on the instance written here as a scores dataset")
     parser.add_argument("--parts", type=int, default=8, help="Parquet parts of the scores table")
@@ -241,6 +279,8 @@ def main() -> None:
     record = run(args)
     print(json.dumps(record, indent=2, default=str))
     instance = (f"c{args.customers}-o{args.offers}-k{args.candidates}-{args.backend}"
+                + (f"-repair-{args.repair}" if args.repair != "driver" else "")
+                + (f"-refill-{args.refill}" if args.repair == "shards" else "")
                 + (f"-w{args.workers}" if args.backend == "dask" else "")
                 + ("-scores" if args.scores is not None else ""))
     print(write_result("cluster", instance, record, args.results))

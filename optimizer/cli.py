@@ -231,7 +231,8 @@ def _backend_line(backend: dict[str, Any]) -> str:
             f"({backend.get('setup_bytes', 0) / 1e6:.2f} MB sent to start them); per pass "
             f"{traffic['prices_mean'] / 1e6:.2f} MB for "
             f"the prices, {traffic['plan_mean'] / 1e6:.2f} MB for the plan, "
-            f"{traffic.get('repair_mean', 0) / 1e6:.2f} MB for its repair (repaired on the "
+            f"{traffic.get('repair_mean', 0) / 1e6:.2f} MB for its repair and "
+            f"{traffic.get('refill_mean', 0) / 1e6:.2f} MB for its refill (both on the "
             f"{backend.get('repair', 'driver')}; means over {traffic['passes']} passes)"
             + (f"; {backend['rebuilt_shards']} shards rebuilt after {backend['workers_lost']} "
                "workers were lost" if backend.get("rebuilt_shards") else ""))

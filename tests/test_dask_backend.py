@@ -162,13 +162,15 @@ def test_pins_with_channels_on_the_cluster_keep_the_local_bytes(data, one_worker
 
 
 def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | str, wait: float,
-                timeout: float = 300, split: int | None = None
+                timeout: float = 300, split: int | None = None, **solver: Any
                 ) -> tuple[subprocess.CompletedProcess, str, Path]:
     """``offeropt run`` on ``cluster`` with the worker holding shard 0 killed before the
     ``at``-th call ``call`` (tests/worker_killer_cli.py); the lost shards wait ``wait`` s for
-    a worker; ``split``: the crossing buckets narrowed past that many candidates."""
+    a worker; ``split``: the crossing buckets narrowed past that many candidates; ``solver``:
+    more solver knobs."""
     path = write_scenario(tmp_path / "s.toml", data=str(data), output="run", rules=RULES,
-                          solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12})
+                          solver={"seed": 3, "shard_customers": SHARD, "max_iterations": 12,
+                                  **solver})
     env = dict(os.environ, **({"KILLER_SPLIT_ABOVE": str(split)} if split else {}))
     done = subprocess.run([sys.executable, str(KILLER), call, str(at), str(wait), "run",
                            str(path), "--json", "--scheduler", cluster.scheduler_address],
@@ -184,6 +186,8 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | s
     ("scores", "start", 1, None),  # while the shards are first built: they start again
     ("affinity", "start", 1, None),
     ("affinity", "kept_tallies", 1, 4),  # mid-narrowing (buckets over 4 candidates narrowed)
+    # mid-refill, the repair and refill on the shards: replays repair_start and refill_start
+    ("scores-shards", "refill_round", 1, None),
 ])
 def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, monkeypatch,
                                                                 path, call, at, split):
@@ -192,10 +196,12 @@ def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, 
     replay what the lost ones held), and the run folder is the local run's bytes; the manifest
     counts the shards rebuilt."""
     monkeypatch.setattr(ShardExecutor, "split_above", split)
-    local, manifest = _run(tmp_path / "local", data[path])
+    path, _, repair = path.partition("-")
+    knob = {"repair": repair} if repair else {}
+    local, manifest = _run(tmp_path / "local", data[path], **knob)
     with _cluster(2) as cluster:
         done, err, out = _killed_run(data[path], tmp_path / "killed", cluster, call, at, 30,
-                                     split=split)
+                                     split=split, **knob)
     assert done.returncode == 0, err
     for f in FILES:
         files = (out / f).read_bytes()

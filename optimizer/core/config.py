@@ -267,8 +267,8 @@ class Solver(_Frozen):
         1 << 20, ge=1, description="customers per shard of the lagrangian: sums per shard, "
         "added in shard order, so the plan is the same on any number of workers")
     repair: Literal["driver", "shards"] = Field("driver", description="where plans are repaired "
-        "to their caps: driver (faster in one process) or shards (less traffic on a cluster; "
-        "not with funders or channels); docs/contract.md")
+        "to their caps and refilled: driver (faster in one process) or shards (less traffic on "
+        "a cluster; not with funders or channels); docs/contract.md")
 
     @model_validator(mode="after")
     def _backend_fits(self) -> "Solver":

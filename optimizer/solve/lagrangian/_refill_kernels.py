@@ -202,6 +202,28 @@ def pool_entries(offer: np.ndarray, value: np.ndarray, cost: np.ndarray, chosen:
                          -1 if per_category is None else int(per_category), depth)
 
 
+@nb.njit(inline="always")
+def _left_fits(o, c, budget_left, count_left, global_left):  # pragma: no cover - compiled
+    """Whether a pair of offer ``o`` and cost ``c`` fits what is left: the refill's one test
+    (its rounds, the shards' proposals and the driver's grants read it)."""
+    return count_left[o] >= 1 and c <= budget_left[o] + 1e-12 and c <= global_left + 1e-12
+
+
+@nb.njit(inline="always")
+def _live(j, offer, cost, cat_key, cat_count, budget_left, count_left, global_left,
+          per_category):  # pragma: no cover - compiled
+    """Whether pool entry ``j`` may be proposed: it fits what is left and its owner's
+    category caps."""
+    if not _left_fits(offer[j], cost[j], budget_left, count_left, global_left):
+        return False
+    if per_category >= 0:
+        for w in range(cat_key.shape[1]):
+            key = cat_key[j, w]
+            if key >= 0 and cat_count[key] >= per_category:
+                return False
+    return True
+
+
 @nb.njit(**_JIT)
 def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left, budget_left,
                    count_left, global_left, per_category, rounds, taken):  # pragma: no cover
@@ -220,15 +242,8 @@ def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left,
                 continue
             j = at[c]
             while j < start[c + 1]:
-                o = offer[j]
-                ok = (count_left[o] >= 1 and cost[j] <= budget_left[o] + 1e-12
-                      and cost[j] <= global_left + 1e-12)
-                if ok and per_category >= 0:
-                    for w in range(cat_key.shape[1]):
-                        key = cat_key[j, w]
-                        if key >= 0 and cat_count[key] >= per_category:
-                            ok = False
-                if ok:
+                if _live(j, offer, cost, cat_key, cat_count, budget_left, count_left,
+                         global_left, per_category):
                     break
                 j += 1  # dead for good: capacities only shrink, category counts only grow
             at[c] = j
@@ -243,8 +258,7 @@ def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left,
             j = proposals[q]
             o = offer[j]
             at[owner[j]] = j + 1
-            if (count_left[o] >= 1 and cost[j] <= budget_left[o] + 1e-12
-                    and cost[j] <= global_left + 1e-12):
+            if _left_fits(o, cost[j], budget_left, count_left, global_left):
                 taken[j] = True
                 slots_left[owner[j]] -= 1
                 for w in range(cat_key.shape[1]):
@@ -280,3 +294,72 @@ def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priori
     return taken
 
 
+
+
+@nb.njit(**_JIT)
+def _proposals(start, offer, cost, cat_key, cat_count, taken, slots_left, budget_left,
+               count_left, global_left, per_category):  # pragma: no cover - compiled
+    out = np.empty(slots_left.shape[0], dtype=np.int64)
+    m = 0
+    for c in range(slots_left.shape[0]):
+        if slots_left[c] <= 0:
+            continue
+        for j in range(start[c], start[c + 1]):
+            if not taken[j] and _live(j, offer, cost, cat_key, cat_count, budget_left,
+                                      count_left, global_left, per_category):
+                out[m] = j
+                m += 1
+                break
+    return out[:m]
+
+
+def proposals(start: np.ndarray, offer: np.ndarray, cost: np.ndarray, cat_key: np.ndarray,
+              cat_count: np.ndarray, taken: np.ndarray, slots_left: np.ndarray,
+              budget_left: np.ndarray, count_left: np.ndarray, global_left: float,
+              per_category: int | None) -> np.ndarray:
+    """A round's proposals of a pool (``start``: each owner's first entry, then the end): per
+    owner with a free slot, her first entry not ``taken`` that is live at what is left (the
+    entries :func:`refill_rounds` passed over before the round are exactly the taken ones and
+    dead ones, which stay dead: capacities only shrink, category counts only grow)."""
+    return _proposals(start.astype(np.int64, copy=False), offer, cost,
+                      cat_key.astype(np.int64, copy=False), cat_count, taken, slots_left,
+                      budget_left, count_left, float(global_left),
+                      -1 if per_category is None else int(per_category))
+
+
+@nb.njit(**_JIT)
+def _fitting(offer, cost, budget_left, count_left, global_left):  # pragma: no cover
+    out = np.empty(offer.shape[0], dtype=np.bool_)
+    for j in range(offer.shape[0]):
+        out[j] = _left_fits(offer[j], cost[j], budget_left, count_left, global_left)
+    return out
+
+
+def fitting(offer: np.ndarray, cost: np.ndarray, budget_left: np.ndarray,
+            count_left: np.ndarray, global_left: float) -> np.ndarray:
+    """Which pairs fit what is left (the refill's test, pair by pair)."""
+    return _fitting(offer.astype(np.int64, copy=False), cost, budget_left, count_left,
+                    float(global_left))
+
+
+@nb.njit(**_JIT)
+def _grant(offer, cost, budget_left, count_left, global_left, granted):  # pragma: no cover
+    for j in range(offer.shape[0]):
+        o = offer[j]
+        if _left_fits(o, cost[j], budget_left, count_left, global_left):
+            granted[j] = True
+            budget_left[o] -= cost[j]
+            count_left[o] -= 1
+            global_left -= cost[j]
+    return global_left
+
+
+def grant(offer: np.ndarray, cost: np.ndarray, budget_left: np.ndarray, count_left: np.ndarray,
+          global_left: float) -> tuple[np.ndarray, float]:
+    """Proposals granted in their order while they fit what is left, as :func:`refill_rounds`
+    grants them (the same subtractions in the same order: the same bits); ``budget_left`` and
+    ``count_left`` are updated in place. Returns which were granted and the global budget left."""
+    granted = np.zeros(offer.shape[0], dtype=bool)
+    left = _grant(offer.astype(np.int64, copy=False), cost, budget_left, count_left,
+                  float(global_left), granted)
+    return granted, float(left)

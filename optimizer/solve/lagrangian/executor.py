@@ -43,6 +43,7 @@ from optimizer.solve.lagrangian.targets import bonus_at
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
 REPAIR_CALLS = frozenset({"repair_start", "repair_totals", "repair_points", "repair_tallies",
                           "repair_collect", "repair_best", "repair_values", "repair_done"})
+REFILL_CALLS = frozenset({"refill_start", "refill_round", "refill_collect", "refill_done"})
 
 
 def payload_bytes(obj: Any) -> int:
@@ -67,6 +68,9 @@ class ShardExecutor:
     # the plans' repair on the shards (``solver.repair = "shards"``, :mod:`.repair_shards`)
     # rather than on the driver's pairs; set by :func:`.method.solve_lagrangian`
     repair_on_shards = False
+    # with it, the refill on the shards too (:mod:`.refill_shards`: the driver's refill's pairs);
+    # off, the driver's refill over a pool gathered from its blocks
+    refill_on_shards = True
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
         self.problem = problem
@@ -86,8 +90,8 @@ class ShardExecutor:
     def _count(self, method: str, sent: Any, received: Any) -> None:
         if self.measure and self.traffic:  # from the first pass on (not the shards' setup)
             t = self.traffic[-1]
-            kind = ("plan" if method in PLAN_CALLS else
-                    "repair" if method in REPAIR_CALLS else "prices")
+            kind = ("plan" if method in PLAN_CALLS else "repair" if method in REPAIR_CALLS
+                    else "refill" if method in REFILL_CALLS else "prices")
             t[kind] += payload_bytes(sent) + payload_bytes(received)
             t["calls"] += 1
 
@@ -96,7 +100,7 @@ class ShardExecutor:
         """Every shard's best responses to ``prices`` (kept on the shards): the constraints'
         use (``spend``, ``count`` per offer) and the customers' part of the dual function, each
         added over the shards in shard order. Opens a pass of the traffic record."""
-        self.traffic.append({"prices": 0, "plan": 0, "repair": 0, "calls": 0})
+        self.traffic.append({"prices": 0, "plan": 0, "repair": 0, "refill": 0, "calls": 0})
         parts = self.all("respond", prices)
         use = {"spend": ordered_total(p[0] for p in parts),
                "count": ordered_total(p[1] for p in parts)}
@@ -126,8 +130,9 @@ class ShardExecutor:
         """Where the passes ran, for the manifest: shards, workers and bytes per pass."""
         passes = [t for t in self.traffic if t["calls"]]
         record: dict[str, int] = {"passes": len(passes)}
-        for kind, picked in (("", ("prices", "plan", "repair")), ("prices_", ("prices",)),
-                             ("plan_", ("plan",)), ("repair_", ("repair",))):
+        for kind, picked in (("", ("prices", "plan", "repair", "refill")),
+                             ("prices_", ("prices",)), ("plan_", ("plan",)),
+                             ("repair_", ("repair",)), ("refill_", ("refill",))):
             sizes = [sum(t[k] for k in picked) for t in passes]
             record[kind + "mean"] = int(np.mean(sizes)) if sizes else 0
             record[kind + "max"] = max(sizes, default=0)

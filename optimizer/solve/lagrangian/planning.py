@@ -19,6 +19,7 @@ from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import repair_shards
 from optimizer.solve.lagrangian.executor import ShardExecutor
+from optimizer.solve.lagrangian.refill_shards import sharded_refill
 from optimizer.solve.lagrangian.repair import refill, repair
 
 _TARGET_PASSES = 3  # passes given to min_customers targets before a small gap may stop the solve
@@ -95,7 +96,10 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
     if ex is not None and repair_shards.applies(whole, ex.repair_on_shards):
         done = repair_shards.sharded_repair(ex, problem, chosen)
         spent = (done.spend, done.count, done.total)
-        refill(problem, chosen, prices, spent=spent, map_blocks=run)
+        if ex.refill_on_shards:  # the same pairs as the driver's refill (refill_shards.py)
+            sharded_refill(ex, problem, chosen, prices, done.applied, spent)
+        else:
+            refill(problem, chosen, prices, spent=spent, map_blocks=run)
     else:
         kept = repair(problem, chosen, run)
         # refill ranks candidates by their reduced values at these prices, target bonus included

@@ -245,6 +245,11 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
                  _gathered(parts, 8))
 
 
+def open_offers(budget_left: np.ndarray, count_left: np.ndarray) -> np.ndarray:
+    """The offers the refill may still add to: a customer and some budget left."""
+    return (count_left >= 1) & (budget_left > 0)
+
+
 def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
            kept: ChosenPairs | None = None, map_blocks: Mapper | None = None,
            spent: tuple[np.ndarray, np.ndarray, float] | None = None) -> None:
@@ -267,7 +272,7 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     budget_left = offers.budget - spent[0]
     count_left = offers.max_customers - spent[1]
     global_left = problem.global_budget - spent[2]
-    open_offer = (count_left >= 1) & (budget_left > 0)
+    open_offer = open_offers(budget_left, count_left)
     if global_left <= 0 or not open_offer.any():
         return
     pool = _pool(problem, chosen, prices, open_offer, np.minimum(budget_left, global_left),

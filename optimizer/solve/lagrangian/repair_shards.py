@@ -64,9 +64,9 @@ Cut = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def applies(problem: AssignmentProblem, asked: bool = True) -> bool:
-    """Whether the repair of ``problem`` runs on the shards: asked for (``solver.repair =
-    "shards"``), no funder budgets (their cut ranks pairs per funder) and no channels (the
-    values the cuts rank are priced per pass)."""
+    """Whether the repair of ``problem`` (and the refill after it, :mod:`.refill_shards`) runs
+    on the shards: asked for (``solver.repair = "shards"``), no funder budgets (their cut ranks
+    pairs per funder) and no channels (the values the cuts rank are priced per pass)."""
     return asked and problem.funders is None and problem.channels is None
 
 
@@ -221,6 +221,7 @@ class Repaired:
     spend: np.ndarray
     count: np.ndarray
     total: float
+    applied: list[Cut]  # the cuts made (the refill on shards drops what they drop)
 
 
 def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[np.ndarray]
@@ -244,7 +245,8 @@ def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[n
     spend = exact_total([f[3] for f in found])
     count = np.sum([f[4] for f in found], axis=0)
     whole = (spend[0], spend[1].sum(axis=0, keepdims=True))
-    return Repaired(exact_float(spend), count.astype(np.int64), float(exact_float(whole)[0]))
+    return Repaired(exact_float(spend), count.astype(np.int64), float(exact_float(whole)[0]),
+                    applied)
 
 
 def _cut(ex: ShardExecutor, kind: int, capacity: np.ndarray, applied: list[Cut], n: int

@@ -22,6 +22,7 @@ from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import method, narrow
+from optimizer.solve.lagrangian import refill_shards as rf
 from optimizer.solve.lagrangian import repair_shards as rs
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
@@ -39,13 +40,19 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # candidates of the crossing buckets being narrowed, that the ``kept_*`` calls read:
 # :mod:`.narrow`), ``plan_rows`` (the plan, that ``repair_start`` reads) and ``repair_start``
 # (the plan's pairs that the ``repair_*`` calls read, each given every cut made so far:
-# :mod:`.repair_shards`). A shard rebuilt from its arguments holds what the lost
-# one held once it has replayed the last ``respond`` and the last of each other stateful call
-# since (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls
-# before it in that order left (a ``collect`` replayed before a later ``tallies``, its own
-# state stale and never read again, finds no part counts and keeps nothing).
+# :mod:`.repair_shards`), ``refill_start`` (the refill's pool, from the plan and the cuts) and
+# ``refill_round`` (the round's proposals, from the pool and every grant so far, that
+# ``refill_collect`` reads: :mod:`.refill_shards`; ``refill_done`` lets the pool go). A shard
+# rebuilt from its arguments holds what the lost one held once it has replayed the last
+# ``respond`` and the last of each other stateful call since
+# (:class:`.backends.dask_shards.DaskShards`): each of these reads only what the calls before
+# it in that order left (a ``collect`` replayed before a later ``tallies``, its own state
+# stale and never read again, finds no part counts and keeps nothing; a ``refill_round`` or
+# ``refill_done`` of an earlier plan replayed before the last ``refill_start`` works on the
+# empty pool of a rebuilt shard, and the start overwrites it).
 STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
-            "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start")
+            "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start",
+            "refill_start", "refill_round", "refill_done")
 
 
 class Shard:
@@ -76,6 +83,7 @@ class Shard:
         self.plan: list[np.ndarray] = []  # the last plan_rows
         self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
         self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
+        self._pool = rf.empty_pool()  # the refill's pool (refill_start)
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -325,6 +333,39 @@ class Shard:
         gone = ~kept
         return (e.piece[gone], e.row[gone], e.slot[gone], exact_tally(e.offer[kept],
                 e.cost[kept], n), np.bincount(e.offer[kept], minlength=n).astype(np.int64))
+
+
+    # -- the refill (:mod:`.refill_shards`): each round's call gets the shard's grants so far ---
+    def refill_start(self, applied: list, prices: Prices, left: rf.Left) -> int:
+        """Build the refill's pool from the plan less the pairs the cuts ``applied`` dropped,
+        at ``left`` (budgets, customers and global budget left); returns its size."""
+        masks = [m.copy() for m in self.plan]
+        gone = ~self._kept_after(applied)
+        e = self._pairs
+        for k, mask in enumerate(masks):  # a loop over the shard's pieces, never pairs
+            sel = gone & (e.piece == k)
+            mask[e.row[sel], e.slot[sel]] = False
+        self._pool = rf.shard_pool(self.problem, masks, prices, left, self.lo, self.run)
+        return int(self._pool.offer.shape[0])
+
+    def refill_round(self, granted: np.ndarray, budget_left: np.ndarray,
+                     count_left: np.ndarray, global_left: float, limit: int
+                     ) -> tuple[int, rf.Batch]:
+        """The round's proposals after the shard's grants ``granted`` (positions, every round's
+        so far) at what is left: how many, and the first ``limit`` in the grant order."""
+        left = (budget_left, count_left, global_left)
+        n = rf.propose(self._pool, granted, left, self.problem.max_per_category)
+        return n, rf.batch(self._pool, None, left, limit)
+
+    def refill_collect(self, after: tuple[float, int], budget_left: np.ndarray,
+                       count_left: np.ndarray, global_left: float, limit: int) -> rf.Batch:
+        """The round's next ``limit`` proposals past ``after`` (priority, customer) that fit
+        what is left."""
+        return rf.batch(self._pool, after, (budget_left, count_left, global_left), limit)
+
+    def refill_done(self) -> None:
+        """Let the refill's pool go."""
+        self._pool = rf.empty_pool()
 
 
 def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -1,0 +1,216 @@
+"""The plan's refill (:func:`.repair.refill`) on the shards: no pool gathered on the driver.
+
+The refill runs up to 8 rounds over a pool (each customer with a free slot, her best few
+candidates): every customer proposes her best entry still live (it fits her category caps, the
+offer's ``count_left`` and ``budget_left`` and the global budget left, at the round's start), and
+the proposals are granted in one order (priority descending, then customer) while they still fit
+what is left, each grant subtracted from the offer's budget and the global budget in that order
+(:func:`._refill_kernels.refill_rounds`). On shards:
+
+1. each shard builds the pool of its customers from its plan less the pairs the repair dropped
+   (``refill_start``): a customer's pool, slots and category counts are hers alone;
+2. each round, each shard forms its customers' proposals at what is left at the round's start
+   (``refill_round``) and sends the first ones in the grant order that still fit what is left;
+3. the driver merges them and grants them in order exactly as the kernel does, up to the
+   earliest last proposal of the shards that had more; then it asks for the next ones that
+   still fit what is left now (``refill_collect``), and so on. What is left only shrinks (costs
+   are >= 0), so a proposal that does not fit it when asked would be refused at its turn: past
+   the first refusals (a budget run out) only the proposals that can still fit are sent.
+
+Why the same bits as the driver's refill: the kernel's budgets left are floats, each grant's cost
+subtracted in the grant order, and its tests read them; the driver makes the same subtractions in
+the same order, so it needs every granted proposal's cost in order, which it needs anyway (the
+granted pairs go into its plan). A proposal passed over by the kernel (refused, or dead when
+proposing) is dead at every later round too, so a shard needs only the pairs granted so far
+(each call carries its own) to form a round's proposals: a shard rebuilt mid-refill replays
+``repair_start``, ``refill_start`` and the last ``refill_round`` and answers as the lost one
+(``refill_done`` lets the pool go).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from optimizer.model.problem import AssignmentProblem, Prices
+from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
+from optimizer.solve.lagrangian._kernels import Mapper
+from optimizer.solve.lagrangian.repair import _REFILL_ROUNDS, _pool, open_offers
+
+if TYPE_CHECKING:  # the executor imports the shard, which imports this module
+    from optimizer.solve.lagrangian.executor import ShardExecutor
+
+_log = logging.getLogger(__name__)
+_SLOT_BITS = 24  # a pair's position: (customer << _SLOT_BITS) | slot
+_BATCH = 256  # proposals a shard sends first in a round; doubled while all are granted
+
+# a shard's answer: its proposals in the grant order (priority, customer, offer, cost,
+# position) and whether it holds more that fit
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]
+Left = tuple[np.ndarray, np.ndarray, float]  # budget_left, count_left (floats), global_left
+
+
+# -- the shard's side ---------------------------------------------------------------------------
+@dataclass
+class ShardPool:
+    """A shard's refill pool (:func:`.repair._pool` over its pieces), each entry's customer
+    (the whole problem's index) and position, each owner's first entry, its free slots and
+    category counts before the refill, and the last round's proposals in the grant order."""
+
+    offer: np.ndarray
+    cost: np.ndarray
+    priority: np.ndarray
+    cat_key: np.ndarray
+    customer: np.ndarray
+    pos: np.ndarray
+    owner: np.ndarray
+    start: np.ndarray
+    slots: np.ndarray
+    cat_count: np.ndarray
+    proposed: np.ndarray
+
+
+def empty_pool() -> ShardPool:
+    """A pool without entries (a shard none of whose customers can take more)."""
+    index = np.zeros(0, dtype=np.int64)
+    return ShardPool(index, np.zeros(0), np.zeros(0), np.zeros((0, 0), dtype=np.int64), index,
+                     index, index, np.zeros(1, dtype=np.int64), index, index, index)
+
+
+def shard_pool(problem: AssignmentProblem, masks: list[np.ndarray], prices: Prices,
+               left: Left, lo: int, run: Mapper) -> ShardPool:
+    """The pool of the shard whose plan is ``masks`` (its first customer ``lo`` of the whole)."""
+    budget_left, count_left, global_left = left
+    pool = _pool(problem, masks, prices, open_offers(budget_left, count_left),
+                 np.minimum(budget_left, global_left), run)
+    if pool is None:
+        return empty_pool()
+    firsts = np.cumsum([0] + [b.n_customers for b in problem.blocks])
+    piece = np.repeat(np.arange(len(problem.blocks)), np.diff(pool.starts))
+    customer = lo + firsts[piece] + pool.row.astype(np.int64)
+    owner = pool.owner.astype(np.int64)
+    start = np.searchsorted(owner, np.arange(pool.slots_left.shape[0] + 1))
+    return ShardPool(pool.offer.astype(np.int64), pool.cost, pool.priority,
+                     pool.cat_key.astype(np.int64), customer,
+                     (customer << _SLOT_BITS) | pool.slot.astype(np.int64), owner, start,
+                     pool.slots_left.astype(np.int64), pool.cat_count.astype(np.int64),
+                     np.zeros(0, dtype=np.int64))
+
+
+def propose(p: ShardPool, granted: np.ndarray, left: Left, per_category: int | None) -> int:
+    """Form the round's proposals at ``left`` after the grants ``granted`` (positions, every
+    round's so far): kept in ``p``, in the grant order; returns how many."""
+    taken = np.isin(p.pos, granted)
+    slots = p.slots - np.bincount(p.owner[taken], minlength=p.slots.shape[0])
+    keys = p.cat_key[taken]
+    counts = p.cat_count + np.bincount(keys[keys >= 0], minlength=p.cat_count.shape[0])
+    j = refill_kernels.proposals(p.start, p.offer, p.cost, p.cat_key, counts, taken, slots,
+                                 left[0], left[1], left[2], per_category)
+    p.proposed = j[np.lexsort((p.customer[j], -p.priority[j]))]
+    return int(j.shape[0])
+
+
+def batch(p: ShardPool, after: tuple[float, int] | None, left: Left, limit: int) -> Batch:
+    """The first ``limit`` proposals past ``after`` (priority, customer) in the grant order that
+    fit ``left``, and whether more do."""
+    j = p.proposed
+    if after is not None:
+        prio, cust = p.priority[j], p.customer[j]
+        j = j[(prio < after[0]) | ((prio == after[0]) & (cust > after[1]))]
+    j = j[refill_kernels.fitting(p.offer[j], p.cost[j], left[0], left[1], left[2])]
+    more = j.shape[0] > limit
+    j = j[:limit]
+    return p.priority[j], p.customer[j], p.offer[j], p.cost[j], p.pos[j], bool(more)
+
+
+# -- the driver's side --------------------------------------------------------------------------
+@dataclass
+class _Round:
+    """A round's grants on the driver: what is left, each shard's grants so far, the figures."""
+
+    left: Left
+    granted: list[list[np.ndarray]]
+    sent: int = 0
+    calls: int = 0
+
+
+def sharded_refill(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[np.ndarray],
+                   prices: Prices, applied: Sequence, spent: tuple[np.ndarray, np.ndarray, float]
+                   ) -> None:
+    """:func:`.repair.refill` of the plan the shards of ``ex`` hold, repaired by the cuts
+    ``applied`` (:func:`.repair_shards.sharded_repair`, whose kept spend, count and total are
+    ``spent``): the granted pairs set in ``chosen``, the same pairs as the driver's refill."""
+    offers = problem.offers
+    budget_left = offers.budget - spent[0]
+    count_left = offers.max_customers - spent[1]
+    global_left = problem.global_budget - spent[2]
+    if global_left <= 0 or not open_offers(budget_left, count_left).any():
+        return
+    state = _Round((budget_left, count_left.astype(float), float(global_left)),
+                   [[] for _ in ex.specs])
+    sizes = ex.all("refill_start", list(applied), prices, state.left)
+    figures = []
+    for _ in range(_REFILL_ROUNDS):
+        found = ex.map("refill_round", [(_joined(g), *state.left, _BATCH)
+                                        for g in state.granted])
+        offered = sum(f[0] for f in found)
+        if offered == 0:
+            break
+        accepted = _grant_round(ex, state, [f[1] for f in found])
+        figures.append((offered, state.sent, accepted, state.calls))
+        if accepted == 0 or state.left[2] <= 0:
+            break
+    ex.all("refill_done")  # the pools let go: held until the next plan, they add to the peak
+    _log.info("refill on shards: pool %d; per round (proposals, sent, granted, calls) %s",
+              sum(sizes), figures)
+    _set(problem, chosen, _joined([g for shard in state.granted for g in shard]))
+
+
+def _grant_round(ex: ShardExecutor, state: _Round, batches: list[Batch]) -> int:
+    """Grant a round's proposals in order, asking the shards for the next ones that still fit
+    until none holds more; returns how many were granted."""
+    accepted, limit = 0, _BATCH
+    state.sent = state.calls = 0
+    while True:
+        prio, cust, offer, cost, pos = (np.concatenate([b[k] for b in batches])
+                                        for k in range(5))
+        shard = np.repeat(np.arange(len(batches)), [b[0].shape[0] for b in batches])
+        state.sent += prio.shape[0]
+        order = np.lexsort((cust, -prio))
+        upto = prio.shape[0]
+        ends = [(-b[0][-1], b[1][-1]) for b in batches if b[5]]
+        if ends:  # past the earliest last proposal of a shard with more, the order is unknown
+            end = min(ends)
+            key_p, key_c = -prio[order], cust[order]
+            upto = int(np.sum((key_p < end[0]) | ((key_p == end[0]) & (key_c <= end[1]))))
+        order = order[:upto]
+        budget_left, count_left, global_left = state.left
+        granted, global_left = refill_kernels.grant(offer[order], cost[order], budget_left,
+                                                    count_left, global_left)
+        state.left = (budget_left, count_left, global_left)
+        for k in np.unique(shard[order][granted]):
+            state.granted[k].append(pos[order][granted & (shard[order] == k)])
+        accepted += int(granted.sum())
+        if not ends:
+            return accepted
+        if granted.all():
+            limit *= 2  # nothing refused yet: larger steps
+        after = (float(-end[0]), int(end[1]))
+        batches = ex.all("refill_collect", after, *state.left, limit)
+        state.calls += 1
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _set(problem: AssignmentProblem, chosen: list[np.ndarray], pos: np.ndarray) -> None:
+    """Set the pairs at positions ``pos`` in the driver's masks."""
+    customer, slot = pos >> _SLOT_BITS, pos & ((1 << _SLOT_BITS) - 1)
+    firsts = np.cumsum([0] + [b.n_customers for b in problem.blocks])
+    block = np.searchsorted(firsts, customer, side="right") - 1
+    for b in np.unique(block):  # a loop over blocks, never pairs
+        sel = block == b
+        chosen[b][customer[sel] - firsts[b], slot[sel]] = True
