@@ -68,6 +68,36 @@ def test_best_response_and_margins_match_the_numpy_greedy(per_category):
             kernels.reduced_values(value, cost, offer, budget, count, glob, bonus), reduced)
 
 
+@pytest.mark.parametrize("per_category", [None, 1, 2])
+def test_responses_without_the_bonus_from_those_with_it_are_the_same_bits(per_category):
+    """respond_unbonused (the bound's responses of a steering pass, from the plan's responses
+    with the target bonus) gives exactly the arrays of respond with a zero bonus, ties and
+    empty slots included, and falls back to answering everyone with a negative bonus."""
+    rng = np.random.default_rng(5)
+    answered_again = 0
+    for trial in range(60):
+        n_offers = int(rng.integers(2, 40))
+        offer, value, cost, cap, categories, (budget, count, glob, bonus) = _instance(
+            rng, int(rng.integers(1, 60)), int(rng.integers(1, min(n_offers, 25) + 1)),
+            n_offers, int(rng.integers(1, 6)))
+        value = np.round(value * 4) / 4  # exact ties
+        if trial % 3 == 0:
+            bonus = bonus * 20  # bonuses that win: those customers are answered again
+        if trial % 10 == 9:
+            bonus = bonus - 0.02  # negative somewhere: everyone is answered again
+        primary = categories[:, 0]
+        bonused = kernels.respond(value, cost, offer, cap, budget, count, glob, bonus, primary,
+                                  per_category)
+        want = kernels.respond(value, cost, offer, cap, budget, count, glob,
+                               np.zeros(n_offers), primary, per_category)
+        got = kernels.respond_unbonused(value, cost, offer, cap, budget, count, glob, bonus,
+                                        primary, per_category, bonused)
+        np.testing.assert_array_equal(got[0], want[0], err_msg=f"trial {trial}")
+        assert got[1].tobytes() == want[1].tobytes(), f"trial {trial}"
+        answered_again += int((bonused[0] != want[0]).any())
+    assert answered_again  # the bonus changed some responses: the rows answered again count
+
+
 @pytest.mark.parametrize("per_category", [None, 1, 2, 3])
 def test_best_response_breaks_exact_ties_like_the_numpy_greedy(per_category):
     """Offers of one category often tie exactly: the lower slot (offer) must win every tie."""

@@ -3,6 +3,7 @@
 whose answers are known, each rule broken once on its own."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,9 +109,17 @@ def test_plan_sums_match_numpy_to_the_bit(threads: int) -> None:
     assert np.array_equal(used.customers, np.bincount(offer, minlength=n_offers))
     assert problem.objective(chosen, run) == float(
         np.concatenate([b.value[m] for b, m in zip(blocks, chosen)]).sum())
+    # the shortfall counts customers per offer without gathering the entries: the same counts
+    targets = np.arange(n_offers, dtype=np.int64) * 40
+    aimed = AssignmentProblem(dataclasses.replace(offers, min_customers=targets), blocks, None,
+                              np.inf, 1000)
+    counts = np.bincount(offer, minlength=n_offers)
+    assert 0 < aimed.shortfall(chosen, run) == int(np.maximum(targets - counts, 0).sum())
     # a chosen empty slot is refused as numpy refuses offer -1
     chosen[17] = chosen[17] | (blocks[17].offer < 0)
     with pytest.raises(ValueError):
         problem.usage(chosen, run)
+    with pytest.raises(ValueError):
+        aimed.shortfall(chosen, run)
     if run is not None:
         run.close()

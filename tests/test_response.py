@@ -92,3 +92,23 @@ def test_fitted_scoring_of_a_week_ignores_that_week_and_later(demo: Path):
     pb, vb = b.model.score(0, inputs.n_customers)
     np.testing.assert_array_equal(pa, pb)
     np.testing.assert_array_equal(va, vb)
+
+
+@pytest.mark.parametrize("start", [0, 38])
+def test_training_sends_from_the_shared_first_weeks_are_the_same(demo, start) -> None:
+    """The repurchase fit's training sends read the history's first weeks its sources made
+    (one group-by of every send): the same pairs, weeks and labels as their own group-by when
+    no send is older than the window's start; a window starting later reads its own."""
+    from optimizer.scoring.fit import _sent_pairs
+    from optimizer.scoring.response import first_weeks
+
+    inputs = load_inputs(demo)
+    plain = np.arange(inputs.n_offers - 2)  # two offers left out, as sensitive ones are
+    oldest = int(inputs.history.get_column("week").min())
+    assert (start <= oldest) == (start == 0)  # one window of each kind
+    shared = _sent_pairs(inputs, plain, start, 40, first_weeks(inputs.history, plain, 40))
+    own = _sent_pairs(inputs, plain, start, 40)
+    assert not isinstance(own, str) and not isinstance(shared, str)
+    assert own[0].size and int(own[2].min()) >= start
+    for a, b in zip(shared, own):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()

@@ -119,6 +119,42 @@ def plan_usage(offers: list[np.ndarray], costs: list[np.ndarray], chosen: list[n
     return spend, count
 
 
+@nb.njit(**_JIT)
+def _count_chosen(offer: np.ndarray, mask: np.ndarray,
+                  count: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """Add the chosen entries' count to their offers; False on an empty slot chosen."""
+    rows, slots = offer.shape
+    for i in range(rows):
+        for s in range(slots):
+            if mask[i, s]:
+                o = offer[i, s]
+                if o < 0:
+                    return False
+                count[o] += 1
+    return True
+
+
+def plan_counts(offers: list[np.ndarray], chosen: list[np.ndarray], n_offers: int,
+                run: Mapper | None = None) -> np.ndarray | None:
+    """Per offer, how many customers the plan gives it (:func:`plan_usage`'s count without the
+    spend: no entries gathered, each block counted on its own and the counts added, whole
+    numbers, so in any order); None where :func:`plan_usage` gives None."""
+    if not _masks_fit(offers, chosen):
+        return None
+
+    def count(b: int) -> tuple[bool, np.ndarray]:
+        out = np.zeros(n_offers, dtype=np.int64)
+        ok = (not offers[b].size
+              or _count_chosen(offers[b], np.ascontiguousarray(chosen[b]), out))
+        return ok, out
+    total = np.zeros(n_offers, dtype=np.int64)
+    for ok, part in (run or _serial)(count, range(len(offers))):
+        if not ok:
+            return None
+        total += part
+    return total
+
+
 def chosen_values(values: list[np.ndarray], chosen: list[np.ndarray],
                   run: Mapper | None = None) -> np.ndarray:
     """The chosen entries of every block, concatenated in block, row and slot order (what

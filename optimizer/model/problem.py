@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
-from optimizer.model._plan_kernels import Mapper, chosen_values, plan_usage
+from optimizer.model._plan_kernels import Mapper, chosen_values, plan_counts, plan_usage
 from optimizer.model.reduced import reduced_values
 
 if TYPE_CHECKING:
@@ -197,7 +197,10 @@ class AssignmentProblem:
         targets = self.offers.min_customers
         if not (targets > 0).any():
             return 0
-        return int(np.maximum(targets - self.usage(chosen, run).customers, 0).sum())
+        counts = plan_counts([b.offer for b in self.blocks], chosen, self.offers.n_offers, run)
+        if counts is None:  # an empty slot chosen: usage says so as np.bincount does
+            counts = self.usage(chosen, run).customers
+        return int(np.maximum(targets - counts, 0).sum())
 
     def violations(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0
                    ) -> dict[str, int]:

@@ -47,7 +47,7 @@ from optimizer.scoring.propensity import Propensity
 from optimizer.scoring.repurchase import Repurchase, Sources, as_affinity
 from optimizer.scoring.repurchase import sources as repurchase_sources
 from optimizer.scoring.repurchase_fit import HeuristicWins, fit_repurchase, proxy_pairs
-from optimizer.scoring.response import ResponseLog, response_history
+from optimizer.scoring.response import ResponseLog, first_weeks, response_history
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +137,13 @@ def _fit_repurchase(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     check switched to the formula (then no model)."""
     aff, rules = scenario.affinity, scenario.rules
     plain = _plain(inputs, cats, rules)
+    sent_first = first_weeks(inputs.history, plain, week)  # read by both, made once
     s = repurchase_sources(inputs, lines, base.offer_categories_, base.depth_, plain, week,
-                           thread_count(scenario.solver.threads))
+                           thread_count(scenario.solver.threads), sent_first)
     rng = np.random.default_rng(scenario.solver.seed)
     reasons = []
-    pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week)
+    pairs = _sent_pairs(inputs, plain, week - aff.train_weeks, week, sent_first)
+    del sent_first
     if not isinstance(pairs, str):
         c, o, t, y = pairs
         if c.size > aff.max_training_pairs:
@@ -278,17 +280,25 @@ def _fit_propensity(inputs: Inputs, scenario: Scenario, cats: OfferCategories, w
     return None, {"model": "heuristic", "fallback": reason}
 
 
-def _sent_pairs(inputs: Inputs, plain: np.ndarray, start: int, week: int
+def _sent_pairs(inputs: Inputs, plain: np.ndarray, start: int, week: int,
+                sent_first: pl.DataFrame | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
     """Non-sensitive offers sent in weeks ``start .. week - 1``: customer, offer, the week of
-    the first send, and whether she redeemed it in that week or later (before ``week``)."""
+    the first send, and whether she redeemed it in that week or later (before ``week``).
+    ``sent_first``: the history's :func:`~optimizer.scoring.response.first_weeks` before
+    ``week``, read when no send is older than ``start`` (then the same pairs and weeks)."""
     if inputs.history is None or inputs.redemptions is None:
         return "redemption: no history and redemptions tables"
     window = (pl.col("week") >= start) & (pl.col("week") < week) & pl.col("o").is_in(plain.tolist())
-    sent = (inputs.history.filter(window).group_by("c", "o").agg(pl.col("week").min())
-            .sort("c", "o"))
+    oldest = inputs.history.get_column("week").min()
     redeemed = (inputs.redemptions.filter(window).group_by("c", "o")
                 .agg(pl.col("week").max().alias("redeemed")))
+    if sent_first is not None and (oldest is None or oldest >= start):  # type: ignore[operator]
+        sent = sent_first.sort("c", "o")
+        redeemed = redeemed.with_columns(pl.col("c", "o").cast(pl.Int64))
+    else:
+        sent = (inputs.history.filter(window).group_by("c", "o").agg(pl.col("week").min())
+                .sort("c", "o"))
     if sent.height == 0:
         return f"redemption: no offers sent in weeks {start}..{week - 1}"
     sent = sent.join(redeemed, on=["c", "o"], how="left", maintain_order="left")

@@ -69,7 +69,7 @@ from optimizer.scoring._repurchase_kernels import (
 from optimizer.scoring.features import PurchaseLines
 from optimizer.scoring.popularity import popularity_factor
 from optimizer.scoring.propensity import FEATURES, Propensity
-from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS
+from optimizer.scoring.response import CUSTOMER_PRIOR_SENDS, OFFER_PRIOR_SENDS, first_weeks
 
 PAIR = ("product_weeks", "category_weeks", "product_recency", "due", "redeemed_offer",
         "product_log", "product_rarity")
@@ -160,7 +160,8 @@ def _product_offers(inputs: Inputs, n_products: int) -> tuple[np.ndarray, np.nda
 
 
 def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matrix,
-            depth: np.ndarray, plain: np.ndarray, week: int, threads: int = 1) -> Sources:
+            depth: np.ndarray, plain: np.ndarray, week: int, threads: int = 1,
+            sent_first: pl.DataFrame | None = None) -> Sources:
     """Read the purchase ``lines`` (:func:`optimizer.scoring.features.purchase_lines`), offer_products,
     history and redemptions of weeks before ``week`` (sends and redemptions of the offers
     ``plain`` only: sensitive ones never feed a feature). ``offer_categories``: ``(K, M)``
@@ -170,7 +171,8 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
     the offers that list their products or categories (sensitive offers themselves), never in her
     shopping weeks or spend, so they cannot move her scores for any other offer. Built from sorted
     keys (:mod:`optimizer.scoring._repurchase_kernels`), never a customer x offer table, on
-    ``threads`` threads (the same sources for any number)."""
+    ``threads`` threads (the same sources for any number). ``sent_first``: the history's
+    :func:`~optimizer.scoring.response.first_weeks` before ``week``, when the caller has it."""
     m = inputs.n_offers
     n_k = max(len(lines.categories), 1)
     indptr, offers_of = _product_offers(inputs, inputs.products.height)
@@ -183,17 +185,10 @@ def sources(inputs: Inputs, lines: PurchaseLines, offer_categories: sp.csr_matri
         return Timeline.of(frame.select(entity).to_series().to_numpy(),
                            frame.get_column("week").to_numpy())
     pair = pl.col("c") * m + pl.col("o")
-
-    def firsts(table: pl.DataFrame | None) -> pl.DataFrame:
-        if table is None:
-            return pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64})
-        rows = (table.filter(pl.col("week") < week)
-                .select(pl.col("c").cast(pl.Int64), pl.col("o").cast(pl.Int64),
-                        pl.col("week").cast(pl.Int64)))
-        rows = rows.filter(pl.col("o").is_in(plain.tolist()))
-        return rows.group_by("c", "o").agg(pl.col("week").min())
-    red = firsts(inputs.redemptions)
-    sent = pl.concat([firsts(inputs.history), red]).group_by("c", "o").agg(pl.col("week").min())
+    red = first_weeks(inputs.redemptions, plain, week)
+    if sent_first is None:
+        sent_first = first_weeks(inputs.history, plain, week)
+    sent = pl.concat([sent_first, red]).group_by("c", "o").agg(pl.col("week").min())
     return Sources(
         m, shop, product, category, sp.csr_matrix(offer_categories.T, shape=(m, n_k)), spend,
         timeline(sent, pl.col("c")), timeline(red, pl.col("c")), timeline(sent, pl.col("o")),

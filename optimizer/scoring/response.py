@@ -31,6 +31,20 @@ OFFER_PRIOR_SENDS = 50.0
 CUSTOMER_PRIOR_SENDS = 5.0
 
 
+
+def first_weeks(table: pl.DataFrame | None, plain: np.ndarray, week: int) -> pl.DataFrame:
+    """Each (customer ``c``, offer ``o``) pair's first ``week`` in ``table`` (``history`` or
+    ``redemptions``) before ``week``, offers ``plain`` only, as Int64 columns in no set order
+    (empty without the table). The repurchase model's sources and its training sends read the
+    same one (a group-by of every send before the week)."""
+    if table is None:
+        return pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64, "week": pl.Int64})
+    rows = (table.filter(pl.col("week") < week)
+            .select(pl.col("c").cast(pl.Int64), pl.col("o").cast(pl.Int64),
+                    pl.col("week").cast(pl.Int64)))
+    rows = rows.filter(pl.col("o").is_in(plain.tolist()))
+    return rows.group_by("c", "o").agg(pl.col("week").min())
+
 @dataclass(frozen=True)
 class ResponseHistory:
     """Sends and redemptions before ``as_of`` (see the module docstring)."""

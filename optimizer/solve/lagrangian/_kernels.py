@@ -141,6 +141,33 @@ def _take_best(i, red, offer, primary, per_category, cap, cat_val, cat_slot, cat
     return taken
 
 
+@nb.njit(inline="always")  # a call passing arrays per customer is costly
+def _row_response(i, value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
+                  per_category, chosen, red, cat_val, cat_slot, cat_n, touched, in_top,
+                  take_slot, take_val, take_cat):  # pragma: no cover - compiled
+    """Customer ``i``'s relaxed best response into row ``i`` of ``chosen``: how many she takes
+    and the sum of their reduced values (picks in ``take_slot``/``take_val``/``take_cat``)."""
+    slots = offer.shape[1]
+    for s in range(slots):
+        o = offer[i, s]
+        chosen[i, s] = False
+        if o < 0:
+            red[s] = -np.inf
+        else:
+            red[s] = reduced_value(value[i, s], cost[i, s], o, budget_price, count_price,
+                                   glob, bonus[o])
+    # greedy, best first (ties: lower slot = lower offer), skipping what breaks a category
+    taken = _take_best(i, red, offer, primary, per_category, cap[i], cat_val, cat_slot,
+                       cat_n, touched, in_top, take_slot, take_val)
+    total = 0.0
+    for k in range(taken):
+        best = take_slot[k]
+        take_cat[k] = primary[offer[i, best]] if per_category >= 0 else -1
+        chosen[i, best] = True
+        total += take_val[k]
+    return taken, total
+
+
 @nb.njit(**_JIT)
 def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
              per_category, chosen, totals, margin):  # pragma: no cover - compiled
@@ -159,24 +186,10 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
     touched = np.empty(slots, dtype=np.int64)
     in_top = np.zeros(slots, dtype=np.bool_)
     for i in range(n):
-        for s in range(slots):
-            o = offer[i, s]
-            chosen[i, s] = False
-            if o < 0:
-                red[s] = -np.inf
-            else:
-                red[s] = reduced_value(value[i, s], cost[i, s], o, budget_price, count_price,
-                                       glob, bonus[o])
-        # greedy, best first (ties: lower slot = lower offer), skipping what breaks a category
-        taken = _take_best(i, red, offer, primary, per_category, cap[i], cat_val, cat_slot,
-                           cat_n, touched, in_top, take_slot, take_val)
-        total = 0.0
-        for k in range(taken):
-            best = take_slot[k]
-            take_cat[k] = primary[offer[i, best]] if per_category >= 0 else -1
-            chosen[i, best] = True
-            total += take_val[k]
-        totals[i] = total
+        taken, totals[i] = _row_response(i, value, cost, offer, cap, budget_price, count_price,
+                                         glob, bonus, primary, per_category, chosen, red,
+                                         cat_val, cat_slot, cat_n, touched, in_top, take_slot,
+                                         take_val, take_cat)
         if not want_margin:
             continue
         # thresholds: what each candidate must beat to be (stay) in her best response
@@ -258,6 +271,67 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
              _EMPTY_2D if margin is None else margin)
     return chosen, totals
 
+
+
+@nb.njit(**_JIT)
+def _respond_unbonused(value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
+                       per_category, bonused, bonused_totals, chosen,
+                       totals):  # pragma: no cover - compiled
+    n, slots = offer.shape
+    zero = np.zeros(bonus.shape[0])
+    red = np.empty(slots)
+    take_slot = np.empty(slots + 1, dtype=np.int64)
+    take_cat = np.empty(slots + 1, dtype=np.int64)
+    take_val = np.empty(slots + 1)
+    n_cat = 1
+    for o in range(primary.shape[0]):
+        n_cat = max(n_cat, primary[o] + 1)
+    cat_val = np.empty((n_cat, max(per_category, 1)))
+    cat_slot = np.empty((n_cat, max(per_category, 1)), dtype=np.int64)
+    cat_n = np.zeros(n_cat, dtype=np.int64)
+    touched = np.empty(slots, dtype=np.int64)
+    in_top = np.zeros(slots, dtype=np.bool_)
+    for i in range(n):
+        again = False
+        for s in range(slots):
+            if bonused[i, s] and bonus[offer[i, s]] != 0.0:
+                again = True
+                break
+        if again:
+            _, totals[i] = _row_response(i, value, cost, offer, cap, budget_price, count_price,
+                                         glob, zero, primary, per_category, chosen, red,
+                                         cat_val, cat_slot, cat_n, touched, in_top, take_slot,
+                                         take_val, take_cat)
+            continue
+        for s in range(slots):
+            chosen[i, s] = bonused[i, s]
+        totals[i] = bonused_totals[i]
+
+
+def respond_unbonused(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndarray,
+                      budget_price: np.ndarray, count_price: np.ndarray, global_price: float,
+                      bonus: np.ndarray, primary: np.ndarray, per_category: int | None,
+                      bonused: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`respond` without the target bonus (``bonus`` zero), given ``bonused``, the
+    ``(chosen, totals)`` :func:`respond` gave with ``bonus`` at the same prices: the same
+    arrays, to the last bit. Taking a non-negative bonus away lowers only the reduced values
+    of the offers that carry one; a customer whose response took none of them sees only
+    candidates she passed over fall, so the greedy makes the same picks in the same order (the
+    same choice and total, every other reduced value summed alike). Only the customers who took
+    an offer with a bonus (a few: the bonus goes to offers short of their targets) are
+    answered again; with a negative or NaN bonus, everyone is."""
+    if not bool(np.all(bonus >= 0)):
+        return respond(value, cost, offer, cap, budget_price, count_price, global_price,
+                       np.zeros(bonus.shape[0]), primary, per_category)
+    n, slots = offer.shape
+    chosen = np.empty((n, slots), dtype=bool)
+    totals = np.empty(n)
+    _respond_unbonused(value, cost, offer, cap.astype(np.int64, copy=False), budget_price,
+                       count_price, float(global_price), np.asarray(bonus, float),
+                       primary.astype(np.int64, copy=False),
+                       -1 if per_category is None else min(int(per_category), slots),
+                       bonused[0], bonused[1], chosen, totals)
+    return chosen, totals
 
 # --- exact best responses with multi-category offers -----------------------------------------
 

@@ -151,6 +151,18 @@ def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
                            problem.max_per_category, margin)
 
 
+def _unbonused(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
+               bonused: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_respond` without the target bonus, from ``bonused``, its responses with it
+    (:func:`.kernels.respond_unbonused`: the same arrays, only her who took a bonus answered
+    again)."""
+    assert prices.target is not None
+    return kernels.respond_unbonused(block.value, block.cost, block.offer, block.cap,
+                                     prices.cost_price, prices.count, prices.global_budget,
+                                     prices.target, problem.offers.categories[:, 0],
+                                     problem.max_per_category, bonused)
+
+
 def capacity_terms(problem: AssignmentProblem, prices: Prices) -> float:
     """The part of the dual function that does not depend on customers: prices x capacities
     (``prices`` admissible, see :func:`admissible_prices`)."""
@@ -416,6 +428,8 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
                 ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
         block, block_margin, risky = item
         chosen, totals = _respond(problem, block, prices, True, block_margin)
+        # the bound's responses without the bonus, from these before anything changes them
+        unbonused = _unbonused(problem, block, prices, (chosen, totals)) if steering else None
         exact = exact_response(problem, block, prices, block_margin)
         if exact is not None:
             # the exact responses are what the bound and the plan use, so they are what
@@ -425,8 +439,8 @@ def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndar
         plain = chosen  # the responses whose totals the bound takes (no bonus)
         chosen = group_rules.group_response(problem, block, prices, chosen, block_margin,
                                             breaking)
-        if steering:  # the bound takes the best responses without the bonus
-            plain, totals = _respond(problem, block, prices, False)
+        if unbonused is not None:  # the bound takes the best responses without the bonus
+            plain, totals = unbonused
             breaking = group_rules.breaking_rows(problem, block, plain, risky)
         block_dual, _ = _dual_value(problem, block, prices, totals,
                                     choice=None if steering else exact)
