@@ -287,6 +287,22 @@ def test_demo_outcomes_checks_the_input_rows(world: Path, tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
+def test_demo_outcomes_checks_the_optional_offer_products_rows(world: Path, tmp_path: Path):
+    """demo-outcomes read ``offer_products`` unchecked: an empty product_id was drawn into the
+    outcomes' redemption lines, whose transactions ``measure`` then refused (exit 2 there,
+    exit 0 here). The inputs' row checks: exit 2 naming the table and column, OUT unwritten."""
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    listed = pl.read_parquet(data / "offer_products.parquet")
+    listed.with_columns(pl.lit(None, dtype=listed.schema["product_id"]).alias("product_id")
+                        ).write_parquet(data / "offer_products.parquet")
+    result = _invoke("demo-outcomes", data, world / "runs" / "both", tmp_path / "out",
+                     "--lift", "5")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "table 'offer_products', column 'product_id'" in _whole(result.output), result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_outcomes_are_deterministic_and_controls_redeem_nothing(world: Path,
                                                                      tmp_path: Path):
     run = world / "runs" / "both"

@@ -47,3 +47,18 @@ def test_columns_and_types():
         prepared(pl.DataFrame({"age_band": ["x"]}), parse("age_band > 1"))
     with pytest.raises(InputError, match="missing"):
         prepared(FRAME, parse("income > 1"))
+
+
+def test_a_dictionary_encoded_text_column_is_text():
+    """A Categorical column (pandas' ``category`` dtype in Parquet) holds text: numbers written
+    as text compare as numbers, as in a plain text column (docs/contract.md: "as text or a
+    numeric column"); it was refused as "not Categorical"."""
+    ages = pl.Series("age", ["30", " 18", None, "21"], dtype=pl.Categorical)
+    for column in (ages, ages.cast(pl.Enum(["30", " 18", "21"]))):
+        node = parse("age >= 21")
+        frame = pl.DataFrame({"age": column})
+        assert prepared(frame, node).select(to_polars(node)).to_series().to_list() == [
+            True, False, False, True]
+    node = parse("age == 'x'")
+    assert prepared(pl.DataFrame({"age": pl.Series(["x ", "y"], dtype=pl.Categorical)}),
+                    node).select(to_polars(node)).to_series().to_list() == [True, False]

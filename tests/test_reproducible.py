@@ -195,6 +195,19 @@ x, t_x = simulate(np.random.default_rng(5), T, r=1.2, alpha=7.0, a=0.6, b=3.0)
 fit = BGNBD().fit(x, t_x, T)
 print(float(fit.log_likelihood_).hex(), *(float(v).hex() for v in fit.params_.values()))
 """,
+    # the propensity's logistic fit (the affinity path's p_redeem): its gradient Z.T @ r over
+    # the training pairs was a threaded OpenBLAS gemv
+    "propensity": """
+import numpy as np
+from optimizer.scoring.propensity import FEATURES, Propensity
+rng = np.random.default_rng(5)
+n = 200_000
+cols = [np.ones(n)] + [rng.normal(size=n) * (k + 1) for k in range(len(FEATURES) - 1)]
+eta = -3.0 + 0.3 * sum(cols[1:])
+y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+fit = Propensity(rate=1.0).fit(cols, y)
+print(float(fit.log_likelihood_).hex(), *(float(v).hex() for v in fit.coef_))
+""",
     # the LP's weak-duality bound over its rows (one per sampled customer and category)
     "lp_bound": """
 import numpy as np, scipy.sparse as sp

@@ -43,7 +43,7 @@ from optimizer.io.load import read_table, table_forms
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runfolder import check_files_folder, json_writer
 from optimizer.io.runview import read_run_arm
-from optimizer.io.validate import read_checked
+from optimizer.io.validate import check_rows, read_checked
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
@@ -65,6 +65,7 @@ def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
     listed = read_table(data, "offer_products")
     parts = []
     if listed is not None:
+        check_rows("offer_products", listed.frame)  # an empty product was drawn into the lines
         parts.append(listed.frame.select("offer_id", "product_id"))
     if "category" in offers.columns:
         by_category = (offers.filter(pl.col("category").is_not_null())

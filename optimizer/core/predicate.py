@@ -212,6 +212,8 @@ def prepared(frame: pl.DataFrame, node: Node, table: str = "customers") -> pl.Da
             raise InputError(table, name, f"column {name} missing: a rules.eligibility "
                              f"requirement reads it (the table has: {', '.join(frame.columns)})")
         series = frame.get_column(name)
+        if isinstance(series.dtype, (pl.Categorical, pl.Enum)):
+            series = series.cast(pl.Utf8)  # dictionary-encoded text (pandas' category) is text
         if name in numeric:
             why = ": a rules.eligibility requirement compares this column with a number"
             if not (series.dtype in (pl.Utf8, pl.Null) or series.dtype.is_numeric()):

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import special
 
 from optimizer.core.interrupt import import_held
+from optimizer.core.numerics import fixed_matvec, fixed_tdot
 
 FEATURES = ("intercept", "category", "log_category", "brand", "product", "discount_share",
             "depth", "depth_x_discount_share", "recency", "visits", "tenure", "response",
@@ -118,9 +119,11 @@ class Propensity:
         penalty[0] = 0.0
 
         def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-            eta = Z @ beta
+            # numpy's fixed order, not BLAS's: OpenBLAS splits Z.T @ r over its threads, so
+            # the gradient, the fitted coefficients and the plan followed OPENBLAS_NUM_THREADS
+            eta = fixed_matvec(Z, beta)
             nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-            grad = Z.T @ (special.expit(eta) - y) / n
+            grad = fixed_tdot(Z, special.expit(eta) - y) / n
             return nll + float(penalty @ beta**2), grad + 2 * penalty * beta
 
         rate = min(max(float(y.mean()) if y.size else 0.5, 1e-6), 1 - 1e-6)
@@ -132,7 +135,7 @@ class Propensity:
         beta = result.x / scale
         beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
         self.coef_ = beta
-        eta = X @ beta
+        eta = fixed_matvec(X, beta)
         self.log_likelihood_ = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))
         self.iterations_ = int(result.nit)
