@@ -82,7 +82,9 @@ def _drop(chosen: list[np.ndarray], flat: ChosenPairs, drop: np.ndarray) -> Chos
 def fit_limit(capacity: Capacity) -> Capacity:
     """The running weight a capacity admits: a relative and an absolute hair above it, so that
     a sum of floats that equals the capacity in exact arithmetic is not cut for its rounding.
-    Every cut and fit of the repair, on the driver or on the shards, uses this one limit."""
+    Every cut and single-pair fit of the repair, on the driver or on the shards, uses this one
+    limit; the quicker "is anything over?" tests before a cut compare with ``capacity x (1 +
+    1e-12)`` alone, which at worst starts a cut that then keeps every pair."""
     return capacity * (1 + 1e-12) + 1e-12
 
 
