@@ -169,22 +169,26 @@ def _row_response(i, value, cost, offer, cap, budget_price, count_price, glob, b
 
 
 @nb.njit(**_JIT)
+def _row_scratch(slots, primary, per_category):  # pragma: no cover - compiled
+    """The scratch arrays :func:`_row_response` reuses from row to row (one set per call)."""
+    n_cat = 1
+    for o in range(primary.shape[0]):
+        n_cat = max(n_cat, primary[o] + 1)
+    return (np.empty(slots), np.empty(slots + 1, dtype=np.int64),
+            np.empty(slots + 1, dtype=np.int64), np.empty(slots + 1),
+            np.empty((n_cat, max(per_category, 1))),
+            np.empty((n_cat, max(per_category, 1)), dtype=np.int64),
+            np.zeros(n_cat, dtype=np.int64), np.empty(slots, dtype=np.int64),
+            np.zeros(slots, dtype=np.bool_))
+
+
+@nb.njit(**_JIT)
 def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
              per_category, chosen, totals, margin):  # pragma: no cover - compiled
     n, slots = offer.shape
     want_margin = margin.shape[0] > 0
-    red = np.empty(slots)
-    take_slot = np.empty(slots + 1, dtype=np.int64)
-    take_cat = np.empty(slots + 1, dtype=np.int64)
-    take_val = np.empty(slots + 1)
-    n_cat = 1
-    for o in range(primary.shape[0]):
-        n_cat = max(n_cat, primary[o] + 1)
-    cat_val = np.empty((n_cat, max(per_category, 1)))
-    cat_slot = np.empty((n_cat, max(per_category, 1)), dtype=np.int64)
-    cat_n = np.zeros(n_cat, dtype=np.int64)
-    touched = np.empty(slots, dtype=np.int64)
-    in_top = np.zeros(slots, dtype=np.bool_)
+    (red, take_slot, take_cat, take_val, cat_val, cat_slot, cat_n, touched,
+     in_top) = _row_scratch(slots, primary, per_category)
     for i in range(n):
         taken, totals[i] = _row_response(i, value, cost, offer, cap, budget_price, count_price,
                                          glob, bonus, primary, per_category, chosen, red,
@@ -279,18 +283,8 @@ def _respond_unbonused(value, cost, offer, cap, budget_price, count_price, glob,
                        totals):  # pragma: no cover - compiled
     n, slots = offer.shape
     zero = np.zeros(bonus.shape[0])
-    red = np.empty(slots)
-    take_slot = np.empty(slots + 1, dtype=np.int64)
-    take_cat = np.empty(slots + 1, dtype=np.int64)
-    take_val = np.empty(slots + 1)
-    n_cat = 1
-    for o in range(primary.shape[0]):
-        n_cat = max(n_cat, primary[o] + 1)
-    cat_val = np.empty((n_cat, max(per_category, 1)))
-    cat_slot = np.empty((n_cat, max(per_category, 1)), dtype=np.int64)
-    cat_n = np.zeros(n_cat, dtype=np.int64)
-    touched = np.empty(slots, dtype=np.int64)
-    in_top = np.zeros(slots, dtype=np.bool_)
+    (red, take_slot, take_cat, take_val, cat_val, cat_slot, cat_n, touched,
+     in_top) = _row_scratch(slots, primary, per_category)
     for i in range(n):
         again = False
         for s in range(slots):
