@@ -204,6 +204,7 @@ def prepared(frame: pl.DataFrame, node: Node, table: str = "customers") -> pl.Da
     where the predicate compares it with one, and :class:`PredicateError` when one column is
     compared with both numbers and texts."""
     from optimizer.core.errors import InputError  # local: errors is the lower module
+    from optimizer.core.typed import typed_values
 
     numeric = numeric_columns(node)
     out = {}
@@ -216,22 +217,14 @@ def prepared(frame: pl.DataFrame, node: Node, table: str = "customers") -> pl.Da
             series = series.cast(pl.Utf8)  # dictionary-encoded text (pandas' category) is text
         if name in numeric:
             why = ": a rules.eligibility requirement compares this column with a number"
-            if not (series.dtype in (pl.Utf8, pl.Null) or series.dtype.is_numeric()):
-                # a cast would compare True as 1 and a date as its day number
-                raise InputError(table, name, f"values must be numbers, not {series.dtype}{why}",
-                                 sample=frame.head(3).rows(named=True), count=frame.height)
-            source = series.cast(pl.Utf8).str.strip_chars() if series.dtype == pl.Utf8 else series
-            if series.dtype == pl.Utf8:
-                source = source.replace("", None)
-            typed = source.cast(pl.Float64, strict=False)
+            typed = typed_values(frame, series, table, name, pl.Float64, why)
             # NaN compares as the largest number in polars: an age of NaN met "age >= 21"
-            for bad, rule in ((typed.is_null() & source.is_not_null(), "numbers"),
-                              (~typed.is_finite().fill_null(True),
-                               "finite numbers (NaN and infinity are not allowed)")):
-                if bad.any():
-                    raise InputError(table, name, f"values must be {rule}{why}",
-                                     sample=frame.filter(bad).head(5).rows(named=True),
-                                     count=int(bad.sum()))
+            bad = ~typed.is_finite().fill_null(True)
+            if bad.any():
+                raise InputError(table, name, "values must be finite numbers (NaN and infinity "
+                                 f"are not allowed){why}",
+                                 sample=frame.filter(bad).head(5).rows(named=True),
+                                 count=int(bad.sum()))
             out[name] = typed
         else:
             out[name] = series.cast(pl.Utf8).str.strip_chars()

@@ -28,12 +28,10 @@ import pyarrow.parquet as pq
 
 from optimizer.core.errors import AccessError, InputError, os_problem
 from optimizer.core.schemas import ID, INPUT_TABLES, TableSchema
+from optimizer.core.typed import typed_values
 from optimizer.io.remote import is_url, read_url, read_url_rows, rows_of, url_sha256
 
 _PLAIN_INT = r"^-?(0|[1-9][0-9]{0,17})$"
-# what a typed column's values must be, by its schema type (the words of its error)
-_KINDS: dict[object, str] = {pl.Float64: "numbers", pl.Int64: "whole numbers",
-                             pl.Date: "dates (YYYY-MM-DD)"}
 
 
 @dataclass(frozen=True)
@@ -266,34 +264,7 @@ def _cast_column(schema: TableSchema, frame: pl.DataFrame, column: str, dtype: o
             return series
         raise InputError(schema.name, column, f"IDs must be integers or text, not {series.dtype}",
                          sample=frame.head(3).rows(named=True))
-    if series.dtype == dtype:
-        return series
-    if dtype == pl.Date and series.dtype == pl.Datetime:
-        return series.dt.date()
-    if dtype in _KINDS and not (series.dtype in (pl.Utf8, pl.Null)
-                                or (dtype != pl.Date and series.dtype.is_numeric())):
-        # a cast would read True as 1, a date as its day number and a number as a date (days
-        # since 1970): a column of another kind
-        raise InputError(schema.name, column,
-                         f"values must be {_KINDS[dtype]}, not {series.dtype}",
-                         sample=frame.head(3).rows(named=True), count=frame.height)
-    source = series.str.strip_chars() if series.dtype == pl.Utf8 else series
-    if series.dtype == pl.Utf8:
-        source = source.replace("", None)
-    if dtype == pl.Date and source.dtype == pl.Utf8:
-        # polars 2 no longer casts text to dates; an impossible date (2024-13-45) becomes null here
-        converted = source.str.to_date("%Y-%m-%d", strict=False)
-    else:
-        converted = source.cast(dtype, strict=False)  # type: ignore[arg-type]
-    bad = converted.is_null() & source.is_not_null()
-    if dtype == pl.Int64 and (source.dtype.is_float() or source.dtype == pl.Decimal):
-        # a float or decimal column would be truncated by the cast: 40.5 is not week 40
-        bad = bad | (source.is_not_null() & (source != source.round(0)).fill_null(True))
-    if bad.any():
-        rows = frame.filter(bad).head(5).rows(named=True)
-        raise InputError(schema.name, column, f"values must be {_KINDS.get(dtype, dtype)}",
-                         sample=rows, count=int(bad.sum()))
-    return converted
+    return typed_values(frame, series, schema.name, column, dtype)
 
 
 def _typed(schema: TableSchema, frame: pl.DataFrame, path: Path | str) -> pl.DataFrame:
