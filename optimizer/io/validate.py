@@ -201,7 +201,7 @@ def _master(raw: RawTable, id_col: str, index: str) -> pl.DataFrame:
     frame = raw.frame
     ids = master_id_type(frame.get_column(id_col), raw.path.suffix == ".csv")
     frame = frame.with_columns(ids).with_row_index(index)
-    _require_not_null(raw.name, frame, [id_col])
+    # empty IDs: refused by check_rows, which load_inputs runs first (trimming empties none)
     _require_unique(raw.name, frame, [id_col])
     return frame.with_columns(pl.col(index).cast(pl.Int32))
 
