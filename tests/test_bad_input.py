@@ -523,6 +523,10 @@ SCENARIO_CASES = [
          toml=lambda t: t.replace('output = "run"', 'output = "r\\u0000un"')),
     Case("nul-in-extends", ["scenario", "embedded null byte"],
          toml=lambda t: 'extends = "a\\u0000.toml"\n' + t),
+    # the kernel cache's folder was never resolved: the NUL reached the dask workers' environment
+    Case("nul-in-kernel-cache", ["solver.kernel_cache", "embedded null byte"],
+         solver={"method": "lagrangian", "backend": "dask", "kernel_cache": "k"},
+         toml=lambda t: t.replace('kernel_cache = "k"', 'kernel_cache = "k\\u0000c"')),
 ]
 
 

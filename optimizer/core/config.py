@@ -280,6 +280,8 @@ class Solver(_Frozen):
                              "workers hold the shards)")
         if self.kernel_cache is not None and self.backend != "dask":
             raise ValueError('kernel_cache applies only with backend = "dask"')
+        if self.kernel_cache is not None:  # a NUL reached the workers' environment (exit 70)
+            resolve_path(Path(self.kernel_cache), "solver.kernel_cache")
         if self.backend == "dask" and self.method != "lagrangian":
             raise ValueError('backend = "dask" runs the lagrangian method only')
         return self
@@ -392,8 +394,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# scenarios a chain of ``extends`` may hold: deeper chains are refused, not followed until
-# Python's recursion limit breaks
+# scenarios a chain of ``extends`` may hold: deeper ones are refused, not followed to the recursion limit
 MAX_EXTENDS_DEPTH = 50
 
 
@@ -435,9 +436,7 @@ def _tables() -> set[str]:
 
 
 def _holds_table(value: Any) -> bool:
-    if isinstance(value, dict):
-        return True
-    return isinstance(value, list) and any(_holds_table(v) for v in value)
+    return isinstance(value, dict) or (isinstance(value, list) and any(map(_holds_table, value)))
 
 
 def _refuse_non_leaf(text: str, keys: list[str], value: Any) -> None:
