@@ -201,14 +201,13 @@ def tallies(row: np.ndarray, priority: np.ndarray, weight: np.ndarray, edges: np
 def best_single(row: np.ndarray, value: np.ndarray, weight: np.ndarray, pos: np.ndarray,
                 limit: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row the most valuable pair whose weight fits ``limit`` alone (the first in customer
-    order of equals): its value (``-inf``: none) and position (-1)."""
-    fits = weight <= limit[row]
-    r, v, p = row[fits], value[fits], pos[fits]
+    order of equals): its value (``-inf``: none) and position (-1). The driver's kernel picks
+    it (:func:`._refill_kernels.best_single`): pairs come in customer order (``pos`` ascending),
+    so its first of equals is the first in customer order."""
+    best = refill_kernels.best_single(row, value, weight, limit)
+    has = best >= 0
     best_v, best_p = np.full(n_rows, -np.inf), np.full(n_rows, -1, dtype=np.int64)
-    if r.size:
-        order = np.lexsort((p, -v, r))
-        first = order[np.r_[True, r[order][1:] != r[order][:-1]]]
-        best_v[r[first]], best_p[r[first]] = v[first], p[first]
+    best_v[has], best_p[has] = value[best[has]], pos[best[has]]
     return best_v, best_p
 
 
