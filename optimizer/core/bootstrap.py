@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from optimizer.core.numerics import fixed_matvec
+
 RESAMPLES = 200
 _CHUNK = 50_000
 
@@ -41,7 +43,9 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, seed: int,
     (per-customer ``num`` and ``den``, each ``(n_customers,)``; NaN where ``den`` sums to 0)."""
     top = np.zeros(resamples)
     bottom = np.zeros(resamples)
+    # fixed-order sums, not BLAS's gemv: its bits followed the CPU's kernel (docs/contract.md,
+    # "Same inputs, same bytes")
     for lo, w in poisson_weights(np.random.default_rng(seed), resamples, num.size):
-        top += w @ num[lo:lo + w.shape[1]]
-        bottom += w @ den[lo:lo + w.shape[1]]
+        top += fixed_matvec(w, num[lo:lo + w.shape[1]])
+        bottom += fixed_matvec(w, den[lo:lo + w.shape[1]])
     return interval95(np.where(bottom > 0, top / np.maximum(bottom, 1e-300), np.nan))
