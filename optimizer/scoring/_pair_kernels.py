@@ -206,6 +206,13 @@ def _heap_offer(heap, filled, v):  # pragma: no cover - compiled
 
 
 @nb.njit(nogil=True)
+def _score_scratch(m):  # pragma: no cover - compiled
+    """The scratch arrays :func:`_score_row` reuses from row to row over ``m`` offers (one set
+    per call): ``acc`` (its zeros), ``vals``, ``ps_buf`` and ``offs``."""
+    return np.zeros((7, m)), np.empty(m), np.empty(m), np.empty(m, dtype=np.int64)
+
+
+@nb.njit(nogil=True)
 def _score_row(r, i, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat_sent, offer_cats,
                has_history, heuristic, coef, rate, customer_part, offer_part, ds, depth, weights,
                shape, sensitivity, worth, clv, allowed, acc, vals, ps_buf, offs, floor
@@ -280,10 +287,7 @@ def _score_select(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, ca
     """See :func:`score_select`. Sparse matrices come as (indptr, indices, data) tuples."""
     n = rows.shape[0]
     m = worth.shape[0]
-    acc = np.zeros((7, m))
-    vals = np.empty(m)
-    ps_buf = np.empty(m)
-    offs = np.empty(m, dtype=np.int64)
+    acc, vals, ps_buf, offs = _score_scratch(m)
     neg = np.empty(m)
     best = np.zeros(n_categories + 1)  # per primary category (last: none), largest dropped
     touched = np.empty(n_categories + 1, dtype=np.int64)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from optimizer.scoring._pair_kernels import _score_row
+from optimizer.scoring._pair_kernels import _score_row, _score_scratch
 from optimizer.solve.lagrangian._kernels import reduced_value
 
 _JIT = {"cache": True, "nogil": True}
@@ -32,10 +32,7 @@ def _best_totals(rows, cs, oc, bs, ob, ps, op, redeemed, sent, cat_redeemed, cat
     """See :func:`best_totals`."""
     n = rows.shape[0]
     m = worth.shape[0]
-    acc = np.zeros((7, m))
-    vals = np.empty(m)
-    ps_buf = np.empty(m)
-    offs = np.empty(m, dtype=np.int64)
+    acc, vals, ps_buf, offs = _score_scratch(m)
     q = max(per_category, 1)
     held = np.empty((n_categories, q))  # per category its best q reduced values, best first
     n_held = np.zeros(n_categories, dtype=np.int64)
