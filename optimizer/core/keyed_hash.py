@@ -185,13 +185,18 @@ def _digest(message, length, h0, keyed, key_block, sigma, iv, h, m,
 
 
 @nb.njit(cache=True)
+def _digests_start(n, h0, key_block, sigma, iv):  # pragma: no cover - compiled
+    """For ``n`` messages: their digests' array, the state after the key block and the scratch
+    arrays :func:`_digest` reuses from message to message (``h``, ``m``, ``v``)."""
+    return (np.empty(n, dtype=np.uint64), _keyed_state(h0, key_block, sigma, iv),
+            np.empty(8, dtype=np.uint64), np.empty(16, dtype=np.uint64),
+            np.empty(16, dtype=np.uint64))
+
+
+@nb.njit(cache=True)
 def _hash_single(data, offsets, h0, key_block, sigma, iv):  # pragma: no cover - compiled
     n = offsets.shape[0] - 1
-    out = np.empty(n, dtype=np.uint64)
-    h = np.empty(8, dtype=np.uint64)
-    m = np.empty(16, dtype=np.uint64)
-    v = np.empty(16, dtype=np.uint64)
-    keyed = _keyed_state(h0, key_block, sigma, iv)
+    out, keyed, h, m, v = _digests_start(n, h0, key_block, sigma, iv)
     for i in range(n):
         start = offsets[i]
         out[i] = _digest(data[start:offsets[i + 1]], offsets[i + 1] - start, h0, keyed, key_block,
@@ -203,11 +208,7 @@ def _hash_single(data, offsets, h0, key_block, sigma, iv):  # pragma: no cover -
 def _hash_pairs(c_data, c_off, o_data, o_off, h0, key_block, sigma,
                 iv):  # pragma: no cover - compiled
     n = c_off.shape[0] - 1
-    out = np.empty(n, dtype=np.uint64)
-    h = np.empty(8, dtype=np.uint64)
-    m = np.empty(16, dtype=np.uint64)
-    v = np.empty(16, dtype=np.uint64)
-    keyed = _keyed_state(h0, key_block, sigma, iv)
+    out, keyed, h, m, v = _digests_start(n, h0, key_block, sigma, iv)
     longest = 0
     for i in range(n):
         longest = max(longest, c_off[i + 1] - c_off[i] + o_off[i + 1] - o_off[i])
