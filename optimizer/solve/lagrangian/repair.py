@@ -36,8 +36,9 @@ class ChosenPairs:
     value: np.ndarray
 
 
-def _flatten(problem: AssignmentProblem, chosen: list[np.ndarray],
-             run: Mapper = serial_map) -> ChosenPairs:
+def flatten(problem: AssignmentProblem, chosen: list[np.ndarray],
+            run: Mapper = serial_map) -> ChosenPairs:
+    """The chosen pairs of the blocks' masks ``chosen``, flat (block by block, row-major)."""
     # int32 indices, each column gathered on its own: the first pass's best responses choose up
     # to every customer's cap, and holding them twice in int64 put the first pass of the 10 M
     # benchmark at 12.2 GB (11.7 GB without); the blocks' walks on ``run``'s threads
@@ -159,7 +160,7 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray],
     theirs): at a million customers that is a sort of a fraction of the plan, not all of it.
     """
     offers = problem.offers
-    flat = _flatten(problem, chosen, run)
+    flat = flatten(problem, chosen, run)
     if flat.offer.size == 0:
         return flat
     n_offers = offers.n_offers
@@ -268,7 +269,7 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     """
     offers = problem.offers
     if spent is None:
-        flat = kept if kept is not None else _flatten(problem, chosen)
+        flat = kept if kept is not None else flatten(problem, chosen)
         spent = (np.bincount(flat.offer, weights=flat.cost, minlength=offers.n_offers),
                  np.bincount(flat.offer, minlength=offers.n_offers), float(flat.cost.sum()))
     budget_left = offers.budget - spent[0]

@@ -47,7 +47,7 @@ from optimizer.core.exact_sum import (
 )
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
-from optimizer.solve.lagrangian.repair import fit_limit
+from optimizer.solve.lagrangian.repair import fit_limit, flatten
 
 if TYPE_CHECKING:  # the executor imports this module
     from optimizer.solve.lagrangian.executor import ShardExecutor
@@ -100,20 +100,13 @@ class Entries:
 def entries_of(problem: AssignmentProblem, plan: Sequence[np.ndarray], lo: int) -> Entries:
     """The chosen pairs of ``plan`` (one mask per block of the shard's ``problem``; the shard's
     first customer is ``lo`` of the whole problem)."""
-    cols: list[list[np.ndarray]] = [[] for _ in range(7)]
-    first = lo
-    for k, (block, mask) in enumerate(zip(problem.blocks, plan)):
-        row, slot, offer, cost, value = refill_kernels.chosen_entries(mask, block.offer,
-                                                                      block.cost, block.value)
-        pos = ((first + row.astype(np.int64)) << _SLOT_BITS) | slot.astype(np.int64)
-        parts: tuple[np.ndarray, ...] = (np.full(row.size, k, dtype=np.int32), row, slot,
-                                          offer.astype(np.int64), cost, value, pos)
-        for c, a in zip(cols, parts):
-            c.append(a)
-        first += block.n_customers
-    empty = [np.zeros(0, dtype=d) for d in (np.int32, np.int32, np.int32, np.int64, float,
-                                               float, np.int64)]
-    return Entries(*(np.concatenate(c) if c else e for c, e in zip(cols, empty)))
+    flat = flatten(problem, list(plan))  # as the driver's repair flattens its plan
+    sizes = [block.n_customers for block in problem.blocks]
+    # each block's first customer, of the whole problem
+    first = lo + np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    pos = ((first[flat.block] + flat.row) << _SLOT_BITS) | flat.slot.astype(np.int64)
+    return Entries(flat.block, flat.row, flat.slot, flat.offer.astype(np.int64), flat.cost,
+                   flat.value, pos)
 
 
 def keys(e: Entries, kind: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
