@@ -1,0 +1,120 @@
+"""The plan kept on the shards (issue 21, ``solver.repair = "shards"`` without offer groups):
+each shard applies the repair's drops and its own refill grants to its plan and sends O(offers)
+sums; the best plan stays on the shards (its recipe replayed on a shard rebuilt) and is gathered
+once at the end. The pass loop's plans are those of the driver's masks path, bit for bit."""
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+from optimizer.model.problem import AssignmentProblem
+from optimizer.solve import certified
+from optimizer.solve.lagrangian import planning, refill_shards
+from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
+from optimizer.solve.lagrangian.shard import Shard, remembered, replayed
+from optimizer.solve.lagrangian.shards import shard_args
+from tests.test_shards import WireShards, _same
+from tests.test_solver_vs_exact import random_problem
+
+
+def _problem() -> AssignmentProblem:
+    """500 customers in blocks of 7, multi-category offers under category caps of 1, a binding
+    global budget, offers' budgets and ``max_customers``, and ``min_customers`` targets."""
+    problem = random_problem(11, 500, 12, 6, multi=True, per_category=1, global_share=0.25)
+    targets = np.zeros(problem.offers.n_offers, dtype=np.int64)
+    targets[:3] = 40
+    return dataclasses.replace(problem, offers=dataclasses.replace(problem.offers,
+                                                                   min_customers=targets))
+
+
+_SETTINGS = LagrangianSettings(max_iterations=10, shard_customers=97, sample_customers=60,
+                               gap_tolerance=1e-6, threads=2, repair_on_shards=True)
+
+
+class Seen(WireShards):
+    """Wire shards that keep every ``plan_apply`` call's arguments (the cuts and grants)."""
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
+        super().__init__(problem, shard_customers)
+        self.applied: list[Sequence[tuple]] = []
+        self.methods: set[str] = set()
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        self.methods.add(method)
+        if method == "plan_apply":
+            self.applied.append(args)
+        return super().map(method, args)
+
+
+class Losing(WireShards):
+    """Wire shards whose shard ``k`` is lost before the ``nth`` call of ``lose_at`` (every one
+    when ``nth`` is 0): rebuilt from its arguments and replayed as
+    :class:`.backends.dask_shards.DaskShards` replays (:func:`.shard.replayed`)."""
+
+    def __init__(self, problem: AssignmentProblem, shard_customers: int, lose_at: str,
+                 nth: int, k: int) -> None:
+        super().__init__(problem, shard_customers)
+        self.lose_at, self.nth, self.k, self.seen, self.lost = lose_at, nth, k, 0, 0
+        self.replay: list = []
+        self.kept_from_before = 0  # losses while the best plan was an earlier pass's
+
+    def map(self, method: str, args: Sequence[tuple]) -> list:
+        if method == self.lose_at:
+            self.seen += 1
+            if self.nth in (0, self.seen):
+                self.lost += 1
+                calls = [c[0] for c in replayed(self.replay, method)]
+                # made again from its recipe: kept before the responses replayed after it
+                self.kept_from_before += "plan_keep" in calls and calls[0] == "plan_keep"
+                self.shards[self.k] = Shard(*pickle.loads(pickle.dumps(
+                    shard_args(self.problem, self.specs[self.k]))))
+                for call, call_args in replayed(self.replay, method):
+                    getattr(self.shards[self.k], call)(*pickle.loads(pickle.dumps(
+                        call_args[self.k])))
+        self.replay = remembered(self.replay, method, args)
+        return super().map(method, args)
+
+
+def test_plans_on_the_shards_are_the_masks_paths(monkeypatch):
+    """Targets, category caps and a binding global budget: the plans kept on the shards give
+    the trace (objectives to the bit), prices and chosen masks of the plans gathered to the
+    driver's masks (the repair and refill on the shards both ways), behind the wire and
+    locally; the shards' drops and grants are not empty (the test fails if a shard skips
+    them), and no plan's first rows cross the wire."""
+    monkeypatch.setattr(refill_shards, "_BATCH", 3)
+    problem = _problem()
+    wire = Seen(problem, 97)
+    on_shards = solve_lagrangian(problem, _SETTINGS, shards=wire)
+    assert "plan_rows_packed" not in wire.methods and "plan_best_packed" in wire.methods
+    assert any(any(a[0] for a in args) for args in wire.applied)  # a cut dropped pairs
+    assert any(any(a[1].size for a in args) for args in wire.applied)  # the refill granted
+    certified(problem, on_shards)
+    assert any(e.get("shortfall") for e in on_shards.trace)  # the targets are short at times
+    assert on_shards.prices.global_budget > 0
+    assert on_shards.objective == problem.objective(on_shards.chosen)
+    _same(on_shards, solve_lagrangian(problem, _SETTINGS))
+    report = wire.report()["bytes_per_pass"]
+    assert report["final_gather"] > 0
+    monkeypatch.setattr(planning, "plan_on_shards", lambda *a: False)
+    masks = Seen(problem, 97)
+    _same(on_shards, solve_lagrangian(problem, _SETTINGS, shards=masks))
+    assert "plan_rows_packed" in masks.methods and not masks.applied
+
+
+@pytest.mark.parametrize(("lose_at", "nth"), [("plan_make", 2), ("plan_best_packed", 0),
+                                              ("respond", 4)])
+def test_a_shard_lost_keeps_the_best_plan(lose_at, nth):
+    """A shard lost before the second plan, before the final gather, or mid-solve, rebuilt
+    and replayed (the best plan from its recipe: its prices, cuts and the shard's grants),
+    gives the same plan and bytes; the best plan was an earlier pass's when it was lost."""
+    problem = _problem()
+    local = solve_lagrangian(problem, _SETTINGS)
+    for k in (0, 3):
+        losing = Losing(problem, 97, lose_at, nth, k)
+        _same(local, solve_lagrangian(problem, _SETTINGS, shards=losing))
+        assert losing.lost > 0
+    assert losing.kept_from_before > 0
