@@ -21,10 +21,10 @@ from tests.test_shards import WireShards, _same
 from tests.test_solver_vs_exact import random_problem
 
 
-def _problem() -> AssignmentProblem:
+def _problem(seed: int = 11) -> AssignmentProblem:
     """500 customers in blocks of 7, multi-category offers under category caps of 1, a binding
     global budget, offers' budgets and ``max_customers``, and ``min_customers`` targets."""
-    problem = random_problem(11, 500, 12, 6, multi=True, per_category=1, global_share=0.25)
+    problem = random_problem(seed, 500, 12, 6, multi=True, per_category=1, global_share=0.25)
     targets = np.zeros(problem.offers.n_offers, dtype=np.int64)
     targets[:3] = 40
     return dataclasses.replace(problem, offers=dataclasses.replace(problem.offers,
@@ -79,16 +79,18 @@ class Losing(WireShards):
         return super().map(method, args)
 
 
-def test_plans_on_the_shards_are_the_masks_paths(monkeypatch):
+@pytest.mark.parametrize(("seed", "shard"), [(11, 97), (4, 30), (23, 250)])
+def test_plans_on_the_shards_are_the_masks_paths(monkeypatch, seed, shard):
     """Targets, category caps and a binding global budget: the plans kept on the shards give
     the trace (objectives to the bit), prices and chosen masks of the plans gathered to the
     driver's masks (the repair and refill on the shards both ways), behind the wire and
     locally; the shards' drops and grants are not empty (the test fails if a shard skips
     them), and no plan's first rows cross the wire."""
     monkeypatch.setattr(refill_shards, "_BATCH", 3)
-    problem = _problem()
-    wire = Seen(problem, 97)
-    on_shards = solve_lagrangian(problem, _SETTINGS, shards=wire)
+    problem = _problem(seed)
+    settings = dataclasses.replace(_SETTINGS, shard_customers=shard)
+    wire = Seen(problem, shard)
+    on_shards = solve_lagrangian(problem, settings, shards=wire)
     assert "plan_rows_packed" not in wire.methods and "plan_best_packed" in wire.methods
     assert any(any(a[0] for a in args) for args in wire.applied)  # a cut dropped pairs
     assert any(any(a[1].size for a in args) for args in wire.applied)  # the refill granted
@@ -96,12 +98,12 @@ def test_plans_on_the_shards_are_the_masks_paths(monkeypatch):
     assert any(e.get("shortfall") for e in on_shards.trace)  # the targets are short at times
     assert on_shards.prices.global_budget > 0
     assert on_shards.objective == problem.objective(on_shards.chosen)
-    _same(on_shards, solve_lagrangian(problem, _SETTINGS))
+    _same(on_shards, solve_lagrangian(problem, settings))
     report = wire.report()["bytes_per_pass"]
     assert report["final_gather"] > 0
     monkeypatch.setattr(planning, "plan_on_shards", lambda *a: False)
-    masks = Seen(problem, 97)
-    _same(on_shards, solve_lagrangian(problem, _SETTINGS, shards=masks))
+    masks = Seen(problem, shard)
+    _same(on_shards, solve_lagrangian(problem, settings, shards=masks))
     assert "plan_rows_packed" in masks.methods and not masks.applied
 
 
