@@ -5,6 +5,9 @@ A plan is the customers' best responses repaired and refilled within every capac
 the groups and funders, then sent on channels. The channels' assignment (a transportation LP over
 the plan's pairs) is its dearest step, so a plan whose channels' upper bound
 (:func:`.channels.ceiling`) cannot beat the best plan is not finished: it would change nothing.
+Where the repair and refill run on the shards and there are no offer groups
+(:func:`plan_on_shards`), each plan stays on the shards: they apply the cuts and their grants,
+answer O(offers) sums and keep the best plan, gathered once at the end (:meth:`BestPlan.final`).
 """
 from __future__ import annotations
 

@@ -19,8 +19,9 @@ what is left, each grant subtracted from the offer's budget and the global budge
 
 Why the same bits as the driver's refill: the kernel's budgets left are floats, each grant's cost
 subtracted in the grant order, and its tests read them; the driver makes the same subtractions in
-the same order, so it needs every granted proposal's cost in order, which it needs anyway (the
-granted pairs go into its plan). A proposal passed over by the kernel (refused, or dead when
+the same order, so it needs every granted proposal's cost in order (the granted pairs go into
+its plan, or back to their shard where the plan stays there: :func:`.planning.plan_on_shards`).
+A proposal passed over by the kernel (refused, or dead when
 proposing) is dead at every later round too, so a shard needs only the pairs granted so far
 (each call carries its own) to form a round's proposals: a shard rebuilt mid-refill replays
 ``repair_start``, ``refill_start`` and the last ``refill_round`` and answers as the lost one
