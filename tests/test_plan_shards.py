@@ -136,3 +136,30 @@ def test_a_shard_lost_keeps_the_best_plan(lose_at, nth, seed, passes):
         assert local.objective not in {e.get("objective") for e in local.trace}
         kept = [c for c in losing.replay if c[0] == "plan_keep"][0][1]
         assert kept[0][1][1]  # its recipe: the plain responses
+
+
+def test_the_objective_is_the_exact_sum_rounded_once():
+    """The objective is the chosen values' exact sum, correctly rounded (numpy's sum of 1e16,
+    1 and 1 loses both ones), and the same float from any split's exact parts (the shards')."""
+    from fractions import Fraction
+
+    from optimizer.core.exact_sum import exact_rounded, exact_total
+
+    problem = random_problem(0, 6, 3, 3, multi=False, per_category=None, global_share=None,
+                             block=2)
+    rng = np.random.default_rng(0)
+    blocks = [dataclasses.replace(b, offer=np.tile(np.arange(3), (2, 1)),
+                                  value=rng.random((2, 3)) * 10.0 ** rng.integers(-8, 8, (2, 3)))
+              for b in problem.blocks]
+    blocks[0].value[0] = [1e16, 1.0, 1.0]
+    problem = dataclasses.replace(problem, blocks=blocks)
+    chosen = [np.ones((2, 3), dtype=bool) for _ in blocks]
+    exact = float(sum((Fraction(v) for b in blocks for v in b.value.ravel()), Fraction(0)))
+    first = [np.zeros((2, 3), dtype=bool) for _ in blocks]
+    first[0][0] = True  # 1e16, 1 and 1 alone
+    assert problem.objective(first) == 1e16 + 2 != float(np.sum(blocks[0].value[0]))
+    assert problem.objective(chosen) == exact
+    parts = [dataclasses.replace(problem, blocks=[b]).objective_exact([c])
+             for b, c in zip(blocks, chosen)]
+    for order in ([0, 1, 2], [2, 0, 1]):
+        assert exact_rounded(exact_total([parts[k] for k in order])) == exact
