@@ -188,6 +188,8 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | s
     ("affinity", "kept_tallies", 1, 4),  # mid-narrowing (buckets over 4 candidates narrowed)
     # mid-refill, the repair and refill on the shards: replays repair_start and refill_start
     ("scores-shards", "refill_round", 1, None),
+    # the plans kept on the shards: the best plan made again from its recipe, then gathered
+    ("scores-shards", "plan_best_packed", 1, None),
 ])
 def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, monkeypatch,
                                                                 path, call, at, split):

@@ -23,7 +23,7 @@ from optimizer.solve import certified
 from optimizer.solve.lagrangian.critical import _PARTS
 from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from optimizer.solve.lagrangian.shard import STATEFUL, BuiltShard, Shard
+from optimizer.solve.lagrangian.shard import BuiltShard, Shard, remembered, replayed
 from optimizer.solve.lagrangian.shards import (
     block_pieces,
     part_cuts,
@@ -73,12 +73,9 @@ class LosingShards(WireShards):
             self.lost += self.shards[k]._kept[0].size
             self.shards[k] = Shard(*pickle.loads(pickle.dumps(shard_args(self.problem,
                                                                          self.specs[k]))))
-            for call, call_args in self.replay:
+            for call, call_args in replayed(self.replay, method):
                 getattr(self.shards[k], call)(*pickle.loads(pickle.dumps(call_args[k])))
-        if method == "respond":
-            self.replay = [(method, args)]
-        elif method in STATEFUL:
-            self.replay = [c for c in self.replay if c[0] != method] + [(method, args)]
+        self.replay = remembered(self.replay, method, args)
         return super().map(method, args)
 
 

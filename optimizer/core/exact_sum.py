@@ -140,3 +140,49 @@ def exact_float(a: Exact) -> np.ndarray:
     for k in range(limbs.shape[1] - 1, -1, -1):
         out = out + np.ldexp(limbs[:, k].astype(np.float64), 32 * (first + k))
     return np.where(negative, -out, out)
+
+
+# every finite float's limbs lie in limbs -36 (``2**-1074``'s) to 32 (the largest's, plus two):
+# a sum of any finite floats fits one fixed row of limbs, filled in one pass
+_FIXED_FIRST = -36
+_FIXED_WIDTH = 70
+
+
+@nb.njit(cache=True, nogil=True)
+def _fixed_total(x, out):  # pragma: no cover - compiled
+    """Add every float of ``x`` into ``out``'s fixed limbs; False on a float not finite."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v == 0.0:
+            continue
+        if not np.isfinite(v):
+            return False
+        big, limb, shift = _limb_of(v)
+        moved = big << shift
+        sign = -1 if v < 0 else 1
+        k = limb - _FIXED_FIRST
+        out[k] += sign * np.int64(moved & _LOW)
+        out[k + 1] += sign * np.int64((moved >> np.uint64(32)) & _LOW)
+        out[k + 2] += sign * np.int64((big >> np.uint64(32)) >> (np.uint64(32) - shift))
+    return True
+
+
+def exact_sum(x: np.ndarray) -> Exact | None:
+    """The exact sum of ``x`` as one row (``None`` when a float is not finite)."""
+    out = np.zeros(_FIXED_WIDTH, dtype=np.int64)
+    if not _fixed_total(np.ascontiguousarray(x, dtype=np.float64), out):
+        return None
+    return _FIXED_FIRST, out[None, :]
+
+
+def exact_rounded(a: Exact) -> float:
+    """Row 0 of ``a`` correctly rounded to a float (its normalized limbs are exact floats, which
+    ``math.fsum`` adds with one rounding): a function of the exact value alone."""
+    row = a[1][:1]
+    sign = -1.0 if exact_sign((a[0], row))[0] < 0 else 1.0  # the magnitude's form: no top -1
+    limbs = normalized(-row if sign < 0 else row)[0]
+    try:
+        return sign * math.fsum(math.ldexp(float(v), 32 * (a[0] + k))
+                                for k, v in enumerate(limbs) if v)
+    except OverflowError:  # past the largest float, as a float sum overflows
+        return sign * math.inf

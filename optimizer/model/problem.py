@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
+from optimizer.core.exact_sum import Exact, exact_rounded, exact_sum
 from optimizer.model._plan_kernels import Mapper, chosen_values, plan_counts, plan_usage
 from optimizer.model.reduced import reduced_values
 
@@ -154,16 +155,27 @@ class AssignmentProblem:
     # ``offer``; every solver, test and benchmark judges plans with these
 
     def objective(self, chosen: list[np.ndarray], run: Mapper | None = None) -> float:
-        """The plan's objective, ``sum value x`` (less its contact costs with channels), summed
-        in one chunk-independent order (``run``: a thread map for the blocks' walks, the same
-        sum)."""
+        """The plan's objective, ``sum value x`` (less its contact costs with channels): the
+        exact sum of the chosen values correctly rounded once (:meth:`objective_exact`), so
+        the same float however the plan is split (shards add their exact parts: any order)."""
         if not self.blocks or not chosen:
             return 0.0
-        total = float(chosen_values([b.value for b in self.blocks], chosen, run).sum())
+        values = chosen_values([b.value for b in self.blocks], chosen, run)
+        exact = exact_sum(values)
+        # a value not finite: the float sum says inf or nan as before
+        total = exact_rounded(exact) if exact is not None else float(values.sum())
         if self.channels is None:
             return total
         from optimizer.model.channels import contact_cost
         return total - contact_cost(self.channels, chosen)
+
+    def objective_exact(self, chosen: list[np.ndarray], run: Mapper | None = None
+                        ) -> Exact | None:
+        """The exact sum of the plan's chosen values (no contact costs), ``None`` when one is
+        not finite: a shard's part of :meth:`objective`."""
+        if not self.blocks or not chosen:
+            return exact_sum(np.zeros(0))
+        return exact_sum(chosen_values([b.value for b in self.blocks], chosen, run))
 
     def chosen_pairs(self, chosen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The plan's (customer index, offer index) pairs, flat, block by block in row order."""
@@ -200,7 +212,11 @@ class AssignmentProblem:
         counts = plan_counts([b.offer for b in self.blocks], chosen, self.offers.n_offers, run)
         if counts is None:  # an empty slot chosen: usage says so as np.bincount does
             counts = self.usage(chosen, run).customers
-        return int(np.maximum(targets - counts, 0).sum())
+        return self.shortfall_of(counts)
+
+    def shortfall_of(self, counts: np.ndarray) -> int:
+        """:meth:`shortfall` of a plan that gives each offer ``counts`` customers."""
+        return int(np.maximum(self.offers.min_customers - counts, 0).sum())
 
     def violations(self, chosen: list[np.ndarray], rtol: float = 0.0, atol: float = 0.0
                    ) -> dict[str, int]:

@@ -35,7 +35,7 @@ from optimizer.core.errors import ClusterError
 from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve.lagrangian.executor import ShardExecutor, payload_bytes
-from optimizer.solve.lagrangian.shard import STATEFUL, BuiltShard, Shard
+from optimizer.solve.lagrangian.shard import BuiltShard, Shard, remembered, replayed
 from optimizer.solve.lagrangian.shards import (
     piece_pairs,
     shard_args,
@@ -307,7 +307,7 @@ class DaskShards(ShardExecutor):
                     f"shards {again} of the solve were lost again after being rebuilt (workers "
                     f"{sorted(self.lost)} lost); the solve stopped and no output was written")
             todo = sorted(lost)
-            self._rebuild(todo, [] if method == "respond" else self._replay)
+            self._rebuild(todo, replayed(self._replay, method))
             rebuilt |= lost
         self._remember(method, args)
         self._count(method, args, out)
@@ -346,11 +346,9 @@ class DaskShards(ShardExecutor):
 
     def _remember(self, method: str, args: Sequence[tuple]) -> None:
         """Keep what a rebuilt shard must replay: the last ``respond`` and, since it, the last
-        call of each other stateful kind (:data:`.shard.STATEFUL`)."""
-        if method == "respond":
-            self._replay = [(method, args)]
-        elif method in STATEFUL:
-            self._replay = [c for c in self._replay if c[0] != method] + [(method, args)]
+        call of each other stateful kind (:data:`.shard.STATEFUL`), after the best plan's
+        (:func:`.shard.remembered`)."""
+        self._replay = remembered(self._replay, method, args)
 
     def _place(self, shards: list[int]) -> None:
         """New actors for ``shards``, started from their arguments as at the solve's start on

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from optimizer.core.exact_sum import exact_rounded, exact_total
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian._kernels import Mapper
 from optimizer.solve.lagrangian.critical import (
@@ -40,7 +41,10 @@ from optimizer.solve.lagrangian.targets import bonus_at
 
 # the calls that make a plan (they move O(candidates) bits); the plan's repair (O(offers x
 # buckets), its crossing buckets' pairs and the dropped pairs); the others price (O(offers))
-PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain"})
+PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain", "plan_make",
+                        "plan_apply", "plan_keep"})
+# the best plan gathered once at the end of a solve whose plans stay on the shards
+FINAL_CALLS = frozenset({"plan_best", "plan_best_packed"})
 REPAIR_CALLS = frozenset({"repair_start", "repair_totals", "repair_points", "repair_tallies",
                           "repair_collect", "repair_best", "repair_values", "repair_done"})
 REFILL_CALLS = frozenset({"refill_start", "refill_round", "refill_collect", "refill_done"})
@@ -71,6 +75,7 @@ class ShardExecutor:
     # with it, the refill on the shards too (:mod:`.refill_shards`: the driver's refill's pairs);
     # off, the driver's refill over a pool gathered from its blocks
     refill_on_shards = True
+    plans = 0  # plans made on the shards (:meth:`plan_apply`), each numbered
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int) -> None:
         self.problem = problem
@@ -91,7 +96,8 @@ class ShardExecutor:
         if self.measure and self.traffic:  # from the first pass on (not the shards' setup)
             t = self.traffic[-1]
             kind = ("plan" if method in PLAN_CALLS else "repair" if method in REPAIR_CALLS
-                    else "refill" if method in REFILL_CALLS else "prices")
+                    else "refill" if method in REFILL_CALLS else "final" if method in FINAL_CALLS
+                    else "prices")
             t[kind] += payload_bytes(sent) + payload_bytes(received)
             t["calls"] += 1
 
@@ -100,7 +106,8 @@ class ShardExecutor:
         """Every shard's best responses to ``prices`` (kept on the shards): the constraints'
         use (``spend``, ``count`` per offer) and the customers' part of the dual function, each
         added over the shards in shard order. Opens a pass of the traffic record."""
-        self.traffic.append({"prices": 0, "plan": 0, "repair": 0, "refill": 0, "calls": 0})
+        self.traffic.append({"prices": 0, "plan": 0, "repair": 0, "refill": 0, "final": 0,
+                             "calls": 0})
         parts = self.all("respond", prices)
         use = {"spend": ordered_total(p[0] for p in parts),
                "count": ordered_total(p[1] for p in parts)}
@@ -115,13 +122,42 @@ class ShardExecutor:
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """The plan's first choice of every customer from the last responses, one mask per
         block of the whole problem (:func:`.method.plan_rows` on the shards)."""
+        return self._gathered("plan_rows", prices)
+
+    def _gathered(self, method: str, *args: Any) -> list[np.ndarray]:
+        """Every shard's masks from ``method`` (or its ``_packed`` twin, as bits on the wire),
+        one mask per block of the whole problem."""
         if not self.packed:
-            return joined(self.problem, self.specs, self.all("plan_rows", prices))
+            return joined(self.problem, self.specs, self.all(method, *args))
         blocks = self.problem.blocks
         masks = [[np.unpackbits(bits, count=(e - f) * blocks[b].offer.shape[1]).reshape(
                     e - f, -1).view(bool) for bits, (b, f, e) in zip(shard, spec.pieces)]
-                 for shard, spec in zip(self.all("plan_rows_packed", prices), self.specs)]
+                 for shard, spec in zip(self.all(method + "_packed", *args), self.specs)]
         return joined(self.problem, self.specs, masks)
+
+    # -- a plan kept on the shards (:func:`.planning.plan_pass`) ------------------------------
+    def plan_apply(self, applied: list, granted: Sequence[np.ndarray]
+                   ) -> tuple[int, np.ndarray, float]:
+        """Every shard's plan (its last ``plan_make``) less the cuts ``applied`` drop, with its
+        refill grants ``granted[k]``, kept as a new plan: its number, customers per offer and
+        objective (the shards' exact values added, rounded once: :meth:`.AssignmentProblem.
+        objective`'s float)."""
+        self.plans += 1
+        found = self.map("plan_apply", [(applied, g, self.plans) for g in granted])
+        counts = np.sum([f[0] for f in found], axis=0).astype(np.int64)
+        parts = [f[1] for f in found]
+        objective = (exact_rounded(exact_total(parts)) if all(p is not None for p in parts)
+                     else float("nan"))  # a value not finite
+        return self.plans, counts, objective
+
+    def plan_keep(self, plan_id: int, recipes: Sequence[tuple]) -> None:
+        """The shards keep plan ``plan_id`` as the best (``recipes[k]``: what makes it again
+        on shard ``k`` rebuilt: :meth:`.shard.Shard.plan_keep`)."""
+        self.map("plan_keep", [(plan_id, r) for r in recipes])
+
+    def plan_best(self) -> list[np.ndarray]:
+        """The best plan kept on the shards, gathered once: one mask per block."""
+        return self._gathered("plan_best")
 
     def close(self) -> None:
         """Let the shards go."""
@@ -129,7 +165,8 @@ class ShardExecutor:
     def report(self) -> dict[str, Any]:
         """Where the passes ran, for the manifest: shards, workers and bytes per pass."""
         passes = [t for t in self.traffic if t["calls"]]
-        record: dict[str, int] = {"passes": len(passes)}
+        record: dict[str, int] = {"passes": len(passes),
+                                  "final_gather": sum(t.get("final", 0) for t in self.traffic)}
         for kind, picked in (("", ("prices", "plan", "repair", "refill")),
                              ("prices_", ("prices",)), ("plan_", ("plan",)),
                              ("repair_", ("repair",)), ("refill_", ("refill",))):

@@ -51,7 +51,14 @@ from optimizer.solve.lagrangian.critical import critical_prices
 from optimizer.solve.lagrangian.exact_margins import exact_response
 from optimizer.solve.lagrangian.executor import LocalShards, ShardedCandidates, ShardExecutor
 from optimizer.solve.lagrangian.greedy import ExactChoice, select
-from optimizer.solve.lagrangian.planning import BestPlan, plan_gap, plan_pass, replan, target_step
+from optimizer.solve.lagrangian.planning import (
+    BestPlan,
+    first_plans,
+    plan_gap,
+    plan_pass,
+    replan,
+    target_step,
+)
 from optimizer.solve.lagrangian.start import admissible_prices, start_prices
 from optimizer.solve.lagrangian.targets import secant_global_price
 
@@ -331,7 +338,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                     or (warm_start is not None and iteration == 1))
         objective, short = None, None
         if planning:  # (None, None) for a plan that could not win: see planning.make_plan
-            objective, short = plan_pass(problem, prices, ex.plan_rows(prices), run, best, ex)
+            objective, short = plan_pass(problem, prices, first_plans(problem, prices, ex),
+                                         run, best, ex)
         else:
             unplanned.append(prices)
         gap = plan_gap(reported, best.objective, problem.fixed_value)
@@ -371,7 +379,7 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                       "gap": gap, "seconds": time.perf_counter() - start})
         if best.certified(reported, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
-    return Solution(chosen=best.chosen, objective=max(best.objective, 0.0),
+    return Solution(chosen=best.final(), objective=max(best.objective, 0.0),
                     bound=max(reported, 0.0), status=status, method="lagrangian",
                     iterations=iteration, prices=best.prices, trace=trace)
 

@@ -5,6 +5,9 @@ A plan is the customers' best responses repaired and refilled within every capac
 the groups and funders, then sent on channels. The channels' assignment (a transportation LP over
 the plan's pairs) is its dearest step, so a plan whose channels' upper bound
 (:func:`.channels.ceiling`) cannot beat the best plan is not finished: it would change nothing.
+Where the repair and refill run on the shards and there are no offer groups
+(:func:`plan_on_shards`), each plan stays on the shards: they apply the cuts and their grants,
+answer O(offers) sums and keep the best plan, gathered once at the end (:meth:`BestPlan.final`).
 """
 from __future__ import annotations
 
@@ -33,7 +36,10 @@ class BestPlan:
     def __init__(self, problem: AssignmentProblem, prices: Prices, target_step: int) -> None:
         self.problem, self.target_step = problem, target_step
         self.objective = -np.inf
-        self.chosen = [np.zeros_like(b.offer, dtype=bool) for b in problem.blocks]
+        # None: the best plan is kept on the shards of ``on_shards`` (:meth:`offer_on_shards`)
+        self.chosen: list[np.ndarray] | None = [np.zeros_like(b.offer, dtype=bool)
+                                                for b in problem.blocks]
+        self.on_shards: ShardExecutor | None = None
         self.prices, self.short = prices, np.iinfo(np.int64).max
         self.least_short = self.short
         self.views = channel_rules.PricedViews(problem)  # the plans' priced values, one set
@@ -46,7 +52,7 @@ class BestPlan:
         self.offer(chosen, objective, prices, short)
         return short
 
-    def offer(self, chosen: list[np.ndarray], objective: float, prices: Prices,
+    def offer(self, chosen: list[np.ndarray] | None, objective: float, prices: Prices,
               short: int) -> bool:
         """The rule of :meth:`consider` for a plan whose shortfall ``short`` is known (it may
         belong to another problem over the same offers, as a pricing round's plan does): keep
@@ -57,6 +63,21 @@ class BestPlan:
             self.objective, self.chosen, self.prices, self.short = objective, chosen, prices, short
             return True
         return False
+
+    def offer_on_shards(self, ex: ShardExecutor, made: tuple[int, list[tuple]],
+                        objective: float, prices: Prices, short: int) -> None:
+        """:meth:`offer` for a plan kept on the shards of ``ex`` (``made``: its number and
+        each shard's recipe, :meth:`.shard.Shard.plan_keep`): if it wins, the shards keep it."""
+        if self.offer(None, objective, prices, short):
+            ex.plan_keep(*made)
+            self.on_shards = ex
+
+    def final(self) -> list[np.ndarray]:
+        """The best plan's masks (gathered once from the shards where they kept it)."""
+        if self.chosen is not None:
+            return self.chosen
+        assert self.on_shards is not None
+        return self.on_shards.plan_best()
 
     def beats(self, ceiling: float, short: int) -> bool:
         """Whether the best plan so far wins over any plan of objective at most ``ceiling`` and
@@ -113,12 +134,49 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
     return chosen, whole.objective(chosen, run)
 
 
-def plan_pass(problem: AssignmentProblem, prices: Prices, first: list[np.ndarray],
-              run: ThreadMap, best: BestPlan, ex: ShardExecutor | None = None
-              ) -> tuple[float | None, int | None]:
+def plan_on_shards(problem: AssignmentProblem, ex: ShardExecutor | None) -> bool:
+    """Whether each plan stays on the shards of ``ex`` (repaired, refilled and kept there, only
+    O(offers) sums sent): the repair and refill run there (:func:`.repair_shards.applies`)
+    and no offer groups (their trim reads the masks)."""
+    return (ex is not None and repair_shards.applies(problem, ex.repair_on_shards)
+            and ex.refill_on_shards and problem.groups is None)
+
+
+def first_plans(problem: AssignmentProblem, prices: Prices, ex: ShardExecutor
+                ) -> list[np.ndarray] | None:
+    """The customers' first plans at ``prices`` from the shards' last responses: gathered
+    (:meth:`.ShardExecutor.plan_rows`), or ``None`` where the plan stays on the shards
+    (:func:`plan_on_shards`: each keeps its own)."""
+    if plan_on_shards(problem, ex):
+        ex.all("plan_make", prices)
+        return None
+    return ex.plan_rows(prices)
+
+
+def _shard_plan(problem: AssignmentProblem, prices: Prices, ex: ShardExecutor, plain: bool
+                ) -> tuple[float, int, tuple[int, list[tuple]]]:
+    """The pass's plan made on the shards (their last ``plan_make``): repaired and refilled
+    there; its objective, shortfall, number and each shard's recipe (:meth:`.shard.Shard.
+    plan_keep`; ``plain``: made from the plain responses, a replanned pass)."""
+    done = repair_shards.sharded_repair(ex, problem, None)
+    granted = sharded_refill(ex, problem, None, prices, done.applied,
+                             (done.spend, done.count, done.total))
+    plan_id, counts, objective = ex.plan_apply(done.applied, granted)
+    recipes = [(prices, plain, done.applied, g) for g in granted]
+    return objective, problem.shortfall_of(counts), (plan_id, recipes)
+
+
+def plan_pass(problem: AssignmentProblem, prices: Prices, first: list[np.ndarray] | None,
+              run: ThreadMap, best: BestPlan, ex: ShardExecutor | None = None,
+              plain: bool = False) -> tuple[float | None, int | None]:
     """The pass's plan from the customers' first plans ``first`` (:func:`make_plan`; ``ex``: the
-    shards that made them), offered to ``best``: its objective and shortfall, ``(None, None)``
-    when it could not win."""
+    shards that made them; ``None``: they stay on the shards, :func:`first_plans`), offered to
+    ``best``: its objective and shortfall, ``(None, None)`` when it could not win."""
+    if first is None:
+        assert ex is not None
+        objective, short, kept = _shard_plan(problem, prices, ex, plain)
+        best.offer_on_shards(ex, kept, objective, prices, short)
+        return objective, short
     made = make_plan(problem, prices, first, run, best, ex)
     if made is None:
         return None, None
@@ -134,9 +192,7 @@ def replan(problem: AssignmentProblem, unplanned: list[Prices], best: BestPlan,
         if time.perf_counter() > deadline:
             break
         ex.respond_plain(at)
-        made = make_plan(problem, at, ex.plan_rows(at), run, best, ex)
-        if made is not None:
-            best.consider(made[0], made[1], at, run)
+        plan_pass(problem, at, first_plans(problem, at, ex), run, best, ex, plain=True)
         replanned += 1
     return replanned
 

@@ -19,8 +19,9 @@ what is left, each grant subtracted from the offer's budget and the global budge
 
 Why the same bits as the driver's refill: the kernel's budgets left are floats, each grant's cost
 subtracted in the grant order, and its tests read them; the driver makes the same subtractions in
-the same order, so it needs every granted proposal's cost in order, which it needs anyway (the
-granted pairs go into its plan). A proposal passed over by the kernel (refused, or dead when
+the same order, so it needs every granted proposal's cost in order (the granted pairs go into
+its plan, or back to their shard where the plan stays there: :func:`.planning.plan_on_shards`).
+A proposal passed over by the kernel (refused, or dead when
 proposing) is dead at every later round too, so a shard needs only the pairs granted so far
 (each call carries its own) to form a round's proposals: a shard rebuilt mid-refill replays
 ``repair_start``, ``refill_start`` and the last ``refill_round`` and answers as the lost one
@@ -136,18 +137,19 @@ class _Round:
     calls: int = 0
 
 
-def sharded_refill(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[np.ndarray],
-                   prices: Prices, applied: Sequence, spent: tuple[np.ndarray, np.ndarray, float]
-                   ) -> None:
+def sharded_refill(ex: ShardExecutor, problem: AssignmentProblem,
+                   chosen: list[np.ndarray] | None, prices: Prices, applied: Sequence,
+                   spent: tuple[np.ndarray, np.ndarray, float]) -> list[np.ndarray]:
     """:func:`.repair.refill` of the plan the shards of ``ex`` hold, repaired by the cuts
     ``applied`` (:func:`.repair_shards.sharded_repair`, whose kept spend, count and total are
-    ``spent``): the granted pairs set in ``chosen``, the same pairs as the driver's refill."""
+    ``spent``): the same pairs as the driver's refill, set in ``chosen`` (``None``: the plan
+    stays on the shards). Returns each shard's granted pairs (positions, grant order)."""
     offers = problem.offers
     budget_left = offers.budget - spent[0]
     count_left = offers.max_customers - spent[1]
     global_left = problem.global_budget - spent[2]
     if global_left <= 0 or not open_offers(budget_left, count_left).any():
-        return
+        return [_joined([]) for _ in ex.specs]
     state = _Round((budget_left, count_left.astype(float), float(global_left)),
                    [[] for _ in ex.specs])
     sizes = ex.all("refill_start", list(applied), prices, state.left)
@@ -165,7 +167,10 @@ def sharded_refill(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[n
     ex.all("refill_done")  # the pools let go: held until the next plan, they add to the peak
     _log.info("refill on shards: pool %d; per round (proposals, sent, granted, calls) %s",
               sum(sizes), figures)
-    _set(problem, chosen, _joined([g for shard in state.granted for g in shard]))
+    granted = [_joined(g) for g in state.granted]
+    if chosen is not None:
+        set_pairs(problem, chosen, _joined(granted))
+    return granted
 
 
 def _grant_round(ex: ShardExecutor, state: _Round, batches: list[Batch]) -> int:
@@ -206,9 +211,11 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _set(problem: AssignmentProblem, chosen: list[np.ndarray], pos: np.ndarray) -> None:
-    """Set the pairs at positions ``pos`` in the driver's masks."""
-    customer, slot = pos >> _SLOT_BITS, pos & ((1 << _SLOT_BITS) - 1)
+def set_pairs(problem: AssignmentProblem, chosen: list[np.ndarray], pos: np.ndarray,
+              lo: int = 0) -> None:
+    """Set the pairs at positions ``pos`` in ``chosen``, the masks of ``problem``'s blocks,
+    whose first customer is ``lo`` of the whole problem (the driver's, or a shard's)."""
+    customer, slot = (pos >> _SLOT_BITS) - lo, pos & ((1 << _SLOT_BITS) - 1)
     firsts = np.cumsum([0] + [b.n_customers for b in problem.blocks])
     block = np.searchsorted(firsts, customer, side="right") - 1
     for b in np.unique(block):  # a loop over blocks, never pairs

@@ -216,10 +216,11 @@ class Repaired:
     applied: list[Cut]  # the cuts made (the refill on shards drops what they drop)
 
 
-def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[np.ndarray]
-                   ) -> Repaired:
+def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem,
+                   chosen: list[np.ndarray] | None) -> Repaired:
     """Repair the plan the shards of ``ex`` hold (their last ``plan_rows``, which are
-    ``chosen``): the cuts found from their tallies, the pairs dropped from ``chosen`` too."""
+    ``chosen``): the cuts found from their tallies, the pairs dropped from ``chosen`` too
+    (``None``: the plan stays on the shards, which drop them themselves: none is sent)."""
     offers = problem.offers
     n = offers.n_offers
     ex.all("repair_start")
@@ -229,11 +230,12 @@ def sharded_repair(ex: ShardExecutor, problem: AssignmentProblem, chosen: list[n
         cut = _cut(ex, kind, capacity, applied, n)
         if cut is not None:
             applied.append(cut)
-    found = ex.all("repair_done", applied)
-    for spec, (piece, row, slot, _, _) in zip(ex.specs, found):
+    found = ex.all("repair_done", applied, chosen is not None)
+    masks = chosen if chosen is not None else []
+    for spec, (piece, row, slot, _, _) in zip(ex.specs, found if masks else []):
         for k, (b, f, _e) in enumerate(spec.pieces):
             sel = piece == k
-            chosen[b][f + row[sel], slot[sel]] = False
+            masks[b][f + row[sel], slot[sel]] = False
     spend = exact_total([f[3] for f in found])
     count = np.sum([f[4] for f in found], axis=0)
     whole = (spend[0], spend[1].sum(axis=0, keepdims=True))

@@ -10,6 +10,7 @@ whatever holds the shards.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -49,10 +50,34 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # it in that order left (a ``collect`` replayed before a later ``tallies``, its own state
 # stale and never read again, finds no part counts and keeps nothing; a ``refill_round`` or
 # ``refill_done`` of an earlier plan replayed before the last ``refill_start`` works on the
-# empty pool of a rebuilt shard, and the start overwrites it).
+# empty pool of a rebuilt shard, and the start overwrites it). Where the plan stays on the
+# shards, ``plan_make`` (the plan, as ``plan_rows``) and ``plan_apply`` (the plan repaired and
+# refilled) are replayed as well, and ``plan_keep`` (the best plan) is kept across passes
+# (:data:`KEPT`): the best plan may be an earlier pass's, so its call carries its own recipe.
 STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
             "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start",
-            "refill_start", "refill_round", "refill_done")
+            "refill_start", "refill_round", "refill_done", "plan_make", "plan_apply",
+            "plan_keep")
+KEPT = ("plan_keep",)  # the stateful calls a later ``respond`` does not make stale
+
+Replay = list[tuple[str, Any]]  # (call, its arguments per shard), in the order to replay
+
+
+def remembered(replay: Replay, method: str, args: Any) -> Replay:
+    """What a rebuilt shard replays once ``method(args)`` has been answered: the last
+    ``respond`` and, since it, the last call of each other stateful kind, after the last of
+    each :data:`KEPT` kind (made first: the calls after it overwrite what it leaves)."""
+    if method == "respond":
+        return [c for c in replay if c[0] in KEPT] + [(method, args)]
+    if method in STATEFUL:
+        return [c for c in replay if c[0] != method] + [(method, args)]
+    return replay
+
+
+def replayed(replay: Replay, method: str) -> Replay:
+    """What a shard lost in a call to ``method`` replays before the call is made again (a
+    ``respond`` overwrites every state but the :data:`KEPT` ones)."""
+    return [c for c in replay if c[0] in KEPT] if method == "respond" else replay
 
 
 class Shard:
@@ -84,6 +109,8 @@ class Shard:
         self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
         self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
         self._pool = rf.empty_pool()  # the refill's pool (refill_start)
+        self._made: tuple[int, list[np.ndarray]] = (-1, [])  # the last plan_apply's plan
+        self._best: list[np.ndarray] = []  # the best plan (plan_keep)
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -324,13 +351,13 @@ class Shard:
                                     inf, self.problem.offers.n_offers)
         return exact_tally(row, self._pairs.value[idx], rows.shape[0])
 
-    def repair_done(self, applied: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, Exact,
-                                                  np.ndarray]:
-        """The pairs dropped (piece, row, slot) and the kept ones' exact spend and count per
-        offer."""
+    def repair_done(self, applied: list, dropped: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Exact, np.ndarray]:
+        """The pairs dropped (piece, row, slot; none sent unless ``dropped``) and the kept ones'
+        exact spend and count per offer."""
         kept = self._kept_after(applied)
         e, n = self._pairs, self.problem.offers.n_offers
-        gone = ~kept
+        gone = ~kept & dropped
         return (e.piece[gone], e.row[gone], e.slot[gone], exact_tally(e.offer[kept],
                 e.cost[kept], n), np.bincount(e.offer[kept], minlength=n).astype(np.int64))
 
@@ -339,14 +366,19 @@ class Shard:
     def refill_start(self, applied: list, prices: Prices, left: rf.Left) -> int:
         """Build the refill's pool from the plan less the pairs the cuts ``applied`` dropped,
         at ``left`` (budgets, customers and global budget left); returns its size."""
+        masks = self._repaired(applied)
+        self._pool = rf.shard_pool(self.problem, masks, prices, left, self.lo, self.run)
+        return int(self._pool.offer.shape[0])
+
+    def _repaired(self, applied: list) -> list[np.ndarray]:
+        """The last plan less the pairs the cuts ``applied`` dropped (new masks)."""
         masks = [m.copy() for m in self.plan]
         gone = ~self._kept_after(applied)
         e = self._pairs
         for k, mask in enumerate(masks):  # a loop over the shard's pieces, never pairs
             sel = gone & (e.piece == k)
             mask[e.row[sel], e.slot[sel]] = False
-        self._pool = rf.shard_pool(self.problem, masks, prices, left, self.lo, self.run)
-        return int(self._pool.offer.shape[0])
+        return masks
 
     def refill_round(self, granted: np.ndarray, budget_left: np.ndarray,
                      count_left: np.ndarray, global_left: float, limit: int
@@ -366,6 +398,46 @@ class Shard:
     def refill_done(self) -> None:
         """Let the refill's pool go."""
         self._pool = rf.empty_pool()
+
+    # -- the plan kept on the shard (:func:`.planning.plan_pass` without the driver's masks) ---
+    def plan_make(self, prices: Prices) -> None:
+        """:meth:`plan_rows`, the plan kept here and nothing sent."""
+        self.plan_rows(prices)
+
+    def plan_apply(self, applied: list, granted: np.ndarray, plan_id: int
+                   ) -> tuple[np.ndarray, Exact | None]:
+        """The pass's plan made here: the last plan less the pairs the cuts ``applied`` drop,
+        with the shard's refill grants ``granted`` (positions), kept as plan ``plan_id``; its
+        customers per offer and its exact value (:meth:`.AssignmentProblem.objective_exact`)."""
+        masks = self._repaired(applied)
+        rf.set_pairs(self.problem, masks, granted, self.lo)
+        self._made = (plan_id, masks)
+        return (self.problem.usage(masks, self.run).customers,
+                self.problem.objective_exact(masks, self.run))
+
+    def plan_keep(self, plan_id: int, recipe: tuple) -> None:
+        """Keep plan ``plan_id`` as the best. A shard that did not make it (rebuilt since)
+        makes it again from ``recipe``: its prices, whether from the plain responses (a
+        replanned pass), the cuts applied and the shard's grants (every step a function of
+        these and the shard's blocks; the later replayed calls overwrite what this leaves)."""
+        if self._made[0] != plan_id:
+            prices, plain, applied, granted = recipe
+            if plain:
+                self.respond_plain(prices)
+            else:
+                self.respond(prices)
+            self.plan_rows(prices)
+            self.repair_start()
+            self.plan_apply(applied, granted, plan_id)
+        self._best = self._made[1]
+
+    def plan_best(self) -> list[np.ndarray]:
+        """The best plan kept (:meth:`plan_keep`), one mask per piece."""
+        return self._best
+
+    def plan_best_packed(self) -> list[np.ndarray]:
+        """:meth:`plan_best` as packed bits."""
+        return [np.packbits(mask, axis=None) for mask in self._best]
 
 
 def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
