@@ -62,7 +62,7 @@ def minimize_bounded(fun: Objective, x0: np.ndarray, bounds: tuple[float, float]
     lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
     x = np.clip(np.asarray(x0, dtype=float), lo, hi)
     grad = _gradient(fun, jac, lo, hi)
-    f, g = grad(x)
+    f, g = grad(x, None)
     pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
     for it in range(maxiter):
         pg = float(np.max(np.abs(x - np.clip(x - g, lo, hi)), initial=0.0))
@@ -79,7 +79,7 @@ def minimize_bounded(fun: Objective, x0: np.ndarray, bounds: tuple[float, float]
             return Minimum(x, f, it, pg <= 1e-5,
                            "no decrease along the search direction")
         x_new, f_new = moved
-        f_new, g_new = grad(x_new)
+        f_new, g_new = grad(x_new, f_new)
         s, y = x_new - x, g_new - g
         sy = fixed_dot(s, y)
         if sy > 1e-12 * fixed_dot(y, y):
@@ -129,21 +129,21 @@ def _value(fun: Objective, jac: bool, x: np.ndarray) -> float:
 
 
 def _gradient(fun: Objective, jac: bool, lo: float, hi: float
-              ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-    """``x -> (fun(x), gradient)``: ``fun``'s own, or central differences of step
-    ``eps**(1/3) max(1, |x_i|)`` (one-sided at a bound; N&W section 8.1)."""
+              ) -> Callable[[np.ndarray, float | None], tuple[float, np.ndarray]]:
+    """``(x, fun(x) if known) -> (fun(x), gradient)``: ``fun``'s own, or central differences of
+    step ``eps**(1/3) max(1, |x_i|)`` (one-sided at a bound; N&W section 8.1)."""
     if jac:
-        def both(x: np.ndarray) -> tuple[float, np.ndarray]:
+        def both(x: np.ndarray, known: float | None) -> tuple[float, np.ndarray]:
             value, g = fun(x)
             return float(value), np.asarray(g, dtype=float).copy()
         return both
 
-    def central(x: np.ndarray) -> tuple[float, np.ndarray]:
+    def central(x: np.ndarray, known: float | None) -> tuple[float, np.ndarray]:
         g = np.empty(x.size)
         h = np.finfo(float).eps ** (1 / 3) * np.maximum(1.0, np.abs(x))
         for i in range(x.size):  # a handful of parameters
             up, down = x.copy(), x.copy()
             up[i], down[i] = min(x[i] + h[i], hi), max(x[i] - h[i], lo)
             g[i] = (float(fun(up)) - float(fun(down))) / (up[i] - down[i])
-        return float(fun(x)), g
+        return (float(fun(x)) if known is None else known), g
     return central
