@@ -123,7 +123,7 @@ def test_lifetime_value_fits_both_models_on_simulated_customers():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fit_objectives_equal_the_log_likelihoods_to_the_last_bit(seed):
     # the fits evaluate the likelihood through per-sample terms (log-gamma once per distinct
-    # frequency): any last-bit difference would move L-BFGS-B and so the fitted parameters
+    # frequency): any last-bit difference would move the minimiser and so the fitted parameters
     rng = np.random.default_rng(seed)
     T = rng.integers(1, 300, 20_000).astype(float)
     x, t_x = bgnbd.simulate(rng, T, **CDNOW_BGNBD)

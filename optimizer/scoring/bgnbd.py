@@ -15,7 +15,8 @@ time is in the same unit.
 
 Parameters (all > 0): ``r``, ``alpha`` (Gamma shape and rate of the purchase rate), ``a``, ``b``
 (Beta parameters of the dropout probability). Fitted by maximum likelihood (eq. 6 of the paper)
-over log-parameters with a projected L-BFGS (:func:`~optimizer.scoring.mle.minimize_bounded`); customers sharing (x, t_x, T) are pooled with weights.
+over log-parameters with a projected L-BFGS (:func:`~optimizer.scoring.mle.minimize_bounded`);
+customers sharing (x, t_x, T) are pooled with weights.
 The lifetimes package's ``BetaGeoFitter`` is the model of this API: ``fit`` then
 ``conditional_expected_number_of_purchases_up_to_time`` (here ``predict``).
 """

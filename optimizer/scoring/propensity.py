@@ -18,11 +18,12 @@ the offer incidence matrices, see :func:`design`):
   of her earlier redemptions / sends of offers in j's categories.
 
 The coefficients ``beta`` are fitted by maximum likelihood (L2-penalised, on standardised columns,
-L-BFGS with the analytic gradient, :func:`~optimizer.scoring.mle.minimize_bounded`) on offers sent in the weeks before the planning week and
-whether they were redeemed (``target = "redemption"``, ``rate = 1``), or, without redemptions, on
-sampled pairs labelled by whether she bought any of the offer's categories in those weeks
-(``target = "category purchase"``; ``rate`` = ``affinity.proxy_redemption_rate`` turns that
-calibrated purchase probability into a redemption probability). A logistic regression fitted by
+a projected L-BFGS with the analytic gradient, :func:`~optimizer.scoring.mle.minimize_bounded`) on
+offers sent in the weeks before the planning week and whether they were redeemed (``target =
+"redemption"``, ``rate = 1``), or, without redemptions, on sampled pairs labelled by whether she
+bought any of the offer's categories in those weeks (``target = "category purchase"``; ``rate`` =
+``affinity.proxy_redemption_rate`` turns that calibrated purchase probability into a redemption
+probability). A logistic regression fitted by
 maximum likelihood is calibrated on its training data (the mean prediction equals the observed
 rate); ``offeropt backtest`` measures calibration on held-out weeks.
 """
