@@ -123,7 +123,7 @@ def test_lifetime_value_fits_both_models_on_simulated_customers():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fit_objectives_equal_the_log_likelihoods_to_the_last_bit(seed):
     # the fits evaluate the likelihood through per-sample terms (log-gamma once per distinct
-    # frequency): any last-bit difference would move L-BFGS-B and so the fitted parameters
+    # frequency): any last-bit difference would move the minimiser and so the fitted parameters
     rng = np.random.default_rng(seed)
     T = rng.integers(1, 300, 20_000).astype(float)
     x, t_x = bgnbd.simulate(rng, T, **CDNOW_BGNBD)
@@ -137,3 +137,23 @@ def test_fit_objectives_equal_the_log_likelihoods_to_the_last_bit(seed):
         assert np.array_equal(bg_terms(bg), bgnbd.log_likelihood(bg, x, t_x, T), equal_nan=True)
         assert np.array_equal(gg_terms(gg), gamma_gamma.log_likelihood(gg, x[x > 0], m[x > 0]),
                               equal_nan=True)
+
+
+def test_minimize_bounded_finds_the_minimum_inside_and_on_the_box():
+    """The fits' minimiser (projected L-BFGS, no BLAS): Rosenbrock's minimum (1, 1) unbounded,
+    (0.5, 0.25) with x <= 0.5, by finite differences and with the gradient."""
+    from optimizer.scoring.mle import minimize_bounded
+
+    def value(x):
+        return float(100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2)
+
+    def both(x):
+        return value(x), np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]),
+                                   200 * (x[1] - x[0] ** 2)])
+
+    start = np.array([-1.2, 1.0])
+    for fun, jac in ((value, False), (both, True)):
+        free = minimize_bounded(fun, start, jac=jac)
+        assert free.success and np.allclose(free.x, [1.0, 1.0], atol=1e-5)
+        boxed = minimize_bounded(fun, start, (-2.0, 0.5), jac=jac)
+        assert boxed.success and np.allclose(boxed.x, [0.5, 0.25], atol=1e-5)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from optimizer.core.numerics import fixed_dot
+
 # (commodity, department, typical shelf price) roughly in order of popularity (rank -> Zipf weight).
 # The sensitive categories and the niche ones sit in the tail.
 CATEGORIES: list[tuple[str, str, float]] = [
@@ -216,7 +218,7 @@ def _customer_latents(rng: np.random.Generator, n: int, cat: _Catalog, weeks: in
     # activity: lognormal with mean 1 (heavy tail), times the segment's level
     sigma = 1.0
     act = rng.lognormal(-sigma * sigma / 2, sigma, n) * _SEGMENT_ACTIVITY[seg]
-    mean_lines = 40.0 * weeks / 26.0 * act / float(_SEGMENT_ACTIVITY @ _SEGMENT_SHARE)
+    mean_lines = 40.0 * weeks / 26.0 * act / fixed_dot(_SEGMENT_ACTIVITY, _SEGMENT_SHARE)
 
     tilt = np.ones((len(SEGMENTS), C))
     for s, name in enumerate(SEGMENTS):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from optimizer.core.errors import ScenarioError
+from optimizer.core.numerics import fixed_dot
 
 if TYPE_CHECKING:
     import polars as pl
@@ -123,7 +124,7 @@ def contact_cost(channels: ChannelData | None, chosen: Sequence[np.ndarray]) -> 
     channel = plan_channels(chosen)
     if channels is None or channel is None:
         return 0.0
-    return float(channels_used(channels, chosen) @ channels.cost)
+    return fixed_dot(channels_used(channels, chosen).astype(float), channels.cost)
 
 
 def channels_used(channels: ChannelData, chosen: Sequence[np.ndarray]) -> np.ndarray:
@@ -150,7 +151,7 @@ def violations(channels: ChannelData, blocks: Sequence["CandidateBlock"],
         ok[ok] = channels.consent[block.customers[rows[ok]], ch[ok]]
         bad += int((~ok).sum())
     used = channels_used(channels, chosen)
-    cost = float(used @ channels.cost)
+    cost = fixed_dot(used.astype(float), channels.cost)
     return {"channel_consent": bad,
             "channel_capacity": int((used > channels.capacity).sum()),
             "contact_budget": int(cost > channels.contact_budget * (1 + rtol) + atol)}

@@ -56,6 +56,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from optimizer.core.numerics import fixed_dot
 from optimizer.model.channels import ChannelPlan, plan_channels, slot_dtype
 from optimizer.model.eligibility import EligibilityRules
 from optimizer.model.problem import AssignmentProblem, Solution
@@ -328,7 +329,7 @@ def apply(problem: AssignmentProblem, plan: PinPlan) -> None:
         channels = problem.channels
         carried = np.bincount(np.concatenate([ch[ch >= 0] for ch in plan.channel]).astype(
             np.int64), minlength=channels.n_channels)
-        contacts = float(carried @ channels.cost)
+        contacts = fixed_dot(carried.astype(float), channels.cost)
         plan.value -= contacts  # the objective pays each contact
         problem.channels = replace(
             channels, capacity=np.maximum(channels.capacity - carried, 0.0),

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.core.numerics import fixed_dot
 from optimizer.model.channels import channels_used
 from optimizer.model.problem import AssignmentProblem, Solution
 
@@ -31,7 +32,7 @@ def channel_manifest(problem: AssignmentProblem, solution: Solution) -> dict[str
                      "consenting_customers": int(channels.consent[:, k].sum()),
                      "shadow_price": float(price[k])})
     budget = channels.contact_budget
-    spent = float(used @ channels.cost)
+    spent = fixed_dot(used.astype(float), channels.cost)
     return {"channels": rows,
             "contact_budget": {"budget": budget if np.isfinite(budget) else None,
                                "contact_cost": spent,

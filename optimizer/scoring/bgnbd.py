@@ -15,7 +15,8 @@ time is in the same unit.
 
 Parameters (all > 0): ``r``, ``alpha`` (Gamma shape and rate of the purchase rate), ``a``, ``b``
 (Beta parameters of the dropout probability). Fitted by maximum likelihood (eq. 6 of the paper)
-over log-parameters with scipy's L-BFGS-B; customers sharing (x, t_x, T) are pooled with weights.
+over log-parameters with a projected L-BFGS (:func:`~optimizer.scoring.mle.minimize_bounded`);
+customers sharing (x, t_x, T) are pooled with weights.
 The lifetimes package's ``BetaGeoFitter`` is the model of this API: ``fit`` then
 ``conditional_expected_number_of_purchases_up_to_time`` (here ``predict``).
 """
@@ -26,9 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from optimizer.core.interrupt import import_held
 from optimizer.core.numerics import fixed_dot
-from optimizer.scoring.mle import MaximumLikelihoodFit
+from optimizer.scoring.mle import MaximumLikelihoodFit, minimize_bounded
 
 PARAMS = ("r", "alpha", "a", "b")
 
@@ -92,13 +92,11 @@ class BGNBD(MaximumLikelihoodFit):
         def objective(log_params: np.ndarray) -> float:
             params = np.exp(log_params)
             ll = terms(params)
-            value = -fixed_dot(w, ll) / total + self.penalizer * float(params @ params)
+            value = -fixed_dot(w, ll) / total + self.penalizer * fixed_dot(params, params)
             return value if np.isfinite(value) else 1e300
 
         start = np.log([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0])
-        optimize = import_held("scipy.optimize")  # here: 0.3 s of start-up scores runs never use
-        result = optimize.minimize(objective, start, method="L-BFGS-B",
-                                   bounds=[(-12.0, 12.0)] * 4, options={"maxiter": 500})
+        result = minimize_bounded(objective, start, (-12.0, 12.0), maxiter=500)
         self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))
         self.log_likelihood_ = fixed_dot(w, log_likelihood(np.exp(result.x), x, t_x, T))
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))

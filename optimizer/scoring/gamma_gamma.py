@@ -8,7 +8,8 @@ Model: the value of each of a customer's purchases is ``z ~ Gamma(p, nu)`` (shap
 
 Sufficient statistics: ``frequency`` x (repeat purchases, x >= 1) and ``monetary_value`` m_x (the
 mean value of those x purchases). Parameters (all > 0): ``p``, ``q``, ``gamma``. Fitted by maximum
-likelihood over log-parameters with scipy's L-BFGS-B. ``predict`` is the conditional expected
+likelihood over log-parameters with a projected L-BFGS
+(:func:`~optimizer.scoring.mle.minimize_bounded`). ``predict`` is the conditional expected
 spend per purchase ``p (gamma + x m_x) / (p x + q - 1)`` (needs q > 1); customers without a repeat
 purchase get the population mean ``p gamma / (q - 1)``.
 """
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from optimizer.core.interrupt import import_held
-from optimizer.scoring.mle import MaximumLikelihoodFit
+from optimizer.core.numerics import fixed_dot
+from optimizer.scoring.mle import MaximumLikelihoodFit, minimize_bounded
 
 PARAMS = ("p", "q", "gamma")
 
@@ -73,13 +74,11 @@ class GammaGamma(MaximumLikelihoodFit):
         def objective(log_params: np.ndarray) -> float:
             params = np.exp(log_params)
             value = -float(terms(params).sum()) / n
-            value += self.penalizer * float(params @ params)
+            value += self.penalizer * fixed_dot(params, params)
             return value if np.isfinite(value) else 1e300
 
         start = np.log([1.0, 2.0, max(float(np.mean(m)) if m.size else 1.0, 1e-3)])
-        optimize = import_held("scipy.optimize")  # here: 0.3 s of start-up scores runs never use
-        result = optimize.minimize(objective, start, method="L-BFGS-B",
-                                   bounds=[(-12.0, 12.0)] * 3, options={"maxiter": 500})
+        result = minimize_bounded(objective, start, (-12.0, 12.0), maxiter=500)
         self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))
         self.log_likelihood_ = float(log_likelihood(np.exp(result.x), x, m).sum())
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))

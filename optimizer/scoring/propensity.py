@@ -18,11 +18,12 @@ the offer incidence matrices, see :func:`design`):
   of her earlier redemptions / sends of offers in j's categories.
 
 The coefficients ``beta`` are fitted by maximum likelihood (L2-penalised, on standardised columns,
-scipy L-BFGS-B with the analytic gradient) on offers sent in the weeks before the planning week and
-whether they were redeemed (``target = "redemption"``, ``rate = 1``), or, without redemptions, on
-sampled pairs labelled by whether she bought any of the offer's categories in those weeks
-(``target = "category purchase"``; ``rate`` = ``affinity.proxy_redemption_rate`` turns that
-calibrated purchase probability into a redemption probability). A logistic regression fitted by
+a projected L-BFGS with the analytic gradient, :func:`~optimizer.scoring.mle.minimize_bounded`) on
+offers sent in the weeks before the planning week and whether they were redeemed (``target =
+"redemption"``, ``rate = 1``), or, without redemptions, on sampled pairs labelled by whether she
+bought any of the offer's categories in those weeks (``target = "category purchase"``; ``rate`` =
+``affinity.proxy_redemption_rate`` turns that calibrated purchase probability into a redemption
+probability). A logistic regression fitted by
 maximum likelihood is calibrated on its training data (the mean prediction equals the observed
 rate); ``offeropt backtest`` measures calibration on held-out weeks.
 """
@@ -36,8 +37,8 @@ import numba as nb
 import numpy as np
 from scipy import special
 
-from optimizer.core.interrupt import import_held
-from optimizer.core.numerics import fixed_matvec, fixed_tdot
+from optimizer.core.numerics import fixed_dot, fixed_matvec, fixed_tdot
+from optimizer.scoring.mle import minimize_bounded
 
 FEATURES = ("intercept", "category", "log_category", "brand", "product", "discount_share",
             "depth", "depth_x_discount_share", "recency", "visits", "tenure", "response",
@@ -124,14 +125,12 @@ class Propensity:
             eta = fixed_matvec(Z, beta)
             nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
             grad = fixed_tdot(Z, special.expit(eta) - y) / n
-            return nll + float(penalty @ beta**2), grad + 2 * penalty * beta
+            return nll + fixed_dot(penalty, beta**2), grad + 2 * penalty * beta
 
         rate = min(max(float(y.mean()) if y.size else 0.5, 1e-6), 1 - 1e-6)
         start = np.zeros(Z.shape[1])
         start[0] = np.log(rate / (1 - rate))
-        optimize = import_held("scipy.optimize")  # here: 0.3 s of start-up scores runs never use
-        result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B",
-                                   options={"maxiter": 1000})
+        result = minimize_bounded(loss, start, jac=True, maxiter=1000)
         beta = result.x / scale
         beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
         self.coef_ = beta

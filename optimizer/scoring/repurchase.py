@@ -21,8 +21,9 @@ time; ``pair_features`` takes t per pair, so each training send sees its own wee
   ``depth`` its discount over its categories' average line value.
 
 Weights come from a logistic regression (L2-penalised maximum likelihood on standardised columns,
-scipy L-BFGS; a logistic model because its score splits into customer + offer + sparse pair terms,
-so scoring a million customers stays one sparse pass, and maximum likelihood makes it calibrated
+a projected L-BFGS, :func:`~optimizer.scoring.mle.minimize_bounded`; a logistic model because its
+score splits into customer + offer + sparse pair terms, so scoring a million customers stays one
+sparse pass, and maximum likelihood makes it calibrated
 on its training pairs) fitted on past sends labelled by whether she redeemed them
 (:mod:`optimizer.scoring.fit` picks the pairs; :mod:`optimizer.scoring.repurchase_fit` fits
 them). Before the final fit the sends of every fourth customer are held out, and the richest

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from optimizer.core.numerics import fixed_matvec, fixed_tdot
+from optimizer.core.numerics import fixed_dot, fixed_matvec, fixed_tdot
 from optimizer.scoring._pair_kernels import formula_logits, platt_array
+from optimizer.scoring.mle import minimize_bounded
 from optimizer.scoring.ranking_stats import auc, auc_difference
 from optimizer.scoring.repurchase import (
     BUY_AGAIN,
@@ -57,7 +58,6 @@ from optimizer.scoring.repurchase import (
 def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
     """L2-penalised logistic regression on standardised columns (column 0 = intercept, not
     penalised); returns the coefficients on the original scale and whether it converged."""
-    from scipy import optimize
     mean, scale = X.mean(axis=0), X.std(axis=0)
     mean[0], scale[0] = 0.0, 1.0
     constant = scale <= 1e-12
@@ -73,11 +73,11 @@ def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray
         eta = fixed_matvec(Z, beta)
         nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
         grad = fixed_tdot(Z, special.expit(eta) - y) / n + 2 * penalty * beta
-        return nll + float(penalty @ beta**2), grad
+        return nll + fixed_dot(penalty, beta**2), grad
     rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
     start = np.zeros(X.shape[1])
     start[0] = np.log(rate / (1 - rate))
-    result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    result = minimize_bounded(loss, start, jac=True, maxiter=500)
     beta = result.x / scale
     beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
     return beta, bool(result.success) and bool(np.all(np.isfinite(beta)))
