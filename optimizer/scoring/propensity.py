@@ -37,8 +37,8 @@ import numba as nb
 import numpy as np
 from scipy import special
 
-from optimizer.core.numerics import fixed_dot, fixed_matvec, fixed_tdot
-from optimizer.scoring.mle import minimize_bounded
+from optimizer.core.numerics import fixed_matvec
+from optimizer.scoring.mle import logistic_regression
 
 FEATURES = ("intercept", "category", "log_category", "brand", "product", "discount_share",
             "depth", "depth_x_discount_share", "recency", "visits", "tenure", "response",
@@ -106,33 +106,7 @@ class Propensity:
     def fit(self, columns: list[np.ndarray], y: np.ndarray) -> "Propensity":
         """Fit on pair columns (``design`` output for ``n`` pairs) and 0/1 labels ``y``."""
         X = np.column_stack([np.broadcast_to(col, y.shape) for col in columns])
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        mean[0], scale[0] = 0.0, 1.0
-        constant = np.ptp(X, axis=0) <= 1e-12 * np.maximum(np.abs(mean), 1.0)
-        constant[0] = False
-        scale = np.where(constant, 1.0, scale)
-        mean[constant] = 0.0
-        Z = (X - mean) / scale
-        n = max(y.size, 1)
-        Z[:, constant] = 0.0  # a constant column is the intercept's job: its coefficient stays 0
-        penalty = np.full(Z.shape[1], self.l2)
-        penalty[0] = 0.0
-
-        def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-            # numpy's fixed order, not BLAS's: OpenBLAS splits Z.T @ r over its threads, so
-            # the gradient, the fitted coefficients and the plan followed OPENBLAS_NUM_THREADS
-            eta = fixed_matvec(Z, beta)
-            nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-            grad = fixed_tdot(Z, special.expit(eta) - y) / n
-            return nll + fixed_dot(penalty, beta**2), grad + 2 * penalty * beta
-
-        rate = min(max(float(y.mean()) if y.size else 0.5, 1e-6), 1 - 1e-6)
-        start = np.zeros(Z.shape[1])
-        start[0] = np.log(rate / (1 - rate))
-        result = minimize_bounded(loss, start, jac=True, maxiter=1000)
-        beta = result.x / scale
-        beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
+        beta, result = logistic_regression(X, y, self.l2, maxiter=1000)
         self.coef_ = beta
         eta = fixed_matvec(X, beta)
         self.log_likelihood_ = float(np.sum(y * eta - np.logaddexp(0.0, eta)))

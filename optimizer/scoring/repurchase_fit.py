@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from optimizer.core.numerics import fixed_dot, fixed_matvec, fixed_tdot
+from optimizer.core.numerics import fixed_matvec
 from optimizer.scoring._pair_kernels import formula_logits, platt_array
-from optimizer.scoring.mle import minimize_bounded
+from optimizer.scoring.mle import logistic_regression
 from optimizer.scoring.ranking_stats import auc, auc_difference
 from optimizer.scoring.repurchase import (
     BUY_AGAIN,
@@ -56,30 +56,9 @@ from optimizer.scoring.repurchase import (
 
 
 def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, bool]:
-    """L2-penalised logistic regression on standardised columns (column 0 = intercept, not
-    penalised); returns the coefficients on the original scale and whether it converged."""
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    mean[0], scale[0] = 0.0, 1.0
-    constant = scale <= 1e-12
-    constant[0] = False
-    scale = np.where(constant, 1.0, scale)
-    Z = (X - mean) / scale
-    Z[:, constant] = 0.0
-    n = max(y.size, 1)
-    penalty = np.full(X.shape[1], l2)
-    penalty[0] = 0.0
-
-    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = fixed_matvec(Z, beta)
-        nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
-        grad = fixed_tdot(Z, special.expit(eta) - y) / n + 2 * penalty * beta
-        return nll + fixed_dot(penalty, beta**2), grad
-    rate = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
-    start = np.zeros(X.shape[1])
-    start[0] = np.log(rate / (1 - rate))
-    result = minimize_bounded(loss, start, jac=True, maxiter=500)
-    beta = result.x / scale
-    beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))
+    """:func:`.mle.logistic_regression`'s coefficients on ``X``'s scale and whether it
+    converged to finite ones."""
+    beta, result = logistic_regression(X, y, l2)
     return beta, bool(result.success) and bool(np.all(np.isfinite(beta)))
 
 
