@@ -154,7 +154,9 @@ def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Sett
                          f"{latest} would count as weeks without sales and dilute the lift "
                          f"(give --weeks {latest - run.week + 1} or less, or outcomes through "
                          f"week {window[1]})")
-    in_window = pl.col("week").is_between(window[0], window[1])
+    # an ID no customer of the run can have (a text "06" beside integer customers) reads null:
+    # a customer in no arm, left out (its null key has no place in the per-customer sums)
+    in_window = pl.col("week").is_between(window[0], window[1]) & pl.col("customer_id").is_not_null()
     cid = unify_id_type(tx.get_column("customer_id"), run.ids_int["customer_id"])
     sales = _sum_by(tx.with_columns(cid).filter(in_window), {"sales": "sales_value"})
     r = red.with_columns(unify_id_type(red.get_column("customer_id"), run.ids_int["customer_id"]),
