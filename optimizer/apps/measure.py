@@ -49,6 +49,7 @@ from optimizer.core.numerics import group_sums
 from optimizer.io.load import unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runview import read_run_arm
+from optimizer.io.typed_ids import ids_are_int, read_master, read_referencing
 from optimizer.io.validate import read_checked
 
 METRICS = ("sales", "redemptions", "margin")
@@ -107,13 +108,13 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"{run_dir}: not a run folder of offeropt run "
                          f"(manifest.json: {type(exc).__name__}: {exc})") from None
-    customers = read_checked(data, "customers")
-    offers = read_checked(data, "offers")
-    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
-               "offer_id": offers.schema["offer_id"].is_integer()}
+    # IDs typed as the run typed them (a text customer_id in transactions beside integer
+    # customers, which run accepts, failed the pre-period's join: exit 70)
+    offers = read_master(data, "offers")
+    ids_int = ids_are_int(customer_id=read_master(data, "customers"), offer_id=offers)
     sends = read_run_arm(run_dir, "assignments", ids_int)
     controls = read_run_arm(run_dir, "controls", ids_int, ("reason",))
-    tx = read_checked(data, "transactions")
+    tx = read_referencing(data, "transactions", {"customer_id": ids_int["customer_id"]})
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
     return _Run(run_dir, week, data, sends, controls,
@@ -413,8 +414,8 @@ def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
     """The standard deviation of customers' sales over ``weeks`` weeks (the input folder's last
     ``weeks`` weeks, customers without purchases counting 0) and the number of customers."""
     # checked: an empty week crashed, a NaN sale spread as NaN
-    customers = read_checked(Path(data), "customers").select("customer_id")
-    tx = read_checked(Path(data), "transactions")
+    customers = read_master(Path(data), "customers").select("customer_id")
+    tx = read_referencing(Path(data), "transactions", ids_are_int(customer_id=customers))
     if tx.height == 0:
         raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
     first, last = (int(v) for v in tx.select(pl.col("week").min().alias("first"),
