@@ -416,15 +416,18 @@ def test_summary_missing_an_assigned_offer(tmp_path):
     assert report.rules == {"summary"}
 
 
-def test_summary_unassigned_offer_with_zero_passes(tmp_path):
-    _check(tmp_path)
+def test_summary_lists_every_offer_an_unassigned_one_with_zero(tmp_path):
+    """The summary has a row per offer, as the run writes it: offer 8, given to no one, reads 0
+    customers and passes; its row gone (which agreed with every sum, exit 0) hides its budget
+    and any min_customers shortfall: a violation."""
+    assert _check(tmp_path).ok
     path = tmp_path / "run" / "offers_summary.parquet"
     summ = pl.read_parquet(path)
-    extra = summ.head(1).with_columns(offer_id=pl.lit(8, pl.Int64), customers=pl.lit(0, pl.UInt32),
-                                      expected_redemptions=pl.lit(0.0),
-                                      expected_cost=pl.lit(0.0))
-    pl.concat([summ, extra]).write_parquet(path)
-    assert check_run(load_scenario(tmp_path / "scenario.toml"), complete=False).ok
+    assert summ.filter(pl.col("offer_id") == 8).get_column("customers").to_list() == [0]
+    summ.filter(pl.col("offer_id") != 8).write_parquet(path)
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), complete=False)
+    assert report.rules == {"summary"}
+    assert "1 offer(s) of 'offers' have no row in offers_summary.parquet" in report.describe()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -112,6 +112,12 @@ def _one_more_customer(s: pl.DataFrame) -> pl.DataFrame:
                           .otherwise(pl.col("customers")))
 
 
+def _drop_unsent_offer(s: pl.DataFrame) -> pl.DataFrame:
+    unsent = s.filter(pl.col("customers") == 0)
+    assert unsent.height, "every offer of the demo was sent"
+    return s.filter(pl.col("offer_id") != unsent.get_column("offer_id")[0])
+
+
 def _budget_used_halved(s: pl.DataFrame) -> pl.DataFrame:
     return s.with_columns(pl.col("budget_used") / 2)
 
@@ -169,6 +175,11 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                           ["[summary]"]),
     "summary_budget_used": (lambda r: _both(r / "run", _budget_used_halved, "offers_summary"),
                             ["[summary]", "budget_used"]),
+    # the row of an offer no customer got agreed with every sum once gone (exit 0), hiding its
+    # budget and min_customers shortfall
+    "summary_row_of_an_unsent_offer": (lambda r: _both(r / "run", _drop_unsent_offer,
+                                                       "offers_summary"),
+                                       ["[summary]", "have no row in offers_summary.parquet"]),
     "customers_decile": (_decile_moved, ["[customers_table]"]),
     "manifest_objective": (_objective_off, ["[manifest]", "not the sum of the assignments"]),
     "manifest_bound_below_objective": (_bound_below, ["[manifest]", "exceeds upper_bound"]),

@@ -175,6 +175,19 @@ def _summary_frame(frame: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
                          inputs.id_is_int["offer_id"])
 
 
+def _absent_offers(summary: pl.DataFrame, inputs: Inputs, name: str) -> list[Violation]:
+    """Every offer has its row (the run writes one per offer, in the offers' order): a row
+    missing where the offer got no assignment agreed with every sum, yet it hides the offer's
+    budget and its ``min_customers`` shortfall from the planner."""
+    absent = inputs.offers.join(summary.select("o"), on="o", how="anti")
+    if not absent.height:
+        return []
+    shown = [c for c in ("offer_id", "budget", "min_customers") if c in absent.columns]
+    return [Violation("summary", f"{absent.height} offer(s) of 'offers' have no row in {name} "
+                      f"(e.g. offer {absent.get_column('offer_id')[0]!r}): it lists every offer",
+                      absent.height, _sample(absent, shown))]
+
+
 def check_summary(frame: pl.DataFrame, path: Path, known_offer: pl.DataFrame, inputs: Inputs,
                   scenario: Scenario) -> list[Violation]:
     """One ``offers_summary`` file (read from ``path``) against the assignments and the offers
@@ -195,6 +208,7 @@ def check_summary(frame: pl.DataFrame, path: Path, known_offer: pl.DataFrame, in
         out.append(Violation("summary", f"{unknown.height} row(s) of {name} name offers not "
                              "in 'offers'", unknown.height, _sample(unknown, shown)))
     summary = summary.filter(pl.col("o").is_not_null())
+    out += _absent_offers(summary, inputs, name)
     dup = summary.filter(pl.len().over("o") > 1)
     if dup.height:
         out.append(Violation("summary", f"{dup.select('o').n_unique()} offer(s) appear more than "
