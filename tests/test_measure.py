@@ -261,8 +261,9 @@ def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Pa
     out = tmp_path / "outcomes"
     simulate_outcomes(world / "data", world / "runs" / "both", out, 2, 0.0, 3)
     one = measure_runs([world / "runs" / "both"], out, Settings(weeks=2, bootstrap=200))
-    two = measure_runs([world / "runs" / "both", world / "runs" / "both"], out,
-                       Settings(weeks=2, bootstrap=200))
+    again = tmp_path / "again"  # another run folder (here of the same plan)
+    shutil.copytree(world / "runs" / "both", again)
+    two = measure_runs([world / "runs" / "both", again], out, Settings(weeks=2, bootstrap=200))
     assert two["total"]["treated_customers"] == 2 * one["total"]["treated_customers"]
     assert two["total"]["incremental_sales_per_customer"] == pytest.approx(
         one["total"]["incremental_sales_per_customer"])
@@ -473,3 +474,17 @@ def test_text_customer_ids_in_transactions_beside_integer_customers(world: Path,
     figures = [{k: v for k, v in json.loads(p.output).items()
                 if k != "baseline_sd_from"} for p in powers]
     assert figures[0] == figures[1]
+
+
+def test_one_run_folder_given_twice_exits_2(world: Path, tmp_path: Path):
+    """``measure runs/both runs/both`` (a shell glob repeating a folder) counted the run's
+    customers twice: treated and incremental_sales_total doubled, exit 0. Refused, exit 2
+    naming the folder, nothing written."""
+    out = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", out, 2, 0.0, 3)
+    run = world / "runs" / "both"
+    result = _invoke("measure", run, run.parent / "." / "both", "--outcomes", out,
+                     "--out", tmp_path / "m")
+    assert result.exit_code == 2, result.output
+    assert "is given twice" in _whole(result.output) and str(run) in _whole(result.output)
+    assert not (tmp_path / "m").exists()

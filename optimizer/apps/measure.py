@@ -44,7 +44,7 @@ from optimizer.apps.measure_stats import (
     _sums,
     _z,
 )
-from optimizer.core.errors import InputError
+from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.numerics import group_sums
 from optimizer.io.load import unify_id_type
 from optimizer.io.manifest import read_manifest
@@ -220,6 +220,19 @@ def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame
             .with_columns(margin=margin_rate * pl.col("sales") - pl.col("cost")))
 
 
+def _refuse_repeated_runs(run_dirs: list[Path]) -> None:
+    """One run folder given twice (``runs/w40 runs/w4*``) counted its customers and sales twice
+    in the pooled figures (the treated and ``incremental_sales_total`` doubled): refused."""
+    seen: dict[Path, Path] = {}
+    for given in map(Path, run_dirs):
+        key = given.resolve()
+        if key in seen:
+            raise ScenarioError(f"the run folder {given} is given twice (as {seen[key]} and "
+                                f"{given}): each run is measured once, or its customers would "
+                                "count twice in the pooled figures")
+        seen[key] = given
+
+
 def _require_controls(runs: list[_Run]) -> None:
     """Refuse runs none of which has a control group: nothing to measure against."""
     if all(run.controls.height == 0 for run in runs):
@@ -302,6 +315,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
     docstring); returns what ``measure.json`` holds."""
     if settings.bootstrap < 2:
         raise ValueError("bootstrap needs at least 2 resamples")
+    _refuse_repeated_runs(run_dirs)
     tx, red = read_outcomes(outcomes)
     runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
     _require_controls(runs)
