@@ -182,7 +182,7 @@ def _absent_offers(summary: pl.DataFrame, inputs: Inputs, name: str) -> list[Vio
     absent = inputs.offers.join(summary.select("o"), on="o", how="anti")
     if not absent.height:
         return []
-    shown = [c for c in ("offer_id", "budget", "min_customers") if c in absent.columns]
+    shown: list[str] = [c for c in ("offer_id", "budget", "min_customers") if c in absent.columns]
     return [Violation("summary", f"{absent.height} offer(s) of 'offers' have no row in {name} "
                       f"(e.g. offer {absent.get_column('offer_id')[0]!r}): it lists every offer",
                       absent.height, _sample(absent, shown))]
