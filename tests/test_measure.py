@@ -488,3 +488,19 @@ def test_one_run_folder_given_twice_exits_2(world: Path, tmp_path: Path):
     assert result.exit_code == 2, result.output
     assert "is given twice" in _whole(result.output) and str(run) in _whole(result.output)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("table", ["customers", "offers"])
+def test_demo_outcomes_refuses_data_that_is_not_the_runs_inputs(world: Path, tmp_path: Path,
+                                                                 table: str):
+    """DATA is the run's input folder: another folder's customers or offers (a larger demo,
+    another week's offers) simulated outcomes from other purchases and discounts, exit 0. Their
+    SHA-256 against the run's manifest.json: exit 2 naming the table, OUT unwritten."""
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    pl.read_parquet(data / f"{table}.parquet").reverse().write_parquet(data / f"{table}.parquet")
+    result = _invoke("demo-outcomes", data, world / "runs" / "both", tmp_path / "out")
+    assert result.exit_code == 2, (result.output, result.exception)
+    text = _whole(result.output)
+    assert f"table '{table}'" in text and "is not the input folder of the run" in text, text
+    assert not (tmp_path / "out").exists()

@@ -39,8 +39,8 @@ from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.numerics import group_sums
 from optimizer.io.atomic import write_atomic_together
-from optimizer.io.load import table_forms, table_path
-from optimizer.io.manifest import read_manifest
+from optimizer.io.load import file_sha256, table_forms, table_path
+from optimizer.io.manifest import Manifest, read_manifest
 from optimizer.io.runfolder import check_files_folder, json_writer
 from optimizer.io.runview import read_run_arm
 from optimizer.io.typed_ids import ids_are_int, read_master, read_referencing
@@ -48,15 +48,36 @@ from optimizer.io.typed_ids import ids_are_int, read_master, read_referencing
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
 
-def _run_week(run_dir: Path) -> int:
+def _run_manifest(run_dir: Path) -> tuple[Manifest, int]:
+    """The run's manifest and its week."""
     try:
-        return read_manifest(run_dir).week
+        manifest = read_manifest(run_dir)
+        return manifest, manifest.week
     except FileNotFoundError:
         raise InputError("manifest", None, f"no manifest.json in {run_dir}: name a run folder "
                          "of offeropt run") from None
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"cannot read the week of {run_dir / 'manifest.json'} "
                          f"({type(exc).__name__}: {exc})") from None
+
+
+def _refuse_other_inputs(data: Path, run_dir: Path, manifest: Manifest) -> None:
+    """``data`` must be the run's input folder: a ``customers`` or ``offers`` table other than
+    the one the run read (its SHA-256 in ``manifest.json``) simulated the outcomes from other
+    customers' purchases and other offers' discounts, silently (exit 0). Tables the manifest
+    does not record (a hand-made run folder) are not compared."""
+    recorded = manifest.data.get("inputs")
+    for name in ("customers", "offers"):
+        entry = recorded.get(name) if isinstance(recorded, dict) else None
+        was = entry.get("sha256") if isinstance(entry, dict) else None
+        path = table_path(data, name)
+        if was is None or path is None:
+            continue
+        if file_sha256(path) != was:
+            raise InputError(name, None, f"DATA {data} is not the input folder of the run in "
+                             f"{run_dir}: its {path.name} differs from the {name} table the run "
+                             f"read (SHA-256 in its manifest.json); give the run's own input "
+                             f"folder ({manifest.data_dir})")
 
 
 def _offer_products(data: Path, offers: pl.DataFrame, products: pl.DataFrame,
@@ -141,9 +162,10 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     data, run_dir = Path(data), Path(run_dir)
     _refuse_input_folder(Path(out))
     check_files_folder(Path(out), "OUT")  # not in a run's folder: its next run would delete them
-    week = _run_week(run_dir)
+    manifest, week = _run_manifest(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
     customers, offers, products, tx = _read_inputs(data)
+    _refuse_other_inputs(data, run_dir, manifest)
     ids_int = ids_are_int(customer_id=customers, offer_id=offers, product_id=products)
     sends = read_run_arm(run_dir, "assignments", ids_int, ("p_redeem",)).with_columns(
         pl.col("p_redeem").cast(pl.Float64))
