@@ -181,6 +181,14 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                                                        "offers_summary"),
                                        ["[summary]", "have no row in offers_summary.parquet"]),
     "customers_decile": (_decile_moved, ["[customers_table]"]),
+    # the inputs' integer IDs rewritten as text, or ranks as floats, in both copies (which then
+    # agree): every rule read them as the same IDs and numbers and passed (exit 0)
+    "ids_as_text": (lambda r: _both(r / "run", lambda a: a.with_columns(
+        pl.col("customer_id").cast(pl.Utf8))),
+        ["[column_types]", "assignments.parquet: column customer_id is String"]),
+    "ranks_as_floats": (lambda r: _both(r / "run", lambda a: a.with_columns(
+        pl.col("rank").cast(pl.Float64))),
+        ["[column_types]", "assignments.parquet: column rank is Float64; it holds whole"]),
     "manifest_objective": (_objective_off, ["[manifest]", "not the sum of the assignments"]),
     "manifest_bound_below_objective": (_bound_below, ["[manifest]", "exceeds upper_bound"]),
     "manifest_gap": (_gap_off, ["[manifest]", "gap"]),

@@ -66,7 +66,13 @@ from optimizer.check.base import (
     assignments_table,
     read_precision,
 )
-from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compare_copies
+from optimizer.check.copies import (
+    _exact_where_rounded,
+    _in_file,
+    _read,
+    check_column_types,
+    compare_copies,
+)
 from optimizer.check.figures import check_manifest
 from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
@@ -358,7 +364,7 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
     run_dir = Path(run_dir)
     out: list[Violation] = []
     agree, found = compare_copies(run_dir, "assignments")
-    out += found
+    out += found + check_column_types(run_dir, inputs.id_is_int)
     csv_path = run_dir / "assignments.csv"
     if not agree and (run_dir / "assignments.parquet").is_file() and csv_path.is_file():
         try:
