@@ -277,3 +277,22 @@ def test_outcome_ids_that_no_customer_of_the_run_can_have_are_left_out(tiny: tup
     assert total["treated_customers"] == 3 and total["control_customers"] == 2
     assert total["incremental_sales_per_customer"] == pytest.approx(1.875)
     assert total["incremental_redemptions_per_customer"] == pytest.approx(1 / 3 - 0.08 / 7.04)
+
+
+@pytest.mark.parametrize("page", ["--no-html", "elsewhere"])
+def test_a_page_of_an_earlier_measure_is_not_left_beside_a_new_json(tiny: tuple[Path, Path],
+                                                                    tmp_path: Path, page: str):
+    """measure --out m wrote m/measure.json and m/measure.html; measuring again into m with
+    --no-html (or the page elsewhere) replaced measure.json and left the old page beside it,
+    a page of other figures read as the new ones'. It is removed."""
+    run, out = tiny
+    assert _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                    "--bootstrap", "50").exit_code == 0
+    assert (tmp_path / "m" / "measure.html").is_file()
+    extra = ["--no-html"] if page == "--no-html" else ["--html", tmp_path / "p" / "page.html"]
+    result = _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                      "--bootstrap", "60", *extra)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "measure.json").read_text())["settings"]["bootstrap"] == 60
+    assert not (tmp_path / "m" / "measure.html").exists()
+    assert (page == "--no-html") or (tmp_path / "p" / "page.html").is_file()
