@@ -208,6 +208,13 @@ def _check_rows(controls: pl.DataFrame, inputs: Inputs, scenario: Scenario,
             out.append(_violation("controls", f"{bad.height} per-offer control row(s) of customers "
                                   "in the universal control (they are held out of every offer)",
                                   bad.height, bad))
+    # "ordered by customer" (docs/contract.md): the customers table's order, as the run writes
+    # them; a row before the customer above it is out of order
+    unordered = known.filter(pl.col("c") < pl.col("c").shift(1))
+    if unordered.height:
+        out.append(_violation("controls", f"{unordered.height} controls row(s) out of the "
+                              "customers' order (the table is ordered by customer, in the "
+                              "customers table's order)", unordered.height, unordered))
     duplicated = known.filter(pl.struct("c", "o").is_duplicated())
     if duplicated.height:
         out.append(_violation("controls", f"{duplicated.height} controls rows listed more than "
