@@ -201,6 +201,17 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                                       ["[manifest]", "expected_redemptions"]),
     "manifest_binding_budgets": (_plus_one("offers_with_binding_budget"),
                                  ["[manifest]", "offers_with_binding_budget"]),
+    # the contract's fields that no figure of check read: a manifest without them passed
+    "manifest_without_solver_method": (lambda r: _manifest(r / "run", lambda m: m["solver"]
+                                                           .pop("method")),
+                                       ["[manifest]", "solver.method is None"]),
+    "manifest_without_seconds": (lambda r: _manifest(r / "run", lambda m: m.pop("seconds")),
+                                 ["[manifest]", "seconds is None"]),
+    "manifest_without_package_version": (lambda r: _manifest(r / "run", lambda m: m.pop(
+        "package_version")), ["[manifest]", "package_version is None"]),
+    "manifest_iterations_not_whole": (lambda r: _manifest(r / "run", lambda m: m["solver"]
+                                                          .__setitem__("iterations", 2.5)),
+                                      ["[manifest]", "solver.iterations is 2.5"]),
     "manifest_input_rows": (lambda r: _manifest(r / "run", lambda m: m["inputs"]["history"]
                                                 .__setitem__("rows", 5)),
                             ["[manifest]", "inputs.history.rows is 5"]),
