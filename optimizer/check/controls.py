@@ -92,7 +92,12 @@ def check_controls(run_dir: Path, assignments: pl.DataFrame, inputs: Inputs,
                                   f"offer) pair of the per-offer control (offer_holdout_share "
                                   f"{m.offer_holdout_share}, salt {m.salt!r})", bad.height, bad))
 
-    controls = _read_controls(run_dir)
+    try:
+        controls = _read_controls(run_dir)
+    except InputError as exc:  # a published file that cannot be read is a violation, as a
+        # summary or customers table that cannot be read is (it stopped check: exit 2)
+        out.append(_violation("controls", exc.problem, 1, pl.DataFrame()))
+        return out
     holding = m.holdout_share > 0 or m.offer_holdout_share > 0
     if controls is None:
         if holding:
