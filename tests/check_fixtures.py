@@ -216,7 +216,8 @@ def complete_run(run_dir: Path, scenario_path: Path, overrides: tuple[str, ...] 
                 "inputs": {name: {"rows": inputs.row_counts[name], "sha256": sha}
                            for name, sha in inputs.sha256.items()},
                 "objective": objective, "upper_bound": objective, "gap": 0.0,
-                "solver": {"method": "exact", "iterations": 0}, "seconds": {}}
+                "solver": {"status": "optimal", "method": "exact", "iterations": 0},
+                "seconds": {}}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, default=str), encoding="utf-8")
     (run_dir / "report.html").write_text("<html></html>\n", encoding="utf-8")
     return run_dir

@@ -209,6 +209,9 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                                  ["[manifest]", "seconds is None"]),
     "manifest_without_package_version": (lambda r: _manifest(r / "run", lambda m: m.pop(
         "package_version")), ["[manifest]", "package_version is None"]),
+    "manifest_status_unknown": (lambda r: _manifest(r / "run", lambda m: m["solver"]
+                                                    .__setitem__("status", "done")),
+                                ["[manifest]", "solver.status is 'done', not one of optimal"]),
     "manifest_iterations_not_whole": (lambda r: _manifest(r / "run", lambda m: m["solver"]
                                                           .__setitem__("iterations", 2.5)),
                                       ["[manifest]", "solver.iterations is 2.5"]),
