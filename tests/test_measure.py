@@ -504,3 +504,25 @@ def test_demo_outcomes_refuses_data_that_is_not_the_runs_inputs(world: Path, tmp
     text = _whole(result.output)
     assert f"table '{table}'" in text and "is not the input folder of the run" in text, text
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_outcomes_are_the_same_bytes_from_a_csv_folder(world: Path, tmp_path: Path):
+    """The same inputs as CSV files plan the same week; their outcome weeks were other bytes
+    (outcome IDs as text, and each redemption's product drawn from a list in text order), as
+    demo-outcomes read the CSV's IDs as stored where run reads plain integers as integers."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in (world / "data").glob("*.parquet"):
+        pl.read_parquet(path).write_csv(data / f"{path.stem}.csv")
+    run = tmp_path / "run"
+    result = _invoke("run", world / "s.toml", "--quiet", "--set", f"data={data}",
+                     "--set", f"output={run}", *[a for s in BOTH for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert (run / "assignments.parquet").read_bytes() == (
+        world / "runs" / "both" / "assignments.parquet").read_bytes()
+    for folder, source, target in ((data, run, tmp_path / "csv"),
+                                   (world / "data", world / "runs" / "both", tmp_path / "pq")):
+        result = _invoke("demo-outcomes", folder, source, target, "--weeks", "2", "--lift", "3")
+        assert result.exit_code == 0, (result.output, result.exception)
+    for name in ("transactions.parquet", "redemptions.parquet", "truth.json"):
+        assert (tmp_path / "csv" / name).read_bytes() == (tmp_path / "pq" / name).read_bytes(), name
