@@ -38,6 +38,7 @@ from optimizer.core.errors import (
     EXIT_INTERNAL,
     MemoryLimitError,
     OptimizerError,
+    ScenarioError,
     describe_internal,
     exit_code,
 )
@@ -429,6 +430,10 @@ def sweep(scenario: Path, scales: str, overrides: tuple[str, ...], out_dir: Path
 
     console = Console(stderr=True, quiet=quiet or as_json)
     try:
+        if any(text.split("=", 1)[0].strip() == "rules.budget_scale" for text in overrides):
+            # each point sets it: the override was dropped without a word (exit 0)
+            raise ScenarioError("--set rules.budget_scale: the sweep sets rules.budget_scale "
+                                "at each point; give the scales with --budget-scale")
         loaded = load_scenario(scenario, overrides)
         values = parse_range(scales)
         target = out_dir or loaded.output.with_name(loaded.output.name + "-sweep")

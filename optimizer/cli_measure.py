@@ -105,6 +105,11 @@ def measure(run_dirs: tuple[Path, ...], outcomes: Path | None, weeks: int | None
     if page is not None and text is not None:
         files[page] = lambda path: path.write_text(text, encoding="utf-8")
     write_atomic_together(files)
+    default_page = out_dir / "measure.html"
+    if page is None or page.resolve() != default_page.resolve():
+        # an earlier measure's page left beside this measure.json would read as its page, with
+        # another measurement's figures
+        default_page.unlink(missing_ok=True)
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return

@@ -52,7 +52,8 @@ def _verify(scenario, run_dir: Path) -> None:
                    "default: none, the results are printed only.")
 @click.option("--worlds", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A new folder to keep every strategy's tables and weekly run folders in "
-                   "(for offeropt check and offeropt measure); default: removed at the end.")
+                   "(for offeropt measure, and offeropt check --force: the tables hold the "
+                   "weeks after each run); default: removed at the end.")
 @click.option("--check", "verify", is_flag=True,
               help="Verify every week's plan with offeropt check; exit 1 at a violation.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KNOB=VALUE",

@@ -182,11 +182,16 @@ def write_run(run_dir: Path, rows: list[dict[str, Any]], *, string_ids: bool = F
     if summary:
         budgets = {ident("O", r[0], string_ids): None if r[3] is None else r[3] * budget_scale
                    for r in OFFERS}
-        summ = (frame.group_by("offer_id", maintain_order=True)
-                .agg(customers=pl.len(), expected_redemptions=pl.col("p_redeem").sum(),
-                     expected_cost=pl.col("expected_cost").sum())
-                .with_columns(budget=pl.col("offer_id").replace_strict(budgets, default=None,
-                                                                        return_dtype=pl.Float64))
+        # a row per offer, as a run writes it (offers no one got: 0 customers)
+        every = pl.DataFrame({"offer_id": list(budgets)}, schema={"offer_id": id_type})
+        summ = (every.join(frame.group_by("offer_id", maintain_order=True)
+                           .agg(customers=pl.len(), expected_redemptions=pl.col("p_redeem").sum(),
+                                expected_cost=pl.col("expected_cost").sum()),
+                           on="offer_id", how="left", maintain_order="left")
+                .with_columns(pl.col("customers").fill_null(0),
+                              pl.col("expected_redemptions", "expected_cost").fill_null(0.0),
+                              budget=pl.col("offer_id").replace_strict(budgets, default=None,
+                                                                       return_dtype=pl.Float64))
                 .with_columns(budget_used=pl.col("expected_cost") / pl.col("budget")))
         summ.write_parquet(run_dir / "offers_summary.parquet")
     return run_dir
@@ -210,7 +215,9 @@ def complete_run(run_dir: Path, scenario_path: Path, overrides: tuple[str, ...] 
     manifest = {"package_version": "test", "scenario": scenario_to_dict(scenario),
                 "inputs": {name: {"rows": inputs.row_counts[name], "sha256": sha}
                            for name, sha in inputs.sha256.items()},
-                "objective": objective, "upper_bound": objective, "gap": 0.0}
+                "objective": objective, "upper_bound": objective, "gap": 0.0,
+                "solver": {"status": "optimal", "method": "exact", "iterations": 0},
+                "seconds": {}}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, default=str), encoding="utf-8")
     (run_dir / "report.html").write_text("<html></html>\n", encoding="utf-8")
     return run_dir

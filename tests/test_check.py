@@ -416,15 +416,18 @@ def test_summary_missing_an_assigned_offer(tmp_path):
     assert report.rules == {"summary"}
 
 
-def test_summary_unassigned_offer_with_zero_passes(tmp_path):
-    _check(tmp_path)
+def test_summary_lists_every_offer_an_unassigned_one_with_zero(tmp_path):
+    """The summary has a row per offer, as the run writes it: offer 8, given to no one, reads 0
+    customers and passes; its row gone (which agreed with every sum, exit 0) hides its budget
+    and any min_customers shortfall: a violation."""
+    assert _check(tmp_path).ok
     path = tmp_path / "run" / "offers_summary.parquet"
     summ = pl.read_parquet(path)
-    extra = summ.head(1).with_columns(offer_id=pl.lit(8, pl.Int64), customers=pl.lit(0, pl.UInt32),
-                                      expected_redemptions=pl.lit(0.0),
-                                      expected_cost=pl.lit(0.0))
-    pl.concat([summ, extra]).write_parquet(path)
-    assert check_run(load_scenario(tmp_path / "scenario.toml"), complete=False).ok
+    assert summ.filter(pl.col("offer_id") == 8).get_column("customers").to_list() == [0]
+    summ.filter(pl.col("offer_id") != 8).write_parquet(path)
+    report = check_run(load_scenario(tmp_path / "scenario.toml"), complete=False)
+    assert report.rules == {"summary"}
+    assert "1 offer(s) of 'offers' have no row in offers_summary.parquet" in report.describe()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,12 +457,14 @@ def test_integer_inputs_string_run_ids_compare_as_integers(tmp_path):
     frame = pl.DataFrame(assignment_rows()).with_columns(
         pl.col("customer_id").cast(pl.Utf8), pl.col("offer_id").cast(pl.Utf8))
     frame.write_parquet(run / "assignments.parquet")
-    assert check_run(scenario, complete=False).ok
+    # every rule reads them as the integers they print (no unknown customer or offer); a run
+    # keeps the inputs' types, so the Parquet's text columns are a violation of their own
+    assert check_run(scenario, complete=False).rules == {"column_types"}
     # a text ID that is not a plain integer does not match an integer master (as in validate)
     frame.with_columns(pl.when(pl.col("offer_id") == "7").then(pl.lit("07"))
                        .otherwise(pl.col("offer_id")).alias("offer_id")
                        ).write_parquet(run / "assignments.parquet")
-    assert check_run(scenario, complete=False).rules == {"unknown_offer"}
+    assert check_run(scenario, complete=False).rules == {"unknown_offer", "column_types"}
 
 
 def test_describe_lists_violations(tmp_path):

@@ -112,6 +112,12 @@ def _one_more_customer(s: pl.DataFrame) -> pl.DataFrame:
                           .otherwise(pl.col("customers")))
 
 
+def _drop_unsent_offer(s: pl.DataFrame) -> pl.DataFrame:
+    unsent = s.filter(pl.col("customers") == 0)
+    assert unsent.height, "every offer of the demo was sent"
+    return s.filter(pl.col("offer_id") != unsent.get_column("offer_id")[0])
+
+
 def _budget_used_halved(s: pl.DataFrame) -> pl.DataFrame:
     return s.with_columns(pl.col("budget_used") / 2)
 
@@ -169,7 +175,20 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                           ["[summary]"]),
     "summary_budget_used": (lambda r: _both(r / "run", _budget_used_halved, "offers_summary"),
                             ["[summary]", "budget_used"]),
+    # the row of an offer no customer got agreed with every sum once gone (exit 0), hiding its
+    # budget and min_customers shortfall
+    "summary_row_of_an_unsent_offer": (lambda r: _both(r / "run", _drop_unsent_offer,
+                                                       "offers_summary"),
+                                       ["[summary]", "have no row in offers_summary.parquet"]),
     "customers_decile": (_decile_moved, ["[customers_table]"]),
+    # the inputs' integer IDs rewritten as text, or ranks as floats, in both copies (which then
+    # agree): every rule read them as the same IDs and numbers and passed (exit 0)
+    "ids_as_text": (lambda r: _both(r / "run", lambda a: a.with_columns(
+        pl.col("customer_id").cast(pl.Utf8))),
+        ["[column_types]", "assignments.parquet: column customer_id is String"]),
+    "ranks_as_floats": (lambda r: _both(r / "run", lambda a: a.with_columns(
+        pl.col("rank").cast(pl.Float64))),
+        ["[column_types]", "assignments.parquet: column rank is Float64; it holds whole"]),
     "manifest_objective": (_objective_off, ["[manifest]", "not the sum of the assignments"]),
     "manifest_bound_below_objective": (_bound_below, ["[manifest]", "exceeds upper_bound"]),
     "manifest_gap": (_gap_off, ["[manifest]", "gap"]),
@@ -182,6 +201,20 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                                       ["[manifest]", "expected_redemptions"]),
     "manifest_binding_budgets": (_plus_one("offers_with_binding_budget"),
                                  ["[manifest]", "offers_with_binding_budget"]),
+    # the contract's fields that no figure of check read: a manifest without them passed
+    "manifest_without_solver_method": (lambda r: _manifest(r / "run", lambda m: m["solver"]
+                                                           .pop("method")),
+                                       ["[manifest]", "solver.method is None"]),
+    "manifest_without_seconds": (lambda r: _manifest(r / "run", lambda m: m.pop("seconds")),
+                                 ["[manifest]", "seconds is None"]),
+    "manifest_without_package_version": (lambda r: _manifest(r / "run", lambda m: m.pop(
+        "package_version")), ["[manifest]", "package_version is None"]),
+    "manifest_status_unknown": (lambda r: _manifest(r / "run", lambda m: m["solver"]
+                                                    .__setitem__("status", "done")),
+                                ["[manifest]", "solver.status is 'done', not one of optimal"]),
+    "manifest_iterations_not_whole": (lambda r: _manifest(r / "run", lambda m: m["solver"]
+                                                          .__setitem__("iterations", 2.5)),
+                                      ["[manifest]", "solver.iterations is 2.5"]),
     "manifest_input_rows": (lambda r: _manifest(r / "run", lambda m: m["inputs"]["history"]
                                                 .__setitem__("rows", 5)),
                             ["[manifest]", "inputs.history.rows is 5"]),

@@ -240,6 +240,36 @@ def test_check_compares_the_two_copies_of_controls(world: Path, runs: dict[str, 
     assert "controls.csv and controls.parquet disagree on 1 row(s)" in result.output
 
 
+def test_check_verifies_the_controls_are_ordered_by_customer(world: Path, runs: dict[str, Path],
+                                                             tmp_path: Path):
+    """controls are "ordered by customer" (docs/contract.md), in the customers table's order as
+    the run writes them: both copies rewritten in reverse order passed (exit 0)."""
+    run = tmp_path / "held"
+    shutil.copytree(runs["held"], run)
+    args = ["check", str(world / "s.toml"), str(run), *[a for s in HOLD for a in ("--set", s)]]
+    controls = pl.read_parquet(run / "controls.parquet")
+    assert controls.get_column("customer_id").n_unique() > 1
+    controls.reverse().write_parquet(run / "controls.parquet")
+    controls.reverse().write_csv(run / "controls.csv")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "[controls]" in result.output and "out of the customers' order" in result.output
+
+
+def test_check_lists_a_controls_file_that_cannot_be_read(world: Path, runs: dict[str, Path],
+                                                         tmp_path: Path):
+    """A truncated controls.parquet stopped check with exit 2 ("bad input"), where a summary or
+    customers table that cannot be read is listed as a violation (exit 1)."""
+    run = tmp_path / "held"
+    shutil.copytree(runs["held"], run)
+    path = run / "controls.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    args = ["check", str(world / "s.toml"), str(run), *[a for s in HOLD for a in ("--set", s)]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "[controls] cannot read" in result.output and "controls.parquet" in result.output
+
+
 def test_check_verifies_the_manifests_measurement_counts(world: Path, runs: dict[str, Path],
                                                          tmp_path: Path):
     """The manifest's measurement counts are recomputed from controls and assignments: an edited

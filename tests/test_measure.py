@@ -261,8 +261,9 @@ def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Pa
     out = tmp_path / "outcomes"
     simulate_outcomes(world / "data", world / "runs" / "both", out, 2, 0.0, 3)
     one = measure_runs([world / "runs" / "both"], out, Settings(weeks=2, bootstrap=200))
-    two = measure_runs([world / "runs" / "both", world / "runs" / "both"], out,
-                       Settings(weeks=2, bootstrap=200))
+    again = tmp_path / "again"  # another run folder (here of the same plan)
+    shutil.copytree(world / "runs" / "both", again)
+    two = measure_runs([world / "runs" / "both", again], out, Settings(weeks=2, bootstrap=200))
     assert two["total"]["treated_customers"] == 2 * one["total"]["treated_customers"]
     assert two["total"]["incremental_sales_per_customer"] == pytest.approx(
         one["total"]["incremental_sales_per_customer"])
@@ -436,3 +437,92 @@ def test_measure_recovers_a_known_lift_in_19_of_20_seeds(world: Path, tmp_path: 
                 significant += total["significant"]
     assert covered >= 57, covered
     assert significant <= 3, significant
+
+
+def test_text_customer_ids_in_transactions_beside_integer_customers(world: Path, tmp_path: Path):
+    """``run`` accepts a folder whose transactions store ``customer_id`` as text beside integer
+    customers (load_inputs reads every table's IDs as the master's type). demo-outcomes,
+    measure (the pre-period sales) and measure --power --data joined the tables as stored and
+    failed (exit 70, a join of text and integer keys). Read as the run read them, they give what
+    the integer-typed folder gives."""
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    tx = pl.read_parquet(data / "transactions.parquet")
+    tx.with_columns(pl.col("customer_id").cast(pl.Utf8)).write_parquet(
+        data / "transactions.parquet")
+    run = tmp_path / "run"
+    shutil.copytree(world / "runs" / "both", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["scenario"]["data"] = str(data)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+    for folder, source, target in ((data, run, tmp_path / "text"),
+                                   (world / "data", world / "runs" / "both", tmp_path / "int")):
+        result = _invoke("demo-outcomes", folder, source, target, "--weeks", "2", "--lift", "3")
+        assert result.exit_code == 0, (result.output, result.exception)
+        result = _invoke("measure", source, "--outcomes", target, "--out", target / "m",
+                         "--no-html", "--bootstrap", "50")
+        assert result.exit_code == 0, (result.output, result.exception)
+    for name in ("transactions.parquet", "redemptions.parquet", "m/measure.json"):
+        text, whole = (tmp_path / "text" / name).read_bytes(), (tmp_path / "int" / name).read_bytes()
+        if name.endswith(".json"):  # the runs' folders differ; every figure is the same
+            text, whole = (json.loads(b)["total"] for b in (text, whole))
+        assert text == whole, name
+    powers = [_invoke("measure", "--power", "--effect", "1", "--data", folder, "--json")
+              for folder in (data, world / "data")]
+    assert [p.exit_code for p in powers] == [0, 0], powers[0].output
+    figures = [{k: v for k, v in json.loads(p.output).items()
+                if k != "baseline_sd_from"} for p in powers]
+    assert figures[0] == figures[1]
+
+
+def test_one_run_folder_given_twice_exits_2(world: Path, tmp_path: Path):
+    """``measure runs/both runs/both`` (a shell glob repeating a folder) counted the run's
+    customers twice: treated and incremental_sales_total doubled, exit 0. Refused, exit 2
+    naming the folder, nothing written."""
+    out = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", out, 2, 0.0, 3)
+    run = world / "runs" / "both"
+    result = _invoke("measure", run, run.parent / "." / "both", "--outcomes", out,
+                     "--out", tmp_path / "m")
+    assert result.exit_code == 2, result.output
+    assert "is given twice" in _whole(result.output) and str(run) in _whole(result.output)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("table", ["customers", "offers"])
+def test_demo_outcomes_refuses_data_that_is_not_the_runs_inputs(world: Path, tmp_path: Path,
+                                                                 table: str):
+    """DATA is the run's input folder: another folder's customers or offers (a larger demo,
+    another week's offers) simulated outcomes from other purchases and discounts, exit 0. Their
+    SHA-256 against the run's manifest.json: exit 2 naming the table, OUT unwritten."""
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    pl.read_parquet(data / f"{table}.parquet").reverse().write_parquet(data / f"{table}.parquet")
+    result = _invoke("demo-outcomes", data, world / "runs" / "both", tmp_path / "out")
+    assert result.exit_code == 2, (result.output, result.exception)
+    text = _whole(result.output)
+    assert f"table '{table}'" in text and "is not the input folder of the run" in text, text
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_outcomes_are_the_same_bytes_from_a_csv_folder(world: Path, tmp_path: Path):
+    """The same inputs as CSV files plan the same week; their outcome weeks were other bytes
+    (outcome IDs as text, and each redemption's product drawn from a list in text order), as
+    demo-outcomes read the CSV's IDs as stored where run reads plain integers as integers."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in (world / "data").glob("*.parquet"):
+        pl.read_parquet(path).write_csv(data / f"{path.stem}.csv")
+    run = tmp_path / "run"
+    result = _invoke("run", world / "s.toml", "--quiet", "--set", f"data={data}",
+                     "--set", f"output={run}", *[a for s in BOTH for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert (run / "assignments.parquet").read_bytes() == (
+        world / "runs" / "both" / "assignments.parquet").read_bytes()
+    for folder, source, target in ((data, run, tmp_path / "csv"),
+                                   (world / "data", world / "runs" / "both", tmp_path / "pq")):
+        result = _invoke("demo-outcomes", folder, source, target, "--weeks", "2", "--lift", "3")
+        assert result.exit_code == 0, (result.output, result.exception)
+    for name in ("transactions.parquet", "redemptions.parquet", "truth.json"):
+        assert (tmp_path / "csv" / name).read_bytes() == (tmp_path / "pq" / name).read_bytes(), name

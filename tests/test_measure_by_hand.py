@@ -253,3 +253,46 @@ def test_a_page_that_cannot_be_written_leaves_no_measure_json(tiny: tuple[Path, 
                       "--html", blocker / "page.html")
     assert result.exit_code == 3, result.output
     assert not (tmp_path / "m" / "measure.json").exists()
+
+
+def test_outcome_ids_that_no_customer_of_the_run_can_have_are_left_out(tiny: tuple[Path, Path],
+                                                                       tmp_path: Path):
+    """The run's customers are integers; the outcome tables store text IDs, one of them "06"
+    (no integer customer prints so: another system's customer). It names no customer of the
+    run, like customer 6 in the `tiny` outcomes, so the figures are those of the integer
+    outcomes (the cuped difference by hand above). Its null key crashed the per-customer sums
+    (exit 70)."""
+    run, out = tiny
+    text = pl.read_parquet(out / "transactions.parquet").with_columns(
+        pl.col("customer_id").cast(pl.Utf8).replace("6", "06"))
+    red = pl.DataFrame({"customer_id": ["1", "07"], "offer_id": [10, 10], "week": [40, 40]})
+    other = tmp_path / "text_ids"
+    other.mkdir()
+    text.write_parquet(other / "transactions.parquet")
+    red.write_parquet(other / "redemptions.parquet")
+    result = _measure(run, "--outcomes", other, "--weeks", "1", "--out", tmp_path / "m",
+                      "--no-html", "--bootstrap", "200")
+    assert result.exit_code == 0, result.output
+    total = json.loads((tmp_path / "m" / "measure.json").read_text())["total"]
+    assert total["treated_customers"] == 3 and total["control_customers"] == 2
+    assert total["incremental_sales_per_customer"] == pytest.approx(1.875)
+    assert total["incremental_redemptions_per_customer"] == pytest.approx(1 / 3 - 0.08 / 7.04)
+
+
+@pytest.mark.parametrize("page", ["--no-html", "elsewhere"])
+def test_a_page_of_an_earlier_measure_is_not_left_beside_a_new_json(tiny: tuple[Path, Path],
+                                                                    tmp_path: Path, page: str):
+    """measure --out m wrote m/measure.json and m/measure.html; measuring again into m with
+    --no-html (or the page elsewhere) replaced measure.json and left the old page beside it,
+    a page of other figures read as the new ones'. It is removed."""
+    run, out = tiny
+    assert _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                    "--bootstrap", "50").exit_code == 0
+    assert (tmp_path / "m" / "measure.html").is_file()
+    extra = ["--no-html"] if page == "--no-html" else ["--html", tmp_path / "p" / "page.html"]
+    result = _measure(run, "--outcomes", out, "--weeks", "1", "--out", tmp_path / "m",
+                      "--bootstrap", "60", *extra)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "measure.json").read_text())["settings"]["bootstrap"] == 60
+    assert not (tmp_path / "m" / "measure.html").exists()
+    assert (page == "--no-html") or (tmp_path / "p" / "page.html").is_file()

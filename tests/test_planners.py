@@ -256,6 +256,18 @@ def test_sweep_refuses_scales_beyond_budget_scale_or_too_many_points(world: Path
     assert not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("override", ["rules.budget_scale=0.5", " rules.budget_scale = 2"])
+def test_sweep_refuses_a_set_of_the_knob_it_sweeps(world: Path, tmp_path: Path,
+                                                   override: str) -> None:
+    """Each point sets rules.budget_scale: a --set of it was dropped without a word (exit 0,
+    the points at the scales given). Exit 2 naming it, before anything is solved."""
+    out = CliRunner().invoke(main, ["sweep", str(world / "base.toml"), "--budget-scale", "1",
+                                    "--set", override, "--out", str(tmp_path / "sw")])
+    assert out.exit_code == 2, (out.output, out.exception)
+    assert "--set rules.budget_scale" in out.output and "--budget-scale" in out.output
+    assert not (tmp_path / "sw").exists()
+
+
 def test_sweep_repeated_scale_has_no_marginal_value_and_no_warning(world: Path) -> None:
     import warnings
     assert parse_range("-0.0,1") == [0.0, 1.0] and str(parse_range("-0.0")[0]) == "0.0"

@@ -88,6 +88,23 @@ def test_previous_run_that_is_not_a_run_folder_exits_2(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_previous_run_whose_lists_match_no_input_exits_2(tmp_path):
+    """A previous run of another shop (or of text IDs where these are integers): none of its
+    assignments names a customer and an offer here, so the penalty kept nothing, silently
+    (previous_lists 0, exit 0). Exit 2 naming --previous-run, nothing written."""
+    first, _ = _run(tmp_path / "a")
+    path = first / "assignments.parquet"
+    pl.read_parquet(path).with_columns(pl.format("C{}", "customer_id"),
+                                       pl.format("O{}", "offer_id")).write_parquet(path)
+    write_world(tmp_path / "b" / "data", _world())
+    scenario = write_scenario(tmp_path / "b" / "scenario.toml", rules={"change_penalty": 0.5})
+    result = CliRunner().invoke(main, ["run", str(scenario), "--previous-run", str(first)])
+    text = " ".join((result.output + (result.stderr or "")).split())
+    assert result.exit_code == 2, text
+    assert f"--previous-run {first}" in text and "names a customer and an offer" in text
+    assert not (tmp_path / "b" / "run").exists()
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), n_customers=st.integers(1, 25), n_offers=st.integers(1, 10),
        penalty=st.sampled_from([0.05, 0.3, 2.0]))

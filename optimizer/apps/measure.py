@@ -44,11 +44,12 @@ from optimizer.apps.measure_stats import (
     _sums,
     _z,
 )
-from optimizer.core.errors import InputError
+from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.numerics import group_sums
 from optimizer.io.load import unify_id_type
 from optimizer.io.manifest import read_manifest
 from optimizer.io.runview import read_run_arm
+from optimizer.io.typed_ids import ids_are_int, read_master, read_referencing
 from optimizer.io.validate import read_checked
 
 METRICS = ("sales", "redemptions", "margin")
@@ -107,13 +108,13 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError("manifest", None, f"{run_dir}: not a run folder of offeropt run "
                          f"(manifest.json: {type(exc).__name__}: {exc})") from None
-    customers = read_checked(data, "customers")
-    offers = read_checked(data, "offers")
-    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
-               "offer_id": offers.schema["offer_id"].is_integer()}
+    # IDs typed as the run typed them (a text customer_id in transactions beside integer
+    # customers, which run accepts, failed the pre-period's join: exit 70)
+    offers = read_master(data, "offers")
+    ids_int = ids_are_int(customer_id=read_master(data, "customers"), offer_id=offers)
     sends = read_run_arm(run_dir, "assignments", ids_int)
     controls = read_run_arm(run_dir, "controls", ids_int, ("reason",))
-    tx = read_checked(data, "transactions")
+    tx = read_referencing(data, "transactions", {"customer_id": ids_int["customer_id"]})
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
     return _Run(run_dir, week, data, sends, controls,
@@ -154,7 +155,9 @@ def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Sett
                          f"{latest} would count as weeks without sales and dilute the lift "
                          f"(give --weeks {latest - run.week + 1} or less, or outcomes through "
                          f"week {window[1]})")
-    in_window = pl.col("week").is_between(window[0], window[1])
+    # an ID no customer of the run can have (a text "06" beside integer customers) reads null:
+    # a customer in no arm, left out (its null key has no place in the per-customer sums)
+    in_window = pl.col("week").is_between(window[0], window[1]) & pl.col("customer_id").is_not_null()
     cid = unify_id_type(tx.get_column("customer_id"), run.ids_int["customer_id"])
     sales = _sum_by(tx.with_columns(cid).filter(in_window), {"sales": "sales_value"})
     r = red.with_columns(unify_id_type(red.get_column("customer_id"), run.ids_int["customer_id"]),
@@ -215,6 +218,19 @@ def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame
             .join(run.pre, on="customer_id", how="left", maintain_order="left")
             .with_columns(pl.col("sales", "redemptions", "cost", "x").fill_null(0.0))
             .with_columns(margin=margin_rate * pl.col("sales") - pl.col("cost")))
+
+
+def _refuse_repeated_runs(run_dirs: list[Path]) -> None:
+    """One run folder given twice (``runs/w40 runs/w4*``) counted its customers and sales twice
+    in the pooled figures (the treated and ``incremental_sales_total`` doubled): refused."""
+    seen: dict[Path, Path] = {}
+    for given in map(Path, run_dirs):
+        key = given.resolve()
+        if key in seen:
+            raise ScenarioError(f"the run folder {given} is given twice (as {seen[key]} and "
+                                f"{given}): each run is measured once, or its customers would "
+                                "count twice in the pooled figures")
+        seen[key] = given
 
 
 def _require_controls(runs: list[_Run]) -> None:
@@ -299,6 +315,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
     docstring); returns what ``measure.json`` holds."""
     if settings.bootstrap < 2:
         raise ValueError("bootstrap needs at least 2 resamples")
+    _refuse_repeated_runs(run_dirs)
     tx, red = read_outcomes(outcomes)
     runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
     _require_controls(runs)
@@ -411,8 +428,8 @@ def baseline_sd_from(data: Path, weeks: int) -> tuple[float, int]:
     """The standard deviation of customers' sales over ``weeks`` weeks (the input folder's last
     ``weeks`` weeks, customers without purchases counting 0) and the number of customers."""
     # checked: an empty week crashed, a NaN sale spread as NaN
-    customers = read_checked(Path(data), "customers").select("customer_id")
-    tx = read_checked(Path(data), "transactions")
+    customers = read_master(Path(data), "customers").select("customer_id")
+    tx = read_referencing(Path(data), "transactions", ids_are_int(customer_id=customers))
     if tx.height == 0:
         raise InputError("transactions", "week", f"no transactions in {data} to estimate from")
     first, last = (int(v) for v in tx.select(pl.col("week").min().alias("first"),

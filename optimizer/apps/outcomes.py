@@ -39,18 +39,20 @@ from optimizer.apps.synthetic import WEEK1_START
 from optimizer.core.errors import InputError, ScenarioError
 from optimizer.core.numerics import group_sums
 from optimizer.io.atomic import write_atomic_together
-from optimizer.io.load import read_table, table_forms
-from optimizer.io.manifest import read_manifest
+from optimizer.io.load import file_sha256, table_forms, table_path
+from optimizer.io.manifest import Manifest, read_manifest
 from optimizer.io.runfolder import check_files_folder, json_writer
 from optimizer.io.runview import read_run_arm
-from optimizer.io.validate import check_rows, read_checked
+from optimizer.io.typed_ids import ids_are_int, read_master, read_referencing
 
 _EPOCH_DAYS = (WEEK1_START - datetime.date(1970, 1, 1)).days
 
 
-def _run_week(run_dir: Path) -> int:
+def _run_manifest(run_dir: Path) -> tuple[Manifest, int]:
+    """The run's manifest and its week."""
     try:
-        return read_manifest(run_dir).week
+        manifest = read_manifest(run_dir)
+        return manifest, manifest.week
     except FileNotFoundError:
         raise InputError("manifest", None, f"no manifest.json in {run_dir}: name a run folder "
                          "of offeropt run") from None
@@ -59,14 +61,33 @@ def _run_week(run_dir: Path) -> int:
                          f"({type(exc).__name__}: {exc})") from None
 
 
-def _offer_products(data: Path, offers: pl.DataFrame) -> pl.DataFrame:
+def _refuse_other_inputs(data: Path, run_dir: Path, manifest: Manifest) -> None:
+    """``data`` must be the run's input folder: a ``customers`` or ``offers`` table other than
+    the one the run read (its SHA-256 in ``manifest.json``) simulated the outcomes from other
+    customers' purchases and other offers' discounts, silently (exit 0). Tables the manifest
+    does not record (a hand-made run folder) are not compared."""
+    recorded = manifest.data.get("inputs")
+    for name in ("customers", "offers"):
+        entry = recorded.get(name) if isinstance(recorded, dict) else None
+        was = entry.get("sha256") if isinstance(entry, dict) else None
+        path = table_path(data, name)
+        if was is None or path is None:
+            continue
+        if file_sha256(path) != was:
+            raise InputError(name, None, f"DATA {data} is not the input folder of the run in "
+                             f"{run_dir}: its {path.name} differs from the {name} table the run "
+                             f"read (SHA-256 in its manifest.json); give the run's own input "
+                             f"folder ({manifest.data_dir})")
+
+
+def _offer_products(data: Path, offers: pl.DataFrame, products: pl.DataFrame,
+                    ids_int: dict[str, bool]) -> pl.DataFrame:
     """(offer_id, product_id): an offer's listed products, else the products of its category."""
-    products = read_checked(data, "products")
-    listed = read_table(data, "offer_products")
     parts = []
-    if listed is not None:
-        check_rows("offer_products", listed.frame)  # an empty product was drawn into the lines
-        parts.append(listed.frame.select("offer_id", "product_id"))
+    if table_path(data, "offer_products") is not None:
+        # the rows checked (an empty product was drawn into the lines), IDs as the run read them
+        listed = read_referencing(data, "offer_products", ids_int)
+        parts.append(listed.select("offer_id", "product_id"))
     if "category" in offers.columns:
         by_category = (offers.filter(pl.col("category").is_not_null())
                        .select("offer_id", pl.col("category").str.strip_chars().str.to_uppercase())
@@ -120,6 +141,18 @@ def _refuse_input_folder(out: Path) -> None:
                 "outcomes into a folder of their own")
 
 
+def _read_inputs(data: Path) -> tuple[pl.DataFrame, ...]:
+    """``customers`` (its IDs), ``offers``, ``products`` and ``transactions`` of ``data``: the
+    inputs' row checks (a NaN discount or sale would be simulated into the outcomes), and their
+    IDs typed as the run typed them (text customer IDs in transactions beside integer customers,
+    which run accepts, failed the joins: exit 70)."""
+    customers = read_master(data, "customers").select("customer_id")
+    offers = read_master(data, "offers")
+    products = read_master(data, "products")
+    ids_int = ids_are_int(customer_id=customers, offer_id=offers, product_id=products)
+    return customers, offers, products, read_referencing(data, "transactions", ids_int)
+
+
 def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: float,
                       seed: int) -> dict[str, Any]:
     """Write the outcome weeks of the run in ``run_dir`` (inputs in ``data``) into ``out``;
@@ -129,14 +162,11 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     data, run_dir = Path(data), Path(run_dir)
     _refuse_input_folder(Path(out))
     check_files_folder(Path(out), "OUT")  # not in a run's folder: its next run would delete them
-    week = _run_week(run_dir)
+    manifest, week = _run_manifest(run_dir)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 19]))
-    # the inputs' row checks: a NaN discount or sale would be simulated into the outcomes
-    customers = read_checked(data, "customers").select("customer_id")
-    tx = read_checked(data, "transactions")
-    offers = read_checked(data, "offers")
-    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
-               "offer_id": offers.schema["offer_id"].is_integer()}
+    customers, offers, products, tx = _read_inputs(data)
+    _refuse_other_inputs(data, run_dir, manifest)
+    ids_int = ids_are_int(customer_id=customers, offer_id=offers, product_id=products)
     sends = read_run_arm(run_dir, "assignments", ids_int, ("p_redeem",)).with_columns(
         pl.col("p_redeem").cast(pl.Float64))
 
@@ -156,7 +186,7 @@ def simulate_outcomes(data: Path, run_dir: Path, out: Path, weeks: int, lift: fl
     extra = pl.DataFrame(schema={"customer_id": base.schema["customer_id"],
                                  "product_id": base.schema["product_id"], "week": pl.Int64})
     if value > 0 and redemptions.height:
-        choices = _offer_products(data, offers).group_by("offer_id", maintain_order=True).agg(
+        choices = _offer_products(data, offers, products, ids_int).group_by("offer_id", maintain_order=True).agg(
             pl.col("product_id"))
         with_products = redemptions.join(choices, on="offer_id", how="left", maintain_order="left")
         n_choice = with_products.get_column("product_id").list.len().fill_null(0).to_numpy()

@@ -92,7 +92,12 @@ def check_controls(run_dir: Path, assignments: pl.DataFrame, inputs: Inputs,
                                   f"offer) pair of the per-offer control (offer_holdout_share "
                                   f"{m.offer_holdout_share}, salt {m.salt!r})", bad.height, bad))
 
-    controls = _read_controls(run_dir)
+    try:
+        controls = _read_controls(run_dir)
+    except InputError as exc:  # a published file that cannot be read is a violation, as a
+        # summary or customers table that cannot be read is (it stopped check: exit 2)
+        out.append(_violation("controls", exc.problem, 1, pl.DataFrame()))
+        return out
     holding = m.holdout_share > 0 or m.offer_holdout_share > 0
     if controls is None:
         if holding:
@@ -208,6 +213,13 @@ def _check_rows(controls: pl.DataFrame, inputs: Inputs, scenario: Scenario,
             out.append(_violation("controls", f"{bad.height} per-offer control row(s) of customers "
                                   "in the universal control (they are held out of every offer)",
                                   bad.height, bad))
+    # "ordered by customer" (docs/contract.md): the customers table's order, as the run writes
+    # them; a row before the customer above it is out of order
+    unordered = known.filter(pl.col("c") < pl.col("c").shift(1))
+    if unordered.height:
+        out.append(_violation("controls", f"{unordered.height} controls row(s) out of the "
+                              "customers' order (the table is ordered by customer, in the "
+                              "customers table's order)", unordered.height, unordered))
     duplicated = known.filter(pl.struct("c", "o").is_duplicated())
     if duplicated.height:
         out.append(_violation("controls", f"{duplicated.height} controls rows listed more than "

@@ -51,6 +51,39 @@ def _cells_agree(typed: pl.Series, text: pl.Series) -> pl.Series:
     return ok.scatter(close, True) if close.len() else ok
 
 
+# the whole-number columns of each Parquet table a run writes; ID columns keep the inputs' type
+_WHOLE_COLUMNS = {"assignments": ("customer_id", "offer_id", "rank"),
+                  "offers_summary": ("offer_id", "customers", "min_customers", "max_customers",
+                                     "shortfall"),
+                  "controls": ("customer_id", "offer_id", "week"),
+                  "customers": ("customer_id", "clv_decile")}
+
+
+def check_column_types(run_dir: Path, id_is_int: dict[str, bool]) -> list[Violation]:
+    """The Parquet copies keep the inputs' types (docs/contract.md: "outputs keep the type that
+    the input used"): an ID column holds integers where the inputs' IDs are integers and text
+    where they are text (a join of a tool downstream fails on the other), and ranks, counts and
+    weeks are whole numbers. Compared on the files' schemas; a column of nulls alone says
+    nothing, and an unreadable file is reported where it is read."""
+    out = []
+    for name, columns in _WHOLE_COLUMNS.items():
+        path = Path(run_dir) / f"{name}.parquet"
+        try:
+            schema = pl.read_parquet_schema(path) if path.is_file() else {}
+        except (pl.exceptions.PolarsError, OSError):
+            continue
+        for column in (c for c in columns if c in schema and schema[c] != pl.Null):
+            dtype = schema[column]
+            text = column in id_is_int and not id_is_int[column]
+            if (dtype == pl.Utf8) if text else dtype.is_integer():
+                continue
+            want = "text" if text else ("integers, as the inputs' IDs" if column in id_is_int
+                                        else "whole numbers")
+            out.append(Violation("column_types", f"{path.name}: column {column} is {dtype}; it "
+                                 f"holds {want}", 1))
+    return out
+
+
 def compare_copies(run_dir: Path, name: str) -> tuple[bool, list[Violation]]:
     """``NAME.parquet`` against ``NAME.csv``, row for row; ``(agree, violations)``. Agrees
     trivially when either file is absent."""

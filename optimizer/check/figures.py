@@ -66,9 +66,44 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
         problems += _binding_problems(manifest, *summary)
     problems += _shortfall_problems(manifest, a, inputs)
     problems += _input_count_problems(manifest, inputs)
+    problems += _contract_field_problems(manifest)
     if scenario is not None:
         problems += campaign_figure_problems(manifest, a, inputs, scenario)
     return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
+
+
+# docs/contract.md, "Solver status": every status a run may record (check imports no solver)
+SOLVER_STATUSES = ("optimal", "iteration_limit", "time_limit", "stalled")
+
+
+def _contract_field_problems(manifest: dict[str, Any]) -> list[str]:
+    """The contract's fields beyond the figures checked above: the solver's ``status`` (one of
+    :data:`SOLVER_STATUSES`), ``method`` (text) and ``iterations`` (a whole number >= 0),
+    ``seconds`` per stage (numbers >= 0) and the ``package_version`` (text); a manifest without
+    them passed."""
+    solver = manifest.get("solver")
+    solver = solver if isinstance(solver, dict) else {}
+    seconds = manifest.get("seconds")
+    found = {
+        "solver.status": solver.get("status"),
+        "solver.method": solver.get("method"),
+        "solver.iterations": solver.get("iterations"),
+        "seconds": seconds,
+        "package_version": manifest.get("package_version"),
+    }
+    fits = {
+        "solver.status": lambda v: v in SOLVER_STATUSES,
+        "solver.method": lambda v: isinstance(v, str) and v != "",
+        "solver.iterations": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "seconds": lambda v: isinstance(v, dict) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) and x >= 0
+            for x in v.values()),
+        "package_version": lambda v: isinstance(v, str) and v != "",
+    }
+    what = {"solver.status": f"one of {', '.join(SOLVER_STATUSES)}", "solver.method": "a text", "solver.iterations": "a whole number >= 0",
+            "seconds": "an object of seconds >= 0 per stage", "package_version": "a text"}
+    return [f"{key} is {found[key]!r}, not {what[key]} (a field of the contract)"
+            for key in fits if not fits[key](found[key])]
 
 
 def _redemptions_problems(manifest: dict[str, Any], a: pl.DataFrame) -> list[str]:

@@ -66,7 +66,13 @@ from optimizer.check.base import (
     assignments_table,
     read_precision,
 )
-from optimizer.check.copies import _exact_where_rounded, _in_file, _read, compare_copies
+from optimizer.check.copies import (
+    _exact_where_rounded,
+    _in_file,
+    _read,
+    check_column_types,
+    compare_copies,
+)
 from optimizer.check.figures import check_manifest
 from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
@@ -175,6 +181,19 @@ def _summary_frame(frame: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
                          inputs.id_is_int["offer_id"])
 
 
+def _absent_offers(summary: pl.DataFrame, inputs: Inputs, name: str) -> list[Violation]:
+    """Every offer has its row (the run writes one per offer, in the offers' order): a row
+    missing where the offer got no assignment agreed with every sum, yet it hides the offer's
+    budget and its ``min_customers`` shortfall from the planner."""
+    absent = inputs.offers.join(summary.select("o"), on="o", how="anti")
+    if not absent.height:
+        return []
+    shown: list[str] = [c for c in ("offer_id", "budget", "min_customers") if c in absent.columns]
+    return [Violation("summary", f"{absent.height} offer(s) of 'offers' have no row in {name} "
+                      f"(e.g. offer {absent.get_column('offer_id')[0]!r}): it lists every offer",
+                      absent.height, _sample(absent, shown))]
+
+
 def check_summary(frame: pl.DataFrame, path: Path, known_offer: pl.DataFrame, inputs: Inputs,
                   scenario: Scenario) -> list[Violation]:
     """One ``offers_summary`` file (read from ``path``) against the assignments and the offers
@@ -195,6 +214,7 @@ def check_summary(frame: pl.DataFrame, path: Path, known_offer: pl.DataFrame, in
         out.append(Violation("summary", f"{unknown.height} row(s) of {name} name offers not "
                              "in 'offers'", unknown.height, _sample(unknown, shown)))
     summary = summary.filter(pl.col("o").is_not_null())
+    out += _absent_offers(summary, inputs, name)
     dup = summary.filter(pl.len().over("o") > 1)
     if dup.height:
         out.append(Violation("summary", f"{dup.select('o').n_unique()} offer(s) appear more than "
@@ -344,7 +364,7 @@ def published_violations(run_dir: Path, raw: pl.DataFrame, inputs: Inputs, scena
     run_dir = Path(run_dir)
     out: list[Violation] = []
     agree, found = compare_copies(run_dir, "assignments")
-    out += found
+    out += found + check_column_types(run_dir, inputs.id_is_int)
     csv_path = run_dir / "assignments.csv"
     if not agree and (run_dir / "assignments.parquet").is_file() and csv_path.is_file():
         try:

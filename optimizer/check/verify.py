@@ -32,6 +32,8 @@ Rule ids reported (``Violation.rule``):
 ``summary``                 ``offers_summary`` disagrees with the assignments or the offers
 ``rank_order``              a customer's ranks do not follow her scores (rank 1 = best score)
 ``published_files``         the CSV and Parquet copies of a table disagree
+``column_types``            a Parquet table's ID column is not of the inputs' type (integers or
+                            text), or a rank, count or week is not a whole number
 ``customers_table``         ``customers.parquet`` does not list the customers or their deciles
 ``score_formula``           built-in path: a score is not the objective's formula of its inputs
 ``manifest``                a figure of ``manifest.json`` disagrees with the run's files

@@ -69,6 +69,11 @@ def from_run(run_dir: Path, customers: pl.DataFrame, offers: pl.DataFrame) -> Pr
                                  pl.col("offer_id").cast(offers.schema["offer_id"], strict=False))
               .join(customers.select("customer_id", "c"), on="customer_id", how="inner")
               .join(offers.select("offer_id", "o"), on="offer_id", how="inner"))
+    if frame.height and not joined.height:  # another shop's run, or another type's IDs
+        raise ScenarioError(f"--previous-run {run_dir}: none of its {frame.height:,} "
+                            "assignments names a customer and an offer of these inputs (e.g. "
+                            f"{frame.row(0, named=True)}), so it holds no list of last week's; "
+                            "name the run folder of last week's plan of these inputs")
     return Previous(_keys(joined.get_column("c").to_numpy(), joined.get_column("o").to_numpy(),
                           offers.height), offers.height, str(run_dir))
 
