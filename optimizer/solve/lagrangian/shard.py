@@ -54,11 +54,14 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # shards, ``plan_make`` (the plan, as ``plan_rows``) and ``plan_apply`` (the plan repaired and
 # refilled) are replayed as well, and ``plan_keep`` (the best plan) is kept across passes
 # (:data:`KEPT`): the best plan may be an earlier pass's, so its call carries its own recipe.
+# A ``plan_make`` makes the last ``plan_apply`` stale (:data:`STALE`): replayed before it, on a
+# rebuilt shard, that one would find no plan to apply its cuts and grants to.
 STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
             "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start",
             "refill_start", "refill_round", "refill_done", "plan_make", "plan_apply",
             "plan_keep")
 KEPT = ("plan_keep",)  # the stateful calls a later ``respond`` does not make stale
+STALE = {"plan_make": ("plan_apply",)}  # the stateful calls each call makes stale
 
 Replay = list[tuple[str, Any]]  # (call, its arguments per shard), in the order to replay
 
@@ -66,11 +69,13 @@ Replay = list[tuple[str, Any]]  # (call, its arguments per shard), in the order 
 def remembered(replay: Replay, method: str, args: Any) -> Replay:
     """What a rebuilt shard replays once ``method(args)`` has been answered: the last
     ``respond`` and, since it, the last call of each other stateful kind, after the last of
-    each :data:`KEPT` kind (made first: the calls after it overwrite what it leaves)."""
+    each :data:`KEPT` kind (made first: the calls after it overwrite what it leaves), less
+    those ``method`` makes stale (:data:`STALE`)."""
     if method == "respond":
         return [c for c in replay if c[0] in KEPT] + [(method, args)]
     if method in STATEFUL:
-        return [c for c in replay if c[0] != method] + [(method, args)]
+        stale = (method, *STALE.get(method, ()))
+        return [c for c in replay if c[0] not in stale] + [(method, args)]
     return replay
 
 
@@ -407,10 +412,13 @@ class Shard:
     def plan_apply(self, applied: list, granted: np.ndarray, plan_id: int
                    ) -> tuple[np.ndarray, Exact | None]:
         """The pass's plan made here: the last plan less the pairs the cuts ``applied`` drop,
-        with the shard's refill grants ``granted`` (positions), kept as plan ``plan_id``; its
-        customers per offer and its exact value (:meth:`.AssignmentProblem.objective_exact`)."""
+        with the shard's refill grants ``granted`` (positions), then trimmed to the offer groups
+        (per customer, as :func:`.planning.make_plan` trims the driver's masks), kept as plan
+        ``plan_id``; its customers per offer and its exact value
+        (:meth:`.AssignmentProblem.objective_exact`)."""
         masks = self._repaired(applied)
         rf.set_pairs(self.problem, masks, granted, self.lo)
+        group_rules.trim_plan(self.view, masks)  # the refill knows no groups
         self._made = (plan_id, masks)
         return (self.problem.usage(masks, self.run).customers,
                 self.problem.objective_exact(masks, self.run))
