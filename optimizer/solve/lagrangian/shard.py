@@ -114,6 +114,7 @@ class Shard:
         self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
         self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
         self._pool = rf.empty_pool()  # the refill's pool (refill_start)
+        self._left = rf.KeptLeft(problem.offers.n_offers)  # what is left (refill_start, _round)
         self._made: tuple[int, list[np.ndarray]] = (-1, [])  # the last plan_apply's plan
         self._best: list[np.ndarray] = []  # the best plan (plan_keep)
 
@@ -291,7 +292,6 @@ class Shard:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
 
-
     # -- the repair (:mod:`.repair_shards`): every call gets the cuts made so far -------------
     def repair_start(self) -> None:
         """Take the last plan's pairs for the repair."""
@@ -366,12 +366,12 @@ class Shard:
         return (e.piece[gone], e.row[gone], e.slot[gone], exact_tally(e.offer[kept],
                 e.cost[kept], n), np.bincount(e.offer[kept], minlength=n).astype(np.int64))
 
-
     # -- the refill (:mod:`.refill_shards`): each round's call gets the shard's grants so far ---
     def refill_start(self, applied: list, prices: Prices, left: rf.Left) -> int:
         """Build the refill's pool from the plan less the pairs the cuts ``applied`` dropped,
         at ``left`` (budgets, customers and global budget left); returns its size."""
         masks = self._repaired(applied)
+        self._left.started(left)
         self._pool = rf.shard_pool(self.problem, masks, prices, left, self.lo, self.run)
         return int(self._pool.offer.shape[0])
 
@@ -385,20 +385,20 @@ class Shard:
             mask[e.row[sel], e.slot[sel]] = False
         return masks
 
-    def refill_round(self, granted: np.ndarray, budget_left: np.ndarray,
-                     count_left: np.ndarray, global_left: float, limit: int
-                     ) -> tuple[int, rf.Batch]:
+    def refill_round(self, granted: np.ndarray, changes: rf.Changes, global_left: float,
+                     limit: int) -> tuple[int, rf.Batch]:
         """The round's proposals after the shard's grants ``granted`` (positions, every round's
-        so far) at what is left: how many, and the first ``limit`` in the grant order."""
-        left = (budget_left, count_left, global_left)
+        so far) at what is left (``changes`` since ``refill_start``'s, :class:`.refill_shards.
+        KeptLeft`): how many, and the first ``limit`` in the grant order."""
+        left = self._left.at_round(changes, global_left)
         n = rf.propose(self._pool, granted, left, self.problem.max_per_category)
         return n, rf.batch(self._pool, None, left, limit)
 
-    def refill_collect(self, after: tuple[float, int], budget_left: np.ndarray,
-                       count_left: np.ndarray, global_left: float, limit: int) -> rf.Batch:
+    def refill_collect(self, after: tuple[float, int], changes: rf.Changes,
+                       global_left: float, limit: int) -> rf.Batch:
         """The round's next ``limit`` proposals past ``after`` (priority, customer) that fit
-        what is left."""
-        return rf.batch(self._pool, after, (budget_left, count_left, global_left), limit)
+        what is left (``changes`` since the round's call)."""
+        return rf.batch(self._pool, after, self._left.at_collect(changes, global_left), limit)
 
     def refill_done(self) -> None:
         """Let the refill's pool go."""
