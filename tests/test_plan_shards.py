@@ -1,7 +1,8 @@
-"""The plan kept on the shards (issue 21, ``solver.repair = "shards"`` without offer groups):
-each shard applies the repair's drops and its own refill grants to its plan and sends O(offers)
-sums; the best plan stays on the shards (its recipe replayed on a shard rebuilt) and is gathered
-once at the end. The pass loop's plans are those of the driver's masks path, bit for bit."""
+"""The plan kept on the shards (issue 21, ``solver.repair = "shards"``): each shard applies the
+repair's drops and its own refill grants to its plan, trims it to the offer groups and sends
+O(offers) sums; the best plan stays on the shards (its recipe replayed on a shard rebuilt) and
+is gathered once at the end. The pass loop's plans are those of the driver's masks path, bit
+for bit."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,22 +14,26 @@ import pytest
 
 from optimizer.model.problem import AssignmentProblem
 from optimizer.solve import certified
+from optimizer.solve.lagrangian import groups as group_rules
 from optimizer.solve.lagrangian import planning, refill_shards
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.lagrangian.shard import Shard, remembered, replayed
 from optimizer.solve.lagrangian.shards import shard_args
+from tests.test_campaign_solver import with_groups
 from tests.test_shards import WireShards, _same
 from tests.test_solver_vs_exact import random_problem
 
 
-def _problem(seed: int = 11) -> AssignmentProblem:
+def _problem(seed: int = 11, groups: bool = False) -> AssignmentProblem:
     """500 customers in blocks of 7, multi-category offers under category caps of 1, a binding
-    global budget, offers' budgets and ``max_customers``, and ``min_customers`` targets."""
+    global budget, offers' budgets and ``max_customers``, and ``min_customers`` targets;
+    ``groups``: 3 offer groups too (limits 0 to 2, offers in up to two)."""
     problem = random_problem(seed, 500, 12, 6, multi=True, per_category=1, global_share=0.25)
     targets = np.zeros(problem.offers.n_offers, dtype=np.int64)
     targets[:3] = 40
-    return dataclasses.replace(problem, offers=dataclasses.replace(problem.offers,
-                                                                   min_customers=targets))
+    problem = dataclasses.replace(problem, offers=dataclasses.replace(problem.offers,
+                                                                      min_customers=targets))
+    return with_groups(problem, seed, 3) if groups else problem
 
 
 _SETTINGS = LagrangianSettings(max_iterations=10, shard_customers=97, sample_customers=60,
@@ -88,21 +93,24 @@ class Rebuilt(Shard):
         super().plan_keep(plan_id, recipe)
 
 
-@pytest.mark.parametrize(("seed", "shard"), [(11, 97), (4, 30), (23, 250)])
-def test_plans_on_the_shards_are_the_masks_paths(monkeypatch, seed, shard):
-    """Targets, category caps and a binding global budget: the plans kept on the shards give
-    the trace (objectives to the bit), prices and chosen masks of the plans gathered to the
-    driver's masks (the repair and refill on the shards both ways), behind the wire and
-    locally; the shards' drops and grants are not empty (the test fails if a shard skips
-    them), and no plan's first rows cross the wire."""
+@pytest.mark.parametrize(("seed", "shard", "groups"), [
+    (11, 97, False), (4, 30, False), (23, 250, False), (11, 97, True), (4, 30, True)])
+def test_plans_on_the_shards_are_the_masks_paths(monkeypatch, seed, shard, groups):
+    """Targets, category caps and a binding global budget (and offer groups): the plans kept on
+    the shards give the trace (objectives to the bit), prices and chosen masks of the plans
+    gathered to the driver's masks (the repair and refill on the shards both ways), behind the
+    wire and locally; the shards' drops, grants and group trims are not empty (the test fails
+    if a shard skips them), and no plan's first rows cross the wire."""
     monkeypatch.setattr(refill_shards, "_BATCH", 3)
-    problem = _problem(seed)
+    trimmed = _count_trims(monkeypatch)
+    problem = _problem(seed, groups)
     settings = dataclasses.replace(_SETTINGS, shard_customers=shard)
     wire = Seen(problem, shard)
     on_shards = solve_lagrangian(problem, settings, shards=wire)
     assert "plan_rows_packed" not in wire.methods and "plan_best_packed" in wire.methods
     assert any(any(a[0] for a in args) for args in wire.applied)  # a cut dropped pairs
     assert any(any(a[1].size for a in args) for args in wire.applied)  # the refill granted
+    assert bool(trimmed) == groups  # the trim dropped pairs on a shard's plan
     certified(problem, on_shards)
     assert any(e.get("shortfall") for e in on_shards.trace)  # the targets are short at times
     assert on_shards.prices.global_budget > 0
@@ -116,15 +124,18 @@ def test_plans_on_the_shards_are_the_masks_paths(monkeypatch, seed, shard):
     assert "plan_rows_packed" in masks.methods and not masks.applied
 
 
-@pytest.mark.parametrize(("lose_at", "nth", "seed", "passes"), [
-    ("plan_make", 2, 11, 10), ("plan_best_packed", 0, 11, 10), ("respond", 4, 11, 10),
+@pytest.mark.parametrize(("lose_at", "nth", "seed", "passes", "groups"), [
+    ("plan_make", 2, 11, 10, False), ("plan_best_packed", 0, 11, 10, False),
+    ("respond", 4, 11, 10, False),
     # the best plan a replanned pass's (made from the plain responses): its recipe says so
-    ("plan_best_packed", 0, 5, 4), ("respond_plain", 2, 5, 4)])
-def test_a_shard_lost_keeps_the_best_plan(lose_at, nth, seed, passes):
+    ("plan_best_packed", 0, 5, 4, False), ("respond_plain", 2, 5, 4, False),
+    # offer groups: the best plan remade from its recipe is trimmed again
+    ("plan_best_packed", 0, 11, 10, True)])
+def test_a_shard_lost_keeps_the_best_plan(lose_at, nth, seed, passes, groups):
     """A shard lost before the second plan, before the final gather, or mid-solve, rebuilt
     and replayed (the best plan from its recipe: its prices, cuts and the shard's grants),
     gives the same plan and bytes; the best plan was an earlier pass's when it was lost."""
-    problem = _problem(seed)
+    problem = _problem(seed, groups)
     settings = dataclasses.replace(_SETTINGS, max_iterations=passes)
     local = solve_lagrangian(problem, settings)
     for k in (0, 3):
@@ -136,6 +147,21 @@ def test_a_shard_lost_keeps_the_best_plan(lose_at, nth, seed, passes):
         assert local.objective not in {e.get("objective") for e in local.trace}
         kept = [c for c in losing.replay if c[0] == "plan_keep"][0][1]
         assert kept[0][1][1]  # its recipe: the plain responses
+
+
+def _count_trims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the shards' group trims that drop pairs (one entry per such ``plan_apply``)."""
+    trimmed: list[int] = []
+    real = group_rules.trim_plan
+
+    def trim(problem: AssignmentProblem, chosen: list[np.ndarray]) -> None:
+        before = sum(int(m.sum()) for m in chosen)
+        real(problem, chosen)
+        if sum(int(m.sum()) for m in chosen) < before:
+            trimmed.append(1)
+
+    monkeypatch.setattr(group_rules, "trim_plan", trim)
+    return trimmed
 
 
 def test_the_objective_is_the_exact_sum_rounded_once():

@@ -143,15 +143,30 @@ def test_pass_loop_with_the_refill_on_shards_gives_the_drivers_plan(monkeypatch)
 
 
 @pytest.mark.parametrize("lose_at", ["refill_round", "refill_collect"])
-def test_a_shard_lost_mid_refill_is_replayed(monkeypatch, lose_at):
+def test_a_shard_lost_mid_refill_is_replayed(monkeypatch, caplog, lose_at):
     """A shard lost before every ``lose_at`` call, rebuilt and replayed (``repair_start``,
     ``refill_start`` and the last ``refill_round`` among the stateful calls), gives the same
-    plan: each round's call carries the shard's grants so far."""
+    plan: each round's call carries the shard's grants so far; and the shards read the same
+    budgets and customers left (a rebuilt one too, from the changes each call sends: it fails
+    with a collect's changes since the last collect)."""
     monkeypatch.setattr(refill_shards, "_BATCH", 2)
+    seen: set[bytes] = set()
+    batch = refill_shards.batch
+
+    def kept(pool, after, left, limit):  # noqa: ANN001, ANN202 - a test double
+        if pool.offer.size:  # not an earlier plan's round replayed before the last start
+            seen.add(left[0].tobytes() + left[1].tobytes() + np.float64(left[2]).tobytes())
+        return batch(pool, after, left, limit)
+
+    monkeypatch.setattr(refill_shards, "batch", kept)
     problem = _plain_problem()
     lagrangian = LagrangianSettings(max_iterations=5, shard_customers=100, gap_tolerance=0.0,
                                     repair_on_shards=True)
-    local = solve_lagrangian(problem, lagrangian)
+    with caplog.at_level(logging.INFO, logger=refill_shards.__name__):
+        local = solve_lagrangian(problem, lagrangian)
+    figures = [r.args for r in caplog.records if r.name == refill_shards.__name__]
+    caplog.clear()
+    local_seen, seen = seen, set()
 
     class Lost(LosingShards):
         lost_calls = 0
@@ -161,8 +176,12 @@ def test_a_shard_lost_mid_refill_is_replayed(monkeypatch, lose_at):
             return super().map(method, args)
 
     losing = Lost(problem, 100, lose_at)
-    _same(local, solve_lagrangian(problem, lagrangian, shards=losing))
+    with caplog.at_level(logging.INFO, logger=refill_shards.__name__):
+        _same(local, solve_lagrangian(problem, lagrangian, shards=losing))
     assert losing.lost_calls > 0
+    assert [r.args for r in caplog.records if r.name == refill_shards.__name__] == figures
+    assert any(calls > 1 for _, rounds in figures for *_, calls in rounds)  # collects made
+    assert seen == local_seen
 
 
 def test_tied_proposals_on_two_shards_go_to_the_first_customer():

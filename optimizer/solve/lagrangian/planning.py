@@ -5,9 +5,9 @@ A plan is the customers' best responses repaired and refilled within every capac
 the groups and funders, then sent on channels. The channels' assignment (a transportation LP over
 the plan's pairs) is its dearest step, so a plan whose channels' upper bound
 (:func:`.channels.ceiling`) cannot beat the best plan is not finished: it would change nothing.
-Where the repair and refill run on the shards and there are no offer groups
-(:func:`plan_on_shards`), each plan stays on the shards: they apply the cuts and their grants,
-answer O(offers) sums and keep the best plan, gathered once at the end (:meth:`BestPlan.final`).
+Where the repair and refill run on the shards (:func:`plan_on_shards`), each plan stays on the
+shards: they apply the cuts and their grants, trim each customer to the offer groups, answer
+O(offers) sums and keep the best plan, gathered once at the end (:meth:`BestPlan.final`).
 """
 from __future__ import annotations
 
@@ -135,11 +135,11 @@ def make_plan(problem: AssignmentProblem, prices: Prices, chosen: list[np.ndarra
 
 
 def plan_on_shards(problem: AssignmentProblem, ex: ShardExecutor | None) -> bool:
-    """Whether each plan stays on the shards of ``ex`` (repaired, refilled and kept there, only
-    O(offers) sums sent): the repair and refill run there (:func:`.repair_shards.applies`)
-    and no offer groups (their trim reads the masks)."""
+    """Whether each plan stays on the shards of ``ex`` (repaired, refilled, trimmed to the
+    offer groups and kept there, only O(offers) sums sent): the repair and refill run there
+    (:func:`.repair_shards.applies`)."""
     return (ex is not None and repair_shards.applies(problem, ex.repair_on_shards)
-            and ex.refill_on_shards and problem.groups is None)
+            and ex.refill_on_shards)
 
 
 def first_plans(problem: AssignmentProblem, prices: Prices, ex: ShardExecutor

@@ -51,6 +51,9 @@ _BATCH = 256  # proposals a shard sends first in a round; doubled while all are 
 # position) and whether it holds more that fit
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]
 Left = tuple[np.ndarray, np.ndarray, float]  # budget_left, count_left (floats), global_left
+# the offers whose budget or customers left changed since a base (:class:`KeptLeft`): their
+# indices (``None``: every offer, when that is no larger) and their new budget and count left
+Changes = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 
 
 # -- the shard's side ---------------------------------------------------------------------------
@@ -71,6 +74,49 @@ class ShardPool:
     slots: np.ndarray
     cat_count: np.ndarray
     proposed: np.ndarray
+
+
+class KeptLeft:
+    """What is left as a shard keeps it, so that each call sends only the offers whose values
+    changed: ``refill_start``'s (sent whole) and the last ``refill_round``'s. A round's call
+    sends the changes since the start, a ``refill_collect`` those since its round's call: both
+    bases are replayed on a rebuilt shard (``refill_start`` and the last ``refill_round`` are
+    stateful), so it reads the same left as the lost one."""
+
+    def __init__(self, n_offers: int) -> None:
+        self.start = self.round = (np.zeros(n_offers), np.zeros(n_offers))
+
+    def started(self, left: Left) -> None:
+        """Keep ``refill_start``'s left (copies: a local caller's arrays change in place)."""
+        self.start = self.round = (left[0].copy(), left[1].copy())
+
+    def at_round(self, changes: Changes, global_left: float) -> Left:
+        """The round's left from the changes since the start, kept for its collects."""
+        self.round = _patched(self.start, changes)
+        return (*self.round, global_left)
+
+    def at_collect(self, changes: Changes, global_left: float) -> Left:
+        """A collect's left from the changes since its round's call."""
+        return (*_patched(self.round, changes), global_left)
+
+
+def _patched(base: tuple[np.ndarray, np.ndarray], changes: Changes
+             ) -> tuple[np.ndarray, np.ndarray]:
+    at, budget, count = changes
+    if at is None:
+        return budget, count
+    out = (base[0].copy(), base[1].copy())
+    out[0][at], out[1][at] = budget, count
+    return out
+
+
+def changes_since(base: tuple[np.ndarray, np.ndarray], left: Left) -> Changes:
+    """The offers whose budget or count ``left`` differs from ``base`` (bit for bit), as sent:
+    every offer when indices would cost more than the arrays."""
+    at = np.flatnonzero((left[0] != base[0]) | (left[1] != base[1]))
+    if 5 * at.shape[0] >= 4 * base[0].shape[0]:  # 20 bytes an offer changed against 16
+        return None, left[0].copy(), left[1].copy()
+    return at.astype(np.int32), left[0][at], left[1][at]
 
 
 def empty_pool() -> ShardPool:
@@ -133,6 +179,8 @@ class _Round:
 
     left: Left
     granted: list[list[np.ndarray]]
+    start: tuple[np.ndarray, np.ndarray]  # what the shards keep (:class:`KeptLeft`)
+    round: tuple[np.ndarray, np.ndarray]
     sent: int = 0
     calls: int = 0
 
@@ -150,12 +198,16 @@ def sharded_refill(ex: ShardExecutor, problem: AssignmentProblem,
     global_left = problem.global_budget - spent[2]
     if global_left <= 0 or not open_offers(budget_left, count_left).any():
         return [_joined([]) for _ in ex.specs]
+    start = (budget_left.copy(), count_left.astype(float))
     state = _Round((budget_left, count_left.astype(float), float(global_left)),
-                   [[] for _ in ex.specs])
-    sizes = ex.all("refill_start", list(applied), prices, state.left)
+                   [[] for _ in ex.specs], start, start)
+    # a copy: the replay keeps the arguments, and the grants change ``state.left`` in place
+    sizes = ex.all("refill_start", list(applied), prices, (*start, float(global_left)))
     figures = []
     for _ in range(_REFILL_ROUNDS):
-        found = ex.map("refill_round", [(_joined(g), *state.left, _BATCH)
+        changes = changes_since(state.start, state.left)
+        state.round = (state.left[0].copy(), state.left[1].copy())
+        found = ex.map("refill_round", [(_joined(g), changes, state.left[2], _BATCH)
                                         for g in state.granted])
         offered = sum(f[0] for f in found)
         if offered == 0:
@@ -203,7 +255,8 @@ def _grant_round(ex: ShardExecutor, state: _Round, batches: list[Batch]) -> int:
         if granted.all():
             limit *= 2  # nothing refused yet: larger steps
         after = (float(-end[0]), int(end[1]))
-        batches = ex.all("refill_collect", after, *state.left, limit)
+        batches = ex.all("refill_collect", after, changes_since(state.round, state.left),
+                         state.left[2], limit)
         state.calls += 1
 
 

@@ -54,11 +54,14 @@ from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketc
 # shards, ``plan_make`` (the plan, as ``plan_rows``) and ``plan_apply`` (the plan repaired and
 # refilled) are replayed as well, and ``plan_keep`` (the best plan) is kept across passes
 # (:data:`KEPT`): the best plan may be an earlier pass's, so its call carries its own recipe.
+# A ``plan_make`` makes the last ``plan_apply`` stale (:data:`STALE`): replayed before it, on a
+# rebuilt shard, that one would find no plan to apply its cuts and grants to.
 STATEFUL = ("respond", "respond_plain", "tallies", "funder_sketch", "collect", "funder_collect",
             "target_counts", "target_collect", "plan_rows", "plan_rows_packed", "repair_start",
             "refill_start", "refill_round", "refill_done", "plan_make", "plan_apply",
             "plan_keep")
 KEPT = ("plan_keep",)  # the stateful calls a later ``respond`` does not make stale
+STALE = {"plan_make": ("plan_apply",)}  # the stateful calls each call makes stale
 
 Replay = list[tuple[str, Any]]  # (call, its arguments per shard), in the order to replay
 
@@ -66,11 +69,13 @@ Replay = list[tuple[str, Any]]  # (call, its arguments per shard), in the order 
 def remembered(replay: Replay, method: str, args: Any) -> Replay:
     """What a rebuilt shard replays once ``method(args)`` has been answered: the last
     ``respond`` and, since it, the last call of each other stateful kind, after the last of
-    each :data:`KEPT` kind (made first: the calls after it overwrite what it leaves)."""
+    each :data:`KEPT` kind (made first: the calls after it overwrite what it leaves), less
+    those ``method`` makes stale (:data:`STALE`)."""
     if method == "respond":
         return [c for c in replay if c[0] in KEPT] + [(method, args)]
     if method in STATEFUL:
-        return [c for c in replay if c[0] != method] + [(method, args)]
+        stale = (method, *STALE.get(method, ()))
+        return [c for c in replay if c[0] not in stale] + [(method, args)]
     return replay
 
 
@@ -109,6 +114,7 @@ class Shard:
         self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
         self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
         self._pool = rf.empty_pool()  # the refill's pool (refill_start)
+        self._left = rf.KeptLeft(problem.offers.n_offers)  # what is left (refill_start, _round)
         self._made: tuple[int, list[np.ndarray]] = (-1, [])  # the last plan_apply's plan
         self._best: list[np.ndarray] = []  # the best plan (plan_keep)
 
@@ -286,7 +292,6 @@ class Shard:
         """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
         return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
 
-
     # -- the repair (:mod:`.repair_shards`): every call gets the cuts made so far -------------
     def repair_start(self) -> None:
         """Take the last plan's pairs for the repair."""
@@ -361,12 +366,12 @@ class Shard:
         return (e.piece[gone], e.row[gone], e.slot[gone], exact_tally(e.offer[kept],
                 e.cost[kept], n), np.bincount(e.offer[kept], minlength=n).astype(np.int64))
 
-
     # -- the refill (:mod:`.refill_shards`): each round's call gets the shard's grants so far ---
     def refill_start(self, applied: list, prices: Prices, left: rf.Left) -> int:
         """Build the refill's pool from the plan less the pairs the cuts ``applied`` dropped,
         at ``left`` (budgets, customers and global budget left); returns its size."""
         masks = self._repaired(applied)
+        self._left.started(left)
         self._pool = rf.shard_pool(self.problem, masks, prices, left, self.lo, self.run)
         return int(self._pool.offer.shape[0])
 
@@ -380,20 +385,20 @@ class Shard:
             mask[e.row[sel], e.slot[sel]] = False
         return masks
 
-    def refill_round(self, granted: np.ndarray, budget_left: np.ndarray,
-                     count_left: np.ndarray, global_left: float, limit: int
-                     ) -> tuple[int, rf.Batch]:
+    def refill_round(self, granted: np.ndarray, changes: rf.Changes, global_left: float,
+                     limit: int) -> tuple[int, rf.Batch]:
         """The round's proposals after the shard's grants ``granted`` (positions, every round's
-        so far) at what is left: how many, and the first ``limit`` in the grant order."""
-        left = (budget_left, count_left, global_left)
+        so far) at what is left (``changes`` since ``refill_start``'s, :class:`.refill_shards.
+        KeptLeft`): how many, and the first ``limit`` in the grant order."""
+        left = self._left.at_round(changes, global_left)
         n = rf.propose(self._pool, granted, left, self.problem.max_per_category)
         return n, rf.batch(self._pool, None, left, limit)
 
-    def refill_collect(self, after: tuple[float, int], budget_left: np.ndarray,
-                       count_left: np.ndarray, global_left: float, limit: int) -> rf.Batch:
+    def refill_collect(self, after: tuple[float, int], changes: rf.Changes,
+                       global_left: float, limit: int) -> rf.Batch:
         """The round's next ``limit`` proposals past ``after`` (priority, customer) that fit
-        what is left."""
-        return rf.batch(self._pool, after, (budget_left, count_left, global_left), limit)
+        what is left (``changes`` since the round's call)."""
+        return rf.batch(self._pool, after, self._left.at_collect(changes, global_left), limit)
 
     def refill_done(self) -> None:
         """Let the refill's pool go."""
@@ -407,10 +412,13 @@ class Shard:
     def plan_apply(self, applied: list, granted: np.ndarray, plan_id: int
                    ) -> tuple[np.ndarray, Exact | None]:
         """The pass's plan made here: the last plan less the pairs the cuts ``applied`` drop,
-        with the shard's refill grants ``granted`` (positions), kept as plan ``plan_id``; its
-        customers per offer and its exact value (:meth:`.AssignmentProblem.objective_exact`)."""
+        with the shard's refill grants ``granted`` (positions), then trimmed to the offer groups
+        (per customer, as :func:`.planning.make_plan` trims the driver's masks), kept as plan
+        ``plan_id``; its customers per offer and its exact value
+        (:meth:`.AssignmentProblem.objective_exact`)."""
         masks = self._repaired(applied)
         rf.set_pairs(self.problem, masks, granted, self.lo)
+        group_rules.trim_plan(self.view, masks)  # the refill knows no groups
         self._made = (plan_id, masks)
         return (self.problem.usage(masks, self.run).customers,
                 self.problem.objective_exact(masks, self.run))
