@@ -98,6 +98,7 @@ class _Run:
     offers: pl.DataFrame         # offer_id, discount
     pre: pl.DataFrame            # customer_id, x (pre-period sales)
     ids_int: dict[str, bool]
+    customers_sha256: str | None = None  # the manifest's, of the customers table it planned
 
 
 def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
@@ -117,8 +118,11 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     tx = read_referencing(data, "transactions", {"customer_id": ids_int["customer_id"]})
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
+    customers = (manifest.data.get("inputs") or {}).get("customers")
+    sha = customers.get("sha256") if isinstance(customers, dict) else None
     return _Run(run_dir, week, data, sends, controls,
-                offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int)
+                offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int,
+                sha if isinstance(sha, str) else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,6 +237,24 @@ def _refuse_repeated_runs(run_dirs: list[Path]) -> None:
         seen[key] = given
 
 
+def _refuse_runs_of_the_same_week(runs: list[_Run]) -> None:
+    """Two runs of one week planned for one customers table (the manifests' ``week`` and
+    ``inputs.customers.sha256``: a copy of a run folder, or the week planned twice) measure the
+    same customers against the same outcome weeks: each would count twice in the pooled figures,
+    as one folder given twice does."""
+    seen: dict[tuple[int, str], Path] = {}
+    for run in runs:
+        if run.customers_sha256 is None:
+            continue
+        key = (run.week, run.customers_sha256)
+        if key in seen:
+            raise ScenarioError(f"the run folders {seen[key]} and {run.path} are runs of the "
+                                f"same week {run.week} for the same customers (their "
+                                "manifests' week and customers SHA-256): measure one of them, "
+                                "or their customers would count twice in the pooled figures")
+        seen[key] = run.path
+
+
 def _require_controls(runs: list[_Run]) -> None:
     """Refuse runs none of which has a control group: nothing to measure against."""
     if all(run.controls.height == 0 for run in runs):
@@ -318,6 +340,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
     _refuse_repeated_runs(run_dirs)
     tx, red = read_outcomes(outcomes)
     runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
+    _refuse_runs_of_the_same_week(runs)
     _require_controls(runs)
     frames: list[pl.DataFrame] = []
     groups: list[tuple[int, Any]] = []
