@@ -237,22 +237,23 @@ def _refuse_repeated_runs(run_dirs: list[Path]) -> None:
         seen[key] = given
 
 
-def _refuse_runs_of_the_same_week(runs: list[_Run]) -> None:
-    """Two runs of one week planned for one customers table (the manifests' ``week`` and
-    ``inputs.customers.sha256``: a copy of a run folder, or the week planned twice) measure the
-    same customers against the same outcome weeks: each would count twice in the pooled figures,
-    as one folder given twice does."""
+def _load_runs(run_dirs: list[Path], pre_weeks: int) -> list[_Run]:
+    """The runs of ``run_dirs``, with a control group between them. Two runs of one week for one
+    customers table (the manifests' ``week`` and ``inputs.customers.sha256``: a copy of a run
+    folder, or the week planned twice) are refused, as one folder given twice is: the same
+    customers against the same outcome weeks would count twice in the pooled figures."""
+    runs = [_load_run(Path(p), pre_weeks) for p in run_dirs]
     seen: dict[tuple[int, str], Path] = {}
-    for run in runs:
-        if run.customers_sha256 is None:
-            continue
-        key = (run.week, run.customers_sha256)
+    for run in (r for r in runs if r.customers_sha256 is not None):
+        key = (run.week, str(run.customers_sha256))
         if key in seen:
             raise ScenarioError(f"the run folders {seen[key]} and {run.path} are runs of the "
                                 f"same week {run.week} for the same customers (their "
                                 "manifests' week and customers SHA-256): measure one of them, "
                                 "or their customers would count twice in the pooled figures")
         seen[key] = run.path
+    _require_controls(runs)
+    return runs
 
 
 def _require_controls(runs: list[_Run]) -> None:
@@ -339,9 +340,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
         raise ValueError("bootstrap needs at least 2 resamples")
     _refuse_repeated_runs(run_dirs)
     tx, red = read_outcomes(outcomes)
-    runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
-    _refuse_runs_of_the_same_week(runs)
-    _require_controls(runs)
+    runs = _load_runs(run_dirs, settings.pre_weeks)
     frames: list[pl.DataFrame] = []
     groups: list[tuple[int, Any]] = []
     windows: list[list[int]] = []
