@@ -164,6 +164,13 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                           ["[published_files]", "[duplicate_pair] in assignments.csv"]),
     "csv_pair_in_cooldown": (_csv_cooldown,
                              ["[published_files]", "[cooldown] in assignments.csv"]),
+    # the run writes its rows by customer (the customers table's order), then rank: both
+    # copies in reverse, or one customer's rows in reverse, passed (exit 0)
+    "rows_reversed": (lambda r: _both(r / "run", lambda a: a.reverse()),
+                      ["[row_order]", "out of order (the rows are ordered by customer"]),
+    "ranks_reversed_within_a_customer": (lambda r: _both(r / "run", lambda a: a.sort(
+        pl.int_range(pl.len()).min().over("customer_id"), pl.col("rank"),
+        descending=[False, True])), ["[row_order]"]),
     "csv_score_edited": (lambda r: _csv(r / "run", _rank_one_score_up), ["[published_files]"]),
     "ranks_against_scores": (lambda r: _both(r / "run", _swap_first_ranks), ["[rank_order]"]),
     "score_not_the_formula": (lambda r: _both(r / "run", _rank_one_score_up),
