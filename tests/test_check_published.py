@@ -154,6 +154,15 @@ def _fake_shortfall(root: Path) -> None:
         [{"offer_id": offer, "min_customers": 5, "customers": 0, "shortfall": 5}]))
 
 
+def _optimal_at_a_gap(gap: float) -> Callable[[Path], None]:
+    def edit(m: dict) -> None:
+        m["upper_bound"] = m["objective"] / (1 - gap)
+        m["gap"] = (m["upper_bound"] - m["objective"]) / m["upper_bound"]
+        m["solver"]["status"] = "optimal"
+        m["scenario"]["solver"]["gap_tolerance"] = 0.001
+    return lambda root: _manifest(root / "run", edit)
+
+
 def _plus_one(key: str) -> Callable[[Path], None]:
     return lambda root: _manifest(root / "run", lambda m: m.__setitem__(key, m[key] + 1))
 
@@ -164,6 +173,13 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
                           ["[published_files]", "[duplicate_pair] in assignments.csv"]),
     "csv_pair_in_cooldown": (_csv_cooldown,
                              ["[published_files]", "[cooldown] in assignments.csv"]),
+    # the run writes its rows by customer (the customers table's order), then rank: both
+    # copies in reverse, or one customer's rows in reverse, passed (exit 0)
+    "rows_reversed": (lambda r: _both(r / "run", lambda a: a.reverse()),
+                      ["[row_order]", "out of order (the rows are ordered by customer"]),
+    "ranks_reversed_within_a_customer": (lambda r: _both(r / "run", lambda a: a.sort(
+        pl.int_range(pl.len()).min().over("customer_id"), pl.col("rank"),
+        descending=[False, True])), ["[row_order]"]),
     "csv_score_edited": (lambda r: _csv(r / "run", _rank_one_score_up), ["[published_files]"]),
     "ranks_against_scores": (lambda r: _both(r / "run", _swap_first_ranks), ["[rank_order]"]),
     "score_not_the_formula": (lambda r: _both(r / "run", _rank_one_score_up),
@@ -212,6 +228,11 @@ EDITS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "manifest_status_unknown": (lambda r: _manifest(r / "run", lambda m: m["solver"]
                                                     .__setitem__("status", "done")),
                                 ["[manifest]", "solver.status is 'done', not one of optimal"]),
+    # "optimal" means the gap is within solver.gap_tolerance: a stalled run's manifest marked
+    # optimal, its figures consistent (gap 5%), passed (exit 0)
+    "manifest_optimal_above_the_tolerance": (_optimal_at_a_gap(0.05), [
+        "[manifest]", "solver.status is 'optimal' but the gap of objective",
+        "above solver.gap_tolerance 0.001"]),
     "manifest_iterations_not_whole": (lambda r: _manifest(r / "run", lambda m: m["solver"]
                                                           .__setitem__("iterations", 2.5)),
                                       ["[manifest]", "solver.iterations is 2.5"]),
@@ -233,6 +254,22 @@ def test_each_edit_of_the_run_exits_1_naming_it(copy, case):
     assert result.exit_code == 1, result.output
     for phrase in phrases:
         assert phrase in result.output, (phrase, result.output)
+
+
+@pytest.mark.parametrize("status", ["stalled", "optimal"])
+def test_a_status_that_fits_the_gap_passes(copy, status):
+    """A gap of 5% with status stalled, and one within the recorded tolerance with status
+    optimal, are what the statuses mean (exit 0)."""
+    gap = 0.05 if status == "stalled" else 0.0005
+    _manifest(copy / "run", lambda m: (m.__setitem__("upper_bound", m["objective"] / (1 - gap)),
+                                       m.__setitem__("gap", gap),
+                                       m["solver"].__setitem__("status", status),
+                                       m["scenario"]["solver"].__setitem__("gap_tolerance",
+                                                                           0.001)))
+    _manifest(copy / "run", lambda m: m.__setitem__(
+        "gap", (m["upper_bound"] - m["objective"]) / m["upper_bound"]))
+    result = _check(copy)
+    assert result.exit_code == 0, result.output
 
 
 # --------------------------------------------------------------------------------------------------

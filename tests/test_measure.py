@@ -261,8 +261,13 @@ def test_pooled_over_runs_counts_both_and_page_escapes(world: Path, tmp_path: Pa
     out = tmp_path / "outcomes"
     simulate_outcomes(world / "data", world / "runs" / "both", out, 2, 0.0, 3)
     one = measure_runs([world / "runs" / "both"], out, Settings(weeks=2, bootstrap=200))
-    again = tmp_path / "again"  # another run folder (here of the same plan)
+    # another run of the same plan, as of another customers table (two runs of one week for one
+    # customers table are refused: the same customers twice)
+    again = tmp_path / "again"
     shutil.copytree(world / "runs" / "both", again)
+    manifest = json.loads((again / "manifest.json").read_text())
+    manifest["inputs"]["customers"]["sha256"] = "0" * 64
+    (again / "manifest.json").write_text(json.dumps(manifest))
     two = measure_runs([world / "runs" / "both", again], out, Settings(weeks=2, bootstrap=200))
     assert two["total"]["treated_customers"] == 2 * one["total"]["treated_customers"]
     assert two["total"]["incremental_sales_per_customer"] == pytest.approx(
@@ -487,6 +492,30 @@ def test_one_run_folder_given_twice_exits_2(world: Path, tmp_path: Path):
                      "--out", tmp_path / "m")
     assert result.exit_code == 2, result.output
     assert "is given twice" in _whole(result.output) and str(run) in _whole(result.output)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("copy", ["copy", "rerun"])
+def test_two_runs_of_the_same_week_for_the_same_customers_exit_2(world: Path, tmp_path: Path,
+                                                                  copy: str):
+    """A copy of a run folder, or another run of the same week for the same customers table
+    (another rule), measured the same customers against the same outcome weeks twice: treated
+    and incremental_sales_total doubled, exit 0. Refused, exit 2 naming both folders, nothing
+    written."""
+    out = tmp_path / "outcomes"
+    simulate_outcomes(world / "data", world / "runs" / "both", out, 2, 0.0, 3)
+    run = world / "runs" / "both"
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    if copy == "rerun":
+        manifest = json.loads((other / "manifest.json").read_text())
+        manifest["scenario"]["rules"]["max_offers_per_customer"] = 4
+        (other / "manifest.json").write_text(json.dumps(manifest))
+    result = _invoke("measure", run, other, "--outcomes", out, "--out", tmp_path / "m")
+    assert result.exit_code == 2, result.output
+    text = _whole(result.output)
+    assert "same week 40 for the same customers" in text, text
+    assert str(run) in text and str(other) in text, text
     assert not (tmp_path / "m").exists()
 
 

@@ -172,9 +172,15 @@ def test_writes_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["sim"]  # no working folder left
 
 
+TINY = ("--customers", "50", "--weeks", "1", "--seeds", "1")  # quick, if it is not refused
+
+
 @pytest.mark.parametrize("args, words", [
     (["--strategies", "customer_first,best_guess"], "best_guess"),
     (["--strategies", "random,random"], "twice"),
+    # an empty entry was dropped silently (exit 0, the others simulated)
+    (["--strategies", "customer_first,,random", *TINY], "--strategies"),
+    (["--strategies", "random,", *TINY], "empty entry"),
     (["--weeks", "0"], "weeks"),
     (["--customers", "0"], "customers"),
     (["--seeds", "0"], "seeds"),

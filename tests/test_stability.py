@@ -4,6 +4,7 @@ held against the exact model of the same penalised problem."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -103,6 +104,61 @@ def test_previous_run_whose_lists_match_no_input_exits_2(tmp_path):
     assert result.exit_code == 2, text
     assert f"--previous-run {first}" in text and "names a customer and an offer" in text
     assert not (tmp_path / "b" / "run").exists()
+
+
+def _zero_padded(run: Path) -> None:
+    """The run folder's assignments with its integer IDs rewritten as text "01", "02"...: not
+    the integers 1, 2 anywhere else in the product (validate, check's rules, measure)."""
+    a = pl.read_parquet(run / "assignments.parquet").with_columns(
+        pl.format("0{}", "customer_id").alias("customer_id"),
+        pl.format("0{}", "offer_id").alias("offer_id"))
+    a.write_parquet(run / "assignments.parquet")
+    a.write_csv(run / "assignments.csv")
+
+
+def test_previous_run_ids_are_typed_as_everywhere(tmp_path):
+    """--previous-run cast its IDs plainly, so "01" matched customer 1 there and nowhere else:
+    a run folder whose IDs name no customer of these inputs as the product types them is exit
+    2 (it planned with them, exit 0)."""
+    first, _ = _run(tmp_path / "a")
+    _zero_padded(first)
+    write_world(tmp_path / "b" / "data", _world())
+    scenario = write_scenario(tmp_path / "b" / "scenario.toml", rules={"change_penalty": 0.5})
+    result = CliRunner().invoke(main, ["run", str(scenario), "--previous-run", str(first)])
+    text = " ".join((result.output + (result.stderr or "")).split())
+    assert result.exit_code == 2, text
+    assert "names a customer and an offer" in text
+
+
+def test_check_types_the_previous_runs_ids_as_everywhere(tmp_path):
+    """check recomputed the stability figures from a previous run folder whose IDs it cast
+    plainly: "01" read as customer 1, and the figures agreed (ok). Typed as everywhere, those
+    lists name nobody and the figures disagree (rule stability)."""
+    first, _ = _run(tmp_path / "a")
+    run, _ = _run(tmp_path / "b", "--previous-run", str(first), change_penalty=0.5)
+    _zero_padded(first)
+    report = check_run(load_scenario(tmp_path / "b" / "scenario.toml"), run, force=True)
+    assert "stability" in report.rules, report.describe()
+
+
+def test_previous_run_of_csv_copies_only(tmp_path):
+    """A run folder holding only its CSV copies (which check accepts) was refused as
+    --previous-run (exit 2: cannot read its assignments.parquet). Both read it: the same lists
+    as from the Parquet copy, and check passes."""
+    first, _ = _run(tmp_path / "a")
+    csv_only = tmp_path / "csv_only"
+    shutil.copytree(first, csv_only)
+    for parquet in csv_only.glob("*.parquet"):
+        parquet.unlink()
+    runs = {}
+    for name, previous in (("from_parquet", first), ("from_csv", csv_only)):
+        runs[name] = _run(tmp_path / name, "--previous-run", str(previous), change_penalty=0.5)
+    figures = [{k: v for k, v in m["stability"].items() if k != "previous"}
+               for _, m in runs.values()]
+    assert figures[0] == figures[1] and figures[0]["previous_slots"] > 0
+    root = tmp_path / "from_csv"
+    report = check_run(load_scenario(root / "scenario.toml"), runs["from_csv"][0], force=True)
+    assert report.ok, report.describe()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

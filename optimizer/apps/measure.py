@@ -98,6 +98,7 @@ class _Run:
     offers: pl.DataFrame         # offer_id, discount
     pre: pl.DataFrame            # customer_id, x (pre-period sales)
     ids_int: dict[str, bool]
+    customers_sha256: str | None = None  # the manifest's, of the customers table it planned
 
 
 def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
@@ -117,8 +118,11 @@ def _load_run(run_dir: Path, pre_weeks: int) -> _Run:
     tx = read_referencing(data, "transactions", {"customer_id": ids_int["customer_id"]})
     pre = _sum_by(tx.filter((pl.col("week") >= week - pre_weeks) & (pl.col("week") < week)),
                   {"x": "sales_value"})
+    customers = (manifest.data.get("inputs") or {}).get("customers")
+    sha = customers.get("sha256") if isinstance(customers, dict) else None
     return _Run(run_dir, week, data, sends, controls,
-                offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int)
+                offers.select("offer_id", pl.col("discount").cast(pl.Float64)), pre, ids_int,
+                sha if isinstance(sha, str) else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,6 +237,25 @@ def _refuse_repeated_runs(run_dirs: list[Path]) -> None:
         seen[key] = given
 
 
+def _load_runs(run_dirs: list[Path], pre_weeks: int) -> list[_Run]:
+    """The runs of ``run_dirs``, with a control group between them. Two runs of one week for one
+    customers table (the manifests' ``week`` and ``inputs.customers.sha256``: a copy of a run
+    folder, or the week planned twice) are refused, as one folder given twice is: the same
+    customers against the same outcome weeks would count twice in the pooled figures."""
+    runs = [_load_run(Path(p), pre_weeks) for p in run_dirs]
+    seen: dict[tuple[int, str], Path] = {}
+    for run in (r for r in runs if r.customers_sha256 is not None):
+        key = (run.week, str(run.customers_sha256))
+        if key in seen:
+            raise ScenarioError(f"the run folders {seen[key]} and {run.path} are runs of the "
+                                f"same week {run.week} for the same customers (their "
+                                "manifests' week and customers SHA-256): measure one of them, "
+                                "or their customers would count twice in the pooled figures")
+        seen[key] = run.path
+    _require_controls(runs)
+    return runs
+
+
 def _require_controls(runs: list[_Run]) -> None:
     """Refuse runs none of which has a control group: nothing to measure against."""
     if all(run.controls.height == 0 for run in runs):
@@ -317,8 +340,7 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
         raise ValueError("bootstrap needs at least 2 resamples")
     _refuse_repeated_runs(run_dirs)
     tx, red = read_outcomes(outcomes)
-    runs = [_load_run(Path(p), settings.pre_weeks) for p in run_dirs]
-    _require_controls(runs)
+    runs = _load_runs(run_dirs, settings.pre_weeks)
     frames: list[pl.DataFrame] = []
     groups: list[tuple[int, Any]] = []
     windows: list[list[int]] = []

@@ -67,6 +67,7 @@ def check_manifest(manifest: dict[str, Any], a: pl.DataFrame, inputs: Inputs,
     problems += _shortfall_problems(manifest, a, inputs)
     problems += _input_count_problems(manifest, inputs)
     problems += _contract_field_problems(manifest)
+    problems += _status_problems(manifest, scenario)
     if scenario is not None:
         problems += campaign_figure_problems(manifest, a, inputs, scenario)
     return [Violation("manifest", f"manifest.json: {p}", 1) for p in problems]
@@ -104,6 +105,55 @@ def _contract_field_problems(manifest: dict[str, Any]) -> list[str]:
             "seconds": "an object of seconds >= 0 per stage", "package_version": "a text"}
     return [f"{key} is {found[key]!r}, not {what[key]} (a field of the contract)"
             for key in fits if not fits[key](found[key])]
+
+
+def _status_problems(manifest: dict[str, Any], scenario: Scenario | None) -> list[str]:
+    """``solver.status = "optimal"`` means the gap is within the run's ``gap_tolerance``
+    (docs/contract.md, "Solver status"), judged as the solver judged it: the plan before the
+    controls' sends were withheld (``measurement.planned_objective``) plus the kept slots' bonus
+    of ``rules.change_penalty`` (what the penalised solve maximised; with sends withheld, every
+    slot of last week's lists, as the kept ones before withholding are not recorded), against
+    ``upper_bound``. The tolerance is the one the run's manifest records (the ``[solver]`` knobs
+    are not compared with the scenario given), else the given scenario's. Other statuses claim
+    nothing more: one short of its ``min_customers`` targets may stop within the tolerance."""
+    solver = manifest.get("solver")
+    if not isinstance(solver, dict) or solver.get("status") != "optimal":
+        return []
+    objective, bound = _figure(manifest, "objective"), _figure(manifest, "upper_bound")
+    tolerance = _recorded_tolerance(manifest, scenario)
+    if objective is None or bound is None or tolerance is None:
+        return []
+    measurement = manifest.get("measurement")
+    measurement = measurement if isinstance(measurement, dict) else {}
+    planned = _figure(measurement, "planned_objective")
+    withheld = _figure(measurement, "withheld_sends") or 0.0
+    judged = planned if planned is not None and withheld > 0 else objective
+    stability = manifest.get("stability")
+    stability = stability if isinstance(stability, dict) else {}
+    penalty = _figure(stability, "change_penalty") or 0.0
+    slots = _figure(stability, "previous_slots" if withheld > 0 else "kept_slots") or 0.0
+    judged += penalty * slots
+    if not all(np.isfinite(v) for v in (judged, bound)):
+        return []
+    gap = max(0.0, (bound - judged) / bound) if bound > 0 else 0.0
+    if gap <= tolerance * (1 + FIGURE_RTOL) + FIGURE_ATOL:
+        return []
+    what = ("measurement.planned_objective" if planned is not None and withheld > 0
+            else "objective")
+    bonus = f" + change_penalty x {int(slots)} slot(s)" if penalty and slots else ""
+    return [f"solver.status is 'optimal' but the gap of {what}{bonus} "
+            f"({_fmt(judged)}) to upper_bound {_fmt(bound)} is {_fmt(gap)}, above "
+            f"solver.gap_tolerance {_fmt(tolerance)} ('optimal' means the gap is within it)"]
+
+
+def _recorded_tolerance(manifest: dict[str, Any], scenario: Scenario | None) -> float | None:
+    """The run's ``solver.gap_tolerance`` as its manifest records it, else ``scenario``'s."""
+    recorded = manifest.get("scenario")
+    solver = recorded.get("solver") if isinstance(recorded, dict) else None
+    value = solver.get("gap_tolerance") if isinstance(solver, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None if scenario is None else float(scenario.solver.gap_tolerance)
 
 
 def _redemptions_problems(manifest: dict[str, Any], a: pl.DataFrame) -> list[str]:

@@ -92,6 +92,27 @@ def _check_ranks(a: pl.DataFrame) -> list[Violation]:
                       _sample(bad, ["customer_id", "n", "ranks"]))]
 
 
+def _check_row_order(a: pl.DataFrame) -> list[Violation]:
+    """The run writes a customer's rows together, customers in the customers table's order, each
+    customer's in rank order (docs/contract.md, "Outputs"): a row of a known customer after one
+    of a later customer, or of a lower rank than the row above it of her own, is out of order
+    (a repeated rank is the ``rank`` rule's)."""
+    known = a.filter(pl.col("c").is_not_null())
+    bad = known.with_columns(customer_above=pl.col("customer_id").shift(1),
+                             rank_above=pl.col("rank").shift(1)).filter(
+        ((pl.col("c") < pl.col("c").shift(1))
+         | ((pl.col("c") == pl.col("c").shift(1))
+            & (pl.col("rank").cast(pl.Float64) < pl.col("rank_above").cast(pl.Float64)))
+         ).fill_null(False))
+    if not bad.height:
+        return []
+    return [Violation("row_order",
+                      f"{bad.height} assignment row(s) out of order (the rows are ordered by "
+                      "customer, in the customers table's order, then by rank)", bad.height,
+                      _sample(bad, ["row", "customer_id", "rank", "offer_id", "customer_above",
+                                    "rank_above"]))]
+
+
 def _check_values(a: pl.DataFrame) -> list[Violation]:
     out = []
     p = pl.col("p_redeem")

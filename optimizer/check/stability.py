@@ -1,6 +1,7 @@
 """``offeropt check``'s verification of the stable-lists figures (docs/contract.md, "Stable
 lists"): the manifest's ``stability`` record is recomputed from last week's lists (``history``'s
-rows of the week before, or the ``--previous-run`` folder's assignments it names) and the run's
+rows of the week before, or the ``--previous-run`` folder's assignments it names, its Parquet or
+CSV copy read as ``run`` reads it) and the run's
 assignments, independently of :mod:`optimizer.model.stability`. Rule id:
 
 =========================== ===================================================================
@@ -29,6 +30,8 @@ import polars as pl
 from optimizer.check.base import ROUNDING
 from optimizer.check.channels import contact_cost
 from optimizer.core.config import Scenario
+from optimizer.core.errors import InputError
+from optimizer.io.runview import read_run_arm
 from optimizer.io.validate import Inputs
 
 _RTOL, _ATOL = 1e-6, 1e-6
@@ -41,16 +44,16 @@ def _previous(record: dict[str, Any], inputs: Inputs, scenario: Scenario) -> pl.
         if inputs.history is None:
             return pl.DataFrame(schema={"c": pl.Int32, "o": pl.Int32})
         return inputs.history.filter(pl.col("week") == scenario.week - 1).select("c", "o")
-    path = Path(source) / "assignments.parquet"
-    if not path.is_file():
+    folder = Path(source)
+    if not any((folder / f"assignments.{kind}").is_file() for kind in ("parquet", "csv")):
         return None
-    frame = pl.read_parquet(path, columns=["customer_id", "offer_id"], glob=False)
-    customers, offers = inputs.customers, inputs.offers
-    return (frame.with_columns(
-        pl.col("customer_id").cast(customers.schema["customer_id"], strict=False),
-        pl.col("offer_id").cast(offers.schema["offer_id"], strict=False))
-        .join(customers.select("customer_id", "c"), on="customer_id", how="inner")
-        .join(offers.select("offer_id", "o"), on="offer_id", how="inner").select("c", "o"))
+    try:  # the one reader of a run's arms: IDs typed as the inputs type them, as run reads them
+        frame = read_run_arm(folder, "assignments", inputs.id_is_int)
+    except InputError:
+        return None
+    return (frame.join(inputs.customers.select("customer_id", "c"), on="customer_id", how="inner")
+            .join(inputs.offers.select("offer_id", "o"), on="offer_id", how="inner")
+            .select("c", "o"))
 
 
 def check_stability(manifest: dict[str, Any] | None, known: pl.DataFrame, inputs: Inputs,

@@ -13,6 +13,7 @@ Rule ids reported (``Violation.rule``):
 ``unknown_offer``           an assignment names an offer that is not in ``offers``
 ``duplicate_pair``          a (customer, offer) pair appears more than once
 ``rank``                    a customer's ranks are not exactly 1..n (or a rank is not a whole number)
+``row_order``               the rows are not by customer (the customers table's order), then rank
 ``p_redeem``                ``p_redeem`` is empty, not finite, or outside [0, 1]
 ``expected_cost``           ``expected_cost`` differs from ``p_redeem * discount``
 ``score``                   ``score`` is empty or not finite
@@ -114,6 +115,7 @@ from optimizer.check.rules import (
     _check_ids,
     _check_offers,
     _check_ranks,
+    _check_row_order,
     _check_scores,
     _check_sensitive,
     _check_values,
@@ -215,6 +217,7 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     violations += _check_ids(a)
     violations += _check_duplicates(known)
     violations += _check_ranks(a)
+    violations += _check_row_order(a)
     violations += check_rank_order(a)
     violations += _check_values(a)
     violations += _check_window(known, week)

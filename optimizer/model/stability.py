@@ -2,7 +2,8 @@
 
 **Last week's lists** are the ``history`` rows of week ``week - 1`` (what ``--append-history``
 wrote for the previous run), or, with ``--previous-run RUN_DIR``, that run folder's
-assignments. Rows naming customers or offers that are gone are ignored.
+assignments (its Parquet or, in a CSV-only folder, its CSV copy; IDs typed as everywhere).
+Rows naming customers or offers that are gone are ignored.
 
 **The penalty.** A *changed slot* is an offer of a customer's list last week that is not on her
 list this week. The plan maximises ``sum of scores - change_penalty x changed slots``. Since
@@ -29,7 +30,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from optimizer.core.errors import ScenarioError
+from optimizer.core.errors import InputError, ScenarioError
+from optimizer.io.runview import read_run_arm
 from optimizer.model.problem import AssignmentProblem
 
 
@@ -56,18 +58,18 @@ def from_history(history: pl.DataFrame | None, week: int, n_offers: int) -> Prev
 
 
 def from_run(run_dir: Path, customers: pl.DataFrame, offers: pl.DataFrame) -> Previous:
-    """Last week's lists from a run folder's ``assignments.parquet`` (IDs matched as the input
-    tables type them; unknown ones ignored)."""
-    path = Path(run_dir) / "assignments.parquet"
+    """Last week's lists from a run folder's assignments (``.parquet``, else the ``.csv`` of a
+    CSV-only folder), read by the one reader of a run's arms
+    (:func:`optimizer.io.runview.read_run_arm`): IDs typed as the input tables type them, as
+    everywhere (``"07"`` is not the integer 7); unknown ones ignored."""
+    ids_int = {"customer_id": customers.schema["customer_id"].is_integer(),
+               "offer_id": offers.schema["offer_id"].is_integer()}
     try:
-        frame = pl.read_parquet(path, columns=["customer_id", "offer_id"], glob=False)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ScenarioError(f"--previous-run {run_dir}: cannot read its assignments.parquet "
-                            f"({type(exc).__name__}); name a run folder of offeropt run") from None
-    joined = (frame.with_columns(pl.col("customer_id").cast(customers.schema["customer_id"],
-                                                            strict=False),
-                                 pl.col("offer_id").cast(offers.schema["offer_id"], strict=False))
-              .join(customers.select("customer_id", "c"), on="customer_id", how="inner")
+        frame = read_run_arm(Path(run_dir), "assignments", ids_int)
+    except InputError as exc:
+        raise ScenarioError(f"--previous-run {run_dir}: {exc}; name a run folder of offeropt "
+                            "run") from None
+    joined = (frame.join(customers.select("customer_id", "c"), on="customer_id", how="inner")
               .join(offers.select("offer_id", "o"), on="offer_id", how="inner"))
     if frame.height and not joined.height:  # another shop's run, or another type's IDs
         raise ScenarioError(f"--previous-run {run_dir}: none of its {frame.height:,} "

@@ -27,8 +27,14 @@ from optimizer.io.runfolder import (
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
-    """``a,b,c`` -> the strategies, each known and named once (``ScenarioError`` otherwise)."""
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    """``a,b,c`` -> the strategies, each known and named once, no entry empty (``ScenarioError``
+    otherwise)."""
+    names = tuple(part.strip() for part in text.split(","))
+    if "" in names and any(names):
+        # "a,,b" or "a,": an empty entry is a typo (a strategy left out?), not "no strategy"
+        raise ScenarioError(f"--strategies {text!r}: an empty entry between the commas; name "
+                            f"each strategy once, from {', '.join(STRATEGIES)}")
+    names = tuple(n for n in names if n)
     unknown = [n for n in names if n not in STRATEGIES]
     if not names or unknown:
         raise ScenarioError(f"--strategies {text!r}: unknown {unknown or 'empty list'}; choose "
