@@ -8,11 +8,11 @@ runs ``offeropt demo-data`` and ``offeropt run scenarios/demo.toml`` (a small de
 process; the data files, ``assignments.parquet`` and ``offers_summary.csv`` must equal those of
 the process without the variable, on the fitted (transactions) path and the ``scores`` path.
 
-numpy's own SIMD dispatch is not covered: its AVX-512 ``exp`` and ``log`` round differently
-from its AVX2 and baseline loops (``NPY_DISABLE_CPU_FEATURES``), so a CPU without AVX-512 still
-plans another week; that setting is skipped on the fitted path (the ``scores`` path, which fits
-nothing, is held to it) until numpy's transcendental functions leave the plan's path
-(docs/guarantees.md). A setting the CPU cannot run is skipped.
+numpy's own SIMD dispatch is covered too: its AVX-512 ``exp``, ``log``, ``log1p``, ``power``, ...
+round differently from its AVX2 and baseline loops, and a CPU without AVX-512 planned another
+week; the fits and scores now take those functions from optimizer.core.numerics (the C
+library's), and ``NPY_DISABLE_CPU_FEATURES`` (numpy's AVX-512 loops off, as on a CPU without
+them) is held to the same bytes on both paths. A setting the CPU cannot run is skipped.
 """
 from __future__ import annotations
 
@@ -78,9 +78,6 @@ def test_demo_bytes_do_not_follow_the_cpu_kernel(baseline, env, tmp_path, reques
     missing = [f for f in NEEDS[next(iter(env.values()))] if not _HAS.get(f, False)]
     if missing:  # a kernel this CPU cannot run (OpenBLAS would stop on its instructions)
         pytest.skip(f"this CPU lacks {missing}")
-    if path == "affinity" and "NPY_DISABLE_CPU_FEATURES" in env:
-        pytest.skip("numpy's AVX-512 exp/log round otherwise: the fits move, not promised "
-                    "(module docstring, docs/guarantees.md)")
     again = _outputs(tmp_path, path, env)
     differ = sorted(name for name in first if again.get(name) != first[name])
     assert not differ, f"{path}: {differ} differ under {env}"

@@ -314,3 +314,16 @@ def test_multi_category_rows_ignores_empty_slots():
                        categories, ["a", "b", "c"])
     offer = np.array([[1, 2, -1], [0, 2, -1], [-1, -1, -1], [2, 1, 1]])
     assert offers.multi_category_rows(offer).tolist() == [False, True, False, False]
+
+
+def test_top_candidates_break_ties_at_the_depth_by_lower_offer():
+    """The ``depth`` best candidates of a row, ties by lower offer index, also for the ties at
+    the cut: ``np.argpartition`` let its selection algorithm pick among those (numpy may run a
+    SIMD one by CPU), so the candidates examined did not follow the offers."""
+    rng = np.random.default_rng(0)
+    reduced = rng.integers(0, 3, (500, 30)).astype(float)  # many ties
+    offer = np.argsort(rng.random((500, 30)), axis=1) - 1  # -1: an empty slot
+    top, vals = _top_sorted(reduced, offer, 7)
+    want = np.lexsort((offer, -reduced), axis=1)[:, :7]
+    np.testing.assert_array_equal(top, want)
+    np.testing.assert_array_equal(vals, np.take_along_axis(reduced, want, axis=1))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from numpy._core._multiarray_umath import __cpu_features__
 
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
@@ -256,6 +257,48 @@ def test_long_sums_are_the_same_bits_whatever_the_blas_kernel(name):
     here = _printed(name, "1")
     for kernel in ("Prescott", "Haswell"):
         assert _printed(name, "1", OPENBLAS_CORETYPE=kernel) == here, kernel
+
+
+AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"  # numpy 2.4's names of the AVX-512 groups
+# the fits and scores of the affinity path, each printed bit for bit: numpy's exp, log, log1p,
+# power, ... (its AVX-512 loops round otherwise than its AVX2 and baseline ones) moved the
+# lifetime value's predictions, the clv factor and the repurchase features
+_SIMD_FITS = {
+    **{name: _BLAS_SUMS[name] for name in ("bgnbd", "propensity")},
+    "lifetime_value": """
+import hashlib
+import numpy as np
+from optimizer.scoring.bgnbd import BGNBD, simulate
+from optimizer.scoring.clv import clv_factor
+from optimizer.scoring.gamma_gamma import GammaGamma, simulate as spend
+rng = np.random.default_rng(5)
+T = np.full(100_000, 26.0)
+x, t_x = simulate(rng, T, r=1.2, alpha=7.0, a=0.6, b=3.0)
+fit = BGNBD().fit(x, t_x, T)
+seen = x > 0
+gg = GammaGamma().fit(x[seen], spend(rng, x[seen], p=6.0, q=4.0, gamma=15.0))
+value = fit.predict(52.0, x, t_x, T) * gg.predict(x, np.where(seen, 10.0 + t_x, 0.0))
+print(float(gg.log_likelihood_).hex(), *(float(v).hex() for v in gg.params_.values()),
+      hashlib.md5(value.tobytes()).hexdigest(),
+      hashlib.md5(clv_factor(value + 1.0, 0.7, 0.2, 5.0).tobytes()).hexdigest())
+""",
+}
+
+
+@pytest.mark.skipif(not __cpu_features__.get("AVX512F", False),
+                    reason="no AVX-512: numpy runs its AVX2 or baseline loops already")
+@pytest.mark.parametrize("name", sorted(_SIMD_FITS))
+def test_fits_are_the_same_bits_whatever_numpy_simd(name):
+    """The fits' parameters and predictions do not follow numpy's SIMD dispatch: the same bits
+    with numpy's AVX-512 loops switched off (``NPY_DISABLE_CPU_FEATURES``); their exp, log,
+    log1p, logaddexp and powers are the C library's (optimizer.core.numerics)."""
+    def printed(**extra: str) -> str:
+        env = {**os.environ, **extra}
+        done = subprocess.run([sys.executable, "-c", _SIMD_FITS[name]], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    assert printed(NPY_DISABLE_CPU_FEATURES=AVX512) == printed()
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from optimizer.core import numerics as nx
 from optimizer.core.bootstrap import bootstrap_ratio
 from optimizer.scoring.baselines import offer_first, offer_quotas
 
@@ -26,7 +27,7 @@ def calibration_scores(predicted: np.ndarray, observed: np.ndarray, customer: np
         return {"sends": 0, "log_loss": None, "brier": None}
     p = np.clip(predicted.astype(float), 1e-9, 1 - 1e-9)
     y = observed.astype(float)
-    losses = {"log_loss": -(y * np.log(p) + (1 - y) * np.log1p(-p)), "brier": (p - y) ** 2}
+    losses = {"log_loss": -(y * nx.log(p) + (1 - y) * nx.log1p(-p)), "brier": (p - y) ** 2}
     count = np.bincount(customer, minlength=n_customers).astype(float)
     out: dict[str, Any] = {"sends": int(p.size), "mean_predicted": float(p.mean()),
                            "observed_rate": float(y.mean())}

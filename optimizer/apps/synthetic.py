@@ -45,6 +45,7 @@ from optimizer.apps.synthetic_world import (  # noqa: F401 (re-exported)
     _customer_latents,
     _Offers,
 )
+from optimizer.core import numerics as nx
 from optimizer.core.interrupt import deferred_interrupt
 from optimizer.io.atomic import publish
 from optimizer.io.runfolder import check_files_folder
@@ -447,7 +448,7 @@ def write_demo_data(out_dir: Path, customers: int, offers: int, seed: int = 0, *
     # expected number of buyers per category, from a sample of customers (sizes the budgets)
     n_sample = min(N, 20_000)
     sample = _customer_latents(np.random.default_rng(ss_sample), n_sample, cat, weeks)
-    p_buy = 1.0 - np.exp(-sample["mean_lines"][:, None] * sample["pref"])
+    p_buy = 1.0 - nx.exp(-sample["mean_lines"][:, None] * sample["pref"])
     buyers = p_buy.mean(axis=0) * N
     off = _Offers(rng, M, N, cat, buyers, planning_week)
     report(f"catalogue: {cat.P} products in {cat.C} categories, {M} offers")

@@ -1,9 +1,13 @@
 """Numeric conventions shared by every stage: when a dual price counts as positive, sums
-that restart with each group, and dot products summed in a fixed order.
+that restart with each group, dot products summed in a fixed order, and the transcendental
+functions of the fits and scores (:func:`exp`, :func:`log`, :func:`log1p`, :func:`expm1`,
+:func:`logaddexp`, :func:`power`) computed the same way on every CPU.
 
 One definition each, so the manifest, the report, compare, sweep and explain agree.
 """
 from __future__ import annotations
+
+import math
 
 import numba as nb
 import numpy as np
@@ -81,3 +85,64 @@ def fixed_matvec(matrix: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fixed_tdot(matrix: np.ndarray, r: np.ndarray) -> np.ndarray:
     """``matrix.T @ r`` in a fixed order (as :func:`fixed_dot`)."""
     return np.einsum("ij,i->j", matrix, r)
+
+
+# numpy picks its exp, log, log1p, expm1, power, ... loops by CPU (AVX-512, AVX2, baseline:
+# NPY_DISABLE_CPU_FEATURES), and they round differently in the last bit: a fit, the scores and
+# so the plan followed the machine. These kernels call the C library's scalar functions, one
+# element at a time (numba lowers ``math.exp`` to libm's ``exp``; no vector maths library is
+# linked, so LLVM does not swap in SIMD variants), whatever numpy's dispatch: one
+# implementation each, used everywhere on the plan's path (docs/guarantees.md).
+_UFUNC = {"cache": True}
+
+
+@nb.vectorize(["float64(float64)"], **_UFUNC)
+def exp(x):  # pragma: no cover - compiled
+    """``e ** x``, the C library's ``exp`` (not numpy's CPU-dependent loop)."""
+    return math.exp(x)
+
+
+@nb.vectorize(["float64(float64)"], **_UFUNC)
+def log(x):  # pragma: no cover - compiled
+    """Natural logarithm, the C library's ``log``: NaN below 0, ``-inf`` at 0, as numpy's."""
+    if x < 0.0:
+        return math.nan
+    if x == 0.0:
+        return -math.inf
+    return math.log(x)
+
+
+@nb.vectorize(["float64(float64)"], **_UFUNC)
+def log1p(x):  # pragma: no cover - compiled
+    """``log(1 + x)`` exactly near 0, the C library's ``log1p``."""
+    if x < -1.0:
+        return math.nan
+    if x == -1.0:
+        return -math.inf
+    return math.log1p(x)
+
+
+@nb.vectorize(["float64(float64)"], **_UFUNC)
+def expm1(x):  # pragma: no cover - compiled
+    """``exp(x) - 1`` exactly near 0, the C library's ``expm1``."""
+    return math.expm1(x)
+
+
+@nb.vectorize(["float64(float64, float64)"], **_UFUNC)
+def logaddexp(x, y):  # pragma: no cover - compiled
+    """``log(exp(x) + exp(y))`` without overflow: the larger plus ``log1p(exp(-|x - y|))``
+    (numpy's formula, on the C library's functions)."""
+    if x == y:  # also both infinite of one sign: the difference would be NaN
+        return x + math.log(2.0)
+    d = x - y
+    if d > 0.0:
+        return x + math.log1p(math.exp(-d))
+    if d <= 0.0:
+        return y + math.log1p(math.exp(d))
+    return d  # NaN
+
+
+@nb.vectorize(["float64(float64, float64)"], **_UFUNC)
+def power(x, y):  # pragma: no cover - compiled
+    """``x ** y``, the C library's ``pow`` (numpy's ``**`` on arrays is CPU-dependent)."""
+    return x ** y

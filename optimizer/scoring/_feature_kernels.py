@@ -16,6 +16,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from optimizer.core import numerics as nx
 from optimizer.core.parallel import in_order, run_ranges
 
 _JIT = {"cache": True, "nogil": True}
@@ -52,7 +53,7 @@ def customer_sums(c: np.ndarray, k: np.ndarray, brand: np.ndarray, p: np.ndarray
     first_week = planning_week if earliest is None else earliest
     # one decay factor per week: the same values numpy gives line by line, at a fraction of it
     weeks = np.arange(first_week, planning_week + 1, dtype=week.dtype)
-    decay = 0.5 ** ((planning_week - weeks) / half_life_weeks)
+    decay = nx.power(0.5, (planning_week - weeks) / half_life_weeks)
     per_customer = np.zeros((3, n_customers))
     behaviour = np.zeros((4, n_customers))
     last_week = np.full(n_customers, -1, dtype=np.int64)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from optimizer.core import numerics as nx
 from optimizer.core.numerics import fixed_dot
 from optimizer.scoring.mle import MaximumLikelihoodFit, minimize_bounded
 
@@ -37,15 +38,15 @@ def log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.nda
                    ) -> np.ndarray:
     """Per-customer log-likelihood of eq. (6), vectorised. ``params`` = (r, alpha, a, b)."""
     r, alpha, a, b = params
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    a1 = special.gammaln(r + x) - special.gammaln(r) + r * nx.log(alpha)
     a2 = (special.gammaln(a + b) + special.gammaln(b + x)
           - special.gammaln(b) - special.gammaln(a + b + x))
-    a3 = -(r + x) * np.log(alpha + T)
+    a3 = -(r + x) * nx.log(alpha + T)
     repeat = x > 0
     a4 = np.full_like(a3, -np.inf)
     xs, ts = x[repeat], t_x[repeat]
-    a4[repeat] = np.log(a) - np.log(b + xs - 1) - (r + xs) * np.log(alpha + ts)
-    return a1 + a2 + np.logaddexp(a3, a4)
+    a4[repeat] = nx.log(a) - nx.log(b + xs - 1) - (r + xs) * nx.log(alpha + ts)
+    return a1 + a2 + nx.logaddexp(a3, a4)
 
 
 class _Terms:
@@ -63,14 +64,14 @@ class _Terms:
     def __call__(self, params: np.ndarray) -> np.ndarray:
         r, alpha, a, b = params
         u = self.distinct
-        a1 = (special.gammaln(r + u) - special.gammaln(r) + r * np.log(alpha))[self.inverse]
+        a1 = (special.gammaln(r + u) - special.gammaln(r) + r * nx.log(alpha))[self.inverse]
         a2 = (special.gammaln(a + b) + special.gammaln(b + u)
               - special.gammaln(b) - special.gammaln(a + b + u))[self.inverse]
-        a3 = -(r + self.x) * np.log(alpha + self.T)
+        a3 = -(r + self.x) * nx.log(alpha + self.T)
         a4 = np.full_like(a3, -np.inf)
         xs = self.xs
-        a4[self.repeat] = np.log(a) - np.log(b + xs - 1) - (r + xs) * np.log(alpha + self.ts)
-        return a1 + a2 + np.logaddexp(a3, a4)
+        a4[self.repeat] = nx.log(a) - nx.log(b + xs - 1) - (r + xs) * nx.log(alpha + self.ts)
+        return a1 + a2 + nx.logaddexp(a3, a4)
 
 
 @dataclass
@@ -90,15 +91,15 @@ class BGNBD(MaximumLikelihoodFit):
         terms = _Terms(x, t_x, T)
 
         def objective(log_params: np.ndarray) -> float:
-            params = np.exp(log_params)
+            params = nx.exp(log_params)
             ll = terms(params)
             value = -fixed_dot(w, ll) / total + self.penalizer * fixed_dot(params, params)
             return value if np.isfinite(value) else 1e300
 
-        start = np.log([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0])
+        start = nx.log([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0])
         result = minimize_bounded(objective, start, (-12.0, 12.0), maxiter=500)
-        self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))
-        self.log_likelihood_ = fixed_dot(w, log_likelihood(np.exp(result.x), x, t_x, T))
+        self.params_ = dict(zip(PARAMS, nx.exp(result.x).tolist()))
+        self.log_likelihood_ = fixed_dot(w, log_likelihood(nx.exp(result.x), x, t_x, T))
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))
         self.iterations_ = int(result.nit)
         self.message_ = str(result.message)
@@ -115,9 +116,9 @@ class BGNBD(MaximumLikelihoodFit):
         z = t / (alpha + T + t)
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
         head = (a + b + x - 1) / (a - 1)  # finite for a < 1 too (2F1 continues)
-        numer = head * (1 - np.exp((r + x) * np.log((alpha + T) / (alpha + T + t))) * hyp)
+        numer = head * (1 - nx.exp((r + x) * nx.log((alpha + T) / (alpha + T + t))) * hyp)
         odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12)
-                        * np.exp((r + x) * np.log((alpha + T) / (alpha + t_x))), 0.0)
+                        * nx.exp((r + x) * nx.log((alpha + T) / (alpha + t_x))), 0.0)
         expected = numer / (1 + odds)
         return np.where(np.isfinite(expected), np.maximum(expected, 0.0), 0.0)
 
@@ -127,7 +128,7 @@ class BGNBD(MaximumLikelihoodFit):
         r, alpha, a, b = (self.params_[k] for k in PARAMS)
         x = np.asarray(frequency, float)
         odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12)
-                        * np.exp((r + x) * np.log((alpha + np.asarray(T, float))
+                        * nx.exp((r + x) * nx.log((alpha + np.asarray(T, float))
                                                   / (alpha + np.asarray(recency, float)))), 0.0)
         return 1.0 / (1.0 + odds)
 

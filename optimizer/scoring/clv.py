@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from optimizer.core import numerics as nx
 from optimizer.io.validate import Inputs
 from optimizer.scoring._feature_kernels import purchase_days
 from optimizer.scoring.bgnbd import BGNBD
@@ -191,4 +192,4 @@ def clv_factor(clv: np.ndarray, weight: float, floor: float, cap: float) -> np.n
     mean = float(clv.mean()) if clv.size else 0.0
     if mean <= 0:
         return np.ones_like(clv)
-    return np.clip((clv / mean) ** weight, floor, cap)
+    return np.clip(nx.power(clv / mean, weight), floor, cap)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from optimizer.core import numerics as nx
 from optimizer.core.numerics import fixed_dot
 from optimizer.scoring.mle import MaximumLikelihoodFit, minimize_bounded
 
@@ -30,8 +31,8 @@ def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarr
     """Per-customer log-likelihood of mean value ``m`` over ``x`` purchases, vectorised."""
     p, q, v = params
     px = p * x
-    return (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
-            + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v))
+    return (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * nx.log(v)
+            + (px - 1) * nx.log(m) + px * nx.log(x) - (px + q) * nx.log(x * m + v))
 
 
 class _Terms:
@@ -44,16 +45,16 @@ class _Terms:
     def __init__(self, x: np.ndarray, m: np.ndarray) -> None:
         self.x = x
         self.distinct, self.inverse = np.unique(x, return_inverse=True)
-        self.log_m, self.log_x, self.xm = np.log(m), np.log(x), x * m
+        self.log_m, self.log_x, self.xm = nx.log(m), nx.log(x), x * m
 
     def __call__(self, params: np.ndarray) -> np.ndarray:
         p, q, v = params
         pu = p * self.distinct
         head = (special.gammaln(pu + q) - special.gammaln(pu) - special.gammaln(q)
-                + q * np.log(v))[self.inverse]
+                + q * nx.log(v))[self.inverse]
         px = p * self.x
         return (head + (px - 1) * self.log_m + px * self.log_x
-                - (px + q) * np.log(self.xm + v))
+                - (px + q) * nx.log(self.xm + v))
 
 
 @dataclass
@@ -72,15 +73,15 @@ class GammaGamma(MaximumLikelihoodFit):
         terms = _Terms(x, m)
 
         def objective(log_params: np.ndarray) -> float:
-            params = np.exp(log_params)
+            params = nx.exp(log_params)
             value = -float(terms(params).sum()) / n
             value += self.penalizer * fixed_dot(params, params)
             return value if np.isfinite(value) else 1e300
 
-        start = np.log([1.0, 2.0, max(float(np.mean(m)) if m.size else 1.0, 1e-3)])
+        start = nx.log([1.0, 2.0, max(float(np.mean(m)) if m.size else 1.0, 1e-3)])
         result = minimize_bounded(objective, start, (-12.0, 12.0), maxiter=500)
-        self.params_ = dict(zip(PARAMS, np.exp(result.x).tolist()))
-        self.log_likelihood_ = float(log_likelihood(np.exp(result.x), x, m).sum())
+        self.params_ = dict(zip(PARAMS, nx.exp(result.x).tolist()))
+        self.log_likelihood_ = float(log_likelihood(nx.exp(result.x), x, m).sum())
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))
         self.iterations_ = int(result.nit)
         self.message_ = str(result.message)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from optimizer.core import numerics as nx
 from optimizer.core.numerics import fixed_dot, fixed_matvec, fixed_tdot
 
 
@@ -175,13 +176,13 @@ def logistic_regression(X: np.ndarray, y: np.ndarray, l2: float, maxiter: int = 
 
     def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
         eta = fixed_matvec(Z, beta)
-        nll = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) / n
+        nll = float(np.sum(nx.logaddexp(0.0, eta) - y * eta)) / n
         grad = fixed_tdot(Z, special.expit(eta) - y) / n
         return nll + fixed_dot(penalty, beta**2), grad + 2 * penalty * beta
 
     rate = min(max(float(y.mean()) if y.size else 0.5, 1e-6), 1 - 1e-6)
     start = np.zeros(Z.shape[1])
-    start[0] = np.log(rate / (1 - rate))
+    start[0] = nx.log(rate / (1 - rate))
     result = minimize_bounded(loss, start, jac=True, maxiter=maxiter)
     beta = result.x / scale
     beta[0] = result.x[0] - float(np.sum(result.x[1:] * mean[1:] / scale[1:]))

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from optimizer.core import numerics as nx
+
 if TYPE_CHECKING:
     from optimizer.scoring.repurchase import Sources
 
@@ -53,7 +55,7 @@ def popularity_factor(s: Sources, c: np.ndarray, o: np.ndarray,
     R = np.bincount(o[rows], weights=redeemed, minlength=m)[live]
     customer, offer, value = terms
     eta = customer[c[rows]] + offer[o[rows]] + value[rows]  # the rows only: no full-size temporary
-    E = (np.bincount(o[rows], weights=1.0 / (1.0 + np.exp(-eta)), minlength=m)[live]
+    E = (np.bincount(o[rows], weights=1.0 / (1.0 + nx.exp(-eta)), minlength=m)[live]
          * (week - start[live]))
     entry: dict[str, Any] = {"offers": int(live.sum()), "redeemed": int(R.sum())}
     info["popularity"] = entry
@@ -66,7 +68,7 @@ def popularity_factor(s: Sources, c: np.ndarray, o: np.ndarray,
         return None
     a = 1.0 / inverse_a
     factor = np.zeros(m)
-    factor[live] = np.log((R + a) / (E + a))
+    factor[live] = nx.log((R + a) / (E + a))
     entry["log_factor_range"] = [round(float(factor[live].min()), 9),
                                  round(float(factor[live].max()), 9)]
     out = np.zeros(c.size)

@@ -37,6 +37,7 @@ import numba as nb
 import numpy as np
 from scipy import special
 
+from optimizer.core import numerics as nx
 from optimizer.core.numerics import fixed_matvec
 from optimizer.scoring.mle import logistic_regression
 
@@ -76,11 +77,11 @@ def design(category: np.ndarray, brand: np.ndarray, product: np.ndarray,
     ds = customer["discount_share"]
     h = history or {}
     zero = np.zeros(1)
-    return [np.ones(1), cat, np.log(cat + 0.01), np.minimum(brand, 1.0), np.minimum(product, 1.0),
-            ds, depth, depth * ds, customer["recency"], np.log1p(customer["visits"]),
+    return [np.ones(1), cat, nx.log(cat + 0.01), np.minimum(brand, 1.0), np.minimum(product, 1.0),
+            ds, depth, depth * ds, customer["recency"], nx.log1p(customer["visits"]),
             customer["tenure_weeks"] / 52.0, h.get("response", zero), h.get("offer_lift", zero),
             h.get("redeemed_offer", zero), h.get("sent_offer", zero),
-            np.log1p(h.get("category_redeemed", zero)), np.log1p(h.get("category_sent", zero))]
+            nx.log1p(h.get("category_redeemed", zero)), nx.log1p(h.get("category_sent", zero))]
 
 
 @dataclass
@@ -109,7 +110,7 @@ class Propensity:
         beta, result = logistic_regression(X, y, self.l2, maxiter=1000)
         self.coef_ = beta
         eta = fixed_matvec(X, beta)
-        self.log_likelihood_ = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+        self.log_likelihood_ = float(np.sum(y * eta - nx.logaddexp(0.0, eta)))
         self.converged_ = bool(result.success) and bool(np.isfinite(self.log_likelihood_))
         self.iterations_ = int(result.nit)
         self.message_ = str(result.message)
@@ -154,7 +155,7 @@ class Propensity:
         zero_n, zero_m = np.zeros(n), np.zeros(m)
         by_customer = {"discount_share": customer["discount_share"],
                        "recency": customer["recency"],
-                       "visits": np.log1p(customer["visits"]),
+                       "visits": nx.log1p(customer["visits"]),
                        "tenure": customer["tenure_weeks"] / 52.0,
                        "response": h.get("response", zero_n)}
         by_offer = {"intercept": np.ones(m), "depth": depth,

@@ -59,6 +59,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from optimizer.core import numerics as nx
 from optimizer.core.numerics import group_running_sum
 from optimizer.io.validate import Inputs
 from optimizer.scoring._repurchase_kernels import (
@@ -266,7 +267,7 @@ def _first_buyers(product: Timeline, n_offers: int) -> tuple[int, np.ndarray]:
 def _shrunk(red: np.ndarray, sent: np.ndarray, base: np.ndarray, prior: float) -> np.ndarray:
     ok = base > 0
     safe = np.where(ok, base, 1.0)
-    return np.where(ok, np.log((red + prior * safe) / (sent + prior) / safe), 0.0)
+    return np.where(ok, nx.log((red + prior * safe) / (sent + prior) / safe), 0.0)
 
 
 def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
@@ -282,10 +283,10 @@ def customer_features(s: Sources, c: np.ndarray, t: np.ndarray) -> dict[str, np.
     at = np.maximum(hi - 1, 0)
     total = np.where(some, sales[at] if sales.size else 0.0, 0.0)
     discounted = np.where(some, disc[at] if disc.size else 0.0, 0.0)
-    return {"activity": np.log1p(weeks),
+    return {"activity": nx.log1p(weeks),
             "response": _shrunk(red, sent, base, CUSTOMER_PRIOR_SENDS),
             "discount_share": np.where(total > 0, discounted / np.maximum(total, 1e-12), 0.0),
-            "redeemed_log": np.log1p(red)}
+            "redeemed_log": nx.log1p(red)}
 
 
 def _base(s: Sources, t: np.ndarray) -> np.ndarray:
@@ -330,11 +331,11 @@ def pair_features(s: Sources, c: np.ndarray, o: np.ndarray, t: np.ndarray,
     category = category_weeks(s, c, o, t, shops) if with_category else np.zeros(c.size)
     low, running = s.buyers
     buyers = running[o, np.clip(t - low, 0, running.shape[1] - 1)]
-    rarity = -np.log((buyers + 1.0) / (s.n_customers + 1.0))
+    rarity = -nx.log((buyers + 1.0) / (s.n_customers + 1.0))
     return {"product_weeks": n_p / shops, "category_weeks": category,
-            "product_log": np.log1p(n_p),
+            "product_log": nx.log1p(n_p),
             "product_rarity": np.where(n_p > 0, rarity, 0.0),
-            "product_recency": np.where(n_p > 0, 0.5 ** ((t - last) / 4.0), 0.0),
+            "product_recency": np.where(n_p > 0, nx.power(0.5, (t - last) / 4.0), 0.0),
             "due": np.where(n_p >= 2, np.minimum(ratio, 1.0 / ratio), 0.0),
             "redeemed_offer": (red > 0).astype(float)}
 

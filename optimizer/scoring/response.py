@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from optimizer.core import numerics as nx
 from optimizer.io.validate import Inputs
 
 OFFER_PRIOR_SENDS = 50.0
@@ -131,7 +132,7 @@ def response_history(inputs: Inputs, as_of: int, plain: np.ndarray, offer_cats: 
     def lift(red: np.ndarray, sends: np.ndarray, prior: float) -> np.ndarray:
         if base <= 0:
             return np.zeros(sends.size)
-        return np.log((red + prior * base) / (sends + prior) / base)
+        return nx.log((red + prior * base) / (sends + prior) / base)
     sent_c = np.asarray(sent.sum(axis=1)).ravel()
     red_c = np.asarray(redeemed.sum(axis=1)).ravel()
     incidence = offer_cats.T.tocsr()  # (M, K)

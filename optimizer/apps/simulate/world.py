@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.apps import synthetic as syn
+from optimizer.core import numerics as nx
 
 MARGIN_RATE = 0.25  # gross margin on sales, as `offeropt measure` assumes by default
 WEEKLY_DISCOUNT = 0.995  # customer equity: a week's margin a year ahead is worth ~0.77 today
@@ -82,7 +83,7 @@ class Truth:
         """(N, C) the weekly chance of a purchase in each category without offers, at her
         engagement (none: not engaged)."""
         rate = self.rate if engaged is None else self.rate * (1.0 + self.engagement_lift * engaged)
-        return -np.expm1(-rate[:, None] * self.pref)
+        return -nx.expm1(-rate[:, None] * self.pref)
 
     def equity(self, alive: np.ndarray, hazard: np.ndarray) -> float:
         """Customer equity: the alive customers' expected margin over their remaining lifetime,
@@ -106,7 +107,7 @@ class State:
         return cls(np.ones(n, bool), np.zeros(n), np.zeros(n), np.zeros(n))
 
     def hazard(self, truth: Truth) -> np.ndarray:
-        return np.minimum(truth.hazard * np.exp(-self.engaged * truth.engagement_effect
+        return np.minimum(truth.hazard * nx.exp(-self.engaged * truth.engagement_effect
                                                 + self.fatigue * truth.fatigue_effect), 1.0)
 
 
@@ -151,7 +152,7 @@ def build_truth(seed: int, customers: int, offers: int, planning_week: int = 40
     cat = syn._Catalog(rng, max(2000, 10 * offers))
     n_sample = min(customers, 20_000)
     sample = syn._customer_latents(np.random.default_rng(ss_sample), n_sample, cat, HISTORY_WEEKS)
-    buyers = (-np.expm1(-sample["mean_lines"][:, None] * sample["pref"])).mean(axis=0) * customers
+    buyers = (-nx.expm1(-sample["mean_lines"][:, None] * sample["pref"])).mean(axis=0) * customers
     off = syn._Offers(rng, offers, customers, cat, buyers, planning_week)
     parts: list[dict] = []
     n_chunks = -(-customers // syn.CHUNK_CUSTOMERS)
@@ -199,7 +200,7 @@ def step(truth: Truth, state: State, week: int, sends_c: np.ndarray, sends_o: np
     C = truth.pref.shape[1]
     r = truth.pref[sc, k] * C
     m = (truth.persuade[sc] * r / (1.0 + r) * truth.offer_strength[so]
-         * np.exp(-state.fatigue[sc] / truth.fatigue_scale))
+         * nx.exp(-state.fatigue[sc] / truth.fatigue_scale))
     # several sends in one category: the chance none of them moves her is the product
     not_moved = np.ones((n, C))
     np.multiply.at(not_moved, (sc, k), 1.0 - m)

@@ -47,6 +47,12 @@ def _top_sorted(reduced: np.ndarray, offer: np.ndarray, depth: int) -> tuple[np.
     n, slots = reduced.shape
     if depth < slots:
         part = np.argpartition(-reduced, depth - 1, axis=1)[:, :depth]
+        # which candidates tied with the depth-th best get in follows numpy's selection
+        # algorithm (introselect, or a SIMD one by CPU), not the offer: such rows sort whole
+        kth = np.take_along_axis(reduced, part, axis=1).min(axis=1)
+        tied = np.flatnonzero((reduced >= kth[:, None]).sum(axis=1) > depth)
+        if tied.size:
+            part[tied] = np.lexsort((offer[tied], -reduced[tied]), axis=1)[:, :depth]
     else:
         part = np.broadcast_to(np.arange(slots), (n, slots))
     vals = np.take_along_axis(reduced, part, axis=1)
