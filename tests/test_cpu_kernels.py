@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from numpy._core._multiarray_umath import __cpu_features__
+
+from tests.cpu_features import CPU_FEATURES as __cpu_features__
 
 pytestmark = pytest.mark.slow
 

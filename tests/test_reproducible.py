@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from numpy._core._multiarray_umath import __cpu_features__
 
 from optimizer.apps.pipeline import run_scenario
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.core.config import load_scenario
+from tests.cpu_features import CPU_FEATURES as __cpu_features__
 from tests.tiny_world import write_scenario
 
 FILES = ["assignments.parquet", "assignments.csv", "offers_summary.parquet",
