@@ -160,10 +160,10 @@ class AssignmentProblem:
         the same float however the plan is split (shards add their exact parts: any order)."""
         if not self.blocks or not chosen:
             return 0.0
-        values = chosen_values([b.value for b in self.blocks], chosen, run)
-        exact = exact_sum(values)
+        exact = self.objective_exact(chosen, run)
         # a value not finite: the float sum says inf or nan as before
-        total = exact_rounded(exact) if exact is not None else float(values.sum())
+        total = (exact_rounded(exact) if exact is not None else
+                 float(chosen_values([b.value for b in self.blocks], chosen, run).sum()))
         if self.channels is None:
             return total
         from optimizer.model.channels import contact_cost
