@@ -28,8 +28,9 @@ from optimizer.solve.lagrangian import repair_shards as rs
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
+from optimizer.solve.lagrangian.shard_sketch import compact, flat_sketch, in_bucket
 from optimizer.solve.lagrangian.shards import shard_problem, widened
-from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies, sketch_of
+from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies
 
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
 # next call of the same name: ``respond`` (the margins, the priced view and the responses; the
@@ -157,7 +158,7 @@ class Shard:
         point's critical price, rank in its group's sorted sample (``int32``) and sample weight
         ranked before it (``float32``, an estimate's input), flat group by group, and each
         group's sample entries and weight: at most 62 points a group, whatever the customers."""
-        return _compact(self.candidates.sketch(mode, prices, capacity))
+        return compact(self.candidates.sketch(mode, prices, capacity))
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,11 +179,11 @@ class Shard:
         n_groups = crossing.shape[0]
         if not self._part_counts:
             return self._keep(narrow.no_entries(), bucket, split)
-        in_bucket = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]
-                              for c in self._part_counts]) * (crossing >= 0)
-        per_group = in_bucket.sum(axis=0)
+        inside = np.stack([c[np.arange(n_groups), np.maximum(crossing, 0)]
+                           for c in self._part_counts]) * (crossing >= 0)
+        per_group = inside.sum(axis=0)
         start = np.r_[0, np.cumsum(per_group)]
-        fills = start[:-1] + np.cumsum(in_bucket, axis=0) - in_bucket
+        fills = start[:-1] + np.cumsum(inside, axis=0) - inside
         crits, weights = self.candidates.collect(mode, prices, bucket, fills, int(start[-1]),
                                                  self.run)
         return self._keep((crits, weights, np.repeat(np.arange(n_groups), per_group)), bucket,
@@ -236,7 +237,7 @@ class Shard:
         self._funded = found if found is not None else narrow.no_entries()
         key, weight, owner = self._funded
         spend = np.bincount(owner, weights=weight, minlength=capacity.shape[0])
-        return (spend, *_flat_sketch(self._funded, capacity))
+        return (spend, *flat_sketch(self._funded, capacity))
 
     def funder_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The funded candidates' (cost, count) per funder and bucket of ``bounds``."""
@@ -248,7 +249,7 @@ class Shard:
                        ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
         """The funded candidates in each funder's crossing bucket ``[bottom, top)``, in
         customer order, as :meth:`collect` answers (those of ``split`` funders kept)."""
-        return self._keep(_in_bucket(self._funded, bucket), bucket, split)
+        return self._keep(in_bucket(self._funded, bucket), bucket, split)
 
     # -- the target bonus (offers with ``min_customers``) ------------------------------------
     def target_counts(self, targeted: np.ndarray, budget_price: np.ndarray, glob: float,
@@ -266,7 +267,7 @@ class Shard:
     def target_sketch(self, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
         """The bucket bounds placed on every ``STRIDE``-th targeted candidate at ``capacity``
         (per offer, the shard's share of the rank sought), as :meth:`sketch` sends them."""
-        return _flat_sketch(self._targets, capacity)
+        return flat_sketch(self._targets, capacity)
 
     def target_tallies(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The targeted candidates' (count, count) per offer and bucket of ``bounds``."""
@@ -277,7 +278,7 @@ class Shard:
                        split: np.ndarray
                        ) -> tuple[narrow.Entries, tuple[np.ndarray, np.ndarray] | None]:
         """The targeted candidates in each offer's crossing bucket, as :meth:`collect`."""
-        return self._keep(_in_bucket(self._targets, bucket), bucket, split)
+        return self._keep(in_bucket(self._targets, bucket), bucket, split)
 
     # -- the plan -----------------------------------------------------------------------------
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
@@ -446,34 +447,6 @@ class Shard:
     def plan_best_packed(self) -> list[np.ndarray]:
         """:meth:`plan_best` as packed bits."""
         return [np.packbits(mask, axis=None) for mask in self._best]
-
-
-def _flat_sketch(entries: narrow.Entries, capacity: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The bounds placed on every ``STRIDE``-th of flat ``entries`` (key, weight, group) at
-    ``capacity``, as sent (:func:`_compact`); entries of a group without one are left out."""
-    key, weight, group = entries
-    picked = np.zeros(key.shape[0], dtype=bool)
-    picked[::STRIDE] = True
-    picked &= np.isfinite(key) & (weight > 0) & np.isfinite(capacity[group])
-    return _compact(sketch_of(group[picked], key[picked], weight[picked], capacity))
-
-
-def _in_bucket(entries: narrow.Entries, bucket: tuple[np.ndarray, np.ndarray, np.ndarray]
-               ) -> narrow.Entries:
-    """The flat ``entries`` in their group's crossing bucket ``[bottom, top)``, in order."""
-    crossing, bottom, top = bucket
-    key, weight, group = entries
-    inside = (crossing[group] >= 0) & (bottom[group] <= key) & (key < top[group])
-    return key[inside], weight[inside], group[inside]
-
-
-def _compact(sketch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """A :func:`.sketch.sketch_of` answer as sent: each group's points, flat (module docstring
-    of :mod:`.sketch`)."""
-    bounds, n_bounds, rank, before, members, total = sketch
-    kept = np.arange(WIDTH) < n_bounds[:, None]
-    return (n_bounds.astype(np.int32), bounds[kept], rank[kept].astype(np.int32),
-            before[kept].astype(np.float32), members, total)
 
 
 class BuiltShard(Shard):
