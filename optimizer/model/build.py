@@ -27,11 +27,13 @@ from optimizer.io.load import table_path
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks, scores_of_customers
 from optimizer.io.validate import Inputs
 from optimizer.model import stability
+from optimizer.model.affinity_blocks import Dropped, affinity_blocks, with_pins
 from optimizer.model.channels import channel_caps, channel_data
 from optimizer.model.eligibility import EligibilityRules, compile_rules, customer_caps
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data, with_group_flights
 from optimizer.model.groups import group_data
+from optimizer.model.layout import held_blocks, workers_hold_pairs
 from optimizer.model.pins import PinPlan, in_flight, plan_pins
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -44,9 +46,6 @@ from optimizer.model.problem import (
 from optimizer.scoring.affinity import AffinityModel
 from optimizer.scoring.features import OfferCategories
 
-# categories whose largest dropped value each customer keeps for the bound over all candidates
-DROPPED_CATEGORIES = 8
-
 
 class KeptSelection(Protocol):
     """Narrows every allowed listed pair to each customer's ``keep`` best, filling ``found``
@@ -57,16 +56,6 @@ class KeptSelection(Protocol):
                  max_per_category: int | None, global_budget: float, n_customers: int,
                  seed: int, found: dict[str, object] | None = None
                  ) -> Iterator[CandidateBlock]: ...
-
-
-@dataclass
-class Dropped:
-    """What each customer of a block left out of her kept candidates (see
-    :func:`optimizer.solve.lagrangian.bounds.virtual_totals`)."""
-
-    top_value: np.ndarray
-    top_category: np.ndarray
-    residual: np.ndarray
 
 
 @dataclass
@@ -114,8 +103,8 @@ class Built:
 
 def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                   model: AffinityModel | None, select: KeptSelection | None = None,
-                  rows: tuple[int, int] | None = None, previous_run: Path | None = None
-                  ) -> Built:
+                  rows: tuple[int, int] | None = None, previous_run: Path | None = None,
+                  hold_pairs_up_to: int | None = None) -> Built:
     """The assignment problem of the scenario's week (see the module docstring).
 
     ``model``: the fitted affinity model, or None when the inputs carry a ``scores`` table;
@@ -123,7 +112,10 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     (required when that knob truncates); ``rows``: build only customers ``start .. stop - 1``
     (``explain``), whose blocks are the ones the whole run builds for them; ``previous_run``: a
     run folder holding last week's lists (default: history's rows of the week before, read
-    only when ``rules.change_penalty`` or ``rules.pin`` is set)."""
+    only when ``rules.change_penalty`` or ``rules.pin`` is set); ``hold_pairs_up_to``: where the
+    Dask workers can hold every pair (:func:`~optimizer.model.layout.workers_hold_pairs`), the
+    driver keeps the blocks' layout only once they hold more pairs than this (``None``: it
+    keeps every block)."""
     rules_cfg = scenario.rules
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     flights = None
@@ -154,7 +146,7 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
                                         offers.n_offers),
                                     channels=channels),
                   inputs, rules, caps, cap_audit, flights=flights, previous=previous)
-    _add_blocks(built, inputs, scenario, model, select, rows)
+    _add_blocks(built, inputs, scenario, model, select, rows, hold_pairs_up_to)
     _finish(built, scenario, model, rows)
     return built
 
@@ -168,7 +160,7 @@ def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
     makes them.
 
     A chunk's block is its best few per customer, which the pairs do not change, with its pinned
-    and added pairs merged in (:func:`_with_pins`, a kernel scoring each pair alone): so only
+    and added pairs merged in (:func:`with_pins`, a kernel scoring each pair alone): so only
     the pairs ``built`` lacks are scored, each into its chunk's block as built (``built.made``),
     and the blocks, dropped values and bytes are the ones scoring every chunk again makes
     (without ``built.made``, every chunk is). The rules' checks count into an audit of their
@@ -211,7 +203,7 @@ def with_candidates(built: Built, scenario: Scenario, model: AffinityModel,
                                     ).allowed(customers[rows], np.broadcast_to(
                                         np.arange(inputs.n_offers, dtype=np.int64),
                                         (rows.size, inputs.n_offers)))
-            pairs = _with_pins(model, kept, customers, allowed, keys, inputs.n_offers, primary)
+            pairs = with_pins(model, kept, customers, allowed, keys, inputs.n_offers, primary)
             return block_from_pairs(customers, *pairs, offers.discount, caps[start:stop])
         model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before threads
         again.made = list(in_order(merged, list(range(len(bounds))),
@@ -274,12 +266,9 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
     dataset, every listed pair kept (no ``scores_per_customer`` choice, which needs every
     customer's pairs), no change penalty (a bonus added to the blocks after they are built) and no
     pins (taken out of the built blocks)."""
-    path: Path | str | None = (None if model is not None else scenario.scores_url
-                               or table_path(Path(scenario.data), "scores"))
+    path, why = _worker_table(scenario, model)
     if path is None:
-        return None, "the affinity path scores candidates on the driver"
-    if isinstance(path, Path) and path.suffix == ".csv":
-        return None, "the scores table is a CSV file (workers read Parquet)"
+        return None, why
     if built.truncated:
         return None, "solver.scores_per_customer chose the kept pairs over every customer"
     if built.previous is not None and scenario.rules.change_penalty > 0:
@@ -291,6 +280,18 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
                           replace(built.rules, audit={name: 0 for name in built.rules.audit}),
                           offers.discount, trim_ids=inputs.scores_ids_trimmed)
     return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps), ""
+
+
+def _worker_table(scenario: Scenario, model: AffinityModel | None
+                  ) -> tuple[Path | str | None, str]:
+    """The ``scores`` table the workers can read (a Parquet file, dataset or URL), or ``None``
+    and why not."""
+    if model is not None:
+        return None, "the affinity path scores candidates on the driver"
+    path = scenario.scores_url or table_path(Path(scenario.data), "scores")
+    if isinstance(path, Path) and path.suffix == ".csv":
+        return None, "the scores table is a CSV file (workers read Parquet)"
+    return path, ""
 
 
 def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
@@ -313,7 +314,8 @@ def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarra
 
 
 def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: AffinityModel | None,
-                select: KeptSelection | None, rows: tuple[int, int] | None) -> None:
+                select: KeptSelection | None, rows: tuple[int, int] | None,
+                hold_up_to: int | None = None) -> None:
     """The candidate blocks of ``built.problem``: scored by the affinity model, or read from the
     ``scores`` table and narrowed to each customer's best few by ``select``."""
     rules_cfg, rules, caps = scenario.rules, built.rules, built.caps
@@ -339,7 +341,15 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
                              "build_problem needs select")
         every = select(every, keep, offers, rules_cfg.max_offers_per_category, global_budget,
                        inputs.n_customers, scenario.solver.seed, built.selection)
-    built.problem.blocks = list(every)
+    problem = built.problem
+    if hold_up_to is not None and rows is None and _worker_table(scenario, model)[0] and (
+            workers_hold_pairs(scenario, False, narrowed, rules_cfg.change_penalty > 0
+                               and built.previous is not None,
+                               rules_cfg.pin and built.previous is not None,
+                               problem.funders is not None or problem.channels is not None)):
+        problem.blocks, problem.layout = held_blocks(every, hold_up_to)
+    else:
+        problem.blocks = list(every)
     # no customer had more pairs than kept: the plain run, neither started from the
     # selection's prices nor bounded again
     built.truncated = bool(built.selection.get("dropped"))
@@ -412,81 +422,6 @@ def scores_blocks(inputs: Inputs, scenario: Scenario, rules: EligibilityRules, c
         yield block
 
 
-def affinity_blocks(model: AffinityModel, inputs: Inputs, scenario: Scenario,
-                    rules: EligibilityRules, caps: np.ndarray, offers: OfferData,
-                    per_category: int | None, bounds: list[tuple[int, int]] | None = None,
-                    pinned: np.ndarray | None = None
-                    ) -> tuple[list[CandidateBlock], list[Dropped]]:
-    """Candidate blocks scored by the built-in affinity model, best few per customer kept, and
-    per block what its customers dropped (for the bound over all candidates).
-
-    Chunks are scored on ``solver.threads`` threads by the compiled kernel
-    (:meth:`AffinityModel.select`), at most that many at a time; each chunk's block depends on
-    its customers only, so the blocks are the same for any thread count. ``pinned``: sorted pair
-    keys ``c * n_offers + o`` (``rules.pin``) kept besides the best few when the rules allow them
-    and their value is positive (the dropped values still count them: the bound over all
-    candidates stays valid)."""
-    keep = scenario.affinity.candidates_per_customer
-    primary = offers.categories[:, 0]
-    top = (min(DROPPED_CATEGORIES, offers.n_categories)
-           if per_category is not None and scenario.affinity.bound_all_candidates else 0)
-    n_offers = inputs.n_offers
-    model.kernel_arrays(np.zeros(0, dtype=np.int64))  # shared arrays built before the threads
-
-    def chunk(part: tuple[int, int]) -> tuple[CandidateBlock, Dropped, dict[str, int]]:
-        start, stop = part
-        customers = np.arange(start, stop, dtype=np.int64)
-        offer = np.broadcast_to(np.arange(n_offers, dtype=np.int64), (stop - start, n_offers))
-        # the chunk's own audit (rules.allowed adds to it), added to the run's in chunk order
-        own = replace(rules, audit={name: 0 for name in rules.audit})
-        allowed = own.allowed(customers, offer)
-        kept = model.select(customers, allowed, keep, primary, top)
-        row, off, p, value = _with_pins(model, kept, customers, allowed, pinned, n_offers,
-                                        primary)
-        del allowed
-        block = block_from_pairs(customers, row, off, p, value, offers.discount,
-                                 caps[start:stop])
-        return block, Dropped(kept.top_value, kept.top_category.astype(np.int32),
-                              kept.residual), own.audit
-    if bounds is None:
-        bounds = chunks(inputs.n_customers, scenario.solver.chunk_size)
-    blocks, dropped = [], []
-    for block, drop, audit in in_order(chunk, bounds, thread_count(scenario.solver.threads)):
-        blocks.append(block)
-        dropped.append(drop)
-        for name, count in audit.items():
-            rules.audit[name] += count
-    return blocks, dropped
-
-
-def _with_pins(model: AffinityModel, kept: Any, customers: np.ndarray, allowed: np.ndarray,
-               pinned: np.ndarray | None, n_offers: int, primary: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The chunk's kept pairs (row, offer, p_redeem, value) with its allowed pinned pairs that
-    the best few left out added, scored by the same kernel, in (row, offer) order."""
-    pairs = (kept.row, kept.offer, kept.p_redeem, kept.value)
-    if pinned is None or not pinned.size or not customers.size:
-        return pairs
-    n = max(n_offers, 1)
-    lo = np.searchsorted(pinned, int(customers[0]) * n)
-    hi = np.searchsorted(pinned, (int(customers[-1]) + 1) * n)
-    keys = pinned[lo:hi]
-    row, off = keys // n - int(customers[0]), keys % n
-    have = np.zeros(allowed.shape, dtype=bool)
-    have[kept.row, kept.offer] = True
-    extra = allowed[row, off] & ~have[row, off]
-    if not extra.any():
-        return pairs
-    rows = np.unique(row[extra])
-    mask = np.zeros((rows.size, n_offers), dtype=bool)
-    mask[np.searchsorted(rows, row[extra]), off[extra]] = True
-    more = model.select(customers[rows], mask, None, primary, 0)
-    merged = [np.concatenate([a, b]) for a, b in zip(
-        pairs, (rows[more.row], more.offer, more.p_redeem, more.value))]
-    order = np.argsort(merged[0] * n + merged[1], kind="stable")  # one key a pair: (row, offer)
-    return merged[0][order], merged[1][order], merged[2][order], merged[3][order]
-
-
-__all__ = ["Built", "Dropped", "KeptSelection", "ScoresSource", "WorkerInputs",
-           "affinity_blocks", "build_problem", "compile_eligibility", "scores_blocks",
-           "source_blocks", "with_candidates", "worker_inputs"]
+__all__ = ["Built", "KeptSelection", "ScoresSource", "WorkerInputs", "build_problem",
+           "compile_eligibility", "scores_blocks", "source_blocks", "with_candidates",
+           "worker_inputs"]

@@ -12,7 +12,7 @@ window does (``start_week .. end_week``, a missing bound open).
    category, a rule on customers' columns): the reason is the first of those that forbids it;
    ``not_a_candidate`` when none does but the pair is not among the week's candidates (not listed
    in ``scores``, of value <= 0, or left out by ``solver.scores_per_customer``; the affinity path
-   keeps allowed pins beyond its best few, :func:`optimizer.model.build.affinity_blocks`);
+   keeps allowed pins beyond its best few, :func:`optimizer.model.affinity_blocks.affinity_blocks`);
 2. then, in one deterministic pass over the remaining pins, best value first (ties: customer
    index, then offer index), a pin is kept when it fits, with the pins kept before it, under the
    customer's cap (``customer_cap``), ``max_offers_per_category`` (``category_cap``), its offer

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from optimizer.model.channels import ChannelData
     from optimizer.model.funders import FunderData
     from optimizer.model.groups import GroupData
+    from optimizer.model.layout import BlockLayout
 
 
 @dataclass(frozen=True)
@@ -141,14 +142,21 @@ class AssignmentProblem:
     # value of pairs fixed outside the blocks (rules.pin, optimizer/model/pins.py): the solvers'
     # gap tests count it in both the bound and the objective (0 otherwise)
     fixed_value: float = 0.0
+    # the blocks' shapes when the Dask workers hold every pair and ``blocks`` is empty on the
+    # driver (optimizer/model/layout.py)
+    layout: "BlockLayout | None" = None
 
     @property
     def n_pairs(self) -> int:
+        if self.layout is not None:
+            return self.layout.n_pairs
         return sum(b.n_pairs for b in self.blocks)
 
     @cached_property
     def max_cap(self) -> int:
         """The largest per-customer cap of any customer (0 without customers)."""
+        if self.layout is not None:
+            return self.layout.max_cap
         return max((int(b.cap.max()) for b in self.blocks if b.n_customers), default=0)
 
     # --- evaluating a plan: ``chosen`` holds one boolean mask per block, shaped like its

@@ -13,7 +13,8 @@ import numpy as np
 from optimizer.core.config import Scenario
 from optimizer.core.parallel import in_order, thread_count
 from optimizer.io.validate import Inputs
-from optimizer.model.build import Dropped, scores_blocks
+from optimizer.model.affinity_blocks import Dropped
+from optimizer.model.build import scores_blocks
 from optimizer.model.eligibility import EligibilityRules
 from optimizer.model.problem import (
     AssignmentProblem,

@@ -1,0 +1,94 @@
+"""What the driver keeps of the candidate blocks when the Dask workers hold the pairs.
+
+On the ``scores`` path with ``solver.backend = "dask"`` and ``solver.repair = "shards"``, every
+candidate pair lives on the workers (each shard builds its own blocks from the table, repairs,
+refills and keeps its plan there) and the driver needs none of them: it streams the table once
+through the same build, chunk by chunk, checking every row as the run always does, counting the
+rules' audit and each block's pairs, and lets each block go (:func:`held_blocks`). What it keeps
+is the blocks' :class:`BlockLayout`: which customers each block holds, its slots and each
+customer's pair count, from which the shards are cut and checked exactly as from the blocks
+themselves. A problem small enough for the polish to run keeps its blocks instead (the polish
+re-solves a core of the pairs on the driver), so the plan is the one the local run makes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from optimizer.core.config import Scenario
+from optimizer.model.problem import CandidateBlock
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """The candidate blocks' shapes without their pairs.
+
+    ``bounds``: each block's customers ``[first, end)`` (every customer of a chunk is a row of
+    its block); ``widths``: each block's slots; ``row_pairs``: each block's pairs per row
+    (``int32``); ``max_cap``: the largest per-customer cap of any row (the problem's
+    :attr:`~optimizer.model.problem.AssignmentProblem.max_cap`)."""
+
+    bounds: list[tuple[int, int]]
+    widths: list[int]
+    row_pairs: list[np.ndarray]
+    max_cap: int
+
+    @property
+    def rows(self) -> list[int]:
+        """Each block's customers."""
+        return [end - first for first, end in self.bounds]
+
+    @property
+    def n_pairs(self) -> int:
+        """Every block's candidate pairs."""
+        return int(sum(int(r.sum(dtype=np.int64)) for r in self.row_pairs))
+
+    def piece_pairs(self, block: int, first: int, end: int) -> int:
+        """The pairs of rows ``[first, end)`` of ``block``."""
+        return int(self.row_pairs[block][first:end].sum(dtype=np.int64))
+
+
+def held_blocks(blocks: Iterable[CandidateBlock], hold_up_to: int
+                ) -> tuple[list[CandidateBlock], BlockLayout | None]:
+    """The blocks of ``blocks`` (consumed in order) while they hold at most ``hold_up_to``
+    pairs in all; past that the driver lets every block go and keeps their
+    :class:`BlockLayout` only: ``([], layout)``. Else ``(blocks, None)``."""
+    kept: list[CandidateBlock] | None = []
+    bounds: list[tuple[int, int]] = []
+    widths: list[int] = []
+    row_pairs: list[np.ndarray] = []
+    total, max_cap = 0, 0
+    for block in blocks:
+        counts = (block.offer >= 0).sum(axis=1, dtype=np.int32)
+        first = int(block.customers[0]) if block.n_customers else (bounds[-1][1] if bounds else 0)
+        bounds.append((first, first + block.n_customers))
+        widths.append(int(block.offer.shape[1]))
+        row_pairs.append(counts)
+        total += int(counts.sum(dtype=np.int64))
+        if block.n_customers:
+            max_cap = max(max_cap, int(block.cap.max()))
+        if kept is not None:
+            kept.append(block)
+            if total > hold_up_to:
+                kept = None  # the pairs now go: the workers hold them
+    if kept is not None:
+        return kept, None
+    return [], BlockLayout(bounds, widths, row_pairs, max_cap)
+
+
+def workers_hold_pairs(scenario: Scenario, scored_by_model: bool, narrowed: bool,
+                       penalised: bool, pinned: bool, coupled: bool) -> bool:
+    """Whether the driver may leave every pair to the Dask workers (module docstring): the
+    ``scores`` path (``not scored_by_model``) with ``solver.backend = "dask"`` and
+    ``solver.repair = "shards"``, no ``scores_per_customer`` choice over every customer's pairs
+    (``narrowed``), no change penalty's bonus added to built blocks (``penalised``), no pins
+    taken out of them (``pinned``), and no funder budgets or channels (``coupled``: their cuts
+    and assignment run over the driver's pairs)."""
+    solver = scenario.solver
+    return (solver.backend == "dask" and solver.repair == "shards" and not scored_by_model
+            and not (narrowed or penalised or pinned or coupled))
+
+
+__all__ = ["BlockLayout", "held_blocks", "workers_hold_pairs"]
