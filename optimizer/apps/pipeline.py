@@ -54,6 +54,7 @@ from optimizer.scoring.features import (
     purchase_lines,
 )
 from optimizer.scoring.fit import fit_scoring
+from optimizer.solve import polish_reach
 from optimizer.solve.lagrangian.start import best_by_prices
 from optimizer.solve.lagrangian.truncation import affinity_truncation, scores_truncation
 
@@ -275,7 +276,7 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
 
     stages.start("eligibility")
     built = build_problem(inputs, scenario, cats, model, select=best_by_prices,
-                          previous_run=previous_run)
+                          previous_run=previous_run, hold_pairs_up_to=polish_reach(scenario.solver))
     inputs, rules, problem = built.inputs, built.rules, built.problem
     stages.stop()
 
@@ -291,6 +292,8 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     # the solver zeroes prices on constraints this scenario lacks (start.admissible_prices)
     built, solution, priced = solve_week(built, scenario, model, warm_start, on_iteration,
                                          stages.started_at)
+    if solution.plan_problem is not None:  # the workers held the pairs: the plan's own problem
+        built = replace(built, problem=solution.plan_problem)
     problem = built.problem
     stages.stop()
 

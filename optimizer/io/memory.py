@@ -10,6 +10,9 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
   + working chunk solver.chunk_size x offers x BYTES_PER_DENSE_CELL (the dense scoring arrays of
                   one chunk; affinity path only)
 
+(where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
+those of the chunks it checks at a time)
+
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
 own limits (``ulimit -v`` less what the libraries reserve, ``ulimit -d``, the cgroup's memory
@@ -25,13 +28,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from optimizer.core.allocator import process_memory_limits
 from optimizer.core.config import Scenario
 from optimizer.core.errors import MemoryLimitError
-from optimizer.io.load import parquet_rows
+from optimizer.core.parallel import thread_count
+from optimizer.io.load import parquet_rows, table_path
 from optimizer.io.validate import Inputs
 
 BYTES_PER_SLOT = 64
@@ -118,6 +123,28 @@ def _listed_per_customer(inputs: Inputs) -> np.ndarray | None:
     return np.bincount(c.astype(np.int64), minlength=n)
 
 
+def worker_scores(scenario: Scenario) -> Path | str | None:
+    """The ``scores`` table as Dask workers can read it (a Parquet file, a dataset folder or an
+    fsspec URL), or ``None`` (no such table, or a CSV file)."""
+    path = scenario.scores_url or table_path(Path(scenario.data), "scores")
+    return None if isinstance(path, Path) and path.suffix == ".csv" else path
+
+
+def workers_hold_pairs(inputs: Inputs, scenario: Scenario) -> bool:
+    """Whether the Dask workers hold every candidate pair and the driver none
+    (:mod:`optimizer.model.layout`): the ``scores`` path read from Parquet, ``solver.backend =
+    "dask"`` with ``solver.repair = "shards"`` (the plans repaired and kept on the shards), every
+    listed pair kept (no ``scores_per_customer`` choice over every customer's pairs), no change
+    penalty or pins (added to, or taken out of, built blocks) and no funders, group flights or
+    channels (their cuts and assignment run over the driver's pairs)."""
+    solver, rules, keep = scenario.solver, scenario.rules, scenario.solver.scores_per_customer
+    return (solver.backend == "dask" and solver.repair == "shards" and inputs.has_scores
+            and (keep is None or keep >= inputs.n_offers)
+            and rules.change_penalty == 0 and not rules.pin and inputs.funders is None
+            and inputs.flights is None and inputs.channels is None
+            and worker_scores(scenario) is not None)
+
+
 def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | None) -> int:
     n, m = inputs.n_customers, inputs.n_offers
     keep = scenario.solver.scores_per_customer
@@ -149,6 +176,10 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
     if listed is None:
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
+    if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
+        held = min(inputs.n_customers,
+                   scenario.solver.chunk_size * (thread_count(scenario.solver.threads) + 1) * 2)
+        slots = slots * held // max(inputs.n_customers, 1)
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers

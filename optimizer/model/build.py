@@ -23,7 +23,7 @@ import polars as pl
 
 from optimizer.core.config import Rules, Scenario
 from optimizer.core.parallel import chunks, in_order, thread_count
-from optimizer.io.load import table_path
+from optimizer.io.memory import worker_scores, workers_hold_pairs
 from optimizer.io.scores_stream import ScoresChunk, scores_chunks, scores_of_customers
 from optimizer.io.validate import Inputs
 from optimizer.model import stability
@@ -33,7 +33,7 @@ from optimizer.model.eligibility import EligibilityRules, compile_rules, custome
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data, with_group_flights
 from optimizer.model.groups import group_data
-from optimizer.model.layout import held_blocks, workers_hold_pairs
+from optimizer.model.layout import held_blocks
 from optimizer.model.pins import PinPlan, in_flight, plan_pins
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -288,10 +288,9 @@ def _worker_table(scenario: Scenario, model: AffinityModel | None
     and why not."""
     if model is not None:
         return None, "the affinity path scores candidates on the driver"
-    path = scenario.scores_url or table_path(Path(scenario.data), "scores")
-    if isinstance(path, Path) and path.suffix == ".csv":
-        return None, "the scores table is a CSV file (workers read Parquet)"
-    return path, ""
+    path = worker_scores(scenario)
+    return (path, "") if path is not None else (
+        None, "the scores table is a CSV file (workers read Parquet)")
 
 
 def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
@@ -342,11 +341,7 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
         every = select(every, keep, offers, rules_cfg.max_offers_per_category, global_budget,
                        inputs.n_customers, scenario.solver.seed, built.selection)
     problem = built.problem
-    if hold_up_to is not None and rows is None and _worker_table(scenario, model)[0] and (
-            workers_hold_pairs(scenario, False, narrowed, rules_cfg.change_penalty > 0
-                               and built.previous is not None,
-                               rules_cfg.pin and built.previous is not None,
-                               problem.funders is not None or problem.channels is not None)):
+    if hold_up_to is not None and rows is None and workers_hold_pairs(inputs, scenario):
         problem.blocks, problem.layout = held_blocks(every, hold_up_to)
     else:
         problem.blocks = list(every)

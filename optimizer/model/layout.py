@@ -1,7 +1,7 @@
 """What the driver keeps of the candidate blocks when the Dask workers hold the pairs.
 
-On the ``scores`` path with ``solver.backend = "dask"`` and ``solver.repair = "shards"``, every
-candidate pair lives on the workers (each shard builds its own blocks from the table, repairs,
+On the ``scores`` path with ``solver.backend = "dask"`` and ``solver.repair = "shards"``
+(:func:`optimizer.io.memory.workers_hold_pairs` says when), every candidate pair lives on the workers (each shard builds its own blocks from the table, repairs,
 refills and keeps its plan there) and the driver needs none of them: it streams the table once
 through the same build, chunk by chunk, checking every row as the run always does, counting the
 rules' audit and each block's pairs, and lets each block go (:func:`held_blocks`). What it keeps
@@ -17,7 +17,6 @@ from typing import Iterable
 
 import numpy as np
 
-from optimizer.core.config import Scenario
 from optimizer.model.problem import CandidateBlock
 
 
@@ -78,17 +77,4 @@ def held_blocks(blocks: Iterable[CandidateBlock], hold_up_to: int
     return [], BlockLayout(bounds, widths, row_pairs, max_cap)
 
 
-def workers_hold_pairs(scenario: Scenario, scored_by_model: bool, narrowed: bool,
-                       penalised: bool, pinned: bool, coupled: bool) -> bool:
-    """Whether the driver may leave every pair to the Dask workers (module docstring): the
-    ``scores`` path (``not scored_by_model``) with ``solver.backend = "dask"`` and
-    ``solver.repair = "shards"``, no ``scores_per_customer`` choice over every customer's pairs
-    (``narrowed``), no change penalty's bonus added to built blocks (``penalised``), no pins
-    taken out of them (``pinned``), and no funder budgets or channels (``coupled``: their cuts
-    and assignment run over the driver's pairs)."""
-    solver = scenario.solver
-    return (solver.backend == "dask" and solver.repair == "shards" and not scored_by_model
-            and not (narrowed or penalised or pinned or coupled))
-
-
-__all__ = ["BlockLayout", "held_blocks", "workers_hold_pairs"]
+__all__ = ["BlockLayout", "held_blocks"]

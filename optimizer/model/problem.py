@@ -391,6 +391,9 @@ class Solution:
     trace: list[dict[str, float | None]] = field(default_factory=list)
     # where the passes ran (the manifest's solver.backend): name, workers, shards, bytes per pass
     backend: dict = field(default_factory=lambda: {"name": "local", "workers": 1})
+    # where the Dask workers held every pair: the problem of the plan's chosen pairs alone,
+    # gathered from the shards, whose blocks ``chosen`` indexes (None: the problem solved)
+    plan_problem: "AssignmentProblem | None" = None
 
     @property
     def gap(self) -> float:

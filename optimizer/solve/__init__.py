@@ -39,7 +39,18 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     A skipped polish is recorded with its reason. ``source``: on ``solver.backend = "dask"``,
     the inputs from which the workers build their own shards (else the driver's blocks are sent).
     """
-    return certified(problem, _solve(problem, settings, warm_start, progress, source))
+    solution = _solve(problem, settings, warm_start, progress, source)
+    # where the workers held the pairs, the plan is judged on its own chosen pairs
+    return certified(problem if solution.plan_problem is None else solution.plan_problem,
+                     solution)
+
+
+def polish_reach(settings: Solver) -> int:
+    """The most candidate pairs a problem may have for the polish to run (it re-solves a core of
+    them by CP-SAT on the driver, :func:`_polished`): where the Dask workers could hold every
+    pair, the driver still keeps them up to this many
+    (:func:`~optimizer.model.layout.held_blocks`)."""
+    return max(settings.polish_pairs, 0) * _POLISH_REACH
 
 
 def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: LagrangianSettings,
@@ -54,6 +65,10 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
                  "repair": where(problem, lagrangian.repair_on_shards)})
     from optimizer.solve.backends.dask_shards import DaskShards  # the dask extra
 
+    if problem.layout is not None and source is None:  # build_problem's rule, broken
+        raise SolverError("the driver holds no candidate pair but the workers cannot build "
+                          "their own shards; no output was written")
+
     shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,
                         settings.memory_limit_gb, source, settings.kernel_cache)
     try:  # the same pass loop, its shards on the workers
@@ -62,7 +77,7 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
     finally:
         shards.close()
     return solution, {"name": "dask", "scheduler": settings.scheduler or "LocalCluster",
-                      **shards.report()}
+                      "driver_holds_pairs": problem.layout is None, **shards.report()}
 
 
 def certified(problem: AssignmentProblem, solution: Solution) -> Solution:
@@ -120,7 +135,7 @@ def _polished(problem: AssignmentProblem, settings: Solver, solution: Solution,
             "status": "skipped", "reason": "channels: the polish does not model them"})
     pairs = problem.n_pairs
     whole = pairs <= settings.polish_pairs
-    if whole or (solution.status != Status.OPTIMAL and pairs <= _POLISH_REACH * settings.polish_pairs):
+    if whole or (solution.status != Status.OPTIMAL and pairs <= polish_reach(settings)):
         if progress is not None:  # the polish can take a while: say so (marked by "polish")
             progress({"polish": float(min(pairs, settings.polish_pairs))})
         return polish(problem, solution, PolishSettings(
@@ -132,5 +147,5 @@ def _polished(problem: AssignmentProblem, settings: Solver, solution: Solution,
     return PolishedSolution(**vars(solution), polish={"status": "skipped", "reason": reason})
 
 
-__all__ = ["solve", "certified", "solve_exact", "solve_lagrangian", "LagrangianSettings", "polish",
+__all__ = ["solve", "certified", "polish_reach", "solve_exact", "solve_lagrangian", "LagrangianSettings", "polish",
            "PolishSettings", "PolishedSolution"]

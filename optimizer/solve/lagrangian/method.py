@@ -379,9 +379,11 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                       "gap": gap, "seconds": time.perf_counter() - start})
         if best.certified(reported, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
-    return Solution(chosen=best.final(), objective=max(best.objective, 0.0),
+    plan_problem, chosen = best.final_problem(ex)
+    return Solution(chosen=chosen, objective=max(best.objective, 0.0),
                     bound=max(reported, 0.0), status=status, method="lagrangian",
-                    iterations=iteration, prices=best.prices, trace=trace)
+                    iterations=iteration, prices=best.prices, trace=trace,
+                    plan_problem=plan_problem)
 
 
 @dataclass

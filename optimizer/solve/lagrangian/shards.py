@@ -106,7 +106,8 @@ def shard_specs(problem: AssignmentProblem, shard_customers: int, parts: int
                 ) -> list[ShardSpec]:
     """The shards of ``problem`` at ``shard_customers`` customers each (fixed ranges: the same
     for any number of workers); ``parts``: the critical prices' parts over all customers."""
-    rows = [b.n_customers for b in problem.blocks]
+    layout = problem.layout
+    rows = layout.rows if layout is not None else [b.n_customers for b in problem.blocks]
     total = sum(rows)
     cuts = part_cuts(total, parts, shard_customers)
     specs = []
@@ -141,16 +142,24 @@ def shard_args(problem: AssignmentProblem, spec: ShardSpec) -> tuple:
 def source_args(problem: AssignmentProblem, spec: ShardSpec) -> tuple:
     """The arguments of :class:`.shard.BuiltShard` for ``spec`` bar the inputs: the problem
     without blocks (offers, rules, the whole's ``max_cap``), the pieces' block indices, ``lo``,
-    the cuts, each piece's customers ``(first, end)`` and each piece's slots (its block's)."""
+    the cuts, each piece's customers ``(first, end)`` and each piece's slots (its block's; from
+    the problem's layout where the driver holds no blocks)."""
     head = shard_problem(problem, [], spec.hi - spec.lo)
-    bounds = [(int(problem.blocks[b].customers[f]), int(problem.blocks[b].customers[e - 1]) + 1)
-              for b, f, e in spec.pieces]
-    widths = [int(problem.blocks[b].offer.shape[1]) for b, _, _ in spec.pieces]
+    layout = problem.layout
+    if layout is not None:
+        bounds = [(layout.bounds[b][0] + f, layout.bounds[b][0] + e) for b, f, e in spec.pieces]
+        widths = [layout.widths[b] for b, _, _ in spec.pieces]
+    else:
+        bounds = [(int(problem.blocks[b].customers[f]),
+                   int(problem.blocks[b].customers[e - 1]) + 1) for b, f, e in spec.pieces]
+        widths = [int(problem.blocks[b].offer.shape[1]) for b, _, _ in spec.pieces]
     return head, [b for b, _, _ in spec.pieces], spec.lo, spec.cuts, bounds, widths
 
 
 def piece_pairs(problem: AssignmentProblem, spec: ShardSpec) -> int:
-    """The candidate pairs of ``spec``'s pieces of the problem's blocks."""
+    """The candidate pairs of ``spec``'s pieces of the problem's blocks (or its layout's)."""
+    if problem.layout is not None:
+        return sum(problem.layout.piece_pairs(b, f, e) for b, f, e in spec.pieces)
     return sum(int(np.count_nonzero(problem.blocks[b].offer[f:e] >= 0))
                for b, f, e in spec.pieces)
 
