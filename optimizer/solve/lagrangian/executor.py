@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from optimizer.core.exact_sum import exact_rounded, exact_total
+from optimizer.model.chosen import chosen_problem
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian._kernels import Mapper
 from optimizer.solve.lagrangian.critical import (
@@ -44,7 +45,7 @@ from optimizer.solve.lagrangian.targets import bonus_at
 PLAN_CALLS = frozenset({"plan_rows", "plan_rows_packed", "respond_plain", "plan_make",
                         "plan_apply", "plan_keep"})
 # the best plan gathered once at the end of a solve whose plans stay on the shards
-FINAL_CALLS = frozenset({"plan_best", "plan_best_packed"})
+FINAL_CALLS = frozenset({"plan_best", "plan_best_packed", "plan_best_pairs"})
 REPAIR_CALLS = frozenset({"repair_start", "repair_totals", "repair_points", "repair_tallies",
                           "repair_collect", "repair_best", "repair_values", "repair_done"})
 REFILL_CALLS = frozenset({"refill_start", "refill_round", "refill_collect", "refill_done"})
@@ -158,6 +159,12 @@ class ShardExecutor:
     def plan_best(self) -> list[np.ndarray]:
         """The best plan kept on the shards, gathered once: one mask per block."""
         return self._gathered("plan_best")
+
+    def chosen_problem(self) -> tuple[AssignmentProblem, list[np.ndarray]]:
+        """The best plan kept on the shards, gathered once as its chosen pairs (no candidate
+        left out crosses the wire): the problem holding those pairs only and its masks
+        (:func:`optimizer.model.chosen.chosen_problem`)."""
+        return chosen_problem(self.problem, self.all("plan_best_pairs"))
 
     def close(self) -> None:
         """Let the shards go."""

@@ -1,0 +1,139 @@
+"""A plan as its chosen pairs only, and the problem that holds nothing else (issue 21).
+
+Every output of a run (the assignments, the offers' summary, the controls withheld, the
+objective, the plan's use of each budget and its rule checks) reads only the pairs a plan
+chose. So a plan kept on shards can come back as its chosen pairs (:class:`ChosenPairs`, one
+per shard, in customer order) rather than as masks over the driver's blocks, and the driver
+holds no candidate pairs: :func:`chosen_problem` lays them out as an
+:class:`~optimizer.model.problem.AssignmentProblem` whose blocks hold the chosen pairs only,
+every slot chosen. Its pairs come in the whole problem's order (customer by customer, within a
+customer in slot order), so the sums taken in that order (the budgets' use, the withheld
+score) are the same bits as over the whole problem and its masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import polars as pl
+
+from optimizer.core.errors import InputError
+from optimizer.io.scores_stream import scores_of_customers
+from optimizer.model.problem import AssignmentProblem, CandidateBlock
+
+if TYPE_CHECKING:
+    from optimizer.model.build import ScoresSource
+
+
+@dataclass(frozen=True)
+class ChosenPairs:
+    """A plan's chosen pairs of a run of customers, in customer order and, within a customer,
+    in slot order: ``customers`` (those with at least one chosen pair, ascending), ``counts``
+    (their chosen pairs) and ``cap`` (their caps); per pair ``offer``, ``value``, ``cost`` and
+    ``p_redeem``."""
+
+    customers: np.ndarray
+    counts: np.ndarray
+    cap: np.ndarray
+    offer: np.ndarray
+    value: np.ndarray
+    cost: np.ndarray
+    p_redeem: np.ndarray
+
+    @property
+    def c(self) -> np.ndarray:
+        """Each pair's customer index."""
+        return np.repeat(self.customers, self.counts)
+
+
+def chosen_pairs_of(problem: AssignmentProblem, chosen: Sequence[np.ndarray]) -> ChosenPairs:
+    """The pairs ``chosen`` (one mask per block of ``problem``, blocks in customer order)
+    picks, with their customers' caps (a loop over blocks, never pairs)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in (
+        "customers", "counts", "cap", "offer", "value", "cost", "p_redeem")}
+    for block, mask in zip(problem.blocks, chosen):
+        rows, slots = np.nonzero(mask)  # row-major: customer order, then slot order
+        counts = np.count_nonzero(mask, axis=1)
+        some = counts > 0
+        parts["customers"].append(block.customers[some].astype(np.int64))
+        parts["counts"].append(counts[some].astype(np.int64))
+        parts["cap"].append(block.cap[some].astype(np.int64))
+        parts["offer"].append(block.offer[rows, slots].astype(np.int32))
+        for name in ("value", "cost", "p_redeem"):
+            parts[name].append(getattr(block, name)[rows, slots].astype(np.float64))
+    empty = {"customers": np.int64, "counts": np.int64, "cap": np.int64, "offer": np.int32}
+    return ChosenPairs(**{name: (np.concatenate(arrays) if arrays
+                                 else np.zeros(0, dtype=empty.get(name, np.float64)))
+                          for name, arrays in parts.items()})
+
+
+def reread_p_redeem(pairs: ChosenPairs, source: ScoresSource, customers: pl.DataFrame
+                    ) -> ChosenPairs:
+    """``pairs`` with each pair's ``p_redeem`` read again from the ``scores`` table, as the
+    worker's build read it (:func:`optimizer.model.build.source_blocks`: the checked rows of
+    :func:`~optimizer.io.scores_stream.scores_of_customers`, their ``p_redeem`` column as a
+    float64 block holds it): a shard built on a worker keeps none. Only the rows of the pairs'
+    customers (of ``customers``, the shard's stretch of the customers table) are read, once,
+    and joined on (customer, offer)."""
+    if not pairs.offer.size:
+        return pairs
+    n = max(source.offers.height, 1)
+    keys = pairs.c * n + pairs.offer  # ascending: customer order, slots in offer order
+    mine = customers.filter(np.isin(customers.get_column("c").to_numpy(), pairs.customers))
+    frame = scores_of_customers(source.path, mine, source.offers, source.trim_ids)
+    listed = (frame.get_column("c").to_numpy().astype(np.int64) * n
+              + frame.get_column("o").to_numpy())
+    at = np.minimum(np.searchsorted(keys, listed), keys.size - 1)
+    hit = keys[at] == listed
+    found = np.bincount(at[hit], minlength=keys.size)
+    if (found != 1).any():  # the table changed since the driver read it
+        missing = np.flatnonzero(found != 1)
+        ids = mine.select("c", "customer_id")
+        sample = [{"customer_id": ids.filter(pl.col("c") == int(pairs.c[k]))
+                   .get_column("customer_id").item(),
+                   "offer_id": source.offers.get_column("offer_id")[int(pairs.offer[k])],
+                   "rows": int(found[k])} for k in missing[:5]]
+        raise InputError("scores", "p_redeem",
+                         "a planned pair is not listed once in the scores table read again for "
+                         "its p_redeem: the table changed during the run", sample=sample,
+                         count=int(missing.size))
+    p_redeem = np.empty(keys.size)
+    p_redeem[at[hit]] = frame.get_column("p_redeem").to_numpy()[hit]
+    return replace(pairs, p_redeem=p_redeem)
+
+
+def chosen_block(pairs: ChosenPairs) -> CandidateBlock:
+    """``pairs`` as one block: a row per customer, her pairs from the left in their order,
+    empty slots as elsewhere (offer -1, zeros)."""
+    n, m = pairs.customers.shape[0], pairs.offer.shape[0]
+    width = int(pairs.counts.max()) if n else 0
+    row = np.repeat(np.arange(n), pairs.counts)
+    slot = np.arange(m) - np.repeat(np.cumsum(pairs.counts) - pairs.counts, pairs.counts)
+    offer = np.full((n, width), -1, dtype=np.int32)
+    offer[row, slot] = pairs.offer
+    value, cost, p_redeem = (np.zeros((n, width)) for _ in range(3))
+    for into, source in ((value, pairs.value), (cost, pairs.cost), (p_redeem, pairs.p_redeem)):
+        into[row, slot] = source
+    return CandidateBlock(pairs.customers, offer, value, cost, p_redeem, pairs.cap)
+
+
+def chosen_problem(problem: AssignmentProblem, parts: Sequence[ChosenPairs]
+                   ) -> tuple[AssignmentProblem, list[np.ndarray]]:
+    """The plan whose chosen pairs are ``parts`` (in customer order: a shard's each, in shard
+    order) as a problem of ``problem``'s offers, rules and customers whose blocks (one per
+    part) hold only those pairs, and its masks (every live slot chosen). The plan's outputs
+    read of it what they read of ``problem`` and the plan's masks, to the bit. A plan with
+    channels (each pair's channel) is not one a shard keeps, and is refused."""
+    if problem.channels is not None:
+        raise ValueError("a plan with channels carries each pair's channel: not a chosen-only "
+                         "problem's")
+    blocks = [chosen_block(p) for p in parts]
+    order = np.concatenate([b.customers for b in blocks] or [np.zeros(0, dtype=np.int64)])
+    if order.size > 1 and not bool((order[1:] > order[:-1]).all()):
+        raise ValueError("the chosen pairs' parts are not in customer order")
+    return replace(problem, blocks=blocks), [b.offer >= 0 for b in blocks]
+
+
+__all__ = ["ChosenPairs", "chosen_block", "chosen_pairs_of", "chosen_problem",
+           "reread_p_redeem"]
