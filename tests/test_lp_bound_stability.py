@@ -26,8 +26,8 @@ def test_the_lp_bound_holds_the_exact_optimum_with_pins_and_change_penalty(seed,
     lps, plans = [], []
     real_lp, real_apply = start.sample_lp, pins.apply
 
-    def spy_lp(problem, customers, seed):
-        lp = real_lp(problem, customers, seed)
+    def spy_lp(problem, customers, seed, shards=None):
+        lp = real_lp(problem, customers, seed, shards)
         if lp is not None and lp[1]:  # the whole problem's LP: its bound is the start's bound
             lps.append((lp[0].bound, problem.fixed_value))
         return lp

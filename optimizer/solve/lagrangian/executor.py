@@ -19,7 +19,7 @@ import numpy as np
 
 from optimizer.core.exact_sum import exact_rounded, exact_total
 from optimizer.model.chosen import chosen_problem
-from optimizer.model.problem import AssignmentProblem, Prices
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.solve.lagrangian._kernels import Mapper
 from optimizer.solve.lagrangian.critical import (
     _PARTS,
@@ -29,6 +29,7 @@ from optimizer.solve.lagrangian.critical import (
 )
 from optimizer.solve.lagrangian.narrow import bucket_prices
 from optimizer.solve.lagrangian.repair_shards import where
+from optimizer.solve.lagrangian.sample_rows import joined_sample
 from optimizer.solve.lagrangian.shards import (
     ShardSpec,
     joined,
@@ -135,6 +136,12 @@ class ShardExecutor:
                     e - f, -1).view(bool) for bits, (b, f, e) in zip(shard, spec.pieces)]
                  for shard, spec in zip(self.all(method + "_packed", *args), self.specs)]
         return joined(self.problem, self.specs, masks)
+
+    def sample(self, share: float | None, seed: int) -> list[CandidateBlock]:
+        """The start's sample drawn on the shards (every row when ``share`` is ``None``), in
+        shard order, each block's pieces joined: the driver's draw over its blocks
+        (:func:`.sample_rows.picked_blocks`) bar ``p_redeem``, which the LP does not read."""
+        return joined_sample(self.specs, self.all("sample", share, seed))
 
     # -- a plan kept on the shards (:func:`.planning.plan_pass`) ------------------------------
     def plan_apply(self, applied: list, granted: Sequence[np.ndarray]

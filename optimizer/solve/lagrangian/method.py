@@ -307,7 +307,8 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
            progress: Callable[[dict[str, float | None]], None] | None, run: ThreadMap,
            ex: ShardExecutor) -> Solution:
     start = time.perf_counter()
-    prices, lp_bound = start_prices(problem, warm_start, settings.sample_customers, settings.seed)
+    prices, lp_bound = start_prices(problem, warm_start, settings.sample_customers,
+                                    settings.seed, ex)  # the sample drawn on the shards
     # the least dual value seen steers the steps; reported: it or the whole LP's bound, the least
     best_bound = reported = np.inf
     best = BestPlan(problem, prices, target_step(problem, settings.target_tolerance))

@@ -29,6 +29,7 @@ from optimizer.solve.lagrangian import repair_shards as rs
 from optimizer.solve.lagrangian._kernels import Mapper, serial_map
 from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
+from optimizer.solve.lagrangian.sample_rows import Piece, shard_sample
 from optimizer.solve.lagrangian.shard_sketch import compact, flat_sketch, in_bucket
 from optimizer.solve.lagrangian.shards import shard_problem, widened
 from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies
@@ -123,6 +124,10 @@ class Shard:
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
         return self.problem.n_pairs
+
+    def sample(self, share: float | None, seed: int) -> list[Piece]:
+        """The shard's part of the start's sample (:func:`.sample_rows.shard_sample`)."""
+        return shard_sample(self.problem.blocks, self.lo, share, seed)
 
     # -- the price passes ---------------------------------------------------------------------
     def respond(self, prices: Prices

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
@@ -27,7 +27,11 @@ from optimizer.model.problem import AssignmentProblem, CandidateBlock, OfferData
 from optimizer.solve.lagrangian import _kernels as kernels
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
+from optimizer.solve.lagrangian.sample_rows import picked_blocks
 from optimizer.solve.lp import LPRelaxation, solve_lp
+
+if TYPE_CHECKING:  # the executor's module imports the solve's; only its type is read here
+    from optimizer.solve.lagrangian.executor import ShardExecutor
 
 log = logging.getLogger(__name__)
 SAMPLE_CUSTOMERS = 10_000
@@ -52,27 +56,21 @@ def sample_prices(problem: AssignmentProblem, customers: int, seed: int) -> Pric
     return None if lp is None else lp[0].prices
 
 
-def sample_lp(problem: AssignmentProblem, customers: int, seed: int
-              ) -> tuple[LPRelaxation, bool] | None:
+def sample_lp(problem: AssignmentProblem, customers: int, seed: int,
+              shards: ShardExecutor | None = None) -> tuple[LPRelaxation, bool] | None:
     """The LP of :func:`sample_prices` and whether it is the whole problem's (then its
     :attr:`~optimizer.solve.lp.LPRelaxation.bound` bounds every plan of ``problem``); ``None``
-    where :func:`sample_prices` is."""
-    total = sum(b.n_customers for b in problem.blocks)
-    if not problem.blocks or total == 0 or (total <= customers and not coupled(problem)):
+    where :func:`sample_prices` is. With ``shards``, the sample is drawn on the shards
+    (:meth:`.executor.ShardExecutor.sample`: the same rows, ``problem.blocks`` not read, so
+    the driver may hold none) and the customers are counted from their ranges."""
+    total = (sum(b.n_customers for b in problem.blocks) if shards is None
+             else sum(spec.hi - spec.lo for spec in shards.specs))
+    if total == 0 or (total <= customers and not coupled(problem)):
         return None
-    if total <= customers:
-        picked, drawn = problem.blocks, total
-    else:
-        rng = np.random.default_rng(seed)
-        share = customers / total
-        picked = []
-        for block in problem.blocks:
-            rows = np.flatnonzero(rng.random(block.n_customers) < share)
-            if rows.size:
-                picked.append(CandidateBlock(block.customers[rows], block.offer[rows],
-                                             block.value[rows], block.cost[rows],
-                                             block.p_redeem[rows], block.cap[rows]))
-        drawn = sum(b.n_customers for b in picked)
+    share = None if total <= customers else customers / total  # None: every customer
+    picked = (picked_blocks(problem.blocks, share, seed) if shards is None
+              else shards.sample(share, seed))
+    drawn = sum(b.n_customers for b in picked)
     if drawn == 0:
         return None
     scale = drawn / total
@@ -215,14 +213,15 @@ def admissible_prices(problem: AssignmentProblem, prices: Prices) -> Prices:
 
 
 def start_prices(problem: AssignmentProblem, warm_start: Prices | None, sample_customers: int,
-                 seed: int) -> tuple[Prices, float]:
+                 seed: int, shards: ShardExecutor | None = None) -> tuple[Prices, float]:
     """The first pass's prices: the warm start (made admissible), else a sample LP's, else 0;
     and an upper bound on every plan known before the passes: the LP's weak-duality bound when
-    that LP was the whole problem's (:func:`sample_lp`), else ``inf``."""
+    that LP was the whole problem's (:func:`sample_lp`), else ``inf``. ``shards``: the solve's
+    executor, whose shards draw the sample (else the driver's blocks)."""
     prices = admissible_prices(problem, warm_start) if warm_start is not None else None
     bound = float("inf")
     if prices is None and sample_customers > 0:
-        lp = sample_lp(problem, sample_customers, seed)
+        lp = sample_lp(problem, sample_customers, seed, shards)
         if lp is not None:
             prices, bound = lp[0].prices, (lp[0].bound if lp[1] else bound)
     if prices is None:
