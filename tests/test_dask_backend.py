@@ -185,6 +185,7 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | s
     ("affinity", "plan_rows_packed", 2, None),  # driver-built shards: replays the responses
     ("scores", "start", 1, None),  # while the shards are first built: they start again
     ("affinity", "start", 1, None),
+    ("affinity", "sample", 1, None),  # the start's sample (the funder's whole LP), then rebuilt
     ("affinity", "kept_tallies", 1, 4),  # mid-narrowing (buckets over 4 candidates narrowed)
     # mid-refill, the repair and refill on the shards: replays repair_start and refill_start
     ("scores-shards", "refill_round", 1, None),
