@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from optimizer.core.numerics import fixed_dot
+# power: the C library's pow, as the fits' (numpy's ``**`` on arrays rounds by CPU, and the
+# demo data must be the same bytes on every machine: tests/test_cpu_rounding.py)
+from optimizer.core.numerics import fixed_dot, power
 
 # (commodity, department, typical shelf price) roughly in order of popularity (rank -> Zipf weight).
 # The sensitive categories and the niche ones sit in the tail.
@@ -122,14 +124,14 @@ class _Catalog:
         C = len(names)
         self.C = C
         rank = np.arange(1, C + 1, dtype=np.float64)
-        pop = 1.0 / rank ** 0.9
+        pop = 1.0 / power(rank, 0.9)
         self.popularity = pop / pop.sum()
         self.index = {n: i for i, n in enumerate(names)}
         self.sensitive = np.array([n in SENSITIVE_CATEGORIES for n in names])
 
         # products per category: at least 8, the rest in proportion to popularity^0.6
         base = 8
-        weights = self.popularity ** 0.6
+        weights = power(self.popularity, 0.6)
         extra = max(n_products - base * C, 0)
         share = weights / weights.sum() * extra
         n_cat = base + np.floor(share).astype(np.int64)
@@ -150,7 +152,7 @@ class _Catalog:
             national = rng.choice(len(brand_pool), size=n_brands - 1, replace=False)
             brands = [PRIVATE_LABEL] + [brand_pool[i] for i in national]
             # Zipf-like brand shares in a random order; the private label is usually a top-3 brand
-            w = 1.0 / np.arange(1, n_brands + 1) ** 1.1
+            w = 1.0 / power(np.arange(1.0, n_brands + 1), 1.1)
             w = w[rng.permutation(n_brands)]
             w[0] = max(w[0], np.sort(w)[-min(3, n_brands)])
             w = w / w.sum()
@@ -286,7 +288,7 @@ class _Offers:
         sens_idx = np.flatnonzero(cat.sensitive)
         n_sens = min(len(catpos), max(1, int(round(0.03 * M)))) if M >= 5 else 0
 
-        w_cat = cat.popularity ** 0.7 * ~cat.sensitive
+        w_cat = power(cat.popularity, 0.7) * ~cat.sensitive
         w_cat = w_cat / w_cat.sum()
         primary = rng.choice(C, size=M, p=w_cat)
         primary[catpos[:n_sens]] = sens_idx[rng.integers(0, len(sens_idx), n_sens)]

@@ -78,7 +78,7 @@ from optimizer.check.flights import flight_caps
 from optimizer.check.verify import indexed_assignments, rule_violations
 from optimizer.core.config import Scenario
 from optimizer.core.errors import InputError, ScenarioError
-from optimizer.core.numerics import group_sums
+from optimizer.core.numerics import group_sums, power
 from optimizer.io import manifest as manifest_file
 from optimizer.io import run_match
 from optimizer.io.validate import Inputs
@@ -323,8 +323,9 @@ def check_score_formula(a: pl.DataFrame, inputs: Inputs, scenario: Scenario,
         return []
     obj = scenario.objective
     mean = float(clv.mean())
+    # power: the clv factor's own pow (optimizer/scoring/clv.py), the same bits on every CPU
     factor = (np.ones_like(clv) if mean <= 0
-              else np.clip((clv / mean) ** obj.clv_weight, obj.clv_floor, obj.clv_cap))
+              else np.clip(power(clv / mean, obj.clv_weight), obj.clv_floor, obj.clv_cap))
     offers = inputs.offers.sort("o")
     margin = offers.get_column("margin").cast(pl.Float64).fill_null(0.0).to_numpy()
     discount = offers.get_column("discount").cast(pl.Float64).fill_null(0.0).to_numpy()
