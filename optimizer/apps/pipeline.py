@@ -292,8 +292,6 @@ def _run(scenario: Scenario, stages: _Stages, write: bool, warm_start: Prices | 
     # the solver zeroes prices on constraints this scenario lacks (start.admissible_prices)
     built, solution, priced = solve_week(built, scenario, model, warm_start, on_iteration,
                                          stages.started_at)
-    if solution.plan_problem is not None:  # the workers held the pairs: the plan's own problem
-        built = replace(built, problem=solution.plan_problem)
     problem = built.problem
     stages.stop()
 

@@ -18,6 +18,7 @@ each round.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -61,8 +62,12 @@ def solve_week(built: Built, scenario: Scenario, model: AffinityModel | None,
                warm_start: Prices | None, progress: Progress, started: float
                ) -> tuple[Built, Solution, list[dict[str, Any]] | None]:
     """The solve (:func:`solve_pinned`), then the pricing rounds where the scenario asks for them
-    on the affinity path (:func:`pricing_rounds`; ``None``: no rounds asked)."""
+    on the affinity path (:func:`pricing_rounds`; ``None``: no rounds asked). Where the Dask
+    workers held every pair, the problem returned is the plan's own (its chosen pairs only:
+    :attr:`~optimizer.model.problem.Solution.plan_problem`)."""
     solution = solve_pinned(built, scenario, warm_start, progress)
+    if solution.plan_problem is not None:  # the workers held every pair: the plan's own problem
+        return replace(built, problem=solution.plan_problem), solution, None
     if model is None or not scenario.affinity.pricing_rounds:
         return built, solution, None
     return pricing_rounds(built, scenario, model, solution, progress, started)

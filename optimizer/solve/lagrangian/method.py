@@ -380,11 +380,9 @@ def _solve(problem: AssignmentProblem, settings: LagrangianSettings, warm_start:
                       "gap": gap, "seconds": time.perf_counter() - start})
         if best.certified(reported, settings.gap_tolerance, iteration):
             status = Status.OPTIMAL
-    plan_problem, chosen = best.final_problem(ex)
-    return Solution(chosen=chosen, objective=max(best.objective, 0.0),
-                    bound=max(reported, 0.0), status=status, method="lagrangian",
-                    iterations=iteration, prices=best.prices, trace=trace,
-                    plan_problem=plan_problem)
+    plan_problem, chosen = best.final_problem(ex)  # its own problem: the driver held no pair
+    return Solution(chosen, max(best.objective, 0.0), max(reported, 0.0), status, "lagrangian",
+                    iteration, best.prices, trace, plan_problem=plan_problem)
 
 
 @dataclass
