@@ -591,6 +591,7 @@ def write_scenario(path: Path, data: Path, output: Path, global_budget: float | 
            if getattr(args, "memory_limit_gb", None) else "")
         + (f'backend = "dask"\nworkers = {args.workers}\n'
            if getattr(args, "backend", "local") == "dask" else "")
+        + (f'repair = "{args.repair}"\n' if getattr(args, "repair", None) else "")
         + (f"\n[affinity]\npricing_rounds = {args.pricing_rounds}\n"
            if getattr(args, "pricing_rounds", 0) else ""))
 
@@ -649,6 +650,8 @@ def e2e_instance(args: argparse.Namespace) -> str:
         key += f"-gr{args.groups}"
     if getattr(args, "backend", "local") == "dask":
         key += f"-dask{args.workers}"
+    if getattr(args, "repair", None) == "shards":
+        key += "-rshards"
     if getattr(args, "pricing_rounds", 0):
         key += f"-pr{args.pricing_rounds}"
     return key
@@ -837,6 +840,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="solver.backend: dask runs the passes on a LocalCluster (issue 21)")
     e.add_argument("--workers", type=int, default=2,
                    help="solver.workers of the dask backend's LocalCluster")
+    e.add_argument("--repair", choices=("driver", "shards"), default=None,
+                   help="solver.repair; with --backend dask and a scores table, shards leaves "
+                        "every pair to the workers (the driver holds none, issue 21)")
     e.add_argument("--results", type=Path, default=RESULTS,
                    help="folder of the stamped result file (default benchmarks/results)")
     e.set_defaults(func=cmd_e2e)
