@@ -110,6 +110,7 @@ def test_a_driver_without_pairs_writes_the_local_run_folder(scores, tmp_path):
     assert code == 0, out
     backend = other["solver"]["backend"]
     assert backend["driver_holds_pairs"] is False and backend["shards_built_by"] == "workers"
+    assert backend["driver_peak_gb"] > 0 and len(backend["worker_peak_gb"]) == 2
     for f in FILES:
         assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
     assert _comparable(other) == _comparable(manifest)

@@ -398,8 +398,10 @@ class DaskShards(ShardExecutor):
                      [self.where[k] for k in shards])
 
     def report(self) -> dict[str, Any]:
-        """The executor's record, with each worker's peak memory (GB) while it held shards."""
-        return {**super().report(), "worker_peak_gb": self.worker_peaks,
+        """The executor's record, with each worker's peak memory (GB) while it held shards and
+        the driver's own peak so far (the load, the build or its layout, the solve)."""
+        return {**super().report(), "driver_peak_gb": _peak_rss_gb(),
+                "worker_peak_gb": self.worker_peaks,
                 "worker_end_gb": self.worker_rss, "kernels": self.kernels,
                 "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes,
                 "rebuilt_shards": self.rebuilt, "workers_lost": len(self.lost)}
