@@ -216,10 +216,16 @@ def test_worker_built_shards_hold_the_drivers_pieces(tmp_path, chunk, shard, shu
     scored = score_inputs(inputs, scenario, scenario.week)
     built = build_problem(inputs, scenario, scored.cats, scored.model, select=best_by_prices)
     assert built.source is not None, built.source_note
-    problem, widened = built.problem, 0
+    problem, widened, sent = built.problem, 0, []
+    # every worker is sent the source once without the rules' pair keys, each shard its own
+    shared, rules = built.source.shared(), built.source.source.rules
+    assert sum(k.size for k in (rules.excluded_keys, rules.opted_in_keys, rules.cooldown_keys))
+    assert not (shared.rules.excluded_keys.size or shared.rules.cooldown_keys.size)
     for spec in shard_specs(problem, shard, _PARTS):
-        customers, caps = built.source.rows(spec.lo, spec.hi)
-        own = BuiltShard(*source_args(problem, spec), built.source.source, customers, caps)
+        customers, caps, keys = built.source.rows(spec.lo, spec.hi)
+        own = BuiltShard(*source_args(problem, spec), shared, customers, caps, keys)
+        sent.append(keys)
+        assert own._rows[0].rules.cooldown_keys is keys[2]  # the shard's rules hold its keys
         drivers = shard_args(problem, spec)[0].blocks
         assert len(own.problem.blocks) == len(drivers) == len(spec.pieces)
         for got, want in zip(own.problem.blocks, drivers):
@@ -230,6 +236,8 @@ def test_worker_built_shards_hold_the_drivers_pieces(tmp_path, chunk, shard, shu
             used = int((want.offer >= 0).sum(axis=1).max()) if want.offer.size else 0
             widened += used < want.offer.shape[1]
     assert problem.n_pairs > 0
+    for k, whole in enumerate((rules.excluded_keys, rules.opted_in_keys, rules.cooldown_keys)):
+        np.testing.assert_array_equal(np.concatenate([keys[k] for keys in sent]), whole)
     if chunk == 70:  # chunks cut by shards: some pieces were built narrower than their block
         assert widened > 0
 

@@ -254,9 +254,18 @@ class WorkerInputs:
     customers: pl.DataFrame
     caps: np.ndarray
 
-    def rows(self, lo: int, hi: int) -> tuple[pl.DataFrame, np.ndarray]:
-        """Customers ``[lo, hi)``: their IDs with ``c``, and their caps."""
-        return self.customers.slice(lo, hi - lo), self.caps[lo:hi]
+    def shared(self) -> ScoresSource:
+        """What every worker is sent once: the source without the rules' pair keys, which are
+        O(customers) (the send history's cooldowns above all): each shard is sent its own."""
+        rules = self.source.rules
+        return replace(self.source, rules=rules.with_pair_keys(
+            (rules.excluded_keys[:0], rules.opted_in_keys[:0], rules.cooldown_keys[:0])))
+
+    def rows(self, lo: int, hi: int
+             ) -> tuple[pl.DataFrame, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Customers ``[lo, hi)``: their IDs with ``c``, their caps and the rules' pair keys."""
+        return (self.customers.slice(lo, hi - lo), self.caps[lo:hi],
+                self.source.rules.pair_keys(lo, hi))
 
 
 def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None

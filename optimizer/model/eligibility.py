@@ -11,7 +11,7 @@ that a chunk of customers is filtered with a dense scatter and gather, never a l
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba as nb
 import numpy as np
@@ -53,6 +53,18 @@ class EligibilityRules:
                                                                            "considered")})
     # rules on customers' columns (rules.eligibility), None without any
     attributes: AttributeRules | None = None
+
+    def pair_keys(self, first: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The excluded, opted-in and cooldown pair keys of customers ``[first, end)`` (views):
+        all that :meth:`allowed` reads of them for those customers."""
+        lo, hi = first * self.n_offers, end * self.n_offers
+        return (_in_range(self.excluded_keys, lo, hi), _in_range(self.opted_in_keys, lo, hi),
+                _in_range(self.cooldown_keys, lo, hi))
+
+    def with_pair_keys(self, keys: tuple[np.ndarray, np.ndarray, np.ndarray]
+                       ) -> "EligibilityRules":
+        """These rules with the pair keys ``keys`` (:meth:`pair_keys`' order) instead."""
+        return replace(self, excluded_keys=keys[0], opted_in_keys=keys[1], cooldown_keys=keys[2])
 
     def allowed(self, customers: np.ndarray, offer: np.ndarray) -> np.ndarray:
         """Mask of the allowed candidates of a chunk and update the audit.

@@ -203,9 +203,9 @@ class DaskShards(ShardExecutor):
     def _broadcast(self, addresses: list[str]) -> Any:
         """The worker-built shards' shared inputs, scattered once to each of ``addresses``."""
         assert self.source is not None
-        self.setup_bytes += payload_bytes(self.source.source) * len(addresses)
-        return self.client.scatter(self.source.source, workers=addresses, broadcast=True,
-                                   hash=False)
+        shared = self.source.shared()  # each shard is sent its own pair keys (_start)
+        self.setup_bytes += payload_bytes(shared) * len(addresses)
+        return self.client.scatter(shared, workers=addresses, broadcast=True, hash=False)
 
     def _start(self, k: int, at: str) -> Any:
         """The future of shard ``k``'s actor on the worker at ``at``: a :class:`BuiltShard`

@@ -467,12 +467,17 @@ class BuiltShard(Shard):
     them (``bounds``), each piece widened to its block's slots (``widths``).
 
     ``head``: the problem without blocks (:func:`.shards.source_args`); ``customers`` and
-    ``caps``: the shard's stretch of the customers table (IDs and ``c``) and of the caps. The
-    passes never read ``p_redeem``: the shard keeps none (8 bytes a pair; a zero view)."""
+    ``caps``: the shard's stretch of the customers table (IDs and ``c``) and of the caps;
+    ``keys``: the rules' pair keys of those customers, when ``source`` was sent without them
+    (:meth:`~optimizer.model.build.WorkerInputs.shared`). The passes never read ``p_redeem``:
+    the shard keeps none (8 bytes a pair; a zero view)."""
 
     def __init__(self, head: AssignmentProblem, block_ids: list[int], lo: int, cuts: np.ndarray,
                  bounds: list[tuple[int, int]], widths: list[int], source: ScoresSource,
-                 customers: pl.DataFrame, caps: np.ndarray) -> None:
+                 customers: pl.DataFrame, caps: np.ndarray,
+                 keys: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        if keys is not None:
+            source = replace(source, rules=source.rules.with_pair_keys(keys))
         blocks = [widened(block, width) for block, width in
                   zip(source_blocks(source, customers, caps, bounds), widths)]
         blocks = [replace(b, p_redeem=np.broadcast_to(np.float64(0.0), b.offer.shape))
