@@ -17,11 +17,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from optimizer.apps.pipeline import score_inputs
 from optimizer.apps.synthetic import write_demo_data
-from optimizer.core.config import Measurement, load_scenario
-from optimizer.io.validate import load_inputs
-from optimizer.model.build import Built, build_problem
+from optimizer.core.config import Measurement
+from optimizer.model.build import Built
 from optimizer.model.chosen import ChosenPairs, chosen_pairs_of, chosen_problem
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
@@ -32,10 +30,9 @@ from optimizer.solve.lagrangian.executor import ShardExecutor
 from optimizer.solve.lagrangian.method import solve_lagrangian
 from optimizer.solve.lagrangian.shard import BuiltShard
 from optimizer.solve.lagrangian.shards import shard_args, source_args
-from optimizer.solve.lagrangian.start import best_by_prices
 from tests.test_plan_shards import _SETTINGS, Losing, _problem
 from tests.test_shards import WireShards
-from tests.tiny_world import write_scenario
+from tests.tiny_world import built_for_workers
 
 MEASURE = Measurement(holdout_share=0.1, offer_holdout_share=0.2, salt="chosen")
 
@@ -183,13 +180,7 @@ def scores_world(tmp_path_factory) -> tuple[Any, Built]:
     root = tmp_path_factory.mktemp("chosen")
     data = root / "data"
     write_demo_data(data, customers=300, offers=20, seed=1, scores_per_customer=8)
-    scenario = load_scenario(write_scenario(
-        root / "s.toml", data=str(data), output="run",
-        solver={"backend": "dask", "chunk_size": 70, "shard_customers": 64}))
-    inputs = load_inputs(scenario.data)
-    scored = score_inputs(inputs, scenario, scenario.week)
-    built = build_problem(inputs, scenario, scored.cats, scored.model, select=best_by_prices)
-    assert built.source is not None, built.source_note
+    built = built_for_workers(data, root / "s.toml", 70, 64)
     return built.inputs, built
 
 

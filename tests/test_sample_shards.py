@@ -14,11 +14,7 @@ from typing import Sequence
 import numpy as np
 import pytest
 
-from optimizer.apps.pipeline import score_inputs
 from optimizer.apps.synthetic import write_demo_data
-from optimizer.core.config import load_scenario
-from optimizer.io.validate import load_inputs
-from optimizer.model.build import build_problem
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.solve.lagrangian._kernels import serial_map
 from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
@@ -26,11 +22,11 @@ from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangi
 from optimizer.solve.lagrangian.sample_rows import drawn_rows, picked_blocks
 from optimizer.solve.lagrangian.shard import BuiltShard
 from optimizer.solve.lagrangian.shards import source_args
-from optimizer.solve.lagrangian.start import best_by_prices, sample_lp
+from optimizer.solve.lagrangian.start import sample_lp
 from tests.test_coupled_budgets import coupled_problem
 from tests.test_shards import CallsSeen, WireShards
 from tests.test_solver_vs_exact import random_problem
-from tests.tiny_world import write_scenario
+from tests.tiny_world import built_for_workers
 
 _FIELDS = ("customers", "offer", "value", "cost", "cap")
 
@@ -166,13 +162,7 @@ def test_worker_built_shards_draw_the_drivers_sample(tmp_path, chunk, shard):
     sample's blocks and LP prices are the driver's, chunks cut by shards or not."""
     data = tmp_path / "data"
     write_demo_data(data, customers=300, offers=20, seed=1, scores_per_customer=8)
-    scenario = load_scenario(write_scenario(
-        tmp_path / "s.toml", data=str(data), output="run",
-        solver={"backend": "dask", "chunk_size": chunk, "shard_customers": shard}))
-    inputs = load_inputs(scenario.data)
-    scored = score_inputs(inputs, scenario, scenario.week)
-    built = build_problem(inputs, scenario, scored.cats, scored.model, select=best_by_prices)
-    assert built.source is not None, built.source_note
+    built = built_for_workers(data, tmp_path / "s.toml", chunk, shard)
     problem = built.problem
     ex = BuiltWire(problem, shard, built.source)
     for seed in (0, 9):

@@ -13,11 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from optimizer.apps.pipeline import score_inputs
 from optimizer.apps.synthetic import write_demo_data
-from optimizer.core.config import load_scenario
-from optimizer.io.validate import load_inputs
-from optimizer.model.build import build_problem
 from optimizer.model.problem import AssignmentProblem, Solution
 from optimizer.solve import certified
 from optimizer.solve.lagrangian.critical import _PARTS
@@ -32,10 +28,9 @@ from optimizer.solve.lagrangian.shards import (
     shard_specs,
     source_args,
 )
-from optimizer.solve.lagrangian.start import best_by_prices
 from tests.test_campaign_solver import with_funders, with_groups
 from tests.test_solver_vs_exact import random_problem
-from tests.tiny_world import write_scenario
+from tests.tiny_world import built_for_workers
 
 
 class WireShards(ShardExecutor):
@@ -209,13 +204,7 @@ def test_worker_built_shards_hold_the_drivers_pieces(tmp_path, chunk, shard, shu
     if shuffle:
         scores = scores.sample(fraction=1.0, shuffle=True, seed=2)
     scores.write_parquet(data / "scores.parquet")
-    scenario = load_scenario(write_scenario(
-        tmp_path / "s.toml", data=str(data), output="run",
-        solver={"backend": "dask", "chunk_size": chunk, "shard_customers": shard}))
-    inputs = load_inputs(scenario.data)
-    scored = score_inputs(inputs, scenario, scenario.week)
-    built = build_problem(inputs, scenario, scored.cats, scored.model, select=best_by_prices)
-    assert built.source is not None, built.source_note
+    built = built_for_workers(data, tmp_path / "s.toml", chunk, shard)
     problem, widened, sent = built.problem, 0, []
     # every worker is sent the source once without the rules' pair keys, each shard its own
     shared, rules = built.source.shared(), built.source.source.rules

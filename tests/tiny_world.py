@@ -169,3 +169,24 @@ def planned_demo(root: Path, cooldown: int = 4) -> Path:
     result = CliRunner().invoke(main, ["run", str(scenario), "--quiet"])
     assert result.exit_code == 0, result.output
     return root
+
+
+def built_for_workers(data: Path, scenario_path: Path, chunk: int, shard: int) -> Any:
+    """The problem of the scores world in ``data`` built as for Dask workers
+    (``solver.backend = "dask"``, chunks of ``chunk`` customers, shards of ``shard``): the
+    :class:`~optimizer.model.build.Built`, its ``source`` set (the workers can build)."""
+    from optimizer.apps.pipeline import score_inputs
+    from optimizer.core.config import load_scenario
+    from optimizer.io.validate import load_inputs
+    from optimizer.model.build import build_problem
+    from optimizer.solve.lagrangian.start import best_by_prices
+
+    scenario = load_scenario(write_scenario(
+        scenario_path, data=str(data), output="run",
+        solver={"backend": "dask", "chunk_size": chunk, "shard_customers": shard}))
+    inputs = load_inputs(scenario.data)
+    scored = score_inputs(inputs, scenario, scenario.week)
+    built = build_problem(inputs, scenario, scored.cats, scored.model, select=best_by_prices)
+    assert built.source is not None, built.source_note
+    return built
+
