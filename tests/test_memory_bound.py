@@ -136,3 +136,34 @@ def test_without_a_set_limit_the_pairs_kept_never_depend_on_free_memory(tmp_path
     assert memory.fit_scores_per_customer(inputs, scenario) == (scenario, None)
     with pytest.raises(MemoryLimitError, match="set solver.memory_limit_gb"):
         memory.check_memory(inputs, scenario)
+
+
+def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_path, monkeypatch):
+    """Where the Dask workers hold every pair (io.memory.workers_hold_pairs), the driver's
+    estimate counts the chunks its threads check at a time, so with ``solver.threads = 0`` it
+    moves with the machine's cores; the pairs kept to fit ``memory_limit_gb`` (the plan) must
+    not: the same scenario keeps the same pairs on a 1-core and an 8-core machine."""
+    import optimizer.core.parallel as parallel
+    import optimizer.io.memory as memory
+
+    data = tmp_path / "data"
+    write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
+    path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
+        "backend": "dask", "repair": "shards", "chunk_size": 100, "threads": 0})
+    inputs = load_inputs(data)
+    scenario = load_scenario(path)
+    assert memory.workers_hold_pairs(inputs, scenario)
+
+    def on(cpus: int) -> int:
+        monkeypatch.setattr(parallel, "usable_cpus", lambda: cpus)
+        return estimate_memory(inputs, scenario).total
+
+    few, many = on(1), on(8)
+    assert few < many  # the driver's own estimate does count its threads' chunks
+    limited = load_scenario(path, [f"solver.memory_limit_gb={(few + many) / 2 / GB}"])
+    kept = set()
+    for cpus in (1, 8):
+        monkeypatch.setattr(parallel, "usable_cpus", lambda: cpus)
+        fitted, _ = memory.fit_scores_per_customer(inputs, limited)
+        kept.add(fitted.solver.scores_per_customer)
+    assert kept == {None}

@@ -166,9 +166,12 @@ def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | No
 
 
 def estimate_memory(inputs: Inputs, scenario: Scenario,
-                    listed: np.ndarray | None = None) -> MemoryEstimate:
+                    listed: np.ndarray | None = None, threads: int | None = None
+                    ) -> MemoryEstimate:
     """The run's memory estimate and limit (see the module docstring). ``listed``: the scores
-    table's rows per customer when the caller has them (else counted here)."""
+    table's rows per customer when the caller has them (else counted here); ``threads``: the
+    threads counted for a driver that holds no pair (default: ``solver.threads``'s, 0 being
+    the machine's cores)."""
     tables = [inputs.customers, inputs.products, inputs.offers, inputs.transactions,
               inputs.offer_products, inputs.restrictions, inputs.history, inputs.redemptions,
               inputs.scores]
@@ -177,8 +180,8 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
     if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
-        held = min(inputs.n_customers,
-                   scenario.solver.chunk_size * (thread_count(scenario.solver.threads) + 1) * 2)
+        threads = thread_count(scenario.solver.threads if threads is None else threads)
+        held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
         slots = slots * held // max(inputs.n_customers, 1)
     dense = 0
     if not inputs.has_scores:
@@ -204,7 +207,10 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     # the scenario's own figure, not the process's limits: the same inputs give the same plan
     limit, source = int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
     listed = _listed_per_customer(inputs)  # counted once for every estimate below
-    every = estimate_memory(inputs, scenario, listed).total
+    # nor the machine's cores (threads = 0: a driver holding no pair is counted at one thread
+    # here, at its cores by check_memory, which may refuse the run but never changes its plan)
+    threads = scenario.solver.threads or 1
+    every = estimate_memory(inputs, scenario, listed, threads).total
     if every <= limit:
         return scenario, None
 
@@ -215,7 +221,7 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     fits, too_many = 0, inputs.n_offers  # a bisection over the count kept, never over customers
     while too_many - fits > 1:
         mid = (fits + too_many) // 2
-        if estimate_memory(inputs, keeping(mid), listed).total <= limit:
+        if estimate_memory(inputs, keeping(mid), listed, threads).total <= limit:
             fits = mid
         else:
             too_many = mid
