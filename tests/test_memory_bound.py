@@ -167,3 +167,11 @@ def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_pa
         fitted, _ = memory.fit_scores_per_customer(inputs, limited)
         kept.add(fitted.solver.scores_per_customer)
     assert kept == {None}
+    # refused on the 8 cores, it names the knobs that shrink the driver's chunks, not
+    # scores_per_customer (a choice of pairs puts every kept pair back on the driver)
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 8)
+    with pytest.raises(MemoryLimitError) as refused:
+        memory.check_memory(inputs, limited)
+    text = " ".join(str(refused.value).split())
+    assert "lower solver.threads (now 0: 8 threads)" in text and "chunk_size" in text
+    assert "scores_per_customer" not in text

@@ -245,6 +245,13 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"candidate slots, {gb(est.candidates)})")
         hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
                      f"{gb(est.working_chunk)} per chunk of dense scores)")
+    elif workers_hold_pairs(inputs, scenario):  # a choice of pairs puts them on the driver
+        threads = scenario.solver.threads
+        hints.append(f"lower solver.threads (now {threads}: {thread_count(threads)} threads) or "
+                     f"solver.chunk_size (now {scenario.solver.chunk_size:,}): the driver, "
+                     "leaving every pair to the Dask workers, checks about 2 x (threads + 1) "
+                     f"chunks at a time ({est.candidate_slots:,} candidate slots, "
+                     f"{gb(est.candidates)})")
     else:
         hints.append(f"keep fewer of the scores table's pairs per customer with "
                      f"solver.scores_per_customer (now "
