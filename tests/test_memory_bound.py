@@ -149,7 +149,8 @@ def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_pa
     data = tmp_path / "data"
     write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
     path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
-        "backend": "dask", "repair": "shards", "chunk_size": 100, "threads": 0})
+        "backend": "dask", "repair": "shards", "chunk_size": 100, "threads": 0,
+        "polish_pairs": 0})  # no polish: the driver keeps no block (solve.polish_reach)
     inputs = load_inputs(data)
     scenario = load_scenario(path)
     assert memory.workers_hold_pairs(inputs, scenario)
@@ -175,3 +176,22 @@ def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_pa
     text = " ".join(str(refused.value).split())
     assert "lower solver.threads (now 0: 8 threads)" in text and "chunk_size" in text
     assert "scores_per_customer" not in text
+
+
+def test_a_driver_within_the_polish_reach_is_counted_with_every_pair(tmp_path):
+    """Where the workers could hold every pair, the driver still keeps them up to the polish's
+    reach (solve.polish_reach: solver.polish_pairs x 200): so many are counted besides its
+    chunks, and a problem within that reach is counted whole, as the local run's driver."""
+    data = tmp_path / "data"
+    write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
+    path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
+        "backend": "dask", "repair": "shards", "chunk_size": 100, "threads": 1})
+    inputs = load_inputs(data)
+
+    def slots(*overrides: str) -> int:
+        return estimate_memory(inputs, load_scenario(path, list(overrides))).candidate_slots
+
+    every = slots("solver.backend='local'")
+    assert slots() == every  # 16,000 slots, within 10,000 x 200 pairs: every block kept
+    assert slots("solver.polish_pairs=0") == every * 400 // 2000  # 4 chunks of 100 at a time
+    assert slots("solver.polish_pairs=10") == every * 400 // 2000 + 2000

@@ -11,7 +11,8 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
                   one chunk; affinity path only)
 
 (where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
-those of the chunks it checks at a time)
+those of the chunks it checks at a time, and those of every block while they hold at most
+:func:`polish_reach` pairs)
 
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.core.allocator import process_memory_limits
-from optimizer.core.config import Scenario
+from optimizer.core.config import Scenario, Solver
 from optimizer.core.errors import MemoryLimitError
 from optimizer.core.parallel import thread_count
 from optimizer.io.load import parquet_rows, table_path
@@ -123,6 +124,20 @@ def _listed_per_customer(inputs: Inputs) -> np.ndarray | None:
     return np.bincount(c.astype(np.int64), minlength=n)
 
 
+# the polish re-solves at most polish_pairs pairs; on a problem this many times larger it cannot
+# move the objective measurably, and picking its core still ranks every customer (at a million
+# customers on the affinity path: 21 s for no change of the objective)
+POLISH_REACH = 200
+
+
+def polish_reach(settings: Solver) -> int:
+    """The most candidate pairs a problem may have for the polish to run (it re-solves a core of
+    them by CP-SAT on the driver, :func:`optimizer.solve._polished`): where the Dask workers
+    could hold every pair, the driver still keeps them up to this many
+    (:func:`~optimizer.model.layout.held_blocks`)."""
+    return max(settings.polish_pairs, 0) * POLISH_REACH
+
+
 def worker_scores(scenario: Scenario) -> Path | str | None:
     """The ``scores`` table as Dask workers can read it (a Parquet file, a dataset folder or an
     fsspec URL), or ``None`` (no such table, or a CSV file)."""
@@ -182,7 +197,9 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
     if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
         threads = thread_count(scenario.solver.threads if threads is None else threads)
         held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
-        slots = slots * held // max(inputs.n_customers, 1)
+        # and every block while they hold at most the polish's reach (counted a slot a pair)
+        slots = min(slots, slots * held // max(inputs.n_customers, 1)
+                    + polish_reach(scenario.solver))
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
