@@ -136,3 +136,62 @@ def test_without_a_set_limit_the_pairs_kept_never_depend_on_free_memory(tmp_path
     assert memory.fit_scores_per_customer(inputs, scenario) == (scenario, None)
     with pytest.raises(MemoryLimitError, match="set solver.memory_limit_gb"):
         memory.check_memory(inputs, scenario)
+
+
+def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_path, monkeypatch):
+    """Where the Dask workers hold every pair (io.memory.workers_hold_pairs), the driver's
+    estimate counts the chunks its threads check at a time, so with ``solver.threads = 0`` it
+    moves with the machine's cores; the pairs kept to fit ``memory_limit_gb`` (the plan) must
+    not: the same scenario keeps the same pairs on a 1-core and an 8-core machine."""
+    import optimizer.core.parallel as parallel
+    import optimizer.io.memory as memory
+
+    data = tmp_path / "data"
+    write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
+    path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
+        "backend": "dask", "repair": "shards", "chunk_size": 100, "threads": 0,
+        "polish_pairs": 0})  # no polish: the driver keeps no block (solve.polish_reach)
+    inputs = load_inputs(data)
+    scenario = load_scenario(path)
+    assert memory.workers_hold_pairs(inputs, scenario)
+
+    def on(cpus: int) -> int:
+        monkeypatch.setattr(parallel, "usable_cpus", lambda: cpus)
+        return estimate_memory(inputs, scenario).total
+
+    few, many = on(1), on(8)
+    assert few < many  # the driver's own estimate does count its threads' chunks
+    limited = load_scenario(path, [f"solver.memory_limit_gb={(few + many) / 2 / GB}"])
+    kept = set()
+    for cpus in (1, 8):
+        monkeypatch.setattr(parallel, "usable_cpus", lambda: cpus)
+        fitted, _ = memory.fit_scores_per_customer(inputs, limited)
+        kept.add(fitted.solver.scores_per_customer)
+    assert kept == {None}
+    # refused on the 8 cores, it names the knobs that shrink the driver's chunks, not
+    # scores_per_customer (a choice of pairs puts every kept pair back on the driver)
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 8)
+    with pytest.raises(MemoryLimitError) as refused:
+        memory.check_memory(inputs, limited)
+    text = " ".join(str(refused.value).split())
+    assert "lower solver.threads (now 0: 8 threads)" in text and "chunk_size" in text
+    assert "scores_per_customer" not in text
+
+
+def test_a_driver_within_the_polish_reach_is_counted_with_every_pair(tmp_path):
+    """Where the workers could hold every pair, the driver still keeps them up to the polish's
+    reach (solve.polish_reach: solver.polish_pairs x 200): so many are counted besides its
+    chunks, and a problem within that reach is counted whole, as the local run's driver."""
+    data = tmp_path / "data"
+    write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
+    path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
+        "backend": "dask", "repair": "shards", "chunk_size": 100, "threads": 1})
+    inputs = load_inputs(data)
+
+    def slots(*overrides: str) -> int:
+        return estimate_memory(inputs, load_scenario(path, list(overrides))).candidate_slots
+
+    every = slots("solver.backend='local'")
+    assert slots() == every  # 16,000 slots, within 10,000 x 200 pairs: every block kept
+    assert slots("solver.polish_pairs=0") == every * 400 // 2000  # 4 chunks of 100 at a time
+    assert slots("solver.polish_pairs=10") == every * 400 // 2000 + 2000

@@ -11,7 +11,8 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
                   one chunk; affinity path only)
 
 (where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
-those of the chunks it checks at a time)
+those of the chunks it checks at a time, and those of every block while they hold at most
+:func:`polish_reach` pairs)
 
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.core.allocator import process_memory_limits
-from optimizer.core.config import Scenario
+from optimizer.core.config import Scenario, Solver
 from optimizer.core.errors import MemoryLimitError
 from optimizer.core.parallel import thread_count
 from optimizer.io.load import parquet_rows, table_path
@@ -123,6 +124,20 @@ def _listed_per_customer(inputs: Inputs) -> np.ndarray | None:
     return np.bincount(c.astype(np.int64), minlength=n)
 
 
+# the polish re-solves at most polish_pairs pairs; on a problem this many times larger it cannot
+# move the objective measurably, and picking its core still ranks every customer (at a million
+# customers on the affinity path: 21 s for no change of the objective)
+POLISH_REACH = 200
+
+
+def polish_reach(settings: Solver) -> int:
+    """The most candidate pairs a problem may have for the polish to run (it re-solves a core of
+    them by CP-SAT on the driver, :func:`optimizer.solve._polished`): where the Dask workers
+    could hold every pair, the driver still keeps them up to this many
+    (:func:`~optimizer.model.layout.held_blocks`)."""
+    return max(settings.polish_pairs, 0) * POLISH_REACH
+
+
 def worker_scores(scenario: Scenario) -> Path | str | None:
     """The ``scores`` table as Dask workers can read it (a Parquet file, a dataset folder or an
     fsspec URL), or ``None`` (no such table, or a CSV file)."""
@@ -166,9 +181,12 @@ def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | No
 
 
 def estimate_memory(inputs: Inputs, scenario: Scenario,
-                    listed: np.ndarray | None = None) -> MemoryEstimate:
+                    listed: np.ndarray | None = None, threads: int | None = None
+                    ) -> MemoryEstimate:
     """The run's memory estimate and limit (see the module docstring). ``listed``: the scores
-    table's rows per customer when the caller has them (else counted here)."""
+    table's rows per customer when the caller has them (else counted here); ``threads``: the
+    threads counted for a driver that holds no pair (default: ``solver.threads``'s, 0 being
+    the machine's cores)."""
     tables = [inputs.customers, inputs.products, inputs.offers, inputs.transactions,
               inputs.offer_products, inputs.restrictions, inputs.history, inputs.redemptions,
               inputs.scores]
@@ -177,9 +195,11 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
     if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
-        held = min(inputs.n_customers,
-                   scenario.solver.chunk_size * (thread_count(scenario.solver.threads) + 1) * 2)
-        slots = slots * held // max(inputs.n_customers, 1)
+        threads = thread_count(scenario.solver.threads if threads is None else threads)
+        held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
+        # and every block while they hold at most the polish's reach (counted a slot a pair)
+        slots = min(slots, slots * held // max(inputs.n_customers, 1)
+                    + polish_reach(scenario.solver))
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
@@ -204,7 +224,10 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     # the scenario's own figure, not the process's limits: the same inputs give the same plan
     limit, source = int(scenario.solver.memory_limit_gb * GB), "solver.memory_limit_gb"
     listed = _listed_per_customer(inputs)  # counted once for every estimate below
-    every = estimate_memory(inputs, scenario, listed).total
+    # nor the machine's cores (threads = 0: a driver holding no pair is counted at one thread
+    # here, at its cores by check_memory, which may refuse the run but never changes its plan)
+    threads = scenario.solver.threads or 1
+    every = estimate_memory(inputs, scenario, listed, threads).total
     if every <= limit:
         return scenario, None
 
@@ -215,7 +238,7 @@ def fit_scores_per_customer(inputs: Inputs, scenario: Scenario) -> tuple[Scenari
     fits, too_many = 0, inputs.n_offers  # a bisection over the count kept, never over customers
     while too_many - fits > 1:
         mid = (fits + too_many) // 2
-        if estimate_memory(inputs, keeping(mid), listed).total <= limit:
+        if estimate_memory(inputs, keeping(mid), listed, threads).total <= limit:
             fits = mid
         else:
             too_many = mid
@@ -239,6 +262,13 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"candidate slots, {gb(est.candidates)})")
         hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
                      f"{gb(est.working_chunk)} per chunk of dense scores)")
+    elif workers_hold_pairs(inputs, scenario):  # a choice of pairs puts them on the driver
+        threads = scenario.solver.threads
+        hints.append(f"lower solver.threads (now {threads}: {thread_count(threads)} threads) or "
+                     f"solver.chunk_size (now {scenario.solver.chunk_size:,}): the driver, "
+                     "leaving every pair to the Dask workers, checks about 2 x (threads + 1) "
+                     f"chunks at a time ({est.candidate_slots:,} candidate slots, "
+                     f"{gb(est.candidates)})")
     else:
         hints.append(f"keep fewer of the scores table's pairs per customer with "
                      f"solver.scores_per_customer (now "

@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 from optimizer.core.config import Solver
 from optimizer.core.errors import SolverError
+from optimizer.io.memory import POLISH_REACH as _POLISH_REACH
+from optimizer.io.memory import polish_reach
 from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 from optimizer.solve.exact import solve_exact
@@ -20,10 +22,8 @@ _CHECK_RTOL, _CHECK_ATOL = 1e-9, 1e-6
 _BOUND_RTOL = 1e-9
 
 
-# the polish re-solves at most polish_pairs pairs; on a problem this many times larger it cannot
-# move the objective measurably, and picking its core still ranks every customer (at a million
-# customers on the affinity path: 21 s for no change of the objective)
-_POLISH_REACH = 200
+# the polish's reach (polish_pairs x _POLISH_REACH pairs): its rule lives with the memory
+# estimate, which counts the blocks a driver keeps within it
 
 
 def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | None = None,
@@ -43,14 +43,6 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     # where the workers held the pairs, the plan is judged on its own chosen pairs
     return certified(problem if solution.plan_problem is None else solution.plan_problem,
                      solution)
-
-
-def polish_reach(settings: Solver) -> int:
-    """The most candidate pairs a problem may have for the polish to run (it re-solves a core of
-    them by CP-SAT on the driver, :func:`_polished`): where the Dask workers could hold every
-    pair, the driver still keeps them up to this many
-    (:func:`~optimizer.model.layout.held_blocks`)."""
-    return max(settings.polish_pairs, 0) * _POLISH_REACH
 
 
 def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: LagrangianSettings,
