@@ -125,8 +125,8 @@ def _listed_per_customer(inputs: Inputs) -> np.ndarray | None:
 
 
 # the polish re-solves at most polish_pairs pairs; on a problem this many times larger it cannot
-# move the objective measurably, and picking its core still ranks every customer (at a million
-# customers on the affinity path: 21 s for no change of the objective)
+# move the objective measurably, and picking its core still ranks every customer (seconds at a
+# million customers on the affinity path, for no change of the objective)
 POLISH_REACH = 200
 
 

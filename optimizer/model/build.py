@@ -113,7 +113,7 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     (``explain``), whose blocks are the ones the whole run builds for them; ``previous_run``: a
     run folder holding last week's lists (default: history's rows of the week before, read
     only when ``rules.change_penalty`` or ``rules.pin`` is set); ``hold_pairs_up_to``: where the
-    Dask workers can hold every pair (:func:`~optimizer.model.layout.workers_hold_pairs`), the
+    Dask workers can hold every pair (:func:`~optimizer.io.memory.workers_hold_pairs`), the
     driver keeps the blocks' layout only once they hold more pairs than this (``None``: it
     keeps every block)."""
     rules_cfg = scenario.rules
@@ -275,9 +275,11 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
     dataset, every listed pair kept (no ``scores_per_customer`` choice, which needs every
     customer's pairs), no change penalty (a bonus added to the blocks after they are built) and no
     pins (taken out of the built blocks)."""
-    path, why = _worker_table(scenario, model)
+    if model is not None:
+        return None, "the affinity path scores candidates on the driver"
+    path = worker_scores(scenario)
     if path is None:
-        return None, why
+        return None, "the scores table is a CSV file (workers read Parquet)"
     if built.truncated:
         return None, "solver.scores_per_customer chose the kept pairs over every customer"
     if built.previous is not None and scenario.rules.change_penalty > 0:
@@ -289,17 +291,6 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
                           replace(built.rules, audit={name: 0 for name in built.rules.audit}),
                           offers.discount, trim_ids=inputs.scores_ids_trimmed)
     return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps), ""
-
-
-def _worker_table(scenario: Scenario, model: AffinityModel | None
-                  ) -> tuple[Path | str | None, str]:
-    """The ``scores`` table the workers can read (a Parquet file, dataset or URL), or ``None``
-    and why not."""
-    if model is not None:
-        return None, "the affinity path scores candidates on the driver"
-    path = worker_scores(scenario)
-    return (path, "") if path is not None else (
-        None, "the scores table is a CSV file (workers read Parquet)")
 
 
 def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,

@@ -1,8 +1,9 @@
 """What the driver keeps of the candidate blocks when the Dask workers hold the pairs.
 
 On the ``scores`` path with ``solver.backend = "dask"`` and ``solver.repair = "shards"``
-(:func:`optimizer.io.memory.workers_hold_pairs` says when), every candidate pair lives on the workers (each shard builds its own blocks from the table, repairs,
-refills and keeps its plan there) and the driver needs none of them: it streams the table once
+(:func:`optimizer.io.memory.workers_hold_pairs` says when), every candidate pair lives on the
+workers (each shard builds its own blocks from the table, repairs, refills and keeps its plan
+there) and the driver needs none of them: it streams the table once
 through the same build, chunk by chunk, checking every row as the run always does, counting the
 rules' audit and each block's pairs, and lets each block go (:func:`held_blocks`). What it keeps
 is the blocks' :class:`BlockLayout`: which customers each block holds, its slots and each

@@ -12,7 +12,6 @@ O(offers) sums and keep the best plan, gathered once at the end (:meth:`BestPlan
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -84,11 +83,11 @@ class BestPlan:
                       ) -> tuple[AssignmentProblem | None, list[np.ndarray]]:
         """The best plan as :meth:`final` gives it, with ``None``; where the driver holds no
         pairs (the problem's layout only: the Dask workers hold them), the problem of the plan's
-        chosen pairs, gathered once from the shards of ``ex``, and its masks."""
+        chosen pairs, gathered once from the shards of ``ex`` (the layout kept: its
+        ``n_pairs`` stays every candidate's count), and its masks."""
         if self.problem.layout is None:
             return None, self.final()
-        plan_problem, chosen = ex.chosen_problem()
-        return replace(plan_problem, layout=self.problem.layout), chosen
+        return ex.chosen_problem()
 
     def beats(self, ceiling: float, short: int) -> bool:
         """Whether the best plan so far wins over any plan of objective at most ``ceiling`` and
