@@ -20,7 +20,7 @@ import pytest
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.core.config import Measurement
 from optimizer.model.build import Built
-from optimizer.model.chosen import ChosenPairs, chosen_pairs_of, chosen_problem
+from optimizer.model.chosen import PlanPairs, chosen_pairs_of, chosen_problem
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.tables import assignments_frame, offers_summary_frame
@@ -197,20 +197,19 @@ class BuiltWire(WireShards):
             for spec in self.specs]
 
 
-def _cost_over_discount(pairs: ChosenPairs, source: Any, customers: pl.DataFrame
-                        ) -> ChosenPairs:
-    """The wrong p_redeem: read off each pair's cost (the bits may differ)."""
-    return dataclasses.replace(pairs, p_redeem=pairs.cost / source.discount[pairs.offer])
+def _not_read_again(pairs: PlanPairs, source: Any, customers: pl.DataFrame) -> PlanPairs:
+    """The wrong p_redeem: the worker-built shard's own (it keeps none: zeros)."""
+    return pairs
 
 
 @pytest.mark.parametrize("wrong", [False, True])
 def test_worker_built_shards_read_the_builds_p_redeem(monkeypatch, scores_world, wrong):
     """Worker-built shards (no p_redeem kept) read their chosen pairs' p_redeem again from the
     scores table: the bits the driver's build holds, so every output is the whole problem's
-    bytes. Taken as cost / discount instead, some bits differ and the outputs do not match."""
+    bytes. Not read again (the shard keeps none), the outputs do not match."""
     inputs, built = scores_world
     if wrong:
-        monkeypatch.setattr(shard_module, "reread_p_redeem", _cost_over_discount)
+        monkeypatch.setattr(shard_module, "reread_p_redeem", _not_read_again)
     problem = built.problem
     settings = dataclasses.replace(_SETTINGS, shard_customers=64, max_iterations=6)
     wire = BuiltWire(problem, 64, built)
@@ -220,10 +219,8 @@ def test_worker_built_shards_read_the_builds_p_redeem(monkeypatch, scores_world,
     assert only.n_pairs > 100
     want = np.concatenate([b.p_redeem[m] for b, m in zip(problem.blocks, solution.chosen)])
     got = np.concatenate([b.p_redeem[m] for b, m in zip(only.blocks, masks)])
-    cost = np.concatenate([b.cost[m] for b, m in zip(only.blocks, masks)])
-    offer = np.concatenate([b.offer[m] for b, m in zip(only.blocks, masks)])
-    # the test can tell: cost / discount is not p_redeem to the bit on some pair
-    assert (cost / problem.offers.discount[offer] != want).any()
+    # the test can tell: the shard's own p_redeem (zeros) is not the build's
+    assert (want != 0).any()
     if wrong:
         assert _bits(got) != _bits(want)
         with pytest.raises(AssertionError, match="assignments"):

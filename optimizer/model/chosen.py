@@ -2,7 +2,7 @@
 
 Every output of a run (the assignments, the offers' summary, the controls withheld, the
 objective, the plan's use of each budget and its rule checks) reads only the pairs a plan
-chose. So a plan kept on shards can come back as its chosen pairs (:class:`ChosenPairs`, one
+chose. So a plan kept on shards can come back as its chosen pairs (:class:`PlanPairs`, one
 per shard, in customer order) rather than as masks over the driver's blocks, and the driver
 holds no candidate pairs: :func:`chosen_problem` lays them out as an
 :class:`~optimizer.model.problem.AssignmentProblem` whose blocks hold the chosen pairs only,
@@ -20,25 +20,25 @@ import polars as pl
 
 from optimizer.core.errors import InputError
 from optimizer.io.scores_stream import scores_of_customers
-from optimizer.model.problem import AssignmentProblem, CandidateBlock
+from optimizer.model.problem import AssignmentProblem, CandidateBlock, block_from_pairs
 
 if TYPE_CHECKING:
     from optimizer.model.build import ScoresSource
 
 
 @dataclass(frozen=True)
-class ChosenPairs:
+class PlanPairs:
     """A plan's chosen pairs of a run of customers, in customer order and, within a customer,
     in slot order: ``customers`` (those with at least one chosen pair, ascending), ``counts``
-    (their chosen pairs) and ``cap`` (their caps); per pair ``offer``, ``value``, ``cost`` and
-    ``p_redeem``."""
+    (their chosen pairs) and ``cap`` (their caps); per pair ``offer``, ``value`` and
+    ``p_redeem`` (its cost is ``p_redeem`` x the offer's discount, as every block makes it:
+    :func:`chosen_block`)."""
 
     customers: np.ndarray
     counts: np.ndarray
     cap: np.ndarray
     offer: np.ndarray
     value: np.ndarray
-    cost: np.ndarray
     p_redeem: np.ndarray
 
     @property
@@ -47,11 +47,11 @@ class ChosenPairs:
         return np.repeat(self.customers, self.counts)
 
 
-def chosen_pairs_of(problem: AssignmentProblem, chosen: Sequence[np.ndarray]) -> ChosenPairs:
+def chosen_pairs_of(problem: AssignmentProblem, chosen: Sequence[np.ndarray]) -> PlanPairs:
     """The pairs ``chosen`` (one mask per block of ``problem``, blocks in customer order)
     picks, with their customers' caps (a loop over blocks, never pairs)."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in (
-        "customers", "counts", "cap", "offer", "value", "cost", "p_redeem")}
+        "customers", "counts", "cap", "offer", "value", "p_redeem")}
     for block, mask in zip(problem.blocks, chosen):
         rows, slots = np.nonzero(mask)  # row-major: customer order, then slot order
         counts = np.count_nonzero(mask, axis=1)
@@ -60,16 +60,16 @@ def chosen_pairs_of(problem: AssignmentProblem, chosen: Sequence[np.ndarray]) ->
         parts["counts"].append(counts[some].astype(np.int64))
         parts["cap"].append(block.cap[some].astype(np.int64))
         parts["offer"].append(block.offer[rows, slots].astype(np.int32))
-        for name in ("value", "cost", "p_redeem"):
+        for name in ("value", "p_redeem"):
             parts[name].append(getattr(block, name)[rows, slots].astype(np.float64))
     empty = {"customers": np.int64, "counts": np.int64, "cap": np.int64, "offer": np.int32}
-    return ChosenPairs(**{name: (np.concatenate(arrays) if arrays
+    return PlanPairs(**{name: (np.concatenate(arrays) if arrays
                                  else np.zeros(0, dtype=empty.get(name, np.float64)))
                           for name, arrays in parts.items()})
 
 
-def reread_p_redeem(pairs: ChosenPairs, source: ScoresSource, customers: pl.DataFrame
-                    ) -> ChosenPairs:
+def reread_p_redeem(pairs: PlanPairs, source: ScoresSource, customers: pl.DataFrame
+                    ) -> PlanPairs:
     """``pairs`` with each pair's ``p_redeem`` read again from the ``scores`` table, as the
     worker's build read it (:func:`optimizer.model.build.source_blocks`: the checked rows of
     :func:`~optimizer.io.scores_stream.scores_of_customers`, their ``p_redeem`` column as a
@@ -103,22 +103,16 @@ def reread_p_redeem(pairs: ChosenPairs, source: ScoresSource, customers: pl.Data
     return replace(pairs, p_redeem=p_redeem)
 
 
-def chosen_block(pairs: ChosenPairs) -> CandidateBlock:
-    """``pairs`` as one block: a row per customer, her pairs from the left in their order,
-    empty slots as elsewhere (offer -1, zeros)."""
-    n, m = pairs.customers.shape[0], pairs.offer.shape[0]
-    width = int(pairs.counts.max()) if n else 0
-    row = np.repeat(np.arange(n), pairs.counts)
-    slot = np.arange(m) - np.repeat(np.cumsum(pairs.counts) - pairs.counts, pairs.counts)
-    offer = np.full((n, width), -1, dtype=np.int32)
-    offer[row, slot] = pairs.offer
-    value, cost, p_redeem = (np.zeros((n, width)) for _ in range(3))
-    for into, source in ((value, pairs.value), (cost, pairs.cost), (p_redeem, pairs.p_redeem)):
-        into[row, slot] = source
-    return CandidateBlock(pairs.customers, offer, value, cost, p_redeem, pairs.cap)
+def chosen_block(pairs: PlanPairs, discount: np.ndarray) -> CandidateBlock:
+    """``pairs`` as one block (a row per customer, her pairs from the left in offer order),
+    packed as every block is (:func:`~optimizer.model.problem.block_from_pairs`: the cost
+    ``p_redeem`` x ``discount`` of the pair's offer, the bits the shard's block held)."""
+    row = np.repeat(np.arange(pairs.customers.shape[0]), pairs.counts)
+    return block_from_pairs(pairs.customers, row, pairs.offer, pairs.p_redeem, pairs.value,
+                            discount, pairs.cap)
 
 
-def chosen_problem(problem: AssignmentProblem, parts: Sequence[ChosenPairs]
+def chosen_problem(problem: AssignmentProblem, parts: Sequence[PlanPairs]
                    ) -> tuple[AssignmentProblem, list[np.ndarray]]:
     """The plan whose chosen pairs are ``parts`` (in customer order: a shard's each, in shard
     order) as a problem of ``problem``'s offers, rules and customers whose blocks (one per
@@ -128,12 +122,12 @@ def chosen_problem(problem: AssignmentProblem, parts: Sequence[ChosenPairs]
     if problem.channels is not None:
         raise ValueError("a plan with channels carries each pair's channel: not a chosen-only "
                          "problem's")
-    blocks = [chosen_block(p) for p in parts]
+    blocks = [chosen_block(p, problem.offers.discount) for p in parts]
     order = np.concatenate([b.customers for b in blocks] or [np.zeros(0, dtype=np.int64)])
     if order.size > 1 and not bool((order[1:] > order[:-1]).all()):
         raise ValueError("the chosen pairs' parts are not in customer order")
     return replace(problem, blocks=blocks), [b.offer >= 0 for b in blocks]
 
 
-__all__ = ["ChosenPairs", "chosen_block", "chosen_pairs_of", "chosen_problem",
+__all__ = ["PlanPairs", "chosen_block", "chosen_pairs_of", "chosen_problem",
            "reread_p_redeem"]

@@ -18,7 +18,7 @@ import polars as pl
 from optimizer.core.allocator import release_freed_memory
 from optimizer.core.exact_sum import Exact, exact_tally
 from optimizer.model.build import ScoresSource, source_blocks
-from optimizer.model.chosen import ChosenPairs, chosen_pairs_of, reread_p_redeem
+from optimizer.model.chosen import PlanPairs, chosen_pairs_of, reread_p_redeem
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
@@ -454,7 +454,7 @@ class Shard:
         """:meth:`plan_best` as packed bits."""
         return [np.packbits(mask, axis=None) for mask in self._best]
 
-    def plan_best_pairs(self) -> ChosenPairs:
+    def plan_best_pairs(self) -> PlanPairs:
         """The best plan kept, as its chosen pairs in customer order
         (:func:`optimizer.model.chosen.chosen_pairs_of`)."""
         return chosen_pairs_of(self.problem, self._best)
@@ -486,6 +486,6 @@ class BuiltShard(Shard):
         super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)
         self._rows = (source, customers)  # where the best plan's p_redeem is read again
 
-    def plan_best_pairs(self) -> ChosenPairs:
+    def plan_best_pairs(self) -> PlanPairs:
         """The best plan's chosen pairs, their p_redeem read again from the scores table."""
         return reread_p_redeem(super().plan_best_pairs(), *self._rows)
