@@ -170,7 +170,8 @@ def _outcomes_for(run: _Run, tx: pl.DataFrame, red: pl.DataFrame, settings: Sett
                                             maintain_order="left")
                    .with_columns(pl.col("discount").fill_null(0.0), one=pl.lit(1.0)),
                    {"redemptions": "one", "cost": "discount"})
-    both = sales.join(cost, on="customer_id", how="full", coalesce=True)
+    both = sales.join(cost, on="customer_id", how="full", coalesce=True,
+                      maintain_order="left_right")  # its first rows are an error's sample
     return both.with_columns(pl.col("sales", "redemptions", "cost").fill_null(0.0)), window
 
 
@@ -201,7 +202,7 @@ def _rows(run: _Run, outcomes: pl.DataFrame, margin_rate: float) -> pl.DataFrame
     """customer_id, offer_id (null: the total comparison), arm (0 treated, 1 control), x, y."""
     universal = run.controls.filter(pl.col("reason") == UNIVERSAL).select("customer_id")
     program = program_arm(run.treated, run.controls)
-    clash = program.join(universal, on="customer_id", how="semi")
+    clash = program.join(universal, on="customer_id", how="semi", maintain_order="left")
     if clash.height:
         raise InputError("controls", "customer_id", f"universal controls of {run.path} were sent "
                          "offers or hold per-offer control rows (offeropt check reports them)",
@@ -365,7 +366,8 @@ def measure_runs(run_dirs: list[Path], outcomes: Path, settings: Settings = Sett
                 return_dtype=pl.Int64),
             key=pl.col("customer_id").cast(pl.Utf8)).select("key", "group", "arm", "x",
                                                             *METRICS))
-    rows = pl.concat(frames).sort("group", "key", "arm")  # sums in one order, every time
+    # sums in one order, every time (a row repeated in an edited run keeps its place)
+    rows = pl.concat(frames).sort("group", "key", "arm", maintain_order=True)
     cluster = rows.get_column("key").rank("dense").cast(pl.Int64).to_numpy() - 1
     n_clusters = int(cluster.max()) + 1 if cluster.size else 0
     group = rows.get_column("group").to_numpy().astype(np.int64)

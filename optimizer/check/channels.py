@@ -72,5 +72,6 @@ def contact_cost(a: pl.DataFrame, inputs: Inputs) -> float:
     if inputs.channels is None or "channel_id" not in a.columns:
         return 0.0
     costs = inputs.channels.select("channel_id", "cost_per_contact")
-    joined = a.select("channel_id").join(costs, on="channel_id", how="left")
+    joined = a.select("channel_id").join(costs, on="channel_id", how="left",
+                                          maintain_order="left")  # the sum's order
     return float(joined.get_column("cost_per_contact").fill_null(0.0).sum())

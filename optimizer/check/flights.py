@@ -52,7 +52,8 @@ def weekly_spend(flights: pl.DataFrame, inputs: Inputs, week: int) -> pl.DataFra
             .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week)),
             ["o", "week"], {"cost": cost, "missing": cost.is_null().cast(pl.UInt32)})
     if inputs.spend is not None:
-        given = (inputs.spend.join(flights.select("o", "flight_start_week"), on="o", how="inner")
+        given = (inputs.spend.join(flights.select("o", "flight_start_week"), on="o", how="inner",
+                                   maintain_order="left")
                  .filter((pl.col("week") >= pl.col("flight_start_week")) & (pl.col("week") < week))
                  .select("o", "week", "amount"))
         rows = (rows.join(given, on=["o", "week"], how="full", coalesce=True,
@@ -96,13 +97,13 @@ def _caps(heads: pl.DataFrame, members: pl.DataFrame, inputs: Inputs, scenario: 
             .filter((pl.col("week") >= week) & (pl.col("week") <= pl.col("flight_end_week"))),
             ["key"], {"now": pl.when(pl.col("week") == week).then(pl.col("demand")),
                       "ahead": pl.col("demand")})
-        flights = (flights.join(ahead, on="key", how="left")
+        flights = (flights.join(ahead, on="key", how="left", maintain_order="left")
                    .with_columns(share=pl.when(pl.col("ahead") > 0)
                                  .then(pl.col("now") / pl.col("ahead")).otherwise(0.0)))
     spent = group_sums(members.join(_earlier_spend(members, inputs, week), on="o", how="inner",
                                     maintain_order="left_right"),
                        ["key"], {"spent": pl.col("spent"), "unknown": pl.col("unknown")})
-    return (flights.join(spent, on="key", how="left")
+    return (flights.join(spent, on="key", how="left", maintain_order="left")
             .with_columns(pl.col("spent").fill_null(0.0), pl.col("unknown").fill_null(0))
             .select("key", "unknown", flight_cap=(pl.col("flight_budget") - pl.col("spent"))
                     .clip(lower_bound=0.0) * pl.col("share")))
@@ -159,7 +160,7 @@ def _over_caps(caps: pl.DataFrame, assigned: pl.DataFrame, ids: pl.DataFrame | N
     out = []
     unknown = caps.filter(pl.col("unknown") > 0)
     if ids is not None:
-        unknown = unknown.join(ids, on="o", how="left")
+        unknown = unknown.join(ids, on="o", how="left", maintain_order="left")
     if unknown.height:
         out.append(_violation(
             f"{unknown.height} {says[0]} history.expected_cost and no spend row for their week)",

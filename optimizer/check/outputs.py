@@ -185,7 +185,7 @@ def _absent_offers(summary: pl.DataFrame, inputs: Inputs, name: str) -> list[Vio
     """Every offer has its row (the run writes one per offer, in the offers' order): a row
     missing where the offer got no assignment agreed with every sum, yet it hides the offer's
     budget and its ``min_customers`` shortfall from the planner."""
-    absent = inputs.offers.join(summary.select("o"), on="o", how="anti")
+    absent = inputs.offers.join(summary.select("o"), on="o", how="anti", maintain_order="left")
     if not absent.height:
         return []
     shown: list[str] = [c for c in ("offer_id", "budget", "min_customers") if c in absent.columns]

@@ -179,7 +179,9 @@ def _used_before(kept: pl.DataFrame, rest: pl.DataFrame, by: list[str], amount: 
                  ) -> pl.DataFrame:
     """``rest`` (``id``, ``neg``, ``by``) with ``used``: the summed ``amount`` of the ``kept``
     rows of its ``by`` key whose value is at least its own (ties included)."""
-    cum = (kept.sort([*by, "neg"]).with_columns(used=pl.col(amount).cum_sum().over(by))
+    # rows of equal value keep their order: the cumulative sum's last bits follow it
+    cum = (kept.sort([*by, "neg"], maintain_order=True)
+           .with_columns(used=pl.col(amount).cum_sum().over(by))
            .group_by([*by, "neg"]).agg(pl.col("used").max()).sort("neg"))
     query = rest.with_columns(
         at=pl.col("neg") + _TIE * pl.max_horizontal(pl.col("neg").abs(), pl.lit(1.0))
@@ -248,7 +250,8 @@ def _at_capacity(frame: pl.DataFrame, rest: pl.DataFrame, inputs: Inputs, scenar
     found = [pl.Series("id", [], dtype=pl.UInt32)]
     for keys, by, limits, on_cost in _limits(inputs, scenario):
         held, asked = ((kept, rest) if keys is None else
-                       (kept.join(keys, on="o", how="inner"), rest.join(keys, on="o", how="inner")))
+                       (kept.join(keys, on="o", how="inner", maintain_order="left_right"),
+                        rest.join(keys, on="o", how="inner")))
         asked = asked.join(limits.with_columns(pl.col(by[-1]).cast(asked.schema[by[-1]])),
                            on=by[-1:] if by[0] == "c" and len(by) > 1 else by, how="inner")
         if not asked.height:
@@ -275,7 +278,8 @@ def _no_channel_room(frame: pl.DataFrame, rest: pl.DataFrame, inputs: Inputs,
     kept = frame.filter(pl.col("kept")).select("c", "neg", "in_plan", "plan_channel",
                                                one=pl.lit(1.0))
     sent = kept.filter(pl.col("in_plan")).select("neg", "one", channel_id="plan_channel")
-    withheld = kept.filter(~pl.col("in_plan")).join(consent, on="c", how="inner")
+    withheld = kept.filter(~pl.col("in_plan")).join(consent, on="c", how="inner",
+                                                    maintain_order="left_right")
     held = pl.concat([sent, withheld.select("neg", "one", "channel_id")])
     asked = rest.select("id", "c", "neg").join(consent, on="c", how="left")
     none = asked.filter(pl.col("channel_id").is_null()).get_column("id")
@@ -284,9 +288,9 @@ def _no_channel_room(frame: pl.DataFrame, rest: pl.DataFrame, inputs: Inputs,
         blocked=pl.col("capacity").is_not_null() & (pl.col("used") + 1 > pl.col("capacity")))
     budget = scenario.rules.contact_budget
     if budget is not None:  # a channel with room is closed too when its cost breaks the budget
-        cost = (sent.join(channels, on="channel_id", how="left")
+        cost = (sent.join(channels, on="channel_id", how="left", maintain_order="left")
                 .select("neg", x=pl.col("cost").fill_null(0.0), every=pl.lit(0)))
-        dearest = withheld.group_by("c", "neg").agg(x=pl.col("cost").max())
+        dearest = withheld.group_by("c", "neg", maintain_order=True).agg(x=pl.col("cost").max())
         held = pl.concat([cost, dearest.select("neg", "x", every=pl.lit(0))])
         spent = _used_before(held, asked.select("id", "neg").unique().with_columns(
             every=pl.lit(0)), ["every"], "x").select("id", spent="used")

@@ -34,7 +34,7 @@ def _offer_categories(inputs: Inputs) -> pl.DataFrame:
     if inputs.offer_products is not None:
         parts.append(
             inputs.offer_products.select("o", "p")
-            .join(inputs.products.select("p", "category"), on="p", how="inner")
+            .join(inputs.products.select("p", "category"), on="p", how="inner", maintain_order="left")
             .select("o", "category")
         )
     return pl.concat(parts).unique(maintain_order=True)
@@ -160,7 +160,8 @@ def _check_window(known: pl.DataFrame, week: int) -> list[Violation]:
 
 def _exclude_hits(pair_cats: pl.DataFrame, inputs: Inputs) -> pl.DataFrame:
     """The (pair, category) rows of a category the customer excluded."""
-    return pair_cats.join(_restrictions(inputs, "exclude"), on=["c", "category"], how="semi")
+    return pair_cats.join(_restrictions(inputs, "exclude"), on=["c", "category"], how="semi",
+                          maintain_order="left")
 
 
 def _check_exclude(pair_cats: pl.DataFrame, inputs: Inputs) -> list[Violation]:
@@ -184,7 +185,8 @@ def _sensitive_hits(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario
     sens_pairs = pair_cats.filter(pl.col("category").is_in(sens))
     if policy == "exclude":
         return sens_pairs
-    return sens_pairs.join(_restrictions(inputs, "opt_in"), on=["c", "category"], how="anti")
+    return sens_pairs.join(_restrictions(inputs, "opt_in"), on=["c", "category"], how="anti",
+                           maintain_order="left")
 
 
 def _check_sensitive(pair_cats: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> list[Violation]:

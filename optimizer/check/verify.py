@@ -208,7 +208,8 @@ def rule_violations(raw: pl.DataFrame, inputs: Inputs, scenario: Scenario) -> li
     a = indexed_assignments(raw, inputs)
     known = a.filter(pl.col("c").is_not_null() & pl.col("o").is_not_null())
     known_offer = a.filter(pl.col("o").is_not_null())
-    pair_cats = known.join(_offer_categories(inputs), on="o", how="inner", maintain_order="left")
+    pair_cats = known.join(_offer_categories(inputs), on="o", how="inner",
+                           maintain_order="left_right")  # an offer's categories in order
     by_customer = (a.filter(pl.col("c").is_not_null())
                    .group_by("c", maintain_order=True)
                    .agg(customer_id=pl.first("customer_id"), offers=pl.len().cast(pl.Int64)))

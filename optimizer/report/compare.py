@@ -75,7 +75,7 @@ class _IdTypes:
 
 
 def _offer_lists(view: RunView, ids: _IdTypes) -> pl.DataFrame:
-    return (view.assignments.sort(["customer_id", "rank"])
+    return (view.assignments.sort(["customer_id", "rank"], maintain_order=True)
             .with_columns(pl.col("customer_id").cast(ids.customer))
             .group_by("customer_id", maintain_order=True)
             .agg(pl.col("offer_id").cast(ids.offer).alias("offers")))

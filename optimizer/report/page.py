@@ -35,7 +35,8 @@ def run_charts(view: RunView) -> dict[str, str]:
     """The report's charts as SVG text, by name (only those with data to show)."""
     out: dict[str, str] = {}
     capped = (view.offers_summary.filter(pl.col("budget_used").is_not_null())
-              .sort(["budget_used", "expected_cost"], descending=True).head(BUDGET_CHART_OFFERS))
+              .sort(["budget_used", "expected_cost"], descending=True, maintain_order=True)
+              .head(BUDGET_CHART_OFFERS))  # ties (unused budgets) in the offers' order
     if capped.height:
         out["budget"] = charts.bar_chart(
             [str(x) for x in capped.get_column("offer_id")],
@@ -86,7 +87,8 @@ def render_run_report(view: RunView) -> str:
     prices = m.get("dual_prices", {})
     return environment().get_template("report.html").render(
         name=view.name, week=m.get("scenario", {}).get("week"), totals=view.totals(),
-        offers=view.offers_summary.sort("expected_cost", descending=True).to_dicts(),
+        offers=view.offers_summary.sort("expected_cost", descending=True,
+                                        maintain_order=True).to_dicts(),
         audit=_audit_rows(m), audit_pairs=m.get("eligibility_audit", {}).get("pairs", {}),
         shortfalls=m.get("min_customers_shortfalls", []), dropped=m.get("dropped_rows", {}),
         input_warnings=m.get("input_warnings", []),
