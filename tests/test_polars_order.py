@@ -17,11 +17,14 @@ become keys numpy sorts. The test fails for a new call, for more of a listed one
 one that went away (so the list shrinks). Sorts are not held by the rule (most sort on unique
 keys; the few whose ties reach an output ask for ``maintain_order=True``).
 
-No command was found to write other bytes at 1 and 4 polars threads before the sites were given an
-order (``run``, ``check``, ``demo-outcomes``, ``measure`` and ``compare`` on a world with flights,
-channels and holdouts; polars 2.1.0 kept the left frame's order in every join measured, while
-group orders and ``unique``'s rows did move with the threads, and none of those reached an
-output): the calls fixed were unspecified, not yet seen to move, so the rule is the test.
+Measured with polars 2.1.0: a left, inner, semi or anti join kept the left frame's order at 1 and
+4 threads; a full join's rows (with repeated keys), a ``group_by``'s groups and ``unique``'s rows
+moved with the threads; a sort on two keys or more without ``maintain_order`` put ties in an
+order of its own, the same at any thread count. No command (``run``, ``check``,
+``demo-outcomes``, ``measure``, ``compare`` on a world with flights, channels, a contact budget
+and holdouts) wrote other bytes at 1 and 4 threads before the fixes, so no test compares thread
+counts here (``tests/test_threads_bytes.py`` does for pacing and the outcomes' truth); the
+report's tie order, which the two-key sort did decide, is tested below.
 """
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ import ast
 from collections import Counter
 from pathlib import Path
 
+import polars as pl
+
+from optimizer.io.runview import RunView
+from optimizer.report import page
 from tests.test_code_shape import PACKAGE
 
 METHODS = ("join", "group_by", "unique")
@@ -225,3 +232,33 @@ def test_unordered_polars_calls_are_listed_with_why_their_order_cannot_reach_an_
         "output, list them in _ALLOWED with why")
     assert not grown, f"listed calls grew (now, listed): {grown}"
     assert not fewer, f"fewer than listed now, lower or drop them in _ALLOWED: {fewer}"
+
+
+def _tied_summary() -> pl.DataFrame:
+    """60 capped offers: 40 unused (0 % used, 0 spent: tied), then 20 of distinct budget use."""
+    used = [0.0] * 40 + [0.9 - 0.01 * k for k in range(20)]
+    return pl.DataFrame({
+        "offer_id": [f"o{k:02d}" for k in range(60)], "customers": [0] * 60,
+        "expected_redemptions": [0.0] * 60, "expected_cost": [u * 100 for u in used],
+        "budget": [100.0] * 60, "budget_used": used, "shadow_price": [0.0] * 60})
+
+
+def test_the_reports_ties_follow_the_offers_order() -> None:
+    """The budget chart and the offers table of report.html list offers of equal budget use and
+    spend in the offers' order. Without ``maintain_order`` the chart's two-key sort put the
+    unused offers in an order of its own (o15, o21, ...): it showed other offers than the first
+    ones (the table's one-key sort kept them; polars promises neither)."""
+    manifest = {"customers": 0, "objective": 0.0, "upper_bound": 0.0, "gap": 0.0,
+                "solver": {"status": "optimal", "method": "scale", "iterations": 1}}
+    view = RunView("tied", None, manifest, pl.DataFrame(
+        schema={"customer_id": pl.Utf8, "rank": pl.Int64, "offer_id": pl.Utf8}),
+        _tied_summary(), None)
+    svg = page.run_charts(view)["budget"]
+    unused = page.BUDGET_CHART_OFFERS - 20
+    assert [f"o{k:02d}" for k in range(40) if f">o{k:02d}<" in svg] == [
+        f"o{k:02d}" for k in range(unused)]
+    tied = [svg.index(f">o{k:02d}<") for k in range(unused)]
+    assert tied == sorted(tied) or tied == sorted(tied, reverse=True)
+    html = page.render_run_report(view)
+    rows = [html.index(f">o{k:02d}<") for k in range(40)]
+    assert rows == sorted(rows)
