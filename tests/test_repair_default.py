@@ -1,6 +1,6 @@
-"""``solver.repair``'s default follows the backend (docs/contract.md, docs/distributed.md): unset
-(or ``none``) it is ``shards`` with ``solver.backend = "dask"``, where the driver can then hold no
-pair, and ``driver`` locally, where it is a little faster; a given value is kept. It is resolved
+"""``solver.repair``'s default follows the backend (docs/contract.md, docs/distributed.md): unset,
+it is ``shards`` with ``solver.backend = "dask"``, where the driver can then hold no pair, and
+``driver`` locally, where it is a little faster; a given value is kept. It is resolved
 once, when the scenario is read, so the build, the memory check, the solve and the manifest's
 scenario all see the same value, whether the backend comes from the TOML, ``--set`` or
 ``--scheduler``. No cluster is started here.
@@ -21,13 +21,14 @@ from tests.tiny_world import base_world, write_scenario, write_world
     ({}, "driver"),
     ({"backend": "local"}, "driver"),
     ({"backend": "dask"}, "shards"),
-    ({"backend": "dask", "repair": None}, "shards"),  # --set solver.repair=none: the default
     ({"backend": "dask", "repair": "driver"}, "driver"),
     ({"backend": "local", "repair": "shards"}, "shards"),
     ({"backend": "dask", "scheduler": "tcp://127.0.0.1:8786"}, "shards"),
 ])
 def test_unset_repair_follows_the_backend_and_a_given_one_is_kept(knobs, repair):
-    assert Solver.model_validate(knobs).repair == repair
+    solver = Solver.model_validate(knobs)
+    assert solver.repair == repair
+    assert ("repair" in solver.model_fields_set) == ("repair" in knobs)  # unset stays unset
     scenario = scenario_from_dict({"name": "t", "week": 1, "data": "/d", "output": "/o",
                                    "solver": knobs})
     assert scenario.solver.repair == repair
@@ -47,7 +48,8 @@ def scenario(tmp_path):
     ({"backend": "dask", "repair": "driver"}, [], "driver"),
     (None, ["solver.backend=dask"], "shards"),  # the backend set on the command line
     ({"backend": "dask"}, ["solver.repair=driver"], "driver"),
-    ({"backend": "dask", "repair": "driver"}, ["solver.repair=none"], "shards"),
+    ({"backend": "dask", "repair": "driver"}, ["solver.backend=local"], "driver"),
+    ({"repair": "shards"}, ["solver.backend=dask"], "shards"),
 ])
 def test_scenario_files_and_overrides(scenario, solver, overrides, repair):
     path = write_scenario(scenario / "s.toml", solver=solver)

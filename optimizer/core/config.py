@@ -266,11 +266,10 @@ class Solver(_Frozen):
     shard_customers: int = Field(
         1 << 20, ge=1, description="customers per shard of the lagrangian: sums per shard, "
         "added in shard order, so the plan is the same on any number of workers")
-    repair: Literal["driver", "shards"] = Field("driver", description="where plans are repaired "
-        "to their caps and refilled: driver (faster in one process) or shards (less traffic on "
-        "a cluster, and on the scores path the driver can then hold no pair; not with funders "
-        "or channels). Unset or none: shards with backend = \"dask\", driver locally; "
-        "docs/contract.md")
+    repair: Literal["driver", "shards"] = Field(  # unset: resolved here, once for every reader
+        default_factory=lambda knobs: "shards" if knobs.get("backend") == "dask" else "driver",
+        description="where plans are repaired and refilled: driver (faster in one process) or "
+        "shards (less traffic; not with funders or channels); unset: shards on dask, else driver")
 
     @model_validator(mode="after")
     def _backend_fits(self) -> "Solver":
@@ -293,16 +292,6 @@ class Solver(_Frozen):
     def _ints_to_floats(cls, data: Any) -> Any:
         return _floats(data, ("gap_tolerance", "time_limit_s", "memory_limit_gb", "polish_time",
                               "target_tolerance"))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _repair_by_backend(cls, data: Any) -> Any:
-        # resolved here, once, so every reader (the build, the memory check, the solve) and the
-        # manifest's scenario see the same value: the shards on Dask (the driver can then hold
-        # no pair), the driver in one process (a little faster there); a given value is kept
-        if isinstance(data, dict) and data.get("repair") is None:
-            data = {**data, "repair": "shards" if data.get("backend") == "dask" else "driver"}
-        return data
 
 
 class Measurement(_Frozen):
