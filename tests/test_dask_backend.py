@@ -88,7 +88,8 @@ def _comparable(manifest: dict) -> dict:
 @pytest.mark.parametrize("path", ["affinity", "scores"])
 def test_run_folder_byte_identical_local_one_and_two_workers(path, data, one_worker, tmp_path):
     # the scores path asks for the repair on the shards (optimizer/solve/lagrangian/
-    # repair_shards.py); the affinity path keeps the default, the driver (funder budgets too)
+    # repair_shards.py) locally too; the affinity path keeps the default: the driver locally,
+    # the shards on Dask, where its funder budget keeps the repair on the driver all the same
     knob = {"repair": "shards"} if path == "scores" else {}
     local, manifest = _run(tmp_path / "local", data[path], **knob)
     repair = ("driver (solver.repair = driver and funder budgets)" if path == "affinity"
@@ -107,6 +108,13 @@ def test_run_folder_byte_identical_local_one_and_two_workers(path, data, one_wor
         assert _comparable(other) == _comparable(manifest), name
     one = runs["1 worker (--scheduler)"][1]["solver"]["backend"]
     two = runs["2 workers (LocalCluster)"][1]["solver"]["backend"]
+    # the manifest records the repair the default resolved to, on the command line's backend too
+    assert manifest["scenario"]["solver"]["repair"] == ("driver" if path == "affinity"
+                                                        else "shards")
+    for name, (_, other) in runs.items():
+        assert other["scenario"]["solver"]["repair"] == "shards", name
+    assert one["repair"] == two["repair"] == ("driver (funder budgets)" if path == "affinity"
+                                              else "shards")
     assert (one["workers"], one["shards"], one["scheduler"]) == (
         1, 3, one_worker.scheduler_address)
     assert (two["workers"], two["shards"], two["scheduler"]) == (2, 3, "LocalCluster")
@@ -181,7 +189,9 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | s
 
 
 @pytest.mark.parametrize("path, call, at, split", [
-    ("scores", "collect", 3, None),  # worker-built shards, mid-pass: replays respond and tallies
+    # worker-built shards, mid-pass: replays respond and tallies (the repair asked on the
+    # driver, which stays there on Dask too)
+    ("scores-driver", "collect", 3, None),
     ("affinity", "plan_rows_packed", 2, None),  # driver-built shards: replays the responses
     ("scores", "start", 1, None),  # while the shards are first built: they start again
     ("affinity", "start", 1, None),
@@ -217,6 +227,11 @@ def test_worker_killed_mid_solve_is_replaced_with_the_same_plan(data, tmp_path, 
     assert backend["workers_lost"] >= 1 and backend["rebuilt_shards"] >= 2, backend
     assert backend["rebuilt_shards"] <= 3 * backend["workers_lost"], backend
     assert backend["shards_built_by"] == ("workers" if path == "scores" else "driver")
+    # unset, the repair is on the shards on Dask; funder budgets keep it on the driver
+    assert other["scenario"]["solver"]["repair"] == (repair or "shards")
+    assert backend["repair"] == ("driver (funder budgets)" if path == "affinity" else
+                                 "driver (solver.repair = driver)" if repair == "driver"
+                                 else "shards")
 
 
 @pytest.mark.parametrize("call, at", [("respond", 3), ("start", 1)])

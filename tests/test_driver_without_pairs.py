@@ -105,9 +105,11 @@ def test_a_driver_without_pairs_writes_the_local_run_folder(scores, tmp_path):
     code, out, local, manifest = _run(tmp_path / "local", scores, polish_pairs=0)
     assert code == 0, out
     assert len(local["assignments.csv"].splitlines()) > 100
+    # repair left unset: on Dask it is the shards by default (the local run asks for them)
     code, out, files, other = _run(tmp_path / "two", scores, polish_pairs=0, backend="dask",
-                                   workers=2)
+                                   workers=2, repair=None)
     assert code == 0, out
+    assert other["scenario"]["solver"]["repair"] == "shards"
     backend = other["solver"]["backend"]
     assert backend["driver_holds_pairs"] is False and backend["shards_built_by"] == "workers"
     assert backend["driver_peak_gb"] > 0 and len(backend["worker_peak_gb"]) == 2

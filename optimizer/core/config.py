@@ -266,9 +266,10 @@ class Solver(_Frozen):
     shard_customers: int = Field(
         1 << 20, ge=1, description="customers per shard of the lagrangian: sums per shard, "
         "added in shard order, so the plan is the same on any number of workers")
-    repair: Literal["driver", "shards"] = Field("driver", description="where plans are repaired "
-        "to their caps and refilled: driver (faster in one process) or shards (less traffic on "
-        "a cluster; not with funders or channels); docs/contract.md")
+    repair: Literal["driver", "shards"] = Field(  # unset: resolved here, once for every reader
+        default_factory=lambda knobs: "shards" if knobs.get("backend") == "dask" else "driver",
+        description="where plans are repaired and refilled: driver (faster in one process) or "
+        "shards (less traffic; not with funders or channels); unset: shards on dask, else driver")
 
     @model_validator(mode="after")
     def _backend_fits(self) -> "Solver":
