@@ -155,3 +155,26 @@ def test_bad_rows_stop_the_run_with_the_local_runs_error(scores, tmp_path, monke
     assert code == 2, out
     assert out == local
     assert not (tmp_path / "two" / "run").exists()
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("call, at", [("layout_report", 1), ("widen", 1), ("collect", 3)])
+def test_a_worker_lost_while_the_shards_report_or_mid_solve(scores, tmp_path, call, at):
+    """The worker holding shards 0 and 2 killed before the shards report what they built, before
+    they are widened, or mid-solve: the lost shards are built again (with the widths once they
+    are known) and the run folder is the local run's."""
+    from tests.test_dask_backend import _cluster, _killed_run
+
+    code, out, local, manifest = _run(tmp_path / "local", scores)
+    assert code == 0, out
+    with _cluster(2) as cluster:
+        done, err, run = _killed_run(scores, tmp_path / "killed", cluster, call, at, 30,
+                                     chunk_size=CHUNK, repair="shards", polish_pairs=1)
+    assert done.returncode == 0, err
+    for f in FILES:
+        files = (run / f).read_bytes()
+        assert files == local[f], f"{f} differs: " + _diff(local[f], files, f)
+    other = json.loads((run / "manifest.json").read_text())
+    assert _comparable(other) == _comparable(manifest)
+    backend = other["solver"]["backend"]
+    assert backend["rebuilt_shards"] >= 2 and backend["driver_scores_pass"] == "none", backend

@@ -275,6 +275,9 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"candidate slots, {gb(est.candidates)})")
         hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
                      f"{gb(est.working_chunk)} per chunk of dense scores)")
+    elif workers_hold_pairs(inputs, scenario) and not est.candidate_slots:
+        hints.append("the driver holds none of the scores table's pairs (the Dask workers do): "
+                     "it needs its input tables only")
     elif workers_hold_pairs(inputs, scenario):  # a choice of pairs puts them on the driver
         threads = scenario.solver.threads
         hints.append(f"lower solver.threads (now {threads}: {thread_count(threads)} threads) or "

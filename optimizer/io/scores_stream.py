@@ -23,7 +23,7 @@ import polars as pl
 
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_table_rows
-from optimizer.io.validate import Inputs, checked_scores, customer_positions
+from optimizer.io.validate import Inputs, _attach, checked_scores
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def checked_customer_ids(inputs: Inputs, bounds: list[tuple[int, int]]) -> None:
     assert batches is not None  # only a streamed table
     last = -1
     for frame in batches.read(("customer_id",)):
-        c = customer_positions(frame, inputs.customers)
+        c = _attach(frame, "customer_id", inputs.customers).get_column("c")  # null: unknown
         positions = c.to_numpy() if c.null_count() == 0 else None
         if positions is None or (positions.size and (
                 positions[0] < last or bool((positions[1:] < positions[:-1]).any()))):

@@ -273,12 +273,6 @@ def _attach(frame: pl.DataFrame, id_col: str, master: pl.DataFrame) -> pl.DataFr
     return keyed.join(lookup, on="__key", how="left", maintain_order="left").drop("__key")
 
 
-def customer_positions(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.Series:
-    """Each row's ``c`` of ``frame``'s ``customer_id`` (null where the ID is empty or unknown),
-    as the row checks attach it."""
-    return _attach(frame, "customer_id", customers).get_column("c")
-
-
 def _references(table: str, frame: pl.DataFrame, id_col: str) -> None:
     index = INDEX_OF[id_col]
     master = ID_MASTER[id_col]
