@@ -47,18 +47,24 @@ class BuildReport:
 def built_pieces(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
                  bounds: list[tuple[int, int]]) -> tuple[list[CandidateBlock], BuildReport]:
     """A shard's pieces ``bounds`` built from its rows, each as wide as its widest customer,
-    and their :class:`BuildReport`."""
+    without ``p_redeem`` (the passes never read it: a zero view, 8 bytes a pair less, let go
+    at once, not once every shard of the worker has reported), and their :class:`BuildReport`."""
     blocks, audit = source_blocks(source, customers, caps, bounds)
+    blocks = [_no_p_redeem(b) for b in blocks]
     return blocks, BuildReport([int(b.offer.shape[1]) for b in blocks],
                                [(b.offer >= 0).sum(axis=1, dtype=np.int32) for b in blocks],
                                audit)
 
 
+def _no_p_redeem(block: CandidateBlock) -> CandidateBlock:
+    return replace(block, p_redeem=np.broadcast_to(np.float64(0.0), block.offer.shape))
+
+
 def solving_blocks(blocks: list[CandidateBlock], widths: Sequence[int]) -> list[CandidateBlock]:
-    """The pieces as a shard solves them: widened to their blocks' ``widths``, without
-    ``p_redeem`` (the passes never read it: a zero view, 8 bytes a pair less)."""
-    return [replace(b, p_redeem=np.broadcast_to(np.float64(0.0), b.offer.shape))
-            for b in (widened(block, width) for block, width in zip(blocks, widths))]
+    """The pieces as a shard solves them: widened to their blocks' ``widths``, ``p_redeem``
+    a zero view still."""
+    return [b if b.offer.shape[1] == width else _no_p_redeem(widened(b, width))
+            for b, width in zip(blocks, widths)]
 
 
 def merged_layout(layout: BlockLayout, specs: Sequence[ShardSpec],
@@ -109,6 +115,7 @@ class BuiltShard(Shard):
             source = replace(source, rules=source.rules.with_pair_keys(keys))
         built, self._report = built_pieces(source, customers, caps, bounds)
         self._built: list[CandidateBlock] | None = built
+        release_freed_memory()  # the build's rows, freed, are handed back for the next shard
         self._head = (head, block_ids, lo, cuts)
         self._rows = (source, customers)  # where the best plan's p_redeem is read again
         if widths is not None:
@@ -124,7 +131,7 @@ class BuiltShard(Shard):
             return
         head, block_ids, lo, cuts = self._head
         blocks, self._built = solving_blocks(self._built, widths), None
-        release_freed_memory()  # the build's rows, freed, are handed back for the solve
+        release_freed_memory()  # the narrower pieces, freed, are handed back for the solve
         super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)
 
     def ready(self) -> int:
