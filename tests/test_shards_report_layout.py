@@ -178,3 +178,75 @@ def test_a_worker_lost_while_the_shards_report_or_mid_solve(scores, tmp_path, ca
     assert _comparable(other) == _comparable(manifest)
     backend = other["solver"]["backend"]
     assert backend["rebuilt_shards"] >= 2 and backend["driver_scores_pass"] == "none", backend
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("where", ["url", "padded"])
+def test_a_table_at_a_url_or_with_padded_ids_past_the_reach(scores, tmp_path, monkeypatch,
+                                                             where):
+    """The table at ``scores_url`` (read whole by the driver's load, the workers reading it
+    from the URL), and a streamed table whose text customer IDs are stored with spaces (the
+    driver's read of the ``customer_id`` column finds them, and the workers trim them too): the
+    local run's bytes, the driver's build never run."""
+    from tests.test_dask_backend import _padded_text_ids
+
+    data, extra = scores, {}
+    if where == "padded":
+        data = tmp_path / "padded"
+        _padded_text_ids(scores, data)
+        extra = {"stream_scores": True}
+    code, out, local, _ = _run(tmp_path / "local", data, **extra)
+    assert code == 0, out
+    _no_driver_pass(monkeypatch)
+    if where == "url":
+        moved = tmp_path / "moved"
+        moved.mkdir()
+        for f in scores.iterdir():
+            (moved / f.name).write_bytes(f.read_bytes())
+        (tmp_path / "tables").mkdir()
+        (moved / "scores.parquet").rename(tmp_path / "tables" / "scores.parquet")
+        path = write_scenario(tmp_path / "two" / "scenario.toml", data=str(moved), output="run",
+                              rules=RULES, solver={
+                                  "seed": 3, "shard_customers": SHARD, "chunk_size": CHUNK,
+                                  "max_iterations": 12, "repair": "shards", "polish_pairs": 1,
+                                  "backend": "dask", "workers": 2})
+        path.write_text(f'scores_url = "{(tmp_path / "tables" / "scores.parquet").as_uri()}"\n'
+                        + path.read_text())
+        done = CliRunner().invoke(main, ["run", str(path), "--json"])
+        assert done.exit_code == 0, done.output
+        run = tmp_path / "two" / "run"
+        files = {f: (run / f).read_bytes() for f in FILES}
+        manifest = json.loads((run / "manifest.json").read_text())
+    else:
+        code, out, files, manifest = _run(tmp_path / "two", data, backend="dask", workers=2,
+                                          **extra)
+        assert code == 0, out
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    backend = manifest["solver"]["backend"]
+    assert backend["driver_scores_pass"] == ("none" if where == "url" else "customer_ids")
+
+
+@pytest.mark.cluster
+def test_workers_reading_another_table_stop_the_run(scores, tmp_path, monkeypatch):
+    """The table changed between the driver's load and the workers' read (5 rows fewer): the
+    rows the shards report do not add up to the table's, so the run stops (exit 3, nothing
+    written), as the shards' pair counts stopped it when the driver built the blocks."""
+    import optimizer.model.build as build
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in scores.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    real = build.worker_inputs
+
+    def swapped(*args: Any) -> Any:
+        table = pl.read_parquet(data / "scores.parquet")
+        table.head(table.height - 5).write_parquet(data / "scores.parquet")
+        return real(*args)
+
+    monkeypatch.setattr(build, "worker_inputs", swapped)
+    code, out, _, _ = _run(tmp_path / "two", data, backend="dask", workers=2)
+    assert code == 3, out
+    assert "rows of the scores table where the driver counted" in " ".join(out.split())
+    assert not (tmp_path / "two" / "run").exists()

@@ -265,7 +265,8 @@ class WorkerInputs:
     audit, into which the shards' own audits are added when they report their layout;
     ``recheck``: for a streamed table so left to the shards, every row checked as the local run
     checks it (:func:`~optimizer.io.scores_stream.checked_rows`), run when a worker finds bad
-    rows, so the run stops with the local run's error."""
+    rows, so the run stops with the local run's error; ``table_rows``: the table's rows, which
+    the shards' reports must add up to (a worker reading another table stops the run)."""
 
     source: ScoresSource
     customers: pl.DataFrame
@@ -273,6 +274,7 @@ class WorkerInputs:
     scores_pass: str = "blocks"
     audit: dict[str, int] | None = None
     recheck: Callable[[], None] | None = None
+    table_rows: int = 0
 
     def shared(self) -> ScoresSource:
         """What every worker is sent once: the source without the rules' pair keys, which are
@@ -315,16 +317,17 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
     streamed = inputs.scores_batches is not None
     recheck = partial(checked_rows, inputs, layout.bounds) if streamed else None
     return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps,
-                        "customer_ids" if streamed else "none", built.rules.audit, recheck), ""
+                        "customer_ids" if streamed else "none", built.rules.audit, recheck,
+                        inputs.row_counts.get("scores", 0)), ""
 
 
 def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
                   bounds: list[tuple[int, int]]
-                  ) -> tuple[list[CandidateBlock], dict[str, int]]:
+                  ) -> tuple[list[CandidateBlock], dict[str, int], int]:
     """The candidate blocks of ``bounds`` (consecutive chunks of the stretch of customers
     ``customers``, whose caps are ``caps``) built from their own rows of the ``scores`` table:
     the blocks the driver builds for the same chunks (:func:`scores_blocks`), read on a worker;
-    and the rules' audit of their pairs. The rows are checked as a batch is, and a pair listed
+    the rules' audit of their pairs and the rows read. The rows are checked as a batch is, and a pair listed
     twice is refused as the streamed table's chunks refuse it (the worker holds every row of
     its customers)."""
     frame = scores_of_customers(source.path, customers, source.offers, source.trim_ids)
@@ -344,10 +347,10 @@ def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarra
     inputs = Inputs(customers=customers, products=empty, offers=source.offers,
                     transactions=empty, offer_products=None, restrictions=None, history=None,
                     redemptions=None, scores=frame, scores_sorted=in_order)
-    first = bounds[0][0] if bounds else 0
+    first, read = (bounds[0][0] if bounds else 0), frame.height
     rules = replace(source.rules, audit=dict.fromkeys(source.rules.audit, 0))
     return list(scores_blocks(inputs, source.scenario, rules, caps, source.discount,
-                              bounds=bounds, consume=True, caps_from=first)), rules.audit
+                              bounds=bounds, consume=True, caps_from=first)), rules.audit, read
 
 
 def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: AffinityModel | None,

@@ -218,11 +218,18 @@ class DaskShards(ShardExecutor):
         """Where the driver read none of the table's rows (a pending layout): the blocks' layout
         from the shards' reports of what they built (in shard order,
         :func:`~optimizer.solve.lagrangian.built_shard.merged_layout`), their audits added
-        into the run's, and each shard's pieces widened to their blocks' slots."""
+        into the run's, and each shard's pieces widened to their blocks' slots. The rows the
+        shards read must be the table's (where the driver checks no shard's pairs)."""
         layout, source = self.problem.layout, self.source
         if source is None or layout is None or layout.complete:
             return
         reports = self.all("layout_report")
+        read = sum(report.rows for report in reports)
+        if read != source.table_rows:
+            raise ClusterError(
+                f"the Dask workers read {read:,} rows of the scores table where the driver "
+                f"counted {source.table_rows:,}: the workers read other inputs than the driver "
+                "(is the scores table the same file for both?); no output was written")
         self.problem.layout = merged_layout(layout, self.specs, reports)
         if source.audit is not None:
             added_audits(source.audit, reports)

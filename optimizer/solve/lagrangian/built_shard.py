@@ -32,11 +32,12 @@ from optimizer.solve.lagrangian.shards import ShardSpec, shard_problem, widened
 @dataclass(frozen=True)
 class BuildReport:
     """What a shard built: each piece's slots as built (its widest customer's pairs), each
-    piece's pairs per row (``int32``) and the rules' audit of its rows."""
+    piece's pairs per row (``int32``), the rules' audit of its rows and how many it read."""
 
     widths: list[int]
     row_pairs: list[np.ndarray]
     audit: dict[str, int]
+    rows: int = 0
 
     @property
     def n_pairs(self) -> int:
@@ -49,11 +50,11 @@ def built_pieces(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray
     """A shard's pieces ``bounds`` built from its rows, each as wide as its widest customer,
     without ``p_redeem`` (the passes never read it: a zero view, 8 bytes a pair less, let go
     at once, not once every shard of the worker has reported), and their :class:`BuildReport`."""
-    blocks, audit = source_blocks(source, customers, caps, bounds)
+    blocks, audit, rows = source_blocks(source, customers, caps, bounds)
     blocks = [_no_p_redeem(b) for b in blocks]
     return blocks, BuildReport([int(b.offer.shape[1]) for b in blocks],
                                [(b.offer >= 0).sum(axis=1, dtype=np.int32) for b in blocks],
-                               audit)
+                               audit, rows)
 
 
 def _no_p_redeem(block: CandidateBlock) -> CandidateBlock:
