@@ -24,11 +24,11 @@ from optimizer.model.chosen import PlanPairs, chosen_pairs_of, chosen_problem
 from optimizer.model.holdout import withhold_controls
 from optimizer.model.problem import AssignmentProblem, Prices, Solution
 from optimizer.report.tables import assignments_frame, offers_summary_frame
+from optimizer.solve.lagrangian import built_shard as shard_module
 from optimizer.solve.lagrangian import refill_shards
-from optimizer.solve.lagrangian import shard as shard_module
+from optimizer.solve.lagrangian.built_shard import BuiltShard
 from optimizer.solve.lagrangian.executor import ShardExecutor
 from optimizer.solve.lagrangian.method import solve_lagrangian
-from optimizer.solve.lagrangian.shard import BuiltShard
 from optimizer.solve.lagrangian.shards import shard_args, source_args
 from tests.test_plan_shards import _SETTINGS, Losing, _problem
 from tests.test_shards import WireShards

@@ -139,10 +139,11 @@ def test_without_a_set_limit_the_pairs_kept_never_depend_on_free_memory(tmp_path
 
 
 def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_path, monkeypatch):
-    """Where the Dask workers hold every pair (io.memory.workers_hold_pairs), the driver's
-    estimate counts the chunks its threads check at a time, so with ``solver.threads = 0`` it
-    moves with the machine's cores; the pairs kept to fit ``memory_limit_gb`` (the plan) must
-    not: the same scenario keeps the same pairs on a 1-core and an 8-core machine."""
+    """Where the Dask workers hold every pair (io.memory.workers_hold_pairs) and the scores
+    table has more rows than the polish's reach, the driver reads none of them
+    (io.memory.shards_report_layout): its estimate counts no candidate, on any cores; the pairs
+    kept to fit ``memory_limit_gb`` (the plan) are the same on a 1-core and an 8-core machine,
+    and a refusal names no knob of pairs."""
     import optimizer.core.parallel as parallel
     import optimizer.io.memory as memory
 
@@ -160,28 +161,29 @@ def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_pa
         return estimate_memory(inputs, scenario).total
 
     few, many = on(1), on(8)
-    assert few < many  # the driver's own estimate does count its threads' chunks
-    limited = load_scenario(path, [f"solver.memory_limit_gb={(few + many) / 2 / GB}"])
+    # the table's rows past the polish's reach: the driver builds no block, on any cores
+    assert few == many and estimate_memory(inputs, scenario).candidate_slots == 0
+    limited = load_scenario(path, [f"solver.memory_limit_gb={few * 0.9 / GB}"])
     kept = set()
     for cpus in (1, 8):
         monkeypatch.setattr(parallel, "usable_cpus", lambda: cpus)
         fitted, _ = memory.fit_scores_per_customer(inputs, limited)
         kept.add(fitted.solver.scores_per_customer)
     assert kept == {None}
-    # refused on the 8 cores, it names the knobs that shrink the driver's chunks, not
-    # scores_per_customer (a choice of pairs puts every kept pair back on the driver)
+    # refused, it names none of the knobs of pairs (a choice of pairs puts every kept pair back
+    # on the driver, whose input tables are what it lacks room for)
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 8)
     with pytest.raises(MemoryLimitError) as refused:
         memory.check_memory(inputs, limited)
     text = " ".join(str(refused.value).split())
-    assert "lower solver.threads (now 0: 8 threads)" in text and "chunk_size" in text
-    assert "scores_per_customer" not in text
+    assert "holds none of the scores table's pairs" in text
+    assert "scores_per_customer" not in text and "lower solver.threads" not in text
 
 
 def test_a_driver_within_the_polish_reach_is_counted_with_every_pair(tmp_path):
-    """Where the workers could hold every pair, the driver still keeps them up to the polish's
-    reach (solve.polish_reach: solver.polish_pairs x 200): so many are counted besides its
-    chunks, and a problem within that reach is counted whole, as the local run's driver."""
+    """Where the workers could hold every pair, a table within the polish's reach
+    (solve.polish_reach: solver.polish_pairs x 200) of rows is read by the driver, which keeps
+    its blocks: counted whole, as the local run's driver; past it, none is counted."""
     data = tmp_path / "data"
     write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
     path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
@@ -193,5 +195,6 @@ def test_a_driver_within_the_polish_reach_is_counted_with_every_pair(tmp_path):
 
     every = slots("solver.backend='local'")
     assert slots() == every  # 16,000 slots, within 10,000 x 200 pairs: every block kept
-    assert slots("solver.polish_pairs=0") == every * 400 // 2000  # 4 chunks of 100 at a time
-    assert slots("solver.polish_pairs=10") == every * 400 // 2000 + 2000
+    # more rows (16,000) than the reach: the driver reads none of them (the workers do)
+    assert slots("solver.polish_pairs=0") == slots("solver.polish_pairs=10") == 0
+    assert slots("solver.polish_pairs=80") == every  # 16,000 rows within 80 x 200

@@ -17,10 +17,10 @@ import pytest
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, Prices
 from optimizer.solve.lagrangian._kernels import serial_map
+from optimizer.solve.lagrangian.built_shard import BuiltShard
 from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.lagrangian.sample_rows import drawn_rows, picked_blocks
-from optimizer.solve.lagrangian.shard import BuiltShard
 from optimizer.solve.lagrangian.shards import source_args
 from optimizer.solve.lagrangian.start import sample_lp
 from tests.test_coupled_budgets import coupled_problem

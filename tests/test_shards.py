@@ -16,10 +16,11 @@ import pytest
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.model.problem import AssignmentProblem, Solution
 from optimizer.solve import certified
+from optimizer.solve.lagrangian.built_shard import BuiltShard
 from optimizer.solve.lagrangian.critical import _PARTS
 from optimizer.solve.lagrangian.executor import LocalShards, ShardExecutor
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
-from optimizer.solve.lagrangian.shard import BuiltShard, Shard, remembered, replayed
+from optimizer.solve.lagrangian.shard import Shard, remembered, replayed
 from optimizer.solve.lagrangian.shards import (
     block_pieces,
     part_cuts,

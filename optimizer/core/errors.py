@@ -92,6 +92,10 @@ class InputError(OptimizerError):
             message += f"\n  sample rows:\n{rows}"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its arguments (a Dask worker's error reaches the driver so)."""
+        return (type(self), (self.table, self.column, self.problem, self.sample, self.count))
+
 
 class InfeasibleError(OptimizerError):
     """The scenario's hard rules admit no plan (for example a budget below zero after scaling)."""

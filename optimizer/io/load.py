@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -309,11 +309,20 @@ class TableBatches:
         return self._digest.result() if self._digest is not None else file_sha256(self.path)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
+        return self.read()
+
+    def read(self, only: tuple[str, ...] | None = None) -> Iterator[pl.DataFrame]:
+        """The batches in order (:meth:`__iter__`), of the columns ``only`` (typed, the
+        others unread; every column by default)."""
         schema = INPUT_TABLES[self.name]
         try:
             metadata = pq.ParquetFile(self.path).metadata
             columns = [c for c in schema.columns if c in pq.read_schema(self.path).names]
             scan = pl.scan_parquet(self.path, glob=False).select(columns)
+            if only is not None:  # columns read alone (the others not required)
+                schema = replace(schema, columns={c: t for c, t in schema.columns.items()
+                                                  if c in only})
+                scan = scan.select([c for c in columns if c in only])
             start = 0
             for group in range(metadata.num_row_groups):
                 rows = metadata.row_group(group).num_rows

@@ -12,7 +12,8 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
 
 (where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
 those of the chunks it checks at a time, and those of every block while they hold at most
-:func:`polish_reach` pairs)
+:func:`polish_reach` pairs; none where the table has more rows than that reach, which the
+driver then leaves to the workers, :func:`shards_report_layout`)
 
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
@@ -160,6 +161,15 @@ def workers_hold_pairs(inputs: Inputs, scenario: Scenario) -> bool:
             and worker_scores(scenario) is not None)
 
 
+def shards_report_layout(inputs: Inputs, hold_up_to: int) -> bool:
+    """Where the Dask workers hold every pair (:func:`workers_hold_pairs`), whether the driver
+    leaves the ``scores`` table's rows to them (the workers check and audit their rows and
+    report the blocks' layout) rather than reading every row through the build: when the table
+    has more rows (its metadata's count) than the ``hold_up_to`` pairs the driver would keep
+    for the polish, so the polish is out of reach whatever the rules keep."""
+    return inputs.row_counts.get("scores", 0) > hold_up_to
+
+
 def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | None) -> int:
     n, m = inputs.n_customers, inputs.n_offers
     keep = scenario.solver.scores_per_customer
@@ -194,7 +204,10 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
     if listed is None:
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
-    if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
+    if workers_hold_pairs(inputs, scenario) and shards_report_layout(
+            inputs, polish_reach(scenario.solver)):  # the driver builds no block
+        slots = 0
+    elif workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
         threads = thread_count(scenario.solver.threads if threads is None else threads)
         held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
         # and every block while they hold at most the polish's reach (counted a slot a pair)
@@ -262,6 +275,9 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"candidate slots, {gb(est.candidates)})")
         hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
                      f"{gb(est.working_chunk)} per chunk of dense scores)")
+    elif workers_hold_pairs(inputs, scenario) and not est.candidate_slots:
+        hints.append("the driver holds none of the scores table's pairs (the Dask workers do): "
+                     "it needs its input tables only")
     elif workers_hold_pairs(inputs, scenario):  # a choice of pairs puts them on the driver
         threads = scenario.solver.threads
         hints.append(f"lower solver.threads (now {threads}: {thread_count(threads)} threads) or "

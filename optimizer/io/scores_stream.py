@@ -23,7 +23,7 @@ import polars as pl
 
 from optimizer.core.errors import InputError
 from optimizer.io.load import read_table_rows
-from optimizer.io.validate import Inputs, checked_scores
+from optimizer.io.validate import Inputs, _attach, checked_scores
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,36 @@ def scores_of_customers(path: Path | str, customers: pl.DataFrame, offers: pl.Da
     return checked_scores(rows, customers, offers)
 
 
+def checked_rows(inputs: Inputs, bounds: list[tuple[int, int]]) -> None:
+    """Every row of the table checked as the local run checks it (:func:`scores_chunks` over
+    ``bounds``, nothing kept): raises the local run's error, if any."""
+    for _ in scores_chunks(inputs, bounds):
+        pass
+
+
+def checked_customer_ids(inputs: Inputs, bounds: list[tuple[int, int]]) -> None:
+    """The checks of a streamed table that no Dask worker can make of its own rows, made on its
+    ``customer_id`` column alone (batch by batch, the others unread): every row's customer is
+    in the customers table (a worker reads its customers' rows only) and customers come in that
+    table's order (each worker's rows alone cannot show it). Reading them also finds stored
+    text IDs with surrounding spaces (:attr:`Inputs.scores_ids_trimmed`), which the workers
+    then trim. A row that fails either: the table is checked as the local run checks it
+    (:func:`scores_chunks` over ``bounds``), which raises the local run's error."""
+    batches = inputs.scores_batches
+    assert batches is not None  # only a streamed table
+    last = -1
+    for frame in batches.read(("customer_id",)):
+        c = _attach(frame, "customer_id", inputs.customers).get_column("c")  # null: unknown
+        positions = c.to_numpy() if c.null_count() == 0 else None
+        if positions is None or (positions.size and (
+                positions[0] < last or bool((positions[1:] < positions[:-1]).any()))):
+            checked_rows(inputs, bounds)  # the error the local run gives
+            raise InputError("scores", "customer_id", "a row's customer_id is empty, not in "
+                             "the customers table or out of its order")  # pragma: no cover
+        if positions.size:
+            last = int(positions[-1])
+
+
 def _require_customer_order(inputs: Inputs, arrays: dict[str, np.ndarray], last: int) -> None:
     c = arrays["c"]
     if c.size == 0:
@@ -171,9 +201,29 @@ def _require_customer_order(inputs: Inputs, arrays: dict[str, np.ndarray], last:
 
 def _row(inputs: Inputs, arrays: dict[str, np.ndarray], k: int) -> dict[str, object]:
     """Row ``k`` of a checked batch as the user wrote it (IDs, not indices)."""
-    return {"customer_id": inputs.customers.get_column("customer_id")[int(arrays["c"][k])],
-            "offer_id": inputs.offers.get_column("offer_id")[int(arrays["o"][k])],
+    return row_of(inputs.customers, inputs.offers, arrays, k)
+
+
+def row_of(customers: pl.DataFrame, offers: pl.DataFrame, arrays: dict[str, np.ndarray], k: int
+           ) -> dict[str, object]:
+    """Row ``k`` of checked rows ``arrays`` as the user wrote it: ``customers`` a stretch of
+    the customers table (IDs and ``c``, from its first ``c``), ``offers`` the offers' IDs."""
+    first = int(customers.get_column("c")[0]) if customers.height else 0
+    return {"customer_id": customers.get_column("customer_id")[int(arrays["c"][k]) - first],
+            "offer_id": offers.get_column("offer_id")[int(arrays["o"][k])],
             "p_redeem": float(arrays["p_redeem"][k]), "value": float(arrays["value"][k])}
+
+
+def require_unique_pairs(customers: pl.DataFrame, offers: pl.DataFrame,
+                         arrays: dict[str, np.ndarray], key: np.ndarray) -> None:
+    """Refuse rows ``arrays`` (sorted by ``key``, ``c * n_offers + o``) listing a pair twice,
+    with the first repeated rows (:func:`row_of`)."""
+    repeated = np.flatnonzero(key[1:] == key[:-1])
+    if repeated.size:
+        sample = [row_of(customers, offers, arrays, int(k)) for k in repeated[:5]]
+        raise InputError("scores", "offer_id",
+                         "customer_id and offer_id must be unique; duplicates found",
+                         sample=sample, count=int(repeated.size))
 
 
 def _in_offer_order(inputs: Inputs, start: int, stop: int, part: dict[str, np.ndarray]
@@ -183,14 +233,9 @@ def _in_offer_order(inputs: Inputs, start: int, stop: int, part: dict[str, np.nd
     if key.size > 1 and not bool((key[1:] > key[:-1]).all()):
         order = np.argsort(key, kind="stable")
         part = {name: values[order] for name, values in part.items()}
-        key = key[order]
-        repeated = np.flatnonzero(key[1:] == key[:-1])
-        if repeated.size:
-            sample = [_row(inputs, part, int(k)) for k in repeated[:5]]
-            raise InputError("scores", "offer_id",
-                             "customer_id and offer_id must be unique; duplicates found",
-                             sample=sample, count=int(repeated.size))
+        require_unique_pairs(inputs.customers, inputs.offers, part, key[order])
     return ScoresChunk(start, stop, part["c"], part["o"], part["p_redeem"], part["value"])
 
 
-__all__ = ["ScoresChunk", "scores_chunks", "scores_of_customers"]
+__all__ = ["ScoresChunk", "checked_customer_ids", "checked_rows", "require_unique_pairs", "row_of",
+           "scores_chunks", "scores_of_customers"]

@@ -14,17 +14,25 @@ stage computes: the caller passes that step in as ``select`` (the pipeline passe
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import polars as pl
 
 from optimizer.core.config import Rules, Scenario
 from optimizer.core.parallel import chunks, in_order, thread_count
-from optimizer.io.memory import worker_scores, workers_hold_pairs
-from optimizer.io.scores_stream import ScoresChunk, scores_chunks, scores_of_customers
+from optimizer.io.memory import shards_report_layout, worker_scores, workers_hold_pairs
+from optimizer.io.scores_stream import (
+    ScoresChunk,
+    checked_customer_ids,
+    checked_rows,
+    require_unique_pairs,
+    scores_chunks,
+    scores_of_customers,
+)
 from optimizer.io.validate import Inputs
 from optimizer.model import stability
 from optimizer.model.affinity_blocks import Dropped, affinity_blocks, with_pins
@@ -33,7 +41,7 @@ from optimizer.model.eligibility import EligibilityRules, compile_rules, custome
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data, with_group_flights
 from optimizer.model.groups import group_data
-from optimizer.model.layout import held_blocks
+from optimizer.model.layout import held_blocks, pending
 from optimizer.model.pins import PinPlan, in_flight, plan_pins
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -248,11 +256,25 @@ class ScoresSource:
 @dataclass(frozen=True)
 class WorkerInputs:
     """The driver's side of worker-built shards: the shared :class:`ScoresSource` and the
-    per-customer tables of which each shard is sent its stretch (:meth:`rows`)."""
+    per-customer tables of which each shard is sent its stretch (:meth:`rows`).
+
+    ``scores_pass``: what the driver read of the table's rows for the build: ``"blocks"``
+    (every row, through the build), ``"customer_ids"`` (a streamed table's ``customer_id``
+    column only: :func:`~optimizer.io.scores_stream.checked_customer_ids`) or ``"none"`` (a
+    table read whole, checked by the load); ``audit``: where the driver read no row, the run's
+    audit, into which the shards' own audits are added when they report their layout;
+    ``recheck``: for a streamed table so left to the shards, every row checked as the local run
+    checks it (:func:`~optimizer.io.scores_stream.checked_rows`), run when a worker finds bad
+    rows, so the run stops with the local run's error; ``table_rows``: the table's rows, which
+    the shards' reports must add up to (a worker reading another table stops the run)."""
 
     source: ScoresSource
     customers: pl.DataFrame
     caps: np.ndarray
+    scores_pass: str = "blocks"
+    audit: dict[str, int] | None = None
+    recheck: Callable[[], None] | None = None
+    table_rows: int = 0
 
     def shared(self) -> ScoresSource:
         """What every worker is sent once: the source without the rules' pair keys, which are
@@ -286,30 +308,49 @@ def worker_inputs(built: Built, scenario: Scenario, model: AffinityModel | None
         return None, "rules.change_penalty adds a bonus to the built blocks"
     if built.pins is not None:
         return None, "rules.pin takes the pinned pairs out of the built blocks"
-    inputs, offers = built.inputs, built.problem.offers
+    inputs, offers, layout = built.inputs, built.problem.offers, built.problem.layout
     source = ScoresSource(str(path), inputs.offers.select("offer_id", "o"), scenario,
                           replace(built.rules, audit={name: 0 for name in built.rules.audit}),
                           offers.discount, trim_ids=inputs.scores_ids_trimmed)
-    return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps), ""
+    if layout is None or layout.complete:
+        return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps), ""
+    streamed = inputs.scores_batches is not None
+    recheck = partial(checked_rows, inputs, layout.bounds) if streamed else None
+    return WorkerInputs(source, inputs.customers.select("customer_id", "c"), built.caps,
+                        "customer_ids" if streamed else "none", built.rules.audit, recheck,
+                        inputs.row_counts.get("scores", 0)), ""
 
 
 def source_blocks(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
-                  bounds: list[tuple[int, int]]) -> list[CandidateBlock]:
+                  bounds: list[tuple[int, int]]
+                  ) -> tuple[list[CandidateBlock], dict[str, int], int]:
     """The candidate blocks of ``bounds`` (consecutive chunks of the stretch of customers
     ``customers``, whose caps are ``caps``) built from their own rows of the ``scores`` table:
-    the blocks the driver builds for the same chunks (:func:`scores_blocks`), read on a worker."""
+    the blocks the driver builds for the same chunks (:func:`scores_blocks`), read on a worker;
+    the rules' audit of their pairs and the rows read. The rows are checked as a batch is, and a pair listed
+    twice is refused as the streamed table's chunks refuse it (the worker holds every row of
+    its customers)."""
     frame = scores_of_customers(source.path, customers, source.offers, source.trim_ids)
     # rows already in (customer, offer) order (a table written sorted) are not sorted again:
     # a copy of the shard's rows less at the build's peak
     key = pl.col("c").cast(pl.Int64) * source.offers.height + pl.col("o")
     in_order = bool(frame.select((key.diff().fill_null(1) > 0).all()).item())
+    if not in_order:  # sorted here, where a pair listed twice shows
+        frame = frame.sort("c", "o")
+        if frame.select((key.diff() == 0).any()).item():
+            require_unique_pairs(customers, source.offers,
+                                 {name: frame.get_column(name).to_numpy()
+                                  for name in frame.columns},
+                                 frame.select(key).to_series().to_numpy())
+        in_order = True
     empty = pl.DataFrame()
     inputs = Inputs(customers=customers, products=empty, offers=source.offers,
                     transactions=empty, offer_products=None, restrictions=None, history=None,
                     redemptions=None, scores=frame, scores_sorted=in_order)
-    first = bounds[0][0] if bounds else 0
-    return list(scores_blocks(inputs, source.scenario, source.rules, caps, source.discount,
-                              audit=False, bounds=bounds, consume=True, caps_from=first))
+    first, read = (bounds[0][0] if bounds else 0), frame.height
+    rules = replace(source.rules, audit=dict.fromkeys(source.rules.audit, 0))
+    return list(scores_blocks(inputs, source.scenario, rules, caps, source.discount,
+                              bounds=bounds, consume=True, caps_from=first)), rules.audit, read
 
 
 def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: AffinityModel | None,
@@ -330,6 +371,16 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
         return
     keep = scenario.solver.scores_per_customer
     narrowed = keep is not None and keep < inputs.n_offers and rows is None
+    if (hold_up_to is not None and rows is None and workers_hold_pairs(inputs, scenario)
+            and shards_report_layout(inputs, hold_up_to)):
+        # the shards check, audit and build every row and report the layout: the driver reads
+        # a streamed table's customer IDs only, the checks the workers cannot make
+        if inputs.scores_batches is not None:
+            checked_customer_ids(inputs, bounds)
+        built.problem.layout = pending(bounds, caps)
+        if inputs.scores is not None:
+            built.inputs = replace(inputs, scores=inputs.scores.clear())
+        return
     # the table is read once (and let go chunk by chunk) unless the kept pairs are bounded again
     # over every pair after the solve
     every = scores_blocks(inputs, scenario, rules, caps, offers.discount, bounds=bounds,

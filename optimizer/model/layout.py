@@ -10,6 +10,11 @@ is the blocks' :class:`BlockLayout`: which customers each block holds, its slots
 customer's pair count, from which the shards are cut and checked exactly as from the blocks
 themselves. A problem small enough for the polish to run keeps its blocks instead (the polish
 re-solves a core of the pairs on the driver), so the plan is the one the local run makes.
+
+A table of more rows than the polish's reach is not read by the driver at all
+(:func:`optimizer.io.memory.shards_report_layout`): its layout starts :func:`pending` (the
+blocks' customers and caps, which need no row) and the shards, checking and auditing their own
+rows as they build them, report the rest (:mod:`optimizer.solve.lagrangian.built_shard`).
 """
 from __future__ import annotations
 
@@ -28,12 +33,18 @@ class BlockLayout:
     ``bounds``: each block's customers ``[first, end)`` (every customer of a chunk is a row of
     its block); ``widths``: each block's slots; ``row_pairs``: each block's pairs per row
     (``int32``); ``max_cap``: the largest per-customer cap of any row (the problem's
-    :attr:`~optimizer.model.problem.AssignmentProblem.max_cap`)."""
+    :attr:`~optimizer.model.problem.AssignmentProblem.max_cap`). A :func:`pending` layout has
+    no widths nor pairs yet (:attr:`complete` is false) until the shards report them."""
 
     bounds: list[tuple[int, int]]
     widths: list[int]
     row_pairs: list[np.ndarray]
     max_cap: int
+
+    @property
+    def complete(self) -> bool:
+        """Whether the blocks' widths and pairs are known (a :func:`pending` layout's are not)."""
+        return len(self.widths) == len(self.bounds)
 
     @property
     def rows(self) -> list[int]:
@@ -48,6 +59,12 @@ class BlockLayout:
     def piece_pairs(self, block: int, first: int, end: int) -> int:
         """The pairs of rows ``[first, end)`` of ``block``."""
         return int(self.row_pairs[block][first:end].sum(dtype=np.int64))
+
+
+def pending(bounds: list[tuple[int, int]], caps: np.ndarray) -> BlockLayout:
+    """The layout of blocks over ``bounds`` (every customer of a chunk is a row of its block,
+    whose cap is the customer's, ``caps``) before the shards report their widths and pairs."""
+    return BlockLayout(list(bounds), [], [], int(caps.max()) if caps.size else 0)
 
 
 def held_blocks(blocks: Iterable[CandidateBlock], hold_up_to: int
@@ -78,4 +95,4 @@ def held_blocks(blocks: Iterable[CandidateBlock], hold_up_to: int
     return [], BlockLayout(bounds, widths, row_pairs, max_cap)
 
 
-__all__ = ["BlockLayout", "held_blocks"]
+__all__ = ["BlockLayout", "held_blocks", "pending"]

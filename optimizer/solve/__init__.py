@@ -126,6 +126,10 @@ def _polished(problem: AssignmentProblem, settings: Solver, solution: Solution,
         return PolishedSolution(**vars(solution), polish={
             "status": "skipped", "reason": "channels: the polish does not model them"})
     pairs = problem.n_pairs
+    if problem.layout is not None and pairs <= polish_reach(settings):  # rows past its reach
+        return PolishedSolution(**vars(solution), polish={
+            "status": "skipped", "reason": "the driver holds no pair: the scores table has more "
+            "rows than the polish's reach, left to the Dask workers"})
     whole = pairs <= settings.polish_pairs
     if whole or (solution.status != Status.OPTIMAL and pairs <= polish_reach(settings)):
         if progress is not None:  # the polish can take a while: say so (marked by "polish")

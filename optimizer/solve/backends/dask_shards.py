@@ -17,10 +17,12 @@ A shard lost twice in one call or twice in the first build, no worker to rebuild
 solve with a :class:`ClusterError` (exit code 3, nothing is written).
 
 Given the inputs' :class:`~optimizer.model.build.WorkerInputs` (the ``scores`` path), each worker
-builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.shard.BuiltShard`): the
-driver sends the table's path, the scenario, the offers and rules once to every worker and each
-shard its stretch of the customers and caps; no candidate crosses the network. Otherwise the
-driver's blocks are scattered, each shard's to its worker.
+builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.built_shard.BuiltShard`):
+the driver sends the table's path, the scenario, the offers and rules once to every worker and each
+shard its stretch of the customers and caps; no candidate crosses the network. Where the driver
+read none of the table's rows (the problem's layout pending), the shards' reports of what they
+built give it (:meth:`DaskShards._reported_layout`). Otherwise the driver's blocks are
+scattered, each shard's to its worker.
 """
 from __future__ import annotations
 
@@ -31,11 +33,17 @@ import time
 from concurrent.futures import CancelledError
 from typing import Any, Sequence
 
-from optimizer.core.errors import ClusterError
+from optimizer.core.errors import ClusterError, InputError
 from optimizer.model.build import WorkerInputs
 from optimizer.model.problem import AssignmentProblem
+from optimizer.solve.lagrangian.built_shard import (
+    BuiltShard,
+    added_audits,
+    merged_layout,
+    piece_widths,
+)
 from optimizer.solve.lagrangian.executor import ShardExecutor, payload_bytes
-from optimizer.solve.lagrangian.shard import BuiltShard, Shard, remembered, replayed
+from optimizer.solve.lagrangian.shard import Shard, remembered, replayed
 from optimizer.solve.lagrangian.shards import (
     piece_pairs,
     shard_args,
@@ -187,9 +195,15 @@ class DaskShards(ShardExecutor):
             self._futures = [self._started(k, at) for k, at in enumerate(self.where)]
             self.actors: list[Any] = [None] * len(self.specs)  # each lives as its future
             self._built(range(len(self.specs)), first=True)
+            self._reported_layout()
             self._check(problem, range(len(self.specs)), self.all("ready"))
         except ClusterError:
             self.close()
+            raise
+        except InputError:  # a worker's rows broke the contract: exit 2, the local run's error
+            self.close()
+            if source is not None and source.recheck is not None:
+                source.recheck()
             raise
         except Exception as exc:  # a shard's build failed on its worker
             self.close()
@@ -199,6 +213,27 @@ class DaskShards(ShardExecutor):
         except BaseException:
             self.close()
             raise
+
+    def _reported_layout(self) -> None:
+        """Where the driver read none of the table's rows (a pending layout): the blocks' layout
+        from the shards' reports of what they built (in shard order,
+        :func:`~optimizer.solve.lagrangian.built_shard.merged_layout`), their audits added
+        into the run's, and each shard's pieces widened to their blocks' slots. The rows the
+        shards read must be the table's (where the driver checks no shard's pairs)."""
+        layout, source = self.problem.layout, self.source
+        if source is None or layout is None or layout.complete:
+            return
+        reports = self.all("layout_report")
+        read = sum(report.rows for report in reports)
+        if read != source.table_rows:
+            raise ClusterError(
+                f"the Dask workers read {read:,} rows of the scores table where the driver "
+                f"counted {source.table_rows:,}: the workers read other inputs than the driver "
+                "(is the scores table the same file for both?); no output was written")
+        self.problem.layout = merged_layout(layout, self.specs, reports)
+        if source.audit is not None:
+            added_audits(source.audit, reports)
+        self.map("widen", [(piece_widths(self.problem.layout, spec),) for spec in self.specs])
 
     def _broadcast(self, addresses: list[str]) -> Any:
         """The worker-built shards' shared inputs, scattered once to each of ``addresses``."""
@@ -242,7 +277,7 @@ class DaskShards(ShardExecutor):
         solve (:class:`ClusterError`)."""
         from distributed import wait
 
-        pending, restarted = list(shards), set[int]()
+        pending, restarted, failed = list(shards), set[int](), list[int]()
         while pending:
             futures = [self._futures[k] for k in pending if self._futures[k] is not None]
             try:
@@ -252,8 +287,15 @@ class DaskShards(ShardExecutor):
             gone = self._gone(pending)
             for k in [k for k in pending if k not in gone
                       and self._futures[k].status not in _WAITING]:
-                self.actors[k] = self._futures[k].result()  # raises the build's own error
+                if self._futures[k].status == "error":
+                    failed.append(k)
+                else:
+                    self.actors[k] = self._futures[k].result()
                 pending.remove(k)
+            if failed and all(k > min(failed) for k in pending):
+                # the lowest shard's error (its rows come first), once every shard before it
+                # is built: the same error whichever worker fails first
+                self._futures[min(failed)].result()
             if not gone:
                 continue
             self.lost.update(self.where[k] for k in gone)
@@ -283,7 +325,11 @@ class DaskShards(ShardExecutor):
     def _check(self, problem: AssignmentProblem, shards: Sequence[int], pairs: list[int]
                ) -> None:
         """Each shard holds the pairs of its pieces of the driver's blocks (a shard that built
-        its own blocks from other inputs would plan other customers: the run stops)."""
+        its own blocks from other inputs would plan other customers: the run stops; nothing
+        to check while the layout waits for the shards' reports)."""
+        layout = problem.layout
+        if layout is not None and not layout.complete:
+            return
         for k, found in zip(shards, pairs):
             spec = self.specs[k]
             expected = piece_pairs(problem, spec)
@@ -404,6 +450,8 @@ class DaskShards(ShardExecutor):
                 "worker_peak_gb": self.worker_peaks,
                 "worker_end_gb": self.worker_rss, "kernels": self.kernels,
                 "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes,
+                "driver_scores_pass": (self.source.scores_pass if self.source is not None
+                                       else "blocks"),
                 "rebuilt_shards": self.rebuilt, "workers_lost": len(self.lost)}
 
     def close(self) -> None:

@@ -9,16 +9,12 @@ whatever holds the shards.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from optimizer.core.allocator import release_freed_memory
 from optimizer.core.exact_sum import Exact, exact_tally
-from optimizer.model.build import ScoresSource, source_blocks
-from optimizer.model.chosen import PlanPairs, chosen_pairs_of, reread_p_redeem
+from optimizer.model.chosen import PlanPairs, chosen_pairs_of
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
@@ -31,7 +27,6 @@ from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
 from optimizer.solve.lagrangian.sample_rows import Piece, shard_sample
 from optimizer.solve.lagrangian.shard_sketch import compact, flat_sketch, in_bucket
-from optimizer.solve.lagrangian.shards import shard_problem, widened
 from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies
 
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
@@ -458,34 +453,3 @@ class Shard:
         """The best plan kept, as its chosen pairs in customer order
         (:func:`optimizer.model.chosen.chosen_pairs_of`)."""
         return chosen_pairs_of(self.problem, self._best)
-
-
-class BuiltShard(Shard):
-    """A shard that builds its own candidate blocks where it lives (a Dask worker): its
-    customers' rows of the ``scores`` table read from ``source.path`` and built by the driver's
-    own code (:func:`optimizer.model.build.source_blocks`), chunk by chunk as the driver cuts
-    them (``bounds``), each piece widened to its block's slots (``widths``).
-
-    ``head``: the problem without blocks (:func:`.shards.source_args`); ``customers`` and
-    ``caps``: the shard's stretch of the customers table (IDs and ``c``) and of the caps;
-    ``keys``: the rules' pair keys of those customers, when ``source`` was sent without them
-    (:meth:`~optimizer.model.build.WorkerInputs.shared`). The passes never read ``p_redeem``:
-    the shard keeps none (8 bytes a pair; a zero view)."""
-
-    def __init__(self, head: AssignmentProblem, block_ids: list[int], lo: int, cuts: np.ndarray,
-                 bounds: list[tuple[int, int]], widths: list[int], source: ScoresSource,
-                 customers: pl.DataFrame, caps: np.ndarray,
-                 keys: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
-        if keys is not None:
-            source = replace(source, rules=source.rules.with_pair_keys(keys))
-        blocks = [widened(block, width) for block, width in
-                  zip(source_blocks(source, customers, caps, bounds), widths)]
-        blocks = [replace(b, p_redeem=np.broadcast_to(np.float64(0.0), b.offer.shape))
-                  for b in blocks]
-        release_freed_memory()  # the build's rows, freed, are handed back for the solve
-        super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)
-        self._rows = (source, customers)  # where the best plan's p_redeem is read again
-
-    def plan_best_pairs(self) -> PlanPairs:
-        """The best plan's chosen pairs, their p_redeem read again from the scores table."""
-        return reread_p_redeem(super().plan_best_pairs(), *self._rows)

@@ -140,15 +140,18 @@ def shard_args(problem: AssignmentProblem, spec: ShardSpec) -> tuple:
 
 
 def source_args(problem: AssignmentProblem, spec: ShardSpec) -> tuple:
-    """The arguments of :class:`.shard.BuiltShard` for ``spec`` bar the inputs: the problem
+    """The arguments of :class:`.built_shard.BuiltShard` for ``spec`` bar the inputs: the problem
     without blocks (offers, rules, the whole's ``max_cap``), the pieces' block indices, ``lo``,
     the cuts, each piece's customers ``(first, end)`` and each piece's slots (its block's; from
-    the problem's layout where the driver holds no blocks)."""
+    the problem's layout where the driver holds no blocks; ``None`` while that layout waits for
+    the shards' reports)."""
     head = shard_problem(problem, [], spec.hi - spec.lo)
     layout = problem.layout
+    widths: list[int] | None
     if layout is not None:
         bounds = [(layout.bounds[b][0] + f, layout.bounds[b][0] + e) for b, f, e in spec.pieces]
-        widths = [layout.widths[b] for b, _, _ in spec.pieces]
+        # a pending layout's widths are the shards' to report (:mod:`.built_shard`)
+        widths = [layout.widths[b] for b, _, _ in spec.pieces] if layout.complete else None
     else:
         bounds = [(int(problem.blocks[b].customers[f]),
                    int(problem.blocks[b].customers[e - 1]) + 1) for b, f, e in spec.pieces]

@@ -1,0 +1,148 @@
+"""A shard that builds its own blocks on a Dask worker (:class:`BuiltShard`), what it reports of
+them, and the layout the driver makes of the reports where it reads none of the ``scores``
+table's rows (:func:`optimizer.io.memory.shards_report_layout`).
+
+Each shard builds its pieces of the chunks' blocks from its own rows (checking them and counting
+the rules' audit as the driver's build does: :func:`optimizer.model.build.source_blocks`), each
+piece as wide as its own widest customer, and reports each piece's width and pairs per row and
+its audit (:class:`BuildReport`). A block's slots are its widest customer's pairs, so its width
+is the largest of its pieces' (a block spanning shards has two pieces, or more):
+:func:`merged_layout` joins the reports, in shard order, into the blocks'
+:class:`~optimizer.model.layout.BlockLayout`, exactly the one the driver's own pass over the
+table kept, and each shard then widens its pieces to their blocks' widths
+(:func:`solving_blocks`), as a shard sent the widths at its start does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from optimizer.core.allocator import release_freed_memory
+from optimizer.model.build import ScoresSource, source_blocks
+from optimizer.model.chosen import PlanPairs, reread_p_redeem
+from optimizer.model.layout import BlockLayout
+from optimizer.model.problem import AssignmentProblem, CandidateBlock
+from optimizer.solve.lagrangian.shard import Shard
+from optimizer.solve.lagrangian.shards import ShardSpec, shard_problem, widened
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a shard built: each piece's slots as built (its widest customer's pairs), each
+    piece's pairs per row (``int32``), the rules' audit of its rows and how many it read."""
+
+    widths: list[int]
+    row_pairs: list[np.ndarray]
+    audit: dict[str, int]
+    rows: int = 0
+
+    @property
+    def n_pairs(self) -> int:
+        """The shard's candidate pairs."""
+        return int(sum(int(r.sum(dtype=np.int64)) for r in self.row_pairs))
+
+
+def built_pieces(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray,
+                 bounds: list[tuple[int, int]]) -> tuple[list[CandidateBlock], BuildReport]:
+    """A shard's pieces ``bounds`` built from its rows, each as wide as its widest customer,
+    without ``p_redeem`` (the passes never read it: a zero view, 8 bytes a pair less, let go
+    at once, not once every shard of the worker has reported), and their :class:`BuildReport`."""
+    blocks, audit, rows = source_blocks(source, customers, caps, bounds)
+    blocks = [_no_p_redeem(b) for b in blocks]
+    return blocks, BuildReport([int(b.offer.shape[1]) for b in blocks],
+                               [(b.offer >= 0).sum(axis=1, dtype=np.int32) for b in blocks],
+                               audit, rows)
+
+
+def _no_p_redeem(block: CandidateBlock) -> CandidateBlock:
+    return replace(block, p_redeem=np.broadcast_to(np.float64(0.0), block.offer.shape))
+
+
+def solving_blocks(blocks: list[CandidateBlock], widths: Sequence[int]) -> list[CandidateBlock]:
+    """The pieces as a shard solves them: widened to their blocks' ``widths``, ``p_redeem``
+    a zero view still."""
+    return [b if b.offer.shape[1] == width else _no_p_redeem(widened(b, width))
+            for b, width in zip(blocks, widths)]
+
+
+def merged_layout(layout: BlockLayout, specs: Sequence[ShardSpec],
+                  reports: Sequence[BuildReport]) -> BlockLayout:
+    """The :class:`BlockLayout` of ``layout``'s blocks (a pending one: bounds and caps) from
+    the shards' ``reports`` (in shard order, of the pieces of ``specs``): each block's width the
+    largest of its pieces', its pairs per row its pieces' joined in row order."""
+    widths = [0] * len(layout.bounds)
+    pieces: list[list[np.ndarray]] = [[] for _ in layout.bounds]
+    for spec, report in zip(specs, reports):
+        for (b, _, _), width, rows in zip(spec.pieces, report.widths, report.row_pairs):
+            widths[b] = max(widths[b], width)
+            pieces[b].append(rows)
+    row_pairs = [p[0] if len(p) == 1 else np.concatenate(p) if p else np.zeros(0, np.int32)
+                 for p in pieces]
+    return BlockLayout(layout.bounds, widths, row_pairs, layout.max_cap)
+
+
+def piece_widths(layout: BlockLayout, spec: ShardSpec) -> list[int]:
+    """The widths of ``spec``'s pieces: their blocks' (a complete layout's)."""
+    return [layout.widths[b] for b, _, _ in spec.pieces]
+
+
+def added_audits(audit: dict[str, int], reports: Sequence[BuildReport]) -> None:
+    """The shards' audits added into ``audit`` (the run's), in shard order."""
+    for report in reports:
+        for name, count in report.audit.items():
+            audit[name] = audit.get(name, 0) + count
+
+
+
+class BuiltShard(Shard):
+    """A shard that builds its own candidate blocks where it lives (a Dask worker) from its
+    customers' rows of the ``scores`` table at ``source.path``, checked and built by the driver's
+    code (:func:`built_pieces`) in the driver's chunks (``bounds``), each piece
+    widened to its block's slots (``widths``; ``None`` where the driver read no row: the shard
+    answers :meth:`layout_report`, then :meth:`widen` readies it for the solve).
+
+    ``head``: the problem without blocks (:func:`.shards.source_args`); ``customers``, ``caps``:
+    the shard's stretch of the customers table (IDs and ``c``) and of the caps; ``keys``: the
+    rules' pair keys of those customers (:meth:`~optimizer.model.build.WorkerInputs.shared`)."""
+
+    def __init__(self, head: AssignmentProblem, block_ids: list[int], lo: int, cuts: np.ndarray,
+                 bounds: list[tuple[int, int]], widths: list[int] | None, source: ScoresSource,
+                 customers: pl.DataFrame, caps: np.ndarray,
+                 keys: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        if keys is not None:
+            source = replace(source, rules=source.rules.with_pair_keys(keys))
+        built, self._report = built_pieces(source, customers, caps, bounds)
+        self._built: list[CandidateBlock] | None = built
+        release_freed_memory()  # the build's rows, freed, are handed back for the next shard
+        self._head = (head, block_ids, lo, cuts)
+        self._rows = (source, customers)  # where the best plan's p_redeem is read again
+        if widths is not None:
+            self.widen(widths)
+
+    def layout_report(self) -> BuildReport:
+        """Each piece's width and pairs per row as built, and the audit of the shard's rows."""
+        return self._report
+
+    def widen(self, widths: list[int]) -> None:
+        """The pieces widened to their blocks' ``widths`` (once: a call again does nothing)."""
+        if self._built is None:
+            return
+        head, block_ids, lo, cuts = self._head
+        blocks, self._built = solving_blocks(self._built, widths), None
+        release_freed_memory()  # the narrower pieces, freed, are handed back for the solve
+        super().__init__(shard_problem(head, blocks, head.n_customers), block_ids, lo, cuts)
+
+    def ready(self) -> int:
+        """The shard's number of candidate pairs (widened or not)."""
+        return self._report.n_pairs
+
+    def plan_best_pairs(self) -> PlanPairs:
+        """The best plan's chosen pairs, their p_redeem read again from the scores table."""
+        return reread_p_redeem(super().plan_best_pairs(), *self._rows)
+
+
+__all__ = ["BuildReport", "BuiltShard", "added_audits", "built_pieces", "merged_layout", "piece_widths",
+           "solving_blocks"]
