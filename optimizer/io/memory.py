@@ -12,7 +12,9 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
 
 (where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
 those of the chunks it checks at a time, and those of every block while they hold at most
-:func:`polish_reach` pairs)
+:func:`polish_reach` pairs; where a local run reads its plan's ``p_redeem`` again,
+:func:`pairs_read_again`, its slots past that reach are counted without their ``p_redeem``,
+``BYTES_OF_P_REDEEM`` less)
 
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
@@ -41,6 +43,9 @@ from optimizer.io.load import parquet_rows, table_path
 from optimizer.io.validate import Inputs
 
 BYTES_PER_SLOT = 64
+# of which a slot's p_redeem, which a local run on the scores path may not hold
+# (pairs_read_again)
+BYTES_OF_P_REDEEM = 8
 # a scores row read whole: IDs, indices, p_redeem and value while checked, then the kept columns
 BYTES_PER_SCORES_ROW = 64
 BYTES_PER_DENSE_CELL = 160
@@ -145,19 +150,32 @@ def worker_scores(scenario: Scenario) -> Path | str | None:
     return None if isinstance(path, Path) and path.suffix == ".csv" else path
 
 
-def workers_hold_pairs(inputs: Inputs, scenario: Scenario) -> bool:
-    """Whether the Dask workers hold every candidate pair and the driver none
-    (:mod:`optimizer.model.layout`): the ``scores`` path read from Parquet, ``solver.backend =
-    "dask"`` with ``solver.repair = "shards"`` (the plans repaired and kept on the shards), every
-    listed pair kept (no ``scores_per_customer`` choice over every customer's pairs), no change
-    penalty or pins (added to, or taken out of, built blocks) and no funders, group flights or
-    channels (their cuts and assignment run over the driver's pairs)."""
+def pairs_read_again(inputs: Inputs, scenario: Scenario) -> str | None:
+    """Who may let the candidate pairs (or their ``p_redeem``) go and read them again from the
+    ``scores`` table: ``"workers"`` where the Dask workers hold every candidate pair and the
+    driver none (:mod:`optimizer.model.layout`: ``solver.backend = "dask"`` with ``solver.repair
+    = "shards"``, the plans repaired and kept on the shards), ``"driver"`` where the local run's
+    blocks hold no ``p_redeem`` past the polish's reach and the plan's chosen pairs read theirs
+    again (:func:`optimizer.model.chosen.read_plan_again`), else ``None``. Either needs the
+    ``scores`` path read from Parquet, every listed pair kept (no ``scores_per_customer``
+    choice over every customer's pairs), no change penalty or pins (added to, or taken out of,
+    built blocks) and no funders, group flights or channels (their cuts and assignment run over
+    the driver's pairs, and the funders' report reads every chosen pair's ``p_redeem``)."""
     solver, rules, keep = scenario.solver, scenario.rules, scenario.solver.scores_per_customer
-    return (solver.backend == "dask" and solver.repair == "shards" and inputs.has_scores
-            and (keep is None or keep >= inputs.n_offers)
+    if not (inputs.has_scores and (keep is None or keep >= inputs.n_offers)
             and rules.change_penalty == 0 and not rules.pin and inputs.funders is None
             and inputs.flights is None and inputs.channels is None
-            and worker_scores(scenario) is not None)
+            and worker_scores(scenario) is not None):
+        return None
+    if solver.backend == "local":
+        return "driver"
+    return "workers" if solver.repair == "shards" else None
+
+
+def workers_hold_pairs(inputs: Inputs, scenario: Scenario) -> bool:
+    """Whether the Dask workers hold every candidate pair and the driver none
+    (:func:`pairs_read_again` is ``"workers"``)."""
+    return pairs_read_again(inputs, scenario) == "workers"
 
 
 def _candidate_slots(inputs: Inputs, scenario: Scenario, listed: np.ndarray | None) -> int:
@@ -194,17 +212,22 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
     if listed is None:
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
-    if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
+    candidates = slots * BYTES_PER_SLOT
+    read_again = pairs_read_again(inputs, scenario)
+    if read_again == "driver":  # no p_redeem past the polish's reach (counted a slot a pair)
+        candidates -= max(slots - polish_reach(scenario.solver), 0) * BYTES_OF_P_REDEEM
+    if read_again == "workers":  # the driver holds the chunks being checked only
         threads = thread_count(scenario.solver.threads if threads is None else threads)
         held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
         # and every block while they hold at most the polish's reach (counted a slot a pair)
         slots = min(slots, slots * held // max(inputs.n_customers, 1)
                     + polish_reach(scenario.solver))
+        candidates = slots * BYTES_PER_SLOT
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
     limit, source = memory_limit(scenario)
-    return MemoryEstimate(size * INPUT_COPIES, slots, slots * BYTES_PER_SLOT,
+    return MemoryEstimate(size * INPUT_COPIES, slots, candidates,
                           dense * BYTES_PER_DENSE_CELL, limit, source)
 
 

@@ -20,6 +20,7 @@ import polars as pl
 
 from optimizer.core.errors import InputError
 from optimizer.io.scores_stream import scores_of_customers
+from optimizer.model.layout import held_blocks
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, block_from_pairs
 
 if TYPE_CHECKING:
@@ -129,5 +130,52 @@ def chosen_problem(problem: AssignmentProblem, parts: Sequence[PlanPairs]
     return replace(problem, blocks=blocks), [b.offer >= 0 for b in blocks]
 
 
-__all__ = ["PlanPairs", "chosen_block", "chosen_pairs_of", "chosen_problem",
-           "reread_p_redeem"]
+def pairs_between(pairs: PlanPairs, lo: int, hi: int) -> PlanPairs:
+    """The pairs of ``pairs`` whose customer is in ``[lo, hi)``."""
+    first, end = np.searchsorted(pairs.customers, [lo, hi])
+    at = np.r_[0, np.cumsum(pairs.counts)]
+    a, b = int(at[first]), int(at[end])
+    return PlanPairs(pairs.customers[first:end], pairs.counts[first:end], pairs.cap[first:end],
+                     pairs.offer[a:b], pairs.value[a:b], pairs.p_redeem[a:b])
+
+
+# customers whose rows of the scores table are read again at a time: their rows are held at
+# once (a worker reads its shard's; 1,048,576 customers are some 40 M rows on the benchmarks)
+REREAD_CUSTOMERS = 1 << 18
+
+
+def read_plan_again(problem: AssignmentProblem, chosen: Sequence[np.ndarray],
+                    source: ScoresSource, customers: pl.DataFrame
+                    ) -> tuple[AssignmentProblem, list[np.ndarray]]:
+    """The plan ``chosen`` of ``problem``, whose blocks hold no ``p_redeem`` (a local run's past
+    the polish's reach: :func:`optimizer.model.layout.p_redeem_let_go`), as the problem of its
+    chosen pairs (:func:`chosen_problem`: a block per ``REREAD_CUSTOMERS`` customers) with
+    their ``p_redeem`` read again from the ``scores`` table (:func:`reread_p_redeem`; a table
+    changed since the build is refused as there), and its masks: the problem the workers'
+    plan comes back as. It keeps ``problem``'s layout (its pairs' count and largest cap)."""
+    pairs = chosen_pairs_of(problem, chosen)
+    parts = [reread_p_redeem(pairs_between(pairs, lo, lo + REREAD_CUSTOMERS), source,
+                             customers.slice(lo, REREAD_CUSTOMERS))
+             for lo in range(0, problem.n_customers, REREAD_CUSTOMERS)]
+    _, layout = held_blocks(problem.blocks, -1)  # every block's shape, the pairs' count
+    plan, masks = chosen_problem(replace(problem, layout=layout), parts)
+    # each pair's cost is p_redeem x discount, as the build made it: a p_redeem read again that
+    # gives another cost was changed in the table since (a pair gone is refused above)
+    cost = [np.zeros(0)] + [b.cost[m] for b, m in zip(problem.blocks, chosen)]
+    again = [np.zeros(0)] + [b.cost[m] for b, m in zip(plan.blocks, masks)]
+    changed = np.flatnonzero(np.concatenate(cost) != np.concatenate(again))
+    if changed.size:
+        ids = customers.get_column("customer_id")
+        sample = [{"customer_id": ids[int(pairs.c[k])],
+                   "offer_id": source.offers.get_column("offer_id")[int(pairs.offer[k])],
+                   "p_redeem": float(np.concatenate([p.p_redeem for p in parts])[k])}
+                  for k in changed[:5]]
+        raise InputError("scores", "p_redeem",
+                         "a planned pair's p_redeem read again from the scores table is not the "
+                         "one the run read: the table changed during the run", sample=sample,
+                         count=int(changed.size))
+    return plan, masks
+
+
+__all__ = ["PlanPairs", "chosen_block", "chosen_pairs_of", "chosen_problem", "pairs_between",
+           "read_plan_again", "reread_p_redeem"]
