@@ -19,6 +19,7 @@ from optimizer.apps import solve_stage
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.cli import main
 from optimizer.core.config import load_scenario
+from optimizer.core.errors import MemoryLimitError
 from optimizer.io import memory
 from optimizer.io.validate import load_inputs
 from optimizer.model import build, chosen
@@ -105,6 +106,10 @@ def test_the_memory_estimate_counts_no_p_redeem_past_the_polish_reach(scores, tm
     assert est.candidate_slots > 1000
     assert est.candidates == est.candidate_slots * (memory.BYTES_PER_SLOT
                                                     - memory.BYTES_OF_P_REDEEM)
+    tight = scenario.model_copy(update={"solver": scenario.solver.model_copy(
+        update={"memory_limit_gb": 1e-4})})
+    with pytest.raises(MemoryLimitError, match="0.000[0-9]+ GB without their p_redeem"):
+        memory.check_memory(inputs, tight)
     # a choice of pairs over every customer's keeps them whole (and their p_redeem)
     kept = scenario.model_copy(update={"solver": scenario.solver.model_copy(
         update={"scores_per_customer": 4})})

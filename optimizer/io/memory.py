@@ -212,17 +212,15 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
     if listed is None:
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
-    candidates = slots * BYTES_PER_SLOT
-    read_again = pairs_read_again(inputs, scenario)
-    if read_again == "driver":  # no p_redeem past the polish's reach (counted a slot a pair)
-        candidates -= max(slots - polish_reach(scenario.solver), 0) * BYTES_OF_P_REDEEM
-    if read_again == "workers":  # the driver holds the chunks being checked only
+    if workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
         threads = thread_count(scenario.solver.threads if threads is None else threads)
         held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
         # and every block while they hold at most the polish's reach (counted a slot a pair)
         slots = min(slots, slots * held // max(inputs.n_customers, 1)
                     + polish_reach(scenario.solver))
-        candidates = slots * BYTES_PER_SLOT
+    candidates = slots * BYTES_PER_SLOT
+    if pairs_read_again(inputs, scenario) == "driver":  # no p_redeem past the polish's reach
+        candidates -= max(slots - polish_reach(scenario.solver), 0) * BYTES_OF_P_REDEEM
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
@@ -293,10 +291,14 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"chunks at a time ({est.candidate_slots:,} candidate slots, "
                      f"{gb(est.candidates)})")
     else:
+        # every pair kept, a slot is counted without its p_redeem; a choice holds it
+        bare = (f" without their p_redeem, which the plan's pairs read again; a choice holds "
+                f"{BYTES_OF_P_REDEEM} bytes a slot more" if pairs_read_again(inputs, scenario)
+                == "driver" else "")
         hints.append(f"keep fewer of the scores table's pairs per customer with "
                      f"solver.scores_per_customer (now "
                      f"{scenario.solver.scores_per_customer or 'all'}: {est.candidate_slots:,} "
-                     f"candidate slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
+                     f"candidate slots, {gb(est.candidates)}{bare}) or lower solver.chunk_size (now "
                      f"{scenario.solver.chunk_size:,}; chunks are padded to their widest customer)")
         if scenario.solver.memory_limit_gb is None and scenario.solver.scores_per_customer is None:
             hints.append("set solver.memory_limit_gb (with solver.scores_per_customer unset, the "
