@@ -8,7 +8,9 @@ holds no candidate pairs: :func:`chosen_problem` lays them out as an
 :class:`~optimizer.model.problem.AssignmentProblem` whose blocks hold the chosen pairs only,
 every slot chosen. Its pairs come in the whole problem's order (customer by customer, within a
 customer in slot order), so the sums taken in that order (the budgets' use, the withheld
-score) are the same bits as over the whole problem and its masks.
+score) are the same bits as over the whole problem and its masks. A local run whose blocks hold
+no ``p_redeem`` gives its plan so too (:func:`read_plan_again`), the pairs' ``p_redeem`` read
+again from the table as a worker reads its shard's (:func:`reread_p_redeem`).
 """
 from __future__ import annotations
 
