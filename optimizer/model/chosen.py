@@ -141,24 +141,21 @@ def pairs_between(pairs: PlanPairs, lo: int, hi: int) -> PlanPairs:
                      pairs.offer[a:b], pairs.value[a:b], pairs.p_redeem[a:b])
 
 
-# customers whose rows of the scores table are read again at a time: their rows are held at
-# once (a worker reads its shard's; 1,048,576 customers are some 40 M rows on the benchmarks)
-REREAD_CUSTOMERS = 1 << 18
-
-
 def read_plan_again(problem: AssignmentProblem, chosen: Sequence[np.ndarray],
-                    source: ScoresSource, customers: pl.DataFrame
+                    source: ScoresSource, customers: pl.DataFrame, stretch: int
                     ) -> tuple[AssignmentProblem, list[np.ndarray]]:
     """The plan ``chosen`` of ``problem``, whose blocks hold no ``p_redeem`` (a local run's past
     the polish's reach: :func:`optimizer.model.layout.p_redeem_let_go`), as the problem of its
-    chosen pairs (:func:`chosen_problem`: a block per ``REREAD_CUSTOMERS`` customers) with
-    their ``p_redeem`` read again from the ``scores`` table (:func:`reread_p_redeem`; a table
-    changed since the build is refused as there), and its masks: the problem the workers'
-    plan comes back as. It keeps ``problem``'s layout (its pairs' count and largest cap)."""
+    chosen pairs (:func:`chosen_problem`: a block per ``stretch`` customers, the shards'
+    ``solver.shard_customers``) with their ``p_redeem`` read again from the ``scores`` table
+    (:func:`reread_p_redeem`, a stretch at a time: each reads the table's ``customer_id``
+    column once and holds its planned customers' rows; a table changed since the build is
+    refused as there), and its masks: the problem the workers' plan comes back as. It keeps
+    ``problem``'s layout (its pairs' count and largest cap)."""
     pairs = chosen_pairs_of(problem, chosen)
-    parts = [reread_p_redeem(pairs_between(pairs, lo, lo + REREAD_CUSTOMERS), source,
-                             customers.slice(lo, REREAD_CUSTOMERS))
-             for lo in range(0, problem.n_customers, REREAD_CUSTOMERS)]
+    parts = [reread_p_redeem(pairs_between(pairs, lo, lo + stretch), source,
+                             customers.slice(lo, stretch))
+             for lo in range(0, problem.n_customers, stretch)]
     _, layout = held_blocks(problem.blocks, -1)  # every block's shape, the pairs' count
     plan, masks = chosen_problem(replace(problem, layout=layout), parts)
     # each pair's cost is p_redeem x discount, as the build made it: a p_redeem read again that
