@@ -22,7 +22,7 @@ from optimizer.core.config import load_scenario
 from optimizer.core.errors import MemoryLimitError
 from optimizer.io import memory
 from optimizer.io.validate import load_inputs
-from optimizer.model import build
+from optimizer.model import build, chosen
 from tests.test_reproducible import FILES, RULES, _diff, _without_timings
 from tests.tiny_world import write_scenario
 
@@ -72,17 +72,15 @@ def _spied(monkeypatch) -> list[list[tuple[int, ...]]]:
 def test_a_local_run_without_p_redeem_writes_the_folder_of_one_that_held_it(
         scores, tmp_path, monkeypatch, extra):
     seen = _spied(monkeypatch)
-    # polish_pairs = 0: the polish's reach is 0 pairs, so every block lets its p_redeem go;
-    # read again in five stretches (shards) of 64 customers
-    code, out, files, manifest = _run(tmp_path / "bare", scores, extra, polish_pairs=0,
-                                      shard_customers=64)
+    monkeypatch.setattr(chosen, "REREAD_CUSTOMERS", 64)  # read again in several stretches
+    # polish_pairs = 0: the polish's reach is 0 pairs, so every block lets its p_redeem go
+    code, out, files, manifest = _run(tmp_path / "bare", scores, extra, polish_pairs=0)
     assert code == 0, out
     assert seen[-1] and all(s == (0, 0) for s in seen[-1])  # no memory a slot
     assert len(files["assignments.csv"].splitlines()) > 100
     with monkeypatch.context() as held:  # the same run, its blocks holding every p_redeem
         held.setattr(build, "pairs_read_again", lambda inputs, scenario: None)
-        code, out, whole, other = _run(tmp_path / "held", scores, extra, polish_pairs=0,
-                                       shard_customers=64)
+        code, out, whole, other = _run(tmp_path / "held", scores, extra, polish_pairs=0)
     assert code == 0, out
     assert all(s != (0, 0) for s in seen[-1])
     for f in files:

@@ -45,7 +45,7 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     solution = _solve(problem, settings, warm_start, progress, source)
     if settings.backend == "local" and source is not None:  # the blocks hold no p_redeem
         solution.plan_problem, solution.chosen = read_plan_again(
-            problem, solution.chosen, source.source, source.customers, settings.shard_customers)
+            problem, solution.chosen, source.source, source.customers)
     # where the workers held the pairs, or p_redeem is read again, the plan is judged on its
     # own chosen pairs
     return certified(problem if solution.plan_problem is None else solution.plan_problem,
