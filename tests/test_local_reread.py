@@ -181,7 +181,7 @@ def _groups(data: Path) -> None:
 CASES: dict[str, dict[str, Any]] = {
     "targets": {"prepare": _targets}, "groups": {"prepare": _groups},
     "dataset": {"prepare": _dataset}, "stream": {"solver": {"stream_scores": True}},
-    "url": {"prepare": _outside, "url": True}, "empty": {"rules": {"global_budget": 0.0}},
+    "url": {"prepare": _outside, "url": True}, "exact": {"solver": {"method": "exact"}}, "empty": {"rules": {"global_budget": 0.0}},
     "previous-run": {"args": ("--previous-run", "{prev}")},
     "warm-start": {"args": ("--warm-start", "{prev}")},
     "append-history": {"args": ("--append-history",)},
