@@ -13,7 +13,9 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
 (where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
 those of the chunks it checks at a time, and those of every block while they hold at most
 :func:`polish_reach` pairs; none where the table has more rows than that reach, which the
-driver then leaves to the workers, :func:`shards_report_layout`)
+driver then leaves to the workers, :func:`shards_report_layout`; where a local run reads its plan's ``p_redeem`` again,
+:func:`pairs_read_again`, its slots past that reach are counted without their ``p_redeem``,
+``BYTES_OF_P_REDEEM`` less)
 
 and compares it with ``solver.memory_limit_gb`` (default: the memory available when the run starts,
 ``MemAvailable`` in /proc/meminfo, else ``SC_AVPHYS_PAGES x SC_PAGE_SIZE``), held below the process's
@@ -42,6 +44,9 @@ from optimizer.io.load import parquet_rows, table_path
 from optimizer.io.validate import Inputs
 
 BYTES_PER_SLOT = 64
+# of which a slot's p_redeem, which a local run on the scores path may not hold
+# (pairs_read_again)
+BYTES_OF_P_REDEEM = 8
 # a scores row read whole: IDs, indices, p_redeem and value while checked, then the kept columns
 BYTES_PER_SCORES_ROW = 64
 BYTES_PER_DENSE_CELL = 160
@@ -146,19 +151,32 @@ def worker_scores(scenario: Scenario) -> Path | str | None:
     return None if isinstance(path, Path) and path.suffix == ".csv" else path
 
 
-def workers_hold_pairs(inputs: Inputs, scenario: Scenario) -> bool:
-    """Whether the Dask workers hold every candidate pair and the driver none
-    (:mod:`optimizer.model.layout`): the ``scores`` path read from Parquet, ``solver.backend =
-    "dask"`` with ``solver.repair = "shards"`` (the plans repaired and kept on the shards), every
-    listed pair kept (no ``scores_per_customer`` choice over every customer's pairs), no change
-    penalty or pins (added to, or taken out of, built blocks) and no funders, group flights or
-    channels (their cuts and assignment run over the driver's pairs)."""
+def pairs_read_again(inputs: Inputs, scenario: Scenario) -> str | None:
+    """Who may let the candidate pairs (or their ``p_redeem``) go and read them again from the
+    ``scores`` table: ``"workers"`` where the Dask workers hold every candidate pair and the
+    driver none (:mod:`optimizer.model.layout`: ``solver.backend = "dask"`` with ``solver.repair
+    = "shards"``, the plans repaired and kept on the shards), ``"driver"`` where the local run's
+    blocks hold no ``p_redeem`` past the polish's reach and the plan's chosen pairs read theirs
+    again (:func:`optimizer.model.chosen.read_plan_again`), else ``None``. Either needs the
+    ``scores`` path read from Parquet, every listed pair kept (no ``scores_per_customer``
+    choice over every customer's pairs), no change penalty or pins (added to, or taken out of,
+    built blocks) and no funders, group flights or channels (their cuts and assignment run over
+    the driver's pairs, and the funders' report reads every chosen pair's ``p_redeem``)."""
     solver, rules, keep = scenario.solver, scenario.rules, scenario.solver.scores_per_customer
-    return (solver.backend == "dask" and solver.repair == "shards" and inputs.has_scores
-            and (keep is None or keep >= inputs.n_offers)
+    if not (inputs.has_scores and (keep is None or keep >= inputs.n_offers)
             and rules.change_penalty == 0 and not rules.pin and inputs.funders is None
             and inputs.flights is None and inputs.channels is None
-            and worker_scores(scenario) is not None)
+            and worker_scores(scenario) is not None):
+        return None
+    if solver.backend == "local":
+        return "driver"
+    return "workers" if solver.repair == "shards" else None
+
+
+def workers_hold_pairs(inputs: Inputs, scenario: Scenario) -> bool:
+    """Whether the Dask workers hold every candidate pair and the driver none
+    (:func:`pairs_read_again` is ``"workers"``)."""
+    return pairs_read_again(inputs, scenario) == "workers"
 
 
 def shards_report_layout(inputs: Inputs, hold_up_to: int) -> bool:
@@ -213,11 +231,14 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
         # and every block while they hold at most the polish's reach (counted a slot a pair)
         slots = min(slots, slots * held // max(inputs.n_customers, 1)
                     + polish_reach(scenario.solver))
+    candidates = slots * BYTES_PER_SLOT
+    if pairs_read_again(inputs, scenario) == "driver":  # no p_redeem past the polish's reach
+        candidates -= max(slots - polish_reach(scenario.solver), 0) * BYTES_OF_P_REDEEM
     dense = 0
     if not inputs.has_scores:
         dense = min(scenario.solver.chunk_size, inputs.n_customers) * inputs.n_offers
     limit, source = memory_limit(scenario)
-    return MemoryEstimate(size * INPUT_COPIES, slots, slots * BYTES_PER_SLOT,
+    return MemoryEstimate(size * INPUT_COPIES, slots, candidates,
                           dense * BYTES_PER_DENSE_CELL, limit, source)
 
 
@@ -286,10 +307,14 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"chunks at a time ({est.candidate_slots:,} candidate slots, "
                      f"{gb(est.candidates)})")
     else:
+        # every pair kept, a slot is counted without its p_redeem; a choice holds it
+        bare = (f" without their p_redeem, which the plan's pairs read again; a choice holds "
+                f"{BYTES_OF_P_REDEEM} bytes a slot more" if pairs_read_again(inputs, scenario)
+                == "driver" else "")
         hints.append(f"keep fewer of the scores table's pairs per customer with "
                      f"solver.scores_per_customer (now "
                      f"{scenario.solver.scores_per_customer or 'all'}: {est.candidate_slots:,} "
-                     f"candidate slots, {gb(est.candidates)}) or lower solver.chunk_size (now "
+                     f"candidate slots, {gb(est.candidates)}{bare}) or lower solver.chunk_size (now "
                      f"{scenario.solver.chunk_size:,}; chunks are padded to their widest customer)")
         if scenario.solver.memory_limit_gb is None and scenario.solver.scores_per_customer is None:
             hints.append("set solver.memory_limit_gb (with solver.scores_per_customer unset, the "

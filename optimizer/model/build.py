@@ -24,7 +24,12 @@ import polars as pl
 
 from optimizer.core.config import Rules, Scenario
 from optimizer.core.parallel import chunks, in_order, thread_count
-from optimizer.io.memory import shards_report_layout, worker_scores, workers_hold_pairs
+from optimizer.io.memory import (
+    pairs_read_again,
+    shards_report_layout,
+    worker_scores,
+    workers_hold_pairs,
+)
 from optimizer.io.scores_stream import (
     ScoresChunk,
     checked_customer_ids,
@@ -41,7 +46,7 @@ from optimizer.model.eligibility import EligibilityRules, compile_rules, custome
 from optimizer.model.flights import FlightPlan, has_flights, paced_budget, plan_flights
 from optimizer.model.funders import funder_data, with_group_flights
 from optimizer.model.groups import group_data
-from optimizer.model.layout import held_blocks, pending
+from optimizer.model.layout import held_blocks, p_redeem_let_go, pending
 from optimizer.model.pins import PinPlan, in_flight, plan_pins
 from optimizer.model.problem import (
     AssignmentProblem,
@@ -84,7 +89,9 @@ class Built:
     ``affinity.pricing_rounds``, the blocks as built, before the change penalty's bonus and
     the pins touched the problem's (shallow copies of them), into which :func:`with_candidates`
     merges the pairs a round prices in; ``candidate_keys``: the pairs
-    :func:`with_candidates` added."""
+    :func:`with_candidates` added; ``p_redeem_read_again``: a local run's blocks hold no
+    ``p_redeem`` (:func:`~optimizer.model.layout.p_redeem_let_go`), its plan's chosen pairs
+    read theirs again from ``source`` (:func:`~optimizer.model.chosen.read_plan_again`)."""
 
     problem: AssignmentProblem
     inputs: Inputs
@@ -101,6 +108,7 @@ class Built:
     source_note: str = ""
     made: list[CandidateBlock] = field(default_factory=list)
     candidate_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    p_redeem_read_again: bool = False
 
     @property
     def start_prices(self) -> Prices | None:
@@ -122,8 +130,8 @@ def build_problem(inputs: Inputs, scenario: Scenario, cats: OfferCategories,
     run folder holding last week's lists (default: history's rows of the week before, read
     only when ``rules.change_penalty`` or ``rules.pin`` is set); ``hold_pairs_up_to``: where the
     Dask workers can hold every pair (:func:`~optimizer.io.memory.workers_hold_pairs`), the
-    driver keeps the blocks' layout only once they hold more pairs than this (``None``: it
-    keeps every block)."""
+    driver keeps the blocks' layout only once they hold more pairs than this, and a local run
+    the blocks without their ``p_redeem`` (``None``: it keeps every block whole)."""
     rules_cfg = scenario.rules
     offers = offer_data(inputs.offers, cats.table, cats.names, rules_cfg.budget_scale)
     flights = None
@@ -231,7 +239,7 @@ def _finish(built: Built, scenario: Scenario, model: AffinityModel | None,
     if previous is not None and rules_cfg.pin and rows is None:
         flight = in_flight(inputs.offers, scenario.week, inputs.flights)
         built.pins = plan_pins(built.problem, previous, flight, built.rules, warn=not again)
-    if scenario.solver.backend == "dask" and rows is None:
+    if (scenario.solver.backend == "dask" or built.p_redeem_read_again) and rows is None:
         built.source, built.source_note = worker_inputs(built, scenario, model)
 
 
@@ -394,6 +402,10 @@ def _add_blocks(built: Built, inputs: Inputs, scenario: Scenario, model: Affinit
     problem = built.problem
     if hold_up_to is not None and rows is None and workers_hold_pairs(inputs, scenario):
         problem.blocks, problem.layout = held_blocks(every, hold_up_to)
+    elif (hold_up_to is not None and rows is None
+          and pairs_read_again(inputs, scenario) == "driver"):
+        # a local run: past the polish's reach its plan's p_redeem is read again
+        problem.blocks, built.p_redeem_read_again = p_redeem_let_go(every, hold_up_to)
     else:
         problem.blocks = list(every)
     # no customer had more pairs than kept: the plain run, neither started from the

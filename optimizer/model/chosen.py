@@ -8,7 +8,9 @@ holds no candidate pairs: :func:`chosen_problem` lays them out as an
 :class:`~optimizer.model.problem.AssignmentProblem` whose blocks hold the chosen pairs only,
 every slot chosen. Its pairs come in the whole problem's order (customer by customer, within a
 customer in slot order), so the sums taken in that order (the budgets' use, the withheld
-score) are the same bits as over the whole problem and its masks.
+score) are the same bits as over the whole problem and its masks. A local run whose blocks hold
+no ``p_redeem`` gives its plan so too (:func:`read_plan_again`), the pairs' ``p_redeem`` read
+again from the table as a worker reads its shard's (:func:`reread_p_redeem`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import polars as pl
 
 from optimizer.core.errors import InputError
 from optimizer.io.scores_stream import scores_of_customers
+from optimizer.model.layout import held_blocks
 from optimizer.model.problem import AssignmentProblem, CandidateBlock, block_from_pairs
 
 if TYPE_CHECKING:
@@ -129,5 +132,60 @@ def chosen_problem(problem: AssignmentProblem, parts: Sequence[PlanPairs]
     return replace(problem, blocks=blocks), [b.offer >= 0 for b in blocks]
 
 
-__all__ = ["PlanPairs", "chosen_block", "chosen_pairs_of", "chosen_problem",
-           "reread_p_redeem"]
+def pairs_between(pairs: PlanPairs, lo: int, hi: int) -> PlanPairs:
+    """The pairs of ``pairs`` whose customer is in ``[lo, hi)``."""
+    first, end = np.searchsorted(pairs.customers, [lo, hi])
+    at = np.r_[0, np.cumsum(pairs.counts)]
+    a, b = int(at[first]), int(at[end])
+    return PlanPairs(pairs.customers[first:end], pairs.counts[first:end], pairs.cap[first:end],
+                     pairs.offer[a:b], pairs.value[a:b], pairs.p_redeem[a:b])
+
+
+# planned customers whose rows of the scores table are read again at a time: their rows (about
+# 50 each on the benchmarks) are held at once, and each time the table's customer_id column is
+# read whole (2.0 s on the 5 M table); at 1 M customers a read of every planned customer's rows
+# at once raised the run's peak from 2.97 to 4.33 GB
+REREAD_CUSTOMERS = 1 << 18
+
+
+def read_plan_again(problem: AssignmentProblem, chosen: Sequence[np.ndarray],
+                    source: ScoresSource, customers: pl.DataFrame
+                    ) -> tuple[AssignmentProblem, list[np.ndarray]]:
+    """The plan ``chosen`` of ``problem``, whose blocks hold no ``p_redeem`` (a local run's past
+    the polish's reach: :func:`optimizer.model.layout.p_redeem_let_go`), as the problem of its
+    chosen pairs (:func:`chosen_problem`: a block per ``REREAD_CUSTOMERS`` planned customers)
+    with their ``p_redeem`` read again from the ``scores`` table of ``customers`` (the
+    customers table's IDs and ``c``), those customers' rows at a time
+    (:func:`reread_p_redeem`; a table changed since the build is refused as there), and its
+    masks: the problem the workers' plan comes back as. It keeps ``problem``'s layout (its
+    pairs' count and largest cap)."""
+    pairs = chosen_pairs_of(problem, chosen)
+    planned = pairs.customers
+    parts = []
+    for first in range(0, planned.size, REREAD_CUSTOMERS):
+        last = min(first + REREAD_CUSTOMERS, planned.size) - 1
+        lo, hi = int(planned[first]), int(planned[last]) + 1
+        parts.append(reread_p_redeem(pairs_between(pairs, lo, hi), source,
+                                     customers.slice(lo, hi - lo)))
+    _, layout = held_blocks(problem.blocks, -1)  # every block's shape, the pairs' count
+    plan, masks = chosen_problem(replace(problem, layout=layout), parts or [pairs])
+    # each pair's cost is p_redeem x discount, as the build made it: a p_redeem read again that
+    # gives another cost was changed in the table since (a pair gone is refused above)
+    cost = [np.zeros(0)] + [b.cost[m] for b, m in zip(problem.blocks, chosen)]
+    again = [np.zeros(0)] + [b.cost[m] for b, m in zip(plan.blocks, masks)]
+    changed = np.flatnonzero(np.concatenate(cost) != np.concatenate(again))
+    if changed.size:
+        ids = customers.get_column("customer_id")
+        sample = [{"customer_id": ids[int(pairs.c[k])],
+                   "offer_id": source.offers.get_column("offer_id")[int(pairs.offer[k])],
+                   "p_redeem": float(np.concatenate([p.p_redeem for p in parts])[k])}
+                  for k in changed[:5]]
+        raise InputError("scores", "p_redeem",
+                         "a planned pair's p_redeem read again from the scores table is not the "
+                         "one the run read: the table changed during the run", sample=sample,
+                         count=int(changed.size))
+    return plan, masks
+
+
+__all__ = ["PlanPairs", "chosen_block", "chosen_pairs_of", "chosen_problem", "pairs_between",
+           "read_plan_again", "reread_p_redeem"]

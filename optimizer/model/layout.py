@@ -15,10 +15,15 @@ A table of more rows than the polish's reach is not read by the driver at all
 (:func:`optimizer.io.memory.shards_report_layout`): its layout starts :func:`pending` (the
 blocks' customers and caps, which need no row) and the shards, checking and auditing their own
 rows as they build them, report the rest (:mod:`optimizer.solve.lagrangian.built_shard`).
+
+A local run on the same path (:func:`~optimizer.io.memory.pairs_read_again` is ``"driver"``)
+keeps its blocks but lets their ``p_redeem`` go past the polish's reach (:func:`p_redeem_let_go`):
+its plan's chosen pairs read theirs again from the table, as the workers' do
+(:func:`optimizer.model.chosen.read_plan_again`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -95,4 +100,30 @@ def held_blocks(blocks: Iterable[CandidateBlock], hold_up_to: int
     return [], BlockLayout(bounds, widths, row_pairs, max_cap)
 
 
-__all__ = ["BlockLayout", "held_blocks", "pending"]
+def without_p_redeem(block: CandidateBlock) -> CandidateBlock:
+    """``block`` whose ``p_redeem`` is a zero view of its shape (no memory: 8 bytes a slot
+    less). The passes, plans, repair and refill never read it (a pair's cost already holds
+    ``p_redeem`` x its discount); a plan's outputs do, once it is read again for the plan's
+    chosen pairs (:func:`optimizer.model.chosen.reread_p_redeem`)."""
+    return replace(block, p_redeem=np.broadcast_to(np.float64(0.0), block.offer.shape))
+
+
+def p_redeem_let_go(blocks: Iterable[CandidateBlock], hold_up_to: int
+                    ) -> tuple[list[CandidateBlock], bool]:
+    """The blocks of ``blocks`` (consumed in order) and whether they let their ``p_redeem`` go
+    (:func:`without_p_redeem`): once they hold more than ``hold_up_to`` pairs in all (the
+    polish's reach: the polish copies ``p_redeem`` into the core it re-solves, and runs on no
+    larger problem), every block does, those kept so far too."""
+    kept: list[CandidateBlock] = []
+    total, gone = 0, False
+    for block in blocks:
+        if not gone:
+            total += block.n_pairs
+            if total > hold_up_to:
+                gone = True
+                kept = [without_p_redeem(b) for b in kept]
+        kept.append(without_p_redeem(block) if gone else block)
+    return kept, gone
+
+
+__all__ = ["BlockLayout", "held_blocks", "p_redeem_let_go", "pending", "without_p_redeem"]

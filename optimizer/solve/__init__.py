@@ -9,6 +9,7 @@ from optimizer.core.errors import SolverError
 from optimizer.io.memory import POLISH_REACH as _POLISH_REACH
 from optimizer.io.memory import polish_reach
 from optimizer.model.build import WorkerInputs
+from optimizer.model.chosen import read_plan_again
 from optimizer.model.problem import AssignmentProblem, Prices, Solution, Status
 from optimizer.solve.exact import solve_exact
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
@@ -37,10 +38,16 @@ def solve(problem: AssignmentProblem, settings: Solver, warm_start: Prices | Non
     and cheap); at a million customers the polish would cost seconds for a few units of value.
     Nor is it run when the problem has more than ``_POLISH_REACH`` times ``polish_pairs`` pairs.
     A skipped polish is recorded with its reason. ``source``: on ``solver.backend = "dask"``,
-    the inputs from which the workers build their own shards (else the driver's blocks are sent).
+    the inputs from which the workers build their own shards (else the driver's blocks are sent);
+    on ``"local"``, where the plan's chosen pairs read their ``p_redeem`` again (the blocks
+    hold none: :func:`optimizer.model.chosen.read_plan_again`).
     """
     solution = _solve(problem, settings, warm_start, progress, source)
-    # where the workers held the pairs, the plan is judged on its own chosen pairs
+    if settings.backend == "local" and source is not None:  # the blocks hold no p_redeem
+        solution.plan_problem, solution.chosen = read_plan_again(
+            problem, solution.chosen, source.source, source.customers)
+    # where the workers held the pairs, or p_redeem is read again, the plan is judged on its
+    # own chosen pairs
     return certified(problem if solution.plan_problem is None else solution.plan_problem,
                      solution)
 

@@ -23,7 +23,7 @@ import polars as pl
 from optimizer.core.allocator import release_freed_memory
 from optimizer.model.build import ScoresSource, source_blocks
 from optimizer.model.chosen import PlanPairs, reread_p_redeem
-from optimizer.model.layout import BlockLayout
+from optimizer.model.layout import BlockLayout, without_p_redeem
 from optimizer.model.problem import AssignmentProblem, CandidateBlock
 from optimizer.solve.lagrangian.shard import Shard
 from optimizer.solve.lagrangian.shards import ShardSpec, shard_problem, widened
@@ -51,20 +51,16 @@ def built_pieces(source: ScoresSource, customers: pl.DataFrame, caps: np.ndarray
     without ``p_redeem`` (the passes never read it: a zero view, 8 bytes a pair less, let go
     at once, not once every shard of the worker has reported), and their :class:`BuildReport`."""
     blocks, audit, rows = source_blocks(source, customers, caps, bounds)
-    blocks = [_no_p_redeem(b) for b in blocks]
+    blocks = [without_p_redeem(b) for b in blocks]
     return blocks, BuildReport([int(b.offer.shape[1]) for b in blocks],
                                [(b.offer >= 0).sum(axis=1, dtype=np.int32) for b in blocks],
                                audit, rows)
 
 
-def _no_p_redeem(block: CandidateBlock) -> CandidateBlock:
-    return replace(block, p_redeem=np.broadcast_to(np.float64(0.0), block.offer.shape))
-
-
 def solving_blocks(blocks: list[CandidateBlock], widths: Sequence[int]) -> list[CandidateBlock]:
     """The pieces as a shard solves them: widened to their blocks' ``widths``, ``p_redeem``
     a zero view still."""
-    return [b if b.offer.shape[1] == width else _no_p_redeem(widened(b, width))
+    return [b if b.offer.shape[1] == width else without_p_redeem(widened(b, width))
             for b, width in zip(blocks, widths)]
 
 
