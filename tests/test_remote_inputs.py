@@ -349,3 +349,30 @@ def test_padded_text_ids_are_read_trimmed_from_every_row_group(world, tmp_path):
             assert untrimmed.height < want.height
     finally:
         fs.rm("memory://offeropt-padded", recursive=True)
+
+
+@pytest.mark.parametrize("trim", [False, True])
+@pytest.mark.parametrize("ids", ["integers", "text"])
+def test_rows_of_keeps_the_listed_ids_only(tmp_path, ids, trim):
+    """The read's filter states the values' range beside the membership (so polars skips row
+    groups outside it): rows are kept exactly as by membership alone, for values listed out of
+    order, text IDs of several lengths (whose order is the text's, not the numbers') and a
+    table stored in another order than the values."""
+    rng = np.random.default_rng(7)
+    raw = rng.permutation(np.r_[np.arange(1, 40), [100, 905, 1000, 7]])
+    stored = pl.Series("customer_id", raw)
+    if ids == "text":
+        stored = stored.cast(pl.Utf8)
+        if trim:
+            stored = stored.to_frame().select(pl.format(" {} ", "customer_id")).to_series()
+    table = pl.DataFrame({"customer_id": stored, "offer_id": np.arange(raw.size) % 3,
+                          "p_redeem": rng.random(raw.size), "value": rng.random(raw.size)})
+    path = tmp_path / "scores.parquet"
+    table.write_parquet(path, row_group_size=5)
+    wanted = [905, 3, 100, 38] if ids == "integers" else ["905", "3", "100", "38"]
+    values = pl.Series("customer_id", wanted)
+    got = read_table_rows(path, "scores", "customer_id", values, trim=trim and ids == "text")
+    key = pl.col("customer_id").cast(pl.Utf8).str.strip_chars()
+    expected = table.filter(key.is_in(pl.Series([str(w) for w in wanted]).implode()))
+    assert got.height == 4
+    assert got.get_column("value").to_list() == expected.get_column("value").to_list()
