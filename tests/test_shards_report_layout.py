@@ -112,7 +112,45 @@ def test_workers_report_the_layout_and_the_run_is_the_local_one(scores, tmp_path
     backend = other["solver"]["backend"]
     assert backend["driver_holds_pairs"] is False and backend["shards"] == 3
     assert backend["driver_scores_pass"] == ("customer_ids" if stream else "none")
-    assert other["memory"]["candidate_slots"] == 0
+    # at most the polish's reach of slots (the blocks the driver would build after all)
+    assert other["memory"]["candidate_slots"] == 200
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("stream", [False, True])
+def test_past_the_reach_in_rows_but_within_it_in_pairs_the_polish_runs_as_locally(
+        scores, tmp_path, monkeypatch, stream):
+    """A table of more rows than the polish's reach (polish_pairs = POLISH: 200 x POLISH pairs)
+    whose rules keep no more pairs, its gap not certified in 2 passes: the local run polishes.
+    The Dask run's shards check, audit and build the rows and report the layout (the driver's
+    build keeps no block), then the driver builds the blocks after all: the same polish, the
+    local run's folder and manifest (the audit counted once), byte for byte."""
+    knobs = {"stream_scores": stream, "polish_pairs": POLISH, "max_iterations": 2,
+             "gap_tolerance": 1e-12}
+    code, out, local, manifest = _run(tmp_path / "local", scores, **knobs)
+    assert code == 0, out
+    rows, reach = pl.read_parquet(scores / "scores.parquet").height, 200 * POLISH
+    assert manifest["candidate_pairs"] <= reach < rows, (manifest["candidate_pairs"], rows)
+    polished = manifest["solver"]["polish"]
+    assert polished["status"] != "skipped" and polished["pairs"] > 0, polished
+
+    def refused(*args: Any) -> Any:
+        raise AssertionError("the driver's build kept the blocks within the reach")
+
+    monkeypatch.setattr("optimizer.model.build.held_blocks", refused)  # the layout first
+    code, out, files, other = _run(tmp_path / "two", scores, backend="dask", workers=2,
+                                   **knobs)
+    assert code == 0, out
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    assert _comparable(other) == _comparable(manifest)  # the polish's record, the audit too
+    backend = other["solver"]["backend"]
+    assert backend["driver_scores_pass"] == "blocks_after_layout", backend
+    assert backend["driver_holds_pairs"] is True and backend["shards_built_by"] == "workers"
+    assert other["memory"]["candidate_slots"] == reach
+
+
+POLISH = 4  # the reach: 800 pairs
 
 
 def _broken(scores: Path, target: Path, case: str) -> Path:
