@@ -116,23 +116,35 @@ def test_workers_report_the_layout_and_the_run_is_the_local_one(scores, tmp_path
     assert other["memory"]["candidate_slots"] == 200
 
 
+@pytest.fixture(scope="module")
+def thousand(tmp_path_factory) -> Path:
+    """1,000 customers, 8 scored offers each: 8,000 rows, of which the rules keep 5,733 pairs."""
+    root = tmp_path_factory.mktemp("thousand") / "scores"
+    write_demo_data(root, customers=1000, offers=20, seed=1, scores_per_customer=8)
+    return root
+
+
 @pytest.mark.cluster
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("data, polish, stream", [("scores", 4, False), ("scores", 4, True),
+                                                  ("thousand", 30, False)])
 def test_past_the_reach_in_rows_but_within_it_in_pairs_the_polish_runs_as_locally(
-        scores, tmp_path, monkeypatch, stream):
-    """A table of more rows than the polish's reach (polish_pairs = POLISH: 200 x POLISH pairs)
-    whose rules keep no more pairs, its gap not certified in 2 passes: the local run polishes.
-    The Dask run's shards check, audit and build the rows and report the layout (the driver's
-    build keeps no block), then the driver builds the blocks after all: the same polish, the
-    local run's folder and manifest (the audit counted once), byte for byte."""
-    knobs = {"stream_scores": stream, "polish_pairs": POLISH, "max_iterations": 2,
+        request, tmp_path, monkeypatch, data, polish, stream):
+    """A table of more rows than the polish's reach (``polish`` x 200 pairs) whose rules keep
+    no more pairs, its gap not certified in 2 passes: the local run polishes (on ``thousand``
+    the polish changes the plan). The Dask run's shards check, audit and build the rows and
+    report the layout (the driver's build keeps no block), then the driver builds the blocks
+    after all: the same polish, the local run's folder and manifest (the audit counted once),
+    byte for byte."""
+    scores = request.getfixturevalue(data)
+    knobs = {"stream_scores": stream, "polish_pairs": polish, "max_iterations": 2,
              "gap_tolerance": 1e-12}
     code, out, local, manifest = _run(tmp_path / "local", scores, **knobs)
     assert code == 0, out
-    rows, reach = pl.read_parquet(scores / "scores.parquet").height, 200 * POLISH
+    rows, reach = pl.read_parquet(scores / "scores.parquet").height, 200 * polish
     assert manifest["candidate_pairs"] <= reach < rows, (manifest["candidate_pairs"], rows)
     polished = manifest["solver"]["polish"]
     assert polished["status"] != "skipped" and polished["pairs"] > 0, polished
+    assert polished["accepted"] is (data == "thousand"), polished
 
     def refused(*args: Any) -> Any:
         raise AssertionError("the driver's build kept the blocks within the reach")
@@ -148,9 +160,6 @@ def test_past_the_reach_in_rows_but_within_it_in_pairs_the_polish_runs_as_locall
     assert backend["driver_scores_pass"] == "blocks_after_layout", backend
     assert backend["driver_holds_pairs"] is True and backend["shards_built_by"] == "workers"
     assert other["memory"]["candidate_slots"] == reach
-
-
-POLISH = 4  # the reach: 800 pairs
 
 
 def _broken(scores: Path, target: Path, case: str) -> Path:
