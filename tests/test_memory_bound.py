@@ -183,7 +183,7 @@ def test_the_pairs_kept_never_depend_on_the_cores_where_workers_hold_them(tmp_pa
 def test_a_driver_within_the_polish_reach_is_counted_with_every_pair(tmp_path):
     """Where the workers could hold every pair, a table within the polish's reach
     (solve.polish_reach: solver.polish_pairs x 200) of rows is read by the driver, which keeps
-    its blocks: counted whole, as the local run's driver; past it, none is counted."""
+    its blocks: counted whole, as the local run's driver; past it, at most the reach of slots."""
     data = tmp_path / "data"
     write_demo_data(data, customers=2000, offers=20, seed=1, scores_per_customer=8)
     path = write_scenario(tmp_path / "s.toml", data=str(data), solver={
@@ -195,6 +195,7 @@ def test_a_driver_within_the_polish_reach_is_counted_with_every_pair(tmp_path):
 
     every = slots("solver.backend='local'")
     assert slots() == every  # 16,000 slots, within 10,000 x 200 pairs: every block kept
-    # more rows (16,000) than the reach: the driver reads none of them (the workers do)
-    assert slots("solver.polish_pairs=0") == slots("solver.polish_pairs=10") == 0
+    # more rows (16,000) than the reach: the driver reads none of them (the workers do), and
+    # builds the blocks after all only where the rules keep at most the reach of pairs
+    assert slots("solver.polish_pairs=0") == 0 and slots("solver.polish_pairs=10") == 2000
     assert slots("solver.polish_pairs=80") == every  # 16,000 rows within 80 x 200

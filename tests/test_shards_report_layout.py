@@ -112,7 +112,54 @@ def test_workers_report_the_layout_and_the_run_is_the_local_one(scores, tmp_path
     backend = other["solver"]["backend"]
     assert backend["driver_holds_pairs"] is False and backend["shards"] == 3
     assert backend["driver_scores_pass"] == ("customer_ids" if stream else "none")
-    assert other["memory"]["candidate_slots"] == 0
+    # at most the polish's reach of slots (the blocks the driver would build after all)
+    assert other["memory"]["candidate_slots"] == 200
+
+
+@pytest.fixture(scope="module")
+def thousand(tmp_path_factory) -> Path:
+    """1,000 customers, 8 scored offers each: 8,000 rows, of which the rules keep 5,733 pairs."""
+    root = tmp_path_factory.mktemp("thousand") / "scores"
+    write_demo_data(root, customers=1000, offers=20, seed=1, scores_per_customer=8)
+    return root
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("data, polish, stream", [("scores", 4, False), ("scores", 4, True),
+                                                  ("thousand", 30, False)])
+def test_past_the_reach_in_rows_but_within_it_in_pairs_the_polish_runs_as_locally(
+        request, tmp_path, monkeypatch, data, polish, stream):
+    """A table of more rows than the polish's reach (``polish`` x 200 pairs) whose rules keep
+    no more pairs, its gap not certified in 2 passes: the local run polishes (on ``thousand``
+    the polish changes the plan). The Dask run's shards check, audit and build the rows and
+    report the layout (the driver's build keeps no block), then the driver builds the blocks
+    after all: the same polish, the local run's folder and manifest (the audit counted once),
+    byte for byte."""
+    scores = request.getfixturevalue(data)
+    knobs = {"stream_scores": stream, "polish_pairs": polish, "max_iterations": 2,
+             "gap_tolerance": 1e-12}
+    code, out, local, manifest = _run(tmp_path / "local", scores, **knobs)
+    assert code == 0, out
+    rows, reach = pl.read_parquet(scores / "scores.parquet").height, 200 * polish
+    assert manifest["candidate_pairs"] <= reach < rows, (manifest["candidate_pairs"], rows)
+    polished = manifest["solver"]["polish"]
+    assert polished["status"] != "skipped" and polished["pairs"] > 0, polished
+    assert polished["accepted"] is (data == "thousand"), polished
+
+    def refused(*args: Any) -> Any:
+        raise AssertionError("the driver's build kept the blocks within the reach")
+
+    monkeypatch.setattr("optimizer.model.build.held_blocks", refused)  # the layout first
+    code, out, files, other = _run(tmp_path / "two", scores, backend="dask", workers=2,
+                                   **knobs)
+    assert code == 0, out
+    for f in FILES:
+        assert files[f] == local[f], f"{f} differs: " + _diff(local[f], files[f], f)
+    assert _comparable(other) == _comparable(manifest)  # the polish's record, the audit too
+    backend = other["solver"]["backend"]
+    assert backend["driver_scores_pass"] == "blocks_after_layout", backend
+    assert backend["driver_holds_pairs"] is True and backend["shards_built_by"] == "workers"
+    assert other["memory"]["candidate_slots"] == reach
 
 
 def _broken(scores: Path, target: Path, case: str) -> Path:

@@ -12,8 +12,9 @@ Right after the inputs are loaded, :func:`check_memory` estimates the run's peak
 
 (where the Dask workers hold every pair, :func:`workers_hold_pairs`, the driver's candidates are
 those of the chunks it checks at a time, and those of every block while they hold at most
-:func:`polish_reach` pairs; none where the table has more rows than that reach, which the
-driver then leaves to the workers, :func:`shards_report_layout`; where a local run reads its plan's ``p_redeem`` again,
+:func:`polish_reach` pairs; where the table has more rows than that reach, which the driver
+then leaves to the workers, :func:`shards_report_layout`, at most that reach of slots: the
+blocks it builds after all where the rules keep no more pairs; where a local run reads its plan's ``p_redeem`` again,
 :func:`pairs_read_again`, its slots past that reach are counted without their ``p_redeem``,
 ``BYTES_OF_P_REDEEM`` less)
 
@@ -184,7 +185,9 @@ def shards_report_layout(inputs: Inputs, hold_up_to: int) -> bool:
     leaves the ``scores`` table's rows to them (the workers check and audit their rows and
     report the blocks' layout) rather than reading every row through the build: when the table
     has more rows (its metadata's count) than the ``hold_up_to`` pairs the driver would keep
-    for the polish, so the polish is out of reach whatever the rules keep."""
+    for the polish. Where the rules keep no more pairs than that, the driver builds the blocks
+    after all once the shards have reported them
+    (:meth:`~optimizer.solve.backends.dask_shards.DaskShards._reported_layout`)."""
     return inputs.row_counts.get("scores", 0) > hold_up_to
 
 
@@ -223,8 +226,10 @@ def estimate_memory(inputs: Inputs, scenario: Scenario,
         listed = _listed_per_customer(inputs)
     slots = _candidate_slots(inputs, scenario, listed)
     if workers_hold_pairs(inputs, scenario) and shards_report_layout(
-            inputs, polish_reach(scenario.solver)):  # the driver builds no block
-        slots = 0
+            inputs, polish_reach(scenario.solver)):
+        # the driver builds no block, unless the shards report at most the polish's reach of
+        # pairs: it then builds them (counted a slot a pair, as below)
+        slots = min(slots, polish_reach(scenario.solver))
     elif workers_hold_pairs(inputs, scenario):  # the driver holds the chunks being checked only
         threads = thread_count(scenario.solver.threads if threads is None else threads)
         held = min(inputs.n_customers, scenario.solver.chunk_size * (threads + 1) * 2)
@@ -296,9 +301,12 @@ def check_memory(inputs: Inputs, scenario: Scenario) -> MemoryEstimate:
                      f"candidate slots, {gb(est.candidates)})")
         hints.append(f"lower solver.chunk_size (now {scenario.solver.chunk_size:,}: "
                      f"{gb(est.working_chunk)} per chunk of dense scores)")
-    elif workers_hold_pairs(inputs, scenario) and not est.candidate_slots:
-        hints.append("the driver holds none of the scores table's pairs (the Dask workers do): "
-                     "it needs its input tables only")
+    elif workers_hold_pairs(inputs, scenario) and shards_report_layout(
+            inputs, polish_reach(scenario.solver)):
+        hints.append("the driver holds none of the scores table's pairs (the Dask workers do; "
+                     "it builds the blocks only where the rules keep at most the polish's reach "
+                     f"of pairs, solver.polish_pairs x {POLISH_REACH}): it needs its input "
+                     "tables only")
     elif workers_hold_pairs(inputs, scenario):  # a choice of pairs puts them on the driver
         threads = scenario.solver.threads
         hints.append(f"lower solver.threads (now {threads}: {thread_count(threads)} threads) or "

@@ -14,7 +14,9 @@ re-solves a core of the pairs on the driver), so the plan is the one the local r
 A table of more rows than the polish's reach is not read by the driver at all
 (:func:`optimizer.io.memory.shards_report_layout`): its layout starts :func:`pending` (the
 blocks' customers and caps, which need no row) and the shards, checking and auditing their own
-rows as they build them, report the rest (:mod:`optimizer.solve.lagrangian.built_shard`).
+rows as they build them, report the rest (:mod:`optimizer.solve.lagrangian.built_shard`); where
+they report no more pairs than that reach, the driver then builds the blocks after all
+(:func:`~optimizer.solve.lagrangian.built_shard.driver_blocks`) and drops the layout.
 
 A local run on the same path (:func:`~optimizer.io.memory.pairs_read_again` is ``"driver"``)
 keeps its blocks but lets their ``p_redeem`` go past the polish's reach (:func:`p_redeem_let_go`):

@@ -68,8 +68,11 @@ def _lagrangian(problem: AssignmentProblem, settings: Solver, lagrangian: Lagran
         raise SolverError("the driver holds no candidate pair but the workers cannot build "
                           "their own shards; no output was written")
 
+    # the polish's reach: where the shards' reports show no more pairs, the driver holds the
+    # blocks after all (the polish runs as in the local run)
+    reach = polish_reach(settings) if settings.polish_pairs > 0 else None
     shards = DaskShards(problem, settings.shard_customers, settings.scheduler, settings.workers,
-                        settings.memory_limit_gb, source, settings.kernel_cache)
+                        settings.memory_limit_gb, source, settings.kernel_cache, reach)
     try:  # the same pass loop, its shards on the workers
         solution = solve_lagrangian(problem, lagrangian, warm_start=warm_start,
                                     progress=progress, shards=shards)
@@ -133,10 +136,9 @@ def _polished(problem: AssignmentProblem, settings: Solver, solution: Solution,
         return PolishedSolution(**vars(solution), polish={
             "status": "skipped", "reason": "channels: the polish does not model them"})
     pairs = problem.n_pairs
-    if problem.layout is not None and pairs <= polish_reach(settings):  # rows past its reach
-        return PolishedSolution(**vars(solution), polish={
-            "status": "skipped", "reason": "the driver holds no pair: the scores table has more "
-            "rows than the polish's reach, left to the Dask workers"})
+    if problem.layout is not None and pairs <= polish_reach(settings):  # DaskShards' rule broken
+        raise SolverError("the driver holds no candidate pair within the polish's reach; no "
+                          "output was written")
     whole = pairs <= settings.polish_pairs
     if whole or (solution.status != Status.OPTIMAL and pairs <= polish_reach(settings)):
         if progress is not None:  # the polish can take a while: say so (marked by "polish")

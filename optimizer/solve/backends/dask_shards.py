@@ -21,8 +21,9 @@ builds its shards' blocks itself (:class:`~optimizer.solve.lagrangian.built_shar
 the driver sends the table's path, the scenario, the offers and rules once to every worker and each
 shard its stretch of the customers and caps; no candidate crosses the network. Where the driver
 read none of the table's rows (the problem's layout pending), the shards' reports of what they
-built give it (:meth:`DaskShards._reported_layout`). Otherwise the driver's blocks are
-scattered, each shard's to its worker.
+built give it (:meth:`DaskShards._reported_layout`); where those show no more pairs than the
+polish's reach, the driver then builds the blocks itself (the local run's, for the polish).
+Otherwise the driver's blocks are scattered, each shard's to its worker.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from optimizer.model.problem import AssignmentProblem
 from optimizer.solve.lagrangian.built_shard import (
     BuiltShard,
     added_audits,
+    driver_blocks,
     merged_layout,
     piece_widths,
 )
@@ -164,20 +166,24 @@ class DaskShards(ShardExecutor):
     """The shards of ``problem`` as actors on the workers of a Dask cluster (the cluster at
     ``scheduler``, or a new ``LocalCluster`` of ``workers`` processes).
 
-    ``rebuilt``: how many shards were rebuilt after their worker was lost."""
+    ``rebuilt``: how many shards were rebuilt after their worker was lost; ``hold_up_to``: the
+    polish's reach, within which the driver holds the blocks (:meth:`_reported_layout`)."""
 
     measure = True  # the bytes per pass go to the manifest
     packed = True  # the plans' first rows come back as bits
 
     def __init__(self, problem: AssignmentProblem, shard_customers: int, scheduler: str | None,
                  workers: int, memory_limit_gb: float | None = None,
-                 source: WorkerInputs | None = None, kernel_cache: str | None = None) -> None:
+                 source: WorkerInputs | None = None, kernel_cache: str | None = None,
+                 hold_up_to: int | None = None) -> None:
         super().__init__(problem, shard_customers)
+        self.stretch, self.hold_up_to = shard_customers, hold_up_to
         self.worker_peaks: list[float] = []
         self.worker_rss: list[float] = []
         self.kernels: list[dict[str, int]] = []
         self.source = source
         self.built_by = "workers" if source is not None else "driver"
+        self.scores_pass = source.scores_pass if source is not None else "blocks"
         self.setup_bytes = 0  # what the shards were sent to start: blocks, or inputs' stretches
         self.rebuilt = 0
         self.lost: set[str] = set()  # the addresses of the workers lost
@@ -219,7 +225,11 @@ class DaskShards(ShardExecutor):
         from the shards' reports of what they built (in shard order,
         :func:`~optimizer.solve.lagrangian.built_shard.merged_layout`), their audits added
         into the run's, and each shard's pieces widened to their blocks' slots. The rows the
-        shards read must be the table's (where the driver checks no shard's pairs)."""
+        shards read must be the table's (where the driver checks no shard's pairs). Where the
+        layout holds no more pairs than ``hold_up_to`` (the polish's reach), the driver builds
+        the blocks after all (:func:`~optimizer.solve.lagrangian.built_shard.driver_blocks`)
+        and drops the layout: the problem is then the local run's, polished as there, and the
+        shards' pairs are checked against the blocks."""
         layout, source = self.problem.layout, self.source
         if source is None or layout is None or layout.complete:
             return
@@ -234,6 +244,9 @@ class DaskShards(ShardExecutor):
         if source.audit is not None:
             added_audits(source.audit, reports)
         self.map("widen", [(piece_widths(self.problem.layout, spec),) for spec in self.specs])
+        if self.hold_up_to is not None and self.problem.layout.n_pairs <= self.hold_up_to:
+            self.problem.blocks = driver_blocks(source, layout.bounds, self.stretch)
+            self.problem.layout, self.scores_pass = None, "blocks_after_layout"
 
     def _broadcast(self, addresses: list[str]) -> Any:
         """The worker-built shards' shared inputs, scattered once to each of ``addresses``."""
@@ -450,8 +463,7 @@ class DaskShards(ShardExecutor):
                 "worker_peak_gb": self.worker_peaks,
                 "worker_end_gb": self.worker_rss, "kernels": self.kernels,
                 "shards_built_by": self.built_by, "setup_bytes": self.setup_bytes,
-                "driver_scores_pass": (self.source.scores_pass if self.source is not None
-                                       else "blocks"),
+                "driver_scores_pass": self.scores_pass,
                 "rebuilt_shards": self.rebuilt, "workers_lost": len(self.lost)}
 
     def close(self) -> None:

@@ -11,6 +11,10 @@ is the largest of its pieces' (a block spanning shards has two pieces, or more):
 :class:`~optimizer.model.layout.BlockLayout`, exactly the one the driver's own pass over the
 table kept, and each shard then widens its pieces to their blocks' widths
 (:func:`solving_blocks`), as a shard sent the widths at its start does.
+
+Where the reports show no more pairs than the polish's reach (the rules kept few of the rows),
+the driver builds the blocks itself after all (:func:`driver_blocks`), as the local run holds
+them, so the polish runs as there.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from optimizer.core.allocator import release_freed_memory
-from optimizer.model.build import ScoresSource, source_blocks
+from optimizer.model.build import ScoresSource, WorkerInputs, source_blocks
 from optimizer.model.chosen import PlanPairs, reread_p_redeem
 from optimizer.model.layout import BlockLayout, without_p_redeem
 from optimizer.model.problem import AssignmentProblem, CandidateBlock
@@ -92,6 +96,27 @@ def added_audits(audit: dict[str, int], reports: Sequence[BuildReport]) -> None:
             audit[name] = audit.get(name, 0) + count
 
 
+def driver_blocks(source: WorkerInputs, bounds: list[tuple[int, int]], stretch: int
+                  ) -> list[CandidateBlock]:
+    """The whole blocks of ``bounds`` (the driver's chunks) built on the driver from the
+    ``scores`` table as the workers built them (:func:`~optimizer.model.build.source_blocks`,
+    ``p_redeem`` kept), a stretch of whole chunks of at most ``stretch`` customers (or one
+    chunk) read at a time, about a shard's rows. Their audit is not counted (the shards'
+    reports already were: :func:`added_audits`)."""
+    blocks: list[CandidateBlock] = []
+    group: list[tuple[int, int]] = []
+    for bound in [*bounds, None]:
+        if group and (bound is None or bound[1] - group[0][0] > stretch):
+            lo, hi = group[0][0], group[-1][1]
+            built, _, _ = source_blocks(source.source, source.customers.slice(lo, hi - lo),
+                                        source.caps[lo:hi], group)
+            blocks += built
+            group = []
+            release_freed_memory()  # the stretch's rows, freed, handed back for the next
+        if bound is not None:
+            group.append(bound)
+    return blocks
+
 
 class BuiltShard(Shard):
     """A shard that builds its own candidate blocks where it lives (a Dask worker) from its
@@ -140,5 +165,5 @@ class BuiltShard(Shard):
         return reread_p_redeem(super().plan_best_pairs(), *self._rows)
 
 
-__all__ = ["BuildReport", "BuiltShard", "added_audits", "built_pieces", "merged_layout", "piece_widths",
-           "solving_blocks"]
+__all__ = ["BuildReport", "BuiltShard", "added_audits", "built_pieces", "driver_blocks",
+           "merged_layout", "piece_widths", "solving_blocks"]
