@@ -169,23 +169,37 @@ def read_plan_again(problem: AssignmentProblem, chosen: Sequence[np.ndarray],
                                      customers.slice(lo, hi - lo)))
     _, layout = held_blocks(problem.blocks, -1)  # every block's shape, the pairs' count
     plan, masks = chosen_problem(replace(problem, layout=layout), parts or [pairs])
-    # each pair's cost is p_redeem x discount, as the build made it: a p_redeem read again that
-    # gives another cost was changed in the table since (a pair gone is refused above)
-    cost = [np.zeros(0)] + [b.cost[m] for b, m in zip(problem.blocks, chosen)]
-    again = [np.zeros(0)] + [b.cost[m] for b, m in zip(plan.blocks, masks)]
-    changed = np.flatnonzero(np.concatenate(cost) != np.concatenate(again))
-    if changed.size:
-        ids = customers.get_column("customer_id")
-        sample = [{"customer_id": ids[int(pairs.c[k])],
-                   "offer_id": source.offers.get_column("offer_id")[int(pairs.offer[k])],
-                   "p_redeem": float(np.concatenate([p.p_redeem for p in parts])[k])}
-                  for k in changed[:5]]
-        raise InputError("scores", "p_redeem",
-                         "a planned pair's p_redeem read again from the scores table is not the "
-                         "one the run read: the table changed during the run", sample=sample,
-                         count=int(changed.size))
+    again = replace(pairs, p_redeem=np.concatenate([np.zeros(0)] + [p.p_redeem for p in parts]))
+    require_same_cost(built_cost(problem, chosen), built_cost(plan, masks), again, customers,
+                      source.offers)
     return plan, masks
 
 
-__all__ = ["PlanPairs", "chosen_block", "chosen_pairs_of", "chosen_problem", "pairs_between",
-           "read_plan_again", "reread_p_redeem"]
+def built_cost(problem: AssignmentProblem, chosen: Sequence[np.ndarray]) -> np.ndarray:
+    """The cost of each pair ``chosen`` picks, in :func:`chosen_pairs_of`'s order."""
+    return np.concatenate([np.zeros(0)] + [b.cost[m] for b, m in zip(problem.blocks, chosen)])
+
+
+def require_same_cost(cost: np.ndarray, again_cost: np.ndarray, again: PlanPairs,
+                      customers: pl.DataFrame, offers: pl.DataFrame) -> None:
+    """Refuse planned pairs ``again`` (their ``p_redeem`` read again) whose cost ``again_cost``
+    is not ``cost``, the build's: each pair's cost is ``p_redeem`` x discount, as the build made
+    it, so a ``p_redeem`` read again that gives another cost was changed in the table since (a
+    pair gone is refused by :func:`reread_p_redeem`). ``customers``: the pairs' stretch of the
+    customers table (IDs and ``c``); ``offers``: the offers' IDs."""
+    changed = np.flatnonzero(cost != again_cost)
+    if not changed.size:
+        return
+    first = int(customers.get_column("c")[0]) if customers.height else 0
+    ids, c = customers.get_column("customer_id"), again.c
+    sample = [{"customer_id": ids[int(c[k]) - first],
+               "offer_id": offers.get_column("offer_id")[int(again.offer[k])],
+               "p_redeem": float(again.p_redeem[k])} for k in changed[:5]]
+    raise InputError("scores", "p_redeem",
+                     "a planned pair's p_redeem read again from the scores table is not the "
+                     "one the run read: the table changed during the run", sample=sample,
+                     count=int(changed.size))
+
+
+__all__ = ["PlanPairs", "built_cost", "chosen_block", "chosen_pairs_of", "chosen_problem",
+           "pairs_between", "read_plan_again", "require_same_cost", "reread_p_redeem"]

@@ -394,7 +394,10 @@ class DaskShards(ShardExecutor):
     def _lost(self, k: int, exc: Exception, gone: set[str]) -> None:
         """Shard ``k``'s call failed with ``exc``: its worker, added to ``gone``, is lost if the
         scheduler says so (the actor's task erred with it) or it cannot be reached; any other
-        failure is the shard's own and stops the solve."""
+        failure is the shard's own and stops the solve (an :class:`InputError`, its rows
+        breaking the contract, as it is: exit 2, as the local run's)."""
+        if isinstance(exc, InputError):
+            raise exc
         if not (isinstance(exc, OSError) or self._futures[k].status != "finished"):
             raise ClusterError(
                 f"shard {k} of the solve failed on its Dask worker ({type(exc).__name__}: "

@@ -26,7 +26,13 @@ import polars as pl
 
 from optimizer.core.allocator import release_freed_memory
 from optimizer.model.build import ScoresSource, WorkerInputs, source_blocks
-from optimizer.model.chosen import PlanPairs, reread_p_redeem
+from optimizer.model.chosen import (
+    PlanPairs,
+    built_cost,
+    chosen_block,
+    require_same_cost,
+    reread_p_redeem,
+)
 from optimizer.model.layout import BlockLayout, without_p_redeem
 from optimizer.model.problem import AssignmentProblem, CandidateBlock
 from optimizer.solve.lagrangian.shard import Shard
@@ -161,8 +167,14 @@ class BuiltShard(Shard):
         return self._report.n_pairs
 
     def plan_best_pairs(self) -> PlanPairs:
-        """The best plan's chosen pairs, their p_redeem read again from the scores table."""
-        return reread_p_redeem(super().plan_best_pairs(), *self._rows)
+        """The best plan's chosen pairs, their p_redeem read again from the scores table (one
+        that gives another cost than the build's is refused, as the local run refuses it)."""
+        source, customers = self._rows
+        again = reread_p_redeem(super().plan_best_pairs(), source, customers)
+        block = chosen_block(again, self.problem.offers.discount)
+        require_same_cost(built_cost(self.problem, self._best), block.cost[block.offer >= 0],
+                          again, customers, source.offers)
+        return again
 
 
 __all__ = ["BuildReport", "BuiltShard", "added_audits", "built_pieces", "driver_blocks",
