@@ -47,3 +47,24 @@ def test_a_table_changed_before_the_workers_read_again_is_bad_input(tmp_path, mo
     assert done.exit_code == 2, done.output
     assert "'scores', column 'p_redeem'" in said and "the table changed during the run" in said
     assert not Path(tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("error", ["input", "other"])
+def test_bad_rows_found_while_a_lost_shard_is_rebuilt_stay_bad_input(error):
+    """A shard rebuilt after its worker was lost reads its rows again: rows that now break the
+    contract stop the run as bad input (exit 2, the table's error), as in the first build; any
+    other failure of the rebuild is the cluster's (exit 3)."""
+    from optimizer.core.errors import ClusterError, InputError
+    from optimizer.solve.backends.dask_shards import DaskShards
+
+    shards = object.__new__(DaskShards)  # only what the rebuild reads
+    shards.lost = {"tcp://gone"}
+    raised = (InputError("scores", "p_redeem", "out of [0, 1]") if error == "input"
+              else RuntimeError("no worker left"))
+
+    def place(ks: list[int]) -> None:
+        raise raised
+
+    shards._place = place  # type: ignore[method-assign]
+    with pytest.raises(InputError if error == "input" else ClusterError):
+        shards._rebuild([1], [])

@@ -448,7 +448,7 @@ class DaskShards(ShardExecutor):
             for method, args in replay:
                 for call in [getattr(self.actors[k], method)(*args[k]) for k in shards]:
                     call.result()
-        except ClusterError:
+        except (ClusterError, InputError):  # bad rows found again: exit 2, as in the first build
             raise
         except Exception as exc:  # noqa: BLE001 - the new workers failed as well
             raise ClusterError(
