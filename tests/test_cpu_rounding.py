@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 from pathlib import Path
+from typing import Any, Callable
 
 import numba as nb
 import numpy as np
@@ -204,17 +205,23 @@ class _Walker(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def scan(root: Path = PACKAGE) -> Counter[str]:
-    """Every flagged construct of the modules under ``root``: ``"path:function construct"`` ->
-    how many times (``<module>`` for module-level code; methods as ``Class.method``)."""
+def scan_with(root: Path, walker_of: Callable[[ast.Module], Any]) -> Counter[str]:
+    """The hits of ``walker_of(tree)`` (an ``ast.NodeVisitor`` counting ``hits``) over every
+    module under ``root``: ``"path:function construct"`` -> how many times."""
     hits: Counter[str] = Counter()
     for path in sorted(root.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        walker = _Walker(_aliases(tree))
+        walker = walker_of(tree)
         walker.visit(tree)
         name = path.relative_to(root.parent).as_posix()
         hits.update({f"{name}:{k}": v for k, v in walker.hits.items()})
     return hits
+
+
+def scan(root: Path = PACKAGE) -> Counter[str]:
+    """Every flagged construct of the modules under ``root``: ``"path:function construct"`` ->
+    how many times (``<module>`` for module-level code; methods as ``Class.method``)."""
+    return scan_with(root, lambda tree: _Walker(_aliases(tree)))
 
 
 def test_scan_flags_what_rounds_by_cpu_and_nothing_else(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import polars as pl
 from optimizer.io.runview import RunView
 from optimizer.report import page
 from tests.test_code_shape import PACKAGE
+from tests.test_cpu_rounding import scan_with
 
 METHODS = ("join", "group_by", "unique")
 # what a text, a path or a list's join is (not a frame's)
@@ -192,16 +193,9 @@ def _text_join(func: ast.Attribute) -> bool:
 def scan(root: Path = PACKAGE) -> Counter[str]:
     """Every ``join``, ``group_by`` and ``unique`` call under ``root`` without
     ``maintain_order``: ``"path:function method"`` -> how many times."""
-    hits: Counter[str] = Counter()
-    for path in sorted(root.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        walker = _Walker({a.asname or a.name for node in ast.walk(tree)
-                          if isinstance(node, ast.Import) for a in node.names
-                          if a.name == "numpy"})
-        walker.visit(tree)
-        name = path.relative_to(root.parent).as_posix()
-        hits.update({f"{name}:{k}": v for k, v in walker.hits.items()})
-    return hits
+    return scan_with(root, lambda tree: _Walker({a.asname or a.name for node in ast.walk(tree)
+                                                 if isinstance(node, ast.Import)
+                                                 for a in node.names if a.name == "numpy"}))
 
 
 def test_scan_flags_unordered_calls_and_nothing_else(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from optimizer.cli import main
 from optimizer.model.layout import BlockLayout, pending
 from optimizer.solve.lagrangian.built_shard import BuildReport, merged_layout, piece_widths
 from optimizer.solve.lagrangian.shards import ShardSpec, block_pieces
+from tests.test_driver_without_pairs import _run as run_scores
 from tests.test_reproducible import FILES, RULES, _diff, _without_timings
 from tests.tiny_world import write_scenario
 
@@ -65,16 +66,9 @@ def scores(tmp_path_factory) -> Path:
 
 
 def _run(root: Path, data: Path, **solver: Any) -> tuple[int, str, dict[str, bytes], dict]:
-    path = write_scenario(root / "scenario.toml", data=str(data), output="run", rules=RULES,
-                          solver={"seed": 3, "shard_customers": SHARD, "chunk_size": CHUNK,
-                                  "max_iterations": 12, "repair": "shards", "polish_pairs": 1,
-                                  **solver})
-    done = CliRunner().invoke(main, ["run", str(path), "--json"])
-    out = root / "run"
-    if done.exit_code:
-        return done.exit_code, done.output, {}, {}
-    return (0, done.output, {f: (out / f).read_bytes() for f in FILES},
-            json.loads((out / "manifest.json").read_text()))
+    """:func:`tests.test_driver_without_pairs._run` with chunks the shards cut mid-chunk and
+    the polish's reach at 200 pairs."""
+    return run_scores(root, data, **{"chunk_size": CHUNK, "polish_pairs": 1, **solver})
 
 
 def _no_driver_pass(monkeypatch) -> None:
