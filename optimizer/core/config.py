@@ -135,8 +135,7 @@ class Objective(_Frozen):
     discount, 0) * clv_factor`` where ``clv_factor = (clv / mean clv) ** clv_weight`` clipped to
     ``[clv_floor, clv_cap]`` and ``clv`` is the BG/NBD x Gamma-Gamma value over
     ``clv_horizon_weeks`` (see ``optimizer/scoring/clv.py``).
-    With a ``scores`` table the table's ``value`` is the score and these weights are unused.
-    """
+    With a ``scores`` table the table's ``value`` is the score and these weights are unused."""
 
     margin_weight: float = Field(1.0, ge=0, le=MAX_FACTOR,
                                  description="weight of the offer's incremental margin")
@@ -266,13 +265,14 @@ class Solver(_Frozen):
     shard_customers: int = Field(
         1 << 20, ge=1, description="customers per shard of the lagrangian: sums per shard, "
         "added in shard order, so the plan is the same on any number of workers")
-    repair: Literal["driver", "shards"] = Field(  # unset: resolved here, once for every reader
-        default_factory=lambda knobs: "shards" if knobs.get("backend") == "dask" else "driver",
-        description="where plans are repaired and refilled: driver (faster in one process) or "
+    repair: Literal["driver", "shards"] = Field(
+        "driver", description="where plans are repaired and refilled: driver (faster in one process) or "
         "shards (less traffic; not with funders or channels); unset: shards on dask, else driver")
 
     @model_validator(mode="after")
     def _backend_fits(self) -> "Solver":
+        if "repair" not in self.model_fields_set and self.backend == "dask":  # resolved once here
+            object.__setattr__(self, "repair", "shards")  # for every reader; still unset
         # a knob that would be ignored is refused, not dropped silently
         if self.scheduler is not None and self.backend != "dask":
             raise ValueError('scheduler applies only with backend = "dask"')
