@@ -141,10 +141,10 @@ def pairs_between(pairs: PlanPairs, lo: int, hi: int) -> PlanPairs:
                      pairs.offer[a:b], pairs.value[a:b], pairs.p_redeem[a:b])
 
 
-# planned customers whose rows of the scores table are read again at a time: their rows (about
-# 50 each on the benchmarks) are held at once, and each time the table's customer_id column is
-# read whole (2.0 s on the 5 M table); at 1 M customers a read of every planned customer's rows
-# at once raised the run's peak from 2.97 to 4.33 GB
+# planned customers whose rows of the scores table are read again at a time: their rows are
+# held at once (a read of every planned customer's rows raised the run's peak), and each read
+# costs the row groups of their customers' range (docs/distributed.md, "The local run without
+# p_redeem")
 REREAD_CUSTOMERS = 1 << 18
 
 
