@@ -234,11 +234,13 @@ def test_worker_built_shards_hold_the_drivers_pieces(tmp_path, chunk, shard, shu
 
 @pytest.mark.parametrize("shard, split", [(2_500, None), (7_000, None), (2_500, 30),
                                           (7_000, 30)])
-def test_critical_prices_on_shards_are_the_whole_samples(shard, split):
+def test_critical_prices_on_shards_are_the_whole_samples(shard, split, monkeypatch):
     """Each shard places boundaries on its own sample and the driver merges them (some groups
     over the 64 boundaries kept, so the merge picks): other boundaries than the whole sample's,
     the same critical prices, read off a plain sort of every candidate; the same bits again
     when the crossing buckets of more than ``split`` candidates are narrowed first."""
+    # margins one per slot, written in by hand (not each customer's two limits)
+    monkeypatch.setattr("optimizer.solve.lagrangian.margins.compact", lambda problem: False)
     from optimizer.solve.lagrangian._kernels import serial_map
     from optimizer.solve.lagrangian.critical import Candidates, critical_prices
     from optimizer.solve.lagrangian.sketch import WIDTH

@@ -184,7 +184,7 @@ def _row_scratch(slots, primary, per_category):  # pragma: no cover - compiled
 
 @nb.njit(**_JIT)
 def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, primary,
-             per_category, chosen, totals, margin):  # pragma: no cover - compiled
+             per_category, chosen, totals, margin, limits_only):  # pragma: no cover - compiled
     n, slots = offer.shape
     want_margin = margin.shape[0] > 0
     (red, take_slot, take_cat, take_val, cat_val, cat_slot, cat_n, touched,
@@ -210,6 +210,10 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
             if cat >= 0 and _count(take_cat, taken, cat) >= per_category:
                 continue
             best_unsat = red[s]
+        if limits_only:  # no category: the limits below are these two (.margins)
+            margin[i, 0] = best_unsat
+            margin[i, 1] = weakest if full else 0.0
+            continue
         for s in range(slots):
             o = offer[i, s]
             if o < 0:
@@ -244,7 +248,8 @@ def _respond(value, cost, offer, cap, budget_price, count_price, glob, bonus, pr
 def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndarray,
             budget_price: np.ndarray, count_price: np.ndarray, global_price: float,
             bonus: np.ndarray, primary: np.ndarray, per_category: int | None,
-            margin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            margin: np.ndarray | None = None, limits: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Each customer's best response to prices, in the relaxed (primary-category) mode.
 
     Parameters
@@ -260,11 +265,17 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
     margin: optional ``(n, slots)`` output: per valid slot, ``value`` minus the reduced value
         it must beat to be in the best response (the thresholds of :func:`.greedy.thresholds`,
         over every candidate rather than the examined ones); empty slots are left as they are.
+        ``limits``: ``margin`` is ``(n, 2)`` and receives each row's two limits instead
+        (compact margins, :mod:`.margins`; no category cap).
 
     Returns ``(chosen, totals)``: the ``(n, slots)`` greedy choice (exact for the relaxed
     problem: a laminar matroid) and each row's sum of chosen reduced values.
     """
     n, slots = offer.shape
+    limits_only = bool(limits) and margin is not None
+    if margin is not None and limits_only and (per_category is not None
+                                               or margin.shape != (n, 2)):
+        raise ValueError("compact margins are (n, 2) and need no category cap")
     chosen = np.empty((n, slots), dtype=bool)
     totals = np.empty(n)
     _respond(value, cost, offer, cap.astype(np.int64, copy=False), budget_price, count_price,
@@ -272,7 +283,7 @@ def respond(value: np.ndarray, cost: np.ndarray, offer: np.ndarray, cap: np.ndar
              # a row holds ``slots`` offers: a larger cap binds no more, and the kernel's
              # per-category buffers are sized by it (a cap of 2**31 - 1 failed to allocate)
              -1 if per_category is None else min(int(per_category), slots), chosen, totals,
-             _EMPTY_2D if margin is None else margin)
+             _EMPTY_2D if margin is None else margin, limits_only)
     return chosen, totals
 
 

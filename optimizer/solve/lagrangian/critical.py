@@ -27,13 +27,14 @@ a constant the compiler folds out of the candidate loop: a run-time mode made th
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numba as nb
 import numpy as np
 
 from optimizer.solve.lagrangian._kernels import _JIT, Mapper, serial_map
 from optimizer.solve.lagrangian._typed_lists import typed_list
+from optimizer.solve.lagrangian.margins import dense, margin_at, no_choice
 from optimizer.solve.lagrangian.sketch import STRIDE as _STRIDE
 from optimizer.solve.lagrangian.sketch import WIDTH as _WIDTH
 from optimizer.solve.lagrangian.sketch import bucket_of as _bucket_of
@@ -41,6 +42,7 @@ from optimizer.solve.lagrangian.sketch import sketch_of
 
 _PARTS = 16
 _EMPTY_F = np.zeros(0)
+_EMPTY_2D = np.zeros((0, 0))
 
 
 # inlined where called: as a call, passing its array arguments cost 40 % of the tally pass
@@ -65,8 +67,8 @@ def _candidate(mode, o, c, m, target, count, own, glob, budget_price):  # pragma
 
 
 @nb.njit(**_JIT)
-def _sample_entries(mode, offers, costs, margins, samp_block, samp_row, target, count, own, glob,
-                    budget_price, capacity):  # pragma: no cover - compiled
+def _sample_entries(mode, offers, costs, margins, values, chosen, compact, samp_block, samp_row,
+                    target, count, own, glob, budget_price, capacity):  # pragma: no cover - compiled
     """(group, critical price, weight) of the sampled customers' counting candidates, in
     sample order."""
     single = mode == 1
@@ -80,6 +82,7 @@ def _sample_entries(mode, offers, costs, margins, samp_block, samp_row, target, 
     for q in range(samp_block.shape[0]):
         b, i = samp_block[q], samp_row[q]
         off, cst, mar = offers[b], costs[b], margins[b]
+        val, cho, cmp = values[b], chosen[b], compact[b]
         for s in range(off.shape[1]):
             o = off[i, s]
             if o < 0:
@@ -87,8 +90,8 @@ def _sample_entries(mode, offers, costs, margins, samp_block, samp_row, target, 
             g = 0 if single else o
             if not math.isfinite(capacity[g]):
                 continue
-            crit, w = _candidate(mode, o, cst[i, s], mar[i, s], target, count, own, glob,
-                                 budget_price)
+            crit, w = _candidate(mode, o, cst[i, s], margin_at(mar, val, cho, cmp, i, s),
+                                 target, count, own, glob, budget_price)
             if crit > 0 and w > 0:
                 s_group[n_s] = g
                 s_crit[n_s] = crit
@@ -98,12 +101,14 @@ def _sample_entries(mode, offers, costs, margins, samp_block, samp_row, target, 
 
 
 @nb.njit(inline="always")
-def _tally(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own,
-           glob, budget_price, capacity, mass, tally):  # pragma: no cover - compiled
+def _tally(mode, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+           bounds, target, count, own, glob, budget_price, capacity, mass,
+           tally):  # pragma: no cover - compiled
     single = mode == 1
     for sg in range(seg_block.shape[0]):
         b = seg_block[sg]
         off, cst, mar = offers[b], costs[b], margins[b]
+        val, cho, cmp = values[b], chosen[b], compact[b]
         for i in range(seg_lo[sg], seg_hi[sg]):
             for s in range(off.shape[1]):
                 o = off[i, s]
@@ -112,8 +117,8 @@ def _tally(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, targ
                 g = 0 if single else o
                 if not math.isfinite(capacity[g]):
                     continue
-                crit, w = _candidate(mode, o, cst[i, s], mar[i, s], target, count, own, glob,
-                                     budget_price)
+                crit, w = _candidate(mode, o, cst[i, s], margin_at(mar, val, cho, cmp, i, s),
+                                     target, count, own, glob, budget_price)
                 if crit > 0 and w > 0:
                     bucket = _bucket_of(bounds, g, crit)
                     mass[g, bucket] += w
@@ -121,13 +126,14 @@ def _tally(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, targ
 
 
 @nb.njit(inline="always")
-def _collect(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top,
-             target, count, own, glob, budget_price, fill, crits,
+def _collect(mode, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+             crossing, bottom, top, target, count, own, glob, budget_price, fill, crits,
              weights):  # pragma: no cover - compiled
     single = mode == 1
     for sg in range(seg_block.shape[0]):
         b = seg_block[sg]
         off, cst, mar = offers[b], costs[b], margins[b]
+        val, cho, cmp = values[b], chosen[b], compact[b]
         for i in range(seg_lo[sg], seg_hi[sg]):
             for s in range(off.shape[1]):
                 o = off[i, s]
@@ -136,8 +142,8 @@ def _collect(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, 
                 g = 0 if single else o
                 if crossing[g] < 0:
                     continue
-                crit, w = _candidate(mode, o, cst[i, s], mar[i, s], target, count, own, glob,
-                                     budget_price)
+                crit, w = _candidate(mode, o, cst[i, s], margin_at(mar, val, cho, cmp, i, s),
+                                     target, count, own, glob, budget_price)
                 if crit > 0 and w > 0 and bottom[g] <= crit < top[g]:
                     crits[fill[g]] = crit
                     weights[fill[g]] = w
@@ -146,48 +152,51 @@ def _collect(mode, offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, 
 
 # one compiled pass per mode (see the module docstring)
 @nb.njit(**_JIT)
-def _tally_budget(offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own,
-                  glob, budget_price, capacity, mass, tally):  # pragma: no cover
-    _tally(0, offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own, glob,
-           budget_price, capacity, mass, tally)
+def _tally_budget(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+                  bounds, target, count, own, glob, budget_price, capacity, mass,
+                  tally):  # pragma: no cover
+    _tally(0, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi, bounds,
+           target, count, own, glob, budget_price, capacity, mass, tally)
 
 
 @nb.njit(**_JIT)
-def _tally_global(offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own,
-                  glob, budget_price, capacity, mass, tally):  # pragma: no cover
-    _tally(1, offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own, glob,
-           budget_price, capacity, mass, tally)
+def _tally_global(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+                  bounds, target, count, own, glob, budget_price, capacity, mass,
+                  tally):  # pragma: no cover
+    _tally(1, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi, bounds,
+           target, count, own, glob, budget_price, capacity, mass, tally)
 
 
 @nb.njit(**_JIT)
-def _tally_count(offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own,
-                 glob, budget_price, capacity, mass, tally):  # pragma: no cover
-    _tally(2, offers, costs, margins, seg_block, seg_lo, seg_hi, bounds, target, count, own, glob,
-           budget_price, capacity, mass, tally)
+def _tally_count(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+                 bounds, target, count, own, glob, budget_price, capacity, mass,
+                 tally):  # pragma: no cover
+    _tally(2, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi, bounds,
+           target, count, own, glob, budget_price, capacity, mass, tally)
 
 
 @nb.njit(**_JIT)
-def _collect_budget(offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top,
-                    target, count, own, glob, budget_price, fill, crits,
+def _collect_budget(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+                    crossing, bottom, top, target, count, own, glob, budget_price, fill, crits,
                     weights):  # pragma: no cover
-    _collect(0, offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top, target,
-             count, own, glob, budget_price, fill, crits, weights)
+    _collect(0, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+             crossing, bottom, top, target, count, own, glob, budget_price, fill, crits, weights)
 
 
 @nb.njit(**_JIT)
-def _collect_global(offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top,
-                    target, count, own, glob, budget_price, fill, crits,
+def _collect_global(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+                    crossing, bottom, top, target, count, own, glob, budget_price, fill, crits,
                     weights):  # pragma: no cover
-    _collect(1, offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top, target,
-             count, own, glob, budget_price, fill, crits, weights)
+    _collect(1, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+             crossing, bottom, top, target, count, own, glob, budget_price, fill, crits, weights)
 
 
 @nb.njit(**_JIT)
-def _collect_count(offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top,
-                   target, count, own, glob, budget_price, fill, crits,
+def _collect_count(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+                   crossing, bottom, top, target, count, own, glob, budget_price, fill, crits,
                    weights):  # pragma: no cover
-    _collect(2, offers, costs, margins, seg_block, seg_lo, seg_hi, crossing, bottom, top, target,
-             count, own, glob, budget_price, fill, crits, weights)
+    _collect(2, offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+             crossing, bottom, top, target, count, own, glob, budget_price, fill, crits, weights)
 
 
 _TALLY = (_tally_budget, _tally_global, _tally_count)
@@ -243,8 +252,8 @@ def _read_prices(crits, weights, start, crossing, fits_above,
 
 
 @nb.njit(**_JIT)
-def _targeted(offers, costs, margins, seg_block, seg_lo, seg_hi, targeted, budget_price, glob,
-              count_price):  # pragma: no cover - compiled
+def _targeted(offers, costs, margins, values, chosen, compact, seg_block, seg_lo, seg_hi,
+              targeted, budget_price, glob, count_price):  # pragma: no cover - compiled
     """Offer and margin at the given prices of every candidate of a ``targeted`` offer in one
     part's segments, customer by customer (the order of numpy's boolean-mask gather)."""
     n = 0
@@ -261,12 +270,14 @@ def _targeted(offers, costs, margins, seg_block, seg_lo, seg_hi, targeted, budge
     for sg in range(seg_block.shape[0]):
         b = seg_block[sg]
         block, cost, marg = offers[b], costs[b], margins[b]
+        val, cho, cmp = values[b], chosen[b], compact[b]
         for i in range(seg_lo[sg], seg_hi[sg]):
             for k in range(block.shape[1]):
                 o = block[i, k]
                 if o >= 0 and targeted[o]:
                     offer[n] = o
-                    margin[n] = marg[i, k] - (budget_price[o] + glob) * cost[i, k] - count_price[o]
+                    margin[n] = (margin_at(marg, val, cho, cmp, i, k)
+                                 - (budget_price[o] + glob) * cost[i, k] - count_price[o])
                     n += 1
     return offer, margin
 
@@ -301,12 +312,14 @@ class Candidates:
     Built once per solve: ``offers`` and ``costs`` (per block, ``(n, slots)``, -1 offers in
     empty slots) never change, and ``margins`` (per block, value minus the reduced value the
     candidate must beat, as :func:`.kernels.respond` writes them) are read where they lie, so
-    every pass's new margins, written into the same arrays, are seen without a copy.
+    every pass's new margins, written into the same arrays, are seen without a copy. Given the
+    blocks' ``values``, the margins are compact (:mod:`.margins`: each customer's two limits),
+    made where read from the values and the responses :meth:`responded` was given.
     """
 
     def __init__(self, offers: Sequence[np.ndarray], costs: Sequence[np.ndarray],
                  margins: Sequence[np.ndarray], cuts: np.ndarray | None = None,
-                 first_sampled: int = 0) -> None:
+                 first_sampled: int = 0, values: Sequence[np.ndarray] | None = None) -> None:
         for m in margins:
             if m.dtype != np.float64 or not m.flags.c_contiguous:
                 raise ValueError("margins must be C-contiguous float64 arrays (read in place)")
@@ -315,10 +328,28 @@ class Candidates:
         self.costs = typed_list([np.ascontiguousarray(c, dtype=np.float64) for c in costs],
                                  np.float64)
         self.margins = typed_list(list(margins), np.float64)
+        # ``values`` given: the margins are compact, each made from its value and the last
+        # responses (:meth:`responded`; :mod:`.margins`)
+        self.compact = np.full(len(margins), values is not None)
+        self.values = typed_list([np.ascontiguousarray(v, dtype=np.float64) for v in values]
+                                 if values is not None else [_EMPTY_2D] * len(margins),
+                                 np.float64)
+        self.chosen = typed_list([no_choice()] * len(margins), np.bool_)
         # cuts: the parts' boundaries (:func:`.shards.part_cuts`), first_sampled: the first
         # sampled customer, both in these blocks' customer positions
         self.parts, self.samp_block, self.samp_row = _layout(
             np.array([o.shape[0] for o in offers], dtype=np.int64), cuts, first_sampled)
+
+    def responded(self, chosen: Sequence[np.ndarray]) -> None:
+        """The responses the compact margins were just written with (read with them)."""
+        if self.compact.any():
+            self.chosen = typed_list(list(chosen), np.bool_)
+
+    def dense_margins(self) -> Iterator[np.ndarray]:
+        """Every block's margins one per slot (:func:`.margins.dense`), made one block at a
+        time as the caller reads them."""
+        for m, v, c, k in zip(self.margins, self.values, self.chosen, self.compact):
+            yield dense(m, v, c, bool(k))
 
     def prices(self, mode: int, prices: tuple[np.ndarray, np.ndarray, np.ndarray, float,
                                               np.ndarray],
@@ -356,17 +387,22 @@ class Candidates:
         the sample (a subclass may merge its shards' sketches: :mod:`.sketch`)."""
         return self.sketch(mode, prices, capacity)[:2]
 
+    @property
+    def lists(self) -> tuple:
+        """What the compiled passes read: offers, costs, margins, values, responses, and
+        whether each block's margins are compact."""
+        return (self.offers, self.costs, self.margins, self.values, self.chosen, self.compact)
+
     def sketch(self, mode: int, prices: tuple, capacity: np.ndarray) -> tuple:
         """The sample's boundaries with their ranks and weights (:func:`.sketch.sketch_of`)."""
-        return sketch_of(*_sample_entries(mode, self.offers, self.costs, self.margins,
-                                          self.samp_block, self.samp_row, *prices, capacity),
-                         capacity)
+        return sketch_of(*_sample_entries(mode, *self.lists, self.samp_block, self.samp_row,
+                                          *prices, capacity), capacity)
 
     def tallies(self, mode: int, prices: tuple, bounds: np.ndarray, capacity: np.ndarray,
                 map_parts: Mapper) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each part's (weight, count) per group and bucket, in part order (a subclass may
         answer with fewer, larger parts: each entry fills its own stretch in :meth:`collect`)."""
-        lists = (self.offers, self.costs, self.margins)
+        lists = self.lists
         n_groups = capacity.shape[0]
 
         def tally(part: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -382,7 +418,7 @@ class Candidates:
                 fills: np.ndarray, size: int, map_parts: Mapper) -> tuple[np.ndarray, np.ndarray]:
         """The crossing buckets' (critical price, weight), part ``p`` written from ``fills[p]``
         on (``bucket``: each group's crossing bucket and its price range ``[bottom, top)``)."""
-        lists = (self.offers, self.costs, self.margins)
+        lists = self.lists
         crits, weights = np.empty(size), np.empty(size)
 
         def collect(item: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> None:
@@ -398,7 +434,7 @@ class Candidates:
         """Offer and margin net of the given prices of every candidate of a ``targeted`` offer
         (the only candidates whose negative margins a ``min_customers`` bonus may lift), in
         customer order whatever ``map_parts`` runs the parts on."""
-        lists = (self.offers, self.costs, self.margins)
+        lists = self.lists
         found = map_parts(lambda part: _targeted(*lists, *part, targeted, budget_price,
                                                  float(glob), count_price), self.parts)
         return (np.concatenate([f[0] for f in found]),

@@ -18,6 +18,8 @@ with their own prices.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from optimizer.model.problem import AssignmentProblem, Prices
@@ -26,11 +28,12 @@ Funded = tuple[np.ndarray, np.ndarray, np.ndarray]  # (key, weight, funder) per 
 
 
 def funded(problem: AssignmentProblem, offers_of: list[np.ndarray], costs: list[np.ndarray],
-           margins: list[np.ndarray], prices: Prices, budget_price: np.ndarray, glob: float,
+           margins: Iterable[np.ndarray], prices: Prices, budget_price: np.ndarray, glob: float,
            target: np.ndarray) -> Funded | None:
     """The candidates that count against a funder's budget at these prices, in customer order:
     (critical price per unit of cost net of the global price, cost, funder); ``offers_of``,
-    ``costs``, ``margins``: per block, as the price pass wrote them. ``None`` without a funder
+    ``costs``, ``margins``: per block, as the price pass wrote them (one per slot, read in
+    block order: :meth:`.critical.Candidates.dense_margins`). ``None`` without a funder
     budget. A shard held elsewhere sends its own, added in shard order (:mod:`.shards`)."""
     funders = problem.funders
     if funders is None or not np.isfinite(funders.budget).any():

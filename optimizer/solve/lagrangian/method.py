@@ -146,16 +146,17 @@ def _exact(problem: AssignmentProblem, block: CandidateBlock, reduced: np.ndarra
 
 
 def _respond(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
-             with_target: bool, margin: np.ndarray | None = None
+             with_target: bool, margin: np.ndarray | None = None, limits: bool = False
              ) -> tuple[np.ndarray, np.ndarray]:
     """The block's relaxed best responses (chosen, totals) by the compiled kernel; ``margin``
-    (one entry per valid slot) receives each candidate's value minus its threshold."""
+    (one entry per valid slot) receives each candidate's value minus its threshold (with
+    ``limits``, each customer's two limits: compact margins, :mod:`.margins`)."""
     offers = problem.offers
     bonus = prices.target if with_target and prices.target is not None else np.zeros(
         offers.n_offers)
     return kernels.respond(block.value, block.cost, block.offer, block.cap, prices.cost_price,
                            prices.count, prices.global_budget, bonus, offers.categories[:, 0],
-                           problem.max_per_category, margin)
+                           problem.max_per_category, margin, limits)
 
 
 def _unbonused(problem: AssignmentProblem, block: CandidateBlock, prices: Prices,
@@ -425,18 +426,21 @@ class _Anchor:
 
 
 def _responses(problem: AssignmentProblem, prices: Prices, margins: list[np.ndarray],
-               run: Mapper, at_risk: list[group_rules.RiskySlots | None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray],
-                                     list[ExactChoice | None]]:
+               run: Mapper, at_risk: list[group_rules.RiskySlots | None] | None = None,
+               compact: bool = False
+               ) -> tuple[list[np.ndarray], list[np.ndarray], list[ExactChoice | None]]:
     """One pass's best responses at ``prices``, block by block: each customer's choice (the
     exact one where multi-category offers need it), each customer's term of the bound, and the
-    exact choices the plan starts from; every candidate's margin is written into ``margins``.
-    ``at_risk``: per block, its :func:`.groups.risky_slots` (else every slot is read)."""
+    exact choices the plan starts from; every candidate's margin is written into ``margins``
+    (``compact``: each customer's limits, :func:`.margins.compact`; the choices returned are
+    then the ones the limits were written with). ``at_risk``: per block, its
+    :func:`.groups.risky_slots` (else every slot is read)."""
     steering = prices.target is not None and bool(prices.target.any())
 
     def respond(item: tuple[CandidateBlock, np.ndarray, group_rules.RiskySlots | None]
                 ) -> tuple[np.ndarray, np.ndarray, ExactChoice | None]:
         block, block_margin, risky = item
-        chosen, totals = _respond(problem, block, prices, True, block_margin)
+        chosen, totals = _respond(problem, block, prices, True, block_margin, compact)
         # the bound's responses without the bonus, from these before anything changes them
         unbonused = _unbonused(problem, block, prices, (chosen, totals)) if steering else None
         exact = exact_response(problem, block, prices, block_margin)

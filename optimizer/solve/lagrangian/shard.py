@@ -19,6 +19,7 @@ from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import channels as channel_rules
 from optimizer.solve.lagrangian import funders as funder_rules
 from optimizer.solve.lagrangian import groups as group_rules
+from optimizer.solve.lagrangian import margins as margin_rules
 from optimizer.solve.lagrangian import method, narrow
 from optimizer.solve.lagrangian import refill_shards as rf
 from optimizer.solve.lagrangian import repair_shards as rs
@@ -93,10 +94,12 @@ class Shard:
                  cuts: np.ndarray) -> None:
         self.problem, self.block_ids, self.lo = problem, block_ids, lo
         blocks = problem.blocks
-        self.margins = [np.zeros(b.offer.shape) for b in blocks]
+        self.compact = margin_rules.compact(problem)  # each customer's two limits, not a slot's
+        self.margins = margin_rules.empty_margins(blocks, self.compact)
         # every STRIDE-th customer of the whole problem is sampled: the shard's first one
         self.candidates = Candidates([b.offer for b in blocks], [b.cost for b in blocks],
-                                     self.margins, cuts=cuts, first_sampled=(-lo) % STRIDE)
+                                     self.margins, cuts=cuts, first_sampled=(-lo) % STRIDE,
+                                     values=[b.value for b in blocks] if self.compact else None)
         self.run: Mapper = serial_map  # over the shard's blocks (the local executor's threads)
         self.view = problem  # the problem priced for channels at the last responses' prices
         self._views = channel_rules.PricedViews(problem)  # the view's values, reused each pass
@@ -137,8 +140,9 @@ class Shard:
             self.at_risk = self.run(lambda b: group_rules.risky_slots(self.problem, b),
                                     self.problem.blocks)
         relaxed, dual_rows, exact = method._responses(self.view, prices, self.margins, self.run,
-                                                      self.at_risk)
+                                                      self.at_risk, self.compact)
         self.relaxed, self.exact, self.grouped = relaxed, exact, True
+        self.candidates.responded(relaxed)  # what compact margins are read with
         used = self.problem.usage(relaxed, self.run)
         dual = float(np.concatenate(dual_rows).sum()) if dual_rows else 0.0
         return (used.spend, used.customers.astype(float), dual,
@@ -225,7 +229,8 @@ class Shard:
                ) -> funder_rules.Funded | None:
         """The shard's candidates counting against a funder's budget (:func:`.funders.funded`)."""
         c = self.candidates
-        return funder_rules.funded(self.problem, list(c.offers), list(c.costs), list(c.margins),
+        return funder_rules.funded(self.problem, list(c.offers), list(c.costs),
+                                   c.dense_margins(),
                                    prices, budget_price, glob, target)
 
     def funder_sketch(self, prices: Prices, budget_price: np.ndarray, glob: float,
