@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -565,12 +566,15 @@ def unconstrained_spend_from_scores(folder: Path, cap: int) -> float:
     top = (scores.select(pl.col("customer_id"), pl.col("offer_id").cast(pl.Utf8),
                          pl.col("p_redeem").cast(pl.Float64), pl.col("value").cast(pl.Float64))
            .filter(pl.col("value") > 0)
-           .sort("value", descending=True)
-           .group_by("customer_id").head(cap)
-           .join(offers.lazy(), on="offer_id")
-           .select((pl.col("p_redeem") * pl.col("discount")).sum())
+           # a total order and kept orders: the same rows summed in the same order every run
+           # (a group's or a join's own order moved the budget's last bit, and the plan)
+           .sort(["value", "customer_id", "offer_id"], descending=[True, False, False])
+           .group_by("customer_id", maintain_order=True).head(cap)
+           .join(offers.lazy(), on="offer_id", how="left", maintain_order="left")
+           .select(pl.col("p_redeem") * pl.col("discount"))
            .collect())
-    return float(top.item())
+    # summed exactly: polars' own sum of chunks laid out by its threads moved the last bit
+    return math.fsum(top.to_series().drop_nulls().to_numpy())
 
 
 def write_scenario(path: Path, data: Path, output: Path, global_budget: float | None,
