@@ -124,6 +124,25 @@ def test_plans_on_the_shards_are_the_masks_paths(monkeypatch, seed, shard, group
     assert "plan_rows_packed" in masks.methods and not masks.applied
 
 
+def test_the_kept_plans_are_one_bit_a_slot():
+    """Each shard holds the plans it keeps across calls (the last first plan, the last plan
+    made and the best) as packed bits, one bit a candidate slot, and sends the best's bits as
+    held, without unpacking them: the bytes of ``np.packbits`` of its best masks."""
+    problem = _problem()
+    wire = Seen(problem, 97)
+    solve_lagrangian(problem, _SETTINGS, shards=wire)
+    assert "plan_best_packed" in wire.methods
+    for s in wire.shards:
+        best = s.plan_best()
+        assert sum(int(m.sum()) for m in best) > 0
+        for kept in (s._plan, s._made[1], s._best):
+            assert [(bits.dtype, bits.nbytes, shape) for bits, shape in kept] == [
+                (np.uint8, -(-m.size // 8), m.shape) for m in best]
+        sent = s.plan_best_packed()
+        assert all(a is b for a, (b, _) in zip(sent, s._best))
+        assert all(np.array_equal(a, np.packbits(m, axis=None)) for a, m in zip(sent, best))
+
+
 @pytest.mark.parametrize(("lose_at", "nth", "seed", "passes", "groups"), [
     ("plan_make", 2, 11, 10, False), ("plan_best_packed", 0, 11, 10, False),
     ("respond", 4, 11, 10, False),

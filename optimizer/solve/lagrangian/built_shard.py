@@ -172,7 +172,7 @@ class BuiltShard(Shard):
         source, customers = self._rows
         again = reread_p_redeem(super().plan_best_pairs(), source, customers)
         block = chosen_block(again, self.problem.offers.discount)
-        require_same_cost(built_cost(self.problem, self._best), block.cost[block.offer >= 0],
+        require_same_cost(built_cost(self.problem, self.plan_best()), block.cost[block.offer >= 0],
                           again, customers, source.offers)
         return again
 

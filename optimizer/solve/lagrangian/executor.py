@@ -37,6 +37,7 @@ from optimizer.solve.lagrangian.shards import (
     ordered_total,
     shard_args,
     shard_specs,
+    unpacked,
 )
 from optimizer.solve.lagrangian.sketch import merged_bounds
 from optimizer.solve.lagrangian.targets import bonus_at
@@ -132,8 +133,8 @@ class ShardExecutor:
         if not self.packed:
             return joined(self.problem, self.specs, self.all(method, *args))
         blocks = self.problem.blocks
-        masks = [[np.unpackbits(bits, count=(e - f) * blocks[b].offer.shape[1]).reshape(
-                    e - f, -1).view(bool) for bits, (b, f, e) in zip(shard, spec.pieces)]
+        masks = [[unpacked(bits, (e - f, blocks[b].offer.shape[1]))
+                  for bits, (b, f, e) in zip(shard, spec.pieces)]
                  for shard, spec in zip(self.all(method + "_packed", *args), self.specs)]
         return joined(self.problem, self.specs, masks)
 

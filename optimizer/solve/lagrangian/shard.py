@@ -28,6 +28,7 @@ from optimizer.solve.lagrangian.critical import Candidates, tally_total
 from optimizer.solve.lagrangian.greedy import ExactChoice
 from optimizer.solve.lagrangian.sample_rows import Piece, shard_sample
 from optimizer.solve.lagrangian.shard_sketch import compact, flat_sketch, in_bucket
+from optimizer.solve.lagrangian.shards import Packed, packed, unpacked
 from optimizer.solve.lagrangian.sketch import STRIDE, WIDTH, flat_tallies
 
 # The calls that leave state on a shard for the calls after them, all of it overwritten by the
@@ -111,13 +112,24 @@ class Shard:
         self._funded: funder_rules.Funded = narrow.no_entries()
         self._targets: narrow.Entries = narrow.no_entries()  # the targeted offers' candidates
         self._kept: narrow.Entries = narrow.no_entries()  # the crossing buckets being narrowed
-        self.plan: list[np.ndarray] = []  # the last plan_rows
+        # the plans kept across calls, one bit a slot (:func:`.shards.packed`), made again
+        # where read: the last plan_rows, the last plan_apply's and the best (plan_keep)
+        self._plan: list[Packed] = []
         self._pairs = rs.entries_of(problem, [], lo)  # the plan's pairs (repair_start)
         self._cuts: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=bool))  # cuts made, kept
         self._pool = rf.empty_pool()  # the refill's pool (refill_start)
         self._left = rf.KeptLeft(problem.offers.n_offers)  # what is left (refill_start, _round)
-        self._made: tuple[int, list[np.ndarray]] = (-1, [])  # the last plan_apply's plan
-        self._best: list[np.ndarray] = []  # the best plan (plan_keep)
+        self._made: tuple[int, list[Packed]] = (-1, [])
+        self._best: list[Packed] = []
+
+    @property
+    def plan(self) -> list[np.ndarray]:
+        """The last plan (:meth:`plan_rows`), one new mask per piece."""
+        return [unpacked(bits, shape) for bits, shape in self._plan]
+
+    @plan.setter
+    def plan(self, masks: list[np.ndarray]) -> None:
+        self._plan = packed(masks)
 
     def ready(self) -> int:
         """The shard's number of candidate pairs (a cheap call that proves it was built)."""
@@ -290,14 +302,17 @@ class Shard:
     def plan_rows(self, prices: Prices) -> list[np.ndarray]:
         """Each piece's first plan (:func:`.method.plan_rows`) from the last best responses."""
         problem, grouped = self.view, self.grouped
-        self.plan = self.run(lambda item: method.plan_rows(problem, prices, item[0], item[1],
-                                                           item[2], grouped),
-                             list(zip(problem.blocks, self.relaxed, self.exact)))
-        return self.plan
+        masks = self.run(lambda item: method.plan_rows(problem, prices, item[0], item[1],
+                                                       item[2], grouped),
+                         list(zip(problem.blocks, self.relaxed, self.exact)))
+        self.plan = masks
+        return masks
 
     def plan_rows_packed(self, prices: Prices) -> list[np.ndarray]:
-        """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire)."""
-        return [np.packbits(mask, axis=None) for mask in self.plan_rows(prices)]
+        """:meth:`plan_rows` as packed bits (one bit per candidate slot on the wire: the bits
+        kept)."""
+        self.plan_rows(prices)
+        return [bits for bits, _ in self._plan]
 
     # -- the repair (:mod:`.repair_shards`): every call gets the cuts made so far -------------
     def repair_start(self) -> None:
@@ -384,7 +399,7 @@ class Shard:
 
     def _repaired(self, applied: list) -> list[np.ndarray]:
         """The last plan less the pairs the cuts ``applied`` dropped (new masks)."""
-        masks = [m.copy() for m in self.plan]
+        masks = self.plan  # new masks
         gone = ~self._kept_after(applied)
         e = self._pairs
         for k, mask in enumerate(masks):  # a loop over the shard's pieces, never pairs
@@ -426,7 +441,7 @@ class Shard:
         masks = self._repaired(applied)
         rf.set_pairs(self.problem, masks, granted, self.lo)
         group_rules.trim_plan(self.view, masks)  # the refill knows no groups
-        self._made = (plan_id, masks)
+        self._made = (plan_id, packed(masks))
         return (self.problem.usage(masks, self.run).customers,
                 self.problem.objective_exact(masks, self.run))
 
@@ -447,14 +462,14 @@ class Shard:
         self._best = self._made[1]
 
     def plan_best(self) -> list[np.ndarray]:
-        """The best plan kept (:meth:`plan_keep`), one mask per piece."""
-        return self._best
+        """The best plan kept (:meth:`plan_keep`), one new mask per piece."""
+        return [unpacked(bits, shape) for bits, shape in self._best]
 
     def plan_best_packed(self) -> list[np.ndarray]:
-        """:meth:`plan_best` as packed bits."""
-        return [np.packbits(mask, axis=None) for mask in self._best]
+        """:meth:`plan_best` as packed bits (the bits kept)."""
+        return [bits for bits, _ in self._best]
 
     def plan_best_pairs(self) -> PlanPairs:
         """The best plan kept, as its chosen pairs in customer order
         (:func:`optimizer.model.chosen.chosen_pairs_of`)."""
-        return chosen_pairs_of(self.problem, self._best)
+        return chosen_pairs_of(self.problem, self.plan_best())

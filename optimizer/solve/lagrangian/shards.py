@@ -11,6 +11,7 @@ machine sums its own customers exactly as one process does. With one shard (ever
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -178,3 +179,17 @@ def joined(problem: AssignmentProblem, specs: Sequence[ShardSpec],
     return [p[0] if len(p) == 1 else
             (np.concatenate(p) if p else np.zeros(block.offer.shape, dtype=bool))
             for p, block in zip(pieces, problem.blocks)]
+
+
+Packed = tuple[np.ndarray, tuple[int, ...]]  # a mask's packed bits and its shape (:func:`packed`)
+
+
+def packed(masks: Iterable[np.ndarray]) -> list[Packed]:
+    """Each boolean mask as one bit a slot (``np.packbits`` of the mask flat, in row order: the
+    bytes a shard sends for it) with its shape, to make it again (:func:`unpacked`)."""
+    return [(np.packbits(mask, axis=None), mask.shape) for mask in masks]
+
+
+def unpacked(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The boolean mask of ``shape`` whose packed bits are ``bits`` (:func:`packed`), new."""
+    return np.unpackbits(bits, count=math.prod(shape)).reshape(shape).view(bool)
