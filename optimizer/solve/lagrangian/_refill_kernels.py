@@ -287,8 +287,8 @@ def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priori
     updated in place.
     """
     taken = np.zeros(owner.shape[0], dtype=bool)
-    _refill_rounds(owner.astype(np.int64, copy=False), offer, cost, priority,
-                   cat_key.astype(np.int64, copy=False), cat_count, slots_left, budget_left,
+    # the pool's columns as they are (int32 or int64; a copy in int64 doubled them)
+    _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left, budget_left,
                    count_left, float(global_left), -1 if per_category is None
                    else int(per_category), rounds, taken)
     return taken
@@ -321,10 +321,40 @@ def proposals(start: np.ndarray, offer: np.ndarray, cost: np.ndarray, cat_key: n
     owner with a free slot, her first entry not ``taken`` that is live at what is left (the
     entries :func:`refill_rounds` passed over before the round are exactly the taken ones and
     dead ones, which stay dead: capacities only shrink, category counts only grow)."""
-    return _proposals(start.astype(np.int64, copy=False), offer, cost,
-                      cat_key.astype(np.int64, copy=False), cat_count, taken, slots_left,
-                      budget_left, count_left, float(global_left),
+    return _proposals(start.astype(np.int64, copy=False), offer, cost, cat_key, cat_count,
+                      taken, slots_left, budget_left, count_left, float(global_left),
                       -1 if per_category is None else int(per_category))
+
+
+@nb.njit(**_JIT)
+def _taken_entries(start, customer, slot, granted, slot_bits, taken, used):  # pragma: no cover
+    mask = (1 << slot_bits) - 1
+    for g in range(granted.shape[0]):
+        c = granted[g] >> slot_bits
+        o = np.searchsorted(customer, c)
+        if o == customer.shape[0] or customer[o] != c:
+            continue  # not in this pool
+        s = granted[g] & mask
+        for j in range(start[o], start[o + 1]):
+            if slot[j] == s:
+                if not taken[j]:
+                    taken[j] = True
+                    used[o] += 1
+                break
+
+
+def taken_entries(start: np.ndarray, customer: np.ndarray, slot: np.ndarray,
+                  granted: np.ndarray, slot_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of a pool (``start``: each owner's first entry, then the end; ``customer``:
+    each owner's, ascending; ``slot``: each entry's) at the positions ``granted`` (``customer
+    << slot_bits | slot``; those of no entry are passed over), and how many each owner has.
+    What ``np.isin`` of the entries' positions would find, without a position per entry or
+    the sort of them all."""
+    taken = np.zeros(slot.shape[0], dtype=bool)
+    used = np.zeros(customer.shape[0], dtype=np.int64)
+    _taken_entries(start.astype(np.int64, copy=False), customer.astype(np.int64, copy=False),
+                   slot, granted.astype(np.int64, copy=False), slot_bits, taken, used)
+    return taken, used
 
 
 @nb.njit(**_JIT)
