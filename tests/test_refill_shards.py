@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from optimizer.model.problem import AssignmentProblem, Prices
 from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
-from optimizer.solve.lagrangian import refill_shards, repair_shards
+from optimizer.solve.lagrangian import refill_shards, repair, repair_shards
 from optimizer.solve.lagrangian._kernels import serial_map
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.lagrangian.repair import refill
@@ -226,22 +226,25 @@ def test_taken_entries_are_those_at_the_granted_positions(seed):
     assert np.array_equal(used, np.bincount(owner[taken], minlength=n_owner))
 
 
-def test_the_shard_pool_holds_no_entry_column_twice_or_in_int64():
-    """A shard's pool holds per entry its offer (int32), cost and priority (float64), slot
-    (int16) and category keys (int32): its customer, position and owner are derived from the
-    owners' (they held 24 bytes more an entry in int64, and offer and keys 4 more each)."""
+def test_the_refill_pools_hold_no_owner_column_or_int64_per_entry():
+    """A shard's pool, and the driver's it is built from, hold per entry its offer (int32),
+    cost and priority (float64), slot (int16) and category keys (int32): its row, owner,
+    customer and position are derived from its owner's (the shard's held customer, position
+    and owner in int64, 24 bytes more an entry, and offer and keys 4 more each)."""
     problem = random_problem(3, 200, 10, 6, multi=True, per_category=1, global_share=None)
     offers = problem.offers
     chosen = [np.zeros(b.offer.shape, dtype=bool) for b in problem.blocks]
     left = (offers.budget.copy(), offers.max_customers.astype(float), np.inf)
-    pool = refill_shards.shard_pool(problem, chosen, Prices.zeros(offers.n_offers), left, 0,
-                                    serial_map)
+    prices = Prices.zeros(offers.n_offers)
+    driver = repair._pool(problem, chosen, prices, offers.budget > 0, offers.budget, serial_map)
+    pool = refill_shards.shard_pool(problem, chosen, prices, left, 0, serial_map)
     n = pool.offer.shape[0]
-    per_entry = {f.name: getattr(pool, f.name) for f in dataclasses.fields(pool)
-                 if getattr(pool, f.name).shape[:1] == (n,)}
     assert n > pool.slots.shape[0] > 0 and pool.cat_key.shape[1] == 2
-    assert set(per_entry) == {"offer", "cost", "priority", "cat_key", "slot"}
-    assert sum(a.nbytes for a in per_entry.values()) == n * (4 + 8 + 8 + 2 * 4 + 2)
+    for held in (driver, pool):
+        per_entry = {f.name: getattr(held, f.name) for f in dataclasses.fields(held)
+                     if getattr(held, f.name).shape[:1] == (n,)}
+        assert set(per_entry) == {"offer", "cost", "priority", "cat_key", "slot"}
+        assert sum(a.nbytes for a in per_entry.values()) == n * (4 + 8 + 8 + 2 * 4 + 2)
     refill_shards.propose(pool, np.zeros(0, dtype=np.int64), left, 1)
     whole = pool.customer[np.searchsorted(pool.start, pool.proposed, side="right") - 1]
     assert np.array_equal(pool.proposed_customer, whole)

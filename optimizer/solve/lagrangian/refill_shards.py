@@ -139,15 +139,13 @@ def shard_pool(problem: AssignmentProblem, masks: list[np.ndarray], prices: Pric
                  np.minimum(budget_left, global_left), run)
     if pool is None:
         return empty_pool()
-    # per owner, not per entry: her first entry, its piece and so her customer
-    start = np.searchsorted(pool.owner, np.arange(pool.slots_left.shape[0] + 1))
-    first = start[:-1]
-    piece = np.searchsorted(pool.starts, first, side="right") - 1
+    # each owner's customer: her row in her piece, whose first entry is at or before hers
+    piece = np.searchsorted(pool.starts, pool.start[:-1], side="right") - 1
     firsts = np.cumsum([0] + [b.n_customers for b in problem.blocks])
-    customer = lo + firsts[piece] + pool.row[first].astype(np.int64)
+    customer = lo + firsts[piece] + pool.row.astype(np.int64)
     index = np.zeros(0, dtype=np.int64)
     return ShardPool(pool.offer, pool.cost, pool.priority, pool.cat_key, pool.slot, customer,
-                     start, pool.slots_left, pool.cat_count, index, index)
+                     pool.start, pool.slots_left, pool.cat_count, index, index)
 
 
 def propose(p: ShardPool, granted: np.ndarray, left: Left, per_category: int | None) -> int:
