@@ -278,17 +278,17 @@ def refill_rounds(start: np.ndarray, offer: np.ndarray, cost: np.ndarray, priori
     """Rounds of proposals over a refill pool; returns which pool entries were taken.
 
     The pool is sorted by customer (``start``: each one's first entry, then the end), each
-    customer's entries best first. Each round every customer with a free slot proposes her best entry that still fits
-    (her category caps through ``cat_key``/``cat_count``, the offer's ``count_left`` and
-    ``budget_left``, the ``global_left`` budget); proposals are granted best priority first
-    while they still fit. ``slots_left``, ``cat_count``, ``budget_left`` and ``count_left`` are
-    updated in place.
+    customer's entries best first. Each round every customer with a free slot proposes her
+    best entry that still fits (her category caps through ``cat_key``/``cat_count``, the
+    offer's ``count_left`` and ``budget_left``, the ``global_left`` budget); proposals are
+    granted best priority first while they still fit. ``slots_left``, ``cat_count``,
+    ``budget_left`` and ``count_left`` are updated in place.
     """
     taken = np.zeros(offer.shape[0], dtype=bool)
     # the pool's columns as they are (int32 or int64: a copy in int64 would double them)
-    _refill_rounds(start.astype(np.int64, copy=False), offer, cost, priority, cat_key, cat_count, slots_left, budget_left,
-                   count_left, float(global_left), -1 if per_category is None
-                   else int(per_category), rounds, taken)
+    _refill_rounds(start.astype(np.int64, copy=False), offer, cost, priority, cat_key,
+                   cat_count, slots_left, budget_left, count_left, float(global_left),
+                   -1 if per_category is None else int(per_category), rounds, taken)
     return taken
 
 
@@ -331,7 +331,7 @@ def _taken_entries(start, customer, slot, granted, slot_bits, taken, used):  # p
         c = granted[g] >> slot_bits
         o = np.searchsorted(customer, c)
         if o == customer.shape[0] or customer[o] != c:
-            continue  # not in this pool
+            continue  # no entry of this pool (an earlier plan's grants on an empty pool)
         s = granted[g] & mask
         for j in range(start[o], start[o + 1]):
             if slot[j] == s:
