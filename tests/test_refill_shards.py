@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizer.model.problem import AssignmentProblem, Prices
-from optimizer.solve.lagrangian import refill_shards, repair_shards
+from optimizer.solve.lagrangian import _refill_kernels as refill_kernels
+from optimizer.solve.lagrangian import refill_shards, repair, repair_shards
+from optimizer.solve.lagrangian._kernels import serial_map
 from optimizer.solve.lagrangian.method import LagrangianSettings, solve_lagrangian
 from optimizer.solve.lagrangian.repair import refill
 from tests.test_campaign_solver import with_groups
@@ -200,3 +202,49 @@ def test_tied_proposals_on_two_shards_go_to_the_first_customer():
     for shard in (1, 2):
         out, _ = _refilled(problem, chosen, prices, shard, on_shards=True)
         assert [bool(c[0, 0]) for c in out] == [True, False]
+
+
+@given(seed=st.integers(0, 10_000))
+@settings(max_examples=60, deadline=None)
+def test_taken_entries_are_those_at_the_granted_positions(seed):
+    """The entries a round's grants take (positions ``customer << 24 | slot``, some of no entry
+    of the pool, some twice): those whose position ``np.isin`` finds, and each owner's count."""
+    rng = np.random.default_rng(seed)
+    n_owner = int(rng.integers(0, 30))
+    customer = np.sort(rng.choice(1 << 30, n_owner, replace=False)).astype(np.int64)
+    sizes = rng.integers(1, 6, n_owner)
+    start = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    slot = np.concatenate([rng.permutation(8)[:k] for k in sizes]).astype(np.int16) \
+        if n_owner else np.zeros(0, dtype=np.int16)
+    owner = np.repeat(np.arange(n_owner), sizes)
+    pos = (customer[owner] << 24) | slot
+    stray = (rng.integers(0, 1 << 30, 5).astype(np.int64) << 24) | rng.integers(0, 8, 5)
+    granted = np.concatenate([rng.choice(pos, min(pos.size, 7)) if pos.size else pos, stray,
+                              customer[:2] << 24 | 9]).astype(np.int64)
+    taken, used = refill_kernels.taken_entries(start, customer, slot, granted, 24)
+    assert np.array_equal(taken, np.isin(pos, granted))
+    assert np.array_equal(used, np.bincount(owner[taken], minlength=n_owner))
+
+
+def test_the_refill_pools_hold_no_owner_column_or_int64_per_entry():
+    """A shard's pool, and the driver's it is built from, hold per entry its offer (int32),
+    cost and priority (float64), slot (int16) and category keys (int32): its row, owner,
+    customer and position are derived from its owner's (the shard's held customer, position
+    and owner in int64, 24 bytes more an entry, and offer and keys 4 more each)."""
+    problem = random_problem(3, 200, 10, 6, multi=True, per_category=1, global_share=None)
+    offers = problem.offers
+    chosen = [np.zeros(b.offer.shape, dtype=bool) for b in problem.blocks]
+    left = (offers.budget.copy(), offers.max_customers.astype(float), np.inf)
+    prices = Prices.zeros(offers.n_offers)
+    driver = repair._pool(problem, chosen, prices, offers.budget > 0, offers.budget, serial_map)
+    pool = refill_shards.shard_pool(problem, chosen, prices, left, 0, serial_map)
+    n = pool.offer.shape[0]
+    assert n > pool.slots.shape[0] > 0 and pool.cat_key.shape[1] == 2
+    for held in (driver, pool):
+        per_entry = {f.name: getattr(held, f.name) for f in dataclasses.fields(held)
+                     if getattr(held, f.name).shape[:1] == (n,)}
+        assert set(per_entry) == {"offer", "cost", "priority", "cat_key", "slot"}
+        assert sum(a.nbytes for a in per_entry.values()) == n * (4 + 8 + 8 + 2 * 4 + 2)
+    refill_shards.propose(pool, np.zeros(0, dtype=np.int64), left, 1)
+    whole = pool.customer[np.searchsorted(pool.start, pool.proposed, side="right") - 1]
+    assert np.array_equal(pool.proposed_customer, whole)

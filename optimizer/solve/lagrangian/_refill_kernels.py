@@ -225,16 +225,12 @@ def _live(j, offer, cost, cat_key, cat_count, budget_left, count_left, global_le
 
 
 @nb.njit(**_JIT)
-def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left, budget_left,
+def _refill_rounds(start, offer, cost, priority, cat_key, cat_count, slots_left, budget_left,
                    count_left, global_left, per_category, rounds, taken):  # pragma: no cover
-    k = owner.shape[0]
     n_owner = slots_left.shape[0]
-    start = np.zeros(n_owner + 1, dtype=np.int64)
-    for j in range(k):
-        start[owner[j] + 1] += 1
-    start = np.cumsum(start)
     at = start[:-1].copy()  # each customer's next entry; entries passed over never come back
     proposals = np.empty(n_owner, dtype=np.int64)
+    proposer = np.empty(n_owner, dtype=np.int64)  # each proposal's owner
     for _ in range(rounds):
         m = 0
         for c in range(n_owner):
@@ -249,6 +245,7 @@ def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left,
             at[c] = j
             if j < start[c + 1]:
                 proposals[m] = j
+                proposer[m] = c
                 m += 1
         if m == 0:
             break
@@ -256,11 +253,12 @@ def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left,
         # every customer's best live entry, best priority first (ties: customer order)
         for q in np.argsort(-priority[proposals[:m]], kind="mergesort"):
             j = proposals[q]
+            c = proposer[q]
             o = offer[j]
-            at[owner[j]] = j + 1
+            at[c] = j + 1
             if _left_fits(o, cost[j], budget_left, count_left, global_left):
                 taken[j] = True
-                slots_left[owner[j]] -= 1
+                slots_left[c] -= 1
                 for w in range(cat_key.shape[1]):
                     if cat_key[j, w] >= 0:
                         cat_count[cat_key[j, w]] += 1
@@ -273,24 +271,24 @@ def _refill_rounds(owner, offer, cost, priority, cat_key, cat_count, slots_left,
     return global_left
 
 
-def refill_rounds(owner: np.ndarray, offer: np.ndarray, cost: np.ndarray, priority: np.ndarray,
+def refill_rounds(start: np.ndarray, offer: np.ndarray, cost: np.ndarray, priority: np.ndarray,
                   cat_key: np.ndarray, cat_count: np.ndarray, slots_left: np.ndarray,
                   budget_left: np.ndarray, count_left: np.ndarray, global_left: float,
                   per_category: int | None, rounds: int) -> np.ndarray:
     """Rounds of proposals over a refill pool; returns which pool entries were taken.
 
-    The pool is sorted by customer (``owner``, numbered 0..), each customer's entries best
-    first. Each round every customer with a free slot proposes her best entry that still fits
-    (her category caps through ``cat_key``/``cat_count``, the offer's ``count_left`` and
-    ``budget_left``, the ``global_left`` budget); proposals are granted best priority first
-    while they still fit. ``slots_left``, ``cat_count``, ``budget_left`` and ``count_left`` are
-    updated in place.
+    The pool is sorted by customer (``start``: each one's first entry, then the end), each
+    customer's entries best first. Each round every customer with a free slot proposes her
+    best entry that still fits (her category caps through ``cat_key``/``cat_count``, the
+    offer's ``count_left`` and ``budget_left``, the ``global_left`` budget); proposals are
+    granted best priority first while they still fit. ``slots_left``, ``cat_count``,
+    ``budget_left`` and ``count_left`` are updated in place.
     """
-    taken = np.zeros(owner.shape[0], dtype=bool)
-    _refill_rounds(owner.astype(np.int64, copy=False), offer, cost, priority,
-                   cat_key.astype(np.int64, copy=False), cat_count, slots_left, budget_left,
-                   count_left, float(global_left), -1 if per_category is None
-                   else int(per_category), rounds, taken)
+    taken = np.zeros(offer.shape[0], dtype=bool)
+    # the pool's columns as they are (int32 or int64: a copy in int64 would double them)
+    _refill_rounds(start.astype(np.int64, copy=False), offer, cost, priority, cat_key,
+                   cat_count, slots_left, budget_left, count_left, float(global_left),
+                   -1 if per_category is None else int(per_category), rounds, taken)
     return taken
 
 
@@ -321,10 +319,40 @@ def proposals(start: np.ndarray, offer: np.ndarray, cost: np.ndarray, cat_key: n
     owner with a free slot, her first entry not ``taken`` that is live at what is left (the
     entries :func:`refill_rounds` passed over before the round are exactly the taken ones and
     dead ones, which stay dead: capacities only shrink, category counts only grow)."""
-    return _proposals(start.astype(np.int64, copy=False), offer, cost,
-                      cat_key.astype(np.int64, copy=False), cat_count, taken, slots_left,
-                      budget_left, count_left, float(global_left),
+    return _proposals(start.astype(np.int64, copy=False), offer, cost, cat_key, cat_count,
+                      taken, slots_left, budget_left, count_left, float(global_left),
                       -1 if per_category is None else int(per_category))
+
+
+@nb.njit(**_JIT)
+def _taken_entries(start, customer, slot, granted, slot_bits, taken, used):  # pragma: no cover
+    mask = (1 << slot_bits) - 1
+    for g in range(granted.shape[0]):
+        c = granted[g] >> slot_bits
+        o = np.searchsorted(customer, c)
+        if o == customer.shape[0] or customer[o] != c:
+            continue  # no entry of this pool (an earlier plan's grants on an empty pool)
+        s = granted[g] & mask
+        for j in range(start[o], start[o + 1]):
+            if slot[j] == s:
+                if not taken[j]:
+                    taken[j] = True
+                    used[o] += 1
+                break
+
+
+def taken_entries(start: np.ndarray, customer: np.ndarray, slot: np.ndarray,
+                  granted: np.ndarray, slot_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of a pool (``start``: each owner's first entry, then the end; ``customer``:
+    each owner's, ascending; ``slot``: each entry's) at the positions ``granted`` (``customer
+    << slot_bits | slot``; those of no entry are passed over), and how many each owner has.
+    What ``np.isin`` of the entries' positions would find, without a position per entry or
+    the sort of them all."""
+    taken = np.zeros(slot.shape[0], dtype=bool)
+    used = np.zeros(customer.shape[0], dtype=np.int64)
+    _taken_entries(start.astype(np.int64, copy=False), customer.astype(np.int64, copy=False),
+                   slot, granted.astype(np.int64, copy=False), slot_bits, taken, used)
+    return taken, used
 
 
 @nb.njit(**_JIT)

@@ -59,21 +59,25 @@ Changes = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 # -- the shard's side ---------------------------------------------------------------------------
 @dataclass
 class ShardPool:
-    """A shard's refill pool (:func:`.repair._pool` over its pieces), each entry's customer
-    (the whole problem's index) and position, each owner's first entry, its free slots and
-    category counts before the refill, and the last round's proposals in the grant order."""
+    """A shard's refill pool (:func:`.repair._pool` over its pieces, its columns as that
+    keeps them: offer int32, slot int16 or int32, cat_key int32 where the keys fit), each
+    owner's customer (the whole problem's index, ascending) and first entry, its free slots
+    and category counts before the refill, and the last round's proposals in the grant order
+    with their customers. An entry's customer and position (``customer << _SLOT_BITS |
+    slot``) are its owner's, derived where read: held per entry, they and the owners doubled
+    the pool a worker holds at its peak."""
 
     offer: np.ndarray
     cost: np.ndarray
     priority: np.ndarray
     cat_key: np.ndarray
+    slot: np.ndarray
     customer: np.ndarray
-    pos: np.ndarray
-    owner: np.ndarray
     start: np.ndarray
     slots: np.ndarray
     cat_count: np.ndarray
     proposed: np.ndarray
+    proposed_customer: np.ndarray
 
 
 class KeptLeft:
@@ -122,8 +126,9 @@ def changes_since(base: tuple[np.ndarray, np.ndarray], left: Left) -> Changes:
 def empty_pool() -> ShardPool:
     """A pool without entries (a shard none of whose customers can take more)."""
     index = np.zeros(0, dtype=np.int64)
-    return ShardPool(index, np.zeros(0), np.zeros(0), np.zeros((0, 0), dtype=np.int64), index,
-                     index, index, np.zeros(1, dtype=np.int64), index, index, index)
+    small = np.zeros(0, dtype=np.int32)
+    return ShardPool(small, np.zeros(0), np.zeros(0), np.zeros((0, 0), dtype=np.int32),
+                     small, index, np.zeros(1, dtype=np.int64), small, small, index, index)
 
 
 def shard_pool(problem: AssignmentProblem, masks: list[np.ndarray], prices: Prices,
@@ -134,42 +139,46 @@ def shard_pool(problem: AssignmentProblem, masks: list[np.ndarray], prices: Pric
                  np.minimum(budget_left, global_left), run)
     if pool is None:
         return empty_pool()
+    # each owner's customer: her row in her piece, whose first entry is at or before hers
+    piece = np.searchsorted(pool.starts, pool.start[:-1], side="right") - 1
     firsts = np.cumsum([0] + [b.n_customers for b in problem.blocks])
-    piece = np.repeat(np.arange(len(problem.blocks)), np.diff(pool.starts))
     customer = lo + firsts[piece] + pool.row.astype(np.int64)
-    owner = pool.owner.astype(np.int64)
-    start = np.searchsorted(owner, np.arange(pool.slots_left.shape[0] + 1))
-    return ShardPool(pool.offer.astype(np.int64), pool.cost, pool.priority,
-                     pool.cat_key.astype(np.int64), customer,
-                     (customer << _SLOT_BITS) | pool.slot.astype(np.int64), owner, start,
-                     pool.slots_left.astype(np.int64), pool.cat_count.astype(np.int64),
-                     np.zeros(0, dtype=np.int64))
+    index = np.zeros(0, dtype=np.int64)
+    return ShardPool(pool.offer, pool.cost, pool.priority, pool.cat_key, pool.slot, customer,
+                     pool.start, pool.slots_left, pool.cat_count, index, index)
 
 
 def propose(p: ShardPool, granted: np.ndarray, left: Left, per_category: int | None) -> int:
     """Form the round's proposals at ``left`` after the grants ``granted`` (positions, every
     round's so far): kept in ``p``, in the grant order; returns how many."""
-    taken = np.isin(p.pos, granted)
-    slots = p.slots - np.bincount(p.owner[taken], minlength=p.slots.shape[0])
+    taken, used = refill_kernels.taken_entries(p.start, p.customer, p.slot, granted,
+                                               _SLOT_BITS)
+    slots = p.slots - used
     keys = p.cat_key[taken]
     counts = p.cat_count + np.bincount(keys[keys >= 0], minlength=p.cat_count.shape[0])
     j = refill_kernels.proposals(p.start, p.offer, p.cost, p.cat_key, counts, taken, slots,
                                  left[0], left[1], left[2], per_category)
-    p.proposed = j[np.lexsort((p.customer[j], -p.priority[j]))]
+    customer = p.customer[np.searchsorted(p.start, j, side="right") - 1]
+    order = np.lexsort((customer, -p.priority[j]))
+    p.proposed, p.proposed_customer = j[order], customer[order]
     return int(j.shape[0])
 
 
 def batch(p: ShardPool, after: tuple[float, int] | None, left: Left, limit: int) -> Batch:
     """The first ``limit`` proposals past ``after`` (priority, customer) in the grant order that
     fit ``left``, and whether more do."""
-    j = p.proposed
+    j, cust = p.proposed, p.proposed_customer
     if after is not None:
-        prio, cust = p.priority[j], p.customer[j]
-        j = j[(prio < after[0]) | ((prio == after[0]) & (cust > after[1]))]
-    j = j[refill_kernels.fitting(p.offer[j], p.cost[j], left[0], left[1], left[2])]
+        prio = p.priority[j]
+        later = (prio < after[0]) | ((prio == after[0]) & (cust > after[1]))
+        j, cust = j[later], cust[later]
+    fit = refill_kernels.fitting(p.offer[j], p.cost[j], left[0], left[1], left[2])
+    j, cust = j[fit], cust[fit]
     more = j.shape[0] > limit
-    j = j[:limit]
-    return p.priority[j], p.customer[j], p.offer[j], p.cost[j], p.pos[j], bool(more)
+    j, cust = j[:limit], cust[:limit]
+    # the driver's values and types as before the pool kept them smaller
+    return (p.priority[j], cust, p.offer[j].astype(np.int64), p.cost[j],
+            (cust << _SLOT_BITS) | p.slot[j], bool(more))
 
 
 # -- the driver's side --------------------------------------------------------------------------

@@ -55,10 +55,11 @@ def flatten(problem: AssignmentProblem, chosen: list[np.ndarray],
     return ChosenPairs(*(_gathered(parts, k) for k in range(6)))
 
 
-def _gathered(parts: list[list], k: int) -> np.ndarray:
-    """Column ``k`` of every block's part, concatenated; the parts' copies are let go at once,
-    so the columns are held about once, not twice."""
-    out = np.concatenate([p[k] for p in parts])
+def _gathered(parts: list[list], k: int, dtype: type | None = None) -> np.ndarray:
+    """Column ``k`` of every block's part, concatenated (as ``dtype``, values that fit it: no
+    copy in the parts' type first); the parts' copies are let go at once, so the columns are
+    held about once, not twice."""
+    out = np.concatenate([p[k] for p in parts], dtype=dtype)
     for p in parts:
         p[k] = None
     return out
@@ -198,16 +199,20 @@ def repair(problem: AssignmentProblem, chosen: list[np.ndarray],
 class _Pool:
     """The candidates refill may still add, flat, customer by customer, each best first.
 
-    starts: where each block's entries begin (and, last, the total); owner: each entry's
-    customer, numbered 0.. over the pool; slots_left: free slots per owner; cat_key: ``(k,
-    width)`` index into ``cat_count`` (the owner's chosen offers in that category) of each
-    entry's categories, -1 where the offer has no such category column.
+    starts: where each block's entries begin (and, last, the total); start: where each owner's
+    entries begin (the pool's customers, numbered 0..; and, last, the total); row: each
+    owner's row in her block; slots_left: free slots per owner; cat_key: ``(k, width)`` index
+    into ``cat_count`` (the owner's chosen offers in that category) of each entry's categories,
+    -1 where the offer has no such category column. Held as small as is exact (the pool is
+    what a Dask worker adds at its peak): an entry's owner and row are its owner's, held per
+    owner; offer, row, slots_left and cat_count int32, slot int16 when the blocks' slots fit,
+    cat_key int32 when the keys' count fits; the rounds' kernels read them as they are.
     """
 
     starts: np.ndarray
+    start: np.ndarray
     row: np.ndarray
     slot: np.ndarray
-    owner: np.ndarray
     offer: np.ndarray
     cost: np.ndarray
     priority: np.ndarray
@@ -235,17 +240,30 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     if not parts or sizes.sum() == 0:
         return None
     starts = np.r_[0, np.cumsum(sizes)]
-    # number owners and category keys over the whole pool, not per block
-    owner_base = np.cumsum([0] + [p[7].size for p in parts])
+    # category keys numbered over the whole pool, not per block
     key_base = np.cumsum([0] + [p[8].size for p in parts])
+    for b, p in enumerate(parts):  # per owner, not per entry: her row and first entry
+        first = np.searchsorted(p[2], np.arange(p[7].size))
+        p[0], p[2] = p[0][first], first + starts[b]
     # one column at a time: the pool and a whole copy of it are never held together
-    row, slot, owner, offer, cost, priority, cat_key = (_gathered(parts, k) for k in range(7))
-    for b in range(len(parts)):
-        owner[starts[b]:starts[b + 1]] += owner_base[b]
-        keys = cat_key[starts[b]:starts[b + 1]]
-        keys[keys >= 0] += key_base[b]
-    return _Pool(starts, row, slot, owner, offer, cost, priority, cat_key, _gathered(parts, 7),
-                 _gathered(parts, 8))
+    slot_type = np.int16 if max(b.offer.shape[1] for b in problem.blocks) <= 1 << 15 \
+        else np.int32
+    row, slot, start, offer, cost, priority = (_gathered(parts, k, t) for k, t in enumerate(
+        (None, slot_type, None, None, None, None)))
+    return _Pool(starts, np.append(start, starts[-1]), row, slot, offer, cost, priority,
+                 _keys(parts, starts, key_base), _gathered(parts, 7, np.int32),
+                 _gathered(parts, 8, np.int32))
+
+
+def _keys(parts: list[list], starts: np.ndarray, key_base: np.ndarray) -> np.ndarray:
+    """Every block's category keys (column 6 of its part), numbered over the whole pool: int32
+    when the keys' count fits (the same keys), written block by block into the one array."""
+    out = np.empty((int(starts[-1]), parts[0][6].shape[1]),
+                   dtype=np.int32 if key_base[-1] <= np.iinfo(np.int32).max else np.int64)
+    for b, p in enumerate(parts):
+        out[starts[b]:starts[b + 1]] = np.where(p[6] >= 0, p[6] + key_base[b], -1)
+        p[6] = None
+    return out
 
 
 def open_offers(budget_left: np.ndarray, count_left: np.ndarray) -> np.ndarray:
@@ -282,11 +300,12 @@ def refill(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
                  map_blocks or serial_map)
     if pool is None:
         return
-    taken = refill_kernels.refill_rounds(pool.owner, pool.offer, pool.cost, pool.priority,
+    taken = refill_kernels.refill_rounds(pool.start, pool.offer, pool.cost, pool.priority,
                                          pool.cat_key, pool.cat_count, pool.slots_left,
                                          budget_left, count_left.astype(float), global_left,
                                          problem.max_per_category, _REFILL_ROUNDS)
     for b, mask in enumerate(chosen):
         sel = np.flatnonzero(taken[pool.starts[b]:pool.starts[b + 1]]) + pool.starts[b]
         if sel.size:
-            mask[pool.row[sel], pool.slot[sel]] = True
+            mask[pool.row[np.searchsorted(pool.start, sel, side="right") - 1],
+                 pool.slot[sel]] = True
