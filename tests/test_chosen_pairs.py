@@ -19,6 +19,7 @@ import pytest
 
 from optimizer.apps.synthetic import write_demo_data
 from optimizer.core.config import Measurement
+from optimizer.model import chosen as chosen_module
 from optimizer.model.build import Built
 from optimizer.model.chosen import PlanPairs, chosen_pairs_of, chosen_problem
 from optimizer.model.holdout import withhold_controls
@@ -197,19 +198,24 @@ class BuiltWire(WireShards):
             for spec in self.specs]
 
 
-def _not_read_again(pairs: PlanPairs, source: Any, customers: pl.DataFrame) -> PlanPairs:
+def _not_read_again(pairs: PlanPairs, source: Any, customers: pl.DataFrame
+                    ) -> list[PlanPairs]:
     """The wrong p_redeem: the worker-built shard's own (it keeps none: zeros)."""
-    return pairs
+    return [pairs]
 
 
-@pytest.mark.parametrize("wrong", [False, True])
-def test_worker_built_shards_read_the_builds_p_redeem(monkeypatch, scores_world, wrong):
+@pytest.mark.parametrize(("wrong", "stretch"), [(False, None), (False, 7), (True, None)])
+def test_worker_built_shards_read_the_builds_p_redeem(monkeypatch, scores_world, wrong,
+                                                      stretch):
     """Worker-built shards (no p_redeem kept) read their chosen pairs' p_redeem again from the
     scores table: the bits the driver's build holds, so every output is the whole problem's
-    bytes. Not read again (the shard keeps none), the outputs do not match."""
+    bytes, read at once or a ``stretch`` of planned customers at a time. Not read again (the
+    shard keeps none), the outputs do not match."""
     inputs, built = scores_world
+    if stretch is not None:
+        monkeypatch.setattr(chosen_module, "REREAD_CUSTOMERS", stretch)
     if wrong:
-        monkeypatch.setattr(shard_module, "reread_p_redeem", _not_read_again)
+        monkeypatch.setattr(shard_module, "reread_by_stretch", _not_read_again)
         # nor compared with the build's costs (which refuse it: tests/test_worker_reread_error.py)
         monkeypatch.setattr(shard_module, "require_same_cost", lambda *args: None)
     problem = built.problem

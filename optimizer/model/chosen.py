@@ -148,6 +148,23 @@ def pairs_between(pairs: PlanPairs, lo: int, hi: int) -> PlanPairs:
 REREAD_CUSTOMERS = 1 << 18
 
 
+def reread_by_stretch(pairs: PlanPairs, source: ScoresSource, customers: pl.DataFrame
+                      ) -> list[PlanPairs]:
+    """``pairs`` (in customer order) with their ``p_redeem`` read again
+    (:func:`reread_p_redeem`), in parts of at most ``REREAD_CUSTOMERS`` planned customers
+    each, read one after the other: only one part's rows are held at a time. ``customers``:
+    the customers table's IDs and ``c`` (ascending) over the pairs' customers."""
+    planned, c = pairs.customers, customers.get_column("c").to_numpy()
+    parts = []
+    for first in range(0, planned.size, REREAD_CUSTOMERS):
+        last = min(first + REREAD_CUSTOMERS, planned.size) - 1
+        lo, hi = int(planned[first]), int(planned[last]) + 1
+        a, b = (int(k) for k in np.searchsorted(c, [lo, hi]))
+        parts.append(reread_p_redeem(pairs_between(pairs, lo, hi), source,
+                                     customers.slice(a, b - a)))
+    return parts
+
+
 def read_plan_again(problem: AssignmentProblem, chosen: Sequence[np.ndarray],
                     source: ScoresSource, customers: pl.DataFrame
                     ) -> tuple[AssignmentProblem, list[np.ndarray]]:
@@ -160,13 +177,7 @@ def read_plan_again(problem: AssignmentProblem, chosen: Sequence[np.ndarray],
     masks: the problem the workers' plan comes back as. It keeps ``problem``'s layout (its
     pairs' count and largest cap)."""
     pairs = chosen_pairs_of(problem, chosen)
-    planned = pairs.customers
-    parts = []
-    for first in range(0, planned.size, REREAD_CUSTOMERS):
-        last = min(first + REREAD_CUSTOMERS, planned.size) - 1
-        lo, hi = int(planned[first]), int(planned[last]) + 1
-        parts.append(reread_p_redeem(pairs_between(pairs, lo, hi), source,
-                                     customers.slice(lo, hi - lo)))
+    parts = reread_by_stretch(pairs, source, customers)
     _, layout = held_blocks(problem.blocks, -1)  # every block's shape, the pairs' count
     plan, masks = chosen_problem(replace(problem, layout=layout), parts or [pairs])
     again = replace(pairs, p_redeem=np.concatenate([np.zeros(0)] + [p.p_redeem for p in parts]))
@@ -202,4 +213,5 @@ def require_same_cost(cost: np.ndarray, again_cost: np.ndarray, again: PlanPairs
 
 
 __all__ = ["PlanPairs", "built_cost", "chosen_block", "chosen_pairs_of", "chosen_problem",
-           "pairs_between", "read_plan_again", "require_same_cost", "reread_p_redeem"]
+           "pairs_between", "read_plan_again", "require_same_cost", "reread_by_stretch",
+           "reread_p_redeem"]

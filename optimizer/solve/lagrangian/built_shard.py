@@ -31,7 +31,7 @@ from optimizer.model.chosen import (
     built_cost,
     chosen_block,
     require_same_cost,
-    reread_p_redeem,
+    reread_by_stretch,
 )
 from optimizer.model.layout import BlockLayout, without_p_redeem
 from optimizer.model.problem import AssignmentProblem, CandidateBlock
@@ -170,7 +170,10 @@ class BuiltShard(Shard):
         """The best plan's chosen pairs, their p_redeem read again from the scores table (one
         that gives another cost than the build's is refused, as the local run refuses it)."""
         source, customers = self._rows
-        again = reread_p_redeem(super().plan_best_pairs(), source, customers)
+        pairs = super().plan_best_pairs()
+        parts = reread_by_stretch(pairs, source, customers)  # a stretch's rows held at a time
+        again = replace(pairs, p_redeem=np.concatenate([np.zeros(0)]
+                                                       + [p.p_redeem for p in parts]))
         block = chosen_block(again, self.problem.offers.discount)
         require_same_cost(built_cost(self.problem, self.plan_best()), block.cost[block.offer >= 0],
                           again, customers, source.offers)
