@@ -248,3 +248,34 @@ def test_the_refill_pools_hold_no_owner_column_or_int64_per_entry():
     refill_shards.propose(pool, np.zeros(0, dtype=np.int64), left, 1)
     whole = pool.customer[np.searchsorted(pool.start, pool.proposed, side="right") - 1]
     assert np.array_equal(pool.proposed_customer, whole)
+
+
+def test_caps_past_int32_refill_as_caps_at_the_slots(monkeypatch):
+    """A customer's cap of 2**31 or more (no cap in effect: a row holds ``slots`` offers) refills
+    as a cap of ``slots`` does, on the driver and on shards: her free slots are not wrapped by
+    the pools' int32 columns (they made her cap negative: no pair refilled), and the pool's
+    depth is not sized by the cap."""
+    problem = random_problem(3, 400, 8, 5, multi=False, per_category=None, global_share=None,
+                             block=100)
+    offers = problem.offers
+
+    def capped(cap: int) -> AssignmentProblem:
+        return dataclasses.replace(problem, blocks=[
+            dataclasses.replace(b, cap=np.full(b.n_customers, cap, dtype=np.int64))
+            for b in problem.blocks])
+
+    plans = []
+    for cap in (5, 2**31 + 5, 2**40):
+        q = capped(cap)
+        chosen = [np.zeros(b.offer.shape, dtype=bool) for b in q.blocks]
+        refill(q, chosen, Prices.zeros(offers.n_offers))
+        left = (offers.budget.copy(), offers.max_customers.astype(float), np.inf)
+        pool = refill_shards.shard_pool(q, [np.zeros(b.offer.shape, dtype=bool)
+                                            for b in q.blocks],
+                                        Prices.zeros(offers.n_offers), left, 0, serial_map)
+        plans.append((chosen, pool.slots))
+    (want, want_slots), *others = plans
+    assert sum(int(m.sum()) for m in want) > 100
+    for chosen, slots in others:
+        assert all(np.array_equal(a, b) for a, b in zip(chosen, want))
+        assert np.array_equal(slots, want_slots)

@@ -225,7 +225,10 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
           open_offer: np.ndarray, fits: np.ndarray, map_blocks: Mapper) -> _Pool | None:
     """Each customer with a free slot and her best few candidates that could still be added."""
     offers = problem.offers
-    depth = max(problem.max_cap, 1) + 4  # enough to survive a few rejections per customer
+    # enough to survive a few rejections per customer; a row holds ``slots`` offers, so a cap
+    # past them takes no more (a cap of 2**31 sized the kernel's buffers at 16 GB each)
+    slots = max((b.offer.shape[1] for b in problem.blocks), default=0)
+    depth = min(max(problem.max_cap, 1), slots) + 4
     bonus = prices.target if prices.target is not None else np.zeros(offers.n_offers)
 
     def scan(item: tuple[CandidateBlock, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -245,9 +248,11 @@ def _pool(problem: AssignmentProblem, chosen: list[np.ndarray], prices: Prices,
     for b, p in enumerate(parts):  # per owner, not per entry: her row and first entry
         first = np.searchsorted(p[2], np.arange(p[7].size))
         p[0], p[2] = p[0][first], first + starts[b]
+        # her free slots as int32 below: no more than her row's (a cap past them is no cap;
+        # 2**31 and over wrapped negative and refilled nothing)
+        p[7] = np.minimum(p[7], slots)
     # one column at a time: the pool and a whole copy of it are never held together
-    slot_type = np.int16 if max(b.offer.shape[1] for b in problem.blocks) <= 1 << 15 \
-        else np.int32
+    slot_type = np.int16 if slots <= 1 << 15 else np.int32
     row, slot, start, offer, cost, priority = (_gathered(parts, k, t) for k, t in enumerate(
         (None, slot_type, None, None, None, None)))
     return _Pool(starts, np.append(start, starts[-1]), row, slot, offer, cost, priority,
