@@ -188,6 +188,35 @@ def _killed_run(data: Path, tmp_path: Path, cluster: Any, call: str, at: int | s
     return done, err, tmp_path / "run"
 
 
+def test_compact_margins_give_the_dense_local_bytes_on_two_workers(data, tmp_path,
+                                                                    monkeypatch):
+    """Without a category cap the shards keep each customer's two limits, not a margin a slot
+    (:mod:`optimizer.solve.lagrangian.margins`): the run folder is the bytes of a local run
+    forced to keep one margin a slot, locally and on two workers."""
+    from optimizer.solve.lagrangian import margins
+
+    rules = {k: v for k, v in RULES.items() if k != "max_offers_per_category"}
+    seen: list[bool] = []
+    compact = margins.compact
+
+    def spied(problem: Any) -> bool:
+        seen.append(compact(problem))
+        return seen[-1]
+    with monkeypatch.context() as patch:
+        patch.setattr(margins, "compact", spied)
+        local, _ = _run(tmp_path / "local", data["scores"], rules=rules, repair="shards")
+    assert seen and all(seen)  # every local shard held compact margins
+    with monkeypatch.context() as patch:
+        patch.setattr(margins, "compact", lambda problem: False)
+        dense, _ = _run(tmp_path / "dense", data["scores"], rules=rules, repair="shards")
+    two, _ = _run(tmp_path / "two", data["scores"], rules=rules, backend="dask", workers=2,
+                  repair="shards")
+    assert len(local["assignments.csv"].splitlines()) > 100
+    for f in FILES:
+        assert dense[f] == local[f], f"{f} differs: " + _diff(dense[f], local[f], f)
+        assert two[f] == local[f], f"{f} differs on 2 workers: " + _diff(local[f], two[f], f)
+
+
 @pytest.mark.parametrize("path, call, at, split", [
     # worker-built shards, mid-pass: replays respond and tallies (the repair asked on the
     # driver, which stays there on Dask too)

@@ -7,6 +7,7 @@ arrays as one global sort of all the keys, with far less memory traffic.
 """
 from __future__ import annotations
 
+# kernels compiled in from other modules, as of 08051e0a9bfe
 import numba as nb
 import numpy as np
 

@@ -13,6 +13,7 @@ against a plain sort, and the exact choice against the vectorised enumeration it
 """
 from __future__ import annotations
 
+# kernels compiled in from other modules, as of 871009cfc2bd
 from typing import Callable, Sequence, TypeVar
 
 import numba as nb

@@ -8,6 +8,7 @@ pool comes out flat, already in the order the rounds need. See :mod:`.repair` fo
 """
 from __future__ import annotations
 
+# kernels compiled in from other modules, as of 2fa8521e9e69
 import math
 
 import numba as nb

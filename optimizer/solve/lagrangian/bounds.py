@@ -14,6 +14,7 @@ solver's reduced value.
 """
 from __future__ import annotations
 
+# kernels compiled in from other modules, as of 11263a8975f3
 import numba as nb
 import numpy as np
 

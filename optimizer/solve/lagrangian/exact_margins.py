@@ -20,6 +20,7 @@ once those are decided: a laminar matroid). Other customers keep the relaxed lim
 """
 from __future__ import annotations
 
+# kernels compiled in from other modules, as of 5724039851a4
 import numba as nb
 import numpy as np
 

@@ -25,6 +25,7 @@ read only what the stateful call kept, so a rebuilt shard that replays it answer
 """
 from __future__ import annotations
 
+# kernels compiled in from other modules, as of 9be1c67c9f05
 from typing import Any, Sequence
 
 import numba as nb
